@@ -1,0 +1,170 @@
+//! Endpoint configuration: every tunable of the protocol, with the kernel
+//! module's defaults unless a comment says why we differ.
+
+use core::time::Duration;
+
+/// Bytes of UDP header in front of every Homa packet.
+pub const UDP_HEADER_LEN: u32 = 8;
+/// Bytes of an IPv4 header (no options).
+pub const IPV4_HEADER_LEN: u32 = 20;
+/// Bytes of an IPv6 header (no extension headers).
+pub const IPV6_HEADER_LEN: u32 = 40;
+/// Ethernet framing per packet: header, CRC, preamble, SFD and inter-packet
+/// gap (`HOMA_ETH_OVERHEAD`).
+pub const ETH_OVERHEAD: u32 = 42;
+
+/// Configuration of an [`Endpoint`](crate::Endpoint).
+///
+/// Construct with [`Config::default`] and adjust fields; call
+/// [`Config::validate`] (the endpoint does) to catch inconsistent values.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Config {
+    /// IP MTU of the path. Each DATA packet carries
+    /// `mtu - ip header - udp header - 56` message bytes.
+    pub mtu: u32,
+    /// Largest GSO super-packet the driver accepts, in bytes of Homa packets
+    /// (header + payload per segment). 0 disables batching: every transmit
+    /// is one packet.
+    pub max_gso_bytes: u32,
+    /// Most segments in one GSO transmit (Linux accepts 64 per `UDP_SEGMENT`
+    /// send).
+    pub max_gso_segments: u32,
+    /// Bytes of each message sent before any grant, rounded up to whole
+    /// packets (`unsched_bytes`, default 40 000).
+    pub unsched_bytes: u32,
+    /// Granted-ahead window of the simple grant rule: every incoming message
+    /// is granted up to `received + grant_window` bytes.
+    pub grant_window: u32,
+    /// Largest message accepted or sent. The kernel's limit is 1 000 000; we
+    /// default to 16 MiB.
+    pub max_message_length: u32,
+    /// Number of priority levels in use (1..=8).
+    pub num_priorities: u8,
+    /// Most ports a client socket may be assigned from (0x8000..=0xFFFF).
+    pub first_client_port: u16,
+    /// Most gaps a partially received message may have; a packet that would
+    /// create more is dropped (the sender retransmits it later).
+    pub max_gaps: usize,
+    /// Most control packets queued for transmission; beyond this new ones are
+    /// dropped and counted (a driver that never polls cannot grow memory).
+    pub max_control_queue: usize,
+    /// Timer period: how often the endpoint checks RPCs for silence.
+    pub tick: Duration,
+    /// Maps internal priority levels to the 3-bit value written into the top
+    /// bits of the IP TOS / traffic-class byte (identity by default).
+    pub priority_map: [u8; 8],
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mtu: 1500,
+            max_gso_bytes: 64_000,
+            max_gso_segments: 64,
+            unsched_bytes: 40_000,
+            grant_window: 200_000,
+            max_message_length: 16 << 20,
+            num_priorities: 8,
+            first_client_port: 0x8000,
+            max_gaps: 1024,
+            max_control_queue: 65_536,
+            tick: Duration::from_millis(1),
+            priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
+        }
+    }
+}
+
+/// A configuration value outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub &'static str);
+
+impl Config {
+    /// Checks ranges and relations between values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let min_mtu = IPV6_HEADER_LEN + UDP_HEADER_LEN + crate::wire::DataHeader::LEN as u32 + 1;
+        if self.mtu < min_mtu {
+            return Err(ConfigError("mtu too small for a DATA packet over IPv6"));
+        }
+        if self.mtu > 65_535 {
+            return Err(ConfigError("mtu larger than an IP packet"));
+        }
+        if self.num_priorities == 0 || self.num_priorities as usize > crate::wire::MAX_PRIORITIES {
+            return Err(ConfigError("num_priorities must be 1..=8"));
+        }
+        if self.max_message_length == 0 || self.max_message_length > i32::MAX as u32 {
+            return Err(ConfigError("max_message_length must be 1..=2^31-1"));
+        }
+        if self.first_client_port < 0x8000 {
+            return Err(ConfigError("client ports start at 0x8000 or above"));
+        }
+        if self.grant_window == 0 {
+            return Err(ConfigError("grant_window must be positive"));
+        }
+        if self.max_gaps == 0 {
+            return Err(ConfigError("max_gaps must be positive"));
+        }
+        if self.priority_map.iter().any(|&p| p > 7) {
+            return Err(ConfigError("priority_map values must be 0..=7"));
+        }
+        if self.tick.is_zero() {
+            return Err(ConfigError("tick must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Message bytes per DATA packet to a peer of the given IP family.
+    pub fn max_seg_data(&self, ipv6: bool) -> u32 {
+        let ip = if ipv6 {
+            IPV6_HEADER_LEN
+        } else {
+            IPV4_HEADER_LEN
+        };
+        self.mtu - ip - UDP_HEADER_LEN - crate::wire::DataHeader::LEN as u32
+    }
+
+    /// The highest priority level (used for control packets).
+    pub fn control_priority(&self) -> u8 {
+        self.num_priorities - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_segments_match_mtu() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.max_seg_data(false), 1500 - 20 - 8 - 56);
+        assert_eq!(c.max_seg_data(true), 1500 - 40 - 8 - 56);
+        assert_eq!(c.control_priority(), 7);
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let bad = [
+            Config {
+                mtu: 100,
+                ..Config::default()
+            },
+            Config {
+                num_priorities: 9,
+                ..Config::default()
+            },
+            Config {
+                max_message_length: 0,
+                ..Config::default()
+            },
+            Config {
+                first_client_port: 10,
+                ..Config::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! # homa-proto
+//!
+//! The Homa transport protocol as a sans-IO state machine.
+//!
+//! This crate holds the whole protocol and nothing but the protocol: the wire
+//! format ([`wire`]), RPC state, message reassembly, grants, retransmission
+//! and acknowledgement, all driven through one type, [`Endpoint`]. It does
+//! **not** open sockets, spawn threads, read clocks or draw OS randomness:
+//! time comes in as an argument ([`Instant`]), randomness as a seed, and
+//! packets go out as bytes the driver sends. The same code therefore runs
+//! under the UDP runtime (`homa-transport`), the datacenter simulator
+//! (`homa-sim`) and the deterministic test network ([`testnet`]).
+//!
+//! See [`Endpoint`] for the driver contract and
+//! `../shared/spec/homa-reference.md` in the project for the protocol facts
+//! this crate implements.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use homa_proto::{Config, Endpoint, Event, Instant};
+//!
+//! let now = Instant::ZERO;
+//! let mut client = Endpoint::new(Config::default(), 1).unwrap();
+//! let mut server = Endpoint::new(Config::default(), 2).unwrap();
+//! let cport = client.open_socket(0).unwrap();
+//! server.open_socket(99).unwrap();
+//! let (caddr, saddr) = ("10.0.0.1:0".parse().unwrap(), "10.0.0.2:99".parse().unwrap());
+//! let caddr = std::net::SocketAddr::new(std::net::SocketAddr::ip(&caddr), cport);
+//!
+//! let id = client.send_request(now, cport, saddr, Bytes::from_static(b"ping")).unwrap();
+//! let mut buf = Vec::new();
+//! while let Some(_t) = client.poll_transmit(now, &mut buf) {
+//!     server.handle_datagram(now, caddr, &buf);
+//! }
+//! let Some(Event::Request { peer, id: sid, data, .. }) = server.poll_event() else { panic!() };
+//! assert_eq!(&data[..], b"ping");
+//! server.send_response(now, 99, peer, sid, Bytes::from_static(b"pong")).unwrap();
+//! while let Some(_t) = server.poll_transmit(now, &mut buf) {
+//!     client.handle_datagram(now, saddr, &buf);
+//! }
+//! assert!(matches!(client.poll_event(), Some(Event::Response { id: r, .. }) if r == id));
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod endpoint;
+mod peer;
+mod rng;
+mod rpc;
+pub mod stats;
+pub mod testnet;
+mod time;
+pub mod wire;
+
+pub use config::Config;
+pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
+pub use rng::Rng;
+pub use stats::Stats;
+pub use time::Instant;

@@ -1,0 +1,94 @@
+//! RPC state: one [`Rpc`] per request/response exchange, on either side.
+//!
+//! Like the kernel, one structure serves both roles; the low bit of the local
+//! id tells them apart (0 = we are the client, 1 = we are the server).
+//!
+//! Life cycles:
+//! * client: `Outgoing` (request being sent) → `Incoming` (response
+//!   arriving) → freed when the response is complete, failed or aborted;
+//! * server: `Incoming` (request arriving) → `InService` (handed to the
+//!   application) → `Outgoing` (response being sent, then waiting for the
+//!   client's ACK) → freed.
+
+pub(crate) mod msgin;
+pub(crate) mod msgout;
+
+use core::net::SocketAddr;
+
+use crate::Instant;
+use msgin::MsgIn;
+use msgout::MsgOut;
+
+/// Where an RPC is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RpcState {
+    /// Sending our message (client: request; server: response).
+    Outgoing,
+    /// Receiving the peer's message.
+    Incoming,
+    /// Server only: the request was handed to the application.
+    InService,
+}
+
+/// One RPC.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    /// Local id: even for client RPCs, odd for server RPCs.
+    pub id: u64,
+    /// Unique creation number; doubles as a generation tag for queue entries.
+    pub seq: u64,
+    /// The other end.
+    pub peer: SocketAddr,
+    /// Local socket port.
+    pub port: u16,
+    /// Life-cycle state.
+    pub state: RpcState,
+    /// Our message, once there is one.
+    pub msgout: Option<MsgOut>,
+    /// The peer's message, once its first packet arrived.
+    pub msgin: Option<MsgIn>,
+    /// Key under which the RPC sits in the transmit queue, if it does.
+    pub xmit_key: Option<u32>,
+    /// True while the RPC sits in the retransmission queue.
+    pub in_retx_queue: bool,
+    /// True while the RPC sits in the grant-check list.
+    pub in_grant_list: bool,
+    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY).
+    pub last_heard: Instant,
+}
+
+impl Rpc {
+    /// A new RPC in the given state.
+    pub fn new(
+        id: u64,
+        seq: u64,
+        peer: SocketAddr,
+        port: u16,
+        state: RpcState,
+        now: Instant,
+    ) -> Rpc {
+        Rpc {
+            id,
+            seq,
+            peer,
+            port,
+            state,
+            msgout: None,
+            msgin: None,
+            xmit_key: None,
+            in_retx_queue: false,
+            in_grant_list: false,
+            last_heard: now,
+        }
+    }
+
+    /// True for client RPCs (even id).
+    pub fn is_client(&self) -> bool {
+        self.id & 1 == 0
+    }
+}
+
+/// Converts a `sender_id` from the wire into the receiver's local id.
+pub(crate) const fn local_id(sender_id: u64) -> u64 {
+    sender_id ^ 1
+}

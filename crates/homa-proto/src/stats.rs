@@ -1,0 +1,79 @@
+//! Counters kept by an endpoint: what it sent and received, per packet type,
+//! and every reason it dropped something. Everything the network can make
+//! the endpoint discard is counted here, never panicked on.
+
+use crate::wire::PacketType;
+
+/// Packet and byte counters for one direction, indexed by packet type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PerType {
+    /// Packets per type, indexed by [`PacketType::index`].
+    pub packets: [u64; 9],
+    /// Bytes (Homa header + payload) per type.
+    pub bytes: [u64; 9],
+}
+
+impl PerType {
+    /// Counts one packet.
+    pub fn add(&mut self, ty: PacketType, bytes: usize) {
+        self.packets[ty.index()] += 1;
+        self.bytes[ty.index()] += bytes as u64;
+    }
+
+    /// Packets of one type.
+    pub fn packets_of(&self, ty: PacketType) -> u64 {
+        self.packets[ty.index()]
+    }
+
+    /// Total packets of all types.
+    pub fn total_packets(&self) -> u64 {
+        self.packets.iter().sum()
+    }
+}
+
+/// Counters of an [`Endpoint`](crate::Endpoint). All cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Stats {
+    /// Packets sent, per type.
+    pub sent: PerType,
+    /// Packets received and parsed, per type.
+    pub received: PerType,
+    /// Datagrams that failed to parse.
+    pub malformed: u64,
+    /// Packets whose header source port differs from the datagram's.
+    pub port_mismatch: u64,
+    /// Packets for a port with no socket (or a non-server socket).
+    pub no_socket: u64,
+    /// Packets for an RPC we have no state for (dropped).
+    pub unknown_rpc: u64,
+    /// DATA packets that carried no new bytes.
+    pub duplicate_data: u64,
+    /// DATA packets dropped because the message had too many gaps.
+    pub too_many_gaps: u64,
+    /// DATA packets inconsistent with the message (length changed, too long,
+    /// zero length, past the end).
+    pub bad_data: u64,
+    /// Packets that arrived in a state that does not accept them.
+    pub wrong_state: u64,
+    /// Control packets dropped because the control queue was full.
+    pub control_queue_full: u64,
+    /// FREEZE packets received (ignored).
+    pub freeze: u64,
+    /// Client RPCs started.
+    pub requests_started: u64,
+    /// Responses delivered to the application.
+    pub responses_delivered: u64,
+    /// Requests delivered to the application.
+    pub requests_delivered: u64,
+    /// Responses the application sent.
+    pub responses_started: u64,
+    /// Server RPCs freed after an ACK.
+    pub server_rpcs_acked: u64,
+    /// DATA packets retransmitted.
+    pub data_retransmitted: u64,
+    /// Message bytes delivered to the application.
+    pub message_bytes_delivered: u64,
+}

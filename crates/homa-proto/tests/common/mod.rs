@@ -1,0 +1,143 @@
+//! Helpers shared by the scenario tests: deterministic message contents, an
+//! echo-style server application, and a client workload that keeps a bounded
+//! number of RPCs outstanding and checks every response byte for byte.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use homa_proto::testnet::{Limits, Network};
+use homa_proto::{Config, Event, Rng, RpcError};
+
+/// The server port every test host listens on.
+pub const SERVER_PORT: u16 = 100;
+
+/// Deterministic message bytes: a function of `tag` and position.
+pub fn pattern(tag: u64, len: usize) -> Bytes {
+    let mut rng = Rng::new(tag);
+    let mut v = vec![0u8; len];
+    for chunk in v.chunks_mut(8) {
+        let x = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&x[..chunk.len()]);
+    }
+    Bytes::from(v)
+}
+
+/// The response the test servers send for a request: every byte XOR 0x5A.
+pub fn response_for(request: &[u8]) -> Bytes {
+    Bytes::from(request.iter().map(|b| b ^ 0x5A).collect::<Vec<u8>>())
+}
+
+/// One RPC a client is to issue.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub client: usize,
+    pub server: usize,
+    pub len: usize,
+    pub tag: u64,
+}
+
+/// Outcome bookkeeping for a workload.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub completed: usize,
+    pub failed: Vec<(u64, RpcError)>,
+    /// Requests delivered to server applications, per (server host, client
+    /// address, id): must never exceed 1.
+    pub served: HashMap<(usize, SocketAddr, u64), u32>,
+    pub bytes: u64,
+}
+
+/// Runs `plan` on `net`: every host has a server socket on [`SERVER_PORT`]
+/// and one client socket; each client keeps at most `window` RPCs
+/// outstanding. Servers answer with [`response_for`]. Returns the outcome;
+/// panics on any byte mismatch.
+pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: Limits) -> Outcome {
+    let hosts = net.host_count();
+    let mut client_ports = Vec::new();
+    for h in 0..hosts {
+        let ep = net.endpoint(h);
+        if ep.open_socket(SERVER_PORT).is_err() {
+            // Already open from an earlier phase.
+        }
+        client_ports.push(ep.open_socket(0).unwrap());
+    }
+    // Per client: queue of planned RPCs, outstanding map id -> expected.
+    let mut queues: Vec<std::collections::VecDeque<Planned>> = vec![Default::default(); hosts];
+    for p in plan {
+        queues[p.client].push_back(p.clone());
+    }
+    let mut outstanding: Vec<HashMap<u64, Bytes>> = vec![HashMap::new(); hosts];
+    let mut outcome = Outcome::default();
+
+    let issue = |net: &mut Network,
+                 h: usize,
+                 queues: &mut Vec<std::collections::VecDeque<Planned>>,
+                 outstanding: &mut Vec<HashMap<u64, Bytes>>| {
+        while outstanding[h].len() < window {
+            let Some(p) = queues[h].pop_front() else {
+                break;
+            };
+            let req = pattern(p.tag, p.len);
+            let dest = net.addr(p.server, SERVER_PORT);
+            let now = net.now();
+            let id = net
+                .endpoint(h)
+                .send_request(now, client_ports[h], dest, req.clone())
+                .unwrap();
+            outstanding[h].insert(id, response_for(&req));
+        }
+    };
+    for h in 0..hosts {
+        issue(net, h, &mut queues, &mut outstanding);
+    }
+    net.run(limits, |net, h, ev| match ev {
+        Event::Request {
+            port,
+            peer,
+            id,
+            data,
+        } => {
+            *outcome.served.entry((h, peer, id)).or_insert(0) += 1;
+            let now = net.now();
+            net.endpoint(h)
+                .send_response(now, port, peer, id, response_for(&data))
+                .unwrap();
+        }
+        Event::Response { id, data, .. } => {
+            let expected = outstanding[h]
+                .remove(&id)
+                .expect("response for a known rpc");
+            assert_eq!(data.len(), expected.len(), "response length for rpc {id}");
+            assert!(data == expected, "response bytes differ for rpc {id}");
+            outcome.completed += 1;
+            outcome.bytes += data.len() as u64;
+            issue(net, h, &mut queues, &mut outstanding);
+        }
+        Event::Failed { id, error, .. } => {
+            outstanding[h].remove(&id).expect("failure for a known rpc");
+            outcome.failed.push((id, error));
+            issue(net, h, &mut queues, &mut outstanding);
+        }
+        other => panic!("unexpected event {other:?}"),
+    })
+    .expect("network must not stall");
+    for (h, o) in outstanding.iter().enumerate() {
+        assert!(
+            o.is_empty(),
+            "host {h} still has {} rpcs outstanding",
+            o.len()
+        );
+    }
+    outcome
+}
+
+/// A network of `n` hosts with the given config.
+pub fn network(seed: u64, n: usize, config: &Config) -> Network {
+    let mut net = Network::new(seed);
+    for _ in 0..n {
+        net.add_host(config.clone());
+    }
+    net
+}
