@@ -1,0 +1,22 @@
+//! Answers every request with its own bytes.
+//!
+//! ```text
+//! cargo run --release -p homa-transport --example echo_server -- 127.0.0.1:4000
+//! ```
+//!
+//! Prints `listening on <addr>` once ready (tests wait for that line).
+
+use std::io::Write;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:4000".into());
+    let socket = homa_transport::Socket::bind(addr.parse()?)?;
+    println!("listening on {}", socket.local_addr());
+    std::io::stdout().flush()?;
+    loop {
+        let request = socket.recv_request()?;
+        socket.reply(request.peer, request.id, request.body)?;
+    }
+}

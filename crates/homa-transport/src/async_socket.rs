@@ -1,0 +1,410 @@
+//! The tokio API: [`AsyncSocket`] and its outstanding calls, [`AsyncCall`].
+//!
+//! # Who drives the socket
+//!
+//! Each socket has one driver task, spawned on the runtime that opened it.
+//! It waits on the runtime's reactor for the socket (readable, writable,
+//! error queue), an eventfd (woken when an application command creates an
+//! earlier deadline, or on close) and a timerfd armed at the next protocol
+//! timer or call deadline. A timerfd rather than `tokio::time::sleep`
+//! because tokio's timer wheel has millisecond resolution and the protocol's
+//! timers need better.
+//!
+//! The futures of calls also drive: while a call is younger than
+//! [`Config::busy_poll`](crate::Config::busy_poll), each poll of it reads
+//! the socket itself and, if the response is not there, wakes its own task
+//! again (a cooperative busy-poll: other tasks still run). After that it
+//! parks its waker in the call slot and the driver task completes it. So a
+//! fast response is picked up by the task that waits for it, without the
+//! reactor, and a slow one costs the reactor's wake-up plus a task switch.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use homa_proto::Instant;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
+
+use crate::shared::{Offloads, Received, Request, Shared, Stats, Waiter};
+use crate::sys;
+use crate::{Config, Error};
+
+/// A Homa socket with an async API for tokio: client and server at once.
+///
+/// Must be opened inside a tokio runtime (it spawns its driver task there).
+/// Cloning gives another handle to the same socket; the socket closes when
+/// the last handle (including outstanding [`AsyncCall`]s) is dropped, or at
+/// once with [`AsyncSocket::close`].
+///
+/// ```no_run
+/// use homa_transport::AsyncSocket;
+///
+/// # async fn demo() -> Result<(), homa_transport::Error> {
+/// let server = AsyncSocket::bind("127.0.0.1:4000".parse().unwrap())?;
+/// tokio::spawn(async move {
+///     while let Ok(req) = server.recv_request().await {
+///         server.reply(req.peer, req.id, req.body).unwrap();
+///     }
+/// });
+/// let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap())?;
+/// let response = client.call("127.0.0.1:4000".parse().unwrap(), &b"hi"[..]).await?;
+/// assert_eq!(&response[..], b"hi");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncSocket {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        self.shared.close(&mut st);
+        self.shared.unlock(st);
+    }
+}
+
+impl std::fmt::Debug for AsyncSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncSocket")
+            .field("local_addr", &self.inner.shared.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which of the shared socket's descriptors a reactor registration is for.
+#[derive(Clone, Copy)]
+enum Which {
+    Socket,
+    Wake,
+}
+
+/// A descriptor owned by [`Shared`], kept open by the `Arc` this holds:
+/// whatever registers it with the reactor cannot outlive it.
+struct SharedFd(Arc<Shared>, Which);
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        match self.1 {
+            Which::Socket => self.0.fd,
+            Which::Wake => self.0.wake_fd.as_raw_fd(),
+        }
+    }
+}
+
+fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: every `T` used here owns its descriptor or holds an `Arc` to
+    // its owner (`SharedFd`), and no descriptor is closed or replaced while
+    // the registration lives; `as_raw_fd` always returns the same value.
+    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(Into::into)
+}
+
+impl AsyncSocket {
+    /// Opens a socket on `addr` with the default configuration; see
+    /// [`crate::Socket::bind`] for the meaning of the address.
+    pub fn bind(addr: SocketAddr) -> Result<AsyncSocket, Error> {
+        AsyncSocket::bind_with(addr, Config::default())
+    }
+
+    /// Opens a socket on `addr` with `config` (`config.background` does not
+    /// apply: the driver task plays its part).
+    pub fn bind_with(addr: SocketAddr, config: Config) -> Result<AsyncSocket, Error> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let shared = Arc::new(Shared::open(addr, config)?);
+        let _guard = handle.enter();
+        let sock = register(
+            SharedFd(Arc::clone(&shared), Which::Socket),
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )?;
+        let wake = register(
+            SharedFd(Arc::clone(&shared), Which::Wake),
+            Interest::READABLE,
+        )?;
+        let timer = register(sys::timerfd()?, Interest::READABLE)?;
+        let s = Arc::clone(&shared);
+        handle.spawn(async move {
+            let _ = drive(&s, sock, wake, timer).await;
+            // Reactor trouble: nothing can drive the socket any more.
+            let mut st = s.lock();
+            s.close(&mut st);
+            s.unlock(st);
+        });
+        Ok(AsyncSocket {
+            inner: Arc::new(Inner { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The local address (the Homa port is its port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared().local
+    }
+
+    /// The offloads in use.
+    pub fn offloads(&self) -> Offloads {
+        self.shared().offloads()
+    }
+
+    /// Counters of the datapath and the protocol.
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
+    }
+
+    /// Sends `request` to `dest` and waits for the response.
+    pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
+        self.start_call(dest, request)?.await
+    }
+
+    /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
+    /// (and aborting the RPC) after `timeout`.
+    pub async fn call_timeout(
+        &self,
+        dest: SocketAddr,
+        request: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        self.start_call_timeout(dest, request, timeout)?.await
+    }
+
+    /// Sends `request` and returns a future of the response; any number may
+    /// be outstanding. Dropping the future aborts the RPC.
+    pub fn start_call(
+        &self,
+        dest: SocketAddr,
+        request: impl Into<Bytes>,
+    ) -> Result<AsyncCall, Error> {
+        self.start(dest, request.into(), None)
+    }
+
+    /// Like [`AsyncSocket::start_call`] with a deadline `timeout` from now.
+    pub fn start_call_timeout(
+        &self,
+        dest: SocketAddr,
+        request: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<AsyncCall, Error> {
+        self.start(dest, request.into(), Some(timeout))
+    }
+
+    fn start(
+        &self,
+        dest: SocketAddr,
+        request: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<AsyncCall, Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let r = sh.start_call(&mut st, dest, request, timeout);
+        sh.unlock(st);
+        Ok(AsyncCall {
+            socket: self.clone(),
+            id: r?,
+            taken: false,
+            spin_until: None,
+        })
+    }
+
+    /// Waits for the next request; [`Error::Closed`] once closed.
+    pub async fn recv_request(&self) -> Result<Request, Error> {
+        poll_fn(|cx| {
+            let sh = self.shared();
+            let mut st = sh.lock();
+            if let Some(r) = sh.take_request(&mut st) {
+                sh.unlock(st);
+                return Poll::Ready(r);
+            }
+            let now = sh.now();
+            sh.turn(&mut st, now);
+            let r = sh.take_request(&mut st);
+            if r.is_none() {
+                sh.add_request_waiter(&mut st, Waiter::Task(cx.waker().clone()));
+            }
+            sh.unlock(st);
+            r.map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    /// Sends `response` to request `id` from `peer`.
+    pub fn reply(
+        &self,
+        peer: SocketAddr,
+        id: u64,
+        response: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let r = sh.reply(&mut st, peer, id, response.into());
+        sh.unlock(st);
+        r
+    }
+
+    /// Aborts outstanding call `id`; its future resolves to
+    /// [`Error::Aborted`]. False if no such call is outstanding.
+    pub fn abort(&self, id: u64) -> bool {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let r = sh.abort(&mut st, id);
+        sh.unlock(st);
+        r
+    }
+
+    /// Closes the socket now (see [`crate::Socket::close`]).
+    pub fn close(&self) {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        sh.close(&mut st);
+        sh.unlock(st);
+    }
+}
+
+/// The response of a call started with [`AsyncSocket::start_call`].
+/// Dropping it before completion aborts the RPC.
+#[derive(Debug)]
+#[must_use = "a call is aborted when its future is dropped"]
+pub struct AsyncCall {
+    socket: AsyncSocket,
+    id: u64,
+    taken: bool,
+    spin_until: Option<Instant>,
+}
+
+impl AsyncCall {
+    /// The RPC's id (for [`AsyncSocket::abort`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Future for AsyncCall {
+    type Output = Result<Bytes, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.taken {
+            return Poll::Ready(Err(Error::UnknownRpc));
+        }
+        let sh = this.socket.shared();
+        let mut st = sh.lock();
+        if let Some(r) = sh.take_result(&mut st, this.id) {
+            this.taken = true;
+            sh.unlock(st);
+            return Poll::Ready(r);
+        }
+        let now = sh.now();
+        let spin_until = *this.spin_until.get_or_insert(now + sh.config.busy_poll);
+        if now < spin_until {
+            sh.turn(&mut st, now);
+            if let Some(r) = sh.take_result(&mut st, this.id) {
+                this.taken = true;
+                sh.unlock(st);
+                return Poll::Ready(r);
+            }
+            sh.unlock(st);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        sh.set_call_waiter(&mut st, this.id, Waiter::Task(cx.waker().clone()));
+        sh.unlock(st);
+        Poll::Pending
+    }
+}
+
+impl Drop for AsyncCall {
+    fn drop(&mut self) {
+        if !self.taken {
+            let sh = self.socket.shared();
+            let mut st = sh.lock();
+            sh.forget(&mut st, self.id);
+            sh.unlock(st);
+        }
+    }
+}
+
+/// The driver task: see the module documentation.
+async fn drive(
+    sh: &Shared,
+    sock: AsyncFd<SharedFd>,
+    wake: AsyncFd<SharedFd>,
+    timer: AsyncFd<OwnedFd>,
+) -> std::io::Result<()> {
+    let mut armed: Option<Instant> = None;
+    loop {
+        let (next, want_write, now) = {
+            let mut st = sh.lock();
+            if st.closed {
+                return Ok(());
+            }
+            let now = sh.now();
+            sh.after_input(&mut st, now);
+            let next = sh.next_deadline(&st);
+            st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+            let ww = sh.wants_write(&st);
+            sh.unlock(st);
+            (next, ww, now)
+        };
+        if next != armed {
+            let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
+            sys::timerfd_arm(timer.get_ref().as_raw_fd(), after)?;
+            armed = next;
+        }
+        tokio::select! {
+            biased;
+            g = sock.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut g = g?;
+                let mut st = sh.lock();
+                st.sleep_until = None;
+                if g.ready().is_error() {
+                    sh.note_poll_error(&mut st);
+                    g.clear_ready_matching(Ready::ERROR);
+                }
+                // Bounded so a flood cannot starve the runtime; the
+                // readiness stays set if the socket was not emptied.
+                for _ in 0..64 {
+                    let now = sh.now();
+                    if sh.turn(&mut st, now) == Received::Empty {
+                        g.clear_ready_matching(Ready::READABLE);
+                        break;
+                    }
+                }
+                sh.unlock(st);
+            }
+            g = sock.ready(Interest::WRITABLE), if want_write => {
+                let mut g = g?;
+                let mut st = sh.lock();
+                let now = sh.now();
+                sh.after_input(&mut st, now);
+                if sh.wants_write(&st) {
+                    g.clear_ready_matching(Ready::WRITABLE);
+                }
+                sh.unlock(st);
+            }
+            g = wake.readable() => {
+                let mut g = g?;
+                sys::drain_counter(sh.wake_fd.as_raw_fd());
+                g.clear_ready();
+            }
+            g = timer.readable() => {
+                let mut g = g?;
+                sys::drain_counter(timer.get_ref().as_raw_fd());
+                g.clear_ready();
+                armed = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Socket configuration: the protocol's tunables plus the datapath's
+//! (offloads, buffers, polling, the background driver).
+
+use std::time::Duration;
+
+/// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]).
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = homa_transport::Config::default();
+/// config.busy_poll = Duration::ZERO; // sleep at once instead of spinning
+/// config.gso = false;                // one datagram per sendmsg
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The protocol engine's configuration.
+    pub proto: homa_proto::Config,
+    /// How long a waiting thread polls the socket without sleeping, counted
+    /// from the last datagram it saw (the kernel module's `poll_usecs`,
+    /// default 50 µs). Zero sleeps at once.
+    pub busy_poll: Duration,
+    /// Send multi-packet batches with GSO (`UDP_SEGMENT`) when the kernel
+    /// supports it. `false` forces one datagram per packet (`sendmmsg`).
+    pub gso: bool,
+    /// Receive coalesced batches with GRO (`UDP_GRO`) when the kernel
+    /// supports it.
+    pub gro: bool,
+    /// Receive buffer size to request (bytes). Uses `SO_RCVBUFFORCE` when
+    /// the process may, else is capped by `net.core.rmem_max`.
+    pub recv_buffer: usize,
+    /// Send buffer size to request (bytes); see `recv_buffer`.
+    pub send_buffer: usize,
+    /// Datagrams (or GRO batches) read per `recvmmsg`.
+    pub recv_batch: usize,
+    /// Accept requests on this socket. `None`: yes if it was bound to a
+    /// specific port, no for an ephemeral (port 0) socket.
+    pub server: Option<bool>,
+    /// Blocking sockets only: a background thread drives the socket (answers
+    /// grants, resends and acknowledgements, runs timers, completes calls)
+    /// once no application thread has been inside the socket for this long.
+    /// `None` runs no thread: the socket then makes progress only while an
+    /// application thread waits in it.
+    pub background: Option<Duration>,
+    /// Most delivered requests waiting for [`crate::Socket::recv_request`];
+    /// requests arriving beyond this are dropped (and counted).
+    pub max_queued_requests: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            proto: homa_proto::Config::default(),
+            busy_poll: Duration::from_micros(50),
+            gso: true,
+            gro: true,
+            recv_buffer: 16 << 20,
+            send_buffer: 4 << 20,
+            recv_batch: 16,
+            server: None,
+            background: Some(Duration::from_millis(2)),
+            max_queued_requests: 65_536,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The crate's error type: why a call, a reply or a socket operation failed.
+
+use std::io;
+
+/// Why an operation on a Homa socket failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call's deadline passed before its response arrived; the RPC was
+    /// aborted.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The peer stopped answering (the protocol's own timeout).
+    #[error("peer timed out")]
+    PeerTimeout,
+    /// Nothing listens at the destination port (ICMP port unreachable).
+    #[error("destination port unreachable")]
+    PortUnreachable,
+    /// The destination host cannot be reached (ICMP host unreachable).
+    #[error("destination host unreachable")]
+    HostUnreachable,
+    /// The message is longer than the configured maximum.
+    #[error("message of {len} bytes exceeds the maximum of {max}")]
+    MessageTooLong {
+        /// Length of the message.
+        len: usize,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// Messages must hold at least one byte.
+    #[error("empty message")]
+    EmptyMessage,
+    /// The call was aborted by the application.
+    #[error("rpc aborted")]
+    Aborted,
+    /// The socket was closed.
+    #[error("socket closed")]
+    Closed,
+    /// The destination's address family does not match the socket's (an
+    /// IPv6 destination on an IPv4 socket).
+    #[error("address family mismatch")]
+    AddressFamily,
+    /// No RPC with that id awaits this operation (a reply to an unknown or
+    /// already answered request, a result already taken).
+    #[error("no such rpc")]
+    UnknownRpc,
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] homa_proto::config::ConfigError),
+    /// The operating system refused a socket operation.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::DeadlineExceeded | Error::PeerTimeout => K::TimedOut,
+            Error::PortUnreachable => K::ConnectionRefused,
+            Error::HostUnreachable => K::HostUnreachable,
+            Error::MessageTooLong { .. }
+            | Error::EmptyMessage
+            | Error::AddressFamily
+            | Error::Config(_) => K::InvalidInput,
+            Error::Aborted => K::ConnectionAborted,
+            Error::Closed => K::NotConnected,
+            Error::UnknownRpc => K::NotFound,
+            Error::Io(e) => e.kind(),
+        }
+    }
+
+    /// Maps an error of the protocol engine.
+    pub(crate) fn from_proto(e: homa_proto::Error) -> Error {
+        match e {
+            homa_proto::Error::MessageTooLong { len, max } => Error::MessageTooLong { len, max },
+            homa_proto::Error::EmptyMessage => Error::EmptyMessage,
+            homa_proto::Error::UnknownRpc | homa_proto::Error::WrongState => Error::UnknownRpc,
+            homa_proto::Error::NoSocket(_) => Error::Closed,
+            other => Error::Io(io::Error::other(other)),
+        }
+    }
+
+    /// Maps the failure reason the protocol engine reports for an RPC.
+    pub(crate) fn from_rpc(e: homa_proto::RpcError) -> Error {
+        match e {
+            homa_proto::RpcError::Timeout => Error::PeerTimeout,
+            homa_proto::RpcError::PortUnreachable => Error::PortUnreachable,
+            homa_proto::RpcError::HostUnreachable => Error::HostUnreachable,
+            _ => Error::PeerTimeout,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(e) => e,
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_io_error__keeps_kind_and_message() {
+        let e: io::Error = Error::PortUnreachable.into();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(e.to_string(), "destination port unreachable");
+        let e: io::Error = Error::DeadlineExceeded.into();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let inner = io::Error::from_raw_os_error(libc::EACCES);
+        let e: io::Error = Error::Io(inner).into();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+    }
+}

@@ -1,0 +1,62 @@
+//! # homa-transport
+//!
+//! Homa over UDP sockets on Linux: the crate applications import to make
+//! Homa RPCs without a kernel module or privileges.
+//!
+//! A [`Socket`] (blocking) or [`AsyncSocket`] (tokio) is one UDP socket whose
+//! port is the Homa port. It is client and server at once: [`Socket::call`]
+//! sends a request and waits for the response (or [`Socket::start_call`]
+//! returns a [`Call`] to wait on later, with any number outstanding),
+//! [`Socket::recv_request`] waits for a [`Request`] and [`Socket::reply`]
+//! answers it.
+//!
+//! ```no_run
+//! use homa_transport::Socket;
+//!
+//! # fn main() -> Result<(), homa_transport::Error> {
+//! let client = Socket::bind("0.0.0.0:0".parse().unwrap())?;
+//! let response = client.call("10.0.0.2:4000".parse().unwrap(), &b"ping"[..])?;
+//! println!("{} bytes back", response.len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does **not** do: any protocol logic. Grants, retransmission,
+//! priorities and timeouts are `homa_proto`'s; this crate only moves
+//! datagrams and time between the kernel and a [`homa_proto::Endpoint`]:
+//!
+//! * every received datagram (each Homa packet of a GRO batch) goes to
+//!   [`homa_proto::Endpoint::handle_datagram`], ICMP errors from the error
+//!   queue to [`homa_proto::Endpoint::handle_unreachable`];
+//! * after each batch of inputs the endpoint's transmit queue is drained to
+//!   the kernel, multi-packet transmits as one GSO send (`UDP_SEGMENT`),
+//!   each with the Homa priority in the TOS / traffic-class byte;
+//! * the endpoint's timers are run at its deadline, with nanosecond
+//!   resolution.
+//!
+//! GSO and GRO are probed when the socket opens and used if the kernel
+//! accepts them ([`Config::gso`], [`Config::gro`] force them off); socket
+//! buffers are sized for bursts. IPv4-mapped IPv6 addresses (seen on
+//! dual-stack sockets) are turned into IPv4 before the endpoint sees them.
+//! Each socket has its own endpoint with a random seed, so client RPC ids
+//! start at a random even value.
+//!
+//! See the [`blocking`] and [`async_socket`] module documentation for how
+//! each API drives the socket and why.
+
+#![warn(missing_docs)]
+
+#[cfg(feature = "tokio")]
+pub mod async_socket;
+pub mod blocking;
+mod config;
+mod error;
+mod shared;
+mod sys;
+
+#[cfg(feature = "tokio")]
+pub use async_socket::{AsyncCall, AsyncSocket};
+pub use blocking::{Call, Socket};
+pub use config::Config;
+pub use error::Error;
+pub use shared::{Offloads, Request, Stats, TransportStats};

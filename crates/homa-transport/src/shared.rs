@@ -1,0 +1,890 @@
+//! The engine room both APIs share: one UDP socket, one protocol
+//! [`Endpoint`], and the bookkeeping that turns the endpoint's events into
+//! completed calls and queued requests.
+//!
+//! This module moves datagrams and time and nothing else: every datagram
+//! read goes to [`Endpoint::handle_datagram`] (one call per Homa packet of a
+//! GRO batch), every input is followed by draining
+//! [`Endpoint::poll_transmit`] into `sendmsg` (GSO when a transmit holds
+//! several segments, the TOS byte on every send) and
+//! [`Endpoint::poll_event`] into call slots. Who calls [`Shared::turn`] and
+//! when (a waiting application thread, the background thread, a tokio task)
+//! is the business of the API modules.
+//!
+//! All state sits behind one mutex. It is only ever held for non-blocking
+//! work (a `recvmmsg` with `MSG_DONTWAIT`, protocol processing, `sendmsg`);
+//! threads block outside it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+use std::thread::Thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use homa_proto::{Endpoint, Event, Instant, Unreachable};
+
+use crate::sys::{self, RawAddr, RecvBatch, TosOption};
+use crate::{Config, Error};
+
+/// A request delivered to a server socket, waiting for its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The server's id for the RPC; pass it to `reply`.
+    pub id: u64,
+    /// The client's address; pass it to `reply`.
+    pub peer: SocketAddr,
+    /// The request message.
+    pub body: Bytes,
+}
+
+/// What the socket learned about the kernel when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Offloads {
+    /// Multi-packet transmits go out as one GSO send (`UDP_SEGMENT`). May
+    /// turn false later if the kernel refuses a GSO send.
+    pub gso: bool,
+    /// The socket receives GRO batches (`UDP_GRO`).
+    pub gro: bool,
+    /// Receive buffer size the kernel granted (bytes, as `SO_RCVBUF` reports).
+    pub recv_buffer: usize,
+    /// Send buffer size the kernel granted.
+    pub send_buffer: usize,
+}
+
+/// Counters of the datapath. All cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// `sendmsg`/`sendmmsg` calls that succeeded.
+    pub send_calls: u64,
+    /// Homa packets handed to the kernel.
+    pub packets_sent: u64,
+    /// Sends that carried several packets as one GSO batch.
+    pub gso_sends: u64,
+    /// Sends refused for lack of buffer space (retried when writable).
+    pub send_blocked: u64,
+    /// Packets dropped because the kernel refused them for another reason.
+    pub send_errors: u64,
+    /// Times GSO was switched off because the kernel refused a GSO send.
+    pub gso_fallbacks: u64,
+    /// `recvmmsg` calls that returned datagrams.
+    pub recv_calls: u64,
+    /// Homa packets handed to the endpoint.
+    pub packets_received: u64,
+    /// Received buffers that held more than one packet (GRO).
+    pub gro_batches: u64,
+    /// Datagrams dropped: truncated or from a non-IP source.
+    pub bad_datagrams: u64,
+    /// Errors read from the socket error queue (ICMP and local).
+    pub queued_errors: u64,
+    /// Requests dropped because `max_queued_requests` were waiting.
+    pub requests_dropped: u64,
+}
+
+/// Everything a socket counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The datapath's counters.
+    pub transport: TransportStats,
+    /// The protocol engine's counters.
+    pub proto: homa_proto::Stats,
+}
+
+/// A thread or task to wake when something it waits for happens.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    Thread(Thread),
+    Task(Waker),
+}
+
+impl Waiter {
+    pub(crate) fn wake(self) {
+        match self {
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
+        }
+    }
+
+    fn same(&self, other: &Waiter) -> bool {
+        match (self, other) {
+            (Waiter::Thread(a), Waiter::Thread(b)) => a.id() == b.id(),
+            (Waiter::Task(a), Waiter::Task(b)) => a.will_wake(b),
+            _ => false,
+        }
+    }
+}
+
+/// Which thread is currently driving a blocking socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Nobody: the next thread that has to wait takes over.
+    Idle,
+    /// An application thread (busy-polling or blocked in `ppoll`).
+    App,
+    /// The background thread; any application thread may take over.
+    Background,
+}
+
+/// An outstanding client RPC.
+#[derive(Debug)]
+pub(crate) struct Call {
+    result: Option<Result<Bytes, Error>>,
+    waiter: Option<Waiter>,
+    deadline: Option<Instant>,
+}
+
+/// A transmit the kernel refused for lack of buffer space.
+struct Pending {
+    dest: RawAddr,
+    tos: (TosOption, u8),
+    segment: Option<usize>,
+    data: Vec<u8>,
+    /// Segments already sent (when sending one datagram per packet).
+    done: usize,
+}
+
+/// Everything behind the socket's mutex.
+pub(crate) struct State {
+    pub(crate) ep: Endpoint,
+    tx: Vec<u8>,
+    pending: Option<Pending>,
+    rx: RecvBatch,
+    gso: bool,
+    /// The kernel returned a socket error on send or receive: the error
+    /// queue must be read.
+    errors_pending: bool,
+    calls: HashMap<u64, Call>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    requests: VecDeque<Request>,
+    request_waiters: Vec<Waiter>,
+    /// Waiters to wake once the lock is released.
+    pub(crate) wake_list: Vec<Waiter>,
+    pub(crate) closed: bool,
+    pub(crate) role: Role,
+    /// Application threads parked while another thread drives.
+    pub(crate) followers: Vec<Thread>,
+    /// A driver is blocked in `ppoll` (or a tokio select) until this instant;
+    /// an earlier deadline must wake it.
+    pub(crate) sleep_until: Option<Instant>,
+    /// Something completed while an application thread slept in `ppoll` as
+    /// the driver: its own call may be among them, and it registered no
+    /// waiter (it wakes through the eventfd).
+    kick_driver: bool,
+    stats: TransportStats,
+}
+
+/// What one non-blocking receive found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The socket's queue was empty.
+    Empty,
+    /// Datagrams were processed: this many Homa packets.
+    Packets(usize),
+    /// The kernel reported an error (already handled).
+    Error,
+}
+
+/// The socket, its endpoint and the shared state of every handle to it.
+pub(crate) struct Shared {
+    /// Owns the descriptor `fd` refers to.
+    _sock: UdpSocket,
+    pub(crate) fd: RawFd,
+    /// Wakes an application thread driving the socket from `ppoll` (and
+    /// the tokio driver task).
+    pub(crate) wake_fd: OwnedFd,
+    /// Wakes the background thread from `ppoll`.
+    pub(crate) bg_wake_fd: OwnedFd,
+    pub(crate) local: SocketAddr,
+    pub(crate) port: u16,
+    ipv6: bool,
+    epoch: std::time::Instant,
+    pub(crate) config: Config,
+    pub(crate) offloads: Offloads,
+    state: Mutex<State>,
+    /// Bumped whenever an application thread takes or leaves the driver
+    /// role; the background thread watches it to stay out of the way.
+    pub(crate) activity: AtomicU64,
+    pub(crate) closed: AtomicBool,
+}
+
+/// Rewrites an address the way the endpoint must see it: IPv4-mapped IPv6
+/// addresses become IPv4, and IPv6 flow labels are dropped (they are not
+/// part of a peer's identity).
+pub(crate) fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
+            None => SocketAddr::V6(SocketAddrV6::new(*a.ip(), a.port(), 0, a.scope_id())),
+        },
+        v4 => v4,
+    }
+}
+
+fn is_icmp_errno(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EPROTO
+                | libc::EMSGSIZE
+        )
+    )
+}
+
+/// Outcome of handing bytes to the kernel.
+enum SendOutcome {
+    Sent,
+    /// Out of buffer space after this many segments.
+    Blocked(usize),
+    Dropped,
+}
+
+impl Shared {
+    /// Binds the UDP socket, configures it (buffers, error queue, offload
+    /// probes) and registers its port with a fresh endpoint.
+    pub(crate) fn open(addr: SocketAddr, config: Config) -> Result<Shared, Error> {
+        config.proto.validate()?;
+        let sock = UdpSocket::bind(addr)?;
+        sock.set_nonblocking(true)?;
+        let fd = sock.as_raw_fd();
+        let local = sock.local_addr()?;
+        let ipv6 = local.is_ipv6();
+        let recv_buffer = sys::set_buffer(fd, true, config.recv_buffer)?;
+        let send_buffer = sys::set_buffer(fd, false, config.send_buffer)?;
+        if ipv6 {
+            sys::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
+            // IPv4-mapped traffic on a dual-stack socket reports through the
+            // IPv4 option; a v6-only socket refuses it, which is fine.
+            let _ = sys::set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
+        } else {
+            sys::set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+        }
+        let gso = config.gso && sys::gso_supported(ipv6);
+        let gro = config.gro && sys::set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+        let stride = if gro {
+            1 << 16
+        } else {
+            (config.proto.mtu as usize).max(2048)
+        };
+        let mut ep = Endpoint::new(config.proto.clone(), sys::random_u64())?;
+        let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
+        let server = config.server.unwrap_or(addr.port() != 0);
+        ep.set_server(port, server).map_err(Error::from_proto)?;
+        let state = State {
+            ep,
+            tx: Vec::with_capacity(1 << 16),
+            pending: None,
+            rx: RecvBatch::new(config.recv_batch, stride),
+            gso,
+            errors_pending: false,
+            calls: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            requests: VecDeque::new(),
+            request_waiters: Vec::new(),
+            wake_list: Vec::new(),
+            closed: false,
+            role: Role::Idle,
+            followers: Vec::new(),
+            sleep_until: None,
+            kick_driver: false,
+            stats: TransportStats::default(),
+        };
+        Ok(Shared {
+            fd,
+            _sock: sock,
+            wake_fd: sys::eventfd()?,
+            bg_wake_fd: sys::eventfd()?,
+            local,
+            port,
+            ipv6,
+            epoch: std::time::Instant::now(),
+            offloads: Offloads {
+                gso,
+                gro,
+                recv_buffer,
+                send_buffer,
+            },
+            config,
+            state: Mutex::new(state),
+            activity: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The protocol's clock: nanoseconds since the socket opened.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    /// Locks the state. A panic while holding the lock leaves consistent
+    /// enough state (every mutation is a single protocol call), so poison
+    /// is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Releases the lock, then wakes whoever the last operation completed.
+    pub(crate) fn unlock(&self, mut st: MutexGuard<'_, State>) {
+        if std::mem::take(&mut st.kick_driver) {
+            sys::eventfd_signal(&self.wake_fd);
+        }
+        let wake = std::mem::take(&mut st.wake_list);
+        drop(st);
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// Snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let st = self.lock();
+        Stats {
+            transport: st.stats.clone(),
+            proto: st.ep.stats().clone(),
+        }
+    }
+
+    /// The current offload state (GSO may have been switched off since
+    /// the socket opened).
+    pub(crate) fn offloads(&self) -> Offloads {
+        let st = self.lock();
+        Offloads {
+            gso: st.gso,
+            ..self.offloads
+        }
+    }
+
+    // ----- application commands ------------------------------------------
+
+    /// Starts a client RPC; its result lands in a call slot.
+    pub(crate) fn start_call(
+        &self,
+        st: &mut State,
+        dest: SocketAddr,
+        request: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<u64, Error> {
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let dest = normalize(dest);
+        if dest.is_ipv6() && !self.ipv6 {
+            return Err(Error::AddressFamily);
+        }
+        let now = self.now();
+        let id = st
+            .ep
+            .send_request(now, self.port, dest, request)
+            .map_err(Error::from_proto)?;
+        let deadline = timeout.map(|d| now + d);
+        st.calls.insert(
+            id,
+            Call {
+                result: None,
+                waiter: None,
+                deadline,
+            },
+        );
+        if let Some(d) = deadline {
+            st.deadlines.insert((d, id));
+        }
+        self.after_command(st, now);
+        Ok(id)
+    }
+
+    /// Sends the response to a delivered request.
+    pub(crate) fn reply(
+        &self,
+        st: &mut State,
+        peer: SocketAddr,
+        id: u64,
+        response: Bytes,
+    ) -> Result<(), Error> {
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let now = self.now();
+        st.ep
+            .send_response(now, self.port, normalize(peer), id, response)
+            .map_err(Error::from_proto)?;
+        self.after_command(st, now);
+        Ok(())
+    }
+
+    /// Aborts a client RPC: a waiter gets [`Error::Aborted`]. False if the
+    /// call is unknown or already complete.
+    pub(crate) fn abort(&self, st: &mut State, id: u64) -> bool {
+        match st.calls.get(&id) {
+            Some(c) if c.result.is_none() => {}
+            _ => return false,
+        }
+        let _ = st.ep.abort(self.port, id);
+        st.complete(id, Err(Error::Aborted));
+        true
+    }
+
+    /// Forgets a call whose handle was dropped, aborting it if still alive.
+    pub(crate) fn forget(&self, st: &mut State, id: u64) {
+        if let Some(c) = st.calls.remove(&id) {
+            if c.result.is_none() {
+                let _ = st.ep.abort(self.port, id);
+            }
+            if let Some(d) = c.deadline {
+                st.deadlines.remove(&(d, id));
+            }
+        }
+    }
+
+    /// Takes a completed call's result, freeing its slot.
+    pub(crate) fn take_result(&self, st: &mut State, id: u64) -> Option<Result<Bytes, Error>> {
+        let c = st.calls.get_mut(&id)?;
+        let r = c.result.take()?;
+        st.calls.remove(&id);
+        Some(r)
+    }
+
+    /// True if the call has a result (or is unknown).
+    pub(crate) fn is_done(&self, st: &State, id: u64) -> bool {
+        st.calls.get(&id).is_none_or(|c| c.result.is_some())
+    }
+
+    /// Registers who to wake when the call completes.
+    pub(crate) fn set_call_waiter(&self, st: &mut State, id: u64, w: Waiter) {
+        if let Some(c) = st.calls.get_mut(&id) {
+            c.waiter = Some(w);
+        }
+    }
+
+    /// Takes the next delivered request: `Err(Closed)` once closed.
+    pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
+        if let Some(r) = st.requests.pop_front() {
+            return Some(Ok(r));
+        }
+        st.closed.then_some(Err(Error::Closed))
+    }
+
+    /// Registers a thread or task waiting for a request (once).
+    pub(crate) fn add_request_waiter(&self, st: &mut State, w: Waiter) {
+        if !st.request_waiters.iter().any(|x| x.same(&w)) {
+            st.request_waiters.push(w);
+        }
+    }
+
+    /// Closes the socket: the endpoint forgets it, pending calls fail with
+    /// [`Error::Closed`] and every waiter wakes.
+    pub(crate) fn close(&self, st: &mut State) {
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        self.closed.store(true, Ordering::Release);
+        let _ = st.ep.close_socket(self.port);
+        let ids: Vec<u64> = st.calls.keys().copied().collect();
+        for id in ids {
+            st.complete(id, Err(Error::Closed));
+        }
+        st.deadlines.clear();
+        st.pending = None;
+        let waiters = std::mem::take(&mut st.request_waiters);
+        st.wake_list.extend(waiters);
+        let followers: Vec<Waiter> = st.followers.iter().cloned().map(Waiter::Thread).collect();
+        st.wake_list.extend(followers);
+        sys::eventfd_signal(&self.wake_fd);
+        sys::eventfd_signal(&self.bg_wake_fd);
+    }
+
+    // ----- the datapath ----------------------------------------------------
+
+    /// One non-blocking turn: receive a batch, then process timers and
+    /// deadlines, transmit and dispatch events.
+    pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
+        let r = self.receive(st, now);
+        self.after_input(st, now);
+        r
+    }
+
+    /// Reads one `recvmmsg` batch and feeds every Homa packet in it to the
+    /// endpoint.
+    pub(crate) fn receive(&self, st: &mut State, now: Instant) -> Received {
+        if st.closed {
+            return Received::Empty;
+        }
+        let State { rx, ep, stats, .. } = st;
+        match sys::recv_batch(self.fd, rx) {
+            Ok(n) => {
+                stats.recv_calls += 1;
+                let mut packets = 0;
+                for i in 0..n {
+                    let (meta, data) = rx.get(i);
+                    let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
+                        stats.bad_datagrams += 1;
+                        continue;
+                    };
+                    match meta.segment {
+                        Some(seg) if seg < data.len() => {
+                            stats.gro_batches += 1;
+                            for chunk in data.chunks(seg) {
+                                ep.handle_datagram(now, src, chunk);
+                                packets += 1;
+                            }
+                        }
+                        _ => {
+                            ep.handle_datagram(now, src, data);
+                            packets += 1;
+                        }
+                    }
+                }
+                stats.packets_received += packets as u64;
+                Received::Packets(packets)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Empty,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Packets(0),
+            Err(_) => {
+                // A pending socket error (ICMP) surfaced through recv: the
+                // details are on the error queue.
+                st.errors_pending = true;
+                Received::Error
+            }
+        }
+    }
+
+    /// Work after any input: timers, call deadlines, transmissions, events.
+    pub(crate) fn after_input(&self, st: &mut State, now: Instant) {
+        if st.closed {
+            return;
+        }
+        if st.ep.poll_timeout().is_some_and(|t| t <= now) {
+            st.ep.handle_timeout(now);
+        }
+        self.expire_deadlines(st, now);
+        self.flush(st, now);
+        if st.errors_pending {
+            self.read_errors(st, now);
+            self.flush(st, now);
+        }
+        self.dispatch(st);
+    }
+
+    /// Work after an application command: transmit, report, and wake a
+    /// sleeping driver if the command created an earlier deadline.
+    fn after_command(&self, st: &mut State, now: Instant) {
+        self.after_input(st, now);
+        self.kick(st);
+    }
+
+    /// Wakes a driver blocked past the next deadline.
+    pub(crate) fn kick(&self, st: &State) {
+        if let (Some(until), Some(next)) = (st.sleep_until, self.next_deadline(st)) {
+            if next < until {
+                let fd = if st.role == Role::Background {
+                    &self.bg_wake_fd
+                } else {
+                    &self.wake_fd
+                };
+                sys::eventfd_signal(fd);
+            }
+        }
+    }
+
+    /// The earliest instant something must happen without input: a
+    /// protocol timer or a call deadline.
+    pub(crate) fn next_deadline(&self, st: &State) -> Option<Instant> {
+        let call = st.deadlines.first().map(|&(t, _)| t);
+        match (st.ep.poll_timeout(), call) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True while a transmit waits for buffer space.
+    pub(crate) fn wants_write(&self, st: &State) -> bool {
+        st.pending.is_some()
+    }
+
+    fn expire_deadlines(&self, st: &mut State, now: Instant) {
+        while let Some(&(t, id)) = st.deadlines.first() {
+            if t > now {
+                break;
+            }
+            st.deadlines.pop_first();
+            if let Some(c) = st.calls.get_mut(&id) {
+                c.deadline = None;
+                if c.result.is_none() {
+                    let _ = st.ep.abort(self.port, id);
+                    st.complete(id, Err(Error::DeadlineExceeded));
+                }
+            }
+        }
+    }
+
+    /// Drains the endpoint's transmit queue into the kernel, stopping when
+    /// the kernel runs out of buffer space (the rest waits for writability).
+    pub(crate) fn flush(&self, st: &mut State, now: Instant) {
+        if st.closed {
+            return;
+        }
+        if let Some(p) = st.pending.take() {
+            let State {
+                gso,
+                stats,
+                errors_pending,
+                ..
+            } = st;
+            match self.send_bytes(
+                gso,
+                stats,
+                errors_pending,
+                &p.dest,
+                p.tos,
+                p.segment,
+                &p.data,
+                p.done,
+            ) {
+                SendOutcome::Blocked(done) => {
+                    st.pending = Some(Pending { done, ..p });
+                    return;
+                }
+                SendOutcome::Sent | SendOutcome::Dropped => {}
+            }
+        }
+        loop {
+            let State {
+                ep,
+                tx,
+                gso,
+                stats,
+                errors_pending,
+                ..
+            } = st;
+            let Some(t) = ep.poll_transmit(now, tx) else {
+                break;
+            };
+            let Some(dest) = RawAddr::new(t.destination, self.ipv6) else {
+                stats.send_errors += t.segments() as u64;
+                continue;
+            };
+            let tos = (TosOption::for_destination(&t.destination), t.tos);
+            let data = &tx[..t.size];
+            match self.send_bytes(
+                gso,
+                stats,
+                errors_pending,
+                &dest,
+                tos,
+                t.segment_size,
+                data,
+                0,
+            ) {
+                SendOutcome::Sent | SendOutcome::Dropped => {}
+                SendOutcome::Blocked(done) => {
+                    st.pending = Some(Pending {
+                        dest,
+                        tos,
+                        segment: t.segment_size,
+                        data: data.to_vec(),
+                        done,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends one transmit (from segment `done` on). A pending socket error
+    /// that fails the send is noted for the error queue and the send
+    /// retried once.
+    #[allow(clippy::too_many_arguments)]
+    fn send_bytes(
+        &self,
+        gso: &mut bool,
+        stats: &mut TransportStats,
+        errors_pending: &mut bool,
+        dest: &RawAddr,
+        tos: (TosOption, u8),
+        segment: Option<usize>,
+        data: &[u8],
+        done: usize,
+    ) -> SendOutcome {
+        let mut retried = false;
+        loop {
+            let multi = segment.filter(|&s| data.len() > s);
+            let r = match multi {
+                Some(seg) if *gso && done == 0 => {
+                    match sys::send(self.fd, dest, tos, Some(seg as u16), data) {
+                        Ok(_) => {
+                            stats.send_calls += 1;
+                            stats.gso_sends += 1;
+                            stats.packets_sent += data.len().div_ceil(seg) as u64;
+                            return SendOutcome::Sent;
+                        }
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                            // The kernel (or the route's device) cannot do
+                            // GSO: fall back to one datagram per packet.
+                            *gso = false;
+                            stats.gso_fallbacks += 1;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(seg) => {
+                    let total = data.len().div_ceil(seg);
+                    match sys::send_split(self.fd, dest, tos, seg, &data[done * seg..]) {
+                        Ok(k) => {
+                            stats.send_calls += 1;
+                            stats.packets_sent += k as u64;
+                            if done + k < total {
+                                stats.send_blocked += 1;
+                                return SendOutcome::Blocked(done + k);
+                            }
+                            return SendOutcome::Sent;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => sys::send(self.fd, dest, tos, None, data).map(|_| {
+                    stats.send_calls += 1;
+                    stats.packets_sent += 1;
+                }),
+            };
+            let e = match r {
+                Ok(()) => return SendOutcome::Sent,
+                Err(e) => e,
+            };
+            match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    stats.send_blocked += 1;
+                    return SendOutcome::Blocked(done);
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    stats.send_blocked += 1;
+                    return SendOutcome::Blocked(done);
+                }
+                _ if is_icmp_errno(&e) && !retried => {
+                    // The send reported (and cleared) an error queued by an
+                    // earlier packet; this packet was not sent.
+                    retried = true;
+                    *errors_pending = true;
+                    continue;
+                }
+                _ => {
+                    stats.send_errors += 1;
+                    return SendOutcome::Dropped;
+                }
+            }
+        }
+    }
+
+    /// Reads the socket's error queue: ICMP port / host unreachable become
+    /// [`Endpoint::handle_unreachable`] for the original destination.
+    pub(crate) fn read_errors(&self, st: &mut State, now: Instant) {
+        st.errors_pending = false;
+        // Bounded: the kernel caps the error queue by the receive buffer,
+        // and we stop after a generous number of entries per call.
+        for _ in 0..1024 {
+            let e = match sys::recv_error(self.fd) {
+                Ok(Some(e)) => e,
+                Ok(None) | Err(_) => break,
+            };
+            st.stats.queued_errors += 1;
+            if e.origin != libc::SO_EE_ORIGIN_ICMP && e.origin != libc::SO_EE_ORIGIN_ICMP6 {
+                continue;
+            }
+            let kind = match e.errno {
+                libc::ECONNREFUSED => Unreachable::Port,
+                libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN => Unreachable::Host,
+                _ => continue,
+            };
+            if let Some(dest) = e.dest {
+                st.ep.handle_unreachable(now, normalize(dest), kind);
+            }
+        }
+    }
+
+    /// Marks that the error queue must be read (a poll reported POLLERR).
+    pub(crate) fn note_poll_error(&self, st: &mut State) {
+        st.errors_pending = true;
+    }
+
+    /// Moves the endpoint's events into call slots and the request queue.
+    fn dispatch(&self, st: &mut State) {
+        while let Some(ev) = st.ep.poll_event() {
+            match ev {
+                Event::Response { id, data, .. } => st.complete(id, Ok(data)),
+                Event::Failed { id, error, .. } => st.complete(id, Err(Error::from_rpc(error))),
+                Event::Request { peer, id, data, .. } => {
+                    if st.requests.len() >= self.config.max_queued_requests {
+                        st.stats.requests_dropped += 1;
+                        continue;
+                    }
+                    st.requests.push_back(Request {
+                        id,
+                        peer,
+                        body: data,
+                    });
+                    if let Some(w) = st.request_waiters.pop() {
+                        st.wake_list.push(w);
+                    }
+                    st.note_completion();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl State {
+    /// Stores a call's result (first one wins) and schedules its waiter.
+    fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.result.is_some() {
+            return;
+        }
+        c.result = Some(result);
+        if let Some(d) = c.deadline.take() {
+            self.deadlines.remove(&(d, id));
+        }
+        if let Some(w) = c.waiter.take() {
+            self.wake_list.push(w);
+        }
+        self.note_completion();
+    }
+
+    /// See `kick_driver`.
+    fn note_completion(&mut self) {
+        if self.role == Role::App && self.sleep_until.is_some() {
+            self.kick_driver = true;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize__unmaps_ipv4_and_drops_flow_label() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        assert_eq!(normalize(mapped), "127.0.0.1:80".parse().unwrap());
+        let v6 = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 77, 3));
+        assert_eq!(
+            normalize(v6),
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 0, 3))
+        );
+    }
+}

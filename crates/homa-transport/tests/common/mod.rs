@@ -1,0 +1,73 @@
+//! Helpers shared by the loopback tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use homa_transport::{Config, Error, Socket};
+
+/// Generous safety net: a call that needs longer has hung (no test relies
+/// on it expiring).
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// A message of `len` bytes whose content depends on `len` and `tag`, so a
+/// response mixed up with another call's cannot pass a comparison.
+pub fn pattern(len: usize, tag: u64) -> Vec<u8> {
+    let mut x = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An echo server on `addr` in its own thread; returns the socket (close it
+/// to stop the thread) and the thread.
+pub fn echo_server(addr: &str, mut config: Config) -> (Socket, JoinHandle<u64>) {
+    config.server = Some(true);
+    let sock = Socket::bind_with(addr.parse().unwrap(), config).unwrap();
+    let s = sock.clone();
+    let h = std::thread::spawn(move || {
+        let mut served = 0;
+        loop {
+            match s.recv_request() {
+                Ok(r) => {
+                    s.reply(r.peer, r.id, r.body).unwrap();
+                    served += 1;
+                }
+                Err(Error::Closed) => return served,
+                Err(e) => panic!("server: {e}"),
+            }
+        }
+    });
+    (sock, h)
+}
+
+/// Sends each size once and checks the echo byte for byte.
+pub fn check_echo_sizes(client: &Socket, server: SocketAddr, sizes: &[usize]) {
+    for (i, &len) in sizes.iter().enumerate() {
+        let req = pattern(len, i as u64);
+        let resp = client
+            .call_timeout(server, req.clone(), HANG)
+            .unwrap_or_else(|e| panic!("{len}-byte call failed: {e}"));
+        assert_eq!(resp.len(), len, "length of {len}-byte echo");
+        assert!(resp[..] == req[..], "{len}-byte echo differs");
+    }
+}
+
+/// A socket on an ephemeral port of `addr` that accepts requests.
+pub fn server_socket(addr: &str) -> Socket {
+    let mut config = Config::default();
+    config.server = Some(true);
+    Socket::bind_with(addr.parse().unwrap(), config).unwrap()
+}
+
+/// A free UDP port on `ip` with nothing bound to it (bound and released).
+pub fn free_port(ip: &str) -> SocketAddr {
+    let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    s.local_addr().unwrap()
+}

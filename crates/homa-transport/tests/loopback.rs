@@ -1,0 +1,393 @@
+//! Real sockets on loopback, one process, server and clients in threads.
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{check_echo_sizes, echo_server, free_port, pattern, server_socket, HANG};
+use homa_transport::{Config, Error, Socket};
+
+const SIZES: &[usize] = &[
+    1, 2, 100, 1415, 1416, 1417, 2832, 2833, 39_999, 40_000, 40_001, 65_536, 200_000, 1_000_000,
+    8_000_000,
+];
+
+#[test]
+fn echo__sizes_1b_to_8mb_are_byte_exact_with_gso_and_gro() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    check_echo_sizes(&client, server.local_addr(), SIZES);
+    let (c, s) = (client.stats().transport, server.stats().transport);
+    // Multi-packet messages went out as GSO batches and came in as GRO
+    // batches whenever the kernel offered the offloads.
+    assert_eq!(c.gso_sends > 0, client.offloads().gso, "{c:?}");
+    assert_eq!(s.gro_batches > 0, server.offloads().gro, "{s:?}");
+    server.close();
+    assert_eq!(h.join().unwrap(), SIZES.len() as u64);
+}
+
+#[test]
+fn echo__sizes_1b_to_8mb_are_byte_exact_with_offloads_forced_off() {
+    let mut config = Config::default();
+    config.gso = false;
+    config.gro = false;
+    let (server, h) = echo_server("127.0.0.1:0", config.clone());
+    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    for s in [&client, &server] {
+        let o = s.offloads();
+        assert!(!o.gso && !o.gro, "{o:?}");
+    }
+    check_echo_sizes(&client, server.local_addr(), SIZES);
+    let (c, s) = (client.stats().transport, server.stats().transport);
+    assert_eq!(c.gso_sends + s.gso_sends, 0);
+    assert_eq!(c.gro_batches + s.gro_batches, 0);
+    // Every packet went out as its own datagram.
+    assert!(c.packets_sent > 8_000_000 / 1500, "{c:?}");
+    server.close();
+    assert_eq!(h.join().unwrap(), SIZES.len() as u64);
+}
+
+#[test]
+fn echo__ipv6_loopback() {
+    let (server, h) = echo_server("[::1]:0", Config::default());
+    let client = Socket::bind("[::1]:0".parse().unwrap()).unwrap();
+    check_echo_sizes(&client, server.local_addr(), &[1, 5000, 300_000]);
+    server.close();
+    assert_eq!(h.join().unwrap(), 3);
+}
+
+#[test]
+fn dual_stack_server__sees_ipv4_clients_as_ipv4() {
+    let server = server_socket("[::]:0");
+    let port = server.local_addr().port();
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let call = client.start_call_timeout(dest, &b"v4"[..], HANG).unwrap();
+    let req = server.recv_request().unwrap();
+    // The kernel reports ::ffff:127.0.0.1; the endpoint must see IPv4.
+    assert_eq!(req.peer, client.local_addr());
+    server.reply(req.peer, req.id, &b"ok"[..]).unwrap();
+    assert_eq!(&call.wait().unwrap()[..], b"ok");
+}
+
+#[test]
+fn one_socket__1000_outstanding_calls() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest = server.local_addr();
+    let calls: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let len = 1 + (i as usize * 37) % 3000;
+            let call = client
+                .start_call_timeout(dest, pattern(len, i), HANG)
+                .unwrap();
+            (call, len, i)
+        })
+        .collect();
+    let mut ids: Vec<u64> = calls.iter().map(|(c, ..)| c.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "ids are unique");
+    assert!(ids.iter().all(|id| id % 2 == 0), "client ids are even");
+    for (call, len, i) in calls {
+        let resp = call.wait().unwrap();
+        assert!(resp[..] == pattern(len, i)[..], "call {i}");
+    }
+    server.close();
+    assert_eq!(h.join().unwrap(), 1000);
+}
+
+#[test]
+fn one_socket__shared_by_eight_calling_threads() {
+    // Exercises the driver hand-off: threads park while another drives.
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest = server.local_addr();
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    let len = 1 + ((t * 1000 + i) as usize * 131) % 20_000;
+                    let req = pattern(len, t << 32 | i);
+                    let resp = c.call_timeout(dest, req.clone(), HANG).unwrap();
+                    assert!(resp[..] == req[..], "thread {t} call {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    server.close();
+    assert_eq!(h.join().unwrap(), 1600);
+}
+
+#[test]
+fn one_socket__is_client_and_server_at_once() {
+    let mut config = Config::default();
+    config.server = Some(true);
+    let a = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
+    let b = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    // Each calls the other, and serves the other's call while its own is
+    // outstanding.
+    let a_call = a
+        .start_call_timeout(b.local_addr(), &b"from a"[..], HANG)
+        .unwrap();
+    let b_call = b
+        .start_call_timeout(a.local_addr(), &b"from b"[..], HANG)
+        .unwrap();
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        let req = me.recv_request().unwrap();
+        assert_eq!(req.peer, other.local_addr());
+        let mut answer = b"re: ".to_vec();
+        answer.extend_from_slice(&req.body);
+        me.reply(req.peer, req.id, answer).unwrap();
+    }
+    assert_eq!(&a_call.wait().unwrap()[..], b"re: from a");
+    assert_eq!(&b_call.wait().unwrap()[..], b"re: from b");
+}
+
+#[test]
+fn client_socket__does_not_accept_requests_unless_asked() {
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let other = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let r = other.call_timeout(client.local_addr(), &b"hi"[..], Duration::from_millis(100));
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert!(client.try_recv_request().unwrap().is_none());
+    assert!(
+        client.stats().proto.no_socket >= 1,
+        "the endpoint dropped it"
+    );
+}
+
+#[test]
+fn call__to_a_port_without_server_fails_fast_with_port_unreachable() {
+    for ip in ["127.0.0.1", "::1"] {
+        let client = Socket::bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+        let dest = free_port(ip);
+        // The deadline is a safety net only: without the ICMP error the
+        // call would fail with DeadlineExceeded instead.
+        let r = client.call_timeout(dest, &b"anyone?"[..], HANG);
+        assert!(matches!(r, Err(Error::PortUnreachable)), "{ip}: {r:?}");
+        let e: std::io::Error = r.unwrap_err().into();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(client.stats().transport.queued_errors >= 1);
+    }
+}
+
+#[test]
+fn call__deadline_expires_when_the_server_never_answers() {
+    let server = server_socket("127.0.0.1:0");
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let r = client.call_timeout(
+        server.local_addr(),
+        &b"hello"[..],
+        Duration::from_millis(50),
+    );
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    // The server did get it (and may still answer: the client forgot the
+    // RPC, so the answer is dropped).
+    let req = server.recv_request_timeout(HANG).unwrap().unwrap();
+    server.reply(req.peer, req.id, &b"too late"[..]).unwrap();
+    // The socket keeps working for later calls.
+    let s2 = server.clone();
+    let h = std::thread::spawn(move || {
+        let r = s2.recv_request().unwrap();
+        s2.reply(r.peer, r.id, r.body).unwrap();
+    });
+    assert_eq!(
+        &client
+            .call_timeout(server.local_addr(), &b"again"[..], HANG)
+            .unwrap()[..],
+        b"again"
+    );
+    h.join().unwrap();
+}
+
+#[test]
+fn abort__from_another_thread_fails_the_waiter_with_aborted() {
+    let server = server_socket("127.0.0.1:0");
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let call = client
+        .start_call_timeout(server.local_addr(), &b"x"[..], HANG)
+        .unwrap();
+    let id = call.id();
+    let waiter = std::thread::spawn(move || call.wait());
+    // Whether the waiter is already parked or not, it must see Aborted.
+    assert!(client.abort(id));
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Aborted)));
+    assert!(!client.abort(id), "second abort finds nothing");
+}
+
+#[test]
+fn close__fails_outstanding_calls_and_later_operations() {
+    let server = server_socket("127.0.0.1:0");
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let call = client.start_call(server.local_addr(), &b"x"[..]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let c2 = client.clone();
+    let waiter = std::thread::spawn(move || {
+        tx.send(()).unwrap();
+        call.wait()
+    });
+    rx.recv().unwrap();
+    c2.close();
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+    assert!(matches!(
+        client.call(server.local_addr(), &b"y"[..]),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(client.recv_request(), Err(Error::Closed)));
+}
+
+#[test]
+fn send__refuses_bad_messages() {
+    let mut config = Config::default();
+    config.proto.max_message_length = 1000;
+    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let dest = free_port("127.0.0.1");
+    let r = client.start_call(dest, vec![0u8; 1001]);
+    assert!(
+        matches!(
+            r,
+            Err(Error::MessageTooLong {
+                len: 1001,
+                max: 1000
+            })
+        ),
+        "{r:?}"
+    );
+    let r = client.start_call(dest, Vec::new());
+    assert!(matches!(r, Err(Error::EmptyMessage)), "{r:?}");
+    let r = client.start_call("[::1]:80".parse().unwrap(), &b"x"[..]);
+    assert!(matches!(r, Err(Error::AddressFamily)), "{r:?}");
+    let r = client.reply("127.0.0.1:9".parse().unwrap(), 7, &b"x"[..]);
+    assert!(matches!(r, Err(Error::UnknownRpc)), "{r:?}");
+}
+
+#[test]
+fn background_thread__finishes_a_long_response_while_the_server_is_away() {
+    // The server replies with 2 MB (far beyond the unscheduled bytes, so the
+    // client's grants must be processed) and then waits on a channel, not
+    // in the socket: only the background thread can make progress.
+    let server = server_socket("127.0.0.1:0");
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let s = server.clone();
+    let h = std::thread::spawn(move || {
+        let r = s.recv_request().unwrap();
+        s.reply(r.peer, r.id, pattern(2_000_000, 9)).unwrap();
+        done_rx.recv().unwrap();
+    });
+    let resp = client
+        .call_timeout(server.local_addr(), &b"big please"[..], HANG)
+        .unwrap();
+    assert!(resp[..] == pattern(2_000_000, 9)[..]);
+    done_tx.send(()).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn no_background_thread__a_long_response_stalls_while_the_server_is_away() {
+    // The counterpart of the test above: without the background thread and
+    // with the server outside the socket, nothing processes the grants.
+    let mut config = Config::default();
+    config.background = None;
+    config.server = Some(true);
+    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let s = server.clone();
+    let h = std::thread::spawn(move || {
+        let r = s.recv_request().unwrap();
+        s.reply(r.peer, r.id, pattern(2_000_000, 9)).unwrap();
+        done_rx.recv().unwrap();
+        // Back in the socket: the response completes.
+        let _ = s.recv_request_timeout(Duration::from_secs(60));
+    });
+    let mut call = client
+        .start_call(server.local_addr(), &b"big please"[..])
+        .unwrap();
+    assert!(call.wait_timeout(Duration::from_millis(200)).is_none());
+    done_tx.send(()).unwrap();
+    let resp = call
+        .wait_timeout(HANG)
+        .expect("completes once the server is back")
+        .unwrap();
+    assert_eq!(resp.len(), 2_000_000);
+    server.close();
+    h.join().unwrap();
+}
+
+#[test]
+fn tos__carries_the_priority_in_every_packet() {
+    // A plain UDP socket plays the server and reads the TOS / traffic class
+    // of the Homa request through IP_RECVTOS / IPV6_RECVTCLASS.
+    for ip in ["127.0.0.1", "::1"] {
+        let raw = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let fd = raw.as_raw_fd();
+        let v6 = ip.contains(':');
+        let (level, opt) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_RECVTOS)
+        };
+        let one: libc::c_int = 1;
+        // SAFETY: a valid int option on a live socket.
+        let r = unsafe { libc::setsockopt(fd, level, opt, (&one as *const libc::c_int).cast(), 4) };
+        assert_eq!(r, 0);
+        let mut config = Config::default();
+        config.proto.priority_map = [5; 8];
+        let client = Socket::bind_with(SocketAddr::new(ip.parse().unwrap(), 0), config).unwrap();
+        let _call = client
+            .start_call(raw.local_addr().unwrap(), pattern(5000, 1))
+            .unwrap();
+        for _ in 0..4 {
+            let tos = recv_tos(fd);
+            assert_eq!(tos, 5 << 5, "{ip}");
+        }
+    }
+}
+
+/// Receives one datagram and returns its TOS / traffic-class byte.
+fn recv_tos(fd: libc::c_int) -> u8 {
+    let mut data = [0u8; 2048];
+    #[repr(C, align(8))]
+    struct Ctrl([u8; 256]);
+    let mut ctrl = Ctrl([0; 256]);
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; the pointers set below stay valid for
+    // the recvmsg call.
+    unsafe {
+        let mut hdr: libc::msghdr = std::mem::zeroed();
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = ctrl.0.len();
+        assert!(libc::recvmsg(fd, &mut hdr, 0) > 0);
+        let mut c = libc::CMSG_FIRSTHDR(&hdr);
+        while !c.is_null() {
+            let (l, t) = ((*c).cmsg_level, (*c).cmsg_type);
+            if (l == libc::IPPROTO_IP && t == libc::IP_TOS)
+                || (l == libc::IPPROTO_IPV6 && t == libc::IPV6_TCLASS)
+            {
+                let p = libc::CMSG_DATA(c);
+                return if l == libc::IPPROTO_IP {
+                    *p
+                } else {
+                    std::ptr::read_unaligned(p.cast::<libc::c_int>()) as u8
+                };
+            }
+            c = libc::CMSG_NXTHDR(&hdr, c);
+        }
+    }
+    panic!("no TOS control message");
+}
