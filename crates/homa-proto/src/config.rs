@@ -49,8 +49,54 @@ pub struct Config {
     /// Most control packets queued for transmission; beyond this new ones are
     /// dropped and counted (a driver that never polls cannot grow memory).
     pub max_control_queue: usize,
-    /// Timer period: how often the endpoint checks RPCs for silence.
+    /// Timer period: how often the endpoint checks RPCs for silence
+    /// (the kernel's 1 ms tick).
     pub tick: Duration,
+    /// Silence before the first RESEND for an RPC (kernel: `resend_ticks`,
+    /// 5 ms).
+    pub resend_after: Duration,
+    /// Time between RESENDs for one RPC (kernel: `resend_interval`, 5 ms).
+    pub resend_interval: Duration,
+    /// Silence after which an RPC is abandoned: a client RPC fails with
+    /// [`RpcError::Timeout`](crate::RpcError::Timeout), a server RPC is
+    /// freed. The kernel uses 100 ms; a user-space peer can be descheduled
+    /// for tens of milliseconds, so we default to 1 s.
+    pub timeout: Duration,
+    /// Time after a response is fully sent before the server asks for an
+    /// ACK (kernel: `request_ack_ticks`, 2 ms). NEED_ACKs repeat every
+    /// `resend_interval`; after `timeout` without any answer the server gives
+    /// up and frees the RPC (the kernel never gives up).
+    pub need_ack_after: Duration,
+    /// Fast recovery: a hole below the highest byte received is requested
+    /// once it is older than `fast_resend_rtts` round trips (at least
+    /// `min_gap_age`), instead of waiting for `resend_after` of silence.
+    /// 0 disables it.
+    pub fast_resend_rtts: u32,
+    /// Lower bound on the age of a hole before fast recovery requests it.
+    pub min_gap_age: Duration,
+    /// Finished request ids remembered individually per client for
+    /// at-most-once; older ones are covered by a floor (see
+    /// [`peer`](crate::peer)).
+    pub done_ids_per_peer: usize,
+    /// How long finished ids are remembered individually. Must exceed
+    /// `timeout`.
+    pub done_id_lifetime: Duration,
+    /// Most server RPCs one client socket may have open at once; requests
+    /// beyond are dropped (the client retries them later).
+    pub max_rpcs_per_peer: u32,
+    /// Largest unscheduled region (the DATA `incoming` field) accepted from
+    /// a sender; bytes beyond it wait for our grants. Receive buffers follow
+    /// grants, so this bounds what a new message can claim.
+    pub max_unscheduled: u32,
+    /// Most bytes of incoming-message buffers held at once by the endpoint.
+    pub max_rx_bytes: u64,
+    /// Most bytes of incoming-message buffers held for one peer.
+    pub max_rx_bytes_per_peer: u64,
+    /// Most peers with state; idle peers are collected first.
+    pub max_peers: usize,
+    /// A peer with no RPCs is kept at least this long after its last
+    /// activity (it holds the at-most-once record).
+    pub peer_idle: Duration,
     /// Maps internal priority levels to the 3-bit value written into the top
     /// bits of the IP TOS / traffic-class byte (identity by default).
     pub priority_map: [u8; 8],
@@ -70,6 +116,20 @@ impl Default for Config {
             max_gaps: 1024,
             max_control_queue: 65_536,
             tick: Duration::from_millis(1),
+            resend_after: Duration::from_millis(5),
+            resend_interval: Duration::from_millis(5),
+            timeout: Duration::from_secs(1),
+            need_ack_after: Duration::from_millis(2),
+            fast_resend_rtts: 3,
+            min_gap_age: Duration::from_micros(100),
+            done_ids_per_peer: 4096,
+            done_id_lifetime: Duration::from_secs(10),
+            max_rpcs_per_peer: 4096,
+            max_unscheduled: 1 << 20,
+            max_rx_bytes: 1 << 30,
+            max_rx_bytes_per_peer: 256 << 20,
+            max_peers: 100_000,
+            peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
         }
     }
@@ -108,8 +168,24 @@ impl Config {
         if self.priority_map.iter().any(|&p| p > 7) {
             return Err(ConfigError("priority_map values must be 0..=7"));
         }
-        if self.tick.is_zero() {
-            return Err(ConfigError("tick must be positive"));
+        if self.tick.is_zero() || self.resend_interval.is_zero() || self.timeout.is_zero() {
+            return Err(ConfigError(
+                "tick, resend_interval and timeout must be positive",
+            ));
+        }
+        if self.done_id_lifetime <= self.timeout {
+            return Err(ConfigError("done_id_lifetime must exceed timeout"));
+        }
+        if self.peer_idle < self.done_id_lifetime {
+            return Err(ConfigError("peer_idle must be at least done_id_lifetime"));
+        }
+        if self.max_rpcs_per_peer == 0 || self.max_peers == 0 {
+            return Err(ConfigError(
+                "max_rpcs_per_peer and max_peers must be positive",
+            ));
+        }
+        if self.max_rx_bytes_per_peer > self.max_rx_bytes {
+            return Err(ConfigError("max_rx_bytes_per_peer exceeds max_rx_bytes"));
         }
         Ok(())
     }

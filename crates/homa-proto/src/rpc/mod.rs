@@ -53,8 +53,16 @@ pub(crate) struct Rpc {
     pub in_retx_queue: bool,
     /// True while the RPC sits in the grant-check list.
     pub in_grant_list: bool,
-    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY).
+    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY,
+    /// RESEND).
     pub last_heard: Instant,
+    /// When we last asked the peer to retransmit (or sent NEED_ACK).
+    pub last_request: Option<Instant>,
+    /// Server: when the response was fully transmitted.
+    pub done_at: Option<Instant>,
+    /// When we sent something the peer answers at once (first DATA of a
+    /// message, a RESEND); the answer yields an RTT sample.
+    pub rtt_probe: Option<Instant>,
 }
 
 impl Rpc {
@@ -79,6 +87,9 @@ impl Rpc {
             in_retx_queue: false,
             in_grant_list: false,
             last_heard: now,
+            last_request: None,
+            done_at: None,
+            rtt_probe: None,
         }
     }
 
