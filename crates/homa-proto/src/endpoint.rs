@@ -42,7 +42,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
-use crate::peer::Peer;
+use crate::peer::{DoneIds, Peer};
 use crate::rng::Rng;
 use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
@@ -228,6 +228,9 @@ pub struct Endpoint {
     pub(crate) rx_waiters: Vec<(usize, u64)>,
     /// Next collection of idle peers (armed while peers exist).
     pub(crate) next_peer_gc: Option<Instant>,
+    /// At-most-once floors of collected peers (bounded, oldest evicted).
+    pub(crate) retired: Map<SocketAddr, u64>,
+    pub(crate) retired_order: VecDeque<SocketAddr>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -289,6 +292,8 @@ impl Endpoint {
             now: Instant::ZERO,
             rx_waiters: Vec::new(),
             next_peer_gc: None,
+            retired: Map::with_hasher(hasher()),
+            retired_order: VecDeque::new(),
             config,
         })
     }
@@ -436,10 +441,17 @@ impl Endpoint {
     }
 
     pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
-        let peer = self
-            .peers
-            .entry(addr)
-            .or_insert_with(|| Peer::new(addr.port(), now));
+        if self.next_peer_gc.is_none() {
+            self.next_peer_gc = Some(now + self.config.peer_idle);
+        }
+        if !self.peers.contains_key(&addr) {
+            let mut peer = Peer::new(addr.port(), now);
+            if let Some(floor) = self.retired.remove(&addr) {
+                peer.done = DoneIds::with_floor(floor);
+            }
+            self.peers.insert(addr, peer);
+        }
+        let peer = self.peers.get_mut(&addr).expect("inserted above");
         peer.last_active = now;
         peer
     }
@@ -593,6 +605,7 @@ impl Endpoint {
     /// Writes the next datagram (or GSO batch) to send into `buf` (which is
     /// cleared first) and describes it. Returns `None` when nothing is ready.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = self.now.max(now);
         buf.clear();
         if !self.grant_list.is_empty() {
             self.send_grants();
@@ -692,8 +705,7 @@ impl Endpoint {
             if !expired && self.peers.len() <= target {
                 break;
             }
-            self.peers.remove(&addr);
-            self.stats.peers_collected += 1;
+            self.retire_peer(now, addr);
         }
     }
 
@@ -737,6 +749,50 @@ impl Endpoint {
             return;
         }
         self.control.push_back(Control { dest, repr });
+    }
+
+    /// Collects a peer, keeping only its at-most-once floor.
+    fn retire_peer(&mut self, now: Instant, addr: SocketAddr) {
+        let Some(peer) = self.peers.remove(&addr) else {
+            return;
+        };
+        self.stats.peers_collected += 1;
+        let floor = peer.done.retire(now);
+        if floor == 0 {
+            return;
+        }
+        if self.retired.insert(addr, floor).is_none() {
+            self.retired_order.push_back(addr);
+        }
+        while self.retired.len() > self.config.max_peers {
+            match self.retired_order.pop_front() {
+                Some(old) => {
+                    self.retired.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.retired_order.len() > 2 * self.config.max_peers {
+            // Drop entries of peers that came back since.
+            let retired = &self.retired;
+            self.retired_order.retain(|a| retired.contains_key(a));
+        }
+    }
+
+    /// True if the request `id` from `client` already ran (at-most-once).
+    pub(crate) fn request_finished(&self, client: SocketAddr, id: u64) -> bool {
+        match self.peers.get(&client) {
+            Some(p) => p.done.contains(id),
+            None => self
+                .retired
+                .get(&client)
+                .is_some_and(|&floor| DoneIds::with_floor(floor).contains(id)),
+        }
+    }
+
+    /// Number of collected peers whose at-most-once floor is kept.
+    pub fn retired_peer_count(&self) -> usize {
+        self.retired.len()
     }
 
     /// Queues a control packet from local `port` to `dest` carrying

@@ -3,6 +3,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::rpc::msgin::GRANT_SLACK;
+use crate::rpc::Probe;
 use crate::wire::{Body, GrantHeader};
 
 impl Endpoint {
@@ -26,7 +27,12 @@ impl Endpoint {
             self.stats.grants_deferred_memory += 1;
             return None;
         }
+        let before = m.granted();
         let grow = m.set_granted(target);
+        let rpc = &mut self.rpcs[key];
+        if rpc.rtt_probe.is_none() {
+            rpc.rtt_probe = Some(Probe::Grant(self.now, before));
+        }
         let charged = self.charge_rx(peer, grow);
         debug_assert!(charged, "growth was fitted to the budget");
         Some(target)

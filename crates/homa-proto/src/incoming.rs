@@ -7,11 +7,19 @@ use core::net::SocketAddr;
 
 use crate::endpoint::{Endpoint, Socket};
 use crate::rpc::msgin::{AddOutcome, MsgIn};
-use crate::rpc::{local_id, Rpc, RpcState};
+use crate::rpc::{local_id, Probe, Rpc, RpcState};
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
 };
 use crate::{Event, Instant};
+
+/// A packet that may answer a round-trip probe.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Data { offset: u32, retransmit: bool },
+    Grant,
+    Busy,
+}
 
 impl Endpoint {
     /// DATA: find or create the RPC, add the bytes, deliver complete
@@ -68,7 +76,7 @@ impl Endpoint {
             self.stats.unknown_rpc += 1;
             return None;
         }
-        if self.peers.get(&src).is_some_and(|p| p.done.contains(local)) {
+        if self.request_finished(src, local) {
             // A stale duplicate of a request that already ran.
             self.stats.stale_requests += 1;
             return None;
@@ -132,14 +140,26 @@ impl Endpoint {
         }
     }
 
-    /// Takes the RPC's pending round-trip probe, if any, as a sample.
-    fn rtt_sample(&mut self, now: Instant, key: usize) {
+    /// Completes the RPC's pending round-trip probe if `answer` (what just
+    /// arrived) is causally after it.
+    fn rtt_sample(&mut self, now: Instant, key: usize, answer: Answer) {
         let rpc = &mut self.rpcs[key];
-        if let Some(sent) = rpc.rtt_probe.take() {
-            let sample = now.saturating_duration_since(sent);
-            if let Some(p) = self.peers.get_mut(&rpc.peer) {
-                p.rtt_sample(sample, now);
-            }
+        let sent = match (rpc.rtt_probe, answer) {
+            (Some(Probe::FirstData(t)), _) => t,
+            (Some(Probe::Grant(t, from)), Answer::Data { offset, .. }) if offset >= from => t,
+            (
+                Some(Probe::Resend(t)),
+                Answer::Data {
+                    retransmit: true, ..
+                }
+                | Answer::Busy,
+            ) => t,
+            _ => return,
+        };
+        rpc.rtt_probe = None;
+        let sample = now.saturating_duration_since(sent);
+        if let Some(p) = self.peers.get_mut(&rpc.peer) {
+            p.rtt_sample(sample, now);
         }
     }
 
@@ -172,7 +192,11 @@ impl Endpoint {
             }
             self.rpcs[key].msgin = Some(msgin);
         }
-        self.rtt_sample(now, key);
+        let answer = Answer::Data {
+            offset: h.offset,
+            retransmit: h.retransmit,
+        };
+        self.rtt_sample(now, key, answer);
         let max_gaps = self.config.max_gaps;
         let rpc = &mut self.rpcs[key];
         rpc.last_heard = now;
@@ -277,7 +301,7 @@ impl Endpoint {
             self.stats.unknown_rpc += 1;
             return;
         };
-        self.rtt_sample(now, key);
+        self.rtt_sample(now, key, Answer::Grant);
         let max_prio = self.config.num_priorities - 1;
         let rpc = &mut self.rpcs[key];
         rpc.last_heard = now;
@@ -294,7 +318,7 @@ impl Endpoint {
     pub(crate) fn handle_busy(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
         match self.find_rpc(src, port, local) {
             Some(key) => {
-                self.rtt_sample(now, key);
+                self.rtt_sample(now, key, Answer::Busy);
                 self.rpcs[key].last_heard = now;
             }
             None => self.stats.unknown_rpc += 1,

@@ -4,6 +4,7 @@
 use core::net::SocketAddr;
 
 use crate::endpoint::{Control, Endpoint, Transmit};
+use crate::rpc::Probe;
 use crate::wire::{AckEntry, Body, DataHeader, Packet, PacketType, Repr};
 use crate::Instant;
 
@@ -129,7 +130,7 @@ impl Endpoint {
                 if offset == 0 {
                     // The peer answers the first packet at once (GRANT,
                     // CUTOFFS, or the response): a round-trip sample.
-                    rpc.rtt_probe = Some(now);
+                    rpc.rtt_probe = Some(Probe::FirstData(now));
                 }
                 m.next_xmit += len;
             }

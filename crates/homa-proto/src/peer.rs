@@ -35,8 +35,13 @@
 //! from the old floor. The floor therefore only covers ids within
 //! [`FLOOR_WINDOW`] below it; ids further below belong to another
 //! incarnation and are judged by `recent` alone until the floor moves to
-//! their range. The guarantee holds for duplicates delayed less than the
-//! time a peer is kept after its last activity (see `Config::peer_idle`).
+//! their range.
+//!
+//! When an idle peer is collected, its floor (one `u64`) moves to a bounded
+//! table of retired peers and comes back if the peer returns, so the
+//! guarantee also covers duplicates delayed longer than a peer is kept; it
+//! lapses only for a peer pushed out of that table (`Config::max_peers`
+//! retired entries, oldest first).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -91,6 +96,21 @@ impl DoneIds {
                 // First floor, or a new client incarnation took over.
                 self.floor = id;
             }
+        }
+    }
+
+    /// Retires every entry into the floor and returns it: what survives
+    /// the peer's collection.
+    pub fn retire(mut self, now: Instant) -> u64 {
+        self.expire(now, 0, Duration::ZERO);
+        self.floor
+    }
+
+    /// A record that knows only a floor (a peer restored after collection).
+    pub fn with_floor(floor: u64) -> DoneIds {
+        DoneIds {
+            floor,
+            ..DoneIds::default()
         }
     }
 
@@ -211,9 +231,11 @@ impl Peer {
         }
     }
 
-    /// True if nothing refers to this peer and it may be collected.
+    /// True if no RPC refers to this peer, so it may be collected once it
+    /// has been inactive long enough. Pending acks do not keep it: after
+    /// that long the server has given up on them anyway.
     pub fn idle(&self) -> bool {
-        self.rpcs == 0 && self.pending_acks.is_empty()
+        self.rpcs == 0
     }
 }
 

@@ -35,7 +35,7 @@
 use core::time::Duration;
 
 use crate::endpoint::{Endpoint, RpcError, MAX_RESENDS_PER_CHECK};
-use crate::rpc::RpcState;
+use crate::rpc::{Probe, RpcState};
 use crate::wire::{Body, ResendHeader};
 use crate::Instant;
 
@@ -143,7 +143,7 @@ impl Endpoint {
             self.gap_deadline = Some(self.gap_deadline.map_or(n, |d| d.min(n)));
         }
         if !due.is_empty() {
-            self.rpcs[key].rtt_probe.get_or_insert(now);
+            self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));
         }
         let prio = Some(self.config.control_priority());
         for (offset, length) in due {
@@ -235,7 +235,7 @@ impl Endpoint {
         let prio = Some(self.config.control_priority());
         let rpc = &mut self.rpcs[key];
         rpc.last_request = Some(now);
-        rpc.rtt_probe.get_or_insert(now);
+        rpc.rtt_probe.get_or_insert(Probe::Resend(now));
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         match rpc.msgin.as_mut() {
             None => ranges.push((0, ResendHeader::ALL)),

@@ -60,9 +60,24 @@ pub(crate) struct Rpc {
     pub last_request: Option<Instant>,
     /// Server: when the response was fully transmitted.
     pub done_at: Option<Instant>,
-    /// When we sent something the peer answers at once (first DATA of a
-    /// message, a RESEND); the answer yields an RTT sample.
-    pub rtt_probe: Option<Instant>,
+    /// Something we sent that the peer answers at once; its answer yields a
+    /// round-trip sample.
+    pub rtt_probe: Option<Probe>,
+}
+
+/// A pending round-trip probe. Each kind names the answers that are
+/// causally after it, so a sample can overestimate (queueing) but never
+/// underestimate the round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The first DATA packet of our message: answered by any GRANT, BUSY or
+    /// DATA about the RPC (the peer knows the RPC only from that packet).
+    FirstData(Instant),
+    /// A GRANT raising the grant from the given offset: answered by DATA at
+    /// or beyond that offset, which the sender could not send before.
+    Grant(Instant, u32),
+    /// A RESEND: answered by retransmitted DATA or BUSY.
+    Resend(Instant),
 }
 
 impl Rpc {
