@@ -36,13 +36,16 @@
 //! 4.5, 4.6); where it deviates, the function says so.
 
 use core::net::SocketAddr;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
+use crate::grant::Grants;
+use crate::pacer::Pacer;
 use crate::peer::{DoneIds, Peer};
+use crate::prio::Prio;
 use crate::rng::Rng;
 use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
@@ -209,10 +212,13 @@ pub struct Endpoint {
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: Map<SocketAddr, Peer>,
     pub(crate) control: VecDeque<Control>,
-    pub(crate) grant_list: Vec<(usize, u64)>,
     pub(crate) retx_queue: VecDeque<(usize, u64)>,
-    /// RPCs with granted, never-sent bytes: (bytes left, seq, key), SRPT.
-    pub(crate) xmit_queue: BTreeSet<(u32, u64, usize)>,
+    /// Sender scheduling: transmit queues and the NIC estimate.
+    pub(crate) pacer: Pacer,
+    /// Receiver scheduling: ranks, incoming accounting, FIFO grants.
+    pub(crate) grants: Grants,
+    /// Our unscheduled cutoffs as a receiver.
+    pub(crate) prio: Prio,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
     /// Next periodic timer pass (armed while RPCs exist).
@@ -281,9 +287,10 @@ impl Endpoint {
             server_rpcs: Map::with_hasher(hasher()),
             peers: Map::with_hasher(hasher()),
             control: VecDeque::new(),
-            grant_list: Vec::new(),
             retx_queue: VecDeque::new(),
-            xmit_queue: BTreeSet::new(),
+            pacer: Pacer::default(),
+            grants: Grants::default(),
+            prio: Prio::new(&config),
             events: VecDeque::new(),
             stats: Stats::default(),
             next_tick: None,
@@ -334,7 +341,9 @@ impl Endpoint {
         self.rpcs.is_empty()
             && self.control.is_empty()
             && self.events.is_empty()
-            && self.xmit_queue.is_empty()
+            && self.pacer.srpt.is_empty()
+            && self.pacer.short.is_empty()
+            && self.grants.ranked.is_empty()
             && self.rx_bytes == 0
     }
 
@@ -456,6 +465,24 @@ impl Endpoint {
         peer
     }
 
+    /// Unscheduled bytes for a message to `peer`: RTTbytes once the RTT is
+    /// measured (if configured), else the configured value.
+    fn unsched_bytes_for(&self, peer: SocketAddr) -> u32 {
+        let c = &self.config;
+        match self.peers.get(&peer) {
+            Some(p) if c.unsched_from_rtt => {
+                p.unsched_bytes(c.link_mbps, c.unsched_bytes, c.max_unscheduled)
+            }
+            _ => c.unsched_bytes,
+        }
+    }
+
+    /// The unscheduled bytes this endpoint would use for a message to
+    /// `peer` now.
+    pub fn peer_unsched_bytes(&self, peer: SocketAddr) -> u32 {
+        self.unsched_bytes_for(peer)
+    }
+
     /// Starts a client RPC: sends `request` from socket `port` to `dest`.
     /// Returns the RPC's id; its response (or failure) arrives as an
     /// [`Event`].
@@ -474,10 +501,10 @@ impl Endpoint {
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
         let num_prio = self.config.num_priorities;
-        let unsched = self.config.unsched_bytes;
         let peer = self.peer_entry(dest, now);
         peer.rpcs += 1;
         let prio = peer.unsched_priority(request.len() as u32, num_prio);
+        let unsched = self.unsched_bytes_for(dest);
         let seq = self.next_seq();
         let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, now);
         rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
@@ -508,10 +535,10 @@ impl Endpoint {
         }
         let seg = self.seg_size(&peer);
         let num_prio = self.config.num_priorities;
-        let unsched = self.config.unsched_bytes;
         let prio = self
             .peer_entry(peer, now)
             .unsched_priority(response.len() as u32, num_prio);
+        let unsched = self.unsched_bytes_for(peer);
         let rpc = &mut self.rpcs[key];
         rpc.state = RpcState::Outgoing;
         rpc.last_heard = now;
@@ -602,23 +629,6 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// Writes the next datagram (or GSO batch) to send into `buf` (which is
-    /// cleared first) and describes it. Returns `None` when nothing is ready.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.now = self.now.max(now);
-        buf.clear();
-        if !self.grant_list.is_empty() {
-            self.send_grants();
-        }
-        if let Some(c) = self.control.pop_front() {
-            return Some(self.emit_control(c, buf));
-        }
-        if let Some(t) = self.transmit_resends(now, buf) {
-            return Some(t);
-        }
-        self.transmit_data(now, buf)
-    }
-
     // ----- internals: RPC table ------------------------------------------
 
     pub(crate) fn next_seq(&mut self) -> u64 {
@@ -642,15 +652,14 @@ impl Endpoint {
     /// buffer to the budget, and records finished requests for
     /// at-most-once.
     pub(crate) fn free_rpc(&mut self, key: usize) {
+        self.grant_remove(key);
         let rpc = self.rpcs.remove(key);
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
             self.server_rpcs.remove(&(rpc.peer, rpc.id));
         }
-        if let Some(k) = rpc.xmit_key {
-            self.xmit_queue.remove(&(k, rpc.seq, key));
-        }
+        self.xmit_unqueue(key, rpc.seq, rpc.xmit_key);
         if let Some(m) = &rpc.msgin {
             self.uncharge_rx(rpc.peer, m.buffer_len());
         }
@@ -723,26 +732,6 @@ impl Endpoint {
         self.free_rpc(key);
     }
 
-    /// Puts the RPC in the transmit queue at its SRPT position if it has
-    /// granted bytes never sent, or takes it out.
-    pub(crate) fn update_xmit(&mut self, key: usize) {
-        let rpc = &mut self.rpcs[key];
-        let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() => Some(m.bytes_left()),
-            _ => None,
-        };
-        if want == rpc.xmit_key {
-            return;
-        }
-        if let Some(old) = rpc.xmit_key.take() {
-            self.xmit_queue.remove(&(old, rpc.seq, key));
-        }
-        if let Some(k) = want {
-            self.xmit_queue.insert((k, rpc.seq, key));
-            rpc.xmit_key = Some(k);
-        }
-    }
-
     pub(crate) fn queue_control(&mut self, dest: SocketAddr, repr: Repr) {
         if self.control.len() >= self.config.max_control_queue {
             self.stats.control_queue_full += 1;
@@ -812,14 +801,6 @@ impl Endpoint {
         if !rpc.in_retx_queue {
             rpc.in_retx_queue = true;
             self.retx_queue.push_back((key, rpc.seq));
-        }
-    }
-
-    pub(crate) fn queue_grant_check(&mut self, key: usize) {
-        let rpc = &mut self.rpcs[key];
-        if !rpc.in_grant_list {
-            rpc.in_grant_list = true;
-            self.grant_list.push((key, rpc.seq));
         }
     }
 

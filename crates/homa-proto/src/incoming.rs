@@ -52,9 +52,34 @@ impl Endpoint {
             },
         };
         self.accept_data(now, key, h, payload);
+        if h.cutoff_version != self.prio.version {
+            self.send_cutoffs(now, src, port, local);
+        }
         if h.ack.client_id != 0 {
             self.apply_ack(now, src, h.ack);
         }
+    }
+
+    /// Tells a sender whose DATA carried a stale cutoff version our current
+    /// cutoffs, at most once per `cutoffs_min_interval`.
+    fn send_cutoffs(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
+        let min = self.config.cutoffs_min_interval;
+        let Some(peer) = self.peers.get_mut(&src) else {
+            return;
+        };
+        if peer
+            .cutoffs_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < min)
+        {
+            return;
+        }
+        peer.cutoffs_sent = Some(now);
+        let body = Body::Cutoffs(CutoffsHeader {
+            cutoffs: self.prio.cutoffs,
+            version: self.prio.version,
+        });
+        self.stats.cutoffs_sent += 1;
+        self.send_control(port, src, local, body);
     }
 
     /// Creates the server RPC for a request's first packet, unless the
@@ -131,12 +156,9 @@ impl Endpoint {
             p.rx_bytes = p.rx_bytes.saturating_sub(len);
         }
         if len > 0 && !self.rx_waiters.is_empty() {
-            let waiters = core::mem::take(&mut self.rx_waiters);
-            for (key, seq) in waiters {
-                if self.live(key, seq) {
-                    self.queue_grant_check(key);
-                }
-            }
+            // Messages parked for memory get another grant pass.
+            self.rx_waiters.clear();
+            self.grants.dirty = true;
         }
     }
 
@@ -204,10 +226,9 @@ impl Endpoint {
             // The first response packet: the server has our request.
             rpc.state = RpcState::Incoming;
             rpc.msgout = None;
-            if let Some(k) = rpc.xmit_key.take() {
-                self.xmit_queue.remove(&(k, rpc.seq, key));
-            }
+            self.update_xmit(key);
         }
+        let rpc = &mut self.rpcs[key];
         let msgin = rpc.msgin.as_mut().expect("charged above");
         if msgin.length() != h.message_length {
             self.stats.bad_data += 1;
@@ -234,12 +255,11 @@ impl Endpoint {
             }
         }
         let opened_gap = msgin.gaps().len() > gaps_before;
-        if msgin.is_complete() {
+        let complete = msgin.is_complete();
+        self.grant_update(key);
+        if complete {
             self.message_complete(key);
             return;
-        }
-        if msgin.granted() < msgin.length() {
-            self.queue_grant_check(key);
         }
         if opened_gap {
             let peer = self.rpcs[key].peer;
@@ -249,8 +269,12 @@ impl Endpoint {
 
     /// A whole message arrived: deliver it.
     fn message_complete(&mut self, key: usize) {
+        self.grant_remove(key);
         let rpc = &mut self.rpcs[key];
         let msgin = rpc.msgin.take().expect("complete message");
+        if self.prio.observe(msgin.length(), &self.config) {
+            self.stats.cutoffs_updates += 1;
+        }
         let peer = rpc.peer;
         self.uncharge_rx(peer, msgin.buffer_len());
         let data = msgin.into_bytes();

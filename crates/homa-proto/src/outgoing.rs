@@ -1,5 +1,7 @@
-//! The transmit path: control packets, retransmissions and new DATA in SRPT
-//! order, cut into GSO batches for the driver.
+//! The transmit path: what [`Endpoint::poll_transmit`] emits, in order:
+//! control packets (grants first computed by the grant scheduler), then
+//! retransmissions, then messages too short to pace, then paced DATA chosen
+//! by the pacer; and how DATA packets are built into GSO batches.
 
 use core::net::SocketAddr;
 
@@ -9,15 +11,34 @@ use crate::wire::{AckEntry, Body, DataHeader, Packet, PacketType, Repr};
 use crate::Instant;
 
 impl Endpoint {
+    /// Writes the next datagram (or GSO batch) to send into `buf` (which is
+    /// cleared first) and describes it. Returns `None` when nothing can be
+    /// sent now (see [`Endpoint::poll_timeout`] for when to ask again).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.now = self.now.max(now);
+        buf.clear();
+        self.pacer.wakeup = None;
+        self.send_grants(now);
+        if let Some(c) = self.control.pop_front() {
+            return Some(self.emit_control(now, c, buf));
+        }
+        if let Some(t) = self.transmit_resends(now, buf) {
+            return Some(t);
+        }
+        self.transmit_data(now, buf)
+    }
+
     pub(crate) fn tos(&self, level: u8) -> u8 {
         self.config.priority_map[level as usize] << 5
     }
 
-    pub(crate) fn emit_control(&mut self, c: Control, buf: &mut Vec<u8>) -> Transmit {
+    fn emit_control(&mut self, now: Instant, c: Control, buf: &mut Vec<u8>) -> Transmit {
         let len = c.repr.header_len();
         buf.resize(len, 0);
         c.repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
         self.stats.sent.add(c.repr.body.packet_type(), len);
+        let wire = self.config.wire_bytes(len, c.dest.is_ipv6());
+        self.charge_link(now, wire);
         let level = self.config.control_priority();
         Transmit {
             src_port: c.repr.sport,
@@ -29,7 +50,7 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn max_segs(&self, dest: &SocketAddr) -> u32 {
+    fn max_segs(&self, dest: &SocketAddr) -> u32 {
         if dest.is_ipv6() {
             self.max_gso_segs_v6
         } else {
@@ -37,20 +58,63 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn transmit_resends(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some((key, seq)) = self.retx_queue.pop_front() {
+    /// Wire bytes of a transmit (every segment's framing included).
+    fn transmit_wire_bytes(&self, t: &Transmit) -> u64 {
+        let v6 = t.destination.is_ipv6();
+        match t.segment_size {
+            None => self.config.wire_bytes(t.size, v6),
+            Some(seg) => {
+                let full = t.size / seg;
+                let rest = t.size % seg;
+                let mut w = full as u64 * self.config.wire_bytes(seg, v6);
+                if rest > 0 {
+                    w += self.config.wire_bytes(rest, v6);
+                }
+                w
+            }
+        }
+    }
+
+    /// Batch size limit for RPC `key`: GSO limit, and the pacer's backlog
+    /// allowance for paced messages.
+    fn batch_limit(&self, key: usize, paced: bool) -> u32 {
+        let rpc = &self.rpcs[key];
+        let gso = self.max_segs(&rpc.peer);
+        if !paced {
+            return gso;
+        }
+        let seg = rpc.msgout.as_ref().map_or(0, |m| m.seg_size) as usize;
+        let pkt = self
+            .config
+            .wire_bytes(DataHeader::LEN + seg, rpc.peer.is_ipv6());
+        gso.min(self.paced_batch(pkt))
+    }
+
+    fn transmit_resends(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        while let Some(&(key, seq)) = self.retx_queue.front() {
             if !self.live(key, seq) {
+                self.retx_queue.pop_front();
                 continue;
             }
+            let length = match self.rpcs[key].msgout.as_ref() {
+                Some(m) if m.has_resends() => m.length(),
+                _ => {
+                    self.retx_queue.pop_front();
+                    self.rpcs[key].in_retx_queue = false;
+                    continue;
+                }
+            };
+            if self.throttled(now, length) {
+                self.hold_for_link();
+                return None;
+            }
+            self.retx_queue.pop_front();
             self.rpcs[key].in_retx_queue = false;
-            let has = self.rpcs[key]
-                .msgout
-                .as_ref()
-                .is_some_and(|m| m.has_resends());
-            if !has {
-                continue;
-            }
-            let t = self.write_data(now, key, buf, true);
+            let paced = length >= self.config.defer_min_bytes;
+            let limit = self.batch_limit(key, paced);
+            let t = self.write_data(now, key, buf, true, limit);
+            let wire = self.transmit_wire_bytes(&t);
+            self.charge_link(now, wire);
             if self.rpcs[key]
                 .msgout
                 .as_ref()
@@ -63,31 +127,50 @@ impl Endpoint {
         None
     }
 
-    pub(crate) fn transmit_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let &(_, _, key) = self.xmit_queue.first()?;
-        let t = self.write_data(now, key, buf, false);
+    fn transmit_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let (key, paced) = if let Some(&(_, key)) = self.pacer.short.first() {
+            (key, false)
+        } else {
+            if self.pacer.srpt.is_empty() {
+                return None;
+            }
+            if self.throttled(now, u32::MAX) {
+                self.hold_for_link();
+                return None;
+            }
+            (self.pick_paced()?, true)
+        };
+        let limit = self.batch_limit(key, paced);
+        let t = self.write_data(now, key, buf, false, limit);
+        let wire = self.transmit_wire_bytes(&t);
+        self.charge_link(now, wire);
         self.update_xmit(key);
         Some(t)
     }
 
     /// Writes a batch of DATA packets of RPC `key` into `buf`: new data from
-    /// `next_xmit` (or pending retransmissions when `retransmit`), as many
-    /// packets as GSO allows, all at one priority.
-    pub(crate) fn write_data(
+    /// `next_xmit` (or pending retransmissions when `retransmit`), at most
+    /// `limit` packets, all at one priority.
+    fn write_data(
         &mut self,
         now: Instant,
         key: usize,
         buf: &mut Vec<u8>,
         retransmit: bool,
+        limit: u32,
     ) -> Transmit {
-        let max_segs = self.max_segs(&self.rpcs[key].peer);
+        let num_prio = self.config.num_priorities;
         let rpc = &mut self.rpcs[key];
         let peer = self.peers.get_mut(&rpc.peer);
+        let m = rpc.msgout.as_mut().expect("sending rpc has a message");
         let (ack, cutoff_version) = match peer {
-            Some(p) => (p.take_ack(rpc.port).unwrap_or_default(), p.cutoff_version),
+            Some(p) => {
+                // The unscheduled level follows the peer's latest cutoffs.
+                m.unsched_priority = p.unsched_priority(m.length(), num_prio);
+                (p.take_ack(rpc.port).unwrap_or_default(), p.cutoff_version)
+            }
             None => (AckEntry::default(), 0),
         };
-        let m = rpc.msgout.as_mut().expect("sending rpc has a message");
         let seg_len = DataHeader::LEN + m.seg_size as usize;
         let mut header = Repr {
             sport: rpc.port,
@@ -118,8 +201,7 @@ impl Endpoint {
                 None
             };
             let Some((offset, prio)) = next else { break };
-            // Only the last segment of a GSO batch may be short, and the
-            // segments must be consecutive to stay in one retransmit range.
+            // Only the last segment of a GSO batch may be short.
             if count > 0 && buf.len() % seg_len != 0 {
                 break;
             }
@@ -149,7 +231,7 @@ impl Endpoint {
                 self.stats.data_retransmitted += 1;
             }
             count += 1;
-            if count >= max_segs {
+            if count >= limit {
                 break;
             }
         }

@@ -43,7 +43,7 @@
 //! lapses only for a peer pushed out of that table (`Config::max_peers`
 //! retired entries, oldest first).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::wire::{AckEntry, MAX_ACKS_PER_PKT, MAX_PRIORITIES};
@@ -145,6 +145,10 @@ pub(crate) struct Peer {
     rtt_stamp: Instant,
     /// Finished requests from this peer (at-most-once).
     pub done: DoneIds,
+    /// This peer's incoming messages that need grants, in rank order.
+    pub grantable: BTreeSet<crate::grant::RankKey>,
+    /// When we last sent this peer our CUTOFFS.
+    pub cutoffs_sent: Option<Instant>,
     /// The peer's port (the server port named in acks we send it).
     port: u16,
 }
@@ -166,6 +170,8 @@ impl Peer {
             rtt: None,
             rtt_stamp: now,
             done: DoneIds::default(),
+            grantable: BTreeSet::new(),
+            cutoffs_sent: None,
             port,
         }
     }
@@ -228,6 +234,19 @@ impl Peer {
         AckEntry {
             client_id: id,
             server_port: self.port,
+        }
+    }
+
+    /// Bytes of unscheduled data to send this peer per message: one
+    /// round trip at the link rate (RTTbytes), or `fallback` until the RTT is
+    /// known.
+    pub fn unsched_bytes(&self, link_mbps: u32, fallback: u32, max: u32) -> u32 {
+        match self.rtt {
+            Some(rtt) if link_mbps > 0 => {
+                let bytes = rtt.as_nanos() as u64 * link_mbps as u64 / 8000;
+                bytes.clamp(1, max as u64) as u32
+            }
+            _ => fallback,
         }
     }
 

@@ -104,4 +104,12 @@ pub struct Stats {
     pub beyond_grant: u64,
     /// Grants held back because receive memory was exhausted.
     pub grants_deferred_memory: u64,
+    /// GRANT packets issued.
+    pub grants: u64,
+    /// Of which FIFO ("pity") grants.
+    pub fifo_grants: u64,
+    /// CUTOFFS packets sent.
+    pub cutoffs_sent: u64,
+    /// Times the automatic cutoffs changed.
+    pub cutoffs_updates: u64,
 }

@@ -71,10 +71,19 @@ impl Endpoint {
     /// The next deadline at which [`Endpoint::handle_timeout`] must run, if
     /// any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_tick, self.gap_deadline, self.next_peer_gc]
-            .into_iter()
-            .flatten()
-            .min()
+        let fifo = (!self.grants.ranked.is_empty())
+            .then_some(self.grants.next_fifo)
+            .flatten();
+        [
+            self.next_tick,
+            self.gap_deadline,
+            self.next_peer_gc,
+            self.pacer.wakeup,
+            fifo,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Starts the periodic pass if it is not running.

@@ -47,12 +47,13 @@ pub(crate) struct Rpc {
     pub msgout: Option<MsgOut>,
     /// The peer's message, once its first packet arrived.
     pub msgin: Option<MsgIn>,
-    /// Key under which the RPC sits in the transmit queue, if it does.
-    pub xmit_key: Option<u32>,
+    /// Where the RPC sits in the transmit queues, if it does.
+    pub xmit_key: Option<XmitPos>,
     /// True while the RPC sits in the retransmission queue.
     pub in_retx_queue: bool,
-    /// True while the RPC sits in the grant-check list.
-    pub in_grant_list: bool,
+    /// Position of the incoming message in the grant scheduler's rank
+    /// order, while it needs grants.
+    pub grant_rank: Option<crate::grant::RankKey>,
     /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY,
     /// RESEND).
     pub last_heard: Instant,
@@ -100,7 +101,7 @@ impl Rpc {
             msgin: None,
             xmit_key: None,
             in_retx_queue: false,
-            in_grant_list: false,
+            grant_rank: None,
             last_heard: now,
             last_request: None,
             done_at: None,
@@ -112,6 +113,16 @@ impl Rpc {
     pub fn is_client(&self) -> bool {
         self.id & 1 == 0
     }
+}
+
+/// Where a sendable RPC is queued for transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XmitPos {
+    /// A message shorter than `defer_min_bytes`: never throttled.
+    Short,
+    /// A paced message, keyed by bytes left to transmit (SRPT) and by its
+    /// creation time (the pacer's FIFO share).
+    Paced(u32, Instant),
 }
 
 /// Converts a `sender_id` from the wire into the receiver's local id.

@@ -67,6 +67,9 @@ pub(crate) struct MsgIn {
     granted: u32,
     /// When the first packet arrived (grant tie-breaks, FIFO grants).
     pub birth: Instant,
+    /// Granted-but-not-received bytes last counted in the scheduler's
+    /// total.
+    pub rec_incoming: u32,
 }
 
 impl MsgIn {
@@ -82,6 +85,7 @@ impl MsgIn {
             bytes_remaining: length,
             granted,
             birth,
+            rec_incoming: 0,
         }
     }
 
