@@ -263,11 +263,7 @@ impl Config {
     /// The level for FIFO grants and memory-wakeup RESENDs
     /// (`homa_high_priority`): one below the top, or 0 with ≤ 2 levels.
     pub fn high_priority(&self) -> u8 {
-        if self.num_priorities <= 2 {
-            0
-        } else {
-            self.num_priorities - 2
-        }
+        self.num_priorities.saturating_sub(2)
     }
 
     /// Wire bytes of a packet carrying `homa_bytes` of Homa header and

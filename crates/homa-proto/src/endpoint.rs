@@ -47,6 +47,7 @@ use crate::pacer::Pacer;
 use crate::peer::{DoneIds, Peer};
 use crate::prio::Prio;
 use crate::rng::Rng;
+use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
 use crate::stats::Stats;
@@ -564,7 +565,23 @@ impl Endpoint {
     /// Processes one received datagram from `src`. Malformed or unexpected
     /// packets are counted in [`Stats`] and dropped; nothing here panics.
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        self.handle_datagram_at_level(now, src, None, datagram);
+    }
+
+    /// Like [`Endpoint::handle_datagram`], with the priority level the
+    /// packet arrived at (from the IP TOS / traffic-class byte, see
+    /// [`Endpoint::level_of_tos`], or from a simulator). Knowing arrival
+    /// levels lets the receiver recover clearly lost packets without waiting
+    /// for the silence timer (see the timer module).
+    pub fn handle_datagram_at_level(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        datagram: &[u8],
+    ) {
         self.now = self.now.max(now);
+        let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
         let (repr, payload) = match Repr::parse_with_payload(datagram) {
             Ok(r) => r,
             Err(_) => {
@@ -588,7 +605,9 @@ impl Endpoint {
         };
         let local = local_id(repr.sender_id);
         match repr.body {
-            Body::Data(h) => self.handle_data(now, src, repr.dport, sock, local, &h, payload),
+            Body::Data(h) => {
+                self.handle_data(now, src, repr.dport, sock, local, &h, payload, level)
+            }
             Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, &g),
             Body::Resend(r) => self.handle_resend(now, src, repr.dport, local, &r),
             Body::RpcUnknown => self.handle_rpc_unknown(src, repr.dport, local),
@@ -598,6 +617,13 @@ impl Endpoint {
             Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
             Body::Freeze => {}
         }
+    }
+
+    /// The priority level whose packets carry this IP TOS / traffic-class
+    /// byte under [`Config::priority_map`], if any.
+    pub fn level_of_tos(&self, tos: u8) -> Option<u8> {
+        let value = tos >> 5;
+        (0..self.config.num_priorities).find(|&l| self.config.priority_map[l as usize] == value)
     }
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it

@@ -258,6 +258,9 @@ impl Endpoint {
         let Some(target) = self.fit_grant_to_memory(key, seq, target) else {
             return;
         };
+        if let Some(m) = self.rpcs[key].msgin.as_mut() {
+            m.min_grant_level = m.min_grant_level.min(prio);
+        }
         self.grant_refresh(key);
         let rpc = &self.rpcs[key];
         let (port, peer, id) = (rpc.port, rpc.peer, rpc.id);

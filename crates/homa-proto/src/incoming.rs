@@ -34,6 +34,7 @@ impl Endpoint {
         local: u64,
         h: &DataHeader,
         payload: &[u8],
+        level: u8,
     ) {
         if h.message_length == 0 || h.message_length > self.config.max_message_length {
             self.stats.bad_data += 1;
@@ -51,7 +52,7 @@ impl Endpoint {
                 None => return,
             },
         };
-        self.accept_data(now, key, h, payload);
+        self.accept_data(now, key, h, payload, level);
         if h.cutoff_version != self.prio.version {
             self.send_cutoffs(now, src, port, local);
         }
@@ -185,7 +186,7 @@ impl Endpoint {
         }
     }
 
-    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8]) {
+    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8], level: u8) {
         let rpc = &self.rpcs[key];
         let acceptable = matches!(
             (rpc.is_client(), rpc.state),
@@ -235,7 +236,7 @@ impl Endpoint {
             return;
         }
         let gaps_before = msgin.gaps().len();
-        match msgin.add(h.offset, payload, max_gaps, now) {
+        match msgin.add(h.offset, payload, max_gaps, now, level) {
             AddOutcome::Accepted(_) => {}
             AddOutcome::Duplicate => {
                 self.stats.duplicate_data += 1;

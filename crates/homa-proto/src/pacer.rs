@@ -27,7 +27,7 @@ use crate::rpc::{RpcState, XmitPos};
 use crate::Instant;
 
 /// Sender scheduler state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pacer {
     /// Paced messages by (bytes left, seq, key).
     pub srpt: BTreeSet<(u32, u64, usize)>,
@@ -37,10 +37,24 @@ pub(crate) struct Pacer {
     pub short: BTreeSet<(u64, usize)>,
     /// Estimated time the NIC finishes what it has been given.
     pub link_idle: Instant,
-    /// FIFO share counter (thousandths).
+    /// FIFO share counter (thousandths); starts full so the first batches
+    /// follow SRPT.
     pub fifo_count: i32,
     /// When the link will accept the next paced batch, if data is held.
     pub wakeup: Option<Instant>,
+}
+
+impl Default for Pacer {
+    fn default() -> Pacer {
+        Pacer {
+            srpt: BTreeSet::new(),
+            fifo: BTreeSet::new(),
+            short: BTreeSet::new(),
+            link_idle: Instant::ZERO,
+            fifo_count: 1000,
+            wakeup: None,
+        }
+    }
 }
 
 impl Endpoint {
