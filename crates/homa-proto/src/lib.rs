@@ -46,6 +46,8 @@
 
 pub mod config;
 mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod incoming;
 mod outgoing;
