@@ -236,24 +236,16 @@ impl Endpoint {
             return;
         }
         let gaps_before = msgin.gaps().len();
-        match msgin.add(h.offset, payload, max_gaps, now, level) {
-            AddOutcome::Accepted(_) => {}
-            AddOutcome::Duplicate => {
-                self.stats.duplicate_data += 1;
-                return;
-            }
-            AddOutcome::TooManyGaps => {
-                self.stats.too_many_gaps += 1;
-                return;
-            }
-            AddOutcome::OutOfRange => {
-                self.stats.bad_data += 1;
-                return;
-            }
-            AddOutcome::BeyondGrant => {
-                self.stats.beyond_grant += 1;
-                return;
-            }
+        let dropped = match msgin.add(h.offset, payload, max_gaps, now, level) {
+            AddOutcome::Accepted(_) => None,
+            AddOutcome::Duplicate => Some(&mut self.stats.duplicate_data),
+            AddOutcome::TooManyGaps => Some(&mut self.stats.too_many_gaps),
+            AddOutcome::OutOfRange => Some(&mut self.stats.bad_data),
+            AddOutcome::BeyondGrant => Some(&mut self.stats.beyond_grant),
+        };
+        if let Some(counter) = dropped {
+            *counter += 1;
+            return;
         }
         let opened_gap = msgin.gaps().len() > gaps_before;
         let complete = msgin.is_complete();

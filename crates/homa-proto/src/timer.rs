@@ -42,6 +42,7 @@
 //! hole alone. Tail losses (nothing beyond) still wait for silence, because
 //! there the ambiguity is real.
 
+use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::endpoint::{Endpoint, RpcError, MAX_RESENDS_PER_CHECK};
@@ -176,13 +177,19 @@ impl Endpoint {
         if !due.is_empty() {
             self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));
         }
-        let prio = Some(self.config.control_priority());
-        for (offset, length) in due {
-            self.stats.resends_fast += 1;
+        self.stats.resends_fast += due.len() as u64;
+        self.send_resends(port, peer, id, &due);
+    }
+
+    /// Sends one RESEND per `(offset, length)` range, asking for the data
+    /// at the top level.
+    fn send_resends(&mut self, port: u16, peer: SocketAddr, id: u64, ranges: &[(u32, u32)]) {
+        let priority = Some(self.config.control_priority());
+        for &(offset, length) in ranges {
             let body = Body::Resend(ResendHeader {
                 offset,
                 length,
-                priority: prio,
+                priority,
             });
             self.send_control(port, peer, id, body);
         }
@@ -263,7 +270,6 @@ impl Endpoint {
     /// beyond the highest byte received (at most
     /// [`MAX_RESENDS_PER_CHECK`] packets per call).
     pub(crate) fn request_retransmission(&mut self, now: Instant, key: usize) {
-        let prio = Some(self.config.control_priority());
         let rpc = &mut self.rpcs[key];
         rpc.last_request = Some(now);
         rpc.rtt_probe.get_or_insert(Probe::Resend(now));
@@ -283,14 +289,7 @@ impl Endpoint {
             }
         }
         let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
-        for (offset, length) in ranges {
-            self.stats.resends_silence += 1;
-            let body = Body::Resend(ResendHeader {
-                offset,
-                length,
-                priority: prio,
-            });
-            self.send_control(port, peer, id, body);
-        }
+        self.stats.resends_silence += ranges.len() as u64;
+        self.send_resends(port, peer, id, &ranges);
     }
 }
