@@ -46,12 +46,20 @@
 
 pub mod config;
 mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
+mod grant;
+mod incoming;
+mod outgoing;
+mod pacer;
 mod peer;
+pub mod prio;
 mod rng;
 mod rpc;
 pub mod stats;
 pub mod testnet;
 mod time;
+mod timer;
 pub mod wire;
 
 pub use config::Config;
