@@ -351,7 +351,8 @@ async fn drive(
                 return Ok(());
             }
             let now = sh.now();
-            sh.after_input(&mut st, now);
+            // Drain before timers (see `Shared::turn`).
+            sh.turn(&mut st, now);
             let next = sh.next_deadline(&st);
             st.sleep_until = Some(next.unwrap_or(Instant::MAX));
             let ww = sh.wants_write(&st);
@@ -373,22 +374,20 @@ async fn drive(
                     sh.note_poll_error(&mut st);
                     g.clear_ready_matching(Ready::ERROR);
                 }
-                // Bounded so a flood cannot starve the runtime; the
-                // readiness stays set if the socket was not emptied.
-                for _ in 0..64 {
-                    let now = sh.now();
-                    if sh.turn(&mut st, now) == Received::Empty {
-                        g.clear_ready_matching(Ready::READABLE);
-                        break;
-                    }
+                // One bounded turn, so a flood cannot starve the runtime;
+                // readiness is cleared only once the socket reads empty.
+                let now = sh.now();
+                if sh.turn(&mut st, now) == Received::Empty || sh.receive(&mut st, now) == Received::Empty {
+                    g.clear_ready_matching(Ready::READABLE);
                 }
+                sh.after_input(&mut st, now);
                 sh.unlock(st);
             }
             g = sock.ready(Interest::WRITABLE), if want_write => {
                 let mut g = g?;
                 let mut st = sh.lock();
                 let now = sh.now();
-                sh.after_input(&mut st, now);
+                sh.flush(&mut st, now);
                 if sh.wants_write(&st) {
                     g.clear_ready_matching(Ready::WRITABLE);
                 }

@@ -79,6 +79,9 @@ pub struct TransportStats {
     pub packets_received: u64,
     /// Received buffers that held more than one packet (GRO).
     pub gro_batches: u64,
+    /// Homa packets whose arrival priority level was read from the TOS /
+    /// traffic-class byte and given to the endpoint.
+    pub packets_with_level: u64,
     /// Datagrams dropped: truncated or from a non-IP source.
     pub bad_datagrams: u64,
     /// Errors read from the socket error queue (ICMP and local).
@@ -242,6 +245,10 @@ fn is_icmp_errno(e: &io::Error) -> bool {
     )
 }
 
+/// Most `recvmmsg` batches one turn reads before running timers and
+/// transmitting (bounds the time a flood can keep a turn busy).
+const MAX_BATCHES_PER_TURN: usize = 64;
+
 /// Outcome of handing bytes to the kernel.
 enum SendOutcome {
     Sent,
@@ -269,6 +276,11 @@ impl Shared {
             let _ = sys::set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
         } else {
             sys::set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+        }
+        // The arrival priority lets the endpoint recover losses early.
+        let _ = sys::set_int(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, 1);
+        if ipv6 {
+            let _ = sys::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, 1);
         }
         let gso = config.gso && sys::gso_supported(ipv6);
         let gro = config.gro && sys::set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
@@ -506,12 +518,37 @@ impl Shared {
 
     // ----- the datapath ----------------------------------------------------
 
-    /// One non-blocking turn: receive a batch, then process timers and
+    /// One non-blocking turn: receive what is queued (up to
+    /// [`MAX_BATCHES_PER_TURN`] batches), then process timers and
     /// deadlines, transmit and dispatch events.
+    ///
+    /// Timers run only after the queue is drained: packets already waiting
+    /// in the socket are evidence of life that would otherwise be ignored
+    /// by the silence timers, which then fire spurious RESENDs and NEED_ACKs
+    /// under load.
     pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
-        let r = self.receive(st, now);
+        let mut total = Received::Empty;
+        for _ in 0..MAX_BATCHES_PER_TURN {
+            match self.receive(st, now) {
+                Received::Empty => break,
+                Received::Error => total = Received::Error,
+                Received::Packets(n) => {
+                    total = match total {
+                        Received::Packets(m) => Received::Packets(m + n),
+                        _ => Received::Packets(n),
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            if !st.rx_full() {
+                // A short batch: the queue is (almost certainly) empty.
+                break;
+            }
+        }
         self.after_input(st, now);
-        r
+        total
     }
 
     /// Reads one `recvmmsg` batch and feeds every Homa packet in it to the
@@ -531,18 +568,23 @@ impl Shared {
                         stats.bad_datagrams += 1;
                         continue;
                     };
+                    let level = meta.tos.and_then(|t| ep.level_of_tos(t));
+                    let before = packets;
                     match meta.segment {
                         Some(seg) if seg < data.len() => {
                             stats.gro_batches += 1;
                             for chunk in data.chunks(seg) {
-                                ep.handle_datagram(now, src, chunk);
+                                ep.handle_datagram_at_level(now, src, level, chunk);
                                 packets += 1;
                             }
                         }
                         _ => {
-                            ep.handle_datagram(now, src, data);
+                            ep.handle_datagram_at_level(now, src, level, data);
                             packets += 1;
                         }
+                    }
+                    if level.is_some() {
+                        stats.packets_with_level += (packets - before) as u64;
                     }
                 }
                 stats.packets_received += packets as u64;
@@ -578,8 +620,22 @@ impl Shared {
 
     /// Work after an application command: transmit, report, and wake a
     /// sleeping driver if the command created an earlier deadline.
+    ///
+    /// Timers do not run here: the command did not read the socket, and
+    /// silence timers evaluated without the packets waiting in it fire
+    /// spurious RESENDs (a burst of 1000 `start_call`s did exactly that).
+    /// They run in the driver's next turn, which the kick below brings
+    /// forward if needed.
     fn after_command(&self, st: &mut State, now: Instant) {
-        self.after_input(st, now);
+        if st.closed {
+            return;
+        }
+        self.flush(st, now);
+        if st.errors_pending {
+            self.read_errors(st, now);
+            self.flush(st, now);
+        }
+        self.dispatch(st);
         self.kick(st);
     }
 
@@ -846,6 +902,11 @@ impl Shared {
 }
 
 impl State {
+    /// True if the last receive filled every buffer of the batch.
+    fn rx_full(&self) -> bool {
+        self.rx.filled()
+    }
+
     /// Stores a call's result (first one wins) and schedules its waiter.
     fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
         let Some(c) = self.calls.get_mut(&id) else {

@@ -339,6 +339,8 @@ pub(crate) struct RecvMeta {
     pub src: Option<SocketAddr>,
     /// With GRO: size of each coalesced datagram (the last may be shorter).
     pub segment: Option<usize>,
+    /// The IP TOS / traffic-class byte, when the socket asked for it.
+    pub tos: Option<u8>,
     /// The datagram did not fit the buffer.
     pub truncated: bool,
 }
@@ -375,6 +377,11 @@ impl RecvBatch {
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             meta: Vec::with_capacity(n),
         }
+    }
+
+    /// True if the last [`recv_batch`] filled every buffer.
+    pub(crate) fn filled(&self) -> bool {
+        self.meta.len() == self.hdrs.len()
     }
 
     /// Received datagram `i` of the last [`recv_batch`]: metadata and bytes.
@@ -422,16 +429,27 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> 
     for i in 0..got {
         let h = &batch.hdrs[i];
         let mut segment = None;
+        let mut tos = None;
         // SAFETY: the kernel wrote msg_controllen bytes of valid cmsgs into
         // the buffer msg_control points to.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                    let s: c_int = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    if s > 0 {
-                        segment = Some(s as usize);
+                let data = libc::CMSG_DATA(c);
+                match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::SOL_UDP, libc::UDP_GRO) => {
+                        let s: c_int = std::ptr::read_unaligned(data.cast());
+                        if s > 0 {
+                            segment = Some(s as usize);
+                        }
                     }
+                    // IP_TOS arrives as one byte, IPV6_TCLASS as an int.
+                    (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(*data),
+                    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
+                        let t: c_int = std::ptr::read_unaligned(data.cast());
+                        tos = Some(t as u8);
+                    }
+                    _ => {}
                 }
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
             }
@@ -440,6 +458,7 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> 
             len: h.msg_len as usize,
             src: decode_addr(&batch.names[i], h.msg_hdr.msg_namelen),
             segment,
+            tos,
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         });
     }

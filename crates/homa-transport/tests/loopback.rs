@@ -26,6 +26,9 @@ fn echo__sizes_1b_to_8mb_are_byte_exact_with_gso_and_gro() {
     // batches whenever the kernel offered the offloads.
     assert_eq!(c.gso_sends > 0, client.offloads().gso, "{c:?}");
     assert_eq!(s.gro_batches > 0, server.offloads().gro, "{s:?}");
+    // The TOS byte survives loopback: every packet's priority was known.
+    assert_eq!(s.packets_with_level, s.packets_received, "{s:?}");
+    assert_eq!(c.packets_with_level, c.packets_received, "{c:?}");
     server.close();
     assert_eq!(h.join().unwrap(), SIZES.len() as u64);
 }
@@ -56,6 +59,8 @@ fn echo__ipv6_loopback() {
     let (server, h) = echo_server("[::1]:0", Config::default());
     let client = Socket::bind("[::1]:0".parse().unwrap()).unwrap();
     check_echo_sizes(&client, server.local_addr(), &[1, 5000, 300_000]);
+    let s = server.stats().transport;
+    assert_eq!(s.packets_with_level, s.packets_received, "{s:?}");
     server.close();
     assert_eq!(h.join().unwrap(), 3);
 }

@@ -1,0 +1,167 @@
+//! The same scenario through the blocking and the tokio API: an echo
+//! server, 64 concurrent calls of mixed sizes from one client socket, a call
+//! to a port nobody listens on, a call whose deadline passes, and an abort.
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{free_port, pattern, HANG};
+use homa_transport::{AsyncSocket, Config, Error, Socket};
+
+const CALLS: u64 = 64;
+const SIZES: [usize; 4] = [1, 1500, 60_000, 500_000];
+
+fn size(i: u64) -> usize {
+    SIZES[i as usize % SIZES.len()]
+}
+
+fn server_config() -> Config {
+    let mut c = Config::default();
+    c.server = Some(true);
+    c
+}
+
+#[test]
+fn scenario__blocking() {
+    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let silent = Socket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let s = server.clone();
+    let h = std::thread::spawn(move || {
+        while let Ok(r) = s.recv_request() {
+            s.reply(r.peer, r.id, r.body).unwrap();
+        }
+    });
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest = server.local_addr();
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            client
+                .start_call_timeout(dest, pattern(size(i), i), HANG)
+                .unwrap()
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let resp = call.wait().unwrap();
+        assert!(
+            resp[..] == pattern(size(i as u64), i as u64)[..],
+            "call {i}"
+        );
+    }
+
+    let r = client.call_timeout(free_port("127.0.0.1"), &b"x"[..], HANG);
+    assert!(matches!(r, Err(Error::PortUnreachable)), "{r:?}");
+
+    let r = client.call_timeout(silent.local_addr(), &b"x"[..], Duration::from_millis(20));
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+
+    let call = client.start_call(silent.local_addr(), &b"x"[..]).unwrap();
+    assert!(client.abort(call.id()));
+    assert!(matches!(call.wait(), Err(Error::Aborted)));
+
+    server.close();
+    h.join().unwrap();
+}
+
+async fn scenario_async() {
+    let server = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let silent = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let s = server.clone();
+    let h = tokio::spawn(async move {
+        while let Ok(r) = s.recv_request().await {
+            s.reply(r.peer, r.id, r.body).unwrap();
+        }
+    });
+    let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest: SocketAddr = server.local_addr();
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            client
+                .start_call_timeout(dest, pattern(size(i), i), HANG)
+                .unwrap()
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let resp = call.await.unwrap();
+        assert!(
+            resp[..] == pattern(size(i as u64), i as u64)[..],
+            "call {i}"
+        );
+    }
+
+    let r = client
+        .call_timeout(free_port("127.0.0.1"), &b"x"[..], HANG)
+        .await;
+    assert!(matches!(r, Err(Error::PortUnreachable)), "{r:?}");
+
+    let r = client
+        .call_timeout(silent.local_addr(), &b"x"[..], Duration::from_millis(20))
+        .await;
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+
+    let call = client.start_call(silent.local_addr(), &b"x"[..]).unwrap();
+    assert!(client.abort(call.id()));
+    assert!(matches!(call.await, Err(Error::Aborted)));
+
+    server.close();
+    h.await.unwrap();
+}
+
+#[test]
+fn scenario__tokio_current_thread() {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario_async());
+}
+
+#[test]
+fn scenario__tokio_multi_thread() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(scenario_async());
+}
+
+#[test]
+fn tokio__socket_outside_a_runtime_is_refused() {
+    let r = AsyncSocket::bind("127.0.0.1:0".parse().unwrap());
+    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+}
+
+#[test]
+fn tokio__ipv6_and_many_outstanding_calls() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let server = AsyncSocket::bind_with("[::1]:0".parse().unwrap(), server_config()).unwrap();
+        let s = server.clone();
+        tokio::spawn(async move {
+            while let Ok(r) = s.recv_request().await {
+                s.reply(r.peer, r.id, r.body).unwrap();
+            }
+        });
+        let client = AsyncSocket::bind("[::1]:0".parse().unwrap()).unwrap();
+        let calls: Vec<_> = (0..1000u64)
+            .map(|i| {
+                let c = client.clone();
+                let dest = server.local_addr();
+                tokio::spawn(async move { c.call_timeout(dest, pattern(100, i), HANG).await })
+            })
+            .collect();
+        for (i, c) in calls.into_iter().enumerate() {
+            let resp = c.await.unwrap().unwrap();
+            assert!(resp[..] == pattern(100, i as u64)[..]);
+        }
+        server.close();
+    });
+}
