@@ -1,0 +1,466 @@
+//! The measurements `homa compare` (and `homa client`) run: request/response
+//! round trips and one-way bulk throughput, over raw UDP (the floor), TCP
+//! and Homa, each with a server thread pinned to one CPU and the client on
+//! another.
+//!
+//! The server side is a thread of the same process, not a child process:
+//! the kernel path of a loopback datagram or segment is the same either
+//! way, pinning each side with `sched_setaffinity` is exact for threads,
+//! and nothing (process start-up, IPC for results) differs between the
+//! transports. Every transport gets the same treatment: fresh sockets per
+//! measurement, the same warm-up, the same measurement window, the same
+//! polling policy.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use homa_transport::{Config, Error as HomaError, Socket};
+
+use crate::pin::pin_current_thread;
+use crate::stats::Latency;
+
+/// How waiting threads wait, for every transport alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Polling {
+    /// Spin on non-blocking receives (Homa: its default 50 µs busy-poll).
+    Busy,
+    /// Sleep in the kernel until data arrives (Homa: busy-poll 0).
+    Block,
+}
+
+/// Where client and server run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Cpus {
+    /// CPU of the client (the measuring thread).
+    pub client: usize,
+    /// CPU of the server thread.
+    pub server: usize,
+}
+
+/// How long to warm up and to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Untimed traffic before measuring.
+    pub warmup: Duration,
+    /// The measurement window.
+    pub measure: Duration,
+}
+
+/// A lost datagram in a baseline ping-pong would hang the client: give up
+/// after this long without an answer.
+const STUCK: Duration = Duration::from_secs(2);
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Runs `op` (one round trip) repeatedly: untimed during the warm-up, then
+/// timed until the window closes. Returns the round-trip times in ns.
+fn time_round_trips(plan: &Plan, mut op: impl FnMut() -> Result<()>) -> Result<Vec<u64>> {
+    let start = Instant::now();
+    while start.elapsed() < plan.warmup {
+        op()?;
+    }
+    let mut samples = Vec::with_capacity(1 << 18);
+    let begin = Instant::now();
+    loop {
+        let t = Instant::now();
+        op()?;
+        let end = Instant::now();
+        samples.push((end - t).as_nanos() as u64);
+        if end - begin >= plan.measure {
+            return Ok(samples);
+        }
+    }
+}
+
+/// Homa configuration for a polling policy.
+pub fn homa_config(polling: Polling, server: bool) -> Config {
+    let mut c = Config::default();
+    if polling == Polling::Block {
+        c.busy_poll = Duration::ZERO;
+    }
+    c.server = Some(server);
+    c
+}
+
+/// Starts a server thread pinned to `cpu` and waits until it is ready.
+fn spawn_server<T: Send + 'static>(
+    cpu: usize,
+    f: impl FnOnce(mpsc::Sender<T>) -> Result<()> + Send + 'static,
+) -> Result<(T, thread::JoinHandle<Result<()>>)> {
+    let (tx, rx) = mpsc::channel();
+    let h = thread::Builder::new()
+        .name("bench-server".into())
+        .spawn(move || {
+            pin_current_thread(cpu)?;
+            f(tx)
+        })?;
+    match rx.recv() {
+        Ok(v) => Ok((v, h)),
+        Err(_) => Err(h
+            .join()
+            .map_err(|_| anyhow!("server thread panicked"))?
+            .err()
+            .unwrap_or_else(|| anyhow!("server thread ended early"))),
+    }
+}
+
+fn join(h: thread::JoinHandle<Result<()>>) -> Result<()> {
+    h.join().map_err(|_| anyhow!("server thread panicked"))?
+}
+
+// ----- round trips -----------------------------------------------------
+
+/// Raw UDP ping-pong: the floor for a request/response exchange.
+pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = Arc::clone(&stop);
+    let (addr, h) = spawn_server(cpus.server, move |ready| {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        match polling {
+            Polling::Busy => sock.set_nonblocking(true)?,
+            Polling::Block => sock.set_read_timeout(Some(Duration::from_millis(50)))?,
+        }
+        ready.send(sock.local_addr()?)?;
+        let mut buf = vec![0u8; 1 << 16];
+        while !st.load(Ordering::Relaxed) {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    sock.send_to(&buf[..n], from)?;
+                }
+                Err(e) if would_block(&e) => std::hint::spin_loop(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })?;
+    pin_current_thread(cpus.client)?;
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(addr)?;
+    match polling {
+        Polling::Busy => sock.set_nonblocking(true)?,
+        Polling::Block => sock.set_read_timeout(Some(STUCK))?,
+    }
+    let msg = vec![0x5a_u8; size];
+    let mut buf = vec![0u8; 1 << 16];
+    let r = time_round_trips(plan, || {
+        sock.send(&msg)?;
+        let t = Instant::now();
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(n) if n == size => return Ok(()),
+                Ok(n) => bail!("udp echo of {n} bytes, sent {size}"),
+                Err(e) if would_block(&e) && t.elapsed() < STUCK => std::hint::spin_loop(),
+                Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
+            }
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    Ok(Latency::from_nanos(r?))
+}
+
+/// Reads exactly `buf.len()` bytes, spinning on a non-blocking socket.
+/// `Ok(false)` on a clean end of stream before the first byte.
+fn read_full(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Writes all of `buf`, spinning on a non-blocking socket.
+fn write_full(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match s.write(&buf[done..]) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A length-prefixed message: 4-byte big-endian length, then the bytes.
+fn framed(payload_len: usize) -> Vec<u8> {
+    let mut v = (payload_len as u32).to_be_bytes().to_vec();
+    v.resize(4 + payload_len, 0x5a);
+    v
+}
+
+/// Reads one framed message into `buf` (grown as needed); `None` at EOF.
+fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut len = [0u8; 4];
+    if !read_full(s, &mut len)? {
+        return Ok(None);
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    buf.resize(n, 0);
+    read_full(s, &mut buf[..n])?;
+    Ok(Some(n))
+}
+
+fn tcp_pair(polling: Polling, cpus: Cpus) -> Result<(TcpStream, thread::JoinHandle<Result<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (_, h) = spawn_server(cpus.server, move |ready| {
+        ready.send(())?;
+        let (mut conn, _) = listener.accept()?;
+        conn.set_nodelay(true)?;
+        conn.set_nonblocking(polling == Polling::Busy)?;
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(n) = read_message(&mut conn, &mut buf)? {
+            out.clear();
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+            out.extend_from_slice(&buf[..n]);
+            write_full(&mut conn, &out)?;
+        }
+        Ok(())
+    })?;
+    let conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    conn.set_nonblocking(polling == Polling::Busy)?;
+    Ok((conn, h))
+}
+
+/// TCP round trips: one connection, `TCP_NODELAY`, length-prefixed echo.
+pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
+    let (mut conn, h) = tcp_pair(polling, cpus)?;
+    pin_current_thread(cpus.client)?;
+    let msg = framed(size);
+    let mut buf = Vec::new();
+    let r = time_round_trips(plan, || {
+        write_full(&mut conn, &msg)?;
+        match read_message(&mut conn, &mut buf)? {
+            Some(n) if n == size => Ok(()),
+            other => bail!("tcp echo: {other:?}"),
+        }
+    });
+    drop(conn);
+    join(h)?;
+    Ok(Latency::from_nanos(r?))
+}
+
+/// A Homa echo server thread; returns its address and a handle to close it.
+fn homa_server(
+    cpus: Cpus,
+    polling: Polling,
+    response: Option<Bytes>,
+    received: Arc<AtomicU64>,
+) -> Result<(Socket, thread::JoinHandle<Result<()>>)> {
+    let (sock, h) = spawn_server(cpus.server, move |ready| {
+        let sock = Socket::bind_with("127.0.0.1:0".parse()?, homa_config(polling, true))?;
+        ready.send(sock.clone())?;
+        loop {
+            match sock.recv_request() {
+                Ok(r) => {
+                    received.fetch_add(r.body.len() as u64, Ordering::Relaxed);
+                    let body = response.clone().unwrap_or(r.body);
+                    sock.reply(r.peer, r.id, body)?;
+                }
+                Err(HomaError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })?;
+    Ok((sock, h))
+}
+
+/// Homa round trips: one outstanding call at a time.
+pub fn homa_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
+    let (server, h) = homa_server(cpus, polling, None, Arc::default())?;
+    let dest = server.local_addr();
+    pin_current_thread(cpus.client)?;
+    let client = Socket::bind_with("127.0.0.1:0".parse()?, homa_config(polling, false))?;
+    let msg = Bytes::from(vec![0x5a_u8; size]);
+    let r = time_round_trips(plan, || {
+        let resp = client.call_timeout(dest, msg.clone(), STUCK)?;
+        if resp.len() != size {
+            bail!("homa echo of {} bytes, sent {size}", resp.len());
+        }
+        Ok(())
+    });
+    server.close();
+    join(h)?;
+    Ok(Latency::from_nanos(r?))
+}
+
+// ----- one-way bulk ----------------------------------------------------
+
+/// Runs `send` (which must keep sending until told to stop) while a
+/// receiver counts bytes into `counter`; returns the receiver's rate over
+/// the measurement window in Gbit/s.
+fn rate_of(
+    plan: &Plan,
+    counter: &AtomicU64,
+    stop: &AtomicBool,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    let start = Instant::now();
+    while start.elapsed() < plan.warmup {
+        step()?;
+    }
+    let b0 = counter.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    while t0.elapsed() < plan.measure {
+        step()?;
+    }
+    let b1 = counter.load(Ordering::Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    Ok((b1 - b0) as f64 * 8.0 / secs / 1e9)
+}
+
+fn set_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: a valid int option on a live socket.
+    let r = unsafe { libc::setsockopt(fd, level, name, (&value as *const i32).cast(), 4) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes of UDP payload per packet for a 1500-byte MTU, as Homa uses.
+const UDP_SEGMENT: usize = 1500 - 20 - 8;
+
+/// The UDP bulk floor: a sender blasting 64-segment GSO batches of
+/// 1472-byte datagrams (Homa's packet size) at a GRO receiver that only
+/// counts bytes. No reliability, no flow control: what arrives is the
+/// ceiling for any protocol over UDP sockets here.
+pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (c, st) = (Arc::clone(&counter), Arc::clone(&stop));
+    let (addr, h) = spawn_server(cpus.server, move |ready| {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let fd = sock.as_raw_fd();
+        set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
+            .or_else(|_| set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
+        set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
+        match polling {
+            Polling::Busy => sock.set_nonblocking(true)?,
+            Polling::Block => sock.set_read_timeout(Some(Duration::from_millis(50)))?,
+        }
+        ready.send(sock.local_addr()?)?;
+        let mut buf = vec![0u8; 1 << 16];
+        while !st.load(Ordering::Relaxed) {
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    c.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if would_block(&e) => std::hint::spin_loop(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })?;
+    pin_current_thread(cpus.client)?;
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(addr)?;
+    let fd = sock.as_raw_fd();
+    set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
+        .or_else(|_| set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20))?;
+    set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, UDP_SEGMENT as i32).context("UDP_SEGMENT")?;
+    let batch = vec![0x5a_u8; UDP_SEGMENT * 44];
+    let r = rate_of(plan, &counter, &stop, || {
+        match sock.send(&batch) {
+            Ok(_) => Ok(()),
+            // The receiver fell behind and ICMP or buffer errors surfaced.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOBUFS)) => {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    r
+}
+
+/// TCP bulk: one connection carrying `size`-byte length-prefixed messages
+/// back to back; the receiver reads each whole message.
+pub fn tcp_bulk(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let c = Arc::clone(&counter);
+    let (_, h) = spawn_server(cpus.server, move |ready| {
+        ready.send(())?;
+        let (mut conn, _) = listener.accept()?;
+        conn.set_nonblocking(polling == Polling::Busy)?;
+        let mut buf = Vec::new();
+        while let Some(n) = read_message(&mut conn, &mut buf)? {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    })?;
+    pin_current_thread(cpus.client)?;
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let msg = framed(size);
+    let r = rate_of(plan, &counter, &stop, || Ok(conn.write_all(&msg)?));
+    drop(conn);
+    join(h)?;
+    r
+}
+
+/// Homa bulk: `size`-byte requests answered with one byte, `outstanding`
+/// calls in flight on one socket; the server counts request bytes.
+pub fn homa_bulk(
+    size: usize,
+    outstanding: usize,
+    plan: &Plan,
+    polling: Polling,
+    cpus: Cpus,
+) -> Result<f64> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let (server, h) = homa_server(
+        cpus,
+        polling,
+        Some(Bytes::from_static(b"k")),
+        Arc::clone(&counter),
+    )?;
+    let dest = server.local_addr();
+    pin_current_thread(cpus.client)?;
+    let client = Socket::bind_with("127.0.0.1:0".parse()?, homa_config(polling, false))?;
+    let msg = Bytes::from(vec![0x5a_u8; size]);
+    let mut calls = std::collections::VecDeque::new();
+    let r = rate_of(plan, &counter, &stop, || {
+        while calls.len() < outstanding.max(1) {
+            calls.push_back(client.start_call_timeout(dest, msg.clone(), STUCK * 5)?);
+        }
+        let call = calls.pop_front().expect("at least one call");
+        call.wait()?;
+        Ok(())
+    });
+    drop(calls);
+    server.close();
+    join(h)?;
+    r
+}
