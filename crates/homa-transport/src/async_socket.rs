@@ -374,13 +374,15 @@ async fn drive(
                     sh.note_poll_error(&mut st);
                     g.clear_ready_matching(Ready::ERROR);
                 }
-                // One bounded turn, so a flood cannot starve the runtime;
-                // readiness is cleared only once the socket reads empty.
-                let now = sh.now();
-                if sh.turn(&mut st, now) == Received::Empty || sh.receive(&mut st, now) == Received::Empty {
-                    g.clear_ready_matching(Ready::READABLE);
+                // Bounded, so a flood cannot starve the runtime; readiness
+                // is cleared only once the socket reads empty.
+                for _ in 0..8 {
+                    let now = sh.now();
+                    if sh.turn(&mut st, now) == Received::Empty {
+                        g.clear_ready_matching(Ready::READABLE);
+                        break;
+                    }
                 }
-                sh.after_input(&mut st, now);
                 sh.unlock(st);
             }
             g = sock.ready(Interest::WRITABLE), if want_write => {

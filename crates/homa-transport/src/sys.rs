@@ -354,6 +354,8 @@ pub(crate) struct RecvBatch {
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     meta: Vec<RecvMeta>,
+    /// Datagrams the last call asked for.
+    asked: usize,
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` point into the batch's own
@@ -365,7 +367,7 @@ impl RecvBatch {
     /// `n` buffers of `stride` bytes each.
     pub(crate) fn new(n: usize, stride: usize) -> RecvBatch {
         let n = n.max(1);
-        RecvBatch {
+        let mut b = RecvBatch {
             bufs: vec![0; n * stride],
             stride,
             // SAFETY: plain data; all zeroes is valid.
@@ -376,12 +378,47 @@ impl RecvBatch {
             // SAFETY: plain data; all zeroes is valid.
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             meta: Vec::with_capacity(n),
+            asked: n,
+        };
+        // The vectors never grow, so their heap buffers never move: the
+        // pointers set here stay valid for the batch's life, and a receive
+        // only resets the lengths the kernel overwrote.
+        let base = b.bufs.as_mut_ptr();
+        for i in 0..n {
+            b.iovs[i] = libc::iovec {
+                // SAFETY: i * stride < bufs.len().
+                iov_base: unsafe { base.add(i * stride) }.cast(),
+                iov_len: stride,
+            };
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&mut b.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut b.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = b.cmsgs[i].0.as_mut_ptr().cast();
+        }
+        b.reset(n);
+        b
+    }
+
+    /// Restores the in/out lengths of the first `n` headers.
+    fn reset(&mut self, n: usize) {
+        for h in &mut self.hdrs[..n] {
+            h.msg_len = 0;
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as socklen_t;
+            h.msg_hdr.msg_controllen = size_of::<CmsgBuf>() as _;
+            h.msg_hdr.msg_flags = 0;
         }
     }
 
-    /// True if the last [`recv_batch`] filled every buffer.
+    /// True if the last [`recv_batch`] returned as many datagrams as it
+    /// asked for (more may be queued).
     pub(crate) fn filled(&self) -> bool {
-        self.meta.len() == self.hdrs.len()
+        self.meta.len() == self.asked
+    }
+
+    /// Most datagrams one call can return.
+    pub(crate) fn capacity(&self) -> usize {
+        self.hdrs.len()
     }
 
     /// Received datagram `i` of the last [`recv_batch`]: metadata and bytes.
@@ -394,28 +431,16 @@ impl RecvBatch {
 
 /// Receives up to a batch of datagrams without blocking. Returns how many
 /// arrived; `WouldBlock` when none is queued.
-pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
-    let n = batch.hdrs.len();
-    let stride = batch.stride;
-    let base = batch.bufs.as_mut_ptr();
-    for i in 0..n {
-        batch.iovs[i] = libc::iovec {
-            // SAFETY: i * stride < bufs.len().
-            iov_base: unsafe { base.add(i * stride) }.cast(),
-            iov_len: stride,
-        };
-        let h = &mut batch.hdrs[i];
-        h.msg_len = 0;
-        h.msg_hdr.msg_name = (&mut batch.names[i] as *mut libc::sockaddr_storage).cast();
-        h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as socklen_t;
-        h.msg_hdr.msg_iov = &mut batch.iovs[i];
-        h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = batch.cmsgs[i].0.as_mut_ptr().cast();
-        h.msg_hdr.msg_controllen = batch.cmsgs[i].0.len() as _;
-        h.msg_hdr.msg_flags = 0;
-    }
-    // SAFETY: every header points into the batch's own live buffers with the
-    // lengths set above.
+pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
+    let n = batch.hdrs.len().min(max.max(1));
+    batch.asked = n;
+    // Only headers the previous call filled had their lengths overwritten.
+    // (Index 0 is reset even after an error, to be safe.)
+    let used = batch.meta.len().max(1);
+    batch.reset(used);
+    batch.meta.clear();
+    // SAFETY: every header points into the batch's own live buffers (set
+    // up in `new`, never moved) with the lengths reset above.
     let got = cvt(unsafe {
         libc::recvmmsg(
             fd,
@@ -425,7 +450,6 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> 
             std::ptr::null_mut(),
         )
     })? as usize;
-    batch.meta.clear();
     for i in 0..got {
         let h = &batch.hdrs[i];
         let mut segment = None;
