@@ -439,17 +439,30 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, max: usize) -> io::Re
     let used = batch.meta.len().max(1);
     batch.reset(used);
     batch.meta.clear();
-    // SAFETY: every header points into the batch's own live buffers (set
-    // up in `new`, never moved) with the lengths reset above.
-    let got = cvt(unsafe {
-        libc::recvmmsg(
-            fd,
-            batch.hdrs.as_mut_ptr(),
-            n as u32,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    })? as usize;
+    // Every header points into the batch's own live buffers (set up in
+    // `new`, never moved) with the lengths reset above.
+    let got = if n == 1 {
+        // One datagram: plain recvmsg is cheaper than recvmmsg's loop.
+        // SAFETY: as above, for the first header.
+        let h = &mut batch.hdrs[0];
+        let r = unsafe { libc::recvmsg(fd, &mut h.msg_hdr, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        h.msg_len = r as u32;
+        1
+    } else {
+        // SAFETY: as above.
+        cvt(unsafe {
+            libc::recvmmsg(
+                fd,
+                batch.hdrs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        })? as usize
+    };
     for i in 0..got {
         let h = &batch.hdrs[i];
         let mut segment = None;

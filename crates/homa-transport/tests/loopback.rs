@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{check_echo_sizes, echo_server, free_port, pattern, server_socket, HANG};
+use common::{check_echo_sizes, echo_server, free_port, patient, pattern, server_socket, HANG};
 use homa_transport::{Config, Error, Socket};
 
 const SIZES: &[usize] = &[
@@ -81,8 +81,10 @@ fn dual_stack_server__sees_ipv4_clients_as_ipv4() {
 
 #[test]
 fn one_socket__1000_outstanding_calls() {
-    let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    // Patient timers: see common::patient.
+    let (server, h) = echo_server("127.0.0.1:0", patient(Config::default()));
+    let client =
+        Socket::bind_with("127.0.0.1:0".parse().unwrap(), patient(Config::default())).unwrap();
     let dest = server.local_addr();
     let calls: Vec<_> = (0..1000u64)
         .map(|i| {
