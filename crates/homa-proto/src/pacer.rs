@@ -64,11 +64,13 @@ impl Endpoint {
         let defer_min = self.config.defer_min_bytes;
         let rpc = &mut self.rpcs[key];
         let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() => Some(if m.length() < defer_min {
-                XmitPos::Short
-            } else {
-                XmitPos::Paced(m.bytes_left(), m.init_time)
-            }),
+            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held => {
+                Some(if m.length() < defer_min {
+                    XmitPos::Short
+                } else {
+                    XmitPos::Paced(m.bytes_left(), m.init_time)
+                })
+            }
             _ => None,
         };
         if want == rpc.xmit_key {

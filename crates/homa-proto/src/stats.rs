@@ -112,4 +112,13 @@ pub struct Stats {
     pub cutoffs_sent: u64,
     /// Times the automatic cutoffs changed.
     pub cutoffs_updates: u64,
+    /// Sends refused by the socket send cap.
+    pub sends_blocked: u64,
+    /// Incoming messages that had to wait for a receive buffer.
+    pub messages_waited: u64,
+    /// Of those, admitted once memory freed (each with a RESEND).
+    pub messages_admitted: u64,
+    /// Partially received messages whose buffer was taken back to let a
+    /// better-ranked message finish (they wait and are resent).
+    pub evictions: u64,
 }
