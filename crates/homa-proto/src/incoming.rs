@@ -291,6 +291,9 @@ impl Endpoint {
             let charged = self.charge_rx(peer, port, msgin.buffer_len());
             debug_assert!(charged, "checked above");
             self.rpcs[key].msgin = Some(msgin);
+            // The message joins the grant scheduler now, whatever becomes
+            // of this first packet.
+            self.grant_update(key);
         }
         let answer = Answer::Data {
             offset: h.offset,
