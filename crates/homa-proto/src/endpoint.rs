@@ -335,6 +335,27 @@ impl Endpoint {
         self.peers.len()
     }
 
+    /// Counters and gauges, for monitoring.
+    pub fn metrics(&self) -> crate::stats::Metrics {
+        let client = self.client_rpcs.len();
+        crate::stats::Metrics {
+            stats: self.stats.clone(),
+            client_rpcs: client,
+            server_rpcs: self.rpcs.len() - client,
+            peers: self.peers.len(),
+            rx_bytes: self.rx_bytes,
+            total_incoming: self.grants.total_incoming,
+            active_grants: self.grants.active,
+            waiting_for_memory: self.mem_waiters.len(),
+            min_rtt_nanos: self
+                .peers
+                .values()
+                .filter_map(|p| p.rtt)
+                .map(|d| d.as_nanos() as u64)
+                .min(),
+        }
+    }
+
     /// Number of open sockets.
     pub fn socket_count(&self) -> usize {
         self.sockets.len()
@@ -518,6 +539,9 @@ impl Endpoint {
         let key = self.rpcs.insert(rpc);
         self.client_rpcs.insert(id, key);
         self.stats.requests_started += 1;
+        self.stats
+            .tx_sizes
+            .add(self.rpcs[key].msgout.as_ref().map_or(0, |m| m.length()));
         self.hold_if_plugged(port, key);
         self.update_xmit(key);
         self.arm_tick(now);
@@ -542,6 +566,7 @@ impl Endpoint {
             return Err(Error::WrongState);
         }
         self.charge_tx(port, response.len())?;
+        let response_len = response.len() as u32;
         let seg = self.seg_size(&peer);
         let num_prio = self.config.num_priorities;
         let prio = self
@@ -553,6 +578,7 @@ impl Endpoint {
         rpc.last_heard = now;
         rpc.msgout = Some(MsgOut::new(response, seg, unsched, prio, now));
         self.stats.responses_started += 1;
+        self.stats.tx_sizes.add(response_len);
         self.hold_if_plugged(port, key);
         self.update_xmit(key);
         Ok(())

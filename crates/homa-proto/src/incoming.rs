@@ -349,6 +349,7 @@ impl Endpoint {
         let rpc = &mut self.rpcs[key];
         let msgin = rpc.msgin.take().expect("complete message");
         let (peer, port) = (rpc.peer, rpc.port);
+        self.stats.rx_sizes.add(msgin.length());
         if self.prio.observe(msgin.length(), &self.config) {
             self.stats.cutoffs_updates += 1;
         }
