@@ -56,6 +56,7 @@ mod peer;
 pub mod prio;
 mod rng;
 mod rpc;
+mod socket;
 pub mod stats;
 pub mod testnet;
 mod time;

@@ -42,6 +42,8 @@ pub(crate) struct Pacer {
     pub fifo_count: i32,
     /// When the link will accept the next paced batch, if data is held.
     pub wakeup: Option<Instant>,
+    /// Since when paced data has been held (for the throttled-time metric).
+    pub held_since: Option<Instant>,
 }
 
 impl Default for Pacer {
@@ -53,6 +55,7 @@ impl Default for Pacer {
             link_idle: Instant::ZERO,
             fifo_count: 1000,
             wakeup: None,
+            held_since: None,
         }
     }
 }
@@ -64,11 +67,13 @@ impl Endpoint {
         let defer_min = self.config.defer_min_bytes;
         let rpc = &mut self.rpcs[key];
         let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() => Some(if m.length() < defer_min {
-                XmitPos::Short
-            } else {
-                XmitPos::Paced(m.bytes_left(), m.init_time)
-            }),
+            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held => {
+                Some(if m.length() < defer_min {
+                    XmitPos::Short
+                } else {
+                    XmitPos::Paced(m.bytes_left(), m.init_time)
+                })
+            }
             _ => None,
         };
         if want == rpc.xmit_key {
@@ -112,6 +117,10 @@ impl Endpoint {
 
     /// Remembers that paced data waits for the link.
     pub(crate) fn hold_for_link(&mut self) {
+        if self.pacer.held_since.is_none() {
+            self.pacer.held_since = Some(self.now);
+            self.stats.throttled += 1;
+        }
         let at = self
             .pacer
             .link_idle

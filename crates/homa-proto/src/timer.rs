@@ -74,6 +74,8 @@ impl Endpoint {
             }
         }
         if tick_due {
+            // The application may have dropped delivered messages.
+            self.memory_freed();
             let tick = self.config.tick;
             self.next_tick = (!self.rpcs.is_empty()).then_some(now + tick);
         }
@@ -199,6 +201,20 @@ impl Endpoint {
     fn check_rpc(&mut self, now: Instant, key: usize) {
         let timeout = self.config.timeout;
         let rpc = &mut self.rpcs[key];
+        if rpc.held {
+            // Output commit holds our message: nothing is late.
+            rpc.last_heard = now;
+            return;
+        }
+        if rpc.waiting.is_some() {
+            // We hold the peer's message back for lack of memory; it only
+            // has to show it is alive (its packets and probes count).
+            if now.saturating_duration_since(rpc.last_heard) >= timeout {
+                self.stats.timeouts += 1;
+                self.fail_rpc(key, RpcError::Timeout);
+            }
+            return;
+        }
         let expecting = match (rpc.is_client(), rpc.state) {
             (_, RpcState::Incoming) => rpc.msgin.as_ref().is_none_or(|m| !m.all_granted_received()),
             (true, RpcState::Outgoing) => rpc.msgout.as_ref().is_none_or(|m| !m.has_sendable()),

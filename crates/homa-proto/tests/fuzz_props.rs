@@ -22,3 +22,22 @@ proptest! {
         endpoint_program(&data);
     }
 }
+
+/// Inputs that once made a fuzz target fail, replayed on every run.
+#[test]
+fn fuzz_regressions() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz_regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("endpoint") {
+            endpoint_program(&data);
+        } else {
+            wire_roundtrip(&data);
+        }
+        n += 1;
+    }
+    assert!(n > 0);
+}

@@ -126,7 +126,9 @@ impl MsgIn {
         floor
     }
 
-    fn capacity_for(length: u32, granted: u32) -> usize {
+    /// Buffer bytes a message of `length` bytes needs with `granted` bytes
+    /// granted.
+    pub fn capacity_for(length: u32, granted: u32) -> usize {
         granted.saturating_add(GRANT_SLACK).min(length) as usize
     }
 
@@ -307,6 +309,12 @@ impl MsgIn {
 
     fn copy_in(&mut self, at: u32, bytes: &[u8]) {
         self.buf[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The assembled message's storage. Call only when complete.
+    pub fn into_vec(self) -> Vec<u8> {
+        debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
+        self.buf
     }
 
     /// The assembled message. Call only when complete.
