@@ -49,7 +49,7 @@ use crate::{Config, Error};
 /// let server = AsyncSocket::bind("127.0.0.1:4000".parse().unwrap())?;
 /// tokio::spawn(async move {
 ///     while let Ok(req) = server.recv_request().await {
-///         server.reply(req.peer, req.id, req.body).unwrap();
+///         server.reply(req.peer, req.id, req.body).await.unwrap();
 ///     }
 /// });
 /// let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap())?;
@@ -165,9 +165,13 @@ impl AsyncSocket {
         self.shared().stats()
     }
 
-    /// Sends `request` to `dest` and waits for the response.
+    /// Sends `request` to `dest` and waits for the response (and, first,
+    /// for room under the protocol's send cap if it is reached).
     pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
-        self.start_call(dest, request)?.await
+        let request = request.into();
+        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
+            .await?
+            .await
     }
 
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
@@ -178,11 +182,53 @@ impl AsyncSocket {
         request: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
-        self.start_call_timeout(dest, request, timeout)?.await
+        let request = request.into();
+        self.send_waiting(Some(timeout), |s, left| {
+            s.start(dest, request.clone(), left)
+        })
+        .await?
+        .await
+    }
+
+    /// Runs a send; while the protocol's send cap refuses it, waits for
+    /// room (an `Event::Writable`), at most `timeout` in total. `op` gets
+    /// the time left.
+    async fn send_waiting<T>(
+        &self,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&AsyncSocket, Option<Duration>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let sh = self.shared();
+        let until = timeout.map(|t| sh.now() + t);
+        loop {
+            let seen = sh.writable_seq(&sh.lock());
+            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
+            match op(self, left) {
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+            sh.note_send_cap_wait(&mut sh.lock());
+            let room = poll_fn(|cx| {
+                let mut st = sh.lock();
+                if sh.writable_seq(&st) != seen || st.closed {
+                    return Poll::Ready(());
+                }
+                sh.add_write_waiter(&mut st, Waiter::Task(cx.waker().clone()));
+                Poll::Pending
+            });
+            match left {
+                Some(left) => tokio::time::timeout(left, room)
+                    .await
+                    .map_err(|_| Error::DeadlineExceeded)?,
+                None => room.await,
+            }
+        }
     }
 
     /// Sends `request` and returns a future of the response; any number may
-    /// be outstanding. Dropping the future aborts the RPC.
+    /// be outstanding. Dropping the future aborts the RPC. Fails with
+    /// [`Error::WouldBlock`] when the protocol's send cap is reached
+    /// ([`AsyncSocket::call`] waits instead).
     pub fn start_call(
         &self,
         dest: SocketAddr,
@@ -240,8 +286,22 @@ impl AsyncSocket {
         .await
     }
 
-    /// Sends `response` to request `id` from `peer`.
-    pub fn reply(
+    /// Sends `response` to request `id` from `peer`, waiting for room
+    /// under the protocol's send cap if it is reached.
+    pub async fn reply(
+        &self,
+        peer: SocketAddr,
+        id: u64,
+        response: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        let response = response.into();
+        self.send_waiting(None, |s, _| s.try_reply(peer, id, response.clone()))
+            .await
+    }
+
+    /// Sends `response` without waiting: [`Error::WouldBlock`] when the
+    /// protocol's send cap is reached.
+    pub fn try_reply(
         &self,
         peer: SocketAddr,
         id: u64,

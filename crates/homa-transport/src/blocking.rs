@@ -164,8 +164,10 @@ impl Socket {
         self.start_call_timeout(dest, request, timeout)?.wait()
     }
 
-    /// Sends `request` to `dest` and returns at once with a handle to wait
-    /// for the response. Any number of calls may be outstanding.
+    /// Sends `request` to `dest` and returns with a handle to wait for the
+    /// response. Any number of calls may be outstanding, up to the
+    /// protocol's send cap (`max_tx_bytes_per_socket` bytes of unfinished
+    /// requests); beyond it, this waits for room.
     pub fn start_call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Call, Error> {
         self.start(dest, request.into(), None)
     }
@@ -188,14 +190,49 @@ impl Socket {
         timeout: Option<Duration>,
     ) -> Result<Call, Error> {
         let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.start_call(&mut st, dest, request, timeout);
-        sh.unlock(st);
+        let until = timeout.map(|t| sh.now() + t);
+        let id = self.send_waiting(until, |sh, st| {
+            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
+            sh.start_call(st, dest, request.clone(), left)
+        })?;
         Ok(Call {
             socket: self.clone(),
-            id: r?,
+            id,
             taken: false,
         })
+    }
+
+    /// Runs a send; while the protocol's send cap refuses it, waits for
+    /// room until `until` (driving the socket if nobody does, so the
+    /// acknowledgements that free room are processed).
+    fn send_waiting<T>(
+        &self,
+        until: Option<Instant>,
+        mut op: impl FnMut(&Shared, &mut State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let sh = self.shared();
+        loop {
+            let mut st = sh.lock();
+            let seen = sh.writable_seq(&st);
+            match op(sh, &mut st) {
+                Err(Error::WouldBlock) => {}
+                r => {
+                    sh.unlock(st);
+                    return r;
+                }
+            }
+            sh.note_send_cap_wait(&mut st);
+            drop(st);
+            let room = wait(
+                sh,
+                until,
+                |sh, st| (sh.writable_seq(st) != seen || st.closed).then_some(()),
+                |sh, st, w| sh.add_write_waiter(st, w),
+            );
+            if room.is_none() {
+                return Err(Error::DeadlineExceeded);
+            }
+        }
     }
 
     /// Waits for the next request. Fails with [`Error::Closed`] once the
@@ -234,18 +271,16 @@ impl Socket {
 
     /// Sends `response` to the request `id` from `peer` (both from the
     /// [`Request`]). Returns once the first packets are with the kernel; the
-    /// rest go out as the client grants them.
+    /// rest go out as the client grants them. Waits while the protocol's
+    /// send cap is reached.
     pub fn reply(
         &self,
         peer: SocketAddr,
         id: u64,
         response: impl Into<Bytes>,
     ) -> Result<(), Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.reply(&mut st, peer, id, response.into());
-        sh.unlock(st);
-        r
+        let response = response.into();
+        self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
     }
 
     /// Aborts the outstanding call `id`: whoever waits for it gets

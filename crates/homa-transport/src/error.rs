@@ -36,6 +36,12 @@ pub enum Error {
     /// The socket was closed.
     #[error("socket closed")]
     Closed,
+    /// The socket's send cap (`max_tx_bytes_per_socket` of the protocol
+    /// configuration) is reached. Only the non-waiting
+    /// [`crate::AsyncSocket::start_call`] and [`crate::AsyncSocket::reply`]
+    /// return it; every other send waits for room.
+    #[error("send buffer full")]
+    WouldBlock,
     /// The destination's address family does not match the socket's (an
     /// IPv6 destination on an IPv4 socket).
     #[error("address family mismatch")]
@@ -65,6 +71,7 @@ impl Error {
             | Error::Config(_) => K::InvalidInput,
             Error::Aborted => K::ConnectionAborted,
             Error::Closed => K::NotConnected,
+            Error::WouldBlock => K::WouldBlock,
             Error::UnknownRpc => K::NotFound,
             Error::Io(e) => e.kind(),
         }
@@ -77,6 +84,7 @@ impl Error {
             homa_proto::Error::EmptyMessage => Error::EmptyMessage,
             homa_proto::Error::UnknownRpc | homa_proto::Error::WrongState => Error::UnknownRpc,
             homa_proto::Error::NoSocket(_) => Error::Closed,
+            homa_proto::Error::WouldBlock => Error::WouldBlock,
             other => Error::Io(io::Error::other(other)),
         }
     }

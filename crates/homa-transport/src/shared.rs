@@ -88,6 +88,8 @@ pub struct TransportStats {
     pub queued_errors: u64,
     /// Requests dropped because `max_queued_requests` were waiting.
     pub requests_dropped: u64,
+    /// Sends that had to wait for room under the protocol's send cap.
+    pub send_cap_waits: u64,
 }
 
 /// Everything a socket counts.
@@ -167,6 +169,9 @@ pub(crate) struct State {
     deadlines: BTreeSet<(Instant, u64)>,
     requests: VecDeque<Request>,
     request_waiters: Vec<Waiter>,
+    /// Bumped at every `Event::Writable` (room under the send cap).
+    writable_seq: u64,
+    write_waiters: Vec<Waiter>,
     /// Waiters to wake once the lock is released.
     pub(crate) wake_list: Vec<Waiter>,
     pub(crate) closed: bool,
@@ -309,6 +314,8 @@ impl Shared {
             deadlines: BTreeSet::new(),
             requests: VecDeque::new(),
             request_waiters: Vec::new(),
+            writable_seq: 0,
+            write_waiters: Vec::new(),
             wake_list: Vec::new(),
             closed: false,
             role: Role::Idle,
@@ -450,17 +457,21 @@ impl Shared {
         }
         let _ = st.ep.abort(self.port, id);
         st.complete(id, Err(Error::Aborted));
+        // Freeing the RPC may have made room under the send cap.
+        self.after_command(st, self.now());
         true
     }
 
     /// Forgets a call whose handle was dropped, aborting it if still alive.
     pub(crate) fn forget(&self, st: &mut State, id: u64) {
         if let Some(c) = st.calls.remove(&id) {
-            if c.result.is_none() {
-                let _ = st.ep.abort(self.port, id);
-            }
             if let Some(d) = c.deadline {
                 st.deadlines.remove(&(d, id));
+            }
+            if c.result.is_none() {
+                let _ = st.ep.abort(self.port, id);
+                // Freeing the RPC may have made room under the send cap.
+                self.after_command(st, self.now());
             }
         }
     }
@@ -500,6 +511,19 @@ impl Shared {
         }
     }
 
+    /// Counts `Event::Writable`s: a sender refused with
+    /// [`Error::WouldBlock`] waits for it to change.
+    pub(crate) fn writable_seq(&self, st: &State) -> u64 {
+        st.writable_seq
+    }
+
+    /// Registers a thread or task waiting for room under the send cap.
+    pub(crate) fn add_write_waiter(&self, st: &mut State, w: Waiter) {
+        if !st.write_waiters.iter().any(|x| x.same(&w)) {
+            st.write_waiters.push(w);
+        }
+    }
+
     /// Closes the socket: the endpoint forgets it, pending calls fail with
     /// [`Error::Closed`] and every waiter wakes.
     pub(crate) fn close(&self, st: &mut State) {
@@ -516,6 +540,8 @@ impl Shared {
         st.deadlines.clear();
         st.pending = None;
         let waiters = std::mem::take(&mut st.request_waiters);
+        st.wake_list.extend(waiters);
+        let waiters = std::mem::take(&mut st.write_waiters);
         st.wake_list.extend(waiters);
         let followers: Vec<Waiter> = st.followers.iter().cloned().map(Waiter::Thread).collect();
         st.wake_list.extend(followers);
@@ -702,6 +728,11 @@ impl Shared {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Counts a send that waits for room under the send cap.
+    pub(crate) fn note_send_cap_wait(&self, st: &mut State) {
+        st.stats.send_cap_waits += 1;
     }
 
     /// True while a transmit waits for buffer space.
@@ -921,6 +952,12 @@ impl Shared {
             match ev {
                 Event::Response { id, data, .. } => st.complete(id, Ok(data)),
                 Event::Failed { id, error, .. } => st.complete(id, Err(Error::from_rpc(error))),
+                Event::Writable { .. } => {
+                    st.writable_seq += 1;
+                    let waiters = std::mem::take(&mut st.write_waiters);
+                    st.wake_list.extend(waiters);
+                    st.note_completion();
+                }
                 Event::Request { peer, id, data, .. } => {
                     if st.requests.len() >= self.config.max_queued_requests {
                         st.stats.requests_dropped += 1;

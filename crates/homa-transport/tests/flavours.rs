@@ -72,7 +72,7 @@ async fn scenario_async() {
     let s = server.clone();
     let h = tokio::spawn(async move {
         while let Ok(r) = s.recv_request().await {
-            s.reply(r.peer, r.id, r.body).unwrap();
+            s.reply(r.peer, r.id, r.body).await.unwrap();
         }
     });
     let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -154,7 +154,7 @@ fn tokio__ipv6_and_many_outstanding_calls() {
         let s = server.clone();
         tokio::spawn(async move {
             while let Ok(r) = s.recv_request().await {
-                s.reply(r.peer, r.id, r.body).unwrap();
+                s.reply(r.peer, r.id, r.body).await.unwrap();
             }
         });
         let client = AsyncSocket::bind_with(
@@ -174,5 +174,44 @@ fn tokio__ipv6_and_many_outstanding_calls() {
             assert!(resp[..] == pattern(100, i as u64)[..]);
         }
         server.close();
+    });
+}
+
+#[test]
+fn tokio__send_cap_refuses_start_call_and_call_waits() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let silent =
+            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let mut config = Config::default();
+        config.proto.max_tx_bytes_per_socket = 120_000;
+        let client = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        let dest = silent.local_addr();
+        let a = client.start_call(dest, pattern(50_000, 1)).unwrap();
+        let _b = client.start_call(dest, pattern(50_000, 2)).unwrap();
+        let r = client.start_call(dest, pattern(50_000, 3));
+        assert!(matches!(r, Err(Error::WouldBlock)), "{r:?}");
+        let r = client
+            .call_timeout(dest, pattern(50_000, 3), Duration::from_millis(30))
+            .await;
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+        // Dropping (aborting) one call frees room for a waiting call.
+        let c2 = client.clone();
+        let waiting =
+            tokio::spawn(async move { c2.call_timeout(dest, pattern(50_000, 4), HANG).await });
+        tokio::task::yield_now().await;
+        drop(a);
+        // The waiting request reaches the (silent) server.
+        loop {
+            let req = silent.recv_request().await.unwrap();
+            if req.body[..] == pattern(50_000, 4)[..] {
+                break;
+            }
+        }
+        waiting.abort();
+        assert!(client.stats().transport.send_cap_waits >= 2);
     });
 }

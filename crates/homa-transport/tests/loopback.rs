@@ -398,3 +398,57 @@ fn recv_tos(fd: libc::c_int) -> u8 {
     }
     panic!("no TOS control message");
 }
+
+#[test]
+fn send_cap__start_call_waits_for_room_and_gets_it_back_on_abort() {
+    // The protocol caps unfinished outgoing bytes per socket; a silent
+    // server makes the cap fill deterministically.
+    let server = server_socket("127.0.0.1:0");
+    let mut config = Config::default();
+    config.proto.max_tx_bytes_per_socket = 120_000;
+    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let dest = server.local_addr();
+    let a = client.start_call(dest, pattern(50_000, 1)).unwrap();
+    let _b = client.start_call(dest, pattern(50_000, 2)).unwrap();
+    // A third would exceed the cap: it waits, here until its deadline.
+    let r = client.start_call_timeout(dest, pattern(50_000, 3), Duration::from_millis(30));
+    assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+    assert_eq!(client.stats().transport.send_cap_waits, 1);
+    // Aborting one frees room: a waiting sender gets through.
+    let c2 = client.clone();
+    let waiter = std::thread::spawn(move || c2.start_call_timeout(dest, pattern(50_000, 4), HANG));
+    while client.stats().transport.send_cap_waits < 2 {
+        std::thread::yield_now();
+    }
+    a.abort();
+    let _d = waiter.join().unwrap().unwrap();
+    // And the request really went out.
+    loop {
+        let req = server.recv_request_timeout(HANG).unwrap().unwrap();
+        if req.body[..] == pattern(50_000, 4)[..] {
+            break;
+        }
+    }
+}
+
+#[test]
+fn send_cap__many_large_calls_from_one_thread_all_complete() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let mut config = Config::default();
+    config.proto.max_tx_bytes_per_socket = 120_000;
+    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let calls: Vec<_> = (0..20u64)
+        .map(|i| {
+            client
+                .start_call_timeout(server.local_addr(), pattern(50_000, i), HANG)
+                .unwrap()
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert!(call.wait().unwrap()[..] == pattern(50_000, i as u64)[..]);
+    }
+    // Only two 50 kB requests fit under the cap at once.
+    assert!(client.stats().transport.send_cap_waits >= 18 - 2);
+    server.close();
+    assert_eq!(h.join().unwrap(), 20);
+}
