@@ -279,7 +279,11 @@ fn homa_server(
                 Ok(r) => {
                     received.fetch_add(r.body.len() as u64, Ordering::Relaxed);
                     let body = response.clone().unwrap_or(r.body);
-                    sock.reply(r.peer, r.id, body)?;
+                    match sock.reply(r.peer, r.id, body) {
+                        // Closed between the request and the reply: done.
+                        Ok(()) | Err(HomaError::Closed) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Err(HomaError::Closed) => return Ok(()),
                 Err(e) => return Err(e.into()),

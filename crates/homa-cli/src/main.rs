@@ -97,7 +97,25 @@ struct ClientArgs {
     json: bool,
 }
 
+/// Fixes glibc's allocation thresholds for this process. Homa hands every
+/// received message to the application in its own buffer; with glibc's
+/// default *dynamic* thresholds, freeing a few concurrent megabyte-sized
+/// messages trims the heap (`madvise`) and the next message faults every
+/// page back in: 180 000 page faults for 1 GB received, half of the bulk
+/// throughput on loopback. Fixed thresholds keep freed buffers for reuse.
+/// (The baselines allocate nothing per message, so this changes nothing
+/// for them.)
+fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator parameters; called before any
+    // thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() -> Result<()> {
+    tune_allocator();
     match Cli::parse().command {
         Command::Server(a) => server(a),
         Command::Client(a) => client(a),
@@ -130,7 +148,10 @@ fn server(a: ServerArgs) -> Result<()> {
             std::thread::spawn(move || -> Result<()> {
                 loop {
                     match sock.recv_request() {
-                        Ok(r) => sock.reply(r.peer, r.id, fixed.clone().unwrap_or(r.body))?,
+                        Ok(r) => match sock.reply(r.peer, r.id, fixed.clone().unwrap_or(r.body)) {
+                            Ok(()) | Err(HomaError::Closed) => {}
+                            Err(e) => return Err(e.into()),
+                        },
                         Err(HomaError::Closed) => return Ok(()),
                         Err(e) => return Err(e.into()),
                     }

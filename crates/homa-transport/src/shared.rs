@@ -564,7 +564,8 @@ impl Shared {
     /// Protocol timers run only once the queue was seen empty (or the
     /// batch bound was hit): packets waiting in the socket are evidence of
     /// life that silence timers would otherwise ignore, firing spurious
-    /// RESENDs and NEED_ACKs under load.
+    /// RESENDs and NEED_ACKs under load. Transmissions (grants above all)
+    /// and events are processed after every batch.
     pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
         let mut total = Received::Empty;
         let mut drained = true;
@@ -596,6 +597,10 @@ impl Shared {
                         // A short batch: the queue is (almost certainly) empty.
                         break;
                     }
+                    // More is queued: answer this batch (grants above all)
+                    // before reading on, so the sender is not kept waiting
+                    // while the whole queue drains. Timers still wait.
+                    self.process(st, now, false);
                 }
             }
         }
