@@ -226,9 +226,11 @@ impl Endpoint {
                 d.offset = offset;
             }
             let at = buf.len();
-            buf.resize(at + DataHeader::LEN + len as usize, 0);
+            // Zero only the header: the payload is appended, not written
+            // over zeroes (the memset cost ~10% of loopback bulk throughput).
+            buf.resize(at + DataHeader::LEN, 0);
             header.emit(&mut Packet::new_unchecked(&mut buf[at..]));
-            buf[at + DataHeader::LEN..].copy_from_slice(m.bytes(offset, len));
+            buf.extend_from_slice(m.bytes(offset, len));
             self.stats
                 .sent
                 .add(PacketType::Data, DataHeader::LEN + len as usize);
