@@ -64,6 +64,9 @@ struct ServerArgs {
     /// Pin the server threads to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Link speed for Homa's pacer, Mbit/s (default: the protocol's).
+    #[arg(long)]
+    link_mbps: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +95,9 @@ struct ClientArgs {
     /// Pin the client threads to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+    /// Link speed for Homa's pacer, Mbit/s (default: the protocol's).
+    #[arg(long)]
+    link_mbps: Option<u32>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -135,7 +141,7 @@ fn server(a: ServerArgs) -> Result<()> {
     if let Some(cpu) = a.cpu {
         pin::pin_current_thread(cpu)?;
     }
-    let sock = Socket::bind_with(a.bind, bench::homa_config(a.polling, true))
+    let sock = Socket::bind_with(a.bind, bench::homa_config(a.polling, true, a.link_mbps))
         .with_context(|| format!("binding {}", a.bind))?;
     println!("listening on {}", sock.local_addr());
     std::io::stdout().flush()?;
@@ -187,7 +193,10 @@ fn client(a: ClientArgs) -> Result<()> {
     if let Some(cpu) = a.cpu {
         pin::pin_current_thread(cpu)?;
     }
-    let sock = Socket::bind_with("0.0.0.0:0".parse()?, bench::homa_config(a.polling, false))?;
+    let sock = Socket::bind_with(
+        "0.0.0.0:0".parse()?,
+        bench::homa_config(a.polling, false, a.link_mbps),
+    )?;
     let request = Bytes::from(vec![0x5a_u8; a.size.max(1)]);
     let deadline = a
         .duration
