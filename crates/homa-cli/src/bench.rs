@@ -33,9 +33,56 @@ pub enum Polling {
     /// Every waiting thread spins on non-blocking receives and never sleeps
     /// (Homa: `busy_poll` without limit).
     Busy,
+    /// Spin for 50 µs after the last data, then sleep until more arrives
+    /// (Homa's default `busy_poll`; the baselines do the same with `poll`).
+    Adaptive,
     /// Every waiting thread sleeps in the kernel until data arrives (Homa:
     /// `busy_poll` zero).
     Block,
+}
+
+/// How long `Adaptive` spins after the last data.
+const ADAPTIVE_SPIN: Duration = Duration::from_micros(50);
+
+/// What a baseline does when a non-blocking receive finds nothing.
+struct Idle {
+    polling: Polling,
+    last: Instant,
+}
+
+impl Idle {
+    fn new(polling: Polling) -> Idle {
+        Idle {
+            polling,
+            last: Instant::now(),
+        }
+    }
+
+    /// Data arrived: an adaptive waiter spins again for a while.
+    fn data(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Nothing to read on `fd`: spin once, or sleep until it is readable
+    /// (at most 50 ms, so stop flags are noticed).
+    fn wait(&mut self, fd: i32) {
+        let sleep = match self.polling {
+            Polling::Busy => false,
+            Polling::Adaptive => self.last.elapsed() >= ADAPTIVE_SPIN,
+            Polling::Block => true,
+        };
+        if sleep {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, 50) };
+        } else {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// Where client and server run.
@@ -96,6 +143,7 @@ pub fn homa_config(polling: Polling, server: bool, link_mbps: Option<u32>) -> Co
         // 50 µs then sleep, pays a ~30 µs wake-up whenever the peer is
         // descheduled for longer, which a spinning baseline never does.)
         Polling::Busy => Duration::from_secs(3600),
+        Polling::Adaptive => ADAPTIVE_SPIN,
         Polling::Block => Duration::ZERO,
     };
     c.server = Some(server);
@@ -139,18 +187,17 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     let st = Arc::clone(&stop);
     let (addr, h) = spawn_server(cpus.server, move |ready| {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        match polling {
-            Polling::Busy => sock.set_nonblocking(true)?,
-            Polling::Block => sock.set_read_timeout(Some(Duration::from_millis(50)))?,
-        }
+        sock.set_nonblocking(true)?;
         ready.send(sock.local_addr()?)?;
         let mut buf = vec![0u8; 1 << 16];
+        let mut idle = Idle::new(polling);
         while !st.load(Ordering::Relaxed) {
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     sock.send_to(&buf[..n], from)?;
+                    idle.data();
                 }
-                Err(e) if would_block(&e) => std::hint::spin_loop(),
+                Err(e) if would_block(&e) => idle.wait(sock.as_raw_fd()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -159,20 +206,19 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     pin_current_thread(cpus.client)?;
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.connect(addr)?;
-    match polling {
-        Polling::Busy => sock.set_nonblocking(true)?,
-        Polling::Block => sock.set_read_timeout(Some(STUCK))?,
-    }
+    sock.set_nonblocking(true)?;
     let msg = vec![0x5a_u8; size];
     let mut buf = vec![0u8; 1 << 16];
+    let mut idle = Idle::new(polling);
     let r = time_round_trips(plan, || {
         sock.send(&msg)?;
+        idle.data();
         let t = Instant::now();
         loop {
             match sock.recv(&mut buf) {
                 Ok(n) if n == size => return Ok(()),
                 Ok(n) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) && t.elapsed() < STUCK => std::hint::spin_loop(),
+                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.as_raw_fd()),
                 Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
             }
         }
@@ -182,16 +228,19 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     Ok(Latency::from_nanos(r?))
 }
 
-/// Reads exactly `buf.len()` bytes, spinning on a non-blocking socket.
-/// `Ok(false)` on a clean end of stream before the first byte.
-fn read_full(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<bool> {
+/// Reads exactly `buf.len()` bytes from a non-blocking socket, waiting as
+/// `idle` says. `Ok(false)` on a clean end of stream before the first byte.
+fn read_full(s: &mut TcpStream, buf: &mut [u8], idle: &mut Idle) -> io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         match s.read(&mut buf[got..]) {
             Ok(0) if got == 0 => return Ok(false),
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Ok(n) => {
+                got += n;
+                idle.data();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle.wait(s.as_raw_fd()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -199,13 +248,21 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Writes all of `buf`, spinning on a non-blocking socket.
+/// Writes all of `buf` to a non-blocking socket.
 fn write_full(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         match s.write(&buf[done..]) {
             Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut p = libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 50) };
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -221,14 +278,18 @@ fn framed(payload_len: usize) -> Vec<u8> {
 }
 
 /// Reads one framed message into `buf` (grown as needed); `None` at EOF.
-fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+fn read_message(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    idle: &mut Idle,
+) -> io::Result<Option<usize>> {
     let mut len = [0u8; 4];
-    if !read_full(s, &mut len)? {
+    if !read_full(s, &mut len, idle)? {
         return Ok(None);
     }
     let n = u32::from_be_bytes(len) as usize;
     buf.resize(n, 0);
-    read_full(s, &mut buf[..n])?;
+    read_full(s, &mut buf[..n], idle)?;
     Ok(Some(n))
 }
 
@@ -239,10 +300,11 @@ fn tcp_pair(polling: Polling, cpus: Cpus) -> Result<(TcpStream, thread::JoinHand
         ready.send(())?;
         let (mut conn, _) = listener.accept()?;
         conn.set_nodelay(true)?;
-        conn.set_nonblocking(polling == Polling::Busy)?;
+        conn.set_nonblocking(true)?;
         let mut buf = Vec::new();
         let mut out = Vec::new();
-        while let Some(n) = read_message(&mut conn, &mut buf)? {
+        let mut idle = Idle::new(polling);
+        while let Some(n) = read_message(&mut conn, &mut buf, &mut idle)? {
             out.clear();
             out.extend_from_slice(&(n as u32).to_be_bytes());
             out.extend_from_slice(&buf[..n]);
@@ -252,7 +314,7 @@ fn tcp_pair(polling: Polling, cpus: Cpus) -> Result<(TcpStream, thread::JoinHand
     })?;
     let conn = TcpStream::connect(addr)?;
     conn.set_nodelay(true)?;
-    conn.set_nonblocking(polling == Polling::Busy)?;
+    conn.set_nonblocking(true)?;
     Ok((conn, h))
 }
 
@@ -262,9 +324,11 @@ pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     pin_current_thread(cpus.client)?;
     let msg = framed(size);
     let mut buf = Vec::new();
+    let mut idle = Idle::new(polling);
     let r = time_round_trips(plan, || {
         write_full(&mut conn, &msg)?;
-        match read_message(&mut conn, &mut buf)? {
+        idle.data();
+        match read_message(&mut conn, &mut buf, &mut idle)? {
             Some(n) if n == size => Ok(()),
             other => bail!("tcp echo: {other:?}"),
         }
@@ -388,18 +452,17 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
         set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
             .or_else(|_| set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
         set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
-        match polling {
-            Polling::Busy => sock.set_nonblocking(true)?,
-            Polling::Block => sock.set_read_timeout(Some(Duration::from_millis(50)))?,
-        }
+        sock.set_nonblocking(true)?;
         ready.send(sock.local_addr()?)?;
         let mut buf = vec![0u8; 1 << 16];
+        let mut idle = Idle::new(polling);
         while !st.load(Ordering::Relaxed) {
             match sock.recv(&mut buf) {
                 Ok(n) => {
                     c.fetch_add(n as u64, Ordering::Relaxed);
+                    idle.data();
                 }
-                Err(e) if would_block(&e) => std::hint::spin_loop(),
+                Err(e) if would_block(&e) => idle.wait(fd),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -439,9 +502,10 @@ pub fn tcp_bulk(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Resul
     let (_, h) = spawn_server(cpus.server, move |ready| {
         ready.send(())?;
         let (mut conn, _) = listener.accept()?;
-        conn.set_nonblocking(polling == Polling::Busy)?;
+        conn.set_nonblocking(true)?;
         let mut buf = Vec::new();
-        while let Some(n) = read_message(&mut conn, &mut buf)? {
+        let mut idle = Idle::new(polling);
+        while let Some(n) = read_message(&mut conn, &mut buf, &mut idle)? {
             c.fetch_add(n as u64, Ordering::Relaxed);
         }
         Ok(())

@@ -59,7 +59,7 @@ struct ServerArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// How waiting threads wait.
-    #[arg(long, value_enum, default_value_t = Polling::Busy)]
+    #[arg(long, value_enum, default_value_t = Polling::Adaptive)]
     polling: Polling,
     /// Pin the server threads to this CPU.
     #[arg(long)]
@@ -87,7 +87,7 @@ struct ClientArgs {
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// How waiting threads wait.
-    #[arg(long, value_enum, default_value_t = Polling::Busy)]
+    #[arg(long, value_enum, default_value_t = Polling::Adaptive)]
     polling: Polling,
     /// Give up on a call after this many seconds.
     #[arg(long, default_value_t = 10.0)]
