@@ -1,0 +1,324 @@
+//! `homa-sim`: runs one simulated experiment and writes its results.
+//!
+//! The experiment logic lives in the `homa_sim` library; this binary only
+//! parses options, shows progress and writes files.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant as WallClock;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use homa_sim::config::parse_duration;
+use homa_sim::time::us;
+use homa_sim::{report, Mode, NicMode, Progress, SimConfig, Simulator};
+use homa_workload::{SizeSpec, Variant};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    OneWay,
+    Rpc,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum VariantArg {
+    Raw,
+    CpNode,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NicArg {
+    Pull,
+    Push,
+}
+
+/// Simulate Homa (the real homa-proto code) on a datacenter network.
+///
+/// Defaults reproduce the SIGCOMM 2018 setup: 144 hosts in 9 racks, 10/40
+/// Gbit/s, 4 aggregation switches, W4 at 80% load.
+#[derive(Debug, Parser)]
+#[command(name = "homa-sim", version)]
+struct Args {
+    /// Workload: w1..w5, starve, or a fixed size in bytes.
+    #[arg(short, long, default_value = "w4")]
+    workload: SizeSpec,
+    /// Raw (uncapped, as the paper) or cp-node (capped at 1 MB).
+    #[arg(long, value_enum, default_value = "raw")]
+    variant: VariantArg,
+    /// Offered load: fraction of host link rate taken by DATA packets.
+    #[arg(short, long, default_value_t = 0.8)]
+    load: f64,
+    /// One-way messages (the paper) or request/response RPCs.
+    #[arg(long, value_enum, default_value = "one-way")]
+    mode: ModeArg,
+    /// Response length in one-way mode.
+    #[arg(long, default_value_t = 1)]
+    response_bytes: u32,
+    /// In one-way mode, do not count the minimal responses in the load.
+    #[arg(long)]
+    no_count_responses: bool,
+    /// Messages arrive during this long (e.g. 100ms).
+    #[arg(short, long, default_value = "100ms", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// Messages created earlier are not measured [default: duration/10].
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<std::time::Duration>,
+    /// Extra time for measured messages to finish [default: duration].
+    #[arg(long, value_parser = parse_duration)]
+    drain: Option<std::time::Duration>,
+    /// Seed of every random choice.
+    #[arg(short, long, default_value_t = 1)]
+    seed: u64,
+
+    /// Racks (ToR switches).
+    #[arg(long, default_value_t = 9)]
+    racks: u32,
+    /// Hosts per rack.
+    #[arg(long, default_value_t = 16)]
+    hosts_per_rack: u32,
+    /// Aggregation switches.
+    #[arg(long, default_value_t = 4)]
+    aggs: u32,
+    /// Host link rate, Gbit/s.
+    #[arg(long, default_value_t = 10.0)]
+    host_gbps: f64,
+    /// ToR-aggregation link rate, Gbit/s.
+    #[arg(long, default_value_t = 40.0)]
+    fabric_gbps: f64,
+    /// Propagation delay per link.
+    #[arg(long, default_value = "0ns", value_parser = parse_duration)]
+    link_delay: std::time::Duration,
+    /// Switch forwarding delay.
+    #[arg(long, default_value = "250ns", value_parser = parse_duration)]
+    switch_delay: std::time::Duration,
+    /// Shared buffer per switch in bytes (drops beyond) [default: unlimited].
+    #[arg(long)]
+    switch_buffer: Option<u64>,
+    /// Application <-> endpoint hand-off delay.
+    #[arg(long, default_value = "500ns", value_parser = parse_duration)]
+    host_delay: std::time::Duration,
+    /// NIC think time.
+    #[arg(long, default_value = "500ns", value_parser = parse_duration)]
+    nic_delay: std::time::Duration,
+    /// NIC model: pull (ask the endpoint when the link frees) or push.
+    #[arg(long, value_enum, default_value = "pull")]
+    nic: NicArg,
+
+    /// IP MTU.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+    /// GSO batch size accepted by the NIC (0 = single packets).
+    #[arg(long, default_value_t = 0)]
+    gso_bytes: u32,
+    /// Unscheduled bytes per message (RTTbytes).
+    #[arg(long, default_value_t = 10_000)]
+    unsched_bytes: u32,
+    /// Granted-ahead window per message.
+    #[arg(long, default_value_t = 10_000)]
+    grant_window: u32,
+    /// Priority levels (ablation: 1).
+    #[arg(long, default_value_t = 8)]
+    priorities: u8,
+    /// Degree of overcommitment (ablation: 1) [pending in homa-proto].
+    #[arg(long)]
+    overcommit: Option<u32>,
+    /// Disable FIFO grants (ablation) [pending in homa-proto].
+    #[arg(long)]
+    no_fifo_grants: bool,
+    /// Levels for unscheduled bytes (split ablation) [pending in homa-proto].
+    #[arg(long)]
+    unsched_levels: Option<u8>,
+
+    /// Write <name>.txt, <name>.csv and <name>.svg into this directory.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// File name stem for --out [default: <workload>-<load%>-<mode>-s<seed>].
+    #[arg(long)]
+    name: Option<String>,
+    /// Also write the CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Also write the SVG plot here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Do not print the results table on stdout.
+    #[arg(short, long)]
+    quiet: bool,
+    /// No progress bar on stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn bps(gbps: f64) -> Result<u64> {
+    anyhow::ensure!(
+        gbps > 0.0 && gbps.is_finite(),
+        "link rates must be positive"
+    );
+    Ok((gbps * 1e9).round() as u64)
+}
+
+fn config(a: &Args) -> Result<SimConfig> {
+    let mut c = SimConfig::default();
+    let t = &mut c.topology;
+    t.racks = a.racks;
+    t.hosts_per_rack = a.hosts_per_rack;
+    t.aggs = a.aggs;
+    t.host_link_bps = bps(a.host_gbps)?;
+    t.fabric_link_bps = bps(a.fabric_gbps)?;
+    t.link_delay = a.link_delay;
+    t.switch_delay = a.switch_delay;
+    t.switch_buffer = a.switch_buffer;
+    c.host.host_delay = a.host_delay;
+    c.host.nic_delay = a.nic_delay;
+    c.host.nic = match a.nic {
+        NicArg::Pull => NicMode::Pull,
+        NicArg::Push => NicMode::Push,
+    };
+    let p = &mut c.proto;
+    p.mtu = a.mtu;
+    p.gso_bytes = a.gso_bytes;
+    p.unsched_bytes = a.unsched_bytes;
+    p.grant_window = a.grant_window;
+    p.num_priorities = a.priorities;
+    p.overcommit = a.overcommit;
+    p.fifo_grants = !a.no_fifo_grants;
+    p.unsched_levels = a.unsched_levels;
+    let tr = &mut c.traffic;
+    tr.workload = a.workload;
+    tr.variant = match a.variant {
+        VariantArg::Raw => Variant::Raw,
+        VariantArg::CpNode => Variant::CpNode,
+    };
+    tr.load = a.load;
+    tr.mode = match a.mode {
+        ModeArg::OneWay => Mode::OneWay {
+            response_bytes: a.response_bytes,
+        },
+        ModeArg::Rpc => Mode::Rpc,
+    };
+    tr.count_responses = !a.no_count_responses;
+    c.run.duration = a.duration;
+    c.run.warmup = a.warmup.unwrap_or(a.duration / 10);
+    c.run.drain = a.drain.unwrap_or(a.duration);
+    c.seed = a.seed;
+    c.validate()?;
+    Ok(c)
+}
+
+/// Draws a progress bar on stderr: simulated time, events, events/s.
+struct Bar {
+    start: WallClock,
+    last: Option<WallClock>,
+    tty: bool,
+    enabled: bool,
+}
+
+impl Bar {
+    fn update(&mut self, p: &Progress, last: bool) {
+        if !self.enabled {
+            return;
+        }
+        let now = WallClock::now();
+        let interval = if self.tty { 0.2 } else { 10.0 };
+        if !last
+            && self
+                .last
+                .is_some_and(|t| (now - t).as_secs_f64() < interval)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let wall = (now - self.start).as_secs_f64();
+        let rate = p.events as f64 / wall.max(1e-9);
+        let frac = (p.now as f64 / p.arrivals_end.max(1) as f64).min(1.0);
+        let width = 30;
+        let done = (frac * width as f64) as usize;
+        let phase = if p.now >= p.arrivals_end {
+            format!(" draining, {} outstanding", p.outstanding)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "[{}{}] {:.3}/{:.3} ms simulated | {:.1} M events | {:.2} M events/s | {:.0} s{}",
+            "=".repeat(done),
+            " ".repeat(width - done),
+            us(p.now) / 1e3,
+            us(p.arrivals_end) / 1e3,
+            p.events as f64 / 1e6,
+            rate / 1e6,
+            wall,
+            phase
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r{line}\x1b[K");
+            if last {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let cfg = config(&a)?;
+    let mut sim = Simulator::new(&cfg)?;
+    let mut bar = Bar {
+        start: WallClock::now(),
+        last: None,
+        tty: std::io::stderr().is_terminal(),
+        enabled: !a.no_progress,
+    };
+    let start = WallClock::now();
+    let results = sim.run(|p| bar.update(p, false))?;
+    let wall = start.elapsed().as_secs_f64();
+    bar.update(
+        &Progress {
+            now: (results.end_us * 1e6) as u64,
+            arrivals_end: homa_sim::time::ps(cfg.run.duration),
+            hard_end: 0,
+            events: results.events,
+            completed: results.messages.completed,
+            outstanding: results.messages.incomplete,
+        },
+        true,
+    );
+    let table = report::table(&results);
+    let csv = report::csv(&results);
+    let svg = report::plot(&[("", &results)]);
+    if !a.quiet {
+        print!("{table}");
+    }
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = a.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{:.0}-{}-s{}",
+                results.workload,
+                cfg.traffic.load * 100.0,
+                results.mode,
+                cfg.seed
+            )
+        });
+        for (ext, body) in [("txt", &table), ("csv", &csv), ("svg", &svg)] {
+            let path = dir.join(format!("{name}.{ext}"));
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    if let Some(path) = &a.csv {
+        std::fs::write(path, &csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &a.svg {
+        std::fs::write(path, &svg).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wall time {:.1} s, {} events, {:.2} M events/s, {:.1} us simulated per wall second",
+        wall,
+        results.events,
+        results.events as f64 / wall / 1e6,
+        results.end_us / wall
+    );
+    Ok(())
+}
