@@ -31,11 +31,48 @@ pub struct Config {
     /// send).
     pub max_gso_segments: u32,
     /// Bytes of each message sent before any grant, rounded up to whole
-    /// packets (`unsched_bytes`, default 40 000).
+    /// packets (`unsched_bytes`, default 40 000). With `unsched_from_rtt`,
+    /// this is only the fallback for peers whose RTT is not yet measured.
     pub unsched_bytes: u32,
-    /// Granted-ahead window of the simple grant rule: every incoming message
-    /// is granted up to `received + grant_window` bytes.
-    pub grant_window: u32,
+    /// Derive each peer's unscheduled bytes from its measured round-trip
+    /// time and `link_mbps` (RTTbytes), instead of one global value.
+    pub unsched_from_rtt: bool,
+    /// Speed of the uplink in Mbit/s (`link_mbps`, kernel default 25 000).
+    /// The pacer holds output to it and FIFO grants are timed by it.
+    /// 0 means "unknown": no pacing and no FIFO grants.
+    pub link_mbps: u32,
+    /// Most transmit time the pacer lets queue in the NIC
+    /// (`max_nic_est_backlog_usecs`, 5 µs).
+    pub max_nic_backlog: Duration,
+    /// Share of paced output, in thousandths, given to the oldest message
+    /// instead of the shortest (`pacer_fifo_fraction`, 50).
+    pub pacer_fifo_fraction: u32,
+    /// Messages shorter than this are never throttled (`defer_min_bytes`,
+    /// 1000).
+    pub defer_min_bytes: u32,
+    /// Cap on granted-but-not-received bytes over all incoming messages
+    /// (`max_incoming`, 400 000).
+    pub max_incoming: u32,
+    /// Most messages granted to at once (`max_overcommit`, 8, at most 8).
+    pub max_overcommit: u32,
+    /// Bytes granted ahead of what was received for each active message;
+    /// 0 means dynamic: `max_incoming / (active + 1)` (`window`, 0).
+    pub window: u32,
+    /// Share of scheduled bandwidth, in thousandths, granted to the oldest
+    /// message regardless of size (`grant_fifo_fraction`, 50; 0 disables).
+    pub grant_fifo_fraction: u32,
+    /// Bytes per FIFO grant (`fifo_grant_increment`, 50 000; 0 disables).
+    pub fifo_grant_increment: u32,
+    /// Fixed unscheduled cutoffs (entry i: largest message length sent
+    /// unscheduled at level i; an entry ≥ 1 000 000 marks the lowest
+    /// unscheduled level). `None`: computed from the sizes of received
+    /// messages (the kernel's `homa_prio` daemon, built in), starting from
+    /// the kernel's defaults.
+    pub unsched_cutoffs: Option<[u32; 8]>,
+    /// Messages observed before automatic cutoffs are recomputed.
+    pub cutoffs_min_messages: u32,
+    /// Shortest time between two CUTOFFS to the same peer.
+    pub cutoffs_min_interval: Duration,
     /// Largest message accepted or sent. The kernel's limit is 1 000 000; we
     /// default to 16 MiB.
     pub max_message_length: u32,
@@ -49,8 +86,54 @@ pub struct Config {
     /// Most control packets queued for transmission; beyond this new ones are
     /// dropped and counted (a driver that never polls cannot grow memory).
     pub max_control_queue: usize,
-    /// Timer period: how often the endpoint checks RPCs for silence.
+    /// Timer period: how often the endpoint checks RPCs for silence
+    /// (the kernel's 1 ms tick).
     pub tick: Duration,
+    /// Silence before the first RESEND for an RPC (kernel: `resend_ticks`,
+    /// 5 ms).
+    pub resend_after: Duration,
+    /// Time between RESENDs for one RPC (kernel: `resend_interval`, 5 ms).
+    pub resend_interval: Duration,
+    /// Silence after which an RPC is abandoned: a client RPC fails with
+    /// [`RpcError::Timeout`](crate::RpcError::Timeout), a server RPC is
+    /// freed. The kernel uses 100 ms; a user-space peer can be descheduled
+    /// for tens of milliseconds, so we default to 1 s.
+    pub timeout: Duration,
+    /// Time after a response is fully sent before the server asks for an
+    /// ACK (kernel: `request_ack_ticks`, 2 ms). NEED_ACKs repeat every
+    /// `resend_interval`; after `timeout` without any answer the server gives
+    /// up and frees the RPC (the kernel never gives up).
+    pub need_ack_after: Duration,
+    /// Fast recovery: a hole below the highest byte received is requested
+    /// once it is older than `fast_resend_rtts` round trips (at least
+    /// `min_gap_age`), instead of waiting for `resend_after` of silence.
+    /// 0 disables it.
+    pub fast_resend_rtts: u32,
+    /// Lower bound on the age of a hole before fast recovery requests it.
+    pub min_gap_age: Duration,
+    /// Finished request ids remembered individually per client for
+    /// at-most-once; older ones are covered by a floor (see
+    /// [`peer`](crate::peer)).
+    pub done_ids_per_peer: usize,
+    /// How long finished ids are remembered individually. Must exceed
+    /// `timeout`.
+    pub done_id_lifetime: Duration,
+    /// Most server RPCs one client socket may have open at once; requests
+    /// beyond are dropped (the client retries them later).
+    pub max_rpcs_per_peer: u32,
+    /// Largest unscheduled region (the DATA `incoming` field) accepted from
+    /// a sender; bytes beyond it wait for our grants. Receive buffers follow
+    /// grants, so this bounds what a new message can claim.
+    pub max_unscheduled: u32,
+    /// Most bytes of incoming-message buffers held at once by the endpoint.
+    pub max_rx_bytes: u64,
+    /// Most bytes of incoming-message buffers held for one peer.
+    pub max_rx_bytes_per_peer: u64,
+    /// Most peers with state; idle peers are collected first.
+    pub max_peers: usize,
+    /// A peer with no RPCs is kept at least this long after its last
+    /// activity (it holds the at-most-once record).
+    pub peer_idle: Duration,
     /// Maps internal priority levels to the 3-bit value written into the top
     /// bits of the IP TOS / traffic-class byte (identity by default).
     pub priority_map: [u8; 8],
@@ -63,13 +146,39 @@ impl Default for Config {
             max_gso_bytes: 64_000,
             max_gso_segments: 64,
             unsched_bytes: 40_000,
-            grant_window: 200_000,
+            unsched_from_rtt: true,
+            link_mbps: 25_000,
+            max_nic_backlog: Duration::from_micros(5),
+            pacer_fifo_fraction: 50,
+            defer_min_bytes: 1000,
+            max_incoming: 400_000,
+            max_overcommit: 8,
+            window: 0,
+            grant_fifo_fraction: 50,
+            fifo_grant_increment: 50_000,
+            unsched_cutoffs: None,
+            cutoffs_min_messages: 1000,
+            cutoffs_min_interval: Duration::from_millis(1),
             max_message_length: 16 << 20,
             num_priorities: 8,
             first_client_port: 0x8000,
             max_gaps: 1024,
             max_control_queue: 65_536,
             tick: Duration::from_millis(1),
+            resend_after: Duration::from_millis(5),
+            resend_interval: Duration::from_millis(5),
+            timeout: Duration::from_secs(1),
+            need_ack_after: Duration::from_millis(2),
+            fast_resend_rtts: 3,
+            min_gap_age: Duration::from_micros(100),
+            done_ids_per_peer: 4096,
+            done_id_lifetime: Duration::from_secs(10),
+            max_rpcs_per_peer: 4096,
+            max_unscheduled: 1 << 20,
+            max_rx_bytes: 512 << 20,
+            max_rx_bytes_per_peer: 64 << 20,
+            max_peers: 100_000,
+            peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
         }
     }
@@ -99,8 +208,14 @@ impl Config {
         if self.first_client_port < 0x8000 {
             return Err(ConfigError("client ports start at 0x8000 or above"));
         }
-        if self.grant_window == 0 {
-            return Err(ConfigError("grant_window must be positive"));
+        if self.max_overcommit == 0 || self.max_overcommit > 8 {
+            return Err(ConfigError("max_overcommit must be 1..=8"));
+        }
+        if self.max_incoming == 0 {
+            return Err(ConfigError("max_incoming must be positive"));
+        }
+        if self.grant_fifo_fraction > 500 || self.pacer_fifo_fraction > 500 {
+            return Err(ConfigError("fifo fractions are at most 500 per mille"));
         }
         if self.max_gaps == 0 {
             return Err(ConfigError("max_gaps must be positive"));
@@ -108,8 +223,24 @@ impl Config {
         if self.priority_map.iter().any(|&p| p > 7) {
             return Err(ConfigError("priority_map values must be 0..=7"));
         }
-        if self.tick.is_zero() {
-            return Err(ConfigError("tick must be positive"));
+        if self.tick.is_zero() || self.resend_interval.is_zero() || self.timeout.is_zero() {
+            return Err(ConfigError(
+                "tick, resend_interval and timeout must be positive",
+            ));
+        }
+        if self.done_id_lifetime <= self.timeout {
+            return Err(ConfigError("done_id_lifetime must exceed timeout"));
+        }
+        if self.peer_idle < self.done_id_lifetime {
+            return Err(ConfigError("peer_idle must be at least done_id_lifetime"));
+        }
+        if self.max_rpcs_per_peer == 0 || self.max_peers == 0 {
+            return Err(ConfigError(
+                "max_rpcs_per_peer and max_peers must be positive",
+            ));
+        }
+        if self.max_rx_bytes_per_peer > self.max_rx_bytes {
+            return Err(ConfigError("max_rx_bytes_per_peer exceeds max_rx_bytes"));
         }
         Ok(())
     }
@@ -127,6 +258,27 @@ impl Config {
     /// The highest priority level (used for control packets).
     pub fn control_priority(&self) -> u8 {
         self.num_priorities - 1
+    }
+
+    /// The level for FIFO grants and memory-wakeup RESENDs
+    /// (`homa_high_priority`): one below the top, or 0 with ≤ 2 levels.
+    pub fn high_priority(&self) -> u8 {
+        if self.num_priorities <= 2 {
+            0
+        } else {
+            self.num_priorities - 2
+        }
+    }
+
+    /// Wire bytes of a packet carrying `homa_bytes` of Homa header and
+    /// payload: UDP, IP and Ethernet framing included.
+    pub fn wire_bytes(&self, homa_bytes: usize, ipv6: bool) -> u64 {
+        let ip = if ipv6 {
+            IPV6_HEADER_LEN
+        } else {
+            IPV4_HEADER_LEN
+        };
+        (homa_bytes as u32 + UDP_HEADER_LEN + ip + ETH_OVERHEAD) as u64
     }
 }
 

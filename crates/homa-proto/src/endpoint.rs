@@ -36,22 +36,21 @@
 //! 4.5, 4.6); where it deviates, the function says so.
 
 use core::net::SocketAddr;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use slab::Slab;
 
 use crate::config::{Config, ConfigError};
-use crate::peer::Peer;
+use crate::grant::Grants;
+use crate::pacer::Pacer;
+use crate::peer::{DoneIds, Peer};
+use crate::prio::Prio;
 use crate::rng::Rng;
-use crate::rpc::msgin::{AddOutcome, MsgIn};
 use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
 use crate::stats::Stats;
-use crate::wire::{
-    AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, PacketType, Repr,
-    ResendHeader,
-};
+use crate::wire::{Body, DataHeader, PacketType, Repr};
 use crate::Instant;
 
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -187,38 +186,57 @@ impl Transmit {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Socket {
-    server: bool,
+pub(crate) struct Socket {
+    pub(crate) server: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Control {
-    dest: SocketAddr,
-    repr: Repr,
+pub(crate) struct Control {
+    pub(crate) dest: SocketAddr,
+    pub(crate) repr: Repr,
 }
 
 /// Host-wide Homa state: see the [module documentation](self).
 pub struct Endpoint {
-    config: Config,
-    seg_v4: u32,
-    seg_v6: u32,
-    max_gso_segs_v4: u32,
-    max_gso_segs_v6: u32,
-    sockets: Map<u16, Socket>,
-    next_client_port: u16,
-    next_client_id: u64,
-    next_seq: u64,
-    rpcs: Slab<Rpc>,
-    client_rpcs: Map<u64, usize>,
-    server_rpcs: Map<(SocketAddr, u64), usize>,
-    peers: Map<SocketAddr, Peer>,
-    control: VecDeque<Control>,
-    grant_list: Vec<(usize, u64)>,
-    retx_queue: VecDeque<(usize, u64)>,
-    /// RPCs with granted, never-sent bytes: (bytes left, seq, key), SRPT.
-    xmit_queue: BTreeSet<(u32, u64, usize)>,
-    events: VecDeque<Event>,
-    stats: Stats,
+    pub(crate) config: Config,
+    pub(crate) seg_v4: u32,
+    pub(crate) seg_v6: u32,
+    pub(crate) max_gso_segs_v4: u32,
+    pub(crate) max_gso_segs_v6: u32,
+    pub(crate) sockets: Map<u16, Socket>,
+    pub(crate) next_client_port: u16,
+    pub(crate) next_client_id: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) rpcs: Slab<Rpc>,
+    pub(crate) client_rpcs: Map<u64, usize>,
+    pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
+    pub(crate) peers: Map<SocketAddr, Peer>,
+    pub(crate) control: VecDeque<Control>,
+    pub(crate) retx_queue: VecDeque<(usize, u64)>,
+    /// Sender scheduling: transmit queues and the NIC estimate.
+    pub(crate) pacer: Pacer,
+    /// Receiver scheduling: ranks, incoming accounting, FIFO grants.
+    pub(crate) grants: Grants,
+    /// Our unscheduled cutoffs as a receiver.
+    pub(crate) prio: Prio,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+    /// Next periodic timer pass (armed while RPCs exist).
+    pub(crate) next_tick: Option<Instant>,
+    /// Earliest time a hole in some incoming message becomes due for a
+    /// fast retransmission request.
+    pub(crate) gap_deadline: Option<Instant>,
+    /// Bytes of incoming-message buffers held.
+    pub(crate) rx_bytes: u64,
+    /// Latest time seen in any input.
+    pub(crate) now: Instant,
+    /// Incoming messages whose grants wait for receive-buffer memory.
+    pub(crate) rx_waiters: Vec<(usize, u64)>,
+    /// Next collection of idle peers (armed while peers exist).
+    pub(crate) next_peer_gc: Option<Instant>,
+    /// At-most-once floors of collected peers (bounded, oldest evicted).
+    pub(crate) retired: Map<SocketAddr, u64>,
+    pub(crate) retired_order: VecDeque<SocketAddr>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -269,11 +287,20 @@ impl Endpoint {
             server_rpcs: Map::with_hasher(hasher()),
             peers: Map::with_hasher(hasher()),
             control: VecDeque::new(),
-            grant_list: Vec::new(),
             retx_queue: VecDeque::new(),
-            xmit_queue: BTreeSet::new(),
+            pacer: Pacer::default(),
+            grants: Grants::default(),
+            prio: Prio::new(&config),
             events: VecDeque::new(),
             stats: Stats::default(),
+            next_tick: None,
+            gap_deadline: None,
+            rx_bytes: 0,
+            now: Instant::ZERO,
+            rx_waiters: Vec::new(),
+            next_peer_gc: None,
+            retired: Map::with_hasher(hasher()),
+            retired_order: VecDeque::new(),
             config,
         })
     }
@@ -303,6 +330,28 @@ impl Endpoint {
         self.sockets.len()
     }
 
+    /// Bytes of incoming-message buffers currently held.
+    pub fn rx_bytes(&self) -> u64 {
+        self.rx_bytes
+    }
+
+    /// True if the endpoint holds no RPC, no queued packet and no event: a
+    /// quiescent endpoint (peers may remain for at-most-once).
+    pub fn is_idle(&self) -> bool {
+        self.rpcs.is_empty()
+            && self.control.is_empty()
+            && self.events.is_empty()
+            && self.pacer.srpt.is_empty()
+            && self.pacer.short.is_empty()
+            && self.grants.ranked.is_empty()
+            && self.rx_bytes == 0
+    }
+
+    /// The measured round-trip time to a peer socket, if any.
+    pub fn peer_rtt(&self, peer: SocketAddr) -> Option<core::time::Duration> {
+        self.peers.get(&peer).and_then(|p| p.rtt)
+    }
+
     // ----- sockets -------------------------------------------------------
 
     /// Opens a socket.
@@ -328,7 +377,7 @@ impl Endpoint {
         Ok(port)
     }
 
-    fn assign_client_port(&mut self) -> Result<u16, Error> {
+    pub(crate) fn assign_client_port(&mut self) -> Result<u16, Error> {
         let first = self.config.first_client_port;
         let span = u32::from(u16::MAX - first) + 1;
         for _ in 0..span {
@@ -379,7 +428,7 @@ impl Endpoint {
 
     // ----- application commands ----------------------------------------
 
-    fn check_message(&self, len: usize) -> Result<(), Error> {
+    pub(crate) fn check_message(&self, len: usize) -> Result<(), Error> {
         if len == 0 {
             return Err(Error::EmptyMessage);
         }
@@ -392,7 +441,7 @@ impl Endpoint {
         Ok(())
     }
 
-    fn seg_size(&self, addr: &SocketAddr) -> u32 {
+    pub(crate) fn seg_size(&self, addr: &SocketAddr) -> u32 {
         if addr.is_ipv6() {
             self.seg_v6
         } else {
@@ -400,13 +449,38 @@ impl Endpoint {
         }
     }
 
-    fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
-        let peer = self
-            .peers
-            .entry(addr)
-            .or_insert_with(|| Peer::new(addr.port(), now));
+    pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
+        if self.next_peer_gc.is_none() {
+            self.next_peer_gc = Some(now + self.config.peer_idle);
+        }
+        if !self.peers.contains_key(&addr) {
+            let mut peer = Peer::new(addr.port(), now);
+            if let Some(floor) = self.retired.remove(&addr) {
+                peer.done = DoneIds::with_floor(floor);
+            }
+            self.peers.insert(addr, peer);
+        }
+        let peer = self.peers.get_mut(&addr).expect("inserted above");
         peer.last_active = now;
         peer
+    }
+
+    /// Unscheduled bytes for a message to `peer`: RTTbytes once the RTT is
+    /// measured (if configured), else the configured value.
+    fn unsched_bytes_for(&self, peer: SocketAddr) -> u32 {
+        let c = &self.config;
+        match self.peers.get(&peer) {
+            Some(p) if c.unsched_from_rtt => {
+                p.unsched_bytes(c.link_mbps, c.unsched_bytes, c.max_unscheduled)
+            }
+            _ => c.unsched_bytes,
+        }
+    }
+
+    /// The unscheduled bytes this endpoint would use for a message to
+    /// `peer` now.
+    pub fn peer_unsched_bytes(&self, peer: SocketAddr) -> u32 {
+        self.unsched_bytes_for(peer)
     }
 
     /// Starts a client RPC: sends `request` from socket `port` to `dest`.
@@ -427,10 +501,10 @@ impl Endpoint {
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
         let num_prio = self.config.num_priorities;
-        let unsched = self.config.unsched_bytes;
         let peer = self.peer_entry(dest, now);
         peer.rpcs += 1;
         let prio = peer.unsched_priority(request.len() as u32, num_prio);
+        let unsched = self.unsched_bytes_for(dest);
         let seq = self.next_seq();
         let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, now);
         rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
@@ -438,6 +512,7 @@ impl Endpoint {
         self.client_rpcs.insert(id, key);
         self.stats.requests_started += 1;
         self.update_xmit(key);
+        self.arm_tick(now);
         Ok(id)
     }
 
@@ -460,10 +535,10 @@ impl Endpoint {
         }
         let seg = self.seg_size(&peer);
         let num_prio = self.config.num_priorities;
-        let unsched = self.config.unsched_bytes;
         let prio = self
             .peer_entry(peer, now)
             .unsched_priority(response.len() as u32, num_prio);
+        let unsched = self.unsched_bytes_for(peer);
         let rpc = &mut self.rpcs[key];
         rpc.state = RpcState::Outgoing;
         rpc.last_heard = now;
@@ -489,6 +564,7 @@ impl Endpoint {
     /// Processes one received datagram from `src`. Malformed or unexpected
     /// packets are counted in [`Stats`] and dropped; nothing here panics.
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        self.now = self.now.max(now);
         let (repr, payload) = match Repr::parse_with_payload(datagram) {
             Ok(r) => r,
             Err(_) => {
@@ -516,16 +592,10 @@ impl Endpoint {
             Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, &g),
             Body::Resend(r) => self.handle_resend(now, src, repr.dport, local, &r),
             Body::RpcUnknown => self.handle_rpc_unknown(src, repr.dport, local),
-            Body::Busy => {
-                if let Some(key) = self.find_rpc(src, repr.dport, local) {
-                    self.rpcs[key].last_heard = now;
-                } else {
-                    self.stats.unknown_rpc += 1;
-                }
-            }
+            Body::Busy => self.handle_busy(now, src, repr.dport, local),
             Body::Cutoffs(c) => self.handle_cutoffs(src, &c),
             Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local),
-            Body::Ack(a) => self.handle_ack(src, repr.dport, local, &a),
+            Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
             Body::Freeze => {}
         }
     }
@@ -552,49 +622,23 @@ impl Endpoint {
         }
     }
 
-    /// Processes timers; call when [`Endpoint::poll_timeout`]'s deadline
-    /// passes (calling early is harmless).
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-
     // ----- driver outputs ------------------------------------------------
-
-    /// The next deadline at which [`Endpoint::handle_timeout`] must run, if
-    /// any.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
 
     /// The next application event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    /// Writes the next datagram (or GSO batch) to send into `buf` (which is
-    /// cleared first) and describes it. Returns `None` when nothing is ready.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        buf.clear();
-        if !self.grant_list.is_empty() {
-            self.send_grants();
-        }
-        if let Some(c) = self.control.pop_front() {
-            return Some(self.emit_control(c, buf));
-        }
-        if let Some(t) = self.transmit_resends(now, buf) {
-            return Some(t);
-        }
-        self.transmit_data(now, buf)
-    }
-
     // ----- internals: RPC table ------------------------------------------
 
-    fn next_seq(&mut self) -> u64 {
+    pub(crate) fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
     }
 
     /// Finds the RPC a packet from `src` to local `port` with local id
     /// `local` belongs to.
-    fn find_rpc(&self, src: SocketAddr, port: u16, local: u64) -> Option<usize> {
+    pub(crate) fn find_rpc(&self, src: SocketAddr, port: u16, local: u64) -> Option<usize> {
         let key = if local & 1 == 0 {
             *self.client_rpcs.get(&local)?
         } else {
@@ -604,25 +648,79 @@ impl Endpoint {
         (rpc.peer == src && rpc.port == port).then_some(key)
     }
 
-    /// Removes an RPC and every reference to it.
-    fn free_rpc(&mut self, key: usize) {
+    /// Removes an RPC and every reference to it, returns its receive
+    /// buffer to the budget, and records finished requests for
+    /// at-most-once.
+    pub(crate) fn free_rpc(&mut self, key: usize) {
+        self.grant_remove(key);
         let rpc = self.rpcs.remove(key);
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
             self.server_rpcs.remove(&(rpc.peer, rpc.id));
         }
-        if let Some(k) = rpc.xmit_key {
-            self.xmit_queue.remove(&(k, rpc.seq, key));
+        self.xmit_unqueue(key, rpc.seq, rpc.xmit_key);
+        if let Some(m) = &rpc.msgin {
+            self.uncharge_rx(rpc.peer, m.buffer_len());
         }
+        let (now, max_done, lifetime) = (
+            self.now,
+            self.config.done_ids_per_peer,
+            self.config.done_id_lifetime,
+        );
         if let Some(peer) = self.peers.get_mut(&rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
+            peer.last_active = now;
+            if !rpc.is_client() {
+                peer.server_rpcs = peer.server_rpcs.saturating_sub(1);
+                if rpc.state != RpcState::Incoming {
+                    // The application saw this request: never again.
+                    peer.done.insert(rpc.id, now, max_done, lifetime);
+                }
+            }
+        }
+    }
+
+    /// Ensures there is room for state about `addr` in the peer table,
+    /// collecting idle peers (oldest first) if the table is full. Returns
+    /// false if the peer is new and no room can be made.
+    pub(crate) fn make_room_for_peer(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        if self.peers.contains_key(&addr) || self.peers.len() < self.config.max_peers {
+            return true;
+        }
+        self.collect_peers(now, true);
+        self.peers.len() < self.config.max_peers
+    }
+
+    /// Removes idle peers: those with no RPC or pending ack, silent for
+    /// `peer_idle`, or (when `pressed`) the longest-idle ones beyond the
+    /// table limit, down to 90% of it.
+    pub(crate) fn collect_peers(&mut self, now: Instant, pressed: bool) {
+        let idle_for = self.config.peer_idle;
+        let mut idle: Vec<(Instant, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.idle())
+            .map(|(a, p)| (p.last_active, *a))
+            .collect();
+        idle.sort_unstable();
+        let target = if pressed {
+            self.config.max_peers - self.config.max_peers / 10
+        } else {
+            usize::MAX
+        };
+        for (last, addr) in idle {
+            let expired = now.saturating_duration_since(last) >= idle_for;
+            if !expired && self.peers.len() <= target {
+                break;
+            }
+            self.retire_peer(now, addr);
         }
     }
 
     /// Ends an RPC because of `error`: a client RPC reports the failure, a
     /// server RPC just disappears.
-    fn fail_rpc(&mut self, key: usize, error: RpcError) {
+    pub(crate) fn fail_rpc(&mut self, key: usize, error: RpcError) {
         let rpc = &self.rpcs[key];
         if rpc.is_client() {
             self.events.push_back(Event::Failed {
@@ -634,27 +732,7 @@ impl Endpoint {
         self.free_rpc(key);
     }
 
-    /// Puts the RPC in the transmit queue at its SRPT position if it has
-    /// granted bytes never sent, or takes it out.
-    fn update_xmit(&mut self, key: usize) {
-        let rpc = &mut self.rpcs[key];
-        let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() => Some(m.bytes_left()),
-            _ => None,
-        };
-        if want == rpc.xmit_key {
-            return;
-        }
-        if let Some(old) = rpc.xmit_key.take() {
-            self.xmit_queue.remove(&(old, rpc.seq, key));
-        }
-        if let Some(k) = want {
-            self.xmit_queue.insert((k, rpc.seq, key));
-            rpc.xmit_key = Some(k);
-        }
-    }
-
-    fn queue_control(&mut self, dest: SocketAddr, repr: Repr) {
+    pub(crate) fn queue_control(&mut self, dest: SocketAddr, repr: Repr) {
         if self.control.len() >= self.config.max_control_queue {
             self.stats.control_queue_full += 1;
             return;
@@ -662,19 +740,63 @@ impl Endpoint {
         self.control.push_back(Control { dest, repr });
     }
 
-    /// Queues a header-only reply to `src` for a packet that arrived on
-    /// `port` about local id `local` (ports swapped, our id in sender_id).
-    fn reply(&mut self, src: SocketAddr, port: u16, local: u64, body: Body) {
-        let repr = Repr {
-            sport: port,
-            dport: src.port(),
-            sender_id: local,
-            body,
+    /// Collects a peer, keeping only its at-most-once floor.
+    fn retire_peer(&mut self, now: Instant, addr: SocketAddr) {
+        let Some(peer) = self.peers.remove(&addr) else {
+            return;
         };
-        self.queue_control(src, repr);
+        self.stats.peers_collected += 1;
+        let floor = peer.done.retire(now);
+        if floor == 0 {
+            return;
+        }
+        if self.retired.insert(addr, floor).is_none() {
+            self.retired_order.push_back(addr);
+        }
+        while self.retired.len() > self.config.max_peers {
+            match self.retired_order.pop_front() {
+                Some(old) => {
+                    self.retired.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.retired_order.len() > 2 * self.config.max_peers {
+            // Drop entries of peers that came back since.
+            let retired = &self.retired;
+            self.retired_order.retain(|a| retired.contains_key(a));
+        }
     }
 
-    fn queue_retx(&mut self, key: usize) {
+    /// True if the request `id` from `client` already ran (at-most-once).
+    pub(crate) fn request_finished(&self, client: SocketAddr, id: u64) -> bool {
+        match self.peers.get(&client) {
+            Some(p) => p.done.contains(id),
+            None => self
+                .retired
+                .get(&client)
+                .is_some_and(|&floor| DoneIds::with_floor(floor).contains(id)),
+        }
+    }
+
+    /// Number of collected peers whose at-most-once floor is kept.
+    pub fn retired_peer_count(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Queues a control packet from local `port` to `dest` carrying
+    /// `sender_id` (our local id for the RPC).
+    pub(crate) fn send_control(&mut self, port: u16, dest: SocketAddr, sender_id: u64, body: Body) {
+        let repr = Repr {
+            sport: port,
+            dport: dest.port(),
+            sender_id,
+            body,
+        };
+        self.queue_control(dest, repr);
+    }
+
+    pub(crate) fn queue_retx(&mut self, key: usize) {
         let rpc = &mut self.rpcs[key];
         if !rpc.in_retx_queue {
             rpc.in_retx_queue = true;
@@ -682,520 +804,13 @@ impl Endpoint {
         }
     }
 
-    fn queue_grant_check(&mut self, key: usize) {
-        let rpc = &mut self.rpcs[key];
-        if !rpc.in_grant_list {
-            rpc.in_grant_list = true;
-            self.grant_list.push((key, rpc.seq));
-        }
-    }
-
-    fn live(&self, key: usize, seq: u64) -> bool {
+    pub(crate) fn live(&self, key: usize, seq: u64) -> bool {
         self.rpcs.get(key).is_some_and(|r| r.seq == seq)
-    }
-
-    // ----- internals: packet handlers ---------------------------------
-
-    #[allow(clippy::too_many_arguments)]
-    fn handle_data(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        port: u16,
-        sock: Socket,
-        local: u64,
-        h: &DataHeader,
-        payload: &[u8],
-    ) {
-        if h.message_length == 0 || h.message_length > self.config.max_message_length {
-            self.stats.bad_data += 1;
-            return;
-        }
-        let key = match self.find_rpc(src, port, local) {
-            Some(k) => k,
-            None if local & 1 == 0 => {
-                // DATA for a client RPC we do not know (finished, aborted).
-                self.stats.unknown_rpc += 1;
-                return;
-            }
-            None => {
-                if !sock.server {
-                    self.stats.no_socket += 1;
-                    return;
-                }
-                if self.server_rpcs.contains_key(&(src, local)) {
-                    // Same client id, different local port: not ours.
-                    self.stats.unknown_rpc += 1;
-                    return;
-                }
-                let seq = self.next_seq();
-                self.peer_entry(src, now).rpcs += 1;
-                let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, now);
-                let key = self.rpcs.insert(rpc);
-                self.server_rpcs.insert((src, local), key);
-                key
-            }
-        };
-        self.accept_data(now, key, h, payload);
-        if h.ack.client_id != 0 {
-            self.apply_ack(src, h.ack);
-        }
-    }
-
-    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8]) {
-        let max_gaps = self.config.max_gaps;
-        let rpc = &mut self.rpcs[key];
-        rpc.last_heard = now;
-        match (rpc.is_client(), rpc.state) {
-            (_, RpcState::Incoming) => {}
-            (true, RpcState::Outgoing) => {
-                // The first response packet: the server has our request.
-                rpc.state = RpcState::Incoming;
-                rpc.msgout = None;
-                if let Some(k) = rpc.xmit_key.take() {
-                    self.xmit_queue.remove(&(k, rpc.seq, key));
-                }
-            }
-            _ => {
-                // Server RPC past its request: a late duplicate.
-                self.stats.wrong_state += 1;
-                return;
-            }
-        }
-        let msgin = rpc
-            .msgin
-            .get_or_insert_with(|| MsgIn::new(h.message_length, h.incoming, now));
-        if msgin.length() != h.message_length {
-            self.stats.bad_data += 1;
-            return;
-        }
-        match msgin.add(h.offset, payload, max_gaps) {
-            AddOutcome::Accepted(_) => {}
-            AddOutcome::Duplicate => {
-                self.stats.duplicate_data += 1;
-                return;
-            }
-            AddOutcome::TooManyGaps => {
-                self.stats.too_many_gaps += 1;
-                return;
-            }
-            AddOutcome::OutOfRange => {
-                self.stats.bad_data += 1;
-                return;
-            }
-        }
-        if msgin.is_complete() {
-            self.message_complete(key);
-        } else if msgin.granted < msgin.length() {
-            self.queue_grant_check(key);
-        }
-    }
-
-    /// A whole message arrived: deliver it.
-    fn message_complete(&mut self, key: usize) {
-        let rpc = &mut self.rpcs[key];
-        let data = rpc.msgin.take().expect("complete message").into_bytes();
-        self.stats.message_bytes_delivered += data.len() as u64;
-        if rpc.is_client() {
-            let (port, id, peer) = (rpc.port, rpc.id, rpc.peer);
-            self.events.push_back(Event::Response { port, id, data });
-            self.stats.responses_delivered += 1;
-            self.free_rpc(key);
-            self.queue_ack(port, peer, id);
-        } else {
-            rpc.state = RpcState::InService;
-            self.events.push_back(Event::Request {
-                port: rpc.port,
-                peer: rpc.peer,
-                id: rpc.id,
-                data,
-            });
-            self.stats.requests_delivered += 1;
-        }
-    }
-
-    /// Records that the server may free client RPC `id`: piggybacked on a
-    /// later DATA packet, or sent at once in an ACK when five are waiting.
-    fn queue_ack(&mut self, port: u16, server: SocketAddr, id: u64) {
-        let Some(peer) = self.peers.get_mut(&server) else {
-            return;
-        };
-        if peer.acks_pending(port) >= crate::wire::MAX_ACKS_PER_PKT {
-            let acks = peer.take_acks(port);
-            let repr = Repr {
-                sport: port,
-                dport: server.port(),
-                sender_id: id,
-                body: Body::Ack(AckHeader::new(&acks)),
-            };
-            self.queue_control(server, repr);
-        } else {
-            peer.pending_acks.push((port, id));
-        }
-    }
-
-    fn handle_grant(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        port: u16,
-        local: u64,
-        g: &GrantHeader,
-    ) {
-        let Some(key) = self.find_rpc(src, port, local) else {
-            self.stats.unknown_rpc += 1;
-            return;
-        };
-        let max_prio = self.config.num_priorities - 1;
-        let rpc = &mut self.rpcs[key];
-        rpc.last_heard = now;
-        let (RpcState::Outgoing, Some(m)) = (rpc.state, rpc.msgout.as_mut()) else {
-            self.stats.wrong_state += 1;
-            return;
-        };
-        m.raise_grant(g.offset);
-        m.sched_priority = g.priority.min(max_prio);
-        self.update_xmit(key);
-    }
-
-    fn handle_resend(
-        &mut self,
-        _now: Instant,
-        src: SocketAddr,
-        port: u16,
-        local: u64,
-        r: &ResendHeader,
-    ) {
-        let Some(key) = self.find_rpc(src, port, local) else {
-            self.stats.unknown_rpc += 1;
-            self.reply(src, port, local, Body::RpcUnknown);
-            return;
-        };
-        let max_prio = self.config.num_priorities - 1;
-        let rpc = &mut self.rpcs[key];
-        let msgout = match (rpc.state, rpc.msgout.as_mut()) {
-            (RpcState::Outgoing, Some(m)) => m,
-            _ => {
-                // Alive, but our message is not being sent (server still
-                // receiving or computing): say so.
-                self.reply(src, port, local, Body::Busy);
-                return;
-            }
-        };
-        let tx_end = msgout.next_xmit;
-        let end = if r.length == ResendHeader::ALL {
-            tx_end
-        } else {
-            (r.offset as u64 + r.length as u64).min(u32::MAX as u64) as u32
-        };
-        let prio = r.priority.unwrap_or(max_prio).min(max_prio);
-        if end > msgout.granted {
-            // The receiver granted more than we know: a GRANT was lost.
-            msgout.raise_grant(end);
-        }
-        let queued = msgout.queue_resend(r.offset, end, prio);
-        self.update_xmit(key);
-        if queued {
-            self.queue_retx(key);
-        } else {
-            self.reply(src, port, local, Body::Busy);
-        }
-    }
-
-    fn handle_rpc_unknown(&mut self, src: SocketAddr, port: u16, local: u64) {
-        let Some(key) = self.find_rpc(src, port, local) else {
-            self.stats.unknown_rpc += 1;
-            return;
-        };
-        let rpc = &mut self.rpcs[key];
-        if !rpc.is_client() {
-            // The client forgot the RPC: nothing left to do for it.
-            self.free_rpc(key);
-            return;
-        }
-        match (rpc.state, rpc.msgout.as_mut()) {
-            (RpcState::Outgoing, Some(m)) => {
-                // The server lost our request: send it again from the start
-                // at the unscheduled priority.
-                let prio = m.unsched_priority;
-                let sent = m.next_xmit;
-                if m.queue_resend(0, sent, prio) {
-                    self.queue_retx(key);
-                }
-            }
-            _ => self.stats.wrong_state += 1,
-        }
-    }
-
-    fn handle_cutoffs(&mut self, src: SocketAddr, c: &CutoffsHeader) {
-        match self.peers.get_mut(&src) {
-            Some(peer) => peer.set_cutoffs(c.cutoffs, c.version),
-            None => self.stats.unknown_rpc += 1,
-        }
-    }
-
-    fn handle_need_ack(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
-        if local & 1 == 1 {
-            // NEED_ACK goes from servers to clients only.
-            self.stats.wrong_state += 1;
-            return;
-        }
-        if let Some(key) = self.find_rpc(src, port, local) {
-            // Our response is incomplete: ask for the missing pieces instead.
-            self.request_retransmission(now, key);
-            return;
-        }
-        let acks = self
-            .peers
-            .get_mut(&src)
-            .map(|p| p.take_acks(port))
-            .unwrap_or_default();
-        self.reply(src, port, local, Body::Ack(AckHeader::new(&acks)));
-    }
-
-    fn handle_ack(&mut self, src: SocketAddr, port: u16, local: u64, a: &AckHeader) {
-        self.apply_ack(
-            src,
-            AckEntry {
-                client_id: local ^ 1,
-                server_port: port,
-            },
-        );
-        for entry in a.acks() {
-            self.apply_ack(src, *entry);
-        }
-    }
-
-    /// Frees the server RPC a client acknowledged, if it is done.
-    fn apply_ack(&mut self, client: SocketAddr, ack: AckEntry) {
-        let Some(key) = self.find_rpc(client, ack.server_port, local_id(ack.client_id)) else {
-            return;
-        };
-        let rpc = &self.rpcs[key];
-        if rpc.is_client() || rpc.state != RpcState::Outgoing {
-            self.stats.wrong_state += 1;
-            return;
-        }
-        self.stats.server_rpcs_acked += 1;
-        self.free_rpc(key);
-    }
-
-    /// Asks the peer for what is missing of the RPC's incoming message:
-    /// everything if nothing arrived yet, else each gap and the granted bytes
-    /// beyond the highest byte received.
-    fn request_retransmission(&mut self, _now: Instant, key: usize) {
-        let prio = Some(self.config.control_priority());
-        let rpc = &self.rpcs[key];
-        let mut ranges: Vec<(u32, u32)> = Vec::new();
-        match &rpc.msgin {
-            None => ranges.push((0, ResendHeader::ALL)),
-            Some(m) => {
-                for &(s, e) in m.gaps().iter().take(MAX_RESENDS_PER_CHECK) {
-                    ranges.push((s, e - s));
-                }
-                if m.granted > m.recv_end() && ranges.len() < MAX_RESENDS_PER_CHECK {
-                    ranges.push((m.recv_end(), m.granted - m.recv_end()));
-                }
-            }
-        }
-        let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
-        for (offset, length) in ranges {
-            let repr = Repr {
-                sport: port,
-                dport: peer.port(),
-                sender_id: id,
-                body: Body::Resend(ResendHeader {
-                    offset,
-                    length,
-                    priority: prio,
-                }),
-            };
-            self.queue_control(peer, repr);
-        }
-    }
-
-    // ----- internals: output -------------------------------------------
-
-    fn tos(&self, level: u8) -> u8 {
-        self.config.priority_map[level as usize] << 5
-    }
-
-    fn emit_control(&mut self, c: Control, buf: &mut Vec<u8>) -> Transmit {
-        let len = c.repr.header_len();
-        buf.resize(len, 0);
-        c.repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
-        self.stats.sent.add(c.repr.body.packet_type(), len);
-        let level = self.config.control_priority();
-        Transmit {
-            src_port: c.repr.sport,
-            destination: c.dest,
-            priority: level,
-            tos: self.tos(level),
-            size: len,
-            segment_size: None,
-        }
-    }
-
-    /// Issues the grants the simple rule calls for: every incoming message is
-    /// granted up to `received + grant_window` bytes.
-    fn send_grants(&mut self) {
-        let list = core::mem::take(&mut self.grant_list);
-        let window = self.config.grant_window as u64;
-        for (key, seq) in list {
-            if !self.live(key, seq) {
-                continue;
-            }
-            let rpc = &mut self.rpcs[key];
-            rpc.in_grant_list = false;
-            let Some(m) = rpc.msgin.as_mut() else {
-                continue;
-            };
-            let target = (m.received() as u64 + window).min(m.length() as u64) as u32;
-            if target <= m.granted {
-                continue;
-            }
-            m.granted = target;
-            let repr = Repr {
-                sport: rpc.port,
-                dport: rpc.peer.port(),
-                sender_id: rpc.id,
-                body: Body::Grant(GrantHeader {
-                    offset: target,
-                    priority: 0,
-                }),
-            };
-            let dest = rpc.peer;
-            self.queue_control(dest, repr);
-        }
-    }
-
-    fn max_segs(&self, dest: &SocketAddr) -> u32 {
-        if dest.is_ipv6() {
-            self.max_gso_segs_v6
-        } else {
-            self.max_gso_segs_v4
-        }
-    }
-
-    fn transmit_resends(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some((key, seq)) = self.retx_queue.pop_front() {
-            if !self.live(key, seq) {
-                continue;
-            }
-            self.rpcs[key].in_retx_queue = false;
-            let has = self.rpcs[key]
-                .msgout
-                .as_ref()
-                .is_some_and(|m| m.has_resends());
-            if !has {
-                continue;
-            }
-            let t = self.write_data(key, buf, true);
-            if self.rpcs[key]
-                .msgout
-                .as_ref()
-                .is_some_and(|m| m.has_resends())
-            {
-                self.queue_retx(key);
-            }
-            return Some(t);
-        }
-        None
-    }
-
-    fn transmit_data(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let &(_, _, key) = self.xmit_queue.first()?;
-        let t = self.write_data(key, buf, false);
-        self.update_xmit(key);
-        Some(t)
-    }
-
-    /// Writes a batch of DATA packets of RPC `key` into `buf`: new data from
-    /// `next_xmit` (or pending retransmissions when `retransmit`), as many
-    /// packets as GSO allows, all at one priority.
-    fn write_data(&mut self, key: usize, buf: &mut Vec<u8>, retransmit: bool) -> Transmit {
-        let max_segs = self.max_segs(&self.rpcs[key].peer);
-        let rpc = &mut self.rpcs[key];
-        let peer = self.peers.get_mut(&rpc.peer);
-        let (ack, cutoff_version) = match peer {
-            Some(p) => (p.take_ack(rpc.port).unwrap_or_default(), p.cutoff_version),
-            None => (AckEntry::default(), 0),
-        };
-        let m = rpc.msgout.as_mut().expect("sending rpc has a message");
-        let seg_len = DataHeader::LEN + m.seg_size as usize;
-        let mut header = Repr {
-            sport: rpc.port,
-            dport: rpc.peer.port(),
-            sender_id: rpc.id,
-            body: Body::Data(DataHeader {
-                message_length: m.length(),
-                incoming: if retransmit { m.granted } else { m.unscheduled },
-                ack,
-                cutoff_version,
-                retransmit,
-                offset: 0,
-            }),
-        };
-        let mut count = 0u32;
-        let mut level = None;
-        loop {
-            let next = if retransmit {
-                match m.peek_resend() {
-                    Some((off, prio)) if level.is_none_or(|l| l == prio) => Some((off, prio)),
-                    _ => None,
-                }
-            } else if m.has_sendable() {
-                let off = m.next_xmit;
-                let prio = m.priority_at(off);
-                level.is_none_or(|l| l == prio).then_some((off, prio))
-            } else {
-                None
-            };
-            let Some((offset, prio)) = next else { break };
-            // Only the last segment of a GSO batch may be short, and the
-            // segments must be consecutive to stay in one retransmit range.
-            if count > 0 && buf.len() % seg_len != 0 {
-                break;
-            }
-            let len = m.packet_len(offset);
-            if retransmit {
-                m.next_resend();
-            } else {
-                m.next_xmit += len;
-            }
-            level = Some(prio);
-            if let Body::Data(d) = &mut header.body {
-                d.offset = offset;
-            }
-            let at = buf.len();
-            buf.resize(at + DataHeader::LEN + len as usize, 0);
-            header.emit(&mut Packet::new_unchecked(&mut buf[at..]));
-            buf[at + DataHeader::LEN..].copy_from_slice(m.bytes(offset, len));
-            self.stats
-                .sent
-                .add(PacketType::Data, DataHeader::LEN + len as usize);
-            if retransmit {
-                self.stats.data_retransmitted += 1;
-            }
-            count += 1;
-            if count >= max_segs {
-                break;
-            }
-        }
-        let level = level.expect("write_data called with something to send");
-        Transmit {
-            src_port: rpc.port,
-            destination: rpc.peer,
-            priority: level,
-            tos: self.config.priority_map[level as usize] << 5,
-            size: buf.len(),
-            segment_size: (count > 1).then_some(seg_len),
-        }
     }
 }
 
 /// Most RESEND packets one retransmission request issues for one RPC.
-const MAX_RESENDS_PER_CHECK: usize = 8;
+pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 
 fn rng_u64(seed: u64, stream: u64) -> u64 {
     Rng::new(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).next_u64()

@@ -46,12 +46,18 @@
 
 pub mod config;
 mod endpoint;
+mod grant;
+mod incoming;
+mod outgoing;
+mod pacer;
 mod peer;
+pub mod prio;
 mod rng;
 mod rpc;
 pub mod stats;
 pub mod testnet;
 mod time;
+mod timer;
 pub mod wire;
 
 pub use config::Config;

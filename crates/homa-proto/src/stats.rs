@@ -76,4 +76,40 @@ pub struct Stats {
     pub data_retransmitted: u64,
     /// Message bytes delivered to the application.
     pub message_bytes_delivered: u64,
+    /// Stale duplicates of requests that already ran (at-most-once).
+    pub stale_requests: u64,
+    /// New requests refused because the peer table was full.
+    pub peer_limit: u64,
+    /// New requests refused because the client had too many open RPCs.
+    pub rpc_limit: u64,
+    /// Messages refused (packets dropped) for lack of receive-buffer budget.
+    pub no_buffer_space: u64,
+    /// Client requests resent from the start after RPC_UNKNOWN.
+    pub requests_restarted: u64,
+    /// RPCs abandoned after `timeout` of silence.
+    pub timeouts: u64,
+    /// RESEND packets sent after silence.
+    pub resends_silence: u64,
+    /// RESEND packets sent early for clearly lost holes.
+    pub resends_fast: u64,
+    /// NEED_ACK packets sent.
+    pub need_acks: u64,
+    /// Server RPCs freed after NEED_ACKs went unanswered for `timeout`.
+    pub need_ack_given_up: u64,
+    /// Server RPCs freed because the client stopped granting the response.
+    pub response_abandoned: u64,
+    /// Peers collected.
+    pub peers_collected: u64,
+    /// DATA packets starting at or beyond what we granted (dropped).
+    pub beyond_grant: u64,
+    /// Grants held back because receive memory was exhausted.
+    pub grants_deferred_memory: u64,
+    /// GRANT packets issued.
+    pub grants: u64,
+    /// Of which FIFO ("pity") grants.
+    pub fifo_grants: u64,
+    /// CUTOFFS packets sent.
+    pub cutoffs_sent: u64,
+    /// Times the automatic cutoffs changed.
+    pub cutoffs_updates: u64,
 }

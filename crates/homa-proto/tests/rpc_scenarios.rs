@@ -136,7 +136,8 @@ fn reverse_order__message_reassembles() {
     net.endpoint(0)
         .send_request(now, cport, server, req.clone())
         .unwrap();
-    net.flush();
+    // The pacer spreads the packets over a few microseconds.
+    net.advance(Duration::from_micros(100));
     assert_eq!(net.held(), 22);
     net.clear_filter();
     net.release_held(true);
@@ -307,10 +308,12 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
         }
     });
     let now = net.now();
+    let req = pattern(1, 1_000_000);
     net.endpoint(0)
-        .send_request(now, cport, server, pattern(1, 1_000_000))
+        .send_request(now, cport, server, req.clone())
         .unwrap();
-    net.run(Limits::default(), |_, _, _| {}).unwrap();
+    // Before any timer could fire, only the unscheduled packets went out.
+    net.advance(config.resend_after / 2);
     let seg = config.max_seg_data(false) as u64;
     let unsched_pkts = (config.unsched_bytes as u64).div_ceil(seg);
     assert_eq!(
@@ -319,6 +322,34 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
         "only the unscheduled packets go out without grants"
     );
     assert!(net.endpoint(1).stats().sent.packets_of(PacketType::Grant) > 0);
+    // Every GRANT is lost, but the receiver's RESEND for granted bytes tells
+    // the sender what was granted (reference 4.5): the request completes.
+    let mut delivered = false;
+    let mut answered = false;
+    net.run(Limits::default(), |net, h, ev| match ev {
+        Event::Request {
+            port,
+            peer,
+            id,
+            data,
+        } => {
+            assert_eq!(h, 1);
+            assert_eq!(data, req);
+            delivered = true;
+            let now = net.now();
+            net.endpoint(h)
+                .send_response(now, port, peer, id, Bytes::from_static(b"ok"))
+                .unwrap();
+        }
+        Event::Response { data, .. } => {
+            assert_eq!(&data[..], b"ok");
+            answered = true;
+        }
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    assert!(delivered && answered);
+    assert!(net.endpoint(1).stats().resends_silence > 0);
 }
 
 #[test]
@@ -333,12 +364,15 @@ fn acks__server_state_freed_by_piggybacked_and_explicit_acks() {
             tag: i,
         })
         .collect();
-    // One at a time: each new request piggybacks the ack of the previous one.
+    // One at a time: each new request piggybacks the ack of the previous
+    // one; the last is freed by NEED_ACK and the client's ACK.
     let out = run_workload(&mut net, &plan, 1, Limits::default());
     assert_eq!(out.completed, 50);
-    // 49 freed by piggybacked acks; the last waits for an ack.
-    assert_eq!(net.endpoint(1).stats().server_rpcs_acked, 49);
-    assert_eq!(net.endpoint(1).rpc_count(), 1);
+    let server = net.endpoint(1).stats().clone();
+    assert_eq!(server.server_rpcs_acked, 50);
+    assert_eq!(server.need_acks, 1, "only the last rpc needed NEED_ACK");
+    assert_eq!(net.endpoint(0).stats().sent.packets_of(PacketType::Ack), 1);
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
     assert_eq!(net.endpoint(0).rpc_count(), 0);
 }
 
@@ -354,10 +388,12 @@ fn acks__sixth_pending_ack_sends_ack_packet() {
             tag: i,
         })
         .collect();
-    // All six in flight at once: no later DATA to piggyback on.
+    // All six in flight at once: no later DATA to piggyback on; the sixth
+    // completion flushes all six in one ACK before any NEED_ACK.
     let out = run_workload(&mut net, &plan, 6, Limits::default());
     assert_eq!(out.completed, 6);
     assert_eq!(net.endpoint(0).stats().sent.packets_of(PacketType::Ack), 1);
+    assert_eq!(net.endpoint(1).stats().need_acks, 0);
     assert_eq!(net.endpoint(1).stats().server_rpcs_acked, 6);
     assert_eq!(net.endpoint(1).rpc_count(), 0);
 }
@@ -366,33 +402,45 @@ fn acks__sixth_pending_ack_sends_ack_packet() {
 fn need_ack__client_answers_with_pending_acks() {
     let config = Config::default();
     let mut net = network(15, 2, &config);
-    let plan = vec![Planned {
-        client: 0,
-        server: 1,
-        len: 10,
-        tag: 1,
-    }];
-    run_workload(&mut net, &plan, 1, Limits::default());
-    assert_eq!(net.endpoint(1).rpc_count(), 1);
-    // The server asks for the ack (as its timer would).
-    let client_port = 0x8000;
-    let client = net.addr(0, client_port);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
     let server = net.addr(1, SERVER_PORT);
-    // Find the client's id: the server holds the only rpc. Use the NEED_ACK
-    // path with an unknown id: the reply must still carry the pending ack.
-    let need_ack = Repr {
-        sport: SERVER_PORT,
-        dport: client_port,
-        sender_id: 1,
-        body: Body::NeedAck,
-    };
     let now = net.now();
     net.endpoint(0)
-        .handle_datagram(now, server, &need_ack.to_vec());
-    net.run(Limits::default(), |_, _, _| {}).unwrap();
-    assert_eq!(net.endpoint(1).rpc_count(), 0, "pending ack freed the rpc");
+        .send_request(now, cport, server, pattern(1, 10))
+        .unwrap();
+    // Serve the request, then stop just after the response arrives.
+    let got = std::cell::Cell::new(false);
+    net.run_until(
+        Limits::default(),
+        |net, h, ev| match ev {
+            Event::Request {
+                port,
+                peer,
+                id,
+                data,
+            } => {
+                let now = net.now();
+                net.endpoint(h)
+                    .send_response(now, port, peer, id, response_for(&data))
+                    .unwrap();
+            }
+            Event::Response { .. } => got.set(true),
+            other => panic!("{other:?}"),
+        },
+        |_| got.get(),
+    )
+    .unwrap();
+    assert_eq!(net.endpoint(1).rpc_count(), 1, "server waits for the ack");
+    assert_eq!(net.endpoint(1).stats().need_acks, 0);
+    // Nothing else to send: after need_ack_after the server asks, and the
+    // client's ACK frees the rpc.
+    net.run(Limits::default(), |_, _, ev| panic!("{ev:?}"))
+        .unwrap();
+    assert_eq!(net.endpoint(1).stats().need_acks, 1);
     assert_eq!(net.endpoint(0).stats().sent.packets_of(PacketType::Ack), 1);
-    let _ = client;
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    assert_eq!(net.endpoint(1).stats().server_rpcs_acked, 1);
 }
 
 #[test]

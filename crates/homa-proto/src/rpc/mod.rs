@@ -47,14 +47,38 @@ pub(crate) struct Rpc {
     pub msgout: Option<MsgOut>,
     /// The peer's message, once its first packet arrived.
     pub msgin: Option<MsgIn>,
-    /// Key under which the RPC sits in the transmit queue, if it does.
-    pub xmit_key: Option<u32>,
+    /// Where the RPC sits in the transmit queues, if it does.
+    pub xmit_key: Option<XmitPos>,
     /// True while the RPC sits in the retransmission queue.
     pub in_retx_queue: bool,
-    /// True while the RPC sits in the grant-check list.
-    pub in_grant_list: bool,
-    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY).
+    /// Position of the incoming message in the grant scheduler's rank
+    /// order, while it needs grants.
+    pub grant_rank: Option<crate::grant::RankKey>,
+    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY,
+    /// RESEND).
     pub last_heard: Instant,
+    /// When we last asked the peer to retransmit (or sent NEED_ACK).
+    pub last_request: Option<Instant>,
+    /// Server: when the response was fully transmitted.
+    pub done_at: Option<Instant>,
+    /// Something we sent that the peer answers at once; its answer yields a
+    /// round-trip sample.
+    pub rtt_probe: Option<Probe>,
+}
+
+/// A pending round-trip probe. Each kind names the answers that are
+/// causally after it, so a sample can overestimate (queueing) but never
+/// underestimate the round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The first DATA packet of our message: answered by any GRANT, BUSY or
+    /// DATA about the RPC (the peer knows the RPC only from that packet).
+    FirstData(Instant),
+    /// A GRANT raising the grant from the given offset: answered by DATA at
+    /// or beyond that offset, which the sender could not send before.
+    Grant(Instant, u32),
+    /// A RESEND: answered by retransmitted DATA or BUSY.
+    Resend(Instant),
 }
 
 impl Rpc {
@@ -77,8 +101,11 @@ impl Rpc {
             msgin: None,
             xmit_key: None,
             in_retx_queue: false,
-            in_grant_list: false,
+            grant_rank: None,
             last_heard: now,
+            last_request: None,
+            done_at: None,
+            rtt_probe: None,
         }
     }
 
@@ -86,6 +113,16 @@ impl Rpc {
     pub fn is_client(&self) -> bool {
         self.id & 1 == 0
     }
+}
+
+/// Where a sendable RPC is queued for transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum XmitPos {
+    /// A message shorter than `defer_min_bytes`: never throttled.
+    Short,
+    /// A paced message, keyed by bytes left to transmit (SRPT) and by its
+    /// creation time (the pacer's FIFO share).
+    Paced(u32, Instant),
 }
 
 /// Converts a `sender_id` from the wire into the receiver's local id.

@@ -9,6 +9,17 @@
 //! new bytes instead of being dropped whole (honest senders resend identical
 //! bytes, so nothing is lost by accepting them, and a sender that
 //! re-segments after a retransmission still makes progress).
+//!
+//! The buffer only covers what the receiver allowed the sender to send:
+//! `granted` plus one packet of slack (a sender transmits whole packets, so
+//! the packet that starts just below `granted` may end above it). Packets
+//! starting at or beyond `granted` are refused, so memory follows grants,
+//! never the length a peer claims.
+//!
+//! Each gap remembers when it was last "touched": when it opened (a packet
+//! arrived beyond it) or when we last asked for it. The timer uses this to
+//! request holes that are clearly lost (data beyond them arrived a while ago)
+//! without waiting for the whole RPC to fall silent.
 
 use bytes::Bytes;
 
@@ -25,6 +36,22 @@ pub(crate) enum AddOutcome {
     TooManyGaps,
     /// The packet does not lie inside the message.
     OutOfRange,
+    /// The packet starts at or beyond what we granted.
+    BeyondGrant,
+}
+
+/// Bytes of buffer kept beyond `granted`: the largest possible packet.
+pub(crate) const GRANT_SLACK: u32 = 65_536;
+
+/// A missing range `[start, end)` below `recv_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gap {
+    pub start: u32,
+    pub end: u32,
+    /// When the gap opened, or when it was last requested.
+    pub since: Instant,
+    /// True once a RESEND asked for it.
+    pub requested: bool,
 }
 
 /// An incoming message being reassembled.
@@ -33,27 +60,69 @@ pub(crate) struct MsgIn {
     length: u32,
     buf: Vec<u8>,
     recv_end: u32,
-    gaps: Vec<(u32, u32)>,
+    gaps: Vec<Gap>,
     bytes_remaining: u32,
-    /// Bytes the sender may transmit: `[0, granted)`.
-    pub granted: u32,
+    /// Bytes the sender may transmit: `[0, granted)`. Change it only with
+    /// [`MsgIn::set_granted`], which grows the buffer.
+    granted: u32,
     /// When the first packet arrived (grant tie-breaks, FIFO grants).
     pub birth: Instant,
+    /// Granted-but-not-received bytes last counted in the scheduler's
+    /// total.
+    pub rec_incoming: u32,
 }
 
 impl MsgIn {
     /// A message of `length` bytes whose sender promised `[0, incoming)`
     /// unscheduled.
     pub fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
+        let granted = incoming.min(length);
         MsgIn {
             length,
-            buf: vec![0u8; length as usize],
+            buf: vec![0u8; Self::capacity_for(length, granted)],
             recv_end: 0,
             gaps: Vec::new(),
             bytes_remaining: length,
-            granted: incoming.min(length),
+            granted,
             birth,
+            rec_incoming: 0,
         }
+    }
+
+    fn capacity_for(length: u32, granted: u32) -> usize {
+        granted.saturating_add(GRANT_SLACK).min(length) as usize
+    }
+
+    /// Bytes the sender may transmit: `[0, granted)`.
+    pub fn granted(&self) -> u32 {
+        self.granted
+    }
+
+    /// Bytes of buffer held (what memory accounting charges).
+    pub fn buffer_len(&self) -> u32 {
+        self.buf.len() as u32
+    }
+
+    /// Buffer bytes that raising the grant to `granted` would add.
+    pub fn growth_for(&self, granted: u32) -> u32 {
+        (Self::capacity_for(self.length, granted.min(self.length)) as u32)
+            .saturating_sub(self.buffer_len())
+    }
+
+    /// Raises the grant (never lowers it), growing the buffer to match.
+    /// Returns the number of buffer bytes added.
+    pub fn set_granted(&mut self, granted: u32) -> u32 {
+        let granted = granted.min(self.length);
+        if granted <= self.granted {
+            return 0;
+        }
+        let grow = self.growth_for(granted);
+        self.granted = granted;
+        if grow > 0 {
+            let new_len = self.buf.len() + grow as usize;
+            self.buf.resize(new_len, 0);
+        }
+        grow
     }
 
     /// Total message length.
@@ -77,8 +146,13 @@ impl MsgIn {
     }
 
     /// Missing ranges below `recv_end`, sorted.
-    pub fn gaps(&self) -> &[(u32, u32)] {
+    pub fn gaps(&self) -> &[Gap] {
         &self.gaps
+    }
+
+    /// Missing ranges, mutable (the timer marks them requested).
+    pub fn gaps_mut(&mut self) -> &mut [Gap] {
+        &mut self.gaps
     }
 
     /// True once every byte has arrived.
@@ -93,7 +167,7 @@ impl MsgIn {
 
     /// Adds the bytes `data` at `offset`, keeping only bytes not yet present.
     /// A packet that would push the gap count above `max_gaps` is dropped.
-    pub fn add(&mut self, offset: u32, data: &[u8], max_gaps: usize) -> AddOutcome {
+    pub fn add(&mut self, offset: u32, data: &[u8], max_gaps: usize, now: Instant) -> AddOutcome {
         let start = offset as u64;
         let end = start + data.len() as u64;
         if end > self.length as u64 {
@@ -102,18 +176,21 @@ impl MsgIn {
         if data.is_empty() {
             return AddOutcome::Duplicate;
         }
+        if start >= self.granted as u64 || end > self.buf.len() as u64 {
+            return AddOutcome::BeyondGrant;
+        }
         let (start, end) = (start as u32, end as u32);
 
         // Gap bookkeeping changes the gap count by: +1 if the packet lands
         // strictly inside one gap (splitting it), +1 if it starts beyond
         // recv_end (opening a new gap). Check before touching anything.
         let low_end = end.min(self.recv_end);
-        let first = self.gaps.partition_point(|g| g.1 <= start);
+        let first = self.gaps.partition_point(|g| g.end <= start);
         let splits = start < low_end
             && self
                 .gaps
                 .get(first)
-                .is_some_and(|g| g.0 < start && end < g.1);
+                .is_some_and(|g| g.start < start && end < g.end);
         let opens = start > self.recv_end;
         let new_gaps = splits as usize + opens as usize;
         if new_gaps > 0 && self.gaps.len() + new_gaps > max_gaps {
@@ -124,8 +201,10 @@ impl MsgIn {
         // Part below recv_end: fill the gaps it overlaps.
         if start < low_end {
             let mut i = first;
-            while i < self.gaps.len() && self.gaps[i].0 < low_end {
-                let (gs, ge) = self.gaps[i];
+            while i < self.gaps.len() && self.gaps[i].start < low_end {
+                let Gap {
+                    start: gs, end: ge, ..
+                } = self.gaps[i];
                 let is = gs.max(start);
                 let ie = ge.min(low_end);
                 self.copy_in(is, &data[(is - start) as usize..(ie - start) as usize]);
@@ -135,11 +214,13 @@ impl MsgIn {
                         self.gaps.remove(i);
                         continue;
                     }
-                    (true, false) => self.gaps[i].0 = ie,
-                    (false, true) => self.gaps[i].1 = is,
+                    (true, false) => self.gaps[i].start = ie,
+                    (false, true) => self.gaps[i].end = is,
                     (false, false) => {
-                        self.gaps[i].1 = is;
-                        self.gaps.insert(i + 1, (ie, ge));
+                        let mut tail = self.gaps[i];
+                        tail.start = ie;
+                        self.gaps[i].end = is;
+                        self.gaps.insert(i + 1, tail);
                         i += 1;
                     }
                 }
@@ -150,7 +231,12 @@ impl MsgIn {
         if end > self.recv_end {
             let from = start.max(self.recv_end);
             if from > self.recv_end {
-                self.gaps.push((self.recv_end, from));
+                self.gaps.push(Gap {
+                    start: self.recv_end,
+                    end: from,
+                    since: now,
+                    requested: false,
+                });
             }
             self.copy_in(from, &data[(from - start) as usize..]);
             added += end - from;
@@ -169,7 +255,7 @@ impl MsgIn {
 
     /// The assembled message. Call only when complete.
     pub fn into_bytes(self) -> Bytes {
-        debug_assert!(self.is_complete());
+        debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
         Bytes::from(self.buf)
     }
 }
@@ -188,7 +274,11 @@ mod tests {
     }
 
     fn add(m: &mut MsgIn, start: u32, end: u32) -> AddOutcome {
-        m.add(start, &bytes(start..end), 100)
+        m.add(start, &bytes(start..end), 100, Instant::ZERO)
+    }
+
+    fn ranges(m: &MsgIn) -> Vec<(u32, u32)> {
+        m.gaps().iter().map(|g| (g.start, g.end)).collect()
     }
 
     #[test]
@@ -207,9 +297,9 @@ mod tests {
     fn add__beyond_recv_end_opens_gap() {
         let mut m = msg(50);
         add(&mut m, 20, 30);
-        assert_eq!(m.gaps(), &[(0, 20)]);
+        assert_eq!(ranges(&m), vec![(0, 20)]);
         add(&mut m, 40, 50);
-        assert_eq!(m.gaps(), &[(0, 20), (30, 40)]);
+        assert_eq!(ranges(&m), vec![(0, 20), (30, 40)]);
         assert_eq!(m.bytes_remaining(), 30);
     }
 
@@ -227,7 +317,7 @@ mod tests {
         let mut m = msg(40);
         add(&mut m, 30, 40);
         add(&mut m, 10, 20);
-        assert_eq!(m.gaps(), &[(0, 10), (20, 30)]);
+        assert_eq!(ranges(&m), vec![(0, 10), (20, 30)]);
     }
 
     #[test]
@@ -237,7 +327,7 @@ mod tests {
         add(&mut m, 30, 40);
         // Gap is [10, 30); packet [5, 15) overlaps received [5,10).
         assert_eq!(add(&mut m, 5, 15), AddOutcome::Accepted(5));
-        assert_eq!(m.gaps(), &[(15, 30)]);
+        assert_eq!(ranges(&m), vec![(15, 30)]);
     }
 
     #[test]
@@ -247,7 +337,7 @@ mod tests {
         add(&mut m, 20, 30);
         // Gap [10,20); packet [15, 35) fills [15,20) and extends to 35.
         assert_eq!(add(&mut m, 15, 35), AddOutcome::Accepted(10));
-        assert_eq!(m.gaps(), &[(10, 15)]);
+        assert_eq!(ranges(&m), vec![(10, 15)]);
         assert_eq!(m.recv_end(), 35);
     }
 
@@ -276,37 +366,70 @@ mod tests {
     #[test]
     fn add__packet_overlaps_message_end() {
         let mut m = msg(20);
-        assert_eq!(m.add(15, &bytes(15..25), 100), AddOutcome::OutOfRange);
+        assert_eq!(
+            m.add(15, &bytes(15..25), 100, Instant::ZERO),
+            AddOutcome::OutOfRange
+        );
         assert_eq!(m.bytes_remaining(), 20);
     }
 
     #[test]
     fn add__gap_limit_drops_packet() {
         let mut m = msg(100);
-        assert_eq!(m.add(10, &bytes(10..20), 1), AddOutcome::Accepted(10));
-        assert_eq!(m.add(30, &bytes(30..40), 1), AddOutcome::TooManyGaps);
+        assert_eq!(
+            m.add(10, &bytes(10..20), 1, Instant::ZERO),
+            AddOutcome::Accepted(10)
+        );
+        assert_eq!(
+            m.add(30, &bytes(30..40), 1, Instant::ZERO),
+            AddOutcome::TooManyGaps
+        );
         // Filling without new gaps still works at the limit.
-        assert_eq!(m.add(20, &bytes(20..30), 1), AddOutcome::Accepted(10));
+        assert_eq!(
+            m.add(20, &bytes(20..30), 1, Instant::ZERO),
+            AddOutcome::Accepted(10)
+        );
         // Splitting the remaining gap [0,10) would need a second gap.
-        assert_eq!(m.add(4, &bytes(4..6), 1), AddOutcome::TooManyGaps);
-        assert_eq!(m.add(0, &bytes(0..5), 1), AddOutcome::Accepted(5));
+        assert_eq!(
+            m.add(4, &bytes(4..6), 1, Instant::ZERO),
+            AddOutcome::TooManyGaps
+        );
+        assert_eq!(
+            m.add(0, &bytes(0..5), 1, Instant::ZERO),
+            AddOutcome::Accepted(5)
+        );
     }
 
     #[test]
     fn all_granted_received__tracks_gaps_and_grant() {
         let mut m = MsgIn::new(100, 20, Instant::ZERO);
-        assert_eq!(m.granted, 20);
+        assert_eq!(m.granted(), 20);
         add(&mut m, 10, 20);
         assert!(!m.all_granted_received());
         add(&mut m, 0, 10);
         assert!(m.all_granted_received());
-        m.granted = 40;
+        m.set_granted(40);
         assert!(!m.all_granted_received());
     }
 
     #[test]
     fn new__unsched_past_end_of_message() {
         let m = MsgIn::new(10, 1000, Instant::ZERO);
-        assert_eq!(m.granted, 10);
+        assert_eq!(m.granted(), 10);
+        assert_eq!(m.buffer_len(), 10);
+    }
+
+    #[test]
+    fn add__packet_starting_beyond_grant_is_refused() {
+        let mut m = MsgIn::new(1 << 24, 1000, Instant::ZERO);
+        // The buffer follows the grant, not the claimed length.
+        assert_eq!(m.buffer_len(), 1000 + GRANT_SLACK);
+        assert_eq!(add(&mut m, 1000, 1100), AddOutcome::BeyondGrant);
+        // A packet starting below the grant may end past it.
+        assert_eq!(add(&mut m, 900, 2400), AddOutcome::Accepted(1500));
+        assert_eq!(m.set_granted(100_000), 99_000);
+        assert_eq!(m.buffer_len(), 100_000 + GRANT_SLACK);
+        assert_eq!(m.set_granted(50), 0, "never lowers");
+        assert_eq!(add(&mut m, 2400, 3000), AddOutcome::Accepted(600));
     }
 }

@@ -163,11 +163,6 @@ impl MsgOut {
     pub fn peek_resend(&self) -> Option<(u32, u8)> {
         self.resends.first().map(|r| (r.0, r.2))
     }
-
-    /// Forgets pending retransmissions.
-    pub fn clear_resends(&mut self) {
-        self.resends.clear();
-    }
 }
 
 fn round_up(v: u32, unit: u32) -> u32 {

@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(p.data_offset(), 10);
         p.set_sequence(20);
         assert_eq!(p.data_offset(), 10);
-        put_u32(p.buffer.as_mut(), field::SEG_OFFSET, OFFSET_IN_SEQUENCE);
+        put_u32(p.buffer, field::SEG_OFFSET, OFFSET_IN_SEQUENCE);
         assert_eq!(p.data_offset(), 20);
     }
 

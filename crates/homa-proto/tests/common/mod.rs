@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use homa_proto::testnet::{Limits, Network};
-use homa_proto::{Config, Event, Rng, RpcError};
+use homa_proto::{Config, Event, Instant, Rng, RpcError};
 
 /// The server port every test host listens on.
 pub const SERVER_PORT: u16 = 100;
@@ -42,7 +42,10 @@ pub struct Planned {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub completed: usize,
-    pub failed: Vec<(u64, RpcError)>,
+    /// (id, error, time the RPC was issued, time it failed)
+    pub failed: Vec<(u64, RpcError, Instant, Instant)>,
+    /// Latest completion time.
+    pub last_completion: Instant,
     /// Requests delivered to server applications, per (server host, client
     /// address, id): must never exceed 1.
     pub served: HashMap<(usize, SocketAddr, u64), u32>,
@@ -68,13 +71,13 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
     for p in plan {
         queues[p.client].push_back(p.clone());
     }
-    let mut outstanding: Vec<HashMap<u64, Bytes>> = vec![HashMap::new(); hosts];
+    let mut outstanding: Vec<HashMap<u64, (Bytes, Instant)>> = vec![HashMap::new(); hosts];
     let mut outcome = Outcome::default();
 
     let issue = |net: &mut Network,
                  h: usize,
                  queues: &mut Vec<std::collections::VecDeque<Planned>>,
-                 outstanding: &mut Vec<HashMap<u64, Bytes>>| {
+                 outstanding: &mut Vec<HashMap<u64, (Bytes, Instant)>>| {
         while outstanding[h].len() < window {
             let Some(p) = queues[h].pop_front() else {
                 break;
@@ -86,7 +89,7 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
                 .endpoint(h)
                 .send_request(now, client_ports[h], dest, req.clone())
                 .unwrap();
-            outstanding[h].insert(id, response_for(&req));
+            outstanding[h].insert(id, (response_for(&req), now));
         }
     };
     for h in 0..hosts {
@@ -106,9 +109,10 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
                 .unwrap();
         }
         Event::Response { id, data, .. } => {
-            let expected = outstanding[h]
+            let (expected, _) = outstanding[h]
                 .remove(&id)
                 .expect("response for a known rpc");
+            outcome.last_completion = net.now();
             assert_eq!(data.len(), expected.len(), "response length for rpc {id}");
             assert!(data == expected, "response bytes differ for rpc {id}");
             outcome.completed += 1;
@@ -116,8 +120,8 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
             issue(net, h, &mut queues, &mut outstanding);
         }
         Event::Failed { id, error, .. } => {
-            outstanding[h].remove(&id).expect("failure for a known rpc");
-            outcome.failed.push((id, error));
+            let (_, start) = outstanding[h].remove(&id).expect("failure for a known rpc");
+            outcome.failed.push((id, error, start, net.now()));
             issue(net, h, &mut queues, &mut outstanding);
         }
         other => panic!("unexpected event {other:?}"),
@@ -131,6 +135,18 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
         );
     }
     outcome
+}
+
+/// Asserts that every endpoint is quiescent: no RPC, no receive buffer, no
+/// queued output, and (after idle collection) no peer.
+pub fn assert_quiescent(net: &mut Network) {
+    for h in 0..net.host_count() {
+        let ep = net.endpoint(h);
+        assert_eq!(ep.rpc_count(), 0, "host {h}: rpcs left");
+        assert_eq!(ep.rx_bytes(), 0, "host {h}: receive buffers left");
+        assert!(ep.is_idle(), "host {h}: not idle");
+        assert_eq!(ep.peer_count(), 0, "host {h}: peers left");
+    }
 }
 
 /// A network of `n` hosts with the given config.

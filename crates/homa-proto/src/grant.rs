@@ -1,0 +1,313 @@
+//! Receiver-side scheduling (reference 4.2): which incoming messages get
+//! granted, how far, and at which priority.
+//!
+//! * **Rank**: fewer bytes still to receive first; ties go to the message
+//!   whose first packet arrived earlier.
+//! * **Overcommitment**: at most `max_overcommit` messages are *active*
+//!   (granted to) at once. They are the best by (depth, rank), where depth
+//!   is a message's position among its own peer's messages: every peer gets
+//!   one slot before any peer gets two (a sender transmits only its own
+//!   shortest message anyway). The active set is recomputed whenever
+//!   something changed, once per batch of input (at the next
+//!   [`Endpoint::poll_transmit`]), so promotion after a completion and
+//!   demotion when a shorter message appears are immediate.
+//! * **Window**: each active message may have `window` bytes granted beyond
+//!   what it received, `max_incoming / (active + 1)` when `window` is 0.
+//! * **Incoming cap**: the sum over *all* incoming messages of granted but
+//!   not yet received bytes, unscheduled bytes of new messages included,
+//!   stays at most `max_incoming` as far as grants are concerned. Messages
+//!   are served in rank order; once one cannot get its full window, lower
+//!   ranks get nothing until bytes arrive (the kernel's "needy" rule).
+//! * **Priority**: the i-th ranked active message is granted level
+//!   `max_sched_prio - i`, shifted down when fewer messages are active than
+//!   scheduled levels (leaving the higher levels free for newcomers that
+//!   will outrank them), never below 0.
+//! * **FIFO grants**: every `fifo_grant_increment` bytes' worth of
+//!   `grant_fifo_fraction` of the link, the oldest message that is still
+//!   responsive gets `fifo_grant_increment` more bytes at the high priority,
+//!   so large messages cannot starve under a stream of shorter ones.
+//! * **Memory**: every grant first fits the receive-memory budget
+//!   ([`Endpoint::fit_grant_to_memory`]).
+
+use std::collections::BTreeSet;
+
+use crate::endpoint::Endpoint;
+use crate::rpc::msgin::GRANT_SLACK;
+use crate::rpc::Probe;
+use crate::wire::{Body, GrantHeader};
+use crate::Instant;
+
+/// Position of an incoming message in rank order: (bytes remaining, birth,
+/// creation sequence, RPC key).
+pub(crate) type RankKey = (u32, Instant, u64, usize);
+
+/// Grant scheduler state.
+#[derive(Debug, Default)]
+pub(crate) struct Grants {
+    /// Every incoming message that still needs grants, in rank order.
+    pub ranked: BTreeSet<RankKey>,
+    /// The best-ranked message of each peer that has one.
+    pub heads: BTreeSet<RankKey>,
+    /// Granted-but-not-received bytes over all incoming messages.
+    pub total_incoming: i64,
+    /// Something changed since the last pass.
+    pub dirty: bool,
+    /// Next FIFO grant (armed while messages need grants).
+    pub next_fifo: Option<Instant>,
+    /// Number of messages active at the last pass.
+    pub active: usize,
+}
+
+impl Endpoint {
+    /// Updates the incoming accounting and the rank position of the RPC's
+    /// incoming message after it changed (bytes arrived, grant raised), and
+    /// schedules a grant pass.
+    pub(crate) fn grant_update(&mut self, key: usize) {
+        self.grant_refresh(key);
+        self.grants.dirty = true;
+    }
+
+    fn grant_refresh(&mut self, key: usize) {
+        let rpc = &mut self.rpcs[key];
+        let Some(m) = rpc.msgin.as_mut() else {
+            return;
+        };
+        let inc = m.granted().saturating_sub(m.received());
+        self.grants.total_incoming += inc as i64 - m.rec_incoming as i64;
+        m.rec_incoming = inc;
+        let want =
+            (m.granted() < m.length()).then_some((m.bytes_remaining(), m.birth, rpc.seq, key));
+        if want != rpc.grant_rank {
+            let old = core::mem::replace(&mut rpc.grant_rank, want);
+            let peer = rpc.peer;
+            self.rank_move(peer, old, want);
+        }
+    }
+
+    /// Takes the RPC's incoming message out of the scheduler (it completed
+    /// or the RPC is being freed).
+    pub(crate) fn grant_remove(&mut self, key: usize) {
+        let rpc = &mut self.rpcs[key];
+        if let Some(m) = rpc.msgin.as_mut() {
+            self.grants.total_incoming -= m.rec_incoming as i64;
+            m.rec_incoming = 0;
+        }
+        if let Some(old) = rpc.grant_rank.take() {
+            let peer = rpc.peer;
+            self.rank_move(peer, Some(old), None);
+        }
+        self.grants.dirty = true;
+    }
+
+    fn rank_move(
+        &mut self,
+        peer: core::net::SocketAddr,
+        old: Option<RankKey>,
+        new: Option<RankKey>,
+    ) {
+        if let Some(o) = old {
+            self.grants.ranked.remove(&o);
+        }
+        if let Some(n) = new {
+            self.grants.ranked.insert(n);
+            if self.grants.next_fifo.is_none() {
+                self.grants.next_fifo = self.fifo_interval().map(|i| self.now + i);
+            }
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let before = p.grantable.first().copied();
+        if let Some(o) = old {
+            p.grantable.remove(&o);
+        }
+        if let Some(n) = new {
+            p.grantable.insert(n);
+        }
+        let after = p.grantable.first().copied();
+        if before != after {
+            if let Some(b) = before {
+                self.grants.heads.remove(&b);
+            }
+            if let Some(a) = after {
+                self.grants.heads.insert(a);
+            }
+        }
+        if self.grants.ranked.is_empty() {
+            self.grants.next_fifo = None;
+        }
+    }
+
+    /// Time between FIFO grants, if they are enabled.
+    fn fifo_interval(&self) -> Option<core::time::Duration> {
+        let c = &self.config;
+        if c.grant_fifo_fraction == 0 || c.fifo_grant_increment == 0 || c.link_mbps == 0 {
+            return None;
+        }
+        // increment bytes at link × fraction: bytes·8 / (Mbit/s · ‰/1000) µs.
+        let nanos = c.fifo_grant_increment as u64 * 8_000_000
+            / (c.link_mbps as u64 * c.grant_fifo_fraction as u64);
+        Some(core::time::Duration::from_nanos(nanos))
+    }
+
+    /// The messages to grant to: the best `max_overcommit` by (depth within
+    /// their peer, rank), returned in rank order.
+    fn choose_active(&self) -> Vec<RankKey> {
+        let n = self.config.max_overcommit as usize;
+        let mut active: Vec<RankKey> = self.grants.heads.iter().take(n).copied().collect();
+        if active.len() < n && self.grants.ranked.len() > active.len() {
+            // Fewer peers than slots: give the remaining slots to second,
+            // third, ... messages of those peers, best first.
+            let mut more: Vec<(usize, RankKey)> = Vec::new();
+            for h in &active {
+                let peer = self.rpcs[h.3].peer;
+                if let Some(p) = self.peers.get(&peer) {
+                    more.extend(p.grantable.iter().copied().enumerate().skip(1).take(n));
+                }
+            }
+            more.sort_unstable();
+            let room = n - active.len();
+            active.extend(more.into_iter().take(room).map(|(_, k)| k));
+            active.sort_unstable();
+        }
+        active
+    }
+
+    /// The grant pass: recomputes the active set and issues the GRANTs its
+    /// windows, the incoming cap and the memory budget allow; then a FIFO
+    /// grant if one is due.
+    pub(crate) fn send_grants(&mut self, now: Instant) {
+        let fifo_due = self.grants.next_fifo.is_some_and(|t| now >= t);
+        if !self.grants.dirty && !fifo_due {
+            return;
+        }
+        self.grants.dirty = false;
+        let active = self.choose_active();
+        let n_active = active.len() as u32;
+        self.grants.active = active.len();
+        let cfg = &self.config;
+        let window = if cfg.window > 0 {
+            cfg.window
+        } else {
+            cfg.max_incoming / (n_active + 1)
+        };
+        let max_incoming = cfg.max_incoming as i64;
+        let max_sched = self.prio.max_sched_prio as i32;
+        let extra = max_sched + 1 - n_active as i32;
+        let mut needy = false;
+        for (rank, &(_, _, seq, key)) in active.iter().enumerate() {
+            let mut prio = max_sched - rank as i32;
+            if extra >= 0 {
+                prio -= extra;
+            }
+            let prio = prio.max(0) as u8;
+            let Some(m) = self.rpcs[key].msgin.as_ref() else {
+                continue;
+            };
+            let target = (m.received() as u64 + window as u64).min(m.length() as u64) as u32;
+            let granted = m.granted();
+            if target <= granted || needy {
+                continue;
+            }
+            let avail = max_incoming - self.grants.total_incoming;
+            if avail <= 0 {
+                needy = true;
+                continue;
+            }
+            let delta = (target - granted).min(avail.min(u32::MAX as i64) as u32);
+            if delta < target - granted {
+                needy = true;
+            }
+            self.issue_grant(key, seq, granted + delta, prio);
+        }
+        if fifo_due {
+            self.fifo_grant(now, window);
+        }
+    }
+
+    /// Grants the oldest responsive message `fifo_grant_increment` more
+    /// bytes at the high priority.
+    fn fifo_grant(&mut self, now: Instant, window: u32) {
+        self.grants.next_fifo = self.fifo_interval().map(|i| now + i);
+        let inc = self.config.fifo_grant_increment;
+        let responsive = window as u64 + 2 * inc as u64;
+        let oldest = self
+            .grants
+            .ranked
+            .iter()
+            .filter(|&&(_, _, _, key)| {
+                self.rpcs[key]
+                    .msgin
+                    .as_ref()
+                    .is_some_and(|m| (m.rec_incoming as u64) < responsive)
+            })
+            .min_by_key(|&&(_, birth, seq, _)| (birth, seq))
+            .copied();
+        let Some((_, _, seq, key)) = oldest else {
+            return;
+        };
+        let granted = self.rpcs[key].msgin.as_ref().map_or(0, |m| m.granted());
+        let prio = self.config.high_priority();
+        self.stats.fifo_grants += 1;
+        self.issue_grant(key, seq, granted.saturating_add(inc), prio);
+    }
+
+    /// Raises the RPC's grant to `target` (within the memory budget) and
+    /// sends the GRANT.
+    fn issue_grant(&mut self, key: usize, seq: u64, target: u32, prio: u8) {
+        let Some(target) = self.fit_grant_to_memory(key, seq, target) else {
+            return;
+        };
+        self.grant_refresh(key);
+        let rpc = &self.rpcs[key];
+        let (port, peer, id) = (rpc.port, rpc.peer, rpc.id);
+        let body = Body::Grant(GrantHeader {
+            offset: target,
+            priority: prio,
+        });
+        self.stats.grants += 1;
+        self.send_control(port, peer, id, body);
+    }
+
+    /// Lowers a grant target so the buffer it needs fits the receive-memory
+    /// budgets, charges the growth, and raises the message's grant. Returns
+    /// the grant to send, or `None` (and parks the message until memory
+    /// frees) if nothing more can be granted.
+    pub(crate) fn fit_grant_to_memory(&mut self, key: usize, seq: u64, target: u32) -> Option<u32> {
+        let peer = self.rpcs[key].peer;
+        let avail = self.rx_available(peer);
+        let m = self.rpcs[key].msgin.as_mut()?;
+        let target = target.min(m.length());
+        let mut target = target;
+        if m.growth_for(target) as u64 > avail {
+            // Largest grant whose buffer fits: the buffer extends GRANT_SLACK
+            // past the grant.
+            let cap = (m.buffer_len() as u64 + avail).saturating_sub(GRANT_SLACK as u64);
+            target = target.min(cap.min(u32::MAX as u64) as u32);
+        }
+        if target <= m.granted() {
+            self.rx_waiters.push((key, seq));
+            self.stats.grants_deferred_memory += 1;
+            return None;
+        }
+        let before = m.granted();
+        let grow = m.set_granted(target);
+        let rpc = &mut self.rpcs[key];
+        if rpc.rtt_probe.is_none() {
+            rpc.rtt_probe = Some(Probe::Grant(self.now, before));
+        }
+        let charged = self.charge_rx(peer, grow);
+        debug_assert!(charged, "growth was fitted to the budget");
+        Some(target)
+    }
+
+    /// Bytes granted but not yet received, over all incoming messages.
+    pub fn total_incoming(&self) -> i64 {
+        self.grants.total_incoming
+    }
+
+    /// Number of messages that were active at the last grant pass.
+    pub fn active_grants(&self) -> usize {
+        self.grants.active
+    }
+}

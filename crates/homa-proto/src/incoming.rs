@@ -1,0 +1,491 @@
+//! The receive path: what the endpoint does with each packet type
+//! (reference sections 1.6, 4.1, 4.5 and 4.6), and admission of new
+//! incoming messages under the endpoint's limits. Packets that do not fit the
+//! state they arrive in are counted in [`Stats`](crate::Stats) and dropped.
+
+use core::net::SocketAddr;
+
+use crate::endpoint::{Endpoint, Socket};
+use crate::rpc::msgin::{AddOutcome, MsgIn};
+use crate::rpc::{local_id, Probe, Rpc, RpcState};
+use crate::wire::{
+    AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
+};
+use crate::{Event, Instant};
+
+/// A packet that may answer a round-trip probe.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Data { offset: u32, retransmit: bool },
+    Grant,
+    Busy,
+}
+
+impl Endpoint {
+    /// DATA: find or create the RPC, add the bytes, deliver complete
+    /// messages, then apply the piggybacked ack.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_data(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        sock: Socket,
+        local: u64,
+        h: &DataHeader,
+        payload: &[u8],
+    ) {
+        if h.message_length == 0 || h.message_length > self.config.max_message_length {
+            self.stats.bad_data += 1;
+            return;
+        }
+        let key = match self.find_rpc(src, port, local) {
+            Some(k) => k,
+            None if local & 1 == 0 => {
+                // DATA for a client RPC we do not know (finished, aborted).
+                self.stats.unknown_rpc += 1;
+                return;
+            }
+            None => match self.admit_server_rpc(now, src, port, sock, local) {
+                Some(k) => k,
+                None => return,
+            },
+        };
+        self.accept_data(now, key, h, payload);
+        if h.cutoff_version != self.prio.version {
+            self.send_cutoffs(now, src, port, local);
+        }
+        if h.ack.client_id != 0 {
+            self.apply_ack(now, src, h.ack);
+        }
+    }
+
+    /// Tells a sender whose DATA carried a stale cutoff version our current
+    /// cutoffs, at most once per `cutoffs_min_interval`.
+    fn send_cutoffs(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
+        let min = self.config.cutoffs_min_interval;
+        let Some(peer) = self.peers.get_mut(&src) else {
+            return;
+        };
+        if peer
+            .cutoffs_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < min)
+        {
+            return;
+        }
+        peer.cutoffs_sent = Some(now);
+        let body = Body::Cutoffs(CutoffsHeader {
+            cutoffs: self.prio.cutoffs,
+            version: self.prio.version,
+        });
+        self.stats.cutoffs_sent += 1;
+        self.send_control(port, src, local, body);
+    }
+
+    /// Creates the server RPC for a request's first packet, unless the
+    /// request already ran (at-most-once) or a limit forbids it.
+    fn admit_server_rpc(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        sock: Socket,
+        local: u64,
+    ) -> Option<usize> {
+        if !sock.server {
+            self.stats.no_socket += 1;
+            return None;
+        }
+        if self.server_rpcs.contains_key(&(src, local)) {
+            // Same client id on another of our ports: not this socket's.
+            self.stats.unknown_rpc += 1;
+            return None;
+        }
+        if self.request_finished(src, local) {
+            // A stale duplicate of a request that already ran.
+            self.stats.stale_requests += 1;
+            return None;
+        }
+        if !self.make_room_for_peer(now, src) {
+            self.stats.peer_limit += 1;
+            return None;
+        }
+        let max = self.config.max_rpcs_per_peer;
+        let peer = self.peer_entry(src, now);
+        if peer.server_rpcs >= max {
+            self.stats.rpc_limit += 1;
+            return None;
+        }
+        peer.server_rpcs += 1;
+        peer.rpcs += 1;
+        let seq = self.next_seq();
+        let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, now);
+        let key = self.rpcs.insert(rpc);
+        self.server_rpcs.insert((src, local), key);
+        self.arm_tick(now);
+        Some(key)
+    }
+
+    /// Receive-buffer bytes still available to `peer` under the
+    /// endpoint-wide and per-peer budgets.
+    pub(crate) fn rx_available(&self, peer: SocketAddr) -> u64 {
+        let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
+        let global = self.config.max_rx_bytes.saturating_sub(self.rx_bytes);
+        global.min(self.config.max_rx_bytes_per_peer.saturating_sub(used))
+    }
+
+    /// Reserves `len` receive-buffer bytes for `peer`, if the budgets allow.
+    pub(crate) fn charge_rx(&mut self, peer: SocketAddr, len: u32) -> bool {
+        if len as u64 > self.rx_available(peer) {
+            return false;
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        p.rx_bytes += len as u64;
+        self.rx_bytes += len as u64;
+        true
+    }
+
+    /// Returns receive-buffer space reserved by [`Endpoint::charge_rx`], and
+    /// lets messages that were waiting for memory be granted again.
+    pub(crate) fn uncharge_rx(&mut self, peer: SocketAddr, len: u32) {
+        let len = len as u64;
+        self.rx_bytes = self.rx_bytes.saturating_sub(len);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.rx_bytes = p.rx_bytes.saturating_sub(len);
+        }
+        if len > 0 && !self.rx_waiters.is_empty() {
+            // Messages parked for memory get another grant pass.
+            self.rx_waiters.clear();
+            self.grants.dirty = true;
+        }
+    }
+
+    /// Completes the RPC's pending round-trip probe if `answer` (what just
+    /// arrived) is causally after it.
+    fn rtt_sample(&mut self, now: Instant, key: usize, answer: Answer) {
+        let rpc = &mut self.rpcs[key];
+        let sent = match (rpc.rtt_probe, answer) {
+            (Some(Probe::FirstData(t)), _) => t,
+            (Some(Probe::Grant(t, from)), Answer::Data { offset, .. }) if offset >= from => t,
+            (
+                Some(Probe::Resend(t)),
+                Answer::Data {
+                    retransmit: true, ..
+                }
+                | Answer::Busy,
+            ) => t,
+            _ => return,
+        };
+        rpc.rtt_probe = None;
+        let sample = now.saturating_duration_since(sent);
+        if let Some(p) = self.peers.get_mut(&rpc.peer) {
+            p.rtt_sample(sample, now);
+        }
+    }
+
+    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8]) {
+        let rpc = &self.rpcs[key];
+        let acceptable = matches!(
+            (rpc.is_client(), rpc.state),
+            (_, RpcState::Incoming) | (true, RpcState::Outgoing)
+        );
+        if !acceptable {
+            // Server RPC past its request: a late duplicate.
+            self.stats.wrong_state += 1;
+            return;
+        }
+        if rpc.msgin.is_none() {
+            let peer = rpc.peer;
+            // Memory follows grants: the sender's unscheduled claim is capped,
+            // and only the buffer the grant needs is reserved.
+            let incoming = h.incoming.min(self.config.max_unscheduled);
+            let msgin = MsgIn::new(h.message_length, incoming, now);
+            if !self.charge_rx(peer, msgin.buffer_len()) {
+                self.stats.no_buffer_space += 1;
+                let rpc = &self.rpcs[key];
+                if !rpc.is_client() && rpc.msgin.is_none() {
+                    // Do not keep state for a request we cannot take; the
+                    // client retries when its RPC falls silent.
+                    self.free_rpc(key);
+                }
+                return;
+            }
+            self.rpcs[key].msgin = Some(msgin);
+        }
+        let answer = Answer::Data {
+            offset: h.offset,
+            retransmit: h.retransmit,
+        };
+        self.rtt_sample(now, key, answer);
+        let max_gaps = self.config.max_gaps;
+        let rpc = &mut self.rpcs[key];
+        rpc.last_heard = now;
+        if rpc.state == RpcState::Outgoing {
+            // The first response packet: the server has our request.
+            rpc.state = RpcState::Incoming;
+            rpc.msgout = None;
+            self.update_xmit(key);
+        }
+        let rpc = &mut self.rpcs[key];
+        let msgin = rpc.msgin.as_mut().expect("charged above");
+        if msgin.length() != h.message_length {
+            self.stats.bad_data += 1;
+            return;
+        }
+        let gaps_before = msgin.gaps().len();
+        match msgin.add(h.offset, payload, max_gaps, now) {
+            AddOutcome::Accepted(_) => {}
+            AddOutcome::Duplicate => {
+                self.stats.duplicate_data += 1;
+                return;
+            }
+            AddOutcome::TooManyGaps => {
+                self.stats.too_many_gaps += 1;
+                return;
+            }
+            AddOutcome::OutOfRange => {
+                self.stats.bad_data += 1;
+                return;
+            }
+            AddOutcome::BeyondGrant => {
+                self.stats.beyond_grant += 1;
+                return;
+            }
+        }
+        let opened_gap = msgin.gaps().len() > gaps_before;
+        let complete = msgin.is_complete();
+        self.grant_update(key);
+        if complete {
+            self.message_complete(key);
+            return;
+        }
+        if opened_gap {
+            let peer = self.rpcs[key].peer;
+            self.arm_gap_check(now, peer);
+        }
+    }
+
+    /// A whole message arrived: deliver it.
+    fn message_complete(&mut self, key: usize) {
+        self.grant_remove(key);
+        let rpc = &mut self.rpcs[key];
+        let msgin = rpc.msgin.take().expect("complete message");
+        if self.prio.observe(msgin.length(), &self.config) {
+            self.stats.cutoffs_updates += 1;
+        }
+        let peer = rpc.peer;
+        self.uncharge_rx(peer, msgin.buffer_len());
+        let data = msgin.into_bytes();
+        self.stats.message_bytes_delivered += data.len() as u64;
+        let rpc = &mut self.rpcs[key];
+        if rpc.is_client() {
+            let (port, id) = (rpc.port, rpc.id);
+            self.events.push_back(Event::Response { port, id, data });
+            self.stats.responses_delivered += 1;
+            self.free_rpc(key);
+            self.queue_ack(port, peer, id);
+        } else {
+            rpc.state = RpcState::InService;
+            self.events.push_back(Event::Request {
+                port: rpc.port,
+                peer,
+                id: rpc.id,
+                data,
+            });
+            self.stats.requests_delivered += 1;
+        }
+    }
+
+    /// Records that the server may free client RPC `id`: piggybacked on a
+    /// later DATA packet, or sent at once in an ACK when five are waiting.
+    fn queue_ack(&mut self, port: u16, server: SocketAddr, id: u64) {
+        let Some(peer) = self.peers.get_mut(&server) else {
+            return;
+        };
+        if peer.acks_pending(port) >= crate::wire::MAX_ACKS_PER_PKT {
+            let acks = peer.take_acks(port);
+            self.send_control(port, server, id, Body::Ack(AckHeader::new(&acks)));
+        } else {
+            peer.pending_acks.push((port, id));
+        }
+    }
+
+    /// GRANT: raise the grant and the scheduled priority.
+    pub(crate) fn handle_grant(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        g: &GrantHeader,
+    ) {
+        let Some(key) = self.find_rpc(src, port, local) else {
+            self.stats.unknown_rpc += 1;
+            return;
+        };
+        self.rtt_sample(now, key, Answer::Grant);
+        let max_prio = self.config.num_priorities - 1;
+        let rpc = &mut self.rpcs[key];
+        rpc.last_heard = now;
+        let (RpcState::Outgoing, Some(m)) = (rpc.state, rpc.msgout.as_mut()) else {
+            self.stats.wrong_state += 1;
+            return;
+        };
+        m.raise_grant(g.offset);
+        m.sched_priority = g.priority.min(max_prio);
+        self.update_xmit(key);
+    }
+
+    /// BUSY: the peer is alive; restart the silence clock.
+    pub(crate) fn handle_busy(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
+        match self.find_rpc(src, port, local) {
+            Some(key) => {
+                self.rtt_sample(now, key, Answer::Busy);
+                self.rpcs[key].last_heard = now;
+            }
+            None => self.stats.unknown_rpc += 1,
+        }
+    }
+
+    /// RESEND: retransmit the range, treat a range beyond our grant as a lost
+    /// GRANT, answer BUSY when we have nothing to send, RPC_UNKNOWN when we do
+    /// not know the RPC.
+    pub(crate) fn handle_resend(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        r: &ResendHeader,
+    ) {
+        let Some(key) = self.find_rpc(src, port, local) else {
+            self.stats.unknown_rpc += 1;
+            self.send_control(port, src, local, Body::RpcUnknown);
+            return;
+        };
+        let max_prio = self.config.num_priorities - 1;
+        let rpc = &mut self.rpcs[key];
+        let msgout = match (rpc.state, rpc.msgout.as_mut()) {
+            (RpcState::Outgoing, Some(m)) => m,
+            _ => {
+                // Alive, but our message is not being sent (server still
+                // receiving or computing): say so.
+                self.send_control(port, src, local, Body::Busy);
+                return;
+            }
+        };
+        // The peer is waiting for us: it is alive.
+        rpc.last_heard = now;
+        let tx_end = msgout.next_xmit;
+        let end = if r.length == ResendHeader::ALL {
+            tx_end
+        } else {
+            (r.offset as u64 + r.length as u64).min(u32::MAX as u64) as u32
+        };
+        let prio = r.priority.unwrap_or(max_prio).min(max_prio);
+        if end > msgout.granted {
+            // The receiver granted more than we know: a GRANT was lost.
+            msgout.raise_grant(end);
+        }
+        let queued = msgout.queue_resend(r.offset, end, prio);
+        self.update_xmit(key);
+        if queued {
+            self.queue_retx(key);
+        } else {
+            self.send_control(port, src, local, Body::Busy);
+        }
+    }
+
+    /// RPC_UNKNOWN: the peer has no state for the RPC.
+    pub(crate) fn handle_rpc_unknown(&mut self, src: SocketAddr, port: u16, local: u64) {
+        let Some(key) = self.find_rpc(src, port, local) else {
+            self.stats.unknown_rpc += 1;
+            return;
+        };
+        let rpc = &mut self.rpcs[key];
+        if !rpc.is_client() {
+            // The client forgot the RPC: nothing left to do for it.
+            self.free_rpc(key);
+            return;
+        }
+        match (rpc.state, rpc.msgout.as_mut()) {
+            (RpcState::Outgoing, Some(m)) => {
+                // The server lost our request: send it again from the start
+                // at the unscheduled priority.
+                let prio = m.unsched_priority;
+                let sent = m.next_xmit;
+                if m.queue_resend(0, sent, prio) {
+                    self.stats.requests_restarted += 1;
+                    self.queue_retx(key);
+                }
+            }
+            _ => self.stats.wrong_state += 1,
+        }
+    }
+
+    /// CUTOFFS: adopt the peer's unscheduled priorities.
+    pub(crate) fn handle_cutoffs(&mut self, src: SocketAddr, c: &CutoffsHeader) {
+        match self.peers.get_mut(&src) {
+            Some(peer) => peer.set_cutoffs(c.cutoffs, c.version),
+            None => self.stats.unknown_rpc += 1,
+        }
+    }
+
+    /// NEED_ACK: acknowledge if we have the response, else ask for the rest.
+    pub(crate) fn handle_need_ack(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
+        if local & 1 == 1 {
+            // NEED_ACK goes from servers to clients only.
+            self.stats.wrong_state += 1;
+            return;
+        }
+        if let Some(key) = self.find_rpc(src, port, local) {
+            // Our response is incomplete: ask for the missing pieces instead.
+            self.request_retransmission(now, key);
+            return;
+        }
+        let acks = self
+            .peers
+            .get_mut(&src)
+            .map(|p| p.take_acks(port))
+            .unwrap_or_default();
+        self.send_control(port, src, local, Body::Ack(AckHeader::new(&acks)));
+    }
+
+    /// ACK: free the named server RPC and every listed one.
+    pub(crate) fn handle_ack(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        a: &AckHeader,
+    ) {
+        self.apply_ack(
+            now,
+            src,
+            AckEntry {
+                client_id: local ^ 1,
+                server_port: port,
+            },
+        );
+        for entry in a.acks() {
+            self.apply_ack(now, src, *entry);
+        }
+    }
+
+    /// Frees the server RPC a client acknowledged, if it is done.
+    fn apply_ack(&mut self, _now: Instant, client: SocketAddr, ack: AckEntry) {
+        let Some(key) = self.find_rpc(client, ack.server_port, local_id(ack.client_id)) else {
+            return;
+        };
+        let rpc = &self.rpcs[key];
+        if rpc.is_client() || rpc.state != RpcState::Outgoing {
+            self.stats.wrong_state += 1;
+            return;
+        }
+        self.stats.server_rpcs_acked += 1;
+        self.free_rpc(key);
+    }
+}

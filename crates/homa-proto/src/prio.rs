@@ -1,0 +1,304 @@
+//! Unscheduled priorities: the cutoffs this endpoint, as a receiver, asks
+//! its senders to use, computed from the sizes of the messages it receives.
+//!
+//! The kernel module needs an external daemon (`homa_prio`) that reads its
+//! metrics every second and writes new cutoffs; here the same algorithm
+//! (reference 4.7) runs inside the endpoint:
+//!
+//! 1. received message sizes go into a histogram (64-byte buckets up to
+//!    4 KiB, 1 KiB buckets up to 128 KiB, then powers of two);
+//! 2. per bucket, the unscheduled bytes are all its bytes if its largest
+//!    message fits in `unsched_bytes`, else `count × unsched_bytes`;
+//! 3. the number of unscheduled levels is the unscheduled share of all bytes
+//!    times the number of levels, rounded, at least 1 and (unless every byte
+//!    is unscheduled) at most one less than the number of levels;
+//! 4. walking the buckets from small to large, each time the running sum of
+//!    unscheduled bytes passes another `1/levels` of the total, the next
+//!    lower level's cutoff is set to the bucket's size, so each unscheduled
+//!    level carries about the same bytes; the lowest unscheduled level takes
+//!    everything larger.
+//!
+//! Cutoffs are recomputed after `cutoffs_min_messages` messages; a new
+//! version is published only if they moved enough (sum of relative changes
+//! at least 1, as the daemon's `--min-drift`). Senders learn them through
+//! CUTOFFS packets (see the receive path). A fixed configuration
+//! (`Config::unsched_cutoffs`) disables the computation.
+
+use crate::wire::MAX_PRIORITIES;
+
+/// Cutoff marking "this level takes every larger message".
+pub const CUTOFF_ALL: u32 = i32::MAX as u32;
+
+/// Cutoffs at or above this mark the lowest unscheduled level (the kernel's
+/// convention, since its messages never exceed 1 000 000 bytes).
+pub const LOWEST_UNSCHED_MARK: u32 = 1_000_000;
+
+/// The kernel's default cutoffs, with the lowest unscheduled level widened
+/// to admit every message length we accept.
+pub const DEFAULT_CUTOFFS: [u32; MAX_PRIORITIES] = [0, 0, 0, 0, CUTOFF_ALL, 15_000, 2_800, 200];
+
+/// Upper bounds of the histogram buckets.
+fn bucket_bounds() -> Vec<u32> {
+    let mut v: Vec<u32> = (1..=64).map(|i| i * 64).collect();
+    v.extend((5..=128).map(|i| i * 1024));
+    let mut b = 256 * 1024;
+    while b < CUTOFF_ALL {
+        v.push(b);
+        b = b.saturating_mul(2);
+    }
+    v.push(CUTOFF_ALL);
+    v
+}
+
+/// Message-size histogram: count and bytes per bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct SizeHistogram {
+    bounds: Vec<u32>,
+    count: Vec<u64>,
+    bytes: Vec<u64>,
+    total: u64,
+}
+
+impl Default for SizeHistogram {
+    fn default() -> Self {
+        let bounds = bucket_bounds();
+        let n = bounds.len();
+        SizeHistogram {
+            bounds,
+            count: vec![0; n],
+            bytes: vec![0; n],
+            total: 0,
+        }
+    }
+}
+
+impl SizeHistogram {
+    /// Counts one message of `len` bytes.
+    pub fn add(&mut self, len: u32) {
+        let i = self.bounds.partition_point(|&b| b < len);
+        let i = i.min(self.bounds.len() - 1);
+        self.count[i] += 1;
+        self.bytes[i] += len as u64;
+        self.total += 1;
+    }
+
+    /// Messages counted.
+    pub fn messages(&self) -> u64 {
+        self.total
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.count.iter_mut().for_each(|c| *c = 0);
+        self.bytes.iter_mut().for_each(|c| *c = 0);
+        self.total = 0;
+    }
+
+    /// Cutoffs that give each unscheduled level about the same bytes
+    /// (module docs, steps 2-4).
+    pub fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
+        let n = num_priorities.max(1) as usize;
+        let mut out = [0u32; MAX_PRIORITIES];
+        let unsched_of = |i: usize| -> u64 {
+            if self.bounds[i] <= unsched_bytes {
+                self.bytes[i]
+            } else {
+                self.bytes[i].min(self.count[i] * unsched_bytes as u64)
+            }
+        };
+        let total: u64 = self.bytes.iter().sum();
+        let unsched_total: u64 = (0..self.bounds.len()).map(unsched_of).sum();
+        if total == 0 || n == 1 {
+            out[0] = CUTOFF_ALL;
+            return out;
+        }
+        let unsched_levels = if unsched_total >= total {
+            n
+        } else {
+            let share = unsched_total as f64 / total as f64;
+            ((n as f64 * share).round() as usize).clamp(1, n - 1)
+        };
+        let lowest = n - unsched_levels;
+        let per_level = 1 + unsched_total / unsched_levels as u64;
+        let mut next = n - 1;
+        let mut threshold = per_level;
+        let mut sum = 0u64;
+        for i in 0..self.bounds.len() {
+            if next <= lowest {
+                break;
+            }
+            sum += unsched_of(i);
+            if sum >= threshold {
+                out[next] = self.bounds[i];
+                next -= 1;
+                threshold = sum + per_level;
+            }
+        }
+        // The lowest unscheduled level (and any level the walk did not
+        // reach) takes every larger message.
+        for c in out.iter_mut().take(next + 1).skip(lowest) {
+            *c = CUTOFF_ALL;
+        }
+        out
+    }
+}
+
+/// Highest level used for scheduled packets under these cutoffs: one below
+/// the lowest unscheduled level (0 if every level is unscheduled).
+pub fn max_sched_prio(cutoffs: &[u32; MAX_PRIORITIES], num_priorities: u8) -> u8 {
+    let top = num_priorities.max(1) as usize - 1;
+    for i in (0..=top).rev() {
+        if cutoffs[i] >= LOWEST_UNSCHED_MARK {
+            return i.saturating_sub(1) as u8;
+        }
+    }
+    0
+}
+
+/// Normalises configured cutoffs: levels beyond `num_priorities` unused,
+/// level 0 admits everything, and the kernel's 1 000 000 marker widened so
+/// longer messages (we accept up to 2^31 - 1 bytes) stay on that level.
+pub fn normalise(cutoffs: [u32; MAX_PRIORITIES], num_priorities: u8) -> [u32; MAX_PRIORITIES] {
+    let mut c = cutoffs;
+    for (i, v) in c.iter_mut().enumerate() {
+        if i >= num_priorities as usize {
+            *v = 0;
+        } else if *v >= LOWEST_UNSCHED_MARK {
+            *v = CUTOFF_ALL;
+        }
+    }
+    c[0] = CUTOFF_ALL;
+    c
+}
+
+/// How far apart two sets of cutoffs are: the sum over levels of the
+/// relative change.
+pub fn drift(old: &[u32; MAX_PRIORITIES], new: &[u32; MAX_PRIORITIES]) -> f64 {
+    old.iter()
+        .zip(new)
+        .map(|(&a, &b)| {
+            if a == b {
+                0.0
+            } else {
+                (a as f64 - b as f64).abs() / (a.max(b) as f64).max(1.0)
+            }
+        })
+        .sum()
+}
+
+/// The receiver's priority state: current cutoffs and their version.
+#[derive(Debug, Clone)]
+pub(crate) struct Prio {
+    pub cutoffs: [u32; MAX_PRIORITIES],
+    pub version: u16,
+    pub max_sched_prio: u8,
+    pub auto: bool,
+    pub hist: SizeHistogram,
+}
+
+impl Prio {
+    pub fn new(config: &crate::Config) -> Prio {
+        let fixed = config.unsched_cutoffs;
+        let cutoffs = normalise(fixed.unwrap_or(DEFAULT_CUTOFFS), config.num_priorities);
+        Prio {
+            cutoffs,
+            version: 1,
+            max_sched_prio: max_sched_prio(&cutoffs, config.num_priorities),
+            auto: fixed.is_none(),
+            hist: SizeHistogram::default(),
+        }
+    }
+
+    /// Records a received message; recomputes the cutoffs when enough
+    /// messages were seen. Returns true if a new version was published.
+    pub fn observe(&mut self, len: u32, config: &crate::Config) -> bool {
+        if !self.auto {
+            return false;
+        }
+        self.hist.add(len);
+        if self.hist.messages() < config.cutoffs_min_messages as u64 {
+            return false;
+        }
+        let new = normalise(
+            self.hist
+                .cutoffs(config.num_priorities, config.unsched_bytes),
+            config.num_priorities,
+        );
+        self.hist.clear();
+        if drift(&self.cutoffs, &new) < 1.0 {
+            return false;
+        }
+        self.cutoffs = new;
+        self.version = self.version.wrapping_add(1).max(1);
+        self.max_sched_prio = max_sched_prio(&new, config.num_priorities);
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_sched_prio__default_cutoffs_leave_levels_0_to_3() {
+        assert_eq!(max_sched_prio(&DEFAULT_CUTOFFS, 8), 3);
+        let all_unsched = [CUTOFF_ALL, 100, 200, 300, 400, 500, 600, 700];
+        assert_eq!(max_sched_prio(&all_unsched, 8), 0);
+    }
+
+    #[test]
+    fn normalise__share_lowest_priority() {
+        let c = normalise([0, 0, 0, 0, 1_000_000, 15_000, 2_800, 200], 8);
+        assert_eq!(c[4], CUTOFF_ALL);
+        assert_eq!(c[0], CUTOFF_ALL);
+        let c = normalise(DEFAULT_CUTOFFS, 4);
+        assert_eq!(&c[4..], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn cutoffs__all_small_messages_use_every_level() {
+        let mut h = SizeHistogram::default();
+        for len in 1..=1000u32 {
+            h.add(len);
+        }
+        let c = h.cutoffs(8, 10_000);
+        // Every message is unscheduled: no scheduled level is left, and the
+        // assigned levels split the sizes in increasing order from the top.
+        assert_eq!(
+            max_sched_prio(&c, 8) as usize,
+            c.iter()
+                .rposition(|&x| x == CUTOFF_ALL)
+                .unwrap()
+                .saturating_sub(1)
+        );
+        assert_eq!(c[0], CUTOFF_ALL);
+        let assigned: Vec<u32> = c.iter().copied().filter(|&x| x != CUTOFF_ALL).collect();
+        assert!(assigned.len() >= 4, "{c:?}");
+        for w in assigned.windows(2) {
+            assert!(w[0] > w[1], "{c:?}");
+        }
+    }
+
+    #[test]
+    fn cutoffs__large_messages_leave_scheduled_levels() {
+        let mut h = SizeHistogram::default();
+        for _ in 0..100 {
+            h.add(100);
+            h.add(1_000_000);
+        }
+        let c = h.cutoffs(8, 10_000);
+        // 100 small messages (10 KB) vs 100 × 10 KB unscheduled of the large
+        // ones: about 2% unscheduled → one unscheduled level.
+        assert_eq!(c[7], CUTOFF_ALL);
+        assert_eq!(max_sched_prio(&c, 8), 6);
+    }
+
+    #[test]
+    fn drift__sums_relative_changes() {
+        assert_eq!(drift(&DEFAULT_CUTOFFS, &DEFAULT_CUTOFFS), 0.0);
+        let mut b = DEFAULT_CUTOFFS;
+        b[7] = 100;
+        assert!((drift(&DEFAULT_CUTOFFS, &b) - 0.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,709 @@
+//! Reliability scenarios on the deterministic network, many seeds each:
+//! random loss, loss bursts, duplication, reordering, long delays,
+//! partitions, crashes, and a hostile peer.
+//!
+//! For every run: each RPC either completes with byte-exact data or fails
+//! with a timeout within the configured bound; no server application sees a
+//! request twice; after quiescence no RPC, peer or buffer is left.
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use homa_proto::testnet::{Limits, Network, Verdict};
+use homa_proto::wire::{Body, DataHeader, PacketType, Repr};
+use homa_proto::{Config, Event, Instant, Rng, RpcError};
+
+fn plan(seed: u64, hosts: usize, count: usize, max_len: usize) -> Vec<Planned> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|i| {
+            let client = i % hosts;
+            let mut server = rng.below(hosts as u64 - 1) as usize;
+            if server >= client {
+                server += 1;
+            }
+            let len = (10f64.powf(rng.next_f64() * (max_len as f64).log10()) as usize).max(1);
+            Planned {
+                client,
+                server,
+                len,
+                tag: rng.next_u64(),
+            }
+        })
+        .collect()
+}
+
+/// Checks the invariants every reliability run must satisfy.
+fn check(net: &mut Network, out: &Outcome, total: usize, config: &Config) {
+    assert_eq!(out.completed + out.failed.len(), total, "every rpc ends");
+    for &(id, err, start, end) in &out.failed {
+        assert_eq!(err, RpcError::Timeout, "rpc {id}");
+        // Silence can only start after the RPC did; it fails at most one
+        // tick after `timeout` of silence.
+        assert!(end >= start + config.timeout, "rpc {id} failed too early");
+    }
+    assert!(
+        out.served.values().all(|&n| n == 1),
+        "a request ran twice: {:?}",
+        out.served
+            .iter()
+            .filter(|(_, &n)| n > 1)
+            .collect::<Vec<_>>()
+    );
+    assert_quiescent(net);
+}
+
+fn lossy(net: &mut Network, p: f64) {
+    net.set_filter(move |_, rng| {
+        if rng.chance(p) {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    });
+}
+
+#[test]
+fn random_loss__1_5_20_percent_many_seeds() {
+    let config = Config::default();
+    let mut report = Vec::new();
+    for (p, seeds, count, max_len) in [
+        (0.01, 8u64, 60, 1_000_000),
+        (0.05, 8, 60, 1_000_000),
+        (0.20, 6, 40, 200_000),
+    ] {
+        let (mut dropped, mut data_dropped, mut retx, mut fails) = (0u64, 0u64, 0u64, 0usize);
+        for seed in 0..seeds {
+            let mut net = network(1000 + seed, 3, &config);
+            let data_drops = Rc::new(Cell::new(0u64));
+            let dd = data_drops.clone();
+            net.set_filter(move |d, rng| {
+                if rng.chance(p) {
+                    if d.packet_type() == Some(PacketType::Data) {
+                        dd.set(dd.get() + 1);
+                    }
+                    Verdict::Drop
+                } else {
+                    Verdict::Deliver
+                }
+            });
+            let plan = plan(seed, 3, count, max_len);
+            let out = run_workload(&mut net, &plan, 8, Limits::default());
+            check(&mut net, &out, count, &config);
+            dropped += net.stats().dropped;
+            data_dropped += data_drops.get();
+            retx += (0..3)
+                .map(|h| net.endpoint(h).stats().data_retransmitted)
+                .sum::<u64>();
+            fails += out.failed.len();
+        }
+        if p <= 0.05 {
+            assert_eq!(fails, 0, "loss {p}: no rpc should time out");
+        }
+        // Retransmissions stay proportional to losses: no storms.
+        assert!(
+            retx <= 3 * data_dropped + 50,
+            "loss {p}: {retx} DATA retransmitted for {data_dropped} DATA lost"
+        );
+        report.push(format!(
+            "loss {:.0}%: {dropped} packets dropped ({data_dropped} DATA), {retx} DATA retransmitted, {fails} timeouts",
+            p * 100.0
+        ));
+    }
+    for line in report {
+        eprintln!("{line}");
+    }
+}
+
+#[test]
+fn loss_bursts__everything_completes() {
+    let config = Config::default();
+    for seed in 0..6u64 {
+        let mut net = network(2000 + seed, 3, &config);
+        // Every 20 ms the network goes dark for 3 ms.
+        let clock = Rc::new(Cell::new(Instant::ZERO));
+        let c2 = clock.clone();
+        net.set_filter(move |_, _| {
+            let t = c2.get().as_nanos() % 20_000_000;
+            if t < 3_000_000 {
+                Verdict::Drop
+            } else {
+                Verdict::Deliver
+            }
+        });
+        let plan = plan(seed, 3, 50, 500_000);
+        let out = run_workload_with_clock(&mut net, &plan, 8, &clock);
+        check(&mut net, &out, 50, &config);
+        assert_eq!(out.failed.len(), 0);
+    }
+}
+
+/// Like `run_workload`, but keeps `clock` at the network's time so filters
+/// can depend on it.
+fn run_workload_with_clock(
+    net: &mut Network,
+    plan: &[Planned],
+    window: usize,
+    clock: &Rc<Cell<Instant>>,
+) -> Outcome {
+    let mut st = WorkloadState::new(net, window);
+    st.start(net, plan);
+    loop {
+        clock.set(net.now());
+        if !st.step(net) {
+            break;
+        }
+    }
+    st.finish()
+}
+
+/// An incremental version of the workload driver, for tests that need to
+/// act between steps.
+struct WorkloadState {
+    window: usize,
+    ports: Vec<u16>,
+    queues: Vec<std::collections::VecDeque<Planned>>,
+    outstanding: Vec<HashMap<u64, (Bytes, Instant)>>,
+    outcome: Outcome,
+    /// Requests served per (host, incarnation, client, id).
+    served: HashMap<(usize, u32, std::net::SocketAddr, u64), u32>,
+    incarnation: Vec<u32>,
+}
+
+impl WorkloadState {
+    fn new(net: &mut Network, window: usize) -> WorkloadState {
+        let hosts = net.host_count();
+        let mut ports = Vec::new();
+        for h in 0..hosts {
+            let ep = net.endpoint(h);
+            ep.open_socket(SERVER_PORT).unwrap();
+            ports.push(ep.open_socket(0).unwrap());
+        }
+        WorkloadState {
+            window,
+            ports,
+            queues: vec![Default::default(); hosts],
+            outstanding: vec![HashMap::new(); hosts],
+            outcome: Outcome::default(),
+            served: HashMap::new(),
+            incarnation: vec![0; hosts],
+        }
+    }
+
+    fn start(&mut self, net: &mut Network, plan: &[Planned]) {
+        for p in plan {
+            self.queues[p.client].push_back(p.clone());
+        }
+        for h in 0..net.host_count() {
+            self.issue(net, h);
+        }
+    }
+
+    fn issue(&mut self, net: &mut Network, h: usize) {
+        while self.outstanding[h].len() < self.window {
+            let Some(p) = self.queues[h].pop_front() else {
+                break;
+            };
+            let req = pattern(p.tag, p.len);
+            let dest = net.addr(p.server, SERVER_PORT);
+            let now = net.now();
+            let id = net
+                .endpoint(h)
+                .send_request(now, self.ports[h], dest, req.clone())
+                .unwrap();
+            self.outstanding[h].insert(id, (response_for(&req), now));
+        }
+    }
+
+    /// Crash-restarts host `h`: its endpoint state is gone; its pending
+    /// client RPCs are forgotten (the client application died too).
+    fn restart(&mut self, net: &mut Network, h: usize, config: &Config) {
+        net.restart_host(h, config.clone());
+        self.incarnation[h] += 1;
+        self.outstanding[h].clear();
+        self.queues[h].clear();
+        let ep = net.endpoint(h);
+        ep.open_socket(SERVER_PORT).unwrap();
+        self.ports[h] = ep.open_socket(0).unwrap();
+    }
+
+    fn handle(&mut self, net: &mut Network, h: usize, ev: Event) {
+        match ev {
+            Event::Request {
+                port,
+                peer,
+                id,
+                data,
+            } => {
+                *self
+                    .served
+                    .entry((h, self.incarnation[h], peer, id))
+                    .or_insert(0) += 1;
+                let now = net.now();
+                net.endpoint(h)
+                    .send_response(now, port, peer, id, response_for(&data))
+                    .unwrap();
+            }
+            Event::Response { id, data, .. } => {
+                let (expected, _) = self.outstanding[h].remove(&id).expect("known rpc");
+                assert!(data == expected, "response bytes differ for rpc {id}");
+                self.outcome.completed += 1;
+                self.outcome.last_completion = net.now();
+                self.issue(net, h);
+            }
+            Event::Failed { id, error, .. } => {
+                let (_, start) = self.outstanding[h].remove(&id).expect("known rpc");
+                self.outcome.failed.push((id, error, start, net.now()));
+                self.issue(net, h);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Delivers pending events, then advances the network one step. Returns
+    /// false when the network is quiescent.
+    fn step(&mut self, net: &mut Network) -> bool {
+        loop {
+            let mut any = false;
+            for h in 0..net.host_count() {
+                for ev in net.take_events(h) {
+                    any = true;
+                    self.handle(net, h, ev);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        assert!(
+            net.now() < Instant::ZERO + Duration::from_secs(3600),
+            "stalled"
+        );
+        net.step()
+    }
+
+    fn finish(mut self) -> Outcome {
+        for (h, o) in self.outstanding.iter().enumerate() {
+            assert!(o.is_empty(), "host {h} has {} rpcs outstanding", o.len());
+        }
+        // Per incarnation, at most once.
+        for (k, n) in &self.served {
+            assert_eq!(*n, 1, "request {k:?} ran {n} times in one incarnation");
+        }
+        self.outcome.served = self
+            .served
+            .iter()
+            .map(|(&(h, inc, peer, id), &n)| ((h * 1000 + inc as usize, peer, id), n))
+            .collect();
+        self.outcome
+    }
+}
+
+fn drive(net: &mut Network, st: &mut WorkloadState, until: Instant) {
+    while net.now() < until {
+        if !st.step(net) {
+            break;
+        }
+    }
+}
+
+#[test]
+fn duplication_reordering_and_loss_combined() {
+    let config = Config::default();
+    for seed in 0..8u64 {
+        let mut net = network(3000 + seed, 3, &config);
+        net.set_filter(|_, rng| {
+            let x = rng.next_f64();
+            if x < 0.03 {
+                Verdict::Drop
+            } else if x < 0.15 {
+                Verdict::Duplicate
+            } else if x < 0.5 {
+                Verdict::Delay(Duration::from_nanos(rng.below(300_000)))
+            } else {
+                Verdict::Deliver
+            }
+        });
+        let plan = plan(seed, 3, 60, 500_000);
+        let out = run_workload(&mut net, &plan, 8, Limits::default());
+        check(&mut net, &out, 60, &config);
+        assert_eq!(out.failed.len(), 0);
+    }
+}
+
+#[test]
+fn delays_longer_than_resend_interval__no_double_execution() {
+    let config = Config::default();
+    for seed in 0..6u64 {
+        let mut net = network(4000 + seed, 3, &config);
+        // One packet in ten is held 10-40 ms: longer than the 5 ms resend
+        // interval, so the receiver asks again and both copies arrive.
+        net.set_filter(|_, rng| {
+            if rng.chance(0.1) {
+                Verdict::Delay(Duration::from_micros(10_000 + rng.below(30_000)))
+            } else {
+                Verdict::Deliver
+            }
+        });
+        let plan = plan(seed, 3, 40, 300_000);
+        let out = run_workload(&mut net, &plan, 8, Limits::default());
+        check(&mut net, &out, 40, &config);
+        assert_eq!(out.failed.len(), 0);
+    }
+}
+
+/// Drops everything between hosts `a` and `b` while `cut` says so.
+fn partition(net: &mut Network, a: usize, b: usize, cut: Rc<Cell<bool>>) {
+    let (ia, ib) = (net.addr(a, 0).ip(), net.addr(b, 0).ip());
+    net.set_filter(move |d, _| {
+        let between =
+            (d.src.ip() == ia && d.dst.ip() == ib) || (d.src.ip() == ib && d.dst.ip() == ia);
+        if between && cut.get() {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    });
+}
+
+#[test]
+fn partition_that_heals__rpcs_complete() {
+    let config = Config::default();
+    for seed in 0..4u64 {
+        let mut net = network(5000 + seed, 2, &config);
+        let cut = Rc::new(Cell::new(false));
+        partition(&mut net, 0, 1, cut.clone());
+        let mut st = WorkloadState::new(&mut net, 10);
+        st.start(&mut net, &plan(seed, 2, 40, 300_000));
+        drive(&mut net, &mut st, Instant::from_micros(2_000));
+        cut.set(true);
+        // Shorter than the timeout: everything must recover.
+        drive(&mut net, &mut st, Instant::from_micros(400_000));
+        cut.set(false);
+        while st.step(&mut net) {}
+        let out = st.finish();
+        check(&mut net, &out, 40, &config);
+        assert_eq!(out.failed.len(), 0, "seed {seed}");
+    }
+}
+
+#[test]
+fn partition_longer_than_timeout__rpcs_fail_within_bound() {
+    let config = Config::default();
+    let mut net = network(6000, 2, &config);
+    let cut = Rc::new(Cell::new(false));
+    partition(&mut net, 0, 1, cut.clone());
+    let mut st = WorkloadState::new(&mut net, 20);
+    st.start(&mut net, &plan(1, 2, 20, 300_000));
+    // Cut after one round trip: every RPC is mid-flight.
+    drive(&mut net, &mut st, Instant::from_micros(15));
+    cut.set(true);
+    let cut_at = net.now();
+    drive(&mut net, &mut st, cut_at + config.timeout * 3);
+    cut.set(false);
+    while st.step(&mut net) {}
+    let out = st.finish();
+    check(&mut net, &out, 20, &config);
+    assert!(!out.failed.is_empty(), "some rpcs were cut off");
+    for &(id, _, _, end) in &out.failed {
+        // Nothing is heard after the cut, so every failure comes within
+        // `timeout` (plus one tick) of it.
+        assert!(
+            end <= cut_at + config.timeout + config.tick * 2,
+            "rpc {id} failed at {end:?}, cut at {cut_at:?}"
+        );
+    }
+}
+
+#[test]
+fn server_crash_and_restart__calls_end_and_state_is_reclaimed() {
+    let config = Config::default();
+    for seed in 0..6u64 {
+        let mut net = network(7000 + seed, 3, &config);
+        lossy(&mut net, 0.01);
+        let mut st = WorkloadState::new(&mut net, 8);
+        st.start(&mut net, &plan(seed, 3, 60, 300_000));
+        drive(&mut net, &mut st, Instant::from_micros(3_000 + 500 * seed));
+        // Host 1 crashes (its clients die with it) and restarts at once on
+        // the same ports.
+        st.restart(&mut net, 1, &config);
+        while st.step(&mut net) {}
+        let out = st.finish();
+        for &(id, err, _, _) in &out.failed {
+            assert_eq!(err, RpcError::Timeout, "rpc {id}");
+        }
+        assert_quiescent(&mut net);
+    }
+}
+
+#[test]
+fn client_crash__server_state_is_reclaimed() {
+    let config = Config::default();
+    for seed in 0..6u64 {
+        let mut net = network(8000 + seed, 2, &config);
+        lossy(&mut net, 0.01);
+        let mut st = WorkloadState::new(&mut net, 16);
+        let plan: Vec<Planned> = plan(seed, 2, 60, 1_000_000)
+            .into_iter()
+            .map(|mut p| {
+                p.client = 0;
+                p.server = 1;
+                p
+            })
+            .collect();
+        st.start(&mut net, &plan);
+        drive(&mut net, &mut st, Instant::from_micros(2_000 + 700 * seed));
+        st.restart(&mut net, 0, &config);
+        while st.step(&mut net) {}
+        let _ = st.finish();
+        assert_quiescent(&mut net);
+    }
+}
+
+#[test]
+fn stale_duplicate_after_ack__request_not_rerun() {
+    let config = Config::default();
+    let mut net = network(9000, 2, &config);
+    // Capture the request's DATA packet.
+    type Captured = Vec<(std::net::SocketAddr, Vec<u8>)>;
+    let captured: Rc<RefCell<Captured>> = Rc::default();
+    let cap = captured.clone();
+    net.set_filter(move |d, _| {
+        if d.packet_type() == Some(PacketType::Data) && d.dst.port() == SERVER_PORT {
+            cap.borrow_mut().push((d.src, d.data.clone()));
+        }
+        Verdict::Deliver
+    });
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    let now = net.now();
+    net.endpoint(0)
+        .send_request(now, cport, server, pattern(1, 500))
+        .unwrap();
+    // Run until the server freed the RPC after the client's ACK.
+    net.run_until(
+        Limits::default(),
+        |net, h, ev| {
+            if let Event::Request {
+                port,
+                peer,
+                id,
+                data,
+            } = ev
+            {
+                let now = net.now();
+                net.endpoint(h)
+                    .send_response(now, port, peer, id, response_for(&data))
+                    .unwrap();
+            }
+        },
+        |net| net.host(1).endpoint.stats().server_rpcs_acked == 1,
+    )
+    .unwrap();
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
+    let (src, bytes) = captured.borrow()[0].clone();
+    net.clear_filter();
+    // The old duplicate arrives: within the record's lifetime, after the id
+    // moved into the floor, and after the idle peer itself was collected.
+    let t0 = net.now();
+    for later in [
+        t0,
+        t0 + config.done_id_lifetime * 2,
+        t0 + config.peer_idle * 3,
+    ] {
+        net.endpoint(1).handle_timeout(later);
+        net.endpoint(1).handle_datagram(later, src, &bytes);
+    }
+    net.flush();
+    assert_eq!(net.take_events(1), vec![]);
+    let s = net.endpoint(1).stats();
+    assert_eq!(s.requests_delivered, 1, "the request ran once");
+    assert_eq!(s.stale_requests, 3);
+    assert!(s.peers_collected >= 1, "the peer was collected in between");
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+}
+
+#[test]
+fn hostile_peer__fake_16mib_rpcs_bounded_and_legit_client_served() {
+    let config = Config::default();
+    let mut net = network(9100, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let attacker = net.addr(2, 0x9999);
+    // 10 000 fake requests, each claiming 16 MiB (and a 16 MiB unscheduled
+    // region), each with one real packet of 1 KB.
+    let mut max_rx = 0;
+    for i in 0..10_000u64 {
+        let repr = Repr {
+            sport: 0x9999,
+            dport: SERVER_PORT,
+            sender_id: 2 * i + 2,
+            body: Body::Data(DataHeader {
+                message_length: 16 << 20,
+                incoming: 16 << 20,
+                offset: 0,
+                ..Default::default()
+            }),
+        };
+        let mut bytes = repr.to_vec();
+        bytes.extend_from_slice(&[0xAB; 1024]);
+        let now = net.now();
+        net.endpoint(1).handle_datagram(now, attacker, &bytes);
+        max_rx = max_rx.max(net.endpoint(1).rx_bytes());
+    }
+    let ep = net.endpoint(1);
+    assert!(max_rx <= config.max_rx_bytes_per_peer, "{max_rx}");
+    assert!(ep.rpc_count() <= config.max_rpcs_per_peer as usize);
+    let refused = ep.stats().no_buffer_space + ep.stats().rpc_limit;
+    assert!(refused > 0);
+    // A legitimate client from another host is served meanwhile.
+    let plan: Vec<Planned> = (0..100)
+        .map(|i| Planned {
+            client: 0,
+            server: 1,
+            len: 1 + i * 3000,
+            tag: i as u64,
+        })
+        .collect();
+    let out = run_workload(&mut net, &plan, 10, Limits::default());
+    assert_eq!(out.completed, 100);
+    assert!(out.failed.is_empty());
+    // The fake RPCs went silent and were reclaimed.
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    assert_eq!(net.endpoint(1).rx_bytes(), 0);
+    eprintln!(
+        "hostile peer: peak receive memory {} KiB for 10000 x 16 MiB claims; {} timeouts",
+        max_rx / 1024,
+        net.endpoint(1).stats().timeouts
+    );
+}
+
+/// Completion time of a 1 MB request with one packet in the middle lost.
+fn one_loss_completion(config: &Config) -> (Duration, u64) {
+    let mut net = network(9200, 2, config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    // Warm up: one RPC gives the RTT estimate.
+    let plan = vec![Planned {
+        client: 0,
+        server: 1,
+        len: 100_000,
+        tag: 1,
+    }];
+    let _ = cport;
+    run_workload(&mut net, &plan, 1, Limits::default());
+    let seen = Rc::new(Cell::new(0u32));
+    let s2 = seen.clone();
+    net.set_filter(move |d, _| {
+        if d.packet_type() == Some(PacketType::Data) && d.dst.port() == SERVER_PORT {
+            s2.set(s2.get() + 1);
+            if s2.get() == 100 {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Deliver
+    });
+    let start = net.now();
+    let req = pattern(5, 1_000_000);
+    let now = net.now();
+    let port = 0x8000;
+    net.endpoint(0)
+        .send_request(now, port, server, req.clone())
+        .unwrap();
+    let done = Rc::new(Cell::new(None));
+    let d2 = done.clone();
+    net.run(Limits::default(), move |net, h, ev| {
+        if let Event::Request {
+            port,
+            peer,
+            id,
+            data,
+        } = ev
+        {
+            assert_eq!(data, req);
+            d2.set(Some(net.now()));
+            let now = net.now();
+            net.endpoint(h)
+                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
+                .unwrap();
+        }
+    })
+    .unwrap();
+    let elapsed = done.get().expect("delivered") - start;
+    (elapsed, net.endpoint(0).stats().data_retransmitted)
+}
+
+#[test]
+fn fast_recovery__clearly_lost_packet_resent_before_silence_timer() {
+    let fast = Config::default();
+    let slow = Config {
+        fast_resend_rtts: 0,
+        ..Config::default()
+    };
+    let (t_fast, retx_fast) = one_loss_completion(&fast);
+    let (t_slow, retx_slow) = one_loss_completion(&slow);
+    eprintln!("1 MB with one lost packet: fast recovery {t_fast:?}, kernel-style {t_slow:?}");
+    assert_eq!(retx_fast, 1, "exactly the lost packet is resent");
+    assert_eq!(retx_slow, 1);
+    assert!(t_slow >= fast.resend_after, "silence-based recovery waits");
+    assert!(
+        t_fast < fast.resend_after,
+        "fast recovery must beat the {:?} silence timer",
+        fast.resend_after
+    );
+}
+
+#[test]
+fn abort__server_learns_through_rpc_unknown() {
+    let config = Config::default();
+    let mut net = network(9300, 2, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    let now = net.now();
+    let id = net
+        .endpoint(0)
+        .send_request(now, cport, server, pattern(1, 1000))
+        .unwrap();
+    // The server takes the request but never answers; the client aborts.
+    net.advance(Duration::from_micros(100));
+    let evs = net.take_events(1);
+    assert!(matches!(evs[..], [Event::Request { .. }]));
+    net.endpoint(0).abort(cport, id).unwrap();
+    assert_eq!(net.endpoint(0).rpc_count(), 0);
+    // Aborting twice is an error, not a panic.
+    assert_eq!(
+        net.endpoint(0).abort(cport, id),
+        Err(homa_proto::Error::UnknownRpc)
+    );
+    // The server keeps the request in service: it waits for the app.
+    net.advance(Duration::from_millis(20));
+    assert_eq!(net.endpoint(1).rpc_count(), 1);
+    let Event::Request {
+        port,
+        peer,
+        id: sid,
+        ..
+    } = evs.into_iter().next().unwrap()
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    net.endpoint(1)
+        .send_response(now, port, peer, sid, Bytes::from_static(b"late"))
+        .unwrap();
+    // The response goes to a client that forgot the RPC; the server's
+    // NEED_ACK gets an ACK (no such rpc means nothing pending) and frees it.
+    net.run(Limits::default(), |_, _, ev| panic!("{ev:?}"))
+        .unwrap();
+    assert_quiescent(&mut net);
+}
