@@ -12,7 +12,8 @@ use core::time::Duration;
 use homa_proto::config::{ETH_OVERHEAD, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use homa_proto::wire::DataHeader;
 use homa_proto::Config;
-use homa_workload::{SizeSpec, Variant, Workload};
+use homa_workload::cutoffs::{prio_split, split_with};
+use homa_workload::{SizeDist, SizeSpec, Variant, Workload};
 
 use crate::SimError;
 
@@ -123,7 +124,41 @@ impl Default for HostParams {
     }
 }
 
+/// How receivers choose the unscheduled priority cutoffs they send to
+/// senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutoffs {
+    /// Fixed, computed once from the workload's distribution as the paper
+    /// configures its simulations: unscheduled levels in proportion to
+    /// unscheduled bytes (or `unsched_levels` of them, the split ablation),
+    /// each carrying about the same bytes.
+    Workload {
+        /// Levels for unscheduled bytes; `None`: proportional.
+        unsched_levels: Option<u8>,
+    },
+    /// homa-proto's built-in `homa_prio`: computed by each receiver from the
+    /// sizes it receives, starting from the kernel's defaults.
+    Auto,
+    /// Exactly these (homa-proto's `unsched_cutoffs` layout).
+    Fixed([u32; 8]),
+}
+
+impl Default for Cutoffs {
+    fn default() -> Cutoffs {
+        Cutoffs::Workload {
+            unsched_levels: None,
+        }
+    }
+}
+
 /// Homa parameters given to every endpoint, and the ablations.
+///
+/// Defaults are the paper's where homa-proto has the knob (RTTbytes of
+/// unscheduled data and of grant window, 8 levels split by bytes,
+/// overcommitment = scheduled levels) and homa-proto's (the kernel
+/// module's) otherwise: `max_incoming`, FIFO grants, the pacer's 5 µs NIC
+/// backlog. The 2018 paper had no FIFO grants; `fifo_grants: false`
+/// reproduces that.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtoParams {
     /// IP MTU (1500: 1416 message bytes per DATA packet over IPv4).
@@ -131,24 +166,33 @@ pub struct ProtoParams {
     /// Largest GSO batch the NIC accepts from the endpoint, in Homa bytes;
     /// 0 = one packet per transmit (the paper's per-packet transport).
     pub gso_bytes: u32,
-    /// Unscheduled bytes per message: about RTTbytes, 10 KB at 10 Gbit/s
-    /// in the paper.
+    /// Unscheduled bytes per message: RTTbytes, 10 KB at 10 Gbit/s in the
+    /// paper (homa-proto rounds up to whole packets: 11 328 bytes).
     pub unsched_bytes: u32,
-    /// Bytes a receiver keeps granted beyond what it received, per message
-    /// (homa-proto's `grant_window`): RTTbytes.
+    /// Let homa-proto derive each peer's unscheduled bytes from its
+    /// measured RTT instead (`unsched_from_rtt`).
+    pub unsched_from_rtt: bool,
+    /// Bytes each active incoming message is granted beyond what arrived
+    /// (homa-proto's `window`): RTTbytes as in the paper; 0 = the kernel's
+    /// dynamic `max_incoming / (active + 1)`.
     pub grant_window: u32,
+    /// Cap on granted-but-unreceived bytes per receiver (`max_incoming`).
+    pub max_incoming: u32,
     /// Priority levels (8; the ablation uses 1).
     pub num_priorities: u8,
-    /// Degree of overcommitment: messages a receiver grants to at once.
-    /// `None`: the paper's choice, the number of scheduled levels.
-    /// *Pending*: homa-proto has no such limit yet.
+    /// Degree of overcommitment: messages a receiver grants to at once
+    /// (1..=8; the ablation uses 1). `None`: the paper's choice, the number
+    /// of scheduled levels of the workload's 8-level split (W1 1, W4 7), so
+    /// that the priority ablations keep the same overcommitment.
     pub overcommit: Option<u32>,
-    /// FIFO ("pity") grants to the oldest message. *Pending* in homa-proto.
+    /// FIFO grants: 5% of scheduled bandwidth to the oldest message
+    /// (`grant_fifo_fraction` 50‰; off: 0).
     pub fifo_grants: bool,
-    /// Levels for unscheduled bytes (the unscheduled/scheduled split);
-    /// `None`: in proportion to unscheduled bytes of the workload, as the
-    /// paper does. *Pending*: homa-proto has no configurable cutoffs yet.
-    pub unsched_levels: Option<u8>,
+    /// Unscheduled cutoffs.
+    pub cutoffs: Cutoffs,
+    /// The pacer's allowance of queued NIC transmit time
+    /// (`max_nic_backlog`).
+    pub max_nic_backlog: Duration,
 }
 
 impl Default for ProtoParams {
@@ -157,12 +201,77 @@ impl Default for ProtoParams {
             mtu: 1500,
             gso_bytes: 0,
             unsched_bytes: 10_000,
+            unsched_from_rtt: false,
             grant_window: 10_000,
+            max_incoming: 400_000,
             num_priorities: 8,
             overcommit: None,
             fifo_grants: true,
-            unsched_levels: None,
+            cutoffs: Cutoffs::default(),
+            max_nic_backlog: Duration::from_micros(5),
         }
+    }
+}
+
+/// What the endpoints were configured with, after the defaults that depend
+/// on the workload were resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The endpoint configuration.
+    pub config: Config,
+    /// Unscheduled levels (`None` with automatic cutoffs).
+    pub unsched_levels: Option<u8>,
+}
+
+impl Resolved {
+    /// One line describing the protocol settings that matter for results.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let cutoffs = match c.unsched_cutoffs {
+            Some(v) => {
+                let shown: Vec<String> = v[..c.num_priorities as usize]
+                    .iter()
+                    .map(|&x| {
+                        if x >= homa_proto::prio::LOWEST_UNSCHED_MARK {
+                            "all".to_string()
+                        } else {
+                            x.to_string()
+                        }
+                    })
+                    .collect();
+                format!("[{}]", shown.join(" "))
+            }
+            None => "auto".into(),
+        };
+        format!(
+            "priorities {}, unscheduled levels {}, cutoffs {}, overcommit {}, unsched bytes {}{}, \
+             window {}, max_incoming {}, fifo grants {}, link {} Mbit/s, nic backlog {} us, gso {}",
+            c.num_priorities,
+            self.unsched_levels
+                .map_or_else(|| "auto".to_string(), |n| n.to_string()),
+            cutoffs,
+            c.max_overcommit,
+            c.unsched_bytes,
+            if c.unsched_from_rtt {
+                " (from rtt)"
+            } else {
+                ""
+            },
+            if c.window == 0 {
+                "dynamic".to_string()
+            } else {
+                c.window.to_string()
+            },
+            c.max_incoming,
+            if c.grant_fifo_fraction > 0 {
+                "on"
+            } else {
+                "off"
+            },
+            c.link_mbps,
+            c.max_nic_backlog.as_micros(),
+            c.max_gso_bytes
+        )
     }
 }
 
@@ -172,46 +281,61 @@ impl ProtoParams {
         self.mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN - DataHeader::LEN as u32
     }
 
-    /// The `homa-proto` configuration for every endpoint; messages up to
+    /// The `homa-proto` configuration for every endpoint, for traffic with
+    /// sizes `dist` on host links of `link_bps`; messages up to
     /// `max_message` bytes must be accepted.
-    pub fn endpoint_config(&self, max_message: u32) -> Config {
-        Config {
+    pub fn resolve(&self, dist: &SizeDist, link_bps: u64, max_message: u32) -> Resolved {
+        let n = self.num_priorities;
+        let paper = prio_split(dist, self.unsched_bytes, 8);
+        let (cutoffs, levels) = match self.cutoffs {
+            Cutoffs::Workload { unsched_levels } => {
+                let split = match unsched_levels {
+                    Some(l) => split_with(dist, self.unsched_bytes, n, l),
+                    None => prio_split(dist, self.unsched_bytes, n),
+                };
+                let mut c = split.cutoffs;
+                // homa-proto reads any cutoff >= 1 000 000 as "lowest
+                // unscheduled level": keep the others below it.
+                let lowest = (n - split.unsched_levels) as usize;
+                for v in c.iter_mut().skip(lowest + 1) {
+                    *v = (*v).min(homa_proto::prio::LOWEST_UNSCHED_MARK - 1);
+                }
+                (Some(c), Some(split.unsched_levels))
+            }
+            Cutoffs::Auto => (None, None),
+            Cutoffs::Fixed(c) => {
+                let levels = (0..n as usize)
+                    .rev()
+                    .position(|i| c[i] >= homa_proto::prio::LOWEST_UNSCHED_MARK)
+                    .map(|p| p as u8 + 1);
+                (Some(c), levels)
+            }
+        };
+        let overcommit = self
+            .overcommit
+            .unwrap_or_else(|| u32::from(paper.sched_levels()))
+            .clamp(1, 8);
+        let config = Config {
             mtu: self.mtu,
             max_gso_bytes: self.gso_bytes,
             unsched_bytes: self.unsched_bytes,
-            grant_window: self.grant_window,
-            num_priorities: self.num_priorities,
+            unsched_from_rtt: self.unsched_from_rtt,
+            link_mbps: (link_bps / 1_000_000).min(u64::from(u32::MAX)) as u32,
+            max_nic_backlog: self.max_nic_backlog,
+            max_incoming: self.max_incoming,
+            max_overcommit: overcommit,
+            window: self.grant_window,
+            grant_fifo_fraction: if self.fifo_grants { 50 } else { 0 },
+            unsched_cutoffs: cutoffs,
+            num_priorities: n,
             max_message_length: max_message.max(Config::default().max_message_length),
+            max_unscheduled: Config::default().max_unscheduled.max(self.unsched_bytes),
             ..Config::default()
+        };
+        Resolved {
+            config,
+            unsched_levels: levels,
         }
-    }
-
-    /// Settings that this build cannot pass to `homa-proto` yet, each with
-    /// the value asked for. Empty when everything asked for is in force.
-    pub fn pending(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        match self.overcommit {
-            Some(n) => out.push(format!(
-                "overcommit={n}: homa-proto grants every incoming message"
-            )),
-            None => out.push(
-                "overcommit=scheduled levels: homa-proto grants every incoming message".into(),
-            ),
-        }
-        if self.fifo_grants {
-            out.push("fifo grants: not in homa-proto".into());
-        }
-        if self.num_priorities > 1 {
-            let split = match self.unsched_levels {
-                Some(n) => format!("{n} unscheduled levels"),
-                None => "workload-proportional levels".into(),
-            };
-            out.push(format!(
-                "{split} and cutoffs: homa-proto sends unscheduled bytes at level 6 and \
-                 scheduled bytes at level 0"
-            ));
-        }
-        out
     }
 }
 
@@ -346,11 +470,21 @@ impl SimConfig {
         if self.proto.num_priorities == 0 || self.proto.num_priorities > 8 {
             return bad("priorities must be 1..=8");
         }
-        if self.proto.unsched_levels.is_some_and(|n| n == 0 || n > 8) {
-            return bad("unscheduled levels must be 1..=8");
+        if let Cutoffs::Workload {
+            unsched_levels: Some(n),
+        } = self.proto.cutoffs
+        {
+            if n == 0 || n > self.proto.num_priorities {
+                return bad("unscheduled levels must be 1..=priorities");
+            }
         }
+        if self.proto.overcommit.is_some_and(|n| n == 0 || n > 8) {
+            return bad("overcommitment must be 1..=8");
+        }
+        let dist = self.traffic.workload.dist(self.traffic.variant);
         self.proto
-            .endpoint_config(1)
+            .resolve(&dist, self.topology.host_link_bps, dist.max_length())
+            .config
             .validate()
             .map_err(SimError::Endpoint)?;
         Ok(())

@@ -200,6 +200,11 @@ impl Port {
         }
     }
 
+    /// When the packet being serialised (if any) is through.
+    pub fn busy_until(&self) -> Ps {
+        self.busy_until
+    }
+
     /// True if nothing is queued and the link is free at `now`.
     pub fn idle(&self, now: Ps) -> bool {
         self.mask == 0 && self.busy_until <= now
@@ -229,11 +234,16 @@ pub(crate) struct Window {
     pub data_wire_bytes: u64,
     /// Message bytes in DATA packets.
     pub payload_bytes: u64,
+    /// Time host downlinks were idle while their host had a partially
+    /// received message (summed over downlinks).
+    pub wasted_ps: u64,
 }
 
 /// Conservation counters (Homa bytes, i.e. without wire overhead).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Flow {
+    /// Wire bytes of DATA packets delivered to hosts.
+    pub delivered_data_wire: u64,
     pub injected_packets: u64,
     pub injected_bytes: u64,
     pub delivered_packets: u64,
@@ -257,6 +267,9 @@ pub(crate) struct Fabric {
     /// Wire bytes sent on host downlinks per priority level, whole run.
     pub downlink_prio_bytes: [u64; 8],
     pub flow: Flow,
+    /// Per host: it has a partially received message (kept current by the
+    /// simulator after every input to the host).
+    pub rx_pending: Vec<bool>,
 }
 
 impl Fabric {
@@ -335,6 +348,7 @@ impl Fabric {
             window: Window::default(),
             downlink_prio_bytes: [0; 8],
             flow: Flow::default(),
+            rx_pending: vec![false; hosts as usize],
         }
     }
 
@@ -380,7 +394,11 @@ impl Fabric {
     /// A packet is delivered to a host's endpoint: releases its slot after
     /// the caller has used it.
     pub fn delivered(&mut self, pkt: u32) {
-        let len = self.pkts.get(pkt).buf.len() as u64;
+        let p = self.pkts.get(pkt);
+        let len = p.buf.len() as u64;
+        if p.payload > 0 {
+            self.flow.delivered_data_wire += u64::from(p.wire);
+        }
         self.flow.delivered_packets += 1;
         self.flow.delivered_bytes += len;
         self.pkts.release(pkt);
@@ -449,6 +467,7 @@ impl Fabric {
         };
         let p = &mut self.ports[port as usize];
         p.queued_bytes -= u64::from(wire);
+        let idle_since = p.busy_until;
         let done = now + ser_ps(wire, p.bps);
         p.busy_until = done;
         p.stats.tx_packets += 1;
@@ -467,6 +486,15 @@ impl Fabric {
         }
         if kind == PortKind::TorDown {
             self.downlink_prio_bytes[usize::from(prio.min(7))] += u64::from(wire);
+            // The host's receive state cannot change while its downlink is
+            // idle, so its state now held for the whole idle period.
+            if let Node::Host(h) = self.ports[port as usize].to {
+                if self.rx_pending[h as usize] {
+                    let w = &mut self.window;
+                    let (a, b) = (idle_since.max(w.start), now.min(w.end));
+                    w.wasted_ps += b.saturating_sub(a);
+                }
+            }
             let w = &mut self.window;
             if now >= w.start && now < w.end {
                 w.wire_bytes += u64::from(wire);

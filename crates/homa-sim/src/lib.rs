@@ -55,7 +55,9 @@ pub mod sim;
 pub mod svg;
 pub mod time;
 
-pub use config::{HostParams, Mode, NicMode, ProtoParams, RunParams, SimConfig, Topology, Traffic};
+pub use config::{
+    Cutoffs, HostParams, Mode, NicMode, ProtoParams, RunParams, SimConfig, Topology, Traffic,
+};
 pub use results::Results;
 pub use sim::{run, Progress, Simulator};
 

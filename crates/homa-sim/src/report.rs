@@ -67,11 +67,13 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "utilisation of host downlinks: DATA {} (offered {}), all packets {}, goodput {}",
+        "utilisation of host downlinks: DATA {} (offered {}), all packets {}, goodput {}; \
+         idle with a message pending {}",
         pct(u.data),
         pct(u.offered),
         pct(u.total),
-        pct(u.goodput)
+        pct(u.goodput),
+        pct(u.wasted)
     );
     let _ = writeln!(
         s,
@@ -138,9 +140,33 @@ pub fn table(r: &Results) -> String {
         }
     );
     let _ = writeln!(s, "simulated {:.1} us, {} events", r.end_us, r.events);
-    for p in &r.pending {
-        let _ = writeln!(s, "pending in homa-proto: {p}");
-    }
+    let samples: Vec<String> = r
+        .backlog
+        .iter()
+        .map(|(t, b)| format!("{:.1}:{:.0}", t / 1e3, b))
+        .collect();
+    let _ = writeln!(
+        s,
+        "unfinished work per host (ms: us of link time): {}",
+        samples.join(" ")
+    );
+    let _ = writeln!(s, "protocol: {}", r.protocol);
+    let pc = &r.protocol_counters;
+    let _ = writeln!(
+        s,
+        "protocol activity: grants {} (fifo {}), retransmitted {}, resends {}, timeouts {}, \
+         need_acks {}, cutoffs {}, beyond grant {}, no buffer {}, duplicates {}",
+        pc.grants,
+        pc.fifo_grants,
+        pc.data_retransmitted,
+        pc.resends,
+        pc.timeouts,
+        pc.need_acks,
+        pc.cutoffs_sent,
+        pc.beyond_grant,
+        pc.no_buffer_space,
+        pc.duplicate_data
+    );
     s
 }
 
@@ -161,6 +187,12 @@ pub fn csv(r: &Results) -> String {
         ("utilization_data", format!("{:.4}", u.data)),
         ("utilization_total", format!("{:.4}", u.total)),
         ("goodput", format!("{:.4}", u.goodput)),
+        ("wasted", format!("{:.4}", u.wasted)),
+        (
+            "retransmitted",
+            r.protocol_counters.data_retransmitted.to_string(),
+        ),
+        ("timeouts", r.protocol_counters.timeouts.to_string()),
         ("generated", m.generated.to_string()),
         ("measured", m.measured.to_string()),
         ("completed", m.completed.to_string()),
@@ -183,6 +215,7 @@ pub fn csv(r: &Results) -> String {
         ),
         ("events", r.events.to_string()),
         ("end_us", format!("{:.3}", r.end_us)),
+        ("protocol", r.protocol.clone()),
     ];
     for (k, v) in kv {
         let _ = writeln!(s, "# {k}={v}");

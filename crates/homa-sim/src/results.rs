@@ -182,6 +182,35 @@ pub struct Utilization {
     pub total: f64,
     /// Fraction carrying message bytes only.
     pub goodput: f64,
+    /// Fraction of downlink time idle while the host had a partially
+    /// received message (bandwidth the receivers left unused although a
+    /// sender had bytes for them: the paper's "wasted bandwidth").
+    pub wasted: f64,
+}
+
+/// Protocol activity summed over all endpoints (from homa-proto's stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProtocolCounters {
+    /// GRANT packets.
+    pub grants: u64,
+    /// Of which FIFO grants.
+    pub fifo_grants: u64,
+    /// DATA packets retransmitted.
+    pub data_retransmitted: u64,
+    /// RESEND packets (silence and fast recovery).
+    pub resends: u64,
+    /// RPCs abandoned after a timeout.
+    pub timeouts: u64,
+    /// NEED_ACK packets.
+    pub need_acks: u64,
+    /// CUTOFFS packets.
+    pub cutoffs_sent: u64,
+    /// DATA beyond the grant (dropped by the receiver).
+    pub beyond_grant: u64,
+    /// Packets refused or grants deferred for lack of receive memory.
+    pub no_buffer_space: u64,
+    /// DATA packets that carried nothing new.
+    pub duplicate_data: u64,
 }
 
 /// Switch buffer occupancy (bytes waiting in output queues).
@@ -261,6 +290,16 @@ pub struct Results {
     pub messages: Messages,
     /// Utilisation.
     pub utilization: Utilization,
+    /// Protocol activity.
+    pub protocol_counters: ProtocolCounters,
+    /// Unfinished work over time: `(time µs, backlog)` where the backlog is
+    /// the DATA wire bytes of created messages not yet delivered, per host,
+    /// in µs of host link time. Sampled 20 times during the arrivals and
+    /// once at the end. In a stable run it levels off; the unfinished work
+    /// of a heavy-tailed workload takes long to reach its steady level,
+    /// which is why utilisation over a short window can fall short of the
+    /// offered load without the network being overloaded.
+    pub backlog: Vec<(f64, f64)>,
     /// Switch buffers.
     pub buffers: Buffers,
     /// Conservation counters.
@@ -271,8 +310,8 @@ pub struct Results {
     pub end_us: f64,
     /// Events processed.
     pub events: u64,
-    /// Settings asked for but not supported by homa-proto yet.
-    pub pending: Vec<String>,
+    /// The protocol settings in force (see `config::Resolved::summary`).
+    pub protocol: String,
 }
 
 #[cfg(test)]

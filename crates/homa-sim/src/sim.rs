@@ -45,13 +45,17 @@ use crate::config::{Mode, NicMode, SimConfig};
 use crate::fabric::{Fabric, Node, PortKind};
 use crate::queue::EventQueue;
 use crate::results::{
-    buckets, shortest, Buffers, Conservation, Messages, Results, Sample, Summary, Utilization,
+    buckets, shortest, Buffers, Conservation, Messages, ProtocolCounters, Results, Sample, Summary,
+    Utilization,
 };
-use crate::time::{from_instant, instant, ps, Ps, PS_PER_SEC};
+use crate::time::{from_instant, instant, ps, Ps, PS_PER_NS, PS_PER_SEC};
 use crate::SimError;
 
 /// The Homa port every host listens and sends on.
 pub const PORT: u16 = 100;
+
+/// Backlog samples taken during the arrivals (plus one at the end).
+const PROBES: u64 = 20;
 
 const BASE_IP: u32 = 0x0A00_0001;
 
@@ -84,6 +88,8 @@ pub(crate) enum Ev {
     AppNote { note: u32 },
     /// A server application's response reaches its endpoint.
     AppRespond { note: u32 },
+    /// Record the backlog of unfinished messages.
+    Probe,
 }
 
 /// Multiplicative hashing for the RPC-id maps: ids are already
@@ -183,6 +189,13 @@ pub struct Simulator {
     arrivals_end: Ps,
     hard_end: Ps,
     rate_per_host: f64,
+    /// Wire bytes of the DATA packets of every message created so far
+    /// (request and response).
+    offered_wire: u64,
+    /// Backlog samples: (time, offered minus delivered DATA wire bytes).
+    backlog: Vec<(Ps, i64)>,
+    probe_interval: Ps,
+    protocol: String,
     events: u64,
     generated: u64,
     measured: u64,
@@ -225,7 +238,8 @@ impl Simulator {
             Mode::OneWay { response_bytes } => dist.max_length().max(response_bytes),
             Mode::Rpc => dist.max_length(),
         };
-        let ep_cfg = cfg.proto.endpoint_config(max_msg);
+        let resolved = cfg.proto.resolve(&dist, t.host_link_bps, max_msg);
+        let ep_cfg = resolved.config.clone();
         let pull = cfg.host.nic == NicMode::Pull;
         let fabric = Fabric::new(t, ps(cfg.host.nic_delay), pull, cfg.seed);
         let rate = rate_for_load(
@@ -271,6 +285,10 @@ impl Simulator {
             arrivals_end,
             hard_end: arrivals_end.saturating_add(ps(cfg.run.drain)),
             rate_per_host: rate,
+            offered_wire: 0,
+            backlog: Vec::new(),
+            probe_interval: (arrivals_end / PROBES).max(1),
+            protocol: resolved.summary(),
             events: 0,
             generated: 0,
             measured: 0,
@@ -285,6 +303,7 @@ impl Simulator {
         for h in 0..t.hosts() {
             sim.schedule_arrival(h);
         }
+        sim.q.push(0, Ev::Probe);
         Ok(sim)
     }
 
@@ -326,6 +345,13 @@ impl Simulator {
     /// the only traffic). It is measured if created after the warm-up.
     pub fn add_message(&mut self, at: Ps, src: u32, dst: u32, size: u32) {
         let measured = at >= self.warmup;
+        let seg = self.cfg.proto.seg_size();
+        let response = match self.cfg.traffic.mode {
+            Mode::OneWay { response_bytes } => response_bytes,
+            Mode::Rpc => size,
+        };
+        self.offered_wire +=
+            Unloaded::message_wire_bytes(size, seg) + Unloaded::message_wire_bytes(response, seg);
         let key = self.msgs.insert(Msg {
             id: self.generated,
             src,
@@ -379,6 +405,7 @@ impl Simulator {
             }
         }
         progress(&self.progress());
+        self.probe();
         Ok(self.results())
     }
 
@@ -402,8 +429,9 @@ impl Simulator {
             Ev::PortFree { port } => {
                 if self.fabric.port_free(port, self.now, &mut self.q) {
                     let p = &self.fabric.ports[port as usize];
-                    if p.kind == PortKind::Nic {
-                        self.nic_pull(p.host);
+                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
+                        // The link is free: the endpoint may send.
+                        self.after_input(p.host);
                     }
                 }
             }
@@ -426,6 +454,13 @@ impl Simulator {
             Ev::AppSend { msg } => self.app_send(msg),
             Ev::AppNote { note } => self.app_note(note),
             Ev::AppRespond { note } => self.app_respond(note),
+            Ev::Probe => {
+                self.probe();
+                let next = self.now + self.probe_interval;
+                if next <= self.arrivals_end {
+                    self.q.push(next, Ev::Probe);
+                }
+            }
         }
     }
 
@@ -585,28 +620,36 @@ impl Simulator {
         while let Some(e) = self.hosts[h as usize].ep.poll_event() {
             self.endpoint_event(h, e);
         }
+        self.fabric.rx_pending[h as usize] = self.hosts[h as usize].ep.rx_bytes() > 0;
         match self.cfg.host.nic {
             NicMode::Pull => {
                 let port = self.hosts[h as usize].nic_port;
                 if self.fabric.ports[port as usize].idle(self.now) {
-                    self.nic_pull(h);
+                    self.take_transmit(h);
                 }
             }
             NicMode::Push => while self.take_transmit(h) {},
         }
         let host = &mut self.hosts[h as usize];
         if let Some(d) = host.ep.poll_timeout() {
-            let at = from_instant(d).max(self.now);
+            let mut at = from_instant(d).max(self.now);
+            if at <= self.now {
+                // A deadline already due after the input was handled can
+                // only be one that poll_transmit serves (the pacer's wakeup,
+                // a FIFO grant) while a pull-mode NIC is busy: serve it when
+                // the link frees. Never spin at one instant.
+                let port = &self.fabric.ports[host.nic_port as usize];
+                at = if port.busy_until() > self.now {
+                    port.busy_until()
+                } else {
+                    self.now + PS_PER_NS
+                };
+            }
             if host.timer_at.is_none_or(|t| at < t) {
                 host.timer_at = Some(at);
                 self.q.push(at, Ev::Timer { host: h });
             }
         }
-    }
-
-    /// A pull-mode NIC with an idle link asks the endpoint for a packet.
-    fn nic_pull(&mut self, h: u32) {
-        self.take_transmit(h);
     }
 
     /// Takes one transmit from host `h`'s endpoint into its NIC. Returns
@@ -649,6 +692,32 @@ impl Simulator {
         true
     }
 
+    fn probe(&mut self) {
+        let backlog = self.offered_wire as i64 - self.fabric.flow.delivered_data_wire as i64;
+        if self.backlog.last().is_none_or(|b| b.0 < self.now) {
+            self.backlog.push((self.now, backlog));
+        }
+    }
+
+    /// Protocol counters summed over all endpoints.
+    fn counters(&self) -> ProtocolCounters {
+        let mut c = ProtocolCounters::default();
+        for h in &self.hosts {
+            let s = h.ep.stats();
+            c.grants += s.grants;
+            c.fifo_grants += s.fifo_grants;
+            c.data_retransmitted += s.data_retransmitted;
+            c.resends += s.resends_silence + s.resends_fast;
+            c.timeouts += s.timeouts;
+            c.need_acks += s.need_acks;
+            c.cutoffs_sent += s.cutoffs_sent;
+            c.beyond_grant += s.beyond_grant;
+            c.no_buffer_space += s.no_buffer_space + s.grants_deferred_memory;
+            c.duplicate_data += s.duplicate_data;
+        }
+        c
+    }
+
     fn results(&self) -> Results {
         let mut samples = self.samples.clone();
         samples.sort_by_key(|s| s.id);
@@ -681,6 +750,8 @@ impl Simulator {
         let (dropped_packets, dropped_bytes) = self.fabric.dropped();
         let (in_flight_packets, in_flight_bytes) = self.fabric.in_flight();
         let completed = self.samples.len() as u64;
+        let t_hosts = t.hosts();
+        let t_bps = t.host_link_bps as f64;
         Results {
             workload: self.cfg.traffic.workload.name(),
             variant: match self.cfg.traffic.variant {
@@ -710,7 +781,19 @@ impl Simulator {
                 data: w.data_wire_bytes as f64 / capacity_bytes,
                 total: w.wire_bytes as f64 / capacity_bytes,
                 goodput: w.payload_bytes as f64 / capacity_bytes,
+                wasted: w.wasted_ps as f64 / (window_ps as f64 * f64::from(t.hosts())),
             },
+            protocol_counters: self.counters(),
+            backlog: self
+                .backlog
+                .iter()
+                .map(|&(t, b)| {
+                    let per_host = b as f64 / f64::from(t_hosts);
+                    // In microseconds of host link time.
+                    let us = per_host * 8.0 / t_bps * 1e6;
+                    (t as f64 / 1e6, us)
+                })
+                .collect(),
             buffers,
             conservation: Conservation {
                 injected_packets: flow.injected_packets,
@@ -725,7 +808,7 @@ impl Simulator {
             downlink_prio_bytes: self.fabric.downlink_prio_bytes,
             end_us: self.now as f64 / 1e6,
             events: self.events,
-            pending: self.cfg.proto.pending(),
+            protocol: self.protocol.clone(),
         }
     }
 }

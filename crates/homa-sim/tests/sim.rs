@@ -52,7 +52,8 @@ const SIZES: [u32; 12] = [
 
 /// Sends the sizes one at a time (each long after the previous finished)
 /// between two hosts and compares each completion time with the analytic
-/// unloaded time.
+/// unloaded time: equal within one packet time (plus the pacer's 1% rate
+/// margin, which only matters for the 1 MB message).
 fn unloaded_matches_analytic(mut cfg: SimConfig, src: u32, dst: u32, inter_rack: bool) {
     cfg.traffic.load = 0.0;
     cfg.run.duration = Duration::ZERO;
@@ -81,9 +82,16 @@ fn unloaded_matches_analytic(mut cfg: SimConfig, src: u32, dst: u32, inter_rack:
             Mode::Rpc => model.rpc(size, size, inter_rack),
         };
         assert_eq!(s.ideal, ideal);
+        // homa-proto's pacer budgets the link at 99% of its rate (the
+        // kernel's margin) beyond a 5 us backlog allowance, so messages long
+        // enough to exhaust it (here 1 MB) take up to 1% longer.
+        let margin = ser_ps(
+            Unloaded::message_wire_bytes(size, cfg.proto.seg_size()) as u32,
+            cfg.topology.host_link_bps,
+        ) / 100;
         let diff = s.time.abs_diff(ideal);
         assert!(
-            diff <= packet_time,
+            diff <= packet_time + margin,
             "size {size}: simulated {} ps, analytic {ideal} ps, off by {diff} ps",
             s.time
         );

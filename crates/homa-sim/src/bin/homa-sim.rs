@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use homa_sim::config::parse_duration;
 use homa_sim::time::us;
-use homa_sim::{report, Mode, NicMode, Progress, SimConfig, Simulator};
+use homa_sim::{report, Cutoffs, Mode, NicMode, Progress, SimConfig, Simulator};
 use homa_workload::{SizeSpec, Variant};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -24,6 +24,12 @@ enum ModeArg {
 enum VariantArg {
     Raw,
     CpNode,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CutoffsArg {
+    Workload,
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,21 +119,33 @@ struct Args {
     /// Unscheduled bytes per message (RTTbytes).
     #[arg(long, default_value_t = 10_000)]
     unsched_bytes: u32,
-    /// Granted-ahead window per message.
+    /// Derive unscheduled bytes from each peer's measured RTT instead.
+    #[arg(long)]
+    unsched_from_rtt: bool,
+    /// Granted-ahead window per active message (0: dynamic).
     #[arg(long, default_value_t = 10_000)]
     grant_window: u32,
+    /// Cap on granted-but-unreceived bytes per receiver.
+    #[arg(long, default_value_t = 400_000)]
+    max_incoming: u32,
     /// Priority levels (ablation: 1).
     #[arg(long, default_value_t = 8)]
     priorities: u8,
-    /// Degree of overcommitment (ablation: 1) [pending in homa-proto].
+    /// Degree of overcommitment (ablation: 1) [default: scheduled levels].
     #[arg(long)]
     overcommit: Option<u32>,
-    /// Disable FIFO grants (ablation) [pending in homa-proto].
+    /// Disable FIFO grants (ablation; the 2018 paper had none).
     #[arg(long)]
     no_fifo_grants: bool,
-    /// Levels for unscheduled bytes (split ablation) [pending in homa-proto].
+    /// Unscheduled cutoffs: from the workload (paper) or automatic.
+    #[arg(long, value_enum, default_value = "workload")]
+    cutoffs: CutoffsArg,
+    /// Levels for unscheduled bytes (the split ablation) [default: by bytes].
     #[arg(long)]
     unsched_levels: Option<u8>,
+    /// Pacer allowance of queued NIC transmit time.
+    #[arg(long, default_value = "5us", value_parser = parse_duration)]
+    nic_backlog: std::time::Duration,
 
     /// Write <name>.txt, <name>.csv and <name>.svg into this directory.
     #[arg(short, long)]
@@ -178,11 +196,25 @@ fn config(a: &Args) -> Result<SimConfig> {
     p.mtu = a.mtu;
     p.gso_bytes = a.gso_bytes;
     p.unsched_bytes = a.unsched_bytes;
+    p.unsched_from_rtt = a.unsched_from_rtt;
     p.grant_window = a.grant_window;
+    p.max_incoming = a.max_incoming;
     p.num_priorities = a.priorities;
     p.overcommit = a.overcommit;
     p.fifo_grants = !a.no_fifo_grants;
-    p.unsched_levels = a.unsched_levels;
+    p.max_nic_backlog = a.nic_backlog;
+    p.cutoffs = match a.cutoffs {
+        CutoffsArg::Workload => Cutoffs::Workload {
+            unsched_levels: a.unsched_levels,
+        },
+        CutoffsArg::Auto => {
+            anyhow::ensure!(
+                a.unsched_levels.is_none(),
+                "--unsched-levels needs --cutoffs workload"
+            );
+            Cutoffs::Auto
+        }
+    };
     let tr = &mut c.traffic;
     tr.workload = a.workload;
     tr.variant = match a.variant {
