@@ -3,9 +3,9 @@
 //!
 //! Every default is the SIGCOMM 2018 paper's simulation setup (see
 //! `SimConfig::default`); the ablations the paper discusses are fields of
-//! [`ProtoParams`]. Parameters that the `homa-proto` revision this crate
-//! builds against does not have yet are kept here and reported as pending by
-//! [`ProtoParams::pending`] instead of being silently ignored.
+//! [`ProtoParams`] (one priority level, overcommitment 1, no FIFO grants,
+//! the unscheduled/scheduled split). [`ProtoParams::resolve`] turns them,
+//! with the workload, into the `homa_proto::Config` every endpoint gets.
 
 use core::time::Duration;
 
@@ -533,6 +533,72 @@ mod tests {
     }
 
     #[test]
+    fn resolve__paper_defaults_and_ablations() {
+        let w4 = Workload::W4.raw();
+        let p = ProtoParams::default();
+        let r = p.resolve(&w4, 10_000_000_000, w4.max_length());
+        let c = &r.config;
+        assert_eq!(c.link_mbps, 10_000);
+        assert_eq!(c.max_overcommit, 7); // W4: 7 scheduled levels
+        assert_eq!(c.window, 10_000);
+        assert_eq!(c.unsched_bytes, 10_000);
+        assert!(!c.unsched_from_rtt);
+        assert_eq!(c.grant_fifo_fraction, 50);
+        assert_eq!(c.max_gso_bytes, 0);
+        assert_eq!(c.max_message_length, 16 << 20);
+        assert_eq!(r.unsched_levels, Some(1));
+        assert_eq!(c.unsched_cutoffs.unwrap()[7], i32::MAX as u32);
+        c.validate().unwrap();
+
+        let w1 = Workload::W1.raw();
+        let r1 = p.resolve(&w1, 10_000_000_000, w1.max_length());
+        assert_eq!(r1.config.max_overcommit, 1);
+        assert_eq!(r1.unsched_levels, Some(7));
+        let cut = r1.config.unsched_cutoffs.unwrap();
+        assert!(cut[2..].windows(2).all(|w| w[0] > w[1]), "{cut:?}");
+
+        let ablated = ProtoParams {
+            num_priorities: 1,
+            overcommit: Some(1),
+            fifo_grants: false,
+            ..ProtoParams::default()
+        };
+        let a = ablated.resolve(&w4, 10_000_000_000, 10_000_000).config;
+        assert_eq!(a.num_priorities, 1);
+        assert_eq!(a.max_overcommit, 1);
+        assert_eq!(a.grant_fifo_fraction, 0);
+        a.validate().unwrap();
+
+        // One priority level keeps the paper's overcommitment.
+        let one = ProtoParams {
+            num_priorities: 1,
+            ..ProtoParams::default()
+        };
+        assert_eq!(one.resolve(&w4, 10_000_000_000, 1).config.max_overcommit, 7);
+
+        let split = ProtoParams {
+            cutoffs: Cutoffs::Workload {
+                unsched_levels: Some(4),
+            },
+            ..ProtoParams::default()
+        };
+        let s = split.resolve(&w4, 10_000_000_000, 1);
+        assert_eq!(s.unsched_levels, Some(4));
+        let cut = s.config.unsched_cutoffs.unwrap();
+        assert_eq!(cut[4], i32::MAX as u32);
+        assert!(cut[5..].iter().all(|&v| v < 1_000_000), "{cut:?}");
+        assert_eq!(&cut[..4], &[0, 0, 0, 0]);
+
+        let auto = ProtoParams {
+            cutoffs: Cutoffs::Auto,
+            ..ProtoParams::default()
+        };
+        let r = auto.resolve(&w4, 10_000_000_000, 1);
+        assert_eq!(r.config.unsched_cutoffs, None);
+        assert!(r.summary().contains("cutoffs auto"));
+    }
+
+    #[test]
     fn validate__defaults_and_nonsense() {
         SimConfig::default().validate().unwrap();
         let mut c = SimConfig::default();
@@ -546,6 +612,15 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = SimConfig::default();
         c.proto.num_priorities = 9;
+        assert!(c.validate().is_err());
+        let mut c = SimConfig::default();
+        c.proto.overcommit = Some(9);
+        assert!(c.validate().is_err());
+        let mut c = SimConfig::default();
+        c.proto.num_priorities = 2;
+        c.proto.cutoffs = Cutoffs::Workload {
+            unsched_levels: Some(3),
+        };
         assert!(c.validate().is_err());
     }
 }

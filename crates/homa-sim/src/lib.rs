@@ -38,7 +38,7 @@
 //! ```
 //!
 //! Modules: [`config`] (what to simulate), [`sim`] (hosts, applications,
-//! event loop), [`mod@fabric`] internals (ports, switches, routing),
+//! event loop), `fabric` (internal: ports, switches, routing),
 //! [`analytic`] (unloaded times), [`results`] (statistics), [`report`]
 //! (table, CSV), [`svg`] (plots), [`queue`] (the event queue), [`time`].
 
@@ -46,6 +46,8 @@
 #![forbid(unsafe_code)]
 
 pub mod analytic;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 mod fabric;
 pub mod queue;

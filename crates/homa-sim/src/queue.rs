@@ -3,12 +3,14 @@
 //!
 //! Almost every event of a network simulation is scheduled a few
 //! microseconds ahead (serialisation, switch and host delays), so the queue
-//! is a calendar (timing wheel) rather than a heap: `2^16` slots of
-//! `2^14` ps (16.4 ns), about 1.07 ms of horizon. Pushing into a future
+//! is a calendar (timing wheel) rather than a heap: `2^12` slots of
+//! `2^14` ps (16.4 ns), about 67 µs of horizon. Pushing into a future
 //! slot is an append; when the clock reaches a slot its events are sorted
 //! once by `(time, sequence)`. Events pushed into the slot being processed
 //! go to a small heap, and events beyond the horizon (millisecond timers,
 //! sparse arrivals) wait in an overflow heap until the wheel reaches them.
+//! Slots keep their capacity, so the wheel's memory is about the number of
+//! events scheduled within one horizon; a short horizon keeps it in cache.
 //! A bitmap of non-empty slots makes skipping empty time cheap.
 //!
 //! Keys pack `(time, sequence)` into one `u128`, so ordering is a single
@@ -20,7 +22,7 @@ use std::collections::BinaryHeap;
 use crate::time::Ps;
 
 const SLOT_BITS: u32 = 14;
-const WHEEL_BITS: u32 = 16;
+const WHEEL_BITS: u32 = 12;
 const WHEEL: u64 = 1 << WHEEL_BITS;
 const MASK: u64 = WHEEL - 1;
 

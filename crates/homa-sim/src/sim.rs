@@ -1,5 +1,5 @@
 //! The simulator: hosts (a `homa_proto::Endpoint`, a NIC, an application)
-//! on the [`fabric`](crate::fabric), driven by one event loop.
+//! on the fabric (ports, switches, links), driven by one event loop.
 //!
 //! # Hosts
 //!

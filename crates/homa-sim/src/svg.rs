@@ -111,7 +111,7 @@ impl Plot {
         }
         let ystep = nice_step((y_hi - self.y_min).max(1e-9), 6.0);
         let y0 = self.y_min;
-        let y1 = y0 + ((y_hi - y0) / ystep).ceil().max(1.0) * ystep;
+        let y1 = ((y_hi / ystep).ceil() * ystep).max(y0 + ystep);
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
         let fx = |x: f64| {
             let t = if self.x_log {
@@ -135,16 +135,21 @@ impl Plot {
             LEFT + pw / 2.0,
             esc(&self.title)
         );
-        // Grid and ticks.
-        let mut y = y0;
-        while y <= y1 + ystep * 1e-6 {
+        // Grid and ticks: the axis start, then multiples of the step.
+        let first = (y0 / ystep).floor() * ystep + ystep;
+        let yticks = core::iter::once(y0).chain(
+            (0..)
+                .map(|k| first + f64::from(k) * ystep)
+                .take_while(|&y| y <= y1 + ystep * 1e-6),
+        );
+        for y in yticks {
             let py = fy(y);
             let _ = writeln!(
                 s,
                 r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##,
                 LEFT + pw
             );
-            let label = if ystep >= 1.0 {
+            let label = if ystep >= 1.0 && y.fract() == 0.0 {
                 format!("{y:.0}")
             } else {
                 format!("{y:.1}")
@@ -155,7 +160,6 @@ impl Plot {
                 LEFT - 6.0,
                 py + 4.0
             );
-            y += ystep;
         }
         let xticks: Vec<f64> = if self.x_log {
             let (a, b) = (x0.log10().round() as i32, x1.log10().round() as i32);
