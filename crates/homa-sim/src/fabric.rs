@@ -237,6 +237,9 @@ pub(crate) struct Window {
     /// Time host downlinks were idle while their host had a partially
     /// received message (summed over downlinks).
     pub wasted_ps: u64,
+    /// Of which the host had granted bytes not yet received (senders had
+    /// permission but did not send, or the bytes were still upstream).
+    pub wasted_granted_ps: u64,
 }
 
 /// Conservation counters (Homa bytes, i.e. without wire overhead).
@@ -267,9 +270,11 @@ pub(crate) struct Fabric {
     /// Wire bytes sent on host downlinks per priority level, whole run.
     pub downlink_prio_bytes: [u64; 8],
     pub flow: Flow,
-    /// Per host: it has a partially received message (kept current by the
+    /// Per host: 0 nothing partially received, 1 partially received
+    /// messages and granted bytes outstanding, 2 partially received
+    /// messages but nothing granted outstanding (kept current by the
     /// simulator after every input to the host).
-    pub rx_pending: Vec<bool>,
+    pub rx_pending: Vec<u8>,
 }
 
 impl Fabric {
@@ -348,7 +353,7 @@ impl Fabric {
             window: Window::default(),
             downlink_prio_bytes: [0; 8],
             flow: Flow::default(),
-            rx_pending: vec![false; hosts as usize],
+            rx_pending: vec![0; hosts as usize],
         }
     }
 
@@ -489,10 +494,14 @@ impl Fabric {
             // The host's receive state cannot change while its downlink is
             // idle, so its state now held for the whole idle period.
             if let Node::Host(h) = self.ports[port as usize].to {
-                if self.rx_pending[h as usize] {
+                let state = self.rx_pending[h as usize];
+                if state > 0 {
                     let w = &mut self.window;
                     let (a, b) = (idle_since.max(w.start), now.min(w.end));
                     w.wasted_ps += b.saturating_sub(a);
+                    if state == 1 {
+                        w.wasted_granted_ps += b.saturating_sub(a);
+                    }
                 }
             }
             let w = &mut self.window;

@@ -67,13 +67,15 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "utilisation of host downlinks: DATA {} (offered {}), all packets {}, goodput {}; \
-         idle with a message pending {}",
+        "utilisation of host downlinks: DATA {} (offered {}, generated {}), all packets {}, \
+         goodput {}; idle with a message pending {} (with grants outstanding {})",
         pct(u.data),
         pct(u.offered),
+        pct(u.generated),
         pct(u.total),
         pct(u.goodput),
-        pct(u.wasted)
+        pct(u.wasted),
+        pct(u.wasted_granted)
     );
     let _ = writeln!(
         s,
@@ -184,10 +186,12 @@ pub fn csv(r: &Results) -> String {
         ("hosts", r.hosts.to_string()),
         ("offered_load", format!("{:.4}", u.offered)),
         ("rate_per_host", format!("{:.3}", r.rate_per_host)),
+        ("generated_load", format!("{:.4}", u.generated)),
         ("utilization_data", format!("{:.4}", u.data)),
         ("utilization_total", format!("{:.4}", u.total)),
         ("goodput", format!("{:.4}", u.goodput)),
         ("wasted", format!("{:.4}", u.wasted)),
+        ("wasted_granted", format!("{:.4}", u.wasted_granted)),
         (
             "retransmitted",
             r.protocol_counters.data_retransmitted.to_string(),

@@ -175,6 +175,11 @@ pub struct Messages {
 pub struct Utilization {
     /// Target load given in the configuration.
     pub offered: f64,
+    /// Load actually generated in the window: DATA wire bytes of the
+    /// messages created in it (requests and responses) over the capacity.
+    /// Differs from `offered` by sampling noise, which heavy tails make
+    /// large over short windows.
+    pub generated: f64,
     /// Fraction of downlink capacity used by DATA packets, headers and
     /// framing included (comparable with `offered`).
     pub data: f64,
@@ -186,6 +191,11 @@ pub struct Utilization {
     /// received message (bandwidth the receivers left unused although a
     /// sender had bytes for them: the paper's "wasted bandwidth").
     pub wasted: f64,
+    /// Part of `wasted` during which the host had granted bytes not yet
+    /// received: the senders had permission but were sending something
+    /// else (or the bytes were upstream). The rest of `wasted` is time with
+    /// nothing granted outstanding: the receiver was not granting.
+    pub wasted_granted: f64,
 }
 
 /// Protocol activity summed over all endpoints (from homa-proto's stats).

@@ -192,6 +192,8 @@ pub struct Simulator {
     /// Wire bytes of the DATA packets of every message created so far
     /// (request and response).
     offered_wire: u64,
+    /// The same for messages created in the measurement window.
+    window_offered: u64,
     /// Backlog samples: (time, offered minus delivered DATA wire bytes).
     backlog: Vec<(Ps, i64)>,
     probe_interval: Ps,
@@ -286,6 +288,7 @@ impl Simulator {
             hard_end: arrivals_end.saturating_add(ps(cfg.run.drain)),
             rate_per_host: rate,
             offered_wire: 0,
+            window_offered: 0,
             backlog: Vec::new(),
             probe_interval: (arrivals_end / PROBES).max(1),
             protocol: resolved.summary(),
@@ -350,8 +353,12 @@ impl Simulator {
             Mode::OneWay { response_bytes } => response_bytes,
             Mode::Rpc => size,
         };
-        self.offered_wire +=
+        let wire =
             Unloaded::message_wire_bytes(size, seg) + Unloaded::message_wire_bytes(response, seg);
+        self.offered_wire += wire;
+        if measured && at < self.arrivals_end {
+            self.window_offered += wire;
+        }
         let key = self.msgs.insert(Msg {
             id: self.generated,
             src,
@@ -620,7 +627,12 @@ impl Simulator {
         while let Some(e) = self.hosts[h as usize].ep.poll_event() {
             self.endpoint_event(h, e);
         }
-        self.fabric.rx_pending[h as usize] = self.hosts[h as usize].ep.rx_bytes() > 0;
+        let ep = &self.hosts[h as usize].ep;
+        self.fabric.rx_pending[h as usize] = match (ep.rx_bytes() > 0, ep.total_incoming() > 0) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        };
         match self.cfg.host.nic {
             NicMode::Pull => {
                 let port = self.hosts[h as usize].nic_port;
@@ -778,10 +790,13 @@ impl Simulator {
             },
             utilization: Utilization {
                 offered: self.cfg.traffic.load,
+                generated: self.window_offered as f64 / capacity_bytes,
                 data: w.data_wire_bytes as f64 / capacity_bytes,
                 total: w.wire_bytes as f64 / capacity_bytes,
                 goodput: w.payload_bytes as f64 / capacity_bytes,
                 wasted: w.wasted_ps as f64 / (window_ps as f64 * f64::from(t.hosts())),
+                wasted_granted: w.wasted_granted_ps as f64
+                    / (window_ps as f64 * f64::from(t.hosts())),
             },
             protocol_counters: self.counters(),
             backlog: self
