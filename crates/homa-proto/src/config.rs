@@ -129,6 +129,13 @@ pub struct Config {
     pub max_rx_bytes: u64,
     /// Most bytes of incoming-message buffers held for one peer.
     pub max_rx_bytes_per_peer: u64,
+    /// Receive memory per socket: buffers of messages being assembled plus
+    /// delivered messages the application still holds. At the budget the
+    /// socket's messages get no more grants and new ones wait.
+    pub socket_rx_budget: u64,
+    /// Bytes of a socket's outgoing messages not yet freed before sends
+    /// fail with `WouldBlock` (the kernel's `wmem_max`, 100 MB).
+    pub max_tx_bytes_per_socket: u64,
     /// Most peers with state; idle peers are collected first.
     pub max_peers: usize,
     /// A peer with no RPCs is kept at least this long after its last
@@ -177,6 +184,8 @@ impl Default for Config {
             max_unscheduled: 1 << 20,
             max_rx_bytes: 512 << 20,
             max_rx_bytes_per_peer: 64 << 20,
+            socket_rx_budget: 64 << 20,
+            max_tx_bytes_per_socket: 100_000_000,
             max_peers: 100_000,
             peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
@@ -239,6 +248,12 @@ impl Config {
                 "max_rpcs_per_peer and max_peers must be positive",
             ));
         }
+        let one_message = self.max_message_length as u64;
+        if self.socket_rx_budget < one_message || self.max_rx_bytes_per_peer < one_message {
+            return Err(ConfigError(
+                "socket_rx_budget and max_rx_bytes_per_peer must hold one message of max_message_length",
+            ));
+        }
         if self.max_rx_bytes_per_peer > self.max_rx_bytes {
             return Err(ConfigError("max_rx_bytes_per_peer exceeds max_rx_bytes"));
         }
@@ -263,11 +278,7 @@ impl Config {
     /// The level for FIFO grants and memory-wakeup RESENDs
     /// (`homa_high_priority`): one below the top, or 0 with ≤ 2 levels.
     pub fn high_priority(&self) -> u8 {
-        if self.num_priorities <= 2 {
-            0
-        } else {
-            self.num_priorities - 2
-        }
+        self.num_priorities.saturating_sub(2)
     }
 
     /// Wire bytes of a packet carrying `homa_bytes` of Homa header and

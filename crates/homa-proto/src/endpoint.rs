@@ -47,8 +47,10 @@ use crate::pacer::Pacer;
 use crate::peer::{DoneIds, Peer};
 use crate::prio::Prio;
 use crate::rng::Rng;
+use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
+use crate::socket::Socket;
 use crate::stats::Stats;
 use crate::wire::{Body, DataHeader, PacketType, Repr};
 use crate::Instant;
@@ -88,6 +90,10 @@ pub enum Error {
     /// The RPC is not in a state that allows the command.
     #[error("rpc is in the wrong state for this command")]
     WrongState,
+    /// The socket's send cap is reached; retry after
+    /// [`Event::Writable`].
+    #[error("send buffer full")]
+    WouldBlock,
 }
 
 /// Why an RPC failed.
@@ -139,6 +145,12 @@ pub enum Event {
         /// The response bytes.
         data: Bytes,
     },
+    /// Room freed under the socket's send cap after a send failed with
+    /// [`Error::WouldBlock`].
+    Writable {
+        /// Local socket port.
+        port: u16,
+    },
     /// A request we sent failed.
     Failed {
         /// Local socket port.
@@ -186,11 +198,6 @@ impl Transmit {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Socket {
-    pub(crate) server: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
 pub(crate) struct Control {
     pub(crate) dest: SocketAddr,
     pub(crate) repr: Repr,
@@ -232,6 +239,8 @@ pub struct Endpoint {
     pub(crate) now: Instant,
     /// Incoming messages whose grants wait for receive-buffer memory.
     pub(crate) rx_waiters: Vec<(usize, u64)>,
+    /// New messages waiting for a receive buffer, SRPT: (length, seq, key).
+    pub(crate) mem_waiters: std::collections::BTreeSet<(u32, u64, usize)>,
     /// Next collection of idle peers (armed while peers exist).
     pub(crate) next_peer_gc: Option<Instant>,
     /// At-most-once floors of collected peers (bounded, oldest evicted).
@@ -298,6 +307,7 @@ impl Endpoint {
             rx_bytes: 0,
             now: Instant::ZERO,
             rx_waiters: Vec::new(),
+            mem_waiters: std::collections::BTreeSet::new(),
             next_peer_gc: None,
             retired: Map::with_hasher(hasher()),
             retired_order: VecDeque::new(),
@@ -323,6 +333,27 @@ impl Endpoint {
     /// Number of peers with state.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Counters and gauges, for monitoring.
+    pub fn metrics(&self) -> crate::stats::Metrics {
+        let client = self.client_rpcs.len();
+        crate::stats::Metrics {
+            stats: self.stats.clone(),
+            client_rpcs: client,
+            server_rpcs: self.rpcs.len() - client,
+            peers: self.peers.len(),
+            rx_bytes: self.rx_bytes,
+            total_incoming: self.grants.total_incoming,
+            active_grants: self.grants.active,
+            waiting_for_memory: self.mem_waiters.len(),
+            min_rtt_nanos: self
+                .peers
+                .values()
+                .filter_map(|p| p.rtt)
+                .map(|d| d.as_nanos() as u64)
+                .min(),
+        }
     }
 
     /// Number of open sockets.
@@ -368,12 +399,7 @@ impl Endpoint {
             p if self.sockets.contains_key(&p) => return Err(Error::PortInUse(p)),
             p => p,
         };
-        self.sockets.insert(
-            port,
-            Socket {
-                server: port < 0x8000,
-            },
-        );
+        self.sockets.insert(port, Socket::new(port < 0x8000));
         Ok(port)
     }
 
@@ -420,6 +446,7 @@ impl Endpoint {
         self.events.retain(|e| match e {
             Event::Request { port: p, .. }
             | Event::Response { port: p, .. }
+            | Event::Writable { port: p }
             | Event::Failed { port: p, .. } => *p != port,
         });
         ended.sort_unstable();
@@ -497,6 +524,7 @@ impl Endpoint {
             return Err(Error::NoSocket(port));
         }
         self.check_message(request.len())?;
+        self.charge_tx(port, request.len())?;
         let id = self.next_client_id;
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
@@ -511,6 +539,10 @@ impl Endpoint {
         let key = self.rpcs.insert(rpc);
         self.client_rpcs.insert(id, key);
         self.stats.requests_started += 1;
+        self.stats
+            .tx_sizes
+            .add(self.rpcs[key].msgout.as_ref().map_or(0, |m| m.length()));
+        self.hold_if_plugged(port, key);
         self.update_xmit(key);
         self.arm_tick(now);
         Ok(id)
@@ -533,6 +565,8 @@ impl Endpoint {
         if self.rpcs[key].state != RpcState::InService {
             return Err(Error::WrongState);
         }
+        self.charge_tx(port, response.len())?;
+        let response_len = response.len() as u32;
         let seg = self.seg_size(&peer);
         let num_prio = self.config.num_priorities;
         let prio = self
@@ -544,6 +578,8 @@ impl Endpoint {
         rpc.last_heard = now;
         rpc.msgout = Some(MsgOut::new(response, seg, unsched, prio, now));
         self.stats.responses_started += 1;
+        self.stats.tx_sizes.add(response_len);
+        self.hold_if_plugged(port, key);
         self.update_xmit(key);
         Ok(())
     }
@@ -564,7 +600,23 @@ impl Endpoint {
     /// Processes one received datagram from `src`. Malformed or unexpected
     /// packets are counted in [`Stats`] and dropped; nothing here panics.
     pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) {
+        self.handle_datagram_at_level(now, src, None, datagram);
+    }
+
+    /// Like [`Endpoint::handle_datagram`], with the priority level the
+    /// packet arrived at (from the IP TOS / traffic-class byte, see
+    /// [`Endpoint::level_of_tos`], or from a simulator). Knowing arrival
+    /// levels lets the receiver recover clearly lost packets without waiting
+    /// for the silence timer (see the timer module).
+    pub fn handle_datagram_at_level(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        datagram: &[u8],
+    ) {
         self.now = self.now.max(now);
+        let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
         let (repr, payload) = match Repr::parse_with_payload(datagram) {
             Ok(r) => r,
             Err(_) => {
@@ -582,13 +634,15 @@ impl Endpoint {
             self.stats.freeze += 1;
             return;
         }
-        let Some(sock) = self.sockets.get(&repr.dport).copied() else {
+        let Some(server) = self.sockets.get(&repr.dport).map(|s| s.server) else {
             self.stats.no_socket += 1;
             return;
         };
         let local = local_id(repr.sender_id);
         match repr.body {
-            Body::Data(h) => self.handle_data(now, src, repr.dport, sock, local, &h, payload),
+            Body::Data(h) => {
+                self.handle_data(now, src, repr.dport, server, local, &h, payload, level)
+            }
             Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, &g),
             Body::Resend(r) => self.handle_resend(now, src, repr.dport, local, &r),
             Body::RpcUnknown => self.handle_rpc_unknown(src, repr.dport, local),
@@ -598,6 +652,13 @@ impl Endpoint {
             Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
             Body::Freeze => {}
         }
+    }
+
+    /// The priority level whose packets carry this IP TOS / traffic-class
+    /// byte under [`Config::priority_map`], if any.
+    pub fn level_of_tos(&self, tos: u8) -> Option<u8> {
+        let value = tos >> 5;
+        (0..self.config.num_priorities).find(|&l| self.config.priority_map[l as usize] == value)
     }
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
@@ -661,7 +722,13 @@ impl Endpoint {
         }
         self.xmit_unqueue(key, rpc.seq, rpc.xmit_key);
         if let Some(m) = &rpc.msgin {
-            self.uncharge_rx(rpc.peer, m.buffer_len());
+            self.uncharge_rx(rpc.peer, rpc.port, m.buffer_len());
+        }
+        if let Some(m) = &rpc.msgout {
+            self.uncharge_tx(rpc.port, m.length());
+        }
+        if let Some((len, _)) = rpc.waiting {
+            self.mem_waiters.remove(&(len, rpc.seq, key));
         }
         let (now, max_done, lifetime) = (
             self.now,

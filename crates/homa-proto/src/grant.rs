@@ -67,7 +67,7 @@ impl Endpoint {
         self.grants.dirty = true;
     }
 
-    fn grant_refresh(&mut self, key: usize) {
+    pub(crate) fn grant_refresh(&mut self, key: usize) {
         let rpc = &mut self.rpcs[key];
         let Some(m) = rpc.msgin.as_mut() else {
             return;
@@ -182,6 +182,11 @@ impl Endpoint {
             return;
         }
         self.grants.dirty = false;
+        if !self.mem_waiters.is_empty() {
+            self.admit_waiting();
+        }
+        let blocked_before = !self.rx_waiters.is_empty();
+        self.rx_waiters.clear();
         let active = self.choose_active();
         let n_active = active.len() as u32;
         self.grants.active = active.len();
@@ -223,6 +228,69 @@ impl Endpoint {
         if fifo_due {
             self.fifo_grant(now, window);
         }
+        if !self.rx_waiters.is_empty() {
+            self.break_memory_deadlock();
+        } else if blocked_before {
+            // Messages that were blocked got their memory: waiting ones may
+            // be admitted next.
+            self.grants.dirty |= !self.mem_waiters.is_empty();
+        }
+    }
+
+    /// When the best-ranked message blocked for memory has received
+    /// everything it was granted, no data in flight can free memory for it:
+    /// evict the worst-ranked other message holding buffer memory in the same
+    /// socket or from the same peer (its bytes come back by RESEND when it is
+    /// admitted again), so the best message can always finish.
+    fn break_memory_deadlock(&mut self) {
+        let best = self
+            .rx_waiters
+            .iter()
+            .filter(|&&(k, seq)| self.live(k, seq))
+            .filter_map(|&(k, _)| self.rpcs[k].grant_rank.map(|r| (r, k)))
+            .min();
+        let Some((best_rank, best)) = best else {
+            return;
+        };
+        let stuck = self.rpcs[best]
+            .msgin
+            .as_ref()
+            .is_some_and(|m| m.all_granted_received());
+        if !stuck {
+            return;
+        }
+        let (port, peer) = (self.rpcs[best].port, self.rpcs[best].peer);
+        let victim = self
+            .grants
+            .ranked
+            .iter()
+            .rev()
+            .take_while(|r| **r > best_rank)
+            .map(|r| r.3)
+            .find(|&k| {
+                let r = &self.rpcs[k];
+                (r.port == port || r.peer == peer)
+                    && r.msgin.as_ref().is_some_and(|m| m.buffer_len() > 0)
+            });
+        if let Some(victim) = victim {
+            self.evict(victim);
+            self.grants.dirty = true;
+        }
+    }
+
+    /// Takes a partially received message's buffer away; the message waits
+    /// for memory again.
+    fn evict(&mut self, key: usize) {
+        self.grant_remove(key);
+        let rpc = &mut self.rpcs[key];
+        let Some(m) = rpc.msgin.take() else {
+            return;
+        };
+        let (peer, port, seq) = (rpc.peer, rpc.port, rpc.seq);
+        rpc.waiting = Some((m.length(), m.unsched_end));
+        self.mem_waiters.insert((m.length(), seq, key));
+        self.stats.evictions += 1;
+        self.uncharge_rx(peer, port, m.buffer_len());
     }
 
     /// Grants the oldest responsive message `fifo_grant_increment` more
@@ -258,6 +326,9 @@ impl Endpoint {
         let Some(target) = self.fit_grant_to_memory(key, seq, target) else {
             return;
         };
+        if let Some(m) = self.rpcs[key].msgin.as_mut() {
+            m.min_grant_level = m.min_grant_level.min(prio);
+        }
         self.grant_refresh(key);
         let rpc = &self.rpcs[key];
         let (port, peer, id) = (rpc.port, rpc.peer, rpc.id);
@@ -274,8 +345,8 @@ impl Endpoint {
     /// the grant to send, or `None` (and parks the message until memory
     /// frees) if nothing more can be granted.
     pub(crate) fn fit_grant_to_memory(&mut self, key: usize, seq: u64, target: u32) -> Option<u32> {
-        let peer = self.rpcs[key].peer;
-        let avail = self.rx_available(peer);
+        let (peer, port) = (self.rpcs[key].peer, self.rpcs[key].port);
+        let avail = self.rx_available(peer, port);
         let m = self.rpcs[key].msgin.as_mut()?;
         let target = target.min(m.length());
         let mut target = target;
@@ -296,7 +367,7 @@ impl Endpoint {
         if rpc.rtt_probe.is_none() {
             rpc.rtt_probe = Some(Probe::Grant(self.now, before));
         }
-        let charged = self.charge_rx(peer, grow);
+        let charged = self.charge_rx(peer, port, grow);
         debug_assert!(charged, "growth was fitted to the budget");
         Some(target)
     }

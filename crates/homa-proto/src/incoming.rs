@@ -5,7 +5,7 @@
 
 use core::net::SocketAddr;
 
-use crate::endpoint::{Endpoint, Socket};
+use crate::endpoint::Endpoint;
 use crate::rpc::msgin::{AddOutcome, MsgIn};
 use crate::rpc::{local_id, Probe, Rpc, RpcState};
 use crate::wire::{
@@ -30,10 +30,11 @@ impl Endpoint {
         now: Instant,
         src: SocketAddr,
         port: u16,
-        sock: Socket,
+        server: bool,
         local: u64,
         h: &DataHeader,
         payload: &[u8],
+        level: u8,
     ) {
         if h.message_length == 0 || h.message_length > self.config.max_message_length {
             self.stats.bad_data += 1;
@@ -46,12 +47,12 @@ impl Endpoint {
                 self.stats.unknown_rpc += 1;
                 return;
             }
-            None => match self.admit_server_rpc(now, src, port, sock, local) {
+            None => match self.admit_server_rpc(now, src, port, server, local) {
                 Some(k) => k,
                 None => return,
             },
         };
-        self.accept_data(now, key, h, payload);
+        self.accept_data(now, key, h, payload, level);
         if h.cutoff_version != self.prio.version {
             self.send_cutoffs(now, src, port, local);
         }
@@ -89,10 +90,10 @@ impl Endpoint {
         now: Instant,
         src: SocketAddr,
         port: u16,
-        sock: Socket,
+        server: bool,
         local: u64,
     ) -> Option<usize> {
-        if !sock.server {
+        if !server {
             self.stats.no_socket += 1;
             return None;
         }
@@ -126,17 +127,22 @@ impl Endpoint {
         Some(key)
     }
 
-    /// Receive-buffer bytes still available to `peer` under the
-    /// endpoint-wide and per-peer budgets.
-    pub(crate) fn rx_available(&self, peer: SocketAddr) -> u64 {
+    /// Receive-buffer bytes still available to a message from `peer` for
+    /// socket `port`, under the endpoint-wide, per-peer and per-socket
+    /// budgets.
+    pub(crate) fn rx_available(&self, peer: SocketAddr, port: u16) -> u64 {
         let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
         let global = self.config.max_rx_bytes.saturating_sub(self.rx_bytes);
-        global.min(self.config.max_rx_bytes_per_peer.saturating_sub(used))
+        let per_peer = self.config.max_rx_bytes_per_peer.saturating_sub(used);
+        let socket = self.sockets.get(&port).map_or(0, |s| {
+            self.config.socket_rx_budget.saturating_sub(s.rx_used())
+        });
+        global.min(per_peer).min(socket)
     }
 
-    /// Reserves `len` receive-buffer bytes for `peer`, if the budgets allow.
-    pub(crate) fn charge_rx(&mut self, peer: SocketAddr, len: u32) -> bool {
-        if len as u64 > self.rx_available(peer) {
+    /// Reserves `len` receive-buffer bytes, if the budgets allow.
+    pub(crate) fn charge_rx(&mut self, peer: SocketAddr, port: u16, len: u32) -> bool {
+        if len as u64 > self.rx_available(peer, port) {
             return false;
         }
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -144,21 +150,81 @@ impl Endpoint {
         };
         p.rx_bytes += len as u64;
         self.rx_bytes += len as u64;
+        if let Some(s) = self.sockets.get_mut(&port) {
+            s.assembling += len as u64;
+        }
         true
     }
 
     /// Returns receive-buffer space reserved by [`Endpoint::charge_rx`], and
     /// lets messages that were waiting for memory be granted again.
-    pub(crate) fn uncharge_rx(&mut self, peer: SocketAddr, len: u32) {
+    pub(crate) fn uncharge_rx(&mut self, peer: SocketAddr, port: u16, len: u32) {
         let len = len as u64;
         self.rx_bytes = self.rx_bytes.saturating_sub(len);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.rx_bytes = p.rx_bytes.saturating_sub(len);
         }
-        if len > 0 && !self.rx_waiters.is_empty() {
-            // Messages parked for memory get another grant pass.
-            self.rx_waiters.clear();
+        if let Some(s) = self.sockets.get_mut(&port) {
+            s.assembling = s.assembling.saturating_sub(len);
+        }
+        if len > 0 {
+            self.memory_freed();
+        }
+    }
+
+    /// Memory may have freed (a buffer was returned, or the application
+    /// dropped messages): the next grant pass reconsiders messages parked
+    /// for memory and admits waiting ones.
+    pub(crate) fn memory_freed(&mut self) {
+        if !self.rx_waiters.is_empty() || !self.mem_waiters.is_empty() {
             self.grants.dirty = true;
+        }
+    }
+
+    /// Gives receive buffers to waiting messages, shortest first, and asks
+    /// each one's sender to retransmit what it already sent (the packets
+    /// were dropped while the message waited). A waiting message is admitted
+    /// only if it is shorter than every admitted message that is blocked for
+    /// memory (SRPT: those get the memory first).
+    pub(crate) fn admit_waiting(&mut self) {
+        let now = self.now;
+        let blocked_min = self
+            .rx_waiters
+            .iter()
+            .filter_map(|&(k, seq)| self.live(k, seq).then_some(k))
+            .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
+            .min()
+            .unwrap_or(u32::MAX);
+        let waiting: Vec<(u32, u64, usize)> = self.mem_waiters.iter().copied().collect();
+        for (len, seq, key) in waiting {
+            if len >= blocked_min {
+                break;
+            }
+            let rpc = &self.rpcs[key];
+            let Some((_, incoming)) = rpc.waiting else {
+                continue;
+            };
+            let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
+            let need = MsgIn::capacity_for(len, incoming.min(len)) as u64;
+            if need > self.rx_available(peer, port) {
+                continue;
+            }
+            let msgin = MsgIn::new(len, incoming, now);
+            let charged = self.charge_rx(peer, port, msgin.buffer_len());
+            debug_assert!(charged, "checked above");
+            self.mem_waiters.remove(&(len, seq, key));
+            let rpc = &mut self.rpcs[key];
+            rpc.waiting = None;
+            rpc.msgin = Some(msgin);
+            rpc.last_heard = now;
+            self.grant_refresh(key);
+            self.stats.messages_admitted += 1;
+            let body = Body::Resend(ResendHeader {
+                offset: 0,
+                length: ResendHeader::ALL,
+                priority: Some(self.config.high_priority()),
+            });
+            self.send_control(port, peer, id, body);
         }
     }
 
@@ -185,7 +251,7 @@ impl Endpoint {
         }
     }
 
-    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8]) {
+    fn accept_data(&mut self, now: Instant, key: usize, h: &DataHeader, payload: &[u8], level: u8) {
         let rpc = &self.rpcs[key];
         let acceptable = matches!(
             (rpc.is_client(), rpc.state),
@@ -196,23 +262,38 @@ impl Endpoint {
             self.stats.wrong_state += 1;
             return;
         }
+        if rpc.waiting.is_some() {
+            // Still no memory for this message: drop, but the sender is alive.
+            self.rpcs[key].last_heard = now;
+            self.stats.no_buffer_space += 1;
+            return;
+        }
         if rpc.msgin.is_none() {
-            let peer = rpc.peer;
+            let (peer, port) = (rpc.peer, rpc.port);
             // Memory follows grants: the sender's unscheduled claim is capped,
             // and only the buffer the grant needs is reserved.
             let incoming = h.incoming.min(self.config.max_unscheduled);
-            let msgin = MsgIn::new(h.message_length, incoming, now);
-            if !self.charge_rx(peer, msgin.buffer_len()) {
+            let need = MsgIn::capacity_for(h.message_length, incoming.min(h.message_length));
+            if need as u64 > self.rx_available(peer, port) {
+                // No memory: the message waits, in SRPT order, for a buffer;
+                // its packets are dropped until then.
                 self.stats.no_buffer_space += 1;
-                let rpc = &self.rpcs[key];
-                if !rpc.is_client() && rpc.msgin.is_none() {
-                    // Do not keep state for a request we cannot take; the
-                    // client retries when its RPC falls silent.
-                    self.free_rpc(key);
-                }
+                self.stats.messages_waited += 1;
+                let rpc = &mut self.rpcs[key];
+                rpc.waiting = Some((h.message_length, incoming));
+                rpc.last_heard = now;
+                let seq = rpc.seq;
+                self.mem_waiters.insert((h.message_length, seq, key));
+                self.arm_tick(now);
                 return;
             }
+            let msgin = MsgIn::new(h.message_length, incoming, now);
+            let charged = self.charge_rx(peer, port, msgin.buffer_len());
+            debug_assert!(charged, "checked above");
             self.rpcs[key].msgin = Some(msgin);
+            // The message joins the grant scheduler now, whatever becomes
+            // of this first packet.
+            self.grant_update(key);
         }
         let answer = Answer::Data {
             offset: h.offset,
@@ -225,7 +306,10 @@ impl Endpoint {
         if rpc.state == RpcState::Outgoing {
             // The first response packet: the server has our request.
             rpc.state = RpcState::Incoming;
-            rpc.msgout = None;
+            let port = rpc.port;
+            if let Some(m) = rpc.msgout.take() {
+                self.uncharge_tx(port, m.length());
+            }
             self.update_xmit(key);
         }
         let rpc = &mut self.rpcs[key];
@@ -235,24 +319,16 @@ impl Endpoint {
             return;
         }
         let gaps_before = msgin.gaps().len();
-        match msgin.add(h.offset, payload, max_gaps, now) {
-            AddOutcome::Accepted(_) => {}
-            AddOutcome::Duplicate => {
-                self.stats.duplicate_data += 1;
-                return;
-            }
-            AddOutcome::TooManyGaps => {
-                self.stats.too_many_gaps += 1;
-                return;
-            }
-            AddOutcome::OutOfRange => {
-                self.stats.bad_data += 1;
-                return;
-            }
-            AddOutcome::BeyondGrant => {
-                self.stats.beyond_grant += 1;
-                return;
-            }
+        let dropped = match msgin.add(h.offset, payload, max_gaps, now, level) {
+            AddOutcome::Accepted(_) => None,
+            AddOutcome::Duplicate => Some(&mut self.stats.duplicate_data),
+            AddOutcome::TooManyGaps => Some(&mut self.stats.too_many_gaps),
+            AddOutcome::OutOfRange => Some(&mut self.stats.bad_data),
+            AddOutcome::BeyondGrant => Some(&mut self.stats.beyond_grant),
+        };
+        if let Some(counter) = dropped {
+            *counter += 1;
+            return;
         }
         let opened_gap = msgin.gaps().len() > gaps_before;
         let complete = msgin.is_complete();
@@ -272,12 +348,19 @@ impl Endpoint {
         self.grant_remove(key);
         let rpc = &mut self.rpcs[key];
         let msgin = rpc.msgin.take().expect("complete message");
+        let (peer, port) = (rpc.peer, rpc.port);
+        self.stats.rx_sizes.add(msgin.length());
         if self.prio.observe(msgin.length(), &self.config) {
             self.stats.cutoffs_updates += 1;
         }
-        let peer = rpc.peer;
-        self.uncharge_rx(peer, msgin.buffer_len());
-        let data = msgin.into_bytes();
+        // Count the bytes as held by the application before returning the
+        // buffer, so the room is never handed to a waiting message twice.
+        let buffer = msgin.buffer_len();
+        let data = match self.sockets.get(&port) {
+            Some(sock) => sock.deliver(msgin.into_vec()),
+            None => msgin.into_bytes(),
+        };
+        self.uncharge_rx(peer, port, buffer);
         self.stats.message_bytes_delivered += data.len() as u64;
         let rpc = &mut self.rpcs[key];
         if rpc.is_client() {
@@ -372,6 +455,9 @@ impl Endpoint {
             _ => {
                 // Alive, but our message is not being sent (server still
                 // receiving or computing): say so.
+                if rpc.waiting.is_some() {
+                    rpc.last_heard = now;
+                }
                 self.send_control(port, src, local, Body::Busy);
                 return;
             }
@@ -441,6 +527,11 @@ impl Endpoint {
             return;
         }
         if let Some(key) = self.find_rpc(src, port, local) {
+            if self.rpcs[key].waiting.is_some() {
+                // We hold the response back for lack of memory.
+                self.rpcs[key].last_heard = now;
+                return;
+            }
             // Our response is incomplete: ask for the missing pieces instead.
             self.request_retransmission(now, key);
             return;

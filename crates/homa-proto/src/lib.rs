@@ -46,6 +46,8 @@
 
 pub mod config;
 mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod incoming;
 mod outgoing;
@@ -54,6 +56,7 @@ mod peer;
 pub mod prio;
 mod rng;
 mod rpc;
+mod socket;
 pub mod stats;
 pub mod testnet;
 mod time;

@@ -144,6 +144,11 @@ impl Endpoint {
         let t = self.write_data(now, key, buf, false, limit);
         let wire = self.transmit_wire_bytes(&t);
         self.charge_link(now, wire);
+        if paced {
+            if let Some(since) = self.pacer.held_since.take() {
+                self.stats.throttled_nanos += now.nanos_since(since);
+            }
+        }
         self.update_xmit(key);
         Some(t)
     }

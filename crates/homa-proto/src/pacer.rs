@@ -27,7 +27,7 @@ use crate::rpc::{RpcState, XmitPos};
 use crate::Instant;
 
 /// Sender scheduler state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Pacer {
     /// Paced messages by (bytes left, seq, key).
     pub srpt: BTreeSet<(u32, u64, usize)>,
@@ -37,10 +37,27 @@ pub(crate) struct Pacer {
     pub short: BTreeSet<(u64, usize)>,
     /// Estimated time the NIC finishes what it has been given.
     pub link_idle: Instant,
-    /// FIFO share counter (thousandths).
+    /// FIFO share counter (thousandths); starts full so the first batches
+    /// follow SRPT.
     pub fifo_count: i32,
     /// When the link will accept the next paced batch, if data is held.
     pub wakeup: Option<Instant>,
+    /// Since when paced data has been held (for the throttled-time metric).
+    pub held_since: Option<Instant>,
+}
+
+impl Default for Pacer {
+    fn default() -> Pacer {
+        Pacer {
+            srpt: BTreeSet::new(),
+            fifo: BTreeSet::new(),
+            short: BTreeSet::new(),
+            link_idle: Instant::ZERO,
+            fifo_count: 1000,
+            wakeup: None,
+            held_since: None,
+        }
+    }
 }
 
 impl Endpoint {
@@ -50,11 +67,13 @@ impl Endpoint {
         let defer_min = self.config.defer_min_bytes;
         let rpc = &mut self.rpcs[key];
         let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() => Some(if m.length() < defer_min {
-                XmitPos::Short
-            } else {
-                XmitPos::Paced(m.bytes_left(), m.init_time)
-            }),
+            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held => {
+                Some(if m.length() < defer_min {
+                    XmitPos::Short
+                } else {
+                    XmitPos::Paced(m.bytes_left(), m.init_time)
+                })
+            }
             _ => None,
         };
         if want == rpc.xmit_key {
@@ -98,6 +117,10 @@ impl Endpoint {
 
     /// Remembers that paced data waits for the link.
     pub(crate) fn hold_for_link(&mut self) {
+        if self.pacer.held_since.is_none() {
+            self.pacer.held_since = Some(self.now);
+            self.stats.throttled += 1;
+        }
         let at = self
             .pacer
             .link_idle

@@ -188,15 +188,20 @@ pub fn drift(old: &[u32; MAX_PRIORITIES], new: &[u32; MAX_PRIORITIES]) -> f64 {
 
 /// The receiver's priority state: current cutoffs and their version.
 #[derive(Debug, Clone)]
-pub(crate) struct Prio {
+pub struct Prio {
+    /// Current cutoffs (what CUTOFFS packets carry).
     pub cutoffs: [u32; MAX_PRIORITIES],
+    /// Their version (starts at 1; 0 means "none" on the wire).
     pub version: u16,
+    /// Highest level used for scheduled data.
     pub max_sched_prio: u8,
-    pub auto: bool,
-    pub hist: SizeHistogram,
+    auto: bool,
+    hist: SizeHistogram,
 }
 
 impl Prio {
+    /// The initial state for a configuration: fixed cutoffs if configured,
+    /// else the kernel's defaults until enough messages were observed.
     pub fn new(config: &crate::Config) -> Prio {
         let fixed = config.unsched_cutoffs;
         let cutoffs = normalise(fixed.unwrap_or(DEFAULT_CUTOFFS), config.num_priorities);

@@ -32,6 +32,41 @@ impl PerType {
     }
 }
 
+/// Message counts and bytes by size: bucket `i` holds messages of
+/// `2^(i-1) + 1 ..= 2^i` bytes (bucket 0: 1 byte).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SizeBuckets {
+    /// Messages per bucket.
+    pub counts: [u64; 32],
+    /// Message bytes per bucket.
+    pub bytes: [u64; 32],
+}
+
+impl SizeBuckets {
+    /// Counts a message of `len` bytes.
+    pub fn add(&mut self, len: u32) {
+        let i = Self::bucket(len);
+        self.counts[i] += 1;
+        self.bytes[i] += len as u64;
+    }
+
+    /// The bucket of a length.
+    pub fn bucket(len: u32) -> usize {
+        (32 - len.max(1).saturating_sub(1).leading_zeros()) as usize % 32
+    }
+
+    /// Largest length that falls in bucket `i`.
+    pub fn upper_bound(i: usize) -> u64 {
+        1u64 << i
+    }
+
+    /// Total messages.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 /// Counters of an [`Endpoint`](crate::Endpoint). All cumulative.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -112,4 +147,47 @@ pub struct Stats {
     pub cutoffs_sent: u64,
     /// Times the automatic cutoffs changed.
     pub cutoffs_updates: u64,
+    /// Sends refused by the socket send cap.
+    pub sends_blocked: u64,
+    /// Incoming messages that had to wait for a receive buffer.
+    pub messages_waited: u64,
+    /// Of those, admitted once memory freed (each with a RESEND).
+    pub messages_admitted: u64,
+    /// Partially received messages whose buffer was taken back to let a
+    /// better-ranked message finish (they wait and are resent).
+    pub evictions: u64,
+    /// Times the pacer held paced data back for the link.
+    pub throttled: u64,
+    /// Total time paced data waited for the link, in nanoseconds.
+    pub throttled_nanos: u64,
+    /// Sizes of messages received (requests and responses).
+    pub rx_sizes: SizeBuckets,
+    /// Sizes of messages sent.
+    pub tx_sizes: SizeBuckets,
+}
+
+/// A snapshot of an endpoint's counters and gauges (see
+/// [`Endpoint::metrics`](crate::Endpoint::metrics)).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Cumulative counters.
+    pub stats: Stats,
+    /// Client RPCs alive.
+    pub client_rpcs: usize,
+    /// Server RPCs alive.
+    pub server_rpcs: usize,
+    /// Peers with state.
+    pub peers: usize,
+    /// Bytes of incoming-message buffers held.
+    pub rx_bytes: u64,
+    /// Granted-but-not-received bytes over all incoming messages.
+    pub total_incoming: i64,
+    /// Messages granted to at the last grant pass.
+    pub active_grants: usize,
+    /// Incoming messages waiting for a receive buffer.
+    pub waiting_for_memory: usize,
+    /// Measured minimum RTT of each peer with one, in nanoseconds.
+    pub min_rtt_nanos: Option<u64>,
 }

@@ -2,11 +2,20 @@
 //!
 //! Modelled on quinn-proto's test `Pair`, generalised to N hosts: time is
 //! manual ([`Network::now`] only moves when [`Network::step`] advances it to
-//! the next packet arrival or timer), every link has a latency, and a filter
-//! hook can drop, duplicate, delay or hold any packet. Held packets are
-//! released on demand, in order or reversed, to test reordering. The drive
-//! loop ([`Network::run`]) is bounded: a test that would spin forever fails
-//! with [`Stalled`] instead.
+//! the next event), and a filter hook can drop, duplicate, delay or hold any
+//! packet as it is sent. Held packets are released on demand, in order,
+//! reversed or shuffled. The drive loop ([`Network::run`]) is bounded: a test
+//! that would spin forever fails with [`Stalled`] instead.
+//!
+//! Two link models:
+//! * default: every packet arrives a fixed latency after it is sent
+//!   (infinite bandwidth; per host-pair latencies can be set);
+//! * [`Links`]: every host has an uplink of a given rate into one switch
+//!   (a FIFO NIC queue: hosts must pace themselves), and the switch port
+//!   toward each host serves 8 strict-priority queues at the same rate.
+//!   Serialization uses wire bytes (Homa packet plus UDP, IP and Ethernet
+//!   framing). Per-port statistics give queue peaks and utilisation, and an
+//!   optional log of NIC hand-offs lets tests check a sender's pacing.
 //!
 //! This module moves bytes and time only; every protocol decision is the
 //! endpoints'.
@@ -14,8 +23,10 @@
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
+use crate::config::{ETH_OVERHEAD, IPV4_HEADER_LEN, IPV6_HEADER_LEN, UDP_HEADER_LEN};
+use crate::wire::MAX_PRIORITIES;
 use crate::{Config, Endpoint, Event, Instant, Rng};
 
 /// One packet in flight.
@@ -37,18 +48,28 @@ impl Datagram {
         let p = crate::wire::Packet::new_checked(&self.data[..]).ok()?;
         p.packet_type().ok()
     }
+
+    /// Bytes this packet occupies on an Ethernet link.
+    pub fn wire_bytes(&self) -> u64 {
+        let ip = if self.dst.is_ipv6() {
+            IPV6_HEADER_LEN
+        } else {
+            IPV4_HEADER_LEN
+        };
+        self.data.len() as u64 + (UDP_HEADER_LEN + ip + ETH_OVERHEAD) as u64
+    }
 }
 
 /// What the filter decides for a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Deliver after the link latency.
+    /// Deliver normally.
     Deliver,
     /// Lose the packet.
     Drop,
     /// Deliver it twice.
     Duplicate,
-    /// Deliver after the link latency plus this much.
+    /// Deliver it this much later than normal.
     Delay(Duration),
     /// Keep it aside until [`Network::release_held`].
     Hold,
@@ -85,7 +106,7 @@ pub struct Stalled {
 /// Bounds for [`Network::run`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most steps (packet deliveries and timer firings) before giving up.
+    /// Most steps (event instants) before giving up.
     pub max_steps: u64,
     /// Latest simulated time before giving up.
     pub max_time: Duration,
@@ -115,22 +136,68 @@ pub struct NetStats {
     pub no_route: u64,
 }
 
+/// The rate-limited link model (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Links {
+    /// Rate of every host uplink and switch port, in bits per second.
+    pub rate_bps: u64,
+    /// Propagation delay of each hop (host to switch, switch to host).
+    pub hop_delay: Duration,
+}
+
+/// Statistics of the switch port toward one host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Largest number of wire bytes queued at once.
+    pub max_queue_bytes: u64,
+    /// Wire bytes transmitted toward the host.
+    pub wire_bytes: u64,
+    /// Total time the port spent transmitting.
+    pub busy: Duration,
+    /// Packets transmitted, per priority level.
+    pub packets_by_priority: [u64; MAX_PRIORITIES],
+}
+
+#[derive(Debug)]
+enum Ev {
+    /// A packet reaches its destination host.
+    Arrive(Datagram),
+    /// A packet reaches the switch (link model only).
+    AtSwitch(Datagram),
+    /// The switch port toward a host finished a packet.
+    PortFree(usize),
+}
+
+#[derive(Debug, Default)]
+struct Port {
+    queues: [VecDeque<Datagram>; MAX_PRIORITIES],
+    queued_bytes: u64,
+    busy: bool,
+    stats: PortStats,
+}
+
 /// The network: hosts, packets in flight, time.
 pub struct Network {
     now: Instant,
     hosts: Vec<Host>,
-    /// (arrival, sequence) -> packet; the sequence keeps FIFO order per time.
-    in_flight: BTreeMap<(Instant, u64), Datagram>,
+    /// (time, sequence) -> event; the sequence keeps FIFO order per time.
+    events: BTreeMap<(Instant, u64), Ev>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     latency: Duration,
     link_latency: BTreeMap<(IpAddr, IpAddr), Duration>,
+    links: Option<Links>,
+    nic_free: Vec<Instant>,
+    ports: Vec<Port>,
+    nic_log: Option<Vec<(Instant, usize, u64)>>,
     filter: Option<Filter>,
     held: Vec<Datagram>,
     rng: Rng,
     seq: u64,
     steps: u64,
+    packets: usize,
     stats: NetStats,
     buf: Vec<u8>,
+    report_levels: bool,
 }
 
 impl core::fmt::Debug for Network {
@@ -138,29 +205,35 @@ impl core::fmt::Debug for Network {
         f.debug_struct("Network")
             .field("now", &self.now)
             .field("hosts", &self.hosts.len())
-            .field("in_flight", &self.in_flight.len())
+            .field("in_flight", &self.packets)
             .finish_non_exhaustive()
     }
 }
 
 impl Network {
     /// An empty network whose randomness (filters, endpoint seeds) derives
-    /// from `seed`. Default one-way latency: 5 µs.
+    /// from `seed`. Default: fixed 5 µs one-way latency, no rate limit.
     pub fn new(seed: u64) -> Network {
         Network {
             now: Instant::ZERO,
             hosts: Vec::new(),
-            in_flight: BTreeMap::new(),
+            events: BTreeMap::new(),
             timers: BinaryHeap::new(),
             latency: Duration::from_micros(5),
             link_latency: BTreeMap::new(),
+            links: None,
+            nic_free: Vec::new(),
+            ports: Vec::new(),
+            nic_log: None,
             filter: None,
             held: Vec::new(),
             rng: Rng::new(seed),
             seq: 0,
             steps: 0,
+            packets: 0,
             stats: NetStats::default(),
             buf: Vec::new(),
+            report_levels: true,
         }
     }
 
@@ -172,6 +245,33 @@ impl Network {
     /// Network counters.
     pub fn stats(&self) -> NetStats {
         self.stats
+    }
+
+    /// Switches to the rate-limited link model.
+    pub fn set_links(&mut self, links: Links) {
+        self.links = Some(links);
+    }
+
+    /// Whether receivers are told the level each packet arrived at (as a
+    /// runtime reading the TOS byte would); on by default.
+    pub fn set_report_levels(&mut self, on: bool) {
+        self.report_levels = on;
+    }
+
+    /// Statistics of the switch port toward `host` (link model only).
+    pub fn port_stats(&self, host: usize) -> PortStats {
+        self.ports.get(host).map(|p| p.stats).unwrap_or_default()
+    }
+
+    /// Starts recording every packet a host hands to its NIC as (time,
+    /// host, wire bytes) (link model only): what a pacer let out.
+    pub fn record_nic(&mut self) {
+        self.nic_log = Some(Vec::new());
+    }
+
+    /// The recorded NIC hand-offs.
+    pub fn nic_log(&self) -> &[(Instant, usize, u64)] {
+        self.nic_log.as_deref().unwrap_or(&[])
     }
 
     /// Adds a host at 10.0.0.(n+1) with an endpoint built from `config`.
@@ -190,6 +290,8 @@ impl Network {
             endpoint,
             events: Vec::new(),
         });
+        self.nic_free.push(Instant::ZERO);
+        self.ports.push(Port::default());
         self.hosts.len() - 1
     }
 
@@ -226,12 +328,13 @@ impl Network {
         SocketAddr::new(self.hosts[host].addr, port)
     }
 
-    /// Sets the default one-way latency.
+    /// Sets the default one-way latency (default link model).
     pub fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
     }
 
-    /// Sets the one-way latency from host `a` to host `b`.
+    /// Sets the one-way latency from host `a` to host `b` (default link
+    /// model).
     pub fn set_link_latency(&mut self, a: usize, b: usize, latency: Duration) {
         let key = (self.hosts[a].addr, self.hosts[b].addr);
         self.link_latency.insert(key, latency);
@@ -252,16 +355,15 @@ impl Network {
         self.held.len()
     }
 
-    /// Releases every held packet for delivery after the link latency, in
-    /// the order they were held, or reversed.
+    /// Releases every held packet, in the order they were held, or
+    /// reversed.
     pub fn release_held(&mut self, reverse: bool) {
         let mut held = core::mem::take(&mut self.held);
         if reverse {
             held.reverse();
         }
         for d in held {
-            let at = self.now + self.link_latency(&d);
-            self.schedule(at, d);
+            self.transmit(d, Duration::ZERO);
         }
     }
 
@@ -276,9 +378,9 @@ impl Network {
         self.release_held(false);
     }
 
-    /// Packets in flight.
+    /// Packets in flight (on links or in switch queues).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.packets
     }
 
     /// Total RPCs alive on every host.
@@ -298,16 +400,13 @@ impl Network {
         self.send(d);
     }
 
-    fn link_latency(&self, d: &Datagram) -> Duration {
-        *self
-            .link_latency
-            .get(&(d.src.ip(), d.dst.ip()))
-            .unwrap_or(&self.latency)
+    fn host_of(&self, ip: IpAddr) -> Option<usize> {
+        self.hosts.iter().position(|h| h.addr == ip)
     }
 
-    fn schedule(&mut self, at: Instant, d: Datagram) {
+    fn schedule(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
-        self.in_flight.insert((at, self.seq), d);
+        self.events.insert((at, self.seq), ev);
     }
 
     fn send(&mut self, d: Datagram) {
@@ -316,18 +415,81 @@ impl Network {
             Some(f) => f(&d, &mut self.rng),
             None => Verdict::Deliver,
         };
-        let at = self.now + self.link_latency(&d);
         match verdict {
-            Verdict::Deliver => self.schedule(at, d),
+            Verdict::Deliver => self.transmit(d, Duration::ZERO),
             Verdict::Drop => self.stats.dropped += 1,
             Verdict::Duplicate => {
                 self.stats.duplicated += 1;
-                self.schedule(at, d.clone());
-                self.schedule(at, d);
+                self.transmit(d.clone(), Duration::ZERO);
+                self.transmit(d, Duration::ZERO);
             }
-            Verdict::Delay(extra) => self.schedule(at + extra, d),
+            Verdict::Delay(extra) => self.transmit(d, extra),
             Verdict::Hold => self.held.push(d),
         }
+    }
+
+    /// Puts a packet on the wire now, `extra` later than normal.
+    fn transmit(&mut self, d: Datagram, extra: Duration) {
+        self.packets += 1;
+        let Some(links) = self.links else {
+            let latency = *self
+                .link_latency
+                .get(&(d.src.ip(), d.dst.ip()))
+                .unwrap_or(&self.latency);
+            let at = self.now + latency + extra;
+            self.schedule(at, Ev::Arrive(d));
+            return;
+        };
+        let Some(h) = self.host_of(d.src.ip()) else {
+            // Injected from outside: straight to the switch.
+            let at = self.now + links.hop_delay + extra;
+            self.schedule(at, Ev::AtSwitch(d));
+            return;
+        };
+        let wire = d.wire_bytes();
+        let start = self.now.max(self.nic_free[h]);
+        let done = start + serialization(wire, links.rate_bps);
+        self.nic_free[h] = done;
+        if let Some(log) = self.nic_log.as_mut() {
+            log.push((self.now, h, wire));
+        }
+        self.schedule(done + links.hop_delay + extra, Ev::AtSwitch(d));
+    }
+
+    fn at_switch(&mut self, d: Datagram) {
+        let Some(port) = self.host_of(d.dst.ip()) else {
+            self.packets -= 1;
+            self.stats.no_route += 1;
+            return;
+        };
+        let p = &mut self.ports[port];
+        p.queued_bytes += d.wire_bytes();
+        p.stats.max_queue_bytes = p.stats.max_queue_bytes.max(p.queued_bytes);
+        let level = (d.priority as usize).min(MAX_PRIORITIES - 1);
+        p.queues[level].push_back(d);
+        if !p.busy {
+            self.start_port(port);
+        }
+    }
+
+    /// Starts sending the highest-priority queued packet on a port.
+    fn start_port(&mut self, port: usize) {
+        let links = self.links.expect("link model");
+        let p = &mut self.ports[port];
+        let Some(d) = p.queues.iter_mut().rev().find_map(|q| q.pop_front()) else {
+            p.busy = false;
+            return;
+        };
+        let wire = d.wire_bytes();
+        let ser = serialization(wire, links.rate_bps);
+        p.busy = true;
+        p.queued_bytes -= wire;
+        p.stats.wire_bytes += wire;
+        p.stats.busy += ser;
+        p.stats.packets_by_priority[(d.priority as usize).min(MAX_PRIORITIES - 1)] += 1;
+        let done = self.now + ser;
+        self.schedule(done, Ev::PortFree(port));
+        self.schedule(done + links.hop_delay, Ev::Arrive(d));
     }
 
     /// Collects every host's output: transmits become packets in flight
@@ -377,30 +539,43 @@ impl Network {
         None
     }
 
-    /// Advances time to the next packet arrival or timer and processes
-    /// everything due then. Returns false when nothing is pending (the
-    /// network is quiescent).
+    fn next_time(&mut self) -> Option<Instant> {
+        let next_ev = self.events.keys().next().map(|k| k.0);
+        let next_timer = self.next_timer();
+        [next_ev, next_timer].into_iter().flatten().min()
+    }
+
+    /// Advances time to the next event or timer and processes everything
+    /// due then. Returns false when nothing is pending (the network is
+    /// quiescent).
     pub fn step(&mut self) -> bool {
         self.flush();
-        let next_pkt = self.in_flight.keys().next().map(|k| k.0);
-        let next_timer = self.next_timer();
-        let Some(t) = [next_pkt, next_timer].into_iter().flatten().min() else {
+        let Some(t) = self.next_time() else {
             return false;
         };
         self.now = self.now.max(t);
         self.steps += 1;
-        while let Some(entry) = self.in_flight.first_entry() {
+        while let Some(entry) = self.events.first_entry() {
             if entry.key().0 > self.now {
                 break;
             }
-            let d = entry.remove();
-            match self.hosts.iter().position(|h| h.addr == d.dst.ip()) {
-                Some(h) => {
-                    self.stats.delivered += 1;
-                    let now = self.now;
-                    self.hosts[h].endpoint.handle_datagram(now, d.src, &d.data);
+            match entry.remove() {
+                Ev::Arrive(d) => {
+                    self.packets -= 1;
+                    match self.host_of(d.dst.ip()) {
+                        Some(h) => {
+                            self.stats.delivered += 1;
+                            let now = self.now;
+                            let level = self.report_levels.then_some(d.priority);
+                            self.hosts[h]
+                                .endpoint
+                                .handle_datagram_at_level(now, d.src, level, &d.data);
+                        }
+                        None => self.stats.no_route += 1,
+                    }
                 }
-                None => self.stats.no_route += 1,
+                Ev::AtSwitch(d) => self.at_switch(d),
+                Ev::PortFree(port) => self.start_port(port),
             }
         }
         while let Some(&Reverse((t, h))) = self.timers.peek() {
@@ -422,9 +597,9 @@ impl Network {
     pub fn run(
         &mut self,
         limits: Limits,
-        mut app: impl FnMut(&mut Network, usize, Event),
+        app: impl FnMut(&mut Network, usize, Event),
     ) -> Result<(), Stalled> {
-        self.run_until(limits, &mut app, |_| false)
+        self.run_until(limits, app, |_| false)
     }
 
     /// Like [`Network::run`], but also stops (successfully) as soon as
@@ -467,9 +642,7 @@ impl Network {
         let until = self.now + d;
         loop {
             self.flush();
-            let next_pkt = self.in_flight.keys().next().map(|k| k.0);
-            let next_timer = self.next_timer();
-            match [next_pkt, next_timer].into_iter().flatten().min() {
+            match self.next_time() {
                 Some(t) if t <= until => {
                     self.step();
                 }
@@ -483,7 +656,7 @@ impl Network {
         Stalled {
             now: self.now,
             steps: self.steps,
-            in_flight: self.in_flight.len(),
+            in_flight: self.packets,
             rpcs: self.rpcs_alive(),
         }
     }
@@ -499,4 +672,9 @@ impl Network {
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
+}
+
+/// Time to serialize `wire_bytes` at `rate_bps`.
+fn serialization(wire_bytes: u64, rate_bps: u64) -> Duration {
+    Duration::from_nanos((wire_bytes * 8 * 1_000_000_000).div_ceil(rate_bps.max(1)))
 }

@@ -124,6 +124,9 @@ impl Default for HostParams {
     }
 }
 
+/// Receive and send memory caps given to endpoints (1 TiB: never reached).
+const MEMORY_CAP: u64 = 1 << 40;
+
 /// How receivers choose the unscheduled priority cutoffs they send to
 /// senders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +333,13 @@ impl ProtoParams {
             num_priorities: n,
             max_message_length: max_message.max(Config::default().max_message_length),
             max_unscheduled: Config::default().max_unscheduled.max(self.unsched_bytes),
+            // The paper's hosts have unlimited memory and its applications
+            // are open-loop: keep homa-proto's memory caps out of the way
+            // (the report counts any send that still blocks).
+            max_rx_bytes: MEMORY_CAP,
+            max_rx_bytes_per_peer: MEMORY_CAP,
+            socket_rx_budget: MEMORY_CAP,
+            max_tx_bytes_per_socket: MEMORY_CAP,
             ..Config::default()
         };
         Resolved {

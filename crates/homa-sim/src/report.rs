@@ -157,7 +157,8 @@ pub fn table(r: &Results) -> String {
     let _ = writeln!(
         s,
         "protocol activity: grants {} (fifo {}), retransmitted {}, resends {}, timeouts {}, \
-         need_acks {}, cutoffs {}, beyond grant {}, no buffer {}, duplicates {}",
+         need_acks {}, cutoffs {}, beyond grant {}, no buffer {}, duplicates {}, \
+         sends blocked {}, pacer held {:.1} ms",
         pc.grants,
         pc.fifo_grants,
         pc.data_retransmitted,
@@ -167,7 +168,9 @@ pub fn table(r: &Results) -> String {
         pc.cutoffs_sent,
         pc.beyond_grant,
         pc.no_buffer_space,
-        pc.duplicate_data
+        pc.duplicate_data,
+        pc.sends_blocked,
+        pc.throttled_nanos as f64 / 1e6
     );
     s
 }

@@ -221,6 +221,10 @@ pub struct ProtocolCounters {
     pub no_buffer_space: u64,
     /// DATA packets that carried nothing new.
     pub duplicate_data: u64,
+    /// Sends refused by a socket's send cap (the application then waits).
+    pub sends_blocked: u64,
+    /// Time paced data waited for the link (pacer), ns, summed over hosts.
+    pub throttled_nanos: u64,
 }
 
 /// Switch buffer occupancy (bytes waiting in output queues).

@@ -121,6 +121,9 @@ struct Host {
     arrivals: Option<Poisson>,
     /// Client RPC id -> message.
     rpcs: IdMap,
+    /// Messages whose send hit the socket's send cap, waiting for
+    /// `Event::Writable`, oldest first.
+    blocked: std::collections::VecDeque<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +153,9 @@ enum Note {
     Failed {
         host: u32,
         id: u64,
+    },
+    Writable {
+        host: u32,
     },
 }
 
@@ -268,6 +274,7 @@ impl Simulator {
                 timer_at: None,
                 arrivals,
                 rpcs: IdMap::default(),
+                blocked: std::collections::VecDeque::new(),
             });
         }
         let arrivals_end = ps(cfg.run.duration);
@@ -487,6 +494,20 @@ impl Simulator {
     }
 
     fn app_send(&mut self, key: u32) {
+        let src = self.msgs[key as usize].src;
+        let host = &mut self.hosts[src as usize];
+        if host.blocked.is_empty() {
+            self.try_send(key);
+        } else {
+            // Keep the application's order behind earlier blocked sends.
+            host.blocked.push_back(key);
+        }
+        self.after_input(src);
+    }
+
+    /// Hands a message to its sender's endpoint. Returns false if the
+    /// socket's send cap refused it (it then waits for `Writable`).
+    fn try_send(&mut self, key: u32) -> bool {
         let m = self.msgs[key as usize];
         let payload = self.zeros.slice(..m.size as usize);
         let now = instant(self.now);
@@ -494,13 +515,18 @@ impl Simulator {
         match host.ep.send_request(now, PORT, host_addr(m.dst), payload) {
             Ok(id) => {
                 host.rpcs.insert(id, key);
+                true
+            }
+            Err(homa_proto::Error::WouldBlock) => {
+                host.blocked.push_front(key);
+                false
             }
             Err(_) => {
                 self.failed += 1;
                 self.finish_msg(key, false);
+                true
             }
         }
-        self.after_input(m.src);
     }
 
     /// The endpoint produced an event: the application sees it after the
@@ -521,6 +547,7 @@ impl Simulator {
             }
             Event::Response { id, .. } => Note::Response { host: h, id },
             Event::Failed { id, .. } => Note::Failed { host: h, id },
+            Event::Writable { .. } => Note::Writable { host: h },
             _ => return,
         };
         let key = self.notes.insert(note) as u32;
@@ -552,6 +579,15 @@ impl Simulator {
                 if let Some(m) = self.hosts[host as usize].rpcs.remove(&id) {
                     self.finish_msg(m, false);
                 }
+            }
+            Note::Writable { host } => {
+                self.notes.remove(key as usize);
+                while let Some(m) = self.hosts[host as usize].blocked.pop_front() {
+                    if !self.try_send(m) {
+                        break;
+                    }
+                }
+                self.after_input(host);
             }
         }
     }
@@ -726,6 +762,8 @@ impl Simulator {
             c.beyond_grant += s.beyond_grant;
             c.no_buffer_space += s.no_buffer_space + s.grants_deferred_memory;
             c.duplicate_data += s.duplicate_data;
+            c.sends_blocked += s.sends_blocked;
+            c.throttled_nanos += s.throttled_nanos;
         }
         c
     }

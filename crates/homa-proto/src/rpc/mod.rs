@@ -64,6 +64,11 @@ pub(crate) struct Rpc {
     /// Something we sent that the peer answers at once; its answer yields a
     /// round-trip sample.
     pub rtt_probe: Option<Probe>,
+    /// Our message is held by output commit (socket plugged).
+    pub held: bool,
+    /// The peer's message waits for a receive buffer: (length, the sender's
+    /// unscheduled bytes).
+    pub waiting: Option<(u32, u32)>,
 }
 
 /// A pending round-trip probe. Each kind names the answers that are
@@ -106,6 +111,8 @@ impl Rpc {
             last_request: None,
             done_at: None,
             rtt_probe: None,
+            held: false,
+            waiting: None,
         }
     }
 

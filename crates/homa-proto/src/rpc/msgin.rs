@@ -16,6 +16,14 @@
 //! starting at or beyond `granted` are refused, so memory follows grants,
 //! never the length a peer claims.
 //!
+//! Each gap also remembers the lowest priority level at which any packet
+//! from beyond it arrived (when the driver reports arrival levels). Packets
+//! of one message travel at different levels (unscheduled level, the level
+//! of each GRANT, FIFO grants), so with strict-priority switches a later
+//! packet at a *higher* level may overtake the gap's packets; one at the same
+//! or a lower level cannot. The timer uses this to tell loss from
+//! overtaking.
+//!
 //! Each gap remembers when it was last "touched": when it opened (a packet
 //! arrived beyond it) or when we last asked for it. The timer uses this to
 //! request holes that are clearly lost (data beyond them arrived a while ago)
@@ -52,7 +60,13 @@ pub(crate) struct Gap {
     pub since: Instant,
     /// True once a RESEND asked for it.
     pub requested: bool,
+    /// Lowest priority level of the packets that arrived beyond this gap
+    /// since it opened ([`UNKNOWN_LEVEL`] if none was reported).
+    pub beyond_level: u8,
 }
+
+/// Level value meaning "the arrival level was not reported".
+pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 
 /// An incoming message being reassembled.
 #[derive(Debug)]
@@ -70,6 +84,12 @@ pub(crate) struct MsgIn {
     /// Granted-but-not-received bytes last counted in the scheduler's
     /// total.
     pub rec_incoming: u32,
+    /// End of the sender's unscheduled region (its `incoming` claim).
+    pub unsched_end: u32,
+    /// Lowest level seen on packets of the unscheduled region.
+    pub unsched_level: u8,
+    /// Lowest level we granted this message's scheduled bytes at.
+    pub min_grant_level: u8,
 }
 
 impl MsgIn {
@@ -86,10 +106,29 @@ impl MsgIn {
             granted,
             birth,
             rec_incoming: 0,
+            unsched_end: granted,
+            unsched_level: UNKNOWN_LEVEL,
+            min_grant_level: UNKNOWN_LEVEL,
         }
     }
 
-    fn capacity_for(length: u32, granted: u32) -> usize {
+    /// Lowest level at which the bytes of `[start, end)` can have been sent:
+    /// the unscheduled level for unscheduled bytes, the lowest granted level
+    /// for scheduled ones.
+    pub fn level_floor(&self, start: u32, end: u32) -> u8 {
+        let mut floor = u8::MAX;
+        if start < self.unsched_end {
+            floor = floor.min(self.unsched_level);
+        }
+        if end > self.unsched_end {
+            floor = floor.min(self.min_grant_level);
+        }
+        floor
+    }
+
+    /// Buffer bytes a message of `length` bytes needs with `granted` bytes
+    /// granted.
+    pub fn capacity_for(length: u32, granted: u32) -> usize {
         granted.saturating_add(GRANT_SLACK).min(length) as usize
     }
 
@@ -167,7 +206,16 @@ impl MsgIn {
 
     /// Adds the bytes `data` at `offset`, keeping only bytes not yet present.
     /// A packet that would push the gap count above `max_gaps` is dropped.
-    pub fn add(&mut self, offset: u32, data: &[u8], max_gaps: usize, now: Instant) -> AddOutcome {
+    /// `level` is the priority level the packet arrived at, or
+    /// [`UNKNOWN_LEVEL`].
+    pub fn add(
+        &mut self,
+        offset: u32,
+        data: &[u8],
+        max_gaps: usize,
+        now: Instant,
+        level: u8,
+    ) -> AddOutcome {
         let start = offset as u64;
         let end = start + data.len() as u64;
         if end > self.length as u64 {
@@ -197,6 +245,15 @@ impl MsgIn {
             return AddOutcome::TooManyGaps;
         }
 
+        // Every gap wholly before this packet saw a packet from beyond it.
+        if level != UNKNOWN_LEVEL {
+            if start < self.unsched_end {
+                self.unsched_level = self.unsched_level.min(level);
+            }
+            for g in self.gaps.iter_mut().take(first) {
+                g.beyond_level = g.beyond_level.min(level);
+            }
+        }
         let mut added: u32 = 0;
         // Part below recv_end: fill the gaps it overlaps.
         if start < low_end {
@@ -236,6 +293,7 @@ impl MsgIn {
                     end: from,
                     since: now,
                     requested: false,
+                    beyond_level: level,
                 });
             }
             self.copy_in(from, &data[(from - start) as usize..]);
@@ -251,6 +309,12 @@ impl MsgIn {
 
     fn copy_in(&mut self, at: u32, bytes: &[u8]) {
         self.buf[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The assembled message's storage. Call only when complete.
+    pub fn into_vec(self) -> Vec<u8> {
+        debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
+        self.buf
     }
 
     /// The assembled message. Call only when complete.
@@ -274,7 +338,7 @@ mod tests {
     }
 
     fn add(m: &mut MsgIn, start: u32, end: u32) -> AddOutcome {
-        m.add(start, &bytes(start..end), 100, Instant::ZERO)
+        m.add(start, &bytes(start..end), 100, Instant::ZERO, UNKNOWN_LEVEL)
     }
 
     fn ranges(m: &MsgIn) -> Vec<(u32, u32)> {
@@ -367,7 +431,7 @@ mod tests {
     fn add__packet_overlaps_message_end() {
         let mut m = msg(20);
         assert_eq!(
-            m.add(15, &bytes(15..25), 100, Instant::ZERO),
+            m.add(15, &bytes(15..25), 100, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::OutOfRange
         );
         assert_eq!(m.bytes_remaining(), 20);
@@ -377,25 +441,25 @@ mod tests {
     fn add__gap_limit_drops_packet() {
         let mut m = msg(100);
         assert_eq!(
-            m.add(10, &bytes(10..20), 1, Instant::ZERO),
+            m.add(10, &bytes(10..20), 1, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::Accepted(10)
         );
         assert_eq!(
-            m.add(30, &bytes(30..40), 1, Instant::ZERO),
+            m.add(30, &bytes(30..40), 1, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::TooManyGaps
         );
         // Filling without new gaps still works at the limit.
         assert_eq!(
-            m.add(20, &bytes(20..30), 1, Instant::ZERO),
+            m.add(20, &bytes(20..30), 1, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::Accepted(10)
         );
         // Splitting the remaining gap [0,10) would need a second gap.
         assert_eq!(
-            m.add(4, &bytes(4..6), 1, Instant::ZERO),
+            m.add(4, &bytes(4..6), 1, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::TooManyGaps
         );
         assert_eq!(
-            m.add(0, &bytes(0..5), 1, Instant::ZERO),
+            m.add(0, &bytes(0..5), 1, Instant::ZERO, UNKNOWN_LEVEL),
             AddOutcome::Accepted(5)
         );
     }
@@ -410,6 +474,24 @@ mod tests {
         assert!(m.all_granted_received());
         m.set_granted(40);
         assert!(!m.all_granted_received());
+    }
+
+    #[test]
+    fn add__records_lowest_level_beyond_each_gap() {
+        let mut m = MsgIn::new(100_000, 10_000, Instant::ZERO);
+        m.add(0, &bytes(0..1000), 100, Instant::ZERO, 5);
+        m.add(2000, &bytes(2000..3000), 100, Instant::ZERO, 5);
+        assert_eq!(m.gaps()[0].beyond_level, 5);
+        assert_eq!(m.unsched_level, 5);
+        m.set_granted(50_000);
+        m.min_grant_level = 2;
+        m.add(12_000, &bytes(12_000..13_000), 100, Instant::ZERO, 2);
+        // The first gap saw a level-2 packet beyond it; the new one opened
+        // with it.
+        assert_eq!(m.gaps()[0].beyond_level, 2);
+        assert_eq!(m.gaps()[1].beyond_level, 2);
+        assert_eq!(m.level_floor(1000, 2000), 5, "unscheduled hole");
+        assert_eq!(m.level_floor(3000, 12_000), 2, "straddles into scheduled");
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! Lab tests: they need root; without it each prints why it is skipped.
+#![allow(non_snake_case)]
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use homa_lab::{Lab, Shaper};
+
+fn lab(name: &str) -> Option<Lab> {
+    match Lab::new(name) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("skipping {name}: {e}");
+            None
+        }
+    }
+}
+
+fn netns_list() -> String {
+    String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+}
+
+/// Sends `n` datagrams with TOS `tos` from a thread inside `from` to
+/// `to_addr`, and counts those a thread inside `to` receives.
+fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> usize {
+    let bind = format!("{to_addr}:7777");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = lab
+        .in_namespace(to, move || {
+            let s = UdpSocket::bind(bind).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 100];
+            let mut got = 0;
+            while s.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        })
+        .unwrap();
+    rx.recv().unwrap();
+    let target = format!("{to_addr}:7777");
+    lab.in_namespace(from, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let tos = tos as libc::c_int;
+        // SAFETY: setsockopt with a valid fd and int option.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_TOS,
+                &tos as *const _ as *const libc::c_void,
+                4,
+            );
+        }
+        for i in 0..n {
+            s.send_to(&[i as u8; 64], &target).unwrap();
+            if i % 64 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    })
+    .unwrap()
+    .join()
+    .unwrap();
+    server.join().unwrap()
+}
+
+#[test]
+fn lab__namespaces_link_and_vanish_on_drop() {
+    let Some(mut lab) = lab("hl-basic") else {
+        return;
+    };
+    let a = lab.namespace("a").unwrap();
+    let b = lab.namespace("b").unwrap();
+    lab.link(&a, "10.71.0.1/24", &b, "10.71.0.2/24").unwrap();
+    assert!(netns_list().contains("hl-basic-a"));
+    assert_eq!(blast(&lab, &a, &b, "10.71.0.2", 100, 0), 100);
+    drop(lab);
+    assert!(!netns_list().contains("hl-basic-"), "namespaces removed");
+}
+
+#[test]
+fn lab__leftovers_of_a_killed_run_are_removed() {
+    let Some(mut lab) = lab("hl-stale") else {
+        return;
+    };
+    lab.namespace("x").unwrap();
+    // Simulate a killed run: forget the lab without cleanup.
+    std::mem::forget(lab);
+    assert!(netns_list().contains("hl-stale-x"));
+    let lab = Lab::new("hl-stale").unwrap();
+    assert!(lab.existing().unwrap().is_empty());
+}
+
+#[test]
+fn random_loss__drops_about_the_configured_share() {
+    let Some(mut lab) = lab("hl-loss") else {
+        return;
+    };
+    if !homa_lab::have_tool("nft") {
+        eprintln!("skipping: nft not installed");
+        return;
+    }
+    let a = lab.namespace("a").unwrap();
+    let b = lab.namespace("b").unwrap();
+    lab.link(&a, "10.72.0.1/24", &b, "10.72.0.2/24").unwrap();
+    lab.random_loss(&b, 20).unwrap();
+    let got = blast(&lab, &a, &b, "10.72.0.2", 4000, 0);
+    // 3200 expected; ±200 is more than 6 standard deviations.
+    assert!((3000..=3400).contains(&got), "{got} of 4000 arrived");
+}
+
+#[test]
+fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
+    let Some(mut lab) = lab("hl-shape") else {
+        return;
+    };
+    let hyst = "/sys/module/sch_htb/parameters/htb_hysteresis";
+    let before = std::fs::read_to_string(hyst).ok();
+    let h = lab.namespace("h").unwrap();
+    let sw = lab.namespace("sw").unwrap();
+    let (_, sw_if) = lab.link(&h, "10.73.0.1/24", &sw, "10.73.0.2/24").unwrap();
+    // Shape the switch's port back toward the host; traffic from the switch
+    // namespace to the host goes through it.
+    lab.shape_priorities(&sw, &sw_if, &Shaper::new(100))
+        .unwrap();
+    assert_eq!(blast(&lab, &sw, &h, "10.73.0.1", 50, 0xe0), 50);
+    assert_eq!(blast(&lab, &sw, &h, "10.73.0.1", 30, 0x20), 30);
+    let out = lab
+        .exec(&sw, "tc", &["-s", "class", "show", "dev", &sw_if])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let sent = |class: &str| -> u64 {
+        let i = text.find(&format!("class htb {class} ")).unwrap();
+        let rest = &text[i..];
+        let j = rest.find("Sent ").unwrap();
+        rest[j + 5..].split(' ').nth(2).unwrap().parse().unwrap()
+    };
+    assert!(sent("1:17") >= 50, "precedence 7 class:\n{text}");
+    assert!(sent("1:11") >= 30, "precedence 1 class:\n{text}");
+    if before.is_some() {
+        assert_eq!(std::fs::read_to_string(hyst).unwrap().trim(), "1");
+    }
+    drop(lab);
+    if let Some(b) = before {
+        assert_eq!(
+            std::fs::read_to_string(hyst).unwrap().trim(),
+            b.trim(),
+            "restored"
+        );
+    }
+}

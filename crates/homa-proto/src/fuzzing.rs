@@ -1,0 +1,351 @@
+//! Fuzzing harnesses shared by the cargo-fuzz targets (`fuzz/`) and the
+//! property tests of the normal suite, so both exercise the same code.
+//!
+//! Not part of the supported API.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::time::Duration;
+
+use bytes::Bytes;
+
+use crate::wire::{
+    AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, Repr, ResendHeader,
+};
+use crate::{Config, Endpoint, Event, Instant};
+
+/// Parses arbitrary bytes as a packet; when parsing succeeds, re-emitting
+/// and re-parsing must give the same header. Panics on a violation.
+pub fn wire_roundtrip(data: &[u8]) {
+    let Ok((repr, payload)) = Repr::parse_with_payload(data) else {
+        return;
+    };
+    let mut again = repr.to_vec();
+    again.extend_from_slice(payload);
+    let (repr2, payload2) = Repr::parse_with_payload(&again).expect("emitted packet parses");
+    assert_eq!(repr, repr2);
+    assert_eq!(payload, payload2);
+    // The view agrees with the parsed header.
+    let p = Packet::new_checked(data).expect("parsed, so long enough");
+    assert_eq!(p.sender_id(), repr.sender_id);
+}
+
+/// Limits small enough that a fuzzer reaches them.
+pub fn fuzz_config() -> Config {
+    Config {
+        max_message_length: 1 << 20,
+        max_rx_bytes: 4 << 20,
+        max_rx_bytes_per_peer: 1 << 20,
+        max_unscheduled: 64 << 10,
+        max_rpcs_per_peer: 32,
+        max_peers: 8,
+        max_gaps: 16,
+        max_control_queue: 256,
+        ..Config::default()
+    }
+}
+
+/// A cursor over fuzzer input.
+struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes([self.byte()?, self.byte()?]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes([
+            self.byte()?,
+            self.byte()?,
+            self.byte()?,
+            self.byte()?,
+        ]))
+    }
+    fn take(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.data.len());
+        let (a, b) = self.data.split_at(n);
+        self.data = b;
+        a
+    }
+}
+
+const SERVER_PORT: u16 = 100;
+
+fn peer(sel: u8) -> SocketAddr {
+    let port = [100u16, 0x8000, 0x8001, 7][(sel >> 4) as usize % 4];
+    let ip = match sel % 4 {
+        0 => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        1 => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+        2 => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
+        _ => IpAddr::V4(Ipv4Addr::new(10, 0, 0, (sel >> 2) % 64)),
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// Drives one endpoint with a program decoded from `data`: raw datagrams,
+/// structured packets aimed at live RPCs, time jumps, application actions
+/// and socket churn. After every step it checks that memory, peers and
+/// output stay within the configured bounds. Panics on a violation.
+pub fn endpoint_program(data: &[u8]) {
+    let config = fuzz_config();
+    let mut ep = Endpoint::new(config.clone(), 42).expect("valid");
+    ep.open_socket(SERVER_PORT).expect("server port");
+    let cport = ep.open_socket(0).expect("client port");
+    let mut now = Instant::from_micros(1);
+    let mut ids: Vec<(u64, SocketAddr)> = Vec::new();
+    let mut app_peers = std::collections::BTreeSet::new();
+    let mut requests: Vec<(u16, SocketAddr, u64)> = Vec::new();
+    let mut buf = Vec::new();
+    let mut input = Input { data };
+    while let Some(op) = input.byte() {
+        let op = match op % 16 {
+            0 | 1 => 0,
+            2..=7 => 1,
+            8 | 9 => 2,
+            10 | 11 => 3,
+            12 | 13 => 4,
+            14 => 5,
+            _ => 6 + (op >> 7),
+        };
+        match op {
+            0 => {
+                // A raw datagram from a chosen source.
+                let Some(sel) = input.byte() else { break };
+                let len = input.byte().unwrap_or(0) as usize;
+                let bytes = input.take(len).to_vec();
+                let level = input.byte().map(|l| l % 9).filter(|&l| l < 8);
+                ep.handle_datagram_at_level(now, peer(sel), level, &bytes);
+            }
+            1 => {
+                // A structured packet, valid and then possibly corrupted.
+                let Some((bytes, to_rpc)) = structured(&mut input, &ids) else {
+                    break;
+                };
+                let Some(sel) = input.byte() else { break };
+                let mut bytes = bytes;
+                // Packets about one of our RPCs come from its peer; others
+                // from a chosen source, with a consistent source port.
+                let src = to_rpc.unwrap_or(peer(sel));
+                bytes[0..2].copy_from_slice(&src.port().to_be_bytes());
+                if let Some(flip) = input.byte() {
+                    if flip & 1 == 1 && !bytes.is_empty() {
+                        let at = input.byte().unwrap_or(0) as usize % bytes.len();
+                        bytes[at] ^= input.byte().unwrap_or(0xFF);
+                    }
+                }
+                let level = Some(sel % 8);
+                ep.handle_datagram_at_level(now, src, level, &bytes);
+            }
+            2 => {
+                let step = input.byte().unwrap_or(1) as u64;
+                now += Duration::from_micros(step * step * 10);
+                ep.handle_timeout(now);
+            }
+            3 => {
+                // Answer a delivered request.
+                if let Some((port, peer, id)) = requests.pop() {
+                    let len = input.u16().unwrap_or(1) as usize % 5000 + 1;
+                    let _ = ep.send_response(now, port, peer, id, Bytes::from(vec![7u8; len]));
+                }
+            }
+            4 => {
+                let sel = input.byte().unwrap_or(0);
+                let len = input.u32().unwrap_or(1) as usize % 200_000 + 1;
+                app_peers.insert(peer(sel));
+                if let Ok(id) = ep.send_request(now, cport, peer(sel), Bytes::from(vec![1u8; len]))
+                {
+                    ids.push((id, peer(sel)));
+                }
+            }
+            5 => {
+                if let Some(&(id, _)) =
+                    ids.get(input.byte().unwrap_or(0) as usize % ids.len().max(1))
+                {
+                    let _ = ep.abort(cport, id);
+                }
+            }
+            6 => {
+                let dest = peer(input.byte().unwrap_or(0));
+                ep.handle_unreachable(now, dest, crate::Unreachable::Port);
+            }
+            _ => {
+                // Close and reopen the server socket.
+                let _ = ep.close_socket(SERVER_PORT);
+                requests.retain(|r| r.0 != SERVER_PORT);
+                ep.open_socket(SERVER_PORT).expect("reopen");
+            }
+        }
+        // Drain outputs; a bounded number of transmits per step.
+        let mut n = 0;
+        while ep.poll_transmit(now, &mut buf).is_some() {
+            n += 1;
+            assert!(n < 100_000, "poll_transmit does not terminate");
+        }
+        while let Some(ev) = ep.poll_event() {
+            if let Event::Request { port, peer, id, .. } = ev {
+                requests.push((port, peer, id));
+            }
+        }
+        assert!(ep.rx_bytes() <= config.max_rx_bytes, "receive memory bound");
+        // The network can make us keep at most `max_peers` peers; the
+        // application may add the destinations it chooses.
+        assert!(
+            ep.peer_count() <= config.max_peers + app_peers.len(),
+            "peer bound: {} peers",
+            ep.peer_count()
+        );
+        if let Some(t) = ep.poll_timeout() {
+            assert!(
+                t >= now || t + Duration::from_secs(1) > now,
+                "deadline in the past"
+            );
+        }
+    }
+    if std::env::var_os("HOMA_FUZZ_DEBUG").is_some() {
+        let st = ep.stats();
+        eprintln!(
+            "ops-done: rpcs {} delivered {} responses {} grants {} resends {} bad {} stale {} unknown {}",
+            ep.rpc_count(),
+            st.requests_delivered,
+            st.responses_delivered,
+            st.grants,
+            st.resends_silence + st.resends_fast,
+            st.bad_data + st.malformed,
+            st.stale_requests,
+            st.unknown_rpc
+        );
+    }
+    // The application answers what it still holds; then everything
+    // completes or times out, and every byte of state is reclaimed.
+    for (port, peer, id) in requests.drain(..) {
+        let _ = ep.send_response(now, port, peer, id, Bytes::from_static(b"bye"));
+    }
+    let mut outputs = 0;
+    for _ in 0..400 {
+        now += Duration::from_millis(50);
+        ep.handle_timeout(now);
+        while ep.poll_transmit(now, &mut buf).is_some() {
+            outputs += 1;
+            assert!(outputs < 10_000_000, "output does not stop");
+        }
+        while ep.poll_event().is_some() {}
+        if ep.rpc_count() == 0 {
+            break;
+        }
+    }
+    assert_eq!(ep.rpc_count(), 0, "every rpc ends");
+    assert_eq!(ep.rx_bytes(), 0, "receive buffers reclaimed");
+    assert_eq!(ep.rx_used(SERVER_PORT), 0, "socket memory reclaimed");
+    assert_eq!(ep.tx_bytes(cport), 0, "send cap reclaimed");
+}
+
+/// Builds a well-formed packet from fuzzer input, aimed at the RPC ids in
+/// play (responses to our requests, or requests from peers).
+fn structured(
+    input: &mut Input<'_>,
+    ids: &[(u64, SocketAddr)],
+) -> Option<(Vec<u8>, Option<SocketAddr>)> {
+    let kind = input.byte()? % 12;
+    let id_sel = input.byte()?;
+    let (sender_id, dport, to_rpc) = match ids.get(id_sel as usize % (ids.len() + 1)) {
+        // The server's side of one of our requests.
+        Some(&(id, dest)) if id_sel & 0x80 != 0 => (id | 1, 0x8000, Some(dest)),
+        // A request from a peer.
+        _ => (2 * (id_sel as u64 % 16) + 2, SERVER_PORT, None),
+    };
+    let body = match kind.saturating_sub(3) {
+        0 => {
+            // Mostly small messages on a 1000-byte packet grid, so that
+            // a few packets complete one; sometimes anything.
+            let class = input.byte()?;
+            let len = match class % 4 {
+                0 => class as u32 % 100 + 1,
+                1 => input.u16()? as u32 % 3000 + 1,
+                2 => input.u16()? as u32 % 50_000 + 1,
+                _ => input.u32()? % (2 << 20) + 1,
+            };
+            let offset = if class & 0x40 == 0 {
+                (input.byte()? as u32 % 64 * 1000).min(len - 1) / 1000 * 1000
+            } else {
+                input.u32()? % len
+            };
+            let incoming = if class & 0x80 == 0 { len } else { input.u32()? };
+            let payload = if class & 0x20 == 0 {
+                (len - offset).min(1000)
+            } else {
+                (input.u16()? as u32 % 1500).min(len - offset)
+            };
+            let h = DataHeader {
+                message_length: len,
+                incoming,
+                ack: AckEntry {
+                    client_id: input.byte()? as u64 * 2,
+                    server_port: SERVER_PORT,
+                },
+                cutoff_version: input.byte()? as u16,
+                retransmit: input.byte()? & 1 == 1,
+                offset,
+            };
+            let mut v = Repr {
+                sport: 0,
+                dport,
+                sender_id,
+                body: Body::Data(h),
+            }
+            .to_vec();
+            v.extend(input.take(payload as usize));
+            v.resize(56 + payload as usize, 0);
+            return Some((v, to_rpc));
+        }
+        1 => Body::Grant(GrantHeader {
+            offset: input.u32()?,
+            priority: input.byte()?,
+        }),
+        2 => Body::Resend(ResendHeader {
+            offset: input.u32()?,
+            length: if input.byte()? & 1 == 0 {
+                ResendHeader::ALL
+            } else {
+                input.u32()?
+            },
+            priority: Some(input.byte()?),
+        }),
+        3 => Body::RpcUnknown,
+        4 => Body::Busy,
+        5 => {
+            let mut cutoffs = [0u32; 8];
+            for c in cutoffs.iter_mut() {
+                *c = input.u32()?;
+            }
+            Body::Cutoffs(CutoffsHeader {
+                cutoffs,
+                version: input.u16()?,
+            })
+        }
+        6 => Body::Freeze,
+        7 => Body::NeedAck,
+        _ => {
+            let n = input.byte()? as usize % 6;
+            let acks: Vec<AckEntry> = (0..n)
+                .map(|i| AckEntry {
+                    client_id: 2 * i as u64 + 2,
+                    server_port: SERVER_PORT,
+                })
+                .collect();
+            Body::Ack(AckHeader::new(&acks))
+        }
+    };
+    let v = Repr {
+        sport: 0,
+        dport,
+        sender_id,
+        body,
+    }
+    .to_vec();
+    Some((v, to_rpc))
+}

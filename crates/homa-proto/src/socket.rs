@@ -1,0 +1,218 @@
+//! Per-socket state: whether the socket serves requests, its receive-memory
+//! budget, its send cap, and output commit (plug/release epochs).
+//!
+//! # Receive memory
+//!
+//! A socket's receive memory is the buffers of incoming messages being
+//! assembled for it plus the delivered messages its application still
+//! holds. Delivered message bytes carry a drop guard: when the application
+//! drops the last [`Bytes`] handle of a message, the socket's `held` count
+//! falls. When the total reaches `Config::socket_rx_budget` the endpoint
+//! grants nothing more to that socket's messages and new messages wait,
+//! without a buffer, in SRPT order (their packets are dropped); when memory
+//! frees, the shortest waiting message gets its buffer and a RESEND for
+//! everything its sender sent (reference 4.9, the kernel's buffer pool).
+//! Nothing is lost, and an application that stops reading slows its senders
+//! instead of growing memory.
+//!
+//! # Send cap
+//!
+//! Bytes of the socket's outgoing messages that are not yet freed
+//! (untransmitted, or transmitted but not acknowledged) are capped by
+//! `Config::max_tx_bytes_per_socket`; a send that would exceed it fails with
+//! [`Error::WouldBlock`](crate::Error::WouldBlock) (a single message may
+//! exceed the cap when nothing else is outstanding), and an
+//! [`Event::Writable`](crate::Event::Writable) follows when room frees.
+//!
+//! # Output commit
+//!
+//! Modelled on Linux's `sch_plug`: [`Endpoint::plug`] starts a new epoch;
+//! messages sent while plugged belong to the current epoch and are held: no
+//! packet of them leaves, and their timers do not run.
+//! [`Endpoint::release_one`] releases the oldest *closed* epoch (one a later
+//! `plug` ended); [`Endpoint::release_all`] releases everything and stops
+//! holding until the next `plug`. Released messages become transmittable in
+//! the order they were sent; epochs are released strictly in order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::endpoint::{Endpoint, Error};
+
+/// State of one socket.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    /// Accepts requests.
+    pub server: bool,
+    /// Delivered message bytes the application still holds.
+    pub held: Arc<AtomicU64>,
+    /// Buffer bytes of incoming messages being assembled for this socket.
+    pub assembling: u64,
+    /// Bytes of outgoing messages not yet freed.
+    pub tx_bytes: u64,
+    /// A send was refused for lack of room; report when room frees.
+    pub tx_blocked: bool,
+    /// Output commit: true while new messages are held.
+    pub plugged: bool,
+    /// Held messages by epoch, oldest first: (RPC key, RPC seq).
+    pub epochs: VecDeque<Vec<(usize, u64)>>,
+}
+
+impl Socket {
+    pub fn new(server: bool) -> Socket {
+        Socket {
+            server,
+            held: Arc::new(AtomicU64::new(0)),
+            assembling: 0,
+            tx_bytes: 0,
+            tx_blocked: false,
+            plugged: false,
+            epochs: VecDeque::new(),
+        }
+    }
+
+    /// Receive memory in use: assembling plus held by the application.
+    pub fn rx_used(&self) -> u64 {
+        self.assembling + self.held.load(Ordering::Relaxed)
+    }
+
+    /// Wraps a delivered message so that dropping it returns its bytes to
+    /// this socket's budget.
+    pub fn deliver(&self, data: Vec<u8>) -> Bytes {
+        self.held.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Bytes::from_owner(Delivered {
+            data,
+            held: self.held.clone(),
+        })
+    }
+}
+
+/// A delivered message's storage; dropping it releases its bytes.
+struct Delivered {
+    data: Vec<u8>,
+    held: Arc<AtomicU64>,
+}
+
+impl AsRef<[u8]> for Delivered {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        self.held
+            .fetch_sub(self.data.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Endpoint {
+    /// Output commit: starts a new epoch on socket `port`. Messages sent
+    /// from now on are held until their epoch is released.
+    pub fn plug(&mut self, port: u16) -> Result<(), Error> {
+        let sock = self.sockets.get_mut(&port).ok_or(Error::NoSocket(port))?;
+        sock.plugged = true;
+        sock.epochs.push_back(Vec::new());
+        Ok(())
+    }
+
+    /// Output commit: releases the oldest closed epoch of socket `port` (one
+    /// that a later [`Endpoint::plug`] ended). Returns the number of
+    /// messages released (0 if no epoch is closed).
+    pub fn release_one(&mut self, port: u16) -> Result<usize, Error> {
+        let sock = self.sockets.get_mut(&port).ok_or(Error::NoSocket(port))?;
+        if sock.epochs.len() < 2 {
+            return Ok(0);
+        }
+        let epoch = sock.epochs.pop_front().expect("two epochs");
+        Ok(self.release(epoch))
+    }
+
+    /// Output commit: releases every held message of socket `port` and stops
+    /// holding until the next [`Endpoint::plug`]. Returns the number of
+    /// messages released.
+    pub fn release_all(&mut self, port: u16) -> Result<usize, Error> {
+        let sock = self.sockets.get_mut(&port).ok_or(Error::NoSocket(port))?;
+        sock.plugged = false;
+        let epochs: Vec<_> = sock.epochs.drain(..).collect();
+        Ok(epochs.into_iter().map(|e| self.release(e)).sum())
+    }
+
+    fn release(&mut self, epoch: Vec<(usize, u64)>) -> usize {
+        let mut n = 0;
+        for (key, seq) in epoch {
+            if !self.live(key, seq) {
+                continue;
+            }
+            let now = self.now;
+            let rpc = &mut self.rpcs[key];
+            rpc.held = false;
+            rpc.last_heard = now;
+            if let Some(m) = rpc.msgout.as_mut() {
+                // The message counts as sent now (pacer FIFO share).
+                m.init_time = now;
+            }
+            self.update_xmit(key);
+            n += 1;
+        }
+        n
+    }
+
+    /// Puts a new outgoing message of RPC `key` into the socket's current
+    /// epoch if the socket is plugged.
+    pub(crate) fn hold_if_plugged(&mut self, port: u16, key: usize) {
+        let Some(sock) = self.sockets.get_mut(&port) else {
+            return;
+        };
+        if !sock.plugged {
+            return;
+        }
+        let rpc = &mut self.rpcs[key];
+        rpc.held = true;
+        sock.epochs
+            .back_mut()
+            .expect("a plugged socket has an epoch")
+            .push((key, rpc.seq));
+    }
+
+    /// Charges a new outgoing message to the socket's send cap, or refuses
+    /// it.
+    pub(crate) fn charge_tx(&mut self, port: u16, len: usize) -> Result<(), Error> {
+        let cap = self.config.max_tx_bytes_per_socket;
+        let sock = self.sockets.get_mut(&port).ok_or(Error::NoSocket(port))?;
+        if sock.tx_bytes > 0 && sock.tx_bytes + len as u64 > cap {
+            sock.tx_blocked = true;
+            self.stats.sends_blocked += 1;
+            return Err(Error::WouldBlock);
+        }
+        sock.tx_bytes += len as u64;
+        Ok(())
+    }
+
+    /// Returns an outgoing message's bytes to the socket's send cap.
+    pub(crate) fn uncharge_tx(&mut self, port: u16, len: u32) {
+        let cap = self.config.max_tx_bytes_per_socket;
+        let Some(sock) = self.sockets.get_mut(&port) else {
+            return;
+        };
+        sock.tx_bytes = sock.tx_bytes.saturating_sub(len as u64);
+        if sock.tx_blocked && sock.tx_bytes < cap {
+            sock.tx_blocked = false;
+            self.events.push_back(crate::Event::Writable { port });
+        }
+    }
+
+    /// Bytes of outgoing messages on socket `port` not yet freed.
+    pub fn tx_bytes(&self, port: u16) -> u64 {
+        self.sockets.get(&port).map_or(0, |s| s.tx_bytes)
+    }
+
+    /// Receive memory in use by socket `port`: messages being assembled plus
+    /// delivered messages the application still holds.
+    pub fn rx_used(&self, port: u16) -> u64 {
+        self.sockets.get(&port).map_or(0, |s| s.rx_used())
+    }
+}
