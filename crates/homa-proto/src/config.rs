@@ -41,6 +41,10 @@ pub struct Config {
     /// The pacer holds output to it and FIFO grants are timed by it.
     /// 0 means "unknown": no pacing and no FIFO grants.
     pub link_mbps: u32,
+    /// Hold output to `link_mbps` (the pacer). Drivers whose NIC pulls
+    /// packets only when its link is free (a simulator) turn this off;
+    /// `link_mbps` still times FIFO grants.
+    pub pacer: bool,
     /// Most transmit time the pacer lets queue in the NIC
     /// (`max_nic_est_backlog_usecs`, 5 µs).
     pub max_nic_backlog: Duration,
@@ -155,6 +159,7 @@ impl Default for Config {
             unsched_bytes: 40_000,
             unsched_from_rtt: true,
             link_mbps: 25_000,
+            pacer: true,
             max_nic_backlog: Duration::from_micros(5),
             pacer_fifo_fraction: 50,
             defer_min_bytes: 1000,

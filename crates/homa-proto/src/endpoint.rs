@@ -15,7 +15,9 @@
 //!    it returns `None` (each call yields one datagram, or a GSO batch of
 //!    equal-size segments, for one destination at one priority),
 //!    [`Endpoint::poll_event`] until `None`, and re-reads
-//!    [`Endpoint::poll_timeout`].
+//!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
+//!    `poll_transmit` until the link frees ([`Endpoint::has_output`] says
+//!    whether anything is waiting); nothing is lost by asking later.
 //!
 //! Every input takes `now`; instants must never go backwards. Outputs depend
 //! only on inputs and the seed given to [`Endpoint::new`], so a driver that
@@ -347,6 +349,18 @@ impl Endpoint {
             total_incoming: self.grants.total_incoming,
             active_grants: self.grants.active,
             waiting_for_memory: self.mem_waiters.len(),
+            tx_granted_unsent: self
+                .rpcs
+                .iter()
+                .filter_map(|(_, r)| r.msgout.as_ref())
+                .map(|m| m.granted.saturating_sub(m.next_xmit) as u64)
+                .sum(),
+            tx_unsent: self
+                .rpcs
+                .iter()
+                .filter_map(|(_, r)| r.msgout.as_ref())
+                .map(|m| m.bytes_left() as u64)
+                .sum(),
             min_rtt_nanos: self
                 .peers
                 .values()

@@ -145,6 +145,9 @@ pub fn endpoint_program(data: &[u8]) {
                 let step = input.byte().unwrap_or(1) as u64;
                 now += Duration::from_micros(step * step * 10);
                 ep.handle_timeout(now);
+                if let Some(t) = ep.poll_timeout() {
+                    assert!(t > now, "deadline {t:?} not after handle_timeout({now:?})");
+                }
             }
             3 => {
                 // Answer a delivered request.
@@ -181,8 +184,11 @@ pub fn endpoint_program(data: &[u8]) {
             }
         }
         // Drain outputs; a bounded number of transmits per step.
+        // `has_output` may say yes spuriously but never no wrongly.
+        let promised = ep.has_output(now);
         let mut n = 0;
         while ep.poll_transmit(now, &mut buf).is_some() {
+            assert!(n > 0 || promised, "has_output said nothing was ready");
             n += 1;
             assert!(n < 100_000, "poll_transmit does not terminate");
         }

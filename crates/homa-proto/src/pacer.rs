@@ -17,8 +17,8 @@
 //! * When the pacer holds data back, [`Endpoint::poll_timeout`] reports when
 //!   the link will have room.
 //!
-//! With `link_mbps == 0` there is no pacing: every granted byte goes out at
-//! once, in SRPT order.
+//! With `link_mbps == 0` or `pacer` off there is no pacing: every granted
+//! byte goes out at once, in SRPT order.
 
 use std::collections::BTreeSet;
 
@@ -110,7 +110,8 @@ impl Endpoint {
 
     /// True if a message of `length` bytes must wait for the link.
     pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
-        self.config.link_mbps > 0
+        self.config.pacer
+            && self.config.link_mbps > 0
             && length >= self.config.defer_min_bytes
             && now + self.config.max_nic_backlog < self.pacer.link_idle
     }
@@ -142,7 +143,7 @@ impl Endpoint {
 
     /// Most packets of `pkt_wire` wire bytes one paced batch may hold.
     pub(crate) fn paced_batch(&self, pkt_wire: u64) -> u32 {
-        if self.config.link_mbps == 0 {
+        if self.config.link_mbps == 0 || !self.config.pacer {
             return u32::MAX;
         }
         let backlog_bytes =

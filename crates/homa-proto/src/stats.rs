@@ -188,6 +188,11 @@ pub struct Metrics {
     pub active_grants: usize,
     /// Incoming messages waiting for a receive buffer.
     pub waiting_for_memory: usize,
+    /// Bytes our peers granted us that we have not sent yet (sender-side
+    /// backlog: receivers wait for these).
+    pub tx_granted_unsent: u64,
+    /// Bytes of outgoing messages not yet sent at all.
+    pub tx_unsent: u64,
     /// Measured minimum RTT of each peer with one, in nanoseconds.
     pub min_rtt_nanos: Option<u64>,
 }

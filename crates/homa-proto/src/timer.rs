@@ -55,6 +55,15 @@ impl Endpoint {
     /// passes (calling early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        // Deadlines that only mean "transmit now" are consumed here, so
+        // poll_timeout never stays in the past: a due FIFO grant is issued
+        // (queued for poll_transmit), and a pacer wake-up is cleared.
+        if self.pacer.wakeup.is_some_and(|t| now >= t) {
+            self.pacer.wakeup = None;
+        }
+        if self.grants.next_fifo.is_some_and(|t| now >= t) {
+            self.send_grants(now);
+        }
         if self.next_peer_gc.is_some_and(|t| now >= t) {
             self.collect_peers(now, false);
             let period = self.config.peer_idle / 2;
@@ -82,7 +91,8 @@ impl Endpoint {
     }
 
     /// The next deadline at which [`Endpoint::handle_timeout`] must run, if
-    /// any.
+    /// any. After `handle_timeout(t)` every deadline returned is later than
+    /// `t`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let fifo = (!self.grants.ranked.is_empty())
             .then_some(self.grants.next_fifo)

@@ -1,0 +1,295 @@
+//! Presenting [`Results`]: a text table for people, CSV for scripts, an SVG
+//! plot of slowdown against message size. All three are pure functions of
+//! the results, so identical runs give identical files.
+
+use core::fmt::Write as _;
+
+use crate::results::{Results, Summary};
+use crate::svg::{Plot, Series, COLORS};
+
+fn f(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "-".into()
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// Human-readable bytes: 1234567 -> "1.23 MB".
+pub fn bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} KB", b / 1e3)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn summary_line(s: &Summary) -> String {
+    format!(
+        "n {}  P50 {}  P99 {}  P99.9 {}  mean {}  (P50 {} us, P99 {} us)",
+        s.count,
+        f(s.p50),
+        f(s.p99),
+        f(s.p999),
+        f(s.mean),
+        f(s.p50_us),
+        f(s.p99_us)
+    )
+}
+
+/// One-line title of a run.
+pub fn title(r: &Results) -> String {
+    format!(
+        "{} ({}), {}, load {:.2}, {} hosts, seed {}",
+        r.workload, r.variant, r.mode, r.utilization.offered, r.hosts, r.seed
+    )
+}
+
+/// A text report: summary lines and the per-bucket table.
+pub fn table(r: &Results) -> String {
+    let mut s = String::new();
+    let m = &r.messages;
+    let u = &r.utilization;
+    let b = &r.buffers;
+    let c = &r.conservation;
+    let _ = writeln!(s, "homa-sim: {}", title(r));
+    let _ = writeln!(
+        s,
+        "messages: generated {}, measured {}, completed {}, incomplete {}, failed {} ({:.1}/s per host)",
+        m.generated, m.measured, m.completed, m.incomplete, m.failed, r.rate_per_host
+    );
+    let _ = writeln!(
+        s,
+        "utilisation of host downlinks: DATA {} (offered {}, generated {}), all packets {}, \
+         goodput {}; idle with a message pending {} (with grants outstanding {})",
+        pct(u.data),
+        pct(u.offered),
+        pct(u.generated),
+        pct(u.total),
+        pct(u.goodput),
+        pct(u.wasted),
+        pct(u.wasted_granted)
+    );
+    let _ = writeln!(
+        s,
+        "max switch buffer: ToR {}, aggregation {}; max port queue: downlink {}, uplink {}, agg {}, NIC {}",
+        bytes(b.max_tor),
+        bytes(b.max_agg),
+        bytes(b.max_downlink_queue),
+        bytes(b.max_uplink_queue),
+        bytes(b.max_agg_queue),
+        bytes(b.max_nic_queue)
+    );
+    let _ = writeln!(
+        s,
+        "shortest 10% (<= {} B): {}",
+        r.short_cutoff,
+        summary_line(&r.short)
+    );
+    let _ = writeln!(s, "all messages: {}", summary_line(&r.all));
+    let _ = writeln!(
+        s,
+        "{:>21} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "size (bytes)", "share", "count", "P50", "P99", "P99.9", "mean", "P50 us", "P99 us"
+    );
+    for k in &r.buckets {
+        let st = &k.stats;
+        let _ = writeln!(
+            s,
+            "{:>10} - {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            k.above,
+            k.upto,
+            pct(k.share),
+            st.count,
+            f(st.p50),
+            f(st.p99),
+            f(st.p999),
+            f(st.mean),
+            f(st.p50_us),
+            f(st.p99_us)
+        );
+    }
+    let total: u64 = r.downlink_prio_bytes.iter().sum::<u64>().max(1);
+    let prios: Vec<String> = (0..8)
+        .rev()
+        .filter(|&i| r.downlink_prio_bytes[i] > 0)
+        .map(|i| {
+            format!(
+                "{i}: {}",
+                pct(r.downlink_prio_bytes[i] as f64 / total as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "downlink bytes by priority: {}", prios.join(", "));
+    let _ = writeln!(
+        s,
+        "packets: injected {}, delivered {}, dropped {}, in flight {} ({})",
+        c.injected_packets,
+        c.delivered_packets,
+        c.dropped_packets,
+        c.in_flight_packets,
+        if c.balanced() {
+            "balanced"
+        } else {
+            "UNBALANCED"
+        }
+    );
+    let _ = writeln!(s, "simulated {:.1} us, {} events", r.end_us, r.events);
+    let samples: Vec<String> = r
+        .backlog
+        .iter()
+        .map(|(t, b)| format!("{:.1}:{:.0}", t / 1e3, b))
+        .collect();
+    let _ = writeln!(
+        s,
+        "unfinished work per host (ms: us of link time): {}",
+        samples.join(" ")
+    );
+    let _ = writeln!(s, "protocol: {}", r.protocol);
+    let pc = &r.protocol_counters;
+    let _ = writeln!(
+        s,
+        "protocol activity: grants {} (fifo {}), retransmitted {}, resends {}, timeouts {}, \
+         need_acks {}, cutoffs {}, beyond grant {}, no buffer {}, duplicates {}, \
+         sends blocked {}, pacer held {:.1} ms",
+        pc.grants,
+        pc.fifo_grants,
+        pc.data_retransmitted,
+        pc.resends,
+        pc.timeouts,
+        pc.need_acks,
+        pc.cutoffs_sent,
+        pc.beyond_grant,
+        pc.no_buffer_space,
+        pc.duplicate_data,
+        pc.sends_blocked,
+        pc.throttled_nanos as f64 / 1e6
+    );
+    s
+}
+
+/// CSV: `# key=value` summary lines, then one row per size bucket.
+pub fn csv(r: &Results) -> String {
+    let mut s = String::new();
+    let m = &r.messages;
+    let u = &r.utilization;
+    let b = &r.buffers;
+    let kv: Vec<(&str, String)> = vec![
+        ("workload", r.workload.clone()),
+        ("variant", r.variant.clone()),
+        ("mode", r.mode.clone()),
+        ("seed", r.seed.to_string()),
+        ("hosts", r.hosts.to_string()),
+        ("offered_load", format!("{:.4}", u.offered)),
+        ("rate_per_host", format!("{:.3}", r.rate_per_host)),
+        ("generated_load", format!("{:.4}", u.generated)),
+        ("utilization_data", format!("{:.4}", u.data)),
+        ("utilization_total", format!("{:.4}", u.total)),
+        ("goodput", format!("{:.4}", u.goodput)),
+        ("wasted", format!("{:.4}", u.wasted)),
+        ("wasted_granted", format!("{:.4}", u.wasted_granted)),
+        (
+            "retransmitted",
+            r.protocol_counters.data_retransmitted.to_string(),
+        ),
+        ("timeouts", r.protocol_counters.timeouts.to_string()),
+        ("generated", m.generated.to_string()),
+        ("measured", m.measured.to_string()),
+        ("completed", m.completed.to_string()),
+        ("incomplete", m.incomplete.to_string()),
+        ("failed", m.failed.to_string()),
+        ("short_cutoff", r.short_cutoff.to_string()),
+        ("short_p50", format!("{:.4}", r.short.p50)),
+        ("short_p99", format!("{:.4}", r.short.p99)),
+        ("all_p50", format!("{:.4}", r.all.p50)),
+        ("all_p99", format!("{:.4}", r.all.p99)),
+        ("max_tor_buffer", b.max_tor.to_string()),
+        ("max_agg_buffer", b.max_agg.to_string()),
+        ("max_downlink_queue", b.max_downlink_queue.to_string()),
+        ("max_uplink_queue", b.max_uplink_queue.to_string()),
+        ("max_agg_queue", b.max_agg_queue.to_string()),
+        ("max_nic_queue", b.max_nic_queue.to_string()),
+        (
+            "dropped_packets",
+            r.conservation.dropped_packets.to_string(),
+        ),
+        ("events", r.events.to_string()),
+        ("end_us", format!("{:.3}", r.end_us)),
+        ("protocol", r.protocol.clone()),
+    ];
+    for (k, v) in kv {
+        let _ = writeln!(s, "# {k}={v}");
+    }
+    let _ = writeln!(s, "above,upto,share,count,p50,p99,p999,mean,p50_us,p99_us");
+    for k in &r.buckets {
+        let st = &k.stats;
+        let _ = writeln!(
+            s,
+            "{},{},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3}",
+            k.above,
+            k.upto,
+            k.share,
+            st.count,
+            st.p50,
+            st.p99,
+            st.p999,
+            st.mean,
+            st.p50_us,
+            st.p99_us
+        );
+    }
+    s
+}
+
+/// Slowdown (P50 and P99) against message size, log x, for one or more
+/// runs; each run's points sit at its buckets' upper bounds.
+pub fn plot(runs: &[(&str, &Results)]) -> String {
+    let mut series = Vec::new();
+    for (i, (label, r)) in runs.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()].to_string();
+        let pick = |g: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
+            r.buckets
+                .iter()
+                .filter(|b| b.stats.count > 0)
+                .map(|b| (f64::from(b.upto), g(&b.stats)))
+                .collect()
+        };
+        let name = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{label} ")
+        };
+        series.push(Series {
+            label: format!("{name}P99"),
+            points: pick(|s| s.p99),
+            color: color.clone(),
+            dashed: false,
+        });
+        series.push(Series {
+            label: format!("{name}P50"),
+            points: pick(|s| s.p50),
+            color,
+            dashed: true,
+        });
+    }
+    let title = match runs {
+        [(_, r)] => format!("Slowdown: {}", title(r)),
+        _ => "Slowdown".to_string(),
+    };
+    Plot {
+        title,
+        x_label: "message size (bytes, bucket upper bound)".into(),
+        y_label: "slowdown".into(),
+        x_log: true,
+        y_min: 1.0,
+        series,
+    }
+    .render()
+}

@@ -1,0 +1,872 @@
+//! The simulator: hosts (a `homa_proto::Endpoint`, a NIC, an application)
+//! on the fabric (ports, switches, links), driven by one event loop.
+//!
+//! # Hosts
+//!
+//! Host `h` has address `10.x.y.z` = `0x0A000001 + h` and one Homa socket on
+//! port [`PORT`] that both sends requests and serves them. The simulator
+//! follows the endpoint's driver contract: after every input
+//! (`handle_datagram`, `handle_timeout`, an application command) it drains
+//! `poll_event`, lets the NIC take packets (`poll_transmit`, see
+//! [`NicMode`]) and re-reads `poll_timeout`. Every protocol decision is the
+//! endpoint's; the simulator only moves bytes and time.
+//!
+//! # Applications
+//!
+//! Each host's application creates messages in an open-loop Poisson
+//! process, with sizes from the workload and a destination drawn uniformly
+//! among the other hosts, all from the host's own random stream. Hand-offs
+//! between application and endpoint take `host_delay` each way. A server
+//! application answers every request at once: with `response_bytes` in
+//! one-way mode, with as many bytes as the request in RPC mode. Message
+//! payloads are slices of one shared zero buffer (no per-message copy on
+//! the sending side).
+//!
+//! # Measurement
+//!
+//! A message created at or after the warm-up is measured. Its completion
+//! time runs from its creation to the moment the server application has
+//! the request (one-way) or the client application has the response (RPC);
+//! the unloaded time comes from [`Unloaded`]. Arrivals stop at the end of
+//! the run's duration; the simulation continues until every measured
+//! message has completed or the drain time has passed.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use bytes::Bytes;
+use homa_proto::{Endpoint, Event};
+use homa_workload::{rate_for_load, Poisson, Rng, SizeDist};
+use slab::Slab;
+
+use crate::analytic::Unloaded;
+use crate::config::{Mode, NicMode, SimConfig};
+use crate::fabric::{Fabric, Node, PortKind};
+use crate::queue::EventQueue;
+use crate::results::{
+    buckets, shortest, Buffers, Conservation, Messages, ProtocolCounters, Results, Sample, Summary,
+    Utilization,
+};
+use crate::time::{from_instant, instant, ps, Ps, PS_PER_NS, PS_PER_SEC};
+use crate::SimError;
+
+/// The Homa port every host listens and sends on.
+pub const PORT: u16 = 100;
+
+/// Backlog samples taken during the arrivals (plus one at the end).
+const PROBES: u64 = 20;
+
+const BASE_IP: u32 = 0x0A00_0001;
+
+/// The address of host `h`.
+pub fn host_addr(h: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(BASE_IP + h)), PORT)
+}
+
+fn host_of(addr: &SocketAddr) -> Option<u32> {
+    match addr.ip() {
+        IpAddr::V4(ip) => u32::from(ip).checked_sub(BASE_IP),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// Simulator events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ev {
+    /// A packet sent by `port` arrives at the port's far end.
+    Arrive { port: u32, pkt: u32 },
+    /// `port` finished serialising a packet.
+    PortFree { port: u32 },
+    /// A host's endpoint deadline.
+    Timer { host: u32 },
+    /// A host's application creates a message.
+    NewMessage { host: u32 },
+    /// A message reaches its sender's endpoint.
+    AppSend { msg: u32 },
+    /// An endpoint event reaches the application.
+    AppNote { note: u32 },
+    /// A server application's response reaches its endpoint.
+    AppRespond { note: u32 },
+    /// Record the backlog of unfinished messages.
+    Probe,
+}
+
+/// Multiplicative hashing for the RPC-id maps: ids are already
+/// well-spread, and a fixed hasher keeps runs independent of OS randomness.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    }
+}
+
+type IdMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
+
+struct Host {
+    ep: Endpoint,
+    nic_port: u32,
+    /// Time of the Timer event currently scheduled, if any.
+    timer_at: Option<Ps>,
+    arrivals: Option<Poisson>,
+    /// Client RPC id -> message.
+    rpcs: IdMap,
+    /// Messages whose send hit the socket's send cap, waiting for
+    /// `Event::Writable`, oldest first.
+    blocked: std::collections::VecDeque<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Msg {
+    /// Creation order.
+    id: u64,
+    src: u32,
+    dst: u32,
+    size: u32,
+    created: Ps,
+    measured: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Note {
+    Request {
+        host: u32,
+        peer: SocketAddr,
+        id: u64,
+        len: u32,
+        msg: Option<u32>,
+    },
+    Response {
+        host: u32,
+        id: u64,
+    },
+    Failed {
+        host: u32,
+        id: u64,
+    },
+    Writable {
+        host: u32,
+    },
+}
+
+/// Progress of a running simulation, for display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Simulated time now.
+    pub now: Ps,
+    /// When arrivals stop.
+    pub arrivals_end: Ps,
+    /// Latest possible end (arrivals end plus drain).
+    pub hard_end: Ps,
+    /// Events processed so far.
+    pub events: u64,
+    /// Measured messages completed so far.
+    pub completed: u64,
+    /// Measured messages not yet completed.
+    pub outstanding: u64,
+}
+
+/// A simulation being built or run (see the [module docs](self)).
+pub struct Simulator {
+    cfg: SimConfig,
+    now: Ps,
+    q: EventQueue<Ev>,
+    fabric: Fabric,
+    hosts: Vec<Host>,
+    msgs: Slab<Msg>,
+    notes: Slab<Note>,
+    dist: SizeDist,
+    unloaded: Unloaded,
+    zeros: Bytes,
+    scratch: Vec<u8>,
+    samples: Vec<Sample>,
+    host_delay: Ps,
+    warmup: Ps,
+    arrivals_end: Ps,
+    hard_end: Ps,
+    rate_per_host: f64,
+    /// Wire bytes of the DATA packets of every message created so far
+    /// (request and response).
+    offered_wire: u64,
+    /// The same for messages created in the measurement window.
+    window_offered: u64,
+    /// Backlog samples: (time, offered minus delivered DATA wire bytes).
+    backlog: Vec<(Ps, i64)>,
+    probe_interval: Ps,
+    protocol: String,
+    events: u64,
+    generated: u64,
+    measured: u64,
+    outstanding: u64,
+    failed: u64,
+    ran: bool,
+}
+
+impl core::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("now", &self.now)
+            .field("hosts", &self.hosts.len())
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Mean bytes on host links per message: the DATA packets of the request
+/// and of the response (when they count), headers and framing included.
+pub fn wire_bytes_per_message(cfg: &SimConfig, dist: &SizeDist) -> f64 {
+    let seg = cfg.proto.seg_size();
+    let req = dist.expectation(|l| Unloaded::message_wire_bytes(l, seg) as f64);
+    match cfg.traffic.mode {
+        Mode::OneWay { response_bytes } if cfg.traffic.count_responses => {
+            req + Unloaded::message_wire_bytes(response_bytes, seg) as f64
+        }
+        Mode::OneWay { .. } => req,
+        Mode::Rpc => 2.0 * req,
+    }
+}
+
+impl Simulator {
+    /// Builds the network, endpoints and applications of `cfg`.
+    pub fn new(cfg: &SimConfig) -> Result<Simulator, SimError> {
+        cfg.validate()?;
+        let t = &cfg.topology;
+        let dist = cfg.traffic.workload.dist(cfg.traffic.variant);
+        let max_msg = match cfg.traffic.mode {
+            Mode::OneWay { response_bytes } => dist.max_length().max(response_bytes),
+            Mode::Rpc => dist.max_length(),
+        };
+        let resolved = cfg.proto.resolve(&dist, t.host_link_bps, max_msg);
+        let ep_cfg = resolved.config.clone();
+        let pull = cfg.host.nic == NicMode::Pull;
+        let fabric = Fabric::new(t, ps(cfg.host.nic_delay), pull, cfg.seed);
+        let rate = rate_for_load(
+            cfg.traffic.load,
+            t.host_link_bps as f64,
+            wire_bytes_per_message(cfg, &dist),
+        );
+        let mut hosts = Vec::with_capacity(t.hosts() as usize);
+        for h in 0..t.hosts() {
+            let seed = Rng::stream(cfg.seed, 0x1000_0000 + u64::from(h)).next_u64();
+            let mut ep = Endpoint::new(ep_cfg.clone(), seed).map_err(SimError::Endpoint)?;
+            ep.open_socket(PORT).map_err(SimError::Proto)?;
+            let arrivals = if rate > 0.0 {
+                Some(
+                    Poisson::new(rate, Rng::stream(cfg.seed, u64::from(h)))
+                        .map_err(SimError::Workload)?,
+                )
+            } else {
+                None
+            };
+            hosts.push(Host {
+                ep,
+                nic_port: h,
+                timer_at: None,
+                arrivals,
+                rpcs: IdMap::default(),
+                blocked: std::collections::VecDeque::new(),
+            });
+        }
+        let arrivals_end = ps(cfg.run.duration);
+        let mut sim = Simulator {
+            now: 0,
+            q: EventQueue::new(),
+            fabric,
+            hosts,
+            msgs: Slab::new(),
+            notes: Slab::new(),
+            unloaded: Unloaded::new(cfg),
+            zeros: Bytes::from(vec![0u8; max_msg as usize]),
+            scratch: Vec::new(),
+            samples: Vec::new(),
+            host_delay: ps(cfg.host.host_delay),
+            warmup: ps(cfg.run.warmup),
+            arrivals_end,
+            hard_end: arrivals_end.saturating_add(ps(cfg.run.drain)),
+            rate_per_host: rate,
+            offered_wire: 0,
+            window_offered: 0,
+            backlog: Vec::new(),
+            probe_interval: (arrivals_end / PROBES).max(1),
+            protocol: resolved.summary(),
+            events: 0,
+            generated: 0,
+            measured: 0,
+            outstanding: 0,
+            failed: 0,
+            ran: false,
+            dist,
+            cfg: cfg.clone(),
+        };
+        sim.fabric.window.start = sim.warmup;
+        sim.fabric.window.end = arrivals_end;
+        for h in 0..t.hosts() {
+            sim.schedule_arrival(h);
+        }
+        sim.q.push(0, Ev::Probe);
+        Ok(sim)
+    }
+
+    /// Arrivals per second at each host.
+    pub fn rate_per_host(&self) -> f64 {
+        self.rate_per_host
+    }
+
+    /// Measured messages not completed yet: `(source, destination, size,
+    /// creation time)`, in creation order.
+    pub fn outstanding_messages(&self) -> Vec<(u32, u32, u32, Ps)> {
+        let mut v: Vec<(u64, (u32, u32, u32, Ps))> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| m.measured && m.created != Ps::MAX)
+            .map(|(_, m)| (m.id, (m.src, m.dst, m.size, m.created)))
+            .collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v.into_iter().map(|e| e.1).collect()
+    }
+
+    /// Completed measured messages so far, in completion order.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The endpoint of host `h`.
+    pub fn endpoint(&self, h: u32) -> &Endpoint {
+        &self.hosts[h as usize].ep
+    }
+
+    /// The unloaded-time model in use.
+    pub fn unloaded(&self) -> &Unloaded {
+        &self.unloaded
+    }
+
+    /// Queues one message from `src` to `dst` of `size` bytes, created at
+    /// simulated time `at` (in addition to the Poisson arrivals; with load 0
+    /// the only traffic). It is measured if created after the warm-up.
+    pub fn add_message(&mut self, at: Ps, src: u32, dst: u32, size: u32) {
+        let measured = at >= self.warmup;
+        let seg = self.cfg.proto.seg_size();
+        let response = match self.cfg.traffic.mode {
+            Mode::OneWay { response_bytes } => response_bytes,
+            Mode::Rpc => size,
+        };
+        let wire =
+            Unloaded::message_wire_bytes(size, seg) + Unloaded::message_wire_bytes(response, seg);
+        self.offered_wire += wire;
+        if measured && at < self.arrivals_end {
+            self.window_offered += wire;
+        }
+        let key = self.msgs.insert(Msg {
+            id: self.generated,
+            src,
+            dst,
+            size,
+            created: at,
+            measured,
+        }) as u32;
+        self.generated += 1;
+        if measured {
+            self.measured += 1;
+            self.outstanding += 1;
+        }
+        self.q.push(at + self.host_delay, Ev::AppSend { msg: key });
+    }
+
+    fn schedule_arrival(&mut self, h: u32) {
+        let now = self.now;
+        let end = self.arrivals_end;
+        let Some(p) = self.hosts[h as usize].arrivals.as_mut() else {
+            return;
+        };
+        let gap = p.next_gap_nanos().saturating_mul(1000);
+        let at = now.saturating_add(gap);
+        if at < end {
+            self.q.push(at, Ev::NewMessage { host: h });
+        }
+    }
+
+    /// Runs to the end and returns the results. A simulator runs once.
+    pub fn run(&mut self, mut progress: impl FnMut(&Progress)) -> Result<Results, SimError> {
+        if self.ran {
+            return Err(SimError::AlreadyRan);
+        }
+        self.ran = true;
+        let mut next_report = 0u64;
+        while let Some(t) = self.q.peek_time() {
+            if t > self.hard_end {
+                break;
+            }
+            if self.now >= self.arrivals_end && self.outstanding == 0 {
+                break;
+            }
+            let (t, ev) = self.q.pop().expect("peeked");
+            self.now = t;
+            self.events += 1;
+            self.dispatch(ev);
+            if self.events >= next_report {
+                next_report = self.events + (1 << 16);
+                progress(&self.progress());
+            }
+        }
+        progress(&self.progress());
+        self.probe();
+        Ok(self.results())
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            now: self.now,
+            arrivals_end: self.arrivals_end,
+            hard_end: self.hard_end,
+            events: self.events,
+            completed: self.samples.len() as u64,
+            outstanding: self.outstanding,
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrive { port, pkt } => match self.fabric.ports[port as usize].to {
+                Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
+                Node::Host(h) => self.host_receive(h, pkt),
+            },
+            Ev::PortFree { port } => {
+                if self.fabric.port_free(port, self.now, &mut self.q) {
+                    let p = &self.fabric.ports[port as usize];
+                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
+                        // The link is free: the endpoint may send.
+                        self.after_input(p.host);
+                    }
+                }
+            }
+            Ev::Timer { host } => {
+                let hs = &mut self.hosts[host as usize];
+                if hs.timer_at != Some(self.now) {
+                    return; // superseded by an earlier deadline
+                }
+                hs.timer_at = None;
+                if hs
+                    .ep
+                    .poll_timeout()
+                    .is_some_and(|d| from_instant(d) <= self.now)
+                {
+                    hs.ep.handle_timeout(instant(self.now));
+                }
+                self.after_input(host);
+            }
+            Ev::NewMessage { host } => self.new_message(host),
+            Ev::AppSend { msg } => self.app_send(msg),
+            Ev::AppNote { note } => self.app_note(note),
+            Ev::AppRespond { note } => self.app_respond(note),
+            Ev::Probe => {
+                self.probe();
+                let next = self.now + self.probe_interval;
+                if next <= self.arrivals_end {
+                    self.q.push(next, Ev::Probe);
+                }
+            }
+        }
+    }
+
+    fn new_message(&mut self, h: u32) {
+        let n = self.fabric.hosts();
+        let p = self.hosts[h as usize]
+            .arrivals
+            .as_mut()
+            .expect("arrivals only with a process");
+        let size = self.dist.sample(p.rng());
+        let mut dst = p.rng().below(u64::from(n - 1)) as u32;
+        if dst >= h {
+            dst += 1;
+        }
+        self.add_message(self.now, h, dst, size);
+        self.schedule_arrival(h);
+    }
+
+    fn app_send(&mut self, key: u32) {
+        let src = self.msgs[key as usize].src;
+        let host = &mut self.hosts[src as usize];
+        if host.blocked.is_empty() {
+            self.try_send(key);
+        } else {
+            // Keep the application's order behind earlier blocked sends.
+            host.blocked.push_back(key);
+        }
+        self.after_input(src);
+    }
+
+    /// Hands a message to its sender's endpoint. Returns false if the
+    /// socket's send cap refused it (it then waits for `Writable`).
+    fn try_send(&mut self, key: u32) -> bool {
+        let m = self.msgs[key as usize];
+        let payload = self.zeros.slice(..m.size as usize);
+        let now = instant(self.now);
+        let host = &mut self.hosts[m.src as usize];
+        match host.ep.send_request(now, PORT, host_addr(m.dst), payload) {
+            Ok(id) => {
+                host.rpcs.insert(id, key);
+                true
+            }
+            Err(homa_proto::Error::WouldBlock) => {
+                host.blocked.push_front(key);
+                false
+            }
+            Err(_) => {
+                self.failed += 1;
+                self.finish_msg(key, false);
+                true
+            }
+        }
+    }
+
+    /// The endpoint produced an event: the application sees it after the
+    /// host delay.
+    fn endpoint_event(&mut self, h: u32, e: Event) {
+        let note = match e {
+            Event::Request { peer, id, data, .. } => {
+                let msg = host_of(&peer)
+                    .and_then(|c| self.hosts.get(c as usize))
+                    .and_then(|c| c.rpcs.get(&(id ^ 1)).copied());
+                Note::Request {
+                    host: h,
+                    peer,
+                    id,
+                    len: data.len() as u32,
+                    msg,
+                }
+            }
+            Event::Response { id, .. } => Note::Response { host: h, id },
+            Event::Failed { id, .. } => Note::Failed { host: h, id },
+            Event::Writable { .. } => Note::Writable { host: h },
+            _ => return,
+        };
+        let key = self.notes.insert(note) as u32;
+        self.q
+            .push(self.now + self.host_delay, Ev::AppNote { note: key });
+    }
+
+    fn app_note(&mut self, key: u32) {
+        match self.notes[key as usize] {
+            Note::Request { msg, .. } => {
+                if let (Some(m), Mode::OneWay { .. }) = (msg, self.cfg.traffic.mode) {
+                    self.complete(m);
+                }
+                self.q
+                    .push(self.now + self.host_delay, Ev::AppRespond { note: key });
+            }
+            Note::Response { host, id } => {
+                self.notes.remove(key as usize);
+                if let Some(m) = self.hosts[host as usize].rpcs.remove(&id) {
+                    if self.cfg.traffic.mode == Mode::Rpc {
+                        self.complete(m);
+                    }
+                    self.finish_msg(m, true);
+                }
+            }
+            Note::Failed { host, id } => {
+                self.notes.remove(key as usize);
+                self.failed += 1;
+                if let Some(m) = self.hosts[host as usize].rpcs.remove(&id) {
+                    self.finish_msg(m, false);
+                }
+            }
+            Note::Writable { host } => {
+                self.notes.remove(key as usize);
+                while let Some(m) = self.hosts[host as usize].blocked.pop_front() {
+                    if !self.try_send(m) {
+                        break;
+                    }
+                }
+                self.after_input(host);
+            }
+        }
+    }
+
+    fn app_respond(&mut self, key: u32) {
+        let Note::Request {
+            host,
+            peer,
+            id,
+            len,
+            ..
+        } = self.notes.remove(key as usize)
+        else {
+            unreachable!("only requests are answered");
+        };
+        let size = match self.cfg.traffic.mode {
+            Mode::OneWay { response_bytes } => response_bytes,
+            Mode::Rpc => len,
+        };
+        let payload = self.zeros.slice(..size as usize);
+        let now = instant(self.now);
+        // An error means the RPC is gone (aborted or failed meanwhile).
+        let _ = self.hosts[host as usize]
+            .ep
+            .send_response(now, PORT, peer, id, payload);
+        self.after_input(host);
+    }
+
+    /// A measured message completed now (at most once per message).
+    fn complete(&mut self, key: u32) {
+        let m = self.msgs[key as usize];
+        if !m.measured || m.created == Ps::MAX {
+            return;
+        }
+        let inter = self.fabric.rack(m.src) != self.fabric.rack(m.dst);
+        let ideal = match self.cfg.traffic.mode {
+            Mode::OneWay { .. } => self.unloaded.one_way(m.size, inter),
+            Mode::Rpc => self.unloaded.rpc(m.size, m.size, inter),
+        };
+        self.samples.push(Sample {
+            id: m.id,
+            size: m.size,
+            time: self.now - m.created,
+            ideal,
+        });
+        self.outstanding -= 1;
+        // Mark as completed so a late duplicate cannot count twice.
+        self.msgs[key as usize].created = Ps::MAX;
+    }
+
+    /// The message's RPC is over (response received or failure).
+    fn finish_msg(&mut self, key: u32, ok: bool) {
+        let m = self.msgs.remove(key as usize);
+        if m.measured && m.created != Ps::MAX && !ok {
+            // Failed before completing: it will never complete.
+            self.outstanding -= 1;
+        }
+    }
+
+    /// A packet reached host `h`.
+    fn host_receive(&mut self, h: u32, pkt: u32) {
+        let now = instant(self.now);
+        let p = self.fabric.pkts.get(pkt);
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(BASE_IP + p.src)), p.sport);
+        self.hosts[h as usize].ep.handle_datagram(now, src, &p.buf);
+        self.fabric.delivered(pkt);
+        self.after_input(h);
+    }
+
+    /// The driver contract's "after any input": events, transmissions,
+    /// deadline.
+    fn after_input(&mut self, h: u32) {
+        while let Some(e) = self.hosts[h as usize].ep.poll_event() {
+            self.endpoint_event(h, e);
+        }
+        let ep = &self.hosts[h as usize].ep;
+        self.fabric.rx_pending[h as usize] = match (ep.rx_bytes() > 0, ep.total_incoming() > 0) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        };
+        match self.cfg.host.nic {
+            NicMode::Pull => {
+                let port = self.hosts[h as usize].nic_port;
+                if self.fabric.ports[port as usize].idle(self.now) {
+                    self.take_transmit(h);
+                }
+            }
+            NicMode::Push => while self.take_transmit(h) {},
+        }
+        let host = &mut self.hosts[h as usize];
+        if let Some(d) = host.ep.poll_timeout() {
+            let mut at = from_instant(d).max(self.now);
+            if at <= self.now {
+                // A deadline already due after the input was handled can
+                // only be one that poll_transmit serves (the pacer's wakeup,
+                // a FIFO grant) while a pull-mode NIC is busy: serve it when
+                // the link frees. Never spin at one instant.
+                let port = &self.fabric.ports[host.nic_port as usize];
+                at = if port.busy_until() > self.now {
+                    port.busy_until()
+                } else {
+                    self.now + PS_PER_NS
+                };
+            }
+            if host.timer_at.is_none_or(|t| at < t) {
+                host.timer_at = Some(at);
+                self.q.push(at, Ev::Timer { host: h });
+            }
+        }
+    }
+
+    /// Takes one transmit from host `h`'s endpoint into its NIC. Returns
+    /// false if the endpoint had nothing to send.
+    fn take_transmit(&mut self, h: u32) -> bool {
+        let now = self.now;
+        let host = &mut self.hosts[h as usize];
+        let Some(t) = host.ep.poll_transmit(instant(now), &mut self.scratch) else {
+            return false;
+        };
+        let port = host.nic_port;
+        let dst = host_of(&t.destination).filter(|&d| d < self.fabric.hosts());
+        debug_assert!(dst.is_some(), "endpoint sent to {}", t.destination);
+        let Some(dst) = dst else {
+            return true;
+        };
+        let seg = t.segment_size.unwrap_or(t.size).max(1);
+        let mut offset = 0;
+        while offset < t.size {
+            let end = (offset + seg).min(t.size);
+            let id = self.fabric.pkts.alloc();
+            let p = self.fabric.pkts.get_mut(id);
+            if offset == 0 && end == t.size {
+                // One packet: hand over the buffer, keep the slot's old one
+                // (and its capacity) as the next scratch buffer.
+                self.scratch.truncate(end);
+                core::mem::swap(&mut p.buf, &mut self.scratch);
+            } else {
+                p.buf.clear();
+                p.buf.extend_from_slice(&self.scratch[offset..end]);
+            }
+            p.src = h;
+            p.dst = dst;
+            p.sport = t.src_port;
+            p.prio = t.priority;
+            p.classify();
+            self.fabric.inject(port, id, 0, now, &mut self.q);
+            offset = end;
+        }
+        true
+    }
+
+    fn probe(&mut self) {
+        let backlog = self.offered_wire as i64 - self.fabric.flow.delivered_data_wire as i64;
+        if self.backlog.last().is_none_or(|b| b.0 < self.now) {
+            self.backlog.push((self.now, backlog));
+        }
+    }
+
+    /// Protocol counters summed over all endpoints.
+    fn counters(&self) -> ProtocolCounters {
+        let mut c = ProtocolCounters::default();
+        for h in &self.hosts {
+            let s = h.ep.stats();
+            c.grants += s.grants;
+            c.fifo_grants += s.fifo_grants;
+            c.data_retransmitted += s.data_retransmitted;
+            c.resends += s.resends_silence + s.resends_fast;
+            c.timeouts += s.timeouts;
+            c.need_acks += s.need_acks;
+            c.cutoffs_sent += s.cutoffs_sent;
+            c.beyond_grant += s.beyond_grant;
+            c.no_buffer_space += s.no_buffer_space + s.grants_deferred_memory;
+            c.duplicate_data += s.duplicate_data;
+            c.sends_blocked += s.sends_blocked;
+            c.throttled_nanos += s.throttled_nanos;
+        }
+        c
+    }
+
+    fn results(&self) -> Results {
+        let mut samples = self.samples.clone();
+        samples.sort_by_key(|s| s.id);
+        let (short_cutoff, short) = shortest(&samples, 0.1);
+        let t = &self.cfg.topology;
+        let window_ps = self.arrivals_end.saturating_sub(self.warmup).max(1);
+        let capacity_bytes = t.host_link_bps as f64 / 8.0
+            * (window_ps as f64 / PS_PER_SEC as f64)
+            * f64::from(t.hosts());
+        let w = self.fabric.window;
+        let mut buffers = Buffers::default();
+        for s in &self.fabric.switches {
+            let m = if s.agg {
+                &mut buffers.max_agg
+            } else {
+                &mut buffers.max_tor
+            };
+            *m = (*m).max(s.max_occupancy);
+        }
+        for p in &self.fabric.ports {
+            let m = match p.kind {
+                PortKind::Nic => &mut buffers.max_nic_queue,
+                PortKind::TorDown => &mut buffers.max_downlink_queue,
+                PortKind::TorUp => &mut buffers.max_uplink_queue,
+                PortKind::AggDown => &mut buffers.max_agg_queue,
+            };
+            *m = (*m).max(p.stats.max_queued);
+        }
+        let flow = self.fabric.flow;
+        let (dropped_packets, dropped_bytes) = self.fabric.dropped();
+        let (in_flight_packets, in_flight_bytes) = self.fabric.in_flight();
+        let completed = self.samples.len() as u64;
+        let t_hosts = t.hosts();
+        let t_bps = t.host_link_bps as f64;
+        Results {
+            workload: self.cfg.traffic.workload.name(),
+            variant: match self.cfg.traffic.variant {
+                homa_workload::Variant::Raw => "raw".into(),
+                homa_workload::Variant::CpNode => "cp_node".into(),
+            },
+            mode: match self.cfg.traffic.mode {
+                Mode::OneWay { .. } => "one-way".into(),
+                Mode::Rpc => "rpc".into(),
+            },
+            seed: self.cfg.seed,
+            hosts: t.hosts(),
+            rate_per_host: self.rate_per_host,
+            buckets: buckets(&self.dist, &samples),
+            short_cutoff,
+            short,
+            all: Summary::of(&samples),
+            messages: Messages {
+                generated: self.generated,
+                measured: self.measured,
+                completed,
+                incomplete: self.outstanding,
+                failed: self.failed,
+            },
+            utilization: Utilization {
+                offered: self.cfg.traffic.load,
+                generated: self.window_offered as f64 / capacity_bytes,
+                data: w.data_wire_bytes as f64 / capacity_bytes,
+                total: w.wire_bytes as f64 / capacity_bytes,
+                goodput: w.payload_bytes as f64 / capacity_bytes,
+                wasted: w.wasted_ps as f64 / (window_ps as f64 * f64::from(t.hosts())),
+                wasted_granted: w.wasted_granted_ps as f64
+                    / (window_ps as f64 * f64::from(t.hosts())),
+            },
+            protocol_counters: self.counters(),
+            backlog: self
+                .backlog
+                .iter()
+                .map(|&(t, b)| {
+                    let per_host = b as f64 / f64::from(t_hosts);
+                    // In microseconds of host link time.
+                    let us = per_host * 8.0 / t_bps * 1e6;
+                    (t as f64 / 1e6, us)
+                })
+                .collect(),
+            buffers,
+            conservation: Conservation {
+                injected_packets: flow.injected_packets,
+                injected_bytes: flow.injected_bytes,
+                delivered_packets: flow.delivered_packets,
+                delivered_bytes: flow.delivered_bytes,
+                dropped_packets,
+                dropped_bytes,
+                in_flight_packets,
+                in_flight_bytes,
+            },
+            downlink_prio_bytes: self.fabric.downlink_prio_bytes,
+            end_us: self.now as f64 / 1e6,
+            events: self.events,
+            protocol: self.protocol.clone(),
+        }
+    }
+}
+
+/// Builds and runs `cfg` without progress reports.
+pub fn run(cfg: &SimConfig) -> Result<Results, SimError> {
+    Simulator::new(cfg)?.run(|_| {})
+}

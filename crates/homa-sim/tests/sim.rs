@@ -1,0 +1,236 @@
+//! End-to-end properties of the simulator: determinism, agreement with the
+//! analytic unloaded completion times, packet conservation, and that the
+//! configuration reaches the endpoints and the switches.
+
+#![allow(non_snake_case)]
+
+use core::time::Duration;
+
+use homa_sim::analytic::Unloaded;
+use homa_sim::time::{ps, ser_ps, Ps};
+use homa_sim::{report, Mode, NicMode, SimConfig, Simulator};
+
+/// A small cluster: `racks` x `per_rack` hosts, 2 aggregation switches.
+fn small(racks: u32, per_rack: u32) -> SimConfig {
+    let mut c = SimConfig::default();
+    c.topology.racks = racks;
+    c.topology.hosts_per_rack = per_rack;
+    c.topology.aggs = 2;
+    c
+}
+
+fn outputs(cfg: &SimConfig) -> (String, String, String) {
+    let r = homa_sim::run(cfg).unwrap();
+    (
+        report::table(&r),
+        report::csv(&r),
+        report::plot(&[("", &r)]),
+    )
+}
+
+#[test]
+fn run__same_seed_identical_output_different_seed_differs() {
+    let mut cfg = small(2, 4);
+    cfg.traffic.workload = "w3".parse().unwrap();
+    cfg.traffic.load = 0.7;
+    cfg.run.duration = Duration::from_millis(1);
+    cfg.run.warmup = Duration::from_micros(100);
+    let a = outputs(&cfg);
+    let b = outputs(&cfg);
+    assert_eq!(a, b);
+    assert!(a.1.contains("# completed="));
+    cfg.seed = 2;
+    let c = outputs(&cfg);
+    assert_ne!(a.0, c.0);
+    assert_ne!(a.1, c.1);
+}
+
+/// Sizes around packet and unscheduled boundaries, up to 1 MB.
+const SIZES: [u32; 12] = [
+    1, 100, 1416, 1417, 2832, 5000, 11_328, 11_329, 30_000, 100_000, 400_000, 1_000_000,
+];
+
+/// Sends the sizes one at a time (each long after the previous finished)
+/// between two hosts and compares each completion time with the analytic
+/// unloaded time: equal within one packet time (plus the pacer's 1% rate
+/// margin, which only matters for the 1 MB message).
+fn unloaded_matches_analytic(mut cfg: SimConfig, src: u32, dst: u32, inter_rack: bool) {
+    cfg.traffic.load = 0.0;
+    cfg.run.duration = Duration::ZERO;
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_secs(1);
+    let mode = cfg.traffic.mode;
+    let mut sim = Simulator::new(&cfg).unwrap();
+    let gap: Ps = ps(Duration::from_millis(2));
+    for (i, &size) in SIZES.iter().enumerate() {
+        sim.add_message(gap * (i as u64 + 1), src, dst, size);
+    }
+    let results = sim.run(|_| {}).unwrap();
+    assert_eq!(results.messages.completed, SIZES.len() as u64);
+    // One full packet on a host link.
+    let packet_time = ser_ps(
+        Unloaded::wire_bytes(cfg.proto.seg_size()),
+        cfg.topology.host_link_bps,
+    );
+    let model = Unloaded::new(&cfg);
+    let mut samples = sim.samples().to_vec();
+    samples.sort_by_key(|s| s.id);
+    for (s, &size) in samples.iter().zip(&SIZES) {
+        assert_eq!(s.size, size);
+        let ideal = match mode {
+            Mode::OneWay { .. } => model.one_way(size, inter_rack),
+            Mode::Rpc => model.rpc(size, size, inter_rack),
+        };
+        assert_eq!(s.ideal, ideal);
+        // homa-proto's pacer budgets the link at 99% of its rate (the
+        // kernel's margin) beyond a 5 us backlog allowance, so messages long
+        // enough to exhaust it (here 1 MB) take up to 1% longer.
+        let margin = ser_ps(
+            Unloaded::message_wire_bytes(size, cfg.proto.seg_size()) as u32,
+            cfg.topology.host_link_bps,
+        ) / 100;
+        let diff = s.time.abs_diff(ideal);
+        assert!(
+            diff <= packet_time + margin,
+            "size {size}: simulated {} ps, analytic {ideal} ps, off by {diff} ps",
+            s.time
+        );
+    }
+}
+
+#[test]
+fn unloaded__two_hosts_same_rack_match_analytic() {
+    unloaded_matches_analytic(small(1, 2), 0, 1, false);
+}
+
+#[test]
+fn unloaded__two_hosts_across_aggregation_match_analytic() {
+    unloaded_matches_analytic(small(2, 1), 1, 0, true);
+}
+
+#[test]
+fn unloaded__rpc_mode_and_link_delay_match_analytic() {
+    let mut cfg = small(2, 1);
+    cfg.traffic.mode = Mode::Rpc;
+    cfg.topology.link_delay = Duration::from_nanos(700);
+    // Longer links, longer round trip: the unscheduled bytes must cover it
+    // (about 14 KB here) for the analytic time to be reachable.
+    cfg.proto.unsched_bytes = 20_000;
+    cfg.proto.grant_window = 20_000;
+    unloaded_matches_analytic(cfg, 0, 1, true);
+}
+
+#[test]
+fn run__conserves_packets_without_drops() {
+    let mut cfg = small(2, 4);
+    cfg.traffic.workload = "w4".parse().unwrap();
+    cfg.traffic.load = 0.8;
+    cfg.run.duration = Duration::from_millis(2);
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_secs(1);
+    let r = homa_sim::run(&cfg).unwrap();
+    let c = r.conservation;
+    assert!(c.balanced(), "{c:?}");
+    assert_eq!(c.dropped_packets, 0);
+    assert!(c.injected_packets > 1000);
+    // Every message arrived, every byte of it.
+    assert_eq!(r.messages.completed, r.messages.measured);
+    assert_eq!(r.messages.incomplete, 0);
+}
+
+#[test]
+fn run__conserves_packets_with_drops() {
+    // Incast: seven hosts send 200 KB each to host 0 at once; their
+    // unscheduled bursts overflow a 20 KB switch buffer.
+    let mut cfg = small(2, 4);
+    cfg.traffic.load = 0.0;
+    cfg.topology.switch_buffer = Some(20_000);
+    cfg.run.duration = Duration::ZERO;
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_millis(5);
+    let mut sim = Simulator::new(&cfg).unwrap();
+    for src in 1..8 {
+        sim.add_message(0, src, 0, 200_000);
+    }
+    let r = sim.run(|_| {}).unwrap();
+    let c = r.conservation;
+    assert!(c.dropped_packets > 0, "{c:?}");
+    assert!(c.delivered_packets > 0, "{c:?}");
+    assert!(c.balanced(), "{c:?}");
+    assert!(r.buffers.max_tor <= 20_000);
+    assert!(r.buffers.max_agg <= 20_000);
+}
+
+#[test]
+fn run__lost_packets_are_recovered_by_the_protocol() {
+    // The same incast with time to recover: homa-proto's RESENDs fill the
+    // holes the switch left, and every message completes.
+    let mut cfg = small(2, 4);
+    cfg.traffic.load = 0.0;
+    cfg.topology.switch_buffer = Some(20_000);
+    cfg.run.duration = Duration::ZERO;
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_millis(500);
+    let mut sim = Simulator::new(&cfg).unwrap();
+    for src in 1..8 {
+        sim.add_message(0, src, 0, 200_000);
+    }
+    let r = sim.run(|_| {}).unwrap();
+    assert!(r.conservation.dropped_packets > 0);
+    assert!(r.protocol_counters.data_retransmitted > 0);
+    assert_eq!(r.messages.completed, 7, "{}", report::table(&r));
+}
+
+#[test]
+fn run__push_nic_and_gso_batches_complete() {
+    for (nic, gso) in [
+        (NicMode::Push, 0),
+        (NicMode::Pull, 64_000),
+        (NicMode::Push, 64_000),
+    ] {
+        let mut cfg = small(2, 4);
+        cfg.host.nic = nic;
+        cfg.proto.gso_bytes = gso;
+        cfg.traffic.workload = "w3".parse().unwrap();
+        cfg.traffic.load = 0.5;
+        cfg.run.duration = Duration::from_micros(500);
+        cfg.run.warmup = Duration::ZERO;
+        cfg.run.drain = Duration::from_secs(1);
+        let r = homa_sim::run(&cfg).unwrap();
+        assert!(r.conservation.balanced());
+        assert_eq!(r.messages.completed, r.messages.measured, "{nic:?} {gso}");
+        assert!(r.messages.completed > 100);
+    }
+}
+
+#[test]
+fn run__one_priority_level_puts_everything_at_level_0() {
+    let mut cfg = small(2, 4);
+    cfg.proto.num_priorities = 1;
+    cfg.traffic.workload = "w4".parse().unwrap();
+    cfg.traffic.load = 0.5;
+    cfg.run.duration = Duration::from_micros(500);
+    cfg.run.warmup = Duration::ZERO;
+    let r = homa_sim::run(&cfg).unwrap();
+    assert!(r.downlink_prio_bytes[0] > 0);
+    assert!(r.downlink_prio_bytes[1..].iter().all(|&b| b == 0));
+    let mut cfg8 = cfg.clone();
+    cfg8.proto.num_priorities = 8;
+    let r8 = homa_sim::run(&cfg8).unwrap();
+    assert!(r8.downlink_prio_bytes[1..].iter().any(|&b| b > 0));
+}
+
+#[test]
+fn run__light_tailed_load_is_achieved() {
+    let mut cfg = small(2, 8);
+    cfg.traffic.workload = "w2".parse().unwrap();
+    cfg.traffic.variant = homa_workload::Variant::CpNode;
+    cfg.traffic.load = 0.5;
+    cfg.run.duration = Duration::from_millis(2);
+    cfg.run.warmup = Duration::from_micros(200);
+    let r = homa_sim::run(&cfg).unwrap();
+    let u = r.utilization.data;
+    assert!((u - 0.5).abs() < 0.05, "utilisation {u}");
+    assert!(r.utilization.total > u);
+    assert!(r.utilization.goodput < u);
+}
