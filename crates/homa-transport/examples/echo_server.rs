@@ -12,7 +12,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:4000".into());
-    let socket = homa_transport::Socket::bind(addr.parse()?)?;
+    // Accept requests even on an ephemeral port (port 0 alone would make a
+    // client-only socket).
+    let mut config = homa_transport::Config::default();
+    config.server = Some(true);
+    let socket = homa_transport::Socket::bind_with(addr.parse()?, config)?;
     println!("listening on {}", socket.local_addr());
     std::io::stdout().flush()?;
     loop {
