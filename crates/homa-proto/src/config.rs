@@ -98,6 +98,13 @@ pub struct Config {
     pub resend_after: Duration,
     /// Time between RESENDs for one RPC (kernel: `resend_interval`, 5 ms).
     pub resend_interval: Duration,
+    /// Most RPCs per peer that send silence RESENDs in one timer pass (2
+    /// while nothing at all has come from the peer for `resend_after`); the
+    /// others wait for a later pass. Together with per-RPC exponential
+    /// backoff (up to 16 intervals while the peer stays silent) this keeps a
+    /// peer that was descheduled for a while from returning to a RESEND
+    /// storm (the kernel sends one per RPC every interval).
+    pub max_resend_rpcs_per_peer: u32,
     /// Silence after which an RPC is abandoned: a client RPC fails with
     /// [`RpcError::Timeout`](crate::RpcError::Timeout), a server RPC is
     /// freed. The kernel uses 100 ms; a user-space peer can be descheduled
@@ -179,6 +186,7 @@ impl Default for Config {
             tick: Duration::from_millis(1),
             resend_after: Duration::from_millis(5),
             resend_interval: Duration::from_millis(5),
+            max_resend_rpcs_per_peer: 16,
             timeout: Duration::from_secs(1),
             need_ack_after: Duration::from_millis(2),
             fast_resend_rtts: 3,

@@ -245,6 +245,10 @@ pub struct Endpoint {
     pub(crate) mem_waiters: std::collections::BTreeSet<(u32, u64, usize)>,
     /// Next collection of idle peers (armed while peers exist).
     pub(crate) next_peer_gc: Option<Instant>,
+    /// Timer passes so far (rotates the RESEND scan).
+    pub(crate) tick_count: u64,
+    /// Silence RESENDs issued per peer in the current timer pass.
+    pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// At-most-once floors of collected peers (bounded, oldest evicted).
     pub(crate) retired: Map<SocketAddr, u64>,
     pub(crate) retired_order: VecDeque<SocketAddr>,
@@ -311,6 +315,8 @@ impl Endpoint {
             rx_waiters: Vec::new(),
             mem_waiters: std::collections::BTreeSet::new(),
             next_peer_gc: None,
+            tick_count: 0,
+            resends_this_tick: Map::with_hasher(hasher()),
             retired: Map::with_hasher(hasher()),
             retired_order: VecDeque::new(),
             config,
@@ -598,6 +604,22 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Drops a request delivered by [`Event::Request`] without answering
+    /// it: the server RPC is freed and the request still counts as run
+    /// (at-most-once). The client learns nothing until its RPC times out
+    /// or it gets RPC_UNKNOWN.
+    pub fn discard_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
+        if self.rpcs[key].port != port {
+            return Err(Error::UnknownRpc);
+        }
+        if self.rpcs[key].state != RpcState::InService {
+            return Err(Error::WrongState);
+        }
+        self.free_rpc(key);
+        Ok(())
+    }
+
     /// Abandons a client RPC: its state is freed at once and no event will
     /// report it. The server is not told (as in the kernel).
     pub fn abort(&mut self, port: u16, id: u64) -> Result<(), Error> {
@@ -643,6 +665,9 @@ impl Endpoint {
         if repr.sport != src.port() {
             self.stats.port_mismatch += 1;
             return;
+        }
+        if let Some(p) = self.peers.get_mut(&src) {
+            p.last_heard = now;
         }
         if ty == PacketType::Freeze {
             self.stats.freeze += 1;

@@ -134,6 +134,8 @@ pub(crate) struct Peer {
     pub pending_acks: Vec<(u16, u64)>,
     /// Last time a packet from this peer arrived or was sent to it.
     pub last_active: Instant,
+    /// Last time any packet from this peer arrived.
+    pub last_heard: Instant,
     /// Live RPCs with this peer.
     pub rpcs: u32,
     /// Live server RPCs this peer created (bounded by configuration).
@@ -164,6 +166,7 @@ impl Peer {
             cutoff_version: 0,
             pending_acks: Vec::new(),
             last_active: now,
+            last_heard: now,
             rpcs: 0,
             server_rpcs: 0,
             rx_bytes: 0,

@@ -75,7 +75,17 @@ impl Endpoint {
             return;
         }
         self.gap_deadline = None;
-        let keys: Vec<usize> = self.rpcs.iter().map(|(k, _)| k).collect();
+        let mut keys: Vec<usize> = self.rpcs.iter().map(|(k, _)| k).collect();
+        if tick_due {
+            // Rotate the scan so the per-peer RESEND cap does not always
+            // favour the same RPCs.
+            self.tick_count = self.tick_count.wrapping_add(1);
+            if !keys.is_empty() {
+                let n = keys.len();
+                keys.rotate_left(self.tick_count as usize % n);
+            }
+            self.resends_this_tick.clear();
+        }
         for key in keys {
             self.check_gaps(now, key);
             if tick_due && self.rpcs.contains(key) {
@@ -242,10 +252,35 @@ impl Endpoint {
             self.fail_rpc(key, RpcError::Timeout);
             return;
         }
+        // Back off while the peer stays silent: 1, 2, 4, ... 16 intervals
+        // between RESENDs (a descheduled user-space peer must not come back
+        // to a flood).
+        if rpc.last_request.is_some_and(|t| rpc.last_heard > t) {
+            rpc.resend_backoff = 0;
+        }
+        let interval = self.config.resend_interval * (1u32 << rpc.resend_backoff.min(4));
         let due = rpc
             .last_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.resend_interval);
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
         if silent >= self.config.resend_after && due {
+            let peer = rpc.peer;
+            // A peer we have heard nothing at all from for a while gets only
+            // a couple of probes per pass until it answers.
+            let peer_silent = self.peers.get(&peer).is_some_and(|p| {
+                now.saturating_duration_since(p.last_heard) >= self.config.resend_after
+            });
+            let cap = if peer_silent {
+                2
+            } else {
+                self.config.max_resend_rpcs_per_peer
+            };
+            let sent = self.resends_this_tick.entry(peer).or_insert(0);
+            if *sent >= cap {
+                // Over this tick's budget for the peer; it stays due.
+                return;
+            }
+            *sent += 1;
+            self.rpcs[key].resend_backoff += 1;
             self.request_retransmission(now, key);
         }
     }

@@ -763,3 +763,97 @@ fn random_loss_with_queueing__retransmissions_track_losses() {
         eprintln!("{line}");
     }
 }
+
+#[test]
+fn silent_peer__no_resend_storm_when_it_returns() {
+    // 1000 RPCs wait on a server that stops processing for 60 ms (a
+    // descheduled user-space process): its packets are held, then all
+    // delivered at once.
+    let config = Config::default();
+    let mut net = network(9500, 2, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    let server_ip = server.ip();
+    let frozen = Rc::new(Cell::new(true));
+    let f2 = frozen.clone();
+    net.set_filter(move |d, _| {
+        if f2.get() && d.dst.ip() == server_ip {
+            Verdict::Hold
+        } else {
+            Verdict::Deliver
+        }
+    });
+    for i in 0..1000 {
+        let now = net.now();
+        net.endpoint(0)
+            .send_request(now, cport, server, pattern(i, 200))
+            .unwrap();
+    }
+    net.advance(Duration::from_millis(60));
+    let resends = net.endpoint(0).stats().sent.packets_of(PacketType::Resend);
+    // Without limits every RPC would RESEND every 5 ms: ~11 000 by now.
+    // a silent peer gets two probes per 1 ms pass.
+    assert!(
+        resends <= 2 * 60,
+        "{resends} RESENDs while the server was away"
+    );
+    frozen.set(false);
+    net.release_held(false);
+    let mut done = 0;
+    net.run(Limits::default(), |net, h, ev| match ev {
+        Event::Request {
+            port,
+            peer,
+            id,
+            data,
+        } => {
+            let now = net.now();
+            net.endpoint(h)
+                .send_response(now, port, peer, id, response_for(&data))
+                .unwrap();
+        }
+        Event::Response { .. } => done += 1,
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    assert_eq!(done, 1000);
+    let busy = net.endpoint(1).stats().sent.packets_of(PacketType::Busy);
+    eprintln!("frozen server: {resends} RESENDs in 60 ms, {busy} BUSY replies afterwards");
+    assert!(busy <= 2000);
+}
+
+#[test]
+fn discard_request__freed_and_never_run_again() {
+    let config = Config::default();
+    let mut net = network(9600, 2, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    let now = net.now();
+    net.endpoint(0)
+        .send_request(now, cport, server, pattern(1, 100))
+        .unwrap();
+    net.advance(Duration::from_micros(100));
+    let Some(Event::Request { port, peer, id, .. }) = net.take_events(1).pop() else {
+        panic!("request not delivered")
+    };
+    net.endpoint(1).discard_request(port, peer, id).unwrap();
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    assert_eq!(
+        net.endpoint(1).discard_request(port, peer, id),
+        Err(homa_proto::Error::UnknownRpc)
+    );
+    // The client keeps asking, is told the server forgot, retransmits the
+    // request, which is recognised as already run: it times out rather
+    // than run twice.
+    let mut failed = None;
+    net.run(Limits::default(), |_, h, ev| match ev {
+        Event::Failed { error, .. } => failed = Some((h, error)),
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    assert_eq!(failed, Some((0, RpcError::Timeout)));
+    assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
+    assert!(net.endpoint(1).stats().stale_requests > 0);
+}

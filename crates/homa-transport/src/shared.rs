@@ -86,7 +86,8 @@ pub struct TransportStats {
     pub bad_datagrams: u64,
     /// Errors read from the socket error queue (ICMP and local).
     pub queued_errors: u64,
-    /// Requests dropped because `max_queued_requests` were waiting.
+    /// Requests dropped because `max_queued_requests` were waiting (their
+    /// clients eventually see a timeout).
     pub requests_dropped: u64,
     /// Sends that had to wait for room under the protocol's send cap.
     pub send_cap_waits: u64,
@@ -963,9 +964,17 @@ impl Shared {
                     st.wake_list.extend(waiters);
                     st.note_completion();
                 }
-                Event::Request { peer, id, data, .. } => {
+                Event::Request {
+                    port,
+                    peer,
+                    id,
+                    data,
+                } => {
                     if st.requests.len() >= self.config.max_queued_requests {
+                        // Free the server RPC too (the request counts as
+                        // run: the client gets a timeout, never a rerun).
                         st.stats.requests_dropped += 1;
+                        let _ = st.ep.discard_request(port, peer, id);
                         continue;
                     }
                     st.requests.push_back(Request {

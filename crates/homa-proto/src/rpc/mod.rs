@@ -66,6 +66,8 @@ pub(crate) struct Rpc {
     pub rtt_probe: Option<Probe>,
     /// Our message is held by output commit (socket plugged).
     pub held: bool,
+    /// Silence RESENDs sent since we last heard from the peer (backoff).
+    pub resend_backoff: u32,
     /// The peer's message waits for a receive buffer: (length, the sender's
     /// unscheduled bytes).
     pub waiting: Option<(u32, u32)>,
@@ -112,6 +114,7 @@ impl Rpc {
             done_at: None,
             rtt_probe: None,
             held: false,
+            resend_backoff: 0,
             waiting: None,
         }
     }
