@@ -252,6 +252,8 @@ pub struct Endpoint {
     /// At-most-once floors of collected peers (bounded, oldest evicted).
     pub(crate) retired: Map<SocketAddr, u64>,
     pub(crate) retired_order: VecDeque<SocketAddr>,
+    /// Hash keys of the peers' records of finished requests.
+    pub(crate) done_hasher: ahash::RandomState,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -319,6 +321,7 @@ impl Endpoint {
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Map::with_hasher(hasher()),
             retired_order: VecDeque::new(),
+            done_hasher: hasher(),
             config,
         })
     }
@@ -396,6 +399,22 @@ impl Endpoint {
             && self.pacer.short.is_empty()
             && self.grants.ranked.is_empty()
             && self.rx_bytes == 0
+    }
+
+    /// True if [`Endpoint::poll_transmit`] would return `None` and change
+    /// nothing: no control packet, grant pass, retransmission or sendable
+    /// message is waiting, and no pacer wake-up is set. Cheaper than the
+    /// call it saves; drivers drain `poll_transmit` after every input and
+    /// most inputs (an ACK, a request whose response the application
+    /// computes) produce nothing to send.
+    pub fn transmit_idle(&self, now: Instant) -> bool {
+        self.control.is_empty()
+            && !self.grants.dirty
+            && self.grants.next_fifo.is_none_or(|t| now < t)
+            && self.retx_queue.is_empty()
+            && self.pacer.short.is_empty()
+            && self.pacer.srpt.is_empty()
+            && self.pacer.wakeup.is_none()
     }
 
     /// The measured round-trip time to a peer socket, if any.
@@ -500,14 +519,12 @@ impl Endpoint {
         if self.next_peer_gc.is_none() {
             self.next_peer_gc = Some(now + self.config.peer_idle);
         }
-        if !self.peers.contains_key(&addr) {
-            let mut peer = Peer::new(addr.port(), now);
-            if let Some(floor) = self.retired.remove(&addr) {
-                peer.done = DoneIds::with_floor(floor);
-            }
-            self.peers.insert(addr, peer);
-        }
-        let peer = self.peers.get_mut(&addr).expect("inserted above");
+        // One hash lookup in the common case (the peer exists).
+        let (retired, hasher) = (&mut self.retired, &self.done_hasher);
+        let peer = self.peers.entry(addr).or_insert_with(|| {
+            let floor = retired.remove(&addr).unwrap_or(0);
+            Peer::new(addr.port(), now, DoneIds::with_floor(floor, hasher.clone()))
+        });
         peer.last_active = now;
         peer
     }
@@ -881,7 +898,7 @@ impl Endpoint {
             None => self
                 .retired
                 .get(&client)
-                .is_some_and(|&floor| DoneIds::with_floor(floor).contains(id)),
+                .is_some_and(|&floor| DoneIds::floor_covers(floor, id)),
         }
     }
 

@@ -5,6 +5,8 @@
 
 use core::net::SocketAddr;
 
+use bytes::Bytes;
+
 use crate::endpoint::Endpoint;
 use crate::rpc::msgin::{AddOutcome, MsgIn};
 use crate::rpc::{local_id, Probe, Rpc, RpcState};
@@ -40,17 +42,29 @@ impl Endpoint {
             self.stats.bad_data += 1;
             return;
         }
-        let key = match self.find_rpc(src, port, local) {
-            Some(k) => k,
-            None if local & 1 == 0 => {
-                // DATA for a client RPC we do not know (finished, aborted).
-                self.stats.unknown_rpc += 1;
-                return;
-            }
-            None => match self.admit_server_rpc(now, src, port, server, local) {
+        let key = if local & 1 == 0 {
+            match self.find_rpc(src, port, local) {
                 Some(k) => k,
-                None => return,
-            },
+                None => {
+                    // DATA for a client RPC we do not know (finished, aborted).
+                    self.stats.unknown_rpc += 1;
+                    return;
+                }
+            }
+        } else {
+            // One lookup tells a known server RPC from a new request.
+            match self.server_rpcs.get(&(src, local)) {
+                Some(&k) if self.rpcs[k].port == port => k,
+                Some(_) => {
+                    // Same client id on another of our ports: not this socket's.
+                    self.stats.unknown_rpc += 1;
+                    return;
+                }
+                None => match self.admit_server_rpc(now, src, port, server, local) {
+                    Some(k) => k,
+                    None => return,
+                },
+            }
         };
         self.accept_data(now, key, h, payload, level);
         if h.cutoff_version != self.prio.version {
@@ -83,8 +97,9 @@ impl Endpoint {
         self.send_control(port, src, local, body);
     }
 
-    /// Creates the server RPC for a request's first packet, unless the
-    /// request already ran (at-most-once) or a limit forbids it.
+    /// Creates the server RPC for a request's first packet (the caller
+    /// checked that no RPC has this id), unless the request already ran
+    /// (at-most-once) or a limit forbids it.
     fn admit_server_rpc(
         &mut self,
         now: Instant,
@@ -97,28 +112,38 @@ impl Endpoint {
             self.stats.no_socket += 1;
             return None;
         }
-        if self.server_rpcs.contains_key(&(src, local)) {
-            // Same client id on another of our ports: not this socket's.
-            self.stats.unknown_rpc += 1;
-            return None;
-        }
-        if self.request_finished(src, local) {
-            // A stale duplicate of a request that already ran.
-            self.stats.stale_requests += 1;
-            return None;
-        }
-        if !self.make_room_for_peer(now, src) {
-            self.stats.peer_limit += 1;
-            return None;
-        }
         let max = self.config.max_rpcs_per_peer;
-        let peer = self.peer_entry(src, now);
-        if peer.server_rpcs >= max {
-            self.stats.rpc_limit += 1;
-            return None;
+        if let Some(peer) = self.peers.get_mut(&src) {
+            // A known client (the common case): one lookup for all checks.
+            if peer.done.contains(local) {
+                // A stale duplicate of a request that already ran.
+                self.stats.stale_requests += 1;
+                return None;
+            }
+            if peer.server_rpcs >= max {
+                self.stats.rpc_limit += 1;
+                return None;
+            }
+            peer.server_rpcs += 1;
+            peer.rpcs += 1;
+            peer.last_active = now;
+        } else {
+            if self.request_finished(src, local) {
+                self.stats.stale_requests += 1;
+                return None;
+            }
+            if !self.make_room_for_peer(now, src) {
+                self.stats.peer_limit += 1;
+                return None;
+            }
+            let peer = self.peer_entry(src, now);
+            if peer.server_rpcs >= max {
+                self.stats.rpc_limit += 1;
+                return None;
+            }
+            peer.server_rpcs += 1;
+            peer.rpcs += 1;
         }
-        peer.server_rpcs += 1;
-        peer.rpcs += 1;
         let seq = self.next_seq();
         let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, now);
         let key = self.rpcs.insert(rpc);
@@ -145,6 +170,12 @@ impl Endpoint {
         if len as u64 > self.rx_available(peer, port) {
             return false;
         }
+        self.charge_rx_checked(peer, port, len)
+    }
+
+    /// [`Endpoint::charge_rx`] for a caller that just checked
+    /// [`Endpoint::rx_available`]. False if the peer has no state.
+    fn charge_rx_checked(&mut self, peer: SocketAddr, port: u16, len: u32) -> bool {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
@@ -268,6 +299,7 @@ impl Endpoint {
             self.stats.no_buffer_space += 1;
             return;
         }
+        let mut single = false;
         if rpc.msgin.is_none() {
             let (peer, port) = (rpc.peer, rpc.port);
             // Memory follows grants: the sender's unscheduled claim is capped,
@@ -287,13 +319,26 @@ impl Endpoint {
                 self.arm_tick(now);
                 return;
             }
-            let msgin = MsgIn::new(h.message_length, incoming, now);
-            let charged = self.charge_rx(peer, port, msgin.buffer_len());
-            debug_assert!(charged, "checked above");
-            self.rpcs[key].msgin = Some(msgin);
-            // The message joins the grant scheduler now, whatever becomes
-            // of this first packet.
-            self.grant_update(key);
+            if h.offset == 0
+                && payload.len() == h.message_length as usize
+                && incoming >= h.message_length
+            {
+                // The whole message in one packet, within what the sender
+                // may send unscheduled (every short RPC): no reassembly
+                // buffer to charge and free, nothing for the grant
+                // scheduler. What follows is what the general path does
+                // for such a packet.
+                single = true;
+            } else {
+                let msgin = MsgIn::new(h.message_length, incoming, now);
+                debug_assert_eq!(msgin.buffer_len() as usize, need);
+                let charged = self.charge_rx_checked(peer, port, msgin.buffer_len());
+                debug_assert!(charged, "every RPC's peer has state");
+                self.rpcs[key].msgin = Some(msgin);
+                // The message joins the grant scheduler now, whatever becomes
+                // of this first packet.
+                self.grant_update(key);
+            }
         }
         let answer = Answer::Data {
             offset: h.offset,
@@ -311,6 +356,10 @@ impl Endpoint {
                 self.uncharge_tx(port, m.length());
             }
             self.update_xmit(key);
+        }
+        if single {
+            self.deliver(key, payload.to_vec(), 0);
+            return;
         }
         let rpc = &mut self.rpcs[key];
         let msgin = rpc.msgin.as_mut().expect("charged above");
@@ -346,21 +395,30 @@ impl Endpoint {
     /// A whole message arrived: deliver it.
     fn message_complete(&mut self, key: usize) {
         self.grant_remove(key);
-        let rpc = &mut self.rpcs[key];
-        let msgin = rpc.msgin.take().expect("complete message");
+        let msgin = self.rpcs[key].msgin.take().expect("complete message");
+        let buffer = msgin.buffer_len();
+        self.deliver(key, msgin.into_vec(), buffer);
+    }
+
+    /// Hands a complete message to the application and returns the
+    /// `charged` bytes of its reassembly buffer to the receive budget.
+    fn deliver(&mut self, key: usize, message: Vec<u8>, charged: u32) {
+        let rpc = &self.rpcs[key];
         let (peer, port) = (rpc.peer, rpc.port);
-        self.stats.rx_sizes.add(msgin.length());
-        if self.prio.observe(msgin.length(), &self.config) {
+        let length = message.len() as u32;
+        self.stats.rx_sizes.add(length);
+        if self.prio.observe(length, &self.config) {
             self.stats.cutoffs_updates += 1;
         }
         // Count the bytes as held by the application before returning the
         // buffer, so the room is never handed to a waiting message twice.
-        let buffer = msgin.buffer_len();
         let data = match self.sockets.get(&port) {
-            Some(sock) => sock.deliver(msgin.into_vec()),
-            None => msgin.into_bytes(),
+            Some(sock) => sock.deliver(message),
+            None => Bytes::from(message),
         };
-        self.uncharge_rx(peer, port, buffer);
+        if charged > 0 {
+            self.uncharge_rx(peer, port, charged);
+        }
         self.stats.message_bytes_delivered += data.len() as u64;
         let rpc = &mut self.rpcs[key];
         if rpc.is_client() {

@@ -56,20 +56,38 @@ pub const FLOOR_WINDOW: u64 = 1 << 32;
 const RTT_WINDOW: Duration = Duration::from_secs(10);
 
 /// Finished request ids of one client socket (see the module docs).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct DoneIds {
     /// Every id in `(floor - FLOOR_WINDOW, floor]` is finished; 0 = none.
     floor: u64,
     /// Recently finished ids, oldest first.
     order: VecDeque<(Instant, u64)>,
-    recent: HashSet<u64>,
+    /// The same ids, for lookups. (A keyed ahash rather than std's SipHash:
+    /// every request and every ACK touches this set, and SipHash was a
+    /// visible share of a small RPC's processing.)
+    recent: HashSet<u64, ahash::RandomState>,
 }
 
 impl DoneIds {
+    /// A record that knows only a floor (0: nothing; a peer restored after
+    /// collection: its old floor). Its set hashes with `hasher`, keyed per
+    /// endpoint because clients choose the ids.
+    pub fn with_floor(floor: u64, hasher: ahash::RandomState) -> DoneIds {
+        DoneIds {
+            floor,
+            order: VecDeque::new(),
+            recent: HashSet::with_hasher(hasher),
+        }
+    }
+
     /// True if a request with this (server-side, odd) id has finished.
     pub fn contains(&self, id: u64) -> bool {
-        (self.floor != 0 && id <= self.floor && self.floor - id < FLOOR_WINDOW)
-            || self.recent.contains(&id)
+        Self::floor_covers(self.floor, id) || self.recent.contains(&id)
+    }
+
+    /// True if `floor` alone says request `id` has finished.
+    pub fn floor_covers(floor: u64, id: u64) -> bool {
+        floor != 0 && id <= floor && floor - id < FLOOR_WINDOW
     }
 
     /// Records a finished request and retires entries past their lifetime or
@@ -104,14 +122,6 @@ impl DoneIds {
     pub fn retire(mut self, now: Instant) -> u64 {
         self.expire(now, 0, Duration::ZERO);
         self.floor
-    }
-
-    /// A record that knows only a floor (a peer restored after collection).
-    pub fn with_floor(floor: u64) -> DoneIds {
-        DoneIds {
-            floor,
-            ..DoneIds::default()
-        }
     }
 
     /// Number of ids held individually.
@@ -158,7 +168,8 @@ pub(crate) struct Peer {
 impl Peer {
     /// A peer we have heard nothing about: every unscheduled byte at level 6
     /// (or the top level with fewer priorities) until its CUTOFFS arrives.
-    pub fn new(port: u16, now: Instant) -> Peer {
+    /// `done` is its (empty, or restored) record of finished requests.
+    pub fn new(port: u16, now: Instant, done: DoneIds) -> Peer {
         let mut cutoffs = [0u32; MAX_PRIORITIES];
         cutoffs[MAX_PRIORITIES - 2] = i32::MAX as u32;
         Peer {
@@ -172,7 +183,7 @@ impl Peer {
             rx_bytes: 0,
             rtt: None,
             rtt_stamp: now,
-            done: DoneIds::default(),
+            done,
             grantable: BTreeSet::new(),
             cutoffs_sent: None,
             port,
@@ -268,6 +279,12 @@ mod tests {
 
     const LIFE: Duration = Duration::from_secs(10);
 
+    impl Default for DoneIds {
+        fn default() -> DoneIds {
+            DoneIds::with_floor(0, ahash::RandomState::with_seeds(1, 2, 3, 4))
+        }
+    }
+
     #[test]
     fn done_ids__recent_then_floor() {
         let mut d = DoneIds::default();
@@ -310,7 +327,7 @@ mod tests {
 
     #[test]
     fn rtt_sample__keeps_minimum_until_stale() {
-        let mut p = Peer::new(1, Instant::ZERO);
+        let mut p = Peer::new(1, Instant::ZERO, DoneIds::default());
         p.rtt_sample(Duration::from_micros(50), Instant::ZERO);
         p.rtt_sample(Duration::from_micros(80), Instant::from_micros(1));
         assert_eq!(p.rtt, Some(Duration::from_micros(50)));
@@ -323,7 +340,7 @@ mod tests {
 
     #[test]
     fn unsched_priority__default_peer_uses_level_6() {
-        let p = Peer::new(1, Instant::ZERO);
+        let p = Peer::new(1, Instant::ZERO, DoneIds::default());
         assert_eq!(p.unsched_priority(1, 8), 6);
         assert_eq!(p.unsched_priority(10_000_000, 8), 6);
         let mut p = p;

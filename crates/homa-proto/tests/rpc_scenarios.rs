@@ -470,3 +470,46 @@ fn send_request__rejects_empty_and_oversize() {
         Err(homa_proto::Error::NoSocket(0x7777))
     );
 }
+
+#[test]
+fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
+    let mut server = homa_proto::Endpoint::new(Config::default(), 5).unwrap();
+    server.open_socket(SERVER_PORT).unwrap();
+    let client: std::net::SocketAddr = "10.0.0.1:40000".parse().unwrap();
+    let now = homa_proto::Instant::ZERO;
+    let request = |sender_id: u64, incoming: u32| {
+        let mut bytes = Repr {
+            sport: 40_000,
+            dport: SERVER_PORT,
+            sender_id,
+            body: Body::Data(homa_proto::wire::DataHeader {
+                message_length: 10,
+                incoming,
+                ..Default::default()
+            }),
+        }
+        .to_vec();
+        bytes.extend_from_slice(b"0123456789");
+        bytes
+    };
+    // Claiming no unscheduled bytes: the whole message in one packet is
+    // still beyond what it may send, so it waits (buffer reserved) for a
+    // grant instead of being delivered.
+    server.handle_datagram(now, client, &request(1000, 0));
+    assert_eq!(server.poll_event(), None);
+    assert_eq!(server.stats().beyond_grant, 1);
+    assert_eq!(server.rx_bytes(), 10);
+    // Within the claim: delivered at once, and no reassembly buffer stays
+    // charged for it (the application holds the bytes now).
+    server.handle_datagram(now, client, &request(1002, 10));
+    match server.poll_event() {
+        Some(Event::Request { id, data, .. }) => {
+            assert_eq!(id, 1003);
+            assert_eq!(&data[..], b"0123456789");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.rx_bytes(), 10);
+    assert_eq!(server.stats().requests_delivered, 1);
+    assert_eq!(server.stats().rx_sizes.total(), 1);
+}

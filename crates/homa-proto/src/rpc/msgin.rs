@@ -29,8 +29,6 @@
 //! request holes that are clearly lost (data beyond them arrived a while ago)
 //! without waiting for the whole RPC to fall silent.
 
-use bytes::Bytes;
-
 use crate::Instant;
 
 /// What adding a packet did.
@@ -72,7 +70,13 @@ pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 #[derive(Debug)]
 pub(crate) struct MsgIn {
     length: u32,
+    /// The bytes below `recv_end` (gaps hold zeroes): bytes are appended
+    /// as they arrive rather than copied over a zeroed buffer, so the
+    /// length always equals `recv_end`. Its reserved size is `cap`.
     buf: Vec<u8>,
+    /// Buffer bytes reserved for the message (what memory accounting
+    /// charges): see [`MsgIn::capacity_for`].
+    cap: u32,
     recv_end: u32,
     gaps: Vec<Gap>,
     bytes_remaining: u32,
@@ -97,9 +101,11 @@ impl MsgIn {
     /// unscheduled.
     pub fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
         let granted = incoming.min(length);
+        let cap = Self::capacity_for(length, granted);
         MsgIn {
             length,
-            buf: vec![0u8; Self::capacity_for(length, granted)],
+            buf: Vec::with_capacity(cap),
+            cap: cap as u32,
             recv_end: 0,
             gaps: Vec::new(),
             bytes_remaining: length,
@@ -139,7 +145,7 @@ impl MsgIn {
 
     /// Bytes of buffer held (what memory accounting charges).
     pub fn buffer_len(&self) -> u32 {
-        self.buf.len() as u32
+        self.cap
     }
 
     /// Buffer bytes that raising the grant to `granted` would add.
@@ -158,8 +164,8 @@ impl MsgIn {
         let grow = self.growth_for(granted);
         self.granted = granted;
         if grow > 0 {
-            let new_len = self.buf.len() + grow as usize;
-            self.buf.resize(new_len, 0);
+            self.cap += grow;
+            self.buf.reserve(self.cap as usize - self.buf.len());
         }
         grow
     }
@@ -224,7 +230,7 @@ impl MsgIn {
         if data.is_empty() {
             return AddOutcome::Duplicate;
         }
-        if start >= self.granted as u64 || end > self.buf.len() as u64 {
+        if start >= self.granted as u64 || end > self.cap as u64 {
             return AddOutcome::BeyondGrant;
         }
         let (start, end) = (start as u32, end as u32);
@@ -296,7 +302,10 @@ impl MsgIn {
                     beyond_level: level,
                 });
             }
-            self.copy_in(from, &data[(from - start) as usize..]);
+            // `buf` holds exactly the bytes below recv_end: zero the new
+            // gap (if any), then append.
+            self.buf.resize(from as usize, 0);
+            self.buf.extend_from_slice(&data[(from - start) as usize..]);
             added += end - from;
             self.recv_end = end;
         }
@@ -318,9 +327,10 @@ impl MsgIn {
     }
 
     /// The assembled message. Call only when complete.
-    pub fn into_bytes(self) -> Bytes {
+    #[cfg(test)]
+    pub fn into_bytes(self) -> bytes::Bytes {
         debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
-        Bytes::from(self.buf)
+        bytes::Bytes::from(self.buf)
     }
 }
 
