@@ -15,7 +15,10 @@
 //! work (a `recvmmsg` with `MSG_DONTWAIT`, protocol processing, `sendmsg`);
 //! threads block outside it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -166,8 +169,8 @@ pub(crate) struct State {
     /// The kernel returned a socket error on send or receive: the error
     /// queue must be read.
     errors_pending: bool,
-    calls: HashMap<u64, Call>,
-    deadlines: BTreeSet<(Instant, u64)>,
+    calls: IdMap<Call>,
+    deadlines: Deadlines,
     requests: VecDeque<Request>,
     request_waiters: Vec<Waiter>,
     /// Bumped at every `Event::Writable` (room under the send cap).
@@ -218,7 +221,8 @@ pub(crate) struct Shared {
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
     ipv6: bool,
-    epoch: std::time::Instant,
+    /// `CLOCK_MONOTONIC` when the socket opened, in nanoseconds.
+    epoch: u64,
     pub(crate) config: Config,
     pub(crate) offloads: Offloads,
     state: Mutex<State>,
@@ -311,8 +315,8 @@ impl Shared {
             rx: RecvBatch::new(config.recv_batch, stride),
             gso,
             errors_pending: false,
-            calls: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            calls: IdMap::default(),
+            deadlines: Deadlines::default(),
             requests: VecDeque::new(),
             request_waiters: Vec::new(),
             writable_seq: 0,
@@ -335,7 +339,7 @@ impl Shared {
             local,
             port,
             ipv6,
-            epoch: std::time::Instant::now(),
+            epoch: sys::monotonic_nanos(),
             offloads: Offloads {
                 gso,
                 gro,
@@ -351,7 +355,7 @@ impl Shared {
 
     /// The protocol's clock: nanoseconds since the socket opened.
     pub(crate) fn now(&self) -> Instant {
-        Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+        Instant::from_nanos(sys::monotonic_nanos().saturating_sub(self.epoch))
     }
 
     /// Locks the state. A panic while holding the lock leaves consistent
@@ -424,7 +428,7 @@ impl Shared {
             },
         );
         if let Some(d) = deadline {
-            st.deadlines.insert((d, id));
+            st.deadlines.push(d, id);
         }
         self.after_command(st, now);
         Ok(id)
@@ -466,8 +470,8 @@ impl Shared {
     /// Forgets a call whose handle was dropped, aborting it if still alive.
     pub(crate) fn forget(&self, st: &mut State, id: u64) {
         if let Some(c) = st.calls.remove(&id) {
-            if let Some(d) = c.deadline {
-                st.deadlines.remove(&(d, id));
+            if c.deadline.is_some() {
+                st.deadlines.cancel();
             }
             if c.result.is_none() {
                 let _ = st.ep.abort(self.port, id);
@@ -479,10 +483,10 @@ impl Shared {
 
     /// Takes a completed call's result, freeing its slot.
     pub(crate) fn take_result(&self, st: &mut State, id: u64) -> Option<Result<Bytes, Error>> {
-        let c = st.calls.get_mut(&id)?;
-        let r = c.result.take()?;
-        st.calls.remove(&id);
-        Some(r)
+        match st.calls.entry(id) {
+            Entry::Occupied(e) if e.get().result.is_some() => e.remove().result,
+            _ => None,
+        }
     }
 
     /// True if the call has a result (or is unknown).
@@ -538,7 +542,7 @@ impl Shared {
         for id in ids {
             st.complete(id, Err(Error::Closed));
         }
-        st.deadlines.clear();
+        st.deadlines = Deadlines::default();
         st.pending = None;
         let waiters = std::mem::take(&mut st.request_waiters);
         st.wake_list.extend(waiters);
@@ -728,8 +732,8 @@ impl Shared {
         st.next_due
     }
 
-    fn compute_next_due(&self, st: &State) -> Option<Instant> {
-        let call = st.deadlines.first().map(|&(t, _)| t);
+    fn compute_next_due(&self, st: &mut State) -> Option<Instant> {
+        let call = st.deadlines.first(&st.calls);
         match (st.ep.poll_timeout(), call) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -747,11 +751,7 @@ impl Shared {
     }
 
     fn expire_deadlines(&self, st: &mut State, now: Instant) {
-        while let Some(&(t, id)) = st.deadlines.first() {
-            if t > now {
-                break;
-            }
-            st.deadlines.pop_first();
+        while let Some(id) = st.deadlines.pop_due(now, &st.calls) {
             if let Some(c) = st.calls.get_mut(&id) {
                 c.deadline = None;
                 if c.result.is_none() {
@@ -801,6 +801,9 @@ impl Shared {
                 errors_pending,
                 ..
             } = st;
+            if ep.transmit_idle(now) {
+                break;
+            }
             let Some(t) = ep.poll_transmit(now, tx) else {
                 break;
             };
@@ -993,6 +996,87 @@ impl Shared {
     }
 }
 
+/// Hashes the socket's own RPC ids (sequential even numbers, not chosen
+/// by peers) with one multiplication: std's SipHash was a visible share of
+/// a small RPC's processing.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the 128-bit product so both the low bits (bucket) and the
+        // high bits (hashbrown's tag) depend on every bit of the id.
+        let m = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15;
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+}
+
+/// A map keyed by RPC id.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Call deadlines, earliest first: a binary heap whose entries are removed
+/// lazily. An entry `(t, id)` is live while call `id` exists with deadline
+/// `t`; completing a call only decrements the live count (no heap or tree
+/// operation per call), and stale entries are dropped when they reach the
+/// top or when they outnumber live ones.
+#[derive(Default)]
+struct Deadlines {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    live: usize,
+}
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, id: u64) {
+        self.heap.push(Reverse((at, id)));
+        self.live += 1;
+    }
+
+    /// A call with a deadline completed or was forgotten.
+    fn cancel(&mut self) {
+        self.live = self.live.saturating_sub(1);
+    }
+
+    fn is_live(calls: &IdMap<Call>, at: Instant, id: u64) -> bool {
+        calls.get(&id).is_some_and(|c| c.deadline == Some(at))
+    }
+
+    /// The earliest live deadline (dropping stale entries on the way).
+    fn first(&mut self, calls: &IdMap<Call>) -> Option<Instant> {
+        if self.heap.len() > 64 && self.heap.len() > 4 * self.live {
+            self.heap
+                .retain(|&Reverse((t, id))| Self::is_live(calls, t, id));
+        }
+        while let Some(&Reverse((t, id))) = self.heap.peek() {
+            if Self::is_live(calls, t, id) {
+                return Some(t);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Takes the earliest live deadline if it is due: the call's id.
+    fn pop_due(&mut self, now: Instant, calls: &IdMap<Call>) -> Option<u64> {
+        let t = self.first(calls)?;
+        if t > now {
+            return None;
+        }
+        let Reverse((_, id)) = self.heap.pop()?;
+        self.live = self.live.saturating_sub(1);
+        Some(id)
+    }
+}
+
 impl State {
     /// Stores a call's result (first one wins) and schedules its waiter.
     fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
@@ -1003,8 +1087,8 @@ impl State {
             return;
         }
         c.result = Some(result);
-        if let Some(d) = c.deadline.take() {
-            self.deadlines.remove(&(d, id));
+        if c.deadline.take().is_some() {
+            self.deadlines.cancel();
         }
         if let Some(w) = c.waiter.take() {
             self.wake_list.push(w);
@@ -1024,6 +1108,55 @@ impl State {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    fn call(deadline: Option<Instant>) -> Call {
+        Call {
+            result: None,
+            waiter: None,
+            deadline,
+        }
+    }
+
+    #[test]
+    fn deadlines__skip_completed_calls_and_pop_in_order() {
+        let t = Instant::from_micros;
+        let mut calls = IdMap::default();
+        let mut d = Deadlines::default();
+        for (id, at) in [(2, 30), (4, 10), (6, 20)] {
+            calls.insert(id, call(Some(t(at))));
+            d.push(t(at), id);
+        }
+        // Call 4 completes: its entry is stale and skipped.
+        calls.get_mut(&4).unwrap().deadline = None;
+        d.cancel();
+        assert_eq!(d.first(&calls), Some(t(20)));
+        assert_eq!(d.pop_due(t(15), &calls), None);
+        assert_eq!(d.pop_due(t(25), &calls), Some(6));
+        calls.remove(&6);
+        assert_eq!(d.pop_due(t(25), &calls), None);
+        assert_eq!(d.pop_due(t(30), &calls), Some(2));
+        calls.remove(&2);
+        assert_eq!(d.first(&calls), None);
+        assert_eq!(d.live, 0);
+    }
+
+    #[test]
+    fn deadlines__stale_entries_do_not_accumulate() {
+        let mut calls = IdMap::default();
+        let mut d = Deadlines::default();
+        calls.insert(0, call(Some(Instant::from_micros(1))));
+        d.push(Instant::from_micros(1), 0);
+        for id in 1..10_000u64 {
+            // Calls that complete before their (later) deadline.
+            let at = Instant::from_micros(1000 + id);
+            calls.insert(id, call(Some(at)));
+            d.push(at, id);
+            calls.remove(&id);
+            d.cancel();
+            assert_eq!(d.first(&calls), Some(Instant::from_micros(1)));
+        }
+        assert!(d.heap.len() <= 64, "{}", d.heap.len());
+    }
 
     #[test]
     fn normalize__unmaps_ipv4_and_drops_flow_label() {

@@ -91,6 +91,20 @@ pub(crate) fn random_u64() -> u64 {
     t ^ (&v as *const u64 as u64).rotate_left(32)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds (the vDSO's clock, without the
+/// conversions of `std::time::Instant`).
+pub(crate) fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into a live local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
 // ----- addresses -----------------------------------------------------------
 
 /// A socket address in the kernel's layout.
