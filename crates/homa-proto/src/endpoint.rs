@@ -769,7 +769,13 @@ impl Endpoint {
     /// buffer to the budget, and records finished requests for
     /// at-most-once.
     pub(crate) fn free_rpc(&mut self, key: usize) {
-        self.grant_remove(key);
+        let r = &self.rpcs[key];
+        if r.msgin.is_some() || r.grant_rank.is_some() {
+            // (An RPC without an incoming message is not in the grant
+            // scheduler, and freeing it changes nothing a grant pass
+            // looks at: skip scheduling a pass.)
+            self.grant_remove(key);
+        }
         let rpc = self.rpcs.remove(key);
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
