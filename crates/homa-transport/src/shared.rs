@@ -94,6 +94,9 @@ pub struct TransportStats {
     pub requests_dropped: u64,
     /// Sends that had to wait for room under the protocol's send cap.
     pub send_cap_waits: u64,
+    /// Times the socket's TOS / traffic-class setting was changed for a
+    /// send at another priority level (see the performance notes).
+    pub tos_changes: u64,
 }
 
 /// Everything a socket counts.
@@ -189,6 +192,9 @@ pub(crate) struct State {
     /// the driver: its own call may be among them, and it registered no
     /// waiter (it wakes through the eventfd).
     kick_driver: bool,
+    /// The TOS / traffic-class byte last set on the socket, per option
+    /// (see `Shared::send_bytes`).
+    sticky_tos: StickyTos,
     /// Consecutive turns whose first receive found data (see `turn`).
     rx_streak: u32,
     /// The earliest protocol timer or call deadline, as of the last input
@@ -328,6 +334,7 @@ impl Shared {
             sleep_until: None,
             kick_driver: false,
             rx_streak: 0,
+            sticky_tos: StickyTos::default(),
             next_due: None,
             stats: TransportStats::default(),
         };
@@ -380,8 +387,10 @@ impl Shared {
     /// Snapshot of the counters.
     pub(crate) fn stats(&self) -> Stats {
         let st = self.lock();
+        let mut transport = st.stats.clone();
+        transport.tos_changes = st.sticky_tos.changes;
         Stats {
-            transport: st.stats.clone(),
+            transport,
             proto: st.ep.stats().clone(),
         }
     }
@@ -773,12 +782,14 @@ impl Shared {
                 gso,
                 stats,
                 errors_pending,
+                sticky_tos,
                 ..
             } = st;
             match self.send_bytes(
                 gso,
                 stats,
                 errors_pending,
+                sticky_tos,
                 &p.dest,
                 p.tos,
                 p.segment,
@@ -799,6 +810,7 @@ impl Shared {
                 gso,
                 stats,
                 errors_pending,
+                sticky_tos,
                 ..
             } = st;
             if ep.transmit_idle(now) {
@@ -817,6 +829,7 @@ impl Shared {
                 gso,
                 stats,
                 errors_pending,
+                sticky_tos,
                 &dest,
                 tos,
                 t.segment_size,
@@ -841,18 +854,29 @@ impl Shared {
     /// Sends one transmit (from segment `done` on). A pending socket error
     /// that fails the send is noted for the error queue and the send
     /// retried once.
+    ///
+    /// The TOS byte is set on the socket (`IP_TOS` / `IPV6_TCLASS`) when it
+    /// differs from the last one set, and the send then carries no TOS
+    /// control message: small RPCs send every packet at the same level, and
+    /// a control message makes the kernel parse it on every send (and, on
+    /// a connected socket, would also cost the cached route). All sends
+    /// happen under the state lock, so the setting cannot change between
+    /// the `setsockopt` and the send. If the kernel refuses the option,
+    /// sends carry the control message as before.
     #[allow(clippy::too_many_arguments)]
     fn send_bytes(
         &self,
         gso: &mut bool,
         stats: &mut TransportStats,
         errors_pending: &mut bool,
+        sticky: &mut StickyTos,
         dest: &RawAddr,
         tos: (TosOption, u8),
         segment: Option<usize>,
         data: &[u8],
         done: usize,
     ) -> SendOutcome {
+        let tos = sticky.prepare(self.fd, tos);
         let mut retried = false;
         loop {
             let multi = segment.filter(|&s| data.len() > s);
@@ -991,6 +1015,44 @@ impl Shared {
                     st.note_completion();
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+/// The TOS / traffic-class byte last set on the socket with `setsockopt`,
+/// for IPv4 (`IP_TOS`, also IPv4-mapped destinations of a dual-stack
+/// socket) and IPv6 (`IPV6_TCLASS`).
+#[derive(Debug, Default)]
+pub(crate) struct StickyTos {
+    set: [Option<u8>; 2],
+    /// `setsockopt` failed once: every send carries a control message.
+    refused: bool,
+    /// `setsockopt` calls made.
+    pub(crate) changes: u64,
+}
+
+impl StickyTos {
+    /// Makes the socket's own setting `tos.1` if it can: returns the
+    /// control message a send still needs (`None` when the socket's
+    /// setting is right).
+    fn prepare(&mut self, fd: RawFd, tos: (TosOption, u8)) -> Option<(TosOption, u8)> {
+        if self.refused {
+            return Some(tos);
+        }
+        let slot = &mut self.set[usize::from(tos.0 != TosOption::IPV4)];
+        if *slot == Some(tos.1) {
+            return None;
+        }
+        self.changes += 1;
+        match tos.0.set(fd, tos.1) {
+            Ok(()) => {
+                *slot = Some(tos.1);
+                None
+            }
+            Err(_) => {
+                self.refused = true;
+                Some(tos)
             }
         }
     }

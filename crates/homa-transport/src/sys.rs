@@ -208,32 +208,44 @@ pub(crate) struct TosOption {
 }
 
 impl TosOption {
+    /// `IP_TOS`.
+    pub(crate) const IPV4: TosOption = TosOption {
+        level: libc::IPPROTO_IP,
+        name: libc::IP_TOS,
+    };
+    /// `IPV6_TCLASS`.
+    pub(crate) const IPV6: TosOption = TosOption {
+        level: libc::IPPROTO_IPV6,
+        name: libc::IPV6_TCLASS,
+    };
+
     /// `IP_TOS` for IPv4 destinations (including IPv4-mapped ones on a
     /// dual-stack socket, which the kernel sends through its IPv4 path),
     /// `IPV6_TCLASS` for IPv6 destinations.
     pub(crate) fn for_destination(dest: &SocketAddr) -> TosOption {
         match dest {
-            SocketAddr::V4(_) => TosOption {
-                level: libc::IPPROTO_IP,
-                name: libc::IP_TOS,
-            },
-            SocketAddr::V6(_) => TosOption {
-                level: libc::IPPROTO_IPV6,
-                name: libc::IPV6_TCLASS,
-            },
+            SocketAddr::V4(_) => TosOption::IPV4,
+            SocketAddr::V6(_) => TosOption::IPV6,
         }
+    }
+
+    /// Sets this option on the socket: the TOS / traffic-class byte of
+    /// every later send that carries no control message for it.
+    pub(crate) fn set(self, fd: RawFd, tos: u8) -> io::Result<()> {
+        set_int(fd, self.level, self.name, c_int::from(tos))
     }
 }
 
 /// Writes the control messages for one send into `buf` and points `hdr` at
-/// them. `segment` adds a `UDP_SEGMENT` (GSO) message.
+/// them: the TOS byte if `tos` is given, a `UDP_SEGMENT` (GSO) message if
+/// `segment` is. Leaves `hdr` without control messages if neither is.
 ///
 /// # Safety
 /// `buf` must outlive every use of `hdr`.
 unsafe fn write_cmsgs(
     hdr: &mut libc::msghdr,
     buf: &mut CmsgBuf,
-    tos: (TosOption, u8),
+    tos: Option<(TosOption, u8)>,
     segment: Option<u16>,
 ) {
     // SAFETY: CMSG_SPACE is arithmetic on its argument.
@@ -243,21 +255,32 @@ unsafe fn write_cmsgs(
             libc::CMSG_SPACE(size_of::<u16>() as u32) as usize,
         )
     };
-    let total = space_int + if segment.is_some() { space_u16 } else { 0 };
+    let total =
+        if tos.is_some() { space_int } else { 0 } + if segment.is_some() { space_u16 } else { 0 };
     debug_assert!(total <= buf.0.len());
+    if total == 0 {
+        hdr.msg_control = std::ptr::null_mut();
+        hdr.msg_controllen = 0;
+        return;
+    }
     buf.0 = [0; 64];
     hdr.msg_control = buf.0.as_mut_ptr().cast();
     hdr.msg_controllen = total as _;
     // SAFETY: msg_control points to `total` writable, aligned bytes, enough
-    // for the headers written below (checked above).
+    // for the headers written below (checked above); CMSG_NXTHDR is only
+    // taken when a second header fits.
     unsafe {
-        let c = libc::CMSG_FIRSTHDR(hdr);
-        (*c).cmsg_level = tos.0.level;
-        (*c).cmsg_type = tos.0.name;
-        (*c).cmsg_len = libc::CMSG_LEN(size_of::<c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), c_int::from(tos.1));
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        if let Some((opt, tos)) = tos {
+            (*c).cmsg_level = opt.level;
+            (*c).cmsg_type = opt.name;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<c_int>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), c_int::from(tos));
+            if segment.is_some() {
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+        }
         if let Some(seg) = segment {
-            let c = libc::CMSG_NXTHDR(hdr, c);
             (*c).cmsg_level = libc::SOL_UDP;
             (*c).cmsg_type = libc::UDP_SEGMENT;
             (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
@@ -266,15 +289,32 @@ unsafe fn write_cmsgs(
     }
 }
 
-/// Sends `data` to `dest` in one `sendmsg`, with the TOS byte and, when
-/// `segment` is given, as a GSO batch of `segment`-byte datagrams.
+/// Sends `data` to `dest` in one system call: with the TOS byte in a
+/// control message if `tos` is given (else the socket's own setting
+/// applies) and, when `segment` is given, as a GSO batch of
+/// `segment`-byte datagrams. Without control messages this is a plain
+/// `sendto`, which the kernel handles with less work than `sendmsg`.
 pub(crate) fn send(
     fd: RawFd,
     dest: &RawAddr,
-    tos: (TosOption, u8),
+    tos: Option<(TosOption, u8)>,
     segment: Option<u16>,
     data: &[u8],
 ) -> io::Result<usize> {
+    if tos.is_none() && segment.is_none() {
+        // SAFETY: data and dest are live for the call; the kernel only
+        // reads through the pointers.
+        return cvt_size(unsafe {
+            libc::sendto(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                0,
+                (&dest.storage as *const libc::sockaddr_storage).cast(),
+                dest.len,
+            )
+        });
+    }
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut c_void,
         iov_len: data.len(),
@@ -300,7 +340,7 @@ pub(crate) fn send(
 pub(crate) fn send_split(
     fd: RawFd,
     dest: &RawAddr,
-    tos: (TosOption, u8),
+    tos: Option<(TosOption, u8)>,
     segment: usize,
     data: &[u8],
 ) -> io::Result<usize> {
