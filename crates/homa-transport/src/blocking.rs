@@ -403,7 +403,6 @@ fn wait<T>(
     mut check: impl FnMut(&Shared, &mut State) -> Option<T>,
     register: impl Fn(&Shared, &mut State, Waiter),
 ) -> Option<T> {
-    let me = thread::current();
     let mut st = sh.lock();
     loop {
         if let Some(v) = check(sh, &mut st) {
@@ -431,6 +430,8 @@ fn wait<T>(
             sh.unlock(st);
             return v;
         }
+        // Only a thread that parks needs its handle (an Arc clone).
+        let me = thread::current();
         register(sh, &mut st, Waiter::Thread(me.clone()));
         st.followers.push(me.clone());
         drop(st);
