@@ -181,7 +181,9 @@ fn join(h: thread::JoinHandle<Result<()>>) -> Result<()> {
 
 // ----- round trips -----------------------------------------------------
 
-/// Raw UDP ping-pong: the floor for a request/response exchange.
+/// Raw UDP ping-pong: the floor for a request/response exchange. The
+/// client's socket is connected (`send`/`recv`), the server's is not
+/// (`recvfrom`/`sendto`).
 pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
@@ -219,6 +221,126 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
                 Ok(n) if n == size => return Ok(()),
                 Ok(n) => bail!("udp echo of {n} bytes, sent {size}"),
                 Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.as_raw_fd()),
+                Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
+            }
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    Ok(Latency::from_nanos(r?))
+}
+
+/// A UDP socket used the way a multi-peer transport (Homa's runtime) must
+/// use one: never connected, each send a `sendto` naming the destination
+/// (the TOS byte set once as a socket option, as the runtime keeps it),
+/// each receive a `recvmsg` asking for the source address and the control
+/// messages (TOS byte, GRO segment size; the error queue enabled).
+struct Unconnected {
+    sock: UdpSocket,
+}
+
+/// The TOS byte Homa gives a short message's DATA (level 6).
+const SHORT_TOS: i32 = 6 << 5;
+
+impl Unconnected {
+    fn bind() -> Result<Unconnected> {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        sock.set_nonblocking(true)?;
+        let fd = sock.as_raw_fd();
+        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, 1)?;
+        set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, SHORT_TOS)?;
+        set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
+        Ok(Unconnected { sock })
+    }
+
+    /// One non-blocking `recvmsg`: length and source of the datagram (the
+    /// control messages are walked as the runtime walks them).
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        #[repr(C, align(8))]
+        struct Ctrl([u8; 64]);
+        let mut ctrl = Ctrl([0; 64]);
+        // SAFETY: plain data; all zeroes is valid.
+        let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: plain data; all zeroes is valid.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = ctrl.0.len() as _;
+        // SAFETY: every pointer in hdr refers to a live local buffer.
+        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut seen = 0u32;
+        // SAFETY: the kernel wrote msg_controllen bytes of cmsgs.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                seen = seen.wrapping_add((*c).cmsg_type as u32);
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+        }
+        std::hint::black_box(seen);
+        let ip = std::net::Ipv4Addr::from(name.sin_addr.s_addr.to_ne_bytes());
+        Ok((
+            n as usize,
+            SocketAddr::new(ip.into(), u16::from_be(name.sin_port)),
+        ))
+    }
+}
+
+/// Raw UDP ping-pong with the system calls of a multi-peer transport on
+/// both sides (see [`Unconnected`]): the floor for any transport that
+/// serves many peers from one socket and marks packets by priority.
+pub fn udp_rtt_unconnected(
+    size: usize,
+    plan: &Plan,
+    polling: Polling,
+    cpus: Cpus,
+) -> Result<Latency> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = Arc::clone(&stop);
+    let (addr, h) = spawn_server(cpus.server, move |ready| {
+        let sock = Unconnected::bind()?;
+        ready.send(sock.sock.local_addr()?)?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut idle = Idle::new(polling);
+        while !st.load(Ordering::Relaxed) {
+            match sock.recv(&mut buf) {
+                Ok((n, from)) => {
+                    sock.sock.send_to(&buf[..n], from)?;
+                    idle.data();
+                }
+                Err(e) if would_block(&e) => idle.wait(sock.sock.as_raw_fd()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    })?;
+    pin_current_thread(cpus.client)?;
+    let sock = Unconnected::bind()?;
+    let msg = vec![0x5a_u8; size];
+    let mut buf = vec![0u8; 1 << 16];
+    let mut idle = Idle::new(polling);
+    let r = time_round_trips(plan, || {
+        sock.sock.send_to(&msg, addr)?;
+        idle.data();
+        let t = Instant::now();
+        loop {
+            match sock.recv(&mut buf) {
+                Ok((n, _)) if n == size => return Ok(()),
+                Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
+                Err(e) if would_block(&e) && t.elapsed() < STUCK => {
+                    idle.wait(sock.sock.as_raw_fd())
+                }
                 Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
             }
         }
