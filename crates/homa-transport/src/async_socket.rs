@@ -31,7 +31,7 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Offloads, Received, Request, Shared, Stats, Waiter};
+use crate::shared::{Metrics, Offloads, Received, Request, Shared, Stats, Waiter};
 use crate::sys;
 use crate::{Config, Error};
 
@@ -163,6 +163,13 @@ impl AsyncSocket {
     /// Counters of the datapath and the protocol.
     pub fn stats(&self) -> Stats {
         self.shared().stats()
+    }
+
+    /// A serializable snapshot of the socket's counters and gauges for
+    /// monitoring: see [`Metrics`]. Cheap enough to poll, but it takes the
+    /// socket's lock and walks the protocol's RPCs and peers.
+    pub fn metrics(&self) -> Metrics {
+        self.shared().metrics()
     }
 
     /// Sends `request` to `dest` and waits for the response (and, first,

@@ -52,7 +52,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use homa_proto::Instant;
 
-use crate::shared::{Offloads, Received, Request, Role, Shared, State, Stats, Waiter};
+use crate::shared::{Metrics, Offloads, Received, Request, Role, Shared, State, Stats, Waiter};
 use crate::sys::{self, Ready};
 use crate::{Config, Error};
 
@@ -152,6 +152,13 @@ impl Socket {
     /// Counters of the datapath and the protocol.
     pub fn stats(&self) -> Stats {
         self.shared().stats()
+    }
+
+    /// A serializable snapshot of the socket's counters and gauges for
+    /// monitoring: see [`Metrics`]. Cheap enough to poll, but it takes the
+    /// socket's lock and walks the protocol's RPCs and peers.
+    pub fn metrics(&self) -> Metrics {
+        self.shared().metrics()
     }
 
     /// Sends `request` to `dest` and waits for the response.

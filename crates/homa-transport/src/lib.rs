@@ -78,4 +78,4 @@ pub use async_socket::{AsyncCall, AsyncSocket};
 pub use blocking::{Call, Socket};
 pub use config::Config;
 pub use error::Error;
-pub use shared::{Offloads, Request, Stats, TransportStats};
+pub use shared::{Metrics, Offloads, Request, Stats, TransportStats};

@@ -46,7 +46,7 @@ pub struct Request {
 }
 
 /// What the socket learned about the kernel when it was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Offloads {
     /// Multi-packet transmits go out as one GSO send (`UDP_SEGMENT`). May
@@ -61,7 +61,7 @@ pub struct Offloads {
 }
 
 /// Counters of the datapath. All cumulative.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct TransportStats {
     /// `sendmsg`/`sendmmsg` calls that succeeded.
@@ -100,13 +100,47 @@ pub struct TransportStats {
 }
 
 /// Everything a socket counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// The datapath's counters.
     pub transport: TransportStats,
     /// The protocol engine's counters.
     pub proto: homa_proto::Stats,
+}
+
+/// A snapshot of a socket for monitoring, like the kernel module's
+/// `homa_metrics`: the protocol's counters and gauges (packets and bytes
+/// per type sent and received, resends, timeouts, grants, throttled time,
+/// RPCs and peers alive, message-size histograms; see
+/// [`homa_proto::stats::Metrics`]) plus the datapath's counters and the
+/// runtime's own gauges. Serializable with serde, e.g. as JSON:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let socket = homa_transport::Socket::bind("127.0.0.1:4000".parse()?)?;
+/// let m = socket.metrics();
+/// println!("{} requests delivered", m.proto.stats.requests_delivered);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The socket's address.
+    pub local_addr: SocketAddr,
+    /// Offloads in use.
+    pub offloads: Offloads,
+    /// The datapath's counters.
+    pub transport: TransportStats,
+    /// The protocol engine's counters and gauges.
+    pub proto: homa_proto::stats::Metrics,
+    /// Client calls started whose result the application has not taken.
+    pub calls_outstanding: usize,
+    /// Delivered requests waiting for the application.
+    pub requests_queued: usize,
+    /// Transmits waiting for socket buffer space (0 or 1).
+    pub sends_waiting: usize,
 }
 
 /// A thread or task to wake when something it waits for happens.
@@ -392,6 +426,25 @@ impl Shared {
         Stats {
             transport,
             proto: st.ep.stats().clone(),
+        }
+    }
+
+    /// Snapshot for monitoring.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let st = self.lock();
+        let mut transport = st.stats.clone();
+        transport.tos_changes = st.sticky_tos.changes;
+        Metrics {
+            local_addr: self.local,
+            offloads: Offloads {
+                gso: st.gso,
+                ..self.offloads
+            },
+            transport,
+            proto: st.ep.metrics(),
+            calls_outstanding: st.calls.len(),
+            requests_queued: st.requests.len(),
+            sends_waiting: usize::from(st.pending.is_some()),
         }
     }
 

@@ -1,0 +1,80 @@
+//! `metrics()` of both APIs: the counters of a scripted exchange, and a
+//! snapshot that survives a JSON round trip.
+#![allow(non_snake_case)]
+
+mod common;
+
+use common::{echo_server, pattern, HANG};
+use homa_proto::stats::SizeBuckets;
+use homa_proto::wire::PacketType;
+use homa_transport::{AsyncSocket, Config, Metrics, Socket};
+
+/// What three 100-byte echo calls must have left in the client's metrics.
+/// (Retransmissions are possible on a loaded machine, so DATA is counted
+/// net of them.)
+fn check_client(m: &Metrics) {
+    let s = &m.proto.stats;
+    assert_eq!(s.requests_started, 3);
+    assert_eq!(s.responses_delivered, 3);
+    assert_eq!(s.message_bytes_delivered, 300);
+    assert_eq!(
+        s.sent.packets_of(PacketType::Data),
+        3 + s.data_retransmitted
+    );
+    assert!(s.received.packets_of(PacketType::Data) >= 3);
+    assert_eq!(s.tx_sizes.counts[SizeBuckets::bucket(100)], 3);
+    assert_eq!(s.rx_sizes.counts[SizeBuckets::bucket(100)], 3);
+    assert_eq!(m.proto.client_rpcs, 0);
+    assert_eq!(m.calls_outstanding, 0);
+    assert!(m.transport.packets_sent >= 3);
+    assert_eq!(
+        m.transport.packets_received,
+        s.received.total_packets() + s.malformed
+    );
+    let json = serde_json::to_string(m).unwrap();
+    let back: Metrics = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, m);
+    assert!(json.contains("\"requests_started\":3"), "{json}");
+}
+
+#[test]
+fn metrics__blocking_counts_a_scripted_exchange() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    for i in 0..3 {
+        let r = client.call_timeout(server.local_addr(), pattern(100, i), HANG);
+        assert_eq!(r.unwrap().len(), 100);
+    }
+    let m = client.metrics();
+    check_client(&m);
+    assert_eq!(m.local_addr, client.local_addr());
+    let s = server.metrics();
+    assert_eq!(s.proto.stats.requests_delivered, 3);
+    assert_eq!(s.proto.stats.responses_started, 3);
+    assert_eq!(s.requests_queued, 0);
+    server.close();
+    assert_eq!(h.join().unwrap(), 3);
+}
+
+#[test]
+fn metrics__tokio_counts_a_scripted_exchange() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        for i in 0..3 {
+            let r = client
+                .call_timeout(server.local_addr(), pattern(100, i), HANG)
+                .await;
+            assert_eq!(r.unwrap().len(), 100);
+        }
+        let m = client.metrics();
+        check_client(&m);
+        assert_eq!(m.local_addr, client.local_addr());
+    });
+    server.close();
+    assert_eq!(h.join().unwrap(), 3);
+}
