@@ -37,8 +37,11 @@ use crate::{Config, Error};
 
 /// A Homa socket with an async API for tokio: client and server at once.
 ///
-/// Must be opened inside a tokio runtime (it spawns its driver task there).
-/// Cloning gives another handle to the same socket; the socket closes when
+/// Must be opened inside a tokio runtime (it spawns its driver task there)
+/// and used while that runtime runs: if the runtime shuts down while the
+/// socket lives, the socket closes and every pending and later operation
+/// fails with [`Error::RuntimeShutdown`]. It may be used from other
+/// runtimes and threads meanwhile. Cloning gives another handle to the same socket; the socket closes when
 /// the last handle (including outstanding [`AsyncCall`]s) is dropped, or at
 /// once with [`AsyncSocket::close`].
 ///
@@ -133,9 +136,10 @@ impl AsyncSocket {
             Interest::READABLE,
         )?;
         let timer = register(sys::timerfd()?, Interest::READABLE)?;
-        let s = Arc::clone(&shared);
+        let guard = DriverGuard(Arc::clone(&shared));
         handle.spawn(async move {
-            let _ = drive(&s, sock, wake, timer).await;
+            let s = &guard.0;
+            let _ = drive(s, sock, wake, timer).await;
             // Reactor trouble: nothing can drive the socket any more.
             let mut st = s.lock();
             s.close(&mut st);
@@ -272,7 +276,9 @@ impl AsyncSocket {
         })
     }
 
-    /// Waits for the next request; [`Error::Closed`] once closed.
+    /// Waits for the next request; [`Error::Closed`] once closed
+    /// ([`Error::RuntimeShutdown`] if the runtime that opened the socket
+    /// shut down).
     pub async fn recv_request(&self) -> Result<Request, Error> {
         poll_fn(|cx| {
             let sh = self.shared();
@@ -400,6 +406,21 @@ impl Drop for AsyncCall {
             sh.forget(&mut st, self.id);
             sh.unlock(st);
         }
+    }
+}
+
+/// Owned by the driver task. A runtime that shuts down drops its tasks
+/// without running them to completion: the guard then closes the socket
+/// with [`Error::RuntimeShutdown`], so calls and receives fail at once
+/// instead of waiting for a driver that is gone. (When the task ends
+/// normally the socket is already closed and this does nothing.)
+struct DriverGuard(Arc<Shared>);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        self.0.close_runtime_gone(&mut st);
+        self.0.unlock(st);
     }
 }
 

@@ -36,6 +36,11 @@ pub enum Error {
     /// The socket was closed.
     #[error("socket closed")]
     Closed,
+    /// The tokio runtime that opened an [`crate::AsyncSocket`] (and ran its
+    /// driver task) has shut down: nothing can drive the socket any more,
+    /// so it was closed. Open sockets on the runtime that uses them.
+    #[error("the tokio runtime driving the socket has shut down")]
+    RuntimeShutdown,
     /// The socket's send cap (`max_tx_bytes_per_socket` of the protocol
     /// configuration) is reached. Only the non-waiting
     /// [`crate::AsyncSocket::start_call`] and [`crate::AsyncSocket::reply`]
@@ -70,7 +75,7 @@ impl Error {
             | Error::AddressFamily
             | Error::Config(_) => K::InvalidInput,
             Error::Aborted => K::ConnectionAborted,
-            Error::Closed => K::NotConnected,
+            Error::Closed | Error::RuntimeShutdown => K::NotConnected,
             Error::WouldBlock => K::WouldBlock,
             Error::UnknownRpc => K::NotFound,
             Error::Io(e) => e.kind(),

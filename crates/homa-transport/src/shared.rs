@@ -216,6 +216,9 @@ pub(crate) struct State {
     /// Waiters to wake once the lock is released.
     pub(crate) wake_list: Vec<Waiter>,
     pub(crate) closed: bool,
+    /// Why the socket closed: `Error::Closed` or `Error::RuntimeShutdown`
+    /// (reported to every later operation).
+    closed_by_runtime: bool,
     pub(crate) role: Role,
     /// Application threads parked while another thread drives.
     pub(crate) followers: Vec<Thread>,
@@ -363,6 +366,7 @@ impl Shared {
             write_waiters: Vec::new(),
             wake_list: Vec::new(),
             closed: false,
+            closed_by_runtime: false,
             role: Role::Idle,
             followers: Vec::new(),
             sleep_until: None,
@@ -469,7 +473,7 @@ impl Shared {
         timeout: Option<Duration>,
     ) -> Result<u64, Error> {
         if st.closed {
-            return Err(Error::Closed);
+            return Err(st.closed_error());
         }
         let dest = normalize(dest);
         if dest.is_ipv6() && !self.ipv6 {
@@ -505,7 +509,7 @@ impl Shared {
         response: Bytes,
     ) -> Result<(), Error> {
         if st.closed {
-            return Err(Error::Closed);
+            return Err(st.closed_error());
         }
         let now = self.now();
         st.ep
@@ -568,7 +572,7 @@ impl Shared {
         if let Some(r) = st.requests.pop_front() {
             return Some(Ok(r));
         }
-        st.closed.then_some(Err(Error::Closed))
+        st.closed.then(|| Err(st.closed_error()))
     }
 
     /// Registers a thread or task waiting for a request (once).
@@ -591,6 +595,15 @@ impl Shared {
         }
     }
 
+    /// Closes the socket because its tokio runtime shut down: like
+    /// [`Shared::close`], with [`Error::RuntimeShutdown`] for everyone.
+    pub(crate) fn close_runtime_gone(&self, st: &mut State) {
+        if !st.closed {
+            st.closed_by_runtime = true;
+            self.close(st);
+        }
+    }
+
     /// Closes the socket: the endpoint forgets it, pending calls fail with
     /// [`Error::Closed`] and every waiter wakes.
     pub(crate) fn close(&self, st: &mut State) {
@@ -602,7 +615,8 @@ impl Shared {
         let _ = st.ep.close_socket(self.port);
         let ids: Vec<u64> = st.calls.keys().copied().collect();
         for id in ids {
-            st.complete(id, Err(Error::Closed));
+            let e = st.closed_error();
+            st.complete(id, Err(e));
         }
         st.deadlines = Deadlines::default();
         st.pending = None;
@@ -1193,6 +1207,15 @@ impl Deadlines {
 }
 
 impl State {
+    /// The error of operations on a closed socket.
+    pub(crate) fn closed_error(&self) -> Error {
+        if self.closed_by_runtime {
+            Error::RuntimeShutdown
+        } else {
+            Error::Closed
+        }
+    }
+
     /// Stores a call's result (first one wins) and schedules its waiter.
     fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
         let Some(c) = self.calls.get_mut(&id) else {

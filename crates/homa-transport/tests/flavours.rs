@@ -215,3 +215,77 @@ fn tokio__send_cap_refuses_start_call_and_call_waits() {
         assert!(client.stats().transport.send_cap_waits >= 2);
     });
 }
+
+#[test]
+fn tokio__runtime_shutdown_fails_calls_with_a_clear_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A call to a server that never answers is outstanding when the
+    // runtime that opened both sockets shuts down.
+    let (client, silent, pending) = rt.block_on(async {
+        let silent =
+            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let pending = client
+            .start_call(silent.local_addr(), &b"hello"[..])
+            .unwrap();
+        (client, silent, pending)
+    });
+    drop(rt);
+    // On another runtime, nothing hangs: everything fails with the reason.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = tokio::time::timeout(HANG, pending).await.expect("hung");
+        assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
+        let dest = silent.local_addr();
+        let r = tokio::time::timeout(HANG, client.call(dest, &b"again"[..]))
+            .await
+            .expect("hung");
+        assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
+        let r = tokio::time::timeout(HANG, silent.recv_request())
+            .await
+            .expect("hung");
+        assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
+        let e: std::io::Error = r.unwrap_err().into();
+        assert!(e.to_string().contains("runtime"), "{e}");
+    });
+}
+
+#[test]
+fn tokio__multi_thread_runtime_shutdown_wakes_a_waiting_task() {
+    // The caller waits on a runtime of its own while the socket's
+    // runtime shuts down underneath it.
+    let home = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, silent) = home.block_on(async {
+        let silent =
+            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        (client, silent)
+    });
+    let caller = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(HANG, client.call(silent.local_addr(), &b"x"[..]))
+                .await
+                .expect("hung")
+        })
+    });
+    // Shut down while the call waits (or before it starts: either way it
+    // must fail with the reason, never hang).
+    std::thread::sleep(Duration::from_millis(20));
+    home.shutdown_timeout(HANG);
+    let r = caller.join().unwrap();
+    assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
+}
