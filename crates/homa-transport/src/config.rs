@@ -45,6 +45,12 @@ pub struct Config {
     /// Most delivered requests waiting for [`crate::Socket::recv_request`];
     /// requests arriving beyond this are dropped (and counted).
     pub max_queued_requests: usize,
+    /// Write every datagram the socket sends and receives to this pcap
+    /// file (created or truncated when the socket opens; complete once it
+    /// is closed). Off by default. See the `capture` module documentation
+    /// for what is recorded; open it with Wireshark and
+    /// `tools/wireshark/homa.lua`.
+    pub capture: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -60,6 +66,7 @@ impl Default for Config {
             server: None,
             background: Some(Duration::from_millis(2)),
             max_queued_requests: 65_536,
+            capture: None,
         }
     }
 }

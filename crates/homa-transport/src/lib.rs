@@ -68,6 +68,7 @@
 #[cfg(feature = "tokio")]
 pub mod async_socket;
 pub mod blocking;
+pub mod capture;
 mod config;
 mod error;
 mod shared;

@@ -31,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use homa_proto::{Endpoint, Event, Instant, Unreachable};
 
+use crate::capture::Capture;
 use crate::sys::{self, RawAddr, RecvBatch, TosOption};
 use crate::{Config, Error};
 
@@ -97,6 +98,10 @@ pub struct TransportStats {
     /// Times the socket's TOS / traffic-class setting was changed for a
     /// send at another priority level (see the performance notes).
     pub tos_changes: u64,
+    /// Packets written to the capture file ([`Config::capture`]).
+    pub packets_captured: u64,
+    /// Capture write errors (the first one ends the capture).
+    pub capture_errors: u64,
 }
 
 /// Everything a socket counts.
@@ -189,6 +194,8 @@ pub(crate) struct Call {
 /// A transmit the kernel refused for lack of buffer space.
 struct Pending {
     dest: RawAddr,
+    /// `dest` as the endpoint named it (for the capture).
+    to: SocketAddr,
     tos: (TosOption, u8),
     segment: Option<usize>,
     data: Vec<u8>,
@@ -232,6 +239,8 @@ pub(crate) struct State {
     /// The TOS / traffic-class byte last set on the socket, per option
     /// (see `Shared::send_bytes`).
     sticky_tos: StickyTos,
+    /// The packet capture, if configured.
+    capture: Option<Capture>,
     /// Consecutive turns whose first receive found data (see `turn`).
     rx_streak: u32,
     /// The earliest protocol timer or call deadline, as of the last input
@@ -347,6 +356,16 @@ impl Shared {
         } else {
             (config.proto.mtu as usize).max(2048)
         };
+        let capture = match &config.capture {
+            Some(path) => {
+                let c = Capture::create(path, local)?;
+                if c.needs_pktinfo() {
+                    sys::enable_pktinfo(fd, ipv6)?;
+                }
+                Some(c)
+            }
+            None => None,
+        };
         let mut ep = Endpoint::new(config.proto.clone(), sys::random_u64())?;
         let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
         let server = config.server.unwrap_or(addr.port() != 0);
@@ -373,6 +392,7 @@ impl Shared {
             kick_driver: false,
             rx_streak: 0,
             sticky_tos: StickyTos::default(),
+            capture,
             next_due: None,
             stats: TransportStats::default(),
         };
@@ -620,6 +640,9 @@ impl Shared {
         }
         st.deadlines = Deadlines::default();
         st.pending = None;
+        if let Some(mut c) = st.capture.take() {
+            c.finish(&mut st.stats);
+        }
         let waiters = std::mem::take(&mut st.request_waiters);
         st.wake_list.extend(waiters);
         let waiters = std::mem::take(&mut st.write_waiters);
@@ -703,7 +726,13 @@ impl Shared {
         if st.closed {
             return Received::Empty;
         }
-        let State { rx, ep, stats, .. } = st;
+        let State {
+            rx,
+            ep,
+            stats,
+            capture,
+            ..
+        } = st;
         match sys::recv_batch(self.fd, rx, max) {
             Ok(n) => {
                 stats.recv_calls += 1;
@@ -714,6 +743,9 @@ impl Shared {
                         stats.bad_datagrams += 1;
                         continue;
                     };
+                    if let Some(c) = capture {
+                        c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
+                    }
                     let level = meta.tos.and_then(|t| ep.level_of_tos(t));
                     let before = packets;
                     match meta.segment {
@@ -850,6 +882,7 @@ impl Shared {
                 stats,
                 errors_pending,
                 sticky_tos,
+                capture,
                 ..
             } = st;
             match self.send_bytes(
@@ -857,6 +890,8 @@ impl Shared {
                 stats,
                 errors_pending,
                 sticky_tos,
+                capture,
+                p.to,
                 &p.dest,
                 p.tos,
                 p.segment,
@@ -878,6 +913,7 @@ impl Shared {
                 stats,
                 errors_pending,
                 sticky_tos,
+                capture,
                 ..
             } = st;
             if ep.transmit_idle(now) {
@@ -897,6 +933,8 @@ impl Shared {
                 stats,
                 errors_pending,
                 sticky_tos,
+                capture,
+                t.destination,
                 &dest,
                 tos,
                 t.segment_size,
@@ -907,6 +945,7 @@ impl Shared {
                 SendOutcome::Blocked(done) => {
                     st.pending = Some(Pending {
                         dest,
+                        to: t.destination,
                         tos,
                         segment: t.segment_size,
                         data: data.to_vec(),
@@ -932,6 +971,45 @@ impl Shared {
     /// sends carry the control message as before.
     #[allow(clippy::too_many_arguments)]
     fn send_bytes(
+        &self,
+        gso: &mut bool,
+        stats: &mut TransportStats,
+        errors_pending: &mut bool,
+        sticky: &mut StickyTos,
+        capture: &mut Option<Capture>,
+        to: SocketAddr,
+        dest: &RawAddr,
+        tos: (TosOption, u8),
+        segment: Option<usize>,
+        data: &[u8],
+        done: usize,
+    ) -> SendOutcome {
+        let outcome = self.send_raw(
+            gso,
+            stats,
+            errors_pending,
+            sticky,
+            dest,
+            tos,
+            segment,
+            data,
+            done,
+        );
+        if let Some(c) = capture {
+            let total = segment.map_or(1, |s| data.len().div_ceil(s.max(1)));
+            let sent = match outcome {
+                SendOutcome::Sent => total,
+                SendOutcome::Blocked(k) => k,
+                SendOutcome::Dropped => done,
+            };
+            c.sent(stats, to, tos.1, data, segment, done, sent);
+        }
+        outcome
+    }
+
+    /// [`Shared::send_bytes`] without the capture.
+    #[allow(clippy::too_many_arguments)]
+    fn send_raw(
         &self,
         gso: &mut bool,
         stats: &mut TransportStats,

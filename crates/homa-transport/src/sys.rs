@@ -7,7 +7,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -395,8 +395,28 @@ pub(crate) struct RecvMeta {
     pub segment: Option<usize>,
     /// The IP TOS / traffic-class byte, when the socket asked for it.
     pub tos: Option<u8>,
+    /// The datagram's destination address, when the socket asked for it
+    /// (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+    pub dst: Option<IpAddr>,
     /// The datagram did not fit the buffer.
     pub truncated: bool,
+}
+
+/// Control-message buffer of a receive, aligned for `cmsghdr`: room for
+/// the GRO segment size, the TOS byte and an IPv6 packet-info message.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct RecvCmsgBuf([u8; 128]);
+
+/// Asks the kernel for each datagram's destination address
+/// (`RecvMeta::dst`): `IPV6_RECVPKTINFO` on an IPv6 socket (it covers the
+/// IPv4 datagrams of a dual-stack socket too), `IP_PKTINFO` on an IPv4 one.
+pub(crate) fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
 }
 
 /// Buffers for receiving up to `n` datagrams in one `recvmmsg`.
@@ -404,7 +424,7 @@ pub(crate) struct RecvBatch {
     bufs: Vec<u8>,
     stride: usize,
     names: Vec<libc::sockaddr_storage>,
-    cmsgs: Vec<CmsgBuf>,
+    cmsgs: Vec<RecvCmsgBuf>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     meta: Vec<RecvMeta>,
@@ -426,7 +446,7 @@ impl RecvBatch {
             stride,
             // SAFETY: plain data; all zeroes is valid.
             names: (0..n).map(|_| unsafe { zeroed() }).collect(),
-            cmsgs: vec![CmsgBuf([0; 64]); n],
+            cmsgs: vec![RecvCmsgBuf([0; 128]); n],
             // SAFETY: plain data; all zeroes is valid.
             iovs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             // SAFETY: plain data; all zeroes is valid.
@@ -459,7 +479,7 @@ impl RecvBatch {
         for h in &mut self.hdrs[..n] {
             h.msg_len = 0;
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as socklen_t;
-            h.msg_hdr.msg_controllen = size_of::<CmsgBuf>() as _;
+            h.msg_hdr.msg_controllen = size_of::<RecvCmsgBuf>() as _;
             h.msg_hdr.msg_flags = 0;
         }
     }
@@ -521,6 +541,7 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, max: usize) -> io::Re
         let h = &batch.hdrs[i];
         let mut segment = None;
         let mut tos = None;
+        let mut dst = None;
         // SAFETY: the kernel wrote msg_controllen bytes of valid cmsgs into
         // the buffer msg_control points to.
         unsafe {
@@ -540,6 +561,14 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, max: usize) -> io::Re
                         let t: c_int = std::ptr::read_unaligned(data.cast());
                         tos = Some(t as u8);
                     }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let p: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                        dst = Some(IpAddr::V4(Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes())));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let p: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                        dst = Some(IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)));
+                    }
                     _ => {}
                 }
                 c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
@@ -550,6 +579,7 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, max: usize) -> io::Re
             src: decode_addr(&batch.names[i], h.msg_hdr.msg_namelen),
             segment,
             tos,
+            dst,
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         });
     }
