@@ -185,6 +185,21 @@ impl AsyncSocket {
             .await
     }
 
+    /// Sends `request` to `dest`, first waiting for room under the
+    /// protocol's send cap if it is reached, and returns the future of the
+    /// response: [`AsyncSocket::start_call`] for callers that want to wait
+    /// for room instead of getting [`Error::WouldBlock`] (e.g. to keep a
+    /// window of calls outstanding).
+    pub async fn send_request(
+        &self,
+        dest: SocketAddr,
+        request: impl Into<Bytes>,
+    ) -> Result<AsyncCall, Error> {
+        let request = request.into();
+        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
+            .await
+    }
+
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
     /// (and aborting the RPC) after `timeout`.
     pub async fn call_timeout(
