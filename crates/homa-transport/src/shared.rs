@@ -241,6 +241,8 @@ pub(crate) struct State {
     sticky_tos: StickyTos,
     /// The packet capture, if configured.
     capture: Option<Capture>,
+    /// When `Shared::sleep_timer` is armed to fire, if it is.
+    sleep_timer_at: Option<Instant>,
     /// Consecutive turns whose first receive found data (see `turn`).
     rx_streak: u32,
     /// The earliest protocol timer or call deadline, as of the last input
@@ -270,6 +272,9 @@ pub(crate) struct Shared {
     pub(crate) wake_fd: OwnedFd,
     /// Wakes the background thread from `ppoll`.
     pub(crate) bg_wake_fd: OwnedFd,
+    /// A timerfd at the next deadline, for blocking sockets' drivers
+    /// (see `blocking::doze`).
+    pub(crate) sleep_timer: OwnedFd,
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
     ipv6: bool,
@@ -391,6 +396,7 @@ impl Shared {
             sleep_until: None,
             kick_driver: false,
             rx_streak: 0,
+            sleep_timer_at: None,
             sticky_tos: StickyTos::default(),
             capture,
             next_due: None,
@@ -401,6 +407,7 @@ impl Shared {
             _sock: sock,
             wake_fd: sys::eventfd()?,
             bg_wake_fd: sys::eventfd()?,
+            sleep_timer: sys::timerfd()?,
             local,
             port,
             ipv6,
@@ -846,6 +853,43 @@ impl Shared {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Arms the sleep timer at `next` (disarms it for `None`) unless it is
+    /// armed there already. False if the kernel refused: the caller must
+    /// then bound its sleep itself.
+    pub(crate) fn arm_sleep_timer(
+        &self,
+        st: &mut State,
+        next: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        let fd = self.sleep_timer.as_raw_fd();
+        if st.sleep_timer_at.is_some_and(|t| t <= now) {
+            // Fired (or about to): clear it so it cannot wake the next sleep.
+            sys::drain_counter(fd);
+            st.sleep_timer_at = None;
+        }
+        if next == st.sleep_timer_at {
+            return true;
+        }
+        let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
+        match sys::timerfd_arm(fd, after) {
+            Ok(()) => {
+                st.sleep_timer_at = next;
+                true
+            }
+            Err(_) => {
+                st.sleep_timer_at = None;
+                false
+            }
+        }
+    }
+
+    /// The sleep timer fired.
+    pub(crate) fn sleep_timer_fired(&self, st: &mut State) {
+        sys::drain_counter(self.sleep_timer.as_raw_fd());
+        st.sleep_timer_at = None;
     }
 
     /// Counts a send that waits for room under the send cap.

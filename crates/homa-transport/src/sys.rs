@@ -735,7 +735,6 @@ pub(crate) fn drain_counter(fd: RawFd) {
 }
 
 /// A non-blocking `CLOCK_MONOTONIC` timerfd.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the result is a fresh descriptor we own.
     let fd = cvt(unsafe {
@@ -749,7 +748,6 @@ pub(crate) fn timerfd() -> io::Result<OwnedFd> {
 }
 
 /// Arms a timerfd to fire once after `after` (`None` disarms it).
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn timerfd_arm(fd: RawFd, after: Option<Duration>) -> io::Result<()> {
     let value = match after {
         // A zero it_value would disarm: fire after 1 ns instead.
