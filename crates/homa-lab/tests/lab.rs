@@ -119,6 +119,7 @@ fn random_loss__drops_about_the_configured_share() {
     let got = blast(&lab, &a, &b, "10.72.0.2", 4000, 0);
     // 3200 expected; ±200 is more than 6 standard deviations.
     assert!((3000..=3400).contains(&got), "{got} of 4000 arrived");
+    assert_eq!(lab.loss_count(&b).unwrap(), 4000 - got as u64);
 }
 
 #[test]
