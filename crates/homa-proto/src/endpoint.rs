@@ -515,30 +515,46 @@ impl Endpoint {
         }
     }
 
+    /// [`Endpoint::peer_entry`] for callers that also need the
+    /// configuration: one table lookup.
+    pub(crate) fn peer_entry_with<R>(
+        &mut self,
+        addr: SocketAddr,
+        now: Instant,
+        f: impl FnOnce(&Config, &mut Peer) -> R,
+    ) -> R {
+        if self.next_peer_gc.is_none() {
+            self.next_peer_gc = Some(now + self.config.peer_idle);
+        }
+        let peer = peer_slot(
+            &mut self.peers,
+            &mut self.retired,
+            &self.done_hasher,
+            addr,
+            now,
+        );
+        f(&self.config, peer)
+    }
+
+    /// The state of peer `addr`, created if new (restoring its
+    /// at-most-once floor if it was collected).
     pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
         if self.next_peer_gc.is_none() {
             self.next_peer_gc = Some(now + self.config.peer_idle);
         }
-        // One hash lookup in the common case (the peer exists).
-        let (retired, hasher) = (&mut self.retired, &self.done_hasher);
-        let peer = self.peers.entry(addr).or_insert_with(|| {
-            let floor = retired.remove(&addr).unwrap_or(0);
-            Peer::new(addr.port(), now, DoneIds::with_floor(floor, hasher.clone()))
-        });
-        peer.last_active = now;
-        peer
+        peer_slot(
+            &mut self.peers,
+            &mut self.retired,
+            &self.done_hasher,
+            addr,
+            now,
+        )
     }
 
     /// Unscheduled bytes for a message to `peer`: RTTbytes once the RTT is
     /// measured (if configured), else the configured value.
     fn unsched_bytes_for(&self, peer: SocketAddr) -> u32 {
-        let c = &self.config;
-        match self.peers.get(&peer) {
-            Some(p) if c.unsched_from_rtt => {
-                p.unsched_bytes(c.link_mbps, c.unsched_bytes, c.max_unscheduled)
-            }
-            _ => c.unsched_bytes,
-        }
+        unsched_bytes_of(&self.config, self.peers.get(&peer))
     }
 
     /// The unscheduled bytes this endpoint would use for a message to
@@ -565,11 +581,12 @@ impl Endpoint {
         let id = self.next_client_id;
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
-        let num_prio = self.config.num_priorities;
-        let peer = self.peer_entry(dest, now);
-        peer.rpcs += 1;
-        let prio = peer.unsched_priority(request.len() as u32, num_prio);
-        let unsched = self.unsched_bytes_for(dest);
+        let len = request.len() as u32;
+        let (prio, unsched) = self.peer_entry_with(dest, now, |c, peer| {
+            peer.rpcs += 1;
+            let prio = peer.unsched_priority(len, c.num_priorities);
+            (prio, unsched_bytes_of(c, Some(peer)))
+        });
         let seq = self.next_seq();
         let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, now);
         rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
@@ -605,11 +622,10 @@ impl Endpoint {
         self.charge_tx(port, response.len())?;
         let response_len = response.len() as u32;
         let seg = self.seg_size(&peer);
-        let num_prio = self.config.num_priorities;
-        let prio = self
-            .peer_entry(peer, now)
-            .unsched_priority(response.len() as u32, num_prio);
-        let unsched = self.unsched_bytes_for(peer);
+        let (prio, unsched) = self.peer_entry_with(peer, now, |c, p| {
+            let prio = p.unsched_priority(response_len, c.num_priorities);
+            (prio, unsched_bytes_of(c, Some(p)))
+        });
         let rpc = &mut self.rpcs[key];
         rpc.state = RpcState::Outgoing;
         rpc.last_heard = now;
@@ -941,6 +957,34 @@ impl Endpoint {
 
 /// Most RESEND packets one retransmission request issues for one RPC.
 pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
+
+/// The entry of peer `addr` in `peers`, created if new: one hash lookup
+/// when it exists.
+fn peer_slot<'a>(
+    peers: &'a mut Map<SocketAddr, Peer>,
+    retired: &mut Map<SocketAddr, u64>,
+    hasher: &ahash::RandomState,
+    addr: SocketAddr,
+    now: Instant,
+) -> &'a mut Peer {
+    let peer = peers.entry(addr).or_insert_with(|| {
+        let floor = retired.remove(&addr).unwrap_or(0);
+        Peer::new(addr.port(), now, DoneIds::with_floor(floor, hasher.clone()))
+    });
+    peer.last_active = now;
+    peer
+}
+
+/// Unscheduled bytes for a message to a peer with this state: RTTbytes
+/// once the RTT is measured (if configured), else the configured value.
+fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
+    match peer {
+        Some(p) if c.unsched_from_rtt => {
+            p.unsched_bytes(c.link_mbps, c.unsched_bytes, c.max_unscheduled)
+        }
+        _ => c.unsched_bytes,
+    }
+}
 
 fn rng_u64(seed: u64, stream: u64) -> u64 {
     Rng::new(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).next_u64()
