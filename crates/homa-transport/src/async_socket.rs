@@ -456,7 +456,7 @@ async fn drive(
             let now = sh.now();
             // Drain before timers (see `Shared::turn`).
             sh.turn(&mut st, now);
-            let next = sh.next_deadline(&st);
+            let next = sh.next_deadline(&mut st);
             st.sleep_until = Some(next.unwrap_or(Instant::MAX));
             let ww = sh.wants_write(&st);
             sh.unlock(st);

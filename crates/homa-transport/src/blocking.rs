@@ -485,7 +485,7 @@ fn lead<'a, T>(
             last_input = now;
             continue;
         }
-        let next = match (sh.next_deadline(&st), until) {
+        let next = match (sh.next_deadline(&mut st), until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -612,7 +612,7 @@ fn background(sh: &Shared, period: Duration) {
                 }
                 continue;
             }
-            let next = sh.next_deadline(&st);
+            let next = sh.next_deadline(&mut st);
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
                 let wake = std::mem::take(&mut st.wake_list);

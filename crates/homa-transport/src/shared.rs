@@ -248,6 +248,10 @@ pub(crate) struct State {
     /// The earliest protocol timer or call deadline, as of the last input
     /// or command (which are the only things that move it earlier).
     next_due: Option<Instant>,
+    /// An input or command happened since `next_due` was computed: it is
+    /// recomputed when next asked for (a driver about to sleep or spin,
+    /// a sleeping driver to kick), not on the way to waking a caller.
+    next_due_stale: bool,
     stats: TransportStats,
 }
 
@@ -400,6 +404,7 @@ impl Shared {
             sticky_tos: StickyTos::default(),
             capture,
             next_due: None,
+            next_due_stale: false,
             stats: TransportStats::default(),
         };
         Ok(Shared {
@@ -722,7 +727,7 @@ impl Shared {
         let idle = total == Received::Empty
             && st.pending.is_none()
             && !st.errors_pending
-            && st.next_due.is_none_or(|d| d > now);
+            && self.next_deadline(st).is_none_or(|d| d > now);
         if !idle {
             // (Nothing arrived and nothing is due: the busy-poll loop's
             // common case skips the endpoint entirely.)
@@ -806,7 +811,7 @@ impl Shared {
             self.flush(st, now);
         }
         self.dispatch(st);
-        st.next_due = self.compute_next_due(st);
+        st.next_due_stale = true;
     }
 
     /// Work after an application command: transmit, report, and wake a
@@ -827,13 +832,16 @@ impl Shared {
             self.flush(st, now);
         }
         self.dispatch(st);
-        st.next_due = self.compute_next_due(st);
+        st.next_due_stale = true;
         self.kick(st);
     }
 
     /// Wakes a driver blocked past the next deadline.
-    pub(crate) fn kick(&self, st: &State) {
-        if let (Some(until), Some(next)) = (st.sleep_until, self.next_deadline(st)) {
+    pub(crate) fn kick(&self, st: &mut State) {
+        let Some(until) = st.sleep_until else {
+            return;
+        };
+        if let Some(next) = self.next_deadline(st) {
             if next < until {
                 let fd = if st.role == Role::Background {
                     &self.bg_wake_fd
@@ -847,7 +855,10 @@ impl Shared {
 
     /// The earliest instant something must happen without input: a
     /// protocol timer or a call deadline.
-    pub(crate) fn next_deadline(&self, st: &State) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self, st: &mut State) -> Option<Instant> {
+        if std::mem::take(&mut st.next_due_stale) {
+            st.next_due = self.compute_next_due(st);
+        }
         st.next_due
     }
 
