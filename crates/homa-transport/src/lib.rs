@@ -58,10 +58,42 @@
 //!   caps throughput at 25 Gbit/s and cuts GSO batches to about 15 kB.
 //! * The socket cost of a round trip is higher than a connected UDP
 //!   ping-pong's: one Homa socket talks to many peers, so it cannot be
-//!   `connect`ed, and every `sendmsg` carries a destination (a route lookup)
-//!   and every receive a source address and control messages. On the
-//!   development machine that is about 0.8 µs per send and 0.5 µs per
-//!   receive, ~2.5 µs per round trip.
+//!   `connect`ed; every send names its destination (a route lookup) and
+//!   every receive asks for the source address and control messages (TOS
+//!   byte, GRO segment size). Measured on the development VM (kernel
+//!   6.18, 156-byte datagrams over loopback, medians of interleaved
+//!   batches; a send includes the loopback delivery):
+//!
+//!   | call | ns |
+//!   |---|---|
+//!   | `sendmsg`, destination + TOS control message | 3650 |
+//!   | `sendto`, destination (TOS as socket option: what the runtime does) | 3340 |
+//!   | `send` on a connected socket | 2900 |
+//!   | `recvmsg`, source + control messages, `IP_RECVTOS` on (the runtime) | 1060 |
+//!   | the same without `IP_RECVTOS` | 945 |
+//!   | `recvfrom` with source address | 775 |
+//!   | `recv` | 665 |
+//!   | empty `recvmsg` (a busy-poll iteration) / empty `recvfrom` | 480 / 330 |
+//!
+//!   So a round trip costs about 1.3 µs more in the kernel than the
+//!   connected floor of `homa compare` (client `send`/`recv`, server
+//!   `recvfrom`/`sendto`): 0.45 µs for the client's send, 0.7 µs for the
+//!   two receives, and slower empty polls, so a packet is noticed later.
+//!   The compare's "unconnected" floor uses the runtime's calls. The runtime keeps the TOS byte as a socket
+//!   option, changed only when the level changes
+//!   ([`TransportStats::tos_changes`]), because a TOS control message costs
+//!   ~0.3 µs per send. Two further savings were evaluated and not taken:
+//!   per-peer connected sockets bound to the same port (`SO_REUSEPORT`)
+//!   would save ~0.45 µs per send, but the kernel delivers a peer's
+//!   datagrams to the socket connected to it (checked on 6.18), so each
+//!   would have to be read too: one more system call per busy-poll
+//!   iteration and a descriptor per peer. `recvfrom` would save ~0.3 µs per
+//!   receive but cannot report GRO segment sizes or arrival levels.
+//! * Sleeping waits (`busy_poll` elapsed, or zero) block in `ppoll` on a
+//!   timerfd armed at the next deadline rather than with a `ppoll`
+//!   timeout: on the development VM a sleep with a timeout under the 4 ms
+//!   scheduler tick made every wake-up ~15-25 µs slower (see
+//!   [`blocking`]).
 
 #![warn(missing_docs)]
 
