@@ -5,12 +5,13 @@
 //! There is no I/O thread on the fast path. A thread that has to wait (for
 //! a response in [`Call::wait`], for a request in [`Socket::recv_request`])
 //! takes the *driver role* if nobody holds it and runs the datapath itself:
-//! it reads the socket with non-blocking `recvmmsg`, feeds the endpoint,
-//! transmits, and completes whatever calls the datagrams completed. It polls
-//! like this for [`Config::busy_poll`](crate::Config::busy_poll) after the
-//! last datagram it saw, then sleeps in `ppoll` on the socket with a
-//! timeout equal to the next protocol timer or call deadline (nanosecond
-//! resolution). Other threads that have to wait meanwhile park; the driver
+//! it reads the socket with non-blocking `recvmsg`/`recvmmsg`, feeds the
+//! endpoint, transmits, and completes whatever calls the datagrams
+//! completed. It polls like this for
+//! [`Config::busy_poll`](crate::Config::busy_poll) after the last datagram
+//! it saw, then sleeps in `ppoll` on the socket and a timerfd armed at the
+//! next protocol timer or call deadline (nanosecond resolution, no timer
+//! slack; see `doze` for why not a `ppoll` timeout). Other threads that have to wait meanwhile park; the driver
 //! unparks exactly the thread whose call or request it completed, and hands
 //! the role to a parked thread when it leaves (leader/follower, as in the
 //! kernel module where waiting threads poll and the next one inherits).
