@@ -18,6 +18,10 @@
 //! [`Lab::new`] returns [`Error::NotRoot`] otherwise, so tests can skip
 //! with a reason.
 //!
+//! Programs started in a namespace with [`Lab::command`] die with the
+//! thread that started them, and cleanup kills whatever still runs in the
+//! lab's namespaces before deleting them.
+//!
 //! This crate does not: configure Homa, generate traffic, or measure; it
 //! only builds and removes the network.
 
@@ -84,9 +88,37 @@ fn unregister(c: &Cleanup) {
     }
 }
 
+/// Kills (SIGKILL) every process inside namespace `ns` and waits up to a
+/// second for them to go. A lab's namespaces hold only what the lab
+/// started, and a namespace outlives `ip netns del` while any process
+/// still runs in it.
+fn kill_namespace_processes(ns: &str) {
+    for _ in 0..100 {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let pids: Vec<i32> = pids
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn run_cleanup(c: &Cleanup) {
     match c {
         Cleanup::Namespace(ns) => {
+            kill_namespace_processes(ns);
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
@@ -273,11 +305,32 @@ impl Lab {
             .args(args))
     }
 
-    /// Starts a program inside namespace `ns` (stdio inherited unless set
-    /// on `cmd`). The caller owns the child.
-    pub fn spawn(&self, ns: &str, cmd: &Command) -> Result<Child> {
+    /// A command that runs `program` inside namespace `ns` (`ip netns exec`,
+    /// which becomes the program), for the caller to add arguments and
+    /// stdio to and spawn. The child is killed if the thread that spawns it
+    /// dies (`PR_SET_PDEATHSIG`), so a lab process that is killed outright
+    /// leaves no programs behind; the lab's cleanup also kills whatever
+    /// still runs in its namespaces.
+    pub fn command(&self, ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(cmd.get_program());
+        c.args(["netns", "exec", ns]).arg(program);
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        c
+    }
+
+    /// Starts a program inside namespace `ns` with stdio inherited (use
+    /// [`Lab::command`] to set stdio). The caller owns the child.
+    pub fn spawn(&self, ns: &str, cmd: &Command) -> Result<Child> {
+        let mut c = self.command(ns, cmd.get_program());
         c.args(cmd.get_args());
         for (k, v) in cmd.get_envs() {
             match v {
@@ -454,9 +507,12 @@ impl Lab {
         Ok(())
     }
 
-    /// Turns segmentation offload off on an interface (needed on a routing
-    /// switch's egress so GSO super-packets are shaped packet by packet
-    /// after GRO) and GRO forwarding on, using ethtool when present.
+    /// Sets an interface's offloads with ethtool: segmentation offload
+    /// (TSO/GSO) on or off (off on a routing switch's egress, so GSO
+    /// super-packets are shaped and delivered packet by packet), receive
+    /// GRO on (veth defaults to off; without it the receiving host gets no
+    /// coalesced batches), and UDP GRO forwarding as asked (needed for
+    /// UDP batches to coalesce on veth).
     pub fn offloads(&self, ns: &str, dev: &str, tso: bool, gro_forwarding: bool) -> Result<()> {
         if !have("ethtool") {
             return Err(Error::MissingTool("ethtool"));
@@ -473,6 +529,8 @@ impl Lab {
             &[
                 "-K",
                 dev,
+                "gro",
+                "on",
                 "rx-gro-list",
                 "off",
                 "rx-udp-gro-forwarding",
