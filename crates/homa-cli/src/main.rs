@@ -96,6 +96,9 @@ struct ServerArgs {
     /// Homa: most transmit time the pacer lets queue ahead of the link, µs.
     #[arg(long)]
     nic_backlog_us: Option<u64>,
+    /// Homa: silence before a RESEND and between RESENDs, ms.
+    #[arg(long)]
+    resend_ms: Option<f64>,
     /// Experiment name for the per-second lines.
     #[arg(long)]
     exp: Option<String>,
@@ -152,8 +155,11 @@ fn main() -> Result<()> {
                 ports: a.ports,
                 threads: a.threads,
                 polling: a.polling,
-                link_mbps: a.link_mbps,
-                nic_backlog_us: a.nic_backlog_us,
+                homa: client::HomaKnobs {
+                    link_mbps: a.link_mbps,
+                    nic_backlog_us: a.nic_backlog_us,
+                    resend_ms: a.resend_ms,
+                },
                 response_size: a.response_size,
                 report: !a.quiet,
                 exp: a.exp.unwrap_or_else(|| a.protocol.name().to_string()),

@@ -130,6 +130,10 @@ pub struct RackArgs {
     /// a timer wake-up per packet).
     #[arg(long)]
     pub nic_backlog_us: Option<u64>,
+    /// Homa: silence before a RESEND, ms (default: 5 ms scaled from 25
+    /// Gbit/s to the port rate, at most 100: the same bytes of link time).
+    #[arg(long)]
+    pub resend_ms: Option<f64>,
     /// Bytes of queue per priority class at each switch port.
     #[arg(long, default_value_t = 1_000_000)]
     pub queue_bytes: u32,
@@ -493,6 +497,13 @@ fn nic_backlog_us(a: &RackArgs) -> u64 {
         .unwrap_or_else(|| (16_384 * 8 / a.rate_mbit.max(1)).max(5))
 }
 
+/// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
+/// scaled to the port rate (the same bytes of link time), 5..=100 ms.
+fn resend_ms(a: &RackArgs) -> f64 {
+    a.resend_ms
+        .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 100.0))
+}
+
 /// Requests per second per host and Gbit/s of requests per host.
 fn offered(a: &RackArgs) -> (f64, f64) {
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
@@ -657,6 +668,7 @@ fn protocol_phase(
     let rate = a.rate_mbit.to_string();
     let polling = format!("{:?}", a.polling).to_lowercase();
     let backlog = nic_backlog_us(a).to_string();
+    let resend = resend_ms(a).to_string();
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         let mut c = rack.lab.command(ns, homa);
@@ -665,7 +677,7 @@ fn protocol_phase(
             .args(["--ports", &a.server_ports.to_string()])
             .args(["--threads", &a.server_threads.to_string()])
             .args(["--polling", &polling, "--link-mbps", &rate])
-            .args(["--nic-backlog-us", &backlog])
+            .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
             .stdout(Stdio::piped())
             .stderr(log_file(out, &format!("{name}-h{}-server.log", i + 1))?);
         let mut child = c.spawn().context("starting a server")?;
@@ -686,7 +698,7 @@ fn protocol_phase(
         .args(["--client-max", "1", "--warmup", "0.3"])
         .args(["--duration", &a.base_seconds.to_string()])
         .args(["--polling", &polling, "--link-mbps", &rate])
-        .args(["--nic-backlog-us", &backlog])
+        .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
         .arg("--json-out")
         .arg(&base_json)
         .stdout(log_file(out, &format!("{name}-base.log"))?)
@@ -749,7 +761,7 @@ fn protocol_phase(
             .args(["--id", &h.to_string()])
             .args(["--seed", &(seed.wrapping_add(h as u64)).to_string()])
             .args(["--polling", &polling, "--link-mbps", &rate])
-            .args(["--nic-backlog-us", &backlog])
+            .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
             .args(["--exp", &format!("{name}-h{h}")])
             .arg("--json-out")
             .arg(out.join(format!("{name}-h{h}.json")))
@@ -1175,6 +1187,7 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             base_seconds: 1.0,
             queue_bytes: 1,
             nic_backlog_us: None,
+            resend_ms: None,
             probe: false,
             probe_only: false,
             prefix: "x".into(),

@@ -53,10 +53,8 @@ pub struct Options {
     pub threads: usize,
     /// How waiting Homa threads wait.
     pub polling: Polling,
-    /// Homa's link speed, Mbit/s.
-    pub link_mbps: Option<u32>,
-    /// Homa's pacer backlog allowance, µs.
-    pub nic_backlog_us: Option<u64>,
+    /// Homa settings.
+    pub homa: crate::client::HomaKnobs,
     /// Answer every request with this many bytes.
     pub response_size: Option<u32>,
     /// Print a line per second with traffic.
@@ -264,8 +262,7 @@ fn run_homa(opts: Options) -> Result<()> {
     let mut sockets = Vec::new();
     for i in 0..opts.ports.max(1) {
         let a = port_addr(opts.bind, i);
-        let cfg =
-            crate::client::homa_config(opts.polling, true, opts.link_mbps, opts.nic_backlog_us);
+        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa);
         let s = Socket::bind_with(a, cfg).with_context(|| format!("binding {a}"))?;
         sockets.push(s);
     }

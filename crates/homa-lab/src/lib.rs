@@ -11,7 +11,8 @@
 //! namespaces and restores the settings, and [`install_signal_cleanup`]
 //! extends that to Ctrl-C and SIGTERM. Namespaces are named
 //! `<prefix>-<name>`; a new lab first deletes leftovers with its prefix from
-//! a run that was killed outright.
+//! a run that was killed outright, and restores the machine-wide settings
+//! that run recorded in `/run/homa-lab/<prefix>.restore`.
 //!
 //! Everything here needs root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN`) and the
 //! `ip` and `tc` tools (`nft` for loss, `ethtool` for offload settings).
@@ -74,7 +75,32 @@ static REGISTRY: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Cleanup {
     Namespace(String),
-    Restore { path: String, value: String },
+    Restore {
+        path: String,
+        value: String,
+    },
+    /// The file recording settings to restore after a run killed outright.
+    StateFile(String),
+}
+
+/// Where a lab records the original values of the machine-wide settings it
+/// changed, so that a lab with the same prefix restores them after a run
+/// that was killed outright (SIGKILL leaves no chance to clean up).
+fn state_file(prefix: &str) -> String {
+    format!("/run/homa-lab/{prefix}.restore")
+}
+
+/// Restores the settings a killed run with this prefix recorded.
+fn restore_from_state_file(prefix: &str) {
+    let path = state_file(prefix);
+    if let Ok(text) = fs::read_to_string(&path) {
+        for line in text.lines() {
+            if let Some((setting, value)) = line.split_once('\t') {
+                let _ = fs::write(setting, value);
+            }
+        }
+        let _ = fs::remove_file(&path);
+    }
 }
 
 fn register(c: Cleanup) {
@@ -126,6 +152,9 @@ fn run_cleanup(c: &Cleanup) {
         }
         Cleanup::Restore { path, value } => {
             let _ = fs::write(path, value);
+        }
+        Cleanup::StateFile(path) => {
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -259,6 +288,7 @@ impl Lab {
         for ns in lab.existing()? {
             run_cleanup(&Cleanup::Namespace(ns));
         }
+        restore_from_state_file(prefix);
         Ok(lab)
     }
 
@@ -381,6 +411,9 @@ impl Lab {
     /// its old value when the lab goes away.
     pub fn set_global(&mut self, path: &str, value: &str) -> Result<()> {
         let old = fs::read_to_string(path)?.trim().to_string();
+        if old != value {
+            self.record_original(path, &old);
+        }
         fs::write(path, value)?;
         if old != value {
             self.track(Cleanup::Restore {
@@ -389,6 +422,28 @@ impl Lab {
             });
         }
         Ok(())
+    }
+
+    /// Appends `path`'s original value to the lab's state file (best
+    /// effort: without `/run` the setting is still restored on drop and on
+    /// signals, only not after SIGKILL).
+    fn record_original(&mut self, path: &str, old: &str) {
+        use std::io::Write as _;
+        let file = state_file(&self.prefix);
+        if !self
+            .cleanups
+            .iter()
+            .any(|c| matches!(c, Cleanup::StateFile(_)))
+        {
+            if fs::create_dir_all("/run/homa-lab").is_err() {
+                return;
+            }
+            // Tracked before the restores, so removed after them.
+            self.track(Cleanup::StateFile(file.clone()));
+        }
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&file) {
+            let _ = writeln!(f, "{path}\t{old}");
+        }
     }
 
     /// Drops `percent`% of UDP packets arriving in namespace `ns`, at
