@@ -84,9 +84,15 @@ pub struct RackArgs {
     /// Form of a named workload.
     #[arg(long, value_enum, default_value_t = VariantArg::CpNode)]
     pub variant: VariantArg,
-    /// Offered load: share of each host's downlink taken by message bytes.
+    /// Offered load: share of each host's downlink taken (see --load-basis).
     #[arg(short, long, default_value_t = 0.8)]
     pub load: f64,
+    /// What the load counts: wire bytes with Homa's packet headers (as the
+    /// shaper counts them, and as homa-sim's load), or message bytes only
+    /// (cperf's --gbps; W1-W3 then overload the link at 0.8: their headers
+    /// add 20-25%).
+    #[arg(long, value_enum, default_value_t = LoadBasis::Wire)]
+    pub load_basis: LoadBasis,
     /// Seconds measured per protocol.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -125,9 +131,9 @@ pub struct RackArgs {
     #[arg(long, default_value_t = 2.0)]
     pub base_seconds: f64,
     /// Homa's pacer: most transmit time queued ahead of the link, µs
-    /// (default: 16 KB at the port rate, as the kernel's 5 µs at 25 Gbit/s;
-    /// the protocol's 5 µs is less than a packet at 1 Gbit/s and would need
-    /// a timer wake-up per packet).
+    /// (default: one 64 KB GSO batch at the port rate, 524 µs at 1 Gbit/s;
+    /// the protocol's 5 µs is less than a packet at 1 Gbit/s and costs a
+    /// timer wake-up per packet; see the module docs).
     #[arg(long)]
     pub nic_backlog_us: Option<u64>,
     /// Homa: silence before a RESEND, ms (default: 5 ms scaled from 25
@@ -147,9 +153,10 @@ pub struct RackArgs {
     /// Prefix of the namespaces (`<prefix>-sw`, `<prefix>-h1`, ...).
     #[arg(long, default_value = "homa-rack")]
     pub prefix: String,
-    /// Directory for results (created).
-    #[arg(long, default_value = "homa-rack-results")]
-    pub out: PathBuf,
+    /// Directory for results (created; default
+    /// `target/homa-rack/<workload>-<load>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Seed of the clients (host i uses seed + i).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -159,6 +166,16 @@ pub struct RackArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// What `--load` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadBasis {
+    /// Bytes on the wire with Homa's headers.
+    Wire,
+    /// Message bytes only.
+    Message,
 }
 
 /// Ports the servers use.
@@ -452,7 +469,9 @@ pub struct RackReport {
     pub gbps_per_client: f64,
     /// Offered RPCs per second per host.
     pub kops_per_client: f64,
-    /// Estimated downlink load with Homa's packet headers counted.
+    /// Offered downlink load in message bytes.
+    pub message_load: f64,
+    /// Offered downlink load in wire bytes with Homa's headers.
     pub wire_load_homa: f64,
     /// Unloaded RTTs measured.
     pub base: Vec<Base>,
@@ -473,8 +492,11 @@ pub fn main(a: &RackArgs) -> Result<()> {
     if !homa_lab::is_root() {
         bail!("homa rack builds network namespaces and needs root");
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let out = std::fs::canonicalize(&a.out)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("target/homa-rack/{}-{}", a.workload, a.load))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = std::fs::canonicalize(&out)?;
     let rack = Rack::build(a)?;
     let result = experiment(&rack, a, &out);
     drop(rack);
@@ -490,11 +512,11 @@ pub fn main(a: &RackArgs) -> Result<()> {
     Ok(())
 }
 
-/// The pacer's backlog allowance: as given, else 16 KB at the port rate
-/// (at least the protocol's 5 µs).
+/// The pacer's backlog allowance: as given, else one 64 KB GSO batch at
+/// the port rate (at least the protocol's 5 µs).
 fn nic_backlog_us(a: &RackArgs) -> u64 {
     a.nic_backlog_us
-        .unwrap_or_else(|| (16_384 * 8 / a.rate_mbit.max(1)).max(5))
+        .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).max(5))
 }
 
 /// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
@@ -504,33 +526,48 @@ fn resend_ms(a: &RackArgs) -> f64 {
         .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 100.0))
 }
 
-/// Requests per second per host and Gbit/s of requests per host.
-fn offered(a: &RackArgs) -> (f64, f64) {
-    let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
-    let mean = sizes.mean();
-    let resp = if a.one_way {
-        f64::from(SHORT_RESPONSE_LEN)
-    } else {
-        mean
-    };
-    let rate = a.rate_mbit as f64 * 1e6;
-    let per_sec = a.load * rate / 8.0 / (mean + resp);
-    (per_sec, per_sec * mean * 8.0 / 1e9)
-}
-
-/// Estimated downlink load with Homa's headers (IP 20, UDP 8, DATA 56,
-/// Ethernet 14 per packet of at most 1416 message bytes).
-fn wire_load(a: &RackArgs) -> f64 {
+/// Mean bytes one RPC puts on the downlinks: message bytes (request and
+/// response), and wire bytes as the switch's shaper counts them with
+/// Homa's headers (Ethernet 14, IP 20, UDP 8, DATA 56 per packet of at
+/// most 1416 message bytes).
+fn bytes_per_rpc(a: &RackArgs) -> (f64, f64) {
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
     let wire = |len: u32| f64::from(len) + f64::from(len.div_ceil(1416).max(1)) * 98.0;
-    let req_mean = sizes.mean();
-    let req_wire = sizes.expectation(wire);
-    let (resp_mean, resp_wire) = if a.one_way {
-        (100.0, wire(SHORT_RESPONSE_LEN))
+    let (req, req_wire) = (sizes.mean(), sizes.expectation(wire));
+    let (resp, resp_wire) = if a.one_way {
+        (f64::from(SHORT_RESPONSE_LEN), wire(SHORT_RESPONSE_LEN))
     } else {
-        (req_mean, req_wire)
+        (req, req_wire)
     };
-    a.load * (req_wire + resp_wire) / (req_mean + resp_mean)
+    (req + resp, req_wire + resp_wire)
+}
+
+/// What each host offers: RPCs per second, Gbit/s of requests (the
+/// clients' `--gbps`), and the downlink load in message bytes and in wire
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Offered {
+    per_sec: f64,
+    gbps: f64,
+    message_load: f64,
+    wire_load: f64,
+}
+
+fn offered(a: &RackArgs) -> Offered {
+    let (msg, wire) = bytes_per_rpc(a);
+    let rate = a.rate_mbit as f64 * 1e6;
+    let per_rpc = match a.load_basis {
+        LoadBasis::Wire => wire,
+        LoadBasis::Message => msg,
+    };
+    let per_sec = a.load * rate / 8.0 / per_rpc;
+    let req_mean = loadgen::request_sizes(&a.workload.dist(a.variant.into())).mean();
+    Offered {
+        per_sec,
+        gbps: per_sec * req_mean * 8.0 / 1e9,
+        message_load: per_sec * msg * 8.0 / rate,
+        wire_load: per_sec * wire * 8.0 / rate,
+    }
 }
 
 fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
@@ -543,7 +580,8 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
     } else {
         None
     };
-    let (kops, gbps) = offered(a);
+    let off = offered(a);
+    let (kops, gbps) = (off.per_sec, off.gbps);
     let mut report = RackReport {
         hosts: a.hosts,
         rate_mbit: a.rate_mbit,
@@ -554,7 +592,8 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
         duration: a.duration,
         gbps_per_client: gbps,
         kops_per_client: kops / 1e3,
-        wire_load_homa: wire_load(a),
+        message_load: off.message_load,
+        wire_load_homa: off.wire_load,
         base: Vec::new(),
         base_rtt_us: 0.0,
         runs: Vec::new(),
@@ -702,10 +741,11 @@ fn protocol_phase(
         .arg("--json-out")
         .arg(&base_json)
         .stdout(log_file(out, &format!("{name}-base.log"))?)
-        .stderr(Stdio::inherit());
+        .stderr(log_file(out, &format!("{name}-base.err"))?);
     let st = c.status().context("running the unloaded client")?;
     if !st.success() {
-        bail!("{name}: the unloaded client failed ({st})");
+        let err = std::fs::read_to_string(out.join(format!("{name}-base.err"))).unwrap_or_default();
+        bail!("{name}: the unloaded client failed ({st}):\n{err}");
     }
     let bj: serde_json::Value = serde_json::from_slice(&std::fs::read(&base_json)?)?;
     let base = Base {
@@ -768,7 +808,7 @@ fn protocol_phase(
             .arg("--dump-times")
             .arg(out.join(format!("{name}-h{h}.rtts")))
             .stdout(log_file(out, &format!("{name}-h{h}-client.log"))?)
-            .stderr(Stdio::null());
+            .stderr(log_file(out, &format!("{name}-h{h}-client.err"))?);
         if a.one_way {
             c.arg("--one-way");
         }
@@ -806,7 +846,7 @@ fn protocol_phase(
     for (k, st) in statuses.iter().enumerate() {
         let st = st.expect("all finished");
         if !st.success() {
-            let log = std::fs::read_to_string(out.join(format!("{name}-h{}-client.log", k + 1)))
+            let log = std::fs::read_to_string(out.join(format!("{name}-h{}-client.err", k + 1)))
                 .unwrap_or_default();
             bail!("{name}: client on h{} failed ({st}):\n{log}", k + 1);
         }
@@ -899,8 +939,8 @@ pub fn text_report(r: &RackReport) -> String {
     );
     let _ = writeln!(
         s,
-        "offered per host: {:.2} Kops/s, {:.3} Gbit/s of requests (downlink load with Homa headers ~{:.2})",
-        r.kops_per_client, r.gbps_per_client, r.wire_load_homa
+        "offered per host: {:.2} Kops/s, {:.3} Gbit/s of requests; downlink load {:.2} in message bytes, {:.2} with Homa's headers",
+        r.kops_per_client, r.gbps_per_client, r.message_load, r.wire_load_homa
     );
     if let Some(p) = &r.probe {
         let _ = writeln!(
@@ -1173,6 +1213,7 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             workload: SizeSpec::Fixed(1000),
             variant: VariantArg::CpNode,
             load: 0.8,
+            load_basis: LoadBasis::Message,
             duration: 1.0,
             warmup: 0.0,
             protocols: vec![Protocol::Homa],
@@ -1191,20 +1232,26 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             probe: false,
             probe_only: false,
             prefix: "x".into(),
-            out: "x".into(),
+            out: None,
             seed: None,
             json: false,
             quiet: true,
         };
-        // 0.8 Gbit/s down per host = 0.4 of requests + 0.4 of responses.
-        let (per_sec, gbps) = offered(&a);
-        assert!((gbps - 0.4).abs() < 1e-12);
-        assert!((per_sec - 50_000.0).abs() < 1e-6);
-        a.one_way = true;
-        let (_, gbps) = offered(&a);
-        assert!((gbps - 0.8 * 1000.0 / 1100.0).abs() < 1e-12);
+        // Message basis: 0.8 Gbit/s down per host = 0.4 of requests + 0.4
+        // of responses.
+        let o = offered(&a);
+        assert!((o.gbps - 0.4).abs() < 1e-12);
+        assert!((o.per_sec - 50_000.0).abs() < 1e-6);
         // 1000-byte messages: one packet each, 98 header bytes.
+        assert!((o.wire_load - 0.8 * 1.098).abs() < 1e-12);
+        a.one_way = true;
+        let o = offered(&a);
+        assert!((o.gbps - 0.8 * 1000.0 / 1100.0).abs() < 1e-12);
+        // Wire basis: the headers count toward the 0.8.
         a.one_way = false;
-        assert!((wire_load(&a) - 0.8 * 1.098).abs() < 1e-12);
+        a.load_basis = LoadBasis::Wire;
+        let o = offered(&a);
+        assert!((o.wire_load - 0.8).abs() < 1e-12);
+        assert!((o.message_load - 0.8 / 1.098).abs() < 1e-12);
     }
 }
