@@ -492,9 +492,10 @@ pub fn main(a: &RackArgs) -> Result<()> {
     if !homa_lab::is_root() {
         bail!("homa rack builds network namespaces and needs root");
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("target/homa-rack/{}-{}", a.workload, a.load))
-    });
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/homa-rack/{}-{}", a.workload, a.load)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = std::fs::canonicalize(&out)?;
     let rack = Rack::build(a)?;
@@ -710,7 +711,7 @@ fn protocol_phase(
     let resend = resend_ms(a).to_string();
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
-        let mut c = rack.lab.command(ns, homa);
+        let mut c = rack.lab.command(ns, homa)?;
         c.args(["server", "--protocol", name, "--quiet"])
             .args(["--bind", &format!("{addr}:{port}")])
             .args(["--ports", &a.server_ports.to_string()])
@@ -731,7 +732,7 @@ fn protocol_phase(
     // Unloaded RTT: h1 -> h2, one 100-byte RPC at a time.
     progress.line(&format!("{name}: measuring the unloaded RTT ..."));
     let base_json = out.join(format!("{name}-base.json"));
-    let mut c = rack.lab.command(&rack.hosts[0].0, homa);
+    let mut c = rack.lab.command(&rack.hosts[0].0, homa)?;
     c.args(["client", "--protocol", name, "--quiet", "--workload", "100"])
         .args(["--server", &format!("{}:{port}", rack.hosts[1].1)])
         .args(["--client-max", "1", "--warmup", "0.3"])
@@ -779,7 +780,7 @@ fn protocol_phase(
             .map(|(_, (_, addr))| format!("{addr}:{port}"))
             .collect();
         let h = i + 1;
-        let mut c = rack.lab.command(ns, homa);
+        let mut c = rack.lab.command(ns, homa)?;
         c.args(["client", "--protocol", name, "--quiet"])
             .args(["--server", &servers.join(",")])
             .args(["--server-ports", &a.server_ports.to_string()])

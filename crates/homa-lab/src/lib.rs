@@ -335,40 +335,56 @@ impl Lab {
             .args(args))
     }
 
-    /// A command that runs `program` inside namespace `ns` (`ip netns exec`,
-    /// which becomes the program), for the caller to add arguments and
-    /// stdio to and spawn. The child is killed if the thread that spawns it
-    /// dies (`PR_SET_PDEATHSIG`), so a lab process that is killed outright
-    /// leaves no programs behind; the lab's cleanup also kills whatever
-    /// still runs in its namespaces.
-    pub fn command(&self, ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    /// A command that runs `program` inside namespace `ns`, for the caller
+    /// to add arguments and stdio to and spawn. The child enters the
+    /// namespace itself before exec (so its pid is the program's, and
+    /// killing the [`Child`] kills the program), and is killed if the
+    /// thread that spawned it dies (`PR_SET_PDEATHSIG`), so a lab process
+    /// killed outright leaves no programs behind. The lab's cleanup also
+    /// kills whatever still runs in its namespaces.
+    pub fn command(&self, ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
         use std::os::unix::process::CommandExt;
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(program);
-        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        let file = fs::File::open(format!("/var/run/netns/{ns}"))?;
+        let mut c = Command::new(program);
+        // SAFETY: between fork and exec the hook only calls setns and
+        // prctl, which are async-signal-safe; the namespace file is owned
+        // by the hook, so it stays open as long as the command exists (and
+        // is close-on-exec).
         unsafe {
-            c.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            c.pre_exec(move || {
+                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
-        c
+        Ok(c)
     }
 
-    /// Starts a program inside namespace `ns` with stdio inherited (use
-    /// [`Lab::command`] to set stdio). The caller owns the child.
-    pub fn spawn(&self, ns: &str, cmd: &Command) -> Result<Child> {
-        let mut c = self.command(ns, cmd.get_program());
-        c.args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
+    /// Starts a program inside namespace `ns` (stdio inherited unless set
+    /// on `cmd`). The child enters the namespace itself before exec, so
+    /// its pid is the program's: killing the [`Child`] kills the program
+    /// (`ip netns exec` would fork and leave it running).
+    pub fn spawn(&self, ns: &str, cmd: &mut Command) -> Result<Child> {
+        use std::os::unix::process::CommandExt;
+        let file = fs::File::open(format!("/var/run/netns/{ns}"))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: between fork and exec the hook only calls setns, which is
+        // async-signal-safe; the fd stays open in the parent until spawn
+        // returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        Ok(c.spawn()?)
+        let child = cmd.spawn()?;
+        drop(file);
+        Ok(child)
     }
 
     /// Connects namespaces `a` and `b` with a veth pair and gives each end
@@ -465,11 +481,24 @@ impl Lab {
                 "{ type filter hook input priority 0; }",
             ],
         )?;
-        let rule = format!("meta l4proto udp numgen random mod 100 < {percent} drop");
+        let rule = format!("meta l4proto udp numgen random mod 100 < {percent} counter drop");
         let mut args = vec!["add", "rule", "inet", "homalab", "input"];
         args.extend(rule.split(' '));
         self.exec(ns, "nft", &args)?;
         Ok(())
+    }
+
+    /// Packets [`Lab::random_loss`] has dropped in namespace `ns` so far.
+    pub fn loss_count(&self, ns: &str) -> Result<u64> {
+        let out = self.exec(ns, "nft", &["list", "chain", "inet", "homalab", "input"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n = text
+            .split("counter packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok(n)
     }
 
     /// Shapes the egress of interface `dev` in namespace `ns` to the line

@@ -119,6 +119,7 @@ fn random_loss__drops_about_the_configured_share() {
     let got = blast(&lab, &a, &b, "10.72.0.2", 4000, 0);
     // 3200 expected; ±200 is more than 6 standard deviations.
     assert!((3000..=3400).contains(&got), "{got} of 4000 arrived");
+    assert_eq!(lab.loss_count(&b).unwrap(), 4000 - got as u64);
 }
 
 #[test]
@@ -192,7 +193,12 @@ fn cleanup__kills_what_still_runs_in_the_namespaces() {
         return;
     };
     let ns = lab.namespace("a").unwrap();
-    let mut child = lab.command(&ns, "sleep").arg("30").spawn().unwrap();
+    let mut child = lab
+        .command(&ns, "sleep")
+        .unwrap()
+        .arg("30")
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none(), "running");
     drop(lab);

@@ -717,6 +717,7 @@ impl Endpoint {
             Unreachable::Port => RpcError::PortUnreachable,
             Unreachable::Host => RpcError::HostUnreachable,
         };
+        self.stats.rpcs_unreachable += keys.len() as u64;
         for key in keys {
             self.fail_rpc(key, error);
         }

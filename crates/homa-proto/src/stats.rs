@@ -123,6 +123,8 @@ pub struct Stats {
     pub requests_restarted: u64,
     /// RPCs abandoned after `timeout` of silence.
     pub timeouts: u64,
+    /// RPCs ended because the peer was unreachable (ICMP errors).
+    pub rpcs_unreachable: u64,
     /// RESEND packets sent after silence.
     pub resends_silence: u64,
     /// RESEND packets sent early for clearly lost holes.

@@ -534,6 +534,10 @@ impl Shared {
         st.closed = true;
         self.closed.store(true, Ordering::Release);
         let _ = st.ep.close_socket(self.port);
+        // Give the port up now, not when the last handle is dropped: peers
+        // learn from ICMP at their next packet instead of retrying into a
+        // socket nobody reads.
+        let _ = sys::release_port(self.fd, self.ipv6);
         let ids: Vec<u64> = st.calls.keys().copied().collect();
         for id in ids {
             st.complete(id, Err(Error::Closed));

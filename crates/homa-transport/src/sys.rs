@@ -628,6 +628,29 @@ pub(crate) fn poll(
 
 /// A non-blocking `eventfd`: a counter another thread bumps to wake a
 /// thread waiting in [`poll`].
+/// Releases the UDP port behind `fd` at once while keeping the descriptor
+/// number valid: a fresh, unbound datagram socket of the same family is
+/// duplicated over it, which closes the old socket. Peers' next packets
+/// then draw ICMP port unreachable instead of queueing in a socket nobody
+/// reads, and threads still polling `fd` are not left with a descriptor
+/// that could be reused for something else.
+pub(crate) fn release_port(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    let family = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: plain socket/dup2/close calls on descriptors we own.
+    unsafe {
+        let fresh = libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fresh < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let r = libc::dup2(fresh, fd);
+        libc::close(fresh);
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the result is a fresh descriptor we own.
     let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
