@@ -114,6 +114,14 @@ pub struct ClientArgs {
     /// protocol's default is 5, the kernel's, sized for 25 Gbit/s links).
     #[arg(long)]
     pub resend_ms: Option<f64>,
+    /// Homa: time after a response is sent before the server asks for an
+    /// acknowledgement, ms (protocol default 2, the kernel's).
+    #[arg(long)]
+    pub need_ack_ms: Option<f64>,
+    /// Homa: bytes of each message sent before any grant, for every peer
+    /// (default: one measured round trip at the link rate).
+    #[arg(long)]
+    pub unsched_bytes: Option<u32>,
     /// Unloaded short-message RTT for slowdown, µs (default: the smallest
     /// RTT of this run, an estimate).
     #[arg(long)]
@@ -239,6 +247,10 @@ pub struct HomaKnobs {
     pub nic_backlog_us: Option<u64>,
     /// Silence before a RESEND and between RESENDs, ms.
     pub resend_ms: Option<f64>,
+    /// Delay before a server asks for an acknowledgement, ms.
+    pub need_ack_ms: Option<f64>,
+    /// Fixed unscheduled bytes per message.
+    pub unsched_bytes: Option<u32>,
 }
 
 /// Homa socket configuration: `bench::homa_config` plus the knobs.
@@ -251,6 +263,13 @@ pub fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transp
         let d = Duration::from_secs_f64(ms.max(0.1) / 1e3);
         c.proto.resend_after = d;
         c.proto.resend_interval = d;
+    }
+    if let Some(ms) = k.need_ack_ms {
+        c.proto.need_ack_after = Duration::from_secs_f64(ms.max(0.1) / 1e3);
+    }
+    if let Some(b) = k.unsched_bytes {
+        c.proto.unsched_bytes = b.max(1);
+        c.proto.unsched_from_rtt = false;
     }
     c
 }
@@ -293,6 +312,8 @@ pub fn plan(a: &ClientArgs) -> Result<Plan> {
                 link_mbps: a.link_mbps,
                 nic_backlog_us: a.nic_backlog_us,
                 resend_ms: a.resend_ms,
+                need_ack_ms: a.need_ack_ms,
+                unsched_bytes: a.unsched_bytes,
             },
         ),
         tcp_conns: a.tcp_conns,

@@ -99,6 +99,13 @@ struct ServerArgs {
     /// Homa: silence before a RESEND and between RESENDs, ms.
     #[arg(long)]
     resend_ms: Option<f64>,
+    /// Homa: delay before asking a client to acknowledge a response, ms.
+    #[arg(long)]
+    need_ack_ms: Option<f64>,
+    /// Homa: bytes of each message sent before any grant (default: one
+    /// measured round trip at the link rate).
+    #[arg(long)]
+    unsched_bytes: Option<u32>,
     /// Experiment name for the per-second lines.
     #[arg(long)]
     exp: Option<String>,
@@ -159,6 +166,8 @@ fn main() -> Result<()> {
                     link_mbps: a.link_mbps,
                     nic_backlog_us: a.nic_backlog_us,
                     resend_ms: a.resend_ms,
+                    need_ack_ms: a.need_ack_ms,
+                    unsched_bytes: a.unsched_bytes,
                 },
                 response_size: a.response_size,
                 report: !a.quiet,

@@ -140,6 +140,14 @@ pub struct RackArgs {
     /// Gbit/s to the port rate, at most 100: the same bytes of link time).
     #[arg(long)]
     pub resend_ms: Option<f64>,
+    /// Homa: delay before a server asks for an acknowledgement, ms
+    /// (default: the kernel's 2 ms scaled like --resend-ms, at most 50).
+    #[arg(long)]
+    pub need_ack_ms: Option<f64>,
+    /// Homa: unscheduled bytes per message for every peer (default: the
+    /// protocol's, one measured round trip at the link rate).
+    #[arg(long)]
+    pub unsched_bytes: Option<u32>,
     /// Bytes of queue per priority class at each switch port.
     #[arg(long, default_value_t = 1_000_000)]
     pub queue_bytes: u32,
@@ -444,8 +452,6 @@ pub struct Probe {
     pub flood_mbit: f64,
     /// Precedence-0 traffic the port carried during the pings, Mbit/s.
     pub served_mbit: f64,
-    /// Precedence-0 traffic the port's queue dropped, Mbit/s.
-    pub dropped_mbit: f64,
 }
 
 /// Everything `homa rack` measured.
@@ -525,6 +531,13 @@ fn nic_backlog_us(a: &RackArgs) -> u64 {
 fn resend_ms(a: &RackArgs) -> f64 {
     a.resend_ms
         .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 100.0))
+}
+
+/// Homa's delay before asking for an acknowledgement: as given, else the
+/// kernel's 2 ms scaled to the port rate like [`resend_ms`], 2..=50 ms.
+fn need_ack_ms(a: &RackArgs) -> f64 {
+    a.need_ack_ms
+        .unwrap_or_else(|| (2.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(2.0, 50.0))
 }
 
 /// Mean bytes one RPC puts on the downlinks: message bytes (request and
@@ -705,10 +718,20 @@ fn protocol_phase(
 ) -> Result<(Base, Vec<Sample>, ProtocolRun)> {
     let name = p.name();
     let port = first_port(p);
+    // Results of an earlier run in the same directory must not be mistaken
+    // for this one's.
+    for entry in std::fs::read_dir(out)?.flatten() {
+        let f = entry.file_name();
+        if f.to_string_lossy().starts_with(&format!("{name}-")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let rate = a.rate_mbit.to_string();
     let polling = format!("{:?}", a.polling).to_lowercase();
     let backlog = nic_backlog_us(a).to_string();
     let resend = resend_ms(a).to_string();
+    let need_ack = need_ack_ms(a).to_string();
+    let unsched: Option<String> = a.unsched_bytes.map(|u| u.to_string());
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         let mut c = rack.lab.command(ns, homa)?;
@@ -718,6 +741,12 @@ fn protocol_phase(
             .args(["--threads", &a.server_threads.to_string()])
             .args(["--polling", &polling, "--link-mbps", &rate])
             .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
+            .args(["--need-ack-ms", &need_ack])
+            .args(
+                unsched
+                    .iter()
+                    .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
+            )
             .stdout(Stdio::piped())
             .stderr(log_file(out, &format!("{name}-h{}-server.log", i + 1))?);
         let mut child = c.spawn().context("starting a server")?;
@@ -739,6 +768,12 @@ fn protocol_phase(
         .args(["--duration", &a.base_seconds.to_string()])
         .args(["--polling", &polling, "--link-mbps", &rate])
         .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
+        .args(["--need-ack-ms", &need_ack])
+        .args(
+            unsched
+                .iter()
+                .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
+        )
         .arg("--json-out")
         .arg(&base_json)
         .stdout(log_file(out, &format!("{name}-base.log"))?)
@@ -803,6 +838,12 @@ fn protocol_phase(
             .args(["--seed", &(seed.wrapping_add(h as u64)).to_string()])
             .args(["--polling", &polling, "--link-mbps", &rate])
             .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
+            .args(["--need-ack-ms", &need_ack])
+            .args(
+                unsched
+                    .iter()
+                    .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
+            )
             .args(["--exp", &format!("{name}-h{h}")])
             .arg("--json-out")
             .arg(out.join(format!("{name}-h{h}.json")))
@@ -946,8 +987,8 @@ pub fn text_report(r: &RackReport) -> String {
     if let Some(p) = &r.probe {
         let _ = writeln!(
             s,
-            "priority check ({:.0} Mbit/s flood at precedence 0; port carried {:.0}, dropped {:.0}): prec-7 pings idle P50/P99 {:.0}/{:.0} us, in the flood {:.0}/{:.0} us; prec-0 pings in the flood {:.0}/{:.0} us",
-            p.flood_mbit, p.served_mbit, p.dropped_mbit, p.idle_us.0, p.idle_us.1, p.prio_us.0, p.prio_us.1, p.fifo_us.0, p.fifo_us.1
+            "priority check ({:.0} Mbit/s flood at precedence 0, port carried {:.0}): prec-7 pings idle P50/P99 {:.0}/{:.0} us, in the flood {:.0}/{:.0} us; prec-0 pings in the flood {:.0}/{:.0} us",
+            p.flood_mbit, p.served_mbit, p.idle_us.0, p.idle_us.1, p.prio_us.0, p.prio_us.1, p.fifo_us.0, p.fifo_us.1
         );
     }
     for b in &r.base {
@@ -1126,23 +1167,39 @@ fn probe(rack: &Rack, rate_mbit: u64) -> Result<Probe> {
         .recv_timeout(Duration::from_secs(5))
         .map_err(|_| anyhow!("echo server did not start"))?;
     let idle = pings(rack, echo_addr, 0xe0, 1000)?;
-    // The flood: 1400-byte datagrams at 1.25x the line rate, paced per ms.
+    // The flood: 1400-byte datagrams at 1.25x the line rate, sent as UDP
+    // GSO batches of 32 (the switch segments them after its shaper), paced
+    // every 200 µs.
     let flood_mbit = rate_mbit as f64 * 1.25;
     let st = Arc::clone(&stop);
     let flood = rack
         .lab
         .in_namespace(&rack.hosts[0].0, move || -> std::io::Result<()> {
+            const SEG: usize = 1400;
+            const BATCH: usize = 32;
             let s = UdpSocket::bind("0.0.0.0:0")?;
             set_tos(s.as_raw_fd(), 0);
-            let pkt = [0u8; 1400];
-            let per_ms = flood_mbit * 1e3 / 8.0 / 1400.0;
+            let seg = SEG as libc::c_int;
+            // SAFETY: setsockopt with a valid descriptor and an int option.
+            let gso = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_UDP,
+                    libc::UDP_SEGMENT,
+                    (&seg as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            } == 0;
+            let batch = if gso { BATCH } else { 1 };
+            let buf = vec![0u8; SEG * batch];
+            let per_sec = flood_mbit * 1e6 / 8.0 / SEG as f64;
             let start = Instant::now();
             let mut sent = 0.0;
             while !st.load(Ordering::Relaxed) {
-                let due = start.elapsed().as_secs_f64() * 1e3 * per_ms;
+                let due = start.elapsed().as_secs_f64() * per_sec;
                 while sent < due {
-                    let _ = s.send_to(&pkt, sink_addr);
-                    sent += 1.0;
+                    let _ = s.send_to(&buf, sink_addr);
+                    sent += batch as f64;
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -1164,7 +1221,6 @@ fn probe(rack: &Rack, rate_mbit: u64) -> Result<Probe> {
         fifo_us: fifo?,
         flood_mbit,
         served_mbit: d[0].bytes as f64 * 8.0 / secs / 1e6,
-        dropped_mbit: d[0].dropped as f64 * 1442.0 * 8.0 / secs / 1e6,
     })
 }
 
@@ -1230,6 +1286,8 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             queue_bytes: 1,
             nic_backlog_us: None,
             resend_ms: None,
+            need_ack_ms: None,
+            unsched_bytes: None,
             probe: false,
             probe_only: false,
             prefix: "x".into(),
