@@ -111,7 +111,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub nic_backlog_us: Option<u64>,
     /// Homa: silence before a RESEND and between RESENDs, ms (the
-    /// protocol's default is 5, the kernel's, sized for 25 Gbit/s links).
+    /// protocol's default is 5, the kernel's, sized for 25 Gbit/s links);
+    /// the RPC timeout becomes at least ten of these.
     #[arg(long)]
     pub resend_ms: Option<f64>,
     /// Homa: time after a response is sent before the server asks for an
@@ -263,6 +264,10 @@ pub fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transp
         let d = Duration::from_secs_f64(ms.max(0.1) / 1e3);
         c.proto.resend_after = d;
         c.proto.resend_interval = d;
+        // Give up only after several RESENDs went unanswered (and remember
+        // finished requests for longer than that, as the protocol requires).
+        c.proto.timeout = c.proto.timeout.max(d * 10);
+        c.proto.done_id_lifetime = c.proto.done_id_lifetime.max(c.proto.timeout * 2);
     }
     if let Some(ms) = k.need_ack_ms {
         c.proto.need_ack_after = Duration::from_secs_f64(ms.max(0.1) / 1e3);

@@ -29,14 +29,57 @@
 //! one denominator for both protocols: `base_rtt + length × 8 / rate`,
 //! `base_rtt` the smaller of the two unloaded median RTTs.
 //!
-//! The load is the share of each host's downlink taken by message bytes:
-//! with echoed responses every host sends requests at `load × rate / 2`
-//! (cperf's rule), in one-way mode at `load × rate × mean / (mean + 100)`.
-//! Packet headers add to it (the report estimates how much).
+//! The load is the share of each host's downlink the RPCs take. By default
+//! (`--load-basis wire`) it counts bytes as the switch's shaper does, with
+//! Homa's packet headers (98 bytes per packet: Ethernet, IP, UDP, DATA),
+//! the definition of homa-sim's load; `--load-basis message` counts
+//! message bytes only, like cperf's `--gbps` (W1–W3 then overload the link
+//! at 0.8: headers add 20–25% to their short messages). Every host's
+//! client sends requests at the rate that, with the responses, loads every
+//! downlink to `load` (echoed responses: half of it each way, cperf's
+//! rule).
 //!
 //! Everything created is deleted at the end, on error, on Ctrl-C and on
 //! SIGTERM (the [`homa_lab::Lab`] guarantees; child processes die with the
 //! rack). The machine-wide `htb_hysteresis` setting is restored.
+//!
+//! # Homa's settings at emulated link speeds
+//!
+//! Homa's defaults (the kernel's) are sized for 25 Gbit/s NICs. The rack
+//! passes its rate as `link_mbps` and stretches the time constants that
+//! only make sense in bytes of link time:
+//!
+//! * **Pacer backlog** (`--nic-backlog-us`): 64 KB at the port rate, at most
+//!   512 µs. The protocol's 5 µs is less than one packet at 1 Gbit/s: the
+//!   pacer would need a timer wake-up per packet (~20 µs of CPU each here)
+//!   and capped a single sender at ~0.1 Gbit/s. A paced batch leaves as one
+//!   GSO super-packet, and htb shapes super-packets whole, so the batch is
+//!   also the longest a higher-priority packet waits behind it at the
+//!   switch (hence the 512 µs cap at low rates).
+//! * **RESEND silence** (`--resend-ms`): 5 ms scaled by 25 Gbit/s over the
+//!   port rate (125 ms at 1 Gbit/s). With 5 ms, long messages that SRPT
+//!   legitimately holds back at 1 Gbit/s drew RESEND storms (35 000
+//!   RESENDs per client in 7 s, responses retransmitted while the
+//!   originals were still queued).
+//! * **NEED_ACK delay** (`--need-ack-ms`): 2 ms scaled the same way, at most
+//!   50 ms. With 2 ms, switch queueing delayed the client's piggybacked
+//!   acknowledgement past the deadline and almost every RPC cost an extra
+//!   NEED_ACK and ACK (17 000 each per server in a W2 run), halving the RPC
+//!   rate the machine could sustain.
+//!
+//! # Limits of the emulation (measured on the 2-vCPU development machine)
+//!
+//! * CPU is the scarce resource: every packet crosses three namespaces in
+//!   software, and the senders' `sendmsg` pays for the switch (routing,
+//!   htb) and the receiving veth. At 1 Gbit/s W4 and W5 fit; W1–W3 at 1
+//!   Gbit/s would need ~90 000 RPCs per second per host, several times what
+//!   the machine can generate (run them at a lower `--rate-mbit`; the
+//!   report warns above 3 000).
+//! * Priority granularity is the GSO super-packet (see above); TCP's TSO
+//!   segments are 64 KB too, but TCP shares one FIFO class anyway.
+//! * Host egress is unshaped, so a host's sockets together may send faster
+//!   than the line rate into the switch (each Homa socket paces itself to
+//!   it; TCP does not pace at all).
 //!
 //! # How close htb comes to strict priority
 //!
@@ -131,13 +174,14 @@ pub struct RackArgs {
     #[arg(long, default_value_t = 2.0)]
     pub base_seconds: f64,
     /// Homa's pacer: most transmit time queued ahead of the link, µs
-    /// (default: one 64 KB GSO batch at the port rate, 524 µs at 1 Gbit/s;
-    /// the protocol's 5 µs is less than a packet at 1 Gbit/s and costs a
-    /// timer wake-up per packet; see the module docs).
+    /// (default: one 64 KB GSO batch at the port rate, at most 512 µs; the
+    /// protocol's 5 µs is less than a packet at 1 Gbit/s and costs a timer
+    /// wake-up per packet; see the module docs).
     #[arg(long)]
     pub nic_backlog_us: Option<u64>,
     /// Homa: silence before a RESEND, ms (default: 5 ms scaled from 25
-    /// Gbit/s to the port rate, at most 100: the same bytes of link time).
+    /// Gbit/s to the port rate, the same bytes of link time: 125 ms at 1
+    /// Gbit/s, at most 1000).
     #[arg(long)]
     pub resend_ms: Option<f64>,
     /// Homa: delay before a server asks for an acknowledgement, ms
@@ -158,6 +202,10 @@ pub struct RackArgs {
     /// Only build the rack and probe its priorities (implies --probe).
     #[arg(long)]
     pub probe_only: bool,
+    /// Nice value of the rack's processes (negative: ahead of other work on
+    /// a shared machine; 0 leaves it alone).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub nice: i32,
     /// Prefix of the namespaces (`<prefix>-sw`, `<prefix>-h1`, ...).
     #[arg(long, default_value = "homa-rack")]
     pub prefix: String,
@@ -232,6 +280,23 @@ impl Rack {
             hosts,
             switch_ports,
         })
+    }
+}
+
+/// Sets the nice value of what `c` starts (no-op for 0).
+fn with_nice(c: &mut std::process::Command, nice: i32) {
+    use std::os::unix::process::CommandExt;
+    if nice != 0 {
+        // SAFETY: the hook only calls setpriority, which is
+        // async-signal-safe.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
 }
 
@@ -422,6 +487,8 @@ pub struct ProtocolRun {
     pub process_cpu_s: f64,
     /// Per priority class at the switch ports: bytes, packets, drops.
     pub switch: Vec<ClassStats>,
+    /// Hosts whose server exited during the run (the run is invalid).
+    pub servers_exited: Vec<usize>,
     /// Slowdown and RTT summary.
     pub summary: Summary,
 }
@@ -520,17 +587,19 @@ pub fn main(a: &RackArgs) -> Result<()> {
 }
 
 /// The pacer's backlog allowance: as given, else one 64 KB GSO batch at
-/// the port rate (at least the protocol's 5 µs).
+/// the port rate but at most 512 µs (a GSO batch crosses the switch's
+/// shaper as one unit, so it is also the longest a higher-priority packet
+/// waits behind it; at low rates fewer bytes).
 fn nic_backlog_us(a: &RackArgs) -> u64 {
     a.nic_backlog_us
-        .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).max(5))
+        .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).clamp(5, 512))
 }
 
 /// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
-/// scaled to the port rate (the same bytes of link time), 5..=100 ms.
+/// scaled to the port rate (the same bytes of link time), 5..=1000 ms.
 fn resend_ms(a: &RackArgs) -> f64 {
     a.resend_ms
-        .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 100.0))
+        .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 1000.0))
 }
 
 /// Homa's delay before asking for an acknowledgement: as given, else the
@@ -623,9 +692,9 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
         "rack: {} hosts, {} Mbit/s ports, {} at load {:.2}: {:.2} Kops/s and {:.3} Gbit/s of requests per host",
         a.hosts, a.rate_mbit, a.workload, a.load, kops / 1e3, gbps
     ));
-    if kops > 20_000.0 {
+    if kops > 3_000.0 {
         progress.line(&format!(
-            "warning: {:.0} Kops/s per host is likely more than this machine can generate; lower --rate-mbit",
+            "warning: {:.1} Kops/s per host may be more than the machine can generate (a 2-vCPU machine sustains ~5 in all); consider a lower --rate-mbit",
             kops / 1e3
         ));
     }
@@ -749,6 +818,7 @@ fn protocol_phase(
             )
             .stdout(Stdio::piped())
             .stderr(log_file(out, &format!("{name}-h{}-server.log", i + 1))?);
+        with_nice(&mut c, a.nice);
         let mut child = c.spawn().context("starting a server")?;
         wait_listening(
             &mut child,
@@ -778,6 +848,7 @@ fn protocol_phase(
         .arg(&base_json)
         .stdout(log_file(out, &format!("{name}-base.log"))?)
         .stderr(log_file(out, &format!("{name}-base.err"))?);
+    with_nice(&mut c, a.nice);
     let st = c.status().context("running the unloaded client")?;
     if !st.success() {
         let err = std::fs::read_to_string(out.join(format!("{name}-base.err"))).unwrap_or_default();
@@ -894,6 +965,20 @@ fn protocol_phase(
         }
     }
     drop(clients);
+    // A server that died during the run invalidates it: say so.
+    let mut servers_exited = Vec::new();
+    for (k, (_, c)) in procs.0.iter_mut().enumerate() {
+        if let Ok(Some(st)) = c.try_wait() {
+            let log = std::fs::read_to_string(out.join(format!("{name}-h{}-server.log", k + 1)))
+                .unwrap_or_default();
+            progress.line(&format!(
+                "{name}: the server on h{} exited during the run ({st}): {}",
+                k + 1,
+                log.lines().next().unwrap_or("")
+            ));
+            servers_exited.push(k + 1);
+        }
+    }
     // The servers' counters, asked over their own protocol.
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         let server: SocketAddr = format!("{addr}:{port}").parse()?;
@@ -944,6 +1029,7 @@ fn protocol_phase(
         cpu_busy: (cpu1.busy - cpu0.busy) as f64 / (cpu1.total - cpu0.total).max(1) as f64,
         process_cpu_s,
         switch: stats_delta(&sw1, &sw0),
+        servers_exited,
         summary: results::summarize(
             &[],
             Ideal {
@@ -1058,6 +1144,14 @@ pub fn text_report(r: &RackReport) -> String {
         );
     }
     for run in &r.runs {
+        if !run.servers_exited.is_empty() {
+            let _ = writeln!(
+                s,
+                "{}: INVALID RUN, the server exited on hosts {:?}",
+                run.protocol.name(),
+                run.servers_exited
+            );
+        }
         if run.failed + run.unfinished > 0 {
             let _ = writeln!(
                 s,
@@ -1290,6 +1384,7 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             unsched_bytes: None,
             probe: false,
             probe_only: false,
+            nice: 0,
             prefix: "x".into(),
             out: None,
             seed: None,

@@ -69,6 +69,7 @@ struct Counter {
     requests: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    reply_failed: AtomicU64,
 }
 
 impl Counter {
@@ -84,6 +85,7 @@ impl Counter {
             "requests": self.requests.load(Ordering::Relaxed),
             "bytes_in": self.bytes_in.load(Ordering::Relaxed),
             "bytes_out": self.bytes_out.load(Ordering::Relaxed),
+            "reply_failed": self.reply_failed.load(Ordering::Relaxed),
         })
     }
 }
@@ -302,8 +304,21 @@ fn run_homa(opts: Options) -> Result<()> {
                     };
                     counter.add(len, resp.len());
                     match sock.reply(r.peer, r.id, resp) {
-                        Ok(()) | Err(HomaError::Closed) => {}
-                        Err(e) => return Err(e.into()),
+                        Ok(()) => {}
+                        Err(HomaError::Closed) => return Ok(()),
+                        // The RPC ended between the request and the reply
+                        // (the client gave up, the peer timed out or is
+                        // unreachable): that request only, keep serving.
+                        Err(e) => {
+                            counter.reply_failed.fetch_add(1, Ordering::Relaxed);
+                            if counter
+                                .reply_failed
+                                .load(Ordering::Relaxed)
+                                .is_power_of_two()
+                            {
+                                eprintln!("reply to {} failed: {e}", r.peer);
+                            }
+                        }
                     }
                 }
             }));
