@@ -11,12 +11,17 @@
 //! namespaces and restores the settings, and [`install_signal_cleanup`]
 //! extends that to Ctrl-C and SIGTERM. Namespaces are named
 //! `<prefix>-<name>`; a new lab first deletes leftovers with its prefix from
-//! a run that was killed outright.
+//! a run that was killed outright, and restores the machine-wide settings
+//! that run recorded in `/run/homa-lab/<prefix>.restore`.
 //!
 //! Everything here needs root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN`) and the
 //! `ip` and `tc` tools (`nft` for loss, `ethtool` for offload settings).
 //! [`Lab::new`] returns [`Error::NotRoot`] otherwise, so tests can skip
 //! with a reason.
+//!
+//! Programs started in a namespace with [`Lab::command`] die with the
+//! thread that started them, and cleanup kills whatever still runs in the
+//! lab's namespaces before deleting them.
 //!
 //! This crate does not: configure Homa, generate traffic, or measure; it
 //! only builds and removes the network.
@@ -70,7 +75,32 @@ static REGISTRY: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Cleanup {
     Namespace(String),
-    Restore { path: String, value: String },
+    Restore {
+        path: String,
+        value: String,
+    },
+    /// The file recording settings to restore after a run killed outright.
+    StateFile(String),
+}
+
+/// Where a lab records the original values of the machine-wide settings it
+/// changed, so that a lab with the same prefix restores them after a run
+/// that was killed outright (SIGKILL leaves no chance to clean up).
+fn state_file(prefix: &str) -> String {
+    format!("/run/homa-lab/{prefix}.restore")
+}
+
+/// Restores the settings a killed run with this prefix recorded.
+fn restore_from_state_file(prefix: &str) {
+    let path = state_file(prefix);
+    if let Ok(text) = fs::read_to_string(&path) {
+        for line in text.lines() {
+            if let Some((setting, value)) = line.split_once('\t') {
+                let _ = fs::write(setting, value);
+            }
+        }
+        let _ = fs::remove_file(&path);
+    }
 }
 
 fn register(c: Cleanup) {
@@ -84,9 +114,37 @@ fn unregister(c: &Cleanup) {
     }
 }
 
+/// Kills (SIGKILL) every process inside namespace `ns` and waits up to a
+/// second for them to go. A lab's namespaces hold only what the lab
+/// started, and a namespace outlives `ip netns del` while any process
+/// still runs in it.
+fn kill_namespace_processes(ns: &str) {
+    for _ in 0..100 {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        let pids: Vec<i32> = pids
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn run_cleanup(c: &Cleanup) {
     match c {
         Cleanup::Namespace(ns) => {
+            kill_namespace_processes(ns);
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
@@ -94,6 +152,9 @@ fn run_cleanup(c: &Cleanup) {
         }
         Cleanup::Restore { path, value } => {
             let _ = fs::write(path, value);
+        }
+        Cleanup::StateFile(path) => {
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -227,6 +288,7 @@ impl Lab {
         for ns in lab.existing()? {
             run_cleanup(&Cleanup::Namespace(ns));
         }
+        restore_from_state_file(prefix);
         Ok(lab)
     }
 
@@ -271,6 +333,34 @@ impl Lab {
         run(Command::new("ip")
             .args(["netns", "exec", ns, program])
             .args(args))
+    }
+
+    /// A command that runs `program` inside namespace `ns`, for the caller
+    /// to add arguments and stdio to and spawn. The child enters the
+    /// namespace itself before exec (so its pid is the program's, and
+    /// killing the [`Child`] kills the program), and is killed if the
+    /// thread that spawned it dies (`PR_SET_PDEATHSIG`), so a lab process
+    /// killed outright leaves no programs behind. The lab's cleanup also
+    /// kills whatever still runs in its namespaces.
+    pub fn command(&self, ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
+        use std::os::unix::process::CommandExt;
+        let file = fs::File::open(format!("/var/run/netns/{ns}"))?;
+        let mut c = Command::new(program);
+        // SAFETY: between fork and exec the hook only calls setns and
+        // prctl, which are async-signal-safe; the namespace file is owned
+        // by the hook, so it stays open as long as the command exists (and
+        // is close-on-exec).
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(c)
     }
 
     /// Starts a program inside namespace `ns` (stdio inherited unless set
@@ -337,6 +427,9 @@ impl Lab {
     /// its old value when the lab goes away.
     pub fn set_global(&mut self, path: &str, value: &str) -> Result<()> {
         let old = fs::read_to_string(path)?.trim().to_string();
+        if old != value {
+            self.record_original(path, &old);
+        }
         fs::write(path, value)?;
         if old != value {
             self.track(Cleanup::Restore {
@@ -345,6 +438,28 @@ impl Lab {
             });
         }
         Ok(())
+    }
+
+    /// Appends `path`'s original value to the lab's state file (best
+    /// effort: without `/run` the setting is still restored on drop and on
+    /// signals, only not after SIGKILL).
+    fn record_original(&mut self, path: &str, old: &str) {
+        use std::io::Write as _;
+        let file = state_file(&self.prefix);
+        if !self
+            .cleanups
+            .iter()
+            .any(|c| matches!(c, Cleanup::StateFile(_)))
+        {
+            if fs::create_dir_all("/run/homa-lab").is_err() {
+                return;
+            }
+            // Tracked before the restores, so removed after them.
+            self.track(Cleanup::StateFile(file.clone()));
+        }
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&file) {
+            let _ = writeln!(f, "{path}\t{old}");
+        }
     }
 
     /// Drops `percent`% of UDP packets arriving in namespace `ns`, at
@@ -476,9 +591,12 @@ impl Lab {
         Ok(())
     }
 
-    /// Turns segmentation offload off on an interface (needed on a routing
-    /// switch's egress so GSO super-packets are shaped packet by packet
-    /// after GRO) and GRO forwarding on, using ethtool when present.
+    /// Sets an interface's offloads with ethtool: segmentation offload
+    /// (TSO/GSO) on or off (off on a routing switch's egress, so GSO
+    /// super-packets are shaped and delivered packet by packet), receive
+    /// GRO on (veth defaults to off; without it the receiving host gets no
+    /// coalesced batches), and UDP GRO forwarding as asked (needed for
+    /// UDP batches to coalesce on veth).
     pub fn offloads(&self, ns: &str, dev: &str, tso: bool, gro_forwarding: bool) -> Result<()> {
         if !have("ethtool") {
             return Err(Error::MissingTool("ethtool"));
@@ -495,6 +613,8 @@ impl Lab {
             &[
                 "-K",
                 dev,
+                "gro",
+                "on",
                 "rx-gro-list",
                 "off",
                 "rx-udp-gro-forwarding",

@@ -162,3 +162,48 @@ fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
         );
     }
 }
+
+#[test]
+fn set_global__restored_on_drop_and_after_a_killed_run() {
+    let Some(mut lab) = lab("hl-global") else {
+        return;
+    };
+    let path = std::env::temp_dir().join(format!("hl-global-{}", std::process::id()));
+    let p = path.to_str().unwrap().to_string();
+    std::fs::write(&path, "original\n").unwrap();
+    lab.set_global(&p, "changed").unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+    drop(lab);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "original");
+    // A run killed outright: the next lab with the prefix restores it.
+    let mut lab = Lab::new("hl-global").unwrap();
+    lab.set_global(&p, "changed").unwrap();
+    std::mem::forget(lab);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+    let lab = Lab::new("hl-global").unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "original");
+    drop(lab);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "original");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn cleanup__kills_what_still_runs_in_the_namespaces() {
+    let Some(mut lab) = lab("hl-procs") else {
+        return;
+    };
+    let ns = lab.namespace("a").unwrap();
+    let mut child = lab
+        .command(&ns, "sleep")
+        .unwrap()
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none(), "running");
+    drop(lab);
+    // Reaped here: killed by the cleanup, not by us.
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!netns_list().contains("hl-procs-"));
+}

@@ -1,0 +1,196 @@
+//! The 12-byte header at the front of every load-generator message, the
+//! layout of the kernel benchmark's (`cp_node`) message header, so both
+//! ends know a message's length and identity whatever the transport:
+//!
+//! ```text
+//! bytes 0..4   length   i32  whole message, header included
+//! bytes 4..8   cid      u8 client port, u8 client node, u8 server port, u8 server node
+//! bytes 8..10  msg_id   u16  the client port's sequence number
+//! bytes 10..12 flags    u16  bit 0 freeze, bit 1 short_response, bit 2 response,
+//!                            bit 3 metrics (ours: a metrics request)
+//! ```
+//!
+//! All fields little-endian (cp_node writes its struct in the host's byte
+//! order, little-endian on the x86 machines it runs on). Over TCP the length
+//! field is the framing; over Homa messages carry their own length and the
+//! header only lets the server choose the response.
+
+/// Bytes of the header, and so the shortest message the load generator
+/// sends (cp_node raises shorter workload lengths to this).
+pub const HEADER_LEN: usize = 12;
+
+/// Length of a response in one-way mode (`short_response`), as cp_node.
+pub const SHORT_RESPONSE_LEN: u32 = 100;
+
+/// Bit of `flags`: freeze the timetraces (carried, never acted on here).
+#[allow(dead_code)]
+pub const FLAG_FREEZE: u16 = 1 << 0;
+/// Bit of `flags`: the server answers with [`SHORT_RESPONSE_LEN`] bytes.
+pub const FLAG_SHORT_RESPONSE: u16 = 1 << 1;
+/// Bit of `flags`: this message is a response.
+pub const FLAG_RESPONSE: u16 = 1 << 2;
+/// Bit of `flags`: a metrics request; the server answers with its
+/// counters as JSON after the header (an extension of cp_node's header).
+pub const FLAG_METRICS: u16 = 1 << 3;
+
+/// A decoded message header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    /// Whole message length in bytes, header included.
+    pub length: u32,
+    /// Client port index on the client node.
+    pub client_port: u8,
+    /// Client node id.
+    pub client_node: u8,
+    /// Server port index on the server node.
+    pub server_port: u8,
+    /// Server node id.
+    pub server_node: u8,
+    /// Sequence number on the client port (wraps).
+    pub msg_id: u16,
+    /// `FLAG_*` bits.
+    pub flags: u16,
+}
+
+impl Header {
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `buf`.
+    ///
+    /// Panics if `buf` is shorter than the header.
+    pub fn write(&self, buf: &mut [u8]) {
+        buf[0..4].copy_from_slice(&(self.length as i32).to_le_bytes());
+        buf[4] = self.client_port;
+        buf[5] = self.client_node;
+        buf[6] = self.server_port;
+        buf[7] = self.server_node;
+        buf[8..10].copy_from_slice(&self.msg_id.to_le_bytes());
+        buf[10..12].copy_from_slice(&self.flags.to_le_bytes());
+    }
+
+    /// The header as bytes.
+    pub fn to_bytes(self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        self.write(&mut b);
+        b
+    }
+
+    /// Reads a header from the front of `buf`; `None` if `buf` is too
+    /// short or the length field is negative or shorter than the header.
+    pub fn read(buf: &[u8]) -> Option<Header> {
+        if buf.len() < HEADER_LEN {
+            return None;
+        }
+        let length = i32::from_le_bytes(buf[0..4].try_into().ok()?);
+        if length < HEADER_LEN as i32 {
+            return None;
+        }
+        Some(Header {
+            length: length as u32,
+            client_port: buf[4],
+            client_node: buf[5],
+            server_port: buf[6],
+            server_node: buf[7],
+            msg_id: u16::from_le_bytes([buf[8], buf[9]]),
+            flags: u16::from_le_bytes([buf[10], buf[11]]),
+        })
+    }
+
+    /// Reads the header of a complete message: `None` unless the header
+    /// parses and its length equals the message's (a message from a client
+    /// that does not speak this header, e.g. a plain echo client).
+    pub fn of_message(msg: &[u8]) -> Option<Header> {
+        Header::read(msg).filter(|h| h.length as usize == msg.len())
+    }
+
+    /// True if `flag` is set.
+    pub fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Length of the response a server sends to this request.
+    pub fn response_length(&self) -> u32 {
+        if self.has(FLAG_SHORT_RESPONSE) {
+            SHORT_RESPONSE_LEN
+        } else {
+            self.length
+        }
+    }
+
+    /// The header of the response to this request, `length` bytes long.
+    pub fn response(&self, length: u32) -> Header {
+        Header {
+            length,
+            flags: self.flags | FLAG_RESPONSE,
+            ..*self
+        }
+    }
+}
+
+/// A message of `length` bytes (at least [`HEADER_LEN`]) that starts with
+/// `header` (its length field set to `length`) and continues with zeroes.
+pub fn message(header: Header, length: u32) -> Vec<u8> {
+    let length = length.max(HEADER_LEN as u32);
+    let mut v = vec![0u8; length as usize];
+    Header { length, ..header }.write(&mut v);
+    v
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read__round_trip_and_byte_layout() {
+        let h = Header {
+            length: 0x0102_0304,
+            client_port: 5,
+            client_node: 6,
+            server_port: 7,
+            server_node: 8,
+            msg_id: 0x090a,
+            flags: FLAG_SHORT_RESPONSE | FLAG_RESPONSE,
+        };
+        let b = h.to_bytes();
+        assert_eq!(b, [4, 3, 2, 1, 5, 6, 7, 8, 0x0a, 0x09, 6, 0]);
+        assert_eq!(Header::read(&b), Some(h));
+    }
+
+    #[test]
+    fn read__rejects_short_buffers_and_bad_lengths() {
+        assert_eq!(Header::read(&[0; 11]), None);
+        let mut b = Header::default().to_bytes();
+        assert_eq!(Header::read(&b), None, "length 0 < header");
+        b[0..4].copy_from_slice(&(-5i32).to_le_bytes());
+        assert_eq!(Header::read(&b), None);
+    }
+
+    #[test]
+    fn of_message__requires_matching_length() {
+        let m = message(Header::default(), 40);
+        assert_eq!(m.len(), 40);
+        assert_eq!(Header::of_message(&m).unwrap().length, 40);
+        assert_eq!(Header::of_message(&m[..39]), None);
+        assert_eq!(message(Header::default(), 3).len(), HEADER_LEN);
+    }
+
+    #[test]
+    fn response__length_and_flags() {
+        let req = Header {
+            length: 5000,
+            msg_id: 9,
+            flags: FLAG_SHORT_RESPONSE,
+            ..Header::default()
+        };
+        assert_eq!(req.response_length(), 100);
+        let r = req.response(100);
+        assert!(r.has(FLAG_RESPONSE) && r.has(FLAG_SHORT_RESPONSE));
+        assert_eq!((r.length, r.msg_id), (100, 9));
+        let echo = Header { flags: 0, ..req };
+        assert_eq!(echo.response_length(), 5000);
+        let m = Header {
+            flags: FLAG_METRICS,
+            ..req
+        };
+        assert!(m.response(50).has(FLAG_METRICS));
+    }
+}

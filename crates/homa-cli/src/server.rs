@@ -1,0 +1,472 @@
+//! The servers behind `homa server`, modelled on the kernel module's
+//! `cp_node server`: Homa or TCP, several ports, several threads per port.
+//!
+//! A request that starts with the load generator's 12-byte header
+//! ([`crate::header`]) gets a response of the length the header asks for
+//! (the request's own, or 100 bytes for `short_response`), starting with
+//! the response header; any other request is echoed unchanged, so plain
+//! clients (e.g. `echo_client`) work too. `--response-size` forces a fixed
+//! response length.
+//!
+//! # Metrics
+//!
+//! A request with the header's `metrics` flag (what `homa metrics` sends)
+//! is answered with the server's counters as JSON after the response
+//! header: requests and bytes per port and thread, and for Homa every
+//! socket's `stats()` (datapath and protocol counters). Asking the server
+//! itself, on the port it already serves, needs no extra port, works
+//! through any network path the benchmark uses, and never disturbs the
+//! benchmark beyond one small RPC.
+//!
+//! Homa ports are served by blocking [`Socket`]s, each with its own threads
+//! (the transport's leader/follower driving: a waiting server thread reads
+//! the socket itself). TCP ports are served by a multi-threaded tokio
+//! runtime with one task per connection; requests on a connection are
+//! answered in order.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use homa_transport::{Error as HomaError, Socket};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::bench::{self, Polling};
+use crate::header::{self, Header, FLAG_METRICS, FLAG_RESPONSE, HEADER_LEN};
+use crate::loadgen::Protocol;
+
+/// What to serve.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Transport.
+    pub protocol: Protocol,
+    /// Address of the first port; the others follow it.
+    pub bind: SocketAddr,
+    /// Ports served.
+    pub ports: u16,
+    /// Threads per port (Homa) or runtime workers in all (TCP).
+    pub threads: usize,
+    /// How waiting Homa threads wait.
+    pub polling: Polling,
+    /// Homa settings.
+    pub homa: crate::client::HomaKnobs,
+    /// Answer every request with this many bytes.
+    pub response_size: Option<u32>,
+    /// Print a line per second with traffic.
+    pub report: bool,
+    /// Experiment name for the per-second lines.
+    pub exp: String,
+}
+
+/// Counters of one serving thread (Homa) or port (TCP).
+#[derive(Debug, Default)]
+struct Counter {
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    reply_failed: AtomicU64,
+}
+
+impl Counter {
+    fn add(&self, bytes_in: usize, bytes_out: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(bytes_out as u64, Ordering::Relaxed);
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "bytes_in": self.bytes_in.load(Ordering::Relaxed),
+            "bytes_out": self.bytes_out.load(Ordering::Relaxed),
+            "reply_failed": self.reply_failed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// State every serving thread shares.
+struct Shared {
+    opts: Options,
+    started: Instant,
+    addrs: Vec<SocketAddr>,
+    counters: Vec<Counter>,
+    sockets: Mutex<Vec<Socket>>,
+}
+
+impl Shared {
+    fn totals(&self) -> (u64, u64, u64) {
+        self.counters.iter().fold((0, 0, 0), |(r, i, o), c| {
+            (
+                r + c.requests.load(Ordering::Relaxed),
+                i + c.bytes_in.load(Ordering::Relaxed),
+                o + c.bytes_out.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// The metrics document.
+    fn metrics(&self) -> Value {
+        let (requests, bytes_in, bytes_out) = self.totals();
+        let sockets: Vec<Value> = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(socket_metrics)
+            .collect();
+        json!({
+            "protocol": self.opts.protocol.name(),
+            "exp": self.opts.exp,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "addrs": self.addrs,
+            "requests": requests,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "per_thread": self.counters.iter().map(Counter::json).collect::<Vec<_>>(),
+            "sockets": sockets,
+        })
+    }
+}
+
+/// One Homa socket's counters as JSON.
+pub fn socket_metrics(s: &Socket) -> Value {
+    stats_json(s.local_addr(), &s.stats(), s.offloads())
+}
+
+/// A Homa socket's counters (`stats()`) and offloads as JSON.
+pub fn stats_json(
+    addr: SocketAddr,
+    st: &homa_transport::Stats,
+    o: homa_transport::Offloads,
+) -> Value {
+    let t = &st.transport;
+    json!({
+        "addr": addr,
+        "offloads": {"gso": o.gso, "gro": o.gro, "recv_buffer": o.recv_buffer, "send_buffer": o.send_buffer},
+        "transport": {
+            "send_calls": t.send_calls,
+            "packets_sent": t.packets_sent,
+            "gso_sends": t.gso_sends,
+            "send_blocked": t.send_blocked,
+            "send_errors": t.send_errors,
+            "gso_fallbacks": t.gso_fallbacks,
+            "recv_calls": t.recv_calls,
+            "packets_received": t.packets_received,
+            "gro_batches": t.gro_batches,
+            "packets_with_level": t.packets_with_level,
+            "bad_datagrams": t.bad_datagrams,
+            "queued_errors": t.queued_errors,
+            "requests_dropped": t.requests_dropped,
+            "send_cap_waits": t.send_cap_waits,
+        },
+        "proto": serde_json::to_value(&st.proto).unwrap_or(Value::Null),
+    })
+}
+
+/// The response to a request body, or `None` for a metrics request. An
+/// echo of the request's length reuses the request's buffer when nothing
+/// else holds it (no copy, just the 12 header bytes rewritten).
+fn response(opts: &Options, body: Bytes) -> Option<Bytes> {
+    match Header::of_message(&body) {
+        Some(h) if h.has(FLAG_METRICS) => None,
+        Some(h) => {
+            let len = opts.response_size.unwrap_or_else(|| h.response_length());
+            let rh = h.response(len);
+            if len as usize == body.len() {
+                if let Ok(mut m) = body.try_into_mut() {
+                    rh.write(&mut m);
+                    return Some(m.freeze());
+                }
+            }
+            Some(header::message(rh, len).into())
+        }
+        None => Some(match opts.response_size {
+            Some(n) => vec![0x5a; n.max(1) as usize].into(),
+            None => body,
+        }),
+    }
+}
+
+fn is_metrics(body: &[u8]) -> bool {
+    Header::of_message(body).is_some_and(|h| h.has(FLAG_METRICS))
+}
+
+fn metrics_response(shared: &Shared, req: &[u8]) -> Vec<u8> {
+    let body = serde_json::to_vec(&shared.metrics()).unwrap_or_default();
+    let len = (HEADER_LEN + body.len()) as u32;
+    let h = Header::read(req).unwrap_or_default();
+    let mut v = h.response(len).to_bytes().to_vec();
+    v.extend_from_slice(&body);
+    v
+}
+
+/// Runs the server until killed. Prints `listening on ADDR` per port
+/// first (the line scripts wait for).
+pub fn run(opts: Options) -> Result<()> {
+    match opts.protocol {
+        Protocol::Homa => run_homa(opts),
+        Protocol::Tcp => run_tcp(opts),
+    }
+}
+
+fn port_addr(base: SocketAddr, i: u16) -> SocketAddr {
+    let mut a = base;
+    if a.port() != 0 {
+        a.set_port(a.port() + i);
+    }
+    a
+}
+
+fn print_listening(addrs: &[SocketAddr]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for a in addrs {
+        writeln!(out, "listening on {a}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints the per-second server lines (when there was traffic) until the
+/// process ends. Output errors are ignored: nobody may be reading.
+fn reporter(shared: Arc<Shared>) {
+    let mut last = (0, 0, 0);
+    let mut t = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = Instant::now();
+        let secs = (now - t).as_secs_f64();
+        t = now;
+        let cur = shared.totals();
+        let (r, i, o) = (cur.0 - last.0, cur.1 - last.1, cur.2 - last.2);
+        last = cur;
+        if r == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            std::io::stdout(),
+            "{} servers: {:.2} Kops/sec, {:.3} Gbps in, {:.3} Gbps out, avg. req. length {:.0} bytes",
+            shared.opts.exp,
+            r as f64 / secs / 1e3,
+            i as f64 * 8.0 / secs / 1e9,
+            o as f64 * 8.0 / secs / 1e9,
+            i as f64 / r as f64
+        );
+    }
+}
+
+fn run_homa(opts: Options) -> Result<()> {
+    let mut sockets = Vec::new();
+    for i in 0..opts.ports.max(1) {
+        let a = port_addr(opts.bind, i);
+        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa);
+        let s = Socket::bind_with(a, cfg).with_context(|| format!("binding {a}"))?;
+        sockets.push(s);
+    }
+    let addrs: Vec<SocketAddr> = sockets.iter().map(Socket::local_addr).collect();
+    print_listening(&addrs)?;
+    let threads = opts.threads.max(1);
+    let shared = Arc::new(Shared {
+        counters: (0..sockets.len() * threads)
+            .map(|_| Counter::default())
+            .collect(),
+        sockets: Mutex::new(sockets.clone()),
+        addrs,
+        started: Instant::now(),
+        opts,
+    });
+    if shared.opts.report {
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || reporter(s));
+    }
+    let mut handles = Vec::new();
+    for (p, sock) in sockets.into_iter().enumerate() {
+        for k in 0..threads {
+            let (sock, shared) = (sock.clone(), Arc::clone(&shared));
+            handles.push(std::thread::spawn(move || -> Result<()> {
+                let counter = &shared.counters[p * threads + k];
+                loop {
+                    let r = match sock.recv_request() {
+                        Ok(r) => r,
+                        Err(HomaError::Closed) => return Ok(()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let len = r.body.len();
+                    let resp = if is_metrics(&r.body) {
+                        metrics_response(&shared, &r.body).into()
+                    } else {
+                        response(&shared.opts, r.body).unwrap_or_default()
+                    };
+                    counter.add(len, resp.len());
+                    match sock.reply(r.peer, r.id, resp) {
+                        Ok(()) => {}
+                        Err(HomaError::Closed) => return Ok(()),
+                        // The RPC ended between the request and the reply
+                        // (the client gave up, the peer timed out or is
+                        // unreachable): that request only, keep serving.
+                        Err(e) => {
+                            counter.reply_failed.fetch_add(1, Ordering::Relaxed);
+                            if counter
+                                .reply_failed
+                                .load(Ordering::Relaxed)
+                                .is_power_of_two()
+                            {
+                                eprintln!("reply to {} failed: {e}", r.peer);
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    for h in handles {
+        h.join().map_err(|_| anyhow!("server thread panicked"))??;
+    }
+    Ok(())
+}
+
+fn run_tcp(opts: Options) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut listeners = Vec::new();
+        for i in 0..opts.ports.max(1) {
+            let a = port_addr(opts.bind, i);
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {a}"))?;
+            listeners.push(l);
+        }
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        print_listening(&addrs)?;
+        let shared = Arc::new(Shared {
+            counters: (0..listeners.len()).map(|_| Counter::default()).collect(),
+            sockets: Mutex::new(Vec::new()),
+            addrs,
+            started: Instant::now(),
+            opts,
+        });
+        if shared.opts.report {
+            let s = Arc::clone(&shared);
+            std::thread::spawn(move || reporter(s));
+        }
+        let mut tasks = Vec::new();
+        for (p, l) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let (s, _) = match l.accept().await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            eprintln!("accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(tcp_conn(s, Arc::clone(&shared), p));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        Ok(())
+    })
+}
+
+/// Serves one TCP connection: requests framed by the header's length,
+/// answered in order.
+async fn tcp_conn(s: tokio::net::TcpStream, shared: Arc<Shared>, port: usize) {
+    let (mut rd, mut wr) = s.into_split();
+    let mut req = Vec::new();
+    let mut resp = Vec::new();
+    loop {
+        req.resize(HEADER_LEN, 0);
+        if rd.read_exact(&mut req[..HEADER_LEN]).await.is_err() {
+            return;
+        }
+        let Some(h) = Header::read(&req) else {
+            return;
+        };
+        req.resize(h.length as usize, 0);
+        if rd.read_exact(&mut req[HEADER_LEN..]).await.is_err() {
+            return;
+        }
+        let out: &[u8] = if h.has(FLAG_METRICS) {
+            resp = metrics_response(&shared, &req);
+            &resp
+        } else {
+            // Reuse the buffer: only the header's content matters.
+            let len = shared
+                .opts
+                .response_size
+                .unwrap_or_else(|| h.response_length())
+                .max(HEADER_LEN as u32);
+            resp.resize(len as usize, 0);
+            h.response(len).write(&mut resp);
+            &resp
+        };
+        shared.counters[port].add(req.len(), out.len());
+        if wr.write_all(out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `homa metrics`: asks a running server for its metrics; returns the
+/// JSON text.
+pub fn fetch_metrics(protocol: Protocol, server: SocketAddr, timeout: Duration) -> Result<Value> {
+    let req = header::message(
+        Header {
+            flags: FLAG_METRICS,
+            ..Header::default()
+        },
+        HEADER_LEN as u32,
+    );
+    let body: Vec<u8> = match protocol {
+        Protocol::Homa => {
+            let any: SocketAddr = if server.is_ipv6() {
+                "[::]:0".parse()?
+            } else {
+                "0.0.0.0:0".parse()?
+            };
+            let sock = Socket::bind_with(any, bench::homa_config(Polling::Block, false, None))?;
+            sock.call_timeout(server, req, timeout)
+                .with_context(|| format!("asking {server}"))?
+                .to_vec()
+        }
+        Protocol::Tcp => {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect_timeout(&server, timeout)
+                .with_context(|| format!("connecting to {server}"))?;
+            s.set_read_timeout(Some(timeout))?;
+            s.write_all(&req)?;
+            let mut hb = [0u8; HEADER_LEN];
+            s.read_exact(&mut hb)?;
+            let h = Header::read(&hb).ok_or_else(|| anyhow!("bad response header"))?;
+            let mut v = hb.to_vec();
+            v.resize(h.length as usize, 0);
+            s.read_exact(&mut v[HEADER_LEN..])?;
+            v
+        }
+    };
+    let h = Header::of_message(&body)
+        .ok_or_else(|| anyhow!("the server answered without a header: not a `homa server`?"))?;
+    if !(h.has(FLAG_METRICS) && h.has(FLAG_RESPONSE)) {
+        return Err(anyhow!(
+            "the server does not answer metrics requests (it echoed)"
+        ));
+    }
+    serde_json::from_slice(&body[HEADER_LEN..]).context("parsing the metrics")
+}

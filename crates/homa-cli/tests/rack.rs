@@ -1,0 +1,101 @@
+//! A short `homa rack` run: builds a two-host rack, runs Homa and TCP,
+//! collects every host's results, and leaves nothing behind. Needs root;
+//! without it the test prints why it is skipped.
+#![allow(non_snake_case)]
+
+use std::process::Command;
+
+const HOMA: &str = env!("CARGO_BIN_EXE_homa");
+const PREFIX: &str = "hrsmoke";
+
+fn netns_list() -> String {
+    String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list")
+            .stdout,
+    )
+    .to_string()
+}
+
+#[test]
+fn rack__smoke_both_protocols_and_cleanup() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipping rack__smoke_both_protocols_and_cleanup: needs root for network namespaces"
+        );
+        return;
+    }
+    for tool in ["ip", "tc", "ethtool"] {
+        if !homa_lab::have_tool(tool) {
+            eprintln!("skipping rack__smoke_both_protocols_and_cleanup: `{tool}` not installed");
+            return;
+        }
+    }
+    let hyst = "/sys/module/sch_htb/parameters/htb_hysteresis";
+    let before = std::fs::read_to_string(hyst).ok();
+    let out = std::env::temp_dir().join(format!("homa-rack-smoke-{}", std::process::id()));
+    let o = Command::new(HOMA)
+        .args(["rack", "--json", "--quiet", "--prefix", PREFIX])
+        .args(["--hosts", "2", "--rate-mbit", "100", "--workload", "w3"])
+        .args(["--load", "0.2", "--duration", "1", "--warmup", "0.3"])
+        .args(["--base-seconds", "0.5"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run homa rack");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "homa rack failed:\n{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("rack prints JSON");
+    let runs = r["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs
+        .iter()
+        .map(|x| x["protocol"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["homa", "tcp"]);
+    for run in runs {
+        let p = run["protocol"].as_str().unwrap();
+        assert!(run["calls"].as_u64().unwrap() > 20, "{p}: {run}");
+        assert!(
+            run["summary"]["short"]["rtt_us"]["count"].as_u64().unwrap() > 0,
+            "{p}"
+        );
+        // Every host's client wrote its results.
+        for h in 1..=2 {
+            assert!(out.join(format!("{p}-h{h}.rtts")).exists(), "{p}-h{h}.rtts");
+            assert!(out.join(format!("{p}-h{h}.json")).exists());
+            assert!(out.join(format!("{p}-h{h}-server-metrics.json")).exists());
+        }
+        // Homa used its priority levels; TCP only precedence 0.
+        let levels = run["switch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["packets"].as_u64().unwrap() > 0)
+            .count();
+        if p == "homa" {
+            assert!(levels >= 2, "{}", run["switch"]);
+        } else {
+            assert_eq!(levels, 1, "{}", run["switch"]);
+        }
+    }
+    assert_eq!(r["base"].as_array().unwrap().len(), 2);
+    assert!(r["base_rtt_us"].as_f64().unwrap() > 0.0);
+    assert!(r["ratios"]["short_p99"].as_f64().unwrap() > 0.0);
+    assert!(out.join("slowdown.svg").exists());
+    assert!(
+        !netns_list().contains(&format!("{PREFIX}-")),
+        "namespaces left:\n{}",
+        netns_list()
+    );
+    if let Some(b) = before {
+        assert_eq!(
+            std::fs::read_to_string(hyst).unwrap().trim(),
+            b.trim(),
+            "htb_hysteresis restored"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
