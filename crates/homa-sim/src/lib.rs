@@ -50,6 +50,7 @@ pub mod analytic;
 pub mod cli;
 pub mod config;
 mod fabric;
+mod ideal;
 pub mod queue;
 pub mod report;
 pub mod results;
