@@ -39,7 +39,8 @@
 //!
 //! Modules: [`config`] (what to simulate), [`sim`] (hosts, applications,
 //! event loop), `fabric` (internal: ports, switches, routing),
-//! [`analytic`] (unloaded times), [`results`] (statistics), [`report`]
+//! [`analytic`] (unloaded times), `ideal` (internal: the reference
+//! schedules results are compared with), [`results`] (statistics), [`report`]
 //! (table, CSV), [`svg`] (plots), [`queue`] (the event queue), [`time`].
 
 #![warn(missing_docs)]

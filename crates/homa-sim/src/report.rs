@@ -224,6 +224,8 @@ pub fn csv(r: &Results) -> String {
     let m = &r.messages;
     let u = &r.utilization;
     let b = &r.buffers;
+    let ic = &r.idle_causes;
+    let share = |v: u64| format!("{:.4}", v as f64 / ic.samples.max(1) as f64);
     let kv: Vec<(&str, String)> = vec![
         ("workload", r.workload.clone()),
         ("variant", r.variant.clone()),
@@ -234,10 +236,18 @@ pub fn csv(r: &Results) -> String {
         ("rate_per_host", format!("{:.3}", r.rate_per_host)),
         ("generated_load", format!("{:.4}", u.generated)),
         ("utilization_data", format!("{:.4}", u.data)),
+        ("utilization_ideal", format!("{:.4}", u.ideal)),
+        ("utilization_matching", format!("{:.4}", u.greedy)),
         ("utilization_total", format!("{:.4}", u.total)),
         ("goodput", format!("{:.4}", u.goodput)),
         ("wasted", format!("{:.4}", u.wasted)),
         ("wasted_granted", format!("{:.4}", u.wasted_granted)),
+        ("idle_data_in_network", share(ic.in_network)),
+        ("idle_sender_busy", share(ic.sender_busy)),
+        ("idle_sender_busy_to_queue", share(ic.sender_feeding_queue)),
+        ("idle_sender_idle", share(ic.sender_idle)),
+        ("idle_grant_in_transit", share(ic.grant_in_transit)),
+        ("idle_candidate_not_granted", share(ic.inactive_candidate)),
         (
             "retransmitted",
             r.protocol_counters.data_retransmitted.to_string(),
