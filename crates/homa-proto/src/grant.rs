@@ -56,6 +56,8 @@ pub(crate) struct Grants {
     pub next_fifo: Option<Instant>,
     /// Number of messages active at the last pass.
     pub active: usize,
+    /// RPC keys of the messages active at the last pass.
+    pub last_active: Vec<usize>,
 }
 
 impl Endpoint {
@@ -190,6 +192,8 @@ impl Endpoint {
         let active = self.choose_active();
         let n_active = active.len() as u32;
         self.grants.active = active.len();
+        self.grants.last_active.clear();
+        self.grants.last_active.extend(active.iter().map(|k| k.3));
         let cfg = &self.config;
         let window = if cfg.window > 0 {
             cfg.window
@@ -380,5 +384,42 @@ impl Endpoint {
     /// Number of messages that were active at the last grant pass.
     pub fn active_grants(&self) -> usize {
         self.grants.active
+    }
+}
+
+/// An incoming message that is still being received, as the grant scheduler
+/// sees it (for diagnostics and simulators: see
+/// [`Endpoint::incoming_messages`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The sender.
+    pub peer: core::net::SocketAddr,
+    /// Local RPC id (the sender's id for the RPC is `id ^ 1`).
+    pub id: u64,
+    /// Message length.
+    pub length: u32,
+    /// Bytes received.
+    pub received: u32,
+    /// Bytes the sender may send (unscheduled bytes and grants).
+    pub granted: u32,
+    /// True if the message was granted to at the last grant pass.
+    pub active: bool,
+}
+
+impl Endpoint {
+    /// Every incoming message not yet complete, in no particular order
+    /// (diagnostics; walks all RPCs).
+    pub fn incoming_messages(&self) -> impl Iterator<Item = IncomingMessage> + '_ {
+        self.rpcs.iter().filter_map(|(key, r)| {
+            let m = r.msgin.as_ref()?;
+            (!m.is_complete()).then(|| IncomingMessage {
+                peer: r.peer,
+                id: r.id,
+                length: m.length(),
+                received: m.received(),
+                granted: m.granted(),
+                active: self.grants.last_active.contains(&key),
+            })
+        })
     }
 }

@@ -65,6 +65,8 @@ pub mod wire;
 
 pub use config::Config;
 pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
+pub use grant::IncomingMessage;
+pub use pacer::OutgoingMessage;
 pub use rng::Rng;
 pub use stats::Stats;
 pub use time::Instant;

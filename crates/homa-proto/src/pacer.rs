@@ -167,3 +167,36 @@ impl Endpoint {
         self.pacer.srpt.first().map(|e| e.2)
     }
 }
+
+/// An outgoing message not yet fully transmitted (for diagnostics and
+/// simulators: see [`Endpoint::outgoing_messages`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The receiver.
+    pub peer: core::net::SocketAddr,
+    /// Local RPC id (the receiver's id for the RPC is `id ^ 1`).
+    pub id: u64,
+    /// Message length.
+    pub length: u32,
+    /// Bytes the receiver allowed so far (unscheduled bytes and grants).
+    pub granted: u32,
+    /// Bytes transmitted at least once.
+    pub sent: u32,
+}
+
+impl Endpoint {
+    /// Every outgoing message with bytes not yet transmitted, in no
+    /// particular order (diagnostics; walks all RPCs).
+    pub fn outgoing_messages(&self) -> impl Iterator<Item = OutgoingMessage> + '_ {
+        self.rpcs.iter().filter_map(|(_, r)| {
+            let m = r.msgout.as_ref()?;
+            (!m.fully_sent()).then(|| OutgoingMessage {
+                peer: r.peer,
+                id: r.id,
+                length: m.length(),
+                granted: m.granted,
+                sent: m.next_xmit,
+            })
+        })
+    }
+}

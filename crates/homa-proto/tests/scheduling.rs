@@ -720,3 +720,79 @@ fn priorities__short_messages_travel_at_high_levels_long_ones_low() {
         p[6]
     );
 }
+
+// ----- diagnostics: what the scheduler sees --------------------------------
+
+#[test]
+fn incoming_messages__granted_received_and_active() {
+    let mut rx = Rx::new(fixed(Config {
+        max_overcommit: 1,
+        window: 10_000,
+        ..Config::default()
+    }));
+    rx.data(1, 2, 20_000, 1000, 0, 1000);
+    rx.data(2, 4, 900_000, 1000, 0, 1000);
+    assert_eq!(rx.grants().len(), 1);
+    let mut seen: Vec<_> = rx
+        .ep
+        .incoming_messages()
+        .map(|m| {
+            (
+                m.peer.port() - 40_000,
+                m.id ^ 1,
+                m.length,
+                m.received,
+                m.granted,
+                m.active,
+            )
+        })
+        .collect();
+    seen.sort_unstable();
+    // The shorter message is active and granted a window beyond what
+    // arrived; the other only has its unscheduled bytes.
+    assert_eq!(
+        seen,
+        vec![
+            (1, 2, 20_000, 1000, 11_000, true),
+            (2, 4, 900_000, 1000, 1000, false)
+        ]
+    );
+    // A complete message is no longer listed.
+    rx.data(1, 2, 20_000, 1000, 1000, 19_000);
+    rx.grants();
+    let left: Vec<_> = rx
+        .ep
+        .incoming_messages()
+        .map(|m| (m.id ^ 1, m.active))
+        .collect();
+    assert_eq!(left, vec![(4, true)]);
+}
+
+#[test]
+fn outgoing_messages__granted_and_sent() {
+    let config = fixed(Config {
+        unsched_bytes: 10_000,
+        unsched_from_rtt: false,
+        max_gso_bytes: 0,
+        pacer: false,
+        ..Config::default()
+    });
+    let mut tx = Endpoint::new(config, 7).unwrap();
+    let port = tx.open_socket(0).unwrap();
+    let server: SocketAddr = "10.9.0.2:99".parse().unwrap();
+    let now = Instant::from_micros(1);
+    let id = tx
+        .send_request(now, port, server, Bytes::from(vec![0u8; 100_000]))
+        .unwrap();
+    let before: Vec<_> = tx.outgoing_messages().collect();
+    assert_eq!(before.len(), 1);
+    let m = before[0];
+    assert_eq!((m.peer, m.id, m.length, m.sent), (server, id, 100_000, 0));
+    // Unscheduled bytes are rounded up to whole packets.
+    let seg = tx.config().max_seg_data(false);
+    assert_eq!(m.granted, 10_000_u32.div_ceil(seg) * seg);
+    let mut buf = Vec::new();
+    while tx.poll_transmit(now, &mut buf).is_some() {}
+    let after: Vec<_> = tx.outgoing_messages().collect();
+    assert_eq!(after[0].sent, after[0].granted);
+}

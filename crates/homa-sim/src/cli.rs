@@ -170,6 +170,16 @@ pub struct SimArgs {
     /// Pacer allowance of queued NIC transmit time.
     #[arg(long, default_value = "5us", value_parser = parse_duration)]
     pub nic_backlog: std::time::Duration,
+    /// Only generate the arrivals and compute the reference schedules (no
+    /// network simulation).
+    #[arg(long)]
+    pub references_only: bool,
+    /// Turn the sender's pacer off.
+    #[arg(long)]
+    pub no_pacer: bool,
+    /// Sender's FIFO share, thousandths of its output to its oldest message.
+    #[arg(long, default_value_t = 50)]
+    pub sender_fifo: u32,
 
     /// Write <name>.txt, <name>.csv and <name>.svg into this directory.
     #[arg(short, long)]
@@ -234,6 +244,8 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     p.overcommit = a.overcommit;
     p.fifo_grants = !a.no_fifo_grants;
     p.max_nic_backlog = a.nic_backlog;
+    p.pacer = !a.no_pacer;
+    p.sender_fifo = a.sender_fifo;
     p.cutoffs = match a.cutoffs {
         CutoffsArg::Workload => Cutoffs::Workload {
             unsched_levels: a.unsched_levels,
@@ -264,6 +276,7 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     c.run.duration = a.duration;
     c.run.warmup = a.warmup.unwrap_or(a.duration / 10);
     c.run.drain = a.drain.unwrap_or(a.duration);
+    c.run.references_only = a.references_only;
     c.seed = a.seed;
     c.validate()?;
     Ok(c)

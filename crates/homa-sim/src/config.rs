@@ -196,6 +196,13 @@ pub struct ProtoParams {
     /// The pacer's allowance of queued NIC transmit time
     /// (`max_nic_backlog`).
     pub max_nic_backlog: Duration,
+    /// The sender's pacer (`pacer`). With a pull-mode NIC it is not needed
+    /// to keep the NIC queue short.
+    pub pacer: bool,
+    /// Share of the sender's output, in thousandths, given to its oldest
+    /// message instead of its shortest (`pacer_fifo_fraction`; the 2018
+    /// paper's senders were pure SRPT: 0).
+    pub sender_fifo: u32,
 }
 
 impl Default for ProtoParams {
@@ -212,6 +219,8 @@ impl Default for ProtoParams {
             fifo_grants: true,
             cutoffs: Cutoffs::default(),
             max_nic_backlog: Duration::from_micros(5),
+            pacer: true,
+            sender_fifo: 50,
         }
     }
 }
@@ -325,6 +334,8 @@ impl ProtoParams {
             unsched_from_rtt: self.unsched_from_rtt,
             link_mbps: (link_bps / 1_000_000).min(u64::from(u32::MAX)) as u32,
             max_nic_backlog: self.max_nic_backlog,
+            pacer: self.pacer,
+            pacer_fifo_fraction: self.sender_fifo,
             max_incoming: self.max_incoming,
             max_overcommit: overcommit,
             window: self.grant_window,
@@ -416,6 +427,10 @@ pub struct RunParams {
     /// After `duration`, how long to keep running for measured messages to
     /// finish; the run stops earlier once they all have.
     pub drain: Duration,
+    /// Generate the arrivals and compute only the reference schedules
+    /// (ideal and matching), without simulating the network: a quick way to
+    /// see how a workload's backlog behaves over long runs.
+    pub references_only: bool,
 }
 
 impl Default for RunParams {
@@ -424,6 +439,7 @@ impl Default for RunParams {
             duration: Duration::from_millis(100),
             warmup: Duration::from_millis(10),
             drain: Duration::from_millis(100),
+            references_only: false,
         }
     }
 }

@@ -178,6 +178,9 @@ pub(crate) struct Port {
     wake_at: Option<Ps>,
     /// A pull-mode NIC: wake at the end of every transmission.
     pull: bool,
+    /// Destination host and priority of the last packet started.
+    pub last_dst: u32,
+    pub last_prio: u8,
     pub stats: PortStats,
 }
 
@@ -196,6 +199,8 @@ impl Port {
             busy_until: 0,
             wake_at: None,
             pull: false,
+            last_dst: NONE,
+            last_prio: 0,
             stats: PortStats::default(),
         }
     }
@@ -203,6 +208,11 @@ impl Port {
     /// When the packet being serialised (if any) is through.
     pub fn busy_until(&self) -> Ps {
         self.busy_until
+    }
+
+    /// Bytes waiting in the port's queues.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
     }
 
     /// True if nothing is queued and the link is free at `now`.
@@ -275,6 +285,12 @@ pub(crate) struct Fabric {
     /// messages but nothing granted outstanding (kept current by the
     /// simulator after every input to the host).
     pub rx_pending: Vec<u8>,
+    /// Per destination host: DATA packets injected and not yet delivered
+    /// or dropped (in a NIC, a queue or on a link).
+    pub data_in_net: Vec<u32>,
+    /// Per destination host: DATA packets waiting in a ToR uplink or
+    /// aggregation queue.
+    pub data_queued_fabric: Vec<u32>,
 }
 
 impl Fabric {
@@ -354,6 +370,8 @@ impl Fabric {
             downlink_prio_bytes: [0; 8],
             flow: Flow::default(),
             rx_pending: vec![0; hosts as usize],
+            data_in_net: vec![0; hosts as usize],
+            data_queued_fabric: vec![0; hosts as usize],
         }
     }
 
@@ -365,6 +383,11 @@ impl Fabric {
     /// The rack of a host.
     pub fn rack(&self, host: u32) -> u32 {
         host / self.hosts_per_rack
+    }
+
+    /// The ToR port driving host `h`'s downlink.
+    pub fn downlink_port(&self, h: u32) -> u32 {
+        self.tor_base(self.rack(h)) + h % self.hosts_per_rack
     }
 
     fn tor_base(&self, rack: u32) -> u32 {
@@ -390,7 +413,11 @@ impl Fabric {
 
     /// A host hands a packet to its NIC (`level` is the NIC queue to use).
     pub fn inject(&mut self, port: u32, pkt: u32, level: u8, now: Ps, q: &mut EventQueue<Ev>) {
-        let len = self.pkts.get(pkt).buf.len() as u64;
+        let p = self.pkts.get(pkt);
+        let len = p.buf.len() as u64;
+        if p.payload > 0 {
+            self.data_in_net[p.dst as usize] += 1;
+        }
         self.flow.injected_packets += 1;
         self.flow.injected_bytes += len;
         self.enqueue(port, pkt, level, now, q);
@@ -403,6 +430,7 @@ impl Fabric {
         let len = p.buf.len() as u64;
         if p.payload > 0 {
             self.flow.delivered_data_wire += u64::from(p.wire);
+            self.data_in_net[p.dst as usize] -= 1;
         }
         self.flow.delivered_packets += 1;
         self.flow.delivered_bytes += len;
@@ -421,7 +449,11 @@ impl Fabric {
             let sw = &mut self.switches[s as usize];
             if busy && sw.occupancy + wire > cap {
                 sw.dropped_packets += 1;
-                sw.dropped_bytes += self.pkts.get(pkt).buf.len() as u64;
+                let p = self.pkts.get(pkt);
+                sw.dropped_bytes += p.buf.len() as u64;
+                if p.payload > 0 {
+                    self.data_in_net[p.dst as usize] -= 1;
+                }
                 self.pkts.release(pkt);
                 return;
             }
@@ -431,7 +463,14 @@ impl Fabric {
 
     /// Queues a packet on a port and starts the port if it is free.
     fn enqueue(&mut self, port: u32, pkt: u32, level: u8, now: Ps, q: &mut EventQueue<Ev>) {
-        let wire = u64::from(self.pkts.get(pkt).wire);
+        let (wire, dst, data) = {
+            let k = self.pkts.get(pkt);
+            (u64::from(k.wire), k.dst, k.payload > 0)
+        };
+        let p = &mut self.ports[port as usize];
+        if data && matches!(p.kind, PortKind::TorUp | PortKind::AggDown) {
+            self.data_queued_fabric[dst as usize] += 1;
+        }
         let p = &mut self.ports[port as usize];
         let level = level.min(7);
         p.queues[level as usize].push_back(pkt);
@@ -466,10 +505,16 @@ impl Fabric {
         if p.queues[level].is_empty() {
             p.mask &= !(1 << level);
         }
-        let (wire, prio, payload) = {
+        let (wire, prio, payload, dst) = {
             let k = self.pkts.get(pkt);
-            (k.wire, k.prio, k.payload)
+            (k.wire, k.prio, k.payload, k.dst)
         };
+        let p = &mut self.ports[port as usize];
+        p.last_dst = dst;
+        p.last_prio = prio;
+        if payload > 0 && matches!(p.kind, PortKind::TorUp | PortKind::AggDown) {
+            self.data_queued_fabric[dst as usize] -= 1;
+        }
         let p = &mut self.ports[port as usize];
         p.queued_bytes -= u64::from(wire);
         let idle_since = p.busy_until;

@@ -39,7 +39,8 @@
 //!
 //! Modules: [`config`] (what to simulate), [`sim`] (hosts, applications,
 //! event loop), `fabric` (internal: ports, switches, routing),
-//! [`analytic`] (unloaded times), [`results`] (statistics), [`report`]
+//! [`analytic`] (unloaded times), `ideal` (internal: the reference
+//! schedules results are compared with), [`results`] (statistics), [`report`]
 //! (table, CSV), [`svg`] (plots), [`queue`] (the event queue), [`time`].
 
 #![warn(missing_docs)]
@@ -50,6 +51,7 @@ pub mod analytic;
 pub mod cli;
 pub mod config;
 mod fabric;
+mod ideal;
 pub mod queue;
 pub mod report;
 pub mod results;

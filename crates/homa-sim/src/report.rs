@@ -67,11 +67,13 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "utilisation of host downlinks: DATA {} (offered {}, generated {}), all packets {}, \
-         goodput {}; idle with a message pending {} (with grants outstanding {})",
+        "utilisation of host downlinks: DATA {} (offered {}, generated {}, ideal {}, matching {}), all \
+         packets {}, goodput {}; idle with a message pending {} (with grants outstanding {})",
         pct(u.data),
         pct(u.offered),
         pct(u.generated),
+        pct(u.ideal),
+        pct(u.greedy),
         pct(u.total),
         pct(u.goodput),
         pct(u.wasted),
@@ -145,11 +147,11 @@ pub fn table(r: &Results) -> String {
     let samples: Vec<String> = r
         .backlog
         .iter()
-        .map(|(t, b)| format!("{:.1}:{:.0}", t / 1e3, b))
+        .map(|(t, b, i, g)| format!("{:.1}:{:.0}/{:.0}/{:.0}", t / 1e3, b, i, g))
         .collect();
     let _ = writeln!(
         s,
-        "unfinished work per host (ms: us of link time): {}",
+        "unfinished work per host (ms: us of link time, actual/ideal/matching): {}",
         samples.join(" ")
     );
     let _ = writeln!(s, "protocol: {}", r.protocol);
@@ -172,6 +174,47 @@ pub fn table(r: &Results) -> String {
         pc.sends_blocked,
         pc.throttled_nanos as f64 / 1e6
     );
+    let ic = &r.idle_causes;
+    if ic.idle > 0 {
+        let n = ic.samples.max(1) as f64;
+        let senders: Vec<String> = ic
+            .senders
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v > 0)
+            .map(|(i, &v)| format!("{i}: {}", pct(v as f64 / ic.idle as f64)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "idle with grants outstanding (sampled, share of downlink time): {}: data in the \
+             network {} (queued in the fabric {}), sender sending other data {} (to a queued downlink {}), sender idle {}, grant in transit {}, \
+             other {}; with a message not granted to {}; with a message not yet started by its \
+             sender {}; senders owing: {}",
+            pct(ic.idle as f64 / n),
+            pct(ic.in_network as f64 / n),
+            pct(ic.queued_in_fabric as f64 / n),
+            pct(ic.sender_busy as f64 / n),
+            pct(ic.sender_feeding_queue as f64 / n),
+            pct(ic.sender_idle as f64 / n),
+            pct(ic.grant_in_transit as f64 / n),
+            pct(ic.other as f64 / n),
+            pct(ic.inactive_candidate as f64 / n),
+            pct(ic.unstarted_message as f64 / n),
+            senders.join(", ")
+        );
+        let bp: Vec<String> = (0..8)
+            .rev()
+            .filter(|&i| ic.sender_busy_prio[i] > 0)
+            .map(|i| format!("{i}: {}", pct(ic.sender_busy_prio[i] as f64 / n)))
+            .collect();
+        let _ = writeln!(s, "busy senders' packet priorities: {}", bp.join(", "));
+        let _ = writeln!(
+            s,
+            "idle with nothing partially received while a sender had not started a message for \
+             the host: {}",
+            pct(ic.idle_unknown_work as f64 / n)
+        );
+    }
     s
 }
 
@@ -181,6 +224,8 @@ pub fn csv(r: &Results) -> String {
     let m = &r.messages;
     let u = &r.utilization;
     let b = &r.buffers;
+    let ic = &r.idle_causes;
+    let share = |v: u64| format!("{:.4}", v as f64 / ic.samples.max(1) as f64);
     let kv: Vec<(&str, String)> = vec![
         ("workload", r.workload.clone()),
         ("variant", r.variant.clone()),
@@ -191,10 +236,18 @@ pub fn csv(r: &Results) -> String {
         ("rate_per_host", format!("{:.3}", r.rate_per_host)),
         ("generated_load", format!("{:.4}", u.generated)),
         ("utilization_data", format!("{:.4}", u.data)),
+        ("utilization_ideal", format!("{:.4}", u.ideal)),
+        ("utilization_matching", format!("{:.4}", u.greedy)),
         ("utilization_total", format!("{:.4}", u.total)),
         ("goodput", format!("{:.4}", u.goodput)),
         ("wasted", format!("{:.4}", u.wasted)),
         ("wasted_granted", format!("{:.4}", u.wasted_granted)),
+        ("idle_data_in_network", share(ic.in_network)),
+        ("idle_sender_busy", share(ic.sender_busy)),
+        ("idle_sender_busy_to_queue", share(ic.sender_feeding_queue)),
+        ("idle_sender_idle", share(ic.sender_idle)),
+        ("idle_grant_in_transit", share(ic.grant_in_transit)),
+        ("idle_candidate_not_granted", share(ic.inactive_candidate)),
         (
             "retransmitted",
             r.protocol_counters.data_retransmitted.to_string(),

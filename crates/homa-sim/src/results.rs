@@ -183,6 +183,14 @@ pub struct Utilization {
     /// Fraction of downlink capacity used by DATA packets, headers and
     /// framing included (comparable with `offered`).
     pub data: f64,
+    /// What the ideal reference (every downlink a work-conserving queue
+    /// fed directly by its messages, see `ideal.rs`) carries in the window
+    /// for the same arrivals: the most any scheduler could carry. Below
+    /// `generated` while the workload's steady backlog builds up.
+    pub ideal: f64,
+    /// What the matching reference (global SRPT, greedy maximal matching
+    /// of senders to receivers, see `ideal.rs`) carries in the window.
+    pub greedy: f64,
     /// Fraction used by all packets (DATA and control).
     pub total: f64,
     /// Fraction carrying message bytes only.
@@ -196,6 +204,51 @@ pub struct Utilization {
     /// else (or the bytes were upstream). The rest of `wasted` is time with
     /// nothing granted outstanding: the receiver was not granting.
     pub wasted_granted: f64,
+}
+
+/// Why receivers' downlinks sat idle with granted bytes outstanding: the
+/// idle downlinks are sampled every 5 µs of the measurement window
+/// and each sample is put in the first class that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdleCauses {
+    /// Samples of host downlinks (all hosts, every sampling instant).
+    pub samples: u64,
+    /// Samples with the downlink idle and granted bytes outstanding.
+    pub idle: u64,
+    /// DATA for the host was in the network (a NIC, a queue, a link).
+    pub in_network: u64,
+    /// Of `in_network`: some of it waited in a ToR uplink or aggregation
+    /// queue.
+    pub queued_in_fabric: u64,
+    /// Nothing in the network; a sender held granted bytes for the host
+    /// while its NIC was sending something else.
+    pub sender_busy: u64,
+    /// Of `sender_busy`: the sender was sending to a host whose downlink
+    /// had a queue (its bytes only lengthened that queue).
+    pub sender_feeding_queue: u64,
+    /// Of `sender_busy`: by the priority of the packet the sender was
+    /// sending.
+    pub sender_busy_prio: [u64; 8],
+    /// A sender held granted bytes with its NIC idle (its pacer held them).
+    pub sender_idle: u64,
+    /// The senders had sent everything they knew was granted: a GRANT was
+    /// still on its way to them.
+    pub grant_in_transit: u64,
+    /// None of the above.
+    pub other: u64,
+    /// Samples with the downlink idle, nothing partially received, while a
+    /// sender had a message for the host that it had not started sending:
+    /// work existed but the host could not know of it.
+    pub idle_unknown_work: u64,
+    /// Idle samples in which some sender had a message for the host that it
+    /// had not started sending (the host could not know of it).
+    pub unstarted_message: u64,
+    /// Idle samples in which the host had an incoming message needing
+    /// grants that was not among those it granted to.
+    pub inactive_candidate: u64,
+    /// Idle samples by the number of distinct senders with granted bytes
+    /// outstanding for the host (index 8: 8 or more).
+    pub senders: [u64; 9],
 }
 
 /// Protocol activity summed over all endpoints (from homa-proto's stats).
@@ -306,14 +359,19 @@ pub struct Results {
     pub utilization: Utilization,
     /// Protocol activity.
     pub protocol_counters: ProtocolCounters,
-    /// Unfinished work over time: `(time µs, backlog)` where the backlog is
-    /// the DATA wire bytes of created messages not yet delivered, per host,
-    /// in µs of host link time. Sampled 20 times during the arrivals and
-    /// once at the end. In a stable run it levels off; the unfinished work
-    /// of a heavy-tailed workload takes long to reach its steady level,
-    /// which is why utilisation over a short window can fall short of the
-    /// offered load without the network being overloaded.
-    pub backlog: Vec<(f64, f64)>,
+    /// Causes of downlink idle time with grants outstanding.
+    pub idle_causes: IdleCauses,
+    /// Unfinished work over time: `(time µs, backlog, ideal backlog,
+    /// matching reference backlog)` where
+    /// the backlog is the DATA wire bytes of created messages not yet
+    /// delivered, per host, in µs of host link time, and the ideal backlog
+    /// the same for the ideal reference. Sampled 20 times during the
+    /// arrivals and once at the end. In a stable run it levels off; the
+    /// unfinished work of a heavy-tailed workload takes long to reach its
+    /// steady level, which is why utilisation over a short window can fall
+    /// short of the offered load without the network being overloaded; the
+    /// ideal backlog shows how much of it any scheduler would have.
+    pub backlog: Vec<(f64, f64, f64, f64)>,
     /// Switch buffers.
     pub buffers: Buffers,
     /// Conservation counters.

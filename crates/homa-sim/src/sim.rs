@@ -43,10 +43,11 @@ use slab::Slab;
 use crate::analytic::Unloaded;
 use crate::config::{Mode, NicMode, SimConfig};
 use crate::fabric::{Fabric, Node, PortKind};
+use crate::ideal::{Greedy, Ideal};
 use crate::queue::EventQueue;
 use crate::results::{
-    buckets, shortest, Buffers, Conservation, Messages, ProtocolCounters, Results, Sample, Summary,
-    Utilization,
+    buckets, shortest, Buffers, Conservation, IdleCauses, Messages, ProtocolCounters, Results,
+    Sample, Summary, Utilization,
 };
 use crate::time::{from_instant, instant, ps, Ps, PS_PER_NS, PS_PER_SEC};
 use crate::SimError;
@@ -56,6 +57,9 @@ pub const PORT: u16 = 100;
 
 /// Backlog samples taken during the arrivals (plus one at the end).
 const PROBES: u64 = 20;
+
+/// Interval between samples of idle downlinks ([`IdleCauses`]).
+const DIAG_INTERVAL: Ps = 5_000_000;
 
 const BASE_IP: u32 = 0x0A00_0001;
 
@@ -90,6 +94,8 @@ pub(crate) enum Ev {
     AppRespond { note: u32 },
     /// Record the backlog of unfinished messages.
     Probe,
+    /// Sample why idle downlinks are idle.
+    Diag,
 }
 
 /// Multiplicative hashing for the RPC-id maps: ids are already
@@ -200,9 +206,13 @@ pub struct Simulator {
     offered_wire: u64,
     /// The same for messages created in the measurement window.
     window_offered: u64,
-    /// Backlog samples: (time, offered minus delivered DATA wire bytes).
-    backlog: Vec<(Ps, i64)>,
+    /// Backlog samples: (time, offered minus delivered DATA wire bytes,
+    /// the ideal reference's unfinished bytes).
+    backlog: Vec<(Ps, i64, f64)>,
+    ideal: Ideal,
+    greedy: Greedy,
     probe_interval: Ps,
+    idle_causes: IdleCauses,
     protocol: String,
     events: u64,
     generated: u64,
@@ -298,6 +308,9 @@ impl Simulator {
             window_offered: 0,
             backlog: Vec::new(),
             probe_interval: (arrivals_end / PROBES).max(1),
+            idle_causes: IdleCauses::default(),
+            ideal: Ideal::new(t.hosts(), t.host_link_bps, ps(cfg.run.warmup), arrivals_end),
+            greedy: Greedy::default(),
             protocol: resolved.summary(),
             events: 0,
             generated: 0,
@@ -314,6 +327,7 @@ impl Simulator {
             sim.schedule_arrival(h);
         }
         sim.q.push(0, Ev::Probe);
+        sim.q.push(sim.warmup, Ev::Diag);
         Ok(sim)
     }
 
@@ -360,8 +374,15 @@ impl Simulator {
             Mode::OneWay { response_bytes } => response_bytes,
             Mode::Rpc => size,
         };
-        let wire =
-            Unloaded::message_wire_bytes(size, seg) + Unloaded::message_wire_bytes(response, seg);
+        let (req_wire, resp_wire) = (
+            Unloaded::message_wire_bytes(size, seg),
+            Unloaded::message_wire_bytes(response, seg),
+        );
+        let wire = req_wire + resp_wire;
+        self.ideal.arrive(dst, at, req_wire);
+        self.ideal.arrive(src, at, resp_wire);
+        self.greedy.arrive(at, src, dst, req_wire);
+        self.greedy.arrive(at, dst, src, resp_wire);
         self.offered_wire += wire;
         if measured && at < self.arrivals_end {
             self.window_offered += wire;
@@ -375,6 +396,10 @@ impl Simulator {
             measured,
         }) as u32;
         self.generated += 1;
+        if self.cfg.run.references_only {
+            self.msgs.remove(key as usize);
+            return;
+        }
         if measured {
             self.measured += 1;
             self.outstanding += 1;
@@ -468,6 +493,13 @@ impl Simulator {
             Ev::AppSend { msg } => self.app_send(msg),
             Ev::AppNote { note } => self.app_note(note),
             Ev::AppRespond { note } => self.app_respond(note),
+            Ev::Diag => {
+                self.diagnose();
+                let next = self.now + DIAG_INTERVAL;
+                if next < self.arrivals_end {
+                    self.q.push(next, Ev::Diag);
+                }
+            }
             Ev::Probe => {
                 self.probe();
                 let next = self.now + self.probe_interval;
@@ -740,10 +772,113 @@ impl Simulator {
         true
     }
 
+    /// Samples every host downlink: if it is idle while its host has
+    /// granted bytes outstanding, finds out where those bytes are.
+    fn diagnose(&mut self) {
+        let now = self.now;
+        let n = self.fabric.hosts();
+        // Messages not started, by destination.
+        let mut unstarted = vec![false; n as usize];
+        for h in &self.hosts {
+            for o in h.ep.outgoing_messages() {
+                if o.sent == 0 {
+                    if let Some(d) = host_of(&o.peer).filter(|&d| d < n) {
+                        unstarted[d as usize] = true;
+                    }
+                }
+            }
+        }
+        let c = &mut self.idle_causes;
+        for r in 0..n {
+            c.samples += 1;
+            let down = self.fabric.downlink_port(r);
+            if !self.fabric.ports[down as usize].idle(now) {
+                continue;
+            }
+            if self.fabric.rx_pending[r as usize] != 1 {
+                if self.fabric.rx_pending[r as usize] == 0 && unstarted[r as usize] {
+                    c.idle_unknown_work += 1;
+                }
+                continue;
+            }
+            c.idle += 1;
+            let ep = &self.hosts[r as usize].ep;
+            let raddr = host_addr(r);
+            let (mut busy, mut idle, mut transit) = (false, false, false);
+            let mut feeding = false;
+            let mut busy_prio = 0;
+            let mut inactive = false;
+            let mut senders: Vec<u32> = Vec::new();
+            for m in ep.incoming_messages() {
+                if m.granted < m.length && !m.active {
+                    inactive = true;
+                }
+                if m.granted <= m.received {
+                    continue;
+                }
+                let Some(s) = host_of(&m.peer).filter(|&s| s < self.fabric.hosts()) else {
+                    continue;
+                };
+                if !senders.contains(&s) {
+                    senders.push(s);
+                }
+                let out = self.hosts[s as usize]
+                    .ep
+                    .outgoing_messages()
+                    .find(|o| o.id == m.id ^ 1 && o.peer.ip() == raddr.ip());
+                let Some(o) = out else { continue };
+                if o.sent < o.granted {
+                    let nic = &self.fabric.ports[self.hosts[s as usize].nic_port as usize];
+                    if nic.busy_until() > now {
+                        busy = true;
+                        busy_prio = nic.last_prio;
+                        let d = nic.last_dst;
+                        if d < self.fabric.hosts() {
+                            let dp = self.fabric.downlink_port(d);
+                            if self.fabric.ports[dp as usize].queued_bytes() >= 3000 {
+                                feeding = true;
+                            }
+                        }
+                    } else {
+                        idle = true;
+                    }
+                } else if o.granted < m.granted {
+                    transit = true;
+                }
+            }
+            if inactive {
+                c.inactive_candidate += 1;
+            }
+            if unstarted[r as usize] {
+                c.unstarted_message += 1;
+            }
+            c.senders[senders.len().min(8)] += 1;
+            if self.fabric.data_in_net[r as usize] > 0 {
+                c.in_network += 1;
+                if self.fabric.data_queued_fabric[r as usize] > 0 {
+                    c.queued_in_fabric += 1;
+                }
+            } else if busy {
+                c.sender_busy += 1;
+                c.sender_busy_prio[usize::from(busy_prio.min(7))] += 1;
+                if feeding {
+                    c.sender_feeding_queue += 1;
+                }
+            } else if idle {
+                c.sender_idle += 1;
+            } else if transit {
+                c.grant_in_transit += 1;
+            } else {
+                c.other += 1;
+            }
+        }
+    }
+
     fn probe(&mut self) {
         let backlog = self.offered_wire as i64 - self.fabric.flow.delivered_data_wire as i64;
         if self.backlog.last().is_none_or(|b| b.0 < self.now) {
-            self.backlog.push((self.now, backlog));
+            let ideal = self.ideal.backlog_at(self.now);
+            self.backlog.push((self.now, backlog, ideal));
         }
     }
 
@@ -778,6 +913,17 @@ impl Simulator {
             * (window_ps as f64 / PS_PER_SEC as f64)
             * f64::from(t.hosts());
         let w = self.fabric.window;
+        let probes: Vec<Ps> = self.backlog.iter().map(|b| b.0).collect();
+        let seg = self.cfg.proto.seg_size();
+        let full = Unloaded::message_wire_bytes(seg, seg);
+        let (greedy_bytes, greedy_backlog) = self.greedy.run(
+            t.hosts(),
+            t.host_link_bps,
+            full,
+            self.warmup,
+            self.arrivals_end,
+            &probes,
+        );
         let mut buffers = Buffers::default();
         for s in &self.fabric.switches {
             let m = if s.agg {
@@ -830,6 +976,8 @@ impl Simulator {
                 offered: self.cfg.traffic.load,
                 generated: self.window_offered as f64 / capacity_bytes,
                 data: w.data_wire_bytes as f64 / capacity_bytes,
+                ideal: self.ideal.window_bytes / capacity_bytes,
+                greedy: greedy_bytes / capacity_bytes,
                 total: w.wire_bytes as f64 / capacity_bytes,
                 goodput: w.payload_bytes as f64 / capacity_bytes,
                 wasted: w.wasted_ps as f64 / (window_ps as f64 * f64::from(t.hosts())),
@@ -837,14 +985,15 @@ impl Simulator {
                     / (window_ps as f64 * f64::from(t.hosts())),
             },
             protocol_counters: self.counters(),
+            idle_causes: self.idle_causes,
             backlog: self
                 .backlog
                 .iter()
-                .map(|&(t, b)| {
-                    let per_host = b as f64 / f64::from(t_hosts);
-                    // In microseconds of host link time.
-                    let us = per_host * 8.0 / t_bps * 1e6;
-                    (t as f64 / 1e6, us)
+                .zip(greedy_backlog)
+                .map(|(&(t, b, i), g)| {
+                    // Per host, in microseconds of host link time.
+                    let us = |bytes: f64| bytes / f64::from(t_hosts) * 8.0 / t_bps * 1e6;
+                    (t as f64 / 1e6, us(b as f64), us(i), us(g))
                 })
                 .collect(),
             buffers,
