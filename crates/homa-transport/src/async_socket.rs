@@ -31,7 +31,7 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Metrics, Offloads, Received, Request, Shared, Stats, Waiter};
+use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, Stats, Waiter};
 use crate::sys;
 use crate::{Config, Error};
 
@@ -348,6 +348,32 @@ impl AsyncSocket {
         let sh = self.shared();
         let mut st = sh.lock();
         let r = sh.abort(&mut st, id);
+        sh.unlock(st);
+        r
+    }
+
+    /// Output commit: starts a new epoch whose messages are held until
+    /// released (see [`crate::Socket::plug`]).
+    pub fn plug(&self) -> Result<(), Error> {
+        self.commit(Commit::Plug).map(|_| ())
+    }
+
+    /// Output commit: releases the oldest closed epoch (see
+    /// [`crate::Socket::release_one`]).
+    pub fn release_one(&self) -> Result<usize, Error> {
+        self.commit(Commit::ReleaseOne)
+    }
+
+    /// Output commit: releases everything and stops holding (see
+    /// [`crate::Socket::release_all`]).
+    pub fn release_all(&self) -> Result<usize, Error> {
+        self.commit(Commit::ReleaseAll)
+    }
+
+    fn commit(&self, op: Commit) -> Result<usize, Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let r = sh.output_commit(&mut st, op);
         sh.unlock(st);
         r
     }

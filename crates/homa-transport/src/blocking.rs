@@ -53,7 +53,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use homa_proto::Instant;
 
-use crate::shared::{Metrics, Offloads, Received, Request, Role, Shared, State, Stats, Waiter};
+use crate::shared::{
+    Commit, Metrics, Offloads, Received, Request, Role, Shared, State, Stats, Waiter,
+};
 use crate::sys::{self, Ready};
 use crate::{Config, Error};
 
@@ -304,6 +306,38 @@ impl Socket {
         let sh = self.shared();
         let mut st = sh.lock();
         let r = sh.abort(&mut st, id);
+        sh.unlock(st);
+        r
+    }
+
+    /// Output commit (as Linux's `sch_plug`, used by checkpointing
+    /// systems): starts a new epoch. Requests and responses sent from now
+    /// on are held, invisible to peers, until their epoch is released by
+    /// [`Socket::release_one`] or [`Socket::release_all`]; order within
+    /// and across epochs is kept. Held messages count against the send cap,
+    /// so a send that waits for room while everything is held waits until
+    /// another thread releases (or its deadline passes).
+    pub fn plug(&self) -> Result<(), Error> {
+        self.commit(Commit::Plug).map(|_| ())
+    }
+
+    /// Output commit: releases the oldest epoch that a later
+    /// [`Socket::plug`] closed. Returns how many messages it released (0
+    /// when no epoch is closed yet).
+    pub fn release_one(&self) -> Result<usize, Error> {
+        self.commit(Commit::ReleaseOne)
+    }
+
+    /// Output commit: releases every held message and stops holding until
+    /// the next [`Socket::plug`]. Returns how many messages it released.
+    pub fn release_all(&self) -> Result<usize, Error> {
+        self.commit(Commit::ReleaseAll)
+    }
+
+    fn commit(&self, op: Commit) -> Result<usize, Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let r = sh.output_commit(&mut st, op);
         sh.unlock(st);
         r
     }

@@ -565,6 +565,23 @@ impl Shared {
         true
     }
 
+    /// Output commit on this socket: see [`Commit`].
+    pub(crate) fn output_commit(&self, st: &mut State, op: Commit) -> Result<usize, Error> {
+        if st.closed {
+            return Err(st.closed_error());
+        }
+        let now = self.now();
+        let released = match op {
+            Commit::Plug => st.ep.plug(self.port).map(|()| 0),
+            Commit::ReleaseOne => st.ep.release_one(self.port),
+            Commit::ReleaseAll => st.ep.release_all(self.port),
+        }
+        .map_err(Error::from_proto)?;
+        // Released messages are output now.
+        self.after_command(st, now);
+        Ok(released)
+    }
+
     /// Forgets a call whose handle was dropped, aborting it if still alive.
     pub(crate) fn forget(&self, st: &mut State, id: u64) {
         if let Some(c) = st.calls.remove(&id) {
@@ -1443,4 +1460,16 @@ mod tests {
             SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 0, 3))
         );
     }
+}
+
+/// The output-commit operations of a socket (modelled on Linux's `sch_plug`
+/// queueing discipline); see [`homa_proto::Endpoint::plug`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Commit {
+    /// Start a new epoch whose outgoing messages are held.
+    Plug,
+    /// Release the oldest epoch a later plug closed.
+    ReleaseOne,
+    /// Release everything and stop holding.
+    ReleaseAll,
 }
