@@ -13,7 +13,10 @@ use homa_workload::{SizeSpec, Variant};
 
 use crate::config::parse_duration;
 use crate::time::us;
-use crate::{report, Cutoffs, Mode, NicMode, Progress, Results, SimConfig, SimError, Simulator};
+use crate::{
+    report, CaptureParams, Cutoffs, Mode, NicMode, Progress, Results, SimConfig, SimError,
+    Simulator,
+};
 
 /// Why [`execute`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +196,17 @@ pub struct SimArgs {
     /// Also write the SVG plot here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Write the Homa packets the --capture-hosts send and receive to this
+    /// pcap file (host h is 10.0.0.1 + h; simulated time; open with
+    /// tools/wireshark/homa.lua).
+    #[arg(long, value_name = "FILE.pcap")]
+    pub capture: Option<PathBuf>,
+    /// Hosts to capture, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0", requires = "capture")]
+    pub capture_hosts: Vec<u32>,
+    /// At most this many packets are written to the capture.
+    #[arg(long, default_value_t = CaptureParams::DEFAULT_LIMIT, requires = "capture")]
+    pub capture_limit: u64,
     /// Do not print the results table on stdout.
     #[arg(short, long)]
     pub quiet: bool,
@@ -278,6 +292,11 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     c.run.drain = a.drain.unwrap_or(a.duration);
     c.run.references_only = a.references_only;
     c.seed = a.seed;
+    c.capture = a.capture.as_ref().map(|path| CaptureParams {
+        path: path.clone(),
+        hosts: a.capture_hosts.clone(),
+        limit: a.capture_limit,
+    });
     c.validate()?;
     Ok(c)
 }
@@ -365,6 +384,19 @@ pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
         },
         true,
     );
+    if let (Some(s), Some(c)) = (sim.capture_stats(), &cfg.capture) {
+        eprintln!(
+            "capture: {} packets of host(s) {:?} written to {}{}",
+            s.written,
+            c.hosts,
+            c.path.display(),
+            if s.beyond_limit > 0 {
+                format!(" ({} more beyond --capture-limit)", s.beyond_limit)
+            } else {
+                String::new()
+            }
+        );
+    }
     let table = report::table(&results);
     let csv = report::csv(&results);
     let svg = report::plot(&[("", &results)]);

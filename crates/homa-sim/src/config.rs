@@ -8,6 +8,7 @@
 //! with the workload, into the `homa_proto::Config` every endpoint gets.
 
 use core::time::Duration;
+use std::path::PathBuf;
 
 use homa_proto::config::{ETH_OVERHEAD, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use homa_proto::wire::DataHeader;
@@ -444,6 +445,33 @@ impl Default for RunParams {
     }
 }
 
+/// A packet capture of some hosts (see [`crate::capture`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureParams {
+    /// The pcap file to write (created or truncated).
+    pub path: PathBuf,
+    /// Hosts whose sent and received packets are recorded (at least one;
+    /// each below [`Topology::hosts`]).
+    pub hosts: Vec<u32>,
+    /// Records written at most; later packets are counted, not written.
+    pub limit: u64,
+}
+
+impl CaptureParams {
+    /// Default of [`limit`](Self::limit): a million records, at most about
+    /// 1.5 GB with 1500-byte packets.
+    pub const DEFAULT_LIMIT: u64 = 1_000_000;
+
+    /// A capture of host 0 into `path`, with the default limit.
+    pub fn new(path: impl Into<PathBuf>) -> CaptureParams {
+        CaptureParams {
+            path: path.into(),
+            hosts: vec![0],
+            limit: CaptureParams::DEFAULT_LIMIT,
+        }
+    }
+}
+
 /// A whole experiment. The same configuration and seed always give the
 /// same results, byte for byte.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -461,6 +489,9 @@ pub struct SimConfig {
     /// Seed of every random choice (arrivals, sizes, destinations, packet
     /// spraying, endpoint seeds).
     pub seed: u64,
+    /// Write the packets of some hosts to a pcap file (off by default).
+    /// Observing only: the results are the same with or without it.
+    pub capture: Option<CaptureParams>,
 }
 
 impl SimConfig {
@@ -502,6 +533,14 @@ impl SimConfig {
         {
             if n == 0 || n > self.proto.num_priorities {
                 return bad("unscheduled levels must be 1..=priorities");
+            }
+        }
+        if let Some(c) = &self.capture {
+            if c.hosts.is_empty() {
+                return bad("a capture needs at least one host");
+            }
+            if c.hosts.iter().any(|&h| h >= t.hosts()) {
+                return bad("capture host out of range");
             }
         }
         if self.proto.overcommit.is_some_and(|n| n == 0 || n > 8) {

@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use homa_proto::wire::{common::field, DataHeader, PacketType};
 use homa_workload::Rng;
 
+use crate::capture::Capture;
 use crate::config::{Topology, WIRE_OVERHEAD};
 use crate::queue::EventQueue;
 use crate::sim::Ev;
@@ -51,6 +52,10 @@ pub(crate) struct Packet {
     pub dst: u32,
     /// Sending port (the Homa source port).
     pub sport: u16,
+    /// Destination port (the Homa destination port).
+    pub dport: u16,
+    /// IP TOS byte the endpoint asked for (for captures).
+    pub tos: u8,
     /// Homa priority level.
     pub prio: u8,
     /// Message bytes carried (DATA packets only).
@@ -291,6 +296,10 @@ pub(crate) struct Fabric {
     /// Per destination host: DATA packets waiting in a ToR uplink or
     /// aggregation queue.
     pub data_queued_fabric: Vec<u32>,
+    /// The packet capture, if one was asked for: sees every packet a NIC
+    /// starts sending (here) and every packet delivered to a host (the
+    /// simulator).
+    pub capture: Option<Capture>,
 }
 
 impl Fabric {
@@ -372,6 +381,7 @@ impl Fabric {
             rx_pending: vec![0; hosts as usize],
             data_in_net: vec![0; hosts as usize],
             data_queued_fabric: vec![0; hosts as usize],
+            capture: None,
         }
     }
 
@@ -531,6 +541,11 @@ impl Fabric {
             p.wake_at = None;
         }
         let (kind, switch) = (p.kind, p.switch);
+        if kind == PortKind::Nic {
+            if let Some(c) = self.capture.as_mut() {
+                c.sent(now, self.pkts.get(pkt));
+            }
+        }
         if switch != NONE {
             self.switches[switch as usize].occupancy -= u64::from(wire);
         }

@@ -38,7 +38,8 @@
 //! ```
 //!
 //! Modules: [`config`] (what to simulate), [`sim`] (hosts, applications,
-//! event loop), `fabric` (internal: ports, switches, routing),
+//! event loop), `fabric` (internal: ports, switches, routing), [`capture`]
+//! (pcap files of chosen hosts' packets),
 //! [`analytic`] (unloaded times), `ideal` (internal: the reference
 //! schedules results are compared with), [`results`] (statistics), [`report`]
 //! (table, CSV), [`svg`] (plots), [`queue`] (the event queue), [`time`].
@@ -47,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytic;
+pub mod capture;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
@@ -59,8 +61,10 @@ pub mod sim;
 pub mod svg;
 pub mod time;
 
+pub use capture::CaptureStats;
 pub use config::{
-    Cutoffs, HostParams, Mode, NicMode, ProtoParams, RunParams, SimConfig, Topology, Traffic,
+    CaptureParams, Cutoffs, HostParams, Mode, NicMode, ProtoParams, RunParams, SimConfig, Topology,
+    Traffic,
 };
 pub use results::Results;
 pub use sim::{run, Progress, Simulator};
@@ -81,6 +85,9 @@ pub enum SimError {
     /// The workload could not be built.
     #[error(transparent)]
     Workload(homa_workload::Error),
+    /// The packet capture file could not be created or written.
+    #[error("packet capture {0}")]
+    Capture(String),
     /// A simulator runs once.
     #[error("this simulator has already run")]
     AlreadyRan,

@@ -41,6 +41,7 @@ use homa_workload::{rate_for_load, Poisson, Rng, SizeDist};
 use slab::Slab;
 
 use crate::analytic::Unloaded;
+use crate::capture::{Capture, CaptureStats};
 use crate::config::{Mode, NicMode, SimConfig};
 use crate::fabric::{Fabric, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
@@ -321,6 +322,9 @@ impl Simulator {
             dist,
             cfg: cfg.clone(),
         };
+        if let Some(c) = &cfg.capture {
+            sim.fabric.capture = Some(Capture::create(c, t.hosts())?);
+        }
         sim.fabric.window.start = sim.warmup;
         sim.fabric.window.end = arrivals_end;
         for h in 0..t.hosts() {
@@ -445,7 +449,16 @@ impl Simulator {
         }
         progress(&self.progress());
         self.probe();
+        if let Some(c) = self.fabric.capture.as_mut() {
+            c.finish()?;
+        }
         Ok(self.results())
+    }
+
+    /// What the packet capture wrote, if one was configured (final once
+    /// [`run`](Self::run) has returned).
+    pub fn capture_stats(&self) -> Option<CaptureStats> {
+        self.fabric.capture.as_ref().map(|c| c.stats())
     }
 
     fn progress(&self) -> Progress {
@@ -684,6 +697,9 @@ impl Simulator {
         let now = instant(self.now);
         let p = self.fabric.pkts.get(pkt);
         let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(BASE_IP + p.src)), p.sport);
+        if let Some(c) = self.fabric.capture.as_mut() {
+            c.received(self.now, p);
+        }
         self.hosts[h as usize].ep.handle_datagram(now, src, &p.buf);
         self.fabric.delivered(pkt);
         self.after_input(h);
@@ -764,6 +780,8 @@ impl Simulator {
             p.src = h;
             p.dst = dst;
             p.sport = t.src_port;
+            p.dport = t.destination.port();
+            p.tos = t.tos;
             p.prio = t.priority;
             p.classify();
             self.fabric.inject(port, id, 0, now, &mut self.q);
