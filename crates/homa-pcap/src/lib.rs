@@ -8,7 +8,8 @@
 //! this crate; `tools/wireshark/homa.lua` dissects the Homa part.
 //!
 //! This crate does not capture anything itself: callers hand it the
-//! datagrams they send and receive.
+//! datagrams they send and receive. [`tshark`] decodes a capture with the
+//! shipped dissector (what the capture tests of every crate use).
 
 #![warn(missing_docs)]
 
@@ -202,6 +203,60 @@ fn checksum(parts: &[&[u8]]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+pub mod tshark {
+    //! Decoding captures with `tshark` and the Homa dissector shipped in
+    //! `tools/wireshark/homa.lua`.
+
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Path of the dissector in the repository.
+    pub fn dissector() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/wireshark/homa.lua")
+    }
+
+    /// True if a working `tshark` is on the `PATH`.
+    pub fn available() -> bool {
+        Command::new("tshark")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Decodes `pcap` with the dissector, keeping the packets that match the
+    /// display `filter` (all if `None`), and returns one row per packet with
+    /// the values of `fields` (tshark `-e` names; empty when absent). Fields
+    /// holding several values are joined with commas and so split into
+    /// further columns. Errors carry tshark's message.
+    pub fn fields(
+        pcap: &Path,
+        filter: Option<&str>,
+        fields: &[&str],
+    ) -> Result<Vec<Vec<String>>, String> {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-X")
+            .arg(format!("lua_script:{}", dissector().display()))
+            .arg("-r")
+            .arg(pcap);
+        if let Some(f) = filter {
+            cmd.args(["-Y", f]);
+        }
+        cmd.args(["-T", "fields", "-E", "separator=,"]);
+        for f in fields {
+            cmd.args(["-e", f]);
+        }
+        let out = cmd.output().map_err(|e| format!("running tshark: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect())
+    }
 }
 
 #[cfg(test)]

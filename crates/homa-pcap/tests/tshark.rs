@@ -3,25 +3,17 @@
 //! Skipped (with a reason) when tshark is not installed.
 
 use std::cell::RefCell;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use homa_pcap::PcapWriter;
+use homa_pcap::{tshark, PcapWriter};
 use homa_proto::testnet::{Limits, Network, Verdict};
 use homa_proto::{Config, Event};
 
-fn tshark() -> Option<()> {
-    match Command::new("tshark").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(()),
-        _ => None,
-    }
-}
-
 #[test]
 fn tshark_decodes_a_captured_exchange() {
-    if tshark().is_none() {
+    if !tshark::available() {
         eprintln!("skipping: tshark not installed");
         return;
     }
@@ -71,49 +63,25 @@ fn tshark_decodes_a_captured_exchange() {
     let records = writer.borrow().records();
     drop(writer);
     drop(net);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tools/wireshark/homa.lua"
-    );
-    let out = Command::new("tshark")
-        .args(["-X", &format!("lua_script:{script}"), "-r"])
-        .arg(&path)
-        .args([
-            "-Y",
-            "homa",
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
+    let rows = tshark::fields(
+        &path,
+        Some("homa"),
+        &[
             "homa.type_name",
-            "-e",
             "homa.sender_id",
-            "-e",
             "homa.data.message_length",
-            "-e",
             "homa.data.offset",
-            "-e",
             "homa.data.payload_length",
-            "-e",
             "homa.grant.offset",
-            "-e",
             "ip.dsfield",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     if std::env::var_os("HOMA_KEEP_PCAP").is_none() {
         let _ = std::fs::remove_file(&path);
     } else {
         eprintln!("capture kept at {}", path.display());
     }
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let rows = rows.unwrap();
     assert_eq!(
         rows.len() as u64,
         records,
@@ -121,11 +89,11 @@ fn tshark_decodes_a_captured_exchange() {
     );
     let of = |t: &str| rows.iter().filter(|r| r[0] == t).count();
     // The request's DATA (client id), the response's DATA (id | 1).
-    let req: Vec<&Vec<&str>> = rows
+    let req: Vec<&Vec<String>> = rows
         .iter()
         .filter(|r| r[0] == "DATA" && r[1] == id.to_string())
         .collect();
-    let resp: Vec<&Vec<&str>> = rows
+    let resp: Vec<&Vec<String>> = rows
         .iter()
         .filter(|r| r[0] == "DATA" && r[1] == (id | 1).to_string())
         .collect();

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use homa_pcap::tshark;
 use homa_proto::wire::{Body, PacketType, Repr};
 use homa_sim::sim::{host_addr, PORT};
 use homa_sim::{report, CaptureParams, SimConfig, SimError, Simulator};
@@ -382,43 +383,23 @@ fn capture__cli_flags_select_hosts_and_limit() {
 
 #[test]
 fn capture__tshark_decodes_it_with_the_lua_dissector() {
-    match Command::new("tshark").arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            eprintln!("skipping: tshark not installed");
-            return;
-        }
+    if !tshark::available() {
+        eprintln!("skipping: tshark not installed");
+        return;
     }
     let file = TempFile::new("tshark");
     let (mut sim, _) = few_messages(&file);
     sim.run(|_| {}).unwrap();
     let recs = read_pcap(&std::fs::read(&file.0).unwrap());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tools/wireshark/homa.lua"
-    );
-    let out = Command::new("tshark")
-        .args(["-X", &format!("lua_script:{script}"), "-r"])
-        .arg(&file.0)
-        .args(["-Y", "homa", "-T", "fields", "-E", "separator=,"])
-        .args(["-e", "homa.type_name", "-e", "ip.src", "-e", "ip.dst"])
-        .args([
-            "-e",
-            "udp.srcport",
-            "-e",
-            "ip.dsfield",
-            "-e",
-            "frame.time_epoch",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let fields = [
+        "homa.type_name",
+        "ip.src",
+        "ip.dst",
+        "udp.srcport",
+        "ip.dsfield",
+        "frame.time_epoch",
+    ];
+    let rows = tshark::fields(&file.0, Some("homa"), &fields).unwrap();
     assert_eq!(rows.len(), recs.len(), "every record decodes as Homa");
     for (row, rec) in rows.iter().zip(&recs) {
         let ty = PacketType::try_from(rec.homa[homa_proto::wire::common::field::TYPE]).unwrap();
@@ -436,6 +417,6 @@ fn capture__tshark_decodes_it_with_the_lua_dissector() {
         assert_eq!(row[5], want);
     }
     for t in ["DATA", "GRANT", "CUTOFFS"] {
-        assert!(rows.iter().any(|r| r[0] == t), "no {t} in {text}");
+        assert!(rows.iter().any(|r| r[0] == t), "no {t} in {rows:?}");
     }
 }

@@ -345,11 +345,7 @@ impl AsyncSocket {
     /// Aborts outstanding call `id`; its future resolves to
     /// [`Error::Aborted`]. False if no such call is outstanding.
     pub fn abort(&self, id: u64) -> bool {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.abort(&mut st, id);
-        sh.unlock(st);
-        r
+        self.shared().locked(|sh, st| sh.abort(st, id))
     }
 
     /// Output commit: starts a new epoch whose messages are held until
@@ -371,19 +367,12 @@ impl AsyncSocket {
     }
 
     fn commit(&self, op: Commit) -> Result<usize, Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.output_commit(&mut st, op);
-        sh.unlock(st);
-        r
+        self.shared().locked(|sh, st| sh.output_commit(st, op))
     }
 
     /// Closes the socket now (see [`crate::Socket::close`]).
     pub fn close(&self) {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        sh.close(&mut st);
-        sh.unlock(st);
+        self.shared().locked(|sh, st| sh.close(st));
     }
 }
 

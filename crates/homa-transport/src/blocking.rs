@@ -303,11 +303,7 @@ impl Socket {
     /// [`Error::Aborted`]. The server is not told. False if no such call is
     /// outstanding.
     pub fn abort(&self, id: u64) -> bool {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.abort(&mut st, id);
-        sh.unlock(st);
-        r
+        self.shared().locked(|sh, st| sh.abort(st, id))
     }
 
     /// Output commit (as Linux's `sch_plug`, used by checkpointing
@@ -335,21 +331,14 @@ impl Socket {
     }
 
     fn commit(&self, op: Commit) -> Result<usize, Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.output_commit(&mut st, op);
-        sh.unlock(st);
-        r
+        self.shared().locked(|sh, st| sh.output_commit(st, op))
     }
 
     /// Closes the socket now: outstanding calls and waiting threads fail
     /// with [`Error::Closed`], unanswered requests are forgotten. Other
     /// handles stay valid but every operation fails.
     pub fn close(&self) {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        sh.close(&mut st);
-        sh.unlock(st);
+        self.shared().locked(|sh, st| sh.close(st));
     }
 }
 

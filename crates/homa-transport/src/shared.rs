@@ -442,6 +442,14 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` under the lock, then unlocks (waking whoever it completed).
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&Shared, &mut State) -> R) -> R {
+        let mut st = self.lock();
+        let r = f(self, &mut st);
+        self.unlock(st);
+        r
+    }
+
     /// Releases the lock, then wakes whoever the last operation completed.
     pub(crate) fn unlock(&self, mut st: MutexGuard<'_, State>) {
         if std::mem::take(&mut st.kick_driver) {

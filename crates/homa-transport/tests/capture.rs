@@ -9,9 +9,9 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{pattern, HANG};
+use homa_pcap::tshark;
 use homa_proto::wire::{Body, Repr};
 use homa_transport::{Config, Error, Socket};
 
@@ -179,39 +179,18 @@ fn capture__records_a_real_exchange_with_real_addresses() {
 
 /// Decodes the server's capture with tshark and the Lua dissector.
 fn tshark_check(path: &Path) {
-    let available = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
+    if !tshark::available() {
         eprintln!("skipping the tshark decode: tshark is not installed");
         return;
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tools/wireshark/homa.lua"
-    );
-    let out = Command::new("tshark")
-        .args(["-X", &format!("lua_script:{script}"), "-r"])
-        .arg(path)
-        .args(["-T", "fields", "-E", "separator=,"])
-        .args(["-e", "homa.type_name", "-e", "ip.src", "-e", "ip.dst"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let rows = tshark::fields(path, None, &["homa.type_name", "ip.src", "ip.dst"]).unwrap();
     assert_eq!(rows.len(), read_pcap(path).len());
     for r in &rows {
         assert!(!r[0].is_empty(), "every packet decodes as Homa: {r:?}");
-        assert_eq!((r[1], r[2]), ("127.0.0.1", "127.0.0.1"), "{r:?}");
+        assert_eq!((&*r[1], &*r[2]), ("127.0.0.1", "127.0.0.1"), "{r:?}");
     }
     for ty in ["DATA", "GRANT"] {
-        assert!(rows.iter().any(|r| r[0] == ty), "no {ty} in {text}");
+        assert!(rows.iter().any(|r| r[0] == ty), "no {ty} in {rows:?}");
     }
 }
 
