@@ -100,6 +100,28 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a server with `counters` serving threads, with the
+    /// per-second reporter started if asked for.
+    fn start(
+        opts: Options,
+        addrs: Vec<SocketAddr>,
+        counters: usize,
+        sockets: Vec<Socket>,
+    ) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            counters: (0..counters).map(|_| Counter::default()).collect(),
+            sockets: Mutex::new(sockets),
+            addrs,
+            started: Instant::now(),
+            opts,
+        });
+        if shared.opts.report {
+            let s = Arc::clone(&shared);
+            std::thread::spawn(move || reporter(s));
+        }
+        shared
+    }
+
     fn totals(&self) -> (u64, u64, u64) {
         self.counters.iter().fold((0, 0, 0), |(r, i, o), c| {
             (
@@ -271,19 +293,7 @@ fn run_homa(opts: Options) -> Result<()> {
     let addrs: Vec<SocketAddr> = sockets.iter().map(Socket::local_addr).collect();
     print_listening(&addrs)?;
     let threads = opts.threads.max(1);
-    let shared = Arc::new(Shared {
-        counters: (0..sockets.len() * threads)
-            .map(|_| Counter::default())
-            .collect(),
-        sockets: Mutex::new(sockets.clone()),
-        addrs,
-        started: Instant::now(),
-        opts,
-    });
-    if shared.opts.report {
-        let s = Arc::clone(&shared);
-        std::thread::spawn(move || reporter(s));
-    }
+    let shared = Shared::start(opts, addrs, sockets.len() * threads, sockets.clone());
     let mut handles = Vec::new();
     for (p, sock) in sockets.into_iter().enumerate() {
         for k in 0..threads {
@@ -349,17 +359,7 @@ fn run_tcp(opts: Options) -> Result<()> {
             .map(|l| l.local_addr())
             .collect::<std::io::Result<Vec<_>>>()?;
         print_listening(&addrs)?;
-        let shared = Arc::new(Shared {
-            counters: (0..listeners.len()).map(|_| Counter::default()).collect(),
-            sockets: Mutex::new(Vec::new()),
-            addrs,
-            started: Instant::now(),
-            opts,
-        });
-        if shared.opts.report {
-            let s = Arc::clone(&shared);
-            std::thread::spawn(move || reporter(s));
-        }
+        let shared = Shared::start(opts, addrs, listeners.len(), Vec::new());
         let mut tasks = Vec::new();
         for (p, l) in listeners.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
