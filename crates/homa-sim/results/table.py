@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints the Markdown tables of README.md from the reports (<name>.txt) in
-this directory: python3 table.py w1-80 w2-80 ... (one row per report)."""
+this directory: python3 table.py w1-80@10 w2-80@10 ... (one row per report;
+@ms is when arrivals end, where the unfinished-work columns stop)."""
 import re
 import sys
 
@@ -28,7 +29,12 @@ def parse(name):
 
 
 def main(names):
-    rows = [parse(n) for n in names]
+    rows = []
+    for arg in names:
+        name, _, end = arg.partition("@")
+        r = parse(name)
+        r["end"] = float(end) if end else None
+        rows.append(r)
     print("| run | short 10% (<= B) P99 | all P99 | per-bucket P99 (upper bound: P99) "
           "| util DATA (generated; ideal, matching) | idle w/ pending | max ToR / agg buffer | retx |")
     print("|---|---|---|---|---|---|---|---|")
@@ -38,10 +44,10 @@ def main(names):
               f"| {r['util']}% ({r['gen']}%; {r['ideal']}%, {r['match']}%) | {r['idle']}% "
               f"| {r['tor']} / {r['agg']} | {r['retx']} |")
     print()
-    print("| run | unfinished work at 10% of the run | 50% | last sample |")
+    print("| run | unfinished work at 10% of the run | 50% | end of arrivals |")
     print("|---|---|---|---|")
     for r in rows:
-        pts = [p for p in r["unfinished"] if int(p[1]) >= 0]
+        pts = [p for p in r["unfinished"] if r["end"] is None or float(p[0]) <= r["end"] + 1e-9]
         if len(pts) < 3:
             continue
         end = pts[-1]
