@@ -37,7 +37,21 @@ fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> u
     let server = lab
         .in_namespace(to, move || {
             let s = UdpSocket::bind(bind).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300)))
+            // Room for every datagram even if this thread is not scheduled
+            // until the sender is done (a busy machine), so that only the
+            // lab's own drops lose datagrams (root: the FORCE variant).
+            let size: libc::c_int = 16 << 20;
+            // SAFETY: setsockopt with a valid fd and int option.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    &size as *const _ as *const libc::c_void,
+                    4,
+                );
+            }
+            s.set_read_timeout(Some(Duration::from_millis(1000)))
                 .unwrap();
             tx.send(()).unwrap();
             let mut buf = [0u8; 100];
