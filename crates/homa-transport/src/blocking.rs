@@ -26,9 +26,9 @@
 //! UDP round trip is 7–9 µs. An I/O thread would therefore either multiply
 //! the round trip of small RPCs several times, or need a second spinning
 //! thread per socket, which a 2-core machine running client and server
-//! cannot give. (`homa compare` on that machine, busy polling, medians of
-//! five runs: Homa P50 13.3 µs against 9.1 µs for raw UDP and 15.0 µs for
-//! TCP; blocking: 120 µs against 85 µs and 96 µs.)
+//! cannot give. (`homa compare` on that machine, quiet, medians of five
+//! runs: busy polling, Homa P50 12.1 µs against 9.0 µs for raw UDP and
+//! 13.8 µs for TCP; blocking, 94.8 µs against 89.3 µs and 108.4 µs.)
 //!
 //! Progress must not depend on the application being inside the socket,
 //! though: a server that replied with a long response and went to compute
