@@ -123,8 +123,8 @@ pub struct Config {
     /// Lower bound on the age of a hole before fast recovery requests it.
     pub min_gap_age: Duration,
     /// Finished request ids remembered individually per client for
-    /// at-most-once; older ones are covered by a floor (see
-    /// [`peer`](crate::peer)).
+    /// at-most-once; older ones are covered by a floor (the `peer` module's
+    /// documentation describes the mechanism).
     pub done_ids_per_peer: usize,
     /// How long finished ids are remembered individually. Must exceed
     /// `timeout`.

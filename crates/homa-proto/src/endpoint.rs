@@ -205,7 +205,8 @@ pub(crate) struct Control {
     pub(crate) repr: Repr,
 }
 
-/// Host-wide Homa state: see the [module documentation](self).
+/// Host-wide Homa state (like the kernel's `struct homa`): see the
+/// [crate documentation](crate) for the driver contract.
 pub struct Endpoint {
     pub(crate) config: Config,
     pub(crate) seg_v4: u32,
@@ -801,7 +802,7 @@ impl Endpoint {
         }
         self.xmit_unqueue(key, rpc.seq, rpc.xmit_key);
         if let Some(m) = &rpc.msgin {
-            self.uncharge_rx(rpc.peer, rpc.port, m.buffer_len());
+            self.uncharge_rx(rpc.peer, rpc.port, crate::incoming::rx_charge(m));
         }
         if let Some(m) = &rpc.msgout {
             self.uncharge_tx(rpc.port, m.length());

@@ -294,7 +294,7 @@ impl Endpoint {
         rpc.waiting = Some((m.length(), m.unsched_end));
         self.mem_waiters.insert((m.length(), seq, key));
         self.stats.evictions += 1;
-        self.uncharge_rx(peer, port, m.buffer_len());
+        self.uncharge_rx(peer, port, crate::incoming::rx_charge(&m));
     }
 
     /// Grants the oldest responsive message `fifo_grant_increment` more

@@ -13,7 +13,7 @@ use crate::rpc::{local_id, Probe, Rpc, RpcState};
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
 };
-use crate::{Event, Instant};
+use crate::{Event, Instant, DELIVERED_OVERHEAD};
 
 /// A packet that may answer a round-trip probe.
 #[derive(Debug, Clone, Copy)]
@@ -237,11 +237,11 @@ impl Endpoint {
             };
             let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
             let need = MsgIn::capacity_for(len, incoming.min(len)) as u64;
-            if need > self.rx_available(peer, port) {
+            if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 continue;
             }
             let msgin = MsgIn::new(len, incoming, now);
-            let charged = self.charge_rx(peer, port, msgin.buffer_len());
+            let charged = self.charge_rx(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.mem_waiters.remove(&(len, seq, key));
             let rpc = &mut self.rpcs[key];
@@ -306,7 +306,7 @@ impl Endpoint {
             // and only the buffer the grant needs is reserved.
             let incoming = h.incoming.min(self.config.max_unscheduled);
             let need = MsgIn::capacity_for(h.message_length, incoming.min(h.message_length));
-            if need as u64 > self.rx_available(peer, port) {
+            if need as u64 + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 // No memory: the message waits, in SRPT order, for a buffer;
                 // its packets are dropped until then.
                 self.stats.no_buffer_space += 1;
@@ -332,7 +332,7 @@ impl Endpoint {
             } else {
                 let msgin = MsgIn::new(h.message_length, incoming, now);
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
-                let charged = self.charge_rx_checked(peer, port, msgin.buffer_len());
+                let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
                 debug_assert!(charged, "every RPC's peer has state");
                 self.rpcs[key].msgin = Some(msgin);
                 // The message joins the grant scheduler now, whatever becomes
@@ -396,8 +396,8 @@ impl Endpoint {
     fn message_complete(&mut self, key: usize) {
         self.grant_remove(key);
         let msgin = self.rpcs[key].msgin.take().expect("complete message");
-        let buffer = msgin.buffer_len();
-        self.deliver(key, msgin.into_vec(), buffer);
+        let charged = rx_charge(&msgin);
+        self.deliver(key, msgin.into_vec(), charged);
     }
 
     /// Hands a complete message to the application and returns the
@@ -637,4 +637,12 @@ impl Endpoint {
         self.stats.server_rpcs_acked += 1;
         self.free_rpc(key);
     }
+}
+
+/// Receive budget an incoming message's buffer takes: the buffer, plus the
+/// [`DELIVERED_OVERHEAD`] the message will count once delivered (reserved
+/// from the start, so that delivering never takes the socket past its
+/// budget).
+pub(crate) fn rx_charge(m: &MsgIn) -> u32 {
+    m.buffer_len().saturating_add(DELIVERED_OVERHEAD as u32)
 }

@@ -68,5 +68,6 @@ pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
 pub use grant::IncomingMessage;
 pub use pacer::OutgoingMessage;
 pub use rng::Rng;
+pub use socket::DELIVERED_OVERHEAD;
 pub use stats::Stats;
 pub use time::Instant;

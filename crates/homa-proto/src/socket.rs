@@ -13,7 +13,10 @@
 //! frees, the shortest waiting message gets its buffer and a RESEND for
 //! everything its sender sent (reference 4.9, the kernel's buffer pool).
 //! Nothing is lost, and an application that stops reading slows its senders
-//! instead of growing memory.
+//! instead of growing memory. Each delivered message counts
+//! [`DELIVERED_OVERHEAD`] bytes beyond its length, so that a flood of tiny
+//! messages exhausts the budget as well (and slows its senders) before the
+//! bookkeeping of held messages grows large.
 //!
 //! # Send cap
 //!
@@ -42,12 +45,18 @@ use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, Error};
 
+/// Bytes of receive budget a delivered message takes beyond its length
+/// while the application holds it: an estimate of the memory around each
+/// message (its allocation, the handle, a runtime's queue entry).
+pub const DELIVERED_OVERHEAD: u64 = 1024;
+
 /// State of one socket.
 #[derive(Debug)]
 pub(crate) struct Socket {
     /// Accepts requests.
     pub server: bool,
-    /// Delivered message bytes the application still holds.
+    /// Delivered message bytes the application still holds, with
+    /// [`DELIVERED_OVERHEAD`] for each message.
     pub held: Arc<AtomicU64>,
     /// Buffer bytes of incoming messages being assembled for this socket.
     pub assembling: u64,
@@ -82,7 +91,8 @@ impl Socket {
     /// Wraps a delivered message so that dropping it returns its bytes to
     /// this socket's budget.
     pub fn deliver(&self, data: Vec<u8>) -> Bytes {
-        self.held.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.held
+            .fetch_add(data.len() as u64 + DELIVERED_OVERHEAD, Ordering::Relaxed);
         Bytes::from_owner(Delivered {
             data,
             held: self.held.clone(),
@@ -104,8 +114,10 @@ impl AsRef<[u8]> for Delivered {
 
 impl Drop for Delivered {
     fn drop(&mut self) {
-        self.held
-            .fetch_sub(self.data.len() as u64, Ordering::Relaxed);
+        self.held.fetch_sub(
+            self.data.len() as u64 + DELIVERED_OVERHEAD,
+            Ordering::Relaxed,
+        );
     }
 }
 

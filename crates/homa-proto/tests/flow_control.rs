@@ -201,6 +201,90 @@ fn reader_that_stops__senders_wait_then_finish() {
 }
 
 #[test]
+fn tiny_messages__count_against_the_budget_and_all_arrive() {
+    // 64 KiB hold at most 63 messages of 10 bytes with their overhead.
+    let budget = 64 << 10;
+    let config = Config {
+        socket_rx_budget: budget,
+        max_rx_bytes_per_peer: budget,
+        max_message_length: 32 << 10,
+        ..Config::default()
+    };
+    let mut net = network(24, 3, &config);
+    net.endpoint(0).open_socket(SERVER_PORT).unwrap();
+    let mut reqs = Vec::new();
+    for s in 1..=2 {
+        let port = net.endpoint(s).open_socket(0).unwrap();
+        for i in 0..150 {
+            let req = pattern(s as u64 * 1000 + i, 10);
+            let now = net.now();
+            let dest = net.addr(0, SERVER_PORT);
+            net.endpoint(s)
+                .send_request(now, port, dest, req.clone())
+                .unwrap();
+            reqs.push(req);
+        }
+    }
+    // The application takes nothing for 300 ms.
+    let mut held = Vec::new();
+    let stop = net.now() + Duration::from_millis(300);
+    while net.now() < stop {
+        if !net.step() {
+            break;
+        }
+        let used = net.endpoint(0).rx_used(SERVER_PORT);
+        assert!(
+            used <= budget + homa_proto::DELIVERED_OVERHEAD + 10,
+            "{used}"
+        );
+        held.extend(net.take_events(0));
+    }
+    let most = (budget / (10 + homa_proto::DELIVERED_OVERHEAD)) as usize + 1;
+    assert!(held.len() <= most, "{} messages held", held.len());
+    assert!(
+        held.len() >= most - 2,
+        "the budget was used: {}",
+        held.len()
+    );
+    let timeouts =
+        |net: &mut Network| net.endpoint(1).stats().timeouts + net.endpoint(2).stats().timeouts;
+    assert_eq!(timeouts(&mut net), 0);
+    // It reads: every request arrives, byte-exact and once.
+    let mut seen: Vec<Bytes> = Vec::new();
+    let answer = |net: &mut Network, ev: Event, seen: &mut Vec<Bytes>| {
+        if let Event::Request {
+            port,
+            peer,
+            id,
+            data,
+        } = ev
+        {
+            seen.push(Bytes::copy_from_slice(&data));
+            drop(data);
+            let now = net.now();
+            net.endpoint(0)
+                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
+                .unwrap();
+        }
+    };
+    for ev in std::mem::take(&mut held) {
+        answer(&mut net, ev, &mut seen);
+    }
+    net.run(Limits::default(), |net, h, ev| {
+        if h == 0 {
+            answer(net, ev, &mut seen);
+        }
+    })
+    .unwrap();
+    seen.sort();
+    let mut want: Vec<Bytes> = reqs;
+    want.sort();
+    assert_eq!(seen, want);
+    assert_eq!(timeouts(&mut net), 0);
+    assert_eq!(net.endpoint(0).rx_used(SERVER_PORT), 0);
+}
+
+#[test]
 fn send_cap__blocked_sender_resumes_when_room_frees() {
     let config = Config {
         max_tx_bytes_per_socket: 100_000,

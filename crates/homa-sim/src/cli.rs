@@ -184,10 +184,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 50)]
     pub sender_fifo: u32,
 
-    /// Write <name>.txt, <name>.csv and <name>.svg into this directory.
+    /// Write NAME.txt, NAME.csv and NAME.svg (NAME from --name) into this
+    /// directory.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
-    /// File name stem for --out [default: <workload>-<load%>-<mode>-s<seed>].
+    /// File name stem for --out [default: WORKLOAD-LOAD%-MODE-sSEED].
     #[arg(long)]
     pub name: Option<String>,
     /// Also write the CSV here.

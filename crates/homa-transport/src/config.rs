@@ -43,7 +43,11 @@ pub struct Config {
     /// application thread waits in it.
     pub background: Option<Duration>,
     /// Most delivered requests waiting for [`crate::Socket::recv_request`];
-    /// requests arriving beyond this are dropped (and counted).
+    /// requests arriving beyond this are dropped (and counted). A backstop:
+    /// the protocol's per-socket receive budget
+    /// (`proto.socket_rx_budget`, in which every held message counts
+    /// [`homa_proto::DELIVERED_OVERHEAD`] bytes beyond its length) holds
+    /// senders back first with the defaults.
     pub max_queued_requests: usize,
     /// Write every datagram the socket sends and receives to this pcap
     /// file (created or truncated when the socket opens; complete once it
