@@ -231,18 +231,24 @@ pub fn endpoint_program(data: &[u8]) {
     for (port, peer, id) in requests.drain(..) {
         let _ = ep.send_response(now, port, peer, id, Bytes::from_static(b"bye"));
     }
-    let mut outputs = 0;
-    for _ in 0..400 {
-        now += Duration::from_millis(50);
+    // Drive time as a runtime would: to the engine's next deadline (the
+    // pacer wakes every few microseconds while it has data), at most 50 ms
+    // at a time. Fixed 50 ms steps would starve the pacer, which sends only
+    // its backlog allowance per wake-up.
+    let end = now + Duration::from_secs(120);
+    let (mut outputs, mut steps) = (0u64, 0u64);
+    while ep.rpc_count() > 0 && now < end {
+        let step = Duration::from_millis(50);
+        let next = ep.poll_timeout().map_or(now + step, |t| t.min(now + step));
+        now = next.max(now + Duration::from_micros(1));
         ep.handle_timeout(now);
         while ep.poll_transmit(now, &mut buf).is_some() {
             outputs += 1;
             assert!(outputs < 10_000_000, "output does not stop");
         }
         while ep.poll_event().is_some() {}
-        if ep.rpc_count() == 0 {
-            break;
-        }
+        steps += 1;
+        assert!(steps < 2_000_000, "deadlines do not stop");
     }
     assert_eq!(ep.rpc_count(), 0, "every rpc ends");
     assert_eq!(ep.rx_bytes(), 0, "receive buffers reclaimed");
