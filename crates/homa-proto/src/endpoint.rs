@@ -16,8 +16,8 @@
 //!    equal-size segments, for one destination at one priority),
 //!    [`Endpoint::poll_event`] until `None`, and re-reads
 //!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
-//!    `poll_transmit` until the link frees ([`Endpoint::has_output`] says
-//!    whether anything is waiting); nothing is lost by asking later.
+//!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
+//!    says whether anything is waiting); nothing is lost by asking later.
 //!
 //! Every input takes `now`; instants must never go backwards. Outputs depend
 //! only on inputs and the seed given to [`Endpoint::new`], so a driver that

@@ -184,11 +184,11 @@ pub fn endpoint_program(data: &[u8]) {
             }
         }
         // Drain outputs; a bounded number of transmits per step.
-        // `has_output` may say yes spuriously but never no wrongly.
-        let promised = ep.has_output(now);
+        // `transmit_idle` may say no spuriously but never yes wrongly.
+        let idle = ep.transmit_idle(now);
         let mut n = 0;
         while ep.poll_transmit(now, &mut buf).is_some() {
-            assert!(n > 0 || promised, "has_output said nothing was ready");
+            assert!(n > 0 || !idle, "transmit_idle said nothing was ready");
             n += 1;
             assert!(n < 100_000, "poll_transmit does not terminate");
         }

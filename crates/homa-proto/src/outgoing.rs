@@ -28,19 +28,6 @@ impl Endpoint {
         self.transmit_data(now, buf)
     }
 
-    /// Whether [`Endpoint::poll_transmit`] may return a packet at `now`: a
-    /// cheap check for drivers that pull packets only when their link is
-    /// free. `false` means nothing can be sent; `true` means something
-    /// probably can (a pending grant pass may turn out to produce nothing).
-    pub fn has_output(&self, now: Instant) -> bool {
-        !self.control.is_empty()
-            || self.grants.dirty
-            || self.grants.next_fifo.is_some_and(|t| now >= t)
-            || !self.retx_queue.is_empty()
-            || !self.pacer.short.is_empty()
-            || (!self.pacer.srpt.is_empty() && !self.throttled(now, u32::MAX))
-    }
-
     pub(crate) fn tos(&self, level: u8) -> u8 {
         self.config.priority_map[level as usize] << 5
     }
