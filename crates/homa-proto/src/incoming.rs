@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::{AddOutcome, MsgIn};
+use crate::rpc::msgin::{AddOutcome, MsgIn, GRANT_SLACK};
 use crate::rpc::{local_id, Probe, Rpc, RpcState};
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
@@ -159,10 +159,14 @@ impl Endpoint {
         let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
         let global = self.config.max_rx_bytes.saturating_sub(self.rx_bytes);
         let per_peer = self.config.max_rx_bytes_per_peer.saturating_sub(used);
-        let socket = self.sockets.get(&port).map_or(0, |s| {
+        global.min(per_peer).min(self.socket_rx_room(port))
+    }
+
+    /// Receive memory still available under socket `port`'s budget.
+    fn socket_rx_room(&self, port: u16) -> u64 {
+        self.sockets.get(&port).map_or(0, |s| {
             self.config.socket_rx_budget.saturating_sub(s.rx_used())
-        });
-        global.min(per_peer).min(socket)
+        })
     }
 
     /// Reserves `len` receive-buffer bytes, if the budgets allow.
@@ -217,7 +221,15 @@ impl Endpoint {
     /// were dropped while the message waited). A waiting message is admitted
     /// only if it is shorter than every admitted message that is blocked for
     /// memory (SRPT: those get the memory first).
+    ///
+    /// This runs in every grant pass while messages wait, so it stops early:
+    /// every waiting message needs at least `min(length, GRANT_SLACK) +
+    /// DELIVERED_OVERHEAD` bytes, a bound that only grows along the
+    /// (shortest-first) set while the budgets only shrink during the pass.
+    /// Once the endpoint, or a socket, cannot fit it, no later message (of
+    /// that socket) fits either.
     pub(crate) fn admit_waiting(&mut self) {
+        use core::ops::Bound::{Excluded, Unbounded};
         let now = self.now;
         let blocked_min = self
             .rx_waiters
@@ -226,9 +238,20 @@ impl Endpoint {
             .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
             .min()
             .unwrap_or(u32::MAX);
-        let waiting: Vec<(u32, u64, usize)> = self.mem_waiters.iter().copied().collect();
-        for (len, seq, key) in waiting {
+        // Sockets found full in this pass.
+        let mut full_ports: Vec<u16> = Vec::new();
+        let mut next = self.mem_waiters.first().copied();
+        while let Some(entry @ (len, _, key)) = next {
+            next = self
+                .mem_waiters
+                .range((Excluded(entry), Unbounded))
+                .next()
+                .copied();
             if len >= blocked_min {
+                break;
+            }
+            let least = len.min(GRANT_SLACK) as u64 + DELIVERED_OVERHEAD;
+            if self.config.max_rx_bytes.saturating_sub(self.rx_bytes) < least {
                 break;
             }
             let rpc = &self.rpcs[key];
@@ -236,14 +259,24 @@ impl Endpoint {
                 continue;
             };
             let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
+            if full_ports.contains(&port) {
+                continue;
+            }
+            if self.socket_rx_room(port) < least {
+                full_ports.push(port);
+                if full_ports.len() >= self.sockets.len() {
+                    break;
+                }
+                continue;
+            }
             let need = MsgIn::capacity_for(len, incoming.min(len)) as u64;
             if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 continue;
             }
             let msgin = MsgIn::new(len, incoming, now);
-            let charged = self.charge_rx(peer, port, rx_charge(&msgin));
+            let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
-            self.mem_waiters.remove(&(len, seq, key));
+            self.mem_waiters.remove(&entry);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
             rpc.msgin = Some(msgin);
