@@ -82,10 +82,14 @@ fn slow_reader__twenty_senders_memory_stays_under_budget() {
                 assert!(data == want, "message from {peer} id {id} differs");
                 drop(data);
                 read += 1;
-                let now = net.now();
-                net.endpoint(0)
-                    .send_response(now, SERVER_PORT, peer, id, Bytes::from_static(b"ok"))
-                    .unwrap();
+                respond(
+                    &mut net,
+                    0,
+                    SERVER_PORT,
+                    peer,
+                    id,
+                    Bytes::from_static(b"ok"),
+                );
             }
             next_read = net.now() + Duration::from_micros(100);
         }
@@ -174,10 +178,7 @@ fn reader_resumes(net: &mut Network, held: Vec<Event>, reqs: Vec<Bytes>) {
         {
             seen.push(Bytes::copy_from_slice(&data));
             drop(data);
-            let now = net.now();
-            net.endpoint(0)
-                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                .unwrap();
+            respond(net, 0, port, peer, id, Bytes::from_static(b"k"));
         }
     };
     for ev in held {
@@ -246,10 +247,7 @@ fn send_cap__blocked_sender_resumes_when_room_frees() {
         max_tx_bytes_per_socket: 100_000,
         ..Config::default()
     };
-    let mut net = network(23, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let port = net.endpoint(0).open_socket(0).unwrap();
-    let dest = net.addr(1, SERVER_PORT);
+    let (mut net, port, dest) = client_and_server(23, &config);
     let now = net.now();
     let ep = net.endpoint(0);
     ep.send_request(now, port, dest, pattern(1, 60_000))
@@ -266,18 +264,12 @@ fn send_cap__blocked_sender_resumes_when_room_frees() {
     let mut done = 0;
     net.run(Limits::default(), |net, h, ev| match ev {
         Event::Request { port, peer, id, .. } => {
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                .unwrap();
+            respond(net, h, port, peer, id, Bytes::from_static(b"k"));
         }
         Event::Writable { port: p } => {
             assert_eq!((h, p), (0, port));
             writable = true;
-            let now = net.now();
-            net.endpoint(0)
-                .send_request(now, port, dest, pattern(2, 60_000))
-                .unwrap();
+            request(net, 0, port, dest, pattern(2, 60_000));
         }
         Event::Response { .. } => done += 1,
         other => panic!("{other:?}"),
@@ -316,10 +308,7 @@ fn delivered_tags(net: &mut Network) -> Vec<u8> {
         } = ev
         {
             tags.push(data[0]);
-            let now = net.now();
-            net.endpoint(1)
-                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                .unwrap();
+            respond(net, 1, port, peer, id, Bytes::from_static(b"k"));
         }
     }
     tags
@@ -328,17 +317,11 @@ fn delivered_tags(net: &mut Network) -> Vec<u8> {
 #[test]
 fn plug_release__exactly_the_released_epochs_in_order() {
     let config = Config::default();
-    let mut net = network(25, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let port = net.endpoint(0).open_socket(0).unwrap();
-    let dest = net.addr(1, SERVER_PORT);
+    let (mut net, port, dest) = client_and_server(25, &config);
     let send = |net: &mut Network, tag: u8, len: usize| {
         let mut v = vec![tag; len];
         v[0] = tag;
-        let now = net.now();
-        net.endpoint(0)
-            .send_request(now, port, dest, Bytes::from(v))
-            .unwrap();
+        request(net, 0, port, dest, Bytes::from(v));
     };
     let settle = |net: &mut Network| {
         net.advance(Duration::from_millis(20));
@@ -395,14 +378,8 @@ fn plug_release__exactly_the_released_epochs_in_order() {
 #[test]
 fn plug__held_response_is_invisible_until_released() {
     let config = Config::default();
-    let mut net = network(26, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let port = net.endpoint(0).open_socket(0).unwrap();
-    let dest = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, port, dest, pattern(1, 100))
-        .unwrap();
+    let (mut net, port, dest) = client_and_server(26, &config);
+    request(&mut net, 0, port, dest, pattern(1, 100));
     net.advance(Duration::from_millis(1));
     let ev = net.take_events(1).pop().unwrap();
     let Event::Request { peer, id, .. } = ev else {
@@ -410,10 +387,14 @@ fn plug__held_response_is_invisible_until_released() {
     };
     // The server plugs before answering (e.g. until a checkpoint commits).
     net.endpoint(1).plug(SERVER_PORT).unwrap();
-    let now = net.now();
-    net.endpoint(1)
-        .send_response(now, SERVER_PORT, peer, id, Bytes::from_static(b"committed"))
-        .unwrap();
+    respond(
+        &mut net,
+        1,
+        SERVER_PORT,
+        peer,
+        id,
+        Bytes::from_static(b"committed"),
+    );
     // The client probes (RESEND) and gets BUSY, but no response bytes.
     net.advance(Duration::from_millis(50));
     assert!(net.take_events(0).is_empty());

@@ -14,24 +14,15 @@ use homa_proto::{Config, Event};
 #[test]
 fn metrics__scripted_exchange_counts_exactly() {
     let config = Config::default();
-    let mut net = network(31, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
+    let (mut net, cport, server) = client_and_server(31, &config);
     // A 100-byte request answered by a 3000-byte response (3 packets of at
     // most 1416 bytes, all unscheduled: no grants).
-    net.endpoint(0)
-        .send_request(now, cport, server, pattern(1, 100))
-        .unwrap();
+    request(&mut net, 0, cport, server, pattern(1, 100));
     net.run_until(
         Limits::default(),
         |net, h, ev| {
             if let Event::Request { port, peer, id, .. } = ev {
-                let now = net.now();
-                net.endpoint(h)
-                    .send_response(now, port, peer, id, pattern(2, 3000))
-                    .unwrap();
+                respond(net, h, port, peer, id, pattern(2, 3000));
             }
         },
         |net| net.rpcs_alive() == 0,
@@ -97,20 +88,11 @@ fn metrics__throttled_time_counts_pacer_holds() {
         link_mbps: 1000,
         ..Config::default()
     };
-    let mut net = network(32, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, cport, server, Bytes::from(vec![0u8; 100_000]))
-        .unwrap();
+    let (mut net, cport, server) = client_and_server(32, &config);
+    request(&mut net, 0, cport, server, Bytes::from(vec![0u8; 100_000]));
     net.run(Limits::default(), |net, h, ev| {
         if let Event::Request { port, peer, id, .. } = ev {
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                .unwrap();
+            respond(net, h, port, peer, id, Bytes::from_static(b"k"));
         }
     })
     .unwrap();

@@ -214,10 +214,7 @@ impl WorkloadState {
             let req = pattern(p.tag, p.len);
             let dest = net.addr(p.server, SERVER_PORT);
             let now = net.now();
-            let id = net
-                .endpoint(h)
-                .send_request(now, self.ports[h], dest, req.clone())
-                .unwrap();
+            let id = request(net, h, self.ports[h], dest, req.clone());
             self.outstanding[h].insert(id, (response_for(&req), now));
         }
     }
@@ -246,10 +243,7 @@ impl WorkloadState {
                     .served
                     .entry((h, self.incarnation[h], peer, id))
                     .or_insert(0) += 1;
-                let now = net.now();
-                net.endpoint(h)
-                    .send_response(now, port, peer, id, response_for(&data))
-                    .unwrap();
+                respond(net, h, port, peer, id, response_for(&data));
             }
             Event::Response { id, data, .. } => {
                 let (expected, _) = self.outstanding[h].remove(&id).expect("known rpc");
@@ -484,10 +478,7 @@ fn stale_duplicate_after_ack__request_not_rerun() {
     net.endpoint(1).open_socket(SERVER_PORT).unwrap();
     let cport = net.endpoint(0).open_socket(0).unwrap();
     let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, cport, server, pattern(1, 500))
-        .unwrap();
+    request(&mut net, 0, cport, server, pattern(1, 500));
     // Run until the server freed the RPC after the client's ACK.
     net.run_until(
         Limits::default(),
@@ -499,10 +490,7 @@ fn stale_duplicate_after_ack__request_not_rerun() {
                 data,
             } = ev
             {
-                let now = net.now();
-                net.endpoint(h)
-                    .send_response(now, port, peer, id, response_for(&data))
-                    .unwrap();
+                respond(net, h, port, peer, id, response_for(&data));
             }
         },
         |net| net.host(1).endpoint.stats().server_rpcs_acked == 1,
@@ -588,10 +576,7 @@ fn hostile_peer__fake_16mib_rpcs_bounded_and_legit_client_served() {
 
 /// Completion time of a 1 MB request with one packet in the middle lost.
 fn one_loss_completion(config: &Config) -> (Duration, u64) {
-    let mut net = network(9200, 2, config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
+    let (mut net, cport, server) = client_and_server(9200, config);
     // Warm up: one RPC gives the RTT estimate.
     let plan = vec![Planned {
         client: 0,
@@ -614,11 +599,8 @@ fn one_loss_completion(config: &Config) -> (Duration, u64) {
     });
     let start = net.now();
     let req = pattern(5, 1_000_000);
-    let now = net.now();
     let port = 0x8000;
-    net.endpoint(0)
-        .send_request(now, port, server, req.clone())
-        .unwrap();
+    request(&mut net, 0, port, server, req.clone());
     let done = Rc::new(Cell::new(None));
     let d2 = done.clone();
     net.run(Limits::default(), move |net, h, ev| {
@@ -631,10 +613,7 @@ fn one_loss_completion(config: &Config) -> (Duration, u64) {
         {
             assert_eq!(data, req);
             d2.set(Some(net.now()));
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                .unwrap();
+            respond(net, h, port, peer, id, Bytes::from_static(b"k"));
         }
     })
     .unwrap();
@@ -665,15 +644,8 @@ fn fast_recovery__clearly_lost_packet_resent_before_silence_timer() {
 #[test]
 fn abort__server_learns_through_rpc_unknown() {
     let config = Config::default();
-    let mut net = network(9300, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    let id = net
-        .endpoint(0)
-        .send_request(now, cport, server, pattern(1, 1000))
-        .unwrap();
+    let (mut net, cport, server) = client_and_server(9300, &config);
+    let id = request(&mut net, 0, cport, server, pattern(1, 1000));
     // The server takes the request but never answers; the client aborts.
     net.advance(Duration::from_micros(100));
     let evs = net.take_events(1);
@@ -697,10 +669,7 @@ fn abort__server_learns_through_rpc_unknown() {
     else {
         unreachable!()
     };
-    let now = net.now();
-    net.endpoint(1)
-        .send_response(now, port, peer, sid, Bytes::from_static(b"late"))
-        .unwrap();
+    respond(&mut net, 1, port, peer, sid, Bytes::from_static(b"late"));
     // The response goes to a client that forgot the RPC; the server's
     // NEED_ACK gets an ACK (no such rpc means nothing pending) and frees it.
     net.run(Limits::default(), |_, _, ev| panic!("{ev:?}"))
@@ -770,10 +739,7 @@ fn silent_peer__no_resend_storm_when_it_returns() {
     // descheduled user-space process): its packets are held, then all
     // delivered at once.
     let config = Config::default();
-    let mut net = network(9500, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
+    let (mut net, cport, server) = client_and_server(9500, &config);
     let server_ip = server.ip();
     let frozen = Rc::new(Cell::new(true));
     let f2 = frozen.clone();
@@ -785,10 +751,7 @@ fn silent_peer__no_resend_storm_when_it_returns() {
         }
     });
     for i in 0..1000 {
-        let now = net.now();
-        net.endpoint(0)
-            .send_request(now, cport, server, pattern(i, 200))
-            .unwrap();
+        request(&mut net, 0, cport, server, pattern(i, 200));
     }
     net.advance(Duration::from_millis(60));
     let resends = net.endpoint(0).stats().sent.packets_of(PacketType::Resend);
@@ -808,10 +771,7 @@ fn silent_peer__no_resend_storm_when_it_returns() {
             id,
             data,
         } => {
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, response_for(&data))
-                .unwrap();
+            respond(net, h, port, peer, id, response_for(&data));
         }
         Event::Response { .. } => done += 1,
         other => panic!("{other:?}"),
@@ -826,14 +786,8 @@ fn silent_peer__no_resend_storm_when_it_returns() {
 #[test]
 fn discard_request__freed_and_never_run_again() {
     let config = Config::default();
-    let mut net = network(9600, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, cport, server, pattern(1, 100))
-        .unwrap();
+    let (mut net, cport, server) = client_and_server(9600, &config);
+    request(&mut net, 0, cport, server, pattern(1, 100));
     net.advance(Duration::from_micros(100));
     let Some(Event::Request { port, peer, id, .. }) = net.take_events(1).pop() else {
         panic!("request not delivered")

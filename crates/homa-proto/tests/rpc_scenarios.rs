@@ -132,10 +132,7 @@ fn reverse_order__message_reassembles() {
         }
     });
     let req = pattern(9, 30_000);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, cport, server, req.clone())
-        .unwrap();
+    request(&mut net, 0, cport, server, req.clone());
     // The pacer spreads the packets over a few microseconds.
     net.advance(Duration::from_micros(100));
     assert_eq!(net.held(), 22);
@@ -150,10 +147,7 @@ fn reverse_order__message_reassembles() {
             data,
         } => {
             assert_eq!(data, req);
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, response_for(&data))
-                .unwrap();
+            respond(net, h, port, peer, id, response_for(&data));
         }
         Event::Response { data, .. } => {
             assert_eq!(data, response_for(&req));
@@ -296,10 +290,7 @@ fn unknown_client_rpc__data_grant_busy_dropped_and_counted() {
 #[test]
 fn grants__data_beyond_unscheduled_waits_for_grants() {
     let config = Config::default();
-    let mut net = network(12, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
+    let (mut net, cport, server) = client_and_server(12, &config);
     net.set_filter(|d, _| {
         if d.packet_type() == Some(PacketType::Grant) {
             Verdict::Drop
@@ -307,11 +298,8 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
             Verdict::Deliver
         }
     });
-    let now = net.now();
     let req = pattern(1, 1_000_000);
-    net.endpoint(0)
-        .send_request(now, cport, server, req.clone())
-        .unwrap();
+    request(&mut net, 0, cport, server, req.clone());
     // Before any timer could fire, only the unscheduled packets went out.
     net.advance(config.resend_after / 2);
     let seg = config.max_seg_data(false) as u64;
@@ -336,10 +324,7 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
             assert_eq!(h, 1);
             assert_eq!(data, req);
             delivered = true;
-            let now = net.now();
-            net.endpoint(h)
-                .send_response(now, port, peer, id, Bytes::from_static(b"ok"))
-                .unwrap();
+            respond(net, h, port, peer, id, Bytes::from_static(b"ok"));
         }
         Event::Response { data, .. } => {
             assert_eq!(&data[..], b"ok");
@@ -401,14 +386,8 @@ fn acks__sixth_pending_ack_sends_ack_packet() {
 #[test]
 fn need_ack__client_answers_with_pending_acks() {
     let config = Config::default();
-    let mut net = network(15, 2, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    let cport = net.endpoint(0).open_socket(0).unwrap();
-    let server = net.addr(1, SERVER_PORT);
-    let now = net.now();
-    net.endpoint(0)
-        .send_request(now, cport, server, pattern(1, 10))
-        .unwrap();
+    let (mut net, cport, server) = client_and_server(15, &config);
+    request(&mut net, 0, cport, server, pattern(1, 10));
     // Serve the request, then stop just after the response arrives.
     let got = std::cell::Cell::new(false);
     net.run_until(
@@ -420,10 +399,7 @@ fn need_ack__client_answers_with_pending_acks() {
                 id,
                 data,
             } => {
-                let now = net.now();
-                net.endpoint(h)
-                    .send_response(now, port, peer, id, response_for(&data))
-                    .unwrap();
+                respond(net, h, port, peer, id, response_for(&data));
             }
             Event::Response { .. } => got.set(true),
             other => panic!("{other:?}"),

@@ -408,10 +408,7 @@ fn serve(net: &mut Network, until: impl Fn(&Network) -> bool) -> Vec<(usize, u64
         move |net, h, ev| {
             if let Event::Request { port, peer, id, .. } = ev {
                 a2.borrow_mut().push((h, id ^ 1, net.now()));
-                let now = net.now();
-                net.endpoint(h)
-                    .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                    .unwrap();
+                respond(net, h, port, peer, id, Bytes::from_static(b"k"));
             }
         },
         until,
@@ -471,10 +468,7 @@ fn scenario_b__eight_senders_keep_receiver_link_busy_within_max_incoming() {
             if let Event::Request { port, peer, id, .. } = ev {
                 done.set(done.get() + 1);
                 last_arrival.set(net.now());
-                let now = net.now();
-                net.endpoint(8)
-                    .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                    .unwrap();
+                respond(&mut net, 8, port, peer, id, Bytes::from_static(b"k"));
             }
         }
         if first_arrival.get().is_none() && net.port_stats(8).wire_bytes > 0 {
@@ -548,10 +542,7 @@ fn scenario_c__long_message_completes_under_95_percent_load_via_fifo_grants() {
                         if Some(id ^ 1) == long && h == 5 {
                             long_done = Some(net.now() - long_start);
                         }
-                        let now = net.now();
-                        net.endpoint(h)
-                            .send_response(now, port, peer, id, Bytes::from_static(b"k"))
-                            .unwrap();
+                        respond(&mut net, h, port, peer, id, Bytes::from_static(b"k"));
                     }
                 }
             }

@@ -157,3 +157,29 @@ pub fn network(seed: u64, n: usize, config: &Config) -> Network {
     }
     net
 }
+
+/// Two hosts with `config`: a server socket on host 1 at [`SERVER_PORT`]
+/// and a client socket on host 0. Returns the network, the client's port
+/// and the server's address.
+pub fn client_and_server(seed: u64, config: &Config) -> (Network, u16, SocketAddr) {
+    let mut net = network(seed, 2, config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let cport = net.endpoint(0).open_socket(0).unwrap();
+    let server = net.addr(1, SERVER_PORT);
+    (net, cport, server)
+}
+
+/// Sends a request from host `h`'s socket `port` to `dest` now; returns
+/// its id.
+pub fn request(net: &mut Network, h: usize, port: u16, dest: SocketAddr, data: Bytes) -> u64 {
+    let now = net.now();
+    net.endpoint(h).send_request(now, port, dest, data).unwrap()
+}
+
+/// Answers request `id` from `peer` on host `h`'s socket `port` now.
+pub fn respond(net: &mut Network, h: usize, port: u16, peer: SocketAddr, id: u64, data: Bytes) {
+    let now = net.now();
+    net.endpoint(h)
+        .send_response(now, port, peer, id, data)
+        .unwrap();
+}
