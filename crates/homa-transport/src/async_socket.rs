@@ -295,6 +295,10 @@ impl AsyncSocket {
     /// ([`Error::RuntimeShutdown`] if the runtime that opened the socket
     /// shut down).
     pub async fn recv_request(&self) -> Result<Request, Error> {
+        let mut registered = RequestWait {
+            shared: self.shared(),
+            waker: None,
+        };
         poll_fn(|cx| {
             let sh = self.shared();
             let mut st = sh.lock();
@@ -306,7 +310,9 @@ impl AsyncSocket {
             sh.turn(&mut st, now);
             let r = sh.take_request(&mut st);
             if r.is_none() {
-                sh.add_request_waiter(&mut st, Waiter::Task(cx.waker().clone()));
+                let w = cx.waker().clone();
+                sh.add_request_waiter(&mut st, Waiter::Task(w.clone()));
+                registered.waker = Some(w);
             }
             sh.unlock(st);
             r.map_or(Poll::Pending, Poll::Ready)
@@ -373,6 +379,23 @@ impl AsyncSocket {
     /// Closes the socket now (see [`crate::Socket::close`]).
     pub fn close(&self) {
         self.shared().locked(|sh, st| sh.close(st));
+    }
+}
+
+/// A pending [`AsyncSocket::recv_request`]'s registration as a request
+/// waiter, withdrawn when the future completes or is dropped (see
+/// `Shared::remove_request_waiter`).
+struct RequestWait<'a> {
+    shared: &'a Shared,
+    waker: Option<std::task::Waker>,
+}
+
+impl Drop for RequestWait<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.waker.take() {
+            self.shared
+                .locked(|sh, st| sh.remove_request_waiter(st, &Waiter::Task(w)));
+        }
     }
 }
 

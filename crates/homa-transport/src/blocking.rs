@@ -244,6 +244,7 @@ impl Socket {
                 until,
                 |sh, st| (sh.writable_seq(st) != seen || st.closed).then_some(()),
                 |sh, st, w| sh.add_write_waiter(st, w),
+                |_, _, _| {},
             );
             if room.is_none() {
                 return Err(Error::DeadlineExceeded);
@@ -282,6 +283,7 @@ impl Socket {
             until,
             |sh, st| sh.take_request(st),
             |sh, st, w| sh.add_request_waiter(st, w),
+            |sh, st, w| sh.remove_request_waiter(st, w),
         )
     }
 
@@ -390,6 +392,7 @@ impl Call {
             until,
             |sh, st| sh.take_result(st, id),
             |sh, st, w| sh.set_call_waiter(st, id, w),
+            |_, _, _| {},
         );
         self.taken = r.is_some();
         r
@@ -427,25 +430,25 @@ const BACKGROUND_BACKOFF: u32 = 32;
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
 
 /// Waits until `check` yields a value or `until` passes (`None`), driving
-/// the socket when nobody else does; see the module documentation.
+/// the socket when nobody else does; see the module documentation. A
+/// thread that parks registers itself with `register`, and withdraws with
+/// `leave` when it returns.
 fn wait<T>(
     sh: &Shared,
     until: Option<Instant>,
     mut check: impl FnMut(&Shared, &mut State) -> Option<T>,
     register: impl Fn(&Shared, &mut State, Waiter),
+    leave: impl Fn(&Shared, &mut State, &Waiter),
 ) -> Option<T> {
     let mut st = sh.lock();
-    loop {
+    let mut registered = None;
+    let v = loop {
         if let Some(v) = check(sh, &mut st) {
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return Some(v);
+            break Some(v);
         }
         let now = sh.now();
         if until.is_some_and(|u| now >= u) {
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return None;
+            break None;
         }
         if st.role != Role::App {
             if st.role == Role::Background {
@@ -454,16 +457,16 @@ fn wait<T>(
             }
             st.role = Role::App;
             sh.activity.fetch_add(1, Ordering::Release);
-            let (v, mut st) = lead(sh, st, until, &mut check);
+            let v;
+            (v, st) = lead(sh, st, until, &mut check);
             st.role = Role::Idle;
             sh.activity.fetch_add(1, Ordering::Release);
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return v;
+            break v;
         }
         // Only a thread that parks needs its handle (an Arc clone).
         let me = thread::current();
         register(sh, &mut st, Waiter::Thread(me.clone()));
+        registered = Some(Waiter::Thread(me.clone()));
         st.followers.push(me.clone());
         drop(st);
         match until {
@@ -474,7 +477,13 @@ fn wait<T>(
         if let Some(i) = st.followers.iter().rposition(|t| t.id() == me.id()) {
             st.followers.swap_remove(i);
         }
+    };
+    if let Some(w) = registered {
+        leave(sh, &mut st, &w);
     }
+    pass_baton(&mut st);
+    sh.unlock(st);
+    v
 }
 
 /// If nobody drives and threads are parked, wakes one to take over.

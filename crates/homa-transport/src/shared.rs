@@ -639,6 +639,21 @@ impl Shared {
         }
     }
 
+    /// Withdraws the registration of a thread or task that stopped waiting
+    /// for a request (it got one, timed out, or its future was dropped).
+    /// Each request wakes one registered waiter, so a registration left
+    /// behind would take the wake-up of one still waiting; and if this one
+    /// was woken for a request it did not take, the next waiter is woken
+    /// in its place.
+    pub(crate) fn remove_request_waiter(&self, st: &mut State, w: &Waiter) {
+        st.request_waiters.retain(|x| !x.same(w));
+        if !st.requests.is_empty() {
+            if let Some(next) = st.request_waiters.pop() {
+                st.wake_list.push(next);
+            }
+        }
+    }
+
     /// Counts `Event::Writable`s: a sender refused with
     /// [`Error::WouldBlock`] waits for it to change.
     pub(crate) fn writable_seq(&self, st: &State) -> u64 {

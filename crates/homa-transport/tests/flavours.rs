@@ -289,3 +289,33 @@ fn tokio__multi_thread_runtime_shutdown_wakes_a_waiting_task() {
     let r = caller.join().unwrap();
     assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
 }
+
+#[test]
+fn tokio__a_recv_request_that_gave_up_leaves_the_wake_up_to_one_still_waiting() {
+    // Each request wakes one registered waiter. A receive that timed out
+    // used to stay registered and take that wake-up, leaving a task that
+    // still waited asleep with the request queued.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let server =
+            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let s = server.clone();
+        let waiting = tokio::spawn(async move { s.recv_request().await });
+        tokio::task::yield_now().await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), server.recv_request()).await;
+        assert!(gave_up.is_err(), "{gave_up:?}");
+        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _call = client
+            .start_call(server.local_addr(), &b"for the waiting task"[..])
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting task was never woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&r.body[..], b"for the waiting task");
+    });
+}
