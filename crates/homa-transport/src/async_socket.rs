@@ -31,7 +31,7 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, Stats, Waiter};
+use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, State, Stats, Waiter};
 use crate::sys;
 use crate::{Config, Error};
 
@@ -179,10 +179,7 @@ impl AsyncSocket {
     /// Sends `request` to `dest` and waits for the response (and, first,
     /// for room under the protocol's send cap if it is reached).
     pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
-        let request = request.into();
-        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
-            .await?
-            .await
+        self.send_request(dest, request).await?.await
     }
 
     /// Sends `request` to `dest`, first waiting for room under the
@@ -195,9 +192,7 @@ impl AsyncSocket {
         dest: SocketAddr,
         request: impl Into<Bytes>,
     ) -> Result<AsyncCall, Error> {
-        let request = request.into();
-        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
-            .await
+        self.send_request_until(dest, request.into(), None).await
     }
 
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
@@ -208,44 +203,54 @@ impl AsyncSocket {
         request: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
-        let request = request.into();
-        self.send_waiting(Some(timeout), |s, left| {
-            s.start(dest, request.clone(), left)
-        })
-        .await?
-        .await
+        let until = self.shared().now() + timeout;
+        self.send_request_until(dest, request.into(), Some(until))
+            .await?
+            .await
+    }
+
+    async fn send_request_until(
+        &self,
+        dest: SocketAddr,
+        request: Bytes,
+        until: Option<Instant>,
+    ) -> Result<AsyncCall, Error> {
+        let id = self
+            .send_waiting(until, |sh, st| {
+                sh.start_call(st, dest, request.clone(), until)
+            })
+            .await?;
+        Ok(self.call_handle(id))
     }
 
     /// Runs a send; while the protocol's send cap refuses it, waits for
-    /// room (an `Event::Writable`), at most `timeout` in total. `op` gets
-    /// the time left.
+    /// room (an `Event::Writable`) until `until`.
     async fn send_waiting<T>(
         &self,
-        timeout: Option<Duration>,
-        mut op: impl FnMut(&AsyncSocket, Option<Duration>) -> Result<T, Error>,
+        until: Option<Instant>,
+        mut op: impl FnMut(&Shared, &mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let sh = self.shared();
-        let until = timeout.map(|t| sh.now() + t);
         loop {
-            let seen = sh.writable_seq(&sh.lock());
-            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
-            match op(self, left) {
-                Err(Error::WouldBlock) => {}
-                r => return r,
+            let (r, seen) = sh.try_send(&mut op);
+            if !matches!(r, Err(Error::WouldBlock)) {
+                return r;
             }
-            sh.note_send_cap_wait(&mut sh.lock());
             let room = poll_fn(|cx| {
                 let mut st = sh.lock();
-                if sh.writable_seq(&st) != seen || st.closed {
+                if sh.room_since(&st, seen) {
                     return Poll::Ready(());
                 }
                 sh.add_write_waiter(&mut st, Waiter::Task(cx.waker().clone()));
                 Poll::Pending
             });
-            match left {
-                Some(left) => tokio::time::timeout(left, room)
-                    .await
-                    .map_err(|_| Error::DeadlineExceeded)?,
+            match until {
+                Some(u) => {
+                    let left = Duration::from_nanos(u.nanos_since(sh.now()));
+                    tokio::time::timeout(left, room)
+                        .await
+                        .map_err(|_| Error::DeadlineExceeded)?
+                }
                 None => room.await,
             }
         }
@@ -270,25 +275,30 @@ impl AsyncSocket {
         request: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<AsyncCall, Error> {
-        self.start(dest, request.into(), Some(timeout))
+        let until = self.shared().now() + timeout;
+        self.start(dest, request.into(), Some(until))
     }
 
     fn start(
         &self,
         dest: SocketAddr,
         request: Bytes,
-        timeout: Option<Duration>,
+        until: Option<Instant>,
     ) -> Result<AsyncCall, Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.start_call(&mut st, dest, request, timeout);
-        sh.unlock(st);
-        Ok(AsyncCall {
+        let id = self
+            .shared()
+            .locked(|sh, st| sh.start_call(st, dest, request, until))?;
+        Ok(self.call_handle(id))
+    }
+
+    /// The future of started call `id`.
+    fn call_handle(&self, id: u64) -> AsyncCall {
+        AsyncCall {
             socket: self.clone(),
-            id: r?,
+            id,
             taken: false,
             spin_until: None,
-        })
+        }
     }
 
     /// Waits for the next request; [`Error::Closed`] once closed
@@ -329,7 +339,7 @@ impl AsyncSocket {
         response: impl Into<Bytes>,
     ) -> Result<(), Error> {
         let response = response.into();
-        self.send_waiting(None, |s, _| s.try_reply(peer, id, response.clone()))
+        self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
             .await
     }
 
@@ -341,11 +351,9 @@ impl AsyncSocket {
         id: u64,
         response: impl Into<Bytes>,
     ) -> Result<(), Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.reply(&mut st, peer, id, response.into());
-        sh.unlock(st);
-        r
+        let response = response.into();
+        self.shared()
+            .locked(|sh, st| sh.reply(st, peer, id, response))
     }
 
     /// Aborts outstanding call `id`; its future resolves to

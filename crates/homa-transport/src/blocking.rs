@@ -205,11 +205,9 @@ impl Socket {
         request: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Call, Error> {
-        let sh = self.shared();
-        let until = timeout.map(|t| sh.now() + t);
+        let until = timeout.map(|t| self.shared().now() + t);
         let id = self.send_waiting(until, |sh, st| {
-            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
-            sh.start_call(st, dest, request.clone(), left)
+            sh.start_call(st, dest, request.clone(), until)
         })?;
         Ok(Call {
             socket: self.clone(),
@@ -228,21 +226,14 @@ impl Socket {
     ) -> Result<T, Error> {
         let sh = self.shared();
         loop {
-            let mut st = sh.lock();
-            let seen = sh.writable_seq(&st);
-            match op(sh, &mut st) {
-                Err(Error::WouldBlock) => {}
-                r => {
-                    sh.unlock(st);
-                    return r;
-                }
+            let (r, seen) = sh.try_send(&mut op);
+            if !matches!(r, Err(Error::WouldBlock)) {
+                return r;
             }
-            sh.note_send_cap_wait(&mut st);
-            drop(st);
             let room = wait(
                 sh,
                 until,
-                |sh, st| (sh.writable_seq(st) != seen || st.closed).then_some(()),
+                |sh, st| sh.room_since(st, seen).then_some(()),
                 |sh, st, w| sh.add_write_waiter(st, w),
                 |_, _, _| {},
             );

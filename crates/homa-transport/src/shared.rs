@@ -504,13 +504,14 @@ impl Shared {
 
     // ----- application commands ------------------------------------------
 
-    /// Starts a client RPC; its result lands in a call slot.
+    /// Starts a client RPC that fails with [`Error::DeadlineExceeded`] at
+    /// `deadline` (if any); its result lands in a call slot.
     pub(crate) fn start_call(
         &self,
         st: &mut State,
         dest: SocketAddr,
         request: Bytes,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<u64, Error> {
         if st.closed {
             return Err(st.closed_error());
@@ -524,7 +525,6 @@ impl Shared {
             .ep
             .send_request(now, self.port, dest, request)
             .map_err(Error::from_proto)?;
-        let deadline = timeout.map(|d| now + d);
         st.calls.insert(
             id,
             Call {
@@ -654,10 +654,29 @@ impl Shared {
         }
     }
 
-    /// Counts `Event::Writable`s: a sender refused with
-    /// [`Error::WouldBlock`] waits for it to change.
-    pub(crate) fn writable_seq(&self, st: &State) -> u64 {
-        st.writable_seq
+    /// Runs a send command (`start_call`, `reply`) under the lock. Returns
+    /// its result and, for a send the protocol's send cap refused with
+    /// [`Error::WouldBlock`] (counted), the state to wait past with
+    /// [`Shared::room_since`].
+    pub(crate) fn try_send<T>(
+        &self,
+        op: impl FnOnce(&Shared, &mut State) -> Result<T, Error>,
+    ) -> (Result<T, Error>, u64) {
+        let mut st = self.lock();
+        let seen = st.writable_seq;
+        let r = op(self, &mut st);
+        if matches!(r, Err(Error::WouldBlock)) {
+            st.stats.send_cap_waits += 1;
+        }
+        self.unlock(st);
+        (r, seen)
+    }
+
+    /// True once room may have appeared under the send cap since
+    /// [`Shared::try_send`] returned `seen` (an `Event::Writable`), or the
+    /// socket closed.
+    pub(crate) fn room_since(&self, st: &State, seen: u64) -> bool {
+        st.writable_seq != seen || st.closed
     }
 
     /// Registers a thread or task waiting for room under the send cap.
@@ -945,11 +964,6 @@ impl Shared {
     pub(crate) fn sleep_timer_fired(&self, st: &mut State) {
         sys::drain_counter(self.sleep_timer.as_raw_fd());
         st.sleep_timer_at = None;
-    }
-
-    /// Counts a send that waits for room under the send cap.
-    pub(crate) fn note_send_cap_wait(&self, st: &mut State) {
-        st.stats.send_cap_waits += 1;
     }
 
     /// True while a transmit waits for buffer space.
