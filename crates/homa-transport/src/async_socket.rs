@@ -20,7 +20,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -91,6 +91,7 @@ impl std::fmt::Debug for AsyncSocket {
 enum Which {
     Socket,
     Wake,
+    Timer,
 }
 
 /// A descriptor owned by [`Shared`], kept open by the `Arc` this holds:
@@ -102,15 +103,17 @@ impl AsRawFd for SharedFd {
         match self.1 {
             Which::Socket => self.0.fd,
             Which::Wake => self.0.wake_fd.as_raw_fd(),
+            Which::Timer => self.0.sleep_timer.as_raw_fd(),
         }
     }
 }
 
-fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd<T>> {
-    // SAFETY: every `T` used here owns its descriptor or holds an `Arc` to
-    // its owner (`SharedFd`), and no descriptor is closed or replaced while
-    // the registration lives; `as_raw_fd` always returns the same value.
-    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(Into::into)
+fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedFd>> {
+    // SAFETY: a `SharedFd` holds an `Arc` to the descriptor's owner, and no
+    // descriptor is closed while the registration lives (closing the
+    // socket replaces the UDP socket's with another at the same number);
+    // `as_raw_fd` always returns the same value.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }
 
 impl AsyncSocket {
@@ -135,7 +138,10 @@ impl AsyncSocket {
             SharedFd(Arc::clone(&shared), Which::Wake),
             Interest::READABLE,
         )?;
-        let timer = register(sys::timerfd()?, Interest::READABLE)?;
+        let timer = register(
+            SharedFd(Arc::clone(&shared), Which::Timer),
+            Interest::READABLE,
+        )?;
         let guard = DriverGuard(Arc::clone(&shared));
         handle.spawn(async move {
             let s = &guard.0;
@@ -490,11 +496,10 @@ async fn drive(
     sh: &Shared,
     sock: AsyncFd<SharedFd>,
     wake: AsyncFd<SharedFd>,
-    timer: AsyncFd<OwnedFd>,
+    timer: AsyncFd<SharedFd>,
 ) -> std::io::Result<()> {
-    let mut armed: Option<Instant> = None;
     loop {
-        let (next, want_write, now) = {
+        let want_write = {
             let mut st = sh.lock();
             if st.closed {
                 return Ok(());
@@ -504,15 +509,11 @@ async fn drive(
             sh.turn(&mut st, now);
             let next = sh.next_deadline(&mut st);
             st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+            sh.arm_sleep_timer(&mut st, next, now)?;
             let ww = sh.wants_write(&st);
             sh.unlock(st);
-            (next, ww, now)
+            ww
         };
-        if next != armed {
-            let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
-            sys::timerfd_arm(timer.get_ref().as_raw_fd(), after)?;
-            armed = next;
-        }
         tokio::select! {
             biased;
             g = sock.ready(Interest::READABLE | Interest::ERROR) => {
@@ -551,9 +552,8 @@ async fn drive(
             }
             g = timer.readable() => {
                 let mut g = g?;
-                sys::drain_counter(timer.get_ref().as_raw_fd());
+                sh.locked(|sh, st| sh.sleep_timer_fired(st));
                 g.clear_ready();
-                armed = None;
             }
         }
     }

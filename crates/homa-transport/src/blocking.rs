@@ -559,7 +559,7 @@ fn doze<'a>(
 ) -> (MutexGuard<'a, State>, bool) {
     st.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
-    let timeout = if sh.arm_sleep_timer(&mut st, next, now) {
+    let timeout = if sh.arm_sleep_timer(&mut st, next, now).is_ok() {
         None
     } else {
         next.map(|d| Duration::from_nanos(d.nanos_since(now)))

@@ -276,8 +276,8 @@ pub(crate) struct Shared {
     pub(crate) wake_fd: OwnedFd,
     /// Wakes the background thread from `ppoll`.
     pub(crate) bg_wake_fd: OwnedFd,
-    /// A timerfd at the next deadline, for blocking sockets' drivers
-    /// (see `blocking::doze`).
+    /// A timerfd at the next deadline, for the driver's sleeps (see
+    /// `blocking::doze` and `async_socket::drive`).
     pub(crate) sleep_timer: OwnedFd,
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
@@ -930,14 +930,14 @@ impl Shared {
     }
 
     /// Arms the sleep timer at `next` (disarms it for `None`) unless it is
-    /// armed there already. False if the kernel refused: the caller must
-    /// then bound its sleep itself.
+    /// armed there already. On error (the kernel refused) the timer is
+    /// not armed: the caller must bound its sleep itself.
     pub(crate) fn arm_sleep_timer(
         &self,
         st: &mut State,
         next: Option<Instant>,
         now: Instant,
-    ) -> bool {
+    ) -> io::Result<()> {
         let fd = self.sleep_timer.as_raw_fd();
         if st.sleep_timer_at.is_some_and(|t| t <= now) {
             // Fired (or about to): clear it so it cannot wake the next sleep.
@@ -945,19 +945,12 @@ impl Shared {
             st.sleep_timer_at = None;
         }
         if next == st.sleep_timer_at {
-            return true;
+            return Ok(());
         }
         let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
-        match sys::timerfd_arm(fd, after) {
-            Ok(()) => {
-                st.sleep_timer_at = next;
-                true
-            }
-            Err(_) => {
-                st.sleep_timer_at = None;
-                false
-            }
-        }
+        let r = sys::timerfd_arm(fd, after);
+        st.sleep_timer_at = if r.is_ok() { next } else { None };
+        r
     }
 
     /// The sleep timer fired.
