@@ -477,6 +477,14 @@ fn wait<T>(
     v
 }
 
+/// Lets go of the lock for a moment between a driver's turns (waking whoever
+/// the last turn completed), so other threads can send meanwhile.
+fn relock<'a>(sh: &'a Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    sh.unlock(st);
+    std::hint::spin_loop();
+    sh.lock()
+}
+
 /// If nobody drives and threads are parked, wakes one to take over.
 fn pass_baton(st: &mut State) {
     if st.role == Role::Idle {
@@ -516,13 +524,7 @@ fn lead<'a, T>(
         let deadline_near = next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE);
         if now.nanos_since(last_input) < busy || deadline_near {
             // Spin without the lock so other threads can send meanwhile.
-            let wake = std::mem::take(&mut st.wake_list);
-            drop(st);
-            for w in wake {
-                w.wake();
-            }
-            std::hint::spin_loop();
-            st = sh.lock();
+            st = relock(sh, st);
             continue;
         }
         let readable;
@@ -625,12 +627,7 @@ fn background(sh: &Shared, period: Duration) {
                 break;
             }
             if !matches!(got, Received::Empty) {
-                let wake = std::mem::take(&mut st.wake_list);
-                drop(st);
-                for w in wake {
-                    w.wake();
-                }
-                st = sh.lock();
+                st = relock(sh, st);
                 if st.role != Role::Background {
                     break;
                 }
@@ -639,13 +636,7 @@ fn background(sh: &Shared, period: Duration) {
             let next = sh.next_deadline(&mut st);
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
-                let wake = std::mem::take(&mut st.wake_list);
-                drop(st);
-                for w in wake {
-                    w.wake();
-                }
-                std::hint::spin_loop();
-                st = sh.lock();
+                st = relock(sh, st);
                 if st.role != Role::Background {
                     break;
                 }

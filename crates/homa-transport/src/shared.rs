@@ -465,10 +465,8 @@ impl Shared {
     /// Snapshot of the counters.
     pub(crate) fn stats(&self) -> Stats {
         let st = self.lock();
-        let mut transport = st.stats.clone();
-        transport.tos_changes = st.sticky_tos.changes;
         Stats {
-            transport,
+            transport: st.transport_stats(),
             proto: st.ep.stats().clone(),
         }
     }
@@ -476,15 +474,10 @@ impl Shared {
     /// Snapshot for monitoring.
     pub(crate) fn metrics(&self) -> Metrics {
         let st = self.lock();
-        let mut transport = st.stats.clone();
-        transport.tos_changes = st.sticky_tos.changes;
         Metrics {
             local_addr: self.local,
-            offloads: Offloads {
-                gso: st.gso,
-                ..self.offloads
-            },
-            transport,
+            offloads: self.offloads_of(&st),
+            transport: st.transport_stats(),
             proto: st.ep.metrics(),
             calls_outstanding: st.calls.len(),
             requests_queued: st.requests.len(),
@@ -495,7 +488,10 @@ impl Shared {
     /// The current offload state (GSO may have been switched off since
     /// the socket opened).
     pub(crate) fn offloads(&self) -> Offloads {
-        let st = self.lock();
+        self.offloads_of(&self.lock())
+    }
+
+    fn offloads_of(&self, st: &State) -> Offloads {
         Offloads {
             gso: st.gso,
             ..self.offloads
@@ -864,6 +860,12 @@ impl Shared {
             st.ep.handle_timeout(now);
         }
         self.expire_deadlines(st, now);
+        self.output(st, now);
+    }
+
+    /// Transmits (reading the error queue if a send or receive reported an
+    /// error), then moves the endpoint's events to their waiters.
+    fn output(&self, st: &mut State, now: Instant) {
         self.flush(st, now);
         if st.errors_pending {
             self.read_errors(st, now);
@@ -885,13 +887,7 @@ impl Shared {
         if st.closed {
             return;
         }
-        self.flush(st, now);
-        if st.errors_pending {
-            self.read_errors(st, now);
-            self.flush(st, now);
-        }
-        self.dispatch(st);
-        st.next_due_stale = true;
+        self.output(st, now);
         self.kick(st);
     }
 
@@ -1391,6 +1387,14 @@ impl Deadlines {
 }
 
 impl State {
+    /// The datapath's counters, with the TOS changes `StickyTos` counts.
+    fn transport_stats(&self) -> TransportStats {
+        TransportStats {
+            tos_changes: self.sticky_tos.changes,
+            ..self.stats.clone()
+        }
+    }
+
     /// The error of operations on a closed socket.
     pub(crate) fn closed_error(&self) -> Error {
         if self.closed_by_runtime {
