@@ -20,7 +20,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,7 +31,7 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, Stats, Waiter};
+use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, State, Stats, Waiter};
 use crate::sys;
 use crate::{Config, Error};
 
@@ -91,6 +91,7 @@ impl std::fmt::Debug for AsyncSocket {
 enum Which {
     Socket,
     Wake,
+    Timer,
 }
 
 /// A descriptor owned by [`Shared`], kept open by the `Arc` this holds:
@@ -102,15 +103,17 @@ impl AsRawFd for SharedFd {
         match self.1 {
             Which::Socket => self.0.fd,
             Which::Wake => self.0.wake_fd.as_raw_fd(),
+            Which::Timer => self.0.sleep_timer.as_raw_fd(),
         }
     }
 }
 
-fn register<T: AsRawFd>(inner: T, interest: Interest) -> std::io::Result<AsyncFd<T>> {
-    // SAFETY: every `T` used here owns its descriptor or holds an `Arc` to
-    // its owner (`SharedFd`), and no descriptor is closed or replaced while
-    // the registration lives; `as_raw_fd` always returns the same value.
-    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(Into::into)
+fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedFd>> {
+    // SAFETY: a `SharedFd` holds an `Arc` to the descriptor's owner, and no
+    // descriptor is closed while the registration lives (closing the
+    // socket replaces the UDP socket's with another at the same number);
+    // `as_raw_fd` always returns the same value.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }
 
 impl AsyncSocket {
@@ -135,7 +138,10 @@ impl AsyncSocket {
             SharedFd(Arc::clone(&shared), Which::Wake),
             Interest::READABLE,
         )?;
-        let timer = register(sys::timerfd()?, Interest::READABLE)?;
+        let timer = register(
+            SharedFd(Arc::clone(&shared), Which::Timer),
+            Interest::READABLE,
+        )?;
         let guard = DriverGuard(Arc::clone(&shared));
         handle.spawn(async move {
             let s = &guard.0;
@@ -179,10 +185,7 @@ impl AsyncSocket {
     /// Sends `request` to `dest` and waits for the response (and, first,
     /// for room under the protocol's send cap if it is reached).
     pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
-        let request = request.into();
-        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
-            .await?
-            .await
+        self.send_request(dest, request).await?.await
     }
 
     /// Sends `request` to `dest`, first waiting for room under the
@@ -195,9 +198,7 @@ impl AsyncSocket {
         dest: SocketAddr,
         request: impl Into<Bytes>,
     ) -> Result<AsyncCall, Error> {
-        let request = request.into();
-        self.send_waiting(None, |s, left| s.start(dest, request.clone(), left))
-            .await
+        self.send_request_until(dest, request.into(), None).await
     }
 
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
@@ -208,44 +209,54 @@ impl AsyncSocket {
         request: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
-        let request = request.into();
-        self.send_waiting(Some(timeout), |s, left| {
-            s.start(dest, request.clone(), left)
-        })
-        .await?
-        .await
+        let until = self.shared().now() + timeout;
+        self.send_request_until(dest, request.into(), Some(until))
+            .await?
+            .await
+    }
+
+    async fn send_request_until(
+        &self,
+        dest: SocketAddr,
+        request: Bytes,
+        until: Option<Instant>,
+    ) -> Result<AsyncCall, Error> {
+        let id = self
+            .send_waiting(until, |sh, st| {
+                sh.start_call(st, dest, request.clone(), until)
+            })
+            .await?;
+        Ok(self.call_handle(id))
     }
 
     /// Runs a send; while the protocol's send cap refuses it, waits for
-    /// room (an `Event::Writable`), at most `timeout` in total. `op` gets
-    /// the time left.
+    /// room (an `Event::Writable`) until `until`.
     async fn send_waiting<T>(
         &self,
-        timeout: Option<Duration>,
-        mut op: impl FnMut(&AsyncSocket, Option<Duration>) -> Result<T, Error>,
+        until: Option<Instant>,
+        mut op: impl FnMut(&Shared, &mut State) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let sh = self.shared();
-        let until = timeout.map(|t| sh.now() + t);
         loop {
-            let seen = sh.writable_seq(&sh.lock());
-            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
-            match op(self, left) {
-                Err(Error::WouldBlock) => {}
-                r => return r,
+            let (r, seen) = sh.try_send(&mut op);
+            if !matches!(r, Err(Error::WouldBlock)) {
+                return r;
             }
-            sh.note_send_cap_wait(&mut sh.lock());
             let room = poll_fn(|cx| {
                 let mut st = sh.lock();
-                if sh.writable_seq(&st) != seen || st.closed {
+                if sh.room_since(&st, seen) {
                     return Poll::Ready(());
                 }
                 sh.add_write_waiter(&mut st, Waiter::Task(cx.waker().clone()));
                 Poll::Pending
             });
-            match left {
-                Some(left) => tokio::time::timeout(left, room)
-                    .await
-                    .map_err(|_| Error::DeadlineExceeded)?,
+            match until {
+                Some(u) => {
+                    let left = Duration::from_nanos(u.nanos_since(sh.now()));
+                    tokio::time::timeout(left, room)
+                        .await
+                        .map_err(|_| Error::DeadlineExceeded)?
+                }
                 None => room.await,
             }
         }
@@ -270,31 +281,40 @@ impl AsyncSocket {
         request: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<AsyncCall, Error> {
-        self.start(dest, request.into(), Some(timeout))
+        let until = self.shared().now() + timeout;
+        self.start(dest, request.into(), Some(until))
     }
 
     fn start(
         &self,
         dest: SocketAddr,
         request: Bytes,
-        timeout: Option<Duration>,
+        until: Option<Instant>,
     ) -> Result<AsyncCall, Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.start_call(&mut st, dest, request, timeout);
-        sh.unlock(st);
-        Ok(AsyncCall {
+        let id = self
+            .shared()
+            .locked(|sh, st| sh.start_call(st, dest, request, until))?;
+        Ok(self.call_handle(id))
+    }
+
+    /// The future of started call `id`.
+    fn call_handle(&self, id: u64) -> AsyncCall {
+        AsyncCall {
             socket: self.clone(),
-            id: r?,
+            id,
             taken: false,
             spin_until: None,
-        })
+        }
     }
 
     /// Waits for the next request; [`Error::Closed`] once closed
     /// ([`Error::RuntimeShutdown`] if the runtime that opened the socket
     /// shut down).
     pub async fn recv_request(&self) -> Result<Request, Error> {
+        let mut registered = RequestWait {
+            shared: self.shared(),
+            waker: None,
+        };
         poll_fn(|cx| {
             let sh = self.shared();
             let mut st = sh.lock();
@@ -306,7 +326,9 @@ impl AsyncSocket {
             sh.turn(&mut st, now);
             let r = sh.take_request(&mut st);
             if r.is_none() {
-                sh.add_request_waiter(&mut st, Waiter::Task(cx.waker().clone()));
+                let w = cx.waker().clone();
+                sh.add_request_waiter(&mut st, Waiter::Task(w.clone()));
+                registered.waker = Some(w);
             }
             sh.unlock(st);
             r.map_or(Poll::Pending, Poll::Ready)
@@ -323,7 +345,7 @@ impl AsyncSocket {
         response: impl Into<Bytes>,
     ) -> Result<(), Error> {
         let response = response.into();
-        self.send_waiting(None, |s, _| s.try_reply(peer, id, response.clone()))
+        self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
             .await
     }
 
@@ -335,11 +357,9 @@ impl AsyncSocket {
         id: u64,
         response: impl Into<Bytes>,
     ) -> Result<(), Error> {
-        let sh = self.shared();
-        let mut st = sh.lock();
-        let r = sh.reply(&mut st, peer, id, response.into());
-        sh.unlock(st);
-        r
+        let response = response.into();
+        self.shared()
+            .locked(|sh, st| sh.reply(st, peer, id, response))
     }
 
     /// Aborts outstanding call `id`; its future resolves to
@@ -373,6 +393,23 @@ impl AsyncSocket {
     /// Closes the socket now (see [`crate::Socket::close`]).
     pub fn close(&self) {
         self.shared().locked(|sh, st| sh.close(st));
+    }
+}
+
+/// A pending [`AsyncSocket::recv_request`]'s registration as a request
+/// waiter, withdrawn when the future completes or is dropped (see
+/// `Shared::remove_request_waiter`).
+struct RequestWait<'a> {
+    shared: &'a Shared,
+    waker: Option<std::task::Waker>,
+}
+
+impl Drop for RequestWait<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.waker.take() {
+            self.shared
+                .locked(|sh, st| sh.remove_request_waiter(st, &Waiter::Task(w)));
+        }
     }
 }
 
@@ -459,11 +496,10 @@ async fn drive(
     sh: &Shared,
     sock: AsyncFd<SharedFd>,
     wake: AsyncFd<SharedFd>,
-    timer: AsyncFd<OwnedFd>,
+    timer: AsyncFd<SharedFd>,
 ) -> std::io::Result<()> {
-    let mut armed: Option<Instant> = None;
     loop {
-        let (next, want_write, now) = {
+        let want_write = {
             let mut st = sh.lock();
             if st.closed {
                 return Ok(());
@@ -473,15 +509,11 @@ async fn drive(
             sh.turn(&mut st, now);
             let next = sh.next_deadline(&mut st);
             st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+            sh.arm_sleep_timer(&mut st, next, now)?;
             let ww = sh.wants_write(&st);
             sh.unlock(st);
-            (next, ww, now)
+            ww
         };
-        if next != armed {
-            let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
-            sys::timerfd_arm(timer.get_ref().as_raw_fd(), after)?;
-            armed = next;
-        }
         tokio::select! {
             biased;
             g = sock.ready(Interest::READABLE | Interest::ERROR) => {
@@ -520,9 +552,8 @@ async fn drive(
             }
             g = timer.readable() => {
                 let mut g = g?;
-                sys::drain_counter(timer.get_ref().as_raw_fd());
+                sh.locked(|sh, st| sh.sleep_timer_fired(st));
                 g.clear_ready();
-                armed = None;
             }
         }
     }

@@ -205,11 +205,9 @@ impl Socket {
         request: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Call, Error> {
-        let sh = self.shared();
-        let until = timeout.map(|t| sh.now() + t);
+        let until = timeout.map(|t| self.shared().now() + t);
         let id = self.send_waiting(until, |sh, st| {
-            let left = until.map(|u| Duration::from_nanos(u.nanos_since(sh.now())));
-            sh.start_call(st, dest, request.clone(), left)
+            sh.start_call(st, dest, request.clone(), until)
         })?;
         Ok(Call {
             socket: self.clone(),
@@ -228,22 +226,16 @@ impl Socket {
     ) -> Result<T, Error> {
         let sh = self.shared();
         loop {
-            let mut st = sh.lock();
-            let seen = sh.writable_seq(&st);
-            match op(sh, &mut st) {
-                Err(Error::WouldBlock) => {}
-                r => {
-                    sh.unlock(st);
-                    return r;
-                }
+            let (r, seen) = sh.try_send(&mut op);
+            if !matches!(r, Err(Error::WouldBlock)) {
+                return r;
             }
-            sh.note_send_cap_wait(&mut st);
-            drop(st);
             let room = wait(
                 sh,
                 until,
-                |sh, st| (sh.writable_seq(st) != seen || st.closed).then_some(()),
+                |sh, st| sh.room_since(st, seen).then_some(()),
                 |sh, st, w| sh.add_write_waiter(st, w),
+                |_, _, _| {},
             );
             if room.is_none() {
                 return Err(Error::DeadlineExceeded);
@@ -282,6 +274,7 @@ impl Socket {
             until,
             |sh, st| sh.take_request(st),
             |sh, st, w| sh.add_request_waiter(st, w),
+            |sh, st, w| sh.remove_request_waiter(st, w),
         )
     }
 
@@ -390,6 +383,7 @@ impl Call {
             until,
             |sh, st| sh.take_result(st, id),
             |sh, st, w| sh.set_call_waiter(st, id, w),
+            |_, _, _| {},
         );
         self.taken = r.is_some();
         r
@@ -427,25 +421,25 @@ const BACKGROUND_BACKOFF: u32 = 32;
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
 
 /// Waits until `check` yields a value or `until` passes (`None`), driving
-/// the socket when nobody else does; see the module documentation.
+/// the socket when nobody else does; see the module documentation. A
+/// thread that parks registers itself with `register`, and withdraws with
+/// `leave` when it returns.
 fn wait<T>(
     sh: &Shared,
     until: Option<Instant>,
     mut check: impl FnMut(&Shared, &mut State) -> Option<T>,
     register: impl Fn(&Shared, &mut State, Waiter),
+    leave: impl Fn(&Shared, &mut State, &Waiter),
 ) -> Option<T> {
     let mut st = sh.lock();
-    loop {
+    let mut registered = None;
+    let v = loop {
         if let Some(v) = check(sh, &mut st) {
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return Some(v);
+            break Some(v);
         }
         let now = sh.now();
         if until.is_some_and(|u| now >= u) {
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return None;
+            break None;
         }
         if st.role != Role::App {
             if st.role == Role::Background {
@@ -454,16 +448,16 @@ fn wait<T>(
             }
             st.role = Role::App;
             sh.activity.fetch_add(1, Ordering::Release);
-            let (v, mut st) = lead(sh, st, until, &mut check);
+            let v;
+            (v, st) = lead(sh, st, until, &mut check);
             st.role = Role::Idle;
             sh.activity.fetch_add(1, Ordering::Release);
-            pass_baton(&mut st);
-            sh.unlock(st);
-            return v;
+            break v;
         }
         // Only a thread that parks needs its handle (an Arc clone).
         let me = thread::current();
         register(sh, &mut st, Waiter::Thread(me.clone()));
+        registered = Some(Waiter::Thread(me.clone()));
         st.followers.push(me.clone());
         drop(st);
         match until {
@@ -474,7 +468,21 @@ fn wait<T>(
         if let Some(i) = st.followers.iter().rposition(|t| t.id() == me.id()) {
             st.followers.swap_remove(i);
         }
+    };
+    if let Some(w) = registered {
+        leave(sh, &mut st, &w);
     }
+    pass_baton(&mut st);
+    sh.unlock(st);
+    v
+}
+
+/// Lets go of the lock for a moment between a driver's turns (waking whoever
+/// the last turn completed), so other threads can send meanwhile.
+fn relock<'a>(sh: &'a Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    sh.unlock(st);
+    std::hint::spin_loop();
+    sh.lock()
 }
 
 /// If nobody drives and threads are parked, wakes one to take over.
@@ -516,13 +524,7 @@ fn lead<'a, T>(
         let deadline_near = next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE);
         if now.nanos_since(last_input) < busy || deadline_near {
             // Spin without the lock so other threads can send meanwhile.
-            let wake = std::mem::take(&mut st.wake_list);
-            drop(st);
-            for w in wake {
-                w.wake();
-            }
-            std::hint::spin_loop();
-            st = sh.lock();
+            st = relock(sh, st);
             continue;
         }
         let readable;
@@ -559,7 +561,7 @@ fn doze<'a>(
 ) -> (MutexGuard<'a, State>, bool) {
     st.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
-    let timeout = if sh.arm_sleep_timer(&mut st, next, now) {
+    let timeout = if sh.arm_sleep_timer(&mut st, next, now).is_ok() {
         None
     } else {
         next.map(|d| Duration::from_nanos(d.nanos_since(now)))
@@ -625,12 +627,7 @@ fn background(sh: &Shared, period: Duration) {
                 break;
             }
             if !matches!(got, Received::Empty) {
-                let wake = std::mem::take(&mut st.wake_list);
-                drop(st);
-                for w in wake {
-                    w.wake();
-                }
-                st = sh.lock();
+                st = relock(sh, st);
                 if st.role != Role::Background {
                     break;
                 }
@@ -639,13 +636,7 @@ fn background(sh: &Shared, period: Duration) {
             let next = sh.next_deadline(&mut st);
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
-                let wake = std::mem::take(&mut st.wake_list);
-                drop(st);
-                for w in wake {
-                    w.wake();
-                }
-                std::hint::spin_loop();
-                st = sh.lock();
+                st = relock(sh, st);
                 if st.role != Role::Background {
                     break;
                 }

@@ -37,13 +37,16 @@ use crate::shared::TransportStats;
 /// so no record exceeds one datagram).
 const SNAPLEN: u32 = 1 << 18;
 
+/// Most destination addresses whose route source is remembered.
+const MAX_SOURCES: usize = 4096;
+
 /// An open capture file and what it needs to name addresses.
 pub(crate) struct Capture {
     writer: Option<PcapWriter<BufWriter<File>>>,
     /// The socket's bound address (the IP may be unspecified).
     local: SocketAddr,
     /// Source address the kernel picks per destination address, for a
-    /// socket bound to a wildcard address.
+    /// socket bound to a wildcard address (at most `MAX_SOURCES`).
     sources: HashMap<IpAddr, IpAddr>,
 }
 
@@ -151,10 +154,16 @@ impl Capture {
         if !self.local.ip().is_unspecified() && self.local.ip().is_ipv4() == dest.is_ipv4() {
             return self.local.ip();
         }
-        *self
-            .sources
-            .entry(dest)
-            .or_insert_with(|| route_source(dest).unwrap_or_else(|| unspecified(dest)))
+        if let Some(&ip) = self.sources.get(&dest) {
+            return ip;
+        }
+        if self.sources.len() >= MAX_SOURCES {
+            // Peers choose their addresses: start over rather than grow.
+            self.sources.clear();
+        }
+        let ip = route_source(dest).unwrap_or_else(|| unspecified(dest));
+        self.sources.insert(dest, ip);
+        ip
     }
 
     /// The local address of a datagram from `peer` when the kernel did not

@@ -276,8 +276,8 @@ pub(crate) struct Shared {
     pub(crate) wake_fd: OwnedFd,
     /// Wakes the background thread from `ppoll`.
     pub(crate) bg_wake_fd: OwnedFd,
-    /// A timerfd at the next deadline, for blocking sockets' drivers
-    /// (see `blocking::doze`).
+    /// A timerfd at the next deadline, for the driver's sleeps (see
+    /// `blocking::doze` and `async_socket::drive`).
     pub(crate) sleep_timer: OwnedFd,
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
@@ -465,10 +465,8 @@ impl Shared {
     /// Snapshot of the counters.
     pub(crate) fn stats(&self) -> Stats {
         let st = self.lock();
-        let mut transport = st.stats.clone();
-        transport.tos_changes = st.sticky_tos.changes;
         Stats {
-            transport,
+            transport: st.transport_stats(),
             proto: st.ep.stats().clone(),
         }
     }
@@ -476,15 +474,10 @@ impl Shared {
     /// Snapshot for monitoring.
     pub(crate) fn metrics(&self) -> Metrics {
         let st = self.lock();
-        let mut transport = st.stats.clone();
-        transport.tos_changes = st.sticky_tos.changes;
         Metrics {
             local_addr: self.local,
-            offloads: Offloads {
-                gso: st.gso,
-                ..self.offloads
-            },
-            transport,
+            offloads: self.offloads_of(&st),
+            transport: st.transport_stats(),
             proto: st.ep.metrics(),
             calls_outstanding: st.calls.len(),
             requests_queued: st.requests.len(),
@@ -495,7 +488,10 @@ impl Shared {
     /// The current offload state (GSO may have been switched off since
     /// the socket opened).
     pub(crate) fn offloads(&self) -> Offloads {
-        let st = self.lock();
+        self.offloads_of(&self.lock())
+    }
+
+    fn offloads_of(&self, st: &State) -> Offloads {
         Offloads {
             gso: st.gso,
             ..self.offloads
@@ -504,13 +500,14 @@ impl Shared {
 
     // ----- application commands ------------------------------------------
 
-    /// Starts a client RPC; its result lands in a call slot.
+    /// Starts a client RPC that fails with [`Error::DeadlineExceeded`] at
+    /// `deadline` (if any); its result lands in a call slot.
     pub(crate) fn start_call(
         &self,
         st: &mut State,
         dest: SocketAddr,
         request: Bytes,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<u64, Error> {
         if st.closed {
             return Err(st.closed_error());
@@ -524,7 +521,6 @@ impl Shared {
             .ep
             .send_request(now, self.port, dest, request)
             .map_err(Error::from_proto)?;
-        let deadline = timeout.map(|d| now + d);
         st.calls.insert(
             id,
             Call {
@@ -639,10 +635,44 @@ impl Shared {
         }
     }
 
-    /// Counts `Event::Writable`s: a sender refused with
-    /// [`Error::WouldBlock`] waits for it to change.
-    pub(crate) fn writable_seq(&self, st: &State) -> u64 {
-        st.writable_seq
+    /// Withdraws the registration of a thread or task that stopped waiting
+    /// for a request (it got one, timed out, or its future was dropped).
+    /// Each request wakes one registered waiter, so a registration left
+    /// behind would take the wake-up of one still waiting; and if this one
+    /// was woken for a request it did not take, the next waiter is woken
+    /// in its place.
+    pub(crate) fn remove_request_waiter(&self, st: &mut State, w: &Waiter) {
+        st.request_waiters.retain(|x| !x.same(w));
+        if !st.requests.is_empty() {
+            if let Some(next) = st.request_waiters.pop() {
+                st.wake_list.push(next);
+            }
+        }
+    }
+
+    /// Runs a send command (`start_call`, `reply`) under the lock. Returns
+    /// its result and, for a send the protocol's send cap refused with
+    /// [`Error::WouldBlock`] (counted), the state to wait past with
+    /// [`Shared::room_since`].
+    pub(crate) fn try_send<T>(
+        &self,
+        op: impl FnOnce(&Shared, &mut State) -> Result<T, Error>,
+    ) -> (Result<T, Error>, u64) {
+        let mut st = self.lock();
+        let seen = st.writable_seq;
+        let r = op(self, &mut st);
+        if matches!(r, Err(Error::WouldBlock)) {
+            st.stats.send_cap_waits += 1;
+        }
+        self.unlock(st);
+        (r, seen)
+    }
+
+    /// True once room may have appeared under the send cap since
+    /// [`Shared::try_send`] returned `seen` (an `Event::Writable`), or the
+    /// socket closed.
+    pub(crate) fn room_since(&self, st: &State, seen: u64) -> bool {
+        st.writable_seq != seen || st.closed
     }
 
     /// Registers a thread or task waiting for room under the send cap.
@@ -830,6 +860,12 @@ impl Shared {
             st.ep.handle_timeout(now);
         }
         self.expire_deadlines(st, now);
+        self.output(st, now);
+    }
+
+    /// Transmits (reading the error queue if a send or receive reported an
+    /// error), then moves the endpoint's events to their waiters.
+    fn output(&self, st: &mut State, now: Instant) {
         self.flush(st, now);
         if st.errors_pending {
             self.read_errors(st, now);
@@ -851,13 +887,7 @@ impl Shared {
         if st.closed {
             return;
         }
-        self.flush(st, now);
-        if st.errors_pending {
-            self.read_errors(st, now);
-            self.flush(st, now);
-        }
-        self.dispatch(st);
-        st.next_due_stale = true;
+        self.output(st, now);
         self.kick(st);
     }
 
@@ -896,14 +926,14 @@ impl Shared {
     }
 
     /// Arms the sleep timer at `next` (disarms it for `None`) unless it is
-    /// armed there already. False if the kernel refused: the caller must
-    /// then bound its sleep itself.
+    /// armed there already. On error (the kernel refused) the timer is
+    /// not armed: the caller must bound its sleep itself.
     pub(crate) fn arm_sleep_timer(
         &self,
         st: &mut State,
         next: Option<Instant>,
         now: Instant,
-    ) -> bool {
+    ) -> io::Result<()> {
         let fd = self.sleep_timer.as_raw_fd();
         if st.sleep_timer_at.is_some_and(|t| t <= now) {
             // Fired (or about to): clear it so it cannot wake the next sleep.
@@ -911,30 +941,18 @@ impl Shared {
             st.sleep_timer_at = None;
         }
         if next == st.sleep_timer_at {
-            return true;
+            return Ok(());
         }
         let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
-        match sys::timerfd_arm(fd, after) {
-            Ok(()) => {
-                st.sleep_timer_at = next;
-                true
-            }
-            Err(_) => {
-                st.sleep_timer_at = None;
-                false
-            }
-        }
+        let r = sys::timerfd_arm(fd, after);
+        st.sleep_timer_at = if r.is_ok() { next } else { None };
+        r
     }
 
     /// The sleep timer fired.
     pub(crate) fn sleep_timer_fired(&self, st: &mut State) {
         sys::drain_counter(self.sleep_timer.as_raw_fd());
         st.sleep_timer_at = None;
-    }
-
-    /// Counts a send that waits for room under the send cap.
-    pub(crate) fn note_send_cap_wait(&self, st: &mut State) {
-        st.stats.send_cap_waits += 1;
     }
 
     /// True while a transmit waits for buffer space.
@@ -1369,6 +1387,14 @@ impl Deadlines {
 }
 
 impl State {
+    /// The datapath's counters, with the TOS changes `StickyTos` counts.
+    fn transport_stats(&self) -> TransportStats {
+        TransportStats {
+            tos_changes: self.sticky_tos.changes,
+            ..self.stats.clone()
+        }
+    }
+
     /// The error of operations on a closed socket.
     pub(crate) fn closed_error(&self) -> Error {
         if self.closed_by_runtime {

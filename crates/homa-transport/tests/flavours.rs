@@ -113,11 +113,7 @@ async fn scenario_async() {
 
 #[test]
 fn scenario__tokio_current_thread() {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(scenario_async());
+    common::current_thread().block_on(scenario_async());
 }
 
 #[test]
@@ -138,10 +134,7 @@ fn tokio__socket_outside_a_runtime_is_refused() {
 
 #[test]
 fn tokio__ipv6_and_many_outstanding_calls() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         // One thread runs 1000 client tasks and the server: the first
         // responses come only after all 1000 requests went out, which can
@@ -179,10 +172,7 @@ fn tokio__ipv6_and_many_outstanding_calls() {
 
 #[test]
 fn tokio__send_cap_refuses_start_call_and_call_waits() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let silent =
             AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
@@ -218,10 +208,7 @@ fn tokio__send_cap_refuses_start_call_and_call_waits() {
 
 #[test]
 fn tokio__runtime_shutdown_fails_calls_with_a_clear_error() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     // A call to a server that never answers is outstanding when the
     // runtime that opened both sockets shuts down.
     let (client, silent, pending) = rt.block_on(async {
@@ -235,10 +222,7 @@ fn tokio__runtime_shutdown_fails_calls_with_a_clear_error() {
     });
     drop(rt);
     // On another runtime, nothing hangs: everything fails with the reason.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let r = tokio::time::timeout(HANG, pending).await.expect("hung");
         assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
@@ -272,10 +256,7 @@ fn tokio__multi_thread_runtime_shutdown_wakes_a_waiting_task() {
         (client, silent)
     });
     let caller = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = common::current_thread();
         rt.block_on(async {
             tokio::time::timeout(HANG, client.call(silent.local_addr(), &b"x"[..]))
                 .await
@@ -288,4 +269,31 @@ fn tokio__multi_thread_runtime_shutdown_wakes_a_waiting_task() {
     home.shutdown_timeout(HANG);
     let r = caller.join().unwrap();
     assert!(matches!(r, Err(Error::RuntimeShutdown)), "{r:?}");
+}
+
+#[test]
+fn tokio__a_recv_request_that_gave_up_leaves_the_wake_up_to_one_still_waiting() {
+    // Each request wakes one registered waiter. A receive that timed out
+    // used to stay registered and take that wake-up, leaving a task that
+    // still waited asleep with the request queued.
+    let rt = common::current_thread();
+    rt.block_on(async {
+        let server =
+            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let s = server.clone();
+        let waiting = tokio::spawn(async move { s.recv_request().await });
+        tokio::task::yield_now().await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), server.recv_request()).await;
+        assert!(gave_up.is_err(), "{gave_up:?}");
+        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _call = client
+            .start_call(server.local_addr(), &b"for the waiting task"[..])
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting task was never woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&r.body[..], b"for the waiting task");
+    });
 }

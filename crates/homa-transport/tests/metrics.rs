@@ -59,10 +59,7 @@ fn metrics__blocking_counts_a_scripted_exchange() {
 #[test]
 fn metrics__tokio_counts_a_scripted_exchange() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         for i in 0..3 {

@@ -8,6 +8,8 @@
 //!   within the protocol timeout, none hangs.
 #![allow(non_snake_case)]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -39,17 +41,7 @@ fn lab(name: &str) -> Option<Lab> {
 
 /// Deterministic message contents.
 fn message(tag: u64, len: usize) -> Bytes {
-    let mut x = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Bytes::from(
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect::<Vec<u8>>(),
-    )
+    Bytes::from(common::pattern(len, tag))
 }
 
 /// Log-uniform sizes from 1 B to 200 KB.

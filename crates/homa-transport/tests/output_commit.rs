@@ -92,10 +92,7 @@ fn output_commit__server_response_is_invisible_until_released() {
 fn output_commit__tokio_plug_and_release() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
     let dest = server.local_addr();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         client.plug().unwrap();

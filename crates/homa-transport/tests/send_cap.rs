@@ -119,10 +119,7 @@ fn send_cap__blocking_reply_waits_until_an_ack_frees_room() {
 
 #[test]
 fn send_cap__tokio_reply_awaits_and_try_reply_refuses() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let server = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), capped(true)).unwrap();
         let dest = server.local_addr();
@@ -165,10 +162,7 @@ fn send_cap__tokio_reply_awaits_and_try_reply_refuses() {
 
 #[test]
 fn send_cap__tokio_send_request_awaits_room_for_a_call() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     rt.block_on(async {
         let mut silent_config = Config::default();
         silent_config.server = Some(true);

@@ -81,6 +81,14 @@ pub fn patient(mut config: Config) -> Config {
     config
 }
 
+/// A current-thread tokio runtime with I/O and timers.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A free UDP port on `ip` with nothing bound to it (bound and released).
 pub fn free_port(ip: &str) -> SocketAddr {
     let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
