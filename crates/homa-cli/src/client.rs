@@ -16,7 +16,8 @@ use crate::bench::{self, Polling};
 use crate::loadgen::{self, Plan, Protocol, Run, Stop};
 use crate::plot::{self, Series};
 use crate::progress::Progress;
-use crate::results::{self, Ideal, Sample, Spread, Summary};
+use crate::results::{self, Ideal, Sample, Summary};
+use crate::stats::Latency;
 
 /// Which form of a named workload to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -132,33 +133,6 @@ pub struct ClientArgs {
     pub quiet: bool,
 }
 
-/// RTT percentiles in µs (kernel tools' convention, see [`results`]).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rtt {
-    /// Samples.
-    pub count: usize,
-    /// Median.
-    pub p50_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// 99.9th percentile.
-    pub p999_us: f64,
-    /// Mean.
-    pub mean_us: f64,
-}
-
-impl From<Spread> for Rtt {
-    fn from(s: Spread) -> Rtt {
-        Rtt {
-            count: s.count,
-            p50_us: s.p50,
-            p99_us: s.p99,
-            p999_us: s.p999,
-            mean_us: s.mean,
-        }
-    }
-}
-
 /// The final report of a client.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -202,8 +176,9 @@ pub struct Report {
     pub late_fraction: f64,
     /// Mean delay of an arrival behind its schedule, µs (open loop).
     pub lag_us_mean: f64,
-    /// All RTTs.
-    pub rtt: Rtt,
+    /// All RTTs (µs; percentiles in the kernel tools' convention, see
+    /// [`results`]).
+    pub rtt: Latency,
     /// Slowdown, short messages, buckets.
     pub summary: Summary,
     /// Homa: every client socket's counters at the end.
@@ -365,9 +340,9 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
                 iv.calls as f64 / secs / 1e3,
                 iv.bytes_out as f64 * 8.0 / secs / 1e9,
                 iv.bytes_in as f64 * 8.0 / secs / 1e9,
-                iv.p50_us,
-                iv.p99_us,
-                iv.p999_us,
+                iv.rtt_us.p50,
+                iv.rtt_us.p99,
+                iv.rtt_us.p999,
                 if iv.calls > 0 { iv.request_bytes as f64 / iv.calls as f64 } else { 0.0 },
                 iv.outstanding,
             ));

@@ -733,12 +733,8 @@ pub struct Interval {
     pub bytes_in: u64,
     /// Request bytes of the finished RPCs.
     pub request_bytes: u64,
-    /// RTT percentiles, µs.
-    pub p50_us: f64,
-    /// See `p50_us`.
-    pub p99_us: f64,
-    /// See `p50_us`.
-    pub p999_us: f64,
+    /// RTTs, µs.
+    pub rtt_us: crate::results::Spread,
     /// RPCs outstanding at the end.
     pub outstanding: u64,
 }
@@ -765,10 +761,7 @@ pub fn interval(run: &Run, cursors: &mut Vec<usize>, bytes_out: &mut Vec<u64>) -
         iv.outstanding += p.outstanding.load(Ordering::Relaxed);
     }
     iv.calls = rtts.len();
-    rtts.sort_by(f64::total_cmp);
-    iv.p50_us = crate::results::percentile(&rtts, 0.5);
-    iv.p99_us = crate::results::percentile(&rtts, 0.99);
-    iv.p999_us = crate::results::percentile(&rtts, 0.999);
+    iv.rtt_us = crate::results::Spread::of(rtts);
     iv
 }
 

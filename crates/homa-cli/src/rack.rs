@@ -1206,12 +1206,12 @@ fn pings(rack: &Rack, to: SocketAddr, tos: u8, n: usize) -> Result<(f64, f64)> {
             }
             Ok(rtts)
         })?;
-    let mut v = h.join().map_err(|_| anyhow!("ping thread panicked"))??;
+    let v = h.join().map_err(|_| anyhow!("ping thread panicked"))??;
     if v.is_empty() {
         bail!("no ping came back");
     }
-    v.sort_by(f64::total_cmp);
-    Ok((results::percentile(&v, 0.5), results::percentile(&v, 0.99)))
+    let s = results::Spread::of(v);
+    Ok((s.p50, s.p99))
 }
 
 /// Measures precedence-7 and precedence-0 pings through `h2`'s switch
