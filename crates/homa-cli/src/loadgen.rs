@@ -215,8 +215,9 @@ pub struct Run {
     pub abort: AtomicBool,
     /// The first fatal error (e.g. the server is unreachable).
     pub fatal: Mutex<Option<String>>,
-    /// RPCs left to issue (count mode).
-    remaining: AtomicU64,
+    /// RPCs left to issue (count mode only: in time mode no port touches
+    /// this shared counter per RPC).
+    remaining: Option<AtomicU64>,
     /// One per port.
     pub ports: Vec<PortStats>,
 }
@@ -226,15 +227,15 @@ impl Run {
     pub fn new(plan: Plan) -> Run {
         let n = plan.ports.max(1);
         let remaining = match plan.stop {
-            Stop::Count(c) => c,
-            Stop::Time { .. } => u64::MAX,
+            Stop::Count(c) => Some(AtomicU64::new(c)),
+            Stop::Time { .. } => None,
         };
         Run {
             plan,
             start: Instant::now(),
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
-            remaining: AtomicU64::new(remaining),
+            remaining,
             ports: (0..n).map(|_| PortStats::default()).collect(),
         }
     }
@@ -375,12 +376,13 @@ async fn port_main(run: Arc<Run>, idx: usize) -> Result<(), String> {
         if run.abort.load(Ordering::Relaxed) {
             break;
         }
-        if run
-            .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-            .is_err()
-        {
-            break;
+        if let Some(left) = &run.remaining {
+            if left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
         }
         let now = Instant::now();
         if end.is_some_and(|e| now >= e) {
