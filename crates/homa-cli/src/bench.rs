@@ -114,6 +114,31 @@ fn would_block(e: &io::Error) -> bool {
     )
 }
 
+/// A baseline server's loop: until `stop`, a non-blocking `recv` into
+/// `buf` on socket `fd`, and `on` for what arrived; waits as `polling`
+/// says when nothing is there.
+fn serve<T>(
+    stop: &AtomicBool,
+    polling: Polling,
+    fd: i32,
+    buf: &mut [u8],
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<T>,
+    mut on: impl FnMut(&[u8], T) -> io::Result<()>,
+) -> Result<()> {
+    let mut idle = Idle::new(polling);
+    while !stop.load(Ordering::Relaxed) {
+        match recv(buf) {
+            Ok(x) => {
+                on(buf, x)?;
+                idle.data();
+            }
+            Err(e) if would_block(&e) => idle.wait(fd),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `op` (one round trip) repeatedly: untimed during the warm-up, then
 /// timed until the window closes. Returns the round-trip times in ns.
 fn time_round_trips(plan: &Plan, mut op: impl FnMut() -> Result<()>) -> Result<Vec<u64>> {
@@ -191,19 +216,14 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_nonblocking(true)?;
         ready.send(sock.local_addr()?)?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut idle = Idle::new(polling);
-        while !st.load(Ordering::Relaxed) {
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    sock.send_to(&buf[..n], from)?;
-                    idle.data();
-                }
-                Err(e) if would_block(&e) => idle.wait(sock.as_raw_fd()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        serve(
+            &st,
+            polling,
+            sock.as_raw_fd(),
+            &mut vec![0u8; 1 << 16],
+            |b| sock.recv_from(b),
+            |b, (n, from)| sock.send_to(&b[..n], from).map(drop),
+        )
     })?;
     pin_current_thread(cpus.client)?;
     let sock = UdpSocket::bind("127.0.0.1:0")?;
@@ -311,19 +331,14 @@ pub fn udp_rtt_unconnected(
     let (addr, h) = spawn_server(cpus.server, move |ready| {
         let sock = Unconnected::bind()?;
         ready.send(sock.sock.local_addr()?)?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut idle = Idle::new(polling);
-        while !st.load(Ordering::Relaxed) {
-            match sock.recv(&mut buf) {
-                Ok((n, from)) => {
-                    sock.sock.send_to(&buf[..n], from)?;
-                    idle.data();
-                }
-                Err(e) if would_block(&e) => idle.wait(sock.sock.as_raw_fd()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        serve(
+            &st,
+            polling,
+            sock.sock.as_raw_fd(),
+            &mut vec![0u8; 1 << 16],
+            |b| sock.recv(b),
+            |b, (n, from)| sock.sock.send_to(&b[..n], from).map(drop),
+        )
     })?;
     pin_current_thread(cpus.client)?;
     let sock = Unconnected::bind()?;
@@ -576,19 +591,17 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
         set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
         sock.set_nonblocking(true)?;
         ready.send(sock.local_addr()?)?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut idle = Idle::new(polling);
-        while !st.load(Ordering::Relaxed) {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    c.fetch_add(n as u64, Ordering::Relaxed);
-                    idle.data();
-                }
-                Err(e) if would_block(&e) => idle.wait(fd),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        serve(
+            &st,
+            polling,
+            fd,
+            &mut vec![0u8; 1 << 16],
+            |b| sock.recv(b),
+            |_, n| {
+                c.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(())
+            },
+        )
     })?;
     pin_current_thread(cpus.client)?;
     let sock = UdpSocket::bind("127.0.0.1:0")?;

@@ -16,7 +16,8 @@ use crate::bench::{self, Polling};
 use crate::loadgen::{self, Plan, Protocol, Run, Stop};
 use crate::plot::{self, Series};
 use crate::progress::Progress;
-use crate::results::{self, Ideal, Sample, Spread, Summary};
+use crate::results::{self, Ideal, Sample, Summary};
+use crate::stats::Latency;
 
 /// Which form of a named workload to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -101,28 +102,9 @@ pub struct ClientArgs {
     /// Pin the client threads to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
-    /// Link speed, Mbit/s: Homa's pacer, and the slowdown denominator
-    /// (default 25000, Homa's default).
-    #[arg(long)]
-    pub link_mbps: Option<u32>,
-    /// Homa: most transmit time the pacer lets queue ahead of the link, µs
-    /// (the protocol's default is 5, sized for 25 Gbit/s NICs; at 1 Gbit/s
-    /// that is less than a packet).
-    #[arg(long)]
-    pub nic_backlog_us: Option<u64>,
-    /// Homa: silence before a RESEND and between RESENDs, ms (the
-    /// protocol's default is 5, the kernel's, sized for 25 Gbit/s links);
-    /// the RPC timeout becomes at least ten of these.
-    #[arg(long)]
-    pub resend_ms: Option<f64>,
-    /// Homa: time after a response is sent before the server asks for an
-    /// acknowledgement, ms (protocol default 2, the kernel's).
-    #[arg(long)]
-    pub need_ack_ms: Option<f64>,
-    /// Homa: bytes of each message sent before any grant, for every peer
-    /// (default: one measured round trip at the link rate).
-    #[arg(long)]
-    pub unsched_bytes: Option<u32>,
+    // Homa's settings (`--link-mbps` is also the slowdown denominator).
+    #[command(flatten)]
+    pub homa: HomaKnobs,
     /// Unloaded short-message RTT for slowdown, µs (default: the smallest
     /// RTT of this run, an estimate).
     #[arg(long)]
@@ -149,33 +131,6 @@ pub struct ClientArgs {
     /// No per-second lines and no progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// RTT percentiles in µs (kernel tools' convention, see [`results`]).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rtt {
-    /// Samples.
-    pub count: usize,
-    /// Median.
-    pub p50_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// 99.9th percentile.
-    pub p999_us: f64,
-    /// Mean.
-    pub mean_us: f64,
-}
-
-impl From<Spread> for Rtt {
-    fn from(s: Spread) -> Rtt {
-        Rtt {
-            count: s.count,
-            p50_us: s.p50,
-            p99_us: s.p99,
-            p999_us: s.p999,
-            mean_us: s.mean,
-        }
-    }
 }
 
 /// The final report of a client.
@@ -221,8 +176,9 @@ pub struct Report {
     pub late_fraction: f64,
     /// Mean delay of an arrival behind its schedule, µs (open loop).
     pub lag_us_mean: f64,
-    /// All RTTs.
-    pub rtt: Rtt,
+    /// All RTTs (µs; percentiles in the kernel tools' convention, see
+    /// [`results`]).
+    pub rtt: Latency,
     /// Slowdown, short messages, buckets.
     pub summary: Summary,
     /// Homa: every client socket's counters at the end.
@@ -237,21 +193,53 @@ fn default_seed(node: u8) -> u64 {
     t ^ (u64::from(std::process::id()) << 20) ^ (u64::from(node) << 56)
 }
 
-/// Homa settings the load generator exposes (the protocol's defaults are
-/// the kernel's, sized for 25 Gbit/s links; an emulated 1 Gbit/s rack
-/// needs its time constants stretched).
-#[derive(Debug, Clone, Copy, Default)]
+/// Homa settings `homa client` and `homa server` expose (the protocol's
+/// defaults are the kernel's, sized for 25 Gbit/s links; an emulated
+/// 1 Gbit/s rack needs its time constants stretched). `homa rack` passes
+/// them on to its clients and servers ([`HomaKnobs::args`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, clap::Args)]
 pub struct HomaKnobs {
-    /// Link speed for the pacer, Mbit/s.
+    /// Link speed, Mbit/s: Homa's pacer and, for `homa client`, the
+    /// slowdown denominator (default 25000, Homa's default).
+    #[arg(long)]
     pub link_mbps: Option<u32>,
-    /// Pacer backlog allowance, µs.
+    /// Homa: most transmit time the pacer lets queue ahead of the link, µs
+    /// (the protocol's default is 5, sized for 25 Gbit/s NICs; at 1 Gbit/s
+    /// that is less than a packet).
+    #[arg(long)]
     pub nic_backlog_us: Option<u64>,
-    /// Silence before a RESEND and between RESENDs, ms.
+    /// Homa: silence before a RESEND and between RESENDs, ms (the
+    /// protocol's default is 5, the kernel's, sized for 25 Gbit/s links);
+    /// the RPC timeout becomes at least ten of these.
+    #[arg(long)]
     pub resend_ms: Option<f64>,
-    /// Delay before a server asks for an acknowledgement, ms.
+    /// Homa: time after a response is sent before the server asks for an
+    /// acknowledgement, ms (protocol default 2, the kernel's).
+    #[arg(long)]
     pub need_ack_ms: Option<f64>,
-    /// Fixed unscheduled bytes per message.
+    /// Homa: bytes of each message sent before any grant, for every peer
+    /// (default: one measured round trip at the link rate).
+    #[arg(long)]
     pub unsched_bytes: Option<u32>,
+}
+
+impl HomaKnobs {
+    /// The knobs that are set, as command-line options.
+    pub fn args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut opt = |name: &str, value: Option<String>| {
+            if let Some(x) = value {
+                v.push(format!("--{name}"));
+                v.push(x);
+            }
+        };
+        opt("link-mbps", self.link_mbps.map(|x| x.to_string()));
+        opt("nic-backlog-us", self.nic_backlog_us.map(|x| x.to_string()));
+        opt("resend-ms", self.resend_ms.map(|x| x.to_string()));
+        opt("need-ack-ms", self.need_ack_ms.map(|x| x.to_string()));
+        opt("unsched-bytes", self.unsched_bytes.map(|x| x.to_string()));
+        v
+    }
 }
 
 /// Homa socket configuration: `bench::homa_config` plus the knobs.
@@ -310,17 +298,7 @@ pub fn plan(a: &ClientArgs) -> Result<Plan> {
         stop,
         drain: Duration::from_secs_f64(a.drain.max(0.0)),
         node: a.id,
-        homa: homa_config(
-            a.polling,
-            false,
-            &HomaKnobs {
-                link_mbps: a.link_mbps,
-                nic_backlog_us: a.nic_backlog_us,
-                resend_ms: a.resend_ms,
-                need_ack_ms: a.need_ack_ms,
-                unsched_bytes: a.unsched_bytes,
-            },
-        ),
+        homa: homa_config(a.polling, false, &a.homa),
         tcp_conns: a.tcp_conns,
         timeout: Duration::from_secs_f64(a.timeout),
         seed: a.seed.unwrap_or_else(|| default_seed(a.id)),
@@ -362,9 +340,9 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
                 iv.calls as f64 / secs / 1e3,
                 iv.bytes_out as f64 * 8.0 / secs / 1e9,
                 iv.bytes_in as f64 * 8.0 / secs / 1e9,
-                iv.p50_us,
-                iv.p99_us,
-                iv.p999_us,
+                iv.rtt_us.p50,
+                iv.rtt_us.p99,
+                iv.rtt_us.p999,
                 if iv.calls > 0 { iv.request_bytes as f64 / iv.calls as f64 } else { 0.0 },
                 iv.outstanding,
             ));
@@ -407,7 +385,7 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
     });
     let ideal = Ideal {
         base_rtt_us,
-        link_mbps: f64::from(a.link_mbps.unwrap_or(25_000)),
+        link_mbps: f64::from(a.homa.link_mbps.unwrap_or(25_000)),
     };
     let sum =
         |f: &dyn Fn(&Run, usize) -> u64| (0..run.ports.len()).map(|i| f(&run, i)).sum::<u64>();
@@ -538,5 +516,34 @@ fn print_report(r: &Report, samples: &[Sample]) {
     );
     if !samples.is_empty() {
         print!("{}", results::table(samples, s.ideal, 15));
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Opts {
+        #[command(flatten)]
+        homa: HomaKnobs,
+    }
+
+    #[test]
+    fn homa_knobs__args_parse_back() {
+        let k = HomaKnobs {
+            link_mbps: Some(1000),
+            nic_backlog_us: Some(512),
+            resend_ms: Some(125.5),
+            need_ack_ms: None,
+            unsched_bytes: Some(9000),
+        };
+        let args = k.args();
+        assert_eq!(args.len(), 8);
+        let parsed = Opts::try_parse_from(std::iter::once("x".to_string()).chain(args)).unwrap();
+        assert_eq!(parsed.homa, k);
+        assert!(HomaKnobs::default().args().is_empty());
     }
 }

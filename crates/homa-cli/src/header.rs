@@ -12,8 +12,13 @@
 //!
 //! All fields little-endian (cp_node writes its struct in the host's byte
 //! order, little-endian on the x86 machines it runs on). Over TCP the length
-//! field is the framing; over Homa messages carry their own length and the
-//! header only lets the server choose the response.
+//! field is the framing ([`read_message`], [`write_message`]); over Homa
+//! messages carry their own length and the header only lets the server
+//! choose the response.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes of the header, and so the shortest message the load generator
 /// sends (cp_node raises shorter workload lengths to this).
@@ -134,6 +139,62 @@ pub fn message(header: Header, length: u32) -> Vec<u8> {
     v
 }
 
+/// Most bytes of a message body held at once when messages stream over
+/// TCP. Bodies are read and written in chunks of this size, never whole:
+/// the length comes from the peer and may claim up to 2 GiB.
+pub const CHUNK: usize = 64 * 1024;
+
+/// The zeroes after the first chunk of a message written by
+/// [`write_message`].
+static ZEROS: [u8; CHUNK] = [0; CHUNK];
+
+/// Reads one message from a TCP stream: its header, then its body,
+/// discarded `scratch.len()` bytes at a time (only the header matters to
+/// either end). A header that does not parse is `InvalidData`.
+pub async fn read_message<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    scratch: &mut [u8],
+) -> io::Result<Header> {
+    let mut hb = [0u8; HEADER_LEN];
+    rd.read_exact(&mut hb).await?;
+    let h = Header::read(&hb)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad message header"))?;
+    let chunk = scratch.len().max(1);
+    let mut left = h.length as usize - HEADER_LEN;
+    while left > 0 {
+        let n = left.min(chunk);
+        rd.read_exact(&mut scratch[..n]).await?;
+        left -= n;
+    }
+    Ok(h)
+}
+
+/// Writes a message of `h.length` bytes (at least [`HEADER_LEN`]) to a TCP
+/// stream: `h`, then zeroes. `first` is the caller's buffer for the first
+/// [`CHUNK`] bytes, kept between calls: it never holds anything but zeroes
+/// after the header, and a message that fits goes out in one write.
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    h: Header,
+    first: &mut Vec<u8>,
+) -> io::Result<()> {
+    let length = h.length.max(HEADER_LEN as u32);
+    let len = length as usize;
+    let n = len.min(CHUNK);
+    if first.len() < n {
+        first.resize(n, 0);
+    }
+    Header { length, ..h }.write(first);
+    wr.write_all(&first[..n]).await?;
+    let mut left = len - n;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        wr.write_all(&ZEROS[..n]).await?;
+        left -= n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {
@@ -192,5 +253,67 @@ mod tests {
             ..req
         };
         assert!(m.response(50).has(FLAG_METRICS));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn write_message_read_message__round_trip_in_chunks() {
+        let mut wire = Vec::new();
+        let mut first = Vec::new();
+        let h = Header {
+            msg_id: 7,
+            ..Header::default()
+        };
+        for length in [3, 12, 500, CHUNK as u32, 3 * CHUNK as u32 + 5] {
+            block_on(write_message(&mut wire, Header { length, ..h }, &mut first)).unwrap();
+        }
+        assert!(first.len() <= CHUNK);
+        let total = 12 + 12 + 500 + CHUNK + 3 * CHUNK + 5;
+        assert_eq!(wire.len(), total);
+        // Exactly one message the length of the first chunk: the shorter
+        // messages before it left nothing but zeroes behind the header.
+        let m = &wire[12 + 12 + 500..12 + 12 + 500 + CHUNK];
+        assert_eq!(Header::of_message(m).unwrap().length, CHUNK as u32);
+        assert!(m[HEADER_LEN..].iter().all(|&b| b == 0));
+        let mut rd: &[u8] = &wire;
+        let mut scratch = vec![0u8; 1000];
+        let lengths: Vec<u32> = (0..5)
+            .map(|_| block_on(read_message(&mut rd, &mut scratch)).unwrap())
+            .map(|h| {
+                assert_eq!(h.msg_id, 7);
+                h.length
+            })
+            .collect();
+        assert_eq!(lengths, [12, 12, 500, CHUNK as u32, 3 * CHUNK as u32 + 5]);
+        assert!(rd.is_empty());
+    }
+
+    /// A header from the network claiming 2 GiB costs nothing up front:
+    /// the body is read into the caller's fixed scratch, and a stream that
+    /// ends early is an error, never an allocation of the claimed length.
+    #[test]
+    fn read_message__huge_or_garbled_lengths_from_the_peer() {
+        let mut scratch = [0u8; 64];
+        let mut huge = Header {
+            length: i32::MAX as u32,
+            ..Header::default()
+        }
+        .to_bytes()
+        .to_vec();
+        huge.extend_from_slice(&[1; 100]);
+        let e = block_on(read_message(&mut &huge[..], &mut scratch)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut neg = Header::default().to_bytes();
+        neg[0..4].copy_from_slice(&(-1i32).to_le_bytes());
+        let e = block_on(read_message(&mut &neg[..], &mut scratch)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let e = block_on(read_message(&mut &neg[..5], &mut scratch)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

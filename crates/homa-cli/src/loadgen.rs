@@ -27,9 +27,11 @@
 //!
 //! * **Homa**: one [`AsyncSocket`] per port; every request is a Homa RPC.
 //! * **TCP**: per port, `tcp_conns` connections to every server address
-//!   (`TCP_NODELAY`), each request written whole on the connection with the
-//!   fewest requests outstanding. The 12-byte header's length field is the
-//!   framing; responses come back in order on each connection.
+//!   (`TCP_NODELAY`), each request written on the connection with the
+//!   fewest requests outstanding (its header and zeroes from a buffer the
+//!   connection keeps: nothing is built per request). The 12-byte header's
+//!   length field is the framing; responses come back in order on each
+//!   connection.
 //!
 //! The same workload, header, arrival process and recording serve both
 //! protocols. An RPC's RTT runs from when the application issues it (after
@@ -57,7 +59,6 @@ use homa_transport::{AsyncSocket, Error as HomaError};
 use homa_workload::{Poisson, Rng, SizeDist};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::header::{self, Header, FLAG_SHORT_RESPONSE, HEADER_LEN};
@@ -214,8 +215,9 @@ pub struct Run {
     pub abort: AtomicBool,
     /// The first fatal error (e.g. the server is unreachable).
     pub fatal: Mutex<Option<String>>,
-    /// RPCs left to issue (count mode).
-    remaining: AtomicU64,
+    /// RPCs left to issue (count mode only: in time mode no port touches
+    /// this shared counter per RPC).
+    remaining: Option<AtomicU64>,
     /// One per port.
     pub ports: Vec<PortStats>,
 }
@@ -225,15 +227,15 @@ impl Run {
     pub fn new(plan: Plan) -> Run {
         let n = plan.ports.max(1);
         let remaining = match plan.stop {
-            Stop::Count(c) => c,
-            Stop::Time { .. } => u64::MAX,
+            Stop::Count(c) => Some(AtomicU64::new(c)),
+            Stop::Time { .. } => None,
         };
         Run {
             plan,
             start: Instant::now(),
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
-            remaining: AtomicU64::new(remaining),
+            remaining,
             ports: (0..n).map(|_| PortStats::default()).collect(),
         }
     }
@@ -374,12 +376,13 @@ async fn port_main(run: Arc<Run>, idx: usize) -> Result<(), String> {
         if run.abort.load(Ordering::Relaxed) {
             break;
         }
-        if run
-            .remaining
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-            .is_err()
-        {
-            break;
+        if let Some(left) = &run.remaining {
+            if left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
         }
         let now = Instant::now();
         if end.is_some_and(|e| now >= e) {
@@ -451,23 +454,29 @@ pub fn next_request(plan: &Plan, rng: &mut Rng, port: usize, msg_id: u16) -> (us
 async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
     let plan = &port.run.plan;
     let t = plan.targets[ti];
-    let msg = header::message(hdr, hdr.length);
-    let t0 = Instant::now();
-    let result = match &port.transport {
-        Transport::Homa(sock) => sock
-            .call_timeout(t.addr, Bytes::from(msg), plan.timeout)
-            .await
-            .map(|r| r.len() as u32)
-            .map_err(|e| {
-                let fatal = matches!(e, HomaError::PortUnreachable | HomaError::HostUnreachable);
-                (e.to_string(), fatal)
-            }),
+    let (t0, result) = match &port.transport {
+        Transport::Homa(sock) => {
+            let msg = Bytes::from(header::message(hdr, hdr.length));
+            let t0 = Instant::now();
+            let r = sock
+                .call_timeout(t.addr, msg, plan.timeout)
+                .await
+                .map(|r| r.len() as u32)
+                .map_err(|e| {
+                    let fatal =
+                        matches!(e, HomaError::PortUnreachable | HomaError::HostUnreachable);
+                    (e.to_string(), fatal)
+                });
+            (t0, r)
+        }
         Transport::Tcp(pool) => {
-            match tokio::time::timeout(plan.timeout, pool.call(ti, msg, hdr.msg_id)).await {
+            let t0 = Instant::now();
+            let r = match tokio::time::timeout(plan.timeout, pool.call(ti, hdr)).await {
                 Ok(Ok(n)) => Ok(n),
                 Ok(Err(e)) => Err((e.to_string(), true)),
                 Err(_) => Err(("deadline exceeded".to_string(), false)),
-            }
+            };
+            (t0, r)
         }
     };
     let done = Instant::now();
@@ -613,7 +622,8 @@ struct Waiting {
 
 struct TcpConn {
     waiting: RefCell<VecDeque<Waiting>>,
-    send: mpsc::UnboundedSender<Vec<u8>>,
+    /// Headers of the requests to write (the writer adds the zeroes).
+    send: mpsc::UnboundedSender<Header>,
 }
 
 impl TcpPool {
@@ -642,9 +652,9 @@ impl TcpPool {
         })
     }
 
-    /// Sends `msg` to `t` on the least busy connection and waits for the
-    /// response; returns its length.
-    async fn call(&self, target: usize, msg: Vec<u8>, msg_id: u16) -> io::Result<u32> {
+    /// Sends the request `hdr` to target `target` on the least busy
+    /// connection and waits for the response; returns its length.
+    async fn call(&self, target: usize, hdr: Header) -> io::Result<u32> {
         let pool = &self.conns[target];
         // Least outstanding; ties broken round-robin.
         let rr = self.next.get();
@@ -654,11 +664,12 @@ impl TcpPool {
             .min_by_key(|c| c.waiting.borrow().len())
             .expect("at least one connection");
         let (tx, rx) = oneshot::channel();
-        conn.waiting
-            .borrow_mut()
-            .push_back(Waiting { msg_id, done: tx });
+        conn.waiting.borrow_mut().push_back(Waiting {
+            msg_id: hdr.msg_id,
+            done: tx,
+        });
         conn.send
-            .send(msg)
+            .send(hdr)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))?;
         rx.await.unwrap_or_else(|_| {
             Err(io::Error::new(
@@ -669,40 +680,27 @@ impl TcpPool {
     }
 }
 
+/// Writes the requests of one connection; a request is its header and
+/// zeroes ([`header::write_message`]), never built whole.
 async fn tcp_writer(
     mut wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Header>,
 ) {
-    while let Some(m) = rx.recv().await {
-        if wr.write_all(&m).await.is_err() {
+    let mut first = Vec::new();
+    while let Some(h) = rx.recv().await {
+        if header::write_message(&mut wr, h, &mut first).await.is_err() {
             return;
         }
     }
 }
 
 async fn tcp_reader(mut rd: tokio::net::tcp::OwnedReadHalf, conn: Rc<TcpConn>) {
-    let mut scratch = vec![0u8; 64 * 1024];
+    let mut scratch = vec![0u8; header::CHUNK];
     let err = loop {
-        let mut hb = [0u8; HEADER_LEN];
-        if let Err(e) = rd.read_exact(&mut hb).await {
-            break e;
-        }
-        let Some(h) = Header::read(&hb) else {
-            break io::Error::new(io::ErrorKind::InvalidData, "bad response header");
+        let h = match header::read_message(&mut rd, &mut scratch).await {
+            Ok(h) => h,
+            Err(e) => break e,
         };
-        let mut left = h.length as usize - HEADER_LEN;
-        let mut failed = None;
-        while left > 0 {
-            let n = left.min(scratch.len());
-            if let Err(e) = rd.read_exact(&mut scratch[..n]).await {
-                failed = Some(e);
-                break;
-            }
-            left -= n;
-        }
-        if let Some(e) = failed {
-            break e;
-        }
         let w = conn.waiting.borrow_mut().pop_front();
         match w {
             Some(w) if w.msg_id == h.msg_id => {
@@ -737,12 +735,8 @@ pub struct Interval {
     pub bytes_in: u64,
     /// Request bytes of the finished RPCs.
     pub request_bytes: u64,
-    /// RTT percentiles, µs.
-    pub p50_us: f64,
-    /// See `p50_us`.
-    pub p99_us: f64,
-    /// See `p50_us`.
-    pub p999_us: f64,
+    /// RTTs, µs.
+    pub rtt_us: crate::results::Spread,
     /// RPCs outstanding at the end.
     pub outstanding: u64,
 }
@@ -769,10 +763,7 @@ pub fn interval(run: &Run, cursors: &mut Vec<usize>, bytes_out: &mut Vec<u64>) -
         iv.outstanding += p.outstanding.load(Ordering::Relaxed);
     }
     iv.calls = rtts.len();
-    rtts.sort_by(f64::total_cmp);
-    iv.p50_us = crate::results::percentile(&rtts, 0.5);
-    iv.p99_us = crate::results::percentile(&rtts, 0.99);
-    iv.p999_us = crate::results::percentile(&rtts, 0.999);
+    iv.rtt_us = crate::results::Spread::of(rtts);
     iv
 }
 

@@ -90,22 +90,9 @@ struct ServerArgs {
     /// Pin the server threads to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
-    /// Link speed for Homa's pacer, Mbit/s (default: the protocol's).
-    #[arg(long)]
-    link_mbps: Option<u32>,
-    /// Homa: most transmit time the pacer lets queue ahead of the link, µs.
-    #[arg(long)]
-    nic_backlog_us: Option<u64>,
-    /// Homa: silence before a RESEND and between RESENDs, ms.
-    #[arg(long)]
-    resend_ms: Option<f64>,
-    /// Homa: delay before asking a client to acknowledge a response, ms.
-    #[arg(long)]
-    need_ack_ms: Option<f64>,
-    /// Homa: bytes of each message sent before any grant (default: one
-    /// measured round trip at the link rate).
-    #[arg(long)]
-    unsched_bytes: Option<u32>,
+    // Homa's settings.
+    #[command(flatten)]
+    homa: client::HomaKnobs,
     /// Experiment name for the per-second lines.
     #[arg(long)]
     exp: Option<String>,
@@ -162,13 +149,7 @@ fn main() -> Result<()> {
                 ports: a.ports,
                 threads: a.threads,
                 polling: a.polling,
-                homa: client::HomaKnobs {
-                    link_mbps: a.link_mbps,
-                    nic_backlog_us: a.nic_backlog_us,
-                    resend_ms: a.resend_ms,
-                    need_ack_ms: a.need_ack_ms,
-                    unsched_bytes: a.unsched_bytes,
-                },
+                homa: a.homa,
                 response_size: a.response_size,
                 report: !a.quiet,
                 exp: a.exp.unwrap_or_else(|| a.protocol.name().to_string()),

@@ -104,7 +104,7 @@ use homa_workload::SizeSpec;
 use serde::Serialize;
 
 use crate::bench::Polling;
-use crate::client::VariantArg;
+use crate::client::{HomaKnobs, VariantArg};
 use crate::header::SHORT_RESPONSE_LEN;
 use crate::loadgen::{self, Protocol};
 use crate::plot::{self, Series};
@@ -795,12 +795,19 @@ fn protocol_phase(
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let rate = a.rate_mbit.to_string();
-    let polling = format!("{:?}", a.polling).to_lowercase();
-    let backlog = nic_backlog_us(a).to_string();
-    let resend = resend_ms(a).to_string();
-    let need_ack = need_ack_ms(a).to_string();
-    let unsched: Option<String> = a.unsched_bytes.map(|u| u.to_string());
+    // Every server and client of the rack gets the same Homa settings.
+    let knobs = HomaKnobs {
+        link_mbps: Some(u32::try_from(a.rate_mbit).context("--rate-mbit")?),
+        nic_backlog_us: Some(nic_backlog_us(a)),
+        resend_ms: Some(resend_ms(a)),
+        need_ack_ms: Some(need_ack_ms(a)),
+        unsched_bytes: a.unsched_bytes,
+    };
+    let mut homa_args = vec![
+        "--polling".to_string(),
+        format!("{:?}", a.polling).to_lowercase(),
+    ];
+    homa_args.extend(knobs.args());
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         let mut c = rack.lab.command(ns, homa)?;
@@ -808,14 +815,7 @@ fn protocol_phase(
             .args(["--bind", &format!("{addr}:{port}")])
             .args(["--ports", &a.server_ports.to_string()])
             .args(["--threads", &a.server_threads.to_string()])
-            .args(["--polling", &polling, "--link-mbps", &rate])
-            .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
-            .args(["--need-ack-ms", &need_ack])
-            .args(
-                unsched
-                    .iter()
-                    .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
-            )
+            .args(&homa_args)
             .stdout(Stdio::piped())
             .stderr(log_file(out, &format!("{name}-h{}-server.log", i + 1))?);
         with_nice(&mut c, a.nice);
@@ -836,14 +836,7 @@ fn protocol_phase(
         .args(["--server", &format!("{}:{port}", rack.hosts[1].1)])
         .args(["--client-max", "1", "--warmup", "0.3"])
         .args(["--duration", &a.base_seconds.to_string()])
-        .args(["--polling", &polling, "--link-mbps", &rate])
-        .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
-        .args(["--need-ack-ms", &need_ack])
-        .args(
-            unsched
-                .iter()
-                .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
-        )
+        .args(&homa_args)
         .arg("--json-out")
         .arg(&base_json)
         .stdout(log_file(out, &format!("{name}-base.log"))?)
@@ -907,14 +900,7 @@ fn protocol_phase(
             .args(["--tcp-conns", &a.tcp_conns.to_string()])
             .args(["--id", &h.to_string()])
             .args(["--seed", &(seed.wrapping_add(h as u64)).to_string()])
-            .args(["--polling", &polling, "--link-mbps", &rate])
-            .args(["--nic-backlog-us", &backlog, "--resend-ms", &resend])
-            .args(["--need-ack-ms", &need_ack])
-            .args(
-                unsched
-                    .iter()
-                    .flat_map(|u| ["--unsched-bytes".to_string(), u.clone()]),
-            )
+            .args(&homa_args)
             .args(["--exp", &format!("{name}-h{h}")])
             .arg("--json-out")
             .arg(out.join(format!("{name}-h{h}.json")))
@@ -1220,12 +1206,12 @@ fn pings(rack: &Rack, to: SocketAddr, tos: u8, n: usize) -> Result<(f64, f64)> {
             }
             Ok(rtts)
         })?;
-    let mut v = h.join().map_err(|_| anyhow!("ping thread panicked"))??;
+    let v = h.join().map_err(|_| anyhow!("ping thread panicked"))??;
     if v.is_empty() {
         bail!("no ping came back");
     }
-    v.sort_by(f64::total_cmp);
-    Ok((results::percentile(&v, 0.5), results::percentile(&v, 0.99)))
+    let s = results::Spread::of(v);
+    Ok((s.p50, s.p99))
 }
 
 /// Measures precedence-7 and precedence-0 pings through `h2`'s switch

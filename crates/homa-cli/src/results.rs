@@ -50,13 +50,14 @@ impl Ideal {
     }
 }
 
-/// Element `⌊n·p⌋` (clamped to the last) of `sorted`; 0 if empty.
+/// Element `⌊n·p⌋` (clamped to the last) of `sorted`; 0 if empty. The
+/// simulator's own function ([`homa_sim::results::percentile`]), so that
+/// rack, client and simulator figures follow one convention.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
-    sorted[i]
+    homa_sim::results::percentile(sorted, p)
 }
 
 /// Percentiles and mean of a set of values.

@@ -30,11 +30,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use homa_transport::{Error as HomaError, Socket};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::bench::{self, Polling};
 use crate::header::{self, Header, FLAG_METRICS, FLAG_RESPONSE, HEADER_LEN};
@@ -191,38 +191,34 @@ pub fn stats_json(
     })
 }
 
-/// The response to a request body, or `None` for a metrics request. An
-/// echo of the request's length reuses the request's buffer when nothing
-/// else holds it (no copy, just the 12 header bytes rewritten).
-fn response(opts: &Options, body: Bytes) -> Option<Bytes> {
-    match Header::of_message(&body) {
-        Some(h) if h.has(FLAG_METRICS) => None,
+/// The response to a request body whose header (if it has one) is `h`,
+/// metrics requests aside. An echo of the request's length reuses the
+/// request's buffer when nothing else holds it (no copy, just the 12
+/// header bytes rewritten).
+fn response(opts: &Options, h: Option<Header>, body: Bytes) -> Bytes {
+    match h {
         Some(h) => {
             let len = opts.response_size.unwrap_or_else(|| h.response_length());
             let rh = h.response(len);
             if len as usize == body.len() {
                 if let Ok(mut m) = body.try_into_mut() {
                     rh.write(&mut m);
-                    return Some(m.freeze());
+                    return m.freeze();
                 }
             }
-            Some(header::message(rh, len).into())
+            header::message(rh, len).into()
         }
-        None => Some(match opts.response_size {
+        None => match opts.response_size {
             Some(n) => vec![0x5a; n.max(1) as usize].into(),
             None => body,
-        }),
+        },
     }
 }
 
-fn is_metrics(body: &[u8]) -> bool {
-    Header::of_message(body).is_some_and(|h| h.has(FLAG_METRICS))
-}
-
-fn metrics_response(shared: &Shared, req: &[u8]) -> Vec<u8> {
+/// The response to a metrics request with header `h`.
+fn metrics_response(shared: &Shared, h: Header) -> Vec<u8> {
     let body = serde_json::to_vec(&shared.metrics()).unwrap_or_default();
     let len = (HEADER_LEN + body.len()) as u32;
-    let h = Header::read(req).unwrap_or_default();
     let mut v = h.response(len).to_bytes().to_vec();
     v.extend_from_slice(&body);
     v
@@ -307,10 +303,9 @@ fn run_homa(opts: Options) -> Result<()> {
                         Err(e) => return Err(e.into()),
                     };
                     let len = r.body.len();
-                    let resp = if is_metrics(&r.body) {
-                        metrics_response(&shared, &r.body).into()
-                    } else {
-                        response(&shared.opts, r.body).unwrap_or_default()
+                    let resp = match Header::of_message(&r.body) {
+                        Some(h) if h.has(FLAG_METRICS) => metrics_response(&shared, h).into(),
+                        h => response(&shared.opts, h, r.body),
                     };
                     counter.add(len, resp.len());
                     match sock.reply(r.peer, r.id, resp) {
@@ -386,43 +381,37 @@ fn run_tcp(opts: Options) -> Result<()> {
 }
 
 /// Serves one TCP connection: requests framed by the header's length,
-/// answered in order.
+/// answered in order. Neither the request's body nor the response is ever
+/// held whole ([`header::read_message`], [`header::write_message`]): a
+/// length claimed by the peer costs no memory.
 async fn tcp_conn(s: tokio::net::TcpStream, shared: Arc<Shared>, port: usize) {
     let (mut rd, mut wr) = s.into_split();
-    let mut req = Vec::new();
-    let mut resp = Vec::new();
-    loop {
-        req.resize(HEADER_LEN, 0);
-        if rd.read_exact(&mut req[..HEADER_LEN]).await.is_err() {
-            return;
-        }
-        let Some(h) = Header::read(&req) else {
-            return;
-        };
-        req.resize(h.length as usize, 0);
-        if rd.read_exact(&mut req[HEADER_LEN..]).await.is_err() {
-            return;
-        }
-        let out: &[u8] = if h.has(FLAG_METRICS) {
-            resp = metrics_response(&shared, &req);
-            &resp
+    let mut scratch = vec![0u8; header::CHUNK];
+    let mut first = Vec::new();
+    while let Ok(h) = header::read_message(&mut rd, &mut scratch).await {
+        let counter = &shared.counters[port];
+        let sent = if h.has(FLAG_METRICS) {
+            let m = metrics_response(&shared, h);
+            counter.add(h.length as usize, m.len());
+            wr.write_all(&m).await
         } else {
-            // Reuse the buffer: only the header's content matters.
             let len = shared
                 .opts
                 .response_size
                 .unwrap_or_else(|| h.response_length())
                 .max(HEADER_LEN as u32);
-            resp.resize(len as usize, 0);
-            h.response(len).write(&mut resp);
-            &resp
+            counter.add(h.length as usize, len as usize);
+            header::write_message(&mut wr, h.response(len), &mut first).await
         };
-        shared.counters[port].add(req.len(), out.len());
-        if wr.write_all(out).await.is_err() {
+        if sent.is_err() {
             return;
         }
     }
 }
+
+/// Longest metrics response `homa metrics` reads over TCP (Homa's own
+/// limit on message length bounds it over Homa).
+const MAX_METRICS_LEN: usize = 16 << 20;
 
 /// `homa metrics`: asks a running server for its metrics; returns the
 /// JSON text.
@@ -455,6 +444,9 @@ pub fn fetch_metrics(protocol: Protocol, server: SocketAddr, timeout: Duration) 
             let mut hb = [0u8; HEADER_LEN];
             s.read_exact(&mut hb)?;
             let h = Header::read(&hb).ok_or_else(|| anyhow!("bad response header"))?;
+            if h.length as usize > MAX_METRICS_LEN {
+                bail!("a {} byte metrics response: not a `homa server`?", h.length);
+            }
             let mut v = hb.to_vec();
             v.resize(h.length as usize, 0);
             s.read_exact(&mut v[HEADER_LEN..])?;

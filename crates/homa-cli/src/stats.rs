@@ -2,7 +2,10 @@
 
 use serde::Serialize;
 
-/// Percentiles of a set of round-trip times, in microseconds.
+/// Percentiles of a set of round-trip times, in microseconds: nearest rank
+/// (element `⌈n·p⌉ - 1`) from [`Latency::from_nanos`], as `homa compare`
+/// takes them; a client's report converts a [`crate::results::Spread`]
+/// (element `⌊n·p⌋`, the kernel tools' convention).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Latency {
     /// Number of samples.
@@ -35,6 +38,20 @@ impl Latency {
             p99_us: pct(0.99),
             p999_us: pct(0.999),
             mean_us: sum as f64 / samples.len() as f64 / 1000.0,
+        }
+    }
+}
+
+impl From<crate::results::Spread> for Latency {
+    /// A [`crate::results::Spread`] of RTTs in µs, percentiles as it took
+    /// them.
+    fn from(s: crate::results::Spread) -> Latency {
+        Latency {
+            count: s.count,
+            p50_us: s.p50,
+            p99_us: s.p99,
+            p999_us: s.p999,
+            mean_us: s.mean,
         }
     }
 }

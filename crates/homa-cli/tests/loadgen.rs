@@ -3,10 +3,11 @@
 //! client writes, one-way mode, and `homa metrics`.
 #![allow(non_snake_case)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const HOMA: &str = env!("CARGO_BIN_EXE_homa");
 
@@ -249,4 +250,45 @@ fn metrics__a_plain_echo_server_is_told_apart() {
     assert!(!out.status.success());
     assert!(err.contains("does not answer metrics"), "{err}");
     sock.close();
+}
+
+/// Resident memory of a process, kB.
+fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The TCP server frames requests by a length the peer writes: a header
+/// claiming 2 GiB must cost no memory (the server once allocated and
+/// zeroed the claimed length before reading a byte of the body), and the
+/// server keeps serving other connections.
+#[test]
+fn server__tcp_length_from_the_peer_is_not_an_allocation() {
+    let server = Server::start("tcp", 1);
+    let mut s = std::net::TcpStream::connect(server.addrs[0]).unwrap();
+    let mut h = [0u8; 12];
+    h[0..4].copy_from_slice(&i32::MAX.to_le_bytes());
+    s.write_all(&h).unwrap();
+    s.write_all(&[0u8; 1 << 20]).unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) {
+        let rss = rss_kb(server.child.id());
+        assert!(rss < 256 * 1024, "server resident memory {rss} kB");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = client(&[
+        "--protocol",
+        "tcp",
+        "--server",
+        &server.list(),
+        "--workload",
+        "3000",
+        "--count",
+        "20",
+    ]);
+    assert_eq!(r["calls"], 20);
 }
