@@ -292,6 +292,19 @@ impl Lab {
         Ok(lab)
     }
 
+    /// [`Lab::new`] for tests that need a lab: `None`, after printing on
+    /// stderr why the test is skipped, when no lab can be built here (not
+    /// root, a tool missing).
+    pub fn new_or_skip(prefix: &str) -> Option<Lab> {
+        match Lab::new(prefix) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("skipping {prefix}: {e}");
+                None
+            }
+        }
+    }
+
     /// Namespaces with this lab's prefix that exist now.
     pub fn existing(&self) -> Result<Vec<String>> {
         let out = run(Command::new("ip").args(["netns", "list"]))?;

@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use homa_lab::{Lab, Shaper};
 
-fn lab(name: &str) -> Option<Lab> {
-    match Lab::new(name) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            eprintln!("skipping {name}: {e}");
-            None
-        }
-    }
-}
-
 fn netns_list() -> String {
     String::from_utf8(
         Command::new("ip")
@@ -92,7 +82,7 @@ fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> u
 
 #[test]
 fn lab__namespaces_link_and_vanish_on_drop() {
-    let Some(mut lab) = lab("hl-basic") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-basic") else {
         return;
     };
     let a = lab.namespace("a").unwrap();
@@ -106,7 +96,7 @@ fn lab__namespaces_link_and_vanish_on_drop() {
 
 #[test]
 fn lab__leftovers_of_a_killed_run_are_removed() {
-    let Some(mut lab) = lab("hl-stale") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-stale") else {
         return;
     };
     lab.namespace("x").unwrap();
@@ -119,7 +109,7 @@ fn lab__leftovers_of_a_killed_run_are_removed() {
 
 #[test]
 fn random_loss__drops_about_the_configured_share() {
-    let Some(mut lab) = lab("hl-loss") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-loss") else {
         return;
     };
     if !homa_lab::have_tool("nft") {
@@ -138,7 +128,7 @@ fn random_loss__drops_about_the_configured_share() {
 
 #[test]
 fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
-    let Some(mut lab) = lab("hl-shape") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-shape") else {
         return;
     };
     let hyst = "/sys/module/sch_htb/parameters/htb_hysteresis";
@@ -179,7 +169,7 @@ fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
 
 #[test]
 fn set_global__restored_on_drop_and_after_a_killed_run() {
-    let Some(mut lab) = lab("hl-global") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-global") else {
         return;
     };
     let path = std::env::temp_dir().join(format!("hl-global-{}", std::process::id()));
@@ -203,7 +193,7 @@ fn set_global__restored_on_drop_and_after_a_killed_run() {
 
 #[test]
 fn cleanup__kills_what_still_runs_in_the_namespaces() {
-    let Some(mut lab) = lab("hl-procs") else {
+    let Some(mut lab) = Lab::new_or_skip("hl-procs") else {
         return;
     };
     let ns = lab.namespace("a").unwrap();

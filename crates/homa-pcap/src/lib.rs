@@ -65,7 +65,8 @@ impl<W: Write> PcapWriter<W> {
     /// Records one UDP datagram from `src` to `dst` carrying `payload`,
     /// with IP TOS / traffic class `tos`, at `time` (since any epoch, e.g.
     /// the Unix epoch or the start of a simulation). `src` and `dst` must be
-    /// the same family.
+    /// the same family. Allocates nothing: the headers are built on the
+    /// stack and the payload is written from the caller's buffer.
     pub fn write_udp(
         &mut self,
         time: Duration,
@@ -74,18 +75,23 @@ impl<W: Write> PcapWriter<W> {
         tos: u8,
         payload: &[u8],
     ) -> io::Result<()> {
-        let packet = ip_udp_packet(src, dst, tos, payload)?;
-        let caplen = (packet.len() as u32).min(self.snaplen);
-        self.out.write_all(&(time.as_secs() as u32).to_le_bytes())?;
+        let (header, header_len) = ip_udp_header(src, dst, tos, payload)?;
+        let len = header_len + payload.len();
+        let caplen = (len as u32).min(self.snaplen) as usize;
+        let mut record = [0u8; 16];
+        record[..4].copy_from_slice(&(time.as_secs() as u32).to_le_bytes());
         let fraction = if self.nanos {
             time.subsec_nanos()
         } else {
             time.subsec_micros()
         };
-        self.out.write_all(&fraction.to_le_bytes())?;
-        self.out.write_all(&caplen.to_le_bytes())?;
-        self.out.write_all(&(packet.len() as u32).to_le_bytes())?;
-        self.out.write_all(&packet[..caplen as usize])?;
+        record[4..8].copy_from_slice(&fraction.to_le_bytes());
+        record[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
+        record[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+        self.out.write_all(&record)?;
+        let kept = caplen.min(header_len);
+        self.out.write_all(&header[..kept])?;
+        self.out.write_all(&payload[..caplen - kept])?;
         self.records += 1;
         Ok(())
     }
@@ -102,6 +108,9 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// Longest IP and UDP header: IPv6 (40 bytes) plus UDP (8).
+const MAX_HEADER: usize = 48;
+
 /// Builds an IP packet holding one UDP datagram.
 pub fn ip_udp_packet(
     src: SocketAddr,
@@ -109,60 +118,47 @@ pub fn ip_udp_packet(
     tos: u8,
     payload: &[u8],
 ) -> io::Result<Vec<u8>> {
-    let udp_len = 8 + payload.len();
-    if udp_len > u16::MAX as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "datagram too long",
-        ));
-    }
-    let mut udp = Vec::with_capacity(udp_len);
-    udp.extend_from_slice(&src.port().to_be_bytes());
-    udp.extend_from_slice(&dst.port().to_be_bytes());
-    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut out;
-    match (src.ip(), dst.ip()) {
+    let (header, len) = ip_udp_header(src, dst, tos, payload)?;
+    let mut out = Vec::with_capacity(len + payload.len());
+    out.extend_from_slice(&header[..len]);
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// The IP and UDP headers (checksums included) of a datagram carrying
+/// `payload`: the header bytes and how many of them are used.
+fn ip_udp_header(
+    src: SocketAddr,
+    dst: SocketAddr,
+    tos: u8,
+    payload: &[u8],
+) -> io::Result<([u8; MAX_HEADER], usize)> {
+    let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "datagram too long");
+    let udp_len = u16::try_from(8 + payload.len()).map_err(|_| too_long())?;
+    let mut h = [0u8; MAX_HEADER];
+    let ip_len = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = 20 + udp_len;
-            if total > u16::MAX as usize {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "packet too long",
-                ));
-            }
-            out = Vec::with_capacity(total);
-            out.extend_from_slice(&[0x45, tos]);
-            out.extend_from_slice(&(total as u16).to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0x40, 0]); // id 0, DF
-            out.extend_from_slice(&[64, 17, 0, 0]); // ttl, UDP, checksum
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let c = checksum(&[&out[..20]]);
-            out[10..12].copy_from_slice(&c.to_be_bytes());
-            let mut pseudo = Vec::with_capacity(12);
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&[0, 17]);
-            pseudo.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            set_udp_checksum(&mut udp, &pseudo);
+            let total = u16::try_from(20 + usize::from(udp_len))
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too long"))?;
+            h[0] = 0x45;
+            h[1] = tos;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[4..8].copy_from_slice(&[0, 0, 0x40, 0]); // id 0, DF
+            h[8..12].copy_from_slice(&[64, 17, 0, 0]); // ttl, UDP, checksum
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let c = checksum(&[&h[..20]]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            20
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            out = Vec::with_capacity(40 + udp_len);
-            let tc = tos as u32;
-            let first = (6u32 << 28) | (tc << 20);
-            out.extend_from_slice(&first.to_be_bytes());
-            out.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            out.extend_from_slice(&[17, 64]); // next header UDP, hop limit
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let mut pseudo = Vec::with_capacity(40);
-            pseudo.extend_from_slice(&s.octets());
-            pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
-            pseudo.extend_from_slice(&[0, 0, 0, 17]);
-            set_udp_checksum(&mut udp, &pseudo);
+            let first = (6u32 << 28) | (u32::from(tos) << 20);
+            h[..4].copy_from_slice(&first.to_be_bytes());
+            h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+            h[6..8].copy_from_slice(&[17, 64]); // next header UDP, hop limit
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            40
         }
         _ => {
             return Err(io::Error::new(
@@ -170,34 +166,48 @@ pub fn ip_udp_packet(
                 "source and destination families differ",
             ))
         }
-    }
-    out.extend_from_slice(&udp);
-    Ok(out)
-}
-
-fn set_udp_checksum(udp: &mut [u8], pseudo: &[u8]) {
-    let mut c = checksum(&[pseudo, udp]);
+    };
+    let (ip, udp) = h.split_at_mut(ip_len);
+    udp[..2].copy_from_slice(&src.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    // The pseudo-header: addresses, protocol and UDP length (the IPv6
+    // form's 32-bit length and zero padding sum to the same value).
+    let addrs = if ip_len == 20 {
+        &ip[12..20]
+    } else {
+        &ip[8..40]
+    };
+    let mut c = checksum(&[addrs, &[0, 17], &udp_len.to_be_bytes(), &udp[..8], payload]);
     if c == 0 {
         c = 0xffff;
     }
     udp[6..8].copy_from_slice(&c.to_be_bytes());
+    Ok((h, ip_len + 8))
 }
 
 /// The Internet checksum over the concatenation of `parts` (each part
 /// padded to an even length only at the very end).
 fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
+    let mut sum: u64 = 0;
     let mut odd: Option<u8> = None;
-    for part in parts {
-        for &b in part.iter() {
-            match odd.take() {
-                Some(hi) => sum += u16::from_be_bytes([hi, b]) as u32,
-                None => odd = Some(b),
-            }
+    for &part in parts {
+        let mut rest = part;
+        if let (Some(hi), Some((&lo, tail))) = (odd, rest.split_first()) {
+            sum += u64::from(u16::from_be_bytes([hi, lo]));
+            odd = None;
+            rest = tail;
         }
+        let words = rest.chunks_exact(2);
+        if let [last] = words.remainder() {
+            odd = Some(*last);
+        }
+        sum += words
+            .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u64>();
     }
     if let Some(hi) = odd {
-        sum += u16::from_be_bytes([hi, 0]) as u32;
+        sum += u64::from(u16::from_be_bytes([hi, 0]));
     }
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -272,6 +282,44 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(checksum(&[&h]), 0xb861);
+    }
+
+    #[test]
+    fn checksum_does_not_depend_on_how_the_bytes_are_split() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        let whole = checksum(&[&bytes]);
+        for cuts in [
+            [0, 1, 2],
+            [1, 2, 3],
+            [3, 3, 1000],
+            [7, 500, 501],
+            [0, 0, 1001],
+        ] {
+            let parts = [
+                &bytes[..cuts[0]],
+                &bytes[cuts[0]..cuts[1]],
+                &bytes[cuts[1]..cuts[2]],
+                &bytes[cuts[2]..],
+            ];
+            assert_eq!(checksum(&parts), whole, "{cuts:?}");
+        }
+    }
+
+    #[test]
+    fn write_udp_records_the_packet_cut_at_snaplen() {
+        let (src, dst) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
+        let payload: Vec<u8> = (0..100u8).collect();
+        let packet = ip_udp_packet(src, dst, 0x20, &payload).unwrap();
+        for snaplen in [10, 28, 30, 65535] {
+            let mut w = PcapWriter::new(Vec::new(), snaplen).unwrap();
+            w.write_udp(Duration::ZERO, src, dst, 0x20, &payload)
+                .unwrap();
+            let b = w.into_inner().unwrap();
+            let kept = packet.len().min(snaplen as usize);
+            assert_eq!(&b[32..36], &(kept as u32).to_le_bytes(), "caplen");
+            assert_eq!(&b[36..40], &(packet.len() as u32).to_le_bytes());
+            assert_eq!(&b[40..], &packet[..kept], "snaplen {snaplen}");
+        }
     }
 
     #[test]

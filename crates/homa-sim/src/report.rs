@@ -341,6 +341,8 @@ pub fn plot(runs: &[(&str, &Results)]) -> String {
         x_label: "message size (bytes, bucket upper bound)".into(),
         y_label: "slowdown".into(),
         x_log: true,
+        y_log: false,
+        legend_right: false,
         y_min: 1.0,
         series,
     }

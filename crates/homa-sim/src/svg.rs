@@ -1,6 +1,8 @@
 //! A small SVG line-plot writer: axes (linear or log10), ticks, grid, a
 //! legend, and one polyline with markers per series. Enough for slowdown
-//! against message size; no dependencies, deterministic output.
+//! against message size; no dependencies, deterministic output. The
+//! simulator's reports and the `homa` command's benchmark plots both draw
+//! with it.
 
 use core::fmt::Write as _;
 
@@ -28,11 +30,21 @@ pub struct Plot {
     pub y_label: String,
     /// Logarithmic x axis (decades).
     pub x_log: bool,
+    /// Logarithmic y axis (decades, with minor lines at 2x and 5x): for
+    /// series that differ by orders of magnitude.
+    pub y_log: bool,
+    /// The legend in a column right of the plot instead of inside its
+    /// top-left corner (the picture is wider by [`LEGEND_WIDTH`]).
+    pub legend_right: bool,
     /// The lines.
     pub series: Vec<Series>,
-    /// Lowest y shown (the axis starts here).
+    /// Lowest y shown (the axis starts here; with a log axis, at the
+    /// decade at or below it or below the lowest point).
     pub y_min: f64,
 }
+
+/// Extra width of a plot whose legend is right of it.
+pub const LEGEND_WIDTH: f64 = 150.0;
 
 const W: f64 = 720.0;
 const H: f64 = 440.0;
@@ -89,11 +101,11 @@ fn nice_step(span: f64, n: f64) -> f64 {
 impl Plot {
     /// The SVG document.
     pub fn render(&self) -> String {
+        let shown = |&(x, y): &(f64, f64)| {
+            x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
+        };
         let pts = self.series.iter().flat_map(|s| s.points.iter());
-        let finite: Vec<(f64, f64)> = pts
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.x_log || *x > 0.0))
-            .collect();
+        let finite: Vec<(f64, f64)> = pts.copied().filter(shown).collect();
         let (mut x0, mut x1) = finite
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
@@ -110,9 +122,25 @@ impl Plot {
             x1 = x0 + 1.0;
         }
         let ystep = nice_step((y_hi - self.y_min).max(1e-9), 6.0);
-        let y0 = self.y_min;
-        let y1 = ((y_hi / ystep).ceil() * ystep).max(y0 + ystep);
+        let (y0, y1) = if self.y_log {
+            let lo = finite
+                .iter()
+                .map(|p| p.1)
+                .chain((self.y_min > 0.0).then_some(self.y_min))
+                .fold(f64::INFINITY, f64::min);
+            let lo = if lo.is_finite() { lo } else { 1.0 };
+            let y0 = 10f64.powf(lo.log10().floor());
+            (y0, 10f64.powf(y_hi.log10().ceil()).max(y0 * 10.0))
+        } else {
+            let y0 = self.y_min;
+            (y0, ((y_hi / ystep).ceil() * ystep).max(y0 + ystep))
+        };
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+        let width = if self.legend_right {
+            W + LEGEND_WIDTH
+        } else {
+            W
+        };
         let fx = |x: f64| {
             let t = if self.x_log {
                 (x.log10() - x0.log10()) / (x1.log10() - x0.log10())
@@ -121,27 +149,52 @@ impl Plot {
             };
             LEFT + t * pw
         };
-        let fy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
+        let fy = |y: f64| {
+            let t = if self.y_log {
+                (y.log10() - y0.log10()) / (y1.log10() - y0.log10())
+            } else {
+                (y - y0) / (y1 - y0)
+            };
+            TOP + ph - t * ph
+        };
 
         let mut s = String::new();
         let _ = writeln!(
             s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" viewBox="0 0 {width} {H}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+        let _ = writeln!(s, r#"<rect width="{width}" height="{H}" fill="white"/>"#);
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
             LEFT + pw / 2.0,
             esc(&self.title)
         );
-        // Grid and ticks: the axis start, then multiples of the step.
+        // Grid and ticks: the axis start, then multiples of the step; on a
+        // log axis every decade, and lighter lines at 2x and 5x.
         let first = (y0 / ystep).floor() * ystep + ystep;
-        let yticks = core::iter::once(y0).chain(
-            (0..)
-                .map(|k| first + f64::from(k) * ystep)
-                .take_while(|&y| y <= y1 + ystep * 1e-6),
-        );
+        let yticks: Vec<f64> = if self.y_log {
+            let (a, b) = (y0.log10().round() as i32, y1.log10().round() as i32);
+            for e in a..b {
+                for m in [2.0, 5.0] {
+                    let py = fy(m * 10f64.powi(e));
+                    let _ = writeln!(
+                        s,
+                        r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#eee"/>"##,
+                        LEFT + pw
+                    );
+                }
+            }
+            (a..=b).map(|e| 10f64.powi(e)).collect()
+        } else {
+            core::iter::once(y0)
+                .chain(
+                    (0..)
+                        .map(|k| first + f64::from(k) * ystep)
+                        .take_while(|&y| y <= y1 + ystep * 1e-6),
+                )
+                .collect()
+        };
         for y in yticks {
             let py = fy(y);
             let _ = writeln!(
@@ -149,7 +202,9 @@ impl Plot {
                 r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##,
                 LEFT + pw
             );
-            let label = if ystep >= 1.0 && y.fract() == 0.0 {
+            let label = if self.y_log && y < 1.0 {
+                format!("{y}")
+            } else if (self.y_log || ystep >= 1.0) && y.fract() == 0.0 {
                 format!("{y:.0}")
             } else {
                 format!("{y:.1}")
@@ -211,12 +266,7 @@ impl Plot {
         );
         // Series.
         for (i, ser) in self.series.iter().enumerate() {
-            let visible: Vec<(f64, f64)> = ser
-                .points
-                .iter()
-                .copied()
-                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.x_log || *x > 0.0))
-                .collect();
+            let visible: Vec<(f64, f64)> = ser.points.iter().copied().filter(shown).collect();
             let path: Vec<String> = visible
                 .iter()
                 .map(|&(x, y)| format!("{:.1},{:.1}", fx(x), fy(y)))
@@ -242,7 +292,11 @@ impl Plot {
                 );
             }
             let ly = TOP + 16.0 + 18.0 * i as f64;
-            let lx = LEFT + 12.0;
+            let lx = if self.legend_right {
+                LEFT + pw + 12.0
+            } else {
+                LEFT + 12.0
+            };
             let _ = writeln!(
                 s,
                 r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"{dash}/>"#,
@@ -289,6 +343,8 @@ mod tests {
             x_label: "size".into(),
             y_label: "slowdown".into(),
             x_log: true,
+            y_log: false,
+            legend_right: false,
             y_min: 1.0,
             series: vec![Series {
                 label: "P99".into(),
@@ -303,5 +359,39 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains(">1M<"));
         assert_eq!(svg, p.render());
+    }
+
+    #[test]
+    fn render__log_y_decades_and_legend_right() {
+        let p = Plot {
+            title: String::new(),
+            x_label: "size".into(),
+            y_label: "slowdown".into(),
+            x_log: true,
+            y_log: true,
+            legend_right: true,
+            y_min: 1.0,
+            series: vec![Series {
+                label: "tcp".into(),
+                points: vec![(10.0, 0.5), (1e3, 40.0), (1e4, 0.0), (1e5, -1.0)],
+                color: COLORS[1].into(),
+                dashed: true,
+            }],
+        };
+        let svg = p.render();
+        assert_eq!(svg.matches("<circle").count(), 2, "0 and -1 skipped");
+        // Decades from 0.1 (below the lowest point) to 100.
+        for label in [">0.1<", ">1<", ">10<", ">100<"] {
+            assert!(svg.contains(label), "{label}");
+        }
+        assert!(!svg.contains(">1000<"));
+        assert_eq!(svg.matches(r##"stroke="#eee""##).count(), 6, "2x, 5x");
+        let width = W + LEGEND_WIDTH;
+        assert!(svg.contains(&format!(r#"width="{width}""#)));
+        assert!(svg.contains(&format!(
+            r#"<text x="{:.1}""#,
+            LEFT + (W - LEFT - RIGHT) + 42.0
+        )));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }
 }

@@ -138,21 +138,26 @@ fn run__conserves_packets_without_drops() {
     assert_eq!(r.messages.incomplete, 0);
 }
 
-#[test]
-fn run__conserves_packets_with_drops() {
-    // Incast: seven hosts send 200 KB each to host 0 at once; their
-    // unscheduled bursts overflow a 20 KB switch buffer.
+/// Incast: seven hosts send 200 KB each to host 0 at once; their
+/// unscheduled bursts overflow a 20 KB switch buffer. The run stops after
+/// `drain`.
+fn incast(drain: Duration) -> homa_sim::Results {
     let mut cfg = small(2, 4);
     cfg.traffic.load = 0.0;
     cfg.topology.switch_buffer = Some(20_000);
     cfg.run.duration = Duration::ZERO;
     cfg.run.warmup = Duration::ZERO;
-    cfg.run.drain = Duration::from_millis(5);
+    cfg.run.drain = drain;
     let mut sim = Simulator::new(&cfg).unwrap();
     for src in 1..8 {
         sim.add_message(0, src, 0, 200_000);
     }
-    let r = sim.run(|_| {}).unwrap();
+    sim.run(|_| {}).unwrap()
+}
+
+#[test]
+fn run__conserves_packets_with_drops() {
+    let r = incast(Duration::from_millis(5));
     let c = r.conservation;
     assert!(c.dropped_packets > 0, "{c:?}");
     assert!(c.delivered_packets > 0, "{c:?}");
@@ -165,17 +170,7 @@ fn run__conserves_packets_with_drops() {
 fn run__lost_packets_are_recovered_by_the_protocol() {
     // The same incast with time to recover: homa-proto's RESENDs fill the
     // holes the switch left, and every message completes.
-    let mut cfg = small(2, 4);
-    cfg.traffic.load = 0.0;
-    cfg.topology.switch_buffer = Some(20_000);
-    cfg.run.duration = Duration::ZERO;
-    cfg.run.warmup = Duration::ZERO;
-    cfg.run.drain = Duration::from_millis(500);
-    let mut sim = Simulator::new(&cfg).unwrap();
-    for src in 1..8 {
-        sim.add_message(0, src, 0, 200_000);
-    }
-    let r = sim.run(|_| {}).unwrap();
+    let r = incast(Duration::from_millis(500));
     assert!(r.conservation.dropped_packets > 0);
     assert!(r.protocol_counters.data_retransmitted > 0);
     assert_eq!(r.messages.completed, 7, "{}", report::table(&r));
