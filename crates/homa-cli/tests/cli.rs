@@ -3,68 +3,27 @@
 //! this process, and `homa compare --json`.
 #![allow(non_snake_case)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use homa_transport::{Config, Error, Socket};
 
-const HOMA: &str = env!("CARGO_BIN_EXE_homa");
+mod common;
 
-/// A `homa server` child, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(HOMA)
-            .args(["server", "--bind", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start homa server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Server, HOMA};
 
 fn client_json(server: SocketAddr, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(HOMA)
-        .args(["client", "--server", &server.to_string(), "--json"])
-        .args(extra)
-        .output()
-        .expect("run homa client");
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+    let server = server.to_string();
+    let mut args = vec!["--server", &server];
+    args.extend_from_slice(extra);
+    common::client(&args)
 }
 
 #[test]
 fn client_and_server__in_separate_processes() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[], 1);
     let r = client_json(
-        server.addr,
+        server.addr(),
         &["--size", "3000", "--count", "300", "--concurrency", "3"],
     );
     assert_eq!(r["calls"], 300);
@@ -76,8 +35,8 @@ fn client_and_server__in_separate_processes() {
 
 #[test]
 fn server_process__fixed_response_size_and_large_requests() {
-    let server = Server::start(&["--response-size", "70000", "--threads", "2"]);
-    let r = client_json(server.addr, &["--size", "2000000", "--count", "5"]);
+    let server = Server::start(&["--response-size", "70000", "--threads", "2"], 1);
+    let r = client_json(server.addr(), &["--size", "2000000", "--count", "5"]);
     assert_eq!(r["calls"], 5);
     // 5 × (2 000 000 request + 70 000 response) bytes moved.
     let gbps = r["gbps"].as_f64().unwrap();

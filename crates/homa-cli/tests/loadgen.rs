@@ -3,57 +3,22 @@
 //! client writes, one-way mode, and `homa metrics`.
 #![allow(non_snake_case)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const HOMA: &str = env!("CARGO_BIN_EXE_homa");
+mod common;
 
-/// A `homa server` child, killed on drop.
-struct Server {
-    child: Child,
-    addrs: Vec<SocketAddr>,
-}
+use common::{Server, HOMA};
 
-impl Server {
-    fn start(protocol: &str, ports: u16) -> Server {
-        let mut child = Command::new(HOMA)
-            .args(["server", "--bind", "127.0.0.1:0", "--quiet"])
-            .args(["--protocol", protocol, "--ports", &ports.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start homa server");
-        let mut r = BufReader::new(child.stdout.take().unwrap());
-        let addrs = (0..ports)
-            .map(|_| {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                line.trim()
-                    .strip_prefix("listening on ")
-                    .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
-        Server { child, addrs }
-    }
-
-    fn list(&self) -> String {
-        self.addrs
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `homa server --quiet --protocol <protocol> --ports <ports>`.
+fn server(protocol: &str, ports: usize) -> Server {
+    let ports_arg = ports.to_string();
+    Server::start(
+        &["--quiet", "--protocol", protocol, "--ports", &ports_arg],
+        ports,
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -62,24 +27,17 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// `homa client --json --quiet <args>`.
 fn client(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(HOMA)
-        .args(["client", "--json", "--quiet"])
-        .args(args)
-        .output()
-        .expect("run homa client");
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+    let mut all = vec!["--quiet"];
+    all.extend_from_slice(args);
+    common::client(&all)
 }
 
 /// Runs W3 open loop against a two-port server and checks the report, the
 /// RTT dump and the plot.
 fn workload_run(protocol: &str) {
-    let server = Server::start(protocol, 2);
+    let server = server(protocol, 2);
     let (rtts, svg, json) = (
         tmp(&format!("{protocol}.rtts")),
         tmp(&format!("{protocol}.svg")),
@@ -163,7 +121,7 @@ fn client__tcp_workload_open_loop() {
 #[test]
 fn client__one_way_responses_are_100_bytes() {
     for protocol in ["homa", "tcp"] {
-        let server = Server::start(protocol, 1);
+        let server = server(protocol, 1);
         let r = client(&[
             "--protocol",
             protocol,
@@ -189,7 +147,7 @@ fn client__one_way_responses_are_100_bytes() {
 #[test]
 fn metrics__report_a_running_servers_counters() {
     for protocol in ["homa", "tcp"] {
-        let server = Server::start(protocol, 1);
+        let server = server(protocol, 1);
         client(&[
             "--protocol",
             protocol,
@@ -268,7 +226,7 @@ fn rss_kb(pid: u32) -> u64 {
 /// server keeps serving other connections.
 #[test]
 fn server__tcp_length_from_the_peer_is_not_an_allocation() {
-    let server = Server::start("tcp", 1);
+    let server = server("tcp", 1);
     let mut s = std::net::TcpStream::connect(server.addrs[0]).unwrap();
     let mut h = [0u8; 12];
     h[0..4].copy_from_slice(&i32::MAX.to_le_bytes());
