@@ -643,7 +643,7 @@ fn offered(a: &RackArgs) -> Offered {
         LoadBasis::Wire => wire,
         LoadBasis::Message => msg,
     };
-    let per_sec = a.load * rate / 8.0 / per_rpc;
+    let per_sec = homa_workload::rate_for_load(a.load, rate, per_rpc);
     let req_mean = loadgen::request_sizes(&a.workload.dist(a.variant.into())).mean();
     Offered {
         per_sec,
