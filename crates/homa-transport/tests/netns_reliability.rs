@@ -29,16 +29,6 @@ fn one_packet_per_datagram() -> Config {
     c
 }
 
-fn lab(name: &str) -> Option<Lab> {
-    match Lab::new(name) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            eprintln!("skipping {name}: {e}");
-            None
-        }
-    }
-}
-
 /// Deterministic message contents.
 fn message(tag: u64, len: usize) -> Bytes {
     Bytes::from(common::pattern(len, tag))
@@ -52,7 +42,7 @@ fn size(i: u64) -> usize {
 
 #[test]
 fn lossy_link__ten_thousand_rpcs_complete_byte_exact() {
-    let Some(mut lab) = lab("hn-loss") else {
+    let Some(mut lab) = Lab::new_or_skip("hn-loss") else {
         return;
     };
     if !homa_lab::have_tool("nft") {
@@ -163,7 +153,7 @@ fn echo_server_process() {
 
 #[test]
 fn server_killed_mid_run__pending_calls_fail_fast() {
-    let Some(mut lab) = lab("hn-kill") else {
+    let Some(mut lab) = Lab::new_or_skip("hn-kill") else {
         return;
     };
     let a = lab.namespace("a").unwrap();
