@@ -66,7 +66,11 @@ fn client_process__against_a_server_in_this_process() {
             }
         }
     });
-    let r = client_json(sock.local_addr(), &["--size", "100", "--count", "50"]);
+    // No base-RTT probe: the server counts exactly these 50.
+    let r = client_json(
+        sock.local_addr(),
+        &["--size", "100", "--count", "50", "--base-rtt-us", "10"],
+    );
     assert_eq!(r["calls"], 50);
     sock.close();
     assert_eq!(h.join().unwrap(), 50);
