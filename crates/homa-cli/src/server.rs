@@ -85,6 +85,11 @@ pub fn run_all(
         })?;
         eprintln!("metrics on http://{bound}/metrics");
     }
+    let mut base = base;
+    if protocols.len() > 1 && base.bind.port() == 0 {
+        // One port number for both: clients give one address.
+        base.bind.set_port(free_port_for_both(base.bind)?);
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     for &p in protocols {
         let mut o = base.clone();
@@ -140,6 +145,21 @@ impl std::fmt::Debug for Shared {
             .field("addrs", &self.addrs)
             .finish_non_exhaustive()
     }
+}
+
+/// A port free for both UDP and TCP on `addr`'s IP (it could be taken
+/// again before the servers bind it; they then fail with "address in
+/// use").
+fn free_port_for_both(addr: SocketAddr) -> Result<u16> {
+    for _ in 0..100 {
+        let t = std::net::TcpListener::bind(addr)?;
+        let mut a = addr;
+        a.set_port(t.local_addr()?.port());
+        if std::net::UdpSocket::bind(a).is_ok() {
+            return Ok(a.port());
+        }
+    }
+    bail!("no port free for both UDP and TCP on {}", addr.ip())
 }
 
 /// State every serving thread of one protocol shares.
