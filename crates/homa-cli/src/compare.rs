@@ -296,7 +296,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     let load_avg = LoadAverage {
         before: load_before,
         after: crate::pin::load_average(),
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus: online_cpus(),
     };
     let warnings = noise_warnings(&reps, &load_avg);
     Ok(Report {
@@ -315,6 +315,21 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         ratios,
         warnings,
     })
+}
+
+/// CPUs online (`/sys/devices/system/cpu/online`, e.g. `0-1`), which the
+/// load average counts against; 1 if unreadable.
+fn online_cpus() -> usize {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let n: usize = text
+        .trim()
+        .split(',')
+        .filter_map(|r| match r.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => r.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum();
+    n.max(1)
 }
 
 /// Largest over smallest P99.9 between repetitions above which a tail is
