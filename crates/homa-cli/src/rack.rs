@@ -561,7 +561,13 @@ pub fn main(a: &RackArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("target/homa-rack/{}-{}", a.workload, a.load)));
-    let created = !out.exists();
+    // The directories this run creates, deepest first: a failed run
+    // removes those it left empty.
+    let created: Vec<PathBuf> = out
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = std::fs::canonicalize(&out)?;
     let result = Rack::build(a).and_then(|rack| {
@@ -573,15 +579,10 @@ pub fn main(a: &RackArgs) -> Result<()> {
         Ok(r) => r,
         Err(e) => {
             // A failed run leaves its logs for diagnosis, but no empty
-            // directory of its own making.
-            if created && std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_none()) {
-                let _ = std::fs::remove_dir(&out);
-                if a.out.is_none() {
-                    // `target/homa-rack` itself, if this run made it and
-                    // nothing else is in it (remove_dir fails otherwise).
-                    if let Some(parent) = out.parent() {
-                        let _ = std::fs::remove_dir(parent);
-                    }
+            // directory of its own making (remove_dir fails on others).
+            for d in &created {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
                 }
             }
             return Err(e);

@@ -258,3 +258,20 @@ fn sim__long_runs_estimated_and_refused_without_yes() {
     assert!(err.contains("estimated wall time"), "{err}");
     assert!(err.contains("--yes"), "{err}");
 }
+
+#[test]
+fn rack__failed_run_leaves_no_empty_directory() {
+    // Two hosts at least: refused after the output directory would be
+    // made (or, without root, before).
+    let cwd = std::env::temp_dir().join(format!("homa-rack-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = Command::new(HOMA)
+        .args(["rack", "--hosts", "1", "--prefix", "hrfail"])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
