@@ -410,7 +410,7 @@ fn interface_speed(ip: std::net::IpAddr) -> Option<(String, u32)> {
         .trim()
         .parse()
         .ok()?;
-    (speed > 0).then(|| (iface, speed as u32))
+    (speed > 0).then_some((iface, speed as u32))
 }
 
 /// Checks what the options cannot say on their own: the workload's longest
@@ -640,8 +640,7 @@ fn outcome(
             rtt_us: r.rtt_ns as f64 / 1000.0,
         })
         .collect();
-    let sum =
-        |f: &dyn Fn(&Run, usize) -> u64| (0..run.ports.len()).map(|i| f(&run, i)).sum::<u64>();
+    let sum = |f: &dyn Fn(&Run, usize) -> u64| (0..run.ports.len()).map(|i| f(run, i)).sum::<u64>();
     let issued = sum(&|r, i| r.ports[i].issued.load(Ordering::Relaxed));
     let out_bytes: u64 = recs.iter().map(|r| u64::from(r.length)).sum();
     let in_bytes: u64 = recs.iter().map(|r| u64::from(r.response)).sum();

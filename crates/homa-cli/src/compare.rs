@@ -351,7 +351,8 @@ pub fn noise_warnings(reps: &[Rep], load: &LoadAverage) -> Vec<String> {
             load.cpus
         ));
     }
-    let columns: [(&str, fn(&Rep) -> f64); 4] = [
+    type Column = (&'static str, fn(&Rep) -> f64);
+    let columns: [Column; 4] = [
         ("UDP", |r| r.udp_rtt.p999_us),
         ("UDP unconnected", |r| r.udp_unconnected_rtt.p999_us),
         ("TCP", |r| r.tcp_rtt.p999_us),

@@ -32,14 +32,14 @@ use serde_json::Value;
 /// Labels of one series.
 type Labels = Vec<(String, String)>;
 
+/// A gauge holding a float.
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Counter families by name, registered on first use.
 struct Families {
     reg: Registry,
     counters: Vec<(String, Family<Labels, Counter>)>,
-    gauges: Vec<(
-        String,
-        Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    )>,
+    gauges: Vec<(String, Family<Labels, FloatGauge>)>,
 }
 
 impl Families {
@@ -68,7 +68,7 @@ impl Families {
         let f = match self.gauges.iter().find(|(n, _)| n == name) {
             Some((_, f)) => f.clone(),
             None => {
-                let f = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+                let f = Family::<Labels, FloatGauge>::default();
                 self.reg.register(name, help, f.clone());
                 self.gauges.push((name.to_string(), f.clone()));
                 f

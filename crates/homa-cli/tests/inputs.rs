@@ -271,7 +271,11 @@ fn rack__failed_run_leaves_no_empty_directory() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&cwd);
 }

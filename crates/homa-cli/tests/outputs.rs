@@ -18,14 +18,23 @@ fn scrape(addr: &str) -> String {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
-    assert!(head.to_lowercase().contains("content-type: text/plain"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    assert!(
+        head.to_lowercase().contains("content-type: text/plain"),
+        "{head}"
+    );
     body.to_string()
 }
 
+/// A sample: name, labels, value.
+type Sample = (String, String, f64);
+
 /// Parses the text format: `name{labels} value` samples and the `# TYPE`
-/// of every family.
-fn parse(text: &str) -> (Vec<(String, String, f64)>, Vec<(String, String)>) {
+/// (name, type) of every family.
+fn parse(text: &str) -> (Vec<Sample>, Vec<(String, String)>) {
     let (mut samples, mut types) = (Vec::new(), Vec::new());
     for line in text.lines() {
         if let Some(t) = line.strip_prefix("# TYPE ") {
@@ -42,11 +51,14 @@ fn parse(text: &str) -> (Vec<(String, String, f64)>, Vec<(String, String)>) {
             None => (series, ""),
         };
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
                 && !name.starts_with(|c: char| c.is_ascii_digit()),
             "bad metric name {name:?}"
         );
-        let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
         samples.push((name.to_string(), labels.to_string(), v));
     }
     (samples, types)
@@ -55,7 +67,14 @@ fn parse(text: &str) -> (Vec<(String, String, f64)>, Vec<(String, String)>) {
 #[test]
 fn server__prometheus_endpoint_scraped_and_parsed() {
     let mut child = Command::new(HOMA)
-        .args(["server", "--bind", "127.0.0.1:0", "--quiet", "--metrics-listen", "127.0.0.1:0"])
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--quiet",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -63,7 +82,11 @@ fn server__prometheus_endpoint_scraped_and_parsed() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let server = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let server = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut mline = String::new();
     err.read_line(&mut mline).unwrap();
@@ -73,7 +96,16 @@ fn server__prometheus_endpoint_scraped_and_parsed() {
         .and_then(|m| m.strip_suffix("/metrics"))
         .unwrap_or_else(|| panic!("{mline:?}"))
         .to_string();
-    common::client(&["--server", &server, "--workload", "3000", "--count", "20", "--base-rtt-us", "10"]);
+    common::client(&[
+        "--server",
+        &server,
+        "--workload",
+        "3000",
+        "--count",
+        "20",
+        "--base-rtt-us",
+        "10",
+    ]);
     let (samples, types) = parse(&scrape(&metrics));
     let get = |name: &str, labels: &str| {
         samples
@@ -88,12 +120,20 @@ fn server__prometheus_endpoint_scraped_and_parsed() {
     assert!(get("homa_proto_packets_received_total", "type=\"DATA\"") >= 60.0);
     assert!(get("homa_transport_packets_received_total", "socket=") >= 60.0);
     assert!(get("homa_server_uptime_seconds", "homa") > 0.0);
-    assert!(types.contains(&("homa_server_requests".into(), "counter".into())), "{types:?}");
-    assert!(types.contains(&("homa_proto_server_rpcs".into(), "gauge".into())), "{types:?}");
+    assert!(
+        types.contains(&("homa_server_requests".into(), "counter".into())),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&("homa_proto_server_rpcs".into(), "gauge".into())),
+        "{types:?}"
+    );
     // Every sample belongs to a declared family.
     for (name, _, _) in &samples {
         assert!(
-            types.iter().any(|(t, _)| name == t || name.strip_suffix("_total") == Some(t)),
+            types
+                .iter()
+                .any(|(t, _)| name == t || name.strip_suffix("_total") == Some(t)),
             "{name} has no # TYPE"
         );
     }
@@ -113,26 +153,65 @@ fn client__homa_and_tcp_overlaid_in_one_plot() {
     let addr = server.addr().to_string();
     let (svg, json) = (tmp("w3.svg"), tmp("w3.json"));
     common::client(&[
-        "--quiet", "--server", &addr, "--protocol", "homa,tcp", "--workload", "w3", "--count", "400",
-        "--client-max", "4", "--svg", svg.to_str().unwrap(), "--json-out", json.to_str().unwrap(),
+        "--quiet",
+        "--server",
+        &addr,
+        "--protocol",
+        "homa,tcp",
+        "--workload",
+        "w3",
+        "--count",
+        "400",
+        "--client-max",
+        "4",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--json-out",
+        json.to_str().unwrap(),
     ]);
     let text = std::fs::read_to_string(&svg).unwrap();
-    for label in ["homa P50", "homa P99", "tcp P50", "tcp P99", "Slowdown: w3 (cp-node)", "base RTT", "link 100 Gbit/s (loopback)", "message length (bytes)"] {
+    for label in [
+        "homa P50",
+        "homa P99",
+        "tcp P50",
+        "tcp P99",
+        "Slowdown: w3 (cp-node)",
+        "base RTT",
+        "link 100 Gbit/s (loopback)",
+        "message length (bytes)",
+    ] {
         assert!(text.contains(label), "{label} missing");
     }
     // A fixed size: the RTT distribution instead of two dots.
     let cdf = tmp("fixed.svg");
     common::client(&[
-        "--quiet", "--server", &addr, "--protocol", "homa,tcp", "--workload", "1000", "--count", "300",
-        "--svg", cdf.to_str().unwrap(),
+        "--quiet",
+        "--server",
+        &addr,
+        "--protocol",
+        "homa,tcp",
+        "--workload",
+        "1000",
+        "--count",
+        "300",
+        "--svg",
+        cdf.to_str().unwrap(),
     ]);
     let text = std::fs::read_to_string(&cdf).unwrap();
-    assert!(text.contains("RTT distribution: 1000 B requests"), "CDF title");
+    assert!(
+        text.contains("RTT distribution: 1000 B requests"),
+        "CDF title"
+    );
     assert!(text.contains("round-trip time (us)") && text.contains("share of RPCs"));
     // `homa plot` overlays saved reports the same way.
     let out = tmp("replot.svg");
     let o = Command::new(HOMA)
-        .args(["plot", json.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "plot",
+            json.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -140,7 +219,10 @@ fn client__homa_and_tcp_overlaid_in_one_plot() {
     assert!(text.contains("homa P99") && text.contains("tcp P99"));
     let bad = tmp("bad.json");
     std::fs::write(&bad, "{\"calls\": 1}").unwrap();
-    let o = Command::new(HOMA).args(["plot", bad.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(HOMA)
+        .args(["plot", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a `homa client` report"));
 }

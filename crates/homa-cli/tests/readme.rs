@@ -133,7 +133,13 @@ fn readme__sh_blocks_run_as_written() {
         assert!(u, "exempt line no longer in the README: {:?}", EXEMPT[i].0);
     }
     // What the blocks promise exists.
-    for f in ["w4.svg", "w3.svg", "w3.json", "w3-again.svg", "metrics.json"] {
+    for f in [
+        "w4.svg",
+        "w3.svg",
+        "w3.json",
+        "w3-again.svg",
+        "metrics.json",
+    ] {
         assert!(scratch.join(f).exists(), "{f} not written");
     }
     assert!(ran >= 5, "only {ran} blocks ran");
@@ -145,17 +151,30 @@ fn readme__sh_blocks_run_as_written() {
 fn readme__rack_command_shortened() {
     let out = std::env::temp_dir().join(format!("homa-readme-rack-{}", std::process::id()));
     let o = Command::new(HOMA)
-        .args(["rack", "--workload", "w4", "--load", "0.8", "--prefix", "hrreadme"])
-        .args(["--hosts", "2", "--duration", "1s", "--warmup", "200ms", "--base-duration", "300ms"])
+        .args([
+            "rack",
+            "--workload",
+            "w4",
+            "--load",
+            "0.8",
+            "--prefix",
+            "hrreadme",
+        ])
+        .args([
+            "--hosts",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--base-duration",
+            "300ms",
+        ])
         .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("tcp/homa"));
     let _ = std::fs::remove_dir_all(&out);
 }
