@@ -735,7 +735,7 @@ pub fn main(a: &ClientArgs) -> Result<()> {
         bail!("give --protocol homa, tcp or homa,tcp");
     }
     let link = link(a);
-    let mut probe_error = None;
+    let mut probe_error: Vec<(Protocol, String)> = Vec::new();
     let (base, base_src) = match a.base_rtt_us {
         Some(b) if b > 0.0 && b.is_finite() => (b, "given"),
         Some(b) => bail!("--base-rtt-us {b}: must be a positive number of microseconds"),
@@ -744,7 +744,7 @@ pub fn main(a: &ClientArgs) -> Result<()> {
             for &p in &protocols {
                 match probe_base_rtt(a, p, link.mbps) {
                     Ok(b) => best = best.min(b),
-                    Err(e) => probe_error = Some((p, format!("probing the unloaded RTT: {e:#}"))),
+                    Err(e) => probe_error.push((p, format!("probing the unloaded RTT: {e:#}"))),
                 }
             }
             // No probe answered: the runs will not start either.
@@ -759,7 +759,7 @@ pub fn main(a: &ClientArgs) -> Result<()> {
     let mut outcomes = Vec::new();
     let mut failure = None;
     for &p in &protocols {
-        let o = match &probe_error {
+        let o = match probe_error.iter().find(|(q, _)| *q == p) {
             // The run cannot start: its report says why (and the JSON is
             // written all the same).
             Some((_, e)) => {

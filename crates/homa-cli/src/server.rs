@@ -354,12 +354,15 @@ fn port_addr(base: SocketAddr, i: u16) -> SocketAddr {
     a
 }
 
+/// Prints `listening on ADDR` per port. Nobody may be reading (a script
+/// that read what it waited for and closed the pipe): that is no reason
+/// to stop serving, so write errors are ignored.
 fn print_listening(addrs: &[SocketAddr]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for a in addrs {
-        writeln!(out, "listening on {a}")?;
+        let _ = writeln!(out, "listening on {a}");
     }
-    out.flush()?;
+    let _ = out.flush();
     Ok(())
 }
 

@@ -88,7 +88,7 @@ fn run_json(args: &[&str]) -> Value {
 
 #[test]
 fn client__json_fields_are_the_documented_ones() {
-    let server = Server::start(&["--quiet", "--protocol", "homa,tcp"], 1);
+    let server = Server::start(&["--quiet", "--protocol", "homa,tcp"], 2);
     let addr = server.addr().to_string();
     // Both protocols, a workload with several buckets.
     let both = run_json(&[
