@@ -13,8 +13,9 @@
 //!   the limit, further requests wait in the socket: back-pressure, not
 //!   refusal), each in a span `homa.serve`. When `shutdown` completes it
 //!   stops taking requests, lets the requests already taken finish and
-//!   answers them, aborts those still running after
-//!   [`ServeConfig::drain_timeout`], and closes the socket. Requests that
+//!   answers them, waits until those responses are acknowledged, aborts
+//!   what is still running after [`ServeConfig::drain_timeout`], and
+//!   closes the socket. Requests that
 //!   were never taken are never executed: their clients' calls fail (port
 //!   unreachable once the socket is closed, else their deadline).
 
@@ -218,6 +219,19 @@ where
                 while tasks.join_next().await.is_some() {}
                 break;
             }
+        }
+    }
+    // Responses in flight: the socket stays open until each is
+    // acknowledged (a response still unsent or lost needs it), within the
+    // same deadline. Requests queued but never taken do not count.
+    loop {
+        let m = socket.metrics();
+        if m.proto.server_rpcs <= m.requests_queued {
+            break;
+        }
+        tokio::select! {
+            () = &mut deadline => break,
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
         }
     }
     socket.close();
