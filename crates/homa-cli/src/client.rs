@@ -126,7 +126,7 @@ pub struct ClientArgs {
     #[command(flatten)]
     pub homa: HomaKnobs,
     /// Unloaded short-message RTT for slowdown, µs (default: measured by a
-    /// probe of 200 sequential 100-byte RPCs before the run).
+    /// probe of 200 sequential 100-byte RPCs before the run: the fastest).
     #[arg(long)]
     pub base_rtt_us: Option<f64>,
     /// Seed of sizes, destinations and gaps (default: from the clock).
@@ -477,7 +477,9 @@ pub fn plan(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<Plan> 
 const PROBE_CALLS: u64 = 200;
 
 /// The unloaded RTT of one protocol: [`PROBE_CALLS`] 100-byte echo RPCs one
-/// at a time to the first server, before any load; their median, µs.
+/// at a time to the first server, before any load; the fastest, µs (the
+/// floor: on a busy machine or with sleeping threads the median of
+/// unloaded RPCs can exceed loaded ones, and slowdowns would fall below 1).
 pub fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<f64> {
     let mut plan = plan(a, protocol, link_mbps)?;
     plan.targets.truncate(1);
@@ -505,7 +507,7 @@ pub fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Res
     if rtts.is_empty() {
         bail!("the base-RTT probe got no response (give --base-rtt-us to skip it)");
     }
-    Ok(results::Spread::of(rtts).p50)
+    Ok(rtts.iter().copied().fold(f64::INFINITY, f64::min))
 }
 
 /// A finished (or aborted) run of one protocol.
@@ -811,6 +813,12 @@ pub fn main(a: &ClientArgs) -> Result<()> {
         for o in &outcomes {
             print_report(&o.report, &o.samples);
         }
+        if protocols.contains(&Protocol::Homa) {
+            println!(
+                "Homa threads waited with --polling {} (the default of server and client; compare spins: busy, rack sleeps: block)",
+                crate::compare::polling_name(a.polling)
+            );
+        }
     }
     for r in &reports {
         for w in &r.warnings {
@@ -857,7 +865,7 @@ fn print_report(r: &Report, samples: &[Sample]) {
         if r.base_rtt_source == "given" {
             "given"
         } else {
-            "measured: median of 200 unloaded 100-byte RPCs"
+            "measured: the fastest of 200 unloaded 100-byte RPCs"
         },
         s.ideal.link_mbps / 1000.0,
         r.link_source
