@@ -10,23 +10,34 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use homa_workload::{SizeSpec, Variant};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::args;
 use crate::bench::{self, Polling};
 use crate::loadgen::{self, Plan, Protocol, Run, Stop};
-use crate::plot::{self, Series};
+use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
 use crate::stats::Latency;
 
 /// Which form of a named workload to draw from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VariantArg {
     /// The kernel benchmark's CDF, capped at 1 MB (cp_node's).
     CpNode,
     /// The full distribution (W4 reaches 10 MB, W5 29 MB).
     Raw,
+}
+
+impl VariantArg {
+    /// `cp-node` or `raw`, as the option reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            VariantArg::CpNode => "cp-node",
+            VariantArg::Raw => "raw",
+        }
+    }
 }
 
 impl From<VariantArg> for Variant {
@@ -44,69 +55,78 @@ pub struct ClientArgs {
     /// Server addresses, comma-separated (or the option repeated).
     #[arg(
         long = "server",
-        alias = "servers",
+        visible_alias = "servers",
         value_delimiter = ',',
         default_value = "127.0.0.1:4000"
     )]
     pub servers: Vec<SocketAddr>,
     /// Ports per server: each address also stands for the next n-1 ports.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::positive_u16)]
     pub server_ports: u16,
-    /// Transport.
-    #[arg(long, value_enum, default_value_t = Protocol::Homa)]
-    pub protocol: Protocol,
-    /// Request sizes: w1..w5, starve, or a fixed size in bytes.
-    #[arg(short, long, alias = "size", default_value = "100")]
+    /// Transports, comma-separated. `homa,tcp` runs Homa, then TCP, against
+    /// the same addresses (a `homa server --protocol homa,tcp` serves both)
+    /// and overlays them in one plot.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "homa")]
+    pub protocol: Vec<Protocol>,
+    /// Request sizes: w1..w5, starve, or a fixed size in bytes (at most the
+    /// longest Homa message, 16 MiB).
+    #[arg(short, long, visible_alias = "size", default_value = "100", value_parser = args::workload)]
     pub workload: SizeSpec,
-    /// Form of a named workload.
+    /// Form of a named workload: cp-node (the kernel benchmark's, capped at
+    /// 1 MB; the default here and in `homa rack`) or raw (the paper's
+    /// uncapped CDF; the default of `homa sim`).
     #[arg(long, value_enum, default_value_t = VariantArg::CpNode)]
     pub variant: VariantArg,
     /// Open loop: Gbit/s of requests from this client (Poisson arrivals;
     /// cp_node's --gbps). 0: closed loop.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative_f64)]
     pub gbps: f64,
     /// Most requests outstanding over all ports; in closed loop, always
-    /// this many.
-    #[arg(long, alias = "concurrency", default_value_t = 1)]
+    /// this many. In open loop an arrival that finds this many outstanding
+    /// waits and counts as late.
+    #[arg(long, visible_alias = "concurrency", default_value_t = 1, value_parser = args::positive_usize)]
     pub client_max: usize,
     /// Client ports: sockets, each on its own thread.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::positive_usize)]
     pub ports: usize,
     /// Ask for 100-byte responses instead of echoed lengths.
     #[arg(long)]
     pub one_way: bool,
     /// Stop after this many RPCs (over all ports).
-    #[arg(long, conflicts_with = "duration")]
+    #[arg(long, conflicts_with = "duration", value_parser = args::positive_u64)]
     pub count: Option<u64>,
-    /// Seconds of measurement (after the warm-up).
-    #[arg(long)]
-    pub duration: Option<f64>,
-    /// Seconds of traffic before measuring.
-    #[arg(long, default_value_t = 0.0)]
-    pub warmup: f64,
-    /// Seconds to wait for outstanding RPCs after the window.
-    #[arg(long, default_value_t = 2.0)]
-    pub drain: f64,
+    /// Length of the measurement after the warm-up (10s, 250ms; a plain
+    /// number is seconds).
+    #[arg(long, value_parser = args::positive_duration)]
+    pub duration: Option<Duration>,
+    /// Traffic before measuring (not measured).
+    #[arg(long, default_value = "0s", value_parser = args::duration)]
+    pub warmup: Duration,
+    /// How long to wait for outstanding RPCs after the window.
+    #[arg(long, default_value = "2s", value_parser = args::duration)]
+    pub drain: Duration,
     /// TCP connections per client port and server address.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::positive_usize)]
     pub tcp_conns: usize,
     /// This node's id (in message headers).
     #[arg(long, default_value_t = 0)]
     pub id: u8,
-    /// How waiting Homa threads wait (TCP always sleeps in epoll).
+    /// How waiting Homa threads wait (TCP always sleeps in epoll). The
+    /// default of server and client is adaptive; compare's is busy, rack's
+    /// block (each says so in its output).
     #[arg(long, value_enum, default_value_t = Polling::Adaptive)]
     pub polling: Polling,
-    /// Give up on an RPC after this many seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub timeout: f64,
+    /// Give up on an RPC after this long.
+    #[arg(long, default_value = "10s", value_parser = args::positive_duration)]
+    pub timeout: Duration,
     /// Pin the client threads to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
     // Homa's settings (`--link-mbps` is also the slowdown denominator).
     #[command(flatten)]
     pub homa: HomaKnobs,
-    /// Unloaded short-message RTT for slowdown, µs (default: the smallest
-    /// RTT of this run, an estimate).
+    /// Unloaded short-message RTT for slowdown, µs (default: measured by a
+    /// probe of 200 sequential 100-byte RPCs before the run: the fastest).
     #[arg(long)]
     pub base_rtt_us: Option<f64>,
     /// Seed of sizes, destinations and gaps (default: from the clock).
@@ -115,26 +135,46 @@ pub struct ClientArgs {
     /// Experiment name for the per-second lines.
     #[arg(long)]
     pub exp: Option<String>,
-    /// Print JSON instead of text.
+    /// Print JSON instead of text (docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
     /// Write every measured RTT to this file (cp_node's dump_times format:
-    /// `length rtt_us` per line).
+    /// `length rtt_us` per line; with several protocols, FILE-homa, FILE-tcp).
     #[arg(long)]
     pub dump_times: Option<PathBuf>,
-    /// Write a plot of slowdown against message size (SVG).
-    #[arg(long)]
+    /// Write a plot (SVG): slowdown against message length, or for a fixed
+    /// size the distribution (CDF) of the RTT; every protocol run overlaid.
+    #[arg(long, visible_alias = "plot")]
     pub svg: Option<PathBuf>,
     /// No per-second lines and no progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
-/// The final report of a client.
-#[derive(Debug, Clone, Serialize)]
+/// One failure reason of the calls of a run and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    /// The error.
+    pub message: String,
+    /// Calls that failed with it.
+    pub count: u64,
+}
+
+/// A point of the RTT distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CdfPoint {
+    /// Round-trip time, µs.
+    pub rtt_us: f64,
+    /// Share of the RPCs that took at most `rtt_us`.
+    pub fraction: f64,
+}
+
+/// The final report of a client (one protocol).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// Experiment name.
     pub exp: String,
@@ -172,17 +212,40 @@ pub struct Report {
     pub gbps_out: f64,
     /// Response bytes, Gbit/s.
     pub gbps_in: f64,
-    /// Share of measured arrivals that waited for `client_max`.
+    /// Open loop: share of measured arrivals that were late (found
+    /// `client_max` requests outstanding and waited for one to finish).
     pub late_fraction: f64,
-    /// Mean delay of an arrival behind its schedule, µs (open loop).
+    /// Open loop: mean delay of an arrival behind its Poisson schedule, µs.
     pub lag_us_mean: f64,
-    /// All RTTs (µs; percentiles in the kernel tools' convention, see
-    /// [`results`]).
+    /// All RTTs, µs ([`crate::stats`] percentiles).
     pub rtt: Latency,
+    /// The RTT distribution: at most about 200 points, every 0.5% and the
+    /// tail.
+    pub rtt_cdf: Vec<CdfPoint>,
+    /// Where the slowdown's base RTT came from: `measured` (the probe
+    /// before the run) or `given` (`--base-rtt-us`).
+    pub base_rtt_source: String,
+    /// Where the slowdown's link speed came from, in words.
+    pub link_source: String,
     /// Slowdown, short messages, buckets.
     pub summary: Summary,
-    /// Homa: every client socket's counters at the end.
+    /// Why the run stopped early, if it did (the figures cover what had
+    /// finished).
+    pub error: Option<String>,
+    /// Failures of single calls by reason.
+    pub errors: Vec<ErrorCount>,
+    /// Warnings about the run (e.g. the client fell behind its schedule).
+    pub warnings: Vec<String>,
+    /// Homa: every client socket's counters at the end (as `homa metrics`
+    /// shows them).
     pub sockets: Vec<serde_json::Value>,
+}
+
+impl Report {
+    /// Whether the requests all had one size (the plot is then a CDF).
+    pub fn fixed_size(&self) -> bool {
+        self.workload.parse::<u32>().is_ok()
+    }
 }
 
 fn default_seed(node: u8) -> u64 {
@@ -267,11 +330,114 @@ pub fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transp
     c
 }
 
-/// Builds the generator's plan from the options.
-pub fn plan(a: &ClientArgs) -> Result<Plan> {
-    if a.count.is_none() && a.duration.is_none() {
-        bail!("give --count or --duration");
+/// The link speed slowdown is computed against, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// Mbit/s.
+    pub mbps: u32,
+    /// In words, for the report.
+    pub source: String,
+}
+
+/// What loopback is assumed to carry (the same as `homa compare`'s pacer):
+/// there is no NIC, so no real link speed exists.
+pub const LOOPBACK_MBPS: u32 = 100_000;
+
+/// The link of a run: `--link-mbps` if given; on loopback an assumed
+/// [`LOOPBACK_MBPS`]; else the speed of the interface the first server is
+/// routed through (`/sys/class/net/IF/speed`), else Homa's default.
+pub fn link(a: &ClientArgs) -> Link {
+    if let Some(m) = a.homa.link_mbps {
+        return Link {
+            mbps: m,
+            source: "given (--link-mbps)".into(),
+        };
     }
+    if a.servers.iter().all(|s| s.ip().is_loopback()) {
+        return Link {
+            mbps: LOOPBACK_MBPS,
+            source: format!(
+                "loopback: no physical link, {} Gbit/s assumed (give --link-mbps)",
+                LOOPBACK_MBPS / 1000
+            ),
+        };
+    }
+    if let Some((iface, mbps)) = a.servers.first().and_then(|s| interface_speed(s.ip())) {
+        return Link {
+            mbps,
+            source: format!("the speed of {iface}, the interface toward the first server"),
+        };
+    }
+    let d = homa_proto::Config::default().link_mbps;
+    Link {
+        mbps: d,
+        source: format!(
+            "unknown (the interface does not report a speed): Homa's default {} Gbit/s assumed (give --link-mbps)",
+            d / 1000
+        ),
+    }
+}
+
+/// The interface an IPv4 address is routed through (longest prefix of
+/// `/proc/net/route`) and its speed in Mbit/s, if it reports one.
+fn interface_speed(ip: std::net::IpAddr) -> Option<(String, u32)> {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return None;
+    };
+    let dest = u32::from_le_bytes(v4.octets());
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    let mut best: Option<(u32, String)> = None;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let (Ok(net), Ok(mask)) = (u32::from_str_radix(f[1], 16), u32::from_str_radix(f[7], 16))
+        else {
+            continue;
+        };
+        if dest & mask == net
+            && best
+                .as_ref()
+                .is_none_or(|(m, _)| mask.count_ones() > m.count_ones())
+        {
+            best = Some((mask, f[0].to_string()));
+        }
+    }
+    let iface = best?.1;
+    let speed: i64 = std::fs::read_to_string(format!("/sys/class/net/{iface}/speed"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (speed > 0).then_some((iface, speed as u32))
+}
+
+/// Checks what the options cannot say on their own: the workload's longest
+/// request against the longest Homa message.
+pub fn validate(a: &ClientArgs) -> Result<()> {
+    if a.count.is_none() && a.duration.is_none() {
+        bail!("give --count N or --duration D (e.g. --duration 10s)");
+    }
+    let dist = a.workload.dist(a.variant.into());
+    let max = crate::args::max_message_length();
+    if dist.max_length() > max {
+        bail!(
+            "{} ({}) has requests of up to {} bytes, more than the longest Homa message ({max} bytes); use --variant cp-node",
+            a.workload,
+            a.variant.name(),
+            dist.max_length()
+        );
+    }
+    if a.servers.is_empty() {
+        bail!("give at least one --server");
+    }
+    Ok(())
+}
+
+/// Builds the generator's plan for one protocol from the options.
+pub fn plan(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<Plan> {
+    validate(a)?;
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
     let ports = a.ports.max(1);
     let rate_per_port = if a.gbps > 0.0 {
@@ -282,13 +448,15 @@ pub fn plan(a: &ClientArgs) -> Result<Plan> {
     let stop = match (a.count, a.duration) {
         (Some(c), _) => Stop::Count(c),
         (None, Some(d)) => Stop::Time {
-            warmup: Duration::from_secs_f64(a.warmup.max(0.0)),
-            window: Duration::from_secs_f64(d.max(0.0)),
+            warmup: a.warmup,
+            window: d,
         },
-        (None, None) => unreachable!("checked above"),
+        (None, None) => unreachable!("checked by validate"),
     };
+    let mut knobs = a.homa;
+    knobs.link_mbps = Some(link_mbps);
     Ok(Plan {
-        protocol: a.protocol,
+        protocol,
         targets: loadgen::targets(&a.servers, a.server_ports),
         sizes,
         one_way: a.one_way,
@@ -296,37 +464,118 @@ pub fn plan(a: &ClientArgs) -> Result<Plan> {
         max_per_port: a.client_max.div_ceil(ports).max(1),
         ports,
         stop,
-        drain: Duration::from_secs_f64(a.drain.max(0.0)),
+        drain: a.drain,
         node: a.id,
-        homa: homa_config(a.polling, false, &a.homa),
+        homa: homa_config(a.polling, false, &knobs),
         tcp_conns: a.tcp_conns,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         seed: a.seed.unwrap_or_else(|| default_seed(a.id)),
     })
 }
 
-/// Runs the client: per-second lines and the progress bar on stderr while
-/// it runs; returns the report and the measured samples.
-pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
+/// RPCs of the base-RTT probe.
+const PROBE_CALLS: u64 = 200;
+
+/// The unloaded RTT of one protocol: [`PROBE_CALLS`] 100-byte echo RPCs one
+/// at a time to the first server, before any load; the fastest, µs (the
+/// floor: on a busy machine or with sleeping threads the median of
+/// unloaded RPCs can exceed loaded ones, and slowdowns would fall below 1).
+pub fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<f64> {
+    let mut plan = plan(a, protocol, link_mbps)?;
+    plan.targets.truncate(1);
+    plan.sizes = loadgen::request_sizes(
+        &homa_workload::SizeDist::fixed(100).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    plan.one_way = false;
+    plan.rate_per_port = None;
+    plan.max_per_port = 1;
+    plan.ports = 1;
+    plan.stop = Stop::Count(PROBE_CALLS);
+    plan.drain = Duration::from_secs(1);
+    let run = Arc::new(Run::new(plan));
+    for h in loadgen::spawn_ports(&run)? {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("probe thread panicked"))?;
+    }
+    if let Some(e) = run.fatal_error() {
+        bail!("{e}");
+    }
+    let rtts: Vec<f64> = loadgen::measured(&run)
+        .iter()
+        .map(|r| r.rtt_ns as f64 / 1000.0)
+        .collect();
+    if rtts.is_empty() {
+        bail!("the base-RTT probe got no response (give --base-rtt-us to skip it)");
+    }
+    Ok(rtts.iter().copied().fold(f64::INFINITY, f64::min))
+}
+
+/// A finished (or aborted) run of one protocol.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// Every measured RTT.
+    pub samples: Vec<Sample>,
+}
+
+/// The RTT distribution of `samples` for the report: every 0.5% and the
+/// tail (99.5, 99.9, 99.99 and 100%).
+pub fn rtt_cdf(samples: &[Sample]) -> Vec<CdfPoint> {
+    let mut v: Vec<f64> = samples.iter().map(|s| s.rtt_us).collect();
+    if v.is_empty() {
+        return Vec::new();
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let mut fracs: Vec<f64> = (1..200).map(|i| f64::from(i) / 200.0).collect();
+    fracs.extend([0.999, 0.9999, 1.0]);
+    let mut out: Vec<CdfPoint> = Vec::new();
+    for f in fracs {
+        let k = ((f * n as f64).ceil() as usize).clamp(1, n);
+        let p = CdfPoint {
+            rtt_us: v[k - 1],
+            fraction: k as f64 / n as f64,
+        };
+        if out.last().is_none_or(|l| l.fraction < p.fraction) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Runs one protocol: per-second lines and the progress bar on stderr
+/// while it runs. A run that stops on a fatal error still returns what it
+/// measured, with the error in the report.
+pub fn run(
+    a: &ClientArgs,
+    protocol: Protocol,
+    ideal: Ideal,
+    base_rtt_source: &str,
+    link: &Link,
+) -> Result<Outcome> {
     if let Some(cpu) = a.cpu {
         crate::pin::pin_current_thread(cpu)?;
     }
-    let plan = plan(a)?;
+    let plan = plan(a, protocol, link.mbps)?;
     let exp = a
         .exp
         .clone()
-        .unwrap_or_else(|| format!("{}_{}", a.protocol.name(), a.workload));
+        .unwrap_or_else(|| format!("{}_{}", protocol.name(), a.workload));
     let total = match plan.stop {
         Stop::Time { warmup, window } => (warmup + window).as_secs_f64(),
         Stop::Count(_) => 0.0,
     };
     let run = Arc::new(Run::new(plan));
     let handles = loadgen::spawn_ports(&run)?;
-    let mut progress = Progress::new(&exp, !a.quiet);
+    let mut progress = Progress::new(&exp, !a.quiet && total > 0.0);
     let (mut cursors, mut outs) = (Vec::new(), Vec::new());
     let mut tick = run.start + Duration::from_secs(1);
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(20));
+        for line in run.take_new_errors() {
+            progress.line(&line);
+        }
         let now = Instant::now();
         if now < tick {
             continue;
@@ -336,7 +585,7 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
         let iv = loadgen::interval(&run, &mut cursors, &mut outs);
         if !a.quiet {
             progress.line(&format!(
-                "{exp} clients: {:.2} Kops/sec, {:.3} Gbps out, {:.3} Gbps in, RTT (us) P50 {:.1} P99 {:.1} P99.9 {:.1}, avg. req. length {:.0} bytes, outstanding {}",
+                "{exp} clients: {:.2} Kops/s, {:.3} Gbit/s out, {:.3} Gbit/s in, RTT (us) P50 {:.1} P99 {:.1} P99.9 {:.1}, avg. request {:.0} bytes, outstanding {}",
                 iv.calls as f64 / secs / 1e3,
                 iv.bytes_out as f64 * 8.0 / secs / 1e9,
                 iv.bytes_in as f64 * 8.0 / secs / 1e9,
@@ -355,11 +604,28 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
         h.join()
             .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
     }
-    if let Some(e) = run.fatal_error() {
-        bail!("{e}");
+    for line in run.take_new_errors() {
+        eprintln!("{line}");
     }
-    loadgen::count_unfinished(&run);
-    let recs = loadgen::measured(&run);
+    Ok(outcome(a, protocol, &run, ideal, base_rtt_source, link))
+}
+
+/// The report of `run` (finished, or never started when `run` failed
+/// before its ports did).
+fn outcome(
+    a: &ClientArgs,
+    protocol: Protocol,
+    run: &Run,
+    ideal: Ideal,
+    base_rtt_source: &str,
+    link: &Link,
+) -> Outcome {
+    let exp = a
+        .exp
+        .clone()
+        .unwrap_or_else(|| format!("{}_{}", protocol.name(), a.workload));
+    loadgen::count_unfinished(run);
+    let recs = loadgen::measured(run);
     let seconds = match run.plan.stop {
         Stop::Time { window, .. } => window.as_secs_f64(),
         Stop::Count(_) => recs
@@ -376,27 +642,35 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
             rtt_us: r.rtt_ns as f64 / 1000.0,
         })
         .collect();
-    let base_rtt_us = a.base_rtt_us.unwrap_or_else(|| {
-        samples
-            .iter()
-            .map(|s| s.rtt_us)
-            .fold(f64::INFINITY, f64::min)
-            .min(1e9)
-    });
-    let ideal = Ideal {
-        base_rtt_us,
-        link_mbps: f64::from(a.homa.link_mbps.unwrap_or(25_000)),
-    };
-    let sum =
-        |f: &dyn Fn(&Run, usize) -> u64| (0..run.ports.len()).map(|i| f(&run, i)).sum::<u64>();
+    let sum = |f: &dyn Fn(&Run, usize) -> u64| (0..run.ports.len()).map(|i| f(run, i)).sum::<u64>();
     let issued = sum(&|r, i| r.ports[i].issued.load(Ordering::Relaxed));
     let out_bytes: u64 = recs.iter().map(|r| u64::from(r.length)).sum();
     let in_bytes: u64 = recs.iter().map(|r| u64::from(r.response)).sum();
     let calls = recs.len() as u64;
     let summary = results::summarize(&samples, ideal);
+    let late_fraction = if issued > 0 {
+        sum(&|r, i| r.ports[i].late.load(Ordering::Relaxed)) as f64 / issued as f64
+    } else {
+        0.0
+    };
+    let lag_us_mean = if issued > 0 {
+        sum(&|r, i| r.ports[i].lag_ns.load(Ordering::Relaxed)) as f64 / issued as f64 / 1e3
+    } else {
+        0.0
+    };
+    let mut warnings = Vec::new();
+    if a.gbps > 0.0 && late_fraction > 0.01 {
+        warnings.push(format!(
+            "the client fell behind its schedule: {:.1}% of requests were late (found --client-max {} requests outstanding and waited for one to finish; mean lag behind the Poisson schedule {:.1} us). The offered {} Gbit/s was not met and the run was partly closed loop: raise --client-max (or --ports)",
+            late_fraction * 100.0,
+            a.client_max,
+            lag_us_mean,
+            a.gbps
+        ));
+    }
     let report = Report {
         exp,
-        protocol: a.protocol,
+        protocol,
         workload: a.workload.to_string(),
         variant: a.variant,
         one_way: a.one_way,
@@ -413,76 +687,153 @@ pub fn run(a: &ClientArgs) -> Result<(Report, Vec<Sample>)> {
         gbps: (out_bytes + in_bytes) as f64 * 8.0 / seconds / 1e9,
         gbps_out: out_bytes as f64 * 8.0 / seconds / 1e9,
         gbps_in: in_bytes as f64 * 8.0 / seconds / 1e9,
-        late_fraction: if issued > 0 {
-            sum(&|r, i| r.ports[i].late.load(Ordering::Relaxed)) as f64 / issued as f64
-        } else {
-            0.0
-        },
-        lag_us_mean: if issued > 0 {
-            sum(&|r, i| r.ports[i].lag_ns.load(Ordering::Relaxed)) as f64 / issued as f64 / 1e3
-        } else {
-            0.0
-        },
+        late_fraction,
+        lag_us_mean,
         rtt: summary.rtt_us.into(),
+        rtt_cdf: rtt_cdf(&samples),
+        base_rtt_source: base_rtt_source.to_string(),
+        link_source: link.source.clone(),
         summary,
+        error: run.fatal_error(),
+        errors: run
+            .error_counts()
+            .into_iter()
+            .map(|(message, count)| ErrorCount { message, count })
+            .collect(),
+        warnings,
         sockets: run
             .ports
             .iter()
             .filter_map(|p| p.socket.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .collect(),
     };
-    Ok((report, samples))
+    Outcome { report, samples }
 }
 
-/// `homa client`: runs and writes everything asked for.
-pub fn main(a: &ClientArgs) -> Result<()> {
-    let (report, samples) = run(a)?;
-    if let Some(p) = &a.dump_times {
-        let comment = format!(
-            "RTTs of {} RPCs, {} {} (client node {})",
-            report.calls,
-            report.protocol.name(),
-            report.workload,
-            report.node
-        );
-        std::fs::write(p, results::write_rtts(&samples, &comment))
-            .with_context(|| format!("writing {}", p.display()))?;
+/// `path` with `-<protocol>` before its extension (several protocols
+/// write one file each).
+fn per_protocol(path: &std::path::Path, p: Protocol, several: bool) -> PathBuf {
+    if !several {
+        return path.to_path_buf();
     }
-    let json = serde_json::to_string_pretty(&report)?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(e) => format!("{stem}-{}.{}", p.name(), e.to_string_lossy()),
+        None => format!("{stem}-{}", p.name()),
+    };
+    path.with_file_name(name)
+}
+
+/// `homa client`: probes the base RTT, runs every protocol asked for and
+/// writes everything asked for, also when a run stops on an error.
+pub fn main(a: &ClientArgs) -> Result<()> {
+    validate(a)?;
+    let mut protocols = a.protocol.clone();
+    protocols.dedup();
+    if protocols.is_empty() {
+        bail!("give --protocol homa, tcp or homa,tcp");
+    }
+    let link = link(a);
+    let mut probe_error: Vec<(Protocol, String)> = Vec::new();
+    let (base, base_src) = match a.base_rtt_us {
+        Some(b) if b > 0.0 && b.is_finite() => (b, "given"),
+        Some(b) => bail!("--base-rtt-us {b}: must be a positive number of microseconds"),
+        None => {
+            let mut best = f64::INFINITY;
+            for &p in &protocols {
+                match probe_base_rtt(a, p, link.mbps) {
+                    Ok(b) => best = best.min(b),
+                    Err(e) => probe_error.push((p, format!("probing the unloaded RTT: {e:#}"))),
+                }
+            }
+            // No probe answered: the runs will not start either.
+            (if best.is_finite() { best } else { 0.0 }, "measured")
+        }
+    };
+    let ideal = Ideal {
+        base_rtt_us: base,
+        link_mbps: f64::from(link.mbps),
+    };
+    let several = protocols.len() > 1;
+    let mut outcomes = Vec::new();
+    let mut failure = None;
+    for &p in &protocols {
+        let o = match probe_error.iter().find(|(q, _)| *q == p) {
+            // The run cannot start: its report says why (and the JSON is
+            // written all the same).
+            Some((_, e)) => {
+                let r = Run::new(plan(a, p, link.mbps)?);
+                r.fail(e.clone());
+                outcome(a, p, &r, ideal, base_src, &link)
+            }
+            None => run(a, p, ideal, base_src, &link)?,
+        };
+        if let Some(path) = &a.dump_times {
+            let path = per_protocol(path, p, several);
+            let comment = format!(
+                "RTTs of {} RPCs, {} {} (client node {})",
+                o.report.calls,
+                p.name(),
+                o.report.workload,
+                o.report.node
+            );
+            std::fs::write(&path, results::write_rtts(&o.samples, &comment))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(e) = &o.report.error {
+            failure = Some(format!("{}: {e}", p.name()));
+        } else if o.report.calls == 0 {
+            failure = Some(format!("{}: no call succeeded", p.name()));
+        }
+        outcomes.push(o);
+        if failure.is_some() {
+            break;
+        }
+    }
+    let reports: Vec<&Report> = outcomes.iter().map(|o| &o.report).collect();
+    let json = if several {
+        serde_json::to_string_pretty(&reports)?
+    } else {
+        serde_json::to_string_pretty(reports[0])?
+    };
     if let Some(p) = &a.json_out {
         std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &a.svg {
-        let b = &report.summary.buckets;
-        let color = match report.protocol {
-            Protocol::Homa => plot::HOMA_COLOR,
-            Protocol::Tcp => plot::TCP_COLOR,
-        };
-        let svg = plot::render(
-            &format!("{}: slowdown by message size", report.exp),
-            "message length (bytes)",
-            "slowdown",
-            &[
-                Series::slowdown("P50", color, true, b, 50),
-                Series::slowdown("P99", color, false, b, 99),
-            ],
-        );
-        std::fs::write(p, svg).with_context(|| format!("writing {}", p.display()))?;
+        let owned: Vec<Report> = reports.iter().map(|r| (*r).clone()).collect();
+        std::fs::write(p, plot::reports(&owned))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.json {
         println!("{json}");
     } else {
-        print_report(&report, &samples);
+        for o in &outcomes {
+            print_report(&o.report, &o.samples);
+        }
+        if protocols.contains(&Protocol::Homa) {
+            println!(
+                "Homa threads waited with --polling {} (the default of server and client; compare spins: busy, rack sleeps: block)",
+                crate::compare::polling_name(a.polling)
+            );
+        }
     }
-    if report.calls == 0 {
-        bail!("no call succeeded");
+    for r in &reports {
+        for w in &r.warnings {
+            eprintln!("warning: {}: {w}", r.protocol.name());
+        }
+    }
+    if let Some(f) = failure {
+        bail!("{f} (the figures above cover the calls that finished)");
     }
     Ok(())
 }
 
 fn print_report(r: &Report, samples: &[Sample]) {
     println!(
-        "{}: {} RPCs in {:.2} s ({:.2} Kops/s, {:.3} Gbit/s out, {:.3} Gbit/s in), {} failed, {} unfinished, {:.1}% late",
+        "{}: {} RPCs in {:.2} s ({:.2} Kops/s, {:.3} Gbit/s out, {:.3} Gbit/s in), {} failed, {} unfinished{}",
         r.exp,
         r.calls,
         r.seconds,
@@ -491,17 +842,36 @@ fn print_report(r: &Report, samples: &[Sample]) {
         r.gbps_in,
         r.failed,
         r.unfinished,
-        r.late_fraction * 100.0
+        if r.gbps_target > 0.0 {
+            format!(", {:.1}% late (waited for --client-max)", r.late_fraction * 100.0)
+        } else {
+            String::new()
+        }
     );
+    for e in &r.errors {
+        println!("  {} calls failed: {}", e.count, e.message);
+    }
+    if r.calls == 0 {
+        return;
+    }
     println!(
         "rtt: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, mean {:.1} us",
         r.rtt.p50_us, r.rtt.p99_us, r.rtt.p999_us, r.rtt.mean_us
     );
     let s = &r.summary;
     println!(
-        "slowdown (base RTT {:.1} us, link {:.0} Mbit/s): mean {:.2}; short messages (<= {} B, {:.1}%): RTT P50 {:.1} P99 {:.1} us, slowdown P50 {:.2} P99 {:.2}",
+        "slowdown = RTT / (base RTT + length x 8 / link): base RTT {:.1} us ({}), link {:.1} Gbit/s ({})",
         s.ideal.base_rtt_us,
-        s.ideal.link_mbps,
+        if r.base_rtt_source == "given" {
+            "given"
+        } else {
+            "measured: the fastest of 200 unloaded 100-byte RPCs"
+        },
+        s.ideal.link_mbps / 1000.0,
+        r.link_source
+    );
+    println!(
+        "slowdown: mean {:.2}; short messages (<= {} B, {:.1}%): RTT P50 {:.1} P99 {:.1} us, slowdown P50 {:.2} P99 {:.2}",
         s.slowdown.mean,
         s.short.max_length,
         s.short.fraction * 100.0,

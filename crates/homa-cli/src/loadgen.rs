@@ -57,14 +57,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use homa_transport::{AsyncSocket, Error as HomaError};
 use homa_workload::{Poisson, Rng, SizeDist};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::header::{self, Header, FLAG_SHORT_RESPONSE, HEADER_LEN};
 
 /// The transport a benchmark runs over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// Homa over UDP (this project).
@@ -215,6 +215,9 @@ pub struct Run {
     pub abort: AtomicBool,
     /// The first fatal error (e.g. the server is unreachable).
     pub fatal: Mutex<Option<String>>,
+    /// Failures of single calls: how often each reason occurred, and the
+    /// reasons not yet shown (each is printed once, not per call).
+    errors: Mutex<(std::collections::BTreeMap<String, u64>, Vec<String>)>,
     /// RPCs left to issue (count mode only: in time mode no port touches
     /// this shared counter per RPC).
     remaining: Option<AtomicU64>,
@@ -235,6 +238,7 @@ impl Run {
             start: Instant::now(),
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            errors: Mutex::new(Default::default()),
             remaining,
             ports: (0..n).map(|_| PortStats::default()).collect(),
         }
@@ -248,12 +252,40 @@ impl Run {
         }
     }
 
-    fn fail(&self, msg: String) {
+    /// Records a fatal error (the first one wins) and stops every port.
+    pub fn fail(&self, msg: String) {
         let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
             *f = Some(msg);
         }
         self.abort.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a failed call; the first of each reason is queued for
+    /// [`Run::take_new_errors`].
+    fn call_failed(&self, msg: String) {
+        let mut g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let (counts, new) = &mut *g;
+        let c = counts.entry(msg.clone()).or_insert(0);
+        *c += 1;
+        if *c == 1 {
+            new.push(msg);
+        }
+    }
+
+    /// Lines for the reasons of call failures seen for the first time since
+    /// the last call (each reason is shown once; the report counts them).
+    pub fn take_new_errors(&self) -> Vec<String> {
+        let mut g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.drain(..)
+            .map(|m| format!("call failed: {m} (further calls failing for this reason are counted in the report, not printed)"))
+            .collect()
+    }
+
+    /// How many calls failed for each reason.
+    pub fn error_counts(&self) -> Vec<(String, u64)> {
+        let g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.iter().map(|(m, c)| (m.clone(), *c)).collect()
     }
 
     /// The first fatal error, if any.
@@ -502,7 +534,7 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
             if fatal {
                 port.run.fail(e);
             } else {
-                eprintln!("call failed: {e}");
+                port.run.call_failed(e);
             }
         }
     }

@@ -1,114 +1,168 @@
-//! Plots of slowdown against message size for the benchmark commands:
-//! both axes logarithmic (slowdowns of Homa and TCP differ by orders of
-//! magnitude), one line per series, the legend right of the plot. Drawn by
-//! the simulator's SVG writer ([`homa_sim::svg`]); the same input always
-//! gives the same bytes.
+//! The benchmark commands' plots (`homa client --svg`, `homa plot`, `homa
+//! rack`), drawn by the simulator's plotter ([`homa_sim::svg`], plotters'
+//! SVG backend) so that every tool's plots look alike: slowdown against
+//! message length on log-log axes (P50 dashed, P99 solid, one colour per
+//! protocol), or, for a fixed message size, the distribution (CDF) of the
+//! RTT. Titles carry the workload, the load, the base RTT and the link.
 
-use homa_sim::svg::{self, Plot};
+use homa_sim::svg::{Plot, Series};
 
+use crate::client::{CdfPoint, Report};
+use crate::loadgen::Protocol;
 use crate::results::Bucket;
-
-/// One line of a plot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// Legend text.
-    pub label: String,
-    /// CSS colour.
-    pub color: &'static str,
-    /// Dashed line.
-    pub dashed: bool,
-    /// `(x, y)` points with positive coordinates, drawn in order.
-    pub points: Vec<(f64, f64)>,
-}
-
-impl Series {
-    /// Slowdown at percentile `which` (50 or 99; else 99.9) of each bucket
-    /// against its largest length.
-    pub fn slowdown(
-        label: &str,
-        color: &'static str,
-        dashed: bool,
-        buckets: &[Bucket],
-        which: u32,
-    ) -> Series {
-        let points = buckets
-            .iter()
-            .map(|b| {
-                let y = match which {
-                    50 => b.slowdown.p50,
-                    99 => b.slowdown.p99,
-                    _ => b.slowdown.p999,
-                };
-                (f64::from(b.max_length), y)
-            })
-            .collect();
-        Series {
-            label: label.to_string(),
-            color,
-            dashed,
-            points,
-        }
-    }
-}
 
 /// Colours of Homa and TCP (the kernel scripts' blue and green).
 pub const HOMA_COLOR: &str = "#1759BB";
 /// See [`HOMA_COLOR`].
-pub const TCP_COLOR: &str = "#00B000";
+pub const TCP_COLOR: &str = "#00A000";
 
-/// Renders a log-log plot of the series (with
-/// [`homa_sim::svg`], the simulator's plotter); points that are not finite
-/// and positive are skipped.
-pub fn render(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+/// The colour of a protocol.
+pub fn color(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Homa => HOMA_COLOR,
+        Protocol::Tcp => TCP_COLOR,
+    }
+}
+
+/// Slowdown at P50 (dashed) and P99 (solid) of each bucket against its
+/// largest length, labelled `<name> P50` and `<name> P99`.
+pub fn slowdown_series(name: &str, color: &str, buckets: &[Bucket]) -> Vec<Series> {
+    let pick = |f: fn(&Bucket) -> f64| -> Vec<(f64, f64)> {
+        buckets
+            .iter()
+            .map(|b| (f64::from(b.max_length), f(b)))
+            .collect()
+    };
+    vec![
+        Series {
+            label: format!("{name} P50"),
+            points: pick(|b| b.slowdown.p50),
+            color: color.to_string(),
+            dashed: true,
+        },
+        Series {
+            label: format!("{name} P99"),
+            points: pick(|b| b.slowdown.p99),
+            color: color.to_string(),
+            dashed: false,
+        },
+    ]
+}
+
+/// A slowdown plot (log-log) of the series.
+pub fn slowdown(title: &str, series: Vec<Series>) -> String {
+    Plot::slowdown(title, series).render()
+}
+
+/// A CDF plot of RTTs: x log (µs), y the share of RPCs from 0 to 1.
+pub fn cdf(title: &str, runs: &[(String, &str, &[CdfPoint])]) -> String {
     Plot {
         title: title.to_string(),
-        x_label: x_label.to_string(),
-        y_label: y_label.to_string(),
+        x_label: "round-trip time (us)".into(),
+        y_label: "share of RPCs with RTT <= x".into(),
         x_log: true,
-        y_log: true,
+        y_log: false,
         legend_right: true,
-        y_min: 1.0,
-        series: series
+        y_min: 0.0,
+        series: runs
             .iter()
-            .map(|s| svg::Series {
-                label: s.label.clone(),
-                points: s.points.clone(),
-                color: s.color.to_string(),
-                dashed: s.dashed,
+            .map(|(label, color, pts)| Series {
+                label: label.clone(),
+                points: pts.iter().map(|p| (p.rtt_us, p.fraction)).collect(),
+                color: color.to_string(),
+                dashed: false,
             })
             .collect(),
     }
     .render()
 }
 
+/// The title of a plot of client reports: workload, load, base RTT and
+/// link.
+pub fn title(reports: &[Report]) -> String {
+    let Some(r) = reports.first() else {
+        return String::new();
+    };
+    let load = if r.gbps_target > 0.0 {
+        format!("open loop {} Gbit/s", r.gbps_target)
+    } else {
+        format!("closed loop, {} outstanding", r.client_max)
+    };
+    let workload = if r.fixed_size() {
+        format!("{} B requests", r.workload)
+    } else {
+        format!("{} ({})", r.workload, r.variant.name())
+    };
+    let link = r.summary.ideal.link_mbps / 1000.0;
+    let loopback = if r.link_source.starts_with("loopback") {
+        " (loopback)"
+    } else {
+        ""
+    };
+    format!(
+        "{workload}, {load}; base RTT {:.1} us, link {link} Gbit/s{loopback}",
+        r.summary.ideal.base_rtt_us
+    )
+}
+
+/// The plot of client reports, overlaid: a CDF of the RTT if every report
+/// used one fixed size, else slowdown against length.
+pub fn reports(reports: &[Report]) -> String {
+    let title = title(reports);
+    let name = |r: &Report| {
+        if reports.iter().filter(|x| x.protocol == r.protocol).count() > 1 {
+            r.exp.clone()
+        } else {
+            r.protocol.name().to_string()
+        }
+    };
+    if !reports.is_empty() && reports.iter().all(Report::fixed_size) {
+        let runs: Vec<(String, &str, &[CdfPoint])> = reports
+            .iter()
+            .map(|r| (name(r), color(r.protocol), r.rtt_cdf.as_slice()))
+            .collect();
+        return cdf(&format!("RTT distribution: {title}"), &runs);
+    }
+    let series = reports
+        .iter()
+        .flat_map(|r| slowdown_series(&name(r), color(r.protocol), &r.summary.buckets))
+        .collect();
+    slowdown(&format!("Slowdown: {title}"), series)
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+    use crate::results::Spread;
+
+    fn bucket(max_length: u32, p50: f64, p99: f64) -> Bucket {
+        Bucket {
+            max_length,
+            cum_frac: 0.5,
+            rtt_us: Spread::default(),
+            slowdown: Spread {
+                count: 10,
+                p50,
+                p99,
+                p999: p99,
+                mean: p50,
+            },
+        }
+    }
 
     #[test]
-    fn render__draws_every_series_and_skips_bad_points() {
-        let a = Series {
-            label: "homa P99".into(),
-            color: HOMA_COLOR,
-            dashed: false,
-            points: vec![(100.0, 1.5), (1e4, 3.0), (1e6, f64::NAN)],
-        };
-        let b = Series {
-            label: "tcp <P99>".into(),
-            color: TCP_COLOR,
-            dashed: true,
-            points: vec![(100.0, 40.0), (1e6, 0.0)],
-        };
-        let svg = render("w4 & co", "message length (bytes)", "slowdown", &[a, b]);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert_eq!(svg.matches("<circle").count(), 3, "NaN and 0 skipped");
-        assert!(svg.contains("w4 &amp; co") && svg.contains("tcp &lt;P99&gt;"));
-        assert!(svg.contains(">10K<") && svg.contains(">100<"));
-        assert!(!svg.contains("NaN") && !svg.contains("inf"));
-        // Empty input still gives a valid frame.
-        let e = render("", "x", "y", &[]);
-        assert!(e.contains("</svg>"));
+    fn slowdown_series__dashed_median_solid_tail() {
+        let s = slowdown_series(
+            "homa",
+            HOMA_COLOR,
+            &[bucket(100, 1.5, 3.0), bucket(10_000, 2.0, 9.0)],
+        );
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].label.as_str(), s[0].dashed), ("homa P50", true));
+        assert_eq!((s[1].label.as_str(), s[1].dashed), ("homa P99", false));
+        assert_eq!(s[1].points, vec![(100.0, 3.0), (10_000.0, 9.0)]);
+        let svg = slowdown("t", s);
+        assert!(svg.contains("homa P99") && svg.contains("slowdown"));
     }
 }

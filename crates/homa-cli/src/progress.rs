@@ -1,77 +1,66 @@
-//! A progress bar on stderr with log lines printed above it. On a
-//! terminal the bar is redrawn in place; otherwise only the log lines are
-//! written (so logs collected from child processes stay readable).
+//! A progress bar on stderr with log lines printed above it, drawn by
+//! [`indicatif`]. On a terminal the bar is redrawn in place with the time
+//! left; otherwise only the log lines are written (so logs collected from
+//! child processes stay readable).
 
-use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bar and the lines above it.
 #[derive(Debug)]
 pub struct Progress {
-    label: String,
-    tty: bool,
-    bar: bool,
-    drawn: bool,
+    bar: ProgressBar,
 }
 
 impl Progress {
-    /// A bar labelled `label`; `bar` false prints log lines only.
+    /// A bar labelled `label` (hidden when `bar` is false or stderr is not
+    /// a terminal); log lines are printed either way.
     pub fn new(label: &str, bar: bool) -> Progress {
-        Progress {
-            label: label.to_string(),
-            tty: std::io::stderr().is_terminal(),
-            bar,
-            drawn: false,
-        }
-    }
-
-    /// Prints `text` as a line above the bar.
-    pub fn line(&mut self, text: &str) {
-        let mut e = std::io::stderr().lock();
-        if self.drawn {
-            let _ = write!(e, "\r\x1b[K");
-            self.drawn = false;
-        }
-        let _ = writeln!(e, "{text}");
-    }
-
-    /// Redraws the bar at `done` of `total` seconds, with a note.
-    pub fn update(&mut self, done: f64, total: f64, note: &str) {
-        if !(self.tty && self.bar) {
-            return;
-        }
-        const WIDTH: usize = 30;
-        let frac = if total > 0.0 {
-            (done / total).clamp(0.0, 1.0)
+        let target = if bar {
+            ProgressDrawTarget::stderr()
         } else {
-            0.0
+            ProgressDrawTarget::hidden()
         };
-        let full = (frac * WIDTH as f64).round() as usize;
-        let mut e = std::io::stderr().lock();
-        let _ = write!(
-            e,
-            "\r\x1b[K{} [{}{}] {:.0}/{:.0} s {}",
-            self.label,
-            "#".repeat(full),
-            "-".repeat(WIDTH - full),
-            done.min(total),
-            total,
-            note
-        );
-        let _ = e.flush();
-        self.drawn = true;
+        // Milliseconds of run time; the bar shows seconds.
+        let pb = ProgressBar::with_draw_target(Some(0), target);
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {msg} ({elapsed} elapsed, ~{eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#>-");
+        pb.set_style(style);
+        pb.set_prefix(label.to_string());
+        Progress { bar: pb }
+    }
+
+    /// Prints `text` as a line above the bar (also when there is no bar).
+    pub fn line(&mut self, text: &str) {
+        self.bar.suspend(|| eprintln!("{text}"));
+    }
+
+    /// Moves the bar to `done` of `total` seconds, with a note.
+    pub fn update(&mut self, done: f64, total: f64, note: &str) {
+        let total_ms = (total.max(0.0) * 1e3) as u64;
+        if self.bar.length() != Some(total_ms) {
+            self.bar.set_length(total_ms);
+        }
+        self.bar
+            .set_position((done.clamp(0.0, total.max(0.0)) * 1e3) as u64);
+        self.bar
+            .set_message(format!("{:.0}/{:.0} s {note}", done.min(total), total));
+        // Redraw at least every second even without updates.
+        self.bar.enable_steady_tick(Duration::from_millis(500));
     }
 
     /// Removes the bar.
     pub fn finish(&mut self) {
-        if self.drawn {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-            self.drawn = false;
-        }
+        self.bar.finish_and_clear();
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        self.finish();
+        self.bar.finish_and_clear();
     }
 }

@@ -107,7 +107,7 @@ use crate::bench::Polling;
 use crate::client::{HomaKnobs, VariantArg};
 use crate::header::SHORT_RESPONSE_LEN;
 use crate::loadgen::{self, Protocol};
-use crate::plot::{self, Series};
+use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
 
@@ -136,12 +136,12 @@ pub struct RackArgs {
     /// add 20-25%).
     #[arg(long, value_enum, default_value_t = LoadBasis::Wire)]
     pub load_basis: LoadBasis,
-    /// Seconds measured per protocol.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup: f64,
+    /// Measured per protocol (10s, 250ms; a plain number is seconds).
+    #[arg(long, default_value = "10s", value_parser = crate::args::positive_duration)]
+    pub duration: Duration,
+    /// Load before measuring.
+    #[arg(long, default_value = "2s", value_parser = crate::args::duration)]
+    pub warmup: Duration,
     /// Protocols to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "homa,tcp")]
     pub protocols: Vec<Protocol>,
@@ -163,35 +163,24 @@ pub struct RackArgs {
     /// Most requests outstanding per client host.
     #[arg(long, default_value_t = 200)]
     pub client_max: usize,
-    /// How waiting Homa threads wait (CPU is scarce: every host shares the
-    /// machine's cores).
+    /// How waiting Homa threads wait. Block here (server and client default
+    /// to adaptive): CPU is scarce, every host shares the machine's cores.
     #[arg(long, value_enum, default_value_t = Polling::Block)]
     pub polling: Polling,
     /// Unloaded RTT for slowdown, µs (default: measured).
     #[arg(long)]
     pub base_rtt_us: Option<f64>,
-    /// Seconds of the unloaded RTT measurement per protocol.
-    #[arg(long, default_value_t = 2.0)]
-    pub base_seconds: f64,
-    /// Homa's pacer: most transmit time queued ahead of the link, µs
-    /// (default: one 64 KB GSO batch at the port rate, at most 512 µs; the
-    /// protocol's 5 µs is less than a packet at 1 Gbit/s and costs a timer
-    /// wake-up per packet; see the module docs).
-    #[arg(long)]
-    pub nic_backlog_us: Option<u64>,
-    /// Homa: silence before a RESEND, ms (default: 5 ms scaled from 25
-    /// Gbit/s to the port rate, the same bytes of link time: 125 ms at 1
-    /// Gbit/s, at most 1000).
-    #[arg(long)]
-    pub resend_ms: Option<f64>,
-    /// Homa: delay before a server asks for an acknowledgement, ms
-    /// (default: the kernel's 2 ms scaled like --resend-ms, at most 50).
-    #[arg(long)]
-    pub need_ack_ms: Option<f64>,
-    /// Homa: unscheduled bytes per message for every peer (default: the
-    /// protocol's, one measured round trip at the link rate).
-    #[arg(long)]
-    pub unsched_bytes: Option<u32>,
+    /// Length of the unloaded RTT measurement per protocol.
+    #[arg(long, default_value = "2s", value_parser = crate::args::positive_duration)]
+    pub base_duration: Duration,
+    /// Homa's settings, passed to every server and client of the rack. The
+    /// link is --rate-mbit; unset time constants are scaled to it (module
+    /// docs): --nic-backlog-us one 64 KB GSO batch at the port rate (at
+    /// most 512 µs), --resend-ms the kernel's 5 ms at 25 Gbit/s scaled to
+    /// the port rate (at most 1000), --need-ack-ms the kernel's 2 ms scaled
+    /// the same way (at most 50).
+    #[command(flatten)]
+    pub homa: HomaKnobs,
     /// Bytes of queue per priority class at each switch port.
     #[arg(long, default_value_t = 1_000_000)]
     pub queue_bytes: u32,
@@ -563,18 +552,42 @@ pub struct RackReport {
 /// `homa rack`.
 pub fn main(a: &RackArgs) -> Result<()> {
     if !homa_lab::is_root() {
-        bail!("homa rack builds network namespaces and needs root");
+        bail!("homa rack builds network namespaces and needs root (and the ip, tc, ethtool and sysctl commands)");
+    }
+    if a.homa.link_mbps.is_some() {
+        bail!("homa rack: the link speed is --rate-mbit (--link-mbps is for client and server)");
     }
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("target/homa-rack/{}-{}", a.workload, a.load)));
+    // The directories this run creates, deepest first: a failed run
+    // removes those it left empty.
+    let created: Vec<PathBuf> = out
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = std::fs::canonicalize(&out)?;
-    let rack = Rack::build(a)?;
-    let result = experiment(&rack, a, &out);
-    drop(rack);
-    let report = result?;
+    let result = Rack::build(a).and_then(|rack| {
+        let r = experiment(&rack, a, &out);
+        drop(rack);
+        r
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed run leaves its logs for diagnosis, but no empty
+            // directory of its own making (remove_dir fails on others).
+            for d in &created {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+            }
+            return Err(e);
+        }
+    };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("rack.json"), &json)?;
     if a.json {
@@ -591,31 +604,42 @@ pub fn main(a: &RackArgs) -> Result<()> {
 /// shaper as one unit, so it is also the longest a higher-priority packet
 /// waits behind it; at low rates fewer bytes).
 fn nic_backlog_us(a: &RackArgs) -> u64 {
-    a.nic_backlog_us
+    a.homa
+        .nic_backlog_us
         .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).clamp(5, 512))
 }
 
 /// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
 /// scaled to the port rate (the same bytes of link time), 5..=1000 ms.
 fn resend_ms(a: &RackArgs) -> f64 {
-    a.resend_ms
+    a.homa
+        .resend_ms
         .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 1000.0))
 }
 
 /// Homa's delay before asking for an acknowledgement: as given, else the
 /// kernel's 2 ms scaled to the port rate like [`resend_ms`], 2..=50 ms.
 fn need_ack_ms(a: &RackArgs) -> f64 {
-    a.need_ack_ms
+    a.homa
+        .need_ack_ms
         .unwrap_or_else(|| (2.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(2.0, 50.0))
 }
 
+/// Bytes of Ethernet header the switch's shaper counts per packet (htb
+/// counts frames without preamble, CRC and gap).
+const SHAPED_ETH_HEADER: u32 = 14;
+
 /// Mean bytes one RPC puts on the downlinks: message bytes (request and
 /// response), and wire bytes as the switch's shaper counts them with
-/// Homa's headers (Ethernet 14, IP 20, UDP 8, DATA 56 per packet of at
-/// most 1416 message bytes).
+/// Homa's headers: per packet of at most `max_seg_data` message bytes
+/// (homa-proto's arithmetic for the 1500-byte MTU: 1416), the IP, UDP and
+/// DATA headers (84 bytes) and the Ethernet header.
 fn bytes_per_rpc(a: &RackArgs) -> (f64, f64) {
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
-    let wire = |len: u32| f64::from(len) + f64::from(len.div_ceil(1416).max(1)) * 98.0;
+    let c = homa_proto::Config::default();
+    let seg = c.max_seg_data(false);
+    let per_packet = f64::from(c.mtu - seg + SHAPED_ETH_HEADER);
+    let wire = |len: u32| f64::from(len) + f64::from(len.div_ceil(seg).max(1)) * per_packet;
     let (req, req_wire) = (sizes.mean(), sizes.expectation(wire));
     let (resp, resp_wire) = if a.one_way {
         (f64::from(SHORT_RESPONSE_LEN), wire(SHORT_RESPONSE_LEN))
@@ -672,7 +696,7 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
         variant: a.variant,
         load: a.load,
         one_way: a.one_way,
-        duration: a.duration,
+        duration: a.duration.as_secs_f64(),
         gbps_per_client: gbps,
         kops_per_client: kops / 1e3,
         message_load: off.message_load,
@@ -735,38 +759,30 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
             mean_slowdown: ts.slowdown.mean / hs.slowdown.mean,
         });
     }
-    let mut series = Vec::new();
-    for r in &report.runs {
-        let color = match r.protocol {
-            Protocol::Homa => plot::HOMA_COLOR,
-            Protocol::Tcp => plot::TCP_COLOR,
-        };
-        let n = r.protocol.name();
-        series.push(Series::slowdown(
-            &format!("{n} P50"),
-            color,
-            true,
-            &r.summary.buckets,
-            50,
-        ));
-        series.push(Series::slowdown(
-            &format!("{n} P99"),
-            color,
-            false,
-            &r.summary.buckets,
-            99,
-        ));
-    }
+    let series = report
+        .runs
+        .iter()
+        .flat_map(|r| {
+            plot::slowdown_series(
+                r.protocol.name(),
+                plot::color(r.protocol),
+                &r.summary.buckets,
+            )
+        })
+        .collect();
     std::fs::write(
         out.join("slowdown.svg"),
-        plot::render(
+        plot::slowdown(
             &format!(
-                "{} at load {:.2}, {} hosts, {} Mbit/s",
-                a.workload, a.load, a.hosts, a.rate_mbit
+                "Slowdown: {} ({}), load {:.2}, {} hosts; base RTT {:.1} us, link {} Mbit/s (htb)",
+                a.workload,
+                a.variant.name(),
+                a.load,
+                a.hosts,
+                base,
+                a.rate_mbit
             ),
-            "message length (bytes)",
-            "slowdown",
-            &series,
+            series,
         ),
     )?;
     report.load_avg.1 = load_average();
@@ -801,7 +817,7 @@ fn protocol_phase(
         nic_backlog_us: Some(nic_backlog_us(a)),
         resend_ms: Some(resend_ms(a)),
         need_ack_ms: Some(need_ack_ms(a)),
-        unsched_bytes: a.unsched_bytes,
+        unsched_bytes: a.homa.unsched_bytes,
     };
     let mut homa_args = vec![
         "--polling".to_string(),
@@ -835,7 +851,8 @@ fn protocol_phase(
     c.args(["client", "--protocol", name, "--quiet", "--workload", "100"])
         .args(["--server", &format!("{}:{port}", rack.hosts[1].1)])
         .args(["--client-max", "1", "--warmup", "0.3"])
-        .args(["--duration", &a.base_seconds.to_string()])
+        .args(["--duration", &a.base_duration.as_secs_f64().to_string()])
+        .args(["--base-rtt-us", "1"])
         .args(&homa_args)
         .arg("--json-out")
         .arg(&base_json)
@@ -885,18 +902,12 @@ fn protocol_phase(
             .args(["--server-ports", &a.server_ports.to_string()])
             .args(["--ports", &a.client_ports.to_string()])
             .args(["--workload", &a.workload.to_string()])
-            .args([
-                "--variant",
-                if a.variant == VariantArg::Raw {
-                    "raw"
-                } else {
-                    "cp-node"
-                },
-            ])
+            .args(["--variant", a.variant.name()])
             .args(["--gbps", &format!("{gbps}")])
             .args(["--client-max", &a.client_max.to_string()])
-            .args(["--duration", &a.duration.to_string()])
-            .args(["--warmup", &a.warmup.to_string()])
+            .args(["--duration", &a.duration.as_secs_f64().to_string()])
+            .args(["--warmup", &a.warmup.as_secs_f64().to_string()])
+            .args(["--base-rtt-us", "1"])
             .args(["--tcp-conns", &a.tcp_conns.to_string()])
             .args(["--id", &h.to_string()])
             .args(["--seed", &(seed.wrapping_add(h as u64)).to_string()])
@@ -916,7 +927,7 @@ fn protocol_phase(
             c.spawn().context("starting a client")?,
         ));
     }
-    let total = a.warmup + a.duration;
+    let total = (a.warmup + a.duration).as_secs_f64();
     let start = Instant::now();
     let limit = Duration::from_secs_f64(total + 60.0);
     let mut statuses = vec![None; clients.0.len()];
@@ -1007,7 +1018,7 @@ fn protocol_phase(
         calls,
         failed,
         unfinished,
-        kops: calls as f64 / a.duration.max(1e-9) / 1e3,
+        kops: calls as f64 / a.duration.as_secs_f64().max(1e-9) / 1e3,
         // Each host receives, on average, what one client sends plus
         // what it gets back.
         gbps_per_host: gbps_total / n,
@@ -1043,10 +1054,7 @@ pub fn text_report(r: &RackReport) -> String {
         r.hosts,
         r.rate_mbit,
         r.workload,
-        match r.variant {
-            VariantArg::CpNode => "cp-node",
-            VariantArg::Raw => "raw",
-        },
+        r.variant.name(),
         r.load,
         if r.one_way { ", one-way" } else { "" },
         r.duration
@@ -1087,9 +1095,9 @@ pub fn text_report(r: &RackReport) -> String {
         "",
         "short P50",
         "short P99",
-        "sd P50",
-        "sd P99",
-        "sd avg",
+        "slowdn",
+        "slowdn",
+        "slowdn",
         "all avg",
         "Kops/s",
         "Gb/s/host",
@@ -1100,7 +1108,7 @@ pub fn text_report(r: &RackReport) -> String {
     let _ = writeln!(
         s,
         "{:<9} {:>10} {:>10} {:>8} {:>8} {:>8} | {:>8} {:>9} {:>9} {:>7} {:>6} {:>6}",
-        "", "RTT us", "RTT us", "", "", "", "slowdn", "", "", "", "", ""
+        "", "RTT us", "RTT us", "P50", "P99", "avg", "slowdn", "", "", "", "", ""
     );
     for run in &r.runs {
         let m = &run.summary;
@@ -1351,8 +1359,8 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             variant: VariantArg::CpNode,
             load: 0.8,
             load_basis: LoadBasis::Message,
-            duration: 1.0,
-            warmup: 0.0,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
             protocols: vec![Protocol::Homa],
             one_way: false,
             client_ports: 1,
@@ -1362,12 +1370,9 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             client_max: 1,
             polling: Polling::Block,
             base_rtt_us: None,
-            base_seconds: 1.0,
+            base_duration: Duration::from_secs(1),
             queue_bytes: 1,
-            nic_backlog_us: None,
-            resend_ms: None,
-            need_ack_ms: None,
-            unsched_bytes: None,
+            homa: HomaKnobs::default(),
             probe: false,
             probe_only: false,
             nice: 0,

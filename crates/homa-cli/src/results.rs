@@ -6,8 +6,8 @@
 //!   `base_rtt` the unloaded short-message RTT measured on the same setup.
 //!   (Like the kernel tools, the length term counts the message once even
 //!   when the response echoes it.)
-//! * **Percentiles** are taken as the scripts take them: element
-//!   `⌊n·p⌋` of the sorted values ([`percentile`]).
+//! * **Percentiles** follow the convention of every `homa` command
+//!   ([`crate::stats`]: nearest rank from an HDR histogram, within 0.1%).
 //! * **Buckets by size**: samples sorted by length, adjacent lengths merged
 //!   until a bucket holds a minimum number of samples
 //!   ([`default_min_bucket`]: between 25 and 500, about 1/40 of all); each
@@ -18,6 +18,11 @@
 //!   can exceed 10%).
 
 use serde::{Deserialize, Serialize};
+
+use crate::stats::Recorder;
+
+/// Values are recorded in thousandths of their unit.
+const SCALE: f64 = 1000.0;
 
 /// One completed RPC.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,16 +55,6 @@ impl Ideal {
     }
 }
 
-/// Element `⌊n·p⌋` (clamped to the last) of `sorted`; 0 if empty. The
-/// simulator's own function ([`homa_sim::results::percentile`]), so that
-/// rack, client and simulator figures follow one convention.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    homa_sim::results::percentile(sorted, p)
-}
-
 /// Percentiles and mean of a set of values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
@@ -76,17 +71,21 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// Summarises `values` (sorted here).
-    pub fn of(mut values: Vec<f64>) -> Spread {
+    /// Summarises `values` (non-negative; kept to a thousandth of their
+    /// unit: nanoseconds for µs, 0.001 for slowdowns).
+    pub fn of(values: Vec<f64>) -> Spread {
         if values.is_empty() {
             return Spread::default();
         }
-        values.sort_by(f64::total_cmp);
+        let mut r = Recorder::new();
+        for v in &values {
+            r.record((v.max(0.0) * SCALE).round() as u64);
+        }
         Spread {
             count: values.len(),
-            p50: percentile(&values, 0.5),
-            p99: percentile(&values, 0.99),
-            p999: percentile(&values, 0.999),
+            p50: r.quantile(0.5) as f64 / SCALE,
+            p99: r.quantile(0.99) as f64 / SCALE,
+            p999: r.quantile(0.999) as f64 / SCALE,
             mean: values.iter().sum::<f64>() / values.len() as f64,
         }
     }
@@ -235,13 +234,18 @@ pub fn table(samples: &[Sample], ideal: Ideal, rows: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>9} {:>6} {:>8} {:>9} {:>9} {:>9} {:>7} {:>7} {:>7}",
-        "length", "cum%", "count", "P50 us", "P99 us", "P99.9 us", "sd P50", "sd P99", "sd P99.9"
+        "{:>9} {:>6} {:>8} | {:^29} | {:^26}",
+        "", "", "", "RTT (us)", "slowdown"
+    );
+    let _ = writeln!(
+        out,
+        "{:>9} {:>6} {:>8} | {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8}",
+        "length", "cum%", "count", "P50", "P99", "P99.9", "P50", "P99", "P99.9"
     );
     for b in buckets(samples, ideal, min) {
         let _ = writeln!(
             out,
-            "{:>9} {:>6.1} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>7.2} {:>7.2} {:>7.2}",
+            "{:>9} {:>6.1} {:>8} | {:>9.1} {:>9.1} {:>9.1} | {:>8.2} {:>8.2} {:>8.2}",
             b.max_length,
             b.cum_frac * 100.0,
             b.rtt_us.count,
@@ -305,13 +309,13 @@ mod tests {
     }
 
     #[test]
-    fn percentile__index_floor_n_p() {
+    fn spread__nearest_rank_within_a_thousandth() {
         let v: Vec<f64> = (1..=1000).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 501.0);
-        assert_eq!(percentile(&v, 0.99), 991.0);
-        assert_eq!(percentile(&v, 0.999), 1000.0);
-        assert_eq!(percentile(&v[..10], 0.99), 10.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
+        let sp = Spread::of(v);
+        assert!((sp.p50 - 500.0).abs() <= 0.5, "{}", sp.p50);
+        assert!((sp.p99 - 990.0).abs() <= 1.0, "{}", sp.p99);
+        assert!((sp.p999 - 999.0).abs() <= 1.0, "{}", sp.p999);
+        assert_eq!(Spread::of(Vec::new()), Spread::default());
         let sp = Spread::of(vec![3.0, 1.0, 2.0]);
         assert_eq!((sp.count, sp.p50, sp.p99, sp.mean), (3, 2.0, 3.0, 2.0));
     }
@@ -338,10 +342,16 @@ mod tests {
         assert_eq!(b[0].cum_frac, 0.3);
         assert_eq!(b[1].cum_frac, 0.6);
         assert_eq!(b[2].cum_frac, 1.0);
-        // Bucket 1: RTTs 40, 50, 60 -> P50 element 1 = 50; P99 element 2.
-        assert_eq!((b[1].rtt_us.p50, b[1].rtt_us.p99), (50.0, 60.0));
+        // Bucket 1: RTTs 40, 50, 60 -> P50 the 2nd = 50; P99 the 3rd (within
+        // the histogram's 0.1%).
+        let near = |a: f64, b: f64| (a - b).abs() <= b * 1e-3;
+        assert!(
+            near(b[1].rtt_us.p50, 50.0) && b[1].rtt_us.p99 == 60.0,
+            "{:?}",
+            b[1].rtt_us
+        );
         // Slowdown of 100 B at 20 µs: 20 / (10 + 0.8).
-        assert!((b[0].slowdown.p50 - 20.0 / 10.8).abs() < 1e-12);
+        assert!(near(b[0].slowdown.p50, 20.0 / 10.8), "{:?}", b[0].slowdown);
         // A final small group forms its own bucket.
         let b = buckets(&v[..7], IDEAL, 3);
         let last = b.last().unwrap();
@@ -380,9 +390,14 @@ mod tests {
         assert_eq!(sum.short.max_length, 100);
         assert_eq!(sum.short.fraction, 0.2);
         assert_eq!(sum.short.rtt_min_us, 20.0);
-        assert_eq!(sum.short.rtt_us.p50, 30.0);
+        // Nearest rank: the 10th of 20 is 29 µs, the 20th 39 µs.
+        assert!(
+            (sum.short.rtt_us.p50 - 29.0).abs() <= 0.03,
+            "{:?}",
+            sum.short.rtt_us
+        );
         assert_eq!(sum.short.rtt_us.p99, 39.0);
-        assert!((sum.short.slowdown.p99 - 39.0 / 10.8).abs() < 1e-12);
+        assert!((sum.short.slowdown.p99 - 39.0 / 10.8).abs() < 4e-3);
         // 10 000 B: ideal 10 + 80 µs; slowdown 200/90.
         let mean =
             (v[..20].iter().map(|x| x.rtt_us / 10.8).sum::<f64>() + 80.0 * 200.0 / 90.0) / 100.0;
@@ -409,6 +424,7 @@ mod tests {
     fn table__has_a_row_per_bucket() {
         let v: Vec<Sample> = (0..100).map(|i| s(100 * (i / 10 + 1), 50.0)).collect();
         let t = table(&v, IDEAL, 5);
-        assert_eq!(t.lines().count(), 1 + 5);
+        assert_eq!(t.lines().count(), 2 + 5);
+        assert!(t.contains("slowdown") && !t.contains("sd P50"));
     }
 }

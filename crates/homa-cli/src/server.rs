@@ -61,6 +61,54 @@ pub struct Options {
     pub report: bool,
     /// Experiment name for the per-second lines.
     pub exp: String,
+    /// Where the server registers its state for `--metrics-listen`.
+    pub registry: Option<Registry>,
+}
+
+/// The servers of a process, for the Prometheus endpoint ([`crate::prom`]).
+pub type Registry = Arc<Mutex<Vec<Arc<Shared>>>>;
+
+/// Runs a server per protocol (Homa and TCP can share a port number: one is
+/// UDP, the other TCP) and, with `metrics_listen`, the Prometheus endpoint;
+/// returns when one of them fails.
+pub fn run_all(
+    base: Options,
+    protocols: &[Protocol],
+    metrics_listen: Option<SocketAddr>,
+) -> Result<()> {
+    let registry: Registry = Arc::new(Mutex::new(Vec::new()));
+    if let Some(addr) = metrics_listen {
+        let r = Arc::clone(&registry);
+        let bound = crate::prom::spawn(addr, move || {
+            let servers = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            crate::prom::render(&servers)
+        })?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    let mut base = base;
+    if protocols.len() > 1 && base.bind.port() == 0 {
+        // One port number for both: clients give one address.
+        base.bind.set_port(free_port_for_both(base.bind)?);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    for &p in protocols {
+        let mut o = base.clone();
+        o.protocol = p;
+        if base.exp.is_empty() {
+            o.exp = p.name().to_string();
+        }
+        o.registry = Some(Arc::clone(&registry));
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("{}-server", p.name()))
+            .spawn(move || {
+                let r = run(o).with_context(|| format!("{} server", p.name()));
+                let _ = tx.send(r);
+            })?;
+    }
+    drop(tx);
+    // The first server to stop decides (they run until killed otherwise).
+    rx.recv().unwrap_or(Ok(()))
 }
 
 /// Counters of one serving thread (Homa) or port (TCP).
@@ -90,8 +138,32 @@ impl Counter {
     }
 }
 
-/// State every serving thread shares.
-struct Shared {
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("protocol", &self.opts.protocol)
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A port free for both UDP and TCP on `addr`'s IP (it could be taken
+/// again before the servers bind it; they then fail with "address in
+/// use").
+fn free_port_for_both(addr: SocketAddr) -> Result<u16> {
+    for _ in 0..100 {
+        let t = std::net::TcpListener::bind(addr)?;
+        let mut a = addr;
+        a.set_port(t.local_addr()?.port());
+        if std::net::UdpSocket::bind(a).is_ok() {
+            return Ok(a.port());
+        }
+    }
+    bail!("no port free for both UDP and TCP on {}", addr.ip())
+}
+
+/// State every serving thread of one protocol shares.
+pub struct Shared {
     opts: Options,
     started: Instant,
     addrs: Vec<SocketAddr>,
@@ -119,7 +191,48 @@ impl Shared {
             let s = Arc::clone(&shared);
             std::thread::spawn(move || reporter(s));
         }
+        if let Some(r) = &shared.opts.registry {
+            r.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&shared));
+        }
         shared
+    }
+
+    /// `homa` or `tcp`.
+    pub fn protocol_name(&self) -> &'static str {
+        self.opts.protocol.name()
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime_secs(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Per serving thread (Homa) or port (TCP): requests, bytes in, bytes
+    /// out, failed replies.
+    pub fn thread_counters(&self) -> Vec<(u64, u64, u64, u64)> {
+        self.counters
+            .iter()
+            .map(|c| {
+                (
+                    c.requests.load(Ordering::Relaxed),
+                    c.bytes_in.load(Ordering::Relaxed),
+                    c.bytes_out.load(Ordering::Relaxed),
+                    c.reply_failed.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Every Homa socket's metrics.
+    pub fn socket_metrics(&self) -> Vec<homa_transport::Metrics> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(Socket::metrics)
+            .collect()
     }
 
     fn totals(&self) -> (u64, u64, u64) {
@@ -241,12 +354,15 @@ fn port_addr(base: SocketAddr, i: u16) -> SocketAddr {
     a
 }
 
+/// Prints `listening on ADDR` per port. Nobody may be reading (a script
+/// that read what it waited for and closed the pipe): that is no reason
+/// to stop serving, so write errors are ignored.
 fn print_listening(addrs: &[SocketAddr]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for a in addrs {
-        writeln!(out, "listening on {a}")?;
+        let _ = writeln!(out, "listening on {a}");
     }
-    out.flush()?;
+    let _ = out.flush();
     Ok(())
 }
 
@@ -268,7 +384,7 @@ fn reporter(shared: Arc<Shared>) {
         }
         let _ = writeln!(
             std::io::stdout(),
-            "{} servers: {:.2} Kops/sec, {:.3} Gbps in, {:.3} Gbps out, avg. req. length {:.0} bytes",
+            "{} servers: {:.2} Kops/s, {:.3} Gbit/s in, {:.3} Gbit/s out, avg. request {:.0} bytes",
             shared.opts.exp,
             r as f64 / secs / 1e3,
             i as f64 * 8.0 / secs / 1e9,

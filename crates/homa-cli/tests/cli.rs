@@ -66,7 +66,11 @@ fn client_process__against_a_server_in_this_process() {
             }
         }
     });
-    let r = client_json(sock.local_addr(), &["--size", "100", "--count", "50"]);
+    // No base-RTT probe: the server counts exactly these 50.
+    let r = client_json(
+        sock.local_addr(),
+        &["--size", "100", "--count", "50", "--base-rtt-us", "10"],
+    );
     assert_eq!(r["calls"], 50);
     sock.close();
     assert_eq!(h.join().unwrap(), 50);
@@ -94,10 +98,10 @@ fn compare__json_reports_every_transport() {
             "compare",
             "--reps",
             "1",
-            "--duration-ms",
-            "40",
-            "--warmup-ms",
-            "10",
+            "--duration",
+            "40ms",
+            "--warmup",
+            "10ms",
             "--json",
         ])
         .stderr(Stdio::inherit())
@@ -105,12 +109,15 @@ fn compare__json_reports_every_transport() {
         .unwrap();
     assert!(out.status.success());
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["p50_us", "p99_us", "p999_us", "gbps"] {
-        let v = r["medians"][key].as_array().unwrap();
-        assert_eq!(v.len(), 3, "{key}");
-        for (i, x) in v.iter().enumerate() {
-            assert!(x.as_f64().unwrap() > 0.0, "{key}[{i}] = {x}");
+    for t in ["udp", "udp_unconnected", "tcp", "homa"] {
+        for key in ["p50_us", "p99_us", "p999_us"] {
+            let x = &r["medians"][t][key];
+            assert!(x.as_f64().unwrap() > 0.0, "{t}.{key} = {x}");
         }
+    }
+    for key in ["udp_gbps", "tcp_gbps", "homa_gbps"] {
+        let x = &r["medians"]["bulk"][key];
+        assert!(x.as_f64().unwrap() > 0.0, "bulk.{key} = {x}");
     }
     assert_eq!(r["reps"].as_array().unwrap().len(), 1);
     assert!(r["ratios"]["p50_vs_udp"].as_f64().unwrap() > 0.0);

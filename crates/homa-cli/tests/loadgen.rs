@@ -157,6 +157,9 @@ fn metrics__report_a_running_servers_counters() {
             "3000",
             "--count",
             "20",
+            // No base-RTT probe: the server counts exactly these 20.
+            "--base-rtt-us",
+            "10",
         ]);
         let out = Command::new(HOMA)
             .args([

@@ -41,7 +41,7 @@ fn rack__smoke_both_protocols_and_cleanup() {
         .args(["rack", "--json", "--quiet", "--prefix", PREFIX])
         .args(["--hosts", "2", "--rate-mbit", "100", "--workload", "w3"])
         .args(["--load", "0.2", "--duration", "1", "--warmup", "0.3"])
-        .args(["--base-seconds", "0.5"])
+        .args(["--base-duration", "0.5"])
         .arg("--out")
         .arg(&out)
         .output()

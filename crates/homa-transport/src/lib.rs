@@ -103,6 +103,8 @@ pub mod blocking;
 pub mod capture;
 mod config;
 mod error;
+#[cfg(feature = "tower")]
+pub mod service;
 mod shared;
 mod sys;
 

@@ -1,0 +1,281 @@
+//! `homa client`'s inputs and failures as a user meets them: bad values
+//! refused up front with one clear message, a failing run reported once,
+//! its partial results and JSON still written, no backtrace unless asked.
+#![allow(non_snake_case)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{Server, HOMA};
+
+fn homa(args: &[&str]) -> Output {
+    Command::new(HOMA).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn client__bad_values_refused_up_front_with_one_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--workload", "100000000", "--duration", "2"], "too large"),
+        (&["--workload", "4294967296", "--count", "1"], "too large"),
+        (&["--client-max", "0", "--count", "1"], "at least 1"),
+        (&["--ports", "0", "--count", "1"], "at least 1"),
+        (&["--server-ports", "0", "--count", "1"], "at least 1"),
+        (&["--tcp-conns", "0", "--count", "1"], "at least 1"),
+        (&["--count", "0"], "at least 1"),
+        (&["--duration", "0s"], "longer than zero"),
+        (&["--duration", "ten"], "10s"),
+        (&["--timeout", "0", "--count", "1"], "longer than zero"),
+        (&["--gbps=-1", "--count", "1"], ">= 0"),
+        (
+            &["--workload", "w5", "--variant", "raw", "--count", "1"],
+            "longest Homa message",
+        ),
+        (&[], "--count N or --duration D"),
+    ];
+    for (args, want) in cases {
+        let t = Instant::now();
+        let mut all = vec!["client", "--server", "127.0.0.1:9"];
+        all.extend_from_slice(args);
+        let o = homa(&all);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            err.lines().count() <= 4,
+            "{args:?}: more than one message: {err}"
+        );
+        assert!(
+            !err.contains("unknown workload") && !err.contains("1000000000.0"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{args:?} was not refused up front"
+        );
+    }
+}
+
+#[test]
+fn client__durations_take_units() {
+    let server = Server::start(&["--quiet"], 1);
+    let addr = server.addr().to_string();
+    let r = common::client(&[
+        "--quiet",
+        "--server",
+        &addr,
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--timeout",
+        "2s",
+        "--drain",
+        "500ms",
+    ]);
+    assert!(r["calls"].as_u64().unwrap() > 0);
+    assert!((r["seconds"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+}
+
+#[test]
+fn client__aborted_run_writes_its_json_and_no_backtrace() {
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("homa-abort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let o = Command::new(HOMA)
+        .env("RUST_BACKTRACE", "1")
+        .args(["client", "--server", &free, "--count", "5", "--json-out"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("destination port unreachable"), "{err}");
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+    assert_eq!(
+        err.matches("destination port unreachable").count(),
+        1,
+        "{err}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
+    assert!(r["error"].as_str().unwrap().contains("unreachable"), "{r}");
+    assert_eq!(r["calls"], 0);
+    // Asked for: the backtrace.
+    let o = homa(&["-v", "client", "--server", &free, "--count", "5"]);
+    assert!(stderr(&o).contains("acktrace"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn client__failed_calls_reported_once_and_counted() {
+    // A server whose application never answers: every call hits --timeout.
+    let mut c = homa_transport::Config::default();
+    c.server = Some(true);
+    let silent = homa_transport::Socket::bind_with("127.0.0.1:0".parse().unwrap(), c).unwrap();
+    let held = silent.clone();
+    std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        while let Ok(r) = held.recv_request() {
+            keep.push(r);
+        }
+    });
+    let o = homa(&[
+        "client",
+        "--server",
+        &silent.local_addr().to_string(),
+        "--count",
+        "12",
+        "--client-max",
+        "4",
+        "--timeout",
+        "100ms",
+        "--base-rtt-us",
+        "10",
+        "--quiet",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert_eq!(
+        err.matches("call failed: deadline exceeded").count(),
+        1,
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("12 calls failed: deadline exceeded"), "{out}");
+    silent.close();
+}
+
+#[test]
+fn client__open_loop_that_falls_behind_says_so() {
+    let server = Server::start(&["--quiet"], 1);
+    let o = homa(&[
+        "client",
+        "--server",
+        &server.addr().to_string(),
+        "--workload",
+        "w4",
+        "--gbps",
+        "5",
+        "--client-max",
+        "1",
+        "--duration",
+        "500ms",
+        "--quiet",
+        "--base-rtt-us",
+        "10",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("fell behind its schedule") && err.contains("late"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("% late (waited for --client-max)"));
+}
+
+#[test]
+fn client__slowdown_from_a_measured_base_rtt_and_a_named_link() {
+    let server = Server::start(&["--quiet"], 1);
+    let r = common::client(&[
+        "--quiet",
+        "--server",
+        &server.addr().to_string(),
+        "--count",
+        "50",
+    ]);
+    assert_eq!(r["base_rtt_source"], "measured");
+    assert!(
+        r["link_source"].as_str().unwrap().starts_with("loopback"),
+        "{r}"
+    );
+    let base = r["summary"]["ideal"]["base_rtt_us"].as_f64().unwrap();
+    assert!(base > 0.0 && base < 1e6, "{base}");
+    assert_eq!(r["summary"]["ideal"]["link_mbps"], 100_000.0);
+    let given = common::client(&[
+        "--quiet",
+        "--server",
+        &server.addr().to_string(),
+        "--count",
+        "5",
+        "--base-rtt-us",
+        "7",
+        "--link-mbps",
+        "1000",
+    ]);
+    assert_eq!(given["base_rtt_source"], "given");
+    assert_eq!(given["summary"]["ideal"]["base_rtt_us"], 7.0);
+    assert_eq!(given["link_source"], "given (--link-mbps)");
+}
+
+#[test]
+fn rack__help_names_its_requirements() {
+    let o = homa(&["rack", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for word in [
+        "root",
+        "`ip`",
+        "`tc`",
+        "`ethtool`",
+        "`sysctl`",
+        "htb_hysteresis",
+        "restored",
+    ] {
+        assert!(help.contains(word), "{word} missing from: {help}");
+    }
+}
+
+#[test]
+fn sim__long_runs_estimated_and_refused_without_yes() {
+    // 60 s of simulated W4 takes hours here: refused when nobody can say yes.
+    let o = Command::new(HOMA)
+        .args([
+            "sim",
+            "-w",
+            "w4",
+            "-d",
+            "60s",
+            "--hosts-per-rack",
+            "4",
+            "--racks",
+            "2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("estimated wall time"), "{err}");
+    assert!(err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn rack__failed_run_leaves_no_empty_directory() {
+    // Two hosts at least: refused after the output directory would be
+    // made (or, without root, before).
+    let cwd = std::env::temp_dir().join(format!("homa-rack-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = Command::new(HOMA)
+        .args(["rack", "--hosts", "1", "--prefix", "hrfail"])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let left: Vec<_> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}

@@ -1,0 +1,228 @@
+//! What operators and readers get out: the Prometheus endpoint of `homa
+//! server`, and the plots of `homa client` and `homa plot` (Homa and TCP
+//! overlaid; a CDF for a fixed size).
+#![allow(non_snake_case)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+mod common;
+
+use common::{Server, HOMA};
+
+/// `GET /metrics` over plain HTTP/1.0; the body.
+fn scrape(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    assert!(
+        head.to_lowercase().contains("content-type: text/plain"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// A sample: name, labels, value.
+type Sample = (String, String, f64);
+
+/// Parses the text format: `name{labels} value` samples and the `# TYPE`
+/// (name, type) of every family.
+fn parse(text: &str) -> (Vec<Sample>, Vec<(String, String)>) {
+    let (mut samples, mut types) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let mut w = t.split_whitespace();
+            types.push((w.next().unwrap().to_string(), w.next().unwrap().to_string()));
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "bad metric name {name:?}"
+        );
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.push((name.to_string(), labels.to_string(), v));
+    }
+    (samples, types)
+}
+
+#[test]
+fn server__prometheus_endpoint_scraped_and_parsed() {
+    let mut child = Command::new(HOMA)
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--quiet",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let server = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut mline = String::new();
+    err.read_line(&mut mline).unwrap();
+    let metrics = mline
+        .trim()
+        .strip_prefix("metrics on http://")
+        .and_then(|m| m.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{mline:?}"))
+        .to_string();
+    common::client(&[
+        "--server",
+        &server,
+        "--workload",
+        "3000",
+        "--count",
+        "20",
+        "--base-rtt-us",
+        "10",
+    ]);
+    let (samples, types) = parse(&scrape(&metrics));
+    let get = |name: &str, labels: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l.contains(labels))
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}}"))
+    };
+    assert_eq!(get("homa_server_requests_total", "protocol=\"homa\""), 20.0);
+    assert_eq!(get("homa_server_bytes_in_total", "thread=\"0\""), 60_000.0);
+    assert!(get("homa_proto_requests_delivered_total", "socket=") >= 20.0);
+    assert!(get("homa_proto_packets_received_total", "type=\"DATA\"") >= 60.0);
+    assert!(get("homa_transport_packets_received_total", "socket=") >= 60.0);
+    assert!(get("homa_server_uptime_seconds", "homa") > 0.0);
+    assert!(
+        types.contains(&("homa_server_requests".into(), "counter".into())),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&("homa_proto_server_rpcs".into(), "gauge".into())),
+        "{types:?}"
+    );
+    // Every sample belongs to a declared family.
+    for (name, _, _) in &samples {
+        assert!(
+            types
+                .iter()
+                .any(|(t, _)| name == t || name.strip_suffix("_total") == Some(t)),
+            "{name} has no # TYPE"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("homa-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn client__homa_and_tcp_overlaid_in_one_plot() {
+    let server = Server::start(&["--quiet", "--protocol", "homa,tcp"], 2);
+    let addr = server.addr().to_string();
+    let (svg, json) = (tmp("w3.svg"), tmp("w3.json"));
+    common::client(&[
+        "--quiet",
+        "--server",
+        &addr,
+        "--protocol",
+        "homa,tcp",
+        "--workload",
+        "w3",
+        "--count",
+        "400",
+        "--client-max",
+        "4",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--json-out",
+        json.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for label in [
+        "homa P50",
+        "homa P99",
+        "tcp P50",
+        "tcp P99",
+        "Slowdown: w3 (cp-node)",
+        "base RTT",
+        "link 100 Gbit/s (loopback)",
+        "message length (bytes)",
+    ] {
+        assert!(text.contains(label), "{label} missing");
+    }
+    // A fixed size: the RTT distribution instead of two dots.
+    let cdf = tmp("fixed.svg");
+    common::client(&[
+        "--quiet",
+        "--server",
+        &addr,
+        "--protocol",
+        "homa,tcp",
+        "--workload",
+        "1000",
+        "--count",
+        "300",
+        "--svg",
+        cdf.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&cdf).unwrap();
+    assert!(
+        text.contains("RTT distribution: 1000 B requests"),
+        "CDF title"
+    );
+    assert!(text.contains("round-trip time (us)") && text.contains("share of RPCs"));
+    // `homa plot` overlays saved reports the same way.
+    let out = tmp("replot.svg");
+    let o = Command::new(HOMA)
+        .args([
+            "plot",
+            json.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("homa P99") && text.contains("tcp P99"));
+    let bad = tmp("bad.json");
+    std::fs::write(&bad, "{\"calls\": 1}").unwrap();
+    let o = Command::new(HOMA)
+        .args(["plot", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a `homa client` report"));
+}
