@@ -605,6 +605,11 @@ impl SimConfig {
         if self.run.warmup > self.run.duration {
             return bad("warmup longer than the run");
         }
+        if crate::time::ps(self.run.duration).saturating_add(crate::time::ps(self.run.drain))
+            > crate::queue::MAX_TIME
+        {
+            return bad("duration and drain together must stay below 17 s");
+        }
         let prios = self.proto.endpoint.num_priorities;
         if prios == 0 || prios > 8 {
             return bad("priorities must be 1..=8");

@@ -424,7 +424,12 @@ impl Simulator {
             self.measured += 1;
             self.outstanding += 1;
         }
-        self.q.push(at + self.host_delay, Ev::AppSend { msg: key });
+        if self.ran && at == self.now && self.host_delay == 0 {
+            // No hand-off delay: no event either.
+            self.app_send(key);
+        } else {
+            self.q.push(at + self.host_delay, Ev::AppSend { msg: key });
+        }
     }
 
     fn schedule_arrival(&mut self, h: u32) {
@@ -614,8 +619,14 @@ impl Simulator {
             _ => return,
         };
         let key = self.notes.insert(note) as u32;
-        self.q
-            .push(self.now + self.host_delay, Ev::AppNote { note: key });
+        if self.host_delay == 0 && matches!(note, Note::Request { .. }) {
+            // No hand-off delay: the application takes the request now
+            // (it touches no other state of this host's driver loop).
+            self.app_note(key);
+        } else {
+            self.q
+                .push(self.now + self.host_delay, Ev::AppNote { note: key });
+        }
     }
 
     fn app_note(&mut self, key: u32) {
