@@ -448,7 +448,8 @@ impl Bar {
         Bar {
             bar,
             start: WallClock::now(),
-            last_line: (!enabled || tty).then(WallClock::now),
+            // Lines only when enabled and not on a terminal.
+            last_line: (enabled && !tty).then(WallClock::now),
         }
     }
 
