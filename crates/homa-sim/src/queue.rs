@@ -3,8 +3,10 @@
 //!
 //! Almost every event of a network simulation is scheduled a few
 //! microseconds ahead (serialisation, switch and host delays), so the queue
-//! is a calendar (timing wheel) rather than a heap: `2^12` slots of
-//! `2^14` ps (16.4 ns), about 67 µs of horizon. Pushing into a future
+//! is a calendar (timing wheel) rather than a heap: `2^9` slots of
+//! `2^14` ps (16.4 ns), about 8.4 µs of horizon: every packet's next hop
+//! falls in it, and the slots in use stay in cache (a 67 µs wheel was 10%
+//! slower on W4, its slot buffers spread over megabytes). Pushing into a future
 //! slot is an append; when the clock reaches a slot its events are sorted
 //! once by `(time, sequence)`. Events pushed into the slot being processed
 //! go to a small heap, and events beyond the horizon (millisecond timers,
@@ -33,7 +35,7 @@ const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 /// Latest time the queue orders (2^44 ps, about 17.6 s); later times are
 /// treated as this.
 pub const MAX_TIME: Ps = (1 << (64 - SEQ_BITS)) - 1;
-const WHEEL_BITS: u32 = 12;
+const WHEEL_BITS: u32 = 9;
 const WHEEL: u64 = 1 << WHEEL_BITS;
 const MASK: u64 = WHEEL - 1;
 
