@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the results in this directory: the paper profile (--paper) at
-# 50% and 80% load, and W4 at 90% (sustainable load).
+# 50% and 80% load, and W4 and W5 at 85-90% (sustainable load).
 # One run at a time; each one's wall time and peak RSS go to NAME.time
 # (/usr/bin/time -v). W4 at 80% runs one simulated second of arrivals;
 # the others run shorter (see README.md: what one second of each costs on
@@ -25,3 +25,7 @@ run paper-w5-80 -w w5 -l 0.8 -d 200ms --drain 50ms
 run paper-w4-50 -w w4 -l 0.5 -d 100ms --drain 20ms
 run paper-w2-50 -w w2 -l 0.5 -d 10ms --drain 5ms
 run paper-w1-50 -w w1 -l 0.5 -d 10ms --drain 5ms
+run paper-w4-85 -w w4 -l 0.85 -d 300ms --drain 50ms
+run paper-w5-90 -w w5 -l 0.9 -d 200ms --drain 50ms
+run paper-w3-50 -w w3 -l 0.5 -d 50ms --drain 20ms
+run paper-w5-50 -w w5 -l 0.5 -d 100ms --drain 50ms
