@@ -30,3 +30,4 @@ run paper-w5-90 -w w5 -l 0.9 -d 200ms --drain 50ms
 run paper-w3-50 -w w3 -l 0.5 -d 50ms --drain 20ms
 run paper-w5-50 -w w5 -l 0.5 -d 100ms --drain 50ms
 run paper-w4-90-1s -w w4 -l 0.9 -d 1s --drain 100ms
+run paper-w5-80-1s -w w5 -l 0.8 -d 1s --drain 100ms
