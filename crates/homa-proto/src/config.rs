@@ -294,6 +294,21 @@ impl Config {
         self.num_priorities.saturating_sub(2)
     }
 
+    /// DATA packets of a message of `length` bytes (at least one) to a
+    /// peer of the given IP family.
+    pub fn data_packets(&self, length: u32, ipv6: bool) -> u32 {
+        length.div_ceil(self.max_seg_data(ipv6)).max(1)
+    }
+
+    /// Bytes on the wire of all DATA packets of a message of `length`
+    /// bytes: payload, DATA header, UDP, IP and Ethernet framing. What a
+    /// message costs a link (the load it offers), without the control
+    /// packets (GRANTs) it causes.
+    pub fn message_wire_bytes(&self, length: u32, ipv6: bool) -> u64 {
+        let per_packet = self.wire_bytes(crate::wire::DataHeader::LEN, ipv6);
+        u64::from(length) + u64::from(self.data_packets(length, ipv6)) * per_packet
+    }
+
     /// Wire bytes of a packet carrying `homa_bytes` of Homa header and
     /// payload: UDP, IP and Ethernet framing included.
     pub fn wire_bytes(&self, homa_bytes: usize, ipv6: bool) -> u64 {
@@ -317,6 +332,11 @@ mod tests {
         assert_eq!(c.max_seg_data(false), 1500 - 20 - 8 - 56);
         assert_eq!(c.max_seg_data(true), 1500 - 40 - 8 - 56);
         assert_eq!(c.control_priority(), 7);
+        // 3000 bytes over IPv4: 1416 + 1416 + 168, each with 56 + 8 + 20
+        // + 42 bytes around it.
+        assert_eq!(c.data_packets(3000, false), 3);
+        assert_eq!(c.message_wire_bytes(3000, false), 3000 + 3 * 126);
+        assert_eq!(c.message_wire_bytes(1, false), 127);
     }
 
     #[test]

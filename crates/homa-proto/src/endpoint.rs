@@ -531,6 +531,7 @@ impl Endpoint {
             &mut self.peers,
             &mut self.retired,
             &self.done_hasher,
+            &self.prio.cutoffs,
             addr,
             now,
         );
@@ -547,6 +548,7 @@ impl Endpoint {
             &mut self.peers,
             &mut self.retired,
             &self.done_hasher,
+            &self.prio.cutoffs,
             addr,
             now,
         )
@@ -961,16 +963,19 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 
 /// The entry of peer `addr` in `peers`, created if new: one hash lookup
 /// when it exists.
+/// A new peer starts with `own_cutoffs`, ours (see `Peer::new`).
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
     retired: &mut Map<SocketAddr, u64>,
     hasher: &ahash::RandomState,
+    own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
     let peer = peers.entry(addr).or_insert_with(|| {
         let floor = retired.remove(&addr).unwrap_or(0);
-        Peer::new(addr.port(), now, DoneIds::with_floor(floor, hasher.clone()))
+        let done = DoneIds::with_floor(floor, hasher.clone());
+        Peer::new(addr.port(), now, done, *own_cutoffs)
     });
     peer.last_active = now;
     peer

@@ -166,12 +166,18 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// A peer we have heard nothing about: every unscheduled byte at level 6
-    /// (or the top level with fewer priorities) until its CUTOFFS arrives.
-    /// `done` is its (empty, or restored) record of finished requests.
-    pub fn new(port: u16, now: Instant, done: DoneIds) -> Peer {
-        let mut cutoffs = [0u32; MAX_PRIORITIES];
-        cutoffs[MAX_PRIORITIES - 2] = i32::MAX as u32;
+    /// A peer we have heard nothing about. Until its CUTOFFS arrives,
+    /// unscheduled bytes sent to it use `cutoffs`: the caller passes its own
+    /// (those it asks its senders to use as a receiver). Where every host
+    /// computes cutoffs alike, or is configured with the same ones (the
+    /// paper's simulations give every host the workload's), they are the
+    /// peer's; elsewhere they are still a size-ordered guess, better than one
+    /// fixed level for every message (the kernel's level 6 put 38% of a W4
+    /// run's requests one level too low). `done` is its (empty, or
+    /// restored) record of finished requests.
+    pub fn new(port: u16, now: Instant, done: DoneIds, cutoffs: [u32; MAX_PRIORITIES]) -> Peer {
+        let mut cutoffs = cutoffs;
+        cutoffs[0] = i32::MAX as u32;
         Peer {
             cutoffs,
             cutoff_version: 0,
@@ -327,7 +333,7 @@ mod tests {
 
     #[test]
     fn rtt_sample__keeps_minimum_until_stale() {
-        let mut p = Peer::new(1, Instant::ZERO, DoneIds::default());
+        let mut p = Peer::new(1, Instant::ZERO, DoneIds::default(), [0; MAX_PRIORITIES]);
         p.rtt_sample(Duration::from_micros(50), Instant::ZERO);
         p.rtt_sample(Duration::from_micros(80), Instant::from_micros(1));
         assert_eq!(p.rtt, Some(Duration::from_micros(50)));
@@ -339,10 +345,15 @@ mod tests {
     }
 
     #[test]
-    fn unsched_priority__default_peer_uses_level_6() {
-        let p = Peer::new(1, Instant::ZERO, DoneIds::default());
-        assert_eq!(p.unsched_priority(1, 8), 6);
-        assert_eq!(p.unsched_priority(10_000_000, 8), 6);
+    fn unsched_priority__new_peer_uses_given_cutoffs() {
+        let own = [0, 0, 0, 0, i32::MAX as u32, 10_000, 1_000, 100];
+        let p = Peer::new(1, Instant::ZERO, DoneIds::default(), own);
+        assert_eq!(p.unsched_priority(1, 8), 7);
+        assert_eq!(p.unsched_priority(5_000, 8), 5);
+        assert_eq!(p.unsched_priority(10_000_000, 8), 4);
+        // Level 0 always admits every length.
+        let p = Peer::new(1, Instant::ZERO, DoneIds::default(), [0; MAX_PRIORITIES]);
+        assert_eq!(p.unsched_priority(10_000_000, 8), 0);
         let mut p = p;
         p.set_cutoffs([0, 0, 0, 0, 1_000_000, 15_000, 2_800, 200], 1);
         assert_eq!(p.unsched_priority(200, 8), 7);

@@ -18,6 +18,10 @@
 //!    level carries about the same bytes; the lowest unscheduled level takes
 //!    everything larger.
 //!
+//! Steps 2-4 are [`unsched_split`], public so that tools configuring
+//! cutoffs for a known distribution (the simulator, the workload crate)
+//! compute them the same way.
+//!
 //! Cutoffs are recomputed after `cutoffs_min_messages` messages; a new
 //! version is published only if they moved enough (sum of relative changes
 //! at least 1, as the daemon's `--min-drift`). Senders learn them through
@@ -95,51 +99,134 @@ impl SizeHistogram {
     }
 
     /// Cutoffs that give each unscheduled level about the same bytes
-    /// (module docs, steps 2-4).
+    /// (module docs, steps 2-4), by [`unsched_split`].
     pub fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
-        let n = num_priorities.max(1) as usize;
-        let mut out = [0u32; MAX_PRIORITIES];
-        let unsched_of = |i: usize| -> u64 {
-            if self.bounds[i] <= unsched_bytes {
-                self.bytes[i]
-            } else {
-                self.bytes[i].min(self.count[i] * unsched_bytes as u64)
-            }
-        };
-        let total: u64 = self.bytes.iter().sum();
-        let unsched_total: u64 = (0..self.bounds.len()).map(unsched_of).sum();
-        if total == 0 || n == 1 {
-            out[0] = CUTOFF_ALL;
-            return out;
-        }
-        let unsched_levels = if unsched_total >= total {
-            n
+        let buckets: Vec<SizeBucket> = (0..self.bounds.len())
+            .filter(|&i| self.count[i] > 0)
+            .map(|i| SizeBucket {
+                upper: self.bounds[i],
+                messages: self.count[i] as f64,
+                bytes: self.bytes[i] as f64,
+            })
+            .collect();
+        unsched_split(&buckets, unsched_bytes, num_priorities, None).cutoffs
+    }
+}
+
+/// Messages of a size distribution whose lengths fall in one bucket: at
+/// most `upper` bytes (and more than the previous bucket's `upper`). The
+/// counts may be probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizeBucket {
+    /// Longest length in the bucket.
+    pub upper: u32,
+    /// Messages (or their probability).
+    pub messages: f64,
+    /// Their bytes (or expected bytes).
+    pub bytes: f64,
+}
+
+/// How the priority levels are split between unscheduled and scheduled
+/// bytes, and which lengths use which unscheduled level (see
+/// [`unsched_split`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnschedSplit {
+    /// Levels in use (1..=8).
+    pub num_priorities: u8,
+    /// Levels for unscheduled bytes: the top `unsched_levels` levels.
+    pub unsched_levels: u8,
+    /// `Config::unsched_cutoffs` layout: entry `i` is the longest message
+    /// whose unscheduled bytes use level `i`; the lowest unscheduled level
+    /// (and any the walk did not reach) holds [`CUTOFF_ALL`]; scheduled
+    /// levels hold 0. Assigned cutoffs stay below [`LOWEST_UNSCHED_MARK`].
+    pub cutoffs: [u32; MAX_PRIORITIES],
+}
+
+impl UnschedSplit {
+    /// Levels for scheduled bytes; the paper sets the degree of
+    /// overcommitment to it.
+    pub fn sched_levels(&self) -> u8 {
+        self.num_priorities - self.unsched_levels
+    }
+
+    /// The level a sender uses for the unscheduled bytes of a message of
+    /// `length` bytes: the highest whose cutoff admits it.
+    pub fn unsched_level(&self, length: u32) -> u8 {
+        (0..self.num_priorities)
+            .rev()
+            .find(|&i| self.cutoffs[i as usize] >= length)
+            .unwrap_or(0)
+    }
+}
+
+/// The unscheduled-priority algorithm of the kernel's `homa_prio` daemon,
+/// the one place it is written: `buckets` (increasing `upper`) describe the
+/// received (or expected) message sizes. A message's unscheduled bytes are
+/// `min(length, unsched_bytes)` (for a bucket: all its bytes if `upper`
+/// fits, else at most `messages × unsched_bytes`).
+///
+/// * Unscheduled levels: `unsched_levels` if given (clamped to
+///   1..=`num_priorities`), else the unscheduled share of all bytes times the
+///   levels, rounded, at least 1 and at most one less than the levels
+///   (unless every byte is unscheduled: then all of them).
+/// * Cutoffs: walking the buckets from short to long, each time the running
+///   sum of unscheduled bytes reaches another `1/levels` of their total, the
+///   next lower level's cutoff is the bucket's `upper`; the lowest
+///   unscheduled level takes every longer message.
+///
+/// Sums are in `f64` (the endpoint's histogram used integer sums with a
+/// threshold one byte higher; a boundary can move one bucket only when a
+/// running sum lands exactly on a level's share).
+pub fn unsched_split(
+    buckets: &[SizeBucket],
+    unsched_bytes: u32,
+    num_priorities: u8,
+    unsched_levels: Option<u8>,
+) -> UnschedSplit {
+    let n = num_priorities.clamp(1, MAX_PRIORITIES as u8) as usize;
+    let unsched_of = |b: &SizeBucket| -> f64 {
+        if b.upper <= unsched_bytes {
+            b.bytes
         } else {
-            let share = unsched_total as f64 / total as f64;
-            ((n as f64 * share).round() as usize).clamp(1, n - 1)
-        };
-        let lowest = n - unsched_levels;
-        let per_level = 1 + unsched_total / unsched_levels as u64;
-        let mut next = n - 1;
-        let mut threshold = per_level;
-        let mut sum = 0u64;
-        for i in 0..self.bounds.len() {
-            if next <= lowest {
-                break;
-            }
-            sum += unsched_of(i);
-            if sum >= threshold {
-                out[next] = self.bounds[i];
-                next -= 1;
-                threshold = sum + per_level;
-            }
+            b.bytes.min(b.messages * f64::from(unsched_bytes))
         }
-        // The lowest unscheduled level (and any level the walk did not
-        // reach) takes every larger message.
-        for c in out.iter_mut().take(next + 1).skip(lowest) {
-            *c = CUTOFF_ALL;
+    };
+    let total: f64 = buckets.iter().map(|b| b.bytes).sum();
+    let unsched_total: f64 = buckets.iter().map(unsched_of).sum();
+    let mut out = [0u32; MAX_PRIORITIES];
+    let levels = match unsched_levels {
+        Some(l) => (l as usize).clamp(1, n),
+        None if n == 1 || total <= 0.0 => 1,
+        None if unsched_total >= total => n,
+        None => ((n as f64 * unsched_total / total).round() as usize).clamp(1, n - 1),
+    };
+    let lowest = n - levels;
+    let per_level = unsched_total / levels as f64;
+    let mut next = n - 1;
+    let mut threshold = per_level;
+    let mut sum = 0.0;
+    for b in buckets {
+        if next <= lowest {
+            break;
         }
-        out
+        sum += unsched_of(b);
+        // A little slack so that rounding in the running sum does not push
+        // a boundary one bucket too far.
+        if sum >= threshold * (1.0 - 1e-9) {
+            out[next] = b.upper.min(LOWEST_UNSCHED_MARK - 1);
+            next -= 1;
+            threshold = sum + per_level;
+        }
+    }
+    // The lowest unscheduled level (and any level the walk did not reach)
+    // takes every longer message.
+    for c in out.iter_mut().take(next + 1).skip(lowest) {
+        *c = CUTOFF_ALL;
+    }
+    UnschedSplit {
+        num_priorities: n as u8,
+        unsched_levels: levels as u8,
+        cutoffs: out,
     }
 }
 
@@ -297,6 +384,49 @@ mod tests {
         // ones: about 2% unscheduled → one unscheduled level.
         assert_eq!(c[7], CUTOFF_ALL);
         assert_eq!(max_sched_prio(&c, 8), 6);
+    }
+
+    #[test]
+    fn unsched_split__equal_bytes_per_level_shortest_on_top() {
+        // Lengths 1..4 with probabilities making every length carry the
+        // same bytes: one level each, shortest on top.
+        let b: Vec<SizeBucket> = [(1u32, 12.0), (2, 6.0), (3, 4.0), (4, 3.0)]
+            .iter()
+            .map(|&(l, w)| SizeBucket {
+                upper: l,
+                messages: w / 25.0,
+                bytes: f64::from(l) * w / 25.0,
+            })
+            .collect();
+        let s = unsched_split(&b, 1000, 8, Some(4));
+        assert_eq!(s.cutoffs, [0, 0, 0, 0, CUTOFF_ALL, 3, 2, 1]);
+        assert_eq!((s.unsched_level(1), s.unsched_level(3)), (7, 5));
+        assert_eq!(s.unsched_level(100_000), 4);
+        assert_eq!(s.sched_levels(), 4);
+        // All bytes unscheduled and no count given: every level.
+        assert_eq!(unsched_split(&b, 1000, 8, None).unsched_levels, 8);
+        // One level: everything at level 0.
+        let one = unsched_split(&b, 1000, 1, None);
+        assert_eq!((one.unsched_levels, one.unsched_level(3)), (1, 0));
+    }
+
+    #[test]
+    fn unsched_split__cutoffs_stay_below_the_lowest_mark() {
+        let b = [
+            SizeBucket {
+                upper: 2_000_000,
+                messages: 1.0,
+                bytes: 2e6,
+            },
+            SizeBucket {
+                upper: 4_000_000,
+                messages: 1.0,
+                bytes: 4e6,
+            },
+        ];
+        let s = unsched_split(&b, 10_000_000, 8, Some(2));
+        assert_eq!(s.cutoffs[7], LOWEST_UNSCHED_MARK - 1);
+        assert_eq!(s.cutoffs[6], CUTOFF_ALL);
     }
 
     #[test]

@@ -305,6 +305,31 @@ fn homa_data_pkt__send_cutoffs_rate_limited() {
     assert_eq!(cutoffs, 1, "at most one CUTOFFS per interval per peer");
 }
 
+/// Before a peer's CUTOFFS arrives, a sender uses its own cutoffs: where
+/// every host computes them alike (the paper's simulator gives every host
+/// the workload's), they are the peer's. A short request to a new peer goes
+/// at the level its size deserves, not at a fixed level 6.
+#[test]
+fn homa_first_contact__uses_own_cutoffs() {
+    let config = Config {
+        unsched_cutoffs: Some([0, 0, 0, 0, 1_000_000, 15_000, 2_800, 200]),
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(config, 1).unwrap();
+    let port = ep.open_socket(0).unwrap();
+    let now = Instant::ZERO;
+    let mut buf = Vec::new();
+    let mut level = |ep: &mut Endpoint, peer: &str, len: usize| {
+        ep.send_request(now, port, peer.parse().unwrap(), Bytes::from(vec![0; len]))
+            .unwrap();
+        let t = ep.poll_transmit(now, &mut buf).unwrap();
+        t.priority
+    };
+    assert_eq!(level(&mut ep, "10.0.0.2:99", 100), 7);
+    assert_eq!(level(&mut ep, "10.0.0.3:99", 2_000), 6);
+    assert_eq!(level(&mut ep, "10.0.0.4:99", 100_000), 4);
+}
+
 // ----- the pacer ----------------------------------------------------------
 
 fn sender(config: Config) -> (Endpoint, u16, SocketAddr) {

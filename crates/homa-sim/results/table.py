@@ -1,63 +1,65 @@
 #!/usr/bin/env python3
-"""Prints the Markdown tables of README.md from the reports (<name>.txt) in
-this directory: python3 table.py w1-80@10 w2-80@10 ... (one row per report;
-@ms is when arrivals end, where the unfinished-work columns stop)."""
+"""Prints the Markdown tables of README.md from the runs in this directory:
+python3 table.py paper-w1-80 paper-w2-80 ... (one row per run; reads
+NAME.csv, NAME.txt and, if present, NAME.time from /usr/bin/time -v)."""
 import re
 import sys
 
 
-def parse(name):
+def kv(name):
+    out = {}
+    for line in open(f"{name}.csv"):
+        if line.startswith("# "):
+            k, _, v = line[2:].strip().partition("=")
+            out[k] = v
+    rows = [l.strip().split(",") for l in open(f"{name}.csv") if l[0].isdigit()]
+    out["buckets"] = rows
+    return out
+
+
+def timing(name):
+    try:
+        t = open(f"{name}.time").read()
+    except OSError:
+        return "-", "-", "-"
+    user = float(re.search(r"User time \(seconds\): ([\d.]+)", t).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", t).group(1)
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
+    return f"{user:.0f} s", wall, f"{rss / 1e6:.2f} GB"
+
+
+def unfinished(name):
     text = open(f"{name}.txt").read()
-    r = {"name": name}
-    m = re.search(r"DATA ([\d.]+)% \(offered [\d.]+%, generated ([\d.]+)%, ideal ([\d.]+)%, matching ([\d.]+)%\)", text)
-    r["util"], r["gen"], r["ideal"], r["match"] = m.groups()
-    r["idle"] = re.search(r"idle with a message pending ([\d.]+)%", text).group(1)
-    m = re.search(r"max switch buffer: ToR ([\d.]+ [KM]B), aggregation ([\d.]+ [KM]B)", text)
-    r["tor"], r["agg"] = m.groups()
-    m = re.search(r"shortest 10% \(<= (\d+) B\): n \d+\s+P50 [\d.]+\s+P99 ([\d.]+)", text)
-    r["short_max"], r["short_p99"] = m.groups()
-    r["all_p99"] = re.search(r"all messages: n \d+\s+P50 [\d.]+\s+P99 ([\d.]+)", text).group(1)
-    r["buckets"] = [
-        (hi, p99)
-        for _lo, hi, p99 in re.findall(
-            r"^\s+(\d+) -\s+(\d+)\s+[\d.]+%\s+\d+\s+[\d.]+\s+([\d.]+)", text, re.M
-        )
-    ]
-    r["retx"] = re.search(r"retransmitted (\d+)", text).group(1)
-    r["unfinished"] = re.findall(r"([\d.]+):(-?\d+)/(\d+)/(\d+)", re.search(r"unfinished work per host[^:]*:(.*)", text).group(1))
-    return r
+    m = re.search(r"unfinished work per host[^:]*:(.*)", text)
+    pts = re.findall(r"([\d.]+):(-?\d+)/(\d+)/(nan|\d+)", m.group(1))
+    return pts
 
 
 def main(names):
-    rows = []
-    for arg in names:
-        name, _, end = arg.partition("@")
-        r = parse(name)
-        r["end"] = float(end) if end else None
-        rows.append(r)
-    print("| run | short 10% (<= B) P99 | all P99 | per-bucket P99 (upper bound: P99) "
-          "| util DATA (generated; ideal, matching) | idle w/ pending | max ToR / agg buffer | retx |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        buckets = ", ".join(f"{hi}: {p}" for hi, p in r["buckets"])
-        print(f"| {r['name']} | {r['short_p99']} (<= {r['short_max']}) | {r['all_p99']} | {buckets} "
-              f"| {r['util']}% ({r['gen']}%; {r['ideal']}%, {r['match']}%) | {r['idle']}% "
-              f"| {r['tor']} / {r['agg']} | {r['retx']} |")
+    print("| run | arrivals | short 10% P99 (analytic) | all P99 | per-bucket P99 (upper bound: P99) "
+          "| incomplete | util DATA (generated; ideal, matching) | CPU | wall | peak RSS | events/s (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        r = kv(n)
+        b = ", ".join(f"{row[1]}: {float(row[5]):.2f}" for row in r["buckets"])
+        user, wall, rss = timing(n)
+        ev = int(r["events"])
+        eps = f"{ev / float(user[:-2]) / 1e6:.2f} M" if user != "-" else "-"
+        print(f"| {n} | {float(r['arrivals_end_us']) / 1e3:.0f} ms | {float(r['short_p99']):.2f} "
+              f"({float(r['alt_short_p99']):.2f}) | {float(r['all_p99']):.2f} | {b} "
+              f"| {r['incomplete']} ({int(r['incomplete_bytes']) / 1e6:.1f} MB) "
+              f"| {100 * float(r['utilization_data']):.1f}% ({100 * float(r['generated_load']):.1f}%; "
+              f"{100 * float(r['utilization_ideal']):.1f}%, {100 * float(r['utilization_matching']):.1f}%) "
+              f"| {user} | {wall} | {rss} | {eps} |")
     print()
-    print("| run | unfinished work at 10% of the run | 50% | end of arrivals |")
-    print("|---|---|---|---|")
-    for r in rows:
-        pts = [p for p in r["unfinished"] if r["end"] is None or float(p[0]) <= r["end"] + 1e-9]
-        if len(pts) < 3:
+    print("| run | unfinished work (us of link time per host: Homa / ideal / matching) at 25%, 50%, 75%, 100% of the arrivals |")
+    print("|---|---|")
+    for n in names:
+        pts = unfinished(n)[:-1]
+        if len(pts) < 4:
             continue
-        end = pts[-1]
-        cells = []
-        for frac in (0.1, 0.5, 1.0):
-            t = float(end[0]) * frac
-            p = min(pts, key=lambda q: abs(float(q[0]) - t))
-            cells.append(f"{p[1]} / {p[2]} / {p[3]} ({p[0]} ms)")
-        print(f"| {r['name']} | " + " | ".join(cells) + " |")
+        cells = [pts[min(len(pts) - 1, round(f * (len(pts) - 1)))] for f in (0.25, 0.5, 0.75, 1.0)]
+        print(f"| {n} | " + ", ".join(f"{p[0]} ms: {p[1]} / {p[2]} / {p[3]}" for p in cells) + " |")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+main(sys.argv[1:])

@@ -6,11 +6,13 @@
 //!
 //! ```text
 //! host_delay                       application hands the message to the endpoint
+//! + tx_delay                       the first packet reaches the NIC
 //! + ser_host(p1) + nic_delay + link_delay     first packet leaves the NIC
 //! + per intermediate hop: switch_delay + ser_fabric(p1) + link_delay
 //!                                  (ToR -> aggregation -> ToR for another rack)
 //! + switch_delay                   last switch has the first packet
 //! + sum over packets ser_host(p_i) + link_delay   the downlink sends them all
+//! + rx_delay                       the last packet reaches the endpoint
 //! + host_delay                     endpoint hands the message to the application
 //! ```
 //!
@@ -34,11 +36,16 @@
 //! the sum of its request's and its response's.
 //!
 //! `p_i` are the DATA packets: `seg` message bytes each (the last one
-//! shorter) plus the 56-byte DATA header plus [`WIRE_OVERHEAD`] on the wire.
+//! shorter) plus the 56-byte DATA header, UDP, IP and Ethernet framing on
+//! the wire (homa-proto's `Config::wire_bytes`).
+//!
+//! [`Unloaded::paper`] is the paper's formula instead ([`crate::paper`]).
 
-use crate::config::{SimConfig, WIRE_OVERHEAD};
+use crate::config::{SimConfig, Slowdown};
+use crate::paper;
 use crate::time::{ps, ser_ps, Ps};
 use homa_proto::wire::DataHeader;
+use homa_proto::Config;
 
 /// Unloaded completion times for one configuration.
 #[derive(Debug, Clone)]
@@ -50,33 +57,63 @@ pub struct Unloaded {
     switch: Ps,
     nic: Ps,
     host: Ps,
+    tx: Ps,
+    rx: Ps,
+    paper: paper::Path,
+    formula: Slowdown,
+}
+
+/// Wire bytes of a DATA packet beyond its payload over IPv4.
+fn data_overhead() -> u32 {
+    Config::default().wire_bytes(DataHeader::LEN, false) as u32
 }
 
 impl Unloaded {
     /// The model of `cfg`'s topology, hosts and MTU.
     pub fn new(cfg: &SimConfig) -> Unloaded {
         let t = &cfg.topology;
+        let h = &cfg.host;
         Unloaded {
             seg: cfg.proto.seg_size(),
             host_bps: t.host_link_bps,
             fabric_bps: t.fabric_link_bps,
             link: ps(t.link_delay),
             switch: ps(t.switch_delay),
-            nic: ps(cfg.host.nic_delay),
-            host: ps(cfg.host.host_delay),
+            nic: ps(h.nic_delay),
+            host: ps(h.host_delay),
+            tx: ps(h.tx_delay),
+            rx: ps(h.rx_delay),
+            paper: paper::Path {
+                host_bps: t.host_link_bps,
+                fabric_bps: t.fabric_link_bps,
+                switch: ps(t.switch_delay),
+                link: ps(t.link_delay),
+                hosts: 2 * ps(h.host_delay) + ps(h.tx_delay) + ps(h.rx_delay) + ps(h.nic_delay),
+            },
+            formula: cfg.slowdown,
         }
     }
 
     /// Bytes on the wire of a DATA packet carrying `payload` message bytes.
     pub fn wire_bytes(payload: u32) -> u32 {
-        payload + DataHeader::LEN as u32 + WIRE_OVERHEAD
+        payload + data_overhead()
     }
 
-    /// Bytes on the wire of all DATA packets of a message of `size` bytes
-    /// with `seg` message bytes per packet.
-    pub fn message_wire_bytes(size: u32, seg: u32) -> u64 {
-        let packets = u64::from(size.div_ceil(seg).max(1));
-        u64::from(size) + packets * u64::from(DataHeader::LEN as u32 + WIRE_OVERHEAD)
+    /// The unloaded time of a one-way message under the configured
+    /// formula, then under the other one.
+    pub fn both(&self, size: u32, inter_rack: bool) -> (Ps, Ps) {
+        let (a, p) = (self.one_way(size, inter_rack), self.paper(size, inter_rack));
+        match self.formula {
+            Slowdown::Analytic => (a, p),
+            Slowdown::Paper => (p, a),
+        }
+    }
+
+    /// The paper's unloaded time (HomaSimulation's formula, see
+    /// [`crate::paper`]): no transport header, its frame sizes, its host
+    /// overheads (`2 host_delay + tx_delay + rx_delay + nic_delay`).
+    pub fn paper(&self, size: u32, inter_rack: bool) -> Ps {
+        paper::unloaded(&self.paper, size, inter_rack)
     }
 
     /// Message bytes per DATA packet.
@@ -96,11 +133,11 @@ impl Unloaded {
         if rest > 0 || full == 0 {
             all += ser_host(rest);
         }
-        let mut t = self.host + ser_host(first) + self.nic + self.link;
+        let mut t = self.host + self.tx + ser_host(first) + self.nic + self.link;
         if inter_rack {
             t += 2 * (self.switch + ser_ps(Self::wire_bytes(first), self.fabric_bps) + self.link);
         }
-        t + self.switch + all + self.link + self.host
+        t + self.switch + all + self.link + self.rx + self.host
     }
 
     /// Time for an RPC: request there, response back.
@@ -135,10 +172,18 @@ mod tests {
             u.one_way(3000, false),
             500_000 + ser(1542) + 500_000 + 250_000 + ser(1542 + 1542 + 294) + 500_000
         );
-        assert_eq!(Unloaded::message_wire_bytes(3000, 1416), 3000 + 3 * 126);
         assert_eq!(
             u.rpc(100, 3000, false),
             u.one_way(100, false) + u.one_way(3000, false)
+        );
+        // Per-packet host delays replace the hand-offs one for one in the
+        // unloaded time of a one-way message.
+        let p = Unloaded::new(&SimConfig::paper(homa_workload::Workload::W4.into()));
+        assert_eq!(p.one_way(100, true), u.one_way(100, true));
+        assert_eq!(p.both(100, true).0, p.paper(100, true));
+        assert_eq!(
+            u.both(100, true),
+            (u.one_way(100, true), u.paper(100, true))
         );
     }
 }

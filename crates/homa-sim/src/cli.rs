@@ -4,7 +4,7 @@
 //! wrapper; the `homa` command can flatten [`SimArgs`] into its `sim`
 //! subcommand and call [`execute`].
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant as WallClock;
 
@@ -14,9 +14,10 @@ use homa_workload::{SizeSpec, Variant};
 use crate::config::parse_duration;
 use crate::time::us;
 use crate::{
-    report, CaptureParams, Cutoffs, Mode, NicMode, Progress, Results, SimConfig, SimError,
-    Simulator,
+    report, CaptureParams, Cutoffs, LoadModel, Mode, NicMode, Progress, Results, SimConfig,
+    SimError, Simulator, Slowdown,
 };
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Why [`execute`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +34,10 @@ pub enum CliError {
 /// `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
-    /// One-way messages with minimal responses (the paper).
+    /// One-way messages, nothing back (the paper).
     OneWay,
+    /// Requests answered by a minimal response (Linux-Homa-style RPCs).
+    Request,
     /// Request/response with echoed responses.
     Rpc,
 }
@@ -42,10 +45,12 @@ pub enum ModeArg {
 /// `--variant`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VariantArg {
-    /// Uncapped (the paper).
+    /// The kernel's tables, uncapped.
     Raw,
     /// The kernel benchmark's CDF, capped at 1 MB.
     CpNode,
+    /// What the paper's simulator draws (W1's tail, W5 in 1442-byte packets).
+    Paper,
 }
 
 /// `--cutoffs`.
@@ -66,30 +71,60 @@ pub enum NicArg {
     Push,
 }
 
-/// Options of one simulated experiment (`homa-sim`, later `homa sim`).
+/// `--load-model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadArg {
+    /// homa-proto's DATA packets on the wire (responses included).
+    Data,
+    /// homa-proto's DATA packets, responses not counted.
+    DataRequests,
+    /// The paper's DATA and GRANT bytes with its header sizes.
+    Paper,
+}
+
+/// `--slowdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlowdownArg {
+    /// This network's unloaded time with homa-proto's packets.
+    Analytic,
+    /// The paper's formula.
+    Paper,
+}
+
+/// Options of one simulated experiment (`homa-sim`, `homa sim`).
 ///
-/// Defaults reproduce the SIGCOMM 2018 setup: 144 hosts in 9 racks, 10/40
-/// Gbit/s, 4 aggregation switches, W4 at 80% load.
+/// Options left out take the profile's value: the default (Linux-Homa-like)
+/// profile, or the SIGCOMM 2018 paper's setup with `--paper`. The topology
+/// is the paper's in both: 144 hosts in 9 racks, 10/40 Gbit/s, 4
+/// aggregation switches.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
+    /// Start from the paper's setup by definition (one-way messages, its
+    /// load accounting and slowdown, per-packet host delays, its priority
+    /// split, no FIFO grants, W1 with its tail); other options override it.
+    #[arg(long)]
+    pub paper: bool,
     /// Workload: w1..w5, starve, or a fixed size in bytes.
     #[arg(short, long, default_value = "w4")]
     pub workload: SizeSpec,
-    /// Raw (uncapped, as the paper) or cp-node (capped at 1 MB).
-    #[arg(long, value_enum, default_value = "raw")]
-    pub variant: VariantArg,
-    /// Offered load: fraction of host link rate taken by DATA packets.
+    /// Size tables [default: raw; paper with --paper].
+    #[arg(long, value_enum)]
+    pub variant: Option<VariantArg>,
+    /// Offered load: fraction of host link rate, counted per --load-model.
     #[arg(short, long, default_value_t = 0.8)]
     pub load: f64,
-    /// One-way messages (the paper) or request/response RPCs.
-    #[arg(long, value_enum, default_value = "one-way")]
-    pub mode: ModeArg,
-    /// Response length in one-way mode.
+    /// Which bytes count in the load [default: data; paper with --paper].
+    #[arg(long, value_enum)]
+    pub load_model: Option<LoadArg>,
+    /// Messages [default: request; one-way with --paper].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Response length in request mode.
     #[arg(long, default_value_t = 1)]
     pub response_bytes: u32,
-    /// In one-way mode, do not count the minimal responses in the load.
-    #[arg(long)]
-    pub no_count_responses: bool,
+    /// Slowdown denominator [default: analytic; paper with --paper].
+    #[arg(long, value_enum)]
+    pub slowdown: Option<SlowdownArg>,
     /// Messages arrive during this long (e.g. 100ms).
     #[arg(short, long, default_value = "100ms", value_parser = parse_duration)]
     pub duration: std::time::Duration,
@@ -127,9 +162,12 @@ pub struct SimArgs {
     /// Shared buffer per switch in bytes (drops beyond) [default: unlimited].
     #[arg(long)]
     pub switch_buffer: Option<u64>,
-    /// Application <-> endpoint hand-off delay.
-    #[arg(long, default_value = "500ns", value_parser = parse_duration)]
-    pub host_delay: std::time::Duration,
+    /// Application <-> endpoint hand-off delay [default: 500ns; 0 with --paper].
+    #[arg(long, value_parser = parse_duration)]
+    pub host_delay: Option<std::time::Duration>,
+    /// Per-packet delay out of and into each host [default: 0; 500ns with --paper].
+    #[arg(long, value_parser = parse_duration)]
+    pub packet_delay: Option<std::time::Duration>,
     /// NIC think time.
     #[arg(long, default_value = "500ns", value_parser = parse_duration)]
     pub nic_delay: std::time::Duration,
@@ -138,51 +176,63 @@ pub struct SimArgs {
     pub nic: NicArg,
 
     /// IP MTU.
-    #[arg(long, default_value_t = 1500)]
-    pub mtu: u32,
+    #[arg(long)]
+    pub mtu: Option<u32>,
     /// GSO batch size accepted by the NIC (0 = single packets).
-    #[arg(long, default_value_t = 0)]
-    pub gso_bytes: u32,
-    /// Unscheduled bytes per message (RTTbytes).
-    #[arg(long, default_value_t = 10_000)]
-    pub unsched_bytes: u32,
+    #[arg(long)]
+    pub gso_bytes: Option<u32>,
+    /// Unscheduled bytes per message [default: 10000; 9328 with --paper].
+    #[arg(long)]
+    pub unsched_bytes: Option<u32>,
     /// Derive unscheduled bytes from each peer's measured RTT instead.
     #[arg(long)]
     pub unsched_from_rtt: bool,
-    /// Granted-ahead window per active message (0: dynamic).
-    #[arg(long, default_value_t = 10_000)]
-    pub grant_window: u32,
+    /// Granted-ahead window per active message, 0: dynamic [default: as
+    /// --unsched-bytes].
+    #[arg(long)]
+    pub grant_window: Option<u32>,
     /// Cap on granted-but-unreceived bytes per receiver.
-    #[arg(long, default_value_t = 400_000)]
-    pub max_incoming: u32,
+    #[arg(long)]
+    pub max_incoming: Option<u32>,
     /// Priority levels (ablation: 1).
-    #[arg(long, default_value_t = 8)]
-    pub priorities: u8,
-    /// Degree of overcommitment (ablation: 1) [default: scheduled levels].
+    #[arg(long)]
+    pub priorities: Option<u8>,
+    /// Degree of overcommitment [default: scheduled levels of the split].
     #[arg(long)]
     pub overcommit: Option<u32>,
-    /// Disable FIFO grants (ablation; the 2018 paper had none).
+    /// FIFO grants, thousandths of scheduled bandwidth [default: 50; 0 with --paper].
+    #[arg(long)]
+    pub fifo_grants: Option<u32>,
+    /// Disable FIFO grants (same as --fifo-grants 0).
     #[arg(long)]
     pub no_fifo_grants: bool,
     /// Unscheduled cutoffs: from the workload (paper) or automatic.
     #[arg(long, value_enum, default_value = "workload")]
     pub cutoffs: CutoffsArg,
-    /// Levels for unscheduled bytes (the split ablation) [default: by bytes].
+    /// Levels for unscheduled bytes [default: by bytes; the paper's table
+    /// with --paper].
     #[arg(long)]
     pub unsched_levels: Option<u8>,
     /// Pacer allowance of queued NIC transmit time.
-    #[arg(long, default_value = "5us", value_parser = parse_duration)]
-    pub nic_backlog: std::time::Duration,
+    #[arg(long, value_parser = parse_duration)]
+    pub nic_backlog: Option<std::time::Duration>,
     /// Only generate the arrivals and compute the reference schedules (no
     /// network simulation).
     #[arg(long)]
     pub references_only: bool,
-    /// Turn the sender's pacer off.
+    /// Skip the matching reference (saves about a tenth of a heavy run).
+    #[arg(long)]
+    pub no_matching: bool,
+    /// Pacer on or off [default: on; off with --paper].
+    #[arg(long)]
+    pub pacer: Option<bool>,
+    /// Turn the sender's pacer off (same as --pacer false).
     #[arg(long)]
     pub no_pacer: bool,
-    /// Sender's FIFO share, thousandths of its output to its oldest message.
-    #[arg(long, default_value_t = 50)]
-    pub sender_fifo: u32,
+    /// Sender's FIFO share, thousandths of its output to its oldest message
+    /// [default: 50; 0 with --paper].
+    #[arg(long)]
+    pub sender_fifo: Option<u32>,
 
     /// Write NAME.txt, NAME.csv and NAME.svg (NAME from --name) into this
     /// directory.
@@ -232,7 +282,11 @@ impl SimArgs {
 }
 
 fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
-    let mut c = SimConfig::default();
+    let mut c = if a.paper {
+        SimConfig::paper(a.workload)
+    } else {
+        SimConfig::default()
+    };
     let t = &mut c.topology;
     t.racks = a.racks;
     t.hosts_per_rack = a.hosts_per_rack;
@@ -242,56 +296,121 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     t.link_delay = a.link_delay;
     t.switch_delay = a.switch_delay;
     t.switch_buffer = a.switch_buffer;
-    c.host.host_delay = a.host_delay;
-    c.host.nic_delay = a.nic_delay;
-    c.host.nic = match a.nic {
+    let h = &mut c.host;
+    if let Some(d) = a.host_delay {
+        h.host_delay = d;
+    }
+    if let Some(d) = a.packet_delay {
+        h.tx_delay = d;
+        h.rx_delay = d;
+    }
+    h.nic_delay = a.nic_delay;
+    h.nic = match a.nic {
         NicArg::Pull => NicMode::Pull,
         NicArg::Push => NicMode::Push,
     };
-    let p = &mut c.proto;
-    p.mtu = a.mtu;
-    p.gso_bytes = a.gso_bytes;
-    p.unsched_bytes = a.unsched_bytes;
-    p.unsched_from_rtt = a.unsched_from_rtt;
-    p.grant_window = a.grant_window;
-    p.max_incoming = a.max_incoming;
-    p.num_priorities = a.priorities;
-    p.overcommit = a.overcommit;
-    p.fifo_grants = !a.no_fifo_grants;
-    p.max_nic_backlog = a.nic_backlog;
-    p.pacer = !a.no_pacer;
-    p.sender_fifo = a.sender_fifo;
-    p.cutoffs = match a.cutoffs {
-        CutoffsArg::Workload => Cutoffs::Workload {
-            unsched_levels: a.unsched_levels,
-        },
+    let e = &mut c.proto.endpoint;
+    let set = |v: Option<u32>, field: &mut u32| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(a.mtu, &mut e.mtu);
+    set(a.gso_bytes, &mut e.max_gso_bytes);
+    if let Some(u) = a.unsched_bytes {
+        e.unsched_bytes = u;
+        e.window = u;
+    }
+    set(a.grant_window, &mut e.window);
+    set(a.max_incoming, &mut e.max_incoming);
+    e.unsched_from_rtt |= a.unsched_from_rtt;
+    if let Some(p) = a.priorities {
+        e.num_priorities = p;
+    }
+    if let Some(o) = a.overcommit {
+        if o == 0 || o > 8 {
+            return Err(SimError::Config("overcommitment must be 1..=8"));
+        }
+        e.max_overcommit = o;
+        c.proto.overcommit_from_split = false;
+    }
+    set(a.fifo_grants, &mut e.grant_fifo_fraction);
+    if a.no_fifo_grants {
+        e.grant_fifo_fraction = 0;
+    }
+    if let Some(d) = a.nic_backlog {
+        e.max_nic_backlog = d;
+    }
+    if let Some(p) = a.pacer {
+        e.pacer = p;
+    }
+    if a.no_pacer {
+        e.pacer = false;
+    }
+    set(a.sender_fifo, &mut e.pacer_fifo_fraction);
+    match a.cutoffs {
+        CutoffsArg::Workload => {
+            if let Some(l) = a.unsched_levels {
+                c.proto.cutoffs = Cutoffs::Workload {
+                    unsched_levels: Some(l),
+                };
+            }
+        }
         CutoffsArg::Auto => {
             if a.unsched_levels.is_some() {
                 return Err(SimError::Config(
                     "--unsched-levels needs --cutoffs workload",
                 ));
             }
-            Cutoffs::Auto
+            c.proto.cutoffs = Cutoffs::Endpoint;
+            c.proto.endpoint.unsched_cutoffs = None;
         }
-    };
+    }
     let tr = &mut c.traffic;
     tr.workload = a.workload;
-    tr.variant = match a.variant {
-        VariantArg::Raw => Variant::Raw,
-        VariantArg::CpNode => Variant::CpNode,
-    };
+    if let Some(v) = a.variant {
+        tr.variant = match v {
+            VariantArg::Raw => Variant::Raw,
+            VariantArg::CpNode => Variant::CpNode,
+            VariantArg::Paper => Variant::Paper,
+        };
+    }
     tr.load = a.load;
-    tr.mode = match a.mode {
-        ModeArg::OneWay => Mode::OneWay {
+    if let Some(m) = a.mode {
+        tr.mode = match m {
+            ModeArg::OneWay => Mode::OneWay,
+            ModeArg::Request => Mode::Request {
+                response_bytes: a.response_bytes,
+            },
+            ModeArg::Rpc => Mode::Rpc,
+        };
+    } else if let Mode::Request { .. } = tr.mode {
+        tr.mode = Mode::Request {
             response_bytes: a.response_bytes,
-        },
-        ModeArg::Rpc => Mode::Rpc,
-    };
-    tr.count_responses = !a.no_count_responses;
+        };
+    }
+    if let Some(l) = a.load_model {
+        tr.load_model = match l {
+            LoadArg::Data => LoadModel::Data {
+                count_responses: true,
+            },
+            LoadArg::DataRequests => LoadModel::Data {
+                count_responses: false,
+            },
+            LoadArg::Paper => LoadModel::Paper,
+        };
+    }
+    if let Some(s) = a.slowdown {
+        c.slowdown = match s {
+            SlowdownArg::Analytic => Slowdown::Analytic,
+            SlowdownArg::Paper => Slowdown::Paper,
+        };
+    }
     c.run.duration = a.duration;
     c.run.warmup = a.warmup.unwrap_or(a.duration / 10);
     c.run.drain = a.drain.unwrap_or(a.duration);
     c.run.references_only = a.references_only;
+    c.run.matching = !a.no_matching;
     c.seed = a.seed;
     c.capture = a.capture.as_ref().map(|path| CaptureParams {
         path: path.clone(),
@@ -302,58 +421,71 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     Ok(c)
 }
 
-/// Draws a progress bar on stderr: simulated time, events, events/s.
+/// The progress bar on stderr (`indicatif`): simulated time against the
+/// arrivals' end, events and events per second; drawn only on a terminal,
+/// a line every 10 s otherwise.
 struct Bar {
+    bar: Option<ProgressBar>,
     start: WallClock,
-    last: Option<WallClock>,
-    tty: bool,
-    enabled: bool,
+    last_line: Option<WallClock>,
 }
 
 impl Bar {
-    fn update(&mut self, p: &Progress, last: bool) {
-        if !self.enabled {
-            return;
+    fn new(enabled: bool, arrivals_end: u64) -> Bar {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (enabled && tty).then(|| {
+            let b = ProgressBar::with_draw_target(
+                Some(arrivals_end.max(1)),
+                ProgressDrawTarget::stderr_with_hz(5),
+            );
+            b.set_style(
+                ProgressStyle::with_template("[{bar:30}] {msg} | {elapsed}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        Bar {
+            bar,
+            start: WallClock::now(),
+            // Lines only when enabled and not on a terminal.
+            last_line: (enabled && !tty).then(WallClock::now),
         }
-        let now = WallClock::now();
-        let interval = if self.tty { 0.2 } else { 10.0 };
-        if !last
-            && self
-                .last
-                .is_some_and(|t| (now - t).as_secs_f64() < interval)
-        {
-            return;
-        }
-        self.last = Some(now);
-        let wall = (now - self.start).as_secs_f64();
-        let rate = p.events as f64 / wall.max(1e-9);
-        let frac = (p.now as f64 / p.arrivals_end.max(1) as f64).min(1.0);
-        let width = 30;
-        let done = (frac * width as f64) as usize;
+    }
+
+    fn message(&self, p: &Progress) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
         let phase = if p.now >= p.arrivals_end {
-            format!(" draining, {} outstanding", p.outstanding)
+            format!(", draining, {} outstanding", p.outstanding)
         } else {
             String::new()
         };
-        let line = format!(
-            "[{}{}] {:.3}/{:.3} ms simulated | {:.1} M events | {:.2} M events/s | {:.0} s{}",
-            "=".repeat(done),
-            " ".repeat(width - done),
+        format!(
+            "{:.3}/{:.3} ms simulated | {:.1} M events | {:.2} M events/s{}",
             us(p.now) / 1e3,
             us(p.arrivals_end) / 1e3,
             p.events as f64 / 1e6,
-            rate / 1e6,
-            wall,
+            p.events as f64 / wall.max(1e-9) / 1e6,
             phase
-        );
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r{line}\x1b[K");
-            if last {
-                let _ = writeln!(err);
+        )
+    }
+
+    fn update(&mut self, p: &Progress) {
+        if let Some(b) = &self.bar {
+            b.set_position(p.now.min(p.arrivals_end));
+            b.set_message(self.message(p));
+        } else if let Some(last) = self.last_line {
+            // Not a terminal: a plain line every 10 s.
+            if last.elapsed().as_secs_f64() >= 10.0 {
+                eprintln!("{}", self.message(p));
+                self.last_line = Some(WallClock::now());
             }
-        } else {
-            let _ = writeln!(err, "{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
         }
     }
 }
@@ -365,26 +497,11 @@ impl Bar {
 pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
     let cfg = config(a)?;
     let mut sim = Simulator::new(&cfg)?;
-    let mut bar = Bar {
-        start: WallClock::now(),
-        last: None,
-        tty: std::io::stderr().is_terminal(),
-        enabled: !a.no_progress,
-    };
+    let mut bar = Bar::new(!a.no_progress, crate::time::ps(cfg.run.duration));
     let start = WallClock::now();
-    let results = sim.run(|p| bar.update(p, false))?;
+    let results = sim.run(|p| bar.update(p))?;
     let wall = start.elapsed().as_secs_f64();
-    bar.update(
-        &Progress {
-            now: (results.end_us * 1e6) as u64,
-            arrivals_end: crate::time::ps(cfg.run.duration),
-            hard_end: 0,
-            events: results.events,
-            completed: results.messages.completed,
-            outstanding: results.messages.incomplete,
-        },
-        true,
-    );
+    bar.finish();
     if let (Some(s), Some(c)) = (sim.capture_stats(), &cfg.capture) {
         eprintln!(
             "capture: {} packets of host(s) {:?} written to {}{}",

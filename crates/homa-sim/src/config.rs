@@ -10,17 +10,11 @@
 use core::time::Duration;
 use std::path::PathBuf;
 
-use homa_proto::config::{ETH_OVERHEAD, IPV4_HEADER_LEN, UDP_HEADER_LEN};
-use homa_proto::wire::DataHeader;
 use homa_proto::Config;
 use homa_workload::cutoffs::{prio_split, split_with};
 use homa_workload::{SizeDist, SizeSpec, Variant, Workload};
 
 use crate::SimError;
-
-/// Bytes a packet occupies on a link beyond its Homa bytes: IPv4 and UDP
-/// headers plus Ethernet framing (header, CRC, preamble, inter-packet gap).
-pub const WIRE_OVERHEAD: u32 = IPV4_HEADER_LEN + UDP_HEADER_LEN + ETH_OVERHEAD;
 
 /// The network: racks of hosts under top-of-rack (ToR) switches, every ToR
 /// connected to every aggregation switch (a two-level folded Clos).
@@ -102,11 +96,23 @@ pub enum NicMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostParams {
     /// Delay of every hand-off between an application and its endpoint:
-    /// a message handed to the endpoint, an event handed to the application
-    /// (HomaSimulation's `hostSwTurnAroundTime`, 0.5 µs). A server's
-    /// response therefore starts `2 × host_delay` after its endpoint has the
-    /// whole request.
+    /// a message handed to the endpoint, an event handed to the
+    /// application. A server's response therefore starts `2 × host_delay`
+    /// after its endpoint has the whole request. (The default profile's
+    /// 0.5 µs stands for HomaSimulation's `hostSwTurnAroundTime` applied
+    /// per message; the paper profile applies it per packet instead:
+    /// `tx_delay` and `rx_delay`.)
     pub host_delay: Duration,
+    /// Delay of every packet from its endpoint to the NIC, pipelined (it
+    /// delays each packet, not the link's throughput): HomaSimulation's
+    /// output hook of `hostSwTurnAroundTime` (0.5 µs). The endpoint still
+    /// decides what to send when the link frees; the packet reaches the
+    /// wire this much later.
+    pub tx_delay: Duration,
+    /// Delay of every packet from the NIC to its endpoint (HomaSimulation's
+    /// input hook, 0.5 µs). With `tx_delay` it lengthens every round trip,
+    /// the grant's included, by twice the sum.
+    pub rx_delay: Duration,
     /// NIC think time (HomaSimulation's `hostNicSxThinkTime`, 0.5 µs),
     /// modelled as a fixed latency on the host's transmit path: it delays
     /// every packet but not the link's throughput.
@@ -119,6 +125,8 @@ impl Default for HostParams {
     fn default() -> HostParams {
         HostParams {
             host_delay: Duration::from_nanos(500),
+            tx_delay: Duration::ZERO,
+            rx_delay: Duration::ZERO,
             nic_delay: Duration::from_nanos(500),
             nic: NicMode::Pull,
         }
@@ -128,23 +136,22 @@ impl Default for HostParams {
 /// Receive and send memory caps given to endpoints (1 TiB: never reached).
 const MEMORY_CAP: u64 = 1 << 40;
 
-/// How receivers choose the unscheduled priority cutoffs they send to
-/// senders.
+/// Where the unscheduled priority cutoffs every receiver announces come
+/// from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cutoffs {
-    /// Fixed, computed once from the workload's distribution as the paper
-    /// configures its simulations: unscheduled levels in proportion to
-    /// unscheduled bytes (or `unsched_levels` of them, the split ablation),
-    /// each carrying about the same bytes.
+    /// Computed once from the workload's distribution, as the paper
+    /// configures its simulations, by homa-proto's `unsched_split`: the top
+    /// `unsched_levels` levels (`None`: in proportion to unscheduled bytes)
+    /// each carrying about the same unscheduled bytes.
     Workload {
         /// Levels for unscheduled bytes; `None`: proportional.
         unsched_levels: Option<u8>,
     },
-    /// homa-proto's built-in `homa_prio`: computed by each receiver from the
-    /// sizes it receives, starting from the kernel's defaults.
-    Auto,
-    /// Exactly these (homa-proto's `unsched_cutoffs` layout).
-    Fixed([u32; 8]),
+    /// The endpoint configuration's own `unsched_cutoffs`: fixed if set,
+    /// else homa-proto's built-in `homa_prio`, computed by each receiver
+    /// from the sizes it receives.
+    Endpoint,
 }
 
 impl Default for Cutoffs {
@@ -155,73 +162,55 @@ impl Default for Cutoffs {
     }
 }
 
-/// Homa parameters given to every endpoint, and the ablations.
-///
-/// Defaults are the paper's where homa-proto has the knob (RTTbytes of
-/// unscheduled data and of grant window, 8 levels split by bytes,
-/// overcommitment = scheduled levels) and homa-proto's (the kernel
-/// module's) otherwise: `max_incoming`, FIFO grants, the pacer's 5 µs NIC
-/// backlog. The 2018 paper had no FIFO grants; `fifo_grants: false`
-/// reproduces that.
+/// The protocol: homa-proto's own configuration, plus the two things only
+/// a simulator can do, deriving cutoffs and overcommitment from the
+/// workload it knows in advance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtoParams {
-    /// IP MTU (1500: 1416 message bytes per DATA packet over IPv4).
-    pub mtu: u32,
-    /// Largest GSO batch the NIC accepts from the endpoint, in Homa bytes;
-    /// 0 = one packet per transmit (the paper's per-packet transport).
-    pub gso_bytes: u32,
-    /// Unscheduled bytes per message: RTTbytes, 10 KB at 10 Gbit/s in the
-    /// paper (homa-proto rounds up to whole packets: 11 328 bytes).
-    pub unsched_bytes: u32,
-    /// Let homa-proto derive each peer's unscheduled bytes from its
-    /// measured RTT instead (`unsched_from_rtt`).
-    pub unsched_from_rtt: bool,
-    /// Bytes each active incoming message is granted beyond what arrived
-    /// (homa-proto's `window`): RTTbytes as in the paper; 0 = the kernel's
-    /// dynamic `max_incoming / (active + 1)`.
-    pub grant_window: u32,
-    /// Cap on granted-but-unreceived bytes per receiver (`max_incoming`).
-    pub max_incoming: u32,
-    /// Priority levels (8; the ablation uses 1).
-    pub num_priorities: u8,
-    /// Degree of overcommitment: messages a receiver grants to at once
-    /// (1..=8; the ablation uses 1). `None`: the paper's choice, the number
-    /// of scheduled levels of the workload's 8-level split (W1 1, W4 7), so
-    /// that the priority ablations keep the same overcommitment.
-    pub overcommit: Option<u32>,
-    /// FIFO grants: 5% of scheduled bandwidth to the oldest message
-    /// (`grant_fifo_fraction` 50‰; off: 0).
-    pub fifo_grants: bool,
-    /// Unscheduled cutoffs.
+    /// The configuration every endpoint gets, in homa-proto's names.
+    /// [`ProtoParams::resolve`] overrides `link_mbps` (the topology's host
+    /// link), raises `max_message_length` and `max_unscheduled` to what the
+    /// workload needs, and sets `unsched_cutoffs` and `max_overcommit` when
+    /// `cutoffs` and `overcommit_from_split` say so.
+    pub endpoint: Config,
+    /// Where the cutoffs come from.
     pub cutoffs: Cutoffs,
-    /// The pacer's allowance of queued NIC transmit time
-    /// (`max_nic_backlog`).
-    pub max_nic_backlog: Duration,
-    /// The sender's pacer (`pacer`). With a pull-mode NIC it is not needed
-    /// to keep the NIC queue short.
-    pub pacer: bool,
-    /// Share of the sender's output, in thousandths, given to its oldest
-    /// message instead of its shortest (`pacer_fifo_fraction`; the 2018
-    /// paper's senders were pure SRPT: 0).
-    pub sender_fifo: u32,
+    /// Set `max_overcommit` to the number of scheduled levels of the
+    /// workload's 8-level split (the paper's rule: W1 1, W4 7; with
+    /// `unsched_levels` given, 8 minus it). With fewer priority levels the
+    /// 8-level value is kept, so the priority ablations keep the
+    /// overcommitment.
+    pub overcommit_from_split: bool,
+}
+
+/// The endpoint configuration of the default profile: homa-proto's
+/// (the kernel module's) defaults except a 1500-byte MTU without GSO (the
+/// paper's per-packet transport), RTTbytes (10 KB at 10 Gbit/s) of
+/// unscheduled data and of grant window, no RTT-derived unscheduled bytes,
+/// and memory caps that are never reached (the paper's hosts have unlimited
+/// memory; the report counts any send that still blocks).
+pub fn default_endpoint() -> Config {
+    Config {
+        mtu: 1500,
+        max_gso_bytes: 0,
+        unsched_bytes: 10_000,
+        unsched_from_rtt: false,
+        window: 10_000,
+        link_mbps: 10_000,
+        max_rx_bytes: MEMORY_CAP,
+        max_rx_bytes_per_peer: MEMORY_CAP,
+        socket_rx_budget: MEMORY_CAP,
+        max_tx_bytes_per_socket: MEMORY_CAP,
+        ..Config::default()
+    }
 }
 
 impl Default for ProtoParams {
     fn default() -> ProtoParams {
         ProtoParams {
-            mtu: 1500,
-            gso_bytes: 0,
-            unsched_bytes: 10_000,
-            unsched_from_rtt: false,
-            grant_window: 10_000,
-            max_incoming: 400_000,
-            num_priorities: 8,
-            overcommit: None,
-            fifo_grants: true,
+            endpoint: default_endpoint(),
             cutoffs: Cutoffs::default(),
-            max_nic_backlog: Duration::from_micros(5),
-            pacer: true,
-            sender_fifo: 50,
+            overcommit_from_split: true,
         }
     }
 }
@@ -258,7 +247,8 @@ impl Resolved {
         };
         format!(
             "priorities {}, unscheduled levels {}, cutoffs {}, overcommit {}, unsched bytes {}{}, \
-             window {}, max_incoming {}, fifo grants {}, link {} Mbit/s, nic backlog {} us, gso {}",
+             window {}, max_incoming {}, fifo grants {}‰, sender fifo {}‰, pacer {}, link {} Mbit/s, \
+             nic backlog {} us, gso {}",
             c.num_priorities,
             self.unsched_levels
                 .map_or_else(|| "auto".to_string(), |n| n.to_string()),
@@ -276,11 +266,9 @@ impl Resolved {
                 c.window.to_string()
             },
             c.max_incoming,
-            if c.grant_fifo_fraction > 0 {
-                "on"
-            } else {
-                "off"
-            },
+            c.grant_fifo_fraction,
+            c.pacer_fifo_fraction,
+            if c.pacer { "on" } else { "off" },
             c.link_mbps,
             c.max_nic_backlog.as_micros(),
             c.max_gso_bytes
@@ -291,72 +279,44 @@ impl Resolved {
 impl ProtoParams {
     /// Message bytes per DATA packet (IPv4).
     pub fn seg_size(&self) -> u32 {
-        self.mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN - DataHeader::LEN as u32
+        self.endpoint.max_seg_data(false)
     }
 
     /// The `homa-proto` configuration for every endpoint, for traffic with
     /// sizes `dist` on host links of `link_bps`; messages up to
     /// `max_message` bytes must be accepted.
     pub fn resolve(&self, dist: &SizeDist, link_bps: u64, max_message: u32) -> Resolved {
-        let n = self.num_priorities;
-        let paper = prio_split(dist, self.unsched_bytes, 8);
-        let (cutoffs, levels) = match self.cutoffs {
+        let mut c = self.endpoint.clone();
+        c.link_mbps = (link_bps / 1_000_000).min(u64::from(u32::MAX)) as u32;
+        c.max_message_length = c.max_message_length.max(max_message);
+        c.max_unscheduled = c.max_unscheduled.max(c.unsched_bytes);
+        let n = c.num_priorities;
+        let (unsched, eight) = match self.cutoffs {
             Cutoffs::Workload { unsched_levels } => {
-                let split = match unsched_levels {
-                    Some(l) => split_with(dist, self.unsched_bytes, n, l),
-                    None => prio_split(dist, self.unsched_bytes, n),
+                let split = |levels: u8| match unsched_levels {
+                    Some(l) => split_with(dist, c.unsched_bytes, levels, l),
+                    None => prio_split(dist, c.unsched_bytes, levels),
                 };
-                let mut c = split.cutoffs;
-                // homa-proto reads any cutoff >= 1 000 000 as "lowest
-                // unscheduled level": keep the others below it.
-                let lowest = (n - split.unsched_levels) as usize;
-                for v in c.iter_mut().skip(lowest + 1) {
-                    *v = (*v).min(homa_proto::prio::LOWEST_UNSCHED_MARK - 1);
-                }
-                (Some(c), Some(split.unsched_levels))
+                let mine = split(n);
+                c.unsched_cutoffs = Some(mine.cutoffs);
+                (Some(mine.unsched_levels), split(8).sched_levels())
             }
-            Cutoffs::Auto => (None, None),
-            Cutoffs::Fixed(c) => {
-                let levels = (0..n as usize)
-                    .rev()
-                    .position(|i| c[i] >= homa_proto::prio::LOWEST_UNSCHED_MARK)
-                    .map(|p| p as u8 + 1);
-                (Some(c), levels)
+            Cutoffs::Endpoint => {
+                let levels = c.unsched_cutoffs.and_then(|cut| {
+                    (0..n as usize)
+                        .rev()
+                        .position(|i| cut[i] >= homa_proto::prio::LOWEST_UNSCHED_MARK)
+                        .map(|p| p as u8 + 1)
+                });
+                (levels, prio_split(dist, c.unsched_bytes, 8).sched_levels())
             }
         };
-        let overcommit = self
-            .overcommit
-            .unwrap_or_else(|| u32::from(paper.sched_levels()))
-            .clamp(1, 8);
-        let config = Config {
-            mtu: self.mtu,
-            max_gso_bytes: self.gso_bytes,
-            unsched_bytes: self.unsched_bytes,
-            unsched_from_rtt: self.unsched_from_rtt,
-            link_mbps: (link_bps / 1_000_000).min(u64::from(u32::MAX)) as u32,
-            max_nic_backlog: self.max_nic_backlog,
-            pacer: self.pacer,
-            pacer_fifo_fraction: self.sender_fifo,
-            max_incoming: self.max_incoming,
-            max_overcommit: overcommit,
-            window: self.grant_window,
-            grant_fifo_fraction: if self.fifo_grants { 50 } else { 0 },
-            unsched_cutoffs: cutoffs,
-            num_priorities: n,
-            max_message_length: max_message.max(Config::default().max_message_length),
-            max_unscheduled: Config::default().max_unscheduled.max(self.unsched_bytes),
-            // The paper's hosts have unlimited memory and its applications
-            // are open-loop: keep homa-proto's memory caps out of the way
-            // (the report counts any send that still blocks).
-            max_rx_bytes: MEMORY_CAP,
-            max_rx_bytes_per_peer: MEMORY_CAP,
-            socket_rx_budget: MEMORY_CAP,
-            max_tx_bytes_per_socket: MEMORY_CAP,
-            ..Config::default()
-        };
+        if self.overcommit_from_split {
+            c.max_overcommit = u32::from(eight).clamp(1, 8);
+        }
         Resolved {
-            config,
-            unsched_levels: levels,
+            config: c,
+            unsched_levels: unsched,
         }
     }
 }
@@ -364,11 +324,17 @@ impl ProtoParams {
 /// What the applications do with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// One-way messages as in the paper: a request of the sampled size,
-    /// answered by a minimal response of `response_bytes` so the RPC
-    /// completes. The message is complete when the server application has
-    /// the whole request.
-    OneWay {
+    /// The paper's one-way messages: nothing comes back. The message is
+    /// complete when the server application has it; the server then drops
+    /// the request unanswered and the client abandons its RPC (homa-proto
+    /// has only RPCs: the simulator, which sees both ends, ends both at
+    /// once, so no packet beyond the message and its grants is sent).
+    OneWay,
+    /// Linux-Homa-style requests: a message of the sampled size answered by
+    /// a minimal response of `response_bytes` so the RPC completes (and its
+    /// ACK/NEED_ACK traffic runs). The message is complete when the server
+    /// application has the whole request.
+    Request {
         /// Length of the response (at least 1).
         response_bytes: u32,
     },
@@ -380,7 +346,31 @@ pub enum Mode {
 
 impl Default for Mode {
     fn default() -> Mode {
-        Mode::OneWay { response_bytes: 1 }
+        Mode::Request { response_bytes: 1 }
+    }
+}
+
+/// How offered load turns into a message rate: which bytes count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadModel {
+    /// DATA packets on the wire with homa-proto's headers and Ethernet
+    /// framing; in `Request` mode the responses count when
+    /// `count_responses` is set.
+    Data {
+        /// Count minimal responses (they occupy the links).
+        count_responses: bool,
+    },
+    /// The paper's: DATA and GRANT bytes on the wire with HomaSimulation's
+    /// header sizes ([`crate::paper::wire_bytes`]). Responses, if any, do
+    /// not count.
+    Paper,
+}
+
+impl Default for LoadModel {
+    fn default() -> LoadModel {
+        LoadModel::Data {
+            count_responses: true,
+        }
     }
 }
 
@@ -389,20 +379,17 @@ impl Default for Mode {
 pub struct Traffic {
     /// Message sizes.
     pub workload: SizeSpec,
-    /// Raw (uncapped, the paper's) or the kernel benchmark's capped CDF.
+    /// Raw (uncapped), the kernel benchmark's capped CDF, or what the
+    /// paper's simulator draws.
     pub variant: Variant,
-    /// Target load: fraction of every host link's rate taken by DATA
-    /// packets, counting their headers and Ethernet framing (the paper's
-    /// definition), from open-loop Poisson arrivals with uniform random
-    /// source and destination.
+    /// Target load: fraction of every host link's rate taken by the
+    /// traffic as `load_model` counts it, from open-loop Poisson arrivals
+    /// with uniform random source and destination.
     pub load: f64,
-    /// One-way messages or RPCs.
+    /// One-way messages, requests with minimal responses, or RPCs.
     pub mode: Mode,
-    /// In one-way mode, whether the minimal responses count in the load
-    /// (they occupy the links: 127 bytes on the wire per message, which for
-    /// W1 is 40% of a request's). With `false` the request rate is the
-    /// paper's and the links carry more than `load`.
-    pub count_responses: bool,
+    /// Which bytes count in the load.
+    pub load_model: LoadModel,
 }
 
 impl Default for Traffic {
@@ -412,9 +399,22 @@ impl Default for Traffic {
             variant: Variant::Raw,
             load: 0.8,
             mode: Mode::default(),
-            count_responses: true,
+            load_model: LoadModel::default(),
         }
     }
+}
+
+/// The denominator of a slowdown: a message's completion time on an
+/// unloaded network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Slowdown {
+    /// What this network achieves unloaded, with homa-proto's packets
+    /// ([`crate::analytic::Unloaded::one_way`]).
+    #[default]
+    Analytic,
+    /// HomaSimulation's formula (`idealMsgEndToEndDelay`, see
+    /// [`crate::paper::unloaded`]): no transport header, its frame sizes.
+    Paper,
 }
 
 /// How long to run and what to measure.
@@ -432,6 +432,12 @@ pub struct RunParams {
     /// (ideal and matching), without simulating the network: a quick way to
     /// see how a workload's backlog behaves over long runs.
     pub references_only: bool,
+    /// Compute the matching reference (a global-SRPT fluid schedule of the
+    /// same arrivals; about 10% of a W4 run's time).
+    pub matching: bool,
+    /// Keep every completed message's sample (tests; memory grows with the
+    /// run).
+    pub keep_samples: bool,
 }
 
 impl Default for RunParams {
@@ -441,6 +447,8 @@ impl Default for RunParams {
             warmup: Duration::from_millis(10),
             drain: Duration::from_millis(100),
             references_only: false,
+            matching: true,
+            keep_samples: false,
         }
     }
 }
@@ -472,10 +480,25 @@ impl CaptureParams {
     }
 }
 
+/// Which settings a configuration starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Linux-Homa-like: requests answered by 1-byte responses, homa-proto's
+    /// (the kernel's) FIFO grants and sender FIFO share, load counted as
+    /// homa-proto's DATA bytes, the analytic slowdown, the kernel's
+    /// workload tables, priority split in proportion to bytes.
+    #[default]
+    Linux,
+    /// The SIGCOMM 2018 paper's setup by definition ([`SimConfig::paper`]).
+    Paper,
+}
+
 /// A whole experiment. The same configuration and seed always give the
 /// same results, byte for byte.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SimConfig {
+    /// The profile these settings started from (reported).
+    pub profile: Profile,
     /// The network.
     pub topology: Topology,
     /// Host delays and NIC model.
@@ -484,6 +507,8 @@ pub struct SimConfig {
     pub proto: ProtoParams,
     /// The offered traffic.
     pub traffic: Traffic,
+    /// The slowdown denominator.
+    pub slowdown: Slowdown,
     /// Duration and measurement window.
     pub run: RunParams,
     /// Seed of every random choice (arrivals, sizes, destinations, packet
@@ -495,6 +520,62 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// The SIGCOMM 2018 paper's simulation setup for `workload`, by
+    /// definition (HomaSimulation's configuration; the crate README lists
+    /// every difference from the default profile and its effect):
+    ///
+    /// * one-way messages ([`Mode::OneWay`]), the paper's load accounting
+    ///   ([`LoadModel::Paper`]) and slowdown ([`Slowdown::Paper`]);
+    /// * 0.5 µs per packet into and out of every host (`tx_delay`,
+    ///   `rx_delay`) instead of per message hand-off, 0.5 µs NIC think time;
+    /// * the paper's priority split and overcommitment per workload (W1 7
+    ///   unscheduled levels / overcommitment 1, W2 5/3, W3 4/4, W4 1/7, W5
+    ///   1/7), unscheduled bytes and grant window of 9 328 message bytes
+    ///   (RTTbytes: 10 000 bytes on the paper's wire), no FIFO grants, no
+    ///   sender FIFO share, no pacer (the paper's sender sends the next
+    ///   packet when its link frees, which the pull-mode NIC models);
+    /// * the workloads as the paper's simulator draws them
+    ///   ([`Variant::Paper`]: W1 with its tail, W5 in 1442-byte packets).
+    pub fn paper(workload: SizeSpec) -> SimConfig {
+        let levels = match workload {
+            SizeSpec::Named(Workload::W1) => Some(7),
+            SizeSpec::Named(Workload::W2) => Some(5),
+            SizeSpec::Named(Workload::W3) => Some(4),
+            SizeSpec::Named(Workload::W4) | SizeSpec::Named(Workload::W5) => Some(1),
+            _ => None,
+        };
+        let mut c = SimConfig {
+            profile: Profile::Paper,
+            slowdown: Slowdown::Paper,
+            ..SimConfig::default()
+        };
+        c.host.host_delay = Duration::ZERO;
+        c.host.tx_delay = Duration::from_nanos(500);
+        c.host.rx_delay = Duration::from_nanos(500);
+        c.traffic.workload = workload;
+        c.traffic.variant = Variant::Paper;
+        c.traffic.mode = Mode::OneWay;
+        c.traffic.load_model = LoadModel::Paper;
+        let e = &mut c.proto.endpoint;
+        e.unsched_bytes = crate::paper::UNSCHED_BYTES;
+        e.window = crate::paper::UNSCHED_BYTES;
+        e.grant_fifo_fraction = 0;
+        e.pacer_fifo_fraction = 0;
+        e.pacer = false;
+        c.proto.cutoffs = Cutoffs::Workload {
+            unsched_levels: levels,
+        };
+        c
+    }
+
+    /// The largest message the applications send.
+    pub fn max_message(&self, dist: &SizeDist) -> u32 {
+        match self.traffic.mode {
+            Mode::Request { response_bytes } => dist.max_length().max(response_bytes),
+            Mode::OneWay | Mode::Rpc => dist.max_length(),
+        }
+    }
+
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), SimError> {
         let t = &self.topology;
@@ -518,20 +599,26 @@ impl SimConfig {
         if !load.is_finite() || load < 0.0 {
             return bad("load must be a non-negative number");
         }
-        if let Mode::OneWay { response_bytes: 0 } = self.traffic.mode {
+        if let Mode::Request { response_bytes: 0 } = self.traffic.mode {
             return bad("responses need at least one byte");
         }
         if self.run.warmup > self.run.duration {
             return bad("warmup longer than the run");
         }
-        if self.proto.num_priorities == 0 || self.proto.num_priorities > 8 {
+        if crate::time::ps(self.run.duration).saturating_add(crate::time::ps(self.run.drain))
+            > crate::queue::MAX_TIME
+        {
+            return bad("duration and drain together must stay below 17 s");
+        }
+        let prios = self.proto.endpoint.num_priorities;
+        if prios == 0 || prios > 8 {
             return bad("priorities must be 1..=8");
         }
         if let Cutoffs::Workload {
             unsched_levels: Some(n),
         } = self.proto.cutoffs
         {
-            if n == 0 || n > self.proto.num_priorities {
+            if n == 0 || n > prios {
                 return bad("unscheduled levels must be 1..=priorities");
             }
         }
@@ -543,12 +630,9 @@ impl SimConfig {
                 return bad("capture host out of range");
             }
         }
-        if self.proto.overcommit.is_some_and(|n| n == 0 || n > 8) {
-            return bad("overcommitment must be 1..=8");
-        }
         let dist = self.traffic.workload.dist(self.traffic.variant);
         self.proto
-            .resolve(&dist, self.topology.host_link_bps, dist.max_length())
+            .resolve(&dist, self.topology.host_link_bps, self.max_message(&dist))
             .config
             .validate()
             .map_err(SimError::Endpoint)?;
@@ -598,15 +682,14 @@ mod tests {
     }
 
     #[test]
-    fn resolve__paper_defaults_and_ablations() {
+    fn resolve__derived_cutoffs_and_overcommitment() {
         let w4 = Workload::W4.raw();
         let p = ProtoParams::default();
         let r = p.resolve(&w4, 10_000_000_000, w4.max_length());
         let c = &r.config;
         assert_eq!(c.link_mbps, 10_000);
         assert_eq!(c.max_overcommit, 7); // W4: 7 scheduled levels
-        assert_eq!(c.window, 10_000);
-        assert_eq!(c.unsched_bytes, 10_000);
+        assert_eq!((c.window, c.unsched_bytes), (10_000, 10_000));
         assert!(!c.unsched_from_rtt);
         assert_eq!(c.grant_fifo_fraction, 50);
         assert_eq!(c.max_gso_bytes, 0);
@@ -622,25 +705,20 @@ mod tests {
         let cut = r1.config.unsched_cutoffs.unwrap();
         assert!(cut[2..].windows(2).all(|w| w[0] > w[1]), "{cut:?}");
 
-        let ablated = ProtoParams {
-            num_priorities: 1,
-            overcommit: Some(1),
-            fifo_grants: false,
-            ..ProtoParams::default()
-        };
-        let a = ablated.resolve(&w4, 10_000_000_000, 10_000_000).config;
-        assert_eq!(a.num_priorities, 1);
-        assert_eq!(a.max_overcommit, 1);
-        assert_eq!(a.grant_fifo_fraction, 0);
-        a.validate().unwrap();
-
-        // One priority level keeps the paper's overcommitment.
-        let one = ProtoParams {
-            num_priorities: 1,
-            ..ProtoParams::default()
-        };
+        // One priority level keeps the 8-level overcommitment.
+        let mut one = ProtoParams::default();
+        one.endpoint.num_priorities = 1;
         assert_eq!(one.resolve(&w4, 10_000_000_000, 1).config.max_overcommit, 7);
+        // A configured overcommitment stays.
+        let mut fixed = ProtoParams::default();
+        fixed.endpoint.max_overcommit = 1;
+        fixed.overcommit_from_split = false;
+        assert_eq!(
+            fixed.resolve(&w4, 10_000_000_000, 1).config.max_overcommit,
+            1
+        );
 
+        // The split ablation changes the overcommitment with it.
         let split = ProtoParams {
             cutoffs: Cutoffs::Workload {
                 unsched_levels: Some(4),
@@ -649,18 +727,44 @@ mod tests {
         };
         let s = split.resolve(&w4, 10_000_000_000, 1);
         assert_eq!(s.unsched_levels, Some(4));
+        assert_eq!(s.config.max_overcommit, 4);
         let cut = s.config.unsched_cutoffs.unwrap();
         assert_eq!(cut[4], i32::MAX as u32);
         assert!(cut[5..].iter().all(|&v| v < 1_000_000), "{cut:?}");
         assert_eq!(&cut[..4], &[0, 0, 0, 0]);
 
         let auto = ProtoParams {
-            cutoffs: Cutoffs::Auto,
+            cutoffs: Cutoffs::Endpoint,
             ..ProtoParams::default()
         };
         let r = auto.resolve(&w4, 10_000_000_000, 1);
         assert_eq!(r.config.unsched_cutoffs, None);
         assert!(r.summary().contains("cutoffs auto"));
+    }
+
+    #[test]
+    fn paper__the_papers_split_and_settings() {
+        let per: Vec<(u8, u32)> = Workload::PAPER
+            .iter()
+            .map(|&w| {
+                let c = SimConfig::paper(w.into());
+                let d = c.traffic.workload.dist(c.traffic.variant);
+                let r = c
+                    .proto
+                    .resolve(&d, c.topology.host_link_bps, c.max_message(&d));
+                r.config.validate().unwrap();
+                assert_eq!(r.config.grant_fifo_fraction, 0);
+                assert_eq!(r.config.pacer_fifo_fraction, 0);
+                assert_eq!(r.config.unsched_bytes, 9328);
+                (r.unsched_levels.unwrap(), r.config.max_overcommit)
+            })
+            .collect();
+        assert_eq!(per, vec![(7, 1), (5, 3), (4, 4), (1, 7), (1, 7)]);
+        let c = SimConfig::paper(Workload::W1.into());
+        c.validate().unwrap();
+        assert_eq!(c.traffic.mode, Mode::OneWay);
+        assert_eq!(c.host.host_delay, Duration::ZERO);
+        assert_eq!(c.host.tx_delay + c.host.rx_delay, Duration::from_micros(1));
     }
 
     #[test]
@@ -676,13 +780,14 @@ mod tests {
         c.run.warmup = c.run.duration * 2;
         assert!(c.validate().is_err());
         let mut c = SimConfig::default();
-        c.proto.num_priorities = 9;
+        c.proto.endpoint.num_priorities = 9;
         assert!(c.validate().is_err());
         let mut c = SimConfig::default();
-        c.proto.overcommit = Some(9);
+        c.proto.endpoint.max_overcommit = 9;
+        c.proto.overcommit_from_split = false;
         assert!(c.validate().is_err());
         let mut c = SimConfig::default();
-        c.proto.num_priorities = 2;
+        c.proto.endpoint.num_priorities = 2;
         c.proto.cutoffs = Cutoffs::Workload {
             unsched_levels: Some(3),
         };

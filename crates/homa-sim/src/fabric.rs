@@ -33,7 +33,13 @@ use homa_proto::wire::{common::field, DataHeader, PacketType};
 use homa_workload::Rng;
 
 use crate::capture::Capture;
-use crate::config::{Topology, WIRE_OVERHEAD};
+use crate::config::Topology;
+
+/// Bytes a packet occupies on a link beyond its Homa bytes: IPv4 and UDP
+/// headers and Ethernet framing (homa-proto's `Config::wire_bytes`).
+pub(crate) fn wire_overhead() -> u32 {
+    homa_proto::Config::default().wire_bytes(0, false) as u32
+}
 use crate::queue::EventQueue;
 use crate::sim::Ev;
 use crate::time::{ps, ser_ps, Ps};
@@ -65,10 +71,11 @@ pub(crate) struct Packet {
 }
 
 impl Packet {
-    /// Fills the derived fields from the Homa bytes in `buf`.
-    pub fn classify(&mut self) {
+    /// Fills the derived fields from the Homa bytes in `buf`; `overhead`
+    /// is [`wire_overhead`].
+    pub fn classify(&mut self, overhead: u32) {
         let len = self.buf.len() as u32;
-        self.wire = len + WIRE_OVERHEAD;
+        self.wire = len + overhead;
         let is_data = self
             .buf
             .get(field::TYPE)
@@ -307,7 +314,12 @@ impl Fabric {
     /// then per ToR its down ports (one per host) and up ports (one per
     /// aggregation switch); then per aggregation switch its down ports (one
     /// per ToR). Switches: ToRs `0..racks`, then aggregation switches.
-    pub fn new(t: &Topology, nic_latency: Ps, pull: bool, seed: u64) -> Fabric {
+    /// `nic_latency` (NIC think time and the per-packet delay out of the
+    /// host) is added to every NIC's link, `rx_latency` (the per-packet
+    /// delay into the host) to every link down to a host: constant
+    /// pipelined delays, so they change when packets arrive, never the
+    /// order or spacing in which a link sends them.
+    pub fn new(t: &Topology, nic_latency: Ps, rx_latency: Ps, pull: bool, seed: u64) -> Fabric {
         let (hosts, hpr, racks, aggs) = (t.hosts(), t.hosts_per_rack, t.racks, t.effective_aggs());
         let link = ps(t.link_delay);
         let to_switch = link + ps(t.switch_delay);
@@ -329,7 +341,7 @@ impl Fabric {
                     PortKind::TorDown,
                     Node::Host(r * hpr + i),
                     t.host_link_bps,
-                    link,
+                    link + rx_latency,
                 );
                 p.switch = r;
                 ports.push(p);

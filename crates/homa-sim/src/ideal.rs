@@ -7,6 +7,11 @@
 //! network carries less than the offered load) from what the protocol
 //! loses (a downlink idle while a message for it waits elsewhere).
 
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+use slab::Slab;
+
 use crate::time::Ps;
 
 /// Work-conserving queues, one per host downlink.
@@ -89,93 +94,175 @@ mod tests {
 /// receiver's downlink; no latency, perfect knowledge, no windows). It
 /// shows what the matching constraint alone costs; a distributed protocol
 /// can approach it but hardly beat it.
-#[derive(Debug, Clone, Default)]
+///
+/// It runs alongside the simulation ([`Greedy::advance_to`]), so it keeps
+/// only the messages not yet finished (its backlog), never the whole run's
+/// arrivals.
+/// A message for the matching reference: (time, arrival order, sender,
+/// receiver, bytes).
+type Arrival = (Ps, u64, u32, u32, u64);
+
+#[derive(Debug, Clone)]
 pub(crate) struct Greedy {
-    /// (creation time, sender, receiver, wire bytes), in creation order.
-    arrivals: Vec<(Ps, u32, u32, u64)>,
+    enabled: bool,
+    slot: Ps,
+    slot_bytes: u64,
+    start: Ps,
+    end: Ps,
+    /// Arrivals not yet admitted, earliest first.
+    pending: BinaryHeap<Reverse<Arrival>>,
+    order: u64,
+    /// Messages admitted and unfinished: (sender, receiver).
+    msgs: Slab<(u32, u32)>,
+    /// The same in SRPT order: (remaining bytes, arrival order, key).
+    active: BTreeSet<(u64, u64, usize)>,
+    /// Start of the next slot to serve.
+    t: Ps,
+    /// Per host: the slot number in which `cap_*` was last set, and the
+    /// bytes left in it.
+    cap_s: Vec<(u64, u64)>,
+    cap_r: Vec<(u64, u64)>,
+    backlog: u64,
+    window: f64,
+    samples: Vec<f64>,
 }
 
 impl Greedy {
-    pub fn arrive(&mut self, t: Ps, src: u32, dst: u32, bytes: u64) {
-        self.arrivals.push((t, src, dst, bytes));
-    }
-
-    /// Runs the reference: returns the bytes delivered in `[start, end)`
-    /// and the unfinished bytes at each of `probes` (sorted times).
-    pub fn run(
-        &self,
+    /// The reference for `hosts` hosts on links of `link_bps`, in slots of
+    /// `slot_bytes` (a full packet on the wire), counting bytes delivered
+    /// in `[start, end)`. Disabled, it costs nothing and reports nothing.
+    pub fn new(
+        enabled: bool,
         hosts: u32,
         link_bps: u64,
         slot_bytes: u64,
         start: Ps,
         end: Ps,
-        probes: &[Ps],
-    ) -> (f64, Vec<f64>) {
-        use std::collections::BTreeSet;
-        let slot = slot_bytes * 8 * 1_000_000_000_000 / link_bps;
-        let mut arrivals = self.arrivals.clone();
-        arrivals.sort_by_key(|a| a.0);
-        let mut remaining: Vec<u64> = Vec::with_capacity(arrivals.len());
-        let mut active: BTreeSet<(u64, usize)> = BTreeSet::new();
-        let mut next = 0;
-        let mut window = 0.0;
-        let mut backlog = 0u64;
-        let mut out = Vec::with_capacity(probes.len());
-        let mut probe = 0;
-        let n = hosts as usize;
-        let mut cap_s = vec![0u64; n];
-        let mut cap_r = vec![0u64; n];
-        let mut t: Ps = 0;
-        let last_arrival = arrivals.last().map_or(0, |a| a.0);
-        loop {
-            while probe < probes.len() && probes[probe] <= t {
-                out.push(backlog as f64);
-                probe += 1;
+    ) -> Greedy {
+        Greedy {
+            enabled,
+            slot: (slot_bytes * 8 * 1_000_000_000_000 / link_bps).max(1),
+            slot_bytes,
+            start,
+            end,
+            pending: BinaryHeap::new(),
+            order: 0,
+            msgs: Slab::new(),
+            active: BTreeSet::new(),
+            t: 0,
+            cap_s: vec![(u64::MAX, 0); hosts as usize],
+            cap_r: vec![(u64::MAX, 0); hosts as usize],
+            backlog: 0,
+            window: 0.0,
+            samples: Vec::new(),
+        }
+    }
+
+    /// A message of `bytes` (on the wire) from `src` to `dst` created at `t`.
+    pub fn arrive(&mut self, t: Ps, src: u32, dst: u32, bytes: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.order += 1;
+        self.pending.push(Reverse((t, self.order, src, dst, bytes)));
+    }
+
+    /// Serves every slot that starts at or before `until`.
+    pub fn advance_to(&mut self, until: Ps) {
+        if !self.enabled {
+            return;
+        }
+        while self.t <= until {
+            if self.active.is_empty() {
+                // Idle: jump to the slot of the next arrival.
+                match self.pending.peek() {
+                    Some(Reverse(a)) if a.0 > self.t => {
+                        let next = a.0.div_ceil(self.slot) * self.slot;
+                        if next > until {
+                            self.t = next;
+                            return;
+                        }
+                        self.t = next;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.t = (until / self.slot + 1) * self.slot;
+                        return;
+                    }
+                }
             }
-            while next < arrivals.len() && arrivals[next].0 <= t {
-                remaining.push(arrivals[next].3);
-                backlog += arrivals[next].3;
-                active.insert((arrivals[next].3, next));
-                next += 1;
-            }
-            if t > last_arrival && active.is_empty() && probe >= probes.len() {
-                break;
-            }
-            cap_s.iter_mut().for_each(|c| *c = slot_bytes);
-            cap_r.iter_mut().for_each(|c| *c = slot_bytes);
-            let (mut free_s, mut free_r) = (n, n);
-            let mut done: Vec<(u64, usize, u64)> = Vec::new();
-            for &(rem, i) in active.iter() {
-                if free_s == 0 || free_r == 0 {
+            while let Some(Reverse(a)) = self.pending.peek() {
+                if a.0 > self.t {
                     break;
                 }
-                let (_, s, r, _) = arrivals[i];
-                let (s, r) = (s as usize, r as usize);
-                let amount = rem.min(cap_s[s]).min(cap_r[r]);
-                if amount == 0 {
-                    continue;
-                }
-                cap_s[s] -= amount;
-                cap_r[r] -= amount;
-                free_s -= usize::from(cap_s[s] == 0);
-                free_r -= usize::from(cap_r[r] == 0);
-                done.push((rem, i, amount));
+                let (_, order, src, dst, bytes) = self.pending.pop().expect("peeked").0;
+                let key = self.msgs.insert((src, dst));
+                self.active.insert((bytes, order, key));
+                self.backlog += bytes;
             }
-            let in_window = t >= start && t < end;
-            for (rem, i, amount) in done {
-                active.remove(&(rem, i));
-                remaining[i] = rem - amount;
-                backlog -= amount;
-                if in_window {
-                    window += amount as f64;
-                }
-                if remaining[i] > 0 {
-                    active.insert((remaining[i], i));
-                }
-            }
-            t += slot;
+            self.serve_slot();
+            self.t += self.slot;
         }
-        (window, out)
+    }
+
+    fn serve_slot(&mut self) {
+        let n = self.cap_s.len();
+        let slot_no = self.t / self.slot;
+        let (mut free_s, mut free_r) = (n, n);
+        let mut done: Vec<(u64, u64, usize, u64)> = Vec::new();
+        for &(rem, order, key) in self.active.iter() {
+            if free_s == 0 || free_r == 0 {
+                break;
+            }
+            let (s, r) = self.msgs[key];
+            let (s, r) = (s as usize, r as usize);
+            for c in [&mut self.cap_s[s], &mut self.cap_r[r]] {
+                if c.0 != slot_no {
+                    *c = (slot_no, self.slot_bytes);
+                }
+            }
+            let amount = rem.min(self.cap_s[s].1).min(self.cap_r[r].1);
+            if amount == 0 {
+                continue;
+            }
+            self.cap_s[s].1 -= amount;
+            self.cap_r[r].1 -= amount;
+            free_s -= usize::from(self.cap_s[s].1 == 0);
+            free_r -= usize::from(self.cap_r[r].1 == 0);
+            done.push((rem, order, key, amount));
+        }
+        let in_window = self.t >= self.start && self.t < self.end;
+        for (rem, order, key, amount) in done {
+            self.active.remove(&(rem, order, key));
+            self.backlog -= amount;
+            if in_window {
+                self.window += amount as f64;
+            }
+            if rem > amount {
+                self.active.insert((rem - amount, order, key));
+            } else {
+                self.msgs.remove(key);
+            }
+        }
+    }
+
+    /// Records the unfinished bytes now (after [`Greedy::advance_to`]).
+    pub fn sample_backlog(&mut self) {
+        self.samples.push(if self.enabled {
+            self.backlog as f64
+        } else {
+            f64::NAN
+        });
+    }
+
+    /// Bytes delivered in the window so far.
+    pub fn window_bytes(&self) -> f64 {
+        self.window
+    }
+
+    /// The backlog samples, in order.
+    pub fn backlog_samples(&self) -> Vec<f64> {
+        self.samples.clone()
     }
 }
 
@@ -187,14 +274,18 @@ mod greedy_tests {
     #[test]
     fn greedy__srpt_order_and_one_message_per_link_per_slot() {
         // 100-byte slots of 100 ps (8 Tbit/s).
-        let mut g = Greedy::default();
+        let mut g = Greedy::new(true, 4, 8_000_000_000_000, 100, 0, 250);
         g.arrive(0, 0, 1, 300); // A: blocked in slot 0 by B (same sender)
         g.arrive(0, 0, 2, 100); // B: shortest, goes first
         g.arrive(0, 3, 1, 100); // C: takes receiver 1 in slot 0
-        let (window, backlog) = g.run(4, 8_000_000_000_000, 100, 0, 250, &[150, 1000]);
+        g.advance_to(150);
+        g.sample_backlog();
+        g.advance_to(1000);
+        g.sample_backlog();
         // Slot 0: B and C (200 bytes); slots 1-3: A. The window holds the
         // slots starting at 0, 100 and 200.
-        assert_eq!(window, 400.0);
-        assert_eq!(backlog, vec![200.0, 0.0]);
+        assert_eq!(g.window_bytes(), 400.0);
+        assert_eq!(g.backlog_samples(), vec![200.0, 0.0]);
+        assert!(g.msgs.is_empty() && g.pending.is_empty());
     }
 }

@@ -40,7 +40,8 @@
 //! Modules: [`config`] (what to simulate), [`sim`] (hosts, applications,
 //! event loop), `fabric` (internal: ports, switches, routing), [`capture`]
 //! (pcap files of chosen hosts' packets),
-//! [`analytic`] (unloaded times), `ideal` (internal: the reference
+//! [`analytic`] (unloaded times), [`paper`] (the paper's load and slowdown
+//! definitions), `ideal` (internal: the reference
 //! schedules results are compared with), [`results`] (statistics), [`report`]
 //! (table, CSV), [`svg`] (plots), [`queue`] (the event queue), [`time`].
 
@@ -54,6 +55,7 @@ pub mod cli;
 pub mod config;
 mod fabric;
 mod ideal;
+pub mod paper;
 pub mod queue;
 pub mod report;
 pub mod results;
@@ -63,8 +65,8 @@ pub mod time;
 
 pub use capture::CaptureStats;
 pub use config::{
-    CaptureParams, Cutoffs, HostParams, Mode, NicMode, ProtoParams, RunParams, SimConfig, Topology,
-    Traffic,
+    CaptureParams, Cutoffs, HostParams, LoadModel, Mode, NicMode, Profile, ProtoParams, RunParams,
+    SimConfig, Slowdown, Topology, Traffic,
 };
 pub use results::Results;
 pub use sim::{run, Progress, Simulator};

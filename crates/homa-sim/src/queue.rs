@@ -3,8 +3,10 @@
 //!
 //! Almost every event of a network simulation is scheduled a few
 //! microseconds ahead (serialisation, switch and host delays), so the queue
-//! is a calendar (timing wheel) rather than a heap: `2^12` slots of
-//! `2^14` ps (16.4 ns), about 67 µs of horizon. Pushing into a future
+//! is a calendar (timing wheel) rather than a heap: `2^9` slots of
+//! `2^14` ps (16.4 ns), about 8.4 µs of horizon: every packet's next hop
+//! falls in it, and the slots in use stay in cache (a 67 µs wheel was 10%
+//! slower on W4, its slot buffers spread over megabytes). Pushing into a future
 //! slot is an append; when the clock reaches a slot its events are sorted
 //! once by `(time, sequence)`. Events pushed into the slot being processed
 //! go to a small heap, and events beyond the horizon (millisecond timers,
@@ -13,8 +15,13 @@
 //! events scheduled within one horizon; a short horizon keeps it in cache.
 //! A bitmap of non-empty slots makes skipping empty time cheap.
 //!
-//! Keys pack `(time, sequence)` into one `u128`, so ordering is a single
-//! integer comparison and no two keys are equal.
+//! Keys pack `(time, sequence)` into one `u64`: the time in picoseconds in
+//! the top 44 bits (up to 17.5 s, [`MAX_TIME`]) and the low 20 bits of the
+//! insertion sequence below, so ordering is a single integer comparison
+//! and entries are 24 bytes (a `u128` key made them 32 and slowed the
+//! sorts). Events at the same picosecond come out in insertion order unless
+//! a million other events were pushed between them; either way the order
+//! is a pure function of the pushes, so runs stay deterministic.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -22,12 +29,18 @@ use std::collections::BinaryHeap;
 use crate::time::Ps;
 
 const SLOT_BITS: u32 = 14;
-const WHEEL_BITS: u32 = 12;
+const SEQ_BITS: u32 = 20;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// Latest time the queue orders (2^44 ps, about 17.6 s); later times are
+/// treated as this.
+pub const MAX_TIME: Ps = (1 << (64 - SEQ_BITS)) - 1;
+const WHEEL_BITS: u32 = 9;
 const WHEEL: u64 = 1 << WHEEL_BITS;
 const MASK: u64 = WHEEL - 1;
 
 struct Entry<E> {
-    key: u128,
+    key: u64,
     event: E,
 }
 
@@ -49,8 +62,12 @@ impl<E> Ord for Entry<E> {
     }
 }
 
-fn slot_of(key: u128) -> u64 {
-    ((key >> 64) as u64) >> SLOT_BITS
+fn slot_of(key: u64) -> u64 {
+    key >> (SEQ_BITS + SLOT_BITS)
+}
+
+fn time_of(key: u64) -> Ps {
+    key >> SEQ_BITS
 }
 
 /// Events of type `E`, earliest first, FIFO among equal times (see the
@@ -61,14 +78,14 @@ pub struct EventQueue<E> {
     base: u64,
     /// Future slots `(base, base + WHEEL)`, indexed by slot number mod
     /// `WHEEL`; each unsorted.
-    slots: Vec<Vec<(u128, E)>>,
+    slots: Vec<Vec<(u64, E)>>,
     /// Bit `i`: slot `i` is non-empty.
     occupied: Vec<u64>,
     /// Events in `slots`.
     in_wheel: usize,
     /// The current slot's events, sorted by decreasing key (pop from the
     /// end).
-    cur: Vec<(u128, E)>,
+    cur: Vec<(u64, E)>,
     /// Events pushed into the current slot after it was opened.
     cur_heap: BinaryHeap<Entry<E>>,
     /// Events at or beyond `base + WHEEL`.
@@ -102,12 +119,12 @@ impl<E> EventQueue<E> {
     /// slot are treated as that slot (they are still ordered by time).
     pub fn push(&mut self, time: Ps, event: E) {
         self.seq += 1;
-        let key = (u128::from(time) << 64) | u128::from(self.seq);
+        let key = (time.min(MAX_TIME) << SEQ_BITS) | (self.seq & SEQ_MASK);
         self.len += 1;
         self.insert(key, event);
     }
 
-    fn insert(&mut self, key: u128, event: E) {
+    fn insert(&mut self, key: u64, event: E) {
         let slot = slot_of(key);
         if slot <= self.base {
             self.cur_heap.push(Entry { key, event });
@@ -134,12 +151,12 @@ impl<E> EventQueue<E> {
                 Some(true) => {
                     let (key, event) = self.cur.pop().expect("checked");
                     self.len -= 1;
-                    return Some(((key >> 64) as u64, event));
+                    return Some((time_of(key), event));
                 }
                 Some(false) => {
                     let e = self.cur_heap.pop().expect("checked");
                     self.len -= 1;
-                    return Some(((e.key >> 64) as u64, e.event));
+                    return Some((time_of(e.key), e.event));
                 }
                 None => {
                     if !self.advance() {
@@ -216,7 +233,7 @@ impl<E> EventQueue<E> {
                 }
                 (a, b) => {
                     let k = a.into_iter().chain(b).min().expect("one is set");
-                    return Some((k >> 64) as u64);
+                    return Some(time_of(k));
                 }
             }
         }

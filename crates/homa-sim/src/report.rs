@@ -47,8 +47,8 @@ fn summary_line(s: &Summary) -> String {
 /// One-line title of a run.
 pub fn title(r: &Results) -> String {
     format!(
-        "{} ({}), {}, load {:.2}, {} hosts, seed {}",
-        r.workload, r.variant, r.mode, r.utilization.offered, r.hosts, r.seed
+        "{} ({}), {} profile, {}, load {:.2}, {} hosts, seed {}",
+        r.workload, r.variant, r.profile, r.mode, r.utilization.offered, r.hosts, r.seed
     )
 }
 
@@ -62,8 +62,28 @@ pub fn table(r: &Results) -> String {
     let _ = writeln!(s, "homa-sim: {}", title(r));
     let _ = writeln!(
         s,
-        "messages: generated {}, measured {}, completed {}, incomplete {}, failed {} ({:.1}/s per host)",
-        m.generated, m.measured, m.completed, m.incomplete, m.failed, r.rate_per_host
+        "load counted as {}; slowdown = completion time / {} unloaded time",
+        r.load_model, r.slowdown.0
+    );
+    let _ = writeln!(
+        s,
+        "messages: generated {}, excluded (created in the warm-up) {}, measured {}, completed {}, \
+         incomplete {} ({}), failed {} ({:.1}/s per host)",
+        m.generated,
+        m.warmup,
+        m.measured,
+        m.completed,
+        m.incomplete,
+        bytes(m.incomplete_bytes),
+        m.failed,
+        r.rate_per_host
+    );
+    let _ = writeln!(
+        s,
+        "arrivals for {:.1} us, then a drain of {:.1} us; incomplete messages count in the \
+         percentiles at their age at the end (a lower bound)",
+        r.arrivals_end_us,
+        (r.end_us - r.arrivals_end_us).max(0.0)
     );
     let _ = writeln!(
         s,
@@ -92,20 +112,36 @@ pub fn table(r: &Results) -> String {
     let _ = writeln!(
         s,
         "shortest 10% (<= {} B): {}",
-        r.short_cutoff,
+        r.short_rule.size,
         summary_line(&r.short)
     );
     let _ = writeln!(s, "all messages: {}", summary_line(&r.all));
     let _ = writeln!(
         s,
-        "{:>21} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "size (bytes)", "share", "count", "P50", "P99", "P99.9", "mean", "P50 us", "P99 us"
+        "with the {} unloaded time instead: shortest 10% P99 {}, all P99 {}",
+        r.slowdown.1,
+        f(r.alt_short.p99),
+        f(r.alt_all.p99)
+    );
+    let _ = writeln!(
+        s,
+        "{:>21} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
+        "size (bytes)",
+        "share",
+        "count",
+        "P50",
+        "P99",
+        "P99.9",
+        "mean",
+        "P50 us",
+        "P99 us",
+        "incomplete"
     );
     for k in &r.buckets {
         let st = &k.stats;
         let _ = writeln!(
             s,
-            "{:>10} - {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "{:>10} - {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10}",
             k.above,
             k.upto,
             pct(k.share),
@@ -115,7 +151,12 @@ pub fn table(r: &Results) -> String {
             f(st.p999),
             f(st.mean),
             f(st.p50_us),
-            f(st.p99_us)
+            f(st.p99_us),
+            if k.incomplete > 0 {
+                format!("{} ({})", k.incomplete, bytes(k.incomplete_bytes))
+            } else {
+                "0".to_string()
+            }
         );
     }
     let total: u64 = r.downlink_prio_bytes.iter().sum::<u64>().max(1);
@@ -227,9 +268,12 @@ pub fn csv(r: &Results) -> String {
     let ic = &r.idle_causes;
     let share = |v: u64| format!("{:.4}", v as f64 / ic.samples.max(1) as f64);
     let kv: Vec<(&str, String)> = vec![
+        ("profile", r.profile.clone()),
         ("workload", r.workload.clone()),
         ("variant", r.variant.clone()),
         ("mode", r.mode.clone()),
+        ("load_model", r.load_model.clone()),
+        ("slowdown", r.slowdown.0.clone()),
         ("seed", r.seed.to_string()),
         ("hosts", r.hosts.to_string()),
         ("offered_load", format!("{:.4}", u.offered)),
@@ -254,15 +298,19 @@ pub fn csv(r: &Results) -> String {
         ),
         ("timeouts", r.protocol_counters.timeouts.to_string()),
         ("generated", m.generated.to_string()),
+        ("warmup", m.warmup.to_string()),
         ("measured", m.measured.to_string()),
         ("completed", m.completed.to_string()),
         ("incomplete", m.incomplete.to_string()),
+        ("incomplete_bytes", m.incomplete_bytes.to_string()),
         ("failed", m.failed.to_string()),
-        ("short_cutoff", r.short_cutoff.to_string()),
+        ("short_cutoff", r.short_rule.size.to_string()),
         ("short_p50", format!("{:.4}", r.short.p50)),
         ("short_p99", format!("{:.4}", r.short.p99)),
         ("all_p50", format!("{:.4}", r.all.p50)),
         ("all_p99", format!("{:.4}", r.all.p99)),
+        ("alt_short_p99", format!("{:.4}", r.alt_short.p99)),
+        ("alt_all_p99", format!("{:.4}", r.alt_all.p99)),
         ("max_tor_buffer", b.max_tor.to_string()),
         ("max_agg_buffer", b.max_agg.to_string()),
         ("max_downlink_queue", b.max_downlink_queue.to_string()),
@@ -274,18 +322,22 @@ pub fn csv(r: &Results) -> String {
             r.conservation.dropped_packets.to_string(),
         ),
         ("events", r.events.to_string()),
+        ("arrivals_end_us", format!("{:.3}", r.arrivals_end_us)),
         ("end_us", format!("{:.3}", r.end_us)),
         ("protocol", r.protocol.clone()),
     ];
     for (k, v) in kv {
         let _ = writeln!(s, "# {k}={v}");
     }
-    let _ = writeln!(s, "above,upto,share,count,p50,p99,p999,mean,p50_us,p99_us");
+    let _ = writeln!(
+        s,
+        "above,upto,share,count,p50,p99,p999,mean,p50_us,p99_us,incomplete,incomplete_bytes"
+    );
     for k in &r.buckets {
         let st = &k.stats;
         let _ = writeln!(
             s,
-            "{},{},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3}",
+            "{},{},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3},{},{}",
             k.above,
             k.upto,
             k.share,
@@ -295,7 +347,9 @@ pub fn csv(r: &Results) -> String {
             st.p999,
             st.mean,
             st.p50_us,
-            st.p99_us
+            st.p99_us,
+            k.incomplete,
+            k.incomplete_bytes
         );
     }
     s

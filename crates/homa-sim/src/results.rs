@@ -2,24 +2,53 @@
 //! messages' tail, utilisation, switch buffers, conservation counters.
 //!
 //! Slowdown of a message = its completion time / its completion time on an
-//! unloaded network, computed analytically ([`crate::analytic`]).
-//! Percentiles follow the kernel benchmark's convention: with `n` sorted
-//! values, P`q` is the value at index `floor(q * n)` (clamped).
+//! unloaded network ([`crate::analytic`]; which formula is the run's
+//! [`Slowdown`](crate::config::Slowdown) setting).
+//!
+//! # Streaming statistics
+//!
+//! Nothing is kept per message: every completed message goes into
+//! HdrHistograms (3 significant digits, fixed ranges: slowdowns up to
+//! 100 000, times up to 1000 s) of its size bucket, of the
+//! shortest 10% and of all messages, one for slowdown (recorded in
+//! thousandths) and one for completion time (nanoseconds), plus a count
+//! and a sum for the mean. Memory is a few megabytes whatever the run's
+//! length. Percentiles are HdrHistogram's `value_at_quantile` (the smallest
+//! recorded value, at the histogram's resolution, that at least `q` of the
+//! values do not exceed), the convention of the `homa` command's statistics
+//! too.
+//!
+//! # Incomplete messages
+//!
+//! A measured message that has not completed when the run ends is counted
+//! in its bucket as incomplete (count and bytes), *and* recorded in the
+//! percentiles with its age at the end of the run as its completion time:
+//! a lower bound of its slowdown. Leaving it out would report the tail of
+//! the messages that were lucky enough to finish.
+//!
+//! # Size buckets and the shortest 10%
 //!
 //! Size buckets follow the paper's plots, whose x axis is linear in the
 //! number of messages: bucket boundaries are the workload's message-count
-//! quantiles 10%, 20%, …, 90%, 95%, 99% and 100% (merged where equal), so
+//! quantiles 10%, 20%, ..., 90%, 95%, 99% and 100% (merged where equal), so
 //! every bucket holds a known share of the messages.
+//!
+//! The shortest 10% are the messages shorter than the workload's 10%
+//! quantile, plus, of those exactly at it, a share drawn by a hash of the
+//! message's creation number so that the expected total is 10% of the
+//! messages ([`ShortRule`]).
 
+use hdrhistogram::Histogram;
+use homa_proto::Rng;
 use homa_workload::SizeDist;
 
-use crate::time::Ps;
+use crate::time::{Ps, PS_PER_NS};
 
-/// One completed, measured message.
+/// One completed, measured message (kept only when asked for, see
+/// `RunParams::keep_samples`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
-    /// Creation order of the message (ties between equal sizes are broken
-    /// by it, never by completion time).
+    /// Creation order of the message.
     pub id: u64,
     /// Message (request) length in bytes.
     pub size: u32,
@@ -36,11 +65,11 @@ impl Sample {
     }
 }
 
-/// Statistics of a set of samples.
+/// Statistics of a set of messages.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Summary {
     /// Number of messages.
-    pub count: usize,
+    pub count: u64,
     /// Median slowdown.
     pub p50: f64,
     /// 99th-percentile slowdown.
@@ -55,7 +84,73 @@ pub struct Summary {
     pub p99_us: f64,
 }
 
-/// The value at index `floor(q * n)` of sorted values.
+/// Streaming distribution of slowdowns and completion times.
+#[derive(Debug, Clone)]
+pub struct Dist {
+    slowdown: Histogram<u64>,
+    time: Histogram<u64>,
+    count: u64,
+    sum: f64,
+}
+
+/// Largest slowdown recorded, in thousandths (larger ones are recorded as
+/// this): 100 000.
+const MAX_SLOWDOWN: u64 = 100_000_000;
+/// Largest completion time recorded, ns (larger ones are recorded as this):
+/// 1000 s.
+const MAX_TIME_NS: u64 = 1_000_000_000_000;
+
+impl Default for Dist {
+    fn default() -> Dist {
+        let h = |max| Histogram::new_with_bounds(1, max, 3).expect("valid bounds");
+        Dist {
+            slowdown: h(MAX_SLOWDOWN),
+            time: h(MAX_TIME_NS),
+            count: 0,
+            sum: 0.0,
+        }
+    }
+}
+
+impl Dist {
+    /// Records one message: its completion time and unloaded time.
+    pub fn record(&mut self, time: Ps, ideal: Ps) {
+        let slowdown = time as f64 / ideal.max(1) as f64;
+        self.slowdown
+            .saturating_record(((slowdown * 1000.0).round() as u64).max(1));
+        self.time.saturating_record((time / PS_PER_NS).max(1));
+        self.count += 1;
+        self.sum += slowdown;
+    }
+
+    /// Messages recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Percentiles and mean (see the [module docs](self)).
+    pub fn summary(&self) -> Summary {
+        if self.count == 0 {
+            return Summary::default();
+        }
+        let s = |q: f64| self.slowdown.value_at_quantile(q) as f64 / 1000.0;
+        let t = |q: f64| self.time.value_at_quantile(q) as f64 / 1000.0;
+        Summary {
+            count: self.count,
+            p50: s(0.5),
+            p99: s(0.99),
+            p999: s(0.999),
+            mean: self.sum / self.count as f64,
+            p50_us: t(0.5),
+            p99_us: t(0.99),
+        }
+    }
+}
+
+/// The value at index `floor(q * n)` (clamped) of sorted values; NaN if
+/// there are none. The simulator itself no longer uses it (its percentiles
+/// are HdrHistogram's); it stays, unchanged, for the `homa` command's
+/// statistics until they record into HdrHistograms too.
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -64,39 +159,21 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
-impl Summary {
-    /// Summarises samples (any order).
-    pub fn of(samples: &[Sample]) -> Summary {
-        if samples.is_empty() {
-            return Summary::default();
-        }
-        let mut s: Vec<f64> = samples.iter().map(Sample::slowdown).collect();
-        s.sort_by(f64::total_cmp);
-        let mut t: Vec<f64> = samples.iter().map(|x| x.time as f64 / 1e6).collect();
-        t.sort_by(f64::total_cmp);
-        Summary {
-            count: samples.len(),
-            p50: percentile(&s, 0.5),
-            p99: percentile(&s, 0.99),
-            p999: percentile(&s, 0.999),
-            mean: s.iter().sum::<f64>() / s.len() as f64,
-            p50_us: percentile(&t, 0.5),
-            p99_us: percentile(&t, 0.99),
-        }
-    }
-}
-
 /// Messages in a size range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
-    /// Sizes above this (bytes)…
+    /// Sizes above this (bytes)...
     pub above: u32,
-    /// …up to and including this.
+    /// ...up to and including this.
     pub upto: u32,
     /// Share of the workload's messages in the bucket.
     pub share: f64,
-    /// Their slowdowns.
+    /// Their slowdowns (incomplete messages included at their age).
     pub stats: Summary,
+    /// Measured messages still incomplete at the end of the run.
+    pub incomplete: u64,
+    /// Their bytes (message lengths).
+    pub incomplete_bytes: u64,
 }
 
 /// The message-count quantiles used as bucket boundaries.
@@ -110,48 +187,130 @@ pub fn bucket_bounds(dist: &SizeDist) -> Vec<u32> {
     out
 }
 
-/// Groups samples into buckets.
-pub fn buckets(dist: &SizeDist, samples: &[Sample]) -> Vec<Bucket> {
-    let bounds = bucket_bounds(dist);
-    let mut groups: Vec<Vec<Sample>> = vec![Vec::new(); bounds.len()];
-    for s in samples {
-        let i = bounds
-            .partition_point(|&b| b < s.size)
-            .min(bounds.len() - 1);
-        groups[i].push(*s);
-    }
-    let mut above = 0;
-    bounds
-        .iter()
-        .zip(groups)
-        .map(|(&upto, g)| {
-            let b = Bucket {
-                above,
-                upto,
-                share: dist.cdf(upto) - if above == 0 { 0.0 } else { dist.cdf(above) },
-                stats: Summary::of(&g),
-            };
-            above = upto;
-            b
-        })
-        .collect()
+/// Which messages make up the shortest 10% (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShortRule {
+    /// The workload's 10% quantile: shorter messages are all in.
+    pub size: u32,
+    /// Share of the messages of exactly `size` bytes that are in.
+    pub at_size: f64,
 }
 
-/// The shortest `fraction` of messages by size (ties in creation order):
-/// their largest size and their slowdowns.
-pub fn shortest(samples: &[Sample], fraction: f64) -> (u32, Summary) {
-    if samples.is_empty() {
-        return (0, Summary::default());
+impl ShortRule {
+    /// The rule for `fraction` (0.1) of `dist`'s messages.
+    pub fn new(dist: &SizeDist, fraction: f64) -> ShortRule {
+        let size = dist.quantile(fraction);
+        let below = if size > 0 { dist.cdf(size - 1) } else { 0.0 };
+        let at = dist.cdf(size) - below;
+        let at_size = if at > 0.0 {
+            ((fraction - below) / at).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        ShortRule { size, at_size }
     }
-    let mut v: Vec<(u32, u64, usize)> = samples
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.size, s.id, i))
-        .collect();
-    v.sort_unstable();
-    let n = ((samples.len() as f64 * fraction).ceil() as usize).clamp(1, samples.len());
-    let chosen: Vec<Sample> = v[..n].iter().map(|&(_, _, i)| samples[i]).collect();
-    (v[n - 1].0, Summary::of(&chosen))
+
+    /// True if message number `id` of `size` bytes is among the shortest.
+    pub fn contains(&self, id: u64, size: u32) -> bool {
+        size < self.size
+            || (size == self.size && Rng::new(id ^ 0x5851_F42D_4C95_7F2D).next_f64() < self.at_size)
+    }
+}
+
+/// Every measured message's statistics, by bucket and overall, under the
+/// run's slowdown formula and (shortest 10% and all only) the other one.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    bounds: Vec<u32>,
+    buckets: Vec<Dist>,
+    incomplete: Vec<(u64, u64)>,
+    short_rule: ShortRule,
+    short: Dist,
+    all: Dist,
+    short_alt: Dist,
+    all_alt: Dist,
+}
+
+impl Stats {
+    /// Empty statistics for `dist`'s buckets.
+    pub fn new(dist: &SizeDist) -> Stats {
+        let bounds = bucket_bounds(dist);
+        Stats {
+            buckets: vec![Dist::default(); bounds.len()],
+            incomplete: vec![(0, 0); bounds.len()],
+            bounds,
+            short_rule: ShortRule::new(dist, 0.1),
+            short: Dist::default(),
+            all: Dist::default(),
+            short_alt: Dist::default(),
+            all_alt: Dist::default(),
+        }
+    }
+
+    fn bucket(&self, size: u32) -> usize {
+        self.bounds
+            .partition_point(|&b| b < size)
+            .min(self.bounds.len() - 1)
+    }
+
+    /// Records message `id` of `size` bytes that took `time` (unloaded:
+    /// `ideal` under the run's formula, `alt` under the other). An
+    /// incomplete message is recorded with its age and counted as such.
+    pub fn record(&mut self, id: u64, size: u32, time: Ps, ideal: Ps, alt: Ps, complete: bool) {
+        let b = self.bucket(size);
+        self.buckets[b].record(time, ideal);
+        if !complete {
+            self.incomplete[b].0 += 1;
+            self.incomplete[b].1 += u64::from(size);
+        }
+        self.all.record(time, ideal);
+        self.all_alt.record(time, alt);
+        if self.short_rule.contains(id, size) {
+            self.short.record(time, ideal);
+            self.short_alt.record(time, alt);
+        }
+    }
+
+    /// Messages recorded (complete or not).
+    pub fn count(&self) -> u64 {
+        self.all.count()
+    }
+
+    /// The buckets' summaries.
+    pub fn buckets(&self, dist: &SizeDist) -> Vec<Bucket> {
+        let mut above = 0;
+        self.bounds
+            .iter()
+            .enumerate()
+            .map(|(i, &upto)| {
+                let b = Bucket {
+                    above,
+                    upto,
+                    share: dist.cdf(upto) - if above == 0 { 0.0 } else { dist.cdf(above) },
+                    stats: self.buckets[i].summary(),
+                    incomplete: self.incomplete[i].0,
+                    incomplete_bytes: self.incomplete[i].1,
+                };
+                above = upto;
+                b
+            })
+            .collect()
+    }
+
+    /// The rule choosing the shortest 10%.
+    pub fn short_rule(&self) -> ShortRule {
+        self.short_rule
+    }
+
+    /// Shortest 10%, all messages; then the same under the other formula.
+    pub fn summaries(&self) -> [Summary; 4] {
+        [
+            self.short.summary(),
+            self.all.summary(),
+            self.short_alt.summary(),
+            self.all_alt.summary(),
+        ]
+    }
 }
 
 /// Message counts.
@@ -159,12 +318,17 @@ pub fn shortest(samples: &[Sample], fraction: f64) -> (u32, Summary) {
 pub struct Messages {
     /// Created during the run.
     pub generated: u64,
+    /// Created before the end of the warm-up: not measured.
+    pub warmup: u64,
     /// Created after the warm-up (measured).
     pub measured: u64,
     /// Measured and completed.
     pub completed: u64,
-    /// Measured and not completed when the run ended.
+    /// Measured and not completed when the run ended (counted in the
+    /// percentiles at their age, see the [module docs](self)).
     pub incomplete: u64,
+    /// Their bytes.
+    pub incomplete_bytes: u64,
     /// RPCs that failed (any).
     pub failed: u64,
 }
@@ -173,15 +337,16 @@ pub struct Messages {
 /// warm-up to the end of arrivals), over all host downlinks.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Utilization {
-    /// Target load given in the configuration.
+    /// Target load given in the configuration (in the run's load model).
     pub offered: f64,
     /// Load actually generated in the window: DATA wire bytes of the
     /// messages created in it (requests and responses) over the capacity.
     /// Differs from `offered` by sampling noise, which heavy tails make
-    /// large over short windows.
+    /// large over short windows, and by the load model (the paper's counts
+    /// GRANTs and its own header sizes).
     pub generated: f64,
     /// Fraction of downlink capacity used by DATA packets, headers and
-    /// framing included (comparable with `offered`).
+    /// framing included (comparable with `generated`).
     pub data: f64,
     /// What the ideal reference (every downlink a work-conserving queue
     /// fed directly by its messages, see `ideal.rs`) carries in the window
@@ -333,12 +498,19 @@ impl Conservation {
 /// same configuration gives identical results.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
-    /// Workload name (`w1`… or a size).
+    /// The profile the configuration started from (`linux` or `paper`).
+    pub profile: String,
+    /// Workload name (`w1`... or a size).
     pub workload: String,
-    /// `raw` or `cp_node`.
+    /// `raw`, `cp_node` or `paper`.
     pub variant: String,
-    /// `one-way` or `rpc`.
+    /// `one-way`, `request` or `rpc`.
     pub mode: String,
+    /// How the load was counted (`data` or `paper`).
+    pub load_model: String,
+    /// The slowdown formula (`analytic` or `paper`) and the other one the
+    /// `alt_*` summaries use.
+    pub slowdown: (String, String),
     /// Seed.
     pub seed: u64,
     /// Hosts.
@@ -347,12 +519,16 @@ pub struct Results {
     pub rate_per_host: f64,
     /// Slowdown by size bucket.
     pub buckets: Vec<Bucket>,
-    /// Largest size among the shortest 10% of messages.
-    pub short_cutoff: u32,
+    /// The rule choosing the shortest 10%.
+    pub short_rule: ShortRule,
     /// Slowdowns of the shortest 10% of messages.
     pub short: Summary,
     /// Slowdowns of all measured messages.
     pub all: Summary,
+    /// The shortest 10% under the other slowdown formula.
+    pub alt_short: Summary,
+    /// All messages under the other slowdown formula.
+    pub alt_all: Summary,
     /// Message counts.
     pub messages: Messages,
     /// Utilisation.
@@ -362,15 +538,15 @@ pub struct Results {
     /// Causes of downlink idle time with grants outstanding.
     pub idle_causes: IdleCauses,
     /// Unfinished work over time: `(time µs, backlog, ideal backlog,
-    /// matching reference backlog)` where
-    /// the backlog is the DATA wire bytes of created messages not yet
-    /// delivered, per host, in µs of host link time, and the ideal backlog
-    /// the same for the ideal reference. Sampled 20 times during the
-    /// arrivals and once at the end. In a stable run it levels off; the
-    /// unfinished work of a heavy-tailed workload takes long to reach its
-    /// steady level, which is why utilisation over a short window can fall
-    /// short of the offered load without the network being overloaded; the
-    /// ideal backlog shows how much of it any scheduler would have.
+    /// matching reference backlog)` where the backlog is the DATA wire
+    /// bytes of created messages not yet delivered, per host, in µs of host
+    /// link time, and the ideal backlog the same for the ideal reference.
+    /// Sampled 20 times during the arrivals and once at the end. In a
+    /// stable run it levels off; the unfinished work of a heavy-tailed
+    /// workload takes long to reach its steady level, which is why
+    /// utilisation over a short window can fall short of the offered load
+    /// without the network being overloaded; the ideal backlog shows how
+    /// much of it any scheduler would have.
     pub backlog: Vec<(f64, f64, f64, f64)>,
     /// Switch buffers.
     pub buffers: Buffers,
@@ -378,7 +554,9 @@ pub struct Results {
     pub conservation: Conservation,
     /// Wire bytes on host downlinks per priority level (whole run).
     pub downlink_prio_bytes: [u64; 8],
-    /// Simulated time at the end, µs.
+    /// Simulated time when arrivals stopped, µs.
+    pub arrivals_end_us: f64,
+    /// Simulated time at the end, µs (the drain is the difference).
     pub end_us: f64,
     /// Events processed.
     pub events: u64,
@@ -392,46 +570,68 @@ mod tests {
     use super::*;
     use homa_workload::Workload;
 
-    fn s(size: u32, time: Ps) -> Sample {
-        Sample {
-            id: time,
-            size,
-            time,
-            ideal: 100,
+    #[test]
+    fn dist__percentiles_are_hdrhistograms() {
+        let mut d = Dist::default();
+        for i in 1..=100u64 {
+            d.record(i * 1_000_000, 1_000_000);
         }
+        let s = d.summary();
+        let near = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-3;
+        assert_eq!(s.count, 100);
+        // Three significant digits: the value at index ceil(q n) of the
+        // sorted values, within 0.1%.
+        assert!(near(s.p50, 50.0) && near(s.p99, 99.0), "{s:?}");
+        assert!((s.mean - 50.5).abs() < 1e-9);
+        assert!(near(s.p99_us, 99.0));
+        // Slowdowns below 2.048 are exact to the thousandth.
+        let mut d = Dist::default();
+        d.record(1_234, 1_000);
+        assert_eq!(d.summary().p99, 1.234);
+        assert_eq!(Dist::default().summary(), Summary::default());
     }
 
     #[test]
-    fn percentile__index_floor_q_n() {
-        let v: Vec<f64> = (0..100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&v, 1.0), 99.0);
-        assert!(percentile(&[], 0.5).is_nan());
-    }
-
-    #[test]
-    fn buckets__quantile_bounds_and_membership() {
+    fn stats__buckets_and_incomplete_messages() {
         let d = Workload::W4.raw();
         let b = bucket_bounds(&d);
         assert_eq!(*b.last().unwrap(), 10_000_000);
         assert!(b.windows(2).all(|w| w[0] < w[1]));
-        let samples = [s(b[0], 200), s(b[0] + 1, 300), s(10_000_000, 400)];
-        let got = buckets(&d, &samples);
+        let mut s = Stats::new(&d);
+        s.record(1, b[0], 200, 100, 100, true);
+        s.record(2, b[0] + 1, 300, 100, 100, true);
+        s.record(3, 10_000_000, 400, 100, 50, false);
+        let got = s.buckets(&d);
         assert_eq!(got[0].stats.count, 1);
         assert_eq!(got[1].stats.count, 1);
-        assert_eq!(got.last().unwrap().stats.count, 1);
-        assert_eq!(got.last().unwrap().stats.p50, 4.0);
+        let last = got.last().unwrap();
+        assert_eq!((last.stats.count, last.incomplete), (1, 1));
+        assert_eq!(last.incomplete_bytes, 10_000_000);
+        assert!((last.stats.p50 - 4.0).abs() < 0.01);
+        let [_, all, _, all_alt] = s.summaries();
+        assert_eq!(all.count, 3);
+        assert!((all.p99 - 4.0).abs() < 0.01 && (all_alt.p99 - 8.0).abs() < 0.01);
         let share: f64 = got.iter().map(|b| b.share).sum();
         assert!((share - 1.0).abs() < 1e-9);
     }
 
     #[test]
-    fn shortest__takes_smallest_sizes() {
-        let samples: Vec<Sample> = (0..20).map(|i| s(1000 - i, 100 + u64::from(i))).collect();
-        let (cut, sum) = shortest(&samples, 0.1);
-        assert_eq!(cut, 982);
-        assert_eq!(sum.count, 2);
-        assert_eq!(sum.p99, 1.19);
+    fn short_rule__draws_a_tenth() {
+        // W4's 10% quantile is a length shared by many messages: the rule
+        // takes part of them so that a tenth of the messages are in.
+        let d = Workload::W4.raw();
+        let r = ShortRule::new(&d, 0.1);
+        assert_eq!(r.size, d.quantile(0.1));
+        assert!(r.at_size > 0.0 && r.at_size < 1.0);
+        let mut rng = Rng::new(5);
+        let n = 200_000u64;
+        let short = (0..n)
+            .filter(|&id| r.contains(id, d.sample(&mut rng)))
+            .count() as f64;
+        assert!(
+            (short / n as f64 - 0.1).abs() < 0.003,
+            "{}",
+            short / n as f64
+        );
     }
 }

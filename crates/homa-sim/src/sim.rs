@@ -32,23 +32,22 @@
 //! message has completed or the drain time has passed.
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
-use homa_proto::{Endpoint, Event};
+use homa_proto::{Config, Endpoint, Event};
 use homa_workload::{rate_for_load, Poisson, Rng, SizeDist};
+use rustc_hash::FxHashMap;
 use slab::Slab;
 
 use crate::analytic::Unloaded;
 use crate::capture::{Capture, CaptureStats};
-use crate::config::{Mode, NicMode, SimConfig};
-use crate::fabric::{Fabric, Node, PortKind};
+use crate::config::{LoadModel, Mode, NicMode, Profile, SimConfig, Slowdown};
+use crate::fabric::{wire_overhead, Fabric, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
 use crate::queue::EventQueue;
 use crate::results::{
-    buckets, shortest, Buffers, Conservation, IdleCauses, Messages, ProtocolCounters, Results,
-    Sample, Summary, Utilization,
+    Buffers, Conservation, IdleCauses, Messages, ProtocolCounters, Results, Sample, Stats,
+    Utilization,
 };
 use crate::time::{from_instant, instant, ps, Ps, PS_PER_NS, PS_PER_SEC};
 use crate::SimError;
@@ -99,26 +98,10 @@ pub(crate) enum Ev {
     Diag,
 }
 
-/// Multiplicative hashing for the RPC-id maps: ids are already
-/// well-spread, and a fixed hasher keeps runs independent of OS randomness.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (v ^ (v >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    }
-}
-
-type IdMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
+/// Client RPC id -> message. `rustc-hash`'s fixed hasher: ids are
+/// well-spread, and runs stay independent of OS randomness (the map is
+/// never iterated).
+type IdMap = FxHashMap<u64, u32>;
 
 struct Host {
     ep: Endpoint,
@@ -194,9 +177,15 @@ pub struct Simulator {
     notes: Slab<Note>,
     dist: SizeDist,
     unloaded: Unloaded,
+    /// homa-proto's configuration of the endpoints (its wire arithmetic).
+    ep_config: Config,
+    overhead: u32,
     zeros: Bytes,
     scratch: Vec<u8>,
-    samples: Vec<Sample>,
+    stats: Stats,
+    /// Every completed message, when asked for (`RunParams::keep_samples`).
+    samples: Option<Vec<Sample>>,
+    completed: u64,
     host_delay: Ps,
     warmup: Ps,
     arrivals_end: Ps,
@@ -217,6 +206,7 @@ pub struct Simulator {
     protocol: String,
     events: u64,
     generated: u64,
+    warmup_messages: u64,
     measured: u64,
     outstanding: u64,
     failed: u64,
@@ -233,17 +223,22 @@ impl core::fmt::Debug for Simulator {
     }
 }
 
-/// Mean bytes on host links per message: the DATA packets of the request
-/// and of the response (when they count), headers and framing included.
+/// Mean bytes on host links per message as the load model counts them:
+/// the DATA packets of the request and of the response (when they count),
+/// headers and framing included, with homa-proto's packets; or the
+/// paper's DATA and GRANT bytes ([`crate::paper::wire_bytes`]).
 pub fn wire_bytes_per_message(cfg: &SimConfig, dist: &SizeDist) -> f64 {
-    let seg = cfg.proto.seg_size();
-    let req = dist.expectation(|l| Unloaded::message_wire_bytes(l, seg) as f64);
-    match cfg.traffic.mode {
-        Mode::OneWay { response_bytes } if cfg.traffic.count_responses => {
-            req + Unloaded::message_wire_bytes(response_bytes, seg) as f64
+    let c = &cfg.proto.endpoint;
+    let data = |l: u32| c.message_wire_bytes(l, false) as f64;
+    match (cfg.traffic.load_model, cfg.traffic.mode) {
+        (LoadModel::Paper, _) => dist.expectation(|l| crate::paper::wire_bytes(l) as f64),
+        (LoadModel::Data { .. }, Mode::Rpc) => 2.0 * dist.expectation(data),
+        (LoadModel::Data { count_responses }, Mode::Request { response_bytes })
+            if count_responses =>
+        {
+            dist.expectation(data) + data(response_bytes)
         }
-        Mode::OneWay { .. } => req,
-        Mode::Rpc => 2.0 * req,
+        (LoadModel::Data { .. }, _) => dist.expectation(data),
     }
 }
 
@@ -253,14 +248,18 @@ impl Simulator {
         cfg.validate()?;
         let t = &cfg.topology;
         let dist = cfg.traffic.workload.dist(cfg.traffic.variant);
-        let max_msg = match cfg.traffic.mode {
-            Mode::OneWay { response_bytes } => dist.max_length().max(response_bytes),
-            Mode::Rpc => dist.max_length(),
-        };
+        let max_msg = cfg.max_message(&dist);
         let resolved = cfg.proto.resolve(&dist, t.host_link_bps, max_msg);
         let ep_cfg = resolved.config.clone();
         let pull = cfg.host.nic == NicMode::Pull;
-        let fabric = Fabric::new(t, ps(cfg.host.nic_delay), pull, cfg.seed);
+        let h = &cfg.host;
+        let fabric = Fabric::new(
+            t,
+            ps(h.nic_delay) + ps(h.tx_delay),
+            ps(h.rx_delay),
+            pull,
+            cfg.seed,
+        );
         let rate = rate_for_load(
             cfg.traffic.load,
             t.host_link_bps as f64,
@@ -297,9 +296,13 @@ impl Simulator {
             msgs: Slab::new(),
             notes: Slab::new(),
             unloaded: Unloaded::new(cfg),
+            overhead: wire_overhead(),
+            // Zeroed by the allocator: pages never written stay shared.
             zeros: Bytes::from(vec![0u8; max_msg as usize]),
             scratch: Vec::new(),
-            samples: Vec::new(),
+            stats: Stats::new(&dist),
+            samples: cfg.run.keep_samples.then(Vec::new),
+            completed: 0,
             host_delay: ps(cfg.host.host_delay),
             warmup: ps(cfg.run.warmup),
             arrivals_end,
@@ -311,10 +314,19 @@ impl Simulator {
             probe_interval: (arrivals_end / PROBES).max(1),
             idle_causes: IdleCauses::default(),
             ideal: Ideal::new(t.hosts(), t.host_link_bps, ps(cfg.run.warmup), arrivals_end),
-            greedy: Greedy::default(),
+            greedy: Greedy::new(
+                cfg.run.matching,
+                t.hosts(),
+                t.host_link_bps,
+                ep_cfg.message_wire_bytes(ep_cfg.max_seg_data(false), false),
+                ps(cfg.run.warmup),
+                arrivals_end,
+            ),
             protocol: resolved.summary(),
+            ep_config: ep_cfg,
             events: 0,
             generated: 0,
+            warmup_messages: 0,
             measured: 0,
             outstanding: 0,
             failed: 0,
@@ -353,9 +365,10 @@ impl Simulator {
         v.into_iter().map(|e| e.1).collect()
     }
 
-    /// Completed measured messages so far, in completion order.
+    /// Completed measured messages so far, in completion order (empty
+    /// unless `RunParams::keep_samples` is set).
     pub fn samples(&self) -> &[Sample] {
-        &self.samples
+        self.samples.as_deref().unwrap_or(&[])
     }
 
     /// The endpoint of host `h`.
@@ -373,20 +386,23 @@ impl Simulator {
     /// the only traffic). It is measured if created after the warm-up.
     pub fn add_message(&mut self, at: Ps, src: u32, dst: u32, size: u32) {
         let measured = at >= self.warmup;
-        let seg = self.cfg.proto.seg_size();
-        let response = match self.cfg.traffic.mode {
-            Mode::OneWay { response_bytes } => response_bytes,
-            Mode::Rpc => size,
+        let c = &self.ep_config;
+        let req_wire = c.message_wire_bytes(size, false);
+        let resp_wire = match self.cfg.traffic.mode {
+            Mode::OneWay => 0,
+            Mode::Request { response_bytes } => c.message_wire_bytes(response_bytes, false),
+            Mode::Rpc => req_wire,
         };
-        let (req_wire, resp_wire) = (
-            Unloaded::message_wire_bytes(size, seg),
-            Unloaded::message_wire_bytes(response, seg),
-        );
         let wire = req_wire + resp_wire;
         self.ideal.arrive(dst, at, req_wire);
-        self.ideal.arrive(src, at, resp_wire);
         self.greedy.arrive(at, src, dst, req_wire);
-        self.greedy.arrive(at, dst, src, resp_wire);
+        if resp_wire > 0 {
+            self.ideal.arrive(src, at, resp_wire);
+            self.greedy.arrive(at, dst, src, resp_wire);
+        }
+        if !measured {
+            self.warmup_messages += 1;
+        }
         self.offered_wire += wire;
         if measured && at < self.arrivals_end {
             self.window_offered += wire;
@@ -408,7 +424,12 @@ impl Simulator {
             self.measured += 1;
             self.outstanding += 1;
         }
-        self.q.push(at + self.host_delay, Ev::AppSend { msg: key });
+        if self.ran && at == self.now && self.host_delay == 0 {
+            // No hand-off delay: no event either.
+            self.app_send(key);
+        } else {
+            self.q.push(at + self.host_delay, Ev::AppSend { msg: key });
+        }
     }
 
     fn schedule_arrival(&mut self, h: u32) {
@@ -433,6 +454,8 @@ impl Simulator {
         let mut next_report = 0u64;
         while let Some(t) = self.q.peek_time() {
             if t > self.hard_end {
+                // The network was simulated up to the hard end.
+                self.now = self.now.max(self.hard_end);
                 break;
             }
             if self.now >= self.arrivals_end && self.outstanding == 0 {
@@ -467,7 +490,7 @@ impl Simulator {
             arrivals_end: self.arrivals_end,
             hard_end: self.hard_end,
             events: self.events,
-            completed: self.samples.len() as u64,
+            completed: self.completed,
             outstanding: self.outstanding,
         }
     }
@@ -596,19 +619,51 @@ impl Simulator {
             _ => return,
         };
         let key = self.notes.insert(note) as u32;
-        self.q
-            .push(self.now + self.host_delay, Ev::AppNote { note: key });
+        if self.host_delay == 0 && matches!(note, Note::Request { .. }) {
+            // No hand-off delay: the application takes the request now
+            // (it touches no other state of this host's driver loop).
+            self.app_note(key);
+        } else {
+            self.q
+                .push(self.now + self.host_delay, Ev::AppNote { note: key });
+        }
     }
 
     fn app_note(&mut self, key: u32) {
         match self.notes[key as usize] {
-            Note::Request { msg, .. } => {
-                if let (Some(m), Mode::OneWay { .. }) = (msg, self.cfg.traffic.mode) {
-                    self.complete(m);
+            Note::Request {
+                host,
+                peer,
+                id,
+                msg,
+                ..
+            } => match self.cfg.traffic.mode {
+                Mode::OneWay => {
+                    // Nothing comes back: the server drops the request, the
+                    // client forgets its RPC (see `Mode::OneWay`).
+                    self.notes.remove(key as usize);
+                    let _ = self.hosts[host as usize].ep.discard_request(PORT, peer, id);
+                    if let Some(m) = msg {
+                        self.complete(m);
+                        let src = self.msgs[m as usize].src;
+                        let client = &mut self.hosts[src as usize];
+                        client.rpcs.remove(&(id ^ 1));
+                        let _ = client.ep.abort(PORT, id ^ 1);
+                        self.finish_msg(m, true);
+                    }
                 }
-                self.q
-                    .push(self.now + self.host_delay, Ev::AppRespond { note: key });
-            }
+                Mode::Request { .. } => {
+                    if let Some(m) = msg {
+                        self.complete(m);
+                    }
+                    self.q
+                        .push(self.now + self.host_delay, Ev::AppRespond { note: key });
+                }
+                Mode::Rpc => {
+                    self.q
+                        .push(self.now + self.host_delay, Ev::AppRespond { note: key });
+                }
+            },
             Note::Response { host, id } => {
                 self.notes.remove(key as usize);
                 if let Some(m) = self.hosts[host as usize].rpcs.remove(&id) {
@@ -649,8 +704,8 @@ impl Simulator {
             unreachable!("only requests are answered");
         };
         let size = match self.cfg.traffic.mode {
-            Mode::OneWay { response_bytes } => response_bytes,
-            Mode::Rpc => len,
+            Mode::Request { response_bytes } => response_bytes,
+            Mode::Rpc | Mode::OneWay => len,
         };
         let payload = self.zeros.slice(..size as usize);
         let now = instant(self.now);
@@ -667,20 +722,33 @@ impl Simulator {
         if !m.measured || m.created == Ps::MAX {
             return;
         }
-        let inter = self.fabric.rack(m.src) != self.fabric.rack(m.dst);
-        let ideal = match self.cfg.traffic.mode {
-            Mode::OneWay { .. } => self.unloaded.one_way(m.size, inter),
-            Mode::Rpc => self.unloaded.rpc(m.size, m.size, inter),
-        };
-        self.samples.push(Sample {
-            id: m.id,
-            size: m.size,
-            time: self.now - m.created,
-            ideal,
-        });
+        let time = self.now - m.created;
+        let (ideal, alt) = self.ideal_times(&m);
+        self.stats.record(m.id, m.size, time, ideal, alt, true);
+        if let Some(v) = self.samples.as_mut() {
+            v.push(Sample {
+                id: m.id,
+                size: m.size,
+                time,
+                ideal,
+            });
+        }
+        self.completed += 1;
         self.outstanding -= 1;
         // Mark as completed so a late duplicate cannot count twice.
         self.msgs[key as usize].created = Ps::MAX;
+    }
+
+    /// A message's unloaded time under the run's formula and the other.
+    fn ideal_times(&self, m: &Msg) -> (Ps, Ps) {
+        let inter = self.fabric.rack(m.src) != self.fabric.rack(m.dst);
+        match self.cfg.traffic.mode {
+            Mode::OneWay | Mode::Request { .. } => self.unloaded.both(m.size, inter),
+            Mode::Rpc => {
+                let (a, b) = self.unloaded.both(m.size, inter);
+                (2 * a, 2 * b)
+            }
+        }
     }
 
     /// The message's RPC is over (response received or failure).
@@ -783,7 +851,7 @@ impl Simulator {
             p.dport = t.destination.port();
             p.tos = t.tos;
             p.prio = t.priority;
-            p.classify();
+            p.classify(self.overhead);
             self.fabric.inject(port, id, 0, now, &mut self.q);
             offset = end;
         }
@@ -897,6 +965,8 @@ impl Simulator {
         if self.backlog.last().is_none_or(|b| b.0 < self.now) {
             let ideal = self.ideal.backlog_at(self.now);
             self.backlog.push((self.now, backlog, ideal));
+            self.greedy.advance_to(self.now);
+            self.greedy.sample_backlog();
         }
     }
 
@@ -921,27 +991,35 @@ impl Simulator {
         c
     }
 
-    fn results(&self) -> Results {
-        let mut samples = self.samples.clone();
-        samples.sort_by_key(|s| s.id);
-        let (short_cutoff, short) = shortest(&samples, 0.1);
+    /// Records every measured message still incomplete at the end, at its
+    /// age (see the results module's docs). Call once, at the end.
+    fn record_incomplete(&mut self) {
+        let now = self.now;
+        let open: Vec<Msg> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| m.measured && m.created != Ps::MAX)
+            .map(|(_, m)| *m)
+            .collect();
+        for m in open {
+            let (ideal, alt) = self.ideal_times(&m);
+            self.stats
+                .record(m.id, m.size, now - m.created, ideal, alt, false);
+        }
+    }
+
+    fn results(&mut self) -> Results {
+        self.record_incomplete();
+        let end = self.now.max(self.arrivals_end);
+        self.greedy.advance_to(end);
         let t = &self.cfg.topology;
         let window_ps = self.arrivals_end.saturating_sub(self.warmup).max(1);
         let capacity_bytes = t.host_link_bps as f64 / 8.0
             * (window_ps as f64 / PS_PER_SEC as f64)
             * f64::from(t.hosts());
         let w = self.fabric.window;
-        let probes: Vec<Ps> = self.backlog.iter().map(|b| b.0).collect();
-        let seg = self.cfg.proto.seg_size();
-        let full = Unloaded::message_wire_bytes(seg, seg);
-        let (greedy_bytes, greedy_backlog) = self.greedy.run(
-            t.hosts(),
-            t.host_link_bps,
-            full,
-            self.warmup,
-            self.arrivals_end,
-            &probes,
-        );
+        let greedy_bytes = self.greedy.window_bytes();
+        let greedy_backlog = self.greedy.backlog_samples();
         let mut buffers = Buffers::default();
         for s in &self.fabric.switches {
             let m = if s.agg {
@@ -963,31 +1041,59 @@ impl Simulator {
         let flow = self.fabric.flow;
         let (dropped_packets, dropped_bytes) = self.fabric.dropped();
         let (in_flight_packets, in_flight_bytes) = self.fabric.in_flight();
-        let completed = self.samples.len() as u64;
         let t_hosts = t.hosts();
         let t_bps = t.host_link_bps as f64;
+        let [short, all, alt_short, alt_all] = self.stats.summaries();
+        let buckets = self.stats.buckets(&self.dist);
+        let incomplete_bytes = buckets.iter().map(|b| b.incomplete_bytes).sum();
+        let name = |s: Slowdown| match s {
+            Slowdown::Analytic => "analytic".to_string(),
+            Slowdown::Paper => "paper".to_string(),
+        };
+        let other = match self.cfg.slowdown {
+            Slowdown::Analytic => Slowdown::Paper,
+            Slowdown::Paper => Slowdown::Analytic,
+        };
         Results {
+            profile: match self.cfg.profile {
+                Profile::Linux => "linux".into(),
+                Profile::Paper => "paper".into(),
+            },
             workload: self.cfg.traffic.workload.name(),
             variant: match self.cfg.traffic.variant {
                 homa_workload::Variant::Raw => "raw".into(),
                 homa_workload::Variant::CpNode => "cp_node".into(),
+                homa_workload::Variant::Paper => "paper".into(),
             },
             mode: match self.cfg.traffic.mode {
-                Mode::OneWay { .. } => "one-way".into(),
+                Mode::OneWay => "one-way".into(),
+                Mode::Request { .. } => "request".into(),
                 Mode::Rpc => "rpc".into(),
             },
+            load_model: match self.cfg.traffic.load_model {
+                LoadModel::Data {
+                    count_responses: true,
+                } => "data (responses included)".into(),
+                LoadModel::Data { .. } => "data".into(),
+                LoadModel::Paper => "paper (DATA and GRANT, its headers)".into(),
+            },
+            slowdown: (name(self.cfg.slowdown), name(other)),
             seed: self.cfg.seed,
             hosts: t.hosts(),
             rate_per_host: self.rate_per_host,
-            buckets: buckets(&self.dist, &samples),
-            short_cutoff,
+            buckets,
+            short_rule: self.stats.short_rule(),
             short,
-            all: Summary::of(&samples),
+            all,
+            alt_short,
+            alt_all,
             messages: Messages {
                 generated: self.generated,
+                warmup: self.warmup_messages,
                 measured: self.measured,
-                completed,
+                completed: self.completed,
                 incomplete: self.outstanding,
+                incomplete_bytes,
                 failed: self.failed,
             },
             utilization: Utilization {
@@ -1007,11 +1113,12 @@ impl Simulator {
             backlog: self
                 .backlog
                 .iter()
-                .zip(greedy_backlog)
-                .map(|(&(t, b, i), g)| {
+                .enumerate()
+                .map(|(i, &(t, b, ideal))| {
+                    let g = greedy_backlog.get(i).copied().unwrap_or(f64::NAN);
                     // Per host, in microseconds of host link time.
                     let us = |bytes: f64| bytes / f64::from(t_hosts) * 8.0 / t_bps * 1e6;
-                    (t as f64 / 1e6, us(b as f64), us(i), us(g))
+                    (t as f64 / 1e6, us(b as f64), us(ideal), us(g))
                 })
                 .collect(),
             buffers,
@@ -1026,6 +1133,7 @@ impl Simulator {
                 in_flight_bytes,
             },
             downlink_prio_bytes: self.fabric.downlink_prio_bytes,
+            arrivals_end_us: self.arrivals_end as f64 / 1e6,
             end_us: self.now as f64 / 1e6,
             events: self.events,
             protocol: self.protocol.clone(),

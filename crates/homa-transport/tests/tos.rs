@@ -121,8 +121,9 @@ impl RawPeer {
     }
 }
 
-/// Default levels: a short request's DATA at 6 (a peer that sent no
-/// CUTOFFS yet), control packets at 7; `level << 5` on the wire.
+/// Default levels: a 1000-byte request's DATA at 6 (a peer that sent no
+/// CUTOFFS yet: the sender's own default cutoffs put 201..=2800 bytes at
+/// level 6), control packets at 7; `level << 5` on the wire.
 const DATA_TOS: u8 = 6 << 5;
 const CONTROL_TOS: u8 = 7 << 5;
 
@@ -135,7 +136,7 @@ fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     // DATA, then a control packet, then DATA again: the level changes
     // twice, so a setting kept on the socket must follow it.
     let mut first = client
-        .start_call_timeout(dest, vec![1u8; 100], HANG)
+        .start_call_timeout(dest, vec![1u8; 1000], HANG)
         .unwrap();
     let (ty, src, tos) = peer.recv();
     assert_eq!((ty, tos), (PacketType::Data, DATA_TOS), "{client_bind}");
@@ -150,7 +151,7 @@ fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
         "{client_bind}"
     );
     let _second = client
-        .start_call_timeout(dest, vec![2u8; 100], HANG)
+        .start_call_timeout(dest, vec![2u8; 1000], HANG)
         .unwrap();
     let (ty, _, tos) = peer.recv();
     assert_eq!((ty, tos), (PacketType::Data, DATA_TOS), "{client_bind}");

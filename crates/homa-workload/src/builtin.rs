@@ -9,11 +9,20 @@
 //!   0.0025, 1.2)` (`<w>_cp_node.csv`), so no message exceeds 1 MB. cp_node
 //!   further raises every length to at least 12 bytes (its message header);
 //!   that clamp is not applied here (see [`SizeDist::clamp_min`]).
+//! * [`Variant::Paper`]: what the paper's simulator (HomaSimulation)
+//!   generates, where it differs from the kernel's tables: W1 keeps its
+//!   generalized-Pareto tail (the kernel's table stops at 100 KB and puts
+//!   the remaining 2.5e-7 of the messages there), and W5's lengths are whole
+//!   packets of 1442 bytes (the simulator's DATA payload; the kernel's table
+//!   converted packets at 1470 bytes, 1430 for the first). W2-W4 are the raw
+//!   tables (the kernel's table also moves W2's 2-4 byte and W3's 3-byte
+//!   messages to 8 bytes; all of them fit one minimum-size frame, so
+//!   slowdowns and load are the same).
 
 use core::fmt;
 use core::str::FromStr;
 
-use crate::dist::{Reduction, SizeDist};
+use crate::dist::{CdfPoint, Reduction, SizeDist};
 use crate::Error;
 
 /// Which form of a workload to use (see the [module docs](self)).
@@ -24,6 +33,9 @@ pub enum Variant {
     Raw,
     /// The reduced CDF capped at 1 MB that the kernel benchmark samples.
     CpNode,
+    /// What the paper's simulator generates (W1's tail, W5 in 1442-byte
+    /// packets; see the [module docs](self)).
+    Paper,
 }
 
 impl FromStr for Variant {
@@ -32,6 +44,7 @@ impl FromStr for Variant {
         match s {
             "raw" => Ok(Variant::Raw),
             "cp_node" | "cp-node" | "capped" => Ok(Variant::CpNode),
+            "paper" => Ok(Variant::Paper),
             _ => Err(Error::UnknownWorkload(s.to_string())),
         }
     }
@@ -145,8 +158,71 @@ impl Workload {
         match variant {
             Variant::Raw => self.raw(),
             Variant::CpNode => self.cp_node(),
+            Variant::Paper => self.paper(),
         }
     }
+
+    /// What the paper's simulator generates (see the [module docs](self)).
+    pub fn paper(self) -> SizeDist {
+        match self {
+            Workload::W1 => w1_with_tail(),
+            // The kernel's table: packets x 1470 bytes (1430 for one).
+            Workload::W5 => self
+                .raw()
+                .map_lengths(|l| (l as f64 / 1470.0).round() as u32 * PAPER_PACKET_DATA),
+            _ => self.raw(),
+        }
+    }
+}
+
+/// Message bytes per packet in the paper's simulator (1500-byte frames less
+/// IP, UDP and its 30-byte unscheduled DATA header): W5's unit.
+pub const PAPER_PACKET_DATA: u32 = 1442;
+
+/// W1's tail in the paper's simulator: beyond 15 bytes (cumulative share
+/// 0.47), lengths follow a generalized Pareto distribution with shape
+/// `W1_TAIL_SHAPE` and scale `W1_TAIL_SCALE` bytes, rounded to whole bytes
+/// and capped at `W1_TAIL_MAX`.
+pub const W1_TAIL_SHAPE: f64 = 0.348238;
+/// See [`W1_TAIL_SHAPE`].
+pub const W1_TAIL_SCALE: f64 = 214.476;
+/// See [`W1_TAIL_SHAPE`].
+pub const W1_TAIL_MAX: u32 = 1 << 30;
+
+/// W1 as the paper's simulator draws it: the kernel's table up to 15 bytes
+/// (it merges 1-7 into 8, which changes nothing that is measured), then the
+/// generalized Pareto tail as a table: every length up to 16 KiB exactly
+/// (the probability that the rounded draw is that length), then lengths 1%
+/// apart, each taking the probability of the draws rounded into the range
+/// it closes (so a long message may be up to 1% longer than drawn).
+fn w1_with_tail() -> SizeDist {
+    let head = Workload::W1.raw();
+    let (x0, y0) = (15u32, head.cdf(15));
+    let cdf = |x: f64| -> f64 {
+        if x <= f64::from(x0) {
+            return y0;
+        }
+        let z = 1.0 + W1_TAIL_SHAPE * (x - f64::from(x0)) / W1_TAIL_SCALE;
+        y0 + (1.0 - y0) * (1.0 - z.powf(-1.0 / W1_TAIL_SHAPE))
+    };
+    let mut points: Vec<CdfPoint> = head
+        .points()
+        .iter()
+        .copied()
+        .filter(|p| p.length < x0)
+        .collect();
+    let mut push = |length: u32, fraction: f64| points.push(CdfPoint { length, fraction });
+    let mut len = x0;
+    while len < W1_TAIL_MAX {
+        push(len, cdf(f64::from(len) + 0.5));
+        len = if len < 16_384 {
+            len + 1
+        } else {
+            ((f64::from(len) * 1.01) as u32).min(W1_TAIL_MAX)
+        };
+    }
+    push(W1_TAIL_MAX, 1.0);
+    SizeDist::from_cdf(points).expect("the W1 tail is a valid distribution")
 }
 
 impl fmt::Display for Workload {
@@ -237,6 +313,48 @@ mod tests {
         assert!("w9".parse::<SizeSpec>().is_err());
         assert_eq!("cp_node".parse::<Variant>().unwrap(), Variant::CpNode);
         assert_eq!(SizeSpec::Fixed(5).dist(Variant::Raw).mean(), 5.0);
+    }
+
+    /// The paper variant by hand: W1's Pareto tail (its survival function
+    /// at 1000 bytes, its mean) and W5 in whole 1442-byte packets.
+    #[test]
+    fn paper__w1_tail_and_w5_packets() {
+        let w1 = Workload::W1.paper();
+        // Beyond a few hundred MB the remaining probability is below f64's
+        // resolution: the table ends there.
+        assert!(w1.max_length() <= 1 << 30 && w1.max_length() > 100_000_000);
+        assert!(
+            (w1.cdf(15)
+                - (0.47
+                    + 0.53
+                        * (1.0
+                            - (1.0 + W1_TAIL_SHAPE * 0.5 / W1_TAIL_SCALE)
+                                .powf(-1.0 / W1_TAIL_SHAPE))))
+            .abs()
+                < 1e-12
+        );
+        // P(length > 1000) = 0.53 (1 + k (1000.5 - 15) / sigma)^(-1/k).
+        let tail = 0.53 * (1.0 + W1_TAIL_SHAPE * 985.5 / W1_TAIL_SCALE).powf(-1.0 / W1_TAIL_SHAPE);
+        assert!(
+            (1.0 - w1.cdf(1000) - tail).abs() < 1e-12,
+            "{}",
+            1.0 - w1.cdf(1000)
+        );
+        // Mean: the head (the kernel's 8..15 bytes, 4.393 B) plus 0.53 x
+        // (15 + sigma / (1 - k)). (The paper's file says 185 B: its head has
+        // the 1-7 byte messages the kernel's table moved to 8.)
+        let mean = 4.393 + 0.53 * (15.0 + W1_TAIL_SCALE / (1.0 - W1_TAIL_SHAPE));
+        assert!(
+            (w1.mean() / mean - 1.0).abs() < 0.001,
+            "{} {mean}",
+            w1.mean()
+        );
+        assert!(Workload::W1.raw().max_length() == 100_000);
+        let w5 = Workload::W5.paper();
+        assert!(w5.points().iter().all(|p| p.length % 1442 == 0));
+        assert_eq!(w5.max_length(), 20_000 * 1442);
+        assert_eq!(w5.min_length(), 1442);
+        assert_eq!(Workload::W4.paper(), Workload::W4.raw());
     }
 
     #[test]

@@ -260,7 +260,7 @@ impl SizeDist {
 
     /// Applies a non-decreasing function to every length, merging points
     /// that become equal.
-    fn map_lengths(&self, f: impl Fn(u32) -> u32) -> SizeDist {
+    pub(crate) fn map_lengths(&self, f: impl Fn(u32) -> u32) -> SizeDist {
         let mut out: Vec<CdfPoint> = Vec::with_capacity(self.points.len());
         for p in &self.points {
             let length = f(p.length);

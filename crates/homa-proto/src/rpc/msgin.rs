@@ -14,7 +14,11 @@
 //! `granted` plus one packet of slack (a sender transmits whole packets, so
 //! the packet that starts just below `granted` may end above it). Packets
 //! starting at or beyond `granted` are refused, so memory follows grants,
-//! never the length a peer claims.
+//! never the length a peer claims. The buffer is paged: a page is allocated
+//! when the first byte in it arrives and never moves, so raising a grant
+//! costs nothing and a preempted long message holds only what it received
+//! (growing one contiguous buffer per grant reallocated and copied it, and
+//! left the heap fragmented by buffers of every size).
 //!
 //! Each gap also remembers the lowest priority level at which any packet
 //! from beyond it arrived (when the driver reports arrival levels). Packets
@@ -49,6 +53,11 @@ pub(crate) enum AddOutcome {
 /// Bytes of buffer kept beyond `granted`: the largest possible packet.
 pub(crate) const GRANT_SLACK: u32 = 65_536;
 
+/// Bytes per page of the receive buffer. Pages are allocated as bytes
+/// arrive in them, never moved, and all (but a message's last or only one)
+/// have this size, so freed pages are reused as they are.
+pub(crate) const PAGE: usize = 65_536;
+
 /// A missing range `[start, end)` below `recv_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gap {
@@ -70,12 +79,15 @@ pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 #[derive(Debug)]
 pub(crate) struct MsgIn {
     length: u32,
-    /// The bytes below `recv_end` (gaps hold zeroes): bytes are appended
-    /// as they arrive rather than copied over a zeroed buffer, so the
-    /// length always equals `recv_end`. Its reserved size is `cap`.
-    buf: Vec<u8>,
-    /// Buffer bytes reserved for the message (what memory accounting
-    /// charges): see [`MsgIn::capacity_for`].
+    /// The bytes below `recv_end` (gaps hold zeroes), in pages of
+    /// [`PAGE`] bytes: page `i` holds `[i * PAGE, min((i + 1) * PAGE,
+    /// recv_end))`. Bytes are appended as they arrive rather than copied
+    /// over a zeroed buffer. A page is allocated (at its final size) when
+    /// the first byte in it arrives: raising the grant allocates and moves
+    /// nothing, and memory follows the bytes received.
+    pages: Vec<Vec<u8>>,
+    /// Buffer bytes the message may hold (what memory accounting charges):
+    /// see [`MsgIn::capacity_for`]. The pages in use never exceed it.
     cap: u32,
     recv_end: u32,
     gaps: Vec<Gap>,
@@ -104,7 +116,7 @@ impl MsgIn {
         let cap = Self::capacity_for(length, granted);
         MsgIn {
             length,
-            buf: Vec::with_capacity(cap),
+            pages: Vec::new(),
             cap: cap as u32,
             recv_end: 0,
             gaps: Vec::new(),
@@ -154,8 +166,9 @@ impl MsgIn {
             .saturating_sub(self.buffer_len())
     }
 
-    /// Raises the grant (never lowers it), growing the buffer to match.
-    /// Returns the number of buffer bytes added.
+    /// Raises the grant (never lowers it) and the buffer bytes the message
+    /// may hold with it. Returns the number of buffer bytes added to the
+    /// accounting; nothing is allocated here (pages come with the bytes).
     pub fn set_granted(&mut self, granted: u32) -> u32 {
         let granted = granted.min(self.length);
         if granted <= self.granted {
@@ -163,10 +176,7 @@ impl MsgIn {
         }
         let grow = self.growth_for(granted);
         self.granted = granted;
-        if grow > 0 {
-            self.cap += grow;
-            self.buf.reserve(self.cap as usize - self.buf.len());
-        }
+        self.cap += grow;
         grow
     }
 
@@ -302,10 +312,9 @@ impl MsgIn {
                     beyond_level: level,
                 });
             }
-            // `buf` holds exactly the bytes below recv_end: zero the new
-            // gap (if any), then append.
-            self.buf.resize(from as usize, 0);
-            self.buf.extend_from_slice(&data[(from - start) as usize..]);
+            // The pages hold exactly the bytes below recv_end: zero the
+            // new gap (if any), then append.
+            self.append(from - self.recv_end, &data[(from - start) as usize..]);
             added += end - from;
             self.recv_end = end;
         }
@@ -316,21 +325,78 @@ impl MsgIn {
         AddOutcome::Accepted(added)
     }
 
+    /// Overwrites bytes below `recv_end` (a gap being filled).
     fn copy_in(&mut self, at: u32, bytes: &[u8]) {
-        self.buf[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+        let mut at = at as usize;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (page, off) = (at / PAGE, at % PAGE);
+            let n = rest.len().min(PAGE - off);
+            self.pages[page][off..off + n].copy_from_slice(&rest[..n]);
+            at += n;
+            rest = &rest[n..];
+        }
     }
 
-    /// The assembled message's storage. Call only when complete.
-    pub fn into_vec(self) -> Vec<u8> {
-        debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
-        self.buf
+    /// Appends `zeros` zero bytes, then `data`, at `recv_end` (the caller
+    /// then moves `recv_end`), opening pages as they are reached.
+    fn append(&mut self, zeros: u32, data: &[u8]) {
+        let mut end = self.recv_end as usize;
+        let mut zeros = zeros as usize;
+        let mut rest = data;
+        while zeros > 0 || !rest.is_empty() {
+            let page = end / PAGE;
+            if page == self.pages.len() {
+                let size = (self.length as usize - page * PAGE).min(PAGE);
+                self.pages.push(Vec::with_capacity(size));
+            }
+            let p = &mut self.pages[page];
+            let room = PAGE - end % PAGE;
+            if zeros > 0 {
+                let n = zeros.min(room);
+                p.resize(p.len() + n, 0);
+                zeros -= n;
+                end += n;
+            } else {
+                let n = rest.len().min(room);
+                p.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                end += n;
+            }
+        }
+    }
+
+    /// The assembled message's storage. Call only when complete. A
+    /// message of one page is handed over as it is; a longer one is
+    /// copied once into contiguous storage.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        debug_assert!(self.is_complete() && self.recv_end == self.length);
+        if self.pages.len() == 1 {
+            return self.pages.pop().unwrap_or_default();
+        }
+        let mut out = Vec::with_capacity(self.length as usize);
+        for p in &self.pages {
+            out.extend_from_slice(p);
+        }
+        out
     }
 
     /// The assembled message. Call only when complete.
     #[cfg(test)]
     pub fn into_bytes(self) -> bytes::Bytes {
-        debug_assert!(self.is_complete() && self.buf.len() == self.length as usize);
-        bytes::Bytes::from(self.buf)
+        bytes::Bytes::from(self.into_vec())
+    }
+
+    /// Address of the first page's storage (tests: nothing moves).
+    #[cfg(test)]
+    fn first_byte_addr(&self) -> usize {
+        self.pages.first().map_or(0, |p| p.as_ptr() as usize)
+    }
+
+    /// Bytes of storage allocated (tests: memory follows arrivals).
+    #[cfg(test)]
+    fn allocated(&self) -> usize {
+        self.pages.iter().map(Vec::capacity).sum()
     }
 }
 
@@ -502,6 +568,43 @@ mod tests {
         assert_eq!(m.gaps()[1].beyond_level, 2);
         assert_eq!(m.level_floor(1000, 2000), 5, "unscheduled hole");
         assert_eq!(m.level_floor(3000, 12_000), 2, "straddles into scheduled");
+    }
+
+    /// Raising the grant allocates nothing and moves nothing: bytes
+    /// already received stay where they are, and memory follows the bytes
+    /// that arrived, not the grant.
+    #[test]
+    fn set_granted__does_not_move_or_allocate() {
+        let mut m = MsgIn::new(10_000_000, 10_000, Instant::ZERO);
+        add(&mut m, 0, 1000);
+        let before = m.first_byte_addr();
+        let held = m.allocated();
+        for g in (1..100).map(|i| 10_000 + i * 100_000) {
+            m.set_granted(g);
+        }
+        assert_eq!(m.first_byte_addr(), before);
+        assert_eq!(m.allocated(), held);
+        assert!(held <= PAGE, "{held}");
+        // Bytes far into the message take pages as they arrive.
+        add(&mut m, 5_000_000, 5_001_000);
+        assert!(m.allocated() <= 5_001_000 + PAGE);
+        assert_eq!(m.first_byte_addr(), before);
+    }
+
+    #[test]
+    fn into_vec__pages_assemble_in_order() {
+        let len = 3 * PAGE as u32 + 17;
+        let mut m = MsgIn::new(len, len, Instant::ZERO);
+        // Out of order, across page boundaries, with a gap filled last.
+        add(&mut m, PAGE as u32 - 5, 2 * PAGE as u32 + 3);
+        add(&mut m, 2 * PAGE as u32 + 100, len);
+        add(&mut m, 0, PAGE as u32 - 5);
+        assert_eq!(
+            add(&mut m, 2 * PAGE as u32, 2 * PAGE as u32 + 100),
+            AddOutcome::Accepted(97)
+        );
+        assert!(m.is_complete());
+        assert_eq!(&m.into_bytes()[..], &bytes(0..len)[..]);
     }
 
     #[test]
