@@ -43,10 +43,11 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use slab::Slab;
 
+use crate::amo::{DoneIds, Seen};
 use crate::config::{Config, ConfigError};
 use crate::grant::Grants;
 use crate::pacer::Pacer;
-use crate::peer::{DoneIds, Peer};
+use crate::peer::Peer;
 use crate::prio::Prio;
 use crate::rng::Rng;
 use crate::rpc::msgin::UNKNOWN_LEVEL;
@@ -99,18 +100,40 @@ pub enum Error {
 }
 
 /// Why an RPC failed.
+///
+/// Which errors say the request did not run: `PortUnreachable` and
+/// `HostUnreachable` (the request never reached a server completely),
+/// `NotServer`. Which say it may have: `Timeout` (the server stopped
+/// answering), `OutcomeUnknown`, `Abandoned` (it did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// The peer was silent for longer than the configured timeout.
+    /// The peer stopped answering: nothing came from it (not even BUSY)
+    /// for the configured `timeout`. The request may have run.
     #[error("rpc timed out")]
     Timeout,
-    /// No socket listens at the destination (ICMP port unreachable).
+    /// No socket listens at the destination (ICMP port unreachable) and
+    /// the request was never completely sent: it did not run.
     #[error("destination port unreachable")]
     PortUnreachable,
-    /// The destination host cannot be reached (ICMP host unreachable).
+    /// The destination host cannot be reached (ICMP host unreachable) and
+    /// the request was never completely sent: it did not run.
     #[error("destination host unreachable")]
     HostUnreachable,
+    /// The server restarted (or vanished: ICMP unreachable) after the
+    /// request may have reached it: it may or may not have run, and it
+    /// will not be run again.
+    #[error("server restarted: outcome unknown")]
+    OutcomeUnknown,
+    /// The server ran the request (its application received it) but
+    /// dropped the RPC before its response reached us (it gave up waiting,
+    /// or its application discarded the request).
+    #[error("server abandoned the rpc after running it")]
+    Abandoned,
+    /// The destination socket does not accept requests (a client-only
+    /// socket); the request did not run.
+    #[error("destination does not serve requests")]
+    NotServer,
 }
 
 /// An ICMP error reported by the driver's network stack.
@@ -253,8 +276,15 @@ pub struct Endpoint {
     /// At-most-once floors of collected peers (bounded, oldest evicted).
     pub(crate) retired: Map<SocketAddr, u64>,
     pub(crate) retired_order: VecDeque<SocketAddr>,
-    /// Hash keys of the peers' records of finished requests.
-    pub(crate) done_hasher: ahash::RandomState,
+    /// This endpoint's incarnation as a server (40 bits, nonzero): see the
+    /// `amo` module.
+    pub(crate) incarnation: u64,
+    /// The first instant any input brought: the incarnation's uptime counts
+    /// from here (it cannot have run anything earlier).
+    pub(crate) born: Option<Instant>,
+    /// Link time of the DATA we received, per level (the timer's measure
+    /// of how long granted bytes may be queued).
+    pub(crate) rx_link: crate::timer::RxLink,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -268,9 +298,10 @@ impl core::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Creates an endpoint. `seed` determines the first client RPC id and
-    /// the hash keys of internal tables; give every process a different,
-    /// random seed.
+    /// Creates an endpoint. `seed` determines the first client RPC id, the
+    /// endpoint's incarnation (what tells its clients apart from those of an
+    /// earlier process at the same address) and the hash keys of internal
+    /// tables; give every process a different, random seed.
     pub fn new(config: Config, seed: u64) -> Result<Endpoint, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(seed);
@@ -291,6 +322,7 @@ impl Endpoint {
             (config.max_gso_bytes / pkt).clamp(1, config.max_gso_segments.max(1))
         };
         let first_port = config.first_client_port;
+        let incarnation = (rng_u64(seed, 5) & crate::wire::common::MAX_INCARNATION).max(1);
         Ok(Endpoint {
             seg_v4,
             seg_v6,
@@ -322,9 +354,38 @@ impl Endpoint {
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Map::with_hasher(hasher()),
             retired_order: VecDeque::new(),
-            done_hasher: hasher(),
+            incarnation,
+            born: None,
+            rx_link: Default::default(),
             config,
         })
+    }
+
+    /// This endpoint's incarnation: the random 40-bit value its server
+    /// sockets put in every packet, which clients echo in their requests
+    /// (see `docs/at-most-once.md`). Tests crafting requests by hand need
+    /// it; a request that does not echo it is refused, not run.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// How long this endpoint has been running, as its refusals report it:
+    /// since the first instant any input gave it (never earlier than its
+    /// creation, so never more than the truth).
+    pub(crate) fn uptime(&self, now: Instant) -> core::time::Duration {
+        self.born.map_or(core::time::Duration::ZERO, |b| {
+            now.saturating_duration_since(b)
+        })
+    }
+
+    /// Notes the time of an input: `now` never goes backwards, and the
+    /// first one starts the uptime.
+    #[inline]
+    pub(crate) fn touch(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.born.is_none() {
+            self.born = Some(now);
+        }
     }
 
     /// The configuration in force.
@@ -527,13 +588,7 @@ impl Endpoint {
         if self.next_peer_gc.is_none() {
             self.next_peer_gc = Some(now + self.config.peer_idle);
         }
-        let peer = peer_slot(
-            &mut self.peers,
-            &mut self.retired,
-            &self.done_hasher,
-            addr,
-            now,
-        );
+        let peer = peer_slot(&mut self.peers, &mut self.retired, addr, now);
         f(&self.config, peer)
     }
 
@@ -543,13 +598,7 @@ impl Endpoint {
         if self.next_peer_gc.is_none() {
             self.next_peer_gc = Some(now + self.config.peer_idle);
         }
-        peer_slot(
-            &mut self.peers,
-            &mut self.retired,
-            &self.done_hasher,
-            addr,
-            now,
-        )
+        peer_slot(&mut self.peers, &mut self.retired, addr, now)
     }
 
     /// Unscheduled bytes for a message to `peer`: RTTbytes once the RTT is
@@ -574,6 +623,7 @@ impl Endpoint {
         dest: SocketAddr,
         request: Bytes,
     ) -> Result<u64, Error> {
+        self.touch(now);
         if !self.sockets.contains_key(&port) {
             return Err(Error::NoSocket(port));
         }
@@ -583,16 +633,28 @@ impl Endpoint {
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
         let len = request.len() as u32;
-        let (prio, unsched) = self.peer_entry_with(dest, now, |c, peer| {
-            peer.rpcs += 1;
-            let prio = peer.unsched_priority(len, c.num_priorities);
-            (prio, unsched_bytes_of(c, Some(peer)))
-        });
         let seq = self.next_seq();
-        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, now);
+        let key = self.rpcs.vacant_key();
+        let (prio, unsched, echo) = self.peer_entry_with(dest, now, |c, peer| {
+            peer.rpcs += 1;
+            peer.server.push_live(id);
+            let echo = peer.server.incarnation;
+            if echo == 0 {
+                // Not heard from it yet: the request waits for its
+                // incarnation (the `amo` module).
+                peer.server.unbound.push((key, seq));
+            }
+            let prio = peer.unsched_priority(len, c.num_priorities);
+            (prio, unsched_bytes_of(c, Some(peer)), echo)
+        });
+        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, echo, now);
         rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
-        let key = self.rpcs.insert(rpc);
+        let key2 = self.rpcs.insert(rpc);
+        debug_assert_eq!(key, key2);
         self.client_rpcs.insert(id, key);
+        if echo == 0 {
+            self.probe_incarnation(now, key, false);
+        }
         self.stats.requests_started += 1;
         self.stats
             .tx_sizes
@@ -612,6 +674,7 @@ impl Endpoint {
         id: u64,
         response: Bytes,
     ) -> Result<(), Error> {
+        self.touch(now);
         self.check_message(response.len())?;
         let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
@@ -629,7 +692,8 @@ impl Endpoint {
         });
         let rpc = &mut self.rpcs[key];
         rpc.state = RpcState::Outgoing;
-        rpc.last_heard = now;
+        rpc.heard(now);
+        rpc.busy = false;
         rpc.msgout = Some(MsgOut::new(response, seg, unsched, prio, now));
         self.stats.responses_started += 1;
         self.stats.tx_sizes.add(response_len);
@@ -640,8 +704,8 @@ impl Endpoint {
 
     /// Drops a request delivered by [`Event::Request`] without answering
     /// it: the server RPC is freed and the request still counts as run
-    /// (at-most-once). The client learns nothing until its RPC times out
-    /// or it gets RPC_UNKNOWN.
+    /// (at-most-once). The client learns it at its next RESEND: its RPC
+    /// fails with [`RpcError::Abandoned`].
     pub fn discard_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
         let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
@@ -685,7 +749,7 @@ impl Endpoint {
         level: Option<u8>,
         datagram: &[u8],
     ) {
-        self.now = self.now.max(now);
+        self.touch(now);
         let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
         let (repr, payload) = match Repr::parse_with_payload(datagram) {
             Ok(r) => r,
@@ -712,16 +776,17 @@ impl Endpoint {
             return;
         };
         let local = local_id(repr.sender_id);
+        let inc = repr.incarnation;
         match repr.body {
             Body::Data(h) => {
-                self.handle_data(now, src, repr.dport, server, local, &h, payload, level)
+                self.handle_data(now, src, repr.dport, server, local, inc, &h, payload, level)
             }
-            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, &g),
-            Body::Resend(r) => self.handle_resend(now, src, repr.dport, local, &r),
-            Body::RpcUnknown => self.handle_rpc_unknown(src, repr.dport, local),
-            Body::Busy => self.handle_busy(now, src, repr.dport, local),
+            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, &g),
+            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, &r),
+            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, u),
+            Body::Busy => self.handle_busy(now, src, repr.dport, local, inc),
             Body::Cutoffs(c) => self.handle_cutoffs(src, &c),
-            Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local),
+            Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local, inc),
             Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
             Body::Freeze => {}
         }
@@ -736,7 +801,8 @@ impl Endpoint {
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
     /// fail with the matching [`RpcError`], server RPCs to it are dropped.
-    pub fn handle_unreachable(&mut self, _now: Instant, dest: SocketAddr, kind: Unreachable) {
+    pub fn handle_unreachable(&mut self, now: Instant, dest: SocketAddr, kind: Unreachable) {
+        self.touch(now);
         let matches = |peer: &SocketAddr| match kind {
             Unreachable::Port => *peer == dest,
             Unreachable::Host => peer.ip() == dest.ip(),
@@ -747,12 +813,24 @@ impl Endpoint {
             .filter(|(_, r)| matches(&r.peer))
             .map(|(k, _)| k)
             .collect();
-        let error = match kind {
+        let unreachable = match kind {
             Unreachable::Port => RpcError::PortUnreachable,
             Unreachable::Host => RpcError::HostUnreachable,
         };
         self.stats.rpcs_unreachable += keys.len() as u64;
         for key in keys {
+            // A request that may be complete at the server may have run
+            // there before it went away.
+            let r = &self.rpcs[key];
+            let maybe_ran = r.echo != 0
+                && (r.state != RpcState::Outgoing
+                    || r.msgout.as_ref().is_none_or(|m| m.fully_sent()));
+            let error = if r.is_client() && maybe_ran {
+                self.stats.outcome_unknown += 1;
+                RpcError::OutcomeUnknown
+            } else {
+                unreachable
+            };
             self.fail_rpc(key, error);
         }
     }
@@ -810,11 +888,7 @@ impl Endpoint {
         if let Some((len, _)) = rpc.waiting {
             self.mem_waiters.remove(&(len, rpc.seq, key));
         }
-        let (now, max_done, lifetime) = (
-            self.now,
-            self.config.done_ids_per_peer,
-            self.config.done_id_lifetime,
-        );
+        let now = self.now;
         if let Some(peer) = self.peers.get_mut(&rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
             peer.last_active = now;
@@ -822,8 +896,12 @@ impl Endpoint {
                 peer.server_rpcs = peer.server_rpcs.saturating_sub(1);
                 if rpc.state != RpcState::Incoming {
                     // The application saw this request: never again.
-                    peer.done.insert(rpc.id, now, max_done, lifetime);
+                    peer.done.insert(rpc.id);
                 }
+            } else if rpc.echo == 0 {
+                peer.server
+                    .unbound
+                    .retain(|&(k, s)| (k, s) != (key, rpc.seq));
             }
         }
     }
@@ -893,7 +971,8 @@ impl Endpoint {
             return;
         };
         self.stats.peers_collected += 1;
-        let floor = peer.done.retire(now);
+        let _ = now;
+        let floor = peer.done.retire();
         if floor == 0 {
             return;
         }
@@ -915,14 +994,12 @@ impl Endpoint {
         }
     }
 
-    /// True if the request `id` from `client` already ran (at-most-once).
-    pub(crate) fn request_finished(&self, client: SocketAddr, id: u64) -> bool {
+    /// What the at-most-once record says about request `id` from
+    /// `client` (also for a collected client).
+    pub(crate) fn request_seen(&self, client: SocketAddr, id: u64) -> Seen {
         match self.peers.get(&client) {
-            Some(p) => p.done.contains(id),
-            None => self
-                .retired
-                .get(&client)
-                .is_some_and(|&floor| DoneIds::floor_covers(floor, id)),
+            Some(p) => p.done.seen(id),
+            None => DoneIds::with_old_run(self.retired.get(&client).copied().unwrap_or(0)).seen(id),
         }
     }
 
@@ -932,12 +1009,23 @@ impl Endpoint {
     }
 
     /// Queues a control packet from local `port` to `dest` carrying
-    /// `sender_id` (our local id for the RPC).
+    /// `sender_id` (our local id for the RPC). Packets of our server RPCs
+    /// carry our incarnation; those of our client RPCs the incarnation their
+    /// request is bound to (or the one we know for the peer).
     pub(crate) fn send_control(&mut self, port: u16, dest: SocketAddr, sender_id: u64, body: Body) {
+        let incarnation = if sender_id & 1 == 1 {
+            self.incarnation
+        } else {
+            match self.client_rpcs.get(&sender_id) {
+                Some(&k) => self.rpcs[k].echo,
+                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation),
+            }
+        };
         let repr = Repr {
             sport: port,
             dport: dest.port(),
             sender_id,
+            incarnation,
             body,
         };
         self.queue_control(dest, repr);
@@ -964,13 +1052,12 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
     retired: &mut Map<SocketAddr, u64>,
-    hasher: &ahash::RandomState,
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
     let peer = peers.entry(addr).or_insert_with(|| {
-        let floor = retired.remove(&addr).unwrap_or(0);
-        Peer::new(addr.port(), now, DoneIds::with_floor(floor, hasher.clone()))
+        let old_run = retired.remove(&addr).unwrap_or(0);
+        Peer::new(addr.port(), now, DoneIds::with_old_run(old_run))
     });
     peer.last_active = now;
     peer

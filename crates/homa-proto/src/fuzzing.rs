@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, Repr, ResendHeader,
+    RpcUnknownHeader, UnknownStatus,
 };
 use crate::{Config, Endpoint, Event, Instant};
 
@@ -76,6 +77,9 @@ impl Input<'_> {
 
 const SERVER_PORT: u16 = 100;
 
+/// The incarnation the harness's fake servers claim.
+const FAKE_SERVER_INCARNATION: u64 = 0x12_3456;
+
 fn peer(sel: u8) -> SocketAddr {
     let port = [100u16, 0x8000, 0x8001, 7][(sel >> 4) as usize % 4];
     let ip = match sel % 4 {
@@ -123,7 +127,8 @@ pub fn endpoint_program(data: &[u8]) {
             }
             1 => {
                 // A structured packet, valid and then possibly corrupted.
-                let Some((bytes, to_rpc)) = structured(&mut input, &ids) else {
+                let own = ep.incarnation();
+                let Some((bytes, to_rpc)) = structured(&mut input, &ids, own) else {
                     break;
                 };
                 let Some(sel) = input.byte() else { break };
@@ -261,9 +266,19 @@ pub fn endpoint_program(data: &[u8]) {
 fn structured(
     input: &mut Input<'_>,
     ids: &[(u64, SocketAddr)],
+    own: u64,
 ) -> Option<(Vec<u8>, Option<SocketAddr>)> {
     let kind = input.byte()? % 12;
     let id_sel = input.byte()?;
+    // Mostly a value that gets past the incarnation checks: ours for
+    // requests, the fake servers' for packets about our requests.
+    let incarnation = match input.byte()? % 8 {
+        0 => 0,
+        1 => own ^ 1,
+        2 => FAKE_SERVER_INCARNATION + 1,
+        _ if id_sel & 0x80 != 0 => FAKE_SERVER_INCARNATION,
+        _ => own,
+    };
     let (sender_id, dport, to_rpc) = match ids.get(id_sel as usize % (ids.len() + 1)) {
         // The server's side of one of our requests.
         Some(&(id, dest)) if id_sel & 0x80 != 0 => (id | 1, 0x8000, Some(dest)),
@@ -302,11 +317,13 @@ fn structured(
                 cutoff_version: input.byte()? as u16,
                 retransmit: input.byte()? & 1 == 1,
                 offset,
+                oldest_live: input.byte()? as u32,
             };
             let mut v = Repr {
                 sport: 0,
                 dport,
                 sender_id,
+                incarnation,
                 body: Body::Data(h),
             }
             .to_vec();
@@ -327,7 +344,9 @@ fn structured(
             },
             priority: Some(input.byte()?),
         }),
-        3 => Body::RpcUnknown,
+        3 => Body::RpcUnknown(RpcUnknownHeader {
+            status: UnknownStatus::decode(input.u16()?),
+        }),
         4 => Body::Busy,
         5 => {
             let mut cutoffs = [0u32; 8];
@@ -356,6 +375,7 @@ fn structured(
         sport: 0,
         dport,
         sender_id,
+        incarnation,
         body,
     }
     .to_vec();

@@ -539,6 +539,14 @@ impl Network {
         None
     }
 
+    /// When the next packet arrives or timer fires (after the hosts'
+    /// pending output is collected), if anything is pending: lets a driver
+    /// step to a deadline of its own without overshooting it.
+    pub fn next_event_time(&mut self) -> Option<Instant> {
+        self.flush();
+        self.next_time()
+    }
+
     fn next_time(&mut self) -> Option<Instant> {
         let next_ev = self.events.keys().next().map(|k| k.0);
         let next_timer = self.next_timer();
