@@ -159,6 +159,9 @@ pub struct Stats {
     pub requests_restarted: u64,
     /// RPCs abandoned after `timeout` of silence.
     pub timeouts: u64,
+    /// Timer passes that ran at least `resend_after` late (the endpoint was
+    /// not run): silence clocks moved forward by the delay.
+    pub timer_late: u64,
     /// RPCs ended because the peer was unreachable (ICMP errors).
     pub rpcs_unreachable: u64,
     /// RESEND packets sent after silence.

@@ -136,6 +136,15 @@ impl Endpoint {
             self.next_peer_gc = (!self.peers.is_empty()).then_some(now + period);
         }
         let tick_due = self.next_tick.is_some_and(|t| now >= t);
+        if let Some(due) = self.next_tick.filter(|_| tick_due) {
+            let late = now.saturating_duration_since(due);
+            if late >= self.config.resend_after {
+                // We were not run (descheduled, or a driver that did not
+                // arm our timer): that time is no one's silence.
+                self.stats.timer_late += 1;
+                self.shift_clocks(now, late);
+            }
+        }
         let gaps_due = self.gap_deadline.is_some_and(|t| now >= t);
         if !tick_due && !gaps_due {
             return;
@@ -163,6 +172,23 @@ impl Endpoint {
             self.memory_freed();
             let tick = self.config.tick;
             self.next_tick = (!self.rpcs.is_empty()).then_some(now + tick);
+        }
+    }
+
+    /// Moves every silence clock `late` forward (never past `now`): the
+    /// endpoint did not run for that long, so its peers could not be heard.
+    fn shift_clocks(&mut self, now: Instant, late: Duration) {
+        let shift = |t: &mut Instant| *t = (*t + late).min(now);
+        for (_, rpc) in self.rpcs.iter_mut() {
+            shift(&mut rpc.last_heard);
+            shift(&mut rpc.alive);
+            shift(&mut rpc.last_xmit);
+            if let Some(t) = rpc.last_request.as_mut() {
+                shift(t);
+            }
+        }
+        for peer in self.peers.values_mut() {
+            shift(&mut peer.last_heard);
         }
     }
 

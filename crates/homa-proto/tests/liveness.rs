@@ -66,16 +66,32 @@ fn stalled_server__every_call_completes_after_the_application_resumes() {
         max_message_length: 1 << 20,
         ..Config::default()
     };
-    stalled_server_variant(40, 4, config.clone(), 5_000, config.timeout * 3);
+    stalled_server(config.clone(), config.timeout * 3, None);
 }
 
-fn stalled_server_variant(
-    clients: usize,
-    per_client: usize,
-    config: Config,
-    stall_from_us: u64,
-    stall: Duration,
-) {
+#[test]
+fn stalled_server_and_descheduled_clients__every_call_completes() {
+    // As above, and while the server's application stalls every client
+    // endpoint is descheduled for one and a half timeouts (a client thread
+    // whose timer was not armed, in the issue): its own silence clock must
+    // not count the time it did not run, and the server, which gave up on
+    // the silent clients' requests, makes them send again.
+    let config = Config {
+        socket_rx_budget: 8 << 20,
+        max_rx_bytes_per_peer: 8 << 20,
+        max_message_length: 1 << 20,
+        ..Config::default()
+    };
+    let pause = (config.timeout / 2, config.timeout * 3 / 2);
+    stalled_server(config.clone(), config.timeout * 3, Some(pause));
+}
+
+/// 40 clients, four 64 KB - 1 MB requests each, one at a time; the server
+/// application stops reading at 5 ms for `stall`; with `pause = (after,
+/// length)`, every client host is descheduled `after` into the stall for
+/// `length`.
+fn stalled_server(config: Config, stall: Duration, pause: Option<(Duration, Duration)>) {
+    let (clients, per_client, stall_from_us) = (40, 4, 5_000);
     let mut net = network(1201, clients + 1, &config);
     net.endpoint(0).open_socket(SERVER_PORT).unwrap();
     let server = net.addr(0, SERVER_PORT);
@@ -131,17 +147,25 @@ fn stalled_server_variant(
         }
         other => panic!("{other:?}"),
     };
+    if let Some((after, length)) = pause {
+        run_until_time(&mut net, stall_from + after, &mut app);
+        for c in 1..=clients {
+            net.pause_host(c, length);
+        }
+    }
     run_until_time(&mut net, stall_to, &mut app);
     assert!(
         held.borrow().len() >= 2,
         "the stall held requests back: {}",
         held.borrow().len()
     );
-    assert_eq!(
-        net.endpoint(0).stats().timeouts,
-        0,
-        "server gave up on a live client"
-    );
+    if pause.is_none() {
+        assert_eq!(
+            net.endpoint(0).stats().timeouts,
+            0,
+            "server gave up on a live client"
+        );
+    }
     // The application resumes: it answers what it holds, then everything
     // runs to completion.
     for ev in held.take() {
