@@ -75,14 +75,17 @@
 //!
 //! A client that restarts at the same address draws ids far away (random
 //! 63-bit start): its first statement is more than [`FLOOR_WINDOW`] from
-//! the old floor, so the old run's ids collapse into one number
-//! (`old_run`) that keeps refusing them. The same number is what survives
-//! when an idle peer is collected (`Endpoint` keeps a bounded table of
-//! them). Both cover only the [`FLOOR_WINDOW`] ids below them, so a new run
-//! is refused by mistake only if its random start falls within 2^32 ids
-//! below the old one (probability 2^-30).
+//! the old floor, so the old run's ids collapse into one number (its
+//! highest finished id) that keeps refusing them. Requests of the old run
+//! still open at the server join that number when they finish, and a stale
+//! packet of the old run (its statement belongs to an old run) does not
+//! switch the record back. The last [`OLD_RUNS`] runs are kept; one number
+//! is what survives when an idle peer is collected (`Endpoint` keeps a
+//! bounded table of them). Each covers only the [`FLOOR_WINDOW`] ids below
+//! it, so a new run is refused by mistake only if its random start falls
+//! within 2^32 ids below an old one (probability 2^-30).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 #[cfg(doc)]
@@ -94,6 +97,12 @@ pub const FLOOR_WINDOW: u64 = 1 << 32;
 /// True if `a` lies within [`FLOOR_WINDOW`] ids below `b` (wrapping).
 fn below(a: u64, b: u64) -> bool {
     a != b && b.wrapping_sub(a) < FLOOR_WINDOW
+}
+
+/// True if `a` and `b` lie within [`FLOOR_WINDOW`] ids of each other: ids of
+/// one client run.
+fn near(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) < FLOOR_WINDOW || b.wrapping_sub(a) < FLOOR_WINDOW
 }
 
 /// What a server's record says about a request id.
@@ -108,6 +117,9 @@ pub(crate) enum Seen {
     Finished,
 }
 
+/// Earlier client runs remembered per client socket (each one number).
+const OLD_RUNS: usize = 4;
+
 /// Requests of one client socket that ran (see the module docs). Ids are
 /// the server's (odd) local ids.
 #[derive(Debug, Clone)]
@@ -116,36 +128,60 @@ pub(crate) struct DoneIds {
     /// within [`FLOOR_WINDOW`] below is finished. 0: nothing stated yet.
     floor: u64,
     /// Requests that ran, at or above `floor` (all of them while `floor`
-    /// is 0).
-    ran: BTreeSet<u64>,
-    /// The highest finished id of the client's previous run (an earlier
-    /// client incarnation, or this peer before it was collected): it and
-    /// the ids within [`FLOOR_WINDOW`] below are finished. 0: none.
-    old_run: u64,
+    /// is 0), in increasing order. (A sorted deque rather than a tree: ids
+    /// mostly finish in order, so inserting appends and the client's
+    /// statements pop from the front, without an allocation per request.)
+    ran: VecDeque<u64>,
+    /// Earlier runs of the client (earlier client incarnations at this
+    /// address, or this peer before it was collected), newest last: for
+    /// each, its highest finished id; it and the ids within
+    /// [`FLOOR_WINDOW`] below are finished. At most [`OLD_RUNS`].
+    old_runs: Vec<u64>,
 }
 
 impl DoneIds {
-    /// A record that knows only that everything up to `old_run` (within
-    /// the window) is finished; 0 for a client never seen.
-    pub fn with_old_run(old_run: u64) -> DoneIds {
+    /// A record that knows only the numbers of earlier runs (what
+    /// [`DoneIds::retire`] kept; empty for a client never seen).
+    pub fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
         DoneIds {
             floor: 0,
-            ran: BTreeSet::new(),
-            old_run,
+            ran: VecDeque::new(),
+            old_runs,
         }
+    }
+
+    /// A record that knows only that everything up to `old_run` (within
+    /// the window) is finished; 0 for a client never seen.
+    #[cfg(test)]
+    pub fn with_old_run(old_run: u64) -> DoneIds {
+        DoneIds::with_old_runs(if old_run != 0 {
+            vec![old_run]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// The earlier run `id` belongs to, if any.
+    fn old_run_of(&self, id: u64) -> Option<usize> {
+        self.old_runs.iter().position(|&r| near(id, r))
     }
 
     /// What the record says about request `id`.
     pub fn seen(&self, id: u64) -> Seen {
         if self.floor != 0 && below(id, self.floor) {
             Seen::Finished
-        } else if self.ran.contains(&id) {
+        } else if self.ran.binary_search(&id).is_ok() {
             Seen::Ran
-        } else if self.old_run != 0 && (id == self.old_run || below(id, self.old_run)) {
+        } else if Self::runs_cover(&self.old_runs, id) {
             Seen::Finished
         } else {
             Seen::New
         }
+    }
+
+    /// True if one of the earlier runs' numbers covers `id`.
+    pub fn runs_cover(runs: &[u64], id: u64) -> bool {
+        runs.iter().any(|&r| id == r || below(id, r))
     }
 
     /// True if request `id` must not run again.
@@ -155,24 +191,33 @@ impl DoneIds {
 
     /// Applies the client's statement that `oldest` (a local id) is its
     /// oldest unfinished request: forgets everything below it. A statement
-    /// far from the current floor starts a new client run.
+    /// far from the current floor starts a new client run, unless it
+    /// belongs to an earlier run (a stale packet of a client that has since
+    /// restarted: ignored).
     pub fn claim(&mut self, oldest: u64) {
+        if oldest == self.floor {
+            return;
+        }
         // Where the record stands: its floor, or (before any statement)
         // the highest id that ran.
-        let reference = match (self.floor, self.ran.last()) {
+        let reference = match (self.floor, self.ran.back()) {
             (0, None) => {
-                self.floor = oldest;
+                if self.old_run_of(oldest).is_none() {
+                    self.floor = oldest;
+                }
                 return;
             }
             (0, Some(&max)) => max,
             (floor, _) => floor,
         };
-        let near = oldest.wrapping_sub(reference) < FLOOR_WINDOW
-            || reference.wrapping_sub(oldest) < FLOOR_WINDOW;
-        if !near {
-            // Far away: the client restarted with new ids. Its old ones
-            // collapse into one number.
-            self.old_run = self.highest_finished();
+        if !near(oldest, reference) {
+            if self.old_run_of(oldest).is_some() {
+                return;
+            }
+            // The client restarted with new ids. Its old ones collapse
+            // into one number.
+            let last = self.highest_finished();
+            self.remember_run(last);
             self.floor = oldest;
             self.ran.clear();
             return;
@@ -182,22 +227,61 @@ impl DoneIds {
             return;
         }
         self.floor = oldest;
-        self.ran = self.ran.split_off(&oldest);
+        while self.ran.front().is_some_and(|&id| id < oldest) {
+            self.ran.pop_front();
+        }
     }
 
-    /// The highest id known finished (0: none).
+    /// Keeps `last` as the highest finished id of an earlier run.
+    fn remember_run(&mut self, last: u64) {
+        if last == 0 {
+            return;
+        }
+        match self.old_run_of(last) {
+            Some(i) => {
+                let r = &mut self.old_runs[i];
+                if below(*r, last) {
+                    *r = last;
+                }
+            }
+            None => {
+                if self.old_runs.len() >= OLD_RUNS {
+                    self.old_runs.remove(0);
+                }
+                self.old_runs.push(last);
+            }
+        }
+    }
+
+    /// The highest id known finished of the current run (0: none).
     fn highest_finished(&self) -> u64 {
-        match self.ran.last() {
+        match self.ran.back() {
             Some(&max) => max,
             None if self.floor != 0 => self.floor.wrapping_sub(2),
-            None => self.old_run,
+            None => 0,
         }
     }
 
     /// Records that request `id` ran and its RPC was freed.
     pub fn insert(&mut self, id: u64) {
-        if self.seen(id) == Seen::New {
-            self.ran.insert(id);
+        if self.floor != 0 && below(id, self.floor) {
+            return;
+        }
+        if self.floor != 0 && !near(id, self.floor) || self.old_run_of(id).is_some() {
+            // A request of an earlier run that was still open when the new
+            // run began: it joins that run's number (kept with the current
+            // run's ids, a later statement would drop it).
+            self.remember_run(id);
+            return;
+        }
+        match self.ran.back() {
+            None => self.ran.push_back(id),
+            Some(&last) if last < id => self.ran.push_back(id),
+            Some(_) => {
+                if let Err(at) = self.ran.binary_search(&id) {
+                    self.ran.insert(at, id);
+                }
+            }
         }
     }
 
@@ -206,10 +290,13 @@ impl DoneIds {
         self.ran.len()
     }
 
-    /// What survives the peer's collection: every id up to the returned one
-    /// is finished (0: nothing ran).
-    pub fn retire(self) -> u64 {
-        self.highest_finished()
+    /// What survives the peer's collection: one number per run (the
+    /// current one's and the earlier ones'), each covering its run; empty
+    /// if nothing ran.
+    pub fn retire(mut self) -> Vec<u64> {
+        let last = self.highest_finished();
+        self.remember_run(last);
+        self.old_runs
     }
 }
 
@@ -233,10 +320,27 @@ impl Binding {
         self.live.push_back(id);
     }
 
-    /// Our oldest unfinished RPC to this peer, given which ids are still
-    /// alive and how many RPCs we have with the peer (to keep the queue
-    /// proportional to them).
-    pub fn oldest_live(&mut self, alive: impl Fn(u64) -> bool, rpcs: u32) -> Option<u64> {
+    /// Client RPC `id` to this peer ended: if it was the oldest, it leaves
+    /// the queue now (the common case costs no lookup later).
+    pub fn finished(&mut self, id: u64) {
+        if self.live.front() == Some(&id) {
+            self.live.pop_front();
+        }
+    }
+
+    /// Our oldest unfinished RPC to this peer, asked while sending RPC
+    /// `sending` (which is alive), given which ids are still alive and how
+    /// many RPCs we have with the peer (to keep the queue proportional to
+    /// them).
+    pub fn oldest_live(
+        &mut self,
+        sending: u64,
+        alive: impl Fn(u64) -> bool,
+        rpcs: u32,
+    ) -> Option<u64> {
+        if self.live.front() == Some(&sending) {
+            return Some(sending);
+        }
         while let Some(&id) = self.live.front() {
             if alive(id) {
                 break;
@@ -311,8 +415,27 @@ mod tests {
         assert_eq!(d.seen(far + 5), Seen::New, "beyond the old run's last");
         // Collection keeps one number.
         let kept = d.retire();
-        let back = DoneIds::with_old_run(kept);
+        let back = DoneIds::with_old_runs(kept);
         assert_eq!(back.seen(12_343), Seen::Finished);
+        assert_eq!(back.seen(far + 3), Seen::Finished, "both runs survive");
+    }
+
+    #[test]
+    fn done_ids__old_run_request_freed_after_the_new_run_began_stays_refused() {
+        // The old client's request ran; the client restarted (new ids far
+        // away) while the server still held the RPC; the server frees it
+        // later. A stale copy must not run again, whatever the new run
+        // states.
+        let far = 1u64 << 60;
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(far + 1);
+        d.claim(7_001);
+        d.insert(far + 1);
+        d.insert(7_003);
+        d.claim(7_005);
+        assert_eq!(d.seen(far + 1), Seen::Finished);
+        assert_eq!(d.seen(7_003), Seen::Finished);
+        assert_eq!(d.seen(7_005), Seen::New);
     }
 
     #[test]
@@ -341,11 +464,19 @@ mod tests {
             alive.borrow_mut().remove(&id);
         }
         let is = |id| alive.borrow().contains(&id);
-        assert_eq!(b.oldest_live(is, 1), Some(2));
-        assert!(b.live.len() <= 66, "{}", b.live.len());
-        alive.borrow_mut().remove(&2);
+        assert_eq!(b.oldest_live(2, is, 1), Some(2));
+        b.push_live(4000);
+        alive.borrow_mut().insert(4000);
         let is = |id| alive.borrow().contains(&id);
-        assert_eq!(b.oldest_live(is, 0), None);
+        assert_eq!(b.oldest_live(4000, is, 2), Some(2));
+        assert!(b.live.len() <= 68, "{}", b.live.len());
+        alive.borrow_mut().remove(&2);
+        b.finished(2);
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(4000, is, 1), Some(4000));
+        alive.borrow_mut().remove(&4000);
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(6000, is, 0), None);
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub struct Endpoint {
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// At-most-once floors of collected peers (bounded, oldest evicted).
-    pub(crate) retired: Map<SocketAddr, u64>,
+    pub(crate) retired: Map<SocketAddr, Vec<u64>>,
     pub(crate) retired_order: VecDeque<SocketAddr>,
     /// This endpoint's incarnation as a server (40 bits, nonzero): see the
     /// `amo` module.
@@ -898,10 +898,13 @@ impl Endpoint {
                     // The application saw this request: never again.
                     peer.done.insert(rpc.id);
                 }
-            } else if rpc.echo == 0 {
-                peer.server
-                    .unbound
-                    .retain(|&(k, s)| (k, s) != (key, rpc.seq));
+            } else {
+                peer.server.finished(rpc.id);
+                if rpc.echo == 0 {
+                    peer.server
+                        .unbound
+                        .retain(|&(k, s)| (k, s) != (key, rpc.seq));
+                }
             }
         }
     }
@@ -972,11 +975,11 @@ impl Endpoint {
         };
         self.stats.peers_collected += 1;
         let _ = now;
-        let floor = peer.done.retire();
-        if floor == 0 {
+        let runs = peer.done.retire();
+        if runs.is_empty() {
             return;
         }
-        if self.retired.insert(addr, floor).is_none() {
+        if self.retired.insert(addr, runs).is_none() {
             self.retired_order.push_back(addr);
         }
         while self.retired.len() > self.config.max_peers {
@@ -999,7 +1002,10 @@ impl Endpoint {
     pub(crate) fn request_seen(&self, client: SocketAddr, id: u64) -> Seen {
         match self.peers.get(&client) {
             Some(p) => p.done.seen(id),
-            None => DoneIds::with_old_run(self.retired.get(&client).copied().unwrap_or(0)).seen(id),
+            None => match self.retired.get(&client) {
+                Some(runs) if DoneIds::runs_cover(runs, id) => Seen::Finished,
+                _ => Seen::New,
+            },
         }
     }
 
@@ -1051,13 +1057,13 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 /// when it exists.
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
-    retired: &mut Map<SocketAddr, u64>,
+    retired: &mut Map<SocketAddr, Vec<u64>>,
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
     let peer = peers.entry(addr).or_insert_with(|| {
-        let old_run = retired.remove(&addr).unwrap_or(0);
-        Peer::new(addr.port(), now, DoneIds::with_old_run(old_run))
+        let old_runs = retired.remove(&addr).unwrap_or_default();
+        Peer::new(addr.port(), now, DoneIds::with_old_runs(old_runs))
     });
     peer.last_active = now;
     peer

@@ -797,7 +797,11 @@ impl Endpoint {
             }
         } else if sending
             && inc != 0
-            && started_after(uptime, now.saturating_duration_since(rpc.born))
+            && rpc.msgout.as_ref().is_some_and(|m| {
+                // The request's age: since it was queued (created, or
+                // released by output commit), before its first copy left.
+                started_after(uptime, now.saturating_duration_since(m.init_time))
+            })
         {
             // A new incarnation, up since before we created the request:
             // no copy reached the old one. Bind to the new one and send.

@@ -177,7 +177,7 @@ impl Endpoint {
                 // (at-most-once, the `amo` module).
                 let oldest_live = if rpc.id & 1 == 0 {
                     p.server
-                        .oldest_live(|id| client_rpcs.contains_key(&id), p.rpcs)
+                        .oldest_live(rpc.id, |id| client_rpcs.contains_key(&id), p.rpcs)
                         .map_or(0, |o| DataHeader::encode_oldest_live(rpc.id, o))
                 } else {
                     0

@@ -307,8 +307,11 @@ impl Network {
     /// all protocol state is lost; sockets must be reopened).
     pub fn restart_host(&mut self, host: usize, config: Config) {
         let seed = self.rng.next_u64();
-        self.hosts[host].endpoint = Endpoint::new(config, seed).expect("valid test config");
-        self.hosts[host].events.clear();
+        let h = &mut self.hosts[host];
+        h.endpoint = Endpoint::new(config, seed).expect("valid test config");
+        h.events.clear();
+        h.paused_until = None;
+        h.backlog.clear();
     }
 
     /// Deschedules a host for `d`, as a process that is not running (or a

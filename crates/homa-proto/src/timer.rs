@@ -1,24 +1,41 @@
-//! Timers: silence tracking, retransmission requests, timeouts, NEED_ACK,
-//! and fast recovery of clearly lost packets (reference section 4.5).
+//! Timers: silence tracking, retransmission requests, probes, timeouts,
+//! NEED_ACK, and fast recovery of clearly lost packets (reference section
+//! 4.5).
 //!
 //! A periodic pass (every `Config::tick`, armed only while RPCs exist) looks
-//! at every RPC, as the kernel's 1 ms timer does:
+//! at every RPC, as the kernel's 1 ms timer does, and asks what it waits for
+//! from its peer:
 //!
-//! * An RPC is *expecting* when the peer owes it something: a client whose
-//!   request is fully sent (or waiting for grants) expects the response; a
-//!   receiver expects the bytes it granted. Otherwise its silence clock
-//!   restarts (we are the ones sending, the application is computing, or we
-//!   deliberately granted nothing more).
-//! * After `resend_after` of silence, the receiver asks for what is missing:
-//!   RESEND(0, all) when nothing has arrived, else one RESEND per gap plus one
-//!   for granted bytes beyond the highest byte received; again every
-//!   `resend_interval`.
-//! * After `timeout` of silence the RPC is abandoned: a client RPC fails with
-//!   [`RpcError::Timeout`], a server RPC is freed.
-//! * A server whose response is fully sent sends NEED_ACK after
-//!   `need_ack_after` and every `resend_interval`; unlike the kernel it gives
-//!   up after `timeout` without an answer (the at-most-once record keeps the
-//!   request from running again).
+//! * nothing (we are sending, or our application holds it): its clocks
+//!   restart. A sender whose granted bytes wait behind its other messages
+//!   for half of `resend_after` says BUSY, so the receiver does not take the
+//!   silence for a loss.
+//! * bytes we granted (or that were sent unscheduled): after `resend_after`
+//!   of silence we ask for what is missing: RESEND(0, all) when nothing has
+//!   arrived, else one RESEND per gap plus one for granted bytes beyond the
+//!   highest byte received; again every `resend_interval`, backing off. Only
+//!   time during which our downlink was not busy with packets at their level
+//!   or above counts as silence ([`RxLink`]): strict-priority switches serve
+//!   those first, so the bytes are queued, not lost. While they starve that
+//!   way the grant scheduler issues no grant above their level.
+//! * a client's response, before the server showed it has the request: after
+//!   `resend_after` of silence, RESEND(0, all) (a lost request, a lost
+//!   response, or a lost probe).
+//! * only a sign of life (we hold the peer's message back, the server holds
+//!   our request and grants later, we wait for the server's incarnation):
+//!   zero-length RESENDs as probes, every [`Endpoint::probe_interval`]
+//!   (the incarnation probe after `resend_after`), answered BUSY or
+//!   RPC_UNKNOWN.
+//!
+//! Two clocks per RPC: `last_heard` (progress, or BUSY) times our requests;
+//! `alive` (anything from the peer about the RPC) times the timeout. After
+//! `timeout` with nothing from the peer the RPC is abandoned: a client RPC
+//! fails with [`RpcError::Timeout`], a server RPC is freed. A server whose
+//! response is fully sent sends NEED_ACK after `need_ack_after` and every
+//! `resend_interval`; unlike the kernel it gives up after `timeout` without
+//! an answer (the at-most-once record keeps the request from running again).
+//! A pass that runs `resend_after` or more late means the endpoint was not
+//! run: every silence clock moves forward by the delay.
 //!
 //! Fast recovery. The kernel waits for whole-RPC silence before asking for
 //! anything, so a single lost packet in the middle of a long message costs at
@@ -46,6 +63,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::endpoint::{Endpoint, RpcError, MAX_RESENDS_PER_CHECK};
+use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::{Probe, RpcState};
 use crate::wire::{Body, ResendHeader};
 use crate::Instant;
@@ -274,8 +292,9 @@ impl Endpoint {
             // Only a hole that a packet sent after it, at a level no higher
             // than the hole's own, has passed is clearly lost; others may be
             // queued behind higher-priority traffic (the silence timer
-            // covers them).
-            if g.beyond_level > floor {
+            // covers them). Without reported levels (both unknown) nothing
+            // is clearly lost.
+            if g.beyond_level > floor || g.beyond_level == UNKNOWN_LEVEL {
                 continue;
             }
             let wait = if g.requested { interval } else { age };

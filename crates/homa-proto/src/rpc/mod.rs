@@ -81,8 +81,6 @@ pub(crate) struct Rpc {
     /// nothing is sent until it is; see the `amo` module); for a server RPC,
     /// our own.
     pub echo: u64,
-    /// When the RPC was created (a client request's age counts from here).
-    pub born: Instant,
     /// The last word from the peer was BUSY: it is alive but makes no
     /// progress, so our probes keep backing off.
     pub busy: bool,
@@ -153,7 +151,6 @@ impl Rpc {
             resend_backoff: 0,
             waiting: None,
             echo,
-            born: now,
             busy: false,
             peer_knows: false,
             quiet_mark: (0, 0),
