@@ -369,6 +369,23 @@ impl Endpoint {
         self.incarnation
     }
 
+    /// Starts this endpoint acquainted with the server socket `server`:
+    /// its requests to it are bound to `incarnation` at once instead of
+    /// after a probe (the first-contact round trip of `docs/at-most-once.md`).
+    /// For simulators and tests that model long-running processes, whose
+    /// clients met their servers long ago; `incarnation` must be the one
+    /// `server`'s endpoint reports ([`Endpoint::incarnation`]). A wrong value
+    /// costs a refusal (the request is then rebound or fails with
+    /// `OutcomeUnknown`), never a second execution.
+    pub fn assume_incarnation(&mut self, now: Instant, server: SocketAddr, incarnation: u64) {
+        let inc = incarnation & crate::wire::common::MAX_INCARNATION;
+        if inc == 0 {
+            return;
+        }
+        self.touch(now);
+        self.peer_entry(server, now).server.incarnation = inc;
+    }
+
     /// How long this endpoint has been running, as its refusals report it:
     /// since the first instant any input gave it (never earlier than its
     /// creation, so never more than the truth).

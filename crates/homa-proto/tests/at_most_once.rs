@@ -502,3 +502,30 @@ fn refused_by_the_rpc_limit_while_the_application_stalls__clients_wait() {
     assert_eq!(ok, 67);
     assert!(h.ran.values().all(|&n| n == 1));
 }
+
+#[test]
+fn assume_incarnation__skips_the_first_contact_round_trip() {
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(12_025, &config);
+    let inc = net.endpoint(1).incarnation();
+    let now = net.now();
+    net.endpoint(0).assume_incarnation(now, server, inc);
+    let start = net.now();
+    let id = request(&mut net, 0, cport, server, pattern(1, 100));
+    let mut h = Harness::new();
+    h.run(&mut net, Duration::from_millis(5), |_, _| true);
+    let (end, at) = h.ends.get(&id).cloned().unwrap();
+    assert!(matches!(end, End::Ok(_)));
+    assert_eq!(at - start, Duration::from_micros(10), "one round trip");
+    assert_eq!(net.endpoint(0).stats().incarnation_probes, 0);
+    // A wrong value is refused and corrected, not run twice.
+    net.restart_host(1, config.clone());
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    net.advance(Duration::from_millis(1));
+    let now = net.now();
+    net.endpoint(0).assume_incarnation(now, server, inc ^ 0xFF);
+    let id = request(&mut net, 0, cport, server, pattern(2, 100));
+    h.run(&mut net, Duration::from_millis(5), |_, _| true);
+    assert!(matches!(h.ends.get(&id), Some((End::Ok(_), _))));
+    assert_eq!(h.runs(id), 1);
+}
