@@ -32,7 +32,14 @@
 //! * RPCs. Client ids are even, unique per endpoint, starting at a random
 //!   even value; the server's id for an RPC is the client's id with the low
 //!   bit set. Servers key RPCs on (client address, client port, id).
-//! * Peers (one per remote socket): cutoffs and pending acknowledgements.
+//! * Peers (one per remote socket): cutoffs, pending acknowledgements, and
+//!   the at-most-once state of the `amo` module: the record of the requests
+//!   each client ran here, and what we know of each server (its
+//!   incarnation, our oldest unfinished RPC to it).
+//! * An incarnation: a random 40-bit value from the seed that every packet
+//!   of our server RPCs carries, so a client can tell us from an earlier
+//!   process at the same address (`docs/at-most-once.md`). A client's first
+//!   request to a server waits one round trip to learn its incarnation.
 //!
 //! Packet handling follows the kernel module (reference sections 1.6, 4.1,
 //! 4.5, 4.6); where it deviates, the function says so.
