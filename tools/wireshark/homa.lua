@@ -8,8 +8,22 @@
 -- Homa over UDP has no fixed port, so this is a heuristic UDP dissector:
 -- a datagram is Homa if its type byte is 0x10..0x18, it is long enough for
 -- that type, and the common header carries the marks every homa-rs (and
--- full kernel build) packet has: flags 0x06 and urgent 0xB97D. "Decode
+-- full kernel build) packet has: flags 0x06 and urgent 0xB97D (except
+-- RPC_UNKNOWN from homa-rs, which carries its status in urgent). "Decode
 -- As... HOMA" works for any UDP port as well.
+--
+-- homa-rs fields in bytes the kernel leaves unused (zero there):
+--   incarnation (40 bits): ack[3] bytes 8..10 (high) and window 14..15
+--     (low); the sender's own in packets from a server-side RPC (odd
+--     sender_id), the server's as the client knows it otherwise;
+--   RPC_UNKNOWN status (urgent, 18..19): 0xB97D none, 0xFFFF not a server,
+--     0xFFFE abandoned (the request ran), 0xFFFD forgotten, 0xFFF0..0xFFFC
+--     reserved, else the server's uptime as mantissa (low 11 bits) << exponent
+--     (high 5 bits) microseconds;
+--   DATA oldest_live (24 bits, the pad at 49..51): the client's oldest
+--     unfinished RPC to this server is sender_id - 2 * (oldest_live - 1);
+--     0 states nothing.
+-- Unknown values decode as numbers and are otherwise ignored.
 --
 -- Use:  wireshark -X lua_script:tools/wireshark/homa.lua capture.pcap
 --       tshark -X lua_script:tools/wireshark/homa.lua -r capture.pcap -Y homa
@@ -37,6 +51,7 @@ f.flags = ProtoField.uint8("homa.flags", "Flags", base.HEX)
 f.checksum = ProtoField.uint16("homa.checksum", "Checksum", base.HEX)
 f.urgent = ProtoField.uint16("homa.urgent", "Urgent", base.HEX)
 f.sender_id = ProtoField.uint64("homa.sender_id", "Sender RPC id")
+f.incarnation = ProtoField.uint64("homa.incarnation", "Incarnation", base.HEX)
 f.client = ProtoField.bool("homa.from_client", "Sent by the client")
 -- DATA
 f.message_length = ProtoField.uint32("homa.data.message_length", "Message length")
@@ -46,9 +61,13 @@ f.ack_server_port = ProtoField.uint16("homa.data.ack_server_port", "Ack server p
 f.cutoff_version = ProtoField.uint16("homa.data.cutoff_version", "Cutoff version")
 f.retransmit = ProtoField.uint8("homa.data.retransmit", "Retransmit")
 f.seg_offset = ProtoField.uint32("homa.data.seg_offset", "Segment offset field", base.HEX)
+f.oldest_live = ProtoField.uint32("homa.data.oldest_live", "Oldest live (ids back + 1)")
 f.offset = ProtoField.uint32("homa.data.offset", "Offset")
 f.payload_len = ProtoField.uint32("homa.data.payload_length", "Payload length")
 f.payload = ProtoField.bytes("homa.data.payload", "Payload")
+-- RPC_UNKNOWN
+f.unknown_status = ProtoField.string("homa.rpc_unknown.status", "Status")
+f.unknown_uptime = ProtoField.uint64("homa.rpc_unknown.uptime_us", "Server uptime (us)")
 -- GRANT
 f.grant_offset = ProtoField.uint32("homa.grant.offset", "Granted offset")
 f.grant_priority = ProtoField.uint8("homa.grant.priority", "Priority")
@@ -70,7 +89,19 @@ local function looks_like_homa(buf)
     local ty = buf(11, 1):uint()
     local min = MIN_LEN[ty]
     if min == nil or len < min then return false end
-    return buf(13, 1):uint() == 0x06 and buf(18, 2):uint() == 0xB97D
+    return buf(13, 1):uint() == 0x06 and (buf(18, 2):uint() == 0xB97D or ty == 0x13)
+end
+
+-- The status an RPC_UNKNOWN carries in urgent, and the uptime if it is one.
+local function unknown_status(code)
+    if code == 0xB97D then return "none", nil end
+    if code == 0xFFFF then return "not a server", nil end
+    if code == 0xFFFE then return "abandoned", nil end
+    if code == 0xFFFD then return "forgotten", nil end
+    if code >= 0xFFF0 then return string.format("reserved 0x%04x", code), nil end
+    local e = math.floor(code / 2048)
+    local m = code % 2048
+    return "uptime", m * (2 ^ e)
 end
 
 local function dissect(buf, pinfo, root)
@@ -91,8 +122,10 @@ local function dissect(buf, pinfo, root)
     tree:add(f.urgent, buf(18, 2))
     local id = buf(20, 8):uint64()
     tree:add(f.sender_id, buf(20, 8))
+    local inc = UInt64(buf(8, 3):uint() * 65536 + buf(14, 2):uint())
+    tree:add(f.incarnation, inc)
     tree:add(f.client, (id % 2) == UInt64(0))
-    local info = string.format("%s id=%s", name, tostring(id))
+    local info = string.format("%s id=%s inc=%s", name, tostring(id), tostring(inc))
 
     if ty == 0x10 and len >= 56 then
         local seg = buf(52, 4):uint()
@@ -104,6 +137,7 @@ local function dissect(buf, pinfo, root)
         tree:add(f.ack_server_port, buf(44, 2))
         tree:add(f.cutoff_version, buf(46, 2))
         tree:add(f.retransmit, buf(48, 1))
+        tree:add(f.oldest_live, buf(49, 3))
         tree:add(f.seg_offset, buf(52, 4))
         tree:add(f.offset, off)
         tree:add(f.payload_len, len - 56)
@@ -119,6 +153,12 @@ local function dissect(buf, pinfo, root)
         tree:add(f.resend_length, buf(32, 4))
         if len >= 37 then tree:add(f.resend_priority, buf(36, 1)) end
         info = info .. string.format(" offset=%d length=%d", buf(28, 4):uint(), buf(32, 4):int())
+    elseif ty == 0x13 then
+        local status, uptime = unknown_status(buf(18, 2):uint())
+        tree:add(f.unknown_status, status)
+        if uptime then tree:add(f.unknown_uptime, UInt64(uptime)) end
+        info = info .. " " .. status
+        if uptime then info = info .. string.format(" %.0f us", uptime) end
     elseif ty == 0x15 and len >= 62 then
         for i = 0, 7 do
             tree:add(f.cutoff, buf(28 + 4 * i, 4)):prepend_text("[" .. i .. "] ")

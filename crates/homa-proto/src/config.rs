@@ -94,7 +94,9 @@ pub struct Config {
     /// (the kernel's 1 ms tick).
     pub tick: Duration,
     /// Silence before the first RESEND for an RPC (kernel: `resend_ticks`,
-    /// 5 ms).
+    /// 5 ms). For bytes we granted, only time during which our downlink was
+    /// not busy with packets at their priority or above counts (they are
+    /// queued behind those, not lost); see the timer module.
     pub resend_after: Duration,
     /// Time between RESENDs for one RPC (kernel: `resend_interval`, 5 ms).
     pub resend_interval: Duration,
@@ -107,8 +109,12 @@ pub struct Config {
     pub max_resend_rpcs_per_peer: u32,
     /// Silence after which an RPC is abandoned: a client RPC fails with
     /// [`RpcError::Timeout`](crate::RpcError::Timeout), a server RPC is
-    /// freed. The kernel uses 100 ms; a user-space peer can be descheduled
-    /// for tens of milliseconds, so we default to 1 s.
+    /// freed. Silence means nothing at all from the peer, not even BUSY: a
+    /// peer that is alive answers our probes (every `timeout / 5` at most)
+    /// even while its application computes or its memory holds our message
+    /// back, so a timeout means the peer stopped answering. The kernel uses
+    /// 100 ms; a user-space peer can be descheduled for tens of
+    /// milliseconds, so we default to 1 s.
     pub timeout: Duration,
     /// Time after a response is fully sent before the server asks for an
     /// ACK (kernel: `request_ack_ticks`, 2 ms). NEED_ACKs repeat every
@@ -122,15 +128,20 @@ pub struct Config {
     pub fast_resend_rtts: u32,
     /// Lower bound on the age of a hole before fast recovery requests it.
     pub min_gap_age: Duration,
-    /// Finished request ids remembered individually per client for
-    /// at-most-once; older ones are covered by a floor (the `peer` module's
-    /// documentation describes the mechanism).
+    /// Most finished request ids kept per client socket above the oldest
+    /// unfinished id the client states (at-most-once, exact: see
+    /// `docs/at-most-once.md`). When a client's record is full, its new
+    /// requests are answered BUSY (it retries) except the one it names as its
+    /// oldest, whose completion frees the record.
     pub done_ids_per_peer: usize,
-    /// How long finished ids are remembered individually. Must exceed
-    /// `timeout`.
+    /// Kept for configuration compatibility; no longer used: finished ids
+    /// leave the record when the client says every id below them finished,
+    /// not after a time (the time-based floor refused requests that had
+    /// never run). Must still exceed `timeout`.
     pub done_id_lifetime: Duration,
     /// Most server RPCs one client socket may have open at once; requests
-    /// beyond are dropped (the client retries them later).
+    /// beyond are answered BUSY (the client waits and retries when room
+    /// frees).
     pub max_rpcs_per_peer: u32,
     /// Largest unscheduled region (the DATA `incoming` field) accepted from
     /// a sender; bytes beyond it wait for our grants. Receive buffers follow
@@ -140,14 +151,25 @@ pub struct Config {
     pub max_rx_bytes: u64,
     /// Most bytes of incoming-message buffers held for one peer.
     pub max_rx_bytes_per_peer: u64,
-    /// Receive memory per socket: buffers of messages being assembled plus
-    /// delivered messages the application still holds. At the budget the
-    /// socket's messages get no more grants and new ones wait.
+    /// Receive memory per socket. What counts: the reassembly buffers of
+    /// messages being received for the socket (each follows the grants, plus
+    /// one packet of slack), and every delivered request or response whose
+    /// bytes the application still holds (its length plus
+    /// [`DELIVERED_OVERHEAD`](crate::DELIVERED_OVERHEAD)), until the
+    /// application drops the last handle. At the budget the socket's
+    /// messages get no more grants, new messages wait (in SRPT order, without
+    /// a buffer, their packets dropped) and the receiver keeps their senders
+    /// alive with probes answered BUSY: calls slow down, they do not fail
+    /// (a call that waits longer than its deadline fails with the runtime's
+    /// deadline error; an application holding more than the budget waits
+    /// until it lets go). When memory frees, the shortest waiting message
+    /// gets a buffer and asks its sender for everything again.
     pub socket_rx_budget: u64,
     /// Bytes of a socket's outgoing messages not yet freed before sends
     /// fail with `WouldBlock` (the kernel's `wmem_max`, 100 MB).
     pub max_tx_bytes_per_socket: u64,
-    /// Most peers with state; idle peers are collected first.
+    /// Most peers with state; idle peers are collected first. A new client
+    /// that finds the table full of busy peers is answered BUSY and waits.
     pub max_peers: usize,
     /// A peer with no RPCs is kept at least this long after its last
     /// activity (it holds the at-most-once record).

@@ -32,7 +32,14 @@
 //! * RPCs. Client ids are even, unique per endpoint, starting at a random
 //!   even value; the server's id for an RPC is the client's id with the low
 //!   bit set. Servers key RPCs on (client address, client port, id).
-//! * Peers (one per remote socket): cutoffs and pending acknowledgements.
+//! * Peers (one per remote socket): cutoffs, pending acknowledgements, and
+//!   the at-most-once state of the `amo` module: the record of the requests
+//!   each client ran here, and what we know of each server (its
+//!   incarnation, our oldest unfinished RPC to it).
+//! * An incarnation: a random 40-bit value from the seed that every packet
+//!   of our server RPCs carries, so a client can tell us from an earlier
+//!   process at the same address (`docs/at-most-once.md`). A client's first
+//!   request to a server waits one round trip to learn its incarnation.
 //!
 //! Packet handling follows the kernel module (reference sections 1.6, 4.1,
 //! 4.5, 4.6); where it deviates, the function says so.
@@ -43,10 +50,11 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use slab::Slab;
 
+use crate::amo::{DoneIds, Seen};
 use crate::config::{Config, ConfigError};
 use crate::grant::Grants;
 use crate::pacer::Pacer;
-use crate::peer::{DoneIds, Peer};
+use crate::peer::Peer;
 use crate::prio::Prio;
 use crate::rng::Rng;
 use crate::rpc::msgin::UNKNOWN_LEVEL;
@@ -99,18 +107,40 @@ pub enum Error {
 }
 
 /// Why an RPC failed.
+///
+/// Which errors say the request did not run: `PortUnreachable` and
+/// `HostUnreachable` (the request never reached a server completely),
+/// `NotServer`. Which say it may have: `Timeout` (the server stopped
+/// answering), `OutcomeUnknown`, `Abandoned` (it did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// The peer was silent for longer than the configured timeout.
+    /// The peer stopped answering: nothing came from it (not even BUSY)
+    /// for the configured `timeout`. The request may have run.
     #[error("rpc timed out")]
     Timeout,
-    /// No socket listens at the destination (ICMP port unreachable).
+    /// No socket listens at the destination (ICMP port unreachable) and
+    /// the request was never completely sent: it did not run.
     #[error("destination port unreachable")]
     PortUnreachable,
-    /// The destination host cannot be reached (ICMP host unreachable).
+    /// The destination host cannot be reached (ICMP host unreachable) and
+    /// the request was never completely sent: it did not run.
     #[error("destination host unreachable")]
     HostUnreachable,
+    /// The server restarted (or vanished: ICMP unreachable) after the
+    /// request may have reached it: it may or may not have run, and it
+    /// will not be run again.
+    #[error("server restarted: outcome unknown")]
+    OutcomeUnknown,
+    /// The server ran the request (its application received it) but
+    /// dropped the RPC before its response reached us (it gave up waiting,
+    /// or its application discarded the request).
+    #[error("server abandoned the rpc after running it")]
+    Abandoned,
+    /// The destination socket does not accept requests (a client-only
+    /// socket); the request did not run.
+    #[error("destination does not serve requests")]
+    NotServer,
 }
 
 /// An ICMP error reported by the driver's network stack.
@@ -251,10 +281,17 @@ pub struct Endpoint {
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// At-most-once floors of collected peers (bounded, oldest evicted).
-    pub(crate) retired: Map<SocketAddr, u64>,
+    pub(crate) retired: Map<SocketAddr, Vec<u64>>,
     pub(crate) retired_order: VecDeque<SocketAddr>,
-    /// Hash keys of the peers' records of finished requests.
-    pub(crate) done_hasher: ahash::RandomState,
+    /// This endpoint's incarnation as a server (40 bits, nonzero): see the
+    /// `amo` module.
+    pub(crate) incarnation: u64,
+    /// The first instant any input brought: the incarnation's uptime counts
+    /// from here (it cannot have run anything earlier).
+    pub(crate) born: Option<Instant>,
+    /// Link time of the DATA we received, per level (the timer's measure
+    /// of how long granted bytes may be queued).
+    pub(crate) rx_link: crate::timer::RxLink,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -268,9 +305,10 @@ impl core::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Creates an endpoint. `seed` determines the first client RPC id and
-    /// the hash keys of internal tables; give every process a different,
-    /// random seed.
+    /// Creates an endpoint. `seed` determines the first client RPC id, the
+    /// endpoint's incarnation (what tells its clients apart from those of an
+    /// earlier process at the same address) and the hash keys of internal
+    /// tables; give every process a different, random seed.
     pub fn new(config: Config, seed: u64) -> Result<Endpoint, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(seed);
@@ -291,6 +329,7 @@ impl Endpoint {
             (config.max_gso_bytes / pkt).clamp(1, config.max_gso_segments.max(1))
         };
         let first_port = config.first_client_port;
+        let incarnation = (rng_u64(seed, 5) & crate::wire::common::MAX_INCARNATION).max(1);
         Ok(Endpoint {
             seg_v4,
             seg_v6,
@@ -322,9 +361,55 @@ impl Endpoint {
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Map::with_hasher(hasher()),
             retired_order: VecDeque::new(),
-            done_hasher: hasher(),
+            incarnation,
+            born: None,
+            rx_link: Default::default(),
             config,
         })
+    }
+
+    /// This endpoint's incarnation: the random 40-bit value its server
+    /// sockets put in every packet, which clients echo in their requests
+    /// (see `docs/at-most-once.md`). Tests crafting requests by hand need
+    /// it; a request that does not echo it is refused, not run.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Starts this endpoint acquainted with the server socket `server`:
+    /// its requests to it are bound to `incarnation` at once instead of
+    /// after a probe (the first-contact round trip of `docs/at-most-once.md`).
+    /// For simulators and tests that model long-running processes, whose
+    /// clients met their servers long ago; `incarnation` must be the one
+    /// `server`'s endpoint reports ([`Endpoint::incarnation`]). A wrong value
+    /// costs a refusal (the request is then rebound or fails with
+    /// `OutcomeUnknown`), never a second execution.
+    pub fn assume_incarnation(&mut self, now: Instant, server: SocketAddr, incarnation: u64) {
+        let inc = incarnation & crate::wire::common::MAX_INCARNATION;
+        if inc == 0 {
+            return;
+        }
+        self.touch(now);
+        self.peer_entry(server, now).server.incarnation = inc;
+    }
+
+    /// How long this endpoint has been running, as its refusals report it:
+    /// since the first instant any input gave it (never earlier than its
+    /// creation, so never more than the truth).
+    pub(crate) fn uptime(&self, now: Instant) -> core::time::Duration {
+        self.born.map_or(core::time::Duration::ZERO, |b| {
+            now.saturating_duration_since(b)
+        })
+    }
+
+    /// Notes the time of an input: `now` never goes backwards, and the
+    /// first one starts the uptime.
+    #[inline]
+    pub(crate) fn touch(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.born.is_none() {
+            self.born = Some(now);
+        }
     }
 
     /// The configuration in force.
@@ -530,7 +615,6 @@ impl Endpoint {
         let peer = peer_slot(
             &mut self.peers,
             &mut self.retired,
-            &self.done_hasher,
             &self.prio.cutoffs,
             addr,
             now,
@@ -547,7 +631,6 @@ impl Endpoint {
         peer_slot(
             &mut self.peers,
             &mut self.retired,
-            &self.done_hasher,
             &self.prio.cutoffs,
             addr,
             now,
@@ -576,6 +659,7 @@ impl Endpoint {
         dest: SocketAddr,
         request: Bytes,
     ) -> Result<u64, Error> {
+        self.touch(now);
         if !self.sockets.contains_key(&port) {
             return Err(Error::NoSocket(port));
         }
@@ -585,16 +669,28 @@ impl Endpoint {
         self.next_client_id = self.next_client_id.wrapping_add(2);
         let seg = self.seg_size(&dest);
         let len = request.len() as u32;
-        let (prio, unsched) = self.peer_entry_with(dest, now, |c, peer| {
-            peer.rpcs += 1;
-            let prio = peer.unsched_priority(len, c.num_priorities);
-            (prio, unsched_bytes_of(c, Some(peer)))
-        });
         let seq = self.next_seq();
-        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, now);
+        let key = self.rpcs.vacant_key();
+        let (prio, unsched, echo) = self.peer_entry_with(dest, now, |c, peer| {
+            peer.rpcs += 1;
+            peer.server.push_live(id);
+            let echo = peer.server.incarnation;
+            if echo == 0 {
+                // Not heard from it yet: the request waits for its
+                // incarnation (the `amo` module).
+                peer.server.unbound.push((key, seq));
+            }
+            let prio = peer.unsched_priority(len, c.num_priorities);
+            (prio, unsched_bytes_of(c, Some(peer)), echo)
+        });
+        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, echo, now);
         rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
-        let key = self.rpcs.insert(rpc);
+        let key2 = self.rpcs.insert(rpc);
+        debug_assert_eq!(key, key2);
         self.client_rpcs.insert(id, key);
+        if echo == 0 {
+            self.probe_incarnation(now, key, false);
+        }
         self.stats.requests_started += 1;
         self.stats
             .tx_sizes
@@ -614,6 +710,7 @@ impl Endpoint {
         id: u64,
         response: Bytes,
     ) -> Result<(), Error> {
+        self.touch(now);
         self.check_message(response.len())?;
         let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
@@ -631,7 +728,8 @@ impl Endpoint {
         });
         let rpc = &mut self.rpcs[key];
         rpc.state = RpcState::Outgoing;
-        rpc.last_heard = now;
+        rpc.heard(now);
+        rpc.busy = false;
         rpc.msgout = Some(MsgOut::new(response, seg, unsched, prio, now));
         self.stats.responses_started += 1;
         self.stats.tx_sizes.add(response_len);
@@ -642,8 +740,8 @@ impl Endpoint {
 
     /// Drops a request delivered by [`Event::Request`] without answering
     /// it: the server RPC is freed and the request still counts as run
-    /// (at-most-once). The client learns nothing until its RPC times out
-    /// or it gets RPC_UNKNOWN.
+    /// (at-most-once). The client learns it at its next RESEND: its RPC
+    /// fails with [`RpcError::Abandoned`].
     pub fn discard_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
         let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
@@ -687,7 +785,7 @@ impl Endpoint {
         level: Option<u8>,
         datagram: &[u8],
     ) {
-        self.now = self.now.max(now);
+        self.touch(now);
         let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
         let (repr, payload) = match Repr::parse_with_payload(datagram) {
             Ok(r) => r,
@@ -714,16 +812,17 @@ impl Endpoint {
             return;
         };
         let local = local_id(repr.sender_id);
+        let inc = repr.incarnation;
         match repr.body {
             Body::Data(h) => {
-                self.handle_data(now, src, repr.dport, server, local, &h, payload, level)
+                self.handle_data(now, src, repr.dport, server, local, inc, &h, payload, level)
             }
-            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, &g),
-            Body::Resend(r) => self.handle_resend(now, src, repr.dport, local, &r),
-            Body::RpcUnknown => self.handle_rpc_unknown(src, repr.dport, local),
-            Body::Busy => self.handle_busy(now, src, repr.dport, local),
+            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, &g),
+            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, &r),
+            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, u),
+            Body::Busy => self.handle_busy(now, src, repr.dport, local, inc),
             Body::Cutoffs(c) => self.handle_cutoffs(src, &c),
-            Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local),
+            Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local, inc),
             Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
             Body::Freeze => {}
         }
@@ -738,7 +837,8 @@ impl Endpoint {
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
     /// fail with the matching [`RpcError`], server RPCs to it are dropped.
-    pub fn handle_unreachable(&mut self, _now: Instant, dest: SocketAddr, kind: Unreachable) {
+    pub fn handle_unreachable(&mut self, now: Instant, dest: SocketAddr, kind: Unreachable) {
+        self.touch(now);
         let matches = |peer: &SocketAddr| match kind {
             Unreachable::Port => *peer == dest,
             Unreachable::Host => peer.ip() == dest.ip(),
@@ -749,12 +849,24 @@ impl Endpoint {
             .filter(|(_, r)| matches(&r.peer))
             .map(|(k, _)| k)
             .collect();
-        let error = match kind {
+        let unreachable = match kind {
             Unreachable::Port => RpcError::PortUnreachable,
             Unreachable::Host => RpcError::HostUnreachable,
         };
         self.stats.rpcs_unreachable += keys.len() as u64;
         for key in keys {
+            // A request that may be complete at the server may have run
+            // there before it went away.
+            let r = &self.rpcs[key];
+            let maybe_ran = r.echo != 0
+                && (r.state != RpcState::Outgoing
+                    || r.msgout.as_ref().is_none_or(|m| m.fully_sent()));
+            let error = if r.is_client() && maybe_ran {
+                self.stats.outcome_unknown += 1;
+                RpcError::OutcomeUnknown
+            } else {
+                unreachable
+            };
             self.fail_rpc(key, error);
         }
     }
@@ -812,11 +924,7 @@ impl Endpoint {
         if let Some((len, _)) = rpc.waiting {
             self.mem_waiters.remove(&(len, rpc.seq, key));
         }
-        let (now, max_done, lifetime) = (
-            self.now,
-            self.config.done_ids_per_peer,
-            self.config.done_id_lifetime,
-        );
+        let now = self.now;
         if let Some(peer) = self.peers.get_mut(&rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
             peer.last_active = now;
@@ -824,7 +932,14 @@ impl Endpoint {
                 peer.server_rpcs = peer.server_rpcs.saturating_sub(1);
                 if rpc.state != RpcState::Incoming {
                     // The application saw this request: never again.
-                    peer.done.insert(rpc.id, now, max_done, lifetime);
+                    peer.done.insert(rpc.id);
+                }
+            } else {
+                peer.server.finished(rpc.id);
+                if rpc.echo == 0 {
+                    peer.server
+                        .unbound
+                        .retain(|&(k, s)| (k, s) != (key, rpc.seq));
                 }
             }
         }
@@ -895,11 +1010,12 @@ impl Endpoint {
             return;
         };
         self.stats.peers_collected += 1;
-        let floor = peer.done.retire(now);
-        if floor == 0 {
+        let _ = now;
+        let runs = peer.done.retire();
+        if runs.is_empty() {
             return;
         }
-        if self.retired.insert(addr, floor).is_none() {
+        if self.retired.insert(addr, runs).is_none() {
             self.retired_order.push_back(addr);
         }
         while self.retired.len() > self.config.max_peers {
@@ -917,14 +1033,15 @@ impl Endpoint {
         }
     }
 
-    /// True if the request `id` from `client` already ran (at-most-once).
-    pub(crate) fn request_finished(&self, client: SocketAddr, id: u64) -> bool {
+    /// What the at-most-once record says about request `id` from
+    /// `client` (also for a collected client).
+    pub(crate) fn request_seen(&self, client: SocketAddr, id: u64) -> Seen {
         match self.peers.get(&client) {
-            Some(p) => p.done.contains(id),
-            None => self
-                .retired
-                .get(&client)
-                .is_some_and(|&floor| DoneIds::floor_covers(floor, id)),
+            Some(p) => p.done.seen(id),
+            None => match self.retired.get(&client) {
+                Some(runs) if DoneIds::runs_cover(runs, id) => Seen::Finished,
+                _ => Seen::New,
+            },
         }
     }
 
@@ -934,12 +1051,23 @@ impl Endpoint {
     }
 
     /// Queues a control packet from local `port` to `dest` carrying
-    /// `sender_id` (our local id for the RPC).
+    /// `sender_id` (our local id for the RPC). Packets of our server RPCs
+    /// carry our incarnation; those of our client RPCs the incarnation their
+    /// request is bound to (or the one we know for the peer).
     pub(crate) fn send_control(&mut self, port: u16, dest: SocketAddr, sender_id: u64, body: Body) {
+        let incarnation = if sender_id & 1 == 1 {
+            self.incarnation
+        } else {
+            match self.client_rpcs.get(&sender_id) {
+                Some(&k) => self.rpcs[k].echo,
+                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation),
+            }
+        };
         let repr = Repr {
             sport: port,
             dport: dest.port(),
             sender_id,
+            incarnation,
             body,
         };
         self.queue_control(dest, repr);
@@ -966,16 +1094,14 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 /// A new peer starts with `own_cutoffs`, ours (see `Peer::new`).
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
-    retired: &mut Map<SocketAddr, u64>,
-    hasher: &ahash::RandomState,
+    retired: &mut Map<SocketAddr, Vec<u64>>,
     own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
     let peer = peers.entry(addr).or_insert_with(|| {
-        let floor = retired.remove(&addr).unwrap_or(0);
-        let done = DoneIds::with_floor(floor, hasher.clone());
-        Peer::new(addr.port(), now, done, *own_cutoffs)
+        let old_runs = retired.remove(&addr).unwrap_or_default();
+        Peer::new(addr.port(), now, DoneIds::with_old_runs(old_runs), *own_cutoffs)
     });
     peer.last_active = now;
     peer

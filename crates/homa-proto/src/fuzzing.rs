@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, Repr, ResendHeader,
+    RpcUnknownHeader, UnknownStatus,
 };
 use crate::{Config, Endpoint, Event, Instant};
 
@@ -76,6 +77,9 @@ impl Input<'_> {
 
 const SERVER_PORT: u16 = 100;
 
+/// The incarnation the harness's fake servers claim.
+const FAKE_SERVER_INCARNATION: u64 = 0x12_3456;
+
 fn peer(sel: u8) -> SocketAddr {
     let port = [100u16, 0x8000, 0x8001, 7][(sel >> 4) as usize % 4];
     let ip = match sel % 4 {
@@ -123,7 +127,8 @@ pub fn endpoint_program(data: &[u8]) {
             }
             1 => {
                 // A structured packet, valid and then possibly corrupted.
-                let Some((bytes, to_rpc)) = structured(&mut input, &ids) else {
+                let own = ep.incarnation();
+                let Some((bytes, to_rpc)) = structured(&mut input, &ids, own) else {
                     break;
                 };
                 let Some(sel) = input.byte() else { break };
@@ -261,9 +266,19 @@ pub fn endpoint_program(data: &[u8]) {
 fn structured(
     input: &mut Input<'_>,
     ids: &[(u64, SocketAddr)],
+    own: u64,
 ) -> Option<(Vec<u8>, Option<SocketAddr>)> {
     let kind = input.byte()? % 12;
     let id_sel = input.byte()?;
+    // Mostly a value that gets past the incarnation checks: ours for
+    // requests, the fake servers' for packets about our requests.
+    let incarnation = match input.byte()? % 8 {
+        0 => 0,
+        1 => own ^ 1,
+        2 => FAKE_SERVER_INCARNATION + 1,
+        _ if id_sel & 0x80 != 0 => FAKE_SERVER_INCARNATION,
+        _ => own,
+    };
     let (sender_id, dport, to_rpc) = match ids.get(id_sel as usize % (ids.len() + 1)) {
         // The server's side of one of our requests.
         Some(&(id, dest)) if id_sel & 0x80 != 0 => (id | 1, 0x8000, Some(dest)),
@@ -302,11 +317,13 @@ fn structured(
                 cutoff_version: input.byte()? as u16,
                 retransmit: input.byte()? & 1 == 1,
                 offset,
+                oldest_live: input.byte()? as u32,
             };
             let mut v = Repr {
                 sport: 0,
                 dport,
                 sender_id,
+                incarnation,
                 body: Body::Data(h),
             }
             .to_vec();
@@ -327,7 +344,9 @@ fn structured(
             },
             priority: Some(input.byte()?),
         }),
-        3 => Body::RpcUnknown,
+        3 => Body::RpcUnknown(RpcUnknownHeader {
+            status: UnknownStatus::decode(input.u16()?),
+        }),
         4 => Body::Busy,
         5 => {
             let mut cutoffs = [0u32; 8];
@@ -356,8 +375,311 @@ fn structured(
         sport: 0,
         dport,
         sender_id,
+        incarnation,
         body,
     }
     .to_vec();
     Some((v, to_rpc))
+}
+
+/// Limits of [`cluster_program`]'s endpoints: a short timeout so that a
+/// fuzz input covers many timeouts, small messages.
+pub fn cluster_config() -> Config {
+    Config {
+        timeout: Duration::from_millis(40),
+        done_id_lifetime: Duration::from_millis(100),
+        peer_idle: Duration::from_millis(200),
+        max_message_length: 64 << 10,
+        max_rx_bytes: 2 << 20,
+        max_rx_bytes_per_peer: 1 << 20,
+        socket_rx_budget: 1 << 20,
+        max_rpcs_per_peer: 16,
+        done_ids_per_peer: 32,
+        ..Config::default()
+    }
+}
+
+/// How long [`cluster_program`] gives every RPC to end once the network
+/// behaves and the applications answer: the stated bound (a request that
+/// waited for a restarted server, plus a timeout, plus a retry).
+pub const CLUSTER_BOUND_TIMEOUTS: u32 = 12;
+
+/// Two or three endpoints exchanging RPCs through a network that loses,
+/// duplicates, delays and reorders packets and whose hosts crash and
+/// restart, all decided by `data`. Checks what one endpoint alone cannot:
+/// every response that completes is byte-exact; no request reaches a server
+/// application twice, across server restarts too; once the network behaves
+/// and the applications answer, every RPC ends within
+/// [`CLUSTER_BOUND_TIMEOUTS`] timeouts and every endpoint empties; receive
+/// memory, RPCs and peers stay bounded throughout. Panics on a violation.
+pub fn cluster_program(data: &[u8]) {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use crate::testnet::{Network, Verdict};
+
+    const PORT: u16 = 100;
+    let config = cluster_config();
+    let mut input = Input { data };
+    let hosts = 2 + input.byte().unwrap_or(0) as usize % 2;
+    let mut net = Network::new(7);
+    for _ in 0..hosts {
+        net.add_host(config.clone());
+    }
+    let mut cports = Vec::new();
+    for h in 0..hosts {
+        net.endpoint(h).open_socket(PORT).expect("server port");
+        cports.push(net.endpoint(h).open_socket(0).expect("client port"));
+    }
+    // The network's behaviour: per mille of packets lost, duplicated,
+    // delayed (up to `delay_max`), held back (released later, shuffled).
+    let mode = Rc::new(Cell::new((0u32, 0u32, 0u32, 0u32, 0u64)));
+    let m2 = mode.clone();
+    net.set_filter(move |_, rng| {
+        let (loss, dup, delay, hold, delay_max) = m2.get();
+        let x = rng.below(1000) as u32;
+        if x < loss {
+            Verdict::Drop
+        } else if x < loss + dup {
+            Verdict::Duplicate
+        } else if x < loss + dup + delay {
+            Verdict::Delay(Duration::from_micros(rng.below(delay_max.max(1))))
+        } else if x < loss + dup + delay + hold {
+            Verdict::Hold
+        } else {
+            Verdict::Deliver
+        }
+    });
+    // Client RPCs outstanding: (host, id) -> (expected response, issued at).
+    let mut outstanding: HashMap<(usize, u64), (Vec<u8>, Instant)> = HashMap::new();
+    // Requests handed to a server application, by (client address, client
+    // id): at most once, whatever happens.
+    let mut ran: HashMap<(SocketAddr, u64), u32> = HashMap::new();
+    // Requests a server application holds: (port, client, server id, data).
+    let mut held: Vec<Vec<(u16, SocketAddr, u64, Bytes)>> = vec![Vec::new(); hosts];
+    let mut auto_answer = vec![true; hosts];
+    let mut tag = 0u64;
+    let handle_events = |net: &mut Network,
+                         outstanding: &mut HashMap<(usize, u64), (Vec<u8>, Instant)>,
+                         ran: &mut HashMap<(SocketAddr, u64), u32>,
+                         held: &mut Vec<Vec<(u16, SocketAddr, u64, Bytes)>>,
+                         auto_answer: &[bool]| {
+        for h in 0..net.host_count() {
+            for ev in net.take_events(h) {
+                match ev {
+                    Event::Request {
+                        port,
+                        peer,
+                        id,
+                        data,
+                    } => {
+                        let n = ran.entry((peer, id ^ 1)).or_insert(0);
+                        *n += 1;
+                        if std::env::var_os("HOMA_FUZZ_DEBUG").is_some() {
+                            eprintln!(
+                                "{:?} host {h} runs {:#x} from {peer} ({} B)",
+                                net.now(),
+                                id ^ 1,
+                                data.len()
+                            );
+                        }
+                        assert_eq!(*n, 1, "request {:#x} from {peer} ran twice", id ^ 1);
+                        if auto_answer[h] {
+                            let now = net.now();
+                            let resp = Bytes::from(respond_to(&data));
+                            let _ = net.endpoint(h).send_response(now, port, peer, id, resp);
+                        } else {
+                            held[h].push((port, peer, id, data));
+                        }
+                    }
+                    Event::Response { id, data, .. } => {
+                        let (want, _) = outstanding
+                            .remove(&(h, id))
+                            .expect("a response for an rpc we issued");
+                        assert!(data[..] == want[..], "response bytes differ");
+                    }
+                    Event::Failed { id, .. } => {
+                        outstanding
+                            .remove(&(h, id))
+                            .expect("a failure for an rpc we issued");
+                    }
+                    Event::Writable { .. } => {}
+                }
+            }
+        }
+    };
+    let check_bounds = |net: &mut Network| {
+        for h in 0..net.host_count() {
+            let ep = net.endpoint(h);
+            assert!(ep.rx_bytes() <= config.max_rx_bytes, "receive memory bound");
+            assert!(ep.peer_count() <= config.max_peers + 8, "peer bound");
+            assert!(
+                ep.rpc_count() <= 4 * config.max_rpcs_per_peer as usize * 8 + 256,
+                "rpc bound: {}",
+                ep.rpc_count()
+            );
+        }
+    };
+    let debug = std::env::var_os("HOMA_FUZZ_DEBUG").is_some();
+    while let Some(op) = input.byte() {
+        if debug {
+            eprintln!("{:?} op {}", net.now(), op % 12);
+        }
+        match op % 12 {
+            0..=3 => {
+                // A request from one host to another's server.
+                let c = input.byte().unwrap_or(0) as usize % hosts;
+                let s = (c + 1 + input.byte().unwrap_or(0) as usize % (hosts - 1)) % hosts;
+                let len = match input.byte().unwrap_or(0) % 4 {
+                    0 => 1 + input.byte().unwrap_or(0) as usize,
+                    1 => 1 + input.u16().unwrap_or(0) as usize % 3000,
+                    _ => 1 + input.u16().unwrap_or(0) as usize % (60 << 10),
+                };
+                tag += 1;
+                let req = tagged(tag, len);
+                let dest = net.addr(s, PORT);
+                let now = net.now();
+                if let Ok(id) =
+                    net.endpoint(c)
+                        .send_request(now, cports[c], dest, Bytes::from(req.clone()))
+                {
+                    outstanding.insert((c, id), (respond_to(&req), now));
+                }
+            }
+            4 | 5 => {
+                let d = Duration::from_micros(1 + (input.byte().unwrap_or(0) as u64).pow(2) * 20);
+                net.advance(d);
+            }
+            6 => {
+                // A server application answers (or discards) what it holds.
+                let h = input.byte().unwrap_or(0) as usize % hosts;
+                let discard = input.byte().unwrap_or(0) % 4 == 0;
+                if let Some((port, peer, id, data)) = held[h].pop() {
+                    let now = net.now();
+                    let ep = net.endpoint(h);
+                    if discard {
+                        let _ = ep.discard_request(port, peer, id);
+                    } else {
+                        let _ =
+                            ep.send_response(now, port, peer, id, Bytes::from(respond_to(&data)));
+                    }
+                }
+            }
+            7 => {
+                let h = input.byte().unwrap_or(0) as usize % hosts;
+                auto_answer[h] = !auto_answer[h];
+            }
+            8 => {
+                // A host crashes and restarts at once on the same ports: its
+                // applications' state is gone with it.
+                let h = input.byte().unwrap_or(0) as usize % hosts;
+                if debug {
+                    eprintln!("{:?} restart host {h}", net.now());
+                }
+                net.restart_host(h, config.clone());
+                net.endpoint(h).open_socket(PORT).expect("server port");
+                cports[h] = net.endpoint(h).open_socket(0).expect("client port");
+                outstanding.retain(|k, _| k.0 != h);
+                held[h].clear();
+            }
+            9 => net.release_held_shuffled(),
+            10 => {
+                let b = [
+                    input.byte().unwrap_or(0),
+                    input.byte().unwrap_or(0),
+                    input.byte().unwrap_or(0),
+                    input.byte().unwrap_or(0),
+                ];
+                let per_mille = |x: u8| (x as u32 % 8) * (x as u32 % 8) * 4;
+                let delay_max = 1 + (input.byte().unwrap_or(0) as u64) * 400;
+                mode.set((
+                    per_mille(b[0]),
+                    per_mille(b[1]),
+                    per_mille(b[2]),
+                    per_mille(b[3]) / 4,
+                    delay_max,
+                ));
+            }
+            _ => {
+                let h = input.byte().unwrap_or(0) as usize % hosts;
+                let d = Duration::from_micros(input.byte().unwrap_or(0) as u64 * 500);
+                net.pause_host(h, d);
+            }
+        }
+        handle_events(
+            &mut net,
+            &mut outstanding,
+            &mut ran,
+            &mut held,
+            &auto_answer,
+        );
+        check_bounds(&mut net);
+    }
+    // The network behaves from now on, held packets arrive, and the
+    // applications answer everything.
+    mode.set((0, 0, 0, 0, 0));
+    net.release_held_shuffled();
+    auto_answer.iter_mut().for_each(|a| *a = true);
+    let quiet = net.now();
+    let bound = quiet + config.timeout * CLUSTER_BOUND_TIMEOUTS;
+    let mut steps = 0u64;
+    while net.now() < bound + config.peer_idle * 4 {
+        for (h, list) in held.iter_mut().enumerate() {
+            for (port, peer, id, data) in list.drain(..) {
+                let now = net.now();
+                let _ = net.endpoint(h).send_response(
+                    now,
+                    port,
+                    peer,
+                    id,
+                    Bytes::from(respond_to(&data)),
+                );
+            }
+        }
+        handle_events(
+            &mut net,
+            &mut outstanding,
+            &mut ran,
+            &mut held,
+            &auto_answer,
+        );
+        check_bounds(&mut net);
+        if net.now() >= bound {
+            assert!(
+                outstanding.is_empty(),
+                "{} rpcs still alive {:?} after the network healed: {:?}",
+                outstanding.len(),
+                config.timeout * CLUSTER_BOUND_TIMEOUTS,
+                outstanding.values().map(|v| v.1).collect::<Vec<_>>()
+            );
+        }
+        if outstanding.is_empty() && net.rpcs_alive() == 0 {
+            break;
+        }
+        if !net.step() {
+            net.advance(config.tick);
+        }
+        steps += 1;
+        assert!(steps < 5_000_000, "the network does not quiet down");
+    }
+    assert!(outstanding.is_empty());
+    assert_eq!(net.rpcs_alive(), 0, "every rpc ends, on every host");
+    for h in 0..hosts {
+        assert_eq!(net.endpoint(h).rx_bytes(), 0, "receive buffers reclaimed");
+    }
+}
+
+/// Request bytes: a tag, then a pattern derived from it.
+fn tagged(tag: u64, len: usize) -> Vec<u8> {
+    let mut rng = crate::Rng::new(tag);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
+}
+
+/// The response a server sends for a request: every byte inverted, plus one
+/// byte of the request's length (so sizes differ too).
+fn respond_to(req: &[u8]) -> Vec<u8> {
+    let mut v: Vec<u8> = req.iter().map(|b| !b).collect();
+    v.push(req.len() as u8);
+    v
 }

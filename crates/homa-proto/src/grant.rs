@@ -58,6 +58,9 @@ pub(crate) struct Grants {
     pub active: usize,
     /// RPC keys of the messages active at the last pass.
     pub last_active: Vec<usize>,
+    /// Messages whose granted bytes starve behind higher levels (the
+    /// timer finds them): (key, seq).
+    pub starving: Vec<(usize, u64)>,
 }
 
 impl Endpoint {
@@ -204,12 +207,27 @@ impl Endpoint {
         let max_sched = self.prio.max_sched_prio as i32;
         let extra = max_sched + 1 - n_active as i32;
         let mut needy = false;
+        // Bytes we granted that starve behind later grants at higher levels:
+        // grant nothing above them until they arrive.
+        let rpcs = &self.rpcs;
+        self.grants
+            .starving
+            .retain(|&(k, seq)| rpcs.get(k).is_some_and(|r| r.seq == seq && r.starving));
+        let starve_level = self
+            .grants
+            .starving
+            .iter()
+            .map(|&(k, _)| self.rpcs[k].quiet_mark.0)
+            .min();
         for (rank, &(_, _, seq, key)) in active.iter().enumerate() {
             let mut prio = max_sched - rank as i32;
             if extra >= 0 {
                 prio -= extra;
             }
             let prio = prio.max(0) as u8;
+            if starve_level.is_some_and(|l| prio > l) {
+                continue;
+            }
             let Some(m) = self.rpcs[key].msgin.as_ref() else {
                 continue;
             };
@@ -333,6 +351,7 @@ impl Endpoint {
         if let Some(m) = self.rpcs[key].msgin.as_mut() {
             m.min_grant_level = m.min_grant_level.min(prio);
         }
+        self.rpcs[key].grant_level = prio;
         self.grant_refresh(key);
         let rpc = &self.rpcs[key];
         let (port, peer, id) = (rpc.port, rpc.peer, rpc.id);

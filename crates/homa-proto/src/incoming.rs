@@ -7,13 +7,16 @@ use core::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::{AddOutcome, MsgIn, GRANT_SLACK};
+use crate::rpc::msgin::{AddOutcome, MsgIn, GRANT_SLACK, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, Rpc, RpcState};
+use crate::timer::unsched_level;
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
+    RpcUnknownHeader, UnknownStatus,
 };
-use crate::{Event, Instant, DELIVERED_OVERHEAD};
+use crate::{Event, Instant, RpcError, DELIVERED_OVERHEAD};
 
 /// A packet that may answer a round-trip probe.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +28,8 @@ enum Answer {
 
 impl Endpoint {
     /// DATA: find or create the RPC, add the bytes, deliver complete
-    /// messages, then apply the piggybacked ack.
+    /// messages, then apply the piggybacked ack. `inc` is the packet's
+    /// incarnation field.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn handle_data(
         &mut self,
@@ -34,6 +38,7 @@ impl Endpoint {
         port: u16,
         server: bool,
         local: u64,
+        inc: u64,
         h: &DataHeader,
         payload: &[u8],
         level: u8,
@@ -43,13 +48,9 @@ impl Endpoint {
             return;
         }
         let key = if local & 1 == 0 {
-            match self.find_rpc(src, port, local) {
+            match self.find_client_rpc(src, port, local, inc) {
                 Some(k) => k,
-                None => {
-                    // DATA for a client RPC we do not know (finished, aborted).
-                    self.stats.unknown_rpc += 1;
-                    return;
-                }
+                None => return,
             }
         } else {
             // One lookup tells a known server RPC from a new request.
@@ -60,7 +61,7 @@ impl Endpoint {
                     self.stats.unknown_rpc += 1;
                     return;
                 }
-                None => match self.admit_server_rpc(now, src, port, server, local) {
+                None => match self.admit_server_rpc(now, src, port, server, local, inc, h) {
                     Some(k) => k,
                     None => return,
                 },
@@ -97,9 +98,48 @@ impl Endpoint {
         self.send_control(port, src, local, body);
     }
 
+    /// The client RPC a packet from the server side of an RPC concerns:
+    /// unknown ids (finished, aborted) are counted and `None`, and so are
+    /// packets from another incarnation of the server than the one our
+    /// request is bound to (they are not about our RPC: a ghost must not
+    /// keep it alive).
+    pub(crate) fn find_client_rpc(
+        &mut self,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        inc: u64,
+    ) -> Option<usize> {
+        let Some(key) = self.find_rpc(src, port, local) else {
+            self.stats.unknown_rpc += 1;
+            return None;
+        };
+        if self.rpcs[key].echo != inc {
+            self.stats.wrong_incarnation += 1;
+            return None;
+        }
+        Some(key)
+    }
+
+    /// Answers a packet for an RPC we have no state for with RPC_UNKNOWN
+    /// saying why.
+    pub(crate) fn refuse(&mut self, port: u16, src: SocketAddr, local: u64, status: UnknownStatus) {
+        self.send_control(
+            port,
+            src,
+            local,
+            Body::RpcUnknown(RpcUnknownHeader { status }),
+        );
+    }
+
     /// Creates the server RPC for a request's first packet (the caller
-    /// checked that no RPC has this id), unless the request already ran
-    /// (at-most-once) or a limit forbids it.
+    /// checked that no RPC has this id), unless a rule of the `amo` module
+    /// or a limit forbids it. Requests that cannot be taken now are answered:
+    /// RPC_UNKNOWN when they never can (not a server; not bound to our
+    /// incarnation, so the client decides), BUSY when a limit holds them
+    /// back (the client waits and retries); stale copies of finished
+    /// requests are dropped.
+    #[allow(clippy::too_many_arguments)]
     fn admit_server_rpc(
         &mut self,
         now: Instant,
@@ -107,45 +147,59 @@ impl Endpoint {
         port: u16,
         server: bool,
         local: u64,
+        inc: u64,
+        h: &DataHeader,
     ) -> Option<usize> {
         if !server {
             self.stats.no_socket += 1;
+            self.stats.refused_not_server += 1;
+            self.refuse(port, src, local, UnknownStatus::NotServer);
             return None;
         }
-        let max = self.config.max_rpcs_per_peer;
-        if let Some(peer) = self.peers.get_mut(&src) {
+        if inc != self.incarnation {
+            // Not bound to us: it may be a copy of a request an earlier
+            // incarnation ran. Never run it; the client decides.
+            self.stats.refused_incarnation += 1;
+            let up = self.uptime(now);
+            self.refuse(port, src, local, UnknownStatus::Uptime(up));
+            return None;
+        }
+        let oldest = h.oldest_live_id(local ^ 1).map(local_id);
+        let (max_rpcs, max_done) = (self.config.max_rpcs_per_peer, self.config.done_ids_per_peer);
+        let refusal = match self.peers.get_mut(&src) {
             // A known client (the common case): one lookup for all checks.
-            if peer.done.contains(local) {
-                // A stale duplicate of a request that already ran.
-                self.stats.stale_requests += 1;
-                return None;
+            Some(peer) => admit(peer, local, oldest, max_rpcs, max_done, now),
+            None => {
+                if self.request_seen(src, local) != Seen::New {
+                    Some(Refusal::Stale)
+                } else if !self.make_room_for_peer(now, src) {
+                    Some(Refusal::PeerLimit)
+                } else {
+                    let peer = self.peer_entry(src, now);
+                    admit(peer, local, oldest, max_rpcs, max_done, now)
+                }
             }
-            if peer.server_rpcs >= max {
-                self.stats.rpc_limit += 1;
-                return None;
+        };
+        if let Some(r) = refusal {
+            match r {
+                Refusal::Stale => {
+                    // A copy of a request that ran or that the client
+                    // finished: drop it.
+                    self.stats.stale_requests += 1;
+                    return None;
+                }
+                Refusal::PeerLimit => self.stats.peer_limit += 1,
+                Refusal::RpcLimit => self.stats.rpc_limit += 1,
+                Refusal::DoneFull => self.stats.done_ids_full += 1,
             }
-            peer.server_rpcs += 1;
-            peer.rpcs += 1;
-            peer.last_active = now;
-        } else {
-            if self.request_finished(src, local) {
-                self.stats.stale_requests += 1;
-                return None;
-            }
-            if !self.make_room_for_peer(now, src) {
-                self.stats.peer_limit += 1;
-                return None;
-            }
-            let peer = self.peer_entry(src, now);
-            if peer.server_rpcs >= max {
-                self.stats.rpc_limit += 1;
-                return None;
-            }
-            peer.server_rpcs += 1;
-            peer.rpcs += 1;
+            // Held back by a limit: the client is told we are alive, and
+            // retries when its RESEND gets RPC_UNKNOWN.
+            self.send_control(port, src, local, Body::Busy);
+            return None;
         }
         let seq = self.next_seq();
-        let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, now);
+        let echo = self.incarnation;
+        let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, echo, now);
         let key = self.rpcs.insert(rpc);
         self.server_rpcs.insert((src, local), key);
         self.arm_tick(now);
@@ -277,10 +331,12 @@ impl Endpoint {
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.mem_waiters.remove(&entry);
+            let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
             rpc.msgin = Some(msgin);
-            rpc.last_heard = now;
+            rpc.heard(now);
+            rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
             self.grant_refresh(key);
             self.stats.messages_admitted += 1;
             let body = Body::Resend(ResendHeader {
@@ -328,7 +384,7 @@ impl Endpoint {
         }
         if rpc.waiting.is_some() {
             // Still no memory for this message: drop, but the sender is alive.
-            self.rpcs[key].last_heard = now;
+            self.rpcs[key].alive = now;
             self.stats.no_buffer_space += 1;
             return;
         }
@@ -346,7 +402,7 @@ impl Endpoint {
                 self.stats.messages_waited += 1;
                 let rpc = &mut self.rpcs[key];
                 rpc.waiting = Some((h.message_length, incoming));
-                rpc.last_heard = now;
+                rpc.heard(now);
                 let seq = rpc.seq;
                 self.mem_waiters.insert((h.message_length, seq, key));
                 self.arm_tick(now);
@@ -380,7 +436,13 @@ impl Endpoint {
         self.rtt_sample(now, key, answer);
         let max_gaps = self.config.max_gaps;
         let rpc = &mut self.rpcs[key];
-        rpc.last_heard = now;
+        rpc.heard(now);
+        rpc.busy = false;
+        if rpc.starving {
+            rpc.starving = false;
+            self.grants.dirty = true;
+        }
+        let rpc = &mut self.rpcs[key];
         if rpc.state == RpcState::Outgoing {
             // The first response packet: the server has our request.
             rpc.state = RpcState::Incoming;
@@ -401,6 +463,24 @@ impl Endpoint {
             return;
         }
         let gaps_before = msgin.gaps().len();
+        // The link time this packet took, at the level it travelled (as
+        // reported, else the level it was sent at as far as we know).
+        let unsched_end = msgin.unsched_end;
+        let at = if level != UNKNOWN_LEVEL {
+            level
+        } else if h.offset < unsched_end {
+            unsched_level(
+                &self.prio.cutoffs,
+                h.message_length,
+                self.config.num_priorities,
+            )
+        } else {
+            rpc.grant_level
+        };
+        let wire = self
+            .config
+            .wire_bytes(DataHeader::LEN + payload.len(), rpc.peer.is_ipv6());
+        self.rx_link.record(at, wire, self.config.link_mbps);
         let dropped = match msgin.add(h.offset, payload, max_gaps, now, level) {
             AddOutcome::Accepted(_) => None,
             AddOutcome::Duplicate => Some(&mut self.stats.duplicate_data),
@@ -414,6 +494,20 @@ impl Endpoint {
         }
         let opened_gap = msgin.gaps().len() > gaps_before;
         let complete = msgin.is_complete();
+        // The level the bytes we still wait for travel at: unscheduled ones
+        // at ours for the message, granted ones at the lowest we granted.
+        let waits_at = if msgin.recv_end() < unsched_end {
+            unsched_level(
+                &self.prio.cutoffs,
+                h.message_length,
+                self.config.num_priorities,
+            )
+        } else if msgin.min_grant_level != UNKNOWN_LEVEL {
+            msgin.min_grant_level
+        } else {
+            rpc.grant_level
+        };
+        rpc.quiet_mark = (waits_at, self.rx_link.at_or_above(waits_at));
         self.grant_update(key);
         if complete {
             self.message_complete(key);
@@ -493,16 +587,27 @@ impl Endpoint {
         src: SocketAddr,
         port: u16,
         local: u64,
+        inc: u64,
         g: &GrantHeader,
     ) {
-        let Some(key) = self.find_rpc(src, port, local) else {
-            self.stats.unknown_rpc += 1;
+        let key = if local & 1 == 0 {
+            self.find_client_rpc(src, port, local, inc)
+        } else {
+            let k = self.find_rpc(src, port, local);
+            if k.is_none() {
+                self.stats.unknown_rpc += 1;
+            }
+            k
+        };
+        let Some(key) = key else {
             return;
         };
         self.rtt_sample(now, key, Answer::Grant);
         let max_prio = self.config.num_priorities - 1;
         let rpc = &mut self.rpcs[key];
-        rpc.last_heard = now;
+        rpc.heard(now);
+        rpc.busy = false;
+        rpc.peer_knows = true;
         let (RpcState::Outgoing, Some(m)) = (rpc.state, rpc.msgout.as_mut()) else {
             self.stats.wrong_state += 1;
             return;
@@ -512,49 +617,105 @@ impl Endpoint {
         self.update_xmit(key);
     }
 
-    /// BUSY: the peer is alive; restart the silence clock.
-    pub(crate) fn handle_busy(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
-        match self.find_rpc(src, port, local) {
-            Some(key) => {
-                self.rtt_sample(now, key, Answer::Busy);
-                self.rpcs[key].last_heard = now;
-            }
-            None => self.stats.unknown_rpc += 1,
-        }
-    }
-
-    /// RESEND: retransmit the range, treat a range beyond our grant as a lost
-    /// GRANT, answer BUSY when we have nothing to send, RPC_UNKNOWN when we do
-    /// not know the RPC.
-    pub(crate) fn handle_resend(
+    /// BUSY: the peer is alive but makes no progress; restart the silence
+    /// clock (our probes keep backing off).
+    pub(crate) fn handle_busy(
         &mut self,
         now: Instant,
         src: SocketAddr,
         port: u16,
         local: u64,
+        inc: u64,
+    ) {
+        let key = if local & 1 == 0 {
+            self.find_client_rpc(src, port, local, inc)
+        } else {
+            let k = self.find_rpc(src, port, local);
+            if k.is_none() {
+                self.stats.unknown_rpc += 1;
+            }
+            k
+        };
+        if let Some(key) = key {
+            self.rtt_sample(now, key, Answer::Busy);
+            let rpc = &mut self.rpcs[key];
+            rpc.heard(now);
+            rpc.busy = true;
+            rpc.peer_knows = true;
+        }
+    }
+
+    /// RESEND: retransmit the range, treat a range beyond our grant as a lost
+    /// GRANT, answer BUSY when we have nothing to send (a zero-length RESEND
+    /// is a probe: always BUSY), and RPC_UNKNOWN with the reason when we do
+    /// not know the RPC. A client whose request is complete ignores RESENDs
+    /// for it: answering BUSY would keep a server RPC that no longer matches
+    /// ours alive.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_resend(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        server: bool,
+        local: u64,
+        inc: u64,
         r: &ResendHeader,
     ) {
-        let Some(key) = self.find_rpc(src, port, local) else {
+        let key = if local & 1 == 0 {
+            match self.find_rpc(src, port, local) {
+                Some(k) if self.rpcs[k].echo == inc => Some(k),
+                Some(_) => {
+                    self.stats.wrong_incarnation += 1;
+                    return;
+                }
+                None => None,
+            }
+        } else {
+            self.find_rpc(src, port, local)
+        };
+        let Some(key) = key else {
             self.stats.unknown_rpc += 1;
-            self.send_control(port, src, local, Body::RpcUnknown);
+            let status = if local & 1 == 0 {
+                // One of our client RPCs that we finished or aborted.
+                UnknownStatus::None
+            } else if !server {
+                self.stats.refused_not_server += 1;
+                UnknownStatus::NotServer
+            } else if inc != self.incarnation {
+                UnknownStatus::Uptime(self.uptime(now))
+            } else {
+                match self.request_seen(src, local) {
+                    Seen::New => UnknownStatus::Uptime(self.uptime(now)),
+                    Seen::Ran => UnknownStatus::Abandoned,
+                    Seen::Finished => UnknownStatus::Forgotten,
+                }
+            };
+            self.refuse(port, src, local, status);
             return;
         };
         let max_prio = self.config.num_priorities - 1;
         let rpc = &mut self.rpcs[key];
+        if rpc.is_client() && (rpc.state != RpcState::Outgoing || rpc.echo == 0) {
+            self.stats.wrong_state += 1;
+            return;
+        }
+        if rpc.state == RpcState::Outgoing && rpc.msgout.is_some() {
+            // The peer is waiting for our message: it is alive. (A RESEND
+            // while we wait for the peer's bytes proves nothing about this
+            // RPC: the peer may believe its message complete, and our BUSY
+            // reply must not be what keeps both sides alive.)
+            rpc.heard(now);
+        }
         let msgout = match (rpc.state, rpc.msgout.as_mut()) {
             (RpcState::Outgoing, Some(m)) => m,
             _ => {
                 // Alive, but our message is not being sent (server still
                 // receiving or computing): say so.
-                if rpc.waiting.is_some() {
-                    rpc.last_heard = now;
-                }
                 self.send_control(port, src, local, Body::Busy);
                 return;
             }
         };
-        // The peer is waiting for us: it is alive.
-        rpc.last_heard = now;
         let tx_end = msgout.next_xmit;
         let end = if r.length == ResendHeader::ALL {
             tx_end
@@ -575,31 +736,156 @@ impl Endpoint {
         }
     }
 
-    /// RPC_UNKNOWN: the peer has no state for the RPC.
-    pub(crate) fn handle_rpc_unknown(&mut self, src: SocketAddr, port: u16, local: u64) {
+    /// RPC_UNKNOWN: the peer has no state for the RPC. A server that forgot
+    /// is told nothing more; a client applies the rules of the `amo` module:
+    /// learn the server's incarnation, then send the request (again) only if
+    /// it cannot have run, else fail with the precise reason.
+    pub(crate) fn handle_rpc_unknown(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        inc: u64,
+        u: RpcUnknownHeader,
+    ) {
         let Some(key) = self.find_rpc(src, port, local) else {
             self.stats.unknown_rpc += 1;
             return;
         };
-        let rpc = &mut self.rpcs[key];
-        if !rpc.is_client() {
+        if !self.rpcs[key].is_client() {
             // The client forgot the RPC: nothing left to do for it.
             self.free_rpc(key);
             return;
         }
-        match (rpc.state, rpc.msgout.as_mut()) {
-            (RpcState::Outgoing, Some(m)) => {
-                // The server lost our request: send it again from the start
-                // at the unscheduled priority.
-                let prio = m.unsched_priority;
-                let sent = m.next_xmit;
-                if m.queue_resend(0, sent, prio) {
-                    self.stats.requests_restarted += 1;
-                    self.queue_retx(key);
+        let bound_to = self.rpcs[key].echo;
+        let uptime = match u.status {
+            UnknownStatus::Uptime(up) => {
+                if inc != 0 {
+                    self.learn_incarnation(now, src, inc);
                 }
+                up
             }
-            _ => self.stats.wrong_state += 1,
+            UnknownStatus::NotServer => {
+                self.stats.not_server += 1;
+                return self.fail_rpc(key, RpcError::NotServer);
+            }
+            UnknownStatus::Abandoned if inc == bound_to => {
+                self.stats.abandoned += 1;
+                return self.fail_rpc(key, RpcError::Abandoned);
+            }
+            UnknownStatus::Forgotten if inc == bound_to => {
+                self.stats.outcome_unknown += 1;
+                return self.fail_rpc(key, RpcError::OutcomeUnknown);
+            }
+            _ => core::time::Duration::ZERO,
+        };
+        if bound_to == 0 {
+            // Never sent: learning the incarnation (above) let it go.
+            return;
         }
+        let rpc = &self.rpcs[key];
+        let sending = rpc.state == RpcState::Outgoing;
+        if inc == bound_to {
+            if sending {
+                // The server lost (or refused) our request: send it again.
+                self.restart_request(key);
+            } else {
+                // It dropped the RPC while we received its response.
+                self.stats.abandoned += 1;
+                self.fail_rpc(key, RpcError::Abandoned);
+            }
+        } else if sending
+            && inc != 0
+            && rpc.msgout.as_ref().is_some_and(|m| {
+                // The request's age: since it was queued (created, or
+                // released by output commit), before its first copy left.
+                started_after(uptime, now.saturating_duration_since(m.init_time))
+            })
+        {
+            // A new incarnation, up since before we created the request:
+            // no copy reached the old one. Bind to the new one and send.
+            self.rpcs[key].echo = inc;
+            self.stats.requests_rebound += 1;
+            self.restart_request(key);
+        } else {
+            // The request may have reached an earlier incarnation.
+            self.stats.outcome_unknown += 1;
+            self.fail_rpc(key, RpcError::OutcomeUnknown);
+        }
+    }
+
+    /// Sends a client request again from its start (what was transmitted
+    /// so far, at the unscheduled priority).
+    fn restart_request(&mut self, key: usize) {
+        let rpc = &mut self.rpcs[key];
+        rpc.busy = false;
+        rpc.peer_knows = false;
+        if let Some(m) = rpc.msgout.as_mut() {
+            let prio = m.unsched_priority;
+            let sent = m.next_xmit;
+            if m.queue_resend(0, sent, prio) {
+                self.stats.requests_restarted += 1;
+                self.queue_retx(key);
+            }
+        }
+    }
+
+    /// We learned that peer `src` serves as incarnation `inc`: requests
+    /// waiting for it are bound to it and start.
+    fn learn_incarnation(&mut self, now: Instant, src: SocketAddr, inc: u64) {
+        let Some(peer) = self.peers.get_mut(&src) else {
+            return;
+        };
+        if peer.server.incarnation == inc {
+            return;
+        }
+        peer.server.incarnation = inc;
+        peer.server.probed = None;
+        let waiting = core::mem::take(&mut peer.server.unbound);
+        self.stats.incarnations_learned += 1;
+        for (key, seq) in waiting {
+            if self.live(key, seq) && self.rpcs[key].echo == 0 {
+                let rpc = &mut self.rpcs[key];
+                rpc.echo = inc;
+                rpc.heard(now);
+                self.update_xmit(key);
+            }
+        }
+    }
+
+    /// Asks the server of client RPC `key`, whose incarnation we do not
+    /// know, for it: a zero-length RESEND, which it answers with RPC_UNKNOWN
+    /// carrying its incarnation. One probe per peer per `resend_after`
+    /// unless `again` (the RPC's own silence timer asks).
+    pub(crate) fn probe_incarnation(&mut self, now: Instant, key: usize, again: bool) {
+        let rpc = &self.rpcs[key];
+        let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
+        let every = self.config.resend_after;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !again
+            && p.server
+                .probed
+                .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            return;
+        }
+        p.server.probed = Some(now);
+        self.stats.incarnation_probes += 1;
+        self.send_probe(port, peer, id, 0);
+    }
+
+    /// A zero-length RESEND: "are you alive, and do you know this RPC?". The
+    /// peer answers BUSY (and counts it as a sign of life) or RPC_UNKNOWN.
+    pub(crate) fn send_probe(&mut self, port: u16, peer: SocketAddr, id: u64, offset: u32) {
+        let body = Body::Resend(ResendHeader {
+            offset,
+            length: 0,
+            priority: Some(self.config.control_priority()),
+        });
+        self.send_control(port, peer, id, body);
     }
 
     /// CUTOFFS: adopt the peer's unscheduled priorities.
@@ -611,16 +897,27 @@ impl Endpoint {
     }
 
     /// NEED_ACK: acknowledge if we have the response, else ask for the rest.
-    pub(crate) fn handle_need_ack(&mut self, now: Instant, src: SocketAddr, port: u16, local: u64) {
+    pub(crate) fn handle_need_ack(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        port: u16,
+        local: u64,
+        inc: u64,
+    ) {
         if local & 1 == 1 {
             // NEED_ACK goes from servers to clients only.
             self.stats.wrong_state += 1;
             return;
         }
         if let Some(key) = self.find_rpc(src, port, local) {
+            if self.rpcs[key].echo != inc {
+                self.stats.wrong_incarnation += 1;
+                return;
+            }
             if self.rpcs[key].waiting.is_some() {
                 // We hold the response back for lack of memory.
-                self.rpcs[key].last_heard = now;
+                self.rpcs[key].alive = now;
                 return;
             }
             // Our response is incomplete: ask for the missing pieces instead.
@@ -678,4 +975,46 @@ impl Endpoint {
 /// budget).
 pub(crate) fn rx_charge(m: &MsgIn) -> u32 {
     m.buffer_len().saturating_add(DELIVERED_OVERHEAD as u32)
+}
+
+/// Why a new request cannot be taken now.
+enum Refusal {
+    /// A copy of a request that ran or that the client finished.
+    Stale,
+    /// No room for the client in the peer table.
+    PeerLimit,
+    /// The client has `max_rpcs_per_peer` RPCs open.
+    RpcLimit,
+    /// The client's record holds `done_ids_per_peer` ids and this request
+    /// is not the one that holds its floor back.
+    DoneFull,
+}
+
+/// The admission checks for request `local` from a client with state
+/// `peer`, whose DATA names `oldest` as the client's oldest unfinished
+/// request; on success the request counts against the client's limits.
+fn admit(
+    peer: &mut crate::peer::Peer,
+    local: u64,
+    oldest: Option<u64>,
+    max_rpcs: u32,
+    max_done: usize,
+    now: Instant,
+) -> Option<Refusal> {
+    if let Some(o) = oldest {
+        peer.done.claim(o);
+    }
+    if peer.done.contains(local) {
+        return Some(Refusal::Stale);
+    }
+    if peer.server_rpcs >= max_rpcs {
+        return Some(Refusal::RpcLimit);
+    }
+    if peer.done.len() >= max_done && oldest != Some(local) {
+        return Some(Refusal::DoneFull);
+    }
+    peer.server_rpcs += 1;
+    peer.rpcs += 1;
+    peer.last_active = now;
+    None
 }

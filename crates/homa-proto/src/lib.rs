@@ -28,22 +28,36 @@
 //! let caddr = std::net::SocketAddr::new(std::net::SocketAddr::ip(&caddr), cport);
 //!
 //! let id = client.send_request(now, cport, saddr, Bytes::from_static(b"ping")).unwrap();
+//! // Carry datagrams both ways until both sides are quiet. (The first
+//! // exchange with a server also teaches the client the server's
+//! // incarnation: a probe and its answer, see `docs/at-most-once.md`.)
 //! let mut buf = Vec::new();
-//! while let Some(_t) = client.poll_transmit(now, &mut buf) {
-//!     server.handle_datagram(now, caddr, &buf);
-//! }
+//! let mut shuttle = |client: &mut Endpoint, server: &mut Endpoint| loop {
+//!     let mut quiet = true;
+//!     while let Some(_t) = client.poll_transmit(now, &mut buf) {
+//!         server.handle_datagram(now, caddr, &buf);
+//!         quiet = false;
+//!     }
+//!     while let Some(_t) = server.poll_transmit(now, &mut buf) {
+//!         client.handle_datagram(now, saddr, &buf);
+//!         quiet = false;
+//!     }
+//!     if quiet {
+//!         break;
+//!     }
+//! };
+//! shuttle(&mut client, &mut server);
 //! let Some(Event::Request { peer, id: sid, data, .. }) = server.poll_event() else { panic!() };
 //! assert_eq!(&data[..], b"ping");
 //! server.send_response(now, 99, peer, sid, Bytes::from_static(b"pong")).unwrap();
-//! while let Some(_t) = server.poll_transmit(now, &mut buf) {
-//!     client.handle_datagram(now, saddr, &buf);
-//! }
+//! shuttle(&mut client, &mut server);
 //! assert!(matches!(client.poll_event(), Some(Event::Response { id: r, .. }) if r == id));
 //! ```
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod amo;
 pub mod config;
 mod endpoint;
 #[doc(hidden)]

@@ -15,7 +15,7 @@ impl Endpoint {
     /// cleared first) and describes it. Returns `None` when nothing can be
     /// sent now (see [`Endpoint::poll_timeout`] for when to ask again).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.now = self.now.max(now);
+        self.touch(now);
         buf.clear();
         self.pacer.wakeup = None;
         self.send_grants(now);
@@ -168,19 +168,31 @@ impl Endpoint {
         let rpc = &mut self.rpcs[key];
         let peer = self.peers.get_mut(&rpc.peer);
         let m = rpc.msgout.as_mut().expect("sending rpc has a message");
-        let (ack, cutoff_version) = match peer {
+        let client_rpcs = &self.client_rpcs;
+        let (ack, cutoff_version, oldest_live) = match peer {
             Some(p) => {
                 // The unscheduled level follows the peer's latest cutoffs.
                 m.unsched_priority = p.unsched_priority(m.length(), num_prio);
-                (p.take_ack(rpc.port).unwrap_or_default(), p.cutoff_version)
+                // A request states our oldest unfinished RPC to the server
+                // (at-most-once, the `amo` module).
+                let oldest_live = if rpc.id & 1 == 0 {
+                    p.server
+                        .oldest_live(rpc.id, |id| client_rpcs.contains_key(&id), p.rpcs)
+                        .map_or(0, |o| DataHeader::encode_oldest_live(rpc.id, o))
+                } else {
+                    0
+                };
+                let ack = p.take_ack(rpc.port).unwrap_or_default();
+                (ack, p.cutoff_version, oldest_live)
             }
-            None => (AckEntry::default(), 0),
+            None => (AckEntry::default(), 0, 0),
         };
         let seg_len = DataHeader::LEN + m.seg_size as usize;
         let mut header = Repr {
             sport: rpc.port,
             dport: rpc.peer.port(),
             sender_id: rpc.id,
+            incarnation: rpc.echo,
             body: Body::Data(DataHeader {
                 message_length: m.length(),
                 incoming: if retransmit { m.granted } else { m.unscheduled },
@@ -188,6 +200,7 @@ impl Endpoint {
                 cutoff_version,
                 retransmit,
                 offset: 0,
+                oldest_live,
             }),
         };
         let mut count = 0u32;
@@ -243,6 +256,7 @@ impl Endpoint {
             }
         }
         let level = level.expect("write_data called with something to send");
+        rpc.last_xmit = now;
         Transmit {
             src_port: rpc.port,
             destination: rpc.peer,

@@ -67,7 +67,8 @@ impl Endpoint {
         let defer_min = self.config.defer_min_bytes;
         let rpc = &mut self.rpcs[key];
         let want = match (&rpc.msgout, rpc.state) {
-            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held => {
+            // (A client request waits for its server's incarnation: `echo`.)
+            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held && rpc.echo != 0 => {
                 Some(if m.length() < defer_min {
                     XmitPos::Short
                 } else {

@@ -7,129 +7,20 @@
 //! share an IP address, each with its own cutoffs and its own RPC ids, so
 //! state keyed by address alone would mix them.
 //!
-//! # At-most-once
-//!
-//! The kernel frees a server RPC once the client acknowledges the response,
-//! and a stale duplicate of the request arriving later creates a fresh RPC
-//! and runs the request again (reference 4.6). We close that hole with a
-//! per-client record of finished requests, [`DoneIds`]:
-//!
-//! * when a server RPC whose request reached the application is freed (acked,
-//!   abandoned after NEED_ACK, aborted by the client, or timed out), its id
-//!   goes into `recent` with the time;
-//! * a request for an id in `recent`, or at or below `floor` (within a
-//!   window, see below), is a stale duplicate: it is counted and dropped;
-//! * entries leave `recent` after `lifetime` (or when it is full), and the
-//!   floor rises to the departing id. Client ids from one endpoint only grow,
-//!   so the floor covers every older request for good, while the set holds
-//!   the recent ones that may complete out of order.
-//!
-//! Memory is bounded by `max_recent` entries per peer plus the peer table
-//! limit. Raising the floor can only err on the safe side: a request whose id
-//! is below the floor but that the server never saw (impossible unless it was
-//! delayed for longer than `lifetime`, which exceeds the RPC timeout) is
-//! refused, never run twice.
-//!
-//! Client endpoints start their ids at random 63-bit values, so a restarted
-//! client (new incarnation at the same address) almost surely starts far
-//! from the old floor. The floor therefore only covers ids within
-//! [`FLOOR_WINDOW`] below it; ids further below belong to another
-//! incarnation and are judged by `recent` alone until the floor moves to
-//! their range.
-//!
-//! When an idle peer is collected, its floor (one `u64`) moves to a bounded
-//! table of retired peers and comes back if the peer returns, so the
-//! guarantee also covers duplicates delayed longer than a peer is kept; it
-//! lapses only for a peer pushed out of that table (`Config::max_peers`
-//! retired entries, oldest first).
+//! The at-most-once record (`done`) and what this endpoint knows about
+//! the peer as a server (`server`) are the `amo` module's mechanisms; the
+//! peer only holds them.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+use crate::amo::{Binding, DoneIds};
 
 use crate::wire::{AckEntry, MAX_ACKS_PER_PKT, MAX_PRIORITIES};
 use crate::Instant;
 
-/// How far below the floor ids are still considered covered by it.
-pub const FLOOR_WINDOW: u64 = 1 << 32;
-
 /// How long an RTT sample stays the minimum before newer samples replace it.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
-
-/// Finished request ids of one client socket (see the module docs).
-#[derive(Debug, Clone)]
-pub(crate) struct DoneIds {
-    /// Every id in `(floor - FLOOR_WINDOW, floor]` is finished; 0 = none.
-    floor: u64,
-    /// Recently finished ids, oldest first.
-    order: VecDeque<(Instant, u64)>,
-    /// The same ids, for lookups. (A keyed ahash rather than std's SipHash:
-    /// every request and every ACK touches this set, and SipHash was a
-    /// visible share of a small RPC's processing.)
-    recent: HashSet<u64, ahash::RandomState>,
-}
-
-impl DoneIds {
-    /// A record that knows only a floor (0: nothing; a peer restored after
-    /// collection: its old floor). Its set hashes with `hasher`, keyed per
-    /// endpoint because clients choose the ids.
-    pub fn with_floor(floor: u64, hasher: ahash::RandomState) -> DoneIds {
-        DoneIds {
-            floor,
-            order: VecDeque::new(),
-            recent: HashSet::with_hasher(hasher),
-        }
-    }
-
-    /// True if a request with this (server-side, odd) id has finished.
-    pub fn contains(&self, id: u64) -> bool {
-        Self::floor_covers(self.floor, id) || self.recent.contains(&id)
-    }
-
-    /// True if `floor` alone says request `id` has finished.
-    pub fn floor_covers(floor: u64, id: u64) -> bool {
-        floor != 0 && id <= floor && floor - id < FLOOR_WINDOW
-    }
-
-    /// Records a finished request and retires entries past their lifetime or
-    /// beyond `max_recent`.
-    pub fn insert(&mut self, id: u64, now: Instant, max_recent: usize, lifetime: Duration) {
-        if self.recent.insert(id) {
-            self.order.push_back((now, id));
-        }
-        self.expire(now, max_recent, lifetime);
-    }
-
-    /// Retires old entries into the floor.
-    pub fn expire(&mut self, now: Instant, max_recent: usize, lifetime: Duration) {
-        while let Some(&(at, id)) = self.order.front() {
-            if self.order.len() <= max_recent && now.saturating_duration_since(at) < lifetime {
-                break;
-            }
-            self.order.pop_front();
-            self.recent.remove(&id);
-            let same_run = self.floor != 0 && self.floor.abs_diff(id) < FLOOR_WINDOW;
-            if same_run {
-                self.floor = self.floor.max(id);
-            } else {
-                // First floor, or a new client incarnation took over.
-                self.floor = id;
-            }
-        }
-    }
-
-    /// Retires every entry into the floor and returns it: what survives
-    /// the peer's collection.
-    pub fn retire(mut self, now: Instant) -> u64 {
-        self.expire(now, 0, Duration::ZERO);
-        self.floor
-    }
-
-    /// Number of ids held individually.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-}
 
 /// State kept about one remote socket.
 #[derive(Debug, Clone)]
@@ -155,8 +46,11 @@ pub(crate) struct Peer {
     /// Minimum recent round-trip time, if measured.
     pub rtt: Option<Duration>,
     rtt_stamp: Instant,
-    /// Finished requests from this peer (at-most-once).
+    /// Requests from this peer that ran (at-most-once, server side).
     pub done: DoneIds,
+    /// The peer as a server: its incarnation, our RPCs waiting to learn it,
+    /// our oldest unfinished RPC to it (at-most-once, client side).
+    pub server: Binding,
     /// This peer's incoming messages that need grants, in rank order.
     pub grantable: BTreeSet<crate::grant::RankKey>,
     /// When we last sent this peer our CUTOFFS.
@@ -190,6 +84,7 @@ impl Peer {
             rtt: None,
             rtt_stamp: now,
             done,
+            server: Binding::default(),
             grantable: BTreeSet::new(),
             cutoffs_sent: None,
             port,
@@ -283,52 +178,10 @@ impl Peer {
 mod tests {
     use super::*;
 
-    const LIFE: Duration = Duration::from_secs(10);
-
     impl Default for DoneIds {
         fn default() -> DoneIds {
-            DoneIds::with_floor(0, ahash::RandomState::with_seeds(1, 2, 3, 4))
+            DoneIds::with_old_run(0)
         }
-    }
-
-    #[test]
-    fn done_ids__recent_then_floor() {
-        let mut d = DoneIds::default();
-        let t0 = Instant::ZERO;
-        d.insert(101, t0, 3, LIFE);
-        d.insert(105, t0, 3, LIFE);
-        assert!(d.contains(101) && d.contains(105));
-        assert!(!d.contains(103), "103 may still arrive");
-        // Past the lifetime, both retire into the floor.
-        d.expire(t0 + LIFE, 3, LIFE);
-        assert_eq!(d.len(), 0);
-        assert!(d.contains(101) && d.contains(105));
-        assert!(d.contains(103), "below the floor: refused");
-        assert!(!d.contains(107));
-    }
-
-    #[test]
-    fn done_ids__bounded_by_max_recent() {
-        let mut d = DoneIds::default();
-        for i in 0..100u64 {
-            d.insert(1001 + 2 * i, Instant::ZERO, 10, LIFE);
-        }
-        assert_eq!(d.len(), 10);
-        for i in 0..100u64 {
-            assert!(d.contains(1001 + 2 * i), "{i}");
-        }
-    }
-
-    #[test]
-    fn done_ids__new_incarnation_far_below_floor_is_new() {
-        let mut d = DoneIds::default();
-        let far = 1u64 << 60;
-        d.insert(far + 1, Instant::ZERO, 0, LIFE);
-        assert!(d.contains(far + 1));
-        // A restarted client draws ids far away: not covered by the floor.
-        assert!(!d.contains(12_345));
-        d.insert(12_345, Instant::ZERO, 0, LIFE);
-        assert!(d.contains(12_345) && d.contains(12_343));
     }
 
     #[test]

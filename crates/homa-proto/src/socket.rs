@@ -162,7 +162,7 @@ impl Endpoint {
             let now = self.now;
             let rpc = &mut self.rpcs[key];
             rpc.held = false;
-            rpc.last_heard = now;
+            rpc.heard(now);
             if let Some(m) = rpc.msgout.as_mut() {
                 // The message counts as sent now (pacer FIFO share).
                 m.init_time = now;

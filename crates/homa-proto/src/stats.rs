@@ -113,9 +113,45 @@ pub struct Stats {
     pub message_bytes_delivered: u64,
     /// Stale duplicates of requests that already ran (at-most-once).
     pub stale_requests: u64,
-    /// New requests refused because the peer table was full.
+    /// Requests refused because they did not echo our incarnation (first
+    /// contact, a client bound to an earlier incarnation, a replay): never
+    /// run, answered with RPC_UNKNOWN and our uptime.
+    pub refused_incarnation: u64,
+    /// Requests refused because the socket does not serve (answered with
+    /// RPC_UNKNOWN, so the client fails at once).
+    pub refused_not_server: u64,
+    /// New requests held back (answered BUSY) because the client's
+    /// at-most-once record was full.
+    pub done_ids_full: u64,
+    /// Packets about one of our client RPCs from another incarnation of the
+    /// server than the one the request is bound to (ignored).
+    pub wrong_incarnation: u64,
+    /// Servers' incarnations learned (first contact or restart).
+    pub incarnations_learned: u64,
+    /// Probes sent to learn a server's incarnation (zero-length RESENDs).
+    pub incarnation_probes: u64,
+    /// Probes sent to the sender of a message we hold back (zero-length
+    /// RESENDs answered by BUSY): it must not give up on a receiver that
+    /// is alive.
+    pub liveness_probes: u64,
+    /// BUSY packets sent to a receiver whose granted bytes waited at least
+    /// half of `resend_after` behind our other messages (so it does not ask
+    /// for them).
+    pub busy_sent_waiting: u64,
+    /// Requests sent again to a new incarnation of their server because
+    /// it started before them (so no earlier one can have run them).
+    pub requests_rebound: u64,
+    /// Client RPCs failed with `OutcomeUnknown`.
+    pub outcome_unknown: u64,
+    /// Client RPCs failed with `Abandoned`.
+    pub abandoned: u64,
+    /// Client RPCs failed with `NotServer`.
+    pub not_server: u64,
+    /// New requests held back (answered BUSY) because the peer table was
+    /// full.
     pub peer_limit: u64,
-    /// New requests refused because the client had too many open RPCs.
+    /// New requests held back (answered BUSY) because the client had too
+    /// many open RPCs.
     pub rpc_limit: u64,
     /// Messages refused (packets dropped) for lack of receive-buffer budget.
     pub no_buffer_space: u64,
@@ -123,6 +159,9 @@ pub struct Stats {
     pub requests_restarted: u64,
     /// RPCs abandoned after `timeout` of silence.
     pub timeouts: u64,
+    /// Timer passes that ran at least `resend_after` late (the endpoint was
+    /// not run): silence clocks moved forward by the delay.
+    pub timer_late: u64,
     /// RPCs ended because the peer was unreachable (ICMP errors).
     pub rpcs_unreachable: u64,
     /// RESEND packets sent after silence.

@@ -87,6 +87,10 @@ pub struct Host {
     pub endpoint: Endpoint,
     /// Events not consumed by a [`Network::run`] application.
     pub events: Vec<Event>,
+    /// While paused (see [`Network::pause_host`]), until when.
+    paused_until: Option<Instant>,
+    /// Packets that arrived while paused, in arrival order.
+    backlog: Vec<(Datagram, Option<u8>)>,
 }
 
 /// Why a bounded drive loop gave up.
@@ -166,6 +170,8 @@ enum Ev {
     AtSwitch(Datagram),
     /// The switch port toward a host finished a packet.
     PortFree(usize),
+    /// A paused host runs again.
+    Resume(usize),
 }
 
 #[derive(Debug, Default)]
@@ -289,6 +295,8 @@ impl Network {
             addr,
             endpoint,
             events: Vec::new(),
+            paused_until: None,
+            backlog: Vec::new(),
         });
         self.nic_free.push(Instant::ZERO);
         self.ports.push(Port::default());
@@ -299,8 +307,23 @@ impl Network {
     /// all protocol state is lost; sockets must be reopened).
     pub fn restart_host(&mut self, host: usize, config: Config) {
         let seed = self.rng.next_u64();
-        self.hosts[host].endpoint = Endpoint::new(config, seed).expect("valid test config");
-        self.hosts[host].events.clear();
+        let h = &mut self.hosts[host];
+        h.endpoint = Endpoint::new(config, seed).expect("valid test config");
+        h.events.clear();
+        h.paused_until = None;
+        h.backlog.clear();
+    }
+
+    /// Deschedules a host for `d`, as a process that is not running (or a
+    /// runtime that does not drive its endpoint): it sends nothing, its
+    /// timers do not run, and packets for it wait in its socket buffer. When
+    /// it runs again its timers fire first, then it reads the backlog in
+    /// arrival order.
+    pub fn pause_host(&mut self, host: usize, d: Duration) {
+        self.flush();
+        let until = self.now + d;
+        self.hosts[host].paused_until = Some(until);
+        self.schedule(until, Ev::Resume(host));
     }
 
     /// The host.
@@ -502,6 +525,9 @@ impl Network {
     }
 
     fn flush_host(&mut self, h: usize) {
+        if self.hosts[h].paused_until.is_some() {
+            return;
+        }
         let now = self.now;
         let mut buf = core::mem::take(&mut self.buf);
         let addr = self.hosts[h].addr;
@@ -530,13 +556,21 @@ impl Network {
         // Drop stale heap entries (a host's deadline moved).
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             match self.hosts[h].endpoint.poll_timeout() {
-                Some(cur) if cur == t => return Some(t),
+                Some(cur) if cur == t && self.hosts[h].paused_until.is_none() => return Some(t),
                 _ => {
                     self.timers.pop();
                 }
             }
         }
         None
+    }
+
+    /// When the next packet arrives or timer fires (after the hosts'
+    /// pending output is collected), if anything is pending: lets a driver
+    /// step to a deadline of its own without overshooting it.
+    pub fn next_event_time(&mut self) -> Option<Instant> {
+        self.flush();
+        self.next_time()
     }
 
     fn next_time(&mut self) -> Option<Instant> {
@@ -567,15 +601,31 @@ impl Network {
                             self.stats.delivered += 1;
                             let now = self.now;
                             let level = self.report_levels.then_some(d.priority);
-                            self.hosts[h]
-                                .endpoint
-                                .handle_datagram_at_level(now, d.src, level, &d.data);
+                            let host = &mut self.hosts[h];
+                            if host.paused_until.is_some() {
+                                host.backlog.push((d, level));
+                            } else {
+                                host.endpoint
+                                    .handle_datagram_at_level(now, d.src, level, &d.data);
+                            }
                         }
                         None => self.stats.no_route += 1,
                     }
                 }
                 Ev::AtSwitch(d) => self.at_switch(d),
                 Ev::PortFree(port) => self.start_port(port),
+                Ev::Resume(h) => {
+                    let now = self.now;
+                    let host = &mut self.hosts[h];
+                    if host.paused_until.is_some_and(|t| t <= now) {
+                        host.paused_until = None;
+                        host.endpoint.handle_timeout(now);
+                        for (d, level) in core::mem::take(&mut host.backlog) {
+                            host.endpoint
+                                .handle_datagram_at_level(now, d.src, level, &d.data);
+                        }
+                    }
+                }
             }
         }
         while let Some(&Reverse((t, h))) = self.timers.peek() {
@@ -583,7 +633,9 @@ impl Network {
                 break;
             }
             self.timers.pop();
-            if self.hosts[h].endpoint.poll_timeout() == Some(t) {
+            if self.hosts[h].paused_until.is_none()
+                && self.hosts[h].endpoint.poll_timeout() == Some(t)
+            {
                 let now = self.now;
                 self.hosts[h].endpoint.handle_timeout(now);
             }

@@ -2,7 +2,7 @@
 //! harnesses, fed by proptest instead of libFuzzer, so every run of the
 //! suite exercises them.
 
-use homa_proto::fuzzing::{endpoint_program, wire_roundtrip};
+use homa_proto::fuzzing::{cluster_program, endpoint_program, wire_roundtrip};
 use proptest::prelude::*;
 
 proptest! {
@@ -23,6 +23,15 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn endpoints_keep_their_promises_through_a_hostile_network(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        cluster_program(&data);
+    }
+}
+
 /// Inputs that once made a fuzz target fail, replayed on every run.
 #[test]
 fn fuzz_regressions() {
@@ -32,7 +41,9 @@ fn fuzz_regressions() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("endpoint") {
+        if name.starts_with("cluster") {
+            cluster_program(&data);
+        } else if name.starts_with("endpoint") {
             endpoint_program(&data);
         } else {
             wire_roundtrip(&data);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use homa_proto::testnet::{Limits, Verdict};
-use homa_proto::wire::{Body, PacketType, Repr, ResendHeader};
+use homa_proto::wire::{Body, PacketType, Repr, ResendHeader, UnknownStatus};
 use homa_proto::{Config, Event, Rng};
 
 /// Sizes at every boundary that matters: packet and unscheduled limits,
@@ -225,6 +225,7 @@ fn resend_for_unknown_server_rpc__answered_with_rpc_unknown() {
         sport: 0x9000,
         dport: SERVER_PORT,
         sender_id: 1234, // client id (even)
+        incarnation: 0,
         body: Body::Resend(ResendHeader {
             offset: 0,
             length: 100,
@@ -239,7 +240,15 @@ fn resend_for_unknown_server_rpc__answered_with_rpc_unknown() {
     let seen = seen.borrow();
     assert_eq!(seen.len(), 1);
     let reply = Repr::parse_with_payload(&seen[0].data).unwrap().0;
-    assert_eq!(reply.body, Body::RpcUnknown);
+    assert!(
+        matches!(reply.body, Body::RpcUnknown(u) if matches!(u.status, UnknownStatus::Uptime(_))),
+        "{reply}"
+    );
+    let server_incarnation = net.endpoint(1).incarnation();
+    assert_eq!(
+        reply.incarnation, server_incarnation,
+        "the server says who it is"
+    );
     assert_eq!(reply.sport, SERVER_PORT);
     assert_eq!(reply.dport, 0x9000);
     assert_eq!(reply.sender_id, 1235, "server's id for the rpc");
@@ -266,12 +275,13 @@ fn unknown_client_rpc__data_grant_busy_dropped_and_counted() {
             priority: 0,
         }),
         Body::Busy,
-        Body::RpcUnknown,
+        Body::RpcUnknown(Default::default()),
     ] {
         let repr = Repr {
             sport: SERVER_PORT,
             dport: cport,
             sender_id: 777, // odd: server's id for client rpc 776
+            incarnation: 0,
             body,
         };
         let mut bytes = repr.to_vec();
@@ -453,11 +463,13 @@ fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
     server.open_socket(SERVER_PORT).unwrap();
     let client: std::net::SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let now = homa_proto::Instant::ZERO;
+    let incarnation = server.incarnation();
     let request = |sender_id: u64, incoming: u32| {
         let mut bytes = Repr {
             sport: 40_000,
             dport: SERVER_PORT,
             sender_id,
+            incarnation,
             body: Body::Data(homa_proto::wire::DataHeader {
                 message_length: 10,
                 incoming,

@@ -4,6 +4,7 @@
 
 use homa_proto::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, Repr, ResendHeader,
+    RpcUnknownHeader, UnknownStatus,
 };
 use proptest::prelude::*;
 
@@ -34,6 +35,7 @@ fn body() -> impl Strategy<Value = Body> {
                     cutoff_version,
                     retransmit,
                     offset,
+                    oldest_live: cutoff_version as u32 * 251,
                 })
             }),
         (any::<u32>(), any::<u8>())
@@ -48,7 +50,9 @@ fn body() -> impl Strategy<Value = Body> {
                 length,
                 priority
             })),
-        Just(Body::RpcUnknown),
+        any::<u16>().prop_map(|c| Body::RpcUnknown(RpcUnknownHeader {
+            status: UnknownStatus::decode(c)
+        })),
         Just(Body::Busy),
         Just(Body::Freeze),
         Just(Body::NeedAck),
@@ -60,14 +64,20 @@ fn body() -> impl Strategy<Value = Body> {
 }
 
 fn repr() -> impl Strategy<Value = Repr> {
-    (any::<u16>(), any::<u16>(), any::<u64>(), body()).prop_map(
-        |(sport, dport, sender_id, body)| Repr {
+    (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u64>(),
+        0..=homa_proto::wire::common::MAX_INCARNATION,
+        body(),
+    )
+        .prop_map(|(sport, dport, sender_id, incarnation, body)| Repr {
             sport,
             dport,
             sender_id,
+            incarnation,
             body,
-        },
-    )
+        })
 }
 
 proptest! {

@@ -5,12 +5,17 @@
 
 use homa_proto::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, Packet, PacketType, Repr,
-    ResendHeader,
+    ResendHeader, RpcUnknownHeader, UnknownStatus,
 };
 use serde_json::Value;
 
 fn u(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("field {k} in {v}"))
+}
+
+/// A field the generator writes only where it is not its default.
+fn u_or(v: &Value, k: &str, default: u64) -> u64 {
+    v.get(k).map_or(default, |_| u(v, k))
 }
 
 /// Builds the expected header and payload from a vector's fields.
@@ -26,6 +31,7 @@ fn repr_of(ty: &str, f: &Value) -> (Repr, Vec<u8>) {
             cutoff_version: u(f, "cutoff_version") as u16,
             retransmit: f["retransmit"].as_bool().unwrap(),
             offset: u(f, "offset") as u32,
+            oldest_live: u_or(f, "oldest_live", 0) as u32,
         }),
         "GRANT" => Body::Grant(GrantHeader {
             offset: u(f, "offset") as u32,
@@ -36,7 +42,9 @@ fn repr_of(ty: &str, f: &Value) -> (Repr, Vec<u8>) {
             length: u(f, "length") as u32,
             priority: f["priority"].as_u64().map(|p| p as u8),
         }),
-        "RPC_UNKNOWN" => Body::RpcUnknown,
+        "RPC_UNKNOWN" => Body::RpcUnknown(RpcUnknownHeader {
+            status: UnknownStatus::decode(u_or(f, "status", 0xB97D) as u16),
+        }),
         "BUSY" => Body::Busy,
         "FREEZE" => Body::Freeze,
         "NEED_ACK" => Body::NeedAck,
@@ -72,6 +80,7 @@ fn repr_of(ty: &str, f: &Value) -> (Repr, Vec<u8>) {
         sport: u(f, "sport") as u16,
         dport: u(f, "dport") as u16,
         sender_id: u(f, "sender_id"),
+        incarnation: u_or(f, "incarnation", 0),
         body,
     };
     (repr, payload)
@@ -117,7 +126,7 @@ fn vectors__emit_reproduces_bytes_and_parse_reproduces_fields() {
         parsed += 1;
     }
     assert!(
-        emitted >= 18 && parsed >= 20 && rejected >= 8,
+        emitted >= 27 && parsed >= 29 && rejected >= 8,
         "emitted {emitted} parsed {parsed} rejected {rejected}"
     );
 }
@@ -154,6 +163,7 @@ fn vectors__header_sizes_match_reference() {
         sport: 0,
         dport: 0,
         sender_id: 0,
+        incarnation: 0,
         body: Body::Resend(ResendHeader {
             offset: 0,
             length: 0,

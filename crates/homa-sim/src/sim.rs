@@ -114,6 +114,8 @@ struct Host {
     /// Messages whose send hit the socket's send cap, waiting for
     /// `Event::Writable`, oldest first.
     blocked: std::collections::VecDeque<u32>,
+    /// Hosts whose server incarnation this host's endpoint was given.
+    met: rustc_hash::FxHashSet<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -285,6 +287,7 @@ impl Simulator {
                 arrivals,
                 rpcs: IdMap::default(),
                 blocked: std::collections::VecDeque::new(),
+                met: rustc_hash::FxHashSet::default(),
             });
         }
         let arrivals_end = ps(cfg.run.duration);
@@ -579,7 +582,15 @@ impl Simulator {
         let m = self.msgs[key as usize];
         let payload = self.zeros.slice(..m.size as usize);
         let now = instant(self.now);
+        let server_incarnation = self.hosts[m.dst as usize].ep.incarnation();
         let host = &mut self.hosts[m.src as usize];
+        if !host.met.contains(&m.dst) {
+            // Simulated hosts model long-running processes whose clients
+            // met their servers long ago: no first-contact round trip
+            // (docs/at-most-once.md), as in the paper's simulator.
+            host.met.insert(m.dst);
+            host.ep.assume_incarnation(now, host_addr(m.dst), server_incarnation);
+        }
         match host.ep.send_request(now, PORT, host_addr(m.dst), payload) {
             Ok(id) => {
                 host.rpcs.insert(id, key);

@@ -32,12 +32,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let request = bytes::Bytes::from(vec![0x5a_u8; size]);
     let start = Instant::now();
     for _ in 0..n {
-        let call = client.start_call_timeout(dest, request.clone(), Duration::from_secs(5))?;
+        let mut call = client.start_call_timeout(dest, request.clone(), Duration::from_secs(5))?;
         let req = loop {
             // Loopback delivers inside the client's sendmsg: the request
             // is queued by the time this reads.
             if let Some(r) = server.try_recv_request()? {
                 break r;
+            }
+            // Only before the first request: the client learns the
+            // server's incarnation (one round trip) and then sends.
+            if let Some(r) = call.wait_timeout(Duration::from_micros(50)) {
+                r?;
             }
         };
         server.reply(req.peer, req.id, req.body)?;

@@ -19,6 +19,19 @@ pub enum Error {
     /// The destination host cannot be reached (ICMP host unreachable).
     #[error("destination host unreachable")]
     HostUnreachable,
+    /// The server restarted (or vanished) after the request may have
+    /// reached it: it may or may not have run, and it will not be run
+    /// again. Retry only if the request is idempotent.
+    #[error("server restarted: outcome unknown")]
+    OutcomeUnknown,
+    /// The server ran the request but dropped the call before its response
+    /// reached us (it gave up, or its application discarded the request).
+    #[error("server abandoned the call after running the request")]
+    Abandoned,
+    /// The destination socket does not accept requests (a client-only
+    /// socket); the request did not run.
+    #[error("destination does not serve requests")]
+    NotServer,
     /// The message is longer than the configured maximum.
     #[error("message of {len} bytes exceeds the maximum of {max}")]
     MessageTooLong {
@@ -68,7 +81,8 @@ impl Error {
         use io::ErrorKind as K;
         match self {
             Error::DeadlineExceeded | Error::PeerTimeout => K::TimedOut,
-            Error::PortUnreachable => K::ConnectionRefused,
+            Error::PortUnreachable | Error::NotServer => K::ConnectionRefused,
+            Error::OutcomeUnknown | Error::Abandoned => K::ConnectionAborted,
             Error::HostUnreachable => K::HostUnreachable,
             Error::MessageTooLong { .. }
             | Error::EmptyMessage
@@ -100,6 +114,9 @@ impl Error {
             homa_proto::RpcError::Timeout => Error::PeerTimeout,
             homa_proto::RpcError::PortUnreachable => Error::PortUnreachable,
             homa_proto::RpcError::HostUnreachable => Error::HostUnreachable,
+            homa_proto::RpcError::OutcomeUnknown => Error::OutcomeUnknown,
+            homa_proto::RpcError::Abandoned => Error::Abandoned,
+            homa_proto::RpcError::NotServer => Error::NotServer,
             _ => Error::PeerTimeout,
         }
     }

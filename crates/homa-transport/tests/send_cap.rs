@@ -28,13 +28,42 @@ fn capped(server: bool) -> Config {
 /// and count against the server's cap.
 struct RawClient {
     sock: UdpSocket,
+    /// The server's incarnation, which requests must echo (learned from
+    /// its answer to a probe, as a homa-proto client does).
+    incarnation: std::cell::Cell<u64>,
 }
 
 impl RawClient {
     fn new() -> RawClient {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(HANG)).unwrap();
-        RawClient { sock }
+        RawClient {
+            sock,
+            incarnation: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Learns the server's incarnation: a zero-length RESEND for an RPC it
+    /// does not know is answered with RPC_UNKNOWN carrying it.
+    fn learn_incarnation(&self, server: SocketAddr) {
+        if self.incarnation.get() != 0 {
+            return;
+        }
+        let probe = homa_proto::wire::ResendHeader {
+            offset: 0,
+            length: 0,
+            priority: Some(7),
+        };
+        self.send(server, 2, Body::Resend(probe), &[]);
+        let mut buf = [0u8; 2048];
+        loop {
+            let n = self.sock.recv(&mut buf).expect("no answer to the probe");
+            let (repr, _) = Repr::parse_with_payload(&buf[..n]).unwrap();
+            if matches!(repr.body, Body::RpcUnknown(_)) {
+                self.incarnation.set(repr.incarnation);
+                return;
+            }
+        }
     }
 
     fn send(&self, server: SocketAddr, sender_id: u64, body: Body, payload: &[u8]) {
@@ -42,6 +71,7 @@ impl RawClient {
             sport: self.sock.local_addr().unwrap().port(),
             dport: server.port(),
             sender_id,
+            incarnation: self.incarnation.get(),
             body,
         }
         .to_vec();
@@ -51,6 +81,7 @@ impl RawClient {
 
     /// A 10-byte request with client id `id` (even).
     fn request(&self, server: SocketAddr, id: u64) {
+        self.learn_incarnation(server);
         let data = DataHeader {
             message_length: 10,
             incoming: 10,
@@ -124,6 +155,14 @@ fn send_cap__tokio_reply_awaits_and_try_reply_refuses() {
         let server = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), capped(true)).unwrap();
         let dest = server.local_addr();
         let raw = RawClient::new();
+        // (Learning the server's incarnation waits for its answer: off the
+        // runtime's thread, which drives the server.)
+        let raw = tokio::task::spawn_blocking(move || {
+            raw.learn_incarnation(dest);
+            raw
+        })
+        .await
+        .unwrap();
         for id in [1000, 1002, 1004] {
             raw.request(dest, id);
         }

@@ -39,6 +39,12 @@ impl RawPeer {
 
     /// The next datagram: its Homa packet type, source and TOS byte.
     fn recv(&self) -> (PacketType, SocketAddr, u8) {
+        let (ty, src, tos, _) = self.recv_repr();
+        (ty, src, tos)
+    }
+
+    /// [`RawPeer::recv`], with the RPC id the packet names.
+    fn recv_repr(&self) -> (PacketType, SocketAddr, u8, u64) {
         let mut buf = [0u8; 2048];
         #[repr(C, align(8))]
         struct Ctrl([u8; 128]);
@@ -101,7 +107,25 @@ impl RawPeer {
             repr.body.packet_type(),
             src,
             tos.expect("TOS control message"),
+            repr.sender_id,
         )
+    }
+
+    /// Answers the client's first packet to a new server, a probe for the
+    /// server's incarnation (at-most-once), as a server does: RPC_UNKNOWN
+    /// with an incarnation and an uptime.
+    fn answer_probe(&self, client: SocketAddr, sender_id: u64) {
+        use homa_proto::wire::{RpcUnknownHeader, UnknownStatus};
+        let repr = Repr {
+            sport: self.sock.local_addr().unwrap().port(),
+            dport: client.port(),
+            sender_id: sender_id | 1,
+            incarnation: 0x77,
+            body: Body::RpcUnknown(RpcUnknownHeader {
+                status: UnknownStatus::Uptime(Duration::from_secs(3600)),
+            }),
+        };
+        self.sock.send_to(&repr.to_vec(), client).unwrap();
     }
 
     /// Sends a RESEND for an RPC `client` does not know: it answers with
@@ -111,6 +135,7 @@ impl RawPeer {
             sport: self.sock.local_addr().unwrap().port(),
             dport: client.port(),
             sender_id: 12_345,
+            incarnation: 0,
             body: Body::Resend(ResendHeader {
                 offset: 0,
                 length: 100,
@@ -138,9 +163,20 @@ fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     let mut first = client
         .start_call_timeout(dest, vec![1u8; 1000], HANG)
         .unwrap();
-    let (ty, src, tos) = peer.recv();
+    // A first call to a server asks for its incarnation (a control packet)
+    // before any DATA.
+    let (ty, src, tos, id) = peer.recv_repr();
+    assert_eq!(
+        (ty, tos),
+        (PacketType::Resend, CONTROL_TOS),
+        "{client_bind}"
+    );
+    peer.answer_probe(client_addr, id);
+    assert!(first.wait_timeout(Duration::from_millis(1)).is_none());
+    let (ty, src2, tos) = peer.recv();
     assert_eq!((ty, tos), (PacketType::Data, DATA_TOS), "{client_bind}");
     assert_eq!(src.port(), client_addr.port());
+    assert_eq!(src2, src);
     peer.provoke_rpc_unknown(client_addr);
     // Waiting drives the client socket, which answers the RESEND.
     assert!(first.wait_timeout(Duration::from_millis(1)).is_none());

@@ -54,9 +54,14 @@ pub(crate) struct Rpc {
     /// Position of the incoming message in the grant scheduler's rank
     /// order, while it needs grants.
     pub grant_rank: Option<crate::grant::RankKey>,
-    /// Last time we heard from the peer about this RPC (DATA, GRANT, BUSY,
-    /// RESEND).
+    /// Last time the peer moved this RPC forward or said why not: DATA,
+    /// GRANT, BUSY, or a RESEND for our message (our RESENDs for what it owes
+    /// us wait for silence on this clock).
     pub last_heard: Instant,
+    /// Last time anything at all came from the peer about this RPC (also a
+    /// RESEND or probe while we owe it nothing): the RPC times out only
+    /// after `timeout` of silence on this clock.
+    pub alive: Instant,
     /// When we last asked the peer to retransmit (or sent NEED_ACK).
     pub last_request: Option<Instant>,
     /// Server: when the response was fully transmitted.
@@ -71,6 +76,32 @@ pub(crate) struct Rpc {
     /// The peer's message waits for a receive buffer: (length, the sender's
     /// unscheduled bytes).
     pub waiting: Option<(u32, u32)>,
+    /// The incarnation of the server endpoint this RPC belongs to: for a
+    /// client RPC, the one its request is bound to (0: not known yet, and
+    /// nothing is sent until it is; see the `amo` module); for a server RPC,
+    /// our own.
+    pub echo: u64,
+    /// The last word from the peer was BUSY: it is alive but makes no
+    /// progress, so our probes keep backing off.
+    pub busy: bool,
+    /// Client: the server has shown it has the RPC (GRANT, BUSY): from then
+    /// on it recovers lost request bytes itself, and we only need to know
+    /// it is alive.
+    pub peer_knows: bool,
+    /// Receiving: the level at which the bytes we wait for travel, and how
+    /// much link time DATA at that level or above had taken when the
+    /// message last made progress (see the timer's `RxLink`).
+    pub quiet_mark: (u8, u64),
+    /// Receiving: the level of our latest GRANT.
+    pub grant_level: u8,
+    /// Receiving: bytes we granted have been silent for `resend_after`
+    /// while our link was busy with packets at their level or above: they
+    /// are queued behind our other grants, and the grant scheduler lets them
+    /// through (see the `grant` module).
+    pub starving: bool,
+    /// Sending: when we last transmitted DATA of our message, or told the
+    /// receiver BUSY while granted bytes waited behind other messages.
+    pub last_xmit: Instant,
 }
 
 /// A pending round-trip probe. Each kind names the answers that are
@@ -89,13 +120,15 @@ pub(crate) enum Probe {
 }
 
 impl Rpc {
-    /// A new RPC in the given state.
+    /// A new RPC in the given state, belonging to the server incarnation
+    /// `echo`.
     pub fn new(
         id: u64,
         seq: u64,
         peer: SocketAddr,
         port: u16,
         state: RpcState,
+        echo: u64,
         now: Instant,
     ) -> Rpc {
         Rpc {
@@ -110,13 +143,27 @@ impl Rpc {
             in_retx_queue: false,
             grant_rank: None,
             last_heard: now,
+            alive: now,
             last_request: None,
             done_at: None,
             rtt_probe: None,
             held: false,
             resend_backoff: 0,
             waiting: None,
+            echo,
+            busy: false,
+            peer_knows: false,
+            quiet_mark: (0, 0),
+            grant_level: 0,
+            starving: false,
+            last_xmit: now,
         }
+    }
+
+    /// The peer moved the RPC forward (or said why it does not).
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.alive = now;
     }
 
     /// True for client RPCs (even id).

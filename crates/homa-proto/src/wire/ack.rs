@@ -98,6 +98,7 @@ mod tests {
             sport: 1,
             dport: 2,
             sender_id: 8,
+            incarnation: 0,
             body: Body::Ack(AckHeader::new(&entries)),
         };
         let mut v = repr.to_vec();

@@ -22,8 +22,11 @@ pub mod field {
     pub const CUTOFF_VERSION: usize = 46;
     /// 1 when sent in response to a RESEND.
     pub const RETRANSMIT: usize = 48;
-    /// Three bytes of padding.
+    /// Three bytes of padding in the kernel module; homa-rs clients state
+    /// their oldest unfinished RPC here (see `DataHeader::oldest_live`).
     pub const PAD: usize = 49;
+    /// The 24-bit `oldest_live` field (the kernel's padding).
+    pub const OLDEST_LIVE: usize = 49;
     /// Offset of this packet's first payload byte (0xFFFFFFFF: use `sequence`).
     pub const SEG_OFFSET: usize = 52;
     /// First payload byte.
@@ -51,11 +54,39 @@ pub struct DataHeader {
     pub retransmit: bool,
     /// Offset in the message of the first payload byte.
     pub offset: u32,
+    /// Requests only (homa-rs; the kernel's padding, 24 bits): the client's
+    /// statement that every RPC id it issued to this server below
+    /// `sender_id - 2 * (oldest_live - 1)` is finished or abandoned, so the
+    /// server may forget them. 0 states nothing (a server must not infer
+    /// anything from it). See [`DataHeader::oldest_live_id`].
+    pub oldest_live: u32,
 }
+
+/// Largest `oldest_live` value (24 bits).
+pub const MAX_OLDEST_LIVE: u32 = (1 << 24) - 1;
 
 impl DataHeader {
     /// Length of the DATA header; the payload starts here.
     pub const LEN: usize = HEADER_LEN;
+
+    /// The `oldest_live` value stating that `oldest` is the client's oldest
+    /// unfinished id to this server, for a packet of RPC `sender_id`; 0 if
+    /// the distance does not fit (stating nothing is always safe, stating a
+    /// later id than the truth never is).
+    pub fn encode_oldest_live(sender_id: u64, oldest: u64) -> u32 {
+        let back = sender_id.wrapping_sub(oldest) / 2;
+        if back < MAX_OLDEST_LIVE as u64 {
+            back as u32 + 1
+        } else {
+            0
+        }
+    }
+
+    /// The client's oldest unfinished id stated by this header, for a packet
+    /// of RPC `sender_id`; `None` if nothing is stated.
+    pub fn oldest_live_id(&self, sender_id: u64) -> Option<u64> {
+        (self.oldest_live != 0).then(|| sender_id.wrapping_sub(2 * (self.oldest_live as u64 - 1)))
+    }
 
     pub(super) fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<DataHeader> {
         let h = DataHeader {
@@ -68,6 +99,7 @@ impl DataHeader {
             cutoff_version: p.data_cutoff_version(),
             retransmit: p.data_retransmit() != 0,
             offset: p.data_offset(),
+            oldest_live: p.data_oldest_live(),
         };
         let payload = p.as_bytes().len() - HEADER_LEN;
         // A packet must lie inside its message: offset + payload <= length.
@@ -87,6 +119,8 @@ impl DataHeader {
         put_u16(b, field::ACK_SERVER_PORT, self.ack.server_port);
         put_u16(b, field::CUTOFF_VERSION, self.cutoff_version);
         b[field::RETRANSMIT] = self.retransmit as u8;
+        let live = (self.oldest_live & MAX_OLDEST_LIVE).to_be_bytes();
+        b[field::OLDEST_LIVE..field::OLDEST_LIVE + 3].copy_from_slice(&live[1..]);
         put_u32(b, field::SEG_OFFSET, self.offset);
     }
 }
@@ -115,6 +149,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// DATA: the raw retransmit byte.
     pub fn data_retransmit(&self) -> u8 {
         self.buffer.as_ref()[field::RETRANSMIT]
+    }
+    /// DATA: the 24-bit `oldest_live` field.
+    pub fn data_oldest_live(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        let at = field::OLDEST_LIVE;
+        u32::from_be_bytes([0, b[at], b[at + 1], b[at + 2]])
     }
     /// DATA: the raw `seg.offset` field.
     pub fn data_seg_offset(&self) -> u32 {
@@ -152,6 +192,7 @@ mod tests {
             sport: 0x8001,
             dport: 99,
             sender_id: 4,
+            incarnation: 0,
             body: Body::Data(DataHeader {
                 message_length: len,
                 incoming: 1000,

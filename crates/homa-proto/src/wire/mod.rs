@@ -30,8 +30,14 @@
 //! is 0xE0 for DATA and 0x50 otherwise, `flags` is 0x06 and `urgent` 0xB97D
 //! (the TCP-hijacking markers, harmless elsewhere). The checksum field is left
 //! 0: over UDP the datagram checksum covers the packet, and no Homa receiver
-//! verifies this field. Receivers ignore `doff`, `flags`, `window`,
-//! `checksum` and `urgent`.
+//! verifies this field. Receivers ignore `doff`, `flags` and `checksum`.
+//!
+//! Fields homa-rs adds in space the kernel leaves unused (zero there, and
+//! harmless to a receiver that ignores them): the 40-bit incarnation in the
+//! common header's `ack` and `window` bytes ([`Repr::incarnation`], see
+//! [`common`]), the status of an RPC_UNKNOWN in `urgent`
+//! ([`simple::UnknownStatus`]), and the client's oldest unfinished RPC in
+//! DATA's padding ([`DataHeader::oldest_live`]).
 
 pub mod ack;
 pub mod common;
@@ -46,6 +52,7 @@ pub use cutoffs::CutoffsHeader;
 pub use data::DataHeader;
 pub use grant::GrantHeader;
 pub use resend::ResendHeader;
+pub use simple::{RpcUnknownHeader, UnknownStatus};
 
 use core::fmt;
 
@@ -278,8 +285,8 @@ pub enum Body {
     Grant(GrantHeader),
     /// RESEND fields.
     Resend(ResendHeader),
-    /// RPC_UNKNOWN (no fields).
-    RpcUnknown,
+    /// RPC_UNKNOWN (its status lives in the common header's `urgent`).
+    RpcUnknown(RpcUnknownHeader),
     /// BUSY (no fields).
     Busy,
     /// CUTOFFS fields.
@@ -299,7 +306,7 @@ impl Body {
             Body::Data(_) => PacketType::Data,
             Body::Grant(_) => PacketType::Grant,
             Body::Resend(_) => PacketType::Resend,
-            Body::RpcUnknown => PacketType::RpcUnknown,
+            Body::RpcUnknown(_) => PacketType::RpcUnknown,
             Body::Busy => PacketType::Busy,
             Body::Cutoffs(_) => PacketType::Cutoffs,
             Body::Freeze => PacketType::Freeze,
@@ -318,6 +325,11 @@ pub struct Repr {
     pub dport: u16,
     /// RPC id as known by the sender (even from clients, odd from servers).
     pub sender_id: u64,
+    /// The 40-bit incarnation (0: none): the sending endpoint's own in a
+    /// packet from the server side of an RPC (odd `sender_id`), the one the
+    /// client believes the server has in a packet from the client side. See
+    /// [`common`].
+    pub incarnation: u64,
     /// Type-specific fields.
     pub body: Body,
 }
@@ -334,7 +346,7 @@ impl Repr {
             PacketType::Data => Body::Data(DataHeader::parse(packet)?),
             PacketType::Grant => Body::Grant(GrantHeader::parse(packet)),
             PacketType::Resend => Body::Resend(ResendHeader::parse(packet)),
-            PacketType::RpcUnknown => Body::RpcUnknown,
+            PacketType::RpcUnknown => Body::RpcUnknown(RpcUnknownHeader::parse(packet)),
             PacketType::Busy => Body::Busy,
             PacketType::Cutoffs => Body::Cutoffs(CutoffsHeader::parse(packet)),
             PacketType::Freeze => Body::Freeze,
@@ -345,6 +357,7 @@ impl Repr {
             sport: packet.sport(),
             dport: packet.dport(),
             sender_id: packet.sender_id(),
+            incarnation: packet.incarnation(),
             body,
         })
     }
@@ -387,13 +400,15 @@ impl Repr {
         packet.set_flags(HIJACK_FLAGS);
         packet.set_urgent(HIJACK_URGENT);
         packet.set_sender_id(self.sender_id);
+        packet.set_incarnation(self.incarnation);
         match &self.body {
             Body::Data(d) => d.emit(packet),
             Body::Grant(g) => g.emit(packet),
             Body::Resend(r) => r.emit(packet),
             Body::Cutoffs(c) => c.emit(packet),
             Body::Ack(a) => a.emit(packet),
-            Body::RpcUnknown | Body::Busy | Body::Freeze | Body::NeedAck => {}
+            Body::RpcUnknown(u) => u.emit(packet),
+            Body::Busy | Body::Freeze | Body::NeedAck => {}
         }
     }
 
@@ -429,6 +444,7 @@ impl fmt::Display for Repr {
             Body::Resend(r) => write!(f, " offset {} length {}", r.offset, r.length as i32),
             Body::Ack(a) => write!(f, " {} acks", a.acks().len()),
             Body::Cutoffs(c) => write!(f, " version {}", c.version),
+            Body::RpcUnknown(u) => write!(f, " {:?}", u.status),
             _ => Ok(()),
         }
     }
@@ -482,6 +498,7 @@ mod tests {
             sport: 1,
             dport: 2,
             sender_id: 3,
+            incarnation: 0,
             body: Body::Busy,
         };
         let v = repr.to_vec();
@@ -490,5 +507,45 @@ mod tests {
         assert_eq!(v[13], 0x06);
         assert_eq!(&v[18..20], &[0xB9, 0x7D]);
         assert_eq!(&v[16..18], &[0, 0]);
+        assert_eq!(&v[8..11], &[0, 0, 0]);
+        assert_eq!(&v[14..16], &[0, 0]);
+    }
+
+    #[test]
+    fn incarnation__spans_ack_and_window_bytes() {
+        let repr = Repr {
+            sport: 1,
+            dport: 2,
+            sender_id: 3,
+            incarnation: 0xAB_CDEF_1234,
+            body: Body::NeedAck,
+        };
+        let v = repr.to_vec();
+        assert_eq!(&v[8..11], &[0xAB, 0xCD, 0xEF]);
+        assert_eq!(v[11], 0x17, "the type byte is untouched");
+        assert_eq!(&v[14..16], &[0x12, 0x34]);
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&v[..])).unwrap(), repr);
+    }
+
+    #[test]
+    fn rpc_unknown__status_in_urgent_field() {
+        let mut repr = Repr {
+            sport: 1,
+            dport: 2,
+            sender_id: 3,
+            incarnation: 7,
+            body: Body::RpcUnknown(RpcUnknownHeader {
+                status: UnknownStatus::NotServer,
+            }),
+        };
+        let v = repr.to_vec();
+        assert_eq!(&v[18..20], &[0xFF, 0xFF]);
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&v[..])).unwrap(), repr);
+        repr.body = Body::RpcUnknown(RpcUnknownHeader::default());
+        assert_eq!(
+            &repr.to_vec()[18..20],
+            &[0xB9, 0x7D],
+            "no status: the marker"
+        );
     }
 }

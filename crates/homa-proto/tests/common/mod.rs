@@ -183,3 +183,35 @@ pub fn respond(net: &mut Network, h: usize, port: u16, peer: SocketAddr, id: u64
         .send_response(now, port, peer, id, data)
         .unwrap();
 }
+
+/// For tests that drive a client endpoint by hand: answers the probes it
+/// sends to servers whose incarnation it does not know yet (at-most-once,
+/// see `docs/at-most-once.md`) as a server of incarnation `incarnation`,
+/// up for an hour, would. Other packets it sends are dropped; call this
+/// right after the first `send_request` to each server.
+pub fn answer_probes(ep: &mut homa_proto::Endpoint, now: Instant, incarnation: u64) {
+    use homa_proto::wire::{Body, Repr, RpcUnknownHeader, UnknownStatus};
+    let mut buf = Vec::new();
+    let mut replies = Vec::new();
+    while let Some(t) = ep.poll_transmit(now, &mut buf) {
+        let (repr, _) = Repr::parse_with_payload(&buf[..t.size]).unwrap();
+        if let Body::Resend(r) = repr.body {
+            if r.length == 0 && repr.incarnation == 0 {
+                let reply = Repr {
+                    sport: repr.dport,
+                    dport: repr.sport,
+                    sender_id: repr.sender_id | 1,
+                    incarnation,
+                    body: Body::RpcUnknown(RpcUnknownHeader {
+                        status: UnknownStatus::Uptime(std::time::Duration::from_secs(3600)),
+                    }),
+                };
+                replies.push((t.destination, reply.to_vec()));
+            }
+        }
+    }
+    assert!(!replies.is_empty(), "no probe to answer");
+    for (from, bytes) in replies {
+        ep.handle_datagram(now, from, &bytes);
+    }
+}

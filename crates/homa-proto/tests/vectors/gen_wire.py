@@ -18,18 +18,25 @@ TYPES = {
 }
 
 
-def common(sport, dport, ptype, sender_id, sequence=0, doff=0x50):
-    """28-byte common header (full build markers: flags 0x06, urgent 0xB97D)."""
+def common(sport, dport, ptype, sender_id, sequence=0, doff=0x50, incarnation=0,
+           urgent=0xB97D):
+    """28-byte common header (full build markers: flags 0x06, urgent 0xB97D).
+
+    homa-rs keeps a 40-bit incarnation in the bytes the kernel leaves unused:
+    its high 24 bits in ack[3] (8..11), its low 16 bits in window (14..16);
+    an RPC_UNKNOWN carries its status in urgent instead of the marker."""
     b = bytearray(28)
     struct.pack_into(">H", b, 0, sport)        # sport
     struct.pack_into(">H", b, 2, dport)        # dport
     struct.pack_into(">I", b, 4, sequence)     # sequence
-    # 8..11: unused ack[3] = 0
+    hi = (incarnation >> 16) & 0xFFFFFF
+    b[8:11] = hi.to_bytes(3, "big")            # ack[3]: incarnation, high bits
     b[11] = TYPES[ptype]                       # type
     b[12] = doff                               # doff
     b[13] = 0x06                               # flags
-    # 14..16 window = 0, 16..18 checksum = 0
-    struct.pack_into(">H", b, 18, 0xB97D)      # urgent
+    struct.pack_into(">H", b, 14, incarnation & 0xFFFF)  # window: incarnation, low bits
+    # 16..18 checksum = 0
+    struct.pack_into(">H", b, 18, urgent)      # urgent
     struct.pack_into(">Q", b, 20, sender_id)   # sender_id
     return b
 
@@ -37,7 +44,8 @@ def common(sport, dport, ptype, sender_id, sequence=0, doff=0x50):
 def data(f, seg_offset=None, sequence=None):
     off = f["offset"]
     b = common(f["sport"], f["dport"], "DATA", f["sender_id"],
-               sequence=off if sequence is None else sequence, doff=0xE0)
+               sequence=off if sequence is None else sequence, doff=0xE0,
+               incarnation=f.get("incarnation", 0))
     b += bytearray(28)
     struct.pack_into(">I", b, 28, f["message_length"])
     struct.pack_into(">I", b, 32, f["incoming"])
@@ -45,14 +53,16 @@ def data(f, seg_offset=None, sequence=None):
     struct.pack_into(">H", b, 44, f["ack_server_port"])
     struct.pack_into(">H", b, 46, f["cutoff_version"])
     b[48] = 1 if f["retransmit"] else 0
-    # 49..52 pad
+    # 49..52: the kernel's pad; homa-rs: oldest_live (24 bits)
+    b[49:52] = f.get("oldest_live", 0).to_bytes(3, "big")
     struct.pack_into(">I", b, 52, off if seg_offset is None else seg_offset)
     assert len(b) == 56
     return b + bytes.fromhex(f["payload"])
 
 
 def grant(f):
-    b = common(f["sport"], f["dport"], "GRANT", f["sender_id"]) + bytearray(5)
+    b = common(f["sport"], f["dport"], "GRANT", f["sender_id"],
+               incarnation=f.get("incarnation", 0)) + bytearray(5)
     struct.pack_into(">I", b, 28, f["offset"])
     b[32] = f["priority"]
     assert len(b) == 33
@@ -70,7 +80,8 @@ def resend(f):
 
 
 def bare(ptype, f):
-    return common(f["sport"], f["dport"], ptype, f["sender_id"])
+    return common(f["sport"], f["dport"], ptype, f["sender_id"],
+                  incarnation=f.get("incarnation", 0), urgent=f.get("status", 0xB97D))
 
 
 def cutoffs(f):
@@ -141,6 +152,22 @@ add("resend_every_field", "RESEND", f, resend(f))
 f = dict(ids(0x1111, 0x2222, 0x77), offset=1424, length=2848, priority=None)
 add("resend_upstream_36_bytes", "RESEND", f, resend(f),
     note="stripped upstream build: no priority byte")
+
+# homa-rs fields in the kernel's unused bytes
+f = dict(ids(0x8001, 99, 0x10), message_length=3000, incoming=3000, ack_client_id=0,
+         ack_server_port=0, cutoff_version=2, retransmit=False, offset=1424,
+         payload="0102", incarnation=0xABCDEF1234, oldest_live=0x0A0B0C)
+add("data_incarnation_and_oldest_live", "DATA", f, data(f),
+    note="request DATA: echoed incarnation in ack[3]+window, oldest_live in pad")
+f = dict(ids(99, 0x8001, 0x11), offset=20000, priority=3, incarnation=0xFFFFFFFFFF)
+add("grant_incarnation_all_ones", "GRANT", f, grant(f))
+# RPC_UNKNOWN status in urgent: an uptime (11-bit mantissa << 5-bit exponent,
+# microseconds), or a reason.
+for name, status in [("uptime_0", 0x0000), ("uptime_1ms", 1000),
+                     ("uptime_large", (20 << 11) | 1500), ("not_server", 0xFFFF),
+                     ("abandoned", 0xFFFE), ("forgotten", 0xFFFD), ("reserved", 0xFFF3)]:
+    f = dict(ids(99, 0x8001, 0x21), incarnation=0x0102030405, status=status)
+    add("rpc_unknown_" + name, "RPC_UNKNOWN", f, bare("RPC_UNKNOWN", f))
 
 # RPC_UNKNOWN, BUSY, FREEZE, NEED_ACK
 for ptype, a, b in [

@@ -1,0 +1,493 @@
+//! At-most-once: server incarnations, the client's statement of its oldest
+//! unfinished RPC, and the server's exact record of the requests it ran.
+//!
+//! A request handed to a server application must never be handed to it (or
+//! to a later process serving the same address) again, whatever the network
+//! does (loss, duplication, reordering, delays, replays of captured packets)
+//! and whatever the hosts do (server crash and restart, client crash and
+//! restart). A client whose request may have run but gets no response must
+//! learn so with a precise error, never by a silent second execution.
+//! `docs/at-most-once.md` in the repository walks through every failure and
+//! its outcome; this is the mechanism and the argument.
+//!
+//! # Incarnations (across server restarts)
+//!
+//! Every [`Endpoint`](crate::Endpoint) draws a random nonzero 40-bit
+//! *incarnation* from its seed. Every packet the server side of an RPC sends
+//! carries it (common header, see [`crate::wire::common`]); the client
+//! remembers, per server socket, the incarnation it last learned
+//! ([`Binding::incarnation`], 0 = none), and *binds* each new request to it:
+//! every DATA packet of that request echoes that value ([`Rpc::echo`]), and
+//! the binding changes only by the rule below.
+//!
+//! * A server creates an RPC only from DATA echoing its own incarnation.
+//!   Anything else (0 from a client that has not heard from it, an older
+//!   incarnation's value, a replayed capture) is refused: RPC_UNKNOWN with
+//!   the server's incarnation and its uptime (the time since its first
+//!   received datagram, rounded down). Nothing is run and no state is kept.
+//! * A client whose request is refused by an incarnation it was not bound
+//!   to decides:
+//!   - bound to nothing (0): every copy of the request echoed 0, and every
+//!     incarnation refuses 0, so it never ran: bind to the new incarnation
+//!     and send it. A client therefore never sends DATA before it knows the
+//!     incarnation: the first RPC to a server sends a zero-length RESEND as
+//!     a probe, the refusal teaches the incarnation, and every RPC waiting
+//!     for it starts. First contact costs one round trip per (client
+//!     endpoint, server socket) pair and two control packets.
+//!   - bound to an older incarnation `a` and refused by `b`: if `b`'s uptime
+//!     exceeds the RPC's age (time since the client created it, measured at
+//!     the refusal's arrival, so every copy of the request was sent after
+//!     `b` started: both are local clock readings and no clocks need to
+//!     agree; the margin covers rate differences of 0.1%), then no copy can
+//!     have reached `a` (which stopped before `b` started), so it never ran:
+//!     rebind to `b` and send it again. Otherwise it may have run in `a`: the
+//!     RPC fails with [`RpcError::OutcomeUnknown`](crate::RpcError).
+//!
+//!   The only assumption is that one address serves one incarnation at a
+//!   time (a new process binds the port after the old one is gone). Two
+//!   incarnations draw the same 40-bit value with probability 2^-40.
+//!
+//! # Exact records (within one incarnation)
+//!
+//! The server keeps, per client socket, a [`DoneIds`]: the requests that
+//! reached its application and whose RPC it has since freed. It never
+//! guesses: an id is refused as old only if the client itself said so.
+//! Every request DATA carries the client's *oldest unfinished id* to this
+//! server ([`DataHeader::oldest_live`](crate::wire::DataHeader::oldest_live),
+//! tracked cheaply by [`Binding::oldest_live`]): every id below it is
+//! finished or abandoned at the client, so the server drops those from its
+//! record and refuses them for good (a copy arriving later is stale). The
+//! record holds only requests at or above the client's oldest unfinished
+//! one, which is exact: an id in the set ran, an id above the floor and not
+//! in the set did not.
+//!
+//! Memory is bounded without losing exactness: when a client's record holds
+//! `done_ids_per_peer` entries (one RPC holds the floor back while many
+//! later ones complete), new requests from it are answered BUSY (the client
+//! waits and retries) except the one it names as its oldest, whose
+//! completion moves the floor. Refusals by the other limits
+//! (`max_rpcs_per_peer`, the peer table) are answered BUSY as well, never
+//! silently dropped.
+//!
+//! A request for an id the record has (RPC_UNKNOWN after a RESEND for it)
+//! is answered with status `Abandoned` (it ran; the response is gone), and
+//! the client fails with [`RpcError::Abandoned`](crate::RpcError).
+//!
+//! A client that restarts at the same address draws ids far away (random
+//! 63-bit start): its first statement is more than [`FLOOR_WINDOW`] from
+//! the old floor, so the old run's ids collapse into one number (its
+//! highest finished id) that keeps refusing them. Requests of the old run
+//! still open at the server join that number when they finish, and a stale
+//! packet of the old run (its statement belongs to an old run) does not
+//! switch the record back. The last [`OLD_RUNS`] runs are kept; one number
+//! is what survives when an idle peer is collected (`Endpoint` keeps a
+//! bounded table of them). Each covers only the [`FLOOR_WINDOW`] ids below
+//! it, so a new run is refused by mistake only if its random start falls
+//! within 2^32 ids below an old one (probability 2^-30).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+#[cfg(doc)]
+use crate::rpc::Rpc;
+
+/// How far below a floor ids are still covered by it.
+pub const FLOOR_WINDOW: u64 = 1 << 32;
+
+/// True if `a` lies within [`FLOOR_WINDOW`] ids below `b` (wrapping).
+fn below(a: u64, b: u64) -> bool {
+    a != b && b.wrapping_sub(a) < FLOOR_WINDOW
+}
+
+/// True if `a` and `b` lie within [`FLOOR_WINDOW`] ids of each other: ids of
+/// one client run.
+fn near(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) < FLOOR_WINDOW || b.wrapping_sub(a) < FLOOR_WINDOW
+}
+
+/// What a server's record says about a request id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Never ran (as far as this incarnation knows).
+    New,
+    /// Ran: its application received it, and the RPC has been freed.
+    Ran,
+    /// The client said it is finished (or it belongs to an earlier client
+    /// run, or to a collected peer): a stale copy.
+    Finished,
+}
+
+/// Earlier client runs remembered per client socket (each one number).
+const OLD_RUNS: usize = 4;
+
+/// Requests of one client socket that ran (see the module docs). Ids are
+/// the server's (odd) local ids.
+#[derive(Debug, Clone)]
+pub(crate) struct DoneIds {
+    /// The client's oldest unfinished id as it last stated it: every id
+    /// within [`FLOOR_WINDOW`] below is finished. 0: nothing stated yet.
+    floor: u64,
+    /// Requests that ran, at or above `floor` (all of them while `floor`
+    /// is 0), in increasing order. (A sorted deque rather than a tree: ids
+    /// mostly finish in order, so inserting appends and the client's
+    /// statements pop from the front, without an allocation per request.)
+    ran: VecDeque<u64>,
+    /// Earlier runs of the client (earlier client incarnations at this
+    /// address, or this peer before it was collected), newest last: for
+    /// each, its highest finished id; it and the ids within
+    /// [`FLOOR_WINDOW`] below are finished. At most [`OLD_RUNS`].
+    old_runs: Vec<u64>,
+}
+
+impl DoneIds {
+    /// A record that knows only the numbers of earlier runs (what
+    /// [`DoneIds::retire`] kept; empty for a client never seen).
+    pub fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
+        DoneIds {
+            floor: 0,
+            ran: VecDeque::new(),
+            old_runs,
+        }
+    }
+
+    /// A record that knows only that everything up to `old_run` (within
+    /// the window) is finished; 0 for a client never seen.
+    #[cfg(test)]
+    pub fn with_old_run(old_run: u64) -> DoneIds {
+        DoneIds::with_old_runs(if old_run != 0 {
+            vec![old_run]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// The earlier run `id` belongs to, if any.
+    fn old_run_of(&self, id: u64) -> Option<usize> {
+        self.old_runs.iter().position(|&r| near(id, r))
+    }
+
+    /// What the record says about request `id`.
+    pub fn seen(&self, id: u64) -> Seen {
+        if self.floor != 0 && below(id, self.floor) {
+            Seen::Finished
+        } else if self.ran.binary_search(&id).is_ok() {
+            Seen::Ran
+        } else if Self::runs_cover(&self.old_runs, id) {
+            Seen::Finished
+        } else {
+            Seen::New
+        }
+    }
+
+    /// True if one of the earlier runs' numbers covers `id`.
+    pub fn runs_cover(runs: &[u64], id: u64) -> bool {
+        runs.iter().any(|&r| id == r || below(id, r))
+    }
+
+    /// True if request `id` must not run again.
+    pub fn contains(&self, id: u64) -> bool {
+        self.seen(id) != Seen::New
+    }
+
+    /// Applies the client's statement that `oldest` (a local id) is its
+    /// oldest unfinished request: forgets everything below it. A statement
+    /// far from the current floor starts a new client run, unless it
+    /// belongs to an earlier run (a stale packet of a client that has since
+    /// restarted: ignored).
+    pub fn claim(&mut self, oldest: u64) {
+        if oldest == self.floor {
+            return;
+        }
+        // Where the record stands: its floor, or (before any statement)
+        // the highest id that ran.
+        let reference = match (self.floor, self.ran.back()) {
+            (0, None) => {
+                if self.old_run_of(oldest).is_none() {
+                    self.floor = oldest;
+                }
+                return;
+            }
+            (0, Some(&max)) => max,
+            (floor, _) => floor,
+        };
+        if !near(oldest, reference) {
+            if self.old_run_of(oldest).is_some() {
+                return;
+            }
+            // The client restarted with new ids. Its old ones collapse
+            // into one number.
+            let last = self.highest_finished();
+            self.remember_run(last);
+            self.floor = oldest;
+            self.ran.clear();
+            return;
+        }
+        if self.floor != 0 && below(oldest, self.floor) {
+            // An older statement, reordered: keep ours.
+            return;
+        }
+        self.floor = oldest;
+        while self.ran.front().is_some_and(|&id| id < oldest) {
+            self.ran.pop_front();
+        }
+    }
+
+    /// Keeps `last` as the highest finished id of an earlier run.
+    fn remember_run(&mut self, last: u64) {
+        if last == 0 {
+            return;
+        }
+        match self.old_run_of(last) {
+            Some(i) => {
+                let r = &mut self.old_runs[i];
+                if below(*r, last) {
+                    *r = last;
+                }
+            }
+            None => {
+                if self.old_runs.len() >= OLD_RUNS {
+                    self.old_runs.remove(0);
+                }
+                self.old_runs.push(last);
+            }
+        }
+    }
+
+    /// The highest id known finished of the current run (0: none).
+    fn highest_finished(&self) -> u64 {
+        match self.ran.back() {
+            Some(&max) => max,
+            None if self.floor != 0 => self.floor.wrapping_sub(2),
+            None => 0,
+        }
+    }
+
+    /// Records that request `id` ran and its RPC was freed.
+    pub fn insert(&mut self, id: u64) {
+        if self.floor != 0 && below(id, self.floor) {
+            return;
+        }
+        if self.floor != 0 && !near(id, self.floor) || self.old_run_of(id).is_some() {
+            // A request of an earlier run that was still open when the new
+            // run began: it joins that run's number (kept with the current
+            // run's ids, a later statement would drop it).
+            self.remember_run(id);
+            return;
+        }
+        match self.ran.back() {
+            None => self.ran.push_back(id),
+            Some(&last) if last < id => self.ran.push_back(id),
+            Some(_) => {
+                if let Err(at) = self.ran.binary_search(&id) {
+                    self.ran.insert(at, id);
+                }
+            }
+        }
+    }
+
+    /// Number of ids held individually.
+    pub fn len(&self) -> usize {
+        self.ran.len()
+    }
+
+    /// What survives the peer's collection: one number per run (the
+    /// current one's and the earlier ones'), each covering its run; empty
+    /// if nothing ran.
+    pub fn retire(mut self) -> Vec<u64> {
+        let last = self.highest_finished();
+        self.remember_run(last);
+        self.old_runs
+    }
+}
+
+/// What a client knows about a peer as a server (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Binding {
+    /// The peer's incarnation as last learned; 0 = never heard.
+    pub incarnation: u64,
+    /// When we last sent it a probe to learn the incarnation.
+    pub probed: Option<crate::Instant>,
+    /// Client RPCs waiting for the incarnation: (key, seq).
+    pub unbound: Vec<(usize, u64)>,
+    /// Ids of our client RPCs to this peer, oldest first; finished ones
+    /// leave lazily (from the front, or when the queue grows).
+    live: VecDeque<u64>,
+}
+
+impl Binding {
+    /// Remembers a new client RPC to this peer.
+    pub fn push_live(&mut self, id: u64) {
+        self.live.push_back(id);
+    }
+
+    /// Client RPC `id` to this peer ended: if it was the oldest, it leaves
+    /// the queue now (the common case costs no lookup later).
+    pub fn finished(&mut self, id: u64) {
+        if self.live.front() == Some(&id) {
+            self.live.pop_front();
+        }
+    }
+
+    /// Our oldest unfinished RPC to this peer, asked while sending RPC
+    /// `sending` (which is alive), given which ids are still alive and how
+    /// many RPCs we have with the peer (to keep the queue proportional to
+    /// them).
+    pub fn oldest_live(
+        &mut self,
+        sending: u64,
+        alive: impl Fn(u64) -> bool,
+        rpcs: u32,
+    ) -> Option<u64> {
+        if self.live.front() == Some(&sending) {
+            return Some(sending);
+        }
+        while let Some(&id) = self.live.front() {
+            if alive(id) {
+                break;
+            }
+            self.live.pop_front();
+        }
+        if self.live.len() > 2 * rpcs as usize + 64 {
+            // One old RPC holds the front while many later ones finished.
+            self.live.retain(|&id| alive(id));
+        }
+        self.live.front().copied()
+    }
+}
+
+/// True if a request created `age` ago cannot have reached an incarnation
+/// older than one that has been up for `uptime` (both local measurements,
+/// taken when the refusal arrived); see the module docs.
+pub(crate) fn started_after(uptime: Duration, age: Duration) -> bool {
+    uptime > age + age / 1000
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_ids__exact_above_the_stated_floor() {
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(101);
+        d.insert(105);
+        d.insert(103);
+        assert_eq!(d.seen(101), Seen::New, "the oldest is still running");
+        assert_eq!(d.seen(103), Seen::Ran);
+        assert_eq!(d.seen(107), Seen::New);
+        assert_eq!(d.seen(99), Seen::Finished, "the client said so");
+        // The client's oldest finished: the floor moves, the set shrinks.
+        d.claim(107);
+        assert_eq!(d.len(), 0);
+        assert_eq!(d.seen(103), Seen::Finished);
+        assert_eq!(d.seen(107), Seen::New);
+        // A reordered, older statement changes nothing.
+        d.claim(101);
+        assert_eq!(d.seen(103), Seen::Finished);
+    }
+
+    #[test]
+    fn done_ids__never_refuses_what_did_not_run() {
+        // One request lost, thousands of later ones finish: the lost one is
+        // still new however many ran (the issue 12.8 case).
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(1001);
+        for i in 1..10_000u64 {
+            d.insert(1001 + 2 * i);
+        }
+        assert_eq!(d.seen(1001), Seen::New);
+        assert_eq!(d.len(), 9_999);
+    }
+
+    #[test]
+    fn done_ids__new_client_run_keeps_old_ids_refused() {
+        let far = 1u64 << 60;
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(far + 1);
+        d.insert(far + 1);
+        d.insert(far + 3);
+        // The client restarted: ids from another region.
+        d.claim(12_345);
+        assert_eq!(d.seen(12_345), Seen::New);
+        assert_eq!(d.seen(far + 3), Seen::Finished, "old run stays refused");
+        assert_eq!(d.seen(far + 1), Seen::Finished);
+        assert_eq!(d.seen(far + 5), Seen::New, "beyond the old run's last");
+        // Collection keeps one number.
+        let kept = d.retire();
+        let back = DoneIds::with_old_runs(kept);
+        assert_eq!(back.seen(12_343), Seen::Finished);
+        assert_eq!(back.seen(far + 3), Seen::Finished, "both runs survive");
+    }
+
+    #[test]
+    fn done_ids__old_run_request_freed_after_the_new_run_began_stays_refused() {
+        // The old client's request ran; the client restarted (new ids far
+        // away) while the server still held the RPC; the server frees it
+        // later. A stale copy must not run again, whatever the new run
+        // states.
+        let far = 1u64 << 60;
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(far + 1);
+        d.claim(7_001);
+        d.insert(far + 1);
+        d.insert(7_003);
+        d.claim(7_005);
+        assert_eq!(d.seen(far + 1), Seen::Finished);
+        assert_eq!(d.seen(7_003), Seen::Finished);
+        assert_eq!(d.seen(7_005), Seen::New);
+    }
+
+    #[test]
+    fn done_ids__ids_before_any_statement_are_kept() {
+        let mut d = DoneIds::with_old_run(0);
+        d.insert(201);
+        d.insert(205);
+        assert_eq!(d.seen(201), Seen::Ran);
+        assert_eq!(d.seen(203), Seen::New);
+        d.claim(203);
+        assert_eq!(d.seen(201), Seen::Finished);
+        assert_eq!(d.seen(205), Seen::Ran);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn binding__oldest_live_skips_finished_and_stays_bounded() {
+        let mut b = Binding::default();
+        let alive = std::cell::RefCell::new(std::collections::HashSet::new());
+        for id in (2..2000u64).step_by(2) {
+            b.push_live(id);
+            alive.borrow_mut().insert(id);
+        }
+        // All but the first finish.
+        for id in (4..2000u64).step_by(2) {
+            alive.borrow_mut().remove(&id);
+        }
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(2, is, 1), Some(2));
+        b.push_live(4000);
+        alive.borrow_mut().insert(4000);
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(4000, is, 2), Some(2));
+        assert!(b.live.len() <= 68, "{}", b.live.len());
+        alive.borrow_mut().remove(&2);
+        b.finished(2);
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(4000, is, 1), Some(4000));
+        alive.borrow_mut().remove(&4000);
+        let is = |id| alive.borrow().contains(&id);
+        assert_eq!(b.oldest_live(6000, is, 0), None);
+    }
+
+    #[test]
+    fn started_after__needs_uptime_beyond_age() {
+        let ms = Duration::from_millis;
+        assert!(started_after(ms(100), ms(50)));
+        assert!(!started_after(ms(50), ms(50)));
+        assert!(!started_after(ms(50), ms(100)));
+        assert!(
+            !started_after(ms(1000), Duration::from_micros(999_500)),
+            "0.1% margin"
+        );
+    }
+}
