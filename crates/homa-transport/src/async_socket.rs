@@ -31,8 +31,9 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, State, Stats, Waiter};
-use crate::sys;
+use crate::shared::{
+    Commit, Metrics, Offloads, Received, Request, Shared, Sleeper, State, Stats, Waiter,
+};
 use crate::{Config, Error};
 
 /// A Homa socket with an async API for tokio: client and server at once.
@@ -102,8 +103,8 @@ impl AsRawFd for SharedFd {
     fn as_raw_fd(&self) -> RawFd {
         match self.1 {
             Which::Socket => self.0.fd,
-            Which::Wake => self.0.wake_fd.as_raw_fd(),
-            Which::Timer => self.0.sleep_timer.as_raw_fd(),
+            Which::Wake => self.0.wake_fd(Sleeper::Driver),
+            Which::Timer => self.0.timer_fd(Sleeper::Driver),
         }
     }
 }
@@ -226,7 +227,7 @@ impl AsyncSocket {
                 sh.start_call(st, dest, request.clone(), until)
             })
             .await?;
-        Ok(self.call_handle(id))
+        Ok(self.call_handle(id, until))
     }
 
     /// Runs a send; while the protocol's send cap refuses it, waits for
@@ -242,23 +243,30 @@ impl AsyncSocket {
             if !matches!(r, Err(Error::WouldBlock)) {
                 return r;
             }
-            let room = poll_fn(|cx| {
+            // The driver wakes the task at `until` (see `Shared::wake_at`).
+            let mut alarm = WakeAt {
+                shared: sh,
+                waker: None,
+            };
+            poll_fn(|cx| {
                 let mut st = sh.lock();
-                if sh.room_since(&st, seen) {
-                    return Poll::Ready(());
-                }
-                sh.add_write_waiter(&mut st, Waiter::Task(cx.waker().clone()));
-                Poll::Pending
-            });
-            match until {
-                Some(u) => {
-                    let left = Duration::from_nanos(u.nanos_since(sh.now()));
-                    tokio::time::timeout(left, room)
-                        .await
-                        .map_err(|_| Error::DeadlineExceeded)?
-                }
-                None => room.await,
-            }
+                let r = if sh.room_since(&st, seen) {
+                    Poll::Ready(Ok(()))
+                } else if until.is_some_and(|u| sh.now() >= u) {
+                    Poll::Ready(Err(Error::DeadlineExceeded))
+                } else {
+                    let w = cx.waker().clone();
+                    sh.add_write_waiter(&mut st, Waiter::Task(w.clone()));
+                    if let Some(u) = until {
+                        sh.wake_at(&mut st, u, &w);
+                        alarm.waker = Some(w);
+                    }
+                    Poll::Pending
+                };
+                sh.unlock(st);
+                r
+            })
+            .await?;
         }
     }
 
@@ -294,14 +302,15 @@ impl AsyncSocket {
         let id = self
             .shared()
             .locked(|sh, st| sh.start_call(st, dest, request, until))?;
-        Ok(self.call_handle(id))
+        Ok(self.call_handle(id, until))
     }
 
     /// The future of started call `id`.
-    fn call_handle(&self, id: u64) -> AsyncCall {
+    fn call_handle(&self, id: u64, deadline: Option<Instant>) -> AsyncCall {
         AsyncCall {
             socket: self.clone(),
             id,
+            deadline,
             taken: false,
             spin_until: None,
         }
@@ -413,6 +422,21 @@ impl Drop for RequestWait<'_> {
     }
 }
 
+/// A task's registration to be woken at a deadline, withdrawn when the
+/// future that made it completes or is dropped.
+struct WakeAt<'a> {
+    shared: &'a Shared,
+    waker: Option<std::task::Waker>,
+}
+
+impl Drop for WakeAt<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.waker.take() {
+            self.shared.locked(|sh, st| sh.cancel_wake_at(st, &w));
+        }
+    }
+}
+
 /// The response of a call started with [`AsyncSocket::start_call`].
 /// Dropping it before completion aborts the RPC.
 #[derive(Debug)]
@@ -420,6 +444,9 @@ impl Drop for RequestWait<'_> {
 pub struct AsyncCall {
     socket: AsyncSocket,
     id: u64,
+    /// The call's deadline (the driver fails the call then; each poll
+    /// checks it too).
+    deadline: Option<Instant>,
     taken: bool,
     spin_until: Option<Instant>,
 }
@@ -447,6 +474,14 @@ impl Future for AsyncCall {
             return Poll::Ready(r);
         }
         let now = sh.now();
+        if this.deadline.is_some_and(|d| now >= d) {
+            sh.expire_call(&mut st, this.id);
+            if let Some(r) = sh.take_result(&mut st, this.id) {
+                this.taken = true;
+                sh.unlock(st);
+                return Poll::Ready(r);
+            }
+        }
         let spin_until = *this.spin_until.get_or_insert(now + sh.config.busy_poll);
         if now < spin_until {
             sh.turn(&mut st, now);
@@ -509,7 +544,7 @@ async fn drive(
             sh.turn(&mut st, now);
             let next = sh.next_deadline(&mut st);
             st.sleep_until = Some(next.unwrap_or(Instant::MAX));
-            sh.arm_sleep_timer(&mut st, next, now)?;
+            sh.arm_sleep_timer(&mut st, Sleeper::Driver, next, now)?;
             let ww = sh.wants_write(&st);
             sh.unlock(st);
             ww
@@ -547,12 +582,12 @@ async fn drive(
             }
             g = wake.readable() => {
                 let mut g = g?;
-                sys::drain_counter(sh.wake_fd.as_raw_fd());
+                sh.woken(Sleeper::Driver);
                 g.clear_ready();
             }
             g = timer.readable() => {
                 let mut g = g?;
-                sh.locked(|sh, st| sh.sleep_timer_fired(st));
+                sh.locked(|sh, st| sh.sleep_timer_fired(st, Sleeper::Driver));
                 g.clear_ready();
             }
         }

@@ -44,7 +44,6 @@
 //! the P99 of small RPCs).
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -54,7 +53,7 @@ use bytes::Bytes;
 use homa_proto::Instant;
 
 use crate::shared::{
-    Commit, Metrics, Offloads, Received, Request, Role, Shared, State, Stats, Waiter,
+    Commit, Metrics, Offloads, Received, Request, Role, Shared, Sleeper, State, Stats, Waiter,
 };
 use crate::sys::{self, Ready};
 use crate::{Config, Error};
@@ -212,6 +211,7 @@ impl Socket {
         Ok(Call {
             socket: self.clone(),
             id,
+            deadline: until,
             taken: false,
         })
     }
@@ -341,6 +341,8 @@ impl Socket {
 pub struct Call {
     socket: Socket,
     id: u64,
+    /// The call's deadline: every wait for it ends by then.
+    deadline: Option<Instant>,
     taken: bool,
 }
 
@@ -373,18 +375,33 @@ impl Call {
     /// Aborts the call (equivalent to dropping it).
     pub fn abort(self) {}
 
+    /// Waits until `until` or the call's deadline, whichever is first. The
+    /// waiting thread bounds its own sleep by the deadline (parked or
+    /// driving) and fails the call itself if the deadline passed, so the
+    /// deadline holds whatever the driver and the protocol are doing.
     fn wait_until(&mut self, until: Option<Instant>) -> Option<Result<Bytes, Error>> {
         if self.taken {
             return Some(Err(Error::UnknownRpc));
         }
         let id = self.id;
-        let r = wait(
-            self.socket.shared(),
-            until,
+        let sh = self.socket.shared();
+        let limit = match (until, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut r = wait(
+            sh,
+            limit,
             |sh, st| sh.take_result(st, id),
             |sh, st, w| sh.set_call_waiter(st, id, w),
             |_, _, _| {},
         );
+        if r.is_none() && self.deadline.is_some_and(|d| sh.now() >= d) {
+            r = sh.locked(|sh, st| {
+                sh.expire_call(st, id);
+                sh.take_result(st, id)
+            });
+        }
         self.taken = r.is_some();
         r
     }
@@ -420,6 +437,11 @@ const BACKGROUND_BACKOFF: u32 = 32;
 /// one GSO batch per ~60 µs.
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
 
+/// How long past its deadline a driver's sleep may last if the timerfd's
+/// wake-up were lost (see `doze`). Longer than the 4 ms scheduler tick:
+/// shorter `ppoll` timeouts slowed every wake-up on the development VM.
+const SLEEP_BACKSTOP: Duration = Duration::from_millis(5);
+
 /// Waits until `check` yields a value or `until` passes (`None`), driving
 /// the socket when nobody else does; see the module documentation. A
 /// thread that parks registers itself with `register`, and withdraws with
@@ -444,7 +466,7 @@ fn wait<T>(
         if st.role != Role::App {
             if st.role == Role::Background {
                 // Tell the background thread to stand down.
-                sys::eventfd_signal(&sh.bg_wake_fd);
+                sh.wake(Sleeper::Background);
             }
             st.role = Role::App;
             sh.activity.fetch_add(1, Ordering::Release);
@@ -528,7 +550,7 @@ fn lead<'a, T>(
             continue;
         }
         let readable;
-        (st, readable) = doze(sh, st, next, now, &sh.wake_fd);
+        (st, readable) = doze(sh, st, next, now, Sleeper::Driver);
         st.sleep_until = None;
         if readable {
             last_input = sh.now();
@@ -552,37 +574,42 @@ fn lead<'a, T>(
 /// same ping-pong took 21-23 µs: wake-ups of a vCPU with a timer pending
 /// soon are much cheaper on this host. Homa's tick gives it that timer
 /// naturally; a raw ping-pong has none.)
+///
+/// The timerfd is the precise wake-up; `ppoll`'s own timeout, at
+/// [`SLEEP_BACKSTOP`] past `next`, bounds the sleep if that wake-up is
+/// ever lost (a deadline then fires that much late instead of never).
 fn doze<'a>(
     sh: &'a Shared,
     mut st: MutexGuard<'a, State>,
     next: Option<Instant>,
     now: Instant,
-    wake: &std::os::fd::OwnedFd,
+    who: Sleeper,
 ) -> (MutexGuard<'a, State>, bool) {
     st.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
-    let timeout = if sh.arm_sleep_timer(&mut st, next, now).is_ok() {
-        None
+    let left = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
+    let timeout = if sh.arm_sleep_timer(&mut st, who, next, now).is_ok() {
+        left.map(|d| d + SLEEP_BACKSTOP)
     } else {
-        next.map(|d| Duration::from_nanos(d.nanos_since(now)))
+        left
     };
     sh.unlock(st);
     let mut ready = [Ready::default(); 3];
     let polled = sys::poll(
         &[
             (sh.fd, want_write),
-            (wake.as_raw_fd(), false),
-            (sh.sleep_timer.as_raw_fd(), false),
+            (sh.wake_fd(who), false),
+            (sh.timer_fd(who), false),
         ],
         timeout,
         &mut ready,
     );
     if ready[1].readable {
-        sys::drain_counter(wake.as_raw_fd());
+        sh.woken(who);
     }
     let mut st = sh.lock();
     if ready[2].readable {
-        sh.sleep_timer_fired(&mut st);
+        sh.sleep_timer_fired(&mut st, who);
     }
     if polled.is_err() || ready[0].error {
         sh.note_poll_error(&mut st);
@@ -619,7 +646,7 @@ fn background(sh: &Shared, period: Duration) {
         }
         sleep = period;
         st.role = Role::Background;
-        sys::drain_counter(sh.bg_wake_fd.as_raw_fd());
+        sh.woken(Sleeper::Background);
         loop {
             let now = sh.now();
             let got = sh.turn(&mut st, now);
@@ -642,7 +669,7 @@ fn background(sh: &Shared, period: Duration) {
                 }
                 continue;
             }
-            (st, _) = doze(sh, st, next, now, &sh.bg_wake_fd);
+            (st, _) = doze(sh, st, next, now, Sleeper::Background);
             if st.role != Role::Background {
                 break;
             }

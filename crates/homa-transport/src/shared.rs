@@ -241,8 +241,11 @@ pub(crate) struct State {
     sticky_tos: StickyTos,
     /// The packet capture, if configured.
     capture: Option<Capture>,
-    /// When `Shared::sleep_timer` is armed to fire, if it is.
-    sleep_timer_at: Option<Instant>,
+    /// When each sleeper's timerfd is armed to fire, if it is (indexed by
+    /// [`Sleeper`]).
+    timer_at: [Option<Instant>; 2],
+    /// Tasks to wake at a deadline (see `Shared::wake_at`).
+    wake_at: Vec<(Instant, Waker)>,
     /// Consecutive turns whose first receive found data (see `turn`).
     rx_streak: u32,
     /// The earliest protocol timer or call deadline, as of the last input
@@ -253,6 +256,31 @@ pub(crate) struct State {
     /// a sleeping driver to kick), not on the way to waking a caller.
     next_due_stale: bool,
     stats: TransportStats,
+}
+
+/// Who sleeps on a set of wake-up descriptors (see `Shared::alarms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sleeper {
+    /// The application thread holding the driver role, or the tokio
+    /// driver task.
+    Driver = 0,
+    /// The blocking socket's background thread.
+    Background = 1,
+}
+
+/// An eventfd to wake a sleeper and a timerfd armed at its next deadline.
+struct Alarm {
+    wake: OwnedFd,
+    timer: OwnedFd,
+}
+
+impl Alarm {
+    fn new() -> io::Result<Alarm> {
+        Ok(Alarm {
+            wake: sys::eventfd()?,
+            timer: sys::timerfd()?,
+        })
+    }
 }
 
 /// What one non-blocking receive found.
@@ -271,14 +299,12 @@ pub(crate) struct Shared {
     /// Owns the descriptor `fd` refers to.
     _sock: UdpSocket,
     pub(crate) fd: RawFd,
-    /// Wakes an application thread driving the socket from `ppoll` (and
-    /// the tokio driver task).
-    pub(crate) wake_fd: OwnedFd,
-    /// Wakes the background thread from `ppoll`.
-    pub(crate) bg_wake_fd: OwnedFd,
-    /// A timerfd at the next deadline, for the driver's sleeps (see
-    /// `blocking::doze` and `async_socket::drive`).
-    pub(crate) sleep_timer: OwnedFd,
+    /// The wake-up descriptors of each kind of sleeping driver, indexed by
+    /// [`Sleeper`]: application threads (one at a time) and the tokio
+    /// driver task share one set, the background thread has its own, so a
+    /// thread that stops driving can never consume a wake-up meant for the
+    /// one that took over.
+    alarms: [Alarm; 2],
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
     ipv6: bool,
@@ -400,7 +426,8 @@ impl Shared {
             sleep_until: None,
             kick_driver: false,
             rx_streak: 0,
-            sleep_timer_at: None,
+            timer_at: [None; 2],
+            wake_at: Vec::new(),
             sticky_tos: StickyTos::default(),
             capture,
             next_due: None,
@@ -410,9 +437,7 @@ impl Shared {
         Ok(Shared {
             fd,
             _sock: sock,
-            wake_fd: sys::eventfd()?,
-            bg_wake_fd: sys::eventfd()?,
-            sleep_timer: sys::timerfd()?,
+            alarms: [Alarm::new()?, Alarm::new()?],
             local,
             port,
             ipv6,
@@ -453,7 +478,7 @@ impl Shared {
     /// Releases the lock, then wakes whoever the last operation completed.
     pub(crate) fn unlock(&self, mut st: MutexGuard<'_, State>) {
         if std::mem::take(&mut st.kick_driver) {
-            sys::eventfd_signal(&self.wake_fd);
+            self.wake(Sleeper::Driver);
         }
         let wake = std::mem::take(&mut st.wake_list);
         drop(st);
@@ -586,6 +611,23 @@ impl Shared {
         Ok(released)
     }
 
+    /// Fails call `id` with [`Error::DeadlineExceeded`] (aborting its RPC)
+    /// if its deadline has passed and it has no result yet. The waiting
+    /// thread's own check, independent of the driver's deadline heap.
+    pub(crate) fn expire_call(&self, st: &mut State, id: u64) {
+        let now = self.now();
+        let due = st
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.result.is_none() && c.deadline.is_some_and(|d| d <= now));
+        if due {
+            let _ = st.ep.abort(self.port, id);
+            st.complete(id, Err(Error::DeadlineExceeded));
+            // Freeing the RPC may have made room under the send cap.
+            self.after_command(st, now);
+        }
+    }
+
     /// Forgets a call whose handle was dropped, aborting it if still alive.
     pub(crate) fn forget(&self, st: &mut State, id: u64) {
         if let Some(c) = st.calls.remove(&id) {
@@ -675,6 +717,24 @@ impl Shared {
         st.writable_seq != seen || st.closed
     }
 
+    /// Has the driver wake task `w` at `at` (once; a later registration of
+    /// the same task replaces it): the deadline of a task waiting for
+    /// something that is not a call (room under the send cap), kept by the
+    /// runtime like call deadlines rather than by tokio's timer.
+    pub(crate) fn wake_at(&self, st: &mut State, at: Instant, w: &Waker) {
+        match st.wake_at.iter_mut().find(|(_, x)| x.will_wake(w)) {
+            Some(e) => e.0 = at,
+            None => st.wake_at.push((at, w.clone())),
+        }
+        st.next_due_stale = true;
+        self.kick(st);
+    }
+
+    /// Withdraws a [`Shared::wake_at`] registration.
+    pub(crate) fn cancel_wake_at(&self, st: &mut State, w: &Waker) {
+        st.wake_at.retain(|(_, x)| !x.will_wake(w));
+    }
+
     /// Registers a thread or task waiting for room under the send cap.
     pub(crate) fn add_write_waiter(&self, st: &mut State, w: Waiter) {
         if !st.write_waiters.iter().any(|x| x.same(&w)) {
@@ -720,8 +780,8 @@ impl Shared {
         st.wake_list.extend(waiters);
         let followers: Vec<Waiter> = st.followers.iter().cloned().map(Waiter::Thread).collect();
         st.wake_list.extend(followers);
-        sys::eventfd_signal(&self.wake_fd);
-        sys::eventfd_signal(&self.bg_wake_fd);
+        self.wake(Sleeper::Driver);
+        self.wake(Sleeper::Background);
     }
 
     // ----- the datapath ----------------------------------------------------
@@ -898,12 +958,11 @@ impl Shared {
         };
         if let Some(next) = self.next_deadline(st) {
             if next < until {
-                let fd = if st.role == Role::Background {
-                    &self.bg_wake_fd
+                self.wake(if st.role == Role::Background {
+                    Sleeper::Background
                 } else {
-                    &self.wake_fd
-                };
-                sys::eventfd_signal(fd);
+                    Sleeper::Driver
+                });
             }
         }
     }
@@ -919,40 +978,71 @@ impl Shared {
 
     fn compute_next_due(&self, st: &mut State) -> Option<Instant> {
         let call = st.deadlines.first(&st.calls);
-        match (st.ep.poll_timeout(), call) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let task = st.wake_at.iter().map(|&(t, _)| t).min();
+        [st.ep.poll_timeout(), call, task]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Arms the sleep timer at `next` (disarms it for `None`) unless it is
+    /// The eventfd that wakes `who` from its sleep.
+    pub(crate) fn wake_fd(&self, who: Sleeper) -> RawFd {
+        self.alarms[who as usize].wake.as_raw_fd()
+    }
+
+    /// The timerfd `who` sleeps on.
+    pub(crate) fn timer_fd(&self, who: Sleeper) -> RawFd {
+        self.alarms[who as usize].timer.as_raw_fd()
+    }
+
+    /// Wakes `who` from its sleep (or makes its next sleep return at once).
+    pub(crate) fn wake(&self, who: Sleeper) {
+        sys::eventfd_signal(&self.alarms[who as usize].wake);
+    }
+
+    /// Resets `who`'s eventfd after a wake-up.
+    pub(crate) fn woken(&self, who: Sleeper) {
+        sys::drain_counter(self.wake_fd(who));
+    }
+
+    /// Arms `who`'s timerfd at `next` (disarms it for `None`) unless it is
     /// armed there already. On error (the kernel refused) the timer is
     /// not armed: the caller must bound its sleep itself.
+    ///
+    /// Only the sleeper itself arms, reads or resets its timer, and only
+    /// one thread or task sleeps as each kind at a time: a timer another
+    /// thread could reset between the arming and the sleep would leave the
+    /// sleeper without its wake-up (issue 12: calls outlived their
+    /// deadlines when the background thread, woken by the shared timer,
+    /// reset it after an application thread had re-armed it and gone to
+    /// sleep).
     pub(crate) fn arm_sleep_timer(
         &self,
         st: &mut State,
+        who: Sleeper,
         next: Option<Instant>,
         now: Instant,
     ) -> io::Result<()> {
-        let fd = self.sleep_timer.as_raw_fd();
-        if st.sleep_timer_at.is_some_and(|t| t <= now) {
+        let fd = self.timer_fd(who);
+        let at = &mut st.timer_at[who as usize];
+        if at.is_some_and(|t| t <= now) {
             // Fired (or about to): clear it so it cannot wake the next sleep.
             sys::drain_counter(fd);
-            st.sleep_timer_at = None;
+            *at = None;
         }
-        if next == st.sleep_timer_at {
+        if next == *at {
             return Ok(());
         }
         let after = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
         let r = sys::timerfd_arm(fd, after);
-        st.sleep_timer_at = if r.is_ok() { next } else { None };
+        *at = if r.is_ok() { next } else { None };
         r
     }
 
-    /// The sleep timer fired.
-    pub(crate) fn sleep_timer_fired(&self, st: &mut State) {
-        sys::drain_counter(self.sleep_timer.as_raw_fd());
-        st.sleep_timer_at = None;
+    /// `who`'s timer fired.
+    pub(crate) fn sleep_timer_fired(&self, st: &mut State, who: Sleeper) {
+        sys::drain_counter(self.timer_fd(who));
+        st.timer_at[who as usize] = None;
     }
 
     /// True while a transmit waits for buffer space.
@@ -961,6 +1051,15 @@ impl Shared {
     }
 
     fn expire_deadlines(&self, st: &mut State, now: Instant) {
+        if st.wake_at.iter().any(|&(t, _)| t <= now) {
+            let (due, later) = std::mem::take(&mut st.wake_at)
+                .into_iter()
+                .partition(|&(t, _)| t <= now);
+            st.wake_at = later;
+            let due: Vec<(Instant, Waker)> = due;
+            st.wake_list
+                .extend(due.into_iter().map(|(_, w)| Waiter::Task(w)));
+        }
         while let Some(id) = st.deadlines.pop_due(now, &st.calls) {
             if let Some(c) = st.calls.get_mut(&id) {
                 c.deadline = None;
