@@ -38,10 +38,11 @@
 //! default), and blocks in `ppoll` like any driver. An application thread
 //! that needs to wait takes the role from it at once (the background thread
 //! notices through its own eventfd and goes back to sleep). While
-//! applications are active the background thread only wakes to read an
-//! atomic counter, at a period that backs off from 2 ms to 64 ms (its
-//! wake-ups preempt the busy-polling thread on its core and showed up in
-//! the P99 of small RPCs).
+//! applications are active the background thread only wakes to look at
+//! the role, at a period that backs off from 2 ms to 64 ms (its wake-ups
+//! preempt the busy-polling thread on its core and showed up in the P99 of
+//! small RPCs); a socket the application leaves is taken over within one
+//! such period plus 2 ms.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -469,11 +470,10 @@ fn wait<T>(
                 sh.wake(Sleeper::Background);
             }
             st.role = Role::App;
-            sh.activity.fetch_add(1, Ordering::Release);
             let v;
             (v, st) = lead(sh, st, until, &mut check);
             st.role = Role::Idle;
-            sh.activity.fetch_add(1, Ordering::Release);
+            sh.driver_left.store(sh.now().as_nanos(), Ordering::Release);
             break v;
         }
         // Only a thread that parks needs its handle (an Arc clone).
@@ -617,23 +617,24 @@ fn doze<'a>(
     (st, ready[0].readable)
 }
 
-/// The background thread: takes the driver role once the socket has been
-/// left alone for `period`, and drives it until an application thread
+/// The background thread: takes the driver role once nobody has driven
+/// the socket for `period`, and drives it until an application thread
 /// takes over. See the module documentation.
+///
+/// While an application thread drives, it checks back at a period that
+/// doubles up to [`BACKGROUND_BACKOFF`] times `period`. When it finds the
+/// role free it takes it if the last application driver left at least
+/// `period` ago, else it looks again when that will be the case: a socket
+/// the application leaves (to compute, holding requests) is taken over
+/// within one back-off period plus `period`, not two back-off periods.
 fn background(sh: &Shared, period: Duration) {
-    let mut seen = sh.activity.load(Ordering::Acquire);
+    let most = period * BACKGROUND_BACKOFF;
+    let mut backoff = period;
     let mut sleep = period;
     loop {
         thread::park_timeout(sleep);
         if sh.closed.load(Ordering::Acquire) {
             return;
-        }
-        let now_seen = sh.activity.load(Ordering::Acquire);
-        if now_seen != seen {
-            // The application is active: look again later, backing off.
-            seen = now_seen;
-            sleep = (sleep * 2).min(period * BACKGROUND_BACKOFF);
-            continue;
         }
         let mut st = sh.lock();
         if st.closed {
@@ -641,9 +642,20 @@ fn background(sh: &Shared, period: Duration) {
         }
         if st.role != Role::Idle {
             drop(st);
-            sleep = (sleep * 2).min(period * BACKGROUND_BACKOFF);
+            backoff = (backoff * 2).min(most);
+            sleep = backoff;
             continue;
         }
+        let now = sh.now();
+        let left = Instant::from_nanos(sh.driver_left.load(Ordering::Acquire));
+        let idle = Duration::from_nanos(now.nanos_since(left));
+        if idle < period {
+            // Recently driven: look again once it has been idle for `period`.
+            drop(st);
+            sleep = period - idle;
+            continue;
+        }
+        backoff = period;
         sleep = period;
         st.role = Role::Background;
         sh.woken(Sleeper::Background);
@@ -684,6 +696,5 @@ fn background(sh: &Shared, period: Duration) {
         if closed {
             return;
         }
-        seen = sh.activity.load(Ordering::Acquire);
     }
 }

@@ -313,9 +313,10 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) offloads: Offloads,
     state: Mutex<State>,
-    /// Bumped whenever an application thread takes or leaves the driver
-    /// role; the background thread watches it to stay out of the way.
-    pub(crate) activity: AtomicU64,
+    /// When an application thread last left the driver role (protocol
+    /// clock, nanoseconds); the background thread waits until the socket
+    /// has been left alone for its period.
+    pub(crate) driver_left: AtomicU64,
     pub(crate) closed: AtomicBool,
 }
 
@@ -450,7 +451,7 @@ impl Shared {
             },
             config,
             state: Mutex::new(state),
-            activity: AtomicU64::new(0),
+            driver_left: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         })
     }
