@@ -16,9 +16,20 @@ pub enum Error {
     /// Nothing listens at the destination port (ICMP port unreachable).
     #[error("destination port unreachable")]
     PortUnreachable,
-    /// The destination host cannot be reached (ICMP host unreachable).
+    /// The destination host cannot be reached (ICMP host unreachable, or
+    /// the kernel refused the send with `EHOSTUNREACH`).
     #[error("destination host unreachable")]
     HostUnreachable,
+    /// No route to the destination's network (the kernel refused the send
+    /// with `ENETUNREACH`, or a router answered ICMP net unreachable).
+    #[error("destination network unreachable")]
+    NetworkUnreachable,
+    /// The socket accepts no requests: it was bound to port 0 (an
+    /// ephemeral, client-only port) or opened with `Config::server` set to
+    /// `Some(false)`. Bind a server to a specific port, or set
+    /// [`crate::Config::server`] to `Some(true)`.
+    #[error("this socket accepts no requests (bound to port 0 or configured client-only); bind a server to a specific port or set Config::server")]
+    ClientOnly,
     /// The message is longer than the configured maximum.
     #[error("message of {len} bytes exceeds the maximum of {max}")]
     MessageTooLong {
@@ -70,6 +81,8 @@ impl Error {
             Error::DeadlineExceeded | Error::PeerTimeout => K::TimedOut,
             Error::PortUnreachable => K::ConnectionRefused,
             Error::HostUnreachable => K::HostUnreachable,
+            Error::NetworkUnreachable => K::NetworkUnreachable,
+            Error::ClientOnly => K::Unsupported,
             Error::MessageTooLong { .. }
             | Error::EmptyMessage
             | Error::AddressFamily

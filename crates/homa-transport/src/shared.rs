@@ -186,6 +186,8 @@ pub(crate) enum Role {
 /// An outstanding client RPC.
 #[derive(Debug)]
 pub(crate) struct Call {
+    /// The destination, as the endpoint sees it.
+    dest: SocketAddr,
     result: Option<Result<Bytes, Error>>,
     waiter: Option<Waiter>,
     deadline: Option<Instant>,
@@ -244,6 +246,10 @@ pub(crate) struct State {
     /// When each sleeper's timerfd is armed to fire, if it is (indexed by
     /// [`Sleeper`]).
     timer_at: [Option<Instant>; 2],
+    /// Destinations found unreachable in the current output pass, until
+    /// the failures are dispatched: (destination, no route to its
+    /// network, found by a send rather than the error queue).
+    unreachable: Vec<(SocketAddr, bool, bool)>,
     /// Tasks to wake at a deadline (see `Shared::wake_at`).
     wake_at: Vec<(Instant, Waker)>,
     /// Consecutive turns whose first receive found data (see `turn`).
@@ -307,6 +313,8 @@ pub(crate) struct Shared {
     alarms: [Alarm; 2],
     pub(crate) local: SocketAddr,
     pub(crate) port: u16,
+    /// The socket accepts requests (see [`Config::server`]).
+    server: bool,
     ipv6: bool,
     /// `CLOCK_MONOTONIC` when the socket opened, in nanoseconds.
     epoch: u64,
@@ -358,6 +366,11 @@ enum SendOutcome {
     /// Out of buffer space after this many segments.
     Blocked(usize),
     Dropped,
+    /// The kernel has no route to the destination (`ENETUNREACH`,
+    /// `network` true) or cannot reach the host (`EHOSTUNREACH`).
+    Unreachable {
+        network: bool,
+    },
 }
 
 impl Shared {
@@ -429,6 +442,7 @@ impl Shared {
             rx_streak: 0,
             timer_at: [None; 2],
             wake_at: Vec::new(),
+            unreachable: Vec::new(),
             sticky_tos: StickyTos::default(),
             capture,
             next_due: None,
@@ -441,6 +455,7 @@ impl Shared {
             alarms: [Alarm::new()?, Alarm::new()?],
             local,
             port,
+            server,
             ipv6,
             epoch: sys::monotonic_nanos(),
             offloads: Offloads {
@@ -550,6 +565,7 @@ impl Shared {
         st.calls.insert(
             id,
             Call {
+                dest,
                 result: None,
                 waiter: None,
                 deadline,
@@ -663,8 +679,12 @@ impl Shared {
         }
     }
 
-    /// Takes the next delivered request: `Err(Closed)` once closed.
+    /// Takes the next delivered request: `Err(Closed)` once closed,
+    /// `Err(ClientOnly)` at once on a socket that accepts no requests.
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
+        if !self.server {
+            return Some(Err(Error::ClientOnly));
+        }
         if let Some(r) = st.requests.pop_front() {
             return Some(Ok(r));
         }
@@ -932,8 +952,22 @@ impl Shared {
             self.read_errors(st, now);
             self.flush(st, now);
         }
+        self.fail_unreachable(st, now);
         self.dispatch(st);
+        st.unreachable.clear();
         st.next_due_stale = true;
+    }
+
+    /// Fails the RPCs to destinations a send found unreachable (the
+    /// kernel refused the packet itself: no route).
+    fn fail_unreachable(&self, st: &mut State, now: Instant) {
+        for i in 0..st.unreachable.len() {
+            let (dest, _, from_send) = st.unreachable[i];
+            if from_send {
+                st.ep
+                    .handle_unreachable(now, normalize(dest), Unreachable::Host);
+            }
+        }
     }
 
     /// Work after an application command: transmit, report, and wake a
@@ -1104,6 +1138,9 @@ impl Shared {
                     st.pending = Some(Pending { done, ..p });
                     return;
                 }
+                SendOutcome::Unreachable { network } => {
+                    st.unreachable.push((p.to, network, true));
+                }
                 SendOutcome::Sent | SendOutcome::Dropped => {}
             }
         }
@@ -1144,6 +1181,9 @@ impl Shared {
                 0,
             ) {
                 SendOutcome::Sent | SendOutcome::Dropped => {}
+                SendOutcome::Unreachable { network } => {
+                    st.unreachable.push((t.destination, network, true));
+                }
                 SendOutcome::Blocked(done) => {
                     st.pending = Some(Pending {
                         dest,
@@ -1202,7 +1242,7 @@ impl Shared {
             let sent = match outcome {
                 SendOutcome::Sent => total,
                 SendOutcome::Blocked(k) => k,
-                SendOutcome::Dropped => done,
+                SendOutcome::Dropped | SendOutcome::Unreachable { .. } => done,
             };
             c.sent(stats, to, tos.1, data, segment, done, sent);
         }
@@ -1287,6 +1327,18 @@ impl Shared {
                     *errors_pending = true;
                     continue;
                 }
+                _ if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+                ) =>
+                {
+                    // Refused twice: this packet's own route failed (no
+                    // route to the network, or an unreachable route).
+                    stats.send_errors += 1;
+                    return SendOutcome::Unreachable {
+                        network: e.raw_os_error() == Some(libc::ENETUNREACH),
+                    };
+                }
                 _ => {
                     stats.send_errors += 1;
                     return SendOutcome::Dropped;
@@ -1316,7 +1368,14 @@ impl Shared {
                 _ => continue,
             };
             if let Some(dest) = e.dest {
-                st.ep.handle_unreachable(now, normalize(dest), kind);
+                let dest = normalize(dest);
+                if kind == Unreachable::Host {
+                    // Remembered until the failures are dispatched, to
+                    // tell "no route to the network" from "host down".
+                    st.unreachable
+                        .push((dest, e.errno == libc::ENETUNREACH, false));
+                }
+                st.ep.handle_unreachable(now, dest, kind);
             }
         }
     }
@@ -1331,7 +1390,15 @@ impl Shared {
         while let Some(ev) = st.ep.poll_event() {
             match ev {
                 Event::Response { id, data, .. } => st.complete(id, Ok(data)),
-                Event::Failed { id, error, .. } => st.complete(id, Err(Error::from_rpc(error))),
+                Event::Failed { id, error, .. } => {
+                    let e = match error {
+                        homa_proto::RpcError::HostUnreachable if st.network_unreachable(id) => {
+                            Error::NetworkUnreachable
+                        }
+                        other => Error::from_rpc(other),
+                    };
+                    st.complete(id, Err(e));
+                }
                 Event::Writable { .. } => {
                     st.writable_seq += 1;
                     let waiters = std::mem::take(&mut st.write_waiters);
@@ -1522,6 +1589,16 @@ impl State {
         self.note_completion();
     }
 
+    /// True if call `id`'s destination was found to have no route in this
+    /// output pass.
+    fn network_unreachable(&self, id: u64) -> bool {
+        self.calls.get(&id).is_some_and(|c| {
+            self.unreachable
+                .iter()
+                .any(|&(d, net, _)| net && d.ip() == c.dest.ip())
+        })
+    }
+
     /// See `kick_driver`.
     fn note_completion(&mut self) {
         if self.role == Role::App && self.sleep_until.is_some() {
@@ -1537,6 +1614,7 @@ mod tests {
 
     fn call(deadline: Option<Instant>) -> Call {
         Call {
+            dest: "127.0.0.1:1".parse().unwrap(),
             result: None,
             waiter: None,
             deadline,
