@@ -1,6 +1,8 @@
 //! Helpers shared by the loopback tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
