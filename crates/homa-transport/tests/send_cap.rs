@@ -194,3 +194,30 @@ fn send_cap__tokio_send_request_awaits_room_for_a_call() {
         drop(call);
     });
 }
+
+/// A call waiting for room under the send cap still ends by its deadline,
+/// and the runtime keeps that deadline itself: the runtime here has no
+/// timer driver (tokio's timer would panic), only I/O.
+#[test]
+fn send_cap__tokio_call_waiting_for_room_ends_by_its_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut silent_config = Config::default();
+        silent_config.server = Some(true);
+        let silent = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), silent_config).unwrap();
+        let client = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), capped(false)).unwrap();
+        let dest = silent.local_addr();
+        let _first = client.send_request(dest, pattern(BIG, 1)).await.unwrap();
+        let _second = client.send_request(dest, pattern(BIG, 2)).await.unwrap();
+        let deadline = std::time::Duration::from_millis(200);
+        let t0 = std::time::Instant::now();
+        let r = client.call_timeout(dest, pattern(BIG, 3), deadline).await;
+        let took = t0.elapsed();
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+        assert!(took >= deadline, "{took:?}");
+        assert_eq!(client.stats().transport.send_cap_waits, 1);
+    });
+}
