@@ -31,9 +31,10 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{
-    Commit, Metrics, Offloads, Received, Request, Shared, Sleeper, State, Stats, Waiter,
-};
+use crate::calls::{Request, Waiter};
+use crate::datapath::Received;
+use crate::engine::{Commit, Shared, Sleeper, State};
+use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
 
 /// A Homa socket with an async API for tokio: client and server at once.
@@ -96,24 +97,30 @@ enum Which {
 }
 
 /// A descriptor owned by [`Shared`], kept open by the `Arc` this holds:
-/// whatever registers it with the reactor cannot outlive it.
+/// whatever registers it with the reactor cannot outlive it (closing the
+/// socket only makes it refuse peers; the descriptor stays open).
 struct SharedFd(Arc<Shared>, Which);
 
 impl AsRawFd for SharedFd {
     fn as_raw_fd(&self) -> RawFd {
         match self.1 {
-            Which::Socket => self.0.fd,
-            Which::Wake => self.0.wake_fd(Sleeper::Driver),
-            Which::Timer => self.0.timer_fd(Sleeper::Driver),
+            Which::Socket => self.0.socket_fd().as_raw_fd(),
+            Which::Wake => self.0.wake_fd(Sleeper::Driver).as_raw_fd(),
+            Which::Timer => self.0.timer_fd(Sleeper::Driver).as_raw_fd(),
         }
     }
 }
 
+/// Registers one of the socket's descriptors with the reactor. tokio's
+/// registration is `unsafe` (the descriptor must stay open while
+/// registered): the crate's one `unsafe` site, listed in `homa_sys`'s
+/// documentation.
+#[allow(unsafe_code)]
 fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedFd>> {
     // SAFETY: a `SharedFd` holds an `Arc` to the descriptor's owner, and no
     // descriptor is closed while the registration lives (closing the
-    // socket replaces the UDP socket's with another at the same number);
-    // `as_raw_fd` always returns the same value.
+    // socket only makes it refuse peers); `as_raw_fd` always returns the
+    // same value.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }
 
@@ -256,7 +263,7 @@ impl AsyncSocket {
                     Poll::Ready(Err(Error::DeadlineExceeded))
                 } else {
                     let w = cx.waker().clone();
-                    sh.add_write_waiter(&mut st, Waiter::Task(w.clone()));
+                    st.calls.add_write_waiter(Waiter::Task(w.clone()));
                     if let Some(u) = until {
                         sh.wake_at(&mut st, u, &w);
                         alarm.waker = Some(w);
@@ -336,7 +343,7 @@ impl AsyncSocket {
             let r = sh.take_request(&mut st);
             if r.is_none() {
                 let w = cx.waker().clone();
-                sh.add_request_waiter(&mut st, Waiter::Task(w.clone()));
+                st.calls.add_request_waiter(Waiter::Task(w.clone()));
                 registered.waker = Some(w);
             }
             sh.unlock(st);
@@ -417,7 +424,7 @@ impl Drop for RequestWait<'_> {
     fn drop(&mut self) {
         if let Some(w) = self.waker.take() {
             self.shared
-                .locked(|sh, st| sh.remove_request_waiter(st, &Waiter::Task(w)));
+                .locked(|_, st| st.calls.remove_request_waiter(&Waiter::Task(w)));
         }
     }
 }
@@ -432,7 +439,7 @@ struct WakeAt<'a> {
 impl Drop for WakeAt<'_> {
     fn drop(&mut self) {
         if let Some(w) = self.waker.take() {
-            self.shared.locked(|sh, st| sh.cancel_wake_at(st, &w));
+            self.shared.locked(|_, st| st.calls.cancel_wake_at(&w));
         }
     }
 }
@@ -468,7 +475,7 @@ impl Future for AsyncCall {
         }
         let sh = this.socket.shared();
         let mut st = sh.lock();
-        if let Some(r) = sh.take_result(&mut st, this.id) {
+        if let Some(r) = st.calls.take_result(this.id) {
             this.taken = true;
             sh.unlock(st);
             return Poll::Ready(r);
@@ -476,7 +483,7 @@ impl Future for AsyncCall {
         let now = sh.now();
         if this.deadline.is_some_and(|d| now >= d) {
             sh.expire_call(&mut st, this.id);
-            if let Some(r) = sh.take_result(&mut st, this.id) {
+            if let Some(r) = st.calls.take_result(this.id) {
                 this.taken = true;
                 sh.unlock(st);
                 return Poll::Ready(r);
@@ -485,7 +492,7 @@ impl Future for AsyncCall {
         let spin_until = *this.spin_until.get_or_insert(now + sh.config.busy_poll);
         if now < spin_until {
             sh.turn(&mut st, now);
-            if let Some(r) = sh.take_result(&mut st, this.id) {
+            if let Some(r) = st.calls.take_result(this.id) {
                 this.taken = true;
                 sh.unlock(st);
                 return Poll::Ready(r);
@@ -494,7 +501,8 @@ impl Future for AsyncCall {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        sh.set_call_waiter(&mut st, this.id, Waiter::Task(cx.waker().clone()));
+        st.calls
+            .set_waiter(this.id, Waiter::Task(cx.waker().clone()));
         sh.unlock(st);
         Poll::Pending
     }
@@ -543,7 +551,7 @@ async fn drive(
             // Drain before timers (see `Shared::turn`).
             sh.turn(&mut st, now);
             let next = sh.next_deadline(&mut st);
-            st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+            st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
             sh.arm_sleep_timer(&mut st, Sleeper::Driver, next, now)?;
             let ww = sh.wants_write(&st);
             sh.unlock(st);
@@ -554,7 +562,7 @@ async fn drive(
             g = sock.ready(Interest::READABLE | Interest::ERROR) => {
                 let mut g = g?;
                 let mut st = sh.lock();
-                st.sleep_until = None;
+                st.driving.sleep_until = None;
                 if g.ready().is_error() {
                     sh.note_poll_error(&mut st);
                     g.clear_ready_matching(Ready::ERROR);

@@ -53,10 +53,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use homa_proto::Instant;
 
-use crate::shared::{
-    Commit, Metrics, Offloads, Received, Request, Role, Shared, Sleeper, State, Stats, Waiter,
-};
-use crate::sys::{self, Ready};
+use homa_sys::wait::{self, Ready};
+
+use crate::calls::{Request, Waiter};
+use crate::datapath::Received;
+use crate::engine::{Commit, Role, Shared, Sleeper, State};
+use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
 
 /// A Homa socket with a blocking API: client and server at once.
@@ -235,7 +237,7 @@ impl Socket {
                 sh,
                 until,
                 |sh, st| sh.room_since(st, seen).then_some(()),
-                |sh, st, w| sh.add_write_waiter(st, w),
+                |_, st, w| st.calls.add_write_waiter(w),
                 |_, _, _| {},
             );
             if room.is_none() {
@@ -260,7 +262,7 @@ impl Socket {
     pub fn try_recv_request(&self) -> Result<Option<Request>, Error> {
         let sh = self.shared();
         let mut st = sh.lock();
-        if st.role == Role::Idle {
+        if st.driving.role == Role::Idle {
             let now = sh.now();
             sh.turn(&mut st, now);
         }
@@ -274,8 +276,8 @@ impl Socket {
             self.shared(),
             until,
             |sh, st| sh.take_request(st),
-            |sh, st, w| sh.add_request_waiter(st, w),
-            |sh, st, w| sh.remove_request_waiter(st, w),
+            |_, st, w| st.calls.add_request_waiter(w),
+            |_, st, w| st.calls.remove_request_waiter(w),
         )
     }
 
@@ -370,7 +372,7 @@ impl Call {
     pub fn is_done(&self) -> bool {
         let sh = self.socket.shared();
         let st = sh.lock();
-        self.taken || sh.is_done(&st, self.id)
+        self.taken || st.calls.is_done(self.id)
     }
 
     /// Aborts the call (equivalent to dropping it).
@@ -393,14 +395,14 @@ impl Call {
         let mut r = wait(
             sh,
             limit,
-            |sh, st| sh.take_result(st, id),
-            |sh, st, w| sh.set_call_waiter(st, id, w),
+            |_, st| st.calls.take_result(id),
+            |_, st, w| st.calls.set_waiter(id, w),
             |_, _, _| {},
         );
         if r.is_none() && self.deadline.is_some_and(|d| sh.now() >= d) {
             r = sh.locked(|sh, st| {
                 sh.expire_call(st, id);
-                sh.take_result(st, id)
+                st.calls.take_result(id)
             });
         }
         self.taken = r.is_some();
@@ -464,15 +466,15 @@ fn wait<T>(
         if until.is_some_and(|u| now >= u) {
             break None;
         }
-        if st.role != Role::App {
-            if st.role == Role::Background {
+        if st.driving.role != Role::App {
+            if st.driving.role == Role::Background {
                 // Tell the background thread to stand down.
                 sh.wake(Sleeper::Background);
             }
-            st.role = Role::App;
+            st.driving.role = Role::App;
             let v;
             (v, st) = lead(sh, st, until, &mut check);
-            st.role = Role::Idle;
+            st.driving.role = Role::Idle;
             sh.driver_left.store(sh.now().as_nanos(), Ordering::Release);
             break v;
         }
@@ -480,15 +482,15 @@ fn wait<T>(
         let me = thread::current();
         register(sh, &mut st, Waiter::Thread(me.clone()));
         registered = Some(Waiter::Thread(me.clone()));
-        st.followers.push(me.clone());
+        st.driving.followers.push(me.clone());
         drop(st);
         match until {
             Some(u) => thread::park_timeout(Duration::from_nanos(u.nanos_since(now))),
             None => thread::park(),
         }
         st = sh.lock();
-        if let Some(i) = st.followers.iter().rposition(|t| t.id() == me.id()) {
-            st.followers.swap_remove(i);
+        if let Some(i) = st.driving.followers.iter().rposition(|t| t.id() == me.id()) {
+            st.driving.followers.swap_remove(i);
         }
     };
     if let Some(w) = registered {
@@ -509,9 +511,9 @@ fn relock<'a>(sh: &'a Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State
 
 /// If nobody drives and threads are parked, wakes one to take over.
 fn pass_baton(st: &mut State) {
-    if st.role == Role::Idle {
-        if let Some(t) = st.followers.last() {
-            st.wake_list.push(Waiter::Thread(t.clone()));
+    if st.driving.role == Role::Idle {
+        if let Some(t) = st.driving.followers.last() {
+            st.calls.wake_list.push(Waiter::Thread(t.clone()));
         }
     }
 }
@@ -551,7 +553,7 @@ fn lead<'a, T>(
         }
         let readable;
         (st, readable) = doze(sh, st, next, now, Sleeper::Driver);
-        st.sleep_until = None;
+        st.driving.sleep_until = None;
         if readable {
             last_input = sh.now();
         }
@@ -585,7 +587,7 @@ fn doze<'a>(
     now: Instant,
     who: Sleeper,
 ) -> (MutexGuard<'a, State>, bool) {
-    st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+    st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
     let left = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
     let timeout = if sh.arm_sleep_timer(&mut st, who, next, now).is_ok() {
@@ -594,16 +596,15 @@ fn doze<'a>(
         left
     };
     sh.unlock(st);
-    let mut ready = [Ready::default(); 3];
-    let polled = sys::poll(
-        &[
-            (sh.fd, want_write),
+    let polled = wait::poll(
+        [
+            (sh.socket_fd(), want_write),
             (sh.wake_fd(who), false),
             (sh.timer_fd(who), false),
         ],
         timeout,
-        &mut ready,
     );
+    let ready = polled.as_ref().copied().unwrap_or([Ready::default(); 3]);
     if ready[1].readable {
         sh.woken(who);
     }
@@ -640,7 +641,7 @@ fn background(sh: &Shared, period: Duration) {
         if st.closed {
             return;
         }
-        if st.role != Role::Idle {
+        if st.driving.role != Role::Idle {
             drop(st);
             backoff = (backoff * 2).min(most);
             sleep = backoff;
@@ -657,17 +658,17 @@ fn background(sh: &Shared, period: Duration) {
         }
         backoff = period;
         sleep = period;
-        st.role = Role::Background;
+        st.driving.role = Role::Background;
         sh.woken(Sleeper::Background);
         loop {
             let now = sh.now();
             let got = sh.turn(&mut st, now);
-            if st.closed || st.role != Role::Background {
+            if st.closed || st.driving.role != Role::Background {
                 break;
             }
             if !matches!(got, Received::Empty) {
                 st = relock(sh, st);
-                if st.role != Role::Background {
+                if st.driving.role != Role::Background {
                     break;
                 }
                 continue;
@@ -676,20 +677,20 @@ fn background(sh: &Shared, period: Duration) {
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
                 st = relock(sh, st);
-                if st.role != Role::Background {
+                if st.driving.role != Role::Background {
                     break;
                 }
                 continue;
             }
             (st, _) = doze(sh, st, next, now, Sleeper::Background);
-            if st.role != Role::Background {
+            if st.driving.role != Role::Background {
                 break;
             }
-            st.sleep_until = None;
+            st.driving.sleep_until = None;
         }
-        if st.role == Role::Background {
-            st.role = Role::Idle;
-            st.sleep_until = None;
+        if st.driving.role == Role::Background {
+            st.driving.role = Role::Idle;
+            st.driving.sleep_until = None;
         }
         let closed = st.closed;
         sh.unlock(st);

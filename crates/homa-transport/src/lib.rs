@@ -96,19 +96,23 @@
 //!   [`blocking`]).
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
 pub mod async_socket;
 pub mod blocking;
+mod calls;
 pub mod capture;
 mod config;
+mod datapath;
+mod engine;
 mod error;
-mod shared;
-mod sys;
+mod stats;
 
 #[cfg(feature = "tokio")]
 pub use async_socket::{AsyncCall, AsyncSocket};
 pub use blocking::{Call, Socket};
+pub use calls::Request;
 pub use config::Config;
 pub use error::Error;
-pub use shared::{Metrics, Offloads, Request, Stats, TransportStats};
+pub use stats::{Metrics, Offloads, Stats, TransportStats};

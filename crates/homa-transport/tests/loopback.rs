@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -165,7 +164,9 @@ fn client_socket__does_not_accept_requests_unless_asked() {
     let other = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let r = other.call_timeout(client.local_addr(), &b"hi"[..], Duration::from_millis(100));
     assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
-    assert!(client.try_recv_request().unwrap().is_none());
+    // (Issue 12.5: asking a client-only socket for requests is an error,
+    // not "none yet".)
+    assert!(matches!(client.try_recv_request(), Err(Error::ClientOnly)));
     assert!(
         client.stats().proto.no_socket >= 1,
         "the endpoint dropped it"
@@ -336,67 +337,18 @@ fn tos__carries_the_priority_in_every_packet() {
     // A plain UDP socket plays the server and reads the TOS / traffic class
     // of the Homa request through IP_RECVTOS / IPV6_RECVTCLASS.
     for ip in ["127.0.0.1", "::1"] {
-        let raw = std::net::UdpSocket::bind((ip, 0)).unwrap();
-        let fd = raw.as_raw_fd();
-        let v6 = ip.contains(':');
-        let (level, opt) = if v6 {
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS)
-        } else {
-            (libc::IPPROTO_IP, libc::IP_RECVTOS)
-        };
-        let one: libc::c_int = 1;
-        // SAFETY: a valid int option on a live socket.
-        let r = unsafe { libc::setsockopt(fd, level, opt, (&one as *const libc::c_int).cast(), 4) };
-        assert_eq!(r, 0);
+        let mut raw = common::TosReader::bind(SocketAddr::new(ip.parse().unwrap(), 0));
         let mut config = Config::default();
         config.proto.priority_map = [5; 8];
         let client = Socket::bind_with(SocketAddr::new(ip.parse().unwrap(), 0), config).unwrap();
         let _call = client
-            .start_call(raw.local_addr().unwrap(), pattern(5000, 1))
+            .start_call(raw.sock.local_addr().unwrap(), pattern(5000, 1))
             .unwrap();
         for _ in 0..4 {
-            let tos = recv_tos(fd);
+            let (_, _, tos) = raw.recv();
             assert_eq!(tos, 5 << 5, "{ip}");
         }
     }
-}
-
-/// Receives one datagram and returns its TOS / traffic-class byte.
-fn recv_tos(fd: libc::c_int) -> u8 {
-    let mut data = [0u8; 2048];
-    #[repr(C, align(8))]
-    struct Ctrl([u8; 256]);
-    let mut ctrl = Ctrl([0; 256]);
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: msghdr is plain data; the pointers set below stay valid for
-    // the recvmsg call.
-    unsafe {
-        let mut hdr: libc::msghdr = std::mem::zeroed();
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
-        hdr.msg_controllen = ctrl.0.len();
-        assert!(libc::recvmsg(fd, &mut hdr, 0) > 0);
-        let mut c = libc::CMSG_FIRSTHDR(&hdr);
-        while !c.is_null() {
-            let (l, t) = ((*c).cmsg_level, (*c).cmsg_type);
-            if (l == libc::IPPROTO_IP && t == libc::IP_TOS)
-                || (l == libc::IPPROTO_IPV6 && t == libc::IPV6_TCLASS)
-            {
-                let p = libc::CMSG_DATA(c);
-                return if l == libc::IPPROTO_IP {
-                    *p
-                } else {
-                    std::ptr::read_unaligned(p.cast::<libc::c_int>()) as u8
-                };
-            }
-            c = libc::CMSG_NXTHDR(&hdr, c);
-        }
-    }
-    panic!("no TOS control message");
 }
 
 #[test]
