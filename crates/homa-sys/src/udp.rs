@@ -32,6 +32,8 @@ use nix::sys::socket::{
     SockaddrStorage,
 };
 
+mod mmsg;
+
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
@@ -149,6 +151,7 @@ impl TosOption {
     /// `IP_TOS` for IPv4 destinations (including IPv4-mapped ones on a
     /// dual-stack socket, which the kernel sends through its IPv4 path),
     /// `IPV6_TCLASS` for IPv6 destinations.
+    #[inline]
     pub fn for_destination(dest: &SocketAddr) -> TosOption {
         match dest {
             SocketAddr::V4(_) => TosOption::Ipv4,
@@ -181,6 +184,7 @@ impl Dest {
     /// Encodes `addr` for a socket of the given family: an IPv4 address on
     /// an IPv6 socket becomes IPv4-mapped. `None` for IPv6 on an IPv4
     /// socket.
+    #[inline]
     pub fn new(addr: SocketAddr, ipv6_socket: bool) -> Option<Dest> {
         match (addr, ipv6_socket) {
             (SocketAddr::V4(a), false) => Some(Dest::V4(SockaddrIn::from(a))),
@@ -379,25 +383,39 @@ impl RecvMeta {
 
 /// Buffers for receiving up to `n` datagrams (or GRO batches) at once,
 /// reused by every [`recv_batch`].
-#[derive(Debug)]
 pub struct RecvBatch {
     bufs: Vec<u8>,
     stride: usize,
     cmsg: Vec<u8>,
+    /// The `recvmmsg` headers, set up once (see [`mmsg`]).
+    multi: mmsg::Headers,
     meta: Vec<RecvMeta>,
     /// Datagrams the last call asked for.
     asked: usize,
     capacity: usize,
 }
 
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.capacity)
+            .field("stride", &self.stride)
+            .field("received", &self.meta.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl RecvBatch {
     /// `n` buffers of `stride` bytes each.
     pub fn new(n: usize, stride: usize) -> RecvBatch {
         let n = n.max(1);
+        let mut bufs = vec![0; n * stride];
+        let multi = mmsg::Headers::new(&mut bufs, n, stride);
         RecvBatch {
-            bufs: vec![0; n * stride],
+            bufs,
             stride,
             cmsg: vec![0; RECV_CMSG_SPACE],
+            multi,
             meta: Vec::with_capacity(n),
             asked: n,
             capacity: n,
@@ -406,26 +424,31 @@ impl RecvBatch {
 
     /// True if the last [`recv_batch`] returned as many datagrams as it
     /// asked for (more may be queued).
+    #[inline]
     pub fn filled(&self) -> bool {
         self.meta.len() == self.asked
     }
 
     /// Most datagrams one call can return.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Datagrams the last [`recv_batch`] returned.
+    #[inline]
     pub fn len(&self) -> usize {
         self.meta.len()
     }
 
     /// True if the last [`recv_batch`] returned nothing.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.meta.is_empty()
     }
 
     /// Received datagram `i` of the last [`recv_batch`]: metadata and bytes.
+    #[inline]
     pub fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
         let m = self.meta[i];
         let at = i * self.stride;
@@ -435,8 +458,8 @@ impl RecvBatch {
 
 /// Receives up to `max` datagrams (at most the batch's capacity) without
 /// blocking: one `recvmsg` for a single datagram (cheaper than
-/// `recvmmsg`'s loop), else one `recvmmsg`. Returns how many arrived;
-/// `WouldBlock` when none is queued.
+/// `recvmmsg`'s loop), else one `recvmmsg` into headers set up once.
+/// Returns how many arrived; `WouldBlock` when none is queued.
 pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
     let n = batch.capacity.min(max.max(1));
     batch.asked = n;
@@ -454,25 +477,11 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
         batch.meta.push(RecvMeta::of(&m));
         return Ok(1);
     }
-    let mut headers =
-        MultiHeaders::<SockaddrStorage>::preallocate(n, Some(vec![0u8; RECV_CMSG_SPACE]));
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = batch
-        .bufs
-        .chunks_mut(stride)
-        .take(n)
-        .map(|c| [IoSliceMut::new(c)])
-        .collect();
-    let got = ns::recvmmsg(
-        raw,
-        &mut headers,
-        iovs.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )?;
-    for m in got {
-        batch.meta.push(RecvMeta::of(&m));
+    let got = batch.multi.recv(raw, n)?;
+    for i in 0..got {
+        batch.meta.push(batch.multi.meta(i));
     }
-    Ok(batch.meta.len())
+    Ok(got)
 }
 
 /// An error the kernel queued for the socket ([`enable_errors`]).

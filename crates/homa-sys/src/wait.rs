@@ -139,6 +139,7 @@ pub fn writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<boo
 
 /// `CLOCK_MONOTONIC` in nanoseconds (the vDSO's clock, without the
 /// conversions of `std::time::Instant`).
+#[inline]
 pub fn monotonic_nanos() -> u64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
         Ok(t) => (t.tv_sec() as u64)
