@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let service = Duration::from_millis(args.next().map_or(Ok(50), |s| s.parse())?);
     let mut config = homa_transport::Config::default();
     config.server = Some(true);
-    let socket = homa_transport::Socket::bind_with(addr.parse()?, config)?;
+    let socket = homa_transport::Socket::bind_with(addr, config)?;
     let mut journal = OpenOptions::new().create(true).append(true).open(journal)?;
     let mut out = std::io::stdout();
     writeln!(out, "listening on {}", socket.local_addr())?;

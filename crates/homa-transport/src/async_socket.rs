@@ -19,7 +19,7 @@
 //! reactor, and a slow one costs the reactor's wake-up plus a task switch.
 
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use tokio::io::{Interest, Ready};
 use crate::calls::{Request, Waiter};
 use crate::datapath::Received;
 use crate::engine::{Commit, Shared, Sleeper, State};
+use crate::message::{bind_any, resolve, IntoMessage};
 use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
 
@@ -43,26 +44,31 @@ use crate::{Config, Error};
 /// and used while that runtime runs: if the runtime shuts down while the
 /// socket lives, the socket closes and every pending and later operation
 /// fails with [`Error::RuntimeShutdown`]. It may be used from other
-/// runtimes and threads meanwhile. Cloning gives another handle to the same socket; the socket closes when
-/// the last handle (including outstanding [`AsyncCall`]s) is dropped, or at
-/// once with [`AsyncSocket::close`].
+/// runtimes and threads meanwhile. Cloning gives another handle to the
+/// same socket; the socket closes when the last handle (including
+/// outstanding [`AsyncCall`]s) is dropped, or at once with
+/// [`AsyncSocket::close`].
 ///
 /// ```no_run
 /// use homa_transport::AsyncSocket;
 ///
 /// # async fn demo() -> Result<(), homa_transport::Error> {
-/// let server = AsyncSocket::bind("127.0.0.1:4000".parse().unwrap())?;
+/// let server = AsyncSocket::bind("127.0.0.1:4000")?;
 /// tokio::spawn(async move {
 ///     while let Ok(req) = server.recv_request().await {
 ///         server.reply(req.peer, req.id, req.body).await.unwrap();
 ///     }
 /// });
-/// let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap())?;
-/// let response = client.call("127.0.0.1:4000".parse().unwrap(), &b"hi"[..]).await?;
+/// let client = AsyncSocket::bind("127.0.0.1:0")?;
+/// let response = client.call("127.0.0.1:4000", b"hi").await?;
 /// assert_eq!(&response[..], b"hi");
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The operations have the blocking API's names (see
+/// [`crate::Socket`]): `start_call` waits for room under the send cap,
+/// `try_start_call` does not.
 #[derive(Clone)]
 pub struct AsyncSocket {
     inner: Arc<Inner>,
@@ -127,16 +133,16 @@ fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedF
 impl AsyncSocket {
     /// Opens a socket on `addr` with the default configuration; see
     /// [`crate::Socket::bind`] for the meaning of the address.
-    pub fn bind(addr: SocketAddr) -> Result<AsyncSocket, Error> {
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<AsyncSocket, Error> {
         AsyncSocket::bind_with(addr, Config::default())
     }
 
     /// Opens a socket on `addr` with `config` (`config.background` does not
     /// apply: the driver task plays its part).
-    pub fn bind_with(addr: SocketAddr, config: Config) -> Result<AsyncSocket, Error> {
+    pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> Result<AsyncSocket, Error> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let shared = Arc::new(Shared::open(addr, config)?);
+        let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
         let _guard = handle.enter();
         let sock = register(
             SharedFd(Arc::clone(&shared), Which::Socket),
@@ -192,38 +198,70 @@ impl AsyncSocket {
 
     /// Sends `request` to `dest` and waits for the response (and, first,
     /// for room under the protocol's send cap if it is reached).
-    pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
-        self.send_request(dest, request).await?.await
-    }
-
-    /// Sends `request` to `dest`, first waiting for room under the
-    /// protocol's send cap if it is reached, and returns the future of the
-    /// response: [`AsyncSocket::start_call`] for callers that want to wait
-    /// for room instead of getting [`Error::WouldBlock`] (e.g. to keep a
-    /// window of calls outstanding).
-    pub async fn send_request(
+    ///
+    /// `dest` is anything [`ToSocketAddrs`]; a host name is looked up with
+    /// the blocking system resolver, on every call: in async code pass a
+    /// `SocketAddr` (e.g. from `tokio::net::lookup_host`). `request` is
+    /// anything [`IntoMessage`] (borrowed bytes are copied).
+    pub async fn call(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
-    ) -> Result<AsyncCall, Error> {
-        self.send_request_until(dest, request.into(), None).await
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<Bytes, Error> {
+        self.start_call(dest, request).await?.await
     }
 
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
-    /// (and aborting the RPC) after `timeout`.
+    /// (and aborting the RPC) after `timeout`. The deadline covers
+    /// everything: waiting for room under the send cap, for the peer, for
+    /// memory.
     pub async fn call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
+        self.start_call_timeout(dest, request, timeout).await?.await
+    }
+
+    /// Sends `request` to `dest` and returns the future of its response,
+    /// first waiting for room under the protocol's send cap if it is
+    /// reached ([`AsyncSocket::try_start_call`] does not). Any number of
+    /// calls may be outstanding; dropping the future aborts the RPC.
+    pub async fn start_call(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<AsyncCall, Error> {
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        self.start_waiting(dest, request.into_message(), None).await
+    }
+
+    /// Like [`AsyncSocket::start_call`] with a deadline `timeout` from now
+    /// (a wait for room counts against it).
+    pub async fn start_call_timeout(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+        timeout: Duration,
+    ) -> Result<AsyncCall, Error> {
         let until = self.shared().now() + timeout;
-        self.send_request_until(dest, request.into(), Some(until))
-            .await?
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        self.start_waiting(dest, request.into_message(), Some(until))
             .await
     }
 
-    async fn send_request_until(
+    /// The former name of [`AsyncSocket::start_call`].
+    #[deprecated(note = "renamed start_call (the same name as the blocking API)")]
+    pub async fn send_request(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<AsyncCall, Error> {
+        self.start_call(dest, request).await
+    }
+
+    async fn start_waiting(
         &self,
         dest: SocketAddr,
         request: Bytes,
@@ -277,39 +315,40 @@ impl AsyncSocket {
         }
     }
 
-    /// Sends `request` and returns a future of the response; any number may
-    /// be outstanding. Dropping the future aborts the RPC. Fails with
-    /// [`Error::WouldBlock`] when the protocol's send cap is reached
-    /// ([`AsyncSocket::call`] waits instead).
-    pub fn start_call(
+    /// Like [`AsyncSocket::start_call`], but fails with
+    /// [`Error::WouldBlock`] instead of waiting when the protocol's send
+    /// cap is reached.
+    pub fn try_start_call(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
     ) -> Result<AsyncCall, Error> {
-        self.start(dest, request.into(), None)
+        self.try_start(dest, request.into_message(), None)
     }
 
-    /// Like [`AsyncSocket::start_call`] with a deadline `timeout` from now.
-    pub fn start_call_timeout(
+    /// Like [`AsyncSocket::try_start_call`] with a deadline `timeout` from
+    /// now.
+    pub fn try_start_call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<AsyncCall, Error> {
         let until = self.shared().now() + timeout;
-        self.start(dest, request.into(), Some(until))
+        self.try_start(dest, request.into_message(), Some(until))
     }
 
-    fn start(
+    fn try_start(
         &self,
-        dest: SocketAddr,
+        dest: impl ToSocketAddrs,
         request: Bytes,
         until: Option<Instant>,
     ) -> Result<AsyncCall, Error> {
-        let id = self
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        let (r, _) = self
             .shared()
-            .locked(|sh, st| sh.start_call(st, dest, request, until))?;
-        Ok(self.call_handle(id, until))
+            .try_send(|sh, st| sh.start_call(st, dest, request, until));
+        Ok(self.call_handle(r?, until))
     }
 
     /// The future of started call `id`.
@@ -327,7 +366,37 @@ impl AsyncSocket {
     /// ([`Error::RuntimeShutdown`] if the runtime that opened the socket
     /// shut down).
     pub async fn recv_request(&self) -> Result<Request, Error> {
+        self.recv_until(None).await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Waits at most `timeout` for the next request; `Ok(None)` if none
+    /// came. The runtime keeps the deadline (no tokio timer needed).
+    pub async fn recv_request_timeout(&self, timeout: Duration) -> Result<Option<Request>, Error> {
+        let until = self.shared().now() + timeout;
+        self.recv_until(Some(until)).await.transpose()
+    }
+
+    /// Returns a request if one is ready, without waiting.
+    pub fn try_recv_request(&self) -> Result<Option<Request>, Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let mut r = sh.take_request(&mut st);
+        if r.is_none() {
+            let now = sh.now();
+            sh.turn(&mut st, now);
+            r = sh.take_request(&mut st);
+        }
+        sh.unlock(st);
+        r.transpose()
+    }
+
+    /// Waits for a request until `until`: `None` once it passed.
+    async fn recv_until(&self, until: Option<Instant>) -> Option<Result<Request, Error>> {
         let mut registered = RequestWait {
+            shared: self.shared(),
+            waker: None,
+        };
+        let mut alarm = WakeAt {
             shared: self.shared(),
             waker: None,
         };
@@ -336,18 +405,27 @@ impl AsyncSocket {
             let mut st = sh.lock();
             if let Some(r) = sh.take_request(&mut st) {
                 sh.unlock(st);
-                return Poll::Ready(r);
+                return Poll::Ready(Some(r));
             }
             let now = sh.now();
             sh.turn(&mut st, now);
             let r = sh.take_request(&mut st);
-            if r.is_none() {
-                let w = cx.waker().clone();
-                st.calls.add_request_waiter(Waiter::Task(w.clone()));
-                registered.waker = Some(w);
-            }
+            let r = match (r, until) {
+                (Some(r), _) => Poll::Ready(Some(r)),
+                (None, Some(u)) if now >= u => Poll::Ready(None),
+                (None, _) => {
+                    let w = cx.waker().clone();
+                    st.calls.add_request_waiter(Waiter::Task(w.clone()));
+                    if let Some(u) = until {
+                        sh.wake_at(&mut st, u, &w);
+                        alarm.waker = Some(w.clone());
+                    }
+                    registered.waker = Some(w);
+                    Poll::Pending
+                }
+            };
             sh.unlock(st);
-            r.map_or(Poll::Pending, Poll::Ready)
+            r
         })
         .await
     }
@@ -358,9 +436,9 @@ impl AsyncSocket {
         &self,
         peer: SocketAddr,
         id: u64,
-        response: impl Into<Bytes>,
+        response: impl IntoMessage,
     ) -> Result<(), Error> {
-        let response = response.into();
+        let response = response.into_message();
         self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
             .await
     }
@@ -371,9 +449,9 @@ impl AsyncSocket {
         &self,
         peer: SocketAddr,
         id: u64,
-        response: impl Into<Bytes>,
+        response: impl IntoMessage,
     ) -> Result<(), Error> {
-        let response = response.into();
+        let response = response.into_message();
         self.shared()
             .locked(|sh, st| sh.reply(st, peer, id, response))
     }

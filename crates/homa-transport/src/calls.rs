@@ -6,6 +6,7 @@
 //! [`Calls::wake_list`] and woken once the state's lock is released.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::task::Waker;
@@ -84,6 +85,7 @@ pub(crate) struct Calls {
 impl Calls {
     /// Records a started call (RPC `id` to `dest`) that fails at
     /// `deadline`, if any.
+    #[inline]
     pub(crate) fn start(&mut self, id: u64, dest: SocketAddr, deadline: Option<Instant>) {
         self.calls.insert(
             id,
@@ -100,6 +102,7 @@ impl Calls {
     }
 
     /// Calls started and not yet taken.
+    #[inline]
     pub(crate) fn outstanding(&self) -> usize {
         self.calls.len()
     }
@@ -110,22 +113,26 @@ impl Calls {
     }
 
     /// Call `id`'s destination.
+    #[inline]
     pub(crate) fn dest(&self, id: u64) -> Option<SocketAddr> {
         self.calls.get(&id).map(|c| c.dest)
     }
 
     /// True if call `id` exists and has no result yet.
+    #[inline]
     pub(crate) fn is_pending(&self, id: u64) -> bool {
         self.calls.get(&id).is_some_and(|c| c.result.is_none())
     }
 
     /// True if call `id` has a result (or is unknown).
+    #[inline]
     pub(crate) fn is_done(&self, id: u64) -> bool {
         self.calls.get(&id).is_none_or(|c| c.result.is_some())
     }
 
     /// True if call `id` has no result and its deadline is `now` or
     /// earlier.
+    #[inline]
     pub(crate) fn is_expired(&self, id: u64, now: Instant) -> bool {
         self.calls
             .get(&id)
@@ -134,6 +141,7 @@ impl Calls {
 
     /// Stores a call's result (the first one wins) and schedules its
     /// waiter. True if the call had no result before.
+    #[inline]
     pub(crate) fn complete(&mut self, id: u64, result: Result<Bytes, Error>) -> bool {
         let Some(c) = self.calls.get_mut(&id) else {
             return false;
@@ -152,14 +160,16 @@ impl Calls {
     }
 
     /// Takes a completed call's result, freeing its slot.
+    #[inline]
     pub(crate) fn take_result(&mut self, id: u64) -> Option<Result<Bytes, Error>> {
-        match self.calls.get(&id) {
-            Some(c) if c.result.is_some() => self.calls.remove(&id).and_then(|c| c.result),
+        match self.calls.entry(id) {
+            Entry::Occupied(e) if e.get().result.is_some() => e.remove().result,
             _ => None,
         }
     }
 
     /// Registers who to wake when call `id` completes.
+    #[inline]
     pub(crate) fn set_waiter(&mut self, id: u64, w: Waiter) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.waiter = Some(w);
@@ -168,6 +178,7 @@ impl Calls {
 
     /// Forgets call `id` (its handle was dropped). True if it had no
     /// result yet (its RPC must be aborted).
+    #[inline]
     pub(crate) fn forget(&mut self, id: u64) -> bool {
         match self.calls.remove(&id) {
             Some(c) => {
@@ -182,6 +193,7 @@ impl Calls {
 
     /// Takes a pending call whose deadline is `now` or earlier, if any:
     /// its id (the caller aborts its RPC and completes it).
+    #[inline]
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<u64> {
         while let Some(id) = self.deadlines.pop_due(now, &self.calls) {
             if let Some(c) = self.calls.get_mut(&id) {
@@ -195,6 +207,7 @@ impl Calls {
     }
 
     /// The earliest call deadline or task wake-up.
+    #[inline]
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         let call = self.deadlines.first(&self.calls);
         let task = self.wake_at.iter().map(|&(t, _)| t).min();
@@ -205,8 +218,9 @@ impl Calls {
     }
 
     /// Moves the tasks whose wake-up time has come to the wake list.
+    #[inline]
     pub(crate) fn wake_due(&mut self, now: Instant) {
-        if self.wake_at.iter().any(|&(t, _)| t <= now) {
+        if !self.wake_at.is_empty() && self.wake_at.iter().any(|&(t, _)| t <= now) {
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wake_at)
                 .into_iter()
                 .partition(|&(t, _)| t <= now);
@@ -236,6 +250,7 @@ impl Calls {
 
     /// Queues a delivered request and wakes one waiter; false (nothing
     /// queued) if `limit` requests already wait.
+    #[inline]
     pub(crate) fn queue_request(&mut self, r: Request, limit: usize) -> bool {
         if self.requests.len() >= limit {
             return false;
@@ -248,11 +263,13 @@ impl Calls {
     }
 
     /// Delivered requests waiting for the application.
+    #[inline]
     pub(crate) fn requests_queued(&self) -> usize {
         self.requests.len()
     }
 
     /// Takes the oldest delivered request.
+    #[inline]
     pub(crate) fn take_request(&mut self) -> Option<Request> {
         self.requests.pop_front()
     }
@@ -289,6 +306,7 @@ impl Calls {
     }
 
     /// Bumped at every [`Calls::writable`].
+    #[inline]
     pub(crate) fn writable_seq(&self) -> u64 {
         self.writable_seq
     }

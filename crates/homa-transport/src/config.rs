@@ -3,16 +3,33 @@
 
 use std::time::Duration;
 
-/// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]).
+/// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]):
+/// start from [`Config::default`] and change what you need, with struct
+/// update syntax or field by field.
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut config = homa_transport::Config::default();
-/// config.busy_poll = Duration::ZERO; // sleep at once instead of spinning
-/// config.gso = false;                // one datagram per sendmsg
+/// use homa_transport::Config;
+///
+/// let config = Config {
+///     busy_poll: Duration::ZERO, // sleep at once instead of spinning
+///     server: Some(true),        // accept requests even on port 0
+///     ..Config::default()
+/// };
+/// let mut proto = homa_proto::Config::default();
+/// proto.timeout = Duration::from_millis(500);
+/// let config = Config { proto, ..config };
+/// assert!(config.gso);
 /// ```
+///
+/// Memory: the protocol's per-socket receive budget
+/// (`proto.socket_rx_budget`, 64 MB by default) counts the buffers of
+/// messages being received and the delivered messages the application
+/// still holds (requests not yet answered, responses not yet dropped);
+/// at the budget, the socket grants nothing more and new messages wait
+/// for memory, slowing their senders. A call's deadline bounds that wait
+/// like any other.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct Config {
     /// The protocol engine's configuration.
     pub proto: homa_proto::Config,

@@ -210,16 +210,19 @@ impl Datapath {
     }
 
     /// The socket (for waiting on it outside the state's lock).
+    #[inline]
     pub(crate) fn socket(&self) -> &Arc<UdpSocket> {
         &self.link.sock
     }
 
     /// True for an IPv6 (possibly dual-stack) socket.
+    #[inline]
     pub(crate) fn ipv6(&self) -> bool {
         self.ipv6
     }
 
     /// GSO in use now (it may have been switched off since opening).
+    #[inline]
     pub(crate) fn gso(&self) -> bool {
         self.link.gso
     }
@@ -234,31 +237,37 @@ impl Datapath {
 
     /// The counters, to count what the engine decides (dropped requests,
     /// send-cap waits).
+    #[inline]
     pub(crate) fn stats_mut(&mut self) -> &mut TransportStats {
         &mut self.link.stats
     }
 
     /// True while a transmit waits for buffer space.
+    #[inline]
     pub(crate) fn wants_write(&self) -> bool {
         self.pending.is_some()
     }
 
     /// True if the error queue must be read.
+    #[inline]
     pub(crate) fn errors_pending(&self) -> bool {
         self.link.errors_pending
     }
 
     /// A poll reported an error on the socket: read the error queue.
+    #[inline]
     pub(crate) fn note_error(&mut self) {
         self.link.errors_pending = true;
     }
 
     /// True if the last receive filled its batch (more may be queued).
+    #[inline]
     pub(crate) fn batch_filled(&self) -> bool {
         self.rx.filled()
     }
 
     /// Most datagrams one receive can return.
+    #[inline]
     pub(crate) fn batch_capacity(&self) -> usize {
         self.rx.capacity()
     }
@@ -420,6 +429,7 @@ impl Datapath {
 
     /// Tells the endpoint about destinations sends found unreachable (it
     /// fails their RPCs).
+    #[inline]
     pub(crate) fn fail_unreachable(&mut self, ep: &mut Endpoint, now: Instant) {
         for u in &self.unreachable {
             if u.from_send {
@@ -431,6 +441,7 @@ impl Datapath {
     /// True if `dest`'s network was found to have no route since the last
     /// [`Datapath::forget_unreachable`]: a failure the endpoint reports as
     /// "host unreachable" is the network's.
+    #[inline]
     pub(crate) fn unreachable_network(&self, dest: SocketAddr) -> bool {
         self.unreachable
             .iter()
@@ -438,6 +449,7 @@ impl Datapath {
     }
 
     /// The failures of this output pass have been reported.
+    #[inline]
     pub(crate) fn forget_unreachable(&mut self) {
         self.unreachable.clear();
     }

@@ -219,11 +219,13 @@ impl Shared {
     }
 
     /// The protocol's clock: nanoseconds since the socket opened.
+    #[inline]
     pub(crate) fn now(&self) -> Instant {
         Instant::from_nanos(wait::monotonic_nanos().saturating_sub(self.epoch))
     }
 
     /// The UDP socket (to wait for it).
+    #[inline]
     pub(crate) fn socket_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
@@ -231,6 +233,7 @@ impl Shared {
     /// Locks the state. A panic while holding the lock leaves consistent
     /// enough state (every mutation is a single protocol call), so poison
     /// is ignored.
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -392,6 +395,7 @@ impl Shared {
 
     /// Takes the next delivered request: `Err(Closed)` once closed,
     /// `Err(ClientOnly)` at once on a socket that accepts no requests.
+    #[inline]
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
         if !self.server {
             return Some(Err(if st.closed {
@@ -426,6 +430,7 @@ impl Shared {
 
     /// True once room may have appeared under the send cap since
     /// [`Shared::try_send`] returned `seen`, or the socket closed.
+    #[inline]
     pub(crate) fn room_since(&self, st: &State, seen: u64) -> bool {
         st.calls.writable_seq() != seen || st.closed
     }
@@ -487,7 +492,7 @@ impl Shared {
     ///
     /// While traffic is sparse (request/response), a turn reads a single
     /// datagram with `recvmsg` and processes it at once: asking for more
-    /// would make the kernel try the queue again, an extra ~0.3 µs on the
+    /// would make the kernel try the queue again, an extra pass on the
     /// critical path of every response. After two turns in a row found
     /// data, turns read full batches (up to [`MAX_BATCHES_PER_TURN`] of
     /// them) until the queue is empty.
@@ -678,6 +683,7 @@ impl Shared {
 
     /// The earliest instant something must happen without input: a
     /// protocol timer, a call deadline or a task's wake-up.
+    #[inline]
     pub(crate) fn next_deadline(&self, st: &mut State) -> Option<Instant> {
         if std::mem::take(&mut st.driving.next_due_stale) {
             let call = st.calls.next_deadline();
@@ -695,6 +701,7 @@ impl Shared {
     }
 
     /// True while a transmit waits for buffer space.
+    #[inline]
     pub(crate) fn wants_write(&self, st: &State) -> bool {
         st.dp.wants_write()
     }

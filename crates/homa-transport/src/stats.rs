@@ -81,7 +81,7 @@ pub struct Stats {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let socket = homa_transport::Socket::bind("127.0.0.1:4000".parse()?)?;
+/// let socket = homa_transport::Socket::bind("127.0.0.1:4000")?;
 /// let m = socket.metrics();
 /// println!("{} requests delivered", m.proto.stats.requests_delivered);
 /// # Ok(())

@@ -82,7 +82,7 @@ fn capturing(bind: &str, path: &Path, server: bool) -> Socket {
     let mut config = Config::default();
     config.capture = Some(path.to_owned());
     config.server = Some(server);
-    Socket::bind_with(bind.parse().unwrap(), config).unwrap()
+    Socket::bind_with(bind, config).unwrap()
 }
 
 /// Sum of the payloads of first transmissions of a message's DATA.

@@ -50,7 +50,7 @@ fn stalling_server(
     work: Duration,
     stall: Duration,
 ) -> (Socket, thread::JoinHandle<u64>) {
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let s = server.clone();
     let h = thread::spawn(move || {
         let start = Instant::now();
@@ -92,7 +92,7 @@ fn run_clients(
     let start = Instant::now();
     let mut sockets = Vec::new();
     for c in 0..clients {
-        let sock = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
+        let sock = Socket::bind_with("127.0.0.1:0", config.clone()).unwrap();
         sockets.push(sock.clone());
         let tx = tx.clone();
         let stop = Arc::clone(&stop);
@@ -216,8 +216,8 @@ fn stalled_server__150_clients_every_call_ends_by_its_deadline() {
 fn parked_callers__each_ends_by_its_own_deadline() {
     let mut config = Config::default();
     config.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let dest = server.local_addr();
     let threads: Vec<_> = (0..8u64)
         .map(|i| {
@@ -277,8 +277,7 @@ fn stalled_server__tokio_clients_every_call_ends_by_its_deadline() {
                     let mut config = Config::default();
                     config.proto.timeout = Duration::from_millis(500);
                     config.proto.done_id_lifetime = Duration::from_secs(5);
-                    let sock =
-                        AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+                    let sock = AsyncSocket::bind_with("127.0.0.1:0", config).unwrap();
                     let mut out = Outcome::default();
                     let mut i = 0u64;
                     while start.elapsed() < run_for {

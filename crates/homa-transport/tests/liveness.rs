@@ -108,7 +108,7 @@ fn digest(m: &[u8]) -> Vec<u8> {
 #[test]
 fn computing_server__answers_resends_while_four_handlers_spin_for_ten_timeouts() {
     let _turn = heavy();
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config(true)).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config(true)).unwrap();
     let dest = server.local_addr();
     // Four handler threads each take one request and compute for HOLD on
     // the CPU: the machine's two cores are oversubscribed by the
@@ -127,7 +127,7 @@ fn computing_server__answers_resends_while_four_handlers_spin_for_ten_timeouts()
         })
         .collect();
     let clients: Vec<Socket> = (0..4)
-        .map(|_| Socket::bind_with("127.0.0.1:0".parse().unwrap(), config(false)).unwrap())
+        .map(|_| Socket::bind_with("127.0.0.1:0", config(false)).unwrap())
         .collect();
     let calls: Vec<_> = clients
         .iter()
@@ -157,7 +157,7 @@ fn computing_server__answers_resends_while_four_handlers_spin_for_ten_timeouts()
 #[test]
 fn holding_server__answers_resends_while_it_holds_100_1mb_requests() {
     let _turn = heavy();
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config(true)).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config(true)).unwrap();
     let dest = server.local_addr();
     const N: usize = 100;
     // One application thread takes every request and answers each HOLD
@@ -189,7 +189,7 @@ fn holding_server__answers_resends_while_it_holds_100_1mb_requests() {
     });
     let _hogs = Hogs::start(2);
     let clients: Vec<Socket> = (0..4)
-        .map(|_| Socket::bind_with("127.0.0.1:0".parse().unwrap(), config(false)).unwrap())
+        .map(|_| Socket::bind_with("127.0.0.1:0", config(false)).unwrap())
         .collect();
     let waiters: Vec<_> = clients
         .iter()

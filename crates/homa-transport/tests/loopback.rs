@@ -18,7 +18,7 @@ const SIZES: &[usize] = &[
 #[test]
 fn echo__sizes_1b_to_8mb_are_byte_exact_with_gso_and_gro() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     check_echo_sizes(&client, server.local_addr(), SIZES);
     let (c, s) = (client.stats().transport, server.stats().transport);
     // Multi-packet messages went out as GSO batches and came in as GRO
@@ -38,7 +38,7 @@ fn echo__sizes_1b_to_8mb_are_byte_exact_with_offloads_forced_off() {
     config.gso = false;
     config.gro = false;
     let (server, h) = echo_server("127.0.0.1:0", config.clone());
-    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     for s in [&client, &server] {
         let o = s.offloads();
         assert!(!o.gso && !o.gro, "{o:?}");
@@ -56,7 +56,7 @@ fn echo__sizes_1b_to_8mb_are_byte_exact_with_offloads_forced_off() {
 #[test]
 fn echo__ipv6_loopback() {
     let (server, h) = echo_server("[::1]:0", Config::default());
-    let client = Socket::bind("[::1]:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("[::1]:0").unwrap();
     check_echo_sizes(&client, server.local_addr(), &[1, 5000, 300_000]);
     let s = server.stats().transport;
     assert_eq!(s.packets_with_level, s.packets_received, "{s:?}");
@@ -68,7 +68,7 @@ fn echo__ipv6_loopback() {
 fn dual_stack_server__sees_ipv4_clients_as_ipv4() {
     let server = server_socket("[::]:0");
     let port = server.local_addr().port();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let call = client.start_call_timeout(dest, &b"v4"[..], HANG).unwrap();
     let req = server.recv_request().unwrap();
@@ -82,8 +82,7 @@ fn dual_stack_server__sees_ipv4_clients_as_ipv4() {
 fn one_socket__1000_outstanding_calls() {
     // Patient timers: see common::patient.
     let (server, h) = echo_server("127.0.0.1:0", patient(Config::default()));
-    let client =
-        Socket::bind_with("127.0.0.1:0".parse().unwrap(), patient(Config::default())).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", patient(Config::default())).unwrap();
     let dest = server.local_addr();
     let calls: Vec<_> = (0..1000u64)
         .map(|i| {
@@ -111,7 +110,7 @@ fn one_socket__1000_outstanding_calls() {
 fn one_socket__shared_by_eight_calling_threads() {
     // Exercises the driver hand-off: threads park while another drives.
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let dest = server.local_addr();
     let threads: Vec<_> = (0..8u64)
         .map(|t| {
@@ -137,8 +136,8 @@ fn one_socket__shared_by_eight_calling_threads() {
 fn one_socket__is_client_and_server_at_once() {
     let mut config = Config::default();
     config.server = Some(true);
-    let a = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config.clone()).unwrap();
-    let b = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let a = Socket::bind_with("127.0.0.1:0", config.clone()).unwrap();
+    let b = Socket::bind_with("127.0.0.1:0", config).unwrap();
     // Each calls the other, and serves the other's call while its own is
     // outstanding.
     let a_call = a
@@ -160,8 +159,8 @@ fn one_socket__is_client_and_server_at_once() {
 
 #[test]
 fn client_socket__does_not_accept_requests_unless_asked() {
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let other = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
+    let other = Socket::bind("127.0.0.1:0").unwrap();
     let r = other.call_timeout(client.local_addr(), &b"hi"[..], Duration::from_millis(100));
     assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
     // (Issue 12.5: asking a client-only socket for requests is an error,
@@ -191,7 +190,7 @@ fn call__to_a_port_without_server_fails_fast_with_port_unreachable() {
 #[test]
 fn call__deadline_expires_when_the_server_never_answers() {
     let server = server_socket("127.0.0.1:0");
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let r = client.call_timeout(
         server.local_addr(),
         &b"hello"[..],
@@ -220,7 +219,7 @@ fn call__deadline_expires_when_the_server_never_answers() {
 #[test]
 fn abort__from_another_thread_fails_the_waiter_with_aborted() {
     let server = server_socket("127.0.0.1:0");
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let call = client
         .start_call_timeout(server.local_addr(), &b"x"[..], HANG)
         .unwrap();
@@ -235,7 +234,7 @@ fn abort__from_another_thread_fails_the_waiter_with_aborted() {
 #[test]
 fn close__fails_outstanding_calls_and_later_operations() {
     let server = server_socket("127.0.0.1:0");
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let call = client.start_call(server.local_addr(), &b"x"[..]).unwrap();
     let (tx, rx) = mpsc::channel();
     let c2 = client.clone();
@@ -257,7 +256,7 @@ fn close__fails_outstanding_calls_and_later_operations() {
 fn send__refuses_bad_messages() {
     let mut config = Config::default();
     config.proto.max_message_length = 1000;
-    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let dest = free_port("127.0.0.1");
     let r = client.start_call(dest, vec![0u8; 1001]);
     assert!(
@@ -272,7 +271,7 @@ fn send__refuses_bad_messages() {
     );
     let r = client.start_call(dest, Vec::new());
     assert!(matches!(r, Err(Error::EmptyMessage)), "{r:?}");
-    let r = client.start_call("[::1]:80".parse().unwrap(), &b"x"[..]);
+    let r = client.start_call("[::1]:80", &b"x"[..]);
     assert!(matches!(r, Err(Error::AddressFamily)), "{r:?}");
     let r = client.reply("127.0.0.1:9".parse().unwrap(), 7, &b"x"[..]);
     assert!(matches!(r, Err(Error::UnknownRpc)), "{r:?}");
@@ -284,7 +283,7 @@ fn background_thread__finishes_a_long_response_while_the_server_is_away() {
     // client's grants must be processed) and then waits on a channel, not
     // in the socket: only the background thread can make progress.
     let server = server_socket("127.0.0.1:0");
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let s = server.clone();
     let h = std::thread::spawn(move || {
@@ -307,8 +306,8 @@ fn no_background_thread__a_long_response_stalls_while_the_server_is_away() {
     let mut config = Config::default();
     config.background = None;
     config.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let s = server.clone();
     let h = std::thread::spawn(move || {
@@ -358,7 +357,7 @@ fn send_cap__start_call_waits_for_room_and_gets_it_back_on_abort() {
     let server = server_socket("127.0.0.1:0");
     let mut config = Config::default();
     config.proto.max_tx_bytes_per_socket = 120_000;
-    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let dest = server.local_addr();
     let a = client.start_call(dest, pattern(50_000, 1)).unwrap();
     let _b = client.start_call(dest, pattern(50_000, 2)).unwrap();
@@ -387,7 +386,7 @@ fn send_cap__start_call_waits_for_room_and_gets_it_back_on_abort() {
 fn send_cap__many_large_calls_from_one_thread_all_complete() {
     let mut config = Config::default();
     config.proto.max_tx_bytes_per_socket = 120_000;
-    let client = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     // The server answers request k only once the client has had to wait
     // k + 1 times: so the client, not the scheduler, decides whether a
     // call found room (on a loaded machine an eager server freed room

@@ -5,6 +5,7 @@
 //! protocol's timeout and reported `PeerTimeout`.
 #![allow(non_snake_case)]
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use homa_lab::Lab;
@@ -21,7 +22,7 @@ fn lab(prefix: &str) -> Lab {
 /// Calls `dest` from a socket in namespace `ns`; the error and how long
 /// it took.
 fn call_from(lab: &Lab, ns: &str, bind: &str, dest: &str) -> (Error, Duration) {
-    let (bind, dest) = (bind.parse().unwrap(), dest.parse().unwrap());
+    let (bind, dest): (SocketAddr, SocketAddr) = (bind.parse().unwrap(), dest.parse().unwrap());
     lab.in_namespace(ns, move || {
         let s = Socket::bind(bind).unwrap();
         let t0 = Instant::now();

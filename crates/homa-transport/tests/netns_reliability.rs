@@ -166,8 +166,8 @@ fn server_killed_mid_run__pending_calls_fail_fast() {
     let (tx, rx) = mpsc::channel();
     let client = lab
         .in_namespace(&a, move || {
-            let s = Socket::bind("10.82.0.1:0".parse().unwrap()).unwrap();
-            let dest = "10.82.0.2:4000".parse().unwrap();
+            let s = Socket::bind("10.82.0.1:0").unwrap();
+            let dest: std::net::SocketAddr = "10.82.0.2:4000".parse().unwrap();
             let calls: Vec<_> = (0..64u64)
                 .map(|i| {
                     let req = message(i, 2_000_000);

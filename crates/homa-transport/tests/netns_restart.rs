@@ -73,7 +73,7 @@ fn run_restarts(prefix: &str, subnet: u8, block_icmp: bool) {
     for (run, delay) in DELAYS_MS.into_iter().enumerate() {
         let mut server = start(&lab);
         let tag = format!("{prefix}-run-{run}");
-        let (dest, bind, body) = (
+        let (dest, bind, body): (std::net::SocketAddr, std::net::SocketAddr, String) = (
             server_addr.parse().unwrap(),
             format!("{ca}:0").parse().unwrap(),
             tag.clone(),

@@ -60,7 +60,7 @@ const CONTROL_TOS: u8 = 7 << 5;
 
 fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     let peer = RawPeer::bind(peer_bind);
-    let client = Socket::bind(client_bind.parse().unwrap()).unwrap();
+    let client = Socket::bind(client_bind).unwrap();
     let port = peer.sock.local_addr().unwrap().port();
     let dest = SocketAddr::new(peer_dest.parse().unwrap(), port);
     let client_addr = SocketAddr::new(dest.ip(), client.local_addr().port());

@@ -31,7 +31,7 @@ pub fn pattern(len: usize, tag: u64) -> Vec<u8> {
 /// to stop the thread) and the thread.
 pub fn echo_server(addr: &str, mut config: Config) -> (Socket, JoinHandle<u64>) {
     config.server = Some(true);
-    let sock = Socket::bind_with(addr.parse().unwrap(), config).unwrap();
+    let sock = Socket::bind_with(addr, config).unwrap();
     let s = sock.clone();
     let h = std::thread::spawn(move || {
         let mut served = 0;
@@ -65,7 +65,7 @@ pub fn check_echo_sizes(client: &Socket, server: SocketAddr, sizes: &[usize]) {
 pub fn server_socket(addr: &str) -> Socket {
     let mut config = Config::default();
     config.server = Some(true);
-    Socket::bind_with(addr.parse().unwrap(), config).unwrap()
+    Socket::bind_with(addr, config).unwrap()
 }
 
 /// `config` with protocol timers far longer than any scheduling delay a
