@@ -464,7 +464,7 @@ fn homa_server(
 ) -> Result<(Socket, thread::JoinHandle<Result<()>>)> {
     let (sock, h) = spawn_server(cpus.server, move |ready| {
         let sock = Socket::bind_with(
-            "127.0.0.1:0".parse()?,
+            "127.0.0.1:0",
             homa_config(polling, true, link_mbps),
         )?;
         ready.send(sock.clone())?;
@@ -499,7 +499,7 @@ pub fn homa_rtt(
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
     let client = Socket::bind_with(
-        "127.0.0.1:0".parse()?,
+        "127.0.0.1:0",
         homa_config(polling, false, link_mbps),
     )?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
@@ -645,7 +645,7 @@ pub fn homa_bulk(
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
     let client = Socket::bind_with(
-        "127.0.0.1:0".parse()?,
+        "127.0.0.1:0",
         homa_config(polling, false, link_mbps),
     )?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
