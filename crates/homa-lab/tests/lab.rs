@@ -189,3 +189,40 @@ fn cleanup__kills_what_still_runs_in_the_namespaces() {
     assert!(!status.success());
     assert!(!netns_list().contains("hl-procs-"));
 }
+
+/// SIGTERM to a process holding a lab removes the lab before it exits
+/// (the `hold` example, with `install_signal_cleanup`).
+#[test]
+#[ignore = "needs root and ip"]
+fn signal_cleanup__sigterm_removes_the_lab_and_exits_130() {
+    use std::io::{BufRead, BufReader};
+    assert!(homa_lab::is_root(), "this test needs root");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/hold
+    let exe = std::env::current_exe().unwrap();
+    let hold = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/hold");
+    assert!(
+        hold.is_file(),
+        "build the examples first: {}",
+        hold.display()
+    );
+    let mut child = Command::new(hold)
+        .arg("hl-signal")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready hl-signal-held");
+    assert!(netns_list().contains("hl-signal-held"));
+    homa_sys::process::terminate(child.id() as i32).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!netns_list().contains("hl-signal-held"), "{}", netns_list());
+}

@@ -25,6 +25,12 @@ pub fn kill(pid: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends SIGTERM to process `pid` (asks it to exit).
+pub fn terminate(pid: i32) -> io::Result<()> {
+    nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM)?;
+    Ok(())
+}
+
 /// Moves the calling thread into the network namespace `ns` (a namespace
 /// file such as `/var/run/netns/<name>`): sockets it creates from now on
 /// live there.
