@@ -23,11 +23,25 @@
 //!
 //! ## Unsafe code
 //!
-//! One site, in [`process::command_in_netns`]: `std`'s
-//! `CommandExt::pre_exec`, an `unsafe fn` because the hook runs between
-//! `fork` and `exec`. The hook only calls `setns` and `prctl`, which are
-//! async-signal-safe. Nothing else in homa-rs uses `unsafe` (the other
-//! crates forbid it), except `homa-cli` sites listed in its own docs.
+//! `unsafe` remains where no maintained crate offers a safe call, each
+//! site with its justification:
+//!
+//! * [`udp`]'s `recvmmsg` with headers kept across calls and the parsing
+//!   of their control messages (`udp/mmsg.rs`): nix's `recvmmsg` must
+//!   allocate and zero its headers on every call, which doubled the
+//!   instructions of a small round trip;
+//! * [`process::command_in_netns`] and [`process::nice_on_exec`]: `std`'s
+//!   `CommandExt::pre_exec` is an `unsafe fn` (the hook runs between fork
+//!   and exec; these only call async-signal-safe functions);
+//! * [`process::tune_malloc`]: `mallopt`, which no crate wraps.
+//!
+//! Outside this crate: `homa-transport` registers descriptors with tokio's
+//! reactor (`AsyncFd::register_with_interest`, `unsafe` by tokio's API).
+//! The other crates forbid `unsafe` code, except `homa-cli`'s load
+//! generator, rack and allocator tuning, which can move to
+//! [`wait::Timer`], [`udp::TosOption`], [`udp::set_gso_segment`],
+//! [`process::nice_on_exec`], [`process::children_cpu_time`] and
+//! [`process::tune_malloc`].
 
 #![warn(missing_docs)]
 

@@ -61,6 +61,42 @@ pub fn command_in_netns(cmd: &mut Command, ns: File, die_with_parent: bool) {
     }
 }
 
+/// Makes `cmd`'s child run at nice value `nice` (`setpriority` before its
+/// program runs); 0 leaves it alone.
+pub fn nice_on_exec(cmd: &mut Command, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let hook = move || -> io::Result<()> {
+        // SAFETY: setpriority has no memory preconditions.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the hook only calls setpriority, which
+    // is async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Fixes glibc's allocator thresholds: blocks from `mmap_threshold` bytes
+/// up are `mmap`ed, and the heap is trimmed only above `trim_threshold`
+/// free bytes. With the default dynamic thresholds, a process receiving
+/// megabyte messages returns freed buffers to the kernel and faults them
+/// back in for the next message. Call it before other threads start.
+/// False if glibc refused a value.
+pub fn tune_malloc(mmap_threshold: i32, trim_threshold: i32) -> bool {
+    // SAFETY: mallopt only adjusts allocator parameters (no memory is
+    // passed); the caller calls it before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, trim_threshold) == 1
+    }
+}
+
 /// CPUs the calling thread may run on (`sched_getaffinity`); `[0]` if the
 /// kernel will not say.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -114,6 +150,14 @@ mod tests {
         .join()
         .unwrap();
         assert!(pin_current_thread(1 << 20).is_err());
+    }
+
+    #[test]
+    fn nice_on_exec__the_child_runs_at_that_nice_value() {
+        let mut cmd = Command::new("nice");
+        nice_on_exec(&mut cmd, 7);
+        let out = cmd.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
     }
 
     #[test]
