@@ -78,7 +78,7 @@ use crate::{Config, Error};
 ///
 /// # fn main() -> Result<(), homa_transport::Error> {
 /// // A server on an ephemeral port (port 0 alone makes a client-only socket).
-/// let server = Socket::bind_with("127.0.0.1:0", Config { server: Some(true), ..Config::default() })?;
+/// let server = Socket::bind_with("127.0.0.1:0", Config::default().with_server(true))?;
 /// let client = Socket::bind("127.0.0.1:0")?;
 /// let addr = server.local_addr();
 /// let s = server.clone();

@@ -11,7 +11,7 @@
 //! # fn main() -> Result<(), homa_transport::Error> {
 //! // A server on loopback (port 0 picks a free port; `server` makes it
 //! // accept requests, as a fixed port would).
-//! let server = Socket::bind_with("127.0.0.1:0", Config { server: Some(true), ..Config::default() })?;
+//! let server = Socket::bind_with("127.0.0.1:0", Config::default().with_server(true))?;
 //! let addr = server.local_addr();
 //! std::thread::spawn(move || {
 //!     while let Ok(req) = server.recv_request() {
@@ -34,7 +34,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), homa_transport::Error> {
-//! let server = AsyncSocket::bind_with("127.0.0.1:0", Config { server: Some(true), ..Config::default() })?;
+//! let server = AsyncSocket::bind_with("127.0.0.1:0", Config::default().with_server(true))?;
 //! let addr = server.local_addr();
 //! tokio::spawn(async move {
 //!     while let Ok(req) = server.recv_request().await {

@@ -56,7 +56,7 @@ pub struct TransportStats {
     /// Times the socket's TOS / traffic-class setting was changed for a
     /// send at another priority level (see the performance notes).
     pub tos_changes: u64,
-    /// Packets written to the capture file ([`Config::capture`]).
+    /// Packets written to the capture file ([`crate::Config::capture`]).
     pub packets_captured: u64,
     /// Capture write errors (the first one ends the capture).
     pub capture_errors: u64,

@@ -1,6 +1,6 @@
 //! The library's ergonomics (issue 16.6): host names where addresses go,
 //! borrowed bodies, the same operation names in both APIs, `Config` by
-//! struct update, `Bytes` re-exported.
+//! builder, `Bytes` re-exported.
 #![allow(non_snake_case)]
 
 mod common;
@@ -49,12 +49,13 @@ fn bodies__borrowed_data_is_copied_and_owned_data_moved() {
 }
 
 #[test]
-fn config__struct_update_from_default() {
-    let config = Config {
-        busy_poll: Duration::ZERO,
-        server: Some(true),
-        ..Config::default()
-    };
+fn config__builder_from_default() {
+    let config = Config::default()
+        .with_busy_poll(Duration::ZERO)
+        .with_server(true)
+        .with_proto(|p| p.timeout = Duration::from_millis(700));
+    assert_eq!(config.proto.timeout, Duration::from_millis(700));
+    assert_eq!(config.busy_poll, Duration::ZERO);
     let s = Socket::bind_with("127.0.0.1:0", config).unwrap();
     // A port-0 socket that accepts requests (server: Some(true)).
     assert!(s.try_recv_request().unwrap().is_none());
@@ -119,10 +120,7 @@ fn async_recv_request_timeout__returns_none_without_a_tokio_timer() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let config = Config {
-            server: Some(true),
-            ..Config::default()
-        };
+        let config = Config::default().with_server(true);
         let server = AsyncSocket::bind_with("127.0.0.1:0", config).unwrap();
         let t0 = std::time::Instant::now();
         let r = server
