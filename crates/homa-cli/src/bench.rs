@@ -281,7 +281,9 @@ impl Unconnected {
     /// One non-blocking receive, as the runtime's sparse-traffic turn
     /// does it: length and source of the datagram, its bytes in the batch.
     fn recv(&mut self) -> io::Result<(usize, SocketAddr)> {
-        udp::recv_batch(self.sock.as_fd(), &mut self.batch, 1)?;
+        if udp::recv_batch(self.sock.as_fd(), &mut self.batch, 1)? == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let (meta, _) = self.batch.get(0);
         std::hint::black_box((meta.tos, meta.segment));
         let src = meta
@@ -463,10 +465,7 @@ fn homa_server(
     received: Arc<AtomicU64>,
 ) -> Result<(Socket, thread::JoinHandle<Result<()>>)> {
     let (sock, h) = spawn_server(cpus.server, move |ready| {
-        let sock = Socket::bind_with(
-            "127.0.0.1:0",
-            homa_config(polling, true, link_mbps),
-        )?;
+        let sock = Socket::bind_with("127.0.0.1:0", homa_config(polling, true, link_mbps))?;
         ready.send(sock.clone())?;
         loop {
             match sock.recv_request() {
@@ -498,10 +497,7 @@ pub fn homa_rtt(
     let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with(
-        "127.0.0.1:0",
-        homa_config(polling, false, link_mbps),
-    )?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let r = time_round_trips(plan, || {
         let resp = client.call_timeout(dest, msg.clone(), STUCK)?;
@@ -644,10 +640,7 @@ pub fn homa_bulk(
     )?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with(
-        "127.0.0.1:0",
-        homa_config(polling, false, link_mbps),
-    )?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let mut calls = std::collections::VecDeque::new();
     let r = rate_of(plan, &counter, &stop, || {

@@ -14,7 +14,8 @@
 //! * Receiving: [`recv_batch`] reads one datagram with `recvmsg` or a
 //!   batch with `recvmmsg`, with each datagram's source, GRO segment
 //!   size, TOS byte and (if asked) destination address, into a
-//!   [`RecvBatch`] whose buffers are reused.
+//!   [`RecvBatch`] whose buffers and headers are reused (hand-written on
+//!   `libc`: the receive hot path, see `udp/mmsg.rs` for why not `nix`).
 //! * Errors: [`recv_error`] takes one entry off the error queue (ICMP
 //!   unreachable and local errors, with the destination that caused it).
 //! * Closing: [`refuse_peers`] makes a socket nobody reads any more answer
@@ -28,18 +29,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use nix::errno::Errno;
 use nix::sys::socket::{
     self as ns, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    MultiHeaders, RecvMsg, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike,
-    SockaddrStorage,
+    MultiHeaders, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 
 mod mmsg;
 
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
-
-/// Room for the control messages of one received datagram: the GRO
-/// segment size, the TOS byte and an IPv6 packet-info message.
-const RECV_CMSG_SPACE: usize = 128;
 
 /// Which socket buffer [`set_buffer`] sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,46 +344,12 @@ pub struct RecvMeta {
     pub truncated: bool,
 }
 
-impl RecvMeta {
-    fn of(m: &RecvMsg<'_, '_, SockaddrStorage>) -> RecvMeta {
-        let mut meta = RecvMeta {
-            len: m.bytes,
-            src: m.address.as_ref().and_then(decode),
-            segment: None,
-            tos: None,
-            dst: None,
-            truncated: m.flags.contains(MsgFlags::MSG_TRUNC),
-        };
-        if let Ok(cmsgs) = m.cmsgs() {
-            for c in cmsgs {
-                match c {
-                    ControlMessageOwned::UdpGroSegments(s) if s > 0 => {
-                        meta.segment = Some(s as usize);
-                    }
-                    ControlMessageOwned::Ipv4Tos(t) => meta.tos = Some(t),
-                    ControlMessageOwned::Ipv6TClass(t) => meta.tos = Some(t as u8),
-                    ControlMessageOwned::Ipv4PacketInfo(p) => {
-                        meta.dst =
-                            Some(IpAddr::V4(Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes())));
-                    }
-                    ControlMessageOwned::Ipv6PacketInfo(p) => {
-                        meta.dst = Some(IpAddr::V6(Ipv6Addr::from(p.ipi6_addr.s6_addr)));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        meta
-    }
-}
-
 /// Buffers for receiving up to `n` datagrams (or GRO batches) at once,
 /// reused by every [`recv_batch`].
 pub struct RecvBatch {
     bufs: Vec<u8>,
     stride: usize,
-    cmsg: Vec<u8>,
-    /// The `recvmmsg` headers, set up once (see [`mmsg`]).
+    /// The `recvmsg`/`recvmmsg` headers, set up once (see [`mmsg`]).
     multi: mmsg::Headers,
     meta: Vec<RecvMeta>,
     /// Datagrams the last call asked for.
@@ -414,7 +376,6 @@ impl RecvBatch {
         RecvBatch {
             bufs,
             stride,
-            cmsg: vec![0; RECV_CMSG_SPACE],
             multi,
             meta: Vec::with_capacity(n),
             asked: n,
@@ -458,24 +419,22 @@ impl RecvBatch {
 
 /// Receives up to `max` datagrams (at most the batch's capacity) without
 /// blocking: one `recvmsg` for a single datagram (cheaper than
-/// `recvmmsg`'s loop), else one `recvmmsg` into headers set up once.
-/// Returns how many arrived; `WouldBlock` when none is queued.
+/// `recvmmsg`'s loop), else one `recvmmsg`, both into headers set up once
+/// (see the `mmsg` module).
+/// Returns how many arrived: 0 when none is queued (the common case of a
+/// busy-polling thread, so it is not an error).
+#[inline]
 pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
     let n = batch.capacity.min(max.max(1));
     batch.asked = n;
     batch.meta.clear();
-    let stride = batch.stride;
     let raw = fd.as_raw_fd();
     if n == 1 {
-        let mut iov = [IoSliceMut::new(&mut batch.bufs[..stride])];
-        let m = ns::recvmsg::<SockaddrStorage>(
-            raw,
-            &mut iov,
-            Some(&mut batch.cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        batch.meta.push(RecvMeta::of(&m));
-        return Ok(1);
+        let got = batch.multi.recv_one(raw)?;
+        if got == 1 {
+            batch.meta.push(batch.multi.meta(0));
+        }
+        return Ok(got);
     }
     let got = batch.multi.recv(raw, n)?;
     for i in 0..got {
@@ -595,15 +554,8 @@ mod tests {
         let mut batch = RecvBatch::new(4, 1 << 16);
         let mut seen = Vec::new();
         while seen.len() < 2 + usize::from(gso) {
-            let n = recv_batch(rx.as_fd(), &mut batch, if seen.is_empty() { 1 } else { 4 })
-                .or_else(|e| {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        Ok(0)
-                    } else {
-                        Err(e)
-                    }
-                })
-                .unwrap();
+            let n =
+                recv_batch(rx.as_fd(), &mut batch, if seen.is_empty() { 1 } else { 4 }).unwrap();
             for i in 0..n {
                 let (m, b) = batch.get(i);
                 seen.push((m, b.to_vec()));

@@ -274,10 +274,26 @@ impl Datapath {
 
     /// Reads one batch of up to `max` datagrams and feeds every Homa
     /// packet in it to the endpoint.
+    #[inline]
     pub(crate) fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> Received {
+        match udp::recv_batch(self.link.sock.as_fd(), &mut self.rx, max) {
+            Ok(0) => Received::Empty,
+            Ok(n) => self.deliver(ep, now, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Packets(0),
+            Err(_) => {
+                // A pending socket error (ICMP) surfaced through recv: the
+                // details are on the error queue.
+                self.link.errors_pending = true;
+                Received::Error
+            }
+        }
+    }
+
+    /// Feeds the `n` datagrams just received to the endpoint.
+    fn deliver(&mut self, ep: &mut Endpoint, now: Instant, n: usize) -> Received {
         let Datapath { link, rx, .. } = self;
-        match udp::recv_batch(link.sock.as_fd(), rx, max) {
-            Ok(n) => {
+        {
+            {
                 let stats = &mut link.stats;
                 stats.recv_calls += 1;
                 let mut packets = 0;
@@ -311,14 +327,6 @@ impl Datapath {
                 }
                 stats.packets_received += packets as u64;
                 Received::Packets(packets)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Empty,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Packets(0),
-            Err(_) => {
-                // A pending socket error (ICMP) surfaced through recv: the
-                // details are on the error queue.
-                link.errors_pending = true;
-                Received::Error
             }
         }
     }

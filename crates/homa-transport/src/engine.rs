@@ -247,9 +247,14 @@ impl Shared {
     }
 
     /// Releases the lock, then wakes whoever the last operation completed.
+    #[inline]
     pub(crate) fn unlock(&self, mut st: MutexGuard<'_, State>) {
         if std::mem::take(&mut st.driving.kick_driver) {
             self.wake(Sleeper::Driver);
+        }
+        if st.calls.wake_list.is_empty() {
+            // The busy-poll loop's common case: nobody to wake.
+            return;
         }
         let wake = std::mem::take(&mut st.calls.wake_list);
         drop(st);

@@ -125,6 +125,7 @@ impl TosReader {
             let [r] = homa_sys::wait::poll([(self.sock.as_fd(), false)], Some(HANG)).unwrap();
             assert!(r.readable, "no datagram within {HANG:?}");
             match homa_sys::udp::recv_batch(self.sock.as_fd(), &mut self.batch, 1) {
+                Ok(0) => continue,
                 Ok(_) => {
                     let (meta, data) = self.batch.get(0);
                     return (
@@ -133,7 +134,6 @@ impl TosReader {
                         meta.tos.expect("TOS control message"),
                     );
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => panic!("recv: {e}"),
             }
         }
