@@ -235,7 +235,7 @@ pub struct Shaper {
 }
 
 impl Shaper {
-    /// Defaults measured on this kind of machine (see design.md): 16 KiB
+    /// Defaults measured on the development machines: 16 KiB
     /// root burst, 64 KiB leaf bursts, 10% of the line guaranteed to the
     /// top precedence, 1 MB of queue per class.
     pub fn new(rate_mbit: u64) -> Shaper {
