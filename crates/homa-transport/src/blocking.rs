@@ -545,10 +545,12 @@ fn wait<T>(
                 sh.wake(Sleeper::Background);
             }
             st.driving.role = Role::App;
+            sh.app_driving.store(true, Ordering::Release);
             let v;
             (v, st) = lead(sh, st, until, &mut check);
             st.driving.role = Role::Idle;
             sh.driver_left.store(sh.now().as_nanos(), Ordering::Release);
+            sh.app_driving.store(false, Ordering::Release);
             break v;
         }
         // Only a thread that parks needs its handle (an Arc clone).
@@ -704,6 +706,20 @@ fn background(sh: &Shared, period: Duration) {
         if sh.closed.load(Ordering::Acquire) {
             return;
         }
+        // Atomics first: the state's lock is the busy-polling driver's, and
+        // taking it would make the driver pay a futex wake-up.
+        if sh.app_driving.load(Ordering::Acquire) {
+            backoff = (backoff * 2).min(most);
+            sleep = backoff;
+            continue;
+        }
+        let left = Instant::from_nanos(sh.driver_left.load(Ordering::Acquire));
+        let idle = Duration::from_nanos(sh.now().nanos_since(left));
+        if idle < period {
+            // Recently driven: look again once it has been idle for `period`.
+            sleep = (period - idle).max(Duration::from_micros(100));
+            continue;
+        }
         let mut st = sh.lock();
         if st.closed {
             return;
@@ -712,15 +728,6 @@ fn background(sh: &Shared, period: Duration) {
             drop(st);
             backoff = (backoff * 2).min(most);
             sleep = backoff;
-            continue;
-        }
-        let now = sh.now();
-        let left = Instant::from_nanos(sh.driver_left.load(Ordering::Acquire));
-        let idle = Duration::from_nanos(now.nanos_since(left));
-        if idle < period {
-            // Recently driven: look again once it has been idle for `period`.
-            drop(st);
-            sleep = period - idle;
             continue;
         }
         backoff = period;

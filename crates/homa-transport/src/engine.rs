@@ -172,6 +172,9 @@ pub(crate) struct Shared {
     /// clock, nanoseconds); the background thread waits until the socket
     /// has been left alone for its period.
     pub(crate) driver_left: AtomicU64,
+    /// An application thread holds the driver role (mirrors
+    /// `Role::App`, for the background thread to read without the lock).
+    pub(crate) app_driving: AtomicBool,
     pub(crate) closed: AtomicBool,
 }
 
@@ -214,6 +217,7 @@ impl Shared {
             config,
             state: Mutex::new(state),
             driver_left: AtomicU64::new(0),
+            app_driving: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
     }
