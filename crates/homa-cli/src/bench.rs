@@ -13,7 +13,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption};
+use homa_sys::wait;
 use homa_transport::{Config, Error as HomaError, Socket};
 
 use crate::pin::pin_current_thread;
@@ -65,20 +67,14 @@ impl Idle {
 
     /// Nothing to read on `fd`: spin once, or sleep until it is readable
     /// (at most 50 ms, so stop flags are noticed).
-    fn wait(&mut self, fd: i32) {
+    fn wait(&mut self, fd: BorrowedFd<'_>) {
         let sleep = match self.polling {
             Polling::Busy => false,
             Polling::Adaptive => self.last.elapsed() >= ADAPTIVE_SPIN,
             Polling::Block => true,
         };
         if sleep {
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut p, 1, 50) };
+            let _ = wait::poll([(fd, false)], Some(Duration::from_millis(50)));
         } else {
             std::hint::spin_loop();
         }
@@ -120,7 +116,7 @@ fn would_block(e: &io::Error) -> bool {
 fn serve<T>(
     stop: &AtomicBool,
     polling: Polling,
-    fd: i32,
+    fd: BorrowedFd<'_>,
     buf: &mut [u8],
     mut recv: impl FnMut(&mut [u8]) -> io::Result<T>,
     mut on: impl FnMut(&[u8], T) -> io::Result<()>,
@@ -219,7 +215,7 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
         serve(
             &st,
             polling,
-            sock.as_raw_fd(),
+            sock.as_fd(),
             &mut vec![0u8; 1 << 16],
             |b| sock.recv_from(b),
             |b, (n, from)| sock.send_to(&b[..n], from).map(drop),
@@ -240,7 +236,7 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
             match sock.recv(&mut buf) {
                 Ok(n) if n == size => return Ok(()),
                 Ok(n) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.as_raw_fd()),
+                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.as_fd()),
                 Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
             }
         }
@@ -251,69 +247,56 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
 }
 
 /// A UDP socket used the way a multi-peer transport (Homa's runtime) must
-/// use one: never connected, each send a `sendto` naming the destination
-/// (the TOS byte set once as a socket option, as the runtime keeps it),
-/// each receive a `recvmsg` asking for the source address and the control
-/// messages (TOS byte, GRO segment size; the error queue enabled).
+/// use one, with the runtime's own system-call helpers (`homa_sys::udp`):
+/// never connected, each send a `sendto` naming the destination (the TOS
+/// byte set once as a socket option, as the runtime keeps it), each
+/// receive the runtime's `recvmsg` asking for the source address and the
+/// control messages (TOS byte, GRO segment size; the error queue enabled),
+/// into a reused buffer.
 struct Unconnected {
     sock: UdpSocket,
+    batch: RecvBatch,
 }
 
 /// The TOS byte Homa gives a short message's DATA (level 6).
-const SHORT_TOS: i32 = 6 << 5;
+const SHORT_TOS: u8 = 6 << 5;
 
 impl Unconnected {
     fn bind() -> Result<Unconnected> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         sock.set_nonblocking(true)?;
-        let fd = sock.as_raw_fd();
-        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
-        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, 1)?;
-        set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, SHORT_TOS)?;
-        set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
-        Ok(Unconnected { sock })
+        let fd = sock.as_fd();
+        udp::enable_errors(fd, false)?;
+        udp::enable_recv_tos(fd, false)?;
+        TosOption::Ipv4.set(fd, SHORT_TOS)?;
+        if !udp::enable_gro(fd) {
+            bail!("UDP_GRO refused");
+        }
+        Ok(Unconnected {
+            sock,
+            batch: RecvBatch::new(1, 1 << 16),
+        })
     }
 
-    /// One non-blocking `recvmsg`: length and source of the datagram (the
-    /// control messages are walked as the runtime walks them).
-    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        #[repr(C, align(8))]
-        struct Ctrl([u8; 64]);
-        let mut ctrl = Ctrl([0; 64]);
-        // SAFETY: plain data; all zeroes is valid.
-        let mut name: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: plain data; all zeroes is valid.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_name = (&mut name as *mut libc::sockaddr_in).cast();
-        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
-        hdr.msg_controllen = ctrl.0.len() as _;
-        // SAFETY: every pointer in hdr refers to a live local buffer.
-        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+    /// One non-blocking receive, as the runtime's sparse-traffic turn
+    /// does it: length and source of the datagram, its bytes in the batch.
+    fn recv(&mut self) -> io::Result<(usize, SocketAddr)> {
+        if udp::recv_batch(self.sock.as_fd(), &mut self.batch, 1)? == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        let mut seen = 0u32;
-        // SAFETY: the kernel wrote msg_controllen bytes of cmsgs.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                seen = seen.wrapping_add((*c).cmsg_type as u32);
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
-        }
-        std::hint::black_box(seen);
-        let ip = std::net::Ipv4Addr::from(name.sin_addr.s_addr.to_ne_bytes());
-        Ok((
-            n as usize,
-            SocketAddr::new(ip.into(), u16::from_be(name.sin_port)),
-        ))
+        let (meta, _) = self.batch.get(0);
+        std::hint::black_box((meta.tos, meta.segment));
+        let src = meta
+            .src
+            .ok_or_else(|| io::Error::other("datagram from a non-IP source"))?;
+        Ok((meta.len, src))
+    }
+
+    /// The runtime's send: the destination encoded for the socket, then a
+    /// plain `sendto` (no control message is needed).
+    fn send(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        let dest = Dest::new(to, false).ok_or_else(|| io::Error::other("IPv6 destination"))?;
+        udp::send(self.sock.as_fd(), &dest, None, None, data).map(drop)
     }
 }
 
@@ -329,33 +312,37 @@ pub fn udp_rtt_unconnected(
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
     let (addr, h) = spawn_server(cpus.server, move |ready| {
-        let sock = Unconnected::bind()?;
+        let mut sock = Unconnected::bind()?;
         ready.send(sock.sock.local_addr()?)?;
-        serve(
-            &st,
-            polling,
-            sock.sock.as_raw_fd(),
-            &mut vec![0u8; 1 << 16],
-            |b| sock.recv(b),
-            |b, (n, from)| sock.sock.send_to(&b[..n], from).map(drop),
-        )
+        let mut idle = Idle::new(polling);
+        while !st.load(Ordering::Relaxed) {
+            match sock.recv() {
+                Ok((n, from)) => {
+                    // Echo the bytes from the receive buffer, encoding the
+                    // destination per send as the runtime does.
+                    let (_, data) = sock.batch.get(0);
+                    sock.send(&data[..n], from)?;
+                    idle.data();
+                }
+                Err(e) if would_block(&e) => idle.wait(sock.sock.as_fd()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     })?;
     pin_current_thread(cpus.client)?;
-    let sock = Unconnected::bind()?;
+    let mut sock = Unconnected::bind()?;
     let msg = vec![0x5a_u8; size];
-    let mut buf = vec![0u8; 1 << 16];
     let mut idle = Idle::new(polling);
     let r = time_round_trips(plan, || {
-        sock.sock.send_to(&msg, addr)?;
+        sock.send(&msg, addr)?;
         idle.data();
         let t = Instant::now();
         loop {
-            match sock.recv(&mut buf) {
+            match sock.recv() {
                 Ok((n, _)) if n == size => return Ok(()),
                 Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) && t.elapsed() < STUCK => {
-                    idle.wait(sock.sock.as_raw_fd())
-                }
+                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.sock.as_fd()),
                 Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
             }
         }
@@ -377,7 +364,7 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], idle: &mut Idle) -> io::Result<b
                 got += n;
                 idle.data();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle.wait(s.as_raw_fd()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle.wait(s.as_fd()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -392,13 +379,7 @@ fn write_full(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
         match s.write(&buf[done..]) {
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut p = libc::pollfd {
-                    fd: s.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 50) };
+                wait::writable(s.as_fd(), Some(Duration::from_millis(50)))?;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -484,10 +465,7 @@ fn homa_server(
     received: Arc<AtomicU64>,
 ) -> Result<(Socket, thread::JoinHandle<Result<()>>)> {
     let (sock, h) = spawn_server(cpus.server, move |ready| {
-        let sock = Socket::bind_with(
-            "127.0.0.1:0".parse()?,
-            homa_config(polling, true, link_mbps),
-        )?;
+        let sock = Socket::bind_with("127.0.0.1:0", homa_config(polling, true, link_mbps))?;
         ready.send(sock.clone())?;
         loop {
             match sock.recv_request() {
@@ -519,10 +497,7 @@ pub fn homa_rtt(
     let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with(
-        "127.0.0.1:0".parse()?,
-        homa_config(polling, false, link_mbps),
-    )?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let r = time_round_trips(plan, || {
         let resp = client.call_timeout(dest, msg.clone(), STUCK)?;
@@ -562,16 +537,6 @@ fn rate_of(
     Ok((b1 - b0) as f64 * 8.0 / secs / 1e9)
 }
 
-fn set_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: a valid int option on a live socket.
-    let r = unsafe { libc::setsockopt(fd, level, name, (&value as *const i32).cast(), 4) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Bytes of UDP payload per packet for a 1500-byte MTU, as Homa uses.
 const UDP_SEGMENT: usize = 1500 - 20 - 8;
 
@@ -585,16 +550,17 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
     let (c, st) = (Arc::clone(&counter), Arc::clone(&stop));
     let (addr, h) = spawn_server(cpus.server, move |ready| {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        let fd = sock.as_raw_fd();
-        set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
-            .or_else(|_| set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20))?;
-        set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).context("UDP_GRO")?;
+        // (16 MB of buffer as the kernel counts it: it doubles the request.)
+        udp::set_buffer(sock.as_fd(), Buffer::Receive, 16 << 20)?;
+        if !udp::enable_gro(sock.as_fd()) {
+            bail!("UDP_GRO refused");
+        }
         sock.set_nonblocking(true)?;
         ready.send(sock.local_addr()?)?;
         serve(
             &st,
             polling,
-            fd,
+            sock.as_fd(),
             &mut vec![0u8; 1 << 16],
             |b| sock.recv(b),
             |_, n| {
@@ -606,10 +572,8 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
     pin_current_thread(cpus.client)?;
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.connect(addr)?;
-    let fd = sock.as_raw_fd();
-    set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20)
-        .or_else(|_| set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20))?;
-    set_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, UDP_SEGMENT as i32).context("UDP_SEGMENT")?;
+    udp::set_buffer(sock.as_fd(), Buffer::Send, 8 << 20)?;
+    udp::set_gso_segment(sock.as_fd(), UDP_SEGMENT as u16).context("UDP_SEGMENT")?;
     let batch = vec![0x5a_u8; UDP_SEGMENT * 44];
     let r = rate_of(plan, &counter, &stop, || {
         match sock.send(&batch) {
@@ -676,10 +640,7 @@ pub fn homa_bulk(
     )?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with(
-        "127.0.0.1:0".parse()?,
-        homa_config(polling, false, link_mbps),
-    )?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let mut calls = std::collections::VecDeque::new();
     let r = rate_of(plan, &counter, &stop, || {

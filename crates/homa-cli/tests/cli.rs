@@ -49,7 +49,7 @@ fn server_process__fixed_response_size_and_large_requests() {
 fn client_process__against_a_server_in_this_process() {
     let mut config = Config::default();
     config.server = Some(true);
-    let sock = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let sock = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let s = sock.clone();
     let h = std::thread::spawn(move || {
         let mut n = 0u32;

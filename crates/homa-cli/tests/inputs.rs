@@ -122,7 +122,7 @@ fn client__failed_calls_reported_once_and_counted() {
     // A server whose application never answers: every call hits --timeout.
     let mut c = homa_transport::Config::default();
     c.server = Some(true);
-    let silent = homa_transport::Socket::bind_with("127.0.0.1:0".parse().unwrap(), c).unwrap();
+    let silent = homa_transport::Socket::bind_with("127.0.0.1:0", c).unwrap();
     let held = silent.clone();
     std::thread::spawn(move || {
         let mut keep = Vec::new();

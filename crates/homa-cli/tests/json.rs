@@ -116,7 +116,7 @@ fn client__json_fields_are_the_documented_ones() {
     // Calls that fail: a server whose application never answers.
     let mut c = Config::default();
     c.server = Some(true);
-    let silent = Socket::bind_with("127.0.0.1:0".parse().unwrap(), c).unwrap();
+    let silent = Socket::bind_with("127.0.0.1:0", c).unwrap();
     let held = silent.clone();
     std::thread::spawn(move || {
         let mut keep = Vec::new();

@@ -196,7 +196,7 @@ fn metrics__a_plain_echo_server_is_told_apart() {
     // A Homa server that echoes everything unchanged (not a `homa server`).
     let mut config = homa_transport::Config::default();
     config.server = Some(true);
-    let sock = homa_transport::Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let sock = homa_transport::Socket::bind_with("127.0.0.1:0", config).unwrap();
     let s = sock.clone();
     std::thread::spawn(move || {
         while let Ok(r) = s.recv_request() {

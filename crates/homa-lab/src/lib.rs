@@ -14,10 +14,13 @@
 //! a run that was killed outright, and restores the machine-wide settings
 //! that run recorded in `/run/homa-lab/<prefix>.restore`.
 //!
+//! Its system calls are `homa-sys`'s; it contains no `unsafe` code.
+//!
 //! Everything here needs root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN`) and the
 //! `ip` and `tc` tools (`nft` for loss, `ethtool` for offload settings).
-//! [`Lab::new`] returns [`Error::NotRoot`] otherwise, so tests can skip
-//! with a reason.
+//! [`Lab::new`] returns [`Error::NotRoot`] (or [`Error::MissingTool`])
+//! otherwise; tests that need a lab are `#[ignore = "needs root and ..."]`
+//! and fail with that error when run where they cannot work.
 //!
 //! Programs started in a namespace with [`Lab::command`] die with the
 //! thread that started them, and cleanup kills whatever still runs in the
@@ -27,10 +30,10 @@
 //! only builds and removes the network.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
@@ -134,8 +137,7 @@ fn kill_namespace_processes(ns: &str) {
             return;
         }
         for pid in pids {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = homa_sys::process::kill(pid);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -160,25 +162,15 @@ fn run_cleanup(c: &Cleanup) {
 }
 
 /// Makes SIGINT and SIGTERM undo every live lab before the process exits
-/// (status 130). Call it early in `main`, before other threads start: it
-/// blocks those signals in the calling thread (and so in threads created
-/// later) and waits for them on a dedicated thread.
+/// (status 130): a thread waits for them (`signal-hook`) and runs the
+/// cleanups. Call it early in `main`.
 pub fn install_signal_cleanup() -> Result<()> {
-    // SAFETY: plain libc calls on a locally owned, initialised signal set.
-    unsafe {
-        let mut set: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        let set_copy = set;
-        std::thread::Builder::new()
-            .name("homa-lab-signals".into())
-            .spawn(move || {
-                let mut sig = 0;
-                libc::sigwait(&set_copy, &mut sig);
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("homa-lab-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
                 let all: Vec<Cleanup> = REGISTRY
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -189,15 +181,14 @@ pub fn install_signal_cleanup() -> Result<()> {
                 }
                 eprintln!("interrupted: lab removed");
                 std::process::exit(130);
-            })?;
-    }
+            }
+        })?;
     Ok(())
 }
 
 /// True if the process runs as root.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    homa_sys::process::is_root()
 }
 
 /// True if `tool` is an executable in `PATH`.
@@ -244,7 +235,7 @@ pub struct Shaper {
 }
 
 impl Shaper {
-    /// Defaults measured on this kind of machine (see design.md): 16 KiB
+    /// Defaults measured on the development machines: 16 KiB
     /// root burst, 64 KiB leaf bursts, 10% of the line guaranteed to the
     /// top precedence, 1 MB of queue per class.
     pub fn new(rate_mbit: u64) -> Shaper {
@@ -290,19 +281,6 @@ impl Lab {
         }
         restore_from_state_file(prefix);
         Ok(lab)
-    }
-
-    /// [`Lab::new`] for tests that need a lab: `None`, after printing on
-    /// stderr why the test is skipped, when no lab can be built here (not
-    /// root, a tool missing).
-    pub fn new_or_skip(prefix: &str) -> Option<Lab> {
-        match Lab::new(prefix) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("skipping {prefix}: {e}");
-                None
-            }
-        }
     }
 
     /// Namespaces with this lab's prefix that exist now.
@@ -356,23 +334,9 @@ impl Lab {
     /// killed outright leaves no programs behind. The lab's cleanup also
     /// kills whatever still runs in its namespaces.
     pub fn command(&self, ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
-        use std::os::unix::process::CommandExt;
         let file = fs::File::open(format!("/var/run/netns/{ns}"))?;
         let mut c = Command::new(program);
-        // SAFETY: between fork and exec the hook only calls setns and
-        // prctl, which are async-signal-safe; the namespace file is owned
-        // by the hook, so it stays open as long as the command exists (and
-        // is close-on-exec).
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        homa_sys::process::command_in_netns(&mut c, file, true);
         Ok(c)
     }
 
@@ -381,23 +345,9 @@ impl Lab {
     /// its pid is the program's: killing the [`Child`] kills the program
     /// (`ip netns exec` would fork and leave it running).
     pub fn spawn(&self, ns: &str, cmd: &mut Command) -> Result<Child> {
-        use std::os::unix::process::CommandExt;
         let file = fs::File::open(format!("/var/run/netns/{ns}"))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: between fork and exec the hook only calls setns, which is
-        // async-signal-safe; the fd stays open in the parent until spawn
-        // returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn()?;
-        drop(file);
-        Ok(child)
+        homa_sys::process::command_in_netns(cmd, file, false);
+        Ok(cmd.spawn()?)
     }
 
     /// Connects namespaces `a` and `b` with a veth pair and gives each end
@@ -650,10 +600,8 @@ impl Lab {
         let handle = std::thread::Builder::new()
             .name(format!("in-{ns}"))
             .spawn(move || {
-                // SAFETY: setns on a namespace file we hold open; it only
-                // changes this thread's network namespace.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
+                homa_sys::process::enter_netns(&file)
+                    .unwrap_or_else(|e| panic!("setns into {path}: {e}"));
                 drop(file);
                 f()
             })?;

@@ -1,12 +1,19 @@
-//! Lab tests: they need root; without it each prints why it is skipped.
+//! Lab tests: they need root and `ip`/`tc` (and `nft`), so they are ignored
+//! by default; CI runs them with `--ignored`.
 #![allow(non_snake_case)]
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
 
 use homa_lab::{Lab, Shaper};
+
+/// A lab, or a failure saying what the test needs (these tests are
+/// ignored by default; CI runs them as root with the tools installed).
+fn lab(prefix: &str) -> Lab {
+    Lab::new(prefix).expect("this test needs root and the ip and tc tools")
+}
 
 fn netns_list() -> String {
     String::from_utf8(
@@ -30,17 +37,7 @@ fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> u
             // Room for every datagram even if this thread is not scheduled
             // until the sender is done (a busy machine), so that only the
             // lab's own drops lose datagrams (root: the FORCE variant).
-            let size: libc::c_int = 16 << 20;
-            // SAFETY: setsockopt with a valid fd and int option.
-            unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    &size as *const _ as *const libc::c_void,
-                    4,
-                );
-            }
+            homa_sys::udp::set_buffer(s.as_fd(), homa_sys::udp::Buffer::Receive, 32 << 20).unwrap();
             s.set_read_timeout(Some(Duration::from_millis(1000)))
                 .unwrap();
             tx.send(()).unwrap();
@@ -56,17 +53,7 @@ fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> u
     let target = format!("{to_addr}:7777");
     lab.in_namespace(from, move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let tos = tos as libc::c_int;
-        // SAFETY: setsockopt with a valid fd and int option.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_TOS,
-                &tos as *const _ as *const libc::c_void,
-                4,
-            );
-        }
+        homa_sys::udp::TosOption::Ipv4.set(s.as_fd(), tos).unwrap();
         for i in 0..n {
             s.send_to(&[i as u8; 64], &target).unwrap();
             if i % 64 == 0 {
@@ -81,10 +68,9 @@ fn blast(lab: &Lab, from: &str, to: &str, to_addr: &str, n: usize, tos: u8) -> u
 }
 
 #[test]
+#[ignore = "needs root and ip"]
 fn lab__namespaces_link_and_vanish_on_drop() {
-    let Some(mut lab) = Lab::new_or_skip("hl-basic") else {
-        return;
-    };
+    let mut lab = lab("hl-basic");
     let a = lab.namespace("a").unwrap();
     let b = lab.namespace("b").unwrap();
     lab.link(&a, "10.71.0.1/24", &b, "10.71.0.2/24").unwrap();
@@ -95,10 +81,9 @@ fn lab__namespaces_link_and_vanish_on_drop() {
 }
 
 #[test]
+#[ignore = "needs root and ip"]
 fn lab__leftovers_of_a_killed_run_are_removed() {
-    let Some(mut lab) = Lab::new_or_skip("hl-stale") else {
-        return;
-    };
+    let mut lab = lab("hl-stale");
     lab.namespace("x").unwrap();
     // Simulate a killed run: forget the lab without cleanup.
     std::mem::forget(lab);
@@ -108,14 +93,10 @@ fn lab__leftovers_of_a_killed_run_are_removed() {
 }
 
 #[test]
+#[ignore = "needs root and ip and nft"]
 fn random_loss__drops_about_the_configured_share() {
-    let Some(mut lab) = Lab::new_or_skip("hl-loss") else {
-        return;
-    };
-    if !homa_lab::have_tool("nft") {
-        eprintln!("skipping: nft not installed");
-        return;
-    }
+    let mut lab = lab("hl-loss");
+    assert!(homa_lab::have_tool("nft"), "this test needs nft");
     let a = lab.namespace("a").unwrap();
     let b = lab.namespace("b").unwrap();
     lab.link(&a, "10.72.0.1/24", &b, "10.72.0.2/24").unwrap();
@@ -127,10 +108,9 @@ fn random_loss__drops_about_the_configured_share() {
 }
 
 #[test]
+#[ignore = "needs root and ip and tc"]
 fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
-    let Some(mut lab) = Lab::new_or_skip("hl-shape") else {
-        return;
-    };
+    let mut lab = lab("hl-shape");
     let hyst = "/sys/module/sch_htb/parameters/htb_hysteresis";
     let before = std::fs::read_to_string(hyst).ok();
     let h = lab.namespace("h").unwrap();
@@ -168,10 +148,9 @@ fn shaper__classifies_by_ip_precedence_and_restores_htb_setting() {
 }
 
 #[test]
+#[ignore = "needs root and ip"]
 fn set_global__restored_on_drop_and_after_a_killed_run() {
-    let Some(mut lab) = Lab::new_or_skip("hl-global") else {
-        return;
-    };
+    let mut lab = lab("hl-global");
     let path = std::env::temp_dir().join(format!("hl-global-{}", std::process::id()));
     let p = path.to_str().unwrap().to_string();
     std::fs::write(&path, "original\n").unwrap();
@@ -192,10 +171,9 @@ fn set_global__restored_on_drop_and_after_a_killed_run() {
 }
 
 #[test]
+#[ignore = "needs root and ip"]
 fn cleanup__kills_what_still_runs_in_the_namespaces() {
-    let Some(mut lab) = Lab::new_or_skip("hl-procs") else {
-        return;
-    };
+    let mut lab = lab("hl-procs");
     let ns = lab.namespace("a").unwrap();
     let mut child = lab
         .command(&ns, "sleep")
@@ -210,4 +188,41 @@ fn cleanup__kills_what_still_runs_in_the_namespaces() {
     let status = child.wait().unwrap();
     assert!(!status.success());
     assert!(!netns_list().contains("hl-procs-"));
+}
+
+/// SIGTERM to a process holding a lab removes the lab before it exits
+/// (the `hold` example, with `install_signal_cleanup`).
+#[test]
+#[ignore = "needs root and ip"]
+fn signal_cleanup__sigterm_removes_the_lab_and_exits_130() {
+    use std::io::{BufRead, BufReader};
+    assert!(homa_lab::is_root(), "this test needs root");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/hold
+    let exe = std::env::current_exe().unwrap();
+    let hold = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/hold");
+    assert!(
+        hold.is_file(),
+        "build the examples first: {}",
+        hold.display()
+    );
+    let mut child = Command::new(hold)
+        .arg("hl-signal")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready hl-signal-held");
+    assert!(netns_list().contains("hl-signal-held"));
+    homa_sys::process::terminate(child.id() as i32).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!netns_list().contains("hl-signal-held"), "{}", netns_list());
 }

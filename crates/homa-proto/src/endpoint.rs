@@ -1101,7 +1101,12 @@ fn peer_slot<'a>(
 ) -> &'a mut Peer {
     let peer = peers.entry(addr).or_insert_with(|| {
         let old_runs = retired.remove(&addr).unwrap_or_default();
-        Peer::new(addr.port(), now, DoneIds::with_old_runs(old_runs), *own_cutoffs)
+        Peer::new(
+            addr.port(),
+            now,
+            DoneIds::with_old_runs(old_runs),
+            *own_cutoffs,
+        )
     });
     peer.last_active = now;
     peer

@@ -589,7 +589,8 @@ impl Simulator {
             // met their servers long ago: no first-contact round trip
             // (docs/at-most-once.md), as in the paper's simulator.
             host.met.insert(m.dst);
-            host.ep.assume_incarnation(now, host_addr(m.dst), server_incarnation);
+            host.ep
+                .assume_incarnation(now, host_addr(m.dst), server_incarnation);
         }
         match host.ep.send_request(now, PORT, host_addr(m.dst), payload) {
             Ok(id) => {

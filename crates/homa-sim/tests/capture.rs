@@ -382,11 +382,9 @@ fn capture__cli_flags_select_hosts_and_limit() {
 }
 
 #[test]
+#[ignore = "needs tshark"]
 fn capture__tshark_decodes_it_with_the_lua_dissector() {
-    if !tshark::available() {
-        eprintln!("skipping: tshark not installed");
-        return;
-    }
+    assert!(tshark::available(), "this test needs tshark");
     let file = TempFile::new("tshark");
     let (mut sim, _) = few_messages(&file);
     sim.run(|_| {}).unwrap();

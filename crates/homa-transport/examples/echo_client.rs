@@ -8,11 +8,15 @@
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:4000".into())
-        .parse()?;
-    let socket = homa_transport::Socket::bind("0.0.0.0:0".parse()?)?;
+    // A SocketAddr or a host name ("localhost:4000"), resolved once.
+    let server = std::net::ToSocketAddrs::to_socket_addrs(
+        &std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "127.0.0.1:4000".into()),
+    )?
+    .next()
+    .ok_or("the server address resolved to nothing")?;
+    let socket = homa_transport::Socket::bind("0.0.0.0:0")?;
     for size in [1usize, 100, 1_000, 10_000, 100_000, 1_000_000] {
         let request: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let start = Instant::now();

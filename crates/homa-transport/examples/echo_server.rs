@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // client-only socket).
     let mut config = homa_transport::Config::default();
     config.server = Some(true);
-    let socket = homa_transport::Socket::bind_with(addr.parse()?, config)?;
+    let socket = homa_transport::Socket::bind_with(addr, config)?;
     println!("listening on {}", socket.local_addr());
     std::io::stdout().flush()?;
     loop {

@@ -25,9 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // No background thread: this thread is the only one in the sockets.
     config.background = None;
     config.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0".parse()?, config.clone())?;
+    let server = Socket::bind_with("127.0.0.1:0", config.clone())?;
     config.server = Some(false);
-    let client = Socket::bind_with("127.0.0.1:0".parse()?, config)?;
+    let client = Socket::bind_with("127.0.0.1:0", config)?;
     let dest = server.local_addr();
     let request = bytes::Bytes::from(vec![0x5a_u8; size]);
     let start = Instant::now();

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Server: echo every request, at most 16 at once, for 1 s.
     let mut cfg = Config::default();
     cfg.server = Some(true); // a server on port 0 (any free port)
-    let server = AsyncSocket::bind_with("127.0.0.1:0".parse()?, cfg)?;
+    let server = AsyncSocket::bind_with("127.0.0.1:0", cfg)?;
     let addr = server.local_addr();
     let echo = service_fn(|r: Request| async move { Ok::<Bytes, std::io::Error>(r.body) });
     let config = ServeConfig {
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let served = tokio::spawn(serve(server, echo, config, stop));
 
     // Client: a tower service with a 100 ms timeout per call.
-    let socket = AsyncSocket::bind("127.0.0.1:0".parse()?)?;
+    let socket = AsyncSocket::bind("127.0.0.1:0")?;
     let mut client = ServiceBuilder::new()
         .timeout(Duration::from_millis(100))
         .service(Client::new(socket, addr));

@@ -19,7 +19,7 @@
 //! reactor, and a slow one costs the reactor's wake-up plus a task switch.
 
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,8 +31,11 @@ use homa_proto::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
-use crate::shared::{Commit, Metrics, Offloads, Received, Request, Shared, State, Stats, Waiter};
-use crate::sys;
+use crate::calls::{Request, Waiter};
+use crate::datapath::Received;
+use crate::engine::{Commit, Shared, Sleeper, State};
+use crate::message::{bind_any, resolve, IntoMessage};
+use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
 
 /// A Homa socket with an async API for tokio: client and server at once.
@@ -41,26 +44,31 @@ use crate::{Config, Error};
 /// and used while that runtime runs: if the runtime shuts down while the
 /// socket lives, the socket closes and every pending and later operation
 /// fails with [`Error::RuntimeShutdown`]. It may be used from other
-/// runtimes and threads meanwhile. Cloning gives another handle to the same socket; the socket closes when
-/// the last handle (including outstanding [`AsyncCall`]s) is dropped, or at
-/// once with [`AsyncSocket::close`].
+/// runtimes and threads meanwhile. Cloning gives another handle to the
+/// same socket; the socket closes when the last handle (including
+/// outstanding [`AsyncCall`]s) is dropped, or at once with
+/// [`AsyncSocket::close`].
 ///
 /// ```no_run
 /// use homa_transport::AsyncSocket;
 ///
 /// # async fn demo() -> Result<(), homa_transport::Error> {
-/// let server = AsyncSocket::bind("127.0.0.1:4000".parse().unwrap())?;
+/// let server = AsyncSocket::bind("127.0.0.1:4000")?;
 /// tokio::spawn(async move {
 ///     while let Ok(req) = server.recv_request().await {
 ///         server.reply(req.peer, req.id, req.body).await.unwrap();
 ///     }
 /// });
-/// let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap())?;
-/// let response = client.call("127.0.0.1:4000".parse().unwrap(), &b"hi"[..]).await?;
+/// let client = AsyncSocket::bind("127.0.0.1:0")?;
+/// let response = client.call("127.0.0.1:4000", b"hi").await?;
 /// assert_eq!(&response[..], b"hi");
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The operations have the blocking API's names (see
+/// [`crate::Socket`]): `start_call` waits for room under the send cap,
+/// `try_start_call` does not.
 #[derive(Clone)]
 pub struct AsyncSocket {
     inner: Arc<Inner>,
@@ -95,40 +103,46 @@ enum Which {
 }
 
 /// A descriptor owned by [`Shared`], kept open by the `Arc` this holds:
-/// whatever registers it with the reactor cannot outlive it.
+/// whatever registers it with the reactor cannot outlive it (closing the
+/// socket only makes it refuse peers; the descriptor stays open).
 struct SharedFd(Arc<Shared>, Which);
 
 impl AsRawFd for SharedFd {
     fn as_raw_fd(&self) -> RawFd {
         match self.1 {
-            Which::Socket => self.0.fd,
-            Which::Wake => self.0.wake_fd.as_raw_fd(),
-            Which::Timer => self.0.sleep_timer.as_raw_fd(),
+            Which::Socket => self.0.socket_fd().as_raw_fd(),
+            Which::Wake => self.0.wake_fd(Sleeper::Driver).as_raw_fd(),
+            Which::Timer => self.0.timer_fd(Sleeper::Driver).as_raw_fd(),
         }
     }
 }
 
+/// Registers one of the socket's descriptors with the reactor. tokio's
+/// registration is `unsafe` (the descriptor must stay open while
+/// registered): the crate's one `unsafe` site, listed in `homa_sys`'s
+/// documentation.
+#[allow(unsafe_code)]
 fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedFd>> {
     // SAFETY: a `SharedFd` holds an `Arc` to the descriptor's owner, and no
     // descriptor is closed while the registration lives (closing the
-    // socket replaces the UDP socket's with another at the same number);
-    // `as_raw_fd` always returns the same value.
+    // socket only makes it refuse peers); `as_raw_fd` always returns the
+    // same value.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }
 
 impl AsyncSocket {
     /// Opens a socket on `addr` with the default configuration; see
     /// [`crate::Socket::bind`] for the meaning of the address.
-    pub fn bind(addr: SocketAddr) -> Result<AsyncSocket, Error> {
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<AsyncSocket, Error> {
         AsyncSocket::bind_with(addr, Config::default())
     }
 
     /// Opens a socket on `addr` with `config` (`config.background` does not
     /// apply: the driver task plays its part).
-    pub fn bind_with(addr: SocketAddr, config: Config) -> Result<AsyncSocket, Error> {
+    pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> Result<AsyncSocket, Error> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let shared = Arc::new(Shared::open(addr, config)?);
+        let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
         let _guard = handle.enter();
         let sock = register(
             SharedFd(Arc::clone(&shared), Which::Socket),
@@ -184,38 +198,70 @@ impl AsyncSocket {
 
     /// Sends `request` to `dest` and waits for the response (and, first,
     /// for room under the protocol's send cap if it is reached).
-    pub async fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
-        self.send_request(dest, request).await?.await
-    }
-
-    /// Sends `request` to `dest`, first waiting for room under the
-    /// protocol's send cap if it is reached, and returns the future of the
-    /// response: [`AsyncSocket::start_call`] for callers that want to wait
-    /// for room instead of getting [`Error::WouldBlock`] (e.g. to keep a
-    /// window of calls outstanding).
-    pub async fn send_request(
+    ///
+    /// `dest` is anything [`ToSocketAddrs`]; a host name is looked up with
+    /// the blocking system resolver, on every call: in async code pass a
+    /// `SocketAddr` (e.g. from `tokio::net::lookup_host`). `request` is
+    /// anything [`IntoMessage`] (borrowed bytes are copied).
+    pub async fn call(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
-    ) -> Result<AsyncCall, Error> {
-        self.send_request_until(dest, request.into(), None).await
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<Bytes, Error> {
+        self.start_call(dest, request).await?.await
     }
 
     /// Like [`AsyncSocket::call`], failing with [`Error::DeadlineExceeded`]
-    /// (and aborting the RPC) after `timeout`.
+    /// (and aborting the RPC) after `timeout`. The deadline covers
+    /// everything: waiting for room under the send cap, for the peer, for
+    /// memory.
     pub async fn call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
+        self.start_call_timeout(dest, request, timeout).await?.await
+    }
+
+    /// Sends `request` to `dest` and returns the future of its response,
+    /// first waiting for room under the protocol's send cap if it is
+    /// reached ([`AsyncSocket::try_start_call`] does not). Any number of
+    /// calls may be outstanding; dropping the future aborts the RPC.
+    pub async fn start_call(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<AsyncCall, Error> {
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        self.start_waiting(dest, request.into_message(), None).await
+    }
+
+    /// Like [`AsyncSocket::start_call`] with a deadline `timeout` from now
+    /// (a wait for room counts against it).
+    pub async fn start_call_timeout(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+        timeout: Duration,
+    ) -> Result<AsyncCall, Error> {
         let until = self.shared().now() + timeout;
-        self.send_request_until(dest, request.into(), Some(until))
-            .await?
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        self.start_waiting(dest, request.into_message(), Some(until))
             .await
     }
 
-    async fn send_request_until(
+    /// The former name of [`AsyncSocket::start_call`].
+    #[deprecated(note = "renamed start_call (the same name as the blocking API)")]
+    pub async fn send_request(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<AsyncCall, Error> {
+        self.start_call(dest, request).await
+    }
+
+    async fn start_waiting(
         &self,
         dest: SocketAddr,
         request: Bytes,
@@ -226,7 +272,7 @@ impl AsyncSocket {
                 sh.start_call(st, dest, request.clone(), until)
             })
             .await?;
-        Ok(self.call_handle(id))
+        Ok(self.call_handle(id, until))
     }
 
     /// Runs a send; while the protocol's send cap refuses it, waits for
@@ -242,66 +288,75 @@ impl AsyncSocket {
             if !matches!(r, Err(Error::WouldBlock)) {
                 return r;
             }
-            let room = poll_fn(|cx| {
+            // The driver wakes the task at `until` (see `Shared::wake_at`).
+            let mut alarm = WakeAt {
+                shared: sh,
+                waker: None,
+            };
+            poll_fn(|cx| {
                 let mut st = sh.lock();
-                if sh.room_since(&st, seen) {
-                    return Poll::Ready(());
-                }
-                sh.add_write_waiter(&mut st, Waiter::Task(cx.waker().clone()));
-                Poll::Pending
-            });
-            match until {
-                Some(u) => {
-                    let left = Duration::from_nanos(u.nanos_since(sh.now()));
-                    tokio::time::timeout(left, room)
-                        .await
-                        .map_err(|_| Error::DeadlineExceeded)?
-                }
-                None => room.await,
-            }
+                let r = if sh.room_since(&st, seen) {
+                    Poll::Ready(Ok(()))
+                } else if until.is_some_and(|u| sh.now() >= u) {
+                    Poll::Ready(Err(Error::DeadlineExceeded))
+                } else {
+                    let w = cx.waker().clone();
+                    st.calls.add_write_waiter(Waiter::Task(w.clone()));
+                    if let Some(u) = until {
+                        sh.wake_at(&mut st, u, &w);
+                        alarm.waker = Some(w);
+                    }
+                    Poll::Pending
+                };
+                sh.unlock(st);
+                r
+            })
+            .await?;
         }
     }
 
-    /// Sends `request` and returns a future of the response; any number may
-    /// be outstanding. Dropping the future aborts the RPC. Fails with
-    /// [`Error::WouldBlock`] when the protocol's send cap is reached
-    /// ([`AsyncSocket::call`] waits instead).
-    pub fn start_call(
+    /// Like [`AsyncSocket::start_call`], but fails with
+    /// [`Error::WouldBlock`] instead of waiting when the protocol's send
+    /// cap is reached.
+    pub fn try_start_call(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
     ) -> Result<AsyncCall, Error> {
-        self.start(dest, request.into(), None)
+        self.try_start(dest, request.into_message(), None)
     }
 
-    /// Like [`AsyncSocket::start_call`] with a deadline `timeout` from now.
-    pub fn start_call_timeout(
+    /// Like [`AsyncSocket::try_start_call`] with a deadline `timeout` from
+    /// now.
+    pub fn try_start_call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<AsyncCall, Error> {
         let until = self.shared().now() + timeout;
-        self.start(dest, request.into(), Some(until))
+        self.try_start(dest, request.into_message(), Some(until))
     }
 
-    fn start(
+    fn try_start(
         &self,
-        dest: SocketAddr,
+        dest: impl ToSocketAddrs,
         request: Bytes,
         until: Option<Instant>,
     ) -> Result<AsyncCall, Error> {
-        let id = self
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        let (r, _) = self
             .shared()
-            .locked(|sh, st| sh.start_call(st, dest, request, until))?;
-        Ok(self.call_handle(id))
+            .try_send(|sh, st| sh.start_call(st, dest, request, until));
+        Ok(self.call_handle(r?, until))
     }
 
     /// The future of started call `id`.
-    fn call_handle(&self, id: u64) -> AsyncCall {
+    fn call_handle(&self, id: u64, deadline: Option<Instant>) -> AsyncCall {
         AsyncCall {
             socket: self.clone(),
             id,
+            deadline,
             taken: false,
             spin_until: None,
         }
@@ -311,7 +366,37 @@ impl AsyncSocket {
     /// ([`Error::RuntimeShutdown`] if the runtime that opened the socket
     /// shut down).
     pub async fn recv_request(&self) -> Result<Request, Error> {
+        self.recv_until(None).await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Waits at most `timeout` for the next request; `Ok(None)` if none
+    /// came. The runtime keeps the deadline (no tokio timer needed).
+    pub async fn recv_request_timeout(&self, timeout: Duration) -> Result<Option<Request>, Error> {
+        let until = self.shared().now() + timeout;
+        self.recv_until(Some(until)).await.transpose()
+    }
+
+    /// Returns a request if one is ready, without waiting.
+    pub fn try_recv_request(&self) -> Result<Option<Request>, Error> {
+        let sh = self.shared();
+        let mut st = sh.lock();
+        let mut r = sh.take_request(&mut st);
+        if r.is_none() {
+            let now = sh.now();
+            sh.turn(&mut st, now);
+            r = sh.take_request(&mut st);
+        }
+        sh.unlock(st);
+        r.transpose()
+    }
+
+    /// Waits for a request until `until`: `None` once it passed.
+    async fn recv_until(&self, until: Option<Instant>) -> Option<Result<Request, Error>> {
         let mut registered = RequestWait {
+            shared: self.shared(),
+            waker: None,
+        };
+        let mut alarm = WakeAt {
             shared: self.shared(),
             waker: None,
         };
@@ -320,18 +405,27 @@ impl AsyncSocket {
             let mut st = sh.lock();
             if let Some(r) = sh.take_request(&mut st) {
                 sh.unlock(st);
-                return Poll::Ready(r);
+                return Poll::Ready(Some(r));
             }
             let now = sh.now();
             sh.turn(&mut st, now);
             let r = sh.take_request(&mut st);
-            if r.is_none() {
-                let w = cx.waker().clone();
-                sh.add_request_waiter(&mut st, Waiter::Task(w.clone()));
-                registered.waker = Some(w);
-            }
+            let r = match (r, until) {
+                (Some(r), _) => Poll::Ready(Some(r)),
+                (None, Some(u)) if now >= u => Poll::Ready(None),
+                (None, _) => {
+                    let w = cx.waker().clone();
+                    st.calls.add_request_waiter(Waiter::Task(w.clone()));
+                    if let Some(u) = until {
+                        sh.wake_at(&mut st, u, &w);
+                        alarm.waker = Some(w.clone());
+                    }
+                    registered.waker = Some(w);
+                    Poll::Pending
+                }
+            };
             sh.unlock(st);
-            r.map_or(Poll::Pending, Poll::Ready)
+            r
         })
         .await
     }
@@ -342,9 +436,9 @@ impl AsyncSocket {
         &self,
         peer: SocketAddr,
         id: u64,
-        response: impl Into<Bytes>,
+        response: impl IntoMessage,
     ) -> Result<(), Error> {
-        let response = response.into();
+        let response = response.into_message();
         self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
             .await
     }
@@ -355,9 +449,9 @@ impl AsyncSocket {
         &self,
         peer: SocketAddr,
         id: u64,
-        response: impl Into<Bytes>,
+        response: impl IntoMessage,
     ) -> Result<(), Error> {
-        let response = response.into();
+        let response = response.into_message();
         self.shared()
             .locked(|sh, st| sh.reply(st, peer, id, response))
     }
@@ -408,7 +502,22 @@ impl Drop for RequestWait<'_> {
     fn drop(&mut self) {
         if let Some(w) = self.waker.take() {
             self.shared
-                .locked(|sh, st| sh.remove_request_waiter(st, &Waiter::Task(w)));
+                .locked(|_, st| st.calls.remove_request_waiter(&Waiter::Task(w)));
+        }
+    }
+}
+
+/// A task's registration to be woken at a deadline, withdrawn when the
+/// future that made it completes or is dropped.
+struct WakeAt<'a> {
+    shared: &'a Shared,
+    waker: Option<std::task::Waker>,
+}
+
+impl Drop for WakeAt<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.waker.take() {
+            self.shared.locked(|_, st| st.calls.cancel_wake_at(&w));
         }
     }
 }
@@ -420,6 +529,9 @@ impl Drop for RequestWait<'_> {
 pub struct AsyncCall {
     socket: AsyncSocket,
     id: u64,
+    /// The call's deadline (the driver fails the call then; each poll
+    /// checks it too).
+    deadline: Option<Instant>,
     taken: bool,
     spin_until: Option<Instant>,
 }
@@ -441,16 +553,24 @@ impl Future for AsyncCall {
         }
         let sh = this.socket.shared();
         let mut st = sh.lock();
-        if let Some(r) = sh.take_result(&mut st, this.id) {
+        if let Some(r) = st.calls.take_result(this.id) {
             this.taken = true;
             sh.unlock(st);
             return Poll::Ready(r);
         }
         let now = sh.now();
+        if this.deadline.is_some_and(|d| now >= d) {
+            sh.expire_call(&mut st, this.id);
+            if let Some(r) = st.calls.take_result(this.id) {
+                this.taken = true;
+                sh.unlock(st);
+                return Poll::Ready(r);
+            }
+        }
         let spin_until = *this.spin_until.get_or_insert(now + sh.config.busy_poll);
         if now < spin_until {
             sh.turn(&mut st, now);
-            if let Some(r) = sh.take_result(&mut st, this.id) {
+            if let Some(r) = st.calls.take_result(this.id) {
                 this.taken = true;
                 sh.unlock(st);
                 return Poll::Ready(r);
@@ -459,7 +579,8 @@ impl Future for AsyncCall {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        sh.set_call_waiter(&mut st, this.id, Waiter::Task(cx.waker().clone()));
+        st.calls
+            .set_waiter(this.id, Waiter::Task(cx.waker().clone()));
         sh.unlock(st);
         Poll::Pending
     }
@@ -508,8 +629,8 @@ async fn drive(
             // Drain before timers (see `Shared::turn`).
             sh.turn(&mut st, now);
             let next = sh.next_deadline(&mut st);
-            st.sleep_until = Some(next.unwrap_or(Instant::MAX));
-            sh.arm_sleep_timer(&mut st, next, now)?;
+            st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
+            sh.arm_sleep_timer(&mut st, Sleeper::Driver, next, now)?;
             let ww = sh.wants_write(&st);
             sh.unlock(st);
             ww
@@ -519,7 +640,7 @@ async fn drive(
             g = sock.ready(Interest::READABLE | Interest::ERROR) => {
                 let mut g = g?;
                 let mut st = sh.lock();
-                st.sleep_until = None;
+                st.driving.sleep_until = None;
                 if g.ready().is_error() {
                     sh.note_poll_error(&mut st);
                     g.clear_ready_matching(Ready::ERROR);
@@ -547,12 +668,12 @@ async fn drive(
             }
             g = wake.readable() => {
                 let mut g = g?;
-                sys::drain_counter(sh.wake_fd.as_raw_fd());
+                sh.woken(Sleeper::Driver);
                 g.clear_ready();
             }
             g = timer.readable() => {
                 let mut g = g?;
-                sh.locked(|sh, st| sh.sleep_timer_fired(st));
+                sh.locked(|sh, st| sh.sleep_timer_fired(st, Sleeper::Driver));
                 g.clear_ready();
             }
         }

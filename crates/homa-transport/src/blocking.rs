@@ -11,7 +11,8 @@
 //! [`Config::busy_poll`](crate::Config::busy_poll) after the last datagram
 //! it saw, then sleeps in `ppoll` on the socket and a timerfd armed at the
 //! next protocol timer or call deadline (nanosecond resolution, no timer
-//! slack; see `doze` for why not a `ppoll` timeout). Other threads that have to wait meanwhile park; the driver
+//! slack; see `doze` for why not a `ppoll` timeout). Other threads that
+//! have to wait meanwhile park; the driver
 //! unparks exactly the thread whose call or request it completed, and hands
 //! the role to a parked thread when it leaves (leader/follower, as in the
 //! kernel module where waiting threads poll and the next one inherits).
@@ -19,16 +20,10 @@
 //! For the common case of one thread per socket (a client issuing calls, a
 //! server loop) the thread that waits is the thread that wakes: a response
 //! costs one kernel wake-up when sleeping and none when polling. A design
-//! with an I/O thread pays a second cross-thread hand-off per message.
-//! Measured on the 2-vCPU development machine (threads pinned to different
-//! cores): a park/unpark ping-pong takes 70 µs per round trip, i.e. ~35 µs
-//! per hand-off, against 0.13 µs when both threads spin, and a busy-polled
-//! UDP round trip is 7–9 µs. An I/O thread would therefore either multiply
-//! the round trip of small RPCs several times, or need a second spinning
-//! thread per socket, which a 2-core machine running client and server
-//! cannot give. (`homa compare` on that machine, quiet, medians of five
-//! runs: busy polling, Homa P50 12.1 µs against 9.0 µs for raw UDP and
-//! 13.8 µs for TCP; blocking, 94.8 µs against 89.3 µs and 108.4 µs.)
+//! with an I/O thread pays a second cross-thread hand-off per message,
+//! several times the round trip of a small RPC on a small machine, or
+//! needs a second spinning thread per socket (the repository's
+//! `docs/runtime.md` has the measurements).
 //!
 //! Progress must not depend on the application being inside the socket,
 //! though: a server that replied with a long response and went to compute
@@ -38,13 +33,22 @@
 //! default), and blocks in `ppoll` like any driver. An application thread
 //! that needs to wait takes the role from it at once (the background thread
 //! notices through its own eventfd and goes back to sleep). While
-//! applications are active the background thread only wakes to read an
-//! atomic counter, at a period that backs off from 2 ms to 64 ms (its
-//! wake-ups preempt the busy-polling thread on its core and showed up in
-//! the P99 of small RPCs).
+//! applications are active the background thread only wakes to look at
+//! the role, at a period that backs off from 2 ms to 64 ms (its wake-ups
+//! preempt the busy-polling thread on its core and show in the P99 of
+//! small RPCs); a socket the application leaves is taken over within one
+//! such period plus 2 ms.
+//!
+//! # Deadlines
+//!
+//! Every wait ends by its deadline whatever the driver and the protocol
+//! are doing: a driving thread's sleep is bounded by its timerfd (armed at
+//! the earliest protocol timer or call deadline) and, should that wake-up
+//! be lost, by `ppoll`'s own timeout a few milliseconds later; a parked
+//! thread bounds its park by its own call's deadline and fails the call
+//! itself when it passes.
 
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -53,10 +57,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use homa_proto::Instant;
 
-use crate::shared::{
-    Commit, Metrics, Offloads, Received, Request, Role, Shared, State, Stats, Waiter,
-};
-use crate::sys::{self, Ready};
+use homa_sys::wait::{self, Ready};
+
+use crate::calls::{Request, Waiter};
+use crate::datapath::Received;
+use crate::engine::{Commit, Role, Shared, Sleeper, State};
+use crate::message::{bind_any, resolve, IntoMessage};
+use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
 
 /// A Homa socket with a blocking API: client and server at once.
@@ -66,22 +73,33 @@ use crate::{Config, Error};
 /// or at once with [`Socket::close`]. Every method may be called from any
 /// number of threads.
 ///
-/// ```no_run
-/// use homa_transport::Socket;
+/// ```
+/// use homa_transport::{Config, Socket};
 ///
 /// # fn main() -> Result<(), homa_transport::Error> {
-/// let server = Socket::bind("127.0.0.1:4000".parse().unwrap())?;
-/// std::thread::spawn(move || loop {
-///     let req = server.recv_request().unwrap();
-///     server.reply(req.peer, req.id, req.body).unwrap();
+/// // A server on an ephemeral port (port 0 alone makes a client-only socket).
+/// let server = Socket::bind_with("127.0.0.1:0", Config::default().with_server(true))?;
+/// let client = Socket::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr();
+/// let s = server.clone();
+/// std::thread::spawn(move || {
+///     while let Ok(req) = s.recv_request() {
+///         s.reply(req.peer, req.id, req.body).unwrap();
+///     }
 /// });
-///
-/// let client = Socket::bind("127.0.0.1:0".parse().unwrap())?;
-/// let response = client.call("127.0.0.1:4000".parse().unwrap(), &b"hello"[..])?;
+/// let response = client.call(addr, b"hello")?;
 /// assert_eq!(&response[..], b"hello");
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Names
+///
+/// The operations are named alike in both APIs: `call` sends a request and
+/// waits for its response; `start_call` sends it and returns a handle,
+/// waiting for room under the protocol's send cap if needed;
+/// `try_start_call` and `try_reply` never wait (they fail with
+/// [`Error::WouldBlock`]); the `_timeout` forms add a deadline.
 #[derive(Clone)]
 pub struct Socket {
     inner: Arc<Inner>,
@@ -116,13 +134,16 @@ impl Socket {
     /// Opens a socket on `addr` with the default configuration. Port 0
     /// picks an ephemeral port (a client socket); a specific port also
     /// accepts requests. Binding `[::]` gives a dual-stack socket.
-    pub fn bind(addr: SocketAddr) -> Result<Socket, Error> {
+    ///
+    /// `addr` is anything [`ToSocketAddrs`]: a `SocketAddr`, `"host:port"`
+    /// or `(host, port)`; the first address that binds is used.
+    pub fn bind(addr: impl ToSocketAddrs) -> Result<Socket, Error> {
         Socket::bind_with(addr, Config::default())
     }
 
     /// Opens a socket on `addr` with `config`.
-    pub fn bind_with(addr: SocketAddr, config: Config) -> Result<Socket, Error> {
-        let shared = Arc::new(Shared::open(addr, config)?);
+    pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> Result<Socket, Error> {
+        let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
         let background = match shared.config.background {
             Some(period) => {
                 let s = Arc::clone(&shared);
@@ -165,16 +186,26 @@ impl Socket {
     }
 
     /// Sends `request` to `dest` and waits for the response.
-    pub fn call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Bytes, Error> {
+    ///
+    /// `dest` is anything [`ToSocketAddrs`] (a host name is looked up on
+    /// every call: resolve it once for hot paths); `request` anything
+    /// [`IntoMessage`] (borrowed bytes are copied).
+    pub fn call(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<Bytes, Error> {
         self.start_call(dest, request)?.wait()
     }
 
     /// Like [`Socket::call`], but gives up (and aborts the RPC) after
-    /// `timeout` with [`Error::DeadlineExceeded`].
+    /// `timeout` with [`Error::DeadlineExceeded`]. The deadline covers
+    /// everything: waiting for room under the send cap, for the peer, for
+    /// memory.
     pub fn call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         self.start_call_timeout(dest, request, timeout)?.wait()
@@ -183,35 +214,69 @@ impl Socket {
     /// Sends `request` to `dest` and returns with a handle to wait for the
     /// response. Any number of calls may be outstanding, up to the
     /// protocol's send cap (`max_tx_bytes_per_socket` bytes of unfinished
-    /// requests); beyond it, this waits for room.
-    pub fn start_call(&self, dest: SocketAddr, request: impl Into<Bytes>) -> Result<Call, Error> {
-        self.start(dest, request.into(), None)
+    /// requests); beyond it, this waits for room
+    /// ([`Socket::try_start_call`] does not).
+    pub fn start_call(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<Call, Error> {
+        self.start(dest, request.into_message(), None, true)
     }
 
     /// Like [`Socket::start_call`] with a deadline `timeout` from now, after
-    /// which the call fails with [`Error::DeadlineExceeded`].
+    /// which the call fails with [`Error::DeadlineExceeded`] (a wait for
+    /// room counts against it).
     pub fn start_call_timeout(
         &self,
-        dest: SocketAddr,
-        request: impl Into<Bytes>,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
         timeout: Duration,
     ) -> Result<Call, Error> {
-        self.start(dest, request.into(), Some(timeout))
+        self.start(dest, request.into_message(), Some(timeout), true)
+    }
+
+    /// Like [`Socket::start_call`], but fails with [`Error::WouldBlock`]
+    /// instead of waiting when the send cap is reached.
+    pub fn try_start_call(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+    ) -> Result<Call, Error> {
+        self.start(dest, request.into_message(), None, false)
+    }
+
+    /// Like [`Socket::start_call_timeout`], but fails with
+    /// [`Error::WouldBlock`] instead of waiting when the send cap is
+    /// reached.
+    pub fn try_start_call_timeout(
+        &self,
+        dest: impl ToSocketAddrs,
+        request: impl IntoMessage,
+        timeout: Duration,
+    ) -> Result<Call, Error> {
+        self.start(dest, request.into_message(), Some(timeout), false)
     }
 
     fn start(
         &self,
-        dest: SocketAddr,
+        dest: impl ToSocketAddrs,
         request: Bytes,
         timeout: Option<Duration>,
+        wait_for_room: bool,
     ) -> Result<Call, Error> {
         let until = timeout.map(|t| self.shared().now() + t);
-        let id = self.send_waiting(until, |sh, st| {
-            sh.start_call(st, dest, request.clone(), until)
-        })?;
+        let dest = resolve(dest, self.shared().local.is_ipv6())?;
+        let op = |sh: &Shared, st: &mut State| sh.start_call(st, dest, request.clone(), until);
+        let id = if wait_for_room {
+            self.send_waiting(until, op)?
+        } else {
+            self.shared().try_send(op).0?
+        };
         Ok(Call {
             socket: self.clone(),
             id,
+            deadline: until,
             taken: false,
         })
     }
@@ -234,7 +299,7 @@ impl Socket {
                 sh,
                 until,
                 |sh, st| sh.room_since(st, seen).then_some(()),
-                |sh, st, w| sh.add_write_waiter(st, w),
+                |_, st, w| st.calls.add_write_waiter(w),
                 |_, _, _| {},
             );
             if room.is_none() {
@@ -259,7 +324,7 @@ impl Socket {
     pub fn try_recv_request(&self) -> Result<Option<Request>, Error> {
         let sh = self.shared();
         let mut st = sh.lock();
-        if st.role == Role::Idle {
+        if st.driving.role == Role::Idle {
             let now = sh.now();
             sh.turn(&mut st, now);
         }
@@ -273,8 +338,8 @@ impl Socket {
             self.shared(),
             until,
             |sh, st| sh.take_request(st),
-            |sh, st, w| sh.add_request_waiter(st, w),
-            |sh, st, w| sh.remove_request_waiter(st, w),
+            |_, st, w| st.calls.add_request_waiter(w),
+            |_, st, w| st.calls.remove_request_waiter(w),
         )
     }
 
@@ -286,10 +351,23 @@ impl Socket {
         &self,
         peer: SocketAddr,
         id: u64,
-        response: impl Into<Bytes>,
+        response: impl IntoMessage,
     ) -> Result<(), Error> {
-        let response = response.into();
+        let response = response.into_message();
         self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
+    }
+
+    /// Like [`Socket::reply`], but fails with [`Error::WouldBlock`]
+    /// instead of waiting when the send cap is reached.
+    pub fn try_reply(
+        &self,
+        peer: SocketAddr,
+        id: u64,
+        response: impl IntoMessage,
+    ) -> Result<(), Error> {
+        let response = response.into_message();
+        self.shared()
+            .locked(|sh, st| sh.reply(st, peer, id, response))
     }
 
     /// Aborts the outstanding call `id`: whoever waits for it gets
@@ -341,6 +419,8 @@ impl Socket {
 pub struct Call {
     socket: Socket,
     id: u64,
+    /// The call's deadline: every wait for it ends by then.
+    deadline: Option<Instant>,
     taken: bool,
 }
 
@@ -367,24 +447,39 @@ impl Call {
     pub fn is_done(&self) -> bool {
         let sh = self.socket.shared();
         let st = sh.lock();
-        self.taken || sh.is_done(&st, self.id)
+        self.taken || st.calls.is_done(self.id)
     }
 
     /// Aborts the call (equivalent to dropping it).
     pub fn abort(self) {}
 
+    /// Waits until `until` or the call's deadline, whichever is first. The
+    /// waiting thread bounds its own sleep by the deadline (parked or
+    /// driving) and fails the call itself if the deadline passed, so the
+    /// deadline holds whatever the driver and the protocol are doing.
     fn wait_until(&mut self, until: Option<Instant>) -> Option<Result<Bytes, Error>> {
         if self.taken {
             return Some(Err(Error::UnknownRpc));
         }
         let id = self.id;
-        let r = wait(
-            self.socket.shared(),
-            until,
-            |sh, st| sh.take_result(st, id),
-            |sh, st, w| sh.set_call_waiter(st, id, w),
+        let sh = self.socket.shared();
+        let limit = match (until, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut r = wait(
+            sh,
+            limit,
+            |_, st| st.calls.take_result(id),
+            |_, st, w| st.calls.set_waiter(id, w),
             |_, _, _| {},
         );
+        if r.is_none() && self.deadline.is_some_and(|d| sh.now() >= d) {
+            r = sh.locked(|sh, st| {
+                sh.expire_call(st, id);
+                st.calls.take_result(id)
+            });
+        }
         self.taken = r.is_some();
         r
     }
@@ -404,11 +499,10 @@ impl Drop for Call {
 /// While applications keep using the socket, the background thread's
 /// period doubles up to this multiple of `Config::background`. Each of its
 /// wake-ups preempts whatever runs on its core (typically the thread that
-/// created the socket, busy-polling); at the base period of 2 ms that
-/// doubled the P99 of 11 µs round trips (one wake-up per side lands in
-/// ~0.5% of them). At 64 ms it touches under 0.02%; the price is that a
+/// created the socket, busy-polling); at the base period they showed in
+/// the P99 of small round trips (`docs/runtime.md`). The price is that a
 /// socket the application leaves with work in flight is taken over up to
-/// that much later.
+/// one such period later.
 const BACKGROUND_BACKOFF: u32 = 32;
 
 /// Deadlines nearer than this are spun for rather than slept for. A sleep
@@ -416,9 +510,13 @@ const BACKGROUND_BACKOFF: u32 = 32;
 /// (50 µs by default on Linux) and a wake-up costs more CPU than the spin,
 /// so sleeping toward a deadline closer than the slack only makes it late.
 /// The pacer's wake-ups, microseconds apart during a bulk transfer, are
-/// the deadlines this is for: sleeping for them capped a 1 MB transfer at
-/// one GSO batch per ~60 µs.
+/// the deadlines this is for: sleeping for them capped bulk throughput.
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
+
+/// How long past its deadline a driver's sleep may last if the timerfd's
+/// wake-up were lost (see `doze`). Longer than a 4 ms scheduler tick:
+/// shorter `ppoll` timeouts slow every wake-up (`docs/runtime.md`).
+const SLEEP_BACKSTOP: Duration = Duration::from_millis(5);
 
 /// Waits until `check` yields a value or `until` passes (`None`), driving
 /// the socket when nobody else does; see the module documentation. A
@@ -441,32 +539,33 @@ fn wait<T>(
         if until.is_some_and(|u| now >= u) {
             break None;
         }
-        if st.role != Role::App {
-            if st.role == Role::Background {
+        if st.driving.role != Role::App {
+            if st.driving.role == Role::Background {
                 // Tell the background thread to stand down.
-                sys::eventfd_signal(&sh.bg_wake_fd);
+                sh.wake(Sleeper::Background);
             }
-            st.role = Role::App;
-            sh.activity.fetch_add(1, Ordering::Release);
+            st.driving.role = Role::App;
+            sh.app_driving.store(true, Ordering::Release);
             let v;
             (v, st) = lead(sh, st, until, &mut check);
-            st.role = Role::Idle;
-            sh.activity.fetch_add(1, Ordering::Release);
+            st.driving.role = Role::Idle;
+            sh.driver_left.store(sh.now().as_nanos(), Ordering::Release);
+            sh.app_driving.store(false, Ordering::Release);
             break v;
         }
         // Only a thread that parks needs its handle (an Arc clone).
         let me = thread::current();
         register(sh, &mut st, Waiter::Thread(me.clone()));
         registered = Some(Waiter::Thread(me.clone()));
-        st.followers.push(me.clone());
+        st.driving.followers.push(me.clone());
         drop(st);
         match until {
             Some(u) => thread::park_timeout(Duration::from_nanos(u.nanos_since(now))),
             None => thread::park(),
         }
         st = sh.lock();
-        if let Some(i) = st.followers.iter().rposition(|t| t.id() == me.id()) {
-            st.followers.swap_remove(i);
+        if let Some(i) = st.driving.followers.iter().rposition(|t| t.id() == me.id()) {
+            st.driving.followers.swap_remove(i);
         }
     };
     if let Some(w) = registered {
@@ -487,9 +586,9 @@ fn relock<'a>(sh: &'a Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State
 
 /// If nobody drives and threads are parked, wakes one to take over.
 fn pass_baton(st: &mut State) {
-    if st.role == Role::Idle {
-        if let Some(t) = st.followers.last() {
-            st.wake_list.push(Waiter::Thread(t.clone()));
+    if st.driving.role == Role::Idle {
+        if let Some(t) = st.driving.followers.last() {
+            st.calls.wake_list.push(Waiter::Thread(t.clone()));
         }
     }
 }
@@ -528,8 +627,8 @@ fn lead<'a, T>(
             continue;
         }
         let readable;
-        (st, readable) = doze(sh, st, next, now, &sh.wake_fd);
-        st.sleep_until = None;
+        (st, readable) = doze(sh, st, next, now, Sleeper::Driver);
+        st.driving.sleep_until = None;
         if readable {
             last_input = sh.now();
         }
@@ -543,46 +642,44 @@ fn lead<'a, T>(
 ///
 /// The deadline is a timerfd in the poll set, not `ppoll`'s timeout,
 /// re-armed only when the deadline moves (the protocol's tick every 1 ms,
-/// rarely anything else). On the 2-vCPU development VM a `ppoll` timeout
-/// shorter than the 4 ms scheduler tick made every wake-up slower: a UDP
-/// ping-pong sleeping in `ppoll` with a 1 ms timeout took 64-88 µs per
-/// round trip against 47-68 µs with 50 ms or none (medians, interleaved
-/// runs), which was the unexplained ~35 µs per round trip between blocking
-/// Homa and the blocking UDP floor. (With a timerfd armed 1 ms ahead the
-/// same ping-pong took 21-23 µs: wake-ups of a vCPU with a timer pending
-/// soon are much cheaper on this host. Homa's tick gives it that timer
-/// naturally; a raw ping-pong has none.)
+/// rarely anything else): a `ppoll` timeout shorter than the scheduler
+/// tick made every wake-up slower, and a pending timerfd made wake-ups
+/// cheaper (`docs/runtime.md` has the measurements).
+///
+/// The timerfd is the precise wake-up; `ppoll`'s own timeout, at
+/// [`SLEEP_BACKSTOP`] past `next`, bounds the sleep if that wake-up is
+/// ever lost (a deadline then fires that much late instead of never).
 fn doze<'a>(
     sh: &'a Shared,
     mut st: MutexGuard<'a, State>,
     next: Option<Instant>,
     now: Instant,
-    wake: &std::os::fd::OwnedFd,
+    who: Sleeper,
 ) -> (MutexGuard<'a, State>, bool) {
-    st.sleep_until = Some(next.unwrap_or(Instant::MAX));
+    st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
-    let timeout = if sh.arm_sleep_timer(&mut st, next, now).is_ok() {
-        None
+    let left = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
+    let timeout = if sh.arm_sleep_timer(&mut st, who, next, now).is_ok() {
+        left.map(|d| d + SLEEP_BACKSTOP)
     } else {
-        next.map(|d| Duration::from_nanos(d.nanos_since(now)))
+        left
     };
     sh.unlock(st);
-    let mut ready = [Ready::default(); 3];
-    let polled = sys::poll(
-        &[
-            (sh.fd, want_write),
-            (wake.as_raw_fd(), false),
-            (sh.sleep_timer.as_raw_fd(), false),
+    let polled = wait::poll(
+        [
+            (sh.socket_fd(), want_write),
+            (sh.wake_fd(who), false),
+            (sh.timer_fd(who), false),
         ],
         timeout,
-        &mut ready,
     );
+    let ready = polled.as_ref().copied().unwrap_or([Ready::default(); 3]);
     if ready[1].readable {
-        sys::drain_counter(wake.as_raw_fd());
+        sh.woken(who);
     }
     let mut st = sh.lock();
     if ready[2].readable {
-        sh.sleep_timer_fired(&mut st);
+        sh.sleep_timer_fired(&mut st, who);
     }
     if polled.is_err() || ready[0].error {
         sh.note_poll_error(&mut st);
@@ -590,45 +687,62 @@ fn doze<'a>(
     (st, ready[0].readable)
 }
 
-/// The background thread: takes the driver role once the socket has been
-/// left alone for `period`, and drives it until an application thread
+/// The background thread: takes the driver role once nobody has driven
+/// the socket for `period`, and drives it until an application thread
 /// takes over. See the module documentation.
+///
+/// While an application thread drives, it checks back at a period that
+/// doubles up to [`BACKGROUND_BACKOFF`] times `period`. When it finds the
+/// role free it takes it if the last application driver left at least
+/// `period` ago, else it looks again when that will be the case: a socket
+/// the application leaves (to compute, holding requests) is taken over
+/// within one back-off period plus `period`, not two back-off periods.
 fn background(sh: &Shared, period: Duration) {
-    let mut seen = sh.activity.load(Ordering::Acquire);
+    let most = period * BACKGROUND_BACKOFF;
+    let mut backoff = period;
     let mut sleep = period;
     loop {
         thread::park_timeout(sleep);
         if sh.closed.load(Ordering::Acquire) {
             return;
         }
-        let now_seen = sh.activity.load(Ordering::Acquire);
-        if now_seen != seen {
-            // The application is active: look again later, backing off.
-            seen = now_seen;
-            sleep = (sleep * 2).min(period * BACKGROUND_BACKOFF);
+        // Atomics first: the state's lock is the busy-polling driver's, and
+        // taking it would make the driver pay a futex wake-up.
+        if sh.app_driving.load(Ordering::Acquire) {
+            backoff = (backoff * 2).min(most);
+            sleep = backoff;
+            continue;
+        }
+        let left = Instant::from_nanos(sh.driver_left.load(Ordering::Acquire));
+        let idle = Duration::from_nanos(sh.now().nanos_since(left));
+        if idle < period {
+            // Recently driven: look again once it has been idle for `period`.
+            sleep = (period - idle).max(Duration::from_micros(100));
             continue;
         }
         let mut st = sh.lock();
         if st.closed {
             return;
         }
-        if st.role != Role::Idle {
+        if st.driving.role != Role::Idle {
             drop(st);
-            sleep = (sleep * 2).min(period * BACKGROUND_BACKOFF);
+            backoff = (backoff * 2).min(most);
+            sleep = backoff;
             continue;
         }
+        backoff = period;
         sleep = period;
-        st.role = Role::Background;
-        sys::drain_counter(sh.bg_wake_fd.as_raw_fd());
+        st.driving.role = Role::Background;
+        sh.woken(Sleeper::Background);
         loop {
             let now = sh.now();
             let got = sh.turn(&mut st, now);
-            if st.closed || st.role != Role::Background {
+            if st.closed || st.driving.role != Role::Background {
                 break;
             }
             if !matches!(got, Received::Empty) {
                 st = relock(sh, st);
-                if st.role != Role::Background {
+                if st.driving.role != Role::Background {
                     break;
                 }
                 continue;
@@ -637,26 +751,25 @@ fn background(sh: &Shared, period: Duration) {
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
                 st = relock(sh, st);
-                if st.role != Role::Background {
+                if st.driving.role != Role::Background {
                     break;
                 }
                 continue;
             }
-            (st, _) = doze(sh, st, next, now, &sh.bg_wake_fd);
-            if st.role != Role::Background {
+            (st, _) = doze(sh, st, next, now, Sleeper::Background);
+            if st.driving.role != Role::Background {
                 break;
             }
-            st.sleep_until = None;
+            st.driving.sleep_until = None;
         }
-        if st.role == Role::Background {
-            st.role = Role::Idle;
-            st.sleep_until = None;
+        if st.driving.role == Role::Background {
+            st.driving.role = Role::Idle;
+            st.driving.sleep_until = None;
         }
         let closed = st.closed;
         sh.unlock(st);
         if closed {
             return;
         }
-        seen = sh.activity.load(Ordering::Acquire);
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use homa_pcap::PcapWriter;
 
-use crate::shared::TransportStats;
+use crate::stats::TransportStats;
 
 /// The longest record kept whole (a GRO batch is split into its packets,
 /// so no record exceeds one datagram).
@@ -67,26 +67,23 @@ impl Capture {
         self.local.ip().is_unspecified()
     }
 
-    /// Records packets sent to `dest` (normalized): `data` cut into
-    /// `segment`-byte packets when it is a GSO batch, from packet `from`
-    /// to packet `to` (exclusive) of it.
-    #[allow(clippy::too_many_arguments)]
+    /// Records packets sent to `dest` (normalized): the transmit `data`,
+    /// cut into `segment`-byte packets when it is a GSO batch, of which
+    /// packets `sent` (a range of indexes) left.
     pub(crate) fn sent(
         &mut self,
         stats: &mut TransportStats,
         dest: SocketAddr,
         tos: u8,
-        data: &[u8],
-        segment: Option<usize>,
-        from: usize,
-        to: usize,
+        (data, segment): (&[u8], Option<usize>),
+        sent: std::ops::Range<usize>,
     ) {
         if self.writer.is_none() {
             return;
         }
         let src = SocketAddr::new(self.source_for(dest.ip()), self.local.port());
         for (i, packet) in packets(data, segment).enumerate() {
-            if (from..to).contains(&i) {
+            if sent.contains(&i) {
                 self.write(stats, src, dest, tos, packet);
             }
         }
@@ -107,7 +104,7 @@ impl Capture {
             return;
         }
         let ip = dst_ip
-            .map(unmap)
+            .map(|ip| ip.to_canonical())
             .filter(|ip| ip.is_ipv4() == src.is_ipv4())
             .unwrap_or_else(|| self.local_ip_for(src.ip()));
         let dst = SocketAddr::new(ip, self.local.port());
@@ -178,13 +175,6 @@ impl Capture {
 fn packets(data: &[u8], segment: Option<usize>) -> std::slice::Chunks<'_, u8> {
     let seg = segment.filter(|&s| s > 0).unwrap_or(data.len().max(1));
     data.chunks(seg)
-}
-
-fn unmap(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 fn unspecified(like: IpAddr) -> IpAddr {

@@ -3,14 +3,35 @@
 
 use std::time::Duration;
 
-/// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]).
+/// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]):
+/// start from [`Config::default`] and change what you need, with the
+/// `with_*` builder methods or field by field (the struct is
+/// `non_exhaustive`, so it can gain fields without breaking callers).
 ///
 /// ```
 /// use std::time::Duration;
-/// let mut config = homa_transport::Config::default();
-/// config.busy_poll = Duration::ZERO; // sleep at once instead of spinning
-/// config.gso = false;                // one datagram per sendmsg
+/// use homa_transport::Config;
+///
+/// let config = Config::default()
+///     .with_busy_poll(Duration::ZERO) // sleep at once instead of spinning
+///     .with_server(true)              // accept requests even on port 0
+///     .with_proto(|p| p.timeout = Duration::from_millis(500));
+/// assert!(config.gso);
+/// assert_eq!(config.proto.timeout, Duration::from_millis(500));
+///
+/// // The same, field by field.
+/// let mut c = Config::default();
+/// c.busy_poll = Duration::ZERO;
+/// c.server = Some(true);
 /// ```
+///
+/// Memory: the protocol's per-socket receive budget
+/// (`proto.socket_rx_budget`, 64 MB by default) counts the buffers of
+/// messages being received and the delivered messages the application
+/// still holds (requests not yet answered, responses not yet dropped);
+/// at the budget, the socket grants nothing more and new messages wait
+/// for memory, slowing their senders. A call's deadline bounds that wait
+/// like any other.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
@@ -72,5 +93,74 @@ impl Default for Config {
             max_queued_requests: 65_536,
             capture: None,
         }
+    }
+}
+
+impl Config {
+    /// Changes the protocol engine's configuration in place:
+    /// `config.with_proto(|p| p.timeout = Duration::from_secs(2))`.
+    pub fn with_proto(mut self, f: impl FnOnce(&mut homa_proto::Config)) -> Config {
+        f(&mut self.proto);
+        self
+    }
+
+    /// Sets [`Config::busy_poll`].
+    pub fn with_busy_poll(mut self, busy_poll: Duration) -> Config {
+        self.busy_poll = busy_poll;
+        self
+    }
+
+    /// Sets [`Config::gso`].
+    pub fn with_gso(mut self, gso: bool) -> Config {
+        self.gso = gso;
+        self
+    }
+
+    /// Sets [`Config::gro`].
+    pub fn with_gro(mut self, gro: bool) -> Config {
+        self.gro = gro;
+        self
+    }
+
+    /// Sets [`Config::recv_buffer`].
+    pub fn with_recv_buffer(mut self, bytes: usize) -> Config {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::send_buffer`].
+    pub fn with_send_buffer(mut self, bytes: usize) -> Config {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// Sets [`Config::recv_batch`].
+    pub fn with_recv_batch(mut self, datagrams: usize) -> Config {
+        self.recv_batch = datagrams;
+        self
+    }
+
+    /// Sets [`Config::server`]: whether the socket accepts requests.
+    pub fn with_server(mut self, server: bool) -> Config {
+        self.server = Some(server);
+        self
+    }
+
+    /// Sets [`Config::background`].
+    pub fn with_background(mut self, background: Option<Duration>) -> Config {
+        self.background = background;
+        self
+    }
+
+    /// Sets [`Config::max_queued_requests`].
+    pub fn with_max_queued_requests(mut self, requests: usize) -> Config {
+        self.max_queued_requests = requests;
+        self
+    }
+
+    /// Sets [`Config::capture`]: the pcap file to write.
+    pub fn with_capture(mut self, path: impl Into<std::path::PathBuf>) -> Config {
+        self.capture = Some(path.into());
+        self
     }
 }

@@ -16,7 +16,8 @@ pub enum Error {
     /// Nothing listens at the destination port (ICMP port unreachable).
     #[error("destination port unreachable")]
     PortUnreachable,
-    /// The destination host cannot be reached (ICMP host unreachable).
+    /// The destination host cannot be reached (ICMP host unreachable, or
+    /// the kernel refused the send with `EHOSTUNREACH`).
     #[error("destination host unreachable")]
     HostUnreachable,
     /// The server restarted (or vanished) after the request may have
@@ -32,6 +33,16 @@ pub enum Error {
     /// socket); the request did not run.
     #[error("destination does not serve requests")]
     NotServer,
+    /// No route to the destination's network (the kernel refused the send
+    /// with `ENETUNREACH`, or a router answered ICMP net unreachable).
+    #[error("destination network unreachable")]
+    NetworkUnreachable,
+    /// The socket accepts no requests: it was bound to port 0 (an
+    /// ephemeral, client-only port) or opened with `Config::server` set to
+    /// `Some(false)`. Bind a server to a specific port, or set
+    /// [`crate::Config::server`] to `Some(true)`.
+    #[error("this socket accepts no requests (bound to port 0 or configured client-only); bind a server to a specific port or set Config::server")]
+    ClientOnly,
     /// The message is longer than the configured maximum.
     #[error("message of {len} bytes exceeds the maximum of {max}")]
     MessageTooLong {
@@ -84,6 +95,8 @@ impl Error {
             Error::PortUnreachable | Error::NotServer => K::ConnectionRefused,
             Error::OutcomeUnknown | Error::Abandoned => K::ConnectionAborted,
             Error::HostUnreachable => K::HostUnreachable,
+            Error::NetworkUnreachable => K::NetworkUnreachable,
+            Error::ClientOnly => K::Unsupported,
             Error::MessageTooLong { .. }
             | Error::EmptyMessage
             | Error::AddressFamily

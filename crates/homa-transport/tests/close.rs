@@ -13,9 +13,9 @@ fn closed_client__server_stops_sending_to_it_quickly() {
     // An ephemeral port that accepts requests.
     let mut config = Config::default();
     config.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let dest = server.local_addr();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let call = client.start_call(dest, &b"work"[..]).unwrap();
     let req = server
         .recv_request_timeout(Duration::from_secs(5))

@@ -26,21 +26,21 @@ fn server_config() -> Config {
 
 #[test]
 fn scenario__blocking() {
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
-    let silent = Socket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", server_config()).unwrap();
+    let silent = Socket::bind_with("127.0.0.1:0", server_config()).unwrap();
     let s = server.clone();
     let h = std::thread::spawn(move || {
         while let Ok(r) = s.recv_request() {
             s.reply(r.peer, r.id, r.body).unwrap();
         }
     });
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let dest = server.local_addr();
 
     let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             client
-                .start_call_timeout(dest, pattern(size(i), i), HANG)
+                .try_start_call_timeout(dest, pattern(size(i), i), HANG)
                 .unwrap()
         })
         .collect();
@@ -58,7 +58,9 @@ fn scenario__blocking() {
     let r = client.call_timeout(silent.local_addr(), &b"x"[..], Duration::from_millis(20));
     assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
 
-    let call = client.start_call(silent.local_addr(), &b"x"[..]).unwrap();
+    let call = client
+        .try_start_call(silent.local_addr(), &b"x"[..])
+        .unwrap();
     assert!(client.abort(call.id()));
     assert!(matches!(call.wait(), Err(Error::Aborted)));
 
@@ -67,21 +69,21 @@ fn scenario__blocking() {
 }
 
 async fn scenario_async() {
-    let server = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
-    let silent = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+    let server = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
+    let silent = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
     let s = server.clone();
     let h = tokio::spawn(async move {
         while let Ok(r) = s.recv_request().await {
             s.reply(r.peer, r.id, r.body).await.unwrap();
         }
     });
-    let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
     let dest: SocketAddr = server.local_addr();
 
     let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             client
-                .start_call_timeout(dest, pattern(size(i), i), HANG)
+                .try_start_call_timeout(dest, pattern(size(i), i), HANG)
                 .unwrap()
         })
         .collect();
@@ -103,7 +105,9 @@ async fn scenario_async() {
         .await;
     assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
 
-    let call = client.start_call(silent.local_addr(), &b"x"[..]).unwrap();
+    let call = client
+        .try_start_call(silent.local_addr(), &b"x"[..])
+        .unwrap();
     assert!(client.abort(call.id()));
     assert!(matches!(call.await, Err(Error::Aborted)));
 
@@ -128,7 +132,7 @@ fn scenario__tokio_multi_thread() {
 
 #[test]
 fn tokio__socket_outside_a_runtime_is_refused() {
-    let r = AsyncSocket::bind("127.0.0.1:0".parse().unwrap());
+    let r = AsyncSocket::bind("127.0.0.1:0");
     assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
 }
 
@@ -141,20 +145,14 @@ fn tokio__ipv6_and_many_outstanding_calls() {
         // take longer than the 5 ms resend timer on a loaded machine, and
         // per-RPC RESENDs then snowball (see common::patient). This test is
         // about outstanding calls, not about loss recovery.
-        let server =
-            AsyncSocket::bind_with("[::1]:0".parse().unwrap(), common::patient(server_config()))
-                .unwrap();
+        let server = AsyncSocket::bind_with("[::1]:0", common::patient(server_config())).unwrap();
         let s = server.clone();
         tokio::spawn(async move {
             while let Ok(r) = s.recv_request().await {
                 s.reply(r.peer, r.id, r.body).await.unwrap();
             }
         });
-        let client = AsyncSocket::bind_with(
-            "[::1]:0".parse().unwrap(),
-            common::patient(Config::default()),
-        )
-        .unwrap();
+        let client = AsyncSocket::bind_with("[::1]:0", common::patient(Config::default())).unwrap();
         let calls: Vec<_> = (0..1000u64)
             .map(|i| {
                 let c = client.clone();
@@ -174,15 +172,14 @@ fn tokio__ipv6_and_many_outstanding_calls() {
 fn tokio__send_cap_refuses_start_call_and_call_waits() {
     let rt = common::current_thread();
     rt.block_on(async {
-        let silent =
-            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let silent = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
         let mut config = Config::default();
         config.proto.max_tx_bytes_per_socket = 120_000;
-        let client = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        let client = AsyncSocket::bind_with("127.0.0.1:0", config).unwrap();
         let dest = silent.local_addr();
-        let a = client.start_call(dest, pattern(50_000, 1)).unwrap();
-        let _b = client.start_call(dest, pattern(50_000, 2)).unwrap();
-        let r = client.start_call(dest, pattern(50_000, 3));
+        let a = client.try_start_call(dest, pattern(50_000, 1)).unwrap();
+        let _b = client.try_start_call(dest, pattern(50_000, 2)).unwrap();
+        let r = client.try_start_call(dest, pattern(50_000, 3));
         assert!(matches!(r, Err(Error::WouldBlock)), "{r:?}");
         let r = client
             .call_timeout(dest, pattern(50_000, 3), Duration::from_millis(30))
@@ -212,11 +209,10 @@ fn tokio__runtime_shutdown_fails_calls_with_a_clear_error() {
     // A call to a server that never answers is outstanding when the
     // runtime that opened both sockets shuts down.
     let (client, silent, pending) = rt.block_on(async {
-        let silent =
-            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
-        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let silent = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
         let pending = client
-            .start_call(silent.local_addr(), &b"hello"[..])
+            .try_start_call(silent.local_addr(), &b"hello"[..])
             .unwrap();
         (client, silent, pending)
     });
@@ -250,9 +246,8 @@ fn tokio__multi_thread_runtime_shutdown_wakes_a_waiting_task() {
         .build()
         .unwrap();
     let (client, silent) = home.block_on(async {
-        let silent =
-            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
-        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let silent = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
         (client, silent)
     });
     let caller = std::thread::spawn(move || {
@@ -278,16 +273,15 @@ fn tokio__a_recv_request_that_gave_up_leaves_the_wake_up_to_one_still_waiting() 
     // still waited asleep with the request queued.
     let rt = common::current_thread();
     rt.block_on(async {
-        let server =
-            AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), server_config()).unwrap();
+        let server = AsyncSocket::bind_with("127.0.0.1:0", server_config()).unwrap();
         let s = server.clone();
         let waiting = tokio::spawn(async move { s.recv_request().await });
         tokio::task::yield_now().await;
         let gave_up = tokio::time::timeout(Duration::from_millis(10), server.recv_request()).await;
         assert!(gave_up.is_err(), "{gave_up:?}");
-        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
         let _call = client
-            .start_call(server.local_addr(), &b"for the waiting task"[..])
+            .try_start_call(server.local_addr(), &b"for the waiting task"[..])
             .unwrap();
         let r = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await

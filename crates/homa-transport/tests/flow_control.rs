@@ -20,8 +20,8 @@ fn stopped_reader__tiny_requests_wait_for_memory_none_dropped() {
     config.proto.max_message_length = 64 << 10;
     // A queue far larger than the budget allows: it must not be what binds.
     config.max_queued_requests = 1000;
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let n = 2000;
     let calls: Vec<_> = (0..n)
         .map(|i| {

@@ -40,7 +40,7 @@ fn check_client(m: &Metrics) {
 #[test]
 fn metrics__blocking_counts_a_scripted_exchange() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     for i in 0..3 {
         let r = client.call_timeout(server.local_addr(), pattern(100, i), HANG);
         assert_eq!(r.unwrap().len(), 100);
@@ -61,7 +61,7 @@ fn metrics__tokio_counts_a_scripted_exchange() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
     let rt = common::current_thread();
     rt.block_on(async {
-        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..3 {
             let r = client
                 .call_timeout(server.local_addr(), pattern(100, i), HANG)

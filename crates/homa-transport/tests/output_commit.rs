@@ -20,7 +20,7 @@ fn data_sent(m: &homa_transport::Metrics) -> u64 {
 fn output_commit__client_requests_leave_only_with_their_epoch() {
     let (server, h) = echo_server("127.0.0.1:0", Config::default());
     let dest = server.local_addr();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     assert_eq!(client.release_one().unwrap(), 0, "nothing is held yet");
 
     client.plug().unwrap();
@@ -66,8 +66,8 @@ fn output_commit__client_requests_leave_only_with_their_epoch() {
 fn output_commit__server_response_is_invisible_until_released() {
     let mut config = Config::default();
     config.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), config).unwrap();
-    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
     let mut call = client
         .start_call(server.local_addr(), pattern(1000, 7))
         .unwrap();
@@ -94,9 +94,9 @@ fn output_commit__tokio_plug_and_release() {
     let dest = server.local_addr();
     let rt = common::current_thread();
     rt.block_on(async {
-        let client = AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = AsyncSocket::bind("127.0.0.1:0").unwrap();
         client.plug().unwrap();
-        let call = client.send_request(dest, pattern(100, 1)).await.unwrap();
+        let call = client.start_call(dest, pattern(100, 1)).await.unwrap();
         assert_eq!(data_sent(&client.metrics()), 0);
         assert_eq!(client.release_all().unwrap(), 1);
         let r = tokio::time::timeout(HANG, call).await.unwrap().unwrap();

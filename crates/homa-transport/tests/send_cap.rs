@@ -121,7 +121,7 @@ fn until(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn send_cap__blocking_reply_waits_until_an_ack_frees_room() {
-    let server = Socket::bind_with("127.0.0.1:0".parse().unwrap(), capped(true)).unwrap();
+    let server = Socket::bind_with("127.0.0.1:0", capped(true)).unwrap();
     let dest = server.local_addr();
     let raw = RawClient::new();
     for id in [1000, 1002, 1004] {
@@ -152,7 +152,7 @@ fn send_cap__blocking_reply_waits_until_an_ack_frees_room() {
 fn send_cap__tokio_reply_awaits_and_try_reply_refuses() {
     let rt = common::current_thread();
     rt.block_on(async {
-        let server = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), capped(true)).unwrap();
+        let server = AsyncSocket::bind_with("127.0.0.1:0", capped(true)).unwrap();
         let dest = server.local_addr();
         let raw = RawClient::new();
         // (Learning the server's incarnation waits for its answer: off the
@@ -200,20 +200,20 @@ fn send_cap__tokio_reply_awaits_and_try_reply_refuses() {
 }
 
 #[test]
-fn send_cap__tokio_send_request_awaits_room_for_a_call() {
+fn send_cap__tokio_start_call_awaits_room_for_a_call() {
     let rt = common::current_thread();
     rt.block_on(async {
         let mut silent_config = Config::default();
         silent_config.server = Some(true);
-        let silent = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), silent_config).unwrap();
-        let client = AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), capped(false)).unwrap();
+        let silent = AsyncSocket::bind_with("127.0.0.1:0", silent_config).unwrap();
+        let client = AsyncSocket::bind_with("127.0.0.1:0", capped(false)).unwrap();
         let dest = silent.local_addr();
-        let first = client.send_request(dest, pattern(BIG, 1)).await.unwrap();
-        let _second = client.send_request(dest, pattern(BIG, 2)).await.unwrap();
-        let r = client.start_call(dest, pattern(BIG, 3));
+        let first = client.start_call(dest, pattern(BIG, 1)).await.unwrap();
+        let _second = client.start_call(dest, pattern(BIG, 2)).await.unwrap();
+        let r = client.try_start_call(dest, pattern(BIG, 3));
         assert!(matches!(r, Err(Error::WouldBlock)), "{r:?}");
         let c = client.clone();
-        let third = tokio::spawn(async move { c.send_request(dest, pattern(BIG, 3)).await });
+        let third = tokio::spawn(async move { c.start_call(dest, pattern(BIG, 3)).await });
         tokio::task::yield_now().await;
         assert!(!third.is_finished());
         // Dropping a call aborts it and frees its bytes.
@@ -231,5 +231,32 @@ fn send_cap__tokio_send_request_awaits_room_for_a_call() {
             }
         }
         drop(call);
+    });
+}
+
+/// A call waiting for room under the send cap still ends by its deadline,
+/// and the runtime keeps that deadline itself: the runtime here has no
+/// timer driver (tokio's timer would panic), only I/O.
+#[test]
+fn send_cap__tokio_call_waiting_for_room_ends_by_its_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut silent_config = Config::default();
+        silent_config.server = Some(true);
+        let silent = AsyncSocket::bind_with("127.0.0.1:0", silent_config).unwrap();
+        let client = AsyncSocket::bind_with("127.0.0.1:0", capped(false)).unwrap();
+        let dest = silent.local_addr();
+        let _first = client.start_call(dest, pattern(BIG, 1)).await.unwrap();
+        let _second = client.start_call(dest, pattern(BIG, 2)).await.unwrap();
+        let deadline = std::time::Duration::from_millis(200);
+        let t0 = std::time::Instant::now();
+        let r = client.call_timeout(dest, pattern(BIG, 3), deadline).await;
+        let took = t0.elapsed();
+        assert!(matches!(r, Err(Error::DeadlineExceeded)), "{r:?}");
+        assert!(took >= deadline, "{took:?}");
+        assert_eq!(client.stats().transport.send_cap_waits, 1);
     });
 }

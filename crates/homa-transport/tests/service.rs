@@ -17,11 +17,11 @@ use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 fn server_socket() -> AsyncSocket {
     let mut c = Config::default();
     c.server = Some(true);
-    AsyncSocket::bind_with("127.0.0.1:0".parse().unwrap(), c).unwrap()
+    AsyncSocket::bind_with("127.0.0.1:0", c).unwrap()
 }
 
 fn client_socket() -> AsyncSocket {
-    AsyncSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()
+    AsyncSocket::bind("127.0.0.1:0").unwrap()
 }
 
 /// A service that counts requests in it and waits for `gate` before

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::HANG;
@@ -16,25 +15,18 @@ use homa_transport::Socket;
 
 /// A plain UDP socket that reports each datagram's TOS byte.
 struct RawPeer {
+    reader: std::cell::RefCell<common::TosReader>,
     sock: UdpSocket,
 }
 
 impl RawPeer {
     fn bind(addr: &str) -> RawPeer {
-        let sock = UdpSocket::bind(addr).unwrap();
-        let fd = sock.as_raw_fd();
-        let (level, name) = if sock.local_addr().unwrap().is_ipv6() {
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS)
-        } else {
-            (libc::IPPROTO_IP, libc::IP_RECVTOS)
-        };
-        let one: libc::c_int = 1;
-        // SAFETY: a valid int option on a live socket.
-        let r =
-            unsafe { libc::setsockopt(fd, level, name, (&one as *const libc::c_int).cast(), 4) };
-        assert_eq!(r, 0);
-        sock.set_read_timeout(Some(HANG)).unwrap();
-        RawPeer { sock }
+        let reader = common::TosReader::bind(addr.parse().unwrap());
+        let sock = reader.sock.try_clone().unwrap();
+        RawPeer {
+            reader: std::cell::RefCell::new(reader),
+            sock,
+        }
     }
 
     /// The next datagram: its Homa packet type, source and TOS byte.
@@ -45,70 +37,9 @@ impl RawPeer {
 
     /// [`RawPeer::recv`], with the RPC id the packet names.
     fn recv_repr(&self) -> (PacketType, SocketAddr, u8, u64) {
-        let mut buf = [0u8; 2048];
-        #[repr(C, align(8))]
-        struct Ctrl([u8; 128]);
-        let mut ctrl = Ctrl([0; 128]);
-        // SAFETY: plain data.
-        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: plain data.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
-        hdr.msg_controllen = ctrl.0.len();
-        // SAFETY: every pointer in hdr refers to a live local buffer.
-        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut hdr, 0) };
-        assert!(n > 0, "{}", std::io::Error::last_os_error());
-        let mut tos = None;
-        // SAFETY: the kernel wrote msg_controllen bytes of cmsgs.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(*data),
-                    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
-                        tos = Some(std::ptr::read_unaligned(data.cast::<libc::c_int>()) as u8)
-                    }
-                    _ => {}
-                }
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
-        }
-        let (repr, _) = Repr::parse_with_payload(&buf[..n as usize]).unwrap();
-        let src = match name.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says sockaddr_in.
-                let a: libc::sockaddr_in =
-                    unsafe { std::ptr::read((&name as *const libc::sockaddr_storage).cast()) };
-                SocketAddr::new(
-                    std::net::Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes()).into(),
-                    u16::from_be(a.sin_port),
-                )
-            }
-            _ => {
-                // SAFETY: the family says sockaddr_in6.
-                let a: libc::sockaddr_in6 =
-                    unsafe { std::ptr::read((&name as *const libc::sockaddr_storage).cast()) };
-                SocketAddr::new(
-                    std::net::Ipv6Addr::from(a.sin6_addr.s6_addr).into(),
-                    u16::from_be(a.sin6_port),
-                )
-            }
-        };
-        (
-            repr.body.packet_type(),
-            src,
-            tos.expect("TOS control message"),
-            repr.sender_id,
-        )
+        let (buf, src, tos) = self.reader.borrow_mut().recv();
+        let (repr, _) = Repr::parse_with_payload(&buf).unwrap();
+        (repr.body.packet_type(), src, tos, repr.sender_id)
     }
 
     /// Answers the client's first packet to a new server, a probe for the
@@ -154,7 +85,7 @@ const CONTROL_TOS: u8 = 7 << 5;
 
 fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     let peer = RawPeer::bind(peer_bind);
-    let client = Socket::bind(client_bind.parse().unwrap()).unwrap();
+    let client = Socket::bind(client_bind).unwrap();
     let port = peer.sock.local_addr().unwrap().port();
     let dest = SocketAddr::new(peer_dest.parse().unwrap(), port);
     let client_addr = SocketAddr::new(dest.ip(), client.local_addr().port());

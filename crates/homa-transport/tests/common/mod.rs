@@ -1,6 +1,8 @@
 //! Helpers shared by the loopback tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,7 +31,7 @@ pub fn pattern(len: usize, tag: u64) -> Vec<u8> {
 /// to stop the thread) and the thread.
 pub fn echo_server(addr: &str, mut config: Config) -> (Socket, JoinHandle<u64>) {
     config.server = Some(true);
-    let sock = Socket::bind_with(addr.parse().unwrap(), config).unwrap();
+    let sock = Socket::bind_with(addr, config).unwrap();
     let s = sock.clone();
     let h = std::thread::spawn(move || {
         let mut served = 0;
@@ -63,7 +65,7 @@ pub fn check_echo_sizes(client: &Socket, server: SocketAddr, sizes: &[usize]) {
 pub fn server_socket(addr: &str) -> Socket {
     let mut config = Config::default();
     config.server = Some(true);
-    Socket::bind_with(addr.parse().unwrap(), config).unwrap()
+    Socket::bind_with(addr, config).unwrap()
 }
 
 /// `config` with protocol timers far longer than any scheduling delay a
@@ -93,4 +95,47 @@ pub fn current_thread() -> tokio::runtime::Runtime {
 pub fn free_port(ip: &str) -> SocketAddr {
     let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
     s.local_addr().unwrap()
+}
+
+/// A plain UDP socket that reports each datagram's TOS / traffic-class
+/// byte (`IP_RECVTOS` / `IPV6_RECVTCLASS`), read through the runtime's own
+/// receive path (`homa_sys::udp::recv_batch`).
+pub struct TosReader {
+    pub sock: std::net::UdpSocket,
+    batch: homa_sys::udp::RecvBatch,
+}
+
+impl TosReader {
+    pub fn bind(addr: SocketAddr) -> TosReader {
+        use std::os::fd::AsFd;
+        let sock = std::net::UdpSocket::bind(addr).unwrap();
+        let v6 = sock.local_addr().unwrap().is_ipv6();
+        homa_sys::udp::enable_recv_tos(sock.as_fd(), v6).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        TosReader {
+            sock,
+            batch: homa_sys::udp::RecvBatch::new(1, 1 << 16),
+        }
+    }
+
+    /// The next datagram (waiting up to [`HANG`]): bytes, source, TOS byte.
+    pub fn recv(&mut self) -> (Vec<u8>, SocketAddr, u8) {
+        use std::os::fd::AsFd;
+        loop {
+            let [r] = homa_sys::wait::poll([(self.sock.as_fd(), false)], Some(HANG)).unwrap();
+            assert!(r.readable, "no datagram within {HANG:?}");
+            match homa_sys::udp::recv_batch(self.sock.as_fd(), &mut self.batch, 1) {
+                Ok(0) => continue,
+                Ok(_) => {
+                    let (meta, data) = self.batch.get(0);
+                    return (
+                        data.to_vec(),
+                        meta.src.expect("an IP source"),
+                        meta.tos.expect("TOS control message"),
+                    );
+                }
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
 }

@@ -1,0 +1,637 @@
+//! The UDP socket the way Homa uses it: one unconnected socket talking to
+//! many peers, every send naming its destination, every receive asking
+//! for the source address and control messages.
+//!
+//! * Options: buffer sizes ([`set_buffer`], `SO_RCVBUFFORCE` when
+//!   allowed), the error queue ([`enable_errors`]), arrival TOS bytes
+//!   ([`enable_recv_tos`]), GRO ([`enable_gro`]), destination addresses
+//!   ([`enable_pktinfo`]), the TOS byte of later sends ([`TosOption::set`]).
+//! * Sending: [`send`] is a plain `sendto` when the socket's own TOS
+//!   setting is right and the datagram is single, else a `sendmsg` with a
+//!   TOS / traffic-class and a `UDP_SEGMENT` (GSO) control message;
+//!   [`send_split`] is the fallback without GSO (`sendmmsg`, one datagram
+//!   per segment).
+//! * Receiving: [`recv_batch`] reads one datagram with `recvmsg` or a
+//!   batch with `recvmmsg`, with each datagram's source, GRO segment
+//!   size, TOS byte and (if asked) destination address, into a
+//!   [`RecvBatch`] whose buffers and headers are reused (hand-written on
+//!   `libc`: the receive hot path, see `udp/mmsg.rs` for why not `nix`).
+//! * Errors: [`recv_error`] takes one entry off the error queue (ICMP
+//!   unreachable and local errors, with the destination that caused it).
+//! * Closing: [`refuse_peers`] makes a socket nobody reads any more answer
+//!   every peer with ICMP port unreachable while its descriptor stays
+//!   valid for threads still polling it.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self as ns, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    MultiHeaders, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+};
+
+mod mmsg;
+
+/// Most segments the kernel accepts in one `UDP_SEGMENT` send.
+pub const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Which socket buffer [`set_buffer`] sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffer {
+    /// `SO_RCVBUF`.
+    Receive,
+    /// `SO_SNDBUF`.
+    Send,
+}
+
+/// Sizes a socket buffer: `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` when the
+/// process may exceed the system maximum, else the ordinary option (capped
+/// by `net.core.rmem_max`/`wmem_max`). Returns the size the kernel reports.
+pub fn set_buffer(fd: BorrowedFd<'_>, which: Buffer, bytes: usize) -> io::Result<usize> {
+    // The kernel doubles the value for bookkeeping overhead; ask for half.
+    let value = (bytes / 2).min(i32::MAX as usize / 2);
+    let got = match which {
+        Buffer::Receive => {
+            if ns::setsockopt(&fd, sockopt::RcvBufForce, &value).is_err() {
+                ns::setsockopt(&fd, sockopt::RcvBuf, &value)?;
+            }
+            ns::getsockopt(&fd, sockopt::RcvBuf)?
+        }
+        Buffer::Send => {
+            if ns::setsockopt(&fd, sockopt::SndBufForce, &value).is_err() {
+                ns::setsockopt(&fd, sockopt::SndBuf, &value)?;
+            }
+            ns::getsockopt(&fd, sockopt::SndBuf)?
+        }
+    };
+    Ok(got)
+}
+
+/// Queues ICMP and local errors on the socket's error queue
+/// (`IP_RECVERR`, `IPV6_RECVERR`) instead of failing a later call with
+/// them. On an IPv6 socket the IPv4 option is also set (best effort:
+/// IPv4-mapped traffic of a dual-stack socket reports through it).
+pub fn enable_errors(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        ns::setsockopt(&fd, sockopt::Ipv6RecvErr, &true)?;
+        let _ = ns::setsockopt(&fd, sockopt::Ipv4RecvErr, &true);
+    } else {
+        ns::setsockopt(&fd, sockopt::Ipv4RecvErr, &true)?;
+    }
+    Ok(())
+}
+
+/// Reports each received datagram's TOS / traffic-class byte
+/// (`IP_RECVTOS`, and `IPV6_RECVTCLASS` on an IPv6 socket).
+pub fn enable_recv_tos(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    ns::setsockopt(&fd, sockopt::IpRecvTos, &true)?;
+    if ipv6 {
+        ns::setsockopt(&fd, sockopt::Ipv6RecvTClass, &true)?;
+    }
+    Ok(())
+}
+
+/// Turns GRO on (`UDP_GRO`): a receive may return several datagrams of
+/// one flow coalesced, with their segment size. False if the kernel
+/// refuses.
+pub fn enable_gro(fd: BorrowedFd<'_>) -> bool {
+    ns::setsockopt(&fd, sockopt::UdpGroSegment, &true).is_ok()
+}
+
+/// Reports each datagram's destination address ([`RecvMeta::dst`]):
+/// `IPV6_RECVPKTINFO` on an IPv6 socket (it covers the IPv4 datagrams of a
+/// dual-stack socket too), `IP_PKTINFO` on an IPv4 one.
+pub fn enable_pktinfo(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        ns::setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true)?;
+    } else {
+        ns::setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?;
+    }
+    Ok(())
+}
+
+/// Sets the GSO segment size of every later send of the socket
+/// (`UDP_SEGMENT` as a socket option; [`send`] sets it per call instead).
+pub fn set_gso_segment(fd: BorrowedFd<'_>, size: u16) -> io::Result<()> {
+    ns::setsockopt(&fd, sockopt::UdpGsoSegment, &i32::from(size))?;
+    Ok(())
+}
+
+/// True if the kernel accepts `UDP_SEGMENT` on a socket of this family
+/// (probed on a throw-away socket, since setting the option changes every
+/// later send of that socket).
+pub fn gso_supported(ipv6: bool) -> bool {
+    let family = if ipv6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    match ns::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) {
+        Ok(fd) => set_gso_segment(fd.as_fd(), 1400).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// How to mark a datagram's TOS / traffic-class byte on this socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TosOption {
+    /// `IP_TOS`.
+    Ipv4,
+    /// `IPV6_TCLASS`.
+    Ipv6,
+}
+
+impl TosOption {
+    /// `IP_TOS` for IPv4 destinations (including IPv4-mapped ones on a
+    /// dual-stack socket, which the kernel sends through its IPv4 path),
+    /// `IPV6_TCLASS` for IPv6 destinations.
+    #[inline]
+    pub fn for_destination(dest: &SocketAddr) -> TosOption {
+        match dest {
+            SocketAddr::V4(_) => TosOption::Ipv4,
+            SocketAddr::V6(_) => TosOption::Ipv6,
+        }
+    }
+
+    /// Sets this option on the socket: the TOS / traffic-class byte of
+    /// every later send that carries no control message for it.
+    pub fn set(self, fd: BorrowedFd<'_>, tos: u8) -> io::Result<()> {
+        let v = i32::from(tos);
+        match self {
+            TosOption::Ipv4 => ns::setsockopt(&fd, sockopt::Ipv4Tos, &v)?,
+            TosOption::Ipv6 => ns::setsockopt(&fd, sockopt::Ipv6TClass, &v)?,
+        }
+        Ok(())
+    }
+}
+
+/// A destination encoded for a socket's family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// For an IPv4 socket.
+    V4(SockaddrIn),
+    /// For an IPv6 socket (IPv4 destinations IPv4-mapped).
+    V6(SockaddrIn6),
+}
+
+impl Dest {
+    /// Encodes `addr` for a socket of the given family: an IPv4 address on
+    /// an IPv6 socket becomes IPv4-mapped. `None` for IPv6 on an IPv4
+    /// socket.
+    #[inline]
+    pub fn new(addr: SocketAddr, ipv6_socket: bool) -> Option<Dest> {
+        match (addr, ipv6_socket) {
+            (SocketAddr::V4(a), false) => Some(Dest::V4(SockaddrIn::from(a))),
+            (SocketAddr::V6(_), false) => None,
+            (SocketAddr::V4(a), true) => Some(Dest::V6(SockaddrIn6::from(SocketAddrV6::new(
+                a.ip().to_ipv6_mapped(),
+                a.port(),
+                0,
+                0,
+            )))),
+            (SocketAddr::V6(a), true) => Some(Dest::V6(SockaddrIn6::from(a))),
+        }
+    }
+
+    /// The address, decoded again.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Dest::V4(a) => SocketAddr::V4(SocketAddrV4::from(*a)),
+            Dest::V6(a) => SocketAddr::V6(SocketAddrV6::from(*a)),
+        }
+    }
+}
+
+/// Decodes a kernel socket address; `None` for families other than IP.
+fn decode(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(a) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*a)));
+    }
+    s.as_sockaddr_in6()
+        .map(|a| SocketAddr::V6(SocketAddrV6::from(*a)))
+}
+
+/// Sends `data` to `dest` in one system call: with the TOS byte in a
+/// control message if `tos` is given (else the socket's own setting
+/// applies) and, when `segment` is given, as a GSO batch of
+/// `segment`-byte datagrams. Without control messages this is a plain
+/// `sendto`, which the kernel handles with less work than `sendmsg`.
+pub fn send(
+    fd: BorrowedFd<'_>,
+    dest: &Dest,
+    tos: Option<(TosOption, u8)>,
+    segment: Option<u16>,
+    data: &[u8],
+) -> io::Result<usize> {
+    let raw = fd.as_raw_fd();
+    if tos.is_none() && segment.is_none() {
+        let r = match dest {
+            Dest::V4(a) => ns::sendto(raw, data, a, MsgFlags::empty()),
+            Dest::V6(a) => ns::sendto(raw, data, a, MsgFlags::empty()),
+        };
+        return Ok(r?);
+    }
+    let tos4 = tos.map_or(0, |t| t.1);
+    let tos6 = i32::from(tos4);
+    let seg = segment.unwrap_or(0);
+    let mut cmsgs = [ControlMessage::UdpGsoSegments(&seg); 2];
+    let mut n = 0;
+    if let Some((opt, _)) = tos {
+        cmsgs[n] = match opt {
+            TosOption::Ipv4 => ControlMessage::Ipv4Tos(&tos4),
+            TosOption::Ipv6 => ControlMessage::Ipv6TClass(&tos6),
+        };
+        n += 1;
+    }
+    if segment.is_some() {
+        cmsgs[n] = ControlMessage::UdpGsoSegments(&seg);
+        n += 1;
+    }
+    let iov = [IoSlice::new(data)];
+    let r = match dest {
+        Dest::V4(a) => ns::sendmsg(raw, &iov, &cmsgs[..n], MsgFlags::empty(), Some(a)),
+        Dest::V6(a) => ns::sendmsg(raw, &iov, &cmsgs[..n], MsgFlags::empty(), Some(a)),
+    };
+    Ok(r?)
+}
+
+/// Sends `data`, cut into `segment`-byte datagrams (the last may be
+/// shorter), with one `sendmmsg` per 64 datagrams: the fallback when the
+/// kernel cannot do GSO. Returns the number of datagrams the kernel
+/// accepted (fewer than all when the buffer filled).
+pub fn send_split(
+    fd: BorrowedFd<'_>,
+    dest: &Dest,
+    tos: Option<(TosOption, u8)>,
+    segment: usize,
+    data: &[u8],
+) -> io::Result<usize> {
+    let tos4 = tos.map_or(0, |t| t.1);
+    let tos6 = i32::from(tos4);
+    let cmsg: Vec<ControlMessage<'_>> = match tos {
+        Some((TosOption::Ipv4, _)) => vec![ControlMessage::Ipv4Tos(&tos4)],
+        Some((TosOption::Ipv6, _)) => vec![ControlMessage::Ipv6TClass(&tos6)],
+        None => Vec::new(),
+    };
+    let slices: Vec<[IoSlice<'_>; 1]> = data
+        .chunks(segment.max(1))
+        .map(|c| [IoSlice::new(c)])
+        .collect();
+    let mut sent = 0usize;
+    for group in slices.chunks(MAX_GSO_SEGMENTS) {
+        let r = match dest {
+            Dest::V4(a) => send_group(fd, group, *a, &cmsg),
+            Dest::V6(a) => send_group(fd, group, *a, &cmsg),
+        };
+        match r {
+            Ok(k) => {
+                sent += k;
+                if k < group.len() {
+                    return Ok(sent);
+                }
+            }
+            Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// One `sendmmsg` of `group` to `addr`, every datagram with `cmsgs`.
+fn send_group<S: SockaddrLike + Copy>(
+    fd: BorrowedFd<'_>,
+    group: &[[IoSlice<'_>; 1]],
+    addr: S,
+    cmsgs: &[ControlMessage<'_>],
+) -> io::Result<usize> {
+    // The control buffer must be exactly the messages' size: the kernel
+    // rejects trailing zeroes as a malformed header.
+    let space = if cmsgs.is_empty() {
+        None
+    } else {
+        Some(nix::cmsg_space!(libc::c_int))
+    };
+    let mut headers = MultiHeaders::<S>::preallocate(group.len(), space);
+    let addrs = vec![Some(addr); group.len()];
+    let r = ns::sendmmsg(
+        fd.as_raw_fd(),
+        &mut headers,
+        group,
+        &addrs,
+        cmsgs,
+        MsgFlags::empty(),
+    )?;
+    Ok(r.count())
+}
+
+/// One received datagram of a [`RecvBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes received.
+    pub len: usize,
+    /// Source address, as the kernel reported it.
+    pub src: Option<SocketAddr>,
+    /// With GRO: size of each coalesced datagram (the last may be shorter).
+    pub segment: Option<usize>,
+    /// The IP TOS / traffic-class byte, when the socket asked for it.
+    pub tos: Option<u8>,
+    /// The datagram's destination address, when the socket asked for it
+    /// ([`enable_pktinfo`]).
+    pub dst: Option<IpAddr>,
+    /// The datagram did not fit the buffer.
+    pub truncated: bool,
+}
+
+/// Buffers for receiving up to `n` datagrams (or GRO batches) at once,
+/// reused by every [`recv_batch`].
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+    stride: usize,
+    /// The `recvmsg`/`recvmmsg` headers, set up once (see [`mmsg`]).
+    multi: mmsg::Headers,
+    meta: Vec<RecvMeta>,
+    /// Datagrams the last call asked for.
+    asked: usize,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.capacity)
+            .field("stride", &self.stride)
+            .field("received", &self.meta.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvBatch {
+    /// `n` buffers of `stride` bytes each.
+    pub fn new(n: usize, stride: usize) -> RecvBatch {
+        let n = n.max(1);
+        let mut bufs = vec![0; n * stride];
+        let multi = mmsg::Headers::new(&mut bufs, n, stride);
+        RecvBatch {
+            bufs,
+            stride,
+            multi,
+            meta: Vec::with_capacity(n),
+            asked: n,
+            capacity: n,
+        }
+    }
+
+    /// True if the last [`recv_batch`] returned as many datagrams as it
+    /// asked for (more may be queued).
+    #[inline]
+    pub fn filled(&self) -> bool {
+        self.meta.len() == self.asked
+    }
+
+    /// Most datagrams one call can return.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Datagrams the last [`recv_batch`] returned.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// True if the last [`recv_batch`] returned nothing.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// Received datagram `i` of the last [`recv_batch`]: metadata and bytes.
+    #[inline]
+    pub fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
+        let m = self.meta[i];
+        let at = i * self.stride;
+        (m, &self.bufs[at..at + m.len.min(self.stride)])
+    }
+}
+
+/// Receives up to `max` datagrams (at most the batch's capacity) without
+/// blocking: one `recvmsg` for a single datagram (cheaper than
+/// `recvmmsg`'s loop), else one `recvmmsg`, both into headers set up once
+/// (see the `mmsg` module).
+/// Returns how many arrived: 0 when none is queued (the common case of a
+/// busy-polling thread, so it is not an error).
+#[inline]
+pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
+    let n = batch.capacity.min(max.max(1));
+    batch.asked = n;
+    batch.meta.clear();
+    let raw = fd.as_raw_fd();
+    if n == 1 {
+        let got = batch.multi.recv_one(raw)?;
+        if got == 1 {
+            batch.meta.push(batch.multi.meta(0));
+        }
+        return Ok(got);
+    }
+    let got = batch.multi.recv(raw, n)?;
+    for i in 0..got {
+        batch.meta.push(batch.multi.meta(i));
+    }
+    Ok(got)
+}
+
+/// An error the kernel queued for the socket ([`enable_errors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedError {
+    /// The errno it maps to (`ECONNREFUSED` for port unreachable,
+    /// `EHOSTUNREACH`, `ENETUNREACH`...; 0 for an entry without details).
+    pub errno: i32,
+    /// It came from an ICMP / ICMPv6 message (else from the local stack).
+    pub icmp: bool,
+    /// Destination of the datagram that caused it.
+    pub dest: Option<SocketAddr>,
+}
+
+/// Takes one entry off the socket's error queue; `None` when it is empty.
+pub fn recv_error(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
+    let mut data = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut data)];
+    let mut cmsg = vec![0u8; 512];
+    let m = match ns::recvmsg::<SockaddrStorage>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(m) => m,
+        Err(Errno::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let dest = m.address.as_ref().and_then(decode);
+    // An entry without an extended-error message still left the queue:
+    // report it with errno 0 so the caller keeps draining.
+    let mut found = QueuedError {
+        errno: 0,
+        icmp: false,
+        dest,
+    };
+    if let Ok(cmsgs) = m.cmsgs() {
+        for c in cmsgs {
+            let ee = match c {
+                ControlMessageOwned::Ipv4RecvErr(ee, _) => ee,
+                ControlMessageOwned::Ipv6RecvErr(ee, _) => ee,
+                _ => continue,
+            };
+            found.errno = ee.ee_errno as i32;
+            found.icmp =
+                ee.ee_origin == libc::SO_EE_ORIGIN_ICMP || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Makes a socket that nobody will read again refuse every peer: it is
+/// connected to its own address, so the kernel no longer delivers other
+/// peers' datagrams to it and answers them with ICMP port unreachable
+/// (peers learn at their next packet instead of retrying into a socket
+/// nobody reads). The descriptor stays valid, so threads still polling it
+/// are not left with a number that could be reused for something else.
+pub fn refuse_peers(fd: BorrowedFd<'_>, local: SocketAddr) -> io::Result<()> {
+    let ip = match local.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match SocketAddr::new(ip, local.port()) {
+        SocketAddr::V4(a) => ns::connect(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => ns::connect(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn dest__maps_ipv4_on_ipv6_socket_and_refuses_the_reverse() {
+        let v4: SocketAddr = "10.1.2.3:4000".parse().unwrap();
+        assert_eq!(
+            Dest::new(v4, true).unwrap().addr(),
+            "[::ffff:10.1.2.3]:4000".parse().unwrap()
+        );
+        assert_eq!(Dest::new(v4, false).unwrap().addr(), v4);
+        assert!(Dest::new("[::1]:5".parse().unwrap(), false).is_none());
+    }
+
+    #[test]
+    fn send_and_recv_batch__carry_tos_segment_and_source() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_recv_tos(rx.as_fd(), false).unwrap();
+        let gro = enable_gro(rx.as_fd());
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        // Plain sendto, then a TOS control message, then (if the kernel
+        // can) a GSO batch of three 100-byte datagrams.
+        send(tx.as_fd(), &dest, None, None, b"plain").unwrap();
+        send(
+            tx.as_fd(),
+            &dest,
+            Some((TosOption::Ipv4, 0xa0)),
+            None,
+            b"marked",
+        )
+        .unwrap();
+        let gso = gso_supported(false);
+        if gso {
+            send(tx.as_fd(), &dest, None, Some(100), &[7u8; 300]).unwrap();
+        }
+        let mut batch = RecvBatch::new(4, 1 << 16);
+        let mut seen = Vec::new();
+        while seen.len() < 2 + usize::from(gso) {
+            let n =
+                recv_batch(rx.as_fd(), &mut batch, if seen.is_empty() { 1 } else { 4 }).unwrap();
+            for i in 0..n {
+                let (m, b) = batch.get(i);
+                seen.push((m, b.to_vec()));
+            }
+        }
+        let from = tx.local_addr().unwrap();
+        assert_eq!(seen[0].1, b"plain");
+        assert_eq!(seen[0].0.src, Some(from));
+        assert_eq!(seen[0].0.tos, Some(0));
+        assert_eq!(seen[1].1, b"marked");
+        assert_eq!(seen[1].0.tos, Some(0xa0));
+        if gso {
+            let total: usize = seen[2..].iter().map(|s| s.1.len()).sum();
+            assert_eq!(total, 300);
+            if gro {
+                assert_eq!(seen[2].0.segment, Some(100));
+            }
+        }
+    }
+
+    #[test]
+    fn send_split__sends_one_datagram_per_segment() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let n = send_split(
+            tx.as_fd(),
+            &dest,
+            Some((TosOption::Ipv4, 0x20)),
+            10,
+            &[1u8; 25],
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        let mut buf = [0u8; 64];
+        let lens: Vec<usize> = (0..3).map(|_| rx.recv(&mut buf).unwrap()).collect();
+        assert_eq!(lens, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn recv_error__reports_port_unreachable_with_its_destination() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_errors(sock.as_fd(), false).unwrap();
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = gone.local_addr().unwrap();
+        drop(gone);
+        let dest = Dest::new(to, false).unwrap();
+        send(sock.as_fd(), &dest, None, None, b"anyone?").unwrap();
+        // Loopback queues the ICMP error during the send.
+        let e = recv_error(sock.as_fd())
+            .unwrap()
+            .expect("an error is queued");
+        assert_eq!(e.errno, libc::ECONNREFUSED);
+        assert!(e.icmp);
+        assert_eq!(e.dest, Some(to));
+        assert_eq!(recv_error(sock.as_fd()).unwrap(), None);
+    }
+
+    #[test]
+    fn refuse_peers__peers_get_port_unreachable_and_the_fd_stays_valid() {
+        let closing = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = closing.local_addr().unwrap();
+        refuse_peers(closing.as_fd(), at).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_errors(peer.as_fd(), false).unwrap();
+        send(
+            peer.as_fd(),
+            &Dest::new(at, false).unwrap(),
+            None,
+            None,
+            b"x",
+        )
+        .unwrap();
+        let e = recv_error(peer.as_fd()).unwrap().expect("refused");
+        assert_eq!(e.errno, libc::ECONNREFUSED);
+        // Still a socket: options can be read.
+        assert!(set_buffer(closing.as_fd(), Buffer::Receive, 1 << 16).unwrap() > 0);
+    }
+}

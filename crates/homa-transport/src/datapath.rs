@@ -1,0 +1,677 @@
+//! The datapath: one UDP socket and what moves bytes through it, between
+//! the kernel and a [`homa_proto::Endpoint`]. It owns the socket, the
+//! transmit and receive buffers, the offload state (GSO on or off, the
+//! socket's sticky TOS byte), the capture and the datapath's counters; it
+//! knows nothing of calls, waiters or threads.
+//!
+//! * [`Datapath::receive`] reads one `recvmsg`/`recvmmsg` batch and hands
+//!   every Homa packet of it to [`homa_proto::Endpoint::handle_datagram_at_level`]
+//!   (a GRO batch cut at its segment size).
+//! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit`] into
+//!   the kernel: a multi-packet transmit as one GSO send, falling back to
+//!   one datagram per packet if the kernel refuses GSO; a transmit the
+//!   kernel has no room for waits in `pending` for writability.
+//! * [`Datapath::read_errors`] turns the socket's error queue (ICMP port,
+//!   host and net unreachable) into
+//!   [`homa_proto::Endpoint::handle_unreachable`]; sends the kernel refuses
+//!   for lack of a route do the same.
+//!
+//! The system calls themselves are `homa_sys::udp`'s.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+use homa_proto::{Endpoint, Instant, Unreachable};
+use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption};
+
+use crate::capture::Capture;
+use crate::stats::{Offloads, TransportStats};
+use crate::{Config, Error};
+
+/// Rewrites an address the way the endpoint must see it: IPv4-mapped IPv6
+/// addresses become IPv4 ([`IpAddr::to_canonical`]), and IPv6 flow labels
+/// are dropped (they are not part of a peer's identity).
+pub(crate) fn normalize(addr: SocketAddr) -> SocketAddr {
+    match (addr, addr.ip().to_canonical()) {
+        (SocketAddr::V6(a), IpAddr::V6(ip)) => {
+            SocketAddr::V6(SocketAddrV6::new(ip, a.port(), 0, a.scope_id()))
+        }
+        (a, ip) => SocketAddr::new(ip, a.port()),
+    }
+}
+
+/// Errors a send may report on behalf of an earlier packet (an ICMP error
+/// queued on the socket).
+fn is_icmp_errno(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EPROTO
+                | libc::EMSGSIZE
+        )
+    )
+}
+
+/// What one non-blocking receive found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The socket's queue was empty.
+    Empty,
+    /// Datagrams were processed: this many Homa packets.
+    Packets(usize),
+    /// The kernel reported an error (already noted for the error queue).
+    Error,
+}
+
+/// A destination found unreachable, until the failures it causes are
+/// reported (see [`Datapath::unreachable_network`]).
+#[derive(Debug, Clone, Copy)]
+struct Unreach {
+    dest: SocketAddr,
+    /// No route to its network (`ENETUNREACH`), rather than to the host.
+    network: bool,
+    /// A send found it (the endpoint has not been told yet); else the
+    /// error queue (the endpoint was told at once).
+    from_send: bool,
+}
+
+/// Outcome of handing bytes to the kernel.
+enum SendOutcome {
+    Sent,
+    /// Out of buffer space after this many segments.
+    Blocked(usize),
+    Dropped,
+    /// The kernel has no route to the destination (`ENETUNREACH`,
+    /// `network` true) or cannot reach the host (`EHOSTUNREACH`).
+    Unreachable {
+        network: bool,
+    },
+}
+
+/// One transmit on its way to the kernel.
+struct Outgoing<'a> {
+    /// The destination as the endpoint named it.
+    to: SocketAddr,
+    /// `to` encoded for the socket.
+    dest: &'a Dest,
+    tos: (TosOption, u8),
+    /// GSO segment size of a multi-packet transmit.
+    segment: Option<usize>,
+    data: &'a [u8],
+}
+
+impl Outgoing<'_> {
+    /// Packets in the transmit.
+    fn packets(&self) -> usize {
+        self.segment
+            .map_or(1, |s| self.data.len().div_ceil(s.max(1)))
+    }
+}
+
+/// A transmit the kernel refused for lack of buffer space.
+struct Pending {
+    to: SocketAddr,
+    dest: Dest,
+    tos: (TosOption, u8),
+    segment: Option<usize>,
+    data: Vec<u8>,
+    /// Segments already sent (when sending one datagram per packet).
+    done: usize,
+}
+
+/// The socket and the state of sending on it.
+struct Link {
+    sock: Arc<UdpSocket>,
+    /// GSO in use (switched off if the kernel refuses a GSO send).
+    gso: bool,
+    /// The kernel returned a socket error on send or receive: the error
+    /// queue must be read.
+    errors_pending: bool,
+    sticky: StickyTos,
+    capture: Option<Capture>,
+    stats: TransportStats,
+}
+
+/// The datapath of one socket: see the module documentation.
+pub(crate) struct Datapath {
+    link: Link,
+    ipv6: bool,
+    /// The endpoint writes each transmit here.
+    tx: Vec<u8>,
+    pending: Option<Pending>,
+    rx: RecvBatch,
+    /// Consecutive turns whose first receive found data (see
+    /// `engine::Shared::turn`).
+    pub(crate) rx_streak: u32,
+    unreachable: Vec<Unreach>,
+}
+
+impl Datapath {
+    /// Binds the UDP socket and configures it: non-blocking, buffers, the
+    /// error queue, arrival TOS bytes, offload probes, the capture.
+    pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(Datapath, Offloads), Error> {
+        let sock = UdpSocket::bind(addr)?;
+        sock.set_nonblocking(true)?;
+        let fd = sock.as_fd();
+        let local = sock.local_addr()?;
+        let ipv6 = local.is_ipv6();
+        let recv_buffer = udp::set_buffer(fd, Buffer::Receive, config.recv_buffer)?;
+        let send_buffer = udp::set_buffer(fd, Buffer::Send, config.send_buffer)?;
+        udp::enable_errors(fd, ipv6)?;
+        // The arrival priority lets the endpoint recover losses early.
+        let _ = udp::enable_recv_tos(fd, ipv6);
+        let gso = config.gso && udp::gso_supported(ipv6);
+        let gro = config.gro && udp::enable_gro(fd);
+        let stride = if gro {
+            1 << 16
+        } else {
+            (config.proto.mtu as usize).max(2048)
+        };
+        let capture = match &config.capture {
+            Some(path) => {
+                let c = Capture::create(path, local)?;
+                if c.needs_pktinfo() {
+                    udp::enable_pktinfo(fd, ipv6)?;
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        let offloads = Offloads {
+            gso,
+            gro,
+            recv_buffer,
+            send_buffer,
+        };
+        let dp = Datapath {
+            link: Link {
+                sock: Arc::new(sock),
+                gso,
+                errors_pending: false,
+                sticky: StickyTos::default(),
+                capture,
+                stats: TransportStats::default(),
+            },
+            ipv6,
+            tx: Vec::with_capacity(1 << 16),
+            pending: None,
+            rx: RecvBatch::new(config.recv_batch, stride),
+            rx_streak: 0,
+            unreachable: Vec::new(),
+        };
+        Ok((dp, offloads))
+    }
+
+    /// The socket (for waiting on it outside the state's lock).
+    #[inline]
+    pub(crate) fn socket(&self) -> &Arc<UdpSocket> {
+        &self.link.sock
+    }
+
+    /// True for an IPv6 (possibly dual-stack) socket.
+    #[inline]
+    pub(crate) fn ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// GSO in use now (it may have been switched off since opening).
+    #[inline]
+    pub(crate) fn gso(&self) -> bool {
+        self.link.gso
+    }
+
+    /// The datapath's counters, with the TOS changes `StickyTos` counts.
+    pub(crate) fn stats(&self) -> TransportStats {
+        TransportStats {
+            tos_changes: self.link.sticky.changes,
+            ..self.link.stats.clone()
+        }
+    }
+
+    /// The counters, to count what the engine decides (dropped requests,
+    /// send-cap waits).
+    #[inline]
+    pub(crate) fn stats_mut(&mut self) -> &mut TransportStats {
+        &mut self.link.stats
+    }
+
+    /// True while a transmit waits for buffer space.
+    #[inline]
+    pub(crate) fn wants_write(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// True if the error queue must be read.
+    #[inline]
+    pub(crate) fn errors_pending(&self) -> bool {
+        self.link.errors_pending
+    }
+
+    /// A poll reported an error on the socket: read the error queue.
+    #[inline]
+    pub(crate) fn note_error(&mut self) {
+        self.link.errors_pending = true;
+    }
+
+    /// True if the last receive filled its batch (more may be queued).
+    #[inline]
+    pub(crate) fn batch_filled(&self) -> bool {
+        self.rx.filled()
+    }
+
+    /// Most datagrams one receive can return.
+    #[inline]
+    pub(crate) fn batch_capacity(&self) -> usize {
+        self.rx.capacity()
+    }
+
+    /// Reads one batch of up to `max` datagrams and feeds every Homa
+    /// packet in it to the endpoint.
+    #[inline]
+    pub(crate) fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> Received {
+        match udp::recv_batch(self.link.sock.as_fd(), &mut self.rx, max) {
+            Ok(0) => Received::Empty,
+            Ok(n) => self.deliver(ep, now, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Packets(0),
+            Err(_) => {
+                // A pending socket error (ICMP) surfaced through recv: the
+                // details are on the error queue.
+                self.link.errors_pending = true;
+                Received::Error
+            }
+        }
+    }
+
+    /// Feeds the `n` datagrams just received to the endpoint.
+    fn deliver(&mut self, ep: &mut Endpoint, now: Instant, n: usize) -> Received {
+        let Datapath { link, rx, .. } = self;
+        {
+            {
+                let stats = &mut link.stats;
+                stats.recv_calls += 1;
+                let mut packets = 0;
+                for i in 0..n {
+                    let (meta, data) = rx.get(i);
+                    let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
+                        stats.bad_datagrams += 1;
+                        continue;
+                    };
+                    if let Some(c) = &mut link.capture {
+                        c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
+                    }
+                    let level = meta.tos.and_then(|t| ep.level_of_tos(t));
+                    let before = packets;
+                    match meta.segment {
+                        Some(seg) if seg < data.len() => {
+                            stats.gro_batches += 1;
+                            for chunk in data.chunks(seg) {
+                                ep.handle_datagram_at_level(now, src, level, chunk);
+                                packets += 1;
+                            }
+                        }
+                        _ => {
+                            ep.handle_datagram_at_level(now, src, level, data);
+                            packets += 1;
+                        }
+                    }
+                    if level.is_some() {
+                        stats.packets_with_level += (packets - before) as u64;
+                    }
+                }
+                stats.packets_received += packets as u64;
+                Received::Packets(packets)
+            }
+        }
+    }
+
+    /// Drains the endpoint's transmit queue into the kernel, stopping when
+    /// the kernel runs out of buffer space (the rest waits for
+    /// writability).
+    pub(crate) fn flush(&mut self, ep: &mut Endpoint, now: Instant) {
+        if let Some(p) = self.pending.take() {
+            let out = Outgoing {
+                to: p.to,
+                dest: &p.dest,
+                tos: p.tos,
+                segment: p.segment,
+                data: &p.data,
+            };
+            match self.link.send(&out, p.done) {
+                SendOutcome::Blocked(done) => {
+                    self.pending = Some(Pending { done, ..p });
+                    return;
+                }
+                SendOutcome::Unreachable { network } => self.note_unreachable(p.to, network),
+                SendOutcome::Sent | SendOutcome::Dropped => {}
+            }
+        }
+        loop {
+            if ep.transmit_idle(now) {
+                break;
+            }
+            let Some(t) = ep.poll_transmit(now, &mut self.tx) else {
+                break;
+            };
+            let Some(dest) = Dest::new(t.destination, self.ipv6) else {
+                self.link.stats.send_errors += t.segments() as u64;
+                continue;
+            };
+            let out = Outgoing {
+                to: t.destination,
+                dest: &dest,
+                tos: (TosOption::for_destination(&t.destination), t.tos),
+                segment: t.segment_size,
+                data: &self.tx[..t.size],
+            };
+            match self.link.send(&out, 0) {
+                SendOutcome::Sent | SendOutcome::Dropped => {}
+                SendOutcome::Unreachable { network } => {
+                    self.note_unreachable(t.destination, network);
+                }
+                SendOutcome::Blocked(done) => {
+                    self.pending = Some(Pending {
+                        to: out.to,
+                        dest,
+                        tos: out.tos,
+                        segment: out.segment,
+                        data: out.data.to_vec(),
+                        done,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn note_unreachable(&mut self, dest: SocketAddr, network: bool) {
+        self.unreachable.push(Unreach {
+            dest,
+            network,
+            from_send: true,
+        });
+    }
+
+    /// Reads the socket's error queue: ICMP port / host / net unreachable
+    /// become [`Endpoint::handle_unreachable`] for the original
+    /// destination.
+    pub(crate) fn read_errors(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.link.errors_pending = false;
+        // Bounded: the kernel caps the error queue by the receive buffer,
+        // and we stop after a generous number of entries per call.
+        for _ in 0..1024 {
+            let e = match udp::recv_error(self.link.sock.as_fd()) {
+                Ok(Some(e)) => e,
+                Ok(None) | Err(_) => break,
+            };
+            self.link.stats.queued_errors += 1;
+            if !e.icmp {
+                continue;
+            }
+            let kind = match e.errno {
+                libc::ECONNREFUSED => Unreachable::Port,
+                libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN => Unreachable::Host,
+                _ => continue,
+            };
+            if let Some(dest) = e.dest {
+                let dest = normalize(dest);
+                if kind == Unreachable::Host {
+                    // Remembered until the failures are reported, to tell
+                    // "no route to the network" from "host down".
+                    self.unreachable.push(Unreach {
+                        dest,
+                        network: e.errno == libc::ENETUNREACH,
+                        from_send: false,
+                    });
+                }
+                ep.handle_unreachable(now, dest, kind);
+            }
+        }
+    }
+
+    /// Tells the endpoint about destinations sends found unreachable (it
+    /// fails their RPCs).
+    #[inline]
+    pub(crate) fn fail_unreachable(&mut self, ep: &mut Endpoint, now: Instant) {
+        for u in &self.unreachable {
+            if u.from_send {
+                ep.handle_unreachable(now, normalize(u.dest), Unreachable::Host);
+            }
+        }
+    }
+
+    /// True if `dest`'s network was found to have no route since the last
+    /// [`Datapath::forget_unreachable`]: a failure the endpoint reports as
+    /// "host unreachable" is the network's.
+    #[inline]
+    pub(crate) fn unreachable_network(&self, dest: SocketAddr) -> bool {
+        self.unreachable
+            .iter()
+            .any(|u| u.network && u.dest.ip() == dest.ip())
+    }
+
+    /// The failures of this output pass have been reported.
+    #[inline]
+    pub(crate) fn forget_unreachable(&mut self) {
+        self.unreachable.clear();
+    }
+
+    /// The socket is closing: waiting transmits are dropped, the capture
+    /// is completed, and peers are refused from now on (ICMP port
+    /// unreachable at their next packet) although the descriptor stays
+    /// open for whoever still polls it.
+    pub(crate) fn close(&mut self, local: SocketAddr) {
+        self.pending = None;
+        if let Some(mut c) = self.link.capture.take() {
+            c.finish(&mut self.link.stats);
+        }
+        let _ = udp::refuse_peers(self.link.sock.as_fd(), local);
+    }
+}
+
+impl Link {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Sends one transmit (from segment `done` on) and records it in the
+    /// capture.
+    fn send(&mut self, out: &Outgoing<'_>, done: usize) -> SendOutcome {
+        let outcome = self.send_raw(out, done);
+        if let Some(c) = &mut self.capture {
+            let sent = match outcome {
+                SendOutcome::Sent => out.packets(),
+                SendOutcome::Blocked(k) => k,
+                SendOutcome::Dropped | SendOutcome::Unreachable { .. } => done,
+            };
+            c.sent(
+                &mut self.stats,
+                out.to,
+                out.tos.1,
+                (out.data, out.segment),
+                done..sent,
+            );
+        }
+        outcome
+    }
+
+    /// Sends one transmit without the capture. A pending socket error that
+    /// fails the send is noted for the error queue and the send retried
+    /// once.
+    ///
+    /// The TOS byte is set on the socket (`IP_TOS` / `IPV6_TCLASS`) when it
+    /// differs from the last one set, and the send then carries no TOS
+    /// control message: small RPCs send every packet at the same level, and
+    /// a control message makes the kernel parse it on every send (and, on
+    /// a connected socket, would also cost the cached route). All sends
+    /// happen under the state lock, so the setting cannot change between
+    /// the `setsockopt` and the send. If the kernel refuses the option,
+    /// sends carry the control message as before.
+    fn send_raw(&mut self, out: &Outgoing<'_>, done: usize) -> SendOutcome {
+        let tos = self.sticky.prepare(self.sock.as_fd(), out.tos);
+        let data = out.data;
+        let mut retried = false;
+        loop {
+            let multi = out.segment.filter(|&s| data.len() > s);
+            let r = match multi {
+                Some(seg) if self.gso && done == 0 => {
+                    match udp::send(self.fd(), out.dest, tos, Some(seg as u16), data) {
+                        Ok(_) => {
+                            self.stats.send_calls += 1;
+                            self.stats.gso_sends += 1;
+                            self.stats.packets_sent += data.len().div_ceil(seg) as u64;
+                            return SendOutcome::Sent;
+                        }
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                            // The kernel (or the route's device) cannot do
+                            // GSO: fall back to one datagram per packet.
+                            self.gso = false;
+                            self.stats.gso_fallbacks += 1;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(seg) => {
+                    let total = data.len().div_ceil(seg);
+                    match udp::send_split(self.fd(), out.dest, tos, seg, &data[done * seg..]) {
+                        Ok(k) => {
+                            self.stats.send_calls += 1;
+                            self.stats.packets_sent += k as u64;
+                            if done + k < total {
+                                self.stats.send_blocked += 1;
+                                return SendOutcome::Blocked(done + k);
+                            }
+                            return SendOutcome::Sent;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => udp::send(self.fd(), out.dest, tos, None, data).map(|_| {
+                    self.stats.send_calls += 1;
+                    self.stats.packets_sent += 1;
+                }),
+            };
+            let e = match r {
+                Ok(()) => return SendOutcome::Sent,
+                Err(e) => e,
+            };
+            match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.stats.send_blocked += 1;
+                    return SendOutcome::Blocked(done);
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.stats.send_blocked += 1;
+                    return SendOutcome::Blocked(done);
+                }
+                _ if is_icmp_errno(&e) && !retried => {
+                    // The send reported (and cleared) an error queued by an
+                    // earlier packet; this packet was not sent.
+                    retried = true;
+                    self.errors_pending = true;
+                    continue;
+                }
+                _ if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+                ) =>
+                {
+                    // Refused twice: this packet's own route failed (no
+                    // route to the network, or an unreachable route).
+                    self.stats.send_errors += 1;
+                    return SendOutcome::Unreachable {
+                        network: e.raw_os_error() == Some(libc::ENETUNREACH),
+                    };
+                }
+                _ => {
+                    self.stats.send_errors += 1;
+                    return SendOutcome::Dropped;
+                }
+            }
+        }
+    }
+}
+
+/// The TOS / traffic-class byte last set on the socket with `setsockopt`,
+/// for IPv4 (`IP_TOS`, also IPv4-mapped destinations of a dual-stack
+/// socket) and IPv6 (`IPV6_TCLASS`): the runtime's TOS policy.
+#[derive(Debug, Default)]
+struct StickyTos {
+    set: [Option<u8>; 2],
+    /// `setsockopt` failed once: every send carries a control message.
+    refused: bool,
+    /// `setsockopt` calls made.
+    changes: u64,
+}
+
+impl StickyTos {
+    /// Makes the socket's own setting `tos.1` if it can: returns the
+    /// control message a send still needs (`None` when the socket's
+    /// setting is right).
+    fn prepare(&mut self, fd: BorrowedFd<'_>, tos: (TosOption, u8)) -> Option<(TosOption, u8)> {
+        if self.refused {
+            return Some(tos);
+        }
+        let slot = &mut self.set[usize::from(tos.0 != TosOption::Ipv4)];
+        if *slot == Some(tos.1) {
+            return None;
+        }
+        self.changes += 1;
+        match tos.0.set(fd, tos.1) {
+            Ok(()) => {
+                *slot = Some(tos.1);
+                None
+            }
+            Err(_) => {
+                self.refused = true;
+                Some(tos)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize__unmaps_ipv4_and_drops_flow_label() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        assert_eq!(normalize(mapped), "127.0.0.1:80".parse().unwrap());
+        let v6 = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 77, 3));
+        assert_eq!(
+            normalize(v6),
+            SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 0, 3))
+        );
+        let v4: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        assert_eq!(normalize(v4), v4);
+    }
+
+    #[test]
+    fn sticky_tos__sets_the_option_once_per_level_and_family() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut s = StickyTos::default();
+        assert_eq!(s.prepare(sock.as_fd(), (TosOption::Ipv4, 0xc0)), None);
+        assert_eq!(s.prepare(sock.as_fd(), (TosOption::Ipv4, 0xc0)), None);
+        assert_eq!(s.changes, 1);
+        assert_eq!(s.prepare(sock.as_fd(), (TosOption::Ipv4, 0x20)), None);
+        assert_eq!(s.changes, 2);
+        // IPV6_TCLASS on an IPv4 socket is refused: control messages from
+        // now on.
+        let t = (TosOption::Ipv6, 0x40);
+        assert_eq!(s.prepare(sock.as_fd(), t), Some(t));
+        assert_eq!(
+            s.prepare(sock.as_fd(), (TosOption::Ipv4, 0xc0)),
+            Some((TosOption::Ipv4, 0xc0))
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! What the API accepts as a message body ([`IntoMessage`]) and as an
+//! address (anything [`ToSocketAddrs`], host names included).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use bytes::Bytes;
+
+use crate::Error;
+
+/// A request or response body. Owned bytes ([`Bytes`], `Vec<u8>`,
+/// `String`, `Box<[u8]>`) are taken without a copy; borrowed ones (`&[u8]`,
+/// `&str`, `&[u8; N]`, `&Vec<u8>`, `&Bytes`) are copied (a `&Bytes` only
+/// shares its buffer), so a call never needs `'static` data.
+///
+/// ```no_run
+/// # fn demo(socket: &homa_transport::Socket) -> Result<(), homa_transport::Error> {
+/// let dest = "127.0.0.1:4000";
+/// let local = [1u8, 2, 3];
+/// socket.call(dest, &local[..])?;            // copied
+/// socket.call(dest, b"ping")?;               // copied
+/// socket.call(dest, vec![0u8; 1 << 20])?;    // moved, no copy
+/// socket.call(dest, "text")?;                // copied
+/// # Ok(())
+/// # }
+/// ```
+pub trait IntoMessage {
+    /// The body as [`Bytes`].
+    fn into_message(self) -> Bytes;
+}
+
+impl IntoMessage for Bytes {
+    fn into_message(self) -> Bytes {
+        self
+    }
+}
+
+impl IntoMessage for &Bytes {
+    fn into_message(self) -> Bytes {
+        self.clone()
+    }
+}
+
+impl IntoMessage for Vec<u8> {
+    fn into_message(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoMessage for &Vec<u8> {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl IntoMessage for Box<[u8]> {
+    fn into_message(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoMessage for String {
+    fn into_message(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoMessage for &String {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl IntoMessage for &str {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl IntoMessage for &[u8] {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl<const N: usize> IntoMessage for &[u8; N] {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl<const N: usize> IntoMessage for [u8; N] {
+    fn into_message(self) -> Bytes {
+        Bytes::copy_from_slice(&self)
+    }
+}
+
+/// Resolves `addr` to one address a socket of the given family can reach:
+/// the first of that family, else the first at all (an IPv6 socket reaches
+/// IPv4 addresses through IPv4-mapping). A `SocketAddr` costs nothing; a
+/// host name is looked up on every call (resolve it once for hot paths).
+pub(crate) fn resolve(addr: impl ToSocketAddrs, ipv6: bool) -> Result<SocketAddr, Error> {
+    let mut first = None;
+    for a in addr.to_socket_addrs()? {
+        if a.is_ipv6() == ipv6 {
+            return Ok(a);
+        }
+        first.get_or_insert(a);
+    }
+    first.ok_or_else(|| {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolved to nothing",
+        ))
+    })
+}
+
+/// Runs `open` on each address `addr` resolves to until one succeeds
+/// (as `std::net::UdpSocket::bind` does); the last error otherwise.
+pub(crate) fn bind_any<T>(
+    addr: impl ToSocketAddrs,
+    mut open: impl FnMut(SocketAddr) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match open(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolved to nothing",
+        ))
+    }))
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_message__owned_bodies_keep_their_buffer() {
+        let v = vec![7u8; 100];
+        let p = v.as_ptr();
+        assert_eq!(v.into_message().as_ptr(), p);
+        let b = Bytes::from_static(b"static");
+        assert_eq!((&b).into_message().as_ptr(), b.as_ptr());
+    }
+
+    #[test]
+    fn into_message__borrowed_bodies_are_copied() {
+        let local = [1u8, 2, 3];
+        assert_eq!(&local[..].into_message()[..], &local[..]);
+        assert_eq!(&(&local).into_message()[..], &local[..]);
+        assert_eq!(&"hi".into_message()[..], b"hi");
+        assert_eq!(&local.into_message()[..], &local[..]);
+    }
+
+    #[test]
+    fn resolve__prefers_the_socket_family() {
+        let both = [
+            "[::1]:9".parse::<SocketAddr>().unwrap(),
+            "127.0.0.1:9".parse().unwrap(),
+        ];
+        assert_eq!(resolve(&both[..], false).unwrap(), both[1]);
+        assert_eq!(resolve(&both[..], true).unwrap(), both[0]);
+        assert_eq!(resolve("127.0.0.1:9", true).unwrap(), both[1]);
+        assert!(resolve(&[][..] as &[SocketAddr], false).is_err());
+        assert_eq!(resolve("localhost:9", false).unwrap().port(), 9);
+    }
+}

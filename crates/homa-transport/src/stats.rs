@@ -1,0 +1,107 @@
+//! What a socket reports about itself: the offloads in use, the
+//! datapath's counters, and the snapshots that combine them with the
+//! protocol's ([`Stats`], [`Metrics`]).
+
+use std::net::SocketAddr;
+
+/// What the socket learned about the kernel when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Offloads {
+    /// Multi-packet transmits go out as one GSO send (`UDP_SEGMENT`). May
+    /// turn false later if the kernel refuses a GSO send.
+    pub gso: bool,
+    /// The socket receives GRO batches (`UDP_GRO`).
+    pub gro: bool,
+    /// Receive buffer size the kernel granted (bytes, as `SO_RCVBUF` reports).
+    pub recv_buffer: usize,
+    /// Send buffer size the kernel granted.
+    pub send_buffer: usize,
+}
+
+/// Counters of the datapath. All cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// `sendmsg`/`sendmmsg` calls that succeeded.
+    pub send_calls: u64,
+    /// Homa packets handed to the kernel.
+    pub packets_sent: u64,
+    /// Sends that carried several packets as one GSO batch.
+    pub gso_sends: u64,
+    /// Sends refused for lack of buffer space (retried when writable).
+    pub send_blocked: u64,
+    /// Packets dropped because the kernel refused them for another reason.
+    pub send_errors: u64,
+    /// Times GSO was switched off because the kernel refused a GSO send.
+    pub gso_fallbacks: u64,
+    /// `recvmmsg` calls that returned datagrams.
+    pub recv_calls: u64,
+    /// Homa packets handed to the endpoint.
+    pub packets_received: u64,
+    /// Received buffers that held more than one packet (GRO).
+    pub gro_batches: u64,
+    /// Homa packets whose arrival priority level was read from the TOS /
+    /// traffic-class byte and given to the endpoint.
+    pub packets_with_level: u64,
+    /// Datagrams dropped: truncated or from a non-IP source.
+    pub bad_datagrams: u64,
+    /// Errors read from the socket error queue (ICMP and local).
+    pub queued_errors: u64,
+    /// Requests dropped because `max_queued_requests` were waiting (their
+    /// clients eventually see a timeout).
+    pub requests_dropped: u64,
+    /// Sends that had to wait for room under the protocol's send cap.
+    pub send_cap_waits: u64,
+    /// Times the socket's TOS / traffic-class setting was changed for a
+    /// send at another priority level (see the performance notes).
+    pub tos_changes: u64,
+    /// Packets written to the capture file ([`crate::Config::capture`]).
+    pub packets_captured: u64,
+    /// Capture write errors (the first one ends the capture).
+    pub capture_errors: u64,
+}
+
+/// Everything a socket counts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The datapath's counters.
+    pub transport: TransportStats,
+    /// The protocol engine's counters.
+    pub proto: homa_proto::Stats,
+}
+
+/// A snapshot of a socket for monitoring, like the kernel module's
+/// `homa_metrics`: the protocol's counters and gauges (packets and bytes
+/// per type sent and received, resends, timeouts, grants, throttled time,
+/// RPCs and peers alive, message-size histograms; see
+/// [`homa_proto::stats::Metrics`]) plus the datapath's counters and the
+/// runtime's own gauges. Serializable with serde, e.g. as JSON:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let socket = homa_transport::Socket::bind("127.0.0.1:4000")?;
+/// let m = socket.metrics();
+/// println!("{} requests delivered", m.proto.stats.requests_delivered);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The socket's address.
+    pub local_addr: SocketAddr,
+    /// Offloads in use.
+    pub offloads: Offloads,
+    /// The datapath's counters.
+    pub transport: TransportStats,
+    /// The protocol engine's counters and gauges.
+    pub proto: homa_proto::stats::Metrics,
+    /// Client calls started whose result the application has not taken.
+    pub calls_outstanding: usize,
+    /// Delivered requests waiting for the application.
+    pub requests_queued: usize,
+    /// Transmits waiting for socket buffer space (0 or 1).
+    pub sends_waiting: usize,
+}
