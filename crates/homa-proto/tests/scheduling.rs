@@ -323,7 +323,11 @@ fn homa_first_contact__uses_own_cutoffs() {
     let now = Instant::ZERO;
     let mut buf = Vec::new();
     let mut level = |ep: &mut Endpoint, peer: &str, len: usize| {
-        ep.send_request(now, port, peer.parse().unwrap(), Bytes::from(vec![0; len]))
+        let peer: SocketAddr = peer.parse().unwrap();
+        // Acquainted with the server's incarnation, so the first transmit is
+        // the request's DATA, not the first-contact probe.
+        ep.assume_incarnation(now, peer, 1);
+        ep.send_request(now, port, peer, Bytes::from(vec![0; len]))
             .unwrap();
         let t = ep.poll_transmit(now, &mut buf).unwrap();
         t.priority
