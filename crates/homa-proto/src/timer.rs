@@ -407,6 +407,9 @@ impl Endpoint {
                 }
             }
         }
+        let (resend_after, resend_interval) =
+            (self.config.resend_after, self.config.resend_interval);
+        let probe = self.probe_interval();
         let rpc = &mut self.rpcs[key];
         // Back off while the peer stays silent or only says BUSY: 1, 2, 4,
         // ... 16 intervals between RESENDs (a descheduled user-space peer
@@ -414,23 +417,31 @@ impl Endpoint {
         if rpc.last_request.is_some_and(|t| rpc.last_heard > t) && !rpc.busy {
             rpc.resend_backoff = 0;
         }
-        let probe = self.probe_interval();
-        let (after, interval) = match wait {
-            Wait::Granted => (self.config.resend_after, self.config.resend_interval),
+        // A probe that went unanswered is retried sooner, so that a lossy
+        // path still gets several tries per `timeout` before the peer is
+        // declared dead (at 20% loss each way a probe round trip fails 36%
+        // of the time); an answered one (BUSY) waits the full interval.
+        let unanswered = rpc.last_request.is_some_and(|t| rpc.last_heard < t);
+        let probe_gap = if unanswered {
+            (probe / 4).max(resend_after)
+        } else {
+            probe
+        };
+        let backed_off =
+            |interval: Duration| (interval * (1u32 << rpc.resend_backoff.min(4))).min(probe);
+        let (after, gap) = match wait {
+            Wait::Granted => (resend_after, backed_off(resend_interval)),
             // The server has the request (it granted some, or said BUSY):
             // it recovers what it misses itself.
-            Wait::Response if self.rpcs[key].peer_knows => (probe, probe),
+            Wait::Response if rpc.peer_knows => (probe, probe_gap),
             // A lost request or response, or a lost probe.
-            Wait::Response | Wait::Incarnation => {
-                (self.config.resend_after, self.config.resend_interval)
-            }
+            Wait::Response | Wait::Incarnation => (resend_after, backed_off(resend_interval)),
             // The server has the request (it holds back its grants), or we
             // hold the peer's message: only liveness is in question.
-            Wait::Grants | Wait::Held => (probe, probe),
+            Wait::Grants | Wait::Held => (probe, probe_gap),
             Wait::Nothing => unreachable!(),
         };
         let rpc = &mut self.rpcs[key];
-        let gap = (interval * (1u32 << rpc.resend_backoff.min(4))).min(probe.max(after));
         let due = rpc
             .last_request
             .is_none_or(|t| now.saturating_duration_since(t) >= gap);

@@ -104,9 +104,7 @@ fn random_loss__1_5_20_percent_many_seeds() {
                 .sum::<u64>();
             fails += out.failed.len();
         }
-        if p <= 0.05 {
-            assert_eq!(fails, 0, "loss {p}: no rpc should time out");
-        }
+        assert_eq!(fails, 0, "loss {p}: no rpc should time out");
         // Retransmissions stay proportional to losses: no storms.
         assert!(
             retx <= 3 * data_dropped + 50,
@@ -119,6 +117,32 @@ fn random_loss__1_5_20_percent_many_seeds() {
     }
     for line in report {
         eprintln!("{line}");
+    }
+}
+
+/// The real-network 20% loss run (homa-transport's netns_reliability)
+/// in the deterministic harness: 2000 RPCs up to 200 KB, 32 outstanding,
+/// from one client. Before unanswered probes were retried sooner, 7-11 of
+/// each 2000 timed out: a client waiting for grants or a response probes
+/// only every `timeout / 5`, and 36% of probe round trips fail at 20% loss.
+#[test]
+fn random_loss_20_percent__probes_retried_until_answered() {
+    let config = Config::default();
+    for seed in 0..2u64 {
+        let mut net = network(77 + seed, 2, &config);
+        lossy(&mut net, 0.2);
+        let mut rng = Rng::new(seed);
+        let plan: Vec<Planned> = (0..2000)
+            .map(|i| Planned {
+                client: 0,
+                server: 1,
+                len: (10f64.powf(rng.next_f64() * 5.3) as usize).max(1),
+                tag: i,
+            })
+            .collect();
+        let out = run_workload(&mut net, &plan, 32, Limits::default());
+        check(&mut net, &out, plan.len(), &config);
+        assert_eq!(out.failed.len(), 0, "seed {seed}: no rpc may time out");
     }
 }
 
