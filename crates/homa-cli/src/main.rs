@@ -20,12 +20,19 @@
 //! [`sim`] (`homa sim`'s estimate and confirmation), [`progress`]
 //! (progress bar).
 
+#![warn(unreachable_pub)]
+
 mod args;
+// bench, compare and pin belong to the performance work; their `pub`
+// items become `pub(crate)` there.
+#[allow(unreachable_pub)]
 mod bench;
 mod client;
+#[allow(unreachable_pub)]
 mod compare;
 mod header;
 mod loadgen;
+#[allow(unreachable_pub)]
 mod pin;
 mod plot;
 mod progress;

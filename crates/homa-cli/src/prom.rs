@@ -86,7 +86,7 @@ fn l(pairs: &[(&str, String)]) -> Labels {
 }
 
 /// The text exposition of every server in `servers`.
-pub fn render(servers: &[Arc<crate::server::Shared>]) -> String {
+pub(crate) fn render(servers: &[Arc<crate::server::Shared>]) -> String {
     let mut f = Families::new();
     for s in servers {
         let proto = s.protocol_name().to_string();
@@ -236,7 +236,10 @@ fn proto_counters(f: &mut Families, sock: &Labels, st: &homa_proto::Stats) {
 
 /// Serves `text()` at `addr` on a thread of its own; returns the address
 /// bound (port 0 picks one).
-pub fn spawn(addr: SocketAddr, text: impl Fn() -> String + Send + 'static) -> Result<SocketAddr> {
+pub(crate) fn spawn(
+    addr: SocketAddr,
+    text: impl Fn() -> String + Send + 'static,
+) -> Result<SocketAddr> {
     let server =
         tiny_http::Server::http(addr).map_err(|e| anyhow!("--metrics-listen {addr}: {e}"))?;
     let bound = server

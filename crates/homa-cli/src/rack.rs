@@ -47,46 +47,17 @@
 //!
 //! Homa's defaults (the kernel's) are sized for 25 Gbit/s NICs. The rack
 //! passes its rate as `link_mbps` and stretches the time constants that
-//! only make sense in bytes of link time:
+//! only make sense in link time: the pacer's backlog, the
+//! RESEND silence and the NEED_ACK delay.
 //!
-//! * **Pacer backlog** (`--nic-backlog-us`): 64 KB at the port rate, at most
-//!   512 µs. The protocol's 5 µs is less than one packet at 1 Gbit/s: the
-//!   pacer would need a timer wake-up per packet (~20 µs of CPU each here)
-//!   and capped a single sender at ~0.1 Gbit/s. A paced batch leaves as one
-//!   GSO super-packet, and htb shapes super-packets whole, so the batch is
-//!   also the longest a higher-priority packet waits behind it at the
-//!   switch (hence the 512 µs cap at low rates).
-//! * **RESEND silence** (`--resend-ms`): 5 ms scaled by 25 Gbit/s over the
-//!   port rate (125 ms at 1 Gbit/s). With 5 ms, long messages that SRPT
-//!   legitimately holds back at 1 Gbit/s drew RESEND storms (35 000
-//!   RESENDs per client in 7 s, responses retransmitted while the
-//!   originals were still queued).
-//! * **NEED_ACK delay** (`--need-ack-ms`): 2 ms scaled the same way, at most
-//!   50 ms. With 2 ms, switch queueing delayed the client's piggybacked
-//!   acknowledgement past the deadline and almost every RPC cost an extra
-//!   NEED_ACK and ACK (17 000 each per server in a W2 run), halving the RPC
-//!   rate the machine could sustain.
+//! `--probe` first measures how close htb comes to strict priority on the
+//! rack just built: 64-byte UDP pings from `h3` to `h2` (echoed back by
+//! `h2`) while `h1` floods `h2`'s port at 1.25× the line rate with
+//! precedence-0 traffic.
 //!
-//! # Limits of the emulation (measured on the 2-vCPU development machine)
-//!
-//! * CPU is the scarce resource: every packet crosses three namespaces in
-//!   software, and the senders' `sendmsg` pays for the switch (routing,
-//!   htb) and the receiving veth. At 1 Gbit/s W4 and W5 fit; W1–W3 at 1
-//!   Gbit/s would need ~90 000 RPCs per second per host, several times what
-//!   the machine can generate (run them at a lower `--rate-mbit`; the
-//!   report warns above 3 000).
-//! * Priority granularity is the GSO super-packet (see above); TCP's TSO
-//!   segments are 64 KB too, but TCP shares one FIFO class anyway.
-//! * Host egress is unshaped, so a host's sockets together may send faster
-//!   than the line rate into the switch (each Homa socket paces itself to
-//!   it; TCP does not pace at all).
-//!
-//! # How close htb comes to strict priority
-//!
-//! `--probe` first measures it on the rack just built: 64-byte UDP pings
-//! from `h3` to `h2` (echoed back by `h2`) while `h1` floods `h2`'s port
-//! at 1.25× the line rate with precedence-0 traffic. See the README for
-//! figures from the development machine.
+//! `docs/benchmarks.md` explains the figures, why each setting is scaled
+//! (what the protocol's defaults did at 1 Gbit/s), the limits of the
+//! emulation, and the results measured so far.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -113,7 +84,7 @@ use crate::results::{self, Ideal, Sample, Summary};
 
 /// `homa rack`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RackArgs {
+pub(crate) struct RackArgs {
     /// Hosts in the rack.
     #[arg(long, default_value_t = 4)]
     pub hosts: usize,
@@ -216,7 +187,7 @@ pub struct RackArgs {
 /// What `--load` counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LoadBasis {
+pub(crate) enum LoadBasis {
     /// Bytes on the wire with Homa's headers.
     Wire,
     /// Message bytes only.
@@ -362,7 +333,7 @@ fn load_average() -> f64 {
 /// Bytes, packets and drops of one priority class summed over the
 /// switch's ports.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct ClassStats {
+pub(crate) struct ClassStats {
     /// IP precedence (Homa priority level).
     pub precedence: u8,
     /// Bytes sent.
@@ -441,7 +412,7 @@ fn stats_delta(after: &[ClassStats; 8], before: &[ClassStats; 8]) -> Vec<ClassSt
 
 /// The unloaded RTT of one protocol.
 #[derive(Debug, Clone, Serialize)]
-pub struct Base {
+pub(crate) struct Base {
     /// Protocol.
     pub protocol: Protocol,
     /// Median RTT of 100-byte RPCs, µs.
@@ -454,7 +425,7 @@ pub struct Base {
 
 /// One protocol's loaded run.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProtocolRun {
+pub(crate) struct ProtocolRun {
     /// Protocol.
     pub protocol: Protocol,
     /// Measured RPCs completed, all hosts.
@@ -484,7 +455,7 @@ pub struct ProtocolRun {
 
 /// TCP's figures over Homa's.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Ratios {
+pub(crate) struct Ratios {
     /// Short-message P50 RTT.
     pub short_p50: f64,
     /// Short-message P99 RTT.
@@ -497,7 +468,7 @@ pub struct Ratios {
 
 /// The htb priority check (`--probe`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// Precedence-7 pings, idle port: P50, P99 µs.
     pub idle_us: (f64, f64),
     /// Precedence-7 pings while precedence 0 floods the port.
@@ -512,7 +483,7 @@ pub struct Probe {
 
 /// Everything `homa rack` measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct RackReport {
+pub(crate) struct RackReport {
     /// Hosts.
     pub hosts: usize,
     /// Port rate, Mbit/s.
@@ -550,7 +521,7 @@ pub struct RackReport {
 }
 
 /// `homa rack`.
-pub fn main(a: &RackArgs) -> Result<()> {
+pub(crate) fn main(a: &RackArgs) -> Result<()> {
     if !homa_lab::is_root() {
         bail!("homa rack builds network namespaces and needs root (and the ip, tc, ethtool and sysctl commands)");
     }
@@ -1046,7 +1017,7 @@ fn protocol_phase(
 }
 
 /// The comparison as text.
-pub fn text_report(r: &RackReport) -> String {
+pub(crate) fn text_report(r: &RackReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -30,6 +30,7 @@
 //! only builds and removes the network.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use std::fs;
