@@ -18,7 +18,7 @@ use crate::loadgen::{self, Plan, Protocol, Run, Stop};
 use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
-use crate::stats::Latency;
+use crate::stats::{Latency, Recorder};
 
 /// Which form of a named workload to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -520,21 +520,25 @@ pub(crate) struct Outcome {
 }
 
 /// The RTT distribution of `samples` for the report: every 0.5% and the
-/// tail (99.5, 99.9, 99.99 and 100%).
+/// tail (99.9, 99.99 and 100%), as [`crate::stats`] percentiles (the same
+/// values the report's P50/P99/P99.9 are).
 pub(crate) fn rtt_cdf(samples: &[Sample]) -> Vec<CdfPoint> {
-    let mut v: Vec<f64> = samples.iter().map(|s| s.rtt_us).collect();
-    if v.is_empty() {
+    let mut r = Recorder::new();
+    for s in samples {
+        r.record((s.rtt_us.max(0.0) * 1e3).round() as u64);
+    }
+    let n = r.count();
+    if n == 0 {
         return Vec::new();
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
     let mut fracs: Vec<f64> = (1..200).map(|i| f64::from(i) / 200.0).collect();
     fracs.extend([0.999, 0.9999, 1.0]);
     let mut out: Vec<CdfPoint> = Vec::new();
     for f in fracs {
+        // The nearest rank: the `k`-th smallest of `n`.
         let k = ((f * n as f64).ceil() as usize).clamp(1, n);
         let p = CdfPoint {
-            rtt_us: v[k - 1],
+            rtt_us: r.quantile(f) as f64 / 1e3,
             fraction: k as f64 / n as f64,
         };
         if out.last().is_none_or(|l| l.fraction < p.fraction) {
@@ -915,5 +919,31 @@ mod tests {
         let parsed = Opts::try_parse_from(std::iter::once("x".to_string()).chain(args)).unwrap();
         assert_eq!(parsed.homa, k);
         assert!(HomaKnobs::default().args().is_empty());
+    }
+
+    #[test]
+    fn rtt_cdf__same_percentiles_as_the_report() {
+        // RTTs of 1.000, 1.001, ... 1000.999 ms: far above the histogram's
+        // exact range, so a second convention would show.
+        let samples: Vec<Sample> = (0..1_000_000u32)
+            .step_by(997)
+            .map(|i| Sample {
+                length: 100,
+                rtt_us: 1000.0 + f64::from(i),
+            })
+            .collect();
+        let cdf = rtt_cdf(&samples);
+        let spread = results::Spread::of(samples.iter().map(|s| s.rtt_us).collect());
+        let at = |q: f64| {
+            cdf.iter()
+                .find(|p| p.fraction >= q)
+                .map(|p| p.rtt_us)
+                .unwrap()
+        };
+        assert_eq!(at(0.5), spread.p50);
+        assert_eq!(at(0.99), spread.p99);
+        assert_eq!(at(0.999), spread.p999);
+        assert_eq!(cdf.last().unwrap().fraction, 1.0);
+        assert!(cdf.windows(2).all(|w| w[0].rtt_us <= w[1].rtt_us));
     }
 }

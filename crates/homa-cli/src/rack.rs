@@ -31,8 +31,8 @@
 //!
 //! The load is the share of each host's downlink the RPCs take. By default
 //! (`--load-basis wire`) it counts bytes as the switch's shaper does, with
-//! Homa's packet headers (98 bytes per packet: Ethernet, IP, UDP, DATA),
-//! the definition of homa-sim's load; `--load-basis message` counts
+//! Homa's packet headers ([`shaped_wire_bytes`]: Ethernet, IP, UDP,
+//! DATA), the definition of homa-sim's load; `--load-basis message` counts
 //! message bytes only, like cperf's `--gbps` (W1–W3 then overload the link
 //! at 0.8: headers add 20–25% to their short messages). Every host's
 //! client sends requests at the rate that, with the responses, loads every
@@ -47,8 +47,8 @@
 //!
 //! Homa's defaults (the kernel's) are sized for 25 Gbit/s NICs. The rack
 //! passes its rate as `link_mbps` and stretches the time constants that
-//! only make sense in link time: the pacer's backlog, the
-//! RESEND silence and the NEED_ACK delay.
+//! only make sense in link time ([`rack_knobs`]): the pacer's backlog,
+//! the RESEND silence and the NEED_ACK delay.
 //!
 //! `--probe` first measures how close htb comes to strict priority on the
 //! rack just built: 64-byte UDP pings from `h3` to `h2` (echoed back by
@@ -570,47 +570,65 @@ pub(crate) fn main(a: &RackArgs) -> Result<()> {
     Ok(())
 }
 
-/// The pacer's backlog allowance: as given, else one 64 KB GSO batch at
-/// the port rate but at most 512 µs (a GSO batch crosses the switch's
-/// shaper as one unit, so it is also the longest a higher-priority packet
-/// waits behind it; at low rates fewer bytes).
-fn nic_backlog_us(a: &RackArgs) -> u64 {
-    a.homa
-        .nic_backlog_us
-        .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).clamp(5, 512))
-}
-
-/// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
-/// scaled to the port rate (the same bytes of link time), 5..=1000 ms.
-fn resend_ms(a: &RackArgs) -> f64 {
-    a.homa
-        .resend_ms
-        .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 1000.0))
-}
-
-/// Homa's delay before asking for an acknowledgement: as given, else the
-/// kernel's 2 ms scaled to the port rate like [`resend_ms`], 2..=50 ms.
-fn need_ack_ms(a: &RackArgs) -> f64 {
-    a.homa
-        .need_ack_ms
-        .unwrap_or_else(|| (2.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(2.0, 50.0))
+/// The Homa settings every server and client of the rack gets: the port
+/// rate as the link speed, and each time constant as given, else the
+/// protocol's default stretched to the port rate (the defaults are the
+/// kernel's, sized for its 25 Gbit/s link):
+///
+/// * pacer backlog: one GSO batch (`max_gso_bytes`) at the port rate, at
+///   least the default and at most 512 µs (a batch crosses the switch's
+///   shaper as one unit, so it is also the longest a higher-priority
+///   packet waits behind it);
+/// * RESEND silence: the default scaled to the same bytes of link time,
+///   at most 1 s;
+/// * NEED_ACK delay: scaled the same way, at most 50 ms.
+fn rack_knobs(a: &RackArgs) -> Result<HomaKnobs> {
+    let d = homa_proto::Config::default();
+    let rate = a.rate_mbit.max(1);
+    // How much longer the same bytes take on the port than on the default link.
+    let stretch = f64::from(d.link_mbps) / rate as f64;
+    let scaled_ms = |default: Duration, max_ms: f64| {
+        let ms = default.as_secs_f64() * 1e3;
+        (ms * stretch).clamp(ms, max_ms.max(ms))
+    };
+    let h = &a.homa;
+    Ok(HomaKnobs {
+        link_mbps: Some(u32::try_from(a.rate_mbit).context("--rate-mbit")?),
+        nic_backlog_us: Some(h.nic_backlog_us.unwrap_or_else(|| {
+            let min = d.max_nic_backlog.as_micros() as u64;
+            (u64::from(d.max_gso_bytes) * 8 / rate).clamp(min, min.max(512))
+        })),
+        resend_ms: Some(
+            h.resend_ms
+                .unwrap_or_else(|| scaled_ms(d.resend_after, 1000.0)),
+        ),
+        need_ack_ms: Some(
+            h.need_ack_ms
+                .unwrap_or_else(|| scaled_ms(d.need_ack_after, 50.0)),
+        ),
+        unsched_bytes: h.unsched_bytes,
+    })
 }
 
 /// Bytes of Ethernet header the switch's shaper counts per packet (htb
 /// counts frames without preamble, CRC and gap).
 const SHAPED_ETH_HEADER: u32 = 14;
 
+/// Bytes on the downlink of a message of `len` bytes as the switch's
+/// shaper counts them: homa-proto's wire bytes of its DATA packets, less
+/// the Ethernet framing htb does not see (preamble, CRC, gap).
+fn shaped_wire_bytes(c: &homa_proto::Config, len: u32) -> f64 {
+    let unshaped = homa_proto::config::ETH_OVERHEAD - SHAPED_ETH_HEADER;
+    (c.message_wire_bytes(len, false) - u64::from(c.data_packets(len, false) * unshaped)) as f64
+}
+
 /// Mean bytes one RPC puts on the downlinks: message bytes (request and
-/// response), and wire bytes as the switch's shaper counts them with
-/// Homa's headers: per packet of at most `max_seg_data` message bytes
-/// (homa-proto's arithmetic for the 1500-byte MTU: 1416), the IP, UDP and
-/// DATA headers (84 bytes) and the Ethernet header.
+/// response), and wire bytes as the switch's shaper counts them
+/// ([`shaped_wire_bytes`]).
 fn bytes_per_rpc(a: &RackArgs) -> (f64, f64) {
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
     let c = homa_proto::Config::default();
-    let seg = c.max_seg_data(false);
-    let per_packet = f64::from(c.mtu - seg + SHAPED_ETH_HEADER);
-    let wire = |len: u32| f64::from(len) + f64::from(len.div_ceil(seg).max(1)) * per_packet;
+    let wire = |len: u32| shaped_wire_bytes(&c, len);
     let (req, req_wire) = (sizes.mean(), sizes.expectation(wire));
     let (resp, resp_wire) = if a.one_way {
         (f64::from(SHORT_RESPONSE_LEN), wire(SHORT_RESPONSE_LEN))
@@ -783,13 +801,7 @@ fn protocol_phase(
         }
     }
     // Every server and client of the rack gets the same Homa settings.
-    let knobs = HomaKnobs {
-        link_mbps: Some(u32::try_from(a.rate_mbit).context("--rate-mbit")?),
-        nic_backlog_us: Some(nic_backlog_us(a)),
-        resend_ms: Some(resend_ms(a)),
-        need_ack_ms: Some(need_ack_ms(a)),
-        unsched_bytes: a.homa.unsched_bytes,
-    };
+    let knobs = rack_knobs(a)?;
     let mut homa_args = vec![
         "--polling".to_string(),
         format!("{:?}", a.polling).to_lowercase(),
@@ -1321,9 +1333,8 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
         );
     }
 
-    #[test]
-    fn offered__echo_halves_the_rate() {
-        let mut a = RackArgs {
+    fn args_for_tests() -> RackArgs {
+        RackArgs {
             hosts: 4,
             rate_mbit: 1000,
             workload: SizeSpec::Fixed(1000),
@@ -1352,7 +1363,14 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             seed: None,
             json: false,
             quiet: true,
-        };
+        }
+    }
+
+    #[test]
+    fn offered__echo_halves_the_rate() {
+        let mut a = args_for_tests();
+        a.workload = SizeSpec::Fixed(1000);
+        a.load_basis = LoadBasis::Message;
         // Message basis: 0.8 Gbit/s down per host = 0.4 of requests + 0.4
         // of responses.
         let o = offered(&a);
@@ -1369,5 +1387,47 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
         let o = offered(&a);
         assert!((o.wire_load - 0.8).abs() < 1e-12);
         assert!((o.message_load - 0.8 / 1.098).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rack_knobs__defaults_stretched_to_the_port_rate() {
+        let mut a = args_for_tests();
+        let k = rack_knobs(&a).unwrap();
+        // 1 Gbit/s: 64 000-byte GSO batch = 512 µs; 5 ms and 2 ms x 25.
+        assert_eq!(k.link_mbps, Some(1000));
+        assert_eq!(k.nic_backlog_us, Some(512));
+        assert_eq!(k.resend_ms, Some(125.0));
+        assert_eq!(k.need_ack_ms, Some(50.0));
+        // At the protocol's own link speed, its own defaults (the batch
+        // fits in 20 µs).
+        a.rate_mbit = 25_000;
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!(
+            (k.nic_backlog_us, k.resend_ms, k.need_ack_ms),
+            (Some(20), Some(5.0), Some(2.0))
+        );
+        // Slow ports: capped.
+        a.rate_mbit = 10;
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!(
+            (k.nic_backlog_us, k.resend_ms, k.need_ack_ms),
+            (Some(512), Some(1000.0), Some(50.0))
+        );
+        // Given values win.
+        a.homa.resend_ms = Some(7.0);
+        a.homa.nic_backlog_us = Some(9);
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!((k.nic_backlog_us, k.resend_ms), (Some(9), Some(7.0)));
+    }
+
+    #[test]
+    fn shaped_wire_bytes__headers_per_packet_without_framing() {
+        let c = homa_proto::Config::default();
+        // One packet: IP 20 + UDP 8 + DATA 56 + Ethernet 14 = 98 bytes.
+        assert_eq!(shaped_wire_bytes(&c, 1000), 1098.0);
+        assert_eq!(shaped_wire_bytes(&c, 0), 98.0);
+        // 1416 message bytes fill a 1500-byte packet; one more needs two.
+        assert_eq!(shaped_wire_bytes(&c, 1416), 1514.0);
+        assert_eq!(shaped_wire_bytes(&c, 1417), 1417.0 + 2.0 * 98.0);
     }
 }
