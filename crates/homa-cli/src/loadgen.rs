@@ -48,7 +48,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -568,31 +568,29 @@ pub(crate) fn count_unfinished(run: &Run) {
 
 // ----- timing ------------------------------------------------------------
 
-/// Microsecond-precise sleeps on a tokio runtime: a timerfd registered
-/// with the reactor.
+/// Microsecond-precise sleeps on a tokio runtime: a timerfd
+/// ([`homa_sys::wait::Timer`]) registered with the reactor.
 struct Timer {
-    fd: AsyncFd<OwnedFd>,
+    fd: AsyncFd<TimerFd>,
+}
+
+/// The timer as tokio's reactor wants it (by raw descriptor).
+struct TimerFd(homa_sys::wait::Timer);
+
+impl AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
 }
 
 impl Timer {
     fn new() -> io::Result<Timer> {
-        // SAFETY: timerfd_create has no memory preconditions; the result is
-        // checked and, if valid, owned here.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: the registration lives inside `Timer` together with the
-        // descriptor it owns; the descriptor is never closed or replaced
-        // while registered.
-        let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }?;
+        let timer = TimerFd(homa_sys::wait::Timer::new()?);
+        // SAFETY (tokio's registration is `unsafe` for I/O safety): the
+        // descriptor is owned by the value registered, lives inside `Timer`
+        // with its registration, and is never closed or replaced while
+        // registered.
+        let fd = unsafe { AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }?;
         Ok(Timer { fd })
     }
 
@@ -602,40 +600,10 @@ impl Timer {
         if left < Duration::from_micros(2) {
             return Ok(());
         }
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid descriptor and a fully initialised itimerspec.
-        if unsafe {
-            libc::timerfd_settime(
-                self.fd.get_ref().as_raw_fd(),
-                0,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        self.fd.get_ref().0.arm(Some(left))?;
         loop {
             let mut g = self.fd.readable().await?;
-            let mut buf = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into a local buffer.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            if n == 8 {
+            if self.fd.get_ref().0.reset() {
                 return Ok(());
             }
             g.clear_ready();

@@ -173,12 +173,8 @@ struct PlotArgs {
 /// (The baselines allocate nothing per message, so this changes nothing
 /// for them.)
 fn tune_allocator() {
-    // SAFETY: mallopt only adjusts allocator parameters; called before any
-    // thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
+    // Called before any thread starts. A refusal only costs throughput.
+    let _ = homa_sys::process::tune_malloc(64 << 20, 256 << 20);
 }
 
 fn main() {

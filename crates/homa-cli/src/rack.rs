@@ -62,7 +62,7 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,19 +245,7 @@ impl Rack {
 
 /// Sets the nice value of what `c` starts (no-op for 0).
 fn with_nice(c: &mut std::process::Command, nice: i32) {
-    use std::os::unix::process::CommandExt;
-    if nice != 0 {
-        // SAFETY: the hook only calls setpriority, which is
-        // async-signal-safe.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    homa_sys::process::nice_on_exec(c, nice);
 }
 
 /// Child processes, killed (and reaped) when dropped.
@@ -318,12 +306,7 @@ fn cpu_times() -> CpuTimes {
 }
 
 fn children_cpu_secs() -> f64 {
-    // SAFETY: getrusage writes into a local, zero-initialised struct.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: see above.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    homa_sys::process::children_cpu_time().map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn load_average() -> f64 {
@@ -1149,18 +1132,8 @@ pub(crate) fn text_report(r: &RackReport) -> String {
 
 // ----- the priority probe -------------------------------------------------
 
-fn set_tos(fd: i32, tos: u8) {
-    let v = libc::c_int::from(tos);
-    // SAFETY: setsockopt with a valid descriptor and an int option.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_TOS,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+fn set_tos(s: &UdpSocket, tos: u8) -> std::io::Result<()> {
+    homa_sys::udp::TosOption::Ipv4.set(s.as_fd(), tos)
 }
 
 /// `n` pings from `h3` to `to` with TOS byte `tos`, one every 500 µs;
@@ -1171,7 +1144,7 @@ fn pings(rack: &Rack, to: SocketAddr, tos: u8, n: usize) -> Result<(f64, f64)> {
         .lab
         .in_namespace(from, move || -> std::io::Result<Vec<f64>> {
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            set_tos(s.as_raw_fd(), tos);
+            set_tos(&s, tos)?;
             s.set_read_timeout(Some(Duration::from_millis(200)))?;
             let mut rtts = Vec::with_capacity(n);
             let mut buf = [0u8; 64];
@@ -1249,18 +1222,8 @@ fn probe(rack: &Rack, rate_mbit: u64) -> Result<Probe> {
             const SEG: usize = 1400;
             const BATCH: usize = 32;
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            set_tos(s.as_raw_fd(), 0);
-            let seg = SEG as libc::c_int;
-            // SAFETY: setsockopt with a valid descriptor and an int option.
-            let gso = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_UDP,
-                    libc::UDP_SEGMENT,
-                    (&seg as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            } == 0;
+            set_tos(&s, 0)?;
+            let gso = homa_sys::udp::set_gso_segment(s.as_fd(), SEG as u16).is_ok();
             let batch = if gso { BATCH } else { 1 };
             let buf = vec![0u8; SEG * batch];
             let per_sec = flood_mbit * 1e6 / 8.0 / SEG as f64;
