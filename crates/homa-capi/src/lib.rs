@@ -22,6 +22,7 @@
 //! `-ENOTRECOVERABLE`).
 
 #![allow(non_camel_case_types)]
+#![warn(unreachable_pub)]
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::net::SocketAddr;

@@ -9,13 +9,13 @@ use homa_workload::SizeSpec;
 
 /// The longest message a Homa socket of this project accepts by default
 /// (the protocol's `max_message_length`).
-pub fn max_message_length() -> u32 {
+pub(crate) fn max_message_length() -> u32 {
     homa_proto::Config::default().max_message_length
 }
 
 /// A duration: a number with a unit (`10s`, `250ms`, `1m30s`, `500us`; the
 /// units of the `humantime` crate) or a plain number of seconds (`2.5`).
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|_| {
@@ -27,7 +27,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration that is not zero.
-pub fn positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d.is_zero() {
         return Err(format!("{s:?}: must be longer than zero"));
@@ -36,7 +36,7 @@ pub fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A count of at least one.
-pub fn positive_usize(s: &str) -> Result<usize, String> {
+pub(crate) fn positive_usize(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
@@ -45,12 +45,12 @@ pub fn positive_usize(s: &str) -> Result<usize, String> {
 }
 
 /// A count of at least one.
-pub fn positive_u64(s: &str) -> Result<u64, String> {
+pub(crate) fn positive_u64(s: &str) -> Result<u64, String> {
     positive_usize(s).map(|n| n as u64)
 }
 
 /// A port count of at least one.
-pub fn positive_u16(s: &str) -> Result<u16, String> {
+pub(crate) fn positive_u16(s: &str) -> Result<u16, String> {
     match s.trim().parse::<u16>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
@@ -59,7 +59,7 @@ pub fn positive_u16(s: &str) -> Result<u16, String> {
 }
 
 /// A rate or factor that is finite and not negative.
-pub fn non_negative_f64(s: &str) -> Result<f64, String> {
+pub(crate) fn non_negative_f64(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         Ok(_) => Err(format!("{s:?}: must be a finite number >= 0")),
@@ -69,7 +69,7 @@ pub fn non_negative_f64(s: &str) -> Result<f64, String> {
 
 /// A workload: `w1`..`w5`, `starve`, or a fixed size in bytes no larger
 /// than a Homa message ([`max_message_length`]).
-pub fn workload(s: &str) -> Result<SizeSpec, String> {
+pub(crate) fn workload(s: &str) -> Result<SizeSpec, String> {
     let t = s.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         let max = max_message_length();

@@ -18,7 +18,7 @@ use crate::loadgen::{self, Plan, Protocol, Run, Stop};
 use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
-use crate::stats::Latency;
+use crate::stats::{Latency, Recorder};
 
 /// Which form of a named workload to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ impl From<VariantArg> for Variant {
 
 /// `homa client`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Server addresses, comma-separated (or the option repeated).
     #[arg(
         long = "server",
@@ -156,7 +156,7 @@ pub struct ClientArgs {
 
 /// One failure reason of the calls of a run and how often it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorCount {
+pub(crate) struct ErrorCount {
     /// The error.
     pub message: String,
     /// Calls that failed with it.
@@ -165,7 +165,7 @@ pub struct ErrorCount {
 
 /// A point of the RTT distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CdfPoint {
+pub(crate) struct CdfPoint {
     /// Round-trip time, µs.
     pub rtt_us: f64,
     /// Share of the RPCs that took at most `rtt_us`.
@@ -175,7 +175,7 @@ pub struct CdfPoint {
 /// The final report of a client (one protocol).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Report {
+pub(crate) struct Report {
     /// Experiment name.
     pub exp: String,
     /// Transport.
@@ -243,7 +243,7 @@ pub struct Report {
 
 impl Report {
     /// Whether the requests all had one size (the plot is then a CDF).
-    pub fn fixed_size(&self) -> bool {
+    pub(crate) fn fixed_size(&self) -> bool {
         self.workload.parse::<u32>().is_ok()
     }
 }
@@ -261,7 +261,7 @@ fn default_seed(node: u8) -> u64 {
 /// 1 Gbit/s rack needs its time constants stretched). `homa rack` passes
 /// them on to its clients and servers ([`HomaKnobs::args`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, clap::Args)]
-pub struct HomaKnobs {
+pub(crate) struct HomaKnobs {
     /// Link speed, Mbit/s: Homa's pacer and, for `homa client`, the
     /// slowdown denominator (default 25000, Homa's default).
     #[arg(long)]
@@ -288,7 +288,7 @@ pub struct HomaKnobs {
 
 impl HomaKnobs {
     /// The knobs that are set, as command-line options.
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         let mut v = Vec::new();
         let mut opt = |name: &str, value: Option<String>| {
             if let Some(x) = value {
@@ -306,7 +306,7 @@ impl HomaKnobs {
 }
 
 /// Homa socket configuration: `bench::homa_config` plus the knobs.
-pub fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transport::Config {
+pub(crate) fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transport::Config {
     let mut c = bench::homa_config(polling, server, k.link_mbps);
     if let Some(us) = k.nic_backlog_us {
         c.proto.max_nic_backlog = Duration::from_micros(us);
@@ -332,7 +332,7 @@ pub fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa_transp
 
 /// The link speed slowdown is computed against, and where it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Link {
+pub(crate) struct Link {
     /// Mbit/s.
     pub mbps: u32,
     /// In words, for the report.
@@ -341,12 +341,12 @@ pub struct Link {
 
 /// What loopback is assumed to carry (the same as `homa compare`'s pacer):
 /// there is no NIC, so no real link speed exists.
-pub const LOOPBACK_MBPS: u32 = 100_000;
+pub(crate) const LOOPBACK_MBPS: u32 = 100_000;
 
 /// The link of a run: `--link-mbps` if given; on loopback an assumed
 /// [`LOOPBACK_MBPS`]; else the speed of the interface the first server is
 /// routed through (`/sys/class/net/IF/speed`), else Homa's default.
-pub fn link(a: &ClientArgs) -> Link {
+pub(crate) fn link(a: &ClientArgs) -> Link {
     if let Some(m) = a.homa.link_mbps {
         return Link {
             mbps: m,
@@ -415,7 +415,7 @@ fn interface_speed(ip: std::net::IpAddr) -> Option<(String, u32)> {
 
 /// Checks what the options cannot say on their own: the workload's longest
 /// request against the longest Homa message.
-pub fn validate(a: &ClientArgs) -> Result<()> {
+pub(crate) fn validate(a: &ClientArgs) -> Result<()> {
     if a.count.is_none() && a.duration.is_none() {
         bail!("give --count N or --duration D (e.g. --duration 10s)");
     }
@@ -436,7 +436,7 @@ pub fn validate(a: &ClientArgs) -> Result<()> {
 }
 
 /// Builds the generator's plan for one protocol from the options.
-pub fn plan(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<Plan> {
+pub(crate) fn plan(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<Plan> {
     validate(a)?;
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
     let ports = a.ports.max(1);
@@ -480,7 +480,7 @@ const PROBE_CALLS: u64 = 200;
 /// at a time to the first server, before any load; the fastest, µs (the
 /// floor: on a busy machine or with sleeping threads the median of
 /// unloaded RPCs can exceed loaded ones, and slowdowns would fall below 1).
-pub fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<f64> {
+pub(crate) fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<f64> {
     let mut plan = plan(a, protocol, link_mbps)?;
     plan.targets.truncate(1);
     plan.sizes = loadgen::request_sizes(
@@ -512,7 +512,7 @@ pub fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Res
 
 /// A finished (or aborted) run of one protocol.
 #[derive(Debug)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The report.
     pub report: Report,
     /// Every measured RTT.
@@ -520,21 +520,25 @@ pub struct Outcome {
 }
 
 /// The RTT distribution of `samples` for the report: every 0.5% and the
-/// tail (99.5, 99.9, 99.99 and 100%).
-pub fn rtt_cdf(samples: &[Sample]) -> Vec<CdfPoint> {
-    let mut v: Vec<f64> = samples.iter().map(|s| s.rtt_us).collect();
-    if v.is_empty() {
+/// tail (99.9, 99.99 and 100%), as [`crate::stats`] percentiles (the same
+/// values the report's P50/P99/P99.9 are).
+pub(crate) fn rtt_cdf(samples: &[Sample]) -> Vec<CdfPoint> {
+    let mut r = Recorder::new();
+    for s in samples {
+        r.record((s.rtt_us.max(0.0) * 1e3).round() as u64);
+    }
+    let n = r.count();
+    if n == 0 {
         return Vec::new();
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
     let mut fracs: Vec<f64> = (1..200).map(|i| f64::from(i) / 200.0).collect();
     fracs.extend([0.999, 0.9999, 1.0]);
     let mut out: Vec<CdfPoint> = Vec::new();
     for f in fracs {
+        // The nearest rank: the `k`-th smallest of `n`.
         let k = ((f * n as f64).ceil() as usize).clamp(1, n);
         let p = CdfPoint {
-            rtt_us: v[k - 1],
+            rtt_us: r.quantile(f) as f64 / 1e3,
             fraction: k as f64 / n as f64,
         };
         if out.last().is_none_or(|l| l.fraction < p.fraction) {
@@ -547,7 +551,7 @@ pub fn rtt_cdf(samples: &[Sample]) -> Vec<CdfPoint> {
 /// Runs one protocol: per-second lines and the progress bar on stderr
 /// while it runs. A run that stops on a fatal error still returns what it
 /// measured, with the error in the report.
-pub fn run(
+pub(crate) fn run(
     a: &ClientArgs,
     protocol: Protocol,
     ideal: Ideal,
@@ -729,7 +733,7 @@ fn per_protocol(path: &std::path::Path, p: Protocol, several: bool) -> PathBuf {
 
 /// `homa client`: probes the base RTT, runs every protocol asked for and
 /// writes everything asked for, also when a run stops on an error.
-pub fn main(a: &ClientArgs) -> Result<()> {
+pub(crate) fn main(a: &ClientArgs) -> Result<()> {
     validate(a)?;
     let mut protocols = a.protocol.clone();
     protocols.dedup();
@@ -915,5 +919,31 @@ mod tests {
         let parsed = Opts::try_parse_from(std::iter::once("x".to_string()).chain(args)).unwrap();
         assert_eq!(parsed.homa, k);
         assert!(HomaKnobs::default().args().is_empty());
+    }
+
+    #[test]
+    fn rtt_cdf__same_percentiles_as_the_report() {
+        // RTTs of 1.000, 1.001, ... 1000.999 ms: far above the histogram's
+        // exact range, so a second convention would show.
+        let samples: Vec<Sample> = (0..1_000_000u32)
+            .step_by(997)
+            .map(|i| Sample {
+                length: 100,
+                rtt_us: 1000.0 + f64::from(i),
+            })
+            .collect();
+        let cdf = rtt_cdf(&samples);
+        let spread = results::Spread::of(samples.iter().map(|s| s.rtt_us).collect());
+        let at = |q: f64| {
+            cdf.iter()
+                .find(|p| p.fraction >= q)
+                .map(|p| p.rtt_us)
+                .unwrap()
+        };
+        assert_eq!(at(0.5), spread.p50);
+        assert_eq!(at(0.99), spread.p99);
+        assert_eq!(at(0.999), spread.p999);
+        assert_eq!(cdf.last().unwrap().fraction, 1.0);
+        assert!(cdf.windows(2).all(|w| w[0].rtt_us <= w[1].rtt_us));
     }
 }

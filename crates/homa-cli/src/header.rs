@@ -22,25 +22,25 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes of the header, and so the shortest message the load generator
 /// sends (cp_node raises shorter workload lengths to this).
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 
 /// Length of a response in one-way mode (`short_response`), as cp_node.
-pub const SHORT_RESPONSE_LEN: u32 = 100;
+pub(crate) const SHORT_RESPONSE_LEN: u32 = 100;
 
 /// Bit of `flags`: freeze the timetraces (carried, never acted on here).
 #[allow(dead_code)]
-pub const FLAG_FREEZE: u16 = 1 << 0;
+pub(crate) const FLAG_FREEZE: u16 = 1 << 0;
 /// Bit of `flags`: the server answers with [`SHORT_RESPONSE_LEN`] bytes.
-pub const FLAG_SHORT_RESPONSE: u16 = 1 << 1;
+pub(crate) const FLAG_SHORT_RESPONSE: u16 = 1 << 1;
 /// Bit of `flags`: this message is a response.
-pub const FLAG_RESPONSE: u16 = 1 << 2;
+pub(crate) const FLAG_RESPONSE: u16 = 1 << 2;
 /// Bit of `flags`: a metrics request; the server answers with its
 /// counters as JSON after the header (an extension of cp_node's header).
-pub const FLAG_METRICS: u16 = 1 << 3;
+pub(crate) const FLAG_METRICS: u16 = 1 << 3;
 
 /// A decoded message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Header {
+pub(crate) struct Header {
     /// Whole message length in bytes, header included.
     pub length: u32,
     /// Client port index on the client node.
@@ -61,7 +61,7 @@ impl Header {
     /// Writes the header into the first [`HEADER_LEN`] bytes of `buf`.
     ///
     /// Panics if `buf` is shorter than the header.
-    pub fn write(&self, buf: &mut [u8]) {
+    pub(crate) fn write(&self, buf: &mut [u8]) {
         buf[0..4].copy_from_slice(&(self.length as i32).to_le_bytes());
         buf[4] = self.client_port;
         buf[5] = self.client_node;
@@ -72,7 +72,7 @@ impl Header {
     }
 
     /// The header as bytes.
-    pub fn to_bytes(self) -> [u8; HEADER_LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         self.write(&mut b);
         b
@@ -80,7 +80,7 @@ impl Header {
 
     /// Reads a header from the front of `buf`; `None` if `buf` is too
     /// short or the length field is negative or shorter than the header.
-    pub fn read(buf: &[u8]) -> Option<Header> {
+    pub(crate) fn read(buf: &[u8]) -> Option<Header> {
         if buf.len() < HEADER_LEN {
             return None;
         }
@@ -102,17 +102,17 @@ impl Header {
     /// Reads the header of a complete message: `None` unless the header
     /// parses and its length equals the message's (a message from a client
     /// that does not speak this header, e.g. a plain echo client).
-    pub fn of_message(msg: &[u8]) -> Option<Header> {
+    pub(crate) fn of_message(msg: &[u8]) -> Option<Header> {
         Header::read(msg).filter(|h| h.length as usize == msg.len())
     }
 
     /// True if `flag` is set.
-    pub fn has(&self, flag: u16) -> bool {
+    pub(crate) fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
 
     /// Length of the response a server sends to this request.
-    pub fn response_length(&self) -> u32 {
+    pub(crate) fn response_length(&self) -> u32 {
         if self.has(FLAG_SHORT_RESPONSE) {
             SHORT_RESPONSE_LEN
         } else {
@@ -121,7 +121,7 @@ impl Header {
     }
 
     /// The header of the response to this request, `length` bytes long.
-    pub fn response(&self, length: u32) -> Header {
+    pub(crate) fn response(&self, length: u32) -> Header {
         Header {
             length,
             flags: self.flags | FLAG_RESPONSE,
@@ -132,7 +132,7 @@ impl Header {
 
 /// A message of `length` bytes (at least [`HEADER_LEN`]) that starts with
 /// `header` (its length field set to `length`) and continues with zeroes.
-pub fn message(header: Header, length: u32) -> Vec<u8> {
+pub(crate) fn message(header: Header, length: u32) -> Vec<u8> {
     let length = length.max(HEADER_LEN as u32);
     let mut v = vec![0u8; length as usize];
     Header { length, ..header }.write(&mut v);
@@ -142,7 +142,7 @@ pub fn message(header: Header, length: u32) -> Vec<u8> {
 /// Most bytes of a message body held at once when messages stream over
 /// TCP. Bodies are read and written in chunks of this size, never whole:
 /// the length comes from the peer and may claim up to 2 GiB.
-pub const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 
 /// The zeroes after the first chunk of a message written by
 /// [`write_message`].
@@ -151,7 +151,7 @@ static ZEROS: [u8; CHUNK] = [0; CHUNK];
 /// Reads one message from a TCP stream: its header, then its body,
 /// discarded `scratch.len()` bytes at a time (only the header matters to
 /// either end). A header that does not parse is `InvalidData`.
-pub async fn read_message<R: AsyncRead + Unpin>(
+pub(crate) async fn read_message<R: AsyncRead + Unpin>(
     rd: &mut R,
     scratch: &mut [u8],
 ) -> io::Result<Header> {
@@ -173,7 +173,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(
 /// stream: `h`, then zeroes. `first` is the caller's buffer for the first
 /// [`CHUNK`] bytes, kept between calls: it never holds anything but zeroes
 /// after the header, and a message that fits goes out in one write.
-pub async fn write_message<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_message<W: AsyncWrite + Unpin>(
     wr: &mut W,
     h: Header,
     first: &mut Vec<u8>,

@@ -48,7 +48,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,7 +66,7 @@ use crate::header::{self, Header, FLAG_SHORT_RESPONSE, HEADER_LEN};
 /// The transport a benchmark runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// Homa over UDP (this project).
     Homa,
     /// TCP with a pool of connections per client-server pair.
@@ -75,7 +75,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// `homa` or `tcp`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Protocol::Homa => "homa",
             Protocol::Tcp => "tcp",
@@ -85,7 +85,7 @@ impl Protocol {
 
 /// A server address and where it sits, for the message header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The address.
     pub addr: SocketAddr,
     /// Server node (index of the server in the list given).
@@ -96,7 +96,7 @@ pub struct Target {
 
 /// Expands server addresses: each address `a` stands for `ports`
 /// consecutive ports starting at `a`'s.
-pub fn targets(servers: &[SocketAddr], ports: u16) -> Vec<Target> {
+pub(crate) fn targets(servers: &[SocketAddr], ports: u16) -> Vec<Target> {
     let mut out = Vec::new();
     for (node, a) in servers.iter().enumerate() {
         for p in 0..ports.max(1) {
@@ -114,13 +114,13 @@ pub fn targets(servers: &[SocketAddr], ports: u16) -> Vec<Target> {
 
 /// The request lengths a workload gives the generator: the distribution
 /// with every length raised to the 12-byte header.
-pub fn request_sizes(dist: &SizeDist) -> SizeDist {
+pub(crate) fn request_sizes(dist: &SizeDist) -> SizeDist {
     dist.clamp_min(HEADER_LEN as u32)
 }
 
 /// When the run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// After this many RPCs (over all ports), all measured.
     Count(u64),
     /// After a warm-up (not measured) and a measurement window.
@@ -134,7 +134,7 @@ pub enum Stop {
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Transport.
     pub protocol: Protocol,
     /// Server addresses.
@@ -168,7 +168,7 @@ pub struct Plan {
 
 /// One finished RPC as recorded by its port.
 #[derive(Debug, Clone, Copy)]
-pub struct Record {
+pub(crate) struct Record {
     /// Request length.
     pub length: u32,
     /// Response length.
@@ -183,7 +183,7 @@ pub struct Record {
 
 /// Counters a port shares with the thread that reports.
 #[derive(Debug, Default)]
-pub struct PortStats {
+pub(crate) struct PortStats {
     /// Finished RPCs in order of completion.
     pub records: Mutex<Vec<Record>>,
     /// Request bytes issued (all, for the per-second lines).
@@ -206,7 +206,7 @@ pub struct PortStats {
 
 /// A run in progress: shared by the port threads and the reporter.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     /// What to do.
     pub plan: Plan,
     /// When the ports started.
@@ -227,7 +227,7 @@ pub struct Run {
 
 impl Run {
     /// A run of `plan` starting now.
-    pub fn new(plan: Plan) -> Run {
+    pub(crate) fn new(plan: Plan) -> Run {
         let n = plan.ports.max(1);
         let remaining = match plan.stop {
             Stop::Count(c) => Some(AtomicU64::new(c)),
@@ -245,7 +245,7 @@ impl Run {
     }
 
     /// The measurement window, relative to the start (count mode: all).
-    pub fn window(&self) -> (Duration, Duration) {
+    pub(crate) fn window(&self) -> (Duration, Duration) {
         match self.plan.stop {
             Stop::Count(_) => (Duration::ZERO, Duration::MAX),
             Stop::Time { warmup, window } => (warmup, warmup + window),
@@ -253,7 +253,7 @@ impl Run {
     }
 
     /// Records a fatal error (the first one wins) and stops every port.
-    pub fn fail(&self, msg: String) {
+    pub(crate) fn fail(&self, msg: String) {
         let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
             *f = Some(msg);
@@ -275,7 +275,7 @@ impl Run {
 
     /// Lines for the reasons of call failures seen for the first time since
     /// the last call (each reason is shown once; the report counts them).
-    pub fn take_new_errors(&self) -> Vec<String> {
+    pub(crate) fn take_new_errors(&self) -> Vec<String> {
         let mut g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         g.1.drain(..)
             .map(|m| format!("call failed: {m} (further calls failing for this reason are counted in the report, not printed)"))
@@ -283,19 +283,19 @@ impl Run {
     }
 
     /// How many calls failed for each reason.
-    pub fn error_counts(&self) -> Vec<(String, u64)> {
+    pub(crate) fn error_counts(&self) -> Vec<(String, u64)> {
         let g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         g.0.iter().map(|(m, c)| (m.clone(), *c)).collect()
     }
 
     /// The first fatal error, if any.
-    pub fn fatal_error(&self) -> Option<String> {
+    pub(crate) fn fatal_error(&self) -> Option<String> {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 /// Starts the port threads of `run`; each returns when its port is done.
-pub fn spawn_ports(run: &Arc<Run>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub(crate) fn spawn_ports(run: &Arc<Run>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
     (0..run.ports.len())
         .map(|i| {
             let run = Arc::clone(run);
@@ -466,7 +466,12 @@ async fn port_main(run: Arc<Run>, idx: usize) -> Result<(), String> {
 
 /// The next request of client port `port`: a length drawn from the plan's
 /// sizes, a target drawn uniformly, and its header.
-pub fn next_request(plan: &Plan, rng: &mut Rng, port: usize, msg_id: u16) -> (usize, Header) {
+pub(crate) fn next_request(
+    plan: &Plan,
+    rng: &mut Rng,
+    port: usize,
+    msg_id: u16,
+) -> (usize, Header) {
     let length = plan.sizes.sample(rng);
     let ti = rng.below(plan.targets.len() as u64) as usize;
     let t = plan.targets[ti];
@@ -545,7 +550,7 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
 
 /// Counts the measured RPCs a port left unfinished (call after its thread
 /// ended).
-pub fn count_unfinished(run: &Run) {
+pub(crate) fn count_unfinished(run: &Run) {
     for p in &run.ports {
         let issued = p.issued.load(Ordering::Relaxed);
         let done = p
@@ -563,31 +568,29 @@ pub fn count_unfinished(run: &Run) {
 
 // ----- timing ------------------------------------------------------------
 
-/// Microsecond-precise sleeps on a tokio runtime: a timerfd registered
-/// with the reactor.
+/// Microsecond-precise sleeps on a tokio runtime: a timerfd
+/// ([`homa_sys::wait::Timer`]) registered with the reactor.
 struct Timer {
-    fd: AsyncFd<OwnedFd>,
+    fd: AsyncFd<TimerFd>,
+}
+
+/// The timer as tokio's reactor wants it (by raw descriptor).
+struct TimerFd(homa_sys::wait::Timer);
+
+impl AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
 }
 
 impl Timer {
     fn new() -> io::Result<Timer> {
-        // SAFETY: timerfd_create has no memory preconditions; the result is
-        // checked and, if valid, owned here.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: the registration lives inside `Timer` together with the
-        // descriptor it owns; the descriptor is never closed or replaced
-        // while registered.
-        let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }?;
+        let timer = TimerFd(homa_sys::wait::Timer::new()?);
+        // SAFETY (tokio's registration is `unsafe` for I/O safety): the
+        // descriptor is owned by the value registered, lives inside `Timer`
+        // with its registration, and is never closed or replaced while
+        // registered.
+        let fd = unsafe { AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }?;
         Ok(Timer { fd })
     }
 
@@ -597,40 +600,10 @@ impl Timer {
         if left < Duration::from_micros(2) {
             return Ok(());
         }
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid descriptor and a fully initialised itimerspec.
-        if unsafe {
-            libc::timerfd_settime(
-                self.fd.get_ref().as_raw_fd(),
-                0,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        self.fd.get_ref().0.arm(Some(left))?;
         loop {
             let mut g = self.fd.readable().await?;
-            let mut buf = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into a local buffer.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            if n == 8 {
+            if self.fd.get_ref().0.reset() {
                 return Ok(());
             }
             g.clear_ready();
@@ -758,7 +731,7 @@ async fn tcp_reader(mut rd: tokio::net::tcp::OwnedReadHalf, conn: Rc<TcpConn>) {
 
 /// Figures of one reporting interval (the per-second lines).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Interval {
+pub(crate) struct Interval {
     /// RPCs finished.
     pub calls: usize,
     /// Request bytes issued.
@@ -775,7 +748,7 @@ pub struct Interval {
 
 /// Reads what finished since the last call (`cursors` keeps one position
 /// per port, `bytes_out` the last byte counters).
-pub fn interval(run: &Run, cursors: &mut Vec<usize>, bytes_out: &mut Vec<u64>) -> Interval {
+pub(crate) fn interval(run: &Run, cursors: &mut Vec<usize>, bytes_out: &mut Vec<u64>) -> Interval {
     cursors.resize(run.ports.len(), 0);
     bytes_out.resize(run.ports.len(), 0);
     let mut rtts = Vec::new();
@@ -800,7 +773,7 @@ pub fn interval(run: &Run, cursors: &mut Vec<usize>, bytes_out: &mut Vec<u64>) -
 }
 
 /// All measured RPCs of a run, in the order ports recorded them.
-pub fn measured(run: &Run) -> Vec<Record> {
+pub(crate) fn measured(run: &Run) -> Vec<Record> {
     let mut out = Vec::new();
     for p in &run.ports {
         let recs = p.records.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,12 +12,12 @@ use crate::loadgen::Protocol;
 use crate::results::Bucket;
 
 /// Colours of Homa and TCP (the kernel scripts' blue and green).
-pub const HOMA_COLOR: &str = "#1759BB";
+pub(crate) const HOMA_COLOR: &str = "#1759BB";
 /// See [`HOMA_COLOR`].
-pub const TCP_COLOR: &str = "#00A000";
+pub(crate) const TCP_COLOR: &str = "#00A000";
 
 /// The colour of a protocol.
-pub fn color(p: Protocol) -> &'static str {
+pub(crate) fn color(p: Protocol) -> &'static str {
     match p {
         Protocol::Homa => HOMA_COLOR,
         Protocol::Tcp => TCP_COLOR,
@@ -26,7 +26,7 @@ pub fn color(p: Protocol) -> &'static str {
 
 /// Slowdown at P50 (dashed) and P99 (solid) of each bucket against its
 /// largest length, labelled `<name> P50` and `<name> P99`.
-pub fn slowdown_series(name: &str, color: &str, buckets: &[Bucket]) -> Vec<Series> {
+pub(crate) fn slowdown_series(name: &str, color: &str, buckets: &[Bucket]) -> Vec<Series> {
     let pick = |f: fn(&Bucket) -> f64| -> Vec<(f64, f64)> {
         buckets
             .iter()
@@ -50,12 +50,12 @@ pub fn slowdown_series(name: &str, color: &str, buckets: &[Bucket]) -> Vec<Serie
 }
 
 /// A slowdown plot (log-log) of the series.
-pub fn slowdown(title: &str, series: Vec<Series>) -> String {
+pub(crate) fn slowdown(title: &str, series: Vec<Series>) -> String {
     Plot::slowdown(title, series).render()
 }
 
 /// A CDF plot of RTTs: x log (µs), y the share of RPCs from 0 to 1.
-pub fn cdf(title: &str, runs: &[(String, &str, &[CdfPoint])]) -> String {
+pub(crate) fn cdf(title: &str, runs: &[(String, &str, &[CdfPoint])]) -> String {
     Plot {
         title: title.to_string(),
         x_label: "round-trip time (us)".into(),
@@ -79,7 +79,7 @@ pub fn cdf(title: &str, runs: &[(String, &str, &[CdfPoint])]) -> String {
 
 /// The title of a plot of client reports: workload, load, base RTT and
 /// link.
-pub fn title(reports: &[Report]) -> String {
+pub(crate) fn title(reports: &[Report]) -> String {
     let Some(r) = reports.first() else {
         return String::new();
     };
@@ -107,7 +107,7 @@ pub fn title(reports: &[Report]) -> String {
 
 /// The plot of client reports, overlaid: a CDF of the RTT if every report
 /// used one fixed size, else slowdown against length.
-pub fn reports(reports: &[Report]) -> String {
+pub(crate) fn reports(reports: &[Report]) -> String {
     let title = title(reports);
     let name = |r: &Report| {
         if reports.iter().filter(|x| x.protocol == r.protocol).count() > 1 {

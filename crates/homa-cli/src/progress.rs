@@ -9,14 +9,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bar and the lines above it.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
     /// A bar labelled `label` (hidden when `bar` is false or stderr is not
     /// a terminal); log lines are printed either way.
-    pub fn new(label: &str, bar: bool) -> Progress {
+    pub(crate) fn new(label: &str, bar: bool) -> Progress {
         let target = if bar {
             ProgressDrawTarget::stderr()
         } else {
@@ -35,12 +35,12 @@ impl Progress {
     }
 
     /// Prints `text` as a line above the bar (also when there is no bar).
-    pub fn line(&mut self, text: &str) {
+    pub(crate) fn line(&mut self, text: &str) {
         self.bar.suspend(|| eprintln!("{text}"));
     }
 
     /// Moves the bar to `done` of `total` seconds, with a note.
-    pub fn update(&mut self, done: f64, total: f64, note: &str) {
+    pub(crate) fn update(&mut self, done: f64, total: f64, note: &str) {
         let total_ms = (total.max(0.0) * 1e3) as u64;
         if self.bar.length() != Some(total_ms) {
             self.bar.set_length(total_ms);
@@ -54,7 +54,7 @@ impl Progress {
     }
 
     /// Removes the bar.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.bar.finish_and_clear();
     }
 }

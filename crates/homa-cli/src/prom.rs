@@ -86,7 +86,7 @@ fn l(pairs: &[(&str, String)]) -> Labels {
 }
 
 /// The text exposition of every server in `servers`.
-pub fn render(servers: &[Arc<crate::server::Shared>]) -> String {
+pub(crate) fn render(servers: &[Arc<crate::server::Shared>]) -> String {
     let mut f = Families::new();
     for s in servers {
         let proto = s.protocol_name().to_string();
@@ -98,30 +98,19 @@ pub fn render(servers: &[Arc<crate::server::Shared>]) -> String {
         );
         for (i, c) in s.thread_counters().into_iter().enumerate() {
             let labels = l(&[("protocol", proto.clone()), ("thread", i.to_string())]);
-            f.counter(
-                "homa_server_requests",
-                "Requests answered",
-                labels.clone(),
-                c.0,
-            );
-            f.counter(
-                "homa_server_bytes_in",
-                "Request bytes received",
-                labels.clone(),
-                c.1,
-            );
-            f.counter(
-                "homa_server_bytes_out",
-                "Response bytes sent",
-                labels.clone(),
-                c.2,
-            );
-            f.counter(
-                "homa_server_replies_failed",
-                "Replies that could not be sent",
-                labels,
-                c.3,
-            );
+            let counters = [
+                ("homa_server_requests", "Requests answered", c.0),
+                ("homa_server_bytes_in", "Request bytes received", c.1),
+                ("homa_server_bytes_out", "Response bytes sent", c.2),
+                (
+                    "homa_server_replies_failed",
+                    "Replies that could not be sent",
+                    c.3,
+                ),
+            ];
+            for (name, help, v) in counters {
+                f.counter(name, help, labels.clone(), v);
+            }
         }
         for m in s.socket_metrics() {
             let sock = l(&[("socket", m.local_addr.to_string())]);
@@ -138,57 +127,47 @@ pub fn render(servers: &[Arc<crate::server::Shared>]) -> String {
                 }
             }
             proto_counters(&mut f, &sock, &m.proto.stats);
-            let g = |f: &mut Families, name: &str, help: &str, v: f64| {
-                f.gauge(name, help, sock.clone(), v)
-            };
-            g(
-                &mut f,
-                "homa_socket_calls_outstanding",
-                "Client calls outstanding",
-                m.calls_outstanding as f64,
-            );
-            g(
-                &mut f,
-                "homa_socket_requests_queued",
-                "Requests received, not yet taken by the application",
-                m.requests_queued as f64,
-            );
-            g(
-                &mut f,
-                "homa_socket_sends_waiting",
-                "Sends waiting for room under the send cap",
-                m.sends_waiting as f64,
-            );
-            g(
-                &mut f,
-                "homa_proto_client_rpcs",
-                "Client RPCs alive",
-                m.proto.client_rpcs as f64,
-            );
-            g(
-                &mut f,
-                "homa_proto_server_rpcs",
-                "Server RPCs alive",
-                m.proto.server_rpcs as f64,
-            );
-            g(
-                &mut f,
-                "homa_proto_peers",
-                "Peers known",
-                m.proto.peers as f64,
-            );
-            g(
-                &mut f,
-                "homa_proto_rx_bytes",
-                "Bytes of received messages held",
-                m.proto.rx_bytes as f64,
-            );
-            g(
-                &mut f,
-                "homa_proto_tx_unsent_bytes",
-                "Bytes of outgoing messages not yet sent",
-                m.proto.tx_unsent as f64,
-            );
+            let gauges = [
+                (
+                    "homa_socket_calls_outstanding",
+                    "Client calls outstanding",
+                    m.calls_outstanding as f64,
+                ),
+                (
+                    "homa_socket_requests_queued",
+                    "Requests received, not yet taken by the application",
+                    m.requests_queued as f64,
+                ),
+                (
+                    "homa_socket_sends_waiting",
+                    "Sends waiting for room under the send cap",
+                    m.sends_waiting as f64,
+                ),
+                (
+                    "homa_proto_client_rpcs",
+                    "Client RPCs alive",
+                    m.proto.client_rpcs as f64,
+                ),
+                (
+                    "homa_proto_server_rpcs",
+                    "Server RPCs alive",
+                    m.proto.server_rpcs as f64,
+                ),
+                ("homa_proto_peers", "Peers known", m.proto.peers as f64),
+                (
+                    "homa_proto_rx_bytes",
+                    "Bytes of received messages held",
+                    m.proto.rx_bytes as f64,
+                ),
+                (
+                    "homa_proto_tx_unsent_bytes",
+                    "Bytes of outgoing messages not yet sent",
+                    m.proto.tx_unsent as f64,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                f.gauge(name, help, sock.clone(), v);
+            }
         }
     }
     let mut out = String::new();
@@ -236,7 +215,10 @@ fn proto_counters(f: &mut Families, sock: &Labels, st: &homa_proto::Stats) {
 
 /// Serves `text()` at `addr` on a thread of its own; returns the address
 /// bound (port 0 picks one).
-pub fn spawn(addr: SocketAddr, text: impl Fn() -> String + Send + 'static) -> Result<SocketAddr> {
+pub(crate) fn spawn(
+    addr: SocketAddr,
+    text: impl Fn() -> String + Send + 'static,
+) -> Result<SocketAddr> {
     let server =
         tiny_http::Server::http(addr).map_err(|e| anyhow!("--metrics-listen {addr}: {e}"))?;
     let bound = server

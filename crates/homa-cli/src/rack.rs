@@ -31,8 +31,8 @@
 //!
 //! The load is the share of each host's downlink the RPCs take. By default
 //! (`--load-basis wire`) it counts bytes as the switch's shaper does, with
-//! Homa's packet headers (98 bytes per packet: Ethernet, IP, UDP, DATA),
-//! the definition of homa-sim's load; `--load-basis message` counts
+//! Homa's packet headers ([`shaped_wire_bytes`]: Ethernet, IP, UDP,
+//! DATA), the definition of homa-sim's load; `--load-basis message` counts
 //! message bytes only, like cperf's `--gbps` (W1–W3 then overload the link
 //! at 0.8: headers add 20–25% to their short messages). Every host's
 //! client sends requests at the rate that, with the responses, loads every
@@ -47,51 +47,22 @@
 //!
 //! Homa's defaults (the kernel's) are sized for 25 Gbit/s NICs. The rack
 //! passes its rate as `link_mbps` and stretches the time constants that
-//! only make sense in bytes of link time:
+//! only make sense in link time ([`rack_knobs`]): the pacer's backlog,
+//! the RESEND silence and the NEED_ACK delay.
 //!
-//! * **Pacer backlog** (`--nic-backlog-us`): 64 KB at the port rate, at most
-//!   512 µs. The protocol's 5 µs is less than one packet at 1 Gbit/s: the
-//!   pacer would need a timer wake-up per packet (~20 µs of CPU each here)
-//!   and capped a single sender at ~0.1 Gbit/s. A paced batch leaves as one
-//!   GSO super-packet, and htb shapes super-packets whole, so the batch is
-//!   also the longest a higher-priority packet waits behind it at the
-//!   switch (hence the 512 µs cap at low rates).
-//! * **RESEND silence** (`--resend-ms`): 5 ms scaled by 25 Gbit/s over the
-//!   port rate (125 ms at 1 Gbit/s). With 5 ms, long messages that SRPT
-//!   legitimately holds back at 1 Gbit/s drew RESEND storms (35 000
-//!   RESENDs per client in 7 s, responses retransmitted while the
-//!   originals were still queued).
-//! * **NEED_ACK delay** (`--need-ack-ms`): 2 ms scaled the same way, at most
-//!   50 ms. With 2 ms, switch queueing delayed the client's piggybacked
-//!   acknowledgement past the deadline and almost every RPC cost an extra
-//!   NEED_ACK and ACK (17 000 each per server in a W2 run), halving the RPC
-//!   rate the machine could sustain.
+//! `--probe` first measures how close htb comes to strict priority on the
+//! rack just built: 64-byte UDP pings from `h3` to `h2` (echoed back by
+//! `h2`) while `h1` floods `h2`'s port at 1.25× the line rate with
+//! precedence-0 traffic.
 //!
-//! # Limits of the emulation (measured on the 2-vCPU development machine)
-//!
-//! * CPU is the scarce resource: every packet crosses three namespaces in
-//!   software, and the senders' `sendmsg` pays for the switch (routing,
-//!   htb) and the receiving veth. At 1 Gbit/s W4 and W5 fit; W1–W3 at 1
-//!   Gbit/s would need ~90 000 RPCs per second per host, several times what
-//!   the machine can generate (run them at a lower `--rate-mbit`; the
-//!   report warns above 3 000).
-//! * Priority granularity is the GSO super-packet (see above); TCP's TSO
-//!   segments are 64 KB too, but TCP shares one FIFO class anyway.
-//! * Host egress is unshaped, so a host's sockets together may send faster
-//!   than the line rate into the switch (each Homa socket paces itself to
-//!   it; TCP does not pace at all).
-//!
-//! # How close htb comes to strict priority
-//!
-//! `--probe` first measures it on the rack just built: 64-byte UDP pings
-//! from `h3` to `h2` (echoed back by `h2`) while `h1` floods `h2`'s port
-//! at 1.25× the line rate with precedence-0 traffic. See the README for
-//! figures from the development machine.
+//! `docs/benchmarks.md` explains the figures, why each setting is scaled
+//! (what the protocol's defaults did at 1 Gbit/s), the limits of the
+//! emulation, and the results measured so far.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +84,7 @@ use crate::results::{self, Ideal, Sample, Summary};
 
 /// `homa rack`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RackArgs {
+pub(crate) struct RackArgs {
     /// Hosts in the rack.
     #[arg(long, default_value_t = 4)]
     pub hosts: usize,
@@ -216,7 +187,7 @@ pub struct RackArgs {
 /// What `--load` counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LoadBasis {
+pub(crate) enum LoadBasis {
     /// Bytes on the wire with Homa's headers.
     Wire,
     /// Message bytes only.
@@ -274,19 +245,7 @@ impl Rack {
 
 /// Sets the nice value of what `c` starts (no-op for 0).
 fn with_nice(c: &mut std::process::Command, nice: i32) {
-    use std::os::unix::process::CommandExt;
-    if nice != 0 {
-        // SAFETY: the hook only calls setpriority, which is
-        // async-signal-safe.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    homa_sys::process::nice_on_exec(c, nice);
 }
 
 /// Child processes, killed (and reaped) when dropped.
@@ -347,12 +306,7 @@ fn cpu_times() -> CpuTimes {
 }
 
 fn children_cpu_secs() -> f64 {
-    // SAFETY: getrusage writes into a local, zero-initialised struct.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: see above.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    homa_sys::process::children_cpu_time().map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn load_average() -> f64 {
@@ -362,7 +316,7 @@ fn load_average() -> f64 {
 /// Bytes, packets and drops of one priority class summed over the
 /// switch's ports.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct ClassStats {
+pub(crate) struct ClassStats {
     /// IP precedence (Homa priority level).
     pub precedence: u8,
     /// Bytes sent.
@@ -441,7 +395,7 @@ fn stats_delta(after: &[ClassStats; 8], before: &[ClassStats; 8]) -> Vec<ClassSt
 
 /// The unloaded RTT of one protocol.
 #[derive(Debug, Clone, Serialize)]
-pub struct Base {
+pub(crate) struct Base {
     /// Protocol.
     pub protocol: Protocol,
     /// Median RTT of 100-byte RPCs, µs.
@@ -454,7 +408,7 @@ pub struct Base {
 
 /// One protocol's loaded run.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProtocolRun {
+pub(crate) struct ProtocolRun {
     /// Protocol.
     pub protocol: Protocol,
     /// Measured RPCs completed, all hosts.
@@ -484,7 +438,7 @@ pub struct ProtocolRun {
 
 /// TCP's figures over Homa's.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Ratios {
+pub(crate) struct Ratios {
     /// Short-message P50 RTT.
     pub short_p50: f64,
     /// Short-message P99 RTT.
@@ -497,7 +451,7 @@ pub struct Ratios {
 
 /// The htb priority check (`--probe`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// Precedence-7 pings, idle port: P50, P99 µs.
     pub idle_us: (f64, f64),
     /// Precedence-7 pings while precedence 0 floods the port.
@@ -512,7 +466,7 @@ pub struct Probe {
 
 /// Everything `homa rack` measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct RackReport {
+pub(crate) struct RackReport {
     /// Hosts.
     pub hosts: usize,
     /// Port rate, Mbit/s.
@@ -550,7 +504,7 @@ pub struct RackReport {
 }
 
 /// `homa rack`.
-pub fn main(a: &RackArgs) -> Result<()> {
+pub(crate) fn main(a: &RackArgs) -> Result<()> {
     if !homa_lab::is_root() {
         bail!("homa rack builds network namespaces and needs root (and the ip, tc, ethtool and sysctl commands)");
     }
@@ -599,47 +553,65 @@ pub fn main(a: &RackArgs) -> Result<()> {
     Ok(())
 }
 
-/// The pacer's backlog allowance: as given, else one 64 KB GSO batch at
-/// the port rate but at most 512 µs (a GSO batch crosses the switch's
-/// shaper as one unit, so it is also the longest a higher-priority packet
-/// waits behind it; at low rates fewer bytes).
-fn nic_backlog_us(a: &RackArgs) -> u64 {
-    a.homa
-        .nic_backlog_us
-        .unwrap_or_else(|| (65_536 * 8 / a.rate_mbit.max(1)).clamp(5, 512))
-}
-
-/// Homa's RESEND silence: as given, else the kernel's 5 ms at 25 Gbit/s
-/// scaled to the port rate (the same bytes of link time), 5..=1000 ms.
-fn resend_ms(a: &RackArgs) -> f64 {
-    a.homa
-        .resend_ms
-        .unwrap_or_else(|| (5.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(5.0, 1000.0))
-}
-
-/// Homa's delay before asking for an acknowledgement: as given, else the
-/// kernel's 2 ms scaled to the port rate like [`resend_ms`], 2..=50 ms.
-fn need_ack_ms(a: &RackArgs) -> f64 {
-    a.homa
-        .need_ack_ms
-        .unwrap_or_else(|| (2.0 * 25_000.0 / a.rate_mbit.max(1) as f64).clamp(2.0, 50.0))
+/// The Homa settings every server and client of the rack gets: the port
+/// rate as the link speed, and each time constant as given, else the
+/// protocol's default stretched to the port rate (the defaults are the
+/// kernel's, sized for its 25 Gbit/s link):
+///
+/// * pacer backlog: one GSO batch (`max_gso_bytes`) at the port rate, at
+///   least the default and at most 512 µs (a batch crosses the switch's
+///   shaper as one unit, so it is also the longest a higher-priority
+///   packet waits behind it);
+/// * RESEND silence: the default scaled to the same bytes of link time,
+///   at most 1 s;
+/// * NEED_ACK delay: scaled the same way, at most 50 ms.
+fn rack_knobs(a: &RackArgs) -> Result<HomaKnobs> {
+    let d = homa_proto::Config::default();
+    let rate = a.rate_mbit.max(1);
+    // How much longer the same bytes take on the port than on the default link.
+    let stretch = f64::from(d.link_mbps) / rate as f64;
+    let scaled_ms = |default: Duration, max_ms: f64| {
+        let ms = default.as_secs_f64() * 1e3;
+        (ms * stretch).clamp(ms, max_ms.max(ms))
+    };
+    let h = &a.homa;
+    Ok(HomaKnobs {
+        link_mbps: Some(u32::try_from(a.rate_mbit).context("--rate-mbit")?),
+        nic_backlog_us: Some(h.nic_backlog_us.unwrap_or_else(|| {
+            let min = d.max_nic_backlog.as_micros() as u64;
+            (u64::from(d.max_gso_bytes) * 8 / rate).clamp(min, min.max(512))
+        })),
+        resend_ms: Some(
+            h.resend_ms
+                .unwrap_or_else(|| scaled_ms(d.resend_after, 1000.0)),
+        ),
+        need_ack_ms: Some(
+            h.need_ack_ms
+                .unwrap_or_else(|| scaled_ms(d.need_ack_after, 50.0)),
+        ),
+        unsched_bytes: h.unsched_bytes,
+    })
 }
 
 /// Bytes of Ethernet header the switch's shaper counts per packet (htb
 /// counts frames without preamble, CRC and gap).
 const SHAPED_ETH_HEADER: u32 = 14;
 
+/// Bytes on the downlink of a message of `len` bytes as the switch's
+/// shaper counts them: homa-proto's wire bytes of its DATA packets, less
+/// the Ethernet framing htb does not see (preamble, CRC, gap).
+fn shaped_wire_bytes(c: &homa_proto::Config, len: u32) -> f64 {
+    let unshaped = homa_proto::config::ETH_OVERHEAD - SHAPED_ETH_HEADER;
+    (c.message_wire_bytes(len, false) - u64::from(c.data_packets(len, false) * unshaped)) as f64
+}
+
 /// Mean bytes one RPC puts on the downlinks: message bytes (request and
-/// response), and wire bytes as the switch's shaper counts them with
-/// Homa's headers: per packet of at most `max_seg_data` message bytes
-/// (homa-proto's arithmetic for the 1500-byte MTU: 1416), the IP, UDP and
-/// DATA headers (84 bytes) and the Ethernet header.
+/// response), and wire bytes as the switch's shaper counts them
+/// ([`shaped_wire_bytes`]).
 fn bytes_per_rpc(a: &RackArgs) -> (f64, f64) {
     let sizes = loadgen::request_sizes(&a.workload.dist(a.variant.into()));
     let c = homa_proto::Config::default();
-    let seg = c.max_seg_data(false);
-    let per_packet = f64::from(c.mtu - seg + SHAPED_ETH_HEADER);
-    let wire = |len: u32| f64::from(len) + f64::from(len.div_ceil(seg).max(1)) * per_packet;
+    let wire = |len: u32| shaped_wire_bytes(&c, len);
     let (req, req_wire) = (sizes.mean(), sizes.expectation(wire));
     let (resp, resp_wire) = if a.one_way {
         (f64::from(SHORT_RESPONSE_LEN), wire(SHORT_RESPONSE_LEN))
@@ -812,13 +784,7 @@ fn protocol_phase(
         }
     }
     // Every server and client of the rack gets the same Homa settings.
-    let knobs = HomaKnobs {
-        link_mbps: Some(u32::try_from(a.rate_mbit).context("--rate-mbit")?),
-        nic_backlog_us: Some(nic_backlog_us(a)),
-        resend_ms: Some(resend_ms(a)),
-        need_ack_ms: Some(need_ack_ms(a)),
-        unsched_bytes: a.homa.unsched_bytes,
-    };
+    let knobs = rack_knobs(a)?;
     let mut homa_args = vec![
         "--polling".to_string(),
         format!("{:?}", a.polling).to_lowercase(),
@@ -1046,7 +1012,7 @@ fn protocol_phase(
 }
 
 /// The comparison as text.
-pub fn text_report(r: &RackReport) -> String {
+pub(crate) fn text_report(r: &RackReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -1166,18 +1132,8 @@ pub fn text_report(r: &RackReport) -> String {
 
 // ----- the priority probe -------------------------------------------------
 
-fn set_tos(fd: i32, tos: u8) {
-    let v = libc::c_int::from(tos);
-    // SAFETY: setsockopt with a valid descriptor and an int option.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_TOS,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+fn set_tos(s: &UdpSocket, tos: u8) -> std::io::Result<()> {
+    homa_sys::udp::TosOption::Ipv4.set(s.as_fd(), tos)
 }
 
 /// `n` pings from `h3` to `to` with TOS byte `tos`, one every 500 µs;
@@ -1188,7 +1144,7 @@ fn pings(rack: &Rack, to: SocketAddr, tos: u8, n: usize) -> Result<(f64, f64)> {
         .lab
         .in_namespace(from, move || -> std::io::Result<Vec<f64>> {
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            set_tos(s.as_raw_fd(), tos);
+            set_tos(&s, tos)?;
             s.set_read_timeout(Some(Duration::from_millis(200)))?;
             let mut rtts = Vec::with_capacity(n);
             let mut buf = [0u8; 64];
@@ -1266,18 +1222,8 @@ fn probe(rack: &Rack, rate_mbit: u64) -> Result<Probe> {
             const SEG: usize = 1400;
             const BATCH: usize = 32;
             let s = UdpSocket::bind("0.0.0.0:0")?;
-            set_tos(s.as_raw_fd(), 0);
-            let seg = SEG as libc::c_int;
-            // SAFETY: setsockopt with a valid descriptor and an int option.
-            let gso = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_UDP,
-                    libc::UDP_SEGMENT,
-                    (&seg as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            } == 0;
+            set_tos(&s, 0)?;
+            let gso = homa_sys::udp::set_gso_segment(s.as_fd(), SEG as u16).is_ok();
             let batch = if gso { BATCH } else { 1 };
             let buf = vec![0u8; SEG * batch];
             let per_sec = flood_mbit * 1e6 / 8.0 / SEG as f64;
@@ -1350,9 +1296,8 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
         );
     }
 
-    #[test]
-    fn offered__echo_halves_the_rate() {
-        let mut a = RackArgs {
+    fn args_for_tests() -> RackArgs {
+        RackArgs {
             hosts: 4,
             rate_mbit: 1000,
             workload: SizeSpec::Fixed(1000),
@@ -1381,7 +1326,14 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             seed: None,
             json: false,
             quiet: true,
-        };
+        }
+    }
+
+    #[test]
+    fn offered__echo_halves_the_rate() {
+        let mut a = args_for_tests();
+        a.workload = SizeSpec::Fixed(1000);
+        a.load_basis = LoadBasis::Message;
         // Message basis: 0.8 Gbit/s down per host = 0.4 of requests + 0.4
         // of responses.
         let o = offered(&a);
@@ -1398,5 +1350,47 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
         let o = offered(&a);
         assert!((o.wire_load - 0.8).abs() < 1e-12);
         assert!((o.message_load - 0.8 / 1.098).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rack_knobs__defaults_stretched_to_the_port_rate() {
+        let mut a = args_for_tests();
+        let k = rack_knobs(&a).unwrap();
+        // 1 Gbit/s: 64 000-byte GSO batch = 512 µs; 5 ms and 2 ms x 25.
+        assert_eq!(k.link_mbps, Some(1000));
+        assert_eq!(k.nic_backlog_us, Some(512));
+        assert_eq!(k.resend_ms, Some(125.0));
+        assert_eq!(k.need_ack_ms, Some(50.0));
+        // At the protocol's own link speed, its own defaults (the batch
+        // fits in 20 µs).
+        a.rate_mbit = 25_000;
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!(
+            (k.nic_backlog_us, k.resend_ms, k.need_ack_ms),
+            (Some(20), Some(5.0), Some(2.0))
+        );
+        // Slow ports: capped.
+        a.rate_mbit = 10;
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!(
+            (k.nic_backlog_us, k.resend_ms, k.need_ack_ms),
+            (Some(512), Some(1000.0), Some(50.0))
+        );
+        // Given values win.
+        a.homa.resend_ms = Some(7.0);
+        a.homa.nic_backlog_us = Some(9);
+        let k = rack_knobs(&a).unwrap();
+        assert_eq!((k.nic_backlog_us, k.resend_ms), (Some(9), Some(7.0)));
+    }
+
+    #[test]
+    fn shaped_wire_bytes__headers_per_packet_without_framing() {
+        let c = homa_proto::Config::default();
+        // One packet: IP 20 + UDP 8 + DATA 56 + Ethernet 14 = 98 bytes.
+        assert_eq!(shaped_wire_bytes(&c, 1000), 1098.0);
+        assert_eq!(shaped_wire_bytes(&c, 0), 98.0);
+        // 1416 message bytes fill a 1500-byte packet; one more needs two.
+        assert_eq!(shaped_wire_bytes(&c, 1416), 1514.0);
+        assert_eq!(shaped_wire_bytes(&c, 1417), 1417.0 + 2.0 * 98.0);
     }
 }

@@ -26,7 +26,7 @@ const SCALE: f64 = 1000.0;
 
 /// One completed RPC.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Request length in bytes.
     pub length: u32,
     /// Round-trip time in microseconds.
@@ -36,7 +36,7 @@ pub struct Sample {
 /// The ideal (unloaded) RTT of a message length: the denominator of
 /// slowdown.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Ideal {
+pub(crate) struct Ideal {
     /// Unloaded short-message RTT on the same setup, µs.
     pub base_rtt_us: f64,
     /// Link rate, Mbit/s (bits per µs).
@@ -45,19 +45,19 @@ pub struct Ideal {
 
 impl Ideal {
     /// Ideal RTT of a message of `length` bytes, µs.
-    pub fn rtt_us(&self, length: u32) -> f64 {
+    pub(crate) fn rtt_us(&self, length: u32) -> f64 {
         self.base_rtt_us + f64::from(length) * 8.0 / self.link_mbps
     }
 
     /// Slowdown of a sample.
-    pub fn slowdown(&self, s: &Sample) -> f64 {
+    pub(crate) fn slowdown(&self, s: &Sample) -> f64 {
         s.rtt_us / self.rtt_us(s.length)
     }
 }
 
 /// Percentiles and mean of a set of values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// Number of values.
     pub count: usize,
     /// Median.
@@ -73,7 +73,7 @@ pub struct Spread {
 impl Spread {
     /// Summarises `values` (non-negative; kept to a thousandth of their
     /// unit: nanoseconds for µs, 0.001 for slowdowns).
-    pub fn of(values: Vec<f64>) -> Spread {
+    pub(crate) fn of(values: Vec<f64>) -> Spread {
         if values.is_empty() {
             return Spread::default();
         }
@@ -93,7 +93,7 @@ impl Spread {
 
 /// One size bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Largest length in the bucket.
     pub max_length: u32,
     /// Fraction of all samples of at most `max_length` bytes.
@@ -106,7 +106,7 @@ pub struct Bucket {
 
 /// The short messages of a run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Short {
+pub(crate) struct Short {
     /// Largest length counted as short.
     pub max_length: u32,
     /// Share of all samples they are.
@@ -121,7 +121,7 @@ pub struct Short {
 
 /// Everything the report shows about one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// The slowdown denominator used.
     pub ideal: Ideal,
     /// All RTTs, µs.
@@ -135,7 +135,7 @@ pub struct Summary {
 }
 
 /// Minimum samples per bucket for `n` samples: `n/40` within 25..=500.
-pub fn default_min_bucket(n: usize) -> usize {
+pub(crate) fn default_min_bucket(n: usize) -> usize {
     (n / 40).clamp(25, 500)
 }
 
@@ -152,7 +152,7 @@ fn sorted_by_length(samples: &[Sample]) -> Vec<Sample> {
 
 /// Buckets by size, each with at least `min_samples` samples (the last
 /// may have fewer).
-pub fn buckets(samples: &[Sample], ideal: Ideal, min_samples: usize) -> Vec<Bucket> {
+pub(crate) fn buckets(samples: &[Sample], ideal: Ideal, min_samples: usize) -> Vec<Bucket> {
     let sorted = sorted_by_length(samples);
     let total = sorted.len();
     let mut out = Vec::new();
@@ -176,7 +176,7 @@ pub fn buckets(samples: &[Sample], ideal: Ideal, min_samples: usize) -> Vec<Buck
 
 /// The largest length counted as short (see the module docs); `None` if
 /// there are no samples.
-pub fn short_message_limit(samples: &[Sample]) -> Option<u32> {
+pub(crate) fn short_message_limit(samples: &[Sample]) -> Option<u32> {
     let sorted = sorted_by_length(samples);
     let mut left = sorted.len() as i64 / 10;
     let mut limit = None;
@@ -194,7 +194,7 @@ pub fn short_message_limit(samples: &[Sample]) -> Option<u32> {
 }
 
 /// Summarises a run.
-pub fn summarize(samples: &[Sample], ideal: Ideal) -> Summary {
+pub(crate) fn summarize(samples: &[Sample], ideal: Ideal) -> Summary {
     let limit = short_message_limit(samples).unwrap_or(0);
     let short: Vec<&Sample> = samples.iter().filter(|s| s.length <= limit).collect();
     let short_rtts: Vec<f64> = short.iter().map(|s| s.rtt_us).collect();
@@ -228,7 +228,7 @@ impl Short {
 }
 
 /// The per-bucket table: about `rows` rows (fewer for small runs).
-pub fn table(samples: &[Sample], ideal: Ideal, rows: usize) -> String {
+pub(crate) fn table(samples: &[Sample], ideal: Ideal, rows: usize) -> String {
     use std::fmt::Write as _;
     let min = (samples.len() / rows.max(1)).max(1);
     let mut out = String::new();
@@ -262,7 +262,7 @@ pub fn table(samples: &[Sample], ideal: Ideal, rows: usize) -> String {
 
 /// Reads RTT samples in the kernel benchmark's `dump_times` format: `#`
 /// comment lines, then `length rtt_us` per line.
-pub fn parse_rtts(text: &str) -> Result<Vec<Sample>, String> {
+pub(crate) fn parse_rtts(text: &str) -> Result<Vec<Sample>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -281,7 +281,7 @@ pub fn parse_rtts(text: &str) -> Result<Vec<Sample>, String> {
 }
 
 /// Writes samples in the `dump_times` format [`parse_rtts`] reads.
-pub fn write_rtts(samples: &[Sample], comment: &str) -> String {
+pub(crate) fn write_rtts(samples: &[Sample], comment: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(24 * samples.len() + 100);
     for l in comment.lines() {

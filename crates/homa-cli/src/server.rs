@@ -42,7 +42,7 @@ use crate::loadgen::Protocol;
 
 /// What to serve.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Transport.
     pub protocol: Protocol,
     /// Address of the first port; the others follow it.
@@ -66,12 +66,12 @@ pub struct Options {
 }
 
 /// The servers of a process, for the Prometheus endpoint ([`crate::prom`]).
-pub type Registry = Arc<Mutex<Vec<Arc<Shared>>>>;
+pub(crate) type Registry = Arc<Mutex<Vec<Arc<Shared>>>>;
 
 /// Runs a server per protocol (Homa and TCP can share a port number: one is
 /// UDP, the other TCP) and, with `metrics_listen`, the Prometheus endpoint;
 /// returns when one of them fails.
-pub fn run_all(
+pub(crate) fn run_all(
     base: Options,
     protocols: &[Protocol],
     metrics_listen: Option<SocketAddr>,
@@ -163,7 +163,7 @@ fn free_port_for_both(addr: SocketAddr) -> Result<u16> {
 }
 
 /// State every serving thread of one protocol shares.
-pub struct Shared {
+pub(crate) struct Shared {
     opts: Options,
     started: Instant,
     addrs: Vec<SocketAddr>,
@@ -200,18 +200,18 @@ impl Shared {
     }
 
     /// `homa` or `tcp`.
-    pub fn protocol_name(&self) -> &'static str {
+    pub(crate) fn protocol_name(&self) -> &'static str {
         self.opts.protocol.name()
     }
 
     /// Seconds since the server started.
-    pub fn uptime_secs(&self) -> f64 {
+    pub(crate) fn uptime_secs(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 
     /// Per serving thread (Homa) or port (TCP): requests, bytes in, bytes
     /// out, failed replies.
-    pub fn thread_counters(&self) -> Vec<(u64, u64, u64, u64)> {
+    pub(crate) fn thread_counters(&self) -> Vec<(u64, u64, u64, u64)> {
         self.counters
             .iter()
             .map(|c| {
@@ -226,7 +226,7 @@ impl Shared {
     }
 
     /// Every Homa socket's metrics.
-    pub fn socket_metrics(&self) -> Vec<homa_transport::Metrics> {
+    pub(crate) fn socket_metrics(&self) -> Vec<homa_transport::Metrics> {
         self.sockets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,12 +270,12 @@ impl Shared {
 }
 
 /// One Homa socket's counters as JSON.
-pub fn socket_metrics(s: &Socket) -> Value {
+pub(crate) fn socket_metrics(s: &Socket) -> Value {
     stats_json(s.local_addr(), &s.stats(), s.offloads())
 }
 
 /// A Homa socket's counters (`stats()`) and offloads as JSON.
-pub fn stats_json(
+pub(crate) fn stats_json(
     addr: SocketAddr,
     st: &homa_transport::Stats,
     o: homa_transport::Offloads,
@@ -339,7 +339,7 @@ fn metrics_response(shared: &Shared, h: Header) -> Vec<u8> {
 
 /// Runs the server until killed. Prints `listening on ADDR` per port
 /// first (the line scripts wait for).
-pub fn run(opts: Options) -> Result<()> {
+pub(crate) fn run(opts: Options) -> Result<()> {
     match opts.protocol {
         Protocol::Homa => run_homa(opts),
         Protocol::Tcp => run_tcp(opts),
@@ -531,7 +531,11 @@ const MAX_METRICS_LEN: usize = 16 << 20;
 
 /// `homa metrics`: asks a running server for its metrics; returns the
 /// JSON text.
-pub fn fetch_metrics(protocol: Protocol, server: SocketAddr, timeout: Duration) -> Result<Value> {
+pub(crate) fn fetch_metrics(
+    protocol: Protocol,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<Value> {
     let req = header::message(
         Header {
             flags: FLAG_METRICS,

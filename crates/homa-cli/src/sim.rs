@@ -13,14 +13,14 @@ use anyhow::{bail, Result};
 use homa_sim::cli::SimArgs;
 
 /// Estimated wall time above which `homa sim` asks for confirmation.
-pub const CONFIRM_ABOVE: Duration = Duration::from_secs(120);
+pub(crate) const CONFIRM_ABOVE: Duration = Duration::from_secs(120);
 
 /// Simulated time of the pilot run.
 const PILOT: Duration = Duration::from_millis(2);
 
 /// `homa sim`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SimCmd {
+pub(crate) struct SimCmd {
     #[command(flatten)]
     args: SimArgs,
     /// Run without asking, however long the estimate.
@@ -30,7 +30,7 @@ pub struct SimCmd {
 
 /// Wall time the run of `a` should take, from a pilot of [`PILOT`]
 /// simulated time (`None` when the run is no longer than a few pilots).
-pub fn estimate(a: &SimArgs) -> Result<Option<Duration>> {
+pub(crate) fn estimate(a: &SimArgs) -> Result<Option<Duration>> {
     if a.duration <= PILOT * 4 || a.references_only {
         return Ok(None);
     }
@@ -58,7 +58,7 @@ fn human(d: Duration) -> String {
 }
 
 /// `homa sim`: the estimate, the confirmation if needed, the run.
-pub fn main(c: &SimCmd) -> Result<()> {
+pub(crate) fn main(c: &SimCmd) -> Result<()> {
     let a = &c.args;
     if let Some(eta) = estimate(a)? {
         eprintln!(

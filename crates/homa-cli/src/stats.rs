@@ -12,7 +12,7 @@ const SIGFIG: u8 = 3;
 
 /// A set of non-negative values and their percentiles.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     h: Histogram<u64>,
     sum: f64,
     /// The largest value recorded, exactly (the histogram keeps buckets).
@@ -27,7 +27,7 @@ impl Default for Recorder {
 
 impl Recorder {
     /// An empty set.
-    pub fn new() -> Recorder {
+    pub(crate) fn new() -> Recorder {
         Recorder {
             // Auto-resizing: any u64 can be recorded.
             h: Histogram::new(SIGFIG).unwrap_or_else(|_| unreachable!("3 significant digits")),
@@ -37,7 +37,7 @@ impl Recorder {
     }
 
     /// Adds a value.
-    pub fn record(&mut self, v: u64) {
+    pub(crate) fn record(&mut self, v: u64) {
         // Cannot fail on an auto-resizing histogram; a value it could not
         // hold would be dropped, never panic.
         let _ = self.h.record(v);
@@ -46,12 +46,12 @@ impl Recorder {
     }
 
     /// Number of values.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.h.len() as usize
     }
 
     /// The nearest-rank percentile `q` (0..=1); 0 if empty.
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.h.is_empty() {
             return 0;
         }
@@ -61,7 +61,7 @@ impl Recorder {
     }
 
     /// The exact mean; 0 if empty.
-    pub fn mean(&self) -> f64 {
+    pub(crate) fn mean(&self) -> f64 {
         if self.h.is_empty() {
             0.0
         } else {
@@ -72,7 +72,7 @@ impl Recorder {
 
 /// Percentiles of a set of round-trip times, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Number of samples.
     pub count: usize,
     /// Median.
@@ -87,7 +87,7 @@ pub struct Latency {
 
 impl Latency {
     /// Summarises round-trip times given in nanoseconds.
-    pub fn from_nanos(samples: Vec<u64>) -> Latency {
+    pub(crate) fn from_nanos(samples: Vec<u64>) -> Latency {
         let mut r = Recorder::new();
         for s in samples {
             r.record(s);
@@ -96,7 +96,7 @@ impl Latency {
     }
 
     /// The summary of `r`, whose values are `per_us` units per µs.
-    pub fn of(r: &Recorder, per_us: f64) -> Latency {
+    pub(crate) fn of(r: &Recorder, per_us: f64) -> Latency {
         Latency {
             count: r.count(),
             p50_us: r.quantile(0.50) as f64 / per_us,
@@ -121,7 +121,7 @@ impl From<crate::results::Spread> for Latency {
 }
 
 /// The median of some values (upper median for even counts); 0 if none.
-pub fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return 0.0;

@@ -64,6 +64,16 @@ fn parse(text: &str) -> (Vec<Sample>, Vec<(String, String)>) {
     (samples, types)
 }
 
+/// The next line of `r`, which must start with `prefix`, without it.
+fn line_after(r: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+        .to_string()
+}
+
 #[test]
 fn server__prometheus_endpoint_scraped_and_parsed() {
     let mut child = Command::new(HOMA)
@@ -79,23 +89,12 @@ fn server__prometheus_endpoint_scraped_and_parsed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Both pipes stay open while the server runs (it may write more).
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let server = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut mline = String::new();
-    err.read_line(&mut mline).unwrap();
-    let metrics = mline
-        .trim()
-        .strip_prefix("metrics on http://")
-        .and_then(|m| m.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("{mline:?}"))
-        .to_string();
+    let server = line_after(&mut out, "listening on ");
+    let metrics = line_after(&mut err, "metrics on http://");
+    let metrics = metrics.strip_suffix("/metrics").unwrap().to_string();
     common::client(&[
         "--server",
         &server,

@@ -33,6 +33,11 @@ const EXEMPT: &[(&str, &str, Option<&str>)] = &[
         None,
     ),
     (
+        "cargo test --workspace --release -- --ignored",
+        "the root-only half of the test suite itself (.ci/run runs it)",
+        None,
+    ),
+    (
         "cargo build --release -p homa-capi",
         "cargo cannot run inside cargo test; the library is built by this test run, and crates/homa-capi/tests/c_echo.rs compiles and runs the same echo pair with gcc",
         None,

@@ -30,6 +30,7 @@
 //! only builds and removes the network.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use std::fs;
@@ -485,60 +486,42 @@ impl Lab {
         tc(&[
             "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "10",
         ])?;
-        tc(&[
-            "class",
-            "add",
-            "dev",
-            dev,
-            "parent",
-            "1:",
-            "classid",
-            "1:1",
-            "htb",
-            "rate",
-            &rate,
-            "ceil",
-            &rate,
-            "burst",
-            &s.root_burst.to_string(),
-            "cburst",
-            &s.root_burst.to_string(),
-        ])?;
+        // An htb class: `rate` guaranteed, up to `ceil`, bursts of `burst`
+        // bytes, then any extra arguments.
+        let add_class =
+            |parent: &str, id: &str, rate: &str, ceil: &str, burst: u32, extra: &[&str]| {
+                let burst = burst.to_string();
+                let mut args = vec![
+                    "class", "add", "dev", dev, "parent", parent, "classid", id, "htb", "rate",
+                    rate, "ceil", ceil, "burst", &burst, "cburst", &burst,
+                ];
+                args.extend_from_slice(extra);
+                tc(&args)
+            };
+        add_class("1:", "1:1", &rate, &rate, s.root_burst, &[])?;
         for p in 0..8u32 {
-            let class = format!("1:1{p}");
+            let leaf = format!("1:1{p}");
             let guaranteed = if p == 7 {
                 format!("{}mbit", s.top_rate_mbit)
             } else {
                 "1mbit".to_string()
             };
-            tc(&[
-                "class",
-                "add",
-                "dev",
-                dev,
-                "parent",
+            let prio = (7 - p).to_string();
+            add_class(
                 "1:1",
-                "classid",
-                &class,
-                "htb",
-                "rate",
+                &leaf,
                 &guaranteed,
-                "ceil",
                 &rate,
-                "burst",
-                &s.leaf_burst.to_string(),
-                "cburst",
-                &s.leaf_burst.to_string(),
-                "prio",
-                &(7 - p).to_string(),
-            ])?;
+                s.leaf_burst,
+                &["prio", &prio],
+            )?;
             tc(&[
                 "qdisc",
                 "add",
                 "dev",
                 dev,
                 "parent",
-                &class,
+                &leaf,
                 "handle",
                 &format!("{}:", 20 + p),
                 "bfifo",
@@ -548,7 +531,7 @@ impl Lab {
             let tos = format!("0x{:02x}", p << 5);
             tc(&[
                 "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-                "match", "ip", "tos", &tos, "0xe0", "flowid", &class,
+                "match", "ip", "tos", &tos, "0xe0", "flowid", &leaf,
             ])?;
         }
         Ok(())

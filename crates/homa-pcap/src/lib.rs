@@ -12,6 +12,7 @@
 //! shipped dissector (what the capture tests of every crate use).
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
