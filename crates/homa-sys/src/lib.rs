@@ -16,7 +16,8 @@
 //! * [`wait`]: `eventfd`, `timerfd` and `ppoll`, the monotonic clock and
 //!   random seeds.
 //! * [`process`]: what the network labs and the benchmarks ask of the
-//!   kernel: effective user, signals, network namespaces, CPU affinity.
+//!   kernel: effective user, signals, network namespaces, CPU affinity,
+//!   CPU time (per thread, per process, of children).
 //!
 //! What is specific to Homa stays with its owners: which TOS byte a packet
 //! gets and when the socket option changes (`homa-transport`'s sticky TOS),
