@@ -13,7 +13,7 @@
 //! compare`). Knobs (protocol configuration fields): `link_mbps`,
 //! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
 //! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
-//! `max_nic_backlog_us`, `recv_batch`. Prints Gbit/s and the CPU time
+//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1). Prints Gbit/s and the CPU time
 //! per GB of each side.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +43,7 @@ fn configure(c: &mut Config, knob: &str) -> Res<()> {
         "max_gso_bytes" => p.max_gso_bytes = n as u32,
         "max_nic_backlog_us" => p.max_nic_backlog = Duration::from_micros(n),
         "recv_batch" => c.recv_batch = n as usize,
+        "gso" => c.gso = n != 0,
         _ => return Err(format!("unknown knob {k}").into()),
     }
     Ok(())

@@ -36,6 +36,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is global: the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One thread drives a client and a server socket (no background
 /// threads), as `examples/rtt_profile` does: every allocation counted
 /// belongs to a round trip.
@@ -61,6 +64,7 @@ fn round_trips(client: &Socket, server: &Socket, n: usize, size: usize) {
 
 #[test]
 fn small_round_trips__the_runtime_allocates_nothing_per_rpc() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut config = Config::default();
     config.background = None;
     let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true)).unwrap();
