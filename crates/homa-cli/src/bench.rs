@@ -10,6 +10,22 @@
 //! transports. Every transport gets the same treatment: fresh sockets per
 //! measurement, the same warm-up, the same measurement window, the same
 //! polling policy.
+//!
+//! ## CPU time
+//!
+//! Every measurement also returns the CPU time (user plus system, as
+//! `getrusage` accounts it) spent during its window, per side ([`Window`]):
+//! the client is the measuring thread (`RUSAGE_THREAD`, read by itself at
+//! both ends of the window); the server is the rest of the process over the
+//! same window (`RUSAGE_SELF` minus the client thread): the server thread,
+//! plus any thread a transport runs for itself (Homa's background threads,
+//! one per socket, client's included) and the progress line's ticker (one
+//! wake-up per 500 ms). Both sides together are exact; the split charges
+//! the client socket's background thread to the server, which errs against
+//! Homa. Busy-polling sides spin through the whole window, so with
+//! `--polling busy` CPU per round trip is about the wall time of a round
+//! trip per side: the informative figures are the rate row's (64
+//! outstanding) and the other polling policies'.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -21,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use homa_sys::process::{process_cpu_time, thread_cpu_time, CpuTime};
 use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption};
 use homa_sys::wait;
 use homa_transport::{Config, Error as HomaError, Socket};
@@ -103,6 +120,85 @@ pub struct Plan {
 /// after this long without an answer.
 const STUCK: Duration = Duration::from_secs(2);
 
+/// CPU time of one measurement's window, per side.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SideCpu {
+    /// The measuring (client) thread.
+    pub client: CpuTime,
+    /// The rest of the process: the server thread and the transports' own
+    /// threads.
+    pub server: CpuTime,
+}
+
+impl SideCpu {
+    /// Both sides, user plus system, in ns per `ops` operations: (client,
+    /// server).
+    pub fn nanos_per(&self, ops: u64) -> (f64, f64) {
+        (self.client.nanos_per(ops), self.server.nanos_per(ops))
+    }
+}
+
+/// The CPU clocks at the start of a measurement window; read on the client
+/// thread at both ends.
+pub struct Window {
+    client: CpuTime,
+    process: CpuTime,
+}
+
+impl Window {
+    /// Opens the window (call on the measuring thread).
+    pub fn open() -> Result<Window> {
+        Ok(Window {
+            client: thread_cpu_time()?,
+            process: process_cpu_time()?,
+        })
+    }
+
+    /// Closes the window: what each side spent since it opened.
+    pub fn close(self) -> Result<SideCpu> {
+        let client = thread_cpu_time()?.since(self.client);
+        let all = process_cpu_time()?.since(self.process);
+        Ok(SideCpu {
+            client,
+            server: CpuTime {
+                user: all.user.saturating_sub(client.user),
+                system: all.system.saturating_sub(client.system),
+            },
+        })
+    }
+}
+
+/// Round trips: their latency and the CPU their window cost.
+#[derive(Debug, Clone)]
+pub struct Rtt {
+    /// Round-trip times.
+    pub latency: Latency,
+    /// CPU time of the measurement window.
+    pub cpu: SideCpu,
+}
+
+/// Throughput: what moved and the CPU its window cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Operations (RPCs or bytes) completed in the window.
+    pub ops: u64,
+    /// Length of the window, seconds.
+    pub secs: f64,
+    /// CPU time of the window.
+    pub cpu: SideCpu,
+}
+
+impl Throughput {
+    /// Operations per second.
+    pub fn per_sec(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.ops as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
+
 fn would_block(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -136,13 +232,18 @@ fn serve<T>(
 }
 
 /// Runs `op` (one round trip) repeatedly: untimed during the warm-up, then
-/// timed until the window closes. Returns the round-trip times in ns.
-fn time_round_trips(plan: &Plan, mut op: impl FnMut() -> Result<()>) -> Result<Vec<u64>> {
+/// timed until the window closes. Returns the round-trip times in ns and
+/// the CPU time of the window.
+fn time_round_trips(
+    plan: &Plan,
+    mut op: impl FnMut() -> Result<()>,
+) -> Result<(Vec<u64>, SideCpu)> {
     let start = Instant::now();
     while start.elapsed() < plan.warmup {
         op()?;
     }
     let mut samples = Vec::with_capacity(1 << 18);
+    let window = Window::open()?;
     let begin = Instant::now();
     loop {
         let t = Instant::now();
@@ -150,9 +251,40 @@ fn time_round_trips(plan: &Plan, mut op: impl FnMut() -> Result<()>) -> Result<V
         let end = Instant::now();
         samples.push((end - t).as_nanos() as u64);
         if end - begin >= plan.measure {
-            return Ok(samples);
+            return Ok((samples, window.close()?));
         }
     }
+}
+
+/// Turns what [`time_round_trips`] returned into an [`Rtt`].
+fn rtt_of(r: Result<(Vec<u64>, SideCpu)>) -> Result<Rtt> {
+    let (samples, cpu) = r?;
+    Ok(Rtt {
+        latency: Latency::from_nanos(samples),
+        cpu,
+    })
+}
+
+/// Runs `step` (which completes some operations and says how many)
+/// repeatedly: untimed during the warm-up, then counted until the window
+/// closes.
+fn count_ops(plan: &Plan, mut step: impl FnMut() -> Result<u64>) -> Result<Throughput> {
+    let start = Instant::now();
+    while start.elapsed() < plan.warmup {
+        step()?;
+    }
+    let window = Window::open()?;
+    let t0 = Instant::now();
+    let mut ops = 0;
+    while t0.elapsed() < plan.measure {
+        ops += step()?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(Throughput {
+        ops,
+        secs,
+        cpu: window.close()?,
+    })
 }
 
 /// Homa configuration for a polling policy and, if given, a link speed
@@ -205,7 +337,7 @@ fn join(h: thread::JoinHandle<Result<()>>) -> Result<()> {
 /// Raw UDP ping-pong: the floor for a request/response exchange. The
 /// client's socket is connected (`send`/`recv`), the server's is not
 /// (`recvfrom`/`sendto`).
-pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
+pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Rtt> {
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
     let (addr, h) = spawn_server(cpus.server, move |ready| {
@@ -243,7 +375,7 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     });
     stop.store(true, Ordering::Relaxed);
     join(h)?;
-    Ok(Latency::from_nanos(r?))
+    rtt_of(r)
 }
 
 /// A UDP socket used the way a multi-peer transport (Homa's runtime) must
@@ -300,22 +432,18 @@ impl Unconnected {
     }
 }
 
-/// Raw UDP ping-pong with the system calls of a multi-peer transport on
-/// both sides (see [`Unconnected`]): the floor for any transport that
-/// serves many peers from one socket and marks packets by priority.
-pub fn udp_rtt_unconnected(
-    size: usize,
-    plan: &Plan,
+/// A UDP echo server thread with a multi-peer transport's system calls
+/// (see [`Unconnected`]), until `stop`.
+fn unconnected_echo(
     polling: Polling,
     cpus: Cpus,
-) -> Result<Latency> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = Arc::clone(&stop);
-    let (addr, h) = spawn_server(cpus.server, move |ready| {
+    stop: Arc<AtomicBool>,
+) -> Result<(SocketAddr, thread::JoinHandle<Result<()>>)> {
+    spawn_server(cpus.server, move |ready| {
         let mut sock = Unconnected::bind()?;
         ready.send(sock.sock.local_addr()?)?;
         let mut idle = Idle::new(polling);
-        while !st.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             match sock.recv() {
                 Ok((n, from)) => {
                     // Echo the bytes from the receive buffer, encoding the
@@ -329,7 +457,15 @@ pub fn udp_rtt_unconnected(
             }
         }
         Ok(())
-    })?;
+    })
+}
+
+/// Raw UDP ping-pong with the system calls of a multi-peer transport on
+/// both sides (see [`Unconnected`]): the floor for any transport that
+/// serves many peers from one socket and marks packets by priority.
+pub fn udp_rtt_unconnected(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Rtt> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, h) = unconnected_echo(polling, cpus, Arc::clone(&stop))?;
     pin_current_thread(cpus.client)?;
     let mut sock = Unconnected::bind()?;
     let msg = vec![0x5a_u8; size];
@@ -349,7 +485,7 @@ pub fn udp_rtt_unconnected(
     });
     stop.store(true, Ordering::Relaxed);
     join(h)?;
-    Ok(Latency::from_nanos(r?))
+    rtt_of(r)
 }
 
 /// Reads exactly `buf.len()` bytes from a non-blocking socket, waiting as
@@ -437,7 +573,7 @@ fn tcp_pair(polling: Polling, cpus: Cpus) -> Result<(TcpStream, thread::JoinHand
 }
 
 /// TCP round trips: one connection, `TCP_NODELAY`, length-prefixed echo.
-pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Latency> {
+pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Rtt> {
     let (mut conn, h) = tcp_pair(polling, cpus)?;
     pin_current_thread(cpus.client)?;
     let msg = framed(size);
@@ -453,7 +589,7 @@ pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
     });
     drop(conn);
     join(h)?;
-    Ok(Latency::from_nanos(r?))
+    rtt_of(r)
 }
 
 /// A Homa echo server thread; returns its address and a handle to close it.
@@ -493,7 +629,7 @@ pub fn homa_rtt(
     polling: Polling,
     cpus: Cpus,
     link_mbps: Option<u32>,
-) -> Result<Latency> {
+) -> Result<Rtt> {
     let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
@@ -508,24 +644,155 @@ pub fn homa_rtt(
     });
     server.close();
     join(h)?;
-    Ok(Latency::from_nanos(r?))
+    rtt_of(r)
+}
+
+// ----- small-RPC rate ----------------------------------------------------
+//
+// One client thread keeps `outstanding` requests in flight against one
+// server thread, for every transport: each completed response is replaced
+// by a new request at once (closed loop). The count is of responses
+// received in the window.
+
+/// UDP with the runtime's system calls (see [`Unconnected`]): the client
+/// keeps `outstanding` datagrams in flight and sends one more per echo. A
+/// datagram lost on loopback (receive buffer full) would shrink the
+/// window: after 50 ms without an echo the client assumes every datagram
+/// in flight lost and refills.
+pub fn udp_rate(
+    size: usize,
+    outstanding: usize,
+    plan: &Plan,
+    polling: Polling,
+    cpus: Cpus,
+) -> Result<Throughput> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, h) = unconnected_echo(polling, cpus, Arc::clone(&stop))?;
+    pin_current_thread(cpus.client)?;
+    let mut sock = Unconnected::bind()?;
+    let msg = vec![0x5a_u8; size];
+    let mut idle = Idle::new(polling);
+    let mut in_flight = 0;
+    let r = count_ops(plan, || {
+        while in_flight < outstanding.max(1) {
+            sock.send(&msg, addr)?;
+            in_flight += 1;
+        }
+        idle.data();
+        let t = Instant::now();
+        loop {
+            match sock.recv() {
+                Ok((n, _)) if n == size => {
+                    in_flight -= 1;
+                    return Ok(1);
+                }
+                Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
+                Err(e) if would_block(&e) => {
+                    if t.elapsed() > Duration::from_millis(50) {
+                        in_flight = 0;
+                        return Ok(0);
+                    }
+                    idle.wait(sock.sock.as_fd());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    r
+}
+
+/// TCP: one connection, `TCP_NODELAY`, `outstanding` length-prefixed
+/// requests pipelined on it (the server answers in order); one more
+/// request per response.
+pub fn tcp_rate(
+    size: usize,
+    outstanding: usize,
+    plan: &Plan,
+    polling: Polling,
+    cpus: Cpus,
+) -> Result<Throughput> {
+    let (mut conn, h) = tcp_pair(polling, cpus)?;
+    pin_current_thread(cpus.client)?;
+    let msg = framed(size);
+    let mut buf = Vec::new();
+    let mut idle = Idle::new(polling);
+    let mut in_flight = 0;
+    let r = count_ops(plan, || {
+        while in_flight < outstanding.max(1) {
+            write_full(&mut conn, &msg)?;
+            in_flight += 1;
+        }
+        idle.data();
+        match read_message(&mut conn, &mut buf, &mut idle)? {
+            Some(n) if n == size => {
+                in_flight -= 1;
+                Ok(1)
+            }
+            other => bail!("tcp echo: {other:?}"),
+        }
+    });
+    // Take the responses still in flight, so that the server never writes
+    // to a closed connection.
+    while r.is_ok() && in_flight > 0 {
+        read_message(&mut conn, &mut buf, &mut idle)?;
+        in_flight -= 1;
+    }
+    drop(conn);
+    join(h)?;
+    r
+}
+
+/// Homa: `outstanding` calls in flight on one client socket, the oldest
+/// waited for and replaced.
+pub fn homa_rate(
+    size: usize,
+    outstanding: usize,
+    plan: &Plan,
+    polling: Polling,
+    cpus: Cpus,
+    link_mbps: Option<u32>,
+) -> Result<Throughput> {
+    let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
+    let dest = server.local_addr();
+    pin_current_thread(cpus.client)?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
+    let msg = Bytes::from(vec![0x5a_u8; size]);
+    let mut calls = std::collections::VecDeque::new();
+    let r = count_ops(plan, || {
+        while calls.len() < outstanding.max(1) {
+            calls.push_back(client.start_call_timeout(dest, msg.clone(), STUCK)?);
+        }
+        let call = calls.pop_front().expect("at least one call");
+        let resp = call.wait()?;
+        if resp.len() != size {
+            bail!("homa echo of {} bytes, sent {size}", resp.len());
+        }
+        Ok(1)
+    });
+    drop(calls);
+    server.close();
+    join(h)?;
+    r
 }
 
 // ----- one-way bulk ----------------------------------------------------
 
 /// Runs `send` (which must keep sending until told to stop) while a
-/// receiver counts bytes into `counter`; returns the receiver's rate over
-/// the measurement window in Gbit/s.
+/// receiver counts bytes into `counter`; returns the bytes the receiver
+/// counted over the measurement window, and the window's CPU time.
 fn rate_of(
     plan: &Plan,
     counter: &AtomicU64,
     stop: &AtomicBool,
     mut step: impl FnMut() -> Result<()>,
-) -> Result<f64> {
+) -> Result<Throughput> {
     let start = Instant::now();
     while start.elapsed() < plan.warmup {
         step()?;
     }
+    let window = Window::open()?;
     let b0 = counter.load(Ordering::Relaxed);
     let t0 = Instant::now();
     while t0.elapsed() < plan.measure {
@@ -533,8 +800,13 @@ fn rate_of(
     }
     let b1 = counter.load(Ordering::Relaxed);
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = window.close()?;
     stop.store(true, Ordering::Relaxed);
-    Ok((b1 - b0) as f64 * 8.0 / secs / 1e9)
+    Ok(Throughput {
+        ops: b1 - b0,
+        secs,
+        cpu,
+    })
 }
 
 /// Bytes of UDP payload per packet for a 1500-byte MTU, as Homa uses.
@@ -544,7 +816,7 @@ const UDP_SEGMENT: usize = 1500 - 20 - 8;
 /// 1472-byte datagrams (Homa's packet size) at a GRO receiver that only
 /// counts bytes. No reliability, no flow control: what arrives is the
 /// ceiling for any protocol over UDP sockets here.
-pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
+pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput> {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (c, st) = (Arc::clone(&counter), Arc::clone(&stop));
@@ -592,7 +864,7 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
 
 /// TCP bulk: one connection carrying `size`-byte length-prefixed messages
 /// back to back; the receiver reads each whole message.
-pub fn tcp_bulk(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<f64> {
+pub fn tcp_bulk(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput> {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -628,7 +900,7 @@ pub fn homa_bulk(
     polling: Polling,
     cpus: Cpus,
     link_mbps: Option<u32>,
-) -> Result<f64> {
+) -> Result<Throughput> {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = AtomicBool::new(false);
     let (server, h) = homa_server(

@@ -20,6 +20,15 @@
 //! and below 0.85x of TCP, P99 within 1.25x of UDP, bulk at least half of
 //! UDP's and 0.6x TCP's), judged against the connected floor.
 //!
+//! Every measurement also reports the CPU time both sides spent in its
+//! window (user plus system, `getrusage`; see `bench`'s module docs for
+//! how the sides are told apart): per round trip, per RPC of the rate
+//! measurement, and per GB of bulk. The rate measurement is closed-loop
+//! 100-byte RPCs with `--rate-outstanding` (64) in flight, one client
+//! thread and one server thread for every transport: Homa calls on one
+//! socket, TCP requests pipelined on one connection, UDP datagrams with
+//! Homa's system calls.
+//!
 //! A tail measured on a busy machine measures the machine: the report
 //! warns when the load average exceeds half the CPUs or when the P99.9 of
 //! any transport varies more than 2x between repetitions.
@@ -66,6 +75,9 @@ pub struct CompareArgs {
     /// Homa bulk calls kept outstanding on the client socket.
     #[arg(long, default_value_t = 4)]
     pub bulk_outstanding: usize,
+    /// Requests kept in flight by the rate measurement (every transport).
+    #[arg(long, default_value_t = 64)]
+    pub rate_outstanding: usize,
     /// CPU for the client (default: the first allowed CPU).
     #[arg(long)]
     pub client_cpu: Option<usize>,
@@ -86,7 +98,7 @@ pub struct CompareArgs {
     pub quiet: bool,
 }
 
-/// One of the seven measurements.
+/// One of the ten measurements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Measurement {
     /// UDP ping-pong, connected client.
@@ -103,6 +115,74 @@ pub enum Measurement {
     TcpBulk,
     /// Homa bulk calls.
     HomaBulk,
+    /// UDP small-RPC rate (Homa's system calls).
+    UdpRate,
+    /// TCP small-RPC rate (pipelined on one connection).
+    TcpRate,
+    /// Homa small-RPC rate.
+    HomaRate,
+}
+
+/// CPU time (user plus system) of one measurement per operation, per side;
+/// the unit is in the name of the field holding it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    /// The client thread.
+    pub client: f64,
+    /// The rest of the process: the server thread and the transport's own
+    /// threads.
+    pub server: f64,
+}
+
+impl Cpu {
+    /// Both sides together.
+    pub fn both(&self) -> f64 {
+        self.client + self.server
+    }
+
+    fn of(cpu: &bench::SideCpu, ops: u64, unit_ns: f64) -> Cpu {
+        let (c, s) = cpu.nanos_per(ops);
+        Cpu {
+            client: c / unit_ns,
+            server: s / unit_ns,
+        }
+    }
+}
+
+/// CPU time of every measurement of a repetition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuCosts {
+    /// Connected UDP ping-pong, µs per round trip.
+    pub udp_rtt_us: Cpu,
+    /// Unconnected UDP ping-pong, µs per round trip.
+    pub udp_unconnected_rtt_us: Cpu,
+    /// TCP ping-pong, µs per round trip.
+    pub tcp_rtt_us: Cpu,
+    /// Homa calls, µs per round trip.
+    pub homa_rtt_us: Cpu,
+    /// UDP rate measurement, µs per RPC.
+    pub udp_rate_us: Cpu,
+    /// TCP rate measurement, µs per RPC.
+    pub tcp_rate_us: Cpu,
+    /// Homa rate measurement, µs per RPC.
+    pub homa_rate_us: Cpu,
+    /// UDP GSO+GRO blast, ms per GB received.
+    pub udp_bulk_ms_per_gb: Cpu,
+    /// TCP stream, ms per GB received.
+    pub tcp_bulk_ms_per_gb: Cpu,
+    /// Homa bulk calls, ms per GB received.
+    pub homa_bulk_ms_per_gb: Cpu,
+}
+
+/// Small-RPC rates, thousands of RPCs per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// UDP datagrams echoed, Homa's system calls.
+    pub udp_krps: f64,
+    /// TCP requests pipelined on one connection.
+    pub tcp_krps: f64,
+    /// Homa calls on one socket.
+    pub homa_krps: f64,
 }
 
 /// One repetition's figures.
@@ -122,6 +202,10 @@ pub struct Rep {
     pub tcp_gbps: f64,
     /// Homa bulk, Gbit/s.
     pub homa_gbps: f64,
+    /// Small-RPC rates with `rate_outstanding` in flight.
+    pub rates: Rates,
+    /// CPU time of every measurement.
+    pub cpu: CpuCosts,
 }
 
 /// RTT percentiles of one transport, µs.
@@ -159,6 +243,10 @@ pub struct Medians {
     pub homa: Tail,
     /// Bulk throughput.
     pub bulk: Bulk,
+    /// Small-RPC rates.
+    pub rates: Rates,
+    /// CPU time of every measurement (each figure the median of its own).
+    pub cpu: CpuCosts,
 }
 
 /// The 1-minute load average around the run.
@@ -201,6 +289,8 @@ pub struct Report {
     pub bulk_bytes: usize,
     /// Homa bulk calls outstanding.
     pub bulk_outstanding: usize,
+    /// Requests in flight in the rate measurement.
+    pub rate_outstanding: usize,
     /// Link speed given to Homa's pacer, Mbit/s.
     pub link_mbps: u32,
     /// Measurement window per measurement, ms.
@@ -238,6 +328,14 @@ pub struct Ratios {
     pub p50_vs_udp_unconnected: f64,
     /// Homa P99 / unconnected UDP P99.
     pub p99_vs_udp_unconnected: f64,
+    /// Homa RPC rate / TCP RPC rate.
+    pub rate_vs_tcp: f64,
+    /// Homa CPU per round trip / TCP's (both sides).
+    pub cpu_rtt_vs_tcp: f64,
+    /// Homa CPU per RPC in the rate measurement / TCP's (both sides).
+    pub cpu_rate_vs_tcp: f64,
+    /// Homa CPU per GB / TCP's (both sides).
+    pub cpu_bulk_vs_tcp: f64,
 }
 
 /// The name of a polling policy as the option reads.
@@ -266,29 +364,100 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let p = args.polling;
         let on = |m: Measurement| args.only.is_empty() || args.only.contains(&m);
         use Measurement as M;
+        let small = args.small;
+        let rtt = |on: bool, f: &dyn Fn() -> Result<bench::Rtt>| -> Result<(Latency, Cpu)> {
+            if !on {
+                return Ok(Default::default());
+            }
+            let r = f()?;
+            let cpu = Cpu::of(&r.cpu, r.latency.count as u64, 1e3);
+            Ok((r.latency, cpu))
+        };
+        let thr = |on: bool,
+                   f: &dyn Fn() -> Result<bench::Throughput>,
+                   unit: f64,
+                   cpu_unit_ns: f64|
+         -> Result<(f64, Cpu)> {
+            if !on {
+                return Ok(Default::default());
+            }
+            let t = f()?;
+            Ok((t.per_sec() * unit, Cpu::of(&t.cpu, t.ops, cpu_unit_ns)))
+        };
+        let (gbps, krps) = (8.0 / 1e9, 1e-3);
+        // ms per GB: ns per byte / 1e6 x 1e9 = ns per byte x 1e3.
+        let per_gb = 1e-3;
+        let link = Some(args.link_mbps);
+        let k = args.rate_outstanding;
+        let (udp_rtt, udp_rtt_cpu) = rtt(on(M::UdpRtt), &|| bench::udp_rtt(small, &plan, p, cpus))?;
+        let (udp_unconnected_rtt, udp_unc_cpu) = rtt(on(M::UdpUnconnectedRtt), &|| {
+            bench::udp_rtt_unconnected(small, &plan, p, cpus)
+        })?;
+        let (tcp_rtt, tcp_rtt_cpu) = rtt(on(M::TcpRtt), &|| bench::tcp_rtt(small, &plan, p, cpus))?;
+        let (homa_rtt, homa_rtt_cpu) = rtt(on(M::HomaRtt), &|| {
+            bench::homa_rtt(small, &plan, p, cpus, link)
+        })?;
+        let (udp_gbps, udp_bulk_cpu) = thr(
+            on(M::UdpBulk),
+            &|| bench::udp_bulk(&plan, p, cpus),
+            gbps,
+            per_gb,
+        )?;
+        let (tcp_gbps, tcp_bulk_cpu) = thr(
+            on(M::TcpBulk),
+            &|| bench::tcp_bulk(args.bulk, &plan, p, cpus),
+            gbps,
+            per_gb,
+        )?;
+        let (homa_gbps, homa_bulk_cpu) = thr(
+            on(M::HomaBulk),
+            &|| bench::homa_bulk(args.bulk, args.bulk_outstanding, &plan, p, cpus, link),
+            gbps,
+            per_gb,
+        )?;
+        let (udp_krps, udp_rate_cpu) = thr(
+            on(M::UdpRate),
+            &|| bench::udp_rate(small, k, &plan, p, cpus),
+            krps,
+            1e3,
+        )?;
+        let (tcp_krps, tcp_rate_cpu) = thr(
+            on(M::TcpRate),
+            &|| bench::tcp_rate(small, k, &plan, p, cpus),
+            krps,
+            1e3,
+        )?;
+        let (homa_krps, homa_rate_cpu) = thr(
+            on(M::HomaRate),
+            &|| bench::homa_rate(small, k, &plan, p, cpus, link),
+            krps,
+            1e3,
+        )?;
         reps.push(Rep {
-            udp_rtt: maybe(on(M::UdpRtt), || bench::udp_rtt(args.small, &plan, p, cpus))?,
-            udp_unconnected_rtt: maybe(on(M::UdpUnconnectedRtt), || {
-                bench::udp_rtt_unconnected(args.small, &plan, p, cpus)
-            })?,
-            tcp_rtt: maybe(on(M::TcpRtt), || bench::tcp_rtt(args.small, &plan, p, cpus))?,
-            homa_rtt: maybe(on(M::HomaRtt), || {
-                bench::homa_rtt(args.small, &plan, p, cpus, Some(args.link_mbps))
-            })?,
-            udp_gbps: maybe(on(M::UdpBulk), || bench::udp_bulk(&plan, p, cpus))?,
-            tcp_gbps: maybe(on(M::TcpBulk), || {
-                bench::tcp_bulk(args.bulk, &plan, p, cpus)
-            })?,
-            homa_gbps: maybe(on(M::HomaBulk), || {
-                bench::homa_bulk(
-                    args.bulk,
-                    args.bulk_outstanding,
-                    &plan,
-                    p,
-                    cpus,
-                    Some(args.link_mbps),
-                )
-            })?,
+            udp_rtt,
+            udp_unconnected_rtt,
+            tcp_rtt,
+            homa_rtt,
+            udp_gbps,
+            tcp_gbps,
+            homa_gbps,
+            rates: Rates {
+                udp_krps,
+                tcp_krps,
+                homa_krps,
+            },
+            cpu: CpuCosts {
+                udp_rtt_us: udp_rtt_cpu,
+                udp_unconnected_rtt_us: udp_unc_cpu,
+                tcp_rtt_us: tcp_rtt_cpu,
+                homa_rtt_us: homa_rtt_cpu,
+                udp_rate_us: udp_rate_cpu,
+                tcp_rate_us: tcp_rate_cpu,
+                homa_rate_us: homa_rate_cpu,
+                udp_bulk_ms_per_gb: udp_bulk_cpu,
+                tcp_bulk_ms_per_gb: tcp_bulk_cpu,
+                homa_bulk_ms_per_gb: homa_bulk_cpu,
+            },
         });
     }
     progress.finish();
@@ -306,6 +475,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         small_bytes: args.small,
         bulk_bytes: args.bulk,
         bulk_outstanding: args.bulk_outstanding,
+        rate_outstanding: args.rate_outstanding,
         link_mbps: args.link_mbps,
         duration_ms: args.duration.as_millis() as u64,
         load_avg,
@@ -410,6 +580,29 @@ fn summarize(reps: &[Rep]) -> (Medians, Ratios) {
             tcp_gbps: col(&|r| r.tcp_gbps),
             homa_gbps: col(&|r| r.homa_gbps),
         },
+        rates: Rates {
+            udp_krps: col(&|r| r.rates.udp_krps),
+            tcp_krps: col(&|r| r.rates.tcp_krps),
+            homa_krps: col(&|r| r.rates.homa_krps),
+        },
+        cpu: {
+            let cpu = |f: &dyn Fn(&CpuCosts) -> Cpu| Cpu {
+                client: col(&|r| f(&r.cpu).client),
+                server: col(&|r| f(&r.cpu).server),
+            };
+            CpuCosts {
+                udp_rtt_us: cpu(&|c| c.udp_rtt_us),
+                udp_unconnected_rtt_us: cpu(&|c| c.udp_unconnected_rtt_us),
+                tcp_rtt_us: cpu(&|c| c.tcp_rtt_us),
+                homa_rtt_us: cpu(&|c| c.homa_rtt_us),
+                udp_rate_us: cpu(&|c| c.udp_rate_us),
+                tcp_rate_us: cpu(&|c| c.tcp_rate_us),
+                homa_rate_us: cpu(&|c| c.homa_rate_us),
+                udp_bulk_ms_per_gb: cpu(&|c| c.udp_bulk_ms_per_gb),
+                tcp_bulk_ms_per_gb: cpu(&|c| c.tcp_bulk_ms_per_gb),
+                homa_bulk_ms_per_gb: cpu(&|c| c.homa_bulk_ms_per_gb),
+            }
+        },
     };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let m = &medians;
@@ -422,16 +615,15 @@ fn summarize(reps: &[Rep]) -> (Medians, Ratios) {
         bulk_vs_tcp: ratio(m.bulk.homa_gbps, m.bulk.tcp_gbps),
         p50_vs_udp_unconnected: ratio(m.homa.p50_us, m.udp_unconnected.p50_us),
         p99_vs_udp_unconnected: ratio(m.homa.p99_us, m.udp_unconnected.p99_us),
+        rate_vs_tcp: ratio(m.rates.homa_krps, m.rates.tcp_krps),
+        cpu_rtt_vs_tcp: ratio(m.cpu.homa_rtt_us.both(), m.cpu.tcp_rtt_us.both()),
+        cpu_rate_vs_tcp: ratio(m.cpu.homa_rate_us.both(), m.cpu.tcp_rate_us.both()),
+        cpu_bulk_vs_tcp: ratio(
+            m.cpu.homa_bulk_ms_per_gb.both(),
+            m.cpu.tcp_bulk_ms_per_gb.both(),
+        ),
     };
     (medians, ratios)
-}
-
-fn maybe<T: Default>(on: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    if on {
-        f()
-    } else {
-        Ok(T::default())
-    }
 }
 
 /// Prints the report as a table (with the targets if `targets`).
@@ -450,7 +642,7 @@ pub fn print_table(r: &Report, targets: bool) {
         r.load_avg.cpus,
     );
     println!(
-        "{:<26}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "{:<30}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "median of repetitions",
         "UDP conn",
         "UDP unc",
@@ -460,52 +652,108 @@ pub fn print_table(r: &Report, targets: bool) {
         "Homa/UDPu",
         "Homa/TCP"
     );
-    let row = |name: String, v: [f64; 3], unc: Option<f64>| {
-        // (0: not measured, see --only.)
-        let unc = unc.filter(|&u| u > 0.0);
-        let unc_v = unc.map_or("-".to_string(), |u| format!("{u:.2}"));
-        let unc_r = unc.map_or("-".to_string(), |u| format!("{:.2}x", v[2] / u));
+    // Columns: UDP connected, UDP unconnected, TCP, Homa; 0 or absent is
+    // "not measured" (see --only) and prints "-", as do ratios against it.
+    let row = |name: String, v: [Option<f64>; 4]| {
+        let v = v.map(|x| x.filter(|&x| x > 0.0));
+        let cell = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.2}"));
+        let ratio = |b: Option<f64>| match (v[3], b) {
+            (Some(h), Some(b)) => format!("{:.2}x", h / b),
+            _ => "-".to_string(),
+        };
         println!(
-            "{:<26}{:>10.2}{:>10}{:>10.2}{:>10.2}{:>9.2}x{:>10}{:>9.2}x",
+            "{:<30}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
             name,
-            v[0],
-            unc_v,
-            v[1],
-            v[2],
-            v[2] / v[0],
-            unc_r,
-            v[2] / v[1]
+            cell(v[0]),
+            cell(v[1]),
+            cell(v[2]),
+            cell(v[3]),
+            ratio(v[0]),
+            ratio(v[1]),
+            ratio(v[2]),
         );
     };
     let s = r.small_bytes;
     let u = &m.udp_unconnected;
+    let all = |a: f64, b: f64, c: f64, d: f64| [Some(a), Some(b), Some(c), Some(d)];
     row(
         format!("{s} B RTT P50 (us)"),
-        [m.udp.p50_us, m.tcp.p50_us, m.homa.p50_us],
-        Some(u.p50_us),
+        all(m.udp.p50_us, u.p50_us, m.tcp.p50_us, m.homa.p50_us),
     );
     row(
         format!("{s} B RTT P99 (us)"),
-        [m.udp.p99_us, m.tcp.p99_us, m.homa.p99_us],
-        Some(u.p99_us),
+        all(m.udp.p99_us, u.p99_us, m.tcp.p99_us, m.homa.p99_us),
     );
     row(
         format!("{s} B RTT P99.9 (us)"),
-        [m.udp.p999_us, m.tcp.p999_us, m.homa.p999_us],
-        Some(u.p999_us),
+        all(m.udp.p999_us, u.p999_us, m.tcp.p999_us, m.homa.p999_us),
     );
     let mb = r.bulk_bytes as f64 / 1e6;
     row(
         format!("{mb} MB one-way (Gbit/s)"),
-        [m.bulk.udp_gbps, m.bulk.tcp_gbps, m.bulk.homa_gbps],
-        None,
+        [
+            Some(m.bulk.udp_gbps),
+            None,
+            Some(m.bulk.tcp_gbps),
+            Some(m.bulk.homa_gbps),
+        ],
     );
+    let k = r.rate_outstanding;
+    let q = &m.rates;
+    row(
+        format!("{s} B x{k} rate (K RPC/s)"),
+        [None, Some(q.udp_krps), Some(q.tcp_krps), Some(q.homa_krps)],
+    );
+    let c = &m.cpu;
+    type Side = fn(&Cpu) -> f64;
+    let sides: [(&str, Side); 3] = [
+        ("both", Cpu::both),
+        ("client", |c| c.client),
+        ("server", |c| c.server),
+    ];
+    for (side, f) in sides {
+        row(
+            format!("CPU RTT {side} (us/RPC)"),
+            all(
+                f(&c.udp_rtt_us),
+                f(&c.udp_unconnected_rtt_us),
+                f(&c.tcp_rtt_us),
+                f(&c.homa_rtt_us),
+            ),
+        );
+    }
+    for (side, f) in sides {
+        row(
+            format!("CPU x{k} {side} (us/RPC)"),
+            [
+                None,
+                Some(f(&c.udp_rate_us)),
+                Some(f(&c.tcp_rate_us)),
+                Some(f(&c.homa_rate_us)),
+            ],
+        );
+    }
+    for (side, f) in sides {
+        row(
+            format!("CPU bulk {side} (ms/GB)"),
+            [
+                Some(f(&c.udp_bulk_ms_per_gb)),
+                None,
+                Some(f(&c.tcp_bulk_ms_per_gb)),
+                Some(f(&c.homa_bulk_ms_per_gb)),
+            ],
+        );
+    }
     println!(
         "UDP conn = raw UDP ping-pong, connected client (send/recv): the floor. UDP unc = the same with Homa's system calls on both sides (sendto with destination, TOS as socket option; recvmsg with source address and TOS/GRO control messages)"
     );
     println!(
         "bulk: UDP = GSO+GRO blast of 1472-byte datagrams (no reliability); TCP = one connection, length-prefixed; Homa = {} calls outstanding, 1-byte responses, pacer link {} Mbit/s",
         r.bulk_outstanding, r.link_mbps
+    );
+    println!(
+        "rate: one client thread keeps {} requests of {s} B in flight against one server thread (UDP unc: datagrams; TCP: pipelined on one connection; Homa: calls on one socket). CPU: user+system in the measurement window; client = the measuring thread, server = the rest of the process (server thread, Homa's background threads); with busy polling both sides spin, so RTT CPU is about the RTT per side",
+        r.rate_outstanding
     );
     if targets {
         if let Some(ts) = &r.targets {
@@ -551,6 +799,30 @@ mod tests {
             udp_gbps: 40.0,
             tcp_gbps: 30.0,
             homa_gbps: 24.0 * k,
+            rates: Rates {
+                udp_krps: 300.0,
+                tcp_krps: 150.0,
+                homa_krps: 100.0 * k,
+            },
+            cpu: CpuCosts {
+                tcp_rate_us: Cpu {
+                    client: 4.0,
+                    server: 4.0,
+                },
+                homa_rate_us: Cpu {
+                    client: 2.0 * k,
+                    server: 3.0,
+                },
+                tcp_bulk_ms_per_gb: Cpu {
+                    client: 100.0,
+                    server: 100.0,
+                },
+                homa_bulk_ms_per_gb: Cpu {
+                    client: 150.0,
+                    server: 150.0 * k,
+                },
+                ..CpuCosts::default()
+            },
         };
         let (m, r) = summarize(&[rep(1.0), rep(3.0), rep(2.0)]);
         assert_eq!(
@@ -570,6 +842,13 @@ mod tests {
         assert_eq!(r.p99_vs_udp_unconnected, 15.0 / 12.0);
         assert_eq!(r.p50_vs_tcp, 22.0 / 32.0);
         assert_eq!(r.bulk_vs_udp, 48.0 / 40.0);
+        assert_eq!(m.rates.homa_krps, 200.0);
+        assert_eq!(r.rate_vs_tcp, 200.0 / 150.0);
+        // Each side's median is taken on its own: 4 + 3 against 4 + 4.
+        assert_eq!(m.cpu.homa_rate_us.both(), 7.0);
+        assert_eq!(r.cpu_rate_vs_tcp, 7.0 / 8.0);
+        assert_eq!(r.cpu_bulk_vs_tcp, 450.0 / 200.0);
+        assert!(r.cpu_rtt_vs_tcp.is_nan(), "not measured: no ratio");
         let t = targets(&r);
         assert_eq!(t.len(), 5);
         assert!(!t[0].met, "22/16 is above 1.15");
@@ -589,6 +868,8 @@ mod tests {
             udp_gbps: 1.0,
             tcp_gbps: 1.0,
             homa_gbps: 1.0,
+            rates: Rates::default(),
+            cpu: CpuCosts::default(),
         };
         let quiet = LoadAverage {
             before: Some(0.1),

@@ -16,7 +16,8 @@
 //! * [`wait`]: `eventfd`, `timerfd` and `ppoll`, the monotonic clock and
 //!   random seeds.
 //! * [`process`]: what the network labs and the benchmarks ask of the
-//!   kernel: effective user, signals, network namespaces, CPU affinity.
+//!   kernel: effective user, signals, network namespaces, CPU affinity,
+//!   CPU time (per thread, per process, of children).
 //!
 //! What is specific to Homa stays with its owners: which TOS byte a packet
 //! gets and when the socket option changes (`homa-transport`'s sticky TOS),
@@ -30,9 +31,14 @@
 //! * [`udp`]'s receive hot path, `recvmsg`/`recvmmsg` with headers kept
 //!   across calls and the parsing of their control messages
 //!   (`udp/mmsg.rs`): nix's `recvmmsg` must allocate and zero its headers
-//!   on every call (which doubled the instructions of a small round trip),
-//!   and its `recvmsg` converts every `EAGAIN` of a busy-polling thread
-//!   through a large match (Homa's P50 rose by 2 µs in `homa compare`);
+//!   on every call, and its `recvmsg` converts every `EAGAIN` of a
+//!   busy-polling thread through a large match (the repository's
+//!   `docs/performance.md` has what each cost);
+//! * [`udp`]'s sends with control messages (TOS, `UDP_SEGMENT`) and the
+//!   GSO fallback's `sendmmsg` (`udp/mmsg.rs`): nix's `sendmsg` allocates
+//!   its control buffer on every call and its `sendmmsg` its headers,
+//!   addresses and slices (14 allocations for a 100-packet fallback send
+//!   and two sends with control messages); here they live on the stack;
 //! * [`process::command_in_netns`] and [`process::nice_on_exec`]: `std`'s
 //!   `CommandExt::pre_exec` is an `unsafe fn` (the hook runs between fork
 //!   and exec; these only call async-signal-safe functions);
@@ -51,3 +57,50 @@
 pub mod process;
 pub mod udp;
 pub mod wait;
+
+/// Test support: a global allocator that counts the allocations of each
+/// thread, so a test can check that a call allocates nothing.
+#[cfg(test)]
+pub(crate) mod alloc_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    struct Counting;
+
+    thread_local! {
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn note() {
+        // (Never fails: the counter has no destructor.)
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note();
+            // SAFETY: forwarded unchanged.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+            note();
+            // SAFETY: forwarded unchanged.
+            unsafe { System.realloc(ptr, layout, size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Allocations the calling thread made while running `f`.
+    pub(crate) fn during(f: impl FnOnce()) -> u64 {
+        let before = COUNT.with(Cell::get);
+        f();
+        COUNT.with(Cell::get) - before
+    }
+}

@@ -1,7 +1,8 @@
 //! What the network labs and the benchmarks ask of the kernel about
 //! processes and threads: the effective user, killing a process, entering
 //! a network namespace (this thread, or a child before it runs), CPU
-//! affinity, the CPU time of finished children, and the allocator's trim
+//! affinity, CPU time (of the calling thread, of the process, of finished
+//! children; [`CpuMeter`] for CPU per operation), and the allocator's trim
 //! thresholds.
 
 use std::fs::File;
@@ -121,16 +122,113 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// User plus system CPU time of the process's finished children
-/// (`getrusage(RUSAGE_CHILDREN)`).
-pub fn children_cpu_time() -> io::Result<Duration> {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let u = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+/// CPU time as the kernel accounts it (`getrusage`): user and system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CpuTime {
+    /// Time spent in user space.
+    pub user: Duration,
+    /// Time spent in the kernel on the caller's behalf (system calls,
+    /// and the softirq work the kernel charges to the running thread).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User plus system.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// What was spent between `earlier` and `self` (zero, not negative,
+    /// if the kernel's user/system split moved backwards).
+    pub fn since(&self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+
+    /// Nanoseconds of CPU (user plus system) per operation, for `ops`
+    /// operations; 0 if there were none.
+    pub fn nanos_per(&self, ops: u64) -> f64 {
+        if ops == 0 {
+            0.0
+        } else {
+            self.total().as_nanos() as f64 / ops as f64
+        }
+    }
+}
+
+fn rusage(who: nix::sys::resource::UsageWho) -> io::Result<CpuTime> {
+    let u = nix::sys::resource::getrusage(who)?;
     let d = |t: nix::sys::time::TimeVal| {
         Duration::from_secs(t.tv_sec().max(0) as u64)
             + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
-    Ok(d(u.user_time()) + d(u.system_time()))
+    Ok(CpuTime {
+        user: d(u.user_time()),
+        system: d(u.system_time()),
+    })
+}
+
+/// CPU time of the calling thread (`getrusage(RUSAGE_THREAD)`).
+pub fn thread_cpu_time() -> io::Result<CpuTime> {
+    rusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
+/// CPU time of the whole process, every thread, living or ended
+/// (`getrusage(RUSAGE_SELF)`).
+pub fn process_cpu_time() -> io::Result<CpuTime> {
+    rusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// User plus system CPU time of the process's finished children
+/// (`getrusage(RUSAGE_CHILDREN)`).
+pub fn children_cpu_time() -> io::Result<Duration> {
+    Ok(rusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?.total())
+}
+
+/// Measures the CPU time of the process (or of one thread) from its
+/// creation: what `homa client` and `homa server` divide by the RPCs they
+/// completed to print CPU per RPC.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    thread: bool,
+    start: CpuTime,
+}
+
+impl CpuMeter {
+    /// Starts measuring the whole process (all its threads).
+    pub fn process() -> io::Result<CpuMeter> {
+        Ok(CpuMeter {
+            thread: false,
+            start: process_cpu_time()?,
+        })
+    }
+
+    /// Starts measuring the calling thread only; [`CpuMeter::elapsed`]
+    /// must be called on the same thread.
+    pub fn thread() -> io::Result<CpuMeter> {
+        Ok(CpuMeter {
+            thread: true,
+            start: thread_cpu_time()?,
+        })
+    }
+
+    /// CPU time spent since the meter started.
+    pub fn elapsed(&self) -> io::Result<CpuTime> {
+        let now = if self.thread {
+            thread_cpu_time()?
+        } else {
+            process_cpu_time()?
+        };
+        Ok(now.since(self.start))
+    }
+
+    /// Microseconds of CPU per operation since the meter started, for
+    /// `ops` operations (0 if there were none).
+    pub fn micros_per(&self, ops: u64) -> io::Result<f64> {
+        Ok(self.elapsed()?.nanos_per(ops) / 1e3)
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +263,60 @@ mod tests {
         let before = children_cpu_time().unwrap();
         Command::new("true").status().unwrap();
         assert!(children_cpu_time().unwrap() >= before);
+    }
+
+    /// Burns `d` of this thread's CPU time in user space (however long
+    /// that takes on a busy machine).
+    fn burn(d: Duration) -> u64 {
+        let start = thread_cpu_time().unwrap().total();
+        let mut x = 1u64;
+        while thread_cpu_time().unwrap().total() < start + d {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn thread_cpu_time__counts_only_this_thread() {
+        let meter = CpuMeter::thread().unwrap();
+        let process = CpuMeter::process().unwrap();
+        // Another thread burns 100 ms of CPU; this one waits for it.
+        std::thread::spawn(|| burn(Duration::from_millis(100)))
+            .join()
+            .unwrap();
+        let mine = meter.elapsed().unwrap().total();
+        let all = process.elapsed().unwrap().total();
+        assert!(
+            mine < Duration::from_millis(50),
+            "this thread used {mine:?}"
+        );
+        assert!(
+            all >= Duration::from_millis(100),
+            "the process used {all:?}"
+        );
+        // Now this thread burns.
+        burn(Duration::from_millis(100));
+        let mine = meter.elapsed().unwrap();
+        assert!(mine.total() >= Duration::from_millis(100), "{mine:?}");
+        assert!(mine.user > mine.system, "{mine:?}");
+    }
+
+    #[test]
+    fn cpu_time__since_and_per_operation() {
+        let a = CpuTime {
+            user: Duration::from_millis(3),
+            system: Duration::from_millis(5),
+        };
+        let b = CpuTime {
+            user: Duration::from_millis(7),
+            system: Duration::from_millis(4),
+        };
+        let d = b.since(a);
+        assert_eq!(d.user, Duration::from_millis(4));
+        assert_eq!(d.system, Duration::ZERO, "never negative");
+        assert_eq!(d.nanos_per(4), 1e6);
+        assert_eq!(d.nanos_per(0), 0.0);
     }
 }

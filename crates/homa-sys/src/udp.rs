@@ -22,14 +22,14 @@
 //!   every peer with ICMP port unreachable while its descriptor stays
 //!   valid for threads still polling it.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    self as ns, sockopt, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    MultiHeaders, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
+    self as ns, sockopt, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 
 mod mmsg;
@@ -233,28 +233,23 @@ pub fn send(
         };
         return Ok(r?);
     }
-    let tos4 = tos.map_or(0, |t| t.1);
-    let tos6 = i32::from(tos4);
-    let seg = segment.unwrap_or(0);
-    let mut cmsgs = [ControlMessage::UdpGsoSegments(&seg); 2];
-    let mut n = 0;
-    if let Some((opt, _)) = tos {
-        cmsgs[n] = match opt {
-            TosOption::Ipv4 => ControlMessage::Ipv4Tos(&tos4),
-            TosOption::Ipv6 => ControlMessage::Ipv6TClass(&tos6),
-        };
-        n += 1;
+    mmsg::send_msg(raw, raw_name(dest), raw_tos(tos), segment, data)
+}
+
+/// `dest` as the kernel reads it.
+fn raw_name(dest: &Dest) -> mmsg::RawName {
+    match dest {
+        Dest::V4(a) => (a.as_ptr(), a.len()),
+        Dest::V6(a) => (a.as_ptr(), a.len()),
     }
-    if segment.is_some() {
-        cmsgs[n] = ControlMessage::UdpGsoSegments(&seg);
-        n += 1;
-    }
-    let iov = [IoSlice::new(data)];
-    let r = match dest {
-        Dest::V4(a) => ns::sendmsg(raw, &iov, &cmsgs[..n], MsgFlags::empty(), Some(a)),
-        Dest::V6(a) => ns::sendmsg(raw, &iov, &cmsgs[..n], MsgFlags::empty(), Some(a)),
-    };
-    Ok(r?)
+}
+
+/// The TOS policy as a control message: level, type, value.
+fn raw_tos(tos: Option<(TosOption, u8)>) -> Option<(libc::c_int, libc::c_int, libc::c_int)> {
+    tos.map(|(opt, t)| match opt {
+        TosOption::Ipv4 => (libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(t)),
+        TosOption::Ipv6 => (libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(t)),
+    })
 }
 
 /// Sends `data`, cut into `segment`-byte datagrams (the last may be
@@ -268,27 +263,16 @@ pub fn send_split(
     segment: usize,
     data: &[u8],
 ) -> io::Result<usize> {
-    let tos4 = tos.map_or(0, |t| t.1);
-    let tos6 = i32::from(tos4);
-    let cmsg: Vec<ControlMessage<'_>> = match tos {
-        Some((TosOption::Ipv4, _)) => vec![ControlMessage::Ipv4Tos(&tos4)],
-        Some((TosOption::Ipv6, _)) => vec![ControlMessage::Ipv6TClass(&tos6)],
-        None => Vec::new(),
-    };
-    let slices: Vec<[IoSlice<'_>; 1]> = data
-        .chunks(segment.max(1))
-        .map(|c| [IoSlice::new(c)])
-        .collect();
+    let name = raw_name(dest);
+    let tos = raw_tos(tos);
+    let segment = segment.max(1);
     let mut sent = 0usize;
-    for group in slices.chunks(MAX_GSO_SEGMENTS) {
-        let r = match dest {
-            Dest::V4(a) => send_group(fd, group, *a, &cmsg),
-            Dest::V6(a) => send_group(fd, group, *a, &cmsg),
-        };
-        match r {
+    for group in data.chunks(segment * MAX_GSO_SEGMENTS) {
+        let want = group.len().div_ceil(segment);
+        match mmsg::send_segments(fd.as_raw_fd(), name, tos, segment, group) {
             Ok(k) => {
                 sent += k;
-                if k < group.len() {
+                if k < want {
                     return Ok(sent);
                 }
             }
@@ -297,33 +281,6 @@ pub fn send_split(
         }
     }
     Ok(sent)
-}
-
-/// One `sendmmsg` of `group` to `addr`, every datagram with `cmsgs`.
-fn send_group<S: SockaddrLike + Copy>(
-    fd: BorrowedFd<'_>,
-    group: &[[IoSlice<'_>; 1]],
-    addr: S,
-    cmsgs: &[ControlMessage<'_>],
-) -> io::Result<usize> {
-    // The control buffer must be exactly the messages' size: the kernel
-    // rejects trailing zeroes as a malformed header.
-    let space = if cmsgs.is_empty() {
-        None
-    } else {
-        Some(nix::cmsg_space!(libc::c_int))
-    };
-    let mut headers = MultiHeaders::<S>::preallocate(group.len(), space);
-    let addrs = vec![Some(addr); group.len()];
-    let r = ns::sendmmsg(
-        fd.as_raw_fd(),
-        &mut headers,
-        group,
-        &addrs,
-        cmsgs,
-        MsgFlags::empty(),
-    )?;
-    Ok(r.count())
 }
 
 /// One received datagram of a [`RecvBatch`].
@@ -593,6 +550,67 @@ mod tests {
         let mut buf = [0u8; 64];
         let lens: Vec<usize> = (0..3).map(|_| rx.recv(&mut buf).unwrap()).collect();
         assert_eq!(lens, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn send_split__more_than_one_sendmmsg_byte_exact_with_the_tos_byte() {
+        for ipv6 in [false, true] {
+            let host = if ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
+            let rx = UdpSocket::bind(host).unwrap();
+            let tx = UdpSocket::bind(host).unwrap();
+            set_buffer(rx.as_fd(), Buffer::Receive, 1 << 20).unwrap();
+            enable_recv_tos(rx.as_fd(), ipv6).unwrap();
+            rx.set_nonblocking(true).unwrap();
+            let dest = Dest::new(rx.local_addr().unwrap(), ipv6).unwrap();
+            // 150 segments: three sendmmsg calls (64 + 64 + 22).
+            let data: Vec<u8> = (0..1495u32).map(|i| (i % 251) as u8).collect();
+            let opt = if ipv6 {
+                TosOption::Ipv6
+            } else {
+                TosOption::Ipv4
+            };
+            let n = send_split(tx.as_fd(), &dest, Some((opt, 0xa0)), 10, &data).unwrap();
+            assert_eq!(n, 150);
+            let mut batch = RecvBatch::new(1, 2048);
+            let mut got = Vec::new();
+            while recv_batch(rx.as_fd(), &mut batch, 1).unwrap() == 1 {
+                let (meta, bytes) = batch.get(0);
+                assert_eq!(meta.tos, Some(0xa0), "ipv6 {ipv6}");
+                got.extend_from_slice(bytes);
+            }
+            assert_eq!(got, data, "ipv6 {ipv6}");
+            // Without a TOS control message too.
+            assert_eq!(
+                send_split(tx.as_fd(), &dest, None, 7, &data[..20]).unwrap(),
+                3
+            );
+        }
+    }
+
+    #[test]
+    fn send_and_send_split__allocate_nothing() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_buffer(rx.as_fd(), Buffer::Receive, 4 << 20).unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let data = vec![7u8; 1472 * 100];
+        let tos = Some((TosOption::Ipv4, 0x20));
+        let gso = gso_supported(false);
+        let n = crate::alloc_count::during(|| {
+            // The fallback: 100 datagrams in two sendmmsg calls.
+            assert_eq!(
+                send_split(tx.as_fd(), &dest, tos, 1472, &data).unwrap(),
+                100
+            );
+            // A plain send, a send with a TOS control message, a GSO send.
+            send(tx.as_fd(), &dest, None, None, &data[..100]).unwrap();
+            send(tx.as_fd(), &dest, tos, None, &data[..100]).unwrap();
+            if gso {
+                send(tx.as_fd(), &dest, tos, Some(1472), &data[..1472 * 40]).unwrap();
+            }
+        });
+        assert_eq!(n, 0, "allocations while sending");
+        assert!(gso, "UDP GSO unavailable: the GSO send was not checked");
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! with an I/O thread pays a second cross-thread hand-off per message,
 //! several times the round trip of a small RPC on a small machine, or
 //! needs a second spinning thread per socket (the repository's
-//! `docs/runtime.md` has the measurements).
+//! `docs/performance.md` has the measurements).
 //!
 //! Progress must not depend on the application being inside the socket,
 //! though: a server that replied with a long response and went to compute
@@ -500,7 +500,7 @@ impl Drop for Call {
 /// period doubles up to this multiple of `Config::background`. Each of its
 /// wake-ups preempts whatever runs on its core (typically the thread that
 /// created the socket, busy-polling); at the base period they showed in
-/// the P99 of small round trips (`docs/runtime.md`). The price is that a
+/// the P99 of small round trips (`docs/performance.md`). The price is that a
 /// socket the application leaves with work in flight is taken over up to
 /// one such period later.
 const BACKGROUND_BACKOFF: u32 = 32;
@@ -515,7 +515,7 @@ const SPIN_BEFORE_DEADLINE: u64 = 50_000;
 
 /// How long past its deadline a driver's sleep may last if the timerfd's
 /// wake-up were lost (see `doze`). Longer than a 4 ms scheduler tick:
-/// shorter `ppoll` timeouts slow every wake-up (`docs/runtime.md`).
+/// shorter `ppoll` timeouts slow every wake-up (`docs/performance.md`).
 const SLEEP_BACKSTOP: Duration = Duration::from_millis(5);
 
 /// Waits until `check` yields a value or `until` passes (`None`), driving
@@ -644,7 +644,7 @@ fn lead<'a, T>(
 /// re-armed only when the deadline moves (the protocol's tick every 1 ms,
 /// rarely anything else): a `ppoll` timeout shorter than the scheduler
 /// tick made every wake-up slower, and a pending timerfd made wake-ups
-/// cheaper (`docs/runtime.md` has the measurements).
+/// cheaper (`docs/performance.md` has the measurements).
 ///
 /// The timerfd is the precise wake-up; `ppoll`'s own timeout, at
 /// [`SLEEP_BACKSTOP`] past `next`, bounds the sleep if that wake-up is

@@ -74,7 +74,8 @@
 //!
 //! See the [`blocking`] and [`async_socket`] module documentation for how
 //! each API drives the socket. The repository's `docs/runtime.md` explains
-//! the datapath, its system calls and its measured costs.
+//! the datapath and its system calls; `docs/performance.md` where its time
+//! goes, with measurements.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -1,6 +1,7 @@
 //! The receive hot path: `recvmsg`/`recvmmsg` with headers set up once per
 //! batch, and the parsing of each datagram's control messages (GRO segment
-//! size, TOS byte, destination).
+//! size, TOS byte, destination); and the GSO fallback's `sendmmsg`
+//! ([`send_segments`]), with its headers on the stack.
 //!
 //! These are the receive calls not taken from `nix`: its `recvmmsg` needs
 //! its headers allocated and zeroed again for every call (its
@@ -20,6 +21,140 @@ use std::os::fd::RawFd;
 use libc::{c_int, socklen_t};
 
 use super::RecvMeta;
+
+/// A destination as the kernel reads it: pointer and length of a socket
+/// address that outlives the call.
+pub(super) type RawName = (*const libc::sockaddr, socklen_t);
+
+/// Control-message buffer of a send, aligned for `cmsghdr`: room for an
+/// `int`-sized TOS message and a `u16` GSO segment size.
+#[repr(C, align(8))]
+struct SendCmsg([u8; 64]);
+
+impl SendCmsg {
+    /// Writes the TOS message `tos` (level, type, value) and the
+    /// `UDP_SEGMENT` message `segment`, each if given; returns the length
+    /// of what was written (0 for none).
+    fn fill(&mut self, tos: Option<(c_int, c_int, c_int)>, segment: Option<u16>) -> usize {
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let (int_space, u16_space) = unsafe {
+            (
+                libc::CMSG_SPACE(size_of::<c_int>() as u32) as usize,
+                libc::CMSG_SPACE(size_of::<u16>() as u32) as usize,
+            )
+        };
+        assert!(int_space + u16_space <= self.0.len());
+        let mut len = 0;
+        // SAFETY: the buffer is aligned for `cmsghdr` and has room for both
+        // messages (checked above); each header is written at the start of
+        // its own CMSG_SPACE-sized, aligned slot.
+        unsafe {
+            if let Some((level, kind, value)) = tos {
+                let c = self.0.as_mut_ptr().add(len).cast::<libc::cmsghdr>();
+                (*c).cmsg_level = level;
+                (*c).cmsg_type = kind;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<c_int>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<c_int>(), value);
+                len += int_space;
+            }
+            if let Some(seg) = segment {
+                let c = self.0.as_mut_ptr().add(len).cast::<libc::cmsghdr>();
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = libc::UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+                len += u16_space;
+            }
+        }
+        len
+    }
+}
+
+/// One non-blocking `sendmsg` of `data` to `name` with the TOS message
+/// and the `UDP_SEGMENT` (GSO) message, each if given. nix's `sendmsg`
+/// allocates the control buffer on every call; this one is on the stack.
+pub(super) fn send_msg(
+    fd: RawFd,
+    name: RawName,
+    tos: Option<(c_int, c_int, c_int)>,
+    segment: Option<u16>,
+    data: &[u8],
+) -> io::Result<usize> {
+    let mut cmsg = SendCmsg([0; 64]);
+    let controllen = cmsg.fill(tos, segment);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: plain data; all zeroes is valid.
+    let mut m: libc::msghdr = unsafe { zeroed() };
+    m.msg_name = name.0 as *mut libc::c_void;
+    m.msg_namelen = name.1;
+    m.msg_iov = &mut iov;
+    m.msg_iovlen = 1;
+    if controllen > 0 {
+        m.msg_control = cmsg.0.as_mut_ptr().cast();
+        m.msg_controllen = controllen as _;
+    }
+    // SAFETY: the header points at `data`, `name` and `cmsg`, all alive for
+    // the call; the kernel only reads them.
+    let r = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Sends `data` cut into `segment`-byte datagrams (the last may be
+/// shorter), at most [`super::MAX_GSO_SEGMENTS`] of them, in one
+/// non-blocking `sendmmsg` to `name`, each with the TOS control message
+/// `tos` (level, type, value) if given. Returns how many datagrams the
+/// kernel took.
+///
+/// nix's `sendmmsg` needs its `MultiHeaders`, the addresses and the
+/// slices allocated for every call (about 20 allocations per 64-packet
+/// batch); here everything lives on the stack.
+pub(super) fn send_segments(
+    fd: RawFd,
+    name: RawName,
+    tos: Option<(c_int, c_int, c_int)>,
+    segment: usize,
+    data: &[u8],
+) -> io::Result<usize> {
+    const N: usize = super::MAX_GSO_SEGMENTS;
+    let segment = segment.max(1);
+    let n = data.len().div_ceil(segment).min(N);
+    let mut cmsg = SendCmsg([0; 64]);
+    let controllen = cmsg.fill(tos, None);
+    // SAFETY: plain data; all zeroes is valid.
+    let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
+    // SAFETY: plain data; all zeroes is valid.
+    let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+    for (i, chunk) in data.chunks(segment).take(n).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: chunk.as_ptr() as *mut libc::c_void,
+            iov_len: chunk.len(),
+        };
+        let m = &mut hdrs[i].msg_hdr;
+        m.msg_name = name.0 as *mut libc::c_void;
+        m.msg_namelen = name.1;
+        m.msg_iov = &mut iovs[i];
+        m.msg_iovlen = 1;
+        if controllen > 0 {
+            // The kernel only reads the control message: every datagram
+            // may point at the same one.
+            m.msg_control = cmsg.0.as_mut_ptr().cast();
+            m.msg_controllen = controllen as _;
+        }
+    }
+    // SAFETY: the first `n` headers point at `data`, `name` and `cmsg`,
+    // all alive for the call; the kernel only writes `msg_len`.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
 
 /// Control-message buffer of a receive, aligned for `cmsghdr`: room for
 /// the GRO segment size, the TOS byte and an IPv6 packet-info message.

@@ -1,0 +1,123 @@
+//! One-way bulk messages between a client thread and a server thread, each
+//! pinned to its own CPU, for profiling the bulk path (`perf record -e
+//! cpu-clock -g`) and for trying protocol settings on it without
+//! rebuilding: `homa compare`'s Homa bulk measurement with knobs.
+//!
+//! ```text
+//! cargo build --release -p homa-transport --example bulk_profile
+//! target/release/examples/bulk_profile [size] [outstanding] [seconds] [knob=value...]
+//! ```
+//!
+//! Defaults: 1 000 000-byte requests answered with one byte, 4 calls
+//! outstanding, 2 seconds, busy polling, `link_mbps` 100 000 (as `homa
+//! compare`). Knobs (protocol configuration fields): `link_mbps`,
+//! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
+//! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
+//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1). Prints Gbit/s and the CPU time
+//! per GB of each side.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use homa_sys::process::{process_cpu_time, thread_cpu_time};
+use homa_transport::{Config, Socket};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn configure(c: &mut Config, knob: &str) -> Res<()> {
+    let (k, v) = knob.split_once('=').ok_or("knob=value")?;
+    let n: u64 = v.parse()?;
+    let p = &mut c.proto;
+    match k {
+        "link_mbps" => p.link_mbps = n as u32,
+        "pacer" => p.pacer = n != 0,
+        "max_incoming" => p.max_incoming = n as u32,
+        "window" => p.window = n as u32,
+        "max_overcommit" => p.max_overcommit = n as u32,
+        "unsched_bytes" => {
+            p.unsched_bytes = n as u32;
+            p.unsched_from_rtt = false;
+        }
+        "max_gso_bytes" => p.max_gso_bytes = n as u32,
+        "max_nic_backlog_us" => p.max_nic_backlog = Duration::from_micros(n),
+        "recv_batch" => c.recv_batch = n as usize,
+        "gso" => c.gso = n != 0,
+        _ => return Err(format!("unknown knob {k}").into()),
+    }
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, d: f64| args.get(i).map_or(Ok(d), |s| s.parse::<f64>());
+    let size = num(0, 1e6)? as usize;
+    let outstanding = num(1, 4.0)? as usize;
+    let secs = num(2, 2.0)?;
+    let mut config = Config::default();
+    config.busy_poll = Duration::from_secs(3600);
+    config.proto.link_mbps = 100_000;
+    for knob in args.iter().skip(3) {
+        configure(&mut config, knob)?;
+    }
+    let cpus = homa_sys::process::allowed_cpus();
+    let (client_cpu, server_cpu) = (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]));
+    let received = Arc::new(AtomicU64::new(0));
+    let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true))?;
+    let dest = server.local_addr();
+    let (s, r) = (server.clone(), Arc::clone(&received));
+    let h = std::thread::spawn(move || {
+        homa_sys::process::pin_current_thread(server_cpu).expect("pin");
+        while let Ok(req) = s.recv_request() {
+            r.fetch_add(req.body.len() as u64, Ordering::Relaxed);
+            if s.reply(req.peer, req.id, Bytes::from_static(b"k")).is_err() {
+                break;
+            }
+        }
+    });
+    homa_sys::process::pin_current_thread(client_cpu)?;
+    let client = Socket::bind_with("127.0.0.1:0", config.with_server(false))?;
+    let msg = Bytes::from(vec![0x5a_u8; size]);
+    let mut calls = std::collections::VecDeque::new();
+    let mut step = || -> Res<()> {
+        while calls.len() < outstanding.max(1) {
+            calls.push_back(client.start_call_timeout(
+                dest,
+                msg.clone(),
+                Duration::from_secs(10),
+            )?);
+        }
+        calls.pop_front().expect("a call").wait()?;
+        Ok(())
+    };
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(200) {
+        step()?;
+    }
+    let (c0, p0, b0) = (
+        thread_cpu_time()?,
+        process_cpu_time()?,
+        received.load(Ordering::Relaxed),
+    );
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs {
+        step()?;
+    }
+    let bytes = received.load(Ordering::Relaxed) - b0;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let client_cpu = thread_cpu_time()?.since(c0);
+    let all = process_cpu_time()?.since(p0);
+    let gb = bytes as f64 / 1e9;
+    let ms_per_gb = |d: Duration| d.as_secs_f64() * 1e3 / gb;
+    println!(
+        "{size} B x{outstanding}: {:.2} Gbit/s; CPU ms/GB: client {:.0}, rest {:.0}",
+        bytes as f64 * 8.0 / elapsed / 1e9,
+        ms_per_gb(client_cpu.total()),
+        ms_per_gb(all.total().saturating_sub(client_cpu.total())),
+    );
+    drop(calls);
+    server.close();
+    let _ = h.join();
+    Ok(())
+}
