@@ -217,6 +217,9 @@ pub(crate) struct Report {
     pub late_fraction: f64,
     /// Open loop: mean delay of an arrival behind its Poisson schedule, µs.
     pub lag_us_mean: f64,
+    /// CPU time (user + system, every thread of the client process,
+    /// warm-up included) per completed call, µs; 0 when nothing completed.
+    pub cpu_us_per_rpc: f64,
     /// All RTTs, µs ([`crate::stats`] percentiles).
     pub rtt: Latency,
     /// The RTT distribution: at most about 200 points, every 0.5% and the
@@ -571,6 +574,7 @@ pub(crate) fn run(
         Stop::Count(_) => 0.0,
     };
     let run = Arc::new(Run::new(plan));
+    let cpu = homa_sys::process::CpuMeter::process()?;
     let handles = loadgen::spawn_ports(&run)?;
     let mut progress = Progress::new(&exp, !a.quiet && total > 0.0);
     let (mut cursors, mut outs) = (Vec::new(), Vec::new());
@@ -611,7 +615,9 @@ pub(crate) fn run(
     for line in run.take_new_errors() {
         eprintln!("{line}");
     }
-    Ok(outcome(a, protocol, &run, ideal, base_rtt_source, link))
+    let mut out = outcome(a, protocol, &run, ideal, base_rtt_source, link);
+    out.report.cpu_us_per_rpc = cpu.micros_per(out.report.calls)?;
+    Ok(out)
 }
 
 /// The report of `run` (finished, or never started when `run` failed
@@ -693,6 +699,7 @@ fn outcome(
         gbps_in: in_bytes as f64 * 8.0 / seconds / 1e9,
         late_fraction,
         lag_us_mean,
+        cpu_us_per_rpc: 0.0,
         rtt: summary.rtt_us.into(),
         rtt_cdf: rtt_cdf(&samples),
         base_rtt_source: base_rtt_source.to_string(),
@@ -887,6 +894,10 @@ fn print_report(r: &Report, samples: &[Sample]) {
     println!(
         "throughput: {:.0} calls/s, {:.3} Gbit/s (request + response bytes)",
         r.calls_per_sec, r.gbps
+    );
+    println!(
+        "cpu: {:.2} us per RPC (user + system, every thread of the client process, warm-up included)",
+        r.cpu_us_per_rpc
     );
     if !samples.is_empty() {
         print!("{}", results::table(samples, s.ideal, 15));

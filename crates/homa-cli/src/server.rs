@@ -368,9 +368,13 @@ fn print_listening(addrs: &[SocketAddr]) -> Result<()> {
 
 /// Prints the per-second server lines (when there was traffic) until the
 /// process ends. Output errors are ignored: nobody may be reading.
+/// The CPU figure is the whole process's (user + system, every thread:
+/// also another protocol's server in the same process) per request served
+/// in the interval.
 fn reporter(shared: Arc<Shared>) {
     let mut last = (0, 0, 0);
     let mut t = Instant::now();
+    let mut cpu = homa_sys::process::CpuMeter::process().ok();
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let now = Instant::now();
@@ -379,17 +383,20 @@ fn reporter(shared: Arc<Shared>) {
         let cur = shared.totals();
         let (r, i, o) = (cur.0 - last.0, cur.1 - last.1, cur.2 - last.2);
         last = cur;
+        let cpu_us = cpu.as_ref().and_then(|m| m.micros_per(r).ok());
+        cpu = homa_sys::process::CpuMeter::process().ok();
         if r == 0 {
             continue;
         }
         let _ = writeln!(
             std::io::stdout(),
-            "{} servers: {:.2} Kops/s, {:.3} Gbit/s in, {:.3} Gbit/s out, avg. request {:.0} bytes",
+            "{} servers: {:.2} Kops/s, {:.3} Gbit/s in, {:.3} Gbit/s out, avg. request {:.0} bytes, cpu {}",
             shared.opts.exp,
             r as f64 / secs / 1e3,
             i as f64 * 8.0 / secs / 1e9,
             o as f64 * 8.0 / secs / 1e9,
-            i as f64 / r as f64
+            i as f64 / r as f64,
+            cpu_us.map_or_else(|| "unknown".to_string(), |c| format!("{c:.2} us per request (process)")),
         );
     }
 }
