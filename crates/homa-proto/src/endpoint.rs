@@ -52,7 +52,7 @@ use slab::Slab;
 
 use crate::amo::{DoneIds, Seen};
 use crate::config::{Config, ConfigError};
-use crate::grant::Grants;
+use crate::grant::scheduler::GrantScheduler;
 use crate::pacer::Pacer;
 use crate::peer::Peer;
 use crate::prio::Prio;
@@ -256,7 +256,7 @@ pub struct Endpoint {
     /// Sender scheduling: transmit queues and the NIC estimate.
     pub(crate) pacer: Pacer,
     /// Receiver scheduling: ranks, incoming accounting, FIFO grants.
-    pub(crate) grants: Grants,
+    pub(crate) grants: GrantScheduler,
     /// Our unscheduled cutoffs as a receiver.
     pub(crate) prio: Prio,
     pub(crate) events: VecDeque<Event>,
@@ -346,7 +346,12 @@ impl Endpoint {
             control: VecDeque::new(),
             retx_queue: VecDeque::new(),
             pacer: Pacer::default(),
-            grants: Grants::default(),
+            grants: GrantScheduler::new(
+                config.fifo_grant_increment,
+                config.grant_fifo_fraction,
+                config.link_mbps,
+                hasher(),
+            ),
             prio: Prio::new(&config),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -441,8 +446,8 @@ impl Endpoint {
             server_rpcs: self.rpcs.len() - client,
             peers: self.peers.len(),
             rx_bytes: self.rx_bytes,
-            total_incoming: self.grants.total_incoming,
-            active_grants: self.grants.active,
+            total_incoming: self.grants.total_incoming(),
+            active_grants: self.grants.active_count(),
             waiting_for_memory: self.mem_waiters.len(),
             tx_granted_unsent: self
                 .rpcs
@@ -483,7 +488,7 @@ impl Endpoint {
             && self.events.is_empty()
             && self.pacer.srpt.is_empty()
             && self.pacer.short.is_empty()
-            && self.grants.ranked.is_empty()
+            && self.grants.is_empty()
             && self.rx_bytes == 0
     }
 
@@ -495,8 +500,7 @@ impl Endpoint {
     /// computes) produce nothing to send.
     pub fn transmit_idle(&self, now: Instant) -> bool {
         self.control.is_empty()
-            && !self.grants.dirty
-            && self.grants.next_fifo.is_none_or(|t| now < t)
+            && !self.grants.pass_pending(now)
             && self.retx_queue.is_empty()
             && self.pacer.short.is_empty()
             && self.pacer.srpt.is_empty()

@@ -266,7 +266,7 @@ impl Endpoint {
     /// for memory and admits waiting ones.
     pub(crate) fn memory_freed(&mut self) {
         if !self.rx_waiters.is_empty() || !self.mem_waiters.is_empty() {
-            self.grants.dirty = true;
+            self.grants.request_pass();
         }
     }
 
@@ -440,7 +440,7 @@ impl Endpoint {
         rpc.busy = false;
         if rpc.starving {
             rpc.starving = false;
-            self.grants.dirty = true;
+            self.grants.request_pass();
         }
         let rpc = &mut self.rpcs[key];
         if rpc.state == RpcState::Outgoing {

@@ -11,7 +11,6 @@
 //! the peer as a server (`server`) are the `amo` module's mechanisms; the
 //! peer only holds them.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::amo::{Binding, DoneIds};
@@ -51,8 +50,6 @@ pub(crate) struct Peer {
     /// The peer as a server: its incarnation, our RPCs waiting to learn it,
     /// our oldest unfinished RPC to it (at-most-once, client side).
     pub server: Binding,
-    /// This peer's incoming messages that need grants, in rank order.
-    pub grantable: BTreeSet<crate::grant::RankKey>,
     /// When we last sent this peer our CUTOFFS.
     pub cutoffs_sent: Option<Instant>,
     /// The peer's port (the server port named in acks we send it).
@@ -85,7 +82,6 @@ impl Peer {
             rtt_stamp: now,
             done,
             server: Binding::default(),
-            grantable: BTreeSet::new(),
             cutoffs_sent: None,
             port,
         }

@@ -145,7 +145,7 @@ impl Endpoint {
         if self.pacer.wakeup.is_some_and(|t| now >= t) {
             self.pacer.wakeup = None;
         }
-        if self.grants.next_fifo.is_some_and(|t| now >= t) {
+        if self.grants.fifo_due(now) {
             self.send_grants(now);
         }
         if self.next_peer_gc.is_some_and(|t| now >= t) {
@@ -222,11 +222,7 @@ impl Endpoint {
                 (a, b) => a.or(b),
             }
         }
-        let fifo = if self.grants.ranked.is_empty() {
-            None
-        } else {
-            self.grants.next_fifo
-        };
+        let fifo = self.grants.next_fifo();
         let t = earlier(self.next_tick, self.gap_deadline);
         let t = earlier(t, self.next_peer_gc);
         let t = earlier(t, self.pacer.wakeup);
@@ -401,9 +397,10 @@ impl Endpoint {
             let starving = wall >= self.config.resend_after && silent < self.config.resend_after;
             if starving != rpc.starving {
                 rpc.starving = starving;
-                self.grants.dirty = true;
+                self.grants.request_pass();
                 if starving {
-                    self.grants.starving.push((key, rpc.seq));
+                    self.grants
+                        .note_starving(crate::rpc::RpcRef { seq: rpc.seq, key });
                 }
             }
         }
