@@ -62,6 +62,7 @@ use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
 use crate::socket::Socket;
 use crate::stats::Stats;
+use crate::timers::Timer;
 use crate::wire::{Body, DataHeader, PacketType, Repr};
 use crate::Instant;
 
@@ -261,21 +262,13 @@ pub struct Endpoint {
     pub(crate) prio: Prio,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
-    /// Next periodic timer pass (armed while RPCs exist).
-    pub(crate) next_tick: Option<Instant>,
-    /// Earliest time a hole in some incoming message becomes due for a
-    /// fast retransmission request.
-    pub(crate) gap_deadline: Option<Instant>,
-    /// Bytes of incoming-message buffers held.
-    pub(crate) rx_bytes: u64,
+    /// Every deadline: the periodic pass, fast RESENDs, peer collection,
+    /// the pacer's wake-up, the next FIFO grant.
+    pub(crate) timers: crate::timers::TimerTable,
+    /// The receive-memory budget and the messages waiting for memory.
+    pub(crate) memory: crate::memory::RxMemory,
     /// Latest time seen in any input.
     pub(crate) now: Instant,
-    /// Incoming messages whose grants wait for receive-buffer memory.
-    pub(crate) rx_waiters: Vec<(usize, u64)>,
-    /// New messages waiting for a receive buffer, SRPT: (length, seq, key).
-    pub(crate) mem_waiters: std::collections::BTreeSet<(u32, u64, usize)>,
-    /// Next collection of idle peers (armed while peers exist).
-    pub(crate) next_peer_gc: Option<Instant>,
     /// Timer passes so far (rotates the RESEND scan).
     pub(crate) tick_count: u64,
     /// Silence RESENDs issued per peer in the current timer pass.
@@ -355,13 +348,9 @@ impl Endpoint {
             prio: Prio::new(&config),
             events: VecDeque::new(),
             stats: Stats::default(),
-            next_tick: None,
-            gap_deadline: None,
-            rx_bytes: 0,
+            timers: Default::default(),
+            memory: crate::memory::RxMemory::new(&config),
             now: Instant::ZERO,
-            rx_waiters: Vec::new(),
-            mem_waiters: std::collections::BTreeSet::new(),
-            next_peer_gc: None,
             tick_count: 0,
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Map::with_hasher(hasher()),
@@ -445,10 +434,10 @@ impl Endpoint {
             client_rpcs: client,
             server_rpcs: self.rpcs.len() - client,
             peers: self.peers.len(),
-            rx_bytes: self.rx_bytes,
+            rx_bytes: self.memory.total(),
             total_incoming: self.grants.total_incoming(),
             active_grants: self.grants.active_count(),
-            waiting_for_memory: self.mem_waiters.len(),
+            waiting_for_memory: self.memory.waiting_count(),
             tx_granted_unsent: self
                 .rpcs
                 .iter()
@@ -477,7 +466,7 @@ impl Endpoint {
 
     /// Bytes of incoming-message buffers currently held.
     pub fn rx_bytes(&self) -> u64 {
-        self.rx_bytes
+        self.memory.total()
     }
 
     /// True if the endpoint holds no RPC, no queued packet and no event: a
@@ -489,7 +478,7 @@ impl Endpoint {
             && self.pacer.srpt.is_empty()
             && self.pacer.short.is_empty()
             && self.grants.is_empty()
-            && self.rx_bytes == 0
+            && self.memory.total() == 0
     }
 
     /// True if [`Endpoint::poll_transmit`] would return `None` and change
@@ -500,11 +489,12 @@ impl Endpoint {
     /// computes) produce nothing to send.
     pub fn transmit_idle(&self, now: Instant) -> bool {
         self.control.is_empty()
-            && !self.grants.pass_pending(now)
+            && !self.grants.pass_wanted()
+            && !self.timers.is_expired(Timer::FifoGrant, now)
             && self.retx_queue.is_empty()
             && self.pacer.short.is_empty()
             && self.pacer.srpt.is_empty()
-            && self.pacer.wakeup.is_none()
+            && !self.timers.is_set(Timer::Pacer)
     }
 
     /// The measured round-trip time to a peer socket, if any.
@@ -613,9 +603,8 @@ impl Endpoint {
         now: Instant,
         f: impl FnOnce(&Config, &mut Peer) -> R,
     ) -> R {
-        if self.next_peer_gc.is_none() {
-            self.next_peer_gc = Some(now + self.config.peer_idle);
-        }
+        self.timers
+            .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
         let peer = peer_slot(
             &mut self.peers,
             &mut self.retired,
@@ -629,9 +618,8 @@ impl Endpoint {
     /// The state of peer `addr`, created if new (restoring its
     /// at-most-once floor if it was collected).
     pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
-        if self.next_peer_gc.is_none() {
-            self.next_peer_gc = Some(now + self.config.peer_idle);
-        }
+        self.timers
+            .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
         peer_slot(
             &mut self.peers,
             &mut self.retired,
@@ -926,7 +914,10 @@ impl Endpoint {
             self.uncharge_tx(rpc.port, m.length());
         }
         if let Some((len, _)) = rpc.waiting {
-            self.mem_waiters.remove(&(len, rpc.seq, key));
+            self.memory.unwait(&crate::memory::WaitKey {
+                length: len,
+                rpc: crate::rpc::RpcRef { seq: rpc.seq, key },
+            });
         }
         let now = self.now;
         if let Some(peer) = self.peers.get_mut(&rpc.peer) {

@@ -9,8 +9,9 @@ use bytes::Bytes;
 
 use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::{AddOutcome, MsgIn, GRANT_SLACK, UNKNOWN_LEVEL};
-use crate::rpc::{local_id, Probe, Rpc, RpcState};
+use crate::memory::{RxMemory, WaitKey};
+use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
+use crate::rpc::{local_id, Probe, Rpc, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
@@ -211,16 +212,14 @@ impl Endpoint {
     /// budgets.
     pub(crate) fn rx_available(&self, peer: SocketAddr, port: u16) -> u64 {
         let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
-        let global = self.config.max_rx_bytes.saturating_sub(self.rx_bytes);
-        let per_peer = self.config.max_rx_bytes_per_peer.saturating_sub(used);
-        global.min(per_peer).min(self.socket_rx_room(port))
+        self.memory.available(used, self.socket_rx_room(port))
     }
 
     /// Receive memory still available under socket `port`'s budget.
     fn socket_rx_room(&self, port: u16) -> u64 {
-        self.sockets.get(&port).map_or(0, |s| {
-            self.config.socket_rx_budget.saturating_sub(s.rx_used())
-        })
+        self.sockets
+            .get(&port)
+            .map_or(0, |s| self.memory.socket_room(s.rx_used()))
     }
 
     /// Reserves `len` receive-buffer bytes, if the budgets allow.
@@ -237,27 +236,18 @@ impl Endpoint {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        p.rx_bytes += len as u64;
-        self.rx_bytes += len as u64;
-        if let Some(s) = self.sockets.get_mut(&port) {
-            s.assembling += len as u64;
-        }
+        let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
+        self.memory.charge(&mut p.rx_bytes, socket, len as u64);
         true
     }
 
     /// Returns receive-buffer space reserved by [`Endpoint::charge_rx`], and
     /// lets messages that were waiting for memory be granted again.
     pub(crate) fn uncharge_rx(&mut self, peer: SocketAddr, port: u16, len: u32) {
-        let len = len as u64;
-        self.rx_bytes = self.rx_bytes.saturating_sub(len);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.rx_bytes = p.rx_bytes.saturating_sub(len);
-        }
-        if let Some(s) = self.sockets.get_mut(&port) {
-            s.assembling = s.assembling.saturating_sub(len);
-        }
-        if len > 0 {
-            self.memory_freed();
+        let peer_used = self.peers.get_mut(&peer).map(|p| &mut p.rx_bytes);
+        let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
+        if self.memory.uncharge(peer_used, socket, len as u64) {
+            self.grants.request_pass();
         }
     }
 
@@ -265,7 +255,7 @@ impl Endpoint {
     /// dropped messages): the next grant pass reconsiders messages parked
     /// for memory and admits waiting ones.
     pub(crate) fn memory_freed(&mut self) {
-        if !self.rx_waiters.is_empty() || !self.mem_waiters.is_empty() {
+        if self.memory.has_waiters() {
             self.grants.request_pass();
         }
     }
@@ -283,29 +273,26 @@ impl Endpoint {
     /// Once the endpoint, or a socket, cannot fit it, no later message (of
     /// that socket) fits either.
     pub(crate) fn admit_waiting(&mut self) {
-        use core::ops::Bound::{Excluded, Unbounded};
         let now = self.now;
         let blocked_min = self
-            .rx_waiters
+            .memory
+            .blocked()
             .iter()
-            .filter_map(|&(k, seq)| self.live(k, seq).then_some(k))
+            .filter_map(|r| self.live(r.key, r.seq).then_some(r.key))
             .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
             .min()
             .unwrap_or(u32::MAX);
         // Sockets found full in this pass.
         let mut full_ports: Vec<u16> = Vec::new();
-        let mut next = self.mem_waiters.first().copied();
-        while let Some(entry @ (len, _, key)) = next {
-            next = self
-                .mem_waiters
-                .range((Excluded(entry), Unbounded))
-                .next()
-                .copied();
+        let mut next = self.memory.next_waiting(None);
+        while let Some(entry) = next {
+            next = self.memory.next_waiting(Some(entry));
+            let (len, key) = (entry.length, entry.rpc.key);
             if len >= blocked_min {
                 break;
             }
-            let least = len.min(GRANT_SLACK) as u64 + DELIVERED_OVERHEAD;
-            if self.config.max_rx_bytes.saturating_sub(self.rx_bytes) < least {
+            let least = RxMemory::admission_floor(len);
+            if self.memory.global_room() < least {
                 break;
             }
             let rpc = &self.rpcs[key];
@@ -330,7 +317,7 @@ impl Endpoint {
             let msgin = MsgIn::new(len, incoming, now);
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
-            self.mem_waiters.remove(&entry);
+            self.memory.unwait(&entry);
             let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
@@ -403,8 +390,11 @@ impl Endpoint {
                 let rpc = &mut self.rpcs[key];
                 rpc.waiting = Some((h.message_length, incoming));
                 rpc.heard(now);
-                let seq = rpc.seq;
-                self.mem_waiters.insert((h.message_length, seq, key));
+                let rpc = RpcRef { seq: rpc.seq, key };
+                self.memory.wait(WaitKey {
+                    length: h.message_length,
+                    rpc,
+                });
                 self.arm_tick(now);
                 return;
             }

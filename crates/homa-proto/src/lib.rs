@@ -64,6 +64,7 @@ mod endpoint;
 pub mod fuzzing;
 mod grant;
 mod incoming;
+mod memory;
 mod outgoing;
 mod pacer;
 mod peer;
@@ -75,6 +76,7 @@ pub mod stats;
 pub mod testnet;
 mod time;
 mod timer;
+mod timers;
 pub mod wire;
 
 pub use config::Config;

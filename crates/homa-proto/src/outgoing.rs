@@ -17,7 +17,7 @@ impl Endpoint {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.touch(now);
         buf.clear();
-        self.pacer.wakeup = None;
+        self.timers.stop(crate::timers::Timer::Pacer);
         self.send_grants(now);
         if let Some(c) = self.control.pop_front() {
             return Some(self.emit_control(now, c, buf));

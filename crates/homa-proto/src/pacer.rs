@@ -40,8 +40,6 @@ pub(crate) struct Pacer {
     /// FIFO share counter (thousandths); starts full so the first batches
     /// follow SRPT.
     pub fifo_count: i32,
-    /// When the link will accept the next paced batch, if data is held.
-    pub wakeup: Option<Instant>,
     /// Since when paced data has been held (for the throttled-time metric).
     pub held_since: Option<Instant>,
 }
@@ -54,7 +52,6 @@ impl Default for Pacer {
             short: BTreeSet::new(),
             link_idle: Instant::ZERO,
             fifo_count: 1000,
-            wakeup: None,
             held_since: None,
         }
     }
@@ -128,7 +125,8 @@ impl Endpoint {
             .link_idle
             .saturating_duration_since(Instant::ZERO)
             .saturating_sub(self.config.max_nic_backlog);
-        self.pacer.wakeup = Some(Instant::ZERO + at);
+        self.timers
+            .set(crate::timers::Timer::Pacer, Instant::ZERO + at);
     }
 
     /// Accounts `wire_bytes` handed to the NIC at `now`.

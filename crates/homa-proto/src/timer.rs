@@ -65,6 +65,7 @@ use core::time::Duration;
 use crate::endpoint::{Endpoint, RpcError, MAX_RESENDS_PER_CHECK};
 use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::{Probe, RpcState};
+use crate::timers::Timer;
 use crate::wire::{Body, ResendHeader};
 use crate::Instant;
 
@@ -142,19 +143,20 @@ impl Endpoint {
         // Deadlines that only mean "transmit now" are consumed here, so
         // poll_timeout never stays in the past: a due FIFO grant is issued
         // (queued for poll_transmit), and a pacer wake-up is cleared.
-        if self.pacer.wakeup.is_some_and(|t| now >= t) {
-            self.pacer.wakeup = None;
+        if self.timers.is_expired(Timer::Pacer, now) {
+            self.timers.stop(Timer::Pacer);
         }
-        if self.grants.fifo_due(now) {
+        if self.timers.is_expired(Timer::FifoGrant, now) {
             self.send_grants(now);
         }
-        if self.next_peer_gc.is_some_and(|t| now >= t) {
+        if self.timers.is_expired(Timer::PeerGc, now) {
             self.collect_peers(now, false);
             let period = self.config.peer_idle / 2;
-            self.next_peer_gc = (!self.peers.is_empty()).then_some(now + period);
+            let next = (!self.peers.is_empty()).then_some(now + period);
+            self.timers.set_opt(Timer::PeerGc, next);
         }
-        let tick_due = self.next_tick.is_some_and(|t| now >= t);
-        if let Some(due) = self.next_tick.filter(|_| tick_due) {
+        let tick_due = self.timers.is_expired(Timer::Tick, now);
+        if let Some(due) = self.timers.get(Timer::Tick).filter(|_| tick_due) {
             let late = now.saturating_duration_since(due);
             if late >= self.config.resend_after {
                 // We were not run (descheduled, or a driver that did not
@@ -163,11 +165,11 @@ impl Endpoint {
                 self.shift_clocks(now, late);
             }
         }
-        let gaps_due = self.gap_deadline.is_some_and(|t| now >= t);
+        let gaps_due = self.timers.is_expired(Timer::Gaps, now);
         if !tick_due && !gaps_due {
             return;
         }
-        self.gap_deadline = None;
+        self.timers.stop(Timer::Gaps);
         let mut keys: Vec<usize> = self.rpcs.iter().map(|(k, _)| k).collect();
         if tick_due {
             // Rotate the scan so the per-peer RESEND cap does not always
@@ -189,7 +191,8 @@ impl Endpoint {
             // The application may have dropped delivered messages.
             self.memory_freed();
             let tick = self.config.tick;
-            self.next_tick = (!self.rpcs.is_empty()).then_some(now + tick);
+            let next = (!self.rpcs.is_empty()).then_some(now + tick);
+            self.timers.set_opt(Timer::Tick, next);
         }
     }
 
@@ -214,26 +217,15 @@ impl Endpoint {
     /// any. After `handle_timeout(t)` every deadline returned is later than
     /// `t`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Written out rather than as an iterator chain: drivers call this
-        // after every input, and the chain did not optimise well.
-        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
-        let fifo = self.grants.next_fifo();
-        let t = earlier(self.next_tick, self.gap_deadline);
-        let t = earlier(t, self.next_peer_gc);
-        let t = earlier(t, self.pacer.wakeup);
-        earlier(t, fifo)
+        // A FIFO-grant deadline left over after the last message needing
+        // grants went is not reported (it runs at the next pass anyway).
+        self.timers.next_timeout(!self.grants.is_empty())
     }
 
     /// Starts the periodic pass if it is not running.
     pub(crate) fn arm_tick(&mut self, now: Instant) {
-        if self.next_tick.is_none() {
-            self.next_tick = Some(now + self.config.tick);
-        }
+        self.timers
+            .set_if_unset(Timer::Tick, now + self.config.tick);
     }
 
     /// How old a hole must be before fast recovery asks for it, for a peer
@@ -253,7 +245,7 @@ impl Endpoint {
         let rtt = self.peers.get(&peer).and_then(|p| p.rtt);
         if let Some(age) = self.gap_age(rtt) {
             let due = now + age;
-            self.gap_deadline = Some(self.gap_deadline.map_or(due, |d| d.min(due)));
+            self.timers.set_earliest(Timer::Gaps, due);
         }
     }
 
@@ -305,7 +297,7 @@ impl Endpoint {
             }
         }
         if let Some(n) = next {
-            self.gap_deadline = Some(self.gap_deadline.map_or(n, |d| d.min(n)));
+            self.timers.set_earliest(Timer::Gaps, n);
         }
         if !due.is_empty() {
             self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));

@@ -32,8 +32,9 @@
 pub(crate) mod scheduler;
 
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::GRANT_SLACK;
+use crate::memory::{RxMemory, WaitKey};
 use crate::rpc::{Probe, RpcRef};
+use crate::timers::Timer;
 use crate::wire::{Body, GrantHeader};
 use crate::Instant;
 use scheduler::{GrantScheduler, RankKey};
@@ -63,7 +64,8 @@ impl Endpoint {
         if want != rpc.grant_rank {
             let old = core::mem::replace(&mut rpc.grant_rank, want);
             let peer = rpc.peer;
-            self.grants.rank_move(self.now, peer, old, want);
+            self.grants
+                .rank_move(self.now, &mut self.timers, peer, old, want);
         }
     }
 
@@ -77,7 +79,8 @@ impl Endpoint {
         }
         if let Some(old) = rpc.grant_rank.take() {
             let peer = rpc.peer;
-            self.grants.rank_move(self.now, peer, Some(old), None);
+            self.grants
+                .rank_move(self.now, &mut self.timers, peer, Some(old), None);
         }
         self.grants.request_pass();
     }
@@ -86,14 +89,14 @@ impl Endpoint {
     /// windows, the incoming cap and the memory budget allow; then a FIFO
     /// grant if one is due.
     pub(crate) fn send_grants(&mut self, now: Instant) {
-        let Some(pass) = self.grants.begin_pass(now) else {
+        let fifo_due = self.timers.is_expired(Timer::FifoGrant, now);
+        let Some(pass) = self.grants.begin_pass(fifo_due) else {
             return;
         };
-        if !self.mem_waiters.is_empty() {
+        if self.memory.has_waiting() {
             self.admit_waiting();
         }
-        let blocked_before = !self.rx_waiters.is_empty();
-        self.rx_waiters.clear();
+        let blocked_before = self.memory.clear_blocked();
         let active = self
             .grants
             .choose_active(self.config.max_overcommit as usize);
@@ -143,9 +146,9 @@ impl Endpoint {
         if pass.fifo_due {
             self.fifo_grant(now, window);
         }
-        if !self.rx_waiters.is_empty() {
+        if !self.memory.blocked().is_empty() {
             self.break_memory_deadlock();
-        } else if blocked_before && !self.mem_waiters.is_empty() {
+        } else if blocked_before && self.memory.has_waiting() {
             // Messages that were blocked got their memory: waiting ones may
             // be admitted next.
             self.grants.request_pass();
@@ -159,10 +162,11 @@ impl Endpoint {
     /// admitted again), so the best message can always finish.
     fn break_memory_deadlock(&mut self) {
         let best = self
-            .rx_waiters
+            .memory
+            .blocked()
             .iter()
-            .filter(|&&(k, seq)| self.live(k, seq))
-            .filter_map(|&(k, _)| self.rpcs[k].grant_rank.map(|r| (r, k)))
+            .filter(|r| self.live(r.key, r.seq))
+            .filter_map(|r| self.rpcs[r.key].grant_rank.map(|g| (g, r.key)))
             .min();
         let Some((best_rank, best)) = best else {
             return;
@@ -200,7 +204,10 @@ impl Endpoint {
         };
         let (peer, port, seq) = (rpc.peer, rpc.port, rpc.seq);
         rpc.waiting = Some((m.length(), m.unsched_end));
-        self.mem_waiters.insert((m.length(), seq, key));
+        self.memory.wait(WaitKey {
+            length: m.length(),
+            rpc: RpcRef { seq, key },
+        });
         self.stats.evictions += 1;
         self.uncharge_rx(peer, port, crate::incoming::rx_charge(&m));
     }
@@ -208,7 +215,8 @@ impl Endpoint {
     /// Grants the oldest responsive message `fifo_grant_increment` more
     /// bytes at the high priority.
     fn fifo_grant(&mut self, now: Instant, window: u32) {
-        self.grants.fifo_granted(now);
+        let next = self.grants.fifo_interval().map(|i| now + i);
+        self.timers.set_opt(Timer::FifoGrant, next);
         let inc = self.config.fifo_grant_increment;
         let responsive = window as u64 + 2 * inc as u64;
         let rpcs = &self.rpcs;
@@ -261,15 +269,9 @@ impl Endpoint {
         let avail = self.rx_available(peer, port);
         let m = self.rpcs[key].msgin.as_mut()?;
         let target = target.min(m.length());
-        let mut target = target;
-        if m.growth_for(target) as u64 > avail {
-            // Largest grant whose buffer fits: the buffer extends GRANT_SLACK
-            // past the grant.
-            let cap = (m.buffer_len() as u64 + avail).saturating_sub(GRANT_SLACK as u64);
-            target = target.min(cap.min(u32::MAX as u64) as u32);
-        }
+        let target = RxMemory::fit_grant(target, m.buffer_len(), m.growth_for(target), avail);
         if target <= m.granted() {
-            self.rx_waiters.push((key, seq));
+            self.memory.block(RpcRef { seq, key });
             self.stats.grants_deferred_memory += 1;
             return None;
         }

@@ -9,8 +9,10 @@
 //! changes of the incoming total ([`GrantScheduler::add_incoming`]) and
 //! requests for a pass ([`GrantScheduler::request_pass`]); its outputs are
 //! the pass to run ([`GrantScheduler::begin_pass`]), the active set
-//! ([`GrantScheduler::choose_active`]), windows and levels, and the next
-//! FIFO-grant deadline.
+//! ([`GrantScheduler::choose_active`]), windows and levels, and the FIFO
+//! grant interval (the endpoint's timer table holds the FIFO deadline).
+
+use crate::timers::{Timer, TimerTable};
 
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -51,8 +53,6 @@ pub(crate) struct GrantScheduler {
     total_incoming: i64,
     /// Something changed since the last pass.
     pass_wanted: bool,
-    /// Next FIFO grant (armed while messages need grants).
-    next_fifo: Option<Instant>,
     /// Time between FIFO grants, if they are enabled.
     fifo_interval: Option<Duration>,
     /// Messages active at the last pass, in rank order.
@@ -86,7 +86,6 @@ impl GrantScheduler {
             by_peer: HashMap::with_hasher(hasher),
             total_incoming: 0,
             pass_wanted: false,
-            next_fifo: None,
             fifo_interval,
             active: Vec::new(),
             starving: Vec::new(),
@@ -94,11 +93,13 @@ impl GrantScheduler {
     }
 
     /// Moves a message of `peer` from rank `old` to rank `new` (`None`: not
-    /// ranked), keeping the per-peer heads and the FIFO clock (armed at
-    /// `now` when the first message joins, stopped when the last leaves).
+    /// ranked), keeping the per-peer heads and the FIFO-grant timer (armed
+    /// at `now` when a message joins and it is not armed, stopped when the
+    /// last message leaves).
     pub(crate) fn rank_move(
         &mut self,
         now: Instant,
+        timers: &mut TimerTable,
         peer: SocketAddr,
         old: Option<RankKey>,
         new: Option<RankKey>,
@@ -108,8 +109,8 @@ impl GrantScheduler {
         }
         if let Some(n) = new {
             self.ranked.insert(n);
-            if self.next_fifo.is_none() {
-                self.next_fifo = self.fifo_interval.map(|i| now + i);
+            if let Some(i) = self.fifo_interval {
+                timers.set_if_unset(Timer::FifoGrant, now + i);
             }
         }
         let set = self.by_peer.entry(peer).or_default();
@@ -133,7 +134,7 @@ impl GrantScheduler {
             }
         }
         if self.ranked.is_empty() {
-            self.next_fifo = None;
+            timers.stop(Timer::FifoGrant);
         }
     }
 
@@ -152,19 +153,14 @@ impl GrantScheduler {
         self.pass_wanted = true;
     }
 
-    /// True if a pass is wanted or a FIFO grant is due at `now`.
-    pub(crate) fn pass_pending(&self, now: Instant) -> bool {
-        self.pass_wanted || self.fifo_due(now)
+    /// True if a pass was requested since the last one.
+    pub(crate) fn pass_wanted(&self) -> bool {
+        self.pass_wanted
     }
 
-    /// True if the FIFO grant is due at `now`.
-    pub(crate) fn fifo_due(&self, now: Instant) -> bool {
-        self.next_fifo.is_some_and(|t| now >= t)
-    }
-
-    /// Starts a pass at `now` if one is wanted or a FIFO grant is due.
-    pub(crate) fn begin_pass(&mut self, now: Instant) -> Option<Pass> {
-        let fifo_due = self.fifo_due(now);
+    /// Starts a pass if one is wanted or the FIFO grant is due
+    /// (`fifo_due`, from the timer table).
+    pub(crate) fn begin_pass(&mut self, fifo_due: bool) -> Option<Pass> {
         if !self.pass_wanted && !fifo_due {
             return None;
         }
@@ -246,9 +242,9 @@ impl GrantScheduler {
         &self.starving
     }
 
-    /// Restarts the FIFO clock after a FIFO grant at `now`.
-    pub(crate) fn fifo_granted(&mut self, now: Instant) {
-        self.next_fifo = self.fifo_interval.map(|i| now + i);
+    /// Time between FIFO grants, if they are enabled.
+    pub(crate) fn fifo_interval(&self) -> Option<Duration> {
+        self.fifo_interval
     }
 
     /// The oldest ranked message (by first packet, then creation) for which
@@ -276,15 +272,6 @@ impl GrantScheduler {
     /// True if no message needs grants.
     pub(crate) fn is_empty(&self) -> bool {
         self.ranked.is_empty()
-    }
-
-    /// When the next FIFO grant is due, while messages need grants.
-    pub(crate) fn next_fifo(&self) -> Option<Instant> {
-        if self.ranked.is_empty() {
-            None
-        } else {
-            self.next_fifo
-        }
     }
 }
 
@@ -319,7 +306,13 @@ mod tests {
     }
 
     fn add(s: &mut GrantScheduler, p: u8, k: RankKey) {
-        s.rank_move(Instant::ZERO, peer(p), None, Some(k));
+        s.rank_move(
+            Instant::ZERO,
+            &mut TimerTable::default(),
+            peer(p),
+            None,
+            Some(k),
+        );
     }
 
     #[test]
@@ -379,7 +372,8 @@ mod tests {
         add(&mut s, 1, key(200, 0, 2));
         add(&mut s, 2, key(300, 0, 3));
         assert_eq!(s.choose_active(2), vec![key(100, 0, 1), key(300, 0, 3)]);
-        s.rank_move(Instant::ZERO, peer(1), Some(key(100, 0, 1)), None);
+        let t = &mut TimerTable::default();
+        s.rank_move(Instant::ZERO, t, peer(1), Some(key(100, 0, 1)), None);
         assert_eq!(s.choose_active(2), vec![key(200, 0, 2), key(300, 0, 3)]);
     }
 
@@ -401,6 +395,7 @@ mod tests {
         // Bytes arrived for RPC 1: it now ranks first.
         s.rank_move(
             Instant::ZERO,
+            &mut TimerTable::default(),
             peer(1),
             Some(key(1000, 0, 1)),
             Some(key(500, 0, 1)),
@@ -410,37 +405,49 @@ mod tests {
     }
 
     #[test]
-    fn rank_move__arms_fifo_clock_and_stops_it_when_empty() {
+    fn rank_move__arms_fifo_timer_and_stops_it_when_empty() {
         let mut s = sched();
-        assert_eq!(s.next_fifo(), None);
+        let mut timers = TimerTable::default();
         let t = Instant::from_nanos(1_000_000);
-        s.rank_move(t, peer(1), None, Some(key(10, 0, 1)));
-        assert_eq!(s.next_fifo(), Some(t + Duration::from_micros(160)));
-        s.rank_move(t, peer(1), Some(key(10, 0, 1)), None);
-        assert_eq!(s.next_fifo(), None);
+        s.rank_move(t, &mut timers, peer(1), None, Some(key(10, 0, 1)));
+        let due = t + Duration::from_micros(160);
+        assert_eq!(timers.get(Timer::FifoGrant), Some(due));
+        // A second message does not move an armed timer.
+        let later = t + Duration::from_micros(100);
+        s.rank_move(later, &mut timers, peer(2), None, Some(key(20, 0, 2)));
+        assert_eq!(timers.get(Timer::FifoGrant), Some(due));
+        s.rank_move(t, &mut timers, peer(1), Some(key(10, 0, 1)), None);
+        assert_eq!(timers.get(Timer::FifoGrant), Some(due));
+        s.rank_move(t, &mut timers, peer(2), Some(key(20, 0, 2)), None);
+        assert_eq!(timers.get(Timer::FifoGrant), None);
         assert!(s.is_empty());
     }
 
     #[test]
     fn new__no_fifo_grants_without_a_link_rate() {
         let mut s = GrantScheduler::new(10_000, 50, 0, ahash::RandomState::new());
-        s.rank_move(Instant::ZERO, peer(1), None, Some(key(10, 0, 1)));
-        assert_eq!(s.next_fifo(), None);
-        assert!(!s.pass_pending(Instant::from_nanos(u64::MAX / 2)));
+        let mut timers = TimerTable::default();
+        s.rank_move(
+            Instant::ZERO,
+            &mut timers,
+            peer(1),
+            None,
+            Some(key(10, 0, 1)),
+        );
+        assert_eq!(s.fifo_interval(), None);
+        assert!(!timers.is_set(Timer::FifoGrant));
     }
 
     #[test]
     fn begin_pass__only_when_wanted_or_fifo_due() {
         let mut s = sched();
-        assert_eq!(s.begin_pass(Instant::ZERO), None);
+        assert_eq!(s.begin_pass(false), None);
         s.request_pass();
-        assert!(s.pass_pending(Instant::ZERO));
-        assert_eq!(s.begin_pass(Instant::ZERO), Some(Pass { fifo_due: false }));
-        assert_eq!(s.begin_pass(Instant::ZERO), None);
-        add(&mut s, 1, key(10, 0, 1));
-        let due = s.next_fifo().unwrap();
-        assert!(!s.pass_pending(Instant::ZERO));
-        assert_eq!(s.begin_pass(due), Some(Pass { fifo_due: true }));
+        assert!(s.pass_wanted());
+        assert_eq!(s.begin_pass(false), Some(Pass { fifo_due: false }));
+        assert!(!s.pass_wanted());
+        assert_eq!(s.begin_pass(false), None);
+        assert_eq!(s.begin_pass(true), Some(Pass { fifo_due: true }));
     }
 
     #[test]
@@ -456,12 +463,10 @@ mod tests {
     }
 
     #[test]
-    fn fifo_granted__restarts_the_clock() {
-        let mut s = sched();
-        add(&mut s, 1, key(10, 0, 1));
-        let t = Instant::from_nanos(5_000_000);
-        s.fifo_granted(t);
-        assert_eq!(s.next_fifo(), Some(t + Duration::from_micros(160)));
+    fn fifo_interval__increment_at_the_fifo_share_of_the_link() {
+        assert_eq!(sched().fifo_interval(), Some(Duration::from_micros(160)));
+        let s = GrantScheduler::new(0, 50, 10_000, ahash::RandomState::new());
+        assert_eq!(s.fifo_interval(), None);
     }
 
     #[test]
