@@ -338,7 +338,7 @@ impl Endpoint {
             peers: Map::with_hasher(hasher()),
             control: VecDeque::new(),
             retx_queue: VecDeque::new(),
-            pacer: Pacer::default(),
+            pacer: Pacer::new(&config),
             grants: GrantScheduler::new(
                 config.fifo_grant_increment,
                 config.grant_fifo_fraction,
@@ -475,8 +475,7 @@ impl Endpoint {
         self.rpcs.is_empty()
             && self.control.is_empty()
             && self.events.is_empty()
-            && self.pacer.srpt.is_empty()
-            && self.pacer.short.is_empty()
+            && self.pacer.is_empty()
             && self.grants.is_empty()
             && self.memory.total() == 0
     }
@@ -492,8 +491,7 @@ impl Endpoint {
             && !self.grants.pass_wanted()
             && !self.timers.is_expired(Timer::FifoGrant, now)
             && self.retx_queue.is_empty()
-            && self.pacer.short.is_empty()
-            && self.pacer.srpt.is_empty()
+            && self.pacer.is_empty()
             && !self.timers.is_set(Timer::Pacer)
     }
 
