@@ -50,7 +50,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use slab::Slab;
 
-use crate::amo::{DoneIds, Seen};
+use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
 use crate::grant::scheduler::GrantScheduler;
 use crate::pacer::Pacer;
@@ -273,9 +273,8 @@ pub struct Endpoint {
     pub(crate) tick_count: u64,
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
-    /// At-most-once floors of collected peers (bounded, oldest evicted).
-    pub(crate) retired: Map<SocketAddr, Vec<u64>>,
-    pub(crate) retired_order: VecDeque<SocketAddr>,
+    /// At-most-once records of collected peers (bounded, oldest evicted).
+    pub(crate) retired: Retired,
     /// This endpoint's incarnation as a server (40 bits, nonzero): see the
     /// `amo` module.
     pub(crate) incarnation: u64,
@@ -353,8 +352,7 @@ impl Endpoint {
             now: Instant::ZERO,
             tick_count: 0,
             resends_this_tick: Map::with_hasher(hasher()),
-            retired: Map::with_hasher(hasher()),
-            retired_order: VecDeque::new(),
+            retired: Retired::new(config.max_peers, hasher()),
             incarnation,
             born: None,
             rx_link: Default::default(),
@@ -384,7 +382,7 @@ impl Endpoint {
             return;
         }
         self.touch(now);
-        self.peer_entry(server, now).server.incarnation = inc;
+        self.peer_entry(server, now).server.assume(inc);
     }
 
     /// How long this endpoint has been running, as its refusals report it:
@@ -664,11 +662,12 @@ impl Endpoint {
         let (prio, unsched, echo) = self.peer_entry_with(dest, now, |c, peer| {
             peer.rpcs += 1;
             peer.server.push_live(id);
-            let echo = peer.server.incarnation;
+            let echo = peer.server.incarnation();
             if echo == 0 {
                 // Not heard from it yet: the request waits for its
                 // incarnation (the `amo` module).
-                peer.server.unbound.push((key, seq));
+                peer.server
+                    .wait_for_incarnation(crate::rpc::RpcRef { seq, key });
             }
             let prio = peer.unsched_priority(len, c.num_priorities);
             (prio, unsched_bytes_of(c, Some(peer)), echo)
@@ -931,8 +930,7 @@ impl Endpoint {
                 peer.server.finished(rpc.id);
                 if rpc.echo == 0 {
                     peer.server
-                        .unbound
-                        .retain(|&(k, s)| (k, s) != (key, rpc.seq));
+                        .forget_waiting(crate::rpc::RpcRef { seq: rpc.seq, key });
                 }
             }
         }
@@ -1004,26 +1002,7 @@ impl Endpoint {
         };
         self.stats.peers_collected += 1;
         let _ = now;
-        let runs = peer.done.retire();
-        if runs.is_empty() {
-            return;
-        }
-        if self.retired.insert(addr, runs).is_none() {
-            self.retired_order.push_back(addr);
-        }
-        while self.retired.len() > self.config.max_peers {
-            match self.retired_order.pop_front() {
-                Some(old) => {
-                    self.retired.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self.retired_order.len() > 2 * self.config.max_peers {
-            // Drop entries of peers that came back since.
-            let retired = &self.retired;
-            self.retired_order.retain(|a| retired.contains_key(a));
-        }
+        self.retired.keep(addr, peer.done);
     }
 
     /// What the at-most-once record says about request `id` from
@@ -1031,10 +1010,7 @@ impl Endpoint {
     pub(crate) fn request_seen(&self, client: SocketAddr, id: u64) -> Seen {
         match self.peers.get(&client) {
             Some(p) => p.done.seen(id),
-            None => match self.retired.get(&client) {
-                Some(runs) if DoneIds::runs_cover(runs, id) => Seen::Finished,
-                _ => Seen::New,
-            },
+            None => self.retired.seen(client, id),
         }
     }
 
@@ -1053,7 +1029,7 @@ impl Endpoint {
         } else {
             match self.client_rpcs.get(&sender_id) {
                 Some(&k) => self.rpcs[k].echo,
-                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation),
+                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation()),
             }
         };
         let repr = Repr {
@@ -1087,20 +1063,14 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 /// A new peer starts with `own_cutoffs`, ours (see `Peer::new`).
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
-    retired: &mut Map<SocketAddr, Vec<u64>>,
+    retired: &mut Retired,
     own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
-    let peer = peers.entry(addr).or_insert_with(|| {
-        let old_runs = retired.remove(&addr).unwrap_or_default();
-        Peer::new(
-            addr.port(),
-            now,
-            DoneIds::with_old_runs(old_runs),
-            *own_cutoffs,
-        )
-    });
+    let peer = peers
+        .entry(addr)
+        .or_insert_with(|| Peer::new(addr.port(), now, retired.take(addr), *own_cutoffs));
     peer.last_active = now;
     peer
 }

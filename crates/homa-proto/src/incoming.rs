@@ -827,14 +827,11 @@ impl Endpoint {
         let Some(peer) = self.peers.get_mut(&src) else {
             return;
         };
-        if peer.server.incarnation == inc {
+        let Some(waiting) = peer.server.learn(inc) else {
             return;
-        }
-        peer.server.incarnation = inc;
-        peer.server.probed = None;
-        let waiting = core::mem::take(&mut peer.server.unbound);
+        };
         self.stats.incarnations_learned += 1;
-        for (key, seq) in waiting {
+        for RpcRef { seq, key } in waiting {
             if self.live(key, seq) && self.rpcs[key].echo == 0 {
                 let rpc = &mut self.rpcs[key];
                 rpc.echo = inc;
@@ -855,14 +852,9 @@ impl Endpoint {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if !again
-            && p.server
-                .probed
-                .is_some_and(|t| now.saturating_duration_since(t) < every)
-        {
+        if !p.server.probe(now, every, again) {
             return;
         }
-        p.server.probed = Some(now);
         self.stats.incarnation_probes += 1;
         self.send_probe(port, peer, id, 0);
     }
