@@ -1,27 +1,7 @@
 //! The endpoint: host-wide Homa state (sockets, peers, RPCs) and the driver
 //! contract.
 //!
-//! # Driver contract
-//!
-//! An [`Endpoint`] does no I/O and reads no clock. A driver (the UDP runtime,
-//! the simulator, a test network) owns it and:
-//!
-//! 1. feeds it inputs: [`Endpoint::handle_datagram`] for every received
-//!    datagram, [`Endpoint::handle_timeout`] when the deadline from
-//!    [`Endpoint::poll_timeout`] passes, [`Endpoint::handle_unreachable`] for
-//!    ICMP errors, and application commands ([`Endpoint::send_request`],
-//!    [`Endpoint::send_response`], [`Endpoint::abort`], socket calls);
-//! 2. after any input, drains the outputs: [`Endpoint::poll_transmit`] until
-//!    it returns `None` (each call yields one datagram, or a GSO batch of
-//!    equal-size segments, for one destination at one priority),
-//!    [`Endpoint::poll_event`] until `None`, and re-reads
-//!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
-//!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
-//!    says whether anything is waiting); nothing is lost by asking later.
-//!
-//! Every input takes `now`; instants must never go backwards. Outputs depend
-//! only on inputs and the seed given to [`Endpoint::new`], so a driver that
-//! replays the same inputs gets the same outputs.
+//! The driver contract is in the [crate documentation](crate).
 //!
 //! # What the endpoint owns
 //!
@@ -253,7 +233,7 @@ pub struct Endpoint {
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: Map<SocketAddr, Peer>,
     pub(crate) control: VecDeque<Control>,
-    pub(crate) retx_queue: VecDeque<(usize, u64)>,
+    pub(crate) retx_queue: VecDeque<crate::rpc::RpcRef>,
     /// Sender scheduling: transmit queues and the NIC estimate.
     pub(crate) pacer: Pacer,
     /// Receiver scheduling: ranks, incoming accounting, FIFO grants.
@@ -1046,7 +1026,8 @@ impl Endpoint {
         let rpc = &mut self.rpcs[key];
         if !rpc.in_retx_queue {
             rpc.in_retx_queue = true;
-            self.retx_queue.push_back((key, rpc.seq));
+            self.retx_queue
+                .push_back(crate::rpc::RpcRef { seq: rpc.seq, key });
         }
     }
 

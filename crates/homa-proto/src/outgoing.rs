@@ -91,7 +91,7 @@ impl Endpoint {
     }
 
     fn transmit_resends(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some(&(key, seq)) = self.retx_queue.front() {
+        while let Some(&crate::rpc::RpcRef { seq, key }) = self.retx_queue.front() {
             if !self.live(key, seq) {
                 self.retx_queue.pop_front();
                 continue;
