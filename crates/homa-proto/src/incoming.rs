@@ -326,6 +326,7 @@ impl Endpoint {
             rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
             self.grant_refresh(key);
             self.stats.messages_admitted += 1;
+            tracing::debug!(rpc = id, %peer, length = len, "admitted: message got its receive buffer");
             let body = Body::Resend(ResendHeader {
                 offset: 0,
                 length: ResendHeader::ALL,
@@ -387,6 +388,12 @@ impl Endpoint {
                 // its packets are dropped until then.
                 self.stats.no_buffer_space += 1;
                 self.stats.messages_waited += 1;
+                tracing::debug!(
+                    rpc = rpc.id,
+                    %peer,
+                    length = h.message_length,
+                    "no receive memory: message waits for admission"
+                );
                 let rpc = &mut self.rpcs[key];
                 rpc.waiting = Some((h.message_length, incoming));
                 rpc.heard(now);

@@ -89,6 +89,7 @@ impl Pacer {
 
     /// Where a message of `length` bytes with `left` bytes to transmit,
     /// created at `born`, queues.
+    #[inline]
     pub(crate) fn position(&self, length: u32, left: u32, born: Instant) -> XmitPos {
         if length < self.defer_min_bytes {
             XmitPos::Short
@@ -98,6 +99,7 @@ impl Pacer {
     }
 
     /// Queues the RPC at `pos`.
+    #[inline]
     pub(crate) fn enqueue(&mut self, rpc: RpcRef, pos: XmitPos) {
         match pos {
             XmitPos::Short => {
@@ -111,6 +113,7 @@ impl Pacer {
     }
 
     /// Takes the RPC out of the queue it sits in at `pos`.
+    #[inline]
     pub(crate) fn dequeue(&mut self, rpc: RpcRef, pos: XmitPos) {
         match pos {
             XmitPos::Short => {
@@ -124,21 +127,25 @@ impl Pacer {
     }
 
     /// True if no message waits to transmit.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.short.is_empty() && self.srpt.is_empty()
     }
 
     /// The oldest message too short to pace, if any.
+    #[inline]
     pub(crate) fn next_short(&self) -> Option<usize> {
         self.short.first().map(|r| r.key)
     }
 
     /// True if paced messages wait.
+    #[inline]
     pub(crate) fn has_paced(&self) -> bool {
         !self.srpt.is_empty()
     }
 
     /// True if a message of `length` bytes must wait for the link at `now`.
+    #[inline]
     pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
         self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.link_idle
     }
@@ -163,6 +170,7 @@ impl Pacer {
     }
 
     /// Accounts `wire_bytes` handed to the NIC at `now`.
+    #[inline]
     pub(crate) fn charge_link(&mut self, now: Instant, wire_bytes: u64) {
         if self.link_mbps == 0 {
             return;

@@ -303,6 +303,9 @@ impl Endpoint {
             self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));
         }
         self.stats.resends_fast += due.len() as u64;
+        if !due.is_empty() {
+            tracing::debug!(rpc = id, %peer, holes = ?due, "fast resend: holes clearly lost");
+        }
         self.send_resends(port, peer, id, &due);
     }
 
@@ -374,6 +377,7 @@ impl Endpoint {
             // Nothing, not even BUSY, for `timeout`: the peer stopped
             // answering.
             self.stats.timeouts += 1;
+            tracing::info!(rpc = rpc.id, peer = %rpc.peer, "timeout: peer silent, rpc fails");
             self.fail_rpc(key, RpcError::Timeout);
             return;
         }
@@ -492,6 +496,7 @@ impl Endpoint {
             // Waiting for the client's grants.
             if silent >= timeout {
                 self.stats.response_abandoned += 1;
+                tracing::info!(rpc = rpc.id, peer = %rpc.peer, "timeout: client silent, response abandoned");
                 self.free_rpc(key);
             }
             return;
@@ -539,6 +544,7 @@ impl Endpoint {
         }
         let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
         self.stats.resends_silence += ranges.len() as u64;
+        tracing::debug!(rpc = id, %peer, ranges = ?ranges, "resend after silence");
         self.send_resends(port, peer, id, &ranges);
     }
 }

@@ -209,6 +209,13 @@ impl Endpoint {
             rpc: RpcRef { seq, key },
         });
         self.stats.evictions += 1;
+        tracing::debug!(
+            rpc = rpc.id,
+            %peer,
+            length = m.length(),
+            received = m.received(),
+            "evicted: buffer taken for a better-ranked message"
+        );
         self.uncharge_rx(peer, port, crate::incoming::rx_charge(&m));
     }
 
@@ -235,6 +242,10 @@ impl Endpoint {
             .map_or(0, |m| m.granted());
         let prio = self.config.high_priority();
         self.stats.fifo_grants += 1;
+        tracing::trace!(
+            rpc = self.rpcs[k.rpc.key].id,
+            "fifo grant to the oldest message"
+        );
         self.issue_grant(k.rpc, granted.saturating_add(inc), prio);
     }
 
@@ -257,6 +268,7 @@ impl Endpoint {
             priority: prio,
         });
         self.stats.grants += 1;
+        tracing::trace!(rpc = id, %peer, offset = target, priority = prio, "grant");
         self.send_control(port, peer, id, body);
     }
 
@@ -273,6 +285,7 @@ impl Endpoint {
         if target <= m.granted() {
             self.memory.block(RpcRef { seq, key });
             self.stats.grants_deferred_memory += 1;
+            tracing::trace!(rpc = self.rpcs[key].id, %peer, avail, "grant deferred: no receive memory");
             return None;
         }
         let before = m.granted();
