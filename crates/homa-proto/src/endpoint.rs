@@ -21,8 +21,8 @@
 //!   process at the same address (`docs/at-most-once.md`). A client's first
 //!   request to a server waits one round trip to learn its incarnation.
 //!
-//! Packet handling follows the kernel module (reference sections 1.6, 4.1,
-//! 4.5, 4.6); where it deviates, the function says so.
+//! Packet handling follows the kernel module (`docs/protocol.md` gives the
+//! sources section by section); where it deviates, the function says so.
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};

@@ -1,5 +1,6 @@
 //! The receive path: what the endpoint does with each packet type
-//! (reference sections 1.6, 4.1, 4.5 and 4.6), and admission of new
+//! (`docs/protocol.md`: RPC ids, receive memory, timers, at-most-once),
+//! and admission of new
 //! incoming messages under the endpoint's limits. Packets that do not fit the
 //! state they arrive in are counted in [`Stats`](crate::Stats) and dropped.
 

@@ -1,5 +1,5 @@
-//! Sender-side scheduling (reference 4.3): which message transmits next, and
-//! when the link can take it.
+//! Sender-side scheduling (`docs/protocol.md`, "Pacer"): which message
+//! transmits next, and when the link can take it.
 //!
 //! * **SRPT**: among messages with granted bytes not yet sent, the one with
 //!   the fewest bytes left to transmit goes first (ties: the older one).

@@ -3,7 +3,8 @@
 //!
 //! The kernel module needs an external daemon (`homa_prio`) that reads its
 //! metrics every second and writes new cutoffs; here the same algorithm
-//! (reference 4.7) runs inside the endpoint:
+//! (`docs/protocol.md`, "Unscheduled priorities and cutoffs") runs inside
+//! the endpoint:
 //!
 //! 1. received message sizes go into a histogram (64-byte buckets up to
 //!    4 KiB, 1 KiB buckets up to 128 KiB, then powers of two);

@@ -11,7 +11,7 @@
 //! grants nothing more to that socket's messages and new messages wait,
 //! without a buffer, in SRPT order (their packets are dropped); when memory
 //! frees, the shortest waiting message gets its buffer and a RESEND for
-//! everything its sender sent (reference 4.9, the kernel's buffer pool).
+//! everything its sender sent (`docs/protocol.md`, "Receive memory").
 //! Nothing is lost, and an application that stops reading slows its senders
 //! instead of growing memory. Each delivered message counts
 //! [`DELIVERED_OVERHEAD`] bytes beyond its length, so that a flood of tiny

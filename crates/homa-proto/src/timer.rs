@@ -1,6 +1,6 @@
 //! Timers: silence tracking, retransmission requests, probes, timeouts,
-//! NEED_ACK, and fast recovery of clearly lost packets (reference section
-//! 4.5).
+//! NEED_ACK, and fast recovery of clearly lost packets (`docs/protocol.md`,
+//! "Timers, retransmission and timeouts").
 //!
 //! A periodic pass (every `Config::tick`, armed only while RPCs exist) looks
 //! at every RPC, as the kernel's 1 ms timer does, and asks what it waits for

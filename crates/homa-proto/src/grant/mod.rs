@@ -1,5 +1,7 @@
-//! Receiver-side scheduling (reference 4.2): which incoming messages get
-//! granted, how far, and at which priority.
+//! Receiver-side scheduling (`docs/protocol.md`, "Grants"): which incoming
+//! messages get granted, how far, and at which priority. The scheduler's
+//! state is the owned [`scheduler::GrantScheduler`]; this module is the
+//! grant pass that applies it to the RPCs.
 //!
 //! * **Rank**: fewer bytes still to receive first; ties go to the message
 //!   whose first packet arrived earlier.
@@ -27,7 +29,7 @@
 //!   responsive gets `fifo_grant_increment` more bytes at the high priority,
 //!   so large messages cannot starve under a stream of shorter ones.
 //! * **Memory**: every grant first fits the receive-memory budget
-//!   ([`Endpoint::fit_grant_to_memory`]).
+//!   (`Endpoint::fit_grant_to_memory`, [`crate::memory::RxMemory`]).
 
 pub(crate) mod scheduler;
 
