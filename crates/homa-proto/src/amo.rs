@@ -96,7 +96,7 @@ use crate::Instant;
 use crate::rpc::Rpc;
 
 /// How far below a floor ids are still covered by it.
-pub const FLOOR_WINDOW: u64 = 1 << 32;
+pub(crate) const FLOOR_WINDOW: u64 = 1 << 32;
 
 /// True if `a` lies within [`FLOOR_WINDOW`] ids below `b` (wrapping).
 fn below(a: u64, b: u64) -> bool {
@@ -146,7 +146,7 @@ pub(crate) struct DoneIds {
 impl DoneIds {
     /// A record that knows only the numbers of earlier runs (what
     /// [`DoneIds::retire`] kept; empty for a client never seen).
-    pub fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
+    pub(crate) fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
         DoneIds {
             floor: 0,
             ran: VecDeque::new(),
@@ -157,7 +157,7 @@ impl DoneIds {
     /// A record that knows only that everything up to `old_run` (within
     /// the window) is finished; 0 for a client never seen.
     #[cfg(test)]
-    pub fn with_old_run(old_run: u64) -> DoneIds {
+    pub(crate) fn with_old_run(old_run: u64) -> DoneIds {
         DoneIds::with_old_runs(if old_run != 0 {
             vec![old_run]
         } else {
@@ -171,7 +171,7 @@ impl DoneIds {
     }
 
     /// What the record says about request `id`.
-    pub fn seen(&self, id: u64) -> Seen {
+    pub(crate) fn seen(&self, id: u64) -> Seen {
         if self.floor != 0 && below(id, self.floor) {
             Seen::Finished
         } else if self.ran.binary_search(&id).is_ok() {
@@ -184,12 +184,12 @@ impl DoneIds {
     }
 
     /// True if one of the earlier runs' numbers covers `id`.
-    pub fn runs_cover(runs: &[u64], id: u64) -> bool {
+    pub(crate) fn runs_cover(runs: &[u64], id: u64) -> bool {
         runs.iter().any(|&r| id == r || below(id, r))
     }
 
     /// True if request `id` must not run again.
-    pub fn contains(&self, id: u64) -> bool {
+    pub(crate) fn contains(&self, id: u64) -> bool {
         self.seen(id) != Seen::New
     }
 
@@ -198,7 +198,7 @@ impl DoneIds {
     /// far from the current floor starts a new client run, unless it
     /// belongs to an earlier run (a stale packet of a client that has since
     /// restarted: ignored).
-    pub fn claim(&mut self, oldest: u64) {
+    pub(crate) fn claim(&mut self, oldest: u64) {
         if oldest == self.floor {
             return;
         }
@@ -267,7 +267,7 @@ impl DoneIds {
     }
 
     /// Records that request `id` ran and its RPC was freed.
-    pub fn insert(&mut self, id: u64) {
+    pub(crate) fn insert(&mut self, id: u64) {
         if self.floor != 0 && below(id, self.floor) {
             return;
         }
@@ -290,14 +290,14 @@ impl DoneIds {
     }
 
     /// Number of ids held individually.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ran.len()
     }
 
     /// What survives the peer's collection: one number per run (the
     /// current one's and the earlier ones'), each covering its run; empty
     /// if nothing ran.
-    pub fn retire(mut self) -> Vec<u64> {
+    pub(crate) fn retire(mut self) -> Vec<u64> {
         let last = self.highest_finished();
         self.remember_run(last);
         self.old_runs
@@ -368,13 +368,13 @@ impl Binding {
     }
 
     /// Remembers a new client RPC to this peer.
-    pub fn push_live(&mut self, id: u64) {
+    pub(crate) fn push_live(&mut self, id: u64) {
         self.live.push_back(id);
     }
 
     /// Client RPC `id` to this peer ended: if it was the oldest, it leaves
     /// the queue now (the common case costs no lookup later).
-    pub fn finished(&mut self, id: u64) {
+    pub(crate) fn finished(&mut self, id: u64) {
         if self.live.front() == Some(&id) {
             self.live.pop_front();
         }
@@ -384,7 +384,7 @@ impl Binding {
     /// `sending` (which is alive), given which ids are still alive and how
     /// many RPCs we have with the peer (to keep the queue proportional to
     /// them).
-    pub fn oldest_live(
+    pub(crate) fn oldest_live(
         &mut self,
         sending: u64,
         alive: impl Fn(u64) -> bool,

@@ -9,7 +9,8 @@
 //! time comes in as an argument ([`Instant`]), randomness as a seed, and
 //! packets go out as bytes the driver sends. The same code therefore runs
 //! under the UDP runtime (`homa-transport`), the datacenter simulator
-//! (`homa-sim`) and the deterministic test network ([`testnet`]).
+//! (`homa-sim`) and the deterministic test network (`testnet`, with the
+//! `testing` feature).
 //!
 //! # Driver contract
 //!
@@ -90,11 +91,13 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod amo;
 pub mod config;
 mod endpoint;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod grant;
@@ -108,6 +111,7 @@ mod rng;
 mod rpc;
 mod socket;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testnet;
 mod time;
 mod timer;

@@ -79,7 +79,7 @@ impl Default for SizeHistogram {
 
 impl SizeHistogram {
     /// Counts one message of `len` bytes.
-    pub fn add(&mut self, len: u32) {
+    pub(crate) fn add(&mut self, len: u32) {
         let i = self.bounds.partition_point(|&b| b < len);
         let i = i.min(self.bounds.len() - 1);
         self.count[i] += 1;
@@ -88,12 +88,12 @@ impl SizeHistogram {
     }
 
     /// Messages counted.
-    pub fn messages(&self) -> u64 {
+    pub(crate) fn messages(&self) -> u64 {
         self.total
     }
 
     /// Forgets everything.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.count.iter_mut().for_each(|c| *c = 0);
         self.bytes.iter_mut().for_each(|c| *c = 0);
         self.total = 0;
@@ -101,7 +101,7 @@ impl SizeHistogram {
 
     /// Cutoffs that give each unscheduled level about the same bytes
     /// (module docs, steps 2-4), by [`unsched_split`].
-    pub fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
+    pub(crate) fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
         let buckets: Vec<SizeBucket> = (0..self.bounds.len())
             .filter(|&i| self.count[i] > 0)
             .map(|i| SizeBucket {

@@ -71,7 +71,7 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    pub fn new(server: bool) -> Socket {
+    pub(crate) fn new(server: bool) -> Socket {
         Socket {
             server,
             held: Arc::new(AtomicU64::new(0)),
@@ -84,13 +84,13 @@ impl Socket {
     }
 
     /// Receive memory in use: assembling plus held by the application.
-    pub fn rx_used(&self) -> u64 {
+    pub(crate) fn rx_used(&self) -> u64 {
         self.assembling + self.held.load(Ordering::Relaxed)
     }
 
     /// Wraps a delivered message so that dropping it returns its bytes to
     /// this socket's budget.
-    pub fn deliver(&self, data: Vec<u8>) -> Bytes {
+    pub(crate) fn deliver(&self, data: Vec<u8>) -> Bytes {
         self.held
             .fetch_add(data.len() as u64 + DELIVERED_OVERHEAD, Ordering::Relaxed);
         Bytes::from_owner(Delivered {

@@ -106,7 +106,7 @@ pub(crate) struct RxLink {
 
 impl RxLink {
     /// A DATA packet of `wire_bytes` arrived at `level`.
-    pub fn record(&mut self, level: u8, wire_bytes: u64, link_mbps: u32) {
+    pub(crate) fn record(&mut self, level: u8, wire_bytes: u64, link_mbps: u32) {
         if link_mbps > 0 {
             let l = (level as usize).min(self.busy.len() - 1);
             self.busy[l] += wire_bytes * 8000 / link_mbps as u64;
@@ -114,7 +114,7 @@ impl RxLink {
     }
 
     /// Link time taken so far by DATA at `level` or above.
-    pub fn at_or_above(&self, level: u8) -> u64 {
+    pub(crate) fn at_or_above(&self, level: u8) -> u64 {
         self.busy[(level as usize).min(self.busy.len())..]
             .iter()
             .sum()

@@ -134,7 +134,7 @@ pub(crate) enum Probe {
 impl Rpc {
     /// A new RPC in the given state, belonging to the server incarnation
     /// `echo`.
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         seq: u64,
         peer: SocketAddr,
@@ -173,13 +173,13 @@ impl Rpc {
     }
 
     /// The peer moved the RPC forward (or said why it does not).
-    pub fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant) {
         self.last_heard = now;
         self.alive = now;
     }
 
     /// True for client RPCs (even id).
-    pub fn is_client(&self) -> bool {
+    pub(crate) fn is_client(&self) -> bool {
         self.id & 1 == 0
     }
 }
