@@ -85,14 +85,18 @@
 //! it, so a new run is refused by mistake only if its random start falls
 //! within 2^32 ids below an old one (probability 2^-30).
 
-use std::collections::VecDeque;
+use core::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
+
+use crate::rpc::RpcRef;
+use crate::Instant;
 
 #[cfg(doc)]
 use crate::rpc::Rpc;
 
 /// How far below a floor ids are still covered by it.
-pub const FLOOR_WINDOW: u64 = 1 << 32;
+pub(crate) const FLOOR_WINDOW: u64 = 1 << 32;
 
 /// True if `a` lies within [`FLOOR_WINDOW`] ids below `b` (wrapping).
 fn below(a: u64, b: u64) -> bool {
@@ -142,7 +146,7 @@ pub(crate) struct DoneIds {
 impl DoneIds {
     /// A record that knows only the numbers of earlier runs (what
     /// [`DoneIds::retire`] kept; empty for a client never seen).
-    pub fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
+    pub(crate) fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
         DoneIds {
             floor: 0,
             ran: VecDeque::new(),
@@ -153,7 +157,7 @@ impl DoneIds {
     /// A record that knows only that everything up to `old_run` (within
     /// the window) is finished; 0 for a client never seen.
     #[cfg(test)]
-    pub fn with_old_run(old_run: u64) -> DoneIds {
+    pub(crate) fn with_old_run(old_run: u64) -> DoneIds {
         DoneIds::with_old_runs(if old_run != 0 {
             vec![old_run]
         } else {
@@ -167,7 +171,7 @@ impl DoneIds {
     }
 
     /// What the record says about request `id`.
-    pub fn seen(&self, id: u64) -> Seen {
+    pub(crate) fn seen(&self, id: u64) -> Seen {
         if self.floor != 0 && below(id, self.floor) {
             Seen::Finished
         } else if self.ran.binary_search(&id).is_ok() {
@@ -180,12 +184,12 @@ impl DoneIds {
     }
 
     /// True if one of the earlier runs' numbers covers `id`.
-    pub fn runs_cover(runs: &[u64], id: u64) -> bool {
+    pub(crate) fn runs_cover(runs: &[u64], id: u64) -> bool {
         runs.iter().any(|&r| id == r || below(id, r))
     }
 
     /// True if request `id` must not run again.
-    pub fn contains(&self, id: u64) -> bool {
+    pub(crate) fn contains(&self, id: u64) -> bool {
         self.seen(id) != Seen::New
     }
 
@@ -194,7 +198,7 @@ impl DoneIds {
     /// far from the current floor starts a new client run, unless it
     /// belongs to an earlier run (a stale packet of a client that has since
     /// restarted: ignored).
-    pub fn claim(&mut self, oldest: u64) {
+    pub(crate) fn claim(&mut self, oldest: u64) {
         if oldest == self.floor {
             return;
         }
@@ -263,7 +267,7 @@ impl DoneIds {
     }
 
     /// Records that request `id` ran and its RPC was freed.
-    pub fn insert(&mut self, id: u64) {
+    pub(crate) fn insert(&mut self, id: u64) {
         if self.floor != 0 && below(id, self.floor) {
             return;
         }
@@ -286,14 +290,14 @@ impl DoneIds {
     }
 
     /// Number of ids held individually.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ran.len()
     }
 
     /// What survives the peer's collection: one number per run (the
     /// current one's and the earlier ones'), each covering its run; empty
     /// if nothing ran.
-    pub fn retire(mut self) -> Vec<u64> {
+    pub(crate) fn retire(mut self) -> Vec<u64> {
         let last = self.highest_finished();
         self.remember_run(last);
         self.old_runs
@@ -304,25 +308,73 @@ impl DoneIds {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Binding {
     /// The peer's incarnation as last learned; 0 = never heard.
-    pub incarnation: u64,
+    incarnation: u64,
     /// When we last sent it a probe to learn the incarnation.
-    pub probed: Option<crate::Instant>,
-    /// Client RPCs waiting for the incarnation: (key, seq).
-    pub unbound: Vec<(usize, u64)>,
+    probed: Option<Instant>,
+    /// Client RPCs waiting for the incarnation.
+    unbound: Vec<RpcRef>,
     /// Ids of our client RPCs to this peer, oldest first; finished ones
     /// leave lazily (from the front, or when the queue grows).
     live: VecDeque<u64>,
 }
 
 impl Binding {
+    /// The peer's incarnation as last learned; 0 = never heard.
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Takes `inc` as the peer's incarnation without a probe (the driver
+    /// says so: `Endpoint::assume_incarnation`).
+    pub(crate) fn assume(&mut self, inc: u64) {
+        self.incarnation = inc;
+    }
+
+    /// We learned that the peer serves as incarnation `inc`: returns the
+    /// client RPCs that waited for it (to bind and start), or `None` if we
+    /// knew it already.
+    pub(crate) fn learn(&mut self, inc: u64) -> Option<Vec<RpcRef>> {
+        if self.incarnation == inc {
+            return None;
+        }
+        self.incarnation = inc;
+        self.probed = None;
+        Some(core::mem::take(&mut self.unbound))
+    }
+
+    /// A new client RPC waits for the peer's incarnation.
+    pub(crate) fn wait_for_incarnation(&mut self, rpc: RpcRef) {
+        self.unbound.push(rpc);
+    }
+
+    /// A client RPC that waited for the incarnation is gone.
+    pub(crate) fn forget_waiting(&mut self, rpc: RpcRef) {
+        self.unbound.retain(|&r| r != rpc);
+    }
+
+    /// True if an incarnation probe may go at `now`: always when `again`
+    /// (an RPC's own silence timer asks), else at most one per `every`.
+    /// Records the probe when it may.
+    pub(crate) fn probe(&mut self, now: Instant, every: Duration, again: bool) -> bool {
+        if !again
+            && self
+                .probed
+                .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            return false;
+        }
+        self.probed = Some(now);
+        true
+    }
+
     /// Remembers a new client RPC to this peer.
-    pub fn push_live(&mut self, id: u64) {
+    pub(crate) fn push_live(&mut self, id: u64) {
         self.live.push_back(id);
     }
 
     /// Client RPC `id` to this peer ended: if it was the oldest, it leaves
     /// the queue now (the common case costs no lookup later).
-    pub fn finished(&mut self, id: u64) {
+    pub(crate) fn finished(&mut self, id: u64) {
         if self.live.front() == Some(&id) {
             self.live.pop_front();
         }
@@ -332,7 +384,7 @@ impl Binding {
     /// `sending` (which is alive), given which ids are still alive and how
     /// many RPCs we have with the peer (to keep the queue proportional to
     /// them).
-    pub fn oldest_live(
+    pub(crate) fn oldest_live(
         &mut self,
         sending: u64,
         alive: impl Fn(u64) -> bool,
@@ -352,6 +404,79 @@ impl Binding {
             self.live.retain(|&id| alive(id));
         }
         self.live.front().copied()
+    }
+}
+
+/// The at-most-once records of collected peers: one number per client run
+/// (what [`DoneIds::retire`] keeps), for at most `max` peers, the oldest
+/// collected forgotten first.
+#[derive(Debug)]
+pub(crate) struct Retired {
+    max: usize,
+    /// Each kept record, with the number of its collection.
+    runs: HashMap<SocketAddr, (Vec<u64>, u64), ahash::RandomState>,
+    /// Collections in order, by number (entries of peers that came back,
+    /// or were collected again later, are stale and skipped).
+    order: VecDeque<(SocketAddr, u64)>,
+    /// Number of the next collection.
+    next: u64,
+}
+
+impl Retired {
+    /// An empty table for at most `max` peers.
+    pub(crate) fn new(max: usize, hasher: ahash::RandomState) -> Retired {
+        Retired {
+            max,
+            runs: HashMap::with_hasher(hasher),
+            order: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// Keeps what survives of a collected peer's record.
+    pub(crate) fn keep(&mut self, addr: SocketAddr, record: DoneIds) {
+        let runs = record.retire();
+        if runs.is_empty() {
+            return;
+        }
+        let n = self.next;
+        self.next += 1;
+        self.runs.insert(addr, (runs, n));
+        self.order.push_back((addr, n));
+        while self.runs.len() > self.max {
+            match self.order.pop_front() {
+                Some((old, n)) => {
+                    if self.runs.get(&old).is_some_and(|e| e.1 == n) {
+                        self.runs.remove(&old);
+                    }
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * self.max {
+            // Drop the stale entries: one is left per kept record.
+            let runs = &self.runs;
+            self.order
+                .retain(|(a, n)| runs.get(a).is_some_and(|e| e.1 == *n));
+        }
+    }
+
+    /// The record a returning peer starts with (empty if none was kept).
+    pub(crate) fn take(&mut self, addr: SocketAddr) -> DoneIds {
+        DoneIds::with_old_runs(self.runs.remove(&addr).map(|e| e.0).unwrap_or_default())
+    }
+
+    /// What the kept record says about request `id` from `addr`.
+    pub(crate) fn seen(&self, addr: SocketAddr, id: u64) -> Seen {
+        match self.runs.get(&addr) {
+            Some((runs, _)) if DoneIds::runs_cover(runs, id) => Seen::Finished,
+            _ => Seen::New,
+        }
+    }
+
+    /// Number of peers whose record is kept.
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
     }
 }
 
@@ -489,5 +614,115 @@ mod tests {
             !started_after(ms(1000), Duration::from_micros(999_500)),
             "0.1% margin"
         );
+    }
+
+    fn addr(n: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], n))
+    }
+
+    fn rpc(seq: u64) -> RpcRef {
+        RpcRef {
+            seq,
+            key: seq as usize,
+        }
+    }
+
+    fn record_of_run(last: u64) -> DoneIds {
+        let mut d = DoneIds::with_old_runs(Vec::new());
+        d.insert(last);
+        d
+    }
+
+    #[test]
+    fn binding__learn_releases_waiting_rpcs_once() {
+        let mut b = Binding::default();
+        assert_eq!(b.incarnation(), 0);
+        b.wait_for_incarnation(rpc(1));
+        b.wait_for_incarnation(rpc(2));
+        b.wait_for_incarnation(rpc(3));
+        b.forget_waiting(rpc(2));
+        assert_eq!(b.learn(77), Some(vec![rpc(1), rpc(3)]));
+        assert_eq!(b.incarnation(), 77);
+        assert_eq!(b.learn(77), None, "already known");
+        assert_eq!(b.learn(78), Some(Vec::new()), "a restart: nothing waits");
+    }
+
+    #[test]
+    fn binding__probe_at_most_once_per_interval_unless_asked_again() {
+        let mut b = Binding::default();
+        let every = Duration::from_millis(5);
+        let t0 = Instant::from_nanos(1_000_000);
+        assert!(b.probe(t0, every, false));
+        assert!(!b.probe(t0 + Duration::from_millis(4), every, false));
+        assert!(b.probe(t0 + Duration::from_millis(4), every, true));
+        assert!(!b.probe(t0 + Duration::from_millis(8), every, false));
+        assert!(b.probe(t0 + Duration::from_millis(9), every, false));
+        // Learning the incarnation resets the probe clock.
+        b.learn(5);
+        assert!(b.probe(t0 + Duration::from_millis(10), every, false));
+    }
+
+    #[test]
+    fn retired__keeps_runs_and_restores_them() {
+        let mut r = Retired::new(10, ahash::RandomState::with_seeds(1, 2, 3, 4));
+        r.keep(addr(1), record_of_run(101));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.seen(addr(1), 99), Seen::Finished);
+        assert_eq!(r.seen(addr(1), 101), Seen::Finished);
+        assert_eq!(r.seen(addr(1), 103), Seen::New);
+        assert_eq!(r.seen(addr(2), 99), Seen::New);
+        // The peer returns: its record starts with the run.
+        let d = r.take(addr(1));
+        assert_eq!(r.len(), 0);
+        assert_eq!(d.seen(101), Seen::Finished);
+        assert_eq!(d.seen(103), Seen::New);
+    }
+
+    #[test]
+    fn retired__nothing_kept_for_a_peer_that_ran_nothing() {
+        let mut r = Retired::new(10, ahash::RandomState::new());
+        r.keep(addr(1), DoneIds::with_old_runs(Vec::new()));
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.take(addr(1)).seen(1), Seen::New);
+    }
+
+    #[test]
+    fn retired__bounded_oldest_forgotten_first() {
+        let mut r = Retired::new(3, ahash::RandomState::new());
+        for n in 1..=5 {
+            r.keep(addr(n), record_of_run(11));
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.seen(addr(1), 11), Seen::New);
+        assert_eq!(r.seen(addr(2), 11), Seen::New);
+        assert_eq!(r.seen(addr(3), 11), Seen::Finished);
+        assert_eq!(r.seen(addr(5), 11), Seen::Finished);
+    }
+
+    #[test]
+    fn retired__returning_peers_do_not_grow_the_order_queue() {
+        let mut r = Retired::new(2, ahash::RandomState::new());
+        for _ in 0..100 {
+            r.keep(addr(1), record_of_run(11));
+            let _ = r.take(addr(1));
+        }
+        assert!(r.order.len() <= 2 * 2 + 1);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn retired__a_peer_collected_again_is_not_forgotten_as_the_oldest() {
+        let mut r = Retired::new(2, ahash::RandomState::new());
+        r.keep(addr(1), record_of_run(11));
+        let again = r.take(addr(1));
+        r.keep(addr(2), record_of_run(11));
+        // Peer 1 is collected again, after peer 2.
+        r.keep(addr(1), again);
+        r.keep(addr(3), record_of_run(11));
+        // Over the limit: peer 2 is the oldest collection.
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.seen(addr(2), 11), Seen::New);
+        assert_eq!(r.seen(addr(1), 11), Seen::Finished);
+        assert_eq!(r.seen(addr(3), 11), Seen::Finished);
     }
 }

@@ -1,27 +1,7 @@
 //! The endpoint: host-wide Homa state (sockets, peers, RPCs) and the driver
 //! contract.
 //!
-//! # Driver contract
-//!
-//! An [`Endpoint`] does no I/O and reads no clock. A driver (the UDP runtime,
-//! the simulator, a test network) owns it and:
-//!
-//! 1. feeds it inputs: [`Endpoint::handle_datagram`] for every received
-//!    datagram, [`Endpoint::handle_timeout`] when the deadline from
-//!    [`Endpoint::poll_timeout`] passes, [`Endpoint::handle_unreachable`] for
-//!    ICMP errors, and application commands ([`Endpoint::send_request`],
-//!    [`Endpoint::send_response`], [`Endpoint::abort`], socket calls);
-//! 2. after any input, drains the outputs: [`Endpoint::poll_transmit`] until
-//!    it returns `None` (each call yields one datagram, or a GSO batch of
-//!    equal-size segments, for one destination at one priority),
-//!    [`Endpoint::poll_event`] until `None`, and re-reads
-//!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
-//!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
-//!    says whether anything is waiting); nothing is lost by asking later.
-//!
-//! Every input takes `now`; instants must never go backwards. Outputs depend
-//! only on inputs and the seed given to [`Endpoint::new`], so a driver that
-//! replays the same inputs gets the same outputs.
+//! The driver contract is in the [crate documentation](crate).
 //!
 //! # What the endpoint owns
 //!
@@ -41,8 +21,8 @@
 //!   process at the same address (`docs/at-most-once.md`). A client's first
 //!   request to a server waits one round trip to learn its incarnation.
 //!
-//! Packet handling follows the kernel module (reference sections 1.6, 4.1,
-//! 4.5, 4.6); where it deviates, the function says so.
+//! Packet handling follows the kernel module (`docs/protocol.md` gives the
+//! sources section by section); where it deviates, the function says so.
 
 use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
@@ -50,9 +30,9 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use slab::Slab;
 
-use crate::amo::{DoneIds, Seen};
+use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
-use crate::grant::Grants;
+use crate::grant::scheduler::GrantScheduler;
 use crate::pacer::Pacer;
 use crate::peer::Peer;
 use crate::prio::Prio;
@@ -62,6 +42,7 @@ use crate::rpc::msgout::MsgOut;
 use crate::rpc::{local_id, Rpc, RpcState};
 use crate::socket::Socket;
 use crate::stats::Stats;
+use crate::timers::Timer;
 use crate::wire::{Body, DataHeader, PacketType, Repr};
 use crate::Instant;
 
@@ -252,37 +233,28 @@ pub struct Endpoint {
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: Map<SocketAddr, Peer>,
     pub(crate) control: VecDeque<Control>,
-    pub(crate) retx_queue: VecDeque<(usize, u64)>,
+    pub(crate) retx_queue: VecDeque<crate::rpc::RpcRef>,
     /// Sender scheduling: transmit queues and the NIC estimate.
     pub(crate) pacer: Pacer,
     /// Receiver scheduling: ranks, incoming accounting, FIFO grants.
-    pub(crate) grants: Grants,
+    pub(crate) grants: GrantScheduler,
     /// Our unscheduled cutoffs as a receiver.
     pub(crate) prio: Prio,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
-    /// Next periodic timer pass (armed while RPCs exist).
-    pub(crate) next_tick: Option<Instant>,
-    /// Earliest time a hole in some incoming message becomes due for a
-    /// fast retransmission request.
-    pub(crate) gap_deadline: Option<Instant>,
-    /// Bytes of incoming-message buffers held.
-    pub(crate) rx_bytes: u64,
+    /// Every deadline: the periodic pass, fast RESENDs, peer collection,
+    /// the pacer's wake-up, the next FIFO grant.
+    pub(crate) timers: crate::timers::TimerTable,
+    /// The receive-memory budget and the messages waiting for memory.
+    pub(crate) memory: crate::memory::RxMemory,
     /// Latest time seen in any input.
     pub(crate) now: Instant,
-    /// Incoming messages whose grants wait for receive-buffer memory.
-    pub(crate) rx_waiters: Vec<(usize, u64)>,
-    /// New messages waiting for a receive buffer, SRPT: (length, seq, key).
-    pub(crate) mem_waiters: std::collections::BTreeSet<(u32, u64, usize)>,
-    /// Next collection of idle peers (armed while peers exist).
-    pub(crate) next_peer_gc: Option<Instant>,
     /// Timer passes so far (rotates the RESEND scan).
     pub(crate) tick_count: u64,
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
-    /// At-most-once floors of collected peers (bounded, oldest evicted).
-    pub(crate) retired: Map<SocketAddr, Vec<u64>>,
-    pub(crate) retired_order: VecDeque<SocketAddr>,
+    /// At-most-once records of collected peers (bounded, oldest evicted).
+    pub(crate) retired: Retired,
     /// This endpoint's incarnation as a server (40 bits, nonzero): see the
     /// `amo` module.
     pub(crate) incarnation: u64,
@@ -345,22 +317,22 @@ impl Endpoint {
             peers: Map::with_hasher(hasher()),
             control: VecDeque::new(),
             retx_queue: VecDeque::new(),
-            pacer: Pacer::default(),
-            grants: Grants::default(),
+            pacer: Pacer::new(&config),
+            grants: GrantScheduler::new(
+                config.fifo_grant_increment,
+                config.grant_fifo_fraction,
+                config.link_mbps,
+                hasher(),
+            ),
             prio: Prio::new(&config),
             events: VecDeque::new(),
             stats: Stats::default(),
-            next_tick: None,
-            gap_deadline: None,
-            rx_bytes: 0,
+            timers: Default::default(),
+            memory: crate::memory::RxMemory::new(&config),
             now: Instant::ZERO,
-            rx_waiters: Vec::new(),
-            mem_waiters: std::collections::BTreeSet::new(),
-            next_peer_gc: None,
             tick_count: 0,
             resends_this_tick: Map::with_hasher(hasher()),
-            retired: Map::with_hasher(hasher()),
-            retired_order: VecDeque::new(),
+            retired: Retired::new(config.max_peers, hasher()),
             incarnation,
             born: None,
             rx_link: Default::default(),
@@ -390,7 +362,7 @@ impl Endpoint {
             return;
         }
         self.touch(now);
-        self.peer_entry(server, now).server.incarnation = inc;
+        self.peer_entry(server, now).server.assume(inc);
     }
 
     /// How long this endpoint has been running, as its refusals report it:
@@ -440,10 +412,10 @@ impl Endpoint {
             client_rpcs: client,
             server_rpcs: self.rpcs.len() - client,
             peers: self.peers.len(),
-            rx_bytes: self.rx_bytes,
-            total_incoming: self.grants.total_incoming,
-            active_grants: self.grants.active,
-            waiting_for_memory: self.mem_waiters.len(),
+            rx_bytes: self.memory.total(),
+            total_incoming: self.grants.total_incoming(),
+            active_grants: self.grants.active_count(),
+            waiting_for_memory: self.memory.waiting_count(),
             tx_granted_unsent: self
                 .rpcs
                 .iter()
@@ -472,7 +444,7 @@ impl Endpoint {
 
     /// Bytes of incoming-message buffers currently held.
     pub fn rx_bytes(&self) -> u64 {
-        self.rx_bytes
+        self.memory.total()
     }
 
     /// True if the endpoint holds no RPC, no queued packet and no event: a
@@ -481,10 +453,9 @@ impl Endpoint {
         self.rpcs.is_empty()
             && self.control.is_empty()
             && self.events.is_empty()
-            && self.pacer.srpt.is_empty()
-            && self.pacer.short.is_empty()
-            && self.grants.ranked.is_empty()
-            && self.rx_bytes == 0
+            && self.pacer.is_empty()
+            && self.grants.is_empty()
+            && self.memory.total() == 0
     }
 
     /// True if [`Endpoint::poll_transmit`] would return `None` and change
@@ -495,12 +466,11 @@ impl Endpoint {
     /// computes) produce nothing to send.
     pub fn transmit_idle(&self, now: Instant) -> bool {
         self.control.is_empty()
-            && !self.grants.dirty
-            && self.grants.next_fifo.is_none_or(|t| now < t)
+            && !self.grants.pass_wanted()
+            && !self.timers.is_expired(Timer::FifoGrant, now)
             && self.retx_queue.is_empty()
-            && self.pacer.short.is_empty()
-            && self.pacer.srpt.is_empty()
-            && self.pacer.wakeup.is_none()
+            && self.pacer.is_empty()
+            && !self.timers.is_set(Timer::Pacer)
     }
 
     /// The measured round-trip time to a peer socket, if any.
@@ -609,9 +579,8 @@ impl Endpoint {
         now: Instant,
         f: impl FnOnce(&Config, &mut Peer) -> R,
     ) -> R {
-        if self.next_peer_gc.is_none() {
-            self.next_peer_gc = Some(now + self.config.peer_idle);
-        }
+        self.timers
+            .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
         let peer = peer_slot(
             &mut self.peers,
             &mut self.retired,
@@ -625,9 +594,8 @@ impl Endpoint {
     /// The state of peer `addr`, created if new (restoring its
     /// at-most-once floor if it was collected).
     pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
-        if self.next_peer_gc.is_none() {
-            self.next_peer_gc = Some(now + self.config.peer_idle);
-        }
+        self.timers
+            .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
         peer_slot(
             &mut self.peers,
             &mut self.retired,
@@ -674,11 +642,12 @@ impl Endpoint {
         let (prio, unsched, echo) = self.peer_entry_with(dest, now, |c, peer| {
             peer.rpcs += 1;
             peer.server.push_live(id);
-            let echo = peer.server.incarnation;
+            let echo = peer.server.incarnation();
             if echo == 0 {
                 // Not heard from it yet: the request waits for its
                 // incarnation (the `amo` module).
-                peer.server.unbound.push((key, seq));
+                peer.server
+                    .wait_for_incarnation(crate::rpc::RpcRef { seq, key });
             }
             let prio = peer.unsched_priority(len, c.num_priorities);
             (prio, unsched_bytes_of(c, Some(peer)), echo)
@@ -922,7 +891,10 @@ impl Endpoint {
             self.uncharge_tx(rpc.port, m.length());
         }
         if let Some((len, _)) = rpc.waiting {
-            self.mem_waiters.remove(&(len, rpc.seq, key));
+            self.memory.unwait(&crate::memory::WaitKey {
+                length: len,
+                rpc: crate::rpc::RpcRef { seq: rpc.seq, key },
+            });
         }
         let now = self.now;
         if let Some(peer) = self.peers.get_mut(&rpc.peer) {
@@ -938,8 +910,7 @@ impl Endpoint {
                 peer.server.finished(rpc.id);
                 if rpc.echo == 0 {
                     peer.server
-                        .unbound
-                        .retain(|&(k, s)| (k, s) != (key, rpc.seq));
+                        .forget_waiting(crate::rpc::RpcRef { seq: rpc.seq, key });
                 }
             }
         }
@@ -1011,26 +982,7 @@ impl Endpoint {
         };
         self.stats.peers_collected += 1;
         let _ = now;
-        let runs = peer.done.retire();
-        if runs.is_empty() {
-            return;
-        }
-        if self.retired.insert(addr, runs).is_none() {
-            self.retired_order.push_back(addr);
-        }
-        while self.retired.len() > self.config.max_peers {
-            match self.retired_order.pop_front() {
-                Some(old) => {
-                    self.retired.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self.retired_order.len() > 2 * self.config.max_peers {
-            // Drop entries of peers that came back since.
-            let retired = &self.retired;
-            self.retired_order.retain(|a| retired.contains_key(a));
-        }
+        self.retired.keep(addr, peer.done);
     }
 
     /// What the at-most-once record says about request `id` from
@@ -1038,10 +990,7 @@ impl Endpoint {
     pub(crate) fn request_seen(&self, client: SocketAddr, id: u64) -> Seen {
         match self.peers.get(&client) {
             Some(p) => p.done.seen(id),
-            None => match self.retired.get(&client) {
-                Some(runs) if DoneIds::runs_cover(runs, id) => Seen::Finished,
-                _ => Seen::New,
-            },
+            None => self.retired.seen(client, id),
         }
     }
 
@@ -1060,7 +1009,7 @@ impl Endpoint {
         } else {
             match self.client_rpcs.get(&sender_id) {
                 Some(&k) => self.rpcs[k].echo,
-                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation),
+                None => self.peers.get(&dest).map_or(0, |p| p.server.incarnation()),
             }
         };
         let repr = Repr {
@@ -1077,7 +1026,8 @@ impl Endpoint {
         let rpc = &mut self.rpcs[key];
         if !rpc.in_retx_queue {
             rpc.in_retx_queue = true;
-            self.retx_queue.push_back((key, rpc.seq));
+            self.retx_queue
+                .push_back(crate::rpc::RpcRef { seq: rpc.seq, key });
         }
     }
 
@@ -1094,20 +1044,14 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 /// A new peer starts with `own_cutoffs`, ours (see `Peer::new`).
 fn peer_slot<'a>(
     peers: &'a mut Map<SocketAddr, Peer>,
-    retired: &mut Map<SocketAddr, Vec<u64>>,
+    retired: &mut Retired,
     own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
-    let peer = peers.entry(addr).or_insert_with(|| {
-        let old_runs = retired.remove(&addr).unwrap_or_default();
-        Peer::new(
-            addr.port(),
-            now,
-            DoneIds::with_old_runs(old_runs),
-            *own_cutoffs,
-        )
-    });
+    let peer = peers
+        .entry(addr)
+        .or_insert_with(|| Peer::new(addr.port(), now, retired.take(addr), *own_cutoffs));
     peer.last_active = now;
     peer
 }

@@ -1,5 +1,6 @@
 //! The receive path: what the endpoint does with each packet type
-//! (reference sections 1.6, 4.1, 4.5 and 4.6), and admission of new
+//! (`docs/protocol.md`: RPC ids, receive memory, timers, at-most-once),
+//! and admission of new
 //! incoming messages under the endpoint's limits. Packets that do not fit the
 //! state they arrive in are counted in [`Stats`](crate::Stats) and dropped.
 
@@ -9,8 +10,9 @@ use bytes::Bytes;
 
 use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::{AddOutcome, MsgIn, GRANT_SLACK, UNKNOWN_LEVEL};
-use crate::rpc::{local_id, Probe, Rpc, RpcState};
+use crate::memory::{RxMemory, WaitKey};
+use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
+use crate::rpc::{local_id, Probe, Rpc, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
@@ -211,16 +213,14 @@ impl Endpoint {
     /// budgets.
     pub(crate) fn rx_available(&self, peer: SocketAddr, port: u16) -> u64 {
         let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
-        let global = self.config.max_rx_bytes.saturating_sub(self.rx_bytes);
-        let per_peer = self.config.max_rx_bytes_per_peer.saturating_sub(used);
-        global.min(per_peer).min(self.socket_rx_room(port))
+        self.memory.available(used, self.socket_rx_room(port))
     }
 
     /// Receive memory still available under socket `port`'s budget.
     fn socket_rx_room(&self, port: u16) -> u64 {
-        self.sockets.get(&port).map_or(0, |s| {
-            self.config.socket_rx_budget.saturating_sub(s.rx_used())
-        })
+        self.sockets
+            .get(&port)
+            .map_or(0, |s| self.memory.socket_room(s.rx_used()))
     }
 
     /// Reserves `len` receive-buffer bytes, if the budgets allow.
@@ -237,27 +237,18 @@ impl Endpoint {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        p.rx_bytes += len as u64;
-        self.rx_bytes += len as u64;
-        if let Some(s) = self.sockets.get_mut(&port) {
-            s.assembling += len as u64;
-        }
+        let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
+        self.memory.charge(&mut p.rx_bytes, socket, len as u64);
         true
     }
 
     /// Returns receive-buffer space reserved by [`Endpoint::charge_rx`], and
     /// lets messages that were waiting for memory be granted again.
     pub(crate) fn uncharge_rx(&mut self, peer: SocketAddr, port: u16, len: u32) {
-        let len = len as u64;
-        self.rx_bytes = self.rx_bytes.saturating_sub(len);
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.rx_bytes = p.rx_bytes.saturating_sub(len);
-        }
-        if let Some(s) = self.sockets.get_mut(&port) {
-            s.assembling = s.assembling.saturating_sub(len);
-        }
-        if len > 0 {
-            self.memory_freed();
+        let peer_used = self.peers.get_mut(&peer).map(|p| &mut p.rx_bytes);
+        let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
+        if self.memory.uncharge(peer_used, socket, len as u64) {
+            self.grants.request_pass();
         }
     }
 
@@ -265,8 +256,8 @@ impl Endpoint {
     /// dropped messages): the next grant pass reconsiders messages parked
     /// for memory and admits waiting ones.
     pub(crate) fn memory_freed(&mut self) {
-        if !self.rx_waiters.is_empty() || !self.mem_waiters.is_empty() {
-            self.grants.dirty = true;
+        if self.memory.has_waiters() {
+            self.grants.request_pass();
         }
     }
 
@@ -283,29 +274,26 @@ impl Endpoint {
     /// Once the endpoint, or a socket, cannot fit it, no later message (of
     /// that socket) fits either.
     pub(crate) fn admit_waiting(&mut self) {
-        use core::ops::Bound::{Excluded, Unbounded};
         let now = self.now;
         let blocked_min = self
-            .rx_waiters
+            .memory
+            .blocked()
             .iter()
-            .filter_map(|&(k, seq)| self.live(k, seq).then_some(k))
+            .filter_map(|r| self.live(r.key, r.seq).then_some(r.key))
             .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
             .min()
             .unwrap_or(u32::MAX);
         // Sockets found full in this pass.
         let mut full_ports: Vec<u16> = Vec::new();
-        let mut next = self.mem_waiters.first().copied();
-        while let Some(entry @ (len, _, key)) = next {
-            next = self
-                .mem_waiters
-                .range((Excluded(entry), Unbounded))
-                .next()
-                .copied();
+        let mut next = self.memory.next_waiting(None);
+        while let Some(entry) = next {
+            next = self.memory.next_waiting(Some(entry));
+            let (len, key) = (entry.length, entry.rpc.key);
             if len >= blocked_min {
                 break;
             }
-            let least = len.min(GRANT_SLACK) as u64 + DELIVERED_OVERHEAD;
-            if self.config.max_rx_bytes.saturating_sub(self.rx_bytes) < least {
+            let least = RxMemory::admission_floor(len);
+            if self.memory.global_room() < least {
                 break;
             }
             let rpc = &self.rpcs[key];
@@ -330,7 +318,7 @@ impl Endpoint {
             let msgin = MsgIn::new(len, incoming, now);
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
-            self.mem_waiters.remove(&entry);
+            self.memory.unwait(&entry);
             let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
@@ -339,6 +327,7 @@ impl Endpoint {
             rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
             self.grant_refresh(key);
             self.stats.messages_admitted += 1;
+            tracing::debug!(rpc = id, %peer, length = len, "admitted: message got its receive buffer");
             let body = Body::Resend(ResendHeader {
                 offset: 0,
                 length: ResendHeader::ALL,
@@ -400,11 +389,20 @@ impl Endpoint {
                 // its packets are dropped until then.
                 self.stats.no_buffer_space += 1;
                 self.stats.messages_waited += 1;
+                tracing::debug!(
+                    rpc = rpc.id,
+                    %peer,
+                    length = h.message_length,
+                    "no receive memory: message waits for admission"
+                );
                 let rpc = &mut self.rpcs[key];
                 rpc.waiting = Some((h.message_length, incoming));
                 rpc.heard(now);
-                let seq = rpc.seq;
-                self.mem_waiters.insert((h.message_length, seq, key));
+                let rpc = RpcRef { seq: rpc.seq, key };
+                self.memory.wait(WaitKey {
+                    length: h.message_length,
+                    rpc,
+                });
                 self.arm_tick(now);
                 return;
             }
@@ -440,7 +438,7 @@ impl Endpoint {
         rpc.busy = false;
         if rpc.starving {
             rpc.starving = false;
-            self.grants.dirty = true;
+            self.grants.request_pass();
         }
         let rpc = &mut self.rpcs[key];
         if rpc.state == RpcState::Outgoing {
@@ -837,14 +835,11 @@ impl Endpoint {
         let Some(peer) = self.peers.get_mut(&src) else {
             return;
         };
-        if peer.server.incarnation == inc {
+        let Some(waiting) = peer.server.learn(inc) else {
             return;
-        }
-        peer.server.incarnation = inc;
-        peer.server.probed = None;
-        let waiting = core::mem::take(&mut peer.server.unbound);
+        };
         self.stats.incarnations_learned += 1;
-        for (key, seq) in waiting {
+        for RpcRef { seq, key } in waiting {
             if self.live(key, seq) && self.rpcs[key].echo == 0 {
                 let rpc = &mut self.rpcs[key];
                 rpc.echo = inc;
@@ -865,14 +860,9 @@ impl Endpoint {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if !again
-            && p.server
-                .probed
-                .is_some_and(|t| now.saturating_duration_since(t) < every)
-        {
+        if !p.server.probe(now, every, again) {
             return;
         }
-        p.server.probed = Some(now);
         self.stats.incarnation_probes += 1;
         self.send_probe(port, peer, id, 0);
     }

@@ -9,11 +9,47 @@
 //! time comes in as an argument ([`Instant`]), randomness as a seed, and
 //! packets go out as bytes the driver sends. The same code therefore runs
 //! under the UDP runtime (`homa-transport`), the datacenter simulator
-//! (`homa-sim`) and the deterministic test network ([`testnet`]).
+//! (`homa-sim`) and the deterministic test network (`testnet`, with the
+//! `testing` feature).
 //!
-//! See [`Endpoint`] for the driver contract and
-//! `../shared/spec/homa-reference.md` in the project for the protocol facts
-//! this crate implements.
+//! # Driver contract
+//!
+//! An [`Endpoint`] does no I/O and reads no clock. A driver (the UDP runtime,
+//! the simulator, a test network) owns it and:
+//!
+//! 1. feeds it inputs: [`Endpoint::handle_datagram`] for every received
+//!    datagram, [`Endpoint::handle_timeout`] when the deadline from
+//!    [`Endpoint::poll_timeout`] passes, [`Endpoint::handle_unreachable`] for
+//!    ICMP errors, and application commands ([`Endpoint::send_request`],
+//!    [`Endpoint::send_response`], [`Endpoint::abort`], socket calls);
+//! 2. after any input, drains the outputs: [`Endpoint::poll_transmit`] until
+//!    it returns `None` (each call yields one datagram, or a GSO batch of
+//!    equal-size segments, for one destination at one priority),
+//!    [`Endpoint::poll_event`] until `None`, and re-reads
+//!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
+//!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
+//!    says whether anything is waiting); nothing is lost by asking later.
+//!
+//! Every input takes `now`; instants must never go backwards. Outputs depend
+//! only on inputs and the seed given to [`Endpoint::new`], so a driver that
+//! replays the same inputs gets the same outputs.
+//!
+//! **Ordering rule.** When a deadline has passed and datagrams are also
+//! waiting (in a socket buffer, a ring, an event queue), feed the datagrams
+//! first ([`Endpoint::handle_datagram`] for everything already received),
+//! then call [`Endpoint::handle_timeout`]. The timer judges silence by what
+//! the endpoint has been told: a driver that runs it first, with the peer's
+//! answer still unread, makes it take a slow or descheduled driver for a
+//! silent peer and send spurious RESENDs (and, after `timeout`, fail RPCs
+//! whose answers were sitting in the buffer). The UDP runtime reads its
+//! socket (a bounded number of batches) before it runs timers; a simulator,
+//! which hands each datagram over at its arrival instant, has nothing
+//! unread.
+//!
+//! `docs/architecture.md` in the repository shows how a packet flows
+//! through the protocol's mechanisms; `docs/protocol.md` gives the source of
+//! every protocol fact this crate implements and where it deviates from the
+//! Linux kernel module.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -55,15 +91,18 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod amo;
 pub mod config;
 mod endpoint;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod grant;
 mod incoming;
+mod memory;
 mod outgoing;
 mod pacer;
 mod peer;
@@ -72,9 +111,11 @@ mod rng;
 mod rpc;
 mod socket;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
 pub mod testnet;
 mod time;
 mod timer;
+mod timers;
 pub mod wire;
 
 pub use config::Config;

@@ -17,7 +17,7 @@ impl Endpoint {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.touch(now);
         buf.clear();
-        self.pacer.wakeup = None;
+        self.timers.stop(crate::timers::Timer::Pacer);
         self.send_grants(now);
         if let Some(c) = self.control.pop_front() {
             return Some(self.emit_control(now, c, buf));
@@ -38,7 +38,7 @@ impl Endpoint {
         c.repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
         self.stats.sent.add(c.repr.body.packet_type(), len);
         let wire = self.config.wire_bytes(len, c.dest.is_ipv6());
-        self.charge_link(now, wire);
+        self.pacer.charge_link(now, wire);
         let level = self.config.control_priority();
         Transmit {
             src_port: c.repr.sport,
@@ -87,11 +87,11 @@ impl Endpoint {
         let pkt = self
             .config
             .wire_bytes(DataHeader::LEN + seg, rpc.peer.is_ipv6());
-        gso.min(self.paced_batch(pkt))
+        gso.min(self.pacer.batch_limit(pkt))
     }
 
     fn transmit_resends(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some(&(key, seq)) = self.retx_queue.front() {
+        while let Some(&crate::rpc::RpcRef { seq, key }) = self.retx_queue.front() {
             if !self.live(key, seq) {
                 self.retx_queue.pop_front();
                 continue;
@@ -104,7 +104,7 @@ impl Endpoint {
                     continue;
                 }
             };
-            if self.throttled(now, length) {
+            if self.pacer.throttled(now, length) {
                 self.hold_for_link();
                 return None;
             }
@@ -114,7 +114,7 @@ impl Endpoint {
             let limit = self.batch_limit(key, paced);
             let t = self.write_data(now, key, buf, true, limit);
             let wire = self.transmit_wire_bytes(&t);
-            self.charge_link(now, wire);
+            self.pacer.charge_link(now, wire);
             if self.rpcs[key]
                 .msgout
                 .as_ref()
@@ -128,25 +128,25 @@ impl Endpoint {
     }
 
     fn transmit_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (key, paced) = if let Some(&(_, key)) = self.pacer.short.first() {
+        let (key, paced) = if let Some(key) = self.pacer.next_short() {
             (key, false)
         } else {
-            if self.pacer.srpt.is_empty() {
+            if !self.pacer.has_paced() {
                 return None;
             }
-            if self.throttled(now, u32::MAX) {
+            if self.pacer.throttled(now, u32::MAX) {
                 self.hold_for_link();
                 return None;
             }
-            (self.pick_paced()?, true)
+            (self.pacer.pick_paced()?, true)
         };
         let limit = self.batch_limit(key, paced);
         let t = self.write_data(now, key, buf, false, limit);
         let wire = self.transmit_wire_bytes(&t);
-        self.charge_link(now, wire);
+        self.pacer.charge_link(now, wire);
         if paced {
-            if let Some(since) = self.pacer.held_since.take() {
-                self.stats.throttled_nanos += now.nanos_since(since);
+            if let Some(held) = self.pacer.release(now) {
+                self.stats.throttled_nanos += held;
             }
         }
         self.update_xmit(key);

@@ -1,5 +1,5 @@
-//! Sender-side scheduling (reference 4.3): which message transmits next, and
-//! when the link can take it.
+//! Sender-side scheduling (`docs/protocol.md`, "Pacer"): which message
+//! transmits next, and when the link can take it.
 //!
 //! * **SRPT**: among messages with granted bytes not yet sent, the one with
 //!   the fewest bytes left to transmit goes first (ties: the older one).
@@ -21,134 +21,171 @@
 //! byte goes out at once, in SRPT order.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use crate::config::Config;
 use crate::endpoint::Endpoint;
-use crate::rpc::{RpcState, XmitPos};
+use crate::rpc::{RpcRef, RpcState, XmitPos};
+use crate::timers::Timer;
 use crate::Instant;
 
-/// Sender scheduler state.
-#[derive(Debug)]
-pub(crate) struct Pacer {
-    /// Paced messages by (bytes left, seq, key).
-    pub srpt: BTreeSet<(u32, u64, usize)>,
-    /// The same messages by (creation time, seq, key).
-    pub fifo: BTreeSet<(Instant, u64, usize)>,
-    /// Messages too short to pace, by (seq, key).
-    pub short: BTreeSet<(u64, usize)>,
-    /// Estimated time the NIC finishes what it has been given.
-    pub link_idle: Instant,
-    /// FIFO share counter (thousandths); starts full so the first batches
-    /// follow SRPT.
-    pub fifo_count: i32,
-    /// When the link will accept the next paced batch, if data is held.
-    pub wakeup: Option<Instant>,
-    /// Since when paced data has been held (for the throttled-time metric).
-    pub held_since: Option<Instant>,
+/// A paced message's place in SRPT order: fewest bytes left to transmit,
+/// then the older RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SrptKey {
+    left: u32,
+    rpc: RpcRef,
 }
 
-impl Default for Pacer {
-    fn default() -> Pacer {
+/// A paced message's place in FIFO order: the older message first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FifoKey {
+    born: Instant,
+    rpc: RpcRef,
+}
+
+/// Sender scheduler state (the kernel's `struct homa_pacer`): the
+/// transmit queues and the NIC backlog estimate.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    /// Pacing is on (`pacer` and a known link rate).
+    on: bool,
+    link_mbps: u64,
+    max_backlog: Duration,
+    defer_min_bytes: u32,
+    fifo_fraction: i32,
+    /// Paced messages in SRPT order.
+    srpt: BTreeSet<SrptKey>,
+    /// The same messages, oldest first.
+    fifo: BTreeSet<FifoKey>,
+    /// Messages too short to pace, oldest first.
+    short: BTreeSet<RpcRef>,
+    /// Estimated time the NIC finishes what it has been given.
+    link_idle: Instant,
+    /// FIFO share counter (thousandths); starts full so the first batches
+    /// follow SRPT.
+    fifo_count: i32,
+    /// Since when paced data has been held (for the throttled-time metric).
+    held_since: Option<Instant>,
+}
+
+impl Pacer {
+    /// An idle pacer for `config`'s link.
+    pub(crate) fn new(config: &Config) -> Pacer {
         Pacer {
+            on: config.pacer && config.link_mbps > 0,
+            link_mbps: config.link_mbps as u64,
+            max_backlog: config.max_nic_backlog,
+            defer_min_bytes: config.defer_min_bytes,
+            fifo_fraction: config.pacer_fifo_fraction as i32,
             srpt: BTreeSet::new(),
             fifo: BTreeSet::new(),
             short: BTreeSet::new(),
             link_idle: Instant::ZERO,
             fifo_count: 1000,
-            wakeup: None,
             held_since: None,
         }
     }
-}
 
-impl Endpoint {
-    /// Puts the RPC in the right transmit queue if it has granted bytes not
-    /// yet sent, or takes it out.
-    pub(crate) fn update_xmit(&mut self, key: usize) {
-        let defer_min = self.config.defer_min_bytes;
-        let rpc = &mut self.rpcs[key];
-        let want = match (&rpc.msgout, rpc.state) {
-            // (A client request waits for its server's incarnation: `echo`.)
-            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held && rpc.echo != 0 => {
-                Some(if m.length() < defer_min {
-                    XmitPos::Short
-                } else {
-                    XmitPos::Paced(m.bytes_left(), m.init_time)
-                })
-            }
-            _ => None,
-        };
-        if want == rpc.xmit_key {
-            return;
-        }
-        let seq = rpc.seq;
-        let old = core::mem::replace(&mut rpc.xmit_key, want);
-        self.xmit_unqueue(key, seq, old);
-        match want {
-            Some(XmitPos::Short) => {
-                self.pacer.short.insert((seq, key));
-            }
-            Some(XmitPos::Paced(left, born)) => {
-                self.pacer.srpt.insert((left, seq, key));
-                self.pacer.fifo.insert((born, seq, key));
-            }
-            None => {}
+    /// Where a message of `length` bytes with `left` bytes to transmit,
+    /// created at `born`, queues.
+    #[inline]
+    pub(crate) fn position(&self, length: u32, left: u32, born: Instant) -> XmitPos {
+        if length < self.defer_min_bytes {
+            XmitPos::Short
+        } else {
+            XmitPos::Paced(left, born)
         }
     }
 
-    /// Removes a queue position (the RPC is being freed or stops sending).
-    pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
+    /// Queues the RPC at `pos`.
+    #[inline]
+    pub(crate) fn enqueue(&mut self, rpc: RpcRef, pos: XmitPos) {
         match pos {
-            Some(XmitPos::Short) => {
-                self.pacer.short.remove(&(seq, key));
+            XmitPos::Short => {
+                self.short.insert(rpc);
             }
-            Some(XmitPos::Paced(left, born)) => {
-                self.pacer.srpt.remove(&(left, seq, key));
-                self.pacer.fifo.remove(&(born, seq, key));
+            XmitPos::Paced(left, born) => {
+                self.srpt.insert(SrptKey { left, rpc });
+                self.fifo.insert(FifoKey { born, rpc });
             }
-            None => {}
         }
     }
 
-    /// True if a message of `length` bytes must wait for the link.
-    pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
-        self.config.pacer
-            && self.config.link_mbps > 0
-            && length >= self.config.defer_min_bytes
-            && now + self.config.max_nic_backlog < self.pacer.link_idle
+    /// Takes the RPC out of the queue it sits in at `pos`.
+    #[inline]
+    pub(crate) fn dequeue(&mut self, rpc: RpcRef, pos: XmitPos) {
+        match pos {
+            XmitPos::Short => {
+                self.short.remove(&rpc);
+            }
+            XmitPos::Paced(left, born) => {
+                self.srpt.remove(&SrptKey { left, rpc });
+                self.fifo.remove(&FifoKey { born, rpc });
+            }
+        }
     }
 
-    /// Remembers that paced data waits for the link.
-    pub(crate) fn hold_for_link(&mut self) {
-        if self.pacer.held_since.is_none() {
-            self.pacer.held_since = Some(self.now);
-            self.stats.throttled += 1;
+    /// True if no message waits to transmit.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.srpt.is_empty()
+    }
+
+    /// The oldest message too short to pace, if any.
+    #[inline]
+    pub(crate) fn next_short(&self) -> Option<usize> {
+        self.short.first().map(|r| r.key)
+    }
+
+    /// True if paced messages wait.
+    #[inline]
+    pub(crate) fn has_paced(&self) -> bool {
+        !self.srpt.is_empty()
+    }
+
+    /// True if a message of `length` bytes must wait for the link at `now`.
+    #[inline]
+    pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
+        self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.link_idle
+    }
+
+    /// Paced data waits for the link: returns when the link will take the
+    /// next batch, and whether the hold starts now (it was not held).
+    pub(crate) fn hold(&mut self, now: Instant) -> (Instant, bool) {
+        let started = self.held_since.is_none();
+        if started {
+            self.held_since = Some(now);
         }
         let at = self
-            .pacer
             .link_idle
             .saturating_duration_since(Instant::ZERO)
-            .saturating_sub(self.config.max_nic_backlog);
-        self.pacer.wakeup = Some(Instant::ZERO + at);
+            .saturating_sub(self.max_backlog);
+        (Instant::ZERO + at, started)
+    }
+
+    /// Paced data went out at `now`: nanoseconds it was held, if it was.
+    pub(crate) fn release(&mut self, now: Instant) -> Option<u64> {
+        self.held_since.take().map(|since| now.nanos_since(since))
     }
 
     /// Accounts `wire_bytes` handed to the NIC at `now`.
+    #[inline]
     pub(crate) fn charge_link(&mut self, now: Instant, wire_bytes: u64) {
-        let mbps = self.config.link_mbps as u64;
-        if mbps == 0 {
+        if self.link_mbps == 0 {
             return;
         }
         // bits / Mbit/s = µs; ×1.01 for the rate margin: ns = bytes·8080/mbps.
-        let nanos = wire_bytes * 8080 / mbps;
-        self.pacer.link_idle = self.pacer.link_idle.max(now).plus_nanos(nanos);
+        let nanos = wire_bytes * 8080 / self.link_mbps;
+        self.link_idle = self.link_idle.max(now).plus_nanos(nanos);
     }
 
     /// Most packets of `pkt_wire` wire bytes one paced batch may hold.
-    pub(crate) fn paced_batch(&self, pkt_wire: u64) -> u32 {
-        if self.config.link_mbps == 0 || !self.config.pacer {
+    pub(crate) fn batch_limit(&self, pkt_wire: u64) -> u32 {
+        if !self.on {
             return u32::MAX;
         }
-        let backlog_bytes =
-            self.config.max_nic_backlog.as_nanos() as u64 * self.config.link_mbps as u64 / 8000;
+        let backlog_bytes = self.max_backlog.as_nanos() as u64 * self.link_mbps / 8000;
         (backlog_bytes / pkt_wire.max(1))
             .max(1)
             .min(u32::MAX as u64) as u32
@@ -157,15 +194,56 @@ impl Endpoint {
     /// The paced message to serve next: the shortest, or the oldest when the
     /// FIFO share is due.
     pub(crate) fn pick_paced(&mut self) -> Option<usize> {
-        let frac = self.config.pacer_fifo_fraction as i32;
+        let frac = self.fifo_fraction;
         if frac > 0 {
-            self.pacer.fifo_count -= frac;
-            if self.pacer.fifo_count <= 0 {
-                self.pacer.fifo_count += 1000;
-                return self.pacer.fifo.first().map(|e| e.2);
+            self.fifo_count -= frac;
+            if self.fifo_count <= 0 {
+                self.fifo_count += 1000;
+                return self.fifo.first().map(|e| e.rpc.key);
             }
         }
-        self.pacer.srpt.first().map(|e| e.2)
+        self.srpt.first().map(|e| e.rpc.key)
+    }
+}
+
+impl Endpoint {
+    /// Puts the RPC in the right transmit queue if it has granted bytes not
+    /// yet sent, or takes it out.
+    pub(crate) fn update_xmit(&mut self, key: usize) {
+        let rpc = &mut self.rpcs[key];
+        let want = match (&rpc.msgout, rpc.state) {
+            // (A client request waits for its server's incarnation: `echo`.)
+            (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held && rpc.echo != 0 => {
+                Some(self.pacer.position(m.length(), m.bytes_left(), m.init_time))
+            }
+            _ => None,
+        };
+        if want == rpc.xmit_key {
+            return;
+        }
+        let r = RpcRef { seq: rpc.seq, key };
+        let old = core::mem::replace(&mut rpc.xmit_key, want);
+        self.xmit_unqueue(key, r.seq, old);
+        if let Some(pos) = want {
+            self.pacer.enqueue(r, pos);
+        }
+    }
+
+    /// Removes a queue position (the RPC is being freed or stops sending).
+    pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
+        if let Some(pos) = pos {
+            self.pacer.dequeue(RpcRef { seq, key }, pos);
+        }
+    }
+
+    /// Remembers that paced data waits for the link, and arms the pacer's
+    /// wake-up.
+    pub(crate) fn hold_for_link(&mut self) {
+        let (wakeup, started) = self.pacer.hold(self.now);
+        if started {
+            self.stats.throttled += 1;
+        }
+        self.timers.set(Timer::Pacer, wakeup);
     }
 }
 
@@ -199,5 +277,145 @@ impl Endpoint {
                 sent: m.next_xmit,
             })
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    /// 10 Gbit/s, 5 µs of backlog (6250 bytes), 50‰ FIFO share.
+    fn pacer() -> Pacer {
+        let config = Config {
+            link_mbps: 10_000,
+            ..Config::default()
+        };
+        Pacer::new(&config)
+    }
+
+    fn rpc(seq: u64) -> RpcRef {
+        RpcRef {
+            seq,
+            key: seq as usize + 100,
+        }
+    }
+
+    fn at(ns: u64) -> Instant {
+        Instant::from_nanos(ns)
+    }
+
+    #[test]
+    fn charge_link__one_percent_margin_and_backlog_builds_up() {
+        let mut p = pacer();
+        // 10 000 wire bytes at 10 Gbit/s: 8 µs, ×1.01.
+        p.charge_link(at(1000), 10_000);
+        assert_eq!(p.link_idle, at(1000 + 8080));
+        // Handed over before the NIC is idle: queues behind.
+        p.charge_link(at(2000), 10_000);
+        assert_eq!(p.link_idle, at(1000 + 2 * 8080));
+        // After it went idle: starts from now.
+        p.charge_link(at(100_000), 1250);
+        assert_eq!(p.link_idle, at(100_000 + 1010));
+    }
+
+    #[test]
+    fn throttled__only_beyond_max_backlog() {
+        let mut p = pacer();
+        assert!(!p.throttled(at(0), 100_000));
+        p.charge_link(at(0), 20_000); // idle at 16.16 µs
+        assert!(p.throttled(at(0), 100_000));
+        // 5 µs of backlog allowed: at 11.16 µs the next batch may go.
+        assert!(p.throttled(at(11_159), 100_000));
+        assert!(!p.throttled(at(11_160), 100_000));
+    }
+
+    #[test]
+    fn throttled__short_messages_never() {
+        let mut p = pacer();
+        p.charge_link(at(0), 1_000_000);
+        assert!(!p.throttled(at(0), 999));
+        assert!(p.throttled(at(0), 1000));
+    }
+
+    #[test]
+    fn throttled__never_without_link_rate_or_when_off() {
+        let config = Config {
+            link_mbps: 0,
+            ..Config::default()
+        };
+        let mut p = Pacer::new(&config);
+        p.charge_link(at(0), 1_000_000);
+        assert!(!p.throttled(at(0), u32::MAX));
+        let config = Config {
+            link_mbps: 10_000,
+            pacer: false,
+            ..Config::default()
+        };
+        let mut p = Pacer::new(&config);
+        p.charge_link(at(0), 1_000_000);
+        assert!(!p.throttled(at(0), u32::MAX));
+        assert_eq!(p.batch_limit(1500), u32::MAX);
+    }
+
+    #[test]
+    fn hold__wakes_when_backlog_drains_to_the_allowance() {
+        let mut p = pacer();
+        p.charge_link(at(0), 20_000);
+        let (wake, started) = p.hold(at(10));
+        assert_eq!(wake, at(16_160 - 5000));
+        assert!(started);
+        let (_, again) = p.hold(at(20));
+        assert!(!again, "one hold until released");
+        assert_eq!(p.release(at(1010)), Some(1000));
+        assert_eq!(p.release(at(2000)), None);
+    }
+
+    #[test]
+    fn batch_limit__backlog_worth_of_packets_at_least_one() {
+        let p = pacer();
+        // 5 µs at 10 Gbit/s = 6250 bytes.
+        assert_eq!(p.batch_limit(1500), 4);
+        assert_eq!(p.batch_limit(9000), 1);
+    }
+
+    #[test]
+    fn pick_paced__srpt_with_fifo_share() {
+        let mut p = pacer();
+        // The old long message and a newer short one.
+        p.enqueue(rpc(1), XmitPos::Paced(1_000_000, at(0)));
+        p.enqueue(rpc(2), XmitPos::Paced(5_000, at(50)));
+        let picks: Vec<usize> = (0..40).map(|_| p.pick_paced().unwrap()).collect();
+        // 50‰: one pick in 20 goes to the oldest.
+        let old = picks.iter().filter(|&&k| k == rpc(1).key).count();
+        assert_eq!(old, 2);
+        assert_eq!(picks[0], rpc(2).key);
+        assert_eq!(picks[19], rpc(1).key);
+    }
+
+    #[test]
+    fn enqueue__short_messages_apart_in_creation_order() {
+        let mut p = pacer();
+        assert_eq!(p.position(999, 999, at(0)), XmitPos::Short);
+        assert_eq!(p.position(1000, 700, at(3)), XmitPos::Paced(700, at(3)));
+        p.enqueue(rpc(5), XmitPos::Short);
+        p.enqueue(rpc(4), XmitPos::Short);
+        assert!(!p.has_paced());
+        assert_eq!(p.next_short(), Some(rpc(4).key));
+        p.dequeue(rpc(4), XmitPos::Short);
+        assert_eq!(p.next_short(), Some(rpc(5).key));
+        p.dequeue(rpc(5), XmitPos::Short);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn dequeue__removes_from_both_paced_orders() {
+        let mut p = pacer();
+        let pos = XmitPos::Paced(10_000, at(7));
+        p.enqueue(rpc(1), pos);
+        assert!(p.has_paced());
+        p.dequeue(rpc(1), pos);
+        assert!(p.is_empty());
+        assert_eq!(p.pick_paced(), None);
     }
 }

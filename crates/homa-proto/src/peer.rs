@@ -11,7 +11,6 @@
 //! the peer as a server (`server`) are the `amo` module's mechanisms; the
 //! peer only holds them.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::amo::{Binding, DoneIds};
@@ -51,8 +50,6 @@ pub(crate) struct Peer {
     /// The peer as a server: its incarnation, our RPCs waiting to learn it,
     /// our oldest unfinished RPC to it (at-most-once, client side).
     pub server: Binding,
-    /// This peer's incoming messages that need grants, in rank order.
-    pub grantable: BTreeSet<crate::grant::RankKey>,
     /// When we last sent this peer our CUTOFFS.
     pub cutoffs_sent: Option<Instant>,
     /// The peer's port (the server port named in acks we send it).
@@ -69,7 +66,12 @@ impl Peer {
     /// fixed level for every message (the kernel's level 6 put 38% of a W4
     /// run's requests one level too low). `done` is its (empty, or
     /// restored) record of finished requests.
-    pub fn new(port: u16, now: Instant, done: DoneIds, cutoffs: [u32; MAX_PRIORITIES]) -> Peer {
+    pub(crate) fn new(
+        port: u16,
+        now: Instant,
+        done: DoneIds,
+        cutoffs: [u32; MAX_PRIORITIES],
+    ) -> Peer {
         let mut cutoffs = cutoffs;
         cutoffs[0] = i32::MAX as u32;
         Peer {
@@ -85,7 +87,6 @@ impl Peer {
             rtt_stamp: now,
             done,
             server: Binding::default(),
-            grantable: BTreeSet::new(),
             cutoffs_sent: None,
             port,
         }
@@ -93,7 +94,7 @@ impl Peer {
 
     /// Priority for unscheduled bytes of a message of `length` bytes to this
     /// peer: the highest level whose cutoff admits the length.
-    pub fn unsched_priority(&self, length: u32, num_priorities: u8) -> u8 {
+    pub(crate) fn unsched_priority(&self, length: u32, num_priorities: u8) -> u8 {
         let top = num_priorities as usize - 1;
         for i in (0..=top).rev() {
             if self.cutoffs[i] >= length {
@@ -105,7 +106,7 @@ impl Peer {
 
     /// Installs cutoffs received in a CUTOFFS packet (entry 0 is forced to
     /// admit everything).
-    pub fn set_cutoffs(&mut self, cutoffs: [u32; MAX_PRIORITIES], version: u16) {
+    pub(crate) fn set_cutoffs(&mut self, cutoffs: [u32; MAX_PRIORITIES], version: u16) {
         self.cutoffs = cutoffs;
         self.cutoffs[0] = i32::MAX as u32;
         self.cutoff_version = version;
@@ -113,7 +114,7 @@ impl Peer {
 
     /// Feeds one round-trip sample: the estimate is the minimum over the
     /// last [`RTT_WINDOW`] (queueing only ever inflates samples).
-    pub fn rtt_sample(&mut self, sample: Duration, now: Instant) {
+    pub(crate) fn rtt_sample(&mut self, sample: Duration, now: Instant) {
         let stale = now.saturating_duration_since(self.rtt_stamp) > RTT_WINDOW;
         if stale || self.rtt.is_none_or(|r| sample <= r) {
             self.rtt = Some(sample);
@@ -122,14 +123,14 @@ impl Peer {
     }
 
     /// Takes one pending ack issued from `port`, if any.
-    pub fn take_ack(&mut self, port: u16) -> Option<AckEntry> {
+    pub(crate) fn take_ack(&mut self, port: u16) -> Option<AckEntry> {
         let i = self.pending_acks.iter().position(|a| a.0 == port)?;
         let entry = self.pending_acks.swap_remove(i);
         Some(self.ack_entry(entry))
     }
 
     /// Takes up to five pending acks issued from `port`.
-    pub fn take_acks(&mut self, port: u16) -> Vec<AckEntry> {
+    pub(crate) fn take_acks(&mut self, port: u16) -> Vec<AckEntry> {
         let mut out = Vec::new();
         while out.len() < MAX_ACKS_PER_PKT {
             match self.take_ack(port) {
@@ -141,7 +142,7 @@ impl Peer {
     }
 
     /// Number of pending acks issued from `port`.
-    pub fn acks_pending(&self, port: u16) -> usize {
+    pub(crate) fn acks_pending(&self, port: u16) -> usize {
         self.pending_acks.iter().filter(|a| a.0 == port).count()
     }
 
@@ -155,7 +156,7 @@ impl Peer {
     /// Bytes of unscheduled data to send this peer per message: one
     /// round trip at the link rate (RTTbytes), or `fallback` until the RTT is
     /// known.
-    pub fn unsched_bytes(&self, link_mbps: u32, fallback: u32, max: u32) -> u32 {
+    pub(crate) fn unsched_bytes(&self, link_mbps: u32, fallback: u32, max: u32) -> u32 {
         match self.rtt {
             Some(rtt) if link_mbps > 0 => {
                 let bytes = rtt.as_nanos() as u64 * link_mbps as u64 / 8000;
@@ -168,7 +169,7 @@ impl Peer {
     /// True if no RPC refers to this peer, so it may be collected once it
     /// has been inactive long enough. Pending acks do not keep it: after
     /// that long the server has given up on them anyway.
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.rpcs == 0
     }
 }

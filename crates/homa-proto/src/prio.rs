@@ -3,7 +3,8 @@
 //!
 //! The kernel module needs an external daemon (`homa_prio`) that reads its
 //! metrics every second and writes new cutoffs; here the same algorithm
-//! (reference 4.7) runs inside the endpoint:
+//! (`docs/protocol.md`, "Unscheduled priorities and cutoffs") runs inside
+//! the endpoint:
 //!
 //! 1. received message sizes go into a histogram (64-byte buckets up to
 //!    4 KiB, 1 KiB buckets up to 128 KiB, then powers of two);
@@ -78,7 +79,7 @@ impl Default for SizeHistogram {
 
 impl SizeHistogram {
     /// Counts one message of `len` bytes.
-    pub fn add(&mut self, len: u32) {
+    pub(crate) fn add(&mut self, len: u32) {
         let i = self.bounds.partition_point(|&b| b < len);
         let i = i.min(self.bounds.len() - 1);
         self.count[i] += 1;
@@ -87,12 +88,12 @@ impl SizeHistogram {
     }
 
     /// Messages counted.
-    pub fn messages(&self) -> u64 {
+    pub(crate) fn messages(&self) -> u64 {
         self.total
     }
 
     /// Forgets everything.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.count.iter_mut().for_each(|c| *c = 0);
         self.bytes.iter_mut().for_each(|c| *c = 0);
         self.total = 0;
@@ -100,7 +101,7 @@ impl SizeHistogram {
 
     /// Cutoffs that give each unscheduled level about the same bytes
     /// (module docs, steps 2-4), by [`unsched_split`].
-    pub fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
+    pub(crate) fn cutoffs(&self, num_priorities: u8, unsched_bytes: u32) -> [u32; MAX_PRIORITIES] {
         let buckets: Vec<SizeBucket> = (0..self.bounds.len())
             .filter(|&i| self.count[i] > 0)
             .map(|i| SizeBucket {

@@ -11,7 +11,7 @@
 //! grants nothing more to that socket's messages and new messages wait,
 //! without a buffer, in SRPT order (their packets are dropped); when memory
 //! frees, the shortest waiting message gets its buffer and a RESEND for
-//! everything its sender sent (reference 4.9, the kernel's buffer pool).
+//! everything its sender sent (`docs/protocol.md`, "Receive memory").
 //! Nothing is lost, and an application that stops reading slows its senders
 //! instead of growing memory. Each delivered message counts
 //! [`DELIVERED_OVERHEAD`] bytes beyond its length, so that a flood of tiny
@@ -71,7 +71,7 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    pub fn new(server: bool) -> Socket {
+    pub(crate) fn new(server: bool) -> Socket {
         Socket {
             server,
             held: Arc::new(AtomicU64::new(0)),
@@ -84,13 +84,13 @@ impl Socket {
     }
 
     /// Receive memory in use: assembling plus held by the application.
-    pub fn rx_used(&self) -> u64 {
+    pub(crate) fn rx_used(&self) -> u64 {
         self.assembling + self.held.load(Ordering::Relaxed)
     }
 
     /// Wraps a delivered message so that dropping it returns its bytes to
     /// this socket's budget.
-    pub fn deliver(&self, data: Vec<u8>) -> Bytes {
+    pub(crate) fn deliver(&self, data: Vec<u8>) -> Bytes {
         self.held
             .fetch_add(data.len() as u64 + DELIVERED_OVERHEAD, Ordering::Relaxed);
         Bytes::from_owner(Delivered {

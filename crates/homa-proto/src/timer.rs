@@ -1,6 +1,6 @@
 //! Timers: silence tracking, retransmission requests, probes, timeouts,
-//! NEED_ACK, and fast recovery of clearly lost packets (reference section
-//! 4.5).
+//! NEED_ACK, and fast recovery of clearly lost packets (`docs/protocol.md`,
+//! "Timers, retransmission and timeouts").
 //!
 //! A periodic pass (every `Config::tick`, armed only while RPCs exist) looks
 //! at every RPC, as the kernel's 1 ms timer does, and asks what it waits for
@@ -65,6 +65,7 @@ use core::time::Duration;
 use crate::endpoint::{Endpoint, RpcError, MAX_RESENDS_PER_CHECK};
 use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::{Probe, RpcState};
+use crate::timers::Timer;
 use crate::wire::{Body, ResendHeader};
 use crate::Instant;
 
@@ -105,7 +106,7 @@ pub(crate) struct RxLink {
 
 impl RxLink {
     /// A DATA packet of `wire_bytes` arrived at `level`.
-    pub fn record(&mut self, level: u8, wire_bytes: u64, link_mbps: u32) {
+    pub(crate) fn record(&mut self, level: u8, wire_bytes: u64, link_mbps: u32) {
         if link_mbps > 0 {
             let l = (level as usize).min(self.busy.len() - 1);
             self.busy[l] += wire_bytes * 8000 / link_mbps as u64;
@@ -113,7 +114,7 @@ impl RxLink {
     }
 
     /// Link time taken so far by DATA at `level` or above.
-    pub fn at_or_above(&self, level: u8) -> u64 {
+    pub(crate) fn at_or_above(&self, level: u8) -> u64 {
         self.busy[(level as usize).min(self.busy.len())..]
             .iter()
             .sum()
@@ -142,19 +143,20 @@ impl Endpoint {
         // Deadlines that only mean "transmit now" are consumed here, so
         // poll_timeout never stays in the past: a due FIFO grant is issued
         // (queued for poll_transmit), and a pacer wake-up is cleared.
-        if self.pacer.wakeup.is_some_and(|t| now >= t) {
-            self.pacer.wakeup = None;
+        if self.timers.is_expired(Timer::Pacer, now) {
+            self.timers.stop(Timer::Pacer);
         }
-        if self.grants.next_fifo.is_some_and(|t| now >= t) {
+        if self.timers.is_expired(Timer::FifoGrant, now) {
             self.send_grants(now);
         }
-        if self.next_peer_gc.is_some_and(|t| now >= t) {
+        if self.timers.is_expired(Timer::PeerGc, now) {
             self.collect_peers(now, false);
             let period = self.config.peer_idle / 2;
-            self.next_peer_gc = (!self.peers.is_empty()).then_some(now + period);
+            let next = (!self.peers.is_empty()).then_some(now + period);
+            self.timers.set_opt(Timer::PeerGc, next);
         }
-        let tick_due = self.next_tick.is_some_and(|t| now >= t);
-        if let Some(due) = self.next_tick.filter(|_| tick_due) {
+        let tick_due = self.timers.is_expired(Timer::Tick, now);
+        if let Some(due) = self.timers.get(Timer::Tick).filter(|_| tick_due) {
             let late = now.saturating_duration_since(due);
             if late >= self.config.resend_after {
                 // We were not run (descheduled, or a driver that did not
@@ -163,11 +165,11 @@ impl Endpoint {
                 self.shift_clocks(now, late);
             }
         }
-        let gaps_due = self.gap_deadline.is_some_and(|t| now >= t);
+        let gaps_due = self.timers.is_expired(Timer::Gaps, now);
         if !tick_due && !gaps_due {
             return;
         }
-        self.gap_deadline = None;
+        self.timers.stop(Timer::Gaps);
         let mut keys: Vec<usize> = self.rpcs.iter().map(|(k, _)| k).collect();
         if tick_due {
             // Rotate the scan so the per-peer RESEND cap does not always
@@ -189,7 +191,8 @@ impl Endpoint {
             // The application may have dropped delivered messages.
             self.memory_freed();
             let tick = self.config.tick;
-            self.next_tick = (!self.rpcs.is_empty()).then_some(now + tick);
+            let next = (!self.rpcs.is_empty()).then_some(now + tick);
+            self.timers.set_opt(Timer::Tick, next);
         }
     }
 
@@ -214,30 +217,15 @@ impl Endpoint {
     /// any. After `handle_timeout(t)` every deadline returned is later than
     /// `t`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Written out rather than as an iterator chain: drivers call this
-        // after every input, and the chain did not optimise well.
-        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
-        let fifo = if self.grants.ranked.is_empty() {
-            None
-        } else {
-            self.grants.next_fifo
-        };
-        let t = earlier(self.next_tick, self.gap_deadline);
-        let t = earlier(t, self.next_peer_gc);
-        let t = earlier(t, self.pacer.wakeup);
-        earlier(t, fifo)
+        // A FIFO-grant deadline left over after the last message needing
+        // grants went is not reported (it runs at the next pass anyway).
+        self.timers.next_timeout(!self.grants.is_empty())
     }
 
     /// Starts the periodic pass if it is not running.
     pub(crate) fn arm_tick(&mut self, now: Instant) {
-        if self.next_tick.is_none() {
-            self.next_tick = Some(now + self.config.tick);
-        }
+        self.timers
+            .set_if_unset(Timer::Tick, now + self.config.tick);
     }
 
     /// How old a hole must be before fast recovery asks for it, for a peer
@@ -257,7 +245,7 @@ impl Endpoint {
         let rtt = self.peers.get(&peer).and_then(|p| p.rtt);
         if let Some(age) = self.gap_age(rtt) {
             let due = now + age;
-            self.gap_deadline = Some(self.gap_deadline.map_or(due, |d| d.min(due)));
+            self.timers.set_earliest(Timer::Gaps, due);
         }
     }
 
@@ -309,12 +297,15 @@ impl Endpoint {
             }
         }
         if let Some(n) = next {
-            self.gap_deadline = Some(self.gap_deadline.map_or(n, |d| d.min(n)));
+            self.timers.set_earliest(Timer::Gaps, n);
         }
         if !due.is_empty() {
             self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));
         }
         self.stats.resends_fast += due.len() as u64;
+        if !due.is_empty() {
+            tracing::debug!(rpc = id, %peer, holes = ?due, "fast resend: holes clearly lost");
+        }
         self.send_resends(port, peer, id, &due);
     }
 
@@ -386,6 +377,7 @@ impl Endpoint {
             // Nothing, not even BUSY, for `timeout`: the peer stopped
             // answering.
             self.stats.timeouts += 1;
+            tracing::info!(rpc = rpc.id, peer = %rpc.peer, "timeout: peer silent, rpc fails");
             self.fail_rpc(key, RpcError::Timeout);
             return;
         }
@@ -401,9 +393,10 @@ impl Endpoint {
             let starving = wall >= self.config.resend_after && silent < self.config.resend_after;
             if starving != rpc.starving {
                 rpc.starving = starving;
-                self.grants.dirty = true;
+                self.grants.request_pass();
                 if starving {
-                    self.grants.starving.push((key, rpc.seq));
+                    self.grants
+                        .note_starving(crate::rpc::RpcRef { seq: rpc.seq, key });
                 }
             }
         }
@@ -514,6 +507,7 @@ impl Endpoint {
             // Waiting for the client's grants.
             if silent >= timeout {
                 self.stats.response_abandoned += 1;
+                tracing::info!(rpc = rpc.id, peer = %rpc.peer, "timeout: client silent, response abandoned");
                 self.free_rpc(key);
             }
             return;
@@ -561,6 +555,7 @@ impl Endpoint {
         }
         let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
         self.stats.resends_silence += ranges.len() as u64;
+        tracing::debug!(rpc = id, %peer, ranges = ?ranges, "resend after silence");
         self.send_resends(port, peer, id, &ranges);
     }
 }

@@ -321,7 +321,7 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
     );
     assert!(net.endpoint(1).stats().sent.packets_of(PacketType::Grant) > 0);
     // Every GRANT is lost, but the receiver's RESEND for granted bytes tells
-    // the sender what was granted (reference 4.5): the request completes.
+    // the sender what was granted (docs/protocol.md, "Timers"): the request completes.
     let mut delivered = false;
     let mut answered = false;
     net.run(Limits::default(), |net, h, ev| match ev {

@@ -30,6 +30,18 @@ pub(crate) enum RpcState {
     InService,
 }
 
+/// A reference to an RPC that stays valid as a name: its slot in the
+/// endpoint's table and its creation sequence (the slot's generation: a
+/// freed slot is reused by an RPC with another sequence). Orders by
+/// sequence first (older RPCs first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct RpcRef {
+    /// Creation sequence of the RPC.
+    pub(crate) seq: u64,
+    /// Slot of the RPC in the endpoint's table.
+    pub(crate) key: usize,
+}
+
 /// One RPC.
 #[derive(Debug)]
 pub(crate) struct Rpc {
@@ -53,7 +65,7 @@ pub(crate) struct Rpc {
     pub in_retx_queue: bool,
     /// Position of the incoming message in the grant scheduler's rank
     /// order, while it needs grants.
-    pub grant_rank: Option<crate::grant::RankKey>,
+    pub grant_rank: Option<crate::grant::scheduler::RankKey>,
     /// Last time the peer moved this RPC forward or said why not: DATA,
     /// GRANT, BUSY, or a RESEND for our message (our RESENDs for what it owes
     /// us wait for silence on this clock).
@@ -122,7 +134,7 @@ pub(crate) enum Probe {
 impl Rpc {
     /// A new RPC in the given state, belonging to the server incarnation
     /// `echo`.
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         seq: u64,
         peer: SocketAddr,
@@ -161,13 +173,13 @@ impl Rpc {
     }
 
     /// The peer moved the RPC forward (or said why it does not).
-    pub fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant) {
         self.last_heard = now;
         self.alive = now;
     }
 
     /// True for client RPCs (even id).
-    pub fn is_client(&self) -> bool {
+    pub(crate) fn is_client(&self) -> bool {
         self.id & 1 == 0
     }
 }

@@ -111,7 +111,7 @@ pub(crate) struct MsgIn {
 impl MsgIn {
     /// A message of `length` bytes whose sender promised `[0, incoming)`
     /// unscheduled.
-    pub fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
+    pub(crate) fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
         let granted = incoming.min(length);
         let cap = Self::capacity_for(length, granted);
         MsgIn {
@@ -133,7 +133,7 @@ impl MsgIn {
     /// Lowest level at which the bytes of `[start, end)` can have been sent:
     /// the unscheduled level for unscheduled bytes, the lowest granted level
     /// for scheduled ones.
-    pub fn level_floor(&self, start: u32, end: u32) -> u8 {
+    pub(crate) fn level_floor(&self, start: u32, end: u32) -> u8 {
         let mut floor = u8::MAX;
         if start < self.unsched_end {
             floor = floor.min(self.unsched_level);
@@ -146,22 +146,22 @@ impl MsgIn {
 
     /// Buffer bytes a message of `length` bytes needs with `granted` bytes
     /// granted.
-    pub fn capacity_for(length: u32, granted: u32) -> usize {
+    pub(crate) fn capacity_for(length: u32, granted: u32) -> usize {
         granted.saturating_add(GRANT_SLACK).min(length) as usize
     }
 
     /// Bytes the sender may transmit: `[0, granted)`.
-    pub fn granted(&self) -> u32 {
+    pub(crate) fn granted(&self) -> u32 {
         self.granted
     }
 
     /// Bytes of buffer held (what memory accounting charges).
-    pub fn buffer_len(&self) -> u32 {
+    pub(crate) fn buffer_len(&self) -> u32 {
         self.cap
     }
 
     /// Buffer bytes that raising the grant to `granted` would add.
-    pub fn growth_for(&self, granted: u32) -> u32 {
+    pub(crate) fn growth_for(&self, granted: u32) -> u32 {
         (Self::capacity_for(self.length, granted.min(self.length)) as u32)
             .saturating_sub(self.buffer_len())
     }
@@ -169,7 +169,7 @@ impl MsgIn {
     /// Raises the grant (never lowers it) and the buffer bytes the message
     /// may hold with it. Returns the number of buffer bytes added to the
     /// accounting; nothing is allocated here (pages come with the bytes).
-    pub fn set_granted(&mut self, granted: u32) -> u32 {
+    pub(crate) fn set_granted(&mut self, granted: u32) -> u32 {
         let granted = granted.min(self.length);
         if granted <= self.granted {
             return 0;
@@ -181,42 +181,42 @@ impl MsgIn {
     }
 
     /// Total message length.
-    pub fn length(&self) -> u32 {
+    pub(crate) fn length(&self) -> u32 {
         self.length
     }
 
     /// Bytes not yet received.
-    pub fn bytes_remaining(&self) -> u32 {
+    pub(crate) fn bytes_remaining(&self) -> u32 {
         self.bytes_remaining
     }
 
     /// Bytes received so far.
-    pub fn received(&self) -> u32 {
+    pub(crate) fn received(&self) -> u32 {
         self.length - self.bytes_remaining
     }
 
     /// One past the highest byte received.
-    pub fn recv_end(&self) -> u32 {
+    pub(crate) fn recv_end(&self) -> u32 {
         self.recv_end
     }
 
     /// Missing ranges below `recv_end`, sorted.
-    pub fn gaps(&self) -> &[Gap] {
+    pub(crate) fn gaps(&self) -> &[Gap] {
         &self.gaps
     }
 
     /// Missing ranges, mutable (the timer marks them requested).
-    pub fn gaps_mut(&mut self) -> &mut [Gap] {
+    pub(crate) fn gaps_mut(&mut self) -> &mut [Gap] {
         &mut self.gaps
     }
 
     /// True once every byte has arrived.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.bytes_remaining == 0
     }
 
     /// True if all granted bytes have arrived (the sender owes us nothing).
-    pub fn all_granted_received(&self) -> bool {
+    pub(crate) fn all_granted_received(&self) -> bool {
         self.gaps.is_empty() && self.recv_end >= self.granted
     }
 
@@ -224,7 +224,7 @@ impl MsgIn {
     /// A packet that would push the gap count above `max_gaps` is dropped.
     /// `level` is the priority level the packet arrived at, or
     /// [`UNKNOWN_LEVEL`].
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         offset: u32,
         data: &[u8],
@@ -369,7 +369,7 @@ impl MsgIn {
     /// The assembled message's storage. Call only when complete. A
     /// message of one page is handed over as it is; a longer one is
     /// copied once into contiguous storage.
-    pub fn into_vec(mut self) -> Vec<u8> {
+    pub(crate) fn into_vec(mut self) -> Vec<u8> {
         debug_assert!(self.is_complete() && self.recv_end == self.length);
         if self.pages.len() == 1 {
             return self.pages.pop().unwrap_or_default();
@@ -383,7 +383,7 @@ impl MsgIn {
 
     /// The assembled message. Call only when complete.
     #[cfg(test)]
-    pub fn into_bytes(self) -> bytes::Bytes {
+    pub(crate) fn into_bytes(self) -> bytes::Bytes {
         bytes::Bytes::from(self.into_vec())
     }
 

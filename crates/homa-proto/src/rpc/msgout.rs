@@ -41,7 +41,7 @@ pub(crate) struct MsgOut {
 impl MsgOut {
     /// A message of `data.len()` bytes (at most `u32::MAX`; the endpoint
     /// checks its configured maximum first).
-    pub fn new(
+    pub(crate) fn new(
         data: Bytes,
         seg_size: u32,
         unsched_bytes: u32,
@@ -64,28 +64,28 @@ impl MsgOut {
     }
 
     /// Message length.
-    pub fn length(&self) -> u32 {
+    pub(crate) fn length(&self) -> u32 {
         self.data.len() as u32
     }
 
     /// Bytes never transmitted (the sender's SRPT key).
-    pub fn bytes_left(&self) -> u32 {
+    pub(crate) fn bytes_left(&self) -> u32 {
         self.length() - self.next_xmit
     }
 
     /// True if granted bytes wait for their first transmission.
-    pub fn has_sendable(&self) -> bool {
+    pub(crate) fn has_sendable(&self) -> bool {
         self.next_xmit < self.granted
     }
 
     /// True once every byte has been transmitted at least once.
-    pub fn fully_sent(&self) -> bool {
+    pub(crate) fn fully_sent(&self) -> bool {
         self.next_xmit >= self.length()
     }
 
     /// Raises the grant (never lowers it), clamped to the message length.
     /// Returns true if the grant grew.
-    pub fn raise_grant(&mut self, offset: u32) -> bool {
+    pub(crate) fn raise_grant(&mut self, offset: u32) -> bool {
         let offset = offset.min(self.length());
         if offset > self.granted {
             self.granted = offset;
@@ -96,12 +96,12 @@ impl MsgOut {
     }
 
     /// The packet starting at `offset` (a grid point): its length.
-    pub fn packet_len(&self, offset: u32) -> u32 {
+    pub(crate) fn packet_len(&self, offset: u32) -> u32 {
         self.seg_size.min(self.length() - offset)
     }
 
     /// Priority of the packet starting at `offset`.
-    pub fn priority_at(&self, offset: u32) -> u8 {
+    pub(crate) fn priority_at(&self, offset: u32) -> u8 {
         if offset < self.unscheduled {
             self.unsched_priority
         } else {
@@ -110,13 +110,13 @@ impl MsgOut {
     }
 
     /// Message bytes `[offset, offset + len)`.
-    pub fn bytes(&self, offset: u32, len: u32) -> &[u8] {
+    pub(crate) fn bytes(&self, offset: u32, len: u32) -> &[u8] {
         &self.data[offset as usize..(offset + len) as usize]
     }
 
     /// Queues `[start, end)` (clamped to what was transmitted) for
     /// retransmission at `priority`. Returns false if nothing was queued.
-    pub fn queue_resend(&mut self, start: u32, end: u32, priority: u8) -> bool {
+    pub(crate) fn queue_resend(&mut self, start: u32, end: u32, priority: u8) -> bool {
         let end = end.min(self.next_xmit);
         if start >= end {
             return false;
@@ -142,12 +142,12 @@ impl MsgOut {
     }
 
     /// True if retransmissions are pending.
-    pub fn has_resends(&self) -> bool {
+    pub(crate) fn has_resends(&self) -> bool {
         !self.resends.is_empty()
     }
 
     /// Takes the next retransmission packet: `(offset, len, priority)`.
-    pub fn next_resend(&mut self) -> Option<(u32, u32, u8)> {
+    pub(crate) fn next_resend(&mut self) -> Option<(u32, u32, u8)> {
         let (start, end, prio) = *self.resends.first()?;
         let len = self.packet_len(start);
         let next = start + len;
@@ -160,7 +160,7 @@ impl MsgOut {
     }
 
     /// Peeks at the start and priority of the next retransmission.
-    pub fn peek_resend(&self) -> Option<(u32, u8)> {
+    pub(crate) fn peek_resend(&self) -> Option<(u32, u8)> {
         self.resends.first().map(|r| (r.0, r.2))
     }
 }

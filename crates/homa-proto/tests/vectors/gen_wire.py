@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generates wire.json: byte-exact Homa packet vectors.
 
-The bytes are built here from the offset tables of the reference
-(../shared/spec/homa-reference.md section 1, i.e. homa_wire.h), with Python's
+The bytes are built here from the offset tables of the kernel module
+(homa_wire.h; docs/protocol.md, "Wire format"), with Python's
 struct module, independently of the Rust encoder. The Rust test
 (tests/wire_vectors.rs) checks that `Repr::emit` reproduces every "emit"
 vector and that `Repr::parse` reproduces the fields of every vector.

@@ -1,5 +1,7 @@
-//! Receiver-side scheduling (reference 4.2): which incoming messages get
-//! granted, how far, and at which priority.
+//! Receiver-side scheduling (`docs/protocol.md`, "Grants"): which incoming
+//! messages get granted, how far, and at which priority. The scheduler's
+//! state is the owned [`scheduler::GrantScheduler`]; this module is the
+//! grant pass that applies it to the RPCs.
 //!
 //! * **Rank**: fewer bytes still to receive first; ties go to the message
 //!   whose first packet arrived earlier.
@@ -27,41 +29,17 @@
 //!   responsive gets `fifo_grant_increment` more bytes at the high priority,
 //!   so large messages cannot starve under a stream of shorter ones.
 //! * **Memory**: every grant first fits the receive-memory budget
-//!   ([`Endpoint::fit_grant_to_memory`]).
+//!   (`Endpoint::fit_grant_to_memory`, [`crate::memory::RxMemory`]).
 
-use std::collections::BTreeSet;
+pub(crate) mod scheduler;
 
 use crate::endpoint::Endpoint;
-use crate::rpc::msgin::GRANT_SLACK;
-use crate::rpc::Probe;
+use crate::memory::{RxMemory, WaitKey};
+use crate::rpc::{Probe, RpcRef};
+use crate::timers::Timer;
 use crate::wire::{Body, GrantHeader};
 use crate::Instant;
-
-/// Position of an incoming message in rank order: (bytes remaining, birth,
-/// creation sequence, RPC key).
-pub(crate) type RankKey = (u32, Instant, u64, usize);
-
-/// Grant scheduler state.
-#[derive(Debug, Default)]
-pub(crate) struct Grants {
-    /// Every incoming message that still needs grants, in rank order.
-    pub ranked: BTreeSet<RankKey>,
-    /// The best-ranked message of each peer that has one.
-    pub heads: BTreeSet<RankKey>,
-    /// Granted-but-not-received bytes over all incoming messages.
-    pub total_incoming: i64,
-    /// Something changed since the last pass.
-    pub dirty: bool,
-    /// Next FIFO grant (armed while messages need grants).
-    pub next_fifo: Option<Instant>,
-    /// Number of messages active at the last pass.
-    pub active: usize,
-    /// RPC keys of the messages active at the last pass.
-    pub last_active: Vec<usize>,
-    /// Messages whose granted bytes starve behind higher levels (the
-    /// timer finds them): (key, seq).
-    pub starving: Vec<(usize, u64)>,
-}
+use scheduler::{GrantScheduler, RankKey};
 
 impl Endpoint {
     /// Updates the incoming accounting and the rank position of the RPC's
@@ -69,7 +47,7 @@ impl Endpoint {
     /// schedules a grant pass.
     pub(crate) fn grant_update(&mut self, key: usize) {
         self.grant_refresh(key);
-        self.grants.dirty = true;
+        self.grants.request_pass();
     }
 
     pub(crate) fn grant_refresh(&mut self, key: usize) {
@@ -78,14 +56,18 @@ impl Endpoint {
             return;
         };
         let inc = m.granted().saturating_sub(m.received());
-        self.grants.total_incoming += inc as i64 - m.rec_incoming as i64;
+        self.grants.add_incoming(inc as i64 - m.rec_incoming as i64);
         m.rec_incoming = inc;
-        let want =
-            (m.granted() < m.length()).then_some((m.bytes_remaining(), m.birth, rpc.seq, key));
+        let want = (m.granted() < m.length()).then_some(RankKey {
+            remaining: m.bytes_remaining(),
+            birth: m.birth,
+            rpc: RpcRef { seq: rpc.seq, key },
+        });
         if want != rpc.grant_rank {
             let old = core::mem::replace(&mut rpc.grant_rank, want);
             let peer = rpc.peer;
-            self.rank_move(peer, old, want);
+            self.grants
+                .rank_move(self.now, &mut self.timers, peer, old, want);
         }
     }
 
@@ -94,141 +76,57 @@ impl Endpoint {
     pub(crate) fn grant_remove(&mut self, key: usize) {
         let rpc = &mut self.rpcs[key];
         if let Some(m) = rpc.msgin.as_mut() {
-            self.grants.total_incoming -= m.rec_incoming as i64;
+            self.grants.add_incoming(-(m.rec_incoming as i64));
             m.rec_incoming = 0;
         }
         if let Some(old) = rpc.grant_rank.take() {
             let peer = rpc.peer;
-            self.rank_move(peer, Some(old), None);
+            self.grants
+                .rank_move(self.now, &mut self.timers, peer, Some(old), None);
         }
-        self.grants.dirty = true;
-    }
-
-    fn rank_move(
-        &mut self,
-        peer: core::net::SocketAddr,
-        old: Option<RankKey>,
-        new: Option<RankKey>,
-    ) {
-        if let Some(o) = old {
-            self.grants.ranked.remove(&o);
-        }
-        if let Some(n) = new {
-            self.grants.ranked.insert(n);
-            if self.grants.next_fifo.is_none() {
-                self.grants.next_fifo = self.fifo_interval().map(|i| self.now + i);
-            }
-        }
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let before = p.grantable.first().copied();
-        if let Some(o) = old {
-            p.grantable.remove(&o);
-        }
-        if let Some(n) = new {
-            p.grantable.insert(n);
-        }
-        let after = p.grantable.first().copied();
-        if before != after {
-            if let Some(b) = before {
-                self.grants.heads.remove(&b);
-            }
-            if let Some(a) = after {
-                self.grants.heads.insert(a);
-            }
-        }
-        if self.grants.ranked.is_empty() {
-            self.grants.next_fifo = None;
-        }
-    }
-
-    /// Time between FIFO grants, if they are enabled.
-    fn fifo_interval(&self) -> Option<core::time::Duration> {
-        let c = &self.config;
-        if c.grant_fifo_fraction == 0 || c.fifo_grant_increment == 0 || c.link_mbps == 0 {
-            return None;
-        }
-        // increment bytes at link × fraction: bytes·8 / (Mbit/s · ‰/1000) µs.
-        let nanos = c.fifo_grant_increment as u64 * 8_000_000
-            / (c.link_mbps as u64 * c.grant_fifo_fraction as u64);
-        Some(core::time::Duration::from_nanos(nanos))
-    }
-
-    /// The messages to grant to: the best `max_overcommit` by (depth within
-    /// their peer, rank), returned in rank order.
-    fn choose_active(&self) -> Vec<RankKey> {
-        let n = self.config.max_overcommit as usize;
-        let mut active: Vec<RankKey> = self.grants.heads.iter().take(n).copied().collect();
-        if active.len() < n && self.grants.ranked.len() > active.len() {
-            // Fewer peers than slots: give the remaining slots to second,
-            // third, ... messages of those peers, best first.
-            let mut more: Vec<(usize, RankKey)> = Vec::new();
-            for h in &active {
-                let peer = self.rpcs[h.3].peer;
-                if let Some(p) = self.peers.get(&peer) {
-                    more.extend(p.grantable.iter().copied().enumerate().skip(1).take(n));
-                }
-            }
-            more.sort_unstable();
-            let room = n - active.len();
-            active.extend(more.into_iter().take(room).map(|(_, k)| k));
-            active.sort_unstable();
-        }
-        active
+        self.grants.request_pass();
     }
 
     /// The grant pass: recomputes the active set and issues the GRANTs its
     /// windows, the incoming cap and the memory budget allow; then a FIFO
     /// grant if one is due.
     pub(crate) fn send_grants(&mut self, now: Instant) {
-        let fifo_due = self.grants.next_fifo.is_some_and(|t| now >= t);
-        if !self.grants.dirty && !fifo_due {
+        let fifo_due = self.timers.is_expired(Timer::FifoGrant, now);
+        let Some(pass) = self.grants.begin_pass(fifo_due) else {
             return;
-        }
-        self.grants.dirty = false;
-        if !self.mem_waiters.is_empty() {
+        };
+        if self.memory.has_waiting() {
             self.admit_waiting();
         }
-        let blocked_before = !self.rx_waiters.is_empty();
-        self.rx_waiters.clear();
-        let active = self.choose_active();
-        let n_active = active.len() as u32;
-        self.grants.active = active.len();
-        self.grants.last_active.clear();
-        self.grants.last_active.extend(active.iter().map(|k| k.3));
+        let blocked_before = self.memory.clear_blocked();
+        let active = self
+            .grants
+            .choose_active(self.config.max_overcommit as usize);
+        let n_active = active.len();
+        self.grants.set_active(&active);
         let cfg = &self.config;
-        let window = if cfg.window > 0 {
-            cfg.window
-        } else {
-            cfg.max_incoming / (n_active + 1)
-        };
+        let window = GrantScheduler::window(cfg.window, cfg.max_incoming, n_active);
         let max_incoming = cfg.max_incoming as i64;
-        let max_sched = self.prio.max_sched_prio as i32;
-        let extra = max_sched + 1 - n_active as i32;
+        let max_sched = self.prio.max_sched_prio;
         let mut needy = false;
         // Bytes we granted that starve behind later grants at higher levels:
         // grant nothing above them until they arrive.
         let rpcs = &self.rpcs;
-        self.grants
-            .starving
-            .retain(|&(k, seq)| rpcs.get(k).is_some_and(|r| r.seq == seq && r.starving));
         let starve_level = self
             .grants
-            .starving
+            .retain_starving(|r| {
+                rpcs.get(r.key)
+                    .is_some_and(|x| x.seq == r.seq && x.starving)
+            })
             .iter()
-            .map(|&(k, _)| self.rpcs[k].quiet_mark.0)
+            .map(|r| rpcs[r.key].quiet_mark.0)
             .min();
-        for (rank, &(_, _, seq, key)) in active.iter().enumerate() {
-            let mut prio = max_sched - rank as i32;
-            if extra >= 0 {
-                prio -= extra;
-            }
-            let prio = prio.max(0) as u8;
+        for (rank, k) in active.iter().enumerate() {
+            let prio = GrantScheduler::level(rank, n_active, max_sched);
             if starve_level.is_some_and(|l| prio > l) {
                 continue;
             }
-            let Some(m) = self.rpcs[key].msgin.as_ref() else {
+            let Some(m) = self.rpcs[k.rpc.key].msgin.as_ref() else {
                 continue;
             };
             let target = (m.received() as u64 + window as u64).min(m.length() as u64) as u32;
@@ -236,7 +134,7 @@ impl Endpoint {
             if target <= granted || needy {
                 continue;
             }
-            let avail = max_incoming - self.grants.total_incoming;
+            let avail = max_incoming - self.grants.total_incoming();
             if avail <= 0 {
                 needy = true;
                 continue;
@@ -245,17 +143,17 @@ impl Endpoint {
             if delta < target - granted {
                 needy = true;
             }
-            self.issue_grant(key, seq, granted + delta, prio);
+            self.issue_grant(k.rpc, granted + delta, prio);
         }
-        if fifo_due {
+        if pass.fifo_due {
             self.fifo_grant(now, window);
         }
-        if !self.rx_waiters.is_empty() {
+        if !self.memory.blocked().is_empty() {
             self.break_memory_deadlock();
-        } else if blocked_before {
+        } else if blocked_before && self.memory.has_waiting() {
             // Messages that were blocked got their memory: waiting ones may
             // be admitted next.
-            self.grants.dirty |= !self.mem_waiters.is_empty();
+            self.grants.request_pass();
         }
     }
 
@@ -266,10 +164,11 @@ impl Endpoint {
     /// admitted again), so the best message can always finish.
     fn break_memory_deadlock(&mut self) {
         let best = self
-            .rx_waiters
+            .memory
+            .blocked()
             .iter()
-            .filter(|&&(k, seq)| self.live(k, seq))
-            .filter_map(|&(k, _)| self.rpcs[k].grant_rank.map(|r| (r, k)))
+            .filter(|r| self.live(r.key, r.seq))
+            .filter_map(|r| self.rpcs[r.key].grant_rank.map(|g| (g, r.key)))
             .min();
         let Some((best_rank, best)) = best else {
             return;
@@ -284,11 +183,8 @@ impl Endpoint {
         let (port, peer) = (self.rpcs[best].port, self.rpcs[best].peer);
         let victim = self
             .grants
-            .ranked
-            .iter()
-            .rev()
-            .take_while(|r| **r > best_rank)
-            .map(|r| r.3)
+            .worse_than(best_rank)
+            .map(|r| r.rpc.key)
             .find(|&k| {
                 let r = &self.rpcs[k];
                 (r.port == port || r.peer == peer)
@@ -296,7 +192,7 @@ impl Endpoint {
             });
         if let Some(victim) = victim {
             self.evict(victim);
-            self.grants.dirty = true;
+            self.grants.request_pass();
         }
     }
 
@@ -310,42 +206,56 @@ impl Endpoint {
         };
         let (peer, port, seq) = (rpc.peer, rpc.port, rpc.seq);
         rpc.waiting = Some((m.length(), m.unsched_end));
-        self.mem_waiters.insert((m.length(), seq, key));
+        self.memory.wait(WaitKey {
+            length: m.length(),
+            rpc: RpcRef { seq, key },
+        });
         self.stats.evictions += 1;
+        tracing::debug!(
+            rpc = rpc.id,
+            %peer,
+            length = m.length(),
+            received = m.received(),
+            "evicted: buffer taken for a better-ranked message"
+        );
         self.uncharge_rx(peer, port, crate::incoming::rx_charge(&m));
     }
 
     /// Grants the oldest responsive message `fifo_grant_increment` more
     /// bytes at the high priority.
     fn fifo_grant(&mut self, now: Instant, window: u32) {
-        self.grants.next_fifo = self.fifo_interval().map(|i| now + i);
+        let next = self.grants.fifo_interval().map(|i| now + i);
+        self.timers.set_opt(Timer::FifoGrant, next);
         let inc = self.config.fifo_grant_increment;
         let responsive = window as u64 + 2 * inc as u64;
-        let oldest = self
-            .grants
-            .ranked
-            .iter()
-            .filter(|&&(_, _, _, key)| {
-                self.rpcs[key]
-                    .msgin
-                    .as_ref()
-                    .is_some_and(|m| (m.rec_incoming as u64) < responsive)
-            })
-            .min_by_key(|&&(_, birth, seq, _)| (birth, seq))
-            .copied();
-        let Some((_, _, seq, key)) = oldest else {
+        let rpcs = &self.rpcs;
+        let oldest = self.grants.fifo_candidate(|k| {
+            rpcs[k.rpc.key]
+                .msgin
+                .as_ref()
+                .is_some_and(|m| (m.rec_incoming as u64) < responsive)
+        });
+        let Some(k) = oldest else {
             return;
         };
-        let granted = self.rpcs[key].msgin.as_ref().map_or(0, |m| m.granted());
+        let granted = self.rpcs[k.rpc.key]
+            .msgin
+            .as_ref()
+            .map_or(0, |m| m.granted());
         let prio = self.config.high_priority();
         self.stats.fifo_grants += 1;
-        self.issue_grant(key, seq, granted.saturating_add(inc), prio);
+        tracing::trace!(
+            rpc = self.rpcs[k.rpc.key].id,
+            "fifo grant to the oldest message"
+        );
+        self.issue_grant(k.rpc, granted.saturating_add(inc), prio);
     }
 
     /// Raises the RPC's grant to `target` (within the memory budget) and
     /// sends the GRANT.
-    fn issue_grant(&mut self, key: usize, seq: u64, target: u32, prio: u8) {
-        let Some(target) = self.fit_grant_to_memory(key, seq, target) else {
+    fn issue_grant(&mut self, rpc: RpcRef, target: u32, prio: u8) {
+        let key = rpc.key;
+        let Some(target) = self.fit_grant_to_memory(key, rpc.seq, target) else {
             return;
         };
         if let Some(m) = self.rpcs[key].msgin.as_mut() {
@@ -360,6 +270,7 @@ impl Endpoint {
             priority: prio,
         });
         self.stats.grants += 1;
+        tracing::trace!(rpc = id, %peer, offset = target, priority = prio, "grant");
         self.send_control(port, peer, id, body);
     }
 
@@ -372,16 +283,11 @@ impl Endpoint {
         let avail = self.rx_available(peer, port);
         let m = self.rpcs[key].msgin.as_mut()?;
         let target = target.min(m.length());
-        let mut target = target;
-        if m.growth_for(target) as u64 > avail {
-            // Largest grant whose buffer fits: the buffer extends GRANT_SLACK
-            // past the grant.
-            let cap = (m.buffer_len() as u64 + avail).saturating_sub(GRANT_SLACK as u64);
-            target = target.min(cap.min(u32::MAX as u64) as u32);
-        }
+        let target = RxMemory::fit_grant(target, m.buffer_len(), m.growth_for(target), avail);
         if target <= m.granted() {
-            self.rx_waiters.push((key, seq));
+            self.memory.block(RpcRef { seq, key });
             self.stats.grants_deferred_memory += 1;
+            tracing::trace!(rpc = self.rpcs[key].id, %peer, avail, "grant deferred: no receive memory");
             return None;
         }
         let before = m.granted();
@@ -397,12 +303,12 @@ impl Endpoint {
 
     /// Bytes granted but not yet received, over all incoming messages.
     pub fn total_incoming(&self) -> i64 {
-        self.grants.total_incoming
+        self.grants.total_incoming()
     }
 
     /// Number of messages that were active at the last grant pass.
     pub fn active_grants(&self) -> usize {
-        self.grants.active
+        self.grants.active_count()
     }
 }
 
@@ -437,7 +343,7 @@ impl Endpoint {
                 length: m.length(),
                 received: m.received(),
                 granted: m.granted(),
-                active: self.grants.last_active.contains(&key),
+                active: self.grants.is_active(key),
             })
         })
     }
