@@ -455,7 +455,8 @@ impl Simulator {
         }
         self.ran = true;
         let mut next_report = 0u64;
-        while let Some(t) = self.q.peek_time() {
+        while let Some((t, ev)) = self.q.pop() {
+            // Ending drops the popped event: nothing reads the queue after.
             if t > self.hard_end {
                 // The network was simulated up to the hard end.
                 self.now = self.now.max(self.hard_end);
@@ -464,7 +465,6 @@ impl Simulator {
             if self.now >= self.arrivals_end && self.outstanding == 0 {
                 break;
             }
-            let (t, ev) = self.q.pop().expect("peeked");
             self.now = t;
             self.events += 1;
             self.dispatch(ev);
