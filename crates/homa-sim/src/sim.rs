@@ -1149,6 +1149,8 @@ impl Simulator {
             end_us: self.now as f64 / 1e6,
             events: self.events,
             protocol: self.protocol.clone(),
+            base_rtt_us: self.unloaded.rpc(1, 1, true) as f64 / 1e6,
+            link_gbps: t_bps / 1e9,
         }
     }
 }
