@@ -47,9 +47,25 @@ fn summary_line(s: &Summary) -> String {
 /// One-line title of a run.
 pub fn title(r: &Results) -> String {
     format!(
-        "{} ({}), {} profile, {}, load {:.2}, {} hosts, seed {}",
-        r.workload, r.variant, r.profile, r.mode, r.utilization.offered, r.hosts, r.seed
+        "{} ({}), {} profile, {}, load {:.2}, {} hosts{}, seed {}",
+        r.workload,
+        r.variant,
+        r.profile,
+        r.mode,
+        r.utilization.offered,
+        r.hosts,
+        endpoints(r),
+        r.seed
     )
+}
+
+/// ", K endpoints per host" when there are several.
+fn endpoints(r: &Results) -> String {
+    if r.endpoints_per_host > 1 {
+        format!(", {} endpoints per host", r.endpoints_per_host)
+    } else {
+        String::new()
+    }
 }
 
 /// A text report: summary lines and the per-bucket table.
@@ -329,6 +345,9 @@ pub fn csv(r: &Results) -> String {
     for (k, v) in kv {
         let _ = writeln!(s, "# {k}={v}");
     }
+    if r.endpoints_per_host > 1 {
+        let _ = writeln!(s, "# endpoints_per_host={}", r.endpoints_per_host);
+    }
     let _ = writeln!(
         s,
         "above,upto,share,count,p50,p99,p999,mean,p50_us,p99_us,incomplete,incomplete_bytes"
@@ -416,7 +435,7 @@ fn slowdown_name(runs: &[(&str, &Results)]) -> &'static str {
 /// command's plots), then the profile and the network.
 pub fn plot_title(r: &Results) -> String {
     format!(
-        "homa-sim {} ({}), load {:.2}; base RTT {:.1} us, link {} Gbit/s; {} profile, {}, {} hosts",
+        "homa-sim {} ({}), load {:.2}; base RTT {:.1} us, link {} Gbit/s; {} profile, {}, {} hosts{}",
         r.workload,
         r.variant,
         r.utilization.offered,
@@ -424,6 +443,7 @@ pub fn plot_title(r: &Results) -> String {
         r.link_gbps,
         r.profile,
         r.mode,
-        r.hosts
+        r.hosts,
+        endpoints(r)
     )
 }

@@ -567,6 +567,8 @@ pub struct Results {
     pub base_rtt_us: f64,
     /// Host link rate, Gbit/s.
     pub link_gbps: f64,
+    /// Independent Homa endpoints per host (`HostParams::endpoints`).
+    pub endpoints_per_host: u32,
 }
 
 #[cfg(test)]
