@@ -175,7 +175,8 @@ pub struct SimArgs {
     #[arg(long, value_enum, default_value = "pull")]
     pub nic: NicArg,
     /// Independent Homa endpoints per host (K processes: each its own
-    /// scheduler and pacer at the full link rate).
+    /// scheduler and pacer at the full link rate); model processes with
+    /// `--nic push --pacer true`.
     #[arg(long, default_value_t = 1)]
     pub endpoints_per_host: u32,
 

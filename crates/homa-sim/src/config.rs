@@ -124,9 +124,13 @@ pub struct HostParams {
     /// and each believing it owns the host's link: what `K` Homa
     /// processes on one host are today (issue 17). The host's application
     /// hands each message to one of its endpoints, chosen uniformly, for
-    /// one of the destination host's endpoints, chosen uniformly; a
-    /// pull-mode NIC asks its endpoints in turn (round robin) when its
-    /// link frees. 1 (the default) is one endpoint per host.
+    /// one of the destination host's endpoints, chosen uniformly. What K
+    /// processes have is a FIFO NIC they all push into, each with its own
+    /// pacer (`NicMode::Push`, pacer on); a pull-mode NIC asks the
+    /// endpoints in turn, one transmit per turn, which starves an endpoint
+    /// whose GRANTs (sent before its data) use up its turns (see the
+    /// crate's `results/README.md`). 1 (the default) is one endpoint per
+    /// host.
     pub endpoints: u32,
 }
 
