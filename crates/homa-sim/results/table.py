@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the Markdown tables of README.md from the runs in this directory:
 python3 table.py paper-w1-80 paper-w2-80 ... (one row per run; reads
-NAME.csv, NAME.txt and, if present, NAME.time from /usr/bin/time -v)."""
+NAME.csv, NAME.txt and, if present, NAME.time from /usr/bin/time -v);
+python3 table.py --k k1-w4-80 k2-w4-80 ... the K-endpoints table."""
 import re
 import sys
 
@@ -62,4 +63,28 @@ def main(names):
         print(f"| {n} | " + ", ".join(f"{p[0]} ms: {p[1]} / {p[2]} / {p[3]}" for p in cells) + " |")
 
 
-main(sys.argv[1:])
+def k_table(names):
+    """Issue 17.4: one row per run of K endpoints per host."""
+    print("| run | K | short 10% P99 (analytic) | vs K=1 | all P99 | largest ToR buffer | largest downlink queue "
+          "| largest NIC queue | util DATA (generated) | incomplete | CPU | wall | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    base = {}
+    for n in names:
+        r = kv(n)
+        k = int(r.get("endpoints_per_host", "1"))
+        w = re.sub(r"k\d+-", "", n)
+        short = float(r["short_p99"])
+        base.setdefault(w, short if k == 1 else None)
+        rel = f"{short / base[w]:.2f}x" if base[w] else "-"
+        user, wall, rss = timing(n)
+        print(f"| {n} | {k} | {short:.2f} ({float(r['alt_short_p99']):.2f}) | {rel} | {float(r['all_p99']):.2f} "
+              f"| {int(r['max_tor_buffer']) / 1e3:.0f} KB | {int(r['max_downlink_queue']) / 1e3:.0f} KB "
+              f"| {int(r['max_nic_queue']) / 1e3:.0f} KB "
+              f"| {100 * float(r['utilization_data']):.1f}% ({100 * float(r['generated_load']):.1f}%) "
+              f"| {r['incomplete']} | {user} | {wall} | {rss} |")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--k":
+    k_table(sys.argv[2:])
+else:
+    main(sys.argv[1:])

@@ -174,6 +174,11 @@ pub struct SimArgs {
     /// NIC model: pull (ask the endpoint when the link frees) or push.
     #[arg(long, value_enum, default_value = "pull")]
     pub nic: NicArg,
+    /// Independent Homa endpoints per host (K processes: each its own
+    /// scheduler and pacer at the full link rate); model processes with
+    /// `--nic push --pacer true`.
+    #[arg(long, default_value_t = 1)]
+    pub endpoints_per_host: u32,
 
     /// IP MTU.
     #[arg(long)]
@@ -305,6 +310,7 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
         h.rx_delay = d;
     }
     h.nic_delay = a.nic_delay;
+    h.endpoints = a.endpoints_per_host;
     h.nic = match a.nic {
         NicArg::Pull => NicMode::Pull,
         NicArg::Push => NicMode::Push,

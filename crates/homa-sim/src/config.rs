@@ -119,6 +119,19 @@ pub struct HostParams {
     pub nic_delay: Duration,
     /// How the NIC takes packets from the endpoint.
     pub nic: NicMode,
+    /// Homa endpoints per host (`K`), each with its own socket (ports
+    /// `PORT`, `PORT + 1`, ...), peer table, grant scheduler and pacer,
+    /// and each believing it owns the host's link: what `K` Homa
+    /// processes on one host are today (issue 17). The host's application
+    /// hands each message to one of its endpoints, chosen uniformly, for
+    /// one of the destination host's endpoints, chosen uniformly. What K
+    /// processes have is a FIFO NIC they all push into, each with its own
+    /// pacer (`NicMode::Push`, pacer on); a pull-mode NIC asks the
+    /// endpoints in turn, one transmit per turn, which starves an endpoint
+    /// whose GRANTs (sent before its data) use up its turns (see the
+    /// crate's `results/README.md`). 1 (the default) is one endpoint per
+    /// host.
+    pub endpoints: u32,
 }
 
 impl Default for HostParams {
@@ -129,6 +142,7 @@ impl Default for HostParams {
             rx_delay: Duration::ZERO,
             nic_delay: Duration::from_nanos(500),
             nic: NicMode::Pull,
+            endpoints: 1,
         }
     }
 }
@@ -594,6 +608,12 @@ impl SimConfig {
         }
         if t.hosts() > 1 << 24 {
             return bad("too many hosts");
+        }
+        if self.host.endpoints == 0 || self.host.endpoints > 256 {
+            return bad("endpoints per host must be 1 to 256");
+        }
+        if u64::from(t.hosts()) * u64::from(self.host.endpoints) > 1 << 24 {
+            return bad("too many endpoints");
         }
         let load = self.traffic.load;
         if !load.is_finite() || load < 0.0 {

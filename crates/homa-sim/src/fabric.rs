@@ -27,8 +27,6 @@
 //! The fabric moves bytes and time only: it never looks inside a packet
 //! except to count DATA bytes for statistics.
 
-use std::collections::VecDeque;
-
 use homa_proto::wire::{common::field, DataHeader, PacketType};
 use homa_workload::Rng;
 
@@ -48,7 +46,7 @@ use crate::time::{ps, ser_ps, Ps};
 const NONE: u32 = u32::MAX;
 
 /// A packet in flight.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Packet {
     /// The Homa packet (its buffer is recycled with the slot).
     pub buf: Vec<u8>,
@@ -68,6 +66,27 @@ pub(crate) struct Packet {
     pub payload: u32,
     /// Bytes on the wire: Homa bytes plus IP, UDP and Ethernet overhead.
     pub wire: u32,
+    /// The next packet in the same port queue ([`NONE`] at the tail): the
+    /// queues are lists threaded through the packets, so taking a packet
+    /// off a queue touches only the packet, which is read anyway.
+    next: u32,
+}
+
+impl Default for Packet {
+    fn default() -> Self {
+        Packet {
+            buf: Vec::new(),
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+            tos: 0,
+            prio: 0,
+            payload: 0,
+            wire: 0,
+            next: NONE,
+        }
+    }
 }
 
 impl Packet {
@@ -170,10 +189,14 @@ pub(crate) struct PortStats {
     pub tx_packets: u64,
 }
 
-/// An output port and its link.
+/// An output port and its link. The fields every packet touches come
+/// first, and the queues are two packet ids per level, so a port is two
+/// cache lines.
 #[derive(Debug)]
 pub(crate) struct Port {
     pub kind: PortKind,
+    /// Bit `i` set: queue `i` is non-empty.
+    mask: u8,
     /// Host owning a NIC port, or [`NONE`].
     pub host: u32,
     /// Switch owning the port, or [`NONE`].
@@ -181,9 +204,11 @@ pub(crate) struct Port {
     pub to: Node,
     bps: u64,
     latency: Ps,
-    queues: [VecDeque<u32>; 8],
-    /// Bit `i` set: queue `i` is non-empty.
-    mask: u8,
+    /// First packet of each priority level's FIFO (valid where `mask` says
+    /// non-empty), linked through [`Packet`]`::next`.
+    head: [u32; 8],
+    /// Last packet of each level's FIFO.
+    tail: [u32; 8],
     queued_bytes: u64,
     busy_until: Ps,
     /// The PortFree event that is still valid, if any.
@@ -205,7 +230,8 @@ impl Port {
             to,
             bps,
             latency,
-            queues: Default::default(),
+            head: [NONE; 8],
+            tail: [NONE; 8],
             mask: 0,
             queued_bytes: 0,
             busy_until: 0,
@@ -486,7 +512,8 @@ impl Fabric {
     /// Queues a packet on a port and starts the port if it is free.
     fn enqueue(&mut self, port: u32, pkt: u32, level: u8, now: Ps, q: &mut EventQueue<Ev>) {
         let (wire, dst, data) = {
-            let k = self.pkts.get(pkt);
+            let k = self.pkts.get_mut(pkt);
+            k.next = NONE;
             (u64::from(k.wire), k.dst, k.payload > 0)
         };
         let p = &mut self.ports[port as usize];
@@ -494,8 +521,15 @@ impl Fabric {
             self.data_queued_fabric[dst as usize] += 1;
         }
         let p = &mut self.ports[port as usize];
-        let level = level.min(7);
-        p.queues[level as usize].push_back(pkt);
+        let level = usize::from(level.min(7));
+        if p.mask & (1 << level) != 0 {
+            let last = p.tail[level];
+            self.pkts.get_mut(last).next = pkt;
+        } else {
+            p.head[level] = pkt;
+        }
+        let p = &mut self.ports[port as usize];
+        p.tail[level] = pkt;
         p.mask |= 1 << level;
         p.queued_bytes += wire;
         let switch = p.switch;
@@ -523,15 +557,17 @@ impl Fabric {
         let p = &mut self.ports[port as usize];
         debug_assert!(p.mask != 0 && p.busy_until <= now);
         let level = 7 - p.mask.leading_zeros() as usize;
-        let pkt = p.queues[level].pop_front().expect("mask says non-empty");
-        if p.queues[level].is_empty() {
-            p.mask &= !(1 << level);
-        }
-        let (wire, prio, payload, dst) = {
+        let pkt = p.head[level];
+        let (wire, prio, payload, dst, next) = {
             let k = self.pkts.get(pkt);
-            (k.wire, k.prio, k.payload, k.dst)
+            (k.wire, k.prio, k.payload, k.dst, k.next)
         };
         let p = &mut self.ports[port as usize];
+        if next == NONE {
+            p.mask &= !(1 << level);
+        } else {
+            p.head[level] = next;
+        }
         p.last_dst = dst;
         p.last_prio = prio;
         if payload > 0 && matches!(p.kind, PortKind::TorUp | PortKind::AggDown) {

@@ -47,9 +47,25 @@ fn summary_line(s: &Summary) -> String {
 /// One-line title of a run.
 pub fn title(r: &Results) -> String {
     format!(
-        "{} ({}), {} profile, {}, load {:.2}, {} hosts, seed {}",
-        r.workload, r.variant, r.profile, r.mode, r.utilization.offered, r.hosts, r.seed
+        "{} ({}), {} profile, {}, load {:.2}, {} hosts{}, seed {}",
+        r.workload,
+        r.variant,
+        r.profile,
+        r.mode,
+        r.utilization.offered,
+        r.hosts,
+        endpoints(r),
+        r.seed
     )
+}
+
+/// ", K endpoints per host" when there are several.
+fn endpoints(r: &Results) -> String {
+    if r.endpoints_per_host > 1 {
+        format!(", {} endpoints per host", r.endpoints_per_host)
+    } else {
+        String::new()
+    }
 }
 
 /// A text report: summary lines and the per-bucket table.
@@ -329,6 +345,9 @@ pub fn csv(r: &Results) -> String {
     for (k, v) in kv {
         let _ = writeln!(s, "# {k}={v}");
     }
+    if r.endpoints_per_host > 1 {
+        let _ = writeln!(s, "# endpoints_per_host={}", r.endpoints_per_host);
+    }
     let _ = writeln!(
         s,
         "above,upto,share,count,p50,p99,p999,mean,p50_us,p99_us,incomplete,incomplete_bytes"
@@ -355,9 +374,17 @@ pub fn csv(r: &Results) -> String {
     s
 }
 
-/// Slowdown (P50 and P99) against message size, log x, for one or more
-/// runs; each run's points sit at its buckets' upper bounds.
+/// Slowdown (P50 and P99) against message size for one or more runs, as
+/// [`slowdown_plot`] draws it (SVG).
 pub fn plot(runs: &[(&str, &Results)]) -> String {
+    slowdown_plot(runs).render()
+}
+
+/// Slowdown (P50 and P99) against message size, log-log like every
+/// slowdown plot of the project ([`Plot::slowdown`]), for one or more runs;
+/// each run's points sit at its buckets' upper bounds. Titled with the
+/// first run's workload, load, base RTT and link ([`plot_title`]).
+pub fn slowdown_plot(runs: &[(&str, &Results)]) -> Plot {
     let mut series = Vec::new();
     for (i, (label, r)) in runs.iter().enumerate() {
         let color = COLORS[i % COLORS.len()].to_string();
@@ -386,19 +413,37 @@ pub fn plot(runs: &[(&str, &Results)]) -> String {
             dashed: true,
         });
     }
-    let title = match runs {
-        [(_, r)] => format!("Slowdown: {}", title(r)),
-        _ => "Slowdown".to_string(),
+    let title = match runs.first() {
+        Some((_, r)) => plot_title(r),
+        None => "Slowdown".to_string(),
     };
-    Plot {
-        title,
-        x_label: "message size (bytes, bucket upper bound)".into(),
-        y_label: "slowdown".into(),
-        x_log: true,
-        y_log: false,
-        legend_right: false,
-        y_min: 1.0,
-        series,
+    let mut p = Plot::slowdown(&title, series);
+    p.x_label = "message length (bytes, size bucket's upper bound)".into();
+    p.y_label = format!("slowdown ({} unloaded time)", slowdown_name(runs));
+    p
+}
+
+/// Which unloaded time the plotted slowdowns divide by.
+fn slowdown_name(runs: &[(&str, &Results)]) -> &'static str {
+    match runs.first() {
+        Some((_, r)) if r.slowdown.0 == "paper" => "the paper's",
+        _ => "this network's",
     }
-    .render()
+}
+
+/// The plot's title: workload, load, base RTT and link (as the `homa`
+/// command's plots), then the profile and the network.
+pub fn plot_title(r: &Results) -> String {
+    format!(
+        "homa-sim {} ({}), load {:.2}; base RTT {:.1} us, link {} Gbit/s; {} profile, {}, {} hosts{}",
+        r.workload,
+        r.variant,
+        r.utilization.offered,
+        r.base_rtt_us,
+        r.link_gbps,
+        r.profile,
+        r.mode,
+        r.hosts,
+        endpoints(r)
+    )
 }

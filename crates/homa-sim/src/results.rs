@@ -562,6 +562,13 @@ pub struct Results {
     pub events: u64,
     /// The protocol settings in force (see `config::Resolved::summary`).
     pub protocol: String,
+    /// Unloaded round trip of a 1-byte request and a 1-byte response
+    /// between racks (this network's, `analytic.rs`), µs.
+    pub base_rtt_us: f64,
+    /// Host link rate, Gbit/s.
+    pub link_gbps: f64,
+    /// Independent Homa endpoints per host (`HostParams::endpoints`).
+    pub endpoints_per_host: u32,
 }
 
 #[cfg(test)]

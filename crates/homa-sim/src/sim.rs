@@ -4,7 +4,9 @@
 //! # Hosts
 //!
 //! Host `h` has address `10.x.y.z` = `0x0A000001 + h` and one Homa socket on
-//! port [`PORT`] that both sends requests and serves them. The simulator
+//! port [`PORT`] that both sends requests and serves them; with
+//! `HostParams::endpoints` = K > 1 it runs K independent endpoints, endpoint
+//! `k` on port `PORT + k` (endpoint number `h K + k`). The simulator
 //! follows the endpoint's driver contract: after every input
 //! (`handle_datagram`, `handle_timeout`, an application command) it drains
 //! `poll_event`, lets the NIC take packets (`poll_transmit`, see
@@ -63,9 +65,14 @@ const DIAG_INTERVAL: Ps = 5_000_000;
 
 const BASE_IP: u32 = 0x0A00_0001;
 
-/// The address of host `h`.
+/// The address of host `h` (its first endpoint's socket).
 pub fn host_addr(h: u32) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(BASE_IP + h)), PORT)
+    endpoint_addr(h, 0)
+}
+
+/// The address of endpoint `k` of host `h`.
+pub fn endpoint_addr(h: u32, k: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(BASE_IP + h)), PORT + k as u16)
 }
 
 fn host_of(addr: &SocketAddr) -> Option<u32> {
@@ -73,6 +80,13 @@ fn host_of(addr: &SocketAddr) -> Option<u32> {
         IpAddr::V4(ip) => u32::from(ip).checked_sub(BASE_IP),
         IpAddr::V6(_) => None,
     }
+}
+
+/// The endpoint number of `addr` among `hosts` hosts of `k` endpoints.
+fn ep_of(addr: &SocketAddr, hosts: u32, k: u32) -> Option<u32> {
+    let h = host_of(addr).filter(|&h| h < hosts)?;
+    let i = u32::from(addr.port().checked_sub(PORT)?);
+    (i < k).then_some(h * k + i)
 }
 
 /// Simulator events.
@@ -103,18 +117,21 @@ pub(crate) enum Ev {
 /// never iterated).
 type IdMap = FxHashMap<u64, u32>;
 
+/// One endpoint of a host (a host has `HostParams::endpoints` of them).
 struct Host {
     ep: Endpoint,
+    /// The NIC's port: the host's number.
     nic_port: u32,
+    /// The endpoint's socket port.
+    port: u16,
     /// Time of the Timer event currently scheduled, if any.
     timer_at: Option<Ps>,
-    arrivals: Option<Poisson>,
     /// Client RPC id -> message.
     rpcs: IdMap,
     /// Messages whose send hit the socket's send cap, waiting for
     /// `Event::Writable`, oldest first.
     blocked: std::collections::VecDeque<u32>,
-    /// Hosts whose server incarnation this host's endpoint was given.
+    /// Endpoints whose server incarnation this endpoint was given.
     met: rustc_hash::FxHashSet<u32>,
 }
 
@@ -124,6 +141,9 @@ struct Msg {
     id: u64,
     src: u32,
     dst: u32,
+    /// Sending and receiving endpoints (`host K + k`).
+    src_ep: u32,
+    dst_ep: u32,
     size: u32,
     created: Ps,
     measured: bool,
@@ -174,7 +194,15 @@ pub struct Simulator {
     now: Ps,
     q: EventQueue<Ev>,
     fabric: Fabric,
+    /// Every endpoint: host `h`'s are `h K .. (h + 1) K`.
     hosts: Vec<Host>,
+    /// Endpoints per host (K).
+    k: u32,
+    /// Per host: its application's arrival process.
+    arrivals: Vec<Option<Poisson>>,
+    /// Per host: the endpoint its pull-mode NIC asks first when the link
+    /// frees (round robin among K endpoints).
+    nic_next: Vec<u32>,
     msgs: Slab<Msg>,
     notes: Slab<Note>,
     dist: SizeDist,
@@ -267,27 +295,39 @@ impl Simulator {
             t.host_link_bps as f64,
             wire_bytes_per_message(cfg, &dist),
         );
-        let mut hosts = Vec::with_capacity(t.hosts() as usize);
+        let k = cfg.host.endpoints;
+        let mut hosts = Vec::with_capacity((t.hosts() * k) as usize);
+        let mut arrivals = Vec::with_capacity(t.hosts() as usize);
         for h in 0..t.hosts() {
-            let seed = Rng::stream(cfg.seed, 0x1000_0000 + u64::from(h)).next_u64();
-            let mut ep = Endpoint::new(ep_cfg.clone(), seed).map_err(SimError::Endpoint)?;
-            ep.open_socket(PORT).map_err(SimError::Proto)?;
-            let arrivals = if rate > 0.0 {
+            for i in 0..k {
+                // Endpoint 0 keeps the stream a host had before endpoints
+                // were multiplied, so K = 1 runs are unchanged.
+                let stream = if i == 0 {
+                    0x1000_0000 + u64::from(h)
+                } else {
+                    0x2000_0000 + u64::from(h) * u64::from(k) + u64::from(i)
+                };
+                let seed = Rng::stream(cfg.seed, stream).next_u64();
+                let mut ep = Endpoint::new(ep_cfg.clone(), seed).map_err(SimError::Endpoint)?;
+                let port = PORT + i as u16;
+                ep.open_socket(port).map_err(SimError::Proto)?;
+                hosts.push(Host {
+                    ep,
+                    nic_port: h,
+                    port,
+                    timer_at: None,
+                    rpcs: IdMap::default(),
+                    blocked: std::collections::VecDeque::new(),
+                    met: rustc_hash::FxHashSet::default(),
+                });
+            }
+            arrivals.push(if rate > 0.0 {
                 Some(
                     Poisson::new(rate, Rng::stream(cfg.seed, u64::from(h)))
                         .map_err(SimError::Workload)?,
                 )
             } else {
                 None
-            };
-            hosts.push(Host {
-                ep,
-                nic_port: h,
-                timer_at: None,
-                arrivals,
-                rpcs: IdMap::default(),
-                blocked: std::collections::VecDeque::new(),
-                met: rustc_hash::FxHashSet::default(),
             });
         }
         let arrivals_end = ps(cfg.run.duration);
@@ -296,6 +336,9 @@ impl Simulator {
             q: EventQueue::new(),
             fabric,
             hosts,
+            k,
+            arrivals,
+            nic_next: vec![0; t.hosts() as usize],
             msgs: Slab::new(),
             notes: Slab::new(),
             unloaded: Unloaded::new(cfg),
@@ -374,9 +417,15 @@ impl Simulator {
         self.samples.as_deref().unwrap_or(&[])
     }
 
-    /// The endpoint of host `h`.
-    pub fn endpoint(&self, h: u32) -> &Endpoint {
-        &self.hosts[h as usize].ep
+    /// Endpoint number `e` (host `e / K`'s endpoint `e % K`; with one
+    /// endpoint per host, host `e`'s).
+    pub fn endpoint(&self, e: u32) -> &Endpoint {
+        &self.hosts[e as usize].ep
+    }
+
+    /// The endpoint number of a socket address (see [`endpoint_addr`]).
+    fn ep_of(&self, addr: &SocketAddr) -> Option<u32> {
+        ep_of(addr, self.fabric.hosts(), self.k)
     }
 
     /// The unloaded-time model in use.
@@ -386,8 +435,17 @@ impl Simulator {
 
     /// Queues one message from `src` to `dst` of `size` bytes, created at
     /// simulated time `at` (in addition to the Poisson arrivals; with load 0
-    /// the only traffic). It is measured if created after the warm-up.
+    /// the only traffic), between the hosts' first endpoints. It is
+    /// measured if created after the warm-up.
     pub fn add_message(&mut self, at: Ps, src: u32, dst: u32, size: u32) {
+        let k = self.k;
+        self.add_message_between(at, (src, src * k), (dst, dst * k), size);
+    }
+
+    /// [`add_message`](Self::add_message) between given endpoints:
+    /// `(host, endpoint number)` each.
+    fn add_message_between(&mut self, at: Ps, src: (u32, u32), dst: (u32, u32), size: u32) {
+        let ((src, src_ep), (dst, dst_ep)) = (src, dst);
         let measured = at >= self.warmup;
         let c = &self.ep_config;
         let req_wire = c.message_wire_bytes(size, false);
@@ -414,6 +472,8 @@ impl Simulator {
             id: self.generated,
             src,
             dst,
+            src_ep,
+            dst_ep,
             size,
             created: at,
             measured,
@@ -438,7 +498,7 @@ impl Simulator {
     fn schedule_arrival(&mut self, h: u32) {
         let now = self.now;
         let end = self.arrivals_end;
-        let Some(p) = self.hosts[h as usize].arrivals.as_mut() else {
+        let Some(p) = self.arrivals[h as usize].as_mut() else {
             return;
         };
         let gap = p.next_gap_nanos().saturating_mul(1000);
@@ -455,7 +515,8 @@ impl Simulator {
         }
         self.ran = true;
         let mut next_report = 0u64;
-        while let Some(t) = self.q.peek_time() {
+        while let Some((t, ev)) = self.q.pop() {
+            // Ending drops the popped event: nothing reads the queue after.
             if t > self.hard_end {
                 // The network was simulated up to the hard end.
                 self.now = self.now.max(self.hard_end);
@@ -464,7 +525,6 @@ impl Simulator {
             if self.now >= self.arrivals_end && self.outstanding == 0 {
                 break;
             }
-            let (t, ev) = self.q.pop().expect("peeked");
             self.now = t;
             self.events += 1;
             self.dispatch(ev);
@@ -508,8 +568,13 @@ impl Simulator {
                 if self.fabric.port_free(port, self.now, &mut self.q) {
                     let p = &self.fabric.ports[port as usize];
                     if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
-                        // The link is free: the endpoint may send.
-                        self.after_input(p.host);
+                        // The link is free: an endpoint may send.
+                        let h = p.host;
+                        if self.k == 1 {
+                            self.after_input(h);
+                        } else {
+                            self.nic_free(h);
+                        }
                     }
                 }
             }
@@ -551,8 +616,8 @@ impl Simulator {
 
     fn new_message(&mut self, h: u32) {
         let n = self.fabric.hosts();
-        let p = self.hosts[h as usize]
-            .arrivals
+        let k = self.k;
+        let p = self.arrivals[h as usize]
             .as_mut()
             .expect("arrivals only with a process");
         let size = self.dist.sample(p.rng());
@@ -560,12 +625,35 @@ impl Simulator {
         if dst >= h {
             dst += 1;
         }
-        self.add_message(self.now, h, dst, size);
+        // With one endpoint per host nothing more is drawn (runs unchanged).
+        let (ks, kd) = if k > 1 {
+            let ks = p.rng().below(u64::from(k)) as u32;
+            (ks, p.rng().below(u64::from(k)) as u32)
+        } else {
+            (0, 0)
+        };
+        self.add_message_between(self.now, (h, h * k + ks), (dst, dst * k + kd), size);
         self.schedule_arrival(h);
     }
 
+    /// Host `h`'s pull-mode NIC is free with K > 1 endpoints: asks them in
+    /// turn, from the one after the last that sent, until one sends.
+    fn nic_free(&mut self, h: u32) {
+        let k = self.k;
+        let port = h as usize;
+        let first = self.nic_next[port];
+        for i in 0..k {
+            let j = (first + i) % k;
+            self.after_input(h * k + j);
+            if !self.fabric.ports[port].idle(self.now) {
+                self.nic_next[port] = (j + 1) % k;
+                return;
+            }
+        }
+    }
+
     fn app_send(&mut self, key: u32) {
-        let src = self.msgs[key as usize].src;
+        let src = self.msgs[key as usize].src_ep;
         let host = &mut self.hosts[src as usize];
         if host.blocked.is_empty() {
             self.try_send(key);
@@ -582,17 +670,17 @@ impl Simulator {
         let m = self.msgs[key as usize];
         let payload = self.zeros.slice(..m.size as usize);
         let now = instant(self.now);
-        let server_incarnation = self.hosts[m.dst as usize].ep.incarnation();
-        let host = &mut self.hosts[m.src as usize];
-        if !host.met.contains(&m.dst) {
+        let server_incarnation = self.hosts[m.dst_ep as usize].ep.incarnation();
+        let server = endpoint_addr(m.dst, m.dst_ep % self.k);
+        let host = &mut self.hosts[m.src_ep as usize];
+        if !host.met.contains(&m.dst_ep) {
             // Simulated hosts model long-running processes whose clients
             // met their servers long ago: no first-contact round trip
             // (docs/at-most-once.md), as in the paper's simulator.
-            host.met.insert(m.dst);
-            host.ep
-                .assume_incarnation(now, host_addr(m.dst), server_incarnation);
+            host.met.insert(m.dst_ep);
+            host.ep.assume_incarnation(now, server, server_incarnation);
         }
-        match host.ep.send_request(now, PORT, host_addr(m.dst), payload) {
+        match host.ep.send_request(now, host.port, server, payload) {
             Ok(id) => {
                 host.rpcs.insert(id, key);
                 true
@@ -614,7 +702,8 @@ impl Simulator {
     fn endpoint_event(&mut self, h: u32, e: Event) {
         let note = match e {
             Event::Request { peer, id, data, .. } => {
-                let msg = host_of(&peer)
+                let msg = self
+                    .ep_of(&peer)
                     .and_then(|c| self.hosts.get(c as usize))
                     .and_then(|c| c.rpcs.get(&(id ^ 1)).copied());
                 Note::Request {
@@ -654,13 +743,14 @@ impl Simulator {
                     // Nothing comes back: the server drops the request, the
                     // client forgets its RPC (see `Mode::OneWay`).
                     self.notes.remove(key as usize);
-                    let _ = self.hosts[host as usize].ep.discard_request(PORT, peer, id);
+                    let server = &mut self.hosts[host as usize];
+                    let _ = server.ep.discard_request(server.port, peer, id);
                     if let Some(m) = msg {
                         self.complete(m);
-                        let src = self.msgs[m as usize].src;
+                        let src = self.msgs[m as usize].src_ep;
                         let client = &mut self.hosts[src as usize];
                         client.rpcs.remove(&(id ^ 1));
-                        let _ = client.ep.abort(PORT, id ^ 1);
+                        let _ = client.ep.abort(client.port, id ^ 1);
                         self.finish_msg(m, true);
                     }
                 }
@@ -722,9 +812,8 @@ impl Simulator {
         let payload = self.zeros.slice(..size as usize);
         let now = instant(self.now);
         // An error means the RPC is gone (aborted or failed meanwhile).
-        let _ = self.hosts[host as usize]
-            .ep
-            .send_response(now, PORT, peer, id, payload);
+        let server = &mut self.hosts[host as usize];
+        let _ = server.ep.send_response(now, server.port, peer, id, payload);
         self.after_input(host);
     }
 
@@ -772,7 +861,8 @@ impl Simulator {
         }
     }
 
-    /// A packet reached host `h`.
+    /// A packet reached host `h`: the endpoint of its destination port
+    /// takes it.
     fn host_receive(&mut self, h: u32, pkt: u32) {
         let now = instant(self.now);
         let p = self.fabric.pkts.get(pkt);
@@ -780,27 +870,38 @@ impl Simulator {
         if let Some(c) = self.fabric.capture.as_mut() {
             c.received(self.now, p);
         }
-        self.hosts[h as usize].ep.handle_datagram(now, src, &p.buf);
+        let e = if self.k == 1 {
+            h
+        } else {
+            let i = u32::from(p.dport.wrapping_sub(PORT));
+            h * self.k + i.min(self.k - 1)
+        };
+        self.hosts[e as usize].ep.handle_datagram(now, src, &p.buf);
         self.fabric.delivered(pkt);
-        self.after_input(h);
+        self.after_input(e);
     }
 
-    /// The driver contract's "after any input": events, transmissions,
-    /// deadline.
+    /// The driver contract's "after any input" for endpoint `h`: events,
+    /// transmissions, deadline.
     fn after_input(&mut self, h: u32) {
         while let Some(e) = self.hosts[h as usize].ep.poll_event() {
             self.endpoint_event(h, e);
         }
-        let ep = &self.hosts[h as usize].ep;
-        self.fabric.rx_pending[h as usize] = match (ep.rx_bytes() > 0, ep.total_incoming() > 0) {
+        let host = self.hosts[h as usize].nic_port;
+        let (mut rx, mut incoming) = (false, false);
+        for e in host * self.k..(host + 1) * self.k {
+            let ep = &self.hosts[e as usize].ep;
+            rx |= ep.rx_bytes() > 0;
+            incoming |= ep.total_incoming() > 0;
+        }
+        self.fabric.rx_pending[host as usize] = match (rx, incoming) {
             (false, _) => 0,
             (true, true) => 1,
             (true, false) => 2,
         };
         match self.cfg.host.nic {
             NicMode::Pull => {
-                let port = self.hosts[h as usize].nic_port;
-                if self.fabric.ports[port as usize].idle(self.now) {
+                if self.fabric.ports[host as usize].idle(self.now) {
                     self.take_transmit(h);
                 }
             }
@@ -857,7 +958,7 @@ impl Simulator {
                 p.buf.clear();
                 p.buf.extend_from_slice(&self.scratch[offset..end]);
             }
-            p.src = h;
+            p.src = port;
             p.dst = dst;
             p.sport = t.src_port;
             p.dport = t.destination.port();
@@ -900,33 +1001,40 @@ impl Simulator {
                 continue;
             }
             c.idle += 1;
-            let ep = &self.hosts[r as usize].ep;
-            let raddr = host_addr(r);
             let (mut busy, mut idle, mut transit) = (false, false, false);
             let mut feeding = false;
             let mut busy_prio = 0;
             let mut inactive = false;
             let mut senders: Vec<u32> = Vec::new();
-            for m in ep.incoming_messages() {
+            let k = self.k;
+            let incoming = (r * k..(r + 1) * k).flat_map(|e| {
+                let raddr = endpoint_addr(r, e % k);
+                self.hosts[e as usize]
+                    .ep
+                    .incoming_messages()
+                    .map(move |m| (raddr, m))
+            });
+            for (raddr, m) in incoming {
                 if m.granted < m.length && !m.active {
                     inactive = true;
                 }
                 if m.granted <= m.received {
                     continue;
                 }
-                let Some(s) = host_of(&m.peer).filter(|&s| s < self.fabric.hosts()) else {
+                let Some(se) = ep_of(&m.peer, n, k) else {
                     continue;
                 };
+                let s = se / k;
                 if !senders.contains(&s) {
                     senders.push(s);
                 }
-                let out = self.hosts[s as usize]
+                let out = self.hosts[se as usize]
                     .ep
                     .outgoing_messages()
-                    .find(|o| o.id == m.id ^ 1 && o.peer.ip() == raddr.ip());
+                    .find(|o| o.id == m.id ^ 1 && o.peer == raddr);
                 let Some(o) = out else { continue };
                 if o.sent < o.granted {
-                    let nic = &self.fabric.ports[self.hosts[s as usize].nic_port as usize];
+                    let nic = &self.fabric.ports[s as usize];
                     if nic.busy_until() > now {
                         busy = true;
                         busy_prio = nic.last_prio;
@@ -1149,6 +1257,9 @@ impl Simulator {
             end_us: self.now as f64 / 1e6,
             events: self.events,
             protocol: self.protocol.clone(),
+            base_rtt_us: self.unloaded.rpc(1, 1, true) as f64 / 1e6,
+            link_gbps: t_bps / 1e9,
+            endpoints_per_host: self.k,
         }
     }
 }

@@ -52,6 +52,70 @@ fn run__same_seed_identical_output_different_seed_differs() {
     assert_eq!(outputs(&p), outputs(&p));
 }
 
+/// The slowdown plot has the project's axes (log-log, as `homa`'s) and a
+/// title with workload, load, base RTT and link.
+#[test]
+fn plot__log_log_titled_with_workload_load_base_rtt_and_link() {
+    let mut cfg = small(2, 4);
+    cfg.traffic.workload = "w3".parse().unwrap();
+    cfg.traffic.load = 0.5;
+    cfg.run.duration = Duration::from_micros(500);
+    cfg.run.warmup = Duration::from_micros(50);
+    let r = homa_sim::run(&cfg).unwrap();
+    let p = report::slowdown_plot(&[("", &r)]);
+    assert!(
+        p.x_log && p.y_log,
+        "axes: x_log {} y_log {}",
+        p.x_log,
+        p.y_log
+    );
+    let rtt = Unloaded::new(&cfg).rpc(1, 1, true) as f64 / 1e6;
+    for want in [
+        "w3".to_string(),
+        "load 0.50".to_string(),
+        format!("base RTT {rtt:.1} us"),
+        "link 10 Gbit/s".to_string(),
+    ] {
+        assert!(p.title.contains(&want), "{want:?} not in {:?}", p.title);
+    }
+    assert!(report::plot(&[("", &r)]).contains("base RTT"));
+}
+
+/// K independent endpoints per host: every endpoint sends and serves
+/// (messages reach the endpoint of their destination port), every message
+/// completes, packets are conserved, and a seed gives the same output.
+#[test]
+fn run__k_endpoints_per_host_all_serve_and_complete() {
+    let mut cfg = SimConfig::paper(Workload::W4.into());
+    cfg.topology = small(2, 4).topology;
+    cfg.host.endpoints = 3;
+    cfg.run.duration = Duration::from_millis(5);
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_secs(1);
+    let mut sim = Simulator::new(&cfg).unwrap();
+    let r = sim.run(|_| {}).unwrap();
+    let c = r.conservation;
+    assert!(c.balanced(), "{c:?}");
+    assert_eq!(r.messages.completed, r.messages.measured);
+    assert!(r.messages.measured > 100);
+    for e in 0..8 * 3 {
+        let s = sim.endpoint(e).stats();
+        assert!(
+            s.requests_started > 0 && s.requests_delivered > 0,
+            "endpoint {e}: started {} delivered {}",
+            s.requests_started,
+            s.requests_delivered
+        );
+        assert_eq!((s.no_socket, s.port_mismatch), (0, 0), "endpoint {e}");
+    }
+    let delivered: u64 = (0..24)
+        .map(|e| sim.endpoint(e).stats().requests_delivered)
+        .sum();
+    assert_eq!(delivered, r.messages.measured);
+    assert!(report::table(&r).contains("3 endpoints per host"));
+    assert_eq!(outputs(&cfg), outputs(&cfg));
+}
+
 /// Sizes around packet and unscheduled boundaries, up to 1 MB.
 const SIZES: [u32; 12] = [
     1, 100, 1416, 1417, 2832, 5000, 11_328, 11_329, 30_000, 100_000, 400_000, 1_000_000,

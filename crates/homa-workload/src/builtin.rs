@@ -1,5 +1,5 @@
 //! The Homa paper's workloads W1–W5 (and the kernel benchmark's `starve`),
-//! embedded from the CSV files in the repository's `workloads/` directory.
+//! embedded from the CSV files in the crate's `workloads/` directory.
 //!
 //! Two forms of each workload exist, chosen with [`Variant`]:
 //! * [`Variant::Raw`]: the full distribution (`<w>_raw.csv`), uncapped. The
@@ -114,12 +114,12 @@ impl Workload {
 
     fn raw_csv(self) -> &'static str {
         match self {
-            Workload::W1 => include_str!("../../../workloads/w1_raw.csv"),
-            Workload::W2 => include_str!("../../../workloads/w2_raw.csv"),
-            Workload::W3 => include_str!("../../../workloads/w3_raw.csv"),
-            Workload::W4 => include_str!("../../../workloads/w4_raw.csv"),
-            Workload::W5 => include_str!("../../../workloads/w5_raw.csv"),
-            Workload::Starve => include_str!("../../../workloads/starve_raw.csv"),
+            Workload::W1 => include_str!("../workloads/w1_raw.csv"),
+            Workload::W2 => include_str!("../workloads/w2_raw.csv"),
+            Workload::W3 => include_str!("../workloads/w3_raw.csv"),
+            Workload::W4 => include_str!("../workloads/w4_raw.csv"),
+            Workload::W5 => include_str!("../workloads/w5_raw.csv"),
+            Workload::Starve => include_str!("../workloads/starve_raw.csv"),
         }
     }
 
@@ -127,11 +127,11 @@ impl Workload {
     /// has none: its reduction is computed).
     pub fn cp_node_csv(self) -> Option<&'static str> {
         Some(match self {
-            Workload::W1 => include_str!("../../../workloads/w1_cp_node.csv"),
-            Workload::W2 => include_str!("../../../workloads/w2_cp_node.csv"),
-            Workload::W3 => include_str!("../../../workloads/w3_cp_node.csv"),
-            Workload::W4 => include_str!("../../../workloads/w4_cp_node.csv"),
-            Workload::W5 => include_str!("../../../workloads/w5_cp_node.csv"),
+            Workload::W1 => include_str!("../workloads/w1_cp_node.csv"),
+            Workload::W2 => include_str!("../workloads/w2_cp_node.csv"),
+            Workload::W3 => include_str!("../workloads/w3_cp_node.csv"),
+            Workload::W4 => include_str!("../workloads/w4_cp_node.csv"),
+            Workload::W5 => include_str!("../workloads/w5_cp_node.csv"),
             Workload::Starve => return None,
         })
     }

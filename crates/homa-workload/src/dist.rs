@@ -135,7 +135,7 @@ impl SizeDist {
         SizeDist::from_cdf(points)
     }
 
-    /// Parses the CSV format of the project's `workloads/` directory: lines
+    /// Parses the CSV format of this crate's `workloads/` directory: lines
     /// starting with `#` are comments, the first other line is a header
     /// naming the columns, which must include `length` and `cum_fraction`
     /// (other columns, such as `weight`, are ignored). The last point's

@@ -21,7 +21,7 @@ fn header_value(csv: &str, key: &str) -> f64 {
 
 fn raw_csv(w: Workload) -> String {
     let path = format!(
-        "{}/../../workloads/{}_raw.csv",
+        "{}/workloads/{}_raw.csv",
         env!("CARGO_MANIFEST_DIR"),
         w.name()
     );
