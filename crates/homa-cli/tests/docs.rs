@@ -13,7 +13,6 @@ fn root() -> PathBuf {
         .unwrap()
 }
 
-
 /// Directories whose files are not checked for outside references: build
 /// output.
 const NOT_SCANNED: &[&str] = &["target", ".git", "fuzz/target"];

@@ -600,7 +600,7 @@ fn scenario_c__long_message_completes_under_95_percent_load_via_fifo_grants() {
 #[test]
 fn scenario_d__cutoffs_for_w3_split_unscheduled_bytes_evenly() {
     // W3 sizes, weighted as in the workload.
-    let csv = include_str!("../../../workloads/w3_raw.csv");
+    let csv = include_str!("../../homa-workload/workloads/w3_raw.csv");
     let points: Vec<(u32, f64)> = csv
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with("length"))
