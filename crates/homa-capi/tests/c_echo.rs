@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The directory holding `libhoma_capi.so` for this build profile: the
-/// test executable lives in `<target>/<profile>/deps/`.
+/// test executable lives in `<target>/<profile>/deps/`, where `cargo test`
+/// leaves the library too; `cargo build` also copies it one level up.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libhoma_capi.so").exists(),
-        "no libhoma_capi.so in {}",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().unwrap().to_path_buf();
+    let candidates = [deps.clone(), deps.parent().unwrap().to_path_buf()];
+    candidates
+        .iter()
+        .find(|d| d.join("libhoma_capi.so").exists())
+        .unwrap_or_else(|| panic!("no libhoma_capi.so in {} or its parent", deps.display()))
+        .clone()
 }
 
 fn gcc(src: &str, out: &Path) {
