@@ -5,10 +5,10 @@
 //! starved by the application's own threads and by hogs.
 //!
 //! The reported case, unscaled: the default 1 s protocol timeout, requests
-//! held for 10 s. (Scaled down to 300 ms and 3 s the 100 x 1 MB case fails
-//! on this machine for protocol reasons: BUSY resets the clients' RESEND
-//! back-off, the RESEND storm overflows the starved server's socket buffer,
-//! and RPC_UNKNOWN answers do not reset the clients' silence clocks.)
+//! held for 10 s. (Scaled down to a 300 ms timeout and 3 s holds, the
+//! 100 x 1 MB case still lost 2-3 of 100 calls to `PeerTimeout` in 2 of 3
+//! runs on a loaded machine, load average 12 besides the test's own hogs;
+//! not yet diagnosed.)
 #![allow(non_snake_case)]
 
 mod common;
