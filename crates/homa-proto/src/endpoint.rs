@@ -34,7 +34,7 @@ use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
 use crate::grant::scheduler::GrantScheduler;
 use crate::pacer::Pacer;
-use crate::peer::Peer;
+use crate::peer::{Peer, PeerTable};
 use crate::prio::Prio;
 use crate::rng::Rng;
 use crate::rpc::msgin::UNKNOWN_LEVEL;
@@ -231,7 +231,7 @@ pub struct Endpoint {
     pub(crate) rpcs: Slab<Rpc>,
     pub(crate) client_rpcs: Map<u64, usize>,
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
-    pub(crate) peers: Map<SocketAddr, Peer>,
+    pub(crate) peers: PeerTable,
     pub(crate) control: VecDeque<Control>,
     pub(crate) retx_queue: VecDeque<crate::rpc::RpcRef>,
     /// Sender scheduling: transmit queues and the NIC estimate.
@@ -314,7 +314,7 @@ impl Endpoint {
             rpcs: Slab::new(),
             client_rpcs: Map::with_hasher(hasher()),
             server_rpcs: Map::with_hasher(hasher()),
-            peers: Map::with_hasher(hasher()),
+            peers: PeerTable::new(hasher()),
             control: VecDeque::new(),
             retx_queue: VecDeque::new(),
             pacer: Pacer::new(&config),
@@ -1043,15 +1043,15 @@ pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;
 /// when it exists.
 /// A new peer starts with `own_cutoffs`, ours (see `Peer::new`).
 fn peer_slot<'a>(
-    peers: &'a mut Map<SocketAddr, Peer>,
+    peers: &'a mut PeerTable,
     retired: &mut Retired,
     own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
 ) -> &'a mut Peer {
-    let peer = peers
-        .entry(addr)
-        .or_insert_with(|| Peer::new(addr.port(), now, retired.take(addr), *own_cutoffs));
+    let peer = peers.get_or_insert_with(addr, || {
+        Peer::new(addr.port(), now, retired.take(addr), *own_cutoffs)
+    });
     peer.last_active = now;
     peer
 }

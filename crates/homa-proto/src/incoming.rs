@@ -20,6 +20,22 @@ use crate::wire::{
 };
 use crate::{Event, Instant, RpcError, DELIVERED_OVERHEAD};
 
+/// A message being delivered: a single packet's payload (copied once, into
+/// the delivered `Bytes`) or a reassembled buffer (handed over).
+enum Payload<'a> {
+    Copy(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Copy(m) => m.len(),
+            Payload::Owned(m) => m.len(),
+        }
+    }
+}
+
 /// A packet that may answer a round-trip probe.
 #[derive(Debug, Clone, Copy)]
 enum Answer {
@@ -451,7 +467,7 @@ impl Endpoint {
             self.update_xmit(key);
         }
         if single {
-            self.deliver(key, payload.to_vec(), 0);
+            self.deliver(key, Payload::Copy(payload), 0);
             return;
         }
         let rpc = &mut self.rpcs[key];
@@ -522,12 +538,12 @@ impl Endpoint {
         self.grant_remove(key);
         let msgin = self.rpcs[key].msgin.take().expect("complete message");
         let charged = rx_charge(&msgin);
-        self.deliver(key, msgin.into_vec(), charged);
+        self.deliver(key, Payload::Owned(msgin.into_vec()), charged);
     }
 
     /// Hands a complete message to the application and returns the
     /// `charged` bytes of its reassembly buffer to the receive budget.
-    fn deliver(&mut self, key: usize, message: Vec<u8>, charged: u32) {
+    fn deliver(&mut self, key: usize, message: Payload<'_>, charged: u32) {
         let rpc = &self.rpcs[key];
         let (peer, port) = (rpc.peer, rpc.port);
         let length = message.len() as u32;
@@ -537,9 +553,11 @@ impl Endpoint {
         }
         // Count the bytes as held by the application before returning the
         // buffer, so the room is never handed to a waiting message twice.
-        let data = match self.sockets.get(&port) {
-            Some(sock) => sock.deliver(message),
-            None => Bytes::from(message),
+        let data = match (self.sockets.get(&port), message) {
+            (Some(sock), Payload::Copy(m)) => sock.deliver_copy(m),
+            (Some(sock), Payload::Owned(m)) => sock.deliver(m),
+            (None, Payload::Copy(m)) => Bytes::copy_from_slice(m),
+            (None, Payload::Owned(m)) => Bytes::from(m),
         };
         if charged > 0 {
             self.uncharge_rx(peer, port, charged);

@@ -20,7 +20,7 @@
 //! With `link_mbps == 0` or `pacer` off there is no pacing: every granted
 //! byte goes out at once, in SRPT order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -44,6 +44,50 @@ struct FifoKey {
     rpc: RpcRef,
 }
 
+/// The messages too short to pace, oldest (lowest [`RpcRef`]) first, each
+/// once: a sorted queue. RPCs are created in sequence order and short
+/// messages mostly leave in that order, so an RPC almost always joins at
+/// the back and leaves from the front: no ordered-set nodes to allocate,
+/// rebalance and free per short message. Out-of-order joins and leaves
+/// (a message held, then released) find their place by binary search.
+#[derive(Debug, Default)]
+struct ShortQueue(VecDeque<RpcRef>);
+
+impl ShortQueue {
+    /// Adds `rpc` in order (nothing if it is there already).
+    #[inline]
+    fn insert(&mut self, rpc: RpcRef) {
+        match self.0.back() {
+            Some(last) if *last >= rpc => {
+                if let Err(i) = self.0.binary_search(&rpc) {
+                    self.0.insert(i, rpc);
+                }
+            }
+            _ => self.0.push_back(rpc),
+        }
+    }
+
+    /// Removes `rpc` if it is queued.
+    #[inline]
+    fn remove(&mut self, rpc: &RpcRef) {
+        if self.0.front() == Some(rpc) {
+            self.0.pop_front();
+        } else if let Ok(i) = self.0.binary_search(rpc) {
+            self.0.remove(i);
+        }
+    }
+
+    #[inline]
+    fn first(&self) -> Option<&RpcRef> {
+        self.0.front()
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
 /// transmit queues and the NIC backlog estimate.
 #[derive(Debug)]
@@ -59,7 +103,7 @@ pub(crate) struct Pacer {
     /// The same messages, oldest first.
     fifo: BTreeSet<FifoKey>,
     /// Messages too short to pace, oldest first.
-    short: BTreeSet<RpcRef>,
+    short: ShortQueue,
     /// Estimated time the NIC finishes what it has been given.
     link_idle: Instant,
     /// FIFO share counter (thousandths); starts full so the first batches
@@ -80,7 +124,7 @@ impl Pacer {
             fifo_fraction: config.pacer_fifo_fraction as i32,
             srpt: BTreeSet::new(),
             fifo: BTreeSet::new(),
-            short: BTreeSet::new(),
+            short: ShortQueue::default(),
             link_idle: Instant::ZERO,
             fifo_count: 1000,
             held_since: None,
@@ -406,6 +450,32 @@ mod tests {
         assert_eq!(p.next_short(), Some(rpc(5).key));
         p.dequeue(rpc(5), XmitPos::Short);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn short_queue__matches_an_ordered_set_under_any_order_of_changes() {
+        // A model check: joins and leaves in scrambled order, repeats and
+        // removals of absent entries; the queue's head and emptiness must
+        // always be the ordered set's.
+        let mut q = ShortQueue::default();
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let r = rpc(x % 64);
+            if x & (1 << 40) == 0 {
+                q.insert(r);
+                model.insert(r);
+            } else {
+                q.remove(&r);
+                model.remove(&r);
+            }
+            assert_eq!(q.first(), model.first());
+            assert_eq!(q.is_empty(), model.is_empty());
+            assert!(q.0.iter().eq(model.iter()), "same entries, same order");
+        }
     }
 
     #[test]

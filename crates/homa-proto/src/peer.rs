@@ -11,7 +11,11 @@
 //! the peer as a server (`server`) are the `amo` module's mechanisms; the
 //! peer only holds them.
 
+use core::net::SocketAddr;
+use std::collections::HashMap;
 use std::time::Duration;
+
+use slab::Slab;
 
 use crate::amo::{Binding, DoneIds};
 
@@ -174,6 +178,121 @@ impl Peer {
     }
 }
 
+/// The peer table: peers in a slab, found by address through a hash index,
+/// with the last peer looked up remembered so that the several lookups one
+/// datagram (or one send) makes for the same peer hash its address once.
+/// Consecutive datagrams usually come from the same peer, so the memory
+/// often saves that one hash too.
+///
+/// Iteration order is the slab's; no caller depends on it (they sort, take
+/// a minimum or shift every entry).
+pub(crate) struct PeerTable {
+    index: HashMap<SocketAddr, usize, ahash::RandomState>,
+    slots: Slab<(SocketAddr, Peer)>,
+    /// The address and slot of the last peer found or created; cleared
+    /// when that peer is removed (its slot may be reused).
+    last: Option<(SocketAddr, usize)>,
+}
+
+impl PeerTable {
+    /// An empty table whose index hashes with `hasher`.
+    pub(crate) fn new(hasher: ahash::RandomState) -> PeerTable {
+        PeerTable {
+            index: HashMap::with_hasher(hasher),
+            slots: Slab::new(),
+            last: None,
+        }
+    }
+
+    /// The slot of `addr`, if it has one.
+    #[inline]
+    fn slot(&self, addr: &SocketAddr) -> Option<usize> {
+        match self.last {
+            Some((a, i)) if a == *addr => Some(i),
+            _ => self.index.get(addr).copied(),
+        }
+    }
+
+    /// The slot of `addr`, remembered for the next lookup.
+    #[inline]
+    fn slot_remember(&mut self, addr: &SocketAddr) -> Option<usize> {
+        let i = self.slot(addr)?;
+        self.last = Some((*addr, i));
+        Some(i)
+    }
+
+    /// Number of peers.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True if there is no peer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// True if `addr` has state.
+    pub(crate) fn contains_key(&self, addr: &SocketAddr) -> bool {
+        self.slot(addr).is_some()
+    }
+
+    /// The state of `addr`.
+    #[inline]
+    pub(crate) fn get(&self, addr: &SocketAddr) -> Option<&Peer> {
+        let i = self.slot(addr)?;
+        Some(&self.slots[i].1)
+    }
+
+    /// The state of `addr`, mutable.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Peer> {
+        let i = self.slot_remember(addr)?;
+        Some(&mut self.slots[i].1)
+    }
+
+    /// The state of `addr`, created by `new` if it has none.
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        addr: SocketAddr,
+        new: impl FnOnce() -> Peer,
+    ) -> &mut Peer {
+        let i = match self.slot_remember(&addr) {
+            Some(i) => i,
+            None => {
+                let i = self.slots.insert((addr, new()));
+                self.index.insert(addr, i);
+                self.last = Some((addr, i));
+                i
+            }
+        };
+        &mut self.slots[i].1
+    }
+
+    /// Removes the state of `addr`.
+    pub(crate) fn remove(&mut self, addr: &SocketAddr) -> Option<Peer> {
+        let i = self.index.remove(addr)?;
+        if self.last.is_some_and(|(_, l)| l == i) {
+            self.last = None;
+        }
+        Some(self.slots.remove(i).1)
+    }
+
+    /// Every peer with its address.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &Peer)> {
+        self.slots.iter().map(|(_, (a, p))| (a, p))
+    }
+
+    /// Every peer.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Peer> {
+        self.slots.iter().map(|(_, (_, p))| p)
+    }
+
+    /// Every peer, mutable.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.slots.iter_mut().map(|(_, (_, p))| p)
+    }
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {
@@ -214,5 +333,33 @@ mod tests {
         assert_eq!(p.unsched_priority(201, 8), 6);
         assert_eq!(p.unsched_priority(15_001, 8), 4);
         assert_eq!(p.unsched_priority(5_000_000, 8), 0);
+    }
+
+    fn peer(port: u16) -> Peer {
+        Peer::new(port, Instant::ZERO, DoneIds::default(), [0; MAX_PRIORITIES])
+    }
+
+    #[test]
+    fn peer_table__remembered_peer_is_forgotten_when_removed() {
+        // The last peer looked up is remembered; once removed, its slot is
+        // vacant (then reused by the next new peer), so a stale memory would
+        // find a vacant slot or another peer's state for the removed address.
+        let mut t = PeerTable::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        t.get_or_insert_with(a, || peer(4000)).rx_bytes = 7;
+        assert_eq!(t.get_mut(&a).map(|p| p.rx_bytes), Some(7));
+        assert_eq!(t.remove(&a).map(|p| p.rx_bytes), Some(7));
+        assert!(t.get(&a).is_none() && t.get_mut(&a).is_none());
+        t.get_or_insert_with(b, || peer(5000)).rx_bytes = 9;
+        assert!(t.get(&a).is_none() && t.get_mut(&a).is_none());
+        assert!(!t.contains_key(&a));
+        assert_eq!(t.get(&b).map(|p| p.rx_bytes), Some(9));
+        // A known peer is found, not replaced, by get_or_insert_with.
+        t.get_or_insert_with(a, || peer(4000)).rx_bytes = 1;
+        assert_eq!(t.get_or_insert_with(b, || peer(5000)).rx_bytes, 9);
+        assert_eq!(t.get(&a).map(|p| p.rx_bytes), Some(1));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.iter().count(), 2);
     }
 }
