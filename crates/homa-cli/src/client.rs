@@ -480,9 +480,10 @@ pub(crate) fn plan(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result
 const PROBE_CALLS: u64 = 200;
 
 /// The unloaded RTT of one protocol: [`PROBE_CALLS`] 100-byte echo RPCs one
-/// at a time to the first server, before any load; the fastest, µs (the
-/// floor: on a busy machine or with sleeping threads the median of
-/// unloaded RPCs can exceed loaded ones, and slowdowns would fall below 1).
+/// at a time to the first server, before any load, the client spinning
+/// while it waits; the fastest, µs (the floor: on a busy machine or with
+/// sleeping threads the median of unloaded RPCs can exceed loaded ones, and
+/// slowdowns would fall below 1).
 pub(crate) fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32) -> Result<f64> {
     let mut plan = plan(a, protocol, link_mbps)?;
     plan.targets.truncate(1);
@@ -495,6 +496,10 @@ pub(crate) fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32)
     plan.ports = 1;
     plan.stop = Stop::Count(PROBE_CALLS);
     plan.drain = Duration::from_secs(1);
+    // The probe's client spins while it waits: with one call outstanding a
+    // sleeping client pays a thread wake-up per RPC that a loaded run does
+    // not (it is always busy), and the base would exceed loaded RTTs.
+    plan.homa.busy_poll = Duration::from_secs(3600);
     let run = Arc::new(Run::new(plan));
     for h in loadgen::spawn_ports(&run)? {
         h.join()
