@@ -44,13 +44,13 @@
 //!   and exec; these only call async-signal-safe functions);
 //! * [`process::tune_malloc`]: `mallopt`, which no crate wraps.
 //!
-//! Outside this crate: `homa-transport` registers descriptors with tokio's
-//! reactor (`AsyncFd::register_with_interest`, `unsafe` by tokio's API).
-//! The other crates forbid `unsafe` code, except `homa-cli`'s load
-//! generator, rack and allocator tuning, which can move to
-//! [`wait::Timer`], [`udp::TosOption`], [`udp::set_gso_segment`],
-//! [`process::nice_on_exec`], [`process::children_cpu_time`] and
-//! [`process::tune_malloc`].
+//! Outside this crate: `homa-transport` and `homa-cli`'s load generator
+//! register descriptors with tokio's reactor
+//! (`AsyncFd::register_with_interest`, `unsafe` by tokio's API); `homa-capi`
+//! is the C boundary itself (raw pointers from C, each entry point checks
+//! them); two tests (`homa-transport/tests/allocations.rs` and this crate's
+//! own) count allocations with a `GlobalAlloc` wrapper. The other crates
+//! forbid `unsafe` code.
 
 #![warn(missing_docs)]
 
