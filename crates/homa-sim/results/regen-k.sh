@@ -8,18 +8,8 @@
 # Usage: results/regen-k.sh [homa-sim binary]   (from crates/homa-sim)
 set -euo pipefail
 cd "$(dirname "$0")"
-B=${1:-../../../target/release/homa-sim}
-run() {
-  name=$1; shift
-  if [ -n "${RUNS:-}" ] && [[ " $RUNS " != *" $name "* ]]; then return; fi
-  echo "== $name: $*"
-  # Each run takes the shared lock on its own (${LOCK:-/dev/null} unless
-  # given), leaving gaps for exclusive benchmarks between runs.
-  sleep "${GAP:-0}"
-  flock -s "${LOCK:-/dev/null}" /usr/bin/time -v -o "$name.time" "$B" --paper "$@" --out . --name "$name" --no-progress -q 2> "$name.log"
-  grep -h "wall time" "$name.log"
-  grep -h -E "Maximum resident|Elapsed|User time" "$name.time"
-}
+# shellcheck source=regen-lib.sh
+. ./regen-lib.sh
 K="--nic push --pacer true"
 for k in 1 2 4 8; do
   run k$k-w4-80 -w w4 -l 0.8 -d 30ms --drain 10ms $K --endpoints-per-host $k

@@ -147,18 +147,6 @@ impl Dist {
     }
 }
 
-/// The value at index `floor(q * n)` (clamped) of sorted values; NaN if
-/// there are none. The simulator itself no longer uses it (its percentiles
-/// are HdrHistogram's); it stays, unchanged, for the `homa` command's
-/// statistics until they record into HdrHistograms too.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((q * sorted.len() as f64) as usize).min(sorted.len() - 1);
-    sorted[i]
-}
-
 /// Messages in a size range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {

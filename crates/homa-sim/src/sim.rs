@@ -569,12 +569,7 @@ impl Simulator {
                     let p = &self.fabric.ports[port as usize];
                     if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
                         // The link is free: an endpoint may send.
-                        let h = p.host;
-                        if self.k == 1 {
-                            self.after_input(h);
-                        } else {
-                            self.nic_free(h);
-                        }
+                        self.nic_free(p.host);
                     }
                 }
             }
@@ -636,8 +631,8 @@ impl Simulator {
         self.schedule_arrival(h);
     }
 
-    /// Host `h`'s pull-mode NIC is free with K > 1 endpoints: asks them in
-    /// turn, from the one after the last that sent, until one sends.
+    /// Host `h`'s pull-mode NIC is free: asks its K endpoints in turn, from
+    /// the one after the last that sent, until one sends (K = 1: the one).
     fn nic_free(&mut self, h: u32) {
         let k = self.k;
         let port = h as usize;
@@ -870,12 +865,8 @@ impl Simulator {
         if let Some(c) = self.fabric.capture.as_mut() {
             c.received(self.now, p);
         }
-        let e = if self.k == 1 {
-            h
-        } else {
-            let i = u32::from(p.dport.wrapping_sub(PORT));
-            h * self.k + i.min(self.k - 1)
-        };
+        let i = u32::from(p.dport.wrapping_sub(PORT));
+        let e = h * self.k + i.min(self.k - 1);
         self.hosts[e as usize].ep.handle_datagram(now, src, &p.buf);
         self.fabric.delivered(pkt);
         self.after_input(e);
