@@ -292,43 +292,39 @@ impl Datapath {
     /// Feeds the `n` datagrams just received to the endpoint.
     fn deliver(&mut self, ep: &mut Endpoint, now: Instant, n: usize) -> Received {
         let Datapath { link, rx, .. } = self;
-        {
-            {
-                let stats = &mut link.stats;
-                stats.recv_calls += 1;
-                let mut packets = 0;
-                for i in 0..n {
-                    let (meta, data) = rx.get(i);
-                    let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
-                        stats.bad_datagrams += 1;
-                        continue;
-                    };
-                    if let Some(c) = &mut link.capture {
-                        c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
-                    }
-                    let level = meta.tos.and_then(|t| ep.level_of_tos(t));
-                    let before = packets;
-                    match meta.segment {
-                        Some(seg) if seg < data.len() => {
-                            stats.gro_batches += 1;
-                            for chunk in data.chunks(seg) {
-                                ep.handle_datagram_at_level(now, src, level, chunk);
-                                packets += 1;
-                            }
-                        }
-                        _ => {
-                            ep.handle_datagram_at_level(now, src, level, data);
-                            packets += 1;
-                        }
-                    }
-                    if level.is_some() {
-                        stats.packets_with_level += (packets - before) as u64;
+        let stats = &mut link.stats;
+        stats.recv_calls += 1;
+        let mut packets = 0;
+        for i in 0..n {
+            let (meta, data) = rx.get(i);
+            let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
+                stats.bad_datagrams += 1;
+                continue;
+            };
+            if let Some(c) = &mut link.capture {
+                c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
+            }
+            let level = meta.tos.and_then(|t| ep.level_of_tos(t));
+            let before = packets;
+            match meta.segment {
+                Some(seg) if seg < data.len() => {
+                    stats.gro_batches += 1;
+                    for chunk in data.chunks(seg) {
+                        ep.handle_datagram_at_level(now, src, level, chunk);
+                        packets += 1;
                     }
                 }
-                stats.packets_received += packets as u64;
-                Received::Packets(packets)
+                _ => {
+                    ep.handle_datagram_at_level(now, src, level, data);
+                    packets += 1;
+                }
+            }
+            if level.is_some() {
+                stats.packets_with_level += (packets - before) as u64;
             }
         }
+        stats.packets_received += packets as u64;
+        Received::Packets(packets)
     }
 
     /// Drains the endpoint's transmit queue into the kernel, stopping when

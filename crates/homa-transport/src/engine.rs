@@ -482,14 +482,9 @@ impl Shared {
                 Error::Closed
             }
         });
-        let followers: Vec<Waiter> = st
-            .driving
-            .followers
-            .iter()
-            .cloned()
-            .map(Waiter::Thread)
-            .collect();
-        st.calls.wake_list.extend(followers);
+        st.calls
+            .wake_list
+            .extend(st.driving.followers.iter().cloned().map(Waiter::Thread));
         self.wake(Sleeper::Driver);
         self.wake(Sleeper::Background);
     }

@@ -64,11 +64,7 @@ fn lossy_link_20_percent__two_thousand_rpcs_complete_byte_exact() {
 fn lossy_link(prefix: &str, subnet: u8, percent: u32, rpcs: u64) {
     let mut lab = lab(prefix);
     assert!(homa_lab::have_tool("nft"), "this test needs nft");
-    let a = lab.namespace("a").unwrap();
-    let b = lab.namespace("b").unwrap();
-    let (ca, sb) = (format!("10.{subnet}.0.1"), format!("10.{subnet}.0.2"));
-    lab.link(&a, &format!("{ca}/24"), &b, &format!("{sb}/24"))
-        .unwrap();
+    let (a, b, ca, sb) = common::two_hosts(&mut lab, subnet);
     lab.random_loss(&a, percent).unwrap();
     lab.random_loss(&b, percent).unwrap();
     let server_addr: std::net::SocketAddr = format!("{sb}:4000").parse().unwrap();

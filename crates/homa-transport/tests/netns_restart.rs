@@ -37,11 +37,7 @@ fn is_outcome_unknown(e: &Error) -> bool {
 fn run_restarts(prefix: &str, subnet: u8, block_icmp: bool) {
     let mut lab = Lab::new(prefix).expect("this test needs root and the ip tool");
     assert!(homa_lab::have_tool("nft"), "this test needs nft");
-    let a = lab.namespace("a").unwrap();
-    let b = lab.namespace("b").unwrap();
-    let (ca, sb) = (format!("10.{subnet}.0.1"), format!("10.{subnet}.0.2"));
-    lab.link(&a, &format!("{ca}/24"), &b, &format!("{sb}/24"))
-        .unwrap();
+    let (a, b, ca, sb) = common::two_hosts(&mut lab, subnet);
     if block_icmp {
         for args in [
             &["add", "table", "inet", "noicmp"][..],

@@ -76,19 +76,32 @@ impl Gated {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve__concurrency_limit_respected() {
+/// A server socket serving a fresh [`Gated`] with `cfg` until `stop` is
+/// sent.
+struct GatedServer {
+    addr: std::net::SocketAddr,
+    g: Gated,
+    stop: oneshot::Sender<()>,
+    srv: tokio::task::JoinHandle<Result<ServeStats, Error>>,
+}
+
+fn serve_gated(cfg: ServeConfig) -> GatedServer {
     let server = server_socket();
     let addr = server.local_addr();
     let g = Gated::new();
     let (stop, stopped) = oneshot::channel::<()>();
-    let cfg = ServeConfig {
-        max_concurrency: 3,
-        drain_timeout: Duration::from_secs(5),
-    };
     let srv = tokio::spawn(serve(server, g.service(), cfg, async {
         let _ = stopped.await;
     }));
+    GatedServer { addr, g, stop, srv }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve__concurrency_limit_respected() {
+    let GatedServer { addr, g, stop, srv } = serve_gated(ServeConfig {
+        max_concurrency: 3,
+        drain_timeout: Duration::from_secs(5),
+    });
     let client = client_socket();
     let calls: Vec<_> = (0..10u8)
         .map(|i| {
@@ -122,13 +135,7 @@ async fn serve__concurrency_limit_respected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve__graceful_shutdown_answers_in_flight_and_refuses_new() {
-    let server = server_socket();
-    let addr = server.local_addr();
-    let g = Gated::new();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let srv = tokio::spawn(serve(server, g.service(), ServeConfig::default(), async {
-        let _ = stopped.await;
-    }));
+    let GatedServer { addr, g, stop, srv } = serve_gated(ServeConfig::default());
     let client = client_socket();
     let in_flight: Vec<_> = (0..2u8)
         .map(|i| {
@@ -174,17 +181,10 @@ async fn serve__graceful_shutdown_answers_in_flight_and_refuses_new() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve__drain_deadline_abandons_stragglers() {
-    let server = server_socket();
-    let addr = server.local_addr();
-    let g = Gated::new();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let cfg = ServeConfig {
+    let GatedServer { addr, g, stop, srv } = serve_gated(ServeConfig {
         max_concurrency: 4,
         drain_timeout: Duration::from_millis(200),
-    };
-    let srv = tokio::spawn(serve(server, g.service(), cfg, async {
-        let _ = stopped.await;
-    }));
+    });
     let client = client_socket();
     let stuck = {
         let c = client.clone();

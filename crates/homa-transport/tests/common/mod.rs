@@ -139,3 +139,15 @@ impl TosReader {
         }
     }
 }
+
+/// Two namespaces "a" and "b" in `lab`, linked by a veth pair with
+/// addresses `10.<subnet>.0.1` (a) and `10.<subnet>.0.2` (b): the
+/// namespaces' names and the two addresses.
+pub fn two_hosts(lab: &mut homa_lab::Lab, subnet: u8) -> (String, String, String, String) {
+    let a = lab.namespace("a").unwrap();
+    let b = lab.namespace("b").unwrap();
+    let (ca, sb) = (format!("10.{subnet}.0.1"), format!("10.{subnet}.0.2"));
+    lab.link(&a, &format!("{ca}/24"), &b, &format!("{sb}/24"))
+        .unwrap();
+    (a, b, ca, sb)
+}
