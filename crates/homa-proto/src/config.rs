@@ -268,9 +268,13 @@ impl Config {
         if self.priority_map.iter().any(|&p| p > 7) {
             return Err(ConfigError("priority_map values must be 0..=7"));
         }
-        if self.tick.is_zero() || self.resend_interval.is_zero() || self.timeout.is_zero() {
+        if self.tick.is_zero()
+            || self.resend_interval.is_zero()
+            || self.timeout.is_zero()
+            || self.peer_idle.is_zero()
+        {
             return Err(ConfigError(
-                "tick, resend_interval and timeout must be positive",
+                "tick, resend_interval, timeout and peer_idle must be positive",
             ));
         }
         if self.max_rpcs_per_peer == 0 || self.max_peers == 0 {
@@ -391,5 +395,12 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Ok(()));
+        // peer_idle is the collection timer's period: zero stays refused
+        // (done_id_lifetime's checks used to imply it).
+        let c = Config {
+            peer_idle: Duration::ZERO,
+            ..c
+        };
+        assert!(c.validate().is_err());
     }
 }
