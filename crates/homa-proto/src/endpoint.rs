@@ -949,7 +949,7 @@ impl Endpoint {
             if !expired && self.peers.len() <= target {
                 break;
             }
-            self.retire_peer(now, addr);
+            self.retire_peer(addr);
         }
     }
 
@@ -976,12 +976,11 @@ impl Endpoint {
     }
 
     /// Collects a peer, keeping only its at-most-once floor.
-    fn retire_peer(&mut self, now: Instant, addr: SocketAddr) {
+    fn retire_peer(&mut self, addr: SocketAddr) {
         let Some(peer) = self.peers.remove(&addr) else {
             return;
         };
         self.stats.peers_collected += 1;
-        let _ = now;
         self.retired.keep(addr, peer.done);
     }
 

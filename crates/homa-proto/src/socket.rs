@@ -134,8 +134,13 @@ struct Inline<const N: usize> {
 impl<const N: usize> Inline<N> {
     /// `data` stored inline, if it fits.
     fn new(data: &[u8]) -> Option<Inline<N>> {
+        // Checked before the buffer is zeroed: a longer message tries both
+        // sizes on its way to the heap.
+        if data.len() > N {
+            return None;
+        }
         let mut buf = [0u8; N];
-        buf.get_mut(..data.len())?.copy_from_slice(data);
+        buf[..data.len()].copy_from_slice(data);
         Some(Inline {
             len: data.len(),
             buf,
