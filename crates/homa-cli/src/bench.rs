@@ -819,8 +819,12 @@ fn rate_of(
     })
 }
 
-/// Bytes of UDP payload per packet for a 1500-byte MTU, as Homa uses.
-const UDP_SEGMENT: usize = 1500 - 20 - 8;
+/// Bytes of UDP payload per packet at Homa's default MTU over IPv4.
+const UDP_SEGMENT: usize = {
+    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+    // `Config::default()` is not const; its MTU is checked in a test below.
+    (1500 - IPV4_HEADER_LEN - UDP_HEADER_LEN) as usize
+};
 
 /// The UDP bulk floor: a sender blasting 64-segment GSO batches of
 /// 1472-byte datagrams (Homa's packet size) at a GRO receiver that only
@@ -934,4 +938,16 @@ pub fn homa_bulk(
     server.close();
     join(h)?;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UDP_SEGMENT;
+    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+
+    #[test]
+    fn udp_segment_is_a_default_mtu_datagram() {
+        let mtu = homa_proto::Config::default().mtu;
+        assert_eq!(UDP_SEGMENT as u32, mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN);
+    }
 }
