@@ -84,13 +84,17 @@ unsafe fn parse_addr(p: *const c_char) -> Result<SocketAddr, c_int> {
         .ok_or(libc::EINVAL)
 }
 
-/// The socket behind a handle.
+/// The socket behind a handle, as an owned clone: a call blocked in it on
+/// one thread never touches the handle again, so [`homa_close`] on another
+/// thread may free the handle while the call is still returning `-EBADF`.
 ///
 /// # Safety
 /// `s` is null or a handle from [`homa_open`] not yet closed.
-unsafe fn socket<'a>(s: *const homa_socket) -> Result<&'a Socket, c_int> {
+unsafe fn socket(s: *const homa_socket) -> Result<Socket, c_int> {
     // SAFETY: a live handle by the caller's contract; null is checked.
-    unsafe { s.as_ref() }.map(|h| &h.sock).ok_or(libc::EINVAL)
+    unsafe { s.as_ref() }
+        .map(|h| h.sock.clone())
+        .ok_or(libc::EINVAL)
 }
 
 /// A timeout in milliseconds; negative means none.
@@ -376,6 +380,35 @@ pub extern "C" fn homa_strerror(err: c_int) -> *const c_char {
 mod tests {
     use super::*;
     use std::ptr;
+
+    #[test]
+    fn close__wakes_a_blocked_receiver_with_ebadf() {
+        // SAFETY: the handle is live until homa_close; the receiver holds
+        // only its own clone once blocked.
+        unsafe {
+            let mut s: *mut homa_socket = ptr::null_mut();
+            assert_eq!(homa_open(c"127.0.0.1:0".as_ptr(), 1, &mut s), 0);
+            let addr = s as usize;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let t = std::thread::spawn(move || {
+                let mut id = 0u64;
+                let mut peer = homa_peer { addr: [0; 64] };
+                tx.send(()).unwrap();
+                homa_recv_request(
+                    addr as *mut homa_socket,
+                    ptr::null_mut(),
+                    0,
+                    &mut id,
+                    &mut peer,
+                    -1,
+                )
+            });
+            rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(homa_close(s), 0);
+            assert_eq!(t.join().unwrap(), -i64::from(libc::EBADF));
+        }
+    }
 
     #[test]
     fn null_and_garbage_arguments__error_codes_not_panics() {

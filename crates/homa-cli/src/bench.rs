@@ -622,6 +622,22 @@ fn homa_server(
     Ok((sock, h))
 }
 
+/// A Homa server thread ([`homa_server`]) and, on this thread pinned to
+/// the client CPU, a client socket: `(server, handle, dest, client)`.
+fn homa_pair(
+    cpus: Cpus,
+    polling: Polling,
+    link_mbps: Option<u32>,
+    response: Option<Bytes>,
+    received: Arc<AtomicU64>,
+) -> Result<(Socket, thread::JoinHandle<Result<()>>, SocketAddr, Socket)> {
+    let (server, h) = homa_server(cpus, polling, link_mbps, response, received)?;
+    let dest = server.local_addr();
+    pin_current_thread(cpus.client)?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
+    Ok((server, h, dest, client))
+}
+
 /// Homa round trips: one outstanding call at a time.
 pub fn homa_rtt(
     size: usize,
@@ -630,10 +646,7 @@ pub fn homa_rtt(
     cpus: Cpus,
     link_mbps: Option<u32>,
 ) -> Result<Rtt> {
-    let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
-    let dest = server.local_addr();
-    pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
+    let (server, h, dest, client) = homa_pair(cpus, polling, link_mbps, None, Arc::default())?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let r = time_round_trips(plan, || {
         let resp = client.call_timeout(dest, msg.clone(), STUCK)?;
@@ -754,10 +767,7 @@ pub fn homa_rate(
     cpus: Cpus,
     link_mbps: Option<u32>,
 ) -> Result<Throughput> {
-    let (server, h) = homa_server(cpus, polling, link_mbps, None, Arc::default())?;
-    let dest = server.local_addr();
-    pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
+    let (server, h, dest, client) = homa_pair(cpus, polling, link_mbps, None, Arc::default())?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let mut calls = std::collections::VecDeque::new();
     let r = count_ops(plan, || {
@@ -809,8 +819,12 @@ fn rate_of(
     })
 }
 
-/// Bytes of UDP payload per packet for a 1500-byte MTU, as Homa uses.
-const UDP_SEGMENT: usize = 1500 - 20 - 8;
+/// Bytes of UDP payload per packet at Homa's default MTU over IPv4.
+const UDP_SEGMENT: usize = {
+    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+    // `Config::default()` is not const; its MTU is checked in a test below.
+    (1500 - IPV4_HEADER_LEN - UDP_HEADER_LEN) as usize
+};
 
 /// The UDP bulk floor: a sender blasting 64-segment GSO batches of
 /// 1472-byte datagrams (Homa's packet size) at a GRO receiver that only
@@ -903,16 +917,13 @@ pub fn homa_bulk(
 ) -> Result<Throughput> {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = AtomicBool::new(false);
-    let (server, h) = homa_server(
+    let (server, h, dest, client) = homa_pair(
         cpus,
         polling,
         link_mbps,
         Some(Bytes::from_static(b"k")),
         Arc::clone(&counter),
     )?;
-    let dest = server.local_addr();
-    pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let mut calls = std::collections::VecDeque::new();
     let r = rate_of(plan, &counter, &stop, || {
@@ -927,4 +938,16 @@ pub fn homa_bulk(
     server.close();
     join(h)?;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UDP_SEGMENT;
+    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+
+    #[test]
+    fn udp_segment_is_a_default_mtu_datagram() {
+        let mtu = homa_proto::Config::default().mtu;
+        assert_eq!(UDP_SEGMENT as u32, mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN);
+    }
 }

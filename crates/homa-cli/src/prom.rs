@@ -52,30 +52,36 @@ impl Families {
     }
 
     fn counter(&mut self, name: &str, help: &str, labels: Labels, v: u64) {
-        let f = match self.counters.iter().find(|(n, _)| n == name) {
-            Some((_, f)) => f.clone(),
-            None => {
-                let f = Family::<Labels, Counter>::default();
-                self.reg.register(name, help, f.clone());
-                self.counters.push((name.to_string(), f.clone()));
-                f
-            }
-        };
-        f.get_or_create(&labels).inc_by(v);
+        family(&mut self.reg, &mut self.counters, name, help)
+            .get_or_create(&labels)
+            .inc_by(v);
     }
 
     fn gauge(&mut self, name: &str, help: &str, labels: Labels, v: f64) {
-        let f = match self.gauges.iter().find(|(n, _)| n == name) {
-            Some((_, f)) => f.clone(),
-            None => {
-                let f = Family::<Labels, FloatGauge>::default();
-                self.reg.register(name, help, f.clone());
-                self.gauges.push((name.to_string(), f.clone()));
-                f
-            }
-        };
-        f.get_or_create(&labels).set(v);
+        family(&mut self.reg, &mut self.gauges, name, help)
+            .get_or_create(&labels)
+            .set(v);
     }
+}
+
+/// The family called `name` in `known`, registered in `reg` on first use.
+fn family<M>(
+    reg: &mut Registry,
+    known: &mut Vec<(String, Family<Labels, M>)>,
+    name: &str,
+    help: &str,
+) -> Family<Labels, M>
+where
+    M: Default,
+    Family<Labels, M>: prometheus_client::registry::Metric + Clone,
+{
+    if let Some((_, f)) = known.iter().find(|(n, _)| n == name) {
+        return f.clone();
+    }
+    let f = Family::<Labels, M>::default();
+    reg.register(name, help, f.clone());
+    known.push((name.to_string(), f.clone()));
+    f
 }
 
 fn l(pairs: &[(&str, String)]) -> Labels {
