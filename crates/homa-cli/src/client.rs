@@ -318,10 +318,8 @@ pub(crate) fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa
         let d = Duration::from_secs_f64(ms.max(0.1) / 1e3);
         c.proto.resend_after = d;
         c.proto.resend_interval = d;
-        // Give up only after several RESENDs went unanswered (and remember
-        // finished requests for longer than that, as the protocol requires).
+        // Give up only after several RESENDs went unanswered.
         c.proto.timeout = c.proto.timeout.max(d * 10);
-        c.proto.done_id_lifetime = c.proto.done_id_lifetime.max(c.proto.timeout * 2);
     }
     if let Some(ms) = k.need_ack_ms {
         c.proto.need_ack_after = Duration::from_secs_f64(ms.max(0.1) / 1e3);
