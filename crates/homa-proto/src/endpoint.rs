@@ -232,6 +232,9 @@ pub struct Endpoint {
     pub(crate) client_rpcs: Map<u64, usize>,
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: PeerTable,
+    /// While the peer table is full and the last forced collection freed
+    /// nothing, new peers are refused without another scan until then.
+    pub(crate) peer_room_retry: Instant,
     pub(crate) control: VecDeque<Control>,
     pub(crate) retx_queue: VecDeque<crate::rpc::RpcRef>,
     /// Sender scheduling: transmit queues and the NIC estimate.
@@ -315,6 +318,7 @@ impl Endpoint {
             client_rpcs: Map::with_hasher(hasher()),
             server_rpcs: Map::with_hasher(hasher()),
             peers: PeerTable::new(hasher()),
+            peer_room_retry: Instant::ZERO,
             control: VecDeque::new(),
             retx_queue: VecDeque::new(),
             pacer: Pacer::new(&config),
@@ -923,8 +927,18 @@ impl Endpoint {
         if self.peers.contains_key(&addr) || self.peers.len() < self.config.max_peers {
             return true;
         }
+        if now < self.peer_room_retry {
+            // The last scan found no idle peer to collect: strangers must
+            // not make every datagram scan and sort the whole table.
+            return false;
+        }
+        self.stats.peer_table_scans += 1;
         self.collect_peers(now, true);
-        self.peers.len() < self.config.max_peers
+        if self.peers.len() < self.config.max_peers {
+            return true;
+        }
+        self.peer_room_retry = now + PEER_ROOM_RETRY;
+        false
     }
 
     /// Removes idle peers: those with no RPC or pending ack, silent for
@@ -940,7 +954,9 @@ impl Endpoint {
             .collect();
         idle.sort_unstable();
         let target = if pressed {
-            self.config.max_peers - self.config.max_peers / 10
+            // At least one below the limit, or a small table never frees
+            // room.
+            self.config.max_peers - (self.config.max_peers / 10).max(1)
         } else {
             usize::MAX
         };
@@ -1034,6 +1050,11 @@ impl Endpoint {
         self.rpcs.get(key).is_some_and(|r| r.seq == seq)
     }
 }
+
+/// How long a full peer table whose forced collection freed nothing
+/// refuses new peers before it scans again: the scan sorts every idle
+/// peer, and strangers' datagrams must not buy one each.
+pub(crate) const PEER_ROOM_RETRY: core::time::Duration = core::time::Duration::from_millis(10);
 
 /// Most RESEND packets one retransmission request issues for one RPC.
 pub(crate) const MAX_RESENDS_PER_CHECK: usize = 8;

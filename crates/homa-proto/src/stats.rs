@@ -150,6 +150,9 @@ pub struct Stats {
     /// New requests held back (answered BUSY) because the peer table was
     /// full.
     pub peer_limit: u64,
+    /// Scans of a full peer table for idle peers to collect (at most one
+    /// per 10 ms while the scans free nothing).
+    pub peer_table_scans: u64,
     /// New requests held back (answered BUSY) because the client had too
     /// many open RPCs.
     pub rpc_limit: u64,

@@ -503,3 +503,76 @@ fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
     assert_eq!(server.stats().requests_delivered, 1);
     assert_eq!(server.stats().rx_sizes.total(), 1);
 }
+
+#[test]
+fn full_peer_table__strangers_do_not_buy_a_scan_each_and_get_in_once_a_peer_is_idle() {
+    let config = Config {
+        max_peers: 4,
+        ..Config::default()
+    };
+    let mut server = homa_proto::Endpoint::new(config, 9).unwrap();
+    server.open_socket(SERVER_PORT).unwrap();
+    let incarnation = server.incarnation();
+    let request = |sender_id: u64| {
+        let mut bytes = Repr {
+            sport: 40_000,
+            dport: SERVER_PORT,
+            sender_id,
+            incarnation,
+            body: Body::Data(homa_proto::wire::DataHeader {
+                message_length: 10,
+                incoming: 10,
+                ..Default::default()
+            }),
+        }
+        .to_vec();
+        bytes.extend_from_slice(b"0123456789");
+        bytes
+    };
+    let addr = |i: u32| -> std::net::SocketAddr {
+        std::net::SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 40_000))
+    };
+    let mut now = homa_proto::Instant::ZERO;
+    // Four clients fill the table, each with a request the server holds.
+    let mut held = Vec::new();
+    for i in 1..=4 {
+        server.handle_datagram(now, addr(i), &request(1000));
+        match server.poll_event() {
+            Some(Event::Request { id, port, .. }) => held.push((addr(i), id, port)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.peer_count(), 4);
+    // A thousand strangers: all refused, and only the first pays for a scan.
+    for i in 100..1100 {
+        server.handle_datagram(now, addr(i), &request(2000));
+    }
+    assert_eq!(server.stats().peer_limit, 1000);
+    assert_eq!(server.stats().peer_table_scans, 1);
+    assert_eq!(server.peer_count(), 4);
+    // One client's request is answered and acknowledged: its peer is idle.
+    let (client, id, port) = held[0];
+    server
+        .send_response(now, port, client, id, bytes::Bytes::from_static(b"ok"))
+        .unwrap();
+    let mut buf = Vec::new();
+    while server.poll_transmit(now, &mut buf).is_some() {}
+    let ack = Repr {
+        sport: 40_000,
+        dport: SERVER_PORT,
+        sender_id: 1000,
+        incarnation,
+        body: Body::Ack(Default::default()),
+    };
+    server.handle_datagram(now, client, &ack.to_vec());
+    // Until the retry interval passes, strangers are still refused unscanned...
+    now += core::time::Duration::from_millis(5);
+    server.handle_datagram(now, addr(5000), &request(3000));
+    assert_eq!(server.stats().peer_table_scans, 1);
+    assert_eq!(server.stats().peer_limit, 1001);
+    // ...after it, one scan collects the idle peer and the stranger gets in.
+    now += core::time::Duration::from_millis(10);
+    server.handle_datagram(now, addr(5001), &request(3000));
+    assert_eq!(server.stats().peer_table_scans, 2);
+    assert!(matches!(server.poll_event(), Some(Event::Request { .. })));
+}
