@@ -254,6 +254,8 @@ pub struct Endpoint {
     pub(crate) now: Instant,
     /// Timer passes so far (rotates the RESEND scan).
     pub(crate) tick_count: u64,
+    /// The timer pass's list of RPC keys, kept between passes.
+    pub(crate) scan_keys: Vec<usize>,
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// At-most-once records of collected peers (bounded, oldest evicted).
@@ -335,6 +337,7 @@ impl Endpoint {
             memory: crate::memory::RxMemory::new(&config),
             now: Instant::ZERO,
             tick_count: 0,
+            scan_keys: Vec::new(),
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Retired::new(config.max_peers, hasher()),
             incarnation,

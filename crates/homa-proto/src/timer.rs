@@ -170,7 +170,10 @@ impl Endpoint {
             return;
         }
         self.timers.stop(Timer::Gaps);
-        let mut keys: Vec<usize> = self.rpcs.iter().map(|(k, _)| k).collect();
+        // The scan's key list reuses one buffer: no allocation per pass.
+        let mut keys = core::mem::take(&mut self.scan_keys);
+        keys.clear();
+        keys.extend(self.rpcs.iter().map(|(k, _)| k));
         if tick_due {
             // Rotate the scan so the per-peer RESEND cap does not always
             // favour the same RPCs.
@@ -181,12 +184,13 @@ impl Endpoint {
             }
             self.resends_this_tick.clear();
         }
-        for key in keys {
+        for &key in &keys {
             self.check_gaps(now, key);
             if tick_due && self.rpcs.contains(key) {
                 self.check_rpc(now, key);
             }
         }
+        self.scan_keys = keys;
         if tick_due {
             // The application may have dropped delivered messages.
             self.memory_freed();
