@@ -174,6 +174,10 @@ pub(crate) fn buckets(samples: &[Sample], ideal: Ideal, min_samples: usize) -> V
     out
 }
 
+/// Lengths from here on are never counted as short (about one Ethernet
+/// MTU: a short message fits one packet), unless they are the only ones.
+const SHORT_CAP_BYTES: u32 = 1500;
+
 /// The largest length counted as short (see the module docs); `None` if
 /// there are no samples.
 pub(crate) fn short_message_limit(samples: &[Sample]) -> Option<u32> {
@@ -181,7 +185,7 @@ pub(crate) fn short_message_limit(samples: &[Sample]) -> Option<u32> {
     let mut left = sorted.len() as i64 / 10;
     let mut limit = None;
     for g in by_length(&sorted) {
-        if g[0].length >= 1500 && limit.is_some() {
+        if g[0].length >= SHORT_CAP_BYTES && limit.is_some() {
             break;
         }
         limit = Some(g[0].length);
