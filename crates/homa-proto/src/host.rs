@@ -278,7 +278,7 @@ pub(crate) struct Foreign {
 }
 
 /// What a grant pass learns from the other live participants.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Others {
     /// Their granted-but-not-received bytes (each clamped to
     /// `[0, max_incoming]`), summed.
@@ -287,6 +287,20 @@ pub(crate) struct Others {
     pub(crate) live: u32,
     /// Their best candidates, best first, at most `max_overcommit`.
     pub(crate) best: Vec<Foreign>,
+    /// The oldest heartbeat among them (host ns; `u64::MAX` if none): when
+    /// it lapses, the shares change without a publish.
+    pub(crate) oldest_beat: u64,
+}
+
+impl Default for Others {
+    fn default() -> Others {
+        Others {
+            incoming: 0,
+            live: 0,
+            best: Vec::new(),
+            oldest_beat: u64::MAX,
+        }
+    }
 }
 
 impl Host {
@@ -324,9 +338,7 @@ impl Host {
     pub fn open(mem: Arc<dyn HostMemory>, params: &HostParams) -> Result<Host, HostError> {
         params.validate()?;
         let w = mem.words();
-        if w.len() <= H_LINK_IDLE {
-            return Err(layout_err(params, 0, 0, w.len() as u64));
-        }
+        check_len(w.len(), params)?;
         let magic = w[H_MAGIC].load(Ordering::Acquire);
         let version = w[H_VERSION].load(Ordering::Relaxed);
         if magic == 0 {
@@ -505,13 +517,19 @@ impl Host {
         out.incoming = 0;
         out.live = 0;
         out.best.clear();
+        out.oldest_beat = u64::MAX;
         let max_in = self.params.max_incoming as u64;
         let top = self.params.max_overcommit as usize;
         let cap = self.params.candidates_per_slot as u64;
         for s in 0..self.params.slots {
-            if s == me || !self.slot_live(s, now_host) {
+            if s == me {
                 continue;
             }
+            let beat = self.word(s, S_BEAT).load(Ordering::Acquire);
+            if !self.beat_live(beat, now_host) {
+                continue;
+            }
+            out.oldest_beat = out.oldest_beat.min(beat);
             out.live += 1;
             out.incoming += self.word(s, S_INCOMING).load(Ordering::Relaxed).min(max_in);
             let n = self.word(s, S_COUNT).load(Ordering::Acquire).min(cap) as usize;
@@ -711,7 +729,7 @@ impl Joined {
     /// Ends a pass: publishes our incoming bytes and candidates if they
     /// changed, and notes whether the others limited us (the re-check timer
     /// then runs every `recheck`). Returns when the host timer is due next.
-    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Instant {
+    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Option<Instant> {
         let incoming = incoming.max(0) as u64;
         if incoming != self.published_incoming || self.published_best != self.last_best {
             let prev = self.host.generation_bump_publish(
@@ -737,14 +755,18 @@ impl Joined {
         self.next_timer(now)
     }
 
-    /// When the host timer is due: `recheck` while limited, else a
-    /// heartbeat every quarter of `liveness`.
-    pub(crate) fn next_timer(&self, now: Instant) -> Instant {
+    /// When the host timer is due: `recheck` while limited, a heartbeat
+    /// every quarter of `liveness` while our slot holds a share (incoming
+    /// bytes or candidates), else never (an idle slot may lapse: nothing of
+    /// ours is lost, the next pass renews or reclaims it).
+    pub(crate) fn next_timer(&self, now: Instant) -> Option<Instant> {
         let p = &self.host.params;
         if self.limited {
-            now + p.recheck
+            Some(now + p.recheck)
+        } else if self.published_incoming > 0 || !self.last_best.is_empty() {
+            Some(now + p.liveness / 4)
         } else {
-            now + p.liveness / 4
+            None
         }
     }
 
@@ -752,7 +774,12 @@ impl Joined {
     /// run (we are limited and the table changed since our last pass).
     pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
         self.keep_slot(now);
-        self.limited && self.host.generation() != self.seen_gen
+        let lapsed = self
+            .others
+            .oldest_beat
+            .saturating_add(self.host.params.liveness_ns())
+            < self.host_now(now);
+        self.limited && (lapsed || self.host.generation() != self.seen_gen)
     }
 }
 
@@ -837,7 +864,7 @@ impl crate::Endpoint {
         let next = j.next_timer(now);
         self.pacer.attach_host(host.clone(), clock_offset_ns);
         self.host = Some(Box::new(j));
-        self.timers.set(crate::timers::Timer::Host, next);
+        self.timers.set_opt(crate::timers::Timer::Host, next);
         self.grants.request_pass();
         Ok(())
     }
@@ -882,6 +909,6 @@ impl crate::Endpoint {
             self.grants.request_pass();
         }
         let next = j.next_timer(now);
-        self.timers.set(crate::timers::Timer::Host, next);
+        self.timers.set_opt(crate::timers::Timer::Host, next);
     }
 }

@@ -162,7 +162,7 @@ impl Endpoint {
             let incoming = self.grants.total_incoming();
             if let Some(j) = self.host.as_deref_mut() {
                 let next = j.finish(now, incoming, limited);
-                self.timers.set(Timer::Host, next);
+                self.timers.set_opt(Timer::Host, next);
             }
         }
         if !self.memory.blocked().is_empty() {
