@@ -153,7 +153,7 @@ impl HostParams {
 /// Words of the header.
 const HEADER: usize = 16;
 /// Words of a slot before its candidates.
-const SLOT_HEADER: usize = 4;
+const SLOT_HEADER: usize = 6;
 
 /// Words of a table with `slots` slots of `candidates` candidates each.
 pub const fn words_for(slots: u32, candidates: u32) -> usize {
@@ -178,12 +178,17 @@ const H_LIVENESS: usize = 8;
 const H_GENERATION: usize = 9;
 const H_LINK_IDLE: usize = 10;
 
-// Slot words.
+// Slot words: heartbeat, owner, incoming bytes, candidate count, the
+// shortest paced outgoing message and its stamp, then the candidates.
 /// Heartbeat, host ns (0: free). Claimed and renewed by compare-exchange.
 const S_BEAT: usize = 0;
 const S_OWNER: usize = 1;
 const S_INCOMING: usize = 2;
 const S_COUNT: usize = 3;
+/// The slot's shortest paced outgoing message: bytes left + 1 (0: none).
+const S_TX: usize = 4;
+/// When `S_TX` was written (host ns).
+const S_TX_AT: usize = 5;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,6 +481,7 @@ impl Host {
             {
                 self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
+                self.word(s, S_TX).store(0, Ordering::Relaxed);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
                 self.bump();
                 return Ok((s, beat));
@@ -505,6 +511,35 @@ impl Host {
             .word(s, S_BEAT)
             .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed);
         self.bump();
+    }
+
+    /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
+    /// left + 1, 0 for none) at host time `at`.
+    pub(crate) fn publish_tx(&self, s: u32, best: u64, at: u64) {
+        self.word(s, S_TX_AT).store(at, Ordering::Relaxed);
+        self.word(s, S_TX).store(best, Ordering::Release);
+    }
+
+    /// True if another slot published, within `liveness`, a paced message
+    /// with fewer bytes left than `mine` (ties: the lower slot).
+    pub(crate) fn tx_better(&self, me: u32, now_host: u64, mine: u32) -> bool {
+        let l = self.params.liveness_ns();
+        let mine = (mine, me);
+        (0..self.params.slots).any(|s| {
+            if s == me {
+                return false;
+            }
+            let v = self.word(s, S_TX).load(Ordering::Acquire);
+            if v == 0 {
+                return false;
+            }
+            let at = self.word(s, S_TX_AT).load(Ordering::Relaxed);
+            if now_host.saturating_sub(at) > l || at.saturating_sub(now_host) > l {
+                return false;
+            }
+            let left = (v - 1).min(u32::MAX as u64) as u32;
+            (left, s) < mine
+        })
     }
 
     fn bump(&self) {
@@ -862,7 +897,7 @@ impl crate::Endpoint {
             last_best: Vec::new(),
         };
         let next = j.next_timer(now);
-        self.pacer.attach_host(host.clone(), clock_offset_ns);
+        self.pacer.attach_host(host.clone(), clock_offset_ns, slot);
         self.host = Some(Box::new(j));
         self.timers.set_opt(crate::timers::Timer::Host, next);
         self.grants.request_pass();
@@ -908,7 +943,8 @@ impl crate::Endpoint {
         if j.on_timer(now) {
             self.grants.request_pass();
         }
-        let next = j.next_timer(now);
+        let (next, slot) = (j.next_timer(now), j.slot);
         self.timers.set_opt(crate::timers::Timer::Host, next);
+        self.pacer.set_host_slot(now, slot);
     }
 }

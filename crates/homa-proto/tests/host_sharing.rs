@@ -303,9 +303,9 @@ fn grants__the_shortest_message_across_endpoints_is_granted_first() {
 // ----- a dead or hostile participant -------------------------------------
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`
-/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 4.. candidates).
+/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 6.. candidates).
 fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
-    16 + s as usize * (4 + p.candidates_per_slot as usize) + i
+    16 + s as usize * (6 + p.candidates_per_slot as usize) + i
 }
 
 #[test]
@@ -380,7 +380,7 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
-            w[slot_word(&p, 3, 4 + i)].store(0, Ordering::Relaxed);
+            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
         }
         // And the shared NIC estimate says "busy forever".
         w[10].store(u64::MAX, Ordering::Relaxed);
@@ -517,4 +517,40 @@ fn host_view__reports_the_host_figures() {
         v0.host_incoming <= c.max_incoming as u64 + 2 * 1500,
         "{v0:?}"
     );
+}
+
+/// Endpoint 0 streams 3 MB to host 2; 200 µs later endpoint 1 (same
+/// host) sends 200 kB to host 3. Returns endpoint 0's bytes handed to the
+/// NIC while endpoint 1 was sending, over endpoint 1's bytes.
+fn long_then_short_sender(joined: bool) -> f64 {
+    let c = config();
+    let mut net = lan(78, 4, &c);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    net.record_nic();
+    request(&mut net, 0, 2, 3_000_000);
+    net.advance(Duration::from_micros(200));
+    request(&mut net, 1, 3, 200_000);
+    serve(&mut net, 2, Duration::from_secs(1), |_| {});
+    let log = net.nic_log();
+    // Endpoint 1's DATA: its hand-offs larger than a control packet.
+    let b: Vec<_> = log.iter().filter(|e| e.1 == 1 && e.2 > 200).collect();
+    let (t0, t1) = (b.first().unwrap().0, b.last().unwrap().0);
+    let b_bytes: u64 = b.iter().map(|e| e.2).sum();
+    let a_bytes: u64 = log
+        .iter()
+        .filter(|e| e.1 == 0 && e.0 >= t0 && e.0 <= t1)
+        .map(|e| e.2)
+        .sum();
+    a_bytes as f64 / b_bytes as f64
+}
+
+#[test]
+fn pacer__the_shortest_outgoing_message_of_the_host_goes_first() {
+    let shared = long_then_short_sender(true);
+    let alone = long_then_short_sender(false);
+    eprintln!("long sender's bytes while the short one sent, per short byte: shared {shared:.2}, independent {alone:.2}");
+    assert!(shared < 0.2, "{shared}");
+    assert!(alone > 0.8, "{alone}");
 }
