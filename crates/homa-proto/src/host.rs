@@ -387,6 +387,10 @@ impl Host {
     }
 
     /// A table on the heap, for endpoints of one process (or a simulator).
+    ///
+    /// # Panics
+    ///
+    /// If `params` are out of range ([`HostParams::validate`]).
     pub fn in_process(params: &HostParams) -> Host {
         let words = if params.validate().is_ok() {
             params.words()
@@ -908,8 +912,9 @@ impl crate::Endpoint {
     /// again. Nothing if it has not joined.
     pub fn leave_host(&mut self) {
         if let Some(j) = self.host.take() {
-            j.host.release(j.slot, j.beat);
+            // The pacer clears its entry before the slot can be claimed.
             self.pacer.detach_host();
+            j.host.release(j.slot, j.beat);
             self.timers.stop(crate::timers::Timer::Host);
             self.grants.request_pass();
         }
@@ -946,5 +951,91 @@ impl crate::Endpoint {
         let (next, slot) = (j.next_timer(now), j.slot);
         self.timers.set_opt(crate::timers::Timer::Host, next);
         self.pacer.set_host_slot(now, slot);
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    fn table(slots: u32) -> (Arc<HeapMemory>, Host) {
+        let p = HostParams::from_config(&Config::default(), slots);
+        let mem = Arc::new(HeapMemory::new(p.words()));
+        let host = Host::init(mem.clone(), &p).unwrap();
+        (mem, host)
+    }
+
+    #[test]
+    fn others__clamps_every_value_and_keeps_the_best_max_overcommit() {
+        let (_, h) = table(4);
+        let now = 5_000_000;
+        let (s1, _) = h.claim(now, 1, 1).unwrap();
+        let (s2, _) = h.claim(now, 2, 2).unwrap();
+        // Slot s1 is hostile: huge incoming, huge count, huge candidates.
+        h.word(s1, S_INCOMING).store(u64::MAX, Ordering::Relaxed);
+        h.word(s1, S_COUNT).store(u64::MAX, Ordering::Relaxed);
+        for i in 0..8 {
+            h.word(s1, SLOT_HEADER + i)
+                .store(u64::MAX - i as u64, Ordering::Relaxed);
+        }
+        h.generation_bump_publish(s2, 1000, [5, 7].into_iter());
+        let mut o = Others::default();
+        h.others(3, now, &mut o);
+        assert_eq!(o.live, 2);
+        assert_eq!(o.incoming, 400_000 + 1000);
+        assert_eq!(o.best.len(), 8);
+        assert_eq!(
+            o.best[0],
+            Foreign {
+                remaining: 5,
+                slot: s2
+            }
+        );
+        assert!(o.best.windows(2).all(|w| w[0] <= w[1]));
+        // Our own slot is not counted.
+        h.others(s2, now, &mut o);
+        assert_eq!(o.incoming, 400_000);
+    }
+
+    #[test]
+    fn charge_link__a_garbage_estimate_counts_as_an_idle_link() {
+        let (mem, h) = table(2);
+        mem.words()[H_LINK_IDLE].store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(h.link_backlog_ns(1000), 0);
+        h.charge_link(1000, 500);
+        assert_eq!(h.link_backlog_ns(1000), 500);
+        // Honest charges queue behind each other.
+        h.charge_link(1100, 500);
+        assert_eq!(h.link_backlog_ns(1100), 900);
+    }
+
+    #[test]
+    fn tx_better__shorter_or_equal_in_a_lower_slot_and_fresh() {
+        let (_, h) = table(3);
+        let now = 10_000_000;
+        h.publish_tx(0, 5001, now);
+        assert!(h.tx_better(1, now, 5001), "equal: the lower slot wins");
+        assert!(!h.tx_better(0, now, 5000), "not against ourselves");
+        h.publish_tx(2, 4001, now);
+        assert!(h.tx_better(0, now, 5000));
+        assert!(!h.tx_better(0, now, 3000));
+        // Stale entries (older than liveness) do not count.
+        let later = now + 21_000_000;
+        assert!(!h.tx_better(1, later, 9000));
+    }
+
+    #[test]
+    fn claim__dead_or_free_slots_only_and_renew_detects_a_thief() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        let (b, _) = h.claim(1_000, 2, 0).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(h.claim(2_000, 3, 0), Err(HostError::Full { slots: 2 }));
+        // a stops heartbeating; after liveness its slot is taken.
+        let late = 1_000 + 20_000_001;
+        let (c, _) = h.claim(late, 3, a).unwrap();
+        assert_eq!(c, a);
+        assert_eq!(h.renew(a, beat_a, late), None, "a lost its slot");
     }
 }
