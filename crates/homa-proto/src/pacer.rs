@@ -170,9 +170,6 @@ impl Pacer {
             XmitPos::Paced(left, born) => {
                 self.srpt.insert(SrptKey { left, rpc });
                 self.fifo.insert(FifoKey { born, rpc });
-                if self.host.is_some() {
-                    self.publish_best();
-                }
             }
         }
     }
@@ -187,9 +184,6 @@ impl Pacer {
             XmitPos::Paced(left, born) => {
                 self.srpt.remove(&SrptKey { left, rpc });
                 self.fifo.remove(&FifoKey { born, rpc });
-                if self.host.is_some() {
-                    self.publish_best();
-                }
             }
         }
     }
@@ -246,9 +240,26 @@ impl Pacer {
         }
     }
 
+    /// True if the endpoint joined a host table.
+    #[inline]
+    pub(crate) fn joined(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// The paced queue may have changed at `now`: publishes our shortest
+    /// paced message if it did (joined only; kept out of line so the
+    /// queue operations stay as they are without a table).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn host_queue_changed(&mut self, now: Instant) {
+        if let Some(h) = self.host.as_mut() {
+            h.now = now;
+        }
+        self.publish_best();
+    }
+
     /// Publishes our shortest paced message's bytes left to transmit, if
     /// it changed (joined only).
-    #[inline]
     fn publish_best(&mut self) {
         if let Some(h) = self.host.as_mut() {
             let best = self.srpt.first().map_or(0, |k| k.left as u64 + 1);
@@ -257,15 +268,6 @@ impl Pacer {
                 h.host
                     .publish_tx(h.slot, best, h.now.as_nanos().wrapping_add(h.offset));
             }
-        }
-    }
-
-    /// The endpoint's latest time, for the stamps of what we publish
-    /// (joined only).
-    #[inline]
-    pub(crate) fn note_now(&mut self, now: Instant) {
-        if let Some(h) = self.host.as_mut() {
-            h.now = now;
         }
     }
 
@@ -387,18 +389,22 @@ impl Endpoint {
         }
         let r = RpcRef { seq: rpc.seq, key };
         let old = core::mem::replace(&mut rpc.xmit_key, want);
-        self.pacer.note_now(self.now);
         self.xmit_unqueue(key, r.seq, old);
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 
     /// Removes a queue position (the RPC is being freed or stops sending).
     pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
         if let Some(pos) = pos {
-            self.pacer.note_now(self.now);
             self.pacer.dequeue(RpcRef { seq, key }, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 
