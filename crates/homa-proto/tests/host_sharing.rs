@@ -554,3 +554,33 @@ fn pacer__the_shortest_outgoing_message_of_the_host_goes_first() {
     assert!(shared < 0.2, "{shared}");
     assert!(alone > 0.8, "{alone}");
 }
+
+/// A participant that keeps the shared NIC estimate just under the
+/// plausibility bound (`liveness` ahead) and publishes a shorter paced
+/// message of its own, forever: endpoint 0's paced message still
+/// completes, by its own estimate after each `liveness` of holding.
+#[test]
+fn garbage__a_participant_keeping_the_link_busy_slows_paced_data_but_cannot_stop_it() {
+    let c = config();
+    let p = params(&c, 4);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    let mut net = lan(79, 2, &c);
+    let now = net.now();
+    net.endpoint(0).join_host(now, &host, 1, 0).unwrap();
+    request(&mut net, 0, 1, 40_000);
+    let liveness = p.liveness.as_nanos() as u64;
+    let arr = serve(&mut net, 1, Duration::from_secs(5), |net| {
+        let w = mem.words();
+        let now = net.now().as_nanos();
+        w[10].store(now + liveness - 1000, Ordering::Relaxed);
+        w[slot_word(&p, 3, 0)].store(now.max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 4)].store(1, Ordering::Relaxed);
+        w[slot_word(&p, 3, 5)].store(now, Ordering::Relaxed);
+    });
+    eprintln!(
+        "40 kB under a hostile NIC estimate completed at {:?}",
+        arr[0].2
+    );
+    assert!(arr[0].2 > Instant::ZERO + p.liveness, "it was held");
+}
