@@ -343,9 +343,16 @@ fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bou
 /// completion time of the last.
 fn under_vandal(
     seed: u64,
+    vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
+) -> Instant {
+    under_vandal_with(seed, config(), vandal)
+}
+
+fn under_vandal_with(
+    seed: u64,
+    c: Config,
     mut vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
 ) -> Instant {
-    let c = config();
     let p = params(&c, 4);
     let mem = Arc::new(HeapMemory::new(p.words()));
     let host = Host::init(mem.clone(), &p).unwrap();
@@ -386,6 +393,27 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         w[10].store(u64::MAX, Ordering::Relaxed);
     });
     eprintln!("hostile slot: all 30 requests done at {last:?}");
+}
+
+#[test]
+fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fifo_grants() {
+    // No FIFO grants: only the starvation rule (a pass alone after
+    // `liveness` of being held back) lets the scheduled bytes through.
+    let c = Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    };
+    let p = params(&c, 4);
+    let last = under_vandal_with(75, c, |w, now, _| {
+        w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
+        w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
+        for i in 0..p.candidates_per_slot as usize {
+            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
+        }
+    });
+    eprintln!("hostile slot, no FIFO grants: all 30 requests done at {last:?}");
+    assert!(last > Instant::ZERO + p.liveness, "they were held back");
 }
 
 #[test]
