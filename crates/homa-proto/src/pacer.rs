@@ -88,6 +88,25 @@ impl ShortQueue {
     }
 }
 
+/// The pacer's membership in a host table.
+#[derive(Debug)]
+struct HostPacer {
+    host: crate::host::Host,
+    /// Our instants to host time.
+    offset: u64,
+    /// Our slot.
+    slot: u32,
+    /// The transmit candidate we last published (0: none).
+    published: u64,
+    /// The endpoint's latest time (stamps what we publish).
+    now: Instant,
+    /// Paced data held longer than this (the table's `liveness`) goes
+    /// out by our own estimate: a participant that keeps the shared
+    /// estimate busy (or keeps a shorter message published) can slow us
+    /// down, not stop us.
+    max_hold: u64,
+}
+
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
 /// transmit queues and the NIC backlog estimate.
 #[derive(Debug)]
@@ -111,6 +130,9 @@ pub(crate) struct Pacer {
     fifo_count: i32,
     /// Since when paced data has been held (for the throttled-time metric).
     held_since: Option<Instant>,
+    /// The host table whose NIC estimate replaces ours, if the endpoint
+    /// joined one.
+    host: Option<HostPacer>,
 }
 
 impl Pacer {
@@ -128,6 +150,7 @@ impl Pacer {
             link_idle: Instant::ZERO,
             fifo_count: 1000,
             held_since: None,
+            host: None,
         }
     }
 
@@ -188,10 +211,114 @@ impl Pacer {
         !self.srpt.is_empty()
     }
 
+    /// Paces against the host table's shared NIC estimate from now on
+    /// (`offset`: our instants to host time), publishing our best paced
+    /// message in `slot`.
+    pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64, slot: u32) {
+        let max_hold = host.params().liveness.as_nanos() as u64;
+        self.host = Some(HostPacer {
+            host,
+            offset,
+            slot,
+            published: 0,
+            now: Instant::ZERO,
+            max_hold,
+        });
+        self.publish_best();
+    }
+
+    /// Our slot changed (it lapsed and was claimed again).
+    pub(crate) fn set_host_slot(&mut self, now: Instant, slot: u32) {
+        if let Some(h) = self.host.as_mut() {
+            if h.slot != slot {
+                h.host.publish_tx(h.slot, 0, 0);
+                h.slot = slot;
+                h.published = 0;
+                h.now = now;
+                self.publish_best();
+            }
+        }
+    }
+
+    /// Paces against our own estimate again.
+    pub(crate) fn detach_host(&mut self) {
+        if let Some(h) = self.host.take() {
+            h.host.publish_tx(h.slot, 0, 0);
+        }
+    }
+
+    /// True if the endpoint joined a host table.
+    #[inline]
+    pub(crate) fn joined(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// The paced queue may have changed at `now`: publishes our shortest
+    /// paced message if it did (joined only; kept out of line so the
+    /// queue operations stay as they are without a table).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn host_queue_changed(&mut self, now: Instant) {
+        if let Some(h) = self.host.as_mut() {
+            h.now = now;
+        }
+        self.publish_best();
+    }
+
+    /// Publishes our shortest paced message's bytes left to transmit, if
+    /// it changed (joined only).
+    fn publish_best(&mut self) {
+        if let Some(h) = self.host.as_mut() {
+            let best = self.srpt.first().map_or(0, |k| k.left as u64 + 1);
+            if best != h.published {
+                h.published = best;
+                h.host
+                    .publish_tx(h.slot, best, h.now.as_nanos().wrapping_add(h.offset));
+            }
+        }
+    }
+
+    /// When the NIC will have sent everything handed to it: our estimate,
+    /// or the host's when joined.
+    #[inline]
+    fn idle_at(&self, now: Instant) -> Instant {
+        match &self.host {
+            None => self.link_idle,
+            Some(h) if self.held_too_long(h, now) => self.link_idle,
+            Some(h) => now.plus_nanos(
+                h.host
+                    .link_backlog_ns(now.as_nanos().wrapping_add(h.offset)),
+            ),
+        }
+    }
+
+    /// Joined, and paced data has been held for longer than `max_hold`.
+    fn held_too_long(&self, h: &HostPacer, now: Instant) -> bool {
+        self.held_since
+            .is_some_and(|t| now.nanos_since(t) > h.max_hold)
+    }
+
+    /// Joined: another endpoint of the host has a shorter paced message
+    /// and the link is busy (so it is sending): we let it go first.
+    fn yields(&self, now: Instant, idle: Instant) -> bool {
+        match &self.host {
+            Some(h) if now < idle && !self.held_too_long(h, now) => {
+                let mine = self.srpt.first().map_or(u32::MAX, |k| k.left);
+                h.host
+                    .tx_better(h.slot, now.as_nanos().wrapping_add(h.offset), mine)
+            }
+            _ => false,
+        }
+    }
+
     /// True if a message of `length` bytes must wait for the link at `now`.
     #[inline]
     pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
-        self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.link_idle
+        if !self.on || length < self.defer_min_bytes {
+            return false;
+        }
+        let idle = self.idle_at(now);
+        now + self.max_backlog < idle || (self.host.is_some() && self.yields(now, idle))
     }
 
     /// Paced data waits for the link: returns when the link will take the
@@ -201,8 +328,13 @@ impl Pacer {
         if started {
             self.held_since = Some(now);
         }
-        let at = self
-            .link_idle
+        let idle = self.idle_at(now);
+        if self.host.is_some() && self.yields(now, idle) {
+            // Yielding to a shorter message of another endpoint: look
+            // again when the link has drained.
+            return (idle, started);
+        }
+        let at = idle
             .saturating_duration_since(Instant::ZERO)
             .saturating_sub(self.max_backlog);
         (Instant::ZERO + at, started)
@@ -222,6 +354,10 @@ impl Pacer {
         // bits / Mbit/s = µs; ×1.01 for the rate margin: ns = bytes·8080/mbps.
         let nanos = wire_bytes * 8080 / self.link_mbps;
         self.link_idle = self.link_idle.max(now).plus_nanos(nanos);
+        if let Some(h) = &self.host {
+            h.host
+                .charge_link(now.as_nanos().wrapping_add(h.offset), nanos);
+        }
     }
 
     /// Most packets of `pkt_wire` wire bytes one paced batch may hold.
@@ -270,6 +406,9 @@ impl Endpoint {
         self.xmit_unqueue(key, r.seq, old);
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 
@@ -277,6 +416,9 @@ impl Endpoint {
     pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
         if let Some(pos) = pos {
             self.pacer.dequeue(RpcRef { seq, key }, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 
