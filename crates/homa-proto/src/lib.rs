@@ -121,6 +121,7 @@ pub mod wire;
 pub use config::Config;
 pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
 pub use grant::IncomingMessage;
+pub use outgoing::TxPackets;
 pub use pacer::OutgoingMessage;
 pub use rng::Rng;
 pub use socket::DELIVERED_OVERHEAD;
