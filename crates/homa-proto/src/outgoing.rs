@@ -72,7 +72,8 @@ struct TxPacket {
 /// reuse one value for every call (its buffers are kept).
 ///
 /// A packet on the wire is its header followed by its payload
-/// ([`TxPackets::packet`]); [`TxPackets::copy_to`] writes the transmit
+/// ([`TxPackets::packet`]; a short payload is copied into the header
+/// buffer, see [`TxPackets::INLINE_MAX`]); [`TxPackets::copy_to`] writes the transmit
 /// exactly as [`Endpoint::poll_transmit`] would have. All packets of a
 /// transmit belong to one message, so a single [`Bytes`] handle keeps the
 /// payload alive until the next call.
@@ -85,6 +86,13 @@ pub struct TxPackets {
 }
 
 impl TxPackets {
+    /// Payloads up to this many bytes are copied after their header (the
+    /// header slice of [`TxPackets::packet`] is then the whole packet and
+    /// its payload slice empty): a small message's only packet, or the
+    /// short last packet of a batch. Referring to the message costs more
+    /// than copying so few bytes.
+    pub const INLINE_MAX: usize = 512;
+
     /// An empty value, to be filled by [`Endpoint::poll_transmit_packets`].
     pub fn new() -> TxPackets {
         TxPackets::default()
@@ -139,6 +147,7 @@ impl TxPackets {
 }
 
 impl TxSink for TxPackets {
+    #[inline]
     fn reset(&mut self) {
         self.headers.clear();
         self.packets.clear();
@@ -150,9 +159,14 @@ impl TxSink for TxPackets {
         self.bytes
     }
 
+    #[inline]
     fn header(&mut self, len: usize) -> &mut [u8] {
+        const ZEROS: [u8; 64] = [0; 64];
         let at = self.headers.len();
-        self.headers.resize(at + len, 0);
+        match ZEROS.get(..len) {
+            Some(z) => self.headers.extend_from_slice(z),
+            None => self.headers.resize(at + len, 0),
+        }
         self.packets.push(TxPacket {
             header_start: at as u32,
             header_len: len as u32,
@@ -163,7 +177,18 @@ impl TxSink for TxPackets {
         &mut self.headers[at..]
     }
 
+    #[inline]
     fn payload(&mut self, message: &Bytes, offset: u32, len: u32) {
+        if len as usize <= TxPackets::INLINE_MAX {
+            // Cheaper copied than referred to (no handle on the message,
+            // one slice for the driver).
+            let (o, n) = (offset as usize, len as usize);
+            self.headers.extend_from_slice(&message[o..o + n]);
+            let p = self.packets.last_mut().expect("payload follows a header");
+            p.header_len += len;
+            self.bytes += n;
+            return;
+        }
         if self.message.is_none() {
             self.message = Some(message.clone());
         }
@@ -489,8 +514,10 @@ mod tests {
         rx.set_server(b.port(), true).unwrap();
         let big = pattern(config.max_message_length as usize);
         let small = pattern(700);
+        // Copied after its header (TxPackets::INLINE_MAX).
+        let tiny = pattern(300);
         let mut now = Instant::ZERO;
-        for m in [&big, &small] {
+        for m in [&big, &small, &tiny] {
             let id = copy.send_request(now, pa, b, m.clone()).unwrap();
             assert_eq!(parts.send_request(now, pa, b, m.clone()).unwrap(), id);
         }
@@ -520,6 +547,10 @@ mod tests {
                         at >= m.as_ptr() as usize && at + d.len() <= m.as_ptr() as usize + m.len()
                     };
                     assert!(d.is_empty() || inside(&big) || inside(&small));
+                    assert_eq!(
+                        d.is_empty(),
+                        p.len() <= DataHeader::LEN + TxPackets::INLINE_MAX
+                    );
                     sent += 1;
                     // Lose one packet in 97: retransmissions go through
                     // both paths too.
@@ -542,7 +573,7 @@ mod tests {
                     delivered.push(data);
                 }
             }
-            if delivered.len() == 2 {
+            if delivered.len() == 3 {
                 break;
             }
             if idle {
@@ -554,9 +585,10 @@ mod tests {
         }
         assert!(dropped > 0 && multi > 0, "{dropped} {multi}");
         delivered.sort_by_key(Bytes::len);
-        assert_eq!(delivered.len(), 2);
-        assert!(delivered[0] == small, "short message differs");
-        assert!(delivered[1] == big, "long message differs");
+        assert_eq!(delivered.len(), 3);
+        assert!(delivered[0] == tiny, "tiny message differs");
+        assert!(delivered[1] == small, "short message differs");
+        assert!(delivered[2] == big, "long message differs");
         assert!(copy.stats().data_retransmitted > 0);
     }
 }

@@ -593,13 +593,20 @@ impl Link {
                     }
                 }
                 None => {
-                    // One packet: copied whole (at most one MTU) and sent
-                    // with `sendto`, the kernel's cheapest send.
+                    // One packet, sent with `sendto` (the kernel's cheapest
+                    // send): a control packet or a short message is whole
+                    // in its header slice; a longer one (at most one MTU)
+                    // is copied whole first.
                     let (h, p) = packets.packet(0);
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(h);
-                    self.scratch.extend_from_slice(p);
-                    udp::send(self.sock.as_fd(), out.dest, tos, None, &self.scratch).map(|_| {
+                    let data = if p.is_empty() {
+                        h
+                    } else {
+                        self.scratch.clear();
+                        self.scratch.extend_from_slice(h);
+                        self.scratch.extend_from_slice(p);
+                        &self.scratch[..]
+                    };
+                    udp::send(self.sock.as_fd(), out.dest, tos, None, data).map(|_| {
                         self.stats.send_calls += 1;
                         self.stats.packets_sent += 1;
                     })
