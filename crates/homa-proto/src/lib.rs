@@ -24,7 +24,9 @@
 //!    [`Endpoint::send_response`], [`Endpoint::abort`], socket calls);
 //! 2. after any input, drains the outputs: [`Endpoint::poll_transmit`] until
 //!    it returns `None` (each call yields one datagram, or a GSO batch of
-//!    equal-size segments, for one destination at one priority),
+//!    equal-size segments, for one destination at one priority; or
+//!    [`Endpoint::poll_transmit_packets`] for the same transmit as headers
+//!    plus payload ranges of the message, to send without copying it),
 //!    [`Endpoint::poll_event`] until `None`, and re-reads
 //!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
 //!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
