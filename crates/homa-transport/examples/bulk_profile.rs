@@ -13,7 +13,9 @@
 //! compare`). Knobs (protocol configuration fields): `link_mbps`,
 //! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
 //! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
-//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1). Prints Gbit/s and the CPU time
+//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1), `busy_poll_us` (0:
+//! threads sleep until data arrives, so CPU time and instruction counts
+//! are work, not spinning). Prints Gbit/s and the CPU time
 //! per GB of each side, then per megabyte received: each side's system
 //! calls (sends, receives), the packets they carried, and the GRANTs.
 
@@ -45,6 +47,7 @@ fn configure(c: &mut Config, knob: &str) -> Res<()> {
         "max_nic_backlog_us" => p.max_nic_backlog = Duration::from_micros(n),
         "recv_batch" => c.recv_batch = n as usize,
         "gso" => c.gso = n != 0,
+        "busy_poll_us" => c.busy_poll = Duration::from_micros(n),
         _ => return Err(format!("unknown knob {k}").into()),
     }
     Ok(())
