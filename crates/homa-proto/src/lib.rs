@@ -24,7 +24,9 @@
 //!    [`Endpoint::send_response`], [`Endpoint::abort`], socket calls);
 //! 2. after any input, drains the outputs: [`Endpoint::poll_transmit`] until
 //!    it returns `None` (each call yields one datagram, or a GSO batch of
-//!    equal-size segments, for one destination at one priority),
+//!    equal-size segments, for one destination at one priority; or
+//!    [`Endpoint::poll_transmit_packets`] for the same transmit as headers
+//!    plus payload ranges of the message, to send without copying it),
 //!    [`Endpoint::poll_event`] until `None`, and re-reads
 //!    [`Endpoint::poll_timeout`]. A driver whose link is busy may postpone
 //!    `poll_transmit` until the link frees ([`Endpoint::transmit_idle`]
@@ -123,6 +125,7 @@ pub use config::Config;
 pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
 pub use grant::IncomingMessage;
 pub use host::{Host, HostError, HostMemory, HostParams, HostView};
+pub use outgoing::TxPackets;
 pub use pacer::OutgoingMessage;
 pub use rng::Rng;
 pub use socket::DELIVERED_OVERHEAD;

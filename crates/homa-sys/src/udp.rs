@@ -10,7 +10,9 @@
 //!   setting is right and the datagram is single, else a `sendmsg` with a
 //!   TOS / traffic-class and a `UDP_SEGMENT` (GSO) control message;
 //!   [`send_split`] is the fallback without GSO (`sendmmsg`, one datagram
-//!   per segment).
+//!   per segment). [`send_vectored`] and [`send_datagrams`] do the same
+//!   with the bytes gathered from iovecs (a header and a payload per
+//!   datagram), so a message is never copied in user space.
 //! * Receiving: [`recv_batch`] reads one datagram with `recvmsg` or a
 //!   batch with `recvmmsg`, with each datagram's source, GRO segment
 //!   size, TOS byte and (if asked) destination address, into a
@@ -22,7 +24,7 @@
 //!   every peer with ICMP port unreachable while its descriptor stays
 //!   valid for threads still polling it.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
@@ -233,7 +235,27 @@ pub fn send(
         };
         return Ok(r?);
     }
-    mmsg::send_msg(raw, raw_name(dest), raw_tos(tos), segment, data)
+    mmsg::send_msg(
+        raw,
+        raw_name(dest),
+        raw_tos(tos),
+        segment,
+        &[IoSlice::new(data)],
+    )
+}
+
+/// [`send`] of the bytes of `iov`, in order, gathered by the kernel (one
+/// `sendmsg`, no user-space copy): one datagram, or with `segment` a GSO
+/// batch the kernel cuts every `segment` bytes of the whole stream,
+/// whatever the slices' boundaries.
+pub fn send_vectored(
+    fd: BorrowedFd<'_>,
+    dest: &Dest,
+    tos: Option<(TosOption, u8)>,
+    segment: Option<u16>,
+    iov: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    mmsg::send_msg(fd.as_raw_fd(), raw_name(dest), raw_tos(tos), segment, iov)
 }
 
 /// `dest` as the kernel reads it.
@@ -263,13 +285,48 @@ pub fn send_split(
     segment: usize,
     data: &[u8],
 ) -> io::Result<usize> {
-    let name = raw_name(dest);
-    let tos = raw_tos(tos);
     let segment = segment.max(1);
     let mut sent = 0usize;
+    let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
     for group in data.chunks(segment * MAX_GSO_SEGMENTS) {
-        let want = group.len().div_ceil(segment);
-        match mmsg::send_segments(fd.as_raw_fd(), name, tos, segment, group) {
+        let mut n = 0;
+        for (slot, chunk) in iov.iter_mut().zip(group.chunks(segment)) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        match send_datagrams(fd, dest, tos, 1, &iov[..n]) {
+            Ok(k) => {
+                sent += k;
+                if k < n {
+                    return Ok(sent);
+                }
+            }
+            Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Sends datagrams to `dest` without GSO and without a user-space copy:
+/// datagram `i` is the concatenation of the `parts` slices
+/// `iov[i * parts..(i + 1) * parts]` (the last may have fewer), one
+/// `sendmmsg` per 64 datagrams. Returns the number of datagrams the kernel
+/// accepted (fewer than all when the buffer filled).
+pub fn send_datagrams(
+    fd: BorrowedFd<'_>,
+    dest: &Dest,
+    tos: Option<(TosOption, u8)>,
+    parts: usize,
+    iov: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    let name = raw_name(dest);
+    let tos = raw_tos(tos);
+    let parts = parts.max(1);
+    let mut sent = 0usize;
+    for group in iov.chunks(parts * MAX_GSO_SEGMENTS) {
+        let want = group.len().div_ceil(parts);
+        match mmsg::send_datagrams(fd.as_raw_fd(), name, tos, parts, group) {
             Ok(k) => {
                 sent += k;
                 if k < want {
@@ -608,9 +665,63 @@ mod tests {
             if gso {
                 send(tx.as_fd(), &dest, tos, Some(1472), &data[..1472 * 40]).unwrap();
             }
+            // The same without a user-space copy: header and payload
+            // iovecs, with GSO and without.
+            let iov = [IoSlice::new(&data[..56]), IoSlice::new(&data[56..1472])];
+            let iov = [iov; 40];
+            let iov = iov.as_flattened();
+            assert_eq!(send_datagrams(tx.as_fd(), &dest, tos, 2, iov).unwrap(), 40);
+            if gso {
+                send_vectored(tx.as_fd(), &dest, tos, Some(1472), iov).unwrap();
+            }
         });
         assert_eq!(n, 0, "allocations while sending");
         assert!(gso, "UDP GSO unavailable: the GSO send was not checked");
+    }
+
+    /// Header/payload iovec pairs arrive as the datagrams they describe,
+    /// byte-exact, through GSO (the kernel cuts the gathered stream at the
+    /// segment size, whatever the iovec boundaries) and through the
+    /// fallback (one datagram per pair), with a short last datagram.
+    #[test]
+    fn send_vectored_and_send_datagrams__deliver_header_payload_pairs_byte_exact() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_buffer(rx.as_fd(), Buffer::Receive, 4 << 20).unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let (seg, n) = (1400usize, 30usize);
+        let headers: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8 ^ 0xa5; 56]).collect();
+        let message: Vec<u8> = (0..(seg - 56) * (n - 1) + 700)
+            .map(|i| (i * 13 % 251) as u8)
+            .collect();
+        let payloads: Vec<&[u8]> = message.chunks(seg - 56).collect();
+        let expect: Vec<Vec<u8>> = headers
+            .iter()
+            .zip(&payloads)
+            .map(|(h, p)| [&h[..], p].concat())
+            .collect();
+        assert!(expect.last().unwrap().len() < seg, "a short last datagram");
+        let iov: Vec<IoSlice<'_>> = headers
+            .iter()
+            .zip(&payloads)
+            .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)])
+            .collect();
+        let mut buf = vec![0u8; 65_536];
+        let mut check = |what: &str| {
+            for (i, want) in expect.iter().enumerate() {
+                let k = rx.recv(&mut buf).unwrap();
+                assert_eq!(&buf[..k], &want[..], "{what}: datagram {i}");
+            }
+        };
+        assert_eq!(send_datagrams(tx.as_fd(), &dest, None, 2, &iov).unwrap(), n);
+        check("sendmmsg");
+        assert!(gso_supported(false), "UDP GSO unavailable: not checked");
+        let total: usize = expect.iter().map(Vec::len).sum();
+        let sent = send_vectored(tx.as_fd(), &dest, None, Some(seg as u16), &iov).unwrap();
+        assert_eq!(sent, total);
+        check("GSO");
     }
 
     #[test]

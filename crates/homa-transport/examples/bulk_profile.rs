@@ -13,8 +13,11 @@
 //! compare`). Knobs (protocol configuration fields): `link_mbps`,
 //! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
 //! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
-//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1). Prints Gbit/s and the CPU time
-//! per GB of each side.
+//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1), `busy_poll_us` (0:
+//! threads sleep until data arrives, so CPU time and instruction counts
+//! are work, not spinning). Prints Gbit/s and the CPU time
+//! per GB of each side, then per megabyte received: each side's system
+//! calls (sends, receives), the packets they carried, and the GRANTs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,7 @@ fn configure(c: &mut Config, knob: &str) -> Res<()> {
         "max_nic_backlog_us" => p.max_nic_backlog = Duration::from_micros(n),
         "recv_batch" => c.recv_batch = n as usize,
         "gso" => c.gso = n != 0,
+        "busy_poll_us" => c.busy_poll = Duration::from_micros(n),
         _ => return Err(format!("unknown knob {k}").into()),
     }
     Ok(())
@@ -100,6 +104,7 @@ fn main() -> Res<()> {
         process_cpu_time()?,
         received.load(Ordering::Relaxed),
     );
+    let (cs0, ss0) = (client.stats(), server.stats());
     let t0 = Instant::now();
     while t0.elapsed().as_secs_f64() < secs {
         step()?;
@@ -115,6 +120,26 @@ fn main() -> Res<()> {
         bytes as f64 * 8.0 / elapsed / 1e9,
         ms_per_gb(client_cpu.total()),
         ms_per_gb(all.total().saturating_sub(client_cpu.total())),
+    );
+    let (cs, ss) = (client.stats(), server.stats());
+    let mb = bytes as f64 / 1e6;
+    let per_mb = |a: u64, b: u64| (a - b) as f64 / mb;
+    let grant = homa_proto::wire::PacketType::Grant.index();
+    println!(
+        "per MB: client sends {:.1} (GSO {:.1}), packets {:.0}, receives {:.1}; \
+         server receives {:.1} (GRO batches {:.1}), packets {:.0}, sends {:.1}, GRANTs {:.1}",
+        per_mb(cs.transport.send_calls, cs0.transport.send_calls),
+        per_mb(cs.transport.gso_sends, cs0.transport.gso_sends),
+        per_mb(cs.transport.packets_sent, cs0.transport.packets_sent),
+        per_mb(cs.transport.recv_calls, cs0.transport.recv_calls),
+        per_mb(ss.transport.recv_calls, ss0.transport.recv_calls),
+        per_mb(ss.transport.gro_batches, ss0.transport.gro_batches),
+        per_mb(
+            ss.transport.packets_received,
+            ss0.transport.packets_received
+        ),
+        per_mb(ss.transport.send_calls, ss0.transport.send_calls),
+        per_mb(ss.proto.sent.packets[grant], ss0.proto.sent.packets[grant]),
     );
     drop(calls);
     server.close();

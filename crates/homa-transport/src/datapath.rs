@@ -7,10 +7,14 @@
 //! * [`Datapath::receive`] reads one `recvmsg`/`recvmmsg` batch and hands
 //!   every Homa packet of it to [`homa_proto::Endpoint::handle_datagram_at_level`]
 //!   (a GRO batch cut at its segment size).
-//! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit`] into
-//!   the kernel: a multi-packet transmit as one GSO send, falling back to
-//!   one datagram per packet if the kernel refuses GSO; a transmit the
-//!   kernel has no room for waits in `pending` for writability.
+//! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit_packets`]
+//!   into the kernel: a multi-packet transmit as one GSO send whose iovecs
+//!   alternate the packets' headers and their payloads (slices of the
+//!   message itself: no user-space copy), falling back to one datagram per
+//!   header/payload pair if the kernel refuses GSO; a single packet is
+//!   copied into one small buffer and sent with a plain `sendto` (cheaper
+//!   for the kernel than a gathered `sendmsg`). A transmit the kernel has
+//!   no room for waits in `pending` for writability.
 //! * [`Datapath::read_errors`] turns the socket's error queue (ICMP port,
 //!   host and net unreachable) into
 //!   [`homa_proto::Endpoint::handle_unreachable`]; sends the kernel refuses
@@ -18,13 +22,13 @@
 //!
 //! The system calls themselves are `homa_sys::udp`'s.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use homa_proto::{Endpoint, Instant, Unreachable};
-use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption};
+use homa_proto::{Endpoint, Instant, TxPackets, Unreachable};
+use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
 
 use crate::capture::Capture;
 use crate::stats::{Offloads, TransportStats};
@@ -104,14 +108,14 @@ struct Outgoing<'a> {
     tos: (TosOption, u8),
     /// GSO segment size of a multi-packet transmit.
     segment: Option<usize>,
-    data: &'a [u8],
+    /// The packets: headers, and payloads in the message.
+    packets: &'a TxPackets,
 }
 
 impl Outgoing<'_> {
     /// Packets in the transmit.
     fn packets(&self) -> usize {
-        self.segment
-            .map_or(1, |s| self.data.len().div_ceil(s.max(1)))
+        self.packets.len()
     }
 }
 
@@ -121,7 +125,7 @@ struct Pending {
     dest: Dest,
     tos: (TosOption, u8),
     segment: Option<usize>,
-    data: Vec<u8>,
+    packets: TxPackets,
     /// Segments already sent (when sending one datagram per packet).
     done: usize,
 }
@@ -137,14 +141,17 @@ struct Link {
     sticky: StickyTos,
     capture: Option<Capture>,
     stats: TransportStats,
+    /// A single packet copied whole for `sendto`, or a transmit for the
+    /// capture.
+    scratch: Vec<u8>,
 }
 
 /// The datapath of one socket: see the module documentation.
 pub(crate) struct Datapath {
     link: Link,
     ipv6: bool,
-    /// The endpoint writes each transmit here.
-    tx: Vec<u8>,
+    /// The endpoint describes each transmit here.
+    tx: TxPackets,
     pending: Option<Pending>,
     rx: RecvBatch,
     /// Consecutive turns whose first receive found data (see
@@ -198,9 +205,10 @@ impl Datapath {
                 sticky: StickyTos::default(),
                 capture,
                 stats: TransportStats::default(),
+                scratch: Vec::with_capacity(2048),
             },
             ipv6,
-            tx: Vec::with_capacity(1 << 16),
+            tx: TxPackets::new(),
             pending: None,
             rx: RecvBatch::new(config.recv_batch, stride),
             rx_streak: 0,
@@ -337,7 +345,7 @@ impl Datapath {
                 dest: &p.dest,
                 tos: p.tos,
                 segment: p.segment,
-                data: &p.data,
+                packets: &p.packets,
             };
             match self.link.send(&out, p.done) {
                 SendOutcome::Blocked(done) => {
@@ -352,7 +360,7 @@ impl Datapath {
             if ep.transmit_idle(now) {
                 break;
             }
-            let Some(t) = ep.poll_transmit(now, &mut self.tx) else {
+            let Some(t) = ep.poll_transmit_packets(now, &mut self.tx) else {
                 break;
             };
             let Some(dest) = Dest::new(t.destination, self.ipv6) else {
@@ -364,7 +372,7 @@ impl Datapath {
                 dest: &dest,
                 tos: (TosOption::for_destination(&t.destination), t.tos),
                 segment: t.segment_size,
-                data: &self.tx[..t.size],
+                packets: &self.tx,
             };
             match self.link.send(&out, 0) {
                 SendOutcome::Sent | SendOutcome::Dropped => {}
@@ -372,12 +380,15 @@ impl Datapath {
                     self.note_unreachable(t.destination, network);
                 }
                 SendOutcome::Blocked(done) => {
+                    let (to, tos, segment) = (out.to, out.tos, out.segment);
+                    // The waiting transmit keeps its packets (headers and
+                    // a handle on the message); a new one is started.
                     self.pending = Some(Pending {
-                        to: out.to,
+                        to,
                         dest,
-                        tos: out.tos,
-                        segment: out.segment,
-                        data: out.data.to_vec(),
+                        tos,
+                        segment,
+                        packets: std::mem::take(&mut self.tx),
                         done,
                     });
                     break;
@@ -486,11 +497,13 @@ impl Link {
                 SendOutcome::Blocked(k) => k,
                 SendOutcome::Dropped | SendOutcome::Unreachable { .. } => done,
             };
+            self.scratch.clear();
+            out.packets.copy_to(&mut self.scratch);
             c.sent(
                 &mut self.stats,
                 out.to,
                 out.tos.1,
-                (out.data, out.segment),
+                (&self.scratch, out.segment),
                 done..sent,
             );
         }
@@ -511,48 +524,93 @@ impl Link {
     /// sends carry the control message as before.
     fn send_raw(&mut self, out: &Outgoing<'_>, done: usize) -> SendOutcome {
         let tos = self.sticky.prepare(self.sock.as_fd(), out.tos);
-        let data = out.data;
+        let packets = out.packets;
+        let total = packets.len();
         let mut retried = false;
         loop {
-            let multi = out.segment.filter(|&s| data.len() > s);
+            let multi = out.segment.filter(|_| total > 1);
             let r = match multi {
-                Some(seg) if self.gso && done == 0 => {
-                    match udp::send(self.fd(), out.dest, tos, Some(seg as u16), data) {
-                        Ok(_) => {
-                            self.stats.send_calls += 1;
-                            self.stats.gso_sends += 1;
-                            self.stats.packets_sent += data.len().div_ceil(seg) as u64;
-                            return SendOutcome::Sent;
+                Some(seg) if self.gso && done == 0 => match self
+                    .send_gso(out.dest, tos, seg, packets)
+                {
+                    Ok(()) => return SendOutcome::Sent,
+                    Err((k, e)) if k > 0 => {
+                        // A later group of a long transmit failed: the
+                        // rest waits (or is dropped) like a fallback send.
+                        let blocked = e.kind() == io::ErrorKind::WouldBlock
+                            || e.raw_os_error() == Some(libc::ENOBUFS);
+                        if blocked {
+                            self.stats.send_blocked += 1;
+                            return SendOutcome::Blocked(k);
                         }
-                        Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                            // The kernel (or the route's device) cannot do
-                            // GSO: fall back to one datagram per packet.
-                            self.gso = false;
-                            self.stats.gso_fallbacks += 1;
-                            continue;
-                        }
-                        Err(e) => Err(e),
+                        self.stats.send_errors += 1;
+                        return SendOutcome::Dropped;
                     }
-                }
-                Some(seg) => {
-                    let total = data.len().div_ceil(seg);
-                    match udp::send_split(self.fd(), out.dest, tos, seg, &data[done * seg..]) {
-                        Ok(k) => {
-                            self.stats.send_calls += 1;
-                            self.stats.packets_sent += k as u64;
-                            if done + k < total {
-                                self.stats.send_blocked += 1;
-                                return SendOutcome::Blocked(done + k);
+                    Err((_, e)) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                        // The kernel (or the route's device) cannot do
+                        // GSO: fall back to one datagram per packet.
+                        self.gso = false;
+                        self.stats.gso_fallbacks += 1;
+                        continue;
+                    }
+                    Err((_, e)) => Err(e),
+                },
+                Some(_) => {
+                    let mut iov = [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
+                    let mut sent = done;
+                    let mut result = Ok(());
+                    while sent < total {
+                        let n = fill_iov(&mut iov, packets, sent);
+                        match udp::send_datagrams(self.fd(), out.dest, tos, 2, &iov[..2 * n]) {
+                            Ok(k) => {
+                                self.stats.send_calls += 1;
+                                self.stats.packets_sent += k as u64;
+                                sent += k;
+                                if k < n {
+                                    break;
+                                }
                             }
-                            return SendOutcome::Sent;
+                            Err(e) if sent > done && e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
                         }
-                        Err(e) => Err(e),
+                    }
+                    match result {
+                        Ok(()) if sent < total => {
+                            self.stats.send_blocked += 1;
+                            return SendOutcome::Blocked(sent);
+                        }
+                        Ok(()) => return SendOutcome::Sent,
+                        // Nothing of this call went out: handled below
+                        // as for a single send.
+                        Err(e) if sent == done => Err(e),
+                        Err(_) => {
+                            self.stats.send_errors += 1;
+                            return SendOutcome::Dropped;
+                        }
                     }
                 }
-                None => udp::send(self.fd(), out.dest, tos, None, data).map(|_| {
-                    self.stats.send_calls += 1;
-                    self.stats.packets_sent += 1;
-                }),
+                None => {
+                    // One packet, sent with `sendto` (the kernel's cheapest
+                    // send): a control packet or a short message is whole
+                    // in its header slice; a longer one (at most one MTU)
+                    // is copied whole first.
+                    let (h, p) = packets.packet(0);
+                    let data = if p.is_empty() {
+                        h
+                    } else {
+                        self.scratch.clear();
+                        self.scratch.extend_from_slice(h);
+                        self.scratch.extend_from_slice(p);
+                        &self.scratch[..]
+                    };
+                    udp::send(self.sock.as_fd(), out.dest, tos, None, data).map(|_| {
+                        self.stats.send_calls += 1;
+                        self.stats.packets_sent += 1;
+                    })
+                }
             };
             let e = match r {
                 Ok(()) => return SendOutcome::Sent,
@@ -594,6 +652,47 @@ impl Link {
             }
         }
     }
+}
+
+impl Link {
+    /// Sends a multi-packet transmit with GSO: its header and payload
+    /// iovecs in one `sendmsg` per [`MAX_GSO_SEGMENTS`] packets (the
+    /// endpoint's batches are never longer by default). On failure, the
+    /// packets sent before it and the error.
+    fn send_gso(
+        &mut self,
+        dest: &Dest,
+        tos: Option<(TosOption, u8)>,
+        segment: usize,
+        packets: &TxPackets,
+    ) -> Result<(), (usize, io::Error)> {
+        let mut iov = [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
+        let mut at = 0;
+        while at < packets.len() {
+            let n = fill_iov(&mut iov, packets, at);
+            // A lone packet at the end of a long transmit is still sent
+            // with its segment size (GSO accepts one segment).
+            udp::send_vectored(self.fd(), dest, tos, Some(segment as u16), &iov[..2 * n])
+                .map_err(|e| (at, e))?;
+            self.stats.send_calls += 1;
+            self.stats.gso_sends += 1;
+            self.stats.packets_sent += n as u64;
+            at += n;
+        }
+        Ok(())
+    }
+}
+
+/// Fills `iov` with header/payload pairs of `packets` from packet `from`
+/// on; returns the number of packets (at most [`MAX_GSO_SEGMENTS`]).
+fn fill_iov<'a>(iov: &mut [IoSlice<'a>], packets: &'a TxPackets, from: usize) -> usize {
+    let n = (packets.len() - from).min(iov.len() / 2);
+    for (i, pair) in iov.chunks_exact_mut(2).take(n).enumerate() {
+        let (h, p) = packets.packet(from + i);
+        pair[0] = IoSlice::new(h);
+        pair[1] = IoSlice::new(p);
+    }
+    n
 }
 
 /// The TOS / traffic-class byte last set on the socket with `setsockopt`,
@@ -638,6 +737,97 @@ impl StickyTos {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Two endpoints, each on its own datapath over loopback, exchange a
+    /// request and a response of the configured maximum length: both
+    /// arrive byte-exact, with GSO and GRO as configured (forced off, or
+    /// on when the kernel offers them). Returns the client's and the
+    /// server's counters.
+    fn exchange_max(gso: bool, gro: bool) -> (TransportStats, TransportStats) {
+        let config = Config {
+            gso,
+            gro,
+            // Room for a whole request in flight on the slow path.
+            recv_buffer: 8 << 20,
+            send_buffer: 8 << 20,
+            ..Config::default()
+        };
+        let max = config.proto.max_message_length as usize;
+        let open = |seed| {
+            let (dp, offloads) = Datapath::open("127.0.0.1:0".parse().unwrap(), &config).unwrap();
+            assert_eq!(offloads.gso, gso && udp::gso_supported(false));
+            let mut ep = Endpoint::new(config.proto.clone(), seed).unwrap();
+            let addr = dp.socket().local_addr().unwrap();
+            ep.open_socket(addr.port()).unwrap();
+            (dp, ep, addr)
+        };
+        let (mut cdp, mut cep, caddr) = open(1);
+        let (mut sdp, mut sep, saddr) = open(2);
+        sep.set_server(saddr.port(), true).unwrap();
+        let request: bytes::Bytes = (0..max).map(|i| (i * 7 + i / 4093) as u8).collect();
+        let response: bytes::Bytes = (0..max).map(|i| (i * 11 + i / 65_521) as u8).collect();
+        let start = std::time::Instant::now();
+        let now = || Instant::from_nanos(start.elapsed().as_nanos() as u64);
+        let id = cep
+            .send_request(now(), caddr.port(), saddr, request.clone())
+            .unwrap();
+        let mut got = None;
+        while got.is_none() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+            for (dp, ep) in [(&mut cdp, &mut cep), (&mut sdp, &mut sep)] {
+                let t = now();
+                ep.handle_timeout(t);
+                while let Received::Packets(n) = dp.receive(ep, t, 64) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                dp.flush(ep, t);
+            }
+            while let Some(e) = sep.poll_event() {
+                if let homa_proto::Event::Request {
+                    port,
+                    peer,
+                    id,
+                    data,
+                } = e
+                {
+                    assert!(data == request, "request differs");
+                    sep.send_response(now(), port, peer, id, response.clone())
+                        .unwrap();
+                }
+            }
+            while let Some(e) = cep.poll_event() {
+                if let homa_proto::Event::Response { id: rid, data, .. } = e {
+                    assert_eq!(rid, id);
+                    got = Some(data);
+                }
+            }
+        }
+        assert!(got.unwrap() == response, "response differs");
+        (cdp.stats(), sdp.stats())
+    }
+
+    #[test]
+    fn flush__max_length_messages_byte_exact_with_gso() {
+        let (c, s) = exchange_max(true, true);
+        assert!(
+            udp::gso_supported(false),
+            "UDP GSO unavailable: not checked"
+        );
+        assert!(c.gso_sends > 0 && s.gso_sends > 0, "{c:?} {s:?}");
+        assert_eq!(c.gso_fallbacks + s.gso_fallbacks, 0);
+    }
+
+    #[test]
+    fn flush__max_length_messages_byte_exact_without_gso() {
+        let (c, s) = exchange_max(false, false);
+        assert_eq!(c.gso_sends + s.gso_sends, 0);
+        let max = Config::default().proto.max_message_length as u64;
+        assert!(c.packets_sent > max / 1500, "{c:?}");
+        assert!(c.send_calls < c.packets_sent / 3, "sendmmsg batches: {c:?}");
+    }
 
     #[test]
     fn normalize__unmaps_ipv4_and_drops_flow_label() {

@@ -20,6 +20,17 @@
 //! (growing one contiguous buffer per grant reallocated and copied it, and
 //! left the heap fragmented by buffers of every size).
 //!
+//! A message whose length is at most [`CONTIGUOUS_RATIO`] times the buffer
+//! it is charged when it starts (every message up to about a megabyte
+//! with the default grant window) has a single page of its whole length,
+//! reserved up front: it is delivered as that storage, without the copy
+//! that concatenating pages costs (the second user-space copy of every
+//! received byte). The reservation is address space, not memory: bytes are
+//! still written strictly below `recv_end`, which never passes what the
+//! budget charges, so only written pages become resident; and the ratio
+//! bounds the address space reserved by the bytes charged. If the
+//! allocator refuses the reservation, the message is paged as above.
+//!
 //! Each gap also remembers the lowest priority level at which any packet
 //! from beyond it arrived (when the driver reports arrival levels). Packets
 //! of one message travel at different levels (unscheduled level, the level
@@ -58,6 +69,10 @@ pub(crate) const GRANT_SLACK: u32 = 65_536;
 /// have this size, so freed pages are reused as they are.
 pub(crate) const PAGE: usize = 65_536;
 
+/// A message up to this many times the buffer charged at its start is
+/// stored contiguously (see the module documentation).
+pub(crate) const CONTIGUOUS_RATIO: u64 = 16;
+
 /// A missing range `[start, end)` below `recv_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gap {
@@ -84,8 +99,11 @@ pub(crate) struct MsgIn {
     /// recv_end))`. Bytes are appended as they arrive rather than copied
     /// over a zeroed buffer. A page is allocated (at its final size) when
     /// the first byte in it arrives: raising the grant allocates and moves
-    /// nothing, and memory follows the bytes received.
+    /// nothing, and memory follows the bytes received. A contiguous
+    /// message has one page of `page` = `length` bytes, reserved at once.
     pages: Vec<Vec<u8>>,
+    /// Bytes per page: [`PAGE`], or the whole length (contiguous).
+    page: usize,
     /// Buffer bytes the message may hold (what memory accounting charges):
     /// see [`MsgIn::capacity_for`]. The pages in use never exceed it.
     cap: u32,
@@ -114,9 +132,19 @@ impl MsgIn {
     pub(crate) fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
         let granted = incoming.min(length);
         let cap = Self::capacity_for(length, granted);
+        let mut pages = Vec::new();
+        let mut page = PAGE;
+        if length as usize > PAGE && length as u64 <= cap as u64 * CONTIGUOUS_RATIO {
+            let mut all = Vec::new();
+            if all.try_reserve_exact(length as usize).is_ok() {
+                pages.push(all);
+                page = length as usize;
+            }
+        }
         MsgIn {
             length,
-            pages: Vec::new(),
+            pages,
+            page,
             cap: cap as u32,
             recv_end: 0,
             gaps: Vec::new(),
@@ -329,9 +357,10 @@ impl MsgIn {
     fn copy_in(&mut self, at: u32, bytes: &[u8]) {
         let mut at = at as usize;
         let mut rest = bytes;
+        let size = self.page;
         while !rest.is_empty() {
-            let (page, off) = (at / PAGE, at % PAGE);
-            let n = rest.len().min(PAGE - off);
+            let (page, off) = (at / size, at % size);
+            let n = rest.len().min(size - off);
             self.pages[page][off..off + n].copy_from_slice(&rest[..n]);
             at += n;
             rest = &rest[n..];
@@ -344,14 +373,15 @@ impl MsgIn {
         let mut end = self.recv_end as usize;
         let mut zeros = zeros as usize;
         let mut rest = data;
+        let size = self.page;
         while zeros > 0 || !rest.is_empty() {
-            let page = end / PAGE;
+            let page = end / size;
             if page == self.pages.len() {
-                let size = (self.length as usize - page * PAGE).min(PAGE);
-                self.pages.push(Vec::with_capacity(size));
+                let len = (self.length as usize - page * size).min(size);
+                self.pages.push(Vec::with_capacity(len));
             }
             let p = &mut self.pages[page];
-            let room = PAGE - end % PAGE;
+            let room = size - end % size;
             if zeros > 0 {
                 let n = zeros.min(room);
                 p.resize(p.len() + n, 0);
@@ -367,8 +397,8 @@ impl MsgIn {
     }
 
     /// The assembled message's storage. Call only when complete. A
-    /// message of one page is handed over as it is; a longer one is
-    /// copied once into contiguous storage.
+    /// message of one page (a short or a contiguous one) is handed over as
+    /// it is; a longer one is copied once into contiguous storage.
     pub(crate) fn into_vec(mut self) -> Vec<u8> {
         debug_assert!(self.is_complete() && self.recv_end == self.length);
         if self.pages.len() == 1 {
@@ -397,6 +427,28 @@ impl MsgIn {
     #[cfg(test)]
     fn allocated(&self) -> usize {
         self.pages.iter().map(Vec::capacity).sum()
+    }
+
+    /// [`MsgIn::new`] without the contiguous reservation (tests of the
+    /// paged storage).
+    #[cfg(test)]
+    fn paged(length: u32, incoming: u32) -> MsgIn {
+        let mut m = MsgIn::new(length, incoming, Instant::ZERO);
+        m.pages.clear();
+        m.page = PAGE;
+        m
+    }
+
+    /// Bytes written into the storage (tests: never past `recv_end`).
+    #[cfg(test)]
+    fn written(&self) -> usize {
+        self.pages.iter().map(Vec::len).sum()
+    }
+
+    /// True if the message has contiguous storage.
+    #[cfg(test)]
+    fn contiguous(&self) -> bool {
+        self.page != PAGE
     }
 }
 
@@ -594,7 +646,7 @@ mod tests {
     #[test]
     fn into_vec__pages_assemble_in_order() {
         let len = 3 * PAGE as u32 + 17;
-        let mut m = MsgIn::new(len, len, Instant::ZERO);
+        let mut m = MsgIn::paged(len, len);
         // Out of order, across page boundaries, with a gap filled last.
         add(&mut m, PAGE as u32 - 5, 2 * PAGE as u32 + 3);
         add(&mut m, 2 * PAGE as u32 + 100, len);
@@ -605,6 +657,69 @@ mod tests {
         );
         assert!(m.is_complete());
         assert_eq!(&m.into_bytes()[..], &bytes(0..len)[..]);
+    }
+
+    #[test]
+    fn new__contiguous_up_to_the_ratio_of_the_first_charge() {
+        // One page anyway.
+        assert!(!MsgIn::new(PAGE as u32, 1000, Instant::ZERO).contiguous());
+        // 1 MB with 60 kB unscheduled: charged 60 kB + the grant slack.
+        let m = MsgIn::new(1_000_000, 60_000, Instant::ZERO);
+        assert!(m.contiguous());
+        assert_eq!(m.allocated(), 1_000_000);
+        assert_eq!(m.written(), 0, "reserved, nothing written");
+        let cap = MsgIn::capacity_for(4 << 20, 10_000) as u64;
+        let at = (cap * CONTIGUOUS_RATIO) as u32;
+        assert!(MsgIn::new(at, 10_000, Instant::ZERO).contiguous());
+        assert!(!MsgIn::new(at + 1, 10_000, Instant::ZERO).contiguous());
+    }
+
+    /// Packets of 1400 bytes arrive shuffled (so GRO batches and pages are
+    /// crossed anywhere), a tenth of them lost and sent again later, a
+    /// fifth duplicated: the message is byte-exact, with both storages;
+    /// nothing is ever written past the highest byte received; and a
+    /// contiguous message is handed over in the storage it was received
+    /// in (no second copy).
+    #[test]
+    fn into_vec__byte_exact_out_of_order_duplicated_and_lost_in_both_storages() {
+        let len = 3 * PAGE as u32 + 1017;
+        for contiguous in [true, false] {
+            for seed in 0..20 {
+                let mut rng = crate::Rng::new(seed);
+                let mut m = if contiguous {
+                    MsgIn::new(len, len, Instant::ZERO)
+                } else {
+                    MsgIn::paged(len, len)
+                };
+                assert_eq!(m.contiguous(), contiguous);
+                let mut order: Vec<u32> = (0..len.div_ceil(1400)).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                let mut lost = Vec::new();
+                for &k in &order {
+                    let (s, e) = (k * 1400, ((k + 1) * 1400).min(len));
+                    if rng.chance(0.1) {
+                        lost.push((s, e));
+                        continue;
+                    }
+                    assert!(matches!(add(&mut m, s, e), AddOutcome::Accepted(_)));
+                    if rng.chance(0.2) {
+                        assert_eq!(add(&mut m, s, e), AddOutcome::Duplicate);
+                    }
+                    assert!(m.written() <= m.recv_end() as usize);
+                }
+                for (s, e) in lost {
+                    assert!(!m.is_complete());
+                    assert!(matches!(add(&mut m, s, e), AddOutcome::Accepted(_)));
+                }
+                assert!(m.is_complete());
+                let storage = m.first_byte_addr();
+                let v = m.into_vec();
+                assert_eq!(v, bytes(0..len), "seed {seed} contiguous {contiguous}");
+                assert_eq!(v.as_ptr() as usize == storage, contiguous, "seed {seed}");
+            }
+        }
     }
 
     #[test]

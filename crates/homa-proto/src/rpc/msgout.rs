@@ -109,9 +109,9 @@ impl MsgOut {
         }
     }
 
-    /// Message bytes `[offset, offset + len)`.
-    pub(crate) fn bytes(&self, offset: u32, len: u32) -> &[u8] {
-        &self.data[offset as usize..(offset + len) as usize]
+    /// The message's bytes (packets refer to ranges of it).
+    pub(crate) fn data(&self) -> &Bytes {
+        &self.data
     }
 
     /// Queues `[start, end)` (clamped to what was transmitted) for

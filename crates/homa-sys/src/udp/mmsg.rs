@@ -1,7 +1,8 @@
 //! The receive hot path: `recvmsg`/`recvmmsg` with headers set up once per
 //! batch, and the parsing of each datagram's control messages (GRO segment
-//! size, TOS byte, destination); and the GSO fallback's `sendmmsg`
-//! ([`send_segments`]), with its headers on the stack.
+//! size, TOS byte, destination); and the sends with control messages
+//! ([`send_msg`]) and the GSO fallback's `sendmmsg` ([`send_datagrams`]),
+//! with their headers on the stack and the bytes named by iovecs.
 //!
 //! These are the receive calls not taken from `nix`: its `recvmmsg` needs
 //! its headers allocated and zeroed again for every call (its
@@ -13,7 +14,7 @@
 //! created, and each call only resets the lengths the previous one
 //! overwrote.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
@@ -70,34 +71,33 @@ impl SendCmsg {
     }
 }
 
-/// One non-blocking `sendmsg` of `data` to `name` with the TOS message
-/// and the `UDP_SEGMENT` (GSO) message, each if given. nix's `sendmsg`
-/// allocates the control buffer on every call; this one is on the stack.
+/// One non-blocking `sendmsg` to `name` of the bytes of `iov` (in
+/// order), with the TOS message and the `UDP_SEGMENT` (GSO) message, each
+/// if given. nix's `sendmsg` allocates the control buffer on every call;
+/// this one is on the stack.
 pub(super) fn send_msg(
     fd: RawFd,
     name: RawName,
     tos: Option<(c_int, c_int, c_int)>,
     segment: Option<u16>,
-    data: &[u8],
+    iov: &[IoSlice<'_>],
 ) -> io::Result<usize> {
     let mut cmsg = SendCmsg([0; 64]);
     let controllen = cmsg.fill(tos, segment);
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
     // SAFETY: plain data; all zeroes is valid.
     let mut m: libc::msghdr = unsafe { zeroed() };
     m.msg_name = name.0 as *mut libc::c_void;
     m.msg_namelen = name.1;
-    m.msg_iov = &mut iov;
-    m.msg_iovlen = 1;
+    // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on
+    // Unix); the kernel only reads the vector.
+    m.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    m.msg_iovlen = iov.len() as _;
     if controllen > 0 {
         m.msg_control = cmsg.0.as_mut_ptr().cast();
         m.msg_controllen = controllen as _;
     }
-    // SAFETY: the header points at `data`, `name` and `cmsg`, all alive for
-    // the call; the kernel only reads them.
+    // SAFETY: the header points at `iov` (and the bytes it names), `name`
+    // and `cmsg`, all alive for the call; the kernel only reads them.
     let r = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -105,41 +105,36 @@ pub(super) fn send_msg(
     Ok(r as usize)
 }
 
-/// Sends `data` cut into `segment`-byte datagrams (the last may be
-/// shorter), at most [`super::MAX_GSO_SEGMENTS`] of them, in one
-/// non-blocking `sendmmsg` to `name`, each with the TOS control message
-/// `tos` (level, type, value) if given. Returns how many datagrams the
-/// kernel took.
+/// Sends datagrams to `name` in one non-blocking `sendmmsg`, each with
+/// the TOS control message `tos` (level, type, value) if given: datagram
+/// `i` is the concatenation of the `parts` slices `iov[i * parts..]` (the
+/// last datagram may have fewer), at most [`super::MAX_GSO_SEGMENTS`]
+/// datagrams. Returns how many datagrams the kernel took.
 ///
 /// nix's `sendmmsg` needs its `MultiHeaders`, the addresses and the
 /// slices allocated for every call (about 20 allocations per 64-packet
 /// batch); here everything lives on the stack.
-pub(super) fn send_segments(
+pub(super) fn send_datagrams(
     fd: RawFd,
     name: RawName,
     tos: Option<(c_int, c_int, c_int)>,
-    segment: usize,
-    data: &[u8],
+    parts: usize,
+    iov: &[IoSlice<'_>],
 ) -> io::Result<usize> {
     const N: usize = super::MAX_GSO_SEGMENTS;
-    let segment = segment.max(1);
-    let n = data.len().div_ceil(segment).min(N);
+    let parts = parts.max(1);
+    let n = iov.len().div_ceil(parts).min(N);
     let mut cmsg = SendCmsg([0; 64]);
     let controllen = cmsg.fill(tos, None);
     // SAFETY: plain data; all zeroes is valid.
-    let mut iovs: [libc::iovec; N] = unsafe { zeroed() };
-    // SAFETY: plain data; all zeroes is valid.
     let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
-    for (i, chunk) in data.chunks(segment).take(n).enumerate() {
-        iovs[i] = libc::iovec {
-            iov_base: chunk.as_ptr() as *mut libc::c_void,
-            iov_len: chunk.len(),
-        };
+    for (i, d) in iov.chunks(parts).take(n).enumerate() {
         let m = &mut hdrs[i].msg_hdr;
         m.msg_name = name.0 as *mut libc::c_void;
         m.msg_namelen = name.1;
-        m.msg_iov = &mut iovs[i];
-        m.msg_iovlen = 1;
+        // `IoSlice` is ABI-compatible with `iovec`; read only.
+        m.msg_iov = d.as_ptr() as *mut libc::iovec;
+        m.msg_iovlen = d.len() as _;
         if controllen > 0 {
             // The kernel only reads the control message: every datagram
             // may point at the same one.
@@ -147,8 +142,9 @@ pub(super) fn send_segments(
             m.msg_controllen = controllen as _;
         }
     }
-    // SAFETY: the first `n` headers point at `data`, `name` and `cmsg`,
-    // all alive for the call; the kernel only writes `msg_len`.
+    // SAFETY: the first `n` headers point at `iov` (and the bytes it
+    // names), `name` and `cmsg`, all alive for the call; the kernel only
+    // writes `msg_len`.
     let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
