@@ -46,6 +46,7 @@ use crate::capture::{Capture, CaptureStats};
 use crate::config::{LoadModel, Mode, NicMode, Profile, SimConfig, Slowdown};
 use crate::fabric::{wire_overhead, Fabric, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
+use crate::pdes::Pdes;
 use crate::queue::EventQueue;
 use crate::results::{
     Buffers, Conservation, IdleCauses, Messages, ProtocolCounters, Results, Sample, Stats,
@@ -241,6 +242,8 @@ pub struct Simulator {
     outstanding: u64,
     failed: u64,
     ran: bool,
+    /// The rack-parallel estimate, when asked for.
+    pdes: Option<Pdes>,
 }
 
 impl core::fmt::Debug for Simulator {
@@ -377,11 +380,18 @@ impl Simulator {
             outstanding: 0,
             failed: 0,
             ran: false,
+            pdes: None,
             dist,
             cfg: cfg.clone(),
         };
         if let Some(c) = &cfg.capture {
             sim.fabric.capture = Some(Capture::create(c, t.hosts())?);
+        }
+        if cfg.run.pdes_estimate {
+            // The lookahead: the least delay of a packet between a ToR and
+            // an aggregation switch.
+            let lookahead = ps(t.link_delay) + ps(t.switch_delay);
+            sim.pdes = Some(Pdes::new(&sim.fabric, lookahead));
         }
         sim.fabric.window.start = sim.warmup;
         sim.fabric.window.end = arrivals_end;
@@ -527,6 +537,9 @@ impl Simulator {
             }
             self.now = t;
             self.events += 1;
+            if self.pdes.is_some() {
+                self.pdes_count(&ev);
+            }
             self.dispatch(ev);
             if self.events >= next_report {
                 next_report = self.events + (1 << 16);
@@ -555,6 +568,46 @@ impl Simulator {
             events: self.events,
             completed: self.completed,
             outstanding: self.outstanding,
+        }
+    }
+
+    /// Counts `ev` for the rack-parallel estimate (see [`crate::pdes`]).
+    fn pdes_count(&mut self, ev: &Ev) {
+        let f = &self.fabric;
+        let k = self.k;
+        let host_lp = |h: u32| Pdes::host_lp(f, h);
+        let (lp, kind, crossing) = match *ev {
+            Ev::Arrive { port, .. } => {
+                let p = &f.ports[port as usize];
+                let crossing = matches!(p.kind, PortKind::TorUp | PortKind::AggDown);
+                let kind = usize::from(matches!(p.to, Node::Host(_)));
+                (Pdes::node_lp(f, p.to), kind, crossing)
+            }
+            Ev::PortFree { port } => {
+                let p = &f.ports[port as usize];
+                if p.kind == PortKind::Nic {
+                    (host_lp(p.host), 3, false)
+                } else {
+                    (p.switch as usize, 2, false)
+                }
+            }
+            Ev::Timer { host } => (host_lp(host / k), 4, false),
+            Ev::NewMessage { host } => (host_lp(host), 5, false),
+            Ev::AppSend { msg } => (host_lp(self.msgs[msg as usize].src), 5, false),
+            Ev::AppNote { note } | Ev::AppRespond { note } => {
+                let e = match self.notes[note as usize] {
+                    Note::Request { host, .. }
+                    | Note::Response { host, .. }
+                    | Note::Failed { host, .. }
+                    | Note::Writable { host } => host,
+                };
+                (host_lp(e / k), 5, false)
+            }
+            // The simulator's own sampling: no part of the network.
+            Ev::Probe | Ev::Diag => return,
+        };
+        if let Some(p) = self.pdes.as_mut() {
+            p.count(self.now, lp, kind, crossing);
         }
     }
 
@@ -1251,6 +1304,7 @@ impl Simulator {
             base_rtt_us: self.unloaded.rpc(1, 1, true) as f64 / 1e6,
             link_gbps: t_bps / 1e9,
             endpoints_per_host: self.k,
+            pdes: self.pdes.as_mut().map(Pdes::report),
         }
     }
 }
