@@ -428,6 +428,11 @@ impl Fabric {
         self.hosts
     }
 
+    /// Number of racks.
+    pub fn racks(&self) -> u32 {
+        self.racks
+    }
+
     /// The rack of a host.
     pub fn rack(&self, host: u32) -> u32 {
         host / self.hosts_per_rack

@@ -2,14 +2,18 @@
 //! measured on the run's own events (`RunParams::pdes_estimate`).
 //!
 //! The model is a conservative, synchronous parallel discrete-event
-//! simulation. Each rack (its ToR, its hosts' endpoints, NICs and
-//! downlinks) is one logical process (LP), and so is each aggregation
-//! switch; the only events one LP schedules for another are packets on the
-//! ToR-aggregation links, which arrive at least the link's latency (switch
-//! delay plus propagation) after they are scheduled. That latency is the
-//! lookahead: time is cut into windows of one lookahead, and within a window
-//! every LP can process its events without hearing from the others; a
-//! barrier ends each window.
+//! simulation with one logical process (LP) per rack: its hosts' endpoints
+//! and NICs, its ToR, and every aggregation switch's port down to it (an
+//! aggregation switch shares nothing between its ports but a buffer
+//! statistic, so each rack can own the ports that feed it). The only events
+//! one LP schedules for another are packets on the ToR-to-aggregation
+//! links: the source rack's uplink delivers them to the destination rack's
+//! aggregation port, at least the link's latency (switch delay plus
+//! propagation) after they are scheduled. That latency is the lookahead:
+//! time is cut into windows of one lookahead, and within a window every LP
+//! can process its events without hearing from the others; a barrier ends
+//! each window. (Aggregation switches as LPs of their own would carry a
+//! quarter of all inter-rack packets each and bound the speed-up.)
 //!
 //! The estimator counts every event of the sequential run in its LP and
 //! window. With LPs dealt round robin over `N` cores, a window costs its
@@ -20,7 +24,7 @@
 //! cross LPs (one message each). It only observes: results are the same
 //! with or without it.
 
-use crate::fabric::{Fabric, Node};
+use crate::fabric::{Fabric, Node, Port, PortKind};
 use crate::time::Ps;
 
 /// Core counts the estimate is computed for.
@@ -41,7 +45,7 @@ pub const KINDS: [&str; 6] = [
 pub struct Pdes {
     /// Window length: the lookahead.
     window: Ps,
-    /// LPs: racks `0..racks`, then aggregation switches.
+    /// LPs: one per rack.
     lps: usize,
     /// The window being counted.
     current: u64,
@@ -66,7 +70,7 @@ pub struct Pdes {
 pub struct PdesReport {
     /// The lookahead (window length), µs.
     pub window_us: f64,
-    /// Logical processes: racks plus aggregation switches.
+    /// Logical processes: one per rack.
     pub lps: usize,
     /// Events counted (every event of the run but the simulator's own
     /// sampling).
@@ -84,7 +88,7 @@ pub struct PdesReport {
 impl Pdes {
     /// An estimator for `fabric` with windows of `window` (at least 1 ps).
     pub(crate) fn new(fabric: &Fabric, window: Ps) -> Pdes {
-        let lps = fabric.switches.len();
+        let lps = fabric.racks() as usize;
         Pdes {
             window: window.max(1),
             lps,
@@ -103,11 +107,23 @@ impl Pdes {
         fabric.rack(h) as usize
     }
 
-    /// The LP of node `n`.
-    pub(crate) fn node_lp(fabric: &Fabric, n: Node) -> usize {
+    /// The LP of a packet to host `dst` arriving at node `n`: a host's or a
+    /// ToR's rack, or at an aggregation switch the destination's rack.
+    pub(crate) fn arrival_lp(fabric: &Fabric, n: Node, dst: u32) -> usize {
         match n {
             Node::Host(h) => Self::host_lp(fabric, h),
-            Node::Switch(s) => s as usize,
+            Node::Switch(s) if s < fabric.racks() => s as usize,
+            Node::Switch(_) => Self::host_lp(fabric, dst),
+        }
+    }
+
+    /// The LP of a port: its host's or ToR's rack, or for an aggregation
+    /// switch's port the rack it leads to.
+    pub(crate) fn port_lp(fabric: &Fabric, p: &Port) -> usize {
+        match (p.kind, p.to) {
+            (PortKind::Nic, _) => Self::host_lp(fabric, p.host),
+            (PortKind::AggDown, Node::Switch(r)) => r as usize,
+            _ => p.switch as usize,
         }
     }
 
@@ -185,18 +201,15 @@ mod tests {
 
     #[test]
     fn count__critical_path_is_the_busiest_core_per_window() {
-        let f = fabric(2);
-        // LPs: racks 0 and 1, then the aggregation switches.
-        let lps = f.switches.len();
-        assert!(lps >= 3);
+        let f = fabric(3);
         let mut p = Pdes::new(&f, 100);
+        assert_eq!(p.lps, 3);
         // Window 0: rack 0 has 3 events, rack 1 one.
         for _ in 0..3 {
             p.count(10, 0, 0, false);
         }
         p.count(20, 1, 1, true);
-        // Window 2: one event each in rack 1 and the first aggregation
-        // switch.
+        // Window 2: one event each in racks 1 and 2.
         p.count(250, 1, 2, false);
         p.count(260, 2, 3, true);
         let r = p.report();
@@ -206,8 +219,8 @@ mod tests {
         let speedup: std::collections::BTreeMap<u32, f64> = r.speedup.iter().copied().collect();
         // One core: everything is on the critical path.
         assert_eq!(speedup[&1], 1.0);
-        // Two cores: rack 0 and the aggregation switch (LP 2) share core
-        // 0; window 0 costs 3, window 2 costs 1.
+        // Two cores: racks 0 and 2 share core 0; window 0 costs 3,
+        // window 2 costs 1.
         assert_eq!(speedup[&2], 6.0 / 4.0);
         // Enough cores for every LP: window 0 costs 3, window 2 costs 1.
         assert_eq!(speedup[&64], 6.0 / 4.0);

@@ -216,7 +216,7 @@ pub fn table(r: &Results) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "rack-parallel estimate: {} LPs (racks and aggregation switches), lookahead {:.3} us, \
+            "rack-parallel estimate: {} LPs (racks), lookahead {:.3} us, \
              {} windows with events ({:.1} events each), {:.1}% of events cross LPs; \
              speed-up on N cores before barrier costs: {}",
             p.lps,

@@ -577,19 +577,20 @@ impl Simulator {
         let k = self.k;
         let host_lp = |h: u32| Pdes::host_lp(f, h);
         let (lp, kind, crossing) = match *ev {
-            Ev::Arrive { port, .. } => {
+            Ev::Arrive { port, pkt } => {
                 let p = &f.ports[port as usize];
-                let crossing = matches!(p.kind, PortKind::TorUp | PortKind::AggDown);
                 let kind = usize::from(matches!(p.to, Node::Host(_)));
-                (Pdes::node_lp(f, p.to), kind, crossing)
+                let dst = f.pkts.get(pkt).dst;
+                (
+                    Pdes::arrival_lp(f, p.to, dst),
+                    kind,
+                    p.kind == PortKind::TorUp,
+                )
             }
             Ev::PortFree { port } => {
                 let p = &f.ports[port as usize];
-                if p.kind == PortKind::Nic {
-                    (host_lp(p.host), 3, false)
-                } else {
-                    (p.switch as usize, 2, false)
-                }
+                let kind = if p.kind == PortKind::Nic { 3 } else { 2 };
+                (Pdes::port_lp(f, p), kind, false)
             }
             Ev::Timer { host } => (host_lp(host / k), 4, false),
             Ev::NewMessage { host } => (host_lp(host), 5, false),
