@@ -93,8 +93,10 @@ fn ep_of(addr: &SocketAddr, hosts: u32, k: u32) -> Option<u32> {
 /// Simulator events.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ev {
-    /// A packet sent by `port` arrives at the port's far end.
-    Arrive { port: u32, pkt: u32 },
+    /// A packet arrives at the far end of the link it was sent on (the
+    /// packet's `hop` port). One `u32` per event keeps queue entries at 16
+    /// bytes.
+    Arrive { pkt: u32 },
     /// `port` finished serialising a packet.
     PortFree { port: u32 },
     /// A host's endpoint deadline.
@@ -112,6 +114,10 @@ pub(crate) enum Ev {
     /// Sample why idle downlinks are idle.
     Diag,
 }
+
+// Queue entries (key and event) stay at 16 bytes: the wheel's memory, and
+// its cache misses on every push, follow their size.
+const _: () = assert!(core::mem::size_of::<(u64, Ev)>() == 16);
 
 /// Client RPC id -> message. `rustc-hash`'s fixed hasher: ids are
 /// well-spread, and runs stay independent of OS randomness (the map is
@@ -577,7 +583,8 @@ impl Simulator {
         let k = self.k;
         let host_lp = |h: u32| Pdes::host_lp(f, h);
         let (lp, kind, crossing) = match *ev {
-            Ev::Arrive { port, pkt } => {
+            Ev::Arrive { pkt } => {
+                let port = f.pkts.get(pkt).hop;
                 let p = &f.ports[port as usize];
                 let kind = usize::from(matches!(p.to, Node::Host(_)));
                 let dst = f.pkts.get(pkt).dst;
@@ -614,10 +621,12 @@ impl Simulator {
 
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Arrive { port, pkt } => match self.fabric.ports[port as usize].to {
-                Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
-                Node::Host(h) => self.host_receive(h, pkt),
-            },
+            Ev::Arrive { pkt } => {
+                match self.fabric.ports[self.fabric.pkts.get(pkt).hop as usize].to {
+                    Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
+                    Node::Host(h) => self.host_receive(h, pkt),
+                }
+            }
             Ev::PortFree { port } => {
                 if self.fabric.port_free(port, self.now, &mut self.q) {
                     let p = &self.fabric.ports[port as usize];
