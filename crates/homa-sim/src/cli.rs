@@ -232,6 +232,10 @@ pub struct SimArgs {
     /// Skip the matching reference (saves about a tenth of a heavy run).
     #[arg(long)]
     pub no_matching: bool,
+    /// Estimate what a rack-parallel (PDES) simulation of this run would
+    /// gain, from its own events (adds a few percent to the run's time).
+    #[arg(long)]
+    pub pdes_estimate: bool,
     /// Pacer on or off [default: on; off with --paper].
     #[arg(long)]
     pub pacer: Option<bool>,
@@ -422,6 +426,7 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     c.run.drain = a.drain.unwrap_or(a.duration);
     c.run.references_only = a.references_only;
     c.run.matching = !a.no_matching;
+    c.run.pdes_estimate = a.pdes_estimate;
     c.seed = a.seed;
     c.capture = a.capture.as_ref().map(|path| CaptureParams {
         path: path.clone(),

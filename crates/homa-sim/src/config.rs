@@ -459,6 +459,9 @@ pub struct RunParams {
     /// Keep every completed message's sample (tests; memory grows with the
     /// run).
     pub keep_samples: bool,
+    /// Estimate what a rack-parallel simulation of this run would gain
+    /// ([`crate::pdes`]): counts every event by rack and lookahead window.
+    pub pdes_estimate: bool,
 }
 
 impl Default for RunParams {
@@ -470,6 +473,7 @@ impl Default for RunParams {
             references_only: false,
             matching: true,
             keep_samples: false,
+            pdes_estimate: false,
         }
     }
 }

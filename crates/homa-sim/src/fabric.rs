@@ -70,6 +70,9 @@ pub(crate) struct Packet {
     /// queues are lists threaded through the packets, so taking a packet
     /// off a queue touches only the packet, which is read anyway.
     next: u32,
+    /// The port that sent the packet on its current link (set when the
+    /// port starts it), so an arrival event needs only the packet's id.
+    pub hop: u32,
 }
 
 impl Default for Packet {
@@ -85,6 +88,7 @@ impl Default for Packet {
             payload: 0,
             wire: 0,
             next: NONE,
+            hop: NONE,
         }
     }
 }
@@ -428,6 +432,11 @@ impl Fabric {
         self.hosts
     }
 
+    /// Number of racks.
+    pub fn racks(&self) -> u32 {
+        self.racks
+    }
+
     /// The rack of a host.
     pub fn rack(&self, host: u32) -> u32 {
         host / self.hosts_per_rack
@@ -559,7 +568,8 @@ impl Fabric {
         let level = 7 - p.mask.leading_zeros() as usize;
         let pkt = p.head[level];
         let (wire, prio, payload, dst, next) = {
-            let k = self.pkts.get(pkt);
+            let k = self.pkts.get_mut(pkt);
+            k.hop = port;
             (k.wire, k.prio, k.payload, k.dst, k.next)
         };
         let p = &mut self.ports[port as usize];
@@ -579,7 +589,7 @@ impl Fabric {
         let done = now + ser_ps(wire, p.bps);
         p.busy_until = done;
         p.stats.tx_packets += 1;
-        q.push(done + p.latency, Ev::Arrive { port, pkt });
+        q.push(done + p.latency, Ev::Arrive { pkt });
         if p.mask != 0 || p.pull {
             if p.wake_at != Some(done) {
                 p.wake_at = Some(done);

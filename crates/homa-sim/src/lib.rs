@@ -56,6 +56,7 @@ pub mod config;
 mod fabric;
 mod ideal;
 pub mod paper;
+pub mod pdes;
 pub mod queue;
 pub mod report;
 pub mod results;

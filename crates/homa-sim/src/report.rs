@@ -201,6 +201,32 @@ pub fn table(r: &Results) -> String {
         }
     );
     let _ = writeln!(s, "simulated {:.1} us, {} events", r.end_us, r.events);
+    if let Some(p) = &r.pdes {
+        let share = |n: u64| 100.0 * n as f64 / p.events.max(1) as f64;
+        let kinds: Vec<String> = p
+            .kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {:.1}%", share(*n)))
+            .collect();
+        let _ = writeln!(s, "events by kind: {}", kinds.join(", "));
+        let speedup: Vec<String> = p
+            .speedup
+            .iter()
+            .map(|(n, x)| format!("{n}: {x:.2}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "rack-parallel estimate: {} LPs (racks), lookahead {:.3} us, \
+             {} windows with events ({:.1} events each), {:.1}% of events cross LPs; \
+             speed-up on N cores before barrier costs: {}",
+            p.lps,
+            p.window_us,
+            p.windows,
+            p.events as f64 / p.windows.max(1) as f64,
+            share(p.crossing),
+            speedup.join(", ")
+        );
+    }
     let samples: Vec<String> = r
         .backlog
         .iter()

@@ -557,6 +557,9 @@ pub struct Results {
     pub link_gbps: f64,
     /// Independent Homa endpoints per host (`HostParams::endpoints`).
     pub endpoints_per_host: u32,
+    /// The rack-parallel estimate, when asked for
+    /// (`RunParams::pdes_estimate`).
+    pub pdes: Option<crate::pdes::PdesReport>,
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use crate::capture::{Capture, CaptureStats};
 use crate::config::{LoadModel, Mode, NicMode, Profile, SimConfig, Slowdown};
 use crate::fabric::{wire_overhead, Fabric, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
+use crate::pdes::Pdes;
 use crate::queue::EventQueue;
 use crate::results::{
     Buffers, Conservation, IdleCauses, Messages, ProtocolCounters, Results, Sample, Stats,
@@ -92,8 +93,10 @@ fn ep_of(addr: &SocketAddr, hosts: u32, k: u32) -> Option<u32> {
 /// Simulator events.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ev {
-    /// A packet sent by `port` arrives at the port's far end.
-    Arrive { port: u32, pkt: u32 },
+    /// A packet arrives at the far end of the link it was sent on (the
+    /// packet's `hop` port). One `u32` per event keeps queue entries at 16
+    /// bytes.
+    Arrive { pkt: u32 },
     /// `port` finished serialising a packet.
     PortFree { port: u32 },
     /// A host's endpoint deadline.
@@ -111,6 +114,10 @@ pub(crate) enum Ev {
     /// Sample why idle downlinks are idle.
     Diag,
 }
+
+// Queue entries (key and event) stay at 16 bytes: the wheel's memory, and
+// its cache misses on every push, follow their size.
+const _: () = assert!(core::mem::size_of::<(u64, Ev)>() == 16);
 
 /// Client RPC id -> message. `rustc-hash`'s fixed hasher: ids are
 /// well-spread, and runs stay independent of OS randomness (the map is
@@ -241,6 +248,8 @@ pub struct Simulator {
     outstanding: u64,
     failed: u64,
     ran: bool,
+    /// The rack-parallel estimate, when asked for.
+    pdes: Option<Pdes>,
 }
 
 impl core::fmt::Debug for Simulator {
@@ -387,11 +396,18 @@ impl Simulator {
             outstanding: 0,
             failed: 0,
             ran: false,
+            pdes: None,
             dist,
             cfg: cfg.clone(),
         };
         if let Some(c) = &cfg.capture {
             sim.fabric.capture = Some(Capture::create(c, t.hosts())?);
+        }
+        if cfg.run.pdes_estimate {
+            // The lookahead: the least delay of a packet between a ToR and
+            // an aggregation switch.
+            let lookahead = ps(t.link_delay) + ps(t.switch_delay);
+            sim.pdes = Some(Pdes::new(&sim.fabric, lookahead));
         }
         sim.fabric.window.start = sim.warmup;
         sim.fabric.window.end = arrivals_end;
@@ -537,6 +553,9 @@ impl Simulator {
             }
             self.now = t;
             self.events += 1;
+            if self.pdes.is_some() {
+                self.pdes_count(&ev);
+            }
             self.dispatch(ev);
             if self.events >= next_report {
                 next_report = self.events + (1 << 16);
@@ -568,12 +587,56 @@ impl Simulator {
         }
     }
 
+    /// Counts `ev` for the rack-parallel estimate (see [`crate::pdes`]).
+    fn pdes_count(&mut self, ev: &Ev) {
+        let f = &self.fabric;
+        let k = self.k;
+        let host_lp = |h: u32| Pdes::host_lp(f, h);
+        let (lp, kind, crossing) = match *ev {
+            Ev::Arrive { pkt } => {
+                let port = f.pkts.get(pkt).hop;
+                let p = &f.ports[port as usize];
+                let kind = usize::from(matches!(p.to, Node::Host(_)));
+                let dst = f.pkts.get(pkt).dst;
+                (
+                    Pdes::arrival_lp(f, p.to, dst),
+                    kind,
+                    p.kind == PortKind::TorUp,
+                )
+            }
+            Ev::PortFree { port } => {
+                let p = &f.ports[port as usize];
+                let kind = if p.kind == PortKind::Nic { 3 } else { 2 };
+                (Pdes::port_lp(f, p), kind, false)
+            }
+            Ev::Timer { host } => (host_lp(host / k), 4, false),
+            Ev::NewMessage { host } => (host_lp(host), 5, false),
+            Ev::AppSend { msg } => (host_lp(self.msgs[msg as usize].src), 5, false),
+            Ev::AppNote { note } | Ev::AppRespond { note } => {
+                let e = match self.notes[note as usize] {
+                    Note::Request { host, .. }
+                    | Note::Response { host, .. }
+                    | Note::Failed { host, .. }
+                    | Note::Writable { host } => host,
+                };
+                (host_lp(e / k), 5, false)
+            }
+            // The simulator's own sampling: no part of the network.
+            Ev::Probe | Ev::Diag => return,
+        };
+        if let Some(p) = self.pdes.as_mut() {
+            p.count(self.now, lp, kind, crossing);
+        }
+    }
+
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Arrive { port, pkt } => match self.fabric.ports[port as usize].to {
-                Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
-                Node::Host(h) => self.host_receive(h, pkt),
-            },
+            Ev::Arrive { pkt } => {
+                match self.fabric.ports[self.fabric.pkts.get(pkt).hop as usize].to {
+                    Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
+                    Node::Host(h) => self.host_receive(h, pkt),
+                }
+            }
             Ev::PortFree { port } => {
                 if self.fabric.port_free(port, self.now, &mut self.q) {
                     let p = &self.fabric.ports[port as usize];
@@ -1261,6 +1324,7 @@ impl Simulator {
             base_rtt_us: self.unloaded.rpc(1, 1, true) as f64 / 1e6,
             link_gbps: t_bps / 1e9,
             endpoints_per_host: self.k,
+            pdes: self.pdes.as_mut().map(Pdes::report),
         }
     }
 }

@@ -52,6 +52,39 @@ fn run__same_seed_identical_output_different_seed_differs() {
     assert_eq!(outputs(&p), outputs(&p));
 }
 
+/// The rack-parallel estimate only observes (the run's results are the
+/// same with it), counts every network event once, and finds the packets
+/// that cross between racks and aggregation switches.
+#[test]
+fn pdes_estimate__observes_only_and_counts_every_event() {
+    let mut cfg = small(3, 4);
+    cfg.traffic.workload = "w3".parse().unwrap();
+    cfg.traffic.load = 0.7;
+    cfg.run.duration = Duration::from_millis(1);
+    cfg.run.warmup = Duration::from_micros(100);
+    let plain = homa_sim::run(&cfg).unwrap();
+    assert!(plain.pdes.is_none());
+    cfg.run.pdes_estimate = true;
+    let r = homa_sim::run(&cfg).unwrap();
+    let p = r.pdes.clone().expect("asked for");
+    let mut without = r.clone();
+    without.pdes = None;
+    assert_eq!(without, plain);
+    // Every event but the simulator's own samples (backlog probes and
+    // idle-cause samples, a few hundred at most here).
+    assert!(p.events <= r.events && p.events + 300 > r.events);
+    assert_eq!(p.kinds.iter().map(|k| k.1).sum::<u64>(), p.events);
+    // One LP per rack; two of the three racks are remote from any host,
+    // so most messages cross, but only one of a packet's events does.
+    assert!(p.crossing > 0 && p.crossing < p.events / 2);
+    let speedup: Vec<f64> = p.speedup.iter().map(|s| s.1).collect();
+    assert_eq!(speedup[0], 1.0);
+    assert!(speedup.windows(2).all(|w| w[1] >= w[0]));
+    assert_eq!(p.lps, 3);
+    assert!(*speedup.last().unwrap() <= 3.0);
+    assert!(report::table(&r).contains("rack-parallel estimate: 3 LPs"));
+}
+
 /// The slowdown plot has the project's axes (log-log, as `homa`'s) and a
 /// title with workload, load, base RTT and link.
 #[test]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The sustainable-load search under the paper profile (--paper): W4 and W5
+# above 80% load, with a short drain (what matters is whether the backlog of
+# unfinished work levels off during the arrivals, README.md). Same
+# conventions as regen.sh (B, RUNS, LOCK, GAP; NAME.time, NAME.log).
+# Usage: results/regen-load.sh [homa-sim binary]   (from crates/homa-sim)
+set -euo pipefail
+cd "$(dirname "$0")"
+# shellcheck source=regen-lib.sh
+. ./regen-lib.sh
+run paper-w4-90 -w w4 -l 0.9 -d 300ms --drain 10ms
+run paper-w5-90 -w w5 -l 0.9 -d 300ms --drain 10ms
+run paper-w4-85 -w w4 -l 0.85 -d 300ms --drain 10ms
+run paper-w4-85-1s -w w4 -l 0.85 -d 1s --drain 10ms
