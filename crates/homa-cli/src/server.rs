@@ -299,9 +299,28 @@ pub(crate) fn stats_json(
             "queued_errors": t.queued_errors,
             "requests_dropped": t.requests_dropped,
             "send_cap_waits": t.send_cap_waits,
+            "lock_acquired": t.lock_acquired,
+            "lock_contended": t.lock_contended,
+            "lock_wait_ns": t.lock_wait_ns,
+            "lock_hold_ns": t.lock_hold_ns,
+        },
+        // The serial section per request served (server sockets) or
+        // response received (client sockets).
+        "lock_per_rpc": {
+            "wait_ns": per_rpc(t.lock_wait_ns, st.proto.requests_delivered + st.proto.responses_delivered),
+            "hold_ns": per_rpc(t.lock_hold_ns, st.proto.requests_delivered + st.proto.responses_delivered),
         },
         "proto": serde_json::to_value(&st.proto).unwrap_or(Value::Null),
     })
+}
+
+/// `total / rpcs`, 0 without RPCs.
+fn per_rpc(total: u64, rpcs: u64) -> f64 {
+    if rpcs == 0 {
+        0.0
+    } else {
+        total as f64 / rpcs as f64
+    }
 }
 
 /// The response to a request body whose header (if it has one) is `h`,
