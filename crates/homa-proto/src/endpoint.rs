@@ -264,6 +264,8 @@ pub struct Endpoint {
     /// Link time of the DATA we received, per level (the timer's measure
     /// of how long granted bytes may be queued).
     pub(crate) rx_link: crate::timer::RxLink,
+    /// Membership in a host table (`host` module), if joined.
+    pub(crate) host: Option<Box<crate::host::Joined>>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -336,6 +338,7 @@ impl Endpoint {
             incarnation,
             born: None,
             rx_link: Default::default(),
+            host: None,
             config,
         })
     }

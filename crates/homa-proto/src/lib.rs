@@ -101,6 +101,7 @@ mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
 mod grant;
+pub mod host;
 mod incoming;
 mod memory;
 mod outgoing;
@@ -121,6 +122,7 @@ pub mod wire;
 pub use config::Config;
 pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
 pub use grant::IncomingMessage;
+pub use host::{Host, HostError, HostMemory, HostParams, HostView};
 pub use pacer::OutgoingMessage;
 pub use rng::Rng;
 pub use socket::DELIVERED_OVERHEAD;

@@ -111,6 +111,9 @@ pub(crate) struct Pacer {
     fifo_count: i32,
     /// Since when paced data has been held (for the throttled-time metric).
     held_since: Option<Instant>,
+    /// The host table whose NIC estimate replaces ours, with our clock
+    /// offset to host time, if the endpoint joined one.
+    host: Option<(crate::host::Host, u64)>,
 }
 
 impl Pacer {
@@ -128,6 +131,7 @@ impl Pacer {
             link_idle: Instant::ZERO,
             fifo_count: 1000,
             held_since: None,
+            host: None,
         }
     }
 
@@ -188,10 +192,31 @@ impl Pacer {
         !self.srpt.is_empty()
     }
 
+    /// Paces against the host table's shared NIC estimate from now on
+    /// (`offset`: our instants to host time).
+    pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64) {
+        self.host = Some((host, offset));
+    }
+
+    /// Paces against our own estimate again.
+    pub(crate) fn detach_host(&mut self) {
+        self.host = None;
+    }
+
+    /// When the NIC will have sent everything handed to it: our estimate,
+    /// or the host's when joined.
+    #[inline]
+    fn idle_at(&self, now: Instant) -> Instant {
+        match &self.host {
+            None => self.link_idle,
+            Some((h, off)) => now.plus_nanos(h.link_backlog_ns(now.as_nanos().wrapping_add(*off))),
+        }
+    }
+
     /// True if a message of `length` bytes must wait for the link at `now`.
     #[inline]
     pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
-        self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.link_idle
+        self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.idle_at(now)
     }
 
     /// Paced data waits for the link: returns when the link will take the
@@ -202,7 +227,7 @@ impl Pacer {
             self.held_since = Some(now);
         }
         let at = self
-            .link_idle
+            .idle_at(now)
             .saturating_duration_since(Instant::ZERO)
             .saturating_sub(self.max_backlog);
         (Instant::ZERO + at, started)
@@ -222,6 +247,9 @@ impl Pacer {
         // bits / Mbit/s = µs; ×1.01 for the rate margin: ns = bytes·8080/mbps.
         let nanos = wire_bytes * 8080 / self.link_mbps;
         self.link_idle = self.link_idle.max(now).plus_nanos(nanos);
+        if let Some((h, off)) = &self.host {
+            h.charge_link(now.as_nanos().wrapping_add(*off), nanos);
+        }
     }
 
     /// Most packets of `pkt_wire` wire bytes one paced batch may hold.

@@ -149,6 +149,9 @@ impl Endpoint {
         if self.timers.is_expired(Timer::FifoGrant, now) {
             self.send_grants(now);
         }
+        if self.timers.is_expired(Timer::Host, now) {
+            self.host_timer(now);
+        }
         if self.timers.is_expired(Timer::PeerGc, now) {
             self.collect_peers(now, false);
             let period = self.config.peer_idle / 2;

@@ -24,10 +24,14 @@ pub(crate) enum Timer {
     /// set for a moment after the last one leaves; see
     /// [`TimerTable::next_timeout`]).
     FifoGrant,
+    /// The host table (`host` module): heartbeat, and re-checks while the
+    /// other participants hold this endpoint's grants back. Armed only
+    /// while the endpoint has joined a host table.
+    Host,
 }
 
 impl Timer {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
 }
 
 /// One deadline per [`Timer`].
@@ -106,6 +110,7 @@ impl TimerTable {
         let t = earlier(a[Timer::Tick as usize], a[Timer::Gaps as usize]);
         let t = earlier(t, a[Timer::PeerGc as usize]);
         let t = earlier(t, a[Timer::Pacer as usize]);
+        let t = earlier(t, a[Timer::Host as usize]);
         if fifo_live {
             earlier(t, a[Timer::FifoGrant as usize])
         } else {

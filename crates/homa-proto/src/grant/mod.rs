@@ -99,14 +99,22 @@ impl Endpoint {
             self.admit_waiting();
         }
         let blocked_before = self.memory.clear_blocked();
-        let active = self
+        let mut active = self
             .grants
             .choose_active(self.config.max_overcommit as usize);
-        let n_active = active.len();
+        // Joined to a host table: only the messages in the host's top
+        // `max_overcommit`, within what the others leave of its budget.
+        let limits = match self.host.as_deref_mut() {
+            None => None,
+            Some(j) => j.limits(now, &mut active, self.config.max_incoming),
+        };
+        let n_active = limits.as_ref().map_or(active.len(), |l| l.n_host);
         self.grants.set_active(&active);
         let cfg = &self.config;
         let window = GrantScheduler::window(cfg.window, cfg.max_incoming, n_active);
-        let max_incoming = cfg.max_incoming as i64;
+        let max_incoming = limits
+            .as_ref()
+            .map_or(cfg.max_incoming as i64, |l| l.budget);
         let max_sched = self.prio.max_sched_prio;
         let mut needy = false;
         // Bytes we granted that starve behind later grants at higher levels:
@@ -122,6 +130,7 @@ impl Endpoint {
             .map(|r| rpcs[r.key].quiet_mark.0)
             .min();
         for (rank, k) in active.iter().enumerate() {
+            let rank = limits.as_ref().map_or(rank, |l| l.ranks[rank] as usize);
             let prio = GrantScheduler::level(rank, n_active, max_sched);
             if starve_level.is_some_and(|l| prio > l) {
                 continue;
@@ -147,6 +156,14 @@ impl Endpoint {
         }
         if pass.fifo_due {
             self.fifo_grant(now, window);
+        }
+        if let Some(l) = limits {
+            let limited = l.cut || (needy && l.others_incoming > 0);
+            let incoming = self.grants.total_incoming();
+            if let Some(j) = self.host.as_deref_mut() {
+                let next = j.finish(now, incoming, limited);
+                self.timers.set(Timer::Host, next);
+            }
         }
         if !self.memory.blocked().is_empty() {
             self.break_memory_deadlock();

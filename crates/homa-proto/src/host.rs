@@ -1,0 +1,887 @@
+//! Host-wide scheduling: one pacer estimate and one grant budget shared by
+//! every endpoint of a host (`docs/host-sharing.md`).
+//!
+//! Linux Homa keeps one scheduler per network namespace. A user-space Homa
+//! has one [`Endpoint`](crate::Endpoint) per process (or per socket), each
+//! of which would otherwise pace at the full link rate, grant up to
+//! `max_incoming` and rank only its own messages. This module owns the
+//! *host table*: a fixed array of 64-bit atomic words that the endpoints of
+//! a host share (a heap array within one process, a `/dev/shm` mapping
+//! between processes: [`HostMemory`]), and all the arithmetic on it.
+//!
+//! * **Header**: magic, version, layout and parameters, checked by
+//!   [`Host::open`]; a host-wide generation word bumped at every publish;
+//!   the host-wide NIC estimate (`link_idle`, host nanoseconds).
+//! * **Slots**: one per joined endpoint: heartbeat (host time, which also
+//!   claims the slot), owner (opaque, for operators), granted-but-not-
+//!   received bytes, and its best candidates (bytes still to receive).
+//!
+//! Every value read from the table is validated or clamped: a participant
+//! that writes garbage can make scheduling unfair, never panic, overflow,
+//! loop without bound or stop another participant (FIFO grants and
+//! unscheduled bytes never consult the table).
+//!
+//! Host time is an endpoint's [`Instant`] nanoseconds plus the
+//! `clock_offset_ns` given to [`Endpoint::join_host`](crate::Endpoint::join_host),
+//! wrapping.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::Instant;
+
+/// The backing store of a host table: a fixed array of atomic words.
+///
+/// [`HeapMemory`] is the in-process store (tests, simulators, several
+/// endpoints in one process); runtimes implement it over shared memory.
+/// The words must start zeroed for [`Host::init`].
+pub trait HostMemory: Send + Sync + 'static {
+    /// The table's words (the length never changes).
+    fn words(&self) -> &[AtomicU64];
+}
+
+/// A host table on the heap.
+#[derive(Debug)]
+pub struct HeapMemory(Box<[AtomicU64]>);
+
+impl HeapMemory {
+    /// `words` zeroed words.
+    pub fn new(words: usize) -> HeapMemory {
+        HeapMemory((0..words).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl HostMemory for HeapMemory {
+    fn words(&self) -> &[AtomicU64] {
+        &self.0
+    }
+}
+
+/// The parameters of a host table. `max_incoming`, `link_mbps`,
+/// `max_overcommit` and `liveness` are written into the header by
+/// [`Host::init`] and must match in [`Host::open`]; `slots` and
+/// `candidates_per_slot` give the layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostParams {
+    /// Most endpoints that can join (1..=[`MAX_SLOTS`]).
+    pub slots: u32,
+    /// The host's cap on granted-but-not-received bytes, over every
+    /// endpoint.
+    pub max_incoming: u32,
+    /// The host's NIC rate in Mbit/s, for the shared pacer estimate; 0: no
+    /// shared pacing.
+    pub link_mbps: u32,
+    /// Most incoming messages granted to at once on the host (1..=64).
+    pub max_overcommit: u32,
+    /// Candidates each slot publishes (1..=64; at least `max_overcommit`
+    /// is best).
+    pub candidates_per_slot: u32,
+    /// A slot whose heartbeat is older than this is ignored and may be
+    /// reclaimed (1 ms..=10 s). Also bounds how far ahead the shared NIC
+    /// estimate may run before it is taken for garbage.
+    pub liveness: Duration,
+    /// How soon an endpoint held back by the others re-checks the table
+    /// (per endpoint; not part of the header).
+    pub recheck: Duration,
+}
+
+/// Most slots a host table may have.
+pub const MAX_SLOTS: u32 = 4096;
+/// Most candidates per slot.
+pub const MAX_CANDIDATES: u32 = 64;
+
+impl Default for HostParams {
+    /// Parameters matching [`Config::default`], 64 slots, 20 ms liveness,
+    /// 10 µs re-check.
+    fn default() -> HostParams {
+        HostParams::from_config(&Config::default(), 64)
+    }
+}
+
+impl HostParams {
+    /// Parameters for a host whose endpoints run `config`, with `slots`
+    /// slots: its `max_incoming`, `link_mbps` and `max_overcommit`.
+    pub fn from_config(config: &Config, slots: u32) -> HostParams {
+        HostParams {
+            slots,
+            max_incoming: config.max_incoming,
+            link_mbps: config.link_mbps,
+            max_overcommit: config.max_overcommit,
+            candidates_per_slot: config.max_overcommit,
+            liveness: Duration::from_millis(20),
+            recheck: Duration::from_micros(10),
+        }
+    }
+
+    /// Words of a table with these parameters.
+    pub const fn words(&self) -> usize {
+        words_for(self.slots, self.candidates_per_slot)
+    }
+
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), HostError> {
+        let bad = |m| Err(HostError::InvalidParams(m));
+        if self.slots == 0 || self.slots > MAX_SLOTS {
+            return bad("slots must be 1..=4096");
+        }
+        if self.candidates_per_slot == 0 || self.candidates_per_slot > MAX_CANDIDATES {
+            return bad("candidates_per_slot must be 1..=64");
+        }
+        if self.max_overcommit == 0 || self.max_overcommit > MAX_CANDIDATES {
+            return bad("max_overcommit must be 1..=64");
+        }
+        if self.max_incoming == 0 {
+            return bad("max_incoming must be positive");
+        }
+        if self.liveness < Duration::from_millis(1) || self.liveness > Duration::from_secs(10) {
+            return bad("liveness must be 1 ms..=10 s");
+        }
+        if self.recheck.is_zero() || self.recheck > self.liveness {
+            return bad("recheck must be positive and at most liveness");
+        }
+        Ok(())
+    }
+
+    fn liveness_ns(&self) -> u64 {
+        self.liveness.as_nanos() as u64
+    }
+}
+
+/// Words of the header.
+const HEADER: usize = 16;
+/// Words of a slot before its candidates.
+const SLOT_HEADER: usize = 4;
+
+/// Words of a table with `slots` slots of `candidates` candidates each.
+pub const fn words_for(slots: u32, candidates: u32) -> usize {
+    HEADER + slots as usize * (SLOT_HEADER + candidates as usize)
+}
+
+/// "HOMAHOST" in ASCII.
+const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
+/// Layout version.
+const VERSION: u64 = 1;
+
+// Header words.
+const H_MAGIC: usize = 0;
+const H_VERSION: usize = 1;
+const H_SLOTS: usize = 2;
+const H_CANDIDATES: usize = 3;
+const H_WORDS: usize = 4;
+const H_MAX_INCOMING: usize = 5;
+const H_LINK_MBPS: usize = 6;
+const H_OVERCOMMIT: usize = 7;
+const H_LIVENESS: usize = 8;
+const H_GENERATION: usize = 9;
+const H_LINK_IDLE: usize = 10;
+
+// Slot words.
+/// Heartbeat, host ns (0: free). Claimed and renewed by compare-exchange.
+const S_BEAT: usize = 0;
+const S_OWNER: usize = 1;
+const S_INCOMING: usize = 2;
+const S_COUNT: usize = 3;
+
+/// Why a host table cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The table's magic word is not written yet (its creator is still
+    /// initialising it, or it is all zeroes).
+    NotReady,
+    /// The table is not a Homa host table of this version.
+    Foreign {
+        /// The magic word found.
+        magic: u64,
+        /// The version word found.
+        version: u64,
+    },
+    /// The table's size or layout differs from the one expected.
+    Layout {
+        /// What was expected (slots, candidates, words).
+        expected: (u32, u32, usize),
+        /// What the table or its memory holds.
+        found: (u64, u64, u64),
+    },
+    /// The table was created with different host parameters.
+    Params {
+        /// Which parameter differs.
+        name: &'static str,
+        /// The value expected.
+        expected: u64,
+        /// The value in the table.
+        found: u64,
+    },
+    /// Every slot is taken by a live participant.
+    Full {
+        /// Slots in the table.
+        slots: u32,
+    },
+    /// The parameters are out of range.
+    InvalidParams(&'static str),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::NotReady => write!(
+                f,
+                "host table not initialised yet (magic word is zero): its creator may still be writing it"
+            ),
+            HostError::Foreign { magic, version } => write!(
+                f,
+                "not a Homa host table of version {VERSION} (magic {magic:#018x}, version {version}): refusing to use it"
+            ),
+            HostError::Layout { expected, found } => write!(
+                f,
+                "host table layout mismatch: expected {} slots x {} candidates ({} words), found {} slots x {} candidates ({} words)",
+                expected.0, expected.1, expected.2, found.0, found.1, found.2
+            ),
+            HostError::Params { name, expected, found } => write!(
+                f,
+                "host table was created with {name} = {found}, this process uses {expected}: every process of a host must use the same value"
+            ),
+            HostError::Full { slots } => {
+                write!(f, "host table full: all {slots} slots are held by live endpoints")
+            }
+            HostError::InvalidParams(m) => write!(f, "invalid host parameters: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// A host table: the shared state of every endpoint of a host. Cheap to
+/// clone (an `Arc`).
+#[derive(Clone)]
+pub struct Host {
+    mem: Arc<dyn HostMemory>,
+    params: HostParams,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One candidate of another participant, for the host-wide ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Foreign {
+    pub(crate) remaining: u32,
+    pub(crate) slot: u32,
+}
+
+/// What a grant pass learns from the other live participants.
+#[derive(Debug, Default)]
+pub(crate) struct Others {
+    /// Their granted-but-not-received bytes (each clamped to
+    /// `[0, max_incoming]`), summed.
+    pub(crate) incoming: u64,
+    /// Live participants other than us.
+    pub(crate) live: u32,
+    /// Their best candidates, best first, at most `max_overcommit`.
+    pub(crate) best: Vec<Foreign>,
+}
+
+impl Host {
+    /// Writes a fresh table into `mem`, which must be zeroed and exactly
+    /// [`HostParams::words`] long. The magic word is written last (with
+    /// Release), so [`Host::open`] never sees a half-written header.
+    pub fn init(mem: Arc<dyn HostMemory>, params: &HostParams) -> Result<Host, HostError> {
+        params.validate()?;
+        let w = mem.words();
+        check_len(w.len(), params)?;
+        if w[H_MAGIC].load(Ordering::Acquire) != 0 {
+            // Already initialised (or foreign): open it instead.
+            return Host::open(mem, params);
+        }
+        for x in &w[1..] {
+            x.store(0, Ordering::Relaxed);
+        }
+        w[H_VERSION].store(VERSION, Ordering::Relaxed);
+        w[H_SLOTS].store(params.slots as u64, Ordering::Relaxed);
+        w[H_CANDIDATES].store(params.candidates_per_slot as u64, Ordering::Relaxed);
+        w[H_WORDS].store(params.words() as u64, Ordering::Relaxed);
+        w[H_MAX_INCOMING].store(params.max_incoming as u64, Ordering::Relaxed);
+        w[H_LINK_MBPS].store(params.link_mbps as u64, Ordering::Relaxed);
+        w[H_OVERCOMMIT].store(params.max_overcommit as u64, Ordering::Relaxed);
+        w[H_LIVENESS].store(params.liveness_ns(), Ordering::Relaxed);
+        w[H_MAGIC].store(MAGIC, Ordering::Release);
+        Ok(Host {
+            mem,
+            params: params.clone(),
+        })
+    }
+
+    /// Validates an existing table: magic, version, layout, and the
+    /// parameters every participant must agree on.
+    pub fn open(mem: Arc<dyn HostMemory>, params: &HostParams) -> Result<Host, HostError> {
+        params.validate()?;
+        let w = mem.words();
+        if w.len() <= H_LINK_IDLE {
+            return Err(layout_err(params, 0, 0, w.len() as u64));
+        }
+        let magic = w[H_MAGIC].load(Ordering::Acquire);
+        let version = w[H_VERSION].load(Ordering::Relaxed);
+        if magic == 0 {
+            return Err(HostError::NotReady);
+        }
+        if magic != MAGIC || version != VERSION {
+            return Err(HostError::Foreign { magic, version });
+        }
+        let (slots, cands, words) = (
+            w[H_SLOTS].load(Ordering::Relaxed),
+            w[H_CANDIDATES].load(Ordering::Relaxed),
+            w[H_WORDS].load(Ordering::Relaxed),
+        );
+        if slots != params.slots as u64
+            || cands != params.candidates_per_slot as u64
+            || words != params.words() as u64
+            || w.len() != params.words()
+        {
+            return Err(layout_err(params, slots, cands, words.min(w.len() as u64)));
+        }
+        let checks = [
+            ("max_incoming", params.max_incoming as u64, H_MAX_INCOMING),
+            ("link_mbps", params.link_mbps as u64, H_LINK_MBPS),
+            ("max_overcommit", params.max_overcommit as u64, H_OVERCOMMIT),
+            ("liveness (ns)", params.liveness_ns(), H_LIVENESS),
+        ];
+        for (name, expected, at) in checks {
+            let found = w[at].load(Ordering::Relaxed);
+            if found != expected {
+                return Err(HostError::Params {
+                    name,
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(Host {
+            mem,
+            params: params.clone(),
+        })
+    }
+
+    /// A table on the heap, for endpoints of one process (or a simulator).
+    pub fn in_process(params: &HostParams) -> Host {
+        let words = if params.validate().is_ok() {
+            params.words()
+        } else {
+            0
+        };
+        Host::init(Arc::new(HeapMemory::new(words)), params)
+            .expect("in_process: host parameters out of range")
+    }
+
+    /// The table's parameters.
+    pub fn params(&self) -> &HostParams {
+        &self.params
+    }
+
+    /// The generation word: bumped at every publish.
+    pub fn generation(&self) -> u64 {
+        self.w()[H_GENERATION].load(Ordering::Acquire)
+    }
+
+    /// Live participants at host time `now_host`.
+    pub fn live_participants(&self, now_host: u64) -> u32 {
+        (0..self.params.slots)
+            .filter(|&s| self.slot_live(s, now_host))
+            .count() as u32
+    }
+
+    /// The owner recorded in each live slot (diagnostics).
+    pub fn owners(&self, now_host: u64) -> Vec<(u32, u64)> {
+        (0..self.params.slots)
+            .filter(|&s| self.slot_live(s, now_host))
+            .map(|s| (s, self.word(s, S_OWNER).load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Nanoseconds of transmit time the shared NIC estimate holds at
+    /// `now_host` (0 if none, or if the estimate is implausible).
+    pub fn link_backlog_ns(&self, now_host: u64) -> u64 {
+        let idle = self.w()[H_LINK_IDLE].load(Ordering::Acquire);
+        let b = idle.saturating_sub(now_host);
+        if b > self.params.liveness_ns() {
+            0
+        } else {
+            b
+        }
+    }
+
+    #[inline]
+    fn w(&self) -> &[AtomicU64] {
+        self.mem.words()
+    }
+
+    fn stride(&self) -> usize {
+        SLOT_HEADER + self.params.candidates_per_slot as usize
+    }
+
+    /// Word `i` of slot `s` (both in range by construction: the memory's
+    /// length was checked against the layout).
+    fn word(&self, s: u32, i: usize) -> &AtomicU64 {
+        &self.w()[HEADER + s as usize * self.stride() + i]
+    }
+
+    /// A heartbeat `beat` is live at `now_host` if it is nonzero, at most
+    /// `liveness` old and not further than `liveness` in the future.
+    fn beat_live(&self, beat: u64, now_host: u64) -> bool {
+        let l = self.params.liveness_ns();
+        beat != 0 && now_host.saturating_sub(beat) <= l && beat.saturating_sub(now_host) <= l
+    }
+
+    fn slot_live(&self, s: u32, now_host: u64) -> bool {
+        self.beat_live(self.word(s, S_BEAT).load(Ordering::Acquire), now_host)
+    }
+
+    /// Claims a free or dead slot: returns it and the heartbeat written.
+    pub(crate) fn claim(
+        &self,
+        now_host: u64,
+        owner: u64,
+        start: u32,
+    ) -> Result<(u32, u64), HostError> {
+        let n = self.params.slots;
+        let beat = now_host.max(1);
+        for i in 0..n {
+            let s = (start.wrapping_add(i)) % n;
+            let w = self.word(s, S_BEAT);
+            let old = w.load(Ordering::Acquire);
+            if self.beat_live(old, now_host) {
+                continue;
+            }
+            if w.compare_exchange(old, beat, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
+                self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
+                self.word(s, S_COUNT).store(0, Ordering::Release);
+                self.bump();
+                return Ok((s, beat));
+            }
+        }
+        Err(HostError::Full { slots: n })
+    }
+
+    /// Renews slot `s`'s heartbeat from `last` to `now_host`; false if the
+    /// slot is no longer ours (someone else wrote it).
+    pub(crate) fn renew(&self, s: u32, last: u64, now_host: u64) -> Option<u64> {
+        let beat = now_host.max(1).max(last);
+        if beat == last {
+            return (self.word(s, S_BEAT).load(Ordering::Acquire) == last).then_some(last);
+        }
+        self.word(s, S_BEAT)
+            .compare_exchange(last, beat, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| beat)
+    }
+
+    /// Frees slot `s` if it still holds our heartbeat `last`.
+    pub(crate) fn release(&self, s: u32, last: u64) {
+        self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
+        self.word(s, S_COUNT).store(0, Ordering::Relaxed);
+        let _ = self
+            .word(s, S_BEAT)
+            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed);
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.w()[H_GENERATION].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Reads the other live participants (every value clamped): their
+    /// incoming bytes and their best `max_overcommit` candidates.
+    pub(crate) fn others(&self, me: u32, now_host: u64, out: &mut Others) {
+        out.incoming = 0;
+        out.live = 0;
+        out.best.clear();
+        let max_in = self.params.max_incoming as u64;
+        let top = self.params.max_overcommit as usize;
+        let cap = self.params.candidates_per_slot as u64;
+        for s in 0..self.params.slots {
+            if s == me || !self.slot_live(s, now_host) {
+                continue;
+            }
+            out.live += 1;
+            out.incoming += self.word(s, S_INCOMING).load(Ordering::Relaxed).min(max_in);
+            let n = self.word(s, S_COUNT).load(Ordering::Acquire).min(cap) as usize;
+            for i in 0..n.min(top) {
+                let r = self.word(s, SLOT_HEADER + i).load(Ordering::Relaxed);
+                let c = Foreign {
+                    remaining: r.min(u32::MAX as u64) as u32,
+                    slot: s,
+                };
+                // Keep the best `top`, sorted (small: insertion).
+                if out.best.len() == top && out.best.last().is_some_and(|w| *w <= c) {
+                    continue;
+                }
+                let at = out.best.partition_point(|x| *x <= c);
+                out.best.insert(at, c);
+                out.best.truncate(top);
+            }
+        }
+    }
+
+    /// Adds `nanos` of transmit time to the shared NIC estimate at
+    /// `now_host`. A value further than `liveness` ahead is garbage: it is
+    /// replaced as if the NIC were idle.
+    pub(crate) fn charge_link(&self, now_host: u64, nanos: u64) {
+        let w = &self.w()[H_LINK_IDLE];
+        let cap = self.params.liveness_ns();
+        let mut cur = w.load(Ordering::Relaxed);
+        // Bounded: give up (the estimate misses one charge) after a few
+        // lost races rather than spin against a hostile writer.
+        for _ in 0..16 {
+            let base = if cur.saturating_sub(now_host) > cap {
+                now_host
+            } else {
+                cur.max(now_host)
+            };
+            let new = base.saturating_add(nanos);
+            match w.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(x) => cur = x,
+            }
+        }
+    }
+}
+
+fn check_len(len: usize, params: &HostParams) -> Result<(), HostError> {
+    if len != params.words() {
+        return Err(layout_err(params, 0, 0, len as u64));
+    }
+    Ok(())
+}
+
+fn layout_err(p: &HostParams, slots: u64, cands: u64, words: u64) -> HostError {
+    HostError::Layout {
+        expected: (p.slots, p.candidates_per_slot, p.words()),
+        found: (slots, cands, words),
+    }
+}
+
+/// Host-wide figures as one endpoint sees them (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostView {
+    /// The endpoint's slot.
+    pub slot: u32,
+    /// Live participants, this endpoint included.
+    pub participants: u32,
+    /// Granted-but-not-received bytes over the host (ours plus the others'
+    /// published figures).
+    pub host_incoming: u64,
+    /// This endpoint's granted-but-not-received bytes.
+    pub own_incoming: u64,
+    /// Transmit time queued in the shared NIC estimate, nanoseconds.
+    pub link_backlog_ns: u64,
+    /// Times this endpoint found its slot taken (it had stopped
+    /// heartbeating for longer than `liveness`) and claimed another.
+    pub reclaims: u64,
+    /// Grant passes limited by the other participants (budget or rank).
+    pub limited_passes: u64,
+}
+
+/// An endpoint's membership in a host table.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub(crate) host: Host,
+    pub(crate) slot: u32,
+    pub(crate) owner: u64,
+    pub(crate) offset: u64,
+    /// The heartbeat we last wrote.
+    pub(crate) beat: u64,
+    /// The generation at our last pass.
+    pub(crate) seen_gen: u64,
+    /// The last pass was limited by the others.
+    pub(crate) limited: bool,
+    pub(crate) others: Others,
+    pub(crate) reclaims: u64,
+    pub(crate) limited_passes: u64,
+    /// The generation read at the start of the current pass.
+    pub(crate) gen_before: u64,
+    /// What we last published, and this pass's candidates.
+    pub(crate) published_incoming: u64,
+    pub(crate) published_best: Vec<u32>,
+    pub(crate) last_best: Vec<u32>,
+}
+
+impl Joined {
+    #[inline]
+    pub(crate) fn host_now(&self, now: Instant) -> u64 {
+        now.as_nanos().wrapping_add(self.offset)
+    }
+
+    /// Keeps our slot: renews the heartbeat, or claims a slot again if ours
+    /// was taken. False if no slot is available (we then act alone until
+    /// the next attempt).
+    pub(crate) fn keep_slot(&mut self, now: Instant) -> bool {
+        let h = self.host_now(now);
+        if let Some(b) = self.host.renew(self.slot, self.beat, h) {
+            self.beat = b;
+            return true;
+        }
+        match self.host.claim(h, self.owner, self.slot) {
+            Ok((s, b)) => {
+                self.slot = s;
+                self.beat = b;
+                self.reclaims += 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The host-wide limits of one grant pass.
+#[derive(Debug)]
+pub(crate) struct PassLimits {
+    /// Cap on this endpoint's granted-but-not-received bytes this pass.
+    pub(crate) budget: i64,
+    /// Host rank of each kept local active message.
+    pub(crate) ranks: [u8; 8],
+    /// Messages active on the host (ours and the others'), for levels and
+    /// windows.
+    pub(crate) n_host: usize,
+    /// Local messages left out because others ranked better.
+    pub(crate) cut: bool,
+    /// The others' incoming bytes.
+    pub(crate) others_incoming: u64,
+}
+
+impl Joined {
+    /// Applies the host table to a pass whose local active set is `active`
+    /// (best first, at most 8): drops the local messages that are not in
+    /// the host's top `max_overcommit`, and returns the budget and ranks.
+    /// `None` if we hold no slot (we then act alone).
+    pub(crate) fn limits(
+        &mut self,
+        now: Instant,
+        active: &mut Vec<crate::grant::scheduler::RankKey>,
+        local_max_incoming: u32,
+    ) -> Option<PassLimits> {
+        if !self.keep_slot(now) {
+            return None;
+        }
+        let h = self.host_now(now);
+        self.gen_before = self.host.generation();
+        self.host.others(self.slot, h, &mut self.others);
+        self.published_best.clear();
+        self.published_best
+            .extend(active.iter().map(|k| k.remaining));
+        let top = self.host.params.max_overcommit as usize;
+        let mut ranks = [0u8; 8];
+        let mut keep = active.len();
+        for (i, k) in active.iter().enumerate() {
+            let me = Foreign {
+                remaining: k.remaining,
+                slot: self.slot,
+            };
+            let better = self.others.best.iter().filter(|c| **c < me).count();
+            let r = i + better;
+            if r >= top || i >= ranks.len() {
+                keep = i;
+                break;
+            }
+            ranks[i] = r as u8;
+        }
+        let cut = keep < active.len();
+        active.truncate(keep);
+        let n_host = (self.published_best.len() + self.others.best.len()).min(top);
+        let cap = local_max_incoming.min(self.host.params.max_incoming) as i64;
+        let budget = cap - self.others.incoming.min(i64::MAX as u64) as i64;
+        Some(PassLimits {
+            budget,
+            ranks,
+            n_host,
+            cut,
+            others_incoming: self.others.incoming,
+        })
+    }
+
+    /// Ends a pass: publishes our incoming bytes and candidates if they
+    /// changed, and notes whether the others limited us (the re-check timer
+    /// then runs every `recheck`). Returns when the host timer is due next.
+    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Instant {
+        let incoming = incoming.max(0) as u64;
+        if incoming != self.published_incoming || self.published_best != self.last_best {
+            let prev = self.host.generation_bump_publish(
+                self.slot,
+                incoming,
+                self.published_best.iter().copied(),
+            );
+            self.published_incoming = incoming;
+            core::mem::swap(&mut self.last_best, &mut self.published_best);
+            // Our own publish is not news to us; someone else's in between is.
+            self.seen_gen = if prev == self.gen_before {
+                prev.wrapping_add(1)
+            } else {
+                self.gen_before
+            };
+        } else {
+            self.seen_gen = self.gen_before;
+        }
+        if limited {
+            self.limited_passes += 1;
+        }
+        self.limited = limited;
+        self.next_timer(now)
+    }
+
+    /// When the host timer is due: `recheck` while limited, else a
+    /// heartbeat every quarter of `liveness`.
+    pub(crate) fn next_timer(&self, now: Instant) -> Instant {
+        let p = &self.host.params;
+        if self.limited {
+            now + p.recheck
+        } else {
+            now + p.liveness / 4
+        }
+    }
+
+    /// The host timer fired: renews the heartbeat; true if a pass should
+    /// run (we are limited and the table changed since our last pass).
+    pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
+        self.keep_slot(now);
+        self.limited && self.host.generation() != self.seen_gen
+    }
+}
+
+impl Host {
+    /// [`Host::publish`], returning the generation before our bump.
+    pub(crate) fn generation_bump_publish(
+        &self,
+        s: u32,
+        incoming: u64,
+        best: impl Iterator<Item = u32>,
+    ) -> u64 {
+        let cap = self.params.candidates_per_slot as usize;
+        let mut n = 0;
+        for r in best.take(cap) {
+            self.word(s, SLOT_HEADER + n)
+                .store(r as u64, Ordering::Relaxed);
+            n += 1;
+        }
+        self.word(s, S_INCOMING).store(incoming, Ordering::Relaxed);
+        self.word(s, S_COUNT).store(n as u64, Ordering::Release);
+        self.w()[H_GENERATION].fetch_add(1, Ordering::AcqRel)
+    }
+}
+
+impl crate::Endpoint {
+    /// Joins the host table `host`: from now on this endpoint paces against
+    /// the host's shared NIC estimate, counts the other participants'
+    /// granted-but-not-received bytes against the host's `max_incoming`,
+    /// and grants only to its messages that rank within the host's top
+    /// `max_overcommit`. `owner` is an opaque id recorded in the slot (a
+    /// runtime passes its process id); `clock_offset_ns` converts this
+    /// endpoint's [`Instant`]s to host time (`nanos + offset`, wrapping) so
+    /// that every participant's timestamps compare.
+    ///
+    /// Fails with [`HostError::Full`] if no slot is free or dead, and with
+    /// [`HostError::Params`] if the endpoint's `max_incoming` or
+    /// `link_mbps` differs from the table's. Joining again leaves the
+    /// previous table first.
+    pub fn join_host(
+        &mut self,
+        now: Instant,
+        host: &Host,
+        owner: u64,
+        clock_offset_ns: u64,
+    ) -> Result<(), HostError> {
+        let p = host.params();
+        for (name, mine, theirs) in [
+            ("max_incoming", self.config.max_incoming, p.max_incoming),
+            ("link_mbps", self.config.link_mbps, p.link_mbps),
+        ] {
+            if mine != theirs {
+                return Err(HostError::Params {
+                    name,
+                    expected: mine as u64,
+                    found: theirs as u64,
+                });
+            }
+        }
+        self.leave_host();
+        self.touch(now);
+        let h = now.as_nanos().wrapping_add(clock_offset_ns);
+        // Start the search at a slot derived from the owner, so that
+        // participants joining at once rarely race for the same slot.
+        let start = (owner % p.slots as u64) as u32;
+        let (slot, beat) = host.claim(h, owner, start)?;
+        let j = Joined {
+            host: host.clone(),
+            slot,
+            owner,
+            offset: clock_offset_ns,
+            beat,
+            seen_gen: host.generation(),
+            gen_before: 0,
+            limited: false,
+            others: Others::default(),
+            reclaims: 0,
+            limited_passes: 0,
+            published_incoming: 0,
+            published_best: Vec::new(),
+            last_best: Vec::new(),
+        };
+        let next = j.next_timer(now);
+        self.pacer.attach_host(host.clone(), clock_offset_ns);
+        self.host = Some(Box::new(j));
+        self.timers.set(crate::timers::Timer::Host, next);
+        self.grants.request_pass();
+        Ok(())
+    }
+
+    /// Leaves the host table (frees the slot); the endpoint schedules alone
+    /// again. Nothing if it has not joined.
+    pub fn leave_host(&mut self) {
+        if let Some(j) = self.host.take() {
+            j.host.release(j.slot, j.beat);
+            self.pacer.detach_host();
+            self.timers.stop(crate::timers::Timer::Host);
+            self.grants.request_pass();
+        }
+    }
+
+    /// Host-wide figures, if this endpoint has joined a host table.
+    pub fn host_view(&self) -> Option<HostView> {
+        let j = self.host.as_deref()?;
+        let h = j.host_now(self.now);
+        let mut others = Others::default();
+        j.host.others(j.slot, h, &mut others);
+        let own = self.grants.total_incoming().max(0) as u64;
+        Some(HostView {
+            slot: j.slot,
+            participants: others.live + 1,
+            host_incoming: own + others.incoming,
+            own_incoming: own,
+            link_backlog_ns: j.host.link_backlog_ns(h),
+            reclaims: j.reclaims,
+            limited_passes: j.limited_passes,
+        })
+    }
+
+    /// The host timer: heartbeat, and a pass if the table changed while the
+    /// others held us back.
+    pub(crate) fn host_timer(&mut self, now: Instant) {
+        let Some(j) = self.host.as_deref_mut() else {
+            self.timers.stop(crate::timers::Timer::Host);
+            return;
+        };
+        if j.on_timer(now) {
+            self.grants.request_pass();
+        }
+        let next = j.next_timer(now);
+        self.timers.set(crate::timers::Timer::Host, next);
+    }
+}
