@@ -76,6 +76,20 @@ pub struct Config {
     /// for what is recorded; open it with Wireshark and
     /// `tools/wireshark/homa.lua`.
     pub capture: Option<std::path::PathBuf>,
+    /// Which host table the socket's endpoint joins, making the sockets of
+    /// a process, or of every process of the user on the host, one Homa:
+    /// one pacer estimate, one `max_incoming` budget, one grant ranking
+    /// (see [`HostSharing`](crate::HostSharing)). Default
+    /// [`Auto`](crate::HostSharing::Auto): the `HOMA_HOST_SHARING`
+    /// environment variable (`off`, `process`, `host`), else host-wide if
+    /// `/dev/shm` is usable, else process-wide.
+    pub host_sharing: crate::HostSharing,
+    /// Directory of the host-wide table (`None`: the `HOMA_HOST_DIR`
+    /// environment variable, else `/dev/shm`).
+    pub host_dir: Option<std::path::PathBuf>,
+    /// Share the host-wide table with this group (mode 0660) instead of
+    /// the user alone (0600).
+    pub host_group: Option<u32>,
 }
 
 impl Default for Config {
@@ -92,6 +106,9 @@ impl Default for Config {
             background: Some(Duration::from_millis(2)),
             max_queued_requests: 65_536,
             capture: None,
+            host_sharing: crate::HostSharing::Auto,
+            host_dir: None,
+            host_group: None,
         }
     }
 }
@@ -155,6 +172,18 @@ impl Config {
     /// Sets [`Config::max_queued_requests`].
     pub fn with_max_queued_requests(mut self, requests: usize) -> Config {
         self.max_queued_requests = requests;
+        self
+    }
+
+    /// Sets [`Config::host_sharing`].
+    pub fn with_host_sharing(mut self, sharing: crate::HostSharing) -> Config {
+        self.host_sharing = sharing;
+        self
+    }
+
+    /// Sets [`Config::host_dir`].
+    pub fn with_host_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Config {
+        self.host_dir = Some(dir.into());
         self
     }
 

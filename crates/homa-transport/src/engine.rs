@@ -221,6 +221,8 @@ pub(crate) struct Shared {
     ipv6: bool,
     /// `CLOCK_MONOTONIC` when the socket opened, in nanoseconds.
     epoch: u64,
+    /// The host table the endpoint joined.
+    host: Option<crate::host::Joining>,
     pub(crate) config: Config,
     offloads: Offloads,
     state: Mutex<State>,
@@ -243,6 +245,11 @@ impl Shared {
         let local = dp.socket().local_addr()?;
         let mut ep = Endpoint::new(config.proto.clone(), wait::random_u64())?;
         let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
+        // The protocol clock counts from the socket's epoch; the host
+        // table's timestamps are CLOCK_MONOTONIC (the same in every process
+        // of the host), i.e. the endpoint's Instant plus the epoch.
+        let epoch = wait::monotonic_nanos();
+        let host = crate::host::join(&mut ep, &config, epoch)?;
         let server = config.server.unwrap_or(addr.port() != 0);
         ep.set_server(port, server).map_err(Error::from_proto)?;
         let state = State {
@@ -269,7 +276,8 @@ impl Shared {
             port,
             server,
             ipv6: state.dp.ipv6(),
-            epoch: wait::monotonic_nanos(),
+            epoch,
+            host,
             offloads,
             config,
             state: Mutex::new(state),
@@ -364,6 +372,11 @@ impl Shared {
             calls_outstanding: st.calls.outstanding(),
             requests_queued: st.calls.requests_queued(),
             sends_waiting: usize::from(st.dp.wants_write()),
+            host: self
+                .host
+                .as_ref()
+                .zip(st.ep.host_view())
+                .map(|(j, v)| crate::HostMetrics::new(j, v)),
         }
     }
 
@@ -547,6 +560,9 @@ impl Shared {
         st.closed = true;
         self.closed.store(true, Ordering::Release);
         let _ = st.ep.close_socket(self.port);
+        // Free the slot in the host table at once (not after the liveness
+        // bound).
+        st.ep.leave_host();
         // Refuse peers now, not when the last handle is dropped: they
         // learn from ICMP at their next packet instead of retrying into a
         // socket nobody reads.

@@ -89,6 +89,7 @@ mod config;
 mod datapath;
 mod engine;
 mod error;
+pub mod host;
 mod message;
 #[cfg(feature = "tower")]
 pub mod service;
@@ -101,5 +102,6 @@ pub use bytes::Bytes;
 pub use calls::Request;
 pub use config::Config;
 pub use error::Error;
+pub use host::{HostMetrics, HostSharing};
 pub use message::IntoMessage;
 pub use stats::{Metrics, Offloads, Stats, TransportStats};

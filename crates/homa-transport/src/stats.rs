@@ -114,4 +114,6 @@ pub struct Metrics {
     pub requests_queued: usize,
     /// Transmits waiting for socket buffer space (0 or 1).
     pub sends_waiting: usize,
+    /// The host table the socket joined (`None`: host sharing off).
+    pub host: Option<crate::HostMetrics>,
 }
