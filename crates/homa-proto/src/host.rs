@@ -153,7 +153,7 @@ impl HostParams {
 /// Words of the header.
 const HEADER: usize = 16;
 /// Words of a slot before its candidates.
-const SLOT_HEADER: usize = 4;
+const SLOT_HEADER: usize = 6;
 
 /// Words of a table with `slots` slots of `candidates` candidates each.
 pub const fn words_for(slots: u32, candidates: u32) -> usize {
@@ -178,12 +178,17 @@ const H_LIVENESS: usize = 8;
 const H_GENERATION: usize = 9;
 const H_LINK_IDLE: usize = 10;
 
-// Slot words.
+// Slot words: heartbeat, owner, incoming bytes, candidate count, the
+// shortest paced outgoing message and its stamp, then the candidates.
 /// Heartbeat, host ns (0: free). Claimed and renewed by compare-exchange.
 const S_BEAT: usize = 0;
 const S_OWNER: usize = 1;
 const S_INCOMING: usize = 2;
 const S_COUNT: usize = 3;
+/// The slot's shortest paced outgoing message: bytes left + 1 (0: none).
+const S_TX: usize = 4;
+/// When `S_TX` was written (host ns).
+const S_TX_AT: usize = 5;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +283,7 @@ pub(crate) struct Foreign {
 }
 
 /// What a grant pass learns from the other live participants.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Others {
     /// Their granted-but-not-received bytes (each clamped to
     /// `[0, max_incoming]`), summed.
@@ -287,6 +292,20 @@ pub(crate) struct Others {
     pub(crate) live: u32,
     /// Their best candidates, best first, at most `max_overcommit`.
     pub(crate) best: Vec<Foreign>,
+    /// The oldest heartbeat among them (host ns; `u64::MAX` if none): when
+    /// it lapses, the shares change without a publish.
+    pub(crate) oldest_beat: u64,
+}
+
+impl Default for Others {
+    fn default() -> Others {
+        Others {
+            incoming: 0,
+            live: 0,
+            best: Vec::new(),
+            oldest_beat: u64::MAX,
+        }
+    }
 }
 
 impl Host {
@@ -324,9 +343,7 @@ impl Host {
     pub fn open(mem: Arc<dyn HostMemory>, params: &HostParams) -> Result<Host, HostError> {
         params.validate()?;
         let w = mem.words();
-        if w.len() <= H_LINK_IDLE {
-            return Err(layout_err(params, 0, 0, w.len() as u64));
-        }
+        check_len(w.len(), params)?;
         let magic = w[H_MAGIC].load(Ordering::Acquire);
         let version = w[H_VERSION].load(Ordering::Relaxed);
         if magic == 0 {
@@ -370,6 +387,10 @@ impl Host {
     }
 
     /// A table on the heap, for endpoints of one process (or a simulator).
+    ///
+    /// # Panics
+    ///
+    /// If `params` are out of range ([`HostParams::validate`]).
     pub fn in_process(params: &HostParams) -> Host {
         let words = if params.validate().is_ok() {
             params.words()
@@ -464,6 +485,7 @@ impl Host {
             {
                 self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
+                self.word(s, S_TX).store(0, Ordering::Relaxed);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
                 self.bump();
                 return Ok((s, beat));
@@ -495,6 +517,35 @@ impl Host {
         self.bump();
     }
 
+    /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
+    /// left + 1, 0 for none) at host time `at`.
+    pub(crate) fn publish_tx(&self, s: u32, best: u64, at: u64) {
+        self.word(s, S_TX_AT).store(at, Ordering::Relaxed);
+        self.word(s, S_TX).store(best, Ordering::Release);
+    }
+
+    /// True if another slot published, within `liveness`, a paced message
+    /// with fewer bytes left than `mine` (ties: the lower slot).
+    pub(crate) fn tx_better(&self, me: u32, now_host: u64, mine: u32) -> bool {
+        let l = self.params.liveness_ns();
+        let mine = (mine, me);
+        (0..self.params.slots).any(|s| {
+            if s == me {
+                return false;
+            }
+            let v = self.word(s, S_TX).load(Ordering::Acquire);
+            if v == 0 {
+                return false;
+            }
+            let at = self.word(s, S_TX_AT).load(Ordering::Relaxed);
+            if now_host.saturating_sub(at) > l || at.saturating_sub(now_host) > l {
+                return false;
+            }
+            let left = (v - 1).min(u32::MAX as u64) as u32;
+            (left, s) < mine
+        })
+    }
+
     fn bump(&self) {
         self.w()[H_GENERATION].fetch_add(1, Ordering::AcqRel);
     }
@@ -505,13 +556,19 @@ impl Host {
         out.incoming = 0;
         out.live = 0;
         out.best.clear();
+        out.oldest_beat = u64::MAX;
         let max_in = self.params.max_incoming as u64;
         let top = self.params.max_overcommit as usize;
         let cap = self.params.candidates_per_slot as u64;
         for s in 0..self.params.slots {
-            if s == me || !self.slot_live(s, now_host) {
+            if s == me {
                 continue;
             }
+            let beat = self.word(s, S_BEAT).load(Ordering::Acquire);
+            if !self.beat_live(beat, now_host) {
+                continue;
+            }
+            out.oldest_beat = out.oldest_beat.min(beat);
             out.live += 1;
             out.incoming += self.word(s, S_INCOMING).load(Ordering::Relaxed).min(max_in);
             let n = self.word(s, S_COUNT).load(Ordering::Acquire).min(cap) as usize;
@@ -711,7 +768,7 @@ impl Joined {
     /// Ends a pass: publishes our incoming bytes and candidates if they
     /// changed, and notes whether the others limited us (the re-check timer
     /// then runs every `recheck`). Returns when the host timer is due next.
-    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Instant {
+    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Option<Instant> {
         let incoming = incoming.max(0) as u64;
         if incoming != self.published_incoming || self.published_best != self.last_best {
             let prev = self.host.generation_bump_publish(
@@ -737,14 +794,18 @@ impl Joined {
         self.next_timer(now)
     }
 
-    /// When the host timer is due: `recheck` while limited, else a
-    /// heartbeat every quarter of `liveness`.
-    pub(crate) fn next_timer(&self, now: Instant) -> Instant {
+    /// When the host timer is due: `recheck` while limited, a heartbeat
+    /// every quarter of `liveness` while our slot holds a share (incoming
+    /// bytes or candidates), else never (an idle slot may lapse: nothing of
+    /// ours is lost, the next pass renews or reclaims it).
+    pub(crate) fn next_timer(&self, now: Instant) -> Option<Instant> {
         let p = &self.host.params;
         if self.limited {
-            now + p.recheck
+            Some(now + p.recheck)
+        } else if self.published_incoming > 0 || !self.last_best.is_empty() {
+            Some(now + p.liveness / 4)
         } else {
-            now + p.liveness / 4
+            None
         }
     }
 
@@ -752,7 +813,12 @@ impl Joined {
     /// run (we are limited and the table changed since our last pass).
     pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
         self.keep_slot(now);
-        self.limited && self.host.generation() != self.seen_gen
+        let lapsed = self
+            .others
+            .oldest_beat
+            .saturating_add(self.host.params.liveness_ns())
+            < self.host_now(now);
+        self.limited && (lapsed || self.host.generation() != self.seen_gen)
     }
 }
 
@@ -835,9 +901,9 @@ impl crate::Endpoint {
             last_best: Vec::new(),
         };
         let next = j.next_timer(now);
-        self.pacer.attach_host(host.clone(), clock_offset_ns);
+        self.pacer.attach_host(host.clone(), clock_offset_ns, slot);
         self.host = Some(Box::new(j));
-        self.timers.set(crate::timers::Timer::Host, next);
+        self.timers.set_opt(crate::timers::Timer::Host, next);
         self.grants.request_pass();
         Ok(())
     }
@@ -846,8 +912,9 @@ impl crate::Endpoint {
     /// again. Nothing if it has not joined.
     pub fn leave_host(&mut self) {
         if let Some(j) = self.host.take() {
-            j.host.release(j.slot, j.beat);
+            // The pacer clears its entry before the slot can be claimed.
             self.pacer.detach_host();
+            j.host.release(j.slot, j.beat);
             self.timers.stop(crate::timers::Timer::Host);
             self.grants.request_pass();
         }
@@ -881,7 +948,94 @@ impl crate::Endpoint {
         if j.on_timer(now) {
             self.grants.request_pass();
         }
-        let next = j.next_timer(now);
-        self.timers.set(crate::timers::Timer::Host, next);
+        let (next, slot) = (j.next_timer(now), j.slot);
+        self.timers.set_opt(crate::timers::Timer::Host, next);
+        self.pacer.set_host_slot(now, slot);
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    fn table(slots: u32) -> (Arc<HeapMemory>, Host) {
+        let p = HostParams::from_config(&Config::default(), slots);
+        let mem = Arc::new(HeapMemory::new(p.words()));
+        let host = Host::init(mem.clone(), &p).unwrap();
+        (mem, host)
+    }
+
+    #[test]
+    fn others__clamps_every_value_and_keeps_the_best_max_overcommit() {
+        let (_, h) = table(4);
+        let now = 5_000_000;
+        let (s1, _) = h.claim(now, 1, 1).unwrap();
+        let (s2, _) = h.claim(now, 2, 2).unwrap();
+        // Slot s1 is hostile: huge incoming, huge count, huge candidates.
+        h.word(s1, S_INCOMING).store(u64::MAX, Ordering::Relaxed);
+        h.word(s1, S_COUNT).store(u64::MAX, Ordering::Relaxed);
+        for i in 0..8 {
+            h.word(s1, SLOT_HEADER + i)
+                .store(u64::MAX - i as u64, Ordering::Relaxed);
+        }
+        h.generation_bump_publish(s2, 1000, [5, 7].into_iter());
+        let mut o = Others::default();
+        h.others(3, now, &mut o);
+        assert_eq!(o.live, 2);
+        assert_eq!(o.incoming, 400_000 + 1000);
+        assert_eq!(o.best.len(), 8);
+        assert_eq!(
+            o.best[0],
+            Foreign {
+                remaining: 5,
+                slot: s2
+            }
+        );
+        assert!(o.best.windows(2).all(|w| w[0] <= w[1]));
+        // Our own slot is not counted.
+        h.others(s2, now, &mut o);
+        assert_eq!(o.incoming, 400_000);
+    }
+
+    #[test]
+    fn charge_link__a_garbage_estimate_counts_as_an_idle_link() {
+        let (mem, h) = table(2);
+        mem.words()[H_LINK_IDLE].store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(h.link_backlog_ns(1000), 0);
+        h.charge_link(1000, 500);
+        assert_eq!(h.link_backlog_ns(1000), 500);
+        // Honest charges queue behind each other.
+        h.charge_link(1100, 500);
+        assert_eq!(h.link_backlog_ns(1100), 900);
+    }
+
+    #[test]
+    fn tx_better__shorter_or_equal_in_a_lower_slot_and_fresh() {
+        let (_, h) = table(3);
+        let now = 10_000_000;
+        h.publish_tx(0, 5001, now);
+        assert!(h.tx_better(1, now, 5001), "equal: the lower slot wins");
+        assert!(!h.tx_better(0, now, 5000), "not against ourselves");
+        h.publish_tx(2, 4001, now);
+        assert!(h.tx_better(0, now, 5000));
+        assert!(!h.tx_better(0, now, 3000));
+        // Stale entries (older than liveness) do not count.
+        let later = now + 21_000_000;
+        assert!(!h.tx_better(1, later, 9000));
+    }
+
+    #[test]
+    fn claim__dead_or_free_slots_only_and_renew_detects_a_thief() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        let (b, _) = h.claim(1_000, 2, 0).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(h.claim(2_000, 3, 0), Err(HostError::Full { slots: 2 }));
+        // a stops heartbeating; after liveness its slot is taken.
+        let late = 1_000 + 20_000_001;
+        let (c, _) = h.claim(late, 3, a).unwrap();
+        assert_eq!(c, a);
+        assert_eq!(h.renew(a, beat_a, late), None, "a lost its slot");
     }
 }

@@ -88,6 +88,20 @@ impl ShortQueue {
     }
 }
 
+/// The pacer's membership in a host table.
+#[derive(Debug)]
+struct HostPacer {
+    host: crate::host::Host,
+    /// Our instants to host time.
+    offset: u64,
+    /// Our slot.
+    slot: u32,
+    /// The transmit candidate we last published (0: none).
+    published: u64,
+    /// The endpoint's latest time (stamps what we publish).
+    now: Instant,
+}
+
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
 /// transmit queues and the NIC backlog estimate.
 #[derive(Debug)]
@@ -111,9 +125,9 @@ pub(crate) struct Pacer {
     fifo_count: i32,
     /// Since when paced data has been held (for the throttled-time metric).
     held_since: Option<Instant>,
-    /// The host table whose NIC estimate replaces ours, with our clock
-    /// offset to host time, if the endpoint joined one.
-    host: Option<(crate::host::Host, u64)>,
+    /// The host table whose NIC estimate replaces ours, if the endpoint
+    /// joined one.
+    host: Option<HostPacer>,
 }
 
 impl Pacer {
@@ -193,14 +207,68 @@ impl Pacer {
     }
 
     /// Paces against the host table's shared NIC estimate from now on
-    /// (`offset`: our instants to host time).
-    pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64) {
-        self.host = Some((host, offset));
+    /// (`offset`: our instants to host time), publishing our best paced
+    /// message in `slot`.
+    pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64, slot: u32) {
+        self.host = Some(HostPacer {
+            host,
+            offset,
+            slot,
+            published: 0,
+            now: Instant::ZERO,
+        });
+        self.publish_best();
+    }
+
+    /// Our slot changed (it lapsed and was claimed again).
+    pub(crate) fn set_host_slot(&mut self, now: Instant, slot: u32) {
+        if let Some(h) = self.host.as_mut() {
+            if h.slot != slot {
+                h.host.publish_tx(h.slot, 0, 0);
+                h.slot = slot;
+                h.published = 0;
+                h.now = now;
+                self.publish_best();
+            }
+        }
     }
 
     /// Paces against our own estimate again.
     pub(crate) fn detach_host(&mut self) {
-        self.host = None;
+        if let Some(h) = self.host.take() {
+            h.host.publish_tx(h.slot, 0, 0);
+        }
+    }
+
+    /// True if the endpoint joined a host table.
+    #[inline]
+    pub(crate) fn joined(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// The paced queue may have changed at `now`: publishes our shortest
+    /// paced message if it did (joined only; kept out of line so the
+    /// queue operations stay as they are without a table).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn host_queue_changed(&mut self, now: Instant) {
+        if let Some(h) = self.host.as_mut() {
+            h.now = now;
+        }
+        self.publish_best();
+    }
+
+    /// Publishes our shortest paced message's bytes left to transmit, if
+    /// it changed (joined only).
+    fn publish_best(&mut self) {
+        if let Some(h) = self.host.as_mut() {
+            let best = self.srpt.first().map_or(0, |k| k.left as u64 + 1);
+            if best != h.published {
+                h.published = best;
+                h.host
+                    .publish_tx(h.slot, best, h.now.as_nanos().wrapping_add(h.offset));
+            }
+        }
     }
 
     /// When the NIC will have sent everything handed to it: our estimate,
@@ -209,14 +277,34 @@ impl Pacer {
     fn idle_at(&self, now: Instant) -> Instant {
         match &self.host {
             None => self.link_idle,
-            Some((h, off)) => now.plus_nanos(h.link_backlog_ns(now.as_nanos().wrapping_add(*off))),
+            Some(h) => now.plus_nanos(
+                h.host
+                    .link_backlog_ns(now.as_nanos().wrapping_add(h.offset)),
+            ),
+        }
+    }
+
+    /// Joined: another endpoint of the host has a shorter paced message
+    /// and the link is busy (so it is sending): we let it go first.
+    fn yields(&self, now: Instant, idle: Instant) -> bool {
+        match &self.host {
+            Some(h) if now < idle => {
+                let mine = self.srpt.first().map_or(u32::MAX, |k| k.left);
+                h.host
+                    .tx_better(h.slot, now.as_nanos().wrapping_add(h.offset), mine)
+            }
+            _ => false,
         }
     }
 
     /// True if a message of `length` bytes must wait for the link at `now`.
     #[inline]
     pub(crate) fn throttled(&self, now: Instant, length: u32) -> bool {
-        self.on && length >= self.defer_min_bytes && now + self.max_backlog < self.idle_at(now)
+        if !self.on || length < self.defer_min_bytes {
+            return false;
+        }
+        let idle = self.idle_at(now);
+        now + self.max_backlog < idle || (self.host.is_some() && self.yields(now, idle))
     }
 
     /// Paced data waits for the link: returns when the link will take the
@@ -226,8 +314,13 @@ impl Pacer {
         if started {
             self.held_since = Some(now);
         }
-        let at = self
-            .idle_at(now)
+        let idle = self.idle_at(now);
+        if self.host.is_some() && self.yields(now, idle) {
+            // Yielding to a shorter message of another endpoint: look
+            // again when the link has drained.
+            return (idle, started);
+        }
+        let at = idle
             .saturating_duration_since(Instant::ZERO)
             .saturating_sub(self.max_backlog);
         (Instant::ZERO + at, started)
@@ -247,8 +340,9 @@ impl Pacer {
         // bits / Mbit/s = µs; ×1.01 for the rate margin: ns = bytes·8080/mbps.
         let nanos = wire_bytes * 8080 / self.link_mbps;
         self.link_idle = self.link_idle.max(now).plus_nanos(nanos);
-        if let Some((h, off)) = &self.host {
-            h.charge_link(now.as_nanos().wrapping_add(*off), nanos);
+        if let Some(h) = &self.host {
+            h.host
+                .charge_link(now.as_nanos().wrapping_add(h.offset), nanos);
         }
     }
 
@@ -298,6 +392,9 @@ impl Endpoint {
         self.xmit_unqueue(key, r.seq, old);
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 
@@ -305,6 +402,9 @@ impl Endpoint {
     pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
         if let Some(pos) = pos {
             self.pacer.dequeue(RpcRef { seq, key }, pos);
+            if self.pacer.joined() {
+                self.pacer.host_queue_changed(self.now);
+            }
         }
     }
 

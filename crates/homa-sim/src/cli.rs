@@ -179,6 +179,10 @@ pub struct SimArgs {
     /// `--nic push --pacer true`.
     #[arg(long, default_value_t = 1)]
     pub endpoints_per_host: u32,
+    /// The endpoints of a host coordinate through one shared host table
+    /// (one pacer estimate, one max_incoming budget, one SRPT ranking).
+    #[arg(long)]
+    pub host_sharing: bool,
 
     /// IP MTU.
     #[arg(long)]
@@ -311,6 +315,7 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
     }
     h.nic_delay = a.nic_delay;
     h.endpoints = a.endpoints_per_host;
+    h.host_sharing = a.host_sharing;
     h.nic = match a.nic {
         NicArg::Pull => NicMode::Pull,
         NicArg::Push => NicMode::Push,

@@ -132,6 +132,12 @@ pub struct HostParams {
     /// crate's `results/README.md`). 1 (the default) is one endpoint per
     /// host.
     pub endpoints: u32,
+    /// The K endpoints of a host coordinate through one host table
+    /// (`homa_proto::host`, `docs/host-sharing.md`): one NIC estimate, one
+    /// `max_incoming` budget and one SRPT ranking of incoming messages, as
+    /// K processes sharing a host table would. Off (the default): K
+    /// independent endpoints.
+    pub host_sharing: bool,
 }
 
 impl Default for HostParams {
@@ -143,6 +149,7 @@ impl Default for HostParams {
             nic_delay: Duration::from_nanos(500),
             nic: NicMode::Pull,
             endpoints: 1,
+            host_sharing: false,
         }
     }
 }

@@ -298,7 +298,13 @@ impl Simulator {
         let k = cfg.host.endpoints;
         let mut hosts = Vec::with_capacity((t.hosts() * k) as usize);
         let mut arrivals = Vec::with_capacity(t.hosts() as usize);
+        let table = homa_proto::HostParams::from_config(&ep_cfg, k);
         for h in 0..t.hosts() {
+            // Coordinated: the host's K endpoints share one host table.
+            let shared = cfg
+                .host
+                .host_sharing
+                .then(|| homa_proto::Host::in_process(&table));
             for i in 0..k {
                 // Endpoint 0 keeps the stream a host had before endpoints
                 // were multiplied, so K = 1 runs are unchanged.
@@ -309,6 +315,10 @@ impl Simulator {
                 };
                 let seed = Rng::stream(cfg.seed, stream).next_u64();
                 let mut ep = Endpoint::new(ep_cfg.clone(), seed).map_err(SimError::Endpoint)?;
+                if let Some(host) = &shared {
+                    ep.join_host(instant(0), host, u64::from(i) + 1, 0)
+                        .map_err(|_| SimError::Config("endpoints cannot join their host table"))?;
+                }
                 let port = PORT + i as u16;
                 ep.open_socket(port).map_err(SimError::Proto)?;
                 hosts.push(Host {

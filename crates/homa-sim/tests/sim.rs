@@ -116,6 +116,35 @@ fn run__k_endpoints_per_host_all_serve_and_complete() {
     assert_eq!(outputs(&cfg), outputs(&cfg));
 }
 
+/// Coordinated endpoints (`--host-sharing`): the K endpoints of every
+/// host have joined one host table, every message completes, and a seed
+/// gives the same output.
+#[test]
+fn run__host_sharing_joins_every_endpoint_of_a_host_to_one_table() {
+    let mut cfg = SimConfig::paper(Workload::W4.into());
+    cfg.topology = small(2, 4).topology;
+    cfg.host.endpoints = 3;
+    cfg.host.host_sharing = true;
+    cfg.run.duration = Duration::from_millis(5);
+    cfg.run.warmup = Duration::ZERO;
+    cfg.run.drain = Duration::from_secs(1);
+    let mut sim = Simulator::new(&cfg).unwrap();
+    for e in 0..8 * 3 {
+        let v = sim.endpoint(e).host_view().expect("joined");
+        assert_eq!(v.participants, 3, "endpoint {e}");
+        // Owner k + 1 starts its search at slot (k + 1) % K.
+        assert_eq!(v.slot, (e + 1) % 3, "endpoint {e}");
+    }
+    let r = sim.run(|_| {}).unwrap();
+    assert!(r.conservation.balanced(), "{:?}", r.conservation);
+    assert_eq!(r.messages.completed, r.messages.measured);
+    assert!(r.messages.measured > 100);
+    assert_eq!(outputs(&cfg), outputs(&cfg));
+    cfg.host.host_sharing = false;
+    let sim = Simulator::new(&cfg).unwrap();
+    assert!(sim.endpoint(0).host_view().is_none());
+}
+
 /// Sizes around packet and unscheduled boundaries, up to 1 MB.
 const SIZES: [u32; 12] = [
     1, 100, 1416, 1417, 2832, 5000, 11_328, 11_329, 30_000, 100_000, 400_000, 1_000_000,

@@ -106,7 +106,12 @@ impl Endpoint {
         // `max_overcommit`, within what the others leave of its budget.
         let limits = match self.host.as_deref_mut() {
             None => None,
-            Some(j) => j.limits(now, &mut active, self.config.max_incoming),
+            Some(j) => {
+                let l = j.limits(now, &mut active, self.config.max_incoming);
+                let slot = j.slot;
+                self.pacer.set_host_slot(now, slot);
+                l
+            }
         };
         let n_active = limits.as_ref().map_or(active.len(), |l| l.n_host);
         self.grants.set_active(&active);
@@ -162,7 +167,7 @@ impl Endpoint {
             let incoming = self.grants.total_incoming();
             if let Some(j) = self.host.as_deref_mut() {
                 let next = j.finish(now, incoming, limited);
-                self.timers.set(Timer::Host, next);
+                self.timers.set_opt(Timer::Host, next);
             }
         }
         if !self.memory.blocked().is_empty() {

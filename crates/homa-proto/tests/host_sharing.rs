@@ -1,0 +1,556 @@
+//! Host-wide scheduling (`homa_proto::host`, `docs/host-sharing.md`):
+//! several endpoints of one host share a table, so together they respect
+//! one `max_incoming`, rank their incoming messages together, pace against
+//! one NIC estimate, and survive a participant that dies or writes garbage.
+//!
+//! Each "host" of the test network here is one *endpoint*; the endpoints
+//! that join one [`Host`] table stand for the processes of one machine.
+//! Every scenario that checks a sharing property also runs without the
+//! table and checks that the property then fails, so the test could not
+//! pass without the feature.
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use homa_proto::host::{words_for, HeapMemory};
+use homa_proto::testnet::{Limits, Links, Network};
+use homa_proto::{Config, Endpoint, Event, Host, HostError, HostMemory, HostParams, Instant};
+
+const RATE: u64 = 10_000_000_000;
+
+fn config() -> Config {
+    Config {
+        link_mbps: (RATE / 1_000_000) as u32,
+        max_incoming: 100_000,
+        // One packet unscheduled, so nearly all incoming bytes are granted.
+        unsched_from_rtt: false,
+        unsched_bytes: 1,
+        ..Config::default()
+    }
+}
+
+fn lan(seed: u64, hosts: usize, config: &Config) -> Network {
+    let mut net = network(seed, hosts, config);
+    net.set_links(Links {
+        rate_bps: RATE,
+        hop_delay: Duration::from_micros(1),
+    });
+    for h in 0..hosts {
+        net.endpoint(h).open_socket(SERVER_PORT).unwrap();
+        net.endpoint(h).open_socket(0).unwrap();
+    }
+    net
+}
+
+fn params(config: &Config, slots: u32) -> HostParams {
+    HostParams::from_config(config, slots)
+}
+
+/// Joins endpoints `members` to one new table.
+fn share(net: &mut Network, members: &[usize], p: &HostParams) -> Host {
+    let host = Host::in_process(p);
+    for &m in members {
+        let now = net.now();
+        net.endpoint(m)
+            .join_host(now, &host, m as u64 + 1, 0)
+            .unwrap();
+    }
+    host
+}
+
+fn request(net: &mut Network, from: usize, to: usize, len: usize) -> u64 {
+    let now = net.now();
+    let dest = net.addr(to, SERVER_PORT);
+    net.endpoint(from)
+        .send_request(now, 0x8000, dest, pattern(len as u64, len))
+        .unwrap()
+}
+
+/// Runs until `expect` requests arrived complete (or the time limit);
+/// servers answer with one byte. `watch` runs before every step. Returns
+/// (server host, client id, time) per arrival.
+fn serve(
+    net: &mut Network,
+    expect: usize,
+    max_time: Duration,
+    mut watch: impl FnMut(&Network),
+) -> Vec<(usize, u64, Instant)> {
+    let arrivals = Rc::new(RefCell::new(Vec::new()));
+    let a2 = arrivals.clone();
+    let a3 = arrivals.clone();
+    let r = net.run_until(
+        Limits {
+            max_steps: 20_000_000,
+            max_time,
+        },
+        move |net, h, ev| {
+            if let Event::Request { port, peer, id, .. } = ev {
+                a2.borrow_mut().push((h, id ^ 1, net.now()));
+                respond(net, h, port, peer, id, Bytes::from_static(b"k"));
+            }
+        },
+        move |net| {
+            watch(net);
+            a3.borrow().len() >= expect
+        },
+    );
+    let v = arrivals.borrow().clone();
+    if let Err(e) = r {
+        panic!("{e}: {} of {expect} requests arrived", v.len());
+    }
+    v
+}
+
+// ----- the table itself ---------------------------------------------------
+
+#[test]
+fn open__refuses_foreign_corrupt_or_mismatched_tables() {
+    let p = HostParams::default();
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let dynmem = || mem.clone() as Arc<dyn HostMemory>;
+    assert_eq!(Host::open(dynmem(), &p).unwrap_err(), HostError::NotReady);
+    Host::init(dynmem(), &p).unwrap();
+    Host::open(dynmem(), &p).unwrap();
+    // Other parameters.
+    let other = HostParams {
+        max_incoming: p.max_incoming * 2,
+        ..p.clone()
+    };
+    let e = Host::open(dynmem(), &other).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HostError::Params {
+                name: "max_incoming",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("max_incoming"), "{e}");
+    // Other layout.
+    let other = HostParams {
+        slots: p.slots + 1,
+        ..p.clone()
+    };
+    let e = Host::open(dynmem(), &other).unwrap_err();
+    assert!(matches!(e, HostError::Layout { .. }), "{e}");
+    // Memory of the wrong size.
+    let small: Arc<dyn HostMemory> = Arc::new(HeapMemory::new(p.words() - 1));
+    assert!(matches!(
+        Host::open(small, &p).unwrap_err(),
+        HostError::Layout { .. }
+    ));
+    // Not ours: another magic, or another version.
+    let w = mem.words();
+    let magic = w[0].load(Ordering::Relaxed);
+    w[0].store(0x1234, Ordering::Relaxed);
+    let e = Host::open(dynmem(), &p).unwrap_err();
+    assert!(matches!(e, HostError::Foreign { magic: 0x1234, .. }), "{e}");
+    assert!(e.to_string().contains("not a Homa host table"), "{e}");
+    w[0].store(magic, Ordering::Relaxed);
+    w[1].store(99, Ordering::Relaxed);
+    assert!(matches!(
+        Host::open(dynmem(), &p).unwrap_err(),
+        HostError::Foreign { version: 99, .. }
+    ));
+    // init on a table that is not zeroed does not overwrite it.
+    assert!(Host::init(dynmem(), &p).is_err());
+    assert_eq!(words_for(p.slots, p.candidates_per_slot), p.words());
+}
+
+#[test]
+fn join_host__full_until_a_participant_stops_heartbeating() {
+    let c = config();
+    let p = params(&c, 2);
+    let host = Host::in_process(&p);
+    let mut eps: Vec<Endpoint> = (0..3)
+        .map(|i| Endpoint::new(c.clone(), i).unwrap())
+        .collect();
+    let t0 = Instant::from_micros(10);
+    eps[0].join_host(t0, &host, 1, 0).unwrap();
+    eps[1].join_host(t0, &host, 2, 0).unwrap();
+    assert_eq!(
+        eps[2].join_host(t0, &host, 3, 0),
+        Err(HostError::Full { slots: 2 })
+    );
+    assert_eq!(eps[0].host_view().unwrap().participants, 2);
+    // Still live just before the bound, dead after it.
+    let t1 = t0 + p.liveness;
+    assert!(eps[2].join_host(t1, &host, 3, 0).is_err());
+    let t2 = t1 + Duration::from_nanos(1);
+    eps[2].join_host(t2, &host, 3, 0).unwrap();
+    // A participant that leaves frees its slot at once.
+    eps[2].leave_host();
+    assert!(eps[2].host_view().is_none());
+    eps[2].join_host(t2, &host, 3, 0).unwrap();
+}
+
+// ----- grants ---------------------------------------------------------------
+
+/// Receivers 0 and 1, senders 2..=6 each sending two 400 kB requests to
+/// each receiver. Returns the largest sum of the receivers'
+/// granted-but-not-received bytes seen at any step.
+fn two_receivers(joined: bool) -> i64 {
+    let c = Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    };
+    let mut net = lan(71, 7, &c);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    for s in 2..=6 {
+        for r in 0..2 {
+            request(&mut net, s, r, 400_000);
+            request(&mut net, s, r, 400_000);
+        }
+    }
+    let worst = Cell::new(0i64);
+    serve(&mut net, 20, Duration::from_secs(1), |net| {
+        let sum = net.host(0).endpoint.total_incoming() + net.host(1).endpoint.total_incoming();
+        worst.set(worst.get().max(sum));
+    });
+    worst.get()
+}
+
+#[test]
+fn grants__two_endpoints_sharing_a_host_never_exceed_max_incoming_together() {
+    let max = config().max_incoming as i64;
+    // Unscheduled bytes are not the receivers' to refuse: one packet of
+    // each of the 20 messages.
+    let unsched = 20 * 1500;
+    let shared = two_receivers(true);
+    let alone = two_receivers(false);
+    eprintln!("largest host incoming: shared {shared}, independent {alone}, max_incoming {max}");
+    assert!(shared <= max + unsched, "{shared} > {max} + {unsched}");
+    assert!(
+        alone > max * 3 / 2,
+        "independent endpoints each use the whole budget: {alone}"
+    );
+}
+
+/// Endpoint 0 receives a 2 MB request from host 2, endpoint 1 a 300 kB
+/// one from host 3 (started 20 µs earlier). Returns the bytes endpoint 0
+/// had received when endpoint 1's request completed.
+fn shortest_first(joined: bool) -> u32 {
+    let c = Config {
+        grant_fifo_fraction: 0,
+        max_overcommit: 1,
+        ..config()
+    };
+    let mut net = lan(72, 4, &c);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    request(&mut net, 3, 1, 300_000);
+    net.advance(Duration::from_micros(20));
+    request(&mut net, 2, 0, 2_000_000);
+    let at_short = Rc::new(Cell::new(None));
+    let a2 = at_short.clone();
+    let done = Rc::new(Cell::new(0));
+    let d2 = done.clone();
+    net.run_until(
+        Limits {
+            max_steps: 10_000_000,
+            max_time: Duration::from_secs(1),
+        },
+        move |net, h, ev| {
+            if let Event::Request { port, peer, id, .. } = ev {
+                d2.set(d2.get() + 1);
+                if h == 1 {
+                    let got = net
+                        .endpoint(0)
+                        .incoming_messages()
+                        .map(|m| m.received)
+                        .max();
+                    a2.set(Some(got.unwrap_or(u32::MAX)));
+                }
+                respond(net, h, port, peer, id, Bytes::from_static(b"k"));
+            }
+        },
+        // The long message must complete too: once the short one is done,
+        // endpoint 0 learns it from the table (its re-check timer), not
+        // from its own packets (none arrive: it had granted nothing).
+        |_| done.get() == 2,
+    )
+    .unwrap();
+    at_short.get().unwrap()
+}
+
+#[test]
+fn grants__the_shortest_message_across_endpoints_is_granted_first() {
+    let shared = shortest_first(true);
+    let alone = shortest_first(false);
+    eprintln!(
+        "long message's bytes when the short one completed: shared {shared}, independent {alone}"
+    );
+    // Shared: the long message got its unscheduled packet and at most one
+    // window granted before the short one was published (none here: it
+    // started later); independent: it streamed all along.
+    assert!(shared <= 60_000, "{shared}");
+    assert!(alone >= 200_000, "{alone}");
+}
+
+// ----- a dead or hostile participant -------------------------------------
+
+/// Slot `s` of a table with `p`'s layout: the word index of its field `i`
+/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 6.. candidates).
+fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
+    16 + s as usize * (6 + p.candidates_per_slot as usize) + i
+}
+
+#[test]
+fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bound() {
+    let c = Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    };
+    let p = params(&c, 4);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    // A participant in slot 3 holds the whole budget, then dies (never
+    // heartbeats again).
+    let w = mem.words();
+    w[slot_word(&p, 3, 0)].store(1, Ordering::Relaxed);
+    w[slot_word(&p, 3, 2)].store(c.max_incoming as u64, Ordering::Relaxed);
+    let mut net = lan(73, 2, &c);
+    let now = net.now();
+    net.endpoint(1).join_host(now, &host, 9, 0).unwrap();
+    request(&mut net, 0, 1, 1_000_000);
+    let arr = serve(&mut net, 1, Duration::from_secs(1), |_| {});
+    let done = arr[0].2;
+    eprintln!("1 MB behind a dead participant completed at {done:?}");
+    // Nothing could be granted until the dead share expired...
+    assert!(done > Instant::ZERO + p.liveness, "{done:?}");
+    // ... and then the message ran at line rate (1 MB at 10 Gbit/s: 0.8 ms).
+    assert!(
+        done < Instant::ZERO + p.liveness + Duration::from_millis(3),
+        "{done:?}"
+    );
+}
+
+/// Endpoints 0 and 1 share a table that `vandal` scribbles on before every
+/// step; hosts 2 and 3 send them 30 requests of mixed sizes. Returns the
+/// completion time of the last.
+fn under_vandal(
+    seed: u64,
+    mut vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
+) -> Instant {
+    let c = config();
+    let p = params(&c, 4);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    let mut net = lan(seed, 4, &c);
+    for m in 0..2 {
+        let now = net.now();
+        net.endpoint(m)
+            .join_host(now, &host, m as u64 + 1, 0)
+            .unwrap();
+    }
+    let mut rng = homa_proto::Rng::new(seed);
+    for i in 0..30 {
+        let len = [500, 20_000, 150_000, 600_000][i % 4];
+        request(&mut net, 2 + i % 2, (i / 2) % 2, len);
+    }
+    let arr = serve(&mut net, 30, Duration::from_secs(2), |net| {
+        vandal(mem.words(), net.now(), &mut rng)
+    });
+    assert_eq!(arr.len(), 30);
+    // Both endpoints still answer to the table afterwards.
+    assert!(net.endpoint(0).host_view().is_some());
+    arr.iter().map(|a| a.2).max().unwrap()
+}
+
+#[test]
+fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalled() {
+    let p = params(&config(), 4);
+    let last = under_vandal(74, |w, now, _| {
+        // Slot 3 keeps heartbeating and claims the whole budget and the
+        // best candidates.
+        w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
+        w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
+        for i in 0..p.candidates_per_slot as usize {
+            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
+        }
+        // And the shared NIC estimate says "busy forever".
+        w[10].store(u64::MAX, Ordering::Relaxed);
+    });
+    eprintln!("hostile slot: all 30 requests done at {last:?}");
+}
+
+#[test]
+fn garbage__random_words_anywhere_in_the_table_neither_panic_nor_stall() {
+    for seed in 0..4 {
+        let last = under_vandal(80 + seed, |w, _, rng| {
+            for _ in 0..4 {
+                let i = (rng.next_u64() % w.len() as u64) as usize;
+                let v = match rng.next_u64() % 4 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => rng.next_u64() % 1_000_000,
+                    _ => rng.next_u64(),
+                };
+                w[i].store(v, Ordering::Relaxed);
+            }
+        });
+        eprintln!("random garbage (seed {seed}): all 30 requests done at {last:?}");
+    }
+}
+
+// ----- the pacer ---------------------------------------------------------------
+
+/// Worst bytes handed to the NICs of `hosts` in any 500 µs window.
+fn worst_window(net: &Network, hosts: &[usize]) -> u64 {
+    let log: Vec<(Instant, u64)> = net
+        .nic_log()
+        .iter()
+        .filter(|e| hosts.contains(&e.1))
+        .map(|e| (e.0, e.2))
+        .collect();
+    let window = Duration::from_micros(500);
+    let (mut j, mut sum, mut worst) = (0, 0u64, 0u64);
+    for i in 0..log.len() {
+        while j < log.len() && log[j].0 < log[i].0 + window {
+            sum += log[j].1;
+            j += 1;
+        }
+        worst = worst.max(sum);
+        sum -= log[i].1;
+    }
+    worst
+}
+
+/// Bytes one 500 µs window may carry at the link rate, plus the backlog
+/// allowance and a packet.
+fn window_limit(c: &Config) -> u64 {
+    RATE / 8 / 2000 + c.max_nic_backlog.as_nanos() as u64 * RATE / 8 / 1_000_000_000 + 1600
+}
+
+/// Endpoints 0 and 1 (one host's processes) each send 4 MB to receivers
+/// 2 and 3.
+fn two_senders(joined: bool) -> u64 {
+    let c = config();
+    let mut net = lan(75, 4, &c);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    net.record_nic();
+    for s in 0..2 {
+        for r in 2..4 {
+            request(&mut net, s, r, 2_000_000);
+        }
+    }
+    serve(&mut net, 4, Duration::from_secs(1), |_| {});
+    worst_window(&net, &[0, 1])
+}
+
+#[test]
+fn pacer__two_endpoints_on_one_host_table_stay_under_one_nic_estimate() {
+    let limit = window_limit(&config());
+    let shared = two_senders(true);
+    let alone = two_senders(false);
+    eprintln!("worst 500 us window: shared {shared}, independent {alone}, one link {limit}");
+    assert!(shared <= limit, "{shared} > {limit}");
+    assert!(
+        shared as f64 >= 0.9 * (RATE / 8 / 2000) as f64,
+        "link used: {shared}"
+    );
+    assert!(
+        alone > limit * 3 / 2,
+        "independent endpoints each pace at the full rate: {alone}"
+    );
+}
+
+#[test]
+fn pacer__one_endpoint_paces_all_its_sockets_under_one_estimate() {
+    let c = config();
+    let mut net = lan(76, 3, &c);
+    net.record_nic();
+    // Three client sockets on endpoint 0, each sending to both receivers.
+    let ports: Vec<u16> = (0..3)
+        .map(|_| net.endpoint(0).open_socket(0).unwrap())
+        .collect();
+    for &port in &ports {
+        for r in 1..3 {
+            let now = net.now();
+            let dest = net.addr(r, SERVER_PORT);
+            net.endpoint(0)
+                .send_request(now, port, dest, pattern(7, 1_000_000))
+                .unwrap();
+        }
+    }
+    serve(&mut net, 6, Duration::from_secs(1), |_| {});
+    let worst = worst_window(&net, &[0]);
+    let limit = window_limit(&c);
+    eprintln!("worst 500 us window of one endpoint with 3 sockets: {worst}, limit {limit}");
+    assert!(worst <= limit, "{worst} > {limit}");
+}
+
+#[test]
+fn host_view__reports_the_host_figures() {
+    let c = config();
+    let mut net = lan(77, 4, &c);
+    share(&mut net, &[0, 1], &params(&c, 4));
+    request(&mut net, 2, 0, 1_000_000);
+    request(&mut net, 3, 1, 1_000_000);
+    net.advance(Duration::from_micros(100));
+    let v0 = net.endpoint(0).host_view().unwrap();
+    let v1 = net.endpoint(1).host_view().unwrap();
+    assert_eq!(v0.participants, 2);
+    assert_ne!(v0.slot, v1.slot);
+    assert!(v0.own_incoming > 0 && v1.own_incoming > 0, "{v0:?} {v1:?}");
+    assert!(
+        v0.host_incoming >= v0.own_incoming + v1.own_incoming / 2,
+        "{v0:?} {v1:?}"
+    );
+    assert!(
+        v0.host_incoming <= c.max_incoming as u64 + 2 * 1500,
+        "{v0:?}"
+    );
+}
+
+/// Endpoint 0 streams 3 MB to host 2; 200 µs later endpoint 1 (same
+/// host) sends 200 kB to host 3. Returns endpoint 0's bytes handed to the
+/// NIC while endpoint 1 was sending, over endpoint 1's bytes.
+fn long_then_short_sender(joined: bool) -> f64 {
+    let c = config();
+    let mut net = lan(78, 4, &c);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    net.record_nic();
+    request(&mut net, 0, 2, 3_000_000);
+    net.advance(Duration::from_micros(200));
+    request(&mut net, 1, 3, 200_000);
+    serve(&mut net, 2, Duration::from_secs(1), |_| {});
+    let log = net.nic_log();
+    // Endpoint 1's DATA: its hand-offs larger than a control packet.
+    let b: Vec<_> = log.iter().filter(|e| e.1 == 1 && e.2 > 200).collect();
+    let (t0, t1) = (b.first().unwrap().0, b.last().unwrap().0);
+    let b_bytes: u64 = b.iter().map(|e| e.2).sum();
+    let a_bytes: u64 = log
+        .iter()
+        .filter(|e| e.1 == 0 && e.0 >= t0 && e.0 <= t1)
+        .map(|e| e.2)
+        .sum();
+    a_bytes as f64 / b_bytes as f64
+}
+
+#[test]
+fn pacer__the_shortest_outgoing_message_of_the_host_goes_first() {
+    let shared = long_then_short_sender(true);
+    let alone = long_then_short_sender(false);
+    eprintln!("long sender's bytes while the short one sent, per short byte: shared {shared:.2}, independent {alone:.2}");
+    assert!(shared < 0.2, "{shared}");
+    assert!(alone > 0.8, "{alone}");
+}
