@@ -269,9 +269,14 @@ impl Shared {
     }
 }
 
-/// One Homa socket's counters as JSON.
+/// One Homa socket's counters as JSON, with its host table's figures
+/// (`host`: mode, participants, host and own incoming bytes; null when
+/// host sharing is off).
 pub(crate) fn socket_metrics(s: &Socket) -> Value {
-    stats_json(s.local_addr(), &s.stats(), s.offloads())
+    let m = s.metrics();
+    let mut v = stats_json(s.local_addr(), &s.stats(), s.offloads());
+    v["host"] = serde_json::to_value(&m.host).unwrap_or(Value::Null);
+    v
 }
 
 /// A Homa socket's counters (`stats()`) and offloads as JSON.

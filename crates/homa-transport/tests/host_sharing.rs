@@ -93,24 +93,56 @@ fn child(dir: &Path) -> (Child, std::net::SocketAddr) {
     (Child(Some(p)), addr)
 }
 
+/// Largest participants and host incoming bytes a socket's metrics show
+/// while `busy` runs (sampled every 100 µs by another thread).
+fn watch<T>(s: &Socket, busy: impl FnOnce() -> T) -> (T, u32, u64) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let w = sc.spawn(|| {
+            let (mut p, mut inc) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let h = s.metrics().host.unwrap_or_default();
+                p = p.max(h.participants);
+                inc = inc.max(h.host_incoming);
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            (p, inc)
+        });
+        let t = busy();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let (p, inc) = w.join().unwrap();
+        (t, p, inc)
+    })
+}
+
 /// In a child (`HOMA_HOST_TEST_CHILD` set): an echo server whose
-/// `metrics` request is answered with its host table figures. Otherwise,
-/// a test of process-wide sharing: two sockets of this process with
-/// `HostSharing::Process` join one table and see each other.
+/// `metrics` request is answered with the largest participant count and
+/// host incoming bytes its socket showed. Otherwise, a test of
+/// process-wide sharing: two sockets of this process with
+/// `HostSharing::Process` join one table and see each other while they
+/// exchange messages (an idle participant lapses), and one after the other
+/// closed.
 #[test]
 fn host_child() {
     if std::env::var_os(CHILD).is_none() {
         // Parameters no other test uses, so the table is this test's.
-        let cfg = Config::default()
+        let cfg = small_budget(Config::default())
             .with_host_sharing(HostSharing::Process)
-            .with_proto(|p| p.max_incoming = 399_999);
-        let a = Socket::bind_with("127.0.0.1:0", cfg.clone()).unwrap();
-        let b = Socket::bind_with("127.0.0.1:0", cfg).unwrap();
+            .with_proto(|p| p.max_incoming = MAX_INCOMING - 1);
+        let (b, h) = echo_server("127.0.0.1:0", cfg.clone());
+        let a = Socket::bind_with("127.0.0.1:0", cfg).unwrap();
         let (ha, hb) = (a.metrics().host.unwrap(), b.metrics().host.unwrap());
         assert_eq!(ha.mode, HostSharing::Process);
-        assert_eq!((ha.participants, hb.participants), (2, 2));
         assert_ne!(ha.slot, hb.slot);
+        let (_, p, _) = watch(&a, || {
+            for i in 0..4 {
+                let r = a.call_timeout(b.local_addr(), pattern(1 << 20, i), HANG);
+                assert_eq!(r.unwrap().len(), 1 << 20);
+            }
+        });
+        assert_eq!(p, 2, "participants while both received");
         b.close();
+        assert_eq!(h.join().unwrap(), 4);
         assert_eq!(a.metrics().host.unwrap().participants, 1);
         return;
     }
@@ -122,18 +154,30 @@ fn host_child() {
     // (libtest has printed "test host_child ... " without a newline.)
     println!("\nlistening on {}", s.local_addr());
     println!("addr {}", s.local_addr());
-    let mut max_host = 0u64;
-    // Ends by itself should its parent vanish without killing it.
-    while let Some(r) = s.recv_request_timeout(Duration::from_secs(60)).unwrap() {
+    let seen = std::sync::Mutex::new((0u32, 0u64));
+    let note = || {
         let h = s.metrics().host.unwrap_or_default();
-        max_host = max_host.max(h.host_incoming);
-        if &r.body[..] == b"metrics" {
-            let text = format!("{} {}", h.participants, max_host);
-            s.reply(r.peer, r.id, text.into_bytes()).unwrap();
-        } else {
-            s.reply(r.peer, r.id, r.body).unwrap();
+        let mut m = seen.lock().unwrap();
+        *m = (m.0.max(h.participants), m.1.max(h.host_incoming));
+        *m
+    };
+    std::thread::scope(|sc| {
+        sc.spawn(|| loop {
+            note();
+            std::thread::sleep(Duration::from_micros(100));
+        });
+        // Ends the process should its parent vanish without killing it.
+        while let Some(r) = s.recv_request_timeout(Duration::from_secs(60)).unwrap() {
+            let m = note();
+            if &r.body[..] == b"metrics" {
+                s.reply(r.peer, r.id, format!("{} {}", m.0, m.1).into_bytes())
+                    .unwrap();
+            } else {
+                s.reply(r.peer, r.id, r.body).unwrap();
+            }
         }
-    }
+        std::process::exit(0);
+    });
 }
 
 /// The child's (participants, largest host incoming it saw).
@@ -156,30 +200,29 @@ fn two_processes__share_one_table_and_one_budget() {
     // Private to the user.
     let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
-    assert_eq!(h.participants, 2);
-    assert_eq!(child_view(&client, addr).0, 2);
 
     // Both processes receive at once (the child requests, this process
-    // responses): 8 echo calls of 1 MB in flight.
-    let mut most = 0u64;
+    // responses): 4 echo calls of 1 MB in flight.
     let mut saw_others = false;
-    for round in 0..3 {
-        let calls: Vec<_> = (0..4)
-            .map(|i| {
-                client
-                    .start_call_timeout(addr, pattern(1 << 20, round * 8 + i), HANG)
-                    .unwrap()
-            })
-            .collect();
-        for c in calls {
-            while !c.is_done() {
-                let h = client.metrics().host.unwrap_or_default();
-                most = most.max(h.host_incoming);
-                saw_others |= h.host_incoming > h.own_incoming;
+    let (_, seen_here, most) = watch(&client, || {
+        for round in 0..3 {
+            let calls: Vec<_> = (0..4)
+                .map(|i| {
+                    client
+                        .start_call_timeout(addr, pattern(1 << 20, round * 8 + i), HANG)
+                        .unwrap()
+                })
+                .collect();
+            for c in calls {
+                while !c.is_done() {
+                    let h = client.metrics().host.unwrap_or_default();
+                    saw_others |= h.host_incoming > h.own_incoming;
+                }
+                assert_eq!(c.wait().unwrap().len(), 1 << 20);
             }
-            assert_eq!(c.wait().unwrap().len(), 1 << 20);
         }
-    }
+    });
+    assert_eq!(seen_here, 2, "participants seen here");
     let (participants, child_most) = child_view(&client, addr);
     eprintln!("host incoming: largest seen here {most}, by the child {child_most}");
     // The budget bounds granted bytes; the unscheduled prefixes of the 8
@@ -188,7 +231,7 @@ fn two_processes__share_one_table_and_one_budget() {
     let max_incoming = u64::from(MAX_INCOMING) + 8 * u64::from(UNSCHED);
     // One budget: this process counted the child's granted bytes.
     assert!(saw_others, "never saw the child's incoming bytes");
-    assert_eq!(participants, 2);
+    assert_eq!(participants, 2, "participants seen by the child");
     assert!(
         most <= max_incoming,
         "this process saw {most} > {max_incoming}"
@@ -209,7 +252,6 @@ fn sigkill__the_survivor_keeps_completing_rpcs_and_sees_one_participant() {
     let client = Socket::bind_with("127.0.0.1:0", host_config(&dir)).unwrap();
     let off = small_budget(Config::default()).with_host_sharing(HostSharing::Off);
     let (server, h) = echo_server("127.0.0.1:0", off);
-    assert_eq!(client.metrics().host.unwrap().participants, 2);
     // Kill the child while it receives: its published incoming bytes stay
     // in the table until it is taken for dead.
     let pending: Vec<_> = (0..4)
@@ -219,7 +261,8 @@ fn sigkill__the_survivor_keeps_completing_rpcs_and_sees_one_participant() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(5));
+    let ((), p, _) = watch(&client, || std::thread::sleep(Duration::from_millis(20)));
+    assert_eq!(p, 2, "the child took part");
     child.kill();
     let killed = Instant::now();
     for c in pending {
