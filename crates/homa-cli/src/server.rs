@@ -51,6 +51,8 @@ pub(crate) struct Options {
     pub ports: u16,
     /// Threads per port (Homa) or runtime workers in all (TCP).
     pub threads: usize,
+    /// Homa: one socket per thread on each port (`SO_REUSEPORT`).
+    pub reuseport: bool,
     /// How waiting Homa threads wait.
     pub polling: Polling,
     /// Homa settings.
@@ -426,23 +428,40 @@ fn reporter(shared: Arc<Shared>) {
 }
 
 fn run_homa(opts: Options) -> Result<()> {
-    let mut sockets = Vec::new();
-    for i in 0..opts.ports.max(1) {
-        let a = port_addr(opts.bind, i);
-        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa);
-        let s = Socket::bind_with(a, cfg).with_context(|| format!("binding {a}"))?;
-        sockets.push(s);
-    }
-    let addrs: Vec<SocketAddr> = sockets.iter().map(Socket::local_addr).collect();
-    print_listening(&addrs)?;
     let threads = opts.threads.max(1);
-    let shared = Shared::start(opts, addrs, sockets.len() * threads, sockets.clone());
+    // Every serving thread's socket (with --reuseport its own, else its
+    // port's), port by port.
+    let mut sockets = Vec::new();
+    let mut distinct = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..opts.ports.max(1) {
+        let mut a = port_addr(opts.bind, i);
+        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa)
+            .with_reuse_port(opts.reuseport);
+        let s = Socket::bind_with(a, cfg.clone()).with_context(|| format!("binding {a}"))?;
+        a = s.local_addr();
+        addrs.push(a);
+        sockets.push(s.clone());
+        distinct.push(s.clone());
+        for _ in 1..threads {
+            if opts.reuseport {
+                let t = Socket::bind_with(a, cfg.clone())
+                    .with_context(|| format!("binding {a} again"))?;
+                sockets.push(t.clone());
+                distinct.push(t);
+            } else {
+                sockets.push(s.clone());
+            }
+        }
+    }
+    print_listening(&addrs)?;
+    let shared = Shared::start(opts, addrs, sockets.len(), distinct);
     let mut handles = Vec::new();
-    for (p, sock) in sockets.into_iter().enumerate() {
-        for k in 0..threads {
-            let (sock, shared) = (sock.clone(), Arc::clone(&shared));
+    for (n, sock) in sockets.into_iter().enumerate() {
+        {
+            let shared = Arc::clone(&shared);
             handles.push(std::thread::spawn(move || -> Result<()> {
-                let counter = &shared.counters[p * threads + k];
+                let counter = &shared.counters[n];
                 loop {
                     let r = match sock.recv_request() {
                         Ok(r) => r,

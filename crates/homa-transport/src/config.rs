@@ -90,6 +90,14 @@ pub struct Config {
     /// Share the host-wide table with this group (mode 0660) instead of
     /// the user alone (0600).
     pub host_group: Option<u32>,
+    /// Bind with `SO_REUSEPORT`: several sockets (threads, processes of the
+    /// same user) may serve one port, the kernel spreading the peers among
+    /// them by a hash of their addresses. Each socket has its own endpoint
+    /// and lock (several cores work at once); with host sharing they are
+    /// one Homa. A peer keeps reaching the same socket while the group does
+    /// not change; when a socket leaves, its peers' RPCs in progress there
+    /// fail like those of a restarted server. Off by default.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -109,6 +117,7 @@ impl Default for Config {
             host_sharing: crate::HostSharing::Auto,
             host_dir: None,
             host_group: None,
+            reuse_port: false,
         }
     }
 }
@@ -178,6 +187,12 @@ impl Config {
     /// Sets [`Config::host_sharing`].
     pub fn with_host_sharing(mut self, sharing: crate::HostSharing) -> Config {
         self.host_sharing = sharing;
+        self
+    }
+
+    /// Sets [`Config::reuse_port`].
+    pub fn with_reuse_port(mut self, reuse: bool) -> Config {
+        self.reuse_port = reuse;
         self
     }
 

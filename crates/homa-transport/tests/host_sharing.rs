@@ -328,3 +328,31 @@ fn garbage_table__refused_when_asked_for_fallback_under_auto() {
     assert!(e.to_string().contains("mode 0666"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two sockets serve one port (`SO_REUSEPORT`), each with its own
+/// endpoint and thread: the kernel spreads 32 clients over both, every
+/// call completes, and both sockets join this process's table.
+#[test]
+fn reuse_port__two_sockets_serve_one_port() {
+    let cfg = Config::default()
+        .with_reuse_port(true)
+        .with_host_sharing(HostSharing::Process);
+    let (a, ha) = echo_server("127.0.0.1:0", cfg.clone());
+    let (b, hb) = echo_server(&a.local_addr().to_string(), cfg);
+    assert_eq!(a.local_addr(), b.local_addr());
+    let (ma, mb) = (a.metrics().host.unwrap(), b.metrics().host.unwrap());
+    assert_eq!(ma.mode, HostSharing::Process);
+    assert_ne!(ma.slot, mb.slot);
+    let clients: Vec<Socket> = (0..32)
+        .map(|_| Socket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        let r = c.call_timeout(a.local_addr(), pattern(2000, i as u64), HANG);
+        assert_eq!(r.unwrap().len(), 2000);
+    }
+    a.close();
+    b.close();
+    let (na, nb) = (ha.join().unwrap(), hb.join().unwrap());
+    assert_eq!(na + nb, 32);
+    assert!(na > 0 && nb > 0, "one socket served all: {na} / {nb}");
+}
