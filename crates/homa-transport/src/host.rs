@@ -20,10 +20,11 @@
 //!   before host sharing).
 //! * [`HostSharing::Auto`] (the default): the `HOMA_HOST_SHARING`
 //!   environment variable (`off`, `process`, `host`) if set, else the
-//!   host-wide table if it can be used, else the process-wide one (with a
-//!   warning on standard error, once per process). A mode asked for
-//!   explicitly (the variable or the configuration) fails the bind
-//!   instead of falling back.
+//!   host-wide table if it can be used, else the process-wide one, else
+//!   none when both are full (with a warning on standard error, once per
+//!   process). A mode asked for explicitly (the variable or the
+//!   configuration) fails the bind with [`Error::HostSharing`] instead of
+//!   falling back.
 //!
 //! The table's parameters (`max_incoming`, `link_mbps`, `max_overcommit`)
 //! come from the socket's protocol configuration and must agree among the
