@@ -600,7 +600,11 @@ pub(crate) fn fetch_metrics(
             } else {
                 "0.0.0.0:0".parse()?
             };
-            let sock = Socket::bind_with(any, bench::homa_config(Polling::Block, false, None))?;
+            // A one-off query joins no host table (its settings may differ
+            // from the table's, and it schedules nothing worth sharing).
+            let cfg = bench::homa_config(Polling::Block, false, None)
+                .with_host_sharing(homa_transport::HostSharing::Off);
+            let sock = Socket::bind_with(any, cfg)?;
             sock.call_timeout(server, req, timeout)
                 .with_context(|| format!("asking {server}"))?
                 .to_vec()

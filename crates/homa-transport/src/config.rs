@@ -98,6 +98,13 @@ pub struct Config {
     /// not change; when a socket leaves, its peers' RPCs in progress there
     /// fail like those of a restarted server. Off by default.
     pub reuse_port: bool,
+    /// How often a socket held back by the other participants of its host
+    /// table looks at the table again while it has no traffic of its own
+    /// (`homa_proto::host::HostParams::recheck`). Each look is a wake-up
+    /// of the socket's driver: the protocol's 10 µs suits a busy-polling
+    /// socket or a simulator, not sleeping drivers on shared cores. `None`:
+    /// `HOMA_HOST_RECHECK_US` if set, else 500 µs.
+    pub host_recheck: Option<Duration>,
 }
 
 impl Default for Config {
@@ -118,6 +125,7 @@ impl Default for Config {
             host_dir: None,
             host_group: None,
             reuse_port: false,
+            host_recheck: None,
         }
     }
 }

@@ -45,6 +45,29 @@ use crate::Error;
 /// Slots of a host table: most sockets (endpoints) that can join one.
 pub const HOST_SLOTS: u32 = 64;
 
+/// Default of [`crate::Config::host_recheck`].
+pub const DEFAULT_RECHECK: Duration = Duration::from_micros(500);
+
+/// Environment variable setting [`crate::Config::host_recheck`] (µs)
+/// when the configuration leaves it unset.
+pub const ENV_RECHECK: &str = "HOMA_HOST_RECHECK_US";
+
+/// The host parameters of a socket with `config`.
+fn params_for(config: &crate::Config) -> HostParams {
+    let mut p = HostParams::from_config(&config.proto, HOST_SLOTS);
+    let recheck = config.host_recheck.or_else(|| {
+        std::env::var(ENV_RECHECK)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_micros)
+    });
+    // Within the protocol's range (positive, at most `liveness`).
+    p.recheck = recheck
+        .unwrap_or(DEFAULT_RECHECK)
+        .clamp(Duration::from_micros(1), p.liveness);
+    p
+}
+
 /// How long a process waits for another process's fresh table to be
 /// initialised (sized, header written) before it gives up.
 const INIT_WAIT: Duration = Duration::from_secs(1);
@@ -151,7 +174,12 @@ pub(crate) fn shm_table(
 ) -> Result<homa_proto::Host, String> {
     let mut t = shm_tables().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = t.get(path) {
-        if h.params() == params {
+        // (`recheck` is the process's own: the first socket's applies.)
+        let same = HostParams {
+            recheck: params.recheck,
+            ..h.params().clone()
+        };
+        if &same == params {
             return Ok(h.clone());
         }
         return Err(format!(
@@ -254,7 +282,7 @@ pub(crate) fn join(
     // `Auto`: the next best table, else alone.
     warn_once(&e);
     if j.mode == HostSharing::Host {
-        let params = HostParams::from_config(&config.proto, HOST_SLOTS);
+        let params = params_for(config);
         let p = Joining {
             table: process_table(&params),
             mode: HostSharing::Process,
@@ -280,7 +308,7 @@ impl Joining {
 /// whether its mode was asked for explicitly.
 fn table_for(config: &crate::Config) -> Result<Option<(Joining, bool)>, Error> {
     let (mode, explicit) = resolve(config.host_sharing)?;
-    let params = HostParams::from_config(&config.proto, HOST_SLOTS);
+    let params = params_for(config);
     let process = || Joining {
         table: process_table(&params),
         mode: HostSharing::Process,
