@@ -646,6 +646,9 @@ pub struct HostView {
     pub reclaims: u64,
     /// Grant passes limited by the other participants (budget or rank).
     pub limited_passes: u64,
+    /// Grant passes run alone because the others had held this endpoint
+    /// back for longer than `liveness` (at most one per `liveness`).
+    pub starved_passes: u64,
 }
 
 /// An endpoint's membership in a host table.
@@ -666,6 +669,11 @@ pub(crate) struct Joined {
     pub(crate) limited_passes: u64,
     /// The generation read at the start of the current pass.
     pub(crate) gen_before: u64,
+    /// Since when every pass has been limited by the others.
+    pub(crate) limited_since: Option<Instant>,
+    /// Passes run alone because the others held us back for longer than
+    /// `liveness`.
+    pub(crate) starved_passes: u64,
     /// What we last published, and this pass's candidates.
     pub(crate) published_incoming: u64,
     pub(crate) published_best: Vec<u32>,
@@ -729,6 +737,17 @@ impl Joined {
         if !self.keep_slot(now) {
             return None;
         }
+        if self
+            .limited_since
+            .is_some_and(|t| now.saturating_duration_since(t) > self.host.params.liveness)
+        {
+            // Held back by the others for longer than `liveness`: one pass
+            // alone (a participant that claims the whole host forever can
+            // slow us down, not stop us; see docs/host-sharing.md).
+            self.limited_since = None;
+            self.starved_passes += 1;
+            return None;
+        }
         let h = self.host_now(now);
         self.gen_before = self.host.generation();
         self.host.others(self.slot, h, &mut self.others);
@@ -789,6 +808,9 @@ impl Joined {
         }
         if limited {
             self.limited_passes += 1;
+            self.limited_since.get_or_insert(now);
+        } else {
+            self.limited_since = None;
         }
         self.limited = limited;
         self.next_timer(now)
@@ -896,6 +918,8 @@ impl crate::Endpoint {
             others: Others::default(),
             reclaims: 0,
             limited_passes: 0,
+            limited_since: None,
+            starved_passes: 0,
             published_incoming: 0,
             published_best: Vec::new(),
             last_best: Vec::new(),
@@ -935,6 +959,7 @@ impl crate::Endpoint {
             link_backlog_ns: j.host.link_backlog_ns(h),
             reclaims: j.reclaims,
             limited_passes: j.limited_passes,
+            starved_passes: j.starved_passes,
         })
     }
 

@@ -100,6 +100,11 @@ struct HostPacer {
     published: u64,
     /// The endpoint's latest time (stamps what we publish).
     now: Instant,
+    /// Paced data held longer than this (the table's `liveness`) goes
+    /// out by our own estimate: a participant that keeps the shared
+    /// estimate busy (or keeps a shorter message published) can slow us
+    /// down, not stop us.
+    max_hold: u64,
 }
 
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
@@ -210,12 +215,14 @@ impl Pacer {
     /// (`offset`: our instants to host time), publishing our best paced
     /// message in `slot`.
     pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64, slot: u32) {
+        let max_hold = host.params().liveness.as_nanos() as u64;
         self.host = Some(HostPacer {
             host,
             offset,
             slot,
             published: 0,
             now: Instant::ZERO,
+            max_hold,
         });
         self.publish_best();
     }
@@ -277,6 +284,7 @@ impl Pacer {
     fn idle_at(&self, now: Instant) -> Instant {
         match &self.host {
             None => self.link_idle,
+            Some(h) if self.held_too_long(h, now) => self.link_idle,
             Some(h) => now.plus_nanos(
                 h.host
                     .link_backlog_ns(now.as_nanos().wrapping_add(h.offset)),
@@ -284,11 +292,17 @@ impl Pacer {
         }
     }
 
+    /// Joined, and paced data has been held for longer than `max_hold`.
+    fn held_too_long(&self, h: &HostPacer, now: Instant) -> bool {
+        self.held_since
+            .is_some_and(|t| now.nanos_since(t) > h.max_hold)
+    }
+
     /// Joined: another endpoint of the host has a shorter paced message
     /// and the link is busy (so it is sending): we let it go first.
     fn yields(&self, now: Instant, idle: Instant) -> bool {
         match &self.host {
-            Some(h) if now < idle => {
+            Some(h) if now < idle && !self.held_too_long(h, now) => {
                 let mine = self.srpt.first().map_or(u32::MAX, |k| k.left);
                 h.host
                     .tx_better(h.slot, now.as_nanos().wrapping_add(h.offset), mine)

@@ -343,9 +343,16 @@ fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bou
 /// completion time of the last.
 fn under_vandal(
     seed: u64,
+    vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
+) -> Instant {
+    under_vandal_with(seed, config(), vandal)
+}
+
+fn under_vandal_with(
+    seed: u64,
+    c: Config,
     mut vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
 ) -> Instant {
-    let c = config();
     let p = params(&c, 4);
     let mem = Arc::new(HeapMemory::new(p.words()));
     let host = Host::init(mem.clone(), &p).unwrap();
@@ -386,6 +393,27 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         w[10].store(u64::MAX, Ordering::Relaxed);
     });
     eprintln!("hostile slot: all 30 requests done at {last:?}");
+}
+
+#[test]
+fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fifo_grants() {
+    // No FIFO grants: only the starvation rule (a pass alone after
+    // `liveness` of being held back) lets the scheduled bytes through.
+    let c = Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    };
+    let p = params(&c, 4);
+    let last = under_vandal_with(75, c, |w, now, _| {
+        w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
+        w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
+        for i in 0..p.candidates_per_slot as usize {
+            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
+        }
+    });
+    eprintln!("hostile slot, no FIFO grants: all 30 requests done at {last:?}");
+    assert!(last > Instant::ZERO + p.liveness, "they were held back");
 }
 
 #[test]
@@ -553,4 +581,34 @@ fn pacer__the_shortest_outgoing_message_of_the_host_goes_first() {
     eprintln!("long sender's bytes while the short one sent, per short byte: shared {shared:.2}, independent {alone:.2}");
     assert!(shared < 0.2, "{shared}");
     assert!(alone > 0.8, "{alone}");
+}
+
+/// A participant that keeps the shared NIC estimate just under the
+/// plausibility bound (`liveness` ahead) and publishes a shorter paced
+/// message of its own, forever: endpoint 0's paced message still
+/// completes, by its own estimate after each `liveness` of holding.
+#[test]
+fn garbage__a_participant_keeping_the_link_busy_slows_paced_data_but_cannot_stop_it() {
+    let c = config();
+    let p = params(&c, 4);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    let mut net = lan(79, 2, &c);
+    let now = net.now();
+    net.endpoint(0).join_host(now, &host, 1, 0).unwrap();
+    request(&mut net, 0, 1, 40_000);
+    let liveness = p.liveness.as_nanos() as u64;
+    let arr = serve(&mut net, 1, Duration::from_secs(5), |net| {
+        let w = mem.words();
+        let now = net.now().as_nanos();
+        w[10].store(now + liveness - 1000, Ordering::Relaxed);
+        w[slot_word(&p, 3, 0)].store(now.max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 4)].store(1, Ordering::Relaxed);
+        w[slot_word(&p, 3, 5)].store(now, Ordering::Relaxed);
+    });
+    eprintln!(
+        "40 kB under a hostile NIC estimate completed at {:?}",
+        arr[0].2
+    );
+    assert!(arr[0].2 > Instant::ZERO + p.liveness, "it was held");
 }
