@@ -17,10 +17,11 @@
 //!   size. A file of size 0 is one whose creator has not sized it yet
 //!   ([`SegmentError::NotSized`]: retry for a moment).
 //!
-//! The name [`default_path`] gives is `homa-<uid>-<netns inode>`: the
-//! network namespace's inode (from `/proc/self/ns/net`) tells the hosts of
-//! an emulated rack apart even though they share one `/dev/shm`, and the
-//! uid keeps users apart.
+//! The name [`default_path`] gives is `homa-<uid>-<netns inode>-<netns
+//! cookie>`: the network namespace tells the hosts of an emulated rack
+//! apart even though they share one `/dev/shm`, the uid keeps users apart,
+//! and the cookie (never reused, unlike the inode) keeps a table left
+//! behind by a dead namespace from being taken for a new namespace's.
 //!
 //! Limitation: a process of the same user can still `ftruncate` the file
 //! shorter, after which touching the mapping raises `SIGBUS` in every
@@ -154,11 +155,75 @@ impl std::error::Error for SegmentError {
 }
 
 /// The host table's default file for the calling user in the calling
-/// thread's network namespace: `<dir>/homa-<uid>-<netns inode>`.
+/// thread's network namespace: `<dir>/homa-<uid>-<netns inode>-<netns
+/// cookie>` (`homa-<uid>-<netns inode>` where the kernel has no cookie).
+///
+/// The inode of a namespace that no longer exists is given to later ones;
+/// the cookie (`SO_NETNS_COOKIE`, Linux 5.14) never is, so a table left
+/// behind by a dead namespace (an emulated rack's host, a test's) is never
+/// mistaken for the table of a new one.
 pub fn default_path(dir: &Path) -> io::Result<PathBuf> {
     let ns = std::fs::metadata("/proc/thread-self/ns/net")
         .or_else(|_| std::fs::metadata("/proc/self/ns/net"))?;
-    Ok(dir.join(format!("homa-{}-{}", uid(), ns.ino())))
+    Ok(dir.join(match netns_cookie() {
+        Some(c) => format!("homa-{}-{}-{c}", uid(), ns.ino()),
+        None => format!("homa-{}-{}", uid(), ns.ino()),
+    }))
+}
+
+/// The calling thread's network namespace cookie (`SO_NETNS_COOKIE` of a
+/// fresh socket), if the kernel has it.
+pub fn netns_cookie() -> Option<u64> {
+    // SO_NETNS_COOKIE in the generic socket option numbering (which these
+    // architectures use); libc does not export it on every target.
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    ))]
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )))]
+    return None;
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    ))]
+    {
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .ok()?;
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: the option value is a u64 the kernel writes at most `len`
+        // bytes of; both pointers are valid for the call.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        (r == 0 && len as usize == std::mem::size_of::<u64>()).then_some(cookie)
+    }
 }
 
 /// The calling process's real user id.
@@ -449,6 +514,11 @@ mod tests {
         let p = default_path(Path::new(DEFAULT_DIR)).unwrap();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
-        assert_eq!(name, format!("homa-{}-{ino}", uid()));
+        assert!(name.starts_with(&format!("homa-{}-{ino}", uid())), "{name}");
+        // This kernel has namespace cookies (5.14+): they are in the name.
+        let c = netns_cookie().expect("SO_NETNS_COOKIE");
+        assert!(c > 0);
+        assert_eq!(netns_cookie(), Some(c), "one namespace, one cookie");
+        assert_eq!(name, format!("homa-{}-{ino}-{c}", uid()));
     }
 }

@@ -12,7 +12,7 @@
 //! * [`HostSharing::Process`]: the sockets of this process share a table
 //!   on the heap, created with the first socket.
 //! * [`HostSharing::Host`]: every process of the user in this network
-//!   namespace shares a table in `/dev/shm/homa-<uid>-<netns inode>`
+//!   namespace shares a table in `/dev/shm/homa-<uid>-<netns inode>-<netns cookie>`
 //!   (created on demand by the first process, no daemon). A table that is
 //!   not the user's, lets other users in, has the wrong size or holds
 //!   garbage is refused with an error naming the file.
