@@ -115,6 +115,12 @@ struct ServerArgs {
     /// Threads per port (Homa) or runtime workers (TCP).
     #[arg(long, default_value_t = 1, value_parser = args::positive_usize)]
     threads: usize,
+    /// Homa: give each of the --threads of a port its own socket on that
+    /// port (SO_REUSEPORT: the kernel spreads the clients over them by
+    /// flow hash; one lock per socket, one Homa per host through the host
+    /// table) instead of sharing one socket.
+    #[arg(long)]
+    reuseport: bool,
     /// Reply with this many bytes instead of what the request asks for.
     #[arg(long)]
     response_size: Option<u32>,
@@ -211,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
                     bind: a.bind,
                     ports: a.ports,
                     threads: a.threads,
+                    reuseport: a.reuseport,
                     polling: a.polling,
                     homa: a.homa,
                     response_size: a.response_size,

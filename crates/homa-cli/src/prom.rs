@@ -174,6 +174,33 @@ pub(crate) fn render(servers: &[Arc<crate::server::Shared>]) -> String {
             for (name, help, v) in gauges {
                 f.gauge(name, help, sock.clone(), v);
             }
+            if let Some(h) = &m.host {
+                let host = [
+                    (
+                        "homa_host_participants",
+                        "Live participants of the socket's host table (sockets holding a share)",
+                        f64::from(h.participants),
+                    ),
+                    (
+                        "homa_host_incoming_bytes",
+                        "Granted-but-not-received bytes over the host table",
+                        h.host_incoming as f64,
+                    ),
+                    (
+                        "homa_host_own_incoming_bytes",
+                        "This socket's share of the host's granted-but-not-received bytes",
+                        h.own_incoming as f64,
+                    ),
+                    (
+                        "homa_host_link_backlog_ns",
+                        "Transmit time queued in the host's shared NIC estimate",
+                        h.link_backlog_ns as f64,
+                    ),
+                ];
+                for (name, help, v) in host {
+                    f.gauge(name, help, sock.clone(), v);
+                }
+            }
         }
     }
     let mut out = String::new();

@@ -128,6 +128,16 @@ pub(crate) struct RackArgs {
     /// Threads per server port (Homa) or server runtime workers (TCP).
     #[arg(long, default_value_t = 1)]
     pub server_threads: usize,
+    /// Server processes and client processes per host (K): each client
+    /// spreads its requests over the K servers of every other host, and
+    /// the host's offered load is split over its K clients.
+    #[arg(long, default_value_t = 1)]
+    pub procs_per_host: usize,
+    /// Homa processes of a host schedule independently (each its own
+    /// pacer estimate, grant budget and ranking: `HOMA_HOST_SHARING=process`)
+    /// instead of sharing one host table in shared memory (`host`).
+    #[arg(long)]
+    pub no_host_sharing: bool,
     /// TCP connections per client port and server port.
     #[arg(long, default_value_t = 8)]
     pub tcp_conns: usize,
@@ -214,6 +224,9 @@ impl Rack {
     fn build(a: &RackArgs) -> Result<Rack> {
         if a.hosts < 2 || a.hosts > 200 {
             bail!("--hosts must be 2..=200");
+        }
+        if a.procs_per_host == 0 || a.procs_per_host * usize::from(a.server_ports) > 500 {
+            bail!("--procs-per-host must be 1.. and --procs-per-host x --server-ports at most 500");
         }
         let mut lab = Lab::new(&a.prefix).map_err(|e| anyhow!("{e}"))?;
         let sw = lab.namespace("sw")?;
@@ -469,6 +482,10 @@ pub(crate) struct Probe {
 pub(crate) struct RackReport {
     /// Hosts.
     pub hosts: usize,
+    /// Homa (and TCP) server and client processes per host.
+    pub procs_per_host: usize,
+    /// The Homa processes of a host shared one host table.
+    pub host_sharing: bool,
     /// Port rate, Mbit/s.
     pub rate_mbit: u64,
     /// Workload.
@@ -663,6 +680,8 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
     let (kops, gbps) = (off.per_sec, off.gbps);
     let mut report = RackReport {
         hosts: a.hosts,
+        procs_per_host: a.procs_per_host.max(1),
+        host_sharing: !a.no_host_sharing,
         rate_mbit: a.rate_mbit,
         workload: a.workload.to_string(),
         variant: a.variant,
@@ -761,6 +780,16 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
     Ok(report)
 }
 
+/// The name of process `k` (of `k_procs`) on host `h` in file names:
+/// `h3`, or `h3p2` with several processes per host.
+fn proc_tag(h: usize, k: usize, k_procs: usize) -> String {
+    if k_procs > 1 {
+        format!("h{h}p{}", k + 1)
+    } else {
+        format!("h{h}")
+    }
+}
+
 /// Runs one protocol: servers, unloaded RTT, loaded run; returns the base,
 /// the merged samples and the run's figures (summary filled in later).
 #[allow(clippy::too_many_arguments)]
@@ -790,24 +819,28 @@ fn protocol_phase(
         format!("{:?}", a.polling).to_lowercase(),
     ];
     homa_args.extend(knobs.args());
+    let k_procs = a.procs_per_host.max(1);
+    // Process k of a host serves `server_ports` ports from this one.
+    let port_of = |k: usize| port + (k as u16) * a.server_ports.max(1);
+    let sharing = if a.no_host_sharing { "process" } else { "host" };
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
-        let mut c = rack.lab.command(ns, homa)?;
-        c.args(["server", "--protocol", name, "--quiet"])
-            .args(["--bind", &format!("{addr}:{port}")])
-            .args(["--ports", &a.server_ports.to_string()])
-            .args(["--threads", &a.server_threads.to_string()])
-            .args(&homa_args)
-            .stdout(Stdio::piped())
-            .stderr(log_file(out, &format!("{name}-h{}-server.log", i + 1))?);
-        with_nice(&mut c, a.nice);
-        let mut child = c.spawn().context("starting a server")?;
-        wait_listening(
-            &mut child,
-            a.server_ports,
-            &format!("{name} server on h{}", i + 1),
-        )?;
-        procs.0.push((format!("server h{}", i + 1), child));
+        for k in 0..k_procs {
+            let tag = proc_tag(i + 1, k, k_procs);
+            let mut c = rack.lab.command(ns, homa)?;
+            c.args(["server", "--protocol", name, "--quiet"])
+                .args(["--bind", &format!("{addr}:{}", port_of(k))])
+                .args(["--ports", &a.server_ports.to_string()])
+                .args(["--threads", &a.server_threads.to_string()])
+                .args(&homa_args)
+                .env("HOMA_HOST_SHARING", sharing)
+                .stdout(Stdio::piped())
+                .stderr(log_file(out, &format!("{name}-{tag}-server.log"))?);
+            with_nice(&mut c, a.nice);
+            let mut child = c.spawn().context("starting a server")?;
+            wait_listening(&mut child, a.server_ports, &format!("{name} server {tag}"))?;
+            procs.0.push((format!("server {tag}"), child));
+        }
     }
 
     // Unloaded RTT: h1 -> h2, one 100-byte RPC at a time.
@@ -853,45 +886,55 @@ fn protocol_phase(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
+    let mut client_tags = Vec::new();
     for (i, (ns, _)) in rack.hosts.iter().enumerate() {
-        let servers: Vec<String> = rack
-            .hosts
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, (_, addr))| format!("{addr}:{port}"))
-            .collect();
-        let h = i + 1;
-        let mut c = rack.lab.command(ns, homa)?;
-        c.args(["client", "--protocol", name, "--quiet"])
-            .args(["--server", &servers.join(",")])
-            .args(["--server-ports", &a.server_ports.to_string()])
-            .args(["--ports", &a.client_ports.to_string()])
-            .args(["--workload", &a.workload.to_string()])
-            .args(["--variant", a.variant.name()])
-            .args(["--gbps", &format!("{gbps}")])
-            .args(["--client-max", &a.client_max.to_string()])
-            .args(["--duration", &a.duration.as_secs_f64().to_string()])
-            .args(["--warmup", &a.warmup.as_secs_f64().to_string()])
-            .args(["--base-rtt-us", "1"])
-            .args(["--tcp-conns", &a.tcp_conns.to_string()])
-            .args(["--id", &h.to_string()])
-            .args(["--seed", &(seed.wrapping_add(h as u64)).to_string()])
-            .args(&homa_args)
-            .args(["--exp", &format!("{name}-h{h}")])
-            .arg("--json-out")
-            .arg(out.join(format!("{name}-h{h}.json")))
-            .arg("--dump-times")
-            .arg(out.join(format!("{name}-h{h}.rtts")))
-            .stdout(log_file(out, &format!("{name}-h{h}-client.log"))?)
-            .stderr(log_file(out, &format!("{name}-h{h}-client.err"))?);
-        if a.one_way {
-            c.arg("--one-way");
+        for k in 0..k_procs {
+            let servers: Vec<String> = rack
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .flat_map(|(_, (_, addr))| {
+                    (0..k_procs).map(move |k| format!("{addr}:{}", port_of(k)))
+                })
+                .collect();
+            let h = i + 1;
+            let tag = proc_tag(h, k, k_procs);
+            // Distinct ids and seeds per client process.
+            let id = h * k_procs + k;
+            let mut c = rack.lab.command(ns, homa)?;
+            c.args(["client", "--protocol", name, "--quiet"])
+                .args(["--server", &servers.join(",")])
+                .args(["--server-ports", &a.server_ports.to_string()])
+                .args(["--ports", &a.client_ports.to_string()])
+                .args(["--workload", &a.workload.to_string()])
+                .args(["--variant", a.variant.name()])
+                .args(["--gbps", &format!("{}", gbps / k_procs as f64)])
+                .args(["--client-max", &a.client_max.to_string()])
+                .args(["--duration", &a.duration.as_secs_f64().to_string()])
+                .args(["--warmup", &a.warmup.as_secs_f64().to_string()])
+                .args(["--base-rtt-us", "1"])
+                .args(["--tcp-conns", &a.tcp_conns.to_string()])
+                .args(["--id", &id.to_string()])
+                .args(["--seed", &(seed.wrapping_add(id as u64)).to_string()])
+                .args(&homa_args)
+                .env("HOMA_HOST_SHARING", sharing)
+                .args(["--exp", &format!("{name}-{tag}")])
+                .arg("--json-out")
+                .arg(out.join(format!("{name}-{tag}.json")))
+                .arg("--dump-times")
+                .arg(out.join(format!("{name}-{tag}.rtts")))
+                .stdout(log_file(out, &format!("{name}-{tag}-client.log"))?)
+                .stderr(log_file(out, &format!("{name}-{tag}-client.err"))?);
+            if a.one_way {
+                c.arg("--one-way");
+            }
+            clients.0.push((
+                format!("client {tag}"),
+                c.spawn().context("starting a client")?,
+            ));
+            client_tags.push(tag);
         }
-        clients.0.push((
-            format!("client h{h}"),
-            c.spawn().context("starting a client")?,
-        ));
     }
     let total = (a.warmup + a.duration).as_secs_f64();
     let start = Instant::now();
@@ -922,21 +965,22 @@ fn protocol_phase(
     for (k, st) in statuses.iter().enumerate() {
         let st = st.expect("all finished");
         if !st.success() {
-            let log = std::fs::read_to_string(out.join(format!("{name}-h{}-client.err", k + 1)))
+            let tag = &client_tags[k];
+            let log = std::fs::read_to_string(out.join(format!("{name}-{tag}-client.err")))
                 .unwrap_or_default();
-            bail!("{name}: client on h{} failed ({st}):\n{log}", k + 1);
+            bail!("{name}: client {tag} failed ({st}):\n{log}");
         }
     }
     drop(clients);
     // A server that died during the run invalidates it: say so.
     let mut servers_exited = Vec::new();
-    for (k, (_, c)) in procs.0.iter_mut().enumerate() {
+    for (k, (what, c)) in procs.0.iter_mut().enumerate() {
         if let Ok(Some(st)) = c.try_wait() {
-            let log = std::fs::read_to_string(out.join(format!("{name}-h{}-server.log", k + 1)))
+            let tag = what.trim_start_matches("server ");
+            let log = std::fs::read_to_string(out.join(format!("{name}-{tag}-server.log")))
                 .unwrap_or_default();
             progress.line(&format!(
-                "{name}: the server on h{} exited during the run ({st}): {}",
-                k + 1,
+                "{name}: the server {tag} exited during the run ({st}): {}",
                 log.lines().next().unwrap_or("")
             ));
             servers_exited.push(k + 1);
@@ -944,21 +988,24 @@ fn protocol_phase(
     }
     // The servers' counters, asked over their own protocol.
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
-        let server: SocketAddr = format!("{addr}:{port}").parse()?;
-        let m = rack
-            .lab
-            .in_namespace(ns, move || {
-                crate::server::fetch_metrics(p, server, Duration::from_secs(2))
-                    .map_err(|e| e.to_string())
-            })?
-            .join()
-            .map_err(|_| anyhow!("metrics thread panicked"))?;
-        match m {
-            Ok(v) => std::fs::write(
-                out.join(format!("{name}-h{}-server-metrics.json", i + 1)),
-                serde_json::to_string_pretty(&v)?,
-            )?,
-            Err(e) => progress.line(&format!("{name}: no metrics from h{}: {e}", i + 1)),
+        for k in 0..k_procs {
+            let tag = proc_tag(i + 1, k, k_procs);
+            let server: SocketAddr = format!("{addr}:{}", port_of(k)).parse()?;
+            let m = rack
+                .lab
+                .in_namespace(ns, move || {
+                    crate::server::fetch_metrics(p, server, Duration::from_secs(2))
+                        .map_err(|e| e.to_string())
+                })?
+                .join()
+                .map_err(|_| anyhow!("metrics thread panicked"))?;
+            match m {
+                Ok(v) => std::fs::write(
+                    out.join(format!("{name}-{tag}-server-metrics.json")),
+                    serde_json::to_string_pretty(&v)?,
+                )?,
+                Err(e) => progress.line(&format!("{name}: no metrics from {tag}: {e}")),
+            }
         }
     }
     drop(procs);
@@ -967,11 +1014,11 @@ fn protocol_phase(
     let mut samples = Vec::new();
     let (mut calls, mut failed, mut unfinished) = (0u64, 0u64, 0u64);
     let (mut gbps_total, mut late) = (0.0, 0.0);
-    for h in 1..=rack.hosts.len() {
-        let text = std::fs::read_to_string(out.join(format!("{name}-h{h}.rtts")))?;
-        samples.extend(results::parse_rtts(&text).map_err(|e| anyhow!("{name}-h{h}.rtts: {e}"))?);
+    for tag in &client_tags {
+        let text = std::fs::read_to_string(out.join(format!("{name}-{tag}.rtts")))?;
+        samples.extend(results::parse_rtts(&text).map_err(|e| anyhow!("{name}-{tag}.rtts: {e}"))?);
         let j: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("{name}-h{h}.json")))?)?;
+            serde_json::from_slice(&std::fs::read(out.join(format!("{name}-{tag}.json")))?)?;
         calls += j["calls"].as_u64().unwrap_or(0);
         failed += j["failed"].as_u64().unwrap_or(0);
         unfinished += j["unfinished"].as_u64().unwrap_or(0);
@@ -988,7 +1035,7 @@ fn protocol_phase(
         // Each host receives, on average, what one client sends plus
         // what it gets back.
         gbps_per_host: gbps_total / n,
-        late_fraction: late / n,
+        late_fraction: late / (n * k_procs as f64),
         cpu_busy: (cpu1.busy - cpu0.busy) as f64 / (cpu1.total - cpu0.total).max(1) as f64,
         process_cpu_s,
         switch: stats_delta(&sw1, &sw0),
@@ -1025,6 +1072,19 @@ pub(crate) fn text_report(r: &RackReport) -> String {
         if r.one_way { ", one-way" } else { "" },
         r.duration
     );
+    if r.procs_per_host > 1 {
+        let _ = writeln!(
+            s,
+            "{} server and {} client processes per host; Homa's {}",
+            r.procs_per_host,
+            r.procs_per_host,
+            if r.host_sharing {
+                "share one host table per host (one pacer estimate, grant budget and ranking)"
+            } else {
+                "schedule independently (--no-host-sharing)"
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "offered per host: {:.2} Kops/s, {:.3} Gbit/s of requests; downlink load {:.2} in message bytes, {:.2} with Homa's headers",
@@ -1309,6 +1369,8 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             protocols: vec![Protocol::Homa],
             one_way: false,
             client_ports: 1,
+            procs_per_host: 1,
+            no_host_sharing: false,
             server_ports: 1,
             server_threads: 1,
             tcp_conns: 1,

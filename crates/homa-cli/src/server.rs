@@ -51,6 +51,8 @@ pub(crate) struct Options {
     pub ports: u16,
     /// Threads per port (Homa) or runtime workers in all (TCP).
     pub threads: usize,
+    /// Homa: one socket per thread on each port (`SO_REUSEPORT`).
+    pub reuseport: bool,
     /// How waiting Homa threads wait.
     pub polling: Polling,
     /// Homa settings.
@@ -269,9 +271,14 @@ impl Shared {
     }
 }
 
-/// One Homa socket's counters as JSON.
+/// One Homa socket's counters as JSON, with its host table's figures
+/// (`host`: mode, participants, host and own incoming bytes; null when
+/// host sharing is off).
 pub(crate) fn socket_metrics(s: &Socket) -> Value {
-    stats_json(s.local_addr(), &s.stats(), s.offloads())
+    let m = s.metrics();
+    let mut v = stats_json(s.local_addr(), &s.stats(), s.offloads());
+    v["host"] = serde_json::to_value(&m.host).unwrap_or(Value::Null);
+    v
 }
 
 /// A Homa socket's counters (`stats()`) and offloads as JSON.
@@ -299,9 +306,28 @@ pub(crate) fn stats_json(
             "queued_errors": t.queued_errors,
             "requests_dropped": t.requests_dropped,
             "send_cap_waits": t.send_cap_waits,
+            "lock_acquired": t.lock_acquired,
+            "lock_contended": t.lock_contended,
+            "lock_wait_ns": t.lock_wait_ns,
+            "lock_hold_ns": t.lock_hold_ns,
+        },
+        // The serial section per request served (server sockets) or
+        // response received (client sockets).
+        "lock_per_rpc": {
+            "wait_ns": per_rpc(t.lock_wait_ns, st.proto.requests_delivered + st.proto.responses_delivered),
+            "hold_ns": per_rpc(t.lock_hold_ns, st.proto.requests_delivered + st.proto.responses_delivered),
         },
         "proto": serde_json::to_value(&st.proto).unwrap_or(Value::Null),
     })
+}
+
+/// `total / rpcs`, 0 without RPCs.
+fn per_rpc(total: u64, rpcs: u64) -> f64 {
+    if rpcs == 0 {
+        0.0
+    } else {
+        total as f64 / rpcs as f64
+    }
 }
 
 /// The response to a request body whose header (if it has one) is `h`,
@@ -402,23 +428,40 @@ fn reporter(shared: Arc<Shared>) {
 }
 
 fn run_homa(opts: Options) -> Result<()> {
-    let mut sockets = Vec::new();
-    for i in 0..opts.ports.max(1) {
-        let a = port_addr(opts.bind, i);
-        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa);
-        let s = Socket::bind_with(a, cfg).with_context(|| format!("binding {a}"))?;
-        sockets.push(s);
-    }
-    let addrs: Vec<SocketAddr> = sockets.iter().map(Socket::local_addr).collect();
-    print_listening(&addrs)?;
     let threads = opts.threads.max(1);
-    let shared = Shared::start(opts, addrs, sockets.len() * threads, sockets.clone());
+    // Every serving thread's socket (with --reuseport its own, else its
+    // port's), port by port.
+    let mut sockets = Vec::new();
+    let mut distinct = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..opts.ports.max(1) {
+        let mut a = port_addr(opts.bind, i);
+        let cfg = crate::client::homa_config(opts.polling, true, &opts.homa)
+            .with_reuse_port(opts.reuseport);
+        let s = Socket::bind_with(a, cfg.clone()).with_context(|| format!("binding {a}"))?;
+        a = s.local_addr();
+        addrs.push(a);
+        sockets.push(s.clone());
+        distinct.push(s.clone());
+        for _ in 1..threads {
+            if opts.reuseport {
+                let t = Socket::bind_with(a, cfg.clone())
+                    .with_context(|| format!("binding {a} again"))?;
+                sockets.push(t.clone());
+                distinct.push(t);
+            } else {
+                sockets.push(s.clone());
+            }
+        }
+    }
+    print_listening(&addrs)?;
+    let shared = Shared::start(opts, addrs, sockets.len(), distinct);
     let mut handles = Vec::new();
-    for (p, sock) in sockets.into_iter().enumerate() {
-        for k in 0..threads {
-            let (sock, shared) = (sock.clone(), Arc::clone(&shared));
+    for (n, sock) in sockets.into_iter().enumerate() {
+        {
+            let shared = Arc::clone(&shared);
             handles.push(std::thread::spawn(move || -> Result<()> {
-                let counter = &shared.counters[p * threads + k];
+                let counter = &shared.counters[n];
                 loop {
                     let r = match sock.recv_request() {
                         Ok(r) => r,
@@ -557,7 +600,11 @@ pub(crate) fn fetch_metrics(
             } else {
                 "0.0.0.0:0".parse()?
             };
-            let sock = Socket::bind_with(any, bench::homa_config(Polling::Block, false, None))?;
+            // A one-off query joins no host table (its settings may differ
+            // from the table's, and it schedules nothing worth sharing).
+            let cfg = bench::homa_config(Polling::Block, false, None)
+                .with_host_sharing(homa_transport::HostSharing::Off);
+            let sock = Socket::bind_with(any, cfg)?;
             sock.call_timeout(server, req, timeout)
                 .with_context(|| format!("asking {server}"))?
                 .to_vec()

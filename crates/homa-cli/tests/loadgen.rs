@@ -187,6 +187,9 @@ fn metrics__report_a_running_servers_counters() {
             let s = &m["sockets"][0];
             assert!(s["transport"]["packets_received"].as_u64().unwrap() >= 60);
             assert!(s["proto"]["requests_delivered"].as_u64().unwrap() >= 20);
+            assert!(s["lock_per_rpc"]["hold_ns"].as_f64().unwrap() > 0.0, "{s}");
+            assert!(s["transport"]["lock_acquired"].as_u64().unwrap() >= 20);
+            assert!(s["host"]["participants"].as_u64().unwrap() >= 1, "{s}");
         }
     }
 }

@@ -119,6 +119,11 @@ fn server__prometheus_endpoint_scraped_and_parsed() {
     assert!(get("homa_proto_packets_received_total", "type=\"DATA\"") >= 60.0);
     assert!(get("homa_transport_packets_received_total", "socket=") >= 60.0);
     assert!(get("homa_server_uptime_seconds", "homa") > 0.0);
+    // The serial section and the host table (the server joins one by
+    // default; it counts itself).
+    assert!(get("homa_transport_lock_acquired_total", "socket=") >= 20.0);
+    assert!(get("homa_transport_lock_hold_ns_total", "socket=") > 0.0);
+    assert!(get("homa_host_participants", "socket=") >= 1.0);
     assert!(
         types.contains(&("homa_server_requests".into(), "counter".into())),
         "{types:?}"

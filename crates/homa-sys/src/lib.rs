@@ -15,6 +15,9 @@
 //!   measures the same code.
 //! * [`wait`]: `eventfd`, `timerfd` and `ppoll`, the monotonic clock and
 //!   random seeds.
+//! * [`shm`]: the host table's shared-memory segment under `/dev/shm`
+//!   (created on demand, owner, permissions and size checked, mapped
+//!   shared).
 //! * [`process`]: what the network labs and the benchmarks ask of the
 //!   kernel: effective user, signals, network namespaces, CPU affinity,
 //!   CPU time (per thread, per process, of children).
@@ -42,7 +45,10 @@
 //! * [`process::command_in_netns`] and [`process::nice_on_exec`]: `std`'s
 //!   `CommandExt::pre_exec` is an `unsafe fn` (the hook runs between fork
 //!   and exec; these only call async-signal-safe functions);
-//! * [`process::tune_malloc`]: `mallopt`, which no crate wraps.
+//! * [`process::tune_malloc`]: `mallopt`, which no crate wraps;
+//! * [`shm`]: `mmap`/`munmap` of the host table (rustix's are `unsafe`:
+//!   the mapping is handed out as `&[AtomicU64]`, sized and aligned by
+//!   construction).
 //!
 //! Outside this crate: `homa-transport` and `homa-cli`'s load generator
 //! register descriptors with tokio's reactor
@@ -55,6 +61,7 @@
 #![warn(missing_docs)]
 
 pub mod process;
+pub mod shm;
 pub mod udp;
 pub mod wait;
 

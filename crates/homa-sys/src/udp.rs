@@ -39,6 +39,30 @@ mod mmsg;
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
 
+/// Binds a UDP socket to `addr`; with `reuse_port`, sets `SO_REUSEPORT`
+/// first, so that several sockets (of this or other processes of the same
+/// user) can bind the same port and the kernel spreads the datagrams
+/// among them by a hash of the source and destination (every datagram of
+/// one peer socket goes to the same socket while the group does not
+/// change).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    if !reuse_port {
+        return std::net::UdpSocket::bind(addr);
+    }
+    let family = if addr.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = ns::socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    ns::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    match addr {
+        SocketAddr::V4(a) => ns::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => ns::bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
+    }
+    Ok(std::net::UdpSocket::from(fd))
+}
+
 /// Which socket buffer [`set_buffer`] sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Buffer {
@@ -530,6 +554,16 @@ pub fn refuse_peers(fd: BorrowedFd<'_>, local: SocketAddr) -> io::Result<()> {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind__reuse_port_shares_a_port_only_when_asked() {
+        let a = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind(addr, true).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+        let e = bind(addr, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
     use std::net::UdpSocket;
 
     #[test]

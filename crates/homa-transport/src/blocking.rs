@@ -50,7 +50,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ use homa_sys::wait::{self, Ready};
 
 use crate::calls::{Request, Waiter};
 use crate::datapath::Received;
-use crate::engine::{Commit, Role, Shared, Sleeper, State};
+use crate::engine::{Commit, Locked, Role, Shared, Sleeper, State};
 use crate::message::{bind_any, resolve, IntoMessage};
 use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
@@ -578,7 +578,7 @@ fn wait<T>(
 
 /// Lets go of the lock for a moment between a driver's turns (waking whoever
 /// the last turn completed), so other threads can send meanwhile.
-fn relock<'a>(sh: &'a Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+fn relock<'a>(sh: &'a Shared, st: Locked<'a>) -> Locked<'a> {
     sh.unlock(st);
     std::hint::spin_loop();
     sh.lock()
@@ -597,10 +597,10 @@ fn pass_baton(st: &mut State) {
 /// holds the driver role.
 fn lead<'a, T>(
     sh: &'a Shared,
-    mut st: MutexGuard<'a, State>,
+    mut st: Locked<'a>,
     until: Option<Instant>,
     check: &mut impl FnMut(&Shared, &mut State) -> Option<T>,
-) -> (Option<T>, MutexGuard<'a, State>) {
+) -> (Option<T>, Locked<'a>) {
     let busy = u64::try_from(sh.config.busy_poll.as_nanos()).unwrap_or(u64::MAX);
     let mut last_input = sh.now();
     loop {
@@ -651,11 +651,11 @@ fn lead<'a, T>(
 /// ever lost (a deadline then fires that much late instead of never).
 fn doze<'a>(
     sh: &'a Shared,
-    mut st: MutexGuard<'a, State>,
+    mut st: Locked<'a>,
     next: Option<Instant>,
     now: Instant,
     who: Sleeper,
-) -> (MutexGuard<'a, State>, bool) {
+) -> (Locked<'a>, bool) {
     st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
     let left = next.map(|d| Duration::from_nanos(d.nanos_since(now)));

@@ -76,6 +76,35 @@ pub struct Config {
     /// for what is recorded; open it with Wireshark and
     /// `tools/wireshark/homa.lua`.
     pub capture: Option<std::path::PathBuf>,
+    /// Which host table the socket's endpoint joins, making the sockets of
+    /// a process, or of every process of the user on the host, one Homa:
+    /// one pacer estimate, one `max_incoming` budget, one grant ranking
+    /// (see [`HostSharing`](crate::HostSharing)). Default
+    /// [`Auto`](crate::HostSharing::Auto): the `HOMA_HOST_SHARING`
+    /// environment variable (`off`, `process`, `host`), else host-wide if
+    /// `/dev/shm` is usable, else process-wide.
+    pub host_sharing: crate::HostSharing,
+    /// Directory of the host-wide table (`None`: the `HOMA_HOST_DIR`
+    /// environment variable, else `/dev/shm`).
+    pub host_dir: Option<std::path::PathBuf>,
+    /// Share the host-wide table with this group (mode 0660) instead of
+    /// the user alone (0600).
+    pub host_group: Option<u32>,
+    /// Bind with `SO_REUSEPORT`: several sockets (threads, processes of the
+    /// same user) may serve one port, the kernel spreading the peers among
+    /// them by a hash of their addresses. Each socket has its own endpoint
+    /// and lock (several cores work at once); with host sharing they are
+    /// one Homa. A peer keeps reaching the same socket while the group does
+    /// not change; when a socket leaves, its peers' RPCs in progress there
+    /// fail like those of a restarted server. Off by default.
+    pub reuse_port: bool,
+    /// How often a socket held back by the other participants of its host
+    /// table looks at the table again while it has no traffic of its own
+    /// (`homa_proto::host::HostParams::recheck`). Each look is a wake-up
+    /// of the socket's driver: the protocol's 10 µs suits a busy-polling
+    /// socket or a simulator, not sleeping drivers on shared cores. `None`:
+    /// `HOMA_HOST_RECHECK_US` if set, else 500 µs.
+    pub host_recheck: Option<Duration>,
 }
 
 impl Default for Config {
@@ -92,6 +121,11 @@ impl Default for Config {
             background: Some(Duration::from_millis(2)),
             max_queued_requests: 65_536,
             capture: None,
+            host_sharing: crate::HostSharing::Auto,
+            host_dir: None,
+            host_group: None,
+            reuse_port: false,
+            host_recheck: None,
         }
     }
 }
@@ -155,6 +189,24 @@ impl Config {
     /// Sets [`Config::max_queued_requests`].
     pub fn with_max_queued_requests(mut self, requests: usize) -> Config {
         self.max_queued_requests = requests;
+        self
+    }
+
+    /// Sets [`Config::host_sharing`].
+    pub fn with_host_sharing(mut self, sharing: crate::HostSharing) -> Config {
+        self.host_sharing = sharing;
+        self
+    }
+
+    /// Sets [`Config::reuse_port`].
+    pub fn with_reuse_port(mut self, reuse: bool) -> Config {
+        self.reuse_port = reuse;
+        self
+    }
+
+    /// Sets [`Config::host_dir`].
+    pub fn with_host_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Config {
+        self.host_dir = Some(dir.into());
         self
     }
 

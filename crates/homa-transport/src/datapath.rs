@@ -164,7 +164,7 @@ impl Datapath {
     /// Binds the UDP socket and configures it: non-blocking, buffers, the
     /// error queue, arrival TOS bytes, offload probes, the capture.
     pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(Datapath, Offloads), Error> {
-        let sock = UdpSocket::bind(addr)?;
+        let sock = udp::bind(addr, config.reuse_port)?;
         sock.set_nonblocking(true)?;
         let fd = sock.as_fd();
         let local = sock.local_addr()?;

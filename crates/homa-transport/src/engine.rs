@@ -17,9 +17,10 @@
 //! socket fire spurious RESENDs.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::thread::Thread;
 use std::time::Duration;
@@ -120,6 +121,49 @@ pub(crate) struct State {
     /// Why the socket closed: `Error::Closed` or `Error::RuntimeShutdown`
     /// (reported to every later operation).
     closed_by_runtime: bool,
+    /// Time spent waiting for and holding this state's lock.
+    lock_stats: LockStats,
+}
+
+/// The serial section of a socket: how often its lock was taken, how
+/// often another thread held it, and the time spent waiting for it and
+/// holding it (nanoseconds, `CLOCK_MONOTONIC`).
+#[derive(Debug, Default, Clone, Copy)]
+struct LockStats {
+    acquired: u64,
+    contended: u64,
+    wait_ns: u64,
+    hold_ns: u64,
+}
+
+/// The locked state: a mutex guard that counts how long it was held
+/// (`LockStats`) when it is dropped.
+pub(crate) struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    since: u64,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    #[inline]
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let held = wait::monotonic_nanos().saturating_sub(self.since);
+        self.guard.lock_stats.hold_ns += held;
+    }
 }
 
 impl State {
@@ -148,6 +192,18 @@ impl State {
     }
 }
 
+/// The datapath's counters with the lock's.
+fn transport_stats(st: &State) -> crate::TransportStats {
+    let ls = st.lock_stats;
+    crate::TransportStats {
+        lock_acquired: ls.acquired,
+        lock_contended: ls.contended,
+        lock_wait_ns: ls.wait_ns,
+        lock_hold_ns: ls.hold_ns,
+        ..st.dp.stats()
+    }
+}
+
 /// The socket, its endpoint and the shared state of every handle to it.
 pub(crate) struct Shared {
     /// The datapath's socket, for waiting on it outside the lock.
@@ -165,6 +221,8 @@ pub(crate) struct Shared {
     ipv6: bool,
     /// `CLOCK_MONOTONIC` when the socket opened, in nanoseconds.
     epoch: u64,
+    /// The host table the endpoint joined.
+    host: Option<crate::host::Joining>,
     pub(crate) config: Config,
     offloads: Offloads,
     state: Mutex<State>,
@@ -187,6 +245,11 @@ impl Shared {
         let local = dp.socket().local_addr()?;
         let mut ep = Endpoint::new(config.proto.clone(), wait::random_u64())?;
         let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
+        // The protocol clock counts from the socket's epoch; the host
+        // table's timestamps are CLOCK_MONOTONIC (the same in every process
+        // of the host), i.e. the endpoint's Instant plus the epoch.
+        let epoch = wait::monotonic_nanos();
+        let host = crate::host::join(&mut ep, &config, epoch)?;
         let server = config.server.unwrap_or(addr.port() != 0);
         ep.set_server(port, server).map_err(Error::from_proto)?;
         let state = State {
@@ -203,6 +266,7 @@ impl Shared {
             },
             closed: false,
             closed_by_runtime: false,
+            lock_stats: LockStats::default(),
             dp,
         };
         Ok(Shared {
@@ -212,7 +276,8 @@ impl Shared {
             port,
             server,
             ipv6: state.dp.ipv6(),
-            epoch: wait::monotonic_nanos(),
+            epoch,
+            host,
             offloads,
             config,
             state: Mutex::new(state),
@@ -237,9 +302,29 @@ impl Shared {
     /// Locks the state. A panic while holding the lock leaves consistent
     /// enough state (every mutation is a single protocol call), so poison
     /// is ignored.
+    ///
+    /// Counts the serial section (`TransportStats::lock_*`): the wait is
+    /// timed only when another thread holds the lock (an uncontended lock
+    /// reads the clock once, for the hold time).
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        let (mut guard, waited) = match self.state.try_lock() {
+            Ok(g) => (g, None),
+            Err(TryLockError::Poisoned(p)) => (p.into_inner(), None),
+            Err(TryLockError::WouldBlock) => {
+                let t0 = wait::monotonic_nanos();
+                let g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                (g, Some(t0))
+            }
+        };
+        let since = wait::monotonic_nanos();
+        let ls = &mut guard.lock_stats;
+        ls.acquired += 1;
+        if let Some(t0) = waited {
+            ls.contended += 1;
+            ls.wait_ns += since.saturating_sub(t0);
+        }
+        Locked { guard, since }
     }
 
     /// Runs `f` under the lock, then unlocks (waking whoever it completed).
@@ -252,7 +337,7 @@ impl Shared {
 
     /// Releases the lock, then wakes whoever the last operation completed.
     #[inline]
-    pub(crate) fn unlock(&self, mut st: MutexGuard<'_, State>) {
+    pub(crate) fn unlock(&self, mut st: Locked<'_>) {
         if std::mem::take(&mut st.driving.kick_driver) {
             self.wake(Sleeper::Driver);
         }
@@ -271,7 +356,7 @@ impl Shared {
     pub(crate) fn stats(&self) -> Stats {
         let st = self.lock();
         Stats {
-            transport: st.dp.stats(),
+            transport: transport_stats(&st),
             proto: st.ep.stats().clone(),
         }
     }
@@ -282,11 +367,16 @@ impl Shared {
         Metrics {
             local_addr: self.local,
             offloads: self.offloads_of(&st),
-            transport: st.dp.stats(),
+            transport: transport_stats(&st),
             proto: st.ep.metrics(),
             calls_outstanding: st.calls.outstanding(),
             requests_queued: st.calls.requests_queued(),
             sends_waiting: usize::from(st.dp.wants_write()),
+            host: self
+                .host
+                .as_ref()
+                .zip(st.ep.host_view())
+                .map(|(j, v)| crate::HostMetrics::new(j, v)),
         }
     }
 
@@ -470,6 +560,9 @@ impl Shared {
         st.closed = true;
         self.closed.store(true, Ordering::Release);
         let _ = st.ep.close_socket(self.port);
+        // Free the slot in the host table at once (not after the liveness
+        // bound).
+        st.ep.leave_host();
         // Refuse peers now, not when the last handle is dropped: they
         // learn from ICMP at their next packet instead of retrying into a
         // socket nobody reads.

@@ -82,6 +82,11 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] homa_proto::config::ConfigError),
+    /// The host table asked for (`Config::host_sharing` or
+    /// `HOMA_HOST_SHARING`) cannot be used: the message names the file and
+    /// why (foreign, corrupt, wrong size or owner, full).
+    #[error("host sharing: {0}")]
+    HostSharing(String),
     /// The operating system refused a socket operation.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -101,6 +106,7 @@ impl Error {
             | Error::EmptyMessage
             | Error::AddressFamily
             | Error::Config(_) => K::InvalidInput,
+            Error::HostSharing(_) => K::InvalidData,
             Error::Aborted => K::ConnectionAborted,
             Error::Closed | Error::RuntimeShutdown => K::NotConnected,
             Error::WouldBlock => K::WouldBlock,

@@ -72,6 +72,16 @@
 //!   build it on `recv_request`/`reply`.
 //! * Linux only (GSO/GRO, the socket error queue, timerfd).
 //!
+//! ## One Homa per host
+//!
+//! Every socket keeps its own protocol endpoint and lock, and joins a
+//! *host table* when it opens ([`Config::host_sharing`], the
+//! `HOMA_HOST_SHARING` environment variable): by default one table in
+//! shared memory for every process of the user on the host (network
+//! namespace), so that all of them pace against one NIC estimate, stay
+//! within one `max_incoming` and grant in one SRPT order. See the [`host`]
+//! module.
+//!
 //! See the [`blocking`] and [`async_socket`] module documentation for how
 //! each API drives the socket. The repository's `docs/runtime.md` explains
 //! the datapath and its system calls; `docs/performance.md` where its time
@@ -89,6 +99,7 @@ mod config;
 mod datapath;
 mod engine;
 mod error;
+pub mod host;
 mod message;
 #[cfg(feature = "tower")]
 pub mod service;
@@ -101,5 +112,6 @@ pub use bytes::Bytes;
 pub use calls::Request;
 pub use config::Config;
 pub use error::Error;
+pub use host::{HostMetrics, HostSharing};
 pub use message::IntoMessage;
 pub use stats::{Metrics, Offloads, Stats, TransportStats};

@@ -60,6 +60,16 @@ pub struct TransportStats {
     pub packets_captured: u64,
     /// Capture write errors (the first one ends the capture).
     pub capture_errors: u64,
+    /// Times the socket's state lock was taken (every driver turn, every
+    /// command, every busy-poll iteration).
+    pub lock_acquired: u64,
+    /// Times it was held by another thread and the caller had to wait.
+    pub lock_contended: u64,
+    /// Nanoseconds spent waiting for the lock (only contended takes).
+    pub lock_wait_ns: u64,
+    /// Nanoseconds the lock was held: the socket's serial section
+    /// (protocol processing, system calls under the lock, empty polls).
+    pub lock_hold_ns: u64,
 }
 
 /// Everything a socket counts.
@@ -104,4 +114,6 @@ pub struct Metrics {
     pub requests_queued: usize,
     /// Transmits waiting for socket buffer space (0 or 1).
     pub sends_waiting: usize,
+    /// The host table the socket joined (`None`: host sharing off).
+    pub host: Option<crate::HostMetrics>,
 }

@@ -75,3 +75,33 @@ fn metrics__tokio_counts_a_scripted_exchange() {
     server.close();
     assert_eq!(h.join().unwrap(), 3);
 }
+
+/// The serial section is counted: every call takes the lock, the time it
+/// was held is positive, and two threads calling through one socket at
+/// once sometimes find it held (waits are counted only then).
+#[test]
+fn metrics__lock_wait_and_hold_are_counted() {
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let client = Socket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    let before = client.metrics().transport;
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let c = client.clone();
+            s.spawn(move || {
+                for i in 0..200 {
+                    let r = c.call_timeout(addr, pattern(100, t * 1000 + i), HANG);
+                    assert_eq!(r.unwrap().len(), 100);
+                }
+            });
+        }
+    });
+    let after = client.metrics().transport;
+    assert!(after.lock_acquired >= before.lock_acquired + 400);
+    assert!(after.lock_hold_ns > before.lock_hold_ns);
+    assert!(after.lock_contended > 0, "{after:?}");
+    assert!(after.lock_wait_ns > 0);
+    assert!(after.lock_contended <= after.lock_acquired);
+    server.close();
+    assert_eq!(h.join().unwrap(), 400);
+}
