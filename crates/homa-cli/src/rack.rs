@@ -133,9 +133,14 @@ pub(crate) struct RackArgs {
     /// the host's offered load is split over its K clients.
     #[arg(long, default_value_t = 1)]
     pub procs_per_host: usize,
+    /// Homa processes of a host share one host table in shared memory
+    /// (one pacer estimate, grant budget and ranking:
+    /// `HOMA_HOST_SHARING=host`) instead of scheduling independently.
+    #[arg(long, conflicts_with = "no_host_sharing")]
+    pub host_sharing: bool,
     /// Homa processes of a host schedule independently (each its own
-    /// pacer estimate, grant budget and ranking: `HOMA_HOST_SHARING=process`)
-    /// instead of sharing one host table in shared memory (`host`).
+    /// pacer estimate, grant budget and ranking: `HOMA_HOST_SHARING=process`):
+    /// the default, as in the library; `--host-sharing` turns sharing on.
     #[arg(long)]
     pub no_host_sharing: bool,
     /// TCP connections per client port and server port.
@@ -681,7 +686,7 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
     let mut report = RackReport {
         hosts: a.hosts,
         procs_per_host: a.procs_per_host.max(1),
-        host_sharing: !a.no_host_sharing,
+        host_sharing: a.host_sharing,
         rate_mbit: a.rate_mbit,
         workload: a.workload.to_string(),
         variant: a.variant,
@@ -822,7 +827,7 @@ fn protocol_phase(
     let k_procs = a.procs_per_host.max(1);
     // Process k of a host serves `server_ports` ports from this one.
     let port_of = |k: usize| port + (k as u16) * a.server_ports.max(1);
-    let sharing = if a.no_host_sharing { "process" } else { "host" };
+    let sharing = if a.host_sharing { "host" } else { "process" };
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         for k in 0..k_procs {
@@ -1081,7 +1086,7 @@ pub(crate) fn text_report(r: &RackReport) -> String {
             if r.host_sharing {
                 "share one host table per host (one pacer estimate, grant budget and ranking)"
             } else {
-                "schedule independently (--no-host-sharing)"
+                "schedule independently (without --host-sharing)"
             }
         );
     }
@@ -1370,6 +1375,7 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             one_way: false,
             client_ports: 1,
             procs_per_host: 1,
+            host_sharing: false,
             no_host_sharing: false,
             server_ports: 1,
             server_threads: 1,

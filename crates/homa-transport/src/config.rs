@@ -81,8 +81,8 @@ pub struct Config {
     /// one pacer estimate, one `max_incoming` budget, one grant ranking
     /// (see [`HostSharing`](crate::HostSharing)). Default
     /// [`Auto`](crate::HostSharing::Auto): the `HOMA_HOST_SHARING`
-    /// environment variable (`off`, `process`, `host`), else host-wide if
-    /// `/dev/shm` is usable, else process-wide.
+    /// environment variable (`off`, `process`, `host`), else process-wide
+    /// (host-wide sharing is asked for: `HostSharing::Host`).
     pub host_sharing: crate::HostSharing,
     /// Directory of the host-wide table (`None`: the `HOMA_HOST_DIR`
     /// environment variable, else `/dev/shm`).

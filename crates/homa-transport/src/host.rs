@@ -20,9 +20,11 @@
 //!   before host sharing).
 //! * [`HostSharing::Auto`] (the default): the `HOMA_HOST_SHARING`
 //!   environment variable (`off`, `process`, `host`) if set, else the
-//!   host-wide table if it can be used, else the process-wide one, else
-//!   none when both are full (with a warning on standard error, once per
-//!   process). A mode asked for explicitly (the variable or the
+//!   process-wide table, else none when it is full (with a warning on
+//!   standard error, once per process). Host-wide sharing is asked for,
+//!   not assumed: on a small machine its re-checks cost CPU that a host
+//!   running many Homa processes may not have (`docs/host-sharing.md`,
+//!   "Rack"). A mode asked for explicitly (the variable or the
 //!   configuration) fails the bind with [`Error::HostSharing`] instead of
 //!   falling back.
 //!
@@ -86,8 +88,7 @@ pub const ENV_DIR: &str = "HOMA_HOST_DIR";
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum HostSharing {
-    /// `HOMA_HOST_SHARING` if set, else host-wide if possible, else
-    /// process-wide.
+    /// `HOMA_HOST_SHARING` if set, else process-wide.
     #[default]
     Auto,
     /// No table: the socket paces, grants and ranks alone.
@@ -317,7 +318,8 @@ fn table_for(config: &crate::Config) -> Result<Option<(Joining, bool)>, Error> {
     match mode {
         HostSharing::Off => Ok(None),
         HostSharing::Process => Ok(Some((process(), explicit))),
-        HostSharing::Host | HostSharing::Auto => {
+        HostSharing::Auto => Ok(Some((process(), false))),
+        HostSharing::Host => {
             let opened = host_table_path(config.host_dir.as_deref())
                 .map_err(|e| format!("host table: cannot name it: {e}"))
                 .and_then(|path| shm_table(&path, &params, config.host_group).map(|t| (t, path)));
@@ -330,11 +332,8 @@ fn table_for(config: &crate::Config) -> Result<Option<(Joining, bool)>, Error> {
                     },
                     explicit,
                 ))),
-                Err(e) if explicit => Err(Error::HostSharing(e)),
-                Err(e) => {
-                    warn_once(&e);
-                    Ok(Some((process(), false)))
-                }
+                // Host-wide sharing is only ever asked for: no fallback.
+                Err(e) => Err(Error::HostSharing(e)),
             }
         }
     }

@@ -295,7 +295,7 @@ fn sigkill__the_survivor_keeps_completing_rpcs_and_sees_one_participant() {
 }
 
 #[test]
-fn garbage_table__refused_when_asked_for_fallback_under_auto() {
+fn garbage_table__refused_when_asked_for_and_never_opened_by_default() {
     let dir = private_dir("garbage");
     let path = homa_transport::host::host_table_path(Some(&dir)).unwrap();
     let words = homa_proto::host::HostParams::from_config(
@@ -313,8 +313,8 @@ fn garbage_table__refused_when_asked_for_fallback_under_auto() {
     assert!(text.contains("not a Homa host table"), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
 
-    // Not asked for explicitly: the socket falls back to process-wide
-    // sharing (HOMA_HOST_SHARING must not be set for this test).
+    // Not asked for: the default is process-wide sharing, which never
+    // opens the file (HOMA_HOST_SHARING must not be set for this test).
     if std::env::var_os("HOMA_HOST_SHARING").is_none() {
         let cfg = Config::default().with_host_dir(&dir);
         let s = Socket::bind_with("127.0.0.1:0", cfg).unwrap();
