@@ -232,8 +232,9 @@ pub struct Endpoint {
     pub(crate) client_rpcs: Map<u64, usize>,
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: PeerTable,
-    /// While the peer table is full and the last forced collection freed
-    /// nothing, new peers are refused without another scan until then.
+    /// While the peer table is full and the last forced collection left it
+    /// above its target, new peers are refused without another scan until
+    /// then.
     pub(crate) peer_room_retry: Instant,
     pub(crate) control: VecDeque<Control>,
     pub(crate) retx_queue: VecDeque<crate::rpc::RpcRef>,
@@ -934,17 +935,25 @@ impl Endpoint {
             return true;
         }
         if now < self.peer_room_retry {
-            // The last scan found no idle peer to collect: strangers must
-            // not make every datagram scan and sort the whole table.
+            // The last scan left the table above its target: strangers
+            // must not make every datagram scan and sort the whole table.
             return false;
         }
         self.stats.peer_table_scans += 1;
         self.collect_peers(now, true);
-        if self.peers.len() < self.config.max_peers {
-            return true;
+        if self.peers.len() > self.pressed_peer_target() {
+            // Too few idle peers to reach the target (none, or peers going
+            // idle one at a time): the next scan would free as little, so
+            // it waits. Room made now is still used.
+            self.peer_room_retry = now + PEER_ROOM_RETRY;
         }
-        self.peer_room_retry = now + PEER_ROOM_RETRY;
-        false
+        self.peers.len() < self.config.max_peers
+    }
+
+    /// Peers a forced collection keeps at most: 90% of the limit, and at
+    /// least one below it, or a small table never frees room.
+    fn pressed_peer_target(&self) -> usize {
+        self.config.max_peers - (self.config.max_peers / 10).max(1)
     }
 
     /// Removes idle peers: those with no RPC or pending ack, silent for
@@ -960,9 +969,7 @@ impl Endpoint {
             .collect();
         idle.sort_unstable();
         let target = if pressed {
-            // At least one below the limit, or a small table never frees
-            // room.
-            self.config.max_peers - (self.config.max_peers / 10).max(1)
+            self.pressed_peer_target()
         } else {
             usize::MAX
         };
@@ -1057,9 +1064,10 @@ impl Endpoint {
     }
 }
 
-/// How long a full peer table whose forced collection freed nothing
-/// refuses new peers before it scans again: the scan sorts every idle
-/// peer, and strangers' datagrams must not buy one each.
+/// How long a full peer table whose forced collection could not bring it
+/// down to its target (90%) refuses new peers before it scans again: the
+/// scan walks the table and sorts every idle peer, and strangers'
+/// datagrams must not buy one each.
 pub(crate) const PEER_ROOM_RETRY: core::time::Duration = core::time::Duration::from_millis(10);
 
 /// Most RESEND packets one retransmission request issues for one RPC.

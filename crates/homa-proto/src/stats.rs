@@ -151,7 +151,7 @@ pub struct Stats {
     /// full.
     pub peer_limit: u64,
     /// Scans of a full peer table for idle peers to collect (at most one
-    /// per 10 ms while the scans free nothing).
+    /// per 10 ms while the scans cannot bring the table down to 90%).
     pub peer_table_scans: u64,
     /// New requests held back (answered BUSY) because the client had too
     /// many open RPCs.

@@ -576,3 +576,77 @@ fn full_peer_table__strangers_do_not_buy_a_scan_each_and_get_in_once_a_peer_is_i
     assert_eq!(server.stats().peer_table_scans, 2);
     assert!(matches!(server.poll_event(), Some(Event::Request { .. })));
 }
+
+/// A full table of busy peers where peers go idle one at a time (a
+/// stranger's RPC ends, a timed-out one is dropped): each forced
+/// collection frees just one, and the next stranger took it, so without
+/// a pause after a scan that leaves the table above its target every
+/// stranger's datagram bought a scan of the whole table.
+#[test]
+fn full_peer_table__peers_going_idle_one_by_one_do_not_buy_a_scan_each() {
+    let config = Config {
+        max_peers: 100,
+        ..Config::default()
+    };
+    let mut server = homa_proto::Endpoint::new(config, 9).unwrap();
+    server.open_socket(SERVER_PORT).unwrap();
+    let incarnation = server.incarnation();
+    let request = |sender_id: u64| {
+        let mut bytes = Repr {
+            sport: 40_000,
+            dport: SERVER_PORT,
+            sender_id,
+            incarnation,
+            body: Body::Data(homa_proto::wire::DataHeader {
+                message_length: 10,
+                incoming: 10,
+                ..Default::default()
+            }),
+        }
+        .to_vec();
+        bytes.extend_from_slice(b"0123456789");
+        bytes
+    };
+    let ack = Repr {
+        sport: 40_000,
+        dport: SERVER_PORT,
+        sender_id: 1000,
+        incarnation,
+        body: Body::Ack(Default::default()),
+    }
+    .to_vec();
+    let addr = |i: u32| -> std::net::SocketAddr {
+        std::net::SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 40_000))
+    };
+    let now = homa_proto::Instant::ZERO;
+    // A hundred clients fill the table, each with a request the server
+    // holds.
+    let mut held = std::collections::VecDeque::new();
+    for i in 1..=100 {
+        server.handle_datagram(now, addr(i), &request(1000));
+        match server.poll_event() {
+            Some(Event::Request { id, port, .. }) => held.push_back((addr(i), id, port)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(server.peer_count(), 100);
+    let mut buf = Vec::new();
+    // Fifty times, within one instant: one held request is answered and
+    // acknowledged (its peer goes idle), then a stranger arrives.
+    for i in 0..50 {
+        let (client, id, port) = held.pop_front().unwrap();
+        server
+            .send_response(now, port, client, id, Bytes::from_static(b"ok"))
+            .unwrap();
+        while server.poll_transmit(now, &mut buf).is_some() {}
+        server.handle_datagram(now, client, &ack);
+        server.handle_datagram(now, addr(1000 + i), &request(2000));
+        while server.poll_event().is_some() {}
+    }
+    assert!(server.peer_count() <= 100);
+    assert_eq!(
+        server.stats().peer_table_scans,
+        1,
+        "one scan, then none for PEER_ROOM_RETRY"
+    );
+}
