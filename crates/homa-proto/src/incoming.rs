@@ -331,7 +331,7 @@ impl Endpoint {
             if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 continue;
             }
-            let msgin = MsgIn::new(len, incoming, now);
+            let msgin = MsgIn::with_reservations(len, incoming, now, &self.memory.contiguous);
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.memory.unwait(&entry);
@@ -433,7 +433,12 @@ impl Endpoint {
                 // for such a packet.
                 single = true;
             } else {
-                let msgin = MsgIn::new(h.message_length, incoming, now);
+                let msgin = MsgIn::with_reservations(
+                    h.message_length,
+                    incoming,
+                    now,
+                    &self.memory.contiguous,
+                );
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
                 debug_assert!(charged, "every RPC's peer has state");

@@ -47,6 +47,9 @@ pub(crate) struct RxMemory {
     blocked: Vec<RpcRef>,
     /// New messages waiting for a receive buffer.
     waiting: BTreeSet<WaitKey>,
+    /// Contiguous storage reserved by messages being received: at most
+    /// one socket's budget, endpoint-wide.
+    pub(crate) contiguous: crate::rpc::msgin::Reservations,
 }
 
 impl RxMemory {
@@ -56,6 +59,7 @@ impl RxMemory {
             max_total: config.max_rx_bytes,
             max_per_peer: config.max_rx_bytes_per_peer,
             socket_budget: config.socket_rx_budget,
+            contiguous: crate::rpc::msgin::Reservations::new(config.socket_rx_budget),
             total: 0,
             blocked: Vec::new(),
             waiting: BTreeSet::new(),

@@ -30,6 +30,15 @@
 //! budget charges, so only written pages become resident; and the ratio
 //! bounds the address space reserved by the bytes charged. If the
 //! allocator refuses the reservation, the message is paged as above.
+//! What the unwritten part of a reservation costs depends on the
+//! allocator: freed storage is reused without being returned to the
+//! kernel (always so below glibc's mmap threshold, which rises to 32 MB as
+//! large blocks are freed, and with `tune_malloc`), so a reservation can
+//! land on pages an earlier message already made resident. Senders that
+//! start many long messages and send only their first packets would then
+//! make the process keep up to the ratio times the budget resident. So
+//! the storage reserved by messages being received is bounded as a whole
+//! ([`Reservations`]): past the bound, messages are paged.
 //!
 //! Each gap also remembers the lowest priority level at which any packet
 //! from beyond it arrived (when the driver reports arrival levels). Packets
@@ -43,6 +52,9 @@
 //! arrived beyond it) or when we last asked for it. The timer uses this to
 //! request holes that are clearly lost (data beyond them arrived a while ago)
 //! without waiting for the whole RPC to fall silent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::Instant;
 
@@ -72,6 +84,57 @@ pub(crate) const PAGE: usize = 65_536;
 /// A message up to this many times the buffer charged at its start is
 /// stored contiguously (see the module documentation).
 pub(crate) const CONTIGUOUS_RATIO: u64 = 16;
+
+/// The contiguous storage reserved by an endpoint's messages being
+/// received, and its bound (see the module documentation). Cloned into
+/// every contiguous message, which gives its share back when dropped
+/// (delivered or discarded).
+#[derive(Debug, Clone)]
+pub(crate) struct Reservations {
+    reserved: Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl Reservations {
+    /// No storage reserved; at most `limit` bytes at once.
+    pub(crate) fn new(limit: u64) -> Reservations {
+        Reservations {
+            reserved: Arc::new(AtomicU64::new(0)),
+            limit,
+        }
+    }
+
+    /// Bytes reserved now.
+    pub(crate) fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Takes `len` bytes if they fit under the limit.
+    fn take(&self, len: u64) -> Option<Reservation> {
+        let r = self.reserved();
+        if r.saturating_add(len) > self.limit {
+            return None;
+        }
+        self.reserved.fetch_add(len, Ordering::Relaxed);
+        Some(Reservation {
+            pool: self.reserved.clone(),
+            len,
+        })
+    }
+}
+
+/// One message's share of [`Reservations`], given back when dropped.
+#[derive(Debug)]
+struct Reservation {
+    pool: Arc<AtomicU64>,
+    len: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.len, Ordering::Relaxed);
+    }
+}
 
 /// A missing range `[start, end)` below `recv_end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +167,8 @@ pub(crate) struct MsgIn {
     pages: Vec<Vec<u8>>,
     /// Bytes per page: [`PAGE`], or the whole length (contiguous).
     page: usize,
+    /// A contiguous message's share of the endpoint's reservations.
+    _reservation: Option<Reservation>,
     /// Buffer bytes the message may hold (what memory accounting charges):
     /// see [`MsgIn::capacity_for`]. The pages in use never exceed it.
     cap: u32,
@@ -128,23 +193,42 @@ pub(crate) struct MsgIn {
 
 impl MsgIn {
     /// A message of `length` bytes whose sender promised `[0, incoming)`
-    /// unscheduled.
+    /// unscheduled, stored contiguously if it qualifies, without a bound on
+    /// the storage reserved (tests).
+    #[cfg(test)]
     pub(crate) fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
+        Self::with_reservations(length, incoming, birth, &Reservations::new(u64::MAX))
+    }
+
+    /// A message of `length` bytes whose sender promised `[0, incoming)`
+    /// unscheduled; stored contiguously if it qualifies and `reservations`
+    /// has room for its length.
+    pub(crate) fn with_reservations(
+        length: u32,
+        incoming: u32,
+        birth: Instant,
+        reservations: &Reservations,
+    ) -> MsgIn {
         let granted = incoming.min(length);
         let cap = Self::capacity_for(length, granted);
         let mut pages = Vec::new();
         let mut page = PAGE;
+        let mut reservation = None;
         if length as usize > PAGE && length as u64 <= cap as u64 * CONTIGUOUS_RATIO {
-            let mut all = Vec::new();
-            if all.try_reserve_exact(length as usize).is_ok() {
-                pages.push(all);
-                page = length as usize;
+            if let Some(r) = reservations.take(length as u64) {
+                let mut all = Vec::new();
+                if all.try_reserve_exact(length as usize).is_ok() {
+                    pages.push(all);
+                    page = length as usize;
+                    reservation = Some(r);
+                }
             }
         }
         MsgIn {
             length,
             pages,
             page,
+            _reservation: reservation,
             cap: cap as u32,
             recv_end: 0,
             gaps: Vec::new(),
@@ -433,10 +517,7 @@ impl MsgIn {
     /// paged storage).
     #[cfg(test)]
     fn paged(length: u32, incoming: u32) -> MsgIn {
-        let mut m = MsgIn::new(length, incoming, Instant::ZERO);
-        m.pages.clear();
-        m.page = PAGE;
-        m
+        MsgIn::with_reservations(length, incoming, Instant::ZERO, &Reservations::new(0))
     }
 
     /// Bytes written into the storage (tests: never past `recv_end`).
@@ -720,6 +801,79 @@ mod tests {
                 assert_eq!(v.as_ptr() as usize == storage, contiguous, "seed {seed}");
             }
         }
+    }
+
+    /// Contiguous storage is reserved while the bound has room, messages
+    /// past it are paged, and a message gives its share back when it is
+    /// dropped or delivered.
+    #[test]
+    fn with_reservations__paged_past_the_bound_and_shares_given_back() {
+        let len = 4 * PAGE as u32;
+        let r = Reservations::new(2 * len as u64);
+        let a = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        let b = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        let c = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        assert!(a.contiguous() && b.contiguous() && !c.contiguous());
+        assert_eq!(r.reserved(), 2 * len as u64);
+        drop(a);
+        assert_eq!(r.reserved(), len as u64);
+        let mut d = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        assert!(d.contiguous());
+        add(&mut d, 0, len);
+        let v = d.into_vec();
+        assert_eq!(v.len(), len as usize);
+        assert_eq!(r.reserved(), len as u64, "delivered: only b's share left");
+        drop((b, c));
+        assert_eq!(r.reserved(), 0);
+    }
+
+    /// Senders start a thousand 1 MB messages with a 1400-byte unscheduled
+    /// claim and send only the first packet: each is charged about 66 kB,
+    /// within the budget, and reserved its whole megabyte of contiguous
+    /// storage. Storage reused from freed messages may already be resident,
+    /// so the reservations must stay bounded as a whole (by one socket's
+    /// budget), not 16 times the budget.
+    #[test]
+    fn contiguous_storage__bounded_as_a_whole_against_senders_starting_many_messages() {
+        use crate::wire::{Body, DataHeader, Repr};
+        let config = crate::Config::default();
+        let budget = config.socket_rx_budget;
+        let mut ep = crate::Endpoint::new(config, 3).unwrap();
+        ep.open_socket(4000).unwrap();
+        ep.set_server(4000, true).unwrap();
+        let incarnation = ep.incarnation();
+        let src: core::net::SocketAddr = "10.0.0.9:40000".parse().unwrap();
+        let mut admitted = 0;
+        for k in 0..1000u64 {
+            let mut packet = Repr {
+                sport: 40_000,
+                dport: 4000,
+                sender_id: 1000 + 2 * k,
+                incarnation,
+                body: Body::Data(DataHeader {
+                    message_length: 1 << 20,
+                    incoming: 1400,
+                    ..Default::default()
+                }),
+            }
+            .to_vec();
+            packet.extend_from_slice(&[7; 1400]);
+            ep.handle_datagram(Instant::ZERO, src, &packet);
+        }
+        let mut reserved = 0;
+        for (_, rpc) in ep.rpcs.iter() {
+            if let Some(m) = &rpc.msgin {
+                admitted += 1;
+                reserved += m.allocated() as u64;
+            }
+        }
+        assert!(admitted > 500, "only {admitted} messages admitted");
+        assert!(
+            reserved <= budget + (admitted as u64) * PAGE as u64,
+            "{admitted} messages reserved {} MB for a {} MB budget",
+            reserved >> 20,
+            budget >> 20
+        );
     }
 
     #[test]
