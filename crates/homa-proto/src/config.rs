@@ -262,6 +262,18 @@ impl Config {
         if self.grant_fifo_fraction > 500 || self.pacer_fifo_fraction > 500 {
             return Err(ConfigError("fifo fractions are at most 500 per mille"));
         }
+        if self.max_gso_bytes > MAX_UDP_PAYLOAD {
+            // Every GSO send would fail with EMSGSIZE: transmits dropped
+            // until the RPCs time out.
+            return Err(ConfigError(
+                "max_gso_bytes must be at most 65507 (one UDP datagram)",
+            ));
+        }
+        if self.max_gso_segments > 64 {
+            return Err(ConfigError(
+                "max_gso_segments must be at most 64 (Linux's UDP_SEGMENT limit)",
+            ));
+        }
         if self.max_gaps == 0 {
             return Err(ConfigError("max_gaps must be positive"));
         }
@@ -342,9 +354,33 @@ impl Config {
     }
 }
 
+/// Largest UDP payload over IPv4 (65 535 - 20 - 8): the most one GSO send
+/// can carry.
+const MAX_UDP_PAYLOAD: u32 = 65_507;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate__refuses_gso_sizes_the_kernel_would_refuse_on_every_send() {
+        let ok = Config {
+            max_gso_bytes: 65_507,
+            max_gso_segments: 64,
+            ..Config::default()
+        };
+        ok.validate().unwrap();
+        let too_big = Config {
+            max_gso_bytes: 65_508,
+            ..Config::default()
+        };
+        assert!(too_big.validate().is_err());
+        let too_many = Config {
+            max_gso_segments: 65,
+            ..Config::default()
+        };
+        assert!(too_many.validate().is_err());
+    }
 
     #[test]
     fn default_is_valid_and_segments_match_mtu() {
