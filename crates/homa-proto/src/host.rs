@@ -507,14 +507,18 @@ impl Host {
             .map(|_| beat)
     }
 
-    /// Frees slot `s` if it still holds our heartbeat `last`.
+    /// Frees slot `s` if it still holds our heartbeat `last`. Its figures
+    /// are left as they are: a free slot is never read, and [`Host::claim`]
+    /// clears them for the next owner. (Clearing them here would wipe the
+    /// figures of whoever took the slot while we were stalled.)
     pub(crate) fn release(&self, s: u32, last: u64) {
-        self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
-        self.word(s, S_COUNT).store(0, Ordering::Relaxed);
-        let _ = self
+        if self
             .word(s, S_BEAT)
-            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed);
-        self.bump();
+            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.bump();
+        }
     }
 
     /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
@@ -1062,5 +1066,23 @@ mod tests {
         let (c, _) = h.claim(late, 3, a).unwrap();
         assert_eq!(c, a);
         assert_eq!(h.renew(a, beat_a, late), None, "a lost its slot");
+    }
+
+    #[test]
+    fn release__by_an_owner_whose_slot_was_taken_leaves_the_new_owner_alone() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        // a stalls past liveness; b takes its slot and publishes its share.
+        let late = 1_000 + 20_000_001;
+        let (b, _) = h.claim(late, 2, a).unwrap();
+        assert_eq!(b, a);
+        h.generation_bump_publish(b, 5_000, [7, 9].into_iter());
+        // a wakes up and leaves: b's slot, heartbeat and figures must stay.
+        h.release(a, beat_a);
+        let mut o = Others::default();
+        h.others(1 - b, late, &mut o);
+        assert_eq!(o.live, 1, "b is still live");
+        assert_eq!(o.incoming, 5_000, "b's incoming bytes were wiped");
+        assert_eq!(o.best.len(), 2, "b's candidates were wiped");
     }
 }
