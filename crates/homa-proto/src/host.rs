@@ -528,6 +528,20 @@ impl Host {
         self.word(s, S_TX).store(best, Ordering::Release);
     }
 
+    /// Withdraws what we published with [`Host::publish_tx`] in slot `s`
+    /// (`published`; 0: nothing), unless the slot now holds something else
+    /// (another endpoint took it while we were stalled: its entry stays).
+    pub(crate) fn withdraw_tx(&self, s: u32, published: u64) {
+        if published != 0 {
+            let _ = self.word(s, S_TX).compare_exchange(
+                published,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// True if another slot published, within `liveness`, a paced message
     /// with fewer bytes left than `mine` (ties: the lower slot).
     pub(crate) fn tx_better(&self, me: u32, now_host: u64, mine: u32) -> bool {
