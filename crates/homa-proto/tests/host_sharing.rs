@@ -612,3 +612,30 @@ fn garbage__a_participant_keeping_the_link_busy_slows_paced_data_but_cannot_stop
     );
     assert!(arr[0].2 > Instant::ZERO + p.liveness, "it was held");
 }
+
+#[test]
+fn garbage__a_lone_participant_held_back_by_a_hostile_slot_still_finishes() {
+    // One honest endpoint and a hostile slot that keeps heartbeating and
+    // claims the whole budget, never bumping the generation word: nothing
+    // else on the table changes, so only the starvation rule can let the
+    // scheduled bytes through.
+    let c = Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    };
+    let p = params(&c, 4);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    let mut net = lan(91, 2, &c);
+    let now = net.now();
+    net.endpoint(1).join_host(now, &host, 9, 0).unwrap();
+    request(&mut net, 0, 1, 1_000_000);
+    let arr = serve(&mut net, 1, Duration::from_secs(2), |net| {
+        let w = mem.words();
+        w[slot_word(&p, 3, 0)].store(net.now().as_nanos().max(1), Ordering::Relaxed);
+        w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
+    });
+    let done = arr[0].2;
+    eprintln!("1 MB behind a hostile slot completed at {done:?}");
+    assert!(done > Instant::ZERO + p.liveness, "{done:?}");
+}
