@@ -408,7 +408,7 @@ impl Endpoint {
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
             if self.pacer.joined() {
-                self.pacer.host_queue_changed(self.now);
+                self.host_queue_changed();
             }
         }
     }
@@ -418,9 +418,30 @@ impl Endpoint {
         if let Some(pos) = pos {
             self.pacer.dequeue(RpcRef { seq, key }, pos);
             if self.pacer.joined() {
-                self.pacer.host_queue_changed(self.now);
+                self.host_queue_changed();
             }
         }
+    }
+
+    /// The paced queue changed while joined: publishes our shortest paced
+    /// message in a slot that is ours. An idle endpoint's slot lapses and
+    /// may have been taken since our last grant pass or heartbeat, so the
+    /// slot is renewed (or another claimed) first.
+    #[cold]
+    #[inline(never)]
+    fn host_queue_changed(&mut self) {
+        let now = self.now;
+        if let Some(j) = self.host.as_deref_mut() {
+            if !j.keep_slot(now) {
+                // No slot is ours (the table is full of live ones): publish
+                // nothing rather than into someone else's; the next change
+                // tries again.
+                return;
+            }
+            let slot = j.slot;
+            self.pacer.set_host_slot(now, slot);
+        }
+        self.pacer.host_queue_changed(now);
     }
 
     /// Remembers that paced data waits for the link, and arms the pacer's
