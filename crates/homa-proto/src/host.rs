@@ -460,6 +460,11 @@ impl Host {
         beat != 0 && now_host.saturating_sub(beat) <= l && beat.saturating_sub(now_host) <= l
     }
 
+    /// Slot `s`'s heartbeat word.
+    fn beat(&self, s: u32) -> u64 {
+        self.word(s, S_BEAT).load(Ordering::Acquire)
+    }
+
     fn slot_live(&self, s: u32, now_host: u64) -> bool {
         self.beat_live(self.word(s, S_BEAT).load(Ordering::Acquire), now_host)
     }
@@ -507,14 +512,18 @@ impl Host {
             .map(|_| beat)
     }
 
-    /// Frees slot `s` if it still holds our heartbeat `last`.
+    /// Frees slot `s` if it still holds our heartbeat `last`. Its figures
+    /// are left as they are: a free slot is never read, and [`Host::claim`]
+    /// clears them for the next owner. (Clearing them here would wipe the
+    /// figures of whoever took the slot while we were stalled.)
     pub(crate) fn release(&self, s: u32, last: u64) {
-        self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
-        self.word(s, S_COUNT).store(0, Ordering::Relaxed);
-        let _ = self
+        if self
             .word(s, S_BEAT)
-            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed);
-        self.bump();
+            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.bump();
+        }
     }
 
     /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
@@ -522,6 +531,20 @@ impl Host {
     pub(crate) fn publish_tx(&self, s: u32, best: u64, at: u64) {
         self.word(s, S_TX_AT).store(at, Ordering::Relaxed);
         self.word(s, S_TX).store(best, Ordering::Release);
+    }
+
+    /// Withdraws what we published with [`Host::publish_tx`] in slot `s`
+    /// (`published`; 0: nothing), unless the slot now holds something else
+    /// (another endpoint took it while we were stalled: its entry stays).
+    pub(crate) fn withdraw_tx(&self, s: u32, published: u64) {
+        if published != 0 {
+            let _ = self.word(s, S_TX).compare_exchange(
+                published,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// True if another slot published, within `liveness`, a paced message
@@ -700,6 +723,10 @@ impl Joined {
                 self.slot = s;
                 self.beat = b;
                 self.reclaims += 1;
+                // The new slot holds nothing of ours: the next pass
+                // publishes even if our figures did not change.
+                self.published_incoming = 0;
+                self.last_best.clear();
                 true
             }
             Err(_) => false,
@@ -789,7 +816,12 @@ impl Joined {
     /// then runs every `recheck`). Returns when the host timer is due next.
     pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Option<Instant> {
         let incoming = incoming.max(0) as u64;
-        if incoming != self.published_incoming || self.published_best != self.last_best {
+        // Our slot may have been taken since the pass began (we stalled past
+        // `liveness`): then publish nothing; the next pass claims another.
+        let ours = self.host.beat(self.slot) == self.beat;
+        if !ours {
+            self.seen_gen = self.gen_before;
+        } else if incoming != self.published_incoming || self.published_best != self.last_best {
             let prev = self.host.generation_bump_publish(
                 self.slot,
                 incoming,
@@ -832,9 +864,15 @@ impl Joined {
     }
 
     /// The host timer fired: renews the heartbeat; true if a pass should
-    /// run (we are limited and the table changed since our last pass).
+    /// run (we claimed a new slot, or we are limited and the table changed
+    /// since our last pass).
     pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
+        let reclaims = self.reclaims;
         self.keep_slot(now);
+        if self.reclaims != reclaims {
+            // A new slot: publish our share in it.
+            return true;
+        }
         let lapsed = self
             .others
             .oldest_beat
@@ -1062,5 +1100,110 @@ mod tests {
         let (c, _) = h.claim(late, 3, a).unwrap();
         assert_eq!(c, a);
         assert_eq!(h.renew(a, beat_a, late), None, "a lost its slot");
+    }
+
+    #[test]
+    fn finish__after_our_slot_was_taken_leaves_the_new_owner_alone() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        let mut j = Joined {
+            host: h.clone(),
+            slot: a,
+            owner: 1,
+            offset: 0,
+            beat: beat_a,
+            seen_gen: 0,
+            gen_before: 0,
+            limited: false,
+            others: Others::default(),
+            reclaims: 0,
+            limited_passes: 0,
+            limited_since: None,
+            starved_passes: 0,
+            published_incoming: 0,
+            published_best: vec![3],
+            last_best: Vec::new(),
+        };
+        // Our pass began (the slot was ours), then we stalled past liveness
+        // and b took the slot and published its share before we finished.
+        let late = 1_000 + 20_000_001;
+        let (b, _) = h.claim(late, 2, a).unwrap();
+        assert_eq!(b, a);
+        h.generation_bump_publish(b, 5_000, [7, 9].into_iter());
+        j.finish(Instant::from_nanos(late), 80_000, false);
+        let mut o = Others::default();
+        h.others(1 - b, late, &mut o);
+        assert_eq!(o.incoming, 5_000, "we overwrote b's incoming bytes");
+        assert_eq!(o.best.len(), 2, "we overwrote b's candidates");
+        // Our next pass claims the other slot and publishes there, even
+        // though our figures did not change.
+        let later = late + 1_000;
+        assert!(j.keep_slot(Instant::from_nanos(later)));
+        assert_ne!(j.slot, b);
+        j.published_best = vec![3];
+        j.finish(Instant::from_nanos(later), 80_000, false);
+        h.others(b, later, &mut o);
+        assert_eq!(o.incoming, 80_000, "our share is not in our new slot");
+        assert_eq!(o.best.len(), 1);
+    }
+
+    #[test]
+    fn keep_slot__a_reclaimed_slot_gets_our_unchanged_figures_again() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        let mut j = Joined {
+            host: h.clone(),
+            slot: a,
+            owner: 1,
+            offset: 0,
+            beat: beat_a,
+            seen_gen: 0,
+            gen_before: 0,
+            limited: false,
+            others: Others::default(),
+            reclaims: 0,
+            limited_passes: 0,
+            limited_since: None,
+            starved_passes: 0,
+            published_incoming: 0,
+            published_best: vec![3],
+            last_best: Vec::new(),
+        };
+        j.finish(Instant::from_nanos(1_000), 80_000, false);
+        // We stall past liveness; b takes our slot.
+        let late = 1_000 + 20_000_001;
+        let (b, _) = h.claim(late, 2, a).unwrap();
+        assert_eq!(b, a);
+        // Our next pass: same figures as before, in a new slot.
+        assert!(j.keep_slot(Instant::from_nanos(late)));
+        assert_ne!(j.slot, b);
+        j.published_best = vec![3];
+        j.finish(Instant::from_nanos(late), 80_000, false);
+        let mut o = Others::default();
+        h.others(b, late, &mut o);
+        assert_eq!(o.incoming, 80_000, "our share is missing from our new slot");
+        assert_eq!(
+            o.best.len(),
+            1,
+            "our candidate is missing from our new slot"
+        );
+    }
+
+    #[test]
+    fn release__by_an_owner_whose_slot_was_taken_leaves_the_new_owner_alone() {
+        let (_, h) = table(2);
+        let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
+        // a stalls past liveness; b takes its slot and publishes its share.
+        let late = 1_000 + 20_000_001;
+        let (b, _) = h.claim(late, 2, a).unwrap();
+        assert_eq!(b, a);
+        h.generation_bump_publish(b, 5_000, [7, 9].into_iter());
+        // a wakes up and leaves: b's slot, heartbeat and figures must stay.
+        h.release(a, beat_a);
+        let mut o = Others::default();
+        h.others(1 - b, late, &mut o);
+        assert_eq!(o.live, 1, "b is still live");
+        assert_eq!(o.incoming, 5_000, "b's incoming bytes were wiped");
+        assert_eq!(o.best.len(), 2, "b's candidates were wiped");
     }
 }

@@ -231,7 +231,8 @@ impl Pacer {
     pub(crate) fn set_host_slot(&mut self, now: Instant, slot: u32) {
         if let Some(h) = self.host.as_mut() {
             if h.slot != slot {
-                h.host.publish_tx(h.slot, 0, 0);
+                // (The old slot may be someone else's by now.)
+                h.host.withdraw_tx(h.slot, h.published);
                 h.slot = slot;
                 h.published = 0;
                 h.now = now;
@@ -243,7 +244,7 @@ impl Pacer {
     /// Paces against our own estimate again.
     pub(crate) fn detach_host(&mut self) {
         if let Some(h) = self.host.take() {
-            h.host.publish_tx(h.slot, 0, 0);
+            h.host.withdraw_tx(h.slot, h.published);
         }
     }
 
@@ -407,7 +408,7 @@ impl Endpoint {
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
             if self.pacer.joined() {
-                self.pacer.host_queue_changed(self.now);
+                self.host_queue_changed();
             }
         }
     }
@@ -417,9 +418,30 @@ impl Endpoint {
         if let Some(pos) = pos {
             self.pacer.dequeue(RpcRef { seq, key }, pos);
             if self.pacer.joined() {
-                self.pacer.host_queue_changed(self.now);
+                self.host_queue_changed();
             }
         }
+    }
+
+    /// The paced queue changed while joined: publishes our shortest paced
+    /// message in a slot that is ours. An idle endpoint's slot lapses and
+    /// may have been taken since our last grant pass or heartbeat, so the
+    /// slot is renewed (or another claimed) first.
+    #[cold]
+    #[inline(never)]
+    fn host_queue_changed(&mut self) {
+        let now = self.now;
+        if let Some(j) = self.host.as_deref_mut() {
+            if !j.keep_slot(now) {
+                // No slot is ours (the table is full of live ones): publish
+                // nothing rather than into someone else's; the next change
+                // tries again.
+                return;
+            }
+            let slot = j.slot;
+            self.pacer.set_host_slot(now, slot);
+        }
+        self.pacer.host_queue_changed(now);
     }
 
     /// Remembers that paced data waits for the link, and arms the pacer's
@@ -489,6 +511,32 @@ mod tests {
 
     fn at(ns: u64) -> Instant {
         Instant::from_nanos(ns)
+    }
+
+    #[test]
+    fn set_host_slot_and_detach__leave_the_old_slot_to_whoever_took_it() {
+        let cfg = Config {
+            link_mbps: 10_000,
+            ..Config::default()
+        };
+        let host = crate::host::Host::in_process(&crate::host::HostParams::from_config(&cfg, 3));
+        let mut p = Pacer::new(&cfg);
+        p.attach_host(host.clone(), 0, 0);
+        // Our slot 0 lapsed; another endpoint took it and publishes a
+        // paced message. We move to slot 1.
+        host.publish_tx(0, 3001, 1_000);
+        p.set_host_slot(at(1_000), 1);
+        assert!(
+            host.tx_better(2, 1_000, 5_000),
+            "the new owner of slot 0 had its paced message withdrawn"
+        );
+        // The same when we leave after slot 1 was taken too.
+        host.publish_tx(1, 2001, 1_000);
+        p.detach_host();
+        assert!(
+            host.tx_better(2, 1_000, 2_500),
+            "the new owner of slot 1 had its paced message withdrawn"
+        );
     }
 
     #[test]
