@@ -363,7 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn validate__refuses_gso_sizes_the_kernel_would_refuse_on_every_send() {
+    fn validate_refuses_gso_sizes_the_kernel_would_refuse_on_every_send() {
         let ok = Config {
             max_gso_bytes: 65_507,
             max_gso_segments: 64,
