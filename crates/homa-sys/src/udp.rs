@@ -8,11 +8,11 @@
 //!   ([`enable_pktinfo`]), the TOS byte of later sends ([`TosOption::set`]).
 //! * Sending: [`send`] is a plain `sendto` when the socket's own TOS
 //!   setting is right and the datagram is single, else a `sendmsg` with a
-//!   TOS / traffic-class and a `UDP_SEGMENT` (GSO) control message;
-//!   [`send_split`] is the fallback without GSO (`sendmmsg`, one datagram
-//!   per segment). [`send_vectored`] and [`send_datagrams`] do the same
-//!   with the bytes gathered from iovecs (a header and a payload per
-//!   datagram), so a message is never copied in user space.
+//!   TOS / traffic-class and a `UDP_SEGMENT` (GSO) control message.
+//!   [`send_vectored`] (GSO) and [`send_datagrams`] (the fallback without
+//!   GSO: `sendmmsg`, one datagram per segment) gather the bytes from
+//!   iovecs (a header and a payload per datagram), so a message is never
+//!   copied in user space.
 //! * Receiving: [`recv_batch`] reads one datagram with `recvmsg` or a
 //!   batch with `recvmmsg`, with each datagram's source, GRO segment
 //!   size, TOS byte and (if asked) destination address, into a
@@ -298,40 +298,6 @@ fn raw_tos(tos: Option<(TosOption, u8)>) -> Option<(libc::c_int, libc::c_int, li
     })
 }
 
-/// Sends `data`, cut into `segment`-byte datagrams (the last may be
-/// shorter), with one `sendmmsg` per 64 datagrams: the fallback when the
-/// kernel cannot do GSO. Returns the number of datagrams the kernel
-/// accepted (fewer than all when the buffer filled).
-pub fn send_split(
-    fd: BorrowedFd<'_>,
-    dest: &Dest,
-    tos: Option<(TosOption, u8)>,
-    segment: usize,
-    data: &[u8],
-) -> io::Result<usize> {
-    let segment = segment.max(1);
-    let mut sent = 0usize;
-    let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
-    for group in data.chunks(segment * MAX_GSO_SEGMENTS) {
-        let mut n = 0;
-        for (slot, chunk) in iov.iter_mut().zip(group.chunks(segment)) {
-            *slot = IoSlice::new(chunk);
-            n += 1;
-        }
-        match send_datagrams(fd, dest, tos, 1, &iov[..n]) {
-            Ok(k) => {
-                sent += k;
-                if k < n {
-                    return Ok(sent);
-                }
-            }
-            Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
-}
-
 /// Sends datagrams to `dest` without GSO and without a user-space copy:
 /// datagram `i` is the concatenation of the `parts` slices
 /// `iov[i * parts..(i + 1) * parts]` (the last may have fewer), one
@@ -554,6 +520,42 @@ pub fn refuse_peers(fd: BorrowedFd<'_>, local: SocketAddr) -> io::Result<()> {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    /// Sends `data`, cut into `segment`-byte datagrams (the last may be
+    /// shorter), with one `sendmmsg` per 64 datagrams: the fallback when the
+    /// kernel cannot do GSO. Returns the number of datagrams the kernel
+    /// accepted (fewer than all when the buffer filled). The datapath sends
+    /// through [`send_datagrams`] directly; these tests keep checking the
+    /// one-buffer form of it.
+    fn send_split(
+        fd: BorrowedFd<'_>,
+        dest: &Dest,
+        tos: Option<(TosOption, u8)>,
+        segment: usize,
+        data: &[u8],
+    ) -> io::Result<usize> {
+        let segment = segment.max(1);
+        let mut sent = 0usize;
+        let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
+        for group in data.chunks(segment * MAX_GSO_SEGMENTS) {
+            let mut n = 0;
+            for (slot, chunk) in iov.iter_mut().zip(group.chunks(segment)) {
+                *slot = IoSlice::new(chunk);
+                n += 1;
+            }
+            match send_datagrams(fd, dest, tos, 1, &iov[..n]) {
+                Ok(k) => {
+                    sent += k;
+                    if k < n {
+                        return Ok(sent);
+                    }
+                }
+                Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
 
     #[test]
     fn bind__reuse_port_shares_a_port_only_when_asked() {
