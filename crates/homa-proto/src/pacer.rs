@@ -407,7 +407,7 @@ impl Endpoint {
         self.xmit_unqueue(key, r.seq, old);
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
-            if self.pacer.joined() {
+            if pos != XmitPos::Short && self.pacer.joined() {
                 self.host_queue_changed();
             }
         }
@@ -417,7 +417,9 @@ impl Endpoint {
     pub(crate) fn xmit_unqueue(&mut self, key: usize, seq: u64, pos: Option<XmitPos>) {
         if let Some(pos) = pos {
             self.pacer.dequeue(RpcRef { seq, key }, pos);
-            if self.pacer.joined() {
+            // Only the paced queue is published (short messages never wait
+            // for the link): no table traffic per short message.
+            if pos != XmitPos::Short && self.pacer.joined() {
                 self.host_queue_changed();
             }
         }
