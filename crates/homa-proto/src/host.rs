@@ -704,6 +704,30 @@ pub(crate) struct Joined {
 }
 
 impl Joined {
+    /// A participant that just claimed `slot` (heartbeat `beat`) and has
+    /// published nothing yet.
+    fn new(host: Host, slot: u32, owner: u64, offset: u64, beat: u64) -> Joined {
+        let seen_gen = host.generation();
+        Joined {
+            host,
+            slot,
+            owner,
+            offset,
+            beat,
+            seen_gen,
+            gen_before: 0,
+            limited: false,
+            others: Others::default(),
+            reclaims: 0,
+            limited_passes: 0,
+            limited_since: None,
+            starved_passes: 0,
+            published_incoming: 0,
+            published_best: Vec::new(),
+            last_best: Vec::new(),
+        }
+    }
+
     #[inline]
     pub(crate) fn host_now(&self, now: Instant) -> u64 {
         now.as_nanos().wrapping_add(self.offset)
@@ -944,24 +968,7 @@ impl crate::Endpoint {
         // participants joining at once rarely race for the same slot.
         let start = (owner % p.slots as u64) as u32;
         let (slot, beat) = host.claim(h, owner, start)?;
-        let j = Joined {
-            host: host.clone(),
-            slot,
-            owner,
-            offset: clock_offset_ns,
-            beat,
-            seen_gen: host.generation(),
-            gen_before: 0,
-            limited: false,
-            others: Others::default(),
-            reclaims: 0,
-            limited_passes: 0,
-            limited_since: None,
-            starved_passes: 0,
-            published_incoming: 0,
-            published_best: Vec::new(),
-            last_best: Vec::new(),
-        };
+        let j = Joined::new(host.clone(), slot, owner, clock_offset_ns, beat);
         let next = j.next_timer(now);
         self.pacer.attach_host(host.clone(), clock_offset_ns, slot);
         self.host = Some(Box::new(j));
@@ -1106,24 +1113,9 @@ mod tests {
     fn finish__after_our_slot_was_taken_leaves_the_new_owner_alone() {
         let (_, h) = table(2);
         let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
-        let mut j = Joined {
-            host: h.clone(),
-            slot: a,
-            owner: 1,
-            offset: 0,
-            beat: beat_a,
-            seen_gen: 0,
-            gen_before: 0,
-            limited: false,
-            others: Others::default(),
-            reclaims: 0,
-            limited_passes: 0,
-            limited_since: None,
-            starved_passes: 0,
-            published_incoming: 0,
-            published_best: vec![3],
-            last_best: Vec::new(),
-        };
+        let mut j = Joined::new(h.clone(), a, 1, 0, beat_a);
+        j.seen_gen = 0;
+        j.published_best = vec![3];
         // Our pass began (the slot was ours), then we stalled past liveness
         // and b took the slot and published its share before we finished.
         let late = 1_000 + 20_000_001;
@@ -1151,24 +1143,9 @@ mod tests {
     fn keep_slot__a_reclaimed_slot_gets_our_unchanged_figures_again() {
         let (_, h) = table(2);
         let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
-        let mut j = Joined {
-            host: h.clone(),
-            slot: a,
-            owner: 1,
-            offset: 0,
-            beat: beat_a,
-            seen_gen: 0,
-            gen_before: 0,
-            limited: false,
-            others: Others::default(),
-            reclaims: 0,
-            limited_passes: 0,
-            limited_since: None,
-            starved_passes: 0,
-            published_incoming: 0,
-            published_best: vec![3],
-            last_best: Vec::new(),
-        };
+        let mut j = Joined::new(h.clone(), a, 1, 0, beat_a);
+        j.seen_gen = 0;
+        j.published_best = vec![3];
         j.finish(Instant::from_nanos(1_000), 80_000, false);
         // We stall past liveness; b takes our slot.
         let late = 1_000 + 20_000_001;
