@@ -179,22 +179,22 @@ pub(crate) fn render(servers: &[Arc<crate::server::Shared>]) -> String {
                     (
                         "homa_host_participants",
                         "Live participants of the socket's host table (sockets holding a share)",
-                        f64::from(h.participants),
+                        f64::from(h.view.participants),
                     ),
                     (
                         "homa_host_incoming_bytes",
                         "Granted-but-not-received bytes over the host table",
-                        h.host_incoming as f64,
+                        h.view.host_incoming as f64,
                     ),
                     (
                         "homa_host_own_incoming_bytes",
                         "This socket's share of the host's granted-but-not-received bytes",
-                        h.own_incoming as f64,
+                        h.view.own_incoming as f64,
                     ),
                     (
                         "homa_host_link_backlog_ns",
                         "Transmit time queued in the host's shared NIC estimate",
-                        h.link_backlog_ns as f64,
+                        h.view.link_backlog_ns as f64,
                     ),
                 ];
                 for (name, help, v) in host {

@@ -652,6 +652,7 @@ fn layout_err(p: &HostParams, slots: u64, cands: u64, words: u64) -> HostError {
 
 /// Host-wide figures as one endpoint sees them (for metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HostView {
     /// The endpoint's slot.
     pub slot: u32,

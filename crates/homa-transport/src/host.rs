@@ -347,22 +347,11 @@ pub struct HostMetrics {
     pub mode: HostSharing,
     /// The shared-memory file of a host-wide table.
     pub path: Option<PathBuf>,
-    /// The socket's slot in the table.
-    pub slot: u32,
-    /// Live participants (sockets of this and other processes), this
-    /// socket included.
-    pub participants: u32,
-    /// Granted-but-not-received bytes over the host.
-    pub host_incoming: u64,
-    /// This socket's share of them.
-    pub own_incoming: u64,
-    /// Transmit time queued in the host's shared NIC estimate (ns).
-    pub link_backlog_ns: u64,
-    /// Times the socket had lost its slot (it had not heartbeaten within
-    /// the table's liveness bound) and claimed one again.
-    pub reclaims: u64,
-    /// Grant passes the other participants limited (budget or rank).
-    pub limited_passes: u64,
+    /// The table's figures as this socket sees them (slot, participants,
+    /// the host's and this socket's granted-but-not-received bytes, the
+    /// shared NIC backlog, reclaims and limited passes); flattened in JSON.
+    #[serde(flatten)]
+    pub view: homa_proto::HostView,
 }
 
 impl HostMetrics {
@@ -370,13 +359,7 @@ impl HostMetrics {
         HostMetrics {
             mode: j.mode,
             path: j.path.clone(),
-            slot: v.slot,
-            participants: v.participants,
-            host_incoming: v.host_incoming,
-            own_incoming: v.own_incoming,
-            link_backlog_ns: v.link_backlog_ns,
-            reclaims: v.reclaims,
-            limited_passes: v.limited_passes,
+            view: v,
         }
     }
 }

@@ -102,8 +102,8 @@ fn watch<T>(s: &Socket, busy: impl FnOnce() -> T) -> (T, u32, u64) {
             let (mut p, mut inc) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 let h = s.metrics().host.unwrap_or_default();
-                p = p.max(h.participants);
-                inc = inc.max(h.host_incoming);
+                p = p.max(h.view.participants);
+                inc = inc.max(h.view.host_incoming);
                 std::thread::sleep(Duration::from_micros(100));
             }
             (p, inc)
@@ -133,7 +133,7 @@ fn host_child() {
         let a = Socket::bind_with("127.0.0.1:0", cfg).unwrap();
         let (ha, hb) = (a.metrics().host.unwrap(), b.metrics().host.unwrap());
         assert_eq!(ha.mode, HostSharing::Process);
-        assert_ne!(ha.slot, hb.slot);
+        assert_ne!(ha.view.slot, hb.view.slot);
         let (_, p, _) = watch(&a, || {
             for i in 0..4 {
                 let r = a.call_timeout(b.local_addr(), pattern(1 << 20, i), HANG);
@@ -143,7 +143,7 @@ fn host_child() {
         assert_eq!(p, 2, "participants while both received");
         b.close();
         assert_eq!(h.join().unwrap(), 4);
-        assert_eq!(a.metrics().host.unwrap().participants, 1);
+        assert_eq!(a.metrics().host.unwrap().view.participants, 1);
         return;
     }
     let s = Socket::bind_with(
@@ -158,7 +158,7 @@ fn host_child() {
     let note = || {
         let h = s.metrics().host.unwrap_or_default();
         let mut m = seen.lock().unwrap();
-        *m = (m.0.max(h.participants), m.1.max(h.host_incoming));
+        *m = (m.0.max(h.view.participants), m.1.max(h.view.host_incoming));
         *m
     };
     std::thread::scope(|sc| {
@@ -216,7 +216,7 @@ fn two_processes__share_one_table_and_one_budget() {
             for c in calls {
                 while !c.is_done() {
                     let h = client.metrics().host.unwrap_or_default();
-                    saw_others |= h.host_incoming > h.own_incoming;
+                    saw_others |= h.view.host_incoming > h.view.own_incoming;
                 }
                 assert_eq!(c.wait().unwrap().len(), 1 << 20);
             }
@@ -279,7 +279,7 @@ fn sigkill__the_survivor_keeps_completing_rpcs_and_sees_one_participant() {
     }
     // And sees itself alone once the liveness bound (20 ms) has passed.
     loop {
-        let p = client.metrics().host.unwrap().participants;
+        let p = client.metrics().host.unwrap().view.participants;
         if p == 1 {
             break;
         }
@@ -342,7 +342,7 @@ fn reuse_port__two_sockets_serve_one_port() {
     assert_eq!(a.local_addr(), b.local_addr());
     let (ma, mb) = (a.metrics().host.unwrap(), b.metrics().host.unwrap());
     assert_eq!(ma.mode, HostSharing::Process);
-    assert_ne!(ma.slot, mb.slot);
+    assert_ne!(ma.view.slot, mb.view.slot);
     let clients: Vec<Socket> = (0..32)
         .map(|_| Socket::bind("127.0.0.1:0").unwrap())
         .collect();
