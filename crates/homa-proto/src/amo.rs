@@ -132,7 +132,8 @@ pub(crate) struct DoneIds {
     /// within [`FLOOR_WINDOW`] below is finished. 0: nothing stated yet.
     floor: u64,
     /// Requests that ran, at or above `floor` (all of them while `floor`
-    /// is 0), in increasing order. (A sorted deque rather than a tree: ids
+    /// is 0), in increasing order counted from `floor` (wrapping: see
+    /// [`DoneIds::key`]). (A sorted deque rather than a tree: ids
     /// mostly finish in order, so inserting appends and the client's
     /// statements pop from the front, without an allocation per request.)
     ran: VecDeque<u64>,
@@ -165,6 +166,21 @@ impl DoneIds {
         })
     }
 
+    /// Where `id` sorts in `ran`: its distance above the floor, so ids
+    /// order as the client issued them even across the wrap of the u64
+    /// range (every id held is at or above the floor and within
+    /// [`FLOOR_WINDOW`] of it; before any statement the floor is 0 and
+    /// this is the plain order).
+    fn key(&self, id: u64) -> u64 {
+        id.wrapping_sub(self.floor)
+    }
+
+    /// Position of `id` in `ran` (as `binary_search`).
+    fn find(&self, id: u64) -> Result<usize, usize> {
+        let key = self.key(id);
+        self.ran.binary_search_by_key(&key, |&r| self.key(r))
+    }
+
     /// The earlier run `id` belongs to, if any.
     fn old_run_of(&self, id: u64) -> Option<usize> {
         self.old_runs.iter().position(|&r| near(id, r))
@@ -174,7 +190,7 @@ impl DoneIds {
     pub(crate) fn seen(&self, id: u64) -> Seen {
         if self.floor != 0 && below(id, self.floor) {
             Seen::Finished
-        } else if self.ran.binary_search(&id).is_ok() {
+        } else if self.find(id).is_ok() {
             Seen::Ran
         } else if Self::runs_cover(&self.old_runs, id) {
             Seen::Finished
@@ -211,7 +227,21 @@ impl DoneIds {
                 }
                 return;
             }
-            (0, Some(&max)) => max,
+            (0, Some(&max)) => {
+                if near(oldest, max) {
+                    // The first statement: what ran below it is finished,
+                    // the rest is ordered from the new floor (once per
+                    // client run, at most `done_ids_per_peer` ids).
+                    self.floor = oldest;
+                    self.ran.retain(|&id| !below(id, oldest));
+                    let floor = self.floor;
+                    self.ran
+                        .make_contiguous()
+                        .sort_unstable_by_key(|&id| id.wrapping_sub(floor));
+                    return;
+                }
+                max
+            }
             (floor, _) => floor,
         };
         if !near(oldest, reference) {
@@ -231,7 +261,9 @@ impl DoneIds {
             return;
         }
         self.floor = oldest;
-        while self.ran.front().is_some_and(|&id| id < oldest) {
+        // The front holds the ids nearest above the old floor: those now
+        // below the new one leave, and the rest keep their order.
+        while self.ran.front().is_some_and(|&id| below(id, oldest)) {
             self.ran.pop_front();
         }
     }
@@ -280,9 +312,9 @@ impl DoneIds {
         }
         match self.ran.back() {
             None => self.ran.push_back(id),
-            Some(&last) if last < id => self.ran.push_back(id),
+            Some(&last) if self.key(last) < self.key(id) => self.ran.push_back(id),
             Some(_) => {
-                if let Err(at) = self.ran.binary_search(&id) {
+                if let Err(at) = self.find(id) {
                     self.ran.insert(at, id);
                 }
             }
@@ -510,6 +542,62 @@ mod tests {
         // A reordered, older statement changes nothing.
         d.claim(101);
         assert_eq!(d.seen(103), Seen::Finished);
+    }
+
+    #[test]
+    fn done_ids__ids_that_wrap_past_the_top_of_the_u64_range_stay_exact() {
+        // A client whose ids cross u64::MAX (they wrap like every id
+        // comparison here): the record must order them as the client
+        // does, or a floor just below the wrap forgets requests that ran
+        // just above it and lets them run twice.
+        let mut d = DoneIds::with_old_run(0);
+        d.claim(u64::MAX - 4);
+        d.insert(u64::MAX - 2);
+        d.insert(1);
+        d.insert(u64::MAX);
+        d.insert(3);
+        assert_eq!(d.seen(u64::MAX - 4), Seen::New);
+        assert_eq!(d.seen(1), Seen::Ran);
+        assert_eq!(d.seen(u64::MAX), Seen::Ran);
+        // The client's oldest unfinished is now u64::MAX: u64::MAX - 2
+        // finished, and 1 and 3 (which ran after the wrap) are above it.
+        d.claim(u64::MAX);
+        assert_eq!(d.seen(u64::MAX - 2), Seen::Finished);
+        assert_eq!(
+            d.seen(1),
+            Seen::Ran,
+            "ran after the wrap: must stay refused"
+        );
+        assert_eq!(d.seen(3), Seen::Ran);
+        assert_eq!(d.seen(5), Seen::New);
+        assert_eq!(d.len(), 3);
+        // The floor crosses the wrap too.
+        d.claim(3);
+        assert_eq!(d.seen(1), Seen::Finished);
+        assert_eq!(d.seen(3), Seen::Ran);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn done_ids__a_first_statement_after_unstated_requests_orders_them_from_the_floor() {
+        // Requests recorded before any statement (plain order), then a
+        // floor just below the wrap: what ran above it stays refused, what
+        // lies below it is finished.
+        let mut d = DoneIds::with_old_run(0);
+        for id in [1, 3, u64::MAX - 2, u64::MAX] {
+            d.insert(id);
+        }
+        d.claim(u64::MAX);
+        assert_eq!(d.seen(u64::MAX - 2), Seen::Finished);
+        assert_eq!(d.seen(u64::MAX), Seen::Ran);
+        assert_eq!(d.seen(1), Seen::Ran);
+        assert_eq!(d.seen(3), Seen::Ran);
+        d.insert(5);
+        assert_eq!(d.seen(5), Seen::Ran);
+        d.claim(5);
+        assert_eq!(d.seen(3), Seen::Finished);
+        assert_eq!(d.seen(5), Seen::Ran);
+        assert_eq!(d.len(), 1);
     }
 
     #[test]
