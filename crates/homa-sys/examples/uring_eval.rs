@@ -16,7 +16,8 @@
 //! batches of 1400-byte datagrams, at most 4 MB ahead of the receiver
 //! (no loss); the receiver (CPU 1, GRO on) takes them
 //! with `recvmmsg` (`recv_batch`, 8 x 64 KB) or with a multishot io_uring
-//! receive into provided buffers. Receiver throughput and CPU per GB.
+//! receive into provided buffers; and the sender with `MSG_ZEROCOPY`.
+//! Throughput and CPU per GB on each side.
 //!
 //! Prints medians over `reps` interleaved repetitions; the figures and
 //! what was concluded are in `docs/performance.md`.
@@ -291,9 +292,72 @@ enum Rx {
     UringMulti,
 }
 
-/// Receiver figures: (Gbit/s, CPU ms per GB, bytes received, system calls
-/// per MB).
-fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
+/// How the bulk sender sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tx {
+    /// `sendmsg` with a `UDP_SEGMENT` control message (the datapath's).
+    Copy,
+    /// `sendto(MSG_ZEROCOPY)` with the socket's `UDP_SEGMENT`, completions
+    /// drained from the error queue. (Raw libc calls: evaluation only.)
+    ZeroCopy,
+}
+
+/// `sock_extended_err` origin of a zero-copy completion (linux/errqueue.h).
+const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+/// Its code when the kernel copied the data after all.
+const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+/// Drains `MSG_ZEROCOPY` completions; returns (notifications, of which the
+/// kernel reported it copied anyway).
+fn drain_zerocopy(fd: i32) -> (u64, u64) {
+    let (mut n, mut copied) = (0, 0);
+    loop {
+        let mut control = [0u64; 16];
+        // SAFETY: a zeroed msghdr with only a control buffer we own.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: fd is open; msg points at live buffers.
+        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if r < 0 {
+            return (n, copied);
+        }
+        // SAFETY: walking the control buffer the kernel filled.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !c.is_null() {
+            // SAFETY: as above; IP_RECVERR carries a sock_extended_err.
+            unsafe {
+                if (*c).cmsg_level == libc::SOL_IP && (*c).cmsg_type == libc::IP_RECVERR {
+                    let e = libc::CMSG_DATA(c) as *const libc::sock_extended_err;
+                    if (*e).ee_origin == SO_EE_ORIGIN_ZEROCOPY {
+                        // ee_info..ee_data: the range of sends completed.
+                        let k = u64::from((*e).ee_data.wrapping_sub((*e).ee_info)) + 1;
+                        n += k;
+                        if (*e).ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0 {
+                            copied += k;
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+    }
+}
+
+/// One bulk run's figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bulk {
+    gbps: f64,
+    rx_cpu_ms_per_gb: f64,
+    tx_cpu_ms_per_gb: f64,
+    received: u64,
+    rx_calls_per_mb: f64,
+    /// Zero-copy sends the kernel said it copied anyway, of those reported.
+    zc_copied: (u64, u64),
+}
+
+/// One bulk run.
+fn bulk_run(rx: Rx, txw: Tx, megabytes: usize) -> io::Result<Bulk> {
     const SEG: usize = 1400;
     const BATCH: usize = 46 * SEG;
     let tx = socket()?;
@@ -311,24 +375,102 @@ fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
     const WINDOW: u64 = 4 << 20;
     let taken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let taken_tx = taken.clone();
-    let sender = std::thread::spawn(move || -> io::Result<()> {
+    // The sender sleeps while the window is full (so its CPU time is send
+    // work only); the receiver wakes it.
+    let parked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let parked_tx = parked.clone();
+    let sender = std::thread::spawn(move || -> io::Result<(Duration, (u64, u64))> {
         let _ = pin_current_thread(0);
         let dest = Dest::new(to, false).expect("IPv4");
         let data = vec![1u8; BATCH];
-        let mut sent = 0u64;
-        while sent < total {
-            if sent >= taken_tx.load(std::sync::atomic::Ordering::Acquire) + WINDOW {
-                std::hint::spin_loop();
-                continue;
+        let fd = tx.as_raw_fd();
+        if txw == Tx::ZeroCopy {
+            let one: libc::c_int = 1;
+            // SAFETY: setsockopt with an int option on an open socket.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ZEROCOPY,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as _,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
             }
-            match udp::send(tx.as_fd(), &dest, None, Some(SEG as u16), &data) {
-                Ok(n) => sent += n as u64,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
+            udp::set_gso_segment(tx.as_fd(), SEG as u16)?;
+        }
+        let (addr, addr_len) = raw_dest(&dest);
+        let mut sent = 0u64;
+        let mut sends = 0u64;
+        let mut zc = (0, 0);
+        let t0 = thread_cpu_time()?;
+        while sent < total {
+            use std::sync::atomic::Ordering::SeqCst;
+            while sent >= taken_tx.load(SeqCst) + WINDOW {
+                parked_tx.store(true, SeqCst);
+                if sent >= taken_tx.load(SeqCst) + WINDOW {
+                    std::thread::park_timeout(Duration::from_millis(1));
+                }
+            }
+            let r = match txw {
+                Tx::Copy => udp::send(tx.as_fd(), &dest, None, Some(SEG as u16), &data),
+                Tx::ZeroCopy => {
+                    // SAFETY: `data` outlives every send: it is never
+                    // written and lives until the thread ends, after the
+                    // completions are drained.
+                    let r = unsafe {
+                        libc::sendto(
+                            fd,
+                            data.as_ptr().cast(),
+                            data.len(),
+                            libc::MSG_ZEROCOPY,
+                            addr,
+                            addr_len,
+                        )
+                    };
+                    if r < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(r as usize)
+                    }
+                }
+            };
+            match r {
+                Ok(n) => {
+                    sent += n as u64;
+                    sends += 1;
+                    if txw == Tx::ZeroCopy && sends % 8 == 0 {
+                        let (n, c) = drain_zerocopy(fd);
+                        zc = (zc.0 + c, zc.1 + n);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    if txw == Tx::ZeroCopy {
+                        let (n, c) = drain_zerocopy(fd);
+                        zc = (zc.0 + c, zc.1 + n);
+                    }
+                    std::thread::yield_now()
+                }
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        let cpu = thread_cpu_time()?.since(t0).total();
+        if txw == Tx::ZeroCopy {
+            let (n, c) = drain_zerocopy(fd);
+            zc = (zc.0 + c, zc.1 + n);
+        }
+        Ok((cpu, zc))
     });
+    let sender_thread = sender.thread().clone();
+    let wake = |got: u64| {
+        use std::sync::atomic::Ordering::SeqCst;
+        taken.store(got, SeqCst);
+        if parked.swap(false, SeqCst) {
+            sender_thread.unpark();
+        }
+    };
     let _ = pin_current_thread(1);
     rxs.set_nonblocking(true)?;
     let quiet = Duration::from_millis(200);
@@ -353,7 +495,7 @@ fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
                     for i in 0..n {
                         got += batch.get(i).0.len as u64;
                     }
-                    taken.store(got, std::sync::atomic::Ordering::Release);
+                    wake(got);
                     last = now;
                     if got >= total {
                         last_cpu = thread_cpu_time()?;
@@ -404,7 +546,7 @@ fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
                         let now = Instant::now();
                         first.get_or_insert_with(|| (now, thread_cpu_time().unwrap_or_default()));
                         got += res as u64;
-                        taken.store(got, std::sync::atomic::Ordering::Release);
+                        wake(got);
                         last = now;
                     } else if res < 0 && res != -libc::ENOBUFS {
                         return Err(io::Error::from_raw_os_error(-res));
@@ -443,7 +585,7 @@ fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
             drop(bufs);
         }
     }
-    sender.join().expect("sender thread")?;
+    let (tx_cpu, zc_copied) = sender.join().expect("sender thread")?;
     let Some((t0, c0)) = first else {
         return Err(io::Error::other("nothing received"));
     };
@@ -454,44 +596,58 @@ fn bulk_run(rx: Rx, megabytes: usize) -> io::Result<(f64, f64, u64, f64)> {
     }
     let secs = last.duration_since(t0).as_secs_f64().max(1e-9);
     let cpu = last_cpu.since(c0).total().as_secs_f64();
-    Ok((
-        got as f64 * 8.0 / secs / 1e9,
-        cpu * 1e3 / (got as f64 / 1e9),
-        got,
-        calls as f64 / (got as f64 / (1 << 20) as f64),
-    ))
+    Ok(Bulk {
+        gbps: got as f64 * 8.0 / secs / 1e9,
+        rx_cpu_ms_per_gb: cpu * 1e3 / (got as f64 / 1e9),
+        tx_cpu_ms_per_gb: tx_cpu.as_secs_f64() * 1e3 / (total as f64 / 1e9),
+        received: got,
+        rx_calls_per_mb: calls as f64 / (got as f64 / (1 << 20) as f64),
+        zc_copied,
+    })
 }
 
 fn bulk(megabytes: usize, reps: usize) -> io::Result<()> {
-    let ways = [Rx::Recvmmsg, Rx::UringMulti];
-    let mut runs: Vec<Vec<(f64, f64, u64, f64)>> = vec![Vec::new(); 2];
+    let ways = [
+        (Rx::Recvmmsg, Tx::Copy, "recvmmsg / sendmsg"),
+        (Rx::UringMulti, Tx::Copy, "ring multi / sendmsg"),
+        (Rx::Recvmmsg, Tx::ZeroCopy, "recvmmsg / zerocopy"),
+    ];
+    let mut runs: Vec<Vec<Bulk>> = vec![Vec::new(); ways.len()];
     for _ in 0..reps {
-        for (i, &w) in ways.iter().enumerate() {
-            runs[i].push(bulk_run(w, megabytes)?);
+        for (i, &(rx, tx, _)) in ways.iter().enumerate() {
+            runs[i].push(bulk_run(rx, tx, megabytes)?);
         }
     }
     println!(
-        "{:<12} {:>9} {:>12} {:>10} {:>12}",
-        "receive", "Gbit/s", "CPU ms/GB", "received", "calls/MB"
+        "{:<21} {:>7} {:>10} {:>10} {:>9} {:>9} {:>14}",
+        "receive / send", "Gbit/s", "rx ms/GB", "tx ms/GB", "complete", "rx calls", "zc copied/all"
     );
-    for (i, w) in ways.iter().enumerate() {
+    for (i, &(_, tx, name)) in ways.iter().enumerate() {
         let r = &runs[i];
-        let lost = r.iter().filter(|x| x.2 < (megabytes as u64) << 20).count();
+        let lost = r
+            .iter()
+            .filter(|x| x.received < (megabytes as u64) << 20)
+            .count();
+        let m = |f: &dyn Fn(&Bulk) -> f64| median(r.iter().map(f).collect());
+        let zc = r
+            .iter()
+            .fold((0, 0), |a, x| (a.0 + x.zc_copied.0, a.1 + x.zc_copied.1));
         println!(
-            "{:<12} {:>9.2} {:>12.0} {:>9}% {:>12.1}",
-            match w {
-                Rx::Recvmmsg => "recvmmsg",
-                Rx::UringMulti => "uring-multi",
-            },
-            median(r.iter().map(|x| x.0).collect()),
-            median(r.iter().map(|x| x.1).collect()),
+            "{:<21} {:>7.2} {:>10.0} {:>10.0} {:>8}% {:>9.1} {:>14}",
+            name,
+            m(&|x| x.gbps),
+            m(&|x| x.rx_cpu_ms_per_gb),
+            m(&|x| x.tx_cpu_ms_per_gb),
             100 * (reps - lost) / reps,
-            median(r.iter().map(|x| x.3).collect()),
+            m(&|x| x.rx_calls_per_mb),
+            if tx == Tx::ZeroCopy {
+                format!("{}/{}", zc.0, zc.1)
+            } else {
+                "-".into()
+            },
         );
     }
-    println!(
-        "(received: share of runs that got every byte; a loss ends a run after 200 ms of silence)"
-    );
+    println!("(complete: runs that got every byte; rx calls: receive system calls per MB; the sender sleeps while 4 MB are unread)");
     Ok(())
 }
 
