@@ -98,12 +98,13 @@ pub struct Config {
     /// not change; when a socket leaves, its peers' RPCs in progress there
     /// fail like those of a restarted server. Off by default.
     pub reuse_port: bool,
-    /// How often a socket held back by the other participants of its host
-    /// table looks at the table again while it has no traffic of its own
-    /// (`homa_proto::host::HostParams::recheck`). Each look is a wake-up
-    /// of the socket's driver: the protocol's 10 µs suits a busy-polling
-    /// socket or a simulator, not sleeping drivers on shared cores. `None`:
-    /// `HOMA_HOST_RECHECK_US` if set, else 500 µs.
+    /// The least time between two wake-ups of a process's host-table
+    /// waiter, the thread that re-checks the process's held-back sockets
+    /// when the table changes (`host` module): bounds the wake-ups (and the
+    /// grant passes) a participant that keeps changing the table can cause
+    /// in this process, at the price of up to this much delay when changes
+    /// come faster. `None`: `HOMA_HOST_RECHECK_US` if set, else 100 µs (at
+    /// most 10 ms).
     pub host_recheck: Option<Duration>,
 }
 
