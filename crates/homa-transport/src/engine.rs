@@ -259,6 +259,9 @@ impl Shared {
     pub(crate) fn open(addr: SocketAddr, config: Config) -> Result<Shared, Error> {
         config.proto.validate()?;
         let (dp, offloads) = Datapath::open(addr, &config)?;
+        if config.reuse_port && config.reuse_port_by_cpu {
+            homa_sys::udp::steer_reuseport_by_cpu(dp.socket().as_fd())?;
+        }
         let local = dp.socket().local_addr()?;
         let mut ep = Endpoint::new(config.proto.clone(), wait::random_u64())?;
         let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
