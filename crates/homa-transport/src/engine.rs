@@ -240,6 +240,9 @@ pub(crate) struct Shared {
     /// table to leave (`Endpoint::host_wait`), or `host::NOT_WAITING`: what
     /// the waiter reads without the lock.
     pub(crate) host_wait: AtomicU64,
+    /// The waiter saw the table move past `host_wait`: the driver's next
+    /// turn re-checks (`Shared::host_poke`).
+    host_poked: AtomicBool,
     pub(crate) config: Config,
     offloads: Offloads,
     state: Mutex<State>,
@@ -301,6 +304,7 @@ impl Shared {
             host,
             waiter: OnceLock::new(),
             host_wait: AtomicU64::new(crate::host::NOT_WAITING),
+            host_poked: AtomicBool::new(false),
             offloads,
             config,
             state: Mutex::new(state),
@@ -634,6 +638,10 @@ impl Shared {
     pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
         let mut total = Received::Empty;
         let mut drained = true;
+        // The host table's waiter poked us (a relaxed load per turn).
+        let poked = self.host_poked.load(Ordering::Relaxed)
+            && self.host_poked.swap(false, Ordering::AcqRel)
+            && self.host_rechecked(st, now);
         for i in 0..MAX_BATCHES_PER_TURN {
             let burst = st.dp.rx_streak >= 2;
             let max = if burst { st.dp.batch_capacity() } else { 1 };
@@ -675,6 +683,7 @@ impl Shared {
             }
         }
         let idle = total == Received::Empty
+            && !poked
             && !st.dp.wants_write()
             && !st.dp.errors_pending()
             && self.next_deadline(st).is_none_or(|d| d > now);
@@ -762,23 +771,39 @@ impl Shared {
         }
     }
 
-    /// The waiter's re-check: the table moved while the endpoint was held
-    /// back; a grant pass runs (as after an application command: no
-    /// timers, see `after_command`).
-    pub(crate) fn host_recheck(&self) {
-        let mut st = self.lock();
-        let now = self.now();
+    /// The waiter's poke: the table moved while the endpoint was held
+    /// back. The driver re-checks in its next turn (the flag), woken
+    /// through its own eventfd: the waiter never takes the socket's lock
+    /// (a waiter preempted while holding it stalled the driver: 1.9 s of
+    /// lock wait in a 10 s rack run). A socket nobody drives sees the flag
+    /// when a thread next drives it (at the latest the background
+    /// thread's period).
+    pub(crate) fn host_poke(&self) {
+        if !self.host_poked.swap(true, Ordering::SeqCst) {
+            self.wake(Sleeper::Driver);
+            if !self.app_driving.load(Ordering::Acquire) {
+                self.wake(Sleeper::Background);
+            }
+        }
+    }
+
+    /// True while a poke waits for the driver's next turn.
+    pub(crate) fn host_poke_pending(&self) -> bool {
+        self.host_poked.load(Ordering::Acquire)
+    }
+
+    /// A poke: re-checks the table; true if a grant pass is due (or the
+    /// waiter's figure must be refreshed), so the turn processes.
+    #[cold]
+    fn host_rechecked(&self, st: &mut State, now: Instant) -> bool {
         if st.closed {
-            self.host_wait
-                .store(crate::host::NOT_WAITING, Ordering::SeqCst);
-        } else if st.ep.host_recheck(now) {
-            self.after_command(&mut st, now);
-        } else {
+            return false;
+        }
+        if !st.ep.host_recheck(now) {
             // Nothing to re-check: the waiter's figure was stale.
             st.host_wait = crate::host::NOT_WAITING;
-            self.note_host_wait(&mut st, now);
         }
-        self.unlock(st);
+        true
     }
 
     /// The host table this socket joined.

@@ -35,8 +35,9 @@
 //! otherwise it sleeps on the table's generation word (a futex,
 //! `homa_sys::futex`, shared between the processes of a host-wide table)
 //! and, when a publisher moves the generation (only changes that can
-//! release someone do), re-checks the held-back sockets whose generation
-//! is stale, through their lock, as an application command would. The
+//! release someone do), pokes the held-back sockets whose generation is
+//! stale: a flag and their driver's eventfd (the waiter never takes a
+//! socket's lock); the driver re-checks in its next turn. The
 //! table counts the sleeping waiters, so an uncontended host never makes
 //! the system call. The waiter sleeps at least [`crate::Config::host_recheck`]
 //! between two wake-ups (a participant spinning the generation costs each
@@ -286,16 +287,14 @@ impl Waiter {
                 s.retain(|x| x.strong_count() > 0);
                 s.iter().filter_map(Weak::upgrade).collect()
             };
-            let mut rechecked = false;
             for sh in &live {
                 let w = sh.host_wait.load(Ordering::SeqCst);
                 if w == NOT_WAITING {
                     continue;
                 }
-                if w != g {
+                if w != g && !sh.host_poke_pending() {
                     self.rechecks.fetch_add(1, Ordering::Relaxed);
-                    sh.host_recheck();
-                    rechecked = true;
+                    sh.host_poke();
                 }
                 waiting = true;
             }
@@ -306,18 +305,14 @@ impl Waiter {
             if !gap.is_zero() {
                 std::thread::sleep(gap);
             }
-            if rechecked {
-                // Look again before sleeping: a socket re-checked may wait
-                // for a newer generation than `g` by now.
-                last_wake = std::time::Instant::now();
-                continue;
-            }
             if !waiting {
                 // Nobody held back: not counted, publishers never wake us.
                 std::thread::park_timeout(Duration::from_secs(1));
             } else {
-                // Sleep only while the generation is still the one every
-                // held-back socket was seen waiting on.
+                // Sleep only while the generation is still `g`: every
+                // held-back socket waits on it or has been poked (its pass
+                // then waits on `g` or later, or nudges the generation if it
+                // raced).
                 let now = homa_sys::wait::monotonic_nanos();
                 self.table.wait_begin(now, lease.as_nanos() as u64);
                 let word = self.table.generation_word();
