@@ -121,6 +121,12 @@ struct ServerArgs {
     /// table) instead of sharing one socket.
     #[arg(long)]
     reuseport: bool,
+    /// Homa: pin serving thread i of each port to CPU i
+    /// (sched_setaffinity); with --reuseport also steer each datagram to
+    /// socket i of its port when CPU i received it (a reuseport CBPF
+    /// program) instead of the flow hash.
+    #[arg(long)]
+    pin: bool,
     /// Reply with this many bytes instead of what the request asks for.
     #[arg(long)]
     response_size: Option<u32>,
@@ -218,6 +224,7 @@ fn run(cli: Cli) -> Result<()> {
                     ports: a.ports,
                     threads: a.threads,
                     reuseport: a.reuseport,
+                    pin: a.pin,
                     polling: a.polling,
                     homa: a.homa,
                     response_size: a.response_size,

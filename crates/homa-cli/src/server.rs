@@ -53,6 +53,9 @@ pub(crate) struct Options {
     pub threads: usize,
     /// Homa: one socket per thread on each port (`SO_REUSEPORT`).
     pub reuseport: bool,
+    /// Homa: thread i of a port pinned to the i-th allowed CPU (and, with
+    /// `reuseport`, datagrams steered to the socket of their CPU).
+    pub pin: bool,
     /// How waiting Homa threads wait.
     pub polling: Polling,
     /// Homa settings.
@@ -437,7 +440,8 @@ fn run_homa(opts: Options) -> Result<()> {
     for i in 0..opts.ports.max(1) {
         let mut a = port_addr(opts.bind, i);
         let cfg = crate::client::homa_config(opts.polling, true, &opts.homa)
-            .with_reuse_port(opts.reuseport);
+            .with_reuse_port(opts.reuseport)
+            .with_reuse_port_by_cpu(opts.reuseport && opts.pin);
         let s = Socket::bind_with(a, cfg.clone()).with_context(|| format!("binding {a}"))?;
         a = s.local_addr();
         addrs.push(a);
@@ -462,6 +466,11 @@ fn run_homa(opts: Options) -> Result<()> {
             let shared = Arc::clone(&shared);
             handles.push(std::thread::spawn(move || -> Result<()> {
                 let counter = &shared.counters[n];
+                if shared.opts.pin {
+                    // Thread i of its port on CPU i: with --reuseport, the
+                    // CPU steering sends it what CPU i received.
+                    crate::pin::pin_current_thread(n % threads)?;
+                }
                 loop {
                     let r = match sock.recv_request() {
                         Ok(r) => r,

@@ -10,8 +10,12 @@
 //! between processes: [`HostMemory`]), and all the arithmetic on it.
 //!
 //! * **Header**: magic, version, layout and parameters, checked by
-//!   [`Host::open`]; a host-wide generation word bumped at every publish;
-//!   the host-wide NIC estimate (`link_idle`, host nanoseconds).
+//!   [`Host::open`]; a host-wide generation word, bumped by the changes
+//!   that can release a participant held back by the others (and the
+//!   futex word a runtime's waiter sleeps on: [`Host::generation_word`]),
+//!   with a count and a lease of the sleeping waiters so that a publisher
+//!   wakes them only when someone sleeps; the host-wide NIC estimate
+//!   (`link_idle`, host nanoseconds).
 //! * **Slots**: one per joined endpoint: heartbeat (host time, which also
 //!   claims the slot), owner (opaque, for operators), granted-but-not-
 //!   received bytes, and its best candidates (bytes still to receive).
@@ -41,6 +45,16 @@ use crate::Instant;
 pub trait HostMemory: Send + Sync + 'static {
     /// The table's words (the length never changes).
     fn words(&self) -> &[AtomicU64];
+
+    /// Wakes every thread sleeping until `generation` (the table's
+    /// generation word, one of [`HostMemory::words`]) changes: a runtime
+    /// whose waiters sleep on it (a futex) implements this with the system
+    /// call. Called only when the table's waiter count and lease say that
+    /// someone sleeps ([`Host::wait_begin`]). The default does nothing
+    /// (drivers that poll, simulators).
+    fn wake(&self, generation: &AtomicU64) {
+        let _ = generation;
+    }
 }
 
 /// A host table on the heap.
@@ -83,8 +97,14 @@ pub struct HostParams {
     /// reclaimed (1 ms..=10 s). Also bounds how far ahead the shared NIC
     /// estimate may run before it is taken for garbage.
     pub liveness: Duration,
-    /// How soon an endpoint held back by the others re-checks the table
-    /// (per endpoint; not part of the header).
+    /// How often an endpoint held back by the others re-reads the table on
+    /// its own timer (per endpoint; not part of the header). A runtime
+    /// that waits for the generation word instead
+    /// ([`Endpoint::host_wait`](crate::Endpoint::host_wait),
+    /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck)) sets it
+    /// long: the timer is then only the fallback. Whatever its value, a
+    /// held-back endpoint's timer also runs every `liveness / 4` (its
+    /// heartbeat) and when a counted participant's heartbeat lapses.
     pub recheck: Duration,
 }
 
@@ -162,8 +182,10 @@ pub const fn words_for(slots: u32, candidates: u32) -> usize {
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version.
-const VERSION: u64 = 1;
+/// Layout version (2: the generation word is bumped only by releasing
+/// changes and waiters sleep on it: a version-1 participant would never
+/// wake them).
+const VERSION: u64 = 2;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -177,6 +199,12 @@ const H_OVERCOMMIT: usize = 7;
 const H_LIVENESS: usize = 8;
 const H_GENERATION: usize = 9;
 const H_LINK_IDLE: usize = 10;
+/// Waiters sleeping on the generation word (a hint: see `H_WAKE_UNTIL`).
+const H_WAITERS: usize = 11;
+/// Host ns until which a waiter may sleep: a waiter that died asleep
+/// leaves `H_WAITERS` too high, and its lease bounds how long publishers
+/// keep paying a wake-up for nobody.
+const H_WAKE_UNTIL: usize = 12;
 
 // Slot words: heartbeat, owner, incoming bytes, candidate count, the
 // shortest paced outgoing message and its stamp, then the candidates.
@@ -406,9 +434,48 @@ impl Host {
         &self.params
     }
 
-    /// The generation word: bumped at every publish.
+    /// The generation: bumped by every change of the table that can
+    /// release a participant held back by the others (incoming bytes that
+    /// fell, a candidate that left the top or got worse, a participant
+    /// that left), not by every publish.
     pub fn generation(&self) -> u64 {
-        self.w()[H_GENERATION].load(Ordering::Acquire)
+        self.w()[H_GENERATION].load(Ordering::SeqCst)
+    }
+
+    /// The generation word itself, for a runtime's waiter to sleep on (a
+    /// futex on its low 32 bits) between [`Host::wait_begin`] and
+    /// [`Host::wait_end`].
+    pub fn generation_word(&self) -> &AtomicU64 {
+        &self.w()[H_GENERATION]
+    }
+
+    /// A waiter is about to sleep until the generation changes, for at most
+    /// `for_ns` from host time `now_host`: counts it and extends the lease
+    /// during which publishers wake sleepers ([`HostMemory::wake`]).
+    /// Returns the generation to sleep on; sleep only if the word still
+    /// holds it, and call [`Host::wait_end`] after. (Every step is
+    /// sequentially consistent: a publish either sees the waiter counted or
+    /// happened before the generation returned here.)
+    pub fn wait_begin(&self, now_host: u64, for_ns: u64) -> u64 {
+        let w = self.w();
+        w[H_WAITERS].fetch_add(1, Ordering::SeqCst);
+        w[H_WAKE_UNTIL].fetch_max(now_host.saturating_add(for_ns), Ordering::SeqCst);
+        w[H_GENERATION].load(Ordering::SeqCst)
+    }
+
+    /// Moves the generation (and wakes the sleeping waiters) without a
+    /// change of the table: for a runtime whose held-back endpoint waits
+    /// for a generation the table has already left, so that no waiter
+    /// keeps sleeping on the current one. `now_host`: host time.
+    pub fn nudge(&self, now_host: u64) {
+        self.bump(now_host);
+    }
+
+    /// The waiter of [`Host::wait_begin`] woke up.
+    pub fn wait_end(&self) {
+        let _ = self.w()[H_WAITERS].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            Some(n.saturating_sub(1))
+        });
     }
 
     /// Live participants at host time `now_host`.
@@ -492,7 +559,6 @@ impl Host {
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
                 self.word(s, S_TX).store(0, Ordering::Relaxed);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
-                self.bump();
                 return Ok((s, beat));
             }
         }
@@ -512,17 +578,18 @@ impl Host {
             .map(|_| beat)
     }
 
-    /// Frees slot `s` if it still holds our heartbeat `last`. Its figures
-    /// are left as they are: a free slot is never read, and [`Host::claim`]
-    /// clears them for the next owner. (Clearing them here would wipe the
-    /// figures of whoever took the slot while we were stalled.)
-    pub(crate) fn release(&self, s: u32, last: u64) {
+    /// Frees slot `s` if it still holds our heartbeat `last` (at host time
+    /// `now_host`). Its figures are left as they are: a free slot is never
+    /// read, and [`Host::claim`] clears them for the next owner. (Clearing
+    /// them here would wipe the figures of whoever took the slot while we
+    /// were stalled.) Leaving releases our share: the generation moves.
+    pub(crate) fn release(&self, s: u32, last: u64, now_host: u64) {
         if self
             .word(s, S_BEAT)
             .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            self.bump();
+            self.bump(now_host);
         }
     }
 
@@ -569,8 +636,19 @@ impl Host {
         })
     }
 
-    fn bump(&self) {
-        self.w()[H_GENERATION].fetch_add(1, Ordering::AcqRel);
+    /// Bumps the generation at host time `now_host` and wakes the sleeping
+    /// waiters, if the waiter count and lease say there are any (a garbage
+    /// count or lease only costs wake-ups for nobody; a zeroed one delays
+    /// the sleepers to their own timers). Returns the generation before.
+    fn bump(&self, now_host: u64) -> u64 {
+        let w = self.w();
+        let prev = w[H_GENERATION].fetch_add(1, Ordering::SeqCst);
+        if w[H_WAITERS].load(Ordering::SeqCst) > 0
+            && w[H_WAKE_UNTIL].load(Ordering::SeqCst) >= now_host
+        {
+            self.mem.wake(&w[H_GENERATION]);
+        }
+        prev
     }
 
     /// Reads the other live participants (every value clamped): their
@@ -673,6 +751,14 @@ pub struct HostView {
     /// Grant passes run alone because the others had held this endpoint
     /// back for longer than `liveness` (at most one per `liveness`).
     pub starved_passes: u64,
+    /// Re-checks of the table while held back that found it changed,
+    /// asked for by the runtime's waiter
+    /// ([`Endpoint::host_recheck`](crate::Endpoint::host_recheck)).
+    pub event_rechecks: u64,
+    /// Re-checks of the table while held back that found it changed (or a
+    /// participant lapsed, or the starvation bound passed), made by the
+    /// endpoint's own host timer.
+    pub timer_rechecks: u64,
 }
 
 /// An endpoint's membership in a host table.
@@ -698,6 +784,10 @@ pub(crate) struct Joined {
     /// Passes run alone because the others held us back for longer than
     /// `liveness`.
     pub(crate) starved_passes: u64,
+    /// Re-checks that found a change: asked for by the runtime, and by our
+    /// own timer.
+    pub(crate) event_rechecks: u64,
+    pub(crate) timer_rechecks: u64,
     /// What we last published, and this pass's candidates.
     pub(crate) published_incoming: u64,
     pub(crate) published_best: Vec<u32>,
@@ -723,6 +813,8 @@ impl Joined {
             limited_passes: 0,
             limited_since: None,
             starved_passes: 0,
+            event_rechecks: 0,
+            timer_rechecks: 0,
             published_incoming: 0,
             published_best: Vec::new(),
             last_best: Vec::new(),
@@ -837,31 +929,30 @@ impl Joined {
     }
 
     /// Ends a pass: publishes our incoming bytes and candidates if they
-    /// changed, and notes whether the others limited us (the re-check timer
-    /// then runs every `recheck`). Returns when the host timer is due next.
+    /// changed, bumping the generation only if the change can release
+    /// someone the others hold back ([`releases`]), and notes whether the
+    /// others limited us. Returns when the host timer is due next.
     pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Option<Instant> {
         let incoming = incoming.max(0) as u64;
         // Our slot may have been taken since the pass began (we stalled past
         // `liveness`): then publish nothing; the next pass claims another.
         let ours = self.host.beat(self.slot) == self.beat;
-        if !ours {
-            self.seen_gen = self.gen_before;
-        } else if incoming != self.published_incoming || self.published_best != self.last_best {
-            let prev = self.host.generation_bump_publish(
-                self.slot,
-                incoming,
-                self.published_best.iter().copied(),
-            );
+        self.seen_gen = self.gen_before;
+        if ours && (incoming != self.published_incoming || self.published_best != self.last_best) {
+            let top = self.host.params.max_overcommit as usize;
+            let release = incoming < self.published_incoming
+                || releases(&self.last_best, &self.published_best, top);
+            self.host
+                .publish(self.slot, incoming, self.published_best.iter().copied());
+            if release {
+                let prev = self.host.bump(self.host_now(now));
+                // Our own bump is not news to us; someone else's in between is.
+                if prev == self.gen_before {
+                    self.seen_gen = prev.wrapping_add(1);
+                }
+            }
             self.published_incoming = incoming;
             core::mem::swap(&mut self.last_best, &mut self.published_best);
-            // Our own publish is not news to us; someone else's in between is.
-            self.seen_gen = if prev == self.gen_before {
-                prev.wrapping_add(1)
-            } else {
-                self.gen_before
-            };
-        } else {
-            self.seen_gen = self.gen_before;
         }
         if limited {
             self.limited_passes += 1;
@@ -873,14 +964,32 @@ impl Joined {
         self.next_timer(now)
     }
 
-    /// When the host timer is due: `recheck` while limited, a heartbeat
-    /// every quarter of `liveness` while our slot holds a share (incoming
-    /// bytes or candidates), else never (an idle slot may lapse: nothing of
-    /// ours is lost, the next pass renews or reclaims it).
+    /// When the host timer is due. Held back: every `recheck` or
+    /// `liveness / 4` (the heartbeat), whichever is sooner, and as soon as
+    /// the oldest heartbeat we counted lapses or the starvation bound
+    /// passes (both change our share without a publish). Otherwise a
+    /// heartbeat every quarter of `liveness` while our slot holds a share
+    /// (incoming bytes or candidates), else never (an idle slot may lapse:
+    /// nothing of ours is lost, the next pass renews or reclaims it).
     pub(crate) fn next_timer(&self, now: Instant) -> Option<Instant> {
         let p = &self.host.params;
         if self.limited {
-            Some(now + p.recheck)
+            let mut at = now + p.recheck.min(p.liveness / 4);
+            if self.others.oldest_beat != u64::MAX {
+                // Host time to ours; a lapse "in the past" (a beat from the
+                // future, garbage) is due now.
+                let lapse = self
+                    .others
+                    .oldest_beat
+                    .saturating_add(p.liveness_ns() + 1)
+                    .wrapping_sub(self.offset);
+                let lapse = Instant::from_nanos(lapse).max(now);
+                at = at.min(lapse);
+            }
+            if let Some(t) = self.limited_since {
+                at = at.min((t + p.liveness + Duration::from_nanos(1)).max(now));
+            }
+            Some(at)
         } else if self.published_incoming > 0 || !self.last_best.is_empty() {
             Some(now + p.liveness / 4)
         } else {
@@ -888,9 +997,23 @@ impl Joined {
         }
     }
 
+    /// True if we are held back and a pass would see something new: the
+    /// generation moved since our last pass, a participant we counted
+    /// lapsed, or the starvation bound passed.
+    fn recheck_due(&self, now: Instant) -> bool {
+        if !self.limited {
+            return false;
+        }
+        let p = &self.host.params;
+        let lapsed = self.others.oldest_beat.saturating_add(p.liveness_ns()) < self.host_now(now);
+        let starving = self
+            .limited_since
+            .is_some_and(|t| now.saturating_duration_since(t) > p.liveness);
+        lapsed || starving || self.host.generation() != self.seen_gen
+    }
+
     /// The host timer fired: renews the heartbeat; true if a pass should
-    /// run (we claimed a new slot, or we are limited and the table changed
-    /// since our last pass).
+    /// run (we claimed a new slot, or a re-check is due).
     pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
         let reclaims = self.reclaims;
         self.keep_slot(now);
@@ -898,23 +1021,27 @@ impl Joined {
             // A new slot: publish our share in it.
             return true;
         }
-        let lapsed = self
-            .others
-            .oldest_beat
-            .saturating_add(self.host.params.liveness_ns())
-            < self.host_now(now);
-        self.limited && (lapsed || self.host.generation() != self.seen_gen)
+        let due = self.recheck_due(now);
+        self.timer_rechecks += due as u64;
+        due
     }
 }
 
+/// True if publishing `new` candidates (best first) instead of `old` can
+/// release a message held back by the host ranking: the number of our
+/// candidates among the host's top `top` that rank better than some
+/// message falls, i.e. unless `new` keeps at least as many entries as
+/// `old` (both cut to `top`) and each of them is at least as good. A new
+/// or better candidate only ever holds others back further.
+pub(crate) fn releases(old: &[u32], new: &[u32], top: usize) -> bool {
+    let (old, new) = (&old[..old.len().min(top)], &new[..new.len().min(top)]);
+    new.len() < old.len() || old.iter().zip(new).any(|(o, n)| n > o)
+}
+
 impl Host {
-    /// [`Host::publish`], returning the generation before our bump.
-    pub(crate) fn generation_bump_publish(
-        &self,
-        s: u32,
-        incoming: u64,
-        best: impl Iterator<Item = u32>,
-    ) -> u64 {
+    /// Writes slot `s`'s incoming bytes and best candidates (no bump: the
+    /// caller decides whether the change can release anyone).
+    pub(crate) fn publish(&self, s: u32, incoming: u64, best: impl Iterator<Item = u32>) {
         let cap = self.params.candidates_per_slot as usize;
         let mut n = 0;
         for r in best.take(cap) {
@@ -924,7 +1051,6 @@ impl Host {
         }
         self.word(s, S_INCOMING).store(incoming, Ordering::Relaxed);
         self.word(s, S_COUNT).store(n as u64, Ordering::Release);
-        self.w()[H_GENERATION].fetch_add(1, Ordering::AcqRel)
     }
 }
 
@@ -984,7 +1110,7 @@ impl crate::Endpoint {
         if let Some(j) = self.host.take() {
             // The pacer clears its entry before the slot can be claimed.
             self.pacer.detach_host();
-            j.host.release(j.slot, j.beat);
+            j.host.release(j.slot, j.beat, j.host_now(self.now));
             self.timers.stop(crate::timers::Timer::Host);
             self.grants.request_pass();
         }
@@ -1006,7 +1132,40 @@ impl crate::Endpoint {
             reclaims: j.reclaims,
             limited_passes: j.limited_passes,
             starved_passes: j.starved_passes,
+            event_rechecks: j.event_rechecks,
+            timer_rechecks: j.timer_rechecks,
         })
+    }
+
+    /// What a held-back endpoint waits for: `Some(g)` while the other
+    /// participants hold it back (its last grant pass was limited by their
+    /// ranking or budget), meaning "call [`Endpoint::host_recheck`] once
+    /// the table's generation ([`Host::generation`]) differs from `g`";
+    /// `None` when nothing of the table concerns it (not joined, or not
+    /// held back). A runtime waits for that change (a futex on
+    /// [`Host::generation_word`]) instead of polling; the endpoint's own
+    /// host timer ([`HostParams::recheck`], the heartbeat, lapses and the
+    /// starvation bound) stays the fallback.
+    pub fn host_wait(&self) -> Option<u64> {
+        let j = self.host.as_deref()?;
+        j.limited.then_some(j.seen_gen)
+    }
+
+    /// The table may have changed (the runtime saw the generation move
+    /// away from what [`Endpoint::host_wait`] returned): if the endpoint
+    /// is held back and the table changed, a grant pass runs at the next
+    /// [`Endpoint::poll_transmit`]. True if one was asked for.
+    pub fn host_recheck(&mut self, now: Instant) -> bool {
+        self.touch(now);
+        let Some(j) = self.host.as_deref_mut() else {
+            return false;
+        };
+        let due = j.recheck_due(self.now);
+        if due {
+            j.event_rechecks += 1;
+            self.grants.request_pass();
+        }
+        due
     }
 
     /// The host timer: heartbeat, and a pass if the table changed while the
@@ -1050,7 +1209,7 @@ mod tests {
             h.word(s1, SLOT_HEADER + i)
                 .store(u64::MAX - i as u64, Ordering::Relaxed);
         }
-        h.generation_bump_publish(s2, 1000, [5, 7].into_iter());
+        h.publish(s2, 1000, [5, 7].into_iter());
         let mut o = Others::default();
         h.others(3, now, &mut o);
         assert_eq!(o.live, 2);
@@ -1122,7 +1281,7 @@ mod tests {
         let late = 1_000 + 20_000_001;
         let (b, _) = h.claim(late, 2, a).unwrap();
         assert_eq!(b, a);
-        h.generation_bump_publish(b, 5_000, [7, 9].into_iter());
+        h.publish(b, 5_000, [7, 9].into_iter());
         j.finish(Instant::from_nanos(late), 80_000, false);
         let mut o = Others::default();
         h.others(1 - b, late, &mut o);
@@ -1168,6 +1327,116 @@ mod tests {
     }
 
     #[test]
+    fn releases__only_a_candidate_that_leaves_or_gets_worse_within_the_top() {
+        // Better, more or the same: nobody held back gains a rank.
+        assert!(!releases(&[5, 9], &[5, 9], 8));
+        assert!(!releases(&[5, 9], &[4, 9], 8));
+        assert!(!releases(&[5, 9], &[5, 9, 12], 8));
+        assert!(!releases(&[], &[3], 8));
+        // Fewer, or one got worse: someone may move up.
+        assert!(releases(&[5, 9], &[5], 8));
+        assert!(releases(&[5, 9], &[6, 9], 8));
+        assert!(releases(&[5], &[], 8));
+        // Beyond the top nobody looks.
+        assert!(!releases(&[1, 2, 3], &[1, 2], 2));
+        assert!(releases(&[1, 2, 3], &[1, 3], 2));
+    }
+
+    /// A table whose memory counts the wake-ups it was asked for.
+    #[derive(Default)]
+    struct Counting(HeapMemory, std::sync::atomic::AtomicU64);
+    impl HostMemory for Counting {
+        fn words(&self) -> &[AtomicU64] {
+            self.0.words()
+        }
+        fn wake(&self, _: &AtomicU64) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    impl Default for HeapMemory {
+        fn default() -> HeapMemory {
+            HeapMemory::new(HostParams::from_config(&Config::default(), 2).words())
+        }
+    }
+
+    #[test]
+    fn finish__bumps_the_generation_only_for_changes_that_can_release_someone() {
+        let p = HostParams::from_config(&Config::default(), 2);
+        let mem = Arc::new(Counting::default());
+        let h = Host::init(mem.clone(), &p).unwrap();
+        let (a, beat) = h.claim(1_000, 1, 0).unwrap();
+        let mut j = Joined::new(h.clone(), a, 1, 0, beat);
+        let pass = |j: &mut Joined, incoming: i64, best: &[u32]| {
+            j.gen_before = h.generation();
+            j.published_best = best.to_vec();
+            let g = h.generation();
+            j.finish(Instant::from_nanos(1_000), incoming, false);
+            h.generation() != g
+        };
+        assert!(
+            !pass(&mut j, 50_000, &[9_000, 20_000]),
+            "incoming rose, new candidates"
+        );
+        assert!(
+            !pass(&mut j, 60_000, &[8_000, 20_000]),
+            "incoming rose, a candidate got better"
+        );
+        assert!(!pass(&mut j, 60_000, &[8_000, 20_000]), "nothing changed");
+        assert!(pass(&mut j, 58_600, &[8_000, 20_000]), "incoming fell");
+        assert!(pass(&mut j, 58_600, &[20_000]), "a candidate left");
+        assert!(!pass(&mut j, 58_600, &[20_000, 30_000]), "a candidate came");
+        assert!(pass(&mut j, 0, &[]), "everything left");
+        // Our own bump is not news to us: no re-check of our own making.
+        j.limited = true;
+        assert!(!j.recheck_due(Instant::from_nanos(1_000)));
+        // Nobody sleeps: no wake-up asked for (no system call).
+        assert_eq!(mem.1.load(Ordering::Relaxed), 0);
+        // A waiter sleeps (lease until 1 ms + 5 µs): the next bump wakes it,
+        // and someone else's bump is news to us.
+        let g = h.wait_begin(1_000_000, 5_000);
+        assert_eq!(g, h.generation());
+        h.publish(a, 1, [].into_iter());
+        h.bump(1_004_000);
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        assert!(j.recheck_due(Instant::from_nanos(1_000)));
+        // A waiter that died asleep costs wake-ups only until its lease ends.
+        h.bump(1_006_000);
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        h.wait_end();
+        h.wait_begin(2_000_000, 1_000_000);
+        h.wait_end();
+        h.bump(2_500_000);
+        assert_eq!(
+            mem.1.load(Ordering::Relaxed),
+            1,
+            "nobody counted: no wake-up"
+        );
+    }
+
+    #[test]
+    fn next_timer__held_back_waits_for_heartbeat_lapse_or_starvation_not_recheck_polling() {
+        let mut p = HostParams::from_config(&Config::default(), 2);
+        p.recheck = p.liveness;
+        let h = Host::in_process(&p);
+        let (a, beat) = h.claim(1_000, 1, 0).unwrap();
+        let mut j = Joined::new(h.clone(), a, 1, 0, beat);
+        let now = Instant::from_nanos(30_000_000);
+        j.published_best = vec![5];
+        j.gen_before = h.generation();
+        assert_eq!(j.finish(now, 1, false), Some(now + p.liveness / 4));
+        // Held back, the other's heartbeat fresh: the next look is our
+        // heartbeat (5 ms), not a `recheck` poll.
+        j.others.oldest_beat = 30_000_000;
+        assert_eq!(j.finish(now, 1, true), Some(now + p.liveness / 4));
+        // The other's heartbeat 18 ms old: due when it lapses, in 2 ms.
+        j.others.oldest_beat = 12_000_000;
+        let lapse = Instant::from_nanos(30_000_000 + 2_000_000 + 1);
+        assert_eq!(j.next_timer(now), Some(lapse));
+        assert!(!j.recheck_due(now), "nothing new yet");
+        assert!(j.recheck_due(lapse), "the other lapsed");
+    }
+
+    #[test]
     fn release__by_an_owner_whose_slot_was_taken_leaves_the_new_owner_alone() {
         let (_, h) = table(2);
         let (a, beat_a) = h.claim(1_000, 1, 0).unwrap();
@@ -1175,9 +1444,9 @@ mod tests {
         let late = 1_000 + 20_000_001;
         let (b, _) = h.claim(late, 2, a).unwrap();
         assert_eq!(b, a);
-        h.generation_bump_publish(b, 5_000, [7, 9].into_iter());
+        h.publish(b, 5_000, [7, 9].into_iter());
         // a wakes up and leaves: b's slot, heartbeat and figures must stay.
-        h.release(a, beat_a);
+        h.release(a, beat_a, late);
         let mut o = Others::default();
         h.others(1 - b, late, &mut o);
         assert_eq!(o.live, 1, "b is still live");

@@ -300,6 +300,73 @@ fn grants__the_shortest_message_across_endpoints_is_granted_first() {
     assert!(alone >= 200_000, "{alone}");
 }
 
+/// `shortest_first` with the endpoints' own re-check timer set as long as
+/// the table allows (`liveness`), driven step by step; with `events`, the
+/// loop does what a runtime's waiter does: after every step, an endpoint
+/// whose [`Endpoint::host_wait`] generation is no longer the table's gets
+/// [`Endpoint::host_recheck`]. Returns when the long message completed and
+/// endpoint 0's host figures then.
+fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
+    let c = Config {
+        grant_fifo_fraction: 0,
+        max_overcommit: 1,
+        ..config()
+    };
+    let mut net = lan(72, 4, &c);
+    let mut p = params(&c, 4);
+    p.recheck = p.liveness;
+    let host = share(&mut net, &[0, 1], &p);
+    request(&mut net, 3, 1, 300_000);
+    net.advance(Duration::from_micros(20));
+    request(&mut net, 2, 0, 2_000_000);
+    let deadline = net.now() + Duration::from_secs(1);
+    loop {
+        for h in 0..4 {
+            for ev in net.take_events(h) {
+                if let Event::Request { port, peer, id, .. } = ev {
+                    if h == 0 {
+                        let view = net.endpoint(0).host_view().unwrap();
+                        return (net.now(), view);
+                    }
+                    respond(&mut net, h, port, peer, id, Bytes::from_static(b"k"));
+                }
+            }
+        }
+        if events {
+            for h in 0..2 {
+                let now = net.now();
+                let ep = net.endpoint(h);
+                if ep.host_wait().is_some_and(|g| g != host.generation()) {
+                    ep.host_recheck(now);
+                }
+            }
+        }
+        assert!(
+            net.step() && net.now() < deadline,
+            "stalled at {:?}",
+            net.now()
+        );
+    }
+}
+
+#[test]
+fn recheck__a_held_back_endpoint_is_released_by_the_change_without_a_timer() {
+    let (by_event, ev) = shortest_first_by_events(true);
+    let (by_timer, tv) = shortest_first_by_events(false);
+    eprintln!("long message done: by event {by_event:?} {ev:?}, by timer {by_timer:?} {tv:?}");
+    // The short message's completion (its endpoint's candidates left the
+    // table: a releasing change) moved the generation; the waiter's
+    // re-check granted the long message at once, before any host timer
+    // of endpoint 0 found anything to do.
+    assert!(ev.event_rechecks >= 1, "{ev:?}");
+    assert_eq!(ev.timer_rechecks, 0, "{ev:?}");
+    // Without the waiter only endpoint 0's own timer (its heartbeat, a
+    // quarter of `liveness`) releases it, milliseconds later.
+    assert_eq!(tv.event_rechecks, 0, "{tv:?}");
+    assert!(tv.timer_rechecks >= 1, "{tv:?}");
+    assert!(by_event + Duration::from_millis(2) < by_timer);
+}
+
 // ----- a dead or hostile participant -------------------------------------
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`

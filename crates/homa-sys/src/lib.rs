@@ -15,6 +15,8 @@
 //!   measures the same code.
 //! * [`wait`]: `eventfd`, `timerfd` and `ppoll`, the monotonic clock and
 //!   random seeds.
+//! * [`futex`]: sleeping until a word of (possibly shared) memory
+//!   changes, and waking the sleepers: the host table's waiter.
 //! * [`shm`]: the host table's shared-memory segment under `/dev/shm`
 //!   (created on demand, owner, permissions and size checked, mapped
 //!   shared).
@@ -46,6 +48,8 @@
 //!   `CommandExt::pre_exec` is an `unsafe fn` (the hook runs between fork
 //!   and exec; these only call async-signal-safe functions);
 //! * [`process::tune_malloc`]: `mallopt`, which no crate wraps;
+//! * [`futex`]: the futex word is the low half of a 64-bit atomic word
+//!   (one pointer cast; only the kernel reads it as 32 bits);
 //! * [`shm`]: `mmap`/`munmap` of the host table (rustix's are `unsafe`:
 //!   the mapping is handed out as `&[AtomicU64]`, sized and aligned by
 //!   construction).
@@ -60,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+pub mod futex;
 pub mod process;
 pub mod shm;
 pub mod udp;

@@ -63,6 +63,36 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocke
     Ok(std::net::UdpSocket::from(fd))
 }
 
+/// Attaches to `sock`'s `SO_REUSEPORT` group (the group's sockets in the
+/// order they were bound) a classic BPF program that steers every datagram
+/// to the socket whose index is the CPU that received it (`SKF_AD_CPU`):
+/// with socket `i` served by a thread pinned to CPU `i`, a datagram is
+/// processed by the core whose caches its receive path warmed. A CPU
+/// without a socket of that index falls back to the kernel's hash. The
+/// program is the group's: attaching it once, to any member, is enough.
+pub fn steer_reuseport_by_cpu(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let insn = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut prog = [
+        // A = the receiving CPU (an ancillary load), then return A.
+        insn(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
+        ),
+        insn(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    ns::setsockopt(&sock, sockopt::AttachReusePortCbpf, &fprog)?;
+    Ok(())
+}
+
 /// Which socket buffer [`set_buffer`] sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Buffer {
@@ -567,6 +597,48 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
     }
     use std::net::UdpSocket;
+
+    #[test]
+    fn steer_reuseport_by_cpu__each_cpu_sends_to_its_socket() {
+        // Two sockets on one port; a datagram sent over loopback is
+        // received (softirq) on the sending CPU, so a sender pinned to CPU
+        // c must reach socket c (or socket 0 when only one CPU is allowed:
+        // CPU indexes beyond the group fall back to the hash).
+        let cpus = crate::process::allowed_cpus();
+        let a = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind(addr, true).unwrap();
+        steer_reuseport_by_cpu(a.as_fd()).unwrap();
+        let group = [&a, &b];
+        for s in group {
+            s.set_nonblocking(true).unwrap();
+        }
+        let mut checked = 0;
+        for &cpu in cpus.iter().filter(|&&c| c < 2) {
+            let got = std::thread::spawn(move || {
+                crate::process::pin_current_thread(cpu).unwrap();
+                // Eight source ports: the hash alone would spread them.
+                for _ in 0..8 {
+                    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    tx.send_to(&[cpu as u8], addr).unwrap();
+                }
+            });
+            got.join().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut buf = [0u8; 4];
+            for (i, s) in group.iter().enumerate() {
+                let mut n = 0;
+                while let Ok((len, _)) = s.recv_from(&mut buf) {
+                    assert_eq!((len, buf[0] as usize), (1, cpu));
+                    n += 1;
+                }
+                let want = if i == cpu { 8 } else { 0 };
+                assert_eq!(n, want, "socket {i} from cpu {cpu}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 0, "no CPU among 0 and 1 allowed: {cpus:?}");
+    }
 
     #[test]
     fn dest__maps_ipv4_on_ipv6_socket_and_refuses_the_reverse() {

@@ -143,6 +143,7 @@ impl AsyncSocket {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
+        crate::host::register(&shared)?;
         let _guard = handle.enter();
         let sock = register(
             SharedFd(Arc::clone(&shared), Which::Socket),

@@ -144,6 +144,7 @@ impl Socket {
     /// Opens a socket on `addr` with `config`.
     pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> Result<Socket, Error> {
         let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
+        crate::host::register(&shared)?;
         let background = match shared.config.background {
             Some(period) => {
                 let s = Arc::clone(&shared);

@@ -98,12 +98,22 @@ pub struct Config {
     /// not change; when a socket leaves, its peers' RPCs in progress there
     /// fail like those of a restarted server. Off by default.
     pub reuse_port: bool,
-    /// How often a socket held back by the other participants of its host
-    /// table looks at the table again while it has no traffic of its own
-    /// (`homa_proto::host::HostParams::recheck`). Each look is a wake-up
-    /// of the socket's driver: the protocol's 10 µs suits a busy-polling
-    /// socket or a simulator, not sleeping drivers on shared cores. `None`:
-    /// `HOMA_HOST_RECHECK_US` if set, else 500 µs.
+    /// With [`Config::reuse_port`]: steer each datagram to the socket of
+    /// the group whose index (binding order) is the CPU that received it
+    /// (a classic BPF program on the group, `SO_ATTACH_REUSEPORT_CBPF`),
+    /// instead of the kernel's flow hash. Meant for one socket per CPU,
+    /// socket `i` driven by a thread pinned to CPU `i` (`homa server
+    /// --reuseport --pin`): a datagram is then processed by the core that
+    /// received it. A CPU without a socket of its index falls back to the
+    /// hash. Off by default.
+    pub reuse_port_by_cpu: bool,
+    /// The least time between two wake-ups of a process's host-table
+    /// waiter, the thread that re-checks the process's held-back sockets
+    /// when the table changes (`host` module): bounds the wake-ups (and the
+    /// grant passes) a participant that keeps changing the table can cause
+    /// in this process, at the price of up to this much delay when changes
+    /// come faster. `None`: `HOMA_HOST_RECHECK_US` if set, else 100 µs (at
+    /// most 10 ms).
     pub host_recheck: Option<Duration>,
 }
 
@@ -125,6 +135,7 @@ impl Default for Config {
             host_dir: None,
             host_group: None,
             reuse_port: false,
+            reuse_port_by_cpu: false,
             host_recheck: None,
         }
     }
@@ -201,6 +212,12 @@ impl Config {
     /// Sets [`Config::reuse_port`].
     pub fn with_reuse_port(mut self, reuse: bool) -> Config {
         self.reuse_port = reuse;
+        self
+    }
+
+    /// Sets [`Config::reuse_port_by_cpu`].
+    pub fn with_reuse_port_by_cpu(mut self, by_cpu: bool) -> Config {
+        self.reuse_port_by_cpu = by_cpu;
         self
     }
 

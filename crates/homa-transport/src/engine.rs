@@ -20,7 +20,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::task::Waker;
 use std::thread::Thread;
 use std::time::Duration;
@@ -123,6 +123,9 @@ pub(crate) struct State {
     closed_by_runtime: bool,
     /// Time spent waiting for and holding this state's lock.
     lock_stats: LockStats,
+    /// The generation the endpoint waits for the table to leave, as last
+    /// told to the waiter (`Shared::host_wait`), or `NOT_WAITING`.
+    host_wait: u64,
 }
 
 /// The serial section of a socket: how often its lock was taken, how
@@ -230,6 +233,16 @@ pub(crate) struct Shared {
     epoch: u64,
     /// The host table the endpoint joined.
     host: Option<crate::host::Joining>,
+    /// The waiter of that table in this process (set once the socket is
+    /// shared: `host::register`).
+    waiter: OnceLock<Arc<crate::host::Waiter>>,
+    /// The generation the endpoint, held back by the table, waits for the
+    /// table to leave (`Endpoint::host_wait`), or `host::NOT_WAITING`: what
+    /// the waiter reads without the lock.
+    pub(crate) host_wait: AtomicU64,
+    /// The waiter saw the table move past `host_wait`: the driver's next
+    /// turn re-checks (`Shared::host_poke`).
+    host_poked: AtomicBool,
     pub(crate) config: Config,
     offloads: Offloads,
     state: Mutex<State>,
@@ -249,6 +262,9 @@ impl Shared {
     pub(crate) fn open(addr: SocketAddr, config: Config) -> Result<Shared, Error> {
         config.proto.validate()?;
         let (dp, offloads) = Datapath::open(addr, &config)?;
+        if config.reuse_port && config.reuse_port_by_cpu {
+            homa_sys::udp::steer_reuseport_by_cpu(dp.socket().as_fd())?;
+        }
         let local = dp.socket().local_addr()?;
         let mut ep = Endpoint::new(config.proto.clone(), wait::random_u64())?;
         let port = ep.open_socket(local.port()).map_err(Error::from_proto)?;
@@ -274,6 +290,7 @@ impl Shared {
             closed: false,
             closed_by_runtime: false,
             lock_stats: LockStats::default(),
+            host_wait: crate::host::NOT_WAITING,
             dp,
         };
         Ok(Shared {
@@ -285,6 +302,9 @@ impl Shared {
             ipv6: state.dp.ipv6(),
             epoch,
             host,
+            waiter: OnceLock::new(),
+            host_wait: AtomicU64::new(crate::host::NOT_WAITING),
+            host_poked: AtomicBool::new(false),
             offloads,
             config,
             state: Mutex::new(state),
@@ -390,7 +410,7 @@ impl Shared {
                 .host
                 .as_ref()
                 .zip(st.ep.host_view())
-                .map(|(j, v)| crate::HostMetrics::new(j, v)),
+                .map(|(j, v)| crate::HostMetrics::new(j, v, self.waiter.get())),
         }
     }
 
@@ -577,6 +597,8 @@ impl Shared {
         // Free the slot in the host table at once (not after the liveness
         // bound).
         st.ep.leave_host();
+        self.host_wait
+            .store(crate::host::NOT_WAITING, Ordering::SeqCst);
         // Refuse peers now, not when the last handle is dropped: they
         // learn from ICMP at their next packet instead of retrying into a
         // socket nobody reads.
@@ -616,6 +638,10 @@ impl Shared {
     pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
         let mut total = Received::Empty;
         let mut drained = true;
+        // The host table's waiter poked us (a relaxed load per turn).
+        let poked = self.host_poked.load(Ordering::Relaxed)
+            && self.host_poked.swap(false, Ordering::AcqRel)
+            && self.host_rechecked(st, now);
         for i in 0..MAX_BATCHES_PER_TURN {
             let burst = st.dp.rx_streak >= 2;
             let max = if burst { st.dp.batch_capacity() } else { 1 };
@@ -657,6 +683,7 @@ impl Shared {
             }
         }
         let idle = total == Received::Empty
+            && !poked
             && !st.dp.wants_write()
             && !st.dp.errors_pending()
             && self.next_deadline(st).is_none_or(|d| d > now);
@@ -704,6 +731,89 @@ impl Shared {
         self.dispatch(st);
         st.dp.forget_unreachable();
         st.driving.next_due_stale = true;
+        if self.host.is_some() {
+            self.note_host_wait(st, now);
+        }
+    }
+
+    /// Tells the table's waiter what the endpoint waits for, if that
+    /// changed (a field compare per output while nothing changes).
+    ///
+    /// A pass that raced with someone else's publish waits for a
+    /// generation the table has already left: it looks again at once
+    /// (one more pass), and if that raced too, nudges the generation so
+    /// that the waiter cannot sleep on the current one.
+    #[cold]
+    fn note_host_wait(&self, st: &mut State, now: Instant) {
+        let Some(waiter) = self.waiter.get() else {
+            return;
+        };
+        for retry in [true, false] {
+            let w = st.ep.host_wait().unwrap_or(crate::host::NOT_WAITING);
+            if w != st.host_wait {
+                st.host_wait = w;
+                self.host_wait.store(w, Ordering::SeqCst);
+                if w != crate::host::NOT_WAITING {
+                    waiter.note_waiting();
+                }
+            }
+            if w == crate::host::NOT_WAITING || waiter.table().generation() == w {
+                return;
+            }
+            if retry && st.ep.host_recheck(now) {
+                let State { ep, dp, .. } = st;
+                dp.flush(ep, now);
+                self.dispatch(st);
+                continue;
+            }
+            waiter.nudge();
+            return;
+        }
+    }
+
+    /// The waiter's poke: the table moved while the endpoint was held
+    /// back. The driver re-checks in its next turn (the flag), woken
+    /// through its own eventfd: the waiter never takes the socket's lock
+    /// (a waiter preempted while holding it stalled the driver: 1.9 s of
+    /// lock wait in a 10 s rack run). A socket nobody drives sees the flag
+    /// when a thread next drives it (at the latest the background
+    /// thread's period).
+    pub(crate) fn host_poke(&self) {
+        if !self.host_poked.swap(true, Ordering::SeqCst) {
+            self.wake(Sleeper::Driver);
+            if !self.app_driving.load(Ordering::Acquire) {
+                self.wake(Sleeper::Background);
+            }
+        }
+    }
+
+    /// True while a poke waits for the driver's next turn.
+    pub(crate) fn host_poke_pending(&self) -> bool {
+        self.host_poked.load(Ordering::Acquire)
+    }
+
+    /// A poke: re-checks the table; true if a grant pass is due (or the
+    /// waiter's figure must be refreshed), so the turn processes.
+    #[cold]
+    fn host_rechecked(&self, st: &mut State, now: Instant) -> bool {
+        if st.closed {
+            return false;
+        }
+        if !st.ep.host_recheck(now) {
+            // Nothing to re-check: the waiter's figure was stale.
+            st.host_wait = crate::host::NOT_WAITING;
+        }
+        true
+    }
+
+    /// The host table this socket joined.
+    pub(crate) fn host_joining(&self) -> Option<&crate::host::Joining> {
+        self.host.as_ref()
+    }
+
+    /// Set by `host::register`.
+    pub(crate) fn set_waiter(&self, w: Arc<crate::host::Waiter>) {
+        let _ = self.waiter.set(w);
     }
 
     /// Writes what the datapath has waiting (the socket became writable).

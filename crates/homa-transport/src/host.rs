@@ -28,6 +28,23 @@
 //!   configuration) fails the bind with [`Error::HostSharing`] instead of
 //!   falling back.
 //!
+//! **Re-checks are event-driven.** A socket held back by the others
+//! (`homa_proto::Endpoint::host_wait`) has no packet of its own coming to
+//! wake it. Each table has one *waiter* thread per process
+//! (`homa-host-<n>`), parked while no socket of the process is held back;
+//! otherwise it sleeps on the table's generation word (a futex,
+//! `homa_sys::futex`, shared between the processes of a host-wide table)
+//! and, when a publisher moves the generation (only changes that can
+//! release someone do), pokes the held-back sockets whose generation is
+//! stale: a flag and their driver's eventfd (the waiter never takes a
+//! socket's lock); the driver re-checks in its next turn. The
+//! table counts the sleeping waiters, so an uncontended host never makes
+//! the system call. The waiter sleeps at least [`crate::Config::host_recheck`]
+//! between two wake-ups (a participant spinning the generation costs each
+//! process at most one re-check round per period); the protocol's own host
+//! timer (every `liveness / 4`, and when a participant lapses) is the
+//! fallback.
+//!
 //! The table's parameters (`max_incoming`, `link_mbps`, `max_overcommit`)
 //! come from the socket's protocol configuration and must agree among the
 //! participants: process-wide, sockets with different values get
@@ -36,38 +53,51 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::Thread;
 use std::time::Duration;
 
-use homa_proto::host::{HostError, HostMemory, HostParams};
+use homa_proto::host::{HeapMemory, HostError, HostMemory, HostParams};
 use homa_sys::shm::{Segment, SegmentError};
 
+use crate::engine::Shared;
 use crate::Error;
 
 /// Slots of a host table: most sockets (endpoints) that can join one.
 pub const HOST_SLOTS: u32 = 64;
 
-/// Default of [`crate::Config::host_recheck`].
-pub const DEFAULT_RECHECK: Duration = Duration::from_micros(500);
+/// Default of [`crate::Config::host_recheck`]: the least time between two
+/// wake-ups of a process's waiter.
+pub const DEFAULT_RECHECK: Duration = Duration::from_micros(100);
 
 /// Environment variable setting [`crate::Config::host_recheck`] (µs)
 /// when the configuration leaves it unset.
 pub const ENV_RECHECK: &str = "HOMA_HOST_RECHECK_US";
 
-/// The host parameters of a socket with `config`.
+/// The host parameters of a socket with `config`: the protocol's re-check
+/// timer is only the fallback (the waiter re-checks on changes), so it
+/// runs with the heartbeat, every quarter of `liveness`.
 fn params_for(config: &crate::Config) -> HostParams {
     let mut p = HostParams::from_config(&config.proto, HOST_SLOTS);
-    let recheck = config.host_recheck.or_else(|| {
-        std::env::var(ENV_RECHECK)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_micros)
-    });
-    // Within the protocol's range (positive, at most `liveness`).
-    p.recheck = recheck
-        .unwrap_or(DEFAULT_RECHECK)
-        .clamp(Duration::from_micros(1), p.liveness);
+    p.recheck = p.liveness / 4;
     p
+}
+
+/// The least time between two wake-ups of the waiter
+/// ([`crate::Config::host_recheck`], else `HOMA_HOST_RECHECK_US`, else
+/// [`DEFAULT_RECHECK`]; at most 10 ms).
+fn min_recheck(config: &crate::Config) -> Duration {
+    config
+        .host_recheck
+        .or_else(|| {
+            std::env::var(ENV_RECHECK)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_micros)
+        })
+        .unwrap_or(DEFAULT_RECHECK)
+        .min(Duration::from_millis(10))
 }
 
 /// How long a process waits for another process's fresh table to be
@@ -124,12 +154,174 @@ pub(crate) struct Joining {
     pub(crate) path: Option<PathBuf>,
 }
 
-/// The shared-memory segment as the protocol's table memory.
+/// The shared-memory segment as the protocol's table memory; waiters
+/// sleep on its generation word (a shared futex).
 struct ShmMemory(Segment);
 
 impl HostMemory for ShmMemory {
-    fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+    fn words(&self) -> &[AtomicU64] {
         self.0.words()
+    }
+    fn wake(&self, generation: &AtomicU64) {
+        homa_sys::futex::wake_all(generation);
+    }
+}
+
+/// A process-wide table on the heap, whose waiter sleeps on its
+/// generation word (a futex).
+struct FutexHeap(HeapMemory);
+
+impl HostMemory for FutexHeap {
+    fn words(&self) -> &[AtomicU64] {
+        self.0.words()
+    }
+    fn wake(&self, generation: &AtomicU64) {
+        homa_sys::futex::wake_all(generation);
+    }
+}
+
+/// `Shared::host_wait` of a socket that waits for nothing.
+pub(crate) const NOT_WAITING: u64 = u64::MAX;
+
+/// The waiter of one table in this process: the sockets that joined it
+/// (held back or not), and the thread that re-checks the held-back ones
+/// when the table's generation moves.
+pub(crate) struct Waiter {
+    table: homa_proto::Host,
+    sockets: Mutex<Vec<Weak<Shared>>>,
+    thread: Thread,
+    /// The least time between two wake-ups.
+    min_gap: Duration,
+    /// Wake-ups of the thread (futex returns and unparks), and sockets
+    /// re-checked.
+    pub(crate) wakes: AtomicU64,
+    pub(crate) rechecks: AtomicU64,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter").finish_non_exhaustive()
+    }
+}
+
+/// The waiters of this process, one per table.
+fn waiters() -> &'static Mutex<Vec<Arc<Waiter>>> {
+    static W: OnceLock<Mutex<Vec<Arc<Waiter>>>> = OnceLock::new();
+    W.get_or_init(Mutex::default)
+}
+
+/// The waiter of `table` (its thread started on first use).
+fn waiter_for(table: &homa_proto::Host, min_gap: Duration) -> std::io::Result<Arc<Waiter>> {
+    let mut all = waiters().lock().unwrap_or_else(|p| p.into_inner());
+    let same = |w: &&Arc<Waiter>| std::ptr::eq(w.table.generation_word(), table.generation_word());
+    if let Some(w) = all.iter().find(same) {
+        return Ok(w.clone());
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Arc<Waiter>>();
+    let h = std::thread::Builder::new()
+        .name(format!("homa-host-{}", all.len()))
+        .spawn(move || {
+            if let Ok(w) = rx.recv() {
+                w.run();
+            }
+        })?;
+    let w = Arc::new(Waiter {
+        table: table.clone(),
+        sockets: Mutex::default(),
+        thread: h.thread().clone(),
+        min_gap,
+        wakes: AtomicU64::new(0),
+        rechecks: AtomicU64::new(0),
+    });
+    let _ = tx.send(w.clone());
+    all.push(w.clone());
+    Ok(w)
+}
+
+/// Registers a socket that joined a table with the table's waiter (once
+/// the socket is shared).
+pub(crate) fn register(shared: &Arc<Shared>) -> Result<(), Error> {
+    let Some(j) = shared.host_joining() else {
+        return Ok(());
+    };
+    let w = waiter_for(&j.table, min_recheck(&shared.config))?;
+    let mut s = w.sockets.lock().unwrap_or_else(|p| p.into_inner());
+    s.retain(|x| x.strong_count() > 0);
+    s.push(Arc::downgrade(shared));
+    drop(s);
+    shared.set_waiter(w);
+    Ok(())
+}
+
+impl Waiter {
+    /// The table.
+    pub(crate) fn table(&self) -> &homa_proto::Host {
+        &self.table
+    }
+
+    /// A socket of ours started waiting for the generation to move: wake
+    /// the thread if it is parked (a thread asleep on the generation word
+    /// wakes at the next move anyway).
+    pub(crate) fn note_waiting(&self) {
+        self.thread.unpark();
+    }
+
+    /// A socket of ours waits for a generation the table has already left
+    /// (its pass raced with someone else's publish twice in a row): move
+    /// the generation, so that no waiter sleeps on the current one.
+    pub(crate) fn nudge(&self) {
+        self.table.nudge(homa_sys::wait::monotonic_nanos());
+    }
+
+    /// The thread: re-checks the held-back sockets whose generation is
+    /// stale, then sleeps until the generation moves (counted in the
+    /// table, so that publishers wake it), or parks while no socket waits.
+    fn run(&self) {
+        let lease = Duration::from_millis(20);
+        let mut last_wake = std::time::Instant::now();
+        loop {
+            let g = self.table.generation();
+            let mut waiting = false;
+            let live: Vec<Arc<Shared>> = {
+                let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+                s.retain(|x| x.strong_count() > 0);
+                s.iter().filter_map(Weak::upgrade).collect()
+            };
+            for sh in &live {
+                let w = sh.host_wait.load(Ordering::SeqCst);
+                if w == NOT_WAITING {
+                    continue;
+                }
+                if w != g && !sh.host_poke_pending() {
+                    self.rechecks.fetch_add(1, Ordering::Relaxed);
+                    sh.host_poke();
+                }
+                waiting = true;
+            }
+            drop(live);
+            // Bound the wake-up rate: a participant spinning the generation
+            // gets one round per `min_gap` from us, not one per bump.
+            let gap = self.min_gap.saturating_sub(last_wake.elapsed());
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+            if !waiting {
+                // Nobody held back: not counted, publishers never wake us.
+                std::thread::park_timeout(Duration::from_secs(1));
+            } else {
+                // Sleep only while the generation is still `g`: every
+                // held-back socket waits on it or has been poked (its pass
+                // then waits on `g` or later, or nudges the generation if it
+                // raced).
+                let now = homa_sys::wait::monotonic_nanos();
+                self.table.wait_begin(now, lease.as_nanos() as u64);
+                let word = self.table.generation_word();
+                let _ = homa_sys::futex::wait_while(word, g, Some(lease));
+                self.table.wait_end();
+            }
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+            last_wake = std::time::Instant::now();
+        }
     }
 }
 
@@ -151,7 +343,8 @@ pub(crate) fn process_table(params: &HostParams) -> homa_proto::Host {
     if let Some((_, h)) = t.iter().find(|(p, _)| p == params) {
         return h.clone();
     }
-    let h = homa_proto::Host::in_process(params);
+    let mem = Arc::new(FutexHeap(HeapMemory::new(params.words())));
+    let h = homa_proto::Host::init(mem, params).expect("host parameters within range");
     t.push((params.clone(), h.clone()));
     h
 }
@@ -352,14 +545,26 @@ pub struct HostMetrics {
     /// shared NIC backlog, reclaims and limited passes); flattened in JSON.
     #[serde(flatten)]
     pub view: homa_proto::HostView,
+    /// Wake-ups of this process's waiter for the table (shared by the
+    /// process's sockets on the table).
+    pub waiter_wakes: u64,
+    /// Re-checks of held-back sockets the waiter made (all sockets of the
+    /// process on the table).
+    pub waiter_rechecks: u64,
 }
 
 impl HostMetrics {
-    pub(crate) fn new(j: &Joining, v: homa_proto::HostView) -> HostMetrics {
+    pub(crate) fn new(
+        j: &Joining,
+        v: homa_proto::HostView,
+        w: Option<&Arc<Waiter>>,
+    ) -> HostMetrics {
         HostMetrics {
             mode: j.mode,
             path: j.path.clone(),
             view: v,
+            waiter_wakes: w.map_or(0, |w| w.wakes.load(Ordering::Relaxed)),
+            waiter_rechecks: w.map_or(0, |w| w.rechecks.load(Ordering::Relaxed)),
         }
     }
 }

@@ -295,6 +295,63 @@ fn sigkill__the_survivor_keeps_completing_rpcs_and_sees_one_participant() {
 }
 
 #[test]
+fn waiter__the_other_process_change_releases_a_held_back_socket() {
+    // Two receivers on one table, one per process: the child's echo
+    // server, and `server` here, the only socket of this process on the
+    // table. Their senders do not share (`Off`). Both receive 1 MB
+    // requests at once under a 100 kB host budget, so each is held back by
+    // the other's granted bytes; what releases `server` without a packet
+    // of its own is the child's publish (its incoming bytes fell), which
+    // wakes this process's waiter through the futex on the shared
+    // generation word.
+    let dir = private_dir("waiter");
+    let (child, addr) = child(&dir);
+    let (server, h) = echo_server("127.0.0.1:0", host_config(&dir));
+    let off = small_budget(Config::default()).with_host_sharing(HostSharing::Off);
+    let to_child = Socket::bind_with("127.0.0.1:0", off.clone()).unwrap();
+    let to_here = Socket::bind_with("127.0.0.1:0", off).unwrap();
+    // Whether the two processes' transfers overlap is up to the
+    // scheduler: rounds run until this process's socket was held back and
+    // released by the waiter (at most 30 s; without the waiter, never).
+    let t = Instant::now();
+    let mut rounds = 0;
+    let m = loop {
+        let calls: Vec<_> = (0..4)
+            .flat_map(|i| {
+                let n = rounds * 8 + i * 2;
+                [
+                    to_child.start_call_timeout(addr, pattern(1 << 20, n), HANG),
+                    to_here.start_call_timeout(server.local_addr(), pattern(1 << 20, n + 1), HANG),
+                ]
+            })
+            .map(Result::unwrap)
+            .collect();
+        for c in calls {
+            assert_eq!(c.wait().unwrap().len(), 1 << 20);
+        }
+        rounds += 1;
+        let m = server.metrics().host.unwrap();
+        let released = m.view.event_rechecks > 0 && m.waiter_rechecks > 0;
+        if released || t.elapsed() > Duration::from_secs(30) {
+            break m;
+        }
+    };
+    eprintln!(
+        "{rounds} rounds of 8 MB in {:?}; server here: {m:?}",
+        t.elapsed()
+    );
+    assert!(m.view.limited_passes > 0, "never held back: {m:?}");
+    assert!(
+        m.view.event_rechecks > 0 && m.waiter_rechecks > 0,
+        "a change of the child never released this process's socket: {m:?}"
+    );
+    server.close();
+    assert_eq!(h.join().unwrap(), 4 * rounds);
+    child.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn garbage_table__refused_when_asked_for_and_never_opened_by_default() {
     let dir = private_dir("garbage");
     let path = homa_transport::host::host_table_path(Some(&dir)).unwrap();
