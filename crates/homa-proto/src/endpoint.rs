@@ -28,7 +28,6 @@ use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use slab::Slab;
 
 use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
@@ -228,7 +227,7 @@ pub struct Endpoint {
     pub(crate) next_client_port: u16,
     pub(crate) next_client_id: u64,
     pub(crate) next_seq: u64,
-    pub(crate) rpcs: Slab<Rpc>,
+    pub(crate) rpcs: crate::rpc::RpcTable,
     pub(crate) client_rpcs: Map<u64, usize>,
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: PeerTable,
@@ -272,6 +271,10 @@ pub struct Endpoint {
     pub(crate) rx_link: crate::timer::RxLink,
     /// Membership in a host table (`host` module), if joined.
     pub(crate) host: Option<Box<crate::host::Joined>>,
+    /// The level of each IP precedence value (`tos >> 5`) under
+    /// `config.priority_map`, `u8::MAX` for none: [`Endpoint::level_of_tos`]
+    /// per datagram without a search.
+    tos_levels: [u8; 8],
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -319,7 +322,7 @@ impl Endpoint {
             next_client_port: first_port,
             next_client_id,
             next_seq: 1,
-            rpcs: Slab::new(),
+            rpcs: Default::default(),
             client_rpcs: Map::with_hasher(hasher()),
             server_rpcs: Map::with_hasher(hasher()),
             peers: PeerTable::new(hasher()),
@@ -347,6 +350,7 @@ impl Endpoint {
             born: None,
             rx_link: Default::default(),
             host: None,
+            tos_levels: tos_levels(&config),
             config,
         })
     }
@@ -810,9 +814,10 @@ impl Endpoint {
 
     /// The priority level whose packets carry this IP TOS / traffic-class
     /// byte under [`Config::priority_map`], if any.
+    #[inline]
     pub fn level_of_tos(&self, tos: u8) -> Option<u8> {
-        let value = tos >> 5;
-        (0..self.config.num_priorities).find(|&l| self.config.priority_map[l as usize] == value)
+        let l = self.tos_levels[(tos >> 5) as usize];
+        (l != u8::MAX).then_some(l)
     }
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
@@ -889,6 +894,12 @@ impl Endpoint {
             self.grant_remove(key);
         }
         let rpc = self.rpcs.remove(key);
+        self.forget_rpc(key, &rpc);
+        self.rpcs.recycle(rpc);
+    }
+
+    /// [`Endpoint::free_rpc`] of an RPC just removed from the table.
+    fn forget_rpc(&mut self, key: usize, rpc: &Rpc) {
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
@@ -1092,6 +1103,20 @@ fn peer_slot<'a>(
 
 /// Unscheduled bytes for a message to a peer with this state: RTTbytes
 /// once the RTT is measured (if configured), else the configured value.
+/// The lowest level whose `priority_map` value is each precedence value
+/// (`u8::MAX`: none), for [`Endpoint::level_of_tos`].
+fn tos_levels(config: &Config) -> [u8; 8] {
+    let mut t = [u8::MAX; 8];
+    for (value, slot) in t.iter_mut().enumerate() {
+        if let Some(l) =
+            (0..config.num_priorities).find(|&l| config.priority_map[l as usize] as usize == value)
+        {
+            *slot = l;
+        }
+    }
+    t
+}
+
 fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
     match peer {
         Some(p) if c.unsched_from_rtt => {
@@ -1103,4 +1128,31 @@ fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
 
 fn rng_u64(seed: u64, stream: u64) -> u64 {
     Rng::new(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).next_u64()
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_of_tos__lowest_level_mapped_to_the_precedence_or_none() {
+        let maps: [(u8, [u8; 8]); 3] = [
+            (8, [0, 1, 2, 3, 4, 5, 6, 7]),
+            (8, [1, 1, 3, 3, 5, 5, 7, 7]),
+            (4, [7, 6, 5, 4, 0, 1, 2, 3]),
+        ];
+        for (num_priorities, priority_map) in maps {
+            let config = Config {
+                num_priorities,
+                priority_map,
+                ..Config::default()
+            };
+            let ep = Endpoint::new(config, 1).unwrap();
+            for tos in 0..=255u8 {
+                let want = (0..num_priorities).find(|&l| priority_map[l as usize] == tos >> 5);
+                assert_eq!(ep.level_of_tos(tos), want, "map {priority_map:?} tos {tos}");
+            }
+        }
+    }
 }

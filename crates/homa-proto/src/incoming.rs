@@ -338,7 +338,7 @@ impl Endpoint {
             let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
-            rpc.msgin = Some(msgin);
+            rpc.msgin = Some(Box::new(msgin));
             rpc.heard(now);
             rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
             self.grant_refresh(key);
@@ -442,7 +442,7 @@ impl Endpoint {
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
                 debug_assert!(charged, "every RPC's peer has state");
-                self.rpcs[key].msgin = Some(msgin);
+                self.rpcs[key].msgin = Some(Box::new(msgin));
                 // The message joins the grant scheduler now, whatever becomes
                 // of this first packet.
                 self.grant_update(key);
