@@ -770,16 +770,51 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         self.touch(now);
-        let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
-        let (repr, payload) = match Repr::parse_with_payload(datagram) {
-            Ok(r) => r,
-            Err(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
-        };
+        let level = self.arrival_level(level);
+        match Repr::parse_with_payload(datagram) {
+            Ok((repr, payload)) => self.dispatch(now, src, level, &repr, payload, datagram.len()),
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Like [`Endpoint::handle_datagram_at_level`] for each of the
+    /// datagrams `batch` holds back to back, every `segment` bytes (a
+    /// GRO batch: the last may be shorter), all from `src` at `level`.
+    /// The result is the same as handing them over one by one, but
+    /// consecutive DATA packets of one message are added to it without
+    /// looking its RPC up again, and its grant state is updated once for
+    /// the run instead of once per packet.
+    pub fn handle_datagram_batch_at_level(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        batch: &[u8],
+        segment: usize,
+    ) {
+        self.touch(now);
+        let level = self.arrival_level(level);
+        self.handle_batch(now, src, level, batch, segment.max(1));
+    }
+
+    /// An arrival level as the receive path keeps it.
+    #[inline]
+    fn arrival_level(&self, level: Option<u8>) -> u8 {
+        level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1))
+    }
+
+    /// Handles one parsed packet of `len` bytes.
+    pub(crate) fn dispatch(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: u8,
+        repr: &Repr,
+        payload: &[u8],
+        datagram_len: usize,
+    ) {
         let ty = repr.body.packet_type();
-        self.stats.received.add(ty, datagram.len());
+        self.stats.received.add(ty, datagram_len);
         if repr.sport != src.port() {
             self.stats.port_mismatch += 1;
             return;
@@ -797,17 +832,17 @@ impl Endpoint {
         };
         let local = local_id(repr.sender_id);
         let inc = repr.incarnation;
-        match repr.body {
+        match &repr.body {
             Body::Data(h) => {
-                self.handle_data(now, src, repr.dport, server, local, inc, &h, payload, level)
+                self.handle_data(now, src, repr.dport, server, local, inc, h, payload, level)
             }
-            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, &g),
-            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, &r),
-            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, u),
+            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, g),
+            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, r),
+            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, *u),
             Body::Busy => self.handle_busy(now, src, repr.dport, local, inc),
-            Body::Cutoffs(c) => self.handle_cutoffs(src, &c),
+            Body::Cutoffs(c) => self.handle_cutoffs(src, c),
             Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local, inc),
-            Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
+            Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, a),
             Body::Freeze => {}
         }
     }
