@@ -28,7 +28,6 @@ use core::net::SocketAddr;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use slab::Slab;
 
 use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
@@ -228,7 +227,7 @@ pub struct Endpoint {
     pub(crate) next_client_port: u16,
     pub(crate) next_client_id: u64,
     pub(crate) next_seq: u64,
-    pub(crate) rpcs: Slab<Rpc>,
+    pub(crate) rpcs: crate::rpc::RpcTable,
     pub(crate) client_rpcs: Map<u64, usize>,
     pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
     pub(crate) peers: PeerTable,
@@ -272,6 +271,10 @@ pub struct Endpoint {
     pub(crate) rx_link: crate::timer::RxLink,
     /// Membership in a host table (`host` module), if joined.
     pub(crate) host: Option<Box<crate::host::Joined>>,
+    /// The level of each IP precedence value (`tos >> 5`) under
+    /// `config.priority_map`, `u8::MAX` for none: [`Endpoint::level_of_tos`]
+    /// per datagram without a search.
+    tos_levels: [u8; 8],
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -319,7 +322,7 @@ impl Endpoint {
             next_client_port: first_port,
             next_client_id,
             next_seq: 1,
-            rpcs: Slab::new(),
+            rpcs: Default::default(),
             client_rpcs: Map::with_hasher(hasher()),
             server_rpcs: Map::with_hasher(hasher()),
             peers: PeerTable::new(hasher()),
@@ -347,6 +350,7 @@ impl Endpoint {
             born: None,
             rx_link: Default::default(),
             host: None,
+            tos_levels: tos_levels(&config),
             config,
         })
     }
@@ -766,16 +770,51 @@ impl Endpoint {
         datagram: &[u8],
     ) {
         self.touch(now);
-        let level = level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1));
-        let (repr, payload) = match Repr::parse_with_payload(datagram) {
-            Ok(r) => r,
-            Err(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
-        };
+        let level = self.arrival_level(level);
+        match Repr::parse_with_payload(datagram) {
+            Ok((repr, payload)) => self.dispatch(now, src, level, &repr, payload, datagram.len()),
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Like [`Endpoint::handle_datagram_at_level`] for each of the
+    /// datagrams `batch` holds back to back, every `segment` bytes (a
+    /// GRO batch: the last may be shorter), all from `src` at `level`.
+    /// The result is the same as handing them over one by one, but
+    /// consecutive DATA packets of one message are added to it without
+    /// looking its RPC up again, and its grant state is updated once for
+    /// the run instead of once per packet.
+    pub fn handle_datagram_batch_at_level(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        batch: &[u8],
+        segment: usize,
+    ) {
+        self.touch(now);
+        let level = self.arrival_level(level);
+        self.handle_batch(now, src, level, batch, segment.max(1));
+    }
+
+    /// An arrival level as the receive path keeps it.
+    #[inline]
+    fn arrival_level(&self, level: Option<u8>) -> u8 {
+        level.map_or(UNKNOWN_LEVEL, |l| l.min(self.config.num_priorities - 1))
+    }
+
+    /// Handles one parsed packet of `len` bytes.
+    pub(crate) fn dispatch(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: u8,
+        repr: &Repr,
+        payload: &[u8],
+        datagram_len: usize,
+    ) {
         let ty = repr.body.packet_type();
-        self.stats.received.add(ty, datagram.len());
+        self.stats.received.add(ty, datagram_len);
         if repr.sport != src.port() {
             self.stats.port_mismatch += 1;
             return;
@@ -793,26 +832,27 @@ impl Endpoint {
         };
         let local = local_id(repr.sender_id);
         let inc = repr.incarnation;
-        match repr.body {
+        match &repr.body {
             Body::Data(h) => {
-                self.handle_data(now, src, repr.dport, server, local, inc, &h, payload, level)
+                self.handle_data(now, src, repr.dport, server, local, inc, h, payload, level)
             }
-            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, &g),
-            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, &r),
-            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, u),
+            Body::Grant(g) => self.handle_grant(now, src, repr.dport, local, inc, g),
+            Body::Resend(r) => self.handle_resend(now, src, repr.dport, server, local, inc, r),
+            Body::RpcUnknown(u) => self.handle_rpc_unknown(now, src, repr.dport, local, inc, *u),
             Body::Busy => self.handle_busy(now, src, repr.dport, local, inc),
-            Body::Cutoffs(c) => self.handle_cutoffs(src, &c),
+            Body::Cutoffs(c) => self.handle_cutoffs(src, c),
             Body::NeedAck => self.handle_need_ack(now, src, repr.dport, local, inc),
-            Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, &a),
+            Body::Ack(a) => self.handle_ack(now, src, repr.dport, local, a),
             Body::Freeze => {}
         }
     }
 
     /// The priority level whose packets carry this IP TOS / traffic-class
     /// byte under [`Config::priority_map`], if any.
+    #[inline]
     pub fn level_of_tos(&self, tos: u8) -> Option<u8> {
-        let value = tos >> 5;
-        (0..self.config.num_priorities).find(|&l| self.config.priority_map[l as usize] == value)
+        let l = self.tos_levels[(tos >> 5) as usize];
+        (l != u8::MAX).then_some(l)
     }
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
@@ -889,6 +929,12 @@ impl Endpoint {
             self.grant_remove(key);
         }
         let rpc = self.rpcs.remove(key);
+        self.forget_rpc(key, &rpc);
+        self.rpcs.recycle(rpc);
+    }
+
+    /// [`Endpoint::free_rpc`] of an RPC just removed from the table.
+    fn forget_rpc(&mut self, key: usize, rpc: &Rpc) {
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
@@ -1092,6 +1138,20 @@ fn peer_slot<'a>(
 
 /// Unscheduled bytes for a message to a peer with this state: RTTbytes
 /// once the RTT is measured (if configured), else the configured value.
+/// The lowest level whose `priority_map` value is each precedence value
+/// (`u8::MAX`: none), for [`Endpoint::level_of_tos`].
+fn tos_levels(config: &Config) -> [u8; 8] {
+    let mut t = [u8::MAX; 8];
+    for (value, slot) in t.iter_mut().enumerate() {
+        if let Some(l) =
+            (0..config.num_priorities).find(|&l| config.priority_map[l as usize] as usize == value)
+        {
+            *slot = l;
+        }
+    }
+    t
+}
+
 fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
     match peer {
         Some(p) if c.unsched_from_rtt => {
@@ -1103,4 +1163,31 @@ fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
 
 fn rng_u64(seed: u64, stream: u64) -> u64 {
     Rng::new(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).next_u64()
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_of_tos__lowest_level_mapped_to_the_precedence_or_none() {
+        let maps: [(u8, [u8; 8]); 3] = [
+            (8, [0, 1, 2, 3, 4, 5, 6, 7]),
+            (8, [1, 1, 3, 3, 5, 5, 7, 7]),
+            (4, [7, 6, 5, 4, 0, 1, 2, 3]),
+        ];
+        for (num_priorities, priority_map) in maps {
+            let config = Config {
+                num_priorities,
+                priority_map,
+                ..Config::default()
+            };
+            let ep = Endpoint::new(config, 1).unwrap();
+            for tos in 0..=255u8 {
+                let want = (0..num_priorities).find(|&l| priority_map[l as usize] == tos >> 5);
+                assert_eq!(ep.level_of_tos(tos), want, "map {priority_map:?} tos {tos}");
+            }
+        }
+    }
 }

@@ -15,8 +15,8 @@ use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, Rpc, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
-    AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, ResendHeader,
-    RpcUnknownHeader, UnknownStatus,
+    AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, PacketType, Repr,
+    ResendHeader, RpcUnknownHeader, UnknownStatus,
 };
 use crate::{Event, Instant, RpcError, DELIVERED_OVERHEAD};
 
@@ -33,6 +33,47 @@ impl Payload<'_> {
             Payload::Copy(m) => m.len(),
             Payload::Owned(m) => m.len(),
         }
+    }
+}
+
+/// What became of a DATA packet added to a message being reassembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Added {
+    /// Not added (duplicate, out of range, beyond the grant, too many gaps).
+    Dropped,
+    /// Added; the message is not complete.
+    Progress,
+    /// Added, and the message was delivered.
+    Complete,
+}
+
+/// A run of DATA packets of one message in one GRO batch, handled after
+/// its first packet without looking the RPC up again: the packets' common
+/// header fields, the RPC, and whether its grant state awaits an update.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    key: usize,
+    seq: u64,
+    sport: u16,
+    dport: u16,
+    sender_id: u64,
+    incarnation: u64,
+    message_length: u32,
+    /// The last piggybacked ack applied (applying it again changes nothing).
+    ack: AckEntry,
+    /// Bytes were added since the RPC's last grant update.
+    dirty: bool,
+}
+
+impl Run {
+    /// True if `repr` (DATA `h`) continues the run.
+    #[inline]
+    fn matches(&self, repr: &Repr, h: &DataHeader) -> bool {
+        repr.sender_id == self.sender_id
+            && repr.sport == self.sport
+            && repr.dport == self.dport
+            && repr.incarnation == self.incarnation
+            && h.message_length == self.message_length
     }
 }
 
@@ -91,6 +132,148 @@ impl Endpoint {
         }
         if h.ack.client_id != 0 {
             self.apply_ack(now, src, h.ack);
+        }
+    }
+
+    /// The packets of a GRO batch, cut every `segment` bytes: see
+    /// [`Endpoint::handle_datagram_batch_at_level`]. After a DATA packet
+    /// whose message is being reassembled, the packets that follow with
+    /// the same header fields (source, ports, RPC, incarnation, message
+    /// length) form a run: each is added to the message as
+    /// [`Endpoint::handle_data`] would, without its lookups and checks
+    /// (their outcome cannot differ from the first packet's), and the
+    /// grant scheduler learns the run's progress once, when it ends (no
+    /// grant pass runs in between). A piggybacked ack that repeats the
+    /// previous one is not applied again (it would change nothing).
+    pub(crate) fn handle_batch(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: u8,
+        batch: &[u8],
+        segment: usize,
+    ) {
+        let mut run: Option<Run> = None;
+        for datagram in batch.chunks(segment) {
+            let parsed = Repr::parse_with_payload(datagram);
+            if let (Some(r), Ok((repr, payload))) = (run.as_mut(), &parsed) {
+                if let Body::Data(h) = &repr.body {
+                    if r.matches(repr, h) {
+                        if !self.continue_run(now, src, r, h, payload, level, datagram.len()) {
+                            run = None;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some(r) = run.take() {
+                self.end_run(r);
+            }
+            match parsed {
+                Ok((repr, payload)) => {
+                    self.dispatch(now, src, level, &repr, payload, datagram.len());
+                    run = self.start_run(src, &repr);
+                }
+                Err(_) => self.stats.malformed += 1,
+            }
+        }
+        if let Some(r) = run {
+            self.end_run(r);
+        }
+    }
+
+    /// A run starting after `repr`, just handled, if it was DATA of a
+    /// message being reassembled that the packets after it may continue.
+    fn start_run(&self, src: SocketAddr, repr: &Repr) -> Option<Run> {
+        let Body::Data(h) = &repr.body else {
+            return None;
+        };
+        if repr.sport != src.port() || !self.sockets.contains_key(&repr.dport) {
+            return None;
+        }
+        let local = local_id(repr.sender_id);
+        let key = if local & 1 == 0 {
+            let key = *self.client_rpcs.get(&local)?;
+            let rpc = &self.rpcs[key];
+            (rpc.peer == src && rpc.echo == repr.incarnation).then_some(key)?
+        } else {
+            *self.server_rpcs.get(&(src, local))?
+        };
+        let rpc = &self.rpcs[key];
+        let reassembling = rpc.port == repr.dport
+            && rpc.state == RpcState::Incoming
+            && rpc.waiting.is_none()
+            && rpc
+                .msgin
+                .as_ref()
+                .is_some_and(|m| m.length() == h.message_length);
+        reassembling.then_some(Run {
+            key,
+            seq: rpc.seq,
+            sport: repr.sport,
+            dport: repr.dport,
+            sender_id: repr.sender_id,
+            incarnation: repr.incarnation,
+            message_length: h.message_length,
+            ack: h.ack,
+            dirty: false,
+        })
+    }
+
+    /// Adds the next DATA packet of run `r` (see [`Endpoint::handle_batch`]);
+    /// false if the run ended (its message was delivered).
+    #[allow(clippy::too_many_arguments)]
+    fn continue_run(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        r: &mut Run,
+        h: &DataHeader,
+        payload: &[u8],
+        level: u8,
+        len: usize,
+    ) -> bool {
+        self.stats.received.add(PacketType::Data, len);
+        debug_assert!(self.live(r.key, r.seq), "a run ends with its RPC");
+        // What `accept_data` does for a message being reassembled.
+        let answer = Answer::Data {
+            offset: h.offset,
+            retransmit: h.retransmit,
+        };
+        self.rtt_sample(now, r.key, answer);
+        let rpc = &mut self.rpcs[r.key];
+        rpc.heard(now);
+        rpc.busy = false;
+        if rpc.starving {
+            rpc.starving = false;
+            self.grants.request_pass();
+        }
+        let going = match self.add_to_message(now, r.key, h, payload, level, true) {
+            Added::Dropped => true,
+            Added::Progress => {
+                r.dirty = true;
+                true
+            }
+            Added::Complete => {
+                r.dirty = false;
+                false
+            }
+        };
+        // What `handle_data` does after it.
+        if h.cutoff_version != self.prio.version {
+            self.send_cutoffs(now, src, r.dport, local_id(r.sender_id));
+        }
+        if h.ack.client_id != 0 && h.ack != r.ack {
+            r.ack = h.ack;
+            self.apply_ack(now, src, h.ack);
+        }
+        going
+    }
+
+    /// The run is over: the grant scheduler learns its progress.
+    fn end_run(&mut self, r: Run) {
+        if r.dirty && self.live(r.key, r.seq) {
+            self.grant_update(r.key);
         }
     }
 
@@ -338,7 +521,7 @@ impl Endpoint {
             let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
-            rpc.msgin = Some(msgin);
+            rpc.msgin = Some(Box::new(msgin));
             rpc.heard(now);
             rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
             self.grant_refresh(key);
@@ -442,7 +625,7 @@ impl Endpoint {
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
                 debug_assert!(charged, "every RPC's peer has state");
-                self.rpcs[key].msgin = Some(msgin);
+                self.rpcs[key].msgin = Some(Box::new(msgin));
                 // The message joins the grant scheduler now, whatever becomes
                 // of this first packet.
                 self.grant_update(key);
@@ -453,7 +636,6 @@ impl Endpoint {
             retransmit: h.retransmit,
         };
         self.rtt_sample(now, key, answer);
-        let max_gaps = self.config.max_gaps;
         let rpc = &mut self.rpcs[key];
         rpc.heard(now);
         rpc.busy = false;
@@ -475,12 +657,31 @@ impl Endpoint {
             self.deliver(key, Payload::Copy(payload), 0);
             return;
         }
-        let rpc = &mut self.rpcs[key];
-        let msgin = rpc.msgin.as_mut().expect("charged above");
+        let msgin = self.rpcs[key].msgin.as_ref().expect("charged above");
         if msgin.length() != h.message_length {
             self.stats.bad_data += 1;
             return;
         }
+        self.add_to_message(now, key, h, payload, level, false);
+    }
+
+    /// Adds a DATA packet's bytes to RPC `key`'s message being reassembled
+    /// (of `h.message_length` bytes), then delivers it if complete, or
+    /// updates its silence mark and, unless `defer_grant` (the caller does
+    /// it once for a run of packets), its place in the grant scheduler.
+    /// Returns what became of the packet.
+    fn add_to_message(
+        &mut self,
+        now: Instant,
+        key: usize,
+        h: &DataHeader,
+        payload: &[u8],
+        level: u8,
+        defer_grant: bool,
+    ) -> Added {
+        let max_gaps = self.config.max_gaps;
+        let rpc = &mut self.rpcs[key];
+        let msgin = rpc.msgin.as_mut().expect("a message being reassembled");
         let gaps_before = msgin.gaps().len();
         // The link time this packet took, at the level it travelled (as
         // reported, else the level it was sent at as far as we know).
@@ -509,7 +710,7 @@ impl Endpoint {
         };
         if let Some(counter) = dropped {
             *counter += 1;
-            return;
+            return Added::Dropped;
         }
         let opened_gap = msgin.gaps().len() > gaps_before;
         let complete = msgin.is_complete();
@@ -527,15 +728,19 @@ impl Endpoint {
             rpc.grant_level
         };
         rpc.quiet_mark = (waits_at, self.rx_link.at_or_above(waits_at));
-        self.grant_update(key);
         if complete {
+            self.grant_update(key);
             self.message_complete(key);
-            return;
+            return Added::Complete;
+        }
+        if !defer_grant {
+            self.grant_update(key);
         }
         if opened_gap {
             let peer = self.rpcs[key].peer;
             self.arm_gap_check(now, peer);
         }
+        Added::Progress
     }
 
     /// A whole message arrived: deliver it.

@@ -447,7 +447,12 @@ impl Endpoint {
             if let Body::Data(d) = &mut header.body {
                 d.offset = offset;
             }
-            header.emit(&mut Packet::new_unchecked(buf.header(DataHeader::LEN)));
+            // A fixed-size header: written without a bounds check per field.
+            let h = buf
+                .header(DataHeader::LEN)
+                .first_chunk_mut::<{ DataHeader::LEN }>()
+                .expect("a header of the length asked for");
+            header.emit(&mut Packet::new_unchecked(h));
             buf.payload(m.data(), offset, len);
             self.stats
                 .sent

@@ -5,8 +5,10 @@
 //! knows nothing of calls, waiters or threads.
 //!
 //! * [`Datapath::receive`] reads one `recvmsg`/`recvmmsg` batch and hands
-//!   every Homa packet of it to [`homa_proto::Endpoint::handle_datagram_at_level`]
-//!   (a GRO batch cut at its segment size).
+//!   every datagram of it to [`homa_proto::Endpoint::handle_datagram_at_level`],
+//!   a GRO batch whole to
+//!   [`homa_proto::Endpoint::handle_datagram_batch_at_level`] (which cuts
+//!   it at its segment size).
 //! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit_packets`]
 //!   into the kernel: a multi-packet transmit as one GSO send whose iovecs
 //!   alternate the packets' headers and their payloads (slices of the
@@ -315,12 +317,12 @@ impl Datapath {
             let level = meta.tos.and_then(|t| ep.level_of_tos(t));
             let before = packets;
             match meta.segment {
-                Some(seg) if seg < data.len() => {
+                Some(seg) if seg > 0 && seg < data.len() => {
+                    // One call per GRO batch: the endpoint handles a run of
+                    // one message's packets with one lookup.
                     stats.gro_batches += 1;
-                    for chunk in data.chunks(seg) {
-                        ep.handle_datagram_at_level(now, src, level, chunk);
-                        packets += 1;
-                    }
+                    ep.handle_datagram_batch_at_level(now, src, level, data, seg);
+                    packets += data.len().div_ceil(seg);
                 }
                 _ => {
                     ep.handle_datagram_at_level(now, src, level, data);

@@ -57,8 +57,11 @@ pub(crate) struct Rpc {
     pub state: RpcState,
     /// Our message, once there is one.
     pub msgout: Option<MsgOut>,
-    /// The peer's message, once its first packet arrived.
-    pub msgin: Option<MsgIn>,
+    /// The peer's message, once its first packet arrived and only if it
+    /// needs reassembly (a single-packet message is delivered from its
+    /// packet). Boxed: the RPC is moved into and out of its table once
+    /// each, and most never have one.
+    pub msgin: Option<Box<MsgIn>>,
     /// Where the RPC sits in the transmit queues, if it does.
     pub xmit_key: Option<XmitPos>,
     /// True while the RPC sits in the retransmission queue.
@@ -197,4 +200,166 @@ pub(crate) enum XmitPos {
 /// Converts a `sender_id` from the wire into the receiver's local id.
 pub(crate) const fn local_id(sender_id: u64) -> u64 {
     sender_id ^ 1
+}
+
+/// Spare boxes [`RpcTable`] keeps for reuse, at most: enough for the RPCs
+/// a busy endpoint starts between two frees, small next to the RPCs
+/// themselves.
+const SPARE_RPCS: usize = 256;
+
+/// The endpoint's RPCs by key (a slot that stays valid while the RPC
+/// lives). Each RPC lives in its own box, and freed boxes are reused: an
+/// RPC is written once when it starts and never moved after (a slab of
+/// RPCs moved every RPC in and out of the table, a few hundred bytes
+/// each), and a steady stream of RPCs allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct RpcTable {
+    slots: slab::Slab<Box<Rpc>>,
+    /// Boxes of freed RPCs (boxed on purpose: they move into `slots`).
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Rpc>>,
+}
+
+impl RpcTable {
+    /// The key the next [`RpcTable::insert`] returns.
+    #[inline]
+    pub(crate) fn vacant_key(&self) -> usize {
+        self.slots.vacant_key()
+    }
+
+    /// Stores a new RPC; returns its key.
+    #[inline]
+    pub(crate) fn insert(&mut self, rpc: Rpc) -> usize {
+        let b = match self.spare.pop() {
+            Some(mut b) => {
+                *b = rpc;
+                b
+            }
+            None => Box::new(rpc),
+        };
+        self.slots.insert(b)
+    }
+
+    /// Removes RPC `key` (which must exist) from the table; hand it back
+    /// with [`RpcTable::recycle`] once done with it.
+    #[inline]
+    pub(crate) fn remove(&mut self, key: usize) -> Box<Rpc> {
+        self.slots.remove(key)
+    }
+
+    /// Keeps a removed RPC's box for the next RPC (its messages are
+    /// dropped now).
+    #[inline]
+    pub(crate) fn recycle(&mut self, mut rpc: Box<Rpc>) {
+        if self.spare.len() < SPARE_RPCS {
+            rpc.msgout = None;
+            rpc.msgin = None;
+            self.spare.push(rpc);
+        }
+    }
+
+    /// RPC `key`, if it exists.
+    #[inline]
+    pub(crate) fn get(&self, key: usize) -> Option<&Rpc> {
+        self.slots.get(key).map(|b| &**b)
+    }
+
+    /// True if RPC `key` exists.
+    #[inline]
+    pub(crate) fn contains(&self, key: usize) -> bool {
+        self.slots.contains(key)
+    }
+
+    /// Number of RPCs.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True if there is no RPC.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every RPC with its key.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Rpc)> {
+        self.slots.iter().map(|(k, b)| (k, &**b))
+    }
+
+    /// Every RPC with its key, mutable.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Rpc)> {
+        self.slots.iter_mut().map(|(k, b)| (k, &mut **b))
+    }
+}
+
+impl core::ops::Index<usize> for RpcTable {
+    type Output = Rpc;
+    #[inline]
+    fn index(&self, key: usize) -> &Rpc {
+        &self.slots[key]
+    }
+}
+
+impl core::ops::IndexMut<usize> for RpcTable {
+    #[inline]
+    fn index_mut(&mut self, key: usize) -> &mut Rpc {
+        &mut self.slots[key]
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    fn insert(t: &mut RpcTable, id: u64) -> usize {
+        let peer = "10.0.0.1:9".parse().unwrap();
+        t.insert(Rpc::new(
+            id,
+            id,
+            peer,
+            1,
+            RpcState::Outgoing,
+            0,
+            Instant::ZERO,
+        ))
+    }
+
+    #[test]
+    fn rpc_table__reuses_freed_boxes_without_their_messages() {
+        let mut t = RpcTable::default();
+        let k = insert(&mut t, 2);
+        t[k].msgout = Some(MsgOut::new(
+            bytes::Bytes::from_static(b"abc"),
+            1400,
+            1400,
+            0,
+            Instant::ZERO,
+        ));
+        let b = t.remove(k);
+        let addr = &*b as *const Rpc;
+        t.recycle(b);
+        assert!(t.is_empty() && t.get(k).is_none());
+        assert_eq!(t.spare.len(), 1);
+        assert!(t.spare[0].msgout.is_none(), "a spare box keeps no message");
+        let k2 = insert(&mut t, 4);
+        assert_eq!(&t[k2] as *const Rpc, addr, "the freed box is reused");
+        assert_eq!((t[k2].id, t.len()), (4, 1));
+        assert!(t.spare.is_empty());
+    }
+
+    #[test]
+    fn rpc_table__keeps_a_bounded_number_of_spares() {
+        let mut t = RpcTable::default();
+        let keys: Vec<usize> = (0..SPARE_RPCS as u64 + 10)
+            .map(|i| insert(&mut t, 2 * i))
+            .collect();
+        for k in keys {
+            let b = t.remove(k);
+            t.recycle(b);
+        }
+        assert_eq!(t.spare.len(), SPARE_RPCS);
+        assert_eq!(t.iter().count(), 0);
+    }
 }

@@ -89,7 +89,15 @@ impl DataHeader {
     }
 
     pub(super) fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<DataHeader> {
-        let h = DataHeader {
+        let payload = p.as_bytes().len() - HEADER_LEN;
+        DataHeader::read(p).checked(payload)
+    }
+
+    /// The header's fields, unchecked (the buffer holds at least
+    /// [`HEADER_LEN`] bytes).
+    #[inline]
+    pub(super) fn read<T: AsRef<[u8]>>(p: &Packet<T>) -> DataHeader {
+        DataHeader {
             message_length: p.data_message_length(),
             incoming: p.data_incoming(),
             ack: AckEntry {
@@ -100,14 +108,18 @@ impl DataHeader {
             retransmit: p.data_retransmit() != 0,
             offset: p.data_offset(),
             oldest_live: p.data_oldest_live(),
-        };
-        let payload = p.as_bytes().len() - HEADER_LEN;
-        // A packet must lie inside its message: offset + payload <= length.
+        }
+    }
+
+    /// The header of a packet carrying `payload` bytes, if that packet lies
+    /// inside its message: offset + payload <= length.
+    #[inline]
+    pub(super) fn checked(self, payload: usize) -> Result<DataHeader> {
         // (u64 arithmetic: attacker-controlled values cannot overflow.)
-        if h.offset as u64 + payload as u64 > h.message_length as u64 {
+        if self.offset as u64 + payload as u64 > self.message_length as u64 {
             return Err(Error::Malformed(PacketType::Data));
         }
-        Ok(h)
+        Ok(self)
     }
 
     pub(super) fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
