@@ -31,6 +31,7 @@
 //! * **Memory**: every grant first fits the receive-memory budget
 //!   (`Endpoint::fit_grant_to_memory`, [`crate::memory::RxMemory`]).
 
+pub(crate) mod rank_list;
 pub(crate) mod scheduler;
 
 use crate::endpoint::Endpoint;
