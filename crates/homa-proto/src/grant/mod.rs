@@ -160,6 +160,7 @@ impl Endpoint {
             }
             self.issue_grant(k.rpc, granted + delta, prio);
         }
+        self.grants.recycle_active(active);
         if pass.fifo_due {
             self.fifo_grant(now, window);
         }

@@ -58,6 +58,8 @@ pub(crate) struct GrantScheduler {
     fifo_interval: Option<Duration>,
     /// Messages active at the last pass, in rank order.
     active: Vec<RpcRef>,
+    /// [`Self::choose_active`]'s vector between passes (its capacity).
+    spare_active: Vec<RankKey>,
     /// Messages whose granted bytes starve behind higher levels (the
     /// timer finds them).
     starving: Vec<RpcRef>,
@@ -89,6 +91,7 @@ impl GrantScheduler {
             pass_wanted: false,
             fifo_interval,
             active: Vec::new(),
+            spare_active: Vec::new(),
             starving: Vec::new(),
         }
     }
@@ -162,9 +165,13 @@ impl GrantScheduler {
     /// The messages to grant to: the best `max_overcommit` by (depth within
     /// their peer, rank), in rank order. Every peer gets one slot before
     /// any peer gets two.
-    pub(crate) fn choose_active(&self, max_overcommit: usize) -> Vec<RankKey> {
+    /// The vector comes from the previous pass ([`Self::recycle_active`]):
+    /// nothing is allocated per pass.
+    pub(crate) fn choose_active(&mut self, max_overcommit: usize) -> Vec<RankKey> {
         let n = max_overcommit;
-        let mut active: Vec<RankKey> = self.heads.iter().take(n).map(|h| h.0).collect();
+        let mut active = core::mem::take(&mut self.spare_active);
+        active.clear();
+        active.extend(self.heads.iter().take(n).map(|h| h.0));
         if active.len() < n && self.ranked.len() > active.len() {
             // Fewer peers than slots: give the remaining slots to second,
             // third, ... messages of those peers, best first.
@@ -180,6 +187,11 @@ impl GrantScheduler {
             active.sort_unstable();
         }
         active
+    }
+
+    /// Gives back the vector of [`Self::choose_active`] for the next pass.
+    pub(crate) fn recycle_active(&mut self, active: Vec<RankKey>) {
+        self.spare_active = active;
     }
 
     /// Records the active set of this pass.
