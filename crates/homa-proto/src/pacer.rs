@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::endpoint::Endpoint;
+use crate::grant::rank_list::RankList;
 use crate::rpc::{RpcRef, RpcState, XmitPos};
 use crate::timers::Timer;
 use crate::Instant;
@@ -118,7 +119,7 @@ pub(crate) struct Pacer {
     defer_min_bytes: u32,
     fifo_fraction: i32,
     /// Paced messages in SRPT order.
-    srpt: BTreeSet<SrptKey>,
+    srpt: RankList<SrptKey>,
     /// The same messages, oldest first.
     fifo: BTreeSet<FifoKey>,
     /// Messages too short to pace, oldest first.
@@ -144,7 +145,7 @@ impl Pacer {
             max_backlog: config.max_nic_backlog,
             defer_min_bytes: config.defer_min_bytes,
             fifo_fraction: config.pacer_fifo_fraction as i32,
-            srpt: BTreeSet::new(),
+            srpt: RankList::default(),
             fifo: BTreeSet::new(),
             short: ShortQueue::default(),
             link_idle: Instant::ZERO,
@@ -175,6 +176,23 @@ impl Pacer {
             XmitPos::Paced(left, born) => {
                 self.srpt.insert(SrptKey { left, rpc });
                 self.fifo.insert(FifoKey { born, rpc });
+            }
+        }
+    }
+
+    /// Moves a queued RPC from `old` to `new`: a paced message that sent
+    /// some bytes only changes its SRPT place (in place, usually), its
+    /// FIFO place stays.
+    #[inline]
+    pub(crate) fn requeue(&mut self, rpc: RpcRef, old: XmitPos, new: XmitPos) {
+        match (old, new) {
+            (XmitPos::Paced(l0, b0), XmitPos::Paced(l1, b1)) if b0 == b1 => {
+                self.srpt
+                    .replace(&SrptKey { left: l0, rpc }, SrptKey { left: l1, rpc });
+            }
+            _ => {
+                self.dequeue(rpc, old);
+                self.enqueue(rpc, new);
             }
         }
     }
@@ -404,6 +422,14 @@ impl Endpoint {
         }
         let r = RpcRef { seq: rpc.seq, key };
         let old = core::mem::replace(&mut rpc.xmit_key, want);
+        if let (Some(o), Some(n)) = (old, want) {
+            // Still queued, fewer bytes left (per packet sent).
+            self.pacer.requeue(r, o, n);
+            if (o != XmitPos::Short || n != XmitPos::Short) && self.pacer.joined() {
+                self.host_queue_changed();
+            }
+            return;
+        }
         self.xmit_unqueue(key, r.seq, old);
         if let Some(pos) = want {
             self.pacer.enqueue(r, pos);
@@ -668,6 +694,29 @@ mod tests {
             assert_eq!(q.is_empty(), model.is_empty());
             assert!(q.0.iter().eq(model.iter()), "same entries, same order");
         }
+    }
+
+    #[test]
+    fn requeue__bytes_sent_move_the_srpt_place_only() {
+        let mut p = pacer();
+        p.enqueue(rpc(1), XmitPos::Paced(8_000, at(0)));
+        p.enqueue(rpc(2), XmitPos::Paced(5_000, at(50)));
+        assert_eq!(p.pick_paced(), Some(rpc(2).key));
+        // RPC 1 sent bytes: now the shortest; the FIFO order is unchanged.
+        p.requeue(
+            rpc(1),
+            XmitPos::Paced(8_000, at(0)),
+            XmitPos::Paced(4_000, at(0)),
+        );
+        assert_eq!(p.srpt.len(), 2);
+        assert_eq!(p.pick_paced(), Some(rpc(1).key));
+        assert_eq!(p.fifo.first().map(|k| k.rpc), Some(rpc(1)));
+        // Short to paced (another queue): out of one, into the other.
+        p.enqueue(rpc(3), XmitPos::Short);
+        p.requeue(rpc(3), XmitPos::Short, XmitPos::Paced(100, at(70)));
+        assert_eq!(p.next_short(), None);
+        assert_eq!(p.pick_paced(), Some(rpc(3).key));
+        assert_eq!(p.fifo.len(), 3);
     }
 
     #[test]

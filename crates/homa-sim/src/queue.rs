@@ -220,6 +220,19 @@ impl<E> EventQueue<E> {
         self.base + 1 + offset
     }
 
+    /// The event the next [`pop`](Self::pop) returns, if it is already
+    /// known without moving to another slot (a hint: events pushed before
+    /// that pop may come first).
+    #[inline]
+    pub fn peek_next(&self) -> Option<&E> {
+        match (self.cur.last(), self.cur_heap.peek()) {
+            (Some(c), Some(h)) if h.key < c.0 => Some(&h.event),
+            (Some(c), _) => Some(&c.1),
+            (None, Some(h)) => Some(&h.event),
+            (None, None) => None,
+        }
+    }
+
     /// Time of the earliest event.
     pub fn peek_time(&mut self) -> Option<Ps> {
         loop {
@@ -315,6 +328,10 @@ mod tests {
                 reference.push(Reverse((now + delay, seq, round)));
             } else {
                 let Reverse((t, _, r)) = reference.pop().unwrap();
+                // The hint, when there is one, is the next event.
+                if let Some(&next) = q.peek_next() {
+                    assert_eq!(next, r);
+                }
                 assert_eq!(q.pop(), Some((t, r)));
                 now = t;
             }

@@ -553,6 +553,9 @@ impl Simulator {
             }
             self.now = t;
             self.events += 1;
+            if let Some(&next) = self.q.peek_next() {
+                self.warm(next);
+            }
             if self.pdes.is_some() {
                 self.pdes_count(&ev);
             }
@@ -626,6 +629,32 @@ impl Simulator {
         };
         if let Some(p) = self.pdes.as_mut() {
             p.count(self.now, lp, kind, crossing);
+        }
+    }
+
+    /// Loads what the next event will read first (its packet and the port
+    /// it travelled on, or its port and the packet it sends next), so that
+    /// those cache misses overlap with the current event's work instead of
+    /// stalling the next one. Each event touches state the previous one
+    /// rarely did: most of the loop's own time was these misses.
+    #[inline]
+    fn warm(&self, next: Ev) {
+        let f = &self.fabric;
+        match next {
+            Ev::Arrive { pkt } => {
+                let hop = f.pkts.get(pkt).hop;
+                if let Some(p) = f.ports.get(hop as usize) {
+                    core::hint::black_box(p.to);
+                }
+            }
+            Ev::PortFree { port } => {
+                let p = &f.ports[port as usize];
+                core::hint::black_box(p.busy_until());
+                if let Some(pkt) = p.next_packet() {
+                    core::hint::black_box(f.pkts.get(pkt).wire);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -31,6 +31,7 @@
 //! * **Memory**: every grant first fits the receive-memory budget
 //!   (`Endpoint::fit_grant_to_memory`, [`crate::memory::RxMemory`]).
 
+pub(crate) mod rank_list;
 pub(crate) mod scheduler;
 
 use crate::endpoint::Endpoint;
@@ -159,6 +160,7 @@ impl Endpoint {
             }
             self.issue_grant(k.rpc, granted + delta, prio);
         }
+        self.grants.recycle_active(active);
         if pass.fifo_due {
             self.fifo_grant(now, window);
         }

@@ -16,8 +16,9 @@ use crate::timers::{Timer, TimerTable};
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
+use super::rank_list::RankList;
 use crate::rpc::RpcRef;
 use crate::Instant;
 
@@ -44,11 +45,11 @@ pub(crate) struct Pass {
 #[derive(Debug)]
 pub(crate) struct GrantScheduler {
     /// Every incoming message that still needs grants, in rank order.
-    ranked: BTreeSet<RankKey>,
+    ranked: RankList<RankKey>,
     /// The best-ranked message of each peer that has one, with the peer.
-    heads: BTreeMap<RankKey, SocketAddr>,
+    heads: RankList<(RankKey, SocketAddr)>,
     /// Each peer's messages that need grants, in rank order.
-    by_peer: HashMap<SocketAddr, BTreeSet<RankKey>, ahash::RandomState>,
+    by_peer: HashMap<SocketAddr, RankList<RankKey>, ahash::RandomState>,
     /// Granted-but-not-received bytes over all incoming messages.
     total_incoming: i64,
     /// Something changed since the last pass.
@@ -57,6 +58,8 @@ pub(crate) struct GrantScheduler {
     fifo_interval: Option<Duration>,
     /// Messages active at the last pass, in rank order.
     active: Vec<RpcRef>,
+    /// [`Self::choose_active`]'s vector between passes (its capacity).
+    spare_active: Vec<RankKey>,
     /// Messages whose granted bytes starve behind higher levels (the
     /// timer finds them).
     starving: Vec<RpcRef>,
@@ -81,13 +84,14 @@ impl GrantScheduler {
                 )
             });
         GrantScheduler {
-            ranked: BTreeSet::new(),
-            heads: BTreeMap::new(),
+            ranked: RankList::default(),
+            heads: RankList::default(),
             by_peer: HashMap::with_hasher(hasher),
             total_incoming: 0,
             pass_wanted: false,
             fifo_interval,
             active: Vec::new(),
+            spare_active: Vec::new(),
             starving: Vec::new(),
         }
     }
@@ -104,34 +108,24 @@ impl GrantScheduler {
         old: Option<RankKey>,
         new: Option<RankKey>,
     ) {
-        if let Some(o) = old {
-            self.ranked.remove(&o);
-        }
-        if let Some(n) = new {
-            self.ranked.insert(n);
+        // Most moves are one message's bytes arriving: its key changes,
+        // its place rarely does (`RankList::replace` is in place then).
+        self.ranked.apply(old.as_ref(), new);
+        if new.is_some() {
             if let Some(i) = self.fifo_interval {
                 timers.set_if_unset(Timer::FifoGrant, now + i);
             }
         }
         let set = self.by_peer.entry(peer).or_default();
         let before = set.first().copied();
-        if let Some(o) = old {
-            set.remove(&o);
-        }
-        if let Some(n) = new {
-            set.insert(n);
-        }
+        set.apply(old.as_ref(), new);
         let after = set.first().copied();
         if set.is_empty() {
             self.by_peer.remove(&peer);
         }
         if before != after {
-            if let Some(b) = before {
-                self.heads.remove(&b);
-            }
-            if let Some(a) = after {
-                self.heads.insert(a, peer);
-            }
+            self.heads
+                .apply(before.map(|b| (b, peer)).as_ref(), after.map(|a| (a, peer)));
         }
         if self.ranked.is_empty() {
             timers.stop(Timer::FifoGrant);
@@ -171,15 +165,19 @@ impl GrantScheduler {
     /// The messages to grant to: the best `max_overcommit` by (depth within
     /// their peer, rank), in rank order. Every peer gets one slot before
     /// any peer gets two.
-    pub(crate) fn choose_active(&self, max_overcommit: usize) -> Vec<RankKey> {
+    /// The vector comes from the previous pass ([`Self::recycle_active`]):
+    /// nothing is allocated per pass.
+    pub(crate) fn choose_active(&mut self, max_overcommit: usize) -> Vec<RankKey> {
         let n = max_overcommit;
-        let mut active: Vec<RankKey> = self.heads.keys().take(n).copied().collect();
+        let mut active = core::mem::take(&mut self.spare_active);
+        active.clear();
+        active.extend(self.heads.iter().take(n).map(|h| h.0));
         if active.len() < n && self.ranked.len() > active.len() {
             // Fewer peers than slots: give the remaining slots to second,
             // third, ... messages of those peers, best first.
             let mut more: Vec<(usize, RankKey)> = Vec::new();
-            for h in &active {
-                if let Some(set) = self.by_peer.get(&self.heads[h]) {
+            for (_, peer) in self.heads.iter().take(n) {
+                if let Some(set) = self.by_peer.get(peer) {
                     more.extend(set.iter().copied().enumerate().skip(1).take(n));
                 }
             }
@@ -189,6 +187,11 @@ impl GrantScheduler {
             active.sort_unstable();
         }
         active
+    }
+
+    /// Gives back the vector of [`Self::choose_active`] for the next pass.
+    pub(crate) fn recycle_active(&mut self, active: Vec<RankKey>) {
+        self.spare_active = active;
     }
 
     /// Records the active set of this pass.
