@@ -91,7 +91,8 @@ fn peer(sel: u8) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// Drives one endpoint with a program decoded from `data`: raw datagrams,
+/// Drives one endpoint with a program decoded from `data`: raw datagrams
+/// (alone or as GRO batches),
 /// structured packets aimed at live RPCs, time jumps, application actions
 /// and socket churn. After every step it checks that memory, peers and
 /// output stay within the configured bounds. Panics on a violation.
@@ -123,7 +124,14 @@ pub fn endpoint_program(data: &[u8]) {
                 let len = input.byte().unwrap_or(0) as usize;
                 let bytes = input.take(len).to_vec();
                 let level = input.byte().map(|l| l % 9).filter(|&l| l < 8);
-                ep.handle_datagram_at_level(now, peer(sel), level, &bytes);
+                match input.byte() {
+                    // The same bytes as a GRO batch cut at a chosen size.
+                    Some(seg) if seg & 0x80 != 0 => {
+                        let segment = (seg & 0x7F) as usize + 1;
+                        ep.handle_datagram_batch_at_level(now, peer(sel), level, &bytes, segment);
+                    }
+                    _ => ep.handle_datagram_at_level(now, peer(sel), level, &bytes),
+                }
             }
             1 => {
                 // A structured packet, valid and then possibly corrupted.
@@ -144,7 +152,19 @@ pub fn endpoint_program(data: &[u8]) {
                     }
                 }
                 let level = Some(sel % 8);
-                ep.handle_datagram_at_level(now, src, level, &bytes);
+                if sel & 0x40 != 0 && !bytes.is_empty() {
+                    // As a GRO batch: the packet two or three times back
+                    // to back (a run of one message), perhaps with a
+                    // truncated last copy.
+                    let copies = 2 + (sel >> 7) as usize;
+                    let mut batch = bytes.repeat(copies);
+                    if sel & 0x20 != 0 {
+                        batch.truncate(batch.len() - bytes.len() / 2);
+                    }
+                    ep.handle_datagram_batch_at_level(now, src, level, &batch, bytes.len());
+                } else {
+                    ep.handle_datagram_at_level(now, src, level, &bytes);
+                }
             }
             2 => {
                 let step = input.byte().unwrap_or(1) as u64;
