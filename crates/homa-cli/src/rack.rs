@@ -143,6 +143,11 @@ pub(crate) struct RackArgs {
     /// the default, as in the library; `--host-sharing` turns sharing on.
     #[arg(long)]
     pub no_host_sharing: bool,
+    /// Homa processes schedule alone and not even the sockets of one
+    /// process share a table (`HOMA_HOST_SHARING=off`: the scheduling of
+    /// the library before host sharing).
+    #[arg(long, conflicts_with_all = ["host_sharing", "no_host_sharing"])]
+    pub host_sharing_off: bool,
     /// TCP connections per client port and server port.
     #[arg(long, default_value_t = 8)]
     pub tcp_conns: usize,
@@ -214,6 +219,17 @@ fn first_port(p: Protocol) -> u16 {
     match p {
         Protocol::Homa => 4000,
         Protocol::Tcp => 5000,
+    }
+}
+
+/// `HOMA_HOST_SHARING` for the rack's Homa processes.
+fn sharing_mode(a: &RackArgs) -> &'static str {
+    if a.host_sharing {
+        "host"
+    } else if a.host_sharing_off {
+        "off"
+    } else {
+        "process"
     }
 }
 
@@ -491,6 +507,9 @@ pub(crate) struct RackReport {
     pub procs_per_host: usize,
     /// The Homa processes of a host shared one host table.
     pub host_sharing: bool,
+    /// `HOMA_HOST_SHARING` of the Homa processes: `host`, `process` or
+    /// `off`.
+    pub sharing_mode: &'static str,
     /// Port rate, Mbit/s.
     pub rate_mbit: u64,
     /// Workload.
@@ -687,6 +706,7 @@ fn experiment(rack: &Rack, a: &RackArgs, out: &Path) -> Result<RackReport> {
         hosts: a.hosts,
         procs_per_host: a.procs_per_host.max(1),
         host_sharing: a.host_sharing,
+        sharing_mode: sharing_mode(a),
         rate_mbit: a.rate_mbit,
         workload: a.workload.to_string(),
         variant: a.variant,
@@ -827,7 +847,7 @@ fn protocol_phase(
     let k_procs = a.procs_per_host.max(1);
     // Process k of a host serves `server_ports` ports from this one.
     let port_of = |k: usize| port + (k as u16) * a.server_ports.max(1);
-    let sharing = if a.host_sharing { "host" } else { "process" };
+    let sharing = sharing_mode(a);
     let mut procs = Procs::default();
     for (i, (ns, addr)) in rack.hosts.iter().enumerate() {
         for k in 0..k_procs {
@@ -1083,10 +1103,11 @@ pub(crate) fn text_report(r: &RackReport) -> String {
             "{} server and {} client processes per host; Homa's {}",
             r.procs_per_host,
             r.procs_per_host,
-            if r.host_sharing {
-                "share one host table per host (one pacer estimate, grant budget and ranking)"
-            } else {
-                "schedule independently (without --host-sharing)"
+            match r.sharing_mode {
+                "host" =>
+                    "share one host table per host (one pacer estimate, grant budget and ranking)",
+                "off" => "schedule independently, each socket alone (--host-sharing-off)",
+                _ => "schedule independently (without --host-sharing)",
             }
         );
     }
@@ -1377,6 +1398,7 @@ qdisc bfifo 27: parent 1:17 limit 1000000b
             procs_per_host: 1,
             host_sharing: false,
             no_host_sharing: false,
+            host_sharing_off: false,
             server_ports: 1,
             server_threads: 1,
             tcp_conns: 1,

@@ -278,15 +278,18 @@ impl Waiter {
     /// table, so that publishers wake it), or parks while no socket waits.
     fn run(&self) {
         let lease = Duration::from_millis(20);
-        let mut last_wake = std::time::Instant::now();
+        // When we last went to sleep: the next sleep starts no sooner than
+        // `min_gap` after it (wake-ups further apart cost no extra sleep).
+        let mut slept_at = std::time::Instant::now();
+        let mut live: Vec<Arc<Shared>> = Vec::new();
         loop {
             let g = self.table.generation();
             let mut waiting = false;
-            let live: Vec<Arc<Shared>> = {
+            {
                 let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
                 s.retain(|x| x.strong_count() > 0);
-                s.iter().filter_map(Weak::upgrade).collect()
-            };
+                live.extend(s.iter().filter_map(Weak::upgrade));
+            }
             for sh in &live {
                 let w = sh.host_wait.load(Ordering::SeqCst);
                 if w == NOT_WAITING {
@@ -298,13 +301,15 @@ impl Waiter {
                 }
                 waiting = true;
             }
-            drop(live);
+            live.clear();
             // Bound the wake-up rate: a participant spinning the generation
-            // gets one round per `min_gap` from us, not one per bump.
-            let gap = self.min_gap.saturating_sub(last_wake.elapsed());
+            // gets one round per `min_gap` from us, not one per bump (not
+            // counted meanwhile: publishers do not wake us).
+            let gap = self.min_gap.saturating_sub(slept_at.elapsed());
             if !gap.is_zero() {
                 std::thread::sleep(gap);
             }
+            slept_at = std::time::Instant::now();
             if !waiting {
                 // Nobody held back: not counted, publishers never wake us.
                 std::thread::park_timeout(Duration::from_secs(1));
@@ -320,7 +325,6 @@ impl Waiter {
                 self.table.wait_end();
             }
             self.wakes.fetch_add(1, Ordering::Relaxed);
-            last_wake = std::time::Instant::now();
         }
     }
 }
