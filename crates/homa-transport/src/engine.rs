@@ -731,7 +731,11 @@ impl Shared {
         self.dispatch(st);
         st.dp.forget_unreachable();
         st.driving.next_due_stale = true;
-        if self.host.is_some() {
+        // Nothing to tell the waiter while the endpoint neither waits nor
+        // waited (the common case: two loads, no call).
+        if self.host.is_some()
+            && (st.host_wait != crate::host::NOT_WAITING || st.ep.host_wait().is_some())
+        {
             self.note_host_wait(st, now);
         }
     }
