@@ -154,24 +154,20 @@ pub(crate) struct Joining {
     pub(crate) path: Option<PathBuf>,
 }
 
-/// The shared-memory segment as the protocol's table memory; waiters
-/// sleep on its generation word (a shared futex).
+/// The shared-memory segment as the protocol's table memory.
 struct ShmMemory(Segment);
 
 impl HostMemory for ShmMemory {
     fn words(&self) -> &[AtomicU64] {
         self.0.words()
     }
-    fn wake(&self, generation: &AtomicU64) {
-        homa_sys::futex::wake_all(generation);
-    }
 }
 
-/// A process-wide table on the heap, whose waiter sleeps on its
-/// generation word (a futex).
-struct FutexHeap(HeapMemory);
+/// Table memory (the heap's or a segment's) whose waiters sleep on its
+/// generation word: a futex, shared when the memory is.
+struct Futexed<M>(M);
 
-impl HostMemory for FutexHeap {
+impl<M: HostMemory> HostMemory for Futexed<M> {
     fn words(&self) -> &[AtomicU64] {
         self.0.words()
     }
@@ -347,7 +343,7 @@ pub(crate) fn process_table(params: &HostParams) -> homa_proto::Host {
     if let Some((_, h)) = t.iter().find(|(p, _)| p == params) {
         return h.clone();
     }
-    let mem = Arc::new(FutexHeap(HeapMemory::new(params.words())));
+    let mem = Arc::new(Futexed(HeapMemory::new(params.words())));
     let h = homa_proto::Host::init(mem, params).expect("host parameters within range");
     t.push((params.clone(), h.clone()));
     h
@@ -397,7 +393,7 @@ pub(crate) fn shm_table(
             Err(e) => return Err(e.to_string()),
         };
         let created = seg.created();
-        let mem: Arc<dyn HostMemory> = Arc::new(ShmMemory(seg));
+        let mem: Arc<dyn HostMemory> = Arc::new(Futexed(ShmMemory(seg)));
         let r = if created {
             homa_proto::Host::init(mem, params)
         } else {
