@@ -55,6 +55,23 @@ fn params(config: &Config, slots: u32) -> HostParams {
 }
 
 /// Joins endpoints `members` to one new table.
+/// `config()` without FIFO grants (only the host's SRPT ranking grants).
+fn no_fifo_grants() -> Config {
+    Config {
+        grant_fifo_fraction: 0,
+        ..config()
+    }
+}
+
+/// A fresh heap table for `slots` endpoints of `config`, with its memory
+/// (for tests that write into it as a hostile or dead participant would).
+fn raw_table(config: &Config, slots: u32) -> (HostParams, Arc<HeapMemory>, Host) {
+    let p = params(config, slots);
+    let mem = Arc::new(HeapMemory::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    (p, mem, host)
+}
+
 fn share(net: &mut Network, members: &[usize], p: &HostParams) -> Host {
     let host = Host::in_process(p);
     for &m in members {
@@ -200,10 +217,7 @@ fn join_host__full_until_a_participant_stops_heartbeating() {
 /// each receiver. Returns the largest sum of the receivers'
 /// granted-but-not-received bytes seen at any step.
 fn two_receivers(joined: bool) -> i64 {
-    let c = Config {
-        grant_fifo_fraction: 0,
-        ..config()
-    };
+    let c = no_fifo_grants();
     let mut net = lan(71, 7, &c);
     if joined {
         share(&mut net, &[0, 1], &params(&c, 4));
@@ -377,13 +391,8 @@ fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
 
 #[test]
 fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bound() {
-    let c = Config {
-        grant_fifo_fraction: 0,
-        ..config()
-    };
-    let p = params(&c, 4);
-    let mem = Arc::new(HeapMemory::new(p.words()));
-    let host = Host::init(mem.clone(), &p).unwrap();
+    let c = no_fifo_grants();
+    let (p, mem, host) = raw_table(&c, 4);
     // A participant in slot 3 holds the whole budget, then dies (never
     // heartbeats again).
     let w = mem.words();
@@ -420,9 +429,7 @@ fn under_vandal_with(
     c: Config,
     mut vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
 ) -> Instant {
-    let p = params(&c, 4);
-    let mem = Arc::new(HeapMemory::new(p.words()));
-    let host = Host::init(mem.clone(), &p).unwrap();
+    let (_, mem, host) = raw_table(&c, 4);
     let mut net = lan(seed, 4, &c);
     for m in 0..2 {
         let now = net.now();
@@ -466,10 +473,7 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
 fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fifo_grants() {
     // No FIFO grants: only the starvation rule (a pass alone after
     // `liveness` of being held back) lets the scheduled bytes through.
-    let c = Config {
-        grant_fifo_fraction: 0,
-        ..config()
-    };
+    let c = no_fifo_grants();
     let p = params(&c, 4);
     let last = under_vandal_with(75, c, |w, now, _| {
         w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
@@ -657,9 +661,7 @@ fn pacer__the_shortest_outgoing_message_of_the_host_goes_first() {
 #[test]
 fn garbage__a_participant_keeping_the_link_busy_slows_paced_data_but_cannot_stop_it() {
     let c = config();
-    let p = params(&c, 4);
-    let mem = Arc::new(HeapMemory::new(p.words()));
-    let host = Host::init(mem.clone(), &p).unwrap();
+    let (p, mem, host) = raw_table(&c, 4);
     let mut net = lan(79, 2, &c);
     let now = net.now();
     net.endpoint(0).join_host(now, &host, 1, 0).unwrap();
@@ -686,13 +688,8 @@ fn garbage__a_lone_participant_held_back_by_a_hostile_slot_still_finishes() {
     // claims the whole budget, never bumping the generation word: nothing
     // else on the table changes, so only the starvation rule can let the
     // scheduled bytes through.
-    let c = Config {
-        grant_fifo_fraction: 0,
-        ..config()
-    };
-    let p = params(&c, 4);
-    let mem = Arc::new(HeapMemory::new(p.words()));
-    let host = Host::init(mem.clone(), &p).unwrap();
+    let c = no_fifo_grants();
+    let (p, mem, host) = raw_table(&c, 4);
     let mut net = lan(91, 2, &c);
     let now = net.now();
     net.endpoint(1).join_host(now, &host, 9, 0).unwrap();
@@ -710,9 +707,7 @@ fn garbage__a_lone_participant_held_back_by_a_hostile_slot_still_finishes() {
 #[test]
 fn pacer__an_endpoint_whose_idle_slot_was_taken_publishes_in_a_slot_of_its_own() {
     let c = config();
-    let p = params(&c, 2);
-    let mem = Arc::new(HeapMemory::new(p.words()));
-    let host = Host::init(mem.clone(), &p).unwrap();
+    let (p, mem, host) = raw_table(&c, 2);
     let mut net = lan(95, 2, &c);
     let now = net.now();
     // Endpoint 0 joins (slot 0) and stays idle: its slot lapses.
