@@ -504,6 +504,25 @@ fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
     assert_eq!(server.stats().rx_sizes.total(), 1);
 }
 
+/// A whole 10-byte request from port 40 000 to `SERVER_PORT`, bound to
+/// the server's `incarnation`.
+fn ten_byte_request(incarnation: u64, sender_id: u64) -> Vec<u8> {
+    let mut bytes = Repr {
+        sport: 40_000,
+        dport: SERVER_PORT,
+        sender_id,
+        incarnation,
+        body: Body::Data(homa_proto::wire::DataHeader {
+            message_length: 10,
+            incoming: 10,
+            ..Default::default()
+        }),
+    }
+    .to_vec();
+    bytes.extend_from_slice(b"0123456789");
+    bytes
+}
+
 #[test]
 fn full_peer_table__strangers_do_not_buy_a_scan_each_and_get_in_once_a_peer_is_idle() {
     let config = Config {
@@ -513,22 +532,7 @@ fn full_peer_table__strangers_do_not_buy_a_scan_each_and_get_in_once_a_peer_is_i
     let mut server = homa_proto::Endpoint::new(config, 9).unwrap();
     server.open_socket(SERVER_PORT).unwrap();
     let incarnation = server.incarnation();
-    let request = |sender_id: u64| {
-        let mut bytes = Repr {
-            sport: 40_000,
-            dport: SERVER_PORT,
-            sender_id,
-            incarnation,
-            body: Body::Data(homa_proto::wire::DataHeader {
-                message_length: 10,
-                incoming: 10,
-                ..Default::default()
-            }),
-        }
-        .to_vec();
-        bytes.extend_from_slice(b"0123456789");
-        bytes
-    };
+    let request = |sender_id: u64| ten_byte_request(incarnation, sender_id);
     let addr = |i: u32| -> std::net::SocketAddr {
         std::net::SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 40_000))
     };
@@ -591,22 +595,7 @@ fn full_peer_table__peers_going_idle_one_by_one_do_not_buy_a_scan_each() {
     let mut server = homa_proto::Endpoint::new(config, 9).unwrap();
     server.open_socket(SERVER_PORT).unwrap();
     let incarnation = server.incarnation();
-    let request = |sender_id: u64| {
-        let mut bytes = Repr {
-            sport: 40_000,
-            dport: SERVER_PORT,
-            sender_id,
-            incarnation,
-            body: Body::Data(homa_proto::wire::DataHeader {
-                message_length: 10,
-                incoming: 10,
-                ..Default::default()
-            }),
-        }
-        .to_vec();
-        bytes.extend_from_slice(b"0123456789");
-        bytes
-    };
+    let request = |sender_id: u64| ten_byte_request(incarnation, sender_id);
     let ack = Repr {
         sport: 40_000,
         dport: SERVER_PORT,
