@@ -287,6 +287,21 @@ fn count_ops(plan: &Plan, mut step: impl FnMut() -> Result<u64>) -> Result<Throu
     })
 }
 
+/// What the Homa measurements of `homa compare` set besides the polling
+/// policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomaKnobs {
+    /// The pacer's link speed (`None`: the protocol's default).
+    pub link_mbps: Option<u32>,
+    /// How the sockets choose their MTU.
+    pub mtu: homa_transport::Mtu,
+}
+
+/// [`homa_config`] with [`HomaKnobs`].
+pub fn homa_config_with(polling: Polling, server: bool, k: HomaKnobs) -> Config {
+    homa_config(polling, server, k.link_mbps).with_mtu(k.mtu)
+}
+
 /// Homa configuration for a polling policy and, if given, a link speed
 /// for the pacer (Mbit/s).
 pub fn homa_config(polling: Polling, server: bool, link_mbps: Option<u32>) -> Config {
@@ -596,12 +611,12 @@ pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
 fn homa_server(
     cpus: Cpus,
     polling: Polling,
-    link_mbps: Option<u32>,
+    homa: HomaKnobs,
     response: Option<Bytes>,
     received: Arc<AtomicU64>,
 ) -> Result<(Socket, thread::JoinHandle<Result<()>>)> {
     let (sock, h) = spawn_server(cpus.server, move |ready| {
-        let sock = Socket::bind_with("127.0.0.1:0", homa_config(polling, true, link_mbps))?;
+        let sock = Socket::bind_with("127.0.0.1:0", homa_config_with(polling, true, homa))?;
         ready.send(sock.clone())?;
         loop {
             match sock.recv_request() {
@@ -627,14 +642,14 @@ fn homa_server(
 fn homa_pair(
     cpus: Cpus,
     polling: Polling,
-    link_mbps: Option<u32>,
+    homa: HomaKnobs,
     response: Option<Bytes>,
     received: Arc<AtomicU64>,
 ) -> Result<(Socket, thread::JoinHandle<Result<()>>, SocketAddr, Socket)> {
-    let (server, h) = homa_server(cpus, polling, link_mbps, response, received)?;
+    let (server, h) = homa_server(cpus, polling, homa, response, received)?;
     let dest = server.local_addr();
     pin_current_thread(cpus.client)?;
-    let client = Socket::bind_with("127.0.0.1:0", homa_config(polling, false, link_mbps))?;
+    let client = Socket::bind_with("127.0.0.1:0", homa_config_with(polling, false, homa))?;
     Ok((server, h, dest, client))
 }
 
@@ -644,9 +659,9 @@ pub fn homa_rtt(
     plan: &Plan,
     polling: Polling,
     cpus: Cpus,
-    link_mbps: Option<u32>,
+    homa: HomaKnobs,
 ) -> Result<Rtt> {
-    let (server, h, dest, client) = homa_pair(cpus, polling, link_mbps, None, Arc::default())?;
+    let (server, h, dest, client) = homa_pair(cpus, polling, homa, None, Arc::default())?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let r = time_round_trips(plan, || {
         let resp = client.call_timeout(dest, msg.clone(), STUCK)?;
@@ -765,9 +780,9 @@ pub fn homa_rate(
     plan: &Plan,
     polling: Polling,
     cpus: Cpus,
-    link_mbps: Option<u32>,
+    homa: HomaKnobs,
 ) -> Result<Throughput> {
-    let (server, h, dest, client) = homa_pair(cpus, polling, link_mbps, None, Arc::default())?;
+    let (server, h, dest, client) = homa_pair(cpus, polling, homa, None, Arc::default())?;
     let msg = Bytes::from(vec![0x5a_u8; size]);
     let mut calls = std::collections::VecDeque::new();
     let r = count_ops(plan, || {
@@ -819,18 +834,33 @@ fn rate_of(
     })
 }
 
-/// Bytes of UDP payload per packet at Homa's default MTU over IPv4.
-const UDP_SEGMENT: usize = {
-    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
-    // `Config::default()` is not const; its MTU is checked in a test below.
-    (1500 - IPV4_HEADER_LEN - UDP_HEADER_LEN) as usize
-};
+/// The MTU Homa's sockets choose on 127.0.0.1 with these knobs (a socket
+/// is opened to ask).
+pub fn homa_mtu(k: HomaKnobs) -> Result<u32> {
+    let sock = Socket::bind_with("127.0.0.1:0", homa_config_with(Polling::Block, false, k))?;
+    let mtu = sock.offloads().mtu;
+    sock.close();
+    Ok(mtu)
+}
 
-/// The UDP bulk floor: a sender blasting 64-segment GSO batches of
-/// 1472-byte datagrams (Homa's packet size) at a GRO receiver that only
-/// counts bytes. No reliability, no flow control: what arrives is the
+/// Bytes of UDP payload of a Homa DATA packet at `mtu` over IPv4: the
+/// UDP floor's datagram size.
+pub fn udp_segment_for(mtu: u32) -> usize {
+    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+    (mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN) as usize
+}
+
+/// Most bytes of one GSO send (one UDP datagram's worth).
+const MAX_GSO_SEND: usize = 65_507;
+
+/// The UDP bulk floor: a sender blasting GSO batches of `segment`-byte
+/// datagrams (Homa's DATA packet size in the same run) at a GRO receiver
+/// that only counts bytes; each send as many whole datagrams as fit in
+/// 64 kB, at most 44. No reliability, no flow control: what arrives is the
 /// ceiling for any protocol over UDP sockets here.
-pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput> {
+pub fn udp_bulk(segment: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput> {
+    let segment = segment.clamp(1, MAX_GSO_SEND);
+    let per_send = (MAX_GSO_SEND / segment).clamp(1, 44);
     let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (c, st) = (Arc::clone(&counter), Arc::clone(&stop));
@@ -859,8 +889,10 @@ pub fn udp_bulk(plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput>
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.connect(addr)?;
     udp::set_buffer(sock.as_fd(), Buffer::Send, 8 << 20)?;
-    udp::set_gso_segment(sock.as_fd(), UDP_SEGMENT as u16).context("UDP_SEGMENT")?;
-    let batch = vec![0x5a_u8; UDP_SEGMENT * 44];
+    if per_send > 1 {
+        udp::set_gso_segment(sock.as_fd(), segment as u16).context("UDP_SEGMENT")?;
+    }
+    let batch = vec![0x5a_u8; segment * per_send];
     let r = rate_of(plan, &counter, &stop, || {
         match sock.send(&batch) {
             Ok(_) => Ok(()),
@@ -913,14 +945,14 @@ pub fn homa_bulk(
     plan: &Plan,
     polling: Polling,
     cpus: Cpus,
-    link_mbps: Option<u32>,
+    homa: HomaKnobs,
 ) -> Result<Throughput> {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = AtomicBool::new(false);
     let (server, h, dest, client) = homa_pair(
         cpus,
         polling,
-        link_mbps,
+        homa,
         Some(Bytes::from_static(b"k")),
         Arc::clone(&counter),
     )?;
@@ -942,12 +974,19 @@ pub fn homa_bulk(
 
 #[cfg(test)]
 mod tests {
-    use super::UDP_SEGMENT;
-    use homa_proto::config::{IPV4_HEADER_LEN, UDP_HEADER_LEN};
+    use super::udp_segment_for;
 
     #[test]
-    fn udp_segment_is_a_default_mtu_datagram() {
-        let mtu = homa_proto::Config::default().mtu;
-        assert_eq!(UDP_SEGMENT as u32, mtu - IPV4_HEADER_LEN - UDP_HEADER_LEN);
+    fn udp_segment_is_the_payload_of_a_homa_data_packet() {
+        // A DATA packet's UDP payload: its 56-byte header and the message
+        // bytes `max_seg_data` gives it.
+        for mtu in [1500, 9000, homa_proto::config::MAX_MTU] {
+            let c = homa_proto::Config {
+                mtu,
+                ..Default::default()
+            };
+            assert_eq!(udp_segment_for(mtu) as u32, c.max_seg_data(false) + 56);
+        }
+        assert_eq!(udp_segment_for(homa_proto::config::MAX_MTU), 65_507);
     }
 }

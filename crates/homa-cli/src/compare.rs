@@ -72,6 +72,12 @@ pub struct CompareArgs {
     /// (no pacing, fixed unscheduled bytes).
     #[arg(long, default_value_t = 100_000)]
     pub link_mbps: u32,
+    /// MTU of Homa's DATA packets: `auto` (the socket's interface: the
+    /// loopback's 65 536, clamped to 65 535), `proto` (the protocol's
+    /// default, 1500) or a number of bytes. The UDP bulk floor sends
+    /// datagrams of the same payload size.
+    #[arg(long, default_value = "auto", value_parser = parse_mtu)]
+    pub homa_mtu: homa_transport::Mtu,
     /// Homa bulk calls kept outstanding on the client socket.
     #[arg(long, default_value_t = 4)]
     pub bulk_outstanding: usize,
@@ -96,6 +102,19 @@ pub struct CompareArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Parses `--homa-mtu`.
+fn parse_mtu(s: &str) -> Result<homa_transport::Mtu, String> {
+    use homa_proto::config::{MAX_MTU, MIN_MTU};
+    match s {
+        "auto" => Ok(homa_transport::Mtu::Auto),
+        "proto" => Ok(homa_transport::Mtu::Proto),
+        n => match n.parse::<u32>() {
+            Ok(m) if (MIN_MTU..=MAX_MTU).contains(&m) => Ok(homa_transport::Mtu::Fixed(m)),
+            _ => Err(format!("auto, proto or {MIN_MTU}..={MAX_MTU}")),
+        },
+    }
 }
 
 /// One of the ten measurements.
@@ -293,6 +312,11 @@ pub struct Report {
     pub rate_outstanding: usize,
     /// Link speed given to Homa's pacer, Mbit/s.
     pub link_mbps: u32,
+    /// MTU of Homa's DATA packets in this run (as its sockets chose it);
+    /// the UDP bulk floor's datagrams carry `homa_mtu - 28` bytes. 0 in
+    /// reports written before the field existed (they used 1500).
+    #[serde(default)]
+    pub homa_mtu: u32,
     /// Measurement window per measurement, ms.
     pub duration_ms: u64,
     /// Load average around the run.
@@ -355,6 +379,14 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         warmup: args.warmup,
         measure: args.duration,
     };
+    let homa = bench::HomaKnobs {
+        link_mbps: Some(args.link_mbps),
+        mtu: args.homa_mtu,
+    };
+    // The MTU Homa's sockets choose here (they bind 127.0.0.1): the UDP
+    // floor's datagrams get the same payload size as Homa's DATA packets.
+    let homa_mtu = bench::homa_mtu(homa)?;
+    let udp_segment = bench::udp_segment_for(homa_mtu);
     let load_before = crate::pin::load_average();
     let mut reps = Vec::new();
     let n = args.reps.max(1);
@@ -387,7 +419,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let (gbps, krps) = (8.0 / 1e9, 1e-3);
         // ms per GB: ns per byte / 1e6 x 1e9 = ns per byte x 1e3.
         let per_gb = 1e-3;
-        let link = Some(args.link_mbps);
+        let link = homa;
         let k = args.rate_outstanding;
         let (udp_rtt, udp_rtt_cpu) = rtt(on(M::UdpRtt), &|| bench::udp_rtt(small, &plan, p, cpus))?;
         let (udp_unconnected_rtt, udp_unc_cpu) = rtt(on(M::UdpUnconnectedRtt), &|| {
@@ -399,7 +431,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         })?;
         let (udp_gbps, udp_bulk_cpu) = thr(
             on(M::UdpBulk),
-            &|| bench::udp_bulk(&plan, p, cpus),
+            &|| bench::udp_bulk(udp_segment, &plan, p, cpus),
             gbps,
             per_gb,
         )?;
@@ -477,6 +509,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         bulk_outstanding: args.bulk_outstanding,
         rate_outstanding: args.rate_outstanding,
         link_mbps: args.link_mbps,
+        homa_mtu,
         duration_ms: args.duration.as_millis() as u64,
         load_avg,
         targets: args.targets.then(|| targets(&ratios)),
@@ -748,8 +781,11 @@ pub fn print_table(r: &Report, targets: bool) {
         "UDP conn = raw UDP ping-pong, connected client (send/recv): the floor. UDP unc = the same with Homa's system calls on both sides (sendto with destination, TOS as socket option; recvmsg with source address and TOS/GRO control messages)"
     );
     println!(
-        "bulk: UDP = GSO+GRO blast of 1472-byte datagrams (no reliability); TCP = one connection, length-prefixed; Homa = {} calls outstanding, 1-byte responses, pacer link {} Mbit/s",
-        r.bulk_outstanding, r.link_mbps
+        "bulk: UDP = GSO+GRO blast of {}-byte datagrams, Homa's DATA packet size (no reliability); TCP = one connection, length-prefixed; Homa = {} calls outstanding, 1-byte responses, MTU {}, pacer link {} Mbit/s",
+        bench::udp_segment_for(if r.homa_mtu == 0 { 1500 } else { r.homa_mtu }),
+        r.bulk_outstanding,
+        r.homa_mtu,
+        r.link_mbps
     );
     println!(
         "rate: one client thread keeps {} requests of {s} B in flight against one server thread (UDP unc: datagrams; TCP: pipelined on one connection; Homa: calls on one socket). CPU: user+system in the measurement window; client = the measuring thread, server = the rest of the process (server thread, Homa's background threads); with busy polling both sides spin, so RTT CPU is about the RTT per side",

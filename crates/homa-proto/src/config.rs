@@ -13,6 +13,14 @@ pub const IPV6_HEADER_LEN: u32 = 40;
 /// gap (`HOMA_ETH_OVERHEAD`).
 pub const ETH_OVERHEAD: u32 = 42;
 
+/// Smallest valid [`Config::mtu`]: one byte of message in a DATA packet
+/// over IPv6.
+pub const MIN_MTU: u32 = IPV6_HEADER_LEN + UDP_HEADER_LEN + crate::wire::DataHeader::LEN as u32 + 1;
+/// Largest valid [`Config::mtu`]: an IPv4 packet's total length field.
+/// A DATA packet of this size is one UDP datagram of the largest size
+/// (65 507 bytes of payload over IPv4).
+pub const MAX_MTU: u32 = 65_535;
+
 /// Configuration of an [`Endpoint`](crate::Endpoint).
 ///
 /// Construct with [`Config::default`] and adjust fields; call
@@ -20,8 +28,12 @@ pub const ETH_OVERHEAD: u32 = 42;
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Config {
-    /// IP MTU of the path. Each DATA packet carries
-    /// `mtu - ip header - udp header - 56` message bytes.
+    /// IP MTU of the path ([`MIN_MTU`]..=[`MAX_MTU`]). Each DATA packet
+    /// this endpoint sends carries `mtu - ip header - udp header - 56`
+    /// message bytes. It bounds only what this endpoint sends: DATA
+    /// packets of any size up to a UDP datagram's are accepted, so peers
+    /// with different MTUs interoperate. (`homa-transport` sets it from the
+    /// interface by default.)
     pub mtu: u32,
     /// Largest GSO super-packet the driver accepts, in bytes of Homa packets
     /// (header + payload per segment). 0 disables batching: every transmit
@@ -237,11 +249,10 @@ pub struct ConfigError(pub &'static str);
 impl Config {
     /// Checks ranges and relations between values.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let min_mtu = IPV6_HEADER_LEN + UDP_HEADER_LEN + crate::wire::DataHeader::LEN as u32 + 1;
-        if self.mtu < min_mtu {
+        if self.mtu < MIN_MTU {
             return Err(ConfigError("mtu too small for a DATA packet over IPv6"));
         }
-        if self.mtu > 65_535 {
+        if self.mtu > MAX_MTU {
             return Err(ConfigError("mtu larger than an IP packet"));
         }
         if self.num_priorities == 0 || self.num_priorities as usize > crate::wire::MAX_PRIORITIES {

@@ -20,6 +20,8 @@
 //! * [`shm`]: the host table's shared-memory segment under `/dev/shm`
 //!   (created on demand, owner, permissions and size checked, mapped
 //!   shared).
+//! * [`netif`]: the interfaces that are up, their addresses and MTUs
+//!   (how the runtime sizes its packets from the path).
 //! * [`process`]: what the network labs and the benchmarks ask of the
 //!   kernel: effective user, signals, network namespaces, CPU affinity,
 //!   CPU time (per thread, per process, of children).
@@ -48,6 +50,8 @@
 //!   `CommandExt::pre_exec` is an `unsafe fn` (the hook runs between fork
 //!   and exec; these only call async-signal-safe functions);
 //! * [`process::tune_malloc`]: `mallopt`, which no crate wraps;
+//! * [`netif`]: the `SIOCGIFMTU` ioctl (nix wraps `getifaddrs` but not
+//!   this request; rustix neither);
 //! * [`futex`]: the futex word is the low half of a 64-bit atomic word
 //!   (one pointer cast; only the kernel reads it as 32 bits);
 //! * [`shm`]: `mmap`/`munmap` of the host table (rustix's are `unsafe`:
@@ -65,6 +69,7 @@
 #![warn(missing_docs)]
 
 pub mod futex;
+pub mod netif;
 pub mod process;
 pub mod shm;
 pub mod udp;

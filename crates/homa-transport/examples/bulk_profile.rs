@@ -13,7 +13,8 @@
 //! compare`). Knobs (protocol configuration fields): `link_mbps`,
 //! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
 //! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
-//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1), `busy_poll_us` (0:
+//! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1), `mtu` (0: the
+//! interface's, the default; else that MTU), `busy_poll_us` (0:
 //! threads sleep until data arrives, so CPU time and instruction counts
 //! are work, not spinning). Prints Gbit/s and the CPU time
 //! per GB of each side, then per megabyte received: each side's system
@@ -47,6 +48,12 @@ fn configure(c: &mut Config, knob: &str) -> Res<()> {
         "max_nic_backlog_us" => p.max_nic_backlog = Duration::from_micros(n),
         "recv_batch" => c.recv_batch = n as usize,
         "gso" => c.gso = n != 0,
+        "mtu" => {
+            c.mtu = match n {
+                0 => homa_transport::Mtu::Auto,
+                m => homa_transport::Mtu::Fixed(m as u32),
+            }
+        }
         "busy_poll_us" => c.busy_poll = Duration::from_micros(n),
         _ => return Err(format!("unknown knob {k}").into()),
     }
@@ -140,6 +147,16 @@ fn main() -> Res<()> {
         ),
         per_mb(ss.transport.send_calls, ss0.transport.send_calls),
         per_mb(ss.proto.sent.packets[grant], ss0.proto.sent.packets[grant]),
+    );
+    let resend = homa_proto::wire::PacketType::Resend.index();
+    println!(
+        "MTU {}; per MB: RESENDs sent by the server {:.2}, DATA packets retransmitted by the client {:.2}",
+        client.offloads().mtu,
+        per_mb(
+            ss.proto.sent.packets[resend],
+            ss0.proto.sent.packets[resend]
+        ),
+        per_mb(cs.proto.data_retransmitted, cs0.proto.data_retransmitted),
     );
     drop(calls);
     server.close();

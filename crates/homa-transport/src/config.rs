@@ -1,7 +1,64 @@
 //! Socket configuration: the protocol's tunables plus the datapath's
 //! (offloads, buffers, polling, the background driver).
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use homa_sys::netif::InterfaceAddr;
+
+/// How a socket chooses the MTU its DATA packets are cut to
+/// ([`homa_proto::Config::mtu`]), like the kernel module, which sizes them
+/// from the route's MTU. Whatever the choice, the socket accepts DATA
+/// packets of any size from its peers (its receive buffers hold the
+/// largest UDP datagram), so sockets with different MTUs interoperate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mtu {
+    /// The MTU of the interface that holds the socket's bound address (a
+    /// loopback address: the loopback interface's); for a wildcard bind
+    /// (`0.0.0.0`, `::`), the smallest MTU of the interfaces that are up,
+    /// are not loopback and hold an address (the socket may send through
+    /// any of them). Clamped to what homa-proto accepts
+    /// ([`homa_proto::config::MIN_MTU`]..=[`homa_proto::config::MAX_MTU`]:
+    /// loopback's 65 536 becomes 65 535, the largest UDP datagram). If no
+    /// interface answers (none is up besides loopback, or the query
+    /// fails), `proto.mtu` as configured.
+    #[default]
+    Auto,
+    /// `proto.mtu` as configured (1500 unless changed).
+    Proto,
+    /// This MTU, whatever the interfaces say (validated like `proto.mtu`).
+    Fixed(u32),
+}
+
+impl Mtu {
+    /// The MTU a socket bound to `local` uses, given the interfaces that
+    /// are up (`homa_sys::netif::up_addresses`) and the configured
+    /// `proto_mtu`.
+    pub fn choose(self, local: IpAddr, up: &[InterfaceAddr], proto_mtu: u32) -> u32 {
+        let auto = match self {
+            Mtu::Proto => return proto_mtu,
+            Mtu::Fixed(m) => return m,
+            Mtu::Auto => {
+                let local = local.to_canonical();
+                if local.is_unspecified() {
+                    up.iter().filter(|a| !a.loopback).map(|a| a.mtu).min()
+                } else if let Some(a) = up.iter().find(|a| a.addr.to_canonical() == local) {
+                    Some(a.mtu)
+                } else if local.is_loopback() {
+                    // 127.0.0.0/8 is all the loopback's, though only
+                    // 127.0.0.1 is listed.
+                    up.iter().filter(|a| a.loopback).map(|a| a.mtu).min()
+                } else {
+                    None
+                }
+            }
+        };
+        auto.map_or(proto_mtu, |m| {
+            m.clamp(homa_proto::config::MIN_MTU, homa_proto::config::MAX_MTU)
+        })
+    }
+}
 
 /// Configuration of a socket ([`crate::Socket`], [`crate::AsyncSocket`]):
 /// start from [`Config::default`] and change what you need, with the
@@ -35,8 +92,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The protocol engine's configuration.
+    /// The protocol engine's configuration. Its `mtu` is replaced when the
+    /// socket opens, as [`Config::mtu`] says.
     pub proto: homa_proto::Config,
+    /// How the socket chooses the MTU of the packets it sends: by default
+    /// from the interface of its bound address ([`Mtu::Auto`]). The choice
+    /// is reported by [`crate::Offloads::mtu`].
+    pub mtu: Mtu,
     /// How long a waiting thread polls the socket without sleeping, counted
     /// from the last datagram it saw (the kernel module's `poll_usecs`,
     /// default 50 µs). Zero sleeps at once.
@@ -121,6 +183,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             proto: homa_proto::Config::default(),
+            mtu: Mtu::Auto,
             busy_poll: Duration::from_micros(50),
             gso: true,
             gro: true,
@@ -146,6 +209,12 @@ impl Config {
     /// `config.with_proto(|p| p.timeout = Duration::from_secs(2))`.
     pub fn with_proto(mut self, f: impl FnOnce(&mut homa_proto::Config)) -> Config {
         f(&mut self.proto);
+        self
+    }
+
+    /// Sets [`Config::mtu`].
+    pub fn with_mtu(mut self, mtu: Mtu) -> Config {
+        self.mtu = mtu;
         self
     }
 
@@ -231,5 +300,79 @@ impl Config {
     pub fn with_capture(mut self, path: impl Into<std::path::PathBuf>) -> Config {
         self.capture = Some(path.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, addr: &str, loopback: bool, mtu: u32) -> InterfaceAddr {
+        InterfaceAddr {
+            name: name.into(),
+            addr: addr.parse().unwrap(),
+            loopback,
+            mtu,
+        }
+    }
+
+    fn table() -> Vec<InterfaceAddr> {
+        vec![
+            iface("lo", "127.0.0.1", true, 65_536),
+            iface("lo", "::1", true, 65_536),
+            iface("eth0", "192.0.2.2", false, 9000),
+            iface("eth0", "fd00::2", false, 9000),
+            iface("eth1", "198.51.100.7", false, 1500),
+        ]
+    }
+
+    #[test]
+    fn auto_mtu_follows_the_bound_address_interface() {
+        let up = table();
+        let auto = |a: &str| Mtu::Auto.choose(a.parse().unwrap(), &up, 1500);
+        // Loopback: 65 536 clamped to the largest IP packet.
+        assert_eq!(auto("127.0.0.1"), 65_535);
+        assert_eq!(auto("127.0.0.9"), 65_535);
+        assert_eq!(auto("::1"), 65_535);
+        assert_eq!(auto("::ffff:127.0.0.1"), 65_535);
+        assert_eq!(auto("192.0.2.2"), 9000);
+        assert_eq!(auto("fd00::2"), 9000);
+        assert_eq!(auto("198.51.100.7"), 1500);
+        // Wildcards: the smallest non-loopback interface.
+        assert_eq!(auto("0.0.0.0"), 1500);
+        assert_eq!(auto("::"), 1500);
+        // An address no interface holds: the configured value.
+        assert_eq!(auto("203.0.113.1"), 1500);
+        assert_eq!(
+            Mtu::Auto.choose("203.0.113.1".parse().unwrap(), &up, 4000),
+            4000
+        );
+    }
+
+    #[test]
+    fn auto_mtu_without_other_interfaces_keeps_the_configured_value() {
+        let only_lo = &table()[..2];
+        assert_eq!(
+            Mtu::Auto.choose("0.0.0.0".parse().unwrap(), only_lo, 1500),
+            1500
+        );
+        assert_eq!(
+            Mtu::Auto.choose("0.0.0.0".parse().unwrap(), &[], 1500),
+            1500
+        );
+        // A tiny interface MTU is raised to what homa-proto accepts.
+        let tiny = [iface("sl0", "10.1.1.1", false, 68)];
+        assert_eq!(
+            Mtu::Auto.choose("10.1.1.1".parse().unwrap(), &tiny, 1500),
+            homa_proto::config::MIN_MTU
+        );
+    }
+
+    #[test]
+    fn explicit_mtu_policies_ignore_the_interfaces() {
+        let up = table();
+        let lo = "127.0.0.1".parse().unwrap();
+        assert_eq!(Mtu::Proto.choose(lo, &up, 1500), 1500);
+        assert_eq!(Mtu::Fixed(9000).choose(lo, &up, 1500), 9000);
     }
 }

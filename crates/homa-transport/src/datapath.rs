@@ -13,9 +13,10 @@
 //!   into the kernel: a multi-packet transmit as one GSO send whose iovecs
 //!   alternate the packets' headers and their payloads (slices of the
 //!   message itself: no user-space copy), falling back to one datagram per
-//!   header/payload pair if the kernel refuses GSO; a single packet is
-//!   copied into one small buffer and sent with a plain `sendto` (cheaper
-//!   for the kernel than a gathered `sendmsg`). A transmit the kernel has
+//!   header/payload pair if the kernel refuses GSO; a single packet of at
+//!   most 4 kB is copied into one small buffer and sent with a plain
+//!   `sendto` (cheaper for the kernel than a gathered `sendmsg`), a larger
+//!   one (a large MTU) is gathered like a GSO batch. A transmit the kernel has
 //!   no room for waits in `pending` for writability.
 //! * [`Datapath::read_errors`] turns the socket's error queue (ICMP port,
 //!   host and net unreachable) into
@@ -35,6 +36,15 @@ use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
 use crate::capture::Capture;
 use crate::stats::{Offloads, TransportStats};
 use crate::{Config, Error};
+
+/// Bytes of each receive buffer: the largest UDP datagram (65 535 bytes
+/// of IP packet less the 28 of IPv4 and UDP headers) rounded up.
+const RECV_STRIDE: usize = 1 << 16;
+
+/// Largest payload of a lone packet copied after its header for a plain
+/// `sendto`; longer ones (MTUs above 4 kB) go out as a gathered `sendmsg`
+/// of header and message, without copying up to 64 kB in user space.
+const COPY_SINGLE_MAX: usize = 4096;
 
 /// Rewrites an address the way the endpoint must see it: IPv4-mapped IPv6
 /// addresses become IPv4 ([`IpAddr::to_canonical`]), and IPv6 flow labels
@@ -164,13 +174,23 @@ pub(crate) struct Datapath {
 
 impl Datapath {
     /// Binds the UDP socket and configures it: non-blocking, buffers, the
-    /// error queue, arrival TOS bytes, offload probes, the capture.
-    pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(Datapath, Offloads), Error> {
+    /// error queue, arrival TOS bytes, offload probes, the capture. Sets
+    /// `config.proto.mtu` as `config.mtu` says (from the interface of the
+    /// bound address by default).
+    pub(crate) fn open(
+        addr: SocketAddr,
+        config: &mut Config,
+    ) -> Result<(Datapath, Offloads), Error> {
         let sock = udp::bind(addr, config.reuse_port)?;
         sock.set_nonblocking(true)?;
         let fd = sock.as_fd();
         let local = sock.local_addr()?;
         let ipv6 = local.is_ipv6();
+        let up = match config.mtu {
+            crate::Mtu::Auto => homa_sys::netif::up_addresses().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        config.proto.mtu = config.mtu.choose(local.ip(), &up, config.proto.mtu);
         let recv_buffer = udp::set_buffer(fd, Buffer::Receive, config.recv_buffer)?;
         let send_buffer = udp::set_buffer(fd, Buffer::Send, config.send_buffer)?;
         udp::enable_errors(fd, ipv6)?;
@@ -178,11 +198,10 @@ impl Datapath {
         let _ = udp::enable_recv_tos(fd, ipv6);
         let gso = config.gso && udp::gso_supported(ipv6);
         let gro = config.gro && udp::enable_gro(fd);
-        let stride = if gro {
-            1 << 16
-        } else {
-            (config.proto.mtu as usize).max(2048)
-        };
+        // Every receive buffer holds the largest UDP datagram (a GRO batch
+        // is at most that too): peers may send DATA packets cut to a larger
+        // MTU than ours.
+        let stride = RECV_STRIDE;
         let capture = match &config.capture {
             Some(path) => {
                 let c = Capture::create(path, local)?;
@@ -196,6 +215,7 @@ impl Datapath {
         let offloads = Offloads {
             gso,
             gro,
+            mtu: config.proto.mtu,
             recv_buffer,
             send_buffer,
         };
@@ -597,18 +617,31 @@ impl Link {
                 None => {
                     // One packet, sent with `sendto` (the kernel's cheapest
                     // send): a control packet or a short message is whole
-                    // in its header slice; a longer one (at most one MTU)
-                    // is copied whole first.
+                    // in its header slice; a longer one up to
+                    // `COPY_SINGLE_MAX` is copied whole first; a larger one
+                    // (a large MTU) is gathered by the kernel from the
+                    // header and the message (no user-space copy).
                     let (h, p) = packets.packet(0);
-                    let data = if p.is_empty() {
-                        h
+                    let r = if p.len() > COPY_SINGLE_MAX {
+                        udp::send_vectored(
+                            self.sock.as_fd(),
+                            out.dest,
+                            tos,
+                            None,
+                            &[IoSlice::new(h), IoSlice::new(p)],
+                        )
                     } else {
-                        self.scratch.clear();
-                        self.scratch.extend_from_slice(h);
-                        self.scratch.extend_from_slice(p);
-                        &self.scratch[..]
+                        let data = if p.is_empty() {
+                            h
+                        } else {
+                            self.scratch.clear();
+                            self.scratch.extend_from_slice(h);
+                            self.scratch.extend_from_slice(p);
+                            &self.scratch[..]
+                        };
+                        udp::send(self.sock.as_fd(), out.dest, tos, None, data)
                     };
-                    udp::send(self.sock.as_fd(), out.dest, tos, None, data).map(|_| {
+                    r.map(|_| {
                         self.stats.send_calls += 1;
                         self.stats.packets_sent += 1;
                     })
@@ -747,25 +780,38 @@ mod tests {
     /// on when the kernel offers them). Returns the client's and the
     /// server's counters.
     fn exchange_max(gso: bool, gro: bool) -> (TransportStats, TransportStats) {
-        let config = Config {
+        let config = config(gso, gro, crate::Mtu::Proto);
+        exchange(&config, &config)
+    }
+
+    fn config(gso: bool, gro: bool, mtu: crate::Mtu) -> Config {
+        Config {
             gso,
             gro,
+            mtu,
             // Room for a whole request in flight on the slow path.
             recv_buffer: 8 << 20,
             send_buffer: 8 << 20,
             ..Config::default()
-        };
-        let max = config.proto.max_message_length as usize;
-        let open = |seed| {
-            let (dp, offloads) = Datapath::open("127.0.0.1:0".parse().unwrap(), &config).unwrap();
-            assert_eq!(offloads.gso, gso && udp::gso_supported(false));
+        }
+    }
+
+    /// [`exchange_max`] between a client and a server configured apart.
+    fn exchange(client: &Config, server: &Config) -> (TransportStats, TransportStats) {
+        let max = client.proto.max_message_length as usize;
+        let open = |config: &Config, seed| {
+            let mut config = config.clone();
+            let (dp, offloads) =
+                Datapath::open("127.0.0.1:0".parse().unwrap(), &mut config).unwrap();
+            assert_eq!(offloads.gso, config.gso && udp::gso_supported(false));
+            assert_eq!(offloads.mtu, config.proto.mtu);
             let mut ep = Endpoint::new(config.proto.clone(), seed).unwrap();
             let addr = dp.socket().local_addr().unwrap();
             ep.open_socket(addr.port()).unwrap();
             (dp, ep, addr)
         };
-        let (mut cdp, mut cep, caddr) = open(1);
-        let (mut sdp, mut sep, saddr) = open(2);
+        let (mut cdp, mut cep, caddr) = open(client, 1);
+        let (mut sdp, mut sep, saddr) = open(server, 2);
         sep.set_server(saddr.port(), true).unwrap();
         let request: bytes::Bytes = (0..max).map(|i| (i * 7 + i / 4093) as u8).collect();
         let response: bytes::Bytes = (0..max).map(|i| (i * 11 + i / 65_521) as u8).collect();
@@ -829,6 +875,81 @@ mod tests {
         let max = Config::default().proto.max_message_length as u64;
         assert!(c.packets_sent > max / 1500, "{c:?}");
         assert!(c.send_calls < c.packets_sent / 3, "sendmmsg batches: {c:?}");
+    }
+
+    /// The loopback interface's MTU (65 536 on Linux), as `Mtu::Auto`
+    /// clamps it.
+    fn loopback_mtu() -> u32 {
+        let lo = homa_sys::netif::up_addresses()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.addr == IpAddr::from([127, 0, 0, 1]))
+            .expect("127.0.0.1 is up");
+        lo.mtu.min(homa_proto::config::MAX_MTU)
+    }
+
+    #[test]
+    fn open__auto_mtu_is_the_loopback_interface_for_a_loopback_bind() {
+        let mut c = Config::default();
+        let (_, offloads) = Datapath::open("127.0.0.1:0".parse().unwrap(), &mut c).unwrap();
+        assert_eq!(offloads.mtu, loopback_mtu());
+        assert_eq!(c.proto.mtu, loopback_mtu());
+        // An explicit MTU wins; `Proto` keeps the protocol's value.
+        let mut c = Config::default().with_mtu(crate::Mtu::Fixed(9000));
+        let (_, offloads) = Datapath::open("127.0.0.1:0".parse().unwrap(), &mut c).unwrap();
+        assert_eq!((offloads.mtu, c.proto.mtu), (9000, 9000));
+        let mut c = Config::default().with_mtu(crate::Mtu::Proto);
+        let (_, offloads) = Datapath::open("127.0.0.1:0".parse().unwrap(), &mut c).unwrap();
+        assert_eq!(offloads.mtu, 1500);
+    }
+
+    #[test]
+    fn open__auto_mtu_of_a_wildcard_bind_is_the_smallest_other_interface() {
+        let up = homa_sys::netif::up_addresses().unwrap();
+        let expect = up
+            .iter()
+            .filter(|a| !a.loopback)
+            .map(|a| {
+                a.mtu
+                    .clamp(homa_proto::config::MIN_MTU, homa_proto::config::MAX_MTU)
+            })
+            .min()
+            .unwrap_or(1500);
+        let mut c = Config::default();
+        let (_, offloads) = Datapath::open("0.0.0.0:0".parse().unwrap(), &mut c).unwrap();
+        assert_eq!(offloads.mtu, expect, "{up:?}");
+    }
+
+    #[test]
+    fn flush__max_length_messages_byte_exact_with_the_loopback_mtu() {
+        // Auto on loopback: 64 kB packets, each its own send (a GSO send
+        // holds at most 64 kB), gathered without a copy.
+        let config = config(true, true, crate::Mtu::Auto);
+        let (c, s) = exchange(&config, &config);
+        let max = Config::default().proto.max_message_length as u64;
+        let seg = u64::from(loopback_mtu() - 20 - 8 - 56);
+        assert!(c.packets_sent >= max.div_ceil(seg), "{c:?}");
+        assert!(c.packets_sent < max / 8000, "{c:?}");
+        assert!(s.packets_received < max / 8000, "{s:?}");
+        assert_eq!(c.bad_datagrams + s.bad_datagrams, 0);
+    }
+
+    #[test]
+    fn flush__mixed_mtus_interoperate_without_gro() {
+        // A client with the largest MTU and a server with the smallest
+        // default one, receiving datagram by datagram: the server accepts
+        // the client's 64 kB packets and answers in 1 500-byte ones.
+        let client = config(true, false, crate::Mtu::Fixed(homa_proto::config::MAX_MTU));
+        let server = config(true, false, crate::Mtu::Fixed(1500));
+        let (c, s) = exchange(&client, &server);
+        let max = Config::default().proto.max_message_length as u64;
+        assert_eq!(c.bad_datagrams + s.bad_datagrams, 0, "{c:?} {s:?}");
+        // (Each side's count includes the GRANTs it sends.)
+        assert!(s.packets_received < max / 8000, "{s:?}");
+        assert!(s.packets_sent > max / 1500, "{s:?}");
+        // And the other way round, with GRO.
+        let (c, s) = exchange(&config(true, true, crate::Mtu::Fixed(1500)), &client);
+        assert_eq!(c.bad_datagrams + s.bad_datagrams, 0, "{c:?} {s:?}");
     }
 
     #[test]

@@ -259,9 +259,9 @@ pub(crate) struct Shared {
 impl Shared {
     /// Binds the UDP socket, configures it (buffers, error queue, offload
     /// probes) and registers its port with a fresh endpoint.
-    pub(crate) fn open(addr: SocketAddr, config: Config) -> Result<Shared, Error> {
+    pub(crate) fn open(addr: SocketAddr, mut config: Config) -> Result<Shared, Error> {
         config.proto.validate()?;
-        let (dp, offloads) = Datapath::open(addr, &config)?;
+        let (dp, offloads) = Datapath::open(addr, &mut config)?;
         if config.reuse_port && config.reuse_port_by_cpu {
             homa_sys::udp::steer_reuseport_by_cpu(dp.socket().as_fd())?;
         }

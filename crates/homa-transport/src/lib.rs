@@ -110,7 +110,7 @@ pub use async_socket::{AsyncCall, AsyncSocket};
 pub use blocking::{Call, Socket};
 pub use bytes::Bytes;
 pub use calls::Request;
-pub use config::Config;
+pub use config::{Config, Mtu};
 pub use error::Error;
 pub use host::{HostMetrics, HostSharing};
 pub use message::IntoMessage;

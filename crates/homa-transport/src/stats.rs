@@ -13,6 +13,9 @@ pub struct Offloads {
     pub gso: bool,
     /// The socket receives GRO batches (`UDP_GRO`).
     pub gro: bool,
+    /// The MTU the socket's DATA packets are cut to (see
+    /// [`crate::Config::mtu`]).
+    pub mtu: u32,
     /// Receive buffer size the kernel granted (bytes, as `SO_RCVBUF` reports).
     pub recv_buffer: usize,
     /// Send buffer size the kernel granted.

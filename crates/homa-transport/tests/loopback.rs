@@ -8,17 +8,29 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{check_echo_sizes, echo_server, free_port, patient, pattern, server_socket, HANG};
-use homa_transport::{Config, Error, Socket};
+use homa_transport::{Config, Error, Mtu, Socket};
 
 const SIZES: &[usize] = &[
     1, 2, 100, 1415, 1416, 1417, 2832, 2833, 39_999, 40_000, 40_001, 65_536, 200_000, 1_000_000,
     8_000_000,
 ];
 
+/// Sizes around the packet boundaries of the loopback MTU (65 536,
+/// clamped to 65 535: 65 451 message bytes per DATA packet over IPv4).
+const LOOPBACK_SIZES: &[usize] = &[
+    1, 1417, 65_450, 65_451, 65_452, 130_902, 130_903, 1_000_000, 8_000_000,
+];
+
+/// 1 500-byte packets (the protocol's default MTU; loopback's own would
+/// be chosen otherwise), so that the sizes above cross packet boundaries.
+fn mtu_1500() -> Config {
+    Config::default().with_mtu(Mtu::Proto)
+}
+
 #[test]
 fn echo__sizes_1b_to_8mb_are_byte_exact_with_gso_and_gro() {
-    let (server, h) = echo_server("127.0.0.1:0", Config::default());
-    let client = Socket::bind("127.0.0.1:0").unwrap();
+    let (server, h) = echo_server("127.0.0.1:0", mtu_1500());
+    let client = Socket::bind_with("127.0.0.1:0", mtu_1500()).unwrap();
     check_echo_sizes(&client, server.local_addr(), SIZES);
     let (c, s) = (client.stats().transport, server.stats().transport);
     // Multi-packet messages went out as GSO batches and came in as GRO
@@ -34,7 +46,7 @@ fn echo__sizes_1b_to_8mb_are_byte_exact_with_gso_and_gro() {
 
 #[test]
 fn echo__sizes_1b_to_8mb_are_byte_exact_with_offloads_forced_off() {
-    let mut config = Config::default();
+    let mut config = mtu_1500();
     config.gso = false;
     config.gro = false;
     let (server, h) = echo_server("127.0.0.1:0", config.clone());
@@ -51,6 +63,45 @@ fn echo__sizes_1b_to_8mb_are_byte_exact_with_offloads_forced_off() {
     assert!(c.packets_sent > 8_000_000 / 1500, "{c:?}");
     server.close();
     assert_eq!(h.join().unwrap(), SIZES.len() as u64);
+}
+
+#[test]
+fn echo__sizes_1b_to_8mb_are_byte_exact_with_the_loopback_mtu() {
+    // The default MTU policy picks the loopback interface's MTU: 64 kB
+    // packets, each its own datagram (no GSO batch holds two), with the
+    // offloads on and off.
+    for (gso, gro) in [(true, true), (false, false)] {
+        let config = Config::default().with_gso(gso).with_gro(gro);
+        let (server, h) = echo_server("127.0.0.1:0", config.clone());
+        let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
+        assert_eq!(client.offloads().mtu, 65_535, "{:?}", client.offloads());
+        assert_eq!(server.offloads().mtu, 65_535);
+        check_echo_sizes(&client, server.local_addr(), LOOPBACK_SIZES);
+        let (c, s) = (client.stats().transport, server.stats().transport);
+        let bytes: usize = LOOPBACK_SIZES.iter().sum();
+        // Requests and echoes in 64 kB packets (plus a few control
+        // packets), not 1 500-byte ones.
+        assert!(c.packets_sent < (bytes / 20_000) as u64, "{c:?}");
+        assert!(s.packets_sent < (bytes / 20_000) as u64, "{s:?}");
+        assert_eq!(c.bad_datagrams + s.bad_datagrams, 0);
+        server.close();
+        assert_eq!(h.join().unwrap(), LOOPBACK_SIZES.len() as u64);
+    }
+}
+
+#[test]
+fn echo__a_64k_mtu_client_and_a_1500_byte_server_interoperate() {
+    let (server, h) = echo_server("127.0.0.1:0", mtu_1500().with_gro(false));
+    let client = Socket::bind("127.0.0.1:0").unwrap();
+    check_echo_sizes(&client, server.local_addr(), LOOPBACK_SIZES);
+    let (c, s) = (client.stats().transport, server.stats().transport);
+    assert_eq!(
+        (client.offloads().mtu, server.offloads().mtu),
+        (65_535, 1500)
+    );
+    assert_eq!(c.bad_datagrams + s.bad_datagrams, 0);
+    server.close();
+    assert_eq!(h.join().unwrap(), LOOPBACK_SIZES.len() as u64);
 }
 
 #[test]
