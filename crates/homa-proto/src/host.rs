@@ -1347,7 +1347,7 @@ impl crate::Endpoint {
 
     /// What a held-back endpoint waits for: `Some(token)` while the other
     /// participants hold it back (its last grant pass was limited by their
-    /// ranking or budget), meaning "call [`Endpoint::host_recheck`] once
+    /// ranking or budget), meaning "call [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) once
     /// [`Host::wait_over`]`(token)`": the endpoint published what would
     /// release it (free budget for the rest of its window, the rank of its
     /// best cut message), and a publisher whose change covers that wakes
@@ -1363,9 +1363,9 @@ impl crate::Endpoint {
     }
 
     /// The table may have changed (the runtime saw the generation move
-    /// away from what [`Endpoint::host_wait`] returned): if the endpoint
+    /// away from what [`Endpoint::host_wait`](crate::Endpoint::host_wait) returned): if the endpoint
     /// is held back and the table changed, a grant pass runs at the next
-    /// [`Endpoint::poll_transmit`]. True if one was asked for.
+    /// [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit). True if one was asked for.
     pub fn host_recheck(&mut self, now: Instant) -> bool {
         self.touch(now);
         let Some(j) = self.host.as_deref_mut() else {
