@@ -10,14 +10,17 @@
 //! between processes: [`HostMemory`]), and all the arithmetic on it.
 //!
 //! * **Header**: magic, version, layout and parameters, checked by
-//!   [`Host::open`]; a host-wide generation word, bumped by the changes
-//!   that can release a participant held back by the others (and the
-//!   futex word a runtime's waiter sleeps on: [`Host::generation_word`]),
+//!   [`Host::open`]; a host-wide generation word, bumped when a publish
+//!   covers what a participant held back by the others published as its
+//!   need (the futex word a runtime's waiter sleeps on:
+//!   [`Host::generation_word`]), a count of every release (any amount:
+//!   the held-back participants' own timers look at it),
 //!   with a count and a lease of the sleeping waiters so that a publisher
 //!   wakes them only when someone sleeps; the host-wide NIC estimate
 //!   (`link_idle`, host nanoseconds).
 //! * **Slots**: one per joined endpoint: heartbeat (host time, which also
-//!   claims the slot), owner (opaque, for operators), granted-but-not-
+//!   claims the slot), owner (opaque, for operators), what it needs while
+//!   held back and how often a publisher woke it, granted-but-not-
 //!   received bytes, and its best candidates (bytes still to receive).
 //!
 //! Every value read from the table is validated or clamped: a participant
@@ -173,19 +176,24 @@ impl HostParams {
 /// Words of the header.
 const HEADER: usize = 16;
 /// Words of a slot before its candidates.
-const SLOT_HEADER: usize = 6;
+const SLOT_HEADER: usize = 9;
 
 /// Words of a table with `slots` slots of `candidates` candidates each.
 pub const fn words_for(slots: u32, candidates: u32) -> usize {
     HEADER + slots as usize * (SLOT_HEADER + candidates as usize)
 }
 
+/// A wait token ([`Host::wait_over`]): the slot in the top bits, the
+/// slot's wake count below.
+const TOKEN_SHIFT: u32 = 48;
+const TOKEN_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
+
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version (2: the generation word is bumped only by releasing
-/// changes and waiters sleep on it: a version-1 participant would never
-/// wake them).
-const VERSION: u64 = 2;
+/// Layout version (3: held-back participants publish what would release
+/// them, and publishers wake only those whose need their change covers: a
+/// version-2 participant would never wake them).
+const VERSION: u64 = 3;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -205,6 +213,10 @@ const H_WAITERS: usize = 11;
 /// leaves `H_WAITERS` too high, and its lease bounds how long publishers
 /// keep paying a wake-up for nobody.
 const H_WAKE_UNTIL: usize = 12;
+/// Bumped (without a wake-up) by every change that can release someone:
+/// what a held-back participant's own timer looks at, the fallback of the
+/// published needs.
+const H_RELEASES: usize = 13;
 
 // Slot words: heartbeat, owner, incoming bytes, candidate count, the
 // shortest paced outgoing message and its stamp, then the candidates.
@@ -217,6 +229,17 @@ const S_COUNT: usize = 3;
 const S_TX: usize = 4;
 /// When `S_TX` was written (host ns).
 const S_TX_AT: usize = 5;
+/// A held-back participant's need: the free host budget
+/// (`max_incoming` minus the host's incoming bytes) it needs to grant the
+/// rest of its next window (0: none).
+const S_NEED_BYTES: usize = 6;
+/// A held-back participant's need: bytes left + 1 of its best message cut
+/// from the host's top (0: none). A candidate better than it that leaves
+/// a publisher's top releases it.
+const S_NEED_RANK: usize = 7;
+/// Wake-ups of the participant: a publisher whose change covered one of
+/// its needs consumed them (set them to 0) and incremented this.
+const S_WOKEN: usize = 8;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -434,10 +457,11 @@ impl Host {
         &self.params
     }
 
-    /// The generation: bumped by every change of the table that can
-    /// release a participant held back by the others (incoming bytes that
-    /// fell, a candidate that left the top or got worse, a participant
-    /// that left), not by every publish.
+    /// The generation: bumped when a publisher woke a held-back
+    /// participant whose published need its change covered, when a
+    /// participant left, and by [`Host::nudge`]; not by every publish nor
+    /// by every release. The waiters sleep on it; which participants were
+    /// woken, [`Host::wait_over`] says.
     pub fn generation(&self) -> u64 {
         self.w()[H_GENERATION].load(Ordering::SeqCst)
     }
@@ -464,11 +488,106 @@ impl Host {
     }
 
     /// Moves the generation (and wakes the sleeping waiters) without a
-    /// change of the table: for a runtime whose held-back endpoint waits
-    /// for a generation the table has already left, so that no waiter
-    /// keeps sleeping on the current one. `now_host`: host time.
+    /// change of the table: for a runtime whose held-back endpoint's wait
+    /// was over before its waiter could see it, so that no waiter keeps
+    /// sleeping through it. `now_host`: host time.
     pub fn nudge(&self, now_host: u64) {
         self.bump(now_host);
+    }
+
+    /// True once the wait that [`Endpoint::host_wait`](crate::Endpoint::host_wait)
+    /// returned `token` for is over: a publisher's change covered what the
+    /// held-back endpoint needs (or it left, or the endpoint found itself
+    /// covered while publishing its need). A runtime's waiter, woken by a
+    /// move of the generation, pokes only the endpoints whose wait is over.
+    pub fn wait_over(&self, token: u64) -> bool {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        s < self.params.slots
+            && self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK != token & TOKEN_MASK
+    }
+
+    /// The changes so far that could release someone (any amount):
+    /// a held-back participant's own timer passes again when it moved.
+    fn releases(&self) -> u64 {
+        self.w()[H_RELEASES].load(Ordering::SeqCst)
+    }
+
+    /// The wait token of slot `s` now: its slot and wake count.
+    fn token(&self, s: u32) -> u64 {
+        (s as u64) << TOKEN_SHIFT | self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK
+    }
+
+    /// Consumes slot `s`'s published needs and counts a wake-up for it;
+    /// false if another publisher consumed them first (or it had none).
+    fn wake_slot(&self, s: u32) -> bool {
+        let b = self.word(s, S_NEED_BYTES).swap(0, Ordering::SeqCst);
+        let r = self.word(s, S_NEED_RANK).swap(0, Ordering::SeqCst);
+        if b == 0 && r == 0 {
+            return false;
+        }
+        self.word(s, S_WOKEN).fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// After slot `me` published a change that can release someone
+    /// (`budget`: its incoming bytes fell; `ranks`: its candidates before
+    /// and after, when one left its top or got worse): wakes every other
+    /// live participant whose published need the change covers. A need for
+    /// bytes is covered when the host's free budget (re-read now) reaches
+    /// it; a need for rank when fewer of our top candidates rank better
+    /// than its best cut message. Returns true (and moves the generation,
+    /// waking the sleeping waiters) if anyone was woken.
+    fn wake_covered(
+        &self,
+        me: u32,
+        now_host: u64,
+        budget: bool,
+        ranks: Option<(&[u32], &[u32])>,
+    ) -> bool {
+        let max_in = self.params.max_incoming as u64;
+        let top = self.params.max_overcommit as usize;
+        let mut total = 0u64;
+        let mut needy = false;
+        for s in 0..self.params.slots {
+            if !self.slot_live(s, now_host) {
+                continue;
+            }
+            total += self.word(s, S_INCOMING).load(Ordering::SeqCst).min(max_in);
+            needy |= s != me
+                && (self.word(s, S_NEED_BYTES).load(Ordering::SeqCst) != 0
+                    || self.word(s, S_NEED_RANK).load(Ordering::SeqCst) != 0);
+        }
+        if !needy {
+            return false;
+        }
+        let free = max_in.saturating_sub(total);
+        let mut woke = false;
+        for s in 0..self.params.slots {
+            if s == me || !self.slot_live(s, now_host) {
+                continue;
+            }
+            let b = self.word(s, S_NEED_BYTES).load(Ordering::SeqCst);
+            let r = self.word(s, S_NEED_RANK).load(Ordering::SeqCst);
+            let by_budget = budget && b != 0 && free >= b;
+            let by_rank = r != 0
+                && ranks.is_some_and(|(old, new)| {
+                    let key = ((r - 1).min(u32::MAX as u64) as u32, s);
+                    let better = |l: &[u32]| {
+                        l[..l.len().min(top)]
+                            .iter()
+                            .filter(|&&c| (c, me) < key)
+                            .count()
+                    };
+                    better(old) > better(new)
+                });
+            if (by_budget || by_rank) && self.wake_slot(s) {
+                woke = true;
+            }
+        }
+        if woke {
+            self.bump(now_host);
+        }
+        woke
     }
 
     /// The waiter of [`Host::wait_begin`] woke up.
@@ -558,6 +677,8 @@ impl Host {
                 self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
                 self.word(s, S_TX).store(0, Ordering::Relaxed);
+                self.word(s, S_NEED_BYTES).store(0, Ordering::SeqCst);
+                self.word(s, S_NEED_RANK).store(0, Ordering::SeqCst);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
                 return Ok((s, beat));
             }
@@ -582,13 +703,22 @@ impl Host {
     /// `now_host`). Its figures are left as they are: a free slot is never
     /// read, and [`Host::claim`] clears them for the next owner. (Clearing
     /// them here would wipe the figures of whoever took the slot while we
-    /// were stalled.) Leaving releases our share: the generation moves.
+    /// were stalled.) Leaving releases our share: every held-back
+    /// participant is woken.
     pub(crate) fn release(&self, s: u32, last: u64, now_host: u64) {
         if self
             .word(s, S_BEAT)
-            .compare_exchange(last, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(last, 0, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
+            // Everything we held is free: every held-back participant may
+            // move (a rare event: wake them all).
+            self.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
+            for o in 0..self.params.slots {
+                if o != s && self.slot_live(o, now_host) {
+                    self.wake_slot(o);
+                }
+            }
             self.bump(now_host);
         }
     }
@@ -671,8 +801,8 @@ impl Host {
             }
             out.oldest_beat = out.oldest_beat.min(beat);
             out.live += 1;
-            out.incoming += self.word(s, S_INCOMING).load(Ordering::Relaxed).min(max_in);
-            let n = self.word(s, S_COUNT).load(Ordering::Acquire).min(cap) as usize;
+            out.incoming += self.word(s, S_INCOMING).load(Ordering::SeqCst).min(max_in);
+            let n = self.word(s, S_COUNT).load(Ordering::SeqCst).min(cap) as usize;
             for i in 0..n.min(top) {
                 let r = self.word(s, SLOT_HEADER + i).load(Ordering::Relaxed);
                 let c = Foreign {
@@ -770,14 +900,21 @@ pub(crate) struct Joined {
     pub(crate) offset: u64,
     /// The heartbeat we last wrote.
     pub(crate) beat: u64,
-    /// The generation at our last pass.
+    /// The release count ([`Host::releases`]) at our last pass.
     pub(crate) seen_gen: u64,
+    /// What we wait for while held back ([`Host::wait_over`]).
+    pub(crate) token: u64,
+    /// Our best message cut from the host's top in this pass: its index
+    /// among our active messages and its bytes left.
+    pub(crate) cut_at: Option<(usize, u32)>,
+    /// The needs we published (bytes, rank), to clear them.
+    pub(crate) needs: (u64, u64),
     /// The last pass was limited by the others.
     pub(crate) limited: bool,
     pub(crate) others: Others,
     pub(crate) reclaims: u64,
     pub(crate) limited_passes: u64,
-    /// The generation read at the start of the current pass.
+    /// The release count read at the start of the current pass.
     pub(crate) gen_before: u64,
     /// Since when every pass has been limited by the others.
     pub(crate) limited_since: Option<Instant>,
@@ -798,7 +935,8 @@ impl Joined {
     /// A participant that just claimed `slot` (heartbeat `beat`) and has
     /// published nothing yet.
     fn new(host: Host, slot: u32, owner: u64, offset: u64, beat: u64) -> Joined {
-        let seen_gen = host.generation();
+        let seen_gen = host.releases();
+        let token = host.token(slot);
         Joined {
             host,
             slot,
@@ -806,6 +944,9 @@ impl Joined {
             offset,
             beat,
             seen_gen,
+            token,
+            cut_at: None,
+            needs: (0, 0),
             gen_before: 0,
             limited: false,
             others: Others::default(),
@@ -893,7 +1034,7 @@ impl Joined {
             return None;
         }
         let h = self.host_now(now);
-        self.gen_before = self.host.generation();
+        self.gen_before = self.host.releases();
         self.host.others(self.slot, h, &mut self.others);
         self.published_best.clear();
         self.published_best
@@ -910,11 +1051,15 @@ impl Joined {
             let r = i + better;
             if r >= top || i >= ranks.len() {
                 keep = i;
+                self.cut_at = Some((i, k.remaining));
                 break;
             }
             ranks[i] = r as u8;
         }
         let cut = keep < active.len();
+        if !cut {
+            self.cut_at = None;
+        }
         active.truncate(keep);
         let n_host = (self.published_best.len() + self.others.best.len()).min(top);
         let cap = local_max_incoming.min(self.host.params.max_incoming) as i64;
@@ -929,30 +1074,61 @@ impl Joined {
     }
 
     /// Ends a pass: publishes our incoming bytes and candidates if they
-    /// changed, bumping the generation only if the change can release
-    /// someone the others hold back ([`releases`]), and notes whether the
-    /// others limited us. Returns when the host timer is due next.
-    pub(crate) fn finish(&mut self, now: Instant, incoming: i64, limited: bool) -> Option<Instant> {
+    /// changed; a change that can release someone ([`releases`], or
+    /// incoming bytes that fell) counts as a release and wakes the
+    /// held-back participants whose published need it covers. Held back
+    /// (`limited`), publishes what would release us: `need_bytes` of free
+    /// host budget (0 if the budget did not stop us), and the rank of our
+    /// best message cut from the host's top. Returns when the host timer is
+    /// due next.
+    pub(crate) fn finish(
+        &mut self,
+        now: Instant,
+        incoming: i64,
+        limited: bool,
+        need_bytes: u64,
+    ) -> Option<Instant> {
         let incoming = incoming.max(0) as u64;
+        let h = self.host_now(now);
         // Our slot may have been taken since the pass began (we stalled past
         // `liveness`): then publish nothing; the next pass claims another.
         let ours = self.host.beat(self.slot) == self.beat;
         self.seen_gen = self.gen_before;
         if ours && (incoming != self.published_incoming || self.published_best != self.last_best) {
             let top = self.host.params.max_overcommit as usize;
-            let release = incoming < self.published_incoming
-                || releases(&self.last_best, &self.published_best, top);
+            let fell = incoming < self.published_incoming;
+            let ranks = releases(&self.last_best, &self.published_best, top);
             self.host
                 .publish(self.slot, incoming, self.published_best.iter().copied());
-            if release {
-                let prev = self.host.bump(self.host_now(now));
-                // Our own bump is not news to us; someone else's in between is.
+            if fell || ranks {
+                let prev = self.host.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
+                // Our own release is not news to us; someone else's in
+                // between is.
                 if prev == self.gen_before {
                     self.seen_gen = prev.wrapping_add(1);
                 }
+                let lists = ranks.then_some((&self.last_best[..], &self.published_best[..]));
+                self.host.wake_covered(self.slot, h, fell, lists);
             }
             self.published_incoming = incoming;
             core::mem::swap(&mut self.last_best, &mut self.published_best);
+        }
+        self.token = self.host.token(self.slot);
+        if ours && limited {
+            let rank = self.cut_at.map_or(0, |(_, r)| r as u64 + 1);
+            self.needs = (need_bytes, rank);
+            self.host.publish_needs(self.slot, need_bytes, rank);
+            // A release published since our pass read the table saw our
+            // old needs (or none): look again now that ours are visible,
+            // and wake ourselves if the table already covers them (every
+            // step is sequentially consistent: either the publisher saw
+            // our needs or we see its change).
+            if self.covered(h, incoming) && self.host.wake_slot(self.slot) {
+                self.needs = (0, 0);
+            }
+        } else if ours && self.needs != (0, 0) {
+            self.needs = (0, 0);
+            self.host.publish_needs(self.slot, 0, 0);
         }
         if limited {
             self.limited_passes += 1;
@@ -962,6 +1138,26 @@ impl Joined {
         }
         self.limited = limited;
         self.next_timer(now)
+    }
+
+    /// True if the table, read again now, covers the needs we published
+    /// (our incoming bytes: `incoming`).
+    fn covered(&mut self, now_host: u64, incoming: u64) -> bool {
+        let (bytes, _) = self.needs;
+        self.host.others(self.slot, now_host, &mut self.others);
+        let max_in = self.host.params.max_incoming as u64;
+        let host_incoming = incoming.min(max_in) + self.others.incoming;
+        if bytes != 0 && max_in.saturating_sub(host_incoming) >= bytes {
+            return true;
+        }
+        self.cut_at.is_some_and(|(i, r)| {
+            let me = Foreign {
+                remaining: r,
+                slot: self.slot,
+            };
+            let better = self.others.best.iter().filter(|c| **c < me).count();
+            i + better < self.host.params.max_overcommit as usize
+        })
     }
 
     /// When the host timer is due. Held back: every `recheck` or
@@ -997,9 +1193,10 @@ impl Joined {
         }
     }
 
-    /// True if we are held back and a pass would see something new: the
-    /// generation moved since our last pass, a participant we counted
-    /// lapsed, or the starvation bound passed.
+    /// True if we are held back and a pass would see something new: a
+    /// publisher covered our need (our wait is over), something was
+    /// released since our last pass, a participant we counted lapsed, or
+    /// the starvation bound passed.
     fn recheck_due(&self, now: Instant) -> bool {
         if !self.limited {
             return false;
@@ -1009,7 +1206,10 @@ impl Joined {
         let starving = self
             .limited_since
             .is_some_and(|t| now.saturating_duration_since(t) > p.liveness);
-        lapsed || starving || self.host.generation() != self.seen_gen
+        lapsed
+            || starving
+            || self.host.wait_over(self.token)
+            || self.host.releases() != self.seen_gen
     }
 
     /// The host timer fired: renews the heartbeat; true if a pass should
@@ -1049,8 +1249,16 @@ impl Host {
                 .store(r as u64, Ordering::Relaxed);
             n += 1;
         }
-        self.word(s, S_INCOMING).store(incoming, Ordering::Relaxed);
-        self.word(s, S_COUNT).store(n as u64, Ordering::Release);
+        self.word(s, S_INCOMING).store(incoming, Ordering::SeqCst);
+        self.word(s, S_COUNT).store(n as u64, Ordering::SeqCst);
+    }
+
+    /// Publishes slot `s`'s needs (0: none; see `S_NEED_BYTES`,
+    /// `S_NEED_RANK`), sequentially consistent with the publishers that
+    /// read them.
+    pub(crate) fn publish_needs(&self, s: u32, bytes: u64, rank: u64) {
+        self.word(s, S_NEED_BYTES).store(bytes, Ordering::SeqCst);
+        self.word(s, S_NEED_RANK).store(rank, Ordering::SeqCst);
     }
 }
 
@@ -1137,24 +1345,27 @@ impl crate::Endpoint {
         })
     }
 
-    /// What a held-back endpoint waits for: `Some(g)` while the other
+    /// What a held-back endpoint waits for: `Some(token)` while the other
     /// participants hold it back (its last grant pass was limited by their
-    /// ranking or budget), meaning "call [`Endpoint::host_recheck`] once
-    /// the table's generation ([`Host::generation`]) differs from `g`";
-    /// `None` when nothing of the table concerns it (not joined, or not
-    /// held back). A runtime waits for that change (a futex on
-    /// [`Host::generation_word`]) instead of polling; the endpoint's own
-    /// host timer ([`HostParams::recheck`], the heartbeat, lapses and the
-    /// starvation bound) stays the fallback.
+    /// ranking or budget), meaning "call [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) once
+    /// [`Host::wait_over`]`(token)`": the endpoint published what would
+    /// release it (free budget for the rest of its window, the rank of its
+    /// best cut message), and a publisher whose change covers that wakes
+    /// it (and moves the generation). `None` when nothing of the table
+    /// concerns it (not joined, or not held back). A runtime sleeps on
+    /// [`Host::generation_word`] (a futex) instead of polling, and pokes
+    /// the endpoints whose wait is over; the endpoint's own host timer
+    /// ([`HostParams::recheck`], the heartbeat, lapses and the starvation
+    /// bound: it also passes again after any release) stays the fallback.
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
-        j.limited.then_some(j.seen_gen)
+        j.limited.then_some(j.token)
     }
 
     /// The table may have changed (the runtime saw the generation move
-    /// away from what [`Endpoint::host_wait`] returned): if the endpoint
+    /// away from what [`Endpoint::host_wait`](crate::Endpoint::host_wait) returned): if the endpoint
     /// is held back and the table changed, a grant pass runs at the next
-    /// [`Endpoint::poll_transmit`]. True if one was asked for.
+    /// [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit). True if one was asked for.
     pub fn host_recheck(&mut self, now: Instant) -> bool {
         self.touch(now);
         let Some(j) = self.host.as_deref_mut() else {
@@ -1282,7 +1493,7 @@ mod tests {
         let (b, _) = h.claim(late, 2, a).unwrap();
         assert_eq!(b, a);
         h.publish(b, 5_000, [7, 9].into_iter());
-        j.finish(Instant::from_nanos(late), 80_000, false);
+        j.finish(Instant::from_nanos(late), 80_000, false, 0);
         let mut o = Others::default();
         h.others(1 - b, late, &mut o);
         assert_eq!(o.incoming, 5_000, "we overwrote b's incoming bytes");
@@ -1293,7 +1504,7 @@ mod tests {
         assert!(j.keep_slot(Instant::from_nanos(later)));
         assert_ne!(j.slot, b);
         j.published_best = vec![3];
-        j.finish(Instant::from_nanos(later), 80_000, false);
+        j.finish(Instant::from_nanos(later), 80_000, false, 0);
         h.others(b, later, &mut o);
         assert_eq!(o.incoming, 80_000, "our share is not in our new slot");
         assert_eq!(o.best.len(), 1);
@@ -1306,7 +1517,7 @@ mod tests {
         let mut j = Joined::new(h.clone(), a, 1, 0, beat_a);
         j.seen_gen = 0;
         j.published_best = vec![3];
-        j.finish(Instant::from_nanos(1_000), 80_000, false);
+        j.finish(Instant::from_nanos(1_000), 80_000, false, 0);
         // We stall past liveness; b takes our slot.
         let late = 1_000 + 20_000_001;
         let (b, _) = h.claim(late, 2, a).unwrap();
@@ -1315,7 +1526,7 @@ mod tests {
         assert!(j.keep_slot(Instant::from_nanos(late)));
         assert_ne!(j.slot, b);
         j.published_best = vec![3];
-        j.finish(Instant::from_nanos(late), 80_000, false);
+        j.finish(Instant::from_nanos(late), 80_000, false, 0);
         let mut o = Others::default();
         h.others(b, late, &mut o);
         assert_eq!(o.incoming, 80_000, "our share is missing from our new slot");
@@ -1360,18 +1571,18 @@ mod tests {
     }
 
     #[test]
-    fn finish__bumps_the_generation_only_for_changes_that_can_release_someone() {
+    fn finish__counts_a_release_only_for_changes_that_can_release_someone() {
         let p = HostParams::from_config(&Config::default(), 2);
         let mem = Arc::new(Counting::default());
         let h = Host::init(mem.clone(), &p).unwrap();
         let (a, beat) = h.claim(1_000, 1, 0).unwrap();
         let mut j = Joined::new(h.clone(), a, 1, 0, beat);
         let pass = |j: &mut Joined, incoming: i64, best: &[u32]| {
-            j.gen_before = h.generation();
+            j.gen_before = h.releases();
             j.published_best = best.to_vec();
-            let g = h.generation();
-            j.finish(Instant::from_nanos(1_000), incoming, false);
-            h.generation() != g
+            let g = h.releases();
+            j.finish(Instant::from_nanos(1_000), incoming, false, 0);
+            h.releases() != g
         };
         assert!(
             !pass(&mut j, 50_000, &[9_000, 20_000]),
@@ -1386,7 +1597,9 @@ mod tests {
         assert!(pass(&mut j, 58_600, &[20_000]), "a candidate left");
         assert!(!pass(&mut j, 58_600, &[20_000, 30_000]), "a candidate came");
         assert!(pass(&mut j, 0, &[]), "everything left");
-        // Our own bump is not news to us: no re-check of our own making.
+        // Our own release is not news to us: no re-check of our own making,
+        // and with nobody held back the generation never moved.
+        assert_eq!(h.generation(), 0);
         j.limited = true;
         assert!(!j.recheck_due(Instant::from_nanos(1_000)));
         // Nobody sleeps: no wake-up asked for (no system call).
@@ -1395,10 +1608,17 @@ mod tests {
         // and someone else's bump is news to us.
         let g = h.wait_begin(1_000_000, 5_000);
         assert_eq!(g, h.generation());
-        h.publish(a, 1, [].into_iter());
         h.bump(1_004_000);
         assert_eq!(mem.1.load(Ordering::Relaxed), 1);
-        assert!(j.recheck_due(Instant::from_nanos(1_000)));
+        assert!(
+            !j.recheck_due(Instant::from_nanos(1_000)),
+            "a wake-up for someone else"
+        );
+        h.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
+        assert!(
+            j.recheck_due(Instant::from_nanos(1_000)),
+            "someone's release"
+        );
         // A waiter that died asleep costs wake-ups only until its lease ends.
         h.bump(1_006_000);
         assert_eq!(mem.1.load(Ordering::Relaxed), 1);
@@ -1423,17 +1643,114 @@ mod tests {
         let now = Instant::from_nanos(30_000_000);
         j.published_best = vec![5];
         j.gen_before = h.generation();
-        assert_eq!(j.finish(now, 1, false), Some(now + p.liveness / 4));
+        assert_eq!(j.finish(now, 1, false, 0), Some(now + p.liveness / 4));
         // Held back, the other's heartbeat fresh: the next look is our
         // heartbeat (5 ms), not a `recheck` poll.
         j.others.oldest_beat = 30_000_000;
-        assert_eq!(j.finish(now, 1, true), Some(now + p.liveness / 4));
+        assert_eq!(j.finish(now, 1, true, 0), Some(now + p.liveness / 4));
         // The other's heartbeat 18 ms old: due when it lapses, in 2 ms.
         j.others.oldest_beat = 12_000_000;
         let lapse = Instant::from_nanos(30_000_000 + 2_000_000 + 1);
         assert_eq!(j.next_timer(now), Some(lapse));
         assert!(!j.recheck_due(now), "nothing new yet");
         assert!(j.recheck_due(lapse), "the other lapsed");
+    }
+
+    /// Three participants of one table at host time 1 ms: Q (not held
+    /// back) and the held-back P and R.
+    fn three(h: &Host) -> [Joined; 3] {
+        [1, 2, 3].map(|o| {
+            let (s, beat) = h.claim(1_000_000, o, o as u32).unwrap();
+            Joined::new(h.clone(), s, o, 0, beat)
+        })
+    }
+
+    /// One pass of `j` at 1 ms publishing `incoming` and `best`.
+    fn pass(j: &mut Joined, incoming: i64, best: &[u32], limited: bool, need: u64) {
+        j.gen_before = j.host.releases();
+        j.published_best = best.to_vec();
+        j.finish(Instant::from_nanos(1_000_000), incoming, limited, need);
+    }
+
+    #[test]
+    fn wake__a_release_wakes_only_the_held_back_participants_whose_need_it_covers() {
+        let (_, h) = table(4);
+        let [mut q, mut p, mut r] = three(&h);
+        let now = Instant::from_nanos(1_000_000);
+        pass(&mut q, 390_000, &[], false, 0);
+        // P needs 50 kB of free budget, R 20 kB; 10 kB are free.
+        pass(&mut p, 0, &[], true, 50_000);
+        pass(&mut r, 0, &[], true, 20_000);
+        let (tp, tr) = (p.token, r.token);
+        assert!(!h.wait_over(tp) && !h.wait_over(tr));
+        let g = h.generation();
+        // 15 kB free: smaller than every need, nobody is woken.
+        pass(&mut q, 385_000, &[], false, 0);
+        assert_eq!(
+            h.generation(),
+            g,
+            "a release no need is covered by moved the generation"
+        );
+        assert!(!h.wait_over(tp) && !h.wait_over(tr));
+        // 25 kB free: R's need is covered, P's is not.
+        pass(&mut q, 375_000, &[], false, 0);
+        assert_eq!(h.generation(), g + 1);
+        assert!(h.wait_over(tr), "R's need is covered");
+        assert!(!h.wait_over(tp), "P's need is not");
+        assert!(r.recheck_due(now));
+        // R's need was consumed: a further release does not wake it again.
+        pass(&mut q, 370_000, &[], false, 0);
+        assert_eq!(h.generation(), g + 1);
+        // P is not stranded: its own timer (the heartbeat, at most a
+        // quarter of `liveness` away) sees that something was released.
+        let t = p.next_timer(now).unwrap();
+        assert!(t <= now + h.params().liveness / 4, "{t:?}");
+        assert!(p.recheck_due(t));
+        // And the release that covers its need wakes it.
+        pass(&mut q, 340_000, &[], false, 0);
+        assert!(h.wait_over(tp));
+        assert_eq!(h.generation(), g + 2);
+    }
+
+    #[test]
+    fn wake__a_need_published_after_the_covering_release_wakes_its_publisher_itself() {
+        let (_, h) = table(4);
+        let [mut q, mut p, _] = three(&h);
+        pass(&mut q, 390_000, &[], false, 0);
+        // P's pass read 10 kB free and needs 50 kB; before it publishes
+        // its need, Q's release frees 100 kB (and sees no need to cover).
+        let g = h.generation();
+        pass(&mut q, 290_000, &[], false, 0);
+        assert_eq!(h.generation(), g);
+        pass(&mut p, 0, &[], true, 50_000);
+        assert!(
+            h.wait_over(p.token),
+            "P sleeps on a need the table already covers"
+        );
+        assert!(p.recheck_due(Instant::from_nanos(1_000_000)));
+    }
+
+    #[test]
+    fn wake__only_a_better_candidate_that_leaves_a_publishers_top_wakes_a_cut_message() {
+        let (_, h) = table(4);
+        let [mut q, mut p, _] = three(&h);
+        let top: Vec<u32> = (1..=8).map(|i| i * 100).collect();
+        pass(&mut q, 0, &top, false, 0);
+        // P's best message (5 000 bytes left) ranks below Q's eight.
+        p.cut_at = Some((0, 5_000));
+        pass(&mut p, 0, &[5_000], true, 0);
+        assert!(!h.wait_over(p.token));
+        let g = h.generation();
+        // Q's last candidate got worse but still ranks above P's: no wake.
+        let mut worse = top.clone();
+        worse[7] = 900;
+        pass(&mut q, 0, &worse, false, 0);
+        assert_eq!(h.generation(), g);
+        assert!(!h.wait_over(p.token));
+        // One of Q's candidates left: P's message enters the top.
+        pass(&mut q, 0, &worse[..7], false, 0);
+        assert!(h.wait_over(p.token));
+        assert_eq!(h.generation(), g + 1);
     }
 
     #[test]

@@ -317,7 +317,7 @@ fn grants__the_shortest_message_across_endpoints_is_granted_first() {
 /// `shortest_first` with the endpoints' own re-check timer set as long as
 /// the table allows (`liveness`), driven step by step; with `events`, the
 /// loop does what a runtime's waiter does: after every step, an endpoint
-/// whose [`Endpoint::host_wait`] generation is no longer the table's gets
+/// whose [`Endpoint::host_wait`] is over ([`Host::wait_over`]) gets
 /// [`Endpoint::host_recheck`]. Returns when the long message completed and
 /// endpoint 0's host figures then.
 fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
@@ -350,7 +350,7 @@ fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
             for h in 0..2 {
                 let now = net.now();
                 let ep = net.endpoint(h);
-                if ep.host_wait().is_some_and(|g| g != host.generation()) {
+                if ep.host_wait().is_some_and(|w| host.wait_over(w)) {
                     ep.host_recheck(now);
                 }
             }
@@ -384,9 +384,9 @@ fn recheck__a_held_back_endpoint_is_released_by_the_change_without_a_timer() {
 // ----- a dead or hostile participant -------------------------------------
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`
-/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 6.. candidates).
+/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 9.. candidates).
 fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
-    16 + s as usize * (6 + p.candidates_per_slot as usize) + i
+    16 + s as usize * (9 + p.candidates_per_slot as usize) + i
 }
 
 #[test]
@@ -461,7 +461,7 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
-            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
+            w[slot_word(&p, 3, 9 + i)].store(0, Ordering::Relaxed);
         }
         // And the shared NIC estimate says "busy forever".
         w[10].store(u64::MAX, Ordering::Relaxed);
@@ -480,7 +480,7 @@ fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fi
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
-            w[slot_word(&p, 3, 6 + i)].store(0, Ordering::Relaxed);
+            w[slot_word(&p, 3, 9 + i)].store(0, Ordering::Relaxed);
         }
     });
     eprintln!("hostile slot, no FIFO grants: all 30 requests done at {last:?}");
@@ -738,4 +738,111 @@ fn pacer__an_endpoint_whose_idle_slot_was_taken_publishes_in_a_slot_of_its_own()
     assert_ne!(tx(1), 0, "endpoint 0 published nothing");
     assert_eq!(net.endpoint(0).host_view().unwrap().slot, 1);
     assert_eq!(net.endpoint(1).host_view().unwrap().slot, 0);
+}
+
+// ----- the wake rule -------------------------------------------------------
+
+/// Two endpoints of one host receive 200 kB requests from two senders at
+/// once, both held back by the shared `max_incoming` most of the time; the
+/// loop does what a runtime's waiter does (an endpoint whose wait is over
+/// gets [`Endpoint::host_recheck`]: a poke). Returns (RPCs, pokes, pokes
+/// after which the endpoint granted nothing, futex wake-ups asked for,
+/// when the last request arrived).
+fn wake_storm(seed: u64) -> (u64, u64, u64, u64, Instant) {
+    let c = no_fifo_grants();
+    let p = HostParams {
+        // Only events re-check: the timer is the fallback.
+        recheck: Duration::from_millis(20),
+        ..params(&c, 4)
+    };
+    let mem = Arc::new(CountingWakes::new(p.words()));
+    let host = Host::init(mem.clone(), &p).unwrap();
+    let mut net = lan(seed, 4, &c);
+    for m in 0..2 {
+        let now = net.now();
+        net.endpoint(m)
+            .join_host(now, &host, m as u64 + 1, 0)
+            .unwrap();
+    }
+    // A waiter sleeps all along (counted, lease to the end): every
+    // generation move asks for a futex wake-up.
+    host.wait_begin(0, u64::MAX / 2);
+    let n = 24;
+    for i in 0..n {
+        request(&mut net, 2 + i % 2, (i / 2) % 2, 200_000);
+    }
+    let (mut pokes, mut useless) = (0u64, 0u64);
+    let mut poked: [Option<u64>; 2] = [None, None];
+    let mut done = 0;
+    let deadline = net.now() + Duration::from_secs(2);
+    while done < n {
+        for h in 0..4 {
+            for ev in net.take_events(h) {
+                if let Event::Request { port, peer, id, .. } = ev {
+                    done += 1;
+                    respond(&mut net, h, port, peer, id, Bytes::from_static(b"k"));
+                }
+            }
+        }
+        for (h, was) in poked.iter_mut().enumerate() {
+            let grants = net.endpoint(h).stats().grants;
+            if let Some(before) = was.take() {
+                useless += (grants == before) as u64;
+            }
+            let now = net.now();
+            let ep = net.endpoint(h);
+            if ep.host_wait().is_some_and(|w| host.wait_over(w)) {
+                pokes += 1;
+                ep.host_recheck(now);
+                *was = Some(grants);
+            }
+        }
+        assert!(
+            net.step() && net.now() < deadline,
+            "stalled at {:?} after {done} of {n} requests",
+            net.now()
+        );
+    }
+    let wakes = mem.wakes.load(Ordering::Relaxed);
+    (n as u64, pokes, useless, wakes, net.now())
+}
+
+/// Table memory that counts the futex wake-ups publishers ask for.
+struct CountingWakes {
+    mem: HeapMemory,
+    wakes: std::sync::atomic::AtomicU64,
+}
+
+impl CountingWakes {
+    fn new(words: usize) -> CountingWakes {
+        CountingWakes {
+            mem: HeapMemory::new(words),
+            wakes: Default::default(),
+        }
+    }
+}
+
+impl HostMemory for CountingWakes {
+    fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        self.mem.words()
+    }
+    fn wake(&self, _: &std::sync::atomic::AtomicU64) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn wake__held_back_endpoints_are_woken_only_when_it_can_help() {
+    let (rpcs, pokes, useless, wakes, end) = wake_storm(91);
+    eprintln!(
+        "{rpcs} RPCs done at {end:?}: {pokes} pokes ({:.2} per RPC, {useless} granted nothing), \
+         {wakes} futex wake-ups ({:.2} per RPC)",
+        pokes as f64 / rpcs as f64,
+        wakes as f64 / rpcs as f64
+    );
+    // A poke that grants nothing is a wake-up for nobody: at most one in
+    // ten, and fewer wake-ups than RPCs.
+    assert!(useless * 10 <= pokes, "{useless} of {pokes} pokes useless");
+    assert!(wakes <= rpcs, "{wakes} wake-ups for {rpcs} RPCs");
+    assert!(pokes <= 2 * rpcs, "{pokes} pokes for {rpcs} RPCs");
 }

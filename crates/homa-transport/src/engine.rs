@@ -123,8 +123,8 @@ pub(crate) struct State {
     closed_by_runtime: bool,
     /// Time spent waiting for and holding this state's lock.
     lock_stats: LockStats,
-    /// The generation the endpoint waits for the table to leave, as last
-    /// told to the waiter (`Shared::host_wait`), or `NOT_WAITING`.
+    /// The wait token of the held-back endpoint (`Endpoint::host_wait`), as
+    /// last told to the waiter (`Shared::host_wait`), or `NOT_WAITING`.
     host_wait: u64,
 }
 
@@ -236,12 +236,13 @@ pub(crate) struct Shared {
     /// The waiter of that table in this process (set once the socket is
     /// shared: `host::register`).
     waiter: OnceLock<Arc<crate::host::Waiter>>,
-    /// The generation the endpoint, held back by the table, waits for the
-    /// table to leave (`Endpoint::host_wait`), or `host::NOT_WAITING`: what
-    /// the waiter reads without the lock.
+    /// The wait token of the endpoint held back by the table
+    /// (`Endpoint::host_wait`; over once a publisher covered its need:
+    /// `Host::wait_over`), or `host::NOT_WAITING`: what the waiter reads
+    /// without the lock.
     pub(crate) host_wait: AtomicU64,
-    /// The waiter saw the table move past `host_wait`: the driver's next
-    /// turn re-checks (`Shared::host_poke`).
+    /// The waiter saw the wait of `host_wait` over: the driver's next turn
+    /// re-checks (`Shared::host_poke`).
     host_poked: AtomicBool,
     pub(crate) config: Config,
     offloads: Offloads,
@@ -743,10 +744,10 @@ impl Shared {
     /// Tells the table's waiter what the endpoint waits for, if that
     /// changed (a field compare per output while nothing changes).
     ///
-    /// A pass that raced with someone else's publish waits for a
-    /// generation the table has already left: it looks again at once
-    /// (one more pass), and if that raced too, nudges the generation so
-    /// that the waiter cannot sleep on the current one.
+    /// A pass whose wait is already over (a publisher, or the endpoint
+    /// itself, covered its need meanwhile) looks again at once (one more
+    /// pass), and if that one's wait is over too, nudges the generation so
+    /// that the waiter cannot sleep through it.
     #[cold]
     fn note_host_wait(&self, st: &mut State, now: Instant) {
         let Some(waiter) = self.waiter.get() else {
@@ -761,7 +762,7 @@ impl Shared {
                     waiter.note_waiting();
                 }
             }
-            if w == crate::host::NOT_WAITING || waiter.table().generation() == w {
+            if w == crate::host::NOT_WAITING || !waiter.table().wait_over(w) {
                 return;
             }
             if retry && st.ep.host_recheck(now) {

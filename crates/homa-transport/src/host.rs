@@ -34,10 +34,11 @@
 //! (`homa-host-<n>`), parked while no socket of the process is held back;
 //! otherwise it sleeps on the table's generation word (a futex,
 //! `homa_sys::futex`, shared between the processes of a host-wide table)
-//! and, when a publisher moves the generation (only changes that can
-//! release someone do), pokes the held-back sockets whose generation is
-//! stale: a flag and their driver's eventfd (the waiter never takes a
-//! socket's lock); the driver re-checks in its next turn. The
+//! and, when a publisher moves the generation (only a change that covers
+//! some held-back participant's published need does), pokes the held-back
+//! sockets whose wait is over (`homa_proto::Host::wait_over`: their own
+//! need was covered): a flag and their driver's eventfd (the waiter never
+//! takes a socket's lock); the driver re-checks in its next turn. The
 //! table counts the sleeping waiters, so an uncontended host never makes
 //! the system call. The waiter sleeps at least [`crate::Config::host_recheck`]
 //! between two wake-ups (a participant spinning the generation costs each
@@ -255,23 +256,24 @@ impl Waiter {
         &self.table
     }
 
-    /// A socket of ours started waiting for the generation to move: wake
-    /// the thread if it is parked (a thread asleep on the generation word
-    /// wakes at the next move anyway).
+    /// A socket of ours started waiting (for a publisher to cover its
+    /// need): wake the thread if it is parked (a thread asleep on the
+    /// generation word wakes at the next move anyway).
     pub(crate) fn note_waiting(&self) {
         self.thread.unpark();
     }
 
-    /// A socket of ours waits for a generation the table has already left
-    /// (its pass raced with someone else's publish twice in a row): move
-    /// the generation, so that no waiter sleeps on the current one.
+    /// A socket of ours published a wait that was already over (its need
+    /// was covered while it published it, twice in a row): move the
+    /// generation, so that no waiter sleeps through it.
     pub(crate) fn nudge(&self) {
         self.table.nudge(homa_sys::wait::monotonic_nanos());
     }
 
-    /// The thread: re-checks the held-back sockets whose generation is
-    /// stale, then sleeps until the generation moves (counted in the
-    /// table, so that publishers wake it), or parks while no socket waits.
+    /// The thread: pokes the held-back sockets whose wait is over (a
+    /// publisher covered their need), then sleeps until the generation
+    /// moves (counted in the table, so that publishers wake it), or parks
+    /// while no socket waits.
     fn run(&self) {
         let lease = Duration::from_millis(20);
         // When we last went to sleep: the next sleep starts no sooner than
@@ -291,7 +293,7 @@ impl Waiter {
                 if w == NOT_WAITING {
                     continue;
                 }
-                if w != g && !sh.host_poke_pending() {
+                if self.table.wait_over(w) && !sh.host_poke_pending() {
                     self.rechecks.fetch_add(1, Ordering::Relaxed);
                     sh.host_poke();
                 }
@@ -310,10 +312,11 @@ impl Waiter {
                 // Nobody held back: not counted, publishers never wake us.
                 std::thread::park_timeout(Duration::from_secs(1));
             } else {
-                // Sleep only while the generation is still `g`: every
-                // held-back socket waits on it or has been poked (its pass
-                // then waits on `g` or later, or nudges the generation if it
-                // raced).
+                // Sleep only while the generation is still `g`: a publisher
+                // that covers a need counts the wake-up in the socket's slot
+                // before it moves the generation, so every wait that ended
+                // before `g` was read has been poked above (its pass then
+                // waits again, or nudges the generation if it raced).
                 let now = homa_sys::wait::monotonic_nanos();
                 self.table.wait_begin(now, lease.as_nanos() as u64);
                 let word = self.table.generation_word();

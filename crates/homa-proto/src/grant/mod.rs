@@ -123,6 +123,9 @@ impl Endpoint {
             .map_or(cfg.max_incoming as i64, |l| l.budget);
         let max_sched = self.prio.max_sched_prio;
         let mut needy = false;
+        // What the first message the budget stopped still wants (host hook:
+        // a held-back endpoint publishes it as its need).
+        let mut need = 0u32;
         // Bytes we granted that starve behind later grants at higher levels:
         // grant nothing above them until they arrive.
         let rpcs = &self.rpcs;
@@ -152,11 +155,13 @@ impl Endpoint {
             let avail = max_incoming - self.grants.total_incoming();
             if avail <= 0 {
                 needy = true;
+                need = target - granted;
                 continue;
             }
             let delta = (target - granted).min(avail.min(u32::MAX as i64) as u32);
             if delta < target - granted {
                 needy = true;
+                need = target - granted - delta;
             }
             self.issue_grant(k.rpc, granted + delta, prio);
         }
@@ -165,10 +170,12 @@ impl Endpoint {
             self.fifo_grant(now, window);
         }
         if let Some(l) = limits {
-            let limited = l.cut || (needy && l.others_incoming > 0);
+            let by_budget = needy && l.others_incoming > 0;
+            let limited = l.cut || by_budget;
             let incoming = self.grants.total_incoming();
             if let Some(j) = self.host.as_deref_mut() {
-                let next = j.finish(now, incoming, limited);
+                let need = if by_budget { need as u64 } else { 0 };
+                let next = j.finish(now, incoming, limited, need);
                 self.timers.set_opt(Timer::Host, next);
             }
         }
