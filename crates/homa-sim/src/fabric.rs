@@ -272,6 +272,17 @@ impl Port {
     }
 }
 
+/// What a PortFree event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// Superseded by a later transmission: nothing to do.
+    Stale,
+    /// A queued packet started.
+    Started,
+    /// Idle with nothing queued (a pull-mode NIC then asks its endpoint).
+    Idle,
+}
+
 /// A switch.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Switch {
@@ -308,6 +319,8 @@ pub(crate) struct Window {
 pub(crate) struct Flow {
     /// Wire bytes of DATA packets delivered to hosts.
     pub delivered_data_wire: u64,
+    /// DATA packets handed to NICs.
+    pub injected_data: u64,
     pub injected_packets: u64,
     pub injected_bytes: u64,
     pub delivered_packets: u64,
@@ -483,6 +496,7 @@ impl Fabric {
         let len = p.buf.len() as u64;
         if p.payload > 0 {
             self.data_in_net[p.dst as usize] += 1;
+            self.flow.injected_data += 1;
         }
         self.flow.injected_packets += 1;
         self.flow.injected_bytes += len;
@@ -642,19 +656,18 @@ impl Fabric {
         }
     }
 
-    /// A PortFree event fired. Returns true if the port is now idle with
-    /// nothing queued (a pull-mode NIC should then ask its endpoint).
-    pub fn port_free(&mut self, port: u32, now: Ps, q: &mut EventQueue<Ev>) -> bool {
+    /// A PortFree event fired: starts the next queued packet, if any.
+    pub fn port_free(&mut self, port: u32, now: Ps, q: &mut EventQueue<Ev>) -> Freed {
         let p = &mut self.ports[port as usize];
         if p.wake_at != Some(now) {
-            return false; // stale: superseded by a later transmission
+            return Freed::Stale;
         }
         p.wake_at = None;
         if p.mask != 0 {
             self.start_next(port, now, q);
-            false
+            Freed::Started
         } else {
-            true
+            Freed::Idle
         }
     }
 

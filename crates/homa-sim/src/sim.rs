@@ -44,7 +44,7 @@ use slab::Slab;
 use crate::analytic::Unloaded;
 use crate::capture::{Capture, CaptureStats};
 use crate::config::{LoadModel, Mode, NicMode, Profile, SimConfig, Slowdown};
-use crate::fabric::{wire_overhead, Fabric, Node, PortKind};
+use crate::fabric::{wire_overhead, Fabric, Freed, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
 use crate::pdes::Pdes;
 use crate::queue::EventQueue;
@@ -178,6 +178,78 @@ enum Note {
     },
 }
 
+/// Events processed, by kind, and the DATA packets they moved: what a
+/// packet costs the event loop (not part of the deterministic results:
+/// the simulator's own bookkeeping).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Packets arriving at a switch.
+    pub switch_arrivals: u64,
+    /// Packets arriving at a host (each a `handle_datagram`).
+    pub host_arrivals: u64,
+    /// Switch ports freeing with a packet waiting.
+    pub switch_frees: u64,
+    /// Pull-mode NIC ports freeing (each asks the host's endpoints).
+    pub nic_frees: u64,
+    /// Of which the endpoints had nothing to send.
+    pub nic_frees_idle: u64,
+    /// Port frees superseded by a later transmission (nothing done).
+    pub stale_frees: u64,
+    /// Of which NIC ports'.
+    pub stale_nic_frees: u64,
+    /// Endpoint deadlines.
+    pub timers: u64,
+    /// Of which superseded by an earlier deadline (nothing done).
+    pub stale_timers: u64,
+    /// Application events (new messages, hand-offs).
+    pub app: u64,
+    /// The simulator's own sampling (backlog probes, idle diagnosis).
+    pub sampling: u64,
+    /// DATA packets handed to NICs.
+    pub data_packets: u64,
+    /// All packets handed to NICs.
+    pub packets: u64,
+}
+
+impl EventCounts {
+    /// Every event counted.
+    pub fn total(&self) -> u64 {
+        self.switch_arrivals
+            + self.host_arrivals
+            + self.switch_frees
+            + self.nic_frees
+            + self.stale_frees
+            + self.timers
+            + self.app
+            + self.sampling
+    }
+
+    /// One line: events per DATA packet, by kind.
+    pub fn per_data_packet(&self) -> String {
+        let d = self.data_packets.max(1) as f64;
+        let f = |n: u64| n as f64 / d;
+        format!(
+            "events per DATA packet {:.2} ({} DATA of {} packets): switch arrivals {:.2}, \
+             host arrivals {:.2}, switch port frees {:.2}, NIC frees {:.2} (idle {:.2}), \
+             stale port frees {:.2} (NIC {:.2}), timers {:.3} (stale {:.3}), application {:.3}, sampling {:.4}",
+            f(self.total()),
+            self.data_packets,
+            self.packets,
+            f(self.switch_arrivals),
+            f(self.host_arrivals),
+            f(self.switch_frees),
+            f(self.nic_frees),
+            f(self.nic_frees_idle),
+            f(self.stale_frees),
+            f(self.stale_nic_frees),
+            f(self.timers),
+            f(self.stale_timers),
+            f(self.app),
+            f(self.sampling),
+        )
+    }
+}
+
 /// Progress of a running simulation, for display.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -242,6 +314,8 @@ pub struct Simulator {
     idle_causes: IdleCauses,
     protocol: String,
     events: u64,
+    /// Events by kind.
+    kinds: EventCounts,
     generated: u64,
     warmup_messages: u64,
     measured: u64,
@@ -390,6 +464,7 @@ impl Simulator {
             protocol: resolved.summary(),
             ep_config: ep_cfg,
             events: 0,
+            kinds: EventCounts::default(),
             generated: 0,
             warmup_messages: 0,
             measured: 0,
@@ -441,6 +516,15 @@ impl Simulator {
     /// unless `RunParams::keep_samples` is set).
     pub fn samples(&self) -> &[Sample] {
         self.samples.as_deref().unwrap_or(&[])
+    }
+
+    /// Events processed so far, by kind (see [`EventCounts`]).
+    pub fn event_counts(&self) -> EventCounts {
+        EventCounts {
+            data_packets: self.fabric.flow.injected_data,
+            packets: self.fabric.flow.injected_packets,
+            ..self.kinds
+        }
     }
 
     /// Endpoint number `e` (host `e / K`'s endpoint `e % K`; with one
@@ -662,22 +746,50 @@ impl Simulator {
         match ev {
             Ev::Arrive { pkt } => {
                 match self.fabric.ports[self.fabric.pkts.get(pkt).hop as usize].to {
-                    Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
-                    Node::Host(h) => self.host_receive(h, pkt),
-                }
-            }
-            Ev::PortFree { port } => {
-                if self.fabric.port_free(port, self.now, &mut self.q) {
-                    let p = &self.fabric.ports[port as usize];
-                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
-                        // The link is free: an endpoint may send.
-                        self.nic_free(p.host);
+                    Node::Switch(s) => {
+                        self.kinds.switch_arrivals += 1;
+                        self.fabric.switch_arrival(s, pkt, self.now, &mut self.q)
+                    }
+                    Node::Host(h) => {
+                        self.kinds.host_arrivals += 1;
+                        self.host_receive(h, pkt)
                     }
                 }
             }
+            Ev::PortFree { port } => match self.fabric.port_free(port, self.now, &mut self.q) {
+                Freed::Stale => {
+                    self.kinds.stale_frees += 1;
+                    if self.fabric.ports[port as usize].kind == PortKind::Nic {
+                        self.kinds.stale_nic_frees += 1;
+                    }
+                }
+                Freed::Started => {
+                    if self.fabric.ports[port as usize].kind == PortKind::Nic {
+                        self.kinds.nic_frees += 1;
+                    } else {
+                        self.kinds.switch_frees += 1;
+                    }
+                }
+                Freed::Idle => {
+                    let p = &self.fabric.ports[port as usize];
+                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
+                        // The link is free: an endpoint may send.
+                        let h = p.host;
+                        self.kinds.nic_frees += 1;
+                        self.nic_free(h);
+                        if self.fabric.ports[port as usize].idle(self.now) {
+                            self.kinds.nic_frees_idle += 1;
+                        }
+                    } else {
+                        self.kinds.stale_frees += 1;
+                    }
+                }
+            },
             Ev::Timer { host } => {
+                self.kinds.timers += 1;
                 let hs = &mut self.hosts[host as usize];
                 if hs.timer_at != Some(self.now) {
+                    self.kinds.stale_timers += 1;
                     return; // superseded by an earlier deadline
                 }
                 hs.timer_at = None;
@@ -690,11 +802,24 @@ impl Simulator {
                 }
                 self.after_input(host);
             }
-            Ev::NewMessage { host } => self.new_message(host),
-            Ev::AppSend { msg } => self.app_send(msg),
-            Ev::AppNote { note } => self.app_note(note),
-            Ev::AppRespond { note } => self.app_respond(note),
+            Ev::NewMessage { host } => {
+                self.kinds.app += 1;
+                self.new_message(host)
+            }
+            Ev::AppSend { msg } => {
+                self.kinds.app += 1;
+                self.app_send(msg)
+            }
+            Ev::AppNote { note } => {
+                self.kinds.app += 1;
+                self.app_note(note)
+            }
+            Ev::AppRespond { note } => {
+                self.kinds.app += 1;
+                self.app_respond(note)
+            }
             Ev::Diag => {
+                self.kinds.sampling += 1;
                 self.diagnose();
                 let next = self.now + DIAG_INTERVAL;
                 if next < self.arrivals_end {
@@ -702,6 +827,7 @@ impl Simulator {
                 }
             }
             Ev::Probe => {
+                self.kinds.sampling += 1;
                 self.probe();
                 let next = self.now + self.probe_interval;
                 if next <= self.arrivals_end {
