@@ -197,7 +197,7 @@ pub(crate) struct PortStats {
 }
 
 /// An output port and its link. The queues are two packet ids per level,
-/// and a port is aligned to cache lines: 152 bytes in three lines, not four.
+/// and a port is aligned to cache lines: 160 bytes in three lines, not four.
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Port {
@@ -220,8 +220,13 @@ pub(crate) struct Port {
     busy_until: Ps,
     /// The PortFree event that is still valid, if any.
     wake_at: Option<Ps>,
-    /// A pull-mode NIC: wake at the end of every transmission.
+    /// A pull-mode NIC: its link freeing is an event only when the host's
+    /// endpoints have something to send then ([`Fabric::arm_nic`]).
     pull: bool,
+    /// A pull-mode NIC's place in the event order for the PortFree that
+    /// ends its current transmission, reserved when the transmission
+    /// started (used if the event is pushed later).
+    reserved: u64,
     /// Destination host and priority of the last packet started.
     pub last_dst: u32,
     pub last_prio: u8,
@@ -244,6 +249,7 @@ impl Port {
             busy_until: 0,
             wake_at: None,
             pull: false,
+            reserved: 0,
             last_dst: NONE,
             last_prio: 0,
             stats: PortStats::default(),
@@ -613,11 +619,17 @@ impl Fabric {
         p.busy_until = done;
         p.stats.tx_packets += 1;
         q.push(done + p.latency, Ev::Arrive { pkt });
-        if p.mask != 0 || p.pull {
+        if p.mask != 0 {
             if p.wake_at != Some(done) {
                 p.wake_at = Some(done);
                 q.push(done, Ev::PortFree { port });
             }
+        } else if p.pull {
+            // Whether the NIC needs to wake when the link frees is known
+            // only after its endpoints have been asked (`arm_nic`); the
+            // event keeps the place a push now would have had.
+            p.reserved = q.reserve();
+            p.wake_at = None;
         } else {
             p.wake_at = None;
         }
@@ -654,6 +666,26 @@ impl Fabric {
                 }
             }
         }
+    }
+
+    /// A pull-mode NIC port that is sending and has no PortFree pending:
+    /// its link frees later than `now` and nothing would ask its host's
+    /// endpoints then. Returns that time.
+    #[inline]
+    pub fn nic_unarmed(&self, port: u32, now: Ps) -> Option<Ps> {
+        let p = &self.ports[port as usize];
+        (p.pull && p.wake_at.is_none() && p.busy_until > now).then_some(p.busy_until)
+    }
+
+    /// Schedules the PortFree of a pull-mode NIC's current transmission
+    /// (see [`nic_unarmed`](Self::nic_unarmed)) in the place reserved when
+    /// the transmission started: the same event, in the same order among
+    /// simultaneous ones, as if it had been pushed then.
+    pub fn arm_nic(&mut self, port: u32, q: &mut EventQueue<Ev>) {
+        let p = &mut self.ports[port as usize];
+        debug_assert!(p.pull && p.wake_at.is_none());
+        p.wake_at = Some(p.busy_until);
+        q.push_reserved(p.busy_until, p.reserved, Ev::PortFree { port });
     }
 
     /// A PortFree event fired: starts the next queued packet, if any.

@@ -968,12 +968,14 @@ impl Simulator {
                     self.notes.remove(key as usize);
                     let server = &mut self.hosts[host as usize];
                     let _ = server.ep.discard_request(server.port, peer, id);
+                    self.arm_pull_nic(host);
                     if let Some(m) = msg {
                         self.complete(m);
                         let src = self.msgs[m as usize].src_ep;
                         let client = &mut self.hosts[src as usize];
                         client.rpcs.remove(&(id ^ 1));
                         let _ = client.ep.abort(client.port, id ^ 1);
+                        self.arm_pull_nic(src);
                         self.finish_msg(m, true);
                     }
                 }
@@ -1123,6 +1125,7 @@ impl Simulator {
                 if self.fabric.ports[host as usize].idle(self.now) {
                     self.take_transmit(h);
                 }
+                self.arm_nic(host);
             }
             NicMode::Push => while self.take_transmit(h) {},
         }
@@ -1145,6 +1148,33 @@ impl Simulator {
                 host.timer_at = Some(at);
                 self.q.push(at, Ev::Timer { host: h });
             }
+        }
+    }
+
+    /// Host `host`'s pull-mode NIC is sending: makes sure it wakes when its
+    /// link frees if one of the host's endpoints has something to send
+    /// then. Otherwise nothing would come of that wake-up (`poll_transmit`
+    /// would return nothing and change nothing, see
+    /// `Endpoint::transmit_idle`, which also covers deadlines due by
+    /// then), so it is not an event; any later input to the host comes
+    /// here again. Called after every input to the host's endpoints.
+    fn arm_nic(&mut self, host: u32) {
+        let Some(free) = self.fabric.nic_unarmed(host, self.now) else {
+            return;
+        };
+        let at = instant(free);
+        let k = self.k;
+        if (host * k..(host + 1) * k).all(|e| self.hosts[e as usize].ep.transmit_idle(at)) {
+            return;
+        }
+        self.fabric.arm_nic(host, &mut self.q);
+    }
+
+    /// [`arm_nic`](Self::arm_nic) after a command to endpoint `e` outside
+    /// the driver loop.
+    fn arm_pull_nic(&mut self, e: u32) {
+        if self.cfg.host.nic == NicMode::Pull {
+            self.arm_nic(self.hosts[e as usize].nic_port);
         }
     }
 
