@@ -514,7 +514,13 @@ impl Endpoint {
             if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 continue;
             }
-            let msgin = MsgIn::with_reservations(len, incoming, now, &self.memory.contiguous);
+            let msgin = MsgIn::with_reservations(
+                len,
+                incoming,
+                now,
+                &self.memory.contiguous,
+                !self.config.discard_payload,
+            );
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.memory.unwait(&entry);
@@ -621,6 +627,7 @@ impl Endpoint {
                     incoming,
                     now,
                     &self.memory.contiguous,
+                    !self.config.discard_payload,
                 );
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
