@@ -76,6 +76,11 @@ pub(crate) enum AddOutcome {
 /// Bytes of buffer kept beyond `granted`: the largest possible packet.
 pub(crate) const GRANT_SLACK: u32 = 65_536;
 
+/// Longest message delivered as a slice of shared zeros when its bytes
+/// were not stored ([`MsgIn::shared_zeros`]): the default
+/// `max_message_length`.
+pub(crate) const SHARED_ZEROS: usize = 16 << 20;
+
 /// Bytes per page of the receive buffer. Pages are allocated as bytes
 /// arrive in them, never moved, and all (but a message's last or only one)
 /// have this size, so freed pages are reused as they are.
@@ -512,6 +517,21 @@ impl MsgIn {
             out.extend_from_slice(p);
         }
         out
+    }
+
+    /// A message received without storage, up to [`SHARED_ZEROS`] bytes
+    /// long: its bytes as a slice of zeros shared by every such message
+    /// (nothing allocated, written or made resident). Others: `None`, and
+    /// [`MsgIn::into_vec`] gives their bytes.
+    pub(crate) fn shared_zeros(&self) -> Option<bytes::Bytes> {
+        static ZEROS: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+        let len = self.length as usize;
+        if self.store || len > SHARED_ZEROS {
+            return None;
+        }
+        // Allocated zeroed: pages nobody writes or reads stay unbacked.
+        let zeros = ZEROS.get_or_init(|| bytes::Bytes::from(vec![0u8; SHARED_ZEROS]));
+        Some(zeros.slice(..len))
     }
 
     /// The assembled message. Call only when complete.
@@ -959,6 +979,9 @@ mod tests {
                 }
                 assert!(kept.is_complete() && counted.is_complete());
                 assert_eq!((counted.allocated(), counted.written()), (0, 0));
+                assert!(kept.shared_zeros().is_none());
+                let shared = counted.shared_zeros().expect("not stored");
+                assert_eq!(&shared[..], &vec![0; len as usize][..]);
                 assert_eq!(kept.into_vec(), bytes(0..len));
                 assert_eq!(counted.into_vec(), vec![0; len as usize]);
             }
