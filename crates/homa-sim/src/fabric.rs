@@ -51,8 +51,14 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Packet {
-    /// The Homa packet (its buffer is recycled with the slot).
+    /// The Homa packet, without the payload bytes counted in `tail` (its
+    /// buffer is recycled with the slot).
     pub buf: Vec<u8>,
+    /// Payload bytes at the end of the packet that it stands for but does
+    /// not carry: the simulator's messages are zeros that nothing reads
+    /// (homa-proto's `Config::discard_payload`), so only their length
+    /// travels; the receiving endpoint is handed zeros.
+    pub tail: u32,
     /// Sending host.
     pub src: u32,
     /// Destination host.
@@ -82,6 +88,7 @@ impl Default for Packet {
     fn default() -> Self {
         Packet {
             buf: Vec::new(),
+            tail: 0,
             src: 0,
             dst: 0,
             sport: 0,
@@ -97,10 +104,16 @@ impl Default for Packet {
 }
 
 impl Packet {
-    /// Fills the derived fields from the Homa bytes in `buf`; `overhead`
-    /// is [`wire_overhead`].
+    /// Bytes of the Homa packet (header and payload, carried or not).
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.buf.len() as u32 + self.tail
+    }
+
+    /// Fills the derived fields from the Homa bytes in `buf` and the
+    /// length of `tail`; `overhead` is [`wire_overhead`].
     pub fn classify(&mut self, overhead: u32) {
-        let len = self.buf.len() as u32;
+        let len = self.len();
         self.wire = len + overhead;
         let is_data = self
             .buf
@@ -154,7 +167,7 @@ impl PacketPool {
             .iter()
             .zip(free)
             .filter(|(_, f)| !f)
-            .map(|(p, _)| p.buf.len() as u64)
+            .map(|(p, _)| u64::from(p.len()))
             .sum()
     }
 
@@ -499,7 +512,7 @@ impl Fabric {
     /// A host hands a packet to its NIC (`level` is the NIC queue to use).
     pub fn inject(&mut self, port: u32, pkt: u32, level: u8, now: Ps, q: &mut EventQueue<Ev>) {
         let p = self.pkts.get(pkt);
-        let len = p.buf.len() as u64;
+        let len = u64::from(p.len());
         if p.payload > 0 {
             self.data_in_net[p.dst as usize] += 1;
             self.flow.injected_data += 1;
@@ -513,7 +526,7 @@ impl Fabric {
     /// the caller has used it.
     pub fn delivered(&mut self, pkt: u32) {
         let p = self.pkts.get(pkt);
-        let len = p.buf.len() as u64;
+        let len = u64::from(p.len());
         if p.payload > 0 {
             self.flow.delivered_data_wire += u64::from(p.wire);
             self.data_in_net[p.dst as usize] -= 1;
@@ -536,7 +549,7 @@ impl Fabric {
             if busy && sw.occupancy + wire > cap {
                 sw.dropped_packets += 1;
                 let p = self.pkts.get(pkt);
-                sw.dropped_bytes += p.buf.len() as u64;
+                sw.dropped_bytes += u64::from(p.len());
                 if p.payload > 0 {
                     self.data_in_net[p.dst as usize] -= 1;
                 }

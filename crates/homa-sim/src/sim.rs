@@ -21,8 +21,11 @@
 //! between application and endpoint take `host_delay` each way. A server
 //! application answers every request at once: with `response_bytes` in
 //! one-way mode, with as many bytes as the request in RPC mode. Message
-//! payloads are slices of one shared zero buffer (no per-message copy on
-//! the sending side).
+//! payloads are slices of one shared zero buffer, and nothing copies them:
+//! a packet carries its header and the length of its payload, the
+//! endpoints count received bytes without keeping them
+//! (`Config::discard_payload`) and hand over zeros. Every protocol decision
+//! depends on lengths only, so results are those of packets with bytes.
 //!
 //! # Measurement
 //!
@@ -290,7 +293,10 @@ pub struct Simulator {
     ep_config: Config,
     overhead: u32,
     zeros: Bytes,
-    scratch: Vec<u8>,
+    /// The packets of the transmit being taken.
+    tx: homa_proto::TxPackets,
+    /// Zeros, but for the header of the packet being delivered.
+    rx: Vec<u8>,
     stats: Stats,
     /// Every completed message, when asked for (`RunParams::keep_samples`).
     samples: Option<Vec<Sample>>,
@@ -363,7 +369,10 @@ impl Simulator {
         let dist = cfg.traffic.workload.dist(cfg.traffic.variant);
         let max_msg = cfg.max_message(&dist);
         let resolved = cfg.proto.resolve(&dist, t.host_link_bps, max_msg);
-        let ep_cfg = resolved.config.clone();
+        let mut ep_cfg = resolved.config.clone();
+        // Nothing reads the payloads (zeros): the endpoints count received
+        // bytes without keeping them, as they do everything else.
+        ep_cfg.discard_payload = true;
         let pull = cfg.host.nic == NicMode::Pull;
         let h = &cfg.host;
         let fabric = Fabric::new(
@@ -438,7 +447,8 @@ impl Simulator {
             overhead: wire_overhead(),
             // Zeroed by the allocator: pages never written stay shared.
             zeros: Bytes::from(vec![0u8; max_msg as usize]),
-            scratch: Vec::new(),
+            tx: homa_proto::TxPackets::new(),
+            rx: Vec::new(),
             stats: Stats::new(&dist),
             samples: cfg.run.keep_samples.then(Vec::new),
             completed: 0,
@@ -1097,7 +1107,20 @@ impl Simulator {
         }
         let i = u32::from(p.dport.wrapping_sub(PORT));
         let e = h * self.k + i.min(self.k - 1);
-        self.hosts[e as usize].ep.handle_datagram(now, src, &p.buf);
+        let ep = &mut self.hosts[e as usize].ep;
+        if p.tail == 0 {
+            ep.handle_datagram(now, src, &p.buf);
+        } else {
+            // The packet with the payload it stands for: zeros, which the
+            // endpoint counts without reading (`Config::discard_payload`).
+            let (head, len) = (p.buf.len(), p.len() as usize);
+            if self.rx.len() < len {
+                self.rx.resize(len, 0);
+            }
+            self.rx[..head].copy_from_slice(&p.buf);
+            ep.handle_datagram(now, src, &self.rx[..len]);
+            self.rx[..head].fill(0);
+        }
         self.fabric.delivered(pkt);
         self.after_input(e);
     }
@@ -1179,11 +1202,13 @@ impl Simulator {
     }
 
     /// Takes one transmit from host `h`'s endpoint into its NIC. Returns
-    /// false if the endpoint had nothing to send.
+    /// false if the endpoint had nothing to send. The packets carry their
+    /// headers (and payloads short enough to be copied after them); the
+    /// rest of a payload travels as its length only (`Packet::tail`).
     fn take_transmit(&mut self, h: u32) -> bool {
         let now = self.now;
         let host = &mut self.hosts[h as usize];
-        let Some(t) = host.ep.poll_transmit(instant(now), &mut self.scratch) else {
+        let Some(t) = host.ep.poll_transmit_packets(instant(now), &mut self.tx) else {
             return false;
         };
         let port = host.nic_port;
@@ -1192,21 +1217,13 @@ impl Simulator {
         let Some(dst) = dst else {
             return true;
         };
-        let seg = t.segment_size.unwrap_or(t.size).max(1);
-        let mut offset = 0;
-        while offset < t.size {
-            let end = (offset + seg).min(t.size);
+        for i in 0..self.tx.len() {
+            let (header, payload) = self.tx.packet(i);
             let id = self.fabric.pkts.alloc();
             let p = self.fabric.pkts.get_mut(id);
-            if offset == 0 && end == t.size {
-                // One packet: hand over the buffer, keep the slot's old one
-                // (and its capacity) as the next scratch buffer.
-                self.scratch.truncate(end);
-                core::mem::swap(&mut p.buf, &mut self.scratch);
-            } else {
-                p.buf.clear();
-                p.buf.extend_from_slice(&self.scratch[offset..end]);
-            }
+            p.buf.clear();
+            p.buf.extend_from_slice(header);
+            p.tail = payload.len() as u32;
             p.src = port;
             p.dst = dst;
             p.sport = t.src_port;
@@ -1215,7 +1232,6 @@ impl Simulator {
             p.prio = t.priority;
             p.classify(self.overhead);
             self.fabric.inject(port, id, 0, now, &mut self.q);
-            offset = end;
         }
         true
     }
