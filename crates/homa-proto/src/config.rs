@@ -190,6 +190,13 @@ pub struct Config {
     /// Maps internal priority levels to the 3-bit value written into the top
     /// bits of the IP TOS / traffic-class byte (identity by default).
     pub priority_map: [u8; 8],
+    /// Count received DATA bytes without keeping them: reassembly tracks
+    /// which bytes arrived (gaps, grants, memory accounting unchanged) and
+    /// a complete message is delivered as zeros of its length. For
+    /// simulators, whose payloads carry nothing: it saves copying every
+    /// byte into the reassembly buffer and out of it. Off by default.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub discard_payload: bool,
 }
 
 impl Default for Config {
@@ -237,6 +244,7 @@ impl Default for Config {
             max_peers: 100_000,
             peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
+            discard_payload: false,
         }
     }
 }

@@ -25,6 +25,8 @@ use crate::{Event, Instant, RpcError, DELIVERED_OVERHEAD};
 enum Payload<'a> {
     Copy(&'a [u8]),
     Owned(Vec<u8>),
+    /// Shared storage (zeros for a message received without storage).
+    Shared(Bytes),
 }
 
 impl Payload<'_> {
@@ -32,6 +34,7 @@ impl Payload<'_> {
         match self {
             Payload::Copy(m) => m.len(),
             Payload::Owned(m) => m.len(),
+            Payload::Shared(m) => m.len(),
         }
     }
 }
@@ -514,7 +517,13 @@ impl Endpoint {
             if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
                 continue;
             }
-            let msgin = MsgIn::with_reservations(len, incoming, now, &self.memory.contiguous);
+            let msgin = MsgIn::with_reservations(
+                len,
+                incoming,
+                now,
+                &self.memory.contiguous,
+                !self.config.discard_payload,
+            );
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.memory.unwait(&entry);
@@ -621,6 +630,7 @@ impl Endpoint {
                     incoming,
                     now,
                     &self.memory.contiguous,
+                    !self.config.discard_payload,
                 );
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
@@ -748,7 +758,11 @@ impl Endpoint {
         self.grant_remove(key);
         let msgin = self.rpcs[key].msgin.take().expect("complete message");
         let charged = rx_charge(&msgin);
-        self.deliver(key, Payload::Owned(msgin.into_vec()), charged);
+        let message = match msgin.shared_zeros() {
+            Some(zeros) => Payload::Shared(zeros),
+            None => Payload::Owned(msgin.into_vec()),
+        };
+        self.deliver(key, message, charged);
     }
 
     /// Hands a complete message to the application and returns the
@@ -768,6 +782,8 @@ impl Endpoint {
             (Some(sock), Payload::Owned(m)) => sock.deliver(m),
             (None, Payload::Copy(m)) => Bytes::copy_from_slice(m),
             (None, Payload::Owned(m)) => Bytes::from(m),
+            (Some(sock), Payload::Shared(m)) => sock.deliver_shared(m),
+            (None, Payload::Shared(m)) => m,
         };
         if charged > 0 {
             self.uncharge_rx(peer, port, charged);

@@ -94,6 +94,11 @@ impl Socket {
         self.wrap(data)
     }
 
+    /// [`Socket::deliver`] for a message in shared storage.
+    pub(crate) fn deliver_shared(&self, data: Bytes) -> Bytes {
+        self.wrap(data)
+    }
+
     /// [`Socket::deliver`] for a message that is a slice of a packet (a
     /// single-packet message): a short one is copied into the drop guard
     /// itself, so the delivered `Bytes` costs one allocation, not two.

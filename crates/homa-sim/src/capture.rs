@@ -71,6 +71,8 @@ pub(crate) struct Capture {
     /// The first write error, with the file name.
     error: Option<String>,
     path: String,
+    /// A packet with its payload, when it carries none (see `Packet::tail`).
+    packet: Vec<u8>,
 }
 
 impl core::fmt::Debug for Capture {
@@ -102,6 +104,7 @@ impl Capture {
             stats: CaptureStats::default(),
             error: None,
             path,
+            packet: Vec::new(),
         })
     }
 
@@ -130,7 +133,16 @@ impl Capture {
         let src = SocketAddr::new(host_addr(pkt.src).ip(), pkt.sport);
         let dst = SocketAddr::new(host_addr(pkt.dst).ip(), pkt.dport);
         let time = Duration::from_nanos(now / PS_PER_NS);
-        match w.write_udp(time, src, dst, pkt.tos, &pkt.buf) {
+        // The payload a packet stands for but does not carry is zeros.
+        let bytes = if pkt.tail == 0 {
+            &pkt.buf[..]
+        } else {
+            self.packet.clear();
+            self.packet.extend_from_slice(&pkt.buf);
+            self.packet.resize(pkt.buf.len() + pkt.tail as usize, 0);
+            &self.packet[..]
+        };
+        match w.write_udp(time, src, dst, pkt.tos, bytes) {
             Ok(()) => self.stats.written += 1,
             Err(e) => {
                 self.error = Some(format!("{}: {e}", self.path));

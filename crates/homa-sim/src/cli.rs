@@ -566,5 +566,6 @@ pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
         results.events as f64 / wall / 1e6,
         results.end_us / wall
     );
+    eprintln!("{}", sim.event_counts().per_data_packet());
     Ok(results)
 }

@@ -51,8 +51,14 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Packet {
-    /// The Homa packet (its buffer is recycled with the slot).
+    /// The Homa packet, without the payload bytes counted in `tail` (its
+    /// buffer is recycled with the slot).
     pub buf: Vec<u8>,
+    /// Payload bytes at the end of the packet that it stands for but does
+    /// not carry: the simulator's messages are zeros that nothing reads
+    /// (homa-proto's `Config::discard_payload`), so only their length
+    /// travels; the receiving endpoint is handed zeros.
+    pub tail: u32,
     /// Sending host.
     pub src: u32,
     /// Destination host.
@@ -82,6 +88,7 @@ impl Default for Packet {
     fn default() -> Self {
         Packet {
             buf: Vec::new(),
+            tail: 0,
             src: 0,
             dst: 0,
             sport: 0,
@@ -97,10 +104,16 @@ impl Default for Packet {
 }
 
 impl Packet {
-    /// Fills the derived fields from the Homa bytes in `buf`; `overhead`
-    /// is [`wire_overhead`].
+    /// Bytes of the Homa packet (header and payload, carried or not).
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.buf.len() as u32 + self.tail
+    }
+
+    /// Fills the derived fields from the Homa bytes in `buf` and the
+    /// length of `tail`; `overhead` is [`wire_overhead`].
     pub fn classify(&mut self, overhead: u32) {
-        let len = self.buf.len() as u32;
+        let len = self.len();
         self.wire = len + overhead;
         let is_data = self
             .buf
@@ -154,7 +167,7 @@ impl PacketPool {
             .iter()
             .zip(free)
             .filter(|(_, f)| !f)
-            .map(|(p, _)| p.buf.len() as u64)
+            .map(|(p, _)| u64::from(p.len()))
             .sum()
     }
 
@@ -197,7 +210,7 @@ pub(crate) struct PortStats {
 }
 
 /// An output port and its link. The queues are two packet ids per level,
-/// and a port is aligned to cache lines: 152 bytes in three lines, not four.
+/// and a port is aligned to cache lines: 160 bytes in three lines, not four.
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Port {
@@ -220,8 +233,13 @@ pub(crate) struct Port {
     busy_until: Ps,
     /// The PortFree event that is still valid, if any.
     wake_at: Option<Ps>,
-    /// A pull-mode NIC: wake at the end of every transmission.
+    /// A pull-mode NIC: its link freeing is an event only when the host's
+    /// endpoints have something to send then ([`Fabric::arm_nic`]).
     pull: bool,
+    /// A pull-mode NIC's place in the event order for the PortFree that
+    /// ends its current transmission, reserved when the transmission
+    /// started (used if the event is pushed later).
+    reserved: u64,
     /// Destination host and priority of the last packet started.
     pub last_dst: u32,
     pub last_prio: u8,
@@ -244,6 +262,7 @@ impl Port {
             busy_until: 0,
             wake_at: None,
             pull: false,
+            reserved: 0,
             last_dst: NONE,
             last_prio: 0,
             stats: PortStats::default(),
@@ -270,6 +289,17 @@ impl Port {
     pub fn idle(&self, now: Ps) -> bool {
         self.mask == 0 && self.busy_until <= now
     }
+}
+
+/// What a PortFree event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freed {
+    /// Superseded by a later transmission: nothing to do.
+    Stale,
+    /// A queued packet started.
+    Started,
+    /// Idle with nothing queued (a pull-mode NIC then asks its endpoint).
+    Idle,
 }
 
 /// A switch.
@@ -308,6 +338,8 @@ pub(crate) struct Window {
 pub(crate) struct Flow {
     /// Wire bytes of DATA packets delivered to hosts.
     pub delivered_data_wire: u64,
+    /// DATA packets handed to NICs.
+    pub injected_data: u64,
     pub injected_packets: u64,
     pub injected_bytes: u64,
     pub delivered_packets: u64,
@@ -480,9 +512,10 @@ impl Fabric {
     /// A host hands a packet to its NIC (`level` is the NIC queue to use).
     pub fn inject(&mut self, port: u32, pkt: u32, level: u8, now: Ps, q: &mut EventQueue<Ev>) {
         let p = self.pkts.get(pkt);
-        let len = p.buf.len() as u64;
+        let len = u64::from(p.len());
         if p.payload > 0 {
             self.data_in_net[p.dst as usize] += 1;
+            self.flow.injected_data += 1;
         }
         self.flow.injected_packets += 1;
         self.flow.injected_bytes += len;
@@ -493,7 +526,7 @@ impl Fabric {
     /// the caller has used it.
     pub fn delivered(&mut self, pkt: u32) {
         let p = self.pkts.get(pkt);
-        let len = p.buf.len() as u64;
+        let len = u64::from(p.len());
         if p.payload > 0 {
             self.flow.delivered_data_wire += u64::from(p.wire);
             self.data_in_net[p.dst as usize] -= 1;
@@ -516,7 +549,7 @@ impl Fabric {
             if busy && sw.occupancy + wire > cap {
                 sw.dropped_packets += 1;
                 let p = self.pkts.get(pkt);
-                sw.dropped_bytes += p.buf.len() as u64;
+                sw.dropped_bytes += u64::from(p.len());
                 if p.payload > 0 {
                     self.data_in_net[p.dst as usize] -= 1;
                 }
@@ -599,11 +632,17 @@ impl Fabric {
         p.busy_until = done;
         p.stats.tx_packets += 1;
         q.push(done + p.latency, Ev::Arrive { pkt });
-        if p.mask != 0 || p.pull {
+        if p.mask != 0 {
             if p.wake_at != Some(done) {
                 p.wake_at = Some(done);
                 q.push(done, Ev::PortFree { port });
             }
+        } else if p.pull {
+            // Whether the NIC needs to wake when the link frees is known
+            // only after its endpoints have been asked (`arm_nic`); the
+            // event keeps the place a push now would have had.
+            p.reserved = q.reserve();
+            p.wake_at = None;
         } else {
             p.wake_at = None;
         }
@@ -642,19 +681,38 @@ impl Fabric {
         }
     }
 
-    /// A PortFree event fired. Returns true if the port is now idle with
-    /// nothing queued (a pull-mode NIC should then ask its endpoint).
-    pub fn port_free(&mut self, port: u32, now: Ps, q: &mut EventQueue<Ev>) -> bool {
+    /// A pull-mode NIC port that is sending and has no PortFree pending:
+    /// its link frees later than `now` and nothing would ask its host's
+    /// endpoints then. Returns that time.
+    #[inline]
+    pub fn nic_unarmed(&self, port: u32, now: Ps) -> Option<Ps> {
+        let p = &self.ports[port as usize];
+        (p.pull && p.wake_at.is_none() && p.busy_until > now).then_some(p.busy_until)
+    }
+
+    /// Schedules the PortFree of a pull-mode NIC's current transmission
+    /// (see [`nic_unarmed`](Self::nic_unarmed)) in the place reserved when
+    /// the transmission started: the same event, in the same order among
+    /// simultaneous ones, as if it had been pushed then.
+    pub fn arm_nic(&mut self, port: u32, q: &mut EventQueue<Ev>) {
+        let p = &mut self.ports[port as usize];
+        debug_assert!(p.pull && p.wake_at.is_none());
+        p.wake_at = Some(p.busy_until);
+        q.push_reserved(p.busy_until, p.reserved, Ev::PortFree { port });
+    }
+
+    /// A PortFree event fired: starts the next queued packet, if any.
+    pub fn port_free(&mut self, port: u32, now: Ps, q: &mut EventQueue<Ev>) -> Freed {
         let p = &mut self.ports[port as usize];
         if p.wake_at != Some(now) {
-            return false; // stale: superseded by a later transmission
+            return Freed::Stale;
         }
         p.wake_at = None;
         if p.mask != 0 {
             self.start_next(port, now, q);
-            false
+            Freed::Started
         } else {
-            true
+            Freed::Idle
         }
     }
 

@@ -70,7 +70,7 @@ pub use config::{
     SimConfig, Slowdown, Topology, Traffic,
 };
 pub use results::Results;
-pub use sim::{run, Progress, Simulator};
+pub use sim::{run, EventCounts, Progress, Simulator};
 
 /// Errors setting up or running a simulation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -124,6 +124,25 @@ impl<E> EventQueue<E> {
         self.insert(key, event);
     }
 
+    /// Takes the sequence number the next [`push`](Self::push) would have
+    /// used, without pushing: an event that may or may not be needed later
+    /// keeps its place among simultaneous events
+    /// ([`push_reserved`](Self::push_reserved)), so skipping it changes
+    /// nothing else's order.
+    pub fn reserve(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Schedules `event` at `time` with a sequence number from
+    /// [`reserve`](Self::reserve): it comes out exactly where a push at the
+    /// moment of the reservation would have.
+    pub fn push_reserved(&mut self, time: Ps, seq: u64, event: E) {
+        let key = (time.min(MAX_TIME) << SEQ_BITS) | (seq & SEQ_MASK);
+        self.len += 1;
+        self.insert(key, event);
+    }
+
     fn insert(&mut self, key: u64, event: E) {
         let slot = slot_of(key);
         if slot <= self.base {
@@ -304,6 +323,22 @@ mod tests {
         assert_eq!(q.pop(), Some((3 * horizon + 7, 3)));
         assert_eq!(q.pop(), Some((10 * horizon, 4)));
         assert_eq!(q.pop(), None);
+    }
+
+    /// A reserved event pushed later comes out where a push at the moment
+    /// of the reservation would have: after the events pushed before the
+    /// reservation at the same time, before those pushed after it.
+    #[test]
+    fn push_reserved__keeps_the_place_of_the_reservation() {
+        let mut q = EventQueue::new();
+        q.push(10, 'a');
+        let seq = q.reserve();
+        q.push(10, 'c');
+        q.push(5, 'x');
+        assert_eq!(q.pop(), Some((5, 'x')));
+        q.push_reserved(10, seq, 'b');
+        let order: Vec<(Ps, char)> = core::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, vec![(10, 'a'), (10, 'b'), (10, 'c')]);
     }
 
     /// Random pushes (never before the last popped time, as in a

@@ -21,8 +21,11 @@
 //! between application and endpoint take `host_delay` each way. A server
 //! application answers every request at once: with `response_bytes` in
 //! one-way mode, with as many bytes as the request in RPC mode. Message
-//! payloads are slices of one shared zero buffer (no per-message copy on
-//! the sending side).
+//! payloads are slices of one shared zero buffer, and nothing copies them:
+//! a packet carries its header and the length of its payload, the
+//! endpoints count received bytes without keeping them
+//! (`Config::discard_payload`) and hand over zeros. Every protocol decision
+//! depends on lengths only, so results are those of packets with bytes.
 //!
 //! # Measurement
 //!
@@ -44,7 +47,7 @@ use slab::Slab;
 use crate::analytic::Unloaded;
 use crate::capture::{Capture, CaptureStats};
 use crate::config::{LoadModel, Mode, NicMode, Profile, SimConfig, Slowdown};
-use crate::fabric::{wire_overhead, Fabric, Node, PortKind};
+use crate::fabric::{wire_overhead, Fabric, Freed, Node, PortKind};
 use crate::ideal::{Greedy, Ideal};
 use crate::pdes::Pdes;
 use crate::queue::EventQueue;
@@ -178,6 +181,78 @@ enum Note {
     },
 }
 
+/// Events processed, by kind, and the DATA packets they moved: what a
+/// packet costs the event loop (not part of the deterministic results:
+/// the simulator's own bookkeeping).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Packets arriving at a switch.
+    pub switch_arrivals: u64,
+    /// Packets arriving at a host (each a `handle_datagram`).
+    pub host_arrivals: u64,
+    /// Switch ports freeing with a packet waiting.
+    pub switch_frees: u64,
+    /// Pull-mode NIC ports freeing (each asks the host's endpoints).
+    pub nic_frees: u64,
+    /// Of which the endpoints had nothing to send.
+    pub nic_frees_idle: u64,
+    /// Port frees superseded by a later transmission (nothing done).
+    pub stale_frees: u64,
+    /// Of which NIC ports'.
+    pub stale_nic_frees: u64,
+    /// Endpoint deadlines.
+    pub timers: u64,
+    /// Of which superseded by an earlier deadline (nothing done).
+    pub stale_timers: u64,
+    /// Application events (new messages, hand-offs).
+    pub app: u64,
+    /// The simulator's own sampling (backlog probes, idle diagnosis).
+    pub sampling: u64,
+    /// DATA packets handed to NICs.
+    pub data_packets: u64,
+    /// All packets handed to NICs.
+    pub packets: u64,
+}
+
+impl EventCounts {
+    /// Every event counted.
+    pub fn total(&self) -> u64 {
+        self.switch_arrivals
+            + self.host_arrivals
+            + self.switch_frees
+            + self.nic_frees
+            + self.stale_frees
+            + self.timers
+            + self.app
+            + self.sampling
+    }
+
+    /// One line: events per DATA packet, by kind.
+    pub fn per_data_packet(&self) -> String {
+        let d = self.data_packets.max(1) as f64;
+        let f = |n: u64| n as f64 / d;
+        format!(
+            "events per DATA packet {:.2} ({} DATA of {} packets): switch arrivals {:.2}, \
+             host arrivals {:.2}, switch port frees {:.2}, NIC frees {:.2} (idle {:.2}), \
+             stale port frees {:.2} (NIC {:.2}), timers {:.3} (stale {:.3}), application {:.3}, sampling {:.4}",
+            f(self.total()),
+            self.data_packets,
+            self.packets,
+            f(self.switch_arrivals),
+            f(self.host_arrivals),
+            f(self.switch_frees),
+            f(self.nic_frees),
+            f(self.nic_frees_idle),
+            f(self.stale_frees),
+            f(self.stale_nic_frees),
+            f(self.timers),
+            f(self.stale_timers),
+            f(self.app),
+            f(self.sampling),
+        )
+    }
+}
+
 /// Progress of a running simulation, for display.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -218,7 +293,10 @@ pub struct Simulator {
     ep_config: Config,
     overhead: u32,
     zeros: Bytes,
-    scratch: Vec<u8>,
+    /// The packets of the transmit being taken.
+    tx: homa_proto::TxPackets,
+    /// Zeros, but for the header of the packet being delivered.
+    rx: Vec<u8>,
     stats: Stats,
     /// Every completed message, when asked for (`RunParams::keep_samples`).
     samples: Option<Vec<Sample>>,
@@ -242,6 +320,8 @@ pub struct Simulator {
     idle_causes: IdleCauses,
     protocol: String,
     events: u64,
+    /// Events by kind.
+    kinds: EventCounts,
     generated: u64,
     warmup_messages: u64,
     measured: u64,
@@ -289,7 +369,10 @@ impl Simulator {
         let dist = cfg.traffic.workload.dist(cfg.traffic.variant);
         let max_msg = cfg.max_message(&dist);
         let resolved = cfg.proto.resolve(&dist, t.host_link_bps, max_msg);
-        let ep_cfg = resolved.config.clone();
+        let mut ep_cfg = resolved.config.clone();
+        // Nothing reads the payloads (zeros): the endpoints count received
+        // bytes without keeping them, as they do everything else.
+        ep_cfg.discard_payload = true;
         let pull = cfg.host.nic == NicMode::Pull;
         let h = &cfg.host;
         let fabric = Fabric::new(
@@ -364,7 +447,8 @@ impl Simulator {
             overhead: wire_overhead(),
             // Zeroed by the allocator: pages never written stay shared.
             zeros: Bytes::from(vec![0u8; max_msg as usize]),
-            scratch: Vec::new(),
+            tx: homa_proto::TxPackets::new(),
+            rx: Vec::new(),
             stats: Stats::new(&dist),
             samples: cfg.run.keep_samples.then(Vec::new),
             completed: 0,
@@ -390,6 +474,7 @@ impl Simulator {
             protocol: resolved.summary(),
             ep_config: ep_cfg,
             events: 0,
+            kinds: EventCounts::default(),
             generated: 0,
             warmup_messages: 0,
             measured: 0,
@@ -441,6 +526,15 @@ impl Simulator {
     /// unless `RunParams::keep_samples` is set).
     pub fn samples(&self) -> &[Sample] {
         self.samples.as_deref().unwrap_or(&[])
+    }
+
+    /// Events processed so far, by kind (see [`EventCounts`]).
+    pub fn event_counts(&self) -> EventCounts {
+        EventCounts {
+            data_packets: self.fabric.flow.injected_data,
+            packets: self.fabric.flow.injected_packets,
+            ..self.kinds
+        }
     }
 
     /// Endpoint number `e` (host `e / K`'s endpoint `e % K`; with one
@@ -662,22 +756,50 @@ impl Simulator {
         match ev {
             Ev::Arrive { pkt } => {
                 match self.fabric.ports[self.fabric.pkts.get(pkt).hop as usize].to {
-                    Node::Switch(s) => self.fabric.switch_arrival(s, pkt, self.now, &mut self.q),
-                    Node::Host(h) => self.host_receive(h, pkt),
-                }
-            }
-            Ev::PortFree { port } => {
-                if self.fabric.port_free(port, self.now, &mut self.q) {
-                    let p = &self.fabric.ports[port as usize];
-                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
-                        // The link is free: an endpoint may send.
-                        self.nic_free(p.host);
+                    Node::Switch(s) => {
+                        self.kinds.switch_arrivals += 1;
+                        self.fabric.switch_arrival(s, pkt, self.now, &mut self.q)
+                    }
+                    Node::Host(h) => {
+                        self.kinds.host_arrivals += 1;
+                        self.host_receive(h, pkt)
                     }
                 }
             }
+            Ev::PortFree { port } => match self.fabric.port_free(port, self.now, &mut self.q) {
+                Freed::Stale => {
+                    self.kinds.stale_frees += 1;
+                    if self.fabric.ports[port as usize].kind == PortKind::Nic {
+                        self.kinds.stale_nic_frees += 1;
+                    }
+                }
+                Freed::Started => {
+                    if self.fabric.ports[port as usize].kind == PortKind::Nic {
+                        self.kinds.nic_frees += 1;
+                    } else {
+                        self.kinds.switch_frees += 1;
+                    }
+                }
+                Freed::Idle => {
+                    let p = &self.fabric.ports[port as usize];
+                    if p.kind == PortKind::Nic && self.cfg.host.nic == NicMode::Pull {
+                        // The link is free: an endpoint may send.
+                        let h = p.host;
+                        self.kinds.nic_frees += 1;
+                        self.nic_free(h);
+                        if self.fabric.ports[port as usize].idle(self.now) {
+                            self.kinds.nic_frees_idle += 1;
+                        }
+                    } else {
+                        self.kinds.stale_frees += 1;
+                    }
+                }
+            },
             Ev::Timer { host } => {
+                self.kinds.timers += 1;
                 let hs = &mut self.hosts[host as usize];
                 if hs.timer_at != Some(self.now) {
+                    self.kinds.stale_timers += 1;
                     return; // superseded by an earlier deadline
                 }
                 hs.timer_at = None;
@@ -690,11 +812,24 @@ impl Simulator {
                 }
                 self.after_input(host);
             }
-            Ev::NewMessage { host } => self.new_message(host),
-            Ev::AppSend { msg } => self.app_send(msg),
-            Ev::AppNote { note } => self.app_note(note),
-            Ev::AppRespond { note } => self.app_respond(note),
+            Ev::NewMessage { host } => {
+                self.kinds.app += 1;
+                self.new_message(host)
+            }
+            Ev::AppSend { msg } => {
+                self.kinds.app += 1;
+                self.app_send(msg)
+            }
+            Ev::AppNote { note } => {
+                self.kinds.app += 1;
+                self.app_note(note)
+            }
+            Ev::AppRespond { note } => {
+                self.kinds.app += 1;
+                self.app_respond(note)
+            }
             Ev::Diag => {
+                self.kinds.sampling += 1;
                 self.diagnose();
                 let next = self.now + DIAG_INTERVAL;
                 if next < self.arrivals_end {
@@ -702,6 +837,7 @@ impl Simulator {
                 }
             }
             Ev::Probe => {
+                self.kinds.sampling += 1;
                 self.probe();
                 let next = self.now + self.probe_interval;
                 if next <= self.arrivals_end {
@@ -842,12 +978,14 @@ impl Simulator {
                     self.notes.remove(key as usize);
                     let server = &mut self.hosts[host as usize];
                     let _ = server.ep.discard_request(server.port, peer, id);
+                    self.arm_pull_nic(host);
                     if let Some(m) = msg {
                         self.complete(m);
                         let src = self.msgs[m as usize].src_ep;
                         let client = &mut self.hosts[src as usize];
                         client.rpcs.remove(&(id ^ 1));
                         let _ = client.ep.abort(client.port, id ^ 1);
+                        self.arm_pull_nic(src);
                         self.finish_msg(m, true);
                     }
                 }
@@ -969,7 +1107,20 @@ impl Simulator {
         }
         let i = u32::from(p.dport.wrapping_sub(PORT));
         let e = h * self.k + i.min(self.k - 1);
-        self.hosts[e as usize].ep.handle_datagram(now, src, &p.buf);
+        let ep = &mut self.hosts[e as usize].ep;
+        if p.tail == 0 {
+            ep.handle_datagram(now, src, &p.buf);
+        } else {
+            // The packet with the payload it stands for: zeros, which the
+            // endpoint counts without reading (`Config::discard_payload`).
+            let (head, len) = (p.buf.len(), p.len() as usize);
+            if self.rx.len() < len {
+                self.rx.resize(len, 0);
+            }
+            self.rx[..head].copy_from_slice(&p.buf);
+            ep.handle_datagram(now, src, &self.rx[..len]);
+            self.rx[..head].fill(0);
+        }
         self.fabric.delivered(pkt);
         self.after_input(e);
     }
@@ -997,6 +1148,7 @@ impl Simulator {
                 if self.fabric.ports[host as usize].idle(self.now) {
                     self.take_transmit(h);
                 }
+                self.arm_nic(host);
             }
             NicMode::Push => while self.take_transmit(h) {},
         }
@@ -1022,12 +1174,41 @@ impl Simulator {
         }
     }
 
+    /// Host `host`'s pull-mode NIC is sending: makes sure it wakes when its
+    /// link frees if one of the host's endpoints has something to send
+    /// then. Otherwise nothing would come of that wake-up (`poll_transmit`
+    /// would return nothing and change nothing, see
+    /// `Endpoint::transmit_idle`, which also covers deadlines due by
+    /// then), so it is not an event; any later input to the host comes
+    /// here again. Called after every input to the host's endpoints.
+    fn arm_nic(&mut self, host: u32) {
+        let Some(free) = self.fabric.nic_unarmed(host, self.now) else {
+            return;
+        };
+        let at = instant(free);
+        let k = self.k;
+        if (host * k..(host + 1) * k).all(|e| self.hosts[e as usize].ep.transmit_idle(at)) {
+            return;
+        }
+        self.fabric.arm_nic(host, &mut self.q);
+    }
+
+    /// [`arm_nic`](Self::arm_nic) after a command to endpoint `e` outside
+    /// the driver loop.
+    fn arm_pull_nic(&mut self, e: u32) {
+        if self.cfg.host.nic == NicMode::Pull {
+            self.arm_nic(self.hosts[e as usize].nic_port);
+        }
+    }
+
     /// Takes one transmit from host `h`'s endpoint into its NIC. Returns
-    /// false if the endpoint had nothing to send.
+    /// false if the endpoint had nothing to send. The packets carry their
+    /// headers (and payloads short enough to be copied after them); the
+    /// rest of a payload travels as its length only (`Packet::tail`).
     fn take_transmit(&mut self, h: u32) -> bool {
         let now = self.now;
         let host = &mut self.hosts[h as usize];
-        let Some(t) = host.ep.poll_transmit(instant(now), &mut self.scratch) else {
+        let Some(t) = host.ep.poll_transmit_packets(instant(now), &mut self.tx) else {
             return false;
         };
         let port = host.nic_port;
@@ -1036,21 +1217,13 @@ impl Simulator {
         let Some(dst) = dst else {
             return true;
         };
-        let seg = t.segment_size.unwrap_or(t.size).max(1);
-        let mut offset = 0;
-        while offset < t.size {
-            let end = (offset + seg).min(t.size);
+        for i in 0..self.tx.len() {
+            let (header, payload) = self.tx.packet(i);
             let id = self.fabric.pkts.alloc();
             let p = self.fabric.pkts.get_mut(id);
-            if offset == 0 && end == t.size {
-                // One packet: hand over the buffer, keep the slot's old one
-                // (and its capacity) as the next scratch buffer.
-                self.scratch.truncate(end);
-                core::mem::swap(&mut p.buf, &mut self.scratch);
-            } else {
-                p.buf.clear();
-                p.buf.extend_from_slice(&self.scratch[offset..end]);
-            }
+            p.buf.clear();
+            p.buf.extend_from_slice(header);
+            p.tail = payload.len() as u32;
             p.src = port;
             p.dst = dst;
             p.sport = t.src_port;
@@ -1059,7 +1232,6 @@ impl Simulator {
             p.prio = t.priority;
             p.classify(self.overhead);
             self.fabric.inject(port, id, 0, now, &mut self.q);
-            offset = end;
         }
         true
     }

@@ -76,6 +76,11 @@ pub(crate) enum AddOutcome {
 /// Bytes of buffer kept beyond `granted`: the largest possible packet.
 pub(crate) const GRANT_SLACK: u32 = 65_536;
 
+/// Longest message delivered as a slice of shared zeros when its bytes
+/// were not stored ([`MsgIn::shared_zeros`]): the default
+/// `max_message_length`.
+pub(crate) const SHARED_ZEROS: usize = 16 << 20;
+
 /// Bytes per page of the receive buffer. Pages are allocated as bytes
 /// arrive in them, never moved, and all (but a message's last or only one)
 /// have this size, so freed pages are reused as they are.
@@ -165,6 +170,8 @@ pub(crate) struct MsgIn {
     /// nothing, and memory follows the bytes received. A contiguous
     /// message has one page of `page` = `length` bytes, reserved at once.
     pages: Vec<Vec<u8>>,
+    /// False: bytes are counted, not kept (`pages` stays empty).
+    store: bool,
     /// Bytes per page: [`PAGE`], or the whole length (contiguous).
     page: usize,
     /// A contiguous message's share of the endpoint's reservations.
@@ -197,17 +204,21 @@ impl MsgIn {
     /// the storage reserved (tests).
     #[cfg(test)]
     pub(crate) fn new(length: u32, incoming: u32, birth: Instant) -> MsgIn {
-        Self::with_reservations(length, incoming, birth, &Reservations::new(u64::MAX))
+        Self::with_reservations(length, incoming, birth, &Reservations::new(u64::MAX), true)
     }
 
     /// A message of `length` bytes whose sender promised `[0, incoming)`
     /// unscheduled; stored contiguously if it qualifies and `reservations`
-    /// has room for its length.
+    /// has room for its length. Without `store` (`Config::discard_payload`)
+    /// the bytes are counted, not kept: every decision (gaps, grants,
+    /// reservations, memory charged) is the same, nothing is allocated or
+    /// copied, and the message is delivered as zeros of its length.
     pub(crate) fn with_reservations(
         length: u32,
         incoming: u32,
         birth: Instant,
         reservations: &Reservations,
+        store: bool,
     ) -> MsgIn {
         let granted = incoming.min(length);
         let cap = Self::capacity_for(length, granted);
@@ -217,8 +228,10 @@ impl MsgIn {
         if length as usize > PAGE && length as u64 <= cap as u64 * CONTIGUOUS_RATIO {
             if let Some(r) = reservations.take(length as u64) {
                 let mut all = Vec::new();
-                if all.try_reserve_exact(length as usize).is_ok() {
-                    pages.push(all);
+                if !store || all.try_reserve_exact(length as usize).is_ok() {
+                    if store {
+                        pages.push(all);
+                    }
                     page = length as usize;
                     reservation = Some(r);
                 }
@@ -227,6 +240,7 @@ impl MsgIn {
         MsgIn {
             length,
             pages,
+            store,
             page,
             _reservation: reservation,
             cap: cap as u32,
@@ -439,6 +453,9 @@ impl MsgIn {
 
     /// Overwrites bytes below `recv_end` (a gap being filled).
     fn copy_in(&mut self, at: u32, bytes: &[u8]) {
+        if !self.store {
+            return;
+        }
         let mut at = at as usize;
         let mut rest = bytes;
         let size = self.page;
@@ -454,6 +471,9 @@ impl MsgIn {
     /// Appends `zeros` zero bytes, then `data`, at `recv_end` (the caller
     /// then moves `recv_end`), opening pages as they are reached.
     fn append(&mut self, zeros: u32, data: &[u8]) {
+        if !self.store {
+            return;
+        }
         let mut end = self.recv_end as usize;
         let mut zeros = zeros as usize;
         let mut rest = data;
@@ -482,9 +502,13 @@ impl MsgIn {
 
     /// The assembled message's storage. Call only when complete. A
     /// message of one page (a short or a contiguous one) is handed over as
-    /// it is; a longer one is copied once into contiguous storage.
+    /// it is; a longer one is copied once into contiguous storage; one not
+    /// stored is zeros (allocated zeroed: large ones are untouched pages).
     pub(crate) fn into_vec(mut self) -> Vec<u8> {
         debug_assert!(self.is_complete() && self.recv_end == self.length);
+        if !self.store {
+            return vec![0; self.length as usize];
+        }
         if self.pages.len() == 1 {
             return self.pages.pop().unwrap_or_default();
         }
@@ -493,6 +517,21 @@ impl MsgIn {
             out.extend_from_slice(p);
         }
         out
+    }
+
+    /// A message received without storage, up to [`SHARED_ZEROS`] bytes
+    /// long: its bytes as a slice of zeros shared by every such message
+    /// (nothing allocated, written or made resident). Others: `None`, and
+    /// [`MsgIn::into_vec`] gives their bytes.
+    pub(crate) fn shared_zeros(&self) -> Option<bytes::Bytes> {
+        static ZEROS: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+        let len = self.length as usize;
+        if self.store || len > SHARED_ZEROS {
+            return None;
+        }
+        // Allocated zeroed: pages nobody writes or reads stay unbacked.
+        let zeros = ZEROS.get_or_init(|| bytes::Bytes::from(vec![0u8; SHARED_ZEROS]));
+        Some(zeros.slice(..len))
     }
 
     /// The assembled message. Call only when complete.
@@ -517,7 +556,7 @@ impl MsgIn {
     /// paged storage).
     #[cfg(test)]
     fn paged(length: u32, incoming: u32) -> MsgIn {
-        MsgIn::with_reservations(length, incoming, Instant::ZERO, &Reservations::new(0))
+        MsgIn::with_reservations(length, incoming, Instant::ZERO, &Reservations::new(0), true)
     }
 
     /// Bytes written into the storage (tests: never past `recv_end`).
@@ -810,14 +849,14 @@ mod tests {
     fn with_reservations__paged_past_the_bound_and_shares_given_back() {
         let len = 4 * PAGE as u32;
         let r = Reservations::new(2 * len as u64);
-        let a = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
-        let b = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
-        let c = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        let a = MsgIn::with_reservations(len, len, Instant::ZERO, &r, true);
+        let b = MsgIn::with_reservations(len, len, Instant::ZERO, &r, true);
+        let c = MsgIn::with_reservations(len, len, Instant::ZERO, &r, true);
         assert!(a.contiguous() && b.contiguous() && !c.contiguous());
         assert_eq!(r.reserved(), 2 * len as u64);
         drop(a);
         assert_eq!(r.reserved(), len as u64);
-        let mut d = MsgIn::with_reservations(len, len, Instant::ZERO, &r);
+        let mut d = MsgIn::with_reservations(len, len, Instant::ZERO, &r, true);
         assert!(d.contiguous());
         add(&mut d, 0, len);
         let v = d.into_vec();
@@ -895,5 +934,114 @@ mod tests {
         assert_eq!(m.buffer_len(), 100_000 + GRANT_SLACK);
         assert_eq!(m.set_granted(50), 0, "never lowers");
         assert_eq!(add(&mut m, 2400, 3000), AddOutcome::Accepted(600));
+    }
+
+    /// Without storage a message takes the same packets the same way:
+    /// every outcome, gap and count as with storage, shuffled, duplicated
+    /// and lost packets alike, in either storage; nothing is allocated or
+    /// written, the reservation is taken all the same, and the message
+    /// comes out as zeros of its length.
+    #[test]
+    fn add__without_storage_same_outcomes_nothing_kept() {
+        let len = 3 * PAGE as u32 + 1017;
+        for contiguous in [true, false] {
+            for seed in 0..10 {
+                let mut rng = crate::Rng::new(seed);
+                let limit = if contiguous { u64::MAX } else { 0 };
+                let (rs, rd) = (Reservations::new(limit), Reservations::new(limit));
+                let mut kept = MsgIn::with_reservations(len, 20_000, Instant::ZERO, &rs, true);
+                let mut counted = MsgIn::with_reservations(len, 20_000, Instant::ZERO, &rd, false);
+                assert_eq!(rs.reserved(), rd.reserved());
+                assert_eq!(kept.contiguous(), counted.contiguous());
+                assert_eq!(kept.buffer_len(), counted.buffer_len());
+                kept.set_granted(len);
+                counted.set_granted(len);
+                let mut order: Vec<u32> = (0..len.div_ceil(1400)).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                let mut later = Vec::new();
+                for &k in &order {
+                    let (s, e) = (k * 1400, ((k + 1) * 1400).min(len));
+                    if rng.chance(0.1) {
+                        later.push((s, e));
+                        continue;
+                    }
+                    let twice = if rng.chance(0.2) { 2 } else { 1 };
+                    for _ in 0..twice {
+                        assert_eq!(add(&mut kept, s, e), add(&mut counted, s, e));
+                    }
+                    assert_eq!(ranges(&kept), ranges(&counted));
+                    assert_eq!(kept.received(), counted.received());
+                }
+                for (s, e) in later {
+                    assert_eq!(add(&mut kept, s, e), add(&mut counted, s, e));
+                }
+                assert!(kept.is_complete() && counted.is_complete());
+                assert_eq!((counted.allocated(), counted.written()), (0, 0));
+                assert!(kept.shared_zeros().is_none());
+                let shared = counted.shared_zeros().expect("not stored");
+                assert_eq!(&shared[..], &vec![0; len as usize][..]);
+                assert_eq!(kept.into_vec(), bytes(0..len));
+                assert_eq!(counted.into_vec(), vec![0; len as usize]);
+            }
+        }
+    }
+
+    /// Endpoints with `discard_payload` send exactly the packets storing
+    /// ones do for the same exchange (grants and all), and deliver the
+    /// message as zeros of its length.
+    #[test]
+    fn discard_payload__same_packets_message_delivered_as_zeros() {
+        use crate::{Config, Endpoint, Event};
+        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        let message = bytes(0..300_000);
+        let run = |discard: bool| {
+            let config = Config {
+                max_gso_bytes: 0,
+                pacer: false,
+                discard_payload: discard,
+                ..Config::default()
+            };
+            let mut client = Endpoint::new(config.clone(), 1).unwrap();
+            let mut server = Endpoint::new(config, 2).unwrap();
+            client.open_socket(caddr.port()).unwrap();
+            server.open_socket(saddr.port()).unwrap();
+            server.set_server(saddr.port(), true).unwrap();
+            let now = Instant::ZERO;
+            let payload = bytes::Bytes::from(message.clone());
+            client
+                .send_request(now, caddr.port(), saddr, payload)
+                .unwrap();
+            let (mut buf, mut trace) = (Vec::new(), Vec::new());
+            loop {
+                let mut quiet = true;
+                while client.poll_transmit(now, &mut buf).is_some() {
+                    server.handle_datagram(now, caddr, &buf);
+                    trace.push(buf.clone());
+                    quiet = false;
+                }
+                while server.poll_transmit(now, &mut buf).is_some() {
+                    client.handle_datagram(now, saddr, &buf);
+                    trace.push(buf.clone());
+                    quiet = false;
+                }
+                if quiet {
+                    break;
+                }
+            }
+            let Some(Event::Request { data, .. }) = server.poll_event() else {
+                panic!("no request delivered");
+            };
+            (trace, data, server.stats().grants)
+        };
+        let (kept, data, grants) = run(false);
+        let (counted, zeros, grants_counted) = run(true);
+        assert!(grants > 0 && kept.len() > 200);
+        assert_eq!(grants, grants_counted);
+        assert!(kept == counted, "the packets differ");
+        assert_eq!(&data[..], &message[..]);
+        assert_eq!(&zeros[..], &vec![0; message.len()][..]);
     }
 }
