@@ -894,6 +894,7 @@ impl Endpoint {
     // ----- driver outputs ------------------------------------------------
 
     /// The next application event, if any.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
