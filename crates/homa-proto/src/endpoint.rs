@@ -667,10 +667,11 @@ impl Endpoint {
             let prio = peer.unsched_priority(len, c.num_priorities);
             (prio, unsched_bytes_of(c, Some(peer)), echo)
         });
-        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, echo, now);
-        rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
-        let key2 = self.rpcs.insert(rpc);
+        let key2 = self
+            .rpcs
+            .start(id, seq, dest, port, RpcState::Outgoing, echo, now);
         debug_assert_eq!(key, key2);
+        self.rpcs[key].msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
         self.client_rpcs.insert(id, key);
         if echo == 0 {
             self.probe_incarnation(now, key, false);
