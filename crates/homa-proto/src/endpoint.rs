@@ -223,7 +223,7 @@ pub struct Endpoint {
     pub(crate) seg_v6: u32,
     pub(crate) max_gso_segs_v4: u32,
     pub(crate) max_gso_segs_v6: u32,
-    pub(crate) sockets: Map<u16, Socket>,
+    pub(crate) sockets: crate::socket::SocketTable,
     pub(crate) next_client_port: u16,
     pub(crate) next_client_id: u64,
     pub(crate) next_seq: u64,
@@ -318,7 +318,7 @@ impl Endpoint {
             seg_v6,
             max_gso_segs_v4: gso(seg_v4),
             max_gso_segs_v6: gso(seg_v6),
-            sockets: Map::with_hasher(hasher()),
+            sockets: Default::default(),
             next_client_port: first_port,
             next_client_id,
             next_seq: 1,
@@ -667,10 +667,11 @@ impl Endpoint {
             let prio = peer.unsched_priority(len, c.num_priorities);
             (prio, unsched_bytes_of(c, Some(peer)), echo)
         });
-        let mut rpc = Rpc::new(id, seq, dest, port, RpcState::Outgoing, echo, now);
-        rpc.msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
-        let key2 = self.rpcs.insert(rpc);
+        let key2 = self
+            .rpcs
+            .start(id, seq, dest, port, RpcState::Outgoing, echo, now);
         debug_assert_eq!(key, key2);
+        self.rpcs[key].msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
         self.client_rpcs.insert(id, key);
         if echo == 0 {
             self.probe_incarnation(now, key, false);
@@ -894,6 +895,7 @@ impl Endpoint {
     // ----- driver outputs ------------------------------------------------
 
     /// The next application event, if any.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -12,7 +12,7 @@ use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
 use crate::memory::{RxMemory, WaitKey};
 use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
-use crate::rpc::{local_id, Probe, Rpc, RpcRef, RpcState};
+use crate::rpc::{local_id, Probe, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
     AckEntry, AckHeader, Body, CutoffsHeader, DataHeader, GrantHeader, PacketType, Repr,
@@ -403,8 +403,9 @@ impl Endpoint {
         }
         let seq = self.next_seq();
         let echo = self.incarnation;
-        let rpc = Rpc::new(local, seq, src, port, RpcState::Incoming, echo, now);
-        let key = self.rpcs.insert(rpc);
+        let key = self
+            .rpcs
+            .start(local, seq, src, port, RpcState::Incoming, echo, now);
         self.server_rpcs.insert((src, local), key);
         self.arm_tick(now);
         Some(key)

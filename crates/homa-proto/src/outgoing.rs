@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::endpoint::{Control, Endpoint, Transmit};
 use crate::rpc::Probe;
+use crate::timers::Timer;
 use crate::wire::{AckEntry, Body, DataHeader, Packet, PacketType, Repr};
 use crate::Instant;
 
@@ -227,8 +228,11 @@ impl Endpoint {
     fn poll_transmit_into<S: TxSink>(&mut self, now: Instant, buf: &mut S) -> Option<Transmit> {
         self.touch(now);
         buf.reset();
-        self.timers.stop(crate::timers::Timer::Pacer);
-        self.send_grants(now);
+        self.timers.stop(Timer::Pacer);
+        // (The common case, no grant pass wanted or due, without a call.)
+        if self.grants.pass_wanted() || self.timers.is_expired(Timer::FifoGrant, now) {
+            self.send_grants(now);
+        }
         if let Some(c) = self.control.pop_front() {
             return Some(self.emit_control(now, c, buf));
         }

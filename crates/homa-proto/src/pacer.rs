@@ -197,6 +197,19 @@ impl Pacer {
         }
     }
 
+    /// Queues a message too short to pace (usually at the back).
+    #[inline]
+    pub(crate) fn enqueue_short(&mut self, rpc: RpcRef) {
+        self.short.insert(rpc);
+    }
+
+    /// Takes a message too short to pace out of its queue (usually the
+    /// front).
+    #[inline]
+    pub(crate) fn dequeue_short(&mut self, rpc: RpcRef) {
+        self.short.remove(&rpc);
+    }
+
     /// Takes the RPC out of the queue it sits in at `pos`.
     #[inline]
     pub(crate) fn dequeue(&mut self, rpc: RpcRef, pos: XmitPos) {
@@ -408,6 +421,13 @@ impl Pacer {
 impl Endpoint {
     /// Puts the RPC in the right transmit queue if it has granted bytes not
     /// yet sent, or takes it out.
+    ///
+    /// Inline for the moves every short message makes (into the short
+    /// queue when it is sent, out when its last byte went): those are a
+    /// push at the back and a pop at the front of one queue, never the
+    /// paced orders, the host table or the grant structures. Every other
+    /// move goes through [`Endpoint::requeue_xmit`].
+    #[inline(always)]
     pub(crate) fn update_xmit(&mut self, key: usize) {
         let rpc = &mut self.rpcs[key];
         let want = match (&rpc.msgout, rpc.state) {
@@ -417,9 +437,29 @@ impl Endpoint {
             }
             _ => None,
         };
-        if want == rpc.xmit_key {
+        let old = rpc.xmit_key;
+        if want == old {
             return;
         }
+        let r = RpcRef { seq: rpc.seq, key };
+        match (old, want) {
+            (None, Some(XmitPos::Short)) => {
+                rpc.xmit_key = want;
+                self.pacer.enqueue_short(r);
+            }
+            (Some(XmitPos::Short), None) => {
+                rpc.xmit_key = want;
+                self.pacer.dequeue_short(r);
+            }
+            _ => self.requeue_xmit(key, want),
+        }
+    }
+
+    /// [`Endpoint::update_xmit`]'s general case: the RPC moves from its
+    /// current queue position to `want`.
+    #[inline(never)]
+    fn requeue_xmit(&mut self, key: usize, want: Option<XmitPos>) {
+        let rpc = &mut self.rpcs[key];
         let r = RpcRef { seq: rpc.seq, key };
         let old = core::mem::replace(&mut rpc.xmit_key, want);
         if let (Some(o), Some(n)) = (old, want) {

@@ -831,6 +831,9 @@ impl Shared {
     }
 
     /// Moves the endpoint's events into call slots and the request queue.
+    /// (In line: `output` is the hot caller; the host-wait recheck, the
+    /// other, is cold.)
+    #[inline(always)]
     fn dispatch(&self, st: &mut State) {
         while let Some(ev) = st.ep.poll_event() {
             match ev {

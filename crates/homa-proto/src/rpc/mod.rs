@@ -175,6 +175,77 @@ impl Rpc {
         }
     }
 
+    /// Makes a freed RPC's memory the new RPC [`Rpc::new`] would build,
+    /// field by field where it lies (building a new value and moving it
+    /// in copied the whole RPC, a few hundred bytes, per RPC started). The
+    /// destructuring names every field, so a field added to [`Rpc`] fails
+    /// to compile here until it is reset too.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn restart(
+        &mut self,
+        id: u64,
+        seq: u64,
+        peer: SocketAddr,
+        port: u16,
+        state: RpcState,
+        echo: u64,
+        now: Instant,
+    ) {
+        let Rpc {
+            id: r_id,
+            seq: r_seq,
+            peer: r_peer,
+            port: r_port,
+            state: r_state,
+            msgout,
+            msgin,
+            xmit_key,
+            in_retx_queue,
+            grant_rank,
+            last_heard,
+            alive,
+            last_request,
+            done_at,
+            rtt_probe,
+            held,
+            resend_backoff,
+            waiting,
+            echo: r_echo,
+            busy,
+            peer_knows,
+            quiet_mark,
+            grant_level,
+            starving,
+            last_xmit,
+        } = self;
+        *r_id = id;
+        *r_seq = seq;
+        *r_peer = peer;
+        *r_port = port;
+        *r_state = state;
+        *msgout = None;
+        *msgin = None;
+        *xmit_key = None;
+        *in_retx_queue = false;
+        *grant_rank = None;
+        *last_heard = now;
+        *alive = now;
+        *last_request = None;
+        *done_at = None;
+        *rtt_probe = None;
+        *held = false;
+        *resend_backoff = 0;
+        *waiting = None;
+        *r_echo = echo;
+        *busy = false;
+        *peer_knows = false;
+        *quiet_mark = (0, 0);
+        *grant_level = 0;
+        *starving = false;
+        *last_xmit = now;
+    }
+
     /// The peer moved the RPC forward (or said why it does not).
     pub(crate) fn heard(&mut self, now: Instant) {
         self.last_heard = now;
@@ -227,15 +298,26 @@ impl RpcTable {
         self.slots.vacant_key()
     }
 
-    /// Stores a new RPC; returns its key.
+    /// Starts a new RPC ([`Rpc::new`]'s arguments), written straight into
+    /// a spare box when there is one; returns its key.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub(crate) fn insert(&mut self, rpc: Rpc) -> usize {
+    pub(crate) fn start(
+        &mut self,
+        id: u64,
+        seq: u64,
+        peer: SocketAddr,
+        port: u16,
+        state: RpcState,
+        echo: u64,
+        now: Instant,
+    ) -> usize {
         let b = match self.spare.pop() {
             Some(mut b) => {
-                *b = rpc;
+                b.restart(id, seq, peer, port, state, echo, now);
                 b
             }
-            None => Box::new(rpc),
+            None => Box::new(Rpc::new(id, seq, peer, port, state, echo, now)),
         };
         self.slots.insert(b)
     }
@@ -315,15 +397,7 @@ mod tests {
 
     fn insert(t: &mut RpcTable, id: u64) -> usize {
         let peer = "10.0.0.1:9".parse().unwrap();
-        t.insert(Rpc::new(
-            id,
-            id,
-            peer,
-            1,
-            RpcState::Outgoing,
-            0,
-            Instant::ZERO,
-        ))
+        t.start(id, id, peer, 1, RpcState::Outgoing, 0, Instant::ZERO)
     }
 
     #[test]
@@ -347,6 +421,46 @@ mod tests {
         assert_eq!(&t[k2] as *const Rpc, addr, "the freed box is reused");
         assert_eq!((t[k2].id, t.len()), (4, 1));
         assert!(t.spare.is_empty());
+    }
+
+    #[test]
+    fn rpc_table__a_reused_box_starts_as_a_new_rpc() {
+        let mut t = RpcTable::default();
+        let k = insert(&mut t, 2);
+        // Everything an RPC's life changes, changed.
+        let r = &mut t[k];
+        let at = Instant::from_nanos(5_000);
+        r.state = RpcState::Incoming;
+        r.xmit_key = Some(XmitPos::Paced(7, at));
+        r.in_retx_queue = true;
+        r.grant_rank = Some(crate::grant::scheduler::RankKey {
+            remaining: 1,
+            birth: at,
+            rpc: RpcRef { seq: 2, key: k },
+        });
+        r.last_heard = at;
+        r.alive = at;
+        r.last_request = Some(at);
+        r.done_at = Some(at);
+        r.rtt_probe = Some(Probe::Resend(at));
+        r.held = true;
+        r.resend_backoff = 3;
+        r.waiting = Some((10, 20));
+        r.echo = 99;
+        r.busy = true;
+        r.peer_knows = true;
+        r.quiet_mark = (2, 77);
+        r.grant_level = 4;
+        r.starving = true;
+        r.last_xmit = at;
+        let b = t.remove(k);
+        t.recycle(b);
+        let peer = "10.0.0.2:7".parse().unwrap();
+        let now = Instant::from_nanos(9_000);
+        let k2 = t.start(5, 6, peer, 3, RpcState::InService, 8, now);
+        assert_eq!(t.spare.len(), 0, "the spare box was used");
+        let fresh = Rpc::new(5, 6, peer, 3, RpcState::InService, 8, now);
+        assert_eq!(format!("{:?}", t[k2]), format!("{fresh:?}"));
     }
 
     #[test]
