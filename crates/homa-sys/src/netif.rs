@@ -34,12 +34,7 @@ fn ip_of(s: &SockaddrStorage) -> Option<IpAddr> {
 /// The IP addresses of the interfaces that are up, each with its
 /// interface's MTU. Interfaces whose MTU cannot be read are left out.
 pub fn up_addresses() -> io::Result<Vec<InterfaceAddr>> {
-    let probe = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let probe = probe_socket()?;
     let mut out = Vec::new();
     for ifa in getifaddrs()? {
         if !ifa.flags.contains(InterfaceFlags::IFF_UP) {
@@ -63,13 +58,18 @@ pub fn up_addresses() -> io::Result<Vec<InterfaceAddr>> {
 
 /// The MTU of the interface called `name` (`SIOCGIFMTU`).
 pub fn interface_mtu(name: &str) -> io::Result<u32> {
-    let probe = socket(
+    let probe = probe_socket()?;
+    mtu_of(&probe, name)
+}
+
+/// A datagram socket to ask interface ioctls of (any family works).
+fn probe_socket() -> io::Result<OwnedFd> {
+    Ok(socket(
         AddressFamily::Inet,
         SockType::Datagram,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
-    mtu_of(&probe, name)
+    )?)
 }
 
 fn mtu_of(probe: &OwnedFd, name: &str) -> io::Result<u32> {
