@@ -464,22 +464,7 @@ fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
     let client: std::net::SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let now = homa_proto::Instant::ZERO;
     let incarnation = server.incarnation();
-    let request = |sender_id: u64, incoming: u32| {
-        let mut bytes = Repr {
-            sport: 40_000,
-            dport: SERVER_PORT,
-            sender_id,
-            incarnation,
-            body: Body::Data(homa_proto::wire::DataHeader {
-                message_length: 10,
-                incoming,
-                ..Default::default()
-            }),
-        }
-        .to_vec();
-        bytes.extend_from_slice(b"0123456789");
-        bytes
-    };
+    let request = |sender_id: u64, incoming: u32| data_request(incarnation, sender_id, incoming);
     // Claiming no unscheduled bytes: the whole message in one packet is
     // still beyond what it may send, so it waits (buffer reserved) for a
     // grant instead of being delivered. (Its reservation includes what the
@@ -507,6 +492,12 @@ fn one_packet_request__delivered_at_once_only_within_the_unscheduled_claim() {
 /// A whole 10-byte request from port 40 000 to `SERVER_PORT`, bound to
 /// the server's `incarnation`.
 fn ten_byte_request(incarnation: u64, sender_id: u64) -> Vec<u8> {
+    data_request(incarnation, sender_id, 10)
+}
+
+/// A 10-byte request in one packet that claims `incoming` unscheduled
+/// bytes.
+fn data_request(incarnation: u64, sender_id: u64, incoming: u32) -> Vec<u8> {
     let mut bytes = Repr {
         sport: 40_000,
         dport: SERVER_PORT,
@@ -514,7 +505,7 @@ fn ten_byte_request(incarnation: u64, sender_id: u64) -> Vec<u8> {
         incarnation,
         body: Body::Data(homa_proto::wire::DataHeader {
             message_length: 10,
-            incoming: 10,
+            incoming,
             ..Default::default()
         }),
     }
