@@ -50,6 +50,19 @@ fn lan(seed: u64, hosts: usize, config: &Config) -> Network {
     net
 }
 
+/// A four-host LAN whose endpoints 0 and 1 have joined `host` (owners 1
+/// and 2).
+fn lan_with_two_joined(seed: u64, config: &Config, host: &Host) -> Network {
+    let mut net = lan(seed, 4, config);
+    for m in 0..2 {
+        let now = net.now();
+        net.endpoint(m)
+            .join_host(now, host, m as u64 + 1, 0)
+            .unwrap();
+    }
+    net
+}
+
 fn params(config: &Config, slots: u32) -> HostParams {
     HostParams::from_config(config, slots)
 }
@@ -430,13 +443,7 @@ fn under_vandal_with(
     mut vandal: impl FnMut(&[std::sync::atomic::AtomicU64], Instant, &mut homa_proto::Rng),
 ) -> Instant {
     let (_, mem, host) = raw_table(&c, 4);
-    let mut net = lan(seed, 4, &c);
-    for m in 0..2 {
-        let now = net.now();
-        net.endpoint(m)
-            .join_host(now, &host, m as u64 + 1, 0)
-            .unwrap();
-    }
+    let mut net = lan_with_two_joined(seed, &c, &host);
     let mut rng = homa_proto::Rng::new(seed);
     for i in 0..30 {
         let len = [500, 20_000, 150_000, 600_000][i % 4];
@@ -757,13 +764,7 @@ fn wake_storm(seed: u64) -> (u64, u64, u64, u64, Instant) {
     };
     let mem = Arc::new(CountingWakes::new(p.words()));
     let host = Host::init(mem.clone(), &p).unwrap();
-    let mut net = lan(seed, 4, &c);
-    for m in 0..2 {
-        let now = net.now();
-        net.endpoint(m)
-            .join_host(now, &host, m as u64 + 1, 0)
-            .unwrap();
-    }
+    let mut net = lan_with_two_joined(seed, &c, &host);
     // A waiter sleeps all along (counted, lease to the end): every
     // generation move asks for a futex wake-up.
     host.wait_begin(0, u64::MAX / 2);
