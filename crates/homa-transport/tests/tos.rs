@@ -35,7 +35,6 @@ impl RawPeer {
         (ty, src, tos)
     }
 
-    /// [`RawPeer::recv`], with the RPC id the packet names.
     /// The next packet that is not a repeat of the incarnation probe: a
     /// client whose probe answer was late (a loaded machine) asks again,
     /// which is correct; every repeat must still carry the control level.
@@ -49,6 +48,7 @@ impl RawPeer {
         }
     }
 
+    /// [`RawPeer::recv`], with the RPC id the packet names.
     fn recv_repr(&self) -> (PacketType, SocketAddr, u8, u64) {
         let (buf, src, tos) = self.reader.borrow_mut().recv();
         let (repr, _) = Repr::parse_with_payload(&buf).unwrap();
