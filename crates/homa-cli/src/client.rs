@@ -287,6 +287,11 @@ pub(crate) struct HomaKnobs {
     /// (default: one measured round trip at the link rate).
     #[arg(long)]
     pub unsched_bytes: Option<u32>,
+    /// Homa: cap on granted-but-not-received bytes (`max_incoming`; the
+    /// protocol's default is 400000). With host sharing every process of
+    /// the host must use the same value.
+    #[arg(long)]
+    pub max_incoming: Option<u32>,
 }
 
 impl HomaKnobs {
@@ -304,6 +309,7 @@ impl HomaKnobs {
         opt("resend-ms", self.resend_ms.map(|x| x.to_string()));
         opt("need-ack-ms", self.need_ack_ms.map(|x| x.to_string()));
         opt("unsched-bytes", self.unsched_bytes.map(|x| x.to_string()));
+        opt("max-incoming", self.max_incoming.map(|x| x.to_string()));
         v
     }
 }
@@ -327,6 +333,9 @@ pub(crate) fn homa_config(polling: Polling, server: bool, k: &HomaKnobs) -> homa
     if let Some(b) = k.unsched_bytes {
         c.proto.unsched_bytes = b.max(1);
         c.proto.unsched_from_rtt = false;
+    }
+    if let Some(b) = k.max_incoming {
+        c.proto.max_incoming = b.max(1);
     }
     c
 }
@@ -927,9 +936,10 @@ mod tests {
             resend_ms: Some(125.5),
             need_ack_ms: None,
             unsched_bytes: Some(9000),
+            max_incoming: Some(800_000),
         };
         let args = k.args();
-        assert_eq!(args.len(), 8);
+        assert_eq!(args.len(), 10);
         let parsed = Opts::try_parse_from(std::iter::once("x".to_string()).chain(args)).unwrap();
         assert_eq!(parsed.homa, k);
         assert!(HomaKnobs::default().args().is_empty());

@@ -631,6 +631,7 @@ fn rack_knobs(a: &RackArgs) -> Result<HomaKnobs> {
                 .unwrap_or_else(|| scaled_ms(d.need_ack_after, 50.0)),
         ),
         unsched_bytes: h.unsched_bytes,
+        max_incoming: h.max_incoming,
     })
 }
 

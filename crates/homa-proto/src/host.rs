@@ -889,6 +889,14 @@ pub struct HostView {
     /// participant lapsed, or the starvation bound passed), made by the
     /// endpoint's own host timer.
     pub timer_rechecks: u64,
+    /// Transmit attempts (the pacer's wake-up, or any other turn of the
+    /// driver) that found paced data already held still held while joined
+    /// (the shared NIC estimate was still busy, or another participant had
+    /// a shorter message): turns that sent no paced data.
+    pub pacer_rewaits: u64,
+    /// Of those, the times it yielded to another participant's shorter
+    /// paced message.
+    pub pacer_yields: u64,
 }
 
 /// An endpoint's membership in a host table.
@@ -1342,6 +1350,8 @@ impl crate::Endpoint {
             starved_passes: j.starved_passes,
             event_rechecks: j.event_rechecks,
             timer_rechecks: j.timer_rechecks,
+            pacer_rewaits: self.pacer.host_rewaits().0,
+            pacer_yields: self.pacer.host_rewaits().1,
         })
     }
 

@@ -106,6 +106,10 @@ struct HostPacer {
     /// estimate busy (or keeps a shorter message published) can slow us
     /// down, not stop us.
     max_hold: u64,
+    /// Holds re-armed while already held (the wake-up sent nothing), and
+    /// of those the yields to a shorter message ([`crate::HostView`]).
+    rewaits: u64,
+    yields: u64,
 }
 
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
@@ -254,6 +258,8 @@ impl Pacer {
             published: 0,
             now: Instant::ZERO,
             max_hold,
+            rewaits: 0,
+            yields: 0,
         });
         self.publish_best();
     }
@@ -277,6 +283,12 @@ impl Pacer {
         if let Some(h) = self.host.take() {
             h.host.withdraw_tx(h.slot, h.published);
         }
+    }
+
+    /// Holds re-armed while joined (wake-ups that sent nothing), and of
+    /// those the yields to another participant's shorter message.
+    pub(crate) fn host_rewaits(&self) -> (u64, u64) {
+        self.host.as_ref().map_or((0, 0), |h| (h.rewaits, h.yields))
     }
 
     /// True if the endpoint joined a host table.
@@ -361,10 +373,17 @@ impl Pacer {
             self.held_since = Some(now);
         }
         let idle = self.idle_at(now);
-        if self.host.is_some() && self.yields(now, idle) {
-            // Yielding to a shorter message of another endpoint: look
-            // again when the link has drained.
-            return (idle, started);
+        if self.host.is_some() {
+            let yields = self.yields(now, idle);
+            if let Some(h) = self.host.as_mut() {
+                h.rewaits += u64::from(!started);
+                h.yields += u64::from(!started && yields);
+            }
+            if yields {
+                // Yielding to a shorter message of another endpoint: look
+                // again when the link has drained.
+                return (idle, started);
+            }
         }
         let at = idle
             .saturating_duration_since(Instant::ZERO)

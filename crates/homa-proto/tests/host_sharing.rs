@@ -639,6 +639,19 @@ fn long_then_short_sender(joined: bool) -> f64 {
     net.advance(Duration::from_micros(200));
     request(&mut net, 1, 3, 200_000);
     serve(&mut net, 2, Duration::from_secs(1), |_| {});
+    if joined {
+        // The long sender's turns that sent no paced data are counted, and
+        // some of them were yields to the shorter message.
+        let v = net.endpoint(0).host_view().unwrap();
+        eprintln!(
+            "long sender: pacer re-waits {}, yields {}",
+            v.pacer_rewaits, v.pacer_yields
+        );
+        assert!(
+            v.pacer_yields > 0 && v.pacer_rewaits >= v.pacer_yields,
+            "{v:?}"
+        );
+    }
     let log = net.nic_log();
     // Endpoint 1's DATA: its hand-offs larger than a control packet.
     let b: Vec<_> = log.iter().filter(|e| e.1 == 1 && e.2 > 200).collect();
@@ -846,4 +859,39 @@ fn wake__held_back_endpoints_are_woken_only_when_it_can_help() {
     assert!(useless * 10 <= pokes, "{useless} of {pokes} pokes useless");
     assert!(wakes <= rpcs, "{wakes} wake-ups for {rpcs} RPCs");
     assert!(pokes <= 2 * rpcs, "{pokes} pokes for {rpcs} RPCs");
+}
+
+/// Endpoint 0 streams 3 MB to host 2, filling the host's shared NIC
+/// estimate; 200 µs later endpoint 1 (same table) sends a 300-byte request
+/// to host 3. Returns how long after the send the short request's DATA
+/// was handed to the NIC, and the shared backlog it found.
+fn short_behind_a_full_estimate() -> (Duration, u64) {
+    let c = config();
+    let mut net = lan(80, 4, &c);
+    share(&mut net, &[0, 1], &params(&c, 4));
+    net.record_nic();
+    request(&mut net, 0, 2, 3_000_000);
+    net.advance(Duration::from_micros(200));
+    let backlog = net.endpoint(1).host_view().unwrap().link_backlog_ns;
+    let sent = net.now();
+    request(&mut net, 1, 3, 300);
+    serve(&mut net, 2, Duration::from_secs(1), |_| {});
+    let first = net
+        .nic_log()
+        .iter()
+        .find(|e| e.1 == 1 && e.0 >= sent)
+        .map(|e| e.0)
+        .unwrap();
+    (first.saturating_duration_since(sent), backlog)
+}
+
+#[test]
+fn pacer__a_short_message_is_not_held_by_the_host_estimate_another_participant_filled() {
+    let (waited, backlog) = short_behind_a_full_estimate();
+    eprintln!("300 B request behind {backlog} ns of the other participant's paced data: handed to the NIC after {waited:?}");
+    assert!(
+        backlog > 0,
+        "the other participant filled the shared estimate"
+    );
+    assert_eq!(waited, Duration::ZERO);
 }
