@@ -135,11 +135,12 @@ impl Capture {
         let time = Duration::from_nanos(now / PS_PER_NS);
         // The payload a packet stands for but does not carry is zeros.
         let bytes = if pkt.tail == 0 {
-            &pkt.buf[..]
+            pkt.header()
         } else {
             self.packet.clear();
-            self.packet.extend_from_slice(&pkt.buf);
-            self.packet.resize(pkt.buf.len() + pkt.tail as usize, 0);
+            self.packet.extend_from_slice(pkt.header());
+            self.packet
+                .resize(pkt.header().len() + pkt.tail as usize, 0);
             &self.packet[..]
         };
         match w.write_udp(time, src, dst, pkt.tos, bytes) {

@@ -45,15 +45,21 @@ use crate::time::{ps, ser_ps, Ps};
 /// Sentinel for "no switch" / "no host".
 const NONE: u32 = u32::MAX;
 
-/// A packet in flight. Aligned to a cache line: nearly every event starts
-/// by reading one packet that is not in cache, and 56 unaligned bytes would
-/// mostly straddle two lines.
+/// Header bytes a [`Packet`] holds in place: every Homa header but the
+/// ACK's (80 bytes, kept in `Packet::spill`), and the whole packet is two
+/// cache lines.
+const HEAD_INLINE: usize = 69;
+
+/// A packet in flight. Aligned to cache lines, with its header in place:
+/// nearly every event starts by reading one packet that is not in cache,
+/// and a header behind a pointer (a `Vec` per packet) was one more miss at
+/// each end (writing it into the packet, handing it to the receiver).
 #[derive(Debug)]
 #[repr(align(64))]
 pub(crate) struct Packet {
-    /// The Homa packet, without the payload bytes counted in `tail` (its
-    /// buffer is recycled with the slot).
-    pub buf: Vec<u8>,
+    /// A header longer than [`HEAD_INLINE`] (its buffer is recycled with
+    /// the slot); empty otherwise.
+    spill: Vec<u8>,
     /// Payload bytes at the end of the packet that it stands for but does
     /// not carry: the simulator's messages are zeros that nothing reads
     /// (homa-proto's `Config::discard_payload`), so only their length
@@ -82,12 +88,20 @@ pub(crate) struct Packet {
     /// The port that sent the packet on its current link (set when the
     /// port starts it), so an arrival event needs only the packet's id.
     pub hop: u32,
+    /// Length of the header in `head` (0 when it is in `spill`).
+    head_len: u8,
+    /// The header, when it fits.
+    head: [u8; HEAD_INLINE],
 }
+
+// Two cache lines: the routing fields and the start of the header in the
+// first, the rest of the header in the second.
+const _: () = assert!(core::mem::size_of::<Packet>() == 128);
 
 impl Default for Packet {
     fn default() -> Self {
         Packet {
-            buf: Vec::new(),
+            spill: Vec::new(),
             tail: 0,
             src: 0,
             dst: 0,
@@ -99,24 +113,50 @@ impl Default for Packet {
             wire: 0,
             next: NONE,
             hop: NONE,
+            head_len: 0,
+            head: [0; HEAD_INLINE],
         }
     }
 }
 
 impl Packet {
+    /// The Homa bytes the packet carries: its header (the payload it
+    /// stands for is `tail` bytes of zeros after it).
+    #[inline]
+    pub fn header(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.head[..usize::from(self.head_len)]
+        } else {
+            &self.spill
+        }
+    }
+
+    /// Sets the Homa bytes the packet carries (see [`header`](Self::header)).
+    #[inline]
+    pub fn set_header(&mut self, header: &[u8]) {
+        self.spill.clear();
+        if header.len() <= HEAD_INLINE {
+            self.head[..header.len()].copy_from_slice(header);
+            self.head_len = header.len() as u8;
+        } else {
+            self.spill.extend_from_slice(header);
+            self.head_len = 0;
+        }
+    }
+
     /// Bytes of the Homa packet (header and payload, carried or not).
     #[inline]
     pub fn len(&self) -> u32 {
-        self.buf.len() as u32 + self.tail
+        self.header().len() as u32 + self.tail
     }
 
-    /// Fills the derived fields from the Homa bytes in `buf` and the
+    /// Fills the derived fields from the Homa bytes in the header and the
     /// length of `tail`; `overhead` is [`wire_overhead`].
     pub fn classify(&mut self, overhead: u32) {
         let len = self.len();
         self.wire = len + overhead;
         let is_data = self
-            .buf
+            .header()
             .get(field::TYPE)
             .is_some_and(|&t| t == PacketType::Data as u8);
         self.payload = if is_data {
@@ -726,5 +766,30 @@ impl Fabric {
         self.switches.iter().fold((0, 0), |(p, b), s| {
             (p + s.dropped_packets, b + s.dropped_bytes)
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    /// A header that fits is held in place, a longer one (an ACK's 80
+    /// bytes) in the spill buffer; either way the packet hands back exactly
+    /// the bytes it was given, and a recycled slot forgets the longer one.
+    #[test]
+    fn set_header__inline_and_spilled_headers_round_trip() {
+        let mut p = Packet::default();
+        let short: Vec<u8> = (0..56).collect();
+        let long: Vec<u8> = (0..80).map(|i| 255 - i).collect();
+        let exact: Vec<u8> = (0..HEAD_INLINE as u8).collect();
+        for h in [&short, &long, &exact, &short] {
+            p.set_header(h);
+            p.tail = 1000;
+            assert_eq!(p.header(), &h[..]);
+            assert_eq!(p.len(), h.len() as u32 + 1000);
+        }
+        p.set_header(&[]);
+        assert!(p.header().is_empty());
     }
 }

@@ -1109,15 +1109,15 @@ impl Simulator {
         let e = h * self.k + i.min(self.k - 1);
         let ep = &mut self.hosts[e as usize].ep;
         if p.tail == 0 {
-            ep.handle_datagram(now, src, &p.buf);
+            ep.handle_datagram(now, src, p.header());
         } else {
             // The packet with the payload it stands for: zeros, which the
             // endpoint counts without reading (`Config::discard_payload`).
-            let (head, len) = (p.buf.len(), p.len() as usize);
+            let (head, len) = (p.header().len(), p.len() as usize);
             if self.rx.len() < len {
                 self.rx.resize(len, 0);
             }
-            self.rx[..head].copy_from_slice(&p.buf);
+            self.rx[..head].copy_from_slice(p.header());
             ep.handle_datagram(now, src, &self.rx[..len]);
             self.rx[..head].fill(0);
         }
@@ -1221,8 +1221,7 @@ impl Simulator {
             let (header, payload) = self.tx.packet(i);
             let id = self.fabric.pkts.alloc();
             let p = self.fabric.pkts.get_mut(id);
-            p.buf.clear();
-            p.buf.extend_from_slice(header);
+            p.set_header(header);
             p.tail = payload.len() as u32;
             p.src = port;
             p.dst = dst;
