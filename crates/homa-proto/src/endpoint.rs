@@ -33,12 +33,12 @@ use crate::amo::{Retired, Seen};
 use crate::config::{Config, ConfigError};
 use crate::grant::scheduler::GrantScheduler;
 use crate::pacer::Pacer;
-use crate::peer::{Peer, PeerTable};
+use crate::peer::{Peer, PeerRef, PeerTable};
 use crate::prio::Prio;
 use crate::rng::Rng;
 use crate::rpc::msgin::UNKNOWN_LEVEL;
 use crate::rpc::msgout::MsgOut;
-use crate::rpc::{local_id, Rpc, RpcState};
+use crate::rpc::{local_id, Rpc, RpcState, ServerRpcs};
 use crate::socket::Socket;
 use crate::stats::Stats;
 use crate::timers::Timer;
@@ -229,7 +229,7 @@ pub struct Endpoint {
     pub(crate) next_seq: u64,
     pub(crate) rpcs: crate::rpc::RpcTable,
     pub(crate) client_rpcs: Map<u64, usize>,
-    pub(crate) server_rpcs: Map<(SocketAddr, u64), usize>,
+    pub(crate) server_rpcs: ServerRpcs,
     pub(crate) peers: PeerTable,
     /// While the peer table is full and the last forced collection left it
     /// above its target, new peers are refused without another scan until
@@ -324,7 +324,7 @@ impl Endpoint {
             next_seq: 1,
             rpcs: Default::default(),
             client_rpcs: Map::with_hasher(hasher()),
-            server_rpcs: Map::with_hasher(hasher()),
+            server_rpcs: ServerRpcs::new(hasher()),
             peers: PeerTable::new(hasher()),
             peer_room_retry: Instant::ZERO,
             control: VecDeque::new(),
@@ -593,22 +593,63 @@ impl Endpoint {
         addr: SocketAddr,
         now: Instant,
         f: impl FnOnce(&Config, &mut Peer) -> R,
-    ) -> R {
+    ) -> (PeerRef, R) {
         self.timers
             .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
-        let peer = peer_slot(
+        let (r, peer) = peer_slot(
             &mut self.peers,
             &mut self.retired,
             &self.prio.cutoffs,
             addr,
             now,
         );
+        (r, f(&self.config, peer))
+    }
+
+    /// [`Endpoint::peer_entry_with`] for the peer of RPC `key`, found by
+    /// the RPC's handle while it is valid.
+    pub(crate) fn rpc_peer_with<R>(
+        &mut self,
+        key: usize,
+        now: Instant,
+        f: impl FnOnce(&Config, &mut Peer) -> R,
+    ) -> R {
+        let rpc = &self.rpcs[key];
+        let (r, addr) = (rpc.peer_ref, rpc.peer);
+        self.timers
+            .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
+        let peer = match self.peers.get_mut_by(r, &addr) {
+            Some(p) => {
+                p.last_active = now;
+                p
+            }
+            None => {
+                let (r, p) = peer_slot(
+                    &mut self.peers,
+                    &mut self.retired,
+                    &self.prio.cutoffs,
+                    addr,
+                    now,
+                );
+                self.rpcs[key].peer_ref = r;
+                p
+            }
+        };
         f(&self.config, peer)
     }
 
     /// The state of peer `addr`, created if new (restoring its
     /// at-most-once floor if it was collected).
     pub(crate) fn peer_entry(&mut self, addr: SocketAddr, now: Instant) -> &mut Peer {
+        self.peer_entry_ref(addr, now).1
+    }
+
+    /// [`Endpoint::peer_entry`] with the peer's handle.
+    pub(crate) fn peer_entry_ref(
+        &mut self,
+        addr: SocketAddr,
+        now: Instant,
+    ) -> (PeerRef, &mut Peer) {
         self.timers
             .set_if_unset(Timer::PeerGc, now + self.config.peer_idle);
         peer_slot(
@@ -654,7 +695,7 @@ impl Endpoint {
         let len = request.len() as u32;
         let seq = self.next_seq();
         let key = self.rpcs.vacant_key();
-        let (prio, unsched, echo) = self.peer_entry_with(dest, now, |c, peer| {
+        let (peer_ref, (prio, unsched, echo)) = self.peer_entry_with(dest, now, |c, peer| {
             peer.rpcs += 1;
             peer.server.push_live(id);
             let echo = peer.server.incarnation();
@@ -669,7 +710,7 @@ impl Endpoint {
         });
         let key2 = self
             .rpcs
-            .start(id, seq, dest, port, RpcState::Outgoing, echo, now);
+            .start(id, seq, dest, peer_ref, port, RpcState::Outgoing, echo, now);
         debug_assert_eq!(key, key2);
         self.rpcs[key].msgout = Some(MsgOut::new(request, seg, unsched, prio, now));
         self.client_rpcs.insert(id, key);
@@ -697,7 +738,10 @@ impl Endpoint {
     ) -> Result<(), Error> {
         self.touch(now);
         self.check_message(response.len())?;
-        let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
+        let key = self
+            .server_rpcs
+            .get(&self.rpcs, &peer, id)
+            .ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
             return Err(Error::UnknownRpc);
         }
@@ -707,7 +751,7 @@ impl Endpoint {
         self.charge_tx(port, response.len())?;
         let response_len = response.len() as u32;
         let seg = self.seg_size(&peer);
-        let (prio, unsched) = self.peer_entry_with(peer, now, |c, p| {
+        let (prio, unsched) = self.rpc_peer_with(key, now, |c, p| {
             let prio = p.unsched_priority(response_len, c.num_priorities);
             (prio, unsched_bytes_of(c, Some(p)))
         });
@@ -728,7 +772,10 @@ impl Endpoint {
     /// (at-most-once). The client learns it at its next RESEND: its RPC
     /// fails with [`RpcError::Abandoned`].
     pub fn discard_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
-        let key = *self.server_rpcs.get(&(peer, id)).ok_or(Error::UnknownRpc)?;
+        let key = self
+            .server_rpcs
+            .get(&self.rpcs, &peer, id)
+            .ok_or(Error::UnknownRpc)?;
         if self.rpcs[key].port != port {
             return Err(Error::UnknownRpc);
         }
@@ -913,7 +960,7 @@ impl Endpoint {
         let key = if local & 1 == 0 {
             *self.client_rpcs.get(&local)?
         } else {
-            *self.server_rpcs.get(&(src, local))?
+            self.server_rpcs.get(&self.rpcs, &src, local)?
         };
         let rpc = &self.rpcs[key];
         (rpc.peer == src && rpc.port == port).then_some(key)
@@ -940,7 +987,7 @@ impl Endpoint {
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
-            self.server_rpcs.remove(&(rpc.peer, rpc.id));
+            self.server_rpcs.remove(&mut self.rpcs, key, rpc);
         }
         self.xmit_unqueue(key, rpc.seq, rpc.xmit_key);
         if let Some(m) = &rpc.msgin {
@@ -956,7 +1003,7 @@ impl Endpoint {
             });
         }
         let now = self.now;
-        if let Some(peer) = self.peers.get_mut(&rpc.peer) {
+        if let Some(peer) = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
             peer.last_active = now;
             if !rpc.is_client() {
@@ -1130,12 +1177,12 @@ fn peer_slot<'a>(
     own_cutoffs: &[u32; crate::wire::MAX_PRIORITIES],
     addr: SocketAddr,
     now: Instant,
-) -> &'a mut Peer {
-    let peer = peers.get_or_insert_with(addr, || {
+) -> (PeerRef, &'a mut Peer) {
+    let (r, peer) = peers.entry(addr, || {
         Peer::new(addr.port(), now, retired.take(addr), *own_cutoffs)
     });
     peer.last_active = now;
-    peer
+    (r, peer)
 }
 
 /// Unscheduled bytes for a message to a peer with this state: RTTbytes

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
 use crate::memory::{RxMemory, WaitKey};
+use crate::peer::PeerRef;
 use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, RpcRef, RpcState};
 use crate::timer::unsched_level;
@@ -116,8 +117,8 @@ impl Endpoint {
             }
         } else {
             // One lookup tells a known server RPC from a new request.
-            match self.server_rpcs.get(&(src, local)) {
-                Some(&k) if self.rpcs[k].port == port => k,
+            match self.server_rpcs.get(&self.rpcs, &src, local) {
+                Some(k) if self.rpcs[k].port == port => k,
                 Some(_) => {
                     // Same client id on another of our ports: not this socket's.
                     self.stats.unknown_rpc += 1;
@@ -200,7 +201,7 @@ impl Endpoint {
             let rpc = &self.rpcs[key];
             (rpc.peer == src && rpc.echo == repr.incarnation).then_some(key)?
         } else {
-            *self.server_rpcs.get(&(src, local))?
+            self.server_rpcs.get(&self.rpcs, &src, local)?
         };
         let rpc = &self.rpcs[key];
         let reassembling = rpc.port == repr.dport
@@ -370,17 +371,17 @@ impl Endpoint {
         }
         let oldest = h.oldest_live_id(local ^ 1).map(local_id);
         let (max_rpcs, max_done) = (self.config.max_rpcs_per_peer, self.config.done_ids_per_peer);
-        let refusal = match self.peers.get_mut(&src) {
+        let (peer_ref, refusal) = match self.peers.find_mut(&src) {
             // A known client (the common case): one lookup for all checks.
-            Some(peer) => admit(peer, local, oldest, max_rpcs, max_done, now),
+            Some((r, peer)) => (r, admit(peer, local, oldest, max_rpcs, max_done, now)),
             None => {
                 if self.request_seen(src, local) != Seen::New {
-                    Some(Refusal::Stale)
+                    (PeerRef::NONE, Some(Refusal::Stale))
                 } else if !self.make_room_for_peer(now, src) {
-                    Some(Refusal::PeerLimit)
+                    (PeerRef::NONE, Some(Refusal::PeerLimit))
                 } else {
-                    let peer = self.peer_entry(src, now);
-                    admit(peer, local, oldest, max_rpcs, max_done, now)
+                    let (r, peer) = self.peer_entry_ref(src, now);
+                    (r, admit(peer, local, oldest, max_rpcs, max_done, now))
                 }
             }
         };
@@ -403,10 +404,17 @@ impl Endpoint {
         }
         let seq = self.next_seq();
         let echo = self.incarnation;
-        let key = self
-            .rpcs
-            .start(local, seq, src, port, RpcState::Incoming, echo, now);
-        self.server_rpcs.insert((src, local), key);
+        let key = self.rpcs.start(
+            local,
+            seq,
+            src,
+            peer_ref,
+            port,
+            RpcState::Incoming,
+            echo,
+            now,
+        );
+        self.server_rpcs.insert(&mut self.rpcs, key);
         self.arm_tick(now);
         Some(key)
     }
@@ -417,6 +425,17 @@ impl Endpoint {
     pub(crate) fn rx_available(&self, peer: SocketAddr, port: u16) -> u64 {
         let used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
         self.memory.available(used, self.socket_rx_room(port))
+    }
+
+    /// [`Endpoint::rx_available`] for the peer and socket of RPC `key`
+    /// (its peer found by handle).
+    fn rx_available_rpc(&self, key: usize) -> u64 {
+        let rpc = &self.rpcs[key];
+        let used = self
+            .peers
+            .get_by(rpc.peer_ref, &rpc.peer)
+            .map_or(0, |p| p.rx_bytes);
+        self.memory.available(used, self.socket_rx_room(rpc.port))
     }
 
     /// Receive memory still available under socket `port`'s budget.
@@ -564,7 +583,7 @@ impl Endpoint {
         };
         rpc.rtt_probe = None;
         let sample = now.saturating_duration_since(sent);
-        if let Some(p) = self.peers.get_mut(&rpc.peer) {
+        if let Some(p) = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer) {
             p.rtt_sample(sample, now);
         }
     }
@@ -593,7 +612,7 @@ impl Endpoint {
             // and only the buffer the grant needs is reserved.
             let incoming = h.incoming.min(self.config.max_unscheduled);
             let need = MsgIn::capacity_for(h.message_length, incoming.min(h.message_length));
-            if need as u64 + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
+            if need as u64 + DELIVERED_OVERHEAD > self.rx_available_rpc(key) {
                 // No memory: the message waits, in SRPT order, for a buffer;
                 // its packets are dropped until then.
                 self.stats.no_buffer_space += 1;
@@ -770,7 +789,7 @@ impl Endpoint {
     /// `charged` bytes of its reassembly buffer to the receive budget.
     fn deliver(&mut self, key: usize, message: Payload<'_>, charged: u32) {
         let rpc = &self.rpcs[key];
-        let (peer, port) = (rpc.peer, rpc.port);
+        let (peer, peer_ref, port) = (rpc.peer, rpc.peer_ref, rpc.port);
         let length = message.len() as u32;
         self.stats.rx_sizes.add(length);
         if self.prio.observe(length, &self.config) {
@@ -796,7 +815,7 @@ impl Endpoint {
             self.events.push_back(Event::Response { port, id, data });
             self.stats.responses_delivered += 1;
             self.free_rpc(key);
-            self.queue_ack(port, peer, id);
+            self.queue_ack(port, peer, peer_ref, id);
         } else {
             rpc.state = RpcState::InService;
             self.events.push_back(Event::Request {
@@ -811,8 +830,8 @@ impl Endpoint {
 
     /// Records that the server may free client RPC `id`: piggybacked on a
     /// later DATA packet, or sent at once in an ACK when five are waiting.
-    fn queue_ack(&mut self, port: u16, server: SocketAddr, id: u64) {
-        let Some(peer) = self.peers.get_mut(&server) else {
+    fn queue_ack(&mut self, port: u16, server: SocketAddr, server_ref: PeerRef, id: u64) {
+        let Some(peer) = self.peers.get_mut_by(server_ref, &server) else {
             return;
         };
         if peer.acks_pending(port) >= crate::wire::MAX_ACKS_PER_PKT {

@@ -379,7 +379,7 @@ impl Endpoint {
     ) -> Transmit {
         let num_prio = self.config.num_priorities;
         let rpc = &mut self.rpcs[key];
-        let peer = self.peers.get_mut(&rpc.peer);
+        let peer = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer);
         let m = rpc.msgout.as_mut().expect("sending rpc has a message");
         let client_rpcs = &self.client_rpcs;
         let (ack, cutoff_version, oldest_live) = match peer {

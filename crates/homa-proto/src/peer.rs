@@ -178,20 +178,50 @@ impl Peer {
     }
 }
 
+/// A peer's name in a [`PeerTable`] that an RPC keeps instead of looking
+/// its peer up by address on every packet: the peer's slot and the
+/// generation the slot had when the peer was created (a removed peer's slot
+/// is reused by a peer with another generation, so a stale handle finds
+/// nothing). Generations are 32 bits and wrap; an RPC's peer is not
+/// collected while the RPC lives (it counts in `Peer::rpcs`), so an RPC's
+/// handle does not go stale, and the fallback to the address covers the
+/// rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerRef {
+    slot: u32,
+    gen: u32,
+}
+
+impl PeerRef {
+    /// A handle that names no peer (generation 0 is never given out).
+    pub(crate) const NONE: PeerRef = PeerRef { slot: 0, gen: 0 };
+}
+
+/// One peer in the table: its address, the generation of its slot, its
+/// state.
+struct Entry {
+    addr: SocketAddr,
+    gen: u32,
+    peer: Peer,
+}
+
 /// The peer table: peers in a slab, found by address through a hash index,
-/// with the last peer looked up remembered so that the several lookups one
-/// datagram (or one send) makes for the same peer hash its address once.
-/// Consecutive datagrams usually come from the same peer, so the memory
-/// often saves that one hash too.
+/// or by a [`PeerRef`] (a slot index and a generation compare) by the RPCs
+/// that know theirs. The last peer looked up by address is remembered, so
+/// that the several lookups one datagram (or one send) makes for the same
+/// peer hash its address once. Consecutive datagrams usually come from the
+/// same peer, so the memory often saves that one hash too.
 ///
 /// Iteration order is the slab's; no caller depends on it (they sort, take
 /// a minimum or shift every entry).
 pub(crate) struct PeerTable {
     index: HashMap<SocketAddr, usize, ahash::RandomState>,
-    slots: Slab<(SocketAddr, Peer)>,
+    slots: Slab<Entry>,
     /// The address and slot of the last peer found or created; cleared
     /// when that peer is removed (its slot may be reused).
     last: Option<(SocketAddr, usize)>,
+    /// The generation of the last peer created (never 0).
+    gen: u32,
 }
 
 impl PeerTable {
@@ -201,6 +231,7 @@ impl PeerTable {
             index: HashMap::with_hasher(hasher),
             slots: Slab::new(),
             last: None,
+            gen: 0,
         }
     }
 
@@ -219,6 +250,13 @@ impl PeerTable {
         let i = self.slot(addr)?;
         self.last = Some((*addr, i));
         Some(i)
+    }
+
+    /// The slot `r` names, if its peer still exists.
+    #[inline]
+    fn slot_of(&self, r: PeerRef) -> Option<usize> {
+        let i = r.slot as usize;
+        self.slots.get(i).filter(|e| e.gen == r.gen).map(|_| i)
     }
 
     /// Number of peers.
@@ -240,32 +278,85 @@ impl PeerTable {
     #[inline]
     pub(crate) fn get(&self, addr: &SocketAddr) -> Option<&Peer> {
         let i = self.slot(addr)?;
-        Some(&self.slots[i].1)
+        Some(&self.slots[i].peer)
     }
 
     /// The state of `addr`, mutable.
     #[inline]
     pub(crate) fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Peer> {
         let i = self.slot_remember(addr)?;
-        Some(&mut self.slots[i].1)
+        Some(&mut self.slots[i].peer)
     }
 
-    /// The state of `addr`, created by `new` if it has none.
-    pub(crate) fn get_or_insert_with(
+    /// The state of the peer `r` names or, if that peer is gone, of
+    /// `addr` (the address `r` was made for): the same peer a lookup by
+    /// address finds, without the lookup while `r` is valid.
+    #[inline]
+    pub(crate) fn get_by(&self, r: PeerRef, addr: &SocketAddr) -> Option<&Peer> {
+        let i = self.slot_of(r).or_else(|| self.slot(addr))?;
+        Some(&self.slots[i].peer)
+    }
+
+    /// [`PeerTable::get_by`], mutable.
+    #[inline]
+    pub(crate) fn get_mut_by(&mut self, r: PeerRef, addr: &SocketAddr) -> Option<&mut Peer> {
+        let i = match self.slot_of(r) {
+            Some(i) => i,
+            None => self.slot_remember(addr)?,
+        };
+        Some(&mut self.slots[i].peer)
+    }
+
+    /// The handle of `addr`'s peer and its state, created by `new` if it
+    /// has none.
+    pub(crate) fn entry(
         &mut self,
         addr: SocketAddr,
         new: impl FnOnce() -> Peer,
-    ) -> &mut Peer {
+    ) -> (PeerRef, &mut Peer) {
         let i = match self.slot_remember(&addr) {
             Some(i) => i,
             None => {
-                let i = self.slots.insert((addr, new()));
+                self.gen = self.gen.checked_add(1).unwrap_or(1);
+                let gen = self.gen;
+                let i = self.slots.insert(Entry {
+                    addr,
+                    gen,
+                    peer: new(),
+                });
                 self.index.insert(addr, i);
                 self.last = Some((addr, i));
                 i
             }
         };
-        &mut self.slots[i].1
+        let e = &mut self.slots[i];
+        let r = PeerRef {
+            slot: i as u32,
+            gen: e.gen,
+        };
+        (r, &mut e.peer)
+    }
+
+    /// The handle and state of `addr`'s peer, if it has state.
+    #[inline]
+    pub(crate) fn find_mut(&mut self, addr: &SocketAddr) -> Option<(PeerRef, &mut Peer)> {
+        let i = self.slot_remember(addr)?;
+        let e = &mut self.slots[i];
+        let r = PeerRef {
+            slot: i as u32,
+            gen: e.gen,
+        };
+        Some((r, &mut e.peer))
+    }
+
+    /// The state of `addr`, created by `new` if it has none.
+    #[cfg(test)]
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        addr: SocketAddr,
+        new: impl FnOnce() -> Peer,
+    ) -> &mut Peer {
+        self.entry(addr, new).1
     }
 
     /// Removes the state of `addr`.
@@ -274,22 +365,22 @@ impl PeerTable {
         if self.last.is_some_and(|(_, l)| l == i) {
             self.last = None;
         }
-        Some(self.slots.remove(i).1)
+        Some(self.slots.remove(i).peer)
     }
 
     /// Every peer with its address.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &Peer)> {
-        self.slots.iter().map(|(_, (a, p))| (a, p))
+        self.slots.iter().map(|(_, e)| (&e.addr, &e.peer))
     }
 
     /// Every peer.
     pub(crate) fn values(&self) -> impl Iterator<Item = &Peer> {
-        self.slots.iter().map(|(_, (_, p))| p)
+        self.slots.iter().map(|(_, e)| &e.peer)
     }
 
     /// Every peer, mutable.
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
-        self.slots.iter_mut().map(|(_, (_, p))| p)
+        self.slots.iter_mut().map(|(_, e)| &mut e.peer)
     }
 }
 
@@ -361,5 +452,33 @@ mod tests {
         assert_eq!(t.get(&a).map(|p| p.rx_bytes), Some(1));
         assert_eq!(t.len(), 2);
         assert_eq!(t.iter().count(), 2);
+    }
+
+    #[test]
+    fn peer_table__handle_finds_its_peer_until_removed_never_a_successor() {
+        let mut t = PeerTable::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let (ra, p) = t.entry(a, || peer(4000));
+        p.rx_bytes = 7;
+        assert_eq!(t.get_by(ra, &a).map(|p| p.rx_bytes), Some(7));
+        assert_eq!(t.find_mut(&a).map(|(r, _)| r), Some(ra));
+        t.remove(&a);
+        // b takes a's slot: a's stale handle must not find b's state.
+        let (rb, p) = t.entry(b, || peer(5000));
+        p.rx_bytes = 9;
+        assert_ne!(ra, rb);
+        assert!(t.get_by(ra, &a).is_none() && t.get_mut_by(ra, &a).is_none());
+        // A stale handle falls back to its address: a new peer there is
+        // the one a lookup by address finds.
+        let (ra2, p) = t.entry(a, || peer(4000));
+        p.rx_bytes = 1;
+        assert_ne!(ra, ra2);
+        assert_eq!(t.get_by(ra, &a).map(|p| p.rx_bytes), Some(1));
+        assert_eq!(t.get_mut_by(ra2, &a).map(|p| p.rx_bytes), Some(1));
+        assert_eq!(t.get_by(rb, &b).map(|p| p.rx_bytes), Some(9));
+        assert!(t
+            .get_by(PeerRef::NONE, &"10.0.0.9:1".parse().unwrap())
+            .is_none());
     }
 }

@@ -630,3 +630,118 @@ fn full_peer_table__peers_going_idle_one_by_one_do_not_buy_a_scan_each() {
         "one scan, then none for PEER_ROOM_RETRY"
     );
 }
+
+/// Delivers every datagram `from` (at `from_addr`) sends to `to` (at
+/// `to_addr`); returns how many there were.
+fn pump_one_way(
+    from: &mut homa_proto::Endpoint,
+    from_addr: std::net::SocketAddr,
+    to: &mut homa_proto::Endpoint,
+    now: homa_proto::Instant,
+) -> usize {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(t) = from.poll_transmit(now, &mut buf) {
+        out.push((t.destination, buf[..t.size].to_vec()));
+    }
+    for (_, bytes) in &out {
+        to.handle_datagram(now, from_addr, bytes);
+    }
+    out.len()
+}
+
+#[test]
+fn server__same_id_from_two_clients_are_two_rpcs_each_answered_to_its_client() {
+    // Two client endpoints with the same seed pick the same first RPC id;
+    // the server keeps their requests apart by client address, answers
+    // each to the right client, and frees each when its client acks,
+    // whichever finishes first.
+    for first_done in [0usize, 1] {
+        let config = Config::default();
+        let now = homa_proto::Instant::from_micros(1);
+        let mut server = homa_proto::Endpoint::new(config.clone(), 11).unwrap();
+        server.open_socket(100).unwrap();
+        let srv: std::net::SocketAddr = "10.0.0.1:100".parse().unwrap();
+        let mut clients = [
+            homa_proto::Endpoint::new(config.clone(), 7).unwrap(),
+            homa_proto::Endpoint::new(config.clone(), 7).unwrap(),
+        ];
+        let mut addrs = Vec::new();
+        let mut ids = Vec::new();
+        for (i, c) in clients.iter_mut().enumerate() {
+            let port = c.open_socket(0).unwrap();
+            addrs.push(std::net::SocketAddr::new(
+                format!("10.0.0.{}", 2 + i).parse().unwrap(),
+                port,
+            ));
+            c.assume_incarnation(now, srv, server.incarnation());
+            let id = c
+                .send_request(now, port, srv, pattern(i as u64, 100))
+                .unwrap();
+            ids.push(id);
+        }
+        assert_eq!(ids[0], ids[1], "same seed, same first id");
+        assert_eq!(
+            addrs[0].port(),
+            addrs[1].port(),
+            "same port: only the address differs"
+        );
+        for (c, a) in clients.iter_mut().zip(&addrs) {
+            assert_eq!(pump_one_way(c, *a, &mut server, now), 1);
+        }
+        let mut requests = Vec::new();
+        while let Some(e) = server.poll_event() {
+            if let Event::Request { peer, id, data, .. } = e {
+                requests.push((peer, id, data));
+            }
+        }
+        assert_eq!(requests.len(), 2, "two RPCs, not one: {requests:?}");
+        assert_eq!(server.rpc_count(), 2);
+        // Answer in the order that frees the chain's first or second link first.
+        let order = if first_done == 0 { [0, 1] } else { [1, 0] };
+        for &i in &order {
+            let (peer, id, data) = requests.iter().find(|r| r.0 == addrs[i]).unwrap().clone();
+            assert_eq!(
+                data,
+                pattern(i as u64, 100),
+                "client {i}'s request under its address"
+            );
+            server
+                .send_response(now, 100, peer, id, response_for(&data))
+                .unwrap();
+            // What the server sends (the response, and CUTOFFS for clients
+            // that have not heard them) goes to the client it names.
+            let mut buf = Vec::new();
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                let c = addrs.iter().position(|a| *a == t.destination).unwrap();
+                clients[c].handle_datagram(now, srv, &buf[..t.size]);
+            }
+            match clients[i].poll_event() {
+                Some(Event::Response {
+                    id: rid, data: r, ..
+                }) => {
+                    assert_eq!((rid, r), (ids[i], response_for(&pattern(i as u64, 100))))
+                }
+                other => panic!("client {i}: {other:?}"),
+            }
+        }
+        // The server's RPCs end when the clients' acks arrive; each ack
+        // frees its own client's RPC and no other.
+        for (n, &i) in order.iter().enumerate() {
+            let later = homa_proto::Instant::from_micros(2);
+            let id = clients[i]
+                .send_request(later, addrs[i].port(), srv, pattern(9, 10))
+                .unwrap();
+            assert_ne!(id, ids[i]);
+            assert!(pump_one_way(&mut clients[i], addrs[i], &mut server, later) >= 1);
+            // The acked RPC is gone, the other's is still there (or gone
+            // too once both acked); the new request makes one more.
+            let left_unacked = 1 - n;
+            assert_eq!(
+                server.rpc_count(),
+                left_unacked + 1 + n,
+                "after client {i}'s ack"
+            );
+        }
+    }
+}

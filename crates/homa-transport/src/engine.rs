@@ -137,6 +137,26 @@ struct LockStats {
     contended: u64,
     wait_ns: u64,
     hold_ns: u64,
+    /// When the current hold began, if it is one of the sampled ones.
+    hold_since: Option<u64>,
+}
+
+impl LockStats {
+    /// A sampled take: the hold starts now.
+    #[cold]
+    #[inline(never)]
+    fn sample_hold(&mut self) {
+        self.hold_since = Some(wait::monotonic_nanos());
+    }
+
+    /// The end of a sampled hold.
+    #[cold]
+    #[inline(never)]
+    fn end_hold(&mut self, since: u64) {
+        let held = wait::monotonic_nanos().saturating_sub(since);
+        self.hold_ns += held * HOLD_SAMPLE;
+        self.hold_since = None;
+    }
 }
 
 /// One lock take in this many has its hold time measured (and counted
@@ -148,7 +168,6 @@ const HOLD_SAMPLE: u64 = 16;
 /// long it was held (`LockStats`) when it is dropped.
 pub(crate) struct Locked<'a> {
     guard: MutexGuard<'a, State>,
-    since: Option<u64>,
 }
 
 impl Deref for Locked<'_> {
@@ -167,11 +186,11 @@ impl DerefMut for Locked<'_> {
 }
 
 impl Drop for Locked<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        if let Some(since) = self.since {
-            let held = wait::monotonic_nanos().saturating_sub(since);
-            self.guard.lock_stats.hold_ns += held * HOLD_SAMPLE;
+        let ls = &mut self.guard.lock_stats;
+        if let Some(since) = ls.hold_since {
+            ls.end_hold(since);
         }
     }
 }
@@ -332,34 +351,39 @@ impl Shared {
     /// is ignored.
     ///
     /// Counts the serial section (`TransportStats::lock_*`): the wait is
-    /// timed only when another thread holds the lock (an uncontended lock
-    /// reads the clock once, for the hold time).
-    #[inline]
+    /// timed only when another thread holds the lock, and the hold of one
+    /// take in [`HOLD_SAMPLE`]; the common take (uncontended, not sampled)
+    /// reads no clock and runs in line, with the rest out of line.
+    #[inline(always)]
     pub(crate) fn lock(&self) -> Locked<'_> {
-        let (mut guard, waited) = match self.state.try_lock() {
-            Ok(g) => (g, None),
-            Err(TryLockError::Poisoned(p)) => (p.into_inner(), None),
-            Err(TryLockError::WouldBlock) => {
-                let t0 = wait::monotonic_nanos();
-                let g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                (g, Some(t0))
-            }
+        let mut guard = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(e) => self.lock_slow(e),
         };
         let ls = &mut guard.lock_stats;
         ls.acquired += 1;
-        let mut now = None;
-        if let Some(t0) = waited {
-            let t = wait::monotonic_nanos();
-            ls.contended += 1;
-            ls.wait_ns += t.saturating_sub(t0);
-            now = Some(t);
+        if ls.acquired % HOLD_SAMPLE == 0 {
+            ls.sample_hold();
         }
-        let since = if ls.acquired % HOLD_SAMPLE == 0 {
-            Some(now.unwrap_or_else(wait::monotonic_nanos))
-        } else {
-            None
-        };
-        Locked { guard, since }
+        Locked { guard }
+    }
+
+    /// [`Shared::lock`] when the first try failed: poisoned (ignored), or
+    /// held by another thread (waited for, and the wait counted).
+    #[cold]
+    #[inline(never)]
+    fn lock_slow<'a>(&'a self, e: TryLockError<MutexGuard<'a, State>>) -> MutexGuard<'a, State> {
+        match e {
+            TryLockError::Poisoned(p) => p.into_inner(),
+            TryLockError::WouldBlock => {
+                let t0 = wait::monotonic_nanos();
+                let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let ls = &mut g.lock_stats;
+                ls.contended += 1;
+                ls.wait_ns += wait::monotonic_nanos().saturating_sub(t0);
+                g
+            }
+        }
     }
 
     /// Runs `f` under the lock, then unlocks (waking whoever it completed).
@@ -371,13 +395,21 @@ impl Shared {
     }
 
     /// Releases the lock, then wakes whoever the last operation completed.
-    #[inline]
-    pub(crate) fn unlock(&self, mut st: Locked<'_>) {
+    #[inline(always)]
+    pub(crate) fn unlock(&self, st: Locked<'_>) {
+        if st.driving.kick_driver || !st.calls.wake_list.is_empty() {
+            self.unlock_waking(st);
+        }
+        // The busy-poll loop's common case: nobody to wake.
+    }
+
+    /// [`Shared::unlock`] with a driver to kick or callers to wake.
+    #[inline(never)]
+    fn unlock_waking(&self, mut st: Locked<'_>) {
         if std::mem::take(&mut st.driving.kick_driver) {
             self.wake(Sleeper::Driver);
         }
         if st.calls.wake_list.is_empty() {
-            // The busy-poll loop's common case: nobody to wake.
             return;
         }
         let wake = std::mem::take(&mut st.calls.wake_list);

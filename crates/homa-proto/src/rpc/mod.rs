@@ -15,6 +15,7 @@ pub(crate) mod msgout;
 
 use core::net::SocketAddr;
 
+use crate::peer::PeerRef;
 use crate::Instant;
 use msgin::MsgIn;
 use msgout::MsgOut;
@@ -51,6 +52,12 @@ pub(crate) struct Rpc {
     pub seq: u64,
     /// The other end.
     pub peer: SocketAddr,
+    /// The other end's state in the peer table (found by this handle, not
+    /// by `peer`, while it is valid).
+    pub peer_ref: PeerRef,
+    /// Server RPCs: the next server RPC with the same id from another
+    /// client ([`ServerRpcs`]), [`NO_RPC`] for none.
+    pub next_same_id: usize,
     /// Local socket port.
     pub port: u16,
     /// Life-cycle state.
@@ -137,10 +144,12 @@ pub(crate) enum Probe {
 impl Rpc {
     /// A new RPC in the given state, belonging to the server incarnation
     /// `echo`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: u64,
         seq: u64,
         peer: SocketAddr,
+        peer_ref: PeerRef,
         port: u16,
         state: RpcState,
         echo: u64,
@@ -150,6 +159,8 @@ impl Rpc {
             id,
             seq,
             peer,
+            peer_ref,
+            next_same_id: NO_RPC,
             port,
             state,
             msgout: None,
@@ -187,6 +198,7 @@ impl Rpc {
         id: u64,
         seq: u64,
         peer: SocketAddr,
+        peer_ref: PeerRef,
         port: u16,
         state: RpcState,
         echo: u64,
@@ -196,6 +208,8 @@ impl Rpc {
             id: r_id,
             seq: r_seq,
             peer: r_peer,
+            peer_ref: r_peer_ref,
+            next_same_id,
             port: r_port,
             state: r_state,
             msgout,
@@ -222,6 +236,8 @@ impl Rpc {
         *r_id = id;
         *r_seq = seq;
         *r_peer = peer;
+        *r_peer_ref = peer_ref;
+        *next_same_id = NO_RPC;
         *r_port = port;
         *r_state = state;
         *msgout = None;
@@ -307,6 +323,7 @@ impl RpcTable {
         id: u64,
         seq: u64,
         peer: SocketAddr,
+        peer_ref: PeerRef,
         port: u16,
         state: RpcState,
         echo: u64,
@@ -314,10 +331,10 @@ impl RpcTable {
     ) -> usize {
         let b = match self.spare.pop() {
             Some(mut b) => {
-                b.restart(id, seq, peer, port, state, echo, now);
+                b.restart(id, seq, peer, peer_ref, port, state, echo, now);
                 b
             }
-            None => Box::new(Rpc::new(id, seq, peer, port, state, echo, now)),
+            None => Box::new(Rpc::new(id, seq, peer, peer_ref, port, state, echo, now)),
         };
         self.slots.insert(b)
     }
@@ -390,6 +407,87 @@ impl core::ops::IndexMut<usize> for RpcTable {
     }
 }
 
+/// "No RPC" in [`Rpc::next_same_id`] and [`ServerRpcs`].
+pub(crate) const NO_RPC: usize = usize::MAX;
+
+/// The server RPCs by id. A server RPC is named by its client's address
+/// and the client's id, and two clients may pick the same id; hashing the
+/// id alone (not the address with it) finds the first RPC with that id,
+/// and RPCs sharing an id are chained through [`Rpc::next_same_id`] (in
+/// practice the chain has one link: ids are random 62-bit values per
+/// client endpoint).
+#[derive(Debug)]
+pub(crate) struct ServerRpcs {
+    first: std::collections::HashMap<u64, usize, ahash::RandomState>,
+}
+
+impl ServerRpcs {
+    /// An empty index whose map hashes with `hasher`.
+    pub(crate) fn new(hasher: ahash::RandomState) -> ServerRpcs {
+        ServerRpcs {
+            first: std::collections::HashMap::with_hasher(hasher),
+        }
+    }
+
+    /// The server RPC for request `id` from `client`.
+    #[inline]
+    pub(crate) fn get(&self, rpcs: &RpcTable, client: &SocketAddr, id: u64) -> Option<usize> {
+        let mut key = *self.first.get(&id)?;
+        loop {
+            let rpc = &rpcs[key];
+            if rpc.peer == *client {
+                return Some(key);
+            }
+            key = rpc.next_same_id;
+            if key == NO_RPC {
+                return None;
+            }
+        }
+    }
+
+    /// Adds server RPC `key` (in `rpcs`, not in the index yet: no other
+    /// RPC has its id from its client).
+    #[inline]
+    pub(crate) fn insert(&mut self, rpcs: &mut RpcTable, key: usize) {
+        let id = rpcs[key].id;
+        let next = self.first.insert(id, key).unwrap_or(NO_RPC);
+        rpcs[key].next_same_id = next;
+    }
+
+    /// Removes server RPC `rpc` (with key `key`, just removed from `rpcs`)
+    /// from the index.
+    #[inline]
+    pub(crate) fn remove(&mut self, rpcs: &mut RpcTable, key: usize, rpc: &Rpc) {
+        let next = rpc.next_same_id;
+        let Some(first) = self.first.get_mut(&rpc.id) else {
+            return;
+        };
+        if *first == key {
+            if next == NO_RPC {
+                self.first.remove(&rpc.id);
+            } else {
+                *first = next;
+            }
+            return;
+        }
+        let mut k = *first;
+        while k != NO_RPC {
+            let r = &mut rpcs[k];
+            if r.next_same_id == key {
+                r.next_same_id = next;
+                return;
+            }
+            k = r.next_same_id;
+        }
+    }
+
+    /// Number of server RPCs with distinct ids (for tests).
+    #[cfg(test)]
+    pub(crate) fn ids(&self) -> usize {
+        self.first.len()
+    }
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {
@@ -397,7 +495,16 @@ mod tests {
 
     fn insert(t: &mut RpcTable, id: u64) -> usize {
         let peer = "10.0.0.1:9".parse().unwrap();
-        t.start(id, id, peer, 1, RpcState::Outgoing, 0, Instant::ZERO)
+        t.start(
+            id,
+            id,
+            peer,
+            PeerRef::NONE,
+            1,
+            RpcState::Outgoing,
+            0,
+            Instant::ZERO,
+        )
     }
 
     #[test]
@@ -453,13 +560,14 @@ mod tests {
         r.grant_level = 4;
         r.starving = true;
         r.last_xmit = at;
+        r.next_same_id = 17;
         let b = t.remove(k);
         t.recycle(b);
         let peer = "10.0.0.2:7".parse().unwrap();
         let now = Instant::from_nanos(9_000);
-        let k2 = t.start(5, 6, peer, 3, RpcState::InService, 8, now);
+        let k2 = t.start(5, 6, peer, PeerRef::NONE, 3, RpcState::InService, 8, now);
         assert_eq!(t.spare.len(), 0, "the spare box was used");
-        let fresh = Rpc::new(5, 6, peer, 3, RpcState::InService, 8, now);
+        let fresh = Rpc::new(5, 6, peer, PeerRef::NONE, 3, RpcState::InService, 8, now);
         assert_eq!(format!("{:?}", t[k2]), format!("{fresh:?}"));
     }
 
@@ -475,5 +583,54 @@ mod tests {
         }
         assert_eq!(t.spare.len(), SPARE_RPCS);
         assert_eq!(t.iter().count(), 0);
+    }
+
+    #[test]
+    fn server_rpcs__same_id_from_two_clients_found_and_removed_in_any_order() {
+        let hasher = || ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let a: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:9".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:9".parse().unwrap();
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [1, 2, 0]] {
+            let mut t = RpcTable::default();
+            let mut idx = ServerRpcs::new(hasher());
+            let start = |t: &mut RpcTable, peer, id| {
+                t.start(
+                    id,
+                    id,
+                    peer,
+                    PeerRef::NONE,
+                    1,
+                    RpcState::Incoming,
+                    0,
+                    Instant::ZERO,
+                )
+            };
+            let keys = [
+                start(&mut t, a, 7),
+                start(&mut t, b, 7),
+                start(&mut t, c, 7),
+            ];
+            let other = start(&mut t, a, 9);
+            for k in keys.into_iter().chain([other]) {
+                idx.insert(&mut t, k);
+            }
+            assert_eq!(idx.ids(), 2);
+            for (k, addr) in keys.iter().zip([a, b, c]) {
+                assert_eq!(idx.get(&t, &addr, 7), Some(*k));
+            }
+            assert_eq!(idx.get(&t, &b, 9), None, "id 9 is only a's");
+            let addrs = [a, b, c];
+            for (n, &i) in order.iter().enumerate() {
+                let rpc = t.remove(keys[i]);
+                idx.remove(&mut t, keys[i], &rpc);
+                assert_eq!(idx.get(&t, &addrs[i], 7), None, "order {order:?}");
+                for &j in &order[n + 1..] {
+                    assert_eq!(idx.get(&t, &addrs[j], 7), Some(keys[j]), "order {order:?}");
+                }
+            }
+            assert_eq!(idx.ids(), 1, "only id 9 is left");
+            assert_eq!(idx.get(&t, &a, 9), Some(other));
+        }
     }
 }
