@@ -839,6 +839,7 @@ mod tests {
                     peer,
                     id,
                     data,
+                    ..
                 } = e
                 {
                     assert!(data == request, "request differs");

@@ -860,6 +860,7 @@ impl Shared {
                     peer,
                     id,
                     data,
+                    ..
                 } => {
                     let r = Request {
                         id,

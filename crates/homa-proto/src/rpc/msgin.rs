@@ -296,7 +296,6 @@ impl MsgIn {
     /// headers. Every
     /// protocol decision is the same as with the other storages; no
     /// contiguous storage is reserved.
-    #[cfg_attr(not(test), allow(dead_code))] // used by the next commit
     pub(crate) fn chained(length: u32, incoming: u32, birth: Instant) -> MsgIn {
         let mut m = Self::with_reservations(length, incoming, birth, &Reservations::new(0), false);
         m.store = true;
@@ -398,6 +397,7 @@ impl MsgIn {
     /// A packet that would push the gap count above `max_gaps` is dropped.
     /// `level` is the priority level the packet arrived at, or
     /// [`UNKNOWN_LEVEL`].
+    #[cfg(test)]
     pub(crate) fn add(
         &mut self,
         offset: u32,
@@ -412,7 +412,6 @@ impl MsgIn {
     /// [`MsgIn::add`] for bytes that may lie in `owner`, the buffer they
     /// were received in: a chained message keeps them as slices of it
     /// (see [`MsgIn::chained`]); other storages copy them.
-    #[cfg_attr(not(test), allow(dead_code))] // used by the next commit
     pub(crate) fn add_from(
         &mut self,
         offset: u32,
@@ -621,7 +620,6 @@ impl MsgIn {
 
     /// The pieces of a complete chained message, in order; the message
     /// whole, in one piece, for the other storages.
-    #[cfg_attr(not(test), allow(dead_code))] // used by the next commit
     pub(crate) fn into_chain(mut self) -> Vec<bytes::Bytes> {
         match self.chain.take() {
             Some(chain) => chain.pieces.into_iter().map(|(_, b)| b).collect(),
@@ -630,7 +628,6 @@ impl MsgIn {
     }
 
     /// True if the message is kept as a chain ([`MsgIn::chained`]).
-    #[allow(dead_code)] // used by the next commit
     pub(crate) fn is_chained(&self) -> bool {
         self.chain.is_some()
     }
@@ -1377,5 +1374,82 @@ mod tests {
         let kept = chain.iter().filter(|c| inside(c, &buffers)).count();
         assert!(kept > 0 && kept < 10, "{kept} pinned");
         assert_eq!(chain.concat(), message);
+    }
+
+    /// End to end through two endpoints, at MTU 1500 and 65 535: a
+    /// request handed to the server in its receive buffers
+    /// (`handle_datagram_shared`) is delivered byte-exact as pieces of
+    /// those buffers; the same exchange through `handle_datagram` sends
+    /// the same packets and delivers one contiguous copy.
+    #[test]
+    fn handle_datagram_shared__message_delivered_in_the_buffers_it_arrived_in() {
+        use crate::{Config, Endpoint, Event};
+        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        let message = bytes(0..1_000_000);
+        for mtu in [1500, crate::config::MAX_MTU] {
+            let run = |shared: bool| {
+                let config = Config {
+                    mtu,
+                    max_gso_bytes: 0,
+                    pacer: false,
+                    ..Config::default()
+                };
+                let mut client = Endpoint::new(config.clone(), 1).unwrap();
+                let mut server = Endpoint::new(config, 2).unwrap();
+                client.open_socket(caddr.port()).unwrap();
+                server.open_socket(saddr.port()).unwrap();
+                server.set_server(saddr.port(), true).unwrap();
+                let now = Instant::ZERO;
+                let payload = bytes::Bytes::from(message.clone());
+                client
+                    .send_request(now, caddr.port(), saddr, payload)
+                    .unwrap();
+                let (mut buf, mut trace, mut received) = (Vec::new(), Vec::new(), Vec::new());
+                loop {
+                    let mut quiet = true;
+                    while client.poll_transmit(now, &mut buf).is_some() {
+                        let datagram = bytes::Bytes::from(buf.clone());
+                        if shared {
+                            server.handle_datagram_shared(now, caddr, None, &datagram);
+                        } else {
+                            server.handle_datagram(now, caddr, &datagram);
+                        }
+                        trace.push(buf.clone());
+                        received.push(datagram);
+                        quiet = false;
+                    }
+                    while server.poll_transmit(now, &mut buf).is_some() {
+                        client.handle_datagram(now, saddr, &buf);
+                        trace.push(buf.clone());
+                        quiet = false;
+                    }
+                    if quiet {
+                        break;
+                    }
+                }
+                let Some(Event::Request { data, more, .. }) = server.poll_event() else {
+                    panic!("no request delivered");
+                };
+                let pieces: Vec<bytes::Bytes> = std::iter::once(data).chain(more).collect();
+                (trace, pieces, received)
+            };
+            let (copied_trace, copied, _) = run(false);
+            let (shared_trace, pieces, buffers) = run(true);
+            assert!(
+                copied_trace == shared_trace,
+                "mtu {mtu}: the packets differ"
+            );
+            assert_eq!(copied.len(), 1);
+            assert_eq!(copied[0], message);
+            assert!(pieces.len() > 1, "mtu {mtu}");
+            assert_eq!(pieces.concat(), message, "mtu {mtu}");
+            let copied: usize = pieces
+                .iter()
+                .filter(|c| !inside(c, &buffers))
+                .map(|c| c.len())
+                .sum();
+            assert_eq!(copied, 0, "mtu {mtu}: {copied} bytes copied");
+        }
     }
 }
