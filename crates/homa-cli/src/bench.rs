@@ -619,10 +619,16 @@ fn homa_server(
         let sock = Socket::bind_with("127.0.0.1:0", homa_config_with(polling, true, homa))?;
         ready.send(sock.clone())?;
         loop {
-            match sock.recv_request() {
+            // The request as received: a bulk request is a chain of the
+            // receive buffers it arrived in, counted without a copy (TCP's
+            // receiver reads each byte once, into its buffer, too).
+            match sock.recv_request_message() {
                 Ok(r) => {
-                    received.fetch_add(r.body.len() as u64, Ordering::Relaxed);
-                    let body = response.clone().unwrap_or(r.body);
+                    received.fetch_add(r.message.len() as u64, Ordering::Relaxed);
+                    let body = match &response {
+                        Some(b) => b.clone(),
+                        None => r.message.into_bytes(),
+                    };
                     match sock.reply(r.peer, r.id, body) {
                         // Closed between the request and the reply: done.
                         Ok(()) | Err(HomaError::Closed) => {}

@@ -145,8 +145,15 @@ pub enum Event {
         peer: SocketAddr,
         /// The server's id for the RPC (odd).
         id: u64,
-        /// The request bytes.
+        /// The request bytes (the first piece of them if `more` is not
+        /// empty).
         data: Bytes,
+        /// The rest of the request, in order, when it is delivered as
+        /// several pieces: only a message received through
+        /// [`Endpoint::handle_datagram_batch_shared`] (or
+        /// [`Endpoint::handle_datagram_shared`]) in more than one packet,
+        /// kept in the buffers it arrived in. Empty otherwise.
+        more: Vec<Bytes>,
     },
     /// The response to a request we sent arrived in full.
     Response {
@@ -154,8 +161,12 @@ pub enum Event {
         port: u16,
         /// The id [`Endpoint::send_request`] returned.
         id: u64,
-        /// The response bytes.
+        /// The response bytes (the first piece of them if `more` is not
+        /// empty).
         data: Bytes,
+        /// The rest of the response, in order: as for
+        /// [`Event::Request`]'s `more`.
+        more: Vec<Bytes>,
     },
     /// Room freed under the socket's send cap after a send failed with
     /// [`Error::WouldBlock`].
@@ -244,6 +255,10 @@ pub struct Endpoint {
     /// Our unscheduled cutoffs as a receiver.
     pub(crate) prio: Prio,
     pub(crate) events: VecDeque<Event>,
+    /// The receive buffer of the datagram being handled, while a
+    /// `handle_*_shared` call runs: DATA payloads in it may be kept
+    /// without a copy.
+    pub(crate) rx_owner: Option<Bytes>,
     pub(crate) stats: Stats,
     /// Every deadline: the periodic pass, fast RESENDs, peer collection,
     /// the pacer's wake-up, the next FIFO grant.
@@ -338,6 +353,7 @@ impl Endpoint {
             ),
             prio: Prio::new(&config),
             events: VecDeque::new(),
+            rx_owner: None,
             stats: Stats::default(),
             timers: Default::default(),
             memory: crate::memory::RxMemory::new(&config),
@@ -843,6 +859,41 @@ impl Endpoint {
         self.touch(now);
         let level = self.arrival_level(level);
         self.handle_batch(now, src, level, batch, segment.max(1));
+    }
+
+    /// [`Endpoint::handle_datagram_at_level`] for a datagram the caller
+    /// hands over in its receive buffer: the payload of a DATA packet of a
+    /// message longer than one packet may be kept as a slice of
+    /// `datagram` (no copy; the buffer lives until the message is
+    /// dropped), and the message is then delivered as several pieces
+    /// (the events' `more`). See the `rpc::msgin` module for when bytes
+    /// are still copied.
+    pub fn handle_datagram_shared(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        datagram: &Bytes,
+    ) {
+        self.rx_owner = Some(datagram.clone());
+        self.handle_datagram_at_level(now, src, level, datagram);
+        self.rx_owner = None;
+    }
+
+    /// [`Endpoint::handle_datagram_batch_at_level`] for a GRO batch handed
+    /// over in its receive buffer, as [`Endpoint::handle_datagram_shared`]
+    /// does for one datagram.
+    pub fn handle_datagram_batch_shared(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        level: Option<u8>,
+        batch: &Bytes,
+        segment: usize,
+    ) {
+        self.rx_owner = Some(batch.clone());
+        self.handle_datagram_batch_at_level(now, src, level, batch, segment);
+        self.rx_owner = None;
     }
 
     /// An arrival level as the receive path keeps it.

@@ -493,6 +493,7 @@ pub fn cluster_program(data: &[u8]) {
                         peer,
                         id,
                         data,
+                        ..
                     } => {
                         let n = ran.entry((peer, id ^ 1)).or_insert(0);
                         *n += 1;

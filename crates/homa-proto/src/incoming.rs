@@ -26,6 +26,8 @@ use crate::{Event, Instant, RpcError, DELIVERED_OVERHEAD};
 enum Payload<'a> {
     Copy(&'a [u8]),
     Owned(Vec<u8>),
+    /// Pieces kept in the buffers they arrived in (a chained message).
+    Chain(Vec<Bytes>),
     /// Shared storage (zeros for a message received without storage).
     Shared(Bytes),
 }
@@ -35,6 +37,7 @@ impl Payload<'_> {
         match self {
             Payload::Copy(m) => m.len(),
             Payload::Owned(m) => m.len(),
+            Payload::Chain(c) => c.iter().map(Bytes::len).sum(),
             Payload::Shared(m) => m.len(),
         }
     }
@@ -645,13 +648,19 @@ impl Endpoint {
                 // for such a packet.
                 single = true;
             } else {
-                let msgin = MsgIn::with_reservations(
-                    h.message_length,
-                    incoming,
-                    now,
-                    &self.memory.contiguous,
-                    !self.config.discard_payload,
-                );
+                let msgin = if self.rx_owner.is_some() && !self.config.discard_payload {
+                    // The driver hands its receive buffers over: keep the
+                    // message in them.
+                    MsgIn::chained(h.message_length, incoming, now)
+                } else {
+                    MsgIn::with_reservations(
+                        h.message_length,
+                        incoming,
+                        now,
+                        &self.memory.contiguous,
+                        !self.config.discard_payload,
+                    )
+                };
                 debug_assert_eq!(msgin.buffer_len() as usize, need);
                 let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
                 debug_assert!(charged, "every RPC's peer has state");
@@ -731,7 +740,8 @@ impl Endpoint {
             .config
             .wire_bytes(DataHeader::LEN + payload.len(), rpc.peer.is_ipv6());
         self.rx_link.record(at, wire, self.config.link_mbps);
-        let dropped = match msgin.add(h.offset, payload, max_gaps, now, level) {
+        let owner = self.rx_owner.as_ref();
+        let dropped = match msgin.add_from(h.offset, payload, owner, max_gaps, now, level) {
             AddOutcome::Accepted(_) => None,
             AddOutcome::Duplicate => Some(&mut self.stats.duplicate_data),
             AddOutcome::TooManyGaps => Some(&mut self.stats.too_many_gaps),
@@ -780,6 +790,7 @@ impl Endpoint {
         let charged = rx_charge(&msgin);
         let message = match msgin.shared_zeros() {
             Some(zeros) => Payload::Shared(zeros),
+            None if msgin.is_chained() => Payload::Chain(msgin.into_chain()),
             None => Payload::Owned(msgin.into_vec()),
         };
         self.deliver(key, message, charged);
@@ -797,7 +808,17 @@ impl Endpoint {
         }
         // Count the bytes as held by the application before returning the
         // buffer, so the room is never handed to a waiting message twice.
+        let mut more = Vec::new();
         let data = match (self.sockets.get(&port), message) {
+            (sock, Payload::Chain(pieces)) => {
+                let mut pieces = pieces.into_iter().map(|p| match sock {
+                    Some(sock) => sock.deliver_shared(p),
+                    None => p,
+                });
+                let first = pieces.next().unwrap_or_default();
+                more.extend(pieces);
+                first
+            }
             (Some(sock), Payload::Copy(m)) => sock.deliver_copy(m),
             (Some(sock), Payload::Owned(m)) => sock.deliver(m),
             (None, Payload::Copy(m)) => Bytes::copy_from_slice(m),
@@ -808,11 +829,16 @@ impl Endpoint {
         if charged > 0 {
             self.uncharge_rx(peer, port, charged);
         }
-        self.stats.message_bytes_delivered += data.len() as u64;
+        self.stats.message_bytes_delivered += length as u64;
         let rpc = &mut self.rpcs[key];
         if rpc.is_client() {
             let (port, id) = (rpc.port, rpc.id);
-            self.events.push_back(Event::Response { port, id, data });
+            self.events.push_back(Event::Response {
+                port,
+                id,
+                data,
+                more,
+            });
             self.stats.responses_delivered += 1;
             self.free_rpc(key);
             self.queue_ack(port, peer, peer_ref, id);
@@ -823,6 +849,7 @@ impl Endpoint {
                 peer,
                 id: rpc.id,
                 data,
+                more,
             });
             self.stats.requests_delivered += 1;
         }

@@ -61,6 +61,7 @@ impl Harness {
                             peer,
                             id,
                             data,
+                            ..
                         } => {
                             *self.ran.entry((h, peer, id ^ 1)).or_insert(0) += 1;
                             if on_request(net, h) {

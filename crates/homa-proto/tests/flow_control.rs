@@ -174,6 +174,7 @@ fn reader_resumes(net: &mut Network, held: Vec<Event>, reqs: Vec<Bytes>) {
             peer,
             id,
             data,
+            ..
         } = ev
         {
             seen.push(Bytes::copy_from_slice(&data));
@@ -305,6 +306,7 @@ fn delivered_tags(net: &mut Network) -> Vec<u8> {
             peer,
             id,
             data,
+            ..
         } = ev
         {
             tags.push(data[0]);

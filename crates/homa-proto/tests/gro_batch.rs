@@ -180,6 +180,7 @@ fn lockstep(faults: bool, seed: u64) {
                 peer,
                 id,
                 data,
+                ..
             } = e
             {
                 let reply = data.slice(..data.len().min(2_000_000));

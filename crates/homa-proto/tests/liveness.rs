@@ -128,6 +128,7 @@ fn stalled_server(config: Config, stall: Duration, pause: Option<(Duration, Dura
             peer,
             id,
             data,
+            ..
         } => {
             served += 1;
             respond(net, h, port, peer, id, response_for(&data));

@@ -262,6 +262,7 @@ impl WorkloadState {
                 peer,
                 id,
                 data,
+                ..
             } => {
                 *self
                     .served
@@ -517,6 +518,7 @@ fn stale_duplicate_after_ack__request_not_rerun() {
                 peer,
                 id,
                 data,
+                ..
             } = ev
             {
                 respond(net, h, port, peer, id, response_for(&data));
@@ -641,6 +643,7 @@ fn one_loss_completion(config: &Config) -> (Duration, u64) {
             peer,
             id,
             data,
+            ..
         } = ev
         {
             assert_eq!(data, req);
@@ -802,6 +805,7 @@ fn silent_peer__no_resend_storm_when_it_returns() {
             peer,
             id,
             data,
+            ..
         } => {
             respond(net, h, port, peer, id, response_for(&data));
         }

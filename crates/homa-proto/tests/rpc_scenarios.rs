@@ -145,6 +145,7 @@ fn reverse_order__message_reassembles() {
             peer,
             id,
             data,
+            ..
         } => {
             assert_eq!(data, req);
             respond(net, h, port, peer, id, response_for(&data));
@@ -330,6 +331,7 @@ fn grants__data_beyond_unscheduled_waits_for_grants() {
             peer,
             id,
             data,
+            ..
         } => {
             assert_eq!(h, 1);
             assert_eq!(data, req);
@@ -408,6 +410,7 @@ fn need_ack__client_answers_with_pending_acks() {
                 peer,
                 id,
                 data,
+                ..
             } => {
                 respond(net, h, port, peer, id, response_for(&data));
             }

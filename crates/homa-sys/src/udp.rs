@@ -379,9 +379,13 @@ pub struct RecvMeta {
 }
 
 /// Buffers for receiving up to `n` datagrams (or GRO batches) at once,
-/// reused by every [`recv_batch`].
+/// reused by every [`recv_batch`]. Each datagram has a buffer of its own,
+/// which [`RecvBatch::take`] hands over (a received datagram kept without
+/// a copy) and replaces.
 pub struct RecvBatch {
-    bufs: Vec<u8>,
+    /// One buffer per datagram, `stride` bytes of capacity each; its
+    /// length is the bytes the kernel wrote into it by the last receive.
+    bufs: Vec<Vec<u8>>,
     stride: usize,
     /// The `recvmsg`/`recvmmsg` headers, set up once (see [`mmsg`]).
     multi: mmsg::Headers,
@@ -405,8 +409,8 @@ impl RecvBatch {
     /// `n` buffers of `stride` bytes each.
     pub fn new(n: usize, stride: usize) -> RecvBatch {
         let n = n.max(1);
-        let mut bufs = vec![0; n * stride];
-        let multi = mmsg::Headers::new(&mut bufs, n, stride);
+        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(stride)).collect();
+        let multi = mmsg::Headers::new(&mut bufs, stride);
         RecvBatch {
             bufs,
             stride,
@@ -445,9 +449,36 @@ impl RecvBatch {
     /// Received datagram `i` of the last [`recv_batch`]: metadata and bytes.
     #[inline]
     pub fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
-        let m = self.meta[i];
-        let at = i * self.stride;
-        (m, &self.bufs[at..at + m.len.min(self.stride)])
+        (self.meta[i], &self.bufs[i])
+    }
+
+    /// Takes received datagram `i` of the last [`recv_batch`] (its bytes,
+    /// in the buffer they were received in) and gives the batch a fresh
+    /// buffer for that slot: one allocation of `stride` bytes, not
+    /// initialized (the kernel writes what is read).
+    pub fn take(&mut self, i: usize) -> Vec<u8> {
+        assert!(i < self.meta.len(), "datagram {i} was not received");
+        let mut fresh = Vec::with_capacity(self.stride);
+        self.multi.set_buffer(i, &mut fresh);
+        std::mem::replace(&mut self.bufs[i], fresh)
+    }
+
+    /// Bytes of each datagram's buffer.
+    #[inline]
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Records the lengths the kernel reported for the `got` datagrams
+    /// just received: those bytes of each buffer are initialized.
+    fn received(&mut self, got: usize) {
+        for i in 0..got {
+            let len = self.meta[i].len.min(self.stride);
+            // SAFETY: the buffer's capacity is at least `stride` and the
+            // kernel wrote its first `len` bytes (`len` is what it reported,
+            // capped at the iovec's length, `stride`).
+            unsafe { self.bufs[i].set_len(len) };
+        }
     }
 }
 
@@ -467,6 +498,7 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
         let got = batch.multi.recv_one(raw)?;
         if got == 1 {
             batch.meta.push(batch.multi.meta(0));
+            batch.received(1);
         }
         return Ok(got);
     }
@@ -474,6 +506,7 @@ pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch, max: usize) -> io::
     for i in 0..got {
         batch.meta.push(batch.multi.meta(i));
     }
+    batch.received(got);
     Ok(got)
 }
 
@@ -695,6 +728,31 @@ mod tests {
             if gro {
                 assert_eq!(seen[2].0.segment, Some(100));
             }
+        }
+    }
+
+    /// A taken datagram keeps its bytes in the buffer they were received
+    /// in while the batch receives into a fresh one (`recvmsg` and
+    /// `recvmmsg` alike).
+    #[test]
+    fn take__keeps_the_datagram_and_the_slot_receives_into_a_new_buffer() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let mut batch = RecvBatch::new(2, 2048);
+        let next = |batch: &mut RecvBatch, max: usize, payload: &[u8]| {
+            send(tx.as_fd(), &dest, None, None, payload).unwrap();
+            while recv_batch(rx.as_fd(), batch, max).unwrap() == 0 {}
+        };
+        for max in [1, 2] {
+            next(&mut batch, max, &[1; 700]);
+            let at = batch.get(0).1.as_ptr();
+            let first = batch.take(0);
+            assert_eq!((first.as_ptr(), &first[..]), (at, &[1u8; 700][..]));
+            next(&mut batch, max, &[2; 300]);
+            assert_eq!(batch.get(0).1, &[2u8; 300][..]);
+            assert_ne!(batch.get(0).1.as_ptr(), at, "a fresh buffer");
+            assert_eq!(&first[..], &[1u8; 700][..], "untouched");
         }
     }
 

@@ -315,6 +315,21 @@ impl Socket {
         self.recv_until(None).unwrap_or(Err(Error::Closed))
     }
 
+    /// [`Socket::recv_request`] with the body as it was received: a
+    /// request longer than one packet may be a chain of the receive
+    /// buffers it arrived in, read without a copy ([`crate::Message`]);
+    /// `recv_request` copies such a body once into contiguous storage.
+    pub fn recv_request_message(&self) -> Result<crate::RequestMessage, Error> {
+        wait(
+            self.shared(),
+            None,
+            |sh, st| sh.take_request_message(st),
+            |_, st, w| st.calls.add_request_waiter(w),
+            |_, st, w| st.calls.remove_request_waiter(w),
+        )
+        .unwrap_or(Err(Error::Closed))
+    }
+
     /// Waits at most `timeout` for the next request; `Ok(None)` if none came.
     pub fn recv_request_timeout(&self, timeout: Duration) -> Result<Option<Request>, Error> {
         let until = self.shared().now() + timeout;

@@ -29,6 +29,30 @@ pub struct Request {
     pub body: Bytes,
 }
 
+/// A request as [`crate::Socket::recv_request_message`] delivers it: its
+/// body as it was received, possibly a chain of receive buffers (no
+/// copy). [`Request`] is the same with the body made contiguous.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMessage {
+    /// The server's id for the RPC; pass it to `reply`.
+    pub id: u64,
+    /// The client's address; pass it to `reply`.
+    pub peer: SocketAddr,
+    /// The request message.
+    pub message: crate::Message,
+}
+
+impl From<RequestMessage> for Request {
+    /// Makes the body contiguous (a copy if it is a chain).
+    fn from(r: RequestMessage) -> Request {
+        Request {
+            id: r.id,
+            peer: r.peer,
+            body: r.message.into_bytes(),
+        }
+    }
+}
+
 /// A thread or task to wake when something it waits for happens.
 #[derive(Debug)]
 pub(crate) enum Waiter {
@@ -71,7 +95,7 @@ pub(crate) struct Calls {
     /// non-cryptographic hash is enough).
     calls: FxHashMap<u64, Call>,
     deadlines: Deadlines,
-    requests: VecDeque<Request>,
+    requests: VecDeque<RequestMessage>,
     request_waiters: Vec<Waiter>,
     /// Bumped at every room-under-the-send-cap event.
     writable_seq: u64,
@@ -251,7 +275,7 @@ impl Calls {
     /// Queues a delivered request and wakes one waiter; false (nothing
     /// queued) if `limit` requests already wait.
     #[inline]
-    pub(crate) fn queue_request(&mut self, r: Request, limit: usize) -> bool {
+    pub(crate) fn queue_request(&mut self, r: RequestMessage, limit: usize) -> bool {
         if self.requests.len() >= limit {
             return false;
         }
@@ -270,7 +294,7 @@ impl Calls {
 
     /// Takes the oldest delivered request.
     #[inline]
-    pub(crate) fn take_request(&mut self) -> Option<Request> {
+    pub(crate) fn take_request(&mut self) -> Option<RequestMessage> {
         self.requests.pop_front()
     }
 
@@ -464,10 +488,10 @@ mod tests {
         let me = std::thread::current();
         c.add_request_waiter(Waiter::Thread(me.clone()));
         c.add_request_waiter(Waiter::Thread(me));
-        let r = |id| Request {
+        let r = |id| RequestMessage {
             id,
             peer: dest(),
-            body: Bytes::new(),
+            message: crate::Message::default(),
         };
         assert!(c.queue_request(r(1), 1));
         assert!(!c.queue_request(r(3), 1));

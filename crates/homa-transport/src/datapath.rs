@@ -8,7 +8,10 @@
 //!   every datagram of it to [`homa_proto::Endpoint::handle_datagram_at_level`],
 //!   a GRO batch whole to
 //!   [`homa_proto::Endpoint::handle_datagram_batch_at_level`] (which cuts
-//!   it at its segment size).
+//!   it at its segment size); a datagram or batch of at least `KEEP_MIN`
+//!   bytes goes in its receive buffer, taken from the batch, to the
+//!   `_shared` variants, so a bulk message is kept where the kernel wrote
+//!   it and delivered as a chain of those buffers.
 //! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit_packets`]
 //!   into the kernel: a multi-packet transmit as one GSO send whose iovecs
 //!   alternate the packets' headers and their payloads (slices of the
@@ -30,6 +33,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use homa_proto::{Endpoint, Instant, TxPackets, Unreachable};
 use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
 
@@ -40,6 +44,16 @@ use crate::{Config, Error};
 /// Bytes of each receive buffer: the largest UDP datagram (65 535 bytes
 /// of IP packet less the 28 of IPv4 and UDP headers) rounded up.
 const RECV_STRIDE: usize = 1 << 16;
+
+/// Smallest datagram (or GRO batch) handed to the endpoint in its receive
+/// buffer ([`Endpoint::handle_datagram_shared`]): the DATA payloads of a
+/// multi-packet message in it are then kept where the kernel put them,
+/// without the reassembly copy, and the slot gets a fresh buffer. Smaller
+/// datagrams (every short RPC) are copied as before: no allocation per
+/// packet, and no 64 KiB buffer pinned by a few bytes. A kept buffer is
+/// trimmed to its datagram (the allocator shrinks it in place), so what
+/// a message pins is about what it received.
+const KEEP_MIN: usize = 16 << 10;
 
 /// Largest payload of a lone packet copied after its header for a plain
 /// `sendto`; longer ones (MTUs above 4 kB) go out as a gathered `sendmsg`
@@ -331,20 +345,37 @@ impl Datapath {
                 stats.bad_datagrams += 1;
                 continue;
             };
+            // A bulk datagram is handed over in its buffer (see KEEP_MIN).
+            let kept = (data.len() >= KEEP_MIN).then(|| {
+                let mut buf = rx.take(i);
+                buf.shrink_to_fit();
+                Bytes::from(buf)
+            });
+            let data = match &kept {
+                Some(b) => &b[..],
+                None => rx.get(i).1,
+            };
             if let Some(c) = &mut link.capture {
                 c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
             }
             let level = meta.tos.and_then(|t| ep.level_of_tos(t));
             let before = packets;
-            match meta.segment {
-                Some(seg) if seg > 0 && seg < data.len() => {
+            match (meta.segment, &kept) {
+                (Some(seg), kept) if seg > 0 && seg < data.len() => {
                     // One call per GRO batch: the endpoint handles a run of
                     // one message's packets with one lookup.
                     stats.gro_batches += 1;
-                    ep.handle_datagram_batch_at_level(now, src, level, data, seg);
+                    match kept {
+                        Some(b) => ep.handle_datagram_batch_shared(now, src, level, b, seg),
+                        None => ep.handle_datagram_batch_at_level(now, src, level, data, seg),
+                    }
                     packets += data.len().div_ceil(seg);
                 }
-                _ => {
+                (_, Some(b)) => {
+                    ep.handle_datagram_shared(now, src, level, b);
+                    packets += 1;
+                }
+                (_, None) => {
                     ep.handle_datagram_at_level(now, src, level, data);
                     packets += 1;
                 }
@@ -839,17 +870,25 @@ mod tests {
                     peer,
                     id,
                     data,
+                    more,
                 } = e
                 {
-                    assert!(data == request, "request differs");
+                    let all = crate::Message::from_parts(data, more).into_bytes();
+                    assert!(all == request, "request differs");
                     sep.send_response(now(), port, peer, id, response.clone())
                         .unwrap();
                 }
             }
             while let Some(e) = cep.poll_event() {
-                if let homa_proto::Event::Response { id: rid, data, .. } = e {
+                if let homa_proto::Event::Response {
+                    id: rid,
+                    data,
+                    more,
+                    ..
+                } = e
+                {
                     assert_eq!(rid, id);
-                    got = Some(data);
+                    got = Some(crate::Message::from_parts(data, more).into_bytes());
                 }
             }
         }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use homa_proto::{Endpoint, Event, Instant, RpcError};
 use homa_sys::wait::{self, Event as EventFd, Timer};
 
-use crate::calls::{Calls, Request, Waiter};
+use crate::calls::{Calls, Request, RequestMessage, Waiter};
 use crate::datapath::{normalize, Datapath, Received};
 use crate::stats::{Metrics, Offloads, Stats};
 use crate::{Config, Error};
@@ -563,6 +563,15 @@ impl Shared {
     /// `Err(ClientOnly)` at once on a socket that accepts no requests.
     #[inline]
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
+        self.take_request_message(st).map(|r| r.map(Request::from))
+    }
+
+    /// [`Shared::take_request`] with the body as it was received.
+    #[inline]
+    pub(crate) fn take_request_message(
+        &self,
+        st: &mut State,
+    ) -> Option<Result<RequestMessage, Error>> {
         if !self.server {
             return Some(Err(if st.closed {
                 st.closed_error()
@@ -869,7 +878,12 @@ impl Shared {
     fn dispatch(&self, st: &mut State) {
         while let Some(ev) = st.ep.poll_event() {
             match ev {
-                Event::Response { id, data, .. } => st.complete(id, Ok(data)),
+                Event::Response { id, data, more, .. } => {
+                    // A chained response is made contiguous (one copy, as
+                    // reassembly did).
+                    let data = crate::Message::from_parts(data, more).into_bytes();
+                    st.complete(id, Ok(data))
+                }
                 Event::Failed { id, error, .. } => {
                     let network = error == RpcError::HostUnreachable
                         && st
@@ -892,11 +906,12 @@ impl Shared {
                     peer,
                     id,
                     data,
+                    more,
                 } => {
-                    let r = Request {
+                    let r = RequestMessage {
                         id,
                         peer,
-                        body: data,
+                        message: crate::Message::from_parts(data, more),
                     };
                     if st.calls.queue_request(r, self.config.max_queued_requests) {
                         st.note_completion();

@@ -1,5 +1,6 @@
 //! What the API accepts as a message body ([`IntoMessage`]) and as an
-//! address (anything [`ToSocketAddrs`], host names included).
+//! address (anything [`ToSocketAddrs`], host names included), and a
+//! received message that may be a chain of pieces ([`Message`]).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -94,6 +95,71 @@ impl<const N: usize> IntoMessage for [u8; N] {
     }
 }
 
+/// A received message: one piece, or a chain of pieces of the receive
+/// buffers it arrived in (a message longer than one packet, received by
+/// a socket that keeps bulk payloads where the kernel put them; see
+/// `docs/runtime.md`, "Receiving without a copy"). Reading it piece by
+/// piece ([`Message::chunks`]) costs no copy; [`Message::into_bytes`]
+/// copies only a chain, once, into contiguous storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    first: Bytes,
+    rest: Vec<Bytes>,
+}
+
+impl Message {
+    /// The message whose pieces are `first` then `rest`, in order.
+    pub fn from_parts(first: Bytes, rest: Vec<Bytes>) -> Message {
+        Message { first, rest }
+    }
+
+    /// Bytes in the message.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if the message is one piece ([`Message::into_bytes`] is free).
+    pub fn is_contiguous(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The pieces, in order (one for a contiguous message).
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> + '_ {
+        std::iter::once(&self.first).chain(self.rest.iter())
+    }
+
+    /// The message as one [`Bytes`]: the piece itself if contiguous, else
+    /// a copy of the pieces into new storage.
+    pub fn into_bytes(self) -> Bytes {
+        if self.rest.is_empty() {
+            return self.first;
+        }
+        let mut all = Vec::with_capacity(self.len());
+        for c in self.chunks() {
+            all.extend_from_slice(c);
+        }
+        Bytes::from(all)
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(b: Bytes) -> Message {
+        Message::from_parts(b, Vec::new())
+    }
+}
+
+impl IntoMessage for Message {
+    /// Copies a chain once (see [`Message::into_bytes`]).
+    fn into_message(self) -> Bytes {
+        self.into_bytes()
+    }
+}
+
 /// Resolves `addr` to one address a socket of the given family can reach:
 /// the first of that family, else the first at all (an IPv6 socket reaches
 /// IPv4 addresses through IPv4-mapping). A `SocketAddr` costs nothing; a
@@ -169,5 +235,27 @@ mod tests {
         assert_eq!(resolve("127.0.0.1:9", true).unwrap(), both[1]);
         assert!(resolve(&[][..] as &[SocketAddr], false).is_err());
         assert_eq!(resolve("localhost:9", false).unwrap().port(), 9);
+    }
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn message__chain_copied_once_contiguous_handed_over() {
+        let one = Bytes::from_static(b"hello");
+        let m = Message::from(one.clone());
+        assert!(m.is_contiguous());
+        assert_eq!(m.into_bytes().as_ptr(), one.as_ptr(), "no copy");
+        let chain = Message::from_parts(
+            Bytes::from_static(b"ab"),
+            vec![Bytes::from_static(b"c"), Bytes::from_static(b"de")],
+        );
+        assert_eq!((chain.len(), chain.is_contiguous()), (5, false));
+        let pieces: Vec<&[u8]> = chain.chunks().map(|c| &c[..]).collect();
+        assert_eq!(pieces, [&b"ab"[..], b"c", b"de"]);
+        assert_eq!(&chain.into_bytes()[..], b"abcde");
     }
 }

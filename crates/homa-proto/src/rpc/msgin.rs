@@ -158,6 +158,26 @@ pub(crate) struct Gap {
 /// Level value meaning "the arrival level was not reported".
 pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 
+/// The storage of a chained message: the received bytes as pieces, each a
+/// slice of the buffer its packet arrived in, or a copy (see
+/// [`MsgIn::chained`]).
+#[derive(Debug, Default)]
+struct Chain {
+    /// `(offset, bytes)`, sorted by offset, not overlapping.
+    pieces: Vec<(u32, bytes::Bytes)>,
+    /// Bytes of memory the pieces hold: the whole length of every receive
+    /// buffer a piece pins (counted once per run of pieces from one
+    /// buffer), plus the bytes copied.
+    held: u64,
+    /// Address of the receive buffer the last pinned piece came from.
+    last_buffer: usize,
+}
+
+/// A chained message pins receive buffers while the memory it holds is
+/// below its charge plus this fraction of it: the buffers also hold the
+/// packets' headers (56 bytes per packet, 4% of a 1500-byte packet).
+const HEADER_ROOM: u64 = 16;
+
 /// An incoming message being reassembled.
 #[derive(Debug)]
 pub(crate) struct MsgIn {
@@ -176,6 +196,9 @@ pub(crate) struct MsgIn {
     page: usize,
     /// A contiguous message's share of the endpoint's reservations.
     _reservation: Option<Reservation>,
+    /// A chained message ([`MsgIn::chained`]): its bytes as pieces
+    /// `(offset, bytes)`, sorted, not overlapping (`pages` stays empty).
+    chain: Option<Chain>,
     /// Buffer bytes the message may hold (what memory accounting charges):
     /// see [`MsgIn::capacity_for`]. The pages in use never exceed it.
     cap: u32,
@@ -243,6 +266,7 @@ impl MsgIn {
             store,
             page,
             _reservation: reservation,
+            chain: None,
             cap: cap as u32,
             recv_end: 0,
             gaps: Vec::new(),
@@ -254,6 +278,29 @@ impl MsgIn {
             unsched_level: UNKNOWN_LEVEL,
             min_grant_level: UNKNOWN_LEVEL,
         }
+    }
+
+    /// A message of `length` bytes whose sender promised `[0, incoming)`
+    /// unscheduled, kept as a chain: bytes that arrive with the buffer
+    /// they were received in ([`MsgIn::add_from`]) are kept as slices of
+    /// it, the rest is copied, and the message is delivered as those
+    /// pieces ([`MsgIn::into_chain`]) without being assembled. A piece
+    /// pins its whole receive buffer (a run of pieces from one buffer
+    /// counts it once), so a new buffer is pinned only while the memory
+    /// the message holds is below what it is charged
+    /// ([`MsgIn::buffer_len`]) and a sixteenth ([`HEADER_ROOM`]: the
+    /// buffers hold packet headers too); past that, bytes are copied. The
+    /// memory held is thus at most 17/16 of the charge, plus one receive
+    /// buffer, plus bytes received (copied): for in-order packets in full
+    /// receive buffers (the bulk case), the bytes received and their
+    /// headers. Every
+    /// protocol decision is the same as with the other storages; no
+    /// contiguous storage is reserved.
+    pub(crate) fn chained(length: u32, incoming: u32, birth: Instant) -> MsgIn {
+        let mut m = Self::with_reservations(length, incoming, birth, &Reservations::new(0), false);
+        m.store = true;
+        m.chain = Some(Chain::default());
+        m
     }
 
     /// Lowest level at which the bytes of `[start, end)` can have been sent:
@@ -350,10 +397,26 @@ impl MsgIn {
     /// A packet that would push the gap count above `max_gaps` is dropped.
     /// `level` is the priority level the packet arrived at, or
     /// [`UNKNOWN_LEVEL`].
+    #[cfg(test)]
     pub(crate) fn add(
         &mut self,
         offset: u32,
         data: &[u8],
+        max_gaps: usize,
+        now: Instant,
+        level: u8,
+    ) -> AddOutcome {
+        self.add_from(offset, data, None, max_gaps, now, level)
+    }
+
+    /// [`MsgIn::add`] for bytes that may lie in `owner`, the buffer they
+    /// were received in: a chained message keeps them as slices of it
+    /// (see [`MsgIn::chained`]); other storages copy them.
+    pub(crate) fn add_from(
+        &mut self,
+        offset: u32,
+        data: &[u8],
+        owner: Option<&bytes::Bytes>,
         max_gaps: usize,
         now: Instant,
         level: u8,
@@ -406,7 +469,11 @@ impl MsgIn {
                 } = self.gaps[i];
                 let is = gs.max(start);
                 let ie = ge.min(low_end);
-                self.copy_in(is, &data[(is - start) as usize..(ie - start) as usize]);
+                self.copy_in(
+                    is,
+                    &data[(is - start) as usize..(ie - start) as usize],
+                    owner,
+                );
                 added += ie - is;
                 match (is == gs, ie == ge) {
                     (true, true) => {
@@ -440,7 +507,11 @@ impl MsgIn {
             }
             // The pages hold exactly the bytes below recv_end: zero the
             // new gap (if any), then append.
-            self.append(from - self.recv_end, &data[(from - start) as usize..]);
+            self.append(
+                from - self.recv_end,
+                &data[(from - start) as usize..],
+                owner,
+            );
             added += end - from;
             self.recv_end = end;
         }
@@ -452,8 +523,12 @@ impl MsgIn {
     }
 
     /// Overwrites bytes below `recv_end` (a gap being filled).
-    fn copy_in(&mut self, at: u32, bytes: &[u8]) {
+    fn copy_in(&mut self, at: u32, bytes: &[u8], owner: Option<&bytes::Bytes>) {
         if !self.store {
+            return;
+        }
+        if self.chain.is_some() {
+            self.keep(at, bytes, owner);
             return;
         }
         let mut at = at as usize;
@@ -470,8 +545,15 @@ impl MsgIn {
 
     /// Appends `zeros` zero bytes, then `data`, at `recv_end` (the caller
     /// then moves `recv_end`), opening pages as they are reached.
-    fn append(&mut self, zeros: u32, data: &[u8]) {
+    fn append(&mut self, zeros: u32, data: &[u8], owner: Option<&bytes::Bytes>) {
         if !self.store {
+            return;
+        }
+        if self.chain.is_some() {
+            // Gaps are not stored: the pieces are what arrived.
+            if !data.is_empty() {
+                self.keep(self.recv_end + zeros, data, owner);
+            }
             return;
         }
         let mut end = self.recv_end as usize;
@@ -500,6 +582,56 @@ impl MsgIn {
         }
     }
 
+    /// Keeps `bytes`, new bytes of a chained message at offset `at`, as a
+    /// slice of `owner` if they lie in it and the memory the message holds
+    /// is still below its charge; else as a copy.
+    fn keep(&mut self, at: u32, bytes: &[u8], owner: Option<&bytes::Bytes>) {
+        let cap = self.cap as u64;
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        let piece = owner
+            .and_then(|o| {
+                let base = o.as_ptr() as usize;
+                let p = bytes.as_ptr() as usize;
+                if p < base || p + bytes.len() > base + o.len() {
+                    return None;
+                }
+                if base != chain.last_buffer {
+                    if chain.held >= cap + cap / HEADER_ROOM {
+                        return None;
+                    }
+                    chain.held += o.len() as u64;
+                    chain.last_buffer = base;
+                }
+                Some(o.slice_ref(bytes))
+            })
+            .unwrap_or_else(|| {
+                chain.held += bytes.len() as u64;
+                bytes::Bytes::copy_from_slice(bytes)
+            });
+        // Bytes arriving in order go at the end; a gap filled goes between.
+        let i = match chain.pieces.last() {
+            Some(&(last, _)) if last > at => chain.pieces.partition_point(|&(o, _)| o < at),
+            _ => chain.pieces.len(),
+        };
+        chain.pieces.insert(i, (at, piece));
+    }
+
+    /// The pieces of a complete chained message, in order; the message
+    /// whole, in one piece, for the other storages.
+    pub(crate) fn into_chain(mut self) -> Vec<bytes::Bytes> {
+        match self.chain.take() {
+            Some(chain) => chain.pieces.into_iter().map(|(_, b)| b).collect(),
+            None => vec![bytes::Bytes::from(self.into_vec())],
+        }
+    }
+
+    /// True if the message is kept as a chain ([`MsgIn::chained`]).
+    pub(crate) fn is_chained(&self) -> bool {
+        self.chain.is_some()
+    }
+
     /// The assembled message's storage. Call only when complete. A
     /// message of one page (a short or a contiguous one) is handed over as
     /// it is; a longer one is copied once into contiguous storage; one not
@@ -508,6 +640,13 @@ impl MsgIn {
         debug_assert!(self.is_complete() && self.recv_end == self.length);
         if !self.store {
             return vec![0; self.length as usize];
+        }
+        if let Some(chain) = self.chain.take() {
+            let mut out = Vec::with_capacity(self.length as usize);
+            for (_, p) in &chain.pieces {
+                out.extend_from_slice(p);
+            }
+            return out;
         }
         if self.pages.len() == 1 {
             return self.pages.pop().unwrap_or_default();
@@ -557,6 +696,12 @@ impl MsgIn {
     #[cfg(test)]
     fn paged(length: u32, incoming: u32) -> MsgIn {
         MsgIn::with_reservations(length, incoming, Instant::ZERO, &Reservations::new(0), true)
+    }
+
+    /// Bytes of memory a chained message's pieces hold (tests).
+    #[cfg(test)]
+    fn held(&self) -> u64 {
+        self.chain.as_ref().map_or(0, |c| c.held)
     }
 
     /// Bytes written into the storage (tests: never past `recv_end`).
@@ -1043,5 +1188,268 @@ mod tests {
         assert!(kept == counted, "the packets differ");
         assert_eq!(&data[..], &message[..]);
         assert_eq!(&zeros[..], &vec![0; message.len()][..]);
+    }
+
+    /// A packet of [`receive_buffers`]: (offset, buffer index, start of
+    /// the payload in the buffer, payload length).
+    type Packet = (u32, usize, usize, usize);
+
+    /// What a receiver's buffers look like: each datagram (or GRO batch)
+    /// in a buffer of its own, its packets `segment` bytes apart, each a
+    /// 56-byte header then its payload of at most `segment - 56` bytes.
+    /// Returns the buffers and, per packet, (offset, buffer index, start
+    /// of the payload in the buffer, payload length).
+    fn receive_buffers(
+        len: u32,
+        segment: usize,
+        per_buffer: usize,
+    ) -> (Vec<bytes::Bytes>, Vec<Packet>) {
+        let payload = (segment - 56) as u32;
+        let message = bytes(0..len);
+        let mut buffers = Vec::new();
+        let mut packets = Vec::new();
+        let mut current = Vec::new();
+        for (k, off) in (0..len).step_by(payload as usize).enumerate() {
+            let n = payload.min(len - off) as usize;
+            current.extend_from_slice(&[0xee; 56]);
+            packets.push((off, buffers.len(), current.len(), n));
+            current.extend_from_slice(&message[off as usize..off as usize + n]);
+            if (k + 1) % per_buffer == 0 {
+                buffers.push(bytes::Bytes::from(std::mem::take(&mut current)));
+            }
+        }
+        if !current.is_empty() {
+            buffers.push(bytes::Bytes::from(current));
+        }
+        (buffers, packets)
+    }
+
+    /// Adds packet `p` of [`receive_buffers`], kept in its buffer if the
+    /// message can.
+    fn add_packet(m: &mut MsgIn, buffers: &[bytes::Bytes], p: Packet) -> AddOutcome {
+        let (off, b, at, n) = p;
+        let buf = &buffers[b];
+        m.add_from(
+            off,
+            &buf[at..at + n],
+            Some(buf),
+            1000,
+            Instant::ZERO,
+            UNKNOWN_LEVEL,
+        )
+    }
+
+    /// True if `chunk` lies inside one of `buffers` (was not copied).
+    fn inside(chunk: &bytes::Bytes, buffers: &[bytes::Bytes]) -> bool {
+        let p = chunk.as_ptr() as usize;
+        buffers.iter().any(|b| {
+            let base = b.as_ptr() as usize;
+            p >= base && p + chunk.len() <= base + b.len()
+        })
+    }
+
+    /// A 1 MB message whose packets arrive in order, at MTU 65 535 (one
+    /// packet per datagram) and 1500 (GRO batches of 44 packets): it is
+    /// delivered as slices of the buffers its packets arrived in, byte
+    /// for byte, without copying a byte, and it pins no more buffer bytes
+    /// than it is charged.
+    #[test]
+    fn chained__in_order_message_is_slices_of_its_receive_buffers() {
+        let len = 1_000_000;
+        for (segment, per_buffer) in [(65_507, 1), (1500, 44)] {
+            let (buffers, packets) = receive_buffers(len, segment, per_buffer);
+            let mut m = MsgIn::chained(len, 60_000, Instant::ZERO);
+            m.set_granted(len);
+            for &p in &packets {
+                assert!(matches!(
+                    add_packet(&mut m, &buffers, p),
+                    AddOutcome::Accepted(_)
+                ));
+                let cap = m.buffer_len() as u64;
+                let bound = cap + cap / HEADER_ROOM + (segment * per_buffer) as u64;
+                assert!(m.held() <= bound, "{} > {bound}", m.held());
+            }
+            assert!(m.is_complete());
+            let chain = m.into_chain();
+            let copied: usize = chain
+                .iter()
+                .filter(|c| !inside(c, &buffers))
+                .map(|c| c.len())
+                .sum();
+            assert_eq!(copied, 0, "segment {segment}: {copied} bytes copied");
+            assert_eq!(chain.concat(), bytes(0..len), "segment {segment}");
+        }
+    }
+
+    /// Packets arrive shuffled (across GRO batch boundaries), a fifth of
+    /// them twice, a tenth lost and sent again later each in a buffer of
+    /// its own; at MTU 1500 and 65 535: the message is byte-exact, the
+    /// first copies of packets are kept in their buffers, and the pinned
+    /// bytes never pass the charge.
+    #[test]
+    fn chained__byte_exact_reordered_duplicated_and_lost() {
+        let len = 700_001;
+        for (segment, per_buffer) in [(65_507, 1), (1500, 44)] {
+            for seed in 0..10 {
+                let mut rng = crate::Rng::new(seed);
+                let (buffers, packets) = receive_buffers(len, segment, per_buffer);
+                let mut m = MsgIn::chained(len, 60_000, Instant::ZERO);
+                m.set_granted(len);
+                let mut order: Vec<usize> = (0..packets.len()).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                let mut lost = Vec::new();
+                for &k in &order {
+                    if rng.chance(0.1) {
+                        lost.push(packets[k]);
+                        continue;
+                    }
+                    let r = add_packet(&mut m, &buffers, packets[k]);
+                    assert!(matches!(r, AddOutcome::Accepted(_)), "{r:?}");
+                    if rng.chance(0.2) {
+                        assert_eq!(
+                            add_packet(&mut m, &buffers, packets[k]),
+                            AddOutcome::Duplicate
+                        );
+                    }
+                    let cap = m.buffer_len() as u64;
+                    let bound = cap + cap / HEADER_ROOM + (segment * per_buffer) as u64;
+                    assert!(m.held() <= bound + m.received() as u64);
+                }
+                // The lost packets come again, each in a buffer of its own.
+                let mut resent = Vec::new();
+                for (off, b, at, n) in lost {
+                    assert!(!m.is_complete());
+                    let mut own = vec![0xee; 56];
+                    own.extend_from_slice(&buffers[b][at..at + n]);
+                    resent.push(bytes::Bytes::from(own));
+                    let r = add_packet(&mut m, &resent, (off, resent.len() - 1, 56, n));
+                    assert!(matches!(r, AddOutcome::Accepted(_)), "{r:?}");
+                }
+                assert!(m.is_complete());
+                let chain = m.into_chain();
+                let all: Vec<bytes::Bytes> = buffers.iter().chain(&resent).cloned().collect();
+                assert!(
+                    chain.iter().any(|c| inside(c, &all)),
+                    "nothing kept in place"
+                );
+                assert_eq!(
+                    chain.concat(),
+                    bytes(0..len),
+                    "segment {segment} seed {seed}"
+                );
+            }
+        }
+    }
+
+    /// Packets that each pin a large buffer for a few bytes of the message
+    /// are copied once the pinned bytes would pass the charge: a message
+    /// never holds much more memory than it is charged for.
+    #[test]
+    fn chained__copies_rather_than_pin_past_the_charge() {
+        let len = 200_000;
+        let mut m = MsgIn::chained(len, len, Instant::ZERO);
+        let message = bytes(0..len);
+        let mut buffers = Vec::new();
+        for off in (0..len).step_by(1000) {
+            // 1000 bytes at the start of a 64 KiB buffer.
+            let mut b = message[off as usize..off as usize + 1000].to_vec();
+            b.resize(65_536, 0);
+            buffers.push(bytes::Bytes::from(b));
+            let buf = buffers.last().unwrap();
+            let r = m.add_from(
+                off,
+                &buf[..1000],
+                Some(buf),
+                10,
+                Instant::ZERO,
+                UNKNOWN_LEVEL,
+            );
+            assert_eq!(r, AddOutcome::Accepted(1000));
+            let cap = m.buffer_len() as u64;
+            assert!(m.held() <= cap + cap / HEADER_ROOM + 65_536 + m.received() as u64);
+        }
+        let chain = m.into_chain();
+        let kept = chain.iter().filter(|c| inside(c, &buffers)).count();
+        assert!(kept > 0 && kept < 10, "{kept} pinned");
+        assert_eq!(chain.concat(), message);
+    }
+
+    /// End to end through two endpoints, at MTU 1500 and 65 535: a
+    /// request handed to the server in its receive buffers
+    /// (`handle_datagram_shared`) is delivered byte-exact as pieces of
+    /// those buffers; the same exchange through `handle_datagram` sends
+    /// the same packets and delivers one contiguous copy.
+    #[test]
+    fn handle_datagram_shared__message_delivered_in_the_buffers_it_arrived_in() {
+        use crate::{Config, Endpoint, Event};
+        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        let message = bytes(0..1_000_000);
+        for mtu in [1500, crate::config::MAX_MTU] {
+            let run = |shared: bool| {
+                let config = Config {
+                    mtu,
+                    max_gso_bytes: 0,
+                    pacer: false,
+                    ..Config::default()
+                };
+                let mut client = Endpoint::new(config.clone(), 1).unwrap();
+                let mut server = Endpoint::new(config, 2).unwrap();
+                client.open_socket(caddr.port()).unwrap();
+                server.open_socket(saddr.port()).unwrap();
+                server.set_server(saddr.port(), true).unwrap();
+                let now = Instant::ZERO;
+                let payload = bytes::Bytes::from(message.clone());
+                client
+                    .send_request(now, caddr.port(), saddr, payload)
+                    .unwrap();
+                let (mut buf, mut trace, mut received) = (Vec::new(), Vec::new(), Vec::new());
+                loop {
+                    let mut quiet = true;
+                    while client.poll_transmit(now, &mut buf).is_some() {
+                        let datagram = bytes::Bytes::from(buf.clone());
+                        if shared {
+                            server.handle_datagram_shared(now, caddr, None, &datagram);
+                        } else {
+                            server.handle_datagram(now, caddr, &datagram);
+                        }
+                        trace.push(buf.clone());
+                        received.push(datagram);
+                        quiet = false;
+                    }
+                    while server.poll_transmit(now, &mut buf).is_some() {
+                        client.handle_datagram(now, saddr, &buf);
+                        trace.push(buf.clone());
+                        quiet = false;
+                    }
+                    if quiet {
+                        break;
+                    }
+                }
+                let Some(Event::Request { data, more, .. }) = server.poll_event() else {
+                    panic!("no request delivered");
+                };
+                let pieces: Vec<bytes::Bytes> = std::iter::once(data).chain(more).collect();
+                (trace, pieces, received)
+            };
+            let (copied_trace, copied, _) = run(false);
+            let (shared_trace, pieces, buffers) = run(true);
+            assert!(
+                copied_trace == shared_trace,
+                "mtu {mtu}: the packets differ"
+            );
+            assert_eq!(copied.len(), 1);
+            assert_eq!(copied[0], message);
+            assert!(pieces.len() > 1, "mtu {mtu}");
+            assert_eq!(pieces.concat(), message, "mtu {mtu}");
+            let copied: usize = pieces
+                .iter()
+                .filter(|c| !inside(c, &buffers))
+                .map(|c| c.len())
+                .sum();
+            assert_eq!(copied, 0, "mtu {mtu}: {copied} bytes copied");
+        }
     }
 }

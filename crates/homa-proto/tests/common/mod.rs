@@ -101,6 +101,7 @@ pub fn run_workload(net: &mut Network, plan: &[Planned], window: usize, limits: 
             peer,
             id,
             data,
+            ..
         } => {
             *outcome.served.entry((h, peer, id)).or_insert(0) += 1;
             let now = net.now();

@@ -169,26 +169,28 @@ pub(super) struct Headers {
 }
 
 // SAFETY: the raw pointers in `iovs` and `hdrs` point into the batch's own
-// heap buffers (its receive buffer and these vectors), which never move or
-// grow; they are only used by `recv` through `&mut self`. Moving the
+// heap buffers (its receive buffers and these vectors), which never move or
+// grow (a receive buffer is only replaced, through `set_buffer`); they are only used by `recv` through `&mut self`. Moving the
 // headers to another thread is therefore sound.
 unsafe impl Send for Headers {}
 
 impl Headers {
-    /// Headers for `n` datagrams, each received into its `stride`-byte
-    /// slice of `bufs` (which must not be reallocated afterwards).
-    pub(super) fn new(bufs: &mut [u8], n: usize, stride: usize) -> Headers {
-        assert!(bufs.len() >= n * stride);
+    /// Headers for `bufs.len()` datagrams, datagram `i` received into the
+    /// first `stride` bytes of `bufs[i]`'s storage (its capacity, at least
+    /// `stride`; the vector must not be reallocated afterwards, only
+    /// replaced through [`Headers::set_buffer`]).
+    pub(super) fn new(bufs: &mut [Vec<u8>], stride: usize) -> Headers {
+        let n = bufs.len();
+        assert!(bufs.iter().all(|b| b.capacity() >= stride));
         let mut h = Headers {
             // SAFETY: plain data; all zeroes is valid.
             names: (0..n).map(|_| unsafe { zeroed() }).collect(),
             cmsgs: vec![CmsgBuf([0; 128]); n],
             iovs: bufs
-                .chunks_mut(stride)
-                .take(n)
-                .map(|c| libc::iovec {
-                    iov_base: c.as_mut_ptr().cast(),
-                    iov_len: c.len(),
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: stride,
                 })
                 .collect(),
             // SAFETY: plain data; all zeroes is valid.
@@ -204,6 +206,14 @@ impl Headers {
         }
         h.reset();
         h
+    }
+
+    /// Datagram `i` is received into `buf`'s storage from now on (its
+    /// capacity is at least the stride; the caller keeps it alive and
+    /// unmoved, as [`Headers::new`] says).
+    pub(super) fn set_buffer(&mut self, i: usize, buf: &mut Vec<u8>) {
+        debug_assert!(buf.capacity() >= self.iovs[i].iov_len);
+        self.iovs[i].iov_base = buf.as_mut_ptr().cast();
     }
 
     /// Restores the in/out lengths of the headers the last call filled.
