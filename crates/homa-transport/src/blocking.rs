@@ -320,14 +320,8 @@ impl Socket {
     /// buffers it arrived in, read without a copy ([`crate::Message`]);
     /// `recv_request` copies such a body once into contiguous storage.
     pub fn recv_request_message(&self) -> Result<crate::RequestMessage, Error> {
-        wait(
-            self.shared(),
-            None,
-            |sh, st| sh.take_request_message(st),
-            |_, st, w| st.calls.add_request_waiter(w),
-            |_, st, w| st.calls.remove_request_waiter(w),
-        )
-        .unwrap_or(Err(Error::Closed))
+        self.recv_with(None, Shared::take_request_message)
+            .unwrap_or(Err(Error::Closed))
     }
 
     /// Waits at most `timeout` for the next request; `Ok(None)` if none came.
@@ -350,10 +344,20 @@ impl Socket {
     }
 
     fn recv_until(&self, until: Option<Instant>) -> Option<Result<Request, Error>> {
+        self.recv_with(until, Shared::take_request)
+    }
+
+    /// Waits until `until` (or for ever) for the next request, taken by
+    /// `take` (contiguous or as received).
+    fn recv_with<T>(
+        &self,
+        until: Option<Instant>,
+        take: impl Fn(&Shared, &mut State) -> Option<Result<T, Error>>,
+    ) -> Option<Result<T, Error>> {
         wait(
             self.shared(),
             until,
-            |sh, st| sh.take_request(st),
+            take,
             |_, st, w| st.calls.add_request_waiter(w),
             |_, st, w| st.calls.remove_request_waiter(w),
         )
