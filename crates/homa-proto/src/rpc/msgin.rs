@@ -1138,9 +1138,7 @@ mod tests {
     /// message as zeros of its length.
     #[test]
     fn discard_payload__same_packets_message_delivered_as_zeros() {
-        use crate::{Config, Endpoint, Event};
-        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        use crate::{Config, Event};
         let message = bytes(0..300_000);
         let run = |discard: bool| {
             let config = Config {
@@ -1149,33 +1147,7 @@ mod tests {
                 discard_payload: discard,
                 ..Config::default()
             };
-            let mut client = Endpoint::new(config.clone(), 1).unwrap();
-            let mut server = Endpoint::new(config, 2).unwrap();
-            client.open_socket(caddr.port()).unwrap();
-            server.open_socket(saddr.port()).unwrap();
-            server.set_server(saddr.port(), true).unwrap();
-            let now = Instant::ZERO;
-            let payload = bytes::Bytes::from(message.clone());
-            client
-                .send_request(now, caddr.port(), saddr, payload)
-                .unwrap();
-            let (mut buf, mut trace) = (Vec::new(), Vec::new());
-            loop {
-                let mut quiet = true;
-                while client.poll_transmit(now, &mut buf).is_some() {
-                    server.handle_datagram(now, caddr, &buf);
-                    trace.push(buf.clone());
-                    quiet = false;
-                }
-                while server.poll_transmit(now, &mut buf).is_some() {
-                    client.handle_datagram(now, saddr, &buf);
-                    trace.push(buf.clone());
-                    quiet = false;
-                }
-                if quiet {
-                    break;
-                }
-            }
+            let (trace, _, mut server) = exchange(config, &message, false);
             let Some(Event::Request { data, .. }) = server.poll_event() else {
                 panic!("no request delivered");
             };
@@ -1188,6 +1160,55 @@ mod tests {
         assert!(kept == counted, "the packets differ");
         assert_eq!(&data[..], &message[..]);
         assert_eq!(&zeros[..], &vec![0; message.len()][..]);
+    }
+
+    /// One request of `message` from a client endpoint to a server
+    /// endpoint, both built with `config`, exchanged at one instant until
+    /// both are quiet. The server gets each client datagram through
+    /// `handle_datagram_shared` when `shared`, else `handle_datagram`.
+    /// Returns every datagram sent (both ways, in order), the client's
+    /// datagrams as the server received them, and the server.
+    fn exchange(
+        config: crate::Config,
+        message: &[u8],
+        shared: bool,
+    ) -> (Vec<Vec<u8>>, Vec<bytes::Bytes>, crate::Endpoint) {
+        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        let mut client = crate::Endpoint::new(config.clone(), 1).unwrap();
+        let mut server = crate::Endpoint::new(config, 2).unwrap();
+        client.open_socket(caddr.port()).unwrap();
+        server.open_socket(saddr.port()).unwrap();
+        server.set_server(saddr.port(), true).unwrap();
+        let now = Instant::ZERO;
+        let payload = bytes::Bytes::copy_from_slice(message);
+        client
+            .send_request(now, caddr.port(), saddr, payload)
+            .unwrap();
+        let (mut buf, mut trace, mut received) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let mut quiet = true;
+            while client.poll_transmit(now, &mut buf).is_some() {
+                let datagram = bytes::Bytes::from(buf.clone());
+                if shared {
+                    server.handle_datagram_shared(now, caddr, None, &datagram);
+                } else {
+                    server.handle_datagram(now, caddr, &datagram);
+                }
+                trace.push(buf.clone());
+                received.push(datagram);
+                quiet = false;
+            }
+            while server.poll_transmit(now, &mut buf).is_some() {
+                client.handle_datagram(now, saddr, &buf);
+                trace.push(buf.clone());
+                quiet = false;
+            }
+            if quiet {
+                break;
+            }
+        }
+        (trace, received, server)
     }
 
     /// A packet of [`receive_buffers`]: (offset, buffer index, start of
@@ -1383,9 +1404,7 @@ mod tests {
     /// the same packets and delivers one contiguous copy.
     #[test]
     fn handle_datagram_shared__message_delivered_in_the_buffers_it_arrived_in() {
-        use crate::{Config, Endpoint, Event};
-        let caddr: core::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let saddr: core::net::SocketAddr = "10.0.0.2:99".parse().unwrap();
+        use crate::{Config, Event};
         let message = bytes(0..1_000_000);
         for mtu in [1500, crate::config::MAX_MTU] {
             let run = |shared: bool| {
@@ -1395,39 +1414,7 @@ mod tests {
                     pacer: false,
                     ..Config::default()
                 };
-                let mut client = Endpoint::new(config.clone(), 1).unwrap();
-                let mut server = Endpoint::new(config, 2).unwrap();
-                client.open_socket(caddr.port()).unwrap();
-                server.open_socket(saddr.port()).unwrap();
-                server.set_server(saddr.port(), true).unwrap();
-                let now = Instant::ZERO;
-                let payload = bytes::Bytes::from(message.clone());
-                client
-                    .send_request(now, caddr.port(), saddr, payload)
-                    .unwrap();
-                let (mut buf, mut trace, mut received) = (Vec::new(), Vec::new(), Vec::new());
-                loop {
-                    let mut quiet = true;
-                    while client.poll_transmit(now, &mut buf).is_some() {
-                        let datagram = bytes::Bytes::from(buf.clone());
-                        if shared {
-                            server.handle_datagram_shared(now, caddr, None, &datagram);
-                        } else {
-                            server.handle_datagram(now, caddr, &datagram);
-                        }
-                        trace.push(buf.clone());
-                        received.push(datagram);
-                        quiet = false;
-                    }
-                    while server.poll_transmit(now, &mut buf).is_some() {
-                        client.handle_datagram(now, saddr, &buf);
-                        trace.push(buf.clone());
-                        quiet = false;
-                    }
-                    if quiet {
-                        break;
-                    }
-                }
+                let (trace, received, mut server) = exchange(config, &message, shared);
                 let Some(Event::Request { data, more, .. }) = server.poll_event() else {
                     panic!("no request delivered");
                 };
