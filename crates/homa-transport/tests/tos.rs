@@ -35,9 +35,10 @@ impl RawPeer {
         (ty, src, tos)
     }
 
-    /// The next packet that is not a repeat of the incarnation probe: a
-    /// client whose probe answer was late (a loaded machine) asks again,
-    /// which is correct; every repeat must still carry the control level.
+    /// The next packet that is not a RESEND: a client whose probe answer
+    /// was late (a loaded machine) asks again, and a client still waiting
+    /// for its first call's response asks the server to resend it; both are
+    /// correct, and every such RESEND must still carry the control level.
     fn recv_after_probes(&self) -> (PacketType, SocketAddr, u8) {
         loop {
             let (ty, src, tos) = self.recv();
@@ -124,7 +125,7 @@ fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     peer.provoke_rpc_unknown(client_addr);
     // Waiting drives the client socket, which answers the RESEND.
     assert!(first.wait_timeout(Duration::from_millis(1)).is_none());
-    let (ty, _, tos) = peer.recv();
+    let (ty, _, tos) = peer.recv_after_probes();
     assert_eq!(
         (ty, tos),
         (PacketType::RpcUnknown, CONTROL_TOS),
@@ -133,7 +134,7 @@ fn check(client_bind: &str, peer_bind: &str, peer_dest: &str) {
     let _second = client
         .start_call_timeout(dest, vec![2u8; 1000], HANG)
         .unwrap();
-    let (ty, _, tos) = peer.recv();
+    let (ty, _, tos) = peer.recv_after_probes();
     assert_eq!((ty, tos), (PacketType::Data, DATA_TOS), "{client_bind}");
     assert!(client.stats().transport.tos_changes >= 3);
 }
