@@ -58,15 +58,6 @@ const RECV_STRIDE: usize = 1 << 16;
 /// what it received.
 const KEEP_MIN: usize = 16 << 10;
 
-/// Most idle receive buffers a socket keeps for reuse
-/// ([`homa_sys::udp::BufPool`]): a buffer handed over with a bulk datagram
-/// returns there when the application drops the last piece of it, and the
-/// receive batch takes its replacements from there before it allocates.
-/// 32 buffers (2 MiB) hold a whole 2 MB message's worth, so a stream of
-/// messages up to that size allocates no receive buffer in the steady
-/// state; beyond the bound, returned buffers are freed.
-const RECV_POOL: usize = 32;
-
 /// Largest payload of a lone packet copied after its header for a plain
 /// `sendto`; longer ones (MTUs above 4 kB) go out as a gathered `sendmsg`
 /// of header and message, without copying up to 64 kB in user space.
@@ -258,7 +249,7 @@ impl Datapath {
             ipv6,
             tx: TxPackets::new(),
             pending: None,
-            rx: RecvBatch::with_pool(config.recv_batch, BufPool::new(stride, RECV_POOL)),
+            rx: RecvBatch::with_pool(config.recv_batch, BufPool::new(stride, config.recv_pool)),
             rx_streak: 0,
             unreachable: Vec::new(),
         };
@@ -358,7 +349,7 @@ impl Datapath {
                 continue;
             };
             // A bulk datagram is handed over in its buffer (see KEEP_MIN),
-            // which returns to the pool when dropped (see RECV_POOL).
+            // which returns to the pool when dropped (`Config::recv_pool`).
             let kept = (data.len() >= KEEP_MIN).then(|| rx.take_shared(i));
             let data = match &kept {
                 Some(b) => &b[..],

@@ -96,21 +96,18 @@ fn small_round_trips__the_runtime_allocates_nothing_per_rpc() {
     assert!(per < 2.9, "{per:.2} allocations per round trip");
 }
 
-/// 1 MB requests over loopback (64 kB packets, each kept in the buffer it
-/// was received in and delivered as a chain): once the first transfers
-/// have filled the receive-buffer pool, the buffers the application drops
-/// are the ones the next datagrams are received into. What is left is one
-/// 64 KiB allocation per request: its last packet (18 kB of 1 000 000
-/// bytes) is handed over in a buffer trimmed to it, which cannot return
-/// to the pool, so the slot needs one more buffer than came back. Before
-/// the pool: one per datagram, 16 per request (512 for 32 requests).
-#[test]
-fn bulk_requests__receive_buffers_are_recycled_not_allocated() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Socket::bind_with("127.0.0.1:0", Config::default().with_server(true)).unwrap();
-    let client = Socket::bind("127.0.0.1:0").unwrap();
+/// Allocations of at least [`LARGE`] bytes while a client sends `n` 1 MB
+/// requests to a server reading them as chains (`recv_request_message`),
+/// after 8 to warm up; with the receive-buffer pool bounded at `pool`.
+/// Returns the count and the number of datagrams the requests took.
+fn bulk_large_allocations(pool: usize, n: usize) -> (u64, usize) {
+    let mut config = Config::default().with_recv_pool(pool);
+    // 64 kB packets, one per datagram, whatever the loopback's MTU.
+    config.mtu = homa_transport::Mtu::Fixed(65_535);
+    let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true)).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let dest = server.local_addr();
-    let mtu = server.offloads().mtu;
+    let mtu = server.offloads().mtu as usize;
     let len = 1_000_000;
     let request = bytes::Bytes::from(vec![0xa5_u8; len]);
     let s = server.clone();
@@ -133,18 +130,41 @@ fn bulk_requests__receive_buffers_are_recycled_not_allocated() {
         }
     };
     transfer(8);
-    let n = 32;
     let before = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
     transfer(n);
     let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed) - before;
-    println!(
-        "{large} allocations of >= {LARGE} bytes for {n} requests of {len} bytes at MTU {mtu}"
-    );
     server.close();
     serve.join().unwrap();
-    let datagrams = n * len.div_ceil(mtu as usize - 84);
+    // DATA payload per datagram: the MTU less IP, UDP and Homa headers.
+    let datagrams = n * len.div_ceil(mtu - 84);
+    println!(
+        "pool {pool}: {large} allocations of >= {LARGE} bytes for {n} requests of {len} bytes \
+         ({datagrams} datagrams at MTU {mtu})"
+    );
+    (large, datagrams)
+}
+
+/// 1 MB requests over loopback (64 kB packets, each kept in the buffer it
+/// was received in and delivered as a chain). Without a pool every
+/// datagram's slot gets a new 64 KiB buffer (16 per request: 512 for 32
+/// requests, as before the pool existed). With the default pool, once the
+/// first transfers have filled it, the buffers the application drops are
+/// the ones the next datagrams are received into. What is left is one
+/// 64 KiB allocation per request: its last packet (18 kB of 1 000 000
+/// bytes) is handed over in a buffer trimmed to it, which cannot return
+/// to the pool, so the slot needs one more buffer than came back.
+#[test]
+fn bulk_requests__receive_buffers_are_recycled_not_allocated() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 32;
+    let (without, datagrams) = bulk_large_allocations(0, n);
     assert!(
-        large <= n as u64 + 2,
-        "{large} receive-buffer allocations for {n} requests of {len} bytes ({datagrams} datagrams)"
+        without >= datagrams as u64,
+        "{without} allocations without a pool for {datagrams} datagrams"
+    );
+    let (with, _) = bulk_large_allocations(Config::default().recv_pool, n);
+    assert!(
+        with <= n as u64 + 2,
+        "{with} receive-buffer allocations with the pool for {n} requests"
     );
 }
