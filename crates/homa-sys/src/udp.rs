@@ -18,6 +18,9 @@
 //!   size, TOS byte and (if asked) destination address, into a
 //!   [`RecvBatch`] whose buffers and headers are reused (hand-written on
 //!   `libc`: the receive hot path, see `udp/mmsg.rs` for why not `nix`).
+//!   A datagram handed over in its buffer ([`RecvBatch::take_shared`])
+//!   returns it to the batch's bounded [`BufPool`] when its last `Bytes`
+//!   drops, and the batch takes its fresh buffers from that pool.
 //! * Errors: [`recv_error`] takes one entry off the error queue (ICMP
 //!   unreachable and local errors, with the destination that caused it).
 //! * Closing: [`refuse_peers`] makes a socket nobody reads any more answer
@@ -35,6 +38,9 @@ use nix::sys::socket::{
 };
 
 mod mmsg;
+mod pool;
+
+pub use pool::{BufPool, PoolStats};
 
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
@@ -380,8 +386,9 @@ pub struct RecvMeta {
 
 /// Buffers for receiving up to `n` datagrams (or GRO batches) at once,
 /// reused by every [`recv_batch`]. Each datagram has a buffer of its own,
-/// which [`RecvBatch::take`] hands over (a received datagram kept without
-/// a copy) and replaces.
+/// which [`RecvBatch::take`] / [`RecvBatch::take_shared`] hand over (a
+/// received datagram kept without a copy) and replace from the batch's
+/// [`BufPool`].
 pub struct RecvBatch {
     /// One buffer per datagram, `stride` bytes of capacity each; its
     /// length is the bytes the kernel wrote into it by the last receive.
@@ -393,6 +400,8 @@ pub struct RecvBatch {
     /// Datagrams the last call asked for.
     asked: usize,
     capacity: usize,
+    /// Where replacement buffers come from and handed-over ones return.
+    pool: BufPool,
 }
 
 impl std::fmt::Debug for RecvBatch {
@@ -406,9 +415,18 @@ impl std::fmt::Debug for RecvBatch {
 }
 
 impl RecvBatch {
-    /// `n` buffers of `stride` bytes each.
+    /// `n` buffers of `stride` bytes each, with a pool that keeps no idle
+    /// buffer (every replacement is a new allocation, every handed-over
+    /// buffer is freed when dropped).
     pub fn new(n: usize, stride: usize) -> RecvBatch {
+        RecvBatch::with_pool(n, BufPool::new(stride, 0))
+    }
+
+    /// `n` buffers of the pool's stride each; replacements come from
+    /// `pool` and handed-over buffers return to it.
+    pub fn with_pool(n: usize, pool: BufPool) -> RecvBatch {
         let n = n.max(1);
+        let stride = pool.stride();
         let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| Vec::with_capacity(stride)).collect();
         let multi = mmsg::Headers::new(&mut bufs, stride);
         RecvBatch {
@@ -418,7 +436,14 @@ impl RecvBatch {
             meta: Vec::with_capacity(n),
             asked: n,
             capacity: n,
+            pool,
         }
+    }
+
+    /// The pool replacement buffers come from.
+    #[inline]
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
     }
 
     /// True if the last [`recv_batch`] returned as many datagrams as it
@@ -454,13 +479,33 @@ impl RecvBatch {
 
     /// Takes received datagram `i` of the last [`recv_batch`] (its bytes,
     /// in the buffer they were received in) and gives the batch a fresh
-    /// buffer for that slot: one allocation of `stride` bytes, not
-    /// initialized (the kernel writes what is read).
+    /// buffer for that slot from its pool (an idle one, else one
+    /// allocation of `stride` bytes; not initialized: the kernel writes
+    /// what is read). The buffer taken does not return to the pool.
     pub fn take(&mut self, i: usize) -> Vec<u8> {
         assert!(i < self.meta.len(), "datagram {i} was not received");
-        let mut fresh = Vec::with_capacity(self.stride);
+        let mut fresh = self.pool.get();
         self.multi.set_buffer(i, &mut fresh);
         std::mem::replace(&mut self.bufs[i], fresh)
+    }
+
+    /// [`RecvBatch::take`] as `Bytes`. A datagram that fills at least
+    /// three quarters of its buffer keeps the whole buffer, which returns
+    /// to the pool when the last `Bytes` referencing it drops (so a bulk
+    /// transfer's buffers are reused, not allocated per datagram); a
+    /// shorter one is trimmed to its length (the allocator shrinks it in
+    /// place) and freed when dropped, so it pins about what it holds.
+    /// Either way a kept buffer pins at most 4/3 of its datagram.
+    pub fn take_shared(&mut self, i: usize) -> bytes::Bytes {
+        let mut buf = self.take(i);
+        if self.pool.max() > 0 && buf.len() >= self.stride - self.stride / 4 {
+            return bytes::Bytes::from_owner(pool::Pooled {
+                buf,
+                pool: self.pool.clone(),
+            });
+        }
+        buf.shrink_to_fit();
+        bytes::Bytes::from(buf)
     }
 
     /// Bytes of each datagram's buffer.
@@ -754,6 +799,41 @@ mod tests {
             assert_ne!(batch.get(0).1.as_ptr(), at, "a fresh buffer");
             assert_eq!(&first[..], &[1u8; 700][..], "untouched");
         }
+    }
+
+    /// A nearly full datagram handed over as `Bytes` keeps its buffer,
+    /// which comes back to the pool when the last `Bytes` drops and is
+    /// the next replacement; a short one is trimmed and not pooled.
+    #[test]
+    fn take_shared__full_buffers_return_to_the_pool_short_ones_are_trimmed() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let pool = BufPool::new(2048, 4);
+        let mut batch = RecvBatch::with_pool(1, pool.clone());
+        let next = |batch: &mut RecvBatch, payload: &[u8]| {
+            send(tx.as_fd(), &dest, None, None, payload).unwrap();
+            while recv_batch(rx.as_fd(), batch, 1).unwrap() == 0 {}
+        };
+        next(&mut batch, &[1; 1600]);
+        let at = batch.get(0).1.as_ptr();
+        let full = batch.take_shared(0);
+        assert_eq!((full.as_ptr(), &full[..]), (at, &[1u8; 1600][..]));
+        let piece = full.slice(10..20);
+        drop(full);
+        assert_eq!(pool.stats().idle, 0, "still referenced");
+        drop(piece);
+        assert_eq!(pool.stats().idle, 1, "back in the pool");
+        next(&mut batch, &[2; 700]);
+        let short = batch.take_shared(0);
+        assert_eq!(&short[..], &[2u8; 700][..]);
+        next(&mut batch, &[3; 1600]);
+        assert_eq!(batch.get(0).1.as_ptr(), at, "the pooled buffer was reused");
+        drop(short);
+        let s = pool.stats();
+        // One allocation (the replacement for the first take), reused
+        // once; the short datagram's buffer was freed, not returned.
+        assert_eq!((s.allocated, s.reused, s.returned, s.idle), (1, 1, 1, 0));
     }
 
     #[test]

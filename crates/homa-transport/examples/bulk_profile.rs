@@ -14,7 +14,9 @@
 //! `pacer` (0/1), `max_incoming`, `window`, `max_overcommit`,
 //! `unsched_bytes` (fixes it for every peer), `max_gso_bytes`,
 //! `max_nic_backlog_us`, `recv_batch`, `gso` (0/1), `mtu` (0: the
-//! interface's, the default; else that MTU), `busy_poll_us` (0:
+//! interface's, the default; else that MTU), `sndbuf` / `rcvbuf` (the
+//! sockets' `SO_SNDBUF` / `SO_RCVBUF` requests, bytes), `recv_pool` (idle
+//! receive buffers kept for reuse; 0: none), `busy_poll_us` (0:
 //! threads sleep until data arrives, so CPU time and instruction counts
 //! are work, not spinning). Prints Gbit/s and the CPU time
 //! per GB of each side, then per megabyte received: each side's system
@@ -55,6 +57,9 @@ fn configure(c: &mut Config, knob: &str) -> Res<()> {
             }
         }
         "busy_poll_us" => c.busy_poll = Duration::from_micros(n),
+        "sndbuf" => c.send_buffer = n as usize,
+        "rcvbuf" => c.recv_buffer = n as usize,
+        "recv_pool" => c.recv_pool = n as usize,
         _ => return Err(format!("unknown knob {k}").into()),
     }
     Ok(())
@@ -80,8 +85,10 @@ fn main() -> Res<()> {
     let (s, r) = (server.clone(), Arc::clone(&received));
     let h = std::thread::spawn(move || {
         homa_sys::process::pin_current_thread(server_cpu).expect("pin");
-        while let Ok(req) = s.recv_request() {
-            r.fetch_add(req.body.len() as u64, Ordering::Relaxed);
+        // As `homa compare`'s bulk server: the request as the buffers it
+        // arrived in, counted, not copied.
+        while let Ok(req) = s.recv_request_message() {
+            r.fetch_add(req.message.len() as u64, Ordering::Relaxed);
             if s.reply(req.peer, req.id, Bytes::from_static(b"k")).is_err() {
                 break;
             }

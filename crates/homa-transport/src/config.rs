@@ -116,6 +116,13 @@ pub struct Config {
     pub send_buffer: usize,
     /// Datagrams (or GRO batches) read per `recvmmsg`.
     pub recv_batch: usize,
+    /// Most idle receive buffers (64 KiB each) the socket keeps for reuse:
+    /// a bulk datagram's buffer, handed to the application with the
+    /// message, comes back here when the application drops the message,
+    /// and the socket receives into it again instead of allocating. What
+    /// comes back beyond this many is freed. 0 allocates every
+    /// replacement buffer.
+    pub recv_pool: usize,
     /// Accept requests on this socket. `None`: yes if it was bound to a
     /// specific port, no for an ephemeral (port 0) socket.
     pub server: Option<bool>,
@@ -190,6 +197,7 @@ impl Default for Config {
             recv_buffer: 16 << 20,
             send_buffer: 4 << 20,
             recv_batch: 16,
+            recv_pool: 32,
             server: None,
             background: Some(Duration::from_millis(2)),
             max_queued_requests: 65_536,
@@ -251,6 +259,12 @@ impl Config {
     /// Sets [`Config::recv_batch`].
     pub fn with_recv_batch(mut self, datagrams: usize) -> Config {
         self.recv_batch = datagrams;
+        self
+    }
+
+    /// Sets [`Config::recv_pool`].
+    pub fn with_recv_pool(mut self, buffers: usize) -> Config {
+        self.recv_pool = buffers;
         self
     }
 

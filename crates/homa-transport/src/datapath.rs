@@ -11,7 +11,9 @@
 //!   it at its segment size); a datagram or batch of at least `KEEP_MIN`
 //!   bytes goes in its receive buffer, taken from the batch, to the
 //!   `_shared` variants, so a bulk message is kept where the kernel wrote
-//!   it and delivered as a chain of those buffers.
+//!   it and delivered as a chain of those buffers; a full buffer returns
+//!   to the socket's bounded pool when the application drops it, and
+//!   the receive batch takes its replacements from there.
 //! * [`Datapath::flush`] drains [`homa_proto::Endpoint::poll_transmit_packets`]
 //!   into the kernel: a multi-packet transmit as one GSO send whose iovecs
 //!   alternate the packets' headers and their payloads (slices of the
@@ -33,9 +35,8 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use homa_proto::{Endpoint, Instant, TxPackets, Unreachable};
-use homa_sys::udp::{self, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
+use homa_sys::udp::{self, BufPool, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
 
 use crate::capture::Capture;
 use crate::stats::{Offloads, TransportStats};
@@ -50,9 +51,11 @@ const RECV_STRIDE: usize = 1 << 16;
 /// multi-packet message in it are then kept where the kernel put them,
 /// without the reassembly copy, and the slot gets a fresh buffer. Smaller
 /// datagrams (every short RPC) are copied as before: no allocation per
-/// packet, and no 64 KiB buffer pinned by a few bytes. A kept buffer is
-/// trimmed to its datagram (the allocator shrinks it in place), so what
-/// a message pins is about what it received.
+/// packet, and no 64 KiB buffer pinned by a few bytes. A kept buffer less
+/// than three quarters full is trimmed to its datagram (the allocator
+/// shrinks it in place); a fuller one keeps its capacity for the pool
+/// (`RecvBatch::take_shared`), so what a message pins is at most 4/3 of
+/// what it received.
 const KEEP_MIN: usize = 16 << 10;
 
 /// Largest payload of a lone packet copied after its header for a plain
@@ -246,7 +249,7 @@ impl Datapath {
             ipv6,
             tx: TxPackets::new(),
             pending: None,
-            rx: RecvBatch::new(config.recv_batch, stride),
+            rx: RecvBatch::with_pool(config.recv_batch, BufPool::new(stride, config.recv_pool)),
             rx_streak: 0,
             unreachable: Vec::new(),
         };
@@ -345,12 +348,9 @@ impl Datapath {
                 stats.bad_datagrams += 1;
                 continue;
             };
-            // A bulk datagram is handed over in its buffer (see KEEP_MIN).
-            let kept = (data.len() >= KEEP_MIN).then(|| {
-                let mut buf = rx.take(i);
-                buf.shrink_to_fit();
-                Bytes::from(buf)
-            });
+            // A bulk datagram is handed over in its buffer (see KEEP_MIN),
+            // which returns to the pool when dropped (`Config::recv_pool`).
+            let kept = (data.len() >= KEEP_MIN).then(|| rx.take_shared(i));
             let data = match &kept {
                 Some(b) => &b[..],
                 None => rx.get(i).1,

@@ -4,6 +4,8 @@
 //! remains is the protocol's delivery of each received single-packet
 //! message (one `Bytes` that returns its bytes to the receive budget when
 //! dropped: two per round trip) plus its timers' occasional work.
+//! A bulk transfer's receive buffers are recycled, not allocated per
+//! datagram.
 #![allow(non_snake_case)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -16,9 +18,19 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// Allocations (and reallocations) of at least [`LARGE`] bytes: receive
+/// buffers, not bookkeeping.
+static LARGE_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Half a 64 KiB receive buffer.
+const LARGE: usize = 32 << 10;
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if layout.size() >= LARGE {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -28,6 +40,9 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        if new_size >= LARGE && new_size > layout.size() {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -79,4 +94,77 @@ fn small_round_trips__the_runtime_allocates_nothing_per_rpc() {
     // Two are the protocol's (one per received message); one more per
     // round trip would be a per-RPC allocation, two a per-packet one.
     assert!(per < 2.9, "{per:.2} allocations per round trip");
+}
+
+/// Allocations of at least [`LARGE`] bytes while a client sends `n` 1 MB
+/// requests to a server reading them as chains (`recv_request_message`),
+/// after 8 to warm up; with the receive-buffer pool bounded at `pool`.
+/// Returns the count and the number of datagrams the requests took.
+fn bulk_large_allocations(pool: usize, n: usize) -> (u64, usize) {
+    let mut config = Config::default().with_recv_pool(pool);
+    // 64 kB packets, one per datagram, whatever the loopback's MTU.
+    config.mtu = homa_transport::Mtu::Fixed(65_535);
+    let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true)).unwrap();
+    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let dest = server.local_addr();
+    let mtu = server.offloads().mtu as usize;
+    let len = 1_000_000;
+    let request = bytes::Bytes::from(vec![0xa5_u8; len]);
+    let s = server.clone();
+    let serve = std::thread::spawn(move || {
+        while let Ok(r) = s.recv_request_message() {
+            assert_eq!(r.message.len(), len);
+            let (peer, id) = (r.peer, r.id);
+            drop(r);
+            if s.reply(peer, id, "ok").is_err() {
+                break;
+            }
+        }
+    });
+    let transfer = |n: usize| {
+        for _ in 0..n {
+            let call = client
+                .start_call_timeout(dest, request.clone(), Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(&call.wait().unwrap()[..], b"ok");
+        }
+    };
+    transfer(8);
+    let before = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
+    transfer(n);
+    let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed) - before;
+    server.close();
+    serve.join().unwrap();
+    // DATA payload per datagram: the MTU less IP, UDP and Homa headers.
+    let datagrams = n * len.div_ceil(mtu - 84);
+    println!(
+        "pool {pool}: {large} allocations of >= {LARGE} bytes for {n} requests of {len} bytes \
+         ({datagrams} datagrams at MTU {mtu})"
+    );
+    (large, datagrams)
+}
+
+/// 1 MB requests over loopback (64 kB packets, each kept in the buffer it
+/// was received in and delivered as a chain). Without a pool every
+/// datagram's slot gets a new 64 KiB buffer (16 per request: 512 for 32
+/// requests, as before the pool existed). With the default pool, once the
+/// first transfers have filled it, the buffers the application drops are
+/// the ones the next datagrams are received into. What is left is one
+/// 64 KiB allocation per request: its last packet (18 kB of 1 000 000
+/// bytes) is handed over in a buffer trimmed to it, which cannot return
+/// to the pool, so the slot needs one more buffer than came back.
+#[test]
+fn bulk_requests__receive_buffers_are_recycled_not_allocated() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 32;
+    let (without, datagrams) = bulk_large_allocations(0, n);
+    assert!(
+        without >= datagrams as u64,
+        "{without} allocations without a pool for {datagrams} datagrams"
+    );
+    let (with, _) = bulk_large_allocations(Config::default().recv_pool, n);
+    assert!(
+        with <= n as u64 + 2,
+        "{with} receive-buffer allocations with the pool for {n} requests"
+    );
 }
