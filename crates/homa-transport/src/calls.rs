@@ -44,6 +44,7 @@ pub struct RequestMessage {
 
 impl From<RequestMessage> for Request {
     /// Makes the body contiguous (a copy if it is a chain).
+    #[inline]
     fn from(r: RequestMessage) -> Request {
         Request {
             id: r.id,
