@@ -385,9 +385,12 @@ impl Datapath {
         let mut packets = 0;
         for i in 0..n {
             let (meta, data) = rx.get(i);
-            let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
-                link.stats.bad_datagrams += 1;
-                continue;
+            let src = match meta.src {
+                Some(a) if !meta.truncated => normalize(a),
+                _ => {
+                    link.stats.bad_datagrams += 1;
+                    continue;
+                }
             };
             if data.len() >= KEEP_MIN {
                 packets += deliver_kept(link, rx, ep, now, i, src);
@@ -396,7 +399,10 @@ impl Datapath {
             if let Some(c) = &mut link.capture {
                 c.received(&mut link.stats, src, meta.dst, meta.tos, data, meta.segment);
             }
-            let level = meta.tos.and_then(|t| ep.level_of_tos(t));
+            let level = match meta.tos {
+                Some(t) => ep.level_of_tos(t),
+                None => None,
+            };
             let got = match meta.segment {
                 Some(seg) if seg > 0 && seg < data.len() => {
                     // One call per GRO batch: the endpoint handles a run of
