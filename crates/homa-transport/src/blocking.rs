@@ -340,7 +340,11 @@ impl Socket {
         }
         let r = sh.take_request(&mut st);
         sh.unlock(st);
-        r.transpose()
+        match r {
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
     }
 
     fn recv_until(&self, until: Option<Instant>) -> Option<Result<Request, Error>> {

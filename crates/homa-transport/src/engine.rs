@@ -563,7 +563,11 @@ impl Shared {
     /// `Err(ClientOnly)` at once on a socket that accepts no requests.
     #[inline(always)]
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
-        self.take_request_message(st).map(|r| r.map(Request::from))
+        match self.take_request_message(st) {
+            Some(Ok(r)) => Some(Ok(Request::from(r))),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        }
     }
 
     /// [`Shared::take_request`] with the body as it was received.
