@@ -340,7 +340,11 @@ impl Socket {
         }
         let r = sh.take_request(&mut st);
         sh.unlock(st);
-        r.transpose()
+        match r {
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
     }
 
     fn recv_until(&self, until: Option<Instant>) -> Option<Result<Request, Error>> {
@@ -566,10 +570,13 @@ fn wait<T>(
             }
             st.driving.role = Role::App;
             sh.app_driving.store(true, Ordering::Release);
-            let v;
-            (v, st) = lead(sh, st, until, &mut check);
+            let (v, last);
+            (v, st, last) = lead(sh, st, until, now, &mut check);
             st.driving.role = Role::Idle;
-            sh.driver_left.store(sh.now().as_nanos(), Ordering::Release);
+            // The last turn's time: the background thread compares it
+            // with its period (milliseconds), so a read of its own would
+            // buy nothing.
+            sh.driver_left.store(last.as_nanos(), Ordering::Release);
             sh.app_driving.store(false, Ordering::Release);
             break v;
         }
@@ -614,23 +621,30 @@ fn pass_baton(st: &mut State) {
 }
 
 /// Drives the socket until `check` yields or `until` passes. The caller
-/// holds the driver role.
+/// holds the driver role and read the clock at `now`, just before: the
+/// first turn runs at that time, each later one reads the clock once.
+/// Returns the value, the lock and the time of the last turn.
 fn lead<'a, T>(
     sh: &'a Shared,
     mut st: Locked<'a>,
     until: Option<Instant>,
+    mut now: Instant,
     check: &mut impl FnMut(&Shared, &mut State) -> Option<T>,
-) -> (Option<T>, Locked<'a>) {
+) -> (Option<T>, Locked<'a>, Instant) {
     let busy = u64::try_from(sh.config.busy_poll.as_nanos()).unwrap_or(u64::MAX);
-    let mut last_input = sh.now();
+    let mut last_input = now;
+    let mut first = true;
     loop {
-        let now = sh.now();
+        if !first {
+            now = sh.now();
+        }
+        first = false;
         let got = sh.turn(&mut st, now);
         if let Some(v) = check(sh, &mut st) {
-            return (Some(v), st);
+            return (Some(v), st, now);
         }
         if until.is_some_and(|u| now >= u) {
-            return (None, st);
+            return (None, st, now);
         }
         if !matches!(got, Received::Empty) {
             last_input = now;

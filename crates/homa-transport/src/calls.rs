@@ -44,6 +44,7 @@ pub struct RequestMessage {
 
 impl From<RequestMessage> for Request {
     /// Makes the body contiguous (a copy if it is a chain).
+    #[inline]
     fn from(r: RequestMessage) -> Request {
         Request {
             id: r.id,
@@ -174,8 +175,8 @@ impl Calls {
             return false;
         }
         c.result = Some(result);
-        if c.deadline.take().is_some() {
-            self.deadlines.cancel();
+        if let Some(d) = c.deadline.take() {
+            self.deadlines.cancel(d, id);
         }
         if let Some(w) = c.waiter.take() {
             self.wake_list.push(w);
@@ -206,8 +207,8 @@ impl Calls {
     pub(crate) fn forget(&mut self, id: u64) -> bool {
         match self.calls.remove(&id) {
             Some(c) => {
-                if c.deadline.is_some() {
-                    self.deadlines.cancel();
+                if let Some(d) = c.deadline {
+                    self.deadlines.cancel(d, id);
                 }
                 c.result.is_none()
             }
@@ -361,9 +362,12 @@ impl Calls {
 
 /// Call deadlines, earliest first: a binary heap whose entries are removed
 /// lazily. An entry `(t, id)` is live while call `id` exists with deadline
-/// `t`; completing a call only decrements the live count (no heap or tree
-/// operation per call), and stale entries are dropped when they reach the
-/// top or when they outnumber live ones.
+/// `t`; completing a call decrements the live count and pops its entry
+/// only if it is the earliest (the common case of calls completing in the
+/// order they started), and stale entries are dropped when they reach the
+/// top or when they outnumber live ones. Nothing is due while the earliest
+/// entry, live or stale, is later than now, so the per-turn check costs a
+/// peek, not a call lookup.
 #[derive(Default)]
 struct Deadlines {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -376,9 +380,23 @@ impl Deadlines {
         self.live += 1;
     }
 
-    /// A call with a deadline completed or was forgotten.
-    fn cancel(&mut self) {
+    /// Call `id`, whose deadline was `at`, completed or was forgotten.
+    #[inline]
+    fn cancel(&mut self, at: Instant, id: u64) {
         self.live = self.live.saturating_sub(1);
+        if self.heap.peek() == Some(&Reverse((at, id))) {
+            self.heap.pop();
+        }
+    }
+
+    /// Drops the stale entries once they outnumber the live ones (and
+    /// there are enough of them to be worth a pass).
+    #[inline]
+    fn compact(&mut self, calls: &FxHashMap<u64, Call>) {
+        if self.heap.len() > 64 && self.heap.len() > 4 * self.live {
+            self.heap
+                .retain(|&Reverse((t, id))| Self::is_live(calls, t, id));
+        }
     }
 
     fn is_live(calls: &FxHashMap<u64, Call>, at: Instant, id: u64) -> bool {
@@ -387,10 +405,7 @@ impl Deadlines {
 
     /// The earliest live deadline (dropping stale entries on the way).
     fn first(&mut self, calls: &FxHashMap<u64, Call>) -> Option<Instant> {
-        if self.heap.len() > 64 && self.heap.len() > 4 * self.live {
-            self.heap
-                .retain(|&Reverse((t, id))| Self::is_live(calls, t, id));
-        }
+        self.compact(calls);
         while let Some(&Reverse((t, id))) = self.heap.peek() {
             if Self::is_live(calls, t, id) {
                 return Some(t);
@@ -401,7 +416,17 @@ impl Deadlines {
     }
 
     /// Takes the earliest live deadline if it is due: the call's id.
+    #[inline]
     fn pop_due(&mut self, now: Instant, calls: &FxHashMap<u64, Call>) -> Option<u64> {
+        match self.heap.peek() {
+            Some(&Reverse((t, _))) if t <= now => {}
+            _ => {
+                // The earliest entry is later than now: so is every live
+                // deadline.
+                self.compact(calls);
+                return None;
+            }
+        }
         let t = self.first(calls)?;
         if t > now {
             return None;
@@ -454,6 +479,31 @@ mod tests {
             assert_eq!(c.next_deadline(), Some(at(1)));
         }
         assert!(c.deadlines.heap.len() <= 64, "{}", c.deadlines.heap.len());
+    }
+
+    #[test]
+    fn deadlines__in_order_completions_leave_no_entry_and_stale_ones_are_bounded_by_turns() {
+        let mut c = Calls::default();
+        // Calls completing in order: each pops its own entry.
+        for id in 0..1000u64 {
+            c.start(id, dest(), Some(at(1000 + id)));
+            assert_eq!(c.pop_expired(at(0)), None);
+            c.complete(id, Ok(Bytes::new()));
+            c.take_result(id);
+            assert_eq!(c.deadlines.heap.len(), 0, "call {id}");
+        }
+        // An earlier deadline stays live: the later ones go stale under it
+        // and the per-turn check alone keeps them bounded.
+        c.start(1, dest(), Some(at(1)));
+        for id in 2..10_000u64 {
+            c.start(id, dest(), Some(at(1000 + id)));
+            c.complete(id, Ok(Bytes::new()));
+            c.take_result(id);
+            assert_eq!(c.pop_expired(at(0)), None);
+            assert!(c.deadlines.heap.len() <= 65, "{}", c.deadlines.heap.len());
+        }
+        assert_eq!(c.pop_expired(at(1)), Some(1));
+        assert_eq!(c.next_deadline(), None);
     }
 
     #[test]

@@ -63,6 +63,46 @@ const KEEP_MIN: usize = 16 << 10;
 /// of header and message, without copying up to 64 kB in user space.
 const COPY_SINGLE_MAX: usize = 4096;
 
+/// [`Datapath::deliver`] for a datagram or GRO batch of at least
+/// [`KEEP_MIN`] bytes (slot `i` of `rx`, from `src`): it is handed over in
+/// its receive buffer, trimmed to what it holds, to the endpoint's shared
+/// entry points. Returns the packets it held.
+#[cold]
+#[inline(never)]
+fn deliver_kept(
+    link: &mut Link,
+    rx: &mut RecvBatch,
+    ep: &mut Endpoint,
+    now: Instant,
+    i: usize,
+    src: SocketAddr,
+) -> usize {
+    let meta = rx.get(i).0;
+    // Handed over in its buffer, which returns to the pool when dropped
+    // (`Config::recv_pool`).
+    let b = rx.take_shared(i);
+    let stats = &mut link.stats;
+    if let Some(c) = &mut link.capture {
+        c.received(stats, src, meta.dst, meta.tos, &b, meta.segment);
+    }
+    let level = meta.tos.and_then(|t| ep.level_of_tos(t));
+    let got = match meta.segment {
+        Some(seg) if seg > 0 && seg < b.len() => {
+            stats.gro_batches += 1;
+            ep.handle_datagram_batch_shared(now, src, level, &b, seg);
+            b.len().div_ceil(seg)
+        }
+        _ => {
+            ep.handle_datagram_shared(now, src, level, &b);
+            1
+        }
+    };
+    if level.is_some() {
+        stats.packets_with_level += got as u64;
+    }
+    got
+}
+
 /// Rewrites an address the way the endpoint must see it: IPv4-mapped IPv6
 /// addresses become IPv4 ([`IpAddr::to_canonical`]), and IPv6 flow labels
 /// are dropped (they are not part of a peer's identity).
@@ -337,54 +377,54 @@ impl Datapath {
     }
 
     /// Feeds the `n` datagrams just received to the endpoint.
+    ///
+    /// A datagram shorter than [`KEEP_MIN`] (every short RPC's) is handed
+    /// to the copying entry points straight from its slot, read once; only
+    /// a longer one goes through the hand-over ([`Datapath::deliver_kept`],
+    /// out of line).
     fn deliver(&mut self, ep: &mut Endpoint, now: Instant, n: usize) -> Received {
         let Datapath { link, rx, .. } = self;
-        let stats = &mut link.stats;
-        stats.recv_calls += 1;
+        link.stats.recv_calls += 1;
         let mut packets = 0;
         for i in 0..n {
             let (meta, data) = rx.get(i);
-            let Some(src) = meta.src.map(normalize).filter(|_| !meta.truncated) else {
-                stats.bad_datagrams += 1;
+            let src = match meta.src {
+                Some(a) if !meta.truncated => normalize(a),
+                _ => {
+                    link.stats.bad_datagrams += 1;
+                    continue;
+                }
+            };
+            if data.len() >= KEEP_MIN {
+                packets += deliver_kept(link, rx, ep, now, i, src);
                 continue;
-            };
-            // A bulk datagram is handed over in its buffer (see KEEP_MIN),
-            // which returns to the pool when dropped (`Config::recv_pool`).
-            let kept = (data.len() >= KEEP_MIN).then(|| rx.take_shared(i));
-            let data = match &kept {
-                Some(b) => &b[..],
-                None => rx.get(i).1,
-            };
-            if let Some(c) = &mut link.capture {
-                c.received(stats, src, meta.dst, meta.tos, data, meta.segment);
             }
-            let level = meta.tos.and_then(|t| ep.level_of_tos(t));
-            let before = packets;
-            match (meta.segment, &kept) {
-                (Some(seg), kept) if seg > 0 && seg < data.len() => {
+            if let Some(c) = &mut link.capture {
+                c.received(&mut link.stats, src, meta.dst, meta.tos, data, meta.segment);
+            }
+            let level = match meta.tos {
+                Some(t) => ep.level_of_tos(t),
+                None => None,
+            };
+            let got = match meta.segment {
+                Some(seg) if seg > 0 && seg < data.len() => {
                     // One call per GRO batch: the endpoint handles a run of
                     // one message's packets with one lookup.
-                    stats.gro_batches += 1;
-                    match kept {
-                        Some(b) => ep.handle_datagram_batch_shared(now, src, level, b, seg),
-                        None => ep.handle_datagram_batch_at_level(now, src, level, data, seg),
-                    }
-                    packets += data.len().div_ceil(seg);
+                    link.stats.gro_batches += 1;
+                    ep.handle_datagram_batch_at_level(now, src, level, data, seg);
+                    data.len().div_ceil(seg)
                 }
-                (_, Some(b)) => {
-                    ep.handle_datagram_shared(now, src, level, b);
-                    packets += 1;
-                }
-                (_, None) => {
+                _ => {
                     ep.handle_datagram_at_level(now, src, level, data);
-                    packets += 1;
+                    1
                 }
-            }
+            };
             if level.is_some() {
-                stats.packets_with_level += (packets - before) as u64;
+                link.stats.packets_with_level += got as u64;
             }
+            packets += got;
         }
-        stats.packets_received += packets as u64;
+        link.stats.packets_received += packets as u64;
         Received::Packets(packets)
     }
 

@@ -561,13 +561,17 @@ impl Shared {
 
     /// Takes the next delivered request: `Err(Closed)` once closed,
     /// `Err(ClientOnly)` at once on a socket that accepts no requests.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
-        self.take_request_message(st).map(|r| r.map(Request::from))
+        match self.take_request_message(st) {
+            Some(Ok(r)) => Some(Ok(Request::from(r))),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        }
     }
 
     /// [`Shared::take_request`] with the body as it was received.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_request_message(
         &self,
         st: &mut State,
@@ -881,7 +885,7 @@ impl Shared {
                 Event::Response { id, data, more, .. } => {
                     // A chained response is made contiguous (one copy, as
                     // reassembly did).
-                    let data = crate::Message::from_parts(data, more).into_bytes();
+                    let data = crate::message::contiguous(data, more);
                     st.complete(id, Ok(data))
                 }
                 Event::Failed { id, error, .. } => {

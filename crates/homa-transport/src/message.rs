@@ -101,21 +101,49 @@ impl<const N: usize> IntoMessage for [u8; N] {
 /// `docs/runtime.md`, "Receiving without a copy"). Reading it piece by
 /// piece ([`Message::chunks`]) costs no copy; [`Message::into_bytes`]
 /// copies only a chain, once, into contiguous storage.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Message {
-    first: Bytes,
-    rest: Vec<Bytes>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message(Pieces);
+
+/// A message's storage. A one-piece message (every short RPC's) is a
+/// plain [`Bytes`], the same size as one (the chain's `Vec` takes the
+/// niche of `Bytes`'s vtable reference), so queueing it and turning it
+/// back into `Bytes` cost a move, not a `Vec` to check and drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pieces {
+    One(Bytes),
+    /// Two pieces or more, in order.
+    Chain(Vec<Bytes>),
+}
+
+impl Default for Message {
+    fn default() -> Message {
+        Message(Pieces::One(Bytes::new()))
+    }
 }
 
 impl Message {
     /// The message whose pieces are `first` then `rest`, in order.
+    #[inline]
     pub fn from_parts(first: Bytes, rest: Vec<Bytes>) -> Message {
-        Message { first, rest }
+        if rest.is_empty() {
+            Message(Pieces::One(first))
+        } else {
+            Message::chain(first, rest)
+        }
+    }
+
+    #[cold]
+    fn chain(first: Bytes, mut rest: Vec<Bytes>) -> Message {
+        rest.insert(0, first);
+        Message(Pieces::Chain(rest))
     }
 
     /// Bytes in the message.
     pub fn len(&self) -> usize {
-        self.first.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
+        match &self.0 {
+            Pieces::One(b) => b.len(),
+            Pieces::Chain(v) => v.iter().map(Bytes::len).sum(),
+        }
     }
 
     /// True for an empty message.
@@ -125,31 +153,64 @@ impl Message {
 
     /// True if the message is one piece ([`Message::into_bytes`] is free).
     pub fn is_contiguous(&self) -> bool {
-        self.rest.is_empty()
+        matches!(self.0, Pieces::One(_))
     }
 
     /// The pieces, in order (one for a contiguous message).
     pub fn chunks(&self) -> impl Iterator<Item = &Bytes> + '_ {
-        std::iter::once(&self.first).chain(self.rest.iter())
+        match &self.0 {
+            Pieces::One(b) => std::slice::from_ref(b).iter(),
+            Pieces::Chain(v) => v.iter(),
+        }
     }
 
     /// The message as one [`Bytes`]: the piece itself if contiguous, else
     /// a copy of the pieces into new storage.
+    #[inline]
     pub fn into_bytes(self) -> Bytes {
-        if self.rest.is_empty() {
-            return self.first;
+        match self.0 {
+            Pieces::One(b) => b,
+            Pieces::Chain(v) => concat(&v),
         }
-        let mut all = Vec::with_capacity(self.len());
-        for c in self.chunks() {
-            all.extend_from_slice(c);
-        }
-        Bytes::from(all)
     }
 }
 
+/// The pieces `first` then `rest` as one [`Bytes`]: `first` itself when
+/// `rest` is empty (no copy), else a copy of them all. The runtime's
+/// contiguous deliveries (responses, `recv_request`) take this path
+/// without building a [`Message`].
+#[inline]
+pub(crate) fn contiguous(first: Bytes, rest: Vec<Bytes>) -> Bytes {
+    if rest.is_empty() {
+        first
+    } else {
+        concat_parts(first, rest)
+    }
+}
+
+#[cold]
+fn concat_parts(first: Bytes, rest: Vec<Bytes>) -> Bytes {
+    let mut all = Vec::with_capacity(first.len() + rest.iter().map(Bytes::len).sum::<usize>());
+    all.extend_from_slice(&first);
+    for c in &rest {
+        all.extend_from_slice(c);
+    }
+    Bytes::from(all)
+}
+
+#[cold]
+fn concat(pieces: &[Bytes]) -> Bytes {
+    let mut all = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for c in pieces {
+        all.extend_from_slice(c);
+    }
+    Bytes::from(all)
+}
+
 impl From<Bytes> for Message {
+    #[inline]
     fn from(b: Bytes) -> Message {
-        Message::from_parts(b, Vec::new())
+        Message(Pieces::One(b))
     }
 }
 
@@ -257,5 +318,17 @@ mod chain_tests {
         let pieces: Vec<&[u8]> = chain.chunks().map(|c| &c[..]).collect();
         assert_eq!(pieces, [&b"ab"[..], b"c", b"de"]);
         assert_eq!(&chain.into_bytes()[..], b"abcde");
+        let one = Bytes::from_static(b"xy");
+        let m = Message::from_parts(one.clone(), Vec::new());
+        assert_eq!(m, Message::from(one.clone()));
+        assert_eq!(contiguous(one.clone(), Vec::new()).as_ptr(), one.as_ptr());
+        let c = contiguous(one, vec![Bytes::from_static(b"z")]);
+        assert_eq!(&c[..], b"xyz");
+        assert_eq!(Message::default().len(), 0);
+    }
+
+    #[test]
+    fn message__one_piece_is_the_size_of_bytes() {
+        assert_eq!(std::mem::size_of::<Message>(), std::mem::size_of::<Bytes>());
     }
 }
