@@ -383,7 +383,7 @@ mod tests {
             x ^= x << 17;
             // Few distinct ports first, then many.
             let span = if step < 20_000 { 12 } else { 200 };
-            let port = (x % span) as u16 * 331;
+            let port = ((x % span) as u16).wrapping_mul(331);
             match (x >> 32) % 3 {
                 0 => {
                     let server = x & 1 == 0;
