@@ -109,6 +109,15 @@ pub struct HostParams {
     /// held-back endpoint's timer also runs every `liveness / 4` (its
     /// heartbeat) and when a counted participant's heartbeat lapses.
     pub recheck: Duration,
+    /// The driver runs a waiter that pokes the endpoints whose wait is
+    /// over ([`Endpoint::host_wait`](crate::Endpoint::host_wait),
+    /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck)); per
+    /// endpoint, not part of the header. With a waiter, a pacer that yields
+    /// the link to another participant's shorter message sleeps until that
+    /// message leaves the table (its withdrawal pokes us) or a bounded
+    /// fallback (`docs/host-sharing.md`, "Pacer"); without one (drivers that poll, like
+    /// the simulator) it looks again each time the link drains.
+    pub waiter: bool,
 }
 
 /// Most slots a host table may have.
@@ -136,6 +145,7 @@ impl HostParams {
             candidates_per_slot: config.max_overcommit,
             liveness: Duration::from_millis(20),
             recheck: Duration::from_micros(10),
+            waiter: false,
         }
     }
 
@@ -176,7 +186,7 @@ impl HostParams {
 /// Words of the header.
 const HEADER: usize = 16;
 /// Words of a slot before its candidates.
-const SLOT_HEADER: usize = 9;
+const SLOT_HEADER: usize = 11;
 
 /// Words of a table with `slots` slots of `candidates` candidates each.
 pub const fn words_for(slots: u32, candidates: u32) -> usize {
@@ -190,10 +200,12 @@ const TOKEN_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version (3: held-back participants publish what would release
-/// them, and publishers wake only those whose need their change covers: a
-/// version-2 participant would never wake them).
-const VERSION: u64 = 3;
+/// Layout version (4: a pacer yielding to another participant's shorter
+/// message publishes it, and the withdrawal of that message wakes it: a
+/// version-3 participant would never wake it. 3: held-back participants
+/// publish what would release them, and publishers wake only those whose
+/// need their change covers).
+const VERSION: u64 = 4;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -240,6 +252,13 @@ const S_NEED_RANK: usize = 7;
 /// Wake-ups of the participant: a publisher whose change covered one of
 /// its needs consumed them (set them to 0) and incremented this.
 const S_WOKEN: usize = 8;
+/// A pacer yielding the link to a shorter paced message of another slot:
+/// its own shortest paced message, bytes left + 1 (0: not yielding). The
+/// publisher whose withdrawal (or worse message) leaves no better message
+/// than it consumes it (sets it to 0) and increments `S_TX_WOKEN`.
+const S_YIELD: usize = 9;
+/// Wake-ups of the yielding pacer (see `S_YIELD`).
+pub(crate) const S_TX_WOKEN: usize = 10;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +343,16 @@ impl fmt::Debug for Host {
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
+}
+
+/// A paced message another slot published (`S_TX`): its bytes left, its
+/// slot, and when it was published (host ns). The same entry, unchanged,
+/// means no progress of its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxEntry {
+    pub(crate) left: u32,
+    pub(crate) slot: u32,
+    pub(crate) at: u64,
 }
 
 /// One candidate of another participant, for the host-wide ranking.
@@ -502,8 +531,34 @@ impl Host {
     /// move of the generation, pokes only the endpoints whose wait is over.
     pub fn wait_over(&self, token: u64) -> bool {
         let s = (token >> TOKEN_SHIFT) as u32;
+        s < self.params.slots && self.wakes(s) & TOKEN_MASK != token & TOKEN_MASK
+    }
+
+    /// Slot `s`'s wake-ups of both kinds (grants, the yielding pacer),
+    /// summed: a wait token ([`Host::wait_over`]) is over once it moved.
+    fn wakes(&self, s: u32) -> u64 {
+        let g = self.word(s, S_WOKEN).load(Ordering::SeqCst);
+        g.wrapping_add(self.word(s, S_TX_WOKEN).load(Ordering::SeqCst))
+    }
+
+    /// True once the grant wait of `token` (a [`Host::token`]) is over.
+    fn grant_over(&self, token: u64) -> bool {
+        let s = (token >> TOKEN_SHIFT) as u32;
         s < self.params.slots
             && self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK != token & TOKEN_MASK
+    }
+
+    /// The count of word `i` of slot `s` (`S_WOKEN`, `S_TX_WOKEN`), for a
+    /// wait token.
+    pub(crate) fn count(&self, s: u32, i: usize) -> u64 {
+        self.word(s, i).load(Ordering::SeqCst) & TOKEN_MASK
+    }
+
+    /// The public wait token of slot `s` from the counts of its grant wait
+    /// and its pacer's yield (each read before the need it waits on was
+    /// published).
+    pub(crate) fn combined_token(s: u32, grant: u64, tx: u64) -> u64 {
+        (s as u64) << TOKEN_SHIFT | grant.wrapping_add(tx) & TOKEN_MASK
     }
 
     /// The changes so far that could release someone (any amount):
@@ -677,6 +732,7 @@ impl Host {
                 self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
                 self.word(s, S_TX).store(0, Ordering::Relaxed);
+                self.word(s, S_YIELD).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_BYTES).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_RANK).store(0, Ordering::SeqCst);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
@@ -724,46 +780,132 @@ impl Host {
     }
 
     /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
-    /// left + 1, 0 for none) at host time `at`.
-    pub(crate) fn publish_tx(&self, s: u32, best: u64, at: u64) {
+    /// left + 1, 0 for none; it replaces `old`, what we published before)
+    /// at host time `at`. A worse message than before (or none) wakes the
+    /// pacers that yielded to ours and now have no better message to yield
+    /// to ([`Host::yield_begin`]).
+    pub(crate) fn publish_tx(&self, s: u32, old: u64, best: u64, at: u64) {
         self.word(s, S_TX_AT).store(at, Ordering::Relaxed);
-        self.word(s, S_TX).store(best, Ordering::Release);
+        self.word(s, S_TX).store(best, Ordering::SeqCst);
+        if old != 0 && (best == 0 || best > old) {
+            self.wake_yielders(s, old, at);
+        }
     }
 
     /// Withdraws what we published with [`Host::publish_tx`] in slot `s`
     /// (`published`; 0: nothing), unless the slot now holds something else
     /// (another endpoint took it while we were stalled: its entry stays).
-    pub(crate) fn withdraw_tx(&self, s: u32, published: u64) {
-        if published != 0 {
-            let _ = self.word(s, S_TX).compare_exchange(
-                published,
-                0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+    /// Wakes the pacers that yielded to it and now have nothing better to
+    /// yield to.
+    pub(crate) fn withdraw_tx(&self, s: u32, published: u64, now_host: u64) {
+        if published != 0
+            && self
+                .word(s, S_TX)
+                .compare_exchange(published, 0, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.wake_yielders(s, published, now_host);
         }
+    }
+
+    /// Slot `me` replaced its paced message `old` (bytes left + 1) by a
+    /// worse one or none: every live slot whose pacer yielded (`S_YIELD`)
+    /// to a message no better than `old`, and that now finds no better
+    /// message in the table, is woken (its yield consumed, its
+    /// `S_TX_WOKEN` incremented, the generation moved). Returns true if
+    /// anyone was.
+    fn wake_yielders(&self, me: u32, old: u64, now_host: u64) -> bool {
+        let old = ((old - 1).min(u32::MAX as u64) as u32, me);
+        let mut woke = false;
+        for s in 0..self.params.slots {
+            if s == me {
+                continue;
+            }
+            let y = self.word(s, S_YIELD).load(Ordering::SeqCst);
+            if y == 0 || !self.slot_live(s, now_host) {
+                continue;
+            }
+            let theirs = (y - 1).min(u32::MAX as u64) as u32;
+            // Ours was better than theirs (so they may have yielded to
+            // it), and nothing (ours now included) is better any more.
+            if old < (theirs, s)
+                && self.tx_best_better(s, now_host, theirs, None).is_none()
+                && self.word(s, S_YIELD).swap(0, Ordering::SeqCst) != 0
+            {
+                self.word(s, S_TX_WOKEN).fetch_add(1, Ordering::SeqCst);
+                woke = true;
+            }
+        }
+        if woke {
+            self.bump(now_host);
+        }
+        woke
+    }
+
+    /// Slot `s`'s pacer yields to a shorter message of another slot; its
+    /// own shortest is `mine` bytes left. Publishes it (so that the
+    /// withdrawal of the better message wakes it) and returns the count of
+    /// its yield wake-ups before (for its wait token). Check again that a
+    /// better message is still there after this: a withdrawal before the
+    /// publish did not see it.
+    pub(crate) fn yield_begin(&self, s: u32, mine: u32) -> u64 {
+        let c = self.count(s, S_TX_WOKEN);
+        self.word(s, S_YIELD)
+            .store(mine as u64 + 1, Ordering::SeqCst);
+        c
+    }
+
+    /// Slot `s`'s pacer no longer yields (its shortest message was `mine`
+    /// bytes left): clears its published yield, if no publisher consumed
+    /// it first and the slot holds no one else's. True if it was there.
+    pub(crate) fn yield_end(&self, s: u32, mine: u32) -> bool {
+        self.word(s, S_YIELD)
+            .compare_exchange(mine as u64 + 1, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// True if another slot published, within `liveness`, a paced message
     /// with fewer bytes left than `mine` (ties: the lower slot).
+    #[cfg(test)]
     pub(crate) fn tx_better(&self, me: u32, now_host: u64, mine: u32) -> bool {
+        self.tx_best_better(me, now_host, mine, None).is_some()
+    }
+
+    /// The best of the messages other slots published, within `liveness`,
+    /// that are better than `mine` (ties: the lower slot), not counting the
+    /// entry `skip`; None if there is none.
+    pub(crate) fn tx_best_better(
+        &self,
+        me: u32,
+        now_host: u64,
+        mine: u32,
+        skip: Option<TxEntry>,
+    ) -> Option<TxEntry> {
         let l = self.params.liveness_ns();
         let mine = (mine, me);
-        (0..self.params.slots).any(|s| {
+        let mut best: Option<TxEntry> = None;
+        for s in 0..self.params.slots {
             if s == me {
-                return false;
+                continue;
             }
-            let v = self.word(s, S_TX).load(Ordering::Acquire);
+            let v = self.word(s, S_TX).load(Ordering::SeqCst);
             if v == 0 {
-                return false;
+                continue;
             }
             let at = self.word(s, S_TX_AT).load(Ordering::Relaxed);
             if now_host.saturating_sub(at) > l || at.saturating_sub(now_host) > l {
-                return false;
+                continue;
             }
             let left = (v - 1).min(u32::MAX as u64) as u32;
-            (left, s) < mine
-        })
+            let e = TxEntry { left, slot: s, at };
+            if (left, s) < mine
+                && skip != Some(e)
+                && best.is_none_or(|b| (left, s) < (b.left, b.slot))
+            {
+                best = Some(e);
+            }
+        }
+        best
     }
 
     /// Bumps the generation at host time `now_host` and wakes the sleeping
@@ -897,6 +1039,21 @@ pub struct HostView {
     /// Of those, the times it yielded to another participant's shorter
     /// paced message.
     pub pacer_yields: u64,
+    /// Of the re-waits, those that were the pacer's own wake-up (its timer
+    /// fired and it still could not send): wake-ups for nothing, which a
+    /// yielding pacer no longer has at every drain of the shared estimate.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_wakeups: u64,
+    /// Wake-ups of the yielding pacer by the withdrawal of the message it
+    /// yielded to ([`Endpoint::host_recheck`](crate::Endpoint::host_recheck)
+    /// found its yield over).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_pokes: u64,
+    /// Times the yielding pacer's fallback passed with the message it
+    /// yielded to unchanged (its sender stalled or died): it stopped
+    /// yielding to that message.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_stalls: u64,
 }
 
 /// An endpoint's membership in a host table.
@@ -1216,7 +1373,7 @@ impl Joined {
             .is_some_and(|t| now.saturating_duration_since(t) > p.liveness);
         lapsed
             || starving
-            || self.host.wait_over(self.token)
+            || self.host.grant_over(self.token)
             || self.host.releases() != self.seen_gen
     }
 
@@ -1352,6 +1509,9 @@ impl crate::Endpoint {
             timer_rechecks: j.timer_rechecks,
             pacer_rewaits: self.pacer.host_rewaits().0,
             pacer_yields: self.pacer.host_rewaits().1,
+            pacer_wakeups: self.pacer.host_rewaits().2,
+            pacer_pokes: self.pacer.host_rewaits().3,
+            pacer_stalls: self.pacer.host_rewaits().4,
         })
     }
 
@@ -1367,9 +1527,26 @@ impl crate::Endpoint {
     /// the endpoints whose wait is over; the endpoint's own host timer
     /// ([`HostParams::recheck`], the heartbeat, lapses and the starvation
     /// bound: it also passes again after any release) stays the fallback.
+    ///
+    /// The pacer waits the same way: while it yields the link to another
+    /// participant's shorter message, the token is also over once that
+    /// message left the table (its publisher woke us), and
+    /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) then lets
+    /// the next [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit)
+    /// send.
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
-        j.limited.then_some(j.token)
+        let tx = self.pacer.yield_count(j.slot);
+        if !j.limited && tx.is_none() {
+            return None;
+        }
+        let grant = if j.limited {
+            j.token & TOKEN_MASK
+        } else {
+            j.host.count(j.slot, S_WOKEN)
+        };
+        let tx = tx.unwrap_or_else(|| j.host.count(j.slot, S_TX_WOKEN));
+        Some(Host::combined_token(j.slot, grant, tx))
     }
 
     /// The table may have changed (the runtime saw the generation move
@@ -1386,7 +1563,10 @@ impl crate::Endpoint {
             j.event_rechecks += 1;
             self.grants.request_pass();
         }
-        due
+        // A yielding pacer whose better message left: the next transmit
+        // attempt sends (or yields again to another one).
+        let tx = self.pacer.yield_over(self.now);
+        due || tx
     }
 
     /// The host timer: heartbeat, and a pass if the table changed while the
@@ -1465,15 +1645,53 @@ mod tests {
     fn tx_better__shorter_or_equal_in_a_lower_slot_and_fresh() {
         let (_, h) = table(3);
         let now = 10_000_000;
-        h.publish_tx(0, 5001, now);
+        h.publish_tx(0, 0, 5001, now);
         assert!(h.tx_better(1, now, 5001), "equal: the lower slot wins");
         assert!(!h.tx_better(0, now, 5000), "not against ourselves");
-        h.publish_tx(2, 4001, now);
+        h.publish_tx(2, 0, 4001, now);
         assert!(h.tx_better(0, now, 5000));
         assert!(!h.tx_better(0, now, 3000));
         // Stale entries (older than liveness) do not count.
         let later = now + 21_000_000;
         assert!(!h.tx_better(1, later, 9000));
+    }
+
+    #[test]
+    fn yield__the_withdrawal_of_the_better_message_wakes_the_yielder_once() {
+        let (_, h) = table(3);
+        let now = 10_000_000;
+        for s in 0..3 {
+            h.claim(now, s as u64 + 1, s).unwrap();
+        }
+        // Slots 0 and 1 have shorter paced messages than slot 2's (9000
+        // bytes left); slot 2 yields.
+        h.publish_tx(0, 0, 3001, now);
+        h.publish_tx(1, 0, 5001, now);
+        let c = h.yield_begin(2, 9000);
+        assert!(h.tx_better(2, now, 9000));
+        let token = Host::combined_token(2, h.count(2, S_WOKEN), c);
+        // Slot 0's message gets shorter: not a release.
+        h.publish_tx(0, 3001, 2001, now);
+        assert!(!h.wait_over(token));
+        // Slot 0's leaves, but slot 1's is still better: still no wake-up.
+        h.withdraw_tx(0, 2001, now);
+        assert!(!h.wait_over(token));
+        // Slot 1's is replaced by a longer one than ours: the yield is over,
+        // once (the yield word was consumed).
+        let g = h.generation();
+        h.publish_tx(1, 5001, 20_001, now);
+        assert!(h.wait_over(token));
+        assert_eq!(h.generation(), g + 1, "the waiters' word moved");
+        assert!(!h.yield_end(2, 9000), "consumed by the publisher");
+        h.publish_tx(1, 20_001, 0, now);
+        assert_eq!(h.generation(), g + 1, "nobody yields any more");
+        // A withdrawal before the yield was published: the yielder's own
+        // check after publishing it sees no better message.
+        h.publish_tx(0, 0, 3001, now);
+        h.withdraw_tx(0, 3001, now);
+        h.yield_begin(2, 9000);
+        assert!(!h.tx_better(2, now, 9000));
+        assert!(h.yield_end(2, 9000));
     }
 
     #[test]

@@ -78,10 +78,13 @@ pub const ENV_RECHECK: &str = "HOMA_HOST_RECHECK_US";
 
 /// The host parameters of a socket with `config`: the protocol's re-check
 /// timer is only the fallback (the waiter re-checks on changes), so it
-/// runs with the heartbeat, every quarter of `liveness`.
+/// runs with the heartbeat, every quarter of `liveness`; and the waiter
+/// pokes a pacer that yields to another participant's message when that
+/// message leaves the table.
 fn params_for(config: &crate::Config) -> HostParams {
     let mut p = HostParams::from_config(&config.proto, HOST_SLOTS);
     p.recheck = p.liveness / 4;
+    p.waiter = true;
     p
 }
 
@@ -371,9 +374,11 @@ pub(crate) fn shm_table(
 ) -> Result<homa_proto::Host, String> {
     let mut t = shm_tables().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = t.get(path) {
-        // (`recheck` is the process's own: the first socket's applies.)
+        // (`recheck` and `waiter` are the process's own: the first
+        // socket's apply.)
         let same = HostParams {
             recheck: params.recheck,
+            waiter: params.waiter,
             ..h.params().clone()
         };
         if &same == params {
