@@ -50,11 +50,12 @@ pub trait HostMemory: Send + Sync + 'static {
     fn words(&self) -> &[AtomicU64];
 
     /// Wakes every thread sleeping until `generation` (the table's
-    /// generation word, one of [`HostMemory::words`]) changes: a runtime
-    /// whose waiters sleep on it (a futex) implements this with the system
-    /// call. Called only when the table's waiter count and lease say that
-    /// someone sleeps ([`Host::wait_begin`]). The default does nothing
-    /// (drivers that poll, simulators).
+    /// generation word, or a slot's wake word: one of
+    /// [`HostMemory::words`]) changes: a runtime whose waiters sleep on it
+    /// (a futex) implements this with the system call. Called only when
+    /// the table's waiter count and lease ([`Host::wait_begin`]), or the
+    /// slot's sleep mark ([`Host::slot_sleep_begin`]), say that someone
+    /// sleeps. The default does nothing (drivers that poll, simulators).
     fn wake(&self, generation: &AtomicU64) {
         let _ = generation;
     }
@@ -193,10 +194,9 @@ pub const fn words_for(slots: u32, candidates: u32) -> usize {
     HEADER + slots as usize * (SLOT_HEADER + candidates as usize)
 }
 
-/// A wait token ([`Host::wait_over`]): the slot in the top bits, the
-/// slot's wake count below.
+/// A wait token ([`Host::wait_over`]): the slot in the top bits, the low
+/// 32 bits of the slot's wake word below.
 const TOKEN_SHIFT: u32 = 48;
-const TOKEN_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
@@ -250,15 +250,24 @@ const S_NEED_BYTES: usize = 6;
 /// a publisher's top releases it.
 const S_NEED_RANK: usize = 7;
 /// Wake-ups of the participant: a publisher whose change covered one of
-/// its needs consumed them (set them to 0) and incremented this.
+/// its needs consumed them (set them to 0) and counted a grant wake-up;
+/// one whose withdrawal released its yielding pacer consumed `S_YIELD`
+/// and counted a yield wake-up. Low 32 bits: every wake-up (what a wait
+/// token compares, and the futex value a waiter sleeping on this slot
+/// waits on); high 32 bits: the grant wake-ups alone.
 const S_WOKEN: usize = 8;
 /// A pacer yielding the link to a shorter paced message of another slot:
 /// its own shortest paced message, bytes left + 1 (0: not yielding). The
 /// publisher whose withdrawal (or worse message) leaves no better message
-/// than it consumes it (sets it to 0) and increments `S_TX_WOKEN`.
+/// than it consumes it (sets it to 0) and counts a yield wake-up.
 const S_YIELD: usize = 9;
-/// Wake-ups of the yielding pacer (see `S_YIELD`).
-pub(crate) const S_TX_WOKEN: usize = 10;
+/// Host ns until which a runtime's waiter sleeps on this slot's `S_WOKEN`
+/// (0: none): a publisher that counts a wake-up of the slot then wakes it
+/// (the system call only then).
+const S_SLEEP: usize = 10;
+/// `S_WOKEN` increments: a grant wake-up, a yield wake-up.
+const GRANT_WAKE: u64 = 1 | 1 << 32;
+const YIELD_WAKE: u64 = 1;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,34 +540,94 @@ impl Host {
     /// move of the generation, pokes only the endpoints whose wait is over.
     pub fn wait_over(&self, token: u64) -> bool {
         let s = (token >> TOKEN_SHIFT) as u32;
-        s < self.params.slots && self.wakes(s) & TOKEN_MASK != token & TOKEN_MASK
+        s < self.params.slots && self.woken(s) as u32 != token as u32
     }
 
-    /// Slot `s`'s wake-ups of both kinds (grants, the yielding pacer),
-    /// summed: a wait token ([`Host::wait_over`]) is over once it moved.
-    fn wakes(&self, s: u32) -> u64 {
-        let g = self.word(s, S_WOKEN).load(Ordering::SeqCst);
-        g.wrapping_add(self.word(s, S_TX_WOKEN).load(Ordering::SeqCst))
-    }
-
-    /// True once the grant wait of `token` (a [`Host::token`]) is over.
-    fn grant_over(&self, token: u64) -> bool {
+    /// A runtime's waiter that waits for `token` alone (its process has no
+    /// other held-back endpoint on this table) sleeps on the slot's own
+    /// word instead of the generation, so that the wake-ups of the other
+    /// participants do not wake it: marks the slot as slept on until
+    /// `now_host + for_ns` and returns the word and the value to sleep on
+    /// (sleep only while its low 32 bits hold it, then call
+    /// [`Host::slot_sleep_end`]); `None` if the wait is already over (or
+    /// the token names no slot). A publisher that counts a wake-up of the
+    /// slot reads the mark after its count (both sequentially consistent):
+    /// either it sees the mark and wakes the sleeper, or the sleeper sees
+    /// the count.
+    pub fn slot_sleep_begin(
+        &self,
+        token: u64,
+        now_host: u64,
+        for_ns: u64,
+    ) -> Option<(&AtomicU64, u64)> {
         let s = (token >> TOKEN_SHIFT) as u32;
-        s < self.params.slots
-            && self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK != token & TOKEN_MASK
+        if s >= self.params.slots {
+            return None;
+        }
+        self.word(s, S_SLEEP)
+            .store(now_host.saturating_add(for_ns).max(1), Ordering::SeqCst);
+        let v = self.word(s, S_WOKEN).load(Ordering::SeqCst);
+        if v as u32 != token as u32 {
+            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+            return None;
+        }
+        Some((self.word(s, S_WOKEN), v))
     }
 
-    /// The count of word `i` of slot `s` (`S_WOKEN`, `S_TX_WOKEN`), for a
-    /// wait token.
-    pub(crate) fn count(&self, s: u32, i: usize) -> u64 {
-        self.word(s, i).load(Ordering::SeqCst) & TOKEN_MASK
+    /// The waiter of [`Host::slot_sleep_begin`]`(token, ..)` woke up.
+    pub fn slot_sleep_end(&self, token: u64) {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        if s < self.params.slots {
+            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+        }
     }
 
-    /// The public wait token of slot `s` from the counts of its grant wait
-    /// and its pacer's yield (each read before the need it waits on was
-    /// published).
-    pub(crate) fn combined_token(s: u32, grant: u64, tx: u64) -> u64 {
-        (s as u64) << TOKEN_SHIFT | grant.wrapping_add(tx) & TOKEN_MASK
+    /// Ends the wait of `token` for no reason of the table's (a runtime
+    /// whose waiter sleeps on that slot must wake up to look at another
+    /// endpoint): counts a wake-up of the slot (its endpoint sees its wait
+    /// over, re-checks and finds nothing: harmless) and wakes the sleeper.
+    pub fn slot_kick(&self, token: u64, now_host: u64) {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        if s < self.params.slots {
+            self.word(s, S_WOKEN)
+                .fetch_add(YIELD_WAKE, Ordering::SeqCst);
+            self.wake_sleeper(s, now_host);
+        }
+    }
+
+    /// Wakes the waiter sleeping on slot `s`'s word, if one is marked.
+    fn wake_sleeper(&self, s: u32, now_host: u64) {
+        if self.word(s, S_SLEEP).load(Ordering::SeqCst) >= now_host.max(1) {
+            self.mem.wake(self.word(s, S_WOKEN));
+        }
+    }
+
+    /// True once the grant wait that began with slot `s`'s wake word at
+    /// `snapshot` ([`Host::woken`]) is over.
+    fn grant_over(&self, s: u32, snapshot: u64) -> bool {
+        s < self.params.slots && self.woken(s) >> 32 != snapshot >> 32
+    }
+
+    /// Slot `s`'s wake word (`S_WOKEN`) now.
+    pub(crate) fn woken(&self, s: u32) -> u64 {
+        self.word(s, S_WOKEN).load(Ordering::SeqCst)
+    }
+
+    /// The public wait token of slot `s` from the wake word's snapshots
+    /// taken before the needs it waits on were published (the older one
+    /// counts: a wake-up after it ends the wait).
+    pub(crate) fn wait_token(s: u32, a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        let t = match (a, b) {
+            (Some(a), Some(b)) => {
+                if (b as u32).wrapping_sub(a as u32) as i32 >= 0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            (a, b) => a.or(b)?,
+        };
+        Some((s as u64) << TOKEN_SHIFT | t & 0xFFFF_FFFF)
     }
 
     /// The changes so far that could release someone (any amount):
@@ -567,20 +636,18 @@ impl Host {
         self.w()[H_RELEASES].load(Ordering::SeqCst)
     }
 
-    /// The wait token of slot `s` now: its slot and wake count.
-    fn token(&self, s: u32) -> u64 {
-        (s as u64) << TOKEN_SHIFT | self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK
-    }
-
-    /// Consumes slot `s`'s published needs and counts a wake-up for it;
-    /// false if another publisher consumed them first (or it had none).
-    fn wake_slot(&self, s: u32) -> bool {
+    /// Consumes slot `s`'s published needs and counts a grant wake-up for
+    /// it (waking a waiter that sleeps on the slot); false if another
+    /// publisher consumed them first (or it had none).
+    fn wake_slot(&self, s: u32, now_host: u64) -> bool {
         let b = self.word(s, S_NEED_BYTES).swap(0, Ordering::SeqCst);
         let r = self.word(s, S_NEED_RANK).swap(0, Ordering::SeqCst);
         if b == 0 && r == 0 {
             return false;
         }
-        self.word(s, S_WOKEN).fetch_add(1, Ordering::SeqCst);
+        self.word(s, S_WOKEN)
+            .fetch_add(GRANT_WAKE, Ordering::SeqCst);
+        self.wake_sleeper(s, now_host);
         true
     }
 
@@ -635,7 +702,7 @@ impl Host {
                     };
                     better(old) > better(new)
                 });
-            if (by_budget || by_rank) && self.wake_slot(s) {
+            if (by_budget || by_rank) && self.wake_slot(s, now_host) {
                 woke = true;
             }
         }
@@ -733,6 +800,7 @@ impl Host {
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
                 self.word(s, S_TX).store(0, Ordering::Relaxed);
                 self.word(s, S_YIELD).store(0, Ordering::SeqCst);
+                self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_BYTES).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_RANK).store(0, Ordering::SeqCst);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
@@ -772,7 +840,7 @@ impl Host {
             self.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
             for o in 0..self.params.slots {
                 if o != s && self.slot_live(o, now_host) {
-                    self.wake_slot(o);
+                    self.wake_slot(o, now_host);
                 }
             }
             self.bump(now_host);
@@ -812,7 +880,7 @@ impl Host {
     /// worse one or none: every live slot whose pacer yielded (`S_YIELD`)
     /// to a message no better than `old`, and that now finds no better
     /// message in the table, is woken (its yield consumed, its
-    /// `S_TX_WOKEN` incremented, the generation moved). Returns true if
+    /// yield wake-up counted, the generation moved). Returns true if
     /// anyone was.
     fn wake_yielders(&self, me: u32, old: u64, now_host: u64) -> bool {
         let old = ((old - 1).min(u32::MAX as u64) as u32, me);
@@ -832,7 +900,9 @@ impl Host {
                 && self.tx_best_better(s, now_host, theirs, None).is_none()
                 && self.word(s, S_YIELD).swap(0, Ordering::SeqCst) != 0
             {
-                self.word(s, S_TX_WOKEN).fetch_add(1, Ordering::SeqCst);
+                self.word(s, S_WOKEN)
+                    .fetch_add(YIELD_WAKE, Ordering::SeqCst);
+                self.wake_sleeper(s, now_host);
                 woke = true;
             }
         }
@@ -849,7 +919,7 @@ impl Host {
     /// better message is still there after this: a withdrawal before the
     /// publish did not see it.
     pub(crate) fn yield_begin(&self, s: u32, mine: u32) -> u64 {
-        let c = self.count(s, S_TX_WOKEN);
+        let c = self.woken(s);
         self.word(s, S_YIELD)
             .store(mine as u64 + 1, Ordering::SeqCst);
         c
@@ -1067,7 +1137,8 @@ pub(crate) struct Joined {
     pub(crate) beat: u64,
     /// The release count ([`Host::releases`]) at our last pass.
     pub(crate) seen_gen: u64,
-    /// What we wait for while held back ([`Host::wait_over`]).
+    /// Our wake word when we last published our needs: our grant wait is
+    /// over once its grant count moved.
     pub(crate) token: u64,
     /// Our best message cut from the host's top in this pass: its index
     /// among our active messages and its bytes left.
@@ -1101,7 +1172,7 @@ impl Joined {
     /// published nothing yet.
     fn new(host: Host, slot: u32, owner: u64, offset: u64, beat: u64) -> Joined {
         let seen_gen = host.releases();
-        let token = host.token(slot);
+        let token = host.woken(slot);
         Joined {
             host,
             slot,
@@ -1278,7 +1349,7 @@ impl Joined {
             self.published_incoming = incoming;
             core::mem::swap(&mut self.last_best, &mut self.published_best);
         }
-        self.token = self.host.token(self.slot);
+        self.token = self.host.woken(self.slot);
         if ours && limited {
             let rank = self.cut_at.map_or(0, |(_, r)| r as u64 + 1);
             self.needs = (need_bytes, rank);
@@ -1288,7 +1359,7 @@ impl Joined {
             // and wake ourselves if the table already covers them (every
             // step is sequentially consistent: either the publisher saw
             // our needs or we see its change).
-            if self.covered(h, incoming) && self.host.wake_slot(self.slot) {
+            if self.covered(h, incoming) && self.host.wake_slot(self.slot, h) {
                 self.needs = (0, 0);
             }
         } else if ours && self.needs != (0, 0) {
@@ -1373,7 +1444,7 @@ impl Joined {
             .is_some_and(|t| now.saturating_duration_since(t) > p.liveness);
         lapsed
             || starving
-            || self.host.grant_over(self.token)
+            || self.host.grant_over(self.slot, self.token)
             || self.host.releases() != self.seen_gen
     }
 
@@ -1536,17 +1607,8 @@ impl crate::Endpoint {
     /// send.
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
-        let tx = self.pacer.yield_count(j.slot);
-        if !j.limited && tx.is_none() {
-            return None;
-        }
-        let grant = if j.limited {
-            j.token & TOKEN_MASK
-        } else {
-            j.host.count(j.slot, S_WOKEN)
-        };
-        let tx = tx.unwrap_or_else(|| j.host.count(j.slot, S_TX_WOKEN));
-        Some(Host::combined_token(j.slot, grant, tx))
+        let grant = j.limited.then_some(j.token);
+        Host::wait_token(j.slot, grant, self.pacer.yield_count(j.slot))
     }
 
     /// The table may have changed (the runtime saw the generation move
@@ -1669,7 +1731,7 @@ mod tests {
         h.publish_tx(1, 0, 5001, now);
         let c = h.yield_begin(2, 9000);
         assert!(h.tx_better(2, now, 9000));
-        let token = Host::combined_token(2, h.count(2, S_WOKEN), c);
+        let token = Host::wait_token(2, Some(c), None).unwrap();
         // Slot 0's message gets shorter: not a release.
         h.publish_tx(0, 3001, 2001, now);
         assert!(!h.wait_over(token));
@@ -1799,6 +1861,39 @@ mod tests {
     }
 
     #[test]
+    fn slot_sleep__only_a_wake_up_of_that_slot_wakes_its_sleeper() {
+        let p = HostParams::from_config(&Config::default(), 2);
+        let mem = Arc::new(Counting::default());
+        let h = Host::init(mem.clone(), &p).unwrap();
+        let now = 1_000_000;
+        let (a, _) = h.claim(now, 1, 0).unwrap();
+        let (b, _) = h.claim(now, 2, 1).unwrap();
+        // Slot a yields to slot b's shorter message.
+        h.publish_tx(b, 0, 101, now);
+        let ca = h.yield_begin(a, 5_000);
+        let token = Host::wait_token(a, Some(ca), None).unwrap();
+        let (word, v) = h.slot_sleep_begin(token, now, 1_000_000).unwrap();
+        assert!(core::ptr::eq(word, h.word(a, S_WOKEN)));
+        assert_eq!(v, ca);
+        // A grant wake-up of slot b (its need covered) is not ours: no
+        // system call for our sleeper.
+        h.publish_needs(b, 1, 0);
+        assert!(h.wake_slot(b, now));
+        assert_eq!(mem.1.load(Ordering::Relaxed), 0);
+        // b's message leaves: our yield is over, and our sleeper is woken
+        // (once: the mark, not a generation sleeper).
+        h.withdraw_tx(b, 101, now);
+        assert!(h.wait_over(token));
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        h.slot_sleep_end(token);
+        // Not sleeping any more: a kick counts, but makes no call.
+        h.slot_kick(token, now);
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        // A wait already over is refused (nothing to sleep on).
+        assert!(h.slot_sleep_begin(token, now, 1_000_000).is_none());
+    }
+
+    #[test]
     fn finish__counts_a_release_only_for_changes_that_can_release_someone() {
         let p = HostParams::from_config(&Config::default(), 2);
         let mem = Arc::new(Counting::default());
@@ -1893,6 +1988,11 @@ mod tests {
         })
     }
 
+    /// `j`'s grant wait token.
+    fn wait(j: &Joined) -> u64 {
+        Host::wait_token(j.slot, Some(j.token), None).unwrap()
+    }
+
     /// One pass of `j` at 1 ms publishing `incoming` and `best`.
     fn pass(j: &mut Joined, incoming: i64, best: &[u32], limited: bool, need: u64) {
         j.gen_before = j.host.releases();
@@ -1909,7 +2009,7 @@ mod tests {
         // P needs 50 kB of free budget, R 20 kB; 10 kB are free.
         pass(&mut p, 0, &[], true, 50_000);
         pass(&mut r, 0, &[], true, 20_000);
-        let (tp, tr) = (p.token, r.token);
+        let (tp, tr) = (wait(&p), wait(&r));
         assert!(!h.wait_over(tp) && !h.wait_over(tr));
         let g = h.generation();
         // 15 kB free: smaller than every need, nobody is woken.
@@ -1952,7 +2052,7 @@ mod tests {
         assert_eq!(h.generation(), g);
         pass(&mut p, 0, &[], true, 50_000);
         assert!(
-            h.wait_over(p.token),
+            h.wait_over(wait(&p)),
             "P sleeps on a need the table already covers"
         );
         assert!(p.recheck_due(Instant::from_nanos(1_000_000)));
@@ -1967,17 +2067,17 @@ mod tests {
         // P's best message (5 000 bytes left) ranks below Q's eight.
         p.cut_at = Some((0, 5_000));
         pass(&mut p, 0, &[5_000], true, 0);
-        assert!(!h.wait_over(p.token));
+        assert!(!h.wait_over(wait(&p)));
         let g = h.generation();
         // Q's last candidate got worse but still ranks above P's: no wake.
         let mut worse = top.clone();
         worse[7] = 900;
         pass(&mut q, 0, &worse, false, 0);
         assert_eq!(h.generation(), g);
-        assert!(!h.wait_over(p.token));
+        assert!(!h.wait_over(wait(&p)));
         // One of Q's candidates left: P's message enters the top.
         pass(&mut q, 0, &worse[..7], false, 0);
-        assert!(h.wait_over(p.token));
+        assert!(h.wait_over(wait(&p)));
         assert_eq!(h.generation(), g + 1);
     }
 

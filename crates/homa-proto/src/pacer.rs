@@ -402,7 +402,7 @@ impl Pacer {
             return false;
         };
         let hn = now.as_nanos().wrapping_add(h.offset);
-        let over = h.host.count(h.slot, crate::host::S_TX_WOKEN) != y.count
+        let over = h.host.woken(h.slot) as u32 != y.count as u32
             || h.host.tx_best_better(h.slot, hn, y.mine, h.skip).is_none();
         if over {
             if let Some(h) = self.host.as_mut() {
