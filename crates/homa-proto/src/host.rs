@@ -50,11 +50,12 @@ pub trait HostMemory: Send + Sync + 'static {
     fn words(&self) -> &[AtomicU64];
 
     /// Wakes every thread sleeping until `generation` (the table's
-    /// generation word, one of [`HostMemory::words`]) changes: a runtime
-    /// whose waiters sleep on it (a futex) implements this with the system
-    /// call. Called only when the table's waiter count and lease say that
-    /// someone sleeps ([`Host::wait_begin`]). The default does nothing
-    /// (drivers that poll, simulators).
+    /// generation word, or a slot's wake word: one of
+    /// [`HostMemory::words`]) changes: a runtime whose waiters sleep on it
+    /// (a futex) implements this with the system call. Called only when
+    /// the table's waiter count and lease ([`Host::wait_begin`]), or the
+    /// slot's sleep mark ([`Host::slot_sleep_begin`]), say that someone
+    /// sleeps. The default does nothing (drivers that poll, simulators).
     fn wake(&self, generation: &AtomicU64) {
         let _ = generation;
     }
@@ -109,6 +110,15 @@ pub struct HostParams {
     /// held-back endpoint's timer also runs every `liveness / 4` (its
     /// heartbeat) and when a counted participant's heartbeat lapses.
     pub recheck: Duration,
+    /// The driver runs a waiter that pokes the endpoints whose wait is
+    /// over ([`Endpoint::host_wait`](crate::Endpoint::host_wait),
+    /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck)); per
+    /// endpoint, not part of the header. With a waiter, a pacer that yields
+    /// the link to another participant's shorter message sleeps until that
+    /// message leaves the table (its withdrawal pokes us) or a bounded
+    /// fallback (`docs/host-sharing.md`, "Pacer"); without one (drivers that poll, like
+    /// the simulator) it looks again each time the link drains.
+    pub waiter: bool,
 }
 
 /// Most slots a host table may have.
@@ -136,6 +146,7 @@ impl HostParams {
             candidates_per_slot: config.max_overcommit,
             liveness: Duration::from_millis(20),
             recheck: Duration::from_micros(10),
+            waiter: false,
         }
     }
 
@@ -176,24 +187,25 @@ impl HostParams {
 /// Words of the header.
 const HEADER: usize = 16;
 /// Words of a slot before its candidates.
-const SLOT_HEADER: usize = 9;
+const SLOT_HEADER: usize = 11;
 
 /// Words of a table with `slots` slots of `candidates` candidates each.
 pub const fn words_for(slots: u32, candidates: u32) -> usize {
     HEADER + slots as usize * (SLOT_HEADER + candidates as usize)
 }
 
-/// A wait token ([`Host::wait_over`]): the slot in the top bits, the
-/// slot's wake count below.
+/// A wait token ([`Host::wait_over`]): the slot in the top bits, the low
+/// 32 bits of the slot's wake word below.
 const TOKEN_SHIFT: u32 = 48;
-const TOKEN_MASK: u64 = (1 << TOKEN_SHIFT) - 1;
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version (3: held-back participants publish what would release
-/// them, and publishers wake only those whose need their change covers: a
-/// version-2 participant would never wake them).
-const VERSION: u64 = 3;
+/// Layout version (4: a pacer yielding to another participant's shorter
+/// message publishes it, and the withdrawal of that message wakes it: a
+/// version-3 participant would never wake it. 3: held-back participants
+/// publish what would release them, and publishers wake only those whose
+/// need their change covers).
+const VERSION: u64 = 4;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -238,8 +250,24 @@ const S_NEED_BYTES: usize = 6;
 /// a publisher's top releases it.
 const S_NEED_RANK: usize = 7;
 /// Wake-ups of the participant: a publisher whose change covered one of
-/// its needs consumed them (set them to 0) and incremented this.
+/// its needs consumed them (set them to 0) and counted a grant wake-up;
+/// one whose withdrawal released its yielding pacer consumed `S_YIELD`
+/// and counted a yield wake-up. Low 32 bits: every wake-up (what a wait
+/// token compares, and the futex value a waiter sleeping on this slot
+/// waits on); high 32 bits: the grant wake-ups alone.
 const S_WOKEN: usize = 8;
+/// A pacer yielding the link to a shorter paced message of another slot:
+/// its own shortest paced message, bytes left + 1 (0: not yielding). The
+/// publisher whose withdrawal (or worse message) leaves no better message
+/// than it consumes it (sets it to 0) and counts a yield wake-up.
+const S_YIELD: usize = 9;
+/// Host ns until which a runtime's waiter sleeps on this slot's `S_WOKEN`
+/// (0: none): a publisher that counts a wake-up of the slot then wakes it
+/// (the system call only then).
+const S_SLEEP: usize = 10;
+/// `S_WOKEN` increments: a grant wake-up, a yield wake-up.
+const GRANT_WAKE: u64 = 1 | 1 << 32;
+const YIELD_WAKE: u64 = 1;
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +352,16 @@ impl fmt::Debug for Host {
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
+}
+
+/// A paced message another slot published (`S_TX`): its bytes left, its
+/// slot, and when it was published (host ns). The same entry, unchanged,
+/// means no progress of its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxEntry {
+    pub(crate) left: u32,
+    pub(crate) slot: u32,
+    pub(crate) at: u64,
 }
 
 /// One candidate of another participant, for the host-wide ranking.
@@ -502,8 +540,94 @@ impl Host {
     /// move of the generation, pokes only the endpoints whose wait is over.
     pub fn wait_over(&self, token: u64) -> bool {
         let s = (token >> TOKEN_SHIFT) as u32;
-        s < self.params.slots
-            && self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK != token & TOKEN_MASK
+        s < self.params.slots && self.woken(s) as u32 != token as u32
+    }
+
+    /// A runtime's waiter that waits for `token` alone (its process has no
+    /// other held-back endpoint on this table) sleeps on the slot's own
+    /// word instead of the generation, so that the wake-ups of the other
+    /// participants do not wake it: marks the slot as slept on until
+    /// `now_host + for_ns` and returns the word and the value to sleep on
+    /// (sleep only while its low 32 bits hold it, then call
+    /// [`Host::slot_sleep_end`]); `None` if the wait is already over (or
+    /// the token names no slot). A publisher that counts a wake-up of the
+    /// slot reads the mark after its count (both sequentially consistent):
+    /// either it sees the mark and wakes the sleeper, or the sleeper sees
+    /// the count.
+    pub fn slot_sleep_begin(
+        &self,
+        token: u64,
+        now_host: u64,
+        for_ns: u64,
+    ) -> Option<(&AtomicU64, u64)> {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        if s >= self.params.slots {
+            return None;
+        }
+        self.word(s, S_SLEEP)
+            .store(now_host.saturating_add(for_ns).max(1), Ordering::SeqCst);
+        let v = self.word(s, S_WOKEN).load(Ordering::SeqCst);
+        if v as u32 != token as u32 {
+            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+            return None;
+        }
+        Some((self.word(s, S_WOKEN), v))
+    }
+
+    /// The waiter of [`Host::slot_sleep_begin`]`(token, ..)` woke up.
+    pub fn slot_sleep_end(&self, token: u64) {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        if s < self.params.slots {
+            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Ends the wait of `token` for no reason of the table's (a runtime
+    /// whose waiter sleeps on that slot must wake up to look at another
+    /// endpoint): counts a wake-up of the slot (its endpoint sees its wait
+    /// over, re-checks and finds nothing: harmless) and wakes the sleeper.
+    pub fn slot_kick(&self, token: u64, now_host: u64) {
+        let s = (token >> TOKEN_SHIFT) as u32;
+        if s < self.params.slots {
+            self.word(s, S_WOKEN)
+                .fetch_add(YIELD_WAKE, Ordering::SeqCst);
+            self.wake_sleeper(s, now_host);
+        }
+    }
+
+    /// Wakes the waiter sleeping on slot `s`'s word, if one is marked.
+    fn wake_sleeper(&self, s: u32, now_host: u64) {
+        if self.word(s, S_SLEEP).load(Ordering::SeqCst) >= now_host.max(1) {
+            self.mem.wake(self.word(s, S_WOKEN));
+        }
+    }
+
+    /// True once the grant wait that began with slot `s`'s wake word at
+    /// `snapshot` ([`Host::woken`]) is over.
+    fn grant_over(&self, s: u32, snapshot: u64) -> bool {
+        s < self.params.slots && self.woken(s) >> 32 != snapshot >> 32
+    }
+
+    /// Slot `s`'s wake word (`S_WOKEN`) now.
+    pub(crate) fn woken(&self, s: u32) -> u64 {
+        self.word(s, S_WOKEN).load(Ordering::SeqCst)
+    }
+
+    /// The public wait token of slot `s` from the wake word's snapshots
+    /// taken before the needs it waits on were published (the older one
+    /// counts: a wake-up after it ends the wait).
+    pub(crate) fn wait_token(s: u32, a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        let t = match (a, b) {
+            (Some(a), Some(b)) => {
+                if (b as u32).wrapping_sub(a as u32) as i32 >= 0 {
+                    a
+                } else {
+                    b
+                }
+            }
+            (a, b) => a.or(b)?,
+        };
+        Some((s as u64) << TOKEN_SHIFT | t & 0xFFFF_FFFF)
     }
 
     /// The changes so far that could release someone (any amount):
@@ -512,20 +636,18 @@ impl Host {
         self.w()[H_RELEASES].load(Ordering::SeqCst)
     }
 
-    /// The wait token of slot `s` now: its slot and wake count.
-    fn token(&self, s: u32) -> u64 {
-        (s as u64) << TOKEN_SHIFT | self.word(s, S_WOKEN).load(Ordering::SeqCst) & TOKEN_MASK
-    }
-
-    /// Consumes slot `s`'s published needs and counts a wake-up for it;
-    /// false if another publisher consumed them first (or it had none).
-    fn wake_slot(&self, s: u32) -> bool {
+    /// Consumes slot `s`'s published needs and counts a grant wake-up for
+    /// it (waking a waiter that sleeps on the slot); false if another
+    /// publisher consumed them first (or it had none).
+    fn wake_slot(&self, s: u32, now_host: u64) -> bool {
         let b = self.word(s, S_NEED_BYTES).swap(0, Ordering::SeqCst);
         let r = self.word(s, S_NEED_RANK).swap(0, Ordering::SeqCst);
         if b == 0 && r == 0 {
             return false;
         }
-        self.word(s, S_WOKEN).fetch_add(1, Ordering::SeqCst);
+        self.word(s, S_WOKEN)
+            .fetch_add(GRANT_WAKE, Ordering::SeqCst);
+        self.wake_sleeper(s, now_host);
         true
     }
 
@@ -580,7 +702,7 @@ impl Host {
                     };
                     better(old) > better(new)
                 });
-            if (by_budget || by_rank) && self.wake_slot(s) {
+            if (by_budget || by_rank) && self.wake_slot(s, now_host) {
                 woke = true;
             }
         }
@@ -677,6 +799,8 @@ impl Host {
                 self.word(s, S_OWNER).store(owner, Ordering::Relaxed);
                 self.word(s, S_INCOMING).store(0, Ordering::Relaxed);
                 self.word(s, S_TX).store(0, Ordering::Relaxed);
+                self.word(s, S_YIELD).store(0, Ordering::SeqCst);
+                self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_BYTES).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_RANK).store(0, Ordering::SeqCst);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
@@ -716,7 +840,7 @@ impl Host {
             self.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
             for o in 0..self.params.slots {
                 if o != s && self.slot_live(o, now_host) {
-                    self.wake_slot(o);
+                    self.wake_slot(o, now_host);
                 }
             }
             self.bump(now_host);
@@ -724,46 +848,134 @@ impl Host {
     }
 
     /// Publishes slot `s`'s shortest paced outgoing message (`best`: bytes
-    /// left + 1, 0 for none) at host time `at`.
-    pub(crate) fn publish_tx(&self, s: u32, best: u64, at: u64) {
+    /// left + 1, 0 for none; it replaces `old`, what we published before)
+    /// at host time `at`. A worse message than before (or none) wakes the
+    /// pacers that yielded to ours and now have no better message to yield
+    /// to ([`Host::yield_begin`]).
+    pub(crate) fn publish_tx(&self, s: u32, old: u64, best: u64, at: u64) {
         self.word(s, S_TX_AT).store(at, Ordering::Relaxed);
-        self.word(s, S_TX).store(best, Ordering::Release);
+        self.word(s, S_TX).store(best, Ordering::SeqCst);
+        if old != 0 && (best == 0 || best > old) {
+            self.wake_yielders(s, old, at);
+        }
     }
 
     /// Withdraws what we published with [`Host::publish_tx`] in slot `s`
     /// (`published`; 0: nothing), unless the slot now holds something else
     /// (another endpoint took it while we were stalled: its entry stays).
-    pub(crate) fn withdraw_tx(&self, s: u32, published: u64) {
-        if published != 0 {
-            let _ = self.word(s, S_TX).compare_exchange(
-                published,
-                0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+    /// Wakes the pacers that yielded to it and now have nothing better to
+    /// yield to.
+    pub(crate) fn withdraw_tx(&self, s: u32, published: u64, now_host: u64) {
+        if published != 0
+            && self
+                .word(s, S_TX)
+                .compare_exchange(published, 0, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.wake_yielders(s, published, now_host);
         }
+    }
+
+    /// Slot `me` replaced its paced message `old` (bytes left + 1) by a
+    /// worse one or none: every live slot whose pacer yielded (`S_YIELD`)
+    /// to a message no better than `old`, and that now finds no better
+    /// message in the table, is woken (its yield consumed, its
+    /// yield wake-up counted, the generation moved). Returns true if
+    /// anyone was.
+    fn wake_yielders(&self, me: u32, old: u64, now_host: u64) -> bool {
+        let old = ((old - 1).min(u32::MAX as u64) as u32, me);
+        let mut woke = false;
+        for s in 0..self.params.slots {
+            if s == me {
+                continue;
+            }
+            let y = self.word(s, S_YIELD).load(Ordering::SeqCst);
+            if y == 0 || !self.slot_live(s, now_host) {
+                continue;
+            }
+            let theirs = (y - 1).min(u32::MAX as u64) as u32;
+            // Ours was better than theirs (so they may have yielded to
+            // it), and nothing (ours now included) is better any more.
+            if old < (theirs, s)
+                && self.tx_best_better(s, now_host, theirs, None).is_none()
+                && self.word(s, S_YIELD).swap(0, Ordering::SeqCst) != 0
+            {
+                self.word(s, S_WOKEN)
+                    .fetch_add(YIELD_WAKE, Ordering::SeqCst);
+                self.wake_sleeper(s, now_host);
+                woke = true;
+            }
+        }
+        if woke {
+            self.bump(now_host);
+        }
+        woke
+    }
+
+    /// Slot `s`'s pacer yields to a shorter message of another slot; its
+    /// own shortest is `mine` bytes left. Publishes it (so that the
+    /// withdrawal of the better message wakes it) and returns the count of
+    /// its yield wake-ups before (for its wait token). Check again that a
+    /// better message is still there after this: a withdrawal before the
+    /// publish did not see it.
+    pub(crate) fn yield_begin(&self, s: u32, mine: u32) -> u64 {
+        let c = self.woken(s);
+        self.word(s, S_YIELD)
+            .store(mine as u64 + 1, Ordering::SeqCst);
+        c
+    }
+
+    /// Slot `s`'s pacer no longer yields (its shortest message was `mine`
+    /// bytes left): clears its published yield, if no publisher consumed
+    /// it first and the slot holds no one else's. True if it was there.
+    pub(crate) fn yield_end(&self, s: u32, mine: u32) -> bool {
+        self.word(s, S_YIELD)
+            .compare_exchange(mine as u64 + 1, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// True if another slot published, within `liveness`, a paced message
     /// with fewer bytes left than `mine` (ties: the lower slot).
+    #[cfg(test)]
     pub(crate) fn tx_better(&self, me: u32, now_host: u64, mine: u32) -> bool {
+        self.tx_best_better(me, now_host, mine, None).is_some()
+    }
+
+    /// The best of the messages other slots published, within `liveness`,
+    /// that are better than `mine` (ties: the lower slot), not counting the
+    /// entry `skip`; None if there is none.
+    pub(crate) fn tx_best_better(
+        &self,
+        me: u32,
+        now_host: u64,
+        mine: u32,
+        skip: Option<TxEntry>,
+    ) -> Option<TxEntry> {
         let l = self.params.liveness_ns();
         let mine = (mine, me);
-        (0..self.params.slots).any(|s| {
+        let mut best: Option<TxEntry> = None;
+        for s in 0..self.params.slots {
             if s == me {
-                return false;
+                continue;
             }
-            let v = self.word(s, S_TX).load(Ordering::Acquire);
+            let v = self.word(s, S_TX).load(Ordering::SeqCst);
             if v == 0 {
-                return false;
+                continue;
             }
             let at = self.word(s, S_TX_AT).load(Ordering::Relaxed);
             if now_host.saturating_sub(at) > l || at.saturating_sub(now_host) > l {
-                return false;
+                continue;
             }
             let left = (v - 1).min(u32::MAX as u64) as u32;
-            (left, s) < mine
-        })
+            let e = TxEntry { left, slot: s, at };
+            if (left, s) < mine
+                && skip != Some(e)
+                && best.is_none_or(|b| (left, s) < (b.left, b.slot))
+            {
+                best = Some(e);
+            }
+        }
+        best
     }
 
     /// Bumps the generation at host time `now_host` and wakes the sleeping
@@ -897,6 +1109,21 @@ pub struct HostView {
     /// Of those, the times it yielded to another participant's shorter
     /// paced message.
     pub pacer_yields: u64,
+    /// Of the re-waits, those that were the pacer's own wake-up (its timer
+    /// fired and it still could not send): wake-ups for nothing, which a
+    /// yielding pacer no longer has at every drain of the shared estimate.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_wakeups: u64,
+    /// Wake-ups of the yielding pacer by the withdrawal of the message it
+    /// yielded to ([`Endpoint::host_recheck`](crate::Endpoint::host_recheck)
+    /// found its yield over).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_pokes: u64,
+    /// Times the yielding pacer's fallback passed with the message it
+    /// yielded to unchanged (its sender stalled or died): it stopped
+    /// yielding to that message.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub pacer_stalls: u64,
 }
 
 /// An endpoint's membership in a host table.
@@ -910,7 +1137,8 @@ pub(crate) struct Joined {
     pub(crate) beat: u64,
     /// The release count ([`Host::releases`]) at our last pass.
     pub(crate) seen_gen: u64,
-    /// What we wait for while held back ([`Host::wait_over`]).
+    /// Our wake word when we last published our needs: our grant wait is
+    /// over once its grant count moved.
     pub(crate) token: u64,
     /// Our best message cut from the host's top in this pass: its index
     /// among our active messages and its bytes left.
@@ -944,7 +1172,7 @@ impl Joined {
     /// published nothing yet.
     fn new(host: Host, slot: u32, owner: u64, offset: u64, beat: u64) -> Joined {
         let seen_gen = host.releases();
-        let token = host.token(slot);
+        let token = host.woken(slot);
         Joined {
             host,
             slot,
@@ -1121,7 +1349,7 @@ impl Joined {
             self.published_incoming = incoming;
             core::mem::swap(&mut self.last_best, &mut self.published_best);
         }
-        self.token = self.host.token(self.slot);
+        self.token = self.host.woken(self.slot);
         if ours && limited {
             let rank = self.cut_at.map_or(0, |(_, r)| r as u64 + 1);
             self.needs = (need_bytes, rank);
@@ -1131,7 +1359,7 @@ impl Joined {
             // and wake ourselves if the table already covers them (every
             // step is sequentially consistent: either the publisher saw
             // our needs or we see its change).
-            if self.covered(h, incoming) && self.host.wake_slot(self.slot) {
+            if self.covered(h, incoming) && self.host.wake_slot(self.slot, h) {
                 self.needs = (0, 0);
             }
         } else if ours && self.needs != (0, 0) {
@@ -1216,7 +1444,7 @@ impl Joined {
             .is_some_and(|t| now.saturating_duration_since(t) > p.liveness);
         lapsed
             || starving
-            || self.host.wait_over(self.token)
+            || self.host.grant_over(self.slot, self.token)
             || self.host.releases() != self.seen_gen
     }
 
@@ -1352,6 +1580,9 @@ impl crate::Endpoint {
             timer_rechecks: j.timer_rechecks,
             pacer_rewaits: self.pacer.host_rewaits().0,
             pacer_yields: self.pacer.host_rewaits().1,
+            pacer_wakeups: self.pacer.host_rewaits().2,
+            pacer_pokes: self.pacer.host_rewaits().3,
+            pacer_stalls: self.pacer.host_rewaits().4,
         })
     }
 
@@ -1367,9 +1598,17 @@ impl crate::Endpoint {
     /// the endpoints whose wait is over; the endpoint's own host timer
     /// ([`HostParams::recheck`], the heartbeat, lapses and the starvation
     /// bound: it also passes again after any release) stays the fallback.
+    ///
+    /// The pacer waits the same way: while it yields the link to another
+    /// participant's shorter message, the token is also over once that
+    /// message left the table (its publisher woke us), and
+    /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) then lets
+    /// the next [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit)
+    /// send.
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
-        j.limited.then_some(j.token)
+        let grant = j.limited.then_some(j.token);
+        Host::wait_token(j.slot, grant, self.pacer.yield_count(j.slot))
     }
 
     /// The table may have changed (the runtime saw the generation move
@@ -1386,7 +1625,10 @@ impl crate::Endpoint {
             j.event_rechecks += 1;
             self.grants.request_pass();
         }
-        due
+        // A yielding pacer whose better message left: the next transmit
+        // attempt sends (or yields again to another one).
+        let tx = self.pacer.yield_over(self.now);
+        due || tx
     }
 
     /// The host timer: heartbeat, and a pass if the table changed while the
@@ -1465,15 +1707,53 @@ mod tests {
     fn tx_better__shorter_or_equal_in_a_lower_slot_and_fresh() {
         let (_, h) = table(3);
         let now = 10_000_000;
-        h.publish_tx(0, 5001, now);
+        h.publish_tx(0, 0, 5001, now);
         assert!(h.tx_better(1, now, 5001), "equal: the lower slot wins");
         assert!(!h.tx_better(0, now, 5000), "not against ourselves");
-        h.publish_tx(2, 4001, now);
+        h.publish_tx(2, 0, 4001, now);
         assert!(h.tx_better(0, now, 5000));
         assert!(!h.tx_better(0, now, 3000));
         // Stale entries (older than liveness) do not count.
         let later = now + 21_000_000;
         assert!(!h.tx_better(1, later, 9000));
+    }
+
+    #[test]
+    fn yield__the_withdrawal_of_the_better_message_wakes_the_yielder_once() {
+        let (_, h) = table(3);
+        let now = 10_000_000;
+        for s in 0..3 {
+            h.claim(now, s as u64 + 1, s).unwrap();
+        }
+        // Slots 0 and 1 have shorter paced messages than slot 2's (9000
+        // bytes left); slot 2 yields.
+        h.publish_tx(0, 0, 3001, now);
+        h.publish_tx(1, 0, 5001, now);
+        let c = h.yield_begin(2, 9000);
+        assert!(h.tx_better(2, now, 9000));
+        let token = Host::wait_token(2, Some(c), None).unwrap();
+        // Slot 0's message gets shorter: not a release.
+        h.publish_tx(0, 3001, 2001, now);
+        assert!(!h.wait_over(token));
+        // Slot 0's leaves, but slot 1's is still better: still no wake-up.
+        h.withdraw_tx(0, 2001, now);
+        assert!(!h.wait_over(token));
+        // Slot 1's is replaced by a longer one than ours: the yield is over,
+        // once (the yield word was consumed).
+        let g = h.generation();
+        h.publish_tx(1, 5001, 20_001, now);
+        assert!(h.wait_over(token));
+        assert_eq!(h.generation(), g + 1, "the waiters' word moved");
+        assert!(!h.yield_end(2, 9000), "consumed by the publisher");
+        h.publish_tx(1, 20_001, 0, now);
+        assert_eq!(h.generation(), g + 1, "nobody yields any more");
+        // A withdrawal before the yield was published: the yielder's own
+        // check after publishing it sees no better message.
+        h.publish_tx(0, 0, 3001, now);
+        h.withdraw_tx(0, 3001, now);
+        h.yield_begin(2, 9000);
+        assert!(!h.tx_better(2, now, 9000));
+        assert!(h.yield_end(2, 9000));
     }
 
     #[test]
@@ -1581,6 +1861,39 @@ mod tests {
     }
 
     #[test]
+    fn slot_sleep__only_a_wake_up_of_that_slot_wakes_its_sleeper() {
+        let p = HostParams::from_config(&Config::default(), 2);
+        let mem = Arc::new(Counting::default());
+        let h = Host::init(mem.clone(), &p).unwrap();
+        let now = 1_000_000;
+        let (a, _) = h.claim(now, 1, 0).unwrap();
+        let (b, _) = h.claim(now, 2, 1).unwrap();
+        // Slot a yields to slot b's shorter message.
+        h.publish_tx(b, 0, 101, now);
+        let ca = h.yield_begin(a, 5_000);
+        let token = Host::wait_token(a, Some(ca), None).unwrap();
+        let (word, v) = h.slot_sleep_begin(token, now, 1_000_000).unwrap();
+        assert!(core::ptr::eq(word, h.word(a, S_WOKEN)));
+        assert_eq!(v, ca);
+        // A grant wake-up of slot b (its need covered) is not ours: no
+        // system call for our sleeper.
+        h.publish_needs(b, 1, 0);
+        assert!(h.wake_slot(b, now));
+        assert_eq!(mem.1.load(Ordering::Relaxed), 0);
+        // b's message leaves: our yield is over, and our sleeper is woken
+        // (once: the mark, not a generation sleeper).
+        h.withdraw_tx(b, 101, now);
+        assert!(h.wait_over(token));
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        h.slot_sleep_end(token);
+        // Not sleeping any more: a kick counts, but makes no call.
+        h.slot_kick(token, now);
+        assert_eq!(mem.1.load(Ordering::Relaxed), 1);
+        // A wait already over is refused (nothing to sleep on).
+        assert!(h.slot_sleep_begin(token, now, 1_000_000).is_none());
+    }
+
+    #[test]
     fn finish__counts_a_release_only_for_changes_that_can_release_someone() {
         let p = HostParams::from_config(&Config::default(), 2);
         let mem = Arc::new(Counting::default());
@@ -1675,6 +1988,11 @@ mod tests {
         })
     }
 
+    /// `j`'s grant wait token.
+    fn wait(j: &Joined) -> u64 {
+        Host::wait_token(j.slot, Some(j.token), None).unwrap()
+    }
+
     /// One pass of `j` at 1 ms publishing `incoming` and `best`.
     fn pass(j: &mut Joined, incoming: i64, best: &[u32], limited: bool, need: u64) {
         j.gen_before = j.host.releases();
@@ -1691,7 +2009,7 @@ mod tests {
         // P needs 50 kB of free budget, R 20 kB; 10 kB are free.
         pass(&mut p, 0, &[], true, 50_000);
         pass(&mut r, 0, &[], true, 20_000);
-        let (tp, tr) = (p.token, r.token);
+        let (tp, tr) = (wait(&p), wait(&r));
         assert!(!h.wait_over(tp) && !h.wait_over(tr));
         let g = h.generation();
         // 15 kB free: smaller than every need, nobody is woken.
@@ -1734,7 +2052,7 @@ mod tests {
         assert_eq!(h.generation(), g);
         pass(&mut p, 0, &[], true, 50_000);
         assert!(
-            h.wait_over(p.token),
+            h.wait_over(wait(&p)),
             "P sleeps on a need the table already covers"
         );
         assert!(p.recheck_due(Instant::from_nanos(1_000_000)));
@@ -1749,17 +2067,17 @@ mod tests {
         // P's best message (5 000 bytes left) ranks below Q's eight.
         p.cut_at = Some((0, 5_000));
         pass(&mut p, 0, &[5_000], true, 0);
-        assert!(!h.wait_over(p.token));
+        assert!(!h.wait_over(wait(&p)));
         let g = h.generation();
         // Q's last candidate got worse but still ranks above P's: no wake.
         let mut worse = top.clone();
         worse[7] = 900;
         pass(&mut q, 0, &worse, false, 0);
         assert_eq!(h.generation(), g);
-        assert!(!h.wait_over(p.token));
+        assert!(!h.wait_over(wait(&p)));
         // One of Q's candidates left: P's message enters the top.
         pass(&mut q, 0, &worse[..7], false, 0);
-        assert!(h.wait_over(p.token));
+        assert!(h.wait_over(wait(&p)));
         assert_eq!(h.generation(), g + 1);
     }
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::grant::rank_list::RankList;
+use crate::host::TxEntry;
 use crate::rpc::{RpcRef, RpcState, XmitPos};
 use crate::timers::Timer;
 use crate::Instant;
@@ -107,9 +108,72 @@ struct HostPacer {
     /// down, not stop us.
     max_hold: u64,
     /// Holds re-armed while already held (the wake-up sent nothing), and
-    /// of those the yields to a shorter message ([`crate::HostView`]).
+    /// of those the yields to a shorter message, the pacer's own wake-ups,
+    /// and the yields ended by a poke ([`crate::HostView`]).
     rewaits: u64,
     yields: u64,
+    wakeups: u64,
+    pokes: u64,
+    /// The pacer's timer fired since the last hold (its wake-up).
+    timer_woke: bool,
+    /// The driver runs a waiter ([`crate::host::HostParams::waiter`]): a
+    /// yield sleeps until the better message leaves the table.
+    waiter: bool,
+    /// We yield to a better message and published it (`S_YIELD`).
+    yielding: Option<Yield>,
+    /// Our last yield, ended because the link drained or we sent: if we
+    /// yield to the same unchanged message again, its fallback still runs
+    /// from then.
+    last: Option<Yield>,
+    /// A better message found unchanged when our fallback passed: its
+    /// sender stalled or died, and we no longer yield to it (until it
+    /// changes). Counted in `stalls`.
+    skip: Option<TxEntry>,
+    stalls: u64,
+}
+
+impl HostPacer {
+    /// We no longer yield (the link drained, or we sent): clears the
+    /// published yield and remembers it.
+    fn end_yield(&mut self) {
+        if let Some(y) = self.yielding.take() {
+            self.host.yield_end(self.slot, y.mine);
+            self.last = Some(y);
+        }
+    }
+}
+
+/// A yield to another participant's better message, published in our
+/// slot (with a waiter).
+#[derive(Debug, Clone, Copy)]
+struct Yield {
+    /// Our shortest paced message's bytes left (what `S_YIELD` holds).
+    mine: u32,
+    /// Our yield wake-up count when we published it (the wait token).
+    count: u64,
+    /// The message we yield to.
+    to: TxEntry,
+    /// The fallback: when we look again if no poke came.
+    until: Instant,
+}
+
+/// When a pacer that yields (with a waiter) looks again on its own, if no
+/// poke came first: once the link drained (`idle`), plus the better
+/// message's transmit time at the link rate (`better_left` bytes at
+/// `mbps`) and one backlog allowance (`backlog_ns`), at most `cap_ns`
+/// after the drain. A live better participant hands its message (or at
+/// least its next batch) to the NIC within that; one that stalls or died
+/// leaves the link idle for at most that long after it drained, after
+/// which we stop yielding to it.
+fn yield_fallback(
+    idle: Instant,
+    better_left: u32,
+    mbps: u64,
+    backlog_ns: u64,
+    cap_ns: u64,
+) -> Instant {
+    let send = (better_left as u64 * 8080).checked_div(mbps).unwrap_or(0);
+    idle.plus_nanos(send.saturating_add(backlog_ns).min(cap_ns))
 }
 
 /// Sender scheduler state (the kernel's `struct homa_pacer`): the
@@ -252,7 +316,6 @@ impl Pacer {
     pub(crate) fn attach_host(&mut self, host: crate::host::Host, offset: u64, slot: u32) {
         let max_hold = host.params().liveness.as_nanos() as u64;
         self.host = Some(HostPacer {
-            host,
             offset,
             slot,
             published: 0,
@@ -260,6 +323,15 @@ impl Pacer {
             max_hold,
             rewaits: 0,
             yields: 0,
+            wakeups: 0,
+            pokes: 0,
+            timer_woke: false,
+            waiter: host.params().waiter,
+            yielding: None,
+            last: None,
+            skip: None,
+            stalls: 0,
+            host,
         });
         self.publish_best();
     }
@@ -269,7 +341,13 @@ impl Pacer {
         if let Some(h) = self.host.as_mut() {
             if h.slot != slot {
                 // (The old slot may be someone else's by now.)
-                h.host.withdraw_tx(h.slot, h.published);
+                let hn = now.as_nanos().wrapping_add(h.offset);
+                h.host.withdraw_tx(h.slot, h.published, hn);
+                if let Some(y) = h.yielding.take() {
+                    h.host.yield_end(h.slot, y.mine);
+                }
+                h.skip = None;
+                h.last = None;
                 h.slot = slot;
                 h.published = 0;
                 h.now = now;
@@ -281,14 +359,59 @@ impl Pacer {
     /// Paces against our own estimate again.
     pub(crate) fn detach_host(&mut self) {
         if let Some(h) = self.host.take() {
-            h.host.withdraw_tx(h.slot, h.published);
+            let hn = h.now.as_nanos().wrapping_add(h.offset);
+            h.host.withdraw_tx(h.slot, h.published, hn);
+            if let Some(y) = h.yielding {
+                h.host.yield_end(h.slot, y.mine);
+            }
         }
     }
 
-    /// Holds re-armed while joined (wake-ups that sent nothing), and of
-    /// those the yields to another participant's shorter message.
-    pub(crate) fn host_rewaits(&self) -> (u64, u64) {
-        self.host.as_ref().map_or((0, 0), |h| (h.rewaits, h.yields))
+    /// Holds re-armed while joined (wake-ups that sent nothing), of those
+    /// the yields to another participant's shorter message and the
+    /// pacer's own wake-ups, and the yields a poke ended.
+    pub(crate) fn host_rewaits(&self) -> (u64, u64, u64, u64, u64) {
+        self.host.as_ref().map_or((0, 0, 0, 0, 0), |h| {
+            (h.rewaits, h.yields, h.wakeups, h.pokes, h.stalls)
+        })
+    }
+
+    /// The pacer's timer fired (joined: counted at the next hold).
+    #[inline]
+    pub(crate) fn timer_fired(&mut self) {
+        if let Some(h) = self.host.as_mut() {
+            h.timer_woke = true;
+        }
+    }
+
+    /// While we yield to a better message in `slot` (with a waiter): our
+    /// yield wake-up count when we published the yield.
+    pub(crate) fn yield_count(&self, slot: u32) -> Option<u64> {
+        let h = self.host.as_ref()?;
+        h.yielding.filter(|_| h.slot == slot).map(|y| y.count)
+    }
+
+    /// A poke: true if we yielded and the yield is over (a publisher woke
+    /// us, or no better message is left): the yield ends, and the next
+    /// transmit attempt sends or yields again.
+    pub(crate) fn yield_over(&mut self, now: Instant) -> bool {
+        let Some(h) = self.host.as_ref() else {
+            return false;
+        };
+        let Some(y) = h.yielding else {
+            return false;
+        };
+        let hn = now.as_nanos().wrapping_add(h.offset);
+        let over = h.host.woken(h.slot) as u32 != y.count as u32
+            || h.host.tx_best_better(h.slot, hn, y.mine, h.skip).is_none();
+        if over {
+            if let Some(h) = self.host.as_mut() {
+                h.yielding = None;
+                h.host.yield_end(h.slot, y.mine);
+                h.pokes += 1;
+            }
+        }
+        over
     }
 
     /// True if the endpoint joined a host table.
@@ -315,9 +438,9 @@ impl Pacer {
         if let Some(h) = self.host.as_mut() {
             let best = self.srpt.first().map_or(0, |k| k.left as u64 + 1);
             if best != h.published {
-                h.published = best;
+                let old = core::mem::replace(&mut h.published, best);
                 h.host
-                    .publish_tx(h.slot, best, h.now.as_nanos().wrapping_add(h.offset));
+                    .publish_tx(h.slot, old, best, h.now.as_nanos().wrapping_add(h.offset));
             }
         }
     }
@@ -345,13 +468,19 @@ impl Pacer {
     /// Joined: another endpoint of the host has a shorter paced message
     /// and the link is busy (so it is sending): we let it go first.
     fn yields(&self, now: Instant, idle: Instant) -> bool {
+        self.better(now, idle).is_some()
+    }
+
+    /// [`Pacer::yields`]: the better message we yield to. (Not one whose
+    /// sender we found stalled.)
+    fn better(&self, now: Instant, idle: Instant) -> Option<TxEntry> {
         match &self.host {
             Some(h) if now < idle && !self.held_too_long(h, now) => {
                 let mine = self.srpt.first().map_or(u32::MAX, |k| k.left);
-                h.host
-                    .tx_better(h.slot, now.as_nanos().wrapping_add(h.offset), mine)
+                let hn = now.as_nanos().wrapping_add(h.offset);
+                h.host.tx_best_better(h.slot, hn, mine, h.skip)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -374,25 +503,82 @@ impl Pacer {
         }
         let idle = self.idle_at(now);
         if self.host.is_some() {
-            let yields = self.yields(now, idle);
+            let better = self.better(now, idle);
+            let mine = self.srpt.first().map_or(u32::MAX, |k| k.left);
+            let (mbps, backlog) = (self.link_mbps, self.max_backlog.as_nanos() as u64);
             if let Some(h) = self.host.as_mut() {
                 h.rewaits += u64::from(!started);
-                h.yields += u64::from(!started && yields);
-            }
-            if yields {
-                // Yielding to a shorter message of another endpoint: look
-                // again when the link has drained.
-                return (idle, started);
+                h.yields += u64::from(!started && better.is_some());
+                h.wakeups += u64::from(!started && h.timer_woke);
+                h.timer_woke = false;
+                match better {
+                    // Yielding to a shorter message of another endpoint,
+                    // without a waiter: look again when the link drained.
+                    Some(_) if !h.waiter => return (idle, started),
+                    Some(mut b) => {
+                        // With a waiter: publish the yield, so that the
+                        // better message's withdrawal wakes us, and sleep
+                        // until then (or the fallback).
+                        let hn = now.as_nanos().wrapping_add(h.offset);
+                        let prev = h.yielding.take().or(h.last.take());
+                        if let Some(y) = prev {
+                            if y.until <= now && y.to == b {
+                                // The fallback passed and the message we
+                                // yielded to did not move: its sender
+                                // stalled (or died). Stop yielding to it.
+                                h.skip = Some(b);
+                                h.stalls += 1;
+                            }
+                            if y.mine != mine {
+                                h.host.yield_end(h.slot, y.mine);
+                            }
+                        }
+                        let count = h.host.yield_begin(h.slot, mine);
+                        // (Again after the publish: a withdrawal before it
+                        // did not see it.)
+                        match h.host.tx_best_better(h.slot, hn, mine, h.skip) {
+                            Some(nb) => b = nb,
+                            None => {
+                                h.host.yield_end(h.slot, mine);
+                                return Self::hold_for_room(idle, self.max_backlog, started);
+                            }
+                        }
+                        // The fallback runs from our first yield to this
+                        // entry: an unchanged entry has made no progress.
+                        let until = match prev {
+                            Some(y) if y.to == b => y.until,
+                            _ => yield_fallback(idle, b.left, mbps, backlog, h.max_hold / 4),
+                        };
+                        h.yielding = Some(Yield {
+                            mine,
+                            count,
+                            to: b,
+                            until,
+                        });
+                        return (until, started);
+                    }
+                    None => h.end_yield(),
+                }
             }
         }
+        Self::hold_for_room(idle, self.max_backlog, started)
+    }
+
+    /// A hold until the NIC estimate (`idle`) drains to the backlog
+    /// allowance.
+    fn hold_for_room(idle: Instant, max_backlog: Duration, started: bool) -> (Instant, bool) {
         let at = idle
             .saturating_duration_since(Instant::ZERO)
-            .saturating_sub(self.max_backlog);
+            .saturating_sub(max_backlog);
         (Instant::ZERO + at, started)
     }
 
     /// Paced data went out at `now`: nanoseconds it was held, if it was.
     pub(crate) fn release(&mut self, now: Instant) -> Option<u64> {
+        if let Some(h) = self.host.as_mut() {
+            h.timer_woke = false;
+            h.end_yield();
+        }
         self.held_since.take().map(|since| now.nanos_since(since))
     }
 
@@ -611,14 +797,14 @@ mod tests {
         p.attach_host(host.clone(), 0, 0);
         // Our slot 0 lapsed; another endpoint took it and publishes a
         // paced message. We move to slot 1.
-        host.publish_tx(0, 3001, 1_000);
+        host.publish_tx(0, 0, 3001, 1_000);
         p.set_host_slot(at(1_000), 1);
         assert!(
             host.tx_better(2, 1_000, 5_000),
             "the new owner of slot 0 had its paced message withdrawn"
         );
         // The same when we leave after slot 1 was taken too.
-        host.publish_tx(1, 2001, 1_000);
+        host.publish_tx(1, 0, 2001, 1_000);
         p.detach_host();
         assert!(
             host.tx_better(2, 1_000, 2_500),

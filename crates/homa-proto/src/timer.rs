@@ -145,6 +145,7 @@ impl Endpoint {
         // (queued for poll_transmit), and a pacer wake-up is cleared.
         if self.timers.is_expired(Timer::Pacer, now) {
             self.timers.stop(Timer::Pacer);
+            self.pacer.timer_fired();
         }
         if self.timers.is_expired(Timer::FifoGrant, now) {
             self.send_grants(now);

@@ -397,9 +397,10 @@ fn recheck__a_held_back_endpoint_is_released_by_the_change_without_a_timer() {
 // ----- a dead or hostile participant -------------------------------------
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`
-/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 9.. candidates).
+/// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 4 paced message,
+/// 5 its stamp, 9 yield, 11.. candidates).
 fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
-    16 + s as usize * (9 + p.candidates_per_slot as usize) + i
+    16 + s as usize * (11 + p.candidates_per_slot as usize) + i
 }
 
 #[test]
@@ -468,7 +469,7 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
-            w[slot_word(&p, 3, 9 + i)].store(0, Ordering::Relaxed);
+            w[slot_word(&p, 3, 11 + i)].store(0, Ordering::Relaxed);
         }
         // And the shared NIC estimate says "busy forever".
         w[10].store(u64::MAX, Ordering::Relaxed);
@@ -487,7 +488,7 @@ fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fi
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
-            w[slot_word(&p, 3, 9 + i)].store(0, Ordering::Relaxed);
+            w[slot_word(&p, 3, 11 + i)].store(0, Ordering::Relaxed);
         }
     });
     eprintln!("hostile slot, no FIFO grants: all 30 requests done at {last:?}");
@@ -894,4 +895,194 @@ fn pacer__a_short_message_is_not_held_by_the_host_estimate_another_participant_f
         "the other participant filled the shared estimate"
     );
     assert_eq!(waited, Duration::ZERO);
+}
+
+// ----- the yielding pacer ----------------------------------------------------
+
+/// What [`yielding_sender`] saw of endpoint 0, the sender that yields.
+#[derive(Debug)]
+struct Yielder {
+    /// Its driver's turns without a packet for it while endpoint 1's
+    /// message was sending: its own deadline passing; and pokes (a
+    /// runtime's waiter) until it sent again.
+    timer_turns: usize,
+    pokes: usize,
+    /// Its bytes handed to the NIC while endpoint 1's message was
+    /// sending, over endpoint 1's.
+    share: f64,
+    /// From endpoint 1's last DATA hand-off to endpoint 0's next one.
+    resumed_after: Duration,
+    /// When endpoint 0's message arrived complete.
+    done: Instant,
+    view: homa_proto::HostView,
+}
+
+/// Endpoint 0 streams 3 MB to host 2; 200 µs later endpoint 1 (the same
+/// table: the same host) sends 200 kB to host 3, and endpoint 0 yields the
+/// link to it. Driven step by step; with `waiter`, the table says the
+/// driver has a waiter and the loop does what the waiter does (an endpoint
+/// whose [`Endpoint::host_wait`] is over gets [`Endpoint::host_recheck`]).
+///
+/// The network hands every endpoint the chance to transmit at every step;
+/// a runtime's driver turns only when a packet arrives, when the deadline
+/// it read at its last turn passes, or when it is poked. Endpoint 0's
+/// turns are counted that way: its deadline is the one it reported after
+/// its last such turn.
+///
+/// With `stall`, endpoint 1 stops (paused for a second: a stalled or dead
+/// process whose slot is still live) that long after its request started.
+fn yielding_sender(waiter: bool, stall: Option<Duration>) -> Yielder {
+    let c = config();
+    let mut net = lan(81, 4, &c);
+    let p = HostParams {
+        waiter,
+        ..params(&c, 4)
+    };
+    let host = share(&mut net, &[0, 1], &p);
+    net.record_nic();
+    request(&mut net, 0, 2, 3_000_000);
+    net.advance(Duration::from_micros(200));
+    let short_at = net.now();
+    request(&mut net, 1, 3, 200_000);
+    let mut stalled = false;
+    let (mut timer_turns, mut pokes) = (Vec::new(), Vec::new());
+    let mut done = None;
+    let mut arrivals = 0;
+    let (mut rx0, mut due, mut token) = (0, None, None);
+    let deadline = net.now() + Duration::from_secs(1);
+    while done.is_none() || arrivals < 2 - stall.is_some() as usize {
+        for h in 0..4 {
+            for ev in net.take_events(h) {
+                if let Event::Request { port, peer, id, .. } = ev {
+                    arrivals += 1;
+                    if h == 2 {
+                        done = Some(net.now());
+                    }
+                    respond(&mut net, h, port, peer, id, Bytes::from_static(b"k"));
+                }
+            }
+        }
+        if let Some(d) = stall {
+            if !stalled && net.now() >= short_at + d {
+                stalled = true;
+                net.pause_host(1, Duration::from_secs(1));
+            }
+        }
+        // A poke: the wait endpoint 0 reported at its last turn is over
+        // (the waiter would wake it).
+        let mut turn = false;
+        if waiter && token.is_some_and(|w| host.wait_over(w)) {
+            pokes.push(net.now());
+            let now = net.now();
+            net.endpoint(0).host_recheck(now);
+            turn = true;
+        }
+        let rx = net.endpoint(0).stats().received.total_packets();
+        turn |= rx != rx0;
+        rx0 = rx;
+        if due.is_some_and(|d| d <= net.now()) {
+            timer_turns.push(net.now());
+            turn = true;
+        }
+        // (Its output collected first: what it asks for after this turn.)
+        net.next_event_time();
+        if turn || due.is_none() {
+            due = net.endpoint(0).poll_timeout();
+        }
+        if turn || token.is_none() {
+            token = net.endpoint(0).host_wait();
+        }
+        assert!(
+            net.step() && net.now() < deadline,
+            "stalled at {:?}",
+            net.now()
+        );
+    }
+    let view = net.endpoint(0).host_view().unwrap();
+    let log = net.nic_log();
+    let b: Vec<_> = log.iter().filter(|e| e.1 == 1 && e.2 > 200).collect();
+    let (t0, t1) = (b.first().unwrap().0, b.last().unwrap().0);
+    let b_bytes: u64 = b.iter().map(|e| e.2).sum();
+    let during = |t: &Instant| *t >= t0 && *t <= t1;
+    let a_bytes: u64 = log
+        .iter()
+        .filter(|e| e.1 == 0 && during(&e.0))
+        .map(|e| e.2)
+        .sum();
+    let resumed = log
+        .iter()
+        .find(|e| e.1 == 0 && e.0 > t1)
+        .map(|e| e.0)
+        .unwrap();
+    Yielder {
+        timer_turns: timer_turns.iter().filter(|t| during(t)).count(),
+        pokes: pokes.iter().filter(|t| during(t) || **t <= resumed).count(),
+        share: a_bytes as f64 / b_bytes as f64,
+        resumed_after: resumed.saturating_duration_since(t1),
+        done: done.unwrap(),
+        view,
+    }
+}
+
+#[test]
+fn pacer__a_yielding_sender_sleeps_until_the_better_message_leaves() {
+    let with = yielding_sender(true, None);
+    let without = yielding_sender(false, None);
+    eprintln!("yielding sender, with a waiter: {with:?}");
+    eprintln!("yielding sender, polling (each drain): {without:?}");
+    // The shorter message still goes first either way.
+    assert!(
+        with.share < 0.2 && without.share < 0.2,
+        "{with:?} {without:?}"
+    );
+    assert!(with.view.pacer_yields > 0, "{:?}", with.view);
+    // Polling, the yielding sender wakes at every drain of the shared
+    // estimate while the better message sends (every other batch of it)...
+    assert!(without.timer_turns >= 15, "{without:?}");
+    // ... with a waiter it sleeps until the message left the table (its
+    // withdrawal pokes it: also when it briefly ran out of grants) or the
+    // fallback, about when the message would have been sent at the link
+    // rate: a third of the turns at most.
+    assert!(with.pokes >= 1, "{with:?}");
+    assert!(
+        (with.timer_turns + with.pokes) * 3 <= without.timer_turns,
+        "{with:?} {without:?}"
+    );
+    // And the link was not left idle for it: the long message completes
+    // no later (within a few microseconds) than when polling.
+    assert!(
+        with.done <= without.done + Duration::from_micros(5),
+        "{:?} {:?}",
+        with.done,
+        without.done
+    );
+}
+
+#[test]
+fn pacer__a_yielder_whose_better_participant_stalls_resumes_within_the_bound() {
+    let c = config();
+    // Endpoint 1 stops 60 µs into its 200 kB message (160 µs at the link
+    // rate) and never withdraws it.
+    let stall = Some(Duration::from_micros(60));
+    let with = yielding_sender(true, stall);
+    let without = yielding_sender(false, stall);
+    eprintln!("better participant stalled, with a waiter: {with:?}");
+    eprintln!("better participant stalled, polling: {without:?}");
+    // The yielder's fallback passed with the stalled participant's
+    // message unchanged: it stopped yielding to it...
+    assert!(with.view.pacer_stalls >= 1, "{:?}", with.view);
+    assert_eq!(without.view.pacer_stalls, 0, "{:?}", without.view);
+    // ... and lost at most one fallback period: the stalled message's
+    // transmit time at the link rate (at most its 200 kB: 162 µs) plus
+    // one backlog allowance, against a sender that looks at every drain.
+    let fallback = Duration::from_nanos(200_000 * 8080 / c.link_mbps as u64) + c.max_nic_backlog;
+    assert!(
+        with.done <= without.done + fallback,
+        "{:?} {:?}",
+        with.done,
+        without.done
+    );
+    let b = c.max_nic_backlog;
+    assert!(with.resumed_after <= b * 5, "{with:?}");
+    assert!(without.resumed_after <= b * 2, "{without:?}");
 }

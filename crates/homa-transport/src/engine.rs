@@ -804,7 +804,7 @@ impl Shared {
                 st.host_wait = w;
                 self.host_wait.store(w, Ordering::SeqCst);
                 if w != crate::host::NOT_WAITING {
-                    waiter.note_waiting();
+                    waiter.note_waiting(w);
                 }
             }
             if w == crate::host::NOT_WAITING || !waiter.table().wait_over(w) {

@@ -40,7 +40,12 @@
 //! need was covered): a flag and their driver's eventfd (the waiter never
 //! takes a socket's lock); the driver re-checks in its next turn. The
 //! table counts the sleeping waiters, so an uncontended host never makes
-//! the system call. The waiter sleeps at least [`crate::Config::host_recheck`]
+//! the system call. A waiter whose process has exactly one waiting socket
+//! on the table sleeps on that socket's slot word instead
+//! (`homa_proto::Host::slot_sleep_begin`), so that the wake-ups of the
+//! other participants do not wake it. The same waits cover a pacer that
+//! yields to another participant's shorter message: it is poked when that
+//! message leaves the table. The waiter sleeps at least [`crate::Config::host_recheck`]
 //! between two wake-ups (a participant spinning the generation costs each
 //! process at most one re-check round per period); the protocol's own host
 //! timer (every `liveness / 4`, and when a participant lapses) is the
@@ -78,10 +83,13 @@ pub const ENV_RECHECK: &str = "HOMA_HOST_RECHECK_US";
 
 /// The host parameters of a socket with `config`: the protocol's re-check
 /// timer is only the fallback (the waiter re-checks on changes), so it
-/// runs with the heartbeat, every quarter of `liveness`.
+/// runs with the heartbeat, every quarter of `liveness`; and the waiter
+/// pokes a pacer that yields to another participant's message when that
+/// message leaves the table.
 fn params_for(config: &crate::Config) -> HostParams {
     let mut p = HostParams::from_config(&config.proto, HOST_SLOTS);
     p.recheck = p.liveness / 4;
+    p.waiter = true;
     p
 }
 
@@ -193,6 +201,9 @@ pub(crate) struct Waiter {
     /// re-checked.
     pub(crate) wakes: AtomicU64,
     pub(crate) rechecks: AtomicU64,
+    /// The wait token whose slot word the thread sleeps on (the only
+    /// socket of ours that waits), or `NOT_WAITING`.
+    sleeping_on: AtomicU64,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -229,6 +240,7 @@ fn waiter_for(table: &homa_proto::Host, min_gap: Duration) -> std::io::Result<Ar
         min_gap,
         wakes: AtomicU64::new(0),
         rechecks: AtomicU64::new(0),
+        sleeping_on: AtomicU64::new(NOT_WAITING),
     });
     let _ = tx.send(w.clone());
     all.push(w.clone());
@@ -256,11 +268,17 @@ impl Waiter {
         &self.table
     }
 
-    /// A socket of ours started waiting (for a publisher to cover its
-    /// need): wake the thread if it is parked (a thread asleep on the
-    /// generation word wakes at the next move anyway).
-    pub(crate) fn note_waiting(&self) {
+    /// A socket of ours started waiting for `token` (a publisher to cover
+    /// its need, or its better message to leave): wake the thread if it is
+    /// parked (a thread asleep on the generation word wakes at the next
+    /// move anyway), or if it sleeps on another socket's slot (it must
+    /// sleep on the generation now).
+    pub(crate) fn note_waiting(&self, token: u64) {
         self.thread.unpark();
+        let on = self.sleeping_on.load(Ordering::SeqCst);
+        if on != NOT_WAITING && on >> 48 != token >> 48 {
+            self.table.slot_kick(on, homa_sys::wait::monotonic_nanos());
+        }
     }
 
     /// A socket of ours published a wait that was already over (its need
@@ -283,6 +301,10 @@ impl Waiter {
         loop {
             let g = self.table.generation();
             let mut waiting = false;
+            // The sockets still waiting after the pokes (not over): with
+            // exactly one, we sleep on its slot's word, so that the other
+            // participants' wake-ups do not wake us.
+            let (mut pending, mut only) = (0usize, NOT_WAITING);
             {
                 let mut s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
                 s.retain(|x| x.strong_count() > 0);
@@ -293,9 +315,15 @@ impl Waiter {
                 if w == NOT_WAITING {
                     continue;
                 }
-                if self.table.wait_over(w) && !sh.host_poke_pending() {
-                    self.rechecks.fetch_add(1, Ordering::Relaxed);
-                    sh.host_poke();
+                if self.table.wait_over(w) {
+                    if !sh.host_poke_pending() {
+                        self.rechecks.fetch_add(1, Ordering::Relaxed);
+                        sh.host_poke();
+                    }
+                    pending += 2;
+                } else {
+                    pending += 1;
+                    only = w;
                 }
                 waiting = true;
             }
@@ -311,6 +339,31 @@ impl Waiter {
             if !waiting {
                 // Nobody held back: not counted, publishers never wake us.
                 std::thread::park_timeout(Duration::from_secs(1));
+            } else if pending == 1 {
+                // One socket waits: sleep on its slot's word (marked, so
+                // that a publisher waking that slot makes the call). A
+                // socket that starts waiting meanwhile kicks us
+                // (`note_waiting`): announce the slot first, then look
+                // again (both sequentially consistent).
+                self.sleeping_on.store(only, Ordering::SeqCst);
+                let again = {
+                    let s = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+                    s.iter().filter_map(Weak::upgrade).all(|sh| {
+                        let w = sh.host_wait.load(Ordering::SeqCst);
+                        w == NOT_WAITING || w == only
+                    })
+                };
+                let now = homa_sys::wait::monotonic_nanos();
+                if again {
+                    if let Some((word, v)) =
+                        self.table
+                            .slot_sleep_begin(only, now, lease.as_nanos() as u64)
+                    {
+                        let _ = homa_sys::futex::wait_while(word, v, Some(lease));
+                        self.table.slot_sleep_end(only);
+                    }
+                }
+                self.sleeping_on.store(NOT_WAITING, Ordering::SeqCst);
             } else {
                 // Sleep only while the generation is still `g`: a publisher
                 // that covers a need counts the wake-up in the socket's slot
@@ -371,9 +424,11 @@ pub(crate) fn shm_table(
 ) -> Result<homa_proto::Host, String> {
     let mut t = shm_tables().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = t.get(path) {
-        // (`recheck` is the process's own: the first socket's applies.)
+        // (`recheck` and `waiter` are the process's own: the first
+        // socket's apply.)
         let same = HostParams {
             recheck: params.recheck,
+            waiter: params.waiter,
             ..h.params().clone()
         };
         if &same == params {
