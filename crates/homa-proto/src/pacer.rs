@@ -127,7 +127,10 @@ struct HostPacer {
     last: Option<Yield>,
     /// A better message found unchanged when our fallback passed: its
     /// sender stalled or died, and we no longer yield to it (until it
-    /// changes). Counted in `stalls`.
+    /// changes). Counted in `stalls`. (Publishers do not know it: while
+    /// it stays published, the withdrawal of another message we yield to
+    /// does not wake us, and our own fallback timer, at most a quarter of
+    /// `liveness` after the drain, ends that yield instead.)
     skip: Option<TxEntry>,
     stalls: u64,
 }
