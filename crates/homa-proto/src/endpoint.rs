@@ -239,7 +239,10 @@ pub struct Endpoint {
     pub(crate) next_client_id: u64,
     pub(crate) next_seq: u64,
     pub(crate) rpcs: crate::rpc::RpcTable,
-    pub(crate) client_rpcs: Map<u64, usize>,
+    /// Client RPCs by id. The ids are this endpoint's own (sequential,
+    /// never chosen by a peer), so a multiplicative hash is enough; the
+    /// table is never iterated, so the hash decides no order.
+    pub(crate) client_rpcs: rustc_hash::FxHashMap<u64, usize>,
     pub(crate) server_rpcs: ServerRpcs,
     pub(crate) peers: PeerTable,
     /// While the peer table is full and the last forced collection left it
@@ -338,7 +341,7 @@ impl Endpoint {
             next_client_id,
             next_seq: 1,
             rpcs: Default::default(),
-            client_rpcs: Map::with_hasher(hasher()),
+            client_rpcs: Default::default(),
             server_rpcs: ServerRpcs::new(hasher()),
             peers: PeerTable::new(hasher()),
             peer_room_retry: Instant::ZERO,
