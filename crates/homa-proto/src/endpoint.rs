@@ -829,6 +829,7 @@ impl Endpoint {
     /// [`Endpoint::level_of_tos`], or from a simulator). Knowing arrival
     /// levels lets the receiver recover clearly lost packets without waiting
     /// for the silence timer (see the timer module).
+    #[inline]
     pub fn handle_datagram_at_level(
         &mut self,
         now: Instant,
@@ -906,6 +907,7 @@ impl Endpoint {
     }
 
     /// Handles one parsed packet of `len` bytes.
+    #[inline(always)]
     pub(crate) fn dispatch(
         &mut self,
         now: Instant,
