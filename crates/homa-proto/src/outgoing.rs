@@ -369,6 +369,7 @@ impl Endpoint {
     /// Writes a batch of DATA packets of RPC `key` into `buf`: new data from
     /// `next_xmit` (or pending retransmissions when `retransmit`), at most
     /// `limit` packets, all at one priority.
+    #[inline(always)]
     fn write_data<S: TxSink>(
         &mut self,
         now: Instant,
