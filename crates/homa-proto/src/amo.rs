@@ -400,6 +400,7 @@ impl Binding {
     }
 
     /// Remembers a new client RPC to this peer.
+    #[inline]
     pub(crate) fn push_live(&mut self, id: u64) {
         self.live.push_back(id);
     }

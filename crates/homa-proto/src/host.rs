@@ -1605,6 +1605,7 @@ impl crate::Endpoint {
     /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) then lets
     /// the next [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit)
     /// send.
+    #[inline]
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
         let grant = j.limited.then_some(j.token);

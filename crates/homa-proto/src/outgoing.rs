@@ -117,6 +117,7 @@ impl TxPackets {
 
     /// Packet `i`: its header and its payload (empty for control packets),
     /// to be sent back to back as one datagram. Panics if `i >= len()`.
+    #[inline]
     pub fn packet(&self, i: usize) -> (&[u8], &[u8]) {
         let p = self.packets[i];
         let h = p.header_start as usize;

@@ -948,6 +948,7 @@ impl Shared {
     }
 
     /// Wakes a driver blocked past the next deadline.
+    #[inline]
     pub(crate) fn kick(&self, st: &mut State) {
         let Some(until) = st.driving.sleep_until else {
             return;
