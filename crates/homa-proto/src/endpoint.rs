@@ -627,6 +627,7 @@ impl Endpoint {
 
     /// [`Endpoint::peer_entry_with`] for the peer of RPC `key`, found by
     /// the RPC's handle while it is valid.
+    #[inline]
     pub(crate) fn rpc_peer_with<R>(
         &mut self,
         key: usize,
@@ -1012,6 +1013,7 @@ impl Endpoint {
 
     /// Finds the RPC a packet from `src` to local `port` with local id
     /// `local` belongs to.
+    #[inline]
     pub(crate) fn find_rpc(&self, src: SocketAddr, port: u16, local: u64) -> Option<usize> {
         let key = if local & 1 == 0 {
             *self.client_rpcs.get(&local)?

@@ -214,6 +214,7 @@ impl State {
     }
 
     /// Completes call `id` and notes it for a sleeping driver.
+    #[inline]
     fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
         if self.calls.complete(id, result) {
             self.note_completion();
