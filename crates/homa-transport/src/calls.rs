@@ -275,7 +275,7 @@ impl Calls {
 
     /// Queues a delivered request and wakes one waiter; false (nothing
     /// queued) if `limit` requests already wait.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn queue_request(&mut self, r: RequestMessage, limit: usize) -> bool {
         if self.requests.len() >= limit {
             return false;
