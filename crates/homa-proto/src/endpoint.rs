@@ -1013,7 +1013,7 @@ impl Endpoint {
 
     /// Finds the RPC a packet from `src` to local `port` with local id
     /// `local` belongs to.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find_rpc(&self, src: SocketAddr, port: u16, local: u64) -> Option<usize> {
         let key = if local & 1 == 0 {
             *self.client_rpcs.get(&local)?

@@ -1035,6 +1035,7 @@ impl Host {
     /// Adds `nanos` of transmit time to the shared NIC estimate at
     /// `now_host`. A value further than `liveness` ahead is garbage: it is
     /// replaced as if the NIC were idle.
+    #[inline(always)]
     pub(crate) fn charge_link(&self, now_host: u64, nanos: u64) {
         let w = &self.w()[H_LINK_IDLE];
         let cap = self.params.liveness_ns();

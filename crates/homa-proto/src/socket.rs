@@ -311,7 +311,7 @@ impl Endpoint {
 
     /// Puts a new outgoing message of RPC `key` into the socket's current
     /// epoch if the socket is plugged.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hold_if_plugged(&mut self, port: u16, key: usize) {
         let Some(sock) = self.sockets.get_mut(&port) else {
             return;
