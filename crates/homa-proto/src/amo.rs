@@ -205,6 +205,7 @@ impl DoneIds {
     }
 
     /// True if request `id` must not run again.
+    #[inline(always)]
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.seen(id) != Seen::New
     }
@@ -214,6 +215,7 @@ impl DoneIds {
     /// far from the current floor starts a new client run, unless it
     /// belongs to an earlier run (a stale packet of a client that has since
     /// restarted: ignored).
+    #[inline(always)]
     pub(crate) fn claim(&mut self, oldest: u64) {
         if oldest == self.floor {
             return;
@@ -400,6 +402,7 @@ impl Binding {
     }
 
     /// Remembers a new client RPC to this peer.
+    #[inline]
     pub(crate) fn push_live(&mut self, id: u64) {
         self.live.push_back(id);
     }
@@ -416,6 +419,7 @@ impl Binding {
     /// `sending` (which is alive), given which ids are still alive and how
     /// many RPCs we have with the peer (to keep the queue proportional to
     /// them).
+    #[inline(always)]
     pub(crate) fn oldest_live(
         &mut self,
         sending: u64,

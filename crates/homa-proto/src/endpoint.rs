@@ -239,7 +239,10 @@ pub struct Endpoint {
     pub(crate) next_client_id: u64,
     pub(crate) next_seq: u64,
     pub(crate) rpcs: crate::rpc::RpcTable,
-    pub(crate) client_rpcs: Map<u64, usize>,
+    /// Client RPCs by id. The ids are this endpoint's own (sequential,
+    /// never chosen by a peer), so a multiplicative hash is enough; the
+    /// table is never iterated, so the hash decides no order.
+    pub(crate) client_rpcs: rustc_hash::FxHashMap<u64, usize>,
     pub(crate) server_rpcs: ServerRpcs,
     pub(crate) peers: PeerTable,
     /// While the peer table is full and the last forced collection left it
@@ -338,7 +341,7 @@ impl Endpoint {
             next_client_id,
             next_seq: 1,
             rpcs: Default::default(),
-            client_rpcs: Map::with_hasher(hasher()),
+            client_rpcs: Default::default(),
             server_rpcs: ServerRpcs::new(hasher()),
             peers: PeerTable::new(hasher()),
             peer_room_retry: Instant::ZERO,
@@ -624,6 +627,7 @@ impl Endpoint {
 
     /// [`Endpoint::peer_entry_with`] for the peer of RPC `key`, found by
     /// the RPC's handle while it is valid.
+    #[inline]
     pub(crate) fn rpc_peer_with<R>(
         &mut self,
         key: usize,
@@ -826,6 +830,7 @@ impl Endpoint {
     /// [`Endpoint::level_of_tos`], or from a simulator). Knowing arrival
     /// levels lets the receiver recover clearly lost packets without waiting
     /// for the silence timer (see the timer module).
+    #[inline]
     pub fn handle_datagram_at_level(
         &mut self,
         now: Instant,
@@ -903,6 +908,7 @@ impl Endpoint {
     }
 
     /// Handles one parsed packet of `len` bytes.
+    #[inline(always)]
     pub(crate) fn dispatch(
         &mut self,
         now: Instant,
@@ -1007,6 +1013,7 @@ impl Endpoint {
 
     /// Finds the RPC a packet from `src` to local `port` with local id
     /// `local` belongs to.
+    #[inline(always)]
     pub(crate) fn find_rpc(&self, src: SocketAddr, port: u16, local: u64) -> Option<usize> {
         let key = if local & 1 == 0 {
             *self.client_rpcs.get(&local)?

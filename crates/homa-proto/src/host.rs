@@ -1071,6 +1071,7 @@ impl Host {
     /// Adds `nanos` of transmit time to the shared NIC estimate at
     /// `now_host`. A value further than `liveness` ahead is garbage: it is
     /// replaced as if the NIC were idle.
+    #[inline(always)]
     pub(crate) fn charge_link(&self, now_host: u64, nanos: u64) {
         let w = &self.w()[H_LINK_IDLE];
         let cap = self.params.liveness_ns();
@@ -1657,6 +1658,7 @@ impl crate::Endpoint {
     /// [`Endpoint::host_recheck`](crate::Endpoint::host_recheck) then lets
     /// the next [`Endpoint::poll_transmit`](crate::Endpoint::poll_transmit)
     /// send.
+    #[inline]
     pub fn host_wait(&self) -> Option<u64> {
         let j = self.host.as_deref()?;
         let grant = j.limited.then_some(j.token);

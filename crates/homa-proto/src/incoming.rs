@@ -570,6 +570,7 @@ impl Endpoint {
 
     /// Completes the RPC's pending round-trip probe if `answer` (what just
     /// arrived) is causally after it.
+    #[inline(always)]
     fn rtt_sample(&mut self, now: Instant, key: usize, answer: Answer) {
         let rpc = &mut self.rpcs[key];
         let sent = match (rpc.rtt_probe, answer) {
@@ -798,6 +799,7 @@ impl Endpoint {
 
     /// Hands a complete message to the application and returns the
     /// `charged` bytes of its reassembly buffer to the receive budget.
+    #[inline(always)]
     fn deliver(&mut self, key: usize, message: Payload<'_>, charged: u32) {
         let rpc = &self.rpcs[key];
         let (peer, peer_ref, port) = (rpc.peer, rpc.peer_ref, rpc.port);
@@ -1274,6 +1276,7 @@ enum Refusal {
 /// The admission checks for request `local` from a client with state
 /// `peer`, whose DATA names `oldest` as the client's oldest unfinished
 /// request; on success the request counts against the client's limits.
+#[inline]
 fn admit(
     peer: &mut crate::peer::Peer,
     local: u64,

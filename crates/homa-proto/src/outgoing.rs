@@ -117,6 +117,7 @@ impl TxPackets {
 
     /// Packet `i`: its header and its payload (empty for control packets),
     /// to be sent back to back as one datagram. Panics if `i >= len()`.
+    #[inline]
     pub fn packet(&self, i: usize) -> (&[u8], &[u8]) {
         let p = self.packets[i];
         let h = p.header_start as usize;
@@ -248,7 +249,8 @@ impl Endpoint {
 
     fn emit_control<S: TxSink>(&mut self, now: Instant, c: Control, buf: &mut S) -> Transmit {
         let len = c.repr.header_len();
-        c.repr.emit(&mut Packet::new_unchecked(buf.header(len)));
+        c.repr
+            .emit_zeroed(&mut Packet::new_unchecked(buf.header(len)));
         self.stats.sent.add(c.repr.body.packet_type(), len);
         let wire = self.config.wire_bytes(len, c.dest.is_ipv6());
         self.pacer.charge_link(now, wire);
@@ -369,6 +371,7 @@ impl Endpoint {
     /// Writes a batch of DATA packets of RPC `key` into `buf`: new data from
     /// `next_xmit` (or pending retransmissions when `retransmit`), at most
     /// `limit` packets, all at one priority.
+    #[inline(always)]
     fn write_data<S: TxSink>(
         &mut self,
         now: Instant,
@@ -456,7 +459,7 @@ impl Endpoint {
                 .header(DataHeader::LEN)
                 .first_chunk_mut::<{ DataHeader::LEN }>()
                 .expect("a header of the length asked for");
-            header.emit(&mut Packet::new_unchecked(h));
+            header.emit_zeroed(&mut Packet::new_unchecked(h));
             buf.payload(m.data(), offset, len);
             self.stats
                 .sent
@@ -499,6 +502,26 @@ mod tests {
             Some(s) => buf.chunks(s).map(<[u8]>::to_vec).collect(),
             None => vec![buf.to_vec()],
         }
+    }
+
+    /// `Repr::emit_zeroed` writes only the fields: the transmit path relies
+    /// on every sink handing out zeroed headers, also after a transmit
+    /// left its buffers full of other bytes.
+    #[test]
+    fn header__zeroed_in_every_sink_after_reuse() {
+        fn check<S: TxSink>(sink: &mut S) {
+            for round in 0..3 {
+                sink.reset();
+                for len in [DataHeader::LEN, 30, 70, DataHeader::LEN] {
+                    let h = sink.header(len);
+                    assert_eq!(h.len(), len);
+                    assert!(h.iter().all(|&b| b == 0), "round {round} length {len}");
+                    h.fill(0xA5);
+                }
+            }
+        }
+        check(&mut Vec::new());
+        check(&mut TxPackets::new());
     }
 
     /// Two identical senders, one polled with `poll_transmit` and one with

@@ -98,6 +98,7 @@ impl Peer {
 
     /// Priority for unscheduled bytes of a message of `length` bytes to this
     /// peer: the highest level whose cutoff admits the length.
+    #[inline]
     pub(crate) fn unsched_priority(&self, length: u32, num_priorities: u8) -> u8 {
         let top = num_priorities as usize - 1;
         for i in (0..=top).rev() {
@@ -160,6 +161,7 @@ impl Peer {
     /// Bytes of unscheduled data to send this peer per message: one
     /// round trip at the link rate (RTTbytes), or `fallback` until the RTT is
     /// known.
+    #[inline]
     pub(crate) fn unsched_bytes(&self, link_mbps: u32, fallback: u32, max: u32) -> u32 {
         match self.rtt {
             Some(rtt) if link_mbps > 0 => {

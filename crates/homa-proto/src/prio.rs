@@ -320,6 +320,7 @@ impl Prio {
 
     /// Records a received message; recomputes the cutoffs when enough
     /// messages were seen. Returns true if a new version was published.
+    #[inline]
     pub fn observe(&mut self, len: u32, config: &crate::Config) -> bool {
         if !self.auto {
             return false;

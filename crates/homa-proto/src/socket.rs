@@ -175,6 +175,7 @@ impl Socket {
     /// [`Socket::deliver`] for a message that is a slice of a packet (a
     /// single-packet message): a short one is copied into the drop guard
     /// itself, so the delivered `Bytes` costs one allocation, not two.
+    #[inline]
     pub(crate) fn deliver_copy(&self, data: &[u8]) -> Bytes {
         if let Some(inline) = Inline::<SMALL_INLINE>::new(data) {
             self.wrap(inline)
@@ -310,6 +311,7 @@ impl Endpoint {
 
     /// Puts a new outgoing message of RPC `key` into the socket's current
     /// epoch if the socket is plugged.
+    #[inline(always)]
     pub(crate) fn hold_if_plugged(&mut self, port: u16, key: usize) {
         let Some(sock) = self.sockets.get_mut(&port) else {
             return;

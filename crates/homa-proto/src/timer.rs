@@ -224,6 +224,7 @@ impl Endpoint {
     /// The next deadline at which [`Endpoint::handle_timeout`] must run, if
     /// any. After `handle_timeout(t)` every deadline returned is later than
     /// `t`.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         // A FIFO-grant deadline left over after the last message needing
         // grants went is not reported (it runs at the next pass anyway).

@@ -166,7 +166,7 @@ impl Calls {
 
     /// Stores a call's result (the first one wins) and schedules its
     /// waiter. True if the call had no result before.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn complete(&mut self, id: u64, result: Result<Bytes, Error>) -> bool {
         let Some(c) = self.calls.get_mut(&id) else {
             return false;
@@ -275,7 +275,7 @@ impl Calls {
 
     /// Queues a delivered request and wakes one waiter; false (nothing
     /// queued) if `limit` requests already wait.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn queue_request(&mut self, r: RequestMessage, limit: usize) -> bool {
         if self.requests.len() >= limit {
             return false;

@@ -214,6 +214,7 @@ impl State {
     }
 
     /// Completes call `id` and notes it for a sleeping driver.
+    #[inline]
     fn complete(&mut self, id: u64, result: Result<Bytes, Error>) {
         if self.calls.complete(id, result) {
             self.note_completion();
@@ -948,6 +949,7 @@ impl Shared {
     }
 
     /// Wakes a driver blocked past the next deadline.
+    #[inline]
     pub(crate) fn kick(&self, st: &mut State) {
         let Some(until) = st.driving.sleep_until else {
             return;

@@ -317,7 +317,7 @@ impl RpcTable {
     /// Starts a new RPC ([`Rpc::new`]'s arguments), written straight into
     /// a spare box when there is one; returns its key.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(
         &mut self,
         id: u64,
@@ -430,7 +430,7 @@ impl ServerRpcs {
     }
 
     /// The server RPC for request `id` from `client`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, rpcs: &RpcTable, client: &SocketAddr, id: u64) -> Option<usize> {
         let mut key = *self.first.get(&id)?;
         loop {

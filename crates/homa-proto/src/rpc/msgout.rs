@@ -41,6 +41,7 @@ pub(crate) struct MsgOut {
 impl MsgOut {
     /// A message of `data.len()` bytes (at most `u32::MAX`; the endpoint
     /// checks its configured maximum first).
+    #[inline(always)]
     pub(crate) fn new(
         data: Bytes,
         seg_size: u32,

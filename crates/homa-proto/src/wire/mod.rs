@@ -406,9 +406,16 @@ impl Repr {
     /// # Panics
     /// If the buffer is shorter than [`Repr::header_len`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
-        let ty = self.body.packet_type();
         let len = self.header_len();
         packet.buffer.as_mut()[..len].fill(0);
+        self.emit_zeroed(packet);
+    }
+
+    /// [`Repr::emit`] into a header the caller has already zeroed (a
+    /// transmit buffer's fresh header): every field is written, the
+    /// reserved bytes are left as they are.
+    pub(crate) fn emit_zeroed<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let ty = self.body.packet_type();
         packet.set_sport(self.sport);
         packet.set_dport(self.dport);
         packet.set_raw_type(ty as u8);
