@@ -184,13 +184,8 @@ enum SendOutcome {
 
 /// One transmit on its way to the kernel.
 struct Outgoing<'a> {
-    /// The destination as the endpoint named it.
-    to: SocketAddr,
-    /// `to` encoded for the socket.
-    dest: &'a Dest,
-    tos: (TosOption, u8),
-    /// GSO segment size of a multi-packet transmit.
-    segment: Option<usize>,
+    /// Where and how.
+    head: &'a Queued,
     /// The packets: headers, and payloads in the message.
     packets: &'a TxPackets,
 }
@@ -202,22 +197,23 @@ impl Outgoing<'_> {
     }
 }
 
-/// A transmit of this flush waiting for the flush's send (its packets are
-/// in the slot of the same index in `Datapath::tx`).
+/// Where and how a transmit goes: for one polled in this flush, waiting
+/// for the flush's send, its packets are in the slot of the same index in
+/// `Datapath::tx`.
 #[derive(Clone, Copy)]
 struct Queued {
+    /// The destination as the endpoint named it.
     to: SocketAddr,
+    /// `to` encoded for the socket.
     dest: Dest,
     tos: (TosOption, u8),
+    /// GSO segment size of a multi-packet transmit.
     segment: Option<usize>,
 }
 
 /// A transmit the kernel refused for lack of buffer space.
 struct Pending {
-    to: SocketAddr,
-    dest: Dest,
-    tos: (TosOption, u8),
-    segment: Option<usize>,
+    head: Queued,
     packets: TxPackets,
     /// Segments already sent (when sending one datagram per packet).
     done: usize,
@@ -489,8 +485,33 @@ impl Datapath {
                 return;
             }
         }
-        if !self.queued.is_empty() {
-            self.send_queued();
+        match self.queued.len() {
+            0 => {}
+            // The common case (every short RPC's turn): one transmit, sent
+            // on its own as before batching.
+            1 => {
+                let out = Outgoing {
+                    head: &self.queued[0],
+                    packets: &self.tx[0],
+                };
+                match self.link.send(&out, 0) {
+                    SendOutcome::Sent | SendOutcome::Dropped => self.tx[0].clear(),
+                    SendOutcome::Unreachable { network } => {
+                        self.tx[0].clear();
+                        let to = self.queued[0].to;
+                        self.note_unreachable(to, network);
+                    }
+                    SendOutcome::Blocked(done) => self.pending.push_back(Pending {
+                        head: self.queued[0],
+                        packets: std::mem::take(&mut self.tx[0]),
+                        done,
+                    }),
+                }
+                self.queued.clear();
+            }
+            _ => {
+                self.send_queued();
+            }
         }
     }
 
@@ -499,10 +520,7 @@ impl Datapath {
     fn send_pending(&mut self) -> bool {
         while let Some(p) = self.pending.pop_front() {
             let out = Outgoing {
-                to: p.to,
-                dest: &p.dest,
-                tos: p.tos,
-                segment: p.segment,
+                head: &p.head,
                 packets: &p.packets,
             };
             match self.link.send(&out, p.done) {
@@ -510,7 +528,7 @@ impl Datapath {
                     self.pending.push_front(Pending { done, ..p });
                     return false;
                 }
-                SendOutcome::Unreachable { network } => self.note_unreachable(p.to, network),
+                SendOutcome::Unreachable { network } => self.note_unreachable(p.head.to, network),
                 SendOutcome::Sent | SendOutcome::Dropped => {}
             }
         }
@@ -538,26 +556,22 @@ impl Datapath {
                     continue;
                 }
             }
-            let q = self.queued[i];
             let out = Outgoing {
-                to: q.to,
-                dest: &q.dest,
-                tos: q.tos,
-                segment: q.segment,
+                head: &self.queued[i],
                 packets: &self.tx[i],
             };
             match self.link.send(&out, 0) {
                 SendOutcome::Sent | SendOutcome::Dropped => {}
-                SendOutcome::Unreachable { network } => self.note_unreachable(q.to, network),
+                SendOutcome::Unreachable { network } => {
+                    let to = self.queued[i].to;
+                    self.note_unreachable(to, network);
+                }
                 SendOutcome::Blocked(done) => {
                     // This transmit and the rest wait, keeping their
                     // packets (headers and a handle on the message).
                     for (j, q) in self.queued[i..n].iter().enumerate() {
                         self.pending.push_back(Pending {
-                            to: q.to,
-                            dest: q.dest,
-                            tos: q.tos,
-                            segment: q.segment,
+                            head: *q,
                             packets: std::mem::take(&mut self.tx[i + j]),
                             done: if j == 0 { done } else { 0 },
                         });
@@ -679,9 +693,9 @@ impl Link {
             out.packets.copy_to(&mut self.scratch);
             c.sent(
                 &mut self.stats,
-                out.to,
-                out.tos.1,
-                (&self.scratch, out.segment),
+                out.head.to,
+                out.head.tos.1,
+                (&self.scratch, out.head.segment),
                 done..sent,
             );
         }
@@ -701,45 +715,48 @@ impl Link {
     /// the `setsockopt` and the send. If the kernel refuses the option,
     /// sends carry the control message as before.
     fn send_raw(&mut self, out: &Outgoing<'_>, done: usize) -> SendOutcome {
-        let tos = self.sticky.prepare(self.sock.as_fd(), out.tos);
+        let tos = self.sticky.prepare(self.sock.as_fd(), out.head.tos);
         let packets = out.packets;
         let total = packets.len();
         let mut retried = false;
         loop {
-            let multi = out.segment.filter(|_| total > 1);
+            let multi = out.head.segment.filter(|_| total > 1);
             let r = match multi {
-                Some(seg) if self.gso && done == 0 => match self
-                    .send_gso(out.dest, tos, seg, packets)
-                {
-                    Ok(()) => return SendOutcome::Sent,
-                    Err((k, e)) if k > 0 => {
-                        // A later group of a long transmit failed: the
-                        // rest waits (or is dropped) like a fallback send.
-                        let blocked = e.kind() == io::ErrorKind::WouldBlock
-                            || e.raw_os_error() == Some(libc::ENOBUFS);
-                        if blocked {
-                            self.stats.send_blocked += 1;
-                            return SendOutcome::Blocked(k);
+                Some(seg) if self.gso && done == 0 => {
+                    match self.send_gso(&out.head.dest, tos, seg, packets) {
+                        Ok(()) => return SendOutcome::Sent,
+                        Err((k, e)) if k > 0 => {
+                            // A later group of a long transmit failed: the
+                            // rest waits (or is dropped) like a fallback send.
+                            let blocked = e.kind() == io::ErrorKind::WouldBlock
+                                || e.raw_os_error() == Some(libc::ENOBUFS);
+                            if blocked {
+                                self.stats.send_blocked += 1;
+                                return SendOutcome::Blocked(k);
+                            }
+                            self.stats.send_errors += 1;
+                            return SendOutcome::Dropped;
                         }
-                        self.stats.send_errors += 1;
-                        return SendOutcome::Dropped;
+                        Err((_, e))
+                            if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                        {
+                            // The kernel (or the route's device) cannot do
+                            // GSO: fall back to one datagram per packet.
+                            self.gso = false;
+                            self.stats.gso_fallbacks += 1;
+                            continue;
+                        }
+                        Err((_, e)) => Err(e),
                     }
-                    Err((_, e)) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                        // The kernel (or the route's device) cannot do
-                        // GSO: fall back to one datagram per packet.
-                        self.gso = false;
-                        self.stats.gso_fallbacks += 1;
-                        continue;
-                    }
-                    Err((_, e)) => Err(e),
-                },
+                }
                 Some(_) => {
                     let mut iov = [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
                     let mut sent = done;
                     let mut result = Ok(());
                     while sent < total {
                         let n = fill_iov(&mut iov, packets, sent);
-                        match udp::send_datagrams(self.fd(), out.dest, tos, 2, &iov[..2 * n]) {
+                        match udp::send_datagrams(self.fd(), &out.head.dest, tos, 2, &iov[..2 * n])
+                        {
                             Ok(k) => {
                                 self.stats.send_calls += 1;
                                 self.stats.packets_sent += k as u64;
@@ -781,7 +798,7 @@ impl Link {
                     let r = if p.len() > COPY_SINGLE_MAX {
                         udp::send_vectored(
                             self.sock.as_fd(),
-                            out.dest,
+                            &out.head.dest,
                             tos,
                             None,
                             &[IoSlice::new(h), IoSlice::new(p)],
@@ -795,7 +812,7 @@ impl Link {
                             self.scratch.extend_from_slice(p);
                             &self.scratch[..]
                         };
-                        udp::send(self.sock.as_fd(), out.dest, tos, None, data)
+                        udp::send(self.sock.as_fd(), &out.head.dest, tos, None, data)
                     };
                     r.map(|_| {
                         self.stats.send_calls += 1;
