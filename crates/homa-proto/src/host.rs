@@ -265,7 +265,9 @@ const S_YIELD: usize = 9;
 /// (0: none): a publisher that counts a wake-up of the slot then wakes it
 /// (the system call only then).
 const S_SLEEP: usize = 10;
-/// `S_WOKEN` increments: a grant wake-up, a yield wake-up.
+/// `S_WOKEN` increments: a grant wake-up, a yield wake-up. (After 2^32
+/// wake-ups, or at once if garbage left the low half at its maximum, the
+/// low half carries into the high one: one spurious grant pass.)
 const GRANT_WAKE: u64 = 1 | 1 << 32;
 const YIELD_WAKE: u64 = 1;
 
@@ -344,6 +346,18 @@ impl std::error::Error for HostError {}
 pub struct Host {
     mem: Arc<dyn HostMemory>,
     params: HostParams,
+}
+
+/// A runtime's waiter asleep on one slot's wake word
+/// ([`Host::slot_sleep_begin`]).
+#[derive(Debug)]
+pub struct SlotSleep<'a> {
+    /// The word to sleep on (a futex on its low 32 bits).
+    pub word: &'a AtomicU64,
+    /// Sleep only while the word still holds this.
+    pub value: u64,
+    /// The mark written for the sleep: hand it to [`Host::slot_sleep_end`].
+    pub mark: u64,
 }
 
 impl fmt::Debug for Host {
@@ -539,8 +553,14 @@ impl Host {
     /// covered while publishing its need). A runtime's waiter, woken by a
     /// move of the generation, pokes only the endpoints whose wait is over.
     pub fn wait_over(&self, token: u64) -> bool {
+        self.token_slot(token)
+            .is_some_and(|s| self.woken(s) as u32 != token as u32)
+    }
+
+    /// The slot a wait token names, if the table has it.
+    pub fn token_slot(&self, token: u64) -> Option<u32> {
         let s = (token >> TOKEN_SHIFT) as u32;
-        s < self.params.slots && self.woken(s) as u32 != token as u32
+        (s < self.params.slots).then_some(s)
     }
 
     /// A runtime's waiter that waits for `token` alone (its process has no
@@ -549,36 +569,43 @@ impl Host {
     /// participants do not wake it: marks the slot as slept on until
     /// `now_host + for_ns` and returns the word and the value to sleep on
     /// (sleep only while its low 32 bits hold it, then call
-    /// [`Host::slot_sleep_end`]); `None` if the wait is already over (or
-    /// the token names no slot). A publisher that counts a wake-up of the
-    /// slot reads the mark after its count (both sequentially consistent):
-    /// either it sees the mark and wakes the sleeper, or the sleeper sees
-    /// the count.
+    /// [`Host::slot_sleep_end`] with the sleep's mark); `None` if the wait
+    /// is already over (or the token names no slot). A publisher that
+    /// counts a wake-up of the slot reads the mark after its count (both
+    /// sequentially consistent): either it sees the mark and wakes the
+    /// sleeper, or the sleeper sees the count.
     pub fn slot_sleep_begin(
         &self,
         token: u64,
         now_host: u64,
         for_ns: u64,
-    ) -> Option<(&AtomicU64, u64)> {
-        let s = (token >> TOKEN_SHIFT) as u32;
-        if s >= self.params.slots {
-            return None;
-        }
-        self.word(s, S_SLEEP)
-            .store(now_host.saturating_add(for_ns).max(1), Ordering::SeqCst);
+    ) -> Option<SlotSleep<'_>> {
+        let s = self.token_slot(token)?;
+        let mark = now_host.saturating_add(for_ns).max(1);
+        self.word(s, S_SLEEP).store(mark, Ordering::SeqCst);
         let v = self.word(s, S_WOKEN).load(Ordering::SeqCst);
         if v as u32 != token as u32 {
-            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+            self.slot_sleep_end(token, mark);
             return None;
         }
-        Some((self.word(s, S_WOKEN), v))
+        Some(SlotSleep {
+            word: self.word(s, S_WOKEN),
+            value: v,
+            mark,
+        })
     }
 
-    /// The waiter of [`Host::slot_sleep_begin`]`(token, ..)` woke up.
-    pub fn slot_sleep_end(&self, token: u64) {
-        let s = (token >> TOKEN_SHIFT) as u32;
-        if s < self.params.slots {
-            self.word(s, S_SLEEP).store(0, Ordering::SeqCst);
+    /// The waiter of [`Host::slot_sleep_begin`]`(token, ..)` woke up:
+    /// clears its mark, unless the slot lapsed meanwhile and its new owner's
+    /// waiter marked it since (the mark is then not ours to clear).
+    pub fn slot_sleep_end(&self, token: u64, mark: u64) {
+        if let Some(s) = self.token_slot(token) {
+            let _ = self.word(s, S_SLEEP).compare_exchange(
+                mark,
+                0,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -586,9 +613,11 @@ impl Host {
     /// whose waiter sleeps on that slot must wake up to look at another
     /// endpoint): counts a wake-up of the slot (its endpoint sees its wait
     /// over, re-checks and finds nothing: harmless) and wakes the sleeper.
+    /// (Should the slot have lapsed to another participant meanwhile, the
+    /// kick is a spurious wake-up of that one, which its endpoint absorbs:
+    /// see [`Endpoint::host_recheck`](crate::Endpoint::host_recheck).)
     pub fn slot_kick(&self, token: u64, now_host: u64) {
-        let s = (token >> TOKEN_SHIFT) as u32;
-        if s < self.params.slots {
+        if let Some(s) = self.token_slot(token) {
             self.word(s, S_WOKEN)
                 .fetch_add(YIELD_WAKE, Ordering::SeqCst);
             self.wake_sleeper(s, now_host);
@@ -606,6 +635,13 @@ impl Host {
     /// `snapshot` ([`Host::woken`]) is over.
     fn grant_over(&self, s: u32, snapshot: u64) -> bool {
         s < self.params.slots && self.woken(s) >> 32 != snapshot >> 32
+    }
+
+    /// The yield wake-ups counted in a wake word (every wake-up less the
+    /// grant wake-ups, modulo 2^32): what ends a pacer's yield, which a
+    /// grant wake-up of the same slot must not.
+    pub(crate) fn yield_wakes(woken: u64) -> u32 {
+        (woken as u32).wrapping_sub((woken >> 32) as u32)
     }
 
     /// Slot `s`'s wake word (`S_WOKEN`) now.
@@ -1448,6 +1484,22 @@ impl Joined {
             || self.host.releases() != self.seen_gen
     }
 
+    /// A wake-up of our slot that was not a grant's (a yield's, a waiter's
+    /// kick, or garbage) moves the wake word's low half, which our wait
+    /// token compares: while our grant wait is not over, the token takes
+    /// the new value, so that the wait does not keep reading as over (a
+    /// runtime's waiter would poke us, and we would republish the same
+    /// wait, at every look until our next pass). The high half is
+    /// unchanged, so no grant wake-up is lost.
+    fn absorb_other_wakes(&mut self) {
+        if self.limited {
+            let w = self.host.woken(self.slot);
+            if w >> 32 == self.token >> 32 {
+                self.token = w;
+            }
+        }
+    }
+
     /// The host timer fired: renews the heartbeat; true if a pass should
     /// run (we claimed a new slot, or a re-check is due).
     pub(crate) fn on_timer(&mut self, now: Instant) -> bool {
@@ -1624,6 +1676,8 @@ impl crate::Endpoint {
         if due {
             j.event_rechecks += 1;
             self.grants.request_pass();
+        } else {
+            j.absorb_other_wakes();
         }
         // A yielding pacer whose better message left: the next transmit
         // attempt sends (or yields again to another one).
@@ -1872,9 +1926,9 @@ mod tests {
         h.publish_tx(b, 0, 101, now);
         let ca = h.yield_begin(a, 5_000);
         let token = Host::wait_token(a, Some(ca), None).unwrap();
-        let (word, v) = h.slot_sleep_begin(token, now, 1_000_000).unwrap();
-        assert!(core::ptr::eq(word, h.word(a, S_WOKEN)));
-        assert_eq!(v, ca);
+        let sl = h.slot_sleep_begin(token, now, 1_000_000).unwrap();
+        assert!(core::ptr::eq(sl.word, h.word(a, S_WOKEN)));
+        assert_eq!(sl.value, ca);
         // A grant wake-up of slot b (its need covered) is not ours: no
         // system call for our sleeper.
         h.publish_needs(b, 1, 0);
@@ -1885,12 +1939,54 @@ mod tests {
         h.withdraw_tx(b, 101, now);
         assert!(h.wait_over(token));
         assert_eq!(mem.1.load(Ordering::Relaxed), 1);
-        h.slot_sleep_end(token);
+        h.slot_sleep_end(token, sl.mark);
         // Not sleeping any more: a kick counts, but makes no call.
         h.slot_kick(token, now);
         assert_eq!(mem.1.load(Ordering::Relaxed), 1);
         // A wait already over is refused (nothing to sleep on).
         assert!(h.slot_sleep_begin(token, now, 1_000_000).is_none());
+        assert_eq!(h.word(a, S_SLEEP).load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn slot_sleep__the_end_of_a_sleep_clears_only_its_own_mark() {
+        let (_, h) = table(2);
+        let now = 1_000_000;
+        let (a, _) = h.claim(now, 1, 0).unwrap();
+        let token = Host::wait_token(a, Some(h.woken(a)), None).unwrap();
+        let sl = h.slot_sleep_begin(token, now, 1_000).unwrap();
+        // The slot lapsed meanwhile and its new owner's waiter sleeps on it
+        // (a later mark): our waiter's end of sleep leaves that mark.
+        let theirs = h.slot_sleep_begin(token, now + 50_000, 1_000).unwrap();
+        assert_ne!(sl.mark, theirs.mark);
+        h.slot_sleep_end(token, sl.mark);
+        assert_eq!(h.word(a, S_SLEEP).load(Ordering::Relaxed), theirs.mark);
+        h.slot_sleep_end(token, theirs.mark);
+        assert_eq!(h.word(a, S_SLEEP).load(Ordering::Relaxed), 0);
+        // A token naming no slot of the table is refused.
+        assert_eq!(h.token_slot(7 << TOKEN_SHIFT), None);
+        assert!(h.slot_sleep_begin(7 << TOKEN_SHIFT, now, 1_000).is_none());
+    }
+
+    #[test]
+    fn yield_wakes__a_grant_wake_up_is_not_a_yield_wake_up() {
+        let (_, h) = table(2);
+        let now = 1_000_000;
+        let (a, _) = h.claim(now, 1, 0).unwrap();
+        let before = h.woken(a);
+        h.publish_needs(a, 1, 0);
+        assert!(h.wake_slot(a, now));
+        assert_ne!(
+            h.woken(a) as u32,
+            before as u32,
+            "every wake-up moves the low half"
+        );
+        assert_eq!(Host::yield_wakes(h.woken(a)), Host::yield_wakes(before));
+        h.slot_kick(Host::wait_token(a, Some(before), None).unwrap(), now);
+        assert_eq!(
+            Host::yield_wakes(h.woken(a)),
+            Host::yield_wakes(before).wrapping_add(1)
+        );
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub mod wire;
 pub use config::Config;
 pub use endpoint::{Endpoint, Error, Event, RpcError, Transmit, Unreachable};
 pub use grant::IncomingMessage;
-pub use host::{Host, HostError, HostMemory, HostParams, HostView};
+pub use host::{Host, HostError, HostMemory, HostParams, HostView, SlotSleep};
 pub use outgoing::TxPackets;
 pub use pacer::OutgoingMessage;
 pub use rng::Rng;

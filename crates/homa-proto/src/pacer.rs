@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::grant::rank_list::RankList;
-use crate::host::TxEntry;
+use crate::host::{Host, TxEntry};
 use crate::rpc::{RpcRef, RpcState, XmitPos};
 use crate::timers::Timer;
 use crate::Instant;
@@ -127,7 +127,10 @@ struct HostPacer {
     last: Option<Yield>,
     /// A better message found unchanged when our fallback passed: its
     /// sender stalled or died, and we no longer yield to it (until it
-    /// changes). Counted in `stalls`.
+    /// changes). Counted in `stalls`. (Publishers do not know it: while
+    /// it stays published, the withdrawal of another message we yield to
+    /// does not wake us, and our own fallback timer, at most a quarter of
+    /// `liveness` after the drain, ends that yield instead.)
     skip: Option<TxEntry>,
     stalls: u64,
 }
@@ -402,7 +405,9 @@ impl Pacer {
             return false;
         };
         let hn = now.as_nanos().wrapping_add(h.offset);
-        let over = h.host.woken(h.slot) as u32 != y.count as u32
+        // A yield wake-up ends the yield; a grant wake-up of the slot does
+        // not (it moves the low half of the wake word too).
+        let over = Host::yield_wakes(h.host.woken(h.slot)) != Host::yield_wakes(y.count)
             || h.host.tx_best_better(h.slot, hn, y.mine, h.skip).is_none();
         if over {
             if let Some(h) = self.host.as_mut() {

@@ -394,6 +394,52 @@ fn recheck__a_held_back_endpoint_is_released_by_the_change_without_a_timer() {
     assert!(by_event + Duration::from_millis(2) < by_timer);
 }
 
+#[test]
+fn recheck__a_wake_up_that_is_not_a_grant_does_not_keep_the_wait_over() {
+    let c = Config {
+        grant_fifo_fraction: 0,
+        max_overcommit: 1,
+        ..config()
+    };
+    let mut net = lan(72, 4, &c);
+    let mut p = params(&c, 4);
+    p.recheck = p.liveness;
+    let host = share(&mut net, &[0, 1], &p);
+    request(&mut net, 3, 1, 300_000);
+    net.advance(Duration::from_micros(20));
+    request(&mut net, 2, 0, 2_000_000);
+    // Endpoint 0's long message is held back by endpoint 1's shorter one.
+    let deadline = net.now() + Duration::from_millis(50);
+    let token = loop {
+        if let Some(t) = net.endpoint(0).host_wait() {
+            if !host.wait_over(t) {
+                break t;
+            }
+        }
+        assert!(
+            net.step() && net.now() < deadline,
+            "endpoint 0 never held back"
+        );
+    };
+    // A wake-up of its slot that is not a grant's (a waiter's kick; a
+    // yield's or a hostile write does the same): the wait reads as over,
+    // the runtime pokes the endpoint, and there is nothing to pass for.
+    host.slot_kick(token, 0);
+    assert!(host.wait_over(token));
+    let now = net.now();
+    let ep = net.endpoint(0);
+    assert!(!ep.host_recheck(now), "a kick is not a release");
+    // The endpoint absorbed it: its wait no longer reads as over (else the
+    // waiter would poke it, and it would republish the same wait, at every
+    // look until its next pass).
+    let after = ep.host_wait().expect("still held back");
+    assert!(!host.wait_over(after), "{token:#x} -> {after:#x}");
+    // A grant wake-up still ends the wait: endpoint 1's message completes
+    // and endpoint 0's long message finishes.
+    let done = serve(&mut net, 2, Duration::from_secs(1), |_| {});
+    assert_eq!(done.len(), 2, "{done:?}");
+}
+
 // ----- a dead or hostile participant -------------------------------------
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`

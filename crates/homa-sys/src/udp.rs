@@ -42,7 +42,7 @@ use nix::sys::socket::{
 mod mmsg;
 mod pool;
 
-pub use pool::{BufPool, PoolStats};
+pub use pool::{BufPool, PoolStats, MAX_IDLE};
 
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
@@ -559,15 +559,16 @@ impl RecvBatch {
     }
 
     /// [`RecvBatch::take`] as `Bytes`. A datagram that fills at least
-    /// three quarters of its buffer keeps the whole buffer, which returns
-    /// to the pool when the last `Bytes` referencing it drops (so a bulk
-    /// transfer's buffers are reused, not allocated per datagram); a
+    /// fifteen sixteenths of its buffer keeps the whole buffer, which
+    /// returns to the pool when the last `Bytes` referencing it drops (so a
+    /// bulk transfer's buffers are reused, not allocated per datagram); a
     /// shorter one is trimmed to its length (the allocator shrinks it in
     /// place) and freed when dropped, so it pins about what it holds.
-    /// Either way a kept buffer pins at most 4/3 of its datagram.
+    /// Either way a kept buffer pins at most 16/15 of its datagram (a
+    /// message's memory accounting counts datagram lengths).
     pub fn take_shared(&mut self, i: usize) -> bytes::Bytes {
         let mut buf = self.take(i);
-        if self.pool.max() > 0 && buf.len() >= self.stride - self.stride / 4 {
+        if self.pool.max() > 0 && buf.len() >= self.stride - self.stride / 16 {
             return bytes::Bytes::from_owner(pool::Pooled {
                 buf,
                 pool: self.pool.clone(),
@@ -870,9 +871,10 @@ mod tests {
         }
     }
 
-    /// A nearly full datagram handed over as `Bytes` keeps its buffer,
-    /// which comes back to the pool when the last `Bytes` drops and is
-    /// the next replacement; a short one is trimmed and not pooled.
+    /// A nearly full datagram (15/16 of the buffer or more) handed over as
+    /// `Bytes` keeps its buffer, which comes back to the pool when the last
+    /// `Bytes` drops and is the next replacement; a shorter one (here 93%)
+    /// is trimmed and not pooled.
     #[test]
     fn take_shared__full_buffers_return_to_the_pool_short_ones_are_trimmed() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -884,18 +886,18 @@ mod tests {
             send(tx.as_fd(), &dest, None, None, payload).unwrap();
             while recv_batch(rx.as_fd(), batch, 1).unwrap() == 0 {}
         };
-        next(&mut batch, &[1; 1600]);
+        next(&mut batch, &[1; 1950]);
         let at = batch.get(0).1.as_ptr();
         let full = batch.take_shared(0);
-        assert_eq!((full.as_ptr(), &full[..]), (at, &[1u8; 1600][..]));
+        assert_eq!((full.as_ptr(), &full[..]), (at, &[1u8; 1950][..]));
         let piece = full.slice(10..20);
         drop(full);
         assert_eq!(pool.stats().idle, 0, "still referenced");
         drop(piece);
         assert_eq!(pool.stats().idle, 1, "back in the pool");
-        next(&mut batch, &[2; 700]);
+        next(&mut batch, &[2; 1900]);
         let short = batch.take_shared(0);
-        assert_eq!(&short[..], &[2u8; 700][..]);
+        assert_eq!(&short[..], &[2u8; 1900][..]);
         next(&mut batch, &[3; 1600]);
         assert_eq!(batch.get(0).1.as_ptr(), at, "the pooled buffer was reused");
         drop(short);

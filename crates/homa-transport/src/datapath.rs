@@ -61,9 +61,9 @@ const RECV_STRIDE: usize = 1 << 16;
 /// without the reassembly copy, and the slot gets a fresh buffer. Smaller
 /// datagrams (every short RPC) are copied as before: no allocation per
 /// packet, and no 64 KiB buffer pinned by a few bytes. A kept buffer less
-/// than three quarters full is trimmed to its datagram (the allocator
+/// than fifteen sixteenths full is trimmed to its datagram (the allocator
 /// shrinks it in place); a fuller one keeps its capacity for the pool
-/// (`RecvBatch::take_shared`), so what a message pins is at most 4/3 of
+/// (`RecvBatch::take_shared`), so what a message pins is at most 16/15 of
 /// what it received.
 const KEEP_MIN: usize = 16 << 10;
 

@@ -824,8 +824,8 @@ impl Shared {
     /// The waiter's poke: the table moved while the endpoint was held
     /// back. The driver re-checks in its next turn (the flag), woken
     /// through its own eventfd: the waiter never takes the socket's lock
-    /// (a waiter preempted while holding it stalled the driver: 1.9 s of
-    /// lock wait in a 10 s rack run). A socket nobody drives sees the flag
+    /// (a waiter preempted while holding it stalled the driver: measured in
+    /// docs/host-sharing.md). A socket nobody drives sees the flag
     /// when a thread next drives it (at the latest the background
     /// thread's period).
     pub(crate) fn host_poke(&self) {

@@ -276,7 +276,8 @@ impl Waiter {
     pub(crate) fn note_waiting(&self, token: u64) {
         self.thread.unpark();
         let on = self.sleeping_on.load(Ordering::SeqCst);
-        if on != NOT_WAITING && on >> 48 != token >> 48 {
+        let t = &self.table;
+        if on != NOT_WAITING && t.token_slot(on) != t.token_slot(token) {
             self.table.slot_kick(on, homa_sys::wait::monotonic_nanos());
         }
     }
@@ -355,12 +356,12 @@ impl Waiter {
                 };
                 let now = homa_sys::wait::monotonic_nanos();
                 if again {
-                    if let Some((word, v)) =
+                    if let Some(sl) =
                         self.table
                             .slot_sleep_begin(only, now, lease.as_nanos() as u64)
                     {
-                        let _ = homa_sys::futex::wait_while(word, v, Some(lease));
-                        self.table.slot_sleep_end(only);
+                        let _ = homa_sys::futex::wait_while(sl.word, sl.value, Some(lease));
+                        self.table.slot_sleep_end(only, sl.mark);
                     }
                 }
                 self.sleeping_on.store(NOT_WAITING, Ordering::SeqCst);

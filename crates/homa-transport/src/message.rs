@@ -170,7 +170,7 @@ impl Message {
     pub fn into_bytes(self) -> Bytes {
         match self.0 {
             Pieces::One(b) => b,
-            Pieces::Chain(v) => concat(&v),
+            Pieces::Chain(v) => concat(v.iter()),
         }
     }
 }
@@ -184,23 +184,14 @@ pub(crate) fn contiguous(first: Bytes, rest: Vec<Bytes>) -> Bytes {
     if rest.is_empty() {
         first
     } else {
-        concat_parts(first, rest)
+        concat(std::iter::once(&first).chain(&rest))
     }
 }
 
+/// The pieces copied into one contiguous `Bytes`.
 #[cold]
-fn concat_parts(first: Bytes, rest: Vec<Bytes>) -> Bytes {
-    let mut all = Vec::with_capacity(first.len() + rest.iter().map(Bytes::len).sum::<usize>());
-    all.extend_from_slice(&first);
-    for c in &rest {
-        all.extend_from_slice(c);
-    }
-    Bytes::from(all)
-}
-
-#[cold]
-fn concat(pieces: &[Bytes]) -> Bytes {
-    let mut all = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+fn concat<'a>(pieces: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut all = Vec::with_capacity(pieces.clone().map(Bytes::len).sum());
     for c in pieces {
         all.extend_from_slice(c);
     }

@@ -293,7 +293,10 @@ impl MsgIn {
     /// memory held is thus at most 17/16 of the charge, plus one receive
     /// buffer, plus bytes received (copied): for in-order packets in full
     /// receive buffers (the bulk case), the bytes received and their
-    /// headers. Every
+    /// headers. (A buffer is counted by its datagram's length; a runtime
+    /// whose buffers may be larger than that scales the bound by their
+    /// ratio: homa-sys keeps a whole buffer only for a datagram filling
+    /// 15/16 of it.) Every
     /// protocol decision is the same as with the other storages; no
     /// contiguous storage is reserved.
     pub(crate) fn chained(length: u32, incoming: u32, birth: Instant) -> MsgIn {

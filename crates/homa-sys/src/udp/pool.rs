@@ -11,6 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Most idle buffers a pool keeps, whatever it is asked for (256 MiB of
+/// 64 KiB buffers).
+pub const MAX_IDLE: usize = 4096;
+
 /// Counters of a [`BufPool`] since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -20,8 +24,9 @@ pub struct PoolStats {
     pub allocated: u64,
     /// Buffers returned into the list.
     pub returned: u64,
-    /// Buffers returned while the list was full (or that were trimmed),
-    /// freed instead.
+    /// Buffers returned while the list was full, freed instead. (Buffers
+    /// that [`RecvBatch::take_shared`](super::RecvBatch::take_shared)
+    /// trimmed never come back here: their `Bytes` frees them.)
     pub freed: u64,
     /// Buffers waiting in the list now.
     pub idle: usize,
@@ -57,8 +62,10 @@ impl std::fmt::Debug for BufPool {
 
 impl BufPool {
     /// A pool of `stride`-byte buffers keeping at most `max` idle ones
-    /// (0: every returned buffer is freed).
+    /// (0: every returned buffer is freed), `max` capped at [`MAX_IDLE`]
+    /// (the list's capacity is reserved up front).
     pub fn new(stride: usize, max: usize) -> BufPool {
+        let max = max.min(MAX_IDLE);
         BufPool(Arc::new(Shared {
             free: Mutex::new(Vec::with_capacity(max)),
             max,
@@ -173,6 +180,13 @@ mod tests {
         assert!(again.is_empty(), "returned buffers are emptied");
         assert!(ptrs.contains(&again.as_ptr()), "an idle buffer is reused");
         assert_eq!(pool.stats().reused, 1);
+    }
+
+    #[test]
+    fn new__a_huge_max_is_capped_not_reserved() {
+        // Reserving usize::MAX list entries would abort the process.
+        let pool = BufPool::new(64, usize::MAX);
+        assert_eq!(pool.max(), MAX_IDLE);
     }
 
     #[test]
