@@ -295,11 +295,17 @@ pub struct HomaKnobs {
     pub link_mbps: Option<u32>,
     /// How the sockets choose their MTU.
     pub mtu: homa_transport::Mtu,
+    /// The pacer's NIC backlog allowance (`None`: the protocol's default).
+    pub nic_backlog: Option<Duration>,
 }
 
 /// [`homa_config`] with [`HomaKnobs`].
 pub fn homa_config_with(polling: Polling, server: bool, k: HomaKnobs) -> Config {
-    homa_config(polling, server, k.link_mbps).with_mtu(k.mtu)
+    let mut c = homa_config(polling, server, k.link_mbps).with_mtu(k.mtu);
+    if let Some(b) = k.nic_backlog {
+        c.proto.max_nic_backlog = b;
+    }
+    c
 }
 
 /// Homa configuration for a polling policy and, if given, a link speed

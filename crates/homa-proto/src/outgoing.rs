@@ -104,6 +104,13 @@ impl TxPackets {
         self.packets.len()
     }
 
+    /// Empties the value, keeping its buffers, and drops its handle on the
+    /// message (a driver that keeps several values for one batched send
+    /// releases the messages once they are sent).
+    pub fn clear(&mut self) {
+        TxSink::reset(self);
+    }
+
     /// True if there is no packet.
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()

@@ -12,7 +12,9 @@
 //!   [`send_vectored`] (GSO) and [`send_datagrams`] (the fallback without
 //!   GSO: `sendmmsg`, one datagram per segment) gather the bytes from
 //!   iovecs (a header and a payload per datagram), so a message is never
-//!   copied in user space.
+//!   copied in user space. [`send_batch`] hands several such sends (to one
+//!   destination or several, each a datagram or a GSO batch with its own
+//!   segment size and TOS byte) to the kernel in one `sendmmsg`.
 //! * Receiving: [`recv_batch`] reads one datagram with `recvmsg` or a
 //!   batch with `recvmmsg`, with each datagram's source, GRO segment
 //!   size, TOS byte and (if asked) destination address, into a
@@ -44,6 +46,9 @@ pub use pool::{BufPool, PoolStats, MAX_IDLE};
 
 /// Most segments the kernel accepts in one `UDP_SEGMENT` send.
 pub const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Most messages one [`send_batch`] hands to the kernel.
+pub const MAX_SEND_BATCH: usize = 16;
 
 /// Binds a UDP socket to `addr`; with `reuse_port`, sets `SO_REUSEPORT`
 /// first, so that several sockets (of this or other processes of the same
@@ -178,6 +183,27 @@ pub fn enable_pktinfo(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
 /// (`UDP_SEGMENT` as a socket option; [`send`] sets it per call instead).
 pub fn set_gso_segment(fd: BorrowedFd<'_>, size: u16) -> io::Result<()> {
     ns::setsockopt(&fd, sockopt::UdpGsoSegment, &i32::from(size))?;
+    Ok(())
+}
+
+/// Turns off the UDP checksum of the socket's sends (`SO_NO_CHECK`): the
+/// kernel then refuses every GSO send with `EINVAL`, as a device that
+/// cannot do GSO does (`EIO`). For tests of the fallback without GSO.
+pub fn disable_send_checksum(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: a plain `int` option, read by the kernel for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 
@@ -364,6 +390,49 @@ pub fn send_datagrams(
         }
     }
     Ok(sent)
+}
+
+/// One message of a [`send_batch`]: what one [`send_vectored`] call
+/// would send.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchMsg<'a> {
+    /// The destination.
+    pub dest: &'a Dest,
+    /// The TOS byte as a control message (else the socket's own setting).
+    pub tos: Option<(TosOption, u8)>,
+    /// With a segment size, a GSO batch the kernel cuts every `segment`
+    /// bytes of the gathered stream; else one datagram.
+    pub segment: Option<u16>,
+    /// The bytes, in order.
+    pub iov: &'a [IoSlice<'a>],
+}
+
+/// Sends the first [`MAX_SEND_BATCH`] messages of `msgs` in one
+/// non-blocking `sendmmsg` (no user-space copy, no allocation): message
+/// `i` goes out as [`send_vectored`] would send `msgs[i]`, each with its
+/// own destination, TOS control message and `UDP_SEGMENT` size. Returns
+/// how many messages the kernel took, in order; an error only if it took
+/// none. When it took some but not all, the error that stopped it (other
+/// than `EAGAIN`) is the socket's pending error, which the next send on
+/// the socket returns: sending the first message not taken again on its
+/// own reports what happened to it.
+pub fn send_batch(fd: BorrowedFd<'_>, msgs: &[BatchMsg<'_>]) -> io::Result<usize> {
+    let mut raw: [mmsg::RawMsg<'_>; MAX_SEND_BATCH] = std::array::from_fn(|_| mmsg::RawMsg {
+        name: (std::ptr::null(), 0),
+        tos: None,
+        segment: None,
+        iov: &[],
+    });
+    let n = msgs.len().min(MAX_SEND_BATCH);
+    for (r, m) in raw.iter_mut().zip(&msgs[..n]) {
+        *r = mmsg::RawMsg {
+            name: raw_name(m.dest),
+            tos: raw_tos(m.tos),
+            segment: m.segment,
+            iov: m.iov,
+        };
+    }
+    mmsg::send_msgs(fd.as_raw_fd(), &raw[..n])
 }
 
 /// One received datagram of a [`RecvBatch`].
@@ -921,6 +990,16 @@ mod tests {
             assert_eq!(send_datagrams(tx.as_fd(), &dest, tos, 2, iov).unwrap(), 40);
             if gso {
                 send_vectored(tx.as_fd(), &dest, tos, Some(1472), iov).unwrap();
+                // Several sends in one sendmmsg, each with its control
+                // messages.
+                let m = |segment, iov| BatchMsg {
+                    dest: &dest,
+                    tos,
+                    segment,
+                    iov,
+                };
+                let msgs = [m(Some(1472), iov), m(None, &iov[..2]), m(None, &iov[2..4])];
+                assert_eq!(send_batch(tx.as_fd(), &msgs).unwrap(), 3);
             }
         });
         assert_eq!(n, 0, "allocations while sending");
@@ -970,6 +1049,129 @@ mod tests {
         let sent = send_vectored(tx.as_fd(), &dest, None, Some(seg as u16), &iov).unwrap();
         assert_eq!(sent, total);
         check("GSO");
+    }
+
+    /// One `sendmmsg` of four messages to two peers: GSO batches of
+    /// different segment sizes and single datagrams, each with its own TOS
+    /// byte or none, gathered from header/payload iovecs. Every datagram
+    /// arrives byte-exact at its peer, cut at its message's segment size,
+    /// with its message's TOS byte, in order; both address families.
+    #[test]
+    fn send_batch__messages_to_two_peers_each_with_its_segment_and_tos_byte_exact() {
+        assert!(gso_supported(false), "UDP GSO unavailable: not checked");
+        for ipv6 in [false, true] {
+            let host = if ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
+            let opt = if ipv6 {
+                TosOption::Ipv6
+            } else {
+                TosOption::Ipv4
+            };
+            let tx = UdpSocket::bind(host).unwrap();
+            let rxs = [
+                UdpSocket::bind(host).unwrap(),
+                UdpSocket::bind(host).unwrap(),
+            ];
+            for rx in &rxs {
+                set_buffer(rx.as_fd(), Buffer::Receive, 4 << 20).unwrap();
+                enable_recv_tos(rx.as_fd(), ipv6).unwrap();
+                rx.set_nonblocking(true).unwrap();
+            }
+            let dests = rxs
+                .each_ref()
+                .map(|rx| Dest::new(rx.local_addr().unwrap(), ipv6).unwrap());
+            let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 253) as u8).collect();
+            let heads: Vec<[u8; 8]> = (0..16u8).map(|i| [i ^ 0x5a; 8]).collect();
+            // Message 0: GSO to peer 0, 100-byte segments (8 + 92), 5
+            // datagrams, the last short. Message 1: one datagram to peer 1
+            // with TOS 0xa0. Message 2: GSO to peer 1, 600-byte segments, 3
+            // datagrams, TOS 0x40. Message 3: one datagram to peer 0, no
+            // TOS message.
+            let iov0: Vec<IoSlice<'_>> = (0..5)
+                .flat_map(|i| {
+                    let end = if i == 4 { 92 * 4 + 50 } else { 92 * (i + 1) };
+                    [IoSlice::new(&heads[i]), IoSlice::new(&data[92 * i..end])]
+                })
+                .collect();
+            let iov1 = [IoSlice::new(&heads[5]), IoSlice::new(&data[1000..2400])];
+            let iov2: Vec<IoSlice<'_>> = (0..3)
+                .flat_map(|i| {
+                    let at = 3000 + 592 * i;
+                    [
+                        IoSlice::new(&heads[6 + i]),
+                        IoSlice::new(&data[at..at + 592]),
+                    ]
+                })
+                .collect();
+            let iov3 = [IoSlice::new(&data[5000..5001])];
+            let m = |to: usize, tos: Option<u8>, segment, iov| BatchMsg {
+                dest: &dests[to],
+                tos: tos.map(|t| (opt, t)),
+                segment,
+                iov,
+            };
+            let msgs = [
+                m(0, None, Some(100), &iov0[..]),
+                m(1, Some(0xa0), None, &iov1[..]),
+                m(1, Some(0x40), Some(600), &iov2[..]),
+                m(0, None, None, &iov3[..]),
+            ];
+            assert_eq!(send_batch(tx.as_fd(), &msgs).unwrap(), 4);
+            // What each message's datagrams must be: its stream cut at
+            // its segment size.
+            let cut = |msg: &BatchMsg<'_>, tos: u8| -> Vec<(Vec<u8>, u8)> {
+                let all: Vec<u8> = msg.iov.iter().flat_map(|s| s.iter().copied()).collect();
+                let seg = msg.segment.map_or(all.len(), usize::from);
+                all.chunks(seg).map(|c| (c.to_vec(), tos)).collect()
+            };
+            let want = [
+                [cut(&msgs[0], 0), cut(&msgs[3], 0)].concat(),
+                [cut(&msgs[1], 0xa0), cut(&msgs[2], 0x40)].concat(),
+            ];
+            assert_eq!(want.each_ref().map(Vec::len), [6, 4]);
+            let mut batch = RecvBatch::new(1, 1 << 16);
+            for (rx, want) in rxs.iter().zip(&want) {
+                let mut got = Vec::new();
+                while recv_batch(rx.as_fd(), &mut batch, 1).unwrap() == 1 {
+                    let (meta, bytes) = batch.get(0);
+                    assert_eq!(meta.src, Some(tx.local_addr().unwrap()));
+                    got.push((bytes.to_vec(), meta.tos.unwrap()));
+                }
+                assert_eq!(&got, want, "ipv6 {ipv6}");
+            }
+        }
+    }
+
+    /// A batch the kernel stops in the middle (here: a GSO message on a
+    /// socket without send checksums, `EINVAL`) returns the messages taken
+    /// before it; the error is the socket's pending error, which the next
+    /// send of the refused message on its own reports.
+    #[test]
+    fn send_batch__a_refused_message_stops_the_batch_and_is_reported_on_its_own() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        disable_send_checksum(tx.as_fd()).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let dest = Dest::new(rx.local_addr().unwrap(), false).unwrap();
+        let data = vec![3u8; 300];
+        let ok = [IoSlice::new(&data[..10])];
+        let bad = [IoSlice::new(&data)];
+        let m = |segment, iov| BatchMsg {
+            dest: &dest,
+            tos: None,
+            segment,
+            iov,
+        };
+        let msgs = [m(None, &ok[..]), m(Some(100), &bad[..]), m(None, &ok[..])];
+        assert_eq!(send_batch(tx.as_fd(), &msgs).unwrap(), 1);
+        let e = send_batch(tx.as_fd(), &msgs[1..2]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        // The error is not reported again: the next message goes out.
+        assert_eq!(send_batch(tx.as_fd(), &msgs[2..]).unwrap(), 1);
+        // Nothing of the refused message went out.
+        let mut buf = [0u8; 64];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 10);
+        assert_eq!(rx.recv(&mut buf).unwrap(), 10);
+        assert!(rx.recv(&mut buf).is_err());
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! threads sleep until data arrives, so CPU time and instruction counts
 //! are work, not spinning). Prints Gbit/s and the CPU time
 //! per GB of each side, then per megabyte received: each side's system
-//! calls (sends, receives), the packets they carried, and the GRANTs.
+//! calls (sends, of which `sendmmsg` batches of several transmits,
+//! receives), the packets they carried, and the GRANTs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,10 +141,11 @@ fn main() -> Res<()> {
     let per_mb = |a: u64, b: u64| (a - b) as f64 / mb;
     let grant = homa_proto::wire::PacketType::Grant.index();
     println!(
-        "per MB: client sends {:.1} (GSO {:.1}), packets {:.0}, receives {:.1}; \
+        "per MB: client sends {:.1} (GSO {:.1}, batched {:.1}), packets {:.0}, receives {:.1}; \
          server receives {:.1} (GRO batches {:.1}), packets {:.0}, sends {:.1}, GRANTs {:.1}",
         per_mb(cs.transport.send_calls, cs0.transport.send_calls),
         per_mb(cs.transport.gso_sends, cs0.transport.gso_sends),
+        per_mb(cs.transport.batched_sends, cs0.transport.batched_sends),
         per_mb(cs.transport.packets_sent, cs0.transport.packets_sent),
         per_mb(cs.transport.recv_calls, cs0.transport.recv_calls),
         per_mb(ss.transport.recv_calls, ss0.transport.recv_calls),

@@ -21,8 +21,14 @@
 //!   header/payload pair if the kernel refuses GSO; a single packet of at
 //!   most 4 kB is copied into one small buffer and sent with a plain
 //!   `sendto` (cheaper for the kernel than a gathered `sendmsg`), a larger
-//!   one (a large MTU) is gathered like a GSO batch. A transmit the kernel has
-//!   no room for waits in `pending` for writability.
+//!   one (a large MTU) is gathered like a GSO batch. The transmits of one
+//!   flush are polled first and then sent in order; when there are
+//!   several, each run of them that fits one send (single datagrams and
+//!   GSO batches, to any peers) goes to the kernel in one `sendmmsg`
+//!   (`udp::send_batch`), each with its own segment size and TOS byte; a
+//!   lone transmit is sent as above, so a turn that sends one short
+//!   message makes the same system call as before. Transmits the kernel
+//!   has no room for wait in `pending`, in order, for writability.
 //! * [`Datapath::read_errors`] turns the socket's error queue (ICMP port,
 //!   host and net unreachable) into
 //!   [`homa_proto::Endpoint::handle_unreachable`]; sends the kernel refuses
@@ -30,13 +36,16 @@
 //!
 //! The system calls themselves are `homa_sys::udp`'s.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use homa_proto::{Endpoint, Instant, TxPackets, Unreachable};
-use homa_sys::udp::{self, BufPool, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS};
+use homa_sys::udp::{
+    self, BatchMsg, BufPool, Buffer, Dest, RecvBatch, TosOption, MAX_GSO_SEGMENTS, MAX_SEND_BATCH,
+};
 
 use crate::capture::Capture;
 use crate::stats::{Offloads, TransportStats};
@@ -62,6 +71,11 @@ const KEEP_MIN: usize = 16 << 10;
 /// `sendto`; longer ones (MTUs above 4 kB) go out as a gathered `sendmsg`
 /// of header and message, without copying up to 64 kB in user space.
 const COPY_SINGLE_MAX: usize = 4096;
+
+/// Most iovecs of one batched send (a header and a payload per packet):
+/// room for eight full GSO batches, so that a batch is bounded by
+/// [`MAX_SEND_BATCH`] transmits rather than by iovecs at any MTU.
+const BATCH_IOV: usize = 16 * MAX_GSO_SEGMENTS;
 
 /// [`Datapath::deliver`] for a datagram or GRO batch of at least
 /// [`KEEP_MIN`] bytes (slot `i` of `rx`, from `src`): it is handed over in
@@ -170,13 +184,8 @@ enum SendOutcome {
 
 /// One transmit on its way to the kernel.
 struct Outgoing<'a> {
-    /// The destination as the endpoint named it.
-    to: SocketAddr,
-    /// `to` encoded for the socket.
-    dest: &'a Dest,
-    tos: (TosOption, u8),
-    /// GSO segment size of a multi-packet transmit.
-    segment: Option<usize>,
+    /// Where and how.
+    head: &'a Queued,
     /// The packets: headers, and payloads in the message.
     packets: &'a TxPackets,
 }
@@ -188,12 +197,23 @@ impl Outgoing<'_> {
     }
 }
 
-/// A transmit the kernel refused for lack of buffer space.
-struct Pending {
+/// Where and how a transmit goes: for one polled in this flush, waiting
+/// for the flush's send, its packets are in the slot of the same index in
+/// `Datapath::tx`.
+#[derive(Clone, Copy)]
+struct Queued {
+    /// The destination as the endpoint named it.
     to: SocketAddr,
+    /// `to` encoded for the socket.
     dest: Dest,
     tos: (TosOption, u8),
+    /// GSO segment size of a multi-packet transmit.
     segment: Option<usize>,
+}
+
+/// A transmit the kernel refused for lack of buffer space.
+struct Pending {
+    head: Queued,
     packets: TxPackets,
     /// Segments already sent (when sending one datagram per packet).
     done: usize,
@@ -219,9 +239,13 @@ struct Link {
 pub(crate) struct Datapath {
     link: Link,
     ipv6: bool,
-    /// The endpoint describes each transmit here.
-    tx: TxPackets,
-    pending: Option<Pending>,
+    /// The endpoint describes the transmits of one flush here, one slot
+    /// each ([`MAX_SEND_BATCH`] slots, reused).
+    tx: Vec<TxPackets>,
+    /// What is in the first slots, in the order polled.
+    queued: Vec<Queued>,
+    /// Transmits waiting for buffer space, in order.
+    pending: VecDeque<Pending>,
     rx: RecvBatch,
     /// Consecutive turns whose first receive found data (see
     /// `engine::Shared::turn`).
@@ -287,8 +311,9 @@ impl Datapath {
                 scratch: Vec::with_capacity(2048),
             },
             ipv6,
-            tx: TxPackets::new(),
-            pending: None,
+            tx: (0..MAX_SEND_BATCH).map(|_| TxPackets::new()).collect(),
+            queued: Vec::with_capacity(MAX_SEND_BATCH),
+            pending: VecDeque::new(),
             rx: RecvBatch::with_pool(config.recv_batch, BufPool::new(stride, config.recv_pool)),
             rx_streak: 0,
             unreachable: Vec::new(),
@@ -332,7 +357,7 @@ impl Datapath {
     /// True while a transmit waits for buffer space.
     #[inline]
     pub(crate) fn wants_write(&self) -> bool {
-        self.pending.is_some()
+        !self.pending.is_empty()
     }
 
     /// True if the error queue must be read.
@@ -430,64 +455,138 @@ impl Datapath {
 
     /// Drains the endpoint's transmit queue into the kernel, stopping when
     /// the kernel runs out of buffer space (the rest waits for
-    /// writability).
+    /// writability). The transmits are polled first (at most
+    /// [`MAX_SEND_BATCH`] before a send) and then sent in order, several
+    /// in one system call where they fit one (see the module
+    /// documentation).
     pub(crate) fn flush(&mut self, ep: &mut Endpoint, now: Instant) {
-        if let Some(p) = self.pending.take() {
-            let out = Outgoing {
-                to: p.to,
-                dest: &p.dest,
-                tos: p.tos,
-                segment: p.segment,
-                packets: &p.packets,
-            };
-            match self.link.send(&out, p.done) {
-                SendOutcome::Blocked(done) => {
-                    self.pending = Some(Pending { done, ..p });
-                    return;
-                }
-                SendOutcome::Unreachable { network } => self.note_unreachable(p.to, network),
-                SendOutcome::Sent | SendOutcome::Dropped => {}
-            }
+        if !self.pending.is_empty() && !self.send_pending() {
+            return;
         }
         loop {
             if ep.transmit_idle(now) {
                 break;
             }
-            let Some(t) = ep.poll_transmit_packets(now, &mut self.tx) else {
+            let n = self.queued.len();
+            let Some(t) = ep.poll_transmit_packets(now, &mut self.tx[n]) else {
                 break;
             };
             let Some(dest) = Dest::new(t.destination, self.ipv6) else {
                 self.link.stats.send_errors += t.segments() as u64;
                 continue;
             };
-            let out = Outgoing {
+            self.queued.push(Queued {
                 to: t.destination,
-                dest: &dest,
+                dest,
                 tos: (TosOption::for_destination(&t.destination), t.tos),
                 segment: t.segment_size,
-                packets: &self.tx,
+            });
+            if self.queued.len() == MAX_SEND_BATCH && !self.send_queued() {
+                return;
+            }
+        }
+        match self.queued.len() {
+            0 => {}
+            // The common case (every short RPC's turn): one transmit, sent
+            // on its own as before batching.
+            1 => {
+                let out = Outgoing {
+                    head: &self.queued[0],
+                    packets: &self.tx[0],
+                };
+                match self.link.send(&out, 0) {
+                    SendOutcome::Sent | SendOutcome::Dropped => self.tx[0].clear(),
+                    SendOutcome::Unreachable { network } => {
+                        self.tx[0].clear();
+                        let to = self.queued[0].to;
+                        self.note_unreachable(to, network);
+                    }
+                    SendOutcome::Blocked(done) => self.pending.push_back(Pending {
+                        head: self.queued[0],
+                        packets: std::mem::take(&mut self.tx[0]),
+                        done,
+                    }),
+                }
+                self.queued.clear();
+            }
+            _ => {
+                self.send_queued();
+            }
+        }
+    }
+
+    /// Sends the transmits waiting for buffer space, in order; false if
+    /// the kernel still has no room.
+    fn send_pending(&mut self) -> bool {
+        while let Some(p) = self.pending.pop_front() {
+            let out = Outgoing {
+                head: &p.head,
+                packets: &p.packets,
+            };
+            match self.link.send(&out, p.done) {
+                SendOutcome::Blocked(done) => {
+                    self.pending.push_front(Pending { done, ..p });
+                    return false;
+                }
+                SendOutcome::Unreachable { network } => self.note_unreachable(p.head.to, network),
+                SendOutcome::Sent | SendOutcome::Dropped => {}
+            }
+        }
+        true
+    }
+
+    /// Sends the transmits polled so far, in order: each run of at least
+    /// two that fit one `sendmmsg` in one call, the others (and the first
+    /// one the kernel did not take from a run) on their own, which
+    /// classifies the error. Releases their messages. False if the kernel
+    /// ran out of room: that transmit and the ones after it wait in
+    /// `pending`.
+    fn send_queued(&mut self) -> bool {
+        let n = self.queued.len();
+        let mut i = 0;
+        let mut room = true;
+        while i < n {
+            let run = self.link.batch_run(&self.queued[i..n], &self.tx[i..n]);
+            if run >= 2 {
+                let k = self
+                    .link
+                    .send_batch(&self.queued[i..i + run], &self.tx[i..i + run]);
+                i += k;
+                if k == run {
+                    continue;
+                }
+            }
+            let out = Outgoing {
+                head: &self.queued[i],
+                packets: &self.tx[i],
             };
             match self.link.send(&out, 0) {
                 SendOutcome::Sent | SendOutcome::Dropped => {}
                 SendOutcome::Unreachable { network } => {
-                    self.note_unreachable(t.destination, network);
+                    let to = self.queued[i].to;
+                    self.note_unreachable(to, network);
                 }
                 SendOutcome::Blocked(done) => {
-                    let (to, tos, segment) = (out.to, out.tos, out.segment);
-                    // The waiting transmit keeps its packets (headers and
-                    // a handle on the message); a new one is started.
-                    self.pending = Some(Pending {
-                        to,
-                        dest,
-                        tos,
-                        segment,
-                        packets: std::mem::take(&mut self.tx),
-                        done,
-                    });
+                    // This transmit and the rest wait, keeping their
+                    // packets (headers and a handle on the message).
+                    for (j, q) in self.queued[i..n].iter().enumerate() {
+                        self.pending.push_back(Pending {
+                            head: *q,
+                            packets: std::mem::take(&mut self.tx[i + j]),
+                            done: if j == 0 { done } else { 0 },
+                        });
+                    }
+                    room = false;
                     break;
                 }
             }
+            i += 1;
         }
+        for t in &mut self.tx[..n] {
+            t.clear();
+        }
+        self.queued.clear();
+        room
     }
 
     fn note_unreachable(&mut self, dest: SocketAddr, network: bool) {
@@ -567,7 +666,7 @@ impl Datapath {
     /// unreachable at their next packet) although the descriptor stays
     /// open for whoever still polls it.
     pub(crate) fn close(&mut self, local: SocketAddr) {
-        self.pending = None;
+        self.pending.clear();
         if let Some(mut c) = self.link.capture.take() {
             c.finish(&mut self.link.stats);
         }
@@ -594,9 +693,9 @@ impl Link {
             out.packets.copy_to(&mut self.scratch);
             c.sent(
                 &mut self.stats,
-                out.to,
-                out.tos.1,
-                (&self.scratch, out.segment),
+                out.head.to,
+                out.head.tos.1,
+                (&self.scratch, out.head.segment),
                 done..sent,
             );
         }
@@ -616,45 +715,48 @@ impl Link {
     /// the `setsockopt` and the send. If the kernel refuses the option,
     /// sends carry the control message as before.
     fn send_raw(&mut self, out: &Outgoing<'_>, done: usize) -> SendOutcome {
-        let tos = self.sticky.prepare(self.sock.as_fd(), out.tos);
+        let tos = self.sticky.prepare(self.sock.as_fd(), out.head.tos);
         let packets = out.packets;
         let total = packets.len();
         let mut retried = false;
         loop {
-            let multi = out.segment.filter(|_| total > 1);
+            let multi = out.head.segment.filter(|_| total > 1);
             let r = match multi {
-                Some(seg) if self.gso && done == 0 => match self
-                    .send_gso(out.dest, tos, seg, packets)
-                {
-                    Ok(()) => return SendOutcome::Sent,
-                    Err((k, e)) if k > 0 => {
-                        // A later group of a long transmit failed: the
-                        // rest waits (or is dropped) like a fallback send.
-                        let blocked = e.kind() == io::ErrorKind::WouldBlock
-                            || e.raw_os_error() == Some(libc::ENOBUFS);
-                        if blocked {
-                            self.stats.send_blocked += 1;
-                            return SendOutcome::Blocked(k);
+                Some(seg) if self.gso && done == 0 => {
+                    match self.send_gso(&out.head.dest, tos, seg, packets) {
+                        Ok(()) => return SendOutcome::Sent,
+                        Err((k, e)) if k > 0 => {
+                            // A later group of a long transmit failed: the
+                            // rest waits (or is dropped) like a fallback send.
+                            let blocked = e.kind() == io::ErrorKind::WouldBlock
+                                || e.raw_os_error() == Some(libc::ENOBUFS);
+                            if blocked {
+                                self.stats.send_blocked += 1;
+                                return SendOutcome::Blocked(k);
+                            }
+                            self.stats.send_errors += 1;
+                            return SendOutcome::Dropped;
                         }
-                        self.stats.send_errors += 1;
-                        return SendOutcome::Dropped;
+                        Err((_, e))
+                            if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                        {
+                            // The kernel (or the route's device) cannot do
+                            // GSO: fall back to one datagram per packet.
+                            self.gso = false;
+                            self.stats.gso_fallbacks += 1;
+                            continue;
+                        }
+                        Err((_, e)) => Err(e),
                     }
-                    Err((_, e)) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                        // The kernel (or the route's device) cannot do
-                        // GSO: fall back to one datagram per packet.
-                        self.gso = false;
-                        self.stats.gso_fallbacks += 1;
-                        continue;
-                    }
-                    Err((_, e)) => Err(e),
-                },
+                }
                 Some(_) => {
                     let mut iov = [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
                     let mut sent = done;
                     let mut result = Ok(());
                     while sent < total {
                         let n = fill_iov(&mut iov, packets, sent);
-                        match udp::send_datagrams(self.fd(), out.dest, tos, 2, &iov[..2 * n]) {
+                        match udp::send_datagrams(self.fd(), &out.head.dest, tos, 2, &iov[..2 * n])
+                        {
                             Ok(k) => {
                                 self.stats.send_calls += 1;
                                 self.stats.packets_sent += k as u64;
@@ -696,7 +798,7 @@ impl Link {
                     let r = if p.len() > COPY_SINGLE_MAX {
                         udp::send_vectored(
                             self.sock.as_fd(),
-                            out.dest,
+                            &out.head.dest,
                             tos,
                             None,
                             &[IoSlice::new(h), IoSlice::new(p)],
@@ -710,7 +812,7 @@ impl Link {
                             self.scratch.extend_from_slice(p);
                             &self.scratch[..]
                         };
-                        udp::send(self.sock.as_fd(), out.dest, tos, None, data)
+                        udp::send(self.sock.as_fd(), &out.head.dest, tos, None, data)
                     };
                     r.map(|_| {
                         self.stats.send_calls += 1;
@@ -761,6 +863,80 @@ impl Link {
 }
 
 impl Link {
+    /// How many of `queued` (with their packets `tx`), from the first, one
+    /// [`Link::send_batch`] can take: transmits that are one datagram, or
+    /// one GSO send while GSO is on, within [`BATCH_IOV`] iovecs; none
+    /// while the capture records sends one by one.
+    fn batch_run(&self, queued: &[Queued], tx: &[TxPackets]) -> usize {
+        if self.capture.is_some() {
+            return 0;
+        }
+        let mut iovs = 0;
+        let mut run = 0;
+        for (q, t) in queued.iter().zip(tx) {
+            let packets = t.len();
+            let fits =
+                packets == 1 || (self.gso && q.segment.is_some() && packets <= MAX_GSO_SEGMENTS);
+            if !fits || iovs + 2 * packets > BATCH_IOV {
+                break;
+            }
+            iovs += 2 * packets;
+            run += 1;
+        }
+        run
+    }
+
+    /// Sends transmits [`Link::batch_run`] accepted in one `sendmmsg`, each
+    /// as its own message: one datagram, or a GSO batch with its segment
+    /// size. The socket's TOS setting is made the first transmit's (as a
+    /// lone send does); a transmit at another TOS byte carries it as a
+    /// control message. Returns how many the kernel took (0 on an error:
+    /// the caller sends the first one not taken on its own, which reports
+    /// what happened to it).
+    fn send_batch(&mut self, queued: &[Queued], tx: &[TxPackets]) -> usize {
+        let n = queued.len().min(MAX_SEND_BATCH);
+        let mut iov = [IoSlice::new(&[]); BATCH_IOV];
+        let mut ends = [0usize; MAX_SEND_BATCH];
+        let mut at = 0;
+        for (j, t) in tx[..n].iter().enumerate() {
+            at += 2 * fill_iov(&mut iov[at..], t, 0);
+            ends[j] = at;
+        }
+        let _ = self.sticky.prepare(self.sock.as_fd(), queued[0].tos);
+        let sticky = &self.sticky;
+        let msgs: [BatchMsg<'_>; MAX_SEND_BATCH] = std::array::from_fn(|j| {
+            let j = j.min(n - 1);
+            let q = &queued[j];
+            let start = if j == 0 { 0 } else { ends[j - 1] };
+            BatchMsg {
+                dest: &q.dest,
+                tos: sticky.control(q.tos),
+                segment: q.segment.filter(|_| tx[j].len() > 1).map(|s| s as u16),
+                iov: &iov[start..ends[j]],
+            }
+        });
+        let k = match udp::send_batch(self.sock.as_fd(), &msgs[..n]) {
+            Ok(k) => k,
+            Err(e) => {
+                if is_icmp_errno(&e) {
+                    // It reported (and cleared) an error an earlier packet
+                    // queued: the error queue says which.
+                    self.errors_pending = true;
+                }
+                return 0;
+            }
+        };
+        self.stats.send_calls += 1;
+        self.stats.batched_sends += 1;
+        for m in &msgs[..k] {
+            self.stats.packets_sent += (m.iov.len() / 2) as u64;
+            if m.segment.is_some() {
+                self.stats.gso_sends += 1;
+            }
+        }
+        k
+    }
+
     /// Sends a multi-packet transmit with GSO: its header and payload
     /// iovecs in one `sendmsg` per [`MAX_GSO_SEGMENTS`] packets (the
     /// endpoint's batches are never longer by default). On failure, the
@@ -814,6 +990,16 @@ struct StickyTos {
 }
 
 impl StickyTos {
+    /// The control message a send at `tos` needs given the socket's
+    /// setting now (`None` when the setting is right); changes nothing.
+    fn control(&self, tos: (TosOption, u8)) -> Option<(TosOption, u8)> {
+        let set = self.set[usize::from(tos.0 != TosOption::Ipv4)];
+        if self.refused || set != Some(tos.1) {
+            return Some(tos);
+        }
+        None
+    }
+
     /// Makes the socket's own setting `tos.1` if it can: returns the
     /// control message a send still needs (`None` when the socket's
     /// setting is right).
@@ -869,11 +1055,22 @@ mod tests {
 
     /// [`exchange_max`] between a client and a server configured apart.
     fn exchange(client: &Config, server: &Config) -> (TransportStats, TransportStats) {
+        exchange_with(client, server, |_| {})
+    }
+
+    /// [`exchange`], with `setup` run on each datapath (the client's
+    /// first) once it is open.
+    fn exchange_with(
+        client: &Config,
+        server: &Config,
+        setup: impl Fn(&Datapath),
+    ) -> (TransportStats, TransportStats) {
         let max = client.proto.max_message_length as usize;
         let open = |config: &Config, seed| {
             let mut config = config.clone();
             let (dp, offloads) =
                 Datapath::open("127.0.0.1:0".parse().unwrap(), &mut config).unwrap();
+            setup(&dp);
             assert_eq!(offloads.gso, config.gso && udp::gso_supported(false));
             assert_eq!(offloads.mtu, config.proto.mtu);
             let mut ep = Endpoint::new(config.proto.clone(), seed).unwrap();
@@ -954,6 +1151,91 @@ mod tests {
         let max = Config::default().proto.max_message_length as u64;
         assert!(c.packets_sent > max / 1500, "{c:?}");
         assert!(c.send_calls < c.packets_sent / 3, "sendmmsg batches: {c:?}");
+    }
+
+    /// [`config`] without the pacer: every granted byte is sent at once,
+    /// so a flush polls several transmits.
+    fn unpaced(gso: bool, mtu: crate::Mtu) -> Config {
+        let mut c = config(gso, true, mtu);
+        c.proto.pacer = false;
+        c
+    }
+
+    /// Megabytes in a message of the maximum length.
+    fn max_mb() -> f64 {
+        Config::default().proto.max_message_length as f64 / 1e6
+    }
+
+    #[test]
+    fn flush__gso_batches_of_one_turn_share_a_sendmmsg_byte_exact() {
+        // MTU 1500: transmits of up to 44 packets, several per flush.
+        let config = unpaced(true, crate::Mtu::Proto);
+        let (c, s) = exchange(&config, &config);
+        assert!(
+            udp::gso_supported(false),
+            "UDP GSO unavailable: not checked"
+        );
+        assert_eq!(c.gso_fallbacks + s.gso_fallbacks, 0);
+        assert!(c.batched_sends > 0 && s.batched_sends > 0, "{c:?} {s:?}");
+        // Fewer system calls than GSO batches: several in one call (one
+        // call each without batching; about half measured).
+        assert!(c.send_calls * 4 < c.gso_sends * 3, "{c:?}");
+    }
+
+    #[test]
+    fn flush__lone_64k_packets_of_one_turn_share_a_sendmmsg_byte_exact() {
+        // The loopback MTU: every transmit is one 64 kB datagram, 16 per
+        // MB, each its own system call without batching.
+        let config = unpaced(true, crate::Mtu::Auto);
+        let (c, s) = exchange(&config, &config);
+        let seg = f64::from(loopback_mtu() - 20 - 8 - 56);
+        assert!(c.packets_sent as f64 >= max_mb() * 1e6 / seg, "{c:?}");
+        // One call per packet without batching; about 0.4 measured.
+        assert!(c.send_calls * 2 < c.packets_sent, "{c:?}");
+        assert!(s.batched_sends > 0, "{s:?}");
+        assert_eq!(c.bad_datagrams + s.bad_datagrams, 0);
+    }
+
+    #[test]
+    fn flush__unpaced_without_gso_byte_exact() {
+        // Multi-packet transmits go one sendmmsg of datagrams each (the
+        // fallback); the lone packets between them (GRANTs) are batched.
+        let config = unpaced(false, crate::Mtu::Proto);
+        let (c, s) = exchange(&config, &config);
+        assert_eq!(c.gso_sends + s.gso_sends, 0);
+        assert!(c.packets_sent as f64 > max_mb() * 1e6 / 1500.0, "{c:?}");
+        assert!(c.send_calls < c.packets_sent / 3, "sendmmsg batches: {c:?}");
+    }
+
+    #[test]
+    fn flush__gso_refused_falls_back_byte_exact() {
+        // A socket without send checksums: the kernel refuses every GSO
+        // send (EINVAL), in a batch or alone. The first refusal switches
+        // GSO off; everything arrives, one datagram per packet.
+        let config = unpaced(true, crate::Mtu::Proto);
+        let (c, s) = exchange_with(&config, &config, |dp| {
+            udp::disable_send_checksum(dp.socket().as_fd()).unwrap()
+        });
+        assert!(
+            udp::gso_supported(false),
+            "UDP GSO unavailable: not checked"
+        );
+        assert_eq!((c.gso_fallbacks, s.gso_fallbacks), (1, 1), "{c:?} {s:?}");
+        assert_eq!(c.gso_sends + s.gso_sends, 0, "{c:?} {s:?}");
+        assert_eq!(c.send_errors + s.send_errors, 0, "{c:?} {s:?}");
+        assert!(c.packets_sent as f64 > max_mb() * 1e6 / 1500.0, "{c:?}");
+        // And with the pacer, one transmit per flush (the lone send's
+        // fallback).
+        let config = config_paced_gso();
+        let (c, s) = exchange_with(&config, &config, |dp| {
+            udp::disable_send_checksum(dp.socket().as_fd()).unwrap()
+        });
+        assert_eq!((c.gso_fallbacks, s.gso_fallbacks), (1, 1), "{c:?} {s:?}");
+        assert_eq!(c.send_errors + s.send_errors, 0, "{c:?} {s:?}");
+    }
+
+    fn config_paced_gso() -> Config {
+        config(true, true, crate::Mtu::Proto)
     }
 
     /// The loopback interface's MTU (65 536 on Linux), as `Mtu::Auto`

@@ -30,8 +30,13 @@ pub struct TransportStats {
     pub send_calls: u64,
     /// Homa packets handed to the kernel.
     pub packets_sent: u64,
-    /// Sends that carried several packets as one GSO batch.
+    /// Sends that carried several packets as one GSO batch (each GSO
+    /// message of a batched send counts).
     pub gso_sends: u64,
+    /// `sendmmsg` calls that carried several transmits (datagrams or GSO
+    /// batches, to one peer or several) polled in one flush; each is one of
+    /// `send_calls`.
+    pub batched_sends: u64,
     /// Sends refused for lack of buffer space (retried when writable).
     pub send_blocked: u64,
     /// Packets dropped because the kernel refused them for another reason.

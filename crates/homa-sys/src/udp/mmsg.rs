@@ -1,8 +1,10 @@
 //! The receive hot path: `recvmsg`/`recvmmsg` with headers set up once per
 //! batch, and the parsing of each datagram's control messages (GRO segment
 //! size, TOS byte, destination); and the sends with control messages
-//! ([`send_msg`]) and the GSO fallback's `sendmmsg` ([`send_datagrams`]),
-//! with their headers on the stack and the bytes named by iovecs.
+//! ([`send_msg`]), the GSO fallback's `sendmmsg` ([`send_datagrams`]) and
+//! the `sendmmsg` of several whole messages, each with its own destination
+//! and control messages ([`send_msgs`]), with their headers on the stack
+//! and the bytes named by iovecs.
 //!
 //! These are the receive calls not taken from `nix`: its `recvmmsg` needs
 //! its headers allocated and zeroed again for every call (its
@@ -145,6 +147,57 @@ pub(super) fn send_datagrams(
     // SAFETY: the first `n` headers point at `iov` (and the bytes it
     // names), `name` and `cmsg`, all alive for the call; the kernel only
     // writes `msg_len`.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// One message of [`send_msgs`]: destination, TOS message (level, type,
+/// value) and GSO segment size, each as [`send_msg`] takes them, and the
+/// bytes of `iov` in order.
+pub(super) struct RawMsg<'a> {
+    pub(super) name: RawName,
+    pub(super) tos: Option<(c_int, c_int, c_int)>,
+    pub(super) segment: Option<u16>,
+    pub(super) iov: &'a [IoSlice<'a>],
+}
+
+/// Sends up to [`super::MAX_SEND_BATCH`] messages (the rest of `msgs` is
+/// ignored) in one non-blocking `sendmmsg`: message `i` is what
+/// [`send_msg`] would send for `msgs[i]`, with its own control messages.
+/// Returns how many messages the kernel took, in order (an error only if
+/// it took none).
+///
+/// The headers and control buffers live on the stack (about 2 KiB): no
+/// allocation per call, and nothing to keep between calls.
+pub(super) fn send_msgs(fd: RawFd, msgs: &[RawMsg<'_>]) -> io::Result<usize> {
+    const N: usize = super::MAX_SEND_BATCH;
+    let n = msgs.len().min(N);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: plain data; all zeroes is valid.
+    let mut cmsgs: [SendCmsg; N] = unsafe { zeroed() };
+    // SAFETY: plain data; all zeroes is valid.
+    let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
+    for ((msg, h), c) in msgs.iter().zip(&mut hdrs).zip(&mut cmsgs) {
+        let controllen = c.fill(msg.tos, msg.segment);
+        let m = &mut h.msg_hdr;
+        m.msg_name = msg.name.0 as *mut libc::c_void;
+        m.msg_namelen = msg.name.1;
+        // `IoSlice` is ABI-compatible with `iovec`; read only.
+        m.msg_iov = msg.iov.as_ptr() as *mut libc::iovec;
+        m.msg_iovlen = msg.iov.len() as _;
+        if controllen > 0 {
+            m.msg_control = c.0.as_mut_ptr().cast();
+            m.msg_controllen = controllen as _;
+        }
+    }
+    // SAFETY: the first `n` headers point at the messages' names, iovecs
+    // (and the bytes they name) and their own control buffers, all alive
+    // for the call; the kernel only writes `msg_len`.
     let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
