@@ -119,7 +119,8 @@ pub struct HostParams {
     /// the link to another participant's shorter message sleeps until that
     /// message leaves the table (its withdrawal pokes us) or a bounded
     /// fallback (`docs/host-sharing.md`, "Pacer"); without one (drivers that poll, like
-    /// the simulator) it looks again each time the link drains.
+    /// the simulator) it looks again each time the shared estimate drains
+    /// to the backlog allowance.
     pub waiter: bool,
 }
 

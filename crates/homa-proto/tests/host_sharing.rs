@@ -1081,15 +1081,15 @@ fn pacer__a_yielding_sender_sleeps_until_the_better_message_leaves() {
     let with = yielding_sender(true, None);
     let without = yielding_sender(false, None);
     eprintln!("yielding sender, with a waiter: {with:?}");
-    eprintln!("yielding sender, polling (each drain): {without:?}");
+    eprintln!("yielding sender, polling (each drain to the allowance): {without:?}");
     // The shorter message still goes first either way.
     assert!(
         with.share < 0.2 && without.share < 0.2,
         "{with:?} {without:?}"
     );
     assert!(with.view.pacer_yields > 0, "{:?}", with.view);
-    // Polling, the yielding sender wakes at every drain of the shared
-    // estimate while the better message sends (every other batch of it)...
+    // Polling, the yielding sender wakes each time the shared estimate
+    // drains to the allowance while the better message sends...
     assert!(without.timer_turns >= 15, "{without:?}");
     // ... with a waiter it sleeps until the message left the table (its
     // withdrawal pokes it: also when it briefly ran out of grants) or the
