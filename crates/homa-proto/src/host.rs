@@ -17,7 +17,9 @@
 //!   the held-back participants' own timers look at it),
 //!   with a count and a lease of the sleeping waiters so that a publisher
 //!   wakes them only when someone sleeps; the host-wide NIC estimate
-//!   (`link_idle`, host nanoseconds).
+//!   (`link_idle`, host nanoseconds); the link time of the DATA the
+//!   participants received per priority level (the host's one downlink,
+//!   for the receivers' silence timers).
 //! * **Slots**: one per joined endpoint: heartbeat (host time, which also
 //!   claims the slot), owner (opaque, for operators), what it needs while
 //!   held back and how often a publisher woke it, granted-but-not-
@@ -117,7 +119,8 @@ pub struct HostParams {
     /// the link to another participant's shorter message sleeps until that
     /// message leaves the table (its withdrawal pokes us) or a bounded
     /// fallback (`docs/host-sharing.md`, "Pacer"); without one (drivers that poll, like
-    /// the simulator) it looks again each time the link drains.
+    /// the simulator) it looks again each time the shared estimate drains
+    /// to the backlog allowance.
     pub waiter: bool,
 }
 
@@ -184,8 +187,8 @@ impl HostParams {
     }
 }
 
-/// Words of the header.
-const HEADER: usize = 16;
+/// Words of the header (the downlink counters fill its third cache line).
+const HEADER: usize = H_DOWNLINK + crate::wire::MAX_PRIORITIES;
 /// Words of a slot before its candidates.
 const SLOT_HEADER: usize = 11;
 
@@ -200,12 +203,14 @@ const TOKEN_SHIFT: u32 = 48;
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version (4: a pacer yielding to another participant's shorter
+/// Layout version (5: the header counts the link time of the DATA every
+/// participant received, per level, so a receiver's silence timer sees the
+/// host's downlink, not only its own packets. 4: a pacer yielding to another participant's shorter
 /// message publishes it, and the withdrawal of that message wakes it: a
 /// version-3 participant would never wake it. 3: held-back participants
 /// publish what would release them, and publishers wake only those whose
 /// need their change covers).
-const VERSION: u64 = 4;
+const VERSION: u64 = 5;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -229,6 +234,12 @@ const H_WAKE_UNTIL: usize = 12;
 /// what a held-back participant's own timer looks at, the fallback of the
 /// published needs.
 const H_RELEASES: usize = 13;
+/// Words 16-23: link time (ns, wrapping) of the DATA the participants
+/// received at each priority level (word `H_DOWNLINK + level`), added in
+/// batches ([`Host::downlink_add`]): strict-priority switch ports serve the
+/// higher levels of the host's one downlink first, whichever participant
+/// those packets are for.
+const H_DOWNLINK: usize = 16;
 
 // Slot words: heartbeat, owner, incoming bytes, candidate count, the
 // shortest paced outgoing message and its stamp, then the candidates.
@@ -1066,6 +1077,26 @@ impl Host {
                 out.best.truncate(top);
             }
         }
+    }
+
+    /// Adds the link time (ns per priority level) of DATA we received to
+    /// the host's downlink counters.
+    pub(crate) fn downlink_add(&self, nanos: &[u64; crate::wire::MAX_PRIORITIES]) {
+        let w = &self.w()[H_DOWNLINK..HEADER];
+        for (word, &n) in w.iter().zip(nanos) {
+            if n != 0 {
+                word.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Link time (ns, wrapping) of the DATA every participant received at
+    /// `level` or above, as far as they added it.
+    pub(crate) fn downlink_at_or_above(&self, level: u8) -> u64 {
+        let from = H_DOWNLINK + (level as usize).min(crate::wire::MAX_PRIORITIES);
+        self.w()[from..HEADER]
+            .iter()
+            .fold(0, |a, x| a.wrapping_add(x.load(Ordering::Relaxed)))
     }
 
     /// Adds `nanos` of transmit time to the shared NIC estimate at

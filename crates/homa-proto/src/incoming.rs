@@ -555,7 +555,8 @@ impl Endpoint {
             rpc.waiting = None;
             rpc.msgin = Some(Box::new(msgin));
             rpc.heard(now);
-            rpc.quiet_mark = (level, self.rx_link.at_or_above(level));
+            let host = self.host.as_deref().map(|j| &j.host);
+            rpc.quiet_mark = (level, self.rx_link.at_or_above(level, host));
             self.grant_refresh(key);
             self.stats.messages_admitted += 1;
             tracing::debug!(rpc = id, %peer, length = len, "admitted: message got its receive buffer");
@@ -740,7 +741,8 @@ impl Endpoint {
         let wire = self
             .config
             .wire_bytes(DataHeader::LEN + payload.len(), rpc.peer.is_ipv6());
-        self.rx_link.record(at, wire, self.config.link_mbps);
+        let host = self.host.as_deref().map(|j| &j.host);
+        self.rx_link.record(at, wire, self.config.link_mbps, host);
         let owner = self.rx_owner.as_ref();
         let dropped = match msgin.add_from(h.offset, payload, owner, max_gaps, now, level) {
             AddOutcome::Accepted(_) => None,
@@ -768,7 +770,7 @@ impl Endpoint {
         } else {
             rpc.grant_level
         };
-        rpc.quiet_mark = (waits_at, self.rx_link.at_or_above(waits_at));
+        rpc.quiet_mark = (waits_at, self.rx_link.at_or_above(waits_at, host));
         if complete {
             self.grant_update(key);
             self.message_complete(key);

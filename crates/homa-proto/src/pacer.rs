@@ -518,8 +518,26 @@ impl Pacer {
                 h.timer_woke = false;
                 match better {
                     // Yielding to a shorter message of another endpoint,
-                    // without a waiter: look again when the link drained.
-                    Some(_) if !h.waiter => return (idle, started),
+                    // without a waiter: look again when the backlog drains
+                    // to the allowance, when the better message's sender
+                    // may send its next batch (as one endpoint's SRPT pick
+                    // would, so that if that message has nothing to send
+                    // then, ours goes instead of waiting for the NIC to
+                    // drain and then filling it at once).
+                    Some(_) if !h.waiter => {
+                        let room = Self::hold_for_room(idle, self.max_backlog, started);
+                        // At the allowance already, and the better message's
+                        // sender did not send: it may still (its grant is
+                        // on the way) or have nothing left; nothing tells a
+                        // polling driver which, so look again every quarter
+                        // of the allowance until the link drained (then
+                        // nobody is yielded to).
+                        return if room.0 > now {
+                            room
+                        } else {
+                            (idle.min(now + self.max_backlog / 4), started)
+                        };
+                    }
                     Some(mut b) => {
                         // With a waiter: publish the yield, so that the
                         // better message's withdrawal wakes us, and sleep
@@ -881,6 +899,41 @@ mod tests {
         assert!(!again, "one hold until released");
         assert_eq!(p.release(at(1010)), Some(1000));
         assert_eq!(p.release(at(2000)), None);
+    }
+
+    #[test]
+    fn hold__yielding_without_a_waiter_looks_again_at_the_allowance_not_the_drain() {
+        let cfg = Config {
+            link_mbps: 10_000,
+            ..Config::default()
+        };
+        let params = crate::host::HostParams::from_config(&cfg, 3);
+        assert!(!params.waiter, "a polling driver");
+        let host = crate::host::Host::in_process(&params);
+        let mut p = Pacer::new(&cfg);
+        p.attach_host(host.clone(), 0, 0);
+        // Slot 1 has a shorter paced message; the link is busy until
+        // 16.16 µs: we yield to it.
+        host.publish_tx(1, 0, 3001, 0);
+        p.charge_link(at(0), 20_000);
+        assert!(
+            p.throttled(at(12_000), u32::MAX),
+            "yields: the link is busy"
+        );
+        let (wake, started) = p.hold(at(10));
+        assert!(started);
+        // When the better message's sender may send its next batch: if it
+        // has nothing to send then, we go.
+        assert_eq!(wake, at(16_160 - 5000));
+        // At the allowance the better message's sender did not send (it
+        // stalled, or its grant is on the way): we look again every quarter
+        // of the allowance, and once the link drained we send.
+        assert_eq!(p.hold(at(11_160)).0, at(12_410));
+        assert_eq!(p.hold(at(15_000)).0, at(16_160));
+        assert!(!p.throttled(at(16_160), u32::MAX));
+        // It has nothing to send (withdrawn): we send at the allowance.
+        host.withdraw_tx(1, 3001, 11_160);
+        assert!(!p.throttled(at(11_160), u32::MAX));
     }
 
     #[test]

@@ -98,26 +98,65 @@ enum Wait {
 /// the time its downlink was not busy with such traffic. (The kernel's plain
 /// 5 ms of silence made a lossless simulated datacenter at 80% load
 /// retransmit about 1% of its long messages' packets.)
+///
+/// An endpoint that joined a host table shares its downlink with the
+/// host's other participants: it adds its figures to the table's downlink
+/// counters (in batches of [`RX_LINK_BATCH_NS`]) and reads the host's, so
+/// its granted bytes queued behind another participant's higher-level
+/// packets are not taken for lost either.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RxLink {
     /// Nanoseconds of link time taken by DATA arriving at each level.
     busy: [u64; crate::wire::MAX_PRIORITIES],
+    /// Joined: what of `busy` is not yet added to the host's counters.
+    pending: [u64; crate::wire::MAX_PRIORITIES],
+    /// The sum of `pending`.
+    pending_ns: u64,
 }
 
+/// Link time a joined endpoint's [`RxLink`] gathers before it adds it to
+/// the host table (one atomic add per level then, not one per packet). The
+/// others' view of our downlink traffic lags by at most this much, against
+/// a silence timer of milliseconds.
+pub(crate) const RX_LINK_BATCH_NS: u64 = 20_000;
+
 impl RxLink {
-    /// A DATA packet of `wire_bytes` arrived at `level`.
-    pub(crate) fn record(&mut self, level: u8, wire_bytes: u64, link_mbps: u32) {
+    /// A DATA packet of `wire_bytes` arrived at `level`; `host` is the
+    /// table we joined, if any.
+    pub(crate) fn record(
+        &mut self,
+        level: u8,
+        wire_bytes: u64,
+        link_mbps: u32,
+        host: Option<&crate::host::Host>,
+    ) {
         if link_mbps > 0 {
             let l = (level as usize).min(self.busy.len() - 1);
-            self.busy[l] += wire_bytes * 8000 / link_mbps as u64;
+            let ns = wire_bytes * 8000 / link_mbps as u64;
+            self.busy[l] += ns;
+            if let Some(h) = host {
+                self.pending[l] += ns;
+                self.pending_ns += ns;
+                if self.pending_ns >= RX_LINK_BATCH_NS {
+                    h.downlink_add(&self.pending);
+                    self.pending = Default::default();
+                    self.pending_ns = 0;
+                }
+            }
         }
     }
 
-    /// Link time taken so far by DATA at `level` or above.
-    pub(crate) fn at_or_above(&self, level: u8) -> u64 {
-        self.busy[(level as usize).min(self.busy.len())..]
-            .iter()
-            .sum()
+    /// Link time taken so far by DATA at `level` or above: ours alone, or
+    /// with a host table the host's (what every participant added, plus
+    /// our part not added yet). Wraps; callers take differences.
+    pub(crate) fn at_or_above(&self, level: u8, host: Option<&crate::host::Host>) -> u64 {
+        let from = (level as usize).min(self.busy.len());
+        match host {
+            None => self.busy[from..].iter().sum(),
+            Some(h) => self.pending[from..]
+                .iter()
+                .fold(h.downlink_at_or_above(level), |a, x| a.wrapping_add(*x)),
+        }
     }
 }
 
@@ -396,7 +435,8 @@ impl Endpoint {
             // packets at their level or above counts (see `RxLink`), for up
             // to half the timeout.
             let (level, mark) = rpc.quiet_mark;
-            let queued = self.rx_link.at_or_above(level).saturating_sub(mark);
+            let host = self.host.as_deref().map(|j| &j.host);
+            let queued = self.rx_link.at_or_above(level, host).saturating_sub(mark);
             let wall = silent;
             silent = silent.saturating_sub(Duration::from_nanos(queued));
             let starving = wall >= self.config.resend_after && silent < self.config.resend_after;

@@ -21,7 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use homa_proto::host::{words_for, HeapMemory};
-use homa_proto::testnet::{Limits, Links, Network};
+use homa_proto::testnet::{Limits, Links, Network, Verdict};
+use homa_proto::wire::PacketType;
 use homa_proto::{Config, Endpoint, Event, Host, HostError, HostMemory, HostParams, Instant};
 
 const RATE: u64 = 10_000_000_000;
@@ -265,6 +266,57 @@ fn grants__two_endpoints_sharing_a_host_never_exceed_max_incoming_together() {
     );
 }
 
+/// Endpoint 0 receives a 16 MB request from host 2; after 200 µs host 2's
+/// DATA to it is held (at the host's one downlink, behind endpoint 1's
+/// higher-level traffic: endpoint 1 then receives an 8 MB request from
+/// host 3, which ranks first on the host). Arrival levels are reported, as
+/// the UDP runtime does. `max_incoming` leaves room for endpoint 1's
+/// grants beside the bytes held. Returns endpoint 0's silence RESENDs after
+/// 7 ms, and how long endpoint 1's request kept the downlink busy by then.
+fn queued_behind_the_other_participant(joined: bool) -> (u64, Duration) {
+    let c = Config {
+        max_incoming: 1_000_000,
+        ..config()
+    };
+    let mut net = lan(91, 4, &c);
+    net.set_report_levels(true);
+    if joined {
+        share(&mut net, &[0, 1], &params(&c, 4));
+    }
+    request(&mut net, 2, 0, 16_000_000);
+    net.advance(Duration::from_micros(200));
+    let (x, a) = (net.addr(2, 0).ip(), net.addr(0, 0).ip());
+    net.set_filter(move |d, _| {
+        if d.src.ip() == x && d.dst.ip() == a && d.packet_type() == Some(PacketType::Data) {
+            Verdict::Hold
+        } else {
+            Verdict::Deliver
+        }
+    });
+    request(&mut net, 3, 1, 8_000_000);
+    net.advance(Duration::from_millis(7));
+    let busy = net.port_stats(1).busy;
+    (net.endpoint(0).stats().resends_silence, busy)
+}
+
+#[test]
+fn resend__granted_bytes_queued_behind_another_participants_traffic_are_not_asked_for() {
+    let (shared, busy) = queued_behind_the_other_participant(true);
+    let (alone, busy_alone) = queued_behind_the_other_participant(false);
+    eprintln!(
+        "endpoint 0's silence RESENDs: shared {shared} (endpoint 1's downlink busy {busy:?}), \
+         independent {alone} ({busy_alone:?})"
+    );
+    // The other participant's request kept the downlink busy for longer
+    // than `resend_after`: the held bytes were queued, not lost.
+    assert!(busy > Duration::from_millis(6), "{busy:?}");
+    assert_eq!(shared, 0, "the host's downlink was busy at a higher level");
+    assert!(
+        alone > 0,
+        "alone, an endpoint sees only its own packets and asks after resend_after"
+    );
+}
+
 /// Endpoint 0 receives a 2 MB request from host 2, endpoint 1 a 300 kB
 /// one from host 3 (started 20 µs earlier). Returns the bytes endpoint 0
 /// had received when endpoint 1's request completed.
@@ -444,9 +496,9 @@ fn recheck__a_wake_up_that_is_not_a_grant_does_not_keep_the_wait_over() {
 
 /// Slot `s` of a table with `p`'s layout: the word index of its field `i`
 /// (0 heartbeat, 1 owner, 2 incoming, 3 candidate count, 4 paced message,
-/// 5 its stamp, 9 yield, 11.. candidates).
+/// 5 its stamp, 9 yield, 11.. candidates), after the 24 header words.
 fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
-    16 + s as usize * (11 + p.candidates_per_slot as usize) + i
+    24 + s as usize * (11 + p.candidates_per_slot as usize) + i
 }
 
 #[test]
@@ -1075,15 +1127,15 @@ fn pacer__a_yielding_sender_sleeps_until_the_better_message_leaves() {
     let with = yielding_sender(true, None);
     let without = yielding_sender(false, None);
     eprintln!("yielding sender, with a waiter: {with:?}");
-    eprintln!("yielding sender, polling (each drain): {without:?}");
+    eprintln!("yielding sender, polling (each drain to the allowance): {without:?}");
     // The shorter message still goes first either way.
     assert!(
         with.share < 0.2 && without.share < 0.2,
         "{with:?} {without:?}"
     );
     assert!(with.view.pacer_yields > 0, "{:?}", with.view);
-    // Polling, the yielding sender wakes at every drain of the shared
-    // estimate while the better message sends (every other batch of it)...
+    // Polling, the yielding sender wakes each time the shared estimate
+    // drains to the allowance while the better message sends...
     assert!(without.timer_turns >= 15, "{without:?}");
     // ... with a waiter it sleeps until the message left the table (its
     // withdrawal pokes it: also when it briefly ran out of grants) or the

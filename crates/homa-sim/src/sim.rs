@@ -282,6 +282,10 @@ pub struct Simulator {
     k: u32,
     /// Per host: its application's arrival process.
     arrivals: Vec<Option<Poisson>>,
+    /// Per host (K > 1): the stream that picks a message's sending and
+    /// receiving endpoints, apart from the arrivals' so that every K draws
+    /// the same messages (times, sizes, hosts) as K = 1.
+    ep_choice: Vec<Rng>,
     /// Per host: the endpoint its pull-mode NIC asks first when the link
     /// frees (round robin among K endpoints).
     nic_next: Vec<u32>,
@@ -390,6 +394,7 @@ impl Simulator {
         let k = cfg.host.endpoints;
         let mut hosts = Vec::with_capacity((t.hosts() * k) as usize);
         let mut arrivals = Vec::with_capacity(t.hosts() as usize);
+        let mut ep_choice = Vec::new();
         let table = homa_proto::HostParams::from_config(&ep_cfg, k);
         for h in 0..t.hosts() {
             // Coordinated: the host's K endpoints share one host table.
@@ -423,6 +428,9 @@ impl Simulator {
                     met: rustc_hash::FxHashSet::default(),
                 });
             }
+            if k > 1 {
+                ep_choice.push(Rng::stream(cfg.seed, 0x3000_0000 + u64::from(h)));
+            }
             arrivals.push(if rate > 0.0 {
                 Some(
                     Poisson::new(rate, Rng::stream(cfg.seed, u64::from(h)))
@@ -440,6 +448,7 @@ impl Simulator {
             hosts,
             k,
             arrivals,
+            ep_choice,
             nic_next: vec![0; t.hosts() as usize],
             msgs: Slab::new(),
             notes: Slab::new(),
@@ -858,10 +867,12 @@ impl Simulator {
         if dst >= h {
             dst += 1;
         }
-        // With one endpoint per host nothing more is drawn (runs unchanged).
+        // The endpoints come from their own stream (none with K = 1), so the
+        // arrivals are K = 1's whatever K.
         let (ks, kd) = if k > 1 {
-            let ks = p.rng().below(u64::from(k)) as u32;
-            (ks, p.rng().below(u64::from(k)) as u32)
+            let r = &mut self.ep_choice[h as usize];
+            let ks = r.below(u64::from(k)) as u32;
+            (ks, r.below(u64::from(k)) as u32)
         } else {
             (0, 0)
         };

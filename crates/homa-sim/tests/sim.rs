@@ -149,6 +149,30 @@ fn run__k_endpoints_per_host_all_serve_and_complete() {
     assert_eq!(outputs(&cfg), outputs(&cfg));
 }
 
+/// K endpoints per host draw K = 1's messages (same times, sizes, hosts):
+/// the endpoints come from a stream of their own, so comparing K with
+/// K = 1 compares the endpoints, not two samples of the workload. The
+/// references (ideal and matching) see only the arrivals, so they agree.
+#[test]
+fn run__k_endpoints_per_host_draw_the_messages_of_one() {
+    let mut cfg = SimConfig::paper(Workload::W4.into());
+    cfg.topology = small(2, 4).topology;
+    cfg.run.duration = Duration::from_millis(2);
+    cfg.run.warmup = Duration::ZERO;
+    let one = homa_sim::run(&cfg).unwrap();
+    for k in [2, 3] {
+        cfg.host.endpoints = k;
+        let r = homa_sim::run(&cfg).unwrap();
+        assert_eq!(r.messages.generated, one.messages.generated, "K = {k}");
+        assert_eq!(
+            r.utilization.generated, one.utilization.generated,
+            "K = {k}"
+        );
+        assert_eq!(r.utilization.ideal, one.utilization.ideal, "K = {k}");
+        assert_eq!(r.utilization.greedy, one.utilization.greedy, "K = {k}");
+    }
+}
+
 /// Coordinated endpoints (`--host-sharing`): the K endpoints of every
 /// host have joined one host table, every message completes, and a seed
 /// gives the same output.
