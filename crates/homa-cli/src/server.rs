@@ -298,6 +298,7 @@ pub(crate) fn stats_json(
             "send_calls": t.send_calls,
             "packets_sent": t.packets_sent,
             "gso_sends": t.gso_sends,
+            "batched_sends": t.batched_sends,
             "send_blocked": t.send_blocked,
             "send_errors": t.send_errors,
             "gso_fallbacks": t.gso_fallbacks,
