@@ -24,6 +24,7 @@ run paper-w4-50-1s -w w4 -l 0.5 -d 1s --drain 100ms
 run paper-w5-50 -w w5 -l 0.5 -d 50ms --drain 50ms
 run paper-w5-50-1s -w w5 -l 0.5 -d 1s --drain 100ms
 run paper-w1-50 -w w1 -l 0.5 -d 3ms --drain 2ms
+run paper-w1-50-1s -w w1 -l 0.5 -d 1s --drain 100ms
 run paper-w2-50 -w w2 -l 0.5 -d 5ms --drain 5ms
 run paper-w2-50-1s -w w2 -l 0.5 -d 1s --drain 100ms
 run paper-w3-50 -w w3 -l 0.5 -d 30ms --drain 20ms
