@@ -379,13 +379,11 @@ fn grants__the_shortest_message_across_endpoints_is_granted_first() {
     assert!(alone >= 200_000, "{alone}");
 }
 
-/// `shortest_first` with the endpoints' own re-check timer set as long as
-/// the table allows (`liveness`), driven step by step; with `events`, the
-/// loop does what a runtime's waiter does: after every step, an endpoint
-/// whose [`Endpoint::host_wait`] is over ([`Host::wait_over`]) gets
-/// [`Endpoint::host_recheck`]. Returns when the long message completed and
-/// endpoint 0's host figures then.
-fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
+/// Endpoints 0 and 1 share a host table whose re-check timer is as long
+/// as it allows (`liveness`), with one overcommitment slot for the host:
+/// endpoint 1 receives 300 kB, and 20 µs later endpoint 0 starts receiving
+/// 2 MB, which the shorter message holds back.
+fn long_behind_short() -> (Network, Host) {
     let c = Config {
         grant_fifo_fraction: 0,
         max_overcommit: 1,
@@ -398,6 +396,17 @@ fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
     request(&mut net, 3, 1, 300_000);
     net.advance(Duration::from_micros(20));
     request(&mut net, 2, 0, 2_000_000);
+    (net, host)
+}
+
+/// `shortest_first` with the endpoints' own re-check timer set as long as
+/// the table allows (`liveness`), driven step by step; with `events`, the
+/// loop does what a runtime's waiter does: after every step, an endpoint
+/// whose [`Endpoint::host_wait`] is over ([`Host::wait_over`]) gets
+/// [`Endpoint::host_recheck`]. Returns when the long message completed and
+/// endpoint 0's host figures then.
+fn shortest_first_by_events(events: bool) -> (Instant, homa_proto::HostView) {
+    let (mut net, host) = long_behind_short();
     let deadline = net.now() + Duration::from_secs(1);
     loop {
         for h in 0..4 {
@@ -448,18 +457,7 @@ fn recheck__a_held_back_endpoint_is_released_by_the_change_without_a_timer() {
 
 #[test]
 fn recheck__a_wake_up_that_is_not_a_grant_does_not_keep_the_wait_over() {
-    let c = Config {
-        grant_fifo_fraction: 0,
-        max_overcommit: 1,
-        ..config()
-    };
-    let mut net = lan(72, 4, &c);
-    let mut p = params(&c, 4);
-    p.recheck = p.liveness;
-    let host = share(&mut net, &[0, 1], &p);
-    request(&mut net, 3, 1, 300_000);
-    net.advance(Duration::from_micros(20));
-    request(&mut net, 2, 0, 2_000_000);
+    let (mut net, host) = long_behind_short();
     // Endpoint 0's long message is held back by endpoint 1's shorter one.
     let deadline = net.now() + Duration::from_millis(50);
     let token = loop {
