@@ -131,23 +131,45 @@ pub(super) fn send_datagrams(
     // SAFETY: plain data; all zeroes is valid.
     let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
     for (i, d) in iov.chunks(parts).take(n).enumerate() {
-        let m = &mut hdrs[i].msg_hdr;
-        m.msg_name = name.0 as *mut libc::c_void;
-        m.msg_namelen = name.1;
-        // `IoSlice` is ABI-compatible with `iovec`; read only.
-        m.msg_iov = d.as_ptr() as *mut libc::iovec;
-        m.msg_iovlen = d.len() as _;
-        if controllen > 0 {
-            // The kernel only reads the control message: every datagram
-            // may point at the same one.
-            m.msg_control = cmsg.0.as_mut_ptr().cast();
-            m.msg_controllen = controllen as _;
-        }
+        // The kernel only reads the control message: every datagram may
+        // point at the same one.
+        set_header(&mut hdrs[i].msg_hdr, name, d, &mut cmsg, controllen);
     }
     // SAFETY: the first `n` headers point at `iov` (and the bytes it
-    // names), `name` and `cmsg`, all alive for the call; the kernel only
-    // writes `msg_len`.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
+    // names), `name` and `cmsg`, all alive for the call.
+    unsafe { sendmmsg(fd, &mut hdrs[..n]) }
+}
+
+/// Points header `m` at `name`, the bytes of `iov` and, if `controllen`
+/// is not 0, the first `controllen` bytes of `cmsg`.
+fn set_header(
+    m: &mut libc::msghdr,
+    name: RawName,
+    iov: &[IoSlice<'_>],
+    cmsg: &mut SendCmsg,
+    controllen: usize,
+) {
+    m.msg_name = name.0 as *mut libc::c_void;
+    m.msg_namelen = name.1;
+    // `IoSlice` is ABI-compatible with `iovec`; read only.
+    m.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    m.msg_iovlen = iov.len() as _;
+    if controllen > 0 {
+        m.msg_control = cmsg.0.as_mut_ptr().cast();
+        m.msg_controllen = controllen as _;
+    }
+}
+
+/// One non-blocking `sendmmsg` of `hdrs`: how many messages the kernel
+/// took.
+///
+/// # Safety
+/// Every header must point at a name, iovecs (and the bytes they name)
+/// and control bytes that stay alive for the call; the kernel only writes
+/// `msg_len`.
+unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: as the caller guarantees.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -184,25 +206,12 @@ pub(super) fn send_msgs(fd: RawFd, msgs: &[RawMsg<'_>]) -> io::Result<usize> {
     let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
     for ((msg, h), c) in msgs.iter().zip(&mut hdrs).zip(&mut cmsgs) {
         let controllen = c.fill(msg.tos, msg.segment);
-        let m = &mut h.msg_hdr;
-        m.msg_name = msg.name.0 as *mut libc::c_void;
-        m.msg_namelen = msg.name.1;
-        // `IoSlice` is ABI-compatible with `iovec`; read only.
-        m.msg_iov = msg.iov.as_ptr() as *mut libc::iovec;
-        m.msg_iovlen = msg.iov.len() as _;
-        if controllen > 0 {
-            m.msg_control = c.0.as_mut_ptr().cast();
-            m.msg_controllen = controllen as _;
-        }
+        set_header(&mut h.msg_hdr, msg.name, msg.iov, c, controllen);
     }
     // SAFETY: the first `n` headers point at the messages' names, iovecs
     // (and the bytes they name) and their own control buffers, all alive
-    // for the call; the kernel only writes `msg_len`.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as _, libc::MSG_DONTWAIT) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize)
+    // for the call.
+    unsafe { sendmmsg(fd, &mut hdrs[..n]) }
 }
 
 /// Control-message buffer of a receive, aligned for `cmsghdr`: room for
