@@ -63,6 +63,12 @@ pub struct Config {
     /// Share of paced output, in thousandths, given to the oldest message
     /// instead of the shortest (`pacer_fifo_fraction`, 50).
     pub pacer_fifo_fraction: u32,
+    /// Serve paced messages in the order their receivers asked for their
+    /// bytes instead of SRPT: the message whose granted bytes have waited
+    /// longest (since the grant that made it sendable) goes first. Off by
+    /// default (Homa's sender is SRPT); the simulator's `--sender-order
+    /// grant` ablation (crate `homa-sim`, results "Sustainable load").
+    pub pacer_grant_order: bool,
     /// Messages shorter than this are never throttled (`defer_min_bytes`,
     /// 1000).
     pub defer_min_bytes: u32,
@@ -211,6 +217,7 @@ impl Default for Config {
             pacer: true,
             max_nic_backlog: Duration::from_micros(5),
             pacer_fifo_fraction: 50,
+            pacer_grant_order: false,
             defer_min_bytes: 1000,
             max_incoming: 400_000,
             max_overcommit: 8,

@@ -905,6 +905,9 @@ impl Endpoint {
             self.stats.wrong_state += 1;
             return;
         };
+        if !m.has_sendable() {
+            m.wait_since = now;
+        }
         m.raise_grant(g.offset);
         m.sched_priority = g.priority.min(max_prio);
         self.update_xmit(key);

@@ -189,6 +189,9 @@ pub(crate) struct Pacer {
     max_backlog: Duration,
     defer_min_bytes: u32,
     fifo_fraction: i32,
+    /// `Config::pacer_grant_order`: the FIFO order, keyed by how long each
+    /// message's granted bytes have waited, serves every batch.
+    grant_order: bool,
     /// Paced messages in SRPT order.
     srpt: RankList<SrptKey>,
     /// The same messages, oldest first.
@@ -216,6 +219,7 @@ impl Pacer {
             max_backlog: config.max_nic_backlog,
             defer_min_bytes: config.defer_min_bytes,
             fifo_fraction: config.pacer_fifo_fraction as i32,
+            grant_order: config.pacer_grant_order,
             srpt: RankList::default(),
             fifo: BTreeSet::new(),
             short: ShortQueue::default(),
@@ -634,6 +638,9 @@ impl Pacer {
     /// The paced message to serve next: the shortest, or the oldest when the
     /// FIFO share is due.
     pub(crate) fn pick_paced(&mut self) -> Option<usize> {
+        if self.grant_order {
+            return self.fifo.first().map(|e| e.rpc.key);
+        }
         let frac = self.fifo_fraction;
         if frac > 0 {
             self.fifo_count -= frac;
@@ -661,7 +668,12 @@ impl Endpoint {
         let want = match (&rpc.msgout, rpc.state) {
             // (A client request waits for its server's incarnation: `echo`.)
             (Some(m), RpcState::Outgoing) if m.has_sendable() && !rpc.held && rpc.echo != 0 => {
-                Some(self.pacer.position(m.length(), m.bytes_left(), m.init_time))
+                let born = if self.pacer.grant_order {
+                    m.wait_since
+                } else {
+                    m.init_time
+                };
+                Some(self.pacer.position(m.length(), m.bytes_left(), born))
             }
             _ => None,
         };

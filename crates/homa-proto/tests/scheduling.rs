@@ -402,6 +402,58 @@ fn homa_pacer__srpt_with_fifo_share() {
     assert_eq!(first[9], old);
 }
 
+/// `pacer_grant_order` (an ablation, off by default: Homa's sender is SRPT):
+/// granted bytes go out in the order GRANTs made them sendable, so the
+/// message whose receiver has waited longest goes first, not the shortest.
+#[test]
+fn pacer_grant_order__the_longest_waiting_grant_goes_first() {
+    for grant_order in [false, true] {
+        let (mut ep, port, dest) = sender(Config {
+            link_mbps: 0,
+            max_gso_bytes: 0,
+            pacer_fifo_fraction: 0,
+            pacer_grant_order: grant_order,
+            ..Config::default()
+        });
+        let long = ep
+            .send_request(Instant::ZERO, port, dest, pattern(1, 200_000))
+            .unwrap();
+        answer_probes(&mut ep, Instant::ZERO, 77);
+        let short = ep
+            .send_request(Instant::ZERO, port, dest, pattern(2, 100_000))
+            .unwrap();
+        let mut buf = Vec::new();
+        // Both send their unscheduled bytes, then wait for grants.
+        while ep
+            .poll_transmit(Instant::from_micros(1), &mut buf)
+            .is_some()
+        {}
+        // The long message's receiver grants first, the short one's later.
+        for (id, offset, at) in [(long, 150_000, 10), (short, 90_000, 20)] {
+            let grant = Repr {
+                sport: dest.port(),
+                dport: port,
+                sender_id: id | 1,
+                incarnation: 77,
+                body: Body::Grant(GrantHeader {
+                    offset,
+                    priority: 0,
+                }),
+            };
+            ep.handle_datagram(Instant::from_micros(at), dest, &grant.to_vec());
+        }
+        let t = ep
+            .poll_transmit(Instant::from_micros(30), &mut buf)
+            .expect("granted data to send");
+        let first = Repr::parse_with_payload(&buf[..t.size])
+            .unwrap()
+            .0
+            .sender_id;
+        let want = if grant_order { long } else { short };
+        assert_eq!(first, want, "grant order {grant_order}");
+    }
+}
+
 // ----- scenarios on a 10 Gbit/s network ------------------------------------
 
 const RATE: u64 = 10_000_000_000;

@@ -246,6 +246,11 @@ pub struct SimArgs {
     /// [default: 50; 0 with --paper].
     #[arg(long)]
     pub sender_fifo: Option<u32>,
+    /// Senders serve granted bytes in the order their receivers asked for
+    /// them (the message whose grant has waited longest first) instead of
+    /// SRPT: an ablation, not Homa's sender.
+    #[arg(long)]
+    pub sender_grant_order: bool,
 
     /// Write NAME.txt, NAME.csv and NAME.svg (NAME from --name) into this
     /// directory.
@@ -363,6 +368,9 @@ fn config(a: &SimArgs) -> Result<SimConfig, SimError> {
         e.pacer = false;
     }
     set(a.sender_fifo, &mut e.pacer_fifo_fraction);
+    if a.sender_grant_order {
+        e.pacer_grant_order = true;
+    }
     match a.cutoffs {
         CutoffsArg::Workload => {
             if let Some(l) = a.unsched_levels {

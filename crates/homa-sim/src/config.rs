@@ -268,7 +268,7 @@ impl Resolved {
         };
         format!(
             "priorities {}, unscheduled levels {}, cutoffs {}, overcommit {}, unsched bytes {}{}, \
-             window {}, max_incoming {}, fifo grants {}‰, sender fifo {}‰, pacer {}, link {} Mbit/s, \
+             window {}, max_incoming {}, fifo grants {}‰, sender fifo {}‰{}, pacer {}, link {} Mbit/s, \
              nic backlog {} us, gso {}",
             c.num_priorities,
             self.unsched_levels
@@ -289,6 +289,11 @@ impl Resolved {
             c.max_incoming,
             c.grant_fifo_fraction,
             c.pacer_fifo_fraction,
+            if c.pacer_grant_order {
+                ", sender grant order"
+            } else {
+                ""
+            },
             if c.pacer { "on" } else { "off" },
             c.link_mbps,
             c.max_nic_backlog.as_micros(),

@@ -34,6 +34,9 @@ pub(crate) struct MsgOut {
     pub unsched_priority: u8,
     /// When the message was queued (pacer FIFO share).
     pub init_time: Instant,
+    /// Since when its granted bytes have waited: its creation, or the
+    /// GRANT that made it sendable again (`Config::pacer_grant_order`).
+    pub wait_since: Instant,
     /// Ranges `[start, end)` to retransmit, each with its priority.
     resends: Vec<(u32, u32, u8)>,
 }
@@ -60,6 +63,7 @@ impl MsgOut {
             sched_priority: 0,
             unsched_priority,
             init_time: now,
+            wait_since: now,
             resends: Vec::new(),
         }
     }
