@@ -66,8 +66,9 @@ pub struct Config {
     /// Serve paced messages in the order their receivers asked for their
     /// bytes instead of SRPT: the message whose granted bytes have waited
     /// longest (since the grant that made it sendable) goes first. Off by
-    /// default (Homa's sender is SRPT); the simulator's `--sender-order
-    /// grant` ablation (crate `homa-sim`, results "Sustainable load").
+    /// default (Homa's sender is SRPT); the simulator's
+    /// `--sender-grant-order` ablation (crate `homa-sim`, results
+    /// "Sustainable load").
     pub pacer_grant_order: bool,
     /// Messages shorter than this are never throttled (`defer_min_bytes`,
     /// 1000).
