@@ -23,3 +23,5 @@ run abl-w4-90-oc8 -w w4 -l 0.9 -d 300ms --drain 10ms --overcommit 8
 run abl-w4-90-sfifo50 -w w4 -l 0.9 -d 300ms --drain 10ms --sender-fifo 50
 run abl-w4-90-sfifo200 -w w4 -l 0.9 -d 300ms --drain 10ms --sender-fifo 200
 run abl-w4-90-grant -w w4 -l 0.9 -d 300ms --drain 10ms --sender-grant-order
+run abl-w4-90-win2-grant -w w4 -l 0.9 -d 300ms --drain 10ms --grant-window 18656 --sender-grant-order
+run abl-w4-90-win2-sfifo200 -w w4 -l 0.9 -d 300ms --drain 10ms --grant-window 18656 --sender-fifo 200
