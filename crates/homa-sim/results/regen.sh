@@ -15,6 +15,7 @@ run paper-w4-80 -w w4 -l 0.8 -d 1s --drain 100ms
 run paper-w5-80 -w w5 -l 0.8 -d 200ms --drain 50ms
 run paper-w5-80-1s -w w5 -l 0.8 -d 1s --drain 100ms
 run paper-w1-80 -w w1 -l 0.8 -d 100ms --drain 5ms
+run paper-w1-80-1s -w w1 -l 0.8 -d 1s --drain 100ms
 run paper-w2-80 -w w2 -l 0.8 -d 100ms --drain 10ms
 run paper-w2-80-1s -w w2 -l 0.8 -d 1s --drain 100ms
 run paper-w3-80 -w w3 -l 0.8 -d 100ms --drain 20ms
