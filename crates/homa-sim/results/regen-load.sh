@@ -25,3 +25,5 @@ run abl-w4-90-sfifo200 -w w4 -l 0.9 -d 300ms --drain 10ms --sender-fifo 200
 run abl-w4-90-grant -w w4 -l 0.9 -d 300ms --drain 10ms --sender-grant-order
 run abl-w4-90-win2-grant -w w4 -l 0.9 -d 300ms --drain 10ms --grant-window 18656 --sender-grant-order
 run abl-w4-90-win2-sfifo200 -w w4 -l 0.9 -d 300ms --drain 10ms --grant-window 18656 --sender-fifo 200
+run paper-w4-85-3s -w w4 -l 0.85 -d 3s --drain 10ms
+run paper-w4-90-3s -w w4 -l 0.9 -d 3s --drain 10ms
