@@ -88,16 +88,7 @@ pub(super) fn send_msg(
     let controllen = cmsg.fill(tos, segment);
     // SAFETY: plain data; all zeroes is valid.
     let mut m: libc::msghdr = unsafe { zeroed() };
-    m.msg_name = name.0 as *mut libc::c_void;
-    m.msg_namelen = name.1;
-    // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on
-    // Unix); the kernel only reads the vector.
-    m.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    m.msg_iovlen = iov.len() as _;
-    if controllen > 0 {
-        m.msg_control = cmsg.0.as_mut_ptr().cast();
-        m.msg_controllen = controllen as _;
-    }
+    set_header(&mut m, name, iov, &mut cmsg, controllen);
     // SAFETY: the header points at `iov` (and the bytes it names), `name`
     // and `cmsg`, all alive for the call; the kernel only reads them.
     let r = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
@@ -151,7 +142,8 @@ fn set_header(
 ) {
     m.msg_name = name.0 as *mut libc::c_void;
     m.msg_namelen = name.1;
-    // `IoSlice` is ABI-compatible with `iovec`; read only.
+    // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on
+    // Unix); the kernel only reads the vector.
     m.msg_iov = iov.as_ptr() as *mut libc::iovec;
     m.msg_iovlen = iov.len() as _;
     if controllen > 0 {
