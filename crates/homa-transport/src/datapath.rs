@@ -490,23 +490,8 @@ impl Datapath {
             // The common case (every short RPC's turn): one transmit, sent
             // on its own as before batching.
             1 => {
-                let out = Outgoing {
-                    head: &self.queued[0],
-                    packets: &self.tx[0],
-                };
-                match self.link.send(&out, 0) {
-                    SendOutcome::Sent | SendOutcome::Dropped => self.tx[0].clear(),
-                    SendOutcome::Unreachable { network } => {
-                        self.tx[0].clear();
-                        let to = self.queued[0].to;
-                        self.note_unreachable(to, network);
-                    }
-                    SendOutcome::Blocked(done) => self.pending.push_back(Pending {
-                        head: self.queued[0],
-                        packets: std::mem::take(&mut self.tx[0]),
-                        done,
-                    }),
-                }
+                self.send_one(0);
+                self.tx[0].clear();
                 self.queued.clear();
             }
             _ => {
@@ -556,29 +541,9 @@ impl Datapath {
                     continue;
                 }
             }
-            let out = Outgoing {
-                head: &self.queued[i],
-                packets: &self.tx[i],
-            };
-            match self.link.send(&out, 0) {
-                SendOutcome::Sent | SendOutcome::Dropped => {}
-                SendOutcome::Unreachable { network } => {
-                    let to = self.queued[i].to;
-                    self.note_unreachable(to, network);
-                }
-                SendOutcome::Blocked(done) => {
-                    // This transmit and the rest wait, keeping their
-                    // packets (headers and a handle on the message).
-                    for (j, q) in self.queued[i..n].iter().enumerate() {
-                        self.pending.push_back(Pending {
-                            head: *q,
-                            packets: std::mem::take(&mut self.tx[i + j]),
-                            done: if j == 0 { done } else { 0 },
-                        });
-                    }
-                    room = false;
-                    break;
-                }
+            if !self.send_one(i) {
+                room = false;
+                break;
             }
             i += 1;
         }
@@ -587,6 +552,36 @@ impl Datapath {
         }
         self.queued.clear();
         room
+    }
+
+    /// Sends polled transmit `i` on its own (which classifies an error).
+    /// False if the kernel had no room: it and the transmits polled after
+    /// it wait in `pending`, in order, keeping their packets (headers and a
+    /// handle on the message).
+    #[inline(always)]
+    fn send_one(&mut self, i: usize) -> bool {
+        let out = Outgoing {
+            head: &self.queued[i],
+            packets: &self.tx[i],
+        };
+        match self.link.send(&out, 0) {
+            SendOutcome::Sent | SendOutcome::Dropped => true,
+            SendOutcome::Unreachable { network } => {
+                let to = self.queued[i].to;
+                self.note_unreachable(to, network);
+                true
+            }
+            SendOutcome::Blocked(done) => {
+                for (j, q) in self.queued[i..].iter().enumerate() {
+                    self.pending.push_back(Pending {
+                        head: *q,
+                        packets: std::mem::take(&mut self.tx[i + j]),
+                        done: if j == 0 { done } else { 0 },
+                    });
+                }
+                false
+            }
+        }
     }
 
     fn note_unreachable(&mut self, dest: SocketAddr, network: bool) {
