@@ -999,17 +999,14 @@ impl StickyTos {
     /// control message a send still needs (`None` when the socket's
     /// setting is right).
     fn prepare(&mut self, fd: BorrowedFd<'_>, tos: (TosOption, u8)) -> Option<(TosOption, u8)> {
-        if self.refused {
-            return Some(tos);
-        }
-        let slot = &mut self.set[usize::from(tos.0 != TosOption::Ipv4)];
-        if *slot == Some(tos.1) {
-            return None;
+        let need = self.control(tos);
+        if need.is_none() || self.refused {
+            return need;
         }
         self.changes += 1;
         match tos.0.set(fd, tos.1) {
             Ok(()) => {
-                *slot = Some(tos.1);
+                self.set[usize::from(tos.0 != TosOption::Ipv4)] = Some(tos.1);
                 None
             }
             Err(_) => {
