@@ -522,9 +522,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         rate_outstanding: args.rate_outstanding,
         link_mbps: args.link_mbps,
         homa_mtu,
-        homa_backlog_us: args
-            .homa_backlog_us
-            .unwrap_or(homa_proto::Config::default().max_nic_backlog.as_micros() as u64),
+        homa_backlog_us: args.homa_backlog_us.unwrap_or_else(default_backlog_us),
         duration_ms: args.duration.as_millis() as u64,
         load_avg,
         targets: args.targets.then(|| targets(&ratios)),
@@ -674,6 +672,12 @@ fn summarize(reps: &[Rep]) -> (Medians, Ratios) {
     (medians, ratios)
 }
 
+/// The protocol's pacer backlog allowance, µs (what runs without
+/// `--homa-backlog-us`, and reports written before the field existed, used).
+fn default_backlog_us() -> u64 {
+    homa_proto::Config::default().max_nic_backlog.as_micros() as u64
+}
+
 /// Prints the report as a table (with the targets if `targets`).
 pub fn print_table(r: &Report, targets: bool) {
     let m = &r.medians;
@@ -801,7 +805,11 @@ pub fn print_table(r: &Report, targets: bool) {
         r.bulk_outstanding,
         r.homa_mtu,
         r.link_mbps,
-        if r.homa_backlog_us == 0 { 5 } else { r.homa_backlog_us }
+        if r.homa_backlog_us == 0 {
+            default_backlog_us()
+        } else {
+            r.homa_backlog_us
+        }
     );
     println!(
         "rate: one client thread keeps {} requests of {s} B in flight against one server thread (UDP unc: datagrams; TCP: pipelined on one connection; Homa: calls on one socket). CPU: user+system in the measurement window; client = the measuring thread, server = the rest of the process (server thread, Homa's background threads); with busy polling both sides spin, so RTT CPU is about the RTT per side",
