@@ -417,22 +417,7 @@ pub struct BatchMsg<'a> {
 /// the socket returns: sending the first message not taken again on its
 /// own reports what happened to it.
 pub fn send_batch(fd: BorrowedFd<'_>, msgs: &[BatchMsg<'_>]) -> io::Result<usize> {
-    let mut raw: [mmsg::RawMsg<'_>; MAX_SEND_BATCH] = std::array::from_fn(|_| mmsg::RawMsg {
-        name: (std::ptr::null(), 0),
-        tos: None,
-        segment: None,
-        iov: &[],
-    });
-    let n = msgs.len().min(MAX_SEND_BATCH);
-    for (r, m) in raw.iter_mut().zip(&msgs[..n]) {
-        *r = mmsg::RawMsg {
-            name: raw_name(m.dest),
-            tos: raw_tos(m.tos),
-            segment: m.segment,
-            iov: m.iov,
-        };
-    }
-    mmsg::send_msgs(fd.as_raw_fd(), &raw[..n])
+    mmsg::send_msgs(fd.as_raw_fd(), msgs)
 }
 
 /// One received datagram of a [`RecvBatch`].

@@ -168,16 +168,6 @@ unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     Ok(r as usize)
 }
 
-/// One message of [`send_msgs`]: destination, TOS message (level, type,
-/// value) and GSO segment size, each as [`send_msg`] takes them, and the
-/// bytes of `iov` in order.
-pub(super) struct RawMsg<'a> {
-    pub(super) name: RawName,
-    pub(super) tos: Option<(c_int, c_int, c_int)>,
-    pub(super) segment: Option<u16>,
-    pub(super) iov: &'a [IoSlice<'a>],
-}
-
 /// Sends up to [`super::MAX_SEND_BATCH`] messages (the rest of `msgs` is
 /// ignored) in one non-blocking `sendmmsg`: message `i` is what
 /// [`send_msg`] would send for `msgs[i]`, with its own control messages.
@@ -186,7 +176,7 @@ pub(super) struct RawMsg<'a> {
 ///
 /// The headers and control buffers live on the stack (about 2 KiB): no
 /// allocation per call, and nothing to keep between calls.
-pub(super) fn send_msgs(fd: RawFd, msgs: &[RawMsg<'_>]) -> io::Result<usize> {
+pub(super) fn send_msgs(fd: RawFd, msgs: &[super::BatchMsg<'_>]) -> io::Result<usize> {
     const N: usize = super::MAX_SEND_BATCH;
     let n = msgs.len().min(N);
     if n == 0 {
@@ -197,12 +187,18 @@ pub(super) fn send_msgs(fd: RawFd, msgs: &[RawMsg<'_>]) -> io::Result<usize> {
     // SAFETY: plain data; all zeroes is valid.
     let mut hdrs: [libc::mmsghdr; N] = unsafe { zeroed() };
     for ((msg, h), c) in msgs.iter().zip(&mut hdrs).zip(&mut cmsgs) {
-        let controllen = c.fill(msg.tos, msg.segment);
-        set_header(&mut h.msg_hdr, msg.name, msg.iov, c, controllen);
+        let controllen = c.fill(super::raw_tos(msg.tos), msg.segment);
+        set_header(
+            &mut h.msg_hdr,
+            super::raw_name(msg.dest),
+            msg.iov,
+            c,
+            controllen,
+        );
     }
-    // SAFETY: the first `n` headers point at the messages' names, iovecs
-    // (and the bytes they name) and their own control buffers, all alive
-    // for the call.
+    // SAFETY: the first `n` headers point at the messages' names (in the
+    // `Dest`s `msgs` borrows), iovecs (and the bytes they name) and their
+    // own control buffers, all alive for the call.
     unsafe { sendmmsg(fd, &mut hdrs[..n]) }
 }
 
