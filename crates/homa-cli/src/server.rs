@@ -303,6 +303,7 @@ pub(crate) fn stats_json(
             "send_errors": t.send_errors,
             "gso_fallbacks": t.gso_fallbacks,
             "recv_calls": t.recv_calls,
+            "recv_empty": t.recv_empty,
             "packets_received": t.packets_received,
             "gro_batches": t.gro_batches,
             "packets_with_level": t.packets_with_level,

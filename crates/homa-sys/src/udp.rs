@@ -31,7 +31,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -677,6 +677,16 @@ pub fn refuse_peers(fd: BorrowedFd<'_>, local: SocketAddr) -> io::Result<()> {
         SocketAddr::V6(a) => ns::connect(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
     }
     Ok(())
+}
+
+/// A second descriptor of the same socket (`fcntl(F_DUPFD_CLOEXEC)`), for a
+/// reactor that must watch the socket for another event than the first
+/// descriptor's registration asks for, and only for a while: the tokio
+/// driver watches writability this way, only while a transmit waits for
+/// room (an `epoll` registration that asks for writability wakes its
+/// thread each time a sent packet frees buffer space).
+pub fn duplicate(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
 }
 
 #[cfg(test)]

@@ -117,16 +117,23 @@ impl AsRawFd for SharedFd {
     }
 }
 
+/// A descriptor the registration keeps open: the socket's own (held by
+/// an `Arc` to its owner) or a duplicate the registration owns.
+trait KeptOpen: AsRawFd {}
+impl KeptOpen for SharedFd {}
+impl KeptOpen for std::os::fd::OwnedFd {}
+
 /// Registers one of the socket's descriptors with the reactor. tokio's
 /// registration is `unsafe` (the descriptor must stay open while
 /// registered): the crate's one `unsafe` site, listed in `homa_sys`'s
 /// documentation.
 #[allow(unsafe_code)]
-fn register(fd: SharedFd, interest: Interest) -> std::io::Result<AsyncFd<SharedFd>> {
+fn register<T: KeptOpen>(fd: T, interest: Interest) -> std::io::Result<AsyncFd<T>> {
     // SAFETY: a `SharedFd` holds an `Arc` to the descriptor's owner, and no
     // descriptor is closed while the registration lives (closing the
-    // socket only makes it refuse peers); `as_raw_fd` always returns the
-    // same value.
+    // socket only makes it refuse peers); an `OwnedFd` is owned by the
+    // registration itself, closed only after it is deregistered;
+    // `as_raw_fd` always returns the same value.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(Into::into)
 }
 
@@ -145,9 +152,12 @@ impl AsyncSocket {
         let shared = Arc::new(bind_any(addr, |a| Shared::open(a, config.clone()))?);
         crate::host::register(&shared)?;
         let _guard = handle.enter();
+        // Not WRITABLE: with it, every sent packet's freed buffer space
+        // would wake the reactor. The driver watches writability on a
+        // second descriptor, only while a transmit waits for room.
         let sock = register(
             SharedFd(Arc::clone(&shared), Which::Socket),
-            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+            Interest::READABLE | Interest::ERROR,
         )?;
         let wake = register(
             SharedFd(Arc::clone(&shared), Which::Wake),
@@ -614,12 +624,21 @@ impl Drop for DriverGuard {
 }
 
 /// The driver task: see the module documentation.
+///
+/// It reads the socket only when the reactor has reported it readable and
+/// it has not read it empty since: the other turns (a timer, a wake-up)
+/// skip the `recvmsg` that would find nothing. Writability is watched on
+/// a second descriptor registered only while a transmit waits for room
+/// ([`homa_sys::udp::duplicate`]).
 async fn drive(
     sh: &Shared,
     sock: AsyncFd<SharedFd>,
     wake: AsyncFd<SharedFd>,
     timer: AsyncFd<SharedFd>,
 ) -> std::io::Result<()> {
+    // The socket read empty since the reactor last reported it readable.
+    let mut drained = false;
+    let mut writable: Option<AsyncFd<std::os::fd::OwnedFd>> = None;
     loop {
         let want_write = {
             let mut st = sh.lock();
@@ -628,7 +647,7 @@ async fn drive(
             }
             let now = sh.now();
             // Drain before timers (see `Shared::turn`).
-            sh.turn(&mut st, now);
+            sh.turn_reading(&mut st, now, !drained);
             let next = sh.next_deadline(&mut st);
             st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
             sh.arm_sleep_timer(&mut st, Sleeper::Driver, next, now)?;
@@ -636,6 +655,13 @@ async fn drive(
             sh.unlock(st);
             ww
         };
+        drained = true;
+        if !want_write {
+            writable = None;
+        } else if writable.is_none() {
+            let fd = homa_sys::udp::duplicate(sh.socket_fd())?;
+            writable = Some(register(fd, Interest::WRITABLE)?);
+        }
         tokio::select! {
             biased;
             g = sock.ready(Interest::READABLE | Interest::ERROR) => {
@@ -648,16 +674,18 @@ async fn drive(
                 }
                 // Bounded, so a flood cannot starve the runtime; readiness
                 // is cleared only once the socket reads empty.
+                drained = false;
                 for _ in 0..8 {
                     let now = sh.now();
                     if sh.turn(&mut st, now) == Received::Empty {
                         g.clear_ready_matching(Ready::READABLE);
+                        drained = true;
                         break;
                     }
                 }
                 sh.unlock(st);
             }
-            g = sock.ready(Interest::WRITABLE), if want_write => {
+            g = async { writable.as_ref().expect("registered while wanted").writable().await }, if want_write => {
                 let mut g = g?;
                 let mut st = sh.lock();
                 let now = sh.now();

@@ -634,12 +634,16 @@ fn lead<'a, T>(
     let busy = u64::try_from(sh.config.busy_poll.as_nanos()).unwrap_or(u64::MAX);
     let mut last_input = now;
     let mut first = true;
+    // The last sleep's poll saw the socket not readable (woken by the
+    // timer or a poke): the next turn need not read it.
+    let mut seen_empty = false;
     loop {
         if !first {
             now = sh.now();
         }
         first = false;
-        let got = sh.turn(&mut st, now);
+        let got = sh.turn_reading(&mut st, now, !seen_empty);
+        seen_empty = false;
         if let Some(v) = check(sh, &mut st) {
             return (Some(v), st, now);
         }
@@ -663,16 +667,19 @@ fn lead<'a, T>(
         let readable;
         (st, readable) = doze(sh, st, next, now, Sleeper::Driver);
         st.driving.sleep_until = None;
-        if readable {
-            last_input = sh.now();
+        match readable {
+            Some(true) => last_input = sh.now(),
+            Some(false) => seen_empty = true,
+            None => {}
         }
     }
 }
 
 /// Releases the lock and sleeps until the socket is readable (or writable,
 /// if a transmit waits for room), `wake` is signalled, or `next` passes;
-/// relocks and returns whether the socket was readable. The caller resets
-/// `sleep_until` if it still holds the driver role.
+/// relocks and returns whether the socket was readable (`None` if the poll
+/// failed or the socket reported an error: then nobody knows). The caller
+/// resets `sleep_until` if it still holds the driver role.
 ///
 /// The deadline is a timerfd in the poll set, not `ppoll`'s timeout,
 /// re-armed only when the deadline moves (the protocol's tick every 1 ms,
@@ -689,7 +696,7 @@ fn doze<'a>(
     next: Option<Instant>,
     now: Instant,
     who: Sleeper,
-) -> (Locked<'a>, bool) {
+) -> (Locked<'a>, Option<bool>) {
     st.driving.sleep_until = Some(next.unwrap_or(Instant::MAX));
     let want_write = sh.wants_write(&st);
     let left = next.map(|d| Duration::from_nanos(d.nanos_since(now)));
@@ -717,8 +724,9 @@ fn doze<'a>(
     }
     if polled.is_err() || ready[0].error {
         sh.note_poll_error(&mut st);
+        return (st, None);
     }
-    (st, ready[0].readable)
+    (st, Some(ready[0].readable))
 }
 
 /// The background thread: takes the driver role once nobody has driven
@@ -768,9 +776,11 @@ fn background(sh: &Shared, period: Duration) {
         sleep = period;
         st.driving.role = Role::Background;
         sh.woken(Sleeper::Background);
+        let mut seen_empty = false;
         loop {
             let now = sh.now();
-            let got = sh.turn(&mut st, now);
+            let got = sh.turn_reading(&mut st, now, !seen_empty);
+            seen_empty = false;
             if st.closed || st.driving.role != Role::Background {
                 break;
             }
@@ -790,7 +800,9 @@ fn background(sh: &Shared, period: Duration) {
                 }
                 continue;
             }
-            (st, _) = doze(sh, st, next, now, Sleeper::Background);
+            let readable;
+            (st, readable) = doze(sh, st, next, now, Sleeper::Background);
+            seen_empty = readable == Some(false);
             if st.driving.role != Role::Background {
                 break;
             }

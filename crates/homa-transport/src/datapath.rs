@@ -389,7 +389,10 @@ impl Datapath {
     #[inline]
     pub(crate) fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> Received {
         match udp::recv_batch(self.link.sock.as_fd(), &mut self.rx, max) {
-            Ok(0) => Received::Empty,
+            Ok(0) => {
+                self.link.stats.recv_empty += 1;
+                Received::Empty
+            }
             Ok(n) => self.deliver(ep, now, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Packets(0),
             Err(_) => {

@@ -683,13 +683,23 @@ impl Shared {
     /// RESENDs and NEED_ACKs under load. Transmissions (grants above all)
     /// and events are processed after every batch.
     pub(crate) fn turn(&self, st: &mut State, now: Instant) -> Received {
+        self.turn_reading(st, now, true)
+    }
+
+    /// A turn that reads the socket only if `read`: a driver that knows
+    /// the socket is empty (its wait just reported it not readable, or it
+    /// read it empty since the reactor's last readiness) skips the
+    /// `recvmsg` that would return `EAGAIN`, the one system call of a
+    /// timer's or a wake-up's turn. Everything else is [`Shared::turn`]'s.
+    pub(crate) fn turn_reading(&self, st: &mut State, now: Instant, read: bool) -> Received {
         let mut total = Received::Empty;
         let mut drained = true;
         // The host table's waiter poked us (a relaxed load per turn).
         let poked = self.host_poked.load(Ordering::Relaxed)
             && self.host_poked.swap(false, Ordering::AcqRel)
             && self.host_rechecked(st, now);
-        for i in 0..MAX_BATCHES_PER_TURN {
+        let batches = if read { MAX_BATCHES_PER_TURN } else { 0 };
+        for i in 0..batches {
             let burst = st.dp.rx_streak >= 2;
             let max = if burst { st.dp.batch_capacity() } else { 1 };
             let got = if st.closed {

@@ -45,6 +45,10 @@ pub struct TransportStats {
     pub gso_fallbacks: u64,
     /// `recvmmsg` calls that returned datagrams.
     pub recv_calls: u64,
+    /// Receive calls that found the socket empty (`EAGAIN`): the price of
+    /// polling. A sleeping driver pays about one per wake-up that brought
+    /// data; a busy-polling one, one per idle poll.
+    pub recv_empty: u64,
     /// Homa packets handed to the endpoint.
     pub packets_received: u64,
     /// Received buffers that held more than one packet (GRO).

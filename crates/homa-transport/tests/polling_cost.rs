@@ -1,0 +1,82 @@
+//! What a sleeping driver pays to find the socket empty: the
+//! `recv_empty` counter (receive calls that returned `EAGAIN`).
+//!
+//! A driver reads the socket when its wait says it is readable; a wake-up
+//! for anything else (a protocol timer, a poke from another thread) must
+//! not cost a `recvmsg` that finds nothing. Before this was so, the tokio
+//! driver read the socket empty two or three times per response and both
+//! drivers once per timer tick of a waiting call (the emulated rack's
+//! clients made three times as many receive calls as they received
+//! datagrams).
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{echo_server, pattern, HANG};
+use homa_transport::{AsyncSocket, Config, Socket};
+
+/// A client that sleeps at once when it has nothing to do (no busy
+/// polling), so every receive it makes is one a wake-up decided.
+fn sleeping_client() -> Config {
+    let mut c = Config::default();
+    c.busy_poll = Duration::ZERO;
+    c
+}
+
+/// The tokio driver reads the socket empty about once per response (the
+/// read that ends the readiness the reactor reported), not again at the
+/// top of its loop or for its own wake-ups.
+#[test]
+fn polling__tokio_driver_reads_empty_about_once_per_response() {
+    const CALLS: u64 = 300;
+    let (server, h) = echo_server("127.0.0.1:0", Config::default());
+    let rt = common::current_thread();
+    let (empty, received) = rt.block_on(async {
+        let client = AsyncSocket::bind_with("127.0.0.1:0", sleeping_client()).unwrap();
+        for i in 0..CALLS {
+            let r = client
+                .call_timeout(server.local_addr(), pattern(100, i), HANG)
+                .await;
+            assert_eq!(r.unwrap().len(), 100);
+        }
+        let t = client.stats().transport;
+        (t.recv_empty, t.packets_received)
+    });
+    server.close();
+    assert_eq!(h.join().unwrap(), CALLS);
+    assert!(received >= CALLS);
+    assert!(
+        empty <= CALLS + CALLS / 4,
+        "{empty} empty reads for {CALLS} responses"
+    );
+}
+
+/// A blocking client waiting for a response that the server holds wakes
+/// at each protocol tick (1 ms) to run its timers; none of those wake-ups
+/// reads the socket, which its `ppoll` just found not readable.
+#[test]
+fn polling__timer_wakeups_of_a_waiting_call_do_not_read_the_socket() {
+    let mut sc = Config::default();
+    sc.server = Some(true);
+    let server = Socket::bind_with("127.0.0.1:0", sc).unwrap();
+    let addr = server.local_addr();
+    let held = std::thread::spawn(move || {
+        let r = server.recv_request_timeout(HANG).unwrap().unwrap();
+        // Held for 60 protocol ticks: the client's driver sleeps and wakes
+        // for its timers meanwhile.
+        std::thread::sleep(Duration::from_millis(60));
+        server.reply(r.peer, r.id, r.body).unwrap();
+        server
+    });
+    let client = Socket::bind_with("127.0.0.1:0", sleeping_client()).unwrap();
+    let before = client.stats().transport.recv_empty;
+    let r = client.call_timeout(addr, pattern(100, 7), HANG).unwrap();
+    assert_eq!(r.len(), 100);
+    let empty = client.stats().transport.recv_empty - before;
+    let _server = held.join().unwrap();
+    // A handful (the reads around the request and the response), not one
+    // per tick slept through.
+    assert!(empty <= 6, "{empty} empty reads during one held call");
+}
