@@ -113,7 +113,10 @@ fn metrics__lock_wait_and_hold_are_counted() {
     };
     assert!(after.lock_acquired >= before.lock_acquired + 400 * u64::from(rounds));
     assert!(after.lock_hold_ns > before.lock_hold_ns);
-    assert!(after.lock_contended > 0, "none in {rounds} rounds: {after:?}");
+    assert!(
+        after.lock_contended > 0,
+        "none in {rounds} rounds: {after:?}"
+    );
     assert!(after.lock_wait_ns > 0);
     assert!(after.lock_contended <= after.lock_acquired);
     server.close();
