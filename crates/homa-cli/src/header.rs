@@ -139,6 +139,60 @@ pub(crate) fn message(header: Header, length: u32) -> Vec<u8> {
     v
 }
 
+/// Messages of a header and zeroes, built in buffers that are reused once
+/// the transport has let go of them: the Homa client's requests and the
+/// server's responses, which would otherwise cost an allocation and a
+/// `memset` of the whole length each (the TCP side writes its zeroes from
+/// one static buffer). A buffer only ever holds a header at its start and
+/// zeroes after it, so reusing one means rewriting the header.
+///
+/// Buffers come in power-of-two sizes from [`ZeroPool::MIN`] (shorter
+/// messages are built afresh: cheap); each size keeps at most
+/// [`ZeroPool::KEEP`] buffers, so the pool holds at most about twice the
+/// bytes of the messages outstanding at its busiest (bounded).
+#[derive(Debug, Default)]
+pub(crate) struct ZeroPool {
+    /// Index `i`: buffers of `MIN << i` bytes, each the pool's handle to
+    /// the whole buffer (unique once the transport dropped its slice).
+    sizes: Vec<Vec<bytes::Bytes>>,
+}
+
+impl ZeroPool {
+    /// Smallest pooled buffer, bytes.
+    pub(crate) const MIN: usize = 4096;
+    /// Most buffers kept per size.
+    pub(crate) const KEEP: usize = 256;
+
+    /// A message of `length` bytes (at least [`HEADER_LEN`]): `header`
+    /// with its length set, then zeroes.
+    pub(crate) fn message(&mut self, header: Header, length: u32) -> bytes::Bytes {
+        let length = length.max(HEADER_LEN as u32);
+        let len = length as usize;
+        if len < Self::MIN {
+            return message(header, length).into();
+        }
+        let size = len.next_power_of_two();
+        let class = (size / Self::MIN).trailing_zeros() as usize;
+        if self.sizes.len() <= class {
+            self.sizes.resize_with(class + 1, Vec::new);
+        }
+        let kept = &mut self.sizes[class];
+        // The pool's handle is the only one left once the transport let go:
+        // then nobody else can clone it, and it converts back without a copy.
+        let reused = kept
+            .iter()
+            .position(|b| b.is_unique())
+            .and_then(|i| kept.swap_remove(i).try_into_mut().ok());
+        let mut buf = reused.unwrap_or_else(|| bytes::BytesMut::zeroed(size));
+        Header { length, ..header }.write(&mut buf);
+        let whole = buf.freeze();
+        if kept.len() < Self::KEEP {
+            kept.push(whole.clone());
+        }
+        whole.slice(..len)
+    }
+}
+
 /// Most bytes of a message body held at once when messages stream over
 /// TCP. Bodies are read and written in chunks of this size, never whole:
 /// the length comes from the peer and may claim up to 2 GiB.
@@ -199,6 +253,56 @@ pub(crate) async fn write_message<W: AsyncWrite + Unpin>(
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    fn hdr(msg_id: u16) -> Header {
+        Header {
+            length: 0,
+            client_port: 1,
+            client_node: 2,
+            server_port: 3,
+            server_node: 4,
+            msg_id,
+            flags: 0,
+        }
+    }
+
+    /// Pooled messages read as a fresh header and zeroes at every length,
+    /// including after their buffers were reused for other lengths.
+    #[test]
+    fn zero_pool__messages_are_header_then_zeroes_across_reuse() {
+        let mut pool = ZeroPool::default();
+        for (i, len) in [5000u32, 70_000, 4096, 6000, 65_536, 100, 5000, 1_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            let m = pool.message(hdr(i as u16), len);
+            assert_eq!(m.len(), len as usize);
+            assert_eq!(&m[..HEADER_LEN], &message(hdr(i as u16), len)[..HEADER_LEN]);
+            assert!(m[HEADER_LEN..].iter().all(|&b| b == 0), "length {len}");
+            drop(m);
+        }
+    }
+
+    /// A buffer is reused only once every other handle is gone, and the
+    /// pool stays bounded while messages are held.
+    #[test]
+    fn zero_pool__reuses_only_released_buffers_and_stays_bounded() {
+        let mut pool = ZeroPool::default();
+        let a = pool.message(hdr(1), 10_000);
+        let b = pool.message(hdr(2), 10_000);
+        assert_ne!(a.as_ptr(), b.as_ptr(), "a held buffer was handed out again");
+        assert_eq!(&a[8..10], &1u16.to_le_bytes());
+        let pa = a.as_ptr();
+        drop(a);
+        let c = pool.message(hdr(3), 9_000);
+        assert_eq!(c.as_ptr(), pa, "the released buffer was not reused");
+        assert_eq!(&b[8..10], &2u16.to_le_bytes(), "a held message changed");
+        let held: Vec<_> = (0..ZeroPool::KEEP + 10)
+            .map(|i| pool.message(hdr(i as u16), 5000))
+            .collect();
+        assert!(pool.sizes.iter().all(|k| k.len() <= ZeroPool::KEEP));
+        drop(held);
+    }
 
     #[test]
     fn write_read__round_trip_and_byte_layout() {

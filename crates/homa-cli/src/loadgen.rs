@@ -54,7 +54,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use homa_transport::{AsyncSocket, Error as HomaError};
 use homa_workload::{Poisson, Rng, SizeDist};
 use serde::{Deserialize, Serialize};
@@ -332,6 +331,8 @@ struct Port {
     transport: Transport,
     outstanding: Cell<usize>,
     room: Notify,
+    /// The Homa requests' buffers, reused once answered.
+    zeros: RefCell<header::ZeroPool>,
 }
 
 impl Port {
@@ -365,6 +366,7 @@ async fn port_main(run: Arc<Run>, idx: usize) -> Result<(), String> {
         transport,
         outstanding: Cell::new(0),
         room: Notify::new(),
+        zeros: RefCell::default(),
     });
     let start = run.start;
     let (w0, w1) = run.window();
@@ -493,7 +495,7 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
     let t = plan.targets[ti];
     let (t0, result) = match &port.transport {
         Transport::Homa(sock) => {
-            let msg = Bytes::from(header::message(hdr, hdr.length));
+            let msg = port.zeros.borrow_mut().message(hdr, hdr.length);
             let t0 = Instant::now();
             let r = sock
                 .call_timeout(t.addr, msg, plan.timeout)

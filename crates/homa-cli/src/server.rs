@@ -335,26 +335,41 @@ fn per_rpc(total: u64, rpcs: u64) -> f64 {
     }
 }
 
-/// The response to a request body whose header (if it has one) is `h`,
-/// metrics requests aside. An echo of the request's length reuses the
-/// request's buffer when nothing else holds it (no copy, just the 12
-/// header bytes rewritten).
-fn response(opts: &Options, h: Option<Header>, body: Bytes) -> Bytes {
+/// The header of a received message, read from its first piece (the
+/// header is 12 bytes; a message's first packet carries far more): `None`
+/// unless it parses and its length is the message's.
+fn header_of(m: &homa_transport::Message) -> Option<Header> {
+    let first = m.chunks().next()?;
+    Header::read(first).filter(|h| h.length as usize == m.len())
+}
+
+/// The response to a request whose header (if it has one) is `h`, metrics
+/// requests aside. A response of header and zeroes is built in a reused
+/// buffer (`zeros`) or, for an echo of a request that arrived in one piece
+/// nothing else holds, in the request's own buffer (the 12 header bytes
+/// rewritten): the request's bytes are never copied. A request without a
+/// header is echoed as it came (made contiguous).
+fn response(
+    opts: &Options,
+    h: Option<Header>,
+    body: homa_transport::Message,
+    zeros: &mut header::ZeroPool,
+) -> Bytes {
     match h {
         Some(h) => {
             let len = opts.response_size.unwrap_or_else(|| h.response_length());
             let rh = h.response(len);
-            if len as usize == body.len() {
-                if let Ok(mut m) = body.try_into_mut() {
+            if len as usize == body.len() && body.is_contiguous() {
+                if let Ok(mut m) = body.into_bytes().try_into_mut() {
                     rh.write(&mut m);
                     return m.freeze();
                 }
             }
-            header::message(rh, len).into()
+            zeros.message(rh, len)
         }
         None => match opts.response_size {
             Some(n) => vec![0x5a; n.max(1) as usize].into(),
-            None => body,
+            None => body.into_bytes(),
         },
     }
 }
@@ -473,16 +488,17 @@ fn run_homa(opts: Options) -> Result<()> {
                     // CPU steering sends it what CPU i received.
                     crate::pin::pin_current_thread(n % threads)?;
                 }
+                let mut zeros = header::ZeroPool::default();
                 loop {
-                    let r = match sock.recv_request() {
+                    let r = match sock.recv_request_message() {
                         Ok(r) => r,
                         Err(HomaError::Closed) => return Ok(()),
                         Err(e) => return Err(e.into()),
                     };
-                    let len = r.body.len();
-                    let resp = match Header::of_message(&r.body) {
+                    let len = r.message.len();
+                    let resp = match header_of(&r.message) {
                         Some(h) if h.has(FLAG_METRICS) => metrics_response(&shared, h).into(),
-                        h => response(&shared.opts, h, r.body),
+                        h => response(&shared.opts, h, r.message, &mut zeros),
                     };
                     counter.add(len, resp.len());
                     match sock.reply(r.peer, r.id, resp) {
