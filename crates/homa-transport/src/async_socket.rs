@@ -685,7 +685,12 @@ async fn drive(
                 }
                 sh.unlock(st);
             }
-            g = async { writable.as_ref().expect("registered while wanted").writable().await }, if want_write => {
+            g = async {
+                match &writable {
+                    Some(w) => w.writable().await,
+                    None => std::future::pending().await,
+                }
+            }, if want_write => {
                 let mut g = g?;
                 let mut st = sh.lock();
                 let now = sh.now();
