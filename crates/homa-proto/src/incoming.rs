@@ -12,7 +12,7 @@ use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
 use crate::memory::{RxMemory, WaitKey};
 use crate::peer::PeerRef;
-use crate::rpc::msgin::{AddOutcome, MsgIn, UNKNOWN_LEVEL};
+use crate::rpc::msgin::{AddOutcome, ChainParts, MsgIn, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
@@ -27,7 +27,7 @@ enum Payload<'a> {
     Copy(&'a [u8]),
     Owned(Vec<u8>),
     /// Pieces kept in the buffers they arrived in (a chained message).
-    Chain(Vec<Bytes>),
+    Chain(ChainParts),
     /// Shared storage (zeros for a message received without storage).
     Shared(Bytes),
 }
@@ -37,7 +37,7 @@ impl Payload<'_> {
         match self {
             Payload::Copy(m) => m.len(),
             Payload::Owned(m) => m.len(),
-            Payload::Chain(c) => c.iter().map(Bytes::len).sum(),
+            Payload::Chain(c) => c.pieces.iter().map(Bytes::len).sum(),
             Payload::Shared(m) => m.len(),
         }
     }
@@ -814,11 +814,12 @@ impl Endpoint {
         // buffer, so the room is never handed to a waiting message twice.
         let mut more = Vec::new();
         let data = match (self.sockets.get(&port), message) {
-            (sock, Payload::Chain(pieces)) => {
-                let mut pieces = pieces.into_iter().map(|p| match sock {
-                    Some(sock) => sock.deliver_shared(p),
-                    None => p,
-                });
+            (sock, Payload::Chain(parts)) => {
+                let pieces = match sock {
+                    Some(sock) => sock.deliver_chain(parts),
+                    None => parts.pieces,
+                };
+                let mut pieces = pieces.into_iter();
                 let first = pieces.next().unwrap_or_default();
                 more.extend(pieces);
                 first

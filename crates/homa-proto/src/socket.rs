@@ -44,6 +44,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, Error};
+use crate::rpc::msgin::ChainParts;
 
 /// Bytes of receive budget a delivered message takes beyond its length
 /// while the application holds it: an estimate of the memory around each
@@ -172,6 +173,32 @@ impl Socket {
         self.wrap(data)
     }
 
+    /// [`Socket::deliver`] for a chained message: each receive buffer its
+    /// pieces pin is wrapped once, and counted whole (it stays allocated
+    /// while any piece of it lives), and the pieces become slices of the
+    /// wrapped buffers: an allocation per buffer (up to 44 packets of a
+    /// GRO batch), not per piece. A piece in none of the buffers (a copy)
+    /// is wrapped on its own.
+    pub(crate) fn deliver_chain(&self, parts: ChainParts) -> Vec<Bytes> {
+        let ChainParts { pieces, buffers } = parts;
+        let wrapped: Vec<Bytes> = buffers.into_iter().map(|b| self.wrap(b)).collect();
+        let mut at = 0;
+        pieces
+            .into_iter()
+            .map(|p| {
+                // Pieces come in buffer order: look at the current buffer
+                // first, then the others.
+                if !within(&wrapped, at, &p) {
+                    match (0..wrapped.len()).find(|&i| within(&wrapped, i, &p)) {
+                        Some(i) => at = i,
+                        None => return self.wrap(p),
+                    }
+                }
+                wrapped[at].slice_ref(&p)
+            })
+            .collect()
+    }
+
     /// [`Socket::deliver`] for a message that is a slice of a packet (a
     /// single-packet message): a short one is copied into the drop guard
     /// itself, so the delivered `Bytes` costs one allocation, not two.
@@ -234,6 +261,14 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
     fn as_ref(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+}
+
+/// True if `piece` lies within `buffers[i]`.
+fn within(buffers: &[Bytes], i: usize, piece: &[u8]) -> bool {
+    buffers.get(i).is_some_and(|b| {
+        let (base, p) = (b.as_ptr() as usize, piece.as_ptr() as usize);
+        p >= base && p + piece.len() <= base + b.len()
+    })
 }
 
 /// A delivered message's storage; dropping it releases its bytes.

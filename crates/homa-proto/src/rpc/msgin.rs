@@ -165,12 +165,27 @@ pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 struct Chain {
     /// `(offset, bytes)`, sorted by offset, not overlapping.
     pieces: Vec<(u32, bytes::Bytes)>,
+    /// The receive buffers the pieces pin, each once per run of pieces
+    /// from it (a buffer revisited after another appears again).
+    buffers: Vec<bytes::Bytes>,
     /// Bytes of memory the pieces hold: the whole length of every receive
     /// buffer a piece pins (counted once per run of pieces from one
     /// buffer), plus the bytes copied.
     held: u64,
     /// Address of the receive buffer the last pinned piece came from.
     last_buffer: usize,
+}
+
+/// A complete chained message: its pieces in order, and the receive
+/// buffers they are slices of (a piece in none of them is a copy). The
+/// socket wraps each buffer once when it delivers the message, so the
+/// pieces cost no allocation each ([`crate::socket::Socket::deliver_chain`]).
+#[derive(Debug, Default)]
+pub(crate) struct ChainParts {
+    /// The message's bytes, in order.
+    pub pieces: Vec<bytes::Bytes>,
+    /// The buffers pinned, in the order the pieces first used them.
+    pub buffers: Vec<bytes::Bytes>,
 }
 
 /// A chained message pins receive buffers while the memory it holds is
@@ -606,6 +621,7 @@ impl MsgIn {
                     }
                     chain.held += o.len() as u64;
                     chain.last_buffer = base;
+                    chain.buffers.push(o.clone());
                 }
                 Some(o.slice_ref(bytes))
             })
@@ -621,12 +637,19 @@ impl MsgIn {
         chain.pieces.insert(i, (at, piece));
     }
 
-    /// The pieces of a complete chained message, in order; the message
-    /// whole, in one piece, for the other storages.
-    pub(crate) fn into_chain(mut self) -> Vec<bytes::Bytes> {
+    /// The pieces of a complete chained message, in order, and the
+    /// receive buffers they are slices of; the message whole, in one
+    /// piece, for the other storages.
+    pub(crate) fn into_chain(mut self) -> ChainParts {
         match self.chain.take() {
-            Some(chain) => chain.pieces.into_iter().map(|(_, b)| b).collect(),
-            None => vec![bytes::Bytes::from(self.into_vec())],
+            Some(chain) => ChainParts {
+                pieces: chain.pieces.into_iter().map(|(_, b)| b).collect(),
+                buffers: chain.buffers,
+            },
+            None => ChainParts {
+                pieces: vec![bytes::Bytes::from(self.into_vec())],
+                buffers: Vec::new(),
+            },
         }
     }
 
@@ -1294,7 +1317,7 @@ mod tests {
                 assert!(m.held() <= bound, "{} > {bound}", m.held());
             }
             assert!(m.is_complete());
-            let chain = m.into_chain();
+            let chain = m.into_chain().pieces;
             let copied: usize = chain
                 .iter()
                 .filter(|c| !inside(c, &buffers))
@@ -1352,7 +1375,7 @@ mod tests {
                     assert!(matches!(r, AddOutcome::Accepted(_)), "{r:?}");
                 }
                 assert!(m.is_complete());
-                let chain = m.into_chain();
+                let chain = m.into_chain().pieces;
                 let all: Vec<bytes::Bytes> = buffers.iter().chain(&resent).cloned().collect();
                 assert!(
                     chain.iter().any(|c| inside(c, &all)),
@@ -1394,7 +1417,7 @@ mod tests {
             let cap = m.buffer_len() as u64;
             assert!(m.held() <= cap + cap / HEADER_ROOM + 65_536 + m.received() as u64);
         }
-        let chain = m.into_chain();
+        let chain = m.into_chain().pieces;
         let kept = chain.iter().filter(|c| inside(c, &buffers)).count();
         assert!(kept > 0 && kept < 10, "{kept} pinned");
         assert_eq!(chain.concat(), message);
