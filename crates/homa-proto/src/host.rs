@@ -203,14 +203,15 @@ const TOKEN_SHIFT: u32 = 48;
 
 /// "HOMAHOST" in ASCII.
 const MAGIC: u64 = u64::from_be_bytes(*b"HOMAHOST");
-/// Layout version (5: the header counts the link time of the DATA every
+/// Layout version (6: the header keeps a bitmap of the claimed slots,
+/// so the loops over the participants visit those only. 5: the header counts the link time of the DATA every
 /// participant received, per level, so a receiver's silence timer sees the
 /// host's downlink, not only its own packets. 4: a pacer yielding to another participant's shorter
 /// message publishes it, and the withdrawal of that message wakes it: a
 /// version-3 participant would never wake it. 3: held-back participants
 /// publish what would release them, and publishers wake only those whose
 /// need their change covers).
-const VERSION: u64 = 5;
+const VERSION: u64 = 6;
 
 // Header words.
 const H_MAGIC: usize = 0;
@@ -234,6 +235,15 @@ const H_WAKE_UNTIL: usize = 12;
 /// what a held-back participant's own timer looks at, the fallback of the
 /// published needs.
 const H_RELEASES: usize = 13;
+/// Words 14-15: the slots claimed (bit `s % 64` of word `H_OCCUPIED + s /
+/// 64`), for the first [`OCCUPIED_SLOTS`]: a hint that spares the loops
+/// over the participants the free slots (a table of more slots is scanned
+/// whole). A claim sets its bit, a release clears it, and every heartbeat
+/// sets it again if it went missing; a slot whose bit is clear is not
+/// seen by the others, so garbage here can only make scheduling unfair.
+const H_OCCUPIED: usize = 14;
+/// Slots the occupancy bitmap covers.
+const OCCUPIED_SLOTS: u32 = 128;
 /// Words 16-23: link time (ns, wrapping) of the DATA the participants
 /// received at each priority level (word `H_DOWNLINK + level`), added in
 /// batches ([`Host::downlink_add`]): strict-priority switch ports serve the
@@ -281,6 +291,36 @@ const S_SLEEP: usize = 10;
 /// low half carries into the high one: one spurious grant pass.)
 const GRANT_WAKE: u64 = 1 | 1 << 32;
 const YIELD_WAKE: u64 = 1;
+
+/// The slots [`Host::occupied`] visits, in increasing order.
+enum Occupied {
+    /// Every slot (a table larger than the bitmap).
+    All(core::ops::Range<u32>),
+    /// The set bits of the two bitmap words, from word `word` on.
+    Bits { bits: [u64; 2], word: usize },
+}
+
+impl Iterator for Occupied {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Occupied::All(r) => r.next(),
+            Occupied::Bits { bits, word } => {
+                while *word < 2 {
+                    let b = bits[*word];
+                    if b != 0 {
+                        bits[*word] = b & (b - 1);
+                        return Some(64 * *word as u32 + b.trailing_zeros());
+                    }
+                    *word += 1;
+                }
+                None
+            }
+        }
+    }
+}
 
 /// Why a host table cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -717,7 +757,7 @@ impl Host {
         let top = self.params.max_overcommit as usize;
         let mut total = 0u64;
         let mut needy = false;
-        for s in 0..self.params.slots {
+        for s in self.occupied() {
             if !self.slot_live(s, now_host) {
                 continue;
             }
@@ -731,7 +771,7 @@ impl Host {
         }
         let free = max_in.saturating_sub(total);
         let mut woke = false;
-        for s in 0..self.params.slots {
+        for s in self.occupied() {
             if s == me || !self.slot_live(s, now_host) {
                 continue;
             }
@@ -768,14 +808,14 @@ impl Host {
 
     /// Live participants at host time `now_host`.
     pub fn live_participants(&self, now_host: u64) -> u32 {
-        (0..self.params.slots)
+        self.occupied()
             .filter(|&s| self.slot_live(s, now_host))
             .count() as u32
     }
 
     /// The owner recorded in each live slot (diagnostics).
     pub fn owners(&self, now_host: u64) -> Vec<(u32, u64)> {
-        (0..self.params.slots)
+        self.occupied()
             .filter(|&s| self.slot_live(s, now_host))
             .map(|s| (s, self.word(s, S_OWNER).load(Ordering::Relaxed)))
             .collect()
@@ -824,6 +864,47 @@ impl Host {
         self.beat_live(self.word(s, S_BEAT).load(Ordering::Acquire), now_host)
     }
 
+    /// The slots that may hold a participant: those whose occupancy bit
+    /// is set (every slot if the table has more than the bitmap covers).
+    /// Callers still check each slot's heartbeat.
+    #[inline]
+    fn occupied(&self) -> Occupied {
+        let n = self.params.slots;
+        if n > OCCUPIED_SLOTS {
+            return Occupied::All(0..n);
+        }
+        let w = self.w();
+        let mut bits = [
+            w[H_OCCUPIED].load(Ordering::Acquire),
+            w[H_OCCUPIED + 1].load(Ordering::Acquire),
+        ];
+        // Bits beyond the table's slots are garbage: ignored.
+        for (i, b) in bits.iter_mut().enumerate() {
+            let first = 64 * i as u32;
+            if n <= first {
+                *b = 0;
+            } else if n - first < 64 {
+                *b &= (1u64 << (n - first)) - 1;
+            }
+        }
+        Occupied::Bits { bits, word: 0 }
+    }
+
+    /// The occupancy word and bit of slot `s`, if the bitmap covers it.
+    fn occupancy_bit(&self, s: u32) -> Option<(&AtomicU64, u64)> {
+        (self.params.slots <= OCCUPIED_SLOTS && s < OCCUPIED_SLOTS)
+            .then(|| (&self.w()[H_OCCUPIED + (s / 64) as usize], 1u64 << (s % 64)))
+    }
+
+    /// Sets slot `s`'s occupancy bit if it is clear.
+    fn mark_occupied(&self, s: u32) {
+        if let Some((w, bit)) = self.occupancy_bit(s) {
+            if w.load(Ordering::Relaxed) & bit == 0 {
+                w.fetch_or(bit, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Claims a free or dead slot: returns it and the heartbeat written.
     pub(crate) fn claim(
         &self,
@@ -851,6 +932,7 @@ impl Host {
                 self.word(s, S_NEED_BYTES).store(0, Ordering::SeqCst);
                 self.word(s, S_NEED_RANK).store(0, Ordering::SeqCst);
                 self.word(s, S_COUNT).store(0, Ordering::Release);
+                self.mark_occupied(s);
                 return Ok((s, beat));
             }
         }
@@ -864,10 +946,17 @@ impl Host {
         if beat == last {
             return (self.word(s, S_BEAT).load(Ordering::Acquire) == last).then_some(last);
         }
-        self.word(s, S_BEAT)
+        let renewed = self
+            .word(s, S_BEAT)
             .compare_exchange(last, beat, Ordering::AcqRel, Ordering::Relaxed)
             .ok()
-            .map(|_| beat)
+            .map(|_| beat);
+        if renewed.is_some() {
+            // A release of the slot racing with our claim may have cleared
+            // our bit.
+            self.mark_occupied(s);
+        }
+        renewed
     }
 
     /// Frees slot `s` if it still holds our heartbeat `last` (at host time
@@ -882,10 +971,13 @@ impl Host {
             .compare_exchange(last, 0, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
+            if let Some((w, bit)) = self.occupancy_bit(s) {
+                w.fetch_and(!bit, Ordering::SeqCst);
+            }
             // Everything we held is free: every held-back participant may
             // move (a rare event: wake them all).
             self.w()[H_RELEASES].fetch_add(1, Ordering::SeqCst);
-            for o in 0..self.params.slots {
+            for o in self.occupied() {
                 if o != s && self.slot_live(o, now_host) {
                     self.wake_slot(o, now_host);
                 }
@@ -932,7 +1024,7 @@ impl Host {
     fn wake_yielders(&self, me: u32, old: u64, now_host: u64) -> bool {
         let old = ((old - 1).min(u32::MAX as u64) as u32, me);
         let mut woke = false;
-        for s in 0..self.params.slots {
+        for s in self.occupied() {
             if s == me {
                 continue;
             }
@@ -1001,7 +1093,7 @@ impl Host {
         let l = self.params.liveness_ns();
         let mine = (mine, me);
         let mut best: Option<TxEntry> = None;
-        for s in 0..self.params.slots {
+        for s in self.occupied() {
             if s == me {
                 continue;
             }
@@ -1050,7 +1142,7 @@ impl Host {
         let max_in = self.params.max_incoming as u64;
         let top = self.params.max_overcommit as usize;
         let cap = self.params.candidates_per_slot as u64;
-        for s in 0..self.params.slots {
+        for s in self.occupied() {
             if s == me {
                 continue;
             }
@@ -1794,6 +1886,10 @@ mod tests {
     fn tx_better__shorter_or_equal_in_a_lower_slot_and_fresh() {
         let (_, h) = table(3);
         let now = 10_000_000;
+        // (Only claimed slots publish; the others are not looked at.)
+        for s in 0..3 {
+            h.claim(now, s as u64 + 1, s).unwrap();
+        }
         h.publish_tx(0, 0, 5001, now);
         assert!(h.tx_better(1, now, 5001), "equal: the lower slot wins");
         assert!(!h.tx_better(0, now, 5000), "not against ourselves");
@@ -1841,6 +1937,65 @@ mod tests {
         h.yield_begin(2, 9000);
         assert!(!h.tx_better(2, now, 9000));
         assert!(h.yield_end(2, 9000));
+    }
+
+    /// The occupancy bitmap follows claims and releases, a heartbeat puts
+    /// back a bit a racing release cleared, and the loops over the
+    /// participants see the claimed slots only.
+    #[test]
+    fn occupied__follows_claims_releases_and_heartbeats() {
+        let (_, h) = table(70);
+        let now = 5_000_000;
+        assert_eq!(h.occupied().count(), 0);
+        let (a, beat_a) = h.claim(now, 1, 3).unwrap();
+        let (b, beat_b) = h.claim(now, 2, 66).unwrap();
+        assert_eq!((a, b), (3, 66));
+        assert_eq!(h.occupied().collect::<Vec<_>>(), vec![3, 66]);
+        assert_eq!(h.live_participants(now), 2);
+        // A release racing with a claim cleared b's bit: b is not seen
+        // until its next heartbeat sets it again.
+        h.w()[H_OCCUPIED + 1].store(0, Ordering::SeqCst);
+        assert_eq!(h.live_participants(now), 1);
+        assert!(h.renew(b, beat_b, now + 1).is_some());
+        assert_eq!(h.live_participants(now + 1), 2);
+        h.release(a, beat_a, now + 1);
+        assert_eq!(h.occupied().collect::<Vec<_>>(), vec![66]);
+        assert_eq!(h.live_participants(now + 1), 1);
+    }
+
+    /// Garbage in the bitmap: bits beyond the table's slots are ignored,
+    /// set bits of free slots are skipped by their heartbeat, and a hidden
+    /// participant only goes unseen (unfair, not unsafe) until its next
+    /// heartbeat.
+    #[test]
+    fn occupied__garbage_bits_are_harmless() {
+        let (_, h) = table(4);
+        let now = 5_000_000;
+        let (a, beat_a) = h.claim(now, 1, 0).unwrap();
+        h.publish(a, 1000, [5].into_iter());
+        h.w()[H_OCCUPIED].store(u64::MAX, Ordering::SeqCst);
+        h.w()[H_OCCUPIED + 1].store(u64::MAX, Ordering::SeqCst);
+        assert_eq!(h.occupied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        let mut o = Others::default();
+        h.others(3, now, &mut o);
+        assert_eq!((o.live, o.incoming), (1, 1000));
+        h.w()[H_OCCUPIED].store(0, Ordering::SeqCst);
+        h.others(3, now, &mut o);
+        assert_eq!((o.live, o.incoming), (0, 0));
+        assert!(h.renew(a, beat_a, now + 1).is_some());
+        h.others(3, now + 1, &mut o);
+        assert_eq!((o.live, o.incoming), (1, 1000));
+    }
+
+    /// A table larger than the bitmap is scanned whole.
+    #[test]
+    fn occupied__a_large_table_is_scanned_whole() {
+        let (_, h) = table(OCCUPIED_SLOTS + 1);
+        assert_eq!(h.occupied().count(), OCCUPIED_SLOTS as usize + 1);
+        let now = 5_000_000;
+        let (s, _) = h.claim(now, 1, OCCUPIED_SLOTS).unwrap();
+        assert_eq!(s, OCCUPIED_SLOTS);
+        assert_eq!(h.live_participants(now), 1);
     }
 
     #[test]

@@ -832,6 +832,7 @@ mod tests {
         p.attach_host(host.clone(), 0, 0);
         // Our slot 0 lapsed; another endpoint took it and publishes a
         // paced message. We move to slot 1.
+        host.claim(1_000, 7, 0).unwrap();
         host.publish_tx(0, 0, 3001, 1_000);
         p.set_host_slot(at(1_000), 1);
         assert!(
@@ -839,6 +840,7 @@ mod tests {
             "the new owner of slot 0 had its paced message withdrawn"
         );
         // The same when we leave after slot 1 was taken too.
+        host.claim(1_000, 8, 1).unwrap();
         host.publish_tx(1, 0, 2001, 1_000);
         p.detach_host();
         assert!(
@@ -926,6 +928,7 @@ mod tests {
         p.attach_host(host.clone(), 0, 0);
         // Slot 1 has a shorter paced message; the link is busy until
         // 16.16 µs: we yield to it.
+        host.claim(1, 7, 1).unwrap();
         host.publish_tx(1, 0, 3001, 0);
         p.charge_link(at(0), 20_000);
         assert!(

@@ -499,6 +499,12 @@ fn slot_word(p: &HostParams, s: u32, i: usize) -> usize {
     24 + s as usize * (11 + p.candidates_per_slot as usize) + i
 }
 
+/// Sets slot `s`'s bit in the header's occupancy bitmap (word 14), as a
+/// claim does: a forged participant the others must see.
+fn occupy(w: &[std::sync::atomic::AtomicU64], s: u32) {
+    w[14].fetch_or(1 << s, Ordering::Relaxed);
+}
+
 #[test]
 fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bound() {
     let c = no_fifo_grants();
@@ -507,6 +513,7 @@ fn liveness__a_participant_that_stops_heartbeating_frees_its_share_after_the_bou
     // heartbeats again).
     let w = mem.words();
     w[slot_word(&p, 3, 0)].store(1, Ordering::Relaxed);
+    occupy(w, 3);
     w[slot_word(&p, 3, 2)].store(c.max_incoming as u64, Ordering::Relaxed);
     let mut net = lan(73, 2, &c);
     let now = net.now();
@@ -562,6 +569,7 @@ fn garbage__a_participant_claiming_everything_makes_scheduling_unfair_not_stalle
         // Slot 3 keeps heartbeating and claims the whole budget and the
         // best candidates.
         w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
+        occupy(w, 3);
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
@@ -581,6 +589,7 @@ fn garbage__a_participant_claiming_everything_cannot_stop_grants_even_without_fi
     let p = params(&c, 4);
     let last = under_vandal_with(75, c, |w, now, _| {
         w[slot_word(&p, 3, 0)].store(now.as_nanos().max(1), Ordering::Relaxed);
+        occupy(w, 3);
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
         w[slot_word(&p, 3, 3)].store(u64::MAX, Ordering::Relaxed);
         for i in 0..p.candidates_per_slot as usize {
@@ -789,6 +798,7 @@ fn garbage__a_participant_keeping_the_link_busy_slows_paced_data_but_cannot_stop
         let now = net.now().as_nanos();
         w[10].store(now + liveness - 1000, Ordering::Relaxed);
         w[slot_word(&p, 3, 0)].store(now.max(1), Ordering::Relaxed);
+        occupy(w, 3);
         w[slot_word(&p, 3, 4)].store(1, Ordering::Relaxed);
         w[slot_word(&p, 3, 5)].store(now, Ordering::Relaxed);
     });
@@ -814,6 +824,7 @@ fn garbage__a_lone_participant_held_back_by_a_hostile_slot_still_finishes() {
     let arr = serve(&mut net, 1, Duration::from_secs(2), |net| {
         let w = mem.words();
         w[slot_word(&p, 3, 0)].store(net.now().as_nanos().max(1), Ordering::Relaxed);
+        occupy(w, 3);
         w[slot_word(&p, 3, 2)].store(u64::MAX, Ordering::Relaxed);
     });
     let done = arr[0].2;
