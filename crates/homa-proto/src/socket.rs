@@ -44,7 +44,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, Error};
-use crate::rpc::msgin::ChainParts;
+use crate::rpc::msgin::{self, ChainParts};
 
 /// Bytes of receive budget a delivered message takes beyond its length
 /// while the application holds it: an estimate of the memory around each
@@ -265,10 +265,7 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
 
 /// True if `piece` lies within `buffers[i]`.
 fn within(buffers: &[Bytes], i: usize, piece: &[u8]) -> bool {
-    buffers.get(i).is_some_and(|b| {
-        let (base, p) = (b.as_ptr() as usize, piece.as_ptr() as usize);
-        p >= base && p + piece.len() <= base + b.len()
-    })
+    buffers.get(i).is_some_and(|b| msgin::within(b, piece))
 }
 
 /// A delivered message's storage; dropping it releases its bytes.

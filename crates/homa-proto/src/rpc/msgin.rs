@@ -176,6 +176,14 @@ struct Chain {
     last_buffer: usize,
 }
 
+/// True if `piece` lies within `buffer`'s memory (so it can be a slice of
+/// it).
+#[inline]
+pub(crate) fn within(buffer: &[u8], piece: &[u8]) -> bool {
+    let (base, p) = (buffer.as_ptr() as usize, piece.as_ptr() as usize);
+    p >= base && p + piece.len() <= base + buffer.len()
+}
+
 /// A complete chained message: its pieces in order, and the receive
 /// buffers they are slices of (a piece in none of them is a copy). The
 /// socket wraps each buffer once when it delivers the message, so the
@@ -610,11 +618,10 @@ impl MsgIn {
         };
         let piece = owner
             .and_then(|o| {
-                let base = o.as_ptr() as usize;
-                let p = bytes.as_ptr() as usize;
-                if p < base || p + bytes.len() > base + o.len() {
+                if !within(o, bytes) {
                     return None;
                 }
+                let base = o.as_ptr() as usize;
                 if base != chain.last_buffer {
                     if chain.held >= cap + cap / HEADER_ROOM {
                         return None;
