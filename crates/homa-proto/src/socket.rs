@@ -174,27 +174,34 @@ impl Socket {
     }
 
     /// [`Socket::deliver`] for a chained message: each receive buffer its
-    /// pieces pin is wrapped once, and counted whole (it stays allocated
-    /// while any piece of it lives), and the pieces become slices of the
-    /// wrapped buffers: an allocation per buffer (up to 44 packets of a
-    /// GRO batch), not per piece. A piece in none of the buffers (a copy)
-    /// is wrapped on its own.
+    /// pieces pin is wrapped once (an allocation per buffer, up to 44
+    /// packets of a GRO batch, not per piece) and the pieces become slices
+    /// of the wrapped buffers. The budget counts what it did before: the
+    /// bytes of the message's pieces, plus the overhead once per buffer.
+    /// A copied piece is wrapped on its own.
     pub(crate) fn deliver_chain(&self, parts: ChainParts) -> Vec<Bytes> {
-        let ChainParts { pieces, buffers } = parts;
-        let wrapped: Vec<Bytes> = buffers.into_iter().map(|b| self.wrap(b)).collect();
-        let mut at = 0;
+        let ChainParts {
+            pieces,
+            buffer_of,
+            buffers,
+        } = parts;
+        let mut bytes_in = vec![0u64; buffers.len()];
+        for (p, &b) in pieces.iter().zip(&buffer_of) {
+            if let Some(n) = bytes_in.get_mut(b as usize) {
+                *n += p.len() as u64;
+            }
+        }
+        let wrapped: Vec<Option<Bytes>> = buffers
+            .into_iter()
+            .zip(bytes_in)
+            .map(|(b, n)| (n > 0).then(|| self.wrap_counting(b, n)))
+            .collect();
         pieces
             .into_iter()
-            .map(|p| {
-                // Pieces come in buffer order: look at the current buffer
-                // first, then the others.
-                if !within(&wrapped, at, &p) {
-                    match (0..wrapped.len()).find(|&i| within(&wrapped, i, &p)) {
-                        Some(i) => at = i,
-                        None => return self.wrap(p),
-                    }
-                }
-                wrapped[at].slice_ref(&p)
+            .zip(buffer_of)
+            .map(|(p, b)| match wrapped.get(b as usize) {
+                Some(Some(w)) if msgin::within(w, &p) => w.slice_ref(&p),
+                _ => self.wrap(p),
             })
             .collect()
     }
@@ -219,6 +226,19 @@ impl Socket {
             .fetch_add(len + DELIVERED_OVERHEAD, Ordering::Relaxed);
         Bytes::from_owner(Delivered {
             data,
+            held: self.held.clone(),
+        })
+    }
+
+    /// Wraps a receive buffer of a chained message, counting `counted`
+    /// bytes (the message's pieces in it) plus the overhead as held until
+    /// the wrapper drops.
+    fn wrap_counting(&self, data: Bytes, counted: u64) -> Bytes {
+        let counted = counted + DELIVERED_OVERHEAD;
+        self.held.fetch_add(counted, Ordering::Relaxed);
+        Bytes::from_owner(DeliveredBuffer {
+            data,
+            counted,
             held: self.held.clone(),
         })
     }
@@ -263,15 +283,31 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
     }
 }
 
-/// True if `piece` lies within `buffers[i]`.
-fn within(buffers: &[Bytes], i: usize, piece: &[u8]) -> bool {
-    buffers.get(i).is_some_and(|b| msgin::within(b, piece))
-}
-
 /// A delivered message's storage; dropping it releases its bytes.
 struct Delivered<D: AsRef<[u8]>> {
     data: D,
     held: Arc<AtomicU64>,
+}
+
+/// A receive buffer that pieces of a delivered chained message are slices
+/// of; dropping it releases what was counted for them.
+struct DeliveredBuffer {
+    data: Bytes,
+    /// Bytes counted in `held` for it.
+    counted: u64,
+    held: Arc<AtomicU64>,
+}
+
+impl AsRef<[u8]> for DeliveredBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for DeliveredBuffer {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.counted, Ordering::Relaxed);
+    }
 }
 
 impl<D: AsRef<[u8]>> AsRef<[u8]> for Delivered<D> {
@@ -443,6 +479,46 @@ mod tests {
         }
         assert!(seen_many, "the binary search was exercised");
         assert!(t.entries.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    }
+
+    /// A chain of pieces from two receive buffers (one listed twice, as a
+    /// revisited buffer is) and a copy: the pieces stay slices of their
+    /// buffers, byte for byte; the budget counts the pieces' bytes plus the
+    /// overhead once per buffer that holds pieces and once for the copy,
+    /// and gets all of it back when the pieces drop, in any order.
+    #[test]
+    fn deliver_chain__one_wrapper_per_buffer_and_the_pieces_bytes_counted() {
+        let sock = Socket::new(true);
+        let a = Bytes::from((0..200u8).collect::<Vec<_>>());
+        let b = Bytes::from(vec![9u8; 300]);
+        let copy = Bytes::from(vec![5u8; 7]);
+        let parts = ChainParts {
+            pieces: vec![
+                a.slice(10..60),
+                a.slice(60..100),
+                b.slice(0..250),
+                copy.clone(),
+            ],
+            buffer_of: vec![0, 0, 2, msgin::NO_BUFFER],
+            buffers: vec![a.clone(), b.clone(), b.clone()],
+        };
+        let out = sock.deliver_chain(parts);
+        assert_eq!(&out[0][..], &a[10..60]);
+        assert_eq!(&out[1][..], &a[60..100]);
+        assert_eq!(&out[2][..], &b[0..250]);
+        assert_eq!(&out[3][..], &copy[..]);
+        assert!(msgin::within(&a, &out[0]) && msgin::within(&a, &out[1]));
+        assert!(msgin::within(&b, &out[2]));
+        assert_eq!(
+            sock.rx_used(),
+            (50 + 40 + DELIVERED_OVERHEAD) + (250 + DELIVERED_OVERHEAD) + (7 + DELIVERED_OVERHEAD)
+        );
+        let mut out = out;
+        drop(out.remove(2));
+        drop(out.remove(0));
+        assert!(sock.rx_used() > 0, "a piece of buffer a is still held");
+        drop(out);
+        assert_eq!(sock.rx_used(), 0);
     }
 
     #[test]

@@ -163,8 +163,9 @@ pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 /// [`MsgIn::chained`]).
 #[derive(Debug, Default)]
 struct Chain {
-    /// `(offset, bytes)`, sorted by offset, not overlapping.
-    pieces: Vec<(u32, bytes::Bytes)>,
+    /// `(offset, bytes, buffer)`, sorted by offset, not overlapping;
+    /// `buffer` indexes `buffers` ([`NO_BUFFER`] for a copy).
+    pieces: Vec<(u32, bytes::Bytes, u32)>,
     /// The receive buffers the pieces pin, each once per run of pieces
     /// from it (a buffer revisited after another appears again).
     buffers: Vec<bytes::Bytes>,
@@ -185,16 +186,22 @@ pub(crate) fn within(buffer: &[u8], piece: &[u8]) -> bool {
 }
 
 /// A complete chained message: its pieces in order, and the receive
-/// buffers they are slices of (a piece in none of them is a copy). The
-/// socket wraps each buffer once when it delivers the message, so the
-/// pieces cost no allocation each ([`crate::socket::Socket::deliver_chain`]).
+/// buffers they are slices of. The socket wraps each buffer once when it
+/// delivers the message, so the pieces cost no allocation each
+/// ([`crate::socket::Socket::deliver_chain`]).
 #[derive(Debug, Default)]
 pub(crate) struct ChainParts {
     /// The message's bytes, in order.
     pub pieces: Vec<bytes::Bytes>,
+    /// For each piece, the index in `buffers` of the buffer it is a slice
+    /// of ([`NO_BUFFER`]: a copy).
+    pub buffer_of: Vec<u32>,
     /// The buffers pinned, in the order the pieces first used them.
     pub buffers: Vec<bytes::Bytes>,
 }
+
+/// [`ChainParts::buffer_of`] of a piece that is a copy.
+pub(crate) const NO_BUFFER: u32 = u32::MAX;
 
 /// A chained message pins receive buffers while the memory it holds is
 /// below its charge plus this fraction of it: the buffers also hold the
@@ -616,13 +623,13 @@ impl MsgIn {
         let Some(chain) = self.chain.as_mut() else {
             return;
         };
-        let piece = owner
+        let (piece, buffer) = owner
             .and_then(|o| {
                 if !within(o, bytes) {
                     return None;
                 }
                 let base = o.as_ptr() as usize;
-                if base != chain.last_buffer {
+                if base != chain.last_buffer || chain.buffers.is_empty() {
                     if chain.held >= cap + cap / HEADER_ROOM {
                         return None;
                     }
@@ -630,18 +637,19 @@ impl MsgIn {
                     chain.last_buffer = base;
                     chain.buffers.push(o.clone());
                 }
-                Some(o.slice_ref(bytes))
+                let buffer = u32::try_from(chain.buffers.len() - 1).unwrap_or(NO_BUFFER);
+                Some((o.slice_ref(bytes), buffer))
             })
             .unwrap_or_else(|| {
                 chain.held += bytes.len() as u64;
-                bytes::Bytes::copy_from_slice(bytes)
+                (bytes::Bytes::copy_from_slice(bytes), NO_BUFFER)
             });
         // Bytes arriving in order go at the end; a gap filled goes between.
         let i = match chain.pieces.last() {
-            Some(&(last, _)) if last > at => chain.pieces.partition_point(|&(o, _)| o < at),
+            Some(&(last, ..)) if last > at => chain.pieces.partition_point(|&(o, ..)| o < at),
             _ => chain.pieces.len(),
         };
-        chain.pieces.insert(i, (at, piece));
+        chain.pieces.insert(i, (at, piece, buffer));
     }
 
     /// The pieces of a complete chained message, in order, and the
@@ -649,12 +657,17 @@ impl MsgIn {
     /// piece, for the other storages.
     pub(crate) fn into_chain(mut self) -> ChainParts {
         match self.chain.take() {
-            Some(chain) => ChainParts {
-                pieces: chain.pieces.into_iter().map(|(_, b)| b).collect(),
-                buffers: chain.buffers,
-            },
+            Some(chain) => {
+                let (pieces, buffer_of) = chain.pieces.into_iter().map(|(_, b, i)| (b, i)).unzip();
+                ChainParts {
+                    pieces,
+                    buffer_of,
+                    buffers: chain.buffers,
+                }
+            }
             None => ChainParts {
                 pieces: vec![bytes::Bytes::from(self.into_vec())],
+                buffer_of: vec![NO_BUFFER],
                 buffers: Vec::new(),
             },
         }
@@ -676,7 +689,7 @@ impl MsgIn {
         }
         if let Some(chain) = self.chain.take() {
             let mut out = Vec::with_capacity(self.length as usize);
-            for (_, p) in &chain.pieces {
+            for (_, p, _) in &chain.pieces {
                 out.extend_from_slice(p);
             }
             return out;
