@@ -296,8 +296,8 @@ const YIELD_WAKE: u64 = 1;
 enum Occupied {
     /// Every slot (a table larger than the bitmap).
     All(core::ops::Range<u32>),
-    /// The set bits of the two bitmap words, from word `word` on.
-    Bits { bits: [u64; 2], word: usize },
+    /// The bitmap's set bits not visited yet.
+    Bits(u128),
 }
 
 impl Iterator for Occupied {
@@ -307,16 +307,11 @@ impl Iterator for Occupied {
     fn next(&mut self) -> Option<u32> {
         match self {
             Occupied::All(r) => r.next(),
-            Occupied::Bits { bits, word } => {
-                while *word < 2 {
-                    let b = bits[*word];
-                    if b != 0 {
-                        bits[*word] = b & (b - 1);
-                        return Some(64 * *word as u32 + b.trailing_zeros());
-                    }
-                    *word += 1;
-                }
-                None
+            Occupied::Bits(0) => None,
+            Occupied::Bits(b) => {
+                let s = b.trailing_zeros();
+                *b &= *b - 1;
+                Some(s)
             }
         }
     }
@@ -874,20 +869,15 @@ impl Host {
             return Occupied::All(0..n);
         }
         let w = self.w();
-        let mut bits = [
-            w[H_OCCUPIED].load(Ordering::Acquire),
-            w[H_OCCUPIED + 1].load(Ordering::Acquire),
-        ];
+        let bits = w[H_OCCUPIED].load(Ordering::Acquire) as u128
+            | (w[H_OCCUPIED + 1].load(Ordering::Acquire) as u128) << 64;
         // Bits beyond the table's slots are garbage: ignored.
-        for (i, b) in bits.iter_mut().enumerate() {
-            let first = 64 * i as u32;
-            if n <= first {
-                *b = 0;
-            } else if n - first < 64 {
-                *b &= (1u64 << (n - first)) - 1;
-            }
-        }
-        Occupied::Bits { bits, word: 0 }
+        let mask = if n == OCCUPIED_SLOTS {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        };
+        Occupied::Bits(bits & mask)
     }
 
     /// The occupancy word and bit of slot `s`, if the bitmap covers it.
@@ -944,7 +934,11 @@ impl Host {
     pub(crate) fn renew(&self, s: u32, last: u64, now_host: u64) -> Option<u64> {
         let beat = now_host.max(1).max(last);
         if beat == last {
-            return (self.word(s, S_BEAT).load(Ordering::Acquire) == last).then_some(last);
+            let ours = self.word(s, S_BEAT).load(Ordering::Acquire) == last;
+            if ours {
+                self.mark_occupied(s);
+            }
+            return ours.then_some(last);
         }
         let renewed = self
             .word(s, S_BEAT)
