@@ -636,15 +636,24 @@ async fn drive(
     wake: AsyncFd<SharedFd>,
     timer: AsyncFd<SharedFd>,
 ) -> std::io::Result<()> {
-    // The socket read empty since the reactor last reported it readable.
+    // False while the socket may hold data the driver has not read: from
+    // a readiness report until a read finds it empty. (Data read by a
+    // turn at the top of the loop leaves tokio's readiness set, so the
+    // readable branch still fires for what remains.)
     let mut drained = false;
     let mut writable: Option<AsyncFd<std::os::fd::OwnedFd>> = None;
+    let mut first = true;
     loop {
         let want_write = {
             let mut st = sh.lock();
             if st.closed {
                 return Ok(());
             }
+            if !first {
+                // Back from the reactor.
+                st.dp.stats_mut().driver_wakeups += 1;
+            }
+            first = false;
             let now = sh.now();
             // Drain before timers (see `Shared::turn`).
             sh.turn_reading(&mut st, now, !drained);
@@ -659,8 +668,12 @@ async fn drive(
         if !want_write {
             writable = None;
         } else if writable.is_none() {
-            let fd = homa_sys::udp::duplicate(sh.socket_fd())?;
-            writable = Some(register(fd, Interest::WRITABLE)?);
+            // Without the watch (no descriptor left), the waiting
+            // transmits are retried at the next turn, a timer's at the
+            // latest: a full send buffer must not close the socket.
+            writable = homa_sys::udp::duplicate(sh.socket_fd())
+                .and_then(|fd| register(fd, Interest::WRITABLE))
+                .ok();
         }
         tokio::select! {
             biased;
@@ -693,12 +706,22 @@ async fn drive(
             }, if want_write => {
                 let mut g = g?;
                 let mut st = sh.lock();
+                st.dp.stats_mut().write_wakeups += 1;
                 let now = sh.now();
                 sh.flush(&mut st, now);
-                if sh.wants_write(&st) {
+                // A socket error (an ICMP report) reads as "write closed"
+                // on this registration, a state tokio never clears: drop
+                // the watch (a new one is made if still needed) rather
+                // than spin on it; the readable branch reads the error.
+                let closed = g.ready().is_write_closed() || g.ready().is_error();
+                if sh.wants_write(&st) && !closed {
                     g.clear_ready_matching(Ready::WRITABLE);
                 }
                 sh.unlock(st);
+                drop(g);
+                if closed {
+                    writable = None;
+                }
             }
             g = wake.readable() => {
                 let mut g = g?;

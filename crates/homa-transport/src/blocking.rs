@@ -719,6 +719,9 @@ fn doze<'a>(
         sh.woken(who);
     }
     let mut st = sh.lock();
+    let stats = st.dp.stats_mut();
+    stats.driver_wakeups += 1;
+    stats.write_wakeups += u64::from(want_write && ready[0].writable);
     if ready[2].readable {
         sh.sleep_timer_fired(&mut st, who);
     }

@@ -39,6 +39,9 @@ pub struct TransportStats {
     pub batched_sends: u64,
     /// Sends refused for lack of buffer space (retried when writable).
     pub send_blocked: u64,
+    /// Wake-ups of a driver because the socket became writable while
+    /// transmits waited for room.
+    pub write_wakeups: u64,
     /// Packets dropped because the kernel refused them for another reason.
     pub send_errors: u64,
     /// Times GSO was switched off because the kernel refused a GSO send.
@@ -49,6 +52,9 @@ pub struct TransportStats {
     /// polling. A sleeping driver pays about one per wake-up that brought
     /// data; a busy-polling one, one per idle poll.
     pub recv_empty: u64,
+    /// Times a driver that slept (in `ppoll`, or the tokio task parked on
+    /// the reactor) woke: for data, room to write, a timer or a poke.
+    pub driver_wakeups: u64,
     /// Homa packets handed to the endpoint.
     pub packets_received: u64,
     /// Received buffers that held more than one packet (GRO).

@@ -63,8 +63,11 @@ fn backpressure__tokio_sender_waits_for_room_and_completes() {
     let t = client.join().unwrap();
     server.join().unwrap();
     eprintln!(
-        "send_blocked {}, send_calls {}, packets_sent {}",
-        t.send_blocked, t.send_calls, t.packets_sent
+        "send_blocked {}, write_wakeups {}, send_calls {}, packets_sent {}",
+        t.send_blocked, t.write_wakeups, t.send_calls, t.packets_sent
     );
     assert!(t.send_blocked > 0, "the socket never filled: {t:?}");
+    // The watch woke the driver (the protocol's timer alone would also
+    // retry the sends, so completion does not show it).
+    assert!(t.write_wakeups > 0, "no wake-up for room: {t:?}");
 }

@@ -55,28 +55,40 @@ fn polling__tokio_driver_reads_empty_about_once_per_response() {
 
 /// A blocking client waiting for a response that the server holds wakes
 /// at each protocol tick (1 ms) to run its timers; none of those wake-ups
-/// reads the socket, which its `ppoll` just found not readable.
+/// reads the socket, which its `ppoll` just found not readable. The server
+/// holds the request until the client has woken 20 times (so the test
+/// waits for the wake-ups rather than for a time).
 #[test]
 fn polling__timer_wakeups_of_a_waiting_call_do_not_read_the_socket() {
+    const WAKEUPS: u64 = 20;
     let mut sc = Config::default();
     sc.server = Some(true);
     let server = Socket::bind_with("127.0.0.1:0", sc).unwrap();
     let addr = server.local_addr();
+    let client = Socket::bind_with("127.0.0.1:0", sleeping_client()).unwrap();
+    let watched = client.clone();
     let held = std::thread::spawn(move || {
         let r = server.recv_request_timeout(HANG).unwrap().unwrap();
-        // Held for 60 protocol ticks: the client's driver sleeps and wakes
-        // for its timers meanwhile.
-        std::thread::sleep(Duration::from_millis(60));
+        let w0 = watched.stats().transport.driver_wakeups;
+        let until = std::time::Instant::now() + HANG;
+        while watched.stats().transport.driver_wakeups - w0 < WAKEUPS {
+            assert!(std::time::Instant::now() < until, "the client never woke");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         server.reply(r.peer, r.id, r.body).unwrap();
         server
     });
-    let client = Socket::bind_with("127.0.0.1:0", sleeping_client()).unwrap();
-    let before = client.stats().transport.recv_empty;
+    let before = client.stats().transport;
     let r = client.call_timeout(addr, pattern(100, 7), HANG).unwrap();
     assert_eq!(r.len(), 100);
-    let empty = client.stats().transport.recv_empty - before;
+    let after = client.stats().transport;
     let _server = held.join().unwrap();
+    let (empty, woke) = (
+        after.recv_empty - before.recv_empty,
+        after.driver_wakeups - before.driver_wakeups,
+    );
+    assert!(woke >= WAKEUPS, "{woke} wake-ups");
     // A handful (the reads around the request and the response), not one
-    // per tick slept through.
-    assert!(empty <= 6, "{empty} empty reads during one held call");
+    // per wake-up.
+    assert!(empty <= 6, "{empty} empty reads over {woke} wake-ups");
 }
