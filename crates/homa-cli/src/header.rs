@@ -148,13 +148,15 @@ pub(crate) fn message(header: Header, length: u32) -> Vec<u8> {
 ///
 /// Buffers come in power-of-two sizes from [`ZeroPool::MIN`] (shorter
 /// messages are built afresh: cheap); each size keeps at most
-/// [`ZeroPool::KEEP`] buffers, so the pool holds at most about twice the
-/// bytes of the messages outstanding at its busiest (bounded).
+/// [`ZeroPool::KEEP`] buffers and the pool at most [`ZeroPool::MAX_BYTES`]
+/// in all: messages beyond those are built afresh and freed when sent.
 #[derive(Debug, Default)]
 pub(crate) struct ZeroPool {
     /// Index `i`: buffers of `MIN << i` bytes, each the pool's handle to
     /// the whole buffer (unique once the transport dropped its slice).
     sizes: Vec<Vec<bytes::Bytes>>,
+    /// Bytes of the buffers kept.
+    bytes: usize,
 }
 
 impl ZeroPool {
@@ -162,6 +164,8 @@ impl ZeroPool {
     pub(crate) const MIN: usize = 4096;
     /// Most buffers kept per size.
     pub(crate) const KEEP: usize = 256;
+    /// Most bytes kept over all sizes.
+    pub(crate) const MAX_BYTES: usize = 64 << 20;
 
     /// A message of `length` bytes (at least [`HEADER_LEN`]): `header`
     /// with its length set, then zeroes.
@@ -183,11 +187,15 @@ impl ZeroPool {
             .iter()
             .position(|b| b.is_unique())
             .and_then(|i| kept.swap_remove(i).try_into_mut().ok());
+        if reused.is_some() {
+            self.bytes -= size;
+        }
         let mut buf = reused.unwrap_or_else(|| bytes::BytesMut::zeroed(size));
         Header { length, ..header }.write(&mut buf);
         let whole = buf.freeze();
-        if kept.len() < Self::KEEP {
+        if kept.len() < Self::KEEP && self.bytes + size <= Self::MAX_BYTES {
             kept.push(whole.clone());
+            self.bytes += size;
         }
         whole.slice(..len)
     }
@@ -301,6 +309,12 @@ mod tests {
             .map(|i| pool.message(hdr(i as u16), 5000))
             .collect();
         assert!(pool.sizes.iter().all(|k| k.len() <= ZeroPool::KEEP));
+        drop(held);
+        // And by bytes: 100 held messages of 1 MB keep at most 64 MB.
+        let held: Vec<_> = (0..100).map(|i| pool.message(hdr(i), 1_000_000)).collect();
+        let kept: usize = pool.sizes.iter().flatten().map(|b| b.len()).sum();
+        assert_eq!(kept, pool.bytes);
+        assert!(kept <= ZeroPool::MAX_BYTES, "{kept} bytes kept");
         drop(held);
     }
 
