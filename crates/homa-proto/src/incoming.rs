@@ -12,7 +12,7 @@ use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
 use crate::memory::{RxMemory, WaitKey};
 use crate::peer::PeerRef;
-use crate::rpc::msgin::{AddOutcome, ChainParts, MsgIn, UNKNOWN_LEVEL};
+use crate::rpc::msgin::{AddOutcome, ChainParts, MsgIn, Piece, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, RpcRef, RpcState};
 use crate::timer::unsched_level;
 use crate::wire::{
@@ -37,7 +37,7 @@ impl Payload<'_> {
         match self {
             Payload::Copy(m) => m.len(),
             Payload::Owned(m) => m.len(),
-            Payload::Chain(c) => c.pieces.iter().map(Bytes::len).sum(),
+            Payload::Chain(c) => c.pieces.iter().map(Piece::len).sum(),
             Payload::Shared(m) => m.len(),
         }
     }
@@ -817,7 +817,7 @@ impl Endpoint {
             (sock, Payload::Chain(parts)) => {
                 let pieces = match sock {
                     Some(sock) => sock.deliver_chain(parts),
-                    None => parts.pieces,
+                    None => parts.into_pieces(),
                 };
                 let mut pieces = pieces.into_iter();
                 let first = pieces.next().unwrap_or_default();

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, Error};
-use crate::rpc::msgin::{self, ChainParts};
+use crate::rpc::msgin::{ChainParts, Piece};
 
 /// Bytes of receive budget a delivered message takes beyond its length
 /// while the application holds it: an estimate of the memory around each
@@ -180,15 +180,13 @@ impl Socket {
     /// bytes of the message's pieces, plus the overhead once per buffer.
     /// A copied piece is wrapped on its own.
     pub(crate) fn deliver_chain(&self, parts: ChainParts) -> Vec<Bytes> {
-        let ChainParts {
-            pieces,
-            buffer_of,
-            buffers,
-        } = parts;
+        let ChainParts { pieces, buffers } = parts;
         let mut bytes_in = vec![0u64; buffers.len()];
-        for (p, &b) in pieces.iter().zip(&buffer_of) {
-            if let Some(n) = bytes_in.get_mut(b as usize) {
-                *n += p.len() as u64;
+        for p in &pieces {
+            if let Piece::Slice { buffer, len, .. } = p {
+                if let Some(n) = bytes_in.get_mut(*buffer as usize) {
+                    *n += u64::from(*len);
+                }
             }
         }
         let wrapped: Vec<Option<Bytes>> = buffers
@@ -198,10 +196,16 @@ impl Socket {
             .collect();
         pieces
             .into_iter()
-            .zip(buffer_of)
-            .map(|(p, b)| match wrapped.get(b as usize) {
-                Some(Some(w)) if msgin::within(w, &p) => w.slice_ref(&p),
-                _ => self.wrap(p),
+            .filter_map(|p| match p {
+                Piece::Slice { buffer, start, len } => {
+                    let (start, end) = (start as usize, start as usize + len as usize);
+                    wrapped
+                        .get(buffer as usize)?
+                        .as_ref()
+                        .filter(|w| end <= w.len())
+                        .map(|w| w.slice(start..end))
+                }
+                Piece::Copy(b) => Some(self.wrap(b)),
             })
             .collect()
     }
@@ -492,14 +496,14 @@ mod tests {
         let a = Bytes::from((0..200u8).collect::<Vec<_>>());
         let b = Bytes::from(vec![9u8; 300]);
         let copy = Bytes::from(vec![5u8; 7]);
+        let slice = |buffer, start, len| Piece::Slice { buffer, start, len };
         let parts = ChainParts {
             pieces: vec![
-                a.slice(10..60),
-                a.slice(60..100),
-                b.slice(0..250),
-                copy.clone(),
+                slice(0, 10, 50),
+                slice(0, 60, 40),
+                slice(2, 0, 250),
+                Piece::Copy(copy.clone()),
             ],
-            buffer_of: vec![0, 0, 2, msgin::NO_BUFFER],
             buffers: vec![a.clone(), b.clone(), b.clone()],
         };
         let out = sock.deliver_chain(parts);
@@ -507,8 +511,8 @@ mod tests {
         assert_eq!(&out[1][..], &a[60..100]);
         assert_eq!(&out[2][..], &b[0..250]);
         assert_eq!(&out[3][..], &copy[..]);
-        assert!(msgin::within(&a, &out[0]) && msgin::within(&a, &out[1]));
-        assert!(msgin::within(&b, &out[2]));
+        assert!(crate::rpc::msgin::within(&a, &out[0]) && crate::rpc::msgin::within(&a, &out[1]));
+        assert!(crate::rpc::msgin::within(&b, &out[2]));
         assert_eq!(
             sock.rx_used(),
             (50 + 40 + DELIVERED_OVERHEAD) + (250 + DELIVERED_OVERHEAD) + (7 + DELIVERED_OVERHEAD)

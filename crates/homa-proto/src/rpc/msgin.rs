@@ -159,13 +159,12 @@ pub(crate) struct Gap {
 pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 
 /// The storage of a chained message: the received bytes as pieces, each a
-/// slice of the buffer its packet arrived in, or a copy (see
+/// range of the receive buffer its packet arrived in, or a copy (see
 /// [`MsgIn::chained`]).
 #[derive(Debug, Default)]
 struct Chain {
-    /// `(offset, bytes, buffer)`, sorted by offset, not overlapping;
-    /// `buffer` indexes `buffers` ([`NO_BUFFER`] for a copy).
-    pieces: Vec<(u32, bytes::Bytes, u32)>,
+    /// `(offset, piece)`, sorted by offset, not overlapping.
+    pieces: Vec<(u32, Piece)>,
     /// The receive buffers the pieces pin, each once per run of pieces
     /// from it (a buffer revisited after another appears again).
     buffers: Vec<bytes::Bytes>,
@@ -173,8 +172,45 @@ struct Chain {
     /// buffer a piece pins (counted once per run of pieces from one
     /// buffer), plus the bytes copied.
     held: u64,
-    /// Address of the receive buffer the last pinned piece came from.
-    last_buffer: usize,
+}
+
+/// A piece of a chained message: bytes `start..start + len` of receive
+/// buffer `buffer` (an index into the chain's buffers: no reference count
+/// per packet until the message is delivered), or a copy.
+#[derive(Debug, Clone)]
+pub(crate) enum Piece {
+    /// A range of one of the chain's receive buffers.
+    Slice {
+        /// Index of the buffer.
+        buffer: u32,
+        /// First byte in it.
+        start: u32,
+        /// Bytes.
+        len: u32,
+    },
+    /// Bytes copied out of their datagram.
+    Copy(bytes::Bytes),
+}
+
+impl Piece {
+    /// Bytes in the piece.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Piece::Slice { len, .. } => *len as usize,
+            Piece::Copy(b) => b.len(),
+        }
+    }
+
+    /// The piece's bytes, given the chain's buffers (`None` only if the
+    /// range is not in them, which `keep` never records).
+    pub(crate) fn bytes<'a>(&'a self, buffers: &'a [bytes::Bytes]) -> Option<&'a [u8]> {
+        match self {
+            Piece::Slice { buffer, start, len } => buffers
+                .get(*buffer as usize)?
+                .get(*start as usize..*start as usize + *len as usize),
+            Piece::Copy(b) => Some(b),
+        }
+    }
 }
 
 /// True if `piece` lies within `buffer`'s memory (so it can be a slice of
@@ -186,22 +222,34 @@ pub(crate) fn within(buffer: &[u8], piece: &[u8]) -> bool {
 }
 
 /// A complete chained message: its pieces in order, and the receive
-/// buffers they are slices of. The socket wraps each buffer once when it
-/// delivers the message, so the pieces cost no allocation each
+/// buffers they are ranges of. The socket wraps each buffer once when it
+/// delivers the message and slices the pieces out of the wrapped buffers
 /// ([`crate::socket::Socket::deliver_chain`]).
 #[derive(Debug, Default)]
 pub(crate) struct ChainParts {
-    /// The message's bytes, in order.
-    pub pieces: Vec<bytes::Bytes>,
-    /// For each piece, the index in `buffers` of the buffer it is a slice
-    /// of ([`NO_BUFFER`]: a copy).
-    pub buffer_of: Vec<u32>,
+    /// The message's pieces, in order.
+    pub pieces: Vec<Piece>,
     /// The buffers pinned, in the order the pieces first used them.
     pub buffers: Vec<bytes::Bytes>,
 }
 
-/// [`ChainParts::buffer_of`] of a piece that is a copy.
-pub(crate) const NO_BUFFER: u32 = u32::MAX;
+impl ChainParts {
+    /// The pieces as slices of the buffers, without a budget wrapper
+    /// (a message for no socket; tests).
+    pub(crate) fn into_pieces(self) -> Vec<bytes::Bytes> {
+        let ChainParts { pieces, buffers } = self;
+        pieces
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Slice { buffer, start, len } => buffers
+                    .get(buffer as usize)
+                    .filter(|b| (start as usize + len as usize) <= b.len())
+                    .map(|b| b.slice(start as usize..start as usize + len as usize)),
+                Piece::Copy(b) => Some(b),
+            })
+            .collect()
+    }
+}
 
 /// A chained message pins receive buffers while the memory it holds is
 /// below its charge plus this fraction of it: the buffers also hold the
@@ -623,33 +671,35 @@ impl MsgIn {
         let Some(chain) = self.chain.as_mut() else {
             return;
         };
-        let (piece, buffer) = owner
+        let piece = owner
             .and_then(|o| {
                 if !within(o, bytes) {
                     return None;
                 }
                 let base = o.as_ptr() as usize;
-                if base != chain.last_buffer || chain.buffers.is_empty() {
+                if chain.buffers.last().map(|b| b.as_ptr() as usize) != Some(base) {
                     if chain.held >= cap + cap / HEADER_ROOM {
                         return None;
                     }
                     chain.held += o.len() as u64;
-                    chain.last_buffer = base;
                     chain.buffers.push(o.clone());
                 }
-                let buffer = u32::try_from(chain.buffers.len() - 1).unwrap_or(NO_BUFFER);
-                Some((o.slice_ref(bytes), buffer))
+                Some(Piece::Slice {
+                    buffer: u32::try_from(chain.buffers.len() - 1).ok()?,
+                    start: u32::try_from(bytes.as_ptr() as usize - base).ok()?,
+                    len: u32::try_from(bytes.len()).ok()?,
+                })
             })
             .unwrap_or_else(|| {
                 chain.held += bytes.len() as u64;
-                (bytes::Bytes::copy_from_slice(bytes), NO_BUFFER)
+                Piece::Copy(bytes::Bytes::copy_from_slice(bytes))
             });
         // Bytes arriving in order go at the end; a gap filled goes between.
         let i = match chain.pieces.last() {
-            Some(&(last, ..)) if last > at => chain.pieces.partition_point(|&(o, ..)| o < at),
+            Some(&(last, _)) if last > at => chain.pieces.partition_point(|&(o, _)| o < at),
             _ => chain.pieces.len(),
         };
-        chain.pieces.insert(i, (at, piece, buffer));
+        chain.pieces.insert(i, (at, piece));
     }
 
     /// The pieces of a complete chained message, in order, and the
@@ -657,17 +707,12 @@ impl MsgIn {
     /// piece, for the other storages.
     pub(crate) fn into_chain(mut self) -> ChainParts {
         match self.chain.take() {
-            Some(chain) => {
-                let (pieces, buffer_of) = chain.pieces.into_iter().map(|(_, b, i)| (b, i)).unzip();
-                ChainParts {
-                    pieces,
-                    buffer_of,
-                    buffers: chain.buffers,
-                }
-            }
+            Some(chain) => ChainParts {
+                pieces: chain.pieces.into_iter().map(|(_, p)| p).collect(),
+                buffers: chain.buffers,
+            },
             None => ChainParts {
-                pieces: vec![bytes::Bytes::from(self.into_vec())],
-                buffer_of: vec![NO_BUFFER],
+                pieces: vec![Piece::Copy(bytes::Bytes::from(self.into_vec()))],
                 buffers: Vec::new(),
             },
         }
@@ -689,8 +734,8 @@ impl MsgIn {
         }
         if let Some(chain) = self.chain.take() {
             let mut out = Vec::with_capacity(self.length as usize);
-            for (_, p, _) in &chain.pieces {
-                out.extend_from_slice(p);
+            for (_, p) in &chain.pieces {
+                out.extend_from_slice(p.bytes(&chain.buffers).unwrap_or_default());
             }
             return out;
         }
@@ -1337,7 +1382,7 @@ mod tests {
                 assert!(m.held() <= bound, "{} > {bound}", m.held());
             }
             assert!(m.is_complete());
-            let chain = m.into_chain().pieces;
+            let chain = m.into_chain().into_pieces();
             let copied: usize = chain
                 .iter()
                 .filter(|c| !inside(c, &buffers))
@@ -1395,7 +1440,7 @@ mod tests {
                     assert!(matches!(r, AddOutcome::Accepted(_)), "{r:?}");
                 }
                 assert!(m.is_complete());
-                let chain = m.into_chain().pieces;
+                let chain = m.into_chain().into_pieces();
                 let all: Vec<bytes::Bytes> = buffers.iter().chain(&resent).cloned().collect();
                 assert!(
                     chain.iter().any(|c| inside(c, &all)),
@@ -1437,7 +1482,7 @@ mod tests {
             let cap = m.buffer_len() as u64;
             assert!(m.held() <= cap + cap / HEADER_ROOM + 65_536 + m.received() as u64);
         }
-        let chain = m.into_chain().pieces;
+        let chain = m.into_chain().into_pieces();
         let kept = chain.iter().filter(|c| inside(c, &buffers)).count();
         assert!(kept > 0 && kept < 10, "{kept} pinned");
         assert_eq!(chain.concat(), message);
