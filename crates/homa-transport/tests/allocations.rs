@@ -96,24 +96,24 @@ fn small_round_trips__the_runtime_allocates_nothing_per_rpc() {
     assert!(per < 2.9, "{per:.2} allocations per round trip");
 }
 
-/// Allocations of at least [`LARGE`] bytes while a client sends `n` 1 MB
-/// requests to a server reading them as chains (`recv_request_message`),
-/// after 8 to warm up; with the receive-buffer pool bounded at `pool`.
-/// Returns the count and the number of datagrams the requests took.
-fn bulk_large_allocations(pool: usize, n: usize) -> (u64, usize) {
-    let mut config = Config::default().with_recv_pool(pool);
-    // 64 kB packets, one per datagram, whatever the loopback's MTU.
-    config.mtu = homa_transport::Mtu::Fixed(65_535);
+/// Length of the requests of [`chained_requests`].
+const REQUEST_LEN: usize = 1_000_000;
+
+/// A client sends `warmup`, then `n` requests of [`REQUEST_LEN`] bytes of
+/// 0xa5 to a server (both with `config`) that reads each as a chain
+/// (`recv_request_message`), checks it and answers "ok". Returns how much
+/// `counter` grew over the `n` requests, and the sockets' MTU.
+fn chained_requests(config: Config, warmup: usize, n: usize, counter: &AtomicU64) -> (u64, usize) {
     let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true)).unwrap();
     let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
     let dest = server.local_addr();
     let mtu = server.offloads().mtu as usize;
-    let len = 1_000_000;
-    let request = bytes::Bytes::from(vec![0xa5_u8; len]);
+    let request = bytes::Bytes::from(vec![0xa5_u8; REQUEST_LEN]);
     let s = server.clone();
     let serve = std::thread::spawn(move || {
         while let Ok(r) = s.recv_request_message() {
-            assert_eq!(r.message.len(), len);
+            assert_eq!(r.message.len(), REQUEST_LEN);
+            assert!(r.message.chunks().all(|c| c.iter().all(|&b| b == 0xa5)));
             let (peer, id) = (r.peer, r.id);
             drop(r);
             if s.reply(peer, id, "ok").is_err() {
@@ -129,12 +129,25 @@ fn bulk_large_allocations(pool: usize, n: usize) -> (u64, usize) {
             assert_eq!(&call.wait().unwrap()[..], b"ok");
         }
     };
-    transfer(8);
-    let before = LARGE_ALLOCATIONS.load(Ordering::Relaxed);
+    transfer(warmup);
+    let before = counter.load(Ordering::Relaxed);
     transfer(n);
-    let large = LARGE_ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let grew = counter.load(Ordering::Relaxed) - before;
     server.close();
     serve.join().unwrap();
+    (grew, mtu)
+}
+
+/// Allocations of at least [`LARGE`] bytes while a client sends `n` 1 MB
+/// requests to a server reading them as chains (`recv_request_message`),
+/// after 8 to warm up; with the receive-buffer pool bounded at `pool`.
+/// Returns the count and the number of datagrams the requests took.
+fn bulk_large_allocations(pool: usize, n: usize) -> (u64, usize) {
+    let mut config = Config::default().with_recv_pool(pool);
+    // 64 kB packets, one per datagram, whatever the loopback's MTU.
+    config.mtu = homa_transport::Mtu::Fixed(65_535);
+    let (large, mtu) = chained_requests(config, 8, n, &LARGE_ALLOCATIONS);
+    let len = REQUEST_LEN;
     // DATA payload per datagram: the MTU less IP, UDP and Homa headers.
     let datagrams = n * len.div_ceil(mtu - 84);
     println!(
@@ -178,37 +191,8 @@ fn chain_allocations_per_request(n: usize) -> f64 {
     // As `homa compare`: a paced batch is 43 packets (62 kB), so the
     // receiver's datagrams are GRO batches large enough to keep.
     config.proto.link_mbps = 100_000;
-    let server = Socket::bind_with("127.0.0.1:0", config.clone().with_server(true)).unwrap();
-    let client = Socket::bind_with("127.0.0.1:0", config).unwrap();
-    let dest = server.local_addr();
-    let len = 1_000_000;
-    let request = bytes::Bytes::from(vec![0x3c_u8; len]);
-    let s = server.clone();
-    let serve = std::thread::spawn(move || {
-        while let Ok(r) = s.recv_request_message() {
-            assert_eq!(r.message.len(), len);
-            assert!(r.message.chunks().all(|c| c.iter().all(|&b| b == 0x3c)));
-            let (peer, id) = (r.peer, r.id);
-            drop(r);
-            if s.reply(peer, id, "ok").is_err() {
-                break;
-            }
-        }
-    });
-    let transfer = |n: usize| {
-        for _ in 0..n {
-            let call = client
-                .start_call_timeout(dest, request.clone(), Duration::from_secs(10))
-                .unwrap();
-            assert_eq!(&call.wait().unwrap()[..], b"ok");
-        }
-    };
-    transfer(4);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    transfer(n);
-    let per = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64;
-    server.close();
-    serve.join().unwrap();
+    let (all, _) = chained_requests(config, 4, n, &ALLOCATIONS);
+    let per = all as f64 / n as f64;
     println!("{per:.1} allocations per 1 MB request at MTU 1500");
     per
 }
