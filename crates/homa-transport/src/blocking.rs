@@ -667,11 +667,10 @@ fn lead<'a, T>(
         let readable;
         (st, readable) = doze(sh, st, next, now, Sleeper::Driver);
         st.driving.sleep_until = None;
-        match readable {
-            Some(true) => last_input = sh.now(),
-            Some(false) => seen_empty = true,
-            None => {}
+        if readable == Some(true) {
+            last_input = sh.now();
         }
+        seen_empty = readable == Some(false);
     }
 }
 
