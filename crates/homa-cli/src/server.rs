@@ -306,6 +306,7 @@ pub(crate) fn stats_json(
             "recv_calls": t.recv_calls,
             "recv_empty": t.recv_empty,
             "driver_wakeups": t.driver_wakeups,
+            "spins": t.spins,
             "packets_received": t.packets_received,
             "gro_batches": t.gro_batches,
             "packets_with_level": t.packets_with_level,

@@ -661,6 +661,7 @@ fn lead<'a, T>(
         let deadline_near = next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE);
         if now.nanos_since(last_input) < busy || deadline_near {
             // Spin without the lock so other threads can send meanwhile.
+            st.dp.stats_mut().spins += 1;
             st = relock(sh, st);
             continue;
         }
@@ -796,6 +797,7 @@ fn background(sh: &Shared, period: Duration) {
             let next = sh.next_deadline(&mut st);
             if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
+                st.dp.stats_mut().spins += 1;
                 st = relock(sh, st);
                 if st.driving.role != Role::Background {
                     break;

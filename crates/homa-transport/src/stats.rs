@@ -55,6 +55,10 @@ pub struct TransportStats {
     /// Times a driver that slept (in `ppoll`, or the tokio task parked on
     /// the reactor) woke: for data, room to write, a timer or a poke.
     pub driver_wakeups: u64,
+    /// Turns a blocking driver spun instead of sleeping (busy polling
+    /// after input, or a deadline nearer than a sleep's overshoot): each
+    /// reads the socket, so each may add to `recv_empty`.
+    pub spins: u64,
     /// Homa packets handed to the endpoint.
     pub packets_received: u64,
     /// Received buffers that held more than one packet (GRO).

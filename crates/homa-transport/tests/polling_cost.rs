@@ -83,12 +83,19 @@ fn polling__timer_wakeups_of_a_waiting_call_do_not_read_the_socket() {
     assert_eq!(r.len(), 100);
     let after = client.stats().transport;
     let _server = held.join().unwrap();
-    let (empty, woke) = (
+    let (empty, woke, spins) = (
         after.recv_empty - before.recv_empty,
         after.driver_wakeups - before.driver_wakeups,
+        after.spins - before.spins,
     );
     assert!(woke >= WAKEUPS, "{woke} wake-ups");
     // A handful (the reads around the request and the response), not one
-    // per wake-up.
-    assert!(empty <= 6, "{empty} empty reads over {woke} wake-ups");
+    // per wake-up. A wake-up that comes late can find the next tick nearer
+    // than a sleep's overshoot and spin toward it, reading as it spins
+    // (a loaded CI machine did, 21 times in 23 wake-ups): those reads are
+    // the spin's, counted apart.
+    assert!(
+        empty <= 6 + spins,
+        "{empty} empty reads over {woke} wake-ups and {spins} spins"
+    );
 }
