@@ -158,6 +158,10 @@ pub(crate) struct Gap {
 /// Level value meaning "the arrival level was not reported".
 pub(crate) const UNKNOWN_LEVEL: u8 = u8::MAX;
 
+/// Most pieces a chained message reserves room for at its first piece
+/// (about 10 KB; a message of more pieces grows its list as it needs).
+const PIECES_RESERVED: usize = 256;
+
 /// The storage of a chained message: the received bytes as pieces, each a
 /// range of the receive buffer its packet arrived in, or a copy (see
 /// [`MsgIn::chained`]).
@@ -694,6 +698,13 @@ impl MsgIn {
                 chain.held += bytes.len() as u64;
                 Piece::Copy(bytes::Bytes::copy_from_slice(bytes))
             });
+        if chain.pieces.is_empty() {
+            // Room for as many pieces as packets of this size make the
+            // message (at most PIECES_RESERVED): no regrowth per message in
+            // the common case.
+            let n = (self.length as usize).div_ceil(bytes.len().max(1));
+            chain.pieces.reserve(n.min(PIECES_RESERVED));
+        }
         // Bytes arriving in order go at the end; a gap filled goes between.
         let i = match chain.pieces.last() {
             Some(&(last, _)) if last > at => chain.pieces.partition_point(|&(o, _)| o < at),
