@@ -260,16 +260,6 @@ impl Endpoint {
         }
     }
 
-    /// The pacer's deadline, if it holds data back: the one deadline of
-    /// [`Endpoint::poll_timeout`] a driver should meet to the microsecond
-    /// (a late wake-up leaves the link idle). The others (the periodic
-    /// pass, fast RESENDs, FIFO grants, the host table, peer collection)
-    /// tolerate a wake-up tens of microseconds late.
-    #[inline]
-    pub fn pacer_timeout(&self) -> Option<Instant> {
-        self.timers.get(Timer::Pacer)
-    }
-
     /// The next deadline at which [`Endpoint::handle_timeout`] must run, if
     /// any. After `handle_timeout(t)` every deadline returned is later than
     /// `t`.

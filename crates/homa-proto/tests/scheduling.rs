@@ -374,47 +374,6 @@ fn homa_xmit_data__below_throttle_min_never_held() {
     assert_eq!(short, 10);
 }
 
-/// `pacer_timeout` is the held pacer's deadline and nothing else: the one
-/// deadline a runtime spins for rather than sleeps toward. A request not
-/// held by the pacer arms the periodic pass (`poll_timeout`) but no pacer
-/// deadline; paced data held back arms it at the instant the link takes
-/// the next batch, and once the link drained and the data went out it is
-/// gone again.
-#[test]
-fn pacer_timeout__only_while_the_pacer_holds_data() {
-    let (mut ep, port, dest) = sender(Config {
-        link_mbps: 1000,
-        ..Config::default()
-    });
-    let mut buf = Vec::new();
-    ep.send_request(Instant::ZERO, port, dest, pattern(1, 500))
-        .unwrap();
-    answer_probes(&mut ep, Instant::ZERO, 77);
-    while ep.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
-    assert!(ep.poll_timeout().is_some(), "the periodic pass");
-    assert_eq!(ep.pacer_timeout(), None, "nothing paced");
-    ep.send_request(Instant::ZERO, port, dest, pattern(2, 30_000))
-        .unwrap();
-    while ep.poll_transmit(Instant::ZERO, &mut buf).is_some() {}
-    let due = ep.pacer_timeout().expect("paced data held");
-    assert!(due > Instant::ZERO);
-    assert!(ep.poll_timeout().is_some_and(|t| t <= due));
-    // Drive the pacer to the end of the unscheduled bytes.
-    let mut now = due;
-    for _ in 0..1000 {
-        ep.handle_timeout(now);
-        while ep.poll_transmit(now, &mut buf).is_some() {}
-        match ep.pacer_timeout() {
-            Some(t) => {
-                assert!(t > now, "a held pacer's deadline is in the future");
-                now = t;
-            }
-            None => break,
-        }
-    }
-    assert_eq!(ep.pacer_timeout(), None, "the pacer let everything go");
-}
-
 #[test]
 fn homa_pacer__srpt_with_fifo_share() {
     let (mut ep, port, dest) = sender(Config {

@@ -529,23 +529,13 @@ impl Drop for Call {
 /// one such period later.
 const BACKGROUND_BACKOFF: u32 = 32;
 
-/// A pacer deadline nearer than this is spun for rather than slept for. A
-/// sleep in `ppoll` overshoots its timeout by up to the thread's timer slack
+/// Deadlines nearer than this are spun for rather than slept for. A sleep
+/// in `ppoll` overshoots its timeout by up to the thread's timer slack
 /// (50 µs by default on Linux) and a wake-up costs more CPU than the spin,
 /// so sleeping toward a deadline closer than the slack only makes it late.
 /// The pacer's wake-ups, microseconds apart during a bulk transfer, are
-/// what this is for: sleeping for them capped bulk throughput. The other
-/// deadlines (the 1 ms protocol tick, RESENDs, calls' deadlines) are slept
-/// for however near: spinning toward them made the rack's servers spin
-/// about 40 000 times in 10 s for ticks alone (`docs/performance.md`).
+/// the deadlines this is for: sleeping for them capped bulk throughput.
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
-
-/// True if the pacer will release data within [`SPIN_BEFORE_DEADLINE`].
-fn pacer_near(st: &State, now: Instant) -> bool {
-    st.ep
-        .pacer_timeout()
-        .is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE)
-}
 
 /// How long past its deadline a driver's sleep may last if the timerfd's
 /// wake-up were lost (see `doze`). Longer than a 4 ms scheduler tick:
@@ -668,7 +658,8 @@ fn lead<'a, T>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if now.nanos_since(last_input) < busy || pacer_near(&st, now) {
+        let deadline_near = next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE);
+        if now.nanos_since(last_input) < busy || deadline_near {
             // Spin without the lock so other threads can send meanwhile.
             st.dp.stats_mut().spins += 1;
             st = relock(sh, st);
@@ -804,7 +795,7 @@ fn background(sh: &Shared, period: Duration) {
                 continue;
             }
             let next = sh.next_deadline(&mut st);
-            if pacer_near(&st, now) {
+            if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
                 // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
                 st.dp.stats_mut().spins += 1;
                 st = relock(sh, st);

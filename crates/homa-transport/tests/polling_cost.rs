@@ -90,74 +90,12 @@ fn polling__timer_wakeups_of_a_waiting_call_do_not_read_the_socket() {
     );
     assert!(woke >= WAKEUPS, "{woke} wake-ups");
     // A handful (the reads around the request and the response), not one
-    // per wake-up. (A wake-up that came late used to find the next tick
-    // nearer than a sleep's overshoot and spin toward it, reading as it
-    // spun: a loaded CI machine did, 21 times in 23 wake-ups. Only the
-    // pacer's deadlines are spun for now, and this call paces nothing.)
-    assert_eq!(spins, 0, "{spins} spins over {woke} wake-ups");
-    assert!(empty <= 6, "{empty} empty reads over {woke} wake-ups");
-}
-
-/// A blocking driver woken often while it waits (here by datagrams that
-/// are not Homa's, one every few tens of microseconds) sleeps again even
-/// when its next deadline, the 1 ms protocol tick, is only microseconds
-/// away: only the pacer's deadlines are worth spinning for. It used to
-/// spin toward any deadline nearer than 50 µs, reading the socket as it
-/// spun: about one wake-up in twenty landed that close to a tick (the
-/// emulated rack's servers spun 40 000 times in 10 s for ticks alone).
-/// The server holds the request until the client has taken 400 of those
-/// datagrams.
-#[test]
-fn polling__a_waiting_driver_sleeps_toward_its_ticks() {
-    const NOISE: u64 = 400;
-    let mut sc = Config::default();
-    sc.server = Some(true);
-    let server = Socket::bind_with("127.0.0.1:0", sc).unwrap();
-    let addr = server.local_addr();
-    let client = Socket::bind_with("127.0.0.1:0", sleeping_client()).unwrap();
-    let caddr = client.local_addr();
-    let watched = client.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let noise = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // Too short for any Homa header: dropped by the endpoint.
-                udp.send_to(&[0u8; 3], caddr).unwrap();
-                std::thread::sleep(Duration::from_micros(20));
-            }
-        })
-    };
-    let held = std::thread::spawn(move || {
-        let r = server.recv_request_timeout(HANG).unwrap().unwrap();
-        let b0 = watched.stats().transport.packets_received;
-        let until = std::time::Instant::now() + HANG;
-        while watched.stats().transport.packets_received - b0 < NOISE {
-            assert!(
-                std::time::Instant::now() < until,
-                "the client took no datagrams"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        server.reply(r.peer, r.id, r.body).unwrap();
-        server
-    });
-    let before = client.stats().transport;
-    let r = client.call_timeout(addr, pattern(100, 9), HANG).unwrap();
-    assert_eq!(r.len(), 100);
-    let after = client.stats().transport;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    noise.join().unwrap();
-    let _server = held.join().unwrap();
-    let (bad, woke, spins) = (
-        after.packets_received - before.packets_received,
-        after.driver_wakeups - before.driver_wakeups,
-        after.spins - before.spins,
-    );
-    assert!(bad >= NOISE, "{bad} datagrams taken");
-    assert_eq!(
-        spins, 0,
-        "{spins} spins over {woke} wake-ups and {bad} datagrams"
+    // per wake-up. A wake-up that comes late can find the next tick nearer
+    // than a sleep's overshoot and spin toward it, reading as it spins
+    // (a loaded CI machine did, 21 times in 23 wake-ups): those reads are
+    // the spin's, counted apart.
+    assert!(
+        empty <= 6 + spins,
+        "{empty} empty reads over {woke} wake-ups and {spins} spins"
     );
 }
