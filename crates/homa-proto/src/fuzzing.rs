@@ -704,3 +704,16 @@ fn respond_to(req: &[u8]) -> Vec<u8> {
     v.push(req.len() as u8);
     v
 }
+
+/// Every RPC's silence mark (its id, the level it waits at and the link
+/// time taken at that level or above when its last accepted DATA packet
+/// arrived), sorted by id: for tests that compare two endpoints' state.
+pub fn silence_marks(ep: &crate::Endpoint) -> Vec<(u64, u8, u64)> {
+    let mut v: Vec<_> = ep
+        .rpcs
+        .iter()
+        .map(|(_, r)| (r.id, r.quiet_mark.0, r.quiet_mark.1))
+        .collect();
+    v.sort_unstable();
+    v
+}

@@ -146,6 +146,16 @@ impl RxLink {
         }
     }
 
+    /// What [`RxLink::record`] of a packet of `wire_bytes` at `level` added
+    /// to [`RxLink::at_or_above`]`(from)`.
+    pub(crate) fn counted(&self, level: u8, wire_bytes: u64, link_mbps: u32, from: u8) -> u64 {
+        let l = (level as usize).min(self.busy.len() - 1);
+        if link_mbps == 0 || l < (from as usize).min(self.busy.len()) {
+            return 0;
+        }
+        wire_bytes * 8000 / link_mbps as u64
+    }
+
     /// Link time taken so far by DATA at `level` or above: ours alone, or
     /// with a host table the host's (what every participant added, plus
     /// our part not added yet). Wraps; callers take differences.

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use homa_proto::fuzzing::silence_marks;
 use homa_proto::{Config, Endpoint, Event, Instant, Rng};
 
 /// One side: the batch endpoint and its per-packet twin.
@@ -69,6 +70,13 @@ impl Twin {
             v
         };
         assert_eq!(incoming(&self.batch), incoming(&self.single));
+        // The silence marks too (a run takes its mark once, at its end, or
+        // before a dropped packet of it).
+        assert_eq!(
+            silence_marks(&self.batch),
+            silence_marks(&self.single),
+            "silence marks differ"
+        );
     }
 
     fn events(&mut self) -> Vec<Event> {
