@@ -428,6 +428,10 @@ impl Endpoint {
         };
         let mut count = 0u32;
         let mut level = None;
+        // A header the third and later packets copy (the packets differ in
+        // their offset only): kept from the second, so that a lone packet,
+        // the small RPC's, pays no copy.
+        let mut model: Option<[u8; DataHeader::LEN]> = None;
         loop {
             let next = if retransmit {
                 match m.peek_resend() {
@@ -458,15 +462,26 @@ impl Endpoint {
                 m.next_xmit += len;
             }
             level = Some(prio);
-            if let Body::Data(d) = &mut header.body {
-                d.offset = offset;
-            }
             // A fixed-size header: written without a bounds check per field.
             let h = buf
                 .header(DataHeader::LEN)
                 .first_chunk_mut::<{ DataHeader::LEN }>()
                 .expect("a header of the length asked for");
-            header.emit_zeroed(&mut Packet::new_unchecked(h));
+            match &model {
+                Some(bytes) => {
+                    *h = *bytes;
+                    Packet::new_unchecked(&mut *h).set_data_offset(offset);
+                }
+                None => {
+                    if let Body::Data(d) = &mut header.body {
+                        d.offset = offset;
+                    }
+                    header.emit_zeroed(&mut Packet::new_unchecked(&mut *h));
+                    if count == 1 {
+                        model = Some(*h);
+                    }
+                }
+            }
             buf.payload(m.data(), offset, len);
             self.stats
                 .sent
@@ -580,6 +595,19 @@ mod tests {
                 for (i, p) in packets(&t, &buf).into_iter().enumerate() {
                     let (h, d) = tx.packet(i);
                     assert_eq!([h, d].concat(), p);
+                    // Every header, the ones copied from a batch's model
+                    // too, is what a whole emit of its fields writes.
+                    let (repr, _) = Repr::parse_with_payload(&p).expect("a valid packet");
+                    assert_eq!(
+                        repr.to_vec()[..],
+                        p[..repr.header_len()],
+                        "header of packet {sent}"
+                    );
+                    // Both fields that carry a DATA packet's offset carry it.
+                    if let Body::Data(d) = &repr.body {
+                        let pkt = Packet::new_unchecked(&p[..]);
+                        assert_eq!(pkt.sequence(), d.offset, "packet {sent}");
+                    }
                     // The payload is the message's own memory, not a copy.
                     let inside = |m: &Bytes| {
                         let at = d.as_ptr() as usize;

@@ -123,7 +123,7 @@ impl DataHeader {
     }
 
     pub(super) fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
-        p.set_sequence(self.offset);
+        p.set_data_offset(self.offset);
         let b = p.buffer.as_mut();
         put_u32(b, field::MESSAGE_LENGTH, self.message_length);
         put_u32(b, field::INCOMING, self.incoming);
@@ -133,7 +133,6 @@ impl DataHeader {
         b[field::RETRANSMIT] = self.retransmit as u8;
         let live = (self.oldest_live & MAX_OLDEST_LIVE).to_be_bytes();
         b[field::OLDEST_LIVE..field::OLDEST_LIVE + 3].copy_from_slice(&live[1..]);
-        put_u32(b, field::SEG_OFFSET, self.offset);
     }
 }
 
@@ -187,6 +186,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// DATA: sets the packet's offset, in both fields that carry it
+    /// (`sequence` and `seg.offset`, the offset rule above). The packets of
+    /// one transmit differ in nothing else, so the sender writes the first
+    /// header whole and each next one as a copy with this set.
+    #[inline]
+    pub fn set_data_offset(&mut self, offset: u32) {
+        self.set_sequence(offset);
+        put_u32(self.buffer.as_mut(), field::SEG_OFFSET, offset);
+    }
     /// DATA: mutable payload bytes.
     pub fn data_payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
