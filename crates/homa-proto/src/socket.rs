@@ -44,7 +44,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, Error};
-use crate::rpc::msgin::{ChainParts, Piece};
+use crate::rpc::msgin::ChainParts;
 
 /// Bytes of receive budget a delivered message takes beyond its length
 /// while the application holds it: an estimate of the memory around each
@@ -180,34 +180,10 @@ impl Socket {
     /// bytes of the message's pieces, plus the overhead once per buffer.
     /// A copied piece is wrapped on its own.
     pub(crate) fn deliver_chain(&self, parts: ChainParts) -> Vec<Bytes> {
-        let ChainParts { pieces, buffers } = parts;
-        let mut bytes_in = vec![0u64; buffers.len()];
-        for p in &pieces {
-            if let Piece::Slice { buffer, len, .. } = p {
-                if let Some(n) = bytes_in.get_mut(*buffer as usize) {
-                    *n += u64::from(*len);
-                }
-            }
-        }
-        let wrapped: Vec<Option<Bytes>> = buffers
-            .into_iter()
-            .zip(bytes_in)
-            .map(|(b, n)| (n > 0).then(|| self.wrap_counting(b, n)))
-            .collect();
-        pieces
-            .into_iter()
-            .filter_map(|p| match p {
-                Piece::Slice { buffer, start, len } => {
-                    let (start, end) = (start as usize, start as usize + len as usize);
-                    wrapped
-                        .get(buffer as usize)?
-                        .as_ref()
-                        .filter(|w| end <= w.len())
-                        .map(|w| w.slice(start..end))
-                }
-                Piece::Copy(b) => Some(self.wrap(b)),
-            })
-            .collect()
+        parts.into_slices(
+            |data, counted| self.wrap(InBuffer { data, counted }),
+            |copy| self.wrap(copy),
+        )
     }
 
     /// [`Socket::deliver`] for a message that is a slice of a packet (a
@@ -224,25 +200,10 @@ impl Socket {
         }
     }
 
-    fn wrap<D: AsRef<[u8]> + Send + 'static>(&self, data: D) -> Bytes {
-        let len = data.as_ref().len() as u64;
-        self.held
-            .fetch_add(len + DELIVERED_OVERHEAD, Ordering::Relaxed);
+    fn wrap<D: Charged + Send + 'static>(&self, data: D) -> Bytes {
+        self.held.fetch_add(data.charged(), Ordering::Relaxed);
         Bytes::from_owner(Delivered {
             data,
-            held: self.held.clone(),
-        })
-    }
-
-    /// Wraps a receive buffer of a chained message, counting `counted`
-    /// bytes (the message's pieces in it) plus the overhead as held until
-    /// the wrapper drops.
-    fn wrap_counting(&self, data: Bytes, counted: u64) -> Bytes {
-        let counted = counted + DELIVERED_OVERHEAD;
-        self.held.fetch_add(counted, Ordering::Relaxed);
-        Bytes::from_owner(DeliveredBuffer {
-            data,
-            counted,
             held: self.held.clone(),
         })
     }
@@ -287,45 +248,54 @@ impl<const N: usize> AsRef<[u8]> for Inline<N> {
     }
 }
 
-/// A delivered message's storage; dropping it releases its bytes.
-struct Delivered<D: AsRef<[u8]>> {
-    data: D,
-    held: Arc<AtomicU64>,
+/// Delivered storage and what it counts in the receive budget while the
+/// application holds it: its bytes plus [`DELIVERED_OVERHEAD`], unless it
+/// says otherwise.
+trait Charged: AsRef<[u8]> {
+    fn charged(&self) -> u64 {
+        self.as_ref().len() as u64 + DELIVERED_OVERHEAD
+    }
 }
+
+impl Charged for Vec<u8> {}
+impl Charged for Bytes {}
+impl<const N: usize> Charged for Inline<N> {}
 
 /// A receive buffer that pieces of a delivered chained message are slices
-/// of; dropping it releases what was counted for them.
-struct DeliveredBuffer {
+/// of: it counts the message's bytes in it (`counted`), not the whole
+/// buffer, which other messages' pieces may share.
+struct InBuffer {
     data: Bytes,
-    /// Bytes counted in `held` for it.
     counted: u64,
-    held: Arc<AtomicU64>,
 }
 
-impl AsRef<[u8]> for DeliveredBuffer {
+impl AsRef<[u8]> for InBuffer {
     fn as_ref(&self) -> &[u8] {
         &self.data
     }
 }
 
-impl Drop for DeliveredBuffer {
-    fn drop(&mut self) {
-        self.held.fetch_sub(self.counted, Ordering::Relaxed);
+impl Charged for InBuffer {
+    fn charged(&self) -> u64 {
+        self.counted + DELIVERED_OVERHEAD
     }
 }
 
-impl<D: AsRef<[u8]>> AsRef<[u8]> for Delivered<D> {
+/// A delivered message's storage; dropping it releases what it counted.
+struct Delivered<D: Charged> {
+    data: D,
+    held: Arc<AtomicU64>,
+}
+
+impl<D: Charged> AsRef<[u8]> for Delivered<D> {
     fn as_ref(&self) -> &[u8] {
         self.data.as_ref()
     }
 }
 
-impl<D: AsRef<[u8]>> Drop for Delivered<D> {
+impl<D: Charged> Drop for Delivered<D> {
     fn drop(&mut self) {
-        self.held.fetch_sub(
-            self.data.as_ref().len() as u64 + DELIVERED_OVERHEAD,
-            Ordering::Relaxed,
-        );
+        self.held.fetch_sub(self.data.charged(), Ordering::Relaxed);
     }
 }
 
@@ -442,6 +412,7 @@ impl Endpoint {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+    use crate::rpc::msgin::Piece;
 
     #[test]
     fn socket_table__matches_a_hash_map_with_few_and_many_sockets() {

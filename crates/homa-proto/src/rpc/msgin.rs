@@ -241,15 +241,44 @@ impl ChainParts {
     /// The pieces as slices of the buffers, without a budget wrapper
     /// (a message for no socket; tests).
     pub(crate) fn into_pieces(self) -> Vec<bytes::Bytes> {
+        self.into_slices(|buffer, _| buffer, |copy| copy)
+    }
+
+    /// The pieces as `Bytes`: each buffer that holds pieces goes through
+    /// `buffer` once, with the bytes of the message's pieces in it (a
+    /// socket wraps it in its budget's guard), and the pieces are slices
+    /// of what it returns; each copied piece goes through `copy`.
+    pub(crate) fn into_slices(
+        self,
+        mut buffer: impl FnMut(bytes::Bytes, u64) -> bytes::Bytes,
+        mut copy: impl FnMut(bytes::Bytes) -> bytes::Bytes,
+    ) -> Vec<bytes::Bytes> {
         let ChainParts { pieces, buffers } = self;
+        let mut bytes_in = vec![0u64; buffers.len()];
+        for p in &pieces {
+            if let Piece::Slice { buffer, len, .. } = p {
+                if let Some(n) = bytes_in.get_mut(*buffer as usize) {
+                    *n += u64::from(*len);
+                }
+            }
+        }
+        let wrapped: Vec<Option<bytes::Bytes>> = buffers
+            .into_iter()
+            .zip(bytes_in)
+            .map(|(b, n)| (n > 0).then(|| buffer(b, n)))
+            .collect();
         pieces
             .into_iter()
             .filter_map(|p| match p {
-                Piece::Slice { buffer, start, len } => buffers
-                    .get(buffer as usize)
-                    .filter(|b| (start as usize + len as usize) <= b.len())
-                    .map(|b| b.slice(start as usize..start as usize + len as usize)),
-                Piece::Copy(b) => Some(b),
+                Piece::Slice { buffer, start, len } => {
+                    let (start, end) = (start as usize, start as usize + len as usize);
+                    wrapped
+                        .get(buffer as usize)?
+                        .as_ref()
+                        .filter(|w| end <= w.len())
+                        .map(|w| w.slice(start..end))
+                }
+                Piece::Copy(b) => Some(copy(b)),
             })
             .collect()
     }
