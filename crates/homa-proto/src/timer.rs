@@ -130,9 +130,7 @@ impl RxLink {
         link_mbps: u32,
         host: Option<&crate::host::Host>,
     ) {
-        if link_mbps > 0 {
-            let l = (level as usize).min(self.busy.len() - 1);
-            let ns = wire_bytes * 8000 / link_mbps as u64;
+        if let Some((l, ns)) = self.level_time(level, wire_bytes, link_mbps) {
             self.busy[l] += ns;
             if let Some(h) = host {
                 self.pending[l] += ns;
@@ -149,11 +147,22 @@ impl RxLink {
     /// What [`RxLink::record`] of a packet of `wire_bytes` at `level` added
     /// to [`RxLink::at_or_above`]`(from)`.
     pub(crate) fn counted(&self, level: u8, wire_bytes: u64, link_mbps: u32, from: u8) -> u64 {
-        let l = (level as usize).min(self.busy.len() - 1);
-        if link_mbps == 0 || l < (from as usize).min(self.busy.len()) {
-            return 0;
+        match self.level_time(level, wire_bytes, link_mbps) {
+            Some((l, ns)) if l >= (from as usize).min(self.busy.len()) => ns,
+            _ => 0,
         }
-        wire_bytes * 8000 / link_mbps as u64
+    }
+
+    /// The level slot a packet of `wire_bytes` at `level` is recorded in,
+    /// and its link time (ns) at `link_mbps`; `None` without a link rate.
+    #[inline]
+    fn level_time(&self, level: u8, wire_bytes: u64, link_mbps: u32) -> Option<(usize, u64)> {
+        (link_mbps > 0).then(|| {
+            (
+                (level as usize).min(self.busy.len() - 1),
+                wire_bytes * 8000 / link_mbps as u64,
+            )
+        })
     }
 
     /// Link time taken so far by DATA at `level` or above: ours alone, or
