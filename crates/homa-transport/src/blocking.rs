@@ -537,6 +537,19 @@ const BACKGROUND_BACKOFF: u32 = 32;
 /// the deadlines this is for: sleeping for them capped bulk throughput.
 const SPIN_BEFORE_DEADLINE: u64 = 50_000;
 
+/// True if deadline `next` is too near to sleep for (see
+/// [`SPIN_BEFORE_DEADLINE`]).
+fn deadline_near(next: Option<Instant>, now: Instant) -> bool {
+    next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE)
+}
+
+/// A driver's turn that spins instead of sleeping: counted (`spins`), and
+/// the lock let go for a moment ([`relock`]).
+fn spin<'a>(sh: &'a Shared, mut st: Locked<'a>) -> Locked<'a> {
+    st.dp.stats_mut().spins += 1;
+    relock(sh, st)
+}
+
 /// How long past its deadline a driver's sleep may last if the timerfd's
 /// wake-up were lost (see `doze`). Longer than a 4 ms scheduler tick:
 /// shorter `ppoll` timeouts slow every wake-up (`docs/performance.md`).
@@ -658,11 +671,9 @@ fn lead<'a, T>(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let deadline_near = next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE);
-        if now.nanos_since(last_input) < busy || deadline_near {
+        if now.nanos_since(last_input) < busy || deadline_near(next, now) {
             // Spin without the lock so other threads can send meanwhile.
-            st.dp.stats_mut().spins += 1;
-            st = relock(sh, st);
+            st = spin(sh, st);
             continue;
         }
         let readable;
@@ -795,10 +806,8 @@ fn background(sh: &Shared, period: Duration) {
                 continue;
             }
             let next = sh.next_deadline(&mut st);
-            if next.is_some_and(|d| d.nanos_since(now) < SPIN_BEFORE_DEADLINE) {
-                // Too close to sleep for (see SPIN_BEFORE_DEADLINE).
-                st.dp.stats_mut().spins += 1;
-                st = relock(sh, st);
+            if deadline_near(next, now) {
+                st = spin(sh, st);
                 if st.driving.role != Role::Background {
                     break;
                 }
