@@ -94,6 +94,11 @@ pub struct Config {
     pub unsched_cutoffs: Option<[u32; 8]>,
     /// Messages observed before automatic cutoffs are recomputed.
     pub cutoffs_min_messages: u32,
+    /// Messages observed before automatic cutoffs are computed the first
+    /// time (at most `cutoffs_min_messages`): the defaults suit only
+    /// configurations near the kernel's (40 kB unscheduled), so a receiver
+    /// replaces them early and refines them later.
+    pub cutoffs_first_messages: u32,
     /// Shortest time between two CUTOFFS to the same peer.
     pub cutoffs_min_interval: Duration,
     /// Largest message accepted or sent. The kernel's limit is 1 000 000; we
@@ -227,6 +232,7 @@ impl Default for Config {
             fifo_grant_increment: 50_000,
             unsched_cutoffs: None,
             cutoffs_min_messages: 1000,
+            cutoffs_first_messages: 100,
             cutoffs_min_interval: Duration::from_millis(1),
             max_message_length: 16 << 20,
             num_priorities: 8,

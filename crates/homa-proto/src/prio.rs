@@ -23,7 +23,9 @@
 //! cutoffs for a known distribution (the simulator, the workload crate)
 //! compute them the same way.
 //!
-//! Cutoffs are recomputed after `cutoffs_min_messages` messages; a new
+//! Cutoffs are computed first after `cutoffs_first_messages` messages (the
+//! defaults suit only configurations near the kernel's 40 kB of unscheduled
+//! bytes), then recomputed after every `cutoffs_min_messages`; a new
 //! version is published only if they moved enough (sum of relative changes
 //! at least 1, as the daemon's `--min-drift`). Senders learn them through
 //! CUTOFFS packets (see the receive path). A fixed configuration
@@ -300,6 +302,9 @@ pub struct Prio {
     /// Highest level used for scheduled data.
     pub max_sched_prio: u8,
     auto: bool,
+    /// Whether cutoffs were computed at least once (the first computation
+    /// needs fewer messages).
+    computed: bool,
     hist: SizeHistogram,
 }
 
@@ -314,6 +319,7 @@ impl Prio {
             version: 1,
             max_sched_prio: max_sched_prio(&cutoffs, config.num_priorities),
             auto: fixed.is_none(),
+            computed: false,
             hist: SizeHistogram::default(),
         }
     }
@@ -326,9 +332,17 @@ impl Prio {
             return false;
         }
         self.hist.add(len);
-        if self.hist.messages() < config.cutoffs_min_messages as u64 {
+        let needed = if self.computed {
+            config.cutoffs_min_messages
+        } else {
+            config
+                .cutoffs_first_messages
+                .min(config.cutoffs_min_messages)
+        };
+        if self.hist.messages() < u64::from(needed) {
             return false;
         }
+        self.computed = true;
         let new = normalise(
             self.hist
                 .cutoffs(config.num_priorities, config.unsched_bytes),
@@ -468,6 +482,47 @@ mod tests {
         let s = unsched_split(&b, 10_000_000, 8, Some(2));
         assert_eq!(s.cutoffs[7], LOWEST_UNSCHED_MARK - 1);
         assert_eq!(s.cutoffs[6], CUTOFF_ALL);
+    }
+
+    /// A receiver's first cutoffs come after `cutoffs_first_messages`, not
+    /// after the `cutoffs_min_messages` every later recomputation waits for:
+    /// a receiver serving 150 messages a second would otherwise keep the
+    /// defaults (sized for 40 kB of unscheduled bytes) for its first seven
+    /// seconds.
+    #[test]
+    fn observe__first_cutoffs_after_the_first_count_then_every_min_count() {
+        let config = crate::Config {
+            unsched_bytes: 1500,
+            ..crate::Config::default()
+        };
+        assert!(config.cutoffs_first_messages < config.cutoffs_min_messages);
+        let mut p = Prio::new(&config);
+        // Mostly short messages, every tenth a long one: almost every byte
+        // is scheduled, so the computed split has one unscheduled level.
+        let len = |i: u32| if i % 10 == 9 { 500_000 } else { 500 };
+        let first = config.cutoffs_first_messages;
+        for i in 0..first - 1 {
+            assert!(!p.observe(len(i), &config), "message {i}");
+        }
+        assert!(
+            p.observe(len(first - 1), &config),
+            "published at the first count"
+        );
+        assert_eq!(
+            (p.version, p.cutoffs[7]),
+            (2, CUTOFF_ALL),
+            "{:?}",
+            p.cutoffs
+        );
+        assert_eq!(p.max_sched_prio, 6);
+        // The next recomputation needs the full count again; a different mix
+        // (every message short) shows when it happens.
+        for i in 0..config.cutoffs_min_messages - 1 {
+            assert!(!p.observe(100 + i % 1000, &config), "message {i}");
+        }
+        assert!(p.observe(100, &config), "recomputed at the full count");
+        assert_eq!(p.version, 3);
+        assert_eq!(p.max_sched_prio, 0, "{:?}", p.cutoffs);
     }
 
     #[test]
