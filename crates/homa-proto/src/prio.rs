@@ -302,9 +302,9 @@ pub struct Prio {
     /// Highest level used for scheduled data.
     pub max_sched_prio: u8,
     auto: bool,
-    /// Whether cutoffs were computed at least once (the first computation
-    /// needs fewer messages).
-    computed: bool,
+    /// Messages the next computation waits for: `cutoffs_first_messages`
+    /// before the first, `cutoffs_min_messages` after.
+    due: u64,
     hist: SizeHistogram,
 }
 
@@ -319,7 +319,11 @@ impl Prio {
             version: 1,
             max_sched_prio: max_sched_prio(&cutoffs, config.num_priorities),
             auto: fixed.is_none(),
-            computed: false,
+            due: u64::from(
+                config
+                    .cutoffs_first_messages
+                    .min(config.cutoffs_min_messages),
+            ),
             hist: SizeHistogram::default(),
         }
     }
@@ -332,17 +336,10 @@ impl Prio {
             return false;
         }
         self.hist.add(len);
-        let needed = if self.computed {
-            config.cutoffs_min_messages
-        } else {
-            config
-                .cutoffs_first_messages
-                .min(config.cutoffs_min_messages)
-        };
-        if self.hist.messages() < u64::from(needed) {
+        if self.hist.messages() < self.due {
             return false;
         }
-        self.computed = true;
+        self.due = u64::from(config.cutoffs_min_messages);
         let new = normalise(
             self.hist
                 .cutoffs(config.num_priorities, config.unsched_bytes),
