@@ -99,9 +99,6 @@ pub struct Config {
     /// configurations near the kernel's (40 kB unscheduled), so a receiver
     /// replaces them early and refines them later.
     pub cutoffs_first_messages: u32,
-    /// Time after which `cutoffs_first_messages` suffice again for a
-    /// recomputation (the `homa_prio` daemon's `--interval`, 1 s).
-    pub cutoffs_interval: Duration,
     /// Shortest time between two CUTOFFS to the same peer.
     pub cutoffs_min_interval: Duration,
     /// Largest message accepted or sent. The kernel's limit is 1 000 000; we
@@ -236,7 +233,6 @@ impl Default for Config {
             unsched_cutoffs: None,
             cutoffs_min_messages: 1000,
             cutoffs_first_messages: 100,
-            cutoffs_interval: Duration::from_secs(1),
             cutoffs_min_interval: Duration::from_millis(1),
             max_message_length: 16 << 20,
             num_priorities: 8,

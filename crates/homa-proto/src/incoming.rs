@@ -707,7 +707,7 @@ impl Endpoint {
             self.update_xmit(key);
         }
         if single {
-            self.deliver(now, key, Payload::Copy(payload), 0);
+            self.deliver(key, Payload::Copy(payload), 0);
             return;
         }
         let msgin = self.rpcs[key].msgin.as_ref().expect("charged above");
@@ -787,7 +787,7 @@ impl Endpoint {
         }
         if complete {
             self.grant_update(key);
-            self.message_complete(now, key);
+            self.message_complete(key);
             return Added::Complete;
         }
         if !in_run {
@@ -834,7 +834,7 @@ impl Endpoint {
     }
 
     /// A whole message arrived: deliver it.
-    fn message_complete(&mut self, now: Instant, key: usize) {
+    fn message_complete(&mut self, key: usize) {
         self.grant_remove(key);
         let msgin = self.rpcs[key].msgin.take().expect("complete message");
         let charged = rx_charge(&msgin);
@@ -843,18 +843,18 @@ impl Endpoint {
             None if msgin.is_chained() => Payload::Chain(msgin.into_chain()),
             None => Payload::Owned(msgin.into_vec()),
         };
-        self.deliver(now, key, message, charged);
+        self.deliver(key, message, charged);
     }
 
     /// Hands a complete message to the application and returns the
     /// `charged` bytes of its reassembly buffer to the receive budget.
     #[inline(always)]
-    fn deliver(&mut self, now: Instant, key: usize, message: Payload<'_>, charged: u32) {
+    fn deliver(&mut self, key: usize, message: Payload<'_>, charged: u32) {
         let rpc = &self.rpcs[key];
         let (peer, peer_ref, port) = (rpc.peer, rpc.peer_ref, rpc.port);
         let length = message.len() as u32;
         self.stats.rx_sizes.add(length);
-        if self.prio.observe(length, now, &self.config) {
+        if self.prio.observe(length, &self.config) {
             self.stats.cutoffs_updates += 1;
         }
         // Count the bytes as held by the application before returning the

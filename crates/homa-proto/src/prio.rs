@@ -23,12 +23,10 @@
 //! cutoffs for a known distribution (the simulator, the workload crate)
 //! compute them the same way.
 //!
-//! Cutoffs are computed from the messages received since the last
-//! computation: first after `cutoffs_first_messages` of them (the defaults
-//! suit only configurations near the kernel's 40 kB of unscheduled bytes),
-//! then after `cutoffs_min_messages`, or after `cutoffs_first_messages` once
-//! `cutoffs_interval` has passed (as the daemon's `--interval`: a receiver
-//! of a few messages a second relearns within seconds); a new version is published only if they moved enough (sum of relative changes
+//! Cutoffs are computed first after `cutoffs_first_messages` messages (the
+//! defaults suit only configurations near the kernel's 40 kB of unscheduled
+//! bytes), then recomputed after every `cutoffs_min_messages`; a new
+//! version is published only if they moved enough (sum of relative changes
 //! at least 1, as the daemon's `--min-drift`). Senders learn them through
 //! CUTOFFS packets (see the receive path). A fixed configuration
 //! (`Config::unsched_cutoffs`) disables the computation.
@@ -294,10 +292,6 @@ pub fn drift(old: &[u32; MAX_PRIORITIES], new: &[u32; MAX_PRIORITIES]) -> f64 {
         .sum()
 }
 
-/// Messages between two looks at the clock once `cutoffs_first_messages`
-/// arrived and the interval has not yet passed.
-const RECHECK_MESSAGES: u64 = 16;
-
 /// The receiver's priority state: current cutoffs and their version.
 #[derive(Debug, Clone)]
 pub struct Prio {
@@ -308,12 +302,9 @@ pub struct Prio {
     /// Highest level used for scheduled data.
     pub max_sched_prio: u8,
     auto: bool,
-    /// Messages (since the last computation) at which the next is
-    /// considered: `cutoffs_first_messages` (at most `cutoffs_min_messages`),
-    /// then every [`RECHECK_MESSAGES`] until the interval or the full count.
+    /// Messages the next computation waits for: `cutoffs_first_messages`
+    /// before the first, `cutoffs_min_messages` after.
     due: u64,
-    /// When the cutoffs were last computed (`None`: never).
-    last: Option<crate::Instant>,
     hist: SizeHistogram,
 }
 
@@ -333,18 +324,14 @@ impl Prio {
                     .cutoffs_first_messages
                     .min(config.cutoffs_min_messages),
             ),
-            last: None,
             hist: SizeHistogram::default(),
         }
     }
 
-    /// Records a message received at `now`; recomputes the cutoffs when
-    /// enough messages were seen: `cutoffs_first_messages` for the first
-    /// computation and for one `cutoffs_interval` or more after the last,
-    /// else `cutoffs_min_messages`. Returns true if a new version was
-    /// published.
+    /// Records a received message; recomputes the cutoffs when enough
+    /// messages were seen. Returns true if a new version was published.
     #[inline]
-    pub fn observe(&mut self, len: u32, now: crate::Instant, config: &crate::Config) -> bool {
+    pub fn observe(&mut self, len: u32, config: &crate::Config) -> bool {
         if !self.auto {
             return false;
         }
@@ -352,29 +339,7 @@ impl Prio {
         if self.hist.messages() < self.due {
             return false;
         }
-        self.recompute(now, config)
-    }
-
-    /// [`Prio::observe`] past the first count: computes if the full count,
-    /// the first computation or the interval says so.
-    #[inline(never)]
-    fn recompute(&mut self, now: crate::Instant, config: &crate::Config) -> bool {
-        let full = self.hist.messages() >= u64::from(config.cutoffs_min_messages);
-        let stale = self
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= config.cutoffs_interval);
-        if !full && !stale {
-            // Look again a few messages later, not at every message.
-            self.due = (self.hist.messages() + RECHECK_MESSAGES)
-                .min(u64::from(config.cutoffs_min_messages));
-            return false;
-        }
-        self.due = u64::from(
-            config
-                .cutoffs_first_messages
-                .min(config.cutoffs_min_messages),
-        );
-        self.last = Some(now);
+        self.due = u64::from(config.cutoffs_min_messages);
         let new = normalise(
             self.hist
                 .cutoffs(config.num_priorities, config.unsched_bytes),
@@ -529,16 +494,15 @@ mod tests {
         };
         assert!(config.cutoffs_first_messages < config.cutoffs_min_messages);
         let mut p = Prio::new(&config);
-        let t0 = crate::Instant::ZERO;
         // Mostly short messages, every tenth a long one: almost every byte
         // is scheduled, so the computed split has one unscheduled level.
         let len = |i: u32| if i % 10 == 9 { 500_000 } else { 500 };
         let first = config.cutoffs_first_messages;
         for i in 0..first - 1 {
-            assert!(!p.observe(len(i), t0, &config), "message {i}");
+            assert!(!p.observe(len(i), &config), "message {i}");
         }
         assert!(
-            p.observe(len(first - 1), t0, &config),
+            p.observe(len(first - 1), &config),
             "published at the first count"
         );
         assert_eq!(
@@ -551,53 +515,11 @@ mod tests {
         // The next recomputation needs the full count again; a different mix
         // (every message short) shows when it happens.
         for i in 0..config.cutoffs_min_messages - 1 {
-            assert!(!p.observe(100 + i % 1000, t0, &config), "message {i}");
+            assert!(!p.observe(100 + i % 1000, &config), "message {i}");
         }
-        assert!(p.observe(100, t0, &config), "recomputed at the full count");
+        assert!(p.observe(100, &config), "recomputed at the full count");
         assert_eq!(p.version, 3);
         assert_eq!(p.max_sched_prio, 0, "{:?}", p.cutoffs);
-    }
-
-    /// A receiver whose mix changes (a warm-up of pings, then the workload)
-    /// relearns within `cutoffs_interval` once `cutoffs_first_messages`
-    /// arrived, not only after `cutoffs_min_messages` more: at 75 messages
-    /// a second the count alone kept a ping phase's cutoffs for 13 s.
-    #[test]
-    fn observe__recomputed_after_the_interval_with_the_first_count() {
-        let config = crate::Config {
-            unsched_bytes: 1500,
-            ..crate::Config::default()
-        };
-        let (first, interval) = (config.cutoffs_first_messages, config.cutoffs_interval);
-        assert!(first < config.cutoffs_min_messages && !interval.is_zero());
-        let mut p = Prio::new(&config);
-        let t0 = crate::Instant::ZERO;
-        // Pings: the top level ends at their bucket (128 bytes), so a
-        // 300-byte message would go one level lower.
-        for _ in 0..first {
-            p.observe(100, t0, &config);
-        }
-        assert_eq!((p.version, p.cutoffs[7]), (2, 128), "{:?}", p.cutoffs);
-        // The workload's mix: before the interval nothing changes, however
-        // many messages (short of the full count) arrive.
-        let len = |i: u32| if i % 10 == 9 { 500_000 } else { 500 };
-        let early = t0 + (interval - std::time::Duration::from_nanos(1));
-        for i in 0..first * 2 {
-            assert!(!p.observe(len(i), early, &config), "message {i}");
-        }
-        // From the interval on, one of the next few messages recomputes
-        // from what arrived (the clock is read every few messages).
-        let later =
-            (0..RECHECK_MESSAGES as u32).position(|i| p.observe(len(i), t0 + interval, &config));
-        assert!(later.is_some(), "not recomputed after the interval");
-        let top = (p.version, p.cutoffs[7], p.max_sched_prio);
-        assert_eq!(top, (3, CUTOFF_ALL, 6), "{:?}", p.cutoffs);
-        // After it, fewer than the first count do not, even much later.
-        for i in 0..first - 1 {
-            assert!(!p.observe(100, t0 + interval * 10, &config), "message {i}");
-        }
-        assert!(p.observe(100, t0 + interval * 10, &config));
-        assert_eq!((p.version, p.cutoffs[7]), (4, 128), "{:?}", p.cutoffs);
     }
 
     #[test]

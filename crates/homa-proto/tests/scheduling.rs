@@ -681,7 +681,7 @@ fn scenario_d__cutoffs_for_w3_split_unscheduled_bytes_evenly() {
     let mut prio = homa_proto::prio::Prio::new(&config);
     let sizes: Vec<u32> = (0..200_000).map(|_| sample(&mut rng)).collect();
     for &s in &sizes {
-        prio.observe(s, homa_proto::Instant::ZERO, &config);
+        prio.observe(s, &config);
     }
     let cutoffs = prio.cutoffs;
     // Classify fresh samples and sum unscheduled bytes per level.
