@@ -21,7 +21,8 @@
 //! # The experiment
 //!
 //! For each protocol (Homa, then TCP): a `homa server` per host, then the
-//! unloaded round trip (100-byte RPCs, one at a time, `h1` to `h2`), then a
+//! unloaded round trip (100-byte RPCs, one at a time, `h1` to a server of
+//! its own in `h2`, which exits after), then a
 //! `homa client` per host sending to every other host at once (all to all)
 //! at the offered load, each process in its host's namespace. Each client
 //! writes its RTTs (`dump_times` format) and a JSON report into the output
@@ -869,12 +870,30 @@ fn protocol_phase(
         }
     }
 
-    // Unloaded RTT: h1 -> h2, one 100-byte RPC at a time.
+    // Unloaded RTT: h1 -> h2, one 100-byte RPC at a time, against a server
+    // of its own that exits after: a Homa receiver computes its priority
+    // cutoffs from the sizes it receives, and a workload server that had
+    // answered the pings would start the workload with cutoffs for 100-byte
+    // messages until 1 000 of the workload's arrived (13 s at 200 Mbit/s
+    // with two processes per host).
     progress.line(&format!("{name}: measuring the unloaded RTT ..."));
+    let base_port = port_of(k_procs);
+    let mut base_server = Procs::default();
+    let mut c = rack.lab.command(&rack.hosts[1].0, homa)?;
+    c.args(["server", "--protocol", name, "--quiet"])
+        .args(["--bind", &format!("{}:{base_port}", rack.hosts[1].1)])
+        .args(&homa_args)
+        .env("HOMA_HOST_SHARING", "process")
+        .stdout(Stdio::piped())
+        .stderr(log_file(out, &format!("{name}-base-server.log"))?);
+    with_nice(&mut c, a.nice);
+    let mut child = c.spawn().context("starting the unloaded RTT's server")?;
+    wait_listening(&mut child, 1, &format!("{name} unloaded RTT's server"))?;
+    base_server.0.push(("base server".to_string(), child));
     let base_json = out.join(format!("{name}-base.json"));
     let mut c = rack.lab.command(&rack.hosts[0].0, homa)?;
     c.args(["client", "--protocol", name, "--quiet", "--workload", "100"])
-        .args(["--server", &format!("{}:{port}", rack.hosts[1].1)])
+        .args(["--server", &format!("{}:{base_port}", rack.hosts[1].1)])
         .args(["--client-max", "1", "--warmup", "0.3"])
         .args(["--duration", &a.base_duration.as_secs_f64().to_string()])
         .args(["--base-rtt-us", "1"])
@@ -889,6 +908,7 @@ fn protocol_phase(
         let err = std::fs::read_to_string(out.join(format!("{name}-base.err"))).unwrap_or_default();
         bail!("{name}: the unloaded client failed ({st}):\n{err}");
     }
+    drop(base_server);
     let bj: serde_json::Value = serde_json::from_slice(&std::fs::read(&base_json)?)?;
     let base = Base {
         protocol: p,

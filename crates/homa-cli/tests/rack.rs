@@ -64,6 +64,28 @@ fn rack__smoke_both_protocols_and_cleanup() {
             assert!(out.join(format!("{p}-h{h}.json")).exists());
             assert!(out.join(format!("{p}-h{h}-server-metrics.json")).exists());
         }
+        // The unloaded RTT's pings (h1 to h2) went to a server of their own:
+        // h2's workload server did not answer them (a Homa receiver would
+        // have computed its priority cutoffs from them).
+        let served = |h: usize| -> u64 {
+            let f = out.join(format!("{p}-h{h}-server-metrics.json"));
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            m["requests"].as_u64().unwrap()
+        };
+        let pings = r["base"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["protocol"].as_str() == Some(p))
+            .and_then(|b| b["count"].as_u64())
+            .unwrap();
+        assert!(pings > 100, "{p}: {pings} pings");
+        assert!(
+            served(2) < served(1) + pings / 2,
+            "{p}: h2's server answered {} requests, h1's {}, pings {pings}",
+            served(2),
+            served(1)
+        );
         // Homa used its priority levels; TCP only precedence 0.
         let levels = run["switch"]
             .as_array()
