@@ -562,13 +562,11 @@ impl Endpoint {
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.memory.unwait(&entry);
-            let level = unsched_level(&self.prio.cutoffs, len, self.config.num_priorities);
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
             rpc.msgin = Some(Box::new(msgin));
             rpc.heard(now);
-            let host = self.host.as_deref().map(|j| &j.host);
-            rpc.quiet_mark = (level, self.rx_link.at_or_above(level, host));
+            self.mark_quiet(key, None);
             self.grant_refresh(key);
             self.stats.messages_admitted += 1;
             tracing::debug!(rpc = id, %peer, length = len, "admitted: message got its receive buffer");
