@@ -315,11 +315,7 @@ pub fn send(
 ) -> io::Result<usize> {
     let raw = fd.as_raw_fd();
     if tos.is_none() && segment.is_none() {
-        let r = match dest {
-            Dest::V4(a) => ns::sendto(raw, data, a, MsgFlags::empty()),
-            Dest::V6(a) => ns::sendto(raw, data, a, MsgFlags::empty()),
-        };
-        return Ok(r?);
+        return mmsg::send_to(raw, raw_name(dest), data);
     }
     mmsg::send_msg(
         raw,

@@ -25,6 +25,131 @@ use libc::{c_int, socklen_t};
 
 use super::RecvMeta;
 
+/// The hot-path socket calls made straight through `syscall(2)`.
+///
+/// glibc's `sendto`, `sendmsg`, `sendmmsg`, `recvmsg` and `recvmmsg` are
+/// POSIX cancellation points: in a process with more than one thread each
+/// call switches asynchronous cancellation on and off around the system
+/// call, about 60 instructions per call, a tenth of the user-space cost of
+/// sending a 100-byte request (callgrind, `docs/performance.md`). Nothing
+/// in homa-rs cancels threads, so the cancellation points buy nothing.
+/// Each function returns what the kernel returned: a count, or -1 with
+/// `errno` set.
+mod raw {
+    use libc::{c_int, c_long};
+
+    /// `recvmsg(fd, msg, flags)`.
+    ///
+    /// # Safety
+    /// As `recvmsg(2)`: `msg` points at a header whose buffers stay alive
+    /// and writable for the call.
+    #[inline]
+    pub(super) unsafe fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+        // SAFETY: as the caller guarantees.
+        unsafe { libc::syscall(libc::SYS_recvmsg, fd as c_long, msg, flags as c_long) as isize }
+    }
+
+    /// `recvmmsg(fd, hdrs, n, flags, NULL)`.
+    ///
+    /// # Safety
+    /// As `recvmmsg(2)`: the first `n` headers point at buffers that stay
+    /// alive and writable for the call.
+    #[inline]
+    pub(super) unsafe fn recvmmsg(
+        fd: c_int,
+        hdrs: *mut libc::mmsghdr,
+        n: u32,
+        flags: c_int,
+    ) -> isize {
+        // SAFETY: as the caller guarantees; no timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_recvmmsg,
+                fd as c_long,
+                hdrs,
+                n as c_long,
+                flags as c_long,
+                std::ptr::null_mut::<libc::timespec>(),
+            ) as isize
+        }
+    }
+
+    /// `sendmsg(fd, msg, flags)`.
+    ///
+    /// # Safety
+    /// As `sendmsg(2)`: `msg` points at a name, iovecs (and the bytes they
+    /// name) and control bytes that stay alive for the call.
+    #[inline]
+    pub(super) unsafe fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+        // SAFETY: as the caller guarantees.
+        unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, msg, flags as c_long) as isize }
+    }
+
+    /// `sendmmsg(fd, hdrs, n, flags)`.
+    ///
+    /// # Safety
+    /// As `sendmmsg(2)`: the first `n` headers point at what
+    /// [`sendmsg`] needs; the kernel writes only their `msg_len`.
+    #[inline]
+    pub(super) unsafe fn sendmmsg(
+        fd: c_int,
+        hdrs: *mut libc::mmsghdr,
+        n: u32,
+        flags: c_int,
+    ) -> isize {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            libc::syscall(
+                libc::SYS_sendmmsg,
+                fd as c_long,
+                hdrs,
+                n as c_long,
+                flags as c_long,
+            ) as isize
+        }
+    }
+
+    /// `sendto(fd, buf, len, flags, name, namelen)`.
+    ///
+    /// # Safety
+    /// As `sendto(2)`: `buf` names `len` readable bytes and `name` a socket
+    /// address of `namelen` bytes, both alive for the call.
+    #[inline]
+    pub(super) unsafe fn sendto(
+        fd: c_int,
+        buf: *const u8,
+        len: usize,
+        flags: c_int,
+        name: super::RawName,
+    ) -> isize {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd as c_long,
+                buf,
+                len,
+                flags as c_long,
+                name.0,
+                name.1 as c_long,
+            ) as isize
+        }
+    }
+}
+
+/// One `sendto` of `data` to `name` (no flags: as the socket's own
+/// blocking mode and TOS setting say): a single datagram.
+#[inline]
+pub(super) fn send_to(fd: RawFd, name: RawName, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` and the address `name` names are alive for the call;
+    // the kernel only reads them.
+    let r = unsafe { raw::sendto(fd, data.as_ptr(), data.len(), 0, name) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
 /// A destination as the kernel reads it: pointer and length of a socket
 /// address that outlives the call.
 pub(super) type RawName = (*const libc::sockaddr, socklen_t);
@@ -91,7 +216,7 @@ pub(super) fn send_msg(
     set_header(&mut m, name, iov, &mut cmsg, controllen);
     // SAFETY: the header points at `iov` (and the bytes it names), `name`
     // and `cmsg`, all alive for the call; the kernel only reads them.
-    let r = unsafe { libc::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
+    let r = unsafe { raw::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -161,7 +286,7 @@ fn set_header(
 /// `msg_len`.
 unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     // SAFETY: as the caller guarantees.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT) };
+    let r = unsafe { raw::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -286,7 +411,7 @@ impl Headers {
         let h = &mut self.hdrs[0];
         // SAFETY: the header points into live buffers owned by the batch
         // (set up in `new`, never moved) with the lengths reset above.
-        let r = unsafe { libc::recvmsg(fd, &mut h.msg_hdr, libc::MSG_DONTWAIT) };
+        let r = unsafe { raw::recvmsg(fd, &mut h.msg_hdr, libc::MSG_DONTWAIT) };
         self.used = 1;
         if r < 0 {
             return empty_or_error();
@@ -301,15 +426,7 @@ impl Headers {
         self.reset();
         // SAFETY: every header points into live buffers owned by the batch
         // (set up in `new`, never moved) with the lengths reset above.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
+        let r = unsafe { raw::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
         if r < 0 {
             self.used = 1;
             return empty_or_error();
