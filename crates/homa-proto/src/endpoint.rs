@@ -359,7 +359,7 @@ impl Endpoint {
             rx_owner: None,
             stats: Stats::default(),
             timers: Default::default(),
-            memory: crate::memory::RxMemory::new(&config),
+            memory: crate::memory::RxMemory::new(&config, hasher()),
             now: Instant::ZERO,
             tick_count: 0,
             scan_keys: Vec::new(),
@@ -1058,6 +1058,8 @@ impl Endpoint {
             self.memory.unwait(&crate::memory::WaitKey {
                 length: len,
                 rpc: crate::rpc::RpcRef { seq: rpc.seq, key },
+                peer: rpc.peer,
+                port: rpc.port,
             });
         }
         let now = self.now;

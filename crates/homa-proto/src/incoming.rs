@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::amo::{started_after, Seen};
 use crate::endpoint::Endpoint;
-use crate::memory::{RxMemory, WaitKey};
+use crate::memory::{Owner, RxMemory, WaitKey};
 use crate::peer::PeerRef;
 use crate::rpc::msgin::{AddOutcome, ChainParts, MsgIn, Piece, UNKNOWN_LEVEL};
 use crate::rpc::{local_id, Probe, RpcRef, RpcState};
@@ -485,6 +485,8 @@ impl Endpoint {
         let peer_used = self.peers.get_mut(&peer).map(|p| &mut p.rx_bytes);
         let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
         if self.memory.uncharge(peer_used, socket, len as u64) {
+            self.memory.unpark_first(Owner::Peer(peer));
+            self.memory.unpark_first(Owner::Port(port));
             self.grants.request_pass();
         }
     }
@@ -493,6 +495,7 @@ impl Endpoint {
     /// dropped messages): the next grant pass reconsiders messages parked
     /// for memory and admits waiting ones.
     pub(crate) fn memory_freed(&mut self) {
+        self.memory.unpark_sockets();
         if self.memory.has_waiters() {
             self.grants.request_pass();
         }
@@ -504,12 +507,16 @@ impl Endpoint {
     /// only if it is shorter than every admitted message that is blocked for
     /// memory (SRPT: those get the memory first).
     ///
-    /// This runs in every grant pass while messages wait, so it stops early:
-    /// every waiting message needs at least `min(length, GRANT_SLACK) +
-    /// DELIVERED_OVERHEAD` bytes, a bound that only grows along the
-    /// (shortest-first) set while the budgets only shrink during the pass.
-    /// Once the endpoint, or a socket, cannot fit it, no later message (of
-    /// that socket) fits either.
+    /// This runs in every grant pass while messages wait, so it looks only
+    /// at messages that may fit: one over its peer's or its socket's budget
+    /// is parked with that owner (`memory` module) until the owner frees
+    /// memory, and the pass stops at the first message the endpoint's
+    /// budget cannot fit (every waiting message needs at least
+    /// `min(length, GRANT_SLACK) + DELIVERED_OVERHEAD` bytes, a bound that
+    /// only grows along the shortest-first queue, and SRPT gives the
+    /// memory to the shorter message first). A pass so examines the
+    /// messages unparked since the last one, the ones it admits, and one
+    /// more, however many wait.
     pub(crate) fn admit_waiting(&mut self) {
         let now = self.now;
         let blocked_min = self
@@ -520,11 +527,10 @@ impl Endpoint {
             .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
             .min()
             .unwrap_or(u32::MAX);
-        // Sockets found full in this pass.
-        let mut full_ports: Vec<u16> = Vec::new();
         let mut next = self.memory.next_waiting(None);
         while let Some(entry) = next {
             next = self.memory.next_waiting(Some(entry));
+            self.stats.admission_checks += 1;
             let (len, key) = (entry.length, entry.rpc.key);
             if len >= blocked_min {
                 break;
@@ -535,22 +541,24 @@ impl Endpoint {
             }
             let rpc = &self.rpcs[key];
             let Some((_, incoming)) = rpc.waiting else {
+                // (Not reached: a message leaves the queue when it stops
+                // waiting.)
+                self.memory.unwait(&entry);
                 continue;
             };
             let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
-            if full_ports.contains(&port) {
+            let need = MsgIn::capacity_for(len, incoming.min(len)) as u64 + DELIVERED_OVERHEAD;
+            let peer_used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
+            if need > self.memory.peer_room(peer_used) {
+                self.memory.park(entry, Owner::Peer(peer));
                 continue;
             }
-            if self.socket_rx_room(port) < least {
-                full_ports.push(port);
-                if full_ports.len() >= self.sockets.len() {
-                    break;
-                }
+            if need > self.socket_rx_room(port) {
+                self.memory.park(entry, Owner::Port(port));
                 continue;
             }
-            let need = MsgIn::capacity_for(len, incoming.min(len)) as u64;
-            if need + DELIVERED_OVERHEAD > self.rx_available(peer, port) {
-                continue;
+            if need > self.memory.global_room() {
+                break;
             }
             let msgin = MsgIn::with_reservations(
                 len,
@@ -562,6 +570,14 @@ impl Endpoint {
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
             self.memory.unwait(&entry);
+            // An owner unparks one message per free: if it freed room for
+            // more, its next parked message may fit too (the next pass
+            // sees it; parked again if not).
+            if self.memory.unpark_first(Owner::Peer(peer))
+                | self.memory.unpark_first(Owner::Port(port))
+            {
+                self.grants.request_pass();
+            }
             let rpc = &mut self.rpcs[key];
             rpc.waiting = None;
             rpc.msgin = Some(Box::new(msgin));
@@ -645,6 +661,8 @@ impl Endpoint {
                 self.memory.wait(WaitKey {
                     length: h.message_length,
                     rpc,
+                    peer,
+                    port,
                 });
                 self.arm_tick(now);
                 return;

@@ -7,7 +7,14 @@
 //! * **blocked**: admitted messages whose next grant did not fit (found by
 //!   the grant pass, cleared at the start of the next one);
 //! * **waiting**: new messages that got no buffer at all, admitted later in
-//!   SRPT order (shortest first) when memory frees.
+//!   SRPT order (shortest first) when memory frees. A waiting message that
+//!   an admission pass found over its peer's or its socket's budget is
+//!   *parked* with that owner: it cannot fit before the owner frees memory,
+//!   so the passes skip it, and the owner's first parked message (its
+//!   shortest) goes back to the queue when the owner frees memory or one of
+//!   its messages is admitted. A pass so examines the messages that may
+//!   fit, not every waiting one (a flood of messages over budget made
+//!   every pass walk them all).
 //!
 //! The per-peer and per-socket counters live with the peer and the socket
 //! (they go when those go); this type owns the endpoint-wide total, the
@@ -18,7 +25,8 @@
 //! message so the best one can finish) is decided by the grant pass, which
 //! knows the ranks: see `Endpoint::break_memory_deadlock`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 
 use crate::config::Config;
 use crate::rpc::msgin::GRANT_SLACK;
@@ -33,6 +41,19 @@ pub(crate) struct WaitKey {
     pub(crate) length: u32,
     /// The RPC.
     pub(crate) rpc: RpcRef,
+    /// The RPC's peer (whose budget may park the message).
+    pub(crate) peer: SocketAddr,
+    /// The RPC's socket (whose budget may park the message).
+    pub(crate) port: u16,
+}
+
+/// Whose budget a parked message is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    /// The peer's (`max_rx_bytes_per_peer`).
+    Peer(SocketAddr),
+    /// The socket's (`socket_rx_budget`).
+    Port(u16),
 }
 
 /// Receive-memory budget state.
@@ -47,14 +68,20 @@ pub(crate) struct RxMemory {
     blocked: Vec<RpcRef>,
     /// New messages waiting for a receive buffer.
     waiting: BTreeSet<WaitKey>,
+    /// Waiting messages over their peer's or socket's budget, by owner
+    /// (keyed by addresses from the network: a keyed hash).
+    parked: HashMap<Owner, BTreeSet<WaitKey>, ahash::RandomState>,
+    /// Messages in `parked`.
+    parked_count: usize,
     /// Contiguous storage reserved by messages being received: at most
     /// one socket's budget, endpoint-wide.
     pub(crate) contiguous: crate::rpc::msgin::Reservations,
 }
 
 impl RxMemory {
-    /// An empty budget with the limits of `config`.
-    pub(crate) fn new(config: &Config) -> RxMemory {
+    /// An empty budget with the limits of `config`; the parked messages'
+    /// map hashes with `hasher`.
+    pub(crate) fn new(config: &Config, hasher: ahash::RandomState) -> RxMemory {
         RxMemory {
             max_total: config.max_rx_bytes,
             max_per_peer: config.max_rx_bytes_per_peer,
@@ -63,6 +90,8 @@ impl RxMemory {
             total: 0,
             blocked: Vec::new(),
             waiting: BTreeSet::new(),
+            parked: HashMap::with_hasher(hasher),
+            parked_count: 0,
         }
     }
 
@@ -120,7 +149,7 @@ impl RxMemory {
 
     /// True if any message waits for memory (blocked or not admitted).
     pub(crate) fn has_waiters(&self) -> bool {
-        !self.blocked.is_empty() || !self.waiting.is_empty()
+        !self.blocked.is_empty() || !self.waiting.is_empty() || self.parked_count > 0
     }
 
     /// The largest grant (at most `target`) whose buffer fits in `avail`
@@ -164,19 +193,90 @@ impl RxMemory {
         self.waiting.insert(w);
     }
 
-    /// A message stops waiting (admitted, or its RPC is freed).
+    /// A message stops waiting (admitted, or its RPC is freed), queued or
+    /// parked.
     pub(crate) fn unwait(&mut self, w: &WaitKey) {
-        self.waiting.remove(w);
+        if self.waiting.remove(w) || self.parked_count == 0 {
+            return;
+        }
+        for owner in [Owner::Peer(w.peer), Owner::Port(w.port)] {
+            if let Some(set) = self.parked.get_mut(&owner) {
+                let found = set.remove(w);
+                if set.is_empty() {
+                    self.parked.remove(&owner);
+                }
+                if found {
+                    self.parked_count -= 1;
+                    return;
+                }
+            }
+        }
     }
 
-    /// True if new messages wait for a buffer.
+    /// Parks waiting message `w` with `owner`, whose budget it is over (see
+    /// the module documentation).
+    pub(crate) fn park(&mut self, w: WaitKey, owner: Owner) {
+        if self.waiting.remove(&w) && self.parked.entry(owner).or_default().insert(w) {
+            self.parked_count += 1;
+        }
+    }
+
+    /// `owner` freed memory, or one of its messages was admitted: its
+    /// shortest parked message (if any) is queued again. True if one was.
+    pub(crate) fn unpark_first(&mut self, owner: Owner) -> bool {
+        if self.parked_count == 0 {
+            return false;
+        }
+        let Some(set) = self.parked.get_mut(&owner) else {
+            return false;
+        };
+        let first = set.pop_first();
+        if set.is_empty() {
+            self.parked.remove(&owner);
+        }
+        let Some(w) = first else {
+            return false;
+        };
+        self.parked_count -= 1;
+        self.waiting.insert(w);
+        true
+    }
+
+    /// [`RxMemory::unpark_first`] for every socket with parked messages
+    /// (their applications may have dropped delivered messages, which
+    /// frees socket budget without an event): at most one message per
+    /// socket. True if any was.
+    pub(crate) fn unpark_sockets(&mut self) -> bool {
+        if self.parked_count == 0 {
+            return false;
+        }
+        let ports: Vec<Owner> = self
+            .parked
+            .keys()
+            .filter(|o| matches!(o, Owner::Port(_)))
+            .copied()
+            .collect();
+        let mut any = false;
+        for o in ports {
+            any |= self.unpark_first(o);
+        }
+        any
+    }
+
+    /// True if new messages wait for a buffer in the queue an admission
+    /// pass walks (parked ones are not looked at).
     pub(crate) fn has_waiting(&self) -> bool {
         !self.waiting.is_empty()
     }
 
-    /// Number of new messages waiting for a buffer.
+    /// Number of new messages waiting for a buffer, parked ones included.
     pub(crate) fn waiting_count(&self) -> usize {
-        self.waiting.len()
+        self.waiting.len() + self.parked_count
+    }
+
+    /// Room left under the per-peer budget, given the peer's use.
+    pub(crate) fn peer_room(&self, peer_used: u64) -> u64 {
+        self.max_per_peer.saturating_sub(peer_used)
     }
 
     /// The first waiting message after `after` (from the start for
@@ -202,13 +302,23 @@ mod tests {
             socket_rx_budget: 300_000,
             ..Config::default()
         };
-        RxMemory::new(&config)
+        RxMemory::new(&config, ahash::RandomState::with_seeds(1, 2, 3, 4))
     }
 
     fn rpc(seq: u64) -> RpcRef {
         RpcRef {
             seq,
             key: seq as usize,
+        }
+    }
+
+    /// Waiting message `seq` of `length` bytes from peer `p` to socket 7.
+    fn waiter(length: u32, seq: u64, p: u16) -> WaitKey {
+        WaitKey {
+            length,
+            rpc: rpc(seq),
+            peer: SocketAddr::from(([10, 0, 0, 1], p)),
+            port: 7,
         }
     }
 
@@ -253,10 +363,7 @@ mod tests {
         assert!(!m.uncharge(None, None, 0), "nothing freed");
         assert!(m.clear_blocked());
         assert!(!m.clear_blocked());
-        m.wait(WaitKey {
-            length: 5,
-            rpc: rpc(2),
-        });
+        m.wait(waiter(5, 2, 1));
         assert!(m.uncharge(None, None, 10));
     }
 
@@ -286,18 +393,9 @@ mod tests {
     #[test]
     fn next_waiting__shortest_first_then_oldest() {
         let mut m = mem();
-        let a = WaitKey {
-            length: 500,
-            rpc: rpc(1),
-        };
-        let b = WaitKey {
-            length: 100,
-            rpc: rpc(3),
-        };
-        let c = WaitKey {
-            length: 100,
-            rpc: rpc(2),
-        };
+        let a = waiter(500, 1, 1);
+        let b = waiter(100, 3, 1);
+        let c = waiter(100, 2, 1);
         for w in [a, b, c] {
             m.wait(w);
         }
@@ -309,6 +407,49 @@ mod tests {
         m.unwait(&c);
         assert_eq!(m.next_waiting(None), Some(b));
         assert!(m.has_waiting());
+    }
+
+    #[test]
+    fn park__skipped_by_the_queue_until_the_peer_unparks_its_shortest() {
+        let mut m = mem();
+        let (a1, a2, a3) = (waiter(300, 1, 1), waiter(100, 2, 1), waiter(200, 3, 1));
+        let b = waiter(250, 4, 2);
+        for w in [a1, a2, a3, b] {
+            m.wait(w);
+        }
+        let peer = |w: WaitKey| Owner::Peer(w.peer);
+        for w in [a1, a2, a3] {
+            m.park(w, peer(w));
+        }
+        m.park(a2, peer(a2)); // already parked: no change
+        assert_eq!(m.waiting_count(), 4, "parked messages still wait");
+        assert!(m.has_waiters());
+        assert_eq!(m.next_waiting(None), Some(b), "the queue skips them");
+        assert!(!m.unpark_first(peer(b)), "peer 2 has nothing parked");
+        assert!(m.unpark_first(peer(a1)));
+        assert_eq!(m.next_waiting(None), Some(a2), "its shortest first");
+        assert_eq!(m.next_waiting(Some(a2)), Some(b));
+        // Freed while parked: gone from the peer's list.
+        m.unwait(&a1);
+        assert_eq!(m.waiting_count(), 3);
+        assert!(m.unpark_first(peer(a1)));
+        assert_eq!(m.next_waiting(Some(a2)), Some(a3));
+        assert!(!m.unpark_first(peer(a1)), "nothing left parked");
+        // Parked with the socket: back one per socket.
+        m.park(b, Owner::Port(7));
+        m.park(a3, Owner::Port(7));
+        assert_eq!(m.next_waiting(None), Some(a2));
+        assert_eq!(m.next_waiting(Some(a2)), None);
+        assert!(m.unpark_sockets());
+        assert_eq!(m.next_waiting(Some(a2)), Some(a3), "the socket's shortest");
+        assert_eq!(m.next_waiting(Some(a3)), None);
+        m.unwait(&b);
+        assert!(!m.unpark_sockets(), "b was freed while parked");
+        for w in [a2, a3] {
+            m.unwait(&w);
+        }
+        assert_eq!(m.waiting_count(), 0);
+        assert!(!m.has_waiters());
     }
 
     #[test]

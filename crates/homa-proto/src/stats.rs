@@ -197,6 +197,10 @@ pub struct Stats {
     pub messages_waited: u64,
     /// Of those, admitted once memory freed (each with a RESEND).
     pub messages_admitted: u64,
+    /// Waiting messages the admission passes examined (the work memory
+    /// pressure costs: each pass looks at the messages that may fit now,
+    /// not at every waiting one).
+    pub admission_checks: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

@@ -852,3 +852,62 @@ fn discard_request__freed_and_never_run_again() {
     );
     assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
 }
+
+/// Many forged peers each open many 16 MiB requests with one packet: most
+/// of them wait for receive memory (each peer's budget holds a few). The
+/// grant passes that follow (the legitimate client's traffic, the ticks)
+/// must not re-examine every waiting message each time: a message that
+/// does not fit its peer's (or its socket's) budget cannot fit until that
+/// owner frees memory. (Before, every pass walked all of them: an outside flood of
+/// 2 000 such packets a second kept a server core busy.)
+#[test]
+fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
+    let config = Config::default();
+    let mut net = network(9150, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    let incarnation = net.endpoint(1).incarnation();
+    for a in 0..64u16 {
+        let attacker = net.addr(2, 0x9000 + a);
+        for i in 0..150u64 {
+            let repr = Repr {
+                sport: 0x9000 + a,
+                dport: SERVER_PORT,
+                sender_id: 2 * i + 2,
+                incarnation,
+                body: Body::Data(DataHeader {
+                    message_length: 16 << 20,
+                    incoming: 16 << 20,
+                    offset: 0,
+                    ..Default::default()
+                }),
+            };
+            let mut bytes = repr.to_vec();
+            bytes.extend_from_slice(&[0xAB; 1024]);
+            let now = net.now();
+            net.endpoint(1).handle_datagram(now, attacker, &bytes);
+        }
+    }
+    let waiting = net.endpoint(1).stats().messages_waited;
+    assert!(waiting > 5_000, "the flood left {waiting} messages waiting");
+    let before = net.endpoint(1).stats().admission_checks;
+    // A legitimate client is served meanwhile: its messages are small and
+    // fit; every one of its packets may start a grant pass.
+    let plan: Vec<Planned> = (0..50)
+        .map(|i| Planned {
+            client: 0,
+            server: 1,
+            len: 1 + i * 2000,
+            tag: i as u64,
+        })
+        .collect();
+    let out = run_workload(&mut net, &plan, 5, Limits::default());
+    assert_eq!(out.completed, 50);
+    let checks = net.endpoint(1).stats().admission_checks - before;
+    eprintln!("{waiting} messages waited; {checks} admission checks while 50 RPCs ran");
+    // About once each (the first pass parks them), not once per pass
+    // (before: 40 million checks, about 4 000 passes of all of them).
+    assert!(
+        checks < 2 * waiting,
+        "{checks} admission checks for {waiting} waiting messages while 50 RPCs ran"
+    );
+}

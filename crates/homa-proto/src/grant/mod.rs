@@ -240,6 +240,8 @@ impl Endpoint {
         self.memory.wait(WaitKey {
             length: m.length(),
             rpc: RpcRef { seq, key },
+            peer,
+            port,
         });
         self.stats.evictions += 1;
         tracing::debug!(
