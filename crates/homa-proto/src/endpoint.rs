@@ -132,6 +132,11 @@ pub enum Unreachable {
     Host,
 }
 
+/// Most destinations [`Endpoint::handle_unreachable`] gathers between two
+/// walks of the RPC table; errors beyond are dropped (their RPCs end by
+/// their timeouts).
+const MAX_UNREACHABLE: usize = 4096;
+
 /// Something the application must learn about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -276,6 +281,13 @@ pub struct Endpoint {
     pub(crate) scan_keys: Vec<usize>,
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
+    /// Destinations reported unreachable whose RPCs are not failed yet
+    /// (see [`Endpoint::handle_unreachable`]): ports...
+    pub(crate) unreachable_ports: std::collections::HashSet<SocketAddr, ahash::RandomState>,
+    /// ... and whole hosts.
+    pub(crate) unreachable_hosts: std::collections::HashSet<std::net::IpAddr, ahash::RandomState>,
+    /// When the RPC table was last walked for them.
+    pub(crate) unreachable_scan: Option<Instant>,
     /// At-most-once records of collected peers (bounded, oldest evicted).
     pub(crate) retired: Retired,
     /// This endpoint's incarnation as a server (40 bits, nonzero): see the
@@ -363,6 +375,9 @@ impl Endpoint {
             now: Instant::ZERO,
             tick_count: 0,
             scan_keys: Vec::new(),
+            unreachable_ports: std::collections::HashSet::with_hasher(hasher()),
+            unreachable_hosts: std::collections::HashSet::with_hasher(hasher()),
+            unreachable_scan: None,
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Retired::new(config.max_peers, hasher()),
             incarnation,
@@ -962,24 +977,67 @@ impl Endpoint {
 
     /// Reports an ICMP error for packets sent to `dest`: client RPCs to it
     /// fail with the matching [`RpcError`], server RPCs to it are dropped.
+    ///
+    /// Errors arrive one per packet sent to a dead destination, and
+    /// finding a destination's RPCs walks the RPC table; so the errors are
+    /// gathered (up to 4 096 destinations) and the table is
+    /// walked for all of them at most once per [`Config::tick`]: at once
+    /// if the last walk is older, else at the next tick. An error about a
+    /// port none of our RPCs uses costs a lookup.
     pub fn handle_unreachable(&mut self, now: Instant, dest: SocketAddr, kind: Unreachable) {
         self.touch(now);
-        let matches = |peer: &SocketAddr| match kind {
-            Unreachable::Port => *peer == dest,
-            Unreachable::Host => peer.ip() == dest.ip(),
-        };
-        let keys: Vec<usize> = self
+        let pending = self.unreachable_ports.len() + self.unreachable_hosts.len();
+        match kind {
+            Unreachable::Port => {
+                if self.peers.get(&dest).is_none_or(|p| p.rpcs == 0) {
+                    return;
+                }
+                if pending < MAX_UNREACHABLE {
+                    self.unreachable_ports.insert(dest);
+                }
+            }
+            Unreachable::Host => {
+                if pending < MAX_UNREACHABLE {
+                    self.unreachable_hosts.insert(dest.ip());
+                }
+            }
+        }
+        let due = self
+            .unreachable_scan
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.tick);
+        if due {
+            self.fail_unreachable(now);
+        } else {
+            self.arm_tick(now);
+        }
+    }
+
+    /// Fails the RPCs of the destinations [`Endpoint::handle_unreachable`]
+    /// gathered, in one walk of the RPC table.
+    pub(crate) fn fail_unreachable(&mut self, now: Instant) {
+        if self.unreachable_ports.is_empty() && self.unreachable_hosts.is_empty() {
+            return;
+        }
+        self.unreachable_scan = Some(now);
+        self.stats.unreachable_scans += 1;
+        let (ports, hosts) = (&self.unreachable_ports, &self.unreachable_hosts);
+        let keys: Vec<(usize, RpcError)> = self
             .rpcs
             .iter()
-            .filter(|(_, r)| matches(&r.peer))
-            .map(|(k, _)| k)
+            .filter_map(|(k, r)| {
+                if ports.contains(&r.peer) {
+                    Some((k, RpcError::PortUnreachable))
+                } else if !hosts.is_empty() && hosts.contains(&r.peer.ip()) {
+                    Some((k, RpcError::HostUnreachable))
+                } else {
+                    None
+                }
+            })
             .collect();
-        let unreachable = match kind {
-            Unreachable::Port => RpcError::PortUnreachable,
-            Unreachable::Host => RpcError::HostUnreachable,
-        };
+        self.unreachable_ports.clear();
+        self.unreachable_hosts.clear();
         self.stats.rpcs_unreachable += keys.len() as u64;
-        for key in keys {
+        for (key, unreachable) in keys {
             // A request that may be complete at the server may have run
             // there before it went away.
             let r = &self.rpcs[key];

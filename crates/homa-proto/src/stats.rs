@@ -201,6 +201,10 @@ pub struct Stats {
     /// pressure costs: each pass looks at the messages that may fit now,
     /// not at every waiting one).
     pub admission_checks: u64,
+    /// Scans of the RPC table for RPCs to destinations reported unreachable
+    /// (ICMP errors, failed sends): at most one per tick however many
+    /// errors arrive.
+    pub unreachable_scans: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

@@ -232,6 +232,9 @@ impl Endpoint {
             return;
         }
         self.timers.stop(Timer::Gaps);
+        if tick_due {
+            self.fail_unreachable(now);
+        }
         // The scan's key list reuses one buffer: no allocation per pass.
         let mut keys = core::mem::take(&mut self.scan_keys);
         keys.clear();

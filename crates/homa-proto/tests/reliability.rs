@@ -18,7 +18,7 @@ use bytes::Bytes;
 use common::*;
 use homa_proto::testnet::{Limits, Network, Verdict};
 use homa_proto::wire::{Body, DataHeader, PacketType, Repr};
-use homa_proto::{Config, Event, Instant, Rng, RpcError};
+use homa_proto::{Config, Event, Instant, Rng, RpcError, Unreachable};
 
 fn plan(seed: u64, hosts: usize, count: usize, max_len: usize) -> Vec<Planned> {
     let mut rng = Rng::new(seed);
@@ -853,22 +853,13 @@ fn discard_request__freed_and_never_run_again() {
     assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
 }
 
-/// Many forged peers each open many 16 MiB requests with one packet: most
-/// of them wait for receive memory (each peer's budget holds a few). The
-/// grant passes that follow (the legitimate client's traffic, the ticks)
-/// must not re-examine every waiting message each time: a message that
-/// does not fit its peer's (or its socket's) budget cannot fit until that
-/// owner frees memory. (Before, every pass walked all of them: an outside flood of
-/// 2 000 such packets a second kept a server core busy.)
-#[test]
-fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
-    let config = Config::default();
-    let mut net = network(9150, 3, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+/// `peers` forged sources on host 2 each open `per_peer` 16 MiB requests
+/// of one packet at endpoint 1's server socket.
+fn forged_flood(net: &mut Network, peers: u16, per_peer: u64) {
     let incarnation = net.endpoint(1).incarnation();
-    for a in 0..64u16 {
+    for a in 0..peers {
         let attacker = net.addr(2, 0x9000 + a);
-        for i in 0..150u64 {
+        for i in 0..per_peer {
             let repr = Repr {
                 sport: 0x9000 + a,
                 dport: SERVER_PORT,
@@ -887,6 +878,21 @@ fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
             net.endpoint(1).handle_datagram(now, attacker, &bytes);
         }
     }
+}
+
+/// Many forged peers each open many 16 MiB requests with one packet: most
+/// of them wait for receive memory (each peer's budget holds a few). The
+/// grant passes that follow (the legitimate client's traffic, the ticks)
+/// must not re-examine every waiting message each time: a message that
+/// does not fit its peer's (or its socket's) budget cannot fit until that
+/// owner frees memory. (Before, every pass walked all of them: an outside flood of
+/// 2 000 such packets a second kept a server core busy.)
+#[test]
+fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
+    let config = Config::default();
+    let mut net = network(9150, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    forged_flood(&mut net, 64, 150);
     let waiting = net.endpoint(1).stats().messages_waited;
     assert!(waiting > 5_000, "the flood left {waiting} messages waiting");
     let before = net.endpoint(1).stats().admission_checks;
@@ -910,4 +916,48 @@ fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
         checks < 2 * waiting,
         "{checks} admission checks for {waiting} waiting messages while 50 RPCs ran"
     );
+}
+
+/// The server answers forged sources (RESENDs, GRANTs), and the ICMP
+/// errors for those answers come back, one per packet. Each error must not
+/// cost a walk of the whole RPC table: errors are gathered and the table
+/// is walked at most once per tick. (Before, every error walked it: a
+/// flood of forged sources kept a server at 100% CPU for 20-40 s after
+/// the flood ended, draining its error queue.)
+#[test]
+fn hostile_peers__unreachable_errors_walk_the_rpc_table_once_per_tick() {
+    let config = Config::default();
+    let mut net = network(9160, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    forged_flood(&mut net, 64, 150);
+    let rpcs = net.endpoint(1).rpc_count();
+    assert!(rpcs > 5_000, "{rpcs} RPCs");
+    let before = net.endpoint(1).stats().unreachable_scans;
+    let now = net.now();
+    // 2 000 errors about 40 of the forged sources, and 100 about a
+    // destination no RPC uses.
+    for i in 0..2_000u16 {
+        let dest = net.addr(2, 0x9000 + i % 40);
+        net.endpoint(1)
+            .handle_unreachable(now, dest, Unreachable::Port);
+    }
+    for i in 0..100u16 {
+        let dest = net.addr(2, 0x7000 + i);
+        net.endpoint(1)
+            .handle_unreachable(now, dest, Unreachable::Port);
+    }
+    let later = now + config.tick;
+    net.endpoint(1).handle_timeout(later);
+    let ep = net.endpoint(1);
+    let scans = ep.stats().unreachable_scans - before;
+    eprintln!("{rpcs} RPCs; 2 100 unreachable errors took {scans} scans");
+    assert!(scans <= 2, "{scans} scans of {rpcs} RPCs for 2 100 errors");
+    // Every RPC of the 40 unreachable sources failed; the other 24 kept
+    // theirs.
+    let left = ep.rpc_count();
+    assert!(
+        left * 64 <= rpcs * 24 + 64 && left > 0,
+        "{left} of {rpcs} RPCs left"
+    );
+    assert!(ep.stats().rpcs_unreachable as usize >= rpcs - left);
 }
