@@ -220,9 +220,20 @@ pub(crate) struct Run {
     /// RPCs left to issue (count mode only: in time mode no port touches
     /// this shared counter per RPC).
     remaining: Option<AtomicU64>,
+    /// When the last call succeeded, nanoseconds after `start` (0: none
+    /// yet), and the calls failed since: see [`Run::call_failed`].
+    last_ok_ns: AtomicU64,
+    failed_since_ok: AtomicU64,
     /// One per port.
     pub ports: Vec<PortStats>,
 }
+
+/// How long every call may fail, with no call succeeding, before the run
+/// gives up (at least the call timeout): a server that went away makes
+/// each new call fail at once (ICMP port unreachable after the request
+/// was sent, which cannot tell the client the request did not run), and a
+/// load generator should not issue failing calls for the rest of its run.
+const ALL_FAILING_FOR: Duration = Duration::from_secs(1);
 
 impl Run {
     /// A run of `plan` starting now.
@@ -239,8 +250,17 @@ impl Run {
             fatal: Mutex::new(None),
             errors: Mutex::new(Default::default()),
             remaining,
+            last_ok_ns: AtomicU64::new(0),
+            failed_since_ok: AtomicU64::new(0),
             ports: (0..n).map(|_| PortStats::default()).collect(),
         }
+    }
+
+    /// A call succeeded.
+    fn call_ok(&self, done: Instant) {
+        self.last_ok_ns
+            .store((done - self.start).as_nanos() as u64, Ordering::Relaxed);
+        self.failed_since_ok.store(0, Ordering::Relaxed);
     }
 
     /// The measurement window, relative to the start (count mode: all).
@@ -261,8 +281,19 @@ impl Run {
     }
 
     /// Counts a failed call; the first of each reason is queued for
-    /// [`Run::take_new_errors`].
-    fn call_failed(&self, msg: String) {
+    /// [`Run::take_new_errors`]. If no call succeeded for
+    /// [`ALL_FAILING_FOR`] (or the call timeout, if longer) and calls kept
+    /// failing, the run stops with a fatal error.
+    fn call_failed(&self, msg: String, done: Instant) {
+        let failed = self.failed_since_ok.fetch_add(1, Ordering::Relaxed) + 1;
+        let since = Duration::from_nanos(self.last_ok_ns.load(Ordering::Relaxed));
+        let quiet = (done - self.start).saturating_sub(since);
+        if failed > 1 && quiet >= ALL_FAILING_FOR.max(self.plan.timeout) {
+            self.fail(format!(
+                "no call succeeded for {:.1} s and the last {failed} failed (the last: {msg}): giving up",
+                quiet.as_secs_f64()
+            ));
+        }
         let mut g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         let (counts, new) = &mut *g;
         let c = counts.entry(msg.clone()).or_insert(0);
@@ -522,6 +553,7 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
     let st = port.stats();
     match result {
         Ok(response) => {
+            port.run.call_ok(done);
             let rec = Record {
                 length: hdr.length,
                 response,
@@ -541,7 +573,7 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
             if fatal {
                 port.run.fail(e);
             } else {
-                port.run.call_failed(e);
+                port.run.call_failed(e, done);
             }
         }
     }

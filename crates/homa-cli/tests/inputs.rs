@@ -279,3 +279,42 @@ fn rack__failed_run_leaves_no_empty_directory() {
     assert!(left.is_empty(), "left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn client__stops_when_its_server_went_away() {
+    // The server dies (SIGKILL) half a second into a 30 s run of 100 B
+    // calls: each call after that fails at once (its request was sent to a
+    // port nothing listens on), and the client gives up instead of issuing
+    // failing calls for the rest of the run.
+    let mut server = Server::start(&["--quiet"], 1);
+    let addr = server.addr().to_string();
+    let client = Command::new(HOMA)
+        .args([
+            "client",
+            "--server",
+            &addr,
+            "--duration",
+            "30s",
+            "--client-max",
+            "4",
+            "--timeout",
+            "500ms",
+            "--base-rtt-us",
+            "10",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let o = client.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("giving up"), "{err}");
+    assert!(took < Duration::from_secs(20), "ran {took:?} of its 30 s");
+}

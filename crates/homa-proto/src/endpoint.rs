@@ -110,7 +110,7 @@ pub enum RpcError {
     /// The server restarted (or vanished: ICMP unreachable) after the
     /// request may have reached it: it may or may not have run, and it
     /// will not be run again.
-    #[error("server restarted: outcome unknown")]
+    #[error("server restarted or went away after the request reached it: outcome unknown")]
     OutcomeUnknown,
     /// The server ran the request (its application received it) but
     /// dropped the RPC before its response reached us (it gave up waiting,

@@ -23,7 +23,7 @@ pub enum Error {
     /// The server restarted (or vanished) after the request may have
     /// reached it: it may or may not have run, and it will not be run
     /// again. Retry only if the request is idempotent.
-    #[error("server restarted: outcome unknown")]
+    #[error("server restarted or went away after the request reached it: outcome unknown")]
     OutcomeUnknown,
     /// The server ran the request but dropped the call before its response
     /// reached us (it gave up, or its application discarded the request).
