@@ -168,6 +168,13 @@ pub struct Config {
     /// beyond are answered BUSY (the client waits and retries when room
     /// frees).
     pub max_rpcs_per_peer: u32,
+    /// Most server RPCs the endpoint holds at once, from all clients;
+    /// requests beyond are answered BUSY, as for `max_rpcs_per_peer`. A
+    /// request costs one packet to start, so without this bound a flood of
+    /// first packets from many (forged) sources would hold state for each
+    /// until it timed out.
+    #[cfg_attr(feature = "serde", serde(default = "default_max_server_rpcs"))]
+    pub max_server_rpcs: usize,
     /// Largest unscheduled region (the DATA `incoming` field) accepted from
     /// a sender; bytes beyond it wait for our grants. Receive buffers follow
     /// grants, so this bounds what a new message can claim.
@@ -209,6 +216,12 @@ pub struct Config {
     /// byte into the reassembly buffer and out of it. Off by default.
     #[cfg_attr(feature = "serde", serde(default))]
     pub discard_payload: bool,
+}
+
+/// [`Config::max_server_rpcs`]'s default: 131 072 RPCs, about 100 MB of
+/// RPC state at most.
+fn default_max_server_rpcs() -> usize {
+    1 << 17
 }
 
 impl Default for Config {
@@ -256,6 +269,7 @@ impl Default for Config {
             socket_rx_budget: 64 << 20,
             max_tx_bytes_per_socket: 100_000_000,
             max_peers: 100_000,
+            max_server_rpcs: default_max_server_rpcs(),
             peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
             discard_payload: false,
@@ -322,9 +336,9 @@ impl Config {
                 "tick, resend_interval, timeout and peer_idle must be positive",
             ));
         }
-        if self.max_rpcs_per_peer == 0 || self.max_peers == 0 {
+        if self.max_rpcs_per_peer == 0 || self.max_peers == 0 || self.max_server_rpcs == 0 {
             return Err(ConfigError(
-                "max_rpcs_per_peer and max_peers must be positive",
+                "max_rpcs_per_peer, max_server_rpcs and max_peers must be positive",
             ));
         }
         let one_message = self.max_message_length as u64;

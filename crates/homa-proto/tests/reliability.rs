@@ -961,3 +961,32 @@ fn hostile_peers__unreachable_errors_walk_the_rpc_table_once_per_tick() {
     );
     assert!(ep.stats().rpcs_unreachable as usize >= rpcs - left);
 }
+
+/// However many sources send first packets, the endpoint holds at most
+/// `max_server_rpcs` server RPCs; the rest are answered BUSY (a legitimate
+/// client waits and retries), and a client is served once the forged RPCs
+/// have timed out.
+#[test]
+fn hostile_peers__server_rpcs_bounded_endpoint_wide() {
+    let config = Config {
+        max_server_rpcs: 1_000,
+        ..Config::default()
+    };
+    let mut net = network(9170, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    forged_flood(&mut net, 64, 150);
+    let ep = net.endpoint(1);
+    assert_eq!(ep.rpc_count(), 1_000, "held");
+    assert_eq!(ep.stats().rpc_limit, 64 * 150 - 1_000, "refused");
+    let plan: Vec<Planned> = (0..20)
+        .map(|i| Planned {
+            client: 0,
+            server: 1,
+            len: 1 + i * 5000,
+            tag: i as u64,
+        })
+        .collect();
+    let out = run_workload(&mut net, &plan, 4, Limits::default());
+    assert_eq!(out.completed, 20);
+    assert!(out.failed.is_empty(), "{:?}", out.failed);
+}
