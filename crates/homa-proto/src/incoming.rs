@@ -386,11 +386,10 @@ impl Endpoint {
         }
         let oldest = h.oldest_live_id(local ^ 1).map(local_id);
         let (max_rpcs, max_done) = (self.config.max_rpcs_per_peer, self.config.done_ids_per_peer);
-        let server_rpcs = self.rpcs.len() - self.client_rpcs.len();
+        // The endpoint-wide bound counts as the peer's: `admit` refuses.
+        let full = self.rpcs.len() - self.client_rpcs.len() >= self.config.max_server_rpcs;
+        let max_rpcs = if full { 0 } else { max_rpcs };
         let (peer_ref, refusal) = match self.peers.find_mut(&src) {
-            _ if server_rpcs >= self.config.max_server_rpcs => {
-                (PeerRef::NONE, Some(Refusal::RpcLimit))
-            }
             // A known client (the common case): one lookup for all checks.
             Some((r, peer)) => (r, admit(peer, local, oldest, max_rpcs, max_done, now)),
             None => {
