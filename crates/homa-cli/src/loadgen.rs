@@ -228,12 +228,15 @@ pub(crate) struct Run {
     pub ports: Vec<PortStats>,
 }
 
-/// How long every call may fail, with no call succeeding, before the run
-/// gives up (at least the call timeout): a server that went away makes
-/// each new call fail at once (ICMP port unreachable after the request
-/// was sent, which cannot tell the client the request did not run), and a
-/// load generator should not issue failing calls for the rest of its run.
-const ALL_FAILING_FOR: Duration = Duration::from_secs(1);
+/// How long calls may keep failing with none succeeding before the run
+/// gives up (at least twice the call timeout), and how many must have
+/// failed: a server that went away makes each new call fail at once (ICMP
+/// port unreachable after the request was sent, which cannot tell the
+/// client the request did not run), and a load generator should not issue
+/// failing calls for the rest of its run. Sparse failures (a slow open
+/// loop, a timeout now and then) do not stop it.
+const ALL_FAILING_FOR: Duration = Duration::from_secs(2);
+const ALL_FAILING_CALLS: u64 = 8;
 
 impl Run {
     /// A run of `plan` starting now.
@@ -282,13 +285,14 @@ impl Run {
 
     /// Counts a failed call; the first of each reason is queued for
     /// [`Run::take_new_errors`]. If no call succeeded for
-    /// [`ALL_FAILING_FOR`] (or the call timeout, if longer) and calls kept
-    /// failing, the run stops with a fatal error.
+    /// [`ALL_FAILING_FOR`] (or twice the call timeout, if longer) and at
+    /// least [`ALL_FAILING_CALLS`] failed since, the run stops with a fatal
+    /// error.
     fn call_failed(&self, msg: String, done: Instant) {
         let failed = self.failed_since_ok.fetch_add(1, Ordering::Relaxed) + 1;
         let since = Duration::from_nanos(self.last_ok_ns.load(Ordering::Relaxed));
         let quiet = (done - self.start).saturating_sub(since);
-        if failed > 1 && quiet >= ALL_FAILING_FOR.max(self.plan.timeout) {
+        if failed >= ALL_FAILING_CALLS && quiet >= ALL_FAILING_FOR.max(self.plan.timeout * 2) {
             self.fail(format!(
                 "no call succeeded for {:.1} s and the last {failed} failed (the last: {msg}): giving up",
                 quiet.as_secs_f64()

@@ -282,10 +282,13 @@ pub struct Endpoint {
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// Destinations reported unreachable whose RPCs are not failed yet
-    /// (see [`Endpoint::handle_unreachable`]): ports...
-    pub(crate) unreachable_ports: std::collections::HashSet<SocketAddr, ahash::RandomState>,
+    /// (see [`Endpoint::handle_unreachable`]), each with the last RPC
+    /// sequence number when its latest error came (RPCs started after it
+    /// are not failed): ports...
+    pub(crate) unreachable_ports: std::collections::HashMap<SocketAddr, u64, ahash::RandomState>,
     /// ... and whole hosts.
-    pub(crate) unreachable_hosts: std::collections::HashSet<std::net::IpAddr, ahash::RandomState>,
+    pub(crate) unreachable_hosts:
+        std::collections::HashMap<std::net::IpAddr, u64, ahash::RandomState>,
     /// When the RPC table was last walked for them.
     pub(crate) unreachable_scan: Option<Instant>,
     /// At-most-once records of collected peers (bounded, oldest evicted).
@@ -375,8 +378,8 @@ impl Endpoint {
             now: Instant::ZERO,
             tick_count: 0,
             scan_keys: Vec::new(),
-            unreachable_ports: std::collections::HashSet::with_hasher(hasher()),
-            unreachable_hosts: std::collections::HashSet::with_hasher(hasher()),
+            unreachable_ports: std::collections::HashMap::with_hasher(hasher()),
+            unreachable_hosts: std::collections::HashMap::with_hasher(hasher()),
             unreachable_scan: None,
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Retired::new(config.max_peers, hasher()),
@@ -987,18 +990,20 @@ impl Endpoint {
     pub fn handle_unreachable(&mut self, now: Instant, dest: SocketAddr, kind: Unreachable) {
         self.touch(now);
         let pending = self.unreachable_ports.len() + self.unreachable_hosts.len();
+        let seq = self.next_seq;
         match kind {
             Unreachable::Port => {
                 if self.peers.get(&dest).is_none_or(|p| p.rpcs == 0) {
                     return;
                 }
-                if pending < MAX_UNREACHABLE {
-                    self.unreachable_ports.insert(dest);
+                if pending < MAX_UNREACHABLE || self.unreachable_ports.contains_key(&dest) {
+                    self.unreachable_ports.insert(dest, seq);
                 }
             }
             Unreachable::Host => {
-                if pending < MAX_UNREACHABLE {
-                    self.unreachable_hosts.insert(dest.ip());
+                let ip = dest.ip();
+                if pending < MAX_UNREACHABLE || self.unreachable_hosts.contains_key(&ip) {
+                    self.unreachable_hosts.insert(ip, seq);
                 }
             }
         }
@@ -1025,9 +1030,11 @@ impl Endpoint {
             .rpcs
             .iter()
             .filter_map(|(k, r)| {
-                if ports.contains(&r.peer) {
+                // Only RPCs that existed when the error came.
+                let upto = |s: Option<&u64>| s.is_some_and(|&s| r.seq <= s);
+                if upto(ports.get(&r.peer)) {
                     Some((k, RpcError::PortUnreachable))
-                } else if !hosts.is_empty() && hosts.contains(&r.peer.ip()) {
+                } else if !hosts.is_empty() && upto(hosts.get(&r.peer.ip())) {
                     Some((k, RpcError::HostUnreachable))
                 } else {
                     None
@@ -1113,12 +1120,14 @@ impl Endpoint {
             self.uncharge_tx(rpc.port, m.length());
         }
         if let Some((len, _)) = rpc.waiting {
-            self.memory.unwait(&crate::memory::WaitKey {
+            if self.memory.unwait(&crate::memory::WaitKey {
                 length: len,
                 rpc: crate::rpc::RpcRef { seq: rpc.seq, key },
                 peer: rpc.peer,
                 port: rpc.port,
-            });
+            }) {
+                self.grants.request_pass();
+            }
         }
         let now = self.now;
         if let Some(peer) = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer) {

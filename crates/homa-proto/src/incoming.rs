@@ -95,6 +95,11 @@ enum Answer {
     Busy,
 }
 
+/// Parked messages one admission pass may queue again on behalf of an
+/// owner other than the one that parked them (see
+/// [`Endpoint::admit_waiting`]).
+const ADMISSION_RELAYS: u32 = 16;
+
 impl Endpoint {
     /// DATA: find or create the RPC, add the bytes, deliver complete
     /// messages, then apply the piggybacked ack. `inc` is the packet's
@@ -395,6 +400,9 @@ impl Endpoint {
             None => {
                 if self.request_seen(src, local) != Seen::New {
                     (PeerRef::NONE, Some(Refusal::Stale))
+                } else if full {
+                    // No peer state for a request that cannot be taken.
+                    (PeerRef::NONE, Some(Refusal::RpcLimit))
                 } else if !self.make_room_for_peer(now, src) {
                     (PeerRef::NONE, Some(Refusal::PeerLimit))
                 } else {
@@ -530,6 +538,7 @@ impl Endpoint {
             .filter_map(|k| self.rpcs[k].msgin.as_ref().map(|m| m.bytes_remaining()))
             .min()
             .unwrap_or(u32::MAX);
+        let mut relays = ADMISSION_RELAYS;
         let mut next = self.memory.next_waiting(None);
         while let Some(entry) = next {
             next = self.memory.next_waiting(Some(entry));
@@ -546,18 +555,28 @@ impl Endpoint {
             let Some((_, incoming)) = rpc.waiting else {
                 // (Not reached: a message leaves the queue when it stops
                 // waiting.)
-                self.memory.unwait(&entry);
+                let _ = self.memory.unwait(&entry);
                 continue;
             };
             let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
             let need = MsgIn::capacity_for(len, incoming.min(len)) as u64 + DELIVERED_OVERHEAD;
             let peer_used = self.peers.get(&peer).map_or(0, |p| p.rx_bytes);
-            if need > self.memory.peer_room(peer_used) {
-                self.memory.park(entry, Owner::Peer(peer));
-                continue;
-            }
-            if need > self.socket_rx_room(port) {
-                self.memory.park(entry, Owner::Port(port));
+            let over = if need > self.memory.peer_room(peer_used) {
+                Some((Owner::Peer(peer), Owner::Port(port)))
+            } else if need > self.socket_rx_room(port) {
+                Some((Owner::Port(port), Owner::Peer(peer)))
+            } else {
+                None
+            };
+            if let Some((owner, other)) = over {
+                // It was unparked by the other owner, maybe: that owner's
+                // next message may fit (a few per pass, so that a chain
+                // through many owners costs no pass more than that).
+                self.memory.park(entry, owner);
+                if relays > 0 && self.memory.unpark_first(other) {
+                    relays -= 1;
+                    self.grants.request_pass();
+                }
                 continue;
             }
             if need > self.memory.global_room() {
@@ -572,13 +591,10 @@ impl Endpoint {
             );
             let charged = self.charge_rx_checked(peer, port, rx_charge(&msgin));
             debug_assert!(charged, "checked above");
-            self.memory.unwait(&entry);
             // An owner unparks one message per free: if it freed room for
             // more, its next parked message may fit too (the next pass
             // sees it; parked again if not).
-            if self.memory.unpark_first(Owner::Peer(peer))
-                | self.memory.unpark_first(Owner::Port(port))
-            {
+            if self.memory.unwait(&entry) {
                 self.grants.request_pass();
             }
             let rpc = &mut self.rpcs[key];

@@ -73,6 +73,8 @@ pub(crate) struct RxMemory {
     parked: HashMap<Owner, BTreeSet<WaitKey>, ahash::RandomState>,
     /// Messages in `parked`.
     parked_count: usize,
+    /// The sockets with parked messages (a few: one per socket).
+    parked_ports: Vec<u16>,
     /// Contiguous storage reserved by messages being received: at most
     /// one socket's budget, endpoint-wide.
     pub(crate) contiguous: crate::rpc::msgin::Reservations,
@@ -92,6 +94,7 @@ impl RxMemory {
             waiting: BTreeSet::new(),
             parked: HashMap::with_hasher(hasher),
             parked_count: 0,
+            parked_ports: Vec::new(),
         }
     }
 
@@ -194,31 +197,60 @@ impl RxMemory {
     }
 
     /// A message stops waiting (admitted, or its RPC is freed), queued or
-    /// parked.
-    pub(crate) fn unwait(&mut self, w: &WaitKey) {
-        if self.waiting.remove(w) || self.parked_count == 0 {
-            return;
+    /// parked. Its peer's and its socket's first parked messages (if any)
+    /// are queued again: a message an owner's free unparked may leave the
+    /// queue without being admitted, and the owner's others must not stay
+    /// parked for it. True if any was.
+    pub(crate) fn unwait(&mut self, w: &WaitKey) -> bool {
+        if self.parked_count == 0 {
+            self.waiting.remove(w);
+            return false;
         }
-        for owner in [Owner::Peer(w.peer), Owner::Port(w.port)] {
-            if let Some(set) = self.parked.get_mut(&owner) {
-                let found = set.remove(w);
-                if set.is_empty() {
-                    self.parked.remove(&owner);
-                }
-                if found {
-                    self.parked_count -= 1;
-                    return;
+        if !self.waiting.remove(w) {
+            for owner in [Owner::Peer(w.peer), Owner::Port(w.port)] {
+                if self.take_parked(owner, Some(w)).is_some() {
+                    break;
                 }
             }
         }
+        self.unpark_first(Owner::Peer(w.peer)) | self.unpark_first(Owner::Port(w.port))
     }
 
     /// Parks waiting message `w` with `owner`, whose budget it is over (see
     /// the module documentation).
     pub(crate) fn park(&mut self, w: WaitKey, owner: Owner) {
-        if self.waiting.remove(&w) && self.parked.entry(owner).or_default().insert(w) {
+        if !self.waiting.remove(&w) {
+            return;
+        }
+        let set = self.parked.entry(owner).or_default();
+        if set.is_empty() {
+            if let Owner::Port(p) = owner {
+                self.parked_ports.push(p);
+            }
+        }
+        if set.insert(w) {
             self.parked_count += 1;
         }
+    }
+
+    /// Removes `w` (or with `None` the first) from `owner`'s parked
+    /// messages; returns it.
+    fn take_parked(&mut self, owner: Owner, w: Option<&WaitKey>) -> Option<WaitKey> {
+        let set = self.parked.get_mut(&owner)?;
+        let taken = match w {
+            Some(w) => set.take(w),
+            None => set.pop_first(),
+        };
+        if set.is_empty() {
+            self.parked.remove(&owner);
+            if let Owner::Port(p) = owner {
+                self.parked_ports.retain(|&q| q != p);
+            }
+        }
+        if taken.is_some() {
+            self.parked_count -= 1;
+        }
+        taken
     }
 
     /// `owner` freed memory, or one of its messages was admitted: its
@@ -227,19 +259,13 @@ impl RxMemory {
         if self.parked_count == 0 {
             return false;
         }
-        let Some(set) = self.parked.get_mut(&owner) else {
-            return false;
-        };
-        let first = set.pop_first();
-        if set.is_empty() {
-            self.parked.remove(&owner);
+        match self.take_parked(owner, None) {
+            Some(w) => {
+                self.waiting.insert(w);
+                true
+            }
+            None => false,
         }
-        let Some(w) = first else {
-            return false;
-        };
-        self.parked_count -= 1;
-        self.waiting.insert(w);
-        true
     }
 
     /// [`RxMemory::unpark_first`] for every socket with parked messages
@@ -247,18 +273,11 @@ impl RxMemory {
     /// frees socket budget without an event): at most one message per
     /// socket. True if any was.
     pub(crate) fn unpark_sockets(&mut self) -> bool {
-        if self.parked_count == 0 {
-            return false;
-        }
-        let ports: Vec<Owner> = self
-            .parked
-            .keys()
-            .filter(|o| matches!(o, Owner::Port(_)))
-            .copied()
-            .collect();
         let mut any = false;
-        for o in ports {
-            any |= self.unpark_first(o);
+        for i in (0..self.parked_ports.len()).rev() {
+            if let Some(&p) = self.parked_ports.get(i) {
+                any |= self.unpark_first(Owner::Port(p));
+            }
         }
         any
     }
@@ -429,10 +448,10 @@ mod tests {
         assert!(m.unpark_first(peer(a1)));
         assert_eq!(m.next_waiting(None), Some(a2), "its shortest first");
         assert_eq!(m.next_waiting(Some(a2)), Some(b));
-        // Freed while parked: gone from the peer's list.
-        m.unwait(&a1);
+        // Freed while parked: gone from the peer's list, and the peer's
+        // next (a3) is queued in its place.
+        assert!(m.unwait(&a1));
         assert_eq!(m.waiting_count(), 3);
-        assert!(m.unpark_first(peer(a1)));
         assert_eq!(m.next_waiting(Some(a2)), Some(a3));
         assert!(!m.unpark_first(peer(a1)), "nothing left parked");
         // Parked with the socket: back one per socket.
@@ -443,10 +462,13 @@ mod tests {
         assert!(m.unpark_sockets());
         assert_eq!(m.next_waiting(Some(a2)), Some(a3), "the socket's shortest");
         assert_eq!(m.next_waiting(Some(a3)), None);
-        m.unwait(&b);
-        assert!(!m.unpark_sockets(), "b was freed while parked");
-        for w in [a2, a3] {
-            m.unwait(&w);
+        // A queued message that leaves without being admitted queues its
+        // socket's next (b) in its place.
+        assert!(m.unwait(&a3));
+        assert_eq!(m.next_waiting(Some(a2)), Some(b));
+        assert!(!m.unpark_sockets(), "nothing left parked");
+        for w in [a2, b] {
+            assert!(!m.unwait(&w));
         }
         assert_eq!(m.waiting_count(), 0);
         assert!(!m.has_waiters());

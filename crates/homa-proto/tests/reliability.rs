@@ -990,3 +990,37 @@ fn hostile_peers__server_rpcs_bounded_endpoint_wide() {
     assert_eq!(out.completed, 20);
     assert!(out.failed.is_empty(), "{:?}", out.failed);
 }
+
+/// An unreachable error that is gathered for the next tick (one came less
+/// than a tick before) fails the RPCs that existed when it came, not one
+/// started after it (a retry to a server that is back).
+#[test]
+fn unreachable__a_deferred_error_fails_only_rpcs_older_than_it() {
+    let config = Config::default();
+    let (mut net, port, server) = client_and_server(9180, &config);
+    let now = net.now();
+    let failed = |net: &mut Network| -> Vec<u64> {
+        std::iter::from_fn(|| net.endpoint(0).poll_event())
+            .filter_map(|e| match e {
+                Event::Failed { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = request(&mut net, 0, port, server, pattern(1, 100));
+    net.endpoint(0)
+        .handle_unreachable(now, server, Unreachable::Port);
+    assert_eq!(failed(&mut net), vec![a], "at once: the first error");
+    let b = request(&mut net, 0, port, server, pattern(2, 100));
+    net.endpoint(0)
+        .handle_unreachable(now, server, Unreachable::Port);
+    assert_eq!(failed(&mut net), vec![], "gathered for the tick");
+    let c = request(&mut net, 0, port, server, pattern(3, 100));
+    net.endpoint(0).handle_timeout(now + config.tick);
+    assert_eq!(
+        failed(&mut net),
+        vec![b],
+        "b, not c (started after the error)"
+    );
+    assert!(net.endpoint(0).rpc_count() == 1 && c != b);
+}

@@ -167,7 +167,19 @@ struct Unreach {
     /// A send found it (the endpoint has not been told yet); else the
     /// error queue (the endpoint was told at once).
     from_send: bool,
+    /// When it was found (a send's finding: when it was reported).
+    at: Instant,
 }
+
+/// How long a "no route to the network" finding is kept after it was
+/// reported: the endpoint may fail the RPCs it concerns at its next tick
+/// (it gathers unreachable errors, `Endpoint::handle_unreachable`), and
+/// their failures must still read as the network's.
+const NETWORK_UNREACHABLE_KEPT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Most findings kept: beyond, the oldest go (a failure then reads as the
+/// host's, not the network's).
+const MAX_UNREACH: usize = 256;
 
 /// Outcome of handing bytes to the kernel.
 enum SendOutcome {
@@ -588,11 +600,20 @@ impl Datapath {
     }
 
     fn note_unreachable(&mut self, dest: SocketAddr, network: bool) {
-        self.unreachable.push(Unreach {
+        self.push_unreachable(Unreach {
             dest,
             network,
             from_send: true,
+            // (Set when it is reported: `forget_unreachable`.)
+            at: Instant::ZERO,
         });
+    }
+
+    fn push_unreachable(&mut self, u: Unreach) {
+        if self.unreachable.len() >= MAX_UNREACH {
+            self.unreachable.remove(0);
+        }
+        self.unreachable.push(u);
     }
 
     /// Reads the socket's error queue: ICMP port / host / net unreachable
@@ -621,10 +642,11 @@ impl Datapath {
                 if kind == Unreachable::Host {
                     // Remembered until the failures are reported, to tell
                     // "no route to the network" from "host down".
-                    self.unreachable.push(Unreach {
+                    self.push_unreachable(Unreach {
                         dest,
                         network: e.errno == libc::ENETUNREACH,
                         from_send: false,
+                        at: now,
                     });
                 }
                 ep.handle_unreachable(now, dest, kind);
@@ -653,10 +675,21 @@ impl Datapath {
             .any(|u| u.network && u.dest.ip() == dest.ip())
     }
 
-    /// The failures of this output pass have been reported.
+    /// The failures of this output pass have been reported: the findings
+    /// are forgotten, except "no route to the network" for
+    /// [`NETWORK_UNREACHABLE_KEPT`].
     #[inline]
-    pub(crate) fn forget_unreachable(&mut self) {
-        self.unreachable.clear();
+    pub(crate) fn forget_unreachable(&mut self, now: Instant) {
+        if self.unreachable.is_empty() {
+            return;
+        }
+        self.unreachable.retain_mut(|u| {
+            if u.from_send {
+                u.from_send = false;
+                u.at = now;
+            }
+            u.network && now.saturating_duration_since(u.at) < NETWORK_UNREACHABLE_KEPT
+        });
     }
 
     /// The socket is closing: waiting transmits are dropped, the capture

@@ -786,7 +786,7 @@ impl Shared {
         }
         dp.fail_unreachable(ep, now);
         self.dispatch(st);
-        st.dp.forget_unreachable();
+        st.dp.forget_unreachable(now);
         st.driving.next_due_stale = true;
         // Nothing to tell the waiter while the endpoint neither waits nor
         // waited (the common case: two loads, no call).
