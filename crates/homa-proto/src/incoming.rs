@@ -1364,7 +1364,7 @@ enum Refusal {
 /// The admission checks for request `local` from a client with state
 /// `peer`, whose DATA names `oldest` as the client's oldest unfinished
 /// request; on success the request counts against the client's limits.
-#[inline]
+#[inline(always)]
 fn admit(
     peer: &mut crate::peer::Peer,
     local: u64,
