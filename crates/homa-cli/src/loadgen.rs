@@ -292,7 +292,9 @@ impl Run {
         let failed = self.failed_since_ok.fetch_add(1, Ordering::Relaxed) + 1;
         let since = Duration::from_nanos(self.last_ok_ns.load(Ordering::Relaxed));
         let quiet = (done - self.start).saturating_sub(since);
-        if failed >= ALL_FAILING_CALLS && quiet >= ALL_FAILING_FOR.max(self.plan.timeout * 2) {
+        if failed >= ALL_FAILING_CALLS
+            && quiet >= ALL_FAILING_FOR.max(self.plan.timeout.saturating_mul(2))
+        {
             self.fail(format!(
                 "no call succeeded for {:.1} s and the last {failed} failed (the last: {msg}): giving up",
                 quiet.as_secs_f64()

@@ -572,10 +572,11 @@ impl Endpoint {
                 // It was unparked by the other owner, maybe: that owner's
                 // next message may fit (a few per pass, so that a chain
                 // through many owners costs no pass more than that).
+                // (No pass is asked for it: two messages each over the
+                // other's owner would relay each other in every pass.)
                 self.memory.park(entry, owner);
                 if relays > 0 && self.memory.unpark_first(other) {
                     relays -= 1;
-                    self.grants.request_pass();
                 }
                 continue;
             }

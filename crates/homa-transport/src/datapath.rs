@@ -609,9 +609,27 @@ impl Datapath {
         });
     }
 
+    /// Keeps finding `u`: a send's finding not yet reported for the same
+    /// host is not kept twice (the endpoint is told per host), and when
+    /// the list is full a reported finding makes room, never an unreported
+    /// one (with [`MAX_UNREACH`] unreported hosts in one output pass the
+    /// new one is dropped: its RPCs end by their timeouts).
     fn push_unreachable(&mut self, u: Unreach) {
+        if u.from_send
+            && self
+                .unreachable
+                .iter()
+                .any(|x| x.from_send && x.network == u.network && x.dest.ip() == u.dest.ip())
+        {
+            return;
+        }
         if self.unreachable.len() >= MAX_UNREACH {
-            self.unreachable.remove(0);
+            match self.unreachable.iter().position(|x| !x.from_send) {
+                Some(i) => {
+                    self.unreachable.remove(i);
+                }
+                None => return,
+            }
         }
         self.unreachable.push(u);
     }
@@ -665,14 +683,17 @@ impl Datapath {
         }
     }
 
-    /// True if `dest`'s network was found to have no route since the last
-    /// [`Datapath::forget_unreachable`]: a failure the endpoint reports as
-    /// "host unreachable" is the network's.
+    /// True if `dest`'s network was found to have no route in this output
+    /// pass or less than [`NETWORK_UNREACHABLE_KEPT`] before `now`: a
+    /// failure the endpoint reports as "host unreachable" is the
+    /// network's.
     #[inline]
-    pub(crate) fn unreachable_network(&self, dest: SocketAddr) -> bool {
-        self.unreachable
-            .iter()
-            .any(|u| u.network && u.dest.ip() == dest.ip())
+    pub(crate) fn unreachable_network(&self, dest: SocketAddr, now: Instant) -> bool {
+        self.unreachable.iter().any(|u| {
+            u.network
+                && u.dest.ip() == dest.ip()
+                && (u.from_send || now.saturating_duration_since(u.at) < NETWORK_UNREACHABLE_KEPT)
+        })
     }
 
     /// The failures of this output pass have been reported: the findings

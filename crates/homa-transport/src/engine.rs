@@ -785,7 +785,7 @@ impl Shared {
             dp.flush(ep, now);
         }
         dp.fail_unreachable(ep, now);
-        self.dispatch(st);
+        self.dispatch(st, now);
         st.dp.forget_unreachable(now);
         st.driving.next_due_stale = true;
         // Nothing to tell the waiter while the endpoint neither waits nor
@@ -824,7 +824,7 @@ impl Shared {
             if retry && st.ep.host_recheck(now) {
                 let State { ep, dp, .. } = st;
                 dp.flush(ep, now);
-                self.dispatch(st);
+                self.dispatch(st, now);
                 continue;
             }
             waiter.nudge();
@@ -890,7 +890,7 @@ impl Shared {
     /// (In line: `output` is the hot caller; the host-wait recheck, the
     /// other, is cold.)
     #[inline(always)]
-    fn dispatch(&self, st: &mut State) {
+    fn dispatch(&self, st: &mut State, now: Instant) {
         while let Some(ev) = st.ep.poll_event() {
             match ev {
                 Event::Response { id, data, more, .. } => {
@@ -904,7 +904,7 @@ impl Shared {
                         && st
                             .calls
                             .dest(id)
-                            .is_some_and(|d| st.dp.unreachable_network(d));
+                            .is_some_and(|d| st.dp.unreachable_network(d, now));
                     let e = if network {
                         Error::NetworkUnreachable
                     } else {
