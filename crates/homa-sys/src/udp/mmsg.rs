@@ -38,73 +38,41 @@ use super::RecvMeta;
 mod raw {
     use libc::{c_int, c_long};
 
-    /// `recvmsg(fd, msg, flags)`.
+    /// `recvmsg` or `sendmsg` (`nr`): `(fd, msg, flags)`.
     ///
     /// # Safety
-    /// As `recvmsg(2)`: `msg` points at a header whose buffers stay alive
-    /// and writable for the call.
+    /// As `recvmsg(2)` / `sendmsg(2)`: `msg` points at a header whose name,
+    /// iovecs (and the bytes they name) and control bytes stay alive for
+    /// the call, writable for a receive.
     #[inline]
-    pub(super) unsafe fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    pub(super) unsafe fn msg(nr: c_long, fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
         // SAFETY: as the caller guarantees.
-        unsafe { libc::syscall(libc::SYS_recvmsg, fd as c_long, msg, flags as c_long) as isize }
+        unsafe { libc::syscall(nr, fd as c_long, msg, flags as c_long) as isize }
     }
 
-    /// `recvmmsg(fd, hdrs, n, flags, NULL)`.
+    /// `recvmmsg` or `sendmmsg` (`nr`): `(fd, hdrs, n, flags)`, and for a
+    /// receive no timeout (`sendmmsg` takes no fifth argument).
     ///
     /// # Safety
-    /// As `recvmmsg(2)`: the first `n` headers point at buffers that stay
-    /// alive and writable for the call.
+    /// As `recvmmsg(2)` / `sendmmsg(2)`: the first `n` headers point at
+    /// what [`msg`] needs; a send's kernel writes only their `msg_len`.
     #[inline]
-    pub(super) unsafe fn recvmmsg(
+    pub(super) unsafe fn mmsg(
+        nr: c_long,
         fd: c_int,
         hdrs: *mut libc::mmsghdr,
         n: u32,
         flags: c_int,
     ) -> isize {
-        // SAFETY: as the caller guarantees; no timeout.
+        // SAFETY: as the caller guarantees.
         unsafe {
             libc::syscall(
-                libc::SYS_recvmmsg,
+                nr,
                 fd as c_long,
                 hdrs,
                 n as c_long,
                 flags as c_long,
                 std::ptr::null_mut::<libc::timespec>(),
-            ) as isize
-        }
-    }
-
-    /// `sendmsg(fd, msg, flags)`.
-    ///
-    /// # Safety
-    /// As `sendmsg(2)`: `msg` points at a name, iovecs (and the bytes they
-    /// name) and control bytes that stay alive for the call.
-    #[inline]
-    pub(super) unsafe fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
-        // SAFETY: as the caller guarantees.
-        unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, msg, flags as c_long) as isize }
-    }
-
-    /// `sendmmsg(fd, hdrs, n, flags)`.
-    ///
-    /// # Safety
-    /// As `sendmmsg(2)`: the first `n` headers point at what
-    /// [`sendmsg`] needs; the kernel writes only their `msg_len`.
-    #[inline]
-    pub(super) unsafe fn sendmmsg(
-        fd: c_int,
-        hdrs: *mut libc::mmsghdr,
-        n: u32,
-        flags: c_int,
-    ) -> isize {
-        // SAFETY: as the caller guarantees.
-        unsafe {
-            libc::syscall(
-                libc::SYS_sendmmsg,
-                fd as c_long,
-                hdrs,
-                n as c_long,
-                flags as c_long,
             ) as isize
         }
     }
@@ -216,7 +184,7 @@ pub(super) fn send_msg(
     set_header(&mut m, name, iov, &mut cmsg, controllen);
     // SAFETY: the header points at `iov` (and the bytes it names), `name`
     // and `cmsg`, all alive for the call; the kernel only reads them.
-    let r = unsafe { raw::sendmsg(fd, &m, libc::MSG_DONTWAIT) };
+    let r = unsafe { raw::msg(libc::SYS_sendmsg, fd, &mut m, libc::MSG_DONTWAIT) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -286,7 +254,15 @@ fn set_header(
 /// `msg_len`.
 unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     // SAFETY: as the caller guarantees.
-    let r = unsafe { raw::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as u32, libc::MSG_DONTWAIT) };
+    let r = unsafe {
+        raw::mmsg(
+            libc::SYS_sendmmsg,
+            fd,
+            hdrs.as_mut_ptr(),
+            hdrs.len() as u32,
+            libc::MSG_DONTWAIT,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -411,7 +387,7 @@ impl Headers {
         let h = &mut self.hdrs[0];
         // SAFETY: the header points into live buffers owned by the batch
         // (set up in `new`, never moved) with the lengths reset above.
-        let r = unsafe { raw::recvmsg(fd, &mut h.msg_hdr, libc::MSG_DONTWAIT) };
+        let r = unsafe { raw::msg(libc::SYS_recvmsg, fd, &mut h.msg_hdr, libc::MSG_DONTWAIT) };
         self.used = 1;
         if r < 0 {
             return empty_or_error();
@@ -426,7 +402,15 @@ impl Headers {
         self.reset();
         // SAFETY: every header points into live buffers owned by the batch
         // (set up in `new`, never moved) with the lengths reset above.
-        let r = unsafe { raw::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
+        let r = unsafe {
+            raw::mmsg(
+                libc::SYS_recvmmsg,
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
         if r < 0 {
             self.used = 1;
             return empty_or_error();
