@@ -107,6 +107,11 @@ pub enum RpcError {
     /// the request was never completely sent: it did not run.
     #[error("destination host unreachable")]
     HostUnreachable,
+    /// There is no route to the destination's network (ICMP network
+    /// unreachable, or the local stack refused the send) and the request
+    /// was never completely sent: it did not run.
+    #[error("destination network unreachable")]
+    NetworkUnreachable,
     /// The server restarted (or vanished: ICMP unreachable) after the
     /// request may have reached it: it may or may not have run, and it
     /// will not be run again.
@@ -130,6 +135,9 @@ pub enum Unreachable {
     Port,
     /// The host cannot be reached: fails RPCs to every port of that address.
     Host,
+    /// No route to the host's network: as `Host`, with
+    /// [`RpcError::NetworkUnreachable`].
+    Network,
 }
 
 /// Most destinations [`Endpoint::handle_unreachable`] gathers between two
@@ -286,9 +294,9 @@ pub struct Endpoint {
     /// sequence number when its latest error came (RPCs started after it
     /// are not failed): ports...
     pub(crate) unreachable_ports: std::collections::HashMap<SocketAddr, u64, ahash::RandomState>,
-    /// ... and whole hosts.
+    /// ... and whole hosts, with the error their RPCs fail with.
     pub(crate) unreachable_hosts:
-        std::collections::HashMap<std::net::IpAddr, u64, ahash::RandomState>,
+        std::collections::HashMap<std::net::IpAddr, (u64, RpcError), ahash::RandomState>,
     /// When the RPC table was last walked for them.
     pub(crate) unreachable_scan: Option<Instant>,
     /// At-most-once records of collected peers (bounded, oldest evicted).
@@ -1000,10 +1008,15 @@ impl Endpoint {
                     self.unreachable_ports.insert(dest, seq);
                 }
             }
-            Unreachable::Host => {
+            Unreachable::Host | Unreachable::Network => {
+                let error = if kind == Unreachable::Host {
+                    RpcError::HostUnreachable
+                } else {
+                    RpcError::NetworkUnreachable
+                };
                 let ip = dest.ip();
                 if pending < MAX_UNREACHABLE || self.unreachable_hosts.contains_key(&ip) {
-                    self.unreachable_hosts.insert(ip, seq);
+                    self.unreachable_hosts.insert(ip, (seq, error));
                 }
             }
         }
@@ -1031,13 +1044,12 @@ impl Endpoint {
             .iter()
             .filter_map(|(k, r)| {
                 // Only RPCs that existed when the error came.
-                let upto = |s: Option<&u64>| s.is_some_and(|&s| r.seq <= s);
-                if upto(ports.get(&r.peer)) {
-                    Some((k, RpcError::PortUnreachable))
-                } else if !hosts.is_empty() && upto(hosts.get(&r.peer.ip())) {
-                    Some((k, RpcError::HostUnreachable))
-                } else {
-                    None
+                if ports.get(&r.peer).is_some_and(|&s| r.seq <= s) {
+                    return Some((k, RpcError::PortUnreachable));
+                }
+                match hosts.get(&r.peer.ip()) {
+                    Some(&(s, error)) if r.seq <= s => Some((k, error)),
+                    _ => None,
                 }
             })
             .collect();

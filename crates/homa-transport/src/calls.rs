@@ -81,8 +81,6 @@ impl Waiter {
 /// An outstanding client call.
 #[derive(Debug)]
 struct Call {
-    /// The destination, as the endpoint sees it.
-    dest: SocketAddr,
     result: Option<Result<Bytes, Error>>,
     waiter: Option<Waiter>,
     deadline: Option<Instant>,
@@ -108,14 +106,13 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
-    /// Records a started call (RPC `id` to `dest`) that fails at
-    /// `deadline`, if any.
+    /// Records a started call (RPC `id`) that fails at `deadline`, if
+    /// any.
     #[inline]
-    pub(crate) fn start(&mut self, id: u64, dest: SocketAddr, deadline: Option<Instant>) {
+    pub(crate) fn start(&mut self, id: u64, deadline: Option<Instant>) {
         self.calls.insert(
             id,
             Call {
-                dest,
                 result: None,
                 waiter: None,
                 deadline,
@@ -135,12 +132,6 @@ impl Calls {
     /// The ids of every call.
     pub(crate) fn ids(&self) -> Vec<u64> {
         self.calls.keys().copied().collect()
-    }
-
-    /// Call `id`'s destination.
-    #[inline]
-    pub(crate) fn dest(&self, id: u64) -> Option<SocketAddr> {
-        self.calls.get(&id).map(|c| c.dest)
     }
 
     /// True if call `id` exists and has no result yet.
@@ -454,7 +445,7 @@ mod tests {
     fn pop_expired__skips_completed_calls_and_pops_in_order() {
         let mut c = Calls::default();
         for (id, t) in [(2, 30), (4, 10), (6, 20)] {
-            c.start(id, dest(), Some(at(t)));
+            c.start(id, Some(at(t)));
         }
         // Call 4 completes: its deadline is stale and skipped.
         assert!(c.complete(4, Ok(Bytes::new())));
@@ -470,10 +461,10 @@ mod tests {
     #[test]
     fn deadlines__stale_entries_do_not_accumulate() {
         let mut c = Calls::default();
-        c.start(0, dest(), Some(at(1)));
+        c.start(0, Some(at(1)));
         for id in 1..10_000u64 {
             // Calls that complete before their (later) deadline.
-            c.start(id, dest(), Some(at(1000 + id)));
+            c.start(id, Some(at(1000 + id)));
             c.complete(id, Ok(Bytes::new()));
             c.take_result(id);
             assert_eq!(c.next_deadline(), Some(at(1)));
@@ -486,7 +477,7 @@ mod tests {
         let mut c = Calls::default();
         // Calls completing in order: each pops its own entry.
         for id in 0..1000u64 {
-            c.start(id, dest(), Some(at(1000 + id)));
+            c.start(id, Some(at(1000 + id)));
             assert_eq!(c.pop_expired(at(0)), None);
             c.complete(id, Ok(Bytes::new()));
             c.take_result(id);
@@ -494,9 +485,9 @@ mod tests {
         }
         // An earlier deadline stays live: the later ones go stale under it
         // and the per-turn check alone keeps them bounded.
-        c.start(1, dest(), Some(at(1)));
+        c.start(1, Some(at(1)));
         for id in 2..10_000u64 {
-            c.start(id, dest(), Some(at(1000 + id)));
+            c.start(id, Some(at(1000 + id)));
             c.complete(id, Ok(Bytes::new()));
             c.take_result(id);
             assert_eq!(c.pop_expired(at(0)), None);
@@ -509,7 +500,7 @@ mod tests {
     #[test]
     fn complete__first_result_wins_and_wakes_the_waiter_once() {
         let mut c = Calls::default();
-        c.start(8, dest(), None);
+        c.start(8, None);
         c.set_waiter(8, Waiter::Thread(std::thread::current()));
         assert!(c.complete(8, Err(Error::Aborted)));
         assert!(!c.complete(8, Ok(Bytes::from_static(b"late"))));
@@ -523,8 +514,8 @@ mod tests {
     #[test]
     fn is_expired__only_pending_calls_past_their_deadline() {
         let mut c = Calls::default();
-        c.start(2, dest(), Some(at(10)));
-        c.start(4, dest(), None);
+        c.start(2, Some(at(10)));
+        c.start(4, None);
         assert!(!c.is_expired(2, at(9)));
         assert!(c.is_expired(2, at(10)));
         assert!(!c.is_expired(4, at(1_000_000)));
@@ -553,8 +544,8 @@ mod tests {
     #[test]
     fn close__fails_pending_calls_and_wakes_everyone() {
         let mut c = Calls::default();
-        c.start(2, dest(), Some(at(5)));
-        c.start(4, dest(), None);
+        c.start(2, Some(at(5)));
+        c.start(4, None);
         c.complete(4, Ok(Bytes::from_static(b"done")));
         c.add_write_waiter(Waiter::Thread(std::thread::current()));
         c.close(|| Error::Closed);

@@ -157,28 +157,17 @@ pub(crate) enum Received {
     Error,
 }
 
-/// A destination found unreachable, until the failures it causes are
-/// reported (see [`Datapath::unreachable_network`]).
+/// A destination a send found unreachable, until the endpoint is told
+/// ([`Datapath::fail_unreachable`]).
 #[derive(Debug, Clone, Copy)]
 struct Unreach {
     dest: SocketAddr,
     /// No route to its network (`ENETUNREACH`), rather than to the host.
     network: bool,
-    /// A send found it (the endpoint has not been told yet); else the
-    /// error queue (the endpoint was told at once).
-    from_send: bool,
-    /// When it was found (a send's finding: when it was reported).
-    at: Instant,
 }
 
-/// How long a "no route to the network" finding is kept after it was
-/// reported: the endpoint may fail the RPCs it concerns at its next tick
-/// (it gathers unreachable errors, `Endpoint::handle_unreachable`), and
-/// their failures must still read as the network's.
-const NETWORK_UNREACHABLE_KEPT: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Most findings kept: beyond, the oldest go (a failure then reads as the
-/// host's, not the network's).
+/// Most such destinations kept between two reports (one output pass):
+/// beyond, a new one is dropped (its RPCs end by their timeouts).
 const MAX_UNREACH: usize = 256;
 
 /// Outcome of handing bytes to the kernel.
@@ -599,39 +588,15 @@ impl Datapath {
         }
     }
 
+    /// Remembers that a send to `dest` found no route, once per host.
     fn note_unreachable(&mut self, dest: SocketAddr, network: bool) {
-        self.push_unreachable(Unreach {
-            dest,
-            network,
-            from_send: true,
-            // (Set when it is reported: `forget_unreachable`.)
-            at: Instant::ZERO,
-        });
-    }
-
-    /// Keeps finding `u`: a send's finding not yet reported for the same
-    /// host is not kept twice (the endpoint is told per host), and when
-    /// the list is full a reported finding makes room, never an unreported
-    /// one (with [`MAX_UNREACH`] unreported hosts in one output pass the
-    /// new one is dropped: its RPCs end by their timeouts).
-    fn push_unreachable(&mut self, u: Unreach) {
-        if u.from_send
-            && self
-                .unreachable
-                .iter()
-                .any(|x| x.from_send && x.network == u.network && x.dest.ip() == u.dest.ip())
-        {
-            return;
+        let known = self
+            .unreachable
+            .iter()
+            .any(|u| u.network == network && u.dest.ip() == dest.ip());
+        if !known && self.unreachable.len() < MAX_UNREACH {
+            self.unreachable.push(Unreach { dest, network });
         }
-        if self.unreachable.len() >= MAX_UNREACH {
-            match self.unreachable.iter().position(|x| !x.from_send) {
-                Some(i) => {
-                    self.unreachable.remove(i);
-                }
-                None => return,
-            }
-        }
-        self.unreachable.push(u);
     }
 
     /// Reads the socket's error queue: ICMP port / host / net unreachable
@@ -652,65 +617,28 @@ impl Datapath {
             }
             let kind = match e.errno {
                 libc::ECONNREFUSED => Unreachable::Port,
-                libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN => Unreachable::Host,
+                libc::ENETUNREACH => Unreachable::Network,
+                libc::EHOSTUNREACH | libc::EHOSTDOWN => Unreachable::Host,
                 _ => continue,
             };
             if let Some(dest) = e.dest {
-                let dest = normalize(dest);
-                if kind == Unreachable::Host {
-                    // Remembered until the failures are reported, to tell
-                    // "no route to the network" from "host down".
-                    self.push_unreachable(Unreach {
-                        dest,
-                        network: e.errno == libc::ENETUNREACH,
-                        from_send: false,
-                        at: now,
-                    });
-                }
-                ep.handle_unreachable(now, dest, kind);
+                ep.handle_unreachable(now, normalize(dest), kind);
             }
         }
     }
 
     /// Tells the endpoint about destinations sends found unreachable (it
-    /// fails their RPCs).
+    /// fails their RPCs) and forgets them.
     #[inline]
     pub(crate) fn fail_unreachable(&mut self, ep: &mut Endpoint, now: Instant) {
-        for u in &self.unreachable {
-            if u.from_send {
-                ep.handle_unreachable(now, normalize(u.dest), Unreachable::Host);
-            }
+        for u in self.unreachable.drain(..) {
+            let kind = if u.network {
+                Unreachable::Network
+            } else {
+                Unreachable::Host
+            };
+            ep.handle_unreachable(now, normalize(u.dest), kind);
         }
-    }
-
-    /// True if `dest`'s network was found to have no route in this output
-    /// pass or less than [`NETWORK_UNREACHABLE_KEPT`] before `now`: a
-    /// failure the endpoint reports as "host unreachable" is the
-    /// network's.
-    #[inline]
-    pub(crate) fn unreachable_network(&self, dest: SocketAddr, now: Instant) -> bool {
-        self.unreachable.iter().any(|u| {
-            u.network
-                && u.dest.ip() == dest.ip()
-                && (u.from_send || now.saturating_duration_since(u.at) < NETWORK_UNREACHABLE_KEPT)
-        })
-    }
-
-    /// The failures of this output pass have been reported: the findings
-    /// are forgotten, except "no route to the network" for
-    /// [`NETWORK_UNREACHABLE_KEPT`].
-    #[inline]
-    pub(crate) fn forget_unreachable(&mut self, now: Instant) {
-        if self.unreachable.is_empty() {
-            return;
-        }
-        self.unreachable.retain_mut(|u| {
-            if u.from_send {
-                u.from_send = false;
-                u.at = now;
-            }
-            u.network && now.saturating_duration_since(u.at) < NETWORK_UNREACHABLE_KEPT
-        });
     }
 
     /// The socket is closing: waiting transmits are dropped, the capture

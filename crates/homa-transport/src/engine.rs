@@ -26,7 +26,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use homa_proto::{Endpoint, Event, Instant, RpcError};
+use homa_proto::{Endpoint, Event, Instant};
 use homa_sys::wait::{self, Event as EventFd, Timer};
 
 use crate::calls::{Calls, Request, RequestMessage, Waiter};
@@ -484,7 +484,7 @@ impl Shared {
             .ep
             .send_request(now, self.port, dest, request)
             .map_err(Error::from_proto)?;
-        st.calls.start(id, dest, deadline);
+        st.calls.start(id, deadline);
         self.after_command(st, now);
         Ok(id)
     }
@@ -785,8 +785,7 @@ impl Shared {
             dp.flush(ep, now);
         }
         dp.fail_unreachable(ep, now);
-        self.dispatch(st, now);
-        st.dp.forget_unreachable(now);
+        self.dispatch(st);
         st.driving.next_due_stale = true;
         // Nothing to tell the waiter while the endpoint neither waits nor
         // waited (the common case: two loads, no call).
@@ -824,7 +823,7 @@ impl Shared {
             if retry && st.ep.host_recheck(now) {
                 let State { ep, dp, .. } = st;
                 dp.flush(ep, now);
-                self.dispatch(st, now);
+                self.dispatch(st);
                 continue;
             }
             waiter.nudge();
@@ -890,7 +889,7 @@ impl Shared {
     /// (In line: `output` is the hot caller; the host-wait recheck, the
     /// other, is cold.)
     #[inline(always)]
-    fn dispatch(&self, st: &mut State, now: Instant) {
+    fn dispatch(&self, st: &mut State) {
         while let Some(ev) = st.ep.poll_event() {
             match ev {
                 Event::Response { id, data, more, .. } => {
@@ -899,19 +898,7 @@ impl Shared {
                     let data = crate::message::contiguous(data, more);
                     st.complete(id, Ok(data))
                 }
-                Event::Failed { id, error, .. } => {
-                    let network = error == RpcError::HostUnreachable
-                        && st
-                            .calls
-                            .dest(id)
-                            .is_some_and(|d| st.dp.unreachable_network(d, now));
-                    let e = if network {
-                        Error::NetworkUnreachable
-                    } else {
-                        Error::from_rpc(error)
-                    };
-                    st.complete(id, Err(e));
-                }
+                Event::Failed { id, error, .. } => st.complete(id, Err(Error::from_rpc(error))),
                 Event::Writable { .. } => {
                     st.calls.writable();
                     st.note_completion();

@@ -133,6 +133,7 @@ impl Error {
             homa_proto::RpcError::Timeout => Error::PeerTimeout,
             homa_proto::RpcError::PortUnreachable => Error::PortUnreachable,
             homa_proto::RpcError::HostUnreachable => Error::HostUnreachable,
+            homa_proto::RpcError::NetworkUnreachable => Error::NetworkUnreachable,
             homa_proto::RpcError::OutcomeUnknown => Error::OutcomeUnknown,
             homa_proto::RpcError::Abandoned => Error::Abandoned,
             homa_proto::RpcError::NotServer => Error::NotServer,
