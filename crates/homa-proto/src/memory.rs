@@ -117,8 +117,9 @@ impl RxMemory {
     /// Bytes a message may still take, given its peer's use and its
     /// socket's room ([`RxMemory::socket_room`]; 0 for no socket).
     pub(crate) fn available(&self, peer_used: u64, socket_room: u64) -> u64 {
-        let per_peer = self.max_per_peer.saturating_sub(peer_used);
-        self.global_room().min(per_peer).min(socket_room)
+        self.global_room()
+            .min(self.peer_room(peer_used))
+            .min(socket_room)
     }
 
     /// Charges `len` bytes to the endpoint, the peer's counter and the

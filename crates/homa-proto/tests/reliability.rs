@@ -563,20 +563,7 @@ fn hostile_peer__fake_16mib_rpcs_bounded_and_legit_client_served() {
     // The attacker learned the server's incarnation (a probe tells anyone).
     let incarnation = net.endpoint(1).incarnation();
     for i in 0..10_000u64 {
-        let repr = Repr {
-            sport: 0x9999,
-            dport: SERVER_PORT,
-            sender_id: 2 * i + 2,
-            incarnation,
-            body: Body::Data(DataHeader {
-                message_length: 16 << 20,
-                incoming: 16 << 20,
-                offset: 0,
-                ..Default::default()
-            }),
-        };
-        let mut bytes = repr.to_vec();
-        bytes.extend_from_slice(&[0xAB; 1024]);
+        let bytes = fake_16mib_request(0x9999, i, incarnation);
         let now = net.now();
         net.endpoint(1).handle_datagram(now, attacker, &bytes);
         max_rx = max_rx.max(net.endpoint(1).rx_bytes());
@@ -853,6 +840,27 @@ fn discard_request__freed_and_never_run_again() {
     assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
 }
 
+/// The first packet (1 KB of data) of request `i` from port `sport` to
+/// [`SERVER_PORT`], claiming 16 MiB and a 16 MiB unscheduled region, bound
+/// to the server's `incarnation` (a probe tells anyone).
+fn fake_16mib_request(sport: u16, i: u64, incarnation: u64) -> Vec<u8> {
+    let repr = Repr {
+        sport,
+        dport: SERVER_PORT,
+        sender_id: 2 * i + 2,
+        incarnation,
+        body: Body::Data(DataHeader {
+            message_length: 16 << 20,
+            incoming: 16 << 20,
+            offset: 0,
+            ..Default::default()
+        }),
+    };
+    let mut bytes = repr.to_vec();
+    bytes.extend_from_slice(&[0xAB; 1024]);
+    bytes
+}
+
 /// `peers` forged sources on host 2 each open `per_peer` 16 MiB requests
 /// of one packet at endpoint 1's server socket.
 fn forged_flood(net: &mut Network, peers: u16, per_peer: u64) {
@@ -860,20 +868,7 @@ fn forged_flood(net: &mut Network, peers: u16, per_peer: u64) {
     for a in 0..peers {
         let attacker = net.addr(2, 0x9000 + a);
         for i in 0..per_peer {
-            let repr = Repr {
-                sport: 0x9000 + a,
-                dport: SERVER_PORT,
-                sender_id: 2 * i + 2,
-                incarnation,
-                body: Body::Data(DataHeader {
-                    message_length: 16 << 20,
-                    incoming: 16 << 20,
-                    offset: 0,
-                    ..Default::default()
-                }),
-            };
-            let mut bytes = repr.to_vec();
-            bytes.extend_from_slice(&[0xAB; 1024]);
+            let bytes = fake_16mib_request(0x9000 + a, i, incarnation);
             let now = net.now();
             net.endpoint(1).handle_datagram(now, attacker, &bytes);
         }
