@@ -574,14 +574,7 @@ fn hostile_peer__fake_16mib_rpcs_bounded_and_legit_client_served() {
     let refused = ep.stats().no_buffer_space + ep.stats().rpc_limit;
     assert!(refused > 0);
     // A legitimate client from another host is served meanwhile.
-    let plan: Vec<Planned> = (0..100)
-        .map(|i| Planned {
-            client: 0,
-            server: 1,
-            len: 1 + i * 3000,
-            tag: i as u64,
-        })
-        .collect();
+    let plan = legit_plan(100, 3000);
     let out = run_workload(&mut net, &plan, 10, Limits::default());
     assert_eq!(out.completed, 100);
     assert!(out.failed.is_empty());
@@ -840,6 +833,19 @@ fn discard_request__freed_and_never_run_again() {
     assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
 }
 
+/// `n` requests from host 0 to host 1, of 1, 1 + `step`, 1 + 2 `step`...
+/// bytes: the legitimate client of the hostile-peer tests.
+fn legit_plan(n: usize, step: usize) -> Vec<Planned> {
+    (0..n)
+        .map(|i| Planned {
+            client: 0,
+            server: 1,
+            len: 1 + i * step,
+            tag: i as u64,
+        })
+        .collect()
+}
+
 /// The first packet (1 KB of data) of request `i` from port `sport` to
 /// [`SERVER_PORT`], claiming 16 MiB and a 16 MiB unscheduled region, bound
 /// to the server's `incarnation` (a probe tells anyone).
@@ -893,14 +899,7 @@ fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
     let before = net.endpoint(1).stats().admission_checks;
     // A legitimate client is served meanwhile: its messages are small and
     // fit; every one of its packets may start a grant pass.
-    let plan: Vec<Planned> = (0..50)
-        .map(|i| Planned {
-            client: 0,
-            server: 1,
-            len: 1 + i * 2000,
-            tag: i as u64,
-        })
-        .collect();
+    let plan = legit_plan(50, 2000);
     let out = run_workload(&mut net, &plan, 5, Limits::default());
     assert_eq!(out.completed, 50);
     let checks = net.endpoint(1).stats().admission_checks - before;
@@ -973,14 +972,7 @@ fn hostile_peers__server_rpcs_bounded_endpoint_wide() {
     let ep = net.endpoint(1);
     assert_eq!(ep.rpc_count(), 1_000, "held");
     assert_eq!(ep.stats().rpc_limit, 64 * 150 - 1_000, "refused");
-    let plan: Vec<Planned> = (0..20)
-        .map(|i| Planned {
-            client: 0,
-            server: 1,
-            len: 1 + i * 5000,
-            tag: i as u64,
-        })
-        .collect();
+    let plan = legit_plan(20, 5000);
     let out = run_workload(&mut net, &plan, 4, Limits::default());
     assert_eq!(out.completed, 20);
     assert!(out.failed.is_empty(), "{:?}", out.failed);
