@@ -496,8 +496,7 @@ impl Endpoint {
         let peer_used = self.peers.get_mut(&peer).map(|p| &mut p.rx_bytes);
         let socket = self.sockets.get_mut(&port).map(|s| &mut s.assembling);
         if self.memory.uncharge(peer_used, socket, len as u64) {
-            self.memory.unpark_first(Owner::Peer(peer));
-            self.memory.unpark_first(Owner::Port(port));
+            self.memory.freed_by(peer, port);
             self.grants.request_pass();
         }
     }

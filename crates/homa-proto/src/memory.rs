@@ -214,7 +214,14 @@ impl RxMemory {
                 }
             }
         }
-        self.unpark_first(Owner::Peer(w.peer)) | self.unpark_first(Owner::Port(w.port))
+        self.freed_by(w.peer, w.port)
+    }
+
+    /// `peer` and socket `port` freed memory (or one of their messages
+    /// left the queue): each one's shortest parked message is queued
+    /// again. True if any was.
+    pub(crate) fn freed_by(&mut self, peer: SocketAddr, port: u16) -> bool {
+        self.unpark_first(Owner::Peer(peer)) | self.unpark_first(Owner::Port(port))
     }
 
     /// Parks waiting message `w` with `owner`, whose budget it is over (see
