@@ -287,6 +287,9 @@ pub struct Endpoint {
     pub(crate) tick_count: u64,
     /// The timer pass's list of RPC keys, kept between passes.
     pub(crate) scan_keys: Vec<usize>,
+    /// The timer's periodic pass looks at every RPC, not only those due
+    /// (tests compare the two).
+    pub(crate) full_timer_walk: bool,
     /// Silence RESENDs issued per peer in the current timer pass.
     pub(crate) resends_this_tick: Map<SocketAddr, u32>,
     /// Destinations reported unreachable whose RPCs are not failed yet
@@ -386,6 +389,7 @@ impl Endpoint {
             now: Instant::ZERO,
             tick_count: 0,
             scan_keys: Vec::new(),
+            full_timer_walk: false,
             unreachable_ports: std::collections::HashMap::with_hasher(hasher()),
             unreachable_hosts: std::collections::HashMap::with_hasher(hasher()),
             unreachable_scan: None,
@@ -447,6 +451,14 @@ impl Endpoint {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Makes the timer's periodic pass look at every RPC, as it did before
+    /// it skipped those that did not change and whose time has not come
+    /// (tests check that both do the same).
+    #[doc(hidden)]
+    pub fn set_full_timer_walk(&mut self, on: bool) {
+        self.full_timer_walk = on;
     }
 
     /// Cumulative counters.

@@ -205,6 +205,9 @@ pub struct Stats {
     /// (ICMP errors, failed sends): at most one per tick however many
     /// errors arrive.
     pub unreachable_scans: u64,
+    /// RPCs the timer's periodic pass looked at: those that changed since
+    /// the pass before, or whose time came (not every RPC at every pass).
+    pub timer_checks: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

@@ -2,9 +2,11 @@
 //! NEED_ACK, and fast recovery of clearly lost packets (`docs/protocol.md`,
 //! "Timers, retransmission and timeouts").
 //!
-//! A periodic pass (every `Config::tick`, armed only while RPCs exist) looks
-//! at every RPC, as the kernel's 1 ms timer does, and asks what it waits for
-//! from its peer:
+//! A periodic pass (every `Config::tick`, armed only while RPCs exist) does
+//! what the kernel's 1 ms timer does for every RPC, but looks only at the
+//! RPCs that changed since the last pass or whose time came (see
+//! [`RpcTable`](crate::rpc::RpcTable)), and asks what each waits for from its
+//! peer:
 //!
 //! * nothing (we are sending, or our application holds it): its clocks
 //!   restart. A sender whose granted bytes wait behind its other messages
@@ -193,6 +195,33 @@ pub(crate) fn unsched_level(
         .unwrap_or(0)
 }
 
+/// What `rpc` waits for from its peer; `None` for a server RPC sending its
+/// response (which [`Endpoint::check_response`] looks after).
+fn wait_of(rpc: &crate::rpc::Rpc) -> Option<Wait> {
+    Some(match (rpc.is_client(), rpc.state) {
+        // We hold the peer's message back (no buffer, or no grant: too
+        // little memory, or others rank first): the peer owes us nothing
+        // but must know we are alive, and we that it is.
+        (_, RpcState::Incoming) if rpc.waiting.is_some() => Wait::Held,
+        (_, RpcState::Incoming) => match rpc.msgin.as_ref() {
+            Some(m) if m.all_granted_received() => Wait::Held,
+            Some(_) => Wait::Granted,
+            None => Wait::Response,
+        },
+        // A request waiting for its server's incarnation.
+        (true, RpcState::Outgoing) if rpc.echo == 0 => Wait::Incarnation,
+        (true, RpcState::Outgoing) => match rpc.msgout.as_ref() {
+            Some(m) if m.has_sendable() => Wait::Nothing,
+            Some(m) if !m.fully_sent() => Wait::Grants,
+            _ => Wait::Response,
+        },
+        (true, RpcState::InService) => Wait::Nothing,
+        // Our application holds the request.
+        (false, RpcState::InService) => Wait::Nothing,
+        (false, RpcState::Outgoing) => return None,
+    })
+}
+
 impl Endpoint {
     /// Processes timers; call when [`Endpoint::poll_timeout`]'s deadline
     /// passes (calling early is harmless).
@@ -236,23 +265,41 @@ impl Endpoint {
             self.fail_unreachable(now);
         }
         // The scan's key list reuses one buffer: no allocation per pass.
+        // It holds the RPCs that changed since the last pass or whose time
+        // came ([`RpcTable::due`](crate::rpc::RpcTable)), in key order.
         let mut keys = core::mem::take(&mut self.scan_keys);
         keys.clear();
-        keys.extend(self.rpcs.iter().map(|(k, _)| k));
+        if self.full_timer_walk {
+            keys.extend(self.rpcs.iter().map(|(k, _)| k));
+        } else {
+            self.rpcs.due(now, tick_due, &mut keys);
+        }
         if tick_due {
             // Rotate the scan so the per-peer RESEND cap does not always
-            // favour the same RPCs.
+            // favour the same RPCs: it starts at a key that moves each tick.
             self.tick_count = self.tick_count.wrapping_add(1);
             if !keys.is_empty() {
-                let n = keys.len();
-                keys.rotate_left(self.tick_count as usize % n);
+                let pivot = self.tick_count as usize % self.rpcs.key_bound();
+                let first = keys.partition_point(|&k| k < pivot);
+                keys.rotate_left(first);
             }
             self.resends_this_tick.clear();
         }
+        self.stats.timer_checks += keys.len() as u64;
         for &key in &keys {
-            self.check_gaps(now, key);
+            if !self.rpcs.contains(key) {
+                // Freed by the check of an RPC before it in this pass.
+                continue;
+            }
+            let gaps = self.check_gaps(now, key);
             if tick_due && self.rpcs.contains(key) {
                 self.check_rpc(now, key);
+            }
+            if self.rpcs.contains(key) {
+                // (A pass for holes alone leaves the time of the RPC's
+                // other checks as it was.)
+                let at = tick_due.then(|| self.next_check(now, key));
+                self.rpcs.set_check_at(key, at, gaps);
             }
         }
         self.scan_keys = keys;
@@ -320,27 +367,24 @@ impl Endpoint {
     }
 
     /// Fast recovery for one RPC: requests holes that are due and re-arms
-    /// the gap deadline for the others.
-    fn check_gaps(&mut self, now: Instant, key: usize) {
+    /// the gap deadline for the others. Returns when the first of its holes
+    /// that fast recovery may ask for is due, if it has any.
+    fn check_gaps(&mut self, now: Instant, key: usize) -> Option<Instant> {
         let rpc = &self.rpcs[key];
         if rpc.state != RpcState::Incoming {
-            return;
+            return None;
         }
-        let Some(m) = rpc.msgin.as_ref() else {
-            return;
-        };
+        let m = rpc.msgin.as_ref()?;
         if m.gaps().is_empty() {
-            return;
+            return None;
         }
         let rtt = self.peers.get(&rpc.peer).and_then(|p| p.rtt);
-        let Some(age) = self.gap_age(rtt) else {
-            return;
-        };
+        let age = self.gap_age(rtt)?;
         let interval = self.config.resend_interval;
         let (peer, port, id) = (rpc.peer, rpc.port, rpc.id);
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        let m = self.rpcs[key].msgin.as_mut().expect("checked");
+        let m = self.rpcs.timer_mut(key).msgin.as_mut().expect("checked");
         let floors: Vec<u8> = m
             .gaps()
             .iter()
@@ -370,13 +414,17 @@ impl Endpoint {
             self.timers.set_earliest(Timer::Gaps, n);
         }
         if !due.is_empty() {
-            self.rpcs[key].rtt_probe.get_or_insert(Probe::Resend(now));
+            self.rpcs
+                .timer_mut(key)
+                .rtt_probe
+                .get_or_insert(Probe::Resend(now));
         }
         self.stats.resends_fast += due.len() as u64;
         if !due.is_empty() {
             tracing::debug!(rpc = id, %peer, holes = ?due, "fast resend: holes clearly lost");
         }
         self.send_resends(port, peer, id, &due);
+        next
     }
 
     /// Sends one RESEND per `(offset, length)` range, asking for the data
@@ -396,33 +444,14 @@ impl Endpoint {
     /// The periodic check of one RPC.
     fn check_rpc(&mut self, now: Instant, key: usize) {
         let timeout = self.config.timeout;
-        let rpc = &mut self.rpcs[key];
+        let rpc = self.rpcs.timer_mut(key);
         if rpc.held {
             // Output commit holds our message: nothing is late.
             rpc.heard(now);
             return;
         }
-        let wait = match (rpc.is_client(), rpc.state) {
-            // We hold the peer's message back (no buffer, or no grant: too
-            // little memory, or others rank first): the peer owes us nothing
-            // but must know we are alive, and we that it is.
-            (_, RpcState::Incoming) if rpc.waiting.is_some() => Wait::Held,
-            (_, RpcState::Incoming) => match rpc.msgin.as_ref() {
-                Some(m) if m.all_granted_received() => Wait::Held,
-                Some(_) => Wait::Granted,
-                None => Wait::Response,
-            },
-            // A request waiting for its server's incarnation.
-            (true, RpcState::Outgoing) if rpc.echo == 0 => Wait::Incarnation,
-            (true, RpcState::Outgoing) => match rpc.msgout.as_ref() {
-                Some(m) if m.has_sendable() => Wait::Nothing,
-                Some(m) if !m.fully_sent() => Wait::Grants,
-                _ => Wait::Response,
-            },
-            (true, RpcState::InService) => Wait::Nothing,
-            // Our application holds the request.
-            (false, RpcState::InService) => Wait::Nothing,
-            (false, RpcState::Outgoing) => return self.check_response(now, key),
+        let Some(wait) = wait_of(rpc) else {
+            return self.check_response(now, key);
         };
         if wait == Wait::Nothing {
             rpc.heard(now);
@@ -471,41 +500,15 @@ impl Endpoint {
                 }
             }
         }
-        let (resend_after, resend_interval) =
-            (self.config.resend_after, self.config.resend_interval);
-        let probe = self.probe_interval();
-        let rpc = &mut self.rpcs[key];
+        let rpc = self.rpcs.timer_mut(key);
         // Back off while the peer stays silent or only says BUSY: 1, 2, 4,
         // ... 16 intervals between RESENDs (a descheduled user-space peer
         // must not come back to a flood, and a busy one is probed rarely).
         if rpc.last_request.is_some_and(|t| rpc.last_heard > t) && !rpc.busy {
             rpc.resend_backoff = 0;
         }
-        // A probe that went unanswered is retried sooner, so that a lossy
-        // path still gets several tries per `timeout` before the peer is
-        // declared dead (at 20% loss each way a probe round trip fails 36%
-        // of the time); an answered one (BUSY) waits the full interval.
-        let unanswered = rpc.last_request.is_some_and(|t| rpc.last_heard < t);
-        let probe_gap = if unanswered {
-            (probe / 4).max(resend_after)
-        } else {
-            probe
-        };
-        let backed_off =
-            |interval: Duration| (interval * (1u32 << rpc.resend_backoff.min(4))).min(probe);
-        let (after, gap) = match wait {
-            Wait::Granted => (resend_after, backed_off(resend_interval)),
-            // The server has the request (it granted some, or said BUSY):
-            // it recovers what it misses itself.
-            Wait::Response if rpc.peer_knows => (probe, probe_gap),
-            // A lost request or response, or a lost probe.
-            Wait::Response | Wait::Incarnation => (resend_after, backed_off(resend_interval)),
-            // The server has the request (it holds back its grants), or we
-            // hold the peer's message: only liveness is in question.
-            Wait::Grants | Wait::Held => (probe, probe_gap),
-            Wait::Nothing => unreachable!(),
-        };
-        let rpc = &mut self.rpcs[key];
+        let (after, gap) = self.resend_timing(&self.rpcs[key], wait);
+        let rpc = &self.rpcs[key];
         let due = rpc
             .last_request
             .is_none_or(|t| now.saturating_duration_since(t) >= gap);
@@ -527,7 +530,7 @@ impl Endpoint {
                 return;
             }
             *sent += 1;
-            self.rpcs[key].resend_backoff += 1;
+            self.rpcs.timer_mut(key).resend_backoff += 1;
             match wait {
                 Wait::Granted | Wait::Response | Wait::Grants => {
                     self.request_retransmission(now, key)
@@ -535,6 +538,82 @@ impl Endpoint {
                 _ => self.probe_peer(now, key),
             }
         }
+    }
+
+    /// How long `rpc`, waiting for `wait` (not [`Wait::Nothing`]), stays
+    /// silent before it asks its peer, and the least time between two of
+    /// its requests.
+    fn resend_timing(&self, rpc: &crate::rpc::Rpc, wait: Wait) -> (Duration, Duration) {
+        let (resend_after, resend_interval) =
+            (self.config.resend_after, self.config.resend_interval);
+        let probe = self.probe_interval();
+        // A probe that went unanswered is retried sooner, so that a lossy
+        // path still gets several tries per `timeout` before the peer is
+        // declared dead (at 20% loss each way a probe round trip fails 36%
+        // of the time); an answered one (BUSY) waits the full interval.
+        let unanswered = rpc.last_request.is_some_and(|t| rpc.last_heard < t);
+        let probe_gap = if unanswered {
+            (probe / 4).max(resend_after)
+        } else {
+            probe
+        };
+        let backed_off =
+            |interval: Duration| (interval * (1u32 << rpc.resend_backoff.min(4))).min(probe);
+        match wait {
+            Wait::Granted => (resend_after, backed_off(resend_interval)),
+            // The server has the request (it granted some, or said BUSY):
+            // it recovers what it misses itself.
+            Wait::Response if rpc.peer_knows => (probe, probe_gap),
+            // A lost request or response, or a lost probe.
+            Wait::Response | Wait::Incarnation => (resend_after, backed_off(resend_interval)),
+            // The server has the request (it holds back its grants), or we
+            // hold the peer's message: only liveness is in question.
+            Wait::Grants | Wait::Held => (probe, probe_gap),
+            Wait::Nothing => unreachable!("an RPC that waits for nothing asks nothing"),
+        }
+    }
+
+    /// When the periodic pass must look at RPC `key` again (it was just
+    /// checked at `now`) if nothing changes the RPC meanwhile: the earliest
+    /// instant at which one of [`Endpoint::check_rpc`]'s rules can act, or
+    /// the next pass for an RPC whose clocks every pass restarts (it waits
+    /// for nothing) and for granted bytes silent long enough that the
+    /// link's other traffic decides whether they are late. (Holes are
+    /// looked after apart: see `RpcTable::due`.)
+    fn next_check(&self, now: Instant, key: usize) -> Instant {
+        let rpc = &self.rpcs[key];
+        let c = &self.config;
+        let timeout = rpc.alive + c.timeout;
+        let at = match wait_of(rpc) {
+            _ if rpc.held => now,
+            Some(Wait::Nothing) => now,
+            Some(Wait::Granted) => {
+                let starving = rpc.last_heard + c.resend_after;
+                if starving > now {
+                    starving.min(timeout)
+                } else {
+                    now
+                }
+            }
+            Some(wait) => {
+                let (after, gap) = self.resend_timing(rpc, wait);
+                let ask = (rpc.last_heard + after).max(rpc.last_request.map_or(now, |t| t + gap));
+                ask.min(timeout)
+            }
+            // A server sending its response (`check_response`).
+            None => match rpc.msgout.as_ref() {
+                Some(m) if m.has_sendable() => now,
+                Some(m) if !m.fully_sent() => timeout,
+                _ => {
+                    let done = rpc.done_at.unwrap_or(now);
+                    let give_up = (done + c.timeout).max(timeout);
+                    let need_ack = (done + c.need_ack_after)
+                        .max(rpc.last_request.map_or(now, |t| t + c.resend_interval));
+                    give_up.min(need_ack)
+                }
+            },
+        };
+        at
     }
 
     /// How often an RPC that waits only for a sign of life probes its
@@ -563,7 +642,7 @@ impl Endpoint {
     /// is alive, then ask for the ACK, and give up after `timeout`.
     fn check_response(&mut self, now: Instant, key: usize) {
         let timeout = self.config.timeout;
-        let rpc = &mut self.rpcs[key];
+        let rpc = self.rpcs.timer_mut(key);
         let m = rpc
             .msgout
             .as_ref()

@@ -11,6 +11,7 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -1010,4 +1011,129 @@ fn unreachable__a_deferred_error_fails_only_rpcs_older_than_it() {
         "b, not c (started after the error)"
     );
     assert!(net.endpoint(0).rpc_count() == 1 && c != b);
+}
+
+/// The timer's periodic pass looks only at the RPCs that changed since the
+/// pass before or whose time came (a flood of waiting RPCs made every 1 ms
+/// pass walk all of them). It must do exactly what a pass over every RPC
+/// does: the same runs (loss, duplicates, delays, a host cut off until its
+/// RPCs time out, holes that fast recovery asks for) with both passes send
+/// the same packets and end the same RPCs at the same instants.
+#[test]
+fn timer__pass_over_due_rpcs_does_what_a_pass_over_all_does() {
+    /// A packet sent: source, destination, priority, bytes.
+    type Sent = (SocketAddr, SocketAddr, u8, Vec<u8>);
+    let config = Config::default();
+    let run = |seed: u64, full: bool| {
+        let mut net = network(9300 + seed, 3, &config);
+        net.set_report_levels(true);
+        for h in 0..3 {
+            net.endpoint(h).set_full_timer_walk(full);
+        }
+        let dead = net.addr(2, 0).ip();
+        // Every packet sent, in order.
+        let sent: Rc<RefCell<Vec<Sent>>> = Default::default();
+        let log = sent.clone();
+        net.set_filter(move |d, rng| {
+            log.borrow_mut()
+                .push((d.src, d.dst, d.priority, d.data.clone()));
+            // For the third seed host 2 is cut off: RPCs to it time out,
+            // its own RPCs probe and give up.
+            if seed == 2 && (d.src.ip() == dead || d.dst.ip() == dead) {
+                return Verdict::Drop;
+            }
+            match rng.below(100) {
+                0..=4 => Verdict::Drop,
+                5..=6 => Verdict::Duplicate,
+                7..=9 => Verdict::Delay(Duration::from_micros(rng.below(3000))),
+                _ => Verdict::Deliver,
+            }
+        });
+        let out = run_workload(&mut net, &plan(seed, 3, 60, 600_000), 8, Limits::default());
+        let stats: Vec<_> = (0..3)
+            .map(|h| {
+                let mut s = net.endpoint(h).stats().clone();
+                let checks = s.timer_checks;
+                s.timer_checks = 0;
+                (s, checks)
+            })
+            .collect();
+        let sent = sent.take();
+        (out, stats, net.stats(), sent)
+    };
+    for seed in 0..3 {
+        let (full, full_stats, full_net, full_sent) = run(seed, true);
+        let (due, due_stats, due_net, due_sent) = run(seed, false);
+        if let Some(i) =
+            (0..full_sent.len().max(due_sent.len())).find(|&i| full_sent.get(i) != due_sent.get(i))
+        {
+            let show = |p: Option<&Sent>| {
+                p.map(|(src, dst, _, data)| {
+                    let repr = Repr::parse_with_payload(data).map(|(r, _)| r);
+                    format!("{src} -> {dst} {repr:?}")
+                })
+            };
+            panic!(
+                "seed {seed}: packet {i} differs: {:?} (all) against {:?} (due)",
+                show(full_sent.get(i)),
+                show(due_sent.get(i))
+            );
+        }
+        assert_eq!(full.completed, due.completed, "seed {seed}");
+        assert_eq!(full.failed, due.failed, "seed {seed}");
+        assert_eq!(full.last_completion, due.last_completion, "seed {seed}");
+        assert_eq!(
+            full_net, due_net,
+            "seed {seed}: the network carried other packets"
+        );
+        let resends: u64 = full_stats
+            .iter()
+            .map(|(s, _)| s.resends_silence + s.resends_fast)
+            .sum();
+        let timeouts: u64 = full_stats.iter().map(|(s, _)| s.timeouts).sum();
+        eprintln!(
+            "seed {seed}: {} completed, {} failed, {resends} resends, {timeouts} timeouts; RPCs looked at {:?} (all) against {:?} (due)",
+            full.completed,
+            full.failed.len(),
+            full_stats.iter().map(|s| s.1).collect::<Vec<_>>(),
+            due_stats.iter().map(|s| s.1).collect::<Vec<_>>()
+        );
+        for (h, ((a, _), (b, _))) in full_stats.iter().zip(&due_stats).enumerate() {
+            assert_eq!(a, b, "seed {seed} host {h}");
+        }
+        assert!(resends > 0, "seed {seed}: the run exercised no RESEND");
+        if seed == 2 {
+            assert!(timeouts > 0, "the blackout timed nothing out");
+        }
+    }
+}
+
+/// A flood of requests that wait (one packet of a 16 MiB request each,
+/// over their peers' receive budgets) must not make every periodic pass
+/// look at all of them: they wait for liveness probes, seconds apart.
+#[test]
+fn hostile_peers__waiting_rpcs_are_not_rechecked_by_every_tick() {
+    let config = Config::default();
+    let mut net = network(9190, 3, &config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
+    forged_flood(&mut net, 64, 150);
+    let rpcs = net.endpoint(1).rpc_count() as u64;
+    assert_eq!(rpcs, 64 * 150);
+    let mut now = net.now();
+    let before = net.endpoint(1).stats().timer_checks;
+    let ticks = 50;
+    for _ in 0..ticks {
+        now += config.tick;
+        net.endpoint(1).handle_timeout(now);
+    }
+    let ep = net.endpoint(1);
+    assert_eq!(ep.rpc_count() as u64, rpcs, "none timed out yet");
+    let checks = ep.stats().timer_checks - before;
+    eprintln!("{rpcs} waiting RPCs; {ticks} ticks looked at {checks}");
+    // Each once or twice (the first pass, and when its probe comes due),
+    // not at every pass (a pass over all: 50 x 9 600).
+    assert!(
+        checks < 3 * rpcs,
+        "{ticks} ticks looked at {checks} RPCs of {rpcs}"
+    );
 }

@@ -58,6 +58,9 @@ pub(crate) struct Rpc {
     /// Server RPCs: the next server RPC with the same id from another
     /// client ([`ServerRpcs`]), [`NO_RPC`] for none.
     pub next_same_id: usize,
+    /// Changed since the timer's last periodic pass looked at it (its key
+    /// is then in [`RpcTable`]'s list of changed RPCs).
+    pub(crate) changed: bool,
     /// Local socket port.
     pub port: u16,
     /// Life-cycle state.
@@ -161,6 +164,7 @@ impl Rpc {
             peer,
             peer_ref,
             next_same_id: NO_RPC,
+            changed: false,
             port,
             state,
             msgout: None,
@@ -210,6 +214,7 @@ impl Rpc {
             peer: r_peer,
             peer_ref: r_peer_ref,
             next_same_id,
+            changed,
             port: r_port,
             state: r_state,
             msgout,
@@ -238,6 +243,7 @@ impl Rpc {
         *r_peer = peer;
         *r_peer_ref = peer_ref;
         *next_same_id = NO_RPC;
+        *changed = false;
         *r_port = port;
         *r_state = state;
         *msgout = None;
@@ -299,12 +305,29 @@ const SPARE_RPCS: usize = 256;
 /// RPC is written once when it starts and never moved after (a slab of
 /// RPCs moved every RPC in and out of the table, a few hundred bytes
 /// each), and a steady stream of RPCs allocates nothing.
+///
+/// The table also tells the timer's periodic pass which RPCs to look at
+/// ([`RpcTable::due`]): those that changed since the last pass (every
+/// mutable access goes through this table, which lists the RPC once), and
+/// those whose time came (by key, the instant the pass computed from the
+/// RPC's clocks), instead of every RPC.
 #[derive(Debug, Default)]
 pub(crate) struct RpcTable {
     slots: slab::Slab<Box<Rpc>>,
     /// Boxes of freed RPCs (boxed on purpose: they move into `slots`).
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Rpc>>,
+    /// By key: nanoseconds of the instant from which the periodic pass
+    /// must look at the RPC (`u64::MAX`: no RPC, or only once it changes).
+    check_at: Vec<u64>,
+    /// By key: `u64::MAX` unless the RPC had a hole that fast recovery may
+    /// ask for when the timer last looked at it; then when the first of
+    /// those is due. Every pass, also those for holes alone, looks at RPCs
+    /// with such holes.
+    gap_at: Vec<u64>,
+    /// Keys of the RPCs changed since the last periodic pass (each once:
+    /// see [`Rpc::changed`]; a key may outlive its RPC).
+    changed: Vec<usize>,
 }
 
 impl RpcTable {
@@ -336,14 +359,23 @@ impl RpcTable {
             }
             None => Box::new(Rpc::new(id, seq, peer, peer_ref, port, state, echo, now)),
         };
-        self.slots.insert(b)
+        let key = self.slots.insert(b);
+        if key >= self.check_at.len() {
+            self.check_at.resize(key + 1, u64::MAX);
+            self.gap_at.resize(key + 1, u64::MAX);
+        }
+        self.mark(key);
+        key
     }
 
     /// Removes RPC `key` (which must exist) from the table; hand it back
     /// with [`RpcTable::recycle`] once done with it.
     #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Box<Rpc> {
-        self.slots.remove(key)
+        let rpc = self.slots.remove(key);
+        self.check_at[key] = u64::MAX;
+        self.gap_at[key] = u64::MAX;
+        rpc
     }
 
     /// Keeps a removed RPC's box for the next RPC (its messages are
@@ -386,9 +418,79 @@ impl RpcTable {
         self.slots.iter().map(|(k, b)| (k, &**b))
     }
 
-    /// Every RPC with its key, mutable.
+    /// Every RPC with its key, mutable (each is then due at the next pass).
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Rpc)> {
+        let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.mark(k);
+        }
         self.slots.iter_mut().map(|(k, b)| (k, &mut **b))
+    }
+
+    /// RPC `key` (which must exist), mutable, for the periodic pass: unlike
+    /// `IndexMut`, this does not make it due (the pass then says when it is,
+    /// with [`RpcTable::set_check_at`]).
+    #[inline]
+    pub(crate) fn timer_mut(&mut self, key: usize) -> &mut Rpc {
+        &mut self.slots[key]
+    }
+
+    /// Lists RPC `key` (which exists) as changed.
+    #[inline(always)]
+    fn mark(&mut self, key: usize) {
+        let rpc = &mut self.slots[key];
+        if !rpc.changed {
+            rpc.changed = true;
+            self.changed.push(key);
+        }
+    }
+
+    /// Appends to `out`, in key order, the keys of the RPCs a periodic
+    /// pass (`tick`), or a pass for holes alone, must look at by `now`:
+    /// those that changed since the last periodic pass, those that may
+    /// have a hole for fast recovery, and for a tick those whose time came.
+    /// A periodic pass takes the list of changed RPCs (the pass then
+    /// clears their flags with [`RpcTable::set_check_at`]).
+    pub(crate) fn due(&mut self, now: Instant, tick: bool, out: &mut Vec<usize>) {
+        let now = now.as_nanos();
+        out.extend(
+            self.check_at
+                .iter()
+                .zip(&self.gap_at)
+                .enumerate()
+                .filter(|&(_, (&c, &g))| g != u64::MAX || (tick && c <= now))
+                .map(|(k, _)| k),
+        );
+        let slots = &self.slots;
+        let changed = self
+            .changed
+            .iter()
+            .copied()
+            .filter(|&k| slots.get(k).is_some_and(|r| r.changed));
+        out.extend(changed);
+        if tick {
+            self.changed.clear();
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// One more than the largest key an RPC has had.
+    pub(crate) fn key_bound(&self) -> usize {
+        self.check_at.len()
+    }
+
+    /// Sets when the periodic pass must next look at RPC `key` if nothing
+    /// changes it meanwhile ([`Instant::MAX`]: only once it changes), and
+    /// when its first hole for fast recovery is due (`None`: it has none).
+    /// A periodic pass (`at` given) clears the RPC's changed flag.
+    #[inline]
+    pub(crate) fn set_check_at(&mut self, key: usize, at: Option<Instant>, gap: Option<Instant>) {
+        if let Some(at) = at {
+            self.check_at[key] = at.as_nanos();
+            self.slots[key].changed = false;
+        }
+        self.gap_at[key] = gap.map_or(u64::MAX, Instant::as_nanos);
     }
 }
 
@@ -403,7 +505,14 @@ impl core::ops::Index<usize> for RpcTable {
 impl core::ops::IndexMut<usize> for RpcTable {
     #[inline]
     fn index_mut(&mut self, key: usize) -> &mut Rpc {
-        &mut self.slots[key]
+        // A change to the RPC may change what the periodic pass does with
+        // it, and when: it looks at the RPC at its next run.
+        let rpc = &mut *self.slots[key];
+        if !rpc.changed {
+            rpc.changed = true;
+            self.changed.push(key);
+        }
+        rpc
     }
 }
 
@@ -567,7 +676,9 @@ mod tests {
         let now = Instant::from_nanos(9_000);
         let k2 = t.start(5, 6, peer, PeerRef::NONE, 3, RpcState::InService, 8, now);
         assert_eq!(t.spare.len(), 0, "the spare box was used");
-        let fresh = Rpc::new(5, 6, peer, PeerRef::NONE, 3, RpcState::InService, 8, now);
+        let mut fresh = Rpc::new(5, 6, peer, PeerRef::NONE, 3, RpcState::InService, 8, now);
+        // A started RPC is listed for the timer's next pass.
+        fresh.changed = true;
         assert_eq!(format!("{:?}", t[k2]), format!("{fresh:?}"));
     }
 
