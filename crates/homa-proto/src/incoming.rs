@@ -1170,9 +1170,11 @@ impl Endpoint {
                 // The server lost (or refused) our request: send it again.
                 self.restart_request(key);
             } else {
-                // It dropped the RPC while we received its response.
-                self.stats.abandoned += 1;
-                self.fail_rpc(key, RpcError::Abandoned);
+                // "Never seen" while its response arrives: a late copy of
+                // an answer to a probe sent before our request reached it
+                // (a server that dropped an RPC it ran says "abandoned",
+                // above).
+                self.stats.stale_unknown += 1;
             }
         } else if sending
             && inc != 0

@@ -208,6 +208,9 @@ pub struct Stats {
     /// RPCs the timer's periodic pass looked at: those that changed since
     /// the pass before, or whose time came (not every RPC at every pass).
     pub timer_checks: u64,
+    /// RPC_UNKNOWN "never seen" answers ignored because the response was
+    /// already arriving (late copies of answers to earlier probes).
+    pub stale_unknown: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

@@ -1137,3 +1137,65 @@ fn hostile_peers__waiting_rpcs_are_not_rechecked_by_every_tick() {
         "{ticks} ticks looked at {checks} RPCs of {rpcs}"
     );
 }
+
+/// A late copy of the server's "never saw it" answer (RPC_UNKNOWN with its
+/// uptime, same incarnation) that arrives after the request it made the
+/// client send again reached the server, while the response arrives, is
+/// stale: a server that dropped an RPC it ran answers "abandoned", not
+/// "never seen". The call must complete. (Outside, a relay that sent each
+/// RPC_UNKNOWN a second time 3 ms late failed 10 of 200 calls as
+/// abandoned, each of which had run once.)
+#[test]
+fn unknown__a_late_copy_of_never_seen_does_not_fail_a_call_receiving_its_response() {
+    let config = Config::default();
+    let (mut net, port, server) = client_and_server(9410, &config);
+    let stale: Rc<RefCell<Option<Vec<u8>>>> = Default::default();
+    let response_packets = Rc::new(Cell::new(0u32));
+    let (keep, count) = (stale.clone(), response_packets.clone());
+    let mut first_request = true;
+    net.set_filter(move |d, _| match d.packet_type() {
+        // The request's first copy is lost: the client's RESEND probe gets
+        // "never seen" and it sends the request again.
+        Some(PacketType::Data) if d.dst == server && first_request => {
+            first_request = false;
+            Verdict::Drop
+        }
+        Some(PacketType::RpcUnknown) => {
+            keep.borrow_mut().get_or_insert_with(|| d.data.clone());
+            Verdict::Deliver
+        }
+        Some(PacketType::Data) if d.src == server => {
+            count.set(count.get() + 1);
+            Verdict::Deliver
+        }
+        _ => Verdict::Deliver,
+    });
+    let id = request(&mut net, 0, port, server, pattern(1, 100));
+    let answer = |net: &mut Network, h: usize, ev: Event| match ev {
+        Event::Request { port, peer, id, .. } if h == 1 => {
+            let now = net.now();
+            let body = pattern(2, 1_000_000);
+            net.endpoint(1)
+                .send_response(now, port, peer, id, body)
+                .unwrap();
+        }
+        other => panic!("unexpected {other:?} at host {h}"),
+    };
+    net.run_until(Limits::default(), answer, |_| response_packets.get() >= 100)
+        .unwrap();
+    let copy = stale
+        .borrow()
+        .clone()
+        .expect("the server said it never saw the request");
+    let now = net.now();
+    net.endpoint(0).handle_datagram(now, server, &copy);
+    let mut outcome = None;
+    net.run(Limits::default(), |_, h, ev| match ev {
+        Event::Response { id: r, data, .. } if h == 0 => outcome = Some((r, Ok(data.len()))),
+        Event::Failed { id: r, error, .. } if h == 0 => outcome = Some((r, Err(error))),
+        other => panic!("unexpected {other:?}"),
+    })
+    .unwrap();
+    assert_eq!(outcome, Some((id, Ok(1_000_000))));
+    assert_eq!(net.endpoint(0).stats().abandoned, 0);
+}
