@@ -830,6 +830,39 @@ impl Endpoint {
     /// (at-most-once). The client learns it at its next RESEND: its RPC
     /// fails with [`RpcError::Abandoned`].
     pub fn discard_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        let key = self.delivered_request(port, peer, id)?;
+        self.free_rpc(key);
+        Ok(())
+    }
+
+    /// [`Endpoint::discard_request`] for an application that will not
+    /// answer: the client is also told at once (RPC_UNKNOWN "abandoned",
+    /// as its later RESENDs would be), so its call fails now rather than
+    /// at its next probe.
+    pub fn abandon_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        self.discard_request(port, peer, id)?;
+        self.stats.requests_abandoned += 1;
+        self.refuse(port, peer, id, crate::wire::UnknownStatus::Abandoned);
+        Ok(())
+    }
+
+    /// Takes back a request delivered by [`Event::Request`] that the
+    /// application never saw (a driver with no room to queue it): the
+    /// server RPC is freed as if the request had not arrived, so it does
+    /// not count as run; the client's next probe is answered "never seen"
+    /// and it sends the request again.
+    pub fn decline_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        let key = self.delivered_request(port, peer, id)?;
+        // Freed as a request still arriving: no record that it ran.
+        self.rpcs[key].state = RpcState::Incoming;
+        self.free_rpc(key);
+        self.stats.requests_declined += 1;
+        Ok(())
+    }
+
+    /// The key of server RPC `id` from `peer` on `port` whose request was
+    /// delivered and not answered.
+    fn delivered_request(&self, port: u16, peer: SocketAddr, id: u64) -> Result<usize, Error> {
         let key = self
             .server_rpcs
             .get(&self.rpcs, &peer, id)
@@ -840,8 +873,7 @@ impl Endpoint {
         if self.rpcs[key].state != RpcState::InService {
             return Err(Error::WrongState);
         }
-        self.free_rpc(key);
-        Ok(())
+        Ok(key)
     }
 
     /// Abandons a client RPC: its state is freed at once and no event will

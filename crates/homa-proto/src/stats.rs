@@ -211,6 +211,14 @@ pub struct Stats {
     /// RPC_UNKNOWN "never seen" answers ignored because the response was
     /// already arriving (late copies of answers to earlier probes).
     pub stale_unknown: u64,
+    /// Delivered requests the application will not answer
+    /// ([`Endpoint::abandon_request`](crate::Endpoint::abandon_request)):
+    /// their clients fail with `Abandoned`.
+    pub requests_abandoned: u64,
+    /// Delivered requests the driver took back unseen
+    /// ([`Endpoint::decline_request`](crate::Endpoint::decline_request)):
+    /// their clients send them again.
+    pub requests_declined: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

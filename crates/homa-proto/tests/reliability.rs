@@ -834,6 +834,80 @@ fn discard_request__freed_and_never_run_again() {
     assert_eq!(net.endpoint(1).stats().requests_delivered, 1);
 }
 
+/// An application that will not answer a request says so: the server RPC
+/// is freed (a request dropped unanswered used to hold its slot, and the
+/// client's share of `max_rpcs_per_peer`, for good) and the client is told
+/// at once, before its first probe.
+#[test]
+fn abandon_request__freed_and_the_client_told_at_once() {
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(9610, &config);
+    request(&mut net, 0, cport, server, pattern(1, 100));
+    net.advance(Duration::from_micros(100));
+    let Some(Event::Request { port, peer, id, .. }) = net.take_events(1).pop() else {
+        panic!("request not delivered")
+    };
+    let abandoned = net.now();
+    net.endpoint(1).abandon_request(port, peer, id).unwrap();
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    let mut failed = None;
+    net.run(Limits::default(), |net, h, ev| match ev {
+        Event::Failed { error, .. } => failed = Some((h, error, net.now())),
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    let (h, error, at) = failed.expect("the call fails");
+    assert_eq!((h, error), (0, RpcError::Abandoned));
+    assert!(
+        at < abandoned + config.resend_after,
+        "told before any probe: {at:?} (abandoned at {abandoned:?})"
+    );
+    assert_eq!(net.endpoint(1).stats().requests_abandoned, 1);
+}
+
+/// A request the driver takes back unseen (no room to queue it) does not
+/// count as run: the client sends it again and it is served, once.
+#[test]
+fn decline_request__the_client_sends_it_again_and_it_runs_once() {
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(9620, &config);
+    let id = request(&mut net, 0, cport, server, pattern(1, 100));
+    net.advance(Duration::from_micros(100));
+    let Some(Event::Request {
+        port,
+        peer,
+        id: sid,
+        ..
+    }) = net.take_events(1).pop()
+    else {
+        panic!("request not delivered")
+    };
+    net.endpoint(1).decline_request(port, peer, sid).unwrap();
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    let (mut served, mut done) = (0, None);
+    net.run(Limits::default(), |net, h, ev| match ev {
+        Event::Request {
+            port,
+            peer,
+            id,
+            data,
+            ..
+        } if h == 1 => {
+            served += 1;
+            let now = net.now();
+            net.endpoint(1)
+                .send_response(now, port, peer, id, response_for(&data))
+                .unwrap();
+        }
+        Event::Response { id, .. } if h == 0 => done = Some(id),
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    assert_eq!((served, done), (1, Some(id)), "served once more, then done");
+    assert_eq!(net.endpoint(1).stats().requests_declined, 1);
+    assert_eq!(net.endpoint(1).stats().requests_delivered, 2);
+}
+
 /// `n` requests from host 0 to host 1, of 1, 1 + `step`, 1 + 2 `step`...
 /// bytes: the legitimate client of the hostile-peer tests.
 fn legit_plan(n: usize, step: usize) -> Vec<Planned> {

@@ -454,6 +454,15 @@ impl AsyncSocket {
             .await
     }
 
+    /// Tells the transport that the application will not answer request
+    /// `id` from `peer`: its RPC is freed and the client's call fails at
+    /// once with [`Error::Abandoned`] (the request ran). A request taken
+    /// and neither answered nor discarded holds its RPC until the socket
+    /// closes, and with it one of the client's `max_rpcs_per_peer` slots.
+    pub fn discard(&self, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        self.shared().locked(|sh, st| sh.discard(st, peer, id))
+    }
+
     /// Sends `response` without waiting: [`Error::WouldBlock`] when the
     /// protocol's send cap is reached.
     pub fn try_reply(

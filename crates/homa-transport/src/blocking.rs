@@ -381,6 +381,16 @@ impl Socket {
         self.send_waiting(None, |sh, st| sh.reply(st, peer, id, response.clone()))
     }
 
+    /// Tells the transport that the application will not answer request
+    /// `id` from `peer` (both from the [`Request`]): its RPC is freed and
+    /// the client's call fails at once with [`Error::Abandoned`] (the
+    /// request ran). A request taken and neither answered nor discarded
+    /// holds its RPC until the socket closes, and with it one of the
+    /// client's `max_rpcs_per_peer` slots.
+    pub fn discard(&self, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        self.shared().locked(|sh, st| sh.discard(st, peer, id))
+    }
+
     /// Like [`Socket::reply`], but fails with [`Error::WouldBlock`]
     /// instead of waiting when the send cap is reached.
     pub fn try_reply(

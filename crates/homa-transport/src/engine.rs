@@ -508,6 +508,21 @@ impl Shared {
         Ok(())
     }
 
+    /// Discards request `id` from `peer`, which the application will not
+    /// answer: its RPC is freed and the client's call fails with
+    /// [`Error::Abandoned`] (the request ran).
+    pub(crate) fn discard(&self, st: &mut State, peer: SocketAddr, id: u64) -> Result<(), Error> {
+        if st.closed {
+            return Err(st.closed_error());
+        }
+        let now = self.now();
+        st.ep
+            .abandon_request(self.port, normalize(peer), id)
+            .map_err(Error::from_proto)?;
+        self.after_command(st, now);
+        Ok(())
+    }
+
     /// Aborts a client RPC: a waiter gets [`Error::Aborted`]. False if the
     /// call is unknown or already complete.
     pub(crate) fn abort(&self, st: &mut State, id: u64) -> bool {
@@ -918,10 +933,11 @@ impl Shared {
                     if st.calls.queue_request(r, self.config.max_queued_requests) {
                         st.note_completion();
                     } else {
-                        // Free the server RPC too (the request counts as
-                        // run: the client gets a timeout, never a rerun).
+                        // The application never sees it: the server RPC is
+                        // freed as if the request had not arrived, and the
+                        // client sends it again after its next probe.
                         st.dp.stats_mut().requests_dropped += 1;
-                        let _ = st.ep.discard_request(port, peer, id);
+                        let _ = st.ep.decline_request(port, peer, id);
                     }
                 }
                 _ => {}

@@ -15,9 +15,13 @@
 //!   stops taking requests, lets the requests already taken finish and
 //!   answers them, waits until those responses are acknowledged, aborts
 //!   what is still running after [`ServeConfig::drain_timeout`], and
-//!   closes the socket. Requests that
-//!   were never taken are never executed: their clients' calls fail (port
-//!   unreachable once the socket is closed, else their deadline).
+//!   closes the socket. A request the service fails (or that panics, or
+//!   that the drain deadline aborts) is discarded: its client's call fails
+//!   at once with [`Error::Abandoned`] (the request ran). Requests that
+//!   were never taken are never executed: their clients' calls fail once
+//!   the socket is closed, with [`Error::OutcomeUnknown`] when the request
+//!   had reached the server (the client cannot tell it was never taken),
+//!   or by their deadline.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -120,10 +124,31 @@ pub struct ServeStats {
     /// Requests answered.
     pub answered: u64,
     /// Requests the service failed (or whose reply could not be sent):
-    /// not answered; the client's call ends by its deadline.
+    /// discarded, so the client's call fails with
+    /// [`Error::Abandoned`](crate::Error::Abandoned) (the request ran).
     pub failed: u64,
-    /// Requests still running at the drain deadline, aborted unanswered.
+    /// Requests still running at the drain deadline, aborted and
+    /// discarded (their clients fail with `Abandoned`).
     pub abandoned: u64,
+}
+
+/// Discards a request taken by [`serve`] when dropped, unless it was
+/// answered (`id` set to [`ANSWERED`]).
+struct Unanswered {
+    socket: AsyncSocket,
+    peer: SocketAddr,
+    id: u64,
+}
+
+/// [`Unanswered::id`] of an answered request (server ids are odd).
+const ANSWERED: u64 = 0;
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if self.id != ANSWERED {
+            let _ = self.socket.discard(self.peer, self.id);
+        }
+    }
 }
 
 /// What one request's task ended with.
@@ -183,20 +208,34 @@ where
             async move {
                 let _permit = permit;
                 let (peer, id) = (req.peer, req.id);
+                // A request not answered (the service failed or panicked,
+                // the reply failed, or the drain deadline aborted the task)
+                // is discarded when this guard drops: the RPC is freed and
+                // the client told now (left unanswered, it held one of the
+                // client's `max_rpcs_per_peer` slots until the socket
+                // closed).
+                let mut guard = Unanswered {
+                    socket: sock.clone(),
+                    peer,
+                    id,
+                };
                 let response = match svc.ready().await {
                     Ok(s) => s.call(req).await,
                     Err(e) => Err(e),
                 };
                 match response {
                     Ok(body) => match sock.reply(peer, id, body).await {
-                        Ok(()) => Outcome::Answered,
+                        Ok(()) => {
+                            guard.id = ANSWERED;
+                            Outcome::Answered
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "reply failed");
                             Outcome::Failed
                         }
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "service failed; request not answered");
+                        tracing::warn!(error = %e, "service failed; request discarded");
                         Outcome::Failed
                     }
                 }

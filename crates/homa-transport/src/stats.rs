@@ -70,8 +70,9 @@ pub struct TransportStats {
     pub bad_datagrams: u64,
     /// Errors read from the socket error queue (ICMP and local).
     pub queued_errors: u64,
-    /// Requests dropped because `max_queued_requests` were waiting (their
-    /// clients eventually see a timeout).
+    /// Requests dropped because `max_queued_requests` were waiting: they
+    /// do not count as run, and their clients send them again after their
+    /// next probe.
     pub requests_dropped: u64,
     /// Sends that had to wait for room under the protocol's send cap.
     pub send_cap_waits: u64,

@@ -202,7 +202,63 @@ async fn serve__drain_deadline_abandons_stragglers() {
         .unwrap()
         .unwrap();
     assert_eq!(stats.abandoned, 1);
-    assert!(stuck.await.unwrap().is_err());
+    // Discarded when aborted: told it ran, not left to its 5 s deadline.
+    let r = stuck.await.unwrap();
+    assert!(matches!(r, Err(Error::Abandoned)), "{r:?}");
+}
+
+/// A service that fails: each request is discarded, its client's call
+/// fails at once with `Abandoned`, and the RPC is freed (failed requests
+/// used to stay unanswered: after `max_rpcs_per_peer` of them an outside
+/// test's client could no longer reach the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve__failed_requests_are_discarded_and_their_calls_fail_at_once() {
+    let mut c = Config::default();
+    c.server = Some(true);
+    c.proto.max_rpcs_per_peer = 8;
+    let server = AsyncSocket::bind_with("127.0.0.1:0", c).unwrap();
+    let addr = server.local_addr();
+    let failing = service_fn(|r: Request| async move {
+        if r.body.starts_with(b"fail") {
+            Err(std::io::Error::other("refused"))
+        } else {
+            Ok(r.body)
+        }
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let srv = tokio::spawn(serve(
+        server.clone(),
+        failing,
+        ServeConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = client_socket();
+    for i in 0..40 {
+        let t = std::time::Instant::now();
+        let r = client
+            .call_timeout(
+                addr,
+                Bytes::from(format!("fail {i}")),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert!(matches!(r, Err(Error::Abandoned)), "call {i}: {r:?}");
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "call {i}: {:?}",
+            t.elapsed()
+        );
+    }
+    let r = client
+        .call_timeout(addr, &b"fine"[..], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(&r[..], b"fine");
+    let _ = stop.send(());
+    let stats = srv.await.unwrap().unwrap();
+    assert_eq!((stats.answered, stats.failed), (1, 40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
