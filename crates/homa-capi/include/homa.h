@@ -54,8 +54,9 @@ int homa_local_addr(const struct homa_socket *s, char *buf, size_t len);
 // the response into `resp` and returns the response's full length (more
 // than `resp_cap` means it was truncated), or a negative errno code:
 // `-ETIME` deadline exceeded, `-ETIMEDOUT` the peer stopped answering,
-// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`,
-// `-EINVAL`, `-EBADF` socket closed.
+// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`
+// (`req_len` over the maximum message length, checked before `req` is
+// read), `-EINVAL`, `-EBADF` socket closed.
 //
 // # Safety
 // `s` is a live handle; `dest` a NUL-terminated string; `req` valid for
@@ -76,7 +77,8 @@ int64_t homa_recv_request(struct homa_socket *s, void *buf, size_t cap, uint64_t
 
 // Answers request `id` from `peer` (as [`homa_recv_request`] gave them)
 // with `len` bytes at `buf`. Returns 0 or a negative errno code
-// (`-ENOENT`: no such request waits for a reply).
+// (`-ENOENT`: no such request waits for a reply; `-EMSGSIZE`: `len` is
+// over the maximum message length, checked before `buf` is read).
 //
 // # Safety
 // `s` is a live handle; `peer` valid for reads; `buf` valid for `len`

@@ -34,6 +34,10 @@ use homa_transport::{Config, Error, Socket};
 /// A Homa socket (opaque to C).
 pub struct homa_socket {
     sock: Socket,
+    /// The socket's maximum message length (its configuration's
+    /// `max_message_length`): a longer buffer is refused before a byte of
+    /// it is read.
+    max_message: usize,
 }
 
 /// The address of a peer, as text (`"ip:port"`, NUL-terminated).
@@ -84,17 +88,29 @@ unsafe fn parse_addr(p: *const c_char) -> Result<SocketAddr, c_int> {
         .ok_or(libc::EINVAL)
 }
 
-/// The socket behind a handle, as an owned clone: a call blocked in it on
-/// one thread never touches the handle again, so [`homa_close`] on another
-/// thread may free the handle while the call is still returning `-EBADF`.
+/// The socket behind a handle, as an owned clone, and its maximum message
+/// length: a call blocked in it on one thread never touches the handle
+/// again, so [`homa_close`] on another thread may free the handle while
+/// the call is still returning `-EBADF`.
 ///
 /// # Safety
 /// `s` is null or a handle from [`homa_open`] not yet closed.
-unsafe fn socket(s: *const homa_socket) -> Result<Socket, c_int> {
+unsafe fn socket(s: *const homa_socket) -> Result<(Socket, usize), c_int> {
     // SAFETY: a live handle by the caller's contract; null is checked.
     unsafe { s.as_ref() }
-        .map(|h| h.sock.clone())
+        .map(|h| (h.sock.clone(), h.max_message))
         .ok_or(libc::EINVAL)
+}
+
+/// Refuses a message length over `max` with `EMSGSIZE`, before anything
+/// reads (or copies) the caller's buffer: a length far beyond the buffer
+/// must not become an allocation or a read of that size.
+fn check_len(len: usize, max: usize) -> Result<(), c_int> {
+    if len > max {
+        Err(libc::EMSGSIZE)
+    } else {
+        Ok(())
+    }
 }
 
 /// A timeout in milliseconds; negative means none.
@@ -154,9 +170,10 @@ pub unsafe extern "C" fn homa_open(
         };
         let mut cfg = Config::default();
         cfg.server = Some(server != 0);
+        let max_message = usize::try_from(cfg.proto.max_message_length).unwrap_or(usize::MAX);
         match Socket::bind_with(a, cfg) {
             Ok(sock) => {
-                let h = Box::into_raw(Box::new(homa_socket { sock }));
+                let h = Box::into_raw(Box::new(homa_socket { sock, max_message }));
                 // SAFETY: out is valid for one write (checked non-null).
                 unsafe { *out = h };
                 0
@@ -201,7 +218,7 @@ pub unsafe extern "C" fn homa_local_addr(
 ) -> c_int {
     guard(|| {
         // SAFETY: a live handle or null by the caller's contract.
-        let sock = match unsafe { socket(s) } {
+        let (sock, _) = match unsafe { socket(s) } {
             Ok(x) => x,
             Err(e) => return -e,
         };
@@ -227,8 +244,9 @@ pub unsafe extern "C" fn homa_local_addr(
 /// the response into `resp` and returns the response's full length (more
 /// than `resp_cap` means it was truncated), or a negative errno code:
 /// `-ETIME` deadline exceeded, `-ETIMEDOUT` the peer stopped answering,
-/// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`,
-/// `-EINVAL`, `-EBADF` socket closed.
+/// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`
+/// (`req_len` over the maximum message length, checked before `req` is
+/// read), `-EINVAL`, `-EBADF` socket closed.
 ///
 /// # Safety
 /// `s` is a live handle; `dest` a NUL-terminated string; `req` valid for
@@ -246,7 +264,8 @@ pub unsafe extern "C" fn homa_call(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, max) = socket(s)?;
+            check_len(req_len, max)?;
             let dest = parse_addr(dest)?;
             let body = bytes_in(req.cast(), req_len)?;
             if resp.is_null() && resp_cap > 0 {
@@ -287,7 +306,7 @@ pub unsafe extern "C" fn homa_recv_request(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, _) = socket(s)?;
             if id.is_null() || peer.is_null() || (buf.is_null() && cap > 0) {
                 return Err(libc::EINVAL);
             }
@@ -314,7 +333,8 @@ pub unsafe extern "C" fn homa_recv_request(
 
 /// Answers request `id` from `peer` (as [`homa_recv_request`] gave them)
 /// with `len` bytes at `buf`. Returns 0 or a negative errno code
-/// (`-ENOENT`: no such request waits for a reply).
+/// (`-ENOENT`: no such request waits for a reply; `-EMSGSIZE`: `len` is
+/// over the maximum message length, checked before `buf` is read).
 ///
 /// # Safety
 /// `s` is a live handle; `peer` valid for reads; `buf` valid for `len`
@@ -330,7 +350,8 @@ pub unsafe extern "C" fn homa_reply(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, max) = socket(s)?;
+            check_len(len, max)?;
             let p = peer.as_ref().ok_or(libc::EINVAL)?;
             // Never read past the array, terminated or not.
             let end = p.addr.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
@@ -470,5 +491,60 @@ mod tests {
             // SAFETY: static NUL-terminated strings.
             assert!(!unsafe { CStr::from_ptr(p) }.to_bytes().is_empty());
         }
+    }
+
+    /// Opens a socket on loopback (`server` as for homa_open).
+    fn open(server: c_int) -> *mut homa_socket {
+        let mut s: *mut homa_socket = ptr::null_mut();
+        // SAFETY: a NUL-terminated string and a valid out pointer.
+        assert_eq!(
+            unsafe { homa_open(c"127.0.0.1:0".as_ptr(), server, &mut s) },
+            0
+        );
+        s
+    }
+
+    #[test]
+    fn call_and_reply__length_over_the_maximum_is_emsgsize_without_reading_the_buffer() {
+        let s = open(1);
+        let one = [7u8; 1];
+        let mut resp = [0u8; 16];
+        let max = Config::default().proto.max_message_length as usize;
+        let peer = homa_peer {
+            addr: {
+                let mut a = [0 as c_char; 64];
+                for (d, b) in a.iter_mut().zip(b"127.0.0.1:9") {
+                    *d = *b as c_char;
+                }
+                a
+            },
+        };
+        // The buffer holds one byte: reading `len` bytes of it (or copying
+        // them) would fault or abort the process.
+        for len in [max + 1, 1 << 40, isize::MAX as usize, usize::MAX] {
+            // SAFETY: a live handle; the API must not read past `one`.
+            unsafe {
+                assert_eq!(
+                    homa_call(
+                        s,
+                        c"127.0.0.1:9".as_ptr(),
+                        one.as_ptr().cast(),
+                        len,
+                        resp.as_mut_ptr().cast(),
+                        resp.len(),
+                        1000,
+                    ),
+                    -i64::from(libc::EMSGSIZE),
+                    "homa_call with {len} bytes"
+                );
+                assert_eq!(
+                    homa_reply(s, &peer, 1, one.as_ptr().cast(), len),
+                    -libc::EMSGSIZE,
+                    "homa_reply with {len} bytes"
+                );
+            }
+        }
+        // SAFETY: the live handle, closed once.
+        assert_eq!(unsafe { homa_close(s) }, 0);
     }
 }
