@@ -24,7 +24,9 @@ extern "C" {
 // Opens a Homa socket bound to `addr` (`"127.0.0.1:4000"`, `"0.0.0.0:0"`
 // for any port). With `server` non-zero the socket accepts requests (also
 // on port 0); a client-only socket does not. Stores the handle in `*out`.
-// Returns 0 or a negative errno code.
+// Returns 0 or a negative errno code: `-EINVAL` (bad address text),
+// `-EUCLEAN` (the host table asked for by `HOMA_HOST_SHARING` cannot be
+// used), or the operating system's (`-EADDRINUSE`, ...).
 //
 // # Safety
 // `addr` is a NUL-terminated string; `out` is valid for one write.
@@ -52,10 +54,19 @@ int homa_local_addr(const struct homa_socket *s, char *buf, size_t len);
 // the response, at most `timeout_ms` milliseconds (negative: no limit but
 // the protocol's own peer timeout). Copies at most `resp_cap` bytes of
 // the response into `resp` and returns the response's full length (more
-// than `resp_cap` means it was truncated), or a negative errno code:
-// `-ETIME` deadline exceeded, `-ETIMEDOUT` the peer stopped answering,
-// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`,
-// `-EINVAL`, `-EBADF` socket closed.
+// than `resp_cap` means it was truncated), or a negative errno code that
+// says whether the request ran:
+// * did not run: `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`,
+//   `-ENETUNREACH`, `-ENXIO` the destination socket is client-only (it
+//   serves no requests), `-EMSGSIZE` `req_len` is over the maximum message
+//   length (checked before `req` is read), `-EINVAL`, `-EAFNOSUPPORT`;
+// * may have run: `-ETIME` deadline exceeded (the RPC was aborted),
+//   `-ETIMEDOUT` the peer stopped answering, `-ECONNRESET` the server
+//   restarted or went away after the request may have reached it (it will
+//   not run again), `-EBADF` socket closed, `-EIO` or another
+//   operating-system code;
+// * ran: `-ECONNABORTED` the server ran it and then discarded the RPC
+//   before its response reached us.
 //
 // # Safety
 // `s` is a live handle; `dest` a NUL-terminated string; `req` valid for
@@ -67,7 +78,8 @@ int64_t homa_call(struct homa_socket *s, const char *dest, const void *req, size
 // `*id` and the client's address in `*peer` (both needed by
 // [`homa_reply`]), and returns the request's full length (more than `cap`
 // means it was truncated); `-ETIMEDOUT` if none came in time, `-EBADF`
-// once the socket is closed.
+// once the socket is closed, `-EOPNOTSUPP` at once on a client-only
+// socket (opened with `server` 0: it accepts no requests).
 //
 // # Safety
 // `s` is a live handle; `buf` valid for `cap` bytes of writes; `id` and
@@ -76,7 +88,8 @@ int64_t homa_recv_request(struct homa_socket *s, void *buf, size_t cap, uint64_t
 
 // Answers request `id` from `peer` (as [`homa_recv_request`] gave them)
 // with `len` bytes at `buf`. Returns 0 or a negative errno code
-// (`-ENOENT`: no such request waits for a reply).
+// (`-ENOENT`: no such request waits for a reply; `-EMSGSIZE`: `len` is
+// over the maximum message length, checked before `buf` is read).
 //
 // # Safety
 // `s` is a live handle; `peer` valid for reads; `buf` valid for `len`
@@ -84,7 +97,9 @@ int64_t homa_recv_request(struct homa_socket *s, void *buf, size_t cap, uint64_t
 int homa_reply(struct homa_socket *s, const struct homa_peer *peer, uint64_t id, const void *buf, size_t len);
 
 // What a code returned by this API means (negative or positive; static
-// text, never null).
+// text, never null). For the codes of [`homa_call`] the text says whether
+// the request ran. This API never sets `errno`: an operating-system error
+// is returned as its negated code.
 const char *homa_strerror(int err);
 
 #ifdef __cplusplus

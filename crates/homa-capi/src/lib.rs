@@ -34,6 +34,10 @@ use homa_transport::{Config, Error, Socket};
 /// A Homa socket (opaque to C).
 pub struct homa_socket {
     sock: Socket,
+    /// The socket's maximum message length (its configuration's
+    /// `max_message_length`): a longer buffer is refused before a byte of
+    /// it is read.
+    max_message: usize,
 }
 
 /// The address of a peer, as text (`"ip:port"`, NUL-terminated).
@@ -44,22 +48,47 @@ pub struct homa_peer {
     pub addr: [c_char; 64],
 }
 
-/// The errno-style code of an error (positive).
+/// The errno-style code of an error (positive). Every variant of
+/// [`Error`] has its own arm, so a caller can tell "did not run" from "may
+/// have run" from "ran" (`docs/at-most-once.md`); `docs/c-api.md` has the
+/// table. `Error` is `#[non_exhaustive]`, so the compiler cannot check the
+/// match is complete: the test `errno__names_every_variant_of_the_error`
+/// fails when homa-transport gains a variant this match does not name.
 fn errno(e: &Error) -> c_int {
     match e {
-        Error::DeadlineExceeded => libc::ETIME,
-        Error::PeerTimeout => libc::ETIMEDOUT,
+        // The call: did not run.
         Error::PortUnreachable => libc::ECONNREFUSED,
         Error::HostUnreachable => libc::EHOSTUNREACH,
+        Error::NetworkUnreachable => libc::ENETUNREACH,
+        Error::NotServer => libc::ENXIO,
+        // The call: may have run.
+        Error::DeadlineExceeded => libc::ETIME,
+        Error::PeerTimeout => libc::ETIMEDOUT,
+        Error::OutcomeUnknown => libc::ECONNRESET,
+        Error::Aborted => libc::ECANCELED,
+        // The call: ran.
+        Error::Abandoned => libc::ECONNABORTED,
+        // Refused before anything was sent.
         Error::MessageTooLong { .. } => libc::EMSGSIZE,
         Error::EmptyMessage | Error::Config(_) => libc::EINVAL,
-        Error::Aborted => libc::ECANCELED,
-        Error::Closed | Error::RuntimeShutdown => libc::EBADF,
-        Error::WouldBlock => libc::EAGAIN,
         Error::AddressFamily => libc::EAFNOSUPPORT,
+        Error::WouldBlock => libc::EAGAIN,
+        // The socket.
+        Error::Closed | Error::RuntimeShutdown => libc::EBADF,
+        Error::ClientOnly => libc::EOPNOTSUPP,
         Error::UnknownRpc => libc::ENOENT,
-        Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
-        _ => libc::EIO,
+        Error::HostSharing(_) => libc::EUCLEAN,
+        Error::Io(io) => match io.raw_os_error() {
+            // An operating-system code that would read as one of Homa's
+            // outcomes above (ran, did not run, server restarted) would
+            // misstate it: plain I/O error instead.
+            Some(libc::ECONNABORTED | libc::ENXIO | libc::ECONNRESET) | None => libc::EIO,
+            Some(c) => c,
+        },
+        // A variant added to homa-transport after this match was written
+        // (a bug here, caught by errno__names_every_variant_of_the_error):
+        // never a code that claims an outcome.
+        _ => libc::ENOTRECOVERABLE,
     }
 }
 
@@ -84,17 +113,29 @@ unsafe fn parse_addr(p: *const c_char) -> Result<SocketAddr, c_int> {
         .ok_or(libc::EINVAL)
 }
 
-/// The socket behind a handle, as an owned clone: a call blocked in it on
-/// one thread never touches the handle again, so [`homa_close`] on another
-/// thread may free the handle while the call is still returning `-EBADF`.
+/// The socket behind a handle, as an owned clone, and its maximum message
+/// length: a call blocked in it on one thread never touches the handle
+/// again, so [`homa_close`] on another thread may free the handle while
+/// the call is still returning `-EBADF`.
 ///
 /// # Safety
 /// `s` is null or a handle from [`homa_open`] not yet closed.
-unsafe fn socket(s: *const homa_socket) -> Result<Socket, c_int> {
+unsafe fn socket(s: *const homa_socket) -> Result<(Socket, usize), c_int> {
     // SAFETY: a live handle by the caller's contract; null is checked.
     unsafe { s.as_ref() }
-        .map(|h| h.sock.clone())
+        .map(|h| (h.sock.clone(), h.max_message))
         .ok_or(libc::EINVAL)
+}
+
+/// Refuses a message length over `max` with `EMSGSIZE`, before anything
+/// reads (or copies) the caller's buffer: a length far beyond the buffer
+/// must not become an allocation or a read of that size.
+fn check_len(len: usize, max: usize) -> Result<(), c_int> {
+    if len > max {
+        Err(libc::EMSGSIZE)
+    } else {
+        Ok(())
+    }
 }
 
 /// A timeout in milliseconds; negative means none.
@@ -133,7 +174,9 @@ unsafe fn bytes_in<'a>(p: *const u8, len: usize) -> Result<&'a [u8], c_int> {
 /// Opens a Homa socket bound to `addr` (`"127.0.0.1:4000"`, `"0.0.0.0:0"`
 /// for any port). With `server` non-zero the socket accepts requests (also
 /// on port 0); a client-only socket does not. Stores the handle in `*out`.
-/// Returns 0 or a negative errno code.
+/// Returns 0 or a negative errno code: `-EINVAL` (bad address text),
+/// `-EUCLEAN` (the host table asked for by `HOMA_HOST_SHARING` cannot be
+/// used), or the operating system's (`-EADDRINUSE`, ...).
 ///
 /// # Safety
 /// `addr` is a NUL-terminated string; `out` is valid for one write.
@@ -154,9 +197,10 @@ pub unsafe extern "C" fn homa_open(
         };
         let mut cfg = Config::default();
         cfg.server = Some(server != 0);
+        let max_message = usize::try_from(cfg.proto.max_message_length).unwrap_or(usize::MAX);
         match Socket::bind_with(a, cfg) {
             Ok(sock) => {
-                let h = Box::into_raw(Box::new(homa_socket { sock }));
+                let h = Box::into_raw(Box::new(homa_socket { sock, max_message }));
                 // SAFETY: out is valid for one write (checked non-null).
                 unsafe { *out = h };
                 0
@@ -201,7 +245,7 @@ pub unsafe extern "C" fn homa_local_addr(
 ) -> c_int {
     guard(|| {
         // SAFETY: a live handle or null by the caller's contract.
-        let sock = match unsafe { socket(s) } {
+        let (sock, _) = match unsafe { socket(s) } {
             Ok(x) => x,
             Err(e) => return -e,
         };
@@ -225,10 +269,19 @@ pub unsafe extern "C" fn homa_local_addr(
 /// the response, at most `timeout_ms` milliseconds (negative: no limit but
 /// the protocol's own peer timeout). Copies at most `resp_cap` bytes of
 /// the response into `resp` and returns the response's full length (more
-/// than `resp_cap` means it was truncated), or a negative errno code:
-/// `-ETIME` deadline exceeded, `-ETIMEDOUT` the peer stopped answering,
-/// `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`, `-EMSGSIZE`,
-/// `-EINVAL`, `-EBADF` socket closed.
+/// than `resp_cap` means it was truncated), or a negative errno code that
+/// says whether the request ran:
+/// * did not run: `-ECONNREFUSED` nothing listens there, `-EHOSTUNREACH`,
+///   `-ENETUNREACH`, `-ENXIO` the destination socket is client-only (it
+///   serves no requests), `-EMSGSIZE` `req_len` is over the maximum message
+///   length (checked before `req` is read), `-EINVAL`, `-EAFNOSUPPORT`;
+/// * may have run: `-ETIME` deadline exceeded (the RPC was aborted),
+///   `-ETIMEDOUT` the peer stopped answering, `-ECONNRESET` the server
+///   restarted or went away after the request may have reached it (it will
+///   not run again), `-EBADF` socket closed, `-EIO` or another
+///   operating-system code;
+/// * ran: `-ECONNABORTED` the server ran it and then discarded the RPC
+///   before its response reached us.
 ///
 /// # Safety
 /// `s` is a live handle; `dest` a NUL-terminated string; `req` valid for
@@ -246,7 +299,8 @@ pub unsafe extern "C" fn homa_call(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, max) = socket(s)?;
+            check_len(req_len, max)?;
             let dest = parse_addr(dest)?;
             let body = bytes_in(req.cast(), req_len)?;
             if resp.is_null() && resp_cap > 0 {
@@ -270,7 +324,8 @@ pub unsafe extern "C" fn homa_call(
 /// `*id` and the client's address in `*peer` (both needed by
 /// [`homa_reply`]), and returns the request's full length (more than `cap`
 /// means it was truncated); `-ETIMEDOUT` if none came in time, `-EBADF`
-/// once the socket is closed.
+/// once the socket is closed, `-EOPNOTSUPP` at once on a client-only
+/// socket (opened with `server` 0: it accepts no requests).
 ///
 /// # Safety
 /// `s` is a live handle; `buf` valid for `cap` bytes of writes; `id` and
@@ -287,7 +342,7 @@ pub unsafe extern "C" fn homa_recv_request(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, _) = socket(s)?;
             if id.is_null() || peer.is_null() || (buf.is_null() && cap > 0) {
                 return Err(libc::EINVAL);
             }
@@ -314,7 +369,8 @@ pub unsafe extern "C" fn homa_recv_request(
 
 /// Answers request `id` from `peer` (as [`homa_recv_request`] gave them)
 /// with `len` bytes at `buf`. Returns 0 or a negative errno code
-/// (`-ENOENT`: no such request waits for a reply).
+/// (`-ENOENT`: no such request waits for a reply; `-EMSGSIZE`: `len` is
+/// over the maximum message length, checked before `buf` is read).
 ///
 /// # Safety
 /// `s` is a live handle; `peer` valid for reads; `buf` valid for `len`
@@ -330,7 +386,8 @@ pub unsafe extern "C" fn homa_reply(
     guard(|| {
         // SAFETY: the caller's contract (see above) for each pointer.
         let r = (|| unsafe {
-            let sock = socket(s)?;
+            let (sock, max) = socket(s)?;
+            check_len(len, max)?;
             let p = peer.as_ref().ok_or(libc::EINVAL)?;
             // Never read past the array, terminated or not.
             let end = p.addr.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
@@ -350,30 +407,48 @@ pub unsafe extern "C" fn homa_reply(
 }
 
 /// What a code returned by this API means (negative or positive; static
-/// text, never null).
+/// text, never null). For the codes of [`homa_call`] the text says whether
+/// the request ran. This API never sets `errno`: an operating-system error
+/// is returned as its negated code.
 #[no_mangle]
 pub extern "C" fn homa_strerror(err: c_int) -> *const c_char {
-    let text: &'static CStr = match err.checked_abs().unwrap_or(0) {
+    strerror_text(err).as_ptr()
+}
+
+/// The text behind [`homa_strerror`]; [`UNKNOWN_CODE`] for a code this API
+/// does not give a meaning of its own.
+fn strerror_text(err: c_int) -> &'static CStr {
+    match err.checked_abs().unwrap_or(0) {
         0 => c"success",
-        libc::ETIME => c"deadline exceeded (the call's timeout passed; the RPC was aborted)",
-        libc::ETIMEDOUT => c"timed out (the peer stopped answering, or no request came in time)",
-        libc::ECONNREFUSED => c"destination port unreachable (nothing listens there)",
-        libc::EHOSTUNREACH => c"destination host unreachable",
-        libc::EMSGSIZE => c"message longer than the maximum Homa message",
-        libc::EINVAL => c"invalid argument (null pointer, bad address text, empty message)",
-        libc::ECANCELED => c"rpc aborted",
-        libc::EBADF => c"socket closed",
-        libc::EAGAIN => c"send buffer full",
+        libc::ECONNREFUSED => c"destination port unreachable (nothing listens there): the request did not run",
+        libc::EHOSTUNREACH => c"destination host unreachable: the request did not run",
+        libc::ENETUNREACH => c"destination network unreachable (no route): the request did not run",
+        libc::ENXIO => c"destination socket does not serve requests (it is client-only): the request did not run",
+        libc::ETIME => c"deadline exceeded (the call's timeout passed; the RPC was aborted): the request may have run",
+        libc::ETIMEDOUT => c"timed out (the peer stopped answering: the request may have run; or no request came in time)",
+        libc::ECONNRESET => c"server restarted or went away after the request may have reached it: the request may have run, and will not run again",
+        libc::ECONNABORTED => c"server ran the request, then discarded the rpc before its response reached us: the request ran",
+        libc::ECANCELED => c"rpc aborted by the application: the request may have run",
+        libc::EMSGSIZE => c"message longer than the maximum Homa message: not sent",
+        libc::EINVAL => c"invalid argument (null pointer, bad address text, empty message, bad configuration)",
         libc::EAFNOSUPPORT => c"address family mismatch (IPv6 destination on an IPv4 socket)",
+        libc::EBADF => c"socket closed",
+        libc::EOPNOTSUPP => c"this socket accepts no requests (opened client-only)",
+        libc::EAGAIN => c"send buffer full",
         libc::ENOENT => c"no such rpc (a reply to an unknown or already answered request)",
+        libc::EUCLEAN => c"host sharing: the host table asked for (HOMA_HOST_SHARING) cannot be used (bad value; foreign, corrupt, wrong-size, wrong-owner or full table file)",
         libc::ENOSPC => c"buffer too small",
         libc::EADDRINUSE => c"address already in use",
         libc::EADDRNOTAVAIL => c"cannot assign requested address",
+        libc::EIO => c"input/output error (an operating-system or internal failure with no more precise code): a request may have run",
         libc::ENOTRECOVERABLE => c"internal error in homa-rs (a bug: please report it)",
-        _ => c"operating system error (see errno)",
-    };
-    text.as_ptr()
+        _ => UNKNOWN_CODE,
+    }
 }
+
+/// [`homa_strerror`]'s text for a code without a meaning of its own here.
+const UNKNOWN_CODE: &CStr =
+    c"operating-system error (strerror(-code) describes it; errno is not set): a request may have run";
 
 #[cfg(test)]
 #[allow(non_snake_case)]
@@ -470,5 +545,238 @@ mod tests {
             // SAFETY: static NUL-terminated strings.
             assert!(!unsafe { CStr::from_ptr(p) }.to_bytes().is_empty());
         }
+    }
+
+    /// An `Error::Config`, from a socket opened with a bad configuration.
+    fn config_error() -> Error {
+        let mut cfg = Config::default();
+        cfg.proto.max_message_length = 0;
+        let e = Socket::bind_with("127.0.0.1:0", cfg).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        e
+    }
+
+    /// One value of every variant of the transport's error, with the code
+    /// the C API gives it and whether a call that failed with it ran
+    /// (`Some(false)` did not run, `None` may have run, `Some(true)` ran;
+    /// variants no call returns count as "did not run").
+    fn every_error() -> Vec<(Error, c_int, Option<bool>)> {
+        use std::io;
+        vec![
+            (Error::PortUnreachable, libc::ECONNREFUSED, Some(false)),
+            (Error::HostUnreachable, libc::EHOSTUNREACH, Some(false)),
+            (Error::NetworkUnreachable, libc::ENETUNREACH, Some(false)),
+            (Error::NotServer, libc::ENXIO, Some(false)),
+            (Error::DeadlineExceeded, libc::ETIME, None),
+            (Error::PeerTimeout, libc::ETIMEDOUT, None),
+            (Error::OutcomeUnknown, libc::ECONNRESET, None),
+            (Error::Aborted, libc::ECANCELED, None),
+            (Error::Abandoned, libc::ECONNABORTED, Some(true)),
+            (
+                Error::MessageTooLong { len: 2, max: 1 },
+                libc::EMSGSIZE,
+                Some(false),
+            ),
+            (Error::EmptyMessage, libc::EINVAL, Some(false)),
+            (config_error(), libc::EINVAL, Some(false)),
+            (Error::AddressFamily, libc::EAFNOSUPPORT, Some(false)),
+            (Error::WouldBlock, libc::EAGAIN, Some(false)),
+            (Error::Closed, libc::EBADF, None),
+            (Error::RuntimeShutdown, libc::EBADF, None),
+            (Error::ClientOnly, libc::EOPNOTSUPP, Some(false)),
+            (Error::UnknownRpc, libc::ENOENT, Some(false)),
+            (Error::HostSharing("x".into()), libc::EUCLEAN, Some(false)),
+            (
+                Error::Io(io::Error::from_raw_os_error(libc::EACCES)),
+                libc::EACCES,
+                None,
+            ),
+            (Error::Io(io::Error::other("x")), libc::EIO, None),
+        ]
+    }
+
+    #[test]
+    fn errno__each_outcome_has_its_own_code_and_text() {
+        let all = every_error();
+        for (e, code, _) in &all {
+            assert_eq!(errno(e), *code, "{e:?}");
+            if !matches!(e, Error::Io(_)) {
+                assert_ne!(*code, libc::EIO, "{e:?} falls to -EIO");
+                assert_ne!(
+                    strerror_text(-code),
+                    UNKNOWN_CODE,
+                    "{e:?}: homa_strerror has no text of its own for {code}"
+                );
+            }
+        }
+        // A code never stands for two answers to "did the request run".
+        for (a, ca, ra) in &all {
+            for (b, cb, rb) in &all {
+                if ca == cb {
+                    assert_eq!(ra, rb, "{a:?} and {b:?} share {ca}");
+                }
+            }
+        }
+        // The outcomes of a call, one code each.
+        let outcomes = [
+            Error::PortUnreachable,
+            Error::HostUnreachable,
+            Error::NetworkUnreachable,
+            Error::NotServer,
+            Error::DeadlineExceeded,
+            Error::PeerTimeout,
+            Error::OutcomeUnknown,
+            Error::Aborted,
+            Error::Abandoned,
+        ];
+        let codes: std::collections::HashSet<c_int> = outcomes.iter().map(errno).collect();
+        assert_eq!(codes.len(), outcomes.len(), "two outcomes share a code");
+        // An operating-system code that reads as a Homa outcome is not passed on.
+        for c in [libc::ECONNABORTED, libc::ENXIO, libc::ECONNRESET] {
+            let e = Error::Io(std::io::Error::from_raw_os_error(c));
+            assert_eq!(errno(&e), libc::EIO);
+        }
+    }
+
+    /// `Error` is `#[non_exhaustive]`: the compiler accepts a match on it
+    /// that misses a variant. This reads the enum's source and fails when a
+    /// variant is missing from `errno` or from `every_error`.
+    #[test]
+    fn errno__names_every_variant_of_the_error() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../homa-transport/src/error.rs");
+        let src = std::fs::read_to_string(&path).expect("homa-transport's error.rs");
+        let body = src
+            .split_once("pub enum Error {")
+            .and_then(|(_, rest)| rest.split_once("\n}"))
+            .expect("pub enum Error { ... }")
+            .0;
+        let variants: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|l| {
+                l.split(|c: char| !c.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert!(variants.len() >= 20, "parsed {variants:?}");
+        let lib = include_str!("lib.rs");
+        let errno_src = lib
+            .split_once("fn errno(e: &Error) -> c_int {")
+            .and_then(|(_, rest)| rest.split_once("\n}"))
+            .unwrap()
+            .0;
+        let sampled: Vec<String> = every_error()
+            .iter()
+            .map(|(e, _, _)| format!("{e:?}"))
+            .collect();
+        for v in variants {
+            assert!(
+                errno_src.contains(&format!("Error::{v}")),
+                "errno() does not map Error::{v}: give it a code, a homa_strerror text and a row in docs/c-api.md"
+            );
+            assert!(
+                sampled.iter().any(|d| d.starts_with(v)
+                    && !d[v.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())),
+                "every_error() has no Error::{v}"
+            );
+        }
+    }
+
+    /// Opens a socket on loopback (`server` as for homa_open).
+    fn open(server: c_int) -> *mut homa_socket {
+        let mut s: *mut homa_socket = ptr::null_mut();
+        // SAFETY: a NUL-terminated string and a valid out pointer.
+        assert_eq!(
+            unsafe { homa_open(c"127.0.0.1:0".as_ptr(), server, &mut s) },
+            0
+        );
+        s
+    }
+
+    #[test]
+    fn call__to_a_client_only_socket_is_enxio_not_eio() {
+        let (client, target) = (open(0), open(0));
+        let mut addr = [0 as c_char; 64];
+        let mut resp = [0u8; 16];
+        // SAFETY: live handles, valid buffers of the lengths given.
+        unsafe {
+            assert!(homa_local_addr(target, addr.as_mut_ptr(), addr.len()) > 0);
+            let n = homa_call(
+                client,
+                addr.as_ptr(),
+                c"ping".as_ptr().cast(),
+                4,
+                resp.as_mut_ptr().cast(),
+                resp.len(),
+                5000,
+            );
+            assert_eq!(n, -i64::from(libc::ENXIO));
+            let text = CStr::from_ptr(homa_strerror(n as c_int)).to_str().unwrap();
+            assert!(text.contains("did not run"), "{text}");
+            assert_eq!(homa_close(client), 0);
+            assert_eq!(homa_close(target), 0);
+        }
+    }
+
+    #[test]
+    fn recv_request__on_a_client_only_socket_is_eopnotsupp_not_eio() {
+        let s = open(0);
+        let mut id = 0u64;
+        let mut peer = homa_peer { addr: [0; 64] };
+        // SAFETY: a live handle, valid out pointers.
+        unsafe {
+            assert_eq!(
+                homa_recv_request(s, ptr::null_mut(), 0, &mut id, &mut peer, -1),
+                -i64::from(libc::EOPNOTSUPP)
+            );
+            assert_eq!(homa_close(s), 0);
+        }
+    }
+
+    #[test]
+    fn call_and_reply__length_over_the_maximum_is_emsgsize_without_reading_the_buffer() {
+        let s = open(1);
+        let one = [7u8; 1];
+        let mut resp = [0u8; 16];
+        let max = Config::default().proto.max_message_length as usize;
+        let peer = homa_peer {
+            addr: {
+                let mut a = [0 as c_char; 64];
+                for (d, b) in a.iter_mut().zip(b"127.0.0.1:9") {
+                    *d = *b as c_char;
+                }
+                a
+            },
+        };
+        // The buffer holds one byte: reading `len` bytes of it (or copying
+        // them) would fault or abort the process.
+        for len in [max + 1, 1 << 40, isize::MAX as usize, usize::MAX] {
+            // SAFETY: a live handle; the API must not read past `one`.
+            unsafe {
+                assert_eq!(
+                    homa_call(
+                        s,
+                        c"127.0.0.1:9".as_ptr(),
+                        one.as_ptr().cast(),
+                        len,
+                        resp.as_mut_ptr().cast(),
+                        resp.len(),
+                        1000,
+                    ),
+                    -i64::from(libc::EMSGSIZE),
+                    "homa_call with {len} bytes"
+                );
+                assert_eq!(
+                    homa_reply(s, &peer, 1, one.as_ptr().cast(), len),
+                    -libc::EMSGSIZE,
+                    "homa_reply with {len} bytes"
+                );
+            }
+        }
+        // SAFETY: the live handle, closed once.
+        assert_eq!(unsafe { homa_close(s) }, 0);
     }
 }
