@@ -96,6 +96,18 @@ int64_t homa_recv_request(struct homa_socket *s, void *buf, size_t cap, uint64_t
 // bytes of reads.
 int homa_reply(struct homa_socket *s, const struct homa_peer *peer, uint64_t id, const void *buf, size_t len);
 
+// Tells the library that the application will not answer request `id`
+// from `peer` (as [`homa_recv_request`] gave them): the request is
+// freed and its client's call fails at once with `-ECONNABORTED` (it
+// ran). A request neither answered nor discarded is kept until the socket
+// closes, and holds one of its client's slots (`max_rpcs_per_peer`).
+// Returns 0 or a negative errno code (`-ENOENT`: no such request waits
+// for a reply).
+//
+// # Safety
+// `s` is a live handle; `peer` valid for reads.
+int homa_discard(struct homa_socket *s, const struct homa_peer *peer, uint64_t id);
+
 // What a code returned by this API means (negative or positive; static
 // text, never null). For the codes of [`homa_call`] the text says whether
 // the request ran. This API never sets `errno`: an operating-system error

@@ -388,14 +388,7 @@ pub unsafe extern "C" fn homa_reply(
         let r = (|| unsafe {
             let (sock, max) = socket(s)?;
             check_len(len, max)?;
-            let p = peer.as_ref().ok_or(libc::EINVAL)?;
-            // Never read past the array, terminated or not.
-            let end = p.addr.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
-            let text: Vec<u8> = p.addr[..end].iter().map(|&c| c as u8).collect();
-            let addr: SocketAddr = std::str::from_utf8(&text)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or(libc::EINVAL)?;
+            let addr = peer_addr(peer)?;
             let body = bytes_in(buf.cast(), len)?;
             sock.reply(addr, id, body.to_vec()).map_err(|e| errno(&e))
         })();
@@ -404,6 +397,53 @@ pub unsafe extern "C" fn homa_reply(
             Err(e) => -e,
         }
     })
+}
+
+/// Tells the library that the application will not answer request `id`
+/// from `peer` (as [`homa_recv_request`] gave them): the request is
+/// freed and its client's call fails at once with `-ECONNABORTED` (it
+/// ran). A request neither answered nor discarded is kept until the socket
+/// closes, and holds one of its client's slots (`max_rpcs_per_peer`).
+/// Returns 0 or a negative errno code (`-ENOENT`: no such request waits
+/// for a reply).
+///
+/// # Safety
+/// `s` is a live handle; `peer` valid for reads.
+#[no_mangle]
+pub unsafe extern "C" fn homa_discard(
+    s: *mut homa_socket,
+    peer: *const homa_peer,
+    id: u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract (see above) for each pointer.
+        let r = (|| unsafe {
+            let (sock, _) = socket(s)?;
+            let addr = peer_addr(peer)?;
+            sock.discard(addr, id).map_err(|e| errno(&e))
+        })();
+        match r {
+            Ok(()) => 0,
+            Err(e) => -e,
+        }
+    })
+}
+
+/// The address in a [`homa_peer`] (`-EINVAL` for a null pointer, an
+/// unterminated array or text that is not an address).
+///
+/// # Safety
+/// `peer` is null or valid for reads.
+unsafe fn peer_addr(peer: *const homa_peer) -> Result<SocketAddr, c_int> {
+    // SAFETY: the caller's contract.
+    let p = unsafe { peer.as_ref() }.ok_or(libc::EINVAL)?;
+    // Never read past the array, terminated or not.
+    let end = p.addr.iter().position(|&c| c == 0).ok_or(libc::EINVAL)?;
+    let text: Vec<u8> = p.addr[..end].iter().map(|&c| c as u8).collect();
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(libc::EINVAL)
 }
 
 /// What a code returned by this API means (negative or positive; static
@@ -718,6 +758,46 @@ mod tests {
             assert!(text.contains("did not run"), "{text}");
             assert_eq!(homa_close(client), 0);
             assert_eq!(homa_close(target), 0);
+        }
+    }
+
+    #[test]
+    fn discard__the_call_fails_at_once_with_econnaborted() {
+        let (client, server) = (open(0), open(1));
+        let mut addr = [0 as c_char; 64];
+        // SAFETY: live handles (the server's until joined and closed),
+        // valid buffers of the lengths given.
+        unsafe {
+            assert!(homa_local_addr(server, addr.as_mut_ptr(), addr.len()) > 0);
+            let s = server as usize;
+            let t = std::thread::spawn(move || {
+                let s = s as *mut homa_socket;
+                let (mut id, mut peer) = (0u64, homa_peer { addr: [0; 64] });
+                let n = homa_recv_request(s, ptr::null_mut(), 0, &mut id, &mut peer, 5000);
+                assert!(n > 0, "{n}");
+                let first = homa_discard(s, &peer, id);
+                let again = homa_discard(s, &peer, id);
+                (first, again, homa_discard(s, ptr::null(), id))
+            });
+            let mut resp = [0u8; 16];
+            let started = std::time::Instant::now();
+            let n = homa_call(
+                client,
+                addr.as_ptr(),
+                c"ping".as_ptr().cast(),
+                4,
+                resp.as_mut_ptr().cast(),
+                resp.len(),
+                5000,
+            );
+            assert_eq!(n, -i64::from(libc::ECONNABORTED));
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "told, not timed out"
+            );
+            assert_eq!(t.join().unwrap(), (0, -libc::ENOENT, -libc::EINVAL));
+            assert_eq!(homa_close(client), 0);
+            assert_eq!(homa_close(server), 0);
         }
     }
 
