@@ -514,6 +514,23 @@ impl Endpoint {
         self.sockets.len()
     }
 
+    /// A delivered message's pieces (from [`Event::Request`] or
+    /// [`Event::Response`] on socket `port`) copied into one contiguous
+    /// `Bytes` that counts in the socket's receive budget as the pieces
+    /// did (they are released as they drop): an application that holds
+    /// copies is held back like one that holds the pieces. Without such a
+    /// socket the copy is not counted.
+    pub fn contiguous_copy(&self, port: u16, pieces: &[Bytes]) -> Bytes {
+        let mut all = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+        for p in pieces {
+            all.extend_from_slice(p);
+        }
+        match self.sockets.get(&port) {
+            Some(s) => s.deliver(all),
+            None => Bytes::from(all),
+        }
+    }
+
     /// Bytes of incoming-message buffers currently held.
     pub fn rx_bytes(&self) -> u64 {
         self.memory.total()

@@ -580,7 +580,13 @@ impl Shared {
     #[inline(always)]
     pub(crate) fn take_request(&self, st: &mut State) -> Option<Result<Request, Error>> {
         match self.take_request_message(st) {
-            Some(Ok(r)) => Some(Ok(Request::from(r))),
+            // Made contiguous: a chain is copied, and the copy counts in
+            // the receive budget as the pieces did.
+            Some(Ok(r)) => Some(Ok(Request {
+                id: r.id,
+                peer: r.peer,
+                body: r.message.into_counted_bytes(&st.ep, self.port),
+            })),
             Some(Err(e)) => Some(Err(e)),
             None => None,
         }
@@ -910,7 +916,7 @@ impl Shared {
                 Event::Response { id, data, more, .. } => {
                     // A chained response is made contiguous (one copy, as
                     // reassembly did).
-                    let data = crate::message::contiguous(data, more);
+                    let data = crate::message::contiguous(&st.ep, self.port, data, more);
                     st.complete(id, Ok(data))
                 }
                 Event::Failed { id, error, .. } => st.complete(id, Err(Error::from_rpc(error))),

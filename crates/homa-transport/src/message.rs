@@ -175,16 +175,35 @@ impl Message {
     }
 }
 
-/// The pieces `first` then `rest` as one [`Bytes`]: `first` itself when
-/// `rest` is empty (no copy), else a copy of them all. The runtime's
-/// contiguous deliveries (responses, `recv_request`) take this path
-/// without building a [`Message`].
+/// The pieces `first` then `rest` of a message delivered on socket `port`
+/// as one [`Bytes`]: `first` itself when `rest` is empty (no copy), else a
+/// copy of them all that counts in the socket's receive budget as they did
+/// ([`Endpoint::contiguous_copy`](homa_proto::Endpoint::contiguous_copy)).
+/// The runtime's contiguous deliveries (responses, `recv_request`) take
+/// this path.
 #[inline]
-pub(crate) fn contiguous(first: Bytes, rest: Vec<Bytes>) -> Bytes {
+pub(crate) fn contiguous(
+    ep: &homa_proto::Endpoint,
+    port: u16,
+    first: Bytes,
+    mut rest: Vec<Bytes>,
+) -> Bytes {
     if rest.is_empty() {
         first
     } else {
-        concat(std::iter::once(&first).chain(&rest))
+        rest.insert(0, first);
+        ep.contiguous_copy(port, &rest)
+    }
+}
+
+impl Message {
+    /// [`contiguous`] for a delivered message.
+    #[inline]
+    pub(crate) fn into_counted_bytes(self, ep: &homa_proto::Endpoint, port: u16) -> Bytes {
+        match self.0 {
+            Pieces::One(b) => b,
+            Pieces::Chain(v) => ep.contiguous_copy(port, &v),
+        }
     }
 }
 
@@ -312,8 +331,12 @@ mod chain_tests {
         let one = Bytes::from_static(b"xy");
         let m = Message::from_parts(one.clone(), Vec::new());
         assert_eq!(m, Message::from(one.clone()));
-        assert_eq!(contiguous(one.clone(), Vec::new()).as_ptr(), one.as_ptr());
-        let c = contiguous(one, vec![Bytes::from_static(b"z")]);
+        let ep = homa_proto::Endpoint::new(homa_proto::Config::default(), 1).unwrap();
+        assert_eq!(
+            contiguous(&ep, 9, one.clone(), Vec::new()).as_ptr(),
+            one.as_ptr()
+        );
+        let c = contiguous(&ep, 9, one, vec![Bytes::from_static(b"z")]);
         assert_eq!(&c[..], b"xyz");
         assert_eq!(Message::default().len(), 0);
     }

@@ -161,3 +161,67 @@ fn queue_full__requests_taken_back_are_sent_again_and_run_once() {
     // still full).
     assert!(server.metrics().proto.stats.requests_declined >= n - 2);
 }
+
+/// `recv_request` hands over a contiguous copy of a request that arrived
+/// in pieces; the copy counts in the receive budget as the pieces did. (It
+/// did not: an outside test's server held 69 requests of 4 MiB, 276 MiB,
+/// against a 64 MiB budget, none waiting for memory.)
+#[test]
+fn held_request_copies__count_in_the_receive_budget() {
+    let mut config = Config::default();
+    config.server = Some(true);
+    config.proto.socket_rx_budget = 1 << 20;
+    config.proto.max_rx_bytes_per_peer = 1 << 20;
+    config.proto.max_message_length = 512 << 10;
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let client = Socket::bind("127.0.0.1:0").unwrap();
+    let (n, len) = (12u64, 256 << 10);
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            client
+                .start_call_timeout(server.local_addr(), pattern(len, i), HANG)
+                .unwrap()
+        })
+        .collect();
+    // The application takes what it can and holds it.
+    let mut held = Vec::new();
+    let give_up = Instant::now() + HANG;
+    while server.metrics().proto.stats.messages_waited == 0 {
+        assert!(Instant::now() < give_up, "the budget never filled");
+        if let Some(r) = server
+            .recv_request_timeout(Duration::from_millis(5))
+            .unwrap()
+        {
+            held.push(r);
+        }
+    }
+    // Taking more finds nothing while the copies are held.
+    while let Some(r) = server
+        .recv_request_timeout(Duration::from_millis(50))
+        .unwrap()
+    {
+        held.push(r);
+    }
+    let most = (1 << 20) / len + 1;
+    assert!(
+        held.len() <= most,
+        "{} of {len} B held against a 1 MiB budget",
+        held.len()
+    );
+    assert!(server.metrics().proto.waiting_for_memory > 0);
+    // Answering releases them; the rest arrive.
+    let mut answered = 0;
+    while answered < n {
+        for r in held.drain(..) {
+            assert_eq!(r.body.len(), len);
+            server.reply(r.peer, r.id, &b"ok"[..]).unwrap();
+            answered += 1;
+        }
+        if answered < n {
+            held.push(server.recv_request_timeout(HANG).unwrap().expect("request"));
+        }
+    }
+    for call in calls {
+        assert_eq!(&call.wait().unwrap()[..], b"ok");
+    }
+}
