@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::args;
 use crate::bench::{self, Polling};
 use crate::loadgen::{self, Plan, Protocol, Run, Stop};
+use crate::out::{errln, out, outln};
 use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
@@ -625,7 +626,7 @@ pub(crate) fn run(
             .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
     }
     for line in run.take_new_errors() {
-        eprintln!("{line}");
+        errln!("{line}");
     }
     let mut out = outcome(a, protocol, &run, ideal, base_rtt_source, link);
     out.report.cpu_us_per_rpc = cpu.micros_per(out.report.calls)?;
@@ -831,21 +832,21 @@ pub(crate) fn main(a: &ClientArgs) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.json {
-        println!("{json}");
+        outln!("{json}")?;
     } else {
         for o in &outcomes {
-            print_report(&o.report, &o.samples);
+            print_report(&o.report, &o.samples)?;
         }
         if protocols.contains(&Protocol::Homa) {
-            println!(
+            outln!(
                 "Homa threads waited with --polling {} (the default of server and client; compare spins: busy, rack sleeps: block)",
                 crate::compare::polling_name(a.polling)
-            );
+            )?;
         }
     }
     for r in &reports {
         for w in &r.warnings {
-            eprintln!("warning: {}: {w}", r.protocol.name());
+            errln!("warning: {}: {w}", r.protocol.name());
         }
     }
     if let Some(f) = failure {
@@ -854,8 +855,8 @@ pub(crate) fn main(a: &ClientArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_report(r: &Report, samples: &[Sample]) {
-    println!(
+fn print_report(r: &Report, samples: &[Sample]) -> std::io::Result<()> {
+    outln!(
         "{}: {} RPCs in {:.2} s ({:.2} Kops/s, {:.3} Gbit/s out, {:.3} Gbit/s in), {} failed, {} unfinished{}",
         r.exp,
         r.calls,
@@ -870,19 +871,22 @@ fn print_report(r: &Report, samples: &[Sample]) {
         } else {
             String::new()
         }
-    );
+    )?;
     for e in &r.errors {
-        println!("  {} calls failed: {}", e.count, e.message);
+        outln!("  {} calls failed: {}", e.count, e.message)?;
     }
     if r.calls == 0 {
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "rtt: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, mean {:.1} us",
-        r.rtt.p50_us, r.rtt.p99_us, r.rtt.p999_us, r.rtt.mean_us
-    );
+        r.rtt.p50_us,
+        r.rtt.p99_us,
+        r.rtt.p999_us,
+        r.rtt.mean_us
+    )?;
     let s = &r.summary;
-    println!(
+    outln!(
         "slowdown = RTT / (base RTT + length x 8 / link): base RTT {:.1} us ({}), link {:.1} Gbit/s ({})",
         s.ideal.base_rtt_us,
         if r.base_rtt_source == "given" {
@@ -892,8 +896,8 @@ fn print_report(r: &Report, samples: &[Sample]) {
         },
         s.ideal.link_mbps / 1000.0,
         r.link_source
-    );
-    println!(
+    )?;
+    outln!(
         "slowdown: mean {:.2}; short messages (<= {} B, {:.1}%): RTT P50 {:.1} P99 {:.1} us, slowdown P50 {:.2} P99 {:.2}",
         s.slowdown.mean,
         s.short.max_length,
@@ -902,18 +906,20 @@ fn print_report(r: &Report, samples: &[Sample]) {
         s.short.rtt_us.p99,
         s.short.slowdown.p50,
         s.short.slowdown.p99
-    );
-    println!(
+    )?;
+    outln!(
         "throughput: {:.0} calls/s, {:.3} Gbit/s (request + response bytes)",
-        r.calls_per_sec, r.gbps
-    );
-    println!(
+        r.calls_per_sec,
+        r.gbps
+    )?;
+    outln!(
         "cpu: {:.2} us per RPC (user + system, every thread of the client process, warm-up included)",
         r.cpu_us_per_rpc
-    );
+    )?;
     if !samples.is_empty() {
-        print!("{}", results::table(samples, s.ideal, 15));
+        out!("{}", results::table(samples, s.ideal, 15))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
