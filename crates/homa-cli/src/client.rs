@@ -197,7 +197,8 @@ pub(crate) struct Report {
     pub client_max: usize,
     /// Requested Gbit/s of requests (0: closed loop).
     pub gbps_target: f64,
-    /// Length of the measurement, s.
+    /// Length of the measurement, s (of a run stopped by `error`: the
+    /// part of the window before it stopped).
     pub seconds: f64,
     /// Measured RPCs completed.
     pub calls: u64,
@@ -649,8 +650,13 @@ fn outcome(
         .unwrap_or_else(|| format!("{}_{}", protocol.name(), a.workload));
     loadgen::count_unfinished(run);
     let recs = loadgen::measured(run);
+    // The time actually measured: a run stopped by a fatal error covers
+    // its window up to then.
     let seconds = match run.plan.stop {
-        Stop::Time { window, .. } => window.as_secs_f64(),
+        Stop::Time { warmup, window } => run
+            .stopped_after()
+            .map_or(window, |t| t.saturating_sub(warmup).min(window))
+            .as_secs_f64(),
         Stop::Count(_) => recs
             .iter()
             .map(|r| r.done_ns)
