@@ -117,7 +117,14 @@ pub(crate) struct ClientArgs {
     /// block (each says so in its output).
     #[arg(long, value_enum, default_value_t = Polling::Adaptive)]
     pub polling: Polling,
-    /// Give up on an RPC after this long.
+    /// Give up on an RPC this long after it was issued ("deadline
+    /// exceeded"), also while the server still answers. Over Homa a call
+    /// can fail sooner, with "peer timed out", after the protocol's
+    /// timeout of silence from the server (nothing at all, not even BUSY;
+    /// 1 s by default, whatever --timeout says): a live server answers the
+    /// client's probes even while it computes, so that silence means it
+    /// stopped answering. --resend-ms raises the protocol's timeout to at
+    /// least ten resend intervals (--resend-ms 500: 5 s).
     #[arg(long, default_value = "10s", value_parser = args::positive_duration)]
     pub timeout: Duration,
     /// Pin the client threads to this CPU.
