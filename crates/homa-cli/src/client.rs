@@ -529,7 +529,19 @@ pub(crate) fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32)
         .map(|r| r.rtt_ns as f64 / 1000.0)
         .collect();
     if rtts.is_empty() {
-        bail!("the base-RTT probe got no response (give --base-rtt-us to skip it)");
+        // Why, when calls failed (no single failure stops a run: a server
+        // that is not there fails all of them).
+        let why: Vec<String> = run
+            .error_counts()
+            .into_iter()
+            .map(|(m, n)| format!("{n} calls failed: {m}"))
+            .collect();
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", why.join("; "))
+        };
+        bail!("the base-RTT probe got no response{why} (give --base-rtt-us to skip it)");
     }
     Ok(rtts.iter().copied().fold(f64::INFINITY, f64::min))
 }
