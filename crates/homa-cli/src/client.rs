@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::args;
 use crate::bench::{self, Polling};
 use crate::loadgen::{self, Plan, Protocol, Run, Stop};
+use crate::out::{errln, out, outln};
 use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
@@ -116,7 +117,14 @@ pub(crate) struct ClientArgs {
     /// block (each says so in its output).
     #[arg(long, value_enum, default_value_t = Polling::Adaptive)]
     pub polling: Polling,
-    /// Give up on an RPC after this long.
+    /// Give up on an RPC this long after it was issued ("deadline
+    /// exceeded"), also while the server still answers. Over Homa a call
+    /// can fail sooner, with "peer timed out", after the protocol's
+    /// timeout of silence from the server (nothing at all, not even BUSY;
+    /// 1 s by default, whatever --timeout says): a live server answers the
+    /// client's probes even while it computes, so that silence means it
+    /// stopped answering. --resend-ms raises the protocol's timeout to at
+    /// least ten resend intervals (--resend-ms 500: 5 s).
     #[arg(long, default_value = "10s", value_parser = args::positive_duration)]
     pub timeout: Duration,
     /// Pin the client threads to this CPU.
@@ -196,7 +204,8 @@ pub(crate) struct Report {
     pub client_max: usize,
     /// Requested Gbit/s of requests (0: closed loop).
     pub gbps_target: f64,
-    /// Length of the measurement, s.
+    /// Length of the measurement, s (of a run stopped by `error`: the
+    /// part of the window before it stopped).
     pub seconds: f64,
     /// Measured RPCs completed.
     pub calls: u64,
@@ -520,7 +529,19 @@ pub(crate) fn probe_base_rtt(a: &ClientArgs, protocol: Protocol, link_mbps: u32)
         .map(|r| r.rtt_ns as f64 / 1000.0)
         .collect();
     if rtts.is_empty() {
-        bail!("the base-RTT probe got no response (give --base-rtt-us to skip it)");
+        // Why, when calls failed (no single failure stops a run: a server
+        // that is not there fails all of them).
+        let why: Vec<String> = run
+            .error_counts()
+            .into_iter()
+            .map(|(m, n)| format!("{n} calls failed: {m}"))
+            .collect();
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", why.join("; "))
+        };
+        bail!("the base-RTT probe got no response{why} (give --base-rtt-us to skip it)");
     }
     Ok(rtts.iter().copied().fold(f64::INFINITY, f64::min))
 }
@@ -625,7 +646,7 @@ pub(crate) fn run(
             .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
     }
     for line in run.take_new_errors() {
-        eprintln!("{line}");
+        errln!("{line}");
     }
     let mut out = outcome(a, protocol, &run, ideal, base_rtt_source, link);
     out.report.cpu_us_per_rpc = cpu.micros_per(out.report.calls)?;
@@ -648,8 +669,13 @@ fn outcome(
         .unwrap_or_else(|| format!("{}_{}", protocol.name(), a.workload));
     loadgen::count_unfinished(run);
     let recs = loadgen::measured(run);
+    // The time actually measured: a run stopped by a fatal error covers
+    // its window up to then.
     let seconds = match run.plan.stop {
-        Stop::Time { window, .. } => window.as_secs_f64(),
+        Stop::Time { warmup, window } => run
+            .stopped_after()
+            .map_or(window, |t| t.saturating_sub(warmup).min(window))
+            .as_secs_f64(),
         Stop::Count(_) => recs
             .iter()
             .map(|r| r.done_ns)
@@ -831,21 +857,21 @@ pub(crate) fn main(a: &ClientArgs) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.json {
-        println!("{json}");
+        outln!("{json}")?;
     } else {
         for o in &outcomes {
-            print_report(&o.report, &o.samples);
+            print_report(&o.report, &o.samples)?;
         }
         if protocols.contains(&Protocol::Homa) {
-            println!(
+            outln!(
                 "Homa threads waited with --polling {} (the default of server and client; compare spins: busy, rack sleeps: block)",
                 crate::compare::polling_name(a.polling)
-            );
+            )?;
         }
     }
     for r in &reports {
         for w in &r.warnings {
-            eprintln!("warning: {}: {w}", r.protocol.name());
+            errln!("warning: {}: {w}", r.protocol.name());
         }
     }
     if let Some(f) = failure {
@@ -854,8 +880,8 @@ pub(crate) fn main(a: &ClientArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_report(r: &Report, samples: &[Sample]) {
-    println!(
+fn print_report(r: &Report, samples: &[Sample]) -> std::io::Result<()> {
+    outln!(
         "{}: {} RPCs in {:.2} s ({:.2} Kops/s, {:.3} Gbit/s out, {:.3} Gbit/s in), {} failed, {} unfinished{}",
         r.exp,
         r.calls,
@@ -870,19 +896,22 @@ fn print_report(r: &Report, samples: &[Sample]) {
         } else {
             String::new()
         }
-    );
+    )?;
     for e in &r.errors {
-        println!("  {} calls failed: {}", e.count, e.message);
+        outln!("  {} calls failed: {}", e.count, e.message)?;
     }
     if r.calls == 0 {
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "rtt: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, mean {:.1} us",
-        r.rtt.p50_us, r.rtt.p99_us, r.rtt.p999_us, r.rtt.mean_us
-    );
+        r.rtt.p50_us,
+        r.rtt.p99_us,
+        r.rtt.p999_us,
+        r.rtt.mean_us
+    )?;
     let s = &r.summary;
-    println!(
+    outln!(
         "slowdown = RTT / (base RTT + length x 8 / link): base RTT {:.1} us ({}), link {:.1} Gbit/s ({})",
         s.ideal.base_rtt_us,
         if r.base_rtt_source == "given" {
@@ -892,8 +921,8 @@ fn print_report(r: &Report, samples: &[Sample]) {
         },
         s.ideal.link_mbps / 1000.0,
         r.link_source
-    );
-    println!(
+    )?;
+    outln!(
         "slowdown: mean {:.2}; short messages (<= {} B, {:.1}%): RTT P50 {:.1} P99 {:.1} us, slowdown P50 {:.2} P99 {:.2}",
         s.slowdown.mean,
         s.short.max_length,
@@ -902,18 +931,20 @@ fn print_report(r: &Report, samples: &[Sample]) {
         s.short.rtt_us.p99,
         s.short.slowdown.p50,
         s.short.slowdown.p99
-    );
-    println!(
+    )?;
+    outln!(
         "throughput: {:.0} calls/s, {:.3} Gbit/s (request + response bytes)",
-        r.calls_per_sec, r.gbps
-    );
-    println!(
+        r.calls_per_sec,
+        r.gbps
+    )?;
+    outln!(
         "cpu: {:.2} us per RPC (user + system, every thread of the client process, warm-up included)",
         r.cpu_us_per_rpc
-    );
+    )?;
     if !samples.is_empty() {
-        print!("{}", results::table(samples, s.ideal, 15));
+        out!("{}", results::table(samples, s.ideal, 15))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{self, Cpus, Plan, Polling};
+use crate::out::outln;
 use crate::stats::{median, Latency};
 
 /// What to run.
@@ -679,10 +680,10 @@ fn default_backlog_us() -> u64 {
 }
 
 /// Prints the report as a table (with the targets if `targets`).
-pub fn print_table(r: &Report, targets: bool) {
+pub fn print_table(r: &Report, targets: bool) -> std::io::Result<()> {
     let m = &r.medians;
     let load = |l: Option<f64>| l.map_or("?".to_string(), |v| format!("{v:.2}"));
-    println!(
+    outln!(
         "homa compare: loopback; client on CPU {}, server on CPU {}; polling {} (--polling); {} repetitions x {} ms; load average (1 min) {} before, {} after, {} CPUs",
         r.client_cpu,
         r.server_cpu,
@@ -692,8 +693,8 @@ pub fn print_table(r: &Report, targets: bool) {
         load(r.load_avg.before),
         load(r.load_avg.after),
         r.load_avg.cpus,
-    );
-    println!(
+    )?;
+    outln!(
         "{:<30}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "median of repetitions",
         "UDP conn",
@@ -703,7 +704,7 @@ pub fn print_table(r: &Report, targets: bool) {
         "Homa/UDPc",
         "Homa/UDPu",
         "Homa/TCP"
-    );
+    )?;
     // Columns: UDP connected, UDP unconnected, TCP, Homa; 0 or absent is
     // "not measured" (see --only) and prints "-", as do ratios against it.
     let row = |name: String, v: [Option<f64>; 4]| {
@@ -713,7 +714,7 @@ pub fn print_table(r: &Report, targets: bool) {
             (Some(h), Some(b)) => format!("{:.2}x", h / b),
             _ => "-".to_string(),
         };
-        println!(
+        outln!(
             "{:<30}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}",
             name,
             cell(v[0]),
@@ -723,7 +724,7 @@ pub fn print_table(r: &Report, targets: bool) {
             ratio(v[0]),
             ratio(v[1]),
             ratio(v[2]),
-        );
+        )
     };
     let s = r.small_bytes;
     let u = &m.udp_unconnected;
@@ -731,15 +732,15 @@ pub fn print_table(r: &Report, targets: bool) {
     row(
         format!("{s} B RTT P50 (us)"),
         all(m.udp.p50_us, u.p50_us, m.tcp.p50_us, m.homa.p50_us),
-    );
+    )?;
     row(
         format!("{s} B RTT P99 (us)"),
         all(m.udp.p99_us, u.p99_us, m.tcp.p99_us, m.homa.p99_us),
-    );
+    )?;
     row(
         format!("{s} B RTT P99.9 (us)"),
         all(m.udp.p999_us, u.p999_us, m.tcp.p999_us, m.homa.p999_us),
-    );
+    )?;
     let mb = r.bulk_bytes as f64 / 1e6;
     row(
         format!("{mb} MB one-way (Gbit/s)"),
@@ -749,13 +750,13 @@ pub fn print_table(r: &Report, targets: bool) {
             Some(m.bulk.tcp_gbps),
             Some(m.bulk.homa_gbps),
         ],
-    );
+    )?;
     let k = r.rate_outstanding;
     let q = &m.rates;
     row(
         format!("{s} B x{k} rate (K RPC/s)"),
         [None, Some(q.udp_krps), Some(q.tcp_krps), Some(q.homa_krps)],
-    );
+    )?;
     let c = &m.cpu;
     type Side = fn(&Cpu) -> f64;
     let sides: [(&str, Side); 3] = [
@@ -772,7 +773,7 @@ pub fn print_table(r: &Report, targets: bool) {
                 f(&c.tcp_rtt_us),
                 f(&c.homa_rtt_us),
             ),
-        );
+        )?;
     }
     for (side, f) in sides {
         row(
@@ -783,7 +784,7 @@ pub fn print_table(r: &Report, targets: bool) {
                 Some(f(&c.tcp_rate_us)),
                 Some(f(&c.homa_rate_us)),
             ],
-        );
+        )?;
     }
     for (side, f) in sides {
         row(
@@ -794,12 +795,12 @@ pub fn print_table(r: &Report, targets: bool) {
                 Some(f(&c.tcp_bulk_ms_per_gb)),
                 Some(f(&c.homa_bulk_ms_per_gb)),
             ],
-        );
+        )?;
     }
-    println!(
+    outln!(
         "UDP conn = raw UDP ping-pong, connected client (send/recv): the floor. UDP unc = the same with Homa's system calls on both sides (sendto with destination, TOS as socket option; recvmsg with source address and TOS/GRO control messages)"
-    );
-    println!(
+    )?;
+    outln!(
         "bulk: UDP = GSO+GRO blast of {}-byte datagrams, Homa's DATA packet size (no reliability); TCP = one connection, length-prefixed; Homa = {} calls outstanding, 1-byte responses, MTU {}, pacer link {} Mbit/s, backlog {} µs",
         bench::udp_segment_for(if r.homa_mtu == 0 { 1500 } else { r.homa_mtu }),
         r.bulk_outstanding,
@@ -810,28 +811,29 @@ pub fn print_table(r: &Report, targets: bool) {
         } else {
             r.homa_backlog_us
         }
-    );
-    println!(
+    )?;
+    outln!(
         "rate: one client thread keeps {} requests of {s} B in flight against one server thread (UDP unc: datagrams; TCP: pipelined on one connection; Homa: calls on one socket). CPU: user+system in the measurement window; client = the measuring thread, server = the rest of the process (server thread, Homa's background threads); with busy polling both sides spin, so RTT CPU is about the RTT per side",
         r.rate_outstanding
-    );
+    )?;
     if targets {
         if let Some(ts) = &r.targets {
-            println!("targets of the project (against UDP conn):");
+            outln!("targets of the project (against UDP conn):")?;
             for t in ts {
-                println!(
+                outln!(
                     "  {:<22} {:>6.2} (want {}) {}",
                     t.name,
                     t.ratio,
                     t.bound,
                     if t.met { "ok" } else { "MISS" }
-                );
+                )?;
             }
         }
     }
     for w in &r.warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}")?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

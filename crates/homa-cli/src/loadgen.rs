@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use homa_transport::{AsyncSocket, Error as HomaError};
+use homa_transport::AsyncSocket;
 use homa_workload::{Poisson, Rng, SizeDist};
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
@@ -212,10 +212,14 @@ pub(crate) struct Run {
     pub start: Instant,
     /// Set to stop every port early.
     pub abort: AtomicBool,
-    /// The first fatal error (e.g. the server is unreachable).
+    /// The first fatal error (e.g. no call succeeded for long).
     pub fatal: Mutex<Option<String>>,
-    /// Failures of single calls: how often each reason occurred, and the
-    /// reasons not yet shown (each is printed once, not per call).
+    /// When the first fatal error stopped the run, nanoseconds after
+    /// `start` (`u64::MAX`: it did not).
+    stopped_ns: AtomicU64,
+    /// Failures of single calls: how many measured calls failed for each
+    /// reason (0 for a reason only unmeasured calls had), and the reasons
+    /// not yet shown (each is printed once, not per call).
     errors: Mutex<(std::collections::BTreeMap<String, u64>, Vec<String>)>,
     /// RPCs left to issue (count mode only: in time mode no port touches
     /// this shared counter per RPC).
@@ -251,6 +255,7 @@ impl Run {
             start: Instant::now(),
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            stopped_ns: AtomicU64::new(u64::MAX),
             errors: Mutex::new(Default::default()),
             remaining,
             last_ok_ns: AtomicU64::new(0),
@@ -279,16 +284,31 @@ impl Run {
         let mut f = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
             *f = Some(msg);
+            self.stopped_ns
+                .store(self.start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         self.abort.store(true, Ordering::Relaxed);
     }
 
-    /// Counts a failed call; the first of each reason is queued for
-    /// [`Run::take_new_errors`]. If no call succeeded for
+    /// When a fatal error stopped the run, after its start (`None`: it ran
+    /// to its end).
+    pub(crate) fn stopped_after(&self) -> Option<Duration> {
+        match self.stopped_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Counts a failed call, by reason if `measured` (as the port counts
+    /// it in [`PortStats::failed`], so that the reasons add up to the
+    /// failed calls of the report); the first of each reason is queued for
+    /// [`Run::take_new_errors`]. No single failure stops the run, not even
+    /// "destination port unreachable" (a server restarting on its port
+    /// answers again a moment later): if no call succeeded for
     /// [`ALL_FAILING_FOR`] (or twice the call timeout, if longer) and at
     /// least [`ALL_FAILING_CALLS`] failed since, the run stops with a fatal
     /// error.
-    fn call_failed(&self, msg: String, done: Instant) {
+    fn call_failed(&self, msg: String, done: Instant, measured: bool) {
         let failed = self.failed_since_ok.fetch_add(1, Ordering::Relaxed) + 1;
         let since = Duration::from_nanos(self.last_ok_ns.load(Ordering::Relaxed));
         let quiet = (done - self.start).saturating_sub(since);
@@ -302,9 +322,10 @@ impl Run {
         }
         let mut g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         let (counts, new) = &mut *g;
+        let seen = counts.contains_key(&msg);
         let c = counts.entry(msg.clone()).or_insert(0);
-        *c += 1;
-        if *c == 1 {
+        *c += u64::from(measured);
+        if !seen {
             new.push(msg);
         }
     }
@@ -318,10 +339,13 @@ impl Run {
             .collect()
     }
 
-    /// How many calls failed for each reason.
+    /// How many measured calls failed for each reason.
     pub(crate) fn error_counts(&self) -> Vec<(String, u64)> {
         let g = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.iter().map(|(m, c)| (m.clone(), *c)).collect()
+        g.0.iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(m, c)| (m.clone(), *c))
+            .collect()
     }
 
     /// The first fatal error, if any.
@@ -538,17 +562,16 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
                 .call_timeout(t.addr, msg, plan.timeout)
                 .await
                 .map(|r| r.len() as u32)
-                .map_err(|e| {
-                    let fatal =
-                        matches!(e, HomaError::PortUnreachable | HomaError::HostUnreachable);
-                    (e.to_string(), fatal)
-                });
+                // Unreachable too: a server restarting on its port answers
+                // again a moment later (see Run::call_failed).
+                .map_err(|e| (e.to_string(), false));
             (t0, r)
         }
         Transport::Tcp(pool) => {
             let t0 = Instant::now();
             let r = match tokio::time::timeout(plan.timeout, pool.call(ti, hdr)).await {
                 Ok(Ok(n)) => Ok(n),
+                // Fatal: a broken connection is not reopened.
                 Ok(Err(e)) => Err((e.to_string(), true)),
                 Err(_) => Err(("deadline exceeded".to_string(), false)),
             };
@@ -577,10 +600,9 @@ async fn rpc(port: Rc<Port>, ti: usize, hdr: Header, measured: bool) {
                 st.failed.fetch_add(1, Ordering::Relaxed);
             }
             if fatal {
-                port.run.fail(e);
-            } else {
-                port.run.call_failed(e, done);
+                port.run.fail(e.clone());
             }
+            port.run.call_failed(e, done, measured);
         }
     }
     st.outstanding.fetch_sub(1, Ordering::Relaxed);

@@ -32,6 +32,7 @@ mod client;
 mod compare;
 mod header;
 mod loadgen;
+mod out;
 #[allow(unreachable_pub)]
 mod pin;
 mod plot;
@@ -52,6 +53,7 @@ use clap::{Parser, Subcommand};
 
 use bench::Polling;
 use loadgen::Protocol;
+use out::{errln, outln};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -197,9 +199,9 @@ fn main() {
         // One line per cause; the backtrace only when asked for.
         let asked = verbose || std::env::var_os("RUST_LIB_BACKTRACE").is_some_and(|v| v != "0");
         if asked {
-            eprintln!("homa: error: {e:?}");
+            errln!("homa: error: {e:?}");
         } else {
-            eprintln!("homa: error: {e:#}");
+            errln!("homa: error: {e:#}");
         }
         std::process::exit(1);
     }
@@ -257,22 +259,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             std::fs::write(&a.out, plot::reports(&reports))
                 .with_context(|| format!("writing {}", a.out.display()))?;
-            eprintln!("wrote {}", a.out.display());
+            errln!("wrote {}", a.out.display());
             Ok(())
         }
         Command::Rack(a) => rack::main(&a),
         Command::Metrics(a) => {
             let m = server::fetch_metrics(a.protocol, a.server, a.timeout)?;
-            println!("{}", serde_json::to_string_pretty(&m)?);
+            outln!("{}", serde_json::to_string_pretty(&m)?)?;
             Ok(())
         }
         Command::Sim(a) => sim::main(&a),
         Command::Compare(a) => {
             let report = compare::run(&a)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                compare::print_table(&report, a.targets);
+                compare::print_table(&report, a.targets)?;
             }
             Ok(())
         }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::out::errln;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The bar and the lines above it.
@@ -36,7 +37,7 @@ impl Progress {
 
     /// Prints `text` as a line above the bar (also when there is no bar).
     pub(crate) fn line(&mut self, text: &str) {
-        self.bar.suspend(|| eprintln!("{text}"));
+        self.bar.suspend(|| errln!("{text}"));
     }
 
     /// Moves the bar to `done` of `total` seconds, with a note.

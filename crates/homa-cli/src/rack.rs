@@ -79,6 +79,7 @@ use crate::bench::Polling;
 use crate::client::{HomaKnobs, VariantArg};
 use crate::header::SHORT_RESPONSE_LEN;
 use crate::loadgen::{self, Protocol};
+use crate::out::{out, outln};
 use crate::plot;
 use crate::progress::Progress;
 use crate::results::{self, Ideal, Sample, Summary};
@@ -587,10 +588,10 @@ pub(crate) fn main(a: &RackArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("rack.json"), &json)?;
     if a.json {
-        println!("{json}");
+        outln!("{json}")?;
     } else {
-        print!("{}", text_report(&report));
-        println!("results in {}", out.display());
+        out!("{}", text_report(&report))?;
+        outln!("results in {}", out.display())?;
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ use tokio::io::AsyncWriteExt;
 use crate::bench::{self, Polling};
 use crate::header::{self, Header, FLAG_METRICS, FLAG_RESPONSE, HEADER_LEN};
 use crate::loadgen::Protocol;
+use crate::out::errln;
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ pub(crate) fn run_all(
             let servers = r.lock().unwrap_or_else(|e| e.into_inner()).clone();
             crate::prom::render(&servers)
         })?;
-        eprintln!("metrics on http://{bound}/metrics");
+        errln!("metrics on http://{bound}/metrics");
     }
     let mut base = base;
     if protocols.len() > 1 && base.bind.port() == 0 {
@@ -517,7 +518,7 @@ fn run_homa(opts: Options) -> Result<()> {
                                 .load(Ordering::Relaxed)
                                 .is_power_of_two()
                             {
-                                eprintln!("reply to {} failed: {e}", r.peer);
+                                errln!("reply to {} failed: {e}", r.peer);
                             }
                         }
                     }
@@ -559,7 +560,7 @@ fn run_tcp(opts: Options) -> Result<()> {
                     let (s, _) = match l.accept().await {
                         Ok(x) => x,
                         Err(e) => {
-                            eprintln!("accept: {e}");
+                            errln!("accept: {e}");
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use homa_sim::cli::SimArgs;
 
+use crate::out::{err, errln, out};
+
 /// Estimated wall time above which `homa sim` asks for confirmation.
 pub(crate) const CONFIRM_ABOVE: Duration = Duration::from_secs(120);
 
@@ -61,7 +63,7 @@ fn human(d: Duration) -> String {
 pub(crate) fn main(c: &SimCmd) -> Result<()> {
     let a = &c.args;
     if let Some(eta) = estimate(a)? {
-        eprintln!(
+        errln!(
             "homa sim: {} of simulated time; estimated wall time about {} on this machine (from a {} ms pilot run)",
             humantime::format_duration(a.duration),
             human(eta),
@@ -74,7 +76,7 @@ pub(crate) fn main(c: &SimCmd) -> Result<()> {
                     human(eta)
                 );
             }
-            eprint!("continue? [y/N] ");
+            err!("continue? [y/N] ");
             let _ = std::io::stderr().flush();
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
@@ -83,6 +85,15 @@ pub(crate) fn main(c: &SimCmd) -> Result<()> {
             }
         }
     }
-    homa_sim::cli::execute(a).map_err(|e| anyhow::anyhow!("homa sim: {e}"))?;
+    // The table is printed here, not by the simulator (its `print!`
+    // panics when the reader of stdout went away: see crate::out).
+    let quiet = SimArgs {
+        quiet: true,
+        ..a.clone()
+    };
+    let results = homa_sim::cli::execute(&quiet).map_err(|e| anyhow::anyhow!("homa sim: {e}"))?;
+    if !a.quiet {
+        out!("{}", homa_sim::report::table(&results))?;
+    }
     Ok(())
 }

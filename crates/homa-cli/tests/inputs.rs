@@ -317,4 +317,77 @@ fn client__stops_when_its_server_went_away() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("giving up"), "{err}");
     assert!(took < Duration::from_secs(20), "ran {took:?} of its 30 s");
+    // The report covers the time it ran, and its failures by reason add
+    // up to the failed calls.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let head = out.lines().next().unwrap_or_default();
+    let field = |before: &str, after: &str| -> f64 {
+        let rest = head.split_once(before).unwrap_or_else(|| panic!("{out}")).1;
+        let v = rest.split_once(after).unwrap_or_else(|| panic!("{out}")).0;
+        v.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let seconds = field(" RPCs in ", " s ");
+    assert!(seconds < 20.0, "{out}");
+    let failed = field("), ", " failed");
+    let by_reason: f64 = out
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(" calls failed: "))
+        .map(|(n, _)| n.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(by_reason, failed, "{out}");
+}
+
+#[test]
+fn client__rides_out_a_server_restart() {
+    // The server is killed 1.5 s into a 6 s run and a new one serves the
+    // same port 100 ms later. The calls of the gap fail (500 kB requests
+    // wait for grants: "destination port unreachable" when not completely
+    // sent, else "outcome unknown"): each counts
+    // as a failed call by reason, and the run goes on to its end. It used
+    // to stop at the first "destination port unreachable" (exit 1) and
+    // report its rate over the whole 6 s, with failures by reason that did
+    // not add up to the failed calls.
+    let mut server = Server::start(&["--quiet"], 1);
+    let addr = server.addr().to_string();
+    let client = Command::new(HOMA)
+        .args([
+            "client",
+            "--server",
+            &addr,
+            "--duration",
+            "6s",
+            "--workload",
+            "500000",
+            "--client-max",
+            "4",
+            "--timeout",
+            "500ms",
+            "--base-rtt-us",
+            "10",
+            "--json",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _again = Server::start_on(&addr, &["--quiet"], 1);
+    let o = client.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["seconds"].as_f64(), Some(6.0), "{r}");
+    let by_reason: u64 = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_reason, r["failed"].as_u64().unwrap(), "{r}");
+    assert!(r["calls"].as_u64().unwrap() > 100, "{r}");
 }

@@ -230,3 +230,82 @@ fn client__homa_and_tcp_overlaid_in_one_plot() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a `homa client` report"));
 }
+
+/// Runs `homa <args>` with stdout a pipe whose reader has already gone
+/// away, as after `homa ... | head` once head exited (with `both`, stderr
+/// too: `2>&1 | head`); the exit status and what it wrote to stderr (when
+/// that is still read).
+fn into_closed_pipe(args: &[&str], both: bool) -> (std::process::ExitStatus, String) {
+    let mut c = Command::new(HOMA)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    if both {
+        drop(c.stderr.take());
+    }
+    let o = c.wait_with_output().unwrap();
+    (o.status, String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn every_command__quiet_when_its_reader_went_away() {
+    // `homa metrics | head` panicked ("failed printing to stdout: Broken
+    // pipe") with a backtrace: a closed pipe is no error for any command.
+    let server = Server::start(&["--quiet"], 1);
+    let addr = server.addr().to_string();
+    let runs: [&[&str]; 4] = [
+        &["metrics", "--server", &addr],
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--count",
+            "50",
+            "--base-rtt-us",
+            "10",
+        ],
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--count",
+            "50",
+            "--base-rtt-us",
+            "10",
+            "--json",
+        ],
+        &[
+            "sim",
+            "-w",
+            "w1",
+            "-l",
+            "0.5",
+            "--duration",
+            "1ms",
+            "--no-progress",
+        ],
+    ];
+    for args in runs {
+        // homa-sim writes its own lines to stderr (eprintln!): only a
+        // closed stdout is covered there.
+        let both: &[bool] = if args[0] == "sim" {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        for &both in both {
+            let (status, err) = into_closed_pipe(args, both);
+            assert!(
+                status.success(),
+                "{args:?} (stderr closed too: {both}): {status}\n{err}"
+            );
+            assert!(
+                !err.contains("panicked") && !err.contains("Broken pipe"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -21,8 +21,14 @@ impl Server {
     /// Starts `homa server --bind 127.0.0.1:0 <args>` and reads the
     /// `listening on` line of each of its `ports` ports.
     pub fn start(args: &[&str], ports: usize) -> Server {
+        Server::start_on("127.0.0.1:0", args, ports)
+    }
+
+    /// Starts `homa server --bind <bind> <args>` (e.g. again on the port
+    /// of one that was killed) like [`Server::start`].
+    pub fn start_on(bind: &str, args: &[&str], ports: usize) -> Server {
         let mut child = Command::new(HOMA)
-            .args(["server", "--bind", "127.0.0.1:0"])
+            .args(["server", "--bind", bind])
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
