@@ -620,7 +620,15 @@ impl Endpoint {
     fn rtt_sample(&mut self, now: Instant, key: usize, answer: Answer) {
         let rpc = &mut self.rpcs[key];
         let sent = match (rpc.rtt_probe, answer) {
-            (Some(Probe::FirstData(t)), _) => t,
+            (Some(Probe::FirstData(t)), Answer::Grant) => t,
+            (Some(Probe::FirstData(_)), Answer::Data { .. }) => {
+                // DATA answering our first packet is the peer's own message
+                // (a response): it waited for the application, not only a
+                // round trip. (A server that took 1 ms per request made its
+                // clients send every message up to 1 MiB unscheduled.)
+                rpc.rtt_probe = None;
+                return;
+            }
             (Some(Probe::Grant(t, from)), Answer::Data { offset, .. }) if offset >= from => t,
             (
                 Some(Probe::Resend(t)),

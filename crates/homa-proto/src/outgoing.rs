@@ -455,8 +455,8 @@ impl Endpoint {
                 m.next_resend();
             } else {
                 if offset == 0 {
-                    // The peer answers the first packet at once (GRANT,
-                    // CUTOFFS, or the response): a round-trip sample.
+                    // The peer answers the first packet at once (GRANT or
+                    // BUSY): a round-trip sample.
                     rpc.rtt_probe = Some(Probe::FirstData(now));
                 }
                 m.next_xmit += len;

@@ -414,10 +414,8 @@ impl Endpoint {
             self.timers.set_earliest(Timer::Gaps, n);
         }
         if !due.is_empty() {
-            self.rpcs
-                .timer_mut(key)
-                .rtt_probe
-                .get_or_insert(Probe::Resend(now));
+            let rpc = self.rpcs.timer_mut(key);
+            rpc.rtt_probe = Some(Probe::resend(rpc.rtt_probe, now));
         }
         self.stats.resends_fast += due.len() as u64;
         if !due.is_empty() {
@@ -687,7 +685,7 @@ impl Endpoint {
     pub(crate) fn request_retransmission(&mut self, now: Instant, key: usize) {
         let rpc = &mut self.rpcs[key];
         rpc.last_request = Some(now);
-        rpc.rtt_probe.get_or_insert(Probe::Resend(now));
+        rpc.rtt_probe = Some(Probe::resend(rpc.rtt_probe, now));
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         match rpc.msgin.as_mut() {
             None => ranges.push((0, ResendHeader::ALL)),

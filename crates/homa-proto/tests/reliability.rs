@@ -1273,3 +1273,44 @@ fn unknown__a_late_copy_of_never_seen_does_not_fail_a_call_receiving_its_respons
     assert_eq!(outcome, Some((id, Ok(1_000_000))));
     assert_eq!(net.endpoint(0).stats().abandoned, 0);
 }
+
+/// A round trip is measured from answers the peer's protocol sends at once
+/// (GRANT, BUSY, retransmitted DATA), not from a response, which waited
+/// for the server's application: a server that takes 5 ms per request
+/// must not make its clients' RTTbytes 5 ms of link (up to 1 MiB sent
+/// without a grant).
+#[test]
+fn rtt__a_slow_server_application_is_not_a_long_round_trip() {
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(9630, &config);
+    for i in 0..20 {
+        request(&mut net, 0, cport, server, pattern(i, 100));
+        net.advance(Duration::from_micros(200));
+        let Some(Event::Request {
+            port,
+            peer,
+            id,
+            data,
+            ..
+        }) = net.take_events(1).pop()
+        else {
+            panic!("request not delivered")
+        };
+        // The application works for 5 ms.
+        net.advance(Duration::from_millis(5));
+        let now = net.now();
+        net.endpoint(1)
+            .send_response(now, port, peer, id, response_for(&data))
+            .unwrap();
+        net.advance(Duration::from_micros(200));
+        assert!(
+            matches!(net.take_events(0).pop(), Some(Event::Response { .. })),
+            "response {i}"
+        );
+    }
+    let rtt = net.endpoint(0).metrics().min_rtt_nanos;
+    assert!(
+        rtt.is_none_or(|r| r < 1_000_000),
+        "client's RTT to a 5 ms server: {rtt:?} ns"
+    );
+}

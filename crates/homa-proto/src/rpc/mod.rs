@@ -134,14 +134,29 @@ pub(crate) struct Rpc {
 /// underestimate the round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Probe {
-    /// The first DATA packet of our message: answered by any GRANT, BUSY or
-    /// DATA about the RPC (the peer knows the RPC only from that packet).
+    /// The first DATA packet of our message: answered by a GRANT about the
+    /// RPC (the peer knows the RPC only from that packet; its response,
+    /// which waited for its application, is no answer, and a BUSY may
+    /// answer a later RESEND, which replaces this probe).
     FirstData(Instant),
     /// A GRANT raising the grant from the given offset: answered by DATA at
     /// or beyond that offset, which the sender could not send before.
     Grant(Instant, u32),
     /// A RESEND: answered by retransmitted DATA or BUSY.
     Resend(Instant),
+}
+
+impl Probe {
+    /// The probe of a RESEND sent at `now` for an RPC whose pending probe
+    /// was `old`: it replaces a first-DATA probe (whose BUSY answers would
+    /// count the time the peer's application held the RPC), not a GRANT's
+    /// or an earlier RESEND's.
+    pub(crate) fn resend(old: Option<Probe>, now: Instant) -> Probe {
+        match old {
+            None | Some(Probe::FirstData(_)) => Probe::Resend(now),
+            Some(p) => p,
+        }
+    }
 }
 
 impl Rpc {
