@@ -25,6 +25,34 @@
 --     0 states nothing.
 -- Unknown values decode as numbers and are otherwise ignored.
 --
+-- GSO datagrams: homa-rs hands the kernel up to 64 DATA packets of one
+-- message as one UDP GSO send. Where nothing segments it (loopback, or a
+-- capture of the sender before segmentation) the capture holds a single
+-- UDP datagram with the packets back to back, each a full 56-byte DATA
+-- header and its payload, all `size` bytes long except the last (which is
+-- no longer). `size` (the kernel's gso_size) is in no header, so the
+-- dissector takes the smallest size > 56 for which every segment whose
+-- header the capture holds (at 0, size, 2 * size, ...) fits what homa-rs
+-- builds (one header, copied with only the offset changed):
+--   * it repeats the first header's bytes 0..3 (ports) and 8..51 (type,
+--     flags, urgent, sender id, incarnation, message length, incoming, ack,
+--     cutoff version, retransmit, oldest_live);
+--   * its sequence and seg.offset agree (or seg.offset is 0xFFFFFFFF), and
+--     offset + payload length <= message length;
+--   * unless the packets are retransmissions (a batch of them may take
+--     packets from separate resend ranges), its offset is the previous
+--     segment's plus size - 56;
+--   * the last segment has a payload (more than 56 bytes).
+-- With no such size the datagram is one packet (ordinary DATA packets are
+-- unchanged). Each segment shows as a Homa DATA tree of its own, with
+-- homa.gso.index, homa.gso.count and homa.gso.size. A capture cut (snapshot
+-- length) before the second segment's header cannot show where segments
+-- start: such a datagram shows as one packet, marked as cut.
+--
+-- homa.data.payload_length is the length on the wire (from the UDP
+-- length); when the capture kept less (a snapshot length), the packet has
+-- homa.data.truncated and an expert note.
+--
 -- Use:  wireshark -X lua_script:tools/wireshark/homa.lua capture.pcap
 --       tshark -X lua_script:tools/wireshark/homa.lua -r capture.pcap -Y homa
 
@@ -65,6 +93,11 @@ f.oldest_live = ProtoField.uint32("homa.data.oldest_live", "Oldest live (ids bac
 f.offset = ProtoField.uint32("homa.data.offset", "Offset")
 f.payload_len = ProtoField.uint32("homa.data.payload_length", "Payload length")
 f.payload = ProtoField.bytes("homa.data.payload", "Payload")
+f.truncated = ProtoField.bool("homa.data.truncated", "Payload cut by the capture")
+-- GSO datagrams (several DATA packets in one UDP datagram)
+f.gso_index = ProtoField.uint16("homa.gso.index", "GSO segment")
+f.gso_count = ProtoField.uint16("homa.gso.count", "GSO segments in the datagram")
+f.gso_size = ProtoField.uint32("homa.gso.size", "GSO segment size")
 -- RPC_UNKNOWN
 f.unknown_status = ProtoField.string("homa.rpc_unknown.status", "Status")
 f.unknown_uptime = ProtoField.uint64("homa.rpc_unknown.uptime_us", "Server uptime (us)")
@@ -83,6 +116,10 @@ f.num_acks = ProtoField.uint16("homa.ack.num_acks", "Number of acks")
 f.ack_entry_id = ProtoField.uint64("homa.ack.client_id", "Acked client id")
 f.ack_entry_port = ProtoField.uint16("homa.ack.server_port", "Acked server port")
 
+local e_truncated = ProtoExpert.new("homa.data.truncated.expert",
+    "Payload cut by the capture", expert.group.UNDECODED, expert.severity.NOTE)
+homa.experts = { e_truncated }
+
 local function looks_like_homa(buf)
     local len = buf:len()
     if len < 28 then return false end
@@ -90,6 +127,71 @@ local function looks_like_homa(buf)
     local min = MIN_LEN[ty]
     if min == nil or len < min then return false end
     return buf(13, 1):uint() == 0x06 and (buf(18, 2):uint() == 0xB97D or ty == 0x13)
+end
+
+-- The data offset of the DATA header at `at`: seg.offset, or sequence if
+-- seg.offset is 0xFFFFFFFF.
+local function data_offset(buf, at)
+    local seg = buf(at + 52, 4):uint()
+    if seg == 0xFFFFFFFF then return buf(at + 4, 4):uint() end
+    return seg
+end
+
+local function u32(raw, at) -- big-endian, 0-based `at` in a Lua string
+    local a, b, c, d = raw:byte(at + 1, at + 4)
+    return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+local function raw_offset(raw, at)
+    local seg = u32(raw, at + 52)
+    if seg == 0xFFFFFFFF then return u32(raw, at + 4), true end
+    return seg, seg == u32(raw, at + 4)
+end
+
+-- True if a GSO datagram of `rep` bytes (of which `raw` was captured) cut
+-- every `size` bytes has the segments homa-rs builds (see GSO above).
+local function gso_fits(raw, rep, size)
+    local cap = #raw
+    local count = math.ceil(rep / size)
+    local last = rep - (count - 1) * size
+    if count < 2 or last <= 56 then return false end
+    local ports, common = raw:sub(1, 4), raw:sub(9, 52)
+    local mlen = u32(raw, 28)
+    local retx = raw:byte(49) ~= 0
+    local prev = nil
+    for k = 0, count - 1 do
+        local at = k * size
+        if at + 56 > cap then break end
+        if raw:sub(at + 1, at + 4) ~= ports or raw:sub(at + 9, at + 52) ~= common then
+            return false
+        end
+        local off, agree = raw_offset(raw, at)
+        local payload = (k < count - 1) and size - 56 or last - 56
+        if not agree or off + payload > mlen then return false end
+        if prev ~= nil and not retx and off ~= prev + size - 56 then return false end
+        prev = off
+    end
+    return true
+end
+
+-- The segment size of a GSO datagram of DATA segments, or nil if `buf` is
+-- a single packet.
+local function gso_segment_size(buf)
+    local cap, rep = buf:len(), buf:reported_len()
+    if cap < 2 * 56 + 1 or buf(11, 1):uint() ~= 0x10 then return nil end
+    local raw = buf:raw(0, cap)
+    local common = raw:sub(9, 52)
+    -- The second segment's header starts at `size` > 56: its common
+    -- fields (bytes 8..51) at size + 8, 1-based size + 9.
+    local from = 56 + 1 + 9
+    while true do
+        local p = raw:find(common, from, true)
+        if p == nil then return nil end
+        local size = p - 9
+        if size + 56 > cap then return nil end
+        if gso_fits(raw, rep, size) then return size end
+        from = p + 1
+    end
 end
 
 -- The status an RPC_UNKNOWN carries in urgent, and the uptime if it is one.
@@ -104,13 +206,22 @@ local function unknown_status(code)
     return "uptime", m * (2 ^ e)
 end
 
-local function dissect(buf, pinfo, root)
+-- One Homa packet: `buf` holds its captured bytes, `rep` is its length on
+-- the wire (more than buf:len() when the capture cut it). With `gso` =
+-- {index, count, size}, the packet is segment `index` of a GSO datagram.
+-- Returns the Info text.
+local function dissect_one(buf, rep, pinfo, root, gso)
     local len = buf:len()
-    if len < 28 then return 0 end
     local ty = buf(11, 1):uint()
     local name = TYPES[ty] or string.format("0x%02x", ty)
-    pinfo.cols.protocol = "HOMA"
-    local tree = root:add(homa, buf(), "Homa " .. name)
+    local label = "Homa " .. name
+    if gso then label = string.format("%s (GSO segment %d of %d)", label, gso[1], gso[2]) end
+    local tree = root:add(homa, buf(), label)
+    if gso then
+        tree:add(f.gso_index, gso[1])
+        tree:add(f.gso_count, gso[2])
+        tree:add(f.gso_size, gso[3])
+    end
     tree:add(f.sport, buf(0, 2))
     tree:add(f.dport, buf(2, 2))
     tree:add(f.sequence, buf(4, 4))
@@ -128,9 +239,7 @@ local function dissect(buf, pinfo, root)
     local info = string.format("%s id=%s inc=%s", name, tostring(id), tostring(inc))
 
     if ty == 0x10 and len >= 56 then
-        local seg = buf(52, 4):uint()
-        local off = seg
-        if seg == 0xFFFFFFFF then off = buf(4, 4):uint() end
+        local off = data_offset(buf, 0)
         tree:add(f.message_length, buf(28, 4))
         tree:add(f.incoming, buf(32, 4))
         tree:add(f.ack_client_id, buf(36, 8))
@@ -140,9 +249,15 @@ local function dissect(buf, pinfo, root)
         tree:add(f.oldest_live, buf(49, 3))
         tree:add(f.seg_offset, buf(52, 4))
         tree:add(f.offset, off)
-        tree:add(f.payload_len, len - 56)
+        -- The length on the wire, not what the capture kept.
+        tree:add(f.payload_len, rep - 56)
         if len > 56 then tree:add(f.payload, buf(56)) end
-        info = info .. string.format(" len=%d off=%d bytes=%d", buf(28, 4):uint(), off, len - 56)
+        if len < rep then
+            tree:add(f.truncated, true)
+            tree:add_proto_expert_info(e_truncated, string.format(
+                "Payload cut by the capture: %d of %d bytes captured", len - 56, rep - 56))
+        end
+        info = info .. string.format(" len=%d off=%d bytes=%d", buf(28, 4):uint(), off, rep - 56)
         if buf(48, 1):uint() ~= 0 then info = info .. " retx" end
     elseif ty == 0x11 and len >= 33 then
         tree:add(f.grant_offset, buf(28, 4))
@@ -175,7 +290,44 @@ local function dissect(buf, pinfo, root)
         end
         info = info .. string.format(" acks=%d", n)
     end
-    pinfo.cols.info = info
+    return info
+end
+
+local function dissect(buf, pinfo, root)
+    local len = buf:len()
+    if len < 28 then return 0 end
+    pinfo.cols.protocol = "HOMA"
+    local rep = buf:reported_len()
+    local size = gso_segment_size(buf)
+    if size == nil then
+        pinfo.cols.info = dissect_one(buf, rep, pinfo, root, nil)
+        return len
+    end
+    -- A GSO datagram: each segment as a packet of its own.
+    local count = math.ceil(rep / size)
+    local first, first_off, last_off, bytes, missing = nil, nil, nil, 0, 0
+    for k = 0, count - 1 do
+        local at = k * size
+        local seg_rep = math.min(size, rep - at)
+        if at + 56 <= len then
+            local info = dissect_one(buf(at, math.min(seg_rep, len - at)):tvb(), seg_rep,
+                pinfo, root, { k + 1, count, size })
+            first = first or info
+            last_off = data_offset(buf, at)
+            first_off = first_off or last_off
+        else
+            missing = missing + 1
+        end
+        bytes = bytes + seg_rep - 56
+    end
+    if missing > 0 then
+        root:add(homa, string.format(
+            "Homa DATA: %d more GSO segment(s), headers not captured", missing))
+    end
+    local info = string.format("%s [GSO: %d segments of %d bytes, off=%d..%d, %d bytes",
+        first, count, size, first_off, last_off, bytes)
+    if missing > 0 then info = info .. string.format(", %d headers not captured", missing) end
+    pinfo.cols.info = info .. "]"
     return len
 end
 
