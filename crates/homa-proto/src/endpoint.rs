@@ -1385,8 +1385,6 @@ fn peer_slot<'a>(
     (r, peer)
 }
 
-/// Unscheduled bytes for a message to a peer with this state: RTTbytes
-/// once the RTT is measured (if configured), else the configured value.
 /// The lowest level whose `priority_map` value is each precedence value
 /// (`u8::MAX`: none), for [`Endpoint::level_of_tos`].
 fn tos_levels(config: &Config) -> [u8; 8] {
@@ -1401,6 +1399,8 @@ fn tos_levels(config: &Config) -> [u8; 8] {
     t
 }
 
+/// Unscheduled bytes for a message to a peer with this state: RTTbytes
+/// once the RTT is measured (if configured), else the configured value.
 fn unsched_bytes_of(c: &Config, peer: Option<&Peer>) -> u32 {
     match peer {
         Some(p) if c.unsched_from_rtt => {

@@ -68,19 +68,20 @@
 //! * No encryption, authentication or congestion control beyond Homa's
 //!   receiver-driven scheduling: use it inside a datacenter network you
 //!   trust.
-//! * No service layer (handlers, concurrency limits, graceful drain):
-//!   build it on `recv_request`/`reply`.
+//! * No framework beyond [`service`] (feature `tower`): handlers,
+//!   a concurrency limit and a graceful drain for tower services; other
+//!   servers are built on `recv_request`/`reply`/`discard`.
 //! * Linux only (GSO/GRO, the socket error queue, timerfd).
 //!
 //! ## One Homa per host
 //!
 //! Every socket keeps its own protocol endpoint and lock, and joins a
 //! *host table* when it opens ([`Config::host_sharing`], the
-//! `HOMA_HOST_SHARING` environment variable): by default one table in
-//! shared memory for every process of the user on the host (network
-//! namespace), so that all of them pace against one NIC estimate, stay
-//! within one `max_incoming` and grant in one SRPT order. See the [`host`]
-//! module.
+//! `HOMA_HOST_SHARING` environment variable): by default one table for the
+//! sockets of the process; with `host`, one table in shared memory for
+//! every process of the user on the host (network namespace). The sockets
+//! of a table pace against one NIC estimate, stay within one
+//! `max_incoming` and grant in one SRPT order. See the [`host`] module.
 //!
 //! See the [`blocking`] and [`async_socket`] module documentation for how
 //! each API drives the socket. The repository's `docs/runtime.md` explains
@@ -115,3 +116,9 @@ pub use error::Error;
 pub use host::{HostMetrics, HostSharing};
 pub use message::{IntoMessage, Message};
 pub use stats::{Metrics, Offloads, Stats, TransportStats};
+
+/// The README's Rust example, compiled and run as a doctest (it did not
+/// compile once, unnoticed).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

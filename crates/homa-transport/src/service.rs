@@ -125,7 +125,7 @@ pub struct ServeStats {
     pub answered: u64,
     /// Requests the service failed (or whose reply could not be sent):
     /// discarded, so the client's call fails with
-    /// [`Error::Abandoned`](crate::Error::Abandoned) (the request ran).
+    /// [`Error::Abandoned`] (the request ran).
     pub failed: u64,
     /// Requests still running at the drain deadline, aborted and
     /// discarded (their clients fail with `Abandoned`).
