@@ -44,7 +44,11 @@ use crate::{Config, Error};
 /// and used while that runtime runs: if the runtime shuts down while the
 /// socket lives, the socket closes and every pending and later operation
 /// fails with [`Error::RuntimeShutdown`]. It may be used from other
-/// runtimes and threads meanwhile. Cloning gives another handle to the
+/// runtimes and threads meanwhile, but its driver (receiving, timers, call
+/// deadlines) runs on the opening runtime: a runtime whose threads block
+/// (a current-thread runtime inside a blocking call, say) holds every
+/// deadline of the socket until it runs again. Open sockets on a runtime
+/// that keeps running. Cloning gives another handle to the
 /// same socket; the socket closes when the last handle (including
 /// outstanding [`AsyncCall`]s) is dropped, or at once with
 /// [`AsyncSocket::close`].
