@@ -82,7 +82,10 @@ fn errno(e: &Error) -> c_int {
             // An operating-system code that would read as one of Homa's
             // outcomes above (ran, did not run, server restarted) would
             // misstate it: plain I/O error instead.
-            Some(libc::ECONNABORTED | libc::ENXIO | libc::ECONNRESET) | None => libc::EIO,
+            Some(libc::ECONNABORTED | libc::ENXIO | libc::ECONNRESET) => libc::EIO,
+            // An argument the library refused (a destination port 0).
+            None if io.kind() == std::io::ErrorKind::InvalidInput => libc::EINVAL,
+            None => libc::EIO,
             Some(c) => c,
         },
         // A variant added to homa-transport after this match was written

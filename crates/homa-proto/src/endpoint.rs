@@ -57,8 +57,9 @@ pub enum Error {
     /// The port is already open.
     #[error("port {0} is already in use")]
     PortInUse(u16),
-    /// The port cannot be opened (0 is reserved).
-    #[error("port {0} cannot be opened")]
+    /// The port cannot be opened, or a request sent to it (0 is
+    /// reserved: no socket has it).
+    #[error("port {0} cannot be opened or addressed")]
     InvalidPort(u16),
     /// Every client port is in use.
     #[error("no client port available")]
@@ -761,6 +762,10 @@ impl Endpoint {
         self.touch(now);
         if !self.sockets.contains_key(&port) {
             return Err(Error::NoSocket(port));
+        }
+        if dest.port() == 0 {
+            // No socket has port 0: the call could only time out.
+            return Err(Error::InvalidPort(0));
         }
         self.check_message(request.len())?;
         self.charge_tx(port, request.len())?;

@@ -123,6 +123,9 @@ impl Error {
             homa_proto::Error::UnknownRpc | homa_proto::Error::WrongState => Error::UnknownRpc,
             homa_proto::Error::NoSocket(_) => Error::Closed,
             homa_proto::Error::WouldBlock => Error::WouldBlock,
+            e @ homa_proto::Error::InvalidPort(_) => {
+                Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e))
+            }
             other => Error::Io(io::Error::other(other)),
         }
     }

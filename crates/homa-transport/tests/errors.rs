@@ -55,3 +55,18 @@ fn port_zero_socket__with_server_config_still_serves() {
     server.close();
     assert_eq!(h.join().unwrap(), 1);
 }
+
+/// A call to port 0, which no socket can have, fails at once as an invalid
+/// argument (it used to be sent and end with `PeerTimeout` a second later).
+#[test]
+fn call_to_port_zero__fails_at_once_as_invalid_input() {
+    let s = Socket::bind("127.0.0.1:0").unwrap();
+    let t = std::time::Instant::now();
+    let r = s.call_timeout("127.0.0.1:0", &b"x"[..], Duration::from_secs(5));
+    match r {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert_eq!(s.metrics().proto.stats.requests_started, 0);
+}
