@@ -408,11 +408,14 @@ impl Binding {
     }
 
     /// Client RPC `id` to this peer ended: if it was the oldest, it leaves
-    /// the queue now (the common case costs no lookup later).
-    pub(crate) fn finished(&mut self, id: u64) {
-        if self.live.front() == Some(&id) {
+    /// the queue now (the common case costs no lookup later). True if it
+    /// was the oldest.
+    pub(crate) fn finished(&mut self, id: u64) -> bool {
+        let oldest = self.live.front() == Some(&id);
+        if oldest {
             self.live.pop_front();
         }
+        oldest
     }
 
     /// Our oldest unfinished RPC to this peer, asked while sending RPC

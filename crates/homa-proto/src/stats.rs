@@ -219,6 +219,9 @@ pub struct Stats {
     /// ([`Endpoint::decline_request`](crate::Endpoint::decline_request)):
     /// their clients send them again.
     pub requests_declined: u64,
+    /// Our oldest RPC to a server finished and the next, which the server
+    /// had answered BUSY, was probed at once (see `Endpoint::nudge_oldest`).
+    pub oldest_nudged: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

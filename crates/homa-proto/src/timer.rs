@@ -624,7 +624,7 @@ impl Endpoint {
     /// Probes the peer of an RPC that waits for the peer itself rather
     /// than for bytes it owes: a zero-length RESEND, answered BUSY (or
     /// RPC_UNKNOWN, which ends or rebinds the RPC).
-    fn probe_peer(&mut self, now: Instant, key: usize) {
+    pub(crate) fn probe_peer(&mut self, now: Instant, key: usize) {
         let rpc = &mut self.rpcs[key];
         rpc.last_request = Some(now);
         if rpc.is_client() && rpc.echo == 0 {
