@@ -439,6 +439,17 @@ impl Endpoint {
         })
     }
 
+    /// Starts the endpoint's uptime at `now` (the uptime an RPC_UNKNOWN
+    /// tells clients, which decides whether a request could have reached
+    /// an earlier incarnation). Without it the uptime counts from the
+    /// first input, which after a restart may come well after the socket
+    /// was ready: clients then took requests sent to the new incarnation
+    /// for ones the old one may have run (`OutcomeUnknown`). Call it when
+    /// the endpoint's socket is bound, not earlier.
+    pub fn start(&mut self, now: Instant) {
+        self.touch(now);
+    }
+
     /// Notes the time of an input: `now` never goes backwards, and the
     /// first one starts the uptime.
     #[inline]
@@ -1462,6 +1473,15 @@ fn rng_u64(seed: u64, stream: u64) -> u64 {
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptime__counts_from_start_not_from_the_first_input() {
+        let mut ep = Endpoint::new(Config::default(), 1).unwrap();
+        ep.start(Instant::from_micros(10_000));
+        ep.touch(Instant::from_micros(60_000));
+        let up = ep.uptime(Instant::from_micros(60_000));
+        assert_eq!(up, core::time::Duration::from_millis(50));
+    }
 
     #[test]
     fn level_of_tos__lowest_level_mapped_to_the_precedence_or_none() {

@@ -293,6 +293,9 @@ impl Shared {
         // table's timestamps are CLOCK_MONOTONIC (the same in every process
         // of the host), i.e. the endpoint's Instant plus the epoch.
         let epoch = wait::monotonic_nanos();
+        // The socket is bound: the uptime clients hear after a restart
+        // counts from now, not from the first datagram.
+        ep.start(Instant::ZERO);
         let host = crate::host::join(&mut ep, &config, epoch)?;
         let server = config.server.unwrap_or(addr.port() != 0);
         ep.set_server(port, server).map_err(Error::from_proto)?;
