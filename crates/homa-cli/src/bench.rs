@@ -116,9 +116,58 @@ pub struct Plan {
     pub measure: Duration,
 }
 
-/// A lost datagram in a baseline ping-pong would hang the client: give up
-/// after this long without an answer.
+/// How long a Homa call of a measurement may take before it fails (Homa
+/// recovers lost packets itself: a call this late means a stuck peer).
 const STUCK: Duration = Duration::from_secs(2);
+
+/// How a UDP baseline copes with a lost datagram. UDP on loopback drops
+/// datagrams when a socket buffer is full (the receiver was descheduled on
+/// a loaded machine): after `resend` without an answer the baseline takes
+/// what it sent for lost, counts it and sends again; only after
+/// `give_up` losses in a row does it fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// Silence after which a datagram is taken for lost.
+    pub resend: Duration,
+    /// Losses in a row after which the peer is taken for gone.
+    pub give_up: u32,
+}
+
+impl Patience {
+    /// The ping-pongs': a ping unanswered for 200 ms is sent again; 25 in
+    /// a row (5 s of silence) end the measurement.
+    pub const PING: Patience = Patience {
+        resend: Duration::from_millis(200),
+        give_up: 25,
+    };
+    /// The UDP rate measurement's: after 50 ms without an echo every
+    /// datagram in flight is taken for lost and the window refilled; 100
+    /// in a row (5 s) end the measurement.
+    pub const RATE: Patience = Patience {
+        resend: Duration::from_millis(50),
+        give_up: 100,
+    };
+
+    /// The error after `misses` losses in a row, if that is too many.
+    fn check(&self, misses: u32, what: &str) -> Result<()> {
+        if misses >= self.give_up {
+            bail!(
+                "{what}: no echo after {misses} sends in a row, {} ms apart: the echo thread is stuck or gone (single losses are resent and reported, not fatal)",
+                self.resend.as_millis()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A send error that means only that this datagram did not go (a full
+/// buffer): the baseline treats it as a loss, not as a failure.
+fn dropped(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
+    ) || e.raw_os_error() == Some(libc::ENOBUFS)
+}
 
 /// CPU time of one measurement's window, per side.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -175,6 +224,9 @@ pub struct Rtt {
     pub latency: Latency,
     /// CPU time of the measurement window.
     pub cpu: SideCpu,
+    /// UDP only: pings taken for lost and sent again (warm-up included);
+    /// the round trips that needed a resend are not in `latency`.
+    pub lost: u64,
 }
 
 /// Throughput: what moved and the CPU its window cost.
@@ -186,6 +238,9 @@ pub struct Throughput {
     pub secs: f64,
     /// CPU time of the window.
     pub cpu: SideCpu,
+    /// UDP rate only: datagrams taken for lost and replaced (warm-up
+    /// included).
+    pub lost: u64,
 }
 
 impl Throughput {
@@ -231,12 +286,13 @@ fn serve<T>(
     Ok(())
 }
 
-/// Runs `op` (one round trip) repeatedly: untimed during the warm-up, then
+/// Runs `op` (one round trip; `false` if it needed a resend, which leaves
+/// it out of the samples) repeatedly: untimed during the warm-up, then
 /// timed until the window closes. Returns the round-trip times in ns and
 /// the CPU time of the window.
 fn time_round_trips(
     plan: &Plan,
-    mut op: impl FnMut() -> Result<()>,
+    mut op: impl FnMut() -> Result<bool>,
 ) -> Result<(Vec<u64>, SideCpu)> {
     let start = Instant::now();
     while start.elapsed() < plan.warmup {
@@ -247,21 +303,25 @@ fn time_round_trips(
     let begin = Instant::now();
     loop {
         let t = Instant::now();
-        op()?;
+        let clean = op()?;
         let end = Instant::now();
-        samples.push((end - t).as_nanos() as u64);
+        if clean {
+            samples.push((end - t).as_nanos() as u64);
+        }
         if end - begin >= plan.measure {
             return Ok((samples, window.close()?));
         }
     }
 }
 
-/// Turns what [`time_round_trips`] returned into an [`Rtt`].
-fn rtt_of(r: Result<(Vec<u64>, SideCpu)>) -> Result<Rtt> {
+/// Turns what [`time_round_trips`] returned into an [`Rtt`], with `lost`
+/// pings.
+fn rtt_of(r: Result<(Vec<u64>, SideCpu)>, lost: u64) -> Result<Rtt> {
     let (samples, cpu) = r?;
     Ok(Rtt {
         latency: Latency::from_nanos(samples),
         cpu,
+        lost,
     })
 }
 
@@ -284,6 +344,7 @@ fn count_ops(plan: &Plan, mut step: impl FnMut() -> Result<u64>) -> Result<Throu
         ops,
         secs,
         cpu: window.close()?,
+        lost: 0,
     })
 }
 
@@ -355,9 +416,132 @@ fn join(h: thread::JoinHandle<Result<()>>) -> Result<()> {
 
 // ----- round trips -----------------------------------------------------
 
+// ----- UDP ping-pong that survives loss ---------------------------------
+
+/// The bytes of a ping that identify it (its sequence number, as much of
+/// it as the ping holds).
+type Tag = [u8; 8];
+
+/// The first bytes of `data`, as many as a [`Tag`] holds.
+fn tag_of(data: &[u8]) -> Tag {
+    let mut t = Tag::default();
+    let k = data.len().min(t.len());
+    t[..k].copy_from_slice(&data[..k]);
+    t
+}
+
+/// The client socket of a UDP ping-pong.
+trait PingSocket {
+    /// Sends one ping.
+    fn send_ping(&mut self, ping: &[u8]) -> io::Result<()>;
+    /// One non-blocking receive: the echo's length and [`Tag`].
+    fn recv_echo(&mut self) -> io::Result<(usize, Tag)>;
+    /// The socket, to wait on.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// A connected client socket (`send`/`recv`).
+struct Connected {
+    sock: UdpSocket,
+    buf: Vec<u8>,
+}
+
+impl PingSocket for Connected {
+    fn send_ping(&mut self, ping: &[u8]) -> io::Result<()> {
+        self.sock.send(ping).map(drop)
+    }
+
+    fn recv_echo(&mut self) -> io::Result<(usize, Tag)> {
+        let n = self.sock.recv(&mut self.buf)?;
+        Ok((n, tag_of(&self.buf[..n])))
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// An [`Unconnected`] client socket and where its pings go.
+struct Toward {
+    sock: Unconnected,
+    dest: SocketAddr,
+}
+
+impl PingSocket for Toward {
+    fn send_ping(&mut self, ping: &[u8]) -> io::Result<()> {
+        self.sock.send(ping, self.dest)
+    }
+
+    fn recv_echo(&mut self) -> io::Result<(usize, Tag)> {
+        let (n, _) = self.sock.recv()?;
+        let (_, data) = self.sock.batch.get(0);
+        Ok((n, tag_of(&data[..n.min(data.len())])))
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.sock.as_fd()
+    }
+}
+
+/// The client side of a UDP ping-pong of `size`-byte pings on `sock`.
+///
+/// Each ping carries its sequence number in its first bytes (up to 8), so
+/// that an echo arriving after its ping was resent (late, not lost) is
+/// told apart from the current ping's and skipped. A ping unanswered for
+/// `patience.resend` is counted lost and sent again; the round trip that
+/// needed it is left out of the samples (the figures stay those of round
+/// trips the kernel completed; [`Rtt::lost`] says how many did not).
+fn ping_pong(
+    sock: &mut impl PingSocket,
+    size: usize,
+    plan: &Plan,
+    polling: Polling,
+    patience: Patience,
+) -> Result<Rtt> {
+    let mut ping = vec![0x5a_u8; size];
+    let k = size.min(Tag::default().len());
+    let mut idle = Idle::new(polling);
+    let (mut seq, mut lost) = (0u64, 0u64);
+    let r = time_round_trips(plan, || {
+        seq += 1;
+        let tag = tag_of(&seq.to_le_bytes()[..k]);
+        ping[..k].copy_from_slice(&tag[..k]);
+        let mut misses = 0;
+        loop {
+            match sock.send_ping(&ping) {
+                Ok(()) => {}
+                // Not sent: as good as lost; the wait below runs out.
+                Err(e) if dropped(&e) => {}
+                Err(e) => return Err(e).context("udp ping-pong: send"),
+            }
+            idle.data();
+            let t = Instant::now();
+            loop {
+                match sock.recv_echo() {
+                    Ok((n, got)) if n == size && got == tag => return Ok(misses == 0),
+                    // The echo of an earlier ping, sent again.
+                    Ok((n, _)) if n == size => {}
+                    Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
+                    Err(e) if would_block(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                        if t.elapsed() >= patience.resend {
+                            break;
+                        }
+                        idle.wait(sock.fd());
+                    }
+                    Err(e) => return Err(e).context("udp ping-pong: receive"),
+                }
+            }
+            misses += 1;
+            lost += 1;
+            patience.check(misses, "udp ping-pong")?;
+        }
+    });
+    rtt_of(r, lost)
+}
+
 /// Raw UDP ping-pong: the floor for a request/response exchange. The
 /// client's socket is connected (`send`/`recv`), the server's is not
-/// (`recvfrom`/`sendto`).
+/// (`recvfrom`/`sendto`). A lost datagram is resent ([`ping_pong`]).
 pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Rtt> {
     let stop = Arc::new(AtomicBool::new(false));
     let st = Arc::clone(&stop);
@@ -371,32 +555,36 @@ pub fn udp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
             sock.as_fd(),
             &mut vec![0u8; 1 << 16],
             |b| sock.recv_from(b),
-            |b, (n, from)| sock.send_to(&b[..n], from).map(drop),
+            |b, (n, from)| match sock.send_to(&b[..n], from) {
+                // An echo that did not go is a loss the client resends.
+                Err(e) if dropped(&e) => Ok(()),
+                r => r.map(drop),
+            },
         )
     })?;
     pin_current_thread(cpus.client)?;
+    let r = connected_ping_pong(addr, size, plan, polling, Patience::PING);
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    r
+}
+
+/// [`ping_pong`] from a socket connected to the echo server at `addr`.
+fn connected_ping_pong(
+    addr: SocketAddr,
+    size: usize,
+    plan: &Plan,
+    polling: Polling,
+    patience: Patience,
+) -> Result<Rtt> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.connect(addr)?;
     sock.set_nonblocking(true)?;
-    let msg = vec![0x5a_u8; size];
-    let mut buf = vec![0u8; 1 << 16];
-    let mut idle = Idle::new(polling);
-    let r = time_round_trips(plan, || {
-        sock.send(&msg)?;
-        idle.data();
-        let t = Instant::now();
-        loop {
-            match sock.recv(&mut buf) {
-                Ok(n) if n == size => return Ok(()),
-                Ok(n) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.as_fd()),
-                Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
-            }
-        }
-    });
-    stop.store(true, Ordering::Relaxed);
-    join(h)?;
-    rtt_of(r)
+    let mut c = Connected {
+        sock,
+        buf: vec![0u8; 1 << 16],
+    };
+    ping_pong(&mut c, size, plan, polling, patience)
 }
 
 /// A UDP socket used the way a multi-peer transport (Homa's runtime) must
@@ -470,7 +658,12 @@ fn unconnected_echo(
                     // Echo the bytes from the receive buffer, encoding the
                     // destination per send as the runtime does.
                     let (_, data) = sock.batch.get(0);
-                    sock.send(&data[..n], from)?;
+                    match sock.send(&data[..n], from) {
+                        // An echo that did not go is a loss the client
+                        // deals with.
+                        Err(e) if dropped(&e) => {}
+                        r => r?,
+                    }
                     idle.data();
                 }
                 Err(e) if would_block(&e) => idle.wait(sock.sock.as_fd()),
@@ -488,25 +681,13 @@ pub fn udp_rtt_unconnected(size: usize, plan: &Plan, polling: Polling, cpus: Cpu
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, h) = unconnected_echo(polling, cpus, Arc::clone(&stop))?;
     pin_current_thread(cpus.client)?;
-    let mut sock = Unconnected::bind()?;
-    let msg = vec![0x5a_u8; size];
-    let mut idle = Idle::new(polling);
-    let r = time_round_trips(plan, || {
-        sock.send(&msg, addr)?;
-        idle.data();
-        let t = Instant::now();
-        loop {
-            match sock.recv() {
-                Ok((n, _)) if n == size => return Ok(()),
-                Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) && t.elapsed() < STUCK => idle.wait(sock.sock.as_fd()),
-                Err(e) => return Err(e).context("udp ping-pong lost a datagram"),
-            }
-        }
+    let r = Unconnected::bind().and_then(|sock| {
+        let mut t = Toward { sock, dest: addr };
+        ping_pong(&mut t, size, plan, polling, Patience::PING)
     });
     stop.store(true, Ordering::Relaxed);
     join(h)?;
-    rtt_of(r)
+    r
 }
 
 /// Reads exactly `buf.len()` bytes from a non-blocking socket, waiting as
@@ -604,13 +785,13 @@ pub fn tcp_rtt(size: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result
         write_full(&mut conn, &msg)?;
         idle.data();
         match read_message(&mut conn, &mut buf, &mut idle)? {
-            Some(n) if n == size => Ok(()),
+            Some(n) if n == size => Ok(true),
             other => bail!("tcp echo: {other:?}"),
         }
     });
     drop(conn);
     join(h)?;
-    rtt_of(r)
+    rtt_of(r, 0)
 }
 
 /// A Homa echo server thread; returns its address and a handle to close it.
@@ -680,11 +861,11 @@ pub fn homa_rtt(
         if resp.len() != size {
             bail!("homa echo of {} bytes, sent {size}", resp.len());
         }
-        Ok(())
+        Ok(true)
     });
     server.close();
     join(h)?;
-    rtt_of(r)
+    rtt_of(r, 0)
 }
 
 // ----- small-RPC rate ----------------------------------------------------
@@ -695,10 +876,15 @@ pub fn homa_rtt(
 // received in the window.
 
 /// UDP with the runtime's system calls (see [`Unconnected`]): the client
-/// keeps `outstanding` datagrams in flight and sends one more per echo. A
-/// datagram lost on loopback (receive buffer full) would shrink the
-/// window: after 50 ms without an echo the client assumes every datagram
-/// in flight lost and refills.
+/// keeps `outstanding` datagrams in flight and sends one more per echo.
+/// A datagram lost on loopback (receive buffer full) would shrink the
+/// window for good, so each datagram carries its sequence number (its
+/// first bytes, up to 8) and the client keeps the window full: the single
+/// echo thread answers in order, so an echo that skips sequence numbers
+/// means those datagrams were lost (counted in [`Throughput::lost`] and
+/// replaced), and after [`Patience::RATE`]'s 50 ms without any echo every
+/// datagram in flight is taken for lost. An echo of one written off
+/// (late, not lost) still counts as a response.
 pub fn udp_rate(
     size: usize,
     outstanding: usize,
@@ -709,37 +895,75 @@ pub fn udp_rate(
     let stop = Arc::new(AtomicBool::new(false));
     let (addr, h) = unconnected_echo(polling, cpus, Arc::clone(&stop))?;
     pin_current_thread(cpus.client)?;
+    let r = udp_rate_against(addr, size, outstanding, plan, polling, Patience::RATE);
+    stop.store(true, Ordering::Relaxed);
+    join(h)?;
+    r
+}
+
+/// The client side of [`udp_rate`] against the echo server at `addr`.
+fn udp_rate_against(
+    addr: SocketAddr,
+    size: usize,
+    outstanding: usize,
+    plan: &Plan,
+    polling: Polling,
+    patience: Patience,
+) -> Result<Throughput> {
     let mut sock = Unconnected::bind()?;
-    let msg = vec![0x5a_u8; size];
+    let mut msg = vec![0x5a_u8; size];
+    // Sequence numbers travel as their low `k` bytes (none in an empty
+    // datagram: then only silence reveals a loss).
+    let k = size.min(Tag::default().len());
+    let mask = u64::MAX.checked_shr(64 - 8 * k as u32).unwrap_or(0);
     let mut idle = Idle::new(polling);
-    let mut in_flight = 0;
-    let r = count_ops(plan, || {
-        while in_flight < outstanding.max(1) {
-            sock.send(&msg, addr)?;
-            in_flight += 1;
+    // In flight: sequence numbers `oldest..next`.
+    let (mut oldest, mut next) = (0u64, 0u64);
+    let (mut lost, mut misses) = (0u64, 0);
+    let mut r = count_ops(plan, || {
+        while next - oldest < outstanding.max(1) as u64 {
+            msg[..k].copy_from_slice(&next.to_le_bytes()[..k]);
+            match sock.send(&msg, addr) {
+                // Not sent: as good as lost; the next echo skips it.
+                Ok(()) => {}
+                Err(e) if dropped(&e) => {}
+                Err(e) => return Err(e).context("udp rate: send"),
+            }
+            next += 1;
         }
         idle.data();
         let t = Instant::now();
         loop {
             match sock.recv() {
                 Ok((n, _)) if n == size => {
-                    in_flight -= 1;
+                    let (_, data) = sock.batch.get(0);
+                    let seq = u64::from_le_bytes(tag_of(&data[..n.min(data.len())]));
+                    let skipped = seq.wrapping_sub(oldest) & mask;
+                    if skipped < next - oldest {
+                        lost += skipped;
+                        oldest += skipped + 1;
+                    }
+                    misses = 0;
                     return Ok(1);
                 }
                 Ok((n, _)) => bail!("udp echo of {n} bytes, sent {size}"),
-                Err(e) if would_block(&e) => {
-                    if t.elapsed() > Duration::from_millis(50) {
-                        in_flight = 0;
+                Err(e) if would_block(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                    if t.elapsed() > patience.resend {
+                        lost += next - oldest;
+                        oldest = next;
+                        misses += 1;
+                        patience.check(misses, "udp rate")?;
                         return Ok(0);
                     }
                     idle.wait(sock.sock.as_fd());
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).context("udp rate: receive"),
             }
         }
     });
-    stop.store(true, Ordering::Relaxed);
-    join(h)?;
+    if let Ok(t) = &mut r {
+        t.lost = lost;
+    }
     r
 }
 
@@ -843,6 +1067,7 @@ fn rate_of(
         ops: b1 - b0,
         secs,
         cpu,
+        lost: 0,
     })
 }
 
@@ -869,7 +1094,10 @@ const MAX_GSO_SEND: usize = 65_507;
 /// datagrams (Homa's DATA packet size in the same run) at a GRO receiver
 /// that only counts bytes; each send as many whole datagrams as fit in
 /// 64 kB, at most 44. No reliability, no flow control: what arrives is the
-/// ceiling for any protocol over UDP sockets here.
+/// ceiling for any protocol over UDP sockets here. Datagrams the receiver
+/// had no room for are simply not counted (no loss can stop or hang the
+/// blast: a send that fails or blocks for long is skipped, and the window
+/// ends on time).
 pub fn udp_bulk(segment: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Result<Throughput> {
     let segment = segment.clamp(1, MAX_GSO_SEND);
     let per_send = (MAX_GSO_SEND / segment).clamp(1, 44);
@@ -901,6 +1129,8 @@ pub fn udp_bulk(segment: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Re
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.connect(addr)?;
     udp::set_buffer(sock.as_fd(), Buffer::Send, 8 << 20)?;
+    // A send blocked on a full send buffer must not outlast the window.
+    sock.set_write_timeout(Some(Duration::from_millis(50)))?;
     if per_send > 1 {
         udp::set_gso_segment(sock.as_fd(), segment as u16).context("UDP_SEGMENT")?;
     }
@@ -908,10 +1138,9 @@ pub fn udp_bulk(segment: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Re
     let r = rate_of(plan, &counter, &stop, || {
         match sock.send(&batch) {
             Ok(_) => Ok(()),
-            // The receiver fell behind and ICMP or buffer errors surfaced.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOBUFS)) => {
-                Ok(())
-            }
+            // The receiver fell behind and ICMP or buffer errors surfaced,
+            // or the send buffer stayed full: this batch is lost.
+            Err(e) if dropped(&e) || e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(()),
             Err(e) => Err(e.into()),
         }
     });
@@ -985,8 +1214,126 @@ pub fn homa_bulk(
 }
 
 #[cfg(test)]
+#[allow(non_snake_case)]
 mod tests {
-    use super::udp_segment_for;
+    use super::*;
+
+    /// A UDP echo thread that drops the first `drop_first` datagrams it
+    /// receives, then echoes (all of them with `drop_first` `usize::MAX`),
+    /// until `stop`; it returns how many it dropped.
+    fn lossy_echo(
+        drop_first: usize,
+        stop: Arc<AtomicBool>,
+    ) -> (SocketAddr, thread::JoinHandle<usize>) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let h = thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut dropped = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if dropped < drop_first {
+                    dropped += 1;
+                } else {
+                    sock.send_to(&buf[..n], from).unwrap();
+                }
+            }
+            dropped
+        });
+        (addr, h)
+    }
+
+    /// The losses fall in the warm-up (each costs up to 70 ms: 20 ms of
+    /// patience, a 50 ms sleep), then round trips are measured.
+    const PLAN: Plan = Plan {
+        warmup: Duration::from_millis(400),
+        measure: Duration::from_millis(50),
+    };
+
+    /// Long enough for any patience to run out first.
+    const LONG: Plan = Plan {
+        warmup: Duration::ZERO,
+        measure: Duration::from_secs(10),
+    };
+
+    const QUICK: Patience = Patience {
+        resend: Duration::from_millis(20),
+        give_up: 10,
+    };
+
+    #[test]
+    fn ping_pong__resends_lost_pings_and_counts_them() {
+        for size in [100, 3, 0] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (addr, h) = lossy_echo(3, Arc::clone(&stop));
+            let r = connected_ping_pong(addr, size, &PLAN, Polling::Block, QUICK);
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(h.join().unwrap(), 3);
+            let r = r.unwrap_or_else(|e| panic!("{size} B: {e:#}"));
+            // (More if the echo thread was descheduled for 20 ms.)
+            assert!(r.lost >= 3, "{size} B: {} lost", r.lost);
+            assert!(r.latency.count > 0, "{size} B: no round trip measured");
+        }
+    }
+
+    #[test]
+    fn ping_pong__unconnected_resends_lost_pings_too() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, h) = lossy_echo(2, Arc::clone(&stop));
+        let mut t = Toward {
+            sock: Unconnected::bind().unwrap(),
+            dest: addr,
+        };
+        let r = ping_pong(&mut t, 100, &PLAN, Polling::Adaptive, QUICK);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        let r = r.unwrap();
+        assert!(r.lost >= 2, "{} lost", r.lost);
+        assert!(r.latency.count > 0);
+    }
+
+    #[test]
+    fn ping_pong__gives_up_on_a_silent_peer_with_a_clear_message() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, h) = lossy_echo(usize::MAX, Arc::clone(&stop));
+        let t0 = Instant::now();
+        let r = connected_ping_pong(addr, 100, &LONG, Polling::Block, QUICK);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(
+            e.contains("udp ping-pong: no echo after 10 sends in a row"),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn udp_rate__replaces_lost_datagrams_and_counts_them() {
+        // The first 6 of 4 outstanding: a whole window lost (written off
+        // after the silence), then 2 of the refill (skipped by the echoes
+        // that follow them).
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, h) = lossy_echo(6, Arc::clone(&stop));
+        let r = udp_rate_against(addr, 100, 4, &PLAN, Polling::Block, QUICK);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        let r = r.unwrap();
+        assert!(r.lost >= 6, "{} lost", r.lost);
+        assert!(r.ops > 100, "the window stayed open: {} echoes", r.ops);
+        // A silent peer: a clear failure, not a hang.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, h) = lossy_echo(usize::MAX, Arc::clone(&stop));
+        let r = udp_rate_against(addr, 100, 4, &LONG, Polling::Block, QUICK);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("udp rate: no echo after 10 sends"), "{e}");
+    }
 
     #[test]
     fn udp_segment_is_the_payload_of_a_homa_data_packet() {

@@ -32,6 +32,12 @@
 //! A tail measured on a busy machine measures the machine: the report
 //! warns when the load average exceeds half the CPUs or when the P99.9 of
 //! any transport varies more than 2x between repetitions.
+//!
+//! UDP on loopback drops datagrams when a socket buffer is full (on a
+//! loaded machine, a receiver descheduled for long): the UDP baselines
+//! resend a ping unanswered for 200 ms and replace lost datagrams of the
+//! rate measurement (see [`bench::Patience`]), count them
+//! (`reps[].udp_lost`) and warn; only a peer silent for 5 s fails the run.
 
 use std::time::Duration;
 
@@ -212,6 +218,27 @@ pub struct Rates {
     pub homa_krps: f64,
 }
 
+/// Datagrams the UDP baselines of a repetition took for lost and sent
+/// again (warm-ups included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpLost {
+    /// Pings of the connected ping-pong (their round trips are left out of
+    /// `udp_rtt`).
+    pub rtt: u64,
+    /// Pings of the unconnected ping-pong (left out of
+    /// `udp_unconnected_rtt`).
+    pub unconnected_rtt: u64,
+    /// Datagrams of the rate measurement (replaced).
+    pub rate: u64,
+}
+
+impl UdpLost {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.rtt + self.unconnected_rtt + self.rate
+    }
+}
+
 /// One repetition's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rep {
@@ -233,6 +260,10 @@ pub struct Rep {
     pub rates: Rates,
     /// CPU time of every measurement.
     pub cpu: CpuCosts,
+    /// Datagrams the UDP baselines lost (0 in reports written before the
+    /// field existed, whose baselines failed on a loss).
+    #[serde(default)]
+    pub udp_lost: UdpLost,
 }
 
 /// RTT percentiles of one transport, µs.
@@ -410,69 +441,75 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         let on = |m: Measurement| args.only.is_empty() || args.only.contains(&m);
         use Measurement as M;
         let small = args.small;
-        let rtt = |on: bool, f: &dyn Fn() -> Result<bench::Rtt>| -> Result<(Latency, Cpu)> {
+        let rtt = |on: bool, f: &dyn Fn() -> Result<bench::Rtt>| -> Result<(Latency, Cpu, u64)> {
             if !on {
                 return Ok(Default::default());
             }
             let r = f()?;
             let cpu = Cpu::of(&r.cpu, r.latency.count as u64, 1e3);
-            Ok((r.latency, cpu))
+            Ok((r.latency, cpu, r.lost))
         };
         let thr = |on: bool,
                    f: &dyn Fn() -> Result<bench::Throughput>,
                    unit: f64,
                    cpu_unit_ns: f64|
-         -> Result<(f64, Cpu)> {
+         -> Result<(f64, Cpu, u64)> {
             if !on {
                 return Ok(Default::default());
             }
             let t = f()?;
-            Ok((t.per_sec() * unit, Cpu::of(&t.cpu, t.ops, cpu_unit_ns)))
+            Ok((
+                t.per_sec() * unit,
+                Cpu::of(&t.cpu, t.ops, cpu_unit_ns),
+                t.lost,
+            ))
         };
         let (gbps, krps) = (8.0 / 1e9, 1e-3);
         // ms per GB: ns per byte / 1e6 x 1e9 = ns per byte x 1e3.
         let per_gb = 1e-3;
         let link = homa;
         let k = args.rate_outstanding;
-        let (udp_rtt, udp_rtt_cpu) = rtt(on(M::UdpRtt), &|| bench::udp_rtt(small, &plan, p, cpus))?;
-        let (udp_unconnected_rtt, udp_unc_cpu) = rtt(on(M::UdpUnconnectedRtt), &|| {
+        let (udp_rtt, udp_rtt_cpu, lost_rtt) =
+            rtt(on(M::UdpRtt), &|| bench::udp_rtt(small, &plan, p, cpus))?;
+        let (udp_unconnected_rtt, udp_unc_cpu, lost_unc) = rtt(on(M::UdpUnconnectedRtt), &|| {
             bench::udp_rtt_unconnected(small, &plan, p, cpus)
         })?;
-        let (tcp_rtt, tcp_rtt_cpu) = rtt(on(M::TcpRtt), &|| bench::tcp_rtt(small, &plan, p, cpus))?;
-        let (homa_rtt, homa_rtt_cpu) = rtt(on(M::HomaRtt), &|| {
+        let (tcp_rtt, tcp_rtt_cpu, _) =
+            rtt(on(M::TcpRtt), &|| bench::tcp_rtt(small, &plan, p, cpus))?;
+        let (homa_rtt, homa_rtt_cpu, _) = rtt(on(M::HomaRtt), &|| {
             bench::homa_rtt(small, &plan, p, cpus, link)
         })?;
-        let (udp_gbps, udp_bulk_cpu) = thr(
+        let (udp_gbps, udp_bulk_cpu, _) = thr(
             on(M::UdpBulk),
             &|| bench::udp_bulk(udp_segment, &plan, p, cpus),
             gbps,
             per_gb,
         )?;
-        let (tcp_gbps, tcp_bulk_cpu) = thr(
+        let (tcp_gbps, tcp_bulk_cpu, _) = thr(
             on(M::TcpBulk),
             &|| bench::tcp_bulk(args.bulk, &plan, p, cpus),
             gbps,
             per_gb,
         )?;
-        let (homa_gbps, homa_bulk_cpu) = thr(
+        let (homa_gbps, homa_bulk_cpu, _) = thr(
             on(M::HomaBulk),
             &|| bench::homa_bulk(args.bulk, args.bulk_outstanding, &plan, p, cpus, link),
             gbps,
             per_gb,
         )?;
-        let (udp_krps, udp_rate_cpu) = thr(
+        let (udp_krps, udp_rate_cpu, lost_rate) = thr(
             on(M::UdpRate),
             &|| bench::udp_rate(small, k, &plan, p, cpus),
             krps,
             1e3,
         )?;
-        let (tcp_krps, tcp_rate_cpu) = thr(
+        let (tcp_krps, tcp_rate_cpu, _) = thr(
             on(M::TcpRate),
             &|| bench::tcp_rate(small, k, &plan, p, cpus),
             krps,
             1e3,
         )?;
-        let (homa_krps, homa_rate_cpu) = thr(
+        let (homa_krps, homa_rate_cpu, _) = thr(
             on(M::HomaRate),
             &|| bench::homa_rate(small, k, &plan, p, cpus, link),
             krps,
@@ -502,6 +539,11 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
                 udp_bulk_ms_per_gb: udp_bulk_cpu,
                 tcp_bulk_ms_per_gb: tcp_bulk_cpu,
                 homa_bulk_ms_per_gb: homa_bulk_cpu,
+            },
+            udp_lost: UdpLost {
+                rtt: lost_rtt,
+                unconnected_rtt: lost_unc,
+                rate: lost_rate,
             },
         });
     }
@@ -553,11 +595,25 @@ fn online_cpus() -> usize {
 /// called unstable.
 const TAIL_SPREAD: f64 = 2.0;
 
-/// Why the tails of this run may not be trusted: a load average above half
-/// the CPUs (before or after), or a P99.9 that varied more than
-/// [`TAIL_SPREAD`]x between repetitions.
+/// Why the figures of this run may not be trusted: a load average above
+/// half the CPUs (before or after), a P99.9 that varied more than
+/// [`TAIL_SPREAD`]x between repetitions, or UDP datagrams lost.
 pub fn noise_warnings(reps: &[Rep], load: &LoadAverage) -> Vec<String> {
     let mut w = Vec::new();
+    let lost = reps.iter().fold(UdpLost::default(), |a, r| UdpLost {
+        rtt: a.rtt + r.udp_lost.rtt,
+        unconnected_rtt: a.unconnected_rtt + r.udp_lost.unconnected_rtt,
+        rate: a.rate + r.udp_lost.rate,
+    });
+    if lost.total() > 0 {
+        w.push(format!(
+            "UDP lost datagrams on loopback (a socket buffer overflowed while a side was descheduled): {} pings of the connected ping-pong, {} of the unconnected one, {} datagrams of the rate measurement, over all repetitions (reps[].udp_lost in --json); each lost ping was sent again after {} ms and its round trip left out of the UDP figures, lost rate datagrams were replaced; the UDP floors of this run are less exact: rerun on a quiet machine",
+            lost.rtt,
+            lost.unconnected_rtt,
+            lost.rate,
+            bench::Patience::PING.resend.as_millis()
+        ));
+    }
     let busy = [load.before, load.after]
         .into_iter()
         .flatten()
@@ -885,6 +941,7 @@ mod tests {
                 },
                 ..CpuCosts::default()
             },
+            udp_lost: UdpLost::default(),
         };
         let (m, r) = summarize(&[rep(1.0), rep(3.0), rep(2.0)]);
         assert_eq!(
@@ -932,6 +989,7 @@ mod tests {
             homa_gbps: 1.0,
             rates: Rates::default(),
             cpu: CpuCosts::default(),
+            udp_lost: UdpLost::default(),
         };
         let quiet = LoadAverage {
             before: Some(0.1),
@@ -951,5 +1009,45 @@ mod tests {
         };
         let w = noise_warnings(&[rep(20.0)], &busy);
         assert!(w[0].contains("load average up to 3.10 on 2 CPUs"), "{w:?}");
+        // Lost datagrams mark the run, summed over repetitions.
+        let lossy = |rtt, rate| Rep {
+            udp_lost: UdpLost {
+                rtt,
+                unconnected_rtt: 0,
+                rate,
+            },
+            ..rep(20.0)
+        };
+        let w = noise_warnings(&[lossy(1, 0), lossy(2, 5)], &quiet);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("3 pings of the connected ping-pong, 0 of the unconnected one, 5 datagrams of the rate"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn rep__reads_reports_written_before_udp_lost() {
+        let mut v = serde_json::to_value(Rep {
+            udp_lost: UdpLost {
+                rtt: 1,
+                unconnected_rtt: 2,
+                rate: 3,
+            },
+            udp_rtt: lat(1.0, 2.0),
+            udp_unconnected_rtt: lat(1.0, 2.0),
+            tcp_rtt: lat(1.0, 2.0),
+            homa_rtt: lat(1.0, 2.0),
+            udp_gbps: 1.0,
+            tcp_gbps: 1.0,
+            homa_gbps: 1.0,
+            rates: Rates::default(),
+            cpu: CpuCosts::default(),
+        })
+        .unwrap();
+        assert_eq!(v["udp_lost"]["rate"], 3);
+        v.as_object_mut().unwrap().remove("udp_lost");
+        let r: Rep = serde_json::from_value(v).unwrap();
+        assert_eq!(r.udp_lost, UdpLost::default());
     }
 }

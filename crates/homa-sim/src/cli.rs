@@ -501,7 +501,7 @@ impl Bar {
         } else if let Some(last) = self.last_line {
             // Not a terminal: a plain line every 10 s.
             if last.elapsed().as_secs_f64() >= 10.0 {
-                eprintln!("{}", self.message(p));
+                note(format_args!("{}", self.message(p)));
                 self.last_line = Some(WallClock::now());
             }
         }
@@ -527,7 +527,7 @@ pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
     let wall = start.elapsed().as_secs_f64();
     bar.finish();
     if let (Some(s), Some(c)) = (sim.capture_stats(), &cfg.capture) {
-        eprintln!(
+        note(format_args!(
             "capture: {} packets of host(s) {:?} written to {}{}",
             s.written,
             c.hosts,
@@ -537,13 +537,13 @@ pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
             } else {
                 String::new()
             }
-        );
+        ));
     }
     let table = report::table(&results);
     let csv = report::csv(&results);
     let svg = report::plot(&[("", &results)]);
     if !a.quiet {
-        print!("{table}");
+        print_stdout(&table)?;
     }
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).map_err(|e| CliError::Io(dir.clone(), e))?;
@@ -567,13 +567,36 @@ pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
     if let Some(path) = &a.svg {
         std::fs::write(path, &svg).map_err(|e| CliError::Io(path.clone(), e))?;
     }
-    eprintln!(
+    note(format_args!(
         "wall time {:.1} s, {} events, {:.2} M events/s, {:.1} us simulated per wall second",
         wall,
         results.events,
         results.events as f64 / wall / 1e6,
         results.end_us / wall
-    );
-    eprintln!("{}", sim.event_counts().per_data_packet());
+    ));
+    note(format_args!("{}", sim.event_counts().per_data_packet()));
     Ok(results)
+}
+
+/// Writes a line to stderr, ignoring errors: a reader that went away
+/// (`homa-sim ... 2>&1 | head`) is no reason to stop the run, let alone to
+/// panic as `eprintln!` does, and there is nowhere else to report it.
+pub fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Writes `text` to stdout. A reader that went away (`homa-sim | head`,
+/// `EPIPE`) is success, as for the `homa` command: the run goes on to
+/// write its files and ends normally. Other errors (a full disk) are
+/// returned.
+fn print_stdout(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Io(PathBuf::from("stdout"), e))
+        }
+        _ => Ok(()),
+    }
 }

@@ -5,7 +5,7 @@
 //! `homa sim`.
 
 use clap::Parser;
-use homa_sim::cli::{execute, SimArgs};
+use homa_sim::cli::{execute, note, SimArgs};
 
 /// Simulate Homa (the real homa-proto code) on a datacenter network.
 ///
@@ -21,7 +21,7 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = execute(&cli.args) {
-        eprintln!("homa-sim: {e}");
+        note(format_args!("homa-sim: {e}"));
         std::process::exit(2);
     }
 }
