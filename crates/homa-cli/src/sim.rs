@@ -85,8 +85,8 @@ pub(crate) fn main(c: &SimCmd) -> Result<()> {
             }
         }
     }
-    // The table is printed here, not by the simulator (its `print!`
-    // panics when the reader of stdout went away: see crate::out).
+    // The table is printed here, through crate::out, like every line of
+    // this command.
     let quiet = SimArgs {
         quiet: true,
         ..a.clone()
