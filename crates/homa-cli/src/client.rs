@@ -275,7 +275,9 @@ fn default_seed(node: u8) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, clap::Args)]
 pub(crate) struct HomaKnobs {
     /// Link speed, Mbit/s: Homa's pacer and, for `homa client`, the
-    /// slowdown denominator (default 25000, Homa's default).
+    /// slowdown denominator (default: for `homa client` 100000 on
+    /// loopback, else the speed of the interface toward the first server,
+    /// else 25000, Homa's default; for `homa server` 25000).
     #[arg(long)]
     pub link_mbps: Option<u32>,
     /// Homa: most transmit time the pacer lets queue ahead of the link, µs
