@@ -42,7 +42,7 @@ use crate::rpc::{local_id, Rpc, RpcState, ServerRpcs};
 use crate::socket::Socket;
 use crate::stats::Stats;
 use crate::timers::Timer;
-use crate::wire::{Body, DataHeader, PacketType, Repr};
+use crate::wire::{AckHeader, Body, DataHeader, PacketType, Repr};
 use crate::Instant;
 
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -639,6 +639,7 @@ impl Endpoint {
             self.free_rpc(key);
         }
         self.control.retain(|c| c.repr.sport != port);
+        self.ack_all(port);
         self.events.retain(|e| match e {
             Event::Request { port: p, .. }
             | Event::Response { port: p, .. }
@@ -647,6 +648,32 @@ impl Endpoint {
         });
         ended.sort_unstable();
         Ok(ended)
+    }
+
+    /// Sends every ack the closing socket `port` kept to piggyback on a
+    /// later request: its servers free those RPCs now instead of asking
+    /// with NEED_ACK (which would meet an ICMP error once the socket is
+    /// gone).
+    fn ack_all(&mut self, port: u16) {
+        let servers: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.acks_pending(port) > 0)
+            .map(|(a, _)| *a)
+            .collect();
+        for server in servers {
+            while let Some(acks) = self
+                .peers
+                .get_mut(&server)
+                .map(|p| p.take_acks(port))
+                .filter(|a| !a.is_empty())
+            {
+                // The packet names the first; the rest ride in its list.
+                let named = acks[0].client_id;
+                self.stats.acks_at_close += acks.len() as u64;
+                self.send_control(port, server, named, Body::Ack(AckHeader::new(&acks[1..])));
+            }
+        }
     }
 
     // ----- application commands ----------------------------------------

@@ -222,6 +222,8 @@ pub struct Stats {
     /// Our oldest RPC to a server finished and the next, which the server
     /// had answered BUSY, was probed at once (see `Endpoint::nudge_oldest`).
     pub oldest_nudged: u64,
+    /// Acks a closing socket sent at once (see `Endpoint::close_socket`).
+    pub acks_at_close: u64,
     /// Partially received messages whose buffer was taken back to let a
     /// better-ranked message finish (they wait and are resent).
     pub evictions: u64,

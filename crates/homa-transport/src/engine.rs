@@ -665,6 +665,11 @@ impl Shared {
         st.closed = true;
         self.closed.store(true, Ordering::Release);
         let _ = st.ep.close_socket(self.port);
+        // What closing queued (the acks kept to piggyback, so servers free
+        // our finished RPCs now) leaves before the UDP socket goes.
+        let now = self.now();
+        let State { ep, dp, .. } = st;
+        dp.flush(ep, now);
         // Free the slot in the host table at once (not after the liveness
         // bound).
         st.ep.leave_host();

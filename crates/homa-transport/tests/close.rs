@@ -45,3 +45,38 @@ fn closed_client__server_stops_sending_to_it_quickly() {
         let _ = server.recv_request_timeout(Duration::from_millis(5));
     }
 }
+
+/// A client that closes after its calls completed acks them on the way
+/// out: the server frees its RPCs at once, without asking for acks (after
+/// every `homa client` run it asked, and met ICMP port unreachable).
+#[test]
+fn closed_client__acks_its_completed_calls() {
+    let mut config = Config::default();
+    config.server = Some(true);
+    let server = Socket::bind_with("127.0.0.1:0", config).unwrap();
+    let dest = server.local_addr();
+    let s = server.clone();
+    let h = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let r = s
+                .recv_request_timeout(Duration::from_secs(5))
+                .unwrap()
+                .expect("request");
+            s.reply(r.peer, r.id, r.body).unwrap();
+        }
+    });
+    let client = Socket::bind("127.0.0.1:0").unwrap();
+    for i in 0..3u8 {
+        assert_eq!(&client.call(dest, vec![i; 10]).unwrap()[..], &[i; 10][..]);
+    }
+    h.join().unwrap();
+    client.close();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while server.metrics().proto.server_rpcs > 0 {
+        assert!(Instant::now() < give_up, "the server still holds its RPCs");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let m = server.metrics().proto.stats;
+    assert_eq!(m.need_acks, 0, "the server asked for acks");
+    assert_eq!(m.server_rpcs_acked, 3);
+}
