@@ -482,6 +482,12 @@ impl Shared {
         if dest.is_ipv6() && !self.ipv6 {
             return Err(Error::AddressFamily);
         }
+        // An IPv6 socket reaches IPv4 destinations only when bound to the
+        // wildcard (IPv4-mapped); bound to an IPv6 address it cannot.
+        let local = self.local.ip().to_canonical();
+        if dest.is_ipv4() && local.is_ipv6() && !local.is_unspecified() {
+            return Err(Error::AddressFamily);
+        }
         let now = self.now();
         let id = st
             .ep

@@ -72,7 +72,8 @@ pub enum Error {
     #[error("send buffer full")]
     WouldBlock,
     /// The destination's address family does not match the socket's (an
-    /// IPv6 destination on an IPv4 socket).
+    /// IPv6 destination on an IPv4 socket, or an IPv4 destination on a
+    /// socket bound to an IPv6 address other than the wildcard).
     #[error("address family mismatch")]
     AddressFamily,
     /// No RPC with that id awaits this operation (a reply to an unknown or

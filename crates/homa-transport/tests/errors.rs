@@ -70,3 +70,18 @@ fn call_to_port_zero__fails_at_once_as_invalid_input() {
     assert!(t.elapsed() < Duration::from_millis(500));
     assert_eq!(s.metrics().proto.stats.requests_started, 0);
 }
+
+/// A socket bound to an IPv6 address cannot reach IPv4 destinations: the
+/// call says so at once (it failed as `NetworkUnreachable`, the kernel's
+/// answer to the send). The wildcard socket reaches them (IPv4-mapped).
+#[test]
+fn ipv6_socket__ipv4_destination_is_an_address_family_error() {
+    let Ok(s) = Socket::bind("[::1]:0") else {
+        panic!("IPv6 loopback unavailable: not checked");
+    };
+    let r = s.call_timeout("127.0.0.1:9", &b"x"[..], Duration::from_secs(5));
+    assert!(matches!(r, Err(Error::AddressFamily)), "{r:?}");
+    let wild = Socket::bind("[::]:0").unwrap();
+    let r = wild.call_timeout("127.0.0.1:9", &b"x"[..], Duration::from_secs(5));
+    assert!(matches!(r, Err(Error::PortUnreachable)), "{r:?}");
+}
