@@ -284,8 +284,10 @@ pub struct Endpoint {
     pub(crate) memory: crate::memory::RxMemory,
     /// Latest time seen in any input.
     pub(crate) now: Instant,
-    /// Timer passes so far (rotates the RESEND scan).
-    pub(crate) tick_count: u64,
+    /// The key the timer's periodic scan starts at (see `handle_timeout`).
+    pub(crate) scan_start: usize,
+    /// This tick: the first RPC the per-peer RESEND cap turned away.
+    pub(crate) first_capped: Option<usize>,
     /// The timer pass's list of RPC keys, kept between passes.
     pub(crate) scan_keys: Vec<usize>,
     /// The timer's periodic pass looks at every RPC, not only those due
@@ -388,7 +390,8 @@ impl Endpoint {
             timers: Default::default(),
             memory: crate::memory::RxMemory::new(&config, hasher()),
             now: Instant::ZERO,
-            tick_count: 0,
+            scan_start: 0,
+            first_capped: None,
             scan_keys: Vec::new(),
             full_timer_walk: false,
             unreachable_ports: std::collections::HashMap::with_hasher(hasher()),

@@ -271,18 +271,19 @@ impl Endpoint {
         keys.clear();
         if self.full_timer_walk {
             keys.extend(self.rpcs.iter().map(|(k, _)| k));
+            if tick_due {
+                self.rpcs.forget_changed();
+            }
         } else {
             self.rpcs.due(now, tick_due, &mut keys);
         }
         if tick_due {
-            // Rotate the scan so the per-peer RESEND cap does not always
-            // favour the same RPCs: it starts at a key that moves each tick.
-            self.tick_count = self.tick_count.wrapping_add(1);
-            if !keys.is_empty() {
-                let pivot = self.tick_count as usize % self.rpcs.key_bound();
-                let first = keys.partition_point(|&k| k < pivot);
-                keys.rotate_left(first);
-            }
+            // The scan starts at the first RPC the per-peer RESEND cap
+            // turned away in the last tick that turned one away, so that
+            // the cap does not always favour the same RPCs.
+            let first = keys.partition_point(|&k| k < self.scan_start);
+            keys.rotate_left(first);
+            self.first_capped = None;
             self.resends_this_tick.clear();
         }
         self.stats.timer_checks += keys.len() as u64;
@@ -304,6 +305,9 @@ impl Endpoint {
         }
         self.scan_keys = keys;
         if tick_due {
+            if let Some(k) = self.first_capped {
+                self.scan_start = k;
+            }
             // The application may have dropped delivered messages.
             self.memory_freed();
             let tick = self.config.tick;
@@ -524,7 +528,9 @@ impl Endpoint {
             };
             let sent = self.resends_this_tick.entry(peer).or_insert(0);
             if *sent >= cap {
-                // Over this tick's budget for the peer; it stays due.
+                // Over this tick's budget for the peer; it stays due, and
+                // the next ticks' scans start with it.
+                self.first_capped.get_or_insert(key);
                 return;
             }
             *sent += 1;
