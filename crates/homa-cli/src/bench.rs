@@ -166,7 +166,19 @@ fn dropped(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
-    ) || e.raw_os_error() == Some(libc::ENOBUFS)
+    ) || matches!(
+        e.raw_os_error(),
+        // ICMP errors about an earlier datagram (its receiver had gone: a
+        // client that closed with echoes in flight at the end of a phase)
+        // are reported on a later call; they are about that datagram.
+        Some(
+            libc::ENOBUFS
+                | libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+        )
+    )
 }
 
 /// CPU time of one measurement's window, per side.
@@ -280,6 +292,9 @@ fn serve<T>(
                 idle.data();
             }
             Err(e) if would_block(&e) => idle.wait(fd),
+            // An error about an earlier echo (see `dropped`): the server
+            // goes on.
+            Err(e) if dropped(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -1217,6 +1232,40 @@ pub fn homa_bulk(
 #[allow(non_snake_case)]
 mod tests {
     use super::*;
+
+    /// An echo server whose socket reports an ICMP error about an earlier
+    /// echo (its client closed with echoes in flight) goes on serving: the
+    /// README's `homa compare` once ended with "Connection refused" so.
+    #[test]
+    fn serve__goes_on_after_an_error_about_an_earlier_datagram() {
+        let stop = AtomicBool::new(false);
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut calls = 0;
+        let mut echoed = 0;
+        let r = serve(
+            &stop,
+            Polling::Busy,
+            sock.as_fd(),
+            &mut [0u8; 16],
+            |_| {
+                calls += 1;
+                match calls {
+                    1 => Err(io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+                    2 => Err(io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
+                    _ => Ok(calls),
+                }
+            },
+            |_, n| {
+                echoed += 1;
+                if n >= 4 {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Ok(())
+            },
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(echoed, 2);
+    }
 
     /// A UDP echo thread that drops the first `drop_first` datagrams it
     /// receives, then echoes (all of them with `drop_first` `usize::MAX`),
