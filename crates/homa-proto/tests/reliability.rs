@@ -800,15 +800,41 @@ fn silent_peer__no_resend_storm_when_it_returns() {
     assert!(busy <= 2000);
 }
 
+/// A 100-byte request from host 0's client delivered to host 1's server
+/// application: the network, the client's id, and what the server's
+/// application got (port, client, server id).
+fn one_delivered_request(seed: u64, config: &Config) -> (Network, u64, (u16, SocketAddr, u64)) {
+    let (mut net, cport, server) = client_and_server(seed, config);
+    let id = request(&mut net, 0, cport, server, pattern(1, 100));
+    net.advance(Duration::from_micros(100));
+    let Some(Event::Request {
+        port,
+        peer,
+        id: sid,
+        ..
+    }) = net.take_events(1).pop()
+    else {
+        panic!("request not delivered")
+    };
+    (net, id, (port, peer, sid))
+}
+
+/// Runs `net` until quiescent, expecting one event, a failure: its host,
+/// error and instant.
+fn the_only_failure(net: &mut Network) -> (usize, RpcError, Instant) {
+    let mut failed = None;
+    net.run(Limits::default(), |net, h, ev| match ev {
+        Event::Failed { error, .. } => failed = Some((h, error, net.now())),
+        other => panic!("{other:?}"),
+    })
+    .unwrap();
+    failed.expect("the call fails")
+}
+
 #[test]
 fn discard_request__freed_and_never_run_again() {
     let config = Config::default();
-    let (mut net, cport, server) = client_and_server(9600, &config);
-    request(&mut net, 0, cport, server, pattern(1, 100));
-    net.advance(Duration::from_micros(100));
-    let Some(Event::Request { port, peer, id, .. }) = net.take_events(1).pop() else {
-        panic!("request not delivered")
-    };
+    let (mut net, _, (port, peer, id)) = one_delivered_request(9600, &config);
     net.endpoint(1).discard_request(port, peer, id).unwrap();
     assert_eq!(net.endpoint(1).rpc_count(), 0);
     assert_eq!(
@@ -818,14 +844,8 @@ fn discard_request__freed_and_never_run_again() {
     // The client keeps asking and is told the request ran and was dropped:
     // it fails at once rather than run twice (it used to time out after
     // retransmitting the request).
-    let mut failed = None;
     let asked = net.now();
-    net.run(Limits::default(), |net, h, ev| match ev {
-        Event::Failed { error, .. } => failed = Some((h, error, net.now())),
-        other => panic!("{other:?}"),
-    })
-    .unwrap();
-    let (h, error, at) = failed.expect("the call fails");
+    let (h, error, at) = the_only_failure(&mut net);
     assert_eq!((h, error), (0, RpcError::Abandoned));
     assert!(
         at < asked + config.timeout,
@@ -841,22 +861,11 @@ fn discard_request__freed_and_never_run_again() {
 #[test]
 fn abandon_request__freed_and_the_client_told_at_once() {
     let config = Config::default();
-    let (mut net, cport, server) = client_and_server(9610, &config);
-    request(&mut net, 0, cport, server, pattern(1, 100));
-    net.advance(Duration::from_micros(100));
-    let Some(Event::Request { port, peer, id, .. }) = net.take_events(1).pop() else {
-        panic!("request not delivered")
-    };
+    let (mut net, _, (port, peer, id)) = one_delivered_request(9610, &config);
     let abandoned = net.now();
     net.endpoint(1).abandon_request(port, peer, id).unwrap();
     assert_eq!(net.endpoint(1).rpc_count(), 0);
-    let mut failed = None;
-    net.run(Limits::default(), |net, h, ev| match ev {
-        Event::Failed { error, .. } => failed = Some((h, error, net.now())),
-        other => panic!("{other:?}"),
-    })
-    .unwrap();
-    let (h, error, at) = failed.expect("the call fails");
+    let (h, error, at) = the_only_failure(&mut net);
     assert_eq!((h, error), (0, RpcError::Abandoned));
     assert!(
         at < abandoned + config.resend_after,
@@ -870,18 +879,7 @@ fn abandon_request__freed_and_the_client_told_at_once() {
 #[test]
 fn decline_request__the_client_sends_it_again_and_it_runs_once() {
     let config = Config::default();
-    let (mut net, cport, server) = client_and_server(9620, &config);
-    let id = request(&mut net, 0, cport, server, pattern(1, 100));
-    net.advance(Duration::from_micros(100));
-    let Some(Event::Request {
-        port,
-        peer,
-        id: sid,
-        ..
-    }) = net.take_events(1).pop()
-    else {
-        panic!("request not delivered")
-    };
+    let (mut net, id, (port, peer, sid)) = one_delivered_request(9620, &config);
     net.endpoint(1).decline_request(port, peer, sid).unwrap();
     assert_eq!(net.endpoint(1).rpc_count(), 0);
     let (mut served, mut done) = (0, None);
@@ -942,18 +940,22 @@ fn fake_16mib_request(sport: u16, i: u64, incarnation: u64) -> Vec<u8> {
     bytes
 }
 
-/// `peers` forged sources on host 2 each open `per_peer` 16 MiB requests
-/// of one packet at endpoint 1's server socket.
-fn forged_flood(net: &mut Network, peers: u16, per_peer: u64) {
+/// A network of three hosts whose host 1 serves on [`SERVER_PORT`] and has
+/// been flooded: 64 forged sources on host 2 each opened 150 16 MiB
+/// requests of one packet.
+fn flooded_server(seed: u64, config: &Config) -> Network {
+    let mut net = network(seed, 3, config);
+    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
     let incarnation = net.endpoint(1).incarnation();
-    for a in 0..peers {
+    for a in 0..64u16 {
         let attacker = net.addr(2, 0x9000 + a);
-        for i in 0..per_peer {
+        for i in 0..150 {
             let bytes = fake_16mib_request(0x9000 + a, i, incarnation);
             let now = net.now();
             net.endpoint(1).handle_datagram(now, attacker, &bytes);
         }
     }
+    net
 }
 
 /// Many forged peers each open many 16 MiB requests with one packet: most
@@ -966,9 +968,7 @@ fn forged_flood(net: &mut Network, peers: u16, per_peer: u64) {
 #[test]
 fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
     let config = Config::default();
-    let mut net = network(9150, 3, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    forged_flood(&mut net, 64, 150);
+    let mut net = flooded_server(9150, &config);
     let waiting = net.endpoint(1).stats().messages_waited;
     assert!(waiting > 5_000, "the flood left {waiting} messages waiting");
     let before = net.endpoint(1).stats().admission_checks;
@@ -996,9 +996,7 @@ fn hostile_peers__waiting_messages_are_not_rescanned_by_every_pass() {
 #[test]
 fn hostile_peers__unreachable_errors_walk_the_rpc_table_once_per_tick() {
     let config = Config::default();
-    let mut net = network(9160, 3, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    forged_flood(&mut net, 64, 150);
+    let mut net = flooded_server(9160, &config);
     let rpcs = net.endpoint(1).rpc_count();
     assert!(rpcs > 5_000, "{rpcs} RPCs");
     let before = net.endpoint(1).stats().unreachable_scans;
@@ -1041,9 +1039,7 @@ fn hostile_peers__server_rpcs_bounded_endpoint_wide() {
         max_server_rpcs: 1_000,
         ..Config::default()
     };
-    let mut net = network(9170, 3, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    forged_flood(&mut net, 64, 150);
+    let mut net = flooded_server(9170, &config);
     let ep = net.endpoint(1);
     assert_eq!(ep.rpc_count(), 1_000, "held");
     assert_eq!(ep.stats().rpc_limit, 64 * 150 - 1_000, "refused");
@@ -1188,9 +1184,7 @@ fn timer__pass_over_due_rpcs_does_what_a_pass_over_all_does() {
 #[test]
 fn hostile_peers__waiting_rpcs_are_not_rechecked_by_every_tick() {
     let config = Config::default();
-    let mut net = network(9190, 3, &config);
-    net.endpoint(1).open_socket(SERVER_PORT).unwrap();
-    forged_flood(&mut net, 64, 150);
+    let mut net = flooded_server(9190, &config);
     let rpcs = net.endpoint(1).rpc_count() as u64;
     assert_eq!(rpcs, 64 * 150);
     let mut now = net.now();
