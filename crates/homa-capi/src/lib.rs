@@ -729,6 +729,26 @@ mod tests {
     }
 
     /// Opens a socket on loopback (`server` as for homa_open).
+    /// `homa_call` of "ping" from `client` to the address in `addr`, 5 s
+    /// timeout, the response into `resp`.
+    ///
+    /// # Safety
+    /// `client` is a live handle.
+    unsafe fn ping(client: *mut homa_socket, addr: &[c_char; 64], resp: &mut [u8]) -> i64 {
+        // SAFETY: the caller's handle; buffers of the lengths given.
+        unsafe {
+            homa_call(
+                client,
+                addr.as_ptr(),
+                c"ping".as_ptr().cast(),
+                4,
+                resp.as_mut_ptr().cast(),
+                resp.len(),
+                5000,
+            )
+        }
+    }
+
     fn open(server: c_int) -> *mut homa_socket {
         let mut s: *mut homa_socket = ptr::null_mut();
         // SAFETY: a NUL-terminated string and a valid out pointer.
@@ -747,15 +767,7 @@ mod tests {
         // SAFETY: live handles, valid buffers of the lengths given.
         unsafe {
             assert!(homa_local_addr(target, addr.as_mut_ptr(), addr.len()) > 0);
-            let n = homa_call(
-                client,
-                addr.as_ptr(),
-                c"ping".as_ptr().cast(),
-                4,
-                resp.as_mut_ptr().cast(),
-                resp.len(),
-                5000,
-            );
+            let n = ping(client, &addr, &mut resp);
             assert_eq!(n, -i64::from(libc::ENXIO));
             let text = CStr::from_ptr(homa_strerror(n as c_int)).to_str().unwrap();
             assert!(text.contains("did not run"), "{text}");
@@ -784,15 +796,7 @@ mod tests {
             });
             let mut resp = [0u8; 16];
             let started = std::time::Instant::now();
-            let n = homa_call(
-                client,
-                addr.as_ptr(),
-                c"ping".as_ptr().cast(),
-                4,
-                resp.as_mut_ptr().cast(),
-                resp.len(),
-                5000,
-            );
+            let n = ping(client, &addr, &mut resp);
             assert_eq!(n, -i64::from(libc::ECONNABORTED));
             assert!(
                 started.elapsed() < Duration::from_secs(1),

@@ -256,27 +256,20 @@ fn every_command__quiet_when_its_reader_went_away() {
     // pipe") with a backtrace: a closed pipe is no error for any command.
     let server = Server::start(&["--quiet"], 1);
     let addr = server.addr().to_string();
+    let client = [
+        "client",
+        "--server",
+        &addr,
+        "--count",
+        "50",
+        "--base-rtt-us",
+        "10",
+    ];
+    let client_json = [&client[..], &["--json"]].concat();
     let runs: [&[&str]; 4] = [
         &["metrics", "--server", &addr],
-        &[
-            "client",
-            "--server",
-            &addr,
-            "--count",
-            "50",
-            "--base-rtt-us",
-            "10",
-        ],
-        &[
-            "client",
-            "--server",
-            &addr,
-            "--count",
-            "50",
-            "--base-rtt-us",
-            "10",
-            "--json",
-        ],
+        &client,
+        &client_json,
         &[
             "sim",
             "-w",
