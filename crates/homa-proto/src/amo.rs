@@ -350,6 +350,10 @@ pub(crate) struct Binding {
     /// Ids of our client RPCs to this peer, oldest first; finished ones
     /// leave lazily (from the front, or when the queue grows).
     live: VecDeque<u64>,
+    /// The peer answered one of our requests BUSY (it may refuse requests
+    /// while its record of finished ids is full): when our oldest RPC to
+    /// it ends, the next is worth a look (`Endpoint::forget_rpc`).
+    said_busy: bool,
 }
 
 impl Binding {
@@ -399,6 +403,26 @@ impl Binding {
         }
         self.probed = Some(now);
         true
+    }
+
+    /// The peer answered one of our requests BUSY.
+    pub(crate) fn note_busy(&mut self) {
+        self.said_busy = true;
+    }
+
+    /// Our oldest RPC to this peer, `id`, ended: the next oldest if the
+    /// peer ever said BUSY (it may be one the peer refused), given which
+    /// ids are alive and how many RPCs we have with it.
+    pub(crate) fn next_after_oldest(
+        &mut self,
+        id: u64,
+        alive: impl Fn(u64) -> bool,
+        rpcs: u32,
+    ) -> Option<u64> {
+        if !self.finished(id) || !self.said_busy || rpcs == 0 {
+            return None;
+        }
+        self.oldest_live(u64::MAX, alive, rpcs)
     }
 
     /// Remembers a new client RPC to this peer.

@@ -1249,7 +1249,7 @@ impl Endpoint {
             }
         }
         let now = self.now;
-        let mut oldest_finished = false;
+        let mut next_oldest = None;
         if let Some(peer) = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
             peer.last_active = now;
@@ -1260,39 +1260,32 @@ impl Endpoint {
                     peer.done.insert(rpc.id);
                 }
             } else {
-                oldest_finished = peer.server.finished(rpc.id);
+                let client_rpcs = &self.client_rpcs;
+                next_oldest = peer.server.next_after_oldest(
+                    rpc.id,
+                    |id| client_rpcs.contains_key(&id),
+                    peer.rpcs,
+                );
                 if rpc.echo == 0 {
                     peer.server
                         .forget_waiting(crate::rpc::RpcRef { seq: rpc.seq, key });
                 }
             }
         }
-        if oldest_finished {
-            self.nudge_oldest(rpc.peer);
+        if let Some(id) = next_oldest {
+            self.nudge_oldest(id);
         }
     }
 
-    /// Our oldest RPC to `server` finished: the next oldest, if the server
-    /// refused it with BUSY (a full record of finished ids admits only the
-    /// client's oldest request), is probed now rather than at its next
-    /// probe, so that the server takes it at once (the probe is answered
-    /// "never seen" and the request sent again). Without this a client
-    /// with many requests queued behind a full record got one admitted per
-    /// probe interval: 145 requests took over a second in a fuzzed run.
-    fn nudge_oldest(&mut self, server: SocketAddr) {
-        let Endpoint {
-            peers, client_rpcs, ..
-        } = self;
-        let Some(peer) = peers.get_mut(&server) else {
-            return;
-        };
-        let rpcs = peer.rpcs;
-        let Some(id) = peer
-            .server
-            .oldest_live(u64::MAX, |id| client_rpcs.contains_key(&id), rpcs)
-        else {
-            return;
-        };
+    /// Our oldest RPC to a server that once said BUSY finished, and `id`
+    /// is the next: if the server refused it with BUSY (a full record of
+    /// finished ids admits only the client's oldest request), it is probed
+    /// now rather than at its next probe, so that the server takes it at
+    /// once (the probe is answered "never seen" and the request sent
+    /// again). Without this a client with many requests queued behind a
+    /// full record got one admitted per probe interval: 145 requests took
+    /// over a second in a fuzzed run.
+    fn nudge_oldest(&mut self, id: u64) {
         let Some(&key) = self.client_rpcs.get(&id) else {
             return;
         };

@@ -1029,6 +1029,12 @@ impl Endpoint {
             rpc.heard(now);
             rpc.busy = true;
             rpc.peer_knows = true;
+            if rpc.is_client() {
+                let (peer_ref, peer) = (rpc.peer_ref, rpc.peer);
+                if let Some(p) = self.peers.get_mut_by(peer_ref, &peer) {
+                    p.server.note_busy();
+                }
+            }
         }
     }
 
