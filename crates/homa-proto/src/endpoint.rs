@@ -916,9 +916,7 @@ impl Endpoint {
     /// and it sends the request again.
     pub fn decline_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
         let key = self.delivered_request(port, peer, id)?;
-        // Freed as a request still arriving: no record that it ran.
-        self.rpcs[key].state = RpcState::Incoming;
-        self.free_rpc(key);
+        self.release_rpc(key, Some(false));
         self.stats.requests_declined += 1;
         Ok(())
     }
@@ -1212,6 +1210,13 @@ impl Endpoint {
     /// buffer to the budget, and records finished requests for
     /// at-most-once.
     pub(crate) fn free_rpc(&mut self, key: usize) {
+        self.release_rpc(key, None);
+    }
+
+    /// [`Endpoint::free_rpc`]; for a server RPC, `ran` says whether its
+    /// request counts as run (recorded, never run again), by default
+    /// whether the application saw it.
+    fn release_rpc(&mut self, key: usize, ran: Option<bool>) {
         let r = &self.rpcs[key];
         if r.msgin.is_some() || r.grant_rank.is_some() {
             // (An RPC without an incoming message is not in the grant
@@ -1220,12 +1225,13 @@ impl Endpoint {
             self.grant_remove(key);
         }
         let rpc = self.rpcs.remove(key);
-        self.forget_rpc(key, &rpc);
+        let ran = ran.unwrap_or(rpc.state != RpcState::Incoming);
+        self.forget_rpc(key, &rpc, ran);
         self.rpcs.recycle(rpc);
     }
 
     /// [`Endpoint::free_rpc`] of an RPC just removed from the table.
-    fn forget_rpc(&mut self, key: usize, rpc: &Rpc) {
+    fn forget_rpc(&mut self, key: usize, rpc: &Rpc, ran: bool) {
         if rpc.is_client() {
             self.client_rpcs.remove(&rpc.id);
         } else {
@@ -1255,7 +1261,7 @@ impl Endpoint {
             peer.last_active = now;
             if !rpc.is_client() {
                 peer.server_rpcs = peer.server_rpcs.saturating_sub(1);
-                if rpc.state != RpcState::Incoming {
+                if ran {
                     // The application saw this request: never again.
                     peer.done.insert(rpc.id);
                 }
