@@ -456,7 +456,23 @@ impl RpcTable {
         let rpc = &mut self.slots[key];
         if !rpc.changed {
             rpc.changed = true;
-            self.changed.push(key);
+            self.list_changed(key);
+        }
+    }
+
+    /// Adds `key` to the list of changed RPCs. A key reused by a new RPC
+    /// is listed again, so between two passes (a pass may run late) the
+    /// list could grow with the RPCs started: past twice the RPCs (plus
+    /// 64) it keeps only the keys of RPCs still flagged, each once.
+    #[inline]
+    fn list_changed(&mut self, key: usize) {
+        self.changed.push(key);
+        if self.changed.len() > 2 * self.slots.len() + 64 {
+            let slots = &self.slots;
+            self.changed
+                .retain(|&k| slots.get(k).is_some_and(|r| r.changed));
+            self.changed.sort_unstable();
+            self.changed.dedup();
         }
     }
 
@@ -523,6 +539,9 @@ impl core::ops::IndexMut<usize> for RpcTable {
     fn index_mut(&mut self, key: usize) -> &mut Rpc {
         // A change to the RPC may change what the periodic pass does with
         // it, and when: it looks at the RPC at its next run.
+        // (Listed at most once per live RPC between two passes: its flag
+        // stays set until the pass; starts, which may reuse keys, go
+        // through `mark`, which keeps the list bounded.)
         let rpc = &mut *self.slots[key];
         if !rpc.changed {
             rpc.changed = true;
@@ -696,6 +715,23 @@ mod tests {
         // A started RPC is listed for the timer's next pass.
         fresh.changed = true;
         assert_eq!(format!("{:?}", t[k2]), format!("{fresh:?}"));
+    }
+
+    #[test]
+    fn rpc_table__changed_list_stays_bounded_when_keys_are_reused() {
+        // RPCs start and end at the same key with no timer pass between
+        // (a pass that runs late): each start lists the key again.
+        let mut t = RpcTable::default();
+        let keep = insert(&mut t, 2);
+        for i in 0..10_000u64 {
+            let k = insert(&mut t, 4 + 2 * i);
+            let b = t.remove(k);
+            t.recycle(b);
+            assert!(t.changed.len() <= 2 * (t.len() + 1) + 64, "{}", t.changed.len());
+        }
+        let mut due = Vec::new();
+        t.due(Instant::ZERO, true, &mut due);
+        assert_eq!(due, vec![keep]);
     }
 
     #[test]
