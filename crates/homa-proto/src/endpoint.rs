@@ -535,8 +535,12 @@ impl Endpoint {
     /// did (they are released as they drop): an application that holds
     /// copies is held back like one that holds the pieces. Without such a
     /// socket the copy is not counted.
-    pub fn contiguous_copy(&self, port: u16, pieces: &[Bytes]) -> Bytes {
-        let mut all = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+    pub fn contiguous_copy<'a>(
+        &self,
+        port: u16,
+        pieces: impl Iterator<Item = &'a Bytes> + Clone,
+    ) -> Bytes {
+        let mut all = Vec::with_capacity(pieces.clone().map(Bytes::len).sum());
         for p in pieces {
             all.extend_from_slice(p);
         }

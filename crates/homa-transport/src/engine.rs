@@ -249,6 +249,9 @@ pub(crate) struct Shared {
     /// The socket accepts requests (see [`Config::server`]).
     server: bool,
     ipv6: bool,
+    /// Bound to an IPv6 address other than the wildcard: no IPv4
+    /// destination is reachable (the wildcard reaches them mapped).
+    ipv4_unreachable: bool,
     /// `CLOCK_MONOTONIC` when the socket opened, in nanoseconds.
     epoch: u64,
     /// The host table the endpoint joined.
@@ -324,6 +327,10 @@ impl Shared {
             port,
             server,
             ipv6: state.dp.ipv6(),
+            ipv4_unreachable: {
+                let ip = local.ip().to_canonical();
+                ip.is_ipv6() && !ip.is_unspecified()
+            },
             epoch,
             host,
             waiter: OnceLock::new(),
@@ -482,10 +489,7 @@ impl Shared {
         if dest.is_ipv6() && !self.ipv6 {
             return Err(Error::AddressFamily);
         }
-        // An IPv6 socket reaches IPv4 destinations only when bound to the
-        // wildcard (IPv4-mapped); bound to an IPv6 address it cannot.
-        let local = self.local.ip().to_canonical();
-        if dest.is_ipv4() && local.is_ipv6() && !local.is_unspecified() {
+        if dest.is_ipv4() && self.ipv4_unreachable {
             return Err(Error::AddressFamily);
         }
         let now = self.now();

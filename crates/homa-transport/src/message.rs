@@ -186,13 +186,12 @@ pub(crate) fn contiguous(
     ep: &homa_proto::Endpoint,
     port: u16,
     first: Bytes,
-    mut rest: Vec<Bytes>,
+    rest: Vec<Bytes>,
 ) -> Bytes {
     if rest.is_empty() {
         first
     } else {
-        rest.insert(0, first);
-        ep.contiguous_copy(port, &rest)
+        ep.contiguous_copy(port, std::iter::once(&first).chain(&rest))
     }
 }
 
@@ -202,7 +201,7 @@ impl Message {
     pub(crate) fn into_counted_bytes(self, ep: &homa_proto::Endpoint, port: u16) -> Bytes {
         match self.0 {
             Pieces::One(b) => b,
-            Pieces::Chain(v) => ep.contiguous_copy(port, &v),
+            Pieces::Chain(v) => ep.contiguous_copy(port, v.iter()),
         }
     }
 }

@@ -133,19 +133,17 @@ pub struct ServeStats {
 }
 
 /// Discards a request taken by [`serve`] when dropped, unless it was
-/// answered (`id` set to [`ANSWERED`]).
+/// answered.
 struct Unanswered {
     socket: AsyncSocket,
     peer: SocketAddr,
     id: u64,
+    answered: bool,
 }
-
-/// [`Unanswered::id`] of an answered request (server ids are odd).
-const ANSWERED: u64 = 0;
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if self.id != ANSWERED {
+        if !self.answered {
             let _ = self.socket.discard(self.peer, self.id);
         }
     }
@@ -218,6 +216,7 @@ where
                     socket: sock.clone(),
                     peer,
                     id,
+                    answered: false,
                 };
                 let response = match svc.ready().await {
                     Ok(s) => s.call(req).await,
@@ -226,7 +225,7 @@ where
                 match response {
                     Ok(body) => match sock.reply(peer, id, body).await {
                         Ok(()) => {
-                            guard.id = ANSWERED;
+                            guard.answered = true;
                             Outcome::Answered
                         }
                         Err(e) => {

@@ -727,7 +727,11 @@ mod tests {
             let k = insert(&mut t, 4 + 2 * i);
             let b = t.remove(k);
             t.recycle(b);
-            assert!(t.changed.len() <= 2 * (t.len() + 1) + 64, "{}", t.changed.len());
+            assert!(
+                t.changed.len() <= 2 * (t.len() + 1) + 64,
+                "{}",
+                t.changed.len()
+            );
         }
         let mut due = Vec::new();
         t.due(Instant::ZERO, true, &mut due);
