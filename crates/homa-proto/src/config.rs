@@ -216,6 +216,17 @@ pub struct Config {
     /// byte into the reassembly buffer and out of it. Off by default.
     #[cfg_attr(feature = "serde", serde(default))]
     pub discard_payload: bool,
+    /// Other endpoints may serve this endpoint's address at the same time
+    /// (`SO_REUSEPORT`: the kernel picks the socket, and may move a client
+    /// to another one when the group changes or, steered by CPU, with
+    /// every datagram). A refusal from this endpoint then says nothing
+    /// about when it started (its RPC_UNKNOWN reports an uptime of zero):
+    /// with one endpoint per address, an incarnation up since before a
+    /// request was created proves that no earlier one saw the request, but
+    /// here another endpoint may have run it, so the client fails the call
+    /// with `OutcomeUnknown` instead of sending it again. Off by default.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub shared_address: bool,
 }
 
 /// [`Config::max_server_rpcs`]'s default: 131 072 RPCs, about 100 MB of
@@ -273,6 +284,7 @@ impl Default for Config {
             peer_idle: Duration::from_secs(120),
             priority_map: [0, 1, 2, 3, 4, 5, 6, 7],
             discard_payload: false,
+            shared_address: false,
         }
     }
 }

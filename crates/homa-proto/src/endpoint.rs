@@ -435,11 +435,14 @@ impl Endpoint {
 
     /// How long this endpoint has been running, as its refusals report it:
     /// since the first instant any input gave it (never earlier than its
-    /// creation, so never more than the truth).
+    /// creation, so never more than the truth). Zero when other endpoints
+    /// may serve our address ([`Config::shared_address`]): our start then
+    /// proves nothing about what they saw.
     pub(crate) fn uptime(&self, now: Instant) -> core::time::Duration {
-        self.born.map_or(core::time::Duration::ZERO, |b| {
-            now.saturating_duration_since(b)
-        })
+        match self.born {
+            Some(b) if !self.config.shared_address => now.saturating_duration_since(b),
+            _ => core::time::Duration::ZERO,
+        }
     }
 
     /// Starts the endpoint's uptime at `now` (the uptime an RPC_UNKNOWN

@@ -204,6 +204,9 @@ pub struct Network {
     stats: NetStats,
     buf: Vec<u8>,
     report_levels: bool,
+    /// Destination addresses delivered to another host than the first at
+    /// that address ([`Network::steer`]).
+    steered: Vec<(IpAddr, usize)>,
 }
 
 impl core::fmt::Debug for Network {
@@ -240,6 +243,7 @@ impl Network {
             stats: NetStats::default(),
             buf: Vec::new(),
             report_levels: true,
+            steered: Vec::new(),
         }
     }
 
@@ -427,6 +431,25 @@ impl Network {
         self.hosts.iter().position(|h| h.addr == ip)
     }
 
+    /// Delivers datagrams to `ip` to `host` from now on (and those
+    /// already in flight when they arrive). With several hosts added at one
+    /// address ([`Network::add_host_at`]) this is one address served by
+    /// several endpoints, as an `SO_REUSEPORT` group whose kernel moved a
+    /// peer to another socket (the group changed, or datagrams are steered
+    /// by the CPU that received them).
+    pub fn steer(&mut self, ip: IpAddr, host: usize) {
+        self.steered.retain(|&(i, _)| i != ip);
+        self.steered.push((ip, host));
+    }
+
+    /// The host datagrams to `ip` reach.
+    fn dest_host(&self, ip: IpAddr) -> Option<usize> {
+        match self.steered.iter().find(|&&(i, _)| i == ip) {
+            Some(&(_, h)) => Some(h),
+            None => self.host_of(ip),
+        }
+    }
+
     fn schedule(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
         self.events.insert((at, self.seq), ev);
@@ -480,7 +503,7 @@ impl Network {
     }
 
     fn at_switch(&mut self, d: Datagram) {
-        let Some(port) = self.host_of(d.dst.ip()) else {
+        let Some(port) = self.dest_host(d.dst.ip()) else {
             self.packets -= 1;
             self.stats.no_route += 1;
             return;
@@ -596,7 +619,7 @@ impl Network {
             match entry.remove() {
                 Ev::Arrive(d) => {
                     self.packets -= 1;
-                    match self.host_of(d.dst.ip()) {
+                    match self.dest_host(d.dst.ip()) {
                         Some(h) => {
                             self.stats.delivered += 1;
                             let now = self.now;

@@ -530,3 +530,45 @@ fn assume_incarnation__skips_the_first_contact_round_trip() {
     assert!(matches!(h.ends.get(&id), Some((End::Ok(_), _))));
     assert_eq!(h.runs(id), 1);
 }
+
+#[test]
+fn shared_address__a_request_one_server_ran_never_runs_on_another() {
+    // SO_REUSEPORT: two server endpoints serve one address, both up long
+    // before the request. The first runs the request and holds it; then
+    // the kernel sends the client's datagrams to the other (the group
+    // changed, or the datagrams are steered by the CPU that received
+    // them). The other's refusal must not read as "a new incarnation that
+    // cannot have seen the request": the call fails with OutcomeUnknown
+    // and the request never runs there.
+    let config = Config {
+        shared_address: true,
+        ..Config::default()
+    };
+    for (seed, len) in [(12100u64, 100usize), (12101, 150_000)] {
+        let mut net = Network::new(seed);
+        let client = net.add_host(config.clone());
+        let a = net.add_host(config.clone());
+        let ip = net.host(a).addr;
+        let b = net.add_host_at(ip, config.clone());
+        for h in [a, b] {
+            net.endpoint(h).open_socket(SERVER_PORT).unwrap();
+            net.endpoint(h).start(Instant::ZERO);
+        }
+        let cport = net.endpoint(client).open_socket(0).unwrap();
+        let server = net.addr(a, SERVER_PORT);
+        net.advance(Duration::from_millis(100));
+        let mut h = Harness::new();
+        let id = request(&mut net, client, cport, server, pattern(seed, len));
+        h.run(&mut net, Duration::from_millis(20), |_, _| false);
+        assert_eq!(h.ran.get(&(a, net.addr(client, cport), id)), Some(&1));
+        net.steer(ip, b);
+        h.run(&mut net, config.timeout * 2, |_, _| true);
+        assert_eq!(h.runs(id), 1, "length {len}: ran on both servers");
+        assert_eq!(
+            h.ends.get(&id).map(|e| &e.0),
+            Some(&End::Failed(RpcError::OutcomeUnknown)),
+            "length {len}"
+        );
+        assert_eq!(net.endpoint(client).stats().requests_rebound, 0);
+    }
+}

@@ -164,8 +164,11 @@ pub struct Config {
     /// them by a hash of their addresses. Each socket has its own endpoint
     /// and lock (several cores work at once); with host sharing they are
     /// one Homa. A peer keeps reaching the same socket while the group does
-    /// not change; when a socket leaves, its peers' RPCs in progress there
-    /// fail like those of a restarted server. Off by default.
+    /// not change; when it changes, a peer the kernel moves to another
+    /// socket sees its requests in progress fail with `OutcomeUnknown`, as
+    /// after a server restart, never run twice (the sockets' refusals
+    /// claim no uptime: `homa_proto::Config::shared_address`, set by the
+    /// runtime). Off by default.
     pub reuse_port: bool,
     /// With [`Config::reuse_port`]: steer each datagram to the socket of
     /// the group whose index (binding order) is the CPU that received it

@@ -285,6 +285,9 @@ impl Shared {
     /// probes) and registers its port with a fresh endpoint.
     pub(crate) fn open(addr: SocketAddr, mut config: Config) -> Result<Shared, Error> {
         config.proto.validate()?;
+        // Other sockets of a reuseport group serve our address too: our
+        // refusals must not vouch for what they saw (at most once).
+        config.proto.shared_address |= config.reuse_port;
         let (dp, offloads) = Datapath::open(addr, &mut config)?;
         if config.reuse_port && config.reuse_port_by_cpu {
             homa_sys::udp::steer_reuseport_by_cpu(dp.socket().as_fd())?;
