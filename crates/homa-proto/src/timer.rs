@@ -33,9 +33,11 @@
 //! `alive` (anything from the peer about the RPC) times the timeout. After
 //! `timeout` with nothing from the peer the RPC is abandoned: a client RPC
 //! fails with [`RpcError::Timeout`], a server RPC is freed. A server whose
-//! response is fully sent sends NEED_ACK after `need_ack_after` and every
-//! `resend_interval`; unlike the kernel it gives up after `timeout` without
-//! an answer (the at-most-once record keeps the request from running again).
+//! response is fully sent sends NEED_ACK after `need_ack_after`, then at
+//! doubling intervals (at least `resend_interval`: about ten over `timeout`,
+//! where the kernel sends one per tick); unlike the kernel it gives up after
+//! `timeout` without an answer (the at-most-once record keeps the request
+//! from running again).
 //! A pass that runs `resend_after` or more late means the endpoint was not
 //! run: every silence clock moves forward by the delay.
 //!
@@ -611,8 +613,7 @@ impl Endpoint {
                 _ => {
                     let done = rpc.done_at.unwrap_or(now);
                     let give_up = (done + c.timeout).max(timeout);
-                    let need_ack = (done + c.need_ack_after)
-                        .max(rpc.last_request.map_or(now, |t| t + c.resend_interval));
+                    let need_ack = next_need_ack(c, done, rpc.last_request).max(now);
                     give_up.min(need_ack)
                 }
             },
@@ -673,10 +674,7 @@ impl Endpoint {
             self.free_rpc(key);
             return;
         }
-        let due = rpc
-            .last_request
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.resend_interval);
-        if since_done >= self.config.need_ack_after && due {
+        if now >= next_need_ack(&self.config, done, rpc.last_request) {
             rpc.last_request = Some(now);
             let (port, peer, id) = (rpc.port, rpc.peer, rpc.id);
             self.stats.need_acks += 1;
@@ -711,5 +709,18 @@ impl Endpoint {
         self.stats.resends_silence += ranges.len() as u64;
         tracing::debug!(rpc = id, %peer, ranges = ?ranges, "resend after silence");
         self.send_resends(port, peer, id, &ranges);
+    }
+}
+/// When a server whose response was fully sent at `done` (and whose last
+/// NEED_ACK, if any, left at `last`) sends the next one: `need_ack_after`
+/// after `done`, then at intervals as long as the time since `done` (at
+/// least `resend_interval`), so they thin out: a client that never answers
+/// (gone, or a forged source address) draws about ten over `timeout`, not
+/// one per interval.
+fn next_need_ack(c: &crate::Config, done: Instant, last: Option<Instant>) -> Instant {
+    let first = done + c.need_ack_after;
+    match last {
+        None => first,
+        Some(t) => first.max(t + c.resend_interval.max(t.saturating_duration_since(done))),
     }
 }

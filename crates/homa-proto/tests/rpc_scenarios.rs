@@ -433,6 +433,52 @@ fn need_ack__client_answers_with_pending_acks() {
 }
 
 #[test]
+fn need_ack__a_client_that_never_answers_draws_few_of_them() {
+    // The client vanishes once its response arrived (or its address was
+    // forged): the server asks for the ACK at growing intervals until it
+    // gives up, a few packets rather than one per resend interval (a
+    // forged request made the server a reflector: 189 NEED_ACKs toward the
+    // claimed source for one 95-byte datagram).
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(16, &config);
+    let client = net.addr(0, cport);
+    request(&mut net, 0, cport, server, pattern(1, 10));
+    let got = std::cell::Cell::new(false);
+    net.run_until(
+        Limits::default(),
+        |net, h, ev| match ev {
+            Event::Request {
+                port,
+                peer,
+                id,
+                data,
+                ..
+            } => respond(net, h, port, peer, id, response_for(&data)),
+            Event::Response { .. } => got.set(true),
+            other => panic!("{other:?}"),
+        },
+        |_| got.get(),
+    )
+    .unwrap();
+    net.set_filter(move |d, _| {
+        if d.src == client {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    });
+    net.advance(config.timeout * 2);
+    assert_eq!(net.endpoint(1).rpc_count(), 0);
+    let s = net.endpoint(1).stats();
+    assert_eq!(s.need_ack_given_up, 1);
+    assert!(
+        (3..=12).contains(&s.need_acks),
+        "{} NEED_ACKs over the timeout",
+        s.need_acks
+    );
+}
+
+#[test]
 fn send_request__rejects_empty_and_oversize() {
     let config = Config {
         max_message_length: 1000,
