@@ -79,8 +79,10 @@
 //! highest finished id) that keeps refusing them. Requests of the old run
 //! still open at the server join that number when they finish, and a stale
 //! packet of the old run (its statement belongs to an old run) does not
-//! switch the record back. The last [`OLD_RUNS`] runs are kept; one number
-//! is what survives when an idle peer is collected (`Endpoint` keeps a
+//! switch the record back. The last [`OLD_RUNS`] runs are kept (a fifth
+//! earlier run, or as many forged statements of new runs, pushes the
+//! oldest out: `docs/at-most-once.md`, "What the promises do not cover");
+//! one number is what survives when an idle peer is collected (`Endpoint` keeps a
 //! bounded table of them). Each covers only the [`FLOOR_WINDOW`] ids below
 //! it, so a new run is refused by mistake only if its random start falls
 //! within 2^32 ids below an old one (probability 2^-30).
