@@ -79,11 +79,13 @@
 //! highest finished id) that keeps refusing them. Requests of the old run
 //! still open at the server join that number when they finish, and a stale
 //! packet of the old run (its statement belongs to an old run) does not
-//! switch the record back. The last [`OLD_RUNS`] runs are kept (a fifth
-//! earlier run, or as many forged statements of new runs, pushes the
-//! oldest out: `docs/at-most-once.md`, "What the promises do not cover");
-//! one number is what survives when an idle peer is collected (`Endpoint` keeps a
-//! bounded table of them). Each covers only the [`FLOOR_WINDOW`] ids below
+//! switch the record back. The last [`OLD_RUNS`] runs are kept; a client
+//! that starts one more gets a renewed record instead of one forgotten
+//! ([`DoneIds::renew`]): the server serves it as a new incarnation (copies
+//! of every earlier run's requests echo the earlier value and are refused,
+//! so forgetting the runs loses nothing). One number per run, and the
+//! renewed incarnation, is what survives when an idle peer is collected
+//! (`Endpoint` keeps a bounded table of them). Each covers only the [`FLOOR_WINDOW`] ids below
 //! it, so a new run is refused by mistake only if its random start falls
 //! within 2^32 ids below an old one (probability 2^-30).
 
@@ -123,7 +125,9 @@ pub(crate) enum Seen {
     Finished,
 }
 
-/// Earlier client runs remembered per client socket (each one number).
+/// Earlier client runs remembered per client socket (each one number). A
+/// record that would need one more is renewed instead ([`DoneIds::renew`]):
+/// none is ever forgotten while the client's requests can still match it.
 const OLD_RUNS: usize = 4;
 
 /// Requests of one client socket that ran (see the module docs). Ids are
@@ -142,18 +146,78 @@ pub(crate) struct DoneIds {
     /// Earlier runs of the client (earlier client incarnations at this
     /// address, or this peer before it was collected), newest last: for
     /// each, its highest finished id; it and the ids within
-    /// [`FLOOR_WINDOW`] below are finished. At most [`OLD_RUNS`].
+    /// [`FLOOR_WINDOW`] below are finished. At most [`OLD_RUNS`] (one more
+    /// in a record kept for a collected peer).
     old_runs: Vec<u64>,
+    /// The incarnation this record is exact for, as the client's requests
+    /// must echo it: 0 for the endpoint's own, another after the record was
+    /// renewed ([`DoneIds::renew`]).
+    incarnation: u64,
+    /// When it was renewed: the uptime this client's refusals report counts
+    /// from here.
+    renewed_at: Option<Instant>,
+}
+
+/// What survives of a collected peer's record (see [`DoneIds::retire`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kept {
+    /// One number per client run.
+    runs: Vec<u64>,
+    /// [`DoneIds::incarnation`] and when it started.
+    incarnation: u64,
+    renewed_at: Option<Instant>,
 }
 
 impl DoneIds {
     /// A record that knows only the numbers of earlier runs (what
     /// [`DoneIds::retire`] kept; empty for a client never seen).
+    #[cfg(test)]
     pub(crate) fn with_old_runs(old_runs: Vec<u64>) -> DoneIds {
+        DoneIds::from_kept(Kept {
+            runs: old_runs,
+            ..Kept::default()
+        })
+    }
+
+    /// The record a returning peer starts with: what its collection kept.
+    pub(crate) fn from_kept(kept: Kept) -> DoneIds {
         DoneIds {
             floor: 0,
             ran: VecDeque::new(),
-            old_runs,
+            old_runs: kept.runs,
+            incarnation: kept.incarnation,
+            renewed_at: kept.renewed_at,
+        }
+    }
+
+    /// Starts the record again, empty, for requests echoing `incarnation`
+    /// from `now` on: what a record does instead of forgetting an earlier
+    /// client run when it holds [`OLD_RUNS`] of them. Requests bound to
+    /// the earlier value and not open at the server are refused from now
+    /// on (as after a server restart, for this client alone), so none of
+    /// the runs dropped here can run again: a copy of one of their
+    /// requests, however late (or replayed), echoes the earlier value.
+    pub(crate) fn renew(&mut self, incarnation: u64, now: Instant) {
+        self.floor = 0;
+        self.ran.clear();
+        self.old_runs.clear();
+        self.incarnation = incarnation;
+        self.renewed_at = Some(now);
+    }
+
+    /// The incarnation the record is exact for (0: the endpoint's own) and
+    /// since when.
+    pub(crate) fn incarnation(&self) -> (u64, Option<Instant>) {
+        (self.incarnation, self.renewed_at)
+    }
+
+    /// True if a request that echoed `echo` belongs to this record (the
+    /// endpoint's own incarnation is `own`).
+    pub(crate) fn serves(&self, echo: u64, own: u64) -> bool {
+        echo == if self.incarnation == 0 {
+            own
+        } else {
+            self.incarnation
         }
     }
 
@@ -216,11 +280,13 @@ impl DoneIds {
     /// oldest unfinished request: forgets everything below it. A statement
     /// far from the current floor starts a new client run, unless it
     /// belongs to an earlier run (a stale packet of a client that has since
-    /// restarted: ignored).
+    /// restarted: ignored). False, changing nothing, if the new run needs a
+    /// place the record does not have ([`OLD_RUNS`]): the caller renews
+    /// the record ([`DoneIds::renew`]) and claims again.
     #[inline(always)]
-    pub(crate) fn claim(&mut self, oldest: u64) {
+    pub(crate) fn claim(&mut self, oldest: u64) -> bool {
         if oldest == self.floor {
-            return;
+            return true;
         }
         // Where the record stands: its floor, or (before any statement)
         // the highest id that ran.
@@ -229,7 +295,7 @@ impl DoneIds {
                 if self.old_run_of(oldest).is_none() {
                     self.floor = oldest;
                 }
-                return;
+                return true;
             }
             (0, Some(&max)) => {
                 if near(oldest, max) {
@@ -242,7 +308,7 @@ impl DoneIds {
                     self.ran
                         .make_contiguous()
                         .sort_unstable_by_key(|&id| id.wrapping_sub(floor));
-                    return;
+                    return true;
                 }
                 max
             }
@@ -250,19 +316,21 @@ impl DoneIds {
         };
         if !near(oldest, reference) {
             if self.old_run_of(oldest).is_some() {
-                return;
+                return true;
             }
             // The client restarted with new ids. Its old ones collapse
             // into one number.
             let last = self.highest_finished();
-            self.remember_run(last);
+            if !self.remember_run(last) {
+                return false;
+            }
             self.floor = oldest;
             self.ran.clear();
-            return;
+            return true;
         }
         if self.floor != 0 && below(oldest, self.floor) {
             // An older statement, reordered: keep ours.
-            return;
+            return true;
         }
         self.floor = oldest;
         // The front holds the ids nearest above the old floor: those now
@@ -270,12 +338,14 @@ impl DoneIds {
         while self.ran.front().is_some_and(|&id| below(id, oldest)) {
             self.ran.pop_front();
         }
+        true
     }
 
-    /// Keeps `last` as the highest finished id of an earlier run.
-    fn remember_run(&mut self, last: u64) {
+    /// Keeps `last` as the highest finished id of an earlier run; false,
+    /// changing nothing, if that needs a place beyond [`OLD_RUNS`].
+    fn remember_run(&mut self, last: u64) -> bool {
         if last == 0 {
-            return;
+            return true;
         }
         match self.old_run_of(last) {
             Some(i) => {
@@ -286,11 +356,12 @@ impl DoneIds {
             }
             None => {
                 if self.old_runs.len() >= OLD_RUNS {
-                    self.old_runs.remove(0);
+                    return false;
                 }
                 self.old_runs.push(last);
             }
         }
+        true
     }
 
     /// The highest id known finished of the current run (0: none).
@@ -302,17 +373,18 @@ impl DoneIds {
         }
     }
 
-    /// Records that request `id` ran and its RPC was freed.
-    pub(crate) fn insert(&mut self, id: u64) {
+    /// Records that request `id` ran and its RPC was freed. False if it
+    /// could not be kept (an earlier run's request and no place for its
+    /// run): the caller renews the record.
+    pub(crate) fn insert(&mut self, id: u64) -> bool {
         if self.floor != 0 && below(id, self.floor) {
-            return;
+            return true;
         }
         if self.floor != 0 && !near(id, self.floor) || self.old_run_of(id).is_some() {
             // A request of an earlier run that was still open when the new
             // run began: it joins that run's number (kept with the current
             // run's ids, a later statement would drop it).
-            self.remember_run(id);
-            return;
+            return self.remember_run(id);
         }
         match self.ran.back() {
             None => self.ran.push_back(id),
@@ -323,6 +395,7 @@ impl DoneIds {
                 }
             }
         }
+        true
     }
 
     /// Number of ids held individually.
@@ -331,12 +404,19 @@ impl DoneIds {
     }
 
     /// What survives the peer's collection: one number per run (the
-    /// current one's and the earlier ones'), each covering its run; empty
-    /// if nothing ran.
-    pub(crate) fn retire(mut self) -> Vec<u64> {
+    /// current one's and the earlier ones', one more than [`OLD_RUNS`] if
+    /// need be), each covering its run, and the incarnation the record is
+    /// for; nothing if nothing ran and the record was never renewed.
+    pub(crate) fn retire(mut self) -> Kept {
         let last = self.highest_finished();
-        self.remember_run(last);
-        self.old_runs
+        if !self.remember_run(last) {
+            self.old_runs.push(last);
+        }
+        Kept {
+            runs: self.old_runs,
+            incarnation: self.incarnation,
+            renewed_at: self.renewed_at,
+        }
     }
 }
 
@@ -479,7 +559,7 @@ impl Binding {
 pub(crate) struct Retired {
     max: usize,
     /// Each kept record, with the number of its collection.
-    runs: HashMap<SocketAddr, (Vec<u64>, u64), ahash::RandomState>,
+    runs: HashMap<SocketAddr, (Kept, u64), ahash::RandomState>,
     /// Collections in order, by number (entries of peers that came back,
     /// or were collected again later, are stale and skipped).
     order: VecDeque<(SocketAddr, u64)>,
@@ -501,7 +581,7 @@ impl Retired {
     /// Keeps what survives of a collected peer's record.
     pub(crate) fn keep(&mut self, addr: SocketAddr, record: DoneIds) {
         let runs = record.retire();
-        if runs.is_empty() {
+        if runs.runs.is_empty() && runs.incarnation == 0 {
             return;
         }
         let n = self.next;
@@ -528,15 +608,23 @@ impl Retired {
 
     /// The record a returning peer starts with (empty if none was kept).
     pub(crate) fn take(&mut self, addr: SocketAddr) -> DoneIds {
-        DoneIds::with_old_runs(self.runs.remove(&addr).map(|e| e.0).unwrap_or_default())
+        DoneIds::from_kept(self.runs.remove(&addr).map(|e| e.0).unwrap_or_default())
     }
 
     /// What the kept record says about request `id` from `addr`.
     pub(crate) fn seen(&self, addr: SocketAddr, id: u64) -> Seen {
         match self.runs.get(&addr) {
-            Some((runs, _)) if DoneIds::runs_cover(runs, id) => Seen::Finished,
+            Some((k, _)) if DoneIds::runs_cover(&k.runs, id) => Seen::Finished,
             _ => Seen::New,
         }
+    }
+
+    /// The incarnation the kept record of `addr` is for (0: the endpoint's
+    /// own, also when nothing is kept) and since when.
+    pub(crate) fn incarnation(&self, addr: SocketAddr) -> (u64, Option<Instant>) {
+        self.runs
+            .get(&addr)
+            .map_or((0, None), |(k, _)| (k.incarnation, k.renewed_at))
     }
 
     /// Number of peers whose record is kept.
@@ -661,9 +749,44 @@ mod tests {
         assert_eq!(d.seen(far + 5), Seen::New, "beyond the old run's last");
         // Collection keeps one number.
         let kept = d.retire();
-        let back = DoneIds::with_old_runs(kept);
+        let back = DoneIds::from_kept(kept);
         assert_eq!(back.seen(12_343), Seen::Finished);
         assert_eq!(back.seen(far + 3), Seen::Finished, "both runs survive");
+    }
+
+    #[test]
+    fn done_ids__a_run_beyond_the_kept_ones_asks_for_renewal_and_forgets_nothing() {
+        let run = |k: u64| (k << 40) + 1;
+        let mut d = DoneIds::with_old_run(0);
+        for k in 1..=OLD_RUNS as u64 + 1 {
+            assert!(d.claim(run(k)), "run {k}");
+            assert!(d.insert(run(k)));
+        }
+        // One more run needs a fifth number: refused, nothing changed.
+        assert!(!d.claim(run(9)));
+        for k in 1..=OLD_RUNS as u64 + 1 {
+            assert_ne!(d.seen(run(k)), Seen::New, "run {k} still covered");
+        }
+        assert_eq!(d.seen(run(9)), Seen::New);
+        // Collection keeps every run (one more than OLD_RUNS) and the
+        // incarnation.
+        let back = DoneIds::from_kept(d.clone().retire());
+        for k in 1..=OLD_RUNS as u64 + 1 {
+            assert_eq!(
+                back.seen(run(k)),
+                Seen::Finished,
+                "run {k} after collection"
+            );
+        }
+        // Renewed: an empty record for requests echoing another value.
+        let now = Instant::from_micros(5);
+        d.renew(77, now);
+        assert_eq!(d.incarnation(), (77, Some(now)));
+        assert!(d.serves(77, 1) && !d.serves(1, 1));
+        assert!(d.claim(run(9)));
+        d.insert(run(9));
+        let kept = d.retire();
+        assert_eq!(DoneIds::from_kept(kept).incarnation(), (77, Some(now)));
     }
 
     #[test]

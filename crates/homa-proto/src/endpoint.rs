@@ -310,6 +310,11 @@ pub struct Endpoint {
     /// This endpoint's incarnation as a server (40 bits, nonzero): see the
     /// `amo` module.
     pub(crate) incarnation: u64,
+    /// Key of the incarnations a client's renewed at-most-once record gets
+    /// (`amo::DoneIds::renew`), and how many were drawn (0: every client
+    /// sees [`Endpoint::incarnation`], and nothing needs looking up).
+    renew_key: u64,
+    renewals: u64,
     /// The first instant any input brought: the incarnation's uptime counts
     /// from here (it cannot have run anything earlier).
     pub(crate) born: Option<Instant>,
@@ -400,6 +405,8 @@ impl Endpoint {
             resends_this_tick: Map::with_hasher(hasher()),
             retired: Retired::new(config.max_peers, hasher()),
             incarnation,
+            renew_key: rng_u64(seed, 6),
+            renewals: 0,
             born: None,
             rx_link: Default::default(),
             host: None,
@@ -443,6 +450,62 @@ impl Endpoint {
             Some(b) if !self.config.shared_address => now.saturating_duration_since(b),
             _ => core::time::Duration::ZERO,
         }
+    }
+
+    /// The incarnation we serve client `src` as (what its requests must
+    /// echo) and, if it is not the endpoint's own, since when: another
+    /// value once the client's at-most-once record was renewed.
+    #[inline]
+    pub(crate) fn served(&self, src: SocketAddr) -> (u64, Option<Instant>) {
+        if self.renewals == 0 {
+            return (self.incarnation, None);
+        }
+        let (inc, at) = match self.peers.get(&src) {
+            Some(p) => p.done.incarnation(),
+            None => self.retired.incarnation(src),
+        };
+        if inc == 0 {
+            (self.incarnation, None)
+        } else {
+            (inc, at)
+        }
+    }
+
+    /// The uptime a refusal by an incarnation that started at `since`
+    /// (`None`: the endpoint's own) reports.
+    pub(crate) fn refusal_uptime(
+        &self,
+        now: Instant,
+        since: Option<Instant>,
+    ) -> core::time::Duration {
+        match since {
+            Some(t) if !self.config.shared_address => now.saturating_duration_since(t),
+            _ => self.uptime(now),
+        }
+    }
+
+    /// Renews client `src`'s at-most-once record (it needed room for one
+    /// more earlier client run): from now on we serve the client as a new
+    /// incarnation, as if we had restarted for it alone. Its requests open
+    /// here go on; the others bound to the earlier value are refused, and
+    /// the client decides by the refusal's uptime (from now) whether they
+    /// may have run.
+    pub(crate) fn renew_record(&mut self, src: SocketAddr, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&src) else {
+            return;
+        };
+        let current = peer.done.incarnation().0;
+        let inc = loop {
+            self.renewals += 1;
+            let v = Rng::new(self.renew_key ^ self.renewals.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .next_u64()
+                & crate::wire::common::MAX_INCARNATION;
+            if v != 0 && v != self.incarnation && v != current {
+                break v;
+            }
+        };
+        peer.done.renew(inc, now);
+        self.stats.records_renewed += 1;
     }
 
     /// Starts the endpoint's uptime at `now` (the uptime an RPC_UNKNOWN
@@ -1263,14 +1326,16 @@ impl Endpoint {
         }
         let now = self.now;
         let mut next_oldest = None;
+        let mut renew = false;
         if let Some(peer) = self.peers.get_mut_by(rpc.peer_ref, &rpc.peer) {
             peer.rpcs = peer.rpcs.saturating_sub(1);
             peer.last_active = now;
             if !rpc.is_client() {
                 peer.server_rpcs = peer.server_rpcs.saturating_sub(1);
-                if ran {
-                    // The application saw this request: never again.
-                    peer.done.insert(rpc.id);
+                if ran && peer.done.serves(rpc.echo, self.incarnation) {
+                    // The application saw this request: never again. (One
+                    // bound to the value before a renewal is refused by it.)
+                    renew = !peer.done.insert(rpc.id);
                 }
             } else {
                 let client_rpcs = &self.client_rpcs;
@@ -1287,6 +1352,9 @@ impl Endpoint {
         }
         if let Some(id) = next_oldest {
             self.nudge_oldest(id);
+        }
+        if renew {
+            self.renew_record(rpc.peer, now);
         }
     }
 
@@ -1419,7 +1487,15 @@ impl Endpoint {
     /// request is bound to (or the one we know for the peer).
     pub(crate) fn send_control(&mut self, port: u16, dest: SocketAddr, sender_id: u64, body: Body) {
         let incarnation = if sender_id & 1 == 1 {
-            self.incarnation
+            if self.renewals == 0 {
+                self.incarnation
+            } else {
+                // An RPC keeps the value it was created under.
+                match self.server_rpcs.get(&self.rpcs, &dest, sender_id) {
+                    Some(k) => self.rpcs[k].echo,
+                    None => self.served(dest).0,
+                }
+            }
         } else {
             match self.client_rpcs.get(&sender_id) {
                 Some(&k) => self.rpcs[k].echo,

@@ -381,11 +381,12 @@ impl Endpoint {
             self.refuse(port, src, local, UnknownStatus::NotServer);
             return None;
         }
-        if inc != self.incarnation {
+        let (expected, since) = self.served(src);
+        if inc != expected {
             // Not bound to us: it may be a copy of a request an earlier
             // incarnation ran. Never run it; the client decides.
             self.stats.refused_incarnation += 1;
-            let up = self.uptime(now);
+            let up = self.refusal_uptime(now, since);
             self.refuse(port, src, local, UnknownStatus::Uptime(up));
             return None;
         }
@@ -394,7 +395,7 @@ impl Endpoint {
         // The endpoint-wide bound counts as the peer's: `admit` refuses.
         let full = self.rpcs.len() - self.client_rpcs.len() >= self.config.max_server_rpcs;
         let max_rpcs = if full { 0 } else { max_rpcs };
-        let (peer_ref, refusal) = match self.peers.find_mut(&src) {
+        let (mut peer_ref, mut refusal) = match self.peers.find_mut(&src) {
             // A known client (the common case): one lookup for all checks.
             Some((r, peer)) => (r, admit(peer, local, oldest, max_rpcs, max_done, now)),
             None => {
@@ -411,8 +412,20 @@ impl Endpoint {
                 }
             }
         };
+        if refusal == Some(Refusal::Renew) {
+            // The client starts one more run than its record has room for:
+            // we become a new incarnation for it rather than forget a run.
+            // This request (bound to the value it was checked against) is
+            // the first of the renewed record.
+            self.renew_record(src, now);
+            (peer_ref, refusal) = match self.peers.find_mut(&src) {
+                Some((r, peer)) => (r, admit(peer, local, oldest, max_rpcs, max_done, now)),
+                None => (PeerRef::NONE, Some(Refusal::PeerLimit)),
+            };
+        }
         if let Some(r) = refusal {
             match r {
+                Refusal::Renew => self.stats.done_ids_full += 1,
                 Refusal::Stale => {
                     // A copy of a request that ran or that the client
                     // finished: drop it.
@@ -429,7 +442,9 @@ impl Endpoint {
             return None;
         }
         let seq = self.next_seq();
-        let echo = self.incarnation;
+        // The value the request echoed: ours, or (after a renewal) the one
+        // its client was bound to.
+        let echo = inc;
         let key = self.rpcs.start(
             local,
             seq,
@@ -1075,13 +1090,17 @@ impl Endpoint {
             } else if !server {
                 self.stats.refused_not_server += 1;
                 UnknownStatus::NotServer
-            } else if inc != self.incarnation {
-                UnknownStatus::Uptime(self.uptime(now))
             } else {
-                match self.request_seen(src, local) {
-                    Seen::New => UnknownStatus::Uptime(self.uptime(now)),
-                    Seen::Ran => UnknownStatus::Abandoned,
-                    Seen::Finished => UnknownStatus::Forgotten,
+                let (expected, since) = self.served(src);
+                let up = self.refusal_uptime(now, since);
+                if inc != expected {
+                    UnknownStatus::Uptime(up)
+                } else {
+                    match self.request_seen(src, local) {
+                        Seen::New => UnknownStatus::Uptime(up),
+                        Seen::Ran => UnknownStatus::Abandoned,
+                        Seen::Finished => UnknownStatus::Forgotten,
+                    }
                 }
             };
             self.refuse(port, src, local, status);
@@ -1365,6 +1384,7 @@ pub(crate) fn rx_charge(m: &MsgIn) -> u32 {
 }
 
 /// Why a new request cannot be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     /// A copy of a request that ran or that the client finished.
     Stale,
@@ -1375,6 +1395,10 @@ enum Refusal {
     /// The client's record holds `done_ids_per_peer` ids and this request
     /// is not the one that holds its floor back.
     DoneFull,
+    /// The request starts a client run the record has no room for: renew
+    /// the record (`Endpoint::renew_record`) and admit it again. (If it
+    /// still cannot be taken, it is answered BUSY like `DoneFull`.)
+    Renew,
 }
 
 /// The admission checks for request `local` from a client with state
@@ -1390,7 +1414,9 @@ fn admit(
     now: Instant,
 ) -> Option<Refusal> {
     if let Some(o) = oldest {
-        peer.done.claim(o);
+        if !peer.done.claim(o) {
+            return Some(Refusal::Renew);
+        }
     }
     if peer.done.contains(local) {
         return Some(Refusal::Stale);

@@ -123,6 +123,9 @@ pub struct Stats {
     /// New requests held back (answered BUSY) because the client's
     /// at-most-once record was full.
     pub done_ids_full: u64,
+    /// Clients' at-most-once records renewed (they needed room for one more
+    /// earlier client run): we serve that client as a new incarnation.
+    pub records_renewed: u64,
     /// Packets about one of our client RPCs from another incarnation of the
     /// server than the one the request is bound to (ignored).
     pub wrong_incarnation: u64,

@@ -572,3 +572,168 @@ fn shared_address__a_request_one_server_ran_never_runs_on_another() {
         assert_eq!(net.endpoint(client).stats().requests_rebound, 0);
     }
 }
+
+/// A one-packet request of `len` bytes from client id `sender_id`, bound
+/// to `incarnation`, that states itself as the client's oldest unfinished
+/// request (as a client's first request does).
+fn forged_request(sport: u16, incarnation: u64, sender_id: u64, len: u32) -> Vec<u8> {
+    let mut bytes = Repr {
+        sport,
+        dport: SERVER_PORT,
+        sender_id,
+        incarnation,
+        body: homa_proto::wire::Body::Data(homa_proto::wire::DataHeader {
+            message_length: len,
+            incoming: len,
+            oldest_live: 1,
+            ..Default::default()
+        }),
+    }
+    .to_vec();
+    bytes.extend(std::iter::repeat_n(0x33, len as usize));
+    bytes
+}
+
+#[test]
+fn forged_client_runs_then_a_replay__the_replayed_requests_never_run_again() {
+    // An outside test: packets forged from the client's address, each
+    // starting a "new client run" (ids far from the client's and from each
+    // other), then a replay of the client's captured requests. The record
+    // kept four earlier runs, so the fifth forged run pushed out the one
+    // that covered the real requests, and they ran again.
+    let config = Config::default();
+    for forged in [4u64, 5, 8, 20] {
+        let (mut net, cport, server) = client_and_server(12200 + forged, &config);
+        let client = net.addr(0, cport);
+        let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let c = captured.clone();
+        net.set_filter(move |d, _| {
+            if d.src == client && d.packet_type() == Some(PacketType::Data) {
+                c.borrow_mut().push(d.data.clone());
+            }
+            Verdict::Deliver
+        });
+        let mut h = Harness::new();
+        let ids: Vec<u64> = (0..3)
+            .map(|i| request(&mut net, 0, cport, server, pattern(i, 100)))
+            .collect();
+        h.run(&mut net, Duration::from_millis(20), |_, _| true);
+        for id in &ids {
+            assert!(matches!(h.ends.get(id), Some((End::Ok(_), _))));
+        }
+        net.clear_filter();
+        let inc = net.endpoint(1).incarnation();
+        for k in 0..forged {
+            let id = ids[0].wrapping_add((k + 1) << 41);
+            net.inject(client, server, forged_request(cport, inc, id, 10));
+            h.run(&mut net, Duration::from_millis(2), |_, _| true);
+        }
+        for d in captured.borrow().iter() {
+            net.inject(client, server, d.clone());
+        }
+        h.run(&mut net, Duration::from_millis(50), |_, _| true);
+        for id in &ids {
+            assert_eq!(
+                h.runs(*id),
+                1,
+                "{forged} forged runs: request {id} ran again"
+            );
+        }
+        // The real client goes on (a renewed record is a new incarnation
+        // for it: its next request rebinds).
+        let next = request(&mut net, 0, cport, server, pattern(9, 100));
+        h.run(&mut net, Duration::from_millis(50), |_, _| true);
+        assert!(
+            matches!(h.ends.get(&next), Some((End::Ok(_), _))),
+            "{forged}: {:?}",
+            h.ends.get(&next)
+        );
+        assert_eq!(h.runs(next), 1);
+        let renewed = net.endpoint(1).stats().records_renewed;
+        assert_eq!(renewed, u64::from(forged > 4), "{forged} forged runs");
+    }
+}
+
+#[test]
+fn client_restarted_six_times_on_one_address__a_late_copy_of_its_first_run_never_runs() {
+    // No forgery: the client process restarts on the same address while
+    // the server keeps its peer state, then a copy of a request from its
+    // first run arrives late.
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(12230, &config);
+    let client = net.addr(0, cport);
+    let first: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
+    let f = first.clone();
+    net.set_filter(move |d, _| {
+        if d.src == client && d.packet_type() == Some(PacketType::Data) {
+            f.borrow_mut().get_or_insert_with(|| d.data.clone());
+        }
+        Verdict::Deliver
+    });
+    let mut h = Harness::new();
+    let mut ids = Vec::new();
+    for run in 0..7u64 {
+        if run > 0 {
+            net.restart_host(0, config.clone());
+            net.endpoint(0).open_socket(cport).unwrap();
+        }
+        let id = request(&mut net, 0, cport, server, pattern(run, 100));
+        h.run(&mut net, Duration::from_millis(20), |_, _| true);
+        assert!(
+            matches!(h.ends.get(&id), Some((End::Ok(_), _))),
+            "run {run}"
+        );
+        ids.push(id);
+    }
+    let copy = first.borrow().clone().unwrap();
+    net.inject(client, server, copy);
+    h.run(&mut net, Duration::from_millis(50), |_, _| true);
+    assert_eq!(h.runs(ids[0]), 1, "the first run's request ran again");
+    assert!(net.endpoint(1).stats().records_renewed >= 1);
+}
+
+#[test]
+fn forged_client_runs__the_renewed_record_survives_the_peers_collection() {
+    // As above, but the server collects the client's peer state (idle)
+    // before the replay: what it keeps must still refuse the requests.
+    let config = Config {
+        peer_idle: Duration::from_millis(50),
+        ..Config::default()
+    };
+    let (mut net, cport, server) = client_and_server(12240, &config);
+    let client = net.addr(0, cport);
+    let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let c = captured.clone();
+    net.set_filter(move |d, _| {
+        if d.src == client && d.packet_type() == Some(PacketType::Data) {
+            c.borrow_mut().push(d.data.clone());
+        }
+        Verdict::Deliver
+    });
+    let mut h = Harness::new();
+    let ids: Vec<u64> = (0..3)
+        .map(|i| request(&mut net, 0, cport, server, pattern(i, 100)))
+        .collect();
+    h.run(&mut net, Duration::from_millis(20), |_, _| true);
+    net.clear_filter();
+    let inc = net.endpoint(1).incarnation();
+    for k in 0..6u64 {
+        let id = ids[0].wrapping_add((k + 1) << 41);
+        net.inject(client, server, forged_request(cport, inc, id, 10));
+        h.run(&mut net, Duration::from_millis(2), |_, _| true);
+    }
+    assert_eq!(net.endpoint(1).stats().records_renewed, 1);
+    h.run(&mut net, Duration::from_secs(3), |_, _| true);
+    assert!(net.endpoint(1).stats().peers_collected >= 1);
+    for d in captured.borrow().iter() {
+        net.inject(client, server, d.clone());
+    }
+    h.run(&mut net, Duration::from_millis(50), |_, _| true);
+    for id in &ids {
+        assert_eq!(
+            h.runs(*id),
+            1,
+            "request {id} ran again after the collection"
+        );
+    }
+}
