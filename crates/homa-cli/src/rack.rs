@@ -241,6 +241,10 @@ struct Rack {
     sw: String,
     hosts: Vec<(String, String)>,
     switch_ports: Vec<String>,
+    /// `HOMA_HOST_DIR` of the Homa processes with `--host-sharing`: the
+    /// lab's directory, deleted with it (each host namespace's table would
+    /// otherwise stay in `/dev/shm` after the run).
+    host_dir: Option<std::path::PathBuf>,
 }
 
 impl Rack {
@@ -270,11 +274,17 @@ impl Rack {
             hosts.push((h, addr));
             switch_ports.push(sw_if);
         }
+        let host_dir = if a.host_sharing {
+            Some(lab.shm_dir()?)
+        } else {
+            None
+        };
         Ok(Rack {
             lab,
             sw,
             hosts,
             switch_ports,
+            host_dir,
         })
     }
 }
@@ -864,6 +874,9 @@ fn protocol_phase(
                 .env("HOMA_HOST_SHARING", sharing)
                 .stdout(Stdio::piped())
                 .stderr(log_file(out, &format!("{name}-{tag}-server.log"))?);
+            if let Some(d) = &rack.host_dir {
+                c.env("HOMA_HOST_DIR", d);
+            }
             with_nice(&mut c, a.nice);
             let mut child = c.spawn().context("starting a server")?;
             wait_listening(&mut child, a.server_ports, &format!("{name} server {tag}"))?;
@@ -975,6 +988,9 @@ fn protocol_phase(
                 .stderr(log_file(out, &format!("{name}-{tag}-client.err"))?);
             if a.one_way {
                 c.arg("--one-way");
+            }
+            if let Some(d) = &rack.host_dir {
+                c.env("HOMA_HOST_DIR", d);
             }
             clients.0.push((
                 format!("client {tag}"),

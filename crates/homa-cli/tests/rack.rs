@@ -117,3 +117,59 @@ fn rack__smoke_both_protocols_and_cleanup() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Files in `/dev/shm` whose names start with `homa`.
+fn shm_homa_files() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("homa"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root, ip, tc and ethtool"]
+fn rack__host_sharing_leaves_no_table_in_dev_shm() {
+    // Each host namespace's Homa processes share a host table, a file in
+    // `/dev/shm` named after the namespace; every run used to leave one per
+    // host (the next run's namespaces have other names).
+    assert!(
+        homa_lab::is_root(),
+        "this test needs root (network namespaces)"
+    );
+    let before = shm_homa_files();
+    let out = std::env::temp_dir().join(format!("homa-rack-shm-{}", std::process::id()));
+    let o = Command::new(HOMA)
+        .args(["rack", "--json", "--quiet", "--prefix", "hrshm"])
+        .args(["--hosts", "2", "--rate-mbit", "100", "--workload", "w3"])
+        .args(["--load", "0.2", "--duration", "0.5", "--warmup", "0.2"])
+        .args([
+            "--base-duration",
+            "0.3",
+            "--protocols",
+            "homa",
+            "--host-sharing",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run homa rack");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "homa rack failed:\n{stderr}");
+    // The hosts' servers used host-wide tables, in the lab's directory.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("homa-h1-server-metrics.json")).unwrap())
+            .unwrap();
+    let host = &m["sockets"][0]["host"];
+    assert_eq!(host["mode"], "host", "{m}");
+    let path = host["path"].as_str().unwrap();
+    assert!(path.starts_with("/dev/shm/homa-lab-hrshm/"), "{path}");
+    assert!(!std::path::Path::new(path).exists(), "{path} left");
+    let after = shm_homa_files();
+    let left: Vec<&String> = after.iter().filter(|f| !before.contains(f)).collect();
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}

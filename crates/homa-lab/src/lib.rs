@@ -85,6 +85,8 @@ enum Cleanup {
     },
     /// The file recording settings to restore after a run killed outright.
     StateFile(String),
+    /// A directory the lab's processes write into (with its contents).
+    Directory(String),
 }
 
 /// Where a lab records the original values of the machine-wide settings it
@@ -158,6 +160,9 @@ fn run_cleanup(c: &Cleanup) {
         }
         Cleanup::StateFile(path) => {
             let _ = fs::remove_file(path);
+        }
+        Cleanup::Directory(path) => {
+            let _ = fs::remove_dir_all(path);
         }
     }
 }
@@ -280,8 +285,31 @@ impl Lab {
         for ns in lab.existing()? {
             run_cleanup(&Cleanup::Namespace(ns));
         }
+        // What a run killed outright left in memory-backed files.
+        run_cleanup(&Cleanup::Directory(lab.shm_dir_path()));
         restore_from_state_file(prefix);
         Ok(lab)
+    }
+
+    fn shm_dir_path(&self) -> String {
+        format!("/dev/shm/homa-lab-{}", self.prefix)
+    }
+
+    /// A directory in `/dev/shm` (mode 0700) for files the lab's processes
+    /// share through memory, such as Homa's host tables (point
+    /// `HOMA_HOST_DIR` at it): deleted with the lab, and at the start of
+    /// the next lab with this prefix after a run killed outright. Without
+    /// it every host namespace of every run left its table behind (a
+    /// table is named after its namespace, which the next run does not
+    /// reuse).
+    pub fn shm_dir(&mut self) -> Result<std::path::PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = self.shm_dir_path();
+        if !self.cleanups.contains(&Cleanup::Directory(path.clone())) {
+            fs::DirBuilder::new().mode(0o700).create(&path)?;
+            self.track(Cleanup::Directory(path.clone()));
+        }
+        Ok(path.into())
     }
 
     /// Namespaces with this lab's prefix that exist now.
