@@ -53,6 +53,18 @@ impl Ideal {
     pub(crate) fn slowdown(&self, s: &Sample) -> f64 {
         s.rtt_us / self.rtt_us(s.length)
     }
+
+    /// The base RTT `samples` prove possible: the least of each RTT less
+    /// its transfer time at the link rate (`None` without samples). A
+    /// measured base above it was perturbed (the unloaded probe ran on a
+    /// busy machine) and would give slowdowns below 1.
+    pub(crate) fn floor_of(&self, samples: &[Sample]) -> Option<f64> {
+        samples
+            .iter()
+            .map(|s| s.rtt_us - f64::from(s.length) * 8.0 / self.link_mbps)
+            .filter(|b| b.is_finite() && *b > 0.0)
+            .reduce(f64::min)
+    }
 }
 
 /// Percentiles and mean of a set of values.

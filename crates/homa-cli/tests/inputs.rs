@@ -194,7 +194,9 @@ fn client__slowdown_from_a_measured_base_rtt_and_a_named_link() {
         "--count",
         "50",
     ]);
-    assert_eq!(r["base_rtt_source"], "measured");
+    // Measured, or lowered to the run's fastest RPC when that was faster.
+    let source = r["base_rtt_source"].as_str().unwrap();
+    assert!(source == "measured" || source == "lowered", "{r}");
     assert!(
         r["link_source"].as_str().unwrap().starts_with("loopback"),
         "{r}"
