@@ -124,3 +124,29 @@ mod tests {
         assert!(non_negative_f64("nan").is_err());
     }
 }
+
+/// Checks that `count` consecutive ports from `base`'s fit below 65536
+/// (`what` names the option pair for the message). Without it a range
+/// wrapped: from 65535, the next "port" was 0 (an ephemeral one) and then
+/// 1, 2, ...
+pub(crate) fn port_range(base: std::net::SocketAddr, count: u16, what: &str) -> anyhow::Result<()> {
+    let last = u32::from(base.port()) + u32::from(count.max(1)) - 1;
+    if base.port() != 0 && last > u32::from(u16::MAX) {
+        anyhow::bail!(
+            "{what}: {count} ports from {} would run past 65535 (the last would be {last})",
+            base.port()
+        );
+    }
+    Ok(())
+}
+
+/// A share of a link in (0, 1].
+pub(crate) fn link_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1.0 => Ok(x),
+        Ok(_) => Err(format!(
+            "{s:?}: must be more than 0 and at most 1 (a share of the link)"
+        )),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}

@@ -442,6 +442,9 @@ pub(crate) fn validate(a: &ClientArgs) -> Result<()> {
     if a.count.is_none() && a.duration.is_none() {
         bail!("give --count N or --duration D (e.g. --duration 10s)");
     }
+    for s in &a.servers {
+        crate::args::port_range(*s, a.server_ports, "--server with --server-ports")?;
+    }
     let dist = a.workload.dist(a.variant.into());
     let max = crate::args::max_message_length();
     if dist.max_length() > max {

@@ -100,8 +100,9 @@ pub(crate) struct RackArgs {
     /// Form of a named workload.
     #[arg(long, value_enum, default_value_t = VariantArg::CpNode)]
     pub variant: VariantArg,
-    /// Offered load: share of each host's downlink taken (see --load-basis).
-    #[arg(short, long, default_value_t = 0.8)]
+    /// Offered load: share of each host's downlink taken (see --load-basis),
+    /// more than 0 and at most 1.
+    #[arg(short, long, default_value_t = 0.8, value_parser = crate::args::link_share)]
     pub load: f64,
     /// What the load counts: wire bytes with Homa's packet headers (as the
     /// shaper counts them, and as homa-sim's load), or message bytes only

@@ -390,6 +390,7 @@ fn metrics_response(shared: &Shared, h: Header) -> Vec<u8> {
 /// Runs the server until killed. Prints `listening on ADDR` per port
 /// first (the line scripts wait for).
 pub(crate) fn run(opts: Options) -> Result<()> {
+    crate::args::port_range(opts.bind, opts.ports, "--bind with --ports")?;
     match opts.protocol {
         Protocol::Homa => run_homa(opts),
         Protocol::Tcp => run_tcp(opts),

@@ -37,6 +37,18 @@ fn client__bad_values_refused_up_front_with_one_message() {
             "longest Homa message",
         ),
         (&[], "--count N or --duration D"),
+        // A range past the last port wrapped to 0 (ephemeral), 1, ...
+        (
+            &[
+                "--server",
+                "127.0.0.1:65534",
+                "--server-ports",
+                "4",
+                "--count",
+                "1",
+            ],
+            "past 65535",
+        ),
     ];
     for (args, want) in cases {
         let t = Instant::now();
@@ -392,4 +404,28 @@ fn client__rides_out_a_server_restart() {
         .sum();
     assert_eq!(by_reason, r["failed"].as_u64().unwrap(), "{r}");
     assert!(r["calls"].as_u64().unwrap() > 100, "{r}");
+}
+
+#[test]
+fn server_and_rack__port_ranges_and_loads_out_of_range_refused_up_front() {
+    // `homa server --bind 127.0.0.1:65535 --ports 5` listened on 65535, an
+    // ephemeral port, then 1, 2, 3; `homa rack --load 0` ran closed loop at
+    // full load and reported load 0.00.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["server", "--bind", "127.0.0.1:65535", "--ports", "5"],
+            "past 65535",
+        ),
+        (&["rack", "--load", "0"], "more than 0"),
+        (&["rack", "--load", "3"], "at most 1"),
+        (&["rack", "--load", "nan"], "more than 0"),
+    ];
+    for (args, want) in cases {
+        let t = Instant::now();
+        let o = homa(args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{args:?}");
+    }
 }
