@@ -13,17 +13,15 @@ pub(crate) fn max_message_length() -> u32 {
     homa_proto::Config::default().max_message_length
 }
 
-/// A duration: a number with a unit (`10s`, `250ms`, `1m30s`, `500us`; the
-/// units of the `humantime` crate) or a plain number of seconds (`2.5`).
+/// A duration: a number with a unit (`10s`, `250ms`, `1.5ms`, `500us`,
+/// `1m30s`) or a plain number of seconds (`2.5`): the simulator's syntax
+/// (`homa_sim::config::parse_duration`), so that every command reads the
+/// same.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("{s:?}: a duration must be a non-negative number of seconds or have a unit (10s, 250ms)")
-        });
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{s:?}: {e} (examples: 10s, 250ms, 1m30s, or 2.5 for seconds)"))
+    homa_sim::config::parse_duration(s).map_err(|e| match e {
+        homa_sim::SimError::Config(m) => format!("{s:?}: {m}"),
+        e => format!("{s:?}: {e}"),
+    })
 }
 
 /// A duration that is not zero.
@@ -85,6 +83,32 @@ pub(crate) fn workload(s: &str) -> Result<SizeSpec, String> {
         .map_err(|e| format!("{s:?}: {e} (give w1, w2, w3, w4, w5, starve, or a size in bytes)"))
 }
 
+/// Checks that `count` consecutive ports from `base`'s fit below 65536
+/// (`what` names the option pair for the message). Without it a range
+/// wrapped: from 65535, the next "port" was 0 (an ephemeral one) and then
+/// 1, 2, ...
+pub(crate) fn port_range(base: std::net::SocketAddr, count: u16, what: &str) -> anyhow::Result<()> {
+    let last = u32::from(base.port()) + u32::from(count.max(1)) - 1;
+    if base.port() != 0 && last > u32::from(u16::MAX) {
+        anyhow::bail!(
+            "{what}: {count} ports from {} would run past 65535 (the last would be {last})",
+            base.port()
+        );
+    }
+    Ok(())
+}
+
+/// A share of a link in (0, 1].
+pub(crate) fn link_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1.0 => Ok(x),
+        Ok(_) => Err(format!(
+            "{s:?}: must be more than 0 and at most 1 (a share of the link)"
+        )),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {
@@ -122,31 +146,5 @@ mod tests {
         assert!(positive_u64("0").is_err());
         assert!(non_negative_f64("-1").is_err());
         assert!(non_negative_f64("nan").is_err());
-    }
-}
-
-/// Checks that `count` consecutive ports from `base`'s fit below 65536
-/// (`what` names the option pair for the message). Without it a range
-/// wrapped: from 65535, the next "port" was 0 (an ephemeral one) and then
-/// 1, 2, ...
-pub(crate) fn port_range(base: std::net::SocketAddr, count: u16, what: &str) -> anyhow::Result<()> {
-    let last = u32::from(base.port()) + u32::from(count.max(1)) - 1;
-    if base.port() != 0 && last > u32::from(u16::MAX) {
-        anyhow::bail!(
-            "{what}: {count} ports from {} would run past 65535 (the last would be {last})",
-            base.port()
-        );
-    }
-    Ok(())
-}
-
-/// A share of a link in (0, 1].
-pub(crate) fn link_share(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 && x <= 1.0 => Ok(x),
-        Ok(_) => Err(format!(
-            "{s:?}: must be more than 0 and at most 1 (a share of the link)"
-        )),
-        Err(e) => Err(format!("{s:?}: {e}")),
     }
 }

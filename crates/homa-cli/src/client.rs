@@ -445,6 +445,10 @@ pub(crate) fn validate(a: &ClientArgs) -> Result<()> {
     for s in &a.servers {
         crate::args::port_range(*s, a.server_ports, "--server with --server-ports")?;
     }
+    // Output files: a path that cannot be written must not cost the run.
+    for path in [&a.json_out, &a.svg, &a.dump_times].into_iter().flatten() {
+        homa_sim::cli::check_writable(path)?;
+    }
     let dist = a.workload.dist(a.variant.into());
     let max = crate::args::max_message_length();
     if dist.max_length() > max {

@@ -37,6 +37,16 @@ fn client__bad_values_refused_up_front_with_one_message() {
             "longest Homa message",
         ),
         (&[], "--count N or --duration D"),
+        // An output that cannot be written used to fail after the run,
+        // losing it.
+        (
+            &["--count", "1", "--json-out", "/nonexistent-homa-dir/x.json"],
+            "/nonexistent-homa-dir/x.json",
+        ),
+        (
+            &["--count", "1", "--svg", "/proc/no-such-dir/x.svg"],
+            "/proc/no-such-dir/x.svg",
+        ),
         // A range past the last port wrapped to 0 (ephemeral), 1, ...
         (
             &[
@@ -407,7 +417,7 @@ fn client__rides_out_a_server_restart() {
 }
 
 #[test]
-fn server_and_rack__port_ranges_and_loads_out_of_range_refused_up_front() {
+fn server_rack_and_sim__bad_port_ranges_loads_and_outputs_refused_up_front() {
     // `homa server --bind 127.0.0.1:65535 --ports 5` listened on 65535, an
     // ephemeral port, then 1, 2, 3; `homa rack --load 0` ran closed loop at
     // full load and reported load 0.00.
@@ -419,6 +429,12 @@ fn server_and_rack__port_ranges_and_loads_out_of_range_refused_up_front() {
         (&["rack", "--load", "0"], "more than 0"),
         (&["rack", "--load", "3"], "at most 1"),
         (&["rack", "--load", "nan"], "more than 0"),
+        // The simulation ran to its end before its output failed.
+        (
+            &["sim", "--svg", "/proc/no-such-dir/x.svg"],
+            "/proc/no-such-dir/x.svg",
+        ),
+        (&["sim", "--out", "/proc/no-such-dir"], "/proc/no-such-dir"),
     ];
     for (args, want) in cases {
         let t = Instant::now();

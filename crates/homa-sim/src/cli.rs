@@ -514,12 +514,38 @@ impl Bar {
     }
 }
 
+/// Fails unless a file can be written at `path`: checked before a run,
+/// so that a bad output path does not cost the run (it used to fail only
+/// once the results were in, and they were lost). Opens the file for
+/// writing without truncating it, and removes it again if it did not
+/// exist.
+pub fn check_writable(path: &std::path::Path) -> Result<(), CliError> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| CliError::Io(path.to_path_buf(), e))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// Runs the experiment `a` describes: progress on stderr, the table on
 /// stdout (unless `--quiet`), files as asked, and a performance line on
 /// stderr (wall time and events per second, which are not part of the
 /// deterministic results).
 pub fn execute(a: &SimArgs) -> Result<Results, CliError> {
     let cfg = config(a)?;
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::Io(dir.clone(), e))?;
+        check_writable(&dir.join(".homa-sim-write-check"))?;
+    }
+    for path in [&a.csv, &a.svg].into_iter().flatten() {
+        check_writable(path)?;
+    }
     let mut sim = Simulator::new(&cfg)?;
     let mut bar = Bar::new(!a.no_progress, crate::time::ps(cfg.run.duration));
     let start = WallClock::now();

@@ -677,22 +677,28 @@ impl SimConfig {
 }
 
 /// Parses a duration written as a number and a unit: `100ms`, `1.5s`,
-/// `250ns`, `10us` (or `10µs`). A bare number is in seconds.
+/// `250ns`, `10us` (or `10µs`); a bare number is in seconds; anything
+/// else the `humantime` crate reads (`1m30s`, `2h`). The one duration
+/// syntax of every `homa` command and of `homa-sim`.
 pub fn parse_duration(s: &str) -> Result<Duration, SimError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| SimError::Config("bad duration number"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1e9,
-        "ms" => 1e6,
-        "us" | "µs" => 1e3,
-        "ns" => 1.0,
-        _ => return Err(SimError::Config("duration unit must be s, ms, us or ns")),
+    let simple = match unit.trim() {
+        "" | "s" => Some(1e9),
+        "ms" => Some(1e6),
+        "us" | "µs" => Some(1e3),
+        "ns" => Some(1.0),
+        _ => None,
+    };
+    let (Some(scale), Ok(v)) = (simple, num.parse::<f64>()) else {
+        return humantime::parse_duration(s).map_err(|_| {
+            SimError::Config(
+                "a duration is a number and a unit (10s, 250ms, 1.5ms, 500us, 1m30s) or a number of seconds",
+            )
+        });
     };
     let nanos = v * scale;
     if !nanos.is_finite() || nanos < 0.0 || nanos > u64::MAX as f64 {
@@ -713,7 +719,15 @@ mod tests {
         assert_eq!(parse_duration("250ns").unwrap(), Duration::from_nanos(250));
         assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        // Compound forms, as every `homa` command takes them (the
+        // simulator refused `1m30s` while the docs said "everywhere").
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("1s 500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }
 
