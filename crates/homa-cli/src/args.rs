@@ -109,6 +109,23 @@ pub(crate) fn link_share(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A message length: 1 byte up to the longest Homa message.
+pub(crate) fn message_length(s: &str) -> Result<u32, String> {
+    let max = max_message_length();
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 && n <= u64::from(max) => Ok(n as u32),
+        Ok(_) => Err(format!(
+            "{s:?}: must be 1 to {max} bytes (the longest Homa message)"
+        )),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
+/// [`message_length`] as a `usize`.
+pub(crate) fn message_length_usize(s: &str) -> Result<usize, String> {
+    message_length(s).map(|n| n as usize)
+}
+
 #[cfg(test)]
 #[allow(non_snake_case)]
 mod tests {

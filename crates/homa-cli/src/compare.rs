@@ -52,7 +52,7 @@ use crate::stats::{median, Latency};
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
     /// Repetitions of the whole set; the table shows medians.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::args::positive_usize)]
     pub reps: usize,
     /// Measurement window of each measurement (1s, 250ms).
     #[arg(long, default_value = "1s", value_parser = crate::args::positive_duration)]
@@ -66,7 +66,7 @@ pub struct CompareArgs {
     #[arg(long, value_enum, default_value_t = Polling::Busy)]
     pub polling: Polling,
     /// Size of the request/response messages, in bytes.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::args::message_length_usize)]
     pub small: usize,
     /// Size of the one-way bulk messages, in bytes.
     #[arg(long, default_value_t = 1_000_000)]
@@ -93,10 +93,10 @@ pub struct CompareArgs {
     #[arg(long)]
     pub homa_backlog_us: Option<u64>,
     /// Homa bulk calls kept outstanding on the client socket.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::args::positive_usize)]
     pub bulk_outstanding: usize,
     /// Requests kept in flight by the rate measurement (every transport).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::args::positive_usize)]
     pub rate_outstanding: usize,
     /// CPU for the client (default: the first allowed CPU).
     #[arg(long)]

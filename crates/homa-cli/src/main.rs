@@ -129,8 +129,9 @@ struct ServerArgs {
     /// program) instead of the flow hash.
     #[arg(long)]
     pin: bool,
-    /// Reply with this many bytes instead of what the request asks for.
-    #[arg(long)]
+    /// Reply with this many bytes instead of what the request asks for
+    /// (1 to the longest Homa message).
+    #[arg(long, value_parser = args::message_length)]
     response_size: Option<u32>,
     /// How waiting threads wait (server and client default to adaptive;
     /// compare uses busy, rack block).

@@ -92,7 +92,7 @@ pub(crate) struct RackArgs {
     pub hosts: usize,
     /// Rate of every switch port toward a host, Mbit/s (also Homa's
     /// `link_mbps`).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::args::positive_u64)]
     pub rate_mbit: u64,
     /// Workload: w1..w5, starve, or a fixed size in bytes.
     #[arg(short, long, default_value = "w4")]

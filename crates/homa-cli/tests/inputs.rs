@@ -429,6 +429,16 @@ fn server_rack_and_sim__bad_port_ranges_loads_and_outputs_refused_up_front() {
         (&["rack", "--load", "0"], "more than 0"),
         (&["rack", "--load", "3"], "at most 1"),
         (&["rack", "--load", "nan"], "more than 0"),
+        // Values that were taken and then did nothing useful.
+        (&["sim", "-d", "0s"], "longer than zero"),
+        (
+            &["server", "--response-size", "20000000"],
+            "longest Homa message",
+        ),
+        (&["compare", "--reps", "0"], "at least 1"),
+        (&["compare", "--rate-outstanding", "0"], "at least 1"),
+        (&["compare", "--small", "0"], "longest Homa message"),
+        (&["rack", "--rate-mbit", "0"], "at least 1"),
         // The simulation ran to its end before its output failed.
         (
             &["sim", "--svg", "/proc/no-such-dir/x.svg"],

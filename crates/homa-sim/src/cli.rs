@@ -126,7 +126,7 @@ pub struct SimArgs {
     #[arg(long, value_enum)]
     pub slowdown: Option<SlowdownArg>,
     /// Messages arrive during this long (e.g. 100ms).
-    #[arg(short, long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "100ms", value_parser = positive_duration)]
     pub duration: std::time::Duration,
     /// Messages created earlier are not measured [default: duration/10].
     #[arg(long, value_parser = parse_duration)]
@@ -511,6 +511,17 @@ impl Bar {
         if let Some(b) = &self.bar {
             b.finish();
         }
+    }
+}
+
+/// [`parse_duration`], refusing zero (a run of no time measures nothing;
+/// it used to print nothing at all).
+fn positive_duration(s: &str) -> Result<std::time::Duration, SimError> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(SimError::Config(
+            "the run's duration must be longer than zero",
+        )),
+        d => Ok(d),
     }
 }
 
