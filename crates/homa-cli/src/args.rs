@@ -80,7 +80,7 @@ pub(crate) fn workload(s: &str) -> Result<SizeSpec, String> {
         };
     }
     t.parse::<SizeSpec>()
-        .map_err(|e| format!("{s:?}: {e} (give w1, w2, w3, w4, w5, starve, or a size in bytes)"))
+        .map_err(|e| e.to_string())
 }
 
 /// Checks that `count` consecutive ports from `base`'s fit below 65536

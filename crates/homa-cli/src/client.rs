@@ -879,9 +879,9 @@ pub(crate) fn main(a: &ClientArgs) -> Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         if let Some(e) = &o.report.error {
-            failure = Some(format!("{}: {e}", p.name()));
+            failure = Some(format!("the {} run: {e}", p.name()));
         } else if o.report.calls == 0 {
-            failure = Some(format!("{}: no call succeeded", p.name()));
+            failure = Some(format!("the {} run: no call succeeded", p.name()));
         }
         outcomes.push(o);
         if failure.is_some() {
