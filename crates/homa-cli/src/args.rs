@@ -79,8 +79,7 @@ pub(crate) fn workload(s: &str) -> Result<SizeSpec, String> {
             )),
         };
     }
-    t.parse::<SizeSpec>()
-        .map_err(|e| e.to_string())
+    t.parse::<SizeSpec>().map_err(|e| e.to_string())
 }
 
 /// Checks that `count` consecutive ports from `base`'s fit below 65536

@@ -77,55 +77,130 @@ pub(crate) fn cdf(title: &str, runs: &[(String, &str, &[CdfPoint])]) -> String {
     .render()
 }
 
+/// The load of a report, in words.
+fn load_of(r: &Report) -> String {
+    if r.gbps_target > 0.0 {
+        format!("open loop {} Gbit/s", r.gbps_target)
+    } else {
+        format!("closed loop, {} outstanding", r.client_max)
+    }
+}
+
 /// The title of a plot of client reports: workload, load, base RTT and
-/// link.
+/// link; what differs between the reports is left to the legend.
 pub(crate) fn title(reports: &[Report]) -> String {
     let Some(r) = reports.first() else {
         return String::new();
     };
-    let load = if r.gbps_target > 0.0 {
-        format!("open loop {} Gbit/s", r.gbps_target)
-    } else {
-        format!("closed loop, {} outstanding", r.client_max)
+    let same = |f: &dyn Fn(&Report) -> String| reports.iter().all(|x| f(x) == f(r));
+    let workload = |r: &Report| {
+        if r.fixed_size() {
+            format!("{} B requests", r.workload)
+        } else {
+            format!("{} ({})", r.workload, r.variant.name())
+        }
     };
-    let workload = if r.fixed_size() {
-        format!("{} B requests", r.workload)
-    } else {
-        format!("{} ({})", r.workload, r.variant.name())
+    let base = |r: &Report| format!("base RTT {:.1} us", r.summary.ideal.base_rtt_us);
+    let link = |r: &Report| {
+        let loopback = if r.link_source.starts_with("loopback") {
+            " (loopback)"
+        } else {
+            ""
+        };
+        format!(
+            "link {} Gbit/s{loopback}",
+            r.summary.ideal.link_mbps / 1000.0
+        )
     };
-    let link = r.summary.ideal.link_mbps / 1000.0;
-    let loopback = if r.link_source.starts_with("loopback") {
-        " (loopback)"
-    } else {
-        ""
-    };
-    format!(
-        "{workload}, {load}; base RTT {:.1} us, link {link} Gbit/s{loopback}",
-        r.summary.ideal.base_rtt_us
-    )
+    let mut parts = Vec::new();
+    for (f, differs) in [
+        (
+            &workload as &dyn Fn(&Report) -> String,
+            "workloads as in the legend",
+        ),
+        (&load_of, "loads as in the legend"),
+    ] {
+        parts.push(if same(f) { f(r) } else { differs.to_string() });
+    }
+    let mut tail = Vec::new();
+    for (f, differs) in [
+        (&base as &dyn Fn(&Report) -> String, "base RTTs differ"),
+        (&link, "links differ"),
+    ] {
+        tail.push(if same(f) { f(r) } else { differs.to_string() });
+    }
+    format!("{}; {}", parts.join(", "), tail.join(", "))
+}
+
+/// Shades of a protocol's colour, for several reports of it in one plot.
+fn shades(p: Protocol) -> &'static [&'static str] {
+    match p {
+        Protocol::Homa => &[HOMA_COLOR, "#E07B00", "#8E44AD", "#C0392B", "#2C3E50"],
+        Protocol::Tcp => &[TCP_COLOR, "#B8860B", "#16A085", "#7F8C8D", "#D35400"],
+    }
+}
+
+/// Legend names and colours of overlaid reports: the protocol alone when
+/// it appears once; else each of its reports also named by what sets it
+/// apart (its experiment name, or its load) and drawn in its own colour.
+/// (Two saved runs of one workload at two loads came out with the same
+/// two colours and the same legend twice.)
+fn legend(reports: &[Report]) -> Vec<(String, &'static str)> {
+    let mut seen: Vec<(Protocol, usize)> = Vec::new();
+    reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let same_protocol: Vec<&Report> = reports
+                .iter()
+                .filter(|x| x.protocol == r.protocol)
+                .collect();
+            let k = match seen.iter_mut().find(|(p, _)| *p == r.protocol) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n - 1
+                }
+                None => {
+                    seen.push((r.protocol, 1));
+                    0
+                }
+            };
+            let color = shades(r.protocol)[k % shades(r.protocol).len()];
+            if same_protocol.len() == 1 {
+                return (r.protocol.name().to_string(), color);
+            }
+            let unique = |f: &dyn Fn(&Report) -> String| {
+                same_protocol.iter().filter(|x| f(x) == f(r)).count() == 1
+            };
+            let name = if unique(&|x| x.exp.clone()) {
+                r.exp.clone()
+            } else if unique(&load_of) {
+                format!("{} {}", r.protocol.name(), load_of(r))
+            } else {
+                format!("{} #{}", r.protocol.name(), i + 1)
+            };
+            (name, color)
+        })
+        .collect()
 }
 
 /// The plot of client reports, overlaid: a CDF of the RTT if every report
 /// used one fixed size, else slowdown against length.
 pub(crate) fn reports(reports: &[Report]) -> String {
     let title = title(reports);
-    let name = |r: &Report| {
-        if reports.iter().filter(|x| x.protocol == r.protocol).count() > 1 {
-            r.exp.clone()
-        } else {
-            r.protocol.name().to_string()
-        }
-    };
+    let legend = legend(reports);
     if !reports.is_empty() && reports.iter().all(Report::fixed_size) {
         let runs: Vec<(String, &str, &[CdfPoint])> = reports
             .iter()
-            .map(|r| (name(r), color(r.protocol), r.rtt_cdf.as_slice()))
+            .zip(&legend)
+            .map(|(r, (name, color))| (name.clone(), *color, r.rtt_cdf.as_slice()))
             .collect();
         return cdf(&format!("RTT distribution: {title}"), &runs);
     }
     let series = reports
         .iter()
-        .flat_map(|r| slowdown_series(&name(r), color(r.protocol), &r.summary.buckets))
+        .zip(&legend)
+        .flat_map(|(r, (name, color))| slowdown_series(name, color, &r.summary.buckets))
         .collect();
     slowdown(&format!("Slowdown: {title}"), series)
 }

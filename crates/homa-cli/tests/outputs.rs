@@ -221,6 +221,37 @@ fn client__homa_and_tcp_overlaid_in_one_plot() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("homa P99") && text.contains("tcp P99"));
+    // The same runs "at another load" overlaid: each report is told apart
+    // in the legend by its load and drawn in its own colour, and the title
+    // does not claim the first one's load for all (they came out with one
+    // title, the same legend twice and two colours).
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for r in other.as_array_mut().unwrap() {
+        r["gbps_target"] = serde_json::json!(0.4);
+    }
+    let json2 = tmp("w3-0.4.json");
+    std::fs::write(&json2, other.to_string()).unwrap();
+    let both = tmp("both.svg");
+    let o = Command::new(HOMA)
+        .args(["plot", json.to_str().unwrap(), json2.to_str().unwrap()])
+        .args(["--out", both.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&both).unwrap();
+    for label in [
+        "homa closed loop, 4 outstanding P99",
+        "homa open loop 0.4 Gbit/s P99",
+        "tcp open loop 0.4 Gbit/s P50",
+        "loads as in the legend",
+    ] {
+        assert!(text.contains(label), "{label} missing");
+    }
+    let colors = ["#1759BB", "#E07B00", "#00A000", "#B8860B"];
+    for c in colors {
+        assert!(text.to_uppercase().contains(c), "colour {c} missing");
+    }
     let bad = tmp("bad.json");
     std::fs::write(&bad, "{\"calls\": 1}").unwrap();
     let o = Command::new(HOMA)
