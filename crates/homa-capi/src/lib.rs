@@ -474,7 +474,7 @@ fn strerror_text(err: c_int) -> &'static CStr {
         libc::ECANCELED => c"rpc aborted by the application: the request may have run",
         libc::EMSGSIZE => c"message longer than the maximum Homa message: not sent",
         libc::EINVAL => c"invalid argument (null pointer, bad address text, empty message, bad configuration)",
-        libc::EAFNOSUPPORT => c"address family mismatch (IPv6 destination on an IPv4 socket)",
+        libc::EAFNOSUPPORT => c"address family mismatch (IPv6 destination on an IPv4 socket, or IPv4 destination on a socket bound to a specific IPv6 address)",
         libc::EBADF => c"socket closed",
         libc::EOPNOTSUPP => c"this socket accepts no requests (opened client-only)",
         libc::EAGAIN => c"send buffer full",
