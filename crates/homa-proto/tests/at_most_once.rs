@@ -594,6 +594,54 @@ fn forged_request(sport: u16, incarnation: u64, sender_id: u64, len: u32) -> Vec
     bytes
 }
 
+/// Three 100-byte requests from the client of `client_and_server` that
+/// complete, their DATA packets captured (for replays later); returns the
+/// request ids and the captures.
+fn three_captured_requests(
+    net: &mut Network,
+    h: &mut Harness,
+    cport: u16,
+    server: SocketAddr,
+) -> (Vec<u64>, Vec<Vec<u8>>) {
+    let client = net.addr(0, cport);
+    let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let c = captured.clone();
+    net.set_filter(move |d, _| {
+        if d.src == client && d.packet_type() == Some(PacketType::Data) {
+            c.borrow_mut().push(d.data.clone());
+        }
+        Verdict::Deliver
+    });
+    let ids: Vec<u64> = (0..3)
+        .map(|i| request(net, 0, cport, server, pattern(i, 100)))
+        .collect();
+    h.run(net, Duration::from_millis(20), |_, _| true);
+    for id in &ids {
+        assert!(matches!(h.ends.get(id), Some((End::Ok(_), _))));
+    }
+    net.clear_filter();
+    let captured = captured.borrow().clone();
+    (ids, captured)
+}
+
+/// Forges `n` requests from the client at `client`, each starting a new
+/// client run (ids 2^41 apart, far from `near` and from each other).
+fn forge_new_runs(
+    net: &mut Network,
+    h: &mut Harness,
+    client: SocketAddr,
+    server: SocketAddr,
+    near: u64,
+    n: u64,
+) {
+    let inc = net.endpoint(1).incarnation();
+    for k in 0..n {
+        let id = near.wrapping_add((k + 1) << 41);
+        net.inject(client, server, forged_request(client.port(), inc, id, 10));
+        h.run(net, Duration::from_millis(2), |_, _| true);
+    }
+}
+
 #[test]
 fn forged_client_runs_then_a_replay__the_replayed_requests_never_run_again() {
     // An outside test: packets forged from the client's address, each
@@ -605,31 +653,11 @@ fn forged_client_runs_then_a_replay__the_replayed_requests_never_run_again() {
     for forged in [4u64, 5, 8, 20] {
         let (mut net, cport, server) = client_and_server(12200 + forged, &config);
         let client = net.addr(0, cport);
-        let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-        let c = captured.clone();
-        net.set_filter(move |d, _| {
-            if d.src == client && d.packet_type() == Some(PacketType::Data) {
-                c.borrow_mut().push(d.data.clone());
-            }
-            Verdict::Deliver
-        });
         let mut h = Harness::new();
-        let ids: Vec<u64> = (0..3)
-            .map(|i| request(&mut net, 0, cport, server, pattern(i, 100)))
-            .collect();
-        h.run(&mut net, Duration::from_millis(20), |_, _| true);
-        for id in &ids {
-            assert!(matches!(h.ends.get(id), Some((End::Ok(_), _))));
-        }
-        net.clear_filter();
-        let inc = net.endpoint(1).incarnation();
-        for k in 0..forged {
-            let id = ids[0].wrapping_add((k + 1) << 41);
-            net.inject(client, server, forged_request(cport, inc, id, 10));
-            h.run(&mut net, Duration::from_millis(2), |_, _| true);
-        }
-        for d in captured.borrow().iter() {
-            net.inject(client, server, d.clone());
+        let (ids, captured) = three_captured_requests(&mut net, &mut h, cport, server);
+        forge_new_runs(&mut net, &mut h, client, server, ids[0], forged);
+        for d in captured {
+            net.inject(client, server, d);
         }
         h.run(&mut net, Duration::from_millis(50), |_, _| true);
         for id in &ids {
@@ -702,31 +730,14 @@ fn forged_client_runs__the_renewed_record_survives_the_peers_collection() {
     };
     let (mut net, cport, server) = client_and_server(12240, &config);
     let client = net.addr(0, cport);
-    let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-    let c = captured.clone();
-    net.set_filter(move |d, _| {
-        if d.src == client && d.packet_type() == Some(PacketType::Data) {
-            c.borrow_mut().push(d.data.clone());
-        }
-        Verdict::Deliver
-    });
     let mut h = Harness::new();
-    let ids: Vec<u64> = (0..3)
-        .map(|i| request(&mut net, 0, cport, server, pattern(i, 100)))
-        .collect();
-    h.run(&mut net, Duration::from_millis(20), |_, _| true);
-    net.clear_filter();
-    let inc = net.endpoint(1).incarnation();
-    for k in 0..6u64 {
-        let id = ids[0].wrapping_add((k + 1) << 41);
-        net.inject(client, server, forged_request(cport, inc, id, 10));
-        h.run(&mut net, Duration::from_millis(2), |_, _| true);
-    }
+    let (ids, captured) = three_captured_requests(&mut net, &mut h, cport, server);
+    forge_new_runs(&mut net, &mut h, client, server, ids[0], 6);
     assert_eq!(net.endpoint(1).stats().records_renewed, 1);
     h.run(&mut net, Duration::from_secs(3), |_, _| true);
     assert!(net.endpoint(1).stats().peers_collected >= 1);
-    for d in captured.borrow().iter() {
-        net.inject(client, server, d.clone());
+    for d in captured {
+        net.inject(client, server, d);
     }
     h.run(&mut net, Duration::from_millis(50), |_, _| true);
     for id in &ids {

@@ -395,12 +395,14 @@ fn acks__sixth_pending_ack_sends_ack_packet() {
     assert_eq!(net.endpoint(1).rpc_count(), 0);
 }
 
-#[test]
-fn need_ack__client_answers_with_pending_acks() {
-    let config = Config::default();
-    let (mut net, cport, server) = client_and_server(15, &config);
-    request(&mut net, 0, cport, server, pattern(1, 10));
-    // Serve the request, then stop just after the response arrives.
+/// A 10-byte request from the client of `client_and_server`, served, the
+/// network run until the response arrives and no further.
+fn serve_one_until_its_response(
+    net: &mut homa_proto::testnet::Network,
+    cport: u16,
+    server: std::net::SocketAddr,
+) {
+    request(net, 0, cport, server, pattern(1, 10));
     let got = std::cell::Cell::new(false);
     net.run_until(
         Limits::default(),
@@ -411,15 +413,20 @@ fn need_ack__client_answers_with_pending_acks() {
                 id,
                 data,
                 ..
-            } => {
-                respond(net, h, port, peer, id, response_for(&data));
-            }
+            } => respond(net, h, port, peer, id, response_for(&data)),
             Event::Response { .. } => got.set(true),
             other => panic!("{other:?}"),
         },
         |_| got.get(),
     )
     .unwrap();
+}
+
+#[test]
+fn need_ack__client_answers_with_pending_acks() {
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(15, &config);
+    serve_one_until_its_response(&mut net, cport, server);
     assert_eq!(net.endpoint(1).rpc_count(), 1, "server waits for the ack");
     assert_eq!(net.endpoint(1).stats().need_acks, 0);
     // Nothing else to send: after need_ack_after the server asks, and the
@@ -442,24 +449,7 @@ fn need_ack__a_client_that_never_answers_draws_few_of_them() {
     let config = Config::default();
     let (mut net, cport, server) = client_and_server(16, &config);
     let client = net.addr(0, cport);
-    request(&mut net, 0, cport, server, pattern(1, 10));
-    let got = std::cell::Cell::new(false);
-    net.run_until(
-        Limits::default(),
-        |net, h, ev| match ev {
-            Event::Request {
-                port,
-                peer,
-                id,
-                data,
-                ..
-            } => respond(net, h, port, peer, id, response_for(&data)),
-            Event::Response { .. } => got.set(true),
-            other => panic!("{other:?}"),
-        },
-        |_| got.get(),
-    )
-    .unwrap();
+    serve_one_until_its_response(&mut net, cport, server);
     net.set_filter(move |d, _| {
         if d.src == client {
             Verdict::Drop
