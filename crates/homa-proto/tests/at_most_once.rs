@@ -642,6 +642,25 @@ fn forge_new_runs(
     }
 }
 
+/// Replays `captured` from `client` and checks that each of `ids` still
+/// ran once.
+fn replay_expecting_no_second_run(
+    net: &mut Network,
+    h: &mut Harness,
+    client: SocketAddr,
+    server: SocketAddr,
+    captured: Vec<Vec<u8>>,
+    ids: &[u64],
+) {
+    for d in captured {
+        net.inject(client, server, d);
+    }
+    h.run(net, Duration::from_millis(50), |_, _| true);
+    for id in ids {
+        assert_eq!(h.runs(*id), 1, "request {id} ran again");
+    }
+}
+
 #[test]
 fn forged_client_runs_then_a_replay__the_replayed_requests_never_run_again() {
     // An outside test: packets forged from the client's address, each
@@ -656,17 +675,7 @@ fn forged_client_runs_then_a_replay__the_replayed_requests_never_run_again() {
         let mut h = Harness::new();
         let (ids, captured) = three_captured_requests(&mut net, &mut h, cport, server);
         forge_new_runs(&mut net, &mut h, client, server, ids[0], forged);
-        for d in captured {
-            net.inject(client, server, d);
-        }
-        h.run(&mut net, Duration::from_millis(50), |_, _| true);
-        for id in &ids {
-            assert_eq!(
-                h.runs(*id),
-                1,
-                "{forged} forged runs: request {id} ran again"
-            );
-        }
+        replay_expecting_no_second_run(&mut net, &mut h, client, server, captured, &ids);
         // The real client goes on (a renewed record is a new incarnation
         // for it: its next request rebinds).
         let next = request(&mut net, 0, cport, server, pattern(9, 100));
@@ -736,15 +745,5 @@ fn forged_client_runs__the_renewed_record_survives_the_peers_collection() {
     assert_eq!(net.endpoint(1).stats().records_renewed, 1);
     h.run(&mut net, Duration::from_secs(3), |_, _| true);
     assert!(net.endpoint(1).stats().peers_collected >= 1);
-    for d in captured {
-        net.inject(client, server, d);
-    }
-    h.run(&mut net, Duration::from_millis(50), |_, _| true);
-    for id in &ids {
-        assert_eq!(
-            h.runs(*id),
-            1,
-            "request {id} ran again after the collection"
-        );
-    }
+    replay_expecting_no_second_run(&mut net, &mut h, client, server, captured, &ids);
 }
