@@ -293,6 +293,12 @@ impl DoneIds {
         let reference = match (self.floor, self.ran.back()) {
             (0, None) => {
                 if self.old_run_of(oldest).is_none() {
+                    if self.old_runs.len() > OLD_RUNS {
+                        // A record kept for a collected peer holds one
+                        // more run than a live one: a new run renews it
+                        // (else every collection and return added one).
+                        return false;
+                    }
                     self.floor = oldest;
                 }
                 return true;
@@ -787,6 +793,35 @@ mod tests {
         d.insert(run(9));
         let kept = d.retire();
         assert_eq!(DoneIds::from_kept(kept).incarnation(), (77, Some(now)));
+    }
+
+    #[test]
+    fn done_ids__kept_runs_stay_bounded_over_collections_and_returns() {
+        // A client restarted on one address after each idle period: its
+        // peer returns (restored from what its collection kept) with a new
+        // run and is collected again. Retiring keeps one run more than a
+        // live record; the restored record asks for renewal at the next new
+        // run instead of growing (an outside review: 100 runs kept after
+        // 100 cycles).
+        let mut kept = Kept::default();
+        let mut renewals = 0;
+        for k in 1..=100u64 {
+            let mut d = DoneIds::from_kept(kept);
+            let id = (k << 40) + 1;
+            if !d.claim(id) {
+                renewals += 1;
+                d.renew(1000 + k, Instant::from_micros(k));
+                assert!(d.claim(id));
+            }
+            assert!(d.insert(id));
+            kept = d.retire();
+            assert!(
+                kept.runs.len() <= OLD_RUNS + 1,
+                "cycle {k}: {}",
+                kept.runs.len()
+            );
+        }
+        assert!(renewals >= 100 / (OLD_RUNS + 2), "{renewals} renewals");
     }
 
     #[test]

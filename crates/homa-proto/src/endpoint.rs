@@ -973,9 +973,26 @@ impl Endpoint {
     /// as its later RESENDs would be), so its call fails now rather than
     /// at its next probe.
     pub fn abandon_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
-        self.discard_request(port, peer, id)?;
+        let key = self.delivered_request(port, peer, id)?;
+        // The client's request is bound to the value the RPC was created
+        // under (the client's record may have been renewed since): the
+        // refusal must carry it, or the client reads "another incarnation".
+        let echo = self.rpcs[key].echo;
+        self.free_rpc(key);
         self.stats.requests_abandoned += 1;
-        self.refuse(port, peer, id, crate::wire::UnknownStatus::Abandoned);
+        let body = Body::RpcUnknown(crate::wire::RpcUnknownHeader {
+            status: crate::wire::UnknownStatus::Abandoned,
+        });
+        self.queue_control(
+            peer,
+            Repr {
+                sport: port,
+                dport: peer.port(),
+                sender_id: id,
+                incarnation: echo,
+                body,
+            },
+        );
         Ok(())
     }
 

@@ -407,7 +407,20 @@ impl Endpoint {
                 } else if !self.make_room_for_peer(now, src) {
                     (PeerRef::NONE, Some(Refusal::PeerLimit))
                 } else {
+                    let own = self.incarnation;
                     let (r, peer) = self.peer_entry_ref(src, now);
+                    if !peer.done.serves(inc, own) {
+                        // Making room for the client collected peers and
+                        // pushed its own kept record (and the incarnation
+                        // it was served as) out of the table of collected
+                        // peers: the request was checked against a record
+                        // that is gone. Refuse it as the record now says.
+                        self.stats.refused_incarnation += 1;
+                        let (_, since) = self.served(src);
+                        let up = self.refusal_uptime(now, since);
+                        self.refuse(port, src, local, UnknownStatus::Uptime(up));
+                        return None;
+                    }
                     (r, admit(peer, local, oldest, max_rpcs, max_done, now))
                 }
             }

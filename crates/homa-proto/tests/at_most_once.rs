@@ -747,3 +747,135 @@ fn forged_client_runs__the_renewed_record_survives_the_peers_collection() {
     assert!(net.endpoint(1).stats().peers_collected >= 1);
     replay_expecting_no_second_run(&mut net, &mut h, client, server, captured, &ids);
 }
+
+#[test]
+fn renewed_record_pushed_out_while_making_room_for_its_own_client__a_request_never_runs_twice() {
+    // A review of the renewal found this: the peer table (max_peers 2) and
+    // the table of collected peers are full; client C, whose record was
+    // renewed (value R) and then collected, sends request X bound to R.
+    // X passed the incarnation check against C's kept record; making room
+    // for C collected another peer, which pushed C's kept record out, and
+    // X was admitted under a fresh record (the endpoint's own value) that
+    // did not record it. Discarded by the application (it ran), X was
+    // refused at C's next probe with the endpoint's long uptime, rebound
+    // and run again. X must be refused instead when its record is gone.
+    let config = Config {
+        max_peers: 2,
+        peer_idle: Duration::from_millis(50),
+        ..Config::default()
+    };
+    let mut net = network(12_320, 5, &config);
+    let srv = 1;
+    net.endpoint(srv).open_socket(SERVER_PORT).unwrap();
+    let server = net.addr(srv, SERVER_PORT);
+    let ports: Vec<u16> = (0..5)
+        .map(|h| {
+            if h == srv {
+                0
+            } else {
+                net.endpoint(h).open_socket(0).unwrap()
+            }
+        })
+        .collect();
+    let (c, d) = (0usize, 2usize);
+    let caddr = net.addr(c, ports[c]);
+    let mut h = Harness::new();
+    let ok = |net: &mut Network, h: &mut Harness, host: usize, tag: u64, run: Duration| {
+        let id = request(net, host, ports[host], server, pattern(tag, 100));
+        h.run(net, run, |_, _| true);
+        assert!(
+            matches!(h.ends.get(&id), Some((End::Ok(_), _))),
+            "{tag}: {:?}",
+            h.ends.get(&id)
+        );
+        id
+    };
+    let first = ok(&mut net, &mut h, c, 1, Duration::from_millis(20));
+    forge_new_runs(&mut net, &mut h, caddr, server, first, 6);
+    assert_eq!(net.endpoint(srv).stats().records_renewed, 1);
+    // C learns R (its next request is refused by R and rebound), goes
+    // idle and is collected; then D.
+    ok(&mut net, &mut h, c, 2, Duration::from_millis(50));
+    h.run(&mut net, Duration::from_secs(3), |_, _| true);
+    ok(&mut net, &mut h, d, 3, Duration::from_millis(20));
+    h.run(&mut net, Duration::from_millis(300), |_, _| true);
+    assert_eq!(net.endpoint(srv).retired_peer_count(), 2, "C and D kept");
+    for x in [3usize, 4] {
+        ok(&mut net, &mut h, x, 4 + x as u64, Duration::from_millis(5));
+    }
+    // X: taken by the application and discarded (it counts as run).
+    let x = request(&mut net, c, ports[c], server, pattern(9, 100));
+    let until = net.now() + Duration::from_millis(200);
+    while net.now() < until {
+        for host in 0..net.host_count() {
+            for ev in net.take_events(host) {
+                match ev {
+                    Event::Request {
+                        port,
+                        peer,
+                        id,
+                        data,
+                        ..
+                    } => {
+                        *h.ran.entry((host, peer, id ^ 1)).or_insert(0) += 1;
+                        if peer == caddr && id ^ 1 == x {
+                            net.endpoint(host).discard_request(port, peer, id).unwrap();
+                        } else {
+                            respond(&mut net, host, port, peer, id, response_for(&data));
+                        }
+                    }
+                    Event::Response { id, data, .. } => {
+                        h.ends.insert(id, (End::Ok(data), net.now()));
+                    }
+                    Event::Failed { id, error, .. } => {
+                        h.ends.insert(id, (End::Failed(error), net.now()));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        match net.next_event_time() {
+            Some(t) if t <= until => {
+                net.step();
+            }
+            _ => net.advance(until - net.now()),
+        }
+    }
+    assert!(h.runs(x) <= 1, "X ran {} times", h.runs(x));
+}
+
+#[test]
+fn abandon_after_a_renewal__the_client_hears_abandoned() {
+    // A request admitted before its client's record is renewed, then
+    // abandoned by the application: the refusal must carry the value the
+    // request was bound to, or the client takes it for another
+    // incarnation's and fails the call OutcomeUnknown instead of Abandoned.
+    let config = Config::default();
+    let (mut net, cport, server) = client_and_server(12_330, &config);
+    let caddr = net.addr(0, cport);
+    let mut h = Harness::new();
+    let first = request(&mut net, 0, cport, server, pattern(1, 100));
+    h.run(&mut net, Duration::from_millis(20), |_, _| true);
+    let x = request(&mut net, 0, cport, server, pattern(2, 100));
+    let held: Rc<Cell<Option<(u16, SocketAddr, u64)>>> = Rc::default();
+    let until = net.now() + Duration::from_millis(5);
+    while net.now() < until && held.get().is_none() {
+        for ev in net.take_events(1) {
+            if let Event::Request { port, peer, id, .. } = ev {
+                held.set(Some((port, peer, id)));
+            }
+        }
+        if !net.step() {
+            break;
+        }
+    }
+    let (port, peer, id) = held.get().expect("X delivered");
+    forge_new_runs(&mut net, &mut h, caddr, server, first, 6);
+    assert_eq!(net.endpoint(1).stats().records_renewed, 1);
+    net.endpoint(1).abandon_request(port, peer, id).unwrap();
+    h.run(&mut net, Duration::from_millis(20), |_, _| true);
+    assert_eq!(
+        h.ends.get(&x).map(|e| &e.0),
+        Some(&End::Failed(RpcError::Abandoned))
+    );
+}
