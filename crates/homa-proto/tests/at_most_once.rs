@@ -49,6 +49,21 @@ impl Harness {
         limit: Duration,
         mut on_request: impl FnMut(&mut Network, usize) -> bool,
     ) {
+        self.run_with(net, limit, |net, h, port, peer, id, data| {
+            if on_request(net, h) {
+                respond(net, h, port, peer, id, response_for(data));
+            }
+        });
+    }
+
+    /// As [`Harness::run`], with `handle(net, host, port, peer, id, data)`
+    /// doing what it likes with each delivered request (counted first).
+    fn run_with(
+        &mut self,
+        net: &mut Network,
+        limit: Duration,
+        mut handle: impl FnMut(&mut Network, usize, u16, SocketAddr, u64, &Bytes),
+    ) {
         let until = net.now() + limit;
         while net.now() < until {
             let mut any = false;
@@ -64,9 +79,7 @@ impl Harness {
                             ..
                         } => {
                             *self.ran.entry((h, peer, id ^ 1)).or_insert(0) += 1;
-                            if on_request(net, h) {
-                                respond(net, h, port, peer, id, response_for(&data));
-                            }
+                            handle(net, h, port, peer, id, &data);
                         }
                         Event::Response { id, data, .. } => {
                             self.ends.insert(id, (End::Ok(data), net.now()));
@@ -805,42 +818,17 @@ fn renewed_record_pushed_out_while_making_room_for_its_own_client__a_request_nev
     }
     // X: taken by the application and discarded (it counts as run).
     let x = request(&mut net, c, ports[c], server, pattern(9, 100));
-    let until = net.now() + Duration::from_millis(200);
-    while net.now() < until {
-        for host in 0..net.host_count() {
-            for ev in net.take_events(host) {
-                match ev {
-                    Event::Request {
-                        port,
-                        peer,
-                        id,
-                        data,
-                        ..
-                    } => {
-                        *h.ran.entry((host, peer, id ^ 1)).or_insert(0) += 1;
-                        if peer == caddr && id ^ 1 == x {
-                            net.endpoint(host).discard_request(port, peer, id).unwrap();
-                        } else {
-                            respond(&mut net, host, port, peer, id, response_for(&data));
-                        }
-                    }
-                    Event::Response { id, data, .. } => {
-                        h.ends.insert(id, (End::Ok(data), net.now()));
-                    }
-                    Event::Failed { id, error, .. } => {
-                        h.ends.insert(id, (End::Failed(error), net.now()));
-                    }
-                    other => panic!("{other:?}"),
-                }
+    h.run_with(
+        &mut net,
+        Duration::from_millis(200),
+        |net, host, port, peer, id, data| {
+            if peer == caddr && id ^ 1 == x {
+                net.endpoint(host).discard_request(port, peer, id).unwrap();
+            } else {
+                respond(net, host, port, peer, id, response_for(data));
             }
-        }
-        match net.next_event_time() {
-            Some(t) if t <= until => {
-                net.step();
-            }
-            _ => net.advance(until - net.now()),
-        }
-    }
+        },
+    );
     assert!(h.runs(x) <= 1, "X ran {} times", h.runs(x));
 }
 
