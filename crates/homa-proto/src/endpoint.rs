@@ -974,25 +974,12 @@ impl Endpoint {
     /// at its next probe.
     pub fn abandon_request(&mut self, port: u16, peer: SocketAddr, id: u64) -> Result<(), Error> {
         let key = self.delivered_request(port, peer, id)?;
-        // The client's request is bound to the value the RPC was created
-        // under (the client's record may have been renewed since): the
-        // refusal must carry it, or the client reads "another incarnation".
-        let echo = self.rpcs[key].echo;
+        // Told while the RPC still exists: the refusal carries the value
+        // the request was bound to (its client's record may have been
+        // renewed since), or the client reads "another incarnation".
+        self.refuse(port, peer, id, crate::wire::UnknownStatus::Abandoned);
         self.free_rpc(key);
         self.stats.requests_abandoned += 1;
-        let body = Body::RpcUnknown(crate::wire::RpcUnknownHeader {
-            status: crate::wire::UnknownStatus::Abandoned,
-        });
-        self.queue_control(
-            peer,
-            Repr {
-                sport: port,
-                dport: peer.port(),
-                sender_id: id,
-                incarnation: echo,
-                body,
-            },
-        );
         Ok(())
     }
 

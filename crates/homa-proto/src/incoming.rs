@@ -357,6 +357,16 @@ impl Endpoint {
         );
     }
 
+    /// Refuses a request not bound to the incarnation we serve its client
+    /// as: RPC_UNKNOWN with that incarnation's uptime (the client decides
+    /// whether it may have run).
+    fn refuse_unbound(&mut self, now: Instant, port: u16, src: SocketAddr, local: u64) {
+        self.stats.refused_incarnation += 1;
+        let (_, since) = self.served(src);
+        let up = self.refusal_uptime(now, since);
+        self.refuse(port, src, local, UnknownStatus::Uptime(up));
+    }
+
     /// Creates the server RPC for a request's first packet (the caller
     /// checked that no RPC has this id), unless a rule of the `amo` module
     /// or a limit forbids it. Requests that cannot be taken now are answered:
@@ -381,13 +391,10 @@ impl Endpoint {
             self.refuse(port, src, local, UnknownStatus::NotServer);
             return None;
         }
-        let (expected, since) = self.served(src);
-        if inc != expected {
+        if inc != self.served(src).0 {
             // Not bound to us: it may be a copy of a request an earlier
             // incarnation ran. Never run it; the client decides.
-            self.stats.refused_incarnation += 1;
-            let up = self.refusal_uptime(now, since);
-            self.refuse(port, src, local, UnknownStatus::Uptime(up));
+            self.refuse_unbound(now, port, src, local);
             return None;
         }
         let oldest = h.oldest_live_id(local ^ 1).map(local_id);
@@ -415,10 +422,7 @@ impl Endpoint {
                         // it was served as) out of the table of collected
                         // peers: the request was checked against a record
                         // that is gone. Refuse it as the record now says.
-                        self.stats.refused_incarnation += 1;
-                        let (_, since) = self.served(src);
-                        let up = self.refusal_uptime(now, since);
-                        self.refuse(port, src, local, UnknownStatus::Uptime(up));
+                        self.refuse_unbound(now, port, src, local);
                         return None;
                     }
                     (r, admit(peer, local, oldest, max_rpcs, max_done, now))

@@ -711,6 +711,7 @@ impl Endpoint {
         self.send_resends(port, peer, id, &ranges);
     }
 }
+
 /// When a server whose response was fully sent at `done` (and whose last
 /// NEED_ACK, if any, left at `last`) sends the next one: `need_ack_after`
 /// after `done`, then at intervals as long as the time since `done` (at
