@@ -1158,7 +1158,7 @@ pub fn udp_bulk(segment: usize, plan: &Plan, polling: Polling, cpus: Cpus) -> Re
             Ok(_) => Ok(()),
             // The receiver fell behind and ICMP or buffer errors surfaced,
             // or the send buffer stayed full: this batch is lost.
-            Err(e) if dropped(&e) || e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(()),
+            Err(e) if dropped(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     });
