@@ -112,24 +112,20 @@ pub(crate) fn title(reports: &[Report]) -> String {
             r.summary.ideal.link_mbps / 1000.0
         )
     };
-    let mut parts = Vec::new();
-    for (f, differs) in [
-        (
-            &workload as &dyn Fn(&Report) -> String,
-            "workloads as in the legend",
-        ),
-        (&load_of, "loads as in the legend"),
-    ] {
-        parts.push(if same(f) { f(r) } else { differs.to_string() });
-    }
-    let mut tail = Vec::new();
-    for (f, differs) in [
-        (&base as &dyn Fn(&Report) -> String, "base RTTs differ"),
-        (&link, "links differ"),
-    ] {
-        tail.push(if same(f) { f(r) } else { differs.to_string() });
-    }
-    format!("{}; {}", parts.join(", "), tail.join(", "))
+    let part = |f: &dyn Fn(&Report) -> String, differs: &str| {
+        if same(f) {
+            f(r)
+        } else {
+            differs.to_string()
+        }
+    };
+    format!(
+        "{}, {}; {}, {}",
+        part(&workload, "workloads as in the legend"),
+        part(&load_of, "loads as in the legend"),
+        part(&base, "base RTTs differ"),
+        part(&link, "links differ")
+    )
 }
 
 /// Shades of a protocol's colour, for several reports of it in one plot.
@@ -146,7 +142,6 @@ fn shades(p: Protocol) -> &'static [&'static str] {
 /// (Two saved runs of one workload at two loads came out with the same
 /// two colours and the same legend twice.)
 fn legend(reports: &[Report]) -> Vec<(String, &'static str)> {
-    let mut seen: Vec<(Protocol, usize)> = Vec::new();
     reports
         .iter()
         .enumerate()
@@ -155,17 +150,13 @@ fn legend(reports: &[Report]) -> Vec<(String, &'static str)> {
                 .iter()
                 .filter(|x| x.protocol == r.protocol)
                 .collect();
-            let k = match seen.iter_mut().find(|(p, _)| *p == r.protocol) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n - 1
-                }
-                None => {
-                    seen.push((r.protocol, 1));
-                    0
-                }
-            };
-            let color = shades(r.protocol)[k % shades(r.protocol).len()];
+            // The k-th report of its protocol gets the k-th shade.
+            let k = reports[..i]
+                .iter()
+                .filter(|x| x.protocol == r.protocol)
+                .count();
+            let shades = shades(r.protocol);
+            let color = shades[k % shades.len()];
             if same_protocol.len() == 1 {
                 return (r.protocol.name().to_string(), color);
             }
